@@ -1,0 +1,87 @@
+"""Command line: parse and dispatch only. Heavy modules are imported by the subcommand that needs them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.errors import HarnessError
+
+EPILOG = "Exit status: 0 all done; 1 some distances failed (see the error column); 2 bad input, nothing run."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Measure how robust image hashes are to the edits that make near-duplicates.",
+        epilog=EPILOG)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="apply a config's transforms, score distances, write the report",
+                              description="Apply the config's transform sweeps to its images, score every "
+                                          "pair with every hasher, and write CSV tables, figures and a summary.",
+                              epilog=EPILOG)
+    run.add_argument("config", metavar="CONFIG", help="YAML config, e.g. configs/lena.yaml")
+    run.add_argument("--out", metavar="DIR", help="output directory (default: the config's `output`)")
+    run.add_argument("--images", nargs="+", metavar="PATH",
+                     help="image files (or builtin:NAME) that replace the config's images")
+    run.add_argument("--hashers", metavar="NAME[,NAME...]",
+                     help="run only these of the config's hashers (comma-separated)")
+    run.add_argument("--skip-unavailable", action="store_true",
+                     help="run the other hashers when one cannot (e.g. missing weights), marking it unavailable")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no table at the end")
+
+    report = commands.add_parser("report", help="rebuild every table and figure of a run from its CSVs",
+                                 description="Rebuild table.csv, the figures and summary.md of an output "
+                                             "directory from its saved CSVs, without recomputing anything.")
+    report.add_argument("dir", metavar="DIR", help="the output directory of a run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "report":
+            return command_report(args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+def command_run(args) -> int:
+    from harness import report, runner
+    from harness.config import load_config
+    from harness.provenance import provenance
+
+    hashers = [h.strip() for h in args.hashers.split(",") if h.strip()] if args.hashers else None
+    config = load_config(args.config, images=args.images, hashers=hashers)
+    out_dir = args.out or config.output
+    report.check_writable(out_dir)
+    result = runner.run(config, skip_unavailable=args.skip_unavailable, progress=False if args.quiet else None)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    table = report.write_run(result, out_dir, provenance())
+    if not args.quiet:
+        print(table.to_string(index=False))
+        print(f"\nwrote {out_dir}/ (summary.md, table.csv, distances.csv, figures/)")
+    failed = result.distances["error"].ne("") & result.distances["error"].ne(runner.UNAVAILABLE)
+    return 1 if failed.any() else 0
+
+
+def command_report(args) -> int:
+    from harness import report
+
+    table = report.build_report(args.dir)
+    print(table.to_string(index=False))
+    print(f"\nrebuilt {args.dir}/ (summary.md, table.csv, figures/) from its CSVs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""YAML config -> typed, validated, immutable objects.
+
+Every problem is a ConfigError naming the file, the key path
+(``sweeps[3].b[0].jpeg.quality``) and what is wrong, raised before any work.
+Paths in a config are relative to the directory the command runs from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from harness.errors import ConfigError
+from harness.params import check_params, param_specs
+from harness.registry import UnknownName
+
+VALUE = "$value"  # placeholder in transform parameters, replaced by each swept value
+
+Step = tuple[str, tuple[tuple[str, Any], ...]]  # (transform name, sorted (param, value) pairs)
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """One row of the article's table: a family, a swept value and the two sides' transform chains."""
+
+    family: str
+    value: Any  # None for families without a sweep
+    label: str
+    a: tuple[Step, ...]
+    b: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class HasherSpec:
+    id: str  # the column name in every table; the registry name unless the config sets `id`
+    name: str  # registry name or plugin import path
+    params: tuple[tuple[str, Any], ...]
+
+    def build(self):
+        from harness.hashers import HASHERS
+        return HASHERS.get(self.name)(**dict(self.params))
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str  # the YAML file
+    name: str
+    description: str
+    output: str
+    seed: int
+    images: tuple[str, ...]
+    fallback_image: str | None
+    pairs: tuple[PairSpec, ...]
+    hashers: tuple[HasherSpec, ...]
+    previews: bool
+    raw: dict = field(repr=False, compare=False, default_factory=dict)
+
+    def resolved(self) -> dict:
+        """The config after defaults and sweep expansion, for run.json."""
+        return {
+            "source": self.source,
+            "name": self.name,
+            "description": self.description,
+            "output": self.output,
+            "seed": self.seed,
+            "images": list(self.images),
+            "fallback_image": self.fallback_image,
+            "hashers": [{"id": h.id, "name": h.name, **dict(h.params)} for h in self.hashers],
+            "pairs": [
+                {"family": p.family, "value": p.value, "label": p.label,
+                 "a": [{name: dict(params)} for name, params in p.a],
+                 "b": [{name: dict(params)} for name, params in p.b]}
+                for p in self.pairs
+            ],
+            "previews": self.previews,
+        }
+
+
+TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image", "sweeps", "hashers", "report"}
+SWEEP_KEYS = {"family", "label", "labels", "values", "a", "b"}
+
+
+def load_config(path: str, images: list[str] | None = None, hashers: list[str] | None = None) -> Config:
+    """Read and validate a config; `images` / `hashers` are the CLI's overrides."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read the config ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(path, where, f"YAML syntax error: {problem}") from None
+    return parse_config(raw, path, images, hashers)
+
+
+def parse_config(raw: Any, source: str, images: list[str] | None = None,
+                 hashers: list[str] | None = None) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "", "the config must be a mapping of keys (name, images, sweeps, hashers, ...)")
+    _no_unknown_keys(raw, TOP_KEYS, source, "")
+    for key in ("images", "sweeps", "hashers"):
+        if key not in raw:
+            raise ConfigError(source, key, "missing; a config needs images, sweeps and hashers")
+
+    name = _typed(raw.get("name", os.path.splitext(os.path.basename(source))[0]), str, source, "name")
+    output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")
+    seed = _typed(raw.get("seed", 0), int, source, "seed")
+    description = _typed(raw.get("description", ""), str, source, "description")
+
+    report = raw.get("report", {}) or {}
+    if not isinstance(report, dict):
+        raise ConfigError(source, "report", f"expected a mapping, got {report!r}")
+    _no_unknown_keys(report, {"previews"}, source, "report.")
+    previews = _typed(report.get("previews", True), bool, source, "report.previews")
+
+    fallback = raw.get("fallback_image")
+    if fallback is not None:
+        _typed(fallback, str, source, "fallback_image")
+    if images is not None:
+        image_list, fallback = tuple(images), None  # the user's own images replace the config's
+    else:
+        image_list = tuple(_string_list(raw["images"], source, "images"))
+    if fallback is not None:
+        from harness.images import check_source
+        _check(lambda: check_source(fallback), source, "fallback_image")
+
+    pairs = _parse_sweeps(raw["sweeps"], source)
+    hasher_specs = _parse_hashers(raw["hashers"], source)
+    if hashers is not None:
+        hasher_specs = _select_hashers(hasher_specs, hashers, source)
+
+    return Config(source=source, name=name, description=description, output=output, seed=seed,
+                  images=image_list, fallback_image=fallback, pairs=tuple(pairs),
+                  hashers=tuple(hasher_specs), previews=previews, raw=raw)
+
+
+def _check(func, source, key):
+    try:
+        return func()
+    except (ValueError, UnknownName) as exc:
+        raise ConfigError(source, key, str(exc)) from None
+
+
+def _typed(value, kind, source, key):
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(source, key, f"expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _string_list(value, source, key) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(source, key, f"expected a non-empty list, got {value!r}")
+    for i, item in enumerate(value):
+        _typed(item, str, source, f"{key}[{i}]")
+    return value
+
+
+def _no_unknown_keys(mapping: dict, allowed: set, source: str, prefix: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(sorted(allowed))}"
+            raise ConfigError(source, f"{prefix}{key}", f"unknown key{hint}")
+
+
+# --- sweeps ---------------------------------------------------------------
+
+def _parse_sweeps(sweeps, source) -> list[PairSpec]:
+    if not isinstance(sweeps, list) or not sweeps:
+        raise ConfigError(source, "sweeps", "expected a non-empty list of sweeps")
+    pairs, families = [], set()
+    for i, sweep in enumerate(sweeps):
+        key = f"sweeps[{i}]"
+        if not isinstance(sweep, dict):
+            raise ConfigError(source, key, f"expected a mapping with family, a/b and values, got {sweep!r}")
+        _no_unknown_keys(sweep, SWEEP_KEYS, source, key + ".")
+        family = _typed(sweep.get("family"), str, source, key + ".family")
+        if family in families:
+            raise ConfigError(source, key + ".family", f"family '{family}' is declared twice")
+        families.add(family)
+        a = _parse_side(sweep.get("a"), source, key + ".a")
+        b = _parse_side(sweep.get("b"), source, key + ".b")
+        uses_value = any(v == VALUE for _, params, _ in a + b for v in params.values())
+        values = _parse_values(sweep.get("values"), source, key + ".values")
+        if values is not None and not uses_value:
+            raise ConfigError(source, key + ".values",
+                              f"values are given but no transform parameter is '{VALUE}'")
+        if values is None and uses_value:
+            raise ConfigError(source, key, f"a parameter is '{VALUE}' but the sweep has no values")
+        labels = sweep.get("labels")
+        if labels is not None:
+            labels = _string_list(labels, source, key + ".labels")
+            if len(labels) != len(values or [None]):
+                raise ConfigError(source, key + ".labels",
+                                  f"{len(labels)} labels for {len(values or [None])} values")
+        template = _typed(sweep.get("label", family if values is None else family + " {value}"),
+                          str, source, key + ".label")
+        for j, value in enumerate(values if values is not None else [None]):
+            label = labels[j] if labels else template.replace("{value}", format_value(value))
+            pairs.append(PairSpec(family, value, label,
+                                  _resolve_side(a, value, source), _resolve_side(b, value, source)))
+    return pairs
+
+
+def _parse_side(side, source, key) -> list[tuple[str, dict, str]]:
+    """A side is a transform name, a {name: params} mapping, or a list of those (a chain)."""
+    if side is None:
+        return []
+    steps = side if isinstance(side, list) else [side]
+    parsed = []
+    for i, step in enumerate(steps):
+        step_key = f"{key}[{i}]" if isinstance(side, list) else key
+        if isinstance(step, str):
+            name, params = step, {}
+        elif isinstance(step, dict) and len(step) == 1:
+            (name, params), = step.items()
+            params = {} if params is None else params
+            if not isinstance(params, dict):
+                raise ConfigError(source, f"{step_key}.{name}", f"expected a mapping of parameters, got {params!r}")
+        else:
+            raise ConfigError(source, step_key,
+                              f"expected a transform name or {{name: {{param: value}}}}, got {step!r}")
+        from transforms import TRANSFORMS
+        _check(lambda: TRANSFORMS.get(str(name)), source, step_key)
+        parsed.append((str(name), params, step_key))
+    return parsed
+
+
+def _resolve_side(steps, value, source) -> tuple[Step, ...]:
+    """Substitute the swept value and validate every step's parameters."""
+    from transforms import TRANSFORMS
+    resolved = []
+    for name, params, step_key in steps:
+        given = {k: (value if v == VALUE else v) for k, v in params.items()}
+        try:
+            full = check_params(param_specs(TRANSFORMS.get(name)), given, f"transform '{name}'")
+        except ValueError as exc:
+            param, _, problem = str(exc).partition(": ")
+            if params.get(param) == VALUE:
+                problem += f" (the swept value {value!r})"
+            raise ConfigError(source, f"{step_key}.{name}.{param}", problem) from None
+        resolved.append((name, tuple(sorted(full.items()))))
+    return tuple(resolved)
+
+
+def _parse_values(values, source, key) -> list | None:
+    """A list of numbers/strings, or a range {start, stop, step} with stop included."""
+    if values is None:
+        return None
+    if isinstance(values, dict):
+        _no_unknown_keys(values, {"start", "stop", "step"}, source, key + ".")
+        for part in ("start", "stop", "step"):
+            if part not in values:
+                raise ConfigError(source, f"{key}.{part}", "missing; a range needs start, stop and step")
+            if isinstance(values[part], bool) or not isinstance(values[part], (int, float)):
+                raise ConfigError(source, f"{key}.{part}", f"expected a number, got {values[part]!r}")
+        start, stop, step = values["start"], values["stop"], values["step"]
+        if step == 0 or (stop - start) / step < 0:
+            raise ConfigError(source, f"{key}.step", f"step {step!r} never goes from {start!r} to {stop!r}")
+        count = math.floor((stop - start) / step + 1e-9) + 1
+        if count > 100_000:
+            raise ConfigError(source, key, f"the range has {count} values; at most 100000")
+        as_int = all(isinstance(values[p], int) for p in ("start", "stop", "step"))
+        # Round so a float step (0.1) gives 0.3, not 0.30000000000000004.
+        return [start + i * step if as_int else round(start + i * step, 10) for i in range(count)]
+    if not isinstance(values, list) or not values:
+        raise ConfigError(source, key, f"expected a non-empty list or {{start, stop, step}}, got {values!r}")
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(source, f"{key}[{i}]", f"expected a number or a string, got {value!r}")
+    if len(set(map(repr, values))) != len(values):
+        raise ConfigError(source, key, "a value is listed twice")
+    return values
+
+
+def format_value(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return repr(value)  # keep "2.0": the YAML said a float
+    return str(value)
+
+
+# --- hashers --------------------------------------------------------------
+
+def _parse_hashers(hashers, source) -> list[HasherSpec]:
+    from harness.hashers import HASHERS
+    if not isinstance(hashers, list) or not hashers:
+        raise ConfigError(source, "hashers", "expected a non-empty list of hasher names or {name: ..., params}")
+    specs, ids = [], set()
+    for i, entry in enumerate(hashers):
+        key = f"hashers[{i}]"
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ConfigError(source, key, f"expected a hasher name or a mapping with 'name', got {entry!r}")
+        params = dict(entry)
+        name = _typed(params.pop("name"), str, source, key + ".name")
+        hasher_id = _typed(params.pop("id", name), str, source, key + ".id")
+        cls = _check(lambda: HASHERS.get(name), source, key + ".name")
+        try:
+            full = check_params(param_specs(cls), params, f"hasher '{name}'")
+            cls(**full)  # runs the hasher's own checks (e.g. a weights file that must exist)
+        except ValueError as exc:
+            param, _, problem = str(exc).partition(": ")
+            raise ConfigError(source, f"{key}.{param}", problem) from None
+        if hasher_id in ids:
+            raise ConfigError(source, key + ".id", f"two hashers are called '{hasher_id}'; give one an `id`")
+        ids.add(hasher_id)
+        specs.append(HasherSpec(hasher_id, name, tuple(full.items())))
+    return specs
+
+
+def _select_hashers(specs: list[HasherSpec], wanted: list[str], source) -> list[HasherSpec]:
+    by_id = {s.id: s for s in specs}
+    chosen = []
+    for name in wanted:
+        if name not in by_id:
+            close = difflib.get_close_matches(name, list(by_id), n=1, cutoff=0.5) or \
+                [i for i in by_id if i.lower() == name.lower()]
+            hint = f"; did you mean '{close[0]}'?" if close else f"; the config has {', '.join(by_id)}"
+            raise ConfigError("--hashers", name, f"not a hasher of {source}{hint}")
+        if by_id[name] not in chosen:
+            chosen.append(by_id[name])
+    return chosen

@@ -1,0 +1,182 @@
+"""Parameters declared once, in a signature, and checked before any work.
+
+A transform is a function and a hasher a dataclass; each parameter's type and
+valid range are written in its annotation, e.g. ``quality: Annotated[int, Range(0, 100)]``.
+`check_params` reads that single declaration to validate what a config gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Annotated, Callable, Literal
+
+
+@dataclass(frozen=True)
+class Range:
+    """Inclusive bounds (None = unbounded); `open_low` makes the low bound exclusive."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+
+    def check(self, value) -> str | None:
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return f"must be {'>' if self.open_low else '>='} {self.low:g}"
+        if self.high is not None and value > self.high:
+            return f"must be <= {self.high:g}"
+        return None
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        if self.low is None:
+            return f"<= {self.high:g}"
+        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True)
+class Doc:
+    """A one-line description of a parameter, shown by `harness list`."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    kind: Any  # int, float, str, bool, tuple, or a Literal[...] / union
+    default: Any  # inspect.Parameter.empty when required
+    range: Range | None
+    doc: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+    def describe(self) -> str:
+        text = f"{self.name}: {type_name(self.kind)}"
+        if self.range:
+            text += f" {self.range}"
+        if not self.required:
+            text += f" = {self.default!r}"
+        return text + (f"  {self.doc}" if self.doc else "")
+
+
+def type_name(kind) -> str:
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(kind))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in typing.get_args(kind))
+    if origin in (list, tuple):
+        return f"list[{', '.join(type_name(a) for a in typing.get_args(kind) if a is not Ellipsis)}]"
+    if kind is type(None):
+        return "null"
+    return getattr(kind, "__name__", str(kind))
+
+
+def param_specs(target: Callable | type) -> list[ParamSpec]:
+    """The parameters of a transform function (after `image`) or a hasher dataclass."""
+    if dataclasses.is_dataclass(target):
+        hints = typing.get_type_hints(target, include_extras=True)
+        specs = []
+        for field in dataclasses.fields(target):
+            if not field.init:
+                continue
+            default = field.default
+            if default is dataclasses.MISSING:
+                default = (field.default_factory() if field.default_factory is not dataclasses.MISSING
+                           else inspect.Parameter.empty)
+            specs.append(_spec(field.name, hints[field.name], default))
+        return specs
+    hints = typing.get_type_hints(target, include_extras=True)
+    params = list(inspect.signature(target).parameters.values())[1:]  # skip the image
+    return [_spec(p.name, hints.get(p.name, Any), p.default) for p in params]
+
+
+def _spec(name: str, hint, default) -> ParamSpec:
+    rng, doc = None, ""
+    if typing.get_origin(hint) is Annotated:
+        hint, *extras = typing.get_args(hint)
+        for extra in extras:
+            if isinstance(extra, Range):
+                rng = extra
+            elif isinstance(extra, Doc):
+                doc = extra.text
+    return ParamSpec(name, hint, default, rng, doc)
+
+
+def coerce(kind, value) -> tuple[bool, Any]:
+    """Return (ok, value) with ints accepted where floats are expected."""
+    origin = typing.get_origin(kind)
+    if kind is Any:
+        return True, value
+    if origin is Literal:
+        return value in typing.get_args(kind), value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(kind):
+            ok, coerced = coerce(option, value)
+            if ok:
+                return True, coerced
+        return False, value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        args = [a for a in typing.get_args(kind) if a is not Ellipsis]
+        if origin is tuple and Ellipsis not in typing.get_args(kind) and len(args) != len(value):
+            return False, value
+        items = []
+        for i, item in enumerate(value):
+            ok, coerced = coerce(args[min(i, len(args) - 1)] if args else Any, item)
+            if not ok:
+                return False, value
+            items.append(coerced)
+        return True, tuple(items)
+    if kind is type(None):
+        return value is None, value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False, value
+        return True, float(value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind is bool:
+        return isinstance(value, bool), value
+    return isinstance(value, kind), value
+
+
+def check_params(specs: list[ParamSpec], given: dict, where: str) -> dict:
+    """Validate `given` against `specs`; return the full, typed parameter dict.
+
+    Raises ValueError("<key>: <problem>") naming the parameter so the caller can
+    prefix the config file and key path.
+    """
+    import difflib
+
+    by_name = {s.name: s for s in specs}
+    for key in given:
+        if key not in by_name:
+            close = difflib.get_close_matches(str(key), by_name, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else (
+                f"; known: {', '.join(by_name)}" if by_name else "; it takes no parameters")
+            raise ValueError(f"{key}: unknown parameter of {where}{hint}")
+    resolved = {}
+    for spec in specs:
+        if spec.name not in given:
+            if spec.required:
+                raise ValueError(f"{spec.name}: required parameter of {where} is missing")
+            resolved[spec.name] = spec.default
+            continue
+        ok, value = coerce(spec.kind, given[spec.name])
+        if not ok:
+            raise ValueError(f"{spec.name}: expected {type_name(spec.kind)}, got {given[spec.name]!r}")
+        if spec.range is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            problem = spec.range.check(value)
+            if problem:
+                raise ValueError(f"{spec.name}: {value!r} {problem}")
+        resolved[spec.name] = value
+    return resolved
