@@ -39,8 +39,14 @@ class Hasher(ABC):
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Row-wise distances between two equally long hash arrays -> float64 (N,)."""
 
-    def normalise(self, distances: np.ndarray) -> np.ndarray:
-        return np.clip(np.asarray(distances, dtype=np.float64) / self.distance_max, 0.0, 1.0)
+    def cross_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """All-pairs distances -> float64 (len(a), len(b)). Hashers with a faster form
+        (popcount, matrix product) override this; the default is one vectorised
+        `distance` call per row of `a`."""
+        out = np.empty((len(a), len(b)), dtype=np.float64)
+        for i in range(len(a)):
+            out[i] = self.distance(np.repeat(a[i:i + 1], len(b), axis=0), b)
+        return out
 
     def spec(self) -> dict:
         return {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
@@ -49,6 +55,24 @@ class Hasher(ABC):
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise Hamming distance between bit-packed uint8 hashes (popcount of XOR)."""
     return np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=-1, dtype=np.int64).astype(np.float64)
+
+
+def hamming_cross(a: np.ndarray, b: np.ndarray, block: int = 256) -> np.ndarray:
+    """All-pairs Hamming distances between bit-packed hashes, in row blocks to bound memory."""
+    out = np.empty((len(a), len(b)), dtype=np.float64)
+    for start in range(0, len(a), block):
+        xor = np.bitwise_xor(a[start:start + block, None, :], b[None, :, :])
+        out[start:start + block] = np.bitwise_count(xor).sum(axis=-1, dtype=np.int64)
+    return out
+
+
+def cosine_cross_64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """All-pairs 64 * (1 - cosine similarity), as one matrix product."""
+    def unit(x):
+        x = np.asarray(x, dtype=np.float64)
+        norms = np.linalg.norm(x, axis=-1, keepdims=True)
+        return x / np.where(norms == 0, 1.0, norms)
+    return 64.0 * (1.0 - unit(a) @ unit(b).T)
 
 
 def cosine_distance_64(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from harness.errors import UnavailableError
-from harness.hashers.base import Hasher, cosine_distance_64
+from harness.hashers.base import Hasher, cosine_cross_64, cosine_distance_64
 from harness.params import Doc, Range
 
 # keras.applications constructor -> the module holding its preprocess_input.
@@ -112,6 +112,9 @@ class KerasEmbedding(Hasher):
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return cosine_distance_64(a, b)
+
+    def cross_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return cosine_cross_64(a, b)
 
     def spec(self) -> dict:
         return {**super().spec(), "model": self.model_name}

@@ -8,7 +8,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from harness.hashers.base import Hasher, hamming
+from harness.hashers.base import Hasher, hamming, hamming_cross
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ class OpenCVBitHash(Hasher):
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return hamming(a, b)
+
+    def cross_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return hamming_cross(a, b)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,33 @@
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LENA = os.path.join(ROOT, "resources", "lena_std.tif")
+
+
+def make_synthetic(height: int = 256, width: int = 256) -> np.ndarray:
+    """A deterministic colour test card: gradients, shapes and texture, so every hasher sees structure."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    image = np.zeros((height, width, 3), np.uint8)
+    image[..., 0] = (cols * 255 // max(1, width - 1)).astype(np.uint8)
+    image[..., 1] = (rows * 255 // max(1, height - 1)).astype(np.uint8)
+    image[..., 2] = ((rows + cols) % 64 * 4).astype(np.uint8)
+    cv2.circle(image, (width // 3, height // 3), min(height, width) // 6, (255, 255, 255), -1)
+    cv2.rectangle(image, (width // 2, height // 2), (width * 7 // 8, height * 7 // 8), (0, 0, 0), -1)
+    cv2.line(image, (0, height - 1), (width - 1, 0), (0, 0, 255), 3)
+    return image
+
+
+@pytest.fixture
+def synthetic():
+    return make_synthetic()
+
+
+@pytest.fixture
+def synthetic_file(tmp_path):
+    path = tmp_path / "card.png"
+    cv2.imwrite(str(path), make_synthetic())
+    return str(path)

@@ -1,0 +1,112 @@
+"""Transforms: pixel-exact against the article's OpenCV calls, and the contract of every registered one."""
+
+import cv2
+import numpy as np
+import pytest
+
+from harness.params import check_params, param_specs
+from transforms import TRANSFORMS, TransformError, apply_chain
+
+# One example per registered transform. A new transform without a row here fails
+# test_every_transform_has_a_case, so nothing registered goes untested.
+CASES = {
+    "grayscale": {},
+    "scale": {"factor": 0.25},
+    "blur": {"kernel": 5},
+    "text": {"scale": 3},
+    "jpeg": {"quality": 40},
+    "gamma": {"gamma": 1.5},
+    "crop": {"x": 10, "y": 20, "width": 100, "height": 80, "dx": 4, "dy": 4},
+}
+
+
+def test_every_transform_has_a_case():
+    assert set(TRANSFORMS) == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_contract(name, synthetic):
+    params = check_params(param_specs(TRANSFORMS.get(name)), CASES[name], name)
+    before = synthetic.copy()
+    out = apply_chain(synthetic, [(name, params)])
+    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+    assert np.array_equal(synthetic, before), "a transform must not modify its input"
+    again = apply_chain(synthetic, [(name, params)])
+    assert np.array_equal(out, again), "a transform must be deterministic"
+
+
+def run(name, image, **params):
+    return TRANSFORMS.get(name)(image, **check_params(param_specs(TRANSFORMS.get(name)), params, name))
+
+
+# --- the article's definitions, pixel for pixel -------------------------------
+
+def test_grayscale_is_bgr_gray_bgr(synthetic):
+    expected = cv2.cvtColor(cv2.cvtColor(synthetic, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    assert np.array_equal(run("grayscale", synthetic), expected)
+
+
+@pytest.mark.parametrize("divisor", [2, 4, 8, 16])
+def test_scale_is_resize_by_integer_divisor(divisor, synthetic):
+    h, w = synthetic.shape[:2]
+    expected = cv2.resize(synthetic, (w // divisor, h // divisor))
+    assert np.array_equal(run("scale", synthetic, factor=1 / divisor), expected)
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 7, 9, 11])
+def test_blur_is_box_filter(kernel, synthetic):
+    assert np.array_equal(run("blur", synthetic, kernel=kernel), cv2.blur(synthetic, (kernel, kernel)))
+
+
+@pytest.mark.parametrize("s", range(1, 8))
+def test_text_matches_article_put_text(s, synthetic):
+    expected = synthetic.copy()
+    cv2.putText(expected, "Text", org=(10, 30 * s), fontFace=cv2.FONT_HERSHEY_SIMPLEX, fontScale=s,
+                color=(255, 255, 255), thickness=3 * s, lineType=cv2.LINE_AA)
+    assert np.array_equal(run("text", synthetic, scale=s), expected)
+
+
+@pytest.mark.parametrize("quality", range(10, 100, 10))
+def test_jpeg_is_encode_decode_round_trip(quality, synthetic):
+    _, buffer = cv2.imencode(".jpg", synthetic, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    expected = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    assert np.array_equal(run("jpeg", synthetic, quality=quality), expected)
+
+
+@pytest.mark.parametrize("g", [0.2, 0.5, 0.8, 1.2, 1.5, 2.0])
+def test_gamma_is_lookup_table(g, synthetic):
+    table = np.array([np.clip((i / 255.0) ** g * 255.0, 0, 255) for i in range(256)]).astype(np.uint8)
+    assert np.array_equal(run("gamma", synthetic, gamma=g), cv2.LUT(synthetic, table))
+
+
+@pytest.mark.parametrize("d", [1, 2, 4, 8, 16, 32, 64])
+def test_shift_crops_are_offset_windows(d):
+    image = np.random.default_rng(d).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    a = run("crop", image, x=128, y=128, width=256, height=256)
+    b = run("crop", image, x=128, y=128, width=256, height=256, dx=d, dy=d)
+    assert np.array_equal(a, image[128:384, 128:384])
+    assert np.array_equal(b, image[128 + d:384 + d, 128 + d:384 + d])
+
+
+def test_crop_outside_the_image_is_a_clear_error(synthetic):
+    with pytest.raises(TransformError, match="does not fit in a 256x256 image"):
+        run("crop", synthetic, x=200, y=0, width=100, height=10)
+
+
+def test_chain_applies_steps_in_order(synthetic):
+    chain = [("scale", {"factor": 0.5, "interpolation": "linear"}), ("jpeg", {"quality": 50})]
+    expected = run("jpeg", run("scale", synthetic, factor=0.5), quality=50)
+    assert np.array_equal(apply_chain(synthetic, chain), expected)
+
+
+@pytest.mark.parametrize("name,params,problem", [
+    ("jpeg", {"quality": 101}, "quality: 101 must be <= 100"),
+    ("jpeg", {"quality": "high"}, "quality: expected int"),
+    ("blur", {}, "kernel: required parameter"),
+    ("gamma", {"gamma": 0}, "gamma: 0.0 must be > 0"),
+    ("scale", {"factor": 0.5, "interpolation": "bicubic"}, "interpolation: expected"),
+    ("text", {"scale": 1, "colour": [0, 0, 0]}, "did you mean 'color'"),
+])
+def test_parameters_are_validated(name, params, problem):
+    with pytest.raises(ValueError, match=problem.replace("(", r"\(")):
+        check_params(param_specs(TRANSFORMS.get(name)), params, name)
