@@ -7,7 +7,6 @@ Paths in a config are relative to the directory the command runs from.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ import yaml
 
 from harness.errors import ConfigError
 from harness.params import check_params, param_specs
-from harness.registry import UnknownName
+from harness.registry import UnknownName, suggest
 
 VALUE = "$value"  # placeholder in transform parameters, replaced by each swept value
 
@@ -133,7 +132,7 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
         from harness.images import check_source
         _check(lambda: check_source(fallback), source, "fallback_image")
 
-    pairs = _parse_sweeps(raw["sweeps"], source)
+    pairs = _parse_sweeps(raw["sweeps"], source, seed)
     hasher_specs = _parse_hashers(raw["hashers"], source)
     if hashers is not None:
         hasher_specs = _select_hashers(hasher_specs, hashers, source)
@@ -169,14 +168,14 @@ def _string_list(value, source, key) -> list[str]:
 def _no_unknown_keys(mapping: dict, allowed: set, source: str, prefix: str) -> None:
     for key in mapping:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(sorted(allowed))}"
+            close = suggest(str(key), sorted(allowed))
+            hint = f"; did you mean '{close}'?" if close else f"; allowed: {', '.join(sorted(allowed))}"
             raise ConfigError(source, f"{prefix}{key}", f"unknown key{hint}")
 
 
 # --- sweeps ---------------------------------------------------------------
 
-def _parse_sweeps(sweeps, source) -> list[PairSpec]:
+def _parse_sweeps(sweeps, source, seed: int) -> list[PairSpec]:
     if not isinstance(sweeps, list) or not sweeps:
         raise ConfigError(source, "sweeps", "expected a non-empty list of sweeps")
     pairs, families = [], set()
@@ -208,8 +207,8 @@ def _parse_sweeps(sweeps, source) -> list[PairSpec]:
                           str, source, key + ".label")
         for j, value in enumerate(values if values is not None else [None]):
             label = labels[j] if labels else template.replace("{value}", format_value(value))
-            pairs.append(PairSpec(family, value, label,
-                                  _resolve_side(a, value, source), _resolve_side(b, value, source)))
+            pairs.append(PairSpec(family, value, label, _resolve_side(a, value, source, seed),
+                                  _resolve_side(b, value, source, seed)))
     return pairs
 
 
@@ -237,17 +236,21 @@ def _parse_side(side, source, key) -> list[tuple[str, dict, str]]:
     return parsed
 
 
-def _resolve_side(steps, value, source) -> tuple[Step, ...]:
-    """Substitute the swept value and validate every step's parameters."""
+def _resolve_side(steps, value, source, seed: int) -> tuple[Step, ...]:
+    """Substitute the swept value, give random transforms the config's seed unless
+    the step sets its own, and validate every step's parameters."""
     from transforms import TRANSFORMS
     resolved = []
     for name, params, step_key in steps:
         given = {k: (value if v == VALUE else v) for k, v in params.items()}
+        specs = param_specs(TRANSFORMS.get(name))
+        if any(spec.name == "seed" for spec in specs):
+            given.setdefault("seed", seed)
         try:
-            full = check_params(param_specs(TRANSFORMS.get(name)), given, f"transform '{name}'")
+            full = check_params(specs, given, f"transform '{name}'")
         except ValueError as exc:
             param, _, problem = str(exc).partition(": ")
-            if params.get(param) == VALUE:
+            if params.get(param) == VALUE and any(spec.name == param for spec in specs):
                 problem += f" (the swept value {value!r})"
             raise ConfigError(source, f"{step_key}.{name}.{param}", problem) from None
         resolved.append((name, tuple(sorted(full.items()))))
@@ -327,9 +330,8 @@ def _select_hashers(specs: list[HasherSpec], wanted: list[str], source) -> list[
     chosen = []
     for name in wanted:
         if name not in by_id:
-            close = difflib.get_close_matches(name, list(by_id), n=1, cutoff=0.5) or \
-                [i for i in by_id if i.lower() == name.lower()]
-            hint = f"; did you mean '{close[0]}'?" if close else f"; the config has {', '.join(by_id)}"
+            close = suggest(name, list(by_id))
+            hint = f"; did you mean '{close}'?" if close else f"; the config has {', '.join(by_id)}"
             raise ConfigError("--hashers", name, f"not a hasher of {source}{hint}")
         if by_id[name] not in chosen:
             chosen.append(by_id[name])

@@ -155,13 +155,13 @@ def check_params(specs: list[ParamSpec], given: dict, where: str) -> dict:
     Raises ValueError("<key>: <problem>") naming the parameter so the caller can
     prefix the config file and key path.
     """
-    import difflib
+    from harness.registry import suggest
 
     by_name = {s.name: s for s in specs}
     for key in given:
         if key not in by_name:
-            close = difflib.get_close_matches(str(key), by_name, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else (
+            close = suggest(str(key), list(by_name))
+            hint = f"; did you mean '{close}'?" if close else (
                 f"; known: {', '.join(by_name)}" if by_name else "; it takes no parameters")
             raise ValueError(f"{key}: unknown parameter of {where}{hint}")
     resolved = {}

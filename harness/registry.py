@@ -34,6 +34,15 @@ def import_path(path: str) -> Any:
     return obj
 
 
+def suggest(name: str, known: list[str]) -> str | None:
+    """The closest known name: a case slip ("phash" for "pHash") first, then spelling."""
+    by_lower = {k.lower(): k for k in known}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
+
+
 class Registry:
     def __init__(self, kind: str):
         self.kind = kind
@@ -55,10 +64,8 @@ class Registry:
         if name not in self._entries:
             if ":" in name:
                 return import_path(name)
-            close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
-            if not close:  # case slips ("phash" for "pHash") are the commonest typo
-                close = [n for n in self._entries if n.lower() == name.lower()]
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            close = suggest(name, list(self._entries))
+            hint = f"; did you mean '{close}'?" if close else ""
             raise UnknownName(f"unknown {self.kind} '{name}'{hint} (see `python -m harness list`)")
         entry = self._entries[name]
         if isinstance(entry, str):

@@ -248,7 +248,7 @@ def overview_figure(curves: pd.DataFrame, hashers: list[str]):
 def matplotlib_colormap(name: str):
     import matplotlib
 
-    return matplotlib.colormaps[name].copy()
+    return matplotlib.colormaps[name]
 
 
 def heatmap_figure(distances: pd.DataFrame):
@@ -261,8 +261,8 @@ def heatmap_figure(distances: pd.DataFrame):
     norm = norm.reindex(index=labels, columns=hashers)
     raw = raw.reindex(index=labels, columns=hashers)
     figure, ax = plt.subplots(figsize=(2.2 + 1.3 * len(hashers), 1.2 + 0.28 * len(labels)))
-    colours = matplotlib_colormap("viridis")
-    colours.set_bad("0.85")  # unavailable or failed cells: grey, not a colour on the scale
+    # Unavailable or failed cells: grey, not a colour on the scale.
+    colours = matplotlib_colormap("viridis").with_extremes(bad="0.85")
     image = ax.imshow(np.ma.masked_invalid(norm.to_numpy(dtype=float)), aspect="auto", cmap=colours, vmin=0, vmax=1)
     ax.set_xticks(range(len(hashers)), hashers)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)

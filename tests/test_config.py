@@ -1,0 +1,142 @@
+"""Config validation: every bad config stops before any work with one line naming file, key and problem."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from harness.config import load_config, parse_config
+from harness.errors import ConfigError
+
+GOOD = """
+name: tiny
+images: [builtin:astronaut]
+hashers: [aHash, pHash]
+sweeps:
+  - family: identity
+  - family: jpeg
+    label: JPEG {value}
+    b: {jpeg: {quality: $value}}
+    values: {start: 10, stop: 30, step: 10}
+"""
+
+
+def parse(text, **kwargs):
+    return parse_config(yaml.safe_load(text), "cfg.yaml", **kwargs)
+
+
+def test_good_config_expands_sweeps():
+    config = parse(GOOD)
+    assert [(p.family, p.value, p.label) for p in config.pairs] == [
+        ("identity", None, "identity"), ("jpeg", 10, "JPEG 10"), ("jpeg", 20, "JPEG 20"), ("jpeg", 30, "JPEG 30")]
+    assert config.pairs[1].b == (("jpeg", (("quality", 10),)),)
+    assert config.pairs[0].a == config.pairs[0].b == ()
+    assert [h.id for h in config.hashers] == ["aHash", "pHash"]
+
+
+def test_float_range_has_no_rounding_noise():
+    config = parse(GOOD.replace("{start: 10, stop: 30, step: 10}", "{start: 0.1, stop: 0.3, step: 0.1}")
+                   .replace("jpeg: {quality: $value}", "gamma: {gamma: $value}"))
+    assert [p.value for p in config.pairs[1:]] == [0.1, 0.2, 0.3]
+
+
+def test_chain_and_side_a():
+    config = parse(GOOD.replace("b: {jpeg: {quality: $value}}",
+                                "a: grayscale\n    b: [{scale: {factor: 0.5}}, {jpeg: {quality: $value}}]"))
+    pair = config.pairs[1]
+    assert pair.a == (("grayscale", ()),)
+    assert [name for name, _ in pair.b] == ["scale", "jpeg"]
+
+
+def test_hasher_subset_and_id():
+    config = parse(GOOD.replace("hashers: [aHash, pHash]", "hashers: [aHash, {name: pHash, id: p}]"),
+                   hashers=["p"])
+    assert [(h.id, h.name) for h in config.hashers] == [("p", "pHash")]
+
+
+def test_images_override_drops_fallback():
+    config = parse(GOOD + "fallback_image: builtin:coffee\n", images=["x.png"])
+    assert config.images == ("x.png",) and config.fallback_image is None
+
+
+# (replace this, with this) -> the exact message
+ERRORS = [
+    ("name: tiny", "nmae: tiny", "cfg.yaml: nmae: unknown key; did you mean 'name'?"),
+    ("{jpeg: {quality: $value}}", "{jpg: {quality: $value}}",
+     "cfg.yaml: sweeps[1].b: unknown transform 'jpg'; did you mean 'jpeg'? (see `python -m harness list`)"),
+    ("[aHash, pHash]", "[aHash, pHahs]",
+     "cfg.yaml: hashers[1].name: unknown hasher 'pHahs'; did you mean 'pHash'? (see `python -m harness list`)"),
+    ("stop: 30", "stop: 130",
+     "cfg.yaml: sweeps[1].b.jpeg.quality: 110 must be <= 100 (the swept value 110)"),
+    ("  - family: identity\n", "  - family: identity\n    b: {jpeg: {quality: high}}\n",
+     "cfg.yaml: sweeps[0].b.jpeg.quality: expected int, got 'high'"),
+    ("{jpeg: {quality: $value}}", "{jpeg: {qualty: $value}}",
+     "cfg.yaml: sweeps[1].b.jpeg.qualty: unknown parameter of transform 'jpeg'; did you mean 'quality'?"),
+    ("{start: 10, stop: 30, step: 10}", "[]",
+     "cfg.yaml: sweeps[1].values: expected a non-empty list or {start, stop, step}, got []"),
+    ("{start: 10, stop: 30, step: 10}", "{start: 30, stop: 10, step: 10}",
+     "cfg.yaml: sweeps[1].values.step: step 10 never goes from 30 to 10"),
+    ("  - family: identity\n", "  - family: jpeg\n",
+     "cfg.yaml: sweeps[1].family: family 'jpeg' is declared twice"),
+    ("    values: {start: 10, stop: 30, step: 10}\n", "",
+     "cfg.yaml: sweeps[1]: a parameter is '$value' but the sweep has no values"),
+    ("[aHash, pHash]", "[aHash, aHash]", "cfg.yaml: hashers[1].id: two hashers are called 'aHash'; give one an `id`"),
+    ("[aHash, pHash]", "[{name: ResNet50, weights: /no/such.h5}]",
+     "cfg.yaml: hashers[0].weights: no file at '/no/such.h5' (use 'imagenet', null or a .h5 path)"),
+    ("[aHash, pHash]", "[{name: ResNet50, batch_size: 0}]", "cfg.yaml: hashers[0].batch_size: 0 must be >= 1"),
+    ("name: tiny", "name: tiny\nseed: yes", "cfg.yaml: seed: expected int, got True"),
+    ("images: [builtin:astronaut]", "images: [builtin:lena]", None),  # checked when run: see test_cli
+]
+
+
+@pytest.mark.parametrize("old,new,message", [e for e in ERRORS if e[2]])
+def test_config_errors_name_file_key_and_problem(old, new, message):
+    assert old in GOOD
+    with pytest.raises(ConfigError) as caught:
+        parse(GOOD.replace(old, new))
+    assert str(caught.value) == message
+
+
+def test_unknown_hasher_in_cli_subset():
+    with pytest.raises(ConfigError, match="--hashers: Phash: not a hasher of cfg.yaml; did you mean 'pHash'"):
+        parse(GOOD, hashers=["Phash"])
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nsweeps: [\n  - oops: : :\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: line \d+, column \d+: YAML syntax error"):
+        load_config(str(path))
+
+
+def test_yaml_cannot_run_code(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="YAML syntax error"):
+        load_config(str(path))
+
+
+def test_random_transforms_get_the_config_seed(monkeypatch):
+    from harness.params import Doc  # a registered transform with a seed parameter, for this test only
+    from typing import Annotated
+    import transforms
+
+    def speckle(image, seed: Annotated[int, Doc("random seed")] = 0):
+        return image
+
+    monkeypatch.setitem(transforms.TRANSFORMS._entries, "speckle_test", speckle)
+    config = parse(GOOD.replace("name: tiny", "name: tiny\nseed: 7").replace("- family: identity",
+                                                                             "- family: identity\n    b: speckle_test"))
+    assert config.pairs[0].b == (("speckle_test", (("seed", 7),)),)
+
+
+def test_cli_reports_config_error_in_one_line_with_status_2(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD.replace("[aHash, pHash]", "[aHash, pHsah]"))
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {path}: hashers[1].name: unknown hasher 'pHsah'; did you mean 'pHash'? (see `python -m harness list`)"]
+    assert not (tmp_path / "out").exists(), "nothing may be written before the config is valid"

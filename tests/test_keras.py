@@ -1,0 +1,108 @@
+"""The Keras path: real architecture with random weights (no network here), batching, weights errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from harness.errors import UnavailableError
+from harness.hashers.keras import ResNet50
+from tests.conftest import make_synthetic
+from transforms import apply_chain
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    hasher = ResNet50(weights=None, input_size=64, batch_size=4)
+    hasher.prepare()
+    return hasher
+
+
+def variants():
+    card = make_synthetic()
+    return [card] + [apply_chain(card, [(name, params)]) for name, params in [
+        ("blur", {"kernel": 5}), ("jpeg", {"quality": 30}), ("gamma", {"gamma": 1.5}),
+        ("grayscale", {}), ("scale", {"factor": 0.5, "interpolation": "linear"})]]
+
+
+def test_batched_embeddings_equal_one_by_one(resnet):
+    images = variants()  # 6 images, batch_size 4: one full and one partial batch
+    batched = resnet.hash_batch(images)
+    single = np.concatenate([resnet.hash_batch([image]) for image in images])
+    assert batched.shape == (6, 2048) and batched.dtype == np.float32
+    np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-5)
+
+
+def test_article_distance_scale(resnet):
+    hashes = resnet.hash_batch(variants())
+    assert resnet.distance(hashes[:1], hashes[:1])[0] == pytest.approx(0.0, abs=1e-4)
+    a, b = hashes[0].astype(np.float64), hashes[1].astype(np.float64)
+    cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    assert resnet.distance(hashes[[0]], hashes[[1]])[0] == pytest.approx(64 * (1 - cosine), rel=1e-6)
+
+
+def test_channel_order_is_applied():
+    bgr = ResNet50(weights=None, input_size=64, channel_order="bgr")
+    rgb = ResNet50(weights=None, input_size=64, channel_order="rgb")
+    image = make_synthetic()
+    assert not np.allclose(bgr.hash_batch([image]), rgb.hash_batch([image]))
+    np.testing.assert_allclose(bgr.hash_batch([image]), rgb.hash_batch([np.ascontiguousarray(image[..., ::-1])]),
+                               rtol=1e-4, atol=1e-5)
+
+
+FETCH_FAILURE = ("URL fetch failure on https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+                 "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5: None -- [Errno -2] Name or service not known")
+
+
+@pytest.fixture
+def no_download(monkeypatch, tmp_path):
+    """What Keras raises here when the weights are neither cached nor downloadable."""
+    import keras
+
+    def constructor(**kwargs):
+        assert kwargs["weights"] == "imagenet" and kwargs["include_top"] is False
+        raise Exception(FETCH_FAILURE)
+
+    monkeypatch.setattr(keras.applications, "ResNet50", constructor)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    return tmp_path
+
+
+def test_missing_imagenet_weights_say_which_file_goes_where(no_download):
+    with pytest.raises(UnavailableError) as caught:
+        ResNet50().prepare()
+    message = str(caught.value)
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert f"{no_download / 'keras' / 'models'}/" in message
+    assert "`weights:`" in message and "\n" not in message
+
+
+def test_run_stops_before_work_unless_skip_unavailable(no_download, synthetic_file, capsys):
+    from harness.__main__ import main
+
+    config = no_download / "c.yaml"
+    config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, ResNet50]\n"
+                      "sweeps:\n  - family: blur\n    b: {blur: {kernel: $value}}\n    values: [3, 5]\n")
+    out = no_download / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: {config}: hashers[1] (ResNet50): ImageNet weights")
+    assert not (out / "distances.csv").exists()
+
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--skip-unavailable"]) == 0
+    table = (out / "table.csv").read_text().splitlines()
+    assert table[0] == "family,value,label,aHash,ResNet50"
+    assert all(line.endswith(",unavailable") for line in table[1:])
+    assert "unavailable" in (out / "summary.md").read_text()
+    assert ",unavailable\n" in (out / "hashers.csv").read_text().replace(",unavailable,", ",unavailable\n")
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import sys\nfrom harness.__main__ import main\n"
+            "for argv in (['--help'], ['run', '--help'], ['report', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "import harness.config, harness.hashers, harness.runner, harness.report\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
