@@ -7,13 +7,18 @@ of a transform is its function name. `apply_chain` is the one checked entry poin
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Annotated, Callable, Iterable
 
 import numpy as np
 
+from harness.params import Doc, Range
 from harness.registry import Registry
 
 TRANSFORMS = Registry("transform")
+
+# Parameter types shared by several modules.
+Color = tuple[int, int, int]  # BGR, as OpenCV draws
+Seed = Annotated[int, Range(0), Doc("random seed")]  # random transforms draw only from np.random.default_rng(seed)
 
 
 class TransformError(ValueError):
@@ -43,4 +48,4 @@ def apply_chain(image: np.ndarray, steps: Iterable[tuple[str, dict]]) -> np.ndar
 
 
 # Importing the modules registers their transforms.
-from transforms import codecs, filters, geometry, overlays, photometric  # noqa: E402,F401
+from transforms import codecs, filters, geometry, noise, overlays, photometric  # noqa: E402,F401

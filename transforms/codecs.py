@@ -1,4 +1,4 @@
-"""Codecs: lossy re-encoding round trips, in memory (no intermediate files)."""
+"""Codecs: re-encoding round trips, in memory (no intermediate files)."""
 
 from typing import Annotated
 
@@ -23,3 +23,21 @@ def jpeg(
 ) -> np.ndarray:
     """JPEG round trip at `quality` with cv2.imencode / cv2.imdecode."""
     return _round_trip(image, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality])
+
+
+@transform
+def webp(
+    image: np.ndarray,
+    quality: Annotated[int, Range(1, 100), Doc("WebP quality; lower compresses harder (100 is still lossy)")],
+) -> np.ndarray:
+    """WebP round trip at `quality` with cv2.imencode / cv2.imdecode."""
+    return _round_trip(image, ".webp", [cv2.IMWRITE_WEBP_QUALITY, quality])
+
+
+@transform
+def png(
+    image: np.ndarray,
+    compression: Annotated[int, Range(0, 9), Doc("zlib level; changes size and speed, never the pixels")] = 1,
+) -> np.ndarray:
+    """PNG round trip (lossless: the output equals the input), a control for the codec path."""
+    return _round_trip(image, ".png", [cv2.IMWRITE_PNG_COMPRESSION, compression])

@@ -1,12 +1,13 @@
 """Geometric transforms: size and position."""
 
+import math
 from typing import Annotated, Literal
 
 import cv2
 import numpy as np
 
 from harness.params import Doc, Range
-from transforms import TransformError, transform
+from transforms import Color, TransformError, transform
 
 INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
@@ -16,6 +17,7 @@ INTERPOLATIONS = {
     "lanczos": cv2.INTER_LANCZOS4,
 }
 Interpolation = Literal["nearest", "linear", "area", "cubic", "lanczos"]
+BORDERS = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE}
 
 
 @transform
@@ -47,3 +49,103 @@ def crop(
         raise TransformError(
             f"crop window {width}x{height} at (x={left}, y={top}) does not fit in a {cols}x{rows} image")
     return image[top:top + height, left:left + width].copy()
+
+
+@transform
+def rotate(
+    image: np.ndarray,
+    angle: Annotated[float, Range(-360, 360), Doc("degrees, counter-clockwise, about the centre")],
+    crop: Annotated[bool, Doc("false: keep the canvas, fill the corners; true: keep only the largest "
+                              "upright rectangle inside the rotated image (no border)")] = False,
+    color: Annotated[Color, Doc("BGR fill of the uncovered corners when crop is false")] = (0, 0, 0),
+    interpolation: Annotated[Interpolation, Doc("cv2.warpAffine interpolation")] = "linear",
+) -> np.ndarray:
+    """Rotate by `angle` about the centre (cv2.warpAffine): same canvas, corners filled, or cropped to no border."""
+    rows, cols = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((cols - 1) / 2, (rows - 1) / 2), angle, 1.0)
+    flags = INTERPOLATIONS[interpolation]
+    if not crop:
+        return cv2.warpAffine(image, matrix, (cols, rows), flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=tuple(int(c) for c in color))
+    width, height = _inner_rectangle(cols, rows, math.radians(angle))
+    matrix[:, 2] += ((width - cols) / 2, (height - rows) / 2)  # keep the centre at the output's centre
+    # Replicate, not fill: the rectangle touches the rotated edges, where interpolation
+    # would otherwise blend in a fill colour.
+    return cv2.warpAffine(image, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _inner_rectangle(width: int, height: int, radians: float) -> tuple[int, int]:
+    """Size of the largest axis-aligned rectangle, centred, inside a width x height one rotated by `radians`."""
+    sin_a, cos_a = abs(math.sin(radians)), abs(math.cos(radians))
+    long_side, short_side = max(width, height), min(width, height)
+    if short_side <= 2 * sin_a * cos_a * long_side or abs(sin_a - cos_a) < 1e-10:
+        half = short_side / 2  # two opposite corners touch the rotated long sides
+        w, h = (half / sin_a, half / cos_a) if width >= height else (half / cos_a, half / sin_a)
+    else:  # all four corners touch the rotated sides
+        cos_2a = cos_a * cos_a - sin_a * sin_a
+        w, h = (width * cos_a - height * sin_a) / cos_2a, (height * cos_a - width * sin_a) / cos_2a
+    return max(1, int(w + 1e-6)), max(1, int(h + 1e-6))
+
+
+@transform
+def hflip(image: np.ndarray) -> np.ndarray:
+    """Mirror left-right: cv2.flip(img, 1)."""
+    return cv2.flip(image, 1)
+
+
+@transform
+def vflip(image: np.ndarray) -> np.ndarray:
+    """Mirror top-bottom: cv2.flip(img, 0)."""
+    return cv2.flip(image, 0)
+
+
+@transform
+def center_crop(
+    image: np.ndarray,
+    fraction: Annotated[float, Range(0, 1, open_low=True), Doc("kept part of each side")],
+) -> np.ndarray:
+    """Keep the centred window of `fraction` x each side (sizes rounded, at least 1 px)."""
+    return _window(image, fraction, 0.5, 0.5)
+
+
+@transform
+def crop_fraction(
+    image: np.ndarray,
+    fraction: Annotated[float, Range(0, 1, open_low=True), Doc("kept part of each side")],
+    x: Annotated[float, Range(0, 1), Doc("left of the window, as a part of the free width: 0 left, 1 right")] = 0.5,
+    y: Annotated[float, Range(0, 1), Doc("top of the window, as a part of the free height: 0 top, 1 bottom")] = 0.5,
+) -> np.ndarray:
+    """Keep a window of `fraction` x each side, placed at relative (x, y) of the space left over."""
+    return _window(image, fraction, x, y)
+
+
+def _window(image: np.ndarray, fraction: float, x: float, y: float) -> np.ndarray:
+    rows, cols = image.shape[:2]
+    width, height = max(1, round(cols * fraction)), max(1, round(rows * fraction))
+    left, top = int((cols - width) * x), int((rows - height) * y)
+    return image[top:top + height, left:left + width].copy()
+
+
+@transform
+def aspect(
+    image: np.ndarray,
+    ratio: Annotated[float, Range(0, 16, open_low=True), Doc("new width / old width; the height is kept")],
+    interpolation: Annotated[Interpolation, Doc("cv2.resize interpolation")] = "linear",
+) -> np.ndarray:
+    """Change the aspect ratio: stretch the width by `ratio` (rounded, at least 1 px), keep the height."""
+    rows, cols = image.shape[:2]
+    return cv2.resize(image, (max(1, round(cols * ratio)), rows), interpolation=INTERPOLATIONS[interpolation])
+
+
+@transform
+def pad(
+    image: np.ndarray,
+    fraction: Annotated[float, Range(0, 1), Doc("border on each side, as a part of that side's length")],
+    mode: Annotated[Literal["constant", "reflect", "replicate"],
+                    Doc("fill with `color`, mirror (edge not repeated) or repeat the edge")] = "constant",
+    color: Annotated[Color, Doc("BGR fill when mode is constant")] = (0, 0, 0),
+) -> np.ndarray:
+    """Add a border: fraction x height above and below, fraction x width left and right (cv2.copyMakeBorder)."""
+    rows, cols = image.shape[:2]
+    dy, dx = round(rows * fraction), round(cols * fraction)
+    return cv2.copyMakeBorder(image, dy, dy, dx, dx, BORDERS[mode], value=tuple(int(c) for c in color))

@@ -1,14 +1,16 @@
 """Overlays: things drawn on top of the image."""
 
-from typing import Annotated
+import os
+from functools import lru_cache
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
 
 from harness.params import Doc, Range
-from transforms import transform
+from transforms import Color, Seed, TransformError, transform
 
-Color = tuple[int, int, int]
+BUILTIN_LOGO = "builtin:logo"
 
 
 @transform
@@ -28,3 +30,102 @@ def text(
     cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, tuple(int(c) for c in color),
                 thickness, cv2.LINE_AA)
     return out
+
+
+@lru_cache(maxsize=8)
+def load_overlay(source: str) -> np.ndarray:
+    """The overlay as read-only float32 BGRA in [0, 1], colour premultiplied by alpha; read once per source."""
+    if source == BUILTIN_LOGO:
+        from skimage import data  # only when used
+        bgra = cv2.cvtColor(data.logo(), cv2.COLOR_RGBA2BGRA)
+    elif source.startswith("builtin:"):
+        raise TransformError(f"unknown overlay '{source}'; the built-in one is '{BUILTIN_LOGO}'")
+    else:
+        bgra = cv2.imread(source, cv2.IMREAD_UNCHANGED) if os.path.isfile(source) else None
+        if bgra is None or bgra.dtype not in (np.uint8, np.uint16):
+            raise TransformError(f"cannot read overlay image '{source}' (missing, or not an 8/16-bit image)")
+        if bgra.dtype == np.uint16:
+            bgra = (bgra >> 8).astype(np.uint8)
+        if bgra.ndim == 2 or bgra.shape[2] != 4:
+            bgra = cv2.cvtColor(bgra, cv2.COLOR_GRAY2BGRA if bgra.ndim == 2 else cv2.COLOR_BGR2BGRA)
+    overlay = bgra.astype(np.float32) / 255
+    overlay[..., :3] *= overlay[..., 3:]  # premultiplied, so resizing does not bleed hidden colours
+    overlay.setflags(write=False)
+    return overlay
+
+
+@transform
+def overlay_image(
+    image: np.ndarray,
+    size: Annotated[float, Range(0, 1, open_low=True), Doc("overlay width / image width (aspect kept)")] = 0.3,
+    x: Annotated[float, Range(0, 1), Doc("left of the overlay, as a part of the free width: 0 left, 1 right")] = 0.5,
+    y: Annotated[float, Range(0, 1), Doc("top of the overlay, as a part of the free height: 0 top, 1 bottom")] = 0.5,
+    opacity: Annotated[float, Range(0, 1), Doc("0 invisible, 1 opaque (times the overlay's own alpha)")] = 1.0,
+    source: Annotated[str, Doc(f"'{BUILTIN_LOGO}' (scikit-image's logo, RGBA) or an image file path")] = BUILTIN_LOGO,
+) -> np.ndarray:
+    """Paste a logo or image, `size` of the width wide, at relative (x, y), alpha-blended at `opacity`."""
+    overlay = load_overlay(source)
+    rows, cols = image.shape[:2]
+    width = max(1, round(cols * size))
+    height = max(1, round(overlay.shape[0] * width / overlay.shape[1]))
+    if height > rows:
+        raise TransformError(f"a {width}x{height} overlay does not fit in a {cols}x{rows} image; use a smaller size")
+    small = cv2.resize(overlay, (width, height), interpolation=cv2.INTER_AREA)
+    left, top = int((cols - width) * x), int((rows - height) * y)
+    out = image.copy()
+    region = out[top:top + height, left:left + width]
+    blended = region * (1 - opacity * small[..., 3:]) + (255 * opacity) * small[..., :3]
+    region[:] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
+
+
+@transform
+def caption(
+    image: np.ndarray,
+    text: Annotated[str, Doc("one line, ASCII (Hershey fonts have no other glyphs)")] = "CAPTION",
+    height: Annotated[float, Range(0, 1, open_low=True), Doc("bar height / image height")] = 0.2,
+    position: Annotated[Literal["top", "bottom"], Doc("where the bar is added")] = "top",
+    bar: Annotated[Literal["white", "black"], Doc("bar colour; the text is the other one")] = "white",
+) -> np.ndarray:
+    """Meme caption: add a solid bar above or below (the output is taller) with `text` centred, scaled to fit."""
+    rows, cols = image.shape[:2]
+    bar_rows = max(1, round(rows * height))
+    paper, ink = ((255, 255, 255), (0, 0, 0)) if bar == "white" else ((0, 0, 0), (255, 255, 255))
+    strip = np.full((bar_rows, cols, 3), paper, np.uint8)
+    if text.strip():
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        (unit_w, unit_h), unit_base = cv2.getTextSize(text, font, 1.0, 2)
+        scale = min(0.9 * cols / unit_w, 0.7 * bar_rows / (unit_h + unit_base))
+        thickness = max(1, round(2 * scale))
+        (w, h), base = cv2.getTextSize(text, font, scale, thickness)
+        cv2.putText(strip, text, ((cols - w) // 2, (bar_rows + h - base) // 2), font, scale, ink, thickness,
+                    cv2.LINE_AA)
+    return np.vstack([strip, image] if position == "top" else [image, strip])
+
+
+@transform
+def emoji(
+    image: np.ndarray,
+    count: Annotated[int, Range(1, 100), Doc("how many smileys")] = 3,
+    size: Annotated[float, Range(0, 1, open_low=True), Doc("diameter / image width")] = 0.15,
+    seed: Seed = 0,
+) -> np.ndarray:
+    """Draw `count` yellow smileys `size` of the width across, at places drawn from np.random.default_rng(seed)."""
+    rows, cols = image.shape[:2]
+    radius = max(2, round(size * cols / 2))
+    out = image.copy()
+    for u, v in np.random.default_rng(seed).random((count, 2)):  # centres keep a whole face inside where it fits
+        _smiley(out, (round(radius + u * (cols - 2 * radius)), round(radius + v * (rows - 2 * radius))), radius)
+    return out
+
+
+def _smiley(canvas: np.ndarray, centre: tuple[int, int], r: int) -> None:
+    x, y = centre
+    dark = (30, 30, 30)
+    cv2.circle(canvas, centre, r, (0, 210, 255), -1, cv2.LINE_AA)  # yellow face
+    cv2.circle(canvas, centre, r, (0, 140, 220), max(1, round(r / 15)), cv2.LINE_AA)  # orange rim
+    for side in (-1, 1):
+        cv2.circle(canvas, (x + side * round(0.35 * r), y - round(0.3 * r)), max(1, round(0.12 * r)), dark, -1,
+                   cv2.LINE_AA)
+    cv2.ellipse(canvas, (x, y + round(0.05 * r)), (round(0.55 * r), round(0.5 * r)), 0, 20, 160, dark,
+                max(1, round(0.1 * r)), cv2.LINE_AA)

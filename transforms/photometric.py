@@ -23,3 +23,66 @@ def gamma(
     """Gamma curve through a 256-entry table: clip((i/255)**gamma * 255, 0, 255) as uint8, with cv2.LUT."""
     table = np.clip((np.arange(256) / 255.0) ** gamma * 255.0, 0, 255).astype(np.uint8)
     return cv2.LUT(image, table)
+
+
+def _lut(image: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Map each channel value through a 256-entry table, rounded and saturated to uint8."""
+    return cv2.LUT(image, np.clip(np.rint(values), 0, 255).astype(np.uint8))
+
+
+def _in_hsv(image: np.ndarray, edit) -> np.ndarray:
+    """Edit the image in float HSV (H in degrees [0, 360), S and V in [0, 1]) and convert back, rounded.
+
+    Float, not 8-bit HSV, so that a neutral edit returns the input exactly."""
+    hsv = cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_BGR2HSV)
+    edit(hsv)
+    return np.clip(np.rint(cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR) * 255), 0, 255).astype(np.uint8)
+
+
+@transform
+def brightness(
+    image: np.ndarray,
+    delta: Annotated[int, Range(-255, 255), Doc("grey levels added to every channel")],
+) -> np.ndarray:
+    """Add `delta` to every channel, saturating at 0 and 255."""
+    return _lut(image, np.arange(256) + delta)
+
+
+@transform
+def contrast(
+    image: np.ndarray,
+    factor: Annotated[float, Range(0, 10), Doc("<1 flattens towards grey 128, >1 stretches away from it")],
+) -> np.ndarray:
+    """Scale every channel around mid-grey: (v - 128) * factor + 128, rounded and saturated."""
+    return _lut(image, (np.arange(256) - 128) * factor + 128)
+
+
+@transform
+def saturation(
+    image: np.ndarray,
+    factor: Annotated[float, Range(0, 10), Doc("0 = grey (all channels = max), 1 = unchanged, >1 more vivid")],
+) -> np.ndarray:
+    """Scale the HSV saturation by `factor` (clipped to 1), in float HSV."""
+    def edit(hsv):
+        hsv[..., 1] = np.clip(hsv[..., 1] * factor, 0, 1)
+    return _in_hsv(image, edit)
+
+
+@transform
+def hue(
+    image: np.ndarray,
+    degrees: Annotated[float, Range(-360, 360), Doc("hue rotation; 180 swaps colours for their complements")],
+) -> np.ndarray:
+    """Rotate the HSV hue by `degrees`, wrapping around 360, in float HSV."""
+    def edit(hsv):
+        hsv[..., 0] = (hsv[..., 0] + degrees) % 360
+    return _in_hsv(image, edit)
+
+
+@transform
+def quantize(
+    image: np.ndarray,
+    levels: Annotated[int, Range(2, 256), Doc("values kept per channel (levels**3 colours at most)")],
+) -> np.ndarray:
+    """Posterise: each channel to `levels` evenly spaced values from 0 to 255 (v*levels//256 * 255/(levels-1))."""
+    return _lut(image, (np.arange(256) * levels // 256) * 255 / (levels - 1))

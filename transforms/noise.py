@@ -1,0 +1,35 @@
+"""Random transforms: each draws only from np.random.default_rng(seed), so a seed fixes the pixels."""
+
+from typing import Annotated
+
+import numpy as np
+
+from harness.params import Doc, Range
+from transforms import Seed, transform
+
+
+@transform
+def gaussian_noise(
+    image: np.ndarray,
+    sigma: Annotated[float, Range(0, 255), Doc("standard deviation in grey levels")],
+    seed: Seed = 0,
+) -> np.ndarray:
+    """Add zero-mean Gaussian noise, independent per pixel and channel, rounded and saturated."""
+    noise = np.random.default_rng(seed).standard_normal(image.shape, dtype=np.float32) * sigma
+    return np.clip(np.rint(image + noise), 0, 255).astype(np.uint8)
+
+
+@transform
+def salt_pepper(
+    image: np.ndarray,
+    amount: Annotated[float, Range(0, 1), Doc("part of the pixels replaced")],
+    seed: Seed = 0,
+) -> np.ndarray:
+    """Set round(amount * pixels) distinct random pixels to white (half of them) or black (the rest)."""
+    rows, cols = image.shape[:2]
+    chosen = np.random.default_rng(seed).choice(rows * cols, size=round(amount * rows * cols), replace=False)
+    out = image.copy()
+    pixels = out.reshape(-1, 3)  # a view of out
+    pixels[chosen[:len(chosen) // 2]] = 255
+    pixels[chosen[len(chosen) // 2:]] = 0
+    return out
