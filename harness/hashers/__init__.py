@@ -1,9 +1,27 @@
 """The hasher registry: YAML name -> class. Entries are lazy import paths, so
-listing or validating never imports TensorFlow."""
+listing or validating never imports TensorFlow, ImageHash or pdqhash."""
 
 from harness.registry import Registry
 
 HASHERS = Registry("hasher")
+# OpenCV contrib img_hash
 HASHERS.add("aHash", "harness.hashers.opencv:AverageHash")
 HASHERS.add("pHash", "harness.hashers.opencv:PHash")
+HASHERS.add("MarrHildrethHash", "harness.hashers.opencv:MarrHildrethHash")
+HASHERS.add("RadialVarianceHash", "harness.hashers.opencv:RadialVarianceHash")
+HASHERS.add("BlockMeanHash", "harness.hashers.opencv:BlockMeanHash")
+HASHERS.add("ColorMomentHash", "harness.hashers.opencv:ColorMomentHash")
+# ImageHash
+HASHERS.add("imagehash.average_hash", "harness.hashers.imagehash:AverageHash")
+HASHERS.add("imagehash.phash", "harness.hashers.imagehash:PHash")
+HASHERS.add("imagehash.dhash", "harness.hashers.imagehash:DHash")
+HASHERS.add("imagehash.whash", "harness.hashers.imagehash:WHash")
+HASHERS.add("imagehash.colorhash", "harness.hashers.imagehash:ColorHash")
+HASHERS.add("imagehash.crop_resistant_hash", "harness.hashers.imagehash:CropResistantHash")
+# PDQ
+HASHERS.add("PDQ", "harness.hashers.pdq:PDQ")
+# Keras CNN embeddings
 HASHERS.add("ResNet50", "harness.hashers.keras:ResNet50")
+HASHERS.add("MobileNetV3Small", "harness.hashers.keras:MobileNetV3Small")
+HASHERS.add("EfficientNetB0", "harness.hashers.keras:EfficientNetB0")
+HASHERS.add("keras", "harness.hashers.keras:Keras")

@@ -39,6 +39,16 @@ class Hasher(ABC):
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Row-wise distances between two equally long hash arrays -> float64 (N,)."""
 
+    def hash_extras(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Side outputs of hashing the same batch as `hash_batch`: column name -> array with
+        one value per image, e.g. {"pdq_quality": ...} (PDQ's own 0-100 quality score).
+
+        The default is none. A hasher with extras computes them in the same pass as its
+        hashes and keeps its last batch, so calling `hash_batch(images)` and then
+        `hash_extras(images)` (or the reverse) with the same image arrays hashes once.
+        """
+        return {}
+
     def cross_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """All-pairs distances -> float64 (len(a), len(b)). Hashers with a faster form
         (popcount, matrix product) override this; the default is one vectorised
@@ -50,6 +60,26 @@ class Hasher(ABC):
 
     def spec(self) -> dict:
         return {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
+
+
+class from_params:
+    """A class-level value that depends on the parameters, e.g. `distance_max` = the bit
+    count that a `hash_size` gives. Decorate a method computing it from an instance:
+
+        @from_params
+        def distance_max(self) -> float:
+            return float(self.hash_size ** 2)
+
+    Read on an instance it is that method's result; read on the class (listings), the
+    result for the default parameters, so it can stand wherever a plain ClassVar does.
+    """
+
+    def __init__(self, compute):
+        self.compute = compute
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, instance, owner=None):
+        return self.compute(instance if instance is not None else owner())
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -72,7 +102,7 @@ def cosine_cross_64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         norms = np.linalg.norm(x, axis=-1, keepdims=True)
         return x / np.where(norms == 0, 1.0, norms)
-    return 64.0 * (1.0 - unit(a) @ unit(b).T)
+    return _cosine_scale(unit(a) @ unit(b).T)
 
 
 def cosine_distance_64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -81,4 +111,10 @@ def cosine_distance_64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64)
     norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
     similarity = np.einsum("ij,ij->i", a, b) / np.where(norms == 0, 1.0, norms)
-    return 64.0 * (1.0 - similarity)
+    return _cosine_scale(similarity)
+
+
+def _cosine_scale(similarity: np.ndarray) -> np.ndarray:
+    # Rounding noise puts identical vectors at +-1e-14 rather than 0; 10 decimals
+    # remove it, and the clip keeps it from printing as -0.
+    return np.round(64.0 * np.clip(1.0 - similarity, 0.0, 2.0), 10)

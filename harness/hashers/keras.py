@@ -18,10 +18,54 @@ from harness.errors import UnavailableError
 from harness.hashers.base import Hasher, cosine_cross_64, cosine_distance_64
 from harness.params import Doc, Range
 
-# keras.applications constructor -> the module holding its preprocess_input.
+# keras.applications constructor -> the module holding its preprocess_input. A static table,
+# so a config is checked without importing TensorFlow; prepare() checks the installed Keras.
+# Every preprocess_input takes float RGB in 0..255. Those of ConvNeXt, EfficientNet(V2) and
+# MobileNetV3 return it unchanged: the models rescale inside (include_preprocessing=True).
 PREPROCESS_MODULES = {
+    **{f"ConvNeXt{size}": "convnext" for size in ("Tiny", "Small", "Base", "Large", "XLarge")},
+    **{f"DenseNet{depth}": "densenet" for depth in (121, 169, 201)},
+    **{f"EfficientNetB{i}": "efficientnet" for i in range(8)},
+    **{f"EfficientNetV2{v}": "efficientnet_v2" for v in ("B0", "B1", "B2", "B3", "S", "M", "L")},
+    "InceptionResNetV2": "inception_resnet_v2",
+    "InceptionV3": "inception_v3",
+    "MobileNet": "mobilenet",
+    "MobileNetV2": "mobilenet_v2",
+    "MobileNetV3Small": "mobilenet_v3",
+    "MobileNetV3Large": "mobilenet_v3",
+    "NASNetMobile": "nasnet",
+    "NASNetLarge": "nasnet",
     "ResNet50": "resnet50",
+    "ResNet101": "resnet",
+    "ResNet152": "resnet",
+    **{f"ResNet{depth}V2": "resnet_v2" for depth in (50, 101, 152)},
+    "VGG16": "vgg16",
+    "VGG19": "vgg19",
+    "Xception": "xception",
 }
+
+# The input side each model was trained at (its ImageNet weights' default); 224 otherwise.
+DEFAULT_INPUT_SIZES = {
+    "InceptionV3": 299, "InceptionResNetV2": 299, "Xception": 299, "NASNetLarge": 331,
+    "EfficientNetB1": 240, "EfficientNetB2": 260, "EfficientNetB3": 300, "EfficientNetB4": 380,
+    "EfficientNetB5": 456, "EfficientNetB6": 528, "EfficientNetB7": 600,
+    "EfficientNetV2B1": 240, "EfficientNetV2B2": 260, "EfficientNetV2B3": 300,
+    "EfficientNetV2S": 384, "EfficientNetV2M": 480, "EfficientNetV2L": 480,
+}
+
+
+def check_model_name(model: str) -> None:
+    """ValueError("model: ...") for a name that is not a keras.applications model in the table."""
+    if model in PREPROCESS_MODULES:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(model, list(PREPROCESS_MODULES), n=3, cutoff=0.6)
+    if not close:  # case slips ("resnet50") are the commonest typo
+        close = [name for name in PREPROCESS_MODULES if name.lower() == model.lower()]
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
+        f"; known: {', '.join(sorted(PREPROCESS_MODULES))}")
+    raise ValueError(f"model: unknown keras.applications model '{model}'{hint}")
 
 
 def import_keras():
@@ -65,6 +109,11 @@ class KerasEmbedding(Hasher):
     distance_kind = "64*(1-cosine)"
     distance_max = 64.0  # orthogonal vectors; pooled ReLU features are non-negative, so rarely above
 
+    @property
+    def side(self) -> int:
+        """The network input side, px: input_size, or the model's default when that is null."""
+        return self.input_size or DEFAULT_INPUT_SIZES.get(self.model_name, 224)
+
     def __post_init__(self):
         if self.weights not in (None, "imagenet") and not os.path.isfile(self.weights):
             raise ValueError(f"weights: no file at '{self.weights}' (use 'imagenet', null or a .h5 path)")
@@ -74,16 +123,18 @@ class KerasEmbedding(Hasher):
             return
         keras = import_keras()
 
+        constructor = getattr(keras.applications, self.model_name, None)
+        module = getattr(keras.applications, PREPROCESS_MODULES[self.model_name], None)
+        if constructor is None or module is None:
+            raise UnavailableError(f"Keras {keras.__version__} has no keras.applications.{self.model_name}")
         keras.utils.set_random_seed(self.seed)
-        constructor = getattr(keras.applications, self.model_name)
         try:
             model = constructor(include_top=False, weights=self.weights, pooling=self.pooling,
-                                input_shape=(self.input_size, self.input_size, 3))
+                                input_shape=(self.side, self.side, 3))
         except Exception as exc:  # Keras raises bare Exception/ValueError for download failures
             if self.weights != "imagenet":
                 raise UnavailableError(f"cannot load {self.model_name} weights from '{self.weights}' ({exc})") from None
             raise UnavailableError(self._missing_weights_message(exc)) from None
-        module = getattr(keras.applications, PREPROCESS_MODULES[self.model_name])
         self._model.append((model, module.preprocess_input))
 
     def _missing_weights_message(self, exc: Exception) -> str:
@@ -97,7 +148,7 @@ class KerasEmbedding(Hasher):
     def hash_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         self.prepare()
         model, preprocess = self._model[0]
-        size = (self.input_size, self.input_size)
+        size = (self.side, self.side)
         outputs = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
@@ -125,3 +176,40 @@ class ResNet50(KerasEmbedding):
     name = "ResNet50"
     description = "keras.applications.ResNet50 pooled features (2048-d), 64*(1-cosine) as in the article"
     model_name = "ResNet50"
+
+
+@dataclass(frozen=True)
+class MobileNetV3Small(KerasEmbedding):
+    name = "MobileNetV3Small"
+    description = "keras.applications.MobileNetV3Small pooled features (576-d), 64*(1-cosine)"
+    model_name = "MobileNetV3Small"
+
+
+@dataclass(frozen=True)
+class EfficientNetB0(KerasEmbedding):
+    name = "EfficientNetB0"
+    description = "keras.applications.EfficientNetB0 pooled features (1280-d), 64*(1-cosine)"
+    model_name = "EfficientNetB0"
+
+
+@dataclass(frozen=True)
+class Keras(KerasEmbedding):
+    """Any keras.applications model, named by `model`."""
+
+    input_size: Annotated[int | None, Range(32, 1024), Doc(
+        "side of the square network input, px; null = the model's own (224; 299 for InceptionV3, "
+        "Xception, InceptionResNetV2; 240-600 for EfficientNetB1-B7)")] = None
+    model: Annotated[str, Doc(
+        "a keras.applications constructor, e.g. ResNet50, MobileNetV3Small, EfficientNetB0, ConvNeXtTiny, "
+        "VGG16, DenseNet121, InceptionV3, Xception")] = "ResNet50"
+
+    name = "keras"
+    description = "any keras.applications model's pooled features (`model:`), 64*(1-cosine)"
+
+    def __post_init__(self):
+        check_model_name(self.model)
+        super().__post_init__()
+
+    @property
+    def model_name(self) -> str:
+        return self.model
