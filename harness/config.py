@@ -7,15 +7,16 @@ Paths in a config are relative to the directory the command runs from.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 
 from harness.errors import ConfigError
-from harness.params import check_params, param_specs
+from harness.params import Doc, Range, check_params, param_specs
 from harness.registry import UnknownName, suggest
 
 VALUE = "$value"  # placeholder in transform parameters, replaced by each swept value
@@ -46,6 +47,35 @@ class HasherSpec:
 
 
 @dataclass(frozen=True)
+class ImpostorSpec:
+    """How the baseline of distances between different images is drawn."""
+
+    max_pairs: Annotated[int, Range(1, 10_000_000), Doc(
+        "source-image pairs per hasher: all of them when there are at most this many, else a seeded sample")] = 100_000
+    transformed: Annotated[bool, Doc("also compare each edited copy with other source images")] = True
+    per_variant: Annotated[int, Range(1, 1000), Doc(
+        "other source images each edited copy is compared with (a seeded sample)")] = 5
+
+
+@dataclass(frozen=True)
+class DetectionSpec:
+    """Operating points for the detection metrics."""
+
+    fpr: Annotated[tuple[float, ...], Doc("target false-positive rates; thresholds come from the impostors")] = (
+        0.01, 0.001)
+    thresholds: Annotated[dict, Doc("fixed thresholds to evaluate, per hasher id: {pHash: 10}")] = \
+        field(default_factory=dict)
+    min_tpr: Annotated[float, Range(0, 1), Doc("detection rate the summary calls 'holds up'")] = 0.95
+
+    def __post_init__(self):
+        if not self.fpr or any(not 0 < rate < 1 for rate in self.fpr):
+            raise ValueError(f"fpr: each rate must be in (0, 1), got {list(self.fpr)}")
+        for hasher, value in self.thresholds.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"thresholds: {hasher}: expected a number, got {value!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     source: str  # the YAML file
     name: str
@@ -57,6 +87,9 @@ class Config:
     pairs: tuple[PairSpec, ...]
     hashers: tuple[HasherSpec, ...]
     previews: bool
+    limit: int | None = None
+    impostors: ImpostorSpec = ImpostorSpec()
+    detection: DetectionSpec = DetectionSpec()
     raw: dict = field(repr=False, compare=False, default_factory=dict)
 
     def resolved(self) -> dict:
@@ -77,10 +110,14 @@ class Config:
                 for p in self.pairs
             ],
             "previews": self.previews,
+            "limit": self.limit,
+            "impostors": dataclasses.asdict(self.impostors),
+            "detection": {**dataclasses.asdict(self.detection), "fpr": list(self.detection.fpr)},
         }
 
 
-TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image", "sweeps", "hashers", "report"}
+TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image", "limit", "sweeps", "hashers",
+            "impostors", "detection", "report"}
 SWEEP_KEYS = {"family", "label", "labels", "values", "a", "b"}
 
 
@@ -132,14 +169,39 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
         from harness.images import check_source
         _check(lambda: check_source(fallback), source, "fallback_image")
 
+    limit = raw.get("limit")
+    if limit is not None and (_typed(limit, int, source, "limit") < 1):
+        raise ConfigError(source, "limit", f"must be >= 1, got {limit}")
+
     pairs = _parse_sweeps(raw["sweeps"], source, seed)
     hasher_specs = _parse_hashers(raw["hashers"], source)
+    impostors = _section(ImpostorSpec, raw.get("impostors"), source, "impostors")
+    detection = _section(DetectionSpec, raw.get("detection"), source, "detection")
+    for hasher_id in detection.thresholds:
+        if hasher_id not in {h.id for h in hasher_specs}:
+            close = suggest(str(hasher_id), [h.id for h in hasher_specs])
+            raise ConfigError(source, f"detection.thresholds.{hasher_id}",
+                              "not a hasher of this config" + (f"; did you mean '{close}'?" if close else ""))
     if hashers is not None:
         hasher_specs = _select_hashers(hasher_specs, hashers, source)
 
     return Config(source=source, name=name, description=description, output=output, seed=seed,
                   images=image_list, fallback_image=fallback, pairs=tuple(pairs),
-                  hashers=tuple(hasher_specs), previews=previews, raw=raw)
+                  hashers=tuple(hasher_specs), previews=previews, limit=limit, impostors=impostors,
+                  detection=detection, raw=raw)
+
+
+def _section(cls, given, source, key):
+    """A mapping of options validated against a dataclass's declared fields."""
+    if given is None:
+        return cls()
+    if not isinstance(given, dict):
+        raise ConfigError(source, key, f"expected a mapping, got {given!r}")
+    try:
+        return cls(**check_params(param_specs(cls), given, key))
+    except ValueError as exc:
+        param, _, problem = str(exc).partition(": ")
+        raise ConfigError(source, f"{key}.{param}", problem) from None
 
 
 def _check(func, source, key):

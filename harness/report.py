@@ -19,9 +19,15 @@ import pandas as pd
 
 from harness.config import format_value
 from harness.errors import HarnessError
-from harness.metrics import UNAVAILABLE, article_table, family_curves, format_number, hasher_order
+from harness.metrics import (ALL_FAMILIES, UNAVAILABLE, article_table, detection_table, family_curves,
+                             family_verdicts, format_number, hasher_order, operating_points, roc_curve, roc_table,
+                             thresholds_table)
 
 DISTANCES = "distances.csv"
+IMPOSTORS = "impostors.csv"
+THRESHOLDS = "thresholds.csv"
+DETECTION = "detection.csv"
+ROC = "roc.csv"
 HASHERS = "hashers.csv"
 TABLE = "table.csv"
 RUN = "run.json"
@@ -81,6 +87,9 @@ def write_run(result, out_dir: str, provenance: dict) -> pd.DataFrame:
     distances = result.distances.copy()
     distances["value"] = distances["value"].map(format_value)
     _write_csv(os.path.join(out_dir, DISTANCES), distances)
+    impostors = result.impostors.copy()
+    impostors["value"] = impostors["value"].map(lambda v: v if isinstance(v, str) else format_value(v))
+    _write_csv(os.path.join(out_dir, IMPOSTORS), impostors)
     hashers = pd.DataFrame([{"hasher": h.id, "name": h.spec["name"], "distance": h.distance_kind,
                              "distance_max": h.distance_max, "status": h.status, "reason": h.reason,
                              "params": json.dumps({k: v for k, v in h.spec.items() if k != "name"})}
@@ -109,9 +118,19 @@ def read_distances(out_dir: str) -> pd.DataFrame:
     return frame
 
 
+def read_impostors(out_dir: str) -> pd.DataFrame:
+    path = os.path.join(out_dir, IMPOSTORS)
+    if not os.path.isfile(path):
+        return pd.DataFrame(columns=["hasher", "kind", "family", "value", "image_id", "other_id", "distance"])
+    return pd.read_csv(path, dtype={c: str for c in ("hasher", "kind", "family", "value", "image_id", "other_id")},
+                       keep_default_na=False, na_values={"distance": [""]})
+
+
 def build_report(out_dir: str) -> pd.DataFrame:
-    """Rebuild table.csv, the figures and summary.md from the saved CSVs and run.json."""
+    """Rebuild table.csv, the detection tables, the figures and summary.md from the saved
+    CSVs and run.json."""
     distances = read_distances(out_dir)
+    impostors = read_impostors(out_dir)
     hashers_path = os.path.join(out_dir, HASHERS)
     hashers = pd.read_csv(hashers_path, dtype=str, keep_default_na=False) if os.path.isfile(hashers_path) else None
     run_path = os.path.join(out_dir, RUN)
@@ -131,10 +150,48 @@ def build_report(out_dir: str) -> pd.DataFrame:
     heatmap = os.path.join(FIGURES, "heatmap.png")
     _save_figure(os.path.join(out_dir, heatmap), heatmap_figure(distances))
 
+    detection = build_detection(out_dir, distances, impostors, run.get("config", {}).get("detection", {}))
+
     _write_text(os.path.join(out_dir, SUMMARY),
                 summary_markdown(run, table, hashers, distances, overview, heatmap, figures,
-                                 os.path.isfile(os.path.join(out_dir, PREVIEWS))))
+                                 os.path.isfile(os.path.join(out_dir, PREVIEWS)), detection))
     return table
+
+
+DETECTION_DEFAULTS = {"fpr": [0.01, 0.001], "thresholds": {}, "min_tpr": 0.95}
+
+
+def build_detection(out_dir: str, distances: pd.DataFrame, impostors: pd.DataFrame, options: dict) -> dict | None:
+    """Thresholds, detection rates and ROC from genuine and impostor distances, with their figures.
+    None when there is no impostor baseline (a single image)."""
+    if impostors.empty:
+        for stale in (THRESHOLDS, DETECTION, ROC):  # from an earlier run into the same directory
+            if os.path.exists(os.path.join(out_dir, stale)):
+                os.remove(os.path.join(out_dir, stale))
+        return None
+    options = {**DETECTION_DEFAULTS, **options}
+    points = operating_points(distances, impostors, options["fpr"], options["thresholds"])
+    thresholds = thresholds_table(points)
+    detection = detection_table(distances, points)
+    roc = roc_table(distances, impostors)
+    _write_csv(os.path.join(out_dir, THRESHOLDS), thresholds)
+    _write_csv(os.path.join(out_dir, DETECTION), detection)
+    _write_csv(os.path.join(out_dir, ROC), roc)
+    hashers = hasher_order(distances)
+    chosen = points and next(iter(points.values()))[0].name  # the first target FPR
+    figures = {
+        "detection": os.path.join(FIGURES, "detection.png"),
+        "histograms": os.path.join(FIGURES, "histograms.png"),
+        "roc": os.path.join(FIGURES, "roc.png"),
+    }
+    _save_figure(os.path.join(out_dir, figures["detection"]), detection_figure(detection, chosen, hashers))
+    _save_figure(os.path.join(out_dir, figures["histograms"]), histogram_figure(distances, impostors, points, hashers))
+    _save_figure(os.path.join(out_dir, figures["roc"]), roc_figure(distances, impostors, hashers))
+    verdicts = family_verdicts(detection, chosen, options["min_tpr"])
+    return {"thresholds": thresholds, "detection": detection, "roc": roc, "figures": figures,
+            "chosen": chosen, "verdicts": verdicts, "min_tpr": options["min_tpr"],
+            "kinds": {hasher: part["kind"].value_counts(sort=False).to_dict()
+                      for hasher, part in impostors.groupby("hasher", sort=False)}}
 
 
 def _slug(text: str) -> str:
@@ -153,11 +210,24 @@ def _pyplot():
 
 
 def _geometric(xs: np.ndarray) -> bool:
-    """True for sweeps like 1, 2, 4, 8 or 1/2, 1/4, 1/8: those read best on a log axis."""
-    if len(xs) < 3 or xs.min() <= 0:
+    """True for sweeps that grow by a roughly constant factor over a wide range
+    (1, 2, 4, ... 64 or 3/4, 1/2, ... 1/32): those read best on a log axis."""
+    if len(xs) < 3 or xs.min() <= 0 or xs.max() / xs.min() < 8:
         return False
     ratios = xs[1:] / xs[:-1]
-    return ratios.min() > 1.5 and ratios.max() / ratios.min() < 1.1
+    return ratios.min() > 1.2 and ratios.max() / ratios.min() < 1.6
+
+
+def _value_axis(ax, xs: np.ndarray) -> None:
+    """Ticks at the swept values, log-spaced when the sweep is geometric."""
+    xs = np.sort(xs)
+    if _geometric(xs):
+        ax.set_xscale("log")
+    labels = [f"{x:.3g}" for x in xs]
+    long = max(len(label) for label in labels) > 5
+    ax.set_xticks(xs, labels, fontsize=8, rotation=35 if long else 0, ha="right" if long else "center")
+    ax.minorticks_off()
+    ax.set_xlabel("value")
 
 
 def _plot_family(ax, curves: pd.DataFrame, family: str, hashers: list[str]) -> None:
@@ -188,11 +258,7 @@ def _plot_family(ax, curves: pd.DataFrame, family: str, hashers: list[str]) -> N
             ax.plot(part["x"], part["median"], marker="o", label=hasher, color=f"C{k}")
             if (part["images"] > 1).any():
                 ax.fill_between(part["x"], part["q25"], part["q75"], alpha=0.2, color=f"C{k}", linewidth=0)
-        if _geometric(xs):
-            ax.set_xscale("log")
-        ax.set_xticks(xs, [format_number(x) for x in xs], fontsize=8)
-        ax.minorticks_off()
-        ax.set_xlabel("value")
+        _value_axis(ax, xs)
     ax.set_title(family)
     ax.grid(alpha=0.3)
 
@@ -222,26 +288,128 @@ def family_figure(curves: pd.DataFrame, family: str, hashers: list[str]):
     return figure
 
 
-def overview_figure(curves: pd.DataFrame, hashers: list[str]):
+def _grid(count: int, sharey: bool = True, sharex: bool = False):
+    """A figure with one panel per item, four to a row; spare panels hidden."""
     plt = _pyplot()
-    families = list(dict.fromkeys(curves["family"]))
-    columns = min(4, max(1, len(families)))
-    rows = -(-len(families) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), sharey=True, squeeze=False)
-    for ax, family in zip(axes.flat, families):
-        _plot_family(ax, curves, family, hashers)
-    axes.flat[0].set_ylim(0, _y_limit(curves))  # shared by every panel
-    for ax in axes.flat[len(families):]:
+    columns = min(4, max(1, count))
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), sharey=sharey, sharex=sharex,
+                                squeeze=False)
+    for ax in axes.flat[count:]:
         ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("distance / max")
+    return figure, axes
+
+
+def _figure_legend(figure, hashers: list[str], shown: list[str]) -> None:
     from matplotlib.lines import Line2D
 
-    shown = [h for h in hashers if h in set(curves["hasher"])]
     handles = [Line2D([], [], color=f"C{hashers.index(h)}", marker="o") for h in shown]
     figure.legend(handles, shown, loc="upper center", ncol=max(1, len(shown)), bbox_to_anchor=(0.5, 1.02))
     figure.tight_layout(rect=(0, 0, 1, 0.97))
+
+
+def overview_figure(curves: pd.DataFrame, hashers: list[str]):
+    families = list(dict.fromkeys(curves["family"]))
+    figure, axes = _grid(len(families))
+    for ax, family in zip(axes.flat, families):
+        _plot_family(ax, curves, family, hashers)
+    axes.flat[0].set_ylim(0, _y_limit(curves))  # shared by every panel
+    for ax in axes[:, 0]:
+        ax.set_ylabel("distance / max")
+    _figure_legend(figure, hashers, [h for h in hashers if h in set(curves["hasher"])])
     _note_missing(figure, curves, hashers)
+    return figure
+
+
+def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: list[str]):
+    """The key figure: per family, the share of edited copies still matched at the chosen
+    false-positive rate, against the edit's strength; band = 95% Wilson interval."""
+    chosen = detection[detection["operating_point"] == operating_point].copy()
+    chosen["x"] = pd.to_numeric(chosen["value"], errors="coerce")
+    families = list(dict.fromkeys(chosen["family"]))
+    figure, axes = _grid(len(families))
+    for ax, family in zip(axes.flat, families):
+        rows = chosen[chosen["family"] == family]
+        numeric = rows["x"].notna().all() and rows["value"].nunique() > 1
+        positions = {label: k for k, label in enumerate(dict.fromkeys(rows["label"]))}
+        for hasher in hashers:
+            part = rows[rows["hasher"] == hasher]
+            if part.empty:
+                continue
+            part = part.sort_values("x") if numeric else part
+            xs = part["x"] if numeric else part["label"].map(positions)
+            style = "-" if part["resolved"].all() else "--"
+            ax.plot(xs, part["tpr"], style, marker="o", color=f"C{hashers.index(hasher)}", label=hasher)
+            ax.fill_between(xs, part["tpr_low"], part["tpr_high"], alpha=0.15, color=f"C{hashers.index(hasher)}",
+                            linewidth=0)
+        if numeric:
+            _value_axis(ax, rows["x"].unique())
+        else:
+            ax.set_xticks(list(positions.values()), list(positions), fontsize=8)
+            ax.set_xlim(-0.5, len(positions) - 0.5)
+        ax.set_title(family)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"detected at {operating_point}")
+    _figure_legend(figure, hashers, [h for h in hashers if h in set(chosen["hasher"])])
+    if not chosen["resolved"].all():
+        figure.text(0.01, 0.0, "dashed: too few impostor pairs to resolve this false-positive rate",
+                    fontsize=8, color="0.4", va="top")
+    return figure
+
+
+def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: dict, hashers: list[str]):
+    """Per hasher: how far apart copies (genuine) and different images (impostors) are."""
+    shown = [h for h in hashers if h in points]
+    figure, axes = _grid(len(shown), sharey=False)
+    for ax, hasher in zip(axes.flat, shown):
+        genuine = distances.loc[(distances["hasher"] == hasher) & (distances["error"] == ""), "distance"]
+        impostor = impostors.loc[impostors["hasher"] == hasher, "distance"]
+        both = np.concatenate([genuine, impostor])
+        integral = np.all(np.mod(both, 1) == 0) and both.max() - both.min() <= 1024
+        bins = np.arange(both.min() - 0.5, both.max() + 1.5) if integral else 50
+        ax.hist(impostor, bins=bins, density=True, alpha=0.55, color="0.45", label=f"impostors ({len(impostor)})")
+        ax.hist(genuine, bins=bins, density=True, alpha=0.55, color=f"C{hashers.index(hasher)}",
+                label=f"copies ({len(genuine)})")
+        for k, point in enumerate(points[hasher]):
+            if np.isfinite(point.threshold):
+                ax.axvline(point.threshold, color="black", linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
+                           label=f"threshold {point.name}: {format_number(point.threshold)}")
+        ax.set_title(hasher)
+        ax.set_xlabel("distance")
+        ax.legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("density")
+    figure.tight_layout()
+    return figure
+
+
+def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[str]):
+    """Per family: true-positive rate against false-positive rate (log axis), one line per hasher."""
+    usable = distances[distances["error"] == ""]
+    families = list(dict.fromkeys(usable["family"]))
+    figure, axes = _grid(len(families), sharex=True)
+    floor = 1.0
+    for ax, family in zip(axes.flat, families):
+        for hasher in hashers:
+            genuine = usable.loc[(usable["hasher"] == hasher) & (usable["family"] == family), "distance"]
+            impostor = impostors.loc[impostors["hasher"] == hasher, "distance"]
+            if genuine.empty or impostor.empty:
+                continue
+            _, fpr, tpr = roc_curve(genuine, impostor)
+            floor = min(floor, 1.0 / len(impostor))
+            ax.step(np.maximum(fpr, 1.0 / len(impostor) / 2), tpr, where="post", color=f"C{hashers.index(hasher)}")
+        ax.set_xscale("log")
+        ax.set_title(family)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[:len(families)]:
+        ax.set_xlim(floor / 2, 1.0)
+        ax.set_xlabel("false-positive rate")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("true-positive rate")
+    _figure_legend(figure, hashers, [h for h in hashers if h in set(usable["hasher"])])
     return figure
 
 
@@ -313,31 +481,125 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
+def _percent(rate: float) -> str:
+    return f"{100 * rate:.0f}%" if np.isfinite(rate) else "n/a"
+
+
+def _format_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers to short text for Markdown tables."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_float_dtype(out[column]):
+            out[column] = [("" if not np.isfinite(v) else f"{v:.4g}") for v in out[column]]
+    return out
+
+
+def answer_section(detection: dict) -> list[str]:
+    verdicts, chosen, min_tpr = detection["verdicts"], detection["chosen"], detection["min_tpr"]
+    thresholds = detection["thresholds"]
+    at_chosen = thresholds[thresholds["operating_point"] == chosen]
+    pairs = int(at_chosen["impostor_pairs"].max()) if len(at_chosen) else 0
+    rate = float(chosen.split("=", 1)[1])
+    lines = ["## The answer", "",
+             f"Which hasher still recognises an edited copy while calling at most {rate:g} of pairs of "
+             f"*different* images a match ({chosen}; thresholds estimated from {pairs} impostor pairs per hasher)? "
+             f"Per family of edits, the hasher with the highest average detection rate over the family's "
+             f"strengths, how many strengths it detects at {_percent(min_tpr)} or more, and the first strength "
+             f"(in the config's order) where it falls below that:", "",
+             "| family | best hasher | detected (mean) | strengths held | first below | runner-up |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in verdicts.itertuples(index=False):
+        miss = f"{row.first_miss} ({_percent(row.first_miss_tpr)})" if row.first_miss else "none"
+        runner = f"{row.runner_up} ({_percent(row.runner_up_mean_tpr)})" if row.runner_up else ""
+        flag = "" if row.resolved else " *"
+        lines.append(f"| {row.family} | {row.best}{flag} | {_percent(row.mean_tpr)} | {row.held} of {row.strengths} "
+                     f"| {miss} | {runner} |")
+    lines.append("")
+    if not verdicts["resolved"].all():
+        lines += [f"\\* Too few impostor pairs to resolve {chosen}: not even one false match is allowed, so the "
+                  "threshold only sits below the closest pair of different images. Add images (or "
+                  "`impostors: {transformed: true}`) before trusting these rows.", ""]
+    lines += [f"![detection rate per family]({detection['figures']['detection']})", "",
+              f"**How to read it:** one panel per family of edits, the edit's strength on the x axis, and on the "
+              f"y axis the share of images whose edited copy is still matched at the threshold that keeps false "
+              f"matches between different images at {rate:g}. The band is a 95% Wilson interval over images; "
+              f"a line near 1 is a hasher that holds up.", ""]
+    return lines
+
+
+def detection_sections(detection: dict) -> list[str]:
+    thresholds = detection["thresholds"].copy()
+    thresholds["resolved"] = thresholds["resolved"].map({True: "yes", False: "**no**"})
+    roc = detection["roc"]
+    overall = roc[roc["family"] == ALL_FAMILIES][["hasher", "auc", "eer", "genuine_pairs", "impostor_pairs"]]
+    per_family = roc[roc["family"] != ALL_FAMILIES].pivot_table(index="family", columns="hasher", values="auc",
+                                                                  sort=False).reset_index()
+    kind_text = "; ".join(f"{hasher}: " + ", ".join(f"{count} {kind}" for kind, count in counts.items())
+                          for hasher, counts in detection["kinds"].items())
+    fixed_rates = []
+    detected = detection["detection"]
+    fixed = detected[detected["operating_point"] == "fixed"]
+    if len(fixed):
+        given = thresholds[thresholds["operating_point"] == "fixed"]
+        rates = fixed.pivot_table(index="family", columns="hasher", values="tpr", aggfunc="mean", sort=False)
+        fixed_rates = [
+            "## The thresholds you gave", "",
+            "Mean detection rate per family at the config's fixed thresholds ("
+            + ", ".join(f"{r.hasher} <= {format_number(r.threshold)}: false-positive rate {r.fpr_measured:.4g} "
+                        f"on {r.impostor_pairs} impostor pairs" for r in given.itertuples(index=False)) + "):", "",
+            markdown_table(_format_cells(rates.reset_index())), ""]
+    return fixed_rates + [
+        "## Thresholds", "",
+        "A pair counts as a match when its distance is **at most** the threshold. Each threshold is the largest "
+        "one whose false-positive rate on the impostor pairs stays within the target (`false_matches` of "
+        "`impostor_pairs`; ties are never split). `resolved: no` means there are fewer than 1/rate impostor "
+        "pairs, so the rate cannot be measured: that threshold only sits below the closest different images. "
+        "`fixed` rows evaluate thresholds given in the config.", "",
+        markdown_table(_format_cells(thresholds)), "",
+        f"Impostor pairs: {kind_text} (`source`: two different untouched images; `transformed`: an edited copy "
+        "against a different image).", "",
+        f"![genuine and impostor distances]({detection['figures']['histograms']})", "",
+        "**How to read it:** for each hasher, the distances between an image and its edited copies (coloured) "
+        "and between different images (grey), with the thresholds as vertical lines. The less the two overlap, "
+        "the better the hasher separates copies from different pictures.", "",
+        "## ROC", "",
+        "Area under the ROC curve (1 = every copy is closer than every pair of different images, 0.5 = chance) "
+        "and equal error rate (where missed copies and false matches are equally frequent), over all families:",
+        "", markdown_table(_format_cells(overall)), "",
+        "Area under the curve per family:", "", markdown_table(_format_cells(per_family)), "",
+        f"![ROC curves per family]({detection['figures']['roc']})", "",
+        "**How to read it:** per family, the share of copies matched (y) against the share of different-image "
+        "pairs falsely matched (x, log scale) as the threshold grows. Curves towards the top left are better.",
+        "",
+        "`detection.csv` holds every rate with its interval, `thresholds.csv` the thresholds and `roc.csv` "
+        "the areas and equal error rates.", ""]
+
+
 def summary_markdown(run: dict, table: pd.DataFrame, hashers: pd.DataFrame | None, distances: pd.DataFrame,
-                     overview: str, heatmap: str, figures: list[tuple[str, str]], previews: bool) -> str:
+                     overview: str, heatmap: str, figures: list[tuple[str, str]], previews: bool,
+                     detection: dict | None = None) -> str:
     config = run.get("config", {})
-    images = sorted(set(distances["image"]))
+    images = list(dict.fromkeys(distances["image"]))
     lines = [f"# {config.get('name', 'harness run')}", ""]
     if config.get("description"):
         lines += [config["description"].strip(), ""]
     lines += [f"Images: {len(images)} ({', '.join(images[:10])}{', ...' if len(images) > 10 else ''}). "
-              f"Pairs: {len(table)}. Hashers: {', '.join(hasher_order(distances))}.", ""]
+              f"Pairs per image: {len(table)}. Hashers: {', '.join(hasher_order(distances))}.", ""]
     for note in run.get("notes", []):
-        lines.append(f"> **Note:** {note}")
-        lines.append("")
-    lines += ["## How to read this", "",
-              "Each row is a pair of images: A (usually the untouched image) and B (A after the edit named "
-              "in the row). Each cell is the distance a hasher measures between A and B: 0 means the "
-              "hashes are identical, and larger means the hasher sees the two as more different. "
-              "A robust hasher keeps the distance low for every edit; compare each number with the "
-              "threshold you would use to call two images duplicates.",
+        lines += [f"> **Note:** {note}", ""]
+    if detection is not None:
+        lines += answer_section(detection)
+    lines += ["## How to read the distances", "",
+              "Each row of the table is a pair of images: A (usually the untouched image) and B (A after the edit "
+              "named in the row). Each cell is the distance a hasher measures between A and B: 0 means the "
+              "hashes are identical, and larger means the hasher sees the two as more different."
+              + (" With several images, each cell is the median over images." if len(images) > 1 else
+                 " One image proves little: the detection rates of a collection say what a distance means."),
               "",
-              "Hamming hashes count differing bits (0 to 64 for 64-bit hashes). Embeddings (ResNet50) use "
-              "the article's scale `64 * (1 - cosine similarity)`: 0 is the same direction, 64 orthogonal. "
-              "The figures divide each distance by its hasher's maximum (`distance / max`, in [0, 1]) "
-              "so hashers with different ranges share an axis."
-              + (" With several images, each cell is the median over images." if len(images) > 1 else ""),
-              ""]
+              "Hamming hashes count differing bits (0 to the hash's length). Embeddings use the article's scale "
+              "`64 * (1 - cosine similarity)`: 0 is the same direction, 64 orthogonal. The figures divide each "
+              "distance by its hasher's maximum (`distance / max`, in [0, 1]) so hashers with different ranges "
+              "share an axis.", ""]
     if hashers is not None and len(hashers):
         lines += ["| hasher | distance | max | status |", "| --- | --- | --- | --- |"]
         for row in hashers.itertuples(index=False):
@@ -345,10 +607,15 @@ def summary_markdown(run: dict, table: pd.DataFrame, hashers: pd.DataFrame | Non
         lines.append("")
     lines += ["## Distances", "", markdown_table(table), "",
               f"![all families]({overview})", "",
-              "One panel per family: the distance against the swept value (log scale where the values "
-              "span a wide range), one line per hasher.", "",
+              "**How to read it:** one panel per family, the distance against the swept value (log scale where "
+              "the values double at each step), one line per hasher"
+              + ("; the line is the median over images and the band the inter-quartile range." if len(images) > 1
+                 else "."), "",
               f"![heatmap]({heatmap})", "",
-              "The whole table as colour (normalised) with the raw distance in each cell.", ""]
+              "**How to read it:** the whole table as colour (normalised distance) with the raw distance in each "
+              "cell.", ""]
+    if detection is not None:
+        lines += detection_sections(detection)
     lines += ["## Per family", ""]
     for family, path in figures:
         lines += [f"![{family}]({path})", ""]
@@ -358,10 +625,10 @@ def summary_markdown(run: dict, table: pd.DataFrame, hashers: pd.DataFrame | Non
                   "not committed for images that may not be redistributed).", ""]
     versions = run.get("versions", {})
     if versions:
+        git = run.get("git") or {}
         lines += ["## Provenance", "",
                   f"Produced by `{' '.join(run.get('command', []))}` on {run.get('date', '?')}, "
-                  f"git commit {(run.get('git') or {}).get('commit') or 'unknown'}"
-                  f"{' (uncommitted changes)' if (run.get('git') or {}).get('dirty') else ''}. "
+                  f"git commit {git.get('commit') or 'unknown'}{' (uncommitted changes)' if git.get('dirty') else ''}. "
                   f"Python {versions.get('python')}, OpenCV {versions.get('cv2')}, NumPy {versions.get('numpy')}, "
                   f"TensorFlow {versions.get('tensorflow', 'not installed')}. "
                   f"The resolved config and all versions are in `{RUN}`.", ""]

@@ -103,9 +103,24 @@ def vflip(image: np.ndarray) -> np.ndarray:
 def center_crop(
     image: np.ndarray,
     fraction: Annotated[float, Range(0, 1, open_low=True), Doc("kept part of each side")],
+    dx: Annotated[float, Range(-1, 1), Doc("move the window right by dx x the image width (a shift)")] = 0.0,
+    dy: Annotated[float, Range(-1, 1), Doc("move the window down by dy x the image height")] = 0.0,
 ) -> np.ndarray:
-    """Keep the centred window of `fraction` x each side (sizes rounded, at least 1 px)."""
-    return _window(image, fraction, 0.5, 0.5)
+    """Keep the centred window of `fraction` x each side, optionally moved by a fraction of the image size.
+
+    Two such crops, one moved, simulate a shift without borders on images of any
+    size; on 512 px, fraction 0.5 and dx = dy = d/512 give the article's crops.
+    """
+    if dx == 0 and dy == 0:
+        return _window(image, fraction, 0.5, 0.5)
+    rows, cols = image.shape[:2]
+    width, height = max(1, round(cols * fraction)), max(1, round(rows * fraction))
+    left = int((cols - width) * 0.5) + round(dx * cols)
+    top = int((rows - height) * 0.5) + round(dy * rows)
+    if left < 0 or top < 0 or left + width > cols or top + height > rows:
+        raise TransformError(f"a {width}x{height} window moved by ({dx:g}, {dy:g}) of the size leaves "
+                             f"the {cols}x{rows} image")
+    return image[top:top + height, left:left + width].copy()
 
 
 @transform
