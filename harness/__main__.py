@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from harness.errors import HarnessError
@@ -35,6 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Rebuild table.csv, the figures and summary.md of an output "
                                              "directory from its saved CSVs, without recomputing anything.")
     report.add_argument("dir", metavar="DIR", help="the output directory of a run")
+
+    validate = commands.add_parser("validate", help="check a config and count its work, without running it",
+                                   description="Check a config as `run` would (keys, names, parameters, "
+                                               "plugins, image sources) and summarise it; loads no model "
+                                               "and reads no pixels. Exit status 0 when valid, 2 when not.")
+    validate.add_argument("config", metavar="CONFIG", help="YAML config, e.g. configs/lena.yaml")
+    validate.add_argument("--images", nargs="+", metavar="PATH",
+                          help="image files (or builtin:NAME) that replace the config's images")
+    validate.add_argument("--hashers", metavar="NAME[,NAME...]",
+                          help="only these of the config's hashers (comma-separated)")
+
+    listing = commands.add_parser("list", help="list the hashers and transforms a config can name",
+                                  description="Every registered hasher and transform: its YAML name, what "
+                                              "it does and its parameters (type, range, default).")
+    listing.add_argument("which", nargs="?", choices=("hashers", "transforms"), help="list only these")
     return parser
 
 
@@ -45,12 +61,19 @@ def main(argv: list[str] | None = None) -> int:
             return command_run(args)
         if args.command == "report":
             return command_report(args)
+        if args.command == "validate":
+            return command_validate(args)
+        if args.command == "list":
+            return command_list(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `list | head` stopped reading; Python's recommended exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 2
 
 
@@ -59,8 +82,7 @@ def command_run(args) -> int:
     from harness.config import load_config
     from harness.provenance import provenance
 
-    hashers = [h.strip() for h in args.hashers.split(",") if h.strip()] if args.hashers else None
-    config = load_config(args.config, images=args.images, hashers=hashers)
+    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers))
     out_dir = args.out or config.output
     report.check_writable(out_dir)
     result = runner.run(config, skip_unavailable=args.skip_unavailable, progress=False if args.quiet else None)
@@ -81,6 +103,37 @@ def command_report(args) -> int:
     print(table.to_string(index=False))
     print(f"\nrebuilt {args.dir}/ (summary.md, table.csv, figures/) from its CSVs")
     return 0
+
+
+def command_validate(args) -> int:
+    from harness.config import load_config
+    from harness.images import resolve_sources
+
+    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers))
+    sources, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed)
+    families: dict[str, int] = {}
+    for pair in config.pairs:
+        families[pair.family] = families.get(pair.family, 0) + 1
+    print(f"{config.source}: valid ({config.name})")
+    print(f"  pairs:   {len(config.pairs)} in {len(families)} families: "
+          + ", ".join(f"{family} {count}" for family, count in families.items()))
+    print("  hashers: " + ", ".join(h.id if h.id == h.name else f"{h.id} ({h.name})" for h in config.hashers))
+    print(f"  images:  {len(sources)}: " + ", ".join(sources[:5]) + (", ..." if len(sources) > 5 else ""))
+    for note in notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def command_list(args) -> int:
+    from harness import catalog
+
+    print(catalog.describe(args.which))
+    return 0
+
+
+def hasher_list(option: str | None) -> list[str] | None:
+    """--hashers "a, b" -> ["a", "b"]."""
+    return [h.strip() for h in option.split(",") if h.strip()] if option else None
 
 
 if __name__ == "__main__":

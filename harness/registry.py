@@ -2,14 +2,18 @@
 
 An entry may be the object itself or a lazy "module:attr" string, so heavy
 imports (TensorFlow for the Keras hashers) happen only when that entry is used.
-A name containing ':' that is not registered is imported as a user plugin.
+A name containing ':' that is not registered is imported as a user plugin, from
+the current directory, PYTHONPATH or an installed package.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any, Iterator
+import os
+import sys
+import traceback
+from typing import Any, Callable, Iterator
 
 
 class UnknownName(LookupError):
@@ -17,21 +21,54 @@ class UnknownName(LookupError):
 
 
 def import_path(path: str) -> Any:
-    """Import "package.module:attr"; the only way a config can name code."""
+    """Import "package.module:attr"; the only way a config can name code.
+
+    Every failure is an UnknownName with a one-line message: the module that is not
+    found, the exception its code raised on import (with file and line), or the
+    attribute it lacks (with the closest name it has).
+    """
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise UnknownName(f"'{path}' is not an import path of the form package.module:Name")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UnknownName(f"cannot import module '{module_name}' ({exc})") from None
-    try:
-        obj = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise UnknownName(f"module '{module_name}' has no attribute '{attr}'") from None
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name + ".").startswith(exc.name + "."):  # the plugin itself, not a dependency
+            raise UnknownName(f"cannot import module '{module_name}': no module named '{exc.name}' in the "
+                              f"current directory ({os.getcwd()}), PYTHONPATH or the installed packages") from None
+        raise UnknownName(f"cannot import module '{module_name}': {_one_line(exc)}") from None
+    except Exception as exc:  # the module's own code failed (SyntaxError, NameError, ...)
+        raise UnknownName(f"cannot import module '{module_name}': {_one_line(exc)}") from None
+    obj, parts = module, attr.split(".")
+    for depth, part in enumerate(parts):
+        if not hasattr(obj, part):
+            owner = f"'{module_name}:{'.'.join(parts[:depth])}'" if depth else f"module '{module_name}'"
+            close = suggest(part, [n for n in dir(obj) if not n.startswith("_")])
+            raise UnknownName(f"{owner} has no attribute '{part}'" + (f"; did you mean '{close}'?" if close else ""))
+        obj = getattr(obj, part)
     return obj
+
+
+def _one_line(exc: BaseException) -> str:
+    """"Type: message (file, line N)" for an exception raised while importing user code."""
+    lines = str(exc).strip().splitlines()
+    text = type(exc).__name__ + (f": {lines[0]}" if lines else "")
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if f.filename != __file__ and "importlib" not in f.filename and not f.filename.startswith("<")]
+    if frames and not isinstance(exc, SyntaxError):  # a SyntaxError's message already has its file and line
+        text += f" ({os.path.relpath(frames[-1].filename)}, line {frames[-1].lineno})"
+    return text
+
+
+def _current_directory_importable() -> None:
+    """Find plugins from the directory the command runs in, as config paths are.
+
+    `python -m harness` puts that directory on sys.path; an installed `harness`
+    script does not, so it is added (last: it never shadows an installed package).
+    """
+    cwd = os.getcwd()
+    if not any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+        sys.path.append(cwd)
 
 
 def suggest(name: str, known: list[str]) -> str | None:
@@ -44,8 +81,10 @@ def suggest(name: str, known: list[str]) -> str | None:
 
 
 class Registry:
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, check: Callable[[Any], str | None] | None = None):
+        """`check(obj)` returns why an imported plugin breaks the contract, or None."""
         self.kind = kind
+        self.check = check
         self._entries: dict[str, Any] = {}
 
     def add(self, name: str, entry: Any) -> Any:
@@ -63,7 +102,15 @@ class Registry:
     def get(self, name: str) -> Any:
         if name not in self._entries:
             if ":" in name:
-                return import_path(name)
+                _current_directory_importable()
+                try:
+                    found = import_path(name)
+                except UnknownName as exc:
+                    raise UnknownName(f"{self.kind} plugin '{name}': {exc}") from None
+                problem = self.check(found) if self.check else None
+                if problem:
+                    raise UnknownName(f"{self.kind} plugin '{name}' {problem}")
+                return found
             close = suggest(name, list(self._entries))
             hint = f"; did you mean '{close}'?" if close else ""
             raise UnknownName(f"unknown {self.kind} '{name}'{hint} (see `python -m harness list`)")

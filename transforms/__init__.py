@@ -7,6 +7,7 @@ of a transform is its function name. `apply_chain` is the one checked entry poin
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Callable, Iterable
 
 import numpy as np
@@ -14,7 +15,15 @@ import numpy as np
 from harness.params import Doc, Range
 from harness.registry import Registry
 
-TRANSFORMS = Registry("transform")
+def _check_plugin(obj) -> str | None:
+    if not inspect.isfunction(obj):
+        return "must be a function f(image, **params) -> image"
+    if not inspect.signature(obj).parameters:
+        return "must take the image as its first parameter"
+    return None
+
+
+TRANSFORMS = Registry("transform", check=_check_plugin)
 
 # Parameter types shared by several modules.
 Color = tuple[int, int, int]  # BGR, as OpenCV draws

@@ -1,9 +1,26 @@
 """The hasher registry: YAML name -> class. Entries are lazy import paths, so
 listing or validating never imports TensorFlow, ImageHash or pdqhash."""
 
+import dataclasses
+import inspect
+
+from harness.hashers.base import Hasher
 from harness.registry import Registry
 
-HASHERS = Registry("hasher")
+
+def _check_plugin(obj) -> str | None:
+    if not (isinstance(obj, type) and issubclass(obj, Hasher)):
+        return "must be a subclass of harness.hashers.base.Hasher"
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(obj.__abstractmethods__))
+        return f"does not implement {missing}"
+    if not dataclasses.is_dataclass(obj):
+        return "must be a @dataclass(frozen=True): its fields are its YAML parameters"
+    absent = [a for a in ("name", "description", "distance_kind", "distance_max") if not hasattr(obj, a)]
+    return f"lacks the class attribute(s) {', '.join(absent)}" if absent else None
+
+
+HASHERS = Registry("hasher", check=_check_plugin)
 # OpenCV contrib img_hash
 HASHERS.add("aHash", "harness.hashers.opencv:AverageHash")
 HASHERS.add("pHash", "harness.hashers.opencv:PHash")
