@@ -31,3 +31,15 @@ def synthetic_file(tmp_path):
     path = tmp_path / "card.png"
     cv2.imwrite(str(path), make_synthetic())
     return str(path)
+
+
+def make_scene(seed: int, height: int = 120, width: int = 160) -> np.ndarray:
+    """A distinct, photo-like image per seed: a smooth random field plus a few shapes."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    for _ in range(4):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        cv2.circle(image, centre, int(rng.integers(8, 40)), colour, -1)
+    return image

@@ -1,0 +1,141 @@
+"""A small generated collection end to end: sources, impostors, thresholds, detection, report."""
+
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.__main__ import main
+from tests.conftest import make_scene
+
+CONFIG = """
+name: little
+seed: 3
+images: [{folder}, "{glob}"]
+hashers: [aHash, pHash]
+impostors: {{transformed: true, per_variant: 3}}
+detection: {{fpr: [0.05, 0.001], thresholds: {{pHash: 10}}}}
+sweeps:
+  - family: identity
+  - family: jpeg
+    b: {{jpeg: {{quality: $value}}}}
+    values: [80, 20]
+  - family: shift
+    a: {{center_crop: {{fraction: 0.5}}}}
+    b: {{center_crop: {{fraction: 0.5, dx: $value, dy: $value}}}}
+    values: [0.01, 0.1]
+"""
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("collection")
+    folder = root / "photos"
+    (folder / "nested").mkdir(parents=True)
+    for seed in range(6):
+        cv2.imwrite(str(folder / ("nested" if seed % 2 else "") / f"scene {seed}.png"), make_scene(seed))
+    cv2.imwrite(str(folder / "copy of scene 0.png"), make_scene(0))  # same pixels: counted once
+    cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(make_scene(6), cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(folder / "wide.jpg"), make_scene(7, 90, 300), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (folder / "notes.txt").write_text("not an image, and not picked up: wrong extension")
+    extra = root / "extra"
+    extra.mkdir()
+    cv2.imwrite(str(extra / "scene 8.png"), make_scene(8))
+    config = root / "little.yaml"
+    config.write_text(CONFIG.format(folder=folder, glob=extra / "*.png"))
+    out = root / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    return config, out
+
+
+def test_sources_are_expanded_and_deduplicated(collection):
+    _, out = collection
+    distances = pd.read_csv(out / "distances.csv", keep_default_na=False)
+    assert sorted(set(distances["image"])) == sorted(
+        # "copy of scene 0.png" is listed first, so "scene 0.png" is the duplicate left out
+        ["copy of scene 0", "scene 1", "scene 2", "scene 3", "scene 4", "scene 5", "gray", "wide", "scene 8"])
+    assert distances["image_id"].nunique() == 9
+    assert "same pixels as another" in (out / "summary.md").read_text()
+
+
+def test_impostors(collection):
+    _, out = collection
+    impostors = pd.read_csv(out / "impostors.csv", keep_default_na=False)
+    source = impostors[impostors["kind"] == "source"]
+    assert len(source) == 2 * (9 * 8 // 2)  # every pair of the 9 images, per hasher
+    assert (source["image_id"] != source["other_id"]).all()
+    transformed = impostors[impostors["kind"] == "transformed"]
+    assert len(transformed) == 2 * 9 * 4 * 3  # 4 edited copies per image, 3 others each, 2 hashers
+    assert (transformed["image_id"] != transformed["other_id"]).all()
+    assert set(transformed["family"]) == {"jpeg", "shift"}
+
+
+def test_thresholds_and_flags(collection):
+    _, out = collection
+    thresholds = pd.read_csv(out / "thresholds.csv")
+    pairs = 36 + 108
+    assert (thresholds["impostor_pairs"] == pairs).all()
+    by_point = thresholds.set_index(["hasher", "operating_point"])
+    assert by_point.loc[("pHash", "fpr=0.05"), "resolved"]
+    assert by_point.loc[("pHash", "fpr=0.05"), "false_matches_allowed"] == 7
+    assert not by_point.loc[("pHash", "fpr=0.001"), "resolved"]  # 144 pairs cannot resolve 1 in 1000
+    assert by_point.loc[("pHash", "fixed"), "threshold"] == 10
+    assert ("aHash", "fixed") not in by_point.index
+    # the threshold really keeps the false-positive rate within the target on the saved impostors
+    impostors = pd.read_csv(out / "impostors.csv")
+    for (hasher, point), row in by_point.iterrows():
+        counted = (impostors.loc[impostors["hasher"] == hasher, "distance"] <= row["threshold"]).sum()
+        assert counted == row["false_matches"]
+        if point.startswith("fpr="):
+            assert counted <= row["false_matches_allowed"]
+
+
+def test_detection_and_roc_tables(collection):
+    _, out = collection
+    detection = pd.read_csv(out / "detection.csv", keep_default_na=False)
+    assert len(detection) == 5 * (2 + 3)  # 5 pairs x (aHash: 2 operating points, pHash: 2 + fixed)
+    assert (detection["genuine_pairs"] == 9).all()
+    assert (detection[detection["family"] == "identity"]["tpr"] == 1).all()
+    assert (detection["tpr_low"] <= detection["tpr"]).all() and (detection["tpr"] <= detection["tpr_high"]).all()
+    roc = pd.read_csv(out / "roc.csv")
+    assert set(roc["family"]) == {"identity", "jpeg", "shift", "(all)"}
+    assert roc["auc"].between(0, 1).all()
+
+
+def test_summary_leads_with_the_answer(collection):
+    _, out = collection
+    summary = (out / "summary.md").read_text()
+    assert summary.index("## The answer") < summary.index("## Distances")
+    for figure in ("detection.png", "histograms.png", "roc.png", "families.png", "heatmap.png"):
+        assert f"figures/{figure}" in summary and (out / "figures" / figure).is_file()
+    assert "resolve" in summary  # the unresolved 0.001 rate is explained
+
+
+def test_rebuild_and_determinism(collection, tmp_path):
+    config, out = collection
+    again = tmp_path / "again"
+    assert main(["run", str(config), "--out", str(again), "--quiet"]) == 0
+    for name in ("distances.csv", "impostors.csv", "table.csv", "thresholds.csv", "detection.csv", "roc.csv"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
+    before = {name: (again / name).read_bytes() for name in ("detection.csv", "summary.md", "figures/detection.png")}
+    shutil.rmtree(again / "figures")
+    for name in ("detection.csv", "thresholds.csv", "roc.csv", "summary.md"):
+        (again / name).unlink()
+    assert main(["report", str(again)]) == 0
+    for name, content in before.items():
+        assert (again / name).read_bytes() == content, name
+
+
+def test_limit_is_a_seeded_sample(collection, tmp_path):
+    """`limit` samples the listed files before any is decoded (cheap on big folders)."""
+    config, _ = collection
+    text = config.read_text().replace("seed: 3", "seed: 4\nlimit: 4")
+    limited = tmp_path / "limited.yaml"
+    limited.write_text(text)
+    runs = []
+    for name in ("a", "b"):
+        assert main(["run", str(limited), "--out", str(tmp_path / name), "--quiet"]) == 0
+        runs.append(sorted(set(pd.read_csv(tmp_path / name / "distances.csv")["image"])))
+    assert len(runs[0]) == 4 and runs[0] == runs[1]

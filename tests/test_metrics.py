@@ -1,0 +1,121 @@
+"""Detection metrics against hand-computed cases: ties, the too-few-pairs flag, intervals, AUC, EER."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.metrics import (detection_table, equal_error_rate, family_verdicts, fixed_threshold, operating_points,
+                             roc_auc, roc_curve, roc_table, threshold_at_fpr, thresholds_table, wilson_interval)
+from harness.runner import sample_pairs
+
+IMPOSTOR = np.array([5, 7, 7, 9, 12, 12, 15, 20, 30, 40], dtype=float)  # 10 pairs, ties at 7 and 12
+GENUINE = np.array([0, 3, 6, 7, 8, 13], dtype=float)
+
+
+def test_threshold_allows_floor_fpr_n_false_matches():
+    # fpr 0.1 of 10 pairs: one false match allowed; the 2nd smallest impostor (7) must stay out,
+    # so the threshold is the largest observed distance below 7: the genuine 6.
+    point = threshold_at_fpr(IMPOSTOR, GENUINE, 0.1)
+    assert (point.threshold, point.false_matches_allowed, point.false_matches) == (6.0, 1, 1)
+    assert point.fpr_measured == 0.1 and point.resolved
+
+
+def test_ties_are_never_split():
+    # fpr 0.2 allows 2 false matches, but the 2nd and 3rd smallest impostors tie at 7:
+    # admitting 7 would make 3, so the threshold stays below 7 and only 1 false match is spent.
+    point = threshold_at_fpr(IMPOSTOR, GENUINE, 0.2)
+    assert (point.threshold, point.false_matches_allowed, point.false_matches) == (6.0, 2, 1)
+    # fpr 0.3: three allowed, 7 can be admitted (5, 7, 7); 9 cannot.
+    point = threshold_at_fpr(IMPOSTOR, GENUINE, 0.3)
+    assert (point.threshold, point.false_matches) == (8.0, 3)
+
+
+def test_too_few_pairs_is_flagged_not_extrapolated():
+    point = threshold_at_fpr(IMPOSTOR, GENUINE, 0.05)  # 10 pairs cannot resolve 1 in 20
+    assert not point.resolved and point.false_matches_allowed == 0
+    assert point.threshold == 3.0 and point.false_matches == 0  # merely below the closest impostor (5)
+    assert threshold_at_fpr(np.arange(20.0), GENUINE, 0.05).resolved
+
+
+def test_no_threshold_possible():
+    point = threshold_at_fpr(np.array([0.0, 1.0]), np.array([2.0]), 0.4)
+    assert math.isnan(point.threshold) and point.false_matches == 0
+    assert not threshold_at_fpr(np.array([]), GENUINE, 0.01).resolved
+
+
+def test_fixed_threshold_counts_at_or_below():
+    point = fixed_threshold(IMPOSTOR, 7)
+    assert point.false_matches == 3 and point.fpr_measured == pytest.approx(0.3)
+
+
+def test_wilson_interval_known_values():
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_auc_counts_ties_half():
+    # per genuine distance, impostors above (+ half the ties) out of 10: 10, 10, 9, 7+1, 7, 4 -> 48/60
+    assert roc_auc(GENUINE, IMPOSTOR) == pytest.approx(0.8)
+    assert roc_auc(np.array([1.0]), np.array([1.0])) == 0.5
+    assert roc_auc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 1.0
+
+
+def test_roc_curve_and_eer():
+    thresholds, fpr, tpr = roc_curve(np.array([1.0, 2.0]), np.array([2.0, 3.0]))
+    assert thresholds.tolist() == [-np.inf, 1.0, 2.0, 3.0]
+    assert fpr.tolist() == [0, 0, 0.5, 1] and tpr.tolist() == [0, 0.5, 1, 1]
+    # fnr: 1, 0.5, 0, 0; fpr: 0, 0, 0.5, 1 -> they cross between t=1 and t=2 at 0.25
+    assert equal_error_rate(np.array([1.0, 2.0]), np.array([2.0, 3.0])) == pytest.approx(0.25)
+    assert equal_error_rate(np.array([0.0]), np.array([5.0])) == 0.0
+
+
+def frames():
+    rows = []
+    for image, (mild, strong) in enumerate([(1, 9), (2, 12), (0, 30), (3, 4)]):
+        for hasher, scale in (("h1", 1), ("h2", 2)):
+            rows.append([f"im{image}", "blur", "3", "Blur 3", hasher, mild * scale, ""])
+            rows.append([f"im{image}", "blur", "9", "Blur 9", hasher, strong * scale, ""])
+    distances = pd.DataFrame(rows, columns=["image", "family", "value", "label", "hasher", "distance", "error"])
+    impostors = pd.DataFrame({"hasher": ["h1"] * 10 + ["h2"] * 10,
+                              "distance": np.concatenate([IMPOSTOR, IMPOSTOR * 2])})
+    return distances, impostors
+
+
+def test_detection_table_per_pair_with_interval():
+    distances, impostors = frames()
+    points = operating_points(distances, impostors, [0.1], {"h1": 10})
+    table = detection_table(distances, points)
+    row = table[(table.hasher == "h1") & (table.operating_point == "fpr=0.1") & (table.label == "Blur 9")].iloc[0]
+    # the largest observed distance below the tied 7s: the impostor 5 (no genuine 6 in these data)
+    assert row.threshold == points["h1"][0].threshold == 5.0
+    assert row.detected == int(sum(d <= row.threshold for d in [9, 12, 30, 4]))
+    assert row.genuine_pairs == 4 and row.tpr == row.detected / 4
+    assert (row.tpr_low, row.tpr_high) == wilson_interval(row.detected, 4)
+    fixed = table[(table.hasher == "h1") & (table.operating_point == "fixed") & (table.label == "Blur 9")].iloc[0]
+    assert fixed.detected == 2  # 9 and 4 are <= 10
+    assert list(thresholds_table(points)["operating_point"]) == ["fpr=0.1", "fixed", "fpr=0.1"]
+
+
+def test_roc_table_and_verdicts():
+    distances, impostors = frames()
+    roc = roc_table(distances, impostors)
+    assert set(roc["family"]) == {"blur", "(all)"}
+    assert roc.set_index(["hasher", "family"]).loc[("h1", "blur"), "genuine_pairs"] == 8
+    points = operating_points(distances, impostors, [0.3], {})
+    verdicts = family_verdicts(detection_table(distances, points), "fpr=0.3", 0.95)
+    # h2's distances and impostors are h1's doubled: identical rates, so they tie
+    assert verdicts.iloc[0]["best"] == "h1 = h2" and verdicts.iloc[0]["runner_up"] == ""
+
+
+@pytest.mark.parametrize("count,wanted", [(2, 1), (5, 10), (5, 3), (100, 4950), (100, 1000), (3000, 5000)])
+def test_sample_pairs_are_distinct_and_ordered(count, wanted):
+    i, j = sample_pairs(count, wanted, np.random.default_rng(0))
+    assert len(i) == min(wanted, count * (count - 1) // 2)
+    assert np.all(i < j) and np.all(i >= 0) and np.all(j < count)
+    assert len(np.unique(i * count + j)) == len(i)
+    again = sample_pairs(count, wanted, np.random.default_rng(0))
+    assert np.array_equal(i, again[0]) and np.array_equal(j, again[1])
