@@ -1,19 +1,60 @@
 """Source images: files on disk and the built-in, freely licensed stand-ins.
 
-Every image becomes uint8 HxWx3 BGR, as `cv2.imread(path, IMREAD_COLOR)` gives:
-grayscale is repeated into three channels, alpha is dropped, 16-bit is scaled
-to 8-bit. Its id is a hash of its pixels, so it does not depend on the path.
+Every image becomes uint8 HxWx3 BGR. Its id is a hash of its pixels, so it
+does not depend on the path.
+
+Reading image files
+-------------------
+An ordinary 8-bit image gives exactly the pixels of
+`cv2.imdecode(data, cv2.IMREAD_COLOR)`, the article's reading. Everything else
+follows these rules, and each conversion is recorded as a short note
+(`SourceImage.notes`):
+
+- Depth: 16-bit samples are shifted right by 8 bits (v >> 8, which is what
+  OpenCV's PNG reader does). Floating-point samples are multiplied by 255 when
+  every value lies in [0, 1], and otherwise clipped to [0, 255]; both are then
+  rounded to the nearest integer, and NaN reads as 0. Other sample types
+  (signed or 32-bit integers) are refused.
+- Channels: grayscale and 1-bit images are repeated into three channels. A
+  palette is expanded to its colours. CMYK is converted to RGB by OpenCV's
+  conversion. Alpha, and the transparent colour of a palette or tRNS chunk, is
+  dropped, not composited: the colour channels are kept as stored.
+- Orientation: an EXIF orientation tag is applied to every format. IMREAD_COLOR
+  already does this for JPEG, PNG and TIFF.
+- Frames: an animated or multi-page file gives its first frame.
+- Size: an image with more than `max_pixels` pixels is refused
+  (DEFAULT_MAX_PIXELS is the limit at which Pillow refuses an image). The size
+  comes from the header, before any pixels are decoded. Formats that only
+  OpenCV reads (e.g. HDR) are checked after decoding; while they decode,
+  OpenCV's own limit of 2**30 pixels protects them.
+- Refused: empty files; truncated or corrupt data, including a JPEG that ends
+  before its end-of-image marker (OpenCV would fill the missing rows with
+  gray); and files that are not images (text, HTML, SVG, unknown bytes). The
+  ImageError is one line: "<path>: <reason>".
+
+OpenCV decodes. Pillow reads the header (size, mode, frames, orientation) of
+the formats in IMAGE_EXTENSIONS. It also decodes two kinds of file. First,
+files that OpenCV 4.10 cannot read: GIF, animated WebP, 1-channel float TIFF,
+and any other file that OpenCV fails on. Second, files that OpenCV would convert
+against these rules: an 8-bit TIFF with unassociated alpha, whose colour libtiff
+multiplies by the alpha.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
+import io
 import os
+import threading
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from harness.errors import ImageError
 
@@ -26,6 +67,7 @@ BUILTIN_IMAGES = ("astronaut", "brick", "camera", "cell", "chelsea", "clock", "c
 BUILTIN_SET = "skimage"
 IMAGE_EXTENSIONS = {".bmp", ".gif", ".jpeg", ".jpg", ".jp2", ".png", ".pbm", ".pgm", ".ppm", ".tif", ".tiff",
                     ".webp", ".exr", ".hdr", ".pic", ".sr", ".ras"}
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's refusal limit (2 * PIL.Image.MAX_IMAGE_PIXELS)
 
 
 @dataclass(frozen=True)
@@ -34,6 +76,7 @@ class SourceImage:
     id: str  # content hash, for joins
     origin: str  # the path or builtin:name it came from
     pixels: np.ndarray
+    notes: tuple[str, ...] = ()  # what reading did to make it uint8 HxWx3 BGR, for people
 
 
 def image_id(pixels: np.ndarray) -> str:
@@ -80,35 +123,266 @@ def check_source(source: str) -> None:
 
 
 def load_builtin(name: str) -> np.ndarray:
+    return _load_builtin(name)[0]
+
+
+def _load_builtin(name: str) -> tuple[np.ndarray, list[str]]:
     import skimage.data
 
     pixels = skimage.data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(skimage.data, name)()
     if pixels.ndim == 2:
-        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
-    return np.ascontiguousarray(pixels[..., 2::-1])  # RGB(A) -> BGR, alpha dropped
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR), ["grayscale repeated to 3 channels"]
+    notes = ["alpha dropped"] if pixels.shape[2] == 4 else []
+    return np.ascontiguousarray(pixels[..., 2::-1]), notes  # RGB(A) -> BGR
 
 
-def read_image(path: str) -> np.ndarray:
-    """Read a file as uint8 BGR. np.fromfile + imdecode handles non-ASCII paths everywhere."""
+# OpenCV's reading: IMREAD_COLOR, as the article does. IMREAD_ANYDEPTH keeps
+# 16-bit and float samples as they are, so that _to_uint8 applies the documented
+# rule to them. It changes nothing for 8-bit images.
+_OPENCV_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
+# Formats whose orientation tag OpenCV 4.10 applies itself (Pillow's format names).
+# tests/test_images.py checks this for each one.
+_ORIENTED_BY_OPENCV = {"JPEG", "MPO", "PNG", "TIFF"}
+_ORIENTATION_TAG = 0x0112
+# EXIF orientation -> the view that shows the image upright, on (row, column, channel) arrays.
+_UPRIGHT = {2: lambda p: p[:, ::-1], 3: lambda p: p[::-1, ::-1], 4: lambda p: p[::-1],
+            5: lambda p: p.swapaxes(0, 1), 6: lambda p: p.swapaxes(0, 1)[:, ::-1],
+            7: lambda p: p.swapaxes(0, 1)[::-1, ::-1], 8: lambda p: p.swapaxes(0, 1)[::-1]}
+# Pillow opens only the formats of IMAGE_EXTENSIONS (JPEG includes MPO). Some of its
+# other plugins accept headers so loose that random bytes pass (TGA), or run a
+# program (EPS runs Ghostscript).
+_PILLOW_FORMATS = ("BMP", "GIF", "JPEG", "JPEG2000", "PNG", "PPM", "SUN", "TIFF", "WEBP")
+_PILLOW_LOCK = threading.Lock()
+
+
+def read_image(path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
+    """A file's pixels as uint8 HxWx3 BGR, and notes on any conversion (see the module docstring).
+
+    Raises ImageError "<path>: <reason>" when the file is not a readable image,
+    or when it has more than `max_pixels` pixels (None: no limit).
+    """
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        data = Path(path).read_bytes()  # Python's open, unlike cv2.imread, takes any path on every platform
     except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
-    pixels = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if pixels is None:
-        raise ImageError(f"{path}: not an image OpenCV can decode")
-    return pixels
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return decode_image(data, max_pixels)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
 
 
-def load_source(source: str) -> SourceImage:
+def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
+    """read_image for bytes already in memory; the ImageError holds the reason only."""
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    with _pillow_unlimited():
+        header, header_problem = _open_header(data)
+        notes = []
+        if header is not None:
+            _check_size(*header.size, max_pixels)
+            notes = _header_notes(header)
+        if data.startswith(b"\xff\xd8") and _jpeg_truncated(data):
+            raise ImageError("truncated JPEG: the data ends before its end-of-image marker")
+        orientation = _orientation(header)
+        pixels = None if header is not None and _pillow_decodes(header) else _decode_opencv(data)
+        if pixels is not None:
+            upright = header is not None and header.format in _ORIENTED_BY_OPENCV
+        elif header is not None:
+            pixels = _decode_pillow(header)
+            upright = _orientation(header) == 1  # Pillow drops the tag when it turns an image upright (TIFF)
+        else:
+            raise ImageError(header_problem or _not_an_image(data))
+        if header is None:
+            _check_size(pixels.shape[1], pixels.shape[0], max_pixels)
+    if orientation != 1:
+        notes.append(f"EXIF orientation {orientation} applied")
+        if not upright:
+            pixels = _UPRIGHT[orientation](pixels)
+    pixels, depth_note = _to_uint8(pixels)
+    if depth_note:
+        notes.append(depth_note)
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(pixels), notes
+
+
+@contextlib.contextmanager
+def _pillow_unlimited():
+    """Pillow's own decompression-bomb check is off; read_image checks max_pixels itself.
+
+    The check is a module-wide setting (Image.MAX_IMAGE_PIXELS), so the lock stops
+    two threads from restoring it in the wrong order. Pillow's warnings (a corrupt
+    EXIF block, say) are silenced: they must not become exceptions under `-W error`.
+    """
+    with _PILLOW_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open_header(data: bytes) -> tuple[Image.Image | None, str | None]:
+    """Pillow's lazy image, which has read the header only. Otherwise None, and what was wrong
+    with a header that Pillow knew but could not parse (OpenCV may still read the file)."""
+    try:
+        return Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS), None
+    except UnidentifiedImageError:
+        return None, None
+    except Exception as exc:  # plugins raise all sorts on malformed headers; the bytes are untrusted
+        return None, f"corrupt image header: {_one_line(exc)}"
+
+
+def _check_size(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(f"{width} x {height} = {width * height} pixels exceeds the limit of {max_pixels} "
+                         "(raise max_pixels to allow it)")
+
+
+def _header_notes(header: Image.Image) -> list[str]:
+    """What becoming 3-channel BGR does to this file, read from Pillow's mode; the depth note comes later."""
+    notes, mode = [], header.mode
+    frames = _frame_count(header)
+    if frames > 1:
+        kind = "multi-page" if header.format in ("TIFF", "MPO") else "animated"
+        notes.append(f"{kind} {header.format}: first frame of {frames}")
+    if mode in ("P", "PA"):
+        notes.append("palette image converted to RGB")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        notes.append(f"{mode} converted to RGB")
+    elif mode == "1":
+        notes.append("1-bit black and white repeated to 3 channels")
+    elif mode.startswith(("L", "I", "F")):  # L, LA, La, I, I;16*, F
+        notes.append("grayscale repeated to 3 channels")
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in header.info:
+        notes.append("alpha dropped")
+    return notes
+
+
+def _frame_count(header: Image.Image) -> int:
+    try:
+        return getattr(header, "n_frames", 1)
+    except Exception:  # counting walks the whole file; a bad later frame does not spoil the first
+        return 1
+
+
+def _orientation(header: Image.Image | None) -> int:
+    """The EXIF orientation (1 to 8); 1, upright, when there is none or it is not valid."""
+    try:
+        value = header.getexif().get(_ORIENTATION_TAG, 1) if header is not None else 1
+    except Exception:  # a corrupt EXIF block leaves the image as stored
+        return 1
+    return value if value in _UPRIGHT else 1
+
+
+def _pillow_decodes(header: Image.Image) -> bool:
+    """Files that OpenCV 4.10 cannot read, or would convert against the module's rules."""
+    if header.format == "GIF" or header.mode == "F":  # no GIF reader; 1-channel float TIFF fails
+        return True
+    if header.format == "WEBP":
+        return getattr(header, "is_animated", False)  # OpenCV refuses animated WebP
+    # 8-bit TIFF with unassociated alpha: libtiff multiplies the colour by alpha (composites on black).
+    return header.format == "TIFF" and 2 in _tiff_tag(header, 338) and max(_tiff_tag(header, 258) or (8,)) <= 8
+
+
+def _tiff_tag(header: Image.Image, number: int) -> tuple:
+    """A TIFF tag's values as a tuple (338: ExtraSamples, 258: BitsPerSample); () when absent."""
+    value = header.tag_v2.get(number, ())
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _decode_opencv(data: bytes) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), _OPENCV_FLAGS)
+    except cv2.error:
+        return None
+
+
+def _decode_pillow(image: Image.Image) -> np.ndarray:
+    """The first frame, as RGB reversed to BGR. Integer and float modes are kept as one channel at
+    their depth, for _to_uint8."""
+    try:
+        if image.mode.startswith(("I", "F")):
+            return np.asarray(image)
+        return np.asarray(image.convert("RGB"))[:, :, ::-1]
+    except Exception as exc:  # decoders raise all sorts on truncated or corrupt data; the bytes are untrusted
+        raise ImageError(f"cannot decode {image.format}: {_one_line(exc)}") from None
+
+
+def _to_uint8(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """The depth rule of the module docstring, and its note."""
+    kind, bits = pixels.dtype.kind, pixels.dtype.itemsize * 8
+    if kind == "u" and bits == 8:
+        return pixels, None
+    if kind == "u" and bits == 16:
+        return (pixels >> 8).astype(np.uint8), "16-bit scaled to 8-bit (>> 8)"
+    if kind == "f":
+        values = np.nan_to_num(pixels.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if values.min() >= 0 and values.max() <= 1:
+            return np.rint(values * 255).astype(np.uint8), f"{bits}-bit float in [0, 1] scaled by 255 to 8-bit"
+        return np.rint(np.clip(values, 0, 255)).astype(np.uint8), f"{bits}-bit float clipped to [0, 255]"
+    raise ImageError(f"unsupported sample type {pixels.dtype.name} (8-bit, 16-bit and floating point are read)")
+
+
+def _jpeg_truncated(data: bytes) -> bool:
+    """Whether a JPEG's data ends before its end-of-image marker.
+
+    OpenCV's JPEG reader decodes a truncated baseline JPEG and fills the missing rows
+    with gray. The check follows the markers: a segment gives its length, and
+    the entropy-coded data after a start-of-scan runs to the next marker. Inside
+    that data, 0xFF is followed by 0x00 (stuffing) or by a restart marker.
+    Checking the marker chain, and not only the last bytes, accepts files with
+    data after the image, such as a motion photo's video.
+    """
+    pos, end = 2, len(data)  # after the start-of-image marker
+    while True:
+        pos = data.find(b"\xff", pos)  # libjpeg also skips stray bytes between segments
+        if pos < 0 or pos + 1 >= end:
+            return True
+        marker = data[pos + 1]
+        if marker == 0xD9:  # end of image
+            return False
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if 0xD0 <= marker <= 0xD8 or marker in (0x00, 0x01):  # markers without a length
+            pos += 2
+            continue
+        if pos + 4 > end:
+            return True
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:  # start of scan: skip the entropy-coded data up to the next real marker
+            while 0 <= (pos := data.find(b"\xff", pos)) < end - 1 and (
+                    data[pos + 1] == 0x00 or 0xD0 <= data[pos + 1] <= 0xD7):
+                pos += 2
+            if pos < 0:
+                return True
+
+
+def _not_an_image(data: bytes) -> str:
+    sample = data[:512].decode("utf-8", "replace").lstrip("\ufeff")
+    sample = sample.rstrip("\ufffd") if len(data) > 512 else sample  # a character cut at byte 512
+    if sample and "\ufffd" not in sample and all(c.isprintable() or c.isspace() for c in sample):
+        start = " ".join(sample.split())[:40]
+        hint = " (SVG and other vector formats are not read)" if "<svg" in sample.lower() else ""
+        return f"not an image: the file holds text, starting {start!r}{hint}"
+    return f"not an image: unknown format (first bytes {data[:8].hex(' ')})"
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def load_source(source: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> SourceImage:
     if source.startswith(BUILTIN_PREFIX):
         name = source[len(BUILTIN_PREFIX):]
         check_source(source)
-        pixels = load_builtin(name)
+        pixels, notes = _load_builtin(name)
     else:
         name = os.path.splitext(os.path.basename(source))[0]
-        pixels = read_image(source)
-    return SourceImage(name=name, id=image_id(pixels), origin=source, pixels=pixels)
+        pixels, notes = read_image(source, max_pixels)
+    return SourceImage(name=name, id=image_id(pixels), origin=source, pixels=pixels, notes=tuple(notes))
 
 
 def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source: str,

@@ -1,0 +1,490 @@
+"""Reading messy image files: every odd or broken file is generated here, in tmp_path.
+
+Each readable file must give uint8 HxWx3 BGR and say what was converted. Each
+unreadable one must raise a one-line ImageError "<path>: <reason>", and no
+other exception.
+"""
+
+import io
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image, TiffImagePlugin
+
+from harness import images
+from harness.errors import ImageError
+from harness.images import DEFAULT_MAX_PIXELS, SourceImage, decode_image, load_source, read_image
+
+RNG = np.random.default_rng(7)
+RGB = RNG.integers(0, 256, (12, 16, 3), dtype=np.uint8)  # an "ordinary" image, in RGB order
+BGR = np.ascontiguousarray(RGB[..., ::-1])
+
+
+def pillow_bytes(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def opencv_bytes(pixels: np.ndarray, ext: str, params=()) -> bytes:
+    ok, encoded = cv2.imencode(ext, pixels, list(params))
+    assert ok
+    return encoded.tobytes()
+
+
+def write(tmp_path, name: str, data: bytes) -> str:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return str(path)
+
+
+def imread_color(data: bytes) -> np.ndarray:
+    """The article's reading of a file."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def read(tmp_path, name: str, data: bytes, **kwargs):
+    pixels, notes = read_image(write(tmp_path, name, data), **kwargs)
+    assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.flags.c_contiguous
+    return pixels, notes
+
+
+def refused(tmp_path, name: str, data: bytes, **kwargs) -> str:
+    """The reason of the ImageError, after checking that the message is '<path>: <reason>' on one line."""
+    path = write(tmp_path, name, data)
+    with pytest.raises(ImageError) as caught:
+        read_image(path, **kwargs)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    return message[len(path) + 2:]
+
+
+# Ordinary images: the article's reading, byte for byte, and nothing to note.
+
+@pytest.mark.parametrize("ext", [".png", ".tif", ".jpg", ".bmp", ".webp"])
+def test_ordinary_rgb_is_exactly_imread_color(tmp_path, ext):
+    data = opencv_bytes(BGR, ext)
+    pixels, notes = read(tmp_path, "plain" + ext, data)
+    assert np.array_equal(pixels, imread_color(data))
+    assert notes == []
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "JPEG"])
+def test_ordinary_rgb_written_by_pillow_is_exactly_imread_color(tmp_path, fmt):
+    data = pillow_bytes(Image.fromarray(RGB), fmt)
+    pixels, notes = read(tmp_path, "pillow." + fmt.lower(), data)
+    assert np.array_equal(pixels, imread_color(data)) and notes == []
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (1, 7), (7, 1)])
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_tiny_images_load(tmp_path, shape, ext):
+    data = opencv_bytes(RNG.integers(0, 256, (*shape, 3), dtype=np.uint8), ext)
+    pixels, _ = read(tmp_path, "tiny" + ext, data)
+    assert pixels.shape == (*shape, 3) and np.array_equal(pixels, imread_color(data))
+
+
+def test_paths_with_spaces_and_non_ascii_characters(tmp_path):
+    data = opencv_bytes(BGR, ".png")
+    pixels, _ = read(tmp_path, "a folder/ünïcødé 画像 ☃.png", data)
+    assert np.array_equal(pixels, BGR)
+
+
+# Channels.
+
+def test_grayscale_is_repeated(tmp_path):
+    gray = RGB[..., 0]
+    data = opencv_bytes(gray, ".png")
+    pixels, notes = read(tmp_path, "gray.png", data)
+    assert np.array_equal(pixels, np.dstack([gray] * 3)) and np.array_equal(pixels, imread_color(data))
+    assert notes == ["grayscale repeated to 3 channels"]
+
+
+def test_one_bit_image(tmp_path):
+    data = pillow_bytes(Image.fromarray(RGB[..., 0] > 127), "PNG")
+    pixels, notes = read(tmp_path, "bilevel.png", data)
+    assert np.array_equal(pixels[..., 0], np.where(RGB[..., 0] > 127, 255, 0))
+    assert notes == ["1-bit black and white repeated to 3 channels"]
+
+
+def test_rgba_alpha_is_dropped_not_composited(tmp_path):
+    rgba = np.dstack([RGB, RNG.integers(0, 256, RGB.shape[:2], dtype=np.uint8)])
+    data = pillow_bytes(Image.fromarray(rgba, "RGBA"), "PNG")
+    pixels, notes = read(tmp_path, "rgba.png", data)
+    assert np.array_equal(pixels, BGR) and np.array_equal(pixels, imread_color(data))
+    assert notes == ["alpha dropped"]
+
+
+def test_rgba_tiff_with_unassociated_alpha_is_dropped_too(tmp_path):
+    """libtiff (OpenCV's reader) would multiply the colour by alpha; the rule is to drop alpha."""
+    rgba = np.dstack([RGB, np.full(RGB.shape[:2], 64, np.uint8)])
+    extra = TiffImagePlugin.ImageFileDirectory_v2()
+    extra[338] = 2  # ExtraSamples: unassociated alpha (what Pillow writes anyway)
+    data = pillow_bytes(Image.fromarray(rgba, "RGBA"), "TIFF", tiffinfo=extra)
+    pixels, notes = read(tmp_path, "rgba.tif", data)
+    assert np.array_equal(pixels, BGR)
+    assert notes == ["alpha dropped"]
+
+
+def test_la_image(tmp_path):
+    la = np.dstack([RGB[..., 0], RGB[..., 1]])
+    pixels, notes = read(tmp_path, "la.png", pillow_bytes(Image.fromarray(la, "LA"), "PNG"))
+    assert np.array_equal(pixels, np.dstack([RGB[..., 0]] * 3))
+    assert notes == ["grayscale repeated to 3 channels", "alpha dropped"]
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_palette_image(tmp_path, transparent):
+    palette = Image.fromarray(RGB).convert("P")
+    if transparent:
+        palette.info["transparency"] = 0
+    data = pillow_bytes(palette, "PNG")
+    pixels, notes = read(tmp_path, "palette.png", data)
+    assert np.array_equal(pixels, np.asarray(palette.convert("RGB"))[..., ::-1])
+    assert np.array_equal(pixels, imread_color(data))
+    assert notes == ["palette image converted to RGB"] + (["alpha dropped"] if transparent else [])
+
+
+def test_cmyk_jpeg(tmp_path):
+    data = pillow_bytes(Image.fromarray(RGB).convert("CMYK"), "JPEG", quality=95)
+    pixels, notes = read(tmp_path, "cmyk.jpg", data)
+    assert np.array_equal(pixels, imread_color(data))  # OpenCV's conversion, as before
+    by_pillow = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[..., ::-1]
+    assert np.abs(pixels.astype(int) - by_pillow).max() <= 2
+    assert notes == ["CMYK converted to RGB"]
+
+
+# Depth.
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_16_bit_is_shifted_to_8_bit(tmp_path, ext, channels):
+    deep = RNG.integers(0, 65536, (5, 6, channels), dtype=np.uint16).squeeze(axis=2 if channels == 1 else None)
+    pixels, notes = read(tmp_path, "deep" + ext, opencv_bytes(deep, ext))
+    expected = (deep >> 8).astype(np.uint8)
+    expected = np.dstack([expected] * 3) if channels == 1 else expected[..., :3]
+    assert np.array_equal(pixels, expected)
+    assert "16-bit scaled to 8-bit (>> 8)" in notes
+    assert ("grayscale repeated to 3 channels" in notes) == (channels == 1)
+    assert ("alpha dropped" in notes) == (channels == 4)
+
+
+def test_16_bit_png_matches_imread_color(tmp_path):
+    data = opencv_bytes(RNG.integers(0, 65536, (5, 6, 3), dtype=np.uint16), ".png")
+    assert np.array_equal(read(tmp_path, "deep.png", data)[0], imread_color(data))
+
+
+def test_float_tiff_in_unit_range_is_scaled(tmp_path):
+    values = RNG.random((5, 6)).astype(np.float32)
+    values[0, 0], values[0, 1] = 0.0, 1.0
+    pixels, notes = read(tmp_path, "float.tif", pillow_bytes(Image.fromarray(values, "F"), "TIFF"))
+    assert np.array_equal(pixels[..., 0], np.rint(values.astype(np.float64) * 255).astype(np.uint8))
+    assert notes == ["grayscale repeated to 3 channels", "32-bit float in [0, 1] scaled by 255 to 8-bit"]
+
+
+def test_float_tiff_outside_unit_range_is_clipped(tmp_path):
+    values = np.array([[-20.0, 0.4, 1.0, 127.6], [254.5, 300.0, np.nan, np.inf]], np.float32)
+    pixels, notes = read(tmp_path, "hdr.tif", pillow_bytes(Image.fromarray(values, "F"), "TIFF"))
+    assert pixels[..., 0].tolist() == [[0, 0, 1, 128], [254, 255, 0, 255]]  # rint rounds half to even
+    assert notes[-1] == "32-bit float clipped to [0, 255]"
+
+
+def test_three_channel_float_tiff(tmp_path):
+    """Pillow cannot read this one: OpenCV decodes it, and the size is checked after decoding."""
+    values = RNG.random((5, 6, 3)).astype(np.float32)
+    data = opencv_bytes(values, ".tif", [cv2.IMWRITE_TIFF_COMPRESSION, 1])
+    pixels, notes = read(tmp_path, "float3.tif", data)
+    assert np.array_equal(pixels, np.rint(values.astype(np.float64) * 255).astype(np.uint8))
+    assert notes == ["32-bit float in [0, 1] scaled by 255 to 8-bit"]
+    assert refused(tmp_path, "float3.tif", data, max_pixels=29) == \
+        "6 x 5 = 30 pixels exceeds the limit of 29 (raise max_pixels to allow it)"
+
+
+def test_32_bit_integer_is_refused(tmp_path):
+    data = pillow_bytes(Image.fromarray(RNG.integers(0, 70000, (4, 4)).astype(np.int32)), "TIFF")
+    assert refused(tmp_path, "int32.tif", data).startswith("unsupported sample type int32")
+
+
+# Frames.
+
+def test_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.fromarray(RNG.integers(0, 256, (9, 11, 3), dtype=np.uint8)).convert("P") for _ in range(12)]
+    data = pillow_bytes(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=40)
+    pixels, notes = read(tmp_path, "animated.gif", data)
+    assert np.array_equal(pixels, np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[..., ::-1])
+    assert notes == ["animated GIF: first frame of 12", "palette image converted to RGB"]
+
+
+def test_single_frame_gif(tmp_path):
+    pixels, notes = read(tmp_path, "still.gif", pillow_bytes(Image.fromarray(RGB).convert("P"), "GIF"))
+    assert pixels.shape == RGB.shape and notes == ["palette image converted to RGB"]
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
+def test_animated_webp_and_png(tmp_path, fmt):
+    frames = [Image.fromarray(RNG.integers(0, 256, (9, 11, 3), dtype=np.uint8)) for _ in range(3)]
+    data = pillow_bytes(frames[0], fmt, save_all=True, append_images=frames[1:], lossless=True)
+    pixels, notes = read(tmp_path, "animated." + fmt.lower(), data)
+    assert np.array_equal(pixels, np.asarray(frames[0])[..., ::-1])
+    assert notes == [f"animated {fmt}: first frame of 3"]
+
+
+def test_multi_page_tiff(tmp_path):
+    pages = [Image.fromarray(RNG.integers(0, 256, (9, 11, 3), dtype=np.uint8)) for _ in range(2)]
+    pixels, notes = read(tmp_path, "pages.tif", pillow_bytes(pages[0], "TIFF", save_all=True, append_images=pages[1:]))
+    assert np.array_equal(pixels, np.asarray(pages[0])[..., ::-1])
+    assert notes == ["multi-page TIFF: first frame of 2"]
+
+
+# Orientation: OpenCV applies it for JPEG, PNG and TIFF (which this pins); read_image for the others.
+
+UPRIGHT = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+           4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+           7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}  # as PIL.ImageOps.exif_transpose
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP"])
+def test_exif_orientation_is_applied(tmp_path, fmt):
+    for orientation, method in UPRIGHT.items():
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        data = pillow_bytes(Image.fromarray(RGB), fmt, exif=exif, **({"lossless": True} if fmt == "WEBP" else {}))
+        stored = (cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+                  if fmt == "JPEG" else BGR)
+        upright = np.asarray(Image.fromarray(stored).transpose(method)) if method is not None else stored
+        pixels, notes = read(tmp_path, f"rotated.{fmt.lower()}", data)
+        assert np.array_equal(pixels, upright), orientation
+        assert notes == ([] if orientation == 1 else [f"EXIF orientation {orientation} applied"])
+        if fmt != "WEBP":
+            assert np.array_equal(pixels, imread_color(data))  # the article's reading already did it
+
+
+def test_exif_orientation_of_a_pillow_decoded_tiff(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    values = RNG.random((5, 6)).astype(np.float32)
+    pixels, notes = read(tmp_path, "float.tif", pillow_bytes(Image.fromarray(values, "F"), "TIFF", exif=exif))
+    assert np.array_equal(pixels[..., 0], np.rot90(np.rint(values.astype(np.float64) * 255), -1).astype(np.uint8))
+    assert "EXIF orientation 6 applied" in notes
+
+
+def test_exif_orientation_of_an_animated_webp(tmp_path):
+    """Pillow decodes it and leaves the orientation to read_image."""
+    frames = [Image.fromarray(RNG.integers(0, 256, (9, 11, 3), dtype=np.uint8)) for _ in range(2)]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = pillow_bytes(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True, exif=exif)
+    pixels, notes = read(tmp_path, "animated.webp", data)
+    assert np.array_equal(pixels, np.rot90(np.asarray(frames[0])[..., ::-1], -1))
+    assert notes == ["animated WEBP: first frame of 2", "EXIF orientation 6 applied"]
+
+
+# Unreadable files: one line, the path and the reason.
+
+def test_zero_byte_file(tmp_path):
+    assert refused(tmp_path, "empty.jpg", b"") == "empty file (0 bytes)"
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ImageError, match=r"missing\.png: cannot read \(No such file or directory\)$"):
+        read_image(str(tmp_path / "missing.png"))
+    with pytest.raises(ImageError, match=r": cannot read \("):
+        read_image(str(tmp_path))
+
+
+@pytest.mark.parametrize("options", [{}, {"progressive": True}])
+def test_truncated_jpeg_is_refused(tmp_path, options):
+    data = pillow_bytes(Image.fromarray(np.kron(RGB, np.ones((8, 8, 1), np.uint8))), "JPEG", **options)
+    assert refused(tmp_path, "half.jpg", data[:len(data) // 2]) == \
+        "truncated JPEG: the data ends before its end-of-image marker"
+
+
+def test_truncated_png_is_refused(tmp_path):
+    data = opencv_bytes(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8), ".png")
+    assert refused(tmp_path, "half.png", data[:len(data) // 2]).startswith("cannot decode PNG: ")
+
+
+def test_truncated_gif_is_refused(tmp_path):
+    data = pillow_bytes(Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).convert("P"), "GIF")
+    assert refused(tmp_path, "half.gif", data[:len(data) // 2]).startswith("cannot decode GIF: ")
+
+
+def test_html_saved_as_jpg(tmp_path):
+    reason = refused(tmp_path, "photo.jpg", b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>")
+    assert reason == "not an image: the file holds text, starting '<!DOCTYPE html> <html><head><title>404 N'"
+
+
+def test_svg(tmp_path):
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>'
+    assert refused(tmp_path, "vector.svg", svg).endswith("(SVG and other vector formats are not read)")
+
+
+def test_random_bytes(tmp_path):
+    data = bytes([0x00, 0x9f, 0x13, 0x37]) + RNG.integers(0, 256, 400, dtype=np.uint8).tobytes()
+    assert refused(tmp_path, "noise.png", data) == "not an image: unknown format (first bytes 00 9f 13 37 " \
+        + data[4:8].hex(" ") + ")"
+
+
+def test_postscript_is_not_handed_to_ghostscript(tmp_path):
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 4 4\nnewpath 0 0 moveto 4 4 lineto stroke\n"
+    assert refused(tmp_path, "drawing.jpg", eps).startswith("not an image: the file holds text")
+
+
+# Decompression bombs: refused from the header, before decoding.
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with next to no pixel data: a decompression bomb's shape."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    def fail(*args):
+        raise AssertionError("pixels were decoded")
+    monkeypatch.setattr(images, "_decode_opencv", fail)
+    monkeypatch.setattr(images, "_decode_pillow", fail)
+
+
+def test_bomb_is_refused_before_decoding(tmp_path, no_decoding):
+    limit = Image.MAX_IMAGE_PIXELS
+    assert refused(tmp_path, "bomb.png", png_header(30000, 20000)) == \
+        f"30000 x 20000 = 600000000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} (raise max_pixels to allow it)"
+    assert refused(tmp_path, "big.png", png_header(1000, 1000), max_pixels=999_999).startswith("1000 x 1000 =")
+    assert Image.MAX_IMAGE_PIXELS == limit  # Pillow's own setting is left as it was
+
+
+def test_max_pixels_above_pillows_limit_is_honoured(tmp_path, monkeypatch):
+    def decoded(*args):
+        raise ImageError("reached decoding")
+    monkeypatch.setattr(images, "_decode_opencv", lambda data: None)
+    monkeypatch.setattr(images, "_decode_pillow", decoded)
+    assert refused(tmp_path, "huge.png", png_header(30000, 20000), max_pixels=None) == "reached decoding"
+
+
+def test_max_pixels_on_a_real_image(tmp_path):
+    data = opencv_bytes(BGR, ".png")
+    assert refused(tmp_path, "card.png", data, max_pixels=16 * 12 - 1) == \
+        "16 x 12 = 192 pixels exceeds the limit of 191 (raise max_pixels to allow it)"
+    assert read(tmp_path, "card.png", data, max_pixels=16 * 12)[0].shape == (12, 16, 3)
+    assert read(tmp_path, "card.png", data, max_pixels=None)[0].shape == (12, 16, 3)
+
+
+# The JPEG truncation check follows the marker chain.
+
+def jpeg_variants() -> dict[str, bytes]:
+    photo = np.kron(RGB, np.ones((4, 4, 1), np.uint8))
+    plain = opencv_bytes(photo, ".jpg")
+    comment = b"look: \xff\xd9 \xff\xda inside a comment"
+    return {
+        "baseline": plain,
+        "progressive": opencv_bytes(photo, ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        "restart markers": opencv_bytes(photo, ".jpg", [cv2.IMWRITE_JPEG_RST_INTERVAL, 1]),
+        "markers in a comment": plain[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + plain[2:],
+    }
+
+
+@pytest.mark.parametrize("name", list(jpeg_variants()))
+def test_every_strict_prefix_of_a_jpeg_is_truncated(name):
+    data = jpeg_variants()[name]
+    assert not images._jpeg_truncated(data)
+    assert all(images._jpeg_truncated(data[:end]) for end in range(2, len(data)))
+
+
+def test_data_after_the_end_of_image_is_fine(tmp_path):
+    """A motion photo appends a video after the JPEG: it may hold any bytes, markers included."""
+    data = jpeg_variants()["baseline"]
+    trailer = b"\xff\xda\x00\x08ftypmp42" + RNG.integers(0, 256, 300, dtype=np.uint8).tobytes()
+    pixels, notes = read(tmp_path, "motion.jpg", data + trailer)
+    assert np.array_equal(pixels, imread_color(data)) and notes == []
+
+
+# load_source and SourceImage.
+
+def test_load_source_records_the_notes(tmp_path):
+    path = write(tmp_path, "deep gray.png", opencv_bytes(RNG.integers(0, 65536, (5, 6), dtype=np.uint16), ".png"))
+    image = load_source(path)
+    assert isinstance(image, SourceImage) and image.name == "deep gray" and image.origin == path
+    assert image.pixels.shape == (5, 6, 3) and image.id == images.image_id(image.pixels)
+    assert image.notes == ("grayscale repeated to 3 channels", "16-bit scaled to 8-bit (>> 8)")
+    with pytest.raises(ImageError, match="exceeds the limit of 10"):
+        load_source(path, max_pixels=10)
+
+
+def test_builtin_notes():
+    assert load_source("builtin:camera").notes == ("grayscale repeated to 3 channels",)
+    assert load_source("builtin:astronaut").notes == ()
+    assert SourceImage("a", "b", "c", BGR).notes == ()
+
+
+# Properties: whatever the bytes, a valid image or an ImageError.
+
+def check_contract(data: bytes) -> None:
+    try:
+        pixels, notes = decode_image(data)
+    except ImageError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3 and min(pixels.shape) > 0
+    assert all(isinstance(note, str) for note in notes)
+
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(st.binary(max_size=2048))
+def test_random_bytes_never_crash(data):
+    check_contract(data)
+
+
+@PROPERTY
+@given(st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"II*\x00", b"MM\x00*", b"BM",
+                        b"RIFF\x00\x00\x00\x00WEBP", b"P6\n", b"<html>"]),
+       st.binary(max_size=512))
+def test_random_bytes_behind_a_real_signature_never_crash(signature, data):
+    check_contract(signature + data)
+
+
+SAMPLE_TYPES = [np.uint8, np.uint16, np.int8, np.int16, np.int32, np.float32, np.float64]
+
+
+@st.composite
+def encoded_arrays(draw) -> bytes:
+    ext = draw(st.sampled_from([".png", ".tif"]))
+    dtype = draw(st.sampled_from([np.uint8, np.uint16] if ext == ".png" else SAMPLE_TYPES))
+    shape = (draw(st.integers(1, 9)), draw(st.integers(1, 9)), draw(st.sampled_from([1, 3, 4])))
+    elements = st.floats(-2, 300, width=32) if np.dtype(dtype).kind == "f" else None
+    pixels = draw(hnp.arrays(dtype, shape, elements=elements))
+    ok, encoded = cv2.imencode(ext, pixels)
+    assert ok
+    return encoded.tobytes()
+
+
+@PROPERTY
+@given(encoded_arrays())
+def test_random_arrays_of_any_type_never_crash(data):
+    check_contract(data)
+
+
+ENCODINGS = [opencv_bytes(BGR, ".png"), opencv_bytes(BGR, ".jpg"), opencv_bytes(BGR, ".tif"),
+             opencv_bytes(BGR, ".webp"), pillow_bytes(Image.fromarray(RGB).convert("P"), "GIF"),
+             opencv_bytes(BGR, ".bmp")]
+
+
+@PROPERTY
+@given(st.sampled_from(ENCODINGS), st.data())
+def test_truncated_or_damaged_files_never_crash(data, draw):
+    data = data[:draw.draw(st.integers(1, len(data)))]
+    for position in draw.draw(st.lists(st.integers(0, len(data) - 1), max_size=4)):
+        data = data[:position] + bytes([draw.draw(st.integers(0, 255))]) + data[position + 1:]
+    check_contract(data)
