@@ -22,3 +22,7 @@ class UnavailableError(HarnessError):
 
 class ImageError(HarnessError):
     """An image cannot be read or used."""
+
+
+class HashError(HarnessError):
+    """A hasher cannot hash this image (wrong dtype or shape, or the backend failed on it)."""

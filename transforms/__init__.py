@@ -40,19 +40,49 @@ def transform(func: Callable) -> Callable:
     return func
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (cv2.error spans several), for CSV cells and the CLI."""
+    return " ".join(str(exc).split())
+
+
+def _describe(image) -> str:
+    return (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
+            else type(image).__name__)
+
+
+def _is_image(image) -> bool:
+    """uint8, H x W x 3, H and W >= 1: the only images transforms take and give."""
+    return (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3 and image.shape[0] >= 1 and image.shape[1] >= 1)
+
+
 def check_image(image: np.ndarray, where: str) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
-            or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        desc = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
-                else type(image).__name__)
-        raise TransformError(f"{where} must return a uint8 HxWx3 image, got {desc}")
+    if not _is_image(image):
+        raise TransformError(f"{where} must return a uint8 HxWx3 image, got {_describe(image)}")
     return image
 
 
 def apply_chain(image: np.ndarray, steps: Iterable[tuple[str, dict]]) -> np.ndarray:
-    """Apply (name, params) steps in order. Params must already be validated."""
+    """Apply (name, params) steps in order. Params must already be validated.
+
+    The one checked entry point: the input must be a uint8 HxWx3 BGR image, every
+    step's output is checked the same way, and whatever a transform raises other
+    than TransformError (a cv2.error on an image too small for it, say) comes out
+    as a TransformError naming the transform and the image size.
+    """
+    if not _is_image(image):
+        raise TransformError(f"apply_chain expects a uint8 HxWx3 BGR image, got {_describe(image)}")
     for name, params in steps:
-        image = check_image(TRANSFORMS.get(name)(image, **params), f"transform '{name}'")
+        func = TRANSFORMS.get(name)
+        try:
+            out = func(image, **params)
+        except TransformError:
+            raise
+        except Exception as exc:
+            rows, cols = image.shape[:2]
+            raise TransformError(f"transform '{name}' failed on a {cols}x{rows} image: "
+                                 f"{type(exc).__name__}: {_one_line(exc)}") from exc
+        image = check_image(out, f"transform '{name}'")
     return image
 
 

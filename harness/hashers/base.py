@@ -17,6 +17,8 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
+from harness.errors import HashError, UnavailableError
+
 
 @dataclass(frozen=True)
 class Hasher(ABC):
@@ -41,13 +43,52 @@ class Hasher(ABC):
 
     def hash_extras(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Side outputs of hashing the same batch as `hash_batch`: column name -> array with
-        one value per image, e.g. {"pdq_quality": ...} (PDQ's own 0-100 quality score).
+        one value per image, e.g. {"quality": ...} (PDQ's own 0-100 quality score).
 
         The default is none. A hasher with extras computes them in the same pass as its
         hashes and keeps its last batch, so calling `hash_batch(images)` and then
         `hash_extras(images)` (or the reverse) with the same image arrays hashes once.
         """
         return {}
+
+    def hash_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """The checked entry point: `hash_batch` with its input and output checked.
+
+        Every image must be a uint8 HxWx3 array with H, W >= 1; the result has one row
+        per image. Anything the backend raises other than HashError or UnavailableError
+        (a cv2.error, a ZeroDivisionError on a 1-pixel image) becomes a HashError naming
+        this hasher, so one bad image is a recorded failure, never a crash.
+        """
+        _check_batch(self.name, images)
+        out = self._guarded(self.hash_batch, images)
+        if not isinstance(out, np.ndarray) or out.ndim < 1 or len(out) != len(images):
+            got = f"shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+            raise HashError(f"{self.name} returned {got} for a batch of {len(images)} images, "
+                            f"not one row per image")
+        return out
+
+    def checked_extras(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """`hash_extras` with the same checks as `hash_images`: valid images in, one
+        value per image in every column out, backend failures as HashError."""
+        _check_batch(self.name, images)
+        extras = self._guarded(self.hash_extras, images)
+        if not isinstance(extras, dict):
+            raise HashError(f"{self.name} extras are a {type(extras).__name__}, not a dict of columns")
+        for key, values in extras.items():
+            if not hasattr(values, "__len__") or len(values) != len(images):
+                got = f"{len(values)} values" if hasattr(values, "__len__") else f"a {type(values).__name__}"
+                raise HashError(f"{self.name} extra '{key}' gives {got} for a batch of {len(images)} images, "
+                                f"not one value per image")
+        return extras
+
+    def _guarded(self, method, images):
+        try:
+            return method(images)
+        except (HashError, UnavailableError):
+            raise
+        except Exception as exc:
+            raise HashError(f"{self.name} failed on a batch of {len(images)} images: "
+                            f"{type(exc).__name__}: {_one_line(exc)}") from exc
 
     def cross_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """All-pairs distances -> float64 (len(a), len(b)). Hashers with a faster form
@@ -60,6 +101,29 @@ class Hasher(ABC):
 
     def spec(self) -> dict:
         return {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
+
+
+def _check_batch(name: str, images) -> None:
+    """HashError unless `images` is a sequence of uint8 HxWx3 arrays with H, W >= 1."""
+    if isinstance(images, np.ndarray) and images.dtype != object and images.ndim != 4:
+        raise HashError(f"{name} expects a sequence of images, got one {images.dtype} array of shape "
+                        f"{images.shape}; wrap a single image in a list")
+    try:
+        count = len(images)
+    except TypeError:
+        raise HashError(f"{name} expects a sequence of images, got {type(images).__name__}") from None
+    for index, image in enumerate(images):
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+                and image.shape[2] == 3 and image.shape[0] >= 1 and image.shape[1] >= 1):
+            got = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
+                   else type(image).__name__)
+            raise HashError(f"{name} expects uint8 HxWx3 BGR images (H, W >= 1); image {index} of "
+                            f"{count}: got {got}")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (cv2.error spans several), for CSV cells and the CLI."""
+    return " ".join(str(exc).split())
 
 
 class from_params:

@@ -125,7 +125,7 @@ class RadialVarianceHash(OpenCVHash):
         a_centred, a_std = _centred(a)
         shifted, b_std = _shifted(b)  # (N, shifts, 40)
         covariance = np.einsum("nj,nij->ni", a_centred, shifted) / a.shape[-1]
-        return 1.0 - _peak(covariance, a_std[:, None], b_std[:, None])
+        return _distance(_peak(covariance, a_std[:, None], b_std[:, None]))
 
     def cross_distance(self, a: np.ndarray, b: np.ndarray, block: int = 256) -> np.ndarray:
         a_centred, a_std = _centred(a)
@@ -135,8 +135,17 @@ class RadialVarianceHash(OpenCVHash):
         for start in range(0, len(a), block):
             rows = slice(start, start + block)
             covariance = (a_centred[rows] @ flat).reshape(-1, len(b), a.shape[-1]) / a.shape[-1]
-            out[rows] = 1.0 - _peak(covariance, a_std[rows, None, None], b_std[None, :, None])
+            out[rows] = _distance(_peak(covariance, a_std[rows, None, None], b_std[None, :, None]))
         return out
+
+
+def _distance(peak: np.ndarray) -> np.ndarray:
+    """1 - peak correlation, floored at 0: a hash against itself gives a correlation of 1 plus
+    rounding (1 + 2e-16), which would otherwise read as a distance just below 0.
+
+    A hash with no variance (a flat image's, all bytes equal) correlates with nothing, not even
+    itself: compare() gives 0 there, so its distance is 1 even to an identical hash."""
+    return np.maximum(1.0 - peak, 0.0)
 
 
 def _centred(hashes: np.ndarray):
