@@ -8,7 +8,8 @@ import sys
 
 from harness.errors import HarnessError
 
-EPILOG = "Exit status: 0 all done; 1 some distances failed (see the error column); 2 bad input, nothing run."
+EPILOG = ("Exit status: 0 all done; 1 finished, but some images, transforms or hashes failed (see errors.csv); "
+          "2 bad input (config, weights, output directory), nothing run.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only these of the config's hashers (comma-separated)")
     run.add_argument("--skip-unavailable", action="store_true",
                      help="run the other hashers when one cannot (e.g. missing weights), marking it unavailable")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="worker processes for transforming and hashing (default 1); results do not depend on it")
+    run.add_argument("--cache", metavar="PATH",
+                     help="hash cache (default: DIR/hash-cache.sqlite); a stopped run started again resumes from it")
+    run.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table at the end")
 
     report = commands.add_parser("report", help="rebuild every table and figure of a run from its CSVs",
@@ -85,7 +91,11 @@ def command_run(args) -> int:
     config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers))
     out_dir = args.out or config.output
     report.check_writable(out_dir)
-    result = runner.run(config, skip_unavailable=args.skip_unavailable, progress=False if args.quiet else None)
+    if args.workers < 1:
+        raise HarnessError(f"--workers: must be at least 1, got {args.workers}")
+    cache = None if args.no_cache else (args.cache or os.path.join(out_dir, "hash-cache.sqlite"))
+    result = runner.run(config, skip_unavailable=args.skip_unavailable, progress=False if args.quiet else None,
+                        cache_path=cache, workers=args.workers)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     table = report.write_run(result, out_dir, provenance())
@@ -93,7 +103,7 @@ def command_run(args) -> int:
         print(table.to_string(index=False))
         print(f"\nwrote {out_dir}/ (summary.md, table.csv, distances.csv, figures/)")
     failed = result.distances["error"].ne("") & result.distances["error"].ne(runner.UNAVAILABLE)
-    return 1 if failed.any() else 0
+    return 1 if failed.any() or len(result.errors) else 0
 
 
 def command_report(args) -> int:

@@ -25,6 +25,8 @@ from harness.metrics import (ALL_FAMILIES, UNAVAILABLE, article_table, detection
 
 DISTANCES = "distances.csv"
 IMPOSTORS = "impostors.csv"
+IMAGES = "images.csv"
+ERRORS = "errors.csv"
 THRESHOLDS = "thresholds.csv"
 DETECTION = "detection.csv"
 ROC = "roc.csv"
@@ -87,6 +89,9 @@ def write_run(result, out_dir: str, provenance: dict) -> pd.DataFrame:
     distances = result.distances.copy()
     distances["value"] = distances["value"].map(format_value)
     _write_csv(os.path.join(out_dir, DISTANCES), distances)
+    _write_csv(os.path.join(out_dir, IMAGES), pd.DataFrame(result.sources).rename(
+        columns={"name": "image", "id": "image_id"}))
+    _write_csv(os.path.join(out_dir, ERRORS), result.errors)
     impostors = result.impostors.copy()
     impostors["value"] = impostors["value"].map(lambda v: v if isinstance(v, str) else format_value(v))
     _write_csv(os.path.join(out_dir, IMPOSTORS), impostors)
@@ -135,6 +140,8 @@ def build_report(out_dir: str) -> pd.DataFrame:
     hashers = pd.read_csv(hashers_path, dtype=str, keep_default_na=False) if os.path.isfile(hashers_path) else None
     run_path = os.path.join(out_dir, RUN)
     run = json.load(open(run_path, encoding="utf-8")) if os.path.isfile(run_path) else {}
+    errors_path = os.path.join(out_dir, ERRORS)
+    problems = pd.read_csv(errors_path, dtype=str, keep_default_na=False) if os.path.isfile(errors_path) else None
 
     table = article_table(distances)
     _write_csv(os.path.join(out_dir, TABLE), table)
@@ -154,7 +161,7 @@ def build_report(out_dir: str) -> pd.DataFrame:
 
     _write_text(os.path.join(out_dir, SUMMARY),
                 summary_markdown(run, table, hashers, distances, overview, heatmap, figures,
-                                 os.path.isfile(os.path.join(out_dir, PREVIEWS)), detection))
+                                 os.path.isfile(os.path.join(out_dir, PREVIEWS)), detection, problems))
     return table
 
 
@@ -577,7 +584,7 @@ def detection_sections(detection: dict) -> list[str]:
 
 def summary_markdown(run: dict, table: pd.DataFrame, hashers: pd.DataFrame | None, distances: pd.DataFrame,
                      overview: str, heatmap: str, figures: list[tuple[str, str]], previews: bool,
-                     detection: dict | None = None) -> str:
+                     detection: dict | None = None, problems: pd.DataFrame | None = None) -> str:
     config = run.get("config", {})
     images = list(dict.fromkeys(distances["image"]))
     lines = [f"# {config.get('name', 'harness run')}", ""]
@@ -587,6 +594,14 @@ def summary_markdown(run: dict, table: pd.DataFrame, hashers: pd.DataFrame | Non
               f"Pairs per image: {len(table)}. Hashers: {', '.join(hasher_order(distances))}.", ""]
     for note in run.get("notes", []):
         lines += [f"> **Note:** {note}", ""]
+    if problems is not None and len(problems):
+        shown = 20
+        lines += ["## Problems", "", f"{len(problems)} problems (every one is a row of `{ERRORS}`; the run "
+                  "went on without what failed):", ""]
+        lines += [f"- `{row.image}` ({row.stage}): {row.reason}" for row in problems.head(shown).itertuples()]
+        if len(problems) > shown:
+            lines.append(f"- ... and {len(problems) - shown} more in `{ERRORS}`")
+        lines.append("")
     if detection is not None:
         lines += answer_section(detection)
     lines += ["## How to read the distances", "",

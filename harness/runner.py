@@ -1,29 +1,38 @@
-"""Expand a config into work and compute every distance. Writes nothing.
+"""Expand a config into work and compute every distance. Writes nothing but the hash cache.
 
-Pass 1 reads each source image once and hashes the untouched images, in
-batches, with every hasher. Those hashes serve three times: as side A or B of
-every pair that leaves a side untouched, as the impostor baseline (distances
-between different source images), and as the "other image" for edited copies.
+Pass 1 reads each source image once and hashes the untouched images, in batches,
+with every hasher. Those hashes serve three times: as side A or B of every pair
+that leaves a side untouched, as the impostor baseline (distances between
+different source images), and as the "other image" for edited copies.
 Pass 2 reads each image again, applies each distinct transform chain once,
 hashes each distinct variant once per hasher in one batch, and takes the
 row-wise distances of every pair. Images are never all held in memory.
+
+Nothing one image does stops the run: an unreadable image, a transform that
+cannot apply or a hasher that fails on an image becomes a row of `errors` and
+an `error` cell in the distances. Hashes go to a persistent cache as they are
+computed, so a run that is stopped and started again redoes only what is missing.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from harness.config import Config, PairSpec, Step
-from harness.errors import UnavailableError
+from harness.cache import HashCache, digest
+from harness.config import Config, HasherSpec, PairSpec, Step
+from harness.errors import HarnessError, HashError, ImageError, UnavailableError
 from harness.images import SourceImage, load_source, resolve_sources
 from transforms import TransformError, apply_chain
 
 DISTANCE_COLUMNS = ["image", "image_id", "family", "value", "label", "hasher", "distance", "distance_norm", "error"]
 IMPOSTOR_COLUMNS = ["hasher", "kind", "family", "value", "image_id", "other_id", "distance"]
+ERROR_COLUMNS = ["image", "image_id", "stage", "reason"]
 UNAVAILABLE = "unavailable"
 UNTOUCHED: tuple[Step, ...] = ()
 SOURCE_BATCH = 32  # source images hashed per batch in pass 1
@@ -36,6 +45,7 @@ class HasherInfo:
     spec: dict
     distance_kind: str
     distance_max: float
+    key: str  # cache key: the spec and every library version that can change a hash
     status: str = "ok"  # or UNAVAILABLE
     reason: str = ""
 
@@ -45,19 +55,83 @@ class RunResult:
     config: Config
     distances: pd.DataFrame
     impostors: pd.DataFrame
+    errors: pd.DataFrame
     hashers: list[HasherInfo]
     sources: list[dict]
     notes: list[str] = field(default_factory=list)
     previews: list[tuple[PairSpec, np.ndarray | None, np.ndarray | None]] = field(default_factory=list)
 
 
-def prepare_hashers(config: Config, skip_unavailable: bool):
+@dataclass
+class Hashed:
+    """One hasher's hashes of a batch of images: `array` holds the rows of the images that
+    hashed, `rows[k]` is image k's row in it (-1 where hashing failed, reason in `errors[k]`)."""
+
+    array: np.ndarray | None
+    rows: np.ndarray
+    errors: dict[int, str]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def take(self, indices) -> "Hashed":
+        """The same images' hashes, as a batch of their own (for caching one image)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        rows = self.rows[indices]
+        kept = rows >= 0
+        array = self.array[rows[kept]] if kept.any() else None
+        new_rows = np.full(len(indices), -1)
+        new_rows[kept] = np.arange(int(kept.sum()))
+        return Hashed(array, new_rows, {k: self.errors[i] for k, i in enumerate(indices) if i in self.errors},
+                      {key: values[indices] for key, values in self.extras.items()})
+
+    @staticmethod
+    def join(parts: list["Hashed"]) -> "Hashed":
+        arrays = [p.array for p in parts if p.array is not None]
+        rows, errors, offset, start = [], {}, 0, 0
+        for part in parts:
+            rows.append(np.where(part.rows >= 0, part.rows + offset, -1))
+            errors.update({start + k: reason for k, reason in part.errors.items()})
+            offset += 0 if part.array is None else len(part.array)
+            start += len(part.rows)
+        keys = parts[0].extras.keys() if parts else []
+        return Hashed(np.concatenate(arrays) if arrays else None,
+                      np.concatenate(rows) if rows else np.zeros(0, np.int64), errors,
+                      {key: np.concatenate([p.extras[key] for p in parts]) for key in keys})
+
+
+def hash_safely(hasher, images: list[np.ndarray]) -> Hashed:
+    """Hash a batch; when the batch fails, hash image by image so one bad image costs only itself."""
+    try:
+        array = hasher.hash_images(images)
+        return Hashed(array, np.arange(len(images)), {}, hasher.checked_extras(images))
+    except HashError:
+        if len(images) == 1:
+            raise
+    parts = []
+    for image in images:
+        try:
+            parts.append(hash_safely(hasher, [image]))
+        except HashError as exc:
+            parts.append(Hashed(None, np.array([-1]), {0: str(exc)}))
+    joined = Hashed.join(parts)
+    if any(not p.extras for p in parts):  # extras only where every image hashed
+        joined.extras = {}
+    return joined
+
+
+# --- set-up ------------------------------------------------------------------
+
+def hasher_key(spec: dict, versions: dict) -> str:
+    return digest("hasher", spec, versions)
+
+
+def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):
     """Build and load every hasher before any work; the first unavailable one stops the run
     unless `skip_unavailable`, which marks it instead."""
     built, infos = {}, []
     for number, spec in enumerate(config.hashers):
         hasher = spec.build()
-        info = HasherInfo(spec.id, hasher.spec(), hasher.distance_kind, hasher.distance_max)
+        info = HasherInfo(spec.id, hasher.spec(), hasher.distance_kind, hasher.distance_max,
+                          hasher_key(hasher.spec(), versions))
         try:
             hasher.prepare()
             built[spec.id] = hasher
@@ -70,70 +144,124 @@ def prepare_hashers(config: Config, skip_unavailable: bool):
     return built, infos
 
 
-def run(config: Config, skip_unavailable: bool = False, progress: bool | None = None) -> RunResult:
+def run(config: Config, skip_unavailable: bool = False, progress: bool | None = None,
+        cache_path: str | None = None, workers: int = 1) -> RunResult:
+    from harness.provenance import versions as library_versions
+
+    versions = {k: v for k, v in library_versions().items() if k != "platform"}
     paths, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed)
-    hashers, infos = prepare_hashers(config, skip_unavailable)
+    hashers, infos = prepare_hashers(config, skip_unavailable, versions)
     notes += [f"hasher {i.id} unavailable: {i.reason}" for i in infos if i.status == UNAVAILABLE]
+    keys = {info.id: info.key for info in infos}
+    chains_key = digest("chains", [[p.a, p.b] for p in config.pairs], versions)
     rng = np.random.default_rng(config.seed)
+    cache = HashCache(cache_path)
+    errors: list[dict] = []
+    try:
+        with tqdm(total=2 * len(paths), desc="harness", unit="image",
+                  disable=None if progress is None else not progress) as bar:
+            bar.set_postfix_str("hashing source images")
+            sources, source_hashed, duplicates = hash_sources(paths, hashers, keys, cache, errors, bar)
+            if not sources:
+                raise HarnessError(f"none of the {len(paths)} images could be read; first: {errors[0]['reason']}")
+            if duplicates:
+                notes.append(f"{len(duplicates)} images have the same pixels as another and count once: "
+                             + ", ".join(duplicates[:5]) + (", ..." if len(duplicates) > 5 else ""))
+            if len(sources) < 2:
+                notes.append("one image only: no impostor pairs, so no thresholds or detection rates")
+            impostor_frames = [source_impostors(sources, source_hashed, hashers, config.impostors.max_pairs, rng)]
 
-    with tqdm(total=2 * len(paths), desc="harness", unit="image",
-              disable=None if progress is None else not progress) as bar:
-        bar.set_postfix_str("hashing source images")
-        sources, source_hashes, duplicates = hash_sources(paths, hashers, bar)
-        if duplicates:
-            notes.append(f"{len(duplicates)} images have the same pixels as another and count once: "
-                         + ", ".join(duplicates[:5]) + (", ..." if len(duplicates) > 5 else ""))
-        impostor_frames = [source_impostors(sources, source_hashes, hashers, config.impostors.max_pairs, rng)]
-        if len(sources) < 2:
-            notes.append("one image only: no impostor pairs, so no thresholds or detection rates")
-
-        frames, previews = [], []
-        for number, source in enumerate(sources):
-            bar.set_postfix_str(source["name"])
-            image = load_source(source["origin"])
-            variants, sides, errors = transform_variants(image, config.pairs)
-            if number == 0 and config.previews:
-                previews = [(pair, _pick(variants, image, a), _pick(variants, image, b))
-                            for pair, (a, b) in zip(config.pairs, sides)]
-            variant_hashes = {hid: hasher.hash_batch(variants) for hid, hasher in hashers.items()}
-            for info in infos:
-                frames.append(score(image, config.pairs, info, hashers.get(info.id), sides, errors,
-                                    variant_hashes.get(info.id), source_hashes.get(info.id), number))
-            if config.impostors.transformed and len(sources) > 1:
-                impostor_frames.append(transformed_impostors(
-                    number, sources, config.pairs, sides, variant_hashes, source_hashes, hashers,
-                    config.impostors.per_variant, rng))
-            bar.update()
+            frames, previews = [], []
+            specs = [spec for spec in config.hashers if spec.id in hashers]
+            for number, done in enumerate(pass_two(sources, config, specs, hashers, keys, chains_key,
+                                                   cache, workers)):
+                bar.set_postfix_str(sources[number]["name"])
+                for stage_reason in done.stage_errors:
+                    errors.append({"image": sources[number]["name"], "image_id": sources[number]["id"],
+                                   **stage_reason})
+                if number == 0 and config.previews:
+                    previews = done.previews
+                for info in infos:
+                    frames.append(score(sources[number], config.pairs, info, hashers.get(info.id), done,
+                                        source_hashed, number))
+                if config.impostors.transformed and len(sources) > 1:
+                    impostor_frames.append(transformed_impostors(
+                        number, sources, config.pairs, done, source_hashed, hashers,
+                        config.impostors.per_variant, rng))
+                bar.update()
+    finally:
+        cache.close()
 
     distances = pd.concat(frames, ignore_index=True)[DISTANCE_COLUMNS]
     impostors = pd.concat(impostor_frames, ignore_index=True)[IMPOSTOR_COLUMNS]
+    error_table = pd.DataFrame(errors, columns=ERROR_COLUMNS)
     failed = distances["error"].ne("") & distances["error"].ne(UNAVAILABLE)
     if failed.any():
         notes.append(f"{int(failed.sum())} of {len(distances)} distances failed; see the error column")
-    return RunResult(config, distances, impostors, infos, sources, notes, previews)
+    if len(error_table):
+        notes.append(f"{len(error_table)} problems with images, transforms or hashers; see errors.csv")
+    return RunResult(config, distances, impostors, error_table, infos, sources, notes, previews)
 
 
-def hash_sources(paths: list[str], hashers: dict, bar) -> tuple[list[dict], dict[str, np.ndarray], list[str]]:
-    """Pass 1: every untouched source image hashed by every hasher, in batches.
-    Images with the same pixels as an earlier one are dropped (they would be impostors at distance 0)."""
+# --- pass 1: the untouched source images ------------------------------------------
+
+def hash_sources(paths, hashers, keys, cache, errors, bar):
+    """Every readable, distinct source image hashed by every hasher, in batches of
+    SOURCE_BATCH (a batch is recomputed whole unless all of it is cached, so a CNN sees
+    the same batches as in an uninterrupted run). Unreadable images become errors;
+    images with the same pixels as an earlier one are dropped (they would be impostors at 0)."""
     sources, seen, duplicates = [], set(), []
-    hashes = {hid: [] for hid in hashers}
+    parts = {hid: [] for hid in hashers}
     for start in range(0, len(paths), SOURCE_BATCH):
         batch = []
         for path in paths[start:start + SOURCE_BATCH]:
-            image = load_source(path)
             bar.update()
+            try:
+                image = load_source(path)
+            except ImageError as exc:
+                errors.append({"image": path, "image_id": "", "stage": "read", "reason": str(exc)})
+                continue
             if image.id in seen:
                 duplicates.append(image.name)
                 continue
             seen.add(image.id)
             batch.append(image)
             sources.append({"name": image.name, "id": image.id, "origin": image.origin,
-                            "height": image.pixels.shape[0], "width": image.pixels.shape[1]})
+                            "height": image.pixels.shape[0], "width": image.pixels.shape[1],
+                            "notes": "; ".join(image.notes)})
+        if not batch:
+            continue
         for hid, hasher in hashers.items():
-            if batch:
-                hashes[hid].append(hasher.hash_batch([image.pixels for image in batch]))
-    return sources, {hid: np.concatenate(parts) for hid, parts in hashes.items() if parts}, duplicates
+            cached = [cache.get(keys[hid], image.id, "source") for image in batch]
+            if all(entry is not None for entry in cached):
+                hashed = Hashed.join(cached)
+            else:
+                hashed = hash_safely(hasher, [image.pixels for image in batch])
+                for k, image in enumerate(batch):
+                    if k not in hashed.errors:
+                        cache.put(keys[hid], image.id, "source", hashed.take([k]))
+            for k, reason in hashed.errors.items():
+                errors.append({"image": batch[k].name, "image_id": batch[k].id, "stage": f"hash {hid}",
+                               "reason": reason})
+            parts[hid].append(hashed)
+            # Side outputs (PDQ's quality score) become per-image columns "<hasher>.<name>".
+            for key, values in hashed.extras.items():
+                for source, value in zip(sources[-len(batch):], values):
+                    source[f"{hid}.{key}"] = value.item() if hasattr(value, "item") else value
+    return sources, {hid: Hashed.join(p) for hid, p in parts.items() if p}, duplicates
+
+
+# --- pass 2: the edited copies ------------------------------------------------------
+
+@dataclass
+class ImageWork:
+    """What pass 2 produced for one source image."""
+
+    sides: list  # per pair: (a, b), each a variant index, UNTOUCHED, or None (transform failed)
+    pair_errors: dict[int, str]
+    hashed: dict[str, Hashed]  # per hasher, over the variants
+    stage_errors: list[dict]
+    previews: list = field(default_factory=list)
 
 
 def transform_variants(source: SourceImage, pairs: tuple[PairSpec, ...]):
@@ -165,31 +293,112 @@ def transform_variants(source: SourceImage, pairs: tuple[PairSpec, ...]):
     return variants, sides, errors
 
 
-def _pick(variants, image: SourceImage, side):
-    return image.pixels if side == UNTOUCHED else (variants[side] if side is not None else None)
+def process_image(source: dict, pairs, hashers: dict, keys: dict, chains_key: str, cache: HashCache,
+                  with_previews: bool) -> tuple[ImageWork, dict[str, Hashed]]:
+    """Transform one source image and hash its variants with every hasher (cache first).
+    Returns the work and the newly computed hashes, for the caller to store."""
+    try:
+        image = load_source(source["origin"])
+    except ImageError as exc:  # readable in pass 1, not now (the file changed)
+        reason = f"read: {exc}"
+        return ImageWork([(None, None)] * len(pairs), dict.fromkeys(range(len(pairs)), reason), {},
+                         [{"stage": "read", "reason": str(exc)}]), {}
+    variants, sides, pair_errors = transform_variants(image, pairs)
+    stage_errors = [{"stage": "transform", "reason": reason[len("transform: "):]}
+                    for reason in dict.fromkeys(pair_errors.values())]
+    hashed, computed = {}, {}
+    for hid, hasher in hashers.items():
+        found = cache.get(keys[hid], image.id, chains_key)
+        if found is None:
+            found = computed[hid] = hash_safely(hasher, variants)
+        hashed[hid] = found
+        stage_errors += [{"stage": f"hash {hid}", "reason": reason} for reason in dict.fromkeys(found.errors.values())]
+    previews = []
+    if with_previews:
+        pick = lambda side: image.pixels if side == UNTOUCHED else (variants[side] if side is not None else None)
+        previews = [(pair, pick(a), pick(b)) for pair, (a, b) in zip(pairs, sides)]
+    return ImageWork(sides, pair_errors, hashed, stage_errors, previews), computed
 
 
-def _side_hashes(side_indices, variant_hashes, source_hash):
-    """Hash rows for one side of several pairs: a variant's row, or the untouched image's."""
-    rows = [source_hash if side == UNTOUCHED else variant_hashes[side] for side in side_indices]
-    return np.stack(rows)
+def pass_two(sources, config: Config, specs: list[HasherSpec], hashers, keys, chains_key, cache, workers):
+    """Yield each source image's ImageWork in order; with workers > 1, several images are
+    processed at once in worker processes (each with its own hashers), and the results
+    still arrive in order, so the tables do not depend on the number of workers."""
+    def store(source, computed):
+        for hid, hashed in computed.items():
+            cache.put(keys[hid], source["id"], chains_key, hashed)
+
+    if workers <= 1 or len(sources) < 2:
+        for number, source in enumerate(sources):
+            work, computed = process_image(source, config.pairs, hashers, keys, chains_key, cache,
+                                           number == 0 and config.previews)
+            store(source, computed)
+            yield work
+        return
+    context = multiprocessing.get_context("spawn")  # TensorFlow and OpenCV threads do not survive fork
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                                initargs=(specs, keys, chains_key, cache.path)) as pool:
+        jobs = [(source, config.pairs, number == 0 and config.previews) for number, source in enumerate(sources)]
+        for source, (work, computed) in zip(sources, pool.map(_work, jobs)):
+            store(source, computed)
+            yield work
 
 
-def score(image, pairs, info: HasherInfo, hasher, sides, errors, variant_hashes, source_hashes, number):
+_WORKER: dict = {}
+
+
+def _start_worker(specs, keys, chains_key, cache_path):
+    hashers = {}
+    for spec in specs:
+        hasher = spec.build()
+        hasher.prepare()
+        hashers[spec.id] = hasher
+    _WORKER.update(hashers=hashers, keys=keys, chains_key=chains_key, cache=HashCache(cache_path))
+
+
+def _work(job):
+    source, pairs, with_previews = job
+    return process_image(source, pairs, _WORKER["hashers"], _WORKER["keys"], _WORKER["chains_key"],
+                         _WORKER["cache"], with_previews)
+
+
+def score(source: dict, pairs, info: HasherInfo, hasher, work: ImageWork, source_hashed: dict, number: int):
     """One hasher's distances for every pair of one source image."""
     distance = np.full(len(pairs), np.nan)
-    error = [errors.get(i, "") for i in range(len(pairs))]
-    if hasher is None:
-        error = [UNAVAILABLE] * len(pairs)
+    error = [work.pair_errors.get(i, "") for i in range(len(pairs))]
+    variants, own = work.hashed.get(info.id), source_hashed.get(info.id)
+    if hasher is None or variants is None:
+        error = [UNAVAILABLE if info.status == UNAVAILABLE else e for e in error]
     else:
-        ok = [i for i, (a, b) in enumerate(sides) if a is not None and b is not None]
+        # One array holding the variants' rows and, last, the untouched image's row.
+        arrays = [a for a in (variants.array,) if a is not None]
+        untouched = -1
+        if own.rows[number] >= 0:
+            arrays.append(own.array[own.rows[number]:own.rows[number] + 1])
+            untouched = sum(len(a) for a in arrays) - 1
+
+        def row(side):
+            return untouched if side == UNTOUCHED else (-1 if side is None else int(variants.rows[side]))
+
+        ok, a_rows, b_rows = [], [], []
+        for i, (a, b) in enumerate(work.sides):
+            if error[i]:
+                continue
+            ra, rb = row(a), row(b)
+            if ra < 0 or rb < 0:
+                failed = own.errors.get(number) if UNTOUCHED in (a, b) and untouched < 0 else \
+                    next(variants.errors[s] for s in (a, b) if s not in (None, UNTOUCHED) and variants.rows[s] < 0)
+                error[i] = f"hash: {failed}"
+                continue
+            ok.append(i)
+            a_rows.append(ra)
+            b_rows.append(rb)
         if ok:
-            a = _side_hashes([sides[i][0] for i in ok], variant_hashes, source_hashes[number])
-            b = _side_hashes([sides[i][1] for i in ok], variant_hashes, source_hashes[number])
-            distance[ok] = hasher.distance(a, b)
+            lookup = np.concatenate(arrays)
+            distance[ok] = hasher.distance(lookup[np.asarray(a_rows)], lookup[np.asarray(b_rows)])
     return pd.DataFrame({
-        "image": image.name,
-        "image_id": image.id,
+        "image": source["name"],
+        "image_id": source["id"],
         "family": [p.family for p in pairs],
         "value": pd.Series([p.value for p in pairs], dtype=object),  # 3 stays 3, 2.0 stays 2.0
         "label": [p.label for p in pairs],
@@ -227,40 +436,50 @@ def pair_distances(hasher, a: np.ndarray, b: np.ndarray, rows_a: np.ndarray, row
     return out
 
 
-def source_impostors(sources, source_hashes, hashers, max_pairs, rng) -> pd.DataFrame:
-    """Distances between different untouched source images, per hasher."""
+def source_impostors(sources, source_hashed: dict[str, Hashed], hashers, max_pairs, rng) -> pd.DataFrame:
+    """Distances between different untouched source images, per hasher: the same sampled
+    pairs for every hasher, less those with an image the hasher could not hash."""
     i, j = sample_pairs(len(sources), max_pairs, rng)
     ids = np.array([s["id"] for s in sources])
     frames = [pd.DataFrame(columns=IMPOSTOR_COLUMNS)]
     for hid, hasher in hashers.items():
+        rows = source_hashed[hid].rows
+        keep = (rows[i] >= 0) & (rows[j] >= 0)
+        array = source_hashed[hid].array
         frames.append(pd.DataFrame({
             "hasher": hid, "kind": "source", "family": "", "value": "",
-            "image_id": ids[i], "other_id": ids[j],
-            "distance": pair_distances(hasher, source_hashes[hid], source_hashes[hid], i, j),
+            "image_id": ids[i[keep]], "other_id": ids[j[keep]],
+            "distance": pair_distances(hasher, array, array, rows[i[keep]], rows[j[keep]]) if keep.any() else [],
         }))
     return pd.concat(frames, ignore_index=True)
 
 
-def transformed_impostors(number, sources, pairs, sides, variant_hashes, source_hashes, hashers,
+def transformed_impostors(number, sources, pairs, work: ImageWork, source_hashed, hashers,
                           per_variant, rng) -> pd.DataFrame:
-    """Each edited copy (side B of a pair) of image `number` against `per_variant` other source images."""
-    edited = [(k, b) for k, (_, b) in enumerate(sides) if b is not None and b != UNTOUCHED]
+    """Each edited copy (side B of a pair) of image `number` against `per_variant` other source
+    images, the same others for every hasher."""
+    edited = [(k, b) for k, (_, b) in enumerate(work.sides) if b is not None and b != UNTOUCHED]
     if not edited:
         return pd.DataFrame(columns=IMPOSTOR_COLUMNS)
     others = np.array([k for k in range(len(sources)) if k != number])
     take = min(per_variant, len(others))
     chosen = np.stack([rng.choice(others, size=take, replace=False) for _ in edited])  # (variants, take)
     pair_numbers = np.repeat([k for k, _ in edited], take)
-    variant_rows = np.repeat([b for _, b in edited], take)
-    other_rows = chosen.ravel()
+    variants = np.repeat([b for _, b in edited], take)
+    other_sources = chosen.ravel()
     ids = np.array([s["id"] for s in sources])
-    frames = []
+    frames = [pd.DataFrame(columns=IMPOSTOR_COLUMNS)]
     for hid, hasher in hashers.items():
+        mine, theirs = work.hashed[hid], source_hashed[hid]
+        variant_rows, other_rows = mine.rows[variants], theirs.rows[other_sources]
+        keep = (variant_rows >= 0) & (other_rows >= 0)
+        if not keep.any():
+            continue
         frames.append(pd.DataFrame({
             "hasher": hid, "kind": "transformed",
-            "family": [pairs[k].family for k in pair_numbers],
-            "value": pd.Series([pairs[k].value for k in pair_numbers], dtype=object),
-            "image_id": sources[number]["id"], "other_id": ids[other_rows],
-            "distance": pair_distances(hasher, variant_hashes[hid], source_hashes[hid], variant_rows, other_rows),
+            "family": [pairs[k].family for k in pair_numbers[keep]],
+            "value": pd.Series([pairs[k].value for k in pair_numbers[keep]], dtype=object),
+            "image_id": sources[number]["id"], "other_id": ids[other_sources[keep]],
+            "distance": pair_distances(hasher, mine.array, theirs.array, variant_rows[keep], other_rows[keep]),
         }))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=IMPOSTOR_COLUMNS)
+    return pd.concat(frames, ignore_index=True)

@@ -189,14 +189,14 @@ def test_pdq_equals_pdqhash_and_records_quality(monkeypatch):
     assert len(calls) == len(images), "hash_batch then hash_extras of the same batch must hash once"
     for row, (bits, _) in zip(hashes, expected):
         np.testing.assert_array_equal(np.unpackbits(row), bits)
-    assert set(extras) == {"pdq_quality"}
-    np.testing.assert_array_equal(extras["pdq_quality"], [quality for _, quality in expected])
-    assert extras["pdq_quality"][-1] == 0 and extras["pdq_quality"][0] > 50
+    assert set(extras) == {"quality"}
+    np.testing.assert_array_equal(extras["quality"], [quality for _, quality in expected])
+    assert extras["quality"][-1] == 0 and extras["quality"][0] > 50
     cross = all_pairs(hasher, hashes)
     np.testing.assert_array_equal(cross, [[np.count_nonzero(x != y) for y, _ in expected] for x, _ in expected])
     hasher.hash_batch([images[0]])  # a new batch is hashed again
     assert len(calls) == len(images) + 1
-    assert hasher.hash_extras([])["pdq_quality"].shape == (0,)
+    assert hasher.hash_extras([])["quality"].shape == (0,)
 
 
 def test_hash_extras_default_is_empty():

@@ -3,7 +3,7 @@
 `pdqhash.compute(rgb)` returns the 256 hash bits and a quality score (0-100; Meta's
 reference code treats hashes under 50 as too featureless to trust). The bits are stored
 bit-packed in the order pdqhash returns them, so Hamming distance is PDQ's distance; the
-quality comes out through `hash_extras` as "pdq_quality".
+quality comes out through `hash_extras` as "quality".
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class PDQ(Hasher):
         return self._compute(images)[0].copy()
 
     def hash_extras(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        return {"pdq_quality": self._compute(images)[1].copy()}
+        return {"quality": self._compute(images)[1].copy()}
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return hamming(a, b)

@@ -1,0 +1,180 @@
+"""Runs that survive bad input and interruption and lose nothing."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from harness.__main__ import main
+from tests.conftest import ROOT, make_scene
+
+OUTPUTS = ("distances.csv", "impostors.csv", "table.csv", "thresholds.csv", "detection.csv", "roc.csv",
+           "images.csv", "errors.csv", "hashers.csv")
+
+
+def bad_corpus(folder):
+    """Good images and every kind of bad file a scraped folder holds."""
+    folder.mkdir()
+    for seed in range(4):
+        cv2.imwrite(str(folder / f"good {seed}.png"), make_scene(seed))
+    (folder / "empty.jpg").write_bytes(b"")
+    ok, jpeg = cv2.imencode(".jpg", make_scene(9))
+    (folder / "truncated.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) // 2])
+    (folder / "page.jpg").write_text("<!DOCTYPE html><html><body>404 not found</body></html>")
+    (folder / "tiny.png").write_bytes(cv2.imencode(".png", np.full((1, 1, 3), 200, np.uint8))[1].tobytes())
+    frames = [Image.fromarray(make_scene(20 + k)[..., ::-1]) for k in range(3)]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:])
+    cv2.imwrite(str(folder / "deep.png"), (make_scene(30).astype(np.uint16) * 257))
+    Image.new("L", (30000, 20000)).save(folder / "bomb.png")  # compressed it is small; decoded 600 Mpx
+    (folder / "ünïcode name.png").write_bytes(cv2.imencode(".png", make_scene(40))[1].tobytes())
+    return folder
+
+
+CONFIG = """
+images: [{folder}]
+seed: 1
+hashers: [aHash, pHash]
+impostors: {{transformed: true, per_variant: 2}}
+sweeps:
+  - {{family: jpeg, b: {{jpeg: {{quality: $value}}}}, values: [70, 20]}}
+  - {{family: crop, b: {{crop: {{x: 0, y: 0, width: 100, height: 100}}}}}}
+  - {{family: blur, b: {{blur: {{kernel: $value}}}}, values: [3, 9]}}
+"""
+
+
+def test_bad_images_become_errors_not_crashes(tmp_path, capsys):
+    folder = bad_corpus(tmp_path / "scraped")
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG.format(folder=folder))
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 1  # finished, with problems
+    errors = pd.read_csv(out / "errors.csv", keep_default_na=False)
+    read = errors[errors["stage"] == "read"].set_index("image")["reason"]
+    assert set(os.path.basename(p) for p in read.index) == {"empty.jpg", "truncated.jpg", "page.jpg", "bomb.png"}
+    assert read[str(folder / "empty.jpg")].endswith("empty file (0 bytes)")
+    assert "truncated" in read[str(folder / "truncated.jpg")]
+    assert "not an image" in read[str(folder / "page.jpg")]
+    assert "exceeds the limit" in read[str(folder / "bomb.png")]
+    # the crop is larger than the 1x1 image: one transform error, recorded for that image
+    assert ((errors["stage"] == "transform") & (errors["image"] == "tiny")).sum() == 1
+    distances = pd.read_csv(out / "distances.csv", keep_default_na=False)
+    assert set(distances["image"]) == {"good 0", "good 1", "good 2", "good 3", "tiny", "animated", "deep",
+                                       "ünïcode name"}
+    images = pd.read_csv(out / "images.csv", keep_default_na=False).set_index("image")
+    assert "first frame of 3" in images.loc["animated", "notes"]
+    assert "16-bit" in images.loc["deep", "notes"]
+    summary = (out / "summary.md").read_text()
+    assert "## Problems" in summary and "empty file" in summary
+    assert "see errors.csv" in capsys.readouterr().err
+
+
+def test_no_readable_image_is_one_line_error(tmp_path, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [{folder}]\nhashers: [aHash]\nsweeps: [{{family: identity}}]\n")
+    assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: none of the 1 images could be read; first: {folder / 'a.png'}: empty file (0 bytes)"]
+
+
+def test_unwritable_output_stops_before_work(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output directory should go")
+    config = tmp_path / "c.yaml"
+    config.write_text("images: [builtin:astronaut]\nhashers: [aHash]\nsweeps: [{family: identity}]\n")
+    assert main(["run", str(config), "--out", str(blocker / "out"), "--quiet"]) == 2
+    assert "output directory is not writable" in capsys.readouterr().err
+
+
+# --- interruption -----------------------------------------------------------------
+
+SLOW = """
+images: [{folder}]
+seed: 2
+hashers: [aHash, pHash, imagehash.dhash]
+sweeps:
+  - {{family: jpeg, b: {{jpeg: {{quality: $value}}}}, values: [90, 70, 50, 30, 10]}}
+  - {{family: blur, b: {{gaussian_blur: {{sigma: $value}}}}, values: [1, 2, 4, 8]}}
+  - {{family: rotate, b: {{rotate: {{angle: $value}}}}, values: [1, 3, 10]}}
+  - {{family: noise, b: {{gaussian_noise: {{sigma: $value}}}}, values: [5, 20]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_config(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slow")
+    folder = root / "images"
+    folder.mkdir()
+    for seed in range(40):
+        cv2.imwrite(str(folder / f"{seed:02d}.png"), make_scene(seed, 300, 400))
+    config = root / "slow.yaml"
+    config.write_text(SLOW.format(folder=folder))
+    reference = root / "reference"
+    assert main(["run", str(config), "--out", str(reference), "--quiet", "--no-cache"]) == 0
+    return config, reference
+
+
+def command(config, out, *extra):
+    return [sys.executable, "-m", "harness", "run", str(config), "--out", str(out), "--quiet", *extra]
+
+
+def assert_same_outputs(a, b):
+    for name in OUTPUTS:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("sig,delays", [(signal.SIGKILL, [2.5, 1.0, 1.0]), (signal.SIGTERM, [3.0]),
+                                        (signal.SIGINT, [3.0])])
+def test_killed_runs_resume_to_identical_outputs(slow_config, tmp_path, sig, delays):
+    config, reference = slow_config
+    out = tmp_path / "out"
+    for delay in delays:  # stop it several times, each time a little further on
+        process = subprocess.Popen(command(config, out), cwd=ROOT, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.send_signal(sig)
+        process.wait(timeout=60)
+        for name in OUTPUTS:  # never a half-written table: absent, or whole
+            path = out / name
+            assert not path.exists() or path.read_bytes() == (reference / name).read_bytes(), name
+        assert not [p for p in os.listdir(out) if p.startswith(".tmp-")] if out.exists() else True
+    cached = sqlite3.connect(out / "hash-cache.sqlite").execute("SELECT COUNT(*) FROM hashes").fetchone()[0]
+    assert cached > 0, "the stopped runs left work for the next one"
+    done = subprocess.run(command(config, out), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert_same_outputs(out, reference)
+
+
+def test_worker_processes_give_identical_tables(slow_config, tmp_path):
+    config, reference = slow_config
+    out = tmp_path / "two"
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--workers", "2", "--no-cache"]) == 0
+    assert_same_outputs(out, reference)
+
+
+def test_added_hasher_costs_only_the_new_work(slow_config, tmp_path, monkeypatch):
+    config, reference = slow_config
+    out = tmp_path / "cached"
+    first = tmp_path / "first.yaml"
+    first.write_text(config.read_text().replace("hashers: [aHash, pHash, imagehash.dhash]", "hashers: [aHash, pHash]"))
+    assert main(["run", str(first), "--out", str(out), "--quiet"]) == 0
+
+    from harness.hashers.opencv import AverageHash, PHash
+
+    def must_not_run(self, images):
+        raise AssertionError("cached hashes were computed again")
+
+    monkeypatch.setattr(AverageHash, "hash_batch", must_not_run)
+    monkeypatch.setattr(PHash, "hash_batch", must_not_run)
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0  # adds imagehash.dhash
+    assert_same_outputs(out, reference)
