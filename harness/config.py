@@ -88,6 +88,7 @@ class Config:
     hashers: tuple[HasherSpec, ...]
     previews: bool
     limit: int | None = None
+    max_pixels: int | None = None  # None: harness.images.DEFAULT_MAX_PIXELS
     impostors: ImpostorSpec = ImpostorSpec()
     detection: DetectionSpec = DetectionSpec()
     raw: dict = field(repr=False, compare=False, default_factory=dict)
@@ -111,12 +112,14 @@ class Config:
             ],
             "previews": self.previews,
             "limit": self.limit,
+            "max_pixels": self.max_pixels,
             "impostors": dataclasses.asdict(self.impostors),
             "detection": {**dataclasses.asdict(self.detection), "fpr": list(self.detection.fpr)},
         }
 
 
-TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image", "limit", "sweeps", "hashers",
+TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image", "limit", "max_pixels", "sweeps",
+            "hashers",
             "impostors", "detection", "report"}
 SWEEP_KEYS = {"family", "label", "labels", "values", "a", "b"}
 
@@ -172,6 +175,9 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
     limit = raw.get("limit")
     if limit is not None and (_typed(limit, int, source, "limit") < 1):
         raise ConfigError(source, "limit", f"must be >= 1, got {limit}")
+    max_pixels = raw.get("max_pixels")
+    if max_pixels is not None and (_typed(max_pixels, int, source, "max_pixels") < 1):
+        raise ConfigError(source, "max_pixels", f"must be >= 1, got {max_pixels}")
 
     pairs = _parse_sweeps(raw["sweeps"], source, seed)
     hasher_specs = _parse_hashers(raw["hashers"], source)
@@ -187,7 +193,8 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
 
     return Config(source=source, name=name, description=description, output=output, seed=seed,
                   images=image_list, fallback_image=fallback, pairs=tuple(pairs),
-                  hashers=tuple(hasher_specs), previews=previews, limit=limit, impostors=impostors,
+                  hashers=tuple(hasher_specs), previews=previews, limit=limit, max_pixels=max_pixels,
+                  impostors=impostors,
                   detection=detection, raw=raw)
 
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from harness.cache import HashCache, digest
 from harness.config import Config, HasherSpec, PairSpec, Step
 from harness.errors import HarnessError, HashError, ImageError, UnavailableError
-from harness.images import SourceImage, load_source, resolve_sources
+from harness.images import DEFAULT_MAX_PIXELS, SourceImage, load_source, resolve_sources
 from transforms import TransformError, apply_chain
 
 DISTANCE_COLUMNS = ["image", "image_id", "family", "value", "label", "hasher", "distance", "distance_norm", "error"]
@@ -161,7 +161,8 @@ def run(config: Config, skip_unavailable: bool = False, progress: bool | None = 
         with tqdm(total=2 * len(paths), desc="harness", unit="image",
                   disable=None if progress is None else not progress) as bar:
             bar.set_postfix_str("hashing source images")
-            sources, source_hashed, duplicates = hash_sources(paths, hashers, keys, cache, errors, bar)
+            max_pixels = config.max_pixels or DEFAULT_MAX_PIXELS
+            sources, source_hashed, duplicates = hash_sources(paths, hashers, keys, cache, errors, bar, max_pixels)
             if not sources:
                 raise HarnessError(f"none of the {len(paths)} images could be read; first: {errors[0]['reason']}")
             if duplicates:
@@ -174,7 +175,7 @@ def run(config: Config, skip_unavailable: bool = False, progress: bool | None = 
             frames, previews = [], []
             specs = [spec for spec in config.hashers if spec.id in hashers]
             for number, done in enumerate(pass_two(sources, config, specs, hashers, keys, chains_key,
-                                                   cache, workers)):
+                                                   cache, workers, max_pixels)):
                 bar.set_postfix_str(sources[number]["name"])
                 for stage_reason in done.stage_errors:
                     errors.append({"image": sources[number]["name"], "image_id": sources[number]["id"],
@@ -205,7 +206,7 @@ def run(config: Config, skip_unavailable: bool = False, progress: bool | None = 
 
 # --- pass 1: the untouched source images ------------------------------------------
 
-def hash_sources(paths, hashers, keys, cache, errors, bar):
+def hash_sources(paths, hashers, keys, cache, errors, bar, max_pixels: int):
     """Every readable, distinct source image hashed by every hasher, in batches of
     SOURCE_BATCH (a batch is recomputed whole unless all of it is cached, so a CNN sees
     the same batches as in an uninterrupted run). Unreadable images become errors;
@@ -217,7 +218,7 @@ def hash_sources(paths, hashers, keys, cache, errors, bar):
         for path in paths[start:start + SOURCE_BATCH]:
             bar.update()
             try:
-                image = load_source(path)
+                image = load_source(path, max_pixels=max_pixels)
             except ImageError as exc:
                 errors.append({"image": path, "image_id": "", "stage": "read", "reason": str(exc)})
                 continue
@@ -294,11 +295,11 @@ def transform_variants(source: SourceImage, pairs: tuple[PairSpec, ...]):
 
 
 def process_image(source: dict, pairs, hashers: dict, keys: dict, chains_key: str, cache: HashCache,
-                  with_previews: bool) -> tuple[ImageWork, dict[str, Hashed]]:
+                  with_previews: bool, max_pixels: int) -> tuple[ImageWork, dict[str, Hashed]]:
     """Transform one source image and hash its variants with every hasher (cache first).
     Returns the work and the newly computed hashes, for the caller to store."""
     try:
-        image = load_source(source["origin"])
+        image = load_source(source["origin"], max_pixels=max_pixels)
     except ImageError as exc:  # readable in pass 1, not now (the file changed)
         reason = f"read: {exc}"
         return ImageWork([(None, None)] * len(pairs), dict.fromkeys(range(len(pairs)), reason), {},
@@ -320,7 +321,8 @@ def process_image(source: dict, pairs, hashers: dict, keys: dict, chains_key: st
     return ImageWork(sides, pair_errors, hashed, stage_errors, previews), computed
 
 
-def pass_two(sources, config: Config, specs: list[HasherSpec], hashers, keys, chains_key, cache, workers):
+def pass_two(sources, config: Config, specs: list[HasherSpec], hashers, keys, chains_key, cache, workers,
+             max_pixels):
     """Yield each source image's ImageWork in order; with workers > 1, several images are
     processed at once in worker processes (each with its own hashers), and the results
     still arrive in order, so the tables do not depend on the number of workers."""
@@ -331,14 +333,15 @@ def pass_two(sources, config: Config, specs: list[HasherSpec], hashers, keys, ch
     if workers <= 1 or len(sources) < 2:
         for number, source in enumerate(sources):
             work, computed = process_image(source, config.pairs, hashers, keys, chains_key, cache,
-                                           number == 0 and config.previews)
+                                           number == 0 and config.previews, max_pixels)
             store(source, computed)
             yield work
         return
     context = multiprocessing.get_context("spawn")  # TensorFlow and OpenCV threads do not survive fork
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                                 initargs=(specs, keys, chains_key, cache.path)) as pool:
-        jobs = [(source, config.pairs, number == 0 and config.previews) for number, source in enumerate(sources)]
+        jobs = [(source, config.pairs, number == 0 and config.previews, max_pixels)
+                for number, source in enumerate(sources)]
         for source, (work, computed) in zip(sources, pool.map(_work, jobs)):
             store(source, computed)
             yield work
@@ -357,9 +360,9 @@ def _start_worker(specs, keys, chains_key, cache_path):
 
 
 def _work(job):
-    source, pairs, with_previews = job
+    source, pairs, with_previews, max_pixels = job
     return process_image(source, pairs, _WORKER["hashers"], _WORKER["keys"], _WORKER["chains_key"],
-                         _WORKER["cache"], with_previews)
+                         _WORKER["cache"], with_previews, max_pixels)
 
 
 def score(source: dict, pairs, info: HasherInfo, hasher, work: ImageWork, source_hashed: dict, number: int):

@@ -178,3 +178,17 @@ def test_added_hasher_costs_only_the_new_work(slow_config, tmp_path, monkeypatch
     monkeypatch.setattr(PHash, "hash_batch", must_not_run)
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0  # adds imagehash.dhash
     assert_same_outputs(out, reference)
+
+
+def test_pixel_limit_is_configurable(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "small.png"), make_scene(1, 40, 50))
+    cv2.imwrite(str(folder / "large.png"), make_scene(2, 200, 300))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [{folder}]\nmax_pixels: 10000\nhashers: [aHash]\nsweeps: [{{family: identity}}]\n")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 1
+    errors = pd.read_csv(out / "errors.csv")
+    assert errors["reason"].tolist() == [f"{folder / 'large.png'}: 300 x 200 = 60000 pixels exceeds the limit of "
+                                         "10000 (raise max_pixels to allow it)"]
