@@ -190,10 +190,12 @@ def build_detection(out_dir: str, distances: pd.DataFrame, impostors: pd.DataFra
         "detection": os.path.join(FIGURES, "detection.png"),
         "histograms": os.path.join(FIGURES, "histograms.png"),
         "roc": os.path.join(FIGURES, "roc.png"),
+        "matrix": os.path.join(FIGURES, "detection_matrix.png"),
     }
     _save_figure(os.path.join(out_dir, figures["detection"]), detection_figure(detection, chosen, hashers))
     _save_figure(os.path.join(out_dir, figures["histograms"]), histogram_figure(distances, impostors, points, hashers))
     _save_figure(os.path.join(out_dir, figures["roc"]), roc_figure(distances, impostors, hashers))
+    _save_figure(os.path.join(out_dir, figures["matrix"]), detection_matrix_figure(detection, chosen, hashers))
     verdicts = family_verdicts(detection, chosen, options["min_tpr"])
     return {"thresholds": thresholds, "detection": detection, "roc": roc, "figures": figures,
             "chosen": chosen, "verdicts": verdicts, "min_tpr": options["min_tpr"],
@@ -366,6 +368,33 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
     return figure
 
 
+def detection_matrix(detection: pd.DataFrame, operating_point: str, hashers: list[str]) -> pd.DataFrame:
+    """Mean detection rate over each family's strengths: families x hashers."""
+    chosen = detection[detection["operating_point"] == operating_point]
+    matrix = chosen.pivot_table(index="family", columns="hasher", values="tpr", aggfunc="mean", sort=False)
+    return matrix.reindex(columns=[h for h in hashers if h in matrix.columns])
+
+
+def detection_matrix_figure(detection: pd.DataFrame, operating_point: str, hashers: list[str]):
+    """Every hasher against every family at a glance: the mean share of copies detected."""
+    plt = _pyplot()
+    matrix = detection_matrix(detection, operating_point, hashers)
+    rows, columns = matrix.shape
+    figure, ax = plt.subplots(figsize=(2.5 + 0.62 * columns, 1.4 + 0.3 * rows))
+    image = ax.imshow(matrix.to_numpy(dtype=float), aspect="auto", cmap="RdYlGn", vmin=0, vmax=1)
+    ax.set_xticks(range(columns), matrix.columns, rotation=40, ha="left", fontsize=8)
+    ax.set_yticks(range(rows), matrix.index, fontsize=8)
+    ax.xaxis.tick_top()
+    for i in range(rows):
+        for j in range(columns):
+            value = matrix.iat[i, j]
+            if np.isfinite(value):
+                ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=6.5)
+    figure.colorbar(image, ax=ax, fraction=0.04, label=f"copies detected at {operating_point} (mean over strengths)")
+    figure.tight_layout()
+    return figure
+
+
 def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: dict, hashers: list[str]):
     """Per hasher: how far apart copies (genuine) and different images (impostors) are."""
     shown = [h for h in hashers if h in points]
@@ -519,14 +548,20 @@ def answer_section(detection: dict) -> list[str]:
         miss = f"{row.first_miss} ({_percent(row.first_miss_tpr)})" if row.first_miss else "none"
         runner = f"{row.runner_up} ({_percent(row.runner_up_mean_tpr)})" if row.runner_up else ""
         flag = "" if row.resolved else " *"
-        lines.append(f"| {row.family} | {row.best}{flag} | {_percent(row.mean_tpr)} | {row.held} of {row.strengths} "
+        tied = row.best.split(" = ")
+        best = row.best if len(tied) <= 3 else f"{len(tied)} tied: {', '.join(tied[:2])}, ..."
+        lines.append(f"| {row.family} | {best}{flag} | {_percent(row.mean_tpr)} | {row.held} of {row.strengths} "
                      f"| {miss} | {runner} |")
     lines.append("")
     if not verdicts["resolved"].all():
         lines += [f"\\* Too few impostor pairs to resolve {chosen}: not even one false match is allowed, so the "
                   "threshold only sits below the closest pair of different images. Add images (or "
                   "`impostors: {transformed: true}`) before trusting these rows.", ""]
-    lines += [f"![detection rate per family]({detection['figures']['detection']})", "",
+    lines += [f"![detection rate per family and hasher]({detection['figures']['matrix']})", "",
+              "**How to read it:** each cell is the percentage of edited copies a hasher (column) still "
+              f"matches at {chosen}, averaged over the strengths of an edit family (row). Green holds up, "
+              "red does not.", "",
+              f"![detection rate per family]({detection['figures']['detection']})", "",
               f"**How to read it:** one panel per family of edits, the edit's strength on the x axis, and on the "
               f"y axis the share of images whose edited copy is still matched at the threshold that keeps false "
               f"matches between different images at {rate:g}. The band is a 95% Wilson interval over images; "
@@ -543,6 +578,10 @@ def detection_sections(detection: dict) -> list[str]:
                                                                   sort=False).reset_index()
     kind_text = "; ".join(f"{hasher}: " + ", ".join(f"{count} {kind}" for kind, count in counts.items())
                           for hasher, counts in detection["kinds"].items())
+    unreachable = sorted(set(thresholds.loc[thresholds["threshold"].isna(), "hasher"]))
+    no_threshold_note = [f"An empty threshold ({', '.join(unreachable)}) means more impostor pairs than the rate "
+                         "allows sit at the smallest distance there is: no threshold reaches that rate, so no copy "
+                         "counts as detected.", ""] if unreachable else []
     fixed_rates = []
     detected = detection["detection"]
     fixed = detected[detected["operating_point"] == "fixed"]
@@ -563,6 +602,7 @@ def detection_sections(detection: dict) -> list[str]:
         "pairs, so the rate cannot be measured: that threshold only sits below the closest different images. "
         "`fixed` rows evaluate thresholds given in the config.", "",
         markdown_table(_format_cells(thresholds)), "",
+        *no_threshold_note,
         f"Impostor pairs: {kind_text} (`source`: two different untouched images; `transformed`: an edited copy "
         "against a different image).", "",
         f"![genuine and impostor distances]({detection['figures']['histograms']})", "",
