@@ -383,15 +383,21 @@ def score(source: dict, pairs, info: HasherInfo, hasher, work: ImageWork, source
         def row(side):
             return untouched if side == UNTOUCHED else (-1 if side is None else int(variants.rows[side]))
 
+        def why_unhashed(a, b) -> str:
+            for side in (a, b):
+                if side == UNTOUCHED and untouched < 0:
+                    return own.errors[number]
+                if side not in (None, UNTOUCHED) and variants.rows[side] < 0:
+                    return variants.errors[side]
+            return "no hash"
+
         ok, a_rows, b_rows = [], [], []
         for i, (a, b) in enumerate(work.sides):
             if error[i]:
                 continue
             ra, rb = row(a), row(b)
             if ra < 0 or rb < 0:
-                failed = own.errors.get(number) if UNTOUCHED in (a, b) and untouched < 0 else \
-                    next(variants.errors[s] for s in (a, b) if s not in (None, UNTOUCHED) and variants.rows[s] < 0)
-                error[i] = f"hash: {failed}"
+                error[i] = f"hash: {why_unhashed(a, b)}"
                 continue
             ok.append(i)
             a_rows.append(ra)

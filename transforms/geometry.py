@@ -111,16 +111,7 @@ def center_crop(
     Two such crops, one moved, simulate a shift without borders on images of any
     size; on 512 px, fraction 0.5 and dx = dy = d/512 give the article's crops.
     """
-    if dx == 0 and dy == 0:
-        return _window(image, fraction, 0.5, 0.5)
-    rows, cols = image.shape[:2]
-    width, height = max(1, round(cols * fraction)), max(1, round(rows * fraction))
-    left = int((cols - width) * 0.5) + round(dx * cols)
-    top = int((rows - height) * 0.5) + round(dy * rows)
-    if left < 0 or top < 0 or left + width > cols or top + height > rows:
-        raise TransformError(f"a {width}x{height} window moved by ({dx:g}, {dy:g}) of the size leaves "
-                             f"the {cols}x{rows} image")
-    return image[top:top + height, left:left + width].copy()
+    return _window(image, fraction, 0.5, 0.5, dx, dy)
 
 
 @transform
@@ -134,10 +125,15 @@ def crop_fraction(
     return _window(image, fraction, x, y)
 
 
-def _window(image: np.ndarray, fraction: float, x: float, y: float) -> np.ndarray:
+def _window(image: np.ndarray, fraction: float, x: float, y: float, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    """A window of `fraction` x each side at relative (x, y) of the free space, moved by (dx, dy) x the size."""
     rows, cols = image.shape[:2]
     width, height = max(1, round(cols * fraction)), max(1, round(rows * fraction))
-    left, top = int((cols - width) * x), int((rows - height) * y)
+    left = int((cols - width) * x) + round(dx * cols)
+    top = int((rows - height) * y) + round(dy * rows)
+    if left < 0 or top < 0 or left + width > cols or top + height > rows:
+        raise TransformError(f"a {width}x{height} window moved by ({dx:g}, {dy:g}) of the size leaves "
+                             f"the {cols}x{rows} image")
     return image[top:top + height, left:left + width].copy()
 
 
