@@ -94,11 +94,12 @@ def command_run(args) -> int:
     if args.workers < 1:
         raise HarnessError(f"--workers: must be at least 1, got {args.workers}")
     cache = None if args.no_cache else (args.cache or os.path.join(out_dir, "hash-cache.sqlite"))
+    started = provenance()  # the code and versions as the run starts
     result = runner.run(config, skip_unavailable=args.skip_unavailable, progress=False if args.quiet else None,
                         cache_path=cache, workers=args.workers)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    table = report.write_run(result, out_dir, provenance())
+    table = report.write_run(result, out_dir, started)
     if not args.quiet:
         print(table.to_string(index=False))
         print(f"\nwrote {out_dir}/ (summary.md, table.csv, distances.csv, figures/)")
