@@ -133,23 +133,42 @@ def assert_same_outputs(a, b):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
-@pytest.mark.parametrize("sig,delays", [(signal.SIGKILL, [2.5, 1.0, 1.0]), (signal.SIGTERM, [3.0]),
-                                        (signal.SIGINT, [3.0])])
-def test_killed_runs_resume_to_identical_outputs(slow_config, tmp_path, sig, delays):
+def cached_entries(out) -> int:
+    path = out / "hash-cache.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM hashes").fetchone()[0]
+    except sqlite3.OperationalError:  # the table is not created yet
+        return 0
+
+
+def stop_when(process, out, entries: int, sig) -> None:
+    """Send `sig` once the run has cached `entries` hashes (a point in its progress, not a time)."""
+    deadline = time.monotonic() + 120
+    while process.poll() is None and cached_entries(out) < entries and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(sig)
+    process.wait(timeout=60)
+
+
+# 40 images x 3 hashers: 120 source entries, then 120 entries of edited copies
+@pytest.mark.parametrize("sig,points", [(signal.SIGKILL, [10, 130, 200]), (signal.SIGTERM, [150]),
+                                        (signal.SIGINT, [150])])
+def test_killed_runs_resume_to_identical_outputs(slow_config, tmp_path, sig, points):
     config, reference = slow_config
     out = tmp_path / "out"
-    for delay in delays:  # stop it several times, each time a little further on
+    for entries in points:  # stop it several times, each time further on
         process = subprocess.Popen(command(config, out), cwd=ROOT, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        process.send_signal(sig)
-        process.wait(timeout=60)
+        stop_when(process, out, entries, sig)
+        assert process.returncode != 0, "the run finished before it could be stopped"
         for name in OUTPUTS:  # never a half-written table: absent, or whole
             path = out / name
             assert not path.exists() or path.read_bytes() == (reference / name).read_bytes(), name
-        assert not [p for p in os.listdir(out) if p.startswith(".tmp-")] if out.exists() else True
-    cached = sqlite3.connect(out / "hash-cache.sqlite").execute("SELECT COUNT(*) FROM hashes").fetchone()[0]
-    assert cached > 0, "the stopped runs left work for the next one"
+        assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]
+    assert cached_entries(out) >= points[-1], "the stopped runs left their work for the next one"
     done = subprocess.run(command(config, out), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert_same_outputs(out, reference)
