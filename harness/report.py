@@ -40,6 +40,10 @@ PREVIEWS = "previews.png"
 
 # --- writing, atomically ---------------------------------------------------
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _atomic(path: str, write: Callable[[str], None]) -> None:
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
@@ -47,6 +51,7 @@ def _atomic(path: str, write: Callable[[str], None]) -> None:
     os.close(handle)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the mode a plain open() would
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
