@@ -45,12 +45,14 @@ class HashCache:
                                (hasher, image, item)).fetchone()
         return pickle.loads(row[0]) if row else None
 
-    def put(self, hasher: str, image: str, item: str, value: Any) -> None:
-        if self._db is None:
+    def put_many(self, hasher: str, image: str, values: dict[str, Any]) -> None:
+        """Store several entries in one transaction: all of them or none."""
+        if self._db is None or not values:
             return
-        with self._db:  # one transaction: all of the entry or none of it
-            self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)",
-                             (hasher, image, item, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)",
+                                 [(hasher, image, item, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+                                  for item, value in values.items()])
 
     def close(self) -> None:
         if self._db is not None:

@@ -118,6 +118,27 @@ def hash_safely(hasher, images: list[np.ndarray]) -> Hashed:
     return joined
 
 
+def hash_with_cache(hasher, key: str, cache: HashCache, images: list[np.ndarray],
+                    names: list[tuple[str, str]]) -> tuple[Hashed, list[tuple[str, str, Hashed]]]:
+    """Hashes of `images`, image k known to the cache as names[k] = (image id, item).
+
+    Only what the cache lacks is computed, or the whole batch when the hasher's results
+    depend on the batch (batch_invariant False), so they match an uncached run bit for bit.
+    Returns the hashes and the new entries for the caller to store (failures are not stored)."""
+    found = [cache.get(key, image_id, item) for image_id, item in names]
+    missing = [k for k, entry in enumerate(found) if entry is None]
+    if missing and not hasher.batch_invariant:
+        missing = list(range(len(images)))
+    new = []
+    if missing:
+        fresh = hash_safely(hasher, [images[k] for k in missing])
+        for j, k in enumerate(missing):
+            found[k] = fresh.take([j])
+            if j not in fresh.errors:
+                new.append((*names[k], found[k]))
+    return Hashed.join(found), new
+
+
 # --- set-up ------------------------------------------------------------------
 
 def hasher_key(spec: dict, versions: dict) -> str:
@@ -153,7 +174,7 @@ def run(config: Config, skip_unavailable: bool = False, progress: bool | None = 
     hashers, infos = prepare_hashers(config, skip_unavailable, versions)
     notes += [f"hasher {i.id} unavailable: {i.reason}" for i in infos if i.status == UNAVAILABLE]
     keys = {info.id: info.key for info in infos}
-    chains_key = digest("chains", [[p.a, p.b] for p in config.pairs], versions)
+    salt = digest("versions", versions)  # transform results depend on library versions too
     rng = np.random.default_rng(config.seed)
     cache = HashCache(cache_path)
     errors: list[dict] = []
@@ -174,7 +195,7 @@ def run(config: Config, skip_unavailable: bool = False, progress: bool | None = 
 
             frames, previews = [], []
             specs = [spec for spec in config.hashers if spec.id in hashers]
-            for number, done in enumerate(pass_two(sources, config, specs, hashers, keys, chains_key,
+            for number, done in enumerate(pass_two(sources, config, specs, hashers, keys, salt,
                                                    cache, workers, max_pixels)):
                 bar.set_postfix_str(sources[number]["name"])
                 for stage_reason in done.stage_errors:
@@ -208,8 +229,7 @@ def run(config: Config, skip_unavailable: bool = False, progress: bool | None = 
 
 def hash_sources(paths, hashers, keys, cache, errors, bar, max_pixels: int):
     """Every readable, distinct source image hashed by every hasher, in batches of
-    SOURCE_BATCH (a batch is recomputed whole unless all of it is cached, so a CNN sees
-    the same batches as in an uninterrupted run). Unreadable images become errors;
+    SOURCE_BATCH (cached hashes are reused; see hash_with_cache). Unreadable images become errors;
     images with the same pixels as an earlier one are dropped (they would be impostors at 0)."""
     sources, seen, duplicates = [], set(), []
     parts = {hid: [] for hid in hashers}
@@ -233,14 +253,10 @@ def hash_sources(paths, hashers, keys, cache, errors, bar, max_pixels: int):
         if not batch:
             continue
         for hid, hasher in hashers.items():
-            cached = [cache.get(keys[hid], image.id, "source") for image in batch]
-            if all(entry is not None for entry in cached):
-                hashed = Hashed.join(cached)
-            else:
-                hashed = hash_safely(hasher, [image.pixels for image in batch])
-                for k, image in enumerate(batch):
-                    if k not in hashed.errors:
-                        cache.put(keys[hid], image.id, "source", hashed.take([k]))
+            hashed, new = hash_with_cache(hasher, keys[hid], cache, [image.pixels for image in batch],
+                                          [(image.id, "source") for image in batch])
+            for image_id, item, entry in new:
+                cache.put_many(keys[hid], image_id, {item: entry})
             for k, reason in hashed.errors.items():
                 errors.append({"image": batch[k].name, "image_id": batch[k].id, "stage": f"hash {hid}",
                                "reason": reason})
@@ -268,9 +284,10 @@ class ImageWork:
 def transform_variants(source: SourceImage, pairs: tuple[PairSpec, ...]):
     """Apply each distinct chain once; the untouched image is not a variant (pass 1 hashed it).
 
-    Returns the variant images, the (a, b) side of every pair (a variant index, UNTOUCHED,
-    or None where a transform failed) and the failure reasons by pair number."""
+    Returns the variant images, the chain of each, the (a, b) side of every pair (a variant
+    index, UNTOUCHED, or None where a transform failed) and the failure reasons by pair number."""
     variants: list[np.ndarray] = []
+    chains: list[tuple[Step, ...]] = []
     index: dict[tuple[Step, ...], int | str] = {}
     sides, errors = [], {}
     for number, pair in enumerate(pairs):
@@ -282,6 +299,7 @@ def transform_variants(source: SourceImage, pairs: tuple[PairSpec, ...]):
             if chain not in index:
                 try:
                     variants.append(apply_chain(source.pixels, ((n, dict(p)) for n, p in chain)))
+                    chains.append(chain)
                     index[chain] = len(variants) - 1
                 except TransformError as exc:
                     index[chain] = str(exc)
@@ -291,27 +309,27 @@ def transform_variants(source: SourceImage, pairs: tuple[PairSpec, ...]):
                 found = None
             pair_sides.append(found)
         sides.append(tuple(pair_sides))
-    return variants, sides, errors
+    return variants, chains, sides, errors
 
 
-def process_image(source: dict, pairs, hashers: dict, keys: dict, chains_key: str, cache: HashCache,
-                  with_previews: bool, max_pixels: int) -> tuple[ImageWork, dict[str, Hashed]]:
+def process_image(source: dict, pairs, hashers: dict, keys: dict, salt: str, cache: HashCache,
+                  with_previews: bool, max_pixels: int) -> tuple[ImageWork, dict[str, dict]]:
     """Transform one source image and hash its variants with every hasher (cache first).
-    Returns the work and the newly computed hashes, for the caller to store."""
+    Returns the work and, per hasher, the newly computed entries for the caller to store."""
     try:
         image = load_source(source["origin"], max_pixels=max_pixels)
     except ImageError as exc:  # readable in pass 1, not now (the file changed)
         reason = f"read: {exc}"
         return ImageWork([(None, None)] * len(pairs), dict.fromkeys(range(len(pairs)), reason), {},
                          [{"stage": "read", "reason": str(exc)}]), {}
-    variants, sides, pair_errors = transform_variants(image, pairs)
+    variants, chains, sides, pair_errors = transform_variants(image, pairs)
+    names = [(image.id, digest("chain", chain, salt)) for chain in chains]
     stage_errors = [{"stage": "transform", "reason": reason[len("transform: "):]}
                     for reason in dict.fromkeys(pair_errors.values())]
     hashed, computed = {}, {}
     for hid, hasher in hashers.items():
-        found = cache.get(keys[hid], image.id, chains_key)
-        if found is None:
-            found = computed[hid] = hash_safely(hasher, variants)
+        found, new = hash_with_cache(hasher, keys[hid], cache, variants, names)
+        computed[hid] = {item: entry for _, item, entry in new}
         hashed[hid] = found
         stage_errors += [{"stage": f"hash {hid}", "reason": reason} for reason in dict.fromkeys(found.errors.values())]
     previews = []
@@ -321,25 +339,25 @@ def process_image(source: dict, pairs, hashers: dict, keys: dict, chains_key: st
     return ImageWork(sides, pair_errors, hashed, stage_errors, previews), computed
 
 
-def pass_two(sources, config: Config, specs: list[HasherSpec], hashers, keys, chains_key, cache, workers,
+def pass_two(sources, config: Config, specs: list[HasherSpec], hashers, keys, salt, cache, workers,
              max_pixels):
     """Yield each source image's ImageWork in order; with workers > 1, several images are
     processed at once in worker processes (each with its own hashers), and the results
     still arrive in order, so the tables do not depend on the number of workers."""
     def store(source, computed):
-        for hid, hashed in computed.items():
-            cache.put(keys[hid], source["id"], chains_key, hashed)
+        for hid, entries in computed.items():
+            cache.put_many(keys[hid], source["id"], entries)
 
     if workers <= 1 or len(sources) < 2:
         for number, source in enumerate(sources):
-            work, computed = process_image(source, config.pairs, hashers, keys, chains_key, cache,
+            work, computed = process_image(source, config.pairs, hashers, keys, salt, cache,
                                            number == 0 and config.previews, max_pixels)
             store(source, computed)
             yield work
         return
     context = multiprocessing.get_context("spawn")  # TensorFlow and OpenCV threads do not survive fork
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                                initargs=(specs, keys, chains_key, cache.path)) as pool:
+                                                initargs=(specs, keys, salt, cache.path)) as pool:
         jobs = [(source, config.pairs, number == 0 and config.previews, max_pixels)
                 for number, source in enumerate(sources)]
         for source, (work, computed) in zip(sources, pool.map(_work, jobs)):
@@ -350,18 +368,18 @@ def pass_two(sources, config: Config, specs: list[HasherSpec], hashers, keys, ch
 _WORKER: dict = {}
 
 
-def _start_worker(specs, keys, chains_key, cache_path):
+def _start_worker(specs, keys, salt, cache_path):
     hashers = {}
     for spec in specs:
         hasher = spec.build()
         hasher.prepare()
         hashers[spec.id] = hasher
-    _WORKER.update(hashers=hashers, keys=keys, chains_key=chains_key, cache=HashCache(cache_path))
+    _WORKER.update(hashers=hashers, keys=keys, salt=salt, cache=HashCache(cache_path))
 
 
 def _work(job):
     source, pairs, with_previews, max_pixels = job
-    return process_image(source, pairs, _WORKER["hashers"], _WORKER["keys"], _WORKER["chains_key"],
+    return process_image(source, pairs, _WORKER["hashers"], _WORKER["keys"], _WORKER["salt"],
                          _WORKER["cache"], with_previews, max_pixels)
 
 

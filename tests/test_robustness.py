@@ -211,3 +211,47 @@ def test_pixel_limit_is_configurable(tmp_path):
     errors = pd.read_csv(out / "errors.csv")
     assert errors["reason"].tolist() == [f"{folder / 'large.png'}: 300 x 200 = 60000 pixels exceeds the limit of "
                                          "10000 (raise max_pixels to allow it)"]
+
+
+def test_added_sweep_hashes_only_the_new_copies(tmp_path, monkeypatch):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for seed in range(3):
+        cv2.imwrite(str(folder / f"{seed}.png"), make_scene(seed))
+    base = f"images: [{folder}]\nhashers: [pHash]\nsweeps:\n  - {{family: jpeg, b: {{jpeg: {{quality: $value}}}}, values: [80, 40]}}\n"
+    config = tmp_path / "c.yaml"
+    config.write_text(base)
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+
+    from harness.hashers.opencv import PHash
+    hashed = []
+    original = PHash.hash_batch
+    monkeypatch.setattr(PHash, "hash_batch", lambda self, images: hashed.append(len(images)) or original(self, images))
+    config.write_text(base + "  - {family: blur, b: {blur: {kernel: 5}}}\n")
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert hashed == [1, 1, 1], "only the one new edited copy of each image is hashed"
+    fresh = tmp_path / "fresh"
+    assert main(["run", str(config), "--out", str(fresh), "--quiet", "--no-cache"]) == 0
+    for name in ("distances.csv", "impostors.csv", "table.csv"):
+        assert (out / name).read_bytes() == (fresh / name).read_bytes(), name
+
+
+def test_partial_cache_of_a_cnn_recomputes_whole_batches(tmp_path):
+    """A CNN's floats can move with its batch: with part of its cache lost, the rerun must
+    recompute whole batches and still give the same bytes."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for seed in range(3):
+        cv2.imwrite(str(folder / f"{seed}.png"), make_scene(seed))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [{folder}]\nhashers: [{{name: ResNet50, weights: null, input_size: 32}}]\n"
+                      "sweeps:\n  - {family: jpeg, b: {jpeg: {quality: $value}}, values: [80, 40, 10]}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    first = {name: (out / name).read_bytes() for name in ("distances.csv", "impostors.csv")}
+    with sqlite3.connect(out / "hash-cache.sqlite") as db:
+        db.execute("DELETE FROM hashes WHERE rowid % 2 = 0")
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    for name, content in first.items():
+        assert (out / name).read_bytes() == content, name

@@ -106,6 +106,7 @@ class KerasEmbedding(Hasher):
     _model: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     model_name: ClassVar[str]  # the keras.applications constructor
+    batch_invariant = False  # float kernels block by batch size
     distance_kind = "64*(1-cosine)"
     distance_max = 64.0  # orthogonal vectors; pooled ReLU features are non-negative, so rarely above
 
