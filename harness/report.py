@@ -69,11 +69,11 @@ def _write_csv(path: str, frame: pd.DataFrame) -> None:
     _atomic(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6g"))
 
 
-def _save_figure(path: str, figure) -> None:
+def _save_figure(path: str, figure, dpi: int = 110) -> None:
     import matplotlib.pyplot as plt
 
     # No timestamp in the PNG: a rebuilt figure is byte-identical to the first.
-    _atomic(path, lambda tmp: figure.savefig(tmp, dpi=110, bbox_inches="tight", format="png",
+    _atomic(path, lambda tmp: figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png",
                                              metadata={"Software": None}))
     plt.close(figure)
 
@@ -110,7 +110,8 @@ def write_run(result, out_dir: str, provenance: dict) -> pd.DataFrame:
            "notes": result.notes}
     _write_text(os.path.join(out_dir, RUN), json.dumps(run, indent=2, default=str) + "\n")
     if result.previews:
-        _save_figure(os.path.join(out_dir, PREVIEWS), previews_figure(result.previews))
+        # Photographs compress poorly in PNG: a lower resolution keeps a large grid to a few MB.
+        _save_figure(os.path.join(out_dir, PREVIEWS), previews_figure(result.previews), dpi=72)
     return build_report(out_dir)
 
 
