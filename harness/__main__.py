@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", metavar="CONFIG", help="YAML config, e.g. configs/lena.yaml")
     run.add_argument("--out", metavar="DIR", help="output directory (default: the config's `output`)")
     run.add_argument("--images", nargs="+", metavar="PATH",
-                     help="image files (or builtin:NAME) that replace the config's images")
+                     help="images that replace the config's: files, directories, globs, builtin:NAME or "
+                          "builtin:skimage")
     run.add_argument("--hashers", metavar="NAME[,NAME...]",
                      help="run only these of the config's hashers (comma-separated)")
     run.add_argument("--skip-unavailable", action="store_true",
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "and reads no pixels. Exit status 0 when valid, 2 when not.")
     validate.add_argument("config", metavar="CONFIG", help="YAML config, e.g. configs/lena.yaml")
     validate.add_argument("--images", nargs="+", metavar="PATH",
-                          help="image files (or builtin:NAME) that replace the config's images")
+                          help="images that replace the config's: files, directories, globs, builtin:NAME or "
+                          "builtin:skimage")
     validate.add_argument("--hashers", metavar="NAME[,NAME...]",
                           help="only these of the config's hashers (comma-separated)")
 
