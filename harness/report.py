@@ -509,8 +509,9 @@ def previews_figure(previews):
             if shown is not None:
                 ax.imshow(shown[..., ::-1])
             ax.set_title(pair.label, fontsize=6)
-    figure.suptitle("Side B of every pair (first image)", fontsize=9)
     figure.tight_layout()
+    # Above the top row whatever the figure's height (bbox_inches="tight" keeps it in the file).
+    figure.suptitle("Side B of every pair (first image)", fontsize=9, y=1 + 0.15 / figure.get_figheight())
     return figure
 
 
