@@ -12,6 +12,15 @@ EPILOG = ("Exit status: 0 all done; 1 finished, but some images, transforms or h
           "2 bad input (config, weights, output directory), nothing run.")
 
 
+def add_selection(command: argparse.ArgumentParser) -> None:
+    """--images and --hashers, which `run` and `validate` take alike."""
+    command.add_argument("--images", nargs="+", metavar="PATH",
+                         help="images that replace the config's: files, directories, globs, builtin:NAME or "
+                              "builtin:skimage")
+    command.add_argument("--hashers", metavar="NAME[,NAME...]",
+                         help="only these of the config's hashers (comma-separated)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m harness",
@@ -25,11 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                               epilog=EPILOG)
     run.add_argument("config", metavar="CONFIG", help="YAML config, e.g. configs/lena.yaml")
     run.add_argument("--out", metavar="DIR", help="output directory (default: the config's `output`)")
-    run.add_argument("--images", nargs="+", metavar="PATH",
-                     help="images that replace the config's: files, directories, globs, builtin:NAME or "
-                          "builtin:skimage")
-    run.add_argument("--hashers", metavar="NAME[,NAME...]",
-                     help="run only these of the config's hashers (comma-separated)")
+    add_selection(run)
     run.add_argument("--skip-unavailable", action="store_true",
                      help="run the other hashers when one cannot (e.g. missing weights), marking it unavailable")
     run.add_argument("--workers", type=int, default=1, metavar="N",
@@ -49,11 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "plugins, image sources) and summarise it; loads no model "
                                                "and reads no pixels. Exit status 0 when valid, 2 when not.")
     validate.add_argument("config", metavar="CONFIG", help="YAML config, e.g. configs/lena.yaml")
-    validate.add_argument("--images", nargs="+", metavar="PATH",
-                          help="images that replace the config's: files, directories, globs, builtin:NAME or "
-                          "builtin:skimage")
-    validate.add_argument("--hashers", metavar="NAME[,NAME...]",
-                          help="only these of the config's hashers (comma-separated)")
+    add_selection(validate)
 
     listing = commands.add_parser("list", help="list the hashers and transforms a config can name",
                                   description="Every registered hasher and transform: its YAML name, what "

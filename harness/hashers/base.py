@@ -130,6 +130,19 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+@dataclass(frozen=True)
+class BitHasher(Hasher, ABC):
+    """A hash of bit-packed uint8 rows, compared by Hamming distance (popcount of XOR)."""
+
+    distance_kind = "hamming"
+
+    def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return hamming(a, b)
+
+    def cross_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return hamming_cross(a, b)
+
+
 class from_params:
     """A class-level value that depends on the parameters, e.g. `distance_max` = the bit
     count that a `hash_size` gives. Decorate a method computing it from an instance:

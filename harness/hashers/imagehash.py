@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Sequence
 import numpy as np
 
 from harness.errors import UnavailableError
-from harness.hashers.base import Hasher, from_params, hamming, hamming_cross
+from harness.hashers.base import BitHasher, Hasher, from_params
 from harness.params import Doc, Range
 
 HashSize = Annotated[int, Range(2, 128), Doc("side of the hash's bit square: hash_size**2 bits")]
@@ -43,10 +43,8 @@ def power_of_two(value: int) -> bool:
 
 
 @dataclass(frozen=True)
-class ImageHashBits(Hasher):
+class ImageHashBits(BitHasher):
     """One ImageHash function whose ImageHash is stored bit-packed; Hamming = the library's `-`."""
-
-    distance_kind = "hamming"
 
     def prepare(self) -> None:
         library()
@@ -72,12 +70,6 @@ class ImageHashBits(Hasher):
                 raise AssertionError(f"{self.name} gave {bits.size} bits, not {self.bits()}")
             out[row] = np.packbits(bits)
         return out
-
-    def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return hamming(a, b)
-
-    def cross_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return hamming_cross(a, b)
 
 
 @dataclass(frozen=True)

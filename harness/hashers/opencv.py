@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Sequence
 import cv2
 import numpy as np
 
-from harness.hashers.base import Hasher, from_params, hamming, hamming_cross
+from harness.hashers.base import BitHasher, Hasher, from_params
 from harness.params import Doc, Range
 
 
@@ -33,18 +33,11 @@ class OpenCVHash(Hasher):
 
 
 @dataclass(frozen=True)
-class OpenCVBitHash(OpenCVHash):
+class OpenCVBitHash(OpenCVHash, BitHasher):
     """Bit-packed hashes compared by Hamming distance, exactly as their compare() does
     (cv::norm NORM_HAMMING over the bytes; padding bits are always 0)."""
 
-    distance_kind = "hamming"
     distance_max = 64.0
-
-    def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return hamming(a, b)
-
-    def cross_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return hamming_cross(a, b)
 
 
 @dataclass(frozen=True)

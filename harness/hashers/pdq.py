@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from harness.errors import UnavailableError
-from harness.hashers.base import Hasher, hamming, hamming_cross
+from harness.hashers.base import BitHasher
 
 
 def library():
@@ -27,13 +27,12 @@ def library():
 
 
 @dataclass(frozen=True)
-class PDQ(Hasher):
+class PDQ(BitHasher):
     # The last batch: (its image arrays, hashes, quality), so hash_batch + hash_extras hash it once.
     _last: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     name = "PDQ"
     description = "PDQ (pdqhash): 64x64 luminance from a Jarosz-filtered image, 16x16 DCT against its median, 256 bits"
-    distance_kind = "hamming"
     distance_max = 256.0
 
     def prepare(self) -> None:
@@ -60,8 +59,3 @@ class PDQ(Hasher):
     def hash_extras(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         return {"quality": self._compute(images)[1].copy()}
 
-    def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return hamming(a, b)
-
-    def cross_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return hamming_cross(a, b)
