@@ -224,6 +224,17 @@ def _pyplot():
     return plt
 
 
+def _colour(hashers: list[str], hasher: str):
+    """One colour per hasher, the same in every figure; tab20 when tab10 would repeat."""
+    import matplotlib
+
+    k = hashers.index(hasher)
+    if len(hashers) <= 10:
+        return f"C{k}"
+    # tab20 pairs a strong and a light shade of each hue: all strong ones first, then the light.
+    return matplotlib.colormaps["tab20"]((2 * k) % 20 + (k // 10) % 2)
+
+
 def _geometric(xs: np.ndarray) -> bool:
     """True for sweeps that grow by a roughly constant factor over a wide range
     (1, 2, 4, ... 64 or 3/4, 1/2, ... 1/32): those read best on a log axis."""
@@ -257,7 +268,7 @@ def _plot_family(ax, curves: pd.DataFrame, family: str, hashers: list[str]) -> N
             part = rows[rows["hasher"] == hasher].set_index("label").reindex(labels)
             positions = np.arange(len(labels)) + (slot - (len(present) - 1) / 2) * width
             heights = part["median"].to_numpy(dtype=float)
-            ax.bar(positions, np.nan_to_num(heights), width, label=hasher, color=f"C{k}")
+            ax.bar(positions, np.nan_to_num(heights), width, label=hasher, color=_colour(hashers, hasher))
             for x, height in zip(positions, heights):  # a zero bar is invisible: print its value
                 if np.isfinite(height):
                     ax.annotate(f"{height:.2g}", (x, height), ha="center", va="bottom", fontsize=7,
@@ -270,9 +281,9 @@ def _plot_family(ax, curves: pd.DataFrame, family: str, hashers: list[str]) -> N
             part = rows[rows["hasher"] == hasher].sort_values("x")
             if part.empty:
                 continue
-            ax.plot(part["x"], part["median"], marker="o", label=hasher, color=f"C{k}")
+            ax.plot(part["x"], part["median"], marker="o", label=hasher, color=_colour(hashers, hasher))
             if (part["images"] > 1).any():
-                ax.fill_between(part["x"], part["q25"], part["q75"], alpha=0.2, color=f"C{k}", linewidth=0)
+                ax.fill_between(part["x"], part["q25"], part["q75"], alpha=0.2, color=_colour(hashers, hasher), linewidth=0)
         _value_axis(ax, xs)
     ax.set_title(family)
     ax.grid(alpha=0.3)
@@ -318,8 +329,9 @@ def _grid(count: int, sharey: bool = True, sharex: bool = False):
 def _figure_legend(figure, hashers: list[str], shown: list[str]) -> None:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=f"C{hashers.index(h)}", marker="o") for h in shown]
-    figure.legend(handles, shown, loc="upper center", ncol=max(1, len(shown)), bbox_to_anchor=(0.5, 1.02))
+    handles = [Line2D([], [], color=_colour(hashers, h), marker="o") for h in shown]
+    # At most six a row, so many hashers make a taller legend rather than a wider figure.
+    figure.legend(handles, shown, loc="lower center", ncol=max(1, min(6, len(shown))), bbox_to_anchor=(0.5, 0.985))
     figure.tight_layout(rect=(0, 0, 1, 0.97))
 
 
@@ -354,8 +366,8 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
             part = part.sort_values("x") if numeric else part
             xs = part["x"] if numeric else part["label"].map(positions)
             style = "-" if part["resolved"].all() else "--"
-            ax.plot(xs, part["tpr"], style, marker="o", color=f"C{hashers.index(hasher)}", label=hasher)
-            ax.fill_between(xs, part["tpr_low"], part["tpr_high"], alpha=0.15, color=f"C{hashers.index(hasher)}",
+            ax.plot(xs, part["tpr"], style, marker="o", color=_colour(hashers, hasher), label=hasher)
+            ax.fill_between(xs, part["tpr_low"], part["tpr_high"], alpha=0.15, color=_colour(hashers, hasher),
                             linewidth=0)
         if numeric:
             _value_axis(ax, rows["x"].unique())
@@ -409,16 +421,24 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
         genuine = distances.loc[(distances["hasher"] == hasher) & (distances["error"] == ""), "distance"]
         impostor = impostors.loc[impostors["hasher"] == hasher, "distance"]
         both = np.concatenate([genuine, impostor])
-        integral = np.all(np.mod(both, 1) == 0) and both.max() - both.min() <= 1024
-        bins = np.arange(both.min() - 0.5, both.max() + 1.5) if integral else 50
-        ax.hist(impostor, bins=bins, density=True, alpha=0.55, color="0.45", label=f"impostors ({len(impostor)})")
-        ax.hist(genuine, bins=bins, density=True, alpha=0.55, color=f"C{hashers.index(hasher)}",
+        # A few huge distances (ColorMomentHash on flat images reaches 1e12) would squash every
+        # bin into one: only for such a tail the axis stops early, and the title says what is cut.
+        high, p90 = float(both.max()), float(np.percentile(both, 90))
+        if p90 > 0 and high > 50 * p90:
+            high = 3 * p90
+        beyond = int(np.count_nonzero(both > high))
+        integral = np.all(np.mod(both, 1) == 0) and high - both.min() <= 1024
+        bins = np.arange(both.min() - 0.5, high + 1.5) if integral else np.linspace(both.min(), high, 51)
+        ax.hist(impostor, bins=bins, density=True, histtype="stepfilled", color="0.85", edgecolor="0.45", linewidth=0.6,
+                label=f"impostors ({len(impostor)})")
+        ax.hist(genuine, bins=bins, density=True, alpha=0.6, color=_colour(hashers, hasher),
                 label=f"copies ({len(genuine)})")
         for k, point in enumerate(points[hasher]):
             if np.isfinite(point.threshold):
                 ax.axvline(point.threshold, color="black", linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
                            label=f"threshold {point.name}: {format_number(point.threshold)}")
-        ax.set_title(hasher)
+        ax.set_title(hasher + (f" ({beyond} beyond {format_number(high)} not shown)" if beyond else ""),
+                     fontsize=10 if not beyond else 8)
         ax.set_xlabel("distance")
         ax.legend(fontsize=7)
     for ax in axes[:, 0]:
@@ -441,7 +461,7 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
                 continue
             _, fpr, tpr = roc_curve(genuine, impostor)
             floor = min(floor, 1.0 / len(impostor))
-            ax.step(np.maximum(fpr, 1.0 / len(impostor) / 2), tpr, where="post", color=f"C{hashers.index(hasher)}")
+            ax.step(np.maximum(fpr, 1.0 / len(impostor) / 2), tpr, where="post", color=_colour(hashers, hasher))
         ax.set_xscale("log")
         ax.set_title(family)
         ax.set_ylim(-0.03, 1.03)
@@ -474,7 +494,8 @@ def heatmap_figure(distances: pd.DataFrame):
     # Unavailable or failed cells: grey, not a colour on the scale.
     colours = matplotlib_colormap("viridis").with_extremes(bad="0.85")
     image = ax.imshow(np.ma.masked_invalid(norm.to_numpy(dtype=float)), aspect="auto", cmap=colours, vmin=0, vmax=1)
-    ax.set_xticks(range(len(hashers)), hashers)
+    ax.set_xticks(range(len(hashers)), hashers, rotation=40 if len(hashers) > 4 else 0,
+                  ha="left" if len(hashers) > 4 else "center")
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.xaxis.tick_top()
     for i in range(len(labels)):
