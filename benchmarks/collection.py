@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness import report, runner  # noqa: E402
+from harness import impostors, report, runner  # noqa: E402
 from harness.config import parse_config  # noqa: E402
 from harness.hashers import HASHERS  # noqa: E402
 
@@ -97,8 +97,8 @@ def time_impostors(count: int, names: list[str]) -> None:
             total += hasher.cross_distance(hashes[row:row + 256], hashes).sum()
         every = time.perf_counter() - start
         start = time.perf_counter()
-        i, j = runner.sample_pairs(count, 100_000, rng)
-        runner.pair_distances(hasher, hashes, hashes, i, j)
+        i, j = impostors.sample_pairs(count, 100_000, rng)
+        impostors.pair_distances(hasher, hashes, hashes, i, j)
         sampled = time.perf_counter() - start
         pairs = count * count
         print(f"{name:>8}: {count} x {count} = {pairs / 1e6:.0f}M distances in {every:6.2f} s "

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command_run(args) -> int:
-    from harness import report, runner
+    from harness import report, runner, schema
     from harness.config import load_config
     from harness.provenance import provenance
 
@@ -106,7 +106,7 @@ def command_run(args) -> int:
     if not args.quiet:
         print(table.to_string(index=False))
         print(f"\nwrote {out_dir}/ (summary.md, table.csv, distances.csv, figures/)")
-    failed = result.distances["error"].ne("") & result.distances["error"].ne(runner.UNAVAILABLE)
+    failed = result.distances["error"].ne("") & result.distances["error"].ne(schema.UNAVAILABLE)
     return 1 if failed.any() or len(result.errors) else 0
 
 

@@ -46,7 +46,7 @@ def describe_hashers() -> str:
 
 
 def describe_transforms() -> str:
-    from transforms import TRANSFORMS
+    from harness.transforms import TRANSFORMS
 
     groups = _grouped(TRANSFORMS, TRANSFORM_KINDS)
     lines = _wrap(f"TRANSFORMS ({sum(map(len, groups.values()))}), named in a sweep's `a:` and `b:` as NAME "

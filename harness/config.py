@@ -299,7 +299,7 @@ def _parse_side(side, source, key) -> list[tuple[str, dict, str]]:
         else:
             raise ConfigError(source, step_key,
                               f"expected a transform name or {{name: {{param: value}}}}, got {step!r}")
-        from transforms import TRANSFORMS
+        from harness.transforms import TRANSFORMS
         _check(lambda: TRANSFORMS.get(str(name)), source, step_key)
         parsed.append((str(name), params, step_key))
     return parsed
@@ -308,7 +308,7 @@ def _parse_side(side, source, key) -> list[tuple[str, dict, str]]:
 def _resolve_side(steps, value, source, seed: int) -> tuple[Step, ...]:
     """Substitute the swept value, give random transforms the config's seed unless
     the step sets its own, and validate every step's parameters."""
-    from transforms import TRANSFORMS
+    from harness.transforms import TRANSFORMS
     resolved = []
     for name, params, step_key in steps:
         given = {k: (value if v == VALUE else v) for k, v in params.items()}

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.schema import UNAVAILABLE
+
 PAIR_KEY = ["family", "value", "label"]
-UNAVAILABLE = "unavailable"
 
 
 def hasher_order(distances: pd.DataFrame) -> list[str]:

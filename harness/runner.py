@@ -26,17 +26,14 @@ from tqdm import tqdm
 
 from harness.cache import HashCache, digest
 from harness.config import Config, HasherSpec, PairSpec, Step
-from harness.errors import HarnessError, HashError, ImageError, UnavailableError
+from harness.errors import HarnessError, ImageError, UnavailableError
 from harness.images import DEFAULT_MAX_PIXELS, SourceImage, load_source, resolve_sources
-from transforms import TransformError, apply_chain
+from harness.hashing import Hashed, hash_with_cache
+from harness.impostors import source_impostors, transformed_impostors
+from harness.schema import OK, DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS, UNAVAILABLE, UNTOUCHED
+from harness.transforms import TransformError, apply_chain
 
-DISTANCE_COLUMNS = ["image", "image_id", "family", "value", "label", "hasher", "distance", "distance_norm", "error"]
-IMPOSTOR_COLUMNS = ["hasher", "kind", "family", "value", "image_id", "other_id", "distance"]
-ERROR_COLUMNS = ["image", "image_id", "stage", "reason"]
-UNAVAILABLE = "unavailable"
-UNTOUCHED: tuple[Step, ...] = ()
 SOURCE_BATCH = 32  # source images hashed per batch in pass 1
-PAIR_BLOCK = 65_536  # impostor pairs gathered per vectorised distance call
 
 
 @dataclass
@@ -46,7 +43,7 @@ class HasherInfo:
     distance_kind: str
     distance_max: float
     key: str  # cache key: the spec and every library version that can change a hash
-    status: str = "ok"  # or UNAVAILABLE
+    status: str = OK  # or UNAVAILABLE
     reason: str = ""
 
 
@@ -61,85 +58,6 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     previews: list[tuple[PairSpec, np.ndarray | None, np.ndarray | None]] = field(default_factory=list)
 
-
-@dataclass
-class Hashed:
-    """One hasher's hashes of a batch of images: `array` holds the rows of the images that
-    hashed, `rows[k]` is image k's row in it (-1 where hashing failed, reason in `errors[k]`)."""
-
-    array: np.ndarray | None
-    rows: np.ndarray
-    errors: dict[int, str]
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def take(self, indices) -> "Hashed":
-        """The same images' hashes, as a batch of their own (for caching one image)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        rows = self.rows[indices]
-        kept = rows >= 0
-        array = self.array[rows[kept]] if kept.any() else None
-        new_rows = np.full(len(indices), -1)
-        new_rows[kept] = np.arange(int(kept.sum()))
-        return Hashed(array, new_rows, {k: self.errors[i] for k, i in enumerate(indices) if i in self.errors},
-                      {key: values[indices] for key, values in self.extras.items()})
-
-    @staticmethod
-    def join(parts: list["Hashed"]) -> "Hashed":
-        arrays = [p.array for p in parts if p.array is not None]
-        rows, errors, offset, start = [], {}, 0, 0
-        for part in parts:
-            rows.append(np.where(part.rows >= 0, part.rows + offset, -1))
-            errors.update({start + k: reason for k, reason in part.errors.items()})
-            offset += 0 if part.array is None else len(part.array)
-            start += len(part.rows)
-        keys = parts[0].extras.keys() if parts else []
-        return Hashed(np.concatenate(arrays) if arrays else None,
-                      np.concatenate(rows) if rows else np.zeros(0, np.int64), errors,
-                      {key: np.concatenate([p.extras[key] for p in parts]) for key in keys})
-
-
-def hash_safely(hasher, images: list[np.ndarray]) -> Hashed:
-    """Hash a batch; when the batch fails, hash image by image so one bad image costs only itself."""
-    try:
-        array = hasher.hash_images(images)
-        return Hashed(array, np.arange(len(images)), {}, hasher.checked_extras(images))
-    except HashError:
-        if len(images) == 1:
-            raise
-    parts = []
-    for image in images:
-        try:
-            parts.append(hash_safely(hasher, [image]))
-        except HashError as exc:
-            parts.append(Hashed(None, np.array([-1]), {0: str(exc)}))
-    joined = Hashed.join(parts)
-    if any(not p.extras for p in parts):  # extras only where every image hashed
-        joined.extras = {}
-    return joined
-
-
-def hash_with_cache(hasher, key: str, cache: HashCache, images: list[np.ndarray],
-                    names: list[tuple[str, str]]) -> tuple[Hashed, list[tuple[str, str, Hashed]]]:
-    """Hashes of `images`, image k known to the cache as names[k] = (image id, item).
-
-    Only what the cache lacks is computed, or the whole batch when the hasher's results
-    depend on the batch (batch_invariant False), so they match an uncached run bit for bit.
-    Returns the hashes and the new entries for the caller to store (failures are not stored)."""
-    found = [cache.get(key, image_id, item) for image_id, item in names]
-    missing = [k for k, entry in enumerate(found) if entry is None]
-    if missing and not hasher.batch_invariant:
-        missing = list(range(len(images)))
-    new = []
-    if missing:
-        fresh = hash_safely(hasher, [images[k] for k in missing])
-        for j, k in enumerate(missing):
-            found[k] = fresh.take([j])
-            if j not in fresh.errors:
-                new.append((*names[k], found[k]))
-    return Hashed.join(found), new
-
-
-# --- set-up ------------------------------------------------------------------
 
 def hasher_key(spec: dict, versions: dict) -> str:
     return digest("hasher", spec, versions)
@@ -437,76 +355,3 @@ def score(source: dict, pairs, info: HasherInfo, hasher, work: ImageWork, source
 
 
 # --- the impostor baseline --------------------------------------------------
-
-def sample_pairs(count: int, max_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i < j) of `count` items: all of them, or a seeded sample of `max_pairs`."""
-    total = count * (count - 1) // 2
-    if total <= max_pairs:
-        return np.triu_indices(count, k=1)
-    linear = np.sort(rng.choice(total, size=max_pairs, replace=False))
-    # Row i of the upper triangle starts at offset i*count - i*(i+1)/2; invert that.
-    i = np.floor(((2 * count - 1) - np.sqrt((2 * count - 1) ** 2 - 8 * linear)) / 2).astype(np.int64)
-    start = i * count - i * (i + 1) // 2
-    too_far = linear >= start + (count - 1 - i)  # guard against rounding at row boundaries
-    i[too_far] += 1
-    start = i * count - i * (i + 1) // 2
-    j = linear - start + i + 1
-    return i, j
-
-
-def pair_distances(hasher, a: np.ndarray, b: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
-    """Row-wise distances for gathered index pairs, in blocks so memory stays bounded."""
-    out = np.empty(len(rows_a), dtype=np.float64)
-    for start in range(0, len(rows_a), PAIR_BLOCK):
-        block = slice(start, start + PAIR_BLOCK)
-        out[block] = hasher.distance(a[rows_a[block]], b[rows_b[block]])
-    return out
-
-
-def source_impostors(sources, source_hashed: dict[str, Hashed], hashers, max_pairs, rng) -> pd.DataFrame:
-    """Distances between different untouched source images, per hasher: the same sampled
-    pairs for every hasher, less those with an image the hasher could not hash."""
-    i, j = sample_pairs(len(sources), max_pairs, rng)
-    ids = np.array([s["id"] for s in sources])
-    frames = [pd.DataFrame(columns=IMPOSTOR_COLUMNS)]
-    for hid, hasher in hashers.items():
-        rows = source_hashed[hid].rows
-        keep = (rows[i] >= 0) & (rows[j] >= 0)
-        array = source_hashed[hid].array
-        frames.append(pd.DataFrame({
-            "hasher": hid, "kind": "source", "family": "", "value": "",
-            "image_id": ids[i[keep]], "other_id": ids[j[keep]],
-            "distance": pair_distances(hasher, array, array, rows[i[keep]], rows[j[keep]]) if keep.any() else [],
-        }))
-    return pd.concat(frames, ignore_index=True)
-
-
-def transformed_impostors(number, sources, pairs, work: ImageWork, source_hashed, hashers,
-                          per_variant, rng) -> pd.DataFrame:
-    """Each edited copy (side B of a pair) of image `number` against `per_variant` other source
-    images, the same others for every hasher."""
-    edited = [(k, b) for k, (_, b) in enumerate(work.sides) if b is not None and b != UNTOUCHED]
-    if not edited:
-        return pd.DataFrame(columns=IMPOSTOR_COLUMNS)
-    others = np.array([k for k in range(len(sources)) if k != number])
-    take = min(per_variant, len(others))
-    chosen = np.stack([rng.choice(others, size=take, replace=False) for _ in edited])  # (variants, take)
-    pair_numbers = np.repeat([k for k, _ in edited], take)
-    variants = np.repeat([b for _, b in edited], take)
-    other_sources = chosen.ravel()
-    ids = np.array([s["id"] for s in sources])
-    frames = [pd.DataFrame(columns=IMPOSTOR_COLUMNS)]
-    for hid, hasher in hashers.items():
-        mine, theirs = work.hashed[hid], source_hashed[hid]
-        variant_rows, other_rows = mine.rows[variants], theirs.rows[other_sources]
-        keep = (variant_rows >= 0) & (other_rows >= 0)
-        if not keep.any():
-            continue
-        frames.append(pd.DataFrame({
-            "hasher": hid, "kind": "transformed",
-            "family": [pairs[k].family for k in pair_numbers[keep]],
-            "value": pd.Series([pairs[k].value for k in pair_numbers[keep]], dtype=object),
-            "image_id": sources[number]["id"], "other_id": ids[other_sources[keep]],
-            "distance": pair_distances(hasher, mine.array, theirs.array, variant_rows[keep], other_rows[keep]),
-        }))
-    return pd.concat(frames, ignore_index=True)

@@ -12,7 +12,7 @@ import pytest
 
 from harness.__main__ import main
 from harness.hashers import HASHERS
-from transforms import TRANSFORMS
+from harness.transforms import TRANSFORMS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS_YAML = "examples/plugins.yaml"

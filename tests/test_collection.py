@@ -3,7 +3,6 @@
 import shutil
 
 import cv2
-import numpy as np
 import pandas as pd
 import pytest
 

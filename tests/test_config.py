@@ -120,7 +120,7 @@ def test_yaml_cannot_run_code(tmp_path):
 def test_random_transforms_get_the_config_seed(monkeypatch):
     from harness.params import Doc  # a registered transform with a seed parameter, for this test only
     from typing import Annotated
-    import transforms
+    import harness.transforms as transforms
 
     def speckle(image, seed: Annotated[int, Doc("random seed")] = 0):
         return image

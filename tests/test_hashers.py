@@ -7,7 +7,7 @@ import pytest
 from harness.hashers import HASHERS
 from harness.params import check_params, param_specs
 from tests.conftest import make_synthetic
-from transforms import apply_chain
+from harness.transforms import apply_chain
 
 # One example configuration per registered hasher (fast ones: Keras models run with
 # random weights at a small input). A new hasher without a row here fails

@@ -9,7 +9,7 @@ import pytest
 from harness.errors import UnavailableError
 from harness.hashers.keras import ResNet50
 from tests.conftest import make_synthetic
-from transforms import apply_chain
+from harness.transforms import apply_chain
 
 
 @pytest.fixture(scope="module")

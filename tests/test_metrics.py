@@ -8,7 +8,7 @@ import pytest
 
 from harness.metrics import (detection_table, equal_error_rate, family_verdicts, fixed_threshold, operating_points,
                              roc_auc, roc_curve, roc_table, threshold_at_fpr, thresholds_table, wilson_interval)
-from harness.runner import sample_pairs
+from harness.impostors import sample_pairs
 
 IMPOSTOR = np.array([5, 7, 7, 9, 12, 12, 15, 20, 30, 40], dtype=float)  # 10 pairs, ties at 7 and 12
 GENUINE = np.array([0, 3, 6, 7, 8, 13], dtype=float)

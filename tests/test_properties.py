@@ -20,7 +20,7 @@ from harness.params import check_params, param_specs
 from tests.test_hashers import CASES as HASHER_CASES
 from tests.test_hashers import SLOW
 from tests.test_transforms import CASES as TRANSFORM_CASES
-from transforms import TRANSFORMS, TransformError, apply_chain
+from harness.transforms import TRANSFORMS, TransformError, apply_chain
 
 PROPERTY = settings(deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])

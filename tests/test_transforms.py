@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness.params import check_params, param_specs
-from transforms import TRANSFORMS, TransformError, apply_chain
+from harness.transforms import TRANSFORMS, TransformError, apply_chain
 
 # One example per registered transform. A new transform without a row here fails
 # test_every_transform_has_a_case, so nothing registered goes untested.

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from harness.params import check_params, param_specs
-from transforms import TRANSFORMS, TransformError
-from transforms.overlays import load_overlay
+from harness.transforms import TRANSFORMS, TransformError
+from harness.transforms.overlays import load_overlay
 
 
 def run(name, image, **params):

@@ -87,4 +87,4 @@ def apply_chain(image: np.ndarray, steps: Iterable[tuple[str, dict]]) -> np.ndar
 
 
 # Importing the modules registers their transforms.
-from transforms import codecs, filters, geometry, noise, overlays, photometric  # noqa: E402,F401
+from harness.transforms import codecs, filters, geometry, noise, overlays, photometric  # noqa: E402,F401

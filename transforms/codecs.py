@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from harness.params import Doc, Range
-from transforms import TransformError, transform
+from harness.transforms import TransformError, transform
 
 
 def _round_trip(image: np.ndarray, ext: str, params: list[int]) -> np.ndarray:

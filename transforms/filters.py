@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from harness.params import Doc, Range
-from transforms import transform
+from harness.transforms import transform
 
 
 @transform

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from harness.params import Doc, Range
-from transforms import Color, TransformError, transform
+from harness.transforms import Color, TransformError, transform
 
 INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,

@@ -5,7 +5,7 @@ from typing import Annotated
 import numpy as np
 
 from harness.params import Doc, Range
-from transforms import Seed, transform
+from harness.transforms import Seed, transform
 
 
 @transform

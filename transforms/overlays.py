@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from harness.params import Doc, Range
-from transforms import Color, Seed, TransformError, transform
+from harness.transforms import Color, Seed, TransformError, transform
 
 BUILTIN_LOGO = "builtin:logo"
 

@@ -1,0 +1,90 @@
+"""The impostor baseline: distances between different images.
+
+Source pairs are every pair of different source images, or a seeded sample; each
+edited copy is also compared with a seeded sample of other source images. The same
+pairs serve every hasher, less those with an image the hasher could not hash.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.hashing import Hashed
+from harness.schema import IMPOSTOR_COLUMNS, UNTOUCHED
+
+PAIR_BLOCK = 65_536  # impostor pairs gathered per vectorised distance call
+
+
+def sample_pairs(count: int, max_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) of `count` items: all of them, or a seeded sample of `max_pairs`."""
+    total = count * (count - 1) // 2
+    if total <= max_pairs:
+        return np.triu_indices(count, k=1)
+    linear = np.sort(rng.choice(total, size=max_pairs, replace=False))
+    # Row i of the upper triangle starts at offset i*count - i*(i+1)/2; invert that.
+    i = np.floor(((2 * count - 1) - np.sqrt((2 * count - 1) ** 2 - 8 * linear)) / 2).astype(np.int64)
+    start = i * count - i * (i + 1) // 2
+    too_far = linear >= start + (count - 1 - i)  # guard against rounding at row boundaries
+    i[too_far] += 1
+    start = i * count - i * (i + 1) // 2
+    j = linear - start + i + 1
+    return i, j
+
+
+def pair_distances(hasher, a: np.ndarray, b: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
+    """Row-wise distances for gathered index pairs, in blocks so memory stays bounded."""
+    out = np.empty(len(rows_a), dtype=np.float64)
+    for start in range(0, len(rows_a), PAIR_BLOCK):
+        block = slice(start, start + PAIR_BLOCK)
+        out[block] = hasher.distance(a[rows_a[block]], b[rows_b[block]])
+    return out
+
+
+def source_impostors(sources, source_hashed: dict[str, Hashed], hashers, max_pairs, rng) -> pd.DataFrame:
+    """Distances between different untouched source images, per hasher: the same sampled
+    pairs for every hasher, less those with an image the hasher could not hash."""
+    i, j = sample_pairs(len(sources), max_pairs, rng)
+    ids = np.array([s["id"] for s in sources])
+    frames = [pd.DataFrame(columns=IMPOSTOR_COLUMNS)]
+    for hid, hasher in hashers.items():
+        rows = source_hashed[hid].rows
+        keep = (rows[i] >= 0) & (rows[j] >= 0)
+        array = source_hashed[hid].array
+        frames.append(pd.DataFrame({
+            "hasher": hid, "kind": "source", "family": "", "value": "",
+            "image_id": ids[i[keep]], "other_id": ids[j[keep]],
+            "distance": pair_distances(hasher, array, array, rows[i[keep]], rows[j[keep]]) if keep.any() else [],
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def transformed_impostors(number, sources, pairs, work, source_hashed, hashers,
+                          per_variant, rng) -> pd.DataFrame:
+    """Each edited copy (side B of a pair) of image `number` against `per_variant` other source
+    images, the same others for every hasher."""
+    edited = [(k, b) for k, (_, b) in enumerate(work.sides) if b is not None and b != UNTOUCHED]
+    if not edited:
+        return pd.DataFrame(columns=IMPOSTOR_COLUMNS)
+    others = np.array([k for k in range(len(sources)) if k != number])
+    take = min(per_variant, len(others))
+    chosen = np.stack([rng.choice(others, size=take, replace=False) for _ in edited])  # (variants, take)
+    pair_numbers = np.repeat([k for k, _ in edited], take)
+    variants = np.repeat([b for _, b in edited], take)
+    other_sources = chosen.ravel()
+    ids = np.array([s["id"] for s in sources])
+    frames = [pd.DataFrame(columns=IMPOSTOR_COLUMNS)]
+    for hid, hasher in hashers.items():
+        mine, theirs = work.hashed[hid], source_hashed[hid]
+        variant_rows, other_rows = mine.rows[variants], theirs.rows[other_sources]
+        keep = (variant_rows >= 0) & (other_rows >= 0)
+        if not keep.any():
+            continue
+        frames.append(pd.DataFrame({
+            "hasher": hid, "kind": "transformed",
+            "family": [pairs[k].family for k in pair_numbers[keep]],
+            "value": pd.Series([pairs[k].value for k in pair_numbers[keep]], dtype=object),
+            "image_id": sources[number]["id"], "other_id": ids[other_sources[keep]],
+            "distance": pair_distances(hasher, mine.array, theirs.array, variant_rows[keep], other_rows[keep]),
+        }))
+    return pd.concat(frames, ignore_index=True)

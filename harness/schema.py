@@ -1,0 +1,18 @@
+"""The names every stage shares, defined once: table columns, status words, file names.
+
+The runner produces tables with these columns, `metrics` reads them, the report
+and storage write and read them under these file names.
+"""
+
+from __future__ import annotations
+
+# A side of a pair that is not edited: the untouched source image.
+UNTOUCHED: tuple = ()
+
+# Status words: a hasher that cannot run here, and the `error` cell of its distances.
+OK = "ok"
+UNAVAILABLE = "unavailable"
+
+DISTANCE_COLUMNS = ["image", "image_id", "family", "value", "label", "hasher", "distance", "distance_norm", "error"]
+IMPOSTOR_COLUMNS = ["hasher", "kind", "family", "value", "image_id", "other_id", "distance"]
+ERROR_COLUMNS = ["image", "image_id", "stage", "reason"]
