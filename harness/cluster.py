@@ -1,0 +1,170 @@
+"""Where per-image work runs: in this process, in local worker processes, or on a
+`dask.distributed` cluster. One interface for all three:
+
+    with Engine(workers=2, scheduler=None, setup=(build_state, args)) as engine:
+        for result in engine.map(work, jobs):   # results come back in the order of `jobs`
+            ...
+
+`work(state, job)` is a module-level function; `state` is what `build_state(*args)`
+returned, built once per worker process (hashers and their models are loaded once,
+not per job). Results arrive in job order whatever the number of workers or
+machines, so tables never depend on them. At most `window` jobs are in flight, so
+memory stays bounded however many jobs there are.
+
+Dask is used as it is (https://distributed.dask.org): a task whose worker dies is
+rescheduled by the scheduler on another worker, so a killed or lost worker's jobs are
+redone, not lost. Local workers die with their parent (see `_die_with_parent`).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import multiprocessing
+import os
+import threading
+from typing import Any, Callable, Iterable, Iterator
+
+from harness.errors import HarnessError
+
+Setup = tuple[Callable[..., Any], tuple]  # (build_state, args): picklable, module-level
+
+
+class Engine:
+    def __init__(self, workers: int = 1, scheduler: str | None = None, setup: Setup | None = None,
+                 window: int | None = None):
+        if workers < 1:
+            raise HarnessError(f"--workers: must be at least 1, got {workers}")
+        self.workers, self.scheduler, self.setup = workers, scheduler, setup
+        self.window = window or max(4, 4 * workers)
+        self._pool = None
+        self._client = None
+        self._local_state = None
+
+    # --- lifecycle ---------------------------------------------------------
+    def __enter__(self) -> "Engine":
+        if self.scheduler:
+            self._client = _connect(self.scheduler)
+            self.window = max(self.window, 4 * max(1, _worker_count(self._client)))
+        elif self.workers > 1:
+            context = multiprocessing.get_context("spawn")  # TensorFlow and OpenCV threads do not survive fork
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context,
+                                                                initializer=_die_with_parent,
+                                                                initargs=(os.getpid(),))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def kind(self) -> str:
+        if self.scheduler:
+            return f"dask.distributed at {self.scheduler}"
+        return f"{self.workers} local worker processes" if self.workers > 1 else "this process"
+
+    # --- work --------------------------------------------------------------
+    def map(self, work: Callable[[Any, Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
+        """work(state, job) for every job, yielded in job order."""
+        if self._client is None and self._pool is None:
+            if self._local_state is None:
+                self._local_state = _build(self.setup)
+            for job in jobs:
+                yield work(self._local_state, job)
+            return
+        submit = self._submit_dask if self._client is not None else self._submit_local
+        pending: collections.deque = collections.deque()
+        for job in jobs:
+            pending.append(submit(work, job))
+            if len(pending) >= self.window:
+                yield _result(pending.popleft())
+        while pending:
+            yield _result(pending.popleft())
+
+    def _submit_local(self, work, job):
+        return self._pool.submit(_run, self.setup, work, job)
+
+    def _submit_dask(self, work, job):
+        # pure=False: the same job submitted twice (a rerun) is computed, not deduplicated by key.
+        return self._client.submit(_run, self.setup, work, job, pure=False, retries=2)
+
+
+def _result(future):
+    try:
+        return future.result()
+    except concurrent.futures.process.BrokenProcessPool:
+        raise HarnessError("a worker process died (out of memory, or killed); run again: the cache keeps "
+                           "what was done") from None
+
+
+# --- in the worker ------------------------------------------------------------
+
+_STATE: dict = {}
+
+
+def _build(setup: Setup | None):
+    if setup is None:
+        return None
+    build, args = setup
+    return build(*args)
+
+
+def _run(setup: Setup | None, work, job):
+    """Runs in a worker: build the state once per process (per distinct setup), then the job."""
+    key = repr(setup[0]) + repr(setup[1]) if setup else ""
+    if key not in _STATE:
+        _STATE.clear()  # one run's state at a time: a worker serving a new run drops the old models
+        _STATE[key] = _build(setup)
+    return work(_STATE[key], job)
+
+
+def _die_with_parent(parent: int) -> None:
+    """A local worker exits when the process that started it is gone (kill -9 included):
+    Linux's PR_SET_PDEATHSIG where available, and a watchdog thread everywhere."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch():
+        import time
+
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
+# --- dask ----------------------------------------------------------------------
+
+def _connect(address: str):
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise HarnessError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise HarnessError(f"--scheduler {address}: cannot connect ({' '.join(str(exc).split())})") from None
+
+
+def _worker_count(client) -> int:
+    try:
+        return len(client.scheduler_info().get("workers", {}))
+    except Exception:  # informational only
+        return 1
