@@ -1,3 +1,26 @@
-"""harness: measure how robust image hashes are to the edits that make near-duplicates."""
+"""harness: measure how robust image hashes are to the edits that make near-duplicates.
 
-__version__ = "0.1.0"
+    import harness
+    results = harness.evaluate("configs/collection.yaml")   # -> harness.Results (DataFrames)
+    results.save("reports/mine")                            # what `python -m harness run` writes
+    harness.load("reports/mine")                            # read it back
+
+Errors the user can fix are `harness.HarnessError` (config problems: `harness.ConfigError`),
+with the same one-line messages as the command line.
+"""
+
+from harness.errors import ConfigError, HarnessError, HashError, ImageError, UnavailableError
+
+__version__ = "0.2.0"
+__all__ = ["evaluate", "load", "Results", "HarnessError", "ConfigError", "ImageError", "HashError",
+           "UnavailableError", "__version__"]
+
+
+def __getattr__(name: str):
+    # The API imports pandas and the runner: only when it is used, so `python -m harness --help`
+    # and `import harness` stay fast.
+    if name in ("evaluate", "load", "Results"):
+        from harness import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from harness import __version__
 from harness.errors import HarnessError
 
 EPILOG = ("Exit status: 0 all done; 1 finished, but some images, transforms or hashes failed (see errors.csv); "
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m harness",
         description="Measure how robust image hashes are to the edits that make near-duplicates.",
         epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="apply a config's transforms, score distances, write the report",
@@ -35,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", metavar="CONFIG", help="YAML config, e.g. configs/lena.yaml")
     run.add_argument("--out", metavar="DIR", help="output directory (default: the config's `output`)")
     add_selection(run)
-    run.add_argument("--skip-unavailable", action="store_true",
-                     help="run the other hashers when one cannot (e.g. missing weights), marking it unavailable")
+    run.add_argument("--strict", action="store_true",
+                     help="stop before any work when a hasher cannot run here (no TensorFlow, no weights); by "
+                          "default it is marked unavailable, the others run, and the fix is printed at the end")
+    run.add_argument("--skip-unavailable", action="store_true", help=argparse.SUPPRESS)  # the default now
     run.add_argument("--workers", type=int, default=1, metavar="N",
                      help="worker processes for transforming and hashing (default 1); results do not depend on it")
     run.add_argument("--cache", metavar="PATH",
@@ -87,35 +91,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command_run(args) -> int:
-    from harness import report, runner, schema
+    from harness import api, report, schema, storage
     from harness.config import load_config
-    from harness.provenance import provenance
+    from harness.images import fallback_in_use
 
     config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers))
     out_dir = args.out or config.output
-    report.check_writable(out_dir)
-    if args.workers < 1:
-        raise HarnessError(f"--workers: must be at least 1, got {args.workers}")
-    cache = None if args.no_cache else (args.cache or os.path.join(out_dir, "hash-cache.sqlite"))
-    started = provenance()  # the code and versions as the run starts
-    result = runner.run(config, skip_unavailable=args.skip_unavailable, progress=False if args.quiet else None,
-                        cache_path=cache, workers=args.workers)
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
-    table = report.write_run(result, out_dir, started)
+    if not args.out and fallback_in_use(config.images, config.fallback_image):
+        # The stand-in's numbers must not replace a report made from the real image.
+        out_dir = f"{config.output}-{config.fallback_image.rpartition(':')[2]}"
+    storage.check_output_dir(out_dir)
+    cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
+    results = api.evaluate(config, workers=args.workers, cache=cache, strict=args.strict,
+                           progress=None if not args.quiet else False,
+                           **({"scheduler": args.scheduler} if getattr(args, "scheduler", None) else {}))
+    if args.out:  # the saved config names the directory it was written to
+        results.config["output"] = args.out
+    report.write(results, out_dir)
     if not args.quiet:
-        print(table.to_string(index=False))
+        print(results.table.to_string(index=False))
         print(f"\nwrote {out_dir}/ (summary.md, table.csv, distances.csv, figures/)")
-    failed = result.distances["error"].ne("") & result.distances["error"].ne(schema.UNAVAILABLE)
-    return 1 if failed.any() or len(result.errors) else 0
+    unavailable = set(results.hashers.loc[results.hashers["status"] == schema.UNAVAILABLE, "hasher"])
+    fixes = [n for n in results.notes if any(n.startswith(f"hasher {h} unavailable") for h in unavailable)]
+    for note in [n for n in results.notes if n not in fixes] + fixes:  # the fixes last, where they are seen
+        print(f"note: {note}", file=sys.stderr)
+    return 1 if results.failures else 0
 
 
 def command_report(args) -> int:
-    from harness import report
+    from harness import api, report
 
-    table = report.build_report(args.dir)
-    print(table.to_string(index=False))
-    print(f"\nrebuilt {args.dir}/ (summary.md, table.csv, figures/) from its CSVs")
+    results = api.load(args.dir)
+    report.write(results, args.dir, rebuild=True)
+    print(results.table.to_string(index=False))
+    print(f"\nrebuilt {args.dir}/ (summary.md, table.csv, figures/) from its saved tables")
     return 0
 
 

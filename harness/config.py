@@ -7,7 +7,6 @@ Paths in a config are relative to the directory the command runs from.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -93,29 +92,28 @@ class Config:
     detection: DetectionSpec = DetectionSpec()
     raw: dict = field(repr=False, compare=False, default_factory=dict)
 
-    def resolved(self) -> dict:
-        """The config after defaults and sweep expansion, for run.json."""
-        return {
-            "source": self.source,
-            "name": self.name,
-            "description": self.description,
-            "output": self.output,
-            "seed": self.seed,
-            "images": list(self.images),
-            "fallback_image": self.fallback_image,
-            "hashers": [{"id": h.id, "name": h.name, **dict(h.params)} for h in self.hashers],
-            "pairs": [
-                {"family": p.family, "value": p.value, "label": p.label,
-                 "a": [{name: dict(params)} for name, params in p.a],
-                 "b": [{name: dict(params)} for name, params in p.b]}
-                for p in self.pairs
-            ],
-            "previews": self.previews,
-            "limit": self.limit,
-            "max_pixels": self.max_pixels,
-            "impostors": dataclasses.asdict(self.impostors),
-            "detection": {**dataclasses.asdict(self.detection), "fpr": list(self.detection.fpr)},
-        }
+    def reproducible(self) -> dict:
+        """The config as YAML data that `run` accepts and that reproduces this run's tables: the
+        user's own config with the command line's choices written in (the images, the hashers
+        kept, in their order, and the output directory)."""
+        raw = dict(self.raw)
+        raw["name"] = self.name
+        raw["output"] = self.output
+        raw["images"] = list(self.images)
+        if self.fallback_image is None:
+            raw.pop("fallback_image", None)
+        kept = {h.id: h for h in self.hashers}
+        by_id = {}
+        for entry in raw.get("hashers", []):
+            hasher_id = entry if isinstance(entry, str) else entry.get("id", entry.get("name"))
+            by_id[hasher_id] = entry
+        raw["hashers"] = [by_id[h] for h in kept]
+        return raw
+
+
+def detection_spec(given, source: str) -> "DetectionSpec":
+    """The detection section of a config (None: the defaults), validated as in a config."""
+    return _section(DetectionSpec, given, source, "detection")
 
 
 TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image", "limit", "max_pixels", "sweeps",

@@ -385,6 +385,13 @@ def load_source(source: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Sou
     return SourceImage(name=name, id=image_id(pixels), origin=source, pixels=pixels, notes=tuple(notes))
 
 
+def fallback_in_use(images: tuple[str, ...], fallback: str | None) -> bool:
+    """True when the config's fallback image stands in: none of its image entries exists."""
+    missing = [e for e in images if not e.startswith(BUILTIN_PREFIX) and not glob.has_magic(e)
+               and not os.path.exists(e)]
+    return fallback is not None and len(missing) == len(images)
+
+
 def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source: str,
                     limit: int | None = None, seed: int = 0) -> tuple[list[str], list[str]]:
     """The sources to load, and notes for the user.
@@ -395,10 +402,8 @@ def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source
     """
     from harness.errors import ConfigError
 
-    missing = [e for e in images if not e.startswith(BUILTIN_PREFIX) and not glob.has_magic(e)
-               and not os.path.exists(e)]
-    if fallback is not None and len(missing) == len(images):
-        return [fallback], [f"{', '.join(missing)} not found: using the freely licensed stand-in "
+    if fallback_in_use(images, fallback):
+        return [fallback], [f"{', '.join(images)} not found: using the freely licensed stand-in "
                             f"{fallback} instead (see README, 'Source images')"]
     sources: list[str] = []
     for i, entry in enumerate(images):

@@ -15,6 +15,11 @@ import pandas as pd
 from harness.schema import UNAVAILABLE
 
 PAIR_KEY = ["family", "value", "label"]
+THRESHOLD_COLUMNS = ["hasher", "operating_point", "fpr_target", "threshold", "impostor_pairs",
+                     "false_matches_allowed", "false_matches", "fpr_measured", "resolved"]
+DETECTION_COLUMNS = ["hasher", "operating_point", "threshold", "resolved", "family", "value", "label",
+                     "genuine_pairs", "detected", "tpr", "tpr_low", "tpr_high"]
+ROC_COLUMNS = ["hasher", "family", "genuine_pairs", "impostor_pairs", "auc", "eer"]
 
 
 def hasher_order(distances: pd.DataFrame) -> list[str]:
@@ -190,8 +195,7 @@ def thresholds_table(points: dict) -> pd.DataFrame:
              "impostor_pairs": p.impostor_pairs, "false_matches_allowed": p.false_matches_allowed,
              "false_matches": p.false_matches, "fpr_measured": p.fpr_measured, "resolved": p.resolved}
             for hasher, hasher_points in points.items() for p in hasher_points]
-    return pd.DataFrame(rows, columns=["hasher", "operating_point", "fpr_target", "threshold", "impostor_pairs",
-                                       "false_matches_allowed", "false_matches", "fpr_measured", "resolved"])
+    return pd.DataFrame(rows, columns=THRESHOLD_COLUMNS)
 
 
 def detection_table(distances: pd.DataFrame, points: dict) -> pd.DataFrame:
@@ -209,8 +213,7 @@ def detection_table(distances: pd.DataFrame, points: dict) -> pd.DataFrame:
                              "resolved": point.resolved, "family": family, "value": value, "label": label,
                              "genuine_pairs": len(values), "detected": detected,
                              "tpr": detected / len(values), "tpr_low": low, "tpr_high": high})
-    return pd.DataFrame(rows, columns=["hasher", "operating_point", "threshold", "resolved", "family", "value",
-                                       "label", "genuine_pairs", "detected", "tpr", "tpr_low", "tpr_high"])
+    return pd.DataFrame(rows, columns=DETECTION_COLUMNS)
 
 
 ALL_FAMILIES = "(all)"
@@ -231,7 +234,7 @@ def roc_table(distances: pd.DataFrame, impostors: pd.DataFrame) -> pd.DataFrame:
             rows.append({"hasher": hasher, "family": family, "genuine_pairs": len(values),
                          "impostor_pairs": len(impostor), "auc": roc_auc(values, impostor),
                          "eer": equal_error_rate(values, impostor)})
-    return pd.DataFrame(rows, columns=["hasher", "family", "genuine_pairs", "impostor_pairs", "auc", "eer"])
+    return pd.DataFrame(rows, columns=ROC_COLUMNS)
 
 
 def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: float) -> pd.DataFrame:
@@ -256,3 +259,47 @@ def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: floa
                      "first_miss_tpr": first_miss["tpr"].iloc[0] if len(first_miss) else float("nan"),
                      "resolved": bool(own["resolved"].all())})
     return pd.DataFrame(rows)
+
+
+# --- everything at once ------------------------------------------------------------
+
+@dataclass
+class Metrics:
+    """Every table derived from a run's distances and impostors."""
+
+    table: pd.DataFrame  # the article's layout: pairs x hashers
+    curves: pd.DataFrame  # per family, value and hasher: median and quartiles of the normalised distance
+    thresholds: pd.DataFrame
+    detection: pd.DataFrame
+    roc: pd.DataFrame
+    verdicts: pd.DataFrame
+    points: dict  # hasher -> [OperatingPoint]
+    chosen: str | None  # the operating point the answer and the key figures use (the first target FPR)
+    min_tpr: float
+    impostor_kinds: dict  # hasher -> {kind: count}
+
+    @property
+    def has_detection(self) -> bool:
+        """False without an impostor baseline (one image): no thresholds, no rates."""
+        return self.chosen is not None
+
+
+
+def compute(distances: pd.DataFrame, impostors: pd.DataFrame, detection) -> Metrics:
+    """All derived tables. `detection` is the config's detection section (a DetectionSpec:
+    fpr targets, fixed thresholds, min_tpr), so its defaults live in one place."""
+    table = article_table(distances)
+    curves = family_curves(distances)
+    usable = distances["error"] == ""
+    if impostors.empty or not usable.any():
+        empty = pd.DataFrame
+        return Metrics(table, curves, empty(columns=THRESHOLD_COLUMNS), empty(columns=DETECTION_COLUMNS),
+                       empty(columns=ROC_COLUMNS), empty(), {}, None, detection.min_tpr, {})
+    points = operating_points(distances, impostors, list(detection.fpr), dict(detection.thresholds))
+    detected = detection_table(distances, points)
+    chosen = next(iter(points.values()))[0].name if points else None
+    verdicts = family_verdicts(detected, chosen, detection.min_tpr) if chosen else pd.DataFrame()
+    kinds = {hasher: part["kind"].value_counts(sort=False).to_dict()
+             for hasher, part in impostors.groupby("hasher", sort=False)}
+    return Metrics(table, curves, thresholds_table(points), detected, roc_table(distances, impostors), verdicts,
+                   points, chosen, detection.min_tpr, kinds)

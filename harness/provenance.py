@@ -9,7 +9,7 @@ import platform
 import subprocess
 import sys
 
-DISTRIBUTIONS = ["harness", "opencv-contrib-python-headless", "numpy", "pandas", "matplotlib",
+DISTRIBUTIONS = ["imghash-harness", "opencv-contrib-python-headless", "numpy", "pandas", "matplotlib",
                  "scikit-image", "pyyaml", "tensorflow", "keras", "imagehash", "pdqhash"]
 
 
@@ -41,10 +41,37 @@ def git_state() -> dict:
     return {"commit": commit or None, "dirty": bool(dirty) if commit else None}
 
 
+def cpu_features() -> dict:
+    """The processor, and the vector instructions OpenCV dispatches to on it: MarrHildrethHash and
+    ColorMomentHash (and CNN embeddings) round differently with AVX-512 than without, so a
+    result is only comparable bit for bit with one made on the same features."""
+    import cv2
+
+    line = cv2.getCPUFeaturesLine()  # "SSE SSE2 *AVX2 ...": starred ones are dispatched at run time
+    flags = set()
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for row in handle:
+                key, _, value = row.partition(":")
+                if key.strip() in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+                elif key.strip() == "model name" and not model:
+                    model = value.strip()
+    except OSError:
+        pass
+    vector = sorted(f for f in flags if f.startswith(("avx", "sse4", "fma", "neon", "asimd", "sve")))
+    return {"machine": platform.machine(), "model": model, "cores": os.cpu_count(),
+            "opencv_features": line, "opencv_dispatch": " ".join(f[1:] for f in line.split() if f.startswith("*")),
+            "opencv_optimized": cv2.useOptimized(), "vector_flags": vector}
+
+
 def provenance() -> dict:
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": [os.path.basename(sys.argv[0])] + sys.argv[1:],
+        "cwd": os.getcwd(),
         "git": git_state(),
         "versions": versions(),
+        "cpu": cpu_features(),
     }

@@ -43,6 +43,7 @@ class HasherInfo:
     distance_kind: str
     distance_max: float
     key: str  # cache key: the spec and every library version that can change a hash
+    cpu_exact: bool = True  # the same hashes on every processor (see Hasher.cpu_exact)
     status: str = OK  # or UNAVAILABLE
     reason: str = ""
 
@@ -70,14 +71,14 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):
     for number, spec in enumerate(config.hashers):
         hasher = spec.build()
         info = HasherInfo(spec.id, hasher.spec(), hasher.distance_kind, hasher.distance_max,
-                          hasher_key(hasher.spec(), versions))
+                          hasher_key(hasher.spec(), versions), hasher.cpu_exact)
         try:
             hasher.prepare()
             built[spec.id] = hasher
         except UnavailableError as exc:
             where = f"{config.source}: hashers[{number}] ({spec.id})"
             if not skip_unavailable:
-                raise UnavailableError(f"{where}: {exc}; or pass --skip-unavailable to run the other hashers") from None
+                raise UnavailableError(f"{where}: {exc}; or leave out --strict to run the other hashers") from None
             info.status, info.reason = UNAVAILABLE, str(exc)
         infos.append(info)
     return built, infos

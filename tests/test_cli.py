@@ -112,7 +112,7 @@ def test_plugin_example_runs_end_to_end(tmp_path, monkeypatch):
     assert vignette["distance"].is_monotonic_increasing and vignette["distance"].iloc[-1] > 0
     hashers = pd.read_csv(tmp_path / "hashers.csv", keep_default_na=False)
     assert set(hashers.loc[hashers["name"] == COLOR_HISTOGRAM, "distance_max"]) == {2.0}
-    assert VIGNETTE in json.dumps(json.loads((tmp_path / "run.json").read_text())["config"]["pairs"])
+    assert VIGNETTE in json.dumps(json.loads((tmp_path / "run.json").read_text())["config"]["sweeps"])
 
 
 def test_color_histogram_spans_its_distance_range():

@@ -77,11 +77,12 @@ def test_table_is_the_article_layout(tiny):
 def test_run_json_has_provenance(tiny):
     _, out = tiny
     run = json.loads((out / "run.json").read_text())
-    assert run["config"]["name"] == "tiny" and len(run["config"]["pairs"]) == 6
+    assert run["config"]["name"] == "tiny" and len(run["config"]["sweeps"]) == 3
     assert {"python", "cv2", "numpy", "tensorflow", "pandas"} <= set(run["versions"])
     assert set(run["git"]) == {"commit", "dirty"} and run["date"]
-    assert run["sources"][0]["width"] == 256
-    assert [h["id"] for h in run["hashers"]] == ["aHash", "pHash", "ResNet50"]
+    assert run["cpu"]["opencv_features"] and "machine" in run["cpu"]
+    assert [h["hasher"] for h in run["hashers"]] == ["aHash", "pHash", "ResNet50"]
+    assert [h["cpu_exact"] for h in run["hashers"]] == ["yes", "yes", "no"]
 
 
 def test_same_config_gives_byte_identical_tables(tiny, tmp_path):
@@ -145,4 +146,4 @@ def test_transform_that_cannot_apply_is_recorded_not_fatal(tmp_path, synthetic_f
 
 def test_report_of_a_directory_without_results(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
-    assert "no distances.csv here" in capsys.readouterr().err
+    assert "no distances.csv or distances.parquet here" in capsys.readouterr().err

@@ -78,24 +78,50 @@ def test_missing_imagenet_weights_say_which_file_goes_where(no_download):
     assert "`weights:`" in message and "\n" not in message
 
 
-def test_run_stops_before_work_unless_skip_unavailable(no_download, synthetic_file, capsys):
+def test_run_marks_an_unavailable_cnn_and_prints_the_fix_last(no_download, synthetic_file, capsys):
     from harness.__main__ import main
 
     config = no_download / "c.yaml"
     config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, ResNet50]\n"
                       "sweeps:\n  - family: blur\n    b: {blur: {kernel: $value}}\n    values: [3, 5]\n")
     out = no_download / "out"
-    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 2
-    error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and error[0].startswith(f"error: {config}: hashers[1] (ResNet50): ImageNet weights")
-    assert not (out / "distances.csv").exists()
-
-    assert main(["run", str(config), "--out", str(out), "--quiet", "--skip-unavailable"]) == 0
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("note: hasher ResNet50 unavailable: ImageNet weights for ResNet50 unavailable")
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in last
     table = (out / "table.csv").read_text().splitlines()
     assert table[0] == "family,value,label,aHash,ResNet50"
     assert all(line.endswith(",unavailable") for line in table[1:])
-    assert "unavailable" in (out / "summary.md").read_text()
-    assert ",unavailable\n" in (out / "hashers.csv").read_text().replace(",unavailable,", ",unavailable\n")
+    summary = (out / "summary.md").read_text()
+    assert "ResNet50 unavailable" in summary and "resnet50\\_weights\\_tf\\_dim\\_ordering" in summary
+    assert ",unavailable," in (out / "hashers.csv").read_text()
+
+
+def test_strict_stops_before_any_work(no_download, synthetic_file, capsys):
+    from harness.__main__ import main
+
+    config = no_download / "c.yaml"
+    config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, ResNet50]\n"
+                      "sweeps:\n  - family: blur\n    b: {blur: {kernel: $value}}\n    values: [3, 5]\n")
+    out = no_download / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--strict"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: {config}: hashers[1] (ResNet50): ImageNet weights")
+    assert "leave out --strict" in error[0]
+    assert not (out / "distances.csv").exists()
+
+
+def test_without_tensorflow_a_cnn_says_how_to_install_it(monkeypatch):
+    from harness.errors import UnavailableError
+    from harness.hashers import HASHERS
+
+    for name in ("keras", "tensorflow"):  # as if not installed: importing them raises ImportError
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(UnavailableError) as caught:
+        HASHERS.get("ResNet50")(weights=None).prepare()
+    message = str(caught.value)
+    assert "pip install" in message and "[cnn]" in message and "\n" not in message
 
 
 def test_help_does_not_import_tensorflow():

@@ -30,6 +30,10 @@ class Hasher(ABC):
     # results can move in the last bits with the batch, so it says False and the cache
     # then recomputes whole batches, keeping the tables byte-identical.
     batch_invariant: ClassVar[bool] = True
+    # Whether the hashes are bit-exact on every processor. False where the library's floating
+    # point follows the CPU's vector instructions (measured: OpenCV's MarrHildrethHash and
+    # ColorMomentHash change with AVX-512; CNN embeddings): tests then use a stated tolerance.
+    cpu_exact: ClassVar[bool] = True
 
     def prepare(self) -> None:
         """Load what the hasher needs (models, weights) before any work.

@@ -78,7 +78,7 @@ def import_keras():
     import sys
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "keras" in sys.modules:
+    if sys.modules.get("keras") is not None:
         return sys.modules["keras"]
     sys.stderr.flush()
     saved = os.dup(2)
@@ -86,6 +86,9 @@ def import_keras():
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             import keras
+    except ImportError as exc:
+        raise UnavailableError(f"the CNN hashers need TensorFlow, which is not installed ({exc}); "
+                               f"pip install 'imghash-harness[cnn]' (or pip install tensorflow)") from None
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -107,6 +110,7 @@ class KerasEmbedding(Hasher):
 
     model_name: ClassVar[str]  # the keras.applications constructor
     batch_invariant = False  # float kernels block by batch size
+    cpu_exact = False  # float32 convolutions follow the CPU's vector instructions
     distance_kind = "64*(1-cosine)"
     distance_max = 64.0  # orthogonal vectors; pooled ReLU features are non-negative, so rarely above
 

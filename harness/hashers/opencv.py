@@ -70,6 +70,7 @@ class MarrHildrethHash(OpenCVBitHash):
     description = ("cv2.img_hash.MarrHildrethHash: 512x512 equalised gray filtered by a Marr-Hildreth "
                    "(Mexican hat) kernel, 3x3 block signs in 64 windows, 576 bits")
     distance_max = 576.0
+    cpu_exact = False  # the Mexican-hat filter's float sums round differently with AVX-512
 
     def __post_init__(self):
         half = int(4 * self.alpha ** self.scale)
@@ -167,6 +168,7 @@ class ColorMomentHash(OpenCVHash):
     description = ("cv2.img_hash.ColorMomentHash: 7 Hu moments of each HSV and YCrCb channel of the "
                    "blurred 512x512 image, 42 floats")
     distance_kind = "10000*L2"  # exactly compare(): cv::norm(NORM_L2) * 10000
+    cpu_exact = False  # float Hu moments: the last digits follow the CPU's vector instructions
     # No upper bound: 100 is about the 70th percentile between unrelated photographs (the median
     # is near 50; gray images sit far closer, colour ones up to ~180).
     distance_max = 100.0

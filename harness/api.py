@@ -1,0 +1,173 @@
+"""The Python API: one call from a config to every table, in memory.
+
+    import harness
+    results = harness.evaluate("configs/collection.yaml", hashers=["pHash"])
+    results.thresholds          # a DataFrame
+    results.save("reports/mine")
+    again = harness.load("reports/mine")
+
+The flow is one way: config -> runner (distances, impostors) -> metrics (every derived
+table) -> report (files). `evaluate` stops before the report; `Results.save` is the
+report; `load` reads a saved run and recomputes its metrics from its tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.metrics import Metrics
+from harness.schema import ERROR_COLUMNS, UNAVAILABLE
+
+HASHER_COLUMNS = ["hasher", "name", "distance", "distance_max", "status", "reason", "cpu_exact", "params"]
+
+
+@dataclass
+class Results:
+    """Everything a run computed, as DataFrames, with its provenance.
+
+    `distances`: one row per (image, pair, hasher); `impostors`: distances between different
+    images; `errors`: every image, transform or hash that failed; `images`: each source image;
+    `hashers`: each hasher's distance, maximum and status. The derived tables (`table`,
+    `thresholds`, `detection`, `roc`, `verdicts`) come from `metrics`. `config` is the resolved
+    config, which `evaluate` (or `python -m harness run`) accepts and which reproduces these tables.
+    """
+
+    config: dict
+    provenance: dict
+    distances: pd.DataFrame
+    impostors: pd.DataFrame
+    errors: pd.DataFrame
+    images: pd.DataFrame
+    hashers: pd.DataFrame
+    notes: list[str]
+    metrics: Metrics
+    previews: list = field(default_factory=list, repr=False)  # thumbnails of the first image's pairs
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.metrics.table
+
+    @property
+    def thresholds(self) -> pd.DataFrame:
+        return self.metrics.thresholds
+
+    @property
+    def detection(self) -> pd.DataFrame:
+        return self.metrics.detection
+
+    @property
+    def roc(self) -> pd.DataFrame:
+        return self.metrics.roc
+
+    @property
+    def verdicts(self) -> pd.DataFrame:
+        return self.metrics.verdicts
+
+    @property
+    def failures(self) -> int:
+        """Problems with images, transforms or hashes, plus failed distances (not unavailable hashers)."""
+        failed = self.distances["error"].ne("") & self.distances["error"].ne(UNAVAILABLE)
+        return int(failed.sum()) + len(self.errors)
+
+    def save(self, out_dir: str) -> None:
+        """Write what `python -m harness run` writes to `out_dir`, as one consistent set."""
+        from harness import report, storage
+
+        storage.check_output_dir(out_dir)
+        # The saved config names this directory: running it again writes here.
+        report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
+
+    def __repr__(self) -> str:
+        return (f"Results({self.config.get('name')!r}: {self.distances['image'].nunique()} images, "
+                f"{len(self.metrics.table)} pairs, hashers {list(self.hashers['hasher'])}, "
+                f"{len(self.impostors)} impostor distances, {self.failures} failures)")
+
+
+def evaluate(config: str | dict | Any, *, images: list[str] | None = None, hashers: list[str] | None = None,
+             workers: int = 1, cache: str | None = None, strict: bool = False, progress: bool | None = False,
+             scheduler: str | None = None) -> Results:
+    """Run a config and return its Results; writes nothing but the hash cache (if `cache` is a path).
+
+    `config`: a YAML path, a dict shaped like a YAML config, or a parsed `harness.config.Config`.
+    `images` replaces the config's images, `hashers` keeps only these hasher ids. A hasher that
+    cannot run here (no TensorFlow, no weights) is marked unavailable and the others run; with
+    `strict=True` it raises instead. Raises harness.HarnessError (and its subclasses) with the
+    same one-line messages as the command line.
+    """
+    from harness import runner
+    from harness.provenance import provenance
+
+    parsed = resolve_config(config, images, hashers)
+    if workers < 1:
+        raise HarnessError(f"workers: must be at least 1, got {workers}")
+    started = provenance()  # the code and versions as the run starts
+    kwargs = {"scheduler": scheduler} if scheduler else {}
+    result = runner.run(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
+                        workers=workers, **kwargs)
+    return from_run(result, started)
+
+
+def resolve_config(config, images=None, hashers=None):
+    from harness.config import Config, load_config, parse_config
+
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(os.fspath(config), images=images, hashers=hashers)
+    if isinstance(config, dict):
+        return parse_config(config, "<dict>", images, hashers)
+    if isinstance(config, Config):
+        if images is None and hashers is None:
+            return config
+        return parse_config(config.raw, config.source, images, hashers)
+    raise HarnessError(f"config: expected a YAML path, a dict or a Config, got {type(config).__name__}")
+
+
+def from_run(result, provenance: dict) -> Results:
+    """A runner's result as Results: tables in their saved form, metrics computed from them."""
+    from harness import metrics, storage
+
+    distances = storage.normalise(storage.DISTANCES, result.distances)
+    impostors = storage.normalise(storage.IMPOSTORS, result.impostors)
+    images = pd.DataFrame(result.sources).rename(columns={"name": "image", "id": "image_id"})
+    errors = result.errors.reindex(columns=ERROR_COLUMNS)
+    hashers = hasher_table(result.hashers)
+    config = result.config
+    return Results(config=config.reproducible(), provenance=provenance, distances=distances, impostors=impostors,
+                   errors=errors, images=images, hashers=hashers, notes=list(result.notes),
+                   metrics=metrics.compute(distances, impostors, config.detection), previews=result.previews)
+
+
+def hasher_table(infos) -> pd.DataFrame:
+    import json
+
+    return pd.DataFrame([{"hasher": h.id, "name": h.spec["name"], "distance": h.distance_kind,
+                          "distance_max": h.distance_max, "status": h.status, "reason": h.reason,
+                          "cpu_exact": "yes" if h.cpu_exact else "no",
+                          "params": json.dumps({k: v for k, v in h.spec.items() if k != "name"})}
+                         for h in infos], columns=HASHER_COLUMNS)
+
+
+def load(out_dir: str) -> Results:
+    """The Results saved in an output directory (by `run` or `Results.save`), metrics recomputed."""
+    from harness import metrics, storage
+    from harness.config import DetectionSpec, detection_spec
+
+    if not os.path.isdir(out_dir):
+        raise HarnessError(f"{out_dir}: no such directory")
+    run = storage.read_json(out_dir, storage.RUN)
+    distances = storage.read_long(out_dir, storage.DISTANCES)
+    impostors = storage.read_long(out_dir, storage.IMPOSTORS, required=False)
+    config = run.get("config") if isinstance(run.get("config"), dict) else {}
+    detection = detection_spec(config.get("detection"), os.path.join(out_dir, storage.RUN)) \
+        if config.get("detection") is not None else DetectionSpec()
+    provenance = {k: v for k, v in run.items() if k not in ("config", "hashers", "notes")}
+    notes = run.get("notes") if isinstance(run.get("notes"), list) else []
+    return Results(config=config, provenance=provenance, distances=distances, impostors=impostors,
+                   errors=storage.read_errors(out_dir), images=storage.read_small(out_dir, storage.IMAGES),
+                   hashers=storage.read_small(out_dir, storage.HASHERS),
+                   notes=[str(n) for n in notes], metrics=metrics.compute(distances, impostors, detection))

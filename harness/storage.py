@@ -1,0 +1,341 @@
+"""A run's output directory: its file names, writing it as one consistent set, reading it back.
+
+Writing. An output set is built in a staging directory beside DIR
+(`.DIR.staging-PID`) and swapped in as a whole: on Linux one atomic
+renameat2(RENAME_EXCHANGE), elsewhere two renames. A run killed at any moment
+leaves the old set or the new one, never a mix, and no stale figure of an earlier
+run survives. Nothing is written through a link inside DIR: the new set is a fresh
+tree. Only a directory that is empty, new, or already a harness output is replaced,
+so `--out` pointed at a folder of photographs is refused instead of emptied.
+
+Reading. The long tables (distances, impostors) are written as CSV and as Parquet,
+and above CSV_MAX_ROWS rows as Parquet only; readers take either. Distances are kept
+to 6 significant digits everywhere (in memory too, see `normalise`), so a report
+rebuilt from disk equals the first one byte for byte.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS
+
+DISTANCES = "distances"
+IMPOSTORS = "impostors"
+IMAGES = "images.csv"
+ERRORS = "errors.csv"
+HASHERS = "hashers.csv"
+RUN = "run.json"
+CONFIG = "config.yaml"
+PREVIEWS = "previews.png"
+CACHE = "hash-cache.sqlite"
+TABLE = "table.csv"
+THRESHOLDS = "thresholds.csv"
+DETECTION = "detection.csv"
+ROC = "roc.csv"
+SUMMARY = "summary.md"
+FIGURES = "figures"
+
+LONG_TABLES = {DISTANCES: DISTANCE_COLUMNS, IMPOSTORS: IMPOSTOR_COLUMNS}
+CSV_MAX_ROWS = 1_000_000  # above this a long table is written as Parquet only
+# What a run writes; a directory holding only these (or a run.json) is a harness output.
+KNOWN = {f"{DISTANCES}.csv", f"{DISTANCES}.parquet", f"{IMPOSTORS}.csv", f"{IMPOSTORS}.parquet", IMAGES, ERRORS,
+         HASHERS, RUN, CONFIG, PREVIEWS, CACHE, CACHE + "-wal", CACHE + "-shm", CACHE + "-journal", TABLE,
+         THRESHOLDS, DETECTION, ROC, SUMMARY, FIGURES, "retrieval.csv"}
+FLOAT_FORMAT = "%.6g"
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+# --- the output directory ----------------------------------------------------------
+
+def check_output_dir(out_dir: str) -> None:
+    """Fail before any work unless `out_dir` can take a run's outputs: new, empty, or a
+    harness output directory, and writable."""
+    if os.path.islink(out_dir):
+        raise HarnessError(f"{out_dir}: the output directory is a symbolic link; give its target instead")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise HarnessError(f"{out_dir}: exists and is not a directory")
+    if os.path.isdir(out_dir):
+        entries = set(os.listdir(out_dir))
+        foreign = sorted(e for e in entries - KNOWN if not e.startswith("."))
+        if foreign and RUN not in entries:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise HarnessError(f"{out_dir}: not empty and not a harness output directory (it holds {shown}); "
+                               "outputs replace the whole directory, so choose a new or empty one")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=out_dir, prefix=".probe-")
+        os.close(handle)
+        os.remove(probe)
+    except OSError as exc:
+        raise HarnessError(f"{out_dir}: output directory is not writable ({exc.strerror})") from None
+
+
+class OutputSet:
+    """A new output set for `out_dir`, staged beside it; `commit()` swaps it in whole.
+
+        with OutputSet(out_dir) as output:
+            output.write_csv(TABLE, frame)
+            output.carry(CACHE)     # keep a file of the old set
+            output.commit()
+    Leaving the block without commit() removes the staging directory.
+    """
+
+    def __init__(self, out_dir: str):
+        self.out_dir = os.path.normpath(out_dir)
+        parent = os.path.dirname(os.path.abspath(self.out_dir))
+        base = os.path.basename(os.path.abspath(self.out_dir))
+        _remove_stale_staging(parent, base)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            self.staging = tempfile.mkdtemp(dir=parent, prefix=f".{base}.staging-{os.getpid()}-")
+            os.chmod(self.staging, 0o777 & ~_UMASK)
+        except OSError as exc:
+            raise HarnessError(f"{self.out_dir}: cannot create the new output set beside it "
+                               f"({exc.strerror})") from None
+        self.committed = False
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.committed:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def path(self, name: str) -> str:
+        path = os.path.join(self.staging, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    def _write(self, name: str, write) -> None:
+        try:
+            write(self.path(name))
+        except OSError as exc:
+            raise _write_error(self.out_dir, exc) from None
+
+    def write_text(self, name: str, text: str) -> None:
+        def write(path):
+            with open(path, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(text)
+        self._write(name, write)
+
+    def write_csv(self, name: str, frame: pd.DataFrame) -> None:
+        self._write(name, lambda path: frame.to_csv(path, index=False, lineterminator="\n",
+                                                     float_format=FLOAT_FORMAT))
+
+    def write_long(self, name: str, frame: pd.DataFrame) -> None:
+        """A long table: Parquet always, CSV too while it stays small enough to open."""
+        self._write(f"{name}.parquet", lambda path: _to_parquet(frame, path))
+        if len(frame) <= CSV_MAX_ROWS:
+            self.write_csv(f"{name}.csv", frame)
+
+    def save_figure(self, name: str, figure, dpi: int = 110) -> None:
+        import matplotlib.pyplot as plt
+
+        try:
+            # No timestamp in the PNG: a rebuilt figure is byte-identical to the first.
+            self._write(name, lambda path: figure.savefig(path, dpi=dpi, bbox_inches="tight", format="png",
+                                                           metadata={"Software": None}))
+        finally:
+            plt.close(figure)
+
+    def carry(self, name: str) -> bool:
+        """Keep `name` of the current set in the new one (a hard link, or a copy); False if absent.
+        Only regular files are carried, never links."""
+        source = os.path.join(self.out_dir, name)
+        if not os.path.isfile(source) or os.path.islink(source):
+            return False
+        target = self.path(name)
+        try:
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+        except OSError as exc:
+            raise _write_error(self.out_dir, exc) from None
+        return True
+
+    def commit(self) -> None:
+        """Swap the new set in: the old one is gone and the new one complete, or nothing changed."""
+        try:
+            if os.path.isdir(self.out_dir) and not os.path.islink(self.out_dir):
+                if not _exchange(self.staging, self.out_dir):
+                    old = self.staging + ".old"
+                    os.rename(self.out_dir, old)
+                    os.rename(self.staging, self.out_dir)
+                    self.staging = old
+                shutil.rmtree(self.staging, ignore_errors=True)  # now the old set
+            else:
+                os.rename(self.staging, self.out_dir)
+        except OSError as exc:
+            raise _write_error(self.out_dir, exc) from None
+        self.committed = True
+
+
+def _write_error(out_dir: str, exc: OSError) -> HarnessError:
+    why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return HarnessError(f"{out_dir}: cannot write the outputs ({why}); the previous outputs are unchanged and "
+                        "the hash cache keeps what was computed, so running again redoes nothing")
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    return False
+
+
+def _remove_stale_staging(parent: str, base: str) -> None:
+    """Staging directories of runs that were killed (their process is gone)."""
+    prefix = f".{base}.staging-"
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- tables ----------------------------------------------------------------------
+
+def _to_parquet(frame: pd.DataFrame, path: str) -> None:
+    # No pandas index and no timestamps: the same frame gives the same file.
+    frame.to_parquet(path, index=False, engine="pyarrow", compression="zstd")
+
+
+def round6(values) -> np.ndarray:
+    """Floats as the tables store them: 6 significant digits (what "%.6g" prints and reads back)."""
+    array = np.asarray(values, dtype=np.float64)
+    if not array.size:
+        return array
+    return np.array([float(FLOAT_FORMAT % v) for v in array.tolist()], dtype=np.float64)
+
+
+def normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """A long table as it reads back from disk: its columns in order, `value` as the config's text,
+    distances to 6 significant digits."""
+    from harness.config import format_value
+
+    frame = frame.reindex(columns=LONG_TABLES[name]).copy()
+    frame["value"] = [v if isinstance(v, str) else format_value(v) for v in frame["value"]]
+    for column in ("distance", "distance_norm"):
+        if column in frame:
+            frame[column] = round6(frame[column])
+    for column in frame.columns:
+        if column not in ("distance", "distance_norm"):
+            frame[column] = frame[column].astype(str) if len(frame) else frame[column].astype(object)
+    return frame.reset_index(drop=True)
+
+
+def read_long(out_dir: str, name: str, required: bool = True) -> pd.DataFrame:
+    columns = LONG_TABLES[name]
+    parquet, csv = os.path.join(out_dir, f"{name}.parquet"), os.path.join(out_dir, f"{name}.csv")
+    try:
+        if _regular(parquet):
+            frame = pd.read_parquet(parquet, engine="pyarrow")
+        elif _regular(csv):
+            numeric = [c for c in ("distance", "distance_norm") if c in columns]
+            frame = pd.read_csv(csv, dtype={c: str for c in columns if c not in numeric}, keep_default_na=False,
+                                na_values={c: [""] for c in numeric})
+        elif required:
+            raise HarnessError(f"{out_dir}: no {name}.csv or {name}.parquet here; is this the output directory "
+                               "of a run?")
+        else:
+            return pd.DataFrame({c: pd.Series(dtype=float if c == "distance" else object) for c in columns})
+    except HarnessError:
+        raise
+    except Exception as exc:  # a damaged file: pandas and pyarrow raise many kinds
+        raise HarnessError(f"{out_dir}: cannot read {name} ({_one_line(exc)})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise HarnessError(f"{out_dir}: {name} lacks the columns {', '.join(missing)}")
+    try:
+        return normalise(name, frame)
+    except (TypeError, ValueError) as exc:
+        raise HarnessError(f"{out_dir}: {name} holds values of the wrong type ({_one_line(exc)})") from None
+
+
+# Text columns of the small tables; the others (sizes, scores, maxima) read back as numbers.
+TEXT_COLUMNS = {IMAGES: ["image", "image_id", "origin", "notes"],
+                HASHERS: ["hasher", "name", "distance", "status", "reason", "cpu_exact", "params"]}
+
+
+def read_small(out_dir: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A small CSV table; empty (with `columns`) when absent. Text columns stay text
+    (an id of digits is not a number), the rest are read as numbers."""
+    path = os.path.join(out_dir, name)
+    if not _regular(path):
+        return pd.DataFrame(columns=columns or [])
+    text = TEXT_COLUMNS.get(name)
+    try:
+        frame = pd.read_csv(path, dtype=str if text is None else {c: str for c in text}, keep_default_na=False,
+                            na_values=None if text is None else [""])
+        for column in text or []:
+            if column in frame:
+                frame[column] = frame[column].fillna("")
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(columns=columns or [])
+    except Exception as exc:
+        raise HarnessError(f"{path}: cannot read ({_one_line(exc)})") from None
+    if columns and any(c not in frame.columns for c in columns):
+        raise HarnessError(f"{path}: lacks the columns {', '.join(c for c in columns if c not in frame.columns)}")
+    return frame
+
+
+def read_json(out_dir: str, name: str) -> dict:
+    path = os.path.join(out_dir, name)
+    if not _regular(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{path}: cannot read ({_one_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise HarnessError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_errors(out_dir: str) -> pd.DataFrame:
+    return read_small(out_dir, ERRORS, ERROR_COLUMNS)
+
+
+def _regular(path: str) -> bool:
+    """A regular file, not a link to one: reading never follows a link out of the directory."""
+    return os.path.isfile(path) and not os.path.islink(path)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"

@@ -1,0 +1,237 @@
+"""summary.md: the answer first, then every table and figure with a plain-words guide.
+
+Pure: a Results and the figures' paths in, Markdown text out. Every name that comes
+from a file or a config (image names, labels, families, hashers, notes, reasons) is
+escaped with `md`, so it reads as text and never becomes a link, an image or HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import numpy as np
+import pandas as pd
+
+from harness.metrics import ALL_FAMILIES, format_number, hasher_order
+from harness.storage import ERRORS, PREVIEWS, RUN
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def md(text) -> str:
+    """Text from a file or a config, safe in Markdown: one line, HTML escaped, Markdown's
+    punctuation backslash-escaped (no links, images, emphasis or table breaks)."""
+    one_line = " ".join(str(text).split())
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(md(c) for c in frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    body = ["| " + " | ".join(md(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def _percent(rate: float) -> str:
+    return f"{100 * rate:.0f}%" if np.isfinite(rate) else "n/a"
+
+
+def _format_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers to short text for Markdown tables."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_float_dtype(out[column]):
+            out[column] = [("" if not np.isfinite(v) else f"{v:.4g}") for v in out[column]]
+    return out
+
+
+def answer_section(detection: dict) -> list[str]:
+    verdicts, chosen, min_tpr = detection["verdicts"], detection["chosen"], detection["min_tpr"]
+    thresholds = detection["thresholds"]
+    at_chosen = thresholds[thresholds["operating_point"] == chosen]
+    pairs = int(at_chosen["impostor_pairs"].max()) if len(at_chosen) else 0
+    rate = float(chosen.split("=", 1)[1])
+    lines = ["## The answer", "",
+             f"Which hasher still recognises an edited copy while calling at most {rate:g} of pairs of "
+             f"*different* images a match ({chosen}; thresholds estimated from {pairs} impostor pairs per hasher)? "
+             f"Per family of edits, the hasher with the highest average detection rate over the family's "
+             f"strengths, how many strengths it detects at {_percent(min_tpr)} or more, and the first strength "
+             f"(in the config's order) where it falls below that:", "",
+             "| family | best hasher | detected (mean) | strengths held | first below | runner-up |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in verdicts.itertuples(index=False):
+        miss = f"{row.first_miss} ({_percent(row.first_miss_tpr)})" if row.first_miss else "none"
+        runner = f"{row.runner_up} ({_percent(row.runner_up_mean_tpr)})" if row.runner_up else ""
+        flag = "" if row.resolved else " *"
+        tied = row.best.split(" = ")
+        best = row.best if len(tied) <= 3 else f"{len(tied)} tied: {', '.join(tied[:2])}, ..."
+        lines.append(f"| {md(row.family)} | {md(best)}{flag} | {_percent(row.mean_tpr)} | {row.held} of "
+                     f"{row.strengths} | {md(miss)} | {md(runner)} |")
+    lines.append("")
+    if not verdicts["resolved"].all():
+        lines += [f"\\* Too few impostor pairs to resolve {chosen}: not even one false match is allowed, so the "
+                  "threshold only sits below the closest pair of different images. Add images (or "
+                  "`impostors: {transformed: true}`) before trusting these rows.", ""]
+    lines += [f"![detection rate per family and hasher]({detection['figures']['matrix']})", "",
+              "**How to read it:** each cell is the percentage of edited copies a hasher (column) still "
+              f"matches at {chosen}, averaged over the strengths of an edit family (row). Green holds up, "
+              "red does not.", "",
+              f"![detection rate per family]({detection['figures']['detection']})", "",
+              f"**How to read it:** one panel per family of edits, the edit's strength on the x axis, and on the "
+              f"y axis the share of images whose edited copy is still matched at the threshold that keeps false "
+              f"matches between different images at {rate:g}. The band is a 95% Wilson interval over images; "
+              f"a line near 1 is a hasher that holds up.", ""]
+    return lines
+
+
+def detection_sections(detection: dict) -> list[str]:
+    thresholds = detection["thresholds"].copy()
+    thresholds["resolved"] = thresholds["resolved"].map({True: "yes", False: "NO"})
+    roc = detection["roc"]
+    overall = roc[roc["family"] == ALL_FAMILIES][["hasher", "auc", "eer", "genuine_pairs", "impostor_pairs"]]
+    per_family = roc[roc["family"] != ALL_FAMILIES].pivot_table(index="family", columns="hasher", values="auc",
+                                                                  sort=False).reset_index()
+    kind_text = "; ".join(f"{md(hasher)}: " + ", ".join(f"{count} {kind}" for kind, count in counts.items())
+                          for hasher, counts in detection["kinds"].items())
+    unreachable = sorted(set(thresholds.loc[thresholds["threshold"].isna(), "hasher"]))
+    no_threshold_note = [f"An empty threshold ({md(', '.join(unreachable))}) means more impostor pairs than the rate "
+                         "allows sit at the smallest distance there is: no threshold reaches that rate, so no copy "
+                         "counts as detected.", ""] if unreachable else []
+    fixed_rates = []
+    detected = detection["detection"]
+    fixed = detected[detected["operating_point"] == "fixed"]
+    if len(fixed):
+        given = thresholds[thresholds["operating_point"] == "fixed"]
+        rates = fixed.pivot_table(index="family", columns="hasher", values="tpr", aggfunc="mean", sort=False)
+        fixed_rates = [
+            "## The thresholds you gave", "",
+            "Mean detection rate per family at the config's fixed thresholds ("
+            + ", ".join(f"{md(r.hasher)} <= {format_number(r.threshold)}: false-positive rate {r.fpr_measured:.4g} "
+                        f"on {r.impostor_pairs} impostor pairs" for r in given.itertuples(index=False)) + "):", "",
+            markdown_table(_format_cells(rates.reset_index())), ""]
+    return fixed_rates + [
+        "## Thresholds", "",
+        "A pair counts as a match when its distance is **at most** the threshold. Each threshold is the largest "
+        "one whose false-positive rate on the impostor pairs stays within the target (`false_matches` of "
+        "`impostor_pairs`; ties are never split). `resolved: NO` means there are fewer than 1/rate impostor "
+        "pairs, so the rate cannot be measured: that threshold only sits below the closest different images. "
+        "`fixed` rows evaluate thresholds given in the config.", "",
+        markdown_table(_format_cells(thresholds)), "",
+        *no_threshold_note,
+        f"Impostor pairs: {kind_text} (`source`: two different untouched images; `transformed`: an edited copy "
+        "against a different image).", "",
+        f"![genuine and impostor distances]({detection['figures']['histograms']})", "",
+        "**How to read it:** for each hasher, the distances between an image and its edited copies (coloured) "
+        "and between different images (grey), with the thresholds as vertical lines. The less the two overlap, "
+        "the better the hasher separates copies from different pictures.", "",
+        "## ROC", "",
+        "Area under the ROC curve (1 = every copy is closer than every pair of different images, 0.5 = chance) "
+        "and equal error rate (where missed copies and false matches are equally frequent), over all families:",
+        "", markdown_table(_format_cells(overall)), "",
+        "Area under the curve per family:", "", markdown_table(_format_cells(per_family)), "",
+        f"![ROC curves per family]({detection['figures']['roc']})", "",
+        "**How to read it:** per family, the share of copies matched (y) against the share of different-image "
+        "pairs falsely matched (x, log scale) as the threshold grows. Curves towards the top left are better.",
+        "",
+        "`detection.csv` holds every rate with its interval, `thresholds.csv` the thresholds and `roc.csv` "
+        "the areas and equal error rates.", ""]
+
+
+
+
+def summary_markdown(results, figures: dict, family_figures: list[tuple[str, str]], previews: bool) -> str:
+    """The whole summary of a Results; `figures` maps a figure's role to its path in the output set."""
+    config, provenance, metrics = results.config, results.provenance, results.metrics
+    distances = results.distances
+    images = list(dict.fromkeys(distances["image"]))
+    lines = [f"# {md(config.get('name', 'harness run'))}", ""]
+    if config.get("description"):
+        lines += [md(config["description"]), ""]
+    shown_images = ", ".join(md(i) for i in images[:10]) + (", ..." if len(images) > 10 else "")
+    lines += [f"Images: {len(images)} ({shown_images}). Pairs per image: {len(metrics.table)}. "
+              f"Hashers: {md(', '.join(hasher_order(distances)))}.", ""]
+    for note in results.notes:
+        lines += [f"> **Note:** {md(note)}", ""]
+    problems = results.errors
+    if len(problems):
+        shown = 20
+        lines += ["## Problems", "", f"{len(problems)} problems (every one is a row of `{ERRORS}`; the run "
+                  "went on without what failed):", ""]
+        lines += [f"- {md(row.image)} ({md(row.stage)}): {md(row.reason)}"
+                  for row in problems.head(shown).itertuples()]
+        if len(problems) > shown:
+            lines.append(f"- ... and {len(problems) - shown} more in `{ERRORS}`")
+        lines.append("")
+    detection = detection_bundle(metrics, figures)
+    if detection is not None:
+        lines += answer_section(detection)
+    lines += ["## How to read the distances", "",
+              "Each row of the table is a pair of images: A (usually the untouched image) and B (A after the edit "
+              "named in the row). Each cell is the distance a hasher measures between A and B: 0 means the "
+              "hashes are identical, and larger means the hasher sees the two as more different."
+              + (" With several images, each cell is the median over images." if len(images) > 1 else
+                 " One image proves little: the detection rates of a collection say what a distance means."),
+              "",
+              "Hamming hashes count differing bits (0 to the hash's length). Embeddings use the article's scale "
+              "`64 * (1 - cosine similarity)`: 0 is the same direction, 64 orthogonal. The figures divide each "
+              "distance by its hasher's maximum (`distance / max`, in [0, 1]) so hashers with different ranges "
+              "share an axis.", ""]
+    hashers = results.hashers
+    if len(hashers):
+        lines += ["| hasher | distance | max | status | same on every CPU |", "| --- | --- | --- | --- | --- |"]
+        for row in hashers.itertuples(index=False):
+            exact = getattr(row, "cpu_exact", "")
+            lines.append(f"| {md(row.hasher)} | {md(row.distance)} | {format_number(float(row.distance_max))} "
+                         f"| {md(row.status)} "
+                         f"| {md(exact)} |")
+        lines += ["", "*Same on every CPU*: `yes` where the hashes are bit-exact across processors (measured on "
+                  "x86-64 with and without AVX-512); `no` where the library's result follows the processor's "
+                  "vector instructions (floating-point rounding), so distances can differ in the last digits "
+                  "between machines and a threshold can move by one step.", ""]
+    lines += ["## Distances", "", markdown_table(metrics.table), ""]
+    if "families" not in figures:
+        lines += ["No pair yielded a distance, so there are no figures: see the problems above.", ""]
+    else:
+        lines += [f"![all families]({figures['families']})", "",
+                  "**How to read it:** one panel per family, the distance against the swept value (log scale where "
+                  "the values double at each step), one line per hasher"
+                  + ("; the line is the median over images and the band the inter-quartile range." if len(images) > 1
+                     else "."), "",
+                  f"![heatmap]({figures['heatmap']})", "",
+                  "**How to read it:** the whole table as colour (normalised distance) with the raw distance in each "
+                  "cell.", ""]
+    if detection is not None:
+        lines += detection_sections(detection)
+    lines += ["## Per family", ""]
+    for family, path in family_figures:
+        lines += [f"![{md(family)}]({path})", ""]
+    if previews:
+        lines += ["## What the edits look like", "", f"![previews]({PREVIEWS})", "",
+                  f"Side B of every pair for the first image ({md(images[0]) if images else ''}), as thumbnails "
+                  "(not rebuilt by `harness report`; not committed for images that may not be redistributed).", ""]
+    versions = provenance.get("versions", {})
+    if versions:
+        git = provenance.get("git") or {}
+        cpu = provenance.get("cpu", {})
+        lines += ["## Provenance", "",
+                  f"Produced by `{md(' '.join(provenance.get('command', [])))}` on {md(provenance.get('date', '?'))}, "
+                  f"git commit {md(git.get('commit') or 'unknown')}"
+                  f"{' (uncommitted changes)' if git.get('dirty') else ''}. "
+                  f"Python {md(versions.get('python'))}, OpenCV {md(versions.get('cv2'))}, "
+                  f"NumPy {md(versions.get('numpy'))}, TensorFlow {md(versions.get('tensorflow', 'not installed'))}"
+                  + (f"; CPU {md(cpu.get('machine', '?'))} with OpenCV dispatching to "
+                     f"{md(cpu.get('opencv_dispatch') or 'baseline only')}" if cpu else "")
+                  + f". The resolved config is in `config.yaml` (run it again with `python -m harness run "
+                    f"DIR/config.yaml`); all versions and CPU features are in `{RUN}`.", ""]
+    return "\n".join(lines)
+
+
+def detection_bundle(metrics, figures: dict) -> dict | None:
+    """What the detection sections read, or None without an impostor baseline."""
+    if not metrics.has_detection:
+        return None
+    return {"thresholds": metrics.thresholds, "detection": metrics.detection, "roc": metrics.roc,
+            "figures": figures, "chosen": metrics.chosen, "verdicts": metrics.verdicts,
+            "min_tpr": metrics.min_tpr, "kinds": metrics.impostor_kinds}
