@@ -1,0 +1,239 @@
+"""The Python API and the output directory: evaluate -> Results -> save -> load, a run reproduced
+from its own config.yaml, outputs swapped in as one set, and the report writing only inside DIR."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+import harness
+from harness.__main__ import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONFIG = {
+    "name": "api",
+    "seed": 3,
+    "images": ["builtin:coffee", "builtin:camera", "builtin:astronaut", "builtin:chelsea"],
+    "hashers": ["aHash", "pHash", {"name": "imagehash.dhash", "id": "dHash"}],
+    "detection": {"fpr": [0.05]},
+    "report": {"previews": False},
+    "sweeps": [
+        {"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [10, 60]},
+        {"family": "blur", "b": {"blur": {"kernel": "$value"}}, "values": [3, 9]},
+    ],
+}
+TABLES = ["distances.csv", "impostors.csv", "table.csv", "thresholds.csv", "detection.csv", "roc.csv",
+          "hashers.csv", "errors.csv", "images.csv"]
+
+
+@pytest.fixture(scope="module")
+def results():
+    return harness.evaluate(CONFIG)
+
+
+def test_evaluate_returns_every_table(results):
+    assert isinstance(results, harness.Results)
+    for name in ("distances", "impostors", "errors", "images", "hashers", "table", "thresholds", "detection",
+                 "roc", "verdicts"):
+        assert isinstance(getattr(results, name), pd.DataFrame), name
+    assert list(results.table.columns) == ["family", "value", "label", "aHash", "pHash", "dHash"]
+    assert len(results.distances) == 4 * 4 * 3
+    assert set(results.thresholds["operating_point"]) == {"fpr=0.05"}
+    assert results.provenance["versions"]["cv2"] and results.provenance["cpu"]["opencv_features"]
+    assert results.failures == 0 and "api" in repr(results)
+
+
+def test_save_writes_what_run_writes_and_load_reads_it_back(results, tmp_path):
+    saved, ran = tmp_path / "saved", tmp_path / "ran"
+    results.save(str(saved))
+    config = tmp_path / "api.yaml"
+    import yaml
+    config.write_text(yaml.safe_dump(CONFIG))
+    assert main(["run", str(config), "--out", str(ran), "--quiet", "--no-cache"]) == 0
+    for name in TABLES:
+        assert (saved / name).read_bytes() == (ran / name).read_bytes(), name
+    loaded = harness.load(str(saved))
+    for name in ("distances", "impostors", "table", "thresholds", "detection", "roc"):
+        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(results, name), check_dtype=False,
+                                      obj=name)
+    assert loaded.config["output"] == str(saved)
+
+
+def test_a_run_is_reproduced_from_its_own_config_yaml(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    config = tmp_path / "c.yaml"
+    import yaml
+    config.write_text(yaml.safe_dump(CONFIG))
+    assert main(["run", str(config), "--out", str(first), "--quiet", "--no-cache",
+                 "--images", "builtin:coffee", "builtin:moon", "builtin:rocket", "--hashers", "pHash,aHash"]) == 0
+    assert main(["run", str(first / "config.yaml"), "--out", str(second), "--quiet", "--no-cache"]) == 0
+    for name in TABLES:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    assert pd.read_csv(first / "table.csv").columns[3:].tolist() == ["pHash", "aHash"]
+
+
+def test_api_errors_are_the_command_lines_one_liners(tmp_path, capsys):
+    bad = {**CONFIG, "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 500}}}]}
+    with pytest.raises(harness.ConfigError) as caught:
+        harness.evaluate(bad)
+    assert str(caught.value) == "<dict>: sweeps[0].b.jpeg.quality: 500 must be <= 100"
+    import yaml
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(bad))
+    assert main(["run", str(config), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {config}: sweeps[0].b.jpeg.quality: 500 must be <= 100"
+    with pytest.raises(harness.HarnessError, match="expected a YAML path, a dict or a Config"):
+        harness.evaluate(42)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"python -m harness {harness.__version__}"
+
+
+def test_no_generic_top_level_module_is_installed():
+    """What setuptools packages (pyproject's find rule): harness and its subpackages only, the
+    transforms among them through the harness/transforms link."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        project = tomllib.load(handle)
+    packages = find_packages(ROOT, **project["tool"]["setuptools"]["packages"]["find"])
+    assert "harness.transforms" in packages and "harness.hashers" in packages
+    assert {p.split(".")[0] for p in packages} == {"harness"}
+    assert project["project"]["name"] not in ("harness", "transforms")
+    import harness.transforms
+    assert os.path.samefile(os.path.dirname(harness.transforms.__file__), os.path.join(ROOT, "transforms"))
+
+
+# --- the output directory -----------------------------------------------------------------
+
+def write_config(tmp_path, families):
+    sweeps = [f"  - {{family: {f}, b: {{jpeg: {{quality: $value}}}}, values: [20, 70]}}" for f in families]
+    config = tmp_path / f"c{len(families)}.yaml"
+    config.write_text("images: [builtin:coffee, builtin:camera]\nhashers: [aHash]\nreport: {previews: false}\n"
+                      "sweeps:\n" + "\n".join(sweeps) + "\n")
+    return config
+
+
+def test_no_stale_figure_of_an_earlier_run_survives(tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", str(write_config(tmp_path, ["one", "two"])), "--out", str(out), "--quiet"]) == 0
+    assert (out / "figures" / "family_two.png").is_file()
+    assert main(["run", str(write_config(tmp_path, ["one"])), "--out", str(out), "--quiet"]) == 0
+    assert not (out / "figures" / "family_two.png").exists()
+    assert (out / "figures" / "family_one.png").is_file() and (out / "hash-cache.sqlite").is_file()
+    assert not [p for p in os.listdir(tmp_path) if ".staging-" in p]
+
+
+def test_a_folder_that_is_not_an_output_is_never_replaced(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"not touched")
+    assert main(["run", str(write_config(tmp_path, ["one"])), "--out", str(photos), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "not empty and not a harness output directory (it holds holiday.jpg)" in error and "\n" not in error
+    assert os.listdir(photos) == ["holiday.jpg"] and (photos / "holiday.jpg").read_bytes() == b"not touched"
+
+
+def test_report_writes_only_inside_dir(tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", str(write_config(tmp_path, ["one"])), "--out", str(out), "--quiet"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    import shutil
+    shutil.rmtree(out / "figures")
+    os.symlink(elsewhere, out / "figures")
+    assert main(["report", str(out)]) == 0
+    assert os.listdir(elsewhere) == []
+    assert (out / "figures").is_dir() and not (out / "figures").is_symlink()
+    assert (out / "figures" / "families.png").is_file()
+
+
+def test_a_run_killed_while_writing_leaves_the_old_set(tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", str(write_config(tmp_path, ["one"])), "--out", str(out), "--quiet"]) == 0
+    before = {name: (out / name).read_bytes() for name in ("summary.md", "table.csv", "distances.csv")}
+    # A writer killed (SIGKILL) in the middle of a new set: half of it is written, nothing committed.
+    code = textwrap.dedent(f"""
+        import os, signal
+        import pandas as pd
+        from harness.storage import OutputSet
+        output = OutputSet({str(out)!r})
+        output.write_text("summary.md", "half-written")
+        output.write_csv("table.csv", pd.DataFrame({{"x": [1]}}))
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True)
+    assert done.returncode == -signal.SIGKILL
+    for name, content in before.items():
+        assert (out / name).read_bytes() == content, name
+    assert [p for p in os.listdir(tmp_path) if ".staging-" in p]  # the killed writer's staging is left ...
+    assert main(["report", str(out)]) == 0
+    assert not [p for p in os.listdir(tmp_path) if ".staging-" in p]  # ... and cleared by the next writer
+
+
+def test_no_distance_at_all_still_writes_a_summary(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("images: [builtin:coffee, builtin:camera]\nhashers: [aHash]\nsweeps:\n"
+                      "  - {family: crop, b: {crop: {x: 0, y: 0, width: 5000, height: 10}}}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 1
+    summary = (out / "summary.md").read_text()
+    assert "No pair yielded a distance" in summary and "## Problems" in summary
+    assert main(["report", str(out)]) == 0
+
+
+@pytest.mark.parametrize("damage", ["garbage", "columns", "types"])
+def test_report_of_a_damaged_directory_is_one_line(tmp_path, capsys, damage):
+    out = tmp_path / "out"
+    assert main(["run", str(write_config(tmp_path, ["one"])), "--out", str(out), "--quiet"]) == 0
+    os.remove(out / "distances.parquet")
+    text = {"garbage": "\x00\x01\x02 not,a\ncsv\"\n", "columns": "a,b\n1,2\n",
+            "types": "image,image_id,family,value,label,hasher,distance,distance_norm,error\nx,y,f,1,l,h,far,0,\n"}
+    (out / "distances.csv").write_text(text[damage])
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {out}") and "\n" not in error
+
+
+def test_long_tables_are_parquet_too_and_either_reads_back(tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", str(write_config(tmp_path, ["one"])), "--out", str(out), "--quiet"]) == 0
+    from_parquet = harness.load(str(out))
+    os.remove(out / "distances.parquet")
+    os.remove(out / "impostors.parquet")
+    from_csv = harness.load(str(out))
+    pd.testing.assert_frame_equal(from_parquet.distances, from_csv.distances, check_dtype=False)
+    pd.testing.assert_frame_equal(from_parquet.thresholds, from_csv.thresholds)
+
+
+def test_names_from_files_and_configs_are_escaped_in_the_summary(tmp_path):
+    from harness.summary import md
+
+    assert md("[click](javascript:alert(1))") == "\\[click\\]\\(javascript:alert\\(1\\)\\)"
+    assert md("<img src=http://x/y.png>") == "&lt;img src=http://x/y.png&gt;"
+    assert md("a|b\nc") == "a\\|b c"
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    import cv2
+    from tests.conftest import make_synthetic
+    cv2.imwrite(str(folder / "![x](http:evil) <b>.png"), make_synthetic())
+    cv2.imwrite(str(folder / "plain.png"), make_synthetic()[::-1].copy())
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: '<script>alert(1)</script>'\nimages: ['{folder}']\nhashers: [aHash]\n"
+                      "sweeps:\n  - {family: '[f](javascript:x)', b: grayscale}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "<script>" not in summary and "](http:evil)" not in summary and "](javascript:x)" not in summary
+    assert "&lt;script&gt;" in summary
