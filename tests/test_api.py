@@ -237,3 +237,39 @@ def test_names_from_files_and_configs_are_escaped_in_the_summary(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "<script>" not in summary and "](http:evil)" not in summary and "](javascript:x)" not in summary
     assert "&lt;script&gt;" in summary
+
+
+# --- validation where things are built ------------------------------------------------------
+
+@pytest.mark.parametrize("name, params, problem", [
+    ("ResNet50", {"batch_size": 0}, "batch_size: 0 must be >= 1"),
+    ("imagehash.phash", {"hash_size": 1}, "hash_size: 1 must be >= 2"),
+    ("BlockMeanHash", {"mode": 2}, "mode: expected 0 | 1, got 2"),
+    ("aHash", {"bits": 8}, "bits: unknown parameter of hasher 'aHash'; it takes no parameters"),
+])
+def test_a_hasher_built_in_python_is_validated(name, params, problem):
+    from harness.hashers import HASHERS
+
+    with pytest.raises(ValueError) as caught:
+        HASHERS.get(name)(**params)
+    assert str(caught.value) == problem
+
+
+def test_a_hasher_built_in_python_gets_declared_types():
+    from harness.hashers import HASHERS
+
+    hasher = HASHERS.get("MarrHildrethHash")(alpha=3)
+    assert isinstance(hasher.alpha, float) and hasher.alpha == 3.0
+
+
+def test_a_transform_called_from_python_is_validated():
+    import numpy as np
+
+    from harness.transforms import TransformError, apply_chain
+
+    image = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(TransformError, match=r"^transform 'jpeg': quality: 500 must be <= 100$"):
+        apply_chain(image, [("jpeg", {"quality": 500})])
+    with pytest.raises(TransformError, match="did you mean 'quality'"):
+        apply_chain(image, [("jpeg", {"qualty": 50})])
+    assert apply_chain(image, [("jpeg", {"quality": 50})]).shape == image.shape

@@ -7,12 +7,13 @@ of a transform is its function name. `apply_chain` is the one checked entry poin
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Annotated, Callable, Iterable
 
 import numpy as np
 
-from harness.params import Doc, Range
+from harness.params import Doc, Range, check_params, param_specs
 from harness.registry import Registry
 
 def _check_plugin(obj) -> str | None:
@@ -62,18 +63,35 @@ def check_image(image: np.ndarray, where: str) -> np.ndarray:
     return image
 
 
+@functools.lru_cache(maxsize=None)
+def _specs(func: Callable):
+    return param_specs(func)
+
+
+def check_step(name: str, params: dict) -> tuple[Callable, dict]:
+    """The transform and its parameters checked against their declaration, defaults filled in:
+    TransformError "transform 'NAME': <param>: <problem>" for a bad one (an unknown name raises
+    the registry's UnknownName)."""
+    func = TRANSFORMS.get(name)
+    try:
+        return func, check_params(_specs(func), params, f"transform '{name}'")
+    except ValueError as exc:
+        raise TransformError(f"transform '{name}': {exc}") from None
+
+
 def apply_chain(image: np.ndarray, steps: Iterable[tuple[str, dict]]) -> np.ndarray:
-    """Apply (name, params) steps in order. Params must already be validated.
+    """Apply (name, params) steps in order.
 
     The one checked entry point: the input must be a uint8 HxWx3 BGR image, every
-    step's output is checked the same way, and whatever a transform raises other
-    than TransformError (a cv2.error on an image too small for it, say) comes out
-    as a TransformError naming the transform and the image size.
+    step's parameters are checked against the transform's declaration (as a config's
+    are), every step's output is checked like the input, and whatever a transform
+    raises other than TransformError (a cv2.error on an image too small for it, say)
+    comes out as a TransformError naming the transform and the image size.
     """
     if not _is_image(image):
         raise TransformError(f"apply_chain expects a uint8 HxWx3 BGR image, got {_describe(image)}")
     for name, params in steps:
-        func = TRANSFORMS.get(name)
+        func, params = check_step(name, params)
         try:
             out = func(image, **params)
         except TransformError:

@@ -35,6 +35,18 @@ class Hasher(ABC):
     # ColorMomentHash change with AVX-512; CNN embeddings): tests then use a stated tolerance.
     cpu_exact: ClassVar[bool] = True
 
+    def __post_init__(self):
+        """Every parameter is checked against its declaration when the hasher is built, in Python as
+        from a config: ValueError("<param>: <problem>"). Subclasses with checks of their own call
+        this first."""
+        from harness.params import check_params, param_specs
+
+        given = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        checked = check_params(param_specs(type(self)), given, f"hasher '{self.name}'")
+        for key, value in checked.items():  # as declared: 2 becomes 2.0 for a float, a list a tuple
+            if value is not given[key]:
+                object.__setattr__(self, key, value)
+
     def prepare(self) -> None:
         """Load what the hasher needs (models, weights) before any work.
 

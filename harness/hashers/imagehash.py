@@ -130,6 +130,7 @@ class WHash(ImageHashBits):
     description = "imagehash.whash: wavelet (haar or db4) low-low band of the gray image against its median"
 
     def __post_init__(self):
+        super().__post_init__()
         if not power_of_two(self.hash_size):
             raise ValueError(f"hash_size: {self.hash_size} is not a power of 2")
         if self.image_scale is not None:

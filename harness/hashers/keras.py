@@ -120,6 +120,7 @@ class KerasEmbedding(Hasher):
         return self.input_size or DEFAULT_INPUT_SIZES.get(self.model_name, 224)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.weights not in (None, "imagenet") and not os.path.isfile(self.weights):
             raise ValueError(f"weights: no file at '{self.weights}' (use 'imagenet', null or a .h5 path)")
 
@@ -212,8 +213,8 @@ class Keras(KerasEmbedding):
     description = "any keras.applications model's pooled features (`model:`), 64*(1-cosine)"
 
     def __post_init__(self):
-        check_model_name(self.model)
         super().__post_init__()
+        check_model_name(self.model)
 
     @property
     def model_name(self) -> str:

@@ -73,6 +73,7 @@ class MarrHildrethHash(OpenCVBitHash):
     cpu_exact = False  # the Mexican-hat filter's float sums round differently with AVX-512
 
     def __post_init__(self):
+        super().__post_init__()
         half = int(4 * self.alpha ** self.scale)
         if half > MH_MAX_HALF_KERNEL:
             raise ValueError(f"alpha: alpha={self.alpha:g} with scale={self.scale:g} makes a {2 * half + 1} px "
