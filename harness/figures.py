@@ -7,8 +7,44 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dataclasses import dataclass
+
 from harness.metrics import format_number, hasher_order, roc_curve
 from harness.schema import UNAVAILABLE
+
+# Twenty hues that are not grey (grey is the impostors' colour): tab20's strong shades, then its
+# light ones, with the grey pair (14, 15) replaced by two of tab20b's.
+_GREY_PAIR = (14, 15)
+
+
+@dataclass(frozen=True)
+class SweepAxis:
+    """How a family's x axis reads: the swept parameter(s), and whether the config gave labels."""
+
+    title: str  # e.g. "jpeg quality"
+    labelled: bool  # the config gave `labels:`: tick labels are those, not the raw values
+
+
+def sweep_axes(config: dict) -> dict[str, SweepAxis]:
+    """Per family of a (resolved) config: its x axis, read from the sweeps' `$value` parameters."""
+    axes = {}
+    for sweep in config.get("sweeps", []) if isinstance(config, dict) else []:
+        if not isinstance(sweep, dict) or "family" not in sweep:
+            continue
+        swept: dict[str, list[str]] = {}  # transform -> its swept parameters
+        for side in (sweep.get("a"), sweep.get("b")):
+            for step in side if isinstance(side, list) else [side]:
+                if isinstance(step, dict) and len(step) == 1:
+                    (name, params), = step.items()
+                    keys = [k for k, v in (params or {}).items() if v == "$value"] if isinstance(params, dict) else []
+                    for key in keys:
+                        swept.setdefault(str(name), [])
+                        if key not in swept[str(name)]:
+                            swept[str(name)].append(key)
+        # "jpeg quality", "center_crop dx, dy"; "gamma" rather than "gamma gamma"
+        title = "; ".join(name if keys == [name] else f"{name} {', '.join(keys)}" for name, keys in swept.items())
+        axes[str(sweep["family"])] = SweepAxis(title or "value", "labels" in sweep)
+    return axes
 
 
 def _pyplot():
@@ -26,9 +62,12 @@ def _colour(hashers: list[str], hasher: str):
 
     k = hashers.index(hasher)
     if len(hashers) <= 10:
-        return f"C{k}"
+        return f"C{k}" if k != 7 else matplotlib.colormaps["tab20b"](0)  # C7 is grey: the impostors'
     # tab20 pairs a strong and a light shade of each hue: all strong ones first, then the light.
-    return matplotlib.colormaps["tab20"]((2 * k) % 20 + (k // 10) % 2)
+    index = (2 * k) % 20 + (k // 10) % 2
+    if index in _GREY_PAIR:
+        return matplotlib.colormaps["tab20b"](0 if index == 14 else 8)
+    return matplotlib.colormaps["tab20"](index)
 
 
 def _geometric(xs: np.ndarray) -> bool:
@@ -40,19 +79,31 @@ def _geometric(xs: np.ndarray) -> bool:
     return ratios.min() > 1.2 and ratios.max() / ratios.min() < 1.6
 
 
-def _value_axis(ax, xs: np.ndarray) -> None:
-    """Ticks at the swept values, log-spaced when the sweep is geometric."""
-    xs = np.sort(xs)
-    if _geometric(xs):
+def _value_axis(ax, rows: pd.DataFrame, axis: SweepAxis | None) -> None:
+    """Ticks at the swept values (log-spaced when the sweep is geometric), labelled with the config's
+    labels where it gives them; the mildest strength on the left (the config lists it first), and the
+    axis named after the swept parameter."""
+    in_order = rows.drop_duplicates("x")  # config order: mildest first
+    xs = in_order["x"].to_numpy(dtype=float)
+    ordered = np.sort(xs)
+    if _geometric(ordered):
         ax.set_xscale("log")
-    labels = [f"{x:.3g}" for x in xs]
+    labelled = axis is not None and axis.labelled
+    by_x = dict(zip(xs, in_order["label"])) if labelled else {}
+    labels = [_short(by_x[x]) if labelled else f"{x:g}" for x in ordered]
     long = max(len(label) for label in labels) > 5
-    ax.set_xticks(xs, labels, fontsize=8, rotation=35 if long else 0, ha="right" if long else "center")
+    ax.set_xticks(ordered, labels, fontsize=8, rotation=35 if long else 0, ha="right" if long else "center")
     ax.minorticks_off()
-    ax.set_xlabel("value")
+    if len(xs) > 1 and xs[0] > xs[-1]:  # e.g. JPEG quality 90 -> 10: strength grows as the value falls
+        ax.invert_xaxis()
+    ax.set_xlabel(axis.title if axis is not None else "value", fontsize=9)
 
 
-def _plot_family(ax, curves: pd.DataFrame, family: str, hashers: list[str]) -> None:
+def _short(label: str) -> str:
+    return label if len(label) <= 14 else label[:13] + "…"
+
+
+def _plot_family(ax, curves: pd.DataFrame, family: str, hashers: list[str], axis: SweepAxis | None) -> None:
     rows = curves[curves["family"] == family]
     numeric = rows["x"].notna().all() and rows["value"].nunique() > 1
     if not numeric:  # one point (identity, grayscale) or non-numeric values: grouped bars
@@ -60,7 +111,6 @@ def _plot_family(ax, curves: pd.DataFrame, family: str, hashers: list[str]) -> N
         present = [h for h in hashers if h in set(rows["hasher"])]
         width = 0.8 / max(1, len(present))
         for slot, hasher in enumerate(present):
-            k = hashers.index(hasher)  # colour by position in the full list, as in every panel
             part = rows[rows["hasher"] == hasher].set_index("label").reindex(labels)
             positions = np.arange(len(labels)) + (slot - (len(present) - 1) / 2) * width
             heights = part["median"].to_numpy(dtype=float)
@@ -72,15 +122,15 @@ def _plot_family(ax, curves: pd.DataFrame, family: str, hashers: list[str]) -> N
         ax.set_xticks(np.arange(len(labels)), labels, rotation=20 if len(labels) > 1 else 0,
                       ha="right" if len(labels) > 1 else "center")
     else:
-        xs = np.sort(rows["x"].unique())
-        for k, hasher in enumerate(hashers):
+        for hasher in hashers:
             part = rows[rows["hasher"] == hasher].sort_values("x")
             if part.empty:
                 continue
             ax.plot(part["x"], part["median"], marker="o", label=hasher, color=_colour(hashers, hasher))
             if (part["images"] > 1).any():
-                ax.fill_between(part["x"], part["q25"], part["q75"], alpha=0.2, color=_colour(hashers, hasher), linewidth=0)
-        _value_axis(ax, xs)
+                ax.fill_between(part["x"], part["q25"], part["q75"], alpha=0.2, color=_colour(hashers, hasher),
+                                linewidth=0)
+        _value_axis(ax, rows, axis)
     ax.set_title(family)
     ax.grid(alpha=0.3)
 
@@ -93,19 +143,21 @@ def _y_limit(curves: pd.DataFrame) -> float:
 def _note_missing(figure, curves: pd.DataFrame, hashers: list[str]) -> None:
     missing = [h for h in hashers if h not in set(curves["hasher"])]
     if missing:
-        figure.text(0.01, 0.0, f"not shown (no distances, e.g. unavailable): {', '.join(missing)}",
-                    fontsize=8, color="0.4", va="top")
+        # Below everything (bbox_inches="tight" keeps it in the file), never over an axis label.
+        figure.text(0.01, -0.01, f"not shown (no distances, e.g. unavailable): {', '.join(missing)}",
+                    fontsize=8, color="0.4", va="top", transform=figure.transFigure)
 
 
-def family_figure(curves: pd.DataFrame, family: str, hashers: list[str]):
+def family_figure(curves: pd.DataFrame, family: str, hashers: list[str], axes: dict | None = None):
     plt = _pyplot()
     figure, ax = plt.subplots(figsize=(6, 4))
-    _plot_family(ax, curves, family, hashers)
+    _plot_family(ax, curves, family, hashers, (axes or {}).get(family))
     ax.set_ylim(0, _y_limit(curves[curves["family"] == family]))
     ax.set_ylabel("normalised distance (distance / max)")
     if (curves["images"] > 1).any():
         ax.set_title(f"{family}: median over images, band = inter-quartile range")
     ax.legend(title="hasher")
+    figure.tight_layout()
     _note_missing(figure, curves, hashers)
     return figure
 
@@ -119,6 +171,8 @@ def _grid(count: int, sharey: bool = True, sharex: bool = False):
                                 squeeze=False)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
+    for ax in axes.flat[:count]:  # shared axes still label every panel: each is read on its own
+        ax.tick_params(labelbottom=True, labelleft=True)
     return figure, axes
 
 
@@ -131,11 +185,11 @@ def _figure_legend(figure, hashers: list[str], shown: list[str]) -> None:
     figure.tight_layout(rect=(0, 0, 1, 0.97))
 
 
-def overview_figure(curves: pd.DataFrame, hashers: list[str]):
+def overview_figure(curves: pd.DataFrame, hashers: list[str], sweep: dict | None = None):
     families = list(dict.fromkeys(curves["family"]))
     figure, axes = _grid(len(families))
     for ax, family in zip(axes.flat, families):
-        _plot_family(ax, curves, family, hashers)
+        _plot_family(ax, curves, family, hashers, (sweep or {}).get(family))
     axes.flat[0].set_ylim(0, _y_limit(curves))  # shared by every panel
     for ax in axes[:, 0]:
         ax.set_ylabel("distance / max")
@@ -144,7 +198,7 @@ def overview_figure(curves: pd.DataFrame, hashers: list[str]):
     return figure
 
 
-def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: list[str]):
+def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: list[str], sweep: dict | None = None):
     """The key figure: per family, the share of edited copies still matched at the chosen
     false-positive rate, against the edit's strength; band = 95% Wilson interval."""
     chosen = detection[detection["operating_point"] == operating_point].copy()
@@ -166,7 +220,7 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
             ax.fill_between(xs, part["tpr_low"], part["tpr_high"], alpha=0.15, color=_colour(hashers, hasher),
                             linewidth=0)
         if numeric:
-            _value_axis(ax, rows["x"].unique())
+            _value_axis(ax, rows, (sweep or {}).get(family))
         else:
             ax.set_xticks(list(positions.values()), list(positions), fontsize=8)
             ax.set_xlim(-0.5, len(positions) - 0.5)
@@ -177,7 +231,7 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
         ax.set_ylabel(f"detected at {operating_point}")
     _figure_legend(figure, hashers, [h for h in hashers if h in set(chosen["hasher"])])
     if not chosen["resolved"].all():
-        figure.text(0.01, 0.0, "dashed: too few impostor pairs to resolve this false-positive rate",
+        figure.text(0.01, -0.01, "dashed: too few impostor pairs to resolve this false-positive rate",
                     fontsize=8, color="0.4", va="top")
     return figure
 

@@ -69,14 +69,15 @@ def render(results, output: storage.OutputSet, previews: bool) -> None:
     metrics, distances, impostors = results.metrics, results.distances, results.impostors
     output.write_csv(storage.TABLE, metrics.table)
     hashers = hasher_order(distances)
+    axes = plots.sweep_axes(results.config)
     figures, family_figures = {}, []
     if len(metrics.curves):  # none when no pair yielded a distance
         figures.update(families=f"{storage.FIGURES}/families.png", heatmap=f"{storage.FIGURES}/heatmap.png")
         for family in dict.fromkeys(distances["family"]):
             path = f"{storage.FIGURES}/family_{_slug(family)}.png"
-            output.save_figure(path, plots.family_figure(metrics.curves, family, hashers))
+            output.save_figure(path, plots.family_figure(metrics.curves, family, hashers, axes))
             family_figures.append((family, path))
-        output.save_figure(figures["families"], plots.overview_figure(metrics.curves, hashers))
+        output.save_figure(figures["families"], plots.overview_figure(metrics.curves, hashers, axes))
         output.save_figure(figures["heatmap"], plots.heatmap_figure(distances))
     if metrics.has_detection:
         output.write_csv(storage.THRESHOLDS, metrics.thresholds)
@@ -85,7 +86,7 @@ def render(results, output: storage.OutputSet, previews: bool) -> None:
         figures.update(detection=f"{storage.FIGURES}/detection.png", histograms=f"{storage.FIGURES}/histograms.png",
                        roc=f"{storage.FIGURES}/roc.png", matrix=f"{storage.FIGURES}/detection_matrix.png")
         chosen = metrics.chosen
-        output.save_figure(figures["detection"], plots.detection_figure(metrics.detection, chosen, hashers))
+        output.save_figure(figures["detection"], plots.detection_figure(metrics.detection, chosen, hashers, axes))
         output.save_figure(figures["histograms"],
                            plots.histogram_figure(distances, impostors, metrics.points, hashers))
         output.save_figure(figures["roc"], plots.roc_figure(distances, impostors, hashers))
