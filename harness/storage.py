@@ -236,10 +236,12 @@ def _to_parquet(frame: pd.DataFrame, path: str) -> None:
 
 def round6(values) -> np.ndarray:
     """Floats as the tables store them: 6 significant digits (what "%.6g" prints and reads back)."""
-    array = np.asarray(values, dtype=np.float64)
-    if not array.size:
-        return array
-    return np.array([float(FLOAT_FORMAT % v) for v in array.tolist()], dtype=np.float64)
+    array = np.array(values, dtype=np.float64)
+    # Whole numbers below 1e6 (every Hamming distance) already print exactly: format only the rest.
+    inexact = ~(np.isnan(array) | ((array == np.round(array)) & (np.abs(array) < 1e6)))
+    if inexact.any():
+        array[inexact] = [float(FLOAT_FORMAT % v) for v in array[inexact].tolist()]
+    return array
 
 
 def normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
