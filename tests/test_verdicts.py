@@ -142,9 +142,10 @@ def test_name_impostors_adds_file_names_before_the_ids():
 
 def test_suspicious_impostors_by_hand():
     # h1's impostors: 25..35 nine times each, and one pair at 2. Median 30, MAD 3, so the outlier
-    # fence is 30 - 3.5/0.6745 x 3 = 14.43; the genuine median is 3; the bound is 3.
+    # fence is 30 - 5/0.6745 x 3 = 7.76; the genuine 90th percentile of 0..6 is 5.4: the bound.
     values = [float(v) for v in range(25, 36)] * 9
     rows = [["h1", "source", "", "", "c3", "d4", v] for v in values] + [["h1", "source", "", "", "a1", "b2", 2.0]]
+    rows += [["h1", "transformed", "jpeg", "50", "a1", "c3", 1.0]]  # an edited copy: not examined by default
     # h2's impostors have no spread (MAD 0): it flags nothing, even the pair at 0.
     rows += [["h2", "source", "", "", "c3", "d4", 10.0]] * 5 + [["h2", "source", "", "", "a1", "b2", 0.0]]
     impostors = impostor_rows(rows)
@@ -152,7 +153,15 @@ def test_suspicious_impostors_by_hand():
                               "error": [""] * 8})
     flagged = suspicious_impostors(distances, impostors)
     assert flagged[["hasher", "image_id", "other_id", "distance"]].values.tolist() == [["h1", "a1", "b2", 2.0]]
-    assert flagged["bound"].tolist() == [3.0]
+    assert flagged["bound"].tolist() == [pytest.approx(5.4)]
+    # The median of all 101 h1 distances is still 30 and the MAD 3 with the edited copy included.
+    both = suspicious_impostors(distances, impostors, kinds=("source", "transformed"))
+    assert both["distance"].tolist() == [2.0, 1.0]
+    # A looser genuine quantile cannot pass the fence: with a copy at 20, the farthest copy is 20
+    # but the fence, 7.76, caps the bound.
+    far = pd.concat([distances, pd.DataFrame({"hasher": ["h1"], "distance": [20.0], "error": [""]})])
+    assert suspicious_impostors(far, impostors, genuine_quantile=1.0)["bound"].tolist() == [
+        pytest.approx(30 - 5 / 0.6745 * 3)]
 
 
 def test_probable_duplicates_groups_both_orders_and_kinds():
