@@ -68,7 +68,8 @@ class ImpostorSpec:
                 raise ValueError(f"duplicates: group {i} lists {len(group)} image; a group needs at least two")
         for hasher, value in self.exclude_below.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"exclude_below: {hasher}: expected a number, got {value!r}")
+                # ValueError, not TypeError: _section turns ValueErrors into one ConfigError line
+                raise ValueError(f"exclude_below: {hasher}: expected a number, got {value!r}")  # noqa: TRY004
 
 
 @dataclass(frozen=True)

@@ -335,7 +335,7 @@ def format_rate(detected: int, total: int, line: float | None = None, digits: in
     """'94.4% (17 of 18; 95% CI 74–99%)': the rate, its count and its Wilson interval, none of
     them rounded across `line`."""
     if not total:
-        return f"n/a (0 of 0)"
+        return "n/a (0 of 0)"
     low, high = wilson_interval(detected, total)
     return (f"{format_percent(detected / total, line, digits)} ({detected} of {total}; 95% CI "
             f"{format_percent(low, line, digits)[:-1]}–{format_percent(high, line, digits)})")

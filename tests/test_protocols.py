@@ -24,7 +24,8 @@ def test_protocol_config_is_valid_cited_and_comparable(path):
     assert config.name == name and config.output == f"reports/protocols/{name}"
     assert config.images == ("builtin:skimage",)
     assert [h.id for h in config.hashers] == HASHERS
-    text = open(path, encoding="utf-8").read()
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
     assert "# Source:" in text, "a protocol cites where its parameters come from"
 
 
@@ -59,8 +60,8 @@ def test_new_keys_parse_and_are_recorded():
 @pytest.mark.parametrize("section,problem", [
     ({"impostors": {"duplicates": [["camera"]]}}, "impostors.duplicates: group 0 lists 1 image"),
     ({"impostors": {"duplicates": ["camera"]}}, "impostors.duplicates: expected list[list[str]]"),
-    ({"impostors": {"exclude_below": {"phash": 3}}}, "impostors.exclude_below.phash: not a hasher of this config; "
-                                                     "did you mean 'pHash'?"),
+    ({"impostors": {"exclude_below": {"phash": 3}}},
+     "impostors.exclude_below.phash: not a hasher of this config; did you mean 'pHash'?"),
     ({"impostors": {"exclude_below": {"pHash": "x"}}}, "impostors.exclude_below: pHash: expected a number"),
     ({"detection": {"precision": [0.9, 0]}}, "detection.precision: each target must be in (0, 1]"),
     ({"detection": {"precision": 0.9}}, "detection.precision: expected list[float]"),

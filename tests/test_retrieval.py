@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.metrics import operating_points, threshold_at_precision, thresholds_table
-from harness.retrieval import micro_average_precision, precision_recall, recall_at_precision, retrieval_table
+from harness.retrieval import (
+    micro_average_precision,
+    precision_recall,
+    recall_at_precision,
+    retrieval_table,
+)
 
 # Three copies (distances 0, 1, 1) and two different-image pairs (1, 2): the tie at 1 is the point.
 POSITIVE = np.array([0.0, 1.0, 1.0])

@@ -2,15 +2,26 @@
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from harness.config import ImpostorSpec
-from harness.metrics import (break_points, family_verdicts, filter_impostors, format_percent, format_rate,
-                             hasher_verdicts, min_images_for, name_impostors, probable_duplicates, rank_with_ties,
-                             sample_size_warning, suspicious_impostors, unmatched_duplicates, wilson_interval)
-
+from harness.metrics import (
+    break_points,
+    family_verdicts,
+    filter_impostors,
+    format_percent,
+    format_rate,
+    hasher_verdicts,
+    min_images_for,
+    name_impostors,
+    probable_duplicates,
+    rank_with_ties,
+    sample_size_warning,
+    suspicious_impostors,
+    unmatched_duplicates,
+    wilson_interval,
+)
 
 # --- the percentage never crosses the line ------------------------------------------
 
@@ -195,6 +206,6 @@ def test_filter_impostors_by_group_and_by_distance():
 
 def test_unmatched_duplicate_names_are_reported():
     spec = ImpostorSpec(duplicates=(("basketball1", "basketbal2", "c3"),))
-    assert unmatched_duplicates(spec, IMAGES) == [
-        "impostors.duplicates[0][1]: 'basketbal2' names no image of this run (give the name shown in images.csv, "
-        "without extension, or the image id); did you mean 'basketball2'?"]
+    expected = ("impostors.duplicates[0][1]: 'basketbal2' names no image of this run (give the name shown in "
+                "images.csv, without extension, or the image id); did you mean 'basketball2'?")
+    assert unmatched_duplicates(spec, IMAGES) == [expected]
