@@ -39,7 +39,8 @@ def test_perception_compares_with_the_256_px_noop():
     pairs = load_config("configs/protocols/perception.yaml").pairs
     assert all(p.a == (("resize_max", (("interpolation", "cubic"), ("size", 256))),) for p in pairs)
     jpeg = next(p for p in pairs if p.family == "jpeg95")
-    assert jpeg.b == (("jpeg", (("quality", 5),)),)  # imgaug's JpegCompression(95) is quality 5
+    # imgaug's JpegCompression(95): Pillow quality round(1 + 99 x (1 - 95/101)) = 7
+    assert jpeg.b == (("jpeg", (("quality", round(1 + 99 * (1 - 95 / 101))),)),)
 
 
 BASE = {"images": ["builtin:camera"], "hashers": ["aHash", "pHash"],
