@@ -252,6 +252,12 @@ THRESHOLD_COLUMNS = ["hasher", "operating_point", "fpr_target", "threshold", "im
 
 
 def thresholds_table(points: dict) -> pd.DataFrame:
+    """One row per hasher and operating point: its target (fpr_target or precision_target, the
+    other NaN; both NaN for `fixed`), the threshold (distance <= threshold is a match; NaN when no
+    threshold reaches the target), the impostor pairs and how many of them are matches
+    (false_matches, fpr_measured) against false_matches_allowed, whether the target can be
+    measured (resolved), and the genuine pairs of the hasher over all families with how many are
+    matches (detected) and the share of matches that are genuine (precision_measured)."""
     rows = [{"hasher": hasher, "operating_point": p.name, "fpr_target": p.fpr_target, "threshold": p.threshold,
              "impostor_pairs": p.impostor_pairs, "false_matches_allowed": p.false_matches_allowed,
              "false_matches": p.false_matches, "fpr_measured": p.fpr_measured, "resolved": p.resolved,
