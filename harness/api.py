@@ -131,15 +131,18 @@ def from_run(result, provenance: dict) -> Results:
     """A runner's result as Results: tables in their saved form, metrics computed from them."""
     from harness import metrics, storage
 
-    distances = storage.normalise(storage.DISTANCES, result.distances)
-    impostors = storage.normalise(storage.IMPOSTORS, result.impostors)
     images = pd.DataFrame(result.sources).rename(columns={"name": "image", "id": "image_id"})
+    distances = storage.normalise(storage.DISTANCES, result.distances)
+    impostors = storage.normalise(storage.IMPOSTORS, metrics.name_impostors(result.impostors, images))
     errors = result.errors.reindex(columns=ERROR_COLUMNS)
     hashers = hasher_table(result.hashers)
     config = result.config
+    notes = list(result.notes) + [f"{config.source}: {problem}"
+                                  for problem in metrics.unmatched_duplicates(config.impostors, images)]
     return Results(config=config.reproducible(), provenance=provenance, distances=distances, impostors=impostors,
-                   errors=errors, images=images, hashers=hashers, notes=list(result.notes),
-                   metrics=metrics.compute(distances, impostors, config.detection), previews=result.previews)
+                   errors=errors, images=images, hashers=hashers, notes=notes,
+                   metrics=metrics.compute(distances, impostors, config.detection, config.impostors),
+                   previews=result.previews)
 
 
 def hasher_table(infos) -> pd.DataFrame:
@@ -155,7 +158,7 @@ def hasher_table(infos) -> pd.DataFrame:
 def load(out_dir: str) -> Results:
     """The Results saved in an output directory (by `run` or `Results.save`), metrics recomputed."""
     from harness import metrics, storage
-    from harness.config import DetectionSpec, detection_spec
+    from harness.config import config_section
 
     if not os.path.isdir(out_dir):
         raise HarnessError(f"{out_dir}: no such directory")
@@ -163,11 +166,13 @@ def load(out_dir: str) -> Results:
     distances = storage.read_long(out_dir, storage.DISTANCES)
     impostors = storage.read_long(out_dir, storage.IMPOSTORS, required=False)
     config = run.get("config") if isinstance(run.get("config"), dict) else {}
-    detection = detection_spec(config.get("detection"), os.path.join(out_dir, storage.RUN)) \
-        if config.get("detection") is not None else DetectionSpec()
+    source = os.path.join(out_dir, storage.RUN)
+    detection = config_section("detection", config.get("detection"), source)
+    impostor_spec = config_section("impostors", config.get("impostors"), source)
     provenance = {k: v for k, v in run.items() if k not in ("config", "hashers", "notes")}
     notes = run.get("notes") if isinstance(run.get("notes"), list) else []
     return Results(config=config, provenance=provenance, distances=distances, impostors=impostors,
                    errors=storage.read_errors(out_dir), images=storage.read_small(out_dir, storage.IMAGES),
                    hashers=storage.read_small(out_dir, storage.HASHERS),
-                   notes=[str(n) for n in notes], metrics=metrics.compute(distances, impostors, detection))
+                   notes=[str(n) for n in notes],
+                   metrics=metrics.compute(distances, impostors, detection, impostor_spec))

@@ -54,6 +54,21 @@ class ImpostorSpec:
     transformed: Annotated[bool, Doc("also compare each edited copy with other source images")] = True
     per_variant: Annotated[int, Range(1, 1000), Doc(
         "other source images each edited copy is compared with (a seeded sample)")] = 5
+    duplicates: Annotated[tuple[tuple[str, ...], ...], Doc(
+        "groups of images known to be copies of each other (names as in images.csv, or image ids): "
+        "pairs inside a group are not counted as impostors")] = ()
+    exclude_below: Annotated[dict, Doc(
+        "per hasher id, a distance: pairs of images closer than it for that hasher are dropped from "
+        "every hasher's impostors: {pHash: 4}")] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for i, group in enumerate(self.duplicates):
+            if len(group) < 2:
+                raise ValueError(f"duplicates: group {i} lists {len(group)} image; a group needs at least two")
+        for hasher, value in self.exclude_below.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                # ValueError, not TypeError: _section turns ValueErrors into one ConfigError line
+                raise ValueError(f"exclude_below: {hasher}: expected a number, got {value!r}")  # noqa: TRY004
 
 
 @dataclass(frozen=True)
@@ -65,10 +80,15 @@ class DetectionSpec:
     thresholds: Annotated[dict, Doc("fixed thresholds to evaluate, per hasher id: {pHash: 10}")] = \
         field(default_factory=dict)
     min_tpr: Annotated[float, Range(0, 1), Doc("detection rate the summary calls 'holds up'")] = 0.95
+    precision: Annotated[tuple[float, ...], Doc(
+        "target precisions: per hasher, the threshold of highest recall whose matches are at least this "
+        "share genuine (perception's recall at a precision), ties counted together")] = ()
 
     def __post_init__(self):
         if not self.fpr or any(not 0 < rate < 1 for rate in self.fpr):
             raise ValueError(f"fpr: each rate must be in (0, 1), got {list(self.fpr)}")
+        if any(not 0 < target <= 1 for target in self.precision):
+            raise ValueError(f"precision: each target must be in (0, 1], got {list(self.precision)}")
         for hasher, value in self.thresholds.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"thresholds: {hasher}: expected a number, got {value!r}")
@@ -111,9 +131,10 @@ class Config:
         return raw
 
 
-def detection_spec(given, source: str) -> "DetectionSpec":
-    """The detection section of a config (None: the defaults), validated as in a config."""
-    return _section(DetectionSpec, given, source, "detection")
+def config_section(key: str, given, source: str):
+    """The `detection` or `impostors` section of a config (None: the defaults), validated as in a
+    config: how a saved run's config is read back."""
+    return _section({"detection": DetectionSpec, "impostors": ImpostorSpec}[key], given, source, key)
 
 
 TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image", "limit", "max_pixels", "sweeps",
@@ -185,6 +206,11 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
         if hasher_id not in {h.id for h in hasher_specs}:
             close = suggest(str(hasher_id), [h.id for h in hasher_specs])
             raise ConfigError(source, f"detection.thresholds.{hasher_id}",
+                              "not a hasher of this config" + (f"; did you mean '{close}'?" if close else ""))
+    for hasher_id in impostors.exclude_below:
+        if hasher_id not in {h.id for h in hasher_specs}:
+            close = suggest(str(hasher_id), [h.id for h in hasher_specs])
+            raise ConfigError(source, f"impostors.exclude_below.{hasher_id}",
                               "not a hasher of this config" + (f"; did you mean '{close}'?" if close else ""))
     if hashers is not None:
         hasher_specs = _select_hashers(hasher_specs, hashers, source)

@@ -15,8 +15,9 @@ import pandas as pd
 from harness.schema import UNAVAILABLE
 
 PAIR_KEY = ["family", "value", "label"]
-THRESHOLD_COLUMNS = ["hasher", "operating_point", "fpr_target", "threshold", "impostor_pairs",
-                     "false_matches_allowed", "false_matches", "fpr_measured", "resolved"]
+THRESHOLD_COLUMNS = ["hasher", "operating_point", "fpr_target", "threshold", "impostor_pairs", "false_matches_allowed",
+                     "false_matches", "fpr_measured", "resolved", "precision_target", "genuine_pairs", "detected",
+                     "precision_measured"]
 DETECTION_COLUMNS = ["hasher", "operating_point", "threshold", "resolved", "family", "value", "label",
                      "genuine_pairs", "detected", "tpr", "tpr_low", "tpr_high"]
 ROC_COLUMNS = ["hasher", "family", "genuine_pairs", "impostor_pairs", "auc", "eer"]
@@ -74,17 +75,26 @@ Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    name: str  # "fpr=0.01" or "fixed"
-    fpr_target: float  # NaN for a fixed threshold
+    name: str  # "fpr=0.01", "precision=0.9" or "fixed"
+    fpr_target: float  # NaN unless the point targets a false-positive rate
     threshold: float  # NaN: no threshold reaches the target (nothing may be called a match)
     impostor_pairs: int
-    false_matches_allowed: int  # floor(fpr_target * impostor_pairs)
+    false_matches_allowed: int  # fpr: floor(fpr_target * impostor_pairs); precision: what the target tolerates
     false_matches: int  # impostor pairs at or below the threshold
-    resolved: bool  # enough impostor pairs to measure fpr_target at all
+    resolved: bool  # enough pairs to measure the target at all
+    precision_target: float = float("nan")  # NaN unless the point targets a precision
+    genuine_pairs: int = 0  # genuine pairs of the hasher (all families), when known
+    detected: int = 0  # genuine pairs at or below the threshold
 
     @property
     def fpr_measured(self) -> float:
         return self.false_matches / self.impostor_pairs if self.impostor_pairs else float("nan")
+
+    @property
+    def precision_measured(self) -> float:
+        """Of the pairs called matches, the share that are genuine (NaN when nothing matches)."""
+        called = self.detected + self.false_matches
+        return self.detected / called if called else float("nan")
 
 
 def threshold_at_fpr(impostor: np.ndarray, genuine: np.ndarray, fpr: float) -> OperatingPoint:
@@ -101,20 +111,69 @@ def threshold_at_fpr(impostor: np.ndarray, genuine: np.ndarray, fpr: float) -> O
     n = len(impostor)
     name = f"fpr={fpr:g}"
     if n == 0:
-        return OperatingPoint(name, fpr, float("nan"), 0, 0, 0, False)
+        return OperatingPoint(name, fpr, float("nan"), 0, 0, 0, False, genuine_pairs=len(genuine))
     allowed = int(np.floor(fpr * n + 1e-9))
     bound = impostor[allowed] if allowed < n else np.inf
     observed = np.concatenate([impostor, np.asarray(genuine, dtype=np.float64)])
     below = observed[observed < bound]
     threshold = float(below.max()) if below.size else float("nan")
     false_matches = int(np.searchsorted(impostor, threshold, side="right")) if below.size else 0
-    return OperatingPoint(name, fpr, threshold, n, allowed, false_matches, resolved=allowed >= 1)
+    genuine = np.asarray(genuine, dtype=np.float64)
+    return OperatingPoint(name, fpr, threshold, n, allowed, false_matches, resolved=allowed >= 1,
+                          genuine_pairs=len(genuine), detected=int(np.count_nonzero(genuine <= threshold)))
 
 
-def fixed_threshold(impostor: np.ndarray, threshold: float) -> OperatingPoint:
+def threshold_at_precision(genuine: np.ndarray, impostor: np.ndarray, precision: float) -> OperatingPoint:
+    """The threshold of highest recall whose precision is at least `precision` (perception's
+    "recall at a precision target"), ties counted together.
+
+    At a threshold t every pair at distance <= t is called a match, so a threshold is valid only
+    if ALL pairs at or below it, genuine and impostor alike, reach the precision together: pairs at
+    equal distances are never split by rank. (perception's `compute_threshold_precision_recall`
+    counts the i-th smallest genuine distance as i true matches even when many genuine pairs tie
+    at it, so with one impostor at distance 0 it reports 0 recall even for unedited copies.)
+    Among valid thresholds we take the one of highest recall and, among those, the smallest
+    (fewest false matches); it is always an observed genuine distance. This is the same point as
+    `harness.retrieval.recall_at_precision` (the ISC's rule): both count ties in the worst case.
+    Perception stops at the first threshold whose precision falls below the target; we do not,
+    because precision over a handful of pairs at the smallest distances is noise, not a ceiling.
+    With no valid threshold, the threshold is NaN and nothing is called a match.
+    """
+    genuine = np.sort(np.asarray(genuine, dtype=np.float64))
+    impostor = np.sort(np.asarray(impostor, dtype=np.float64))
+    name = f"precision={precision:g}"
+    candidates = np.unique(genuine)
+    detected = np.searchsorted(genuine, candidates, side="right")
+    false = np.searchsorted(impostor, candidates, side="right")
+    valid = detected / (detected + false) >= precision if len(candidates) else np.zeros(0, bool)
+    resolved = len(genuine) > 0 and len(impostor) > 0
+    if not valid.any():
+        return OperatingPoint(name, float("nan"), float("nan"), len(impostor), 0, 0, resolved,
+                              precision_target=precision, genuine_pairs=len(genuine))
+    best = int(np.argmax(np.where(valid, detected, -1)))  # the smallest threshold of highest recall
+    tp, fp = int(detected[best]), int(false[best])
+    return OperatingPoint(name, float("nan"), float(candidates[best]), len(impostor), _tolerated(tp, precision), fp,
+                          resolved, precision_target=precision, genuine_pairs=len(genuine), detected=tp)
+
+
+def _tolerated(detected: int, precision: float) -> int:
+    """The most false matches `detected` true ones can come with while precision stays >= target."""
+    if precision <= 0:
+        return np.iinfo(np.int64).max
+    allowed = int(np.floor(detected * (1 - precision) / precision + 1e-9))
+    while allowed > 0 and detected / (detected + allowed) < precision:  # the same test as above, exactly
+        allowed -= 1
+    while detected / (detected + allowed + 1) >= precision:
+        allowed += 1
+    return allowed
+
+
+def fixed_threshold(impostor: np.ndarray, threshold: float, genuine: np.ndarray | None = None) -> OperatingPoint:
     impostor = np.asarray(impostor, dtype=np.float64)
+    genuine = np.asarray([] if genuine is None else genuine, dtype=np.float64)
     return OperatingPoint("fixed", float("nan"), float(threshold), len(impostor), 0,
-                          int(np.count_nonzero(impostor <= threshold)), resolved=len(impostor) > 0)
+                          int(np.count_nonzero(impostor <= threshold)), resolved=len(impostor) > 0,
+                          genuine_pairs=len(genuine), detected=int(np.count_nonzero(genuine <= threshold)))
 
 
 def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -176,8 +235,10 @@ def _impostor(impostors: pd.DataFrame, hasher: str) -> np.ndarray:
     return impostors.loc[impostors["hasher"] == hasher, "distance"].to_numpy(dtype=np.float64)
 
 
-def operating_points(distances: pd.DataFrame, impostors: pd.DataFrame, fprs, fixed: dict) -> dict:
-    """Per hasher: its operating points (one per target FPR, plus a fixed threshold if given)."""
+def operating_points(distances: pd.DataFrame, impostors: pd.DataFrame, fprs, fixed: dict,
+                     precisions=()) -> dict:
+    """Per hasher: its operating points, one per target FPR, then one per target precision,
+    then the fixed threshold if given."""
     points = {}
     for hasher in hasher_order(distances):
         genuine = _genuine(distances, hasher)["distance"].to_numpy(dtype=np.float64)
@@ -185,15 +246,25 @@ def operating_points(distances: pd.DataFrame, impostors: pd.DataFrame, fprs, fix
             continue  # unavailable
         impostor = _impostor(impostors, hasher)
         points[hasher] = [threshold_at_fpr(impostor, genuine, rate) for rate in fprs]
+        points[hasher] += [threshold_at_precision(genuine, impostor, target) for target in precisions]
         if hasher in fixed:
-            points[hasher].append(fixed_threshold(impostor, fixed[hasher]))
+            points[hasher].append(fixed_threshold(impostor, fixed[hasher], genuine))
     return points
 
 
+
 def thresholds_table(points: dict) -> pd.DataFrame:
+    """One row per hasher and operating point: its target (fpr_target or precision_target, the
+    other NaN; both NaN for `fixed`), the threshold (distance <= threshold is a match; NaN when no
+    threshold reaches the target), the impostor pairs and how many of them are matches
+    (false_matches, fpr_measured) against false_matches_allowed, whether the target can be
+    measured (resolved), and the genuine pairs of the hasher over all families with how many are
+    matches (detected) and the share of matches that are genuine (precision_measured)."""
     rows = [{"hasher": hasher, "operating_point": p.name, "fpr_target": p.fpr_target, "threshold": p.threshold,
              "impostor_pairs": p.impostor_pairs, "false_matches_allowed": p.false_matches_allowed,
-             "false_matches": p.false_matches, "fpr_measured": p.fpr_measured, "resolved": p.resolved}
+             "false_matches": p.false_matches, "fpr_measured": p.fpr_measured, "resolved": p.resolved,
+             "precision_target": p.precision_target, "genuine_pairs": p.genuine_pairs, "detected": p.detected,
+             "precision_measured": p.precision_measured}
             for hasher, hasher_points in points.items() for p in hasher_points]
     return pd.DataFrame(rows, columns=THRESHOLD_COLUMNS)
 
@@ -237,28 +308,379 @@ def roc_table(distances: pd.DataFrame, impostors: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=ROC_COLUMNS)
 
 
-def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: float) -> pd.DataFrame:
-    """Per family, which hasher holds up best at one operating point: the highest mean detection
-    rate over the family's strengths (hashers that tie are all named, joined by ' = '), then how
-    many strengths the first of them detects at >= min_tpr and the first (in config order) where
-    it does not."""
-    rows = []
+# --- verdicts: say only what the data supports ------------------------------------
+#
+# Every rate goes out with its count (k of n) and a 95% Wilson interval; hashers whose
+# intervals overlap share a rank; a claim that the sample is too small to make carries a
+# warning; and no percentage is rounded across the line the reader compares it with.
+
+BREAK_RATE = 0.5  # the break-point: the first strength at which fewer than half the copies are detected
+
+
+def format_percent(rate: float, line: float | None = None, digits: int = 0) -> str:
+    """`rate` as a percentage with `digits` decimals, never rounded across `line`.
+
+    94.5% against a 95% line prints "94.5%" (or "94%"), never "95%": digits are added (up to
+    two more) until the shown value sits on the same side of the line as the rate, and past
+    that the value is cut towards the rate's side (94.999% rather than 95.00%)."""
+    if rate is None or not np.isfinite(rate):
+        return "n/a"
+    if line is None or not np.isfinite(line):
+        return f"{100 * rate:.{digits}f}%"
+    above = rate >= line
+    mark = round(100 * line, 10)
+    for shown_digits in range(digits, digits + 3):
+        shown = round(100 * rate, shown_digits)
+        if (shown >= mark) == above:
+            return f"{shown:.{shown_digits}f}%"
+    scale = 10 ** shown_digits
+    shown = (np.ceil if above else np.floor)(100 * rate * scale) / scale
+    return f"{shown:.{shown_digits}f}%"
+
+
+def format_rate(detected: int, total: int, line: float | None = None, digits: int = 0) -> str:
+    """'94.4% (17 of 18; 95% CI 74–99%)': the rate, its count and its Wilson interval, none of
+    them rounded across `line`."""
+    if not total:
+        return "n/a (0 of 0)"
+    low, high = wilson_interval(detected, total)
+    return (f"{format_percent(detected / total, line, digits)} ({detected} of {total}; 95% CI "
+            f"{format_percent(low, line, digits)[:-1]}–{format_percent(high, line, digits)})")
+
+
+def min_images_for(min_tpr: float) -> int:
+    """The fewest images for which a perfect score (n of n) has a 95% Wilson interval starting at
+    or above `min_tpr`: n / (n + z^2) >= min_tpr, i.e. n >= z^2 min_tpr / (1 - min_tpr)."""
+    if not 0 <= min_tpr < 1:
+        raise ValueError(f"min_tpr must be in [0, 1) to be shown by any number of images, got {min_tpr}")
+    n = max(1, int(np.ceil(Z95 * Z95 * min_tpr / (1 - min_tpr) - 1e-9)))
+    while wilson_interval(n, n)[0] < min_tpr:  # guard the float arithmetic of the closed form
+        n += 1
+    return n
+
+
+def sample_size_warning(images: int, min_tpr: float) -> str:
+    """Why `images` images cannot support the claim "detected at >= min_tpr", or "" if they can.
+
+    Two reasons, both about the sample, not the hasher: with fewer than 1/(1 - min_tpr) images,
+    reaching min_tpr allows no miss at all; and unless even a perfect score's 95% interval starts
+    at or above min_tpr, a rate at the line is not evidence that the true rate is there."""
+    if images <= 0:
+        return "no images: nothing can be claimed"
+    line = format_percent(min_tpr)
+    reasons = []
+    if np.floor(images * (1 - min_tpr) + 1e-9) < 1:
+        reasons.append(f"with {images} images, a detection rate of {line} or more allows no miss at all: "
+                       f"it means {images} of {images}")
+    low = wilson_interval(images, images)[0]
+    if low < min_tpr:
+        needed = f"at least {min_images_for(min_tpr)} images are" if min_tpr < 1 else "no number of images is"
+        reasons.append(f"even {images} of {images} has a 95% interval from {format_percent(low, min_tpr)}: "
+                       f"{needed} needed before a perfect score shows a rate of {line}")
+    return "; ".join(reasons)
+
+
+def rank_with_ties(rates: pd.DataFrame, rate: str = "tpr", low: str = "tpr_low", high: str = "tpr_high") -> pd.Series:
+    """A rank per row (1 = best) where rows whose 95% intervals overlap share a rank.
+
+    Rows are taken by decreasing rate; a row joins the current tied group when its interval
+    overlaps the interval of ANY member of the group (so overlap chains: A ~ B and B ~ C puts
+    A, B and C together even if A and C alone would separate). That errs towards "tied": two
+    rows are ranked apart only when every row between them separates too. Ranks skip like
+    sports ranks (1, 1, 3). Overlap of two 95% intervals is a conservative test: rates whose
+    intervals touch may still differ, but the data do not show it at that level."""
+    order = rates[rate].astype(float).sort_values(ascending=False, kind="stable").index
+    ranks = pd.Series(0, index=rates.index, dtype=int)
+    group_low, group_rank = np.inf, 0
+    for position, row in enumerate(order):
+        if position == 0 or rates.at[row, high] < group_low:
+            group_low, group_rank = rates.at[row, low], position + 1
+        else:
+            group_low = min(group_low, rates.at[row, low])
+        ranks[row] = group_rank
+    return ranks
+
+
+HASHER_VERDICT_COLUMNS = ["family", "hasher", "strengths", "images", "genuine_pairs", "detected", "tpr", "tpr_low",
+                          "tpr_high", "rank", "held", "first_miss", "first_miss_value", "first_miss_tpr",
+                          "first_miss_detected", "first_miss_genuine_pairs", "break_label", "break_value",
+                          "resolved", "warning"]
+
+
+def hasher_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: float) -> pd.DataFrame:
+    """Per family and hasher, at one operating point of `detection_table`:
+
+    - detected of genuine_pairs: the family's edited copies still matched, pooled over its
+      strengths (`tpr` = detected / genuine_pairs);
+    - tpr_low, tpr_high: a 95% Wilson interval for that rate. Copies of one image at several
+      strengths are not independent, so the interval counts the images (n = images, the most
+      pairs of any strength), not the pairs: exact for a one-strength family, wider otherwise;
+    - rank: 1 = best within the family, tied (shared) where intervals overlap (`rank_with_ties`);
+    - held: strengths detected at >= min_tpr; first_miss*: the first strength, in config order,
+      below min_tpr, with its rate and count;
+    - break_label, break_value: the first strength detected at < 50% ("" if none);
+    - resolved: the operating point's threshold could be measured; warning: why the images are
+      too few for a ">= min_tpr" claim ("" when they suffice)."""
     chosen = detection[detection["operating_point"] == operating_point]
+    rows = []
     for family, part in chosen.groupby("family", sort=False):
-        ranking = part.groupby("hasher", sort=False)["tpr"].mean().sort_values(ascending=False, kind="stable")
-        tied = [h for h, rate in ranking.items() if np.isclose(rate, ranking.iloc[0])]
-        own = part[part["hasher"] == tied[0]]
-        held = own["tpr"] >= min_tpr
-        first_miss = own[~held].head(1)
-        runner_up = ranking.drop(tied)
-        rows.append({"family": family, "best": " = ".join(tied), "mean_tpr": ranking.iloc[0],
-                     "runner_up": runner_up.index[0] if len(runner_up) else "",
-                     "runner_up_mean_tpr": runner_up.iloc[0] if len(runner_up) else float("nan"),
-                     "strengths": len(own), "held": int(held.sum()),
-                     "first_miss": first_miss["label"].iloc[0] if len(first_miss) else "",
-                     "first_miss_tpr": first_miss["tpr"].iloc[0] if len(first_miss) else float("nan"),
-                     "resolved": bool(own["resolved"].all())})
-    return pd.DataFrame(rows)
+        family_rows = []
+        for hasher, own in part.groupby("hasher", sort=False):
+            detected, pairs = int(own["detected"].sum()), int(own["genuine_pairs"].sum())
+            images = int(own["genuine_pairs"].max())
+            tpr = detected / pairs if pairs else float("nan")
+            low, high = wilson_interval(tpr * images, images) if pairs else (float("nan"), float("nan"))
+            missed = own[own["tpr"] < min_tpr].head(1)
+            broken = own[own["tpr"] < BREAK_RATE].head(1)
+            family_rows.append({
+                "family": family, "hasher": hasher, "strengths": len(own), "images": images,
+                "genuine_pairs": pairs, "detected": detected, "tpr": tpr, "tpr_low": low, "tpr_high": high,
+                "held": int((own["tpr"] >= min_tpr).sum()),
+                "first_miss": missed["label"].iloc[0] if len(missed) else "",
+                "first_miss_value": missed["value"].iloc[0] if len(missed) else "",
+                "first_miss_tpr": missed["tpr"].iloc[0] if len(missed) else float("nan"),
+                "first_miss_detected": int(missed["detected"].iloc[0]) if len(missed) else 0,
+                "first_miss_genuine_pairs": int(missed["genuine_pairs"].iloc[0]) if len(missed) else 0,
+                "break_label": broken["label"].iloc[0] if len(broken) else "",
+                "break_value": broken["value"].iloc[0] if len(broken) else "",
+                "resolved": bool(own["resolved"].all()),
+                "warning": sample_size_warning(images, min_tpr)})
+        frame = pd.DataFrame(family_rows)
+        frame["rank"] = rank_with_ties(frame)
+        rows.append(frame)
+    if not rows:
+        return pd.DataFrame(columns=HASHER_VERDICT_COLUMNS)
+    return pd.concat(rows, ignore_index=True)[HASHER_VERDICT_COLUMNS]
+
+
+FAMILY_VERDICT_COLUMNS = ["family", "best", "mean_tpr", "runner_up", "runner_up_mean_tpr", "strengths", "held",
+                          "first_miss", "first_miss_tpr", "resolved", "tied", "hashers", "detected",
+                          "genuine_pairs", "images", "tpr_low", "tpr_high", "runner_up_detected",
+                          "runner_up_genuine_pairs", "runner_up_tpr_low", "runner_up_tpr_high",
+                          "first_miss_detected", "first_miss_genuine_pairs", "warning"]
+
+
+def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: float) -> pd.DataFrame:
+    """Per family, which hashers hold up best at one operating point, claiming no more than the
+    data show.
+
+    best: every hasher of rank 1 (`hasher_verdicts`: intervals overlapping the leader's chain),
+    joined by ' = ', in decreasing rate; `tied` counts them, `hashers` counts all. mean_tpr,
+    detected of genuine_pairs, tpr_low/tpr_high: the first of them (the pooled rate of the
+    family's copies; equal to the mean over strengths when every strength has all images).
+    runner_up*: the best hasher ranked below them ("" when all tie). strengths, held,
+    first_miss*: as in `hasher_verdicts`, for the first best hasher. warning: why the images are
+    too few for a ">= min_tpr" claim, "" when they suffice."""
+    per_hasher = hasher_verdicts(detection, operating_point, min_tpr)
+    rows = []
+    for family, part in per_hasher.groupby("family", sort=False):
+        part = part.sort_values(["rank", "tpr"], ascending=[True, False], kind="stable")
+        best = part[part["rank"] == 1]
+        lead = best.iloc[0]
+        others = part[part["rank"] > 1]
+        runner = others.iloc[0] if len(others) else None
+        rows.append({
+            "family": family, "best": " = ".join(best["hasher"]), "mean_tpr": lead["tpr"],
+            "runner_up": runner["hasher"] if runner is not None else "",
+            "runner_up_mean_tpr": runner["tpr"] if runner is not None else float("nan"),
+            "strengths": int(lead["strengths"]), "held": int(lead["held"]), "first_miss": lead["first_miss"],
+            "first_miss_tpr": lead["first_miss_tpr"], "resolved": bool(part["resolved"].all()),
+            "tied": len(best), "hashers": len(part), "detected": int(lead["detected"]),
+            "genuine_pairs": int(lead["genuine_pairs"]), "images": int(lead["images"]),
+            "tpr_low": lead["tpr_low"], "tpr_high": lead["tpr_high"],
+            "runner_up_detected": int(runner["detected"]) if runner is not None else 0,
+            "runner_up_genuine_pairs": int(runner["genuine_pairs"]) if runner is not None else 0,
+            "runner_up_tpr_low": runner["tpr_low"] if runner is not None else float("nan"),
+            "runner_up_tpr_high": runner["tpr_high"] if runner is not None else float("nan"),
+            "first_miss_detected": int(lead["first_miss_detected"]),
+            "first_miss_genuine_pairs": int(lead["first_miss_genuine_pairs"]),
+            "warning": lead["warning"]})
+    return pd.DataFrame(rows, columns=FAMILY_VERDICT_COLUMNS)
+
+
+BREAK_COLUMNS = ["hasher", "family", "break_label", "break_value", "tpr", "detected", "genuine_pairs", "tpr_low",
+                 "tpr_high"]
+
+
+def break_points(detection: pd.DataFrame, operating_point: str) -> pd.DataFrame:
+    """Per hasher and family: the first strength, from mildest to strongest, at which fewer than
+    half of the edited copies are still detected, with that strength's rate, count and 95% Wilson
+    interval. Strengths are taken in the config's order, which lists them mildest first (the
+    order `detection_table` keeps). A family that holds at every strength has an empty
+    break_label and break_value and NaN/empty rate columns."""
+    chosen = detection[detection["operating_point"] == operating_point]
+    rows = []
+    for hasher in dict.fromkeys(chosen["hasher"]):
+        own = chosen[chosen["hasher"] == hasher]
+        for family, part in own.groupby("family", sort=False):
+            broken = part[part["tpr"] < BREAK_RATE].head(1)
+            if len(broken):
+                row = broken.iloc[0]
+                rows.append({"hasher": hasher, "family": family, "break_label": row["label"],
+                             "break_value": row["value"], "tpr": row["tpr"], "detected": int(row["detected"]),
+                             "genuine_pairs": int(row["genuine_pairs"]), "tpr_low": row["tpr_low"],
+                             "tpr_high": row["tpr_high"]})
+            else:
+                rows.append({"hasher": hasher, "family": family, "break_label": "", "break_value": "",
+                             "tpr": float("nan"), "detected": pd.NA, "genuine_pairs": pd.NA,
+                             "tpr_low": float("nan"), "tpr_high": float("nan")})
+    frame = pd.DataFrame(rows, columns=BREAK_COLUMNS)
+    for column in ("detected", "genuine_pairs"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+# --- impostor hygiene: near-duplicates inside the collection -----------------------
+#
+# Impostor pairs are assumed to be different pictures. A collection often holds near-copies
+# (two frames of one scene, a picture saved twice); their pairs then sit among the impostors at
+# genuine-like distances and drag every threshold down. These functions find them, name them,
+# and drop the ones the config lists.
+
+# The outlier cut on the impostors' modified z-score, 0.6745 (median - d) / MAD. Iglewicz and
+# Hoaglin's textbook cut is 3.5, made for a handful of values; here every pair of a collection is
+# tested (100,000 by default), and 3.5 (about 3.5 standard deviations for normal data) would flag
+# some 20 pairs per hasher by chance alone, 5 (about 5 sd) fewer than one.
+OUTLIER_Z = 5.0
+MAD_TO_Z = 0.6745
+GENUINE_QUANTILE = 0.9
+
+
+def name_impostors(impostors: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    """The impostor table with `image` and `other` name columns (from images.csv's `image` and
+    `image_id`) placed before the ids. Identical files share an id; their names are joined by ' | '."""
+    names = images.groupby("image_id", sort=False)["image"].agg(lambda n: " | ".join(dict.fromkeys(n)))
+    named = impostors.copy()
+    position = list(named.columns).index("image_id") if "image_id" in named.columns else len(named.columns)
+    for offset, (column, ids) in enumerate((("image", "image_id"), ("other", "other_id"))):
+        if column in named.columns:
+            named = named.drop(columns=column)
+        named.insert(position + offset, column, named[ids].map(names).fillna("").astype(str))
+    return named
+
+
+def suspicious_impostors(distances: pd.DataFrame, impostors: pd.DataFrame,
+                         genuine_quantile: float = GENUINE_QUANTILE, outlier_z: float = OUTLIER_Z,
+                         kinds: tuple[str, ...] = ("source",)) -> pd.DataFrame:
+    """Impostor pairs whose distance makes them look like copies: probable duplicates inside the
+    collection. Per hasher, a pair is suspicious when its distance is at or below `bound`, the
+    smaller of
+    - the `genuine_quantile` quantile (default 0.9) of the hasher's genuine distances over every
+      edit of the run: a distance edited copies commonly reach; and
+    - the low outlier fence of the hasher's own impostor distances, median - outlier_z / 0.6745
+      x MAD (a modified z-score above `outlier_z`, default 5): far below where pairs of
+      different images fall, beyond what chance gives among 100,000 pairs.
+    The first keeps a hasher whose copies are no closer than its impostors from flagging its own
+    lower tail; the second keeps a hasher whose impostors overlap its copies (a weak hasher, not a
+    duplicate) from flagging them all. A hasher whose impostor distances have no spread (MAD 0)
+    flags nothing: it cannot tell an outlier from the rest.
+    Only impostors of the given `kinds` are examined; by default two untouched source images
+    ("source"): an edited copy near a different image ("transformed") says more about the edit
+    (a darkened or padded copy drifts towards any dark or bordered picture) than about the collection.
+    Returns the flagged rows with a `bound` column, in the impostor table's order.
+
+    Measured: on scikit-image's 18 photographs (the collection, zoo and protocol runs) this flags
+    nothing; with a JPEG-80 copy and a 4%-crop copy planted among 12 of them, it finds both pairs,
+    with 4 and 3 of 4 hashers."""
+    flagged = []
+    for hasher, own in impostors.groupby("hasher", sort=False):
+        genuine = distances.loc[(distances["hasher"] == hasher) & (distances["error"] == ""), "distance"]
+        values = own["distance"].to_numpy(dtype=np.float64)
+        if genuine.empty or not len(values):
+            continue
+        median = float(np.median(values))
+        mad = float(np.median(np.abs(values - median)))
+        if mad == 0:
+            continue
+        bound = min(float(np.quantile(genuine.to_numpy(dtype=np.float64), genuine_quantile)),
+                    median - outlier_z / MAD_TO_Z * mad)
+        hits = own[(own["distance"] <= bound) & own["kind"].isin(kinds)].copy()
+        hits["bound"] = bound
+        flagged.append(hits)
+    if not flagged:
+        return impostors.iloc[:0].assign(bound=pd.Series(dtype=float))
+    return pd.concat(flagged).sort_index(kind="stable").reset_index(drop=True)
+
+
+DUPLICATE_COLUMNS = ["image", "other", "image_id", "other_id", "hashers", "flagged_by", "pairs", "kinds"]
+
+
+def probable_duplicates(suspicious: pd.DataFrame) -> pd.DataFrame:
+    """One row per pair of source images among `suspicious_impostors`' rows (either order, either
+    kind: two untouched images, or an edited copy of one against the other): the names (when the
+    table was named with `name_impostors`), the ids, how many hashers flag the pair and which
+    (`flagged_by`, in the order they first flag it), how many impostor rows were flagged, and of
+    which kinds. Most hashers agreeing is the strong sign; one hasher alone may be its weakness.
+    Sorted by hashers (most first), then names."""
+    if suspicious.empty:
+        return pd.DataFrame(columns=DUPLICATE_COLUMNS)
+    frame = suspicious.copy()
+    if "image" not in frame.columns:
+        frame["image"], frame["other"] = "", ""
+    swap = frame["image_id"] > frame["other_id"]  # one key per unordered pair
+    for a, b in (("image_id", "other_id"), ("image", "other")):
+        frame.loc[swap, [a, b]] = frame.loc[swap, [b, a]].to_numpy()
+    rows = []
+    for (first, second), part in frame.groupby(["image_id", "other_id"], sort=False):
+        hashers = list(dict.fromkeys(part["hasher"]))
+        rows.append({"image": part["image"].iloc[0], "other": part["other"].iloc[0], "image_id": first,
+                     "other_id": second, "hashers": len(hashers), "flagged_by": ", ".join(hashers),
+                     "pairs": len(part), "kinds": ", ".join(sorted(set(part["kind"])))})
+    table = pd.DataFrame(rows, columns=DUPLICATE_COLUMNS)
+    table["hashers_sort"] = -table["hashers"]
+    return (table.sort_values(["hashers_sort", "image", "other", "image_id", "other_id"], kind="stable")
+            .drop(columns="hashers_sort").reset_index(drop=True))
+
+
+def filter_impostors(impostors: pd.DataFrame, spec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept, excluded): the impostor rows the config's `impostors` section (an ImpostorSpec)
+    leaves out, and the rest.
+
+    - `duplicates`: groups of images known to be copies of each other, by name (images.csv's
+      `image`; needs the `image`/`other` columns of `name_impostors`) or image id. A row whose
+      two images are in one group is excluded (`excluded_by`: "duplicates[i]").
+    - `exclude_below`: {hasher id: distance}. A pair of source images closer than that distance
+      for that hasher (any row of that hasher, source or edited copy) is excluded from every
+      hasher's impostors, so all hashers keep the same pairs (`excluded_by`: "exclude_below.<id>").
+    `excluded` has the impostor columns plus `excluded_by` (the first rule that matched)."""
+    reason = pd.Series("", index=impostors.index, dtype=object)
+    has_names = "image" in impostors.columns and "other" in impostors.columns
+    for number, group in enumerate(spec.duplicates):
+        members = set(group)
+        first = impostors["image_id"].isin(members)
+        second = impostors["other_id"].isin(members)
+        if has_names:
+            first |= impostors["image"].isin(members)
+            second |= impostors["other"].isin(members)
+        reason[(reason == "") & first & second] = f"duplicates[{number}]"
+    key = _pair_key(impostors)
+    for hasher, limit in spec.exclude_below.items():
+        close = (impostors["hasher"] == hasher) & (impostors["distance"] < limit)
+        reason[(reason == "") & key.isin(set(key[close]))] = f"exclude_below.{hasher}"
+    excluded = impostors[reason != ""].assign(excluded_by=reason[reason != ""])
+    return impostors[reason == ""], excluded
+
+
+def _pair_key(impostors: pd.DataFrame) -> pd.Series:
+    """The unordered pair of source ids of each row, as one string."""
+    a, b = impostors["image_id"].astype(str), impostors["other_id"].astype(str)
+    return a.where(a <= b, b) + "|" + b.where(a <= b, a)
+
+
+def unmatched_duplicates(spec, images: pd.DataFrame) -> list[str]:
+    """Entries of `impostors.duplicates` that name no image of the run (neither an `image` name
+    nor an `image_id` of images.csv), as 'impostors.duplicates[i][j]: ...' lines for an error."""
+    from harness.registry import suggest
+    known = set(images["image"]) | set(images["image_id"])
+    problems = []
+    for i, group in enumerate(spec.duplicates):
+        for j, entry in enumerate(group):
+            if entry not in known:
+                close = suggest(entry, sorted(images["image"]))
+                hint = f"; did you mean '{close}'?" if close else ""
+                problems.append(f"impostors.duplicates[{i}][{j}]: '{entry}' names no image of this run "
+                                f"(give the name shown in images.csv, without extension, or the image id){hint}")
+    return problems
 
 
 # --- everything at once ------------------------------------------------------------
@@ -269,10 +691,16 @@ class Metrics:
 
     table: pd.DataFrame  # the article's layout: pairs x hashers
     curves: pd.DataFrame  # per family, value and hasher: median and quartiles of the normalised distance
-    thresholds: pd.DataFrame
+    thresholds: pd.DataFrame  # on the impostors the config keeps (see `excluded`)
     detection: pd.DataFrame
     roc: pd.DataFrame
-    verdicts: pd.DataFrame
+    verdicts: pd.DataFrame  # per family: the best hashers (tied where their intervals overlap)
+    hasher_verdicts: pd.DataFrame  # per family and hasher: pooled rate, interval, rank, break-point
+    break_points: pd.DataFrame
+    retrieval: pd.DataFrame  # ISC 2021 muAP and recall at 90% precision, per hasher
+    duplicates: pd.DataFrame  # probable duplicates inside the collection (suspicious impostor pairs)
+    excluded: pd.DataFrame  # impostor rows the config excludes (`impostors.duplicates`, `exclude_below`)
+    thresholds_unfiltered: pd.DataFrame  # the thresholds with those rows kept; empty when none is excluded
     points: dict  # hasher -> [OperatingPoint]
     chosen: str | None  # the operating point the answer and the key figures use (the first target FPR)
     min_tpr: float
@@ -284,22 +712,37 @@ class Metrics:
         return self.chosen is not None
 
 
+def compute(distances: pd.DataFrame, impostors: pd.DataFrame, detection, impostor_spec=None) -> Metrics:
+    """All derived tables. `detection` is the config's detection section (a DetectionSpec: fpr and
+    precision targets, fixed thresholds, min_tpr) and `impostor_spec` its impostors section (an
+    ImpostorSpec: known duplicates and distances to exclude), so their defaults live in one place."""
+    from harness.retrieval import RETRIEVAL_COLUMNS, retrieval_table
 
-def compute(distances: pd.DataFrame, impostors: pd.DataFrame, detection) -> Metrics:
-    """All derived tables. `detection` is the config's detection section (a DetectionSpec:
-    fpr targets, fixed thresholds, min_tpr), so its defaults live in one place."""
     table = article_table(distances)
     curves = family_curves(distances)
+    empty = pd.DataFrame
     usable = distances["error"] == ""
     if impostors.empty or not usable.any():
-        empty = pd.DataFrame
         return Metrics(table, curves, empty(columns=THRESHOLD_COLUMNS), empty(columns=DETECTION_COLUMNS),
-                       empty(columns=ROC_COLUMNS), empty(), {}, None, detection.min_tpr, {})
-    points = operating_points(distances, impostors, list(detection.fpr), dict(detection.thresholds))
+                       empty(columns=ROC_COLUMNS), empty(), empty(), empty(), empty(columns=RETRIEVAL_COLUMNS),
+                       empty(columns=DUPLICATE_COLUMNS), empty(), empty(), {}, None, detection.min_tpr, {})
+    duplicates = probable_duplicates(suspicious_impostors(distances, impostors))
+    kept, excluded = (filter_impostors(impostors, impostor_spec) if impostor_spec is not None
+                      else (impostors, impostors.iloc[:0]))
+
+    def points_on(baseline):
+        return operating_points(distances, baseline, list(detection.fpr), dict(detection.thresholds),
+                                precisions=tuple(getattr(detection, "precision", ())))
+
+    points = points_on(kept)
     detected = detection_table(distances, points)
     chosen = next(iter(points.values()))[0].name if points else None
-    verdicts = family_verdicts(detected, chosen, detection.min_tpr) if chosen else pd.DataFrame()
+    verdicts = family_verdicts(detected, chosen, detection.min_tpr) if chosen else empty()
+    per_hasher = hasher_verdicts(detected, chosen, detection.min_tpr) if chosen else empty()
+    breaks = break_points(detected, chosen) if chosen else empty()
     kinds = {hasher: part["kind"].value_counts(sort=False).to_dict()
-             for hasher, part in impostors.groupby("hasher", sort=False)}
-    return Metrics(table, curves, thresholds_table(points), detected, roc_table(distances, impostors), verdicts,
+             for hasher, part in kept.groupby("hasher", sort=False)}
+    unfiltered = thresholds_table(points_on(impostors)) if len(excluded) else empty(columns=THRESHOLD_COLUMNS)
+    return Metrics(table, curves, thresholds_table(points), detected, roc_table(distances, kept), verdicts,
+                   per_hasher, breaks, retrieval_table(distances, kept), duplicates, excluded, unfiltered,
                    points, chosen, detection.min_tpr, kinds)

@@ -66,7 +66,8 @@ def config_yaml(config: dict, provenance: dict) -> str:
 
 def render(results, output: storage.OutputSet, previews: bool) -> None:
     """Every derived table and figure, and summary.md."""
-    metrics, distances, impostors = results.metrics, results.distances, results.impostors
+    metrics, distances = results.metrics, results.distances
+    impostors = results.impostors.drop(index=metrics.excluded.index)  # the baseline the thresholds use
     output.write_csv(storage.TABLE, metrics.table)
     hashers = hasher_order(distances)
     axes = plots.sweep_axes(results.config)
@@ -83,6 +84,7 @@ def render(results, output: storage.OutputSet, previews: bool) -> None:
         output.write_csv(storage.THRESHOLDS, metrics.thresholds)
         output.write_csv(storage.DETECTION, metrics.detection)
         output.write_csv(storage.ROC, metrics.roc)
+        output.write_csv(storage.RETRIEVAL, metrics.retrieval)
         figures.update(detection=f"{storage.FIGURES}/detection.png", histograms=f"{storage.FIGURES}/histograms.png",
                        roc=f"{storage.FIGURES}/roc.png", matrix=f"{storage.FIGURES}/detection_matrix.png")
         chosen = metrics.chosen

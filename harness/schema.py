@@ -15,4 +15,6 @@ UNAVAILABLE = "unavailable"
 
 DISTANCE_COLUMNS = ["image", "image_id", "family", "value", "label", "hasher", "distance", "distance_norm", "error"]
 IMPOSTOR_COLUMNS = ["hasher", "kind", "family", "value", "image_id", "other_id", "distance"]
+# As saved: the two images' names beside their ids (metrics.name_impostors).
+NAMED_IMPOSTOR_COLUMNS = ["hasher", "kind", "family", "value", "image", "other", "image_id", "other_id", "distance"]
 ERROR_COLUMNS = ["image", "image_id", "stage", "reason"]

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS
+from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS
 
 DISTANCES = "distances"
 IMPOSTORS = "impostors"
@@ -42,10 +42,12 @@ TABLE = "table.csv"
 THRESHOLDS = "thresholds.csv"
 DETECTION = "detection.csv"
 ROC = "roc.csv"
+RETRIEVAL = "retrieval.csv"
 SUMMARY = "summary.md"
 FIGURES = "figures"
 
-LONG_TABLES = {DISTANCES: DISTANCE_COLUMNS, IMPOSTORS: IMPOSTOR_COLUMNS}
+LONG_TABLES = {DISTANCES: DISTANCE_COLUMNS, IMPOSTORS: NAMED_IMPOSTOR_COLUMNS}
+OPTIONAL_COLUMNS = {"image", "other"}  # impostors' names: outputs of older versions lack them
 CSV_MAX_ROWS = 1_000_000  # above this a long table is written as Parquet only
 # What a run writes; a directory holding only these (or a run.json) is a harness output.
 KNOWN = {f"{DISTANCES}.csv", f"{DISTANCES}.parquet", f"{IMPOSTORS}.csv", f"{IMPOSTORS}.parquet", IMAGES, ERRORS,
@@ -279,6 +281,8 @@ def read_long(out_dir: str, name: str, required: bool = True) -> pd.DataFrame:
         raise
     except Exception as exc:  # a damaged file: pandas and pyarrow raise many kinds
         raise HarnessError(f"{out_dir}: cannot read {name} ({_one_line(exc)})") from None
+    for column in OPTIONAL_COLUMNS & set(columns) - set(frame.columns):
+        frame[column] = ""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise HarnessError(f"{out_dir}: {name} lacks the columns {', '.join(missing)}")

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from harness.metrics import ALL_FAMILIES, format_number, hasher_order
+from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order
 from harness.storage import ERRORS, PREVIEWS, RUN
 
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+!|~])")
@@ -34,10 +34,6 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _percent(rate: float) -> str:
-    return f"{100 * rate:.0f}%" if np.isfinite(rate) else "n/a"
-
-
 def _format_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Numbers to short text for Markdown tables."""
     out = frame.copy()
@@ -53,42 +49,119 @@ def answer_section(detection: dict) -> list[str]:
     at_chosen = thresholds[thresholds["operating_point"] == chosen]
     pairs = int(at_chosen["impostor_pairs"].max()) if len(at_chosen) else 0
     rate = float(chosen.split("=", 1)[1])
+    line = format_percent(min_tpr)
     lines = ["## The answer", "",
              f"Which hasher still recognises an edited copy while calling at most {rate:g} of pairs of "
              f"*different* images a match ({chosen}; thresholds estimated from {pairs} impostor pairs per hasher)? "
-             f"Per family of edits, the hasher with the highest average detection rate over the family's "
-             f"strengths, how many strengths it detects at {_percent(min_tpr)} or more, and the first strength "
-             f"(in the config's order) where it falls below that:", "",
-             "| family | best hasher | detected (mean) | strengths held | first below | runner-up |",
+             f"Per family of edits: the hashers that detect most of its copies, pooled over the family's "
+             f"strengths, with the count and a 95% Wilson interval over images. Hashers whose intervals "
+             f"overlap are **tied**: the data do not tell them apart, so they are listed together, not ranked. "
+             f"Then how many strengths the first of them detects at {line} or more, the first strength "
+             f"(mildest first) where it falls below, and the best hasher ranked below the tied group:", "",
+             "| family | best (tied where intervals overlap) | detected | strengths held | first below | runner-up |",
              "| --- | --- | --- | --- | --- | --- |"]
     for row in verdicts.itertuples(index=False):
-        miss = f"{row.first_miss} ({_percent(row.first_miss_tpr)})" if row.first_miss else "none"
-        runner = f"{row.runner_up} ({_percent(row.runner_up_mean_tpr)})" if row.runner_up else ""
+        miss = (f"{row.first_miss} ({format_rate(row.first_miss_detected, row.first_miss_genuine_pairs, min_tpr)})"
+                if row.first_miss else "none")
+        runner = (f"{row.runner_up} ({format_rate(row.runner_up_detected, row.runner_up_genuine_pairs, min_tpr)})"
+                  if row.runner_up else "")
         flag = "" if row.resolved else " *"
         tied = row.best.split(" = ")
-        best = row.best if len(tied) <= 3 else f"{len(tied)} tied: {', '.join(tied[:2])}, ..."
-        lines.append(f"| {md(row.family)} | {md(best)}{flag} | {_percent(row.mean_tpr)} | {row.held} of "
-                     f"{row.strengths} | {md(miss)} | {md(runner)} |")
+        best = (row.best if len(tied) <= 3 else f"{len(tied)} tied: {', '.join(tied[:3])}, ...") if len(tied) > 1 \
+            else row.best
+        if len(tied) == row.hashers and row.hashers > 1:
+            best = f"all {row.hashers} tied"
+        lines.append(f"| {md(row.family)} | {md(best)}{flag} | {format_rate(row.detected, row.genuine_pairs, min_tpr)} "
+                     f"| {row.held} of {row.strengths} | {md(miss)} | {md(runner)} |")
     lines.append("")
+    warnings = [w for w in dict.fromkeys(verdicts["warning"]) if w]
+    for warning in warnings:
+        lines += [f"> **Too few images for a {line} claim:** {md(warning)}. Read \"held\" as \"no miss was seen\", "
+                  "not as a measured rate.", ""]
     if not verdicts["resolved"].all():
         lines += [f"\\* Too few impostor pairs to resolve {chosen}: not even one false match is allowed, so the "
                   "threshold only sits below the closest pair of different images. Add images (or "
                   "`impostors: {transformed: true}`) before trusting these rows.", ""]
+    lines += break_point_section(detection)
     lines += [f"![detection rate per family and hasher]({detection['figures']['matrix']})", "",
               "**How to read it:** each cell is the percentage of edited copies a hasher (column) still "
               f"matches at {chosen}, averaged over the strengths of an edit family (row). Green holds up, "
               "red does not.", "",
               f"![detection rate per family]({detection['figures']['detection']})", "",
-              f"**How to read it:** one panel per family of edits, the edit's strength on the x axis, and on the "
-              f"y axis the share of images whose edited copy is still matched at the threshold that keeps false "
-              f"matches between different images at {rate:g}. The band is a 95% Wilson interval over images; "
-              f"a line near 1 is a hasher that holds up.", ""]
+              f"**How to read it:** one panel per family of edits, the edit's strength on the x axis (mildest on "
+              f"the left), and on the y axis the share of images whose edited copy is still matched at the "
+              f"threshold that keeps false matches between different images at {rate:g}. The band is a 95% "
+              f"Wilson interval over images; a line near 1 is a hasher that holds up.", ""]
+    return lines
+
+
+def break_point_section(detection: dict) -> list[str]:
+    """Per family and hasher: the first strength, mildest first, where detection falls below 50%."""
+    breaks = detection.get("break_points")
+    if breaks is None or breaks.empty:
+        return []
+    cells = breaks.assign(cell=[f"{label} ({format_rate(d, n)})" if label else "holds"
+                                for label, d, n in zip(breaks["break_label"], breaks["detected"],
+                                                       breaks["genuine_pairs"])])
+    table = cells.pivot_table(index="family", columns="hasher", values="cell", aggfunc="first", sort=False)
+    table = table.reindex(columns=list(dict.fromkeys(breaks["hasher"]))).fillna("").reset_index()
+    return ["### Where each hasher breaks", "",
+            f"The first strength of each family, mildest first, at which a hasher detects fewer than half of the "
+            f"copies at {detection['chosen']} (\"holds\": it never does over the strengths tried):", "",
+            markdown_table(table), ""]
+
+
+def retrieval_section(retrieval: pd.DataFrame) -> list[str]:
+    if retrieval.empty:
+        return []
+    shown = retrieval.copy()
+    shown["muAP"] = [f"{v:.4f}" if np.isfinite(v) else "n/a" for v in shown["muAP"]]
+    shown["recall_at_p90"] = [format_percent(v, digits=1) for v in shown["recall_at_p90"]]
+    shown["threshold_at_p90"] = [format_number(v) if np.isfinite(v) else "none" for v in shown["threshold_at_p90"]]
+    return ["## Standard retrieval metrics", "",
+            "To set these results beside published benchmarks: the Image Similarity Challenge 2021's micro "
+            "average precision (`muAP`) and recall at 90% precision, computed as its reference code does "
+            "(`isc/metrics.py` of facebookresearch/isc2021): one precision-recall curve over every pair of the "
+            "run pooled, the genuine pairs (an image and its edited copy) as positives and the impostor pairs as "
+            "negatives, score = -distance, and equal distances ranked worst case (negatives first). "
+            "`threshold_at_p90` is the distance at which that recall is reached (pairs at or below it match). "
+            "Each is over *this* run's edits and images, so it compares hashers here, and equals a published "
+            "figure only on the same protocol and data (`retrieval.csv`).", "",
+            markdown_table(shown), ""]
+
+
+def hygiene_section(metrics) -> list[str]:
+    """Probable duplicates inside the collection, and what the config excluded."""
+    lines = []
+    duplicates = metrics.duplicates
+    if len(duplicates):
+        shown = duplicates.head(20)
+        lines += ["## Probable duplicates inside the collection", "",
+                  f"{len(duplicates)} pairs of *different* source images are as close as edited copies usually are "
+                  "and far closer than the rest of the impostor pairs: they are probably copies of one picture. "
+                  "Counted as impostors they push the thresholds down. If they are copies, list them under "
+                  "`impostors: {duplicates: [[name, name], ...]}` (or set `impostors.exclude_below`) and run again:",
+                  "", markdown_table(shown[["image", "other", "hashers", "flagged_by"]]), ""]
+        if len(duplicates) > len(shown):
+            lines += [f"... and {len(duplicates) - len(shown)} more.", ""]
+    if len(metrics.excluded):
+        by_rule = metrics.excluded["excluded_by"].value_counts(sort=False)
+        compare = metrics.thresholds[["hasher", "operating_point", "threshold"]].merge(
+            metrics.thresholds_unfiltered[["hasher", "operating_point", "threshold"]],
+            on=["hasher", "operating_point"], suffixes=("", "_with_excluded"))
+        lines += ["## Impostor pairs excluded by the config", "",
+                  f"{len(metrics.excluded)} impostor distances were left out ("
+                  + ", ".join(f"{count} by `{md(rule)}`" for rule, count in by_rule.items())
+                  + "). The thresholds with and without them:", "",
+                  markdown_table(_format_cells(compare)), ""]
     return lines
 
 
 def detection_sections(detection: dict) -> list[str]:
     thresholds = detection["thresholds"].copy()
     thresholds["resolved"] = thresholds["resolved"].map({True: "yes", False: "NO"})
+    if thresholds["precision_target"].isna().all():  # no precision targets: their columns say nothing
+        thresholds = thresholds.drop(columns=["precision_target", "precision_measured"])
     roc = detection["roc"]
     overall = roc[roc["family"] == ALL_FAMILIES][["hasher", "auc", "eer", "genuine_pairs", "impostor_pairs"]]
     per_family = roc[roc["family"] != ALL_FAMILIES].pivot_table(index="family", columns="hasher", values="auc",
@@ -204,6 +277,8 @@ def summary_markdown(results, figures: dict, family_figures: list[tuple[str, str
                   "cell.", ""]
     if detection is not None:
         lines += detection_sections(detection)
+        lines += retrieval_section(metrics.retrieval)
+        lines += hygiene_section(metrics)
     lines += ["## Per family", ""]
     for family, path in family_figures:
         lines += [f"![{md(family)}]({path})", ""]
@@ -234,4 +309,4 @@ def detection_bundle(metrics, figures: dict) -> dict | None:
         return None
     return {"thresholds": metrics.thresholds, "detection": metrics.detection, "roc": metrics.roc,
             "figures": figures, "chosen": metrics.chosen, "verdicts": metrics.verdicts,
-            "min_tpr": metrics.min_tpr, "kinds": metrics.impostor_kinds}
+            "break_points": metrics.break_points, "min_tpr": metrics.min_tpr, "kinds": metrics.impostor_kinds}

@@ -40,6 +40,16 @@ CASES = {
     "overlay_image": {"size": 0.3, "x": 1, "y": 0, "opacity": 0.7},
     "caption": {"text": "HELLO", "height": 0.2, "position": "bottom"},
     "emoji": {"count": 4, "size": 0.2, "seed": 1},
+    # added for the published protocols (configs/protocols/), tested in test_transforms_protocols.py
+    "resize_max": {"size": 100},
+    "border": {"top": 0.2, "bottom": 0.2},
+    "crop_area": {"removed": 0.5},
+    "vignette": {"sigma": 0.5},
+    "enhance_brightness": {"factor": 1.2},
+    "enhance_contrast": {"factor": 0.8},
+    "text_watermark": {"text": "TEST", "width": 0.2},
+    "screenshot": {"scale": 0.8},
+    "cross": {"width": 2},
 }
 
 

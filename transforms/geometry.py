@@ -160,3 +160,42 @@ def pad(
     rows, cols = image.shape[:2]
     dy, dx = round(rows * fraction), round(cols * fraction)
     return cv2.copyMakeBorder(image, dy, dy, dx, dx, BORDERS[mode], value=tuple(int(c) for c in color))
+
+
+@transform
+def resize_max(
+    image: np.ndarray,
+    size: Annotated[int, Range(1, 65536), Doc("length of the longer side after resizing, px")],
+    interpolation: Annotated[Interpolation, Doc("cv2.resize interpolation")] = "cubic",
+) -> np.ndarray:
+    """Resize so the longer side is `size` px, the shorter one in proportion (rounded, at least 1 px)."""
+    rows, cols = image.shape[:2]
+    factor = size / max(rows, cols)
+    shape = (size, max(1, round(rows * factor))) if cols >= rows else (max(1, round(cols * factor)), size)
+    return cv2.resize(image, shape, interpolation=INTERPOLATIONS[interpolation])
+
+
+@transform
+def border(
+    image: np.ndarray,
+    top: Annotated[float, Range(0, 10), Doc("border above, as a part of the height")] = 0.0,
+    bottom: Annotated[float, Range(0, 10), Doc("border below, as a part of the height")] = 0.0,
+    left: Annotated[float, Range(0, 10), Doc("border on the left, as a part of the width")] = 0.0,
+    right: Annotated[float, Range(0, 10), Doc("border on the right, as a part of the width")] = 0.0,
+    color: Annotated[Color, Doc("BGR fill")] = (0, 0, 0),
+) -> np.ndarray:
+    """Add a solid border of its own size on each side (rounded to px), with cv2.copyMakeBorder."""
+    rows, cols = image.shape[:2]
+    return cv2.copyMakeBorder(image, round(rows * top), round(rows * bottom), round(cols * left),
+                              round(cols * right), cv2.BORDER_CONSTANT, value=tuple(int(c) for c in color))
+
+
+@transform
+def crop_area(
+    image: np.ndarray,
+    removed: Annotated[float, Range(0, 0.99), Doc("part of the image's surface cut away (Copydays' crop %)")],
+    x: Annotated[float, Range(0, 1), Doc("left of the kept window, as a part of the free width")] = 0.5,
+    y: Annotated[float, Range(0, 1), Doc("top of the kept window, as a part of the free height")] = 0.5,
+) -> np.ndarray:
+    """Cut away `removed` of the surface: keep a window whose sides are sqrt(1 - removed) of the image's."""
+    return _window(image, math.sqrt(1 - removed), x, y)

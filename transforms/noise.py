@@ -13,9 +13,12 @@ def gaussian_noise(
     image: np.ndarray,
     sigma: Annotated[float, Range(0, 255), Doc("standard deviation in grey levels")],
     seed: Seed = 0,
+    per_channel: Annotated[bool, Doc("independent noise per channel; false adds the same value to the three "
+                                     "channels of a pixel (imgaug's default)")] = True,
 ) -> np.ndarray:
-    """Add zero-mean Gaussian noise, independent per pixel and channel, rounded and saturated."""
-    noise = np.random.default_rng(seed).standard_normal(image.shape, dtype=np.float32) * sigma
+    """Add zero-mean Gaussian noise, independent per pixel (and channel), rounded and saturated."""
+    shape = image.shape if per_channel else image.shape[:2] + (1,)
+    noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32) * sigma
     return np.clip(np.rint(image + noise), 0, 255).astype(np.uint8)
 
 

@@ -129,3 +129,70 @@ def _smiley(canvas: np.ndarray, centre: tuple[int, int], r: int) -> None:
                    cv2.LINE_AA)
     cv2.ellipse(canvas, (x, y + round(0.05 * r)), (round(0.55 * r), round(0.5 * r)), 0, 20, 160, dark,
                 max(1, round(0.1 * r)), cv2.LINE_AA)
+
+
+@transform
+def text_watermark(
+    image: np.ndarray,
+    text: Annotated[str, Doc("the words drawn (ASCII)")] = "TEST",
+    width: Annotated[float, Range(0, 10, open_low=True), Doc("text width / image width")] = 0.2,
+    alpha: Annotated[int, Range(0, 255), Doc("ink opacity on 0-255")] = 200,
+    thickness: Annotated[int, Range(1, 100), Doc("stroke in px (not scaled with the text)")] = 5,
+    color: Annotated[Color, Doc("BGR ink")] = (0, 0, 0),
+) -> np.ndarray:
+    """Perception's benchmark watermark: `text` in FONT_HERSHEY_SIMPLEX sized to `width` of the image
+    (font scale 5 x width x cols / the text's width at scale 5), baseline at (h, rows - h) with h the
+    scaled text height, drawn without anti-aliasing and blended at `alpha`:
+    (image x (255 - a) + color x a) / 255, truncated."""
+    rows, cols = image.shape[:2]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (text_width, text_height), _ = cv2.getTextSize(text, font, 5, thickness)
+    factor = width * cols / text_width
+    origin = (int(text_height * factor), int(rows - text_height * factor))
+    ink = np.zeros((rows, cols, 4), np.uint8)
+    cv2.putText(ink, text, origin, font, 5 * factor, (*(int(c) for c in color), alpha), thickness)
+    ink = ink.astype(np.float32)
+    return ((image * (255 - ink[..., 3:]) + ink[..., :3] * ink[..., 3:]) / 255).astype(np.uint8)
+
+
+@transform
+def screenshot(
+    image: np.ndarray,
+    scale: Annotated[float, Range(0, 1, open_low=True), Doc("picture width / screen width")] = 0.8,
+    header: Annotated[float, Range(0, 0.5), Doc("title bar height / screen height")] = 0.08,
+    footer: Annotated[float, Range(0, 0.5), Doc("caption area height / screen height")] = 0.15,
+) -> np.ndarray:
+    """A screenshot-like frame of the same size: a dark title bar, the picture shrunk (INTER_AREA)
+    to fit `scale` of the width between bar and footer, centred on white, and two grey caption lines."""
+    rows, cols = image.shape[:2]
+    top, bottom = round(rows * header), round(rows * footer)
+    room = rows - top - bottom
+    if room < 2:
+        raise TransformError(f"header {header:g} and footer {footer:g} leave no room in a {cols}x{rows} image")
+    factor = min(scale, room / rows)
+    width, height = max(1, round(cols * factor)), max(1, round(rows * factor))
+    screen = np.full_like(image, 255)
+    screen[:top] = (38, 38, 38)
+    left, upper = (cols - width) // 2, top + (room - height) // 2
+    screen[upper:upper + height, left:left + width] = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    line = max(1, round(bottom / 8))
+    for number, length in enumerate((0.6, 0.35)):
+        y = rows - bottom + round(bottom * (0.3 + 0.35 * number))
+        cv2.rectangle(screen, (round(cols * 0.05), y), (round(cols * (0.05 + length)), y + line - 1), (160, 160, 160), -1)
+    return screen
+
+
+@transform
+def cross(
+    image: np.ndarray,
+    color: Annotated[Color, Doc("BGR line colour")] = (0, 0, 128),
+    width: Annotated[int, Range(1, 1000), Doc("line width in px")] = 1,
+) -> np.ndarray:
+    """Draw both diagonals, corner to corner, with Pillow's ImageDraw.line (the iscc-experiments watermark)."""
+    from PIL import Image, ImageDraw  # the owning library of this edit
+    canvas = Image.fromarray(np.ascontiguousarray(image[..., ::-1]))
+    draw = ImageDraw.Draw(canvas)
+    rgb = tuple(int(c) for c in color[::-1])
+    draw.line((0, 0) + canvas.size, fill=rgb, width=width)
+    draw.line((0, canvas.size[1], canvas.size[0], 0), fill=rgb, width=width)
+    return np.ascontiguousarray(np.asarray(canvas)[..., ::-1])

@@ -86,3 +86,41 @@ def quantize(
 ) -> np.ndarray:
     """Posterise: each channel to `levels` evenly spaced values from 0 to 255 (v*levels//256 * 255/(levels-1))."""
     return _lut(image, (np.arange(256) * levels // 256) * 255 / (levels - 1))
+
+
+@transform
+def vignette(
+    image: np.ndarray,
+    sigma: Annotated[float, Range(0, 100, open_low=True), Doc("Gaussian sigma as a part of each side; "
+                                                               "smaller darkens the edges more")] = 0.5,
+) -> np.ndarray:
+    """Darken towards the edges: multiply by the outer product of two cv2.getGaussianKernel(side,
+    sigma x side) columns, scaled to a peak of 1, and truncate to uint8 (perception's benchmark)."""
+    rows, cols = image.shape[:2]
+    mask = cv2.getGaussianKernel(rows, rows * sigma) @ cv2.getGaussianKernel(cols, cols * sigma).T
+    return (image * (mask / mask.max())[..., np.newaxis]).astype(np.uint8)
+
+
+def _pil_enhance(image: np.ndarray, enhancer: str, factor: float) -> np.ndarray:
+    from PIL import Image, ImageEnhance  # the owning library of these two edits
+    rgb = Image.fromarray(np.ascontiguousarray(image[..., ::-1]))
+    out = getattr(ImageEnhance, enhancer)(rgb).enhance(factor)
+    return np.ascontiguousarray(np.asarray(out)[..., ::-1])
+
+
+@transform
+def enhance_brightness(
+    image: np.ndarray,
+    factor: Annotated[float, Range(0, 10), Doc("0 black, 1 unchanged, >1 brighter")],
+) -> np.ndarray:
+    """Pillow's ImageEnhance.Brightness: every channel multiplied by `factor`, rounded and saturated."""
+    return _pil_enhance(image, "Brightness", factor)
+
+
+@transform
+def enhance_contrast(
+    image: np.ndarray,
+    factor: Annotated[float, Range(0, 10), Doc("0 flat grey at the mean luminance, 1 unchanged, >1 more contrast")],
+) -> np.ndarray:
+    """Pillow's ImageEnhance.Contrast: blend away from (or towards) a grey at the image's mean luminance."""
+    return _pil_enhance(image, "Contrast", factor)

@@ -1,0 +1,211 @@
+"""Verdicts that claim no more than the data show, and impostor hygiene: hand-computed cases."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from harness.config import ImpostorSpec
+from harness.metrics import (
+    break_points,
+    family_verdicts,
+    filter_impostors,
+    format_percent,
+    format_rate,
+    hasher_verdicts,
+    min_images_for,
+    name_impostors,
+    probable_duplicates,
+    rank_with_ties,
+    sample_size_warning,
+    suspicious_impostors,
+    unmatched_duplicates,
+    wilson_interval,
+)
+
+# --- the percentage never crosses the line ------------------------------------------
+
+@pytest.mark.parametrize("rate,line,text", [
+    (0.945, 0.95, "94%"),  # 94.5 rounds half to even: below the line, and shown below it
+    (0.9451, 0.95, "94.5%"),  # 95% would cross the line: one more digit
+    (0.9499999, 0.95, "94.99%"),  # still 95.00 at two more digits: cut towards the rate's side
+    (0.95, 0.95, "95%"),
+    (0.9546, 0.9545, "95.5%"),  # above a line of 95.45%: 95% would fall below it
+    (0.87, 0.95, "87%"),
+    (0.87, None, "87%"),
+    (float("nan"), 0.95, "n/a"),
+])
+def test_format_percent_never_rounds_across_the_line(rate, line, text):
+    assert format_percent(rate, line) == text
+
+
+def test_format_rate_gives_count_and_interval():
+    # Wilson(17, 18): centre 0.8663, half-width 0.1238 -> 74.2% to 99.0%
+    assert format_rate(17, 18, 0.95) == "94% (17 of 18; 95% CI 74–99%)"
+    assert format_rate(0, 0) == "n/a (0 of 0)"
+
+
+# --- too few images for a claim ----------------------------------------------------
+
+def test_min_images_for_a_perfect_score_to_show_the_rate():
+    # n / (n + 1.96^2) >= 0.95  <=>  n >= 72.99
+    assert min_images_for(0.95) == 73
+    assert wilson_interval(73, 73)[0] >= 0.95 > wilson_interval(72, 72)[0]
+    assert min_images_for(0) == 1
+    with pytest.raises(ValueError):
+        min_images_for(1.0)
+
+
+def test_sample_size_warning():
+    eighteen = sample_size_warning(18, 0.95)  # 18 < 1/0.05: not one miss allowed
+    assert "allows no miss at all: it means 18 of 18" in eighteen
+    assert "even 18 of 18 has a 95% interval from 82%" in eighteen and "at least 73 images" in eighteen
+    thirty = sample_size_warning(30, 0.95)  # one miss allowed, but a perfect score still proves little
+    assert "no miss" not in thirty and "from 89%" in thirty  # 30 / 33.84
+    assert sample_size_warning(100, 0.95) == ""
+    assert "no number of images" in sample_size_warning(500, 1.0)
+
+
+# --- tied ranks -----------------------------------------------------------------------
+
+def test_overlapping_intervals_share_a_rank():
+    rates = pd.DataFrame({"tpr": [0.5, 0.9, 0.85, 0.45], "tpr_low": [0.3, 0.8, 0.7, 0.35],
+                          "tpr_high": [0.6, 0.95, 0.9, 0.55]}, index=["C", "A", "B", "D"])
+    assert rank_with_ties(rates).to_dict() == {"C": 3, "A": 1, "B": 1, "D": 3}
+
+
+def test_overlap_chains():
+    # A and C alone separate, but B overlaps both: nothing can be ranked.
+    rates = pd.DataFrame({"tpr": [0.9, 0.8, 0.7], "tpr_low": [0.85, 0.7, 0.6], "tpr_high": [0.95, 0.86, 0.75]},
+                         index=["A", "B", "C"])
+    assert rank_with_ties(rates).tolist() == [1, 1, 1]
+
+
+# --- verdicts and break-points ------------------------------------------------------
+
+def detection(counts: dict, images=20) -> pd.DataFrame:
+    rows = []
+    for hasher, detected in counts.items():
+        for value, k in zip(["90", "50", "10"], detected):
+            low, high = wilson_interval(k, images)
+            rows.append({"hasher": hasher, "operating_point": "fpr=0.01", "threshold": 5.0, "resolved": True,
+                         "family": "jpeg", "value": value, "label": f"JPEG {value}", "genuine_pairs": images,
+                         "detected": k, "tpr": k / images, "tpr_low": low, "tpr_high": high})
+    return pd.DataFrame(rows)
+
+
+DETECTION = detection({"h1": [20, 19, 8], "h2": [20, 18, 12], "h3": [10, 5, 0]})
+
+
+def test_hasher_verdicts_pool_counts_and_rank_with_ties():
+    table = hasher_verdicts(DETECTION, "fpr=0.01", 0.95).set_index("hasher")
+    assert table.loc["h1", ["detected", "genuine_pairs", "images", "strengths"]].tolist() == [47, 60, 20, 3]
+    # interval over the 20 images, the independent unit: Wilson(47/60 x 20, 20) = [0.5661, 0.9092]
+    assert (table.loc["h1", "tpr_low"], table.loc["h1", "tpr_high"]) == (pytest.approx(0.5661, abs=1e-4),
+                                                                       pytest.approx(0.9092, abs=1e-4))
+    # h2 (50/60) and h1 (47/60) overlap; h3 (15/60, up to 0.469) is below h1's 0.566
+    assert table["rank"].to_dict() == {"h1": 1, "h2": 1, "h3": 3}
+    assert table.loc["h1", ["held", "first_miss", "first_miss_value", "first_miss_detected"]].tolist() == [
+        2, "JPEG 10", "10", 8]
+    assert table.loc["h1", "break_label"] == "JPEG 10" and table.loc["h2", "break_label"] == ""
+
+
+def test_family_verdict_names_the_tied_group_and_its_counts():
+    verdict = family_verdicts(DETECTION, "fpr=0.01", 0.95).iloc[0]
+    assert (verdict.best, verdict.tied, verdict.hashers, verdict.runner_up) == ("h2 = h1", 2, 3, "h3")
+    assert (verdict.detected, verdict.genuine_pairs, verdict.images) == (50, 60, 20)
+    assert verdict.mean_tpr == pytest.approx(50 / 60) and verdict.runner_up_mean_tpr == pytest.approx(0.25)
+    assert (verdict.held, verdict.first_miss, verdict.first_miss_detected, verdict.first_miss_genuine_pairs) == (
+        1, "JPEG 50", 18, 20)
+    assert "at least 73 images" in verdict.warning  # 20 of 20 would still start at 84%
+
+
+def test_break_point_is_the_first_strength_below_half():
+    table = break_points(DETECTION, "fpr=0.01").set_index("hasher")
+    assert table.loc["h1", ["break_label", "break_value", "detected", "genuine_pairs"]].tolist() == [
+        "JPEG 10", "10", 8, 20]
+    assert table.loc["h1", "tpr"] == 0.4
+    assert table.loc["h2", "break_label"] == "" and pd.isna(table.loc["h2", "detected"])
+    assert math.isnan(table.loc["h2", "tpr"])
+    # exactly 50% is not below half: h3's break is JPEG 50 (25%), not JPEG 90 (50%)
+    assert table.loc["h3", ["break_label", "tpr"]].tolist() == ["JPEG 50", 0.25]
+    assert list(table.reset_index().columns[:7]) == ["hasher", "family", "break_label", "break_value", "tpr",
+                                                      "detected", "genuine_pairs"]
+
+
+# --- impostor hygiene ---------------------------------------------------------------------
+
+IMAGES = pd.DataFrame({"image": ["basketball1", "basketball2", "lena", "pepper"],
+                       "image_id": ["a1", "b2", "c3", "d4"]})
+
+
+def impostor_rows(rows):
+    return pd.DataFrame(rows, columns=["hasher", "kind", "family", "value", "image_id", "other_id", "distance"])
+
+
+def test_name_impostors_adds_file_names_before_the_ids():
+    named = name_impostors(impostor_rows([["h1", "source", "", "", "a1", "c3", 5.0],
+                                          ["h1", "source", "", "", "b2", "zz", 6.0]]), IMAGES)
+    assert list(named.columns) == ["hasher", "kind", "family", "value", "image", "other", "image_id", "other_id",
+                                   "distance"]
+    assert named[["image", "other"]].values.tolist() == [["basketball1", "lena"], ["basketball2", ""]]
+
+
+def test_suspicious_impostors_by_hand():
+    # h1's impostors: 25..35 nine times each, and one pair at 2. Median 30, MAD 3, so the outlier
+    # fence is 30 - 5/0.6745 x 3 = 7.76; the genuine 90th percentile of 0..6 is 5.4: the bound.
+    values = [float(v) for v in range(25, 36)] * 9
+    rows = [["h1", "source", "", "", "c3", "d4", v] for v in values] + [["h1", "source", "", "", "a1", "b2", 2.0]]
+    rows += [["h1", "transformed", "jpeg", "50", "a1", "c3", 1.0]]  # an edited copy: not examined by default
+    # h2's impostors have no spread (MAD 0): it flags nothing, even the pair at 0.
+    rows += [["h2", "source", "", "", "c3", "d4", 10.0]] * 5 + [["h2", "source", "", "", "a1", "b2", 0.0]]
+    impostors = impostor_rows(rows)
+    distances = pd.DataFrame({"hasher": ["h1"] * 7 + ["h2"], "distance": [0, 1, 2, 3, 4, 5, 6, 0.0],
+                              "error": [""] * 8})
+    flagged = suspicious_impostors(distances, impostors)
+    assert flagged[["hasher", "image_id", "other_id", "distance"]].values.tolist() == [["h1", "a1", "b2", 2.0]]
+    assert flagged["bound"].tolist() == [pytest.approx(5.4)]
+    # The median of all 101 h1 distances is still 30 and the MAD 3 with the edited copy included.
+    both = suspicious_impostors(distances, impostors, kinds=("source", "transformed"))
+    assert both["distance"].tolist() == [2.0, 1.0]
+    # A looser genuine quantile cannot pass the fence: with a copy at 20, the farthest copy is 20
+    # but the fence, 7.76, caps the bound.
+    far = pd.concat([distances, pd.DataFrame({"hasher": ["h1"], "distance": [20.0], "error": [""]})])
+    assert suspicious_impostors(far, impostors, genuine_quantile=1.0)["bound"].tolist() == [
+        pytest.approx(30 - 5 / 0.6745 * 3)]
+
+
+def test_probable_duplicates_groups_both_orders_and_kinds():
+    suspicious = name_impostors(impostor_rows([["h1", "source", "", "", "a1", "b2", 0.0],
+                                               ["h2", "transformed", "jpeg", "50", "b2", "a1", 3.0],
+                                               ["h2", "source", "", "", "c3", "d4", 1.0]]), IMAGES)
+    table = probable_duplicates(suspicious)
+    assert table.values.tolist() == [
+        ["basketball1", "basketball2", "a1", "b2", 2, "h1, h2", 2, "source, transformed"],
+        ["lena", "pepper", "c3", "d4", 1, "h2", 1, "source"]]
+    assert probable_duplicates(suspicious.iloc[:0]).empty
+
+
+def test_filter_impostors_by_group_and_by_distance():
+    impostors = name_impostors(impostor_rows([
+        ["h1", "source", "", "", "a1", "b2", 0.0],  # basketball1 ~ basketball2: a listed group, by name
+        ["h2", "source", "", "", "a1", "b2", 1.0],
+        ["h1", "source", "", "", "a1", "c3", 2.0],  # h1 puts a1 and c3 within 3: dropped for every hasher
+        ["h2", "source", "", "", "a1", "c3", 30.0],
+        ["h2", "transformed", "jpeg", "50", "c3", "a1", 31.0],  # the same images, other order and kind
+        ["h1", "source", "", "", "c3", "d4", 3.0],  # not below 3: kept
+        ["h2", "source", "", "", "c3", "d4", 0.0]]), IMAGES)  # below 3 but for h2, which has no limit
+    spec = ImpostorSpec(duplicates=(("basketball1", "b2"),), exclude_below={"h1": 3})
+    kept, excluded = filter_impostors(impostors, spec)
+    assert kept.index.tolist() == [5, 6] and list(kept.columns) == list(impostors.columns)
+    assert excluded["excluded_by"].tolist() == ["duplicates[0]", "duplicates[0]", "exclude_below.h1",
+                                                "exclude_below.h1", "exclude_below.h1"]
+    kept, excluded = filter_impostors(impostors, ImpostorSpec())
+    assert len(kept) == len(impostors) and excluded.empty
+
+
+def test_unmatched_duplicate_names_are_reported():
+    spec = ImpostorSpec(duplicates=(("basketball1", "basketbal2", "c3"),))
+    expected = ("impostors.duplicates[0][1]: 'basketbal2' names no image of this run (give the name shown in "
+                "images.csv, without extension, or the image id); did you mean 'basketball2'?")
+    assert unmatched_duplicates(spec, IMAGES) == [expected]
