@@ -16,7 +16,9 @@ import pandas as pd
 from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order
 from harness.storage import ERRORS, PREVIEWS, RUN
 
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+# Enough to stop links and images (they need brackets), emphasis, code, tables and strike-through;
+# HTML is escaped before.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~])")
 
 
 def md(text) -> str:
@@ -60,18 +62,26 @@ def answer_section(detection: dict) -> list[str]:
              f"(mildest first) where it falls below, and the best hasher ranked below the tied group:", "",
              "| family | best (tied where intervals overlap) | detected | strengths held | first below | runner-up |",
              "| --- | --- | --- | --- | --- | --- |"]
+    def pooled(detected, pairs, low, high) -> str:
+        """A family's pooled rate: its count, and the interval over images (copies of one image are
+        not independent, so the interval is the images', wider than the pairs' would be)."""
+        return (f"{format_percent(detected / pairs if pairs else float('nan'), min_tpr)} ({detected} of {pairs}; "
+                f"95% CI {format_percent(low, min_tpr)[:-1]}–{format_percent(high, min_tpr)})")
+
     for row in verdicts.itertuples(index=False):
         miss = (f"{row.first_miss} ({format_rate(row.first_miss_detected, row.first_miss_genuine_pairs, min_tpr)})"
                 if row.first_miss else "none")
-        runner = (f"{row.runner_up} ({format_rate(row.runner_up_detected, row.runner_up_genuine_pairs, min_tpr)})"
-                  if row.runner_up else "")
+        runner_rate = pooled(row.runner_up_detected, row.runner_up_genuine_pairs, row.runner_up_tpr_low,
+                             row.runner_up_tpr_high)
+        runner = f"{row.runner_up} ({runner_rate})" if row.runner_up else ""
         flag = "" if row.resolved else " *"
         tied = row.best.split(" = ")
         best = (row.best if len(tied) <= 3 else f"{len(tied)} tied: {', '.join(tied[:3])}, ...") if len(tied) > 1 \
             else row.best
         if len(tied) == row.hashers and row.hashers > 1:
             best = f"all {row.hashers} tied"
-        lines.append(f"| {md(row.family)} | {md(best)}{flag} | {format_rate(row.detected, row.genuine_pairs, min_tpr)} "
+        lines.append(f"| {md(row.family)} | {md(best)}{flag} "
+                     f"| {pooled(row.detected, row.genuine_pairs, row.tpr_low, row.tpr_high)} "
                      f"| {row.held} of {row.strengths} | {md(miss)} | {md(runner)} |")
     lines.append("")
     warnings = [w for w in dict.fromkeys(verdicts["warning"]) if w]

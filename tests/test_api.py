@@ -220,7 +220,8 @@ def test_long_tables_are_parquet_too_and_either_reads_back(tmp_path):
 def test_names_from_files_and_configs_are_escaped_in_the_summary(tmp_path):
     from harness.summary import md
 
-    assert md("[click](javascript:alert(1))") == "\\[click\\]\\(javascript:alert\\(1\\)\\)"
+    assert md("[click](javascript:alert(1))") == "\\[click\\](javascript:alert(1))"
+    assert md("![x](http://remote/y.png)") == "!\\[x\\](http://remote/y.png)"
     assert md("<img src=http://x/y.png>") == "&lt;img src=http://x/y.png&gt;"
     assert md("a|b\nc") == "a\\|b c"
     folder = tmp_path / "imgs"
@@ -235,7 +236,11 @@ def test_names_from_files_and_configs_are_escaped_in_the_summary(tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
     summary = (out / "summary.md").read_text()
-    assert "<script>" not in summary and "](http:evil)" not in summary and "](javascript:x)" not in summary
+    import re
+    assert "<script>" not in summary and "<b>" not in summary
+    # Every link or image in the summary is the report's own: no name became one.
+    targets = re.findall(r"(?<!\\)\]\(([^)]*)\)", summary)
+    assert targets and all(t.startswith("figures/") or t == "previews.png" for t in targets), targets
     assert "&lt;script&gt;" in summary
 
 
