@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--skip-unavailable", action="store_true", help=argparse.SUPPRESS)  # the default now
     run.add_argument("--workers", type=int, default=1, metavar="N",
                      help="worker processes for transforming and hashing (default 1); results do not depend on it")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run the image work on a running dask.distributed cluster (e.g. tcp://10.0.0.5:8786); "
+                          "the tables are the same as a local run's")
     run.add_argument("--cache", metavar="PATH",
                      help="hash cache (default: DIR/hash-cache.sqlite); a stopped run started again resumes from it")
     run.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
@@ -104,7 +107,7 @@ def command_run(args) -> int:
     cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
     results = api.evaluate(config, workers=args.workers, cache=cache, strict=args.strict,
                            progress=None if not args.quiet else False,
-                           **({"scheduler": args.scheduler} if getattr(args, "scheduler", None) else {}))
+                           scheduler=args.scheduler)
     if args.out:  # the saved config names the directory it was written to
         results.config["output"] = args.out
     report.write(results, out_dir)

@@ -107,10 +107,9 @@ def evaluate(config: str | dict | Any, *, images: list[str] | None = None, hashe
     if workers < 1:
         raise HarnessError(f"workers: must be at least 1, got {workers}")
     started = provenance()  # the code and versions as the run starts
-    kwargs = {"scheduler": scheduler} if scheduler else {}
     result = runner.run(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
-                        workers=workers, **kwargs)
-    return from_run(result, started)
+                        workers=workers, scheduler=scheduler)
+    return from_run(result, {**started, "engine": result.engine})
 
 
 def resolve_config(config, images=None, hashers=None):

@@ -1,60 +1,294 @@
 """A persistent cache of computed hashes, so re-runs and resumed runs redo only new work.
 
-Keys: the hasher's spec (name and parameters) together with the versions of every
-library that can change a result, the image's content id, and the transform
-chains. An entry is written in its own SQLite transaction as soon as it is
-computed, so a run killed at any moment (even SIGKILL) loses at most the entry in
-flight, and the next run picks up the rest. Values are pickled NumPy arrays: the
-cache is a local working file, not something to accept from others.
+What is stored:
+- `files`: a file's content digest (with the reading rules' salt) -> the image it decodes to
+  (its id, size and conversion notes), so a cached image needs no decoding at all;
+- `hashes`: (hasher key, image id, item) -> one image's hash as raw bytes with its dtype and
+  shape, or the reason it failed; item is "source" or a transform chain's digest. The hasher key
+  covers the hasher's parameters and every library version that can change a result.
+
+Values are never pickled: a cache file can arrive inside a shared folder, and unpickling runs
+code. Arrays are stored as bytes with a dtype (numbers and booleans only) and a shape, and each
+is checked as it is read; an entry that does not check out is treated as missing (recomputed)
+and counted in a note. A file that is not a cache of this format is set aside: the cache at the
+default place (inside the output directory) is replaced by a fresh one, any other file is left
+alone and the run goes on without a cache. Nothing in a cache can make a run fail.
+
+Each image's entries are written in one SQLite transaction as soon as they are computed, so a run
+killed at any moment (even SIGKILL) loses at most the image in flight.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import pickle
 import sqlite3
+from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS hashes (hasher TEXT, image TEXT, item TEXT, value BLOB, " \
-         "PRIMARY KEY (hasher, image, item))"
+import numpy as np
+
+FORMAT = "imghash-harness hash cache 2"
+DEFAULT_NAME = "hash-cache.sqlite"  # a damaged cache of this name may be replaced; one of another name never
+SCHEMA = {
+    "meta": "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+    "files": "CREATE TABLE files (digest TEXT, salt TEXT, image TEXT, info TEXT, PRIMARY KEY (digest, salt))",
+    "hashes": "CREATE TABLE hashes (hasher TEXT, image TEXT, item TEXT, dtype TEXT, shape TEXT, data BLOB, "
+              "extras TEXT, PRIMARY KEY (hasher, image, item))",
+}
+# What an array may be: numbers and booleans, at most 3 dimensions, at most 64 MiB.
+ALLOWED_KINDS = "biuf"
+MAX_DIMS = 3
+MAX_BYTES = 64 << 20
+ERROR_DTYPE = "error"  # an entry that records a failure: data holds the reason
 
 
 def digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One image's cached result for one hasher and item: its hash row (as the hasher encodes it
+    for storage), or the reason it could not be computed, and side outputs (numbers)."""
+
+    row: np.ndarray | None
+    error: str = ""
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What a file decodes to, so a cached image is not decoded again."""
+
+    image: str  # image id
+    height: int
+    width: int
+    notes: tuple[str, ...]
+
+
+class CacheProblem(Exception):
+    """The cache file cannot be used: the reason, for the note."""
+
+
 class HashCache:
-    """get/put by (hasher key, image id, item key); a cache at None stores nothing."""
+    """get/put by (hasher key, image id, item); a cache at None stores nothing.
+
+    `notes` says what happened to a cache that did not check out, for the run's notes.
+    """
 
     def __init__(self, path: str | None):
         self.path = path
+        self.notes: list[str] = []
+        self.rejected = 0  # entries that did not check out
         self._db = None
         if path is not None:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            self._db.execute(SCHEMA)
-            self._db.commit()
+            self._open(path, owned=os.path.basename(path) == DEFAULT_NAME)
 
-    def get(self, hasher: str, image: str, item: str) -> Any | None:
+    # --- opening -------------------------------------------------------------------
+    def _open(self, path: str, owned: bool) -> None:
+        if os.path.isdir(path):
+            self.notes.append(f"hash cache {path} is a directory; running without a cache")
+            return
+        try:
+            self._db = self._connect(path)
+            return
+        except CacheProblem as problem:
+            reason = str(problem)
+        if not owned:
+            self.notes.append(f"hash cache {path} is not usable ({reason}); it was left as it is and this run "
+                              "keeps no cache")
+            return
+        try:
+            os.remove(path)
+            for suffix in ("-wal", "-shm", "-journal"):
+                if os.path.lexists(path + suffix):
+                    os.remove(path + suffix)
+            self._db = self._connect(path)
+            self.notes.append(f"hash cache {path} was not usable ({reason}); replaced by a fresh one")
+        except (OSError, CacheProblem) as exc:
+            self._db = None
+            self.notes.append(f"hash cache {path} is not usable ({reason}) and could not be replaced ({exc}); "
+                              "this run keeps no cache")
+
+    @staticmethod
+    def _connect(path: str) -> sqlite3.Connection:
+        db = None
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            # A cache file is data, never code: no SQL functions from its schema (views,
+            # triggers), and only the tables written here, exactly as written here.
+            db.execute("PRAGMA trusted_schema=OFF")
+            objects = {(kind, name): sql for kind, name, sql in
+                       db.execute("SELECT type, name, sql FROM sqlite_master")}
+            tables = {name: sql for (kind, name), sql in objects.items() if kind == "table"}
+            if not objects:
+                db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+                with db:
+                    db.execute("BEGIN")
+                    for sql in SCHEMA.values():
+                        db.execute(sql)
+                    db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+            else:
+                other = sorted(name for (kind, name) in objects if not (kind == "index" and name.startswith(
+                    "sqlite_autoindex_")) and (kind, name) not in {("table", t) for t in SCHEMA})
+                if other or tables != SCHEMA:
+                    raise CacheProblem("not a hash cache of this version" + (
+                        f": it holds {', '.join(other[:3])}" if other else ""))
+                row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+                if row is None or row[0] != FORMAT:
+                    raise CacheProblem("not a hash cache of this version")
+                db.execute("PRAGMA journal_mode=WAL")
+            # Commits survive the process being killed (the OS keeps the write-ahead log); not
+            # syncing each one to the disk keeps a commit per image cheap.
+            db.execute("PRAGMA synchronous=NORMAL")
+            return db
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
+            raise CacheProblem(_one_line(exc)) from None
+        except CacheProblem:
+            db.close()
+            raise
+
+    def _failed(self, exc: sqlite3.Error, doing: str) -> None:
+        """A cache that breaks during the run (disk full, damaged pages) is dropped, never fatal."""
+        self.notes.append(f"hash cache {self.path}: {doing} failed ({_one_line(exc)}); the rest of this run "
+                          "keeps no cache")
+        self.close()
+
+    # --- files ---------------------------------------------------------------------
+    def get_file(self, file_digest: str, salt: str) -> FileRecord | None:
         if self._db is None:
             return None
-        row = self._db.execute("SELECT value FROM hashes WHERE hasher=? AND image=? AND item=?",
-                               (hasher, image, item)).fetchone()
-        return pickle.loads(row[0]) if row else None
+        try:
+            row = self._db.execute("SELECT image, info FROM files WHERE digest=? AND salt=?",
+                                   (file_digest, salt)).fetchone()
+        except sqlite3.Error as exc:
+            self._failed(exc, "reading")
+            return None
+        if row is None:
+            return None
+        record = _file_record(*row)
+        if record is None:
+            self.rejected += 1
+        return record
 
-    def put_many(self, hasher: str, image: str, values: dict[str, Any]) -> None:
-        """Store several entries in one transaction: all of them or none."""
-        if self._db is None or not values:
+    # --- hashes --------------------------------------------------------------------
+    def get_image(self, hasher: str, image: str) -> dict[str, Entry]:
+        """Every entry of one image for one hasher, by item; entries that do not check out are left out."""
+        if self._db is None:
+            return {}
+        try:
+            rows = self._db.execute("SELECT item, dtype, shape, data, extras FROM hashes WHERE hasher=? AND image=?",
+                                    (hasher, image)).fetchall()
+        except sqlite3.Error as exc:
+            self._failed(exc, "reading")
+            return {}
+        found = {}
+        for item, *stored in rows:
+            entry = _entry(*stored)
+            if entry is None:
+                self.rejected += 1
+            else:
+                found[item] = entry
+        return found
+
+    def put_image(self, file: tuple[str, str, FileRecord] | None, entries: dict[str, dict[str, Entry]],
+                  image: str) -> None:
+        """Store one image's new results in one transaction: all of them or none.
+
+        `file`: (digest, salt, record) when the file was decoded; `entries`: hasher key -> item -> Entry."""
+        if self._db is None or (file is None and not any(entries.values())):
             return
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)",
-                                 [(hasher, image, item, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-                                  for item, value in values.items()])
+        rows = [(hasher, image, item, *_stored(entry)) for hasher, items in entries.items()
+                for item, entry in items.items()]
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                if file is not None:
+                    file_digest, salt, record = file
+                    info = json.dumps({"height": record.height, "width": record.width, "notes": list(record.notes)})
+                    self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                                     (file_digest, salt, record.image, info))
+                self._db.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        except sqlite3.Error as exc:
+            self._failed(exc, "writing")
 
     def close(self) -> None:
         if self._db is not None:
-            self._db.close()
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
             self._db = None
+
+    @property
+    def active(self) -> bool:
+        return self._db is not None
+
+    def summary_notes(self) -> list[str]:
+        """The notes for the run: what happened to the cache, and entries that were recomputed."""
+        rejected = ([f"hash cache {self.path}: {self.rejected} entries did not check out and were recomputed"]
+                    if self.rejected else [])
+        return self.notes + rejected
+
+
+# --- entries as stored ---------------------------------------------------------------
+
+def _stored(entry: Entry) -> tuple[str, str, bytes, str]:
+    extras = json.dumps({k: _plain(v) for k, v in entry.extras.items()}, sort_keys=True, allow_nan=False)
+    if entry.row is None:
+        return ERROR_DTYPE, "[]", entry.error.encode("utf-8", "backslashreplace"), extras
+    row = np.ascontiguousarray(entry.row)
+    return row.dtype.str, json.dumps(list(row.shape)), row.tobytes(), extras
+
+
+def _plain(value):
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"extras hold numbers only, not {value!r}")
+    return value
+
+
+def _entry(dtype: Any, shape: Any, data: Any, extras: Any) -> Entry | None:
+    """An entry as read from the file, or None when it does not check out."""
+    try:
+        if not isinstance(data, bytes) or not isinstance(dtype, str) or not isinstance(extras, str):
+            return None
+        loaded = json.loads(extras)
+        if not isinstance(loaded, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in loaded.values()):
+            return None
+        if dtype == ERROR_DTYPE:
+            return Entry(None, data.decode("utf-8", "replace")[:2000] or "failed", loaded)
+        kind = np.dtype(dtype)
+        dims = json.loads(shape) if isinstance(shape, str) else None
+        if (kind.kind not in ALLOWED_KINDS or kind.itemsize > 8 or not isinstance(dims, list)
+                or len(dims) > MAX_DIMS or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d
+                                                   for d in dims)
+                or math.prod(dims) * kind.itemsize != len(data) or len(data) > MAX_BYTES):
+            return None
+        return Entry(np.frombuffer(data, dtype=kind).reshape(dims).copy(), "", loaded)
+    except (TypeError, ValueError):  # a dtype string numpy does not know, JSON that is not JSON
+        return None
+
+
+def _file_record(image: Any, info: Any) -> FileRecord | None:
+    try:
+        loaded = json.loads(info)
+        height, width, notes = loaded["height"], loaded["width"], loaded["notes"]
+        if (isinstance(image, str) and len(image) == 12 and all(c in "0123456789abcdef" for c in image)
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (height, width))
+                and isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+            return FileRecord(image, height, width, tuple(notes))
+    except (TypeError, ValueError, KeyError):
+        pass
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -30,6 +30,16 @@ from harness.errors import HarnessError
 Setup = tuple[Callable[..., Any], tuple]  # (build_state, args): picklable, module-level
 
 
+class Ready:
+    """A result already at hand (a cached image, say): `map` yields it in its place among the
+    results without sending any work anywhere."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 class Engine:
     def __init__(self, workers: int = 1, scheduler: str | None = None, setup: Setup | None = None,
                  window: int | None = None):
@@ -72,21 +82,35 @@ class Engine:
 
     # --- work --------------------------------------------------------------
     def map(self, work: Callable[[Any, Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
-        """work(state, job) for every job, yielded in job order."""
+        """work(state, job) for every job, yielded in job order; a `Ready` job yields its value."""
         if self._client is None and self._pool is None:
-            if self._local_state is None:
-                self._local_state = _build(self.setup)
             for job in jobs:
+                if isinstance(job, Ready):
+                    yield job.value
+                    continue
+                if self._local_state is None:
+                    self._local_state = _build(self.setup)
                 yield work(self._local_state, job)
             return
         submit = self._submit_dask if self._client is not None else self._submit_local
-        pending: collections.deque = collections.deque()
+        pending: collections.deque = collections.deque()  # futures and Ready values, in job order
+        in_flight = 0
         for job in jobs:
-            pending.append(submit(work, job))
-            if len(pending) >= self.window:
-                yield _result(pending.popleft())
+            if isinstance(job, Ready):
+                pending.append(job)
+            else:
+                pending.append(submit(work, job))
+                in_flight += 1
+            while in_flight >= self.window or (pending and isinstance(pending[0], Ready)):
+                done = pending.popleft()
+                if isinstance(done, Ready):
+                    yield done.value
+                else:
+                    in_flight -= 1
+                    yield _result(done)
         while pending:
-            yield _result(pending.popleft())
+            done = pending.popleft()
+            yield done.value if isinstance(done, Ready) else _result(done)
 
     def _submit_local(self, work, job):
         return self._pool.submit(_run, self.setup, work, job)

@@ -108,6 +108,7 @@ class Config:
     previews: bool
     limit: int | None = None
     max_pixels: int | None = None  # None: harness.images.DEFAULT_MAX_PIXELS
+    max_side: int | None = None  # larger images are downscaled to this longest side before the sweeps
     impostors: ImpostorSpec = ImpostorSpec()
     detection: DetectionSpec = DetectionSpec()
     raw: dict = field(repr=False, compare=False, default_factory=dict)
@@ -137,7 +138,8 @@ def config_section(key: str, given, source: str):
     return _section({"detection": DetectionSpec, "impostors": ImpostorSpec}[key], given, source, key)
 
 
-TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image", "limit", "max_pixels", "sweeps",
+TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image", "limit", "max_pixels", "max_side",
+            "sweeps",
             "hashers",
             "impostors", "detection", "report"}
 SWEEP_KEYS = {"family", "label", "labels", "values", "a", "b"}
@@ -198,6 +200,10 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
     if max_pixels is not None and (_typed(max_pixels, int, source, "max_pixels") < 1):
         raise ConfigError(source, "max_pixels", f"must be >= 1, got {max_pixels}")
 
+    max_side = raw.get("max_side")
+    if max_side is not None and (_typed(max_side, int, source, "max_side") < 16):
+        raise ConfigError(source, "max_side", f"must be >= 16, got {max_side}")
+
     pairs = _parse_sweeps(raw["sweeps"], source, seed)
     hasher_specs = _parse_hashers(raw["hashers"], source)
     impostors = _section(ImpostorSpec, raw.get("impostors"), source, "impostors")
@@ -217,7 +223,7 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
 
     return Config(source=source, name=name, description=description, output=output, seed=seed,
                   images=image_list, fallback_image=fallback, pairs=tuple(pairs),
-                  hashers=tuple(hasher_specs), previews=previews, limit=limit, max_pixels=max_pixels,
+                  hashers=tuple(hasher_specs), previews=previews, limit=limit, max_pixels=max_pixels, max_side=max_side,
                   impostors=impostors,
                   detection=detection, raw=raw)
 

@@ -1,8 +1,9 @@
 """Hashing batches of images safely and through the cache.
 
-`hash_safely` turns one bad image into a recorded failure instead of a lost batch;
-`hash_with_cache` computes only what the cache lacks. Both return `Hashed`: one
-hasher's hashes of a batch, with the failures by position.
+`hash_safely` turns one bad image into a recorded failure instead of a lost batch, and
+returns `Hashed`: one hasher's hashes of a batch, with the failures by position.
+`to_entries` / `from_entries` convert them to and from the cache's entries (one per
+image: plain arrays or a reason, never pickles).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.cache import HashCache
+from harness.cache import Entry
 from harness.errors import HashError
 
 
@@ -71,25 +72,25 @@ def hash_safely(hasher, images: list[np.ndarray]) -> Hashed:
     return joined
 
 
-def hash_with_cache(hasher, key: str, cache: HashCache, images: list[np.ndarray],
-                    names: list[tuple[str, str]]) -> tuple[Hashed, list[tuple[str, str, Hashed]]]:
-    """Hashes of `images`, image k known to the cache as names[k] = (image id, item).
-
-    Only what the cache lacks is computed, or the whole batch when the hasher's results
-    depend on the batch (batch_invariant False), so they match an uncached run bit for bit.
-    Returns the hashes and the new entries for the caller to store (failures are not stored)."""
-    found = [cache.get(key, image_id, item) for image_id, item in names]
-    missing = [k for k, entry in enumerate(found) if entry is None]
-    if missing and not hasher.batch_invariant:
-        missing = list(range(len(images)))
-    new = []
-    if missing:
-        fresh = hash_safely(hasher, [images[k] for k in missing])
-        for j, k in enumerate(missing):
-            found[k] = fresh.take([j])
-            if j not in fresh.errors:
-                new.append((*names[k], found[k]))
-    return Hashed.join(found), new
+def to_entries(hasher, hashed: Hashed) -> list[Entry]:
+    """Each image's result as a cache entry: its row as the hasher encodes it, or why it failed."""
+    entries = []
+    for k, row in enumerate(hashed.rows):
+        extras = {key: values[k] for key, values in hashed.extras.items()}
+        if row < 0:
+            entries.append(Entry(None, hashed.errors.get(k, "no hash"), extras))
+        else:
+            entries.append(Entry(hasher.encode_row(hashed.array[row]), "", extras))
+    return entries
 
 
-# --- set-up ------------------------------------------------------------------
+def from_entries(hasher, entries: list[Entry]) -> Hashed:
+    """Cache entries (one per image) back as one batch's Hashed. Rows that do not decode together
+    (a cache entry of another shape) raise ValueError: the caller recomputes them."""
+    ok = [k for k, entry in enumerate(entries) if entry.row is not None]
+    rows = np.full(len(entries), -1)
+    rows[ok] = np.arange(len(ok))
+    array = hasher.decode_rows([entries[k].row for k in ok]) if ok else None
+    keys = set.intersection(*(set(e.extras) for e in entries)) if entries else set()
+    extras = {key: np.array([e.extras[key] for e in entries]) for key in sorted(keys)}
+    return Hashed(array, rows, {k: e.error for k, e in enumerate(entries) if e.row is None}, extras)

@@ -47,6 +47,7 @@ import glob
 import hashlib
 import io
 import os
+import stat
 import threading
 import warnings
 from dataclasses import dataclass
@@ -104,17 +105,45 @@ def expand_source(entry: str) -> list[str]:
     if os.path.isfile(entry):
         return [entry]
     if os.path.isdir(entry):
-        found = sorted(os.path.join(folder, name) for folder, _, names in os.walk(entry) for name in names
-                       if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+        found = sorted(path for path in _walk(entry) if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS)
         if not found:
-            raise ValueError(f"no image files in directory '{entry}'")
+            raise ValueError(f"no image files in directory '{display_path(entry)}'")
         return found
     if glob.has_magic(entry):
-        found = sorted(path for path in glob.glob(entry, recursive=True) if os.path.isfile(path))
+        found = _glob(entry)
         if not found:
-            raise ValueError(f"no files match '{entry}'")
+            raise ValueError(f"no files match '{display_path(entry)}'")
         return found
-    raise ValueError(f"no image file at '{entry}'")
+    raise ValueError(f"no image file at '{display_path(entry)}'")
+
+
+def _walk(folder: str) -> list[str]:
+    """Every file below `folder` but hidden ones (names starting with '.', like an interrupted run's
+    staging folder). Links to folders are not followed, so a link loop cannot make the listing endless."""
+    found = []
+    for parent, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [os.path.join(parent, name) for name in names if not name.startswith(".")]
+    return found
+
+
+def _glob(pattern: str) -> list[str]:
+    """Files matching a glob pattern (`**` recurses), hidden ones left out as in _walk.
+
+    pathlib's glob, not glob.glob: glob.glob's `**` follows links to folders, so two links to a
+    parent folder make its listing grow without end; pathlib does not follow them.
+    """
+    parts = Path(pattern).parts
+    fixed = 0
+    while fixed < len(parts) and not glob.has_magic(parts[fixed]):
+        fixed += 1
+    root = Path(*parts[:fixed]) if fixed else Path()
+    found = []
+    for match in root.glob(str(Path(*parts[fixed:]))):
+        relative = match.relative_to(root).parts
+        if not any(part.startswith(".") for part in relative) and match.is_file():
+            found.append(str(match))
+    return sorted(found)
 
 
 def check_source(source: str) -> None:
@@ -155,20 +184,76 @@ _PILLOW_FORMATS = ("BMP", "GIF", "JPEG", "JPEG2000", "PNG", "PPM", "SUN", "TIFF"
 _PILLOW_LOCK = threading.Lock()
 
 
+def max_bytes_for(max_pixels: int | None) -> int | None:
+    """The largest file read as an image: an uncompressed 16-bit RGBA image of `max_pixels` pixels
+    (8 bytes a pixel) plus 1 MiB of headers and metadata. No honest image file is larger, so a
+    bigger file (a 3 GB blob named .jpg, /dev/zero behind a link) is refused before it is read."""
+    return None if max_pixels is None else 8 * max_pixels + 2 ** 20
+
+
+def display_path(path: str) -> str:
+    """A path as text that can be written anywhere: a name that is not valid UTF-8 keeps its bytes
+    as \\xNN escapes (os.walk hands them over as surrogates, which no UTF-8 file can hold)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def read_file(path: str, max_bytes: int | None) -> bytes:
+    """The bytes of a regular file, at most `max_bytes` of them; ImageError "<path>: <reason>" otherwise.
+
+    The file is opened without blocking (a FIFO named x.jpg would wait for a writer forever) and
+    checked on the open descriptor, so what is read is what was checked: only a regular file is
+    read (links are followed to their target, which must be one too: /dev/zero is refused), and
+    reading stops one byte past the limit however much the file grows meanwhile.
+    """
+    shown = display_path(path)
+    try:
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+                         | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise ImageError(f"{shown}: cannot read ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"{shown}: not a regular file ({_file_kind(info.st_mode)}); only files are read as images")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise ImageError(f"{shown}: {info.st_size} bytes, more than an image within max_pixels can take "
+                             f"({max_bytes} bytes); raise max_pixels to allow it")
+        chunks, total = [], 0
+        limit = (max_bytes + 1) if max_bytes is not None else None
+        while True:
+            chunk = os.read(handle, 1 << 20 if limit is None else min(1 << 20, limit - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if limit is not None and total >= limit:
+                raise ImageError(f"{shown}: more than {max_bytes} bytes (it grew while being read)")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ImageError(f"{shown}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(handle)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def read_image(path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
     """A file's pixels as uint8 HxWx3 BGR, and notes on any conversion (see the module docstring).
 
     Raises ImageError "<path>: <reason>" when the file is not a readable image,
     or when it has more than `max_pixels` pixels (None: no limit).
     """
-    try:
-        data = Path(path).read_bytes()  # Python's open, unlike cv2.imread, takes any path on every platform
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    data = read_file(path, max_bytes_for(max_pixels))
     try:
         return decode_image(data, max_pixels)
     except ImageError as exc:
-        raise ImageError(f"{path}: {exc}") from None
+        raise ImageError(f"{display_path(path)}: {exc}") from None
 
 
 def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
@@ -374,15 +459,36 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def load_source(source: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> SourceImage:
+def read_source(source: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> bytes | None:
+    """The bytes of a file source (bounded, see read_file); None for a built-in image."""
     if source.startswith(BUILTIN_PREFIX):
-        name = source[len(BUILTIN_PREFIX):]
         check_source(source)
-        pixels, notes = _load_builtin(name)
+        return None
+    return read_file(source, max_bytes_for(max_pixels))
+
+
+def source_name(source: str) -> str:
+    """What tables call a source: a built-in's name, or the file's stem (printable, see display_path)."""
+    if source.startswith(BUILTIN_PREFIX):
+        return source[len(BUILTIN_PREFIX):]
+    return display_path(os.path.splitext(os.path.basename(source))[0])
+
+
+def decode_source(source: str, data: bytes | None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> SourceImage:
+    """A source's pixels from its bytes (read_source); ImageError "<path>: <reason>" when unusable."""
+    if data is None:
+        pixels, notes = _load_builtin(source[len(BUILTIN_PREFIX):])
     else:
-        name = os.path.splitext(os.path.basename(source))[0]
-        pixels, notes = read_image(source, max_pixels)
-    return SourceImage(name=name, id=image_id(pixels), origin=source, pixels=pixels, notes=tuple(notes))
+        try:
+            pixels, notes = decode_image(data, max_pixels)
+        except ImageError as exc:
+            raise ImageError(f"{display_path(source)}: {exc}") from None
+    return SourceImage(name=source_name(source), id=image_id(pixels), origin=display_path(source), pixels=pixels,
+                       notes=tuple(notes))
+
+
+def load_source(source: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> SourceImage:
+    return decode_source(source, read_source(source, max_pixels), max_pixels)
 
 
 def fallback_in_use(images: tuple[str, ...], fallback: str | None) -> bool:

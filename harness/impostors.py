@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from harness.hashing import Hashed
-from harness.schema import IMPOSTOR_COLUMNS, UNTOUCHED
+from harness.schema import IMPOSTOR_COLUMNS
 
 PAIR_BLOCK = 65_536  # impostor pairs gathered per vectorised distance call
 
@@ -59,32 +59,35 @@ def source_impostors(sources, source_hashed: dict[str, Hashed], hashers, max_pai
     return pd.concat(frames, ignore_index=True)
 
 
-def transformed_impostors(number, sources, pairs, work, source_hashed, hashers,
-                          per_variant, rng) -> pd.DataFrame:
-    """Each edited copy (side B of a pair) of image `number` against `per_variant` other source
-    images, the same others for every hasher."""
-    edited = [(k, b) for k, (_, b) in enumerate(work.sides) if b is not None and b != UNTOUCHED]
-    if not edited:
-        return pd.DataFrame(columns=IMPOSTOR_COLUMNS)
-    others = np.array([k for k in range(len(sources)) if k != number])
-    take = min(per_variant, len(others))
-    chosen = np.stack([rng.choice(others, size=take, replace=False) for _ in edited])  # (variants, take)
-    pair_numbers = np.repeat([k for k, _ in edited], take)
-    variants = np.repeat([b for _, b in edited], take)
-    other_sources = chosen.ravel()
+def transformed_impostors(sources, pairs, edited: list[int], edited_hashed: dict[str, Hashed],
+                          source_hashed: dict[str, Hashed], hashers, per_variant: int, rng) -> list[pd.DataFrame]:
+    """Each edited copy (side B of the pairs numbered `edited`) of every image against `per_variant`
+    other source images, the same others for every hasher. `edited_hashed[hasher]` holds image i's
+    copies at rows i * len(edited) + j. The draws go image by image, copy by copy, in order."""
+    count, per_image = len(sources), len(edited)
+    take = min(per_variant, count - 1)
+    # Draw k of the other count-1 images without replacement: draw from 0..count-2 and step over the image itself.
+    chosen = np.empty((count, per_image, take), np.int64)
+    for number in range(count):
+        for copy in range(per_image):
+            chosen[number, copy] = rng.choice(count - 1, size=take, replace=False)
+        chosen[number] += chosen[number] >= number
+    image = np.repeat(np.arange(count), per_image * take)
+    copy = np.tile(np.repeat(np.arange(per_image), take), count)
+    other = chosen.ravel()
     ids = np.array([s["id"] for s in sources])
+    families = np.array([pairs[k].family for k in edited], dtype=object)
+    values = np.array([pairs[k].value for k in edited] + [None], dtype=object)[:-1]  # keeps 3 and 2.0 apart
     frames = [pd.DataFrame(columns=IMPOSTOR_COLUMNS)]
     for hid, hasher in hashers.items():
-        mine, theirs = work.hashed[hid], source_hashed[hid]
-        variant_rows, other_rows = mine.rows[variants], theirs.rows[other_sources]
-        keep = (variant_rows >= 0) & (other_rows >= 0)
+        mine, theirs = edited_hashed[hid], source_hashed[hid]
+        copy_rows, other_rows = mine.rows[image * per_image + copy], theirs.rows[other]
+        keep = (copy_rows >= 0) & (other_rows >= 0)
         if not keep.any():
             continue
         frames.append(pd.DataFrame({
-            "hasher": hid, "kind": "transformed",
-            "family": [pairs[k].family for k in pair_numbers[keep]],
-            "value": pd.Series([pairs[k].value for k in pair_numbers[keep]], dtype=object),
-            "image_id": sources[number]["id"], "other_id": ids[other_sources[keep]],
-            "distance": pair_distances(hasher, mine.array, theirs.array, variant_rows[keep], other_rows[keep]),
+            "hasher": hid, "kind": "transformed", "family": families[copy[keep]], "value": values[copy[keep]],
+            "image_id": ids[image[keep]], "other_id": ids[other[keep]],
+            "distance": pair_distances(hasher, mine.array, theirs.array, copy_rows[keep], other_rows[keep]),
         }))
-    return pd.concat(frames, ignore_index=True)
+    return frames

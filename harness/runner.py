@@ -1,39 +1,40 @@
 """Expand a config into work and compute every distance. Writes nothing but the hash cache.
 
-Pass 1 reads each source image once and hashes the untouched images, in batches,
-with every hasher. Those hashes serve three times: as side A or B of every pair
-that leaves a side untouched, as the impostor baseline (distances between
-different source images), and as the "other image" for edited copies.
-Pass 2 reads each image again, applies each distinct transform chain once,
-hashes each distinct variant once per hasher in one batch, and takes the
-row-wise distances of every pair. Images are never all held in memory.
+One pass over the source images. Each file is read once, here, with a bound on its size; its
+content digest finds what the hash cache already holds. An image whose every hash is cached
+costs no decoding and no transform. Otherwise its work (harness/imagework.py: decode once,
+each needed variant made once, hashed by every hasher that needs it) runs where the engine
+puts it (harness/cluster.py: this process, worker processes or a Dask cluster), and the results
+come back here in the images' order, whatever ran them, so the tables never depend on it.
 
-Nothing one image does stops the run: an unreadable image, a transform that
-cannot apply or a hasher that fails on an image becomes a row of `errors` and
-an `error` cell in the distances. Hashes go to a persistent cache as they are
-computed, so a run that is stopped and started again redoes only what is missing.
+Here, per image: its new hashes go to the cache in one transaction, the distances of its pairs
+are taken, and the hashes the impostor baseline needs (the untouched image; each edited copy,
+when `impostors.transformed`) are kept in compact arrays. After the pass come the impostor
+distances (harness/impostors.py). The long tables are built from compact columns (codes into
+the names, see `LongColumns`), so memory grows by tens of bytes per row, not by DataFrames.
+
+Nothing one image does stops the run: an unreadable image, a transform that cannot apply or a
+hasher that fails on an image becomes a row of `errors` and an `error` cell in the distances.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from harness.cache import HashCache, digest
-from harness.config import Config, HasherSpec, PairSpec, Step
+from harness.cache import Entry, FileRecord, HashCache, digest
+from harness.cluster import Engine, Ready
+from harness.config import Config, PairSpec
 from harness.errors import HarnessError, ImageError, UnavailableError
-from harness.images import DEFAULT_MAX_PIXELS, SourceImage, load_source, resolve_sources
-from harness.hashing import Hashed, hash_with_cache
+from harness.hashing import Hashed, from_entries
+from harness.images import DEFAULT_MAX_PIXELS, read_source, resolve_sources, source_name, display_path
+from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process
 from harness.impostors import source_impostors, transformed_impostors
-from harness.schema import OK, DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS, UNAVAILABLE, UNTOUCHED
-from harness.transforms import TransformError, apply_chain
-
-SOURCE_BATCH = 32  # source images hashed per batch in pass 1
+from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED
 
 
 @dataclass
@@ -44,6 +45,7 @@ class HasherInfo:
     distance_max: float
     key: str  # cache key: the spec and every library version that can change a hash
     cpu_exact: bool = True  # the same hashes on every processor (see Hasher.cpu_exact)
+    batch_invariant: bool = True  # see Hasher.batch_invariant
     status: str = OK  # or UNAVAILABLE
     reason: str = ""
 
@@ -58,6 +60,7 @@ class RunResult:
     sources: list[dict]
     notes: list[str] = field(default_factory=list)
     previews: list[tuple[PairSpec, np.ndarray | None, np.ndarray | None]] = field(default_factory=list)
+    engine: str = "this process"
 
 
 def hasher_key(spec: dict, versions: dict) -> str:
@@ -71,7 +74,7 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):
     for number, spec in enumerate(config.hashers):
         hasher = spec.build()
         info = HasherInfo(spec.id, hasher.spec(), hasher.distance_kind, hasher.distance_max,
-                          hasher_key(hasher.spec(), versions), hasher.cpu_exact)
+                          hasher_key(hasher.spec(), versions), hasher.cpu_exact, hasher.batch_invariant)
         try:
             hasher.prepare()
             built[spec.id] = hasher
@@ -84,275 +87,275 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):
     return built, infos
 
 
+def make_plan(config: Config, specs, salt: str) -> Plan:
+    chains = []
+    for pair in config.pairs:
+        for chain in (pair.a, pair.b):
+            if chain != UNTOUCHED and chain not in chains:
+                chains.append(chain)
+    return Plan(hashers=tuple(specs), chains=tuple(chains),
+                chain_keys=tuple(digest("chain", chain, salt) for chain in chains),
+                max_pixels=config.max_pixels or DEFAULT_MAX_PIXELS, max_side=config.max_side)
+
+
 def run(config: Config, skip_unavailable: bool = False, progress: bool | None = None,
-        cache_path: str | None = None, workers: int = 1) -> RunResult:
+        cache_path: str | None = None, workers: int = 1, scheduler: str | None = None) -> RunResult:
     from harness.provenance import versions as library_versions
 
     versions = {k: v for k, v in library_versions().items() if k != "platform"}
     paths, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed)
     hashers, infos = prepare_hashers(config, skip_unavailable, versions)
     notes += [f"hasher {i.id} unavailable: {i.reason}" for i in infos if i.status == UNAVAILABLE]
-    keys = {info.id: info.key for info in infos}
     salt = digest("versions", versions)  # transform results depend on library versions too
-    rng = np.random.default_rng(config.seed)
+    specs = [spec for spec in config.hashers if spec.id in hashers]
+    plan = make_plan(config, specs, salt)
+    file_salt = digest("file", versions, plan.max_pixels, plan.max_side)
     cache = HashCache(cache_path)
-    errors: list[dict] = []
+    collector = Collector(config, plan, infos, hashers)
+    local = workers <= 1 and not scheduler
+    setup = (build_state, (plan, hashers)) if local else (build_state, (plan,))
+    known: dict[int, tuple[str, dict]] = {}  # image number -> (file digest, cached entries), until its outcome
     try:
-        with tqdm(total=2 * len(paths), desc="harness", unit="image",
-                  disable=None if progress is None else not progress) as bar:
-            bar.set_postfix_str("hashing source images")
-            max_pixels = config.max_pixels or DEFAULT_MAX_PIXELS
-            sources, source_hashed, duplicates = hash_sources(paths, hashers, keys, cache, errors, bar, max_pixels)
-            if not sources:
-                raise HarnessError(f"none of the {len(paths)} images could be read; first: {errors[0]['reason']}")
-            if duplicates:
-                notes.append(f"{len(duplicates)} images have the same pixels as another and count once: "
-                             + ", ".join(duplicates[:5]) + (", ..." if len(duplicates) > 5 else ""))
-            if len(sources) < 2:
-                notes.append("one image only: no impostor pairs, so no thresholds or detection rates")
-            impostor_frames = [source_impostors(sources, source_hashed, hashers, config.impostors.max_pairs, rng)]
-
-            frames, previews = [], []
-            specs = [spec for spec in config.hashers if spec.id in hashers]
-            for number, done in enumerate(pass_two(sources, config, specs, hashers, keys, salt,
-                                                   cache, workers, max_pixels)):
-                bar.set_postfix_str(sources[number]["name"])
-                for stage_reason in done.stage_errors:
-                    errors.append({"image": sources[number]["name"], "image_id": sources[number]["id"],
-                                   **stage_reason})
-                if number == 0 and config.previews:
-                    previews = done.previews
-                for info in infos:
-                    frames.append(score(sources[number], config.pairs, info, hashers.get(info.id), done,
-                                        source_hashed, number))
-                if config.impostors.transformed and len(sources) > 1:
-                    impostor_frames.append(transformed_impostors(
-                        number, sources, config.pairs, done, source_hashed, hashers,
-                        config.impostors.per_variant, rng))
+        with tqdm(total=len(paths), desc="harness", unit="image",
+                  disable=None if progress is None else not progress) as bar, \
+                Engine(workers=workers, scheduler=scheduler, setup=setup) as engine:
+            jobs = (prepare_job(number, path, plan, infos, cache, file_salt, number == 0 and config.previews, known)
+                    for number, path in enumerate(paths))
+            for outcome in engine.map(process, jobs):
+                path = paths[outcome.number]
+                file_digest, cached = known.pop(outcome.number, ("", {}))
+                bar.set_postfix_str(source_name(path), refresh=False)
+                collector.add(path, outcome, cached)
+                if outcome.record is not None and outcome.entries:  # computed here or by a worker: keep it
+                    cache.put_image((file_digest, file_salt, outcome.record),
+                                    {collector.keys[hid]: items for hid, items in outcome.entries.items()},
+                                    outcome.record.image)
                 bar.update()
+            kind = engine.kind
     finally:
         cache.close()
-
-    distances = pd.concat(frames, ignore_index=True)[DISTANCE_COLUMNS]
-    impostors = pd.concat(impostor_frames, ignore_index=True)[IMPOSTOR_COLUMNS]
-    error_table = pd.DataFrame(errors, columns=ERROR_COLUMNS)
-    failed = distances["error"].ne("") & distances["error"].ne(UNAVAILABLE)
-    if failed.any():
-        notes.append(f"{int(failed.sum())} of {len(distances)} distances failed; see the error column")
-    if len(error_table):
-        notes.append(f"{len(error_table)} problems with images, transforms or hashers; see errors.csv")
-    return RunResult(config, distances, impostors, error_table, infos, sources, notes, previews)
+    notes += cache.summary_notes()
+    if not collector.sources:
+        first = collector.errors[0]["reason"] if collector.errors else "no images"
+        raise HarnessError(f"none of the {len(paths)} images could be read; first: {first}")
+    return collector.result(notes, kind)
 
 
-# --- pass 1: the untouched source images ------------------------------------------
-
-def hash_sources(paths, hashers, keys, cache, errors, bar, max_pixels: int):
-    """Every readable, distinct source image hashed by every hasher, in batches of
-    SOURCE_BATCH (cached hashes are reused; see hash_with_cache). Unreadable images become errors;
-    images with the same pixels as an earlier one are dropped (they would be impostors at 0)."""
-    sources, seen, duplicates = [], set(), []
-    parts = {hid: [] for hid in hashers}
-    for start in range(0, len(paths), SOURCE_BATCH):
-        batch = []
-        for path in paths[start:start + SOURCE_BATCH]:
-            bar.update()
-            try:
-                image = load_source(path, max_pixels=max_pixels)
-            except ImageError as exc:
-                errors.append({"image": path, "image_id": "", "stage": "read", "reason": str(exc)})
-                continue
-            if image.id in seen:
-                duplicates.append(image.name)
-                continue
-            seen.add(image.id)
-            batch.append(image)
-            sources.append({"name": image.name, "id": image.id, "origin": image.origin,
-                            "height": image.pixels.shape[0], "width": image.pixels.shape[1],
-                            "notes": "; ".join(image.notes)})
-        if not batch:
-            continue
-        for hid, hasher in hashers.items():
-            hashed, new = hash_with_cache(hasher, keys[hid], cache, [image.pixels for image in batch],
-                                          [(image.id, "source") for image in batch])
-            for image_id, item, entry in new:
-                cache.put_many(keys[hid], image_id, {item: entry})
-            for k, reason in hashed.errors.items():
-                errors.append({"image": batch[k].name, "image_id": batch[k].id, "stage": f"hash {hid}",
-                               "reason": reason})
-            parts[hid].append(hashed)
-            # Side outputs (PDQ's quality score) become per-image columns "<hasher>.<name>".
-            for key, values in hashed.extras.items():
-                for source, value in zip(sources[-len(batch):], values):
-                    source[f"{hid}.{key}"] = value.item() if hasattr(value, "item") else value
-    return sources, {hid: Hashed.join(p) for hid, p in parts.items() if p}, duplicates
-
-
-# --- pass 2: the edited copies ------------------------------------------------------
-
-@dataclass
-class ImageWork:
-    """What pass 2 produced for one source image."""
-
-    sides: list  # per pair: (a, b), each a variant index, UNTOUCHED, or None (transform failed)
-    pair_errors: dict[int, str]
-    hashed: dict[str, Hashed]  # per hasher, over the variants
-    stage_errors: list[dict]
-    previews: list = field(default_factory=list)
-
-
-def transform_variants(source: SourceImage, pairs: tuple[PairSpec, ...]):
-    """Apply each distinct chain once; the untouched image is not a variant (pass 1 hashed it).
-
-    Returns the variant images, the chain of each, the (a, b) side of every pair (a variant
-    index, UNTOUCHED, or None where a transform failed) and the failure reasons by pair number."""
-    variants: list[np.ndarray] = []
-    chains: list[tuple[Step, ...]] = []
-    index: dict[tuple[Step, ...], int | str] = {}
-    sides, errors = [], {}
-    for number, pair in enumerate(pairs):
-        pair_sides = []
-        for chain in (pair.a, pair.b):
-            if chain == UNTOUCHED:
-                pair_sides.append(UNTOUCHED)
-                continue
-            if chain not in index:
-                try:
-                    variants.append(apply_chain(source.pixels, ((n, dict(p)) for n, p in chain)))
-                    chains.append(chain)
-                    index[chain] = len(variants) - 1
-                except TransformError as exc:
-                    index[chain] = str(exc)
-            found = index[chain]
-            if isinstance(found, str):
-                errors[number] = f"transform: {found}"
-                found = None
-            pair_sides.append(found)
-        sides.append(tuple(pair_sides))
-    return variants, chains, sides, errors
-
-
-def process_image(source: dict, pairs, hashers: dict, keys: dict, salt: str, cache: HashCache,
-                  with_previews: bool, max_pixels: int) -> tuple[ImageWork, dict[str, dict]]:
-    """Transform one source image and hash its variants with every hasher (cache first).
-    Returns the work and, per hasher, the newly computed entries for the caller to store."""
+def prepare_job(number: int, path: str, plan: Plan, infos, cache: HashCache, file_salt: str, previews: bool,
+                known: dict):
+    """Read one source file (once, bounded) and find what the cache holds for it: a `Ready`
+    outcome when nothing is left to compute (or the file cannot be read), else the job, which
+    carries the file's bytes, so no worker reads a file and no file is read twice."""
     try:
-        image = load_source(source["origin"], max_pixels=max_pixels)
-    except ImageError as exc:  # readable in pass 1, not now (the file changed)
-        reason = f"read: {exc}"
-        return ImageWork([(None, None)] * len(pairs), dict.fromkeys(range(len(pairs)), reason), {},
-                         [{"stage": "read", "reason": str(exc)}]), {}
-    variants, chains, sides, pair_errors = transform_variants(image, pairs)
-    names = [(image.id, digest("chain", chain, salt)) for chain in chains]
-    stage_errors = [{"stage": "transform", "reason": reason[len("transform: "):]}
-                    for reason in dict.fromkeys(pair_errors.values())]
-    hashed, computed = {}, {}
-    for hid, hasher in hashers.items():
-        found, new = hash_with_cache(hasher, keys[hid], cache, variants, names)
-        computed[hid] = {item: entry for _, item, entry in new}
-        hashed[hid] = found
-        stage_errors += [{"stage": f"hash {hid}", "reason": reason} for reason in dict.fromkeys(found.errors.values())]
-    previews = []
-    if with_previews:
-        pick = lambda side: image.pixels if side == UNTOUCHED else (variants[side] if side is not None else None)
-        previews = [(pair, pick(a), pick(b)) for pair, (a, b) in zip(pairs, sides)]
-    return ImageWork(sides, pair_errors, hashed, stage_errors, previews), computed
-
-
-def pass_two(sources, config: Config, specs: list[HasherSpec], hashers, keys, salt, cache, workers,
-             max_pixels):
-    """Yield each source image's ImageWork in order; with workers > 1, several images are
-    processed at once in worker processes (each with its own hashers), and the results
-    still arrive in order, so the tables do not depend on the number of workers."""
-    def store(source, computed):
-        for hid, entries in computed.items():
-            cache.put_many(keys[hid], source["id"], entries)
-
-    if workers <= 1 or len(sources) < 2:
-        for number, source in enumerate(sources):
-            work, computed = process_image(source, config.pairs, hashers, keys, salt, cache,
-                                           number == 0 and config.previews, max_pixels)
-            store(source, computed)
-            yield work
-        return
-    context = multiprocessing.get_context("spawn")  # TensorFlow and OpenCV threads do not survive fork
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                                initargs=(specs, keys, salt, cache.path)) as pool:
-        jobs = [(source, config.pairs, number == 0 and config.previews, max_pixels)
-                for number, source in enumerate(sources)]
-        for source, (work, computed) in zip(sources, pool.map(_work, jobs)):
-            store(source, computed)
-            yield work
-
-
-_WORKER: dict = {}
-
-
-def _start_worker(specs, keys, salt, cache_path):
-    hashers = {}
-    for spec in specs:
-        hasher = spec.build()
-        hasher.prepare()
-        hashers[spec.id] = hasher
-    _WORKER.update(hashers=hashers, keys=keys, salt=salt, cache=HashCache(cache_path))
-
-
-def _work(job):
-    source, pairs, with_previews, max_pixels = job
-    return process_image(source, pairs, _WORKER["hashers"], _WORKER["keys"], _WORKER["salt"],
-                         _WORKER["cache"], with_previews, max_pixels)
-
-
-def score(source: dict, pairs, info: HasherInfo, hasher, work: ImageWork, source_hashed: dict, number: int):
-    """One hasher's distances for every pair of one source image."""
-    distance = np.full(len(pairs), np.nan)
-    error = [work.pair_errors.get(i, "") for i in range(len(pairs))]
-    variants, own = work.hashed.get(info.id), source_hashed.get(info.id)
-    if hasher is None or variants is None:
-        error = [UNAVAILABLE if info.status == UNAVAILABLE else e for e in error]
-    else:
-        # One array holding the variants' rows and, last, the untouched image's row.
-        arrays = [a for a in (variants.array,) if a is not None]
-        untouched = -1
-        if own.rows[number] >= 0:
-            arrays.append(own.array[own.rows[number]:own.rows[number] + 1])
-            untouched = sum(len(a) for a in arrays) - 1
-
-        def row(side):
-            return untouched if side == UNTOUCHED else (-1 if side is None else int(variants.rows[side]))
-
-        def why_unhashed(a, b) -> str:
-            for side in (a, b):
-                if side == UNTOUCHED and untouched < 0:
-                    return own.errors[number]
-                if side not in (None, UNTOUCHED) and variants.rows[side] < 0:
-                    return variants.errors[side]
-            return "no hash"
-
-        ok, a_rows, b_rows = [], [], []
-        for i, (a, b) in enumerate(work.sides):
-            if error[i]:
+        data = read_source(path, plan.max_pixels)
+    except ImageError as exc:
+        return Ready(ImageOutcome(number, None, str(exc)))
+    file_digest = hashlib.sha256(data if data is not None else path.encode("utf-8", "surrogateescape")).hexdigest()
+    record = cache.get_file(file_digest, file_salt)
+    needs, cached = None, {}
+    if record is not None:
+        needs = {}
+        for info in infos:
+            if info.status != OK:
                 continue
-            ra, rb = row(a), row(b)
-            if ra < 0 or rb < 0:
-                error[i] = f"hash: {why_unhashed(a, b)}"
+            found = cache.get_image(info.key, record.image)
+            missing = frozenset(item for item in plan.items if item not in found)
+            if missing and not info.batch_invariant:
+                missing = frozenset(plan.items)  # its batches must be those of a fresh run
+            if missing:
+                needs[info.id] = missing
+            cached[info.id] = {item: entry for item, entry in found.items() if item not in missing}
+    known[number] = (file_digest, cached)
+    if needs == {} and not previews:
+        return Ready(ImageOutcome(number, record))
+    return ImageJob(number, path, data, needs, previews)  # previews need the pixels, even when all is cached
+
+
+# --- collecting the results, image by image --------------------------------------------
+
+class LongColumns:
+    """A long table growing image by image as compact columns: integer codes into lists of names,
+    and float distances. `frame()` turns it into a DataFrame with categorical text columns."""
+
+    def __init__(self, columns: list[str], numeric: list[str]):
+        self.columns, self.numeric = columns, numeric
+        self.codes: dict[str, list[np.ndarray]] = {c: [] for c in columns if c not in numeric}
+        self.values: dict[str, list[np.ndarray]] = {c: [] for c in numeric}
+        self.names: dict[str, dict[str, int]] = {c: {} for c in columns if c not in numeric}
+
+    def code(self, column: str, name: str) -> int:
+        names = self.names[column]
+        found = names.get(name)
+        if found is None:
+            found = names[name] = len(names)
+        return found
+
+    def add(self, **columns) -> None:
+        """Each column: an array of codes (text columns, see `code`) or of numbers, all of one length."""
+        for column, values in columns.items():
+            (self.values if column in self.values else self.codes)[column].append(values)
+
+    def frame(self) -> pd.DataFrame:
+        data = {}
+        for column in self.columns:
+            if column in self.values:
+                parts = self.values[column]
+                data[column] = np.concatenate(parts) if parts else np.zeros(0)
+            else:
+                parts = self.codes[column]
+                codes = np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, np.int32)
+                data[column] = pd.Categorical.from_codes(codes, categories=list(self.names[column]))
+        return pd.DataFrame(data, columns=self.columns)
+
+
+class Collector:
+    """Takes each image's outcome in order and keeps what the tables and the impostors need."""
+
+    def __init__(self, config: Config, plan: Plan, infos: list[HasherInfo], hashers: dict):
+        self.config, self.plan, self.hashers = config, plan, hashers
+        self.infos = infos
+        self.keys = {info.id: info.key for info in infos}
+        self.item_index = {item: k for k, item in enumerate(plan.items)}
+        pairs = config.pairs
+        # Each pair's two sides as item numbers (0: the untouched image).
+        self.side_a = np.array([self._item(p.a) for p in pairs], np.int64)
+        self.side_b = np.array([self._item(p.b) for p in pairs], np.int64)
+        self.edited = [k for k, p in enumerate(pairs) if p.b != UNTOUCHED]  # pairs with an edited copy
+        self.distances = LongColumns(DISTANCE_COLUMNS, ["distance", "distance_norm"])
+        self.pair_codes = {
+            "family": np.array([self.distances.code("family", p.family) for p in pairs], np.int32),
+            "value": np.array([self.distances.code("value", _text(p.value)) for p in pairs], np.int32),
+            "label": np.array([self.distances.code("label", p.label) for p in pairs], np.int32),
+        }
+        self.ok_code = self.distances.code("error", "")
+        self.sources: list[dict] = []
+        self.errors: list[dict] = []
+        self.duplicates: list[str] = []
+        self.seen: set[str] = set()
+        self.previews: list = []
+        # Per hasher: the untouched images' rows, and each image's edited copies' rows (by pair).
+        self.source_rows: dict[str, list] = {hid: [] for hid in hashers}
+        self.edited_rows: dict[str, list] = {hid: [] for hid in hashers}
+        self.extras: dict[str, dict[str, list]] = {}
+
+    def _item(self, chain) -> int:
+        return 0 if chain == UNTOUCHED else 1 + self.plan.chains.index(chain)
+
+    def add(self, path: str, outcome: ImageOutcome, cached: dict) -> None:
+        name = source_name(path)
+        if outcome.record is None:
+            self.errors.append({"image": display_path(path), "image_id": "", "stage": "read",
+                                "reason": outcome.error})
+            return
+        record = outcome.record
+        if record.image in self.seen:
+            self.duplicates.append(name)
+            return
+        self.seen.add(record.image)
+        source = {"name": name, "id": record.image, "origin": display_path(path), "height": record.height,
+                  "width": record.width, "notes": "; ".join(record.notes)}
+        self.sources.append(source)
+        reported: set[tuple[str, str]] = set()
+        for info in self.infos:
+            hid = info.id
+            if info.status == UNAVAILABLE:  # every cell says so
+                pairs = len(self.side_a)
+                self._add_rows(source, info, np.full(pairs, np.nan),
+                               np.full(pairs, self.distances.code("error", UNAVAILABLE), np.int32))
                 continue
-            ok.append(i)
-            a_rows.append(ra)
-            b_rows.append(rb)
-        if ok:
-            lookup = np.concatenate(arrays)
-            distance[ok] = hasher.distance(lookup[np.asarray(a_rows)], lookup[np.asarray(b_rows)])
-    return pd.DataFrame({
-        "image": source["name"],
-        "image_id": source["id"],
-        "family": [p.family for p in pairs],
-        "value": pd.Series([p.value for p in pairs], dtype=object),  # 3 stays 3, 2.0 stays 2.0
-        "label": [p.label for p in pairs],
-        "hasher": info.id,
-        "distance": distance,
-        "distance_norm": np.clip(distance / info.distance_max, 0.0, 1.0),
-        "error": error,
-    })
+            hasher = self.hashers[hid]
+            entries = {**cached.get(hid, {}), **outcome.entries.get(hid, {})}
+            hashed = self._decode(hasher, [entries.get(item) for item in self.plan.items])
+            for k, item in enumerate(self.plan.items):  # each failure once per image and stage
+                reason = hashed.errors.get(k)
+                if reason is None:
+                    continue
+                stage, text = ("transform", reason[len("transform: "):]) if reason.startswith("transform: ") \
+                    else (f"hash {hid}", reason)
+                if (stage, text) not in reported:
+                    reported.add((stage, text))
+                    self.errors.append({"image": name, "image_id": record.image, "stage": stage, "reason": text})
+            self._score(source, info, hasher, hashed)
+            self._keep(hid, hashed)
+            own = entries.get(SOURCE)
+            for key, value in (own.extras if own is not None else {}).items():  # side outputs (PDQ's quality)
+                source[f"{hid}.{key}"] = value.item() if hasattr(value, "item") else value
+        if outcome.previews and not self.previews:
+            thumbs = outcome.previews
+            pick = lambda chain: thumbs.get(SOURCE) if chain == UNTOUCHED else thumbs.get(
+                self.plan.chain_keys[self.plan.chains.index(chain)])
+            self.previews = [(pair, pick(pair.a), pick(pair.b)) for pair in self.config.pairs]
+
+    @staticmethod
+    def _decode(hasher, entries: list[Entry | None]):
+        """The image's items as one Hashed; an item with no entry (cannot happen unless a worker
+        misbehaved) or rows that do not fit together are failures, never a crash."""
+        filled = [entry if entry is not None else Entry(None, "no result") for entry in entries]
+        try:
+            return from_entries(hasher, filled)
+        except ValueError as exc:
+            return from_entries(hasher, [Entry(None, f"stored hashes do not fit together ({exc})")] * len(filled))
+
+    def _score(self, source: dict, info: HasherInfo, hasher, hashed) -> None:
+        pairs = len(self.side_a)
+        rows = hashed.rows
+        ra, rb = rows[self.side_a], rows[self.side_b]
+        ok = (ra >= 0) & (rb >= 0)
+        distance = np.full(pairs, np.nan)
+        if ok.any():
+            distance[ok] = hasher.distance(hashed.array[ra[ok]], hashed.array[rb[ok]])
+        errors = np.full(pairs, self.ok_code, np.int32)
+        for k in np.flatnonzero(~ok):
+            a, b = int(self.side_a[k]), int(self.side_b[k])
+            reason = hashed.errors.get(a if rows[a] < 0 else b, "no hash")
+            text = reason if reason.startswith("transform: ") else f"hash: {reason}"
+            errors[k] = self.distances.code("error", text)
+        self._add_rows(source, info, distance, errors)
+
+    def _add_rows(self, source, info, distance, errors) -> None:
+        pairs = len(distance)
+        table = self.distances
+        table.add(image=np.full(pairs, table.code("image", source["name"]), np.int32),
+                  image_id=np.full(pairs, table.code("image_id", source["id"]), np.int32),
+                  family=self.pair_codes["family"], value=self.pair_codes["value"], label=self.pair_codes["label"],
+                  hasher=np.full(pairs, table.code("hasher", info.id), np.int32),
+                  distance=distance, distance_norm=np.clip(distance / info.distance_max, 0.0, 1.0), error=errors)
+
+    def _keep(self, hid: str, hashed) -> None:
+        """The untouched image's row and, for transformed impostors, its edited copies' rows."""
+        plain = Hashed(hashed.array, hashed.rows, hashed.errors)  # the impostors need no side outputs
+        self.source_rows[hid].append(plain.take([0]))
+        if self.config.impostors.transformed and self.edited:
+            self.edited_rows[hid].append(plain.take(self.side_b[self.edited]))
+
+    def result(self, notes: list[str], engine: str) -> RunResult:
+        config = self.config
+        if self.duplicates:
+            notes.append(f"{len(self.duplicates)} images have the same pixels as another and count once: "
+                         + ", ".join(self.duplicates[:5]) + (", ..." if len(self.duplicates) > 5 else ""))
+        if len(self.sources) < 2:
+            notes.append("one image only: no impostor pairs, so no thresholds or detection rates")
+        rng = np.random.default_rng(config.seed)
+        source_hashed = {hid: Hashed.join(parts) for hid, parts in self.source_rows.items() if parts}
+        impostor_frames = [source_impostors(self.sources, source_hashed, self.hashers, config.impostors.max_pairs,
+                                            rng)]
+        if config.impostors.transformed and len(self.sources) > 1 and self.edited:
+            edited = {hid: Hashed.join(parts) for hid, parts in self.edited_rows.items() if parts}
+            impostor_frames += transformed_impostors(self.sources, config.pairs, self.edited, edited, source_hashed,
+                                                     self.hashers, config.impostors.per_variant, rng)
+        distances = self.distances.frame()
+        impostors = pd.concat(impostor_frames, ignore_index=True)[IMPOSTOR_COLUMNS]
+        error_table = pd.DataFrame(self.errors, columns=ERROR_COLUMNS)
+        failed = distances["error"].ne("") & distances["error"].ne(UNAVAILABLE)
+        if failed.any():
+            notes.append(f"{int(failed.sum())} of {len(distances)} distances failed; see the error column")
+        if len(error_table):
+            notes.append(f"{len(error_table)} problems with images, transforms or hashers; see errors.csv")
+        return RunResult(config, distances, impostors, error_table, self.infos, self.sources, notes, self.previews,
+                         engine)
 
 
-# --- the impostor baseline --------------------------------------------------
+def _text(value) -> str:
+    from harness.config import format_value
+
+    return format_value(value)

@@ -248,18 +248,31 @@ def round6(values) -> np.ndarray:
 
 def normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     """A long table as it reads back from disk: its columns in order, `value` as the config's text,
-    distances to 6 significant digits."""
+    distances to 6 significant digits, every text column categorical (a long table repeats a few
+    names millions of times: codes keep it to a few bytes a row, and its groups to the names seen)."""
     from harness.config import format_value
 
     frame = frame.reindex(columns=LONG_TABLES[name]).copy()
-    frame["value"] = [v if isinstance(v, str) else format_value(v) for v in frame["value"]]
-    for column in ("distance", "distance_norm"):
-        if column in frame:
-            frame[column] = round6(frame[column])
+    if not isinstance(frame["value"].dtype, pd.CategoricalDtype):
+        frame["value"] = [v if isinstance(v, str) else format_value(v) for v in frame["value"]]
     for column in frame.columns:
-        if column not in ("distance", "distance_norm"):
-            frame[column] = frame[column].astype(str) if len(frame) else frame[column].astype(object)
+        if column in ("distance", "distance_norm"):
+            frame[column] = round6(frame[column])
+        else:
+            frame[column] = _categorical(frame[column])
     return frame.reset_index(drop=True)
+
+
+def _categorical(column: pd.Series) -> pd.Series:
+    """Text as a categorical column whose categories are the texts in order of appearance (so the
+    same table gives the same categories however it was made: in memory, from CSV or Parquet)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.cat.remove_unused_categories()
+        order = pd.unique(column.astype(object).fillna(""))
+        if list(column.cat.categories) == list(order) and not column.isna().any():
+            return column
+    texts = column.astype(object).where(column.notna(), "").map(str)
+    return pd.Series(pd.Categorical(texts, categories=pd.unique(texts)), index=column.index, name=column.name)
 
 
 def read_long(out_dir: str, name: str, required: bool = True) -> pd.DataFrame:

@@ -121,7 +121,8 @@ def test_pinned_hash_of_synthetic_image(name):
 # Hashers whose float arithmetic follows the CPU's vector instructions (cpu_exact = False):
 # pinned with a tolerance, measured across machines, that a real change still exceeds.
 # MarrHildrethHash: AVX-512 moved 6 of 576 bits, OpenCV's unoptimised path 12; alpha 2 -> 2.1
-# moves 19-21, scale 1 -> 0.9 moves 20-22, contrast 1.2 moves 20-24, a 2 degree rotation 72 (it
+# moves 18-21, scale 1 -> 0.8 moves 17 (0.9 moved 20-22 on one machine but 13 on an AVX2 one, too
+# close to the tolerance to test it), contrast 1.2 moves 20-24, a 2 degree rotation 72 (it
 # shrugs off a 3x3 blur or gamma 1.05, 8-14 bits, so those are no test of it). ColorMomentHash (compare() units, 10000 x L2): CPUs
 # move it by about 1e-5; gamma 1.05 moves it by 0.45, a JPEG 95 copy by 2.
 PINNED_APPROX = {
@@ -152,7 +153,7 @@ def test_the_cpu_tolerance_still_catches_a_real_change(name):
     edited = [apply_chain(make_synthetic(), [step]) for step in steps]
     assert (pinned_distance(name, build(name).hash_batch(edited)) > tolerance).all()
     if name == "MarrHildrethHash":  # a change of parameters
-        for changed in ({"alpha": 2.1}, {"scale": 0.9}):
+        for changed in ({"alpha": 2.1}, {"scale": 0.8}):
             hashes = HASHERS.get(name)(**changed).hash_batch([make_synthetic()])
             assert pinned_distance(name, hashes)[0] > tolerance, changed
 

@@ -153,9 +153,10 @@ def stop_when(process, out, entries: int, sig) -> None:
     process.wait(timeout=60)
 
 
-# 40 images x 3 hashers: 120 source entries, then 120 entries of edited copies
-@pytest.mark.parametrize("sig,points", [(signal.SIGKILL, [10, 130, 200]), (signal.SIGTERM, [150]),
-                                        (signal.SIGINT, [150])])
+# 40 images x 3 hashers x 15 items (the untouched image and 14 edited copies): 45 entries an image,
+# written together as each image is done
+@pytest.mark.parametrize("sig,points", [(signal.SIGKILL, [45, 450, 900]), (signal.SIGTERM, [450]),
+                                        (signal.SIGINT, [450])])
 def test_killed_runs_resume_to_identical_outputs(slow_config, tmp_path, sig, points):
     config, reference = slow_config
     out = tmp_path / "out"

@@ -110,6 +110,22 @@ class Hasher(ABC):
             raise HashError(f"{self.name} failed on a batch of {len(images)} images: "
                             f"{type(exc).__name__}: {_one_line(exc)}") from exc
 
+    def encode_row(self, row) -> np.ndarray:
+        """One image's hash (a row of `hash_batch`'s result) as a plain array of numbers or booleans,
+        for the hash cache, which never stores pickles. The default: the row itself. Hashers whose
+        rows are objects override this and `decode_rows`; the two must round-trip exactly."""
+        return np.asarray(row)
+
+    def decode_rows(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """Rows back from `encode_row`'s arrays, as `hash_batch` would return them for those images;
+        ValueError when they do not fit together."""
+        if not len(arrays):
+            raise ValueError("no rows")
+        first = arrays[0]
+        if any(a.dtype != first.dtype or a.shape != first.shape for a in arrays):
+            raise ValueError("rows of different dtypes or shapes")
+        return np.stack(arrays)
+
     def cross_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """All-pairs distances -> float64 (len(a), len(b)). Hashers with a faster form
         (popcount, matrix product) override this; the default is one vectorised

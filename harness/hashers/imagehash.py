@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Annotated, Literal, Sequence
+from typing import Annotated, ClassVar, Literal, Sequence
 
 import numpy as np
 
 from harness.errors import UnavailableError
 from harness.hashers.base import BitHasher, Hasher, from_params
+from harness.hashers.layouts import layouts
 from harness.params import Doc, Range
 
 HashSize = Annotated[int, Range(2, 128), Doc("side of the hash's bit square: hash_size**2 bits")]
@@ -31,11 +32,11 @@ def library():
     return imagehash
 
 
-def to_pil(image: np.ndarray):
-    """uint8 BGR (H, W, 3) -> PIL RGB image."""
-    from PIL import Image
-
-    return Image.fromarray(np.ascontiguousarray(image[..., ::-1]))
+def to_pil(image: np.ndarray, mode: str = "RGB"):
+    """uint8 BGR (H, W, 3) -> PIL image in `mode` ("RGB", or "L": PIL's own gray conversion, which
+    the gray-based functions would make first anyway), shared between hashers (see layouts)."""
+    shared = layouts(image)
+    return shared.pil_gray if mode == "L" else shared.pil_rgb
 
 
 def power_of_two(value: int) -> bool:
@@ -45,6 +46,10 @@ def power_of_two(value: int) -> bool:
 @dataclass(frozen=True)
 class ImageHashBits(BitHasher):
     """One ImageHash function whose ImageHash is stored bit-packed; Hamming = the library's `-`."""
+
+    # The PIL mode the function is given: "L" for the functions that convert to gray first (the
+    # conversion is then made once for all of them), "RGB" for those that need the colours.
+    pil_mode: ClassVar[str] = "L"
 
     def prepare(self) -> None:
         library()
@@ -65,7 +70,7 @@ class ImageHashBits(BitHasher):
     def hash_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(images), (self.bits() + 7) // 8), np.uint8)
         for row, image in enumerate(images):
-            bits = np.asarray(self.compute(to_pil(image)).hash, dtype=bool).ravel()
+            bits = np.asarray(self.compute(to_pil(image, self.pil_mode)).hash, dtype=bool).ravel()
             if bits.size != self.bits():  # a bug, not an input problem: bits() must know every length
                 raise AssertionError(f"{self.name} gave {bits.size} bits, not {self.bits()}")
             out[row] = np.packbits(bits)
@@ -179,6 +184,7 @@ def _db4_bits(hash_size: int, image_scale: int) -> int:
 class ColorHash(ImageHashBits):
     binbits: Annotated[int, Range(1, 16), Doc("bits per bin fraction; 14 bins, 14*binbits bits")] = 3
 
+    pil_mode = "RGB"  # HSV bins
     name = "imagehash.colorhash"
     description = ("imagehash.colorhash: fractions of black, gray and 2x6 hue bins (faint, bright) "
                    "in HSV, binbits each")
@@ -227,8 +233,21 @@ class CropResistantHash(Hasher):
         out = np.empty(len(images), dtype=object)
         for row, image in enumerate(images):
             out[row] = imagehash.crop_resistant_hash(
-                to_pil(image), limit_segments=self.limit_segments, segment_threshold=self.segment_threshold,
+                to_pil(image, "L"), limit_segments=self.limit_segments, segment_threshold=self.segment_threshold,
                 min_segment_size=self.min_segment_size, segmentation_image_size=self.segmentation_image_size)
+        return out
+
+    def encode_row(self, row) -> np.ndarray:
+        """An ImageMultiHash as stored in the cache: its segments' hash bits, (segments, h, w) booleans."""
+        return np.array([np.asarray(segment.hash, dtype=bool) for segment in row.segment_hashes], dtype=bool)
+
+    def decode_rows(self, arrays) -> np.ndarray:
+        imagehash = library()
+        out = np.empty(len(arrays), dtype=object)
+        for k, bits in enumerate(arrays):
+            if bits.dtype != bool or bits.ndim != 3:
+                raise ValueError(f"expected (segments, h, w) booleans, got {bits.dtype} {bits.shape}")
+            out[k] = imagehash.ImageMultiHash([imagehash.ImageHash(segment) for segment in bits])
         return out
 
     def _one(self, a, b) -> float:

@@ -68,6 +68,21 @@ def check_model_name(model: str) -> None:
     raise ValueError(f"model: unknown keras.applications model '{model}'{hint}")
 
 
+# Where keras.applications downloads ImageNet weights from, and the files of the presets
+# (the others are named by Keras when it fails).
+WEIGHTS_HOST = "storage.googleapis.com"
+WEIGHTS_FILES = {
+    "ResNet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "MobileNetV3Small": "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+    "EfficientNetB0": "efficientnetb0_notop.h5",
+}
+
+
+def keras_cache() -> str:
+    """Keras' cache of downloaded files: $KERAS_HOME/models, by default ~/.keras/models."""
+    return os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+
+
 def import_keras():
     """Import Keras with TensorFlow's start-up log lines (CUDA probing, absl) kept off the terminal.
 
@@ -127,6 +142,7 @@ class KerasEmbedding(Hasher):
     def prepare(self) -> None:
         if self._model:
             return
+        self._check_weights_reachable()
         keras = import_keras()
 
         constructor = getattr(keras.applications, self.model_name, None)
@@ -143,10 +159,27 @@ class KerasEmbedding(Hasher):
             raise UnavailableError(self._missing_weights_message(exc)) from None
         self._model.append((model, module.preprocess_input))
 
-    def _missing_weights_message(self, exc: Exception) -> str:
+    def _check_weights_reachable(self) -> None:
+        """ImageNet weights that are neither in Keras' cache nor downloadable make the hasher
+        unavailable before TensorFlow is imported: importing it and building the model costs about
+        10 s and 600 MB, only for Keras to fail on the download."""
+        if self.weights != "imagenet":
+            return
+        filename = WEIGHTS_FILES.get(self.model_name)
+        if filename and os.path.isfile(os.path.join(keras_cache(), filename)):
+            return
+        import socket
+
+        try:
+            socket.create_connection((WEIGHTS_HOST, 443), timeout=5).close()
+        except OSError as exc:
+            raise UnavailableError(self._missing_weights_message(exc, filename)) from None
+
+    def _missing_weights_message(self, exc: Exception, filename: str | None = None) -> str:
         found = re.search(r"[\w.-]+\.h5", str(exc))
-        filename = found.group(0) if found else f"the {self.model_name} ImageNet weights (.h5, no top)"
-        cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+        filename = found.group(0) if found else (
+            filename or f"the {self.model_name} ImageNet weights (.h5, no top)")
+        cache = keras_cache()
         reason = str(exc).rsplit(" -- ", 1)[-1].strip() or type(exc).__name__
         return (f"ImageNet weights for {self.model_name} unavailable ({reason}); put {filename} in {cache}/ "
                 f"or set `weights:` to the path of that file")

@@ -15,6 +15,7 @@ import numpy as np
 
 from harness.errors import UnavailableError
 from harness.hashers.base import BitHasher
+from harness.hashers.layouts import layouts
 
 
 def library():
@@ -48,7 +49,7 @@ class PDQ(BitHasher):
         hashes = np.zeros((len(images), 32), np.uint8)
         quality = np.zeros(len(images), np.int64)
         for row, image in enumerate(images):
-            bits, quality[row] = pdqhash.compute(np.ascontiguousarray(image[..., ::-1]))
+            bits, quality[row] = pdqhash.compute(layouts(image).rgb)
             hashes[row] = np.packbits(np.asarray(bits, dtype=bool))
         self._last[:] = [tuple(images), hashes, quality]
         return hashes, quality

@@ -1,0 +1,157 @@
+"""One source image's work, wherever it runs (this process, a worker process, a Dask worker).
+
+The image is decoded once. Each transform chain the work needs is applied once, and its
+variant is hashed by every hasher that needs it, the variants going through the hashers in
+batches bounded by their pixel count (so a 13-megapixel photograph's 40 variants are never
+held at once), each batch's colour layouts shared between the hashers (see hashers/layouts.py).
+What comes back is plain data: the image's size and notes, and per hasher and item a cache
+entry (the hash as a plain array, or why there is none). Nothing here touches the cache or
+the file system: the caller reads the file and stores the results, so the work can run on a
+machine that sees neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from harness.cache import Entry, FileRecord
+from harness.config import HasherSpec, Step
+from harness.errors import ImageError
+from harness.hashers.layouts import shared
+from harness.hashing import hash_safely, to_entries
+from harness.images import SourceImage, decode_source, image_id
+from harness.transforms import TransformError, apply_chain
+
+SOURCE = "source"  # the item of the untouched image; a variant's item is its chain's key
+PREVIEW_SIDE = 192  # previews keep thumbnails of this longest side, never full copies
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What is the same for every image of a run; sent to each worker once."""
+
+    hashers: tuple[HasherSpec, ...]
+    chains: tuple[tuple[Step, ...], ...]  # every distinct transform chain of the config, in config order
+    chain_keys: tuple[str, ...]  # each chain's cache item (a digest of the chain and the library versions)
+    max_pixels: int | None
+    max_side: int | None = None  # larger images are downscaled to this longest side first
+    batch_pixels: int = 1 << 24  # variants hashed together hold at most this many pixels (but at least one)
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        return (SOURCE, *self.chain_keys)
+
+
+@dataclass
+class ImageJob:
+    number: int  # the image's position among the run's sources
+    source: str  # a path or builtin:NAME
+    data: bytes | None  # the file's bytes (read once, by the caller); None for a built-in
+    needs: dict[str, frozenset[str]] | None  # hasher id -> items to compute; None: all (the image is new)
+    previews: bool = False
+
+
+@dataclass
+class ImageOutcome:
+    number: int
+    record: FileRecord | None  # None when the image could not be read
+    error: str = ""  # why it could not be read
+    entries: dict[str, dict[str, Entry]] = field(default_factory=dict)  # hasher id -> item -> new entry
+    previews: dict[str, np.ndarray | None] = field(default_factory=dict)  # item -> thumbnail (None: failed)
+
+
+def build_state(plan: Plan, hashers: dict | None = None):
+    """A worker's state: the plan and its hashers, built and loaded once per process."""
+    if hashers is None:
+        hashers = {}
+        for spec in plan.hashers:
+            hasher = spec.build()
+            hasher.prepare()
+            hashers[spec.id] = hasher
+    return plan, hashers
+
+
+def process(state, job: ImageJob) -> ImageOutcome:
+    """Decode, transform and hash one image: the work a job asks for, and nothing else."""
+    plan, hashers = state
+    try:
+        image = decode_source(job.source, job.data, plan.max_pixels)
+    except ImageError as exc:
+        return ImageOutcome(job.number, None, str(exc))
+    image = downscale(image, plan.max_side)
+    pixels = image.pixels
+    record = FileRecord(image.id, pixels.shape[0], pixels.shape[1], image.notes)
+    needs = job.needs if job.needs is not None else {hid: frozenset(plan.items) for hid in hashers}
+    wanted = set().union(*needs.values()) if needs else set()
+    entries: dict[str, dict[str, Entry]] = {hid: {} for hid in needs}
+    previews: dict[str, np.ndarray | None] = {}
+    if job.previews:
+        previews[SOURCE] = thumbnail(pixels)
+
+    # The batches are cut from the run's full list of items (not from what this job needs), so
+    # a hasher whose results depend on its batch (a CNN) always sees the same batches.
+    steps = [(SOURCE, ())] + list(zip(plan.chain_keys, plan.chains))
+    for batch in _batches(steps, pixels, plan.batch_pixels):
+        made: list[tuple[str, np.ndarray]] = []
+        for item, chain in batch:
+            if item not in wanted and not (job.previews and item != SOURCE):
+                continue
+            if item == SOURCE:
+                made.append((item, pixels))
+                continue
+            try:
+                variant = apply_chain(pixels, ((name, dict(params)) for name, params in chain))
+            except TransformError as exc:
+                failure = Entry(None, f"transform: {exc}")
+                for hid in needs:
+                    if item in needs[hid]:
+                        entries[hid][item] = failure
+                previews[item] = None
+                continue
+            if job.previews:
+                previews[item] = thumbnail(variant)
+            if item in wanted:
+                made.append((item, variant))
+        if not made:
+            continue
+        with shared([variant for _, variant in made]):
+            for hid, hasher in hashers.items():
+                mine = [(item, variant) for item, variant in made if item in needs.get(hid, ())]
+                if mine:
+                    hashed = hash_safely(hasher, [variant for _, variant in mine])
+                    for (item, _), entry in zip(mine, to_entries(hasher, hashed)):
+                        entries[hid][item] = entry
+    return ImageOutcome(job.number, record, "", entries, previews)
+
+
+def _batches(steps, pixels: np.ndarray, budget: int):
+    """Consecutive steps whose variants together hold at most `budget` pixels (each is assumed the
+    size of the source: most edits keep it or shrink it); at least one step per batch."""
+    per_image = max(1, pixels.shape[0] * pixels.shape[1])
+    size = max(1, budget // per_image)
+    for start in range(0, len(steps), size):
+        yield steps[start:start + size]
+
+
+def downscale(image: SourceImage, max_side: int | None) -> SourceImage:
+    """The image with its longer side at most `max_side` (INTER_AREA, aspect kept), with a note."""
+    height, width = image.pixels.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return image
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    pixels = cv2.resize(image.pixels, size, interpolation=cv2.INTER_AREA)
+    note = f"downscaled from {width}x{height} to {size[0]}x{size[1]} (max_side {max_side})"
+    return SourceImage(image.name, image_id(pixels), image.origin, pixels, image.notes + (note,))
+
+
+def thumbnail(pixels: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
+    height, width = pixels.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1:
+        return pixels.copy()
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)

@@ -1,0 +1,285 @@
+"""The hash cache holds data, never code, and nothing in it can break a run.
+
+Every hasher's output round-trips exactly; a cache file that is damaged, foreign or hostile is
+set aside with a note (never a traceback, never code run); entries that do not check out are
+recomputed; and a full disk ends in one line with the previous outputs intact.
+"""
+
+import os
+import pickle
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.__main__ import main
+from harness.cache import Entry, FileRecord, HashCache
+from harness.hashers import HASHERS
+from harness.hashing import from_entries, hash_safely, to_entries
+from tests.conftest import ROOT, make_scene, make_synthetic
+
+TABLES = ("distances.csv", "impostors.csv", "table.csv", "thresholds.csv", "detection.csv", "images.csv",
+          "errors.csv")
+
+# Every registered hasher, built small where it can be (the CNNs with random weights).
+BUILD = {name: {} for name in HASHERS}
+BUILD.update({name: {"weights": None, "input_size": 32} for name in ("ResNet50", "MobileNetV3Small",
+                                                                      "EfficientNetB0", "keras")})
+BUILD["imagehash.whash"] = {"mode": "db4", "image_scale": 64}
+
+
+@pytest.fixture(scope="module")
+def built():
+    hashers = {}
+    for name, params in BUILD.items():
+        hasher = HASHERS.get(name)(**params)
+        hasher.prepare()
+        hashers[name] = hasher
+    return hashers
+
+
+def roundtrip(hasher, images, tmp_path):
+    hashed = hash_safely(hasher, images)
+    cache = HashCache(str(tmp_path / "c.sqlite"))
+    entries = to_entries(hasher, hashed)
+    cache.put_image(("digest", "salt", FileRecord("0123456789ab", 10, 10, ())),
+                    {"key": {str(k): e for k, e in enumerate(entries)}}, "0123456789ab")
+    cache.close()
+    again = HashCache(str(tmp_path / "c.sqlite"))
+    found = again.get_image("key", "0123456789ab")
+    again.close()
+    os.remove(tmp_path / "c.sqlite")
+    return hashed, from_entries(hasher, [found[str(k)] for k in range(len(images))])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), height=st.integers(8, 300), width=st.integers(8, 300))
+def test_every_hashers_output_round_trips_exactly(built, tmp_path, seed, height, width):
+    images = [make_scene(seed, height, width), make_synthetic(height, width), np.zeros((height, width, 3), np.uint8)]
+    for name, hasher in built.items():
+        hashed, back = roundtrip(hasher, images, tmp_path)
+        assert np.array_equal(hashed.rows, back.rows) and hashed.errors == back.errors, name
+        if hashed.array is None:
+            continue
+        if hashed.array.dtype == object:  # crop_resistant_hash: ImageMultiHash objects
+            assert [str(h) for h in hashed.array] == [str(h) for h in back.array], name
+        else:
+            assert hashed.array.dtype == back.array.dtype and np.array_equal(hashed.array, back.array), name
+        ok = np.flatnonzero(hashed.rows >= 0)
+        a = hashed.array[hashed.rows[ok]]
+        assert np.array_equal(hasher.distance(a, a[::-1]), hasher.distance(back.array[back.rows[ok]], a[::-1]),
+                              equal_nan=True), name
+        for key, values in hashed.extras.items():
+            assert np.array_equal(values, back.extras[key]), (name, key)
+
+
+def test_entries_are_plain_arrays_never_pickles(tmp_path):
+    hasher = HASHERS.get("imagehash.crop_resistant_hash")()
+    hashed, _ = roundtrip(hasher, [make_synthetic()], tmp_path)
+    cache = HashCache(str(tmp_path / "c.sqlite"))
+    cache.put_image(None, {"k": {"x": to_entries(hasher, hashed)[0]}}, "0123456789ab")
+    cache.close()
+    with sqlite3.connect(tmp_path / "c.sqlite") as db:
+        dtype, shape, data = db.execute("SELECT dtype, shape, data FROM hashes").fetchone()
+    assert dtype == "|b1" and len(data) == np.prod(eval(shape))  # booleans, one byte each; no pickle opcodes
+    assert not data.startswith(b"\x80")
+
+
+# --- runs with caches that do not check out ---------------------------------------------
+
+CONFIG = """
+images: [{folder}]
+seed: 4
+hashers: [aHash, pHash, imagehash.crop_resistant_hash]
+impostors: {{transformed: true, per_variant: 2}}
+sweeps:
+  - {{family: jpeg, b: {{jpeg: {{quality: $value}}}}, values: [60, 20]}}
+  - {{family: blur, b: {{blur: {{kernel: 5}}}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cachejob")
+    folder = root / "images"
+    folder.mkdir()
+    for seed in range(5):
+        cv2.imwrite(str(folder / f"{seed}.png"), make_scene(seed, 160, 200))
+    config = root / "c.yaml"
+    config.write_text(CONFIG.format(folder=folder))
+    reference = root / "reference"
+    assert main(["run", str(config), "--out", str(reference), "--quiet", "--no-cache"]) == 0
+    return config, reference
+
+
+def same_tables(a, b):
+    return all((a / name).read_bytes() == (b / name).read_bytes() for name in TABLES)
+
+
+def marker_payload(marker) -> bytes:
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    return pickle.dumps(Boom())
+
+
+def old_format_cache(path, marker):
+    """A cache of the earlier format (pickled values), holding a pickle that creates `marker`."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE hashes (hasher TEXT, image TEXT, item TEXT, value BLOB, "
+                   "PRIMARY KEY (hasher, image, item))")
+        db.execute("INSERT INTO hashes VALUES ('h', 'i', 'source', ?)", (marker_payload(marker),))
+
+
+def hostile_view_cache(path, marker):
+    """The right tables' names, but `hashes` a view that never ends."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        db.execute("INSERT INTO meta VALUES ('format', 'imghash-harness hash cache 2')")
+        db.execute("CREATE TABLE files (digest TEXT, salt TEXT, image TEXT, info TEXT, PRIMARY KEY (digest, salt))")
+        db.execute("CREATE VIEW hashes AS WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) "
+                   "SELECT 'h' AS hasher, 'i' AS image, x AS item, 'x' AS dtype, '[]' AS shape, NULL AS data, "
+                   "'{}' AS extras FROM n")
+
+
+DAMAGE = {
+    "garbage": lambda path, marker: path.write_bytes(os.urandom(5000)),
+    "text": lambda path, marker: path.write_text("not a database\n" * 100),
+    "old-pickles": old_format_cache,
+    "hostile-view": hostile_view_cache,
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_or_hostile_cache_is_replaced_with_a_note(job, tmp_path, capsys, damage):
+    config, reference = job
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text("{}")  # a harness output directory
+    marker = tmp_path / "code-ran"
+    DAMAGE[damage](out / "hash-cache.sqlite", marker)
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert same_tables(out, reference)
+    assert not marker.exists(), "data in the cache ran code"
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "not usable" in err and "replaced by a fresh one" in err
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0  # and the fresh cache works
+    assert "not usable" not in capsys.readouterr().err
+
+
+def test_a_damaged_cache_elsewhere_is_left_alone(job, tmp_path, capsys):
+    config, reference = job
+    mine = tmp_path / "my-database.sqlite"
+    mine.write_text("my own data, not a cache")
+    assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet", "--cache", str(mine)]) == 0
+    assert mine.read_text() == "my own data, not a cache"
+    assert "left as it is" in capsys.readouterr().err
+    assert same_tables(tmp_path / "out", reference)
+
+
+def test_a_directory_or_truncated_cache(job, tmp_path, capsys):
+    config, reference = job
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    data = (out / "hash-cache.sqlite").read_bytes()
+    for name in ("hash-cache.sqlite-wal", "hash-cache.sqlite-shm"):
+        (out / name).unlink(missing_ok=True)
+    (out / "hash-cache.sqlite").write_bytes(data[: len(data) // 2])
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert same_tables(out, reference)
+    as_dir = tmp_path / "dir-cache"
+    as_dir.mkdir()
+    assert main(["run", str(config), "--out", str(tmp_path / "o2"), "--quiet", "--cache", str(as_dir)]) == 0
+    assert "is a directory" in capsys.readouterr().err
+    assert same_tables(tmp_path / "o2", reference)
+
+
+def test_entries_that_do_not_check_out_are_recomputed(job, tmp_path, capsys):
+    config, reference = job
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    with sqlite3.connect(out / "hash-cache.sqlite") as db:
+        rows = db.execute("SELECT rowid FROM hashes ORDER BY rowid").fetchall()
+        spoil = [
+            "UPDATE hashes SET dtype='|O' WHERE rowid=?",  # objects: would need pickle
+            "UPDATE hashes SET shape='[3, 99]' WHERE rowid=?",  # does not match the bytes
+            "UPDATE hashes SET data=X'00' WHERE rowid=?",
+            "UPDATE hashes SET extras='{\"quality\": NaN}' WHERE rowid=?",
+            "UPDATE hashes SET extras='[1, 2]' WHERE rowid=?",
+            "UPDATE hashes SET dtype='<f8', shape='[1]', data=zeroblob(8) WHERE rowid=?",  # of another type
+            "UPDATE hashes SET dtype='>c16' WHERE rowid=?",
+        ]
+        for sql, (rowid,) in zip(spoil, rows[::7]):
+            db.execute(sql, (rowid,))
+        db.execute("UPDATE files SET info='{\"height\": -1}'")
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert same_tables(out, reference)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_cached_rerun_decodes_nothing(job, tmp_path, monkeypatch):
+    config, reference = job
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    from harness import imagework
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a cached image was decoded again")
+
+    # The first image is decoded for its previews; no other.
+    decoded = []
+    original = imagework.decode_source
+    monkeypatch.setattr(imagework, "decode_source", lambda *a, **k: decoded.append(a[0]) or original(*a, **k))
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert len(decoded) == 1
+    assert same_tables(out, reference)
+
+
+FULL_DISK = """
+set -e
+mount -t tmpfs -o size={size} tmpfs {mount}
+{python} -m harness run {config} --out {mount}/out --quiet
+cp -r {mount}/out {saved}
+# Fill the disk, then run again (another seed: new hashes for the cache, new tables for the outputs).
+cat /dev/zero > {mount}/filler 2>/dev/null || true
+set +e
+{python} -m harness run {config2} --out {mount}/out --quiet 2> {stderr}
+echo $? > {status}
+diff -r -x 'hash-cache*' {saved} {mount}/out > {diff} 2>&1
+echo $? > {diff}.status
+"""
+
+
+def test_a_full_disk_ends_in_one_line_and_keeps_the_outputs(job, tmp_path):
+    """On a small tmpfs, mounted in a private mount namespace (unshare) where the machine allows it."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here: unshare -rm (user and mount namespaces) is not allowed")
+    config, _ = job
+    config2 = tmp_path / "c2.yaml"
+    config2.write_text(config.read_text().replace("seed: 4", "seed: 5").replace("[60, 20]", "[60, 20, 10]"))
+    mount = tmp_path / "small"
+    mount.mkdir()
+    script = FULL_DISK.format(size="3m", mount=mount, python=sys.executable, config=config, config2=config2,
+                              saved=tmp_path / "saved", stderr=tmp_path / "stderr", status=tmp_path / "status",
+                              diff=tmp_path / "diff")
+    done = subprocess.run(["unshare", "-rm", "bash", "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    if "mount" in done.stderr and done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    status = int((tmp_path / "status").read_text())
+    stderr = (tmp_path / "stderr").read_text()
+    assert status == 2, stderr
+    assert "Traceback" not in stderr
+    error = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "disk is full" in error[0] and "previous outputs are unchanged" in error[0], stderr
+    # The mount is gone with the namespace: the script compared the outputs with a copy made before.
+    assert (tmp_path / "saved" / "summary.md").exists()
+    assert (tmp_path / "diff.status").read_text().strip() == "0", (tmp_path / "diff").read_text()

@@ -1,0 +1,154 @@
+"""Where the work runs: worker processes and a real dask.distributed cluster on loopback.
+
+The cluster is started as a user would start one (`dask scheduler`, `dask worker`), as separate
+processes on 127.0.0.1. Its tables must equal a local run's byte for byte, and a worker killed in
+the middle of a run must cost nothing but time.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import psutil
+import pytest
+
+from tests.conftest import ROOT, make_scene
+
+pytest.importorskip("distributed")
+
+TABLES = ("distances.csv", "impostors.csv", "table.csv", "thresholds.csv", "detection.csv", "roc.csv",
+          "images.csv", "errors.csv", "hashers.csv", "retrieval.csv")
+
+CONFIG = """
+images: [{folder}]
+seed: 5
+hashers: [aHash, pHash, imagehash.dhash]
+impostors: {{transformed: true, per_variant: 2}}
+sweeps:
+  - {{family: jpeg, b: {{jpeg: {{quality: $value}}}}, values: [80, 40, 10]}}
+  - {{family: blur, b: {{gaussian_blur: {{sigma: $value}}}}, values: [1, 4]}}
+  - {{family: rotate, b: {{rotate: {{angle: $value}}}}, values: [2, 8]}}
+  - {{family: crop, b: {{crop: {{x: 0, y: 0, width: 200, height: 200}}}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """Images (some too small for the crop, one not an image), a config, and a local run's outputs."""
+    root = tmp_path_factory.mktemp("cluster")
+    folder = root / "images"
+    folder.mkdir()
+    for seed in range(24):
+        size = (150, 180) if seed % 7 == 0 else (300, 400)
+        cv2.imwrite(str(folder / f"{seed:02d}.png"), make_scene(seed, *size))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    config = root / "job.yaml"
+    config.write_text(CONFIG.format(folder=folder))
+    local = root / "local"
+    run(config, local, "--no-cache")
+    return config, local
+
+
+def run(config, out, *extra, check=True, **popen):
+    command = [sys.executable, "-m", "harness", "run", str(config), "--out", str(out), "--quiet", *extra]
+    if popen:
+        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr  # 1: the broken file
+    return done
+
+
+def assert_same_tables(a, b):
+    for name in TABLES:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A dask scheduler and two single-threaded workers on loopback, as separate processes."""
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    processes = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                   "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                                  cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    address = json.loads(scheduler_file.read_text())["address"]
+    for name in ("one", "two"):
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1",
+             "--no-nanny", "--no-dashboard", "--name", name, "--local-directory", str(tmp_path / name)],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(2, timeout=120)
+    yield address, processes[1:]
+    for process in processes:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def test_dask_cluster_gives_the_local_tables(job, cluster, tmp_path):
+    config, local = job
+    address, _ = cluster
+    out = tmp_path / "dask"
+    run(config, out, "--scheduler", address, "--no-cache")
+    assert_same_tables(out, local)
+    assert json.loads((out / "run.json").read_text())["engine"] == f"dask.distributed at {address}"
+
+
+def test_a_worker_killed_mid_run_loses_nothing(job, cluster, tmp_path):
+    config, local = job
+    address, workers = cluster
+    out = tmp_path / "dask"
+    process = run(config, out, "--scheduler", address, "--no-cache", popen=True)
+    # Kill one worker once both have started working (each has imported the hashers and holds a job).
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if all(psutil.Process(w.pid).cpu_times().user > 1.5 for w in workers):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before a worker could be killed"
+    workers[0].send_signal(signal.SIGKILL)
+    assert process.wait(timeout=600) in (0, 1), process.stderr.read().decode()
+    assert_same_tables(out, local)
+
+
+def test_local_workers_give_the_same_tables(job, tmp_path):
+    config, local = job
+    out = tmp_path / "two"
+    run(config, out, "--workers", "2", "--no-cache")
+    assert_same_tables(out, local)
+
+
+def test_a_cluster_that_cannot_be_reached_is_one_line(job, tmp_path):
+    config, _ = job
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(tmp_path / "x"),
+                           "--quiet", "--scheduler", "tcp://127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "cannot connect" in done.stderr, done.stderr
+
+
+def test_worker_processes_die_with_a_killed_parent(job, tmp_path):
+    config, _ = job
+    process = run(config, tmp_path / "out", "--workers", "2", "--no-cache", popen=True)
+    parent = psutil.Process(process.pid)
+    deadline = time.monotonic() + 120
+    children = []
+    while time.monotonic() < deadline and process.poll() is None:
+        children = [c for c in parent.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+        if len(children) >= 2:
+            break
+        time.sleep(0.05)
+    assert len(children) >= 2, "no worker processes were started"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    gone, alive = psutil.wait_procs(children, timeout=60)
+    assert not alive, f"worker processes outlived their parent: {[p.pid for p in alive]}"
