@@ -7,7 +7,9 @@
 
 `work(state, job)` is a module-level function; `state` is what `build_state(*args)`
 returned, built once per worker process (hashers and their models are loaded once,
-not per job). Results arrive in job order whatever the number of workers or
+not per job). The setup travels once per worker, not with every job: local workers get it
+when they start, a Dask cluster gets it scattered to every worker once (so a large one, the
+hashes a leak audit searches, costs one transfer). Results arrive in job order whatever the number of workers or
 machines, so tables never depend on them. At most `window` jobs are in flight, so
 memory stays bounded however many jobs there are.
 
@@ -23,6 +25,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import threading
+import uuid
 from typing import Any, Callable, Iterable, Iterator
 
 from harness.errors import HarnessError
@@ -50,17 +53,20 @@ class Engine:
         self._pool = None
         self._client = None
         self._local_state = None
+        self._shared_setup = None  # on Dask: the setup, scattered to the workers
+        self._token = uuid.uuid4().hex  # names this engine's setup in the workers' state
 
     # --- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "Engine":
         if self.scheduler:
             self._client = _connect(self.scheduler)
             self.window = max(self.window, 4 * max(1, _worker_count(self._client)))
+            self._shared_setup = self._client.scatter(self.setup, broadcast=True, hash=False)
         elif self.workers > 1:
             context = multiprocessing.get_context("spawn")  # TensorFlow and OpenCV threads do not survive fork
             self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context,
-                                                                initializer=_die_with_parent,
-                                                                initargs=(os.getpid(),))
+                                                                initializer=_start_local_worker,
+                                                                initargs=(os.getpid(), self._token, self.setup))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -113,11 +119,11 @@ class Engine:
             yield done.value if isinstance(done, Ready) else _result(done)
 
     def _submit_local(self, work, job):
-        return self._pool.submit(_run, self.setup, work, job)
+        return self._pool.submit(_run, self._token, None, work, job)
 
     def _submit_dask(self, work, job):
         # pure=False: the same job submitted twice (a rerun) is computed, not deduplicated by key.
-        return self._client.submit(_run, self.setup, work, job, pure=False, retries=2)
+        return self._client.submit(_run, self._token, self._shared_setup, work, job, pure=False, retries=2)
 
 
 def _result(future):
@@ -140,13 +146,21 @@ def _build(setup: Setup | None):
     return build(*args)
 
 
-def _run(setup: Setup | None, work, job):
-    """Runs in a worker: build the state once per process (per distinct setup), then the job."""
-    key = repr(setup[0]) + repr(setup[1]) if setup else ""
-    if key not in _STATE:
-        _STATE.clear()  # one run's state at a time: a worker serving a new run drops the old models
-        _STATE[key] = _build(setup)
-    return work(_STATE[key], job)
+def _run(token: str, setup: Setup | None, work, job):
+    """Runs in a worker: build the engine's state once per process, then do the job. A local
+    worker built it when it started (`setup` None here); a Dask worker builds it from the
+    scattered setup on its first job. One engine's state at a time: a worker serving a new
+    run drops the old models."""
+    if token not in _STATE:
+        _STATE.clear()
+        _STATE[token] = _build(setup)
+    return work(_STATE[token], job)
+
+
+def _start_local_worker(parent: int, token: str, setup: Setup | None) -> None:
+    _die_with_parent(parent)
+    _STATE.clear()
+    _STATE[token] = _build(setup)
 
 
 def _die_with_parent(parent: int) -> None:

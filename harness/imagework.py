@@ -38,6 +38,7 @@ class Plan:
     chain_keys: tuple[str, ...]  # each chain's cache item (a digest of the chain and the library versions)
     max_pixels: int | None
     max_side: int | None = None  # larger images are downscaled to this longest side first
+    salt: str = ""  # the library versions that decoding and transforms depend on (for cache keys)
     batch_pixels: int = 1 << 24  # variants hashed together hold at most this many pixels (but at least one)
 
     @property

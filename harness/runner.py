@@ -95,7 +95,7 @@ def make_plan(config: Config, specs, salt: str) -> Plan:
                 chains.append(chain)
     return Plan(hashers=tuple(specs), chains=tuple(chains),
                 chain_keys=tuple(digest("chain", chain, salt) for chain in chains),
-                max_pixels=config.max_pixels or DEFAULT_MAX_PIXELS, max_side=config.max_side)
+                max_pixels=config.max_pixels or DEFAULT_MAX_PIXELS, max_side=config.max_side, salt=salt)
 
 
 def run(config: Config, skip_unavailable: bool = False, progress: bool | None = None,
@@ -106,39 +106,61 @@ def run(config: Config, skip_unavailable: bool = False, progress: bool | None = 
     paths, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed)
     hashers, infos = prepare_hashers(config, skip_unavailable, versions)
     notes += [f"hasher {i.id} unavailable: {i.reason}" for i in infos if i.status == UNAVAILABLE]
-    salt = digest("versions", versions)  # transform results depend on library versions too
+    salt = digest("versions", versions)  # decoding and transform results depend on library versions too
     specs = [spec for spec in config.hashers if spec.id in hashers]
     plan = make_plan(config, specs, salt)
-    file_salt = digest("file", versions, plan.max_pixels, plan.max_side)
     cache = HashCache(cache_path)
     collector = Collector(config, plan, infos, hashers)
-    local = workers <= 1 and not scheduler
-    setup = (build_state, (plan, hashers)) if local else (build_state, (plan,))
-    known: dict[int, tuple[str, dict]] = {}  # image number -> (file digest, cached entries), until its outcome
     try:
-        with tqdm(total=len(paths), desc="harness", unit="image",
-                  disable=None if progress is None else not progress) as bar, \
-                Engine(workers=workers, scheduler=scheduler, setup=setup) as engine:
-            jobs = (prepare_job(number, path, plan, infos, cache, file_salt, number == 0 and config.previews, known)
-                    for number, path in enumerate(paths))
-            for outcome in engine.map(process, jobs):
-                path = paths[outcome.number]
-                file_digest, cached = known.pop(outcome.number, ("", {}))
-                bar.set_postfix_str(source_name(path), refresh=False)
-                collector.add(path, outcome, cached)
-                if outcome.record is not None and outcome.entries:  # computed here or by a worker: keep it
-                    cache.put_image((file_digest, file_salt, outcome.record),
-                                    {collector.keys[hid]: items for hid, items in outcome.entries.items()},
-                                    outcome.record.image)
-                bar.update()
-            kind = engine.kind
+        images = ImagePass(paths, plan, infos, hashers, cache, workers=workers, scheduler=scheduler,
+                           previews=config.previews, progress=progress)
+        for path, outcome, cached in images:
+            collector.add(path, outcome, cached)
     finally:
         cache.close()
     notes += cache.summary_notes()
     if not collector.sources:
         first = collector.errors[0]["reason"] if collector.errors else "no images"
         raise HarnessError(f"none of the {len(paths)} images could be read; first: {first}")
-    return collector.result(notes, kind)
+    return collector.result(notes, images.engine)
+
+
+class ImagePass:
+    """The pass over the source images: iterating yields (path, outcome, cached entries) per
+    image, in the images' order, whatever ran the work; each image's new results are stored in
+    the cache as it comes. `engine` says afterwards where the work ran."""
+
+    def __init__(self, paths: list[str], plan: Plan, infos: list[HasherInfo], hashers: dict, cache: HashCache, *,
+                 workers: int = 1, scheduler: str | None = None, previews: bool = False,
+                 progress: bool | None = None, desc: str = "harness"):
+        self.paths, self.plan, self.infos, self.hashers, self.cache = paths, plan, infos, hashers, cache
+        self.workers, self.scheduler, self.previews, self.progress, self.desc = (workers, scheduler, previews,
+                                                                               progress, desc)
+        self.engine = "this process"
+        self.keys = {info.id: info.key for info in infos}
+
+    def __iter__(self):
+        plan, cache = self.plan, self.cache
+        file_salt = digest("file", plan.salt, plan.max_pixels, plan.max_side)
+        local = self.workers <= 1 and not self.scheduler
+        setup = (build_state, (plan, self.hashers)) if local else (build_state, (plan,))
+        known: dict[int, tuple[str, dict]] = {}  # image number -> (file digest, cached entries), until its outcome
+        with tqdm(total=len(self.paths), desc=self.desc, unit="image",
+                  disable=None if self.progress is None else not self.progress) as bar, \
+                Engine(workers=self.workers, scheduler=self.scheduler, setup=setup) as engine:
+            self.engine = engine.kind
+            jobs = (prepare_job(number, path, plan, self.infos, cache, file_salt, number == 0 and self.previews,
+                                known) for number, path in enumerate(self.paths))
+            for outcome in engine.map(process, jobs):
+                path = self.paths[outcome.number]
+                file_digest, cached = known.pop(outcome.number, ("", {}))
+                bar.set_postfix_str(source_name(path), refresh=False)
+                if outcome.record is not None and outcome.entries:  # computed here or by a worker: keep it
+                    cache.put_image((file_digest, file_salt, outcome.record),
+                                    {self.keys[hid]: items for hid, items in outcome.entries.items()},
+                                    outcome.record.image)
+                yield path, outcome, cached
+                bar.update()
 
 
 def prepare_job(number: int, path: str, plan: Plan, infos, cache: HashCache, file_salt: str, previews: bool,
@@ -214,7 +236,6 @@ class Collector:
     def __init__(self, config: Config, plan: Plan, infos: list[HasherInfo], hashers: dict):
         self.config, self.plan, self.hashers = config, plan, hashers
         self.infos = infos
-        self.keys = {info.id: info.key for info in infos}
         self.item_index = {item: k for k, item in enumerate(plan.items)}
         pairs = config.pairs
         # Each pair's two sides as item numbers (0: the untouched image).

@@ -53,10 +53,10 @@ def job(tmp_path_factory):
     return config, local
 
 
-def run(config, out, *extra, check=True, **popen):
+def run(config, out, *extra, popen=False):
     command = [sys.executable, "-m", "harness", "run", str(config), "--out", str(out), "--quiet", *extra]
     if popen:
-        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr  # 1: the broken file
     return done
