@@ -12,7 +12,7 @@ from harness.errors import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTE
 EPILOG = ("Exit status: 0 all done; 1 finished, but some images, transforms or hashes failed (see errors.csv); "
           "2 bad input (config, images, weights, output directory) or a system error such as a full disk, "
           "with one line saying which; 3 a bug in harness (the traceback is saved to a file, see README "
-          "'Reporting bugs'); 130 interrupted (Ctrl-C).")
+          "'Reporting bugs'); 130 interrupted (Ctrl-C); 141 the output pipe was closed.")
 
 
 def add_selection(command: argparse.ArgumentParser) -> None:
@@ -188,7 +188,10 @@ def command_validate(args) -> int:
     print("  hashers: " + ", ".join(h.id if h.id == h.name else f"{h.id} ({h.name})" for h in config.hashers))
     print(f"  images:  {len(sources)}: " + ", ".join(sources[:5]) + (", ..." if len(sources) > 5 else ""))
     if config.plugins:
-        named = ", ".join(f"{path} ({key})" for kind, path, key in config.plugins)
+        where: dict[str, list[str]] = {}
+        for _, path, key in config.plugins:
+            where.setdefault(path, []).append(key)
+        named = ", ".join(f"{path} ({', '.join(keys)})" for path, keys in where.items())
         if config.plugins_imported:
             print(f"  plugins: imported and checked: {named}")
         else:

@@ -438,6 +438,9 @@ def _parse_hashers(hashers, source, import_plugins: bool, plugins: list) -> list
                 specs.append(HasherSpec(hasher_id, name, tuple(params.items())))
                 continue
         cls = _check(lambda: HASHERS.get(name), source, key + ".name")
+        problem = hasher_plugin_problem(cls) if HASHERS.is_plugin(name) else None
+        if problem:
+            raise ConfigError(source, key + ".name", f"hasher plugin '{shortened(name, 120)}' {problem}")
         try:
             full = check_params(param_specs(cls), params, f"hasher '{name}'")
             cls(**full)  # runs the hasher's own checks (e.g. a weights file that must exist)
@@ -449,6 +452,37 @@ def _parse_hashers(hashers, source, import_plugins: bool, plugins: list) -> list
         ids.add(hasher_id)
         specs.append(HasherSpec(hasher_id, name, tuple(full.items())))
     return specs
+
+
+def hasher_plugin_problem(cls) -> str | None:
+    """What a hasher plugin class that passed the registry's check (a concrete Hasher dataclass with
+    the class attributes) still gets wrong, or None: the contract as data, checked before any work,
+    so that a plugin cannot fail in the middle of a run (a distance_max of 0 or "x" divides every
+    distance). Decorated with @dataclass itself (else its own annotations are not parameters),
+    name, description and distance_kind strings, distance_max a positive finite number, and every
+    field of a kind harness.params can check."""
+    import dataclasses
+
+    from harness.params import unsupported_kind
+
+    if "__dataclass_fields__" not in vars(cls):
+        return "must itself be decorated with @dataclass(frozen=True): its fields are its YAML parameters"
+    for attr in ("name", "description", "distance_kind"):
+        if not isinstance(getattr(cls, attr), str):
+            return f"{attr} must be a string, got {shown(getattr(cls, attr))}"
+    maximum = cls.distance_max
+    if isinstance(maximum, bool) or not isinstance(maximum, (int, float)) or not finite(maximum) or maximum <= 0:
+        return f"distance_max must be a positive finite number, got {shown(maximum)}"
+    for attr in ("batch_invariant", "cpu_exact"):
+        if not isinstance(getattr(cls, attr), bool):
+            return f"{attr} must be True or False, got {shown(getattr(cls, attr))}"
+    kinds = {spec.name: spec.kind for spec in param_specs(cls)}
+    for field_ in dataclasses.fields(cls):
+        problem = unsupported_kind(kinds[field_.name]) if field_.name in kinds else None
+        if problem:
+            return (f"field '{field_.name}' needs a type harness can check (int, float, str, bool, Literal, "
+                    f"tuple or list of them), has {problem}")
+    return None
 
 
 def _select_hashers(specs: list[HasherSpec], wanted: list[str], source) -> list[HasherSpec]:
