@@ -7,7 +7,8 @@ import os
 import sys
 
 from harness import __version__
-from harness.errors import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, HarnessError, shortened
+from harness.errors import (EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, MESSAGE_MAX, HarnessError,
+                            shortened)
 
 EPILOG = ("Exit status: 0 all done; 1 finished, but some images, transforms or hashes failed (see errors.csv); "
           "2 bad input (config, images, weights, output directory) or a system error such as a full disk, "
@@ -107,7 +108,7 @@ def os_error_line(exc: OSError) -> str:
     """"PATH: No space left on device" from an OSError, on one bounded line."""
     why = exc.strerror or str(exc) or type(exc).__name__
     where = exc.filename if exc.filename is not None else ""
-    return shortened(f"{where}: {why}" if where else why, 1000)
+    return shortened(f"{where}: {why}" if where else why, MESSAGE_MAX)
 
 
 def bug_line(exc: BaseException, argv: list[str] | None) -> str:
@@ -130,7 +131,7 @@ def bug_line(exc: BaseException, argv: list[str] | None) -> str:
         saved = (f"where it happened ({os.path.relpath(frame.filename)}, line {frame.lineno}; the traceback could "
                  f"not be saved: {failure.strerror})" if frame else "the message above")
     return shortened(f"a bug in harness ({what}). Please report it with the command you ran, the run's run.json "
-                     f"if it wrote one, and {saved} (README, 'Reporting bugs')", 1000)
+                     f"if it wrote one, and {saved} (README, 'Reporting bugs')", MESSAGE_MAX)
 
 
 def command_run(args) -> int:
@@ -157,7 +158,7 @@ def command_run(args) -> int:
     unavailable = set(results.hashers.loc[results.hashers["status"] == schema.UNAVAILABLE, "hasher"])
     fixes = [n for n in results.notes if any(n.startswith(f"hasher {h} unavailable") for h in unavailable)]
     for note in [n for n in results.notes if n not in fixes] + fixes:  # the fixes last, where they are seen
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {shortened(note, MESSAGE_MAX)}", file=sys.stderr)
     return 1 if results.failures else 0
 
 
