@@ -7,10 +7,13 @@ import os
 import sys
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import (EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, MESSAGE_MAX, HarnessError,
+                            shortened)
 
 EPILOG = ("Exit status: 0 all done; 1 finished, but some images, transforms or hashes failed (see errors.csv); "
-          "2 bad input (config, weights, output directory), nothing run.")
+          "2 bad input (config, images, weights, output directory) or a system error such as a full disk, "
+          "with one line saying which; 3 a bug in harness (the traceback is saved to a file, see README "
+          "'Reporting bugs'); 130 interrupted (Ctrl-C); 141 the output pipe was closed.")
 
 
 def add_selection(command: argparse.ArgumentParser) -> None:
@@ -58,10 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a config and count its work, without running it",
                                    description="Check a config as `run` would (keys, names, parameters, "
-                                               "plugins, image sources) and summarise it; loads no model "
-                                               "and reads no pixels. Exit status 0 when valid, 2 when not.")
+                                               "image sources) and summarise it; runs nothing: loads no "
+                                               "model, reads no pixels and imports no plugin (it lists "
+                                               "the plugins `run` would import) unless --import-plugins. "
+                                               "Exit status 0 when valid, 2 when not.")
     validate.add_argument("config", metavar="CONFIG", help="YAML config, e.g. configs/lena.yaml")
     add_selection(validate)
+    validate.add_argument("--import-plugins", action="store_true",
+                          help="import the config's plugins (package.module:Name) and check them and their "
+                               "parameters as `run` does; importing runs the plugins' module code")
 
     listing = commands.add_parser("list", help="list the hashers and transforms a config can name",
                                   description="Every registered hasher and transform: its YAML name, what "
@@ -86,11 +94,47 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `list | head` stopped reading; Python's recommended exit
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `list | head` stopped reading; Python's recommended handling
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    return 2
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:  # the system, not the input or the code: a full disk, a file vanished
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug: one line here, the traceback in a file
+        print(f"error: {bug_line(exc, argv)}", file=sys.stderr)
+        return EXIT_BUG
+    return EXIT_BAD_INPUT
+
+
+def os_error_line(exc: OSError) -> str:
+    """"PATH: No space left on device" from an OSError, on one bounded line."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    where = exc.filename if exc.filename is not None else ""
+    return shortened(f"{where}: {why}" if where else why, MESSAGE_MAX)
+
+
+def bug_line(exc: BaseException, argv: list[str] | None) -> str:
+    """The line printed for a bug, after saving its traceback (and what a report needs) to a file."""
+    import shlex
+    import tempfile
+    import traceback
+
+    what = f"{type(exc).__name__}: {shortened(exc, 200)}" if str(exc) else type(exc).__name__
+    try:
+        handle, path = tempfile.mkstemp(prefix="harness-bug-", suffix=".txt")
+        with os.fdopen(handle, "w", encoding="utf-8", errors="replace") as report:
+            report.write(f"harness {__version__}, Python {sys.version.split()[0]}, {sys.platform}\n"
+                         f"command: python -m harness {shlex.join(sys.argv[1:] if argv is None else argv)}\n"
+                         f"directory: {os.getcwd()}\n\n")
+            report.write("".join(traceback.format_exception(exc)))
+        saved = f"the traceback saved in {path}"
+    except OSError as failure:  # a full disk: say where the bug is, at least
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        saved = (f"where it happened ({os.path.relpath(frame.filename)}, line {frame.lineno}; the traceback could "
+                 f"not be saved: {failure.strerror})" if frame else "the message above")
+    return shortened(f"a bug in harness ({what}). Please report it with the command you ran, the run's run.json "
+                     f"if it wrote one, and {saved} (README, 'Reporting bugs')", MESSAGE_MAX)
 
 
 def command_run(args) -> int:
@@ -103,7 +147,7 @@ def command_run(args) -> int:
     if not args.out and fallback_in_use(config.images, config.fallback_image):
         # The stand-in's numbers must not replace a report made from the real image.
         out_dir = f"{config.output}-{config.fallback_image.rpartition(':')[2]}"
-    storage.check_output_dir(out_dir)
+    storage.check_output_dir(out_dir, images=config.images)
     cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
     results = api.evaluate(config, workers=args.workers, cache=cache, strict=args.strict,
                            progress=None if not args.quiet else False,
@@ -117,13 +161,14 @@ def command_run(args) -> int:
     unavailable = set(results.hashers.loc[results.hashers["status"] == schema.UNAVAILABLE, "hasher"])
     fixes = [n for n in results.notes if any(n.startswith(f"hasher {h} unavailable") for h in unavailable)]
     for note in [n for n in results.notes if n not in fixes] + fixes:  # the fixes last, where they are seen
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {shortened(note, MESSAGE_MAX)}", file=sys.stderr)
     return 1 if results.failures else 0
 
 
 def command_report(args) -> int:
-    from harness import api, report
+    from harness import api, report, storage
 
+    storage.check_report_dir(args.dir)
     results = api.load(args.dir)
     report.write(results, args.dir, rebuild=True)
     print(results.table.to_string(index=False))
@@ -135,7 +180,8 @@ def command_validate(args) -> int:
     from harness.config import load_config
     from harness.images import resolve_sources
 
-    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers))
+    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers),
+                         import_plugins=args.import_plugins)
     sources, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed)
     families: dict[str, int] = {}
     for pair in config.pairs:
@@ -145,6 +191,16 @@ def command_validate(args) -> int:
           + ", ".join(f"{family} {count}" for family, count in families.items()))
     print("  hashers: " + ", ".join(h.id if h.id == h.name else f"{h.id} ({h.name})" for h in config.hashers))
     print(f"  images:  {len(sources)}: " + ", ".join(sources[:5]) + (", ..." if len(sources) > 5 else ""))
+    if config.plugins:
+        where: dict[str, list[str]] = {}
+        for _, path, key in config.plugins:
+            where.setdefault(path, []).append(key)
+        named = ", ".join(f"{path} ({', '.join(keys)})" for path, keys in where.items())
+        if config.plugins_imported:
+            print(f"  plugins: imported and checked: {named}")
+        else:
+            print(f"  plugins: not imported: {named}; `run` imports them (running their module code), "
+                  "`validate --import-plugins` imports and checks them and their parameters")
     for note in notes:
         print(f"  note: {note}")
     return 0

@@ -79,7 +79,8 @@ class Results:
         """Write what `python -m harness run` writes to `out_dir`, as one consistent set."""
         from harness import report, storage
 
-        storage.check_output_dir(out_dir)
+        images = self.config.get("images", []) if isinstance(self.config, dict) else []
+        storage.check_output_dir(out_dir, images=images if isinstance(images, list) else [])
         # The saved config names this directory: running it again writes here.
         report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
 
@@ -155,23 +156,48 @@ def hasher_table(infos) -> pd.DataFrame:
 
 
 def load(out_dir: str) -> Results:
-    """The Results saved in an output directory (by `run` or `Results.save`), metrics recomputed."""
+    """The Results saved in an output directory (by `run` or `Results.save`), metrics recomputed.
+    A damaged directory (a file missing, empty, of the wrong shape or type) is a HarnessError."""
     from harness import metrics, storage
     from harness.config import config_section
 
     if not os.path.isdir(out_dir):
-        raise HarnessError(f"{out_dir}: no such directory")
+        raise HarnessError(f"{out_dir}: " + ("not a directory" if os.path.exists(out_dir) else "no such directory"))
     run = storage.read_json(out_dir, storage.RUN)
+    source = os.path.join(out_dir, storage.RUN)
+    check_run_record(run, source)
     distances = storage.read_long(out_dir, storage.DISTANCES)
     impostors = storage.read_long(out_dir, storage.IMPOSTORS, required=False)
-    config = run.get("config") if isinstance(run.get("config"), dict) else {}
-    source = os.path.join(out_dir, storage.RUN)
+    config = run.get("config", {})
     detection = config_section("detection", config.get("detection"), source)
     impostor_spec = config_section("impostors", config.get("impostors"), source)
     provenance = {k: v for k, v in run.items() if k not in ("config", "hashers", "notes")}
-    notes = run.get("notes") if isinstance(run.get("notes"), list) else []
     return Results(config=config, provenance=provenance, distances=distances, impostors=impostors,
                    errors=storage.read_errors(out_dir), images=storage.read_small(out_dir, storage.IMAGES),
-                   hashers=storage.read_small(out_dir, storage.HASHERS),
-                   notes=[str(n) for n in notes],
+                   hashers=storage.read_small(out_dir, storage.HASHERS, ["hasher", "distance", "distance_max",
+                                                                         "status"]),
+                   notes=[str(n) for n in run.get("notes", [])],
                    metrics=metrics.compute(distances, impostors, detection, impostor_spec))
+
+
+# What the report reads from run.json, and the JSON type each must have (None: may be null).
+RUN_RECORD_TYPES = {"config": (dict,), "notes": (list,), "command": (list,), "versions": (dict,),
+                    "git": (dict, type(None)), "cpu": (dict,), "date": (str,), "cwd": (str,)}
+
+
+def check_run_record(run: dict, source: str) -> None:
+    """run.json's parts that the report reads have the types a run writes (a HarnessError naming the key)."""
+    from harness.errors import shown
+
+    for key, types in RUN_RECORD_TYPES.items():
+        if key in run and not isinstance(run[key], types):
+            raise HarnessError(f"{source}: {key}: expected a JSON {_json_type(types[0])}, got {shown(run[key])}")
+    if not all(isinstance(part, str) for part in run.get("command", [])):
+        raise HarnessError(f"{source}: command: expected a list of strings, got {shown(run['command'])}")
+    sweeps = run.get("config", {}).get("sweeps", [])
+    if not isinstance(sweeps, list):
+        raise HarnessError(f"{source}: config.sweeps: expected a list, got {shown(sweeps)}")
+
+
+def _json_type(kind: type) -> str:
+    return {dict: "object", list: "array", str: "string"}[kind]

@@ -3,6 +3,12 @@
 Every problem is a ConfigError naming the file, the key path
 (``sweeps[3].b[0].jpeg.quality``) and what is wrong, raised before any work.
 Paths in a config are relative to the directory the command runs from.
+
+A config's YAML is read with limits (harness/safe_yaml.py). Plugins, the
+`package.module:Name` references among its hashers and transform steps, are
+imported and checked against their contract only with `import_plugins=True`
+(what `run` does); without it (`validate`), they are listed in `Config.plugins`
+and their parameters are left unchecked.
 """
 
 from __future__ import annotations
@@ -12,10 +18,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import yaml
-
-from harness.errors import ConfigError
-from harness.params import Doc, Range, check_params, param_specs
+from harness.errors import ConfigError, shortened, shown
+from harness.params import Doc, Range, check_params, finite, param_specs
 from harness.registry import UnknownName, suggest
 
 VALUE = "$value"  # placeholder in transform parameters, replaced by each swept value
@@ -68,7 +72,7 @@ class ImpostorSpec:
         for hasher, value in self.exclude_below.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 # ValueError, not TypeError: _section turns ValueErrors into one ConfigError line
-                raise ValueError(f"exclude_below: {hasher}: expected a number, got {value!r}")  # noqa: TRY004
+                raise ValueError(f"exclude_below: {hasher}: expected a number, got {shown(value)}")  # noqa: TRY004
 
 
 @dataclass(frozen=True)
@@ -86,12 +90,12 @@ class DetectionSpec:
 
     def __post_init__(self):
         if not self.fpr or any(not 0 < rate < 1 for rate in self.fpr):
-            raise ValueError(f"fpr: each rate must be in (0, 1), got {list(self.fpr)}")
+            raise ValueError(f"fpr: each rate must be in (0, 1), got {shown(list(self.fpr))}")
         if any(not 0 < target <= 1 for target in self.precision):
-            raise ValueError(f"precision: each target must be in (0, 1], got {list(self.precision)}")
+            raise ValueError(f"precision: each target must be in (0, 1], got {shown(list(self.precision))}")
         for hasher, value in self.thresholds.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"thresholds: {hasher}: expected a number, got {value!r}")
+                raise ValueError(f"thresholds: {hasher}: expected a number, got {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,10 @@ class Config:
     impostors: ImpostorSpec = ImpostorSpec()
     detection: DetectionSpec = DetectionSpec()
     raw: dict = field(repr=False, compare=False, default_factory=dict)
+    # The plugin references, (kind, import path, key path); and whether they were imported and their
+    # parameters checked. A config parsed without importing them is for `validate` only, never run.
+    plugins: tuple[tuple[str, str, str], ...] = ()
+    plugins_imported: bool = True
 
     def reproducible(self) -> dict:
         """The config as YAML data that `run` accepts and that reproduces this run's tables: the
@@ -145,25 +153,17 @@ TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image",
 SWEEP_KEYS = {"family", "label", "labels", "values", "a", "b"}
 
 
-def load_config(path: str, images: list[str] | None = None, hashers: list[str] | None = None) -> Config:
-    """Read and validate a config; `images` / `hashers` are the CLI's overrides."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot read the config ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(path, where, f"YAML syntax error: {problem}") from None
-    return parse_config(raw, path, images, hashers)
+def load_config(path: str, images: list[str] | None = None, hashers: list[str] | None = None,
+                import_plugins: bool = True) -> Config:
+    """Read and validate a config; `images` / `hashers` are the CLI's overrides. With
+    `import_plugins=False` no plugin is imported (see the module's docstring)."""
+    from harness.safe_yaml import read_config
+
+    return parse_config(read_config(path), path, images, hashers, import_plugins=import_plugins)
 
 
 def parse_config(raw: Any, source: str, images: list[str] | None = None,
-                 hashers: list[str] | None = None) -> Config:
+                 hashers: list[str] | None = None, import_plugins: bool = True) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "the config must be a mapping of keys (name, images, sweeps, hashers, ...)")
     _no_unknown_keys(raw, TOP_KEYS, source, "")
@@ -174,11 +174,13 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
     name = _typed(raw.get("name", os.path.splitext(os.path.basename(source))[0]), str, source, "name")
     output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")
     seed = _typed(raw.get("seed", 0), int, source, "seed")
+    if seed < 0:  # numpy's generators take seeds >= 0
+        raise ConfigError(source, "seed", f"must be >= 0, got {shown(seed)}")
     description = _typed(raw.get("description", ""), str, source, "description")
 
     report = raw.get("report", {}) or {}
     if not isinstance(report, dict):
-        raise ConfigError(source, "report", f"expected a mapping, got {report!r}")
+        raise ConfigError(source, "report", f"expected a mapping, got {shown(report)}")
     _no_unknown_keys(report, {"previews"}, source, "report.")
     previews = _typed(report.get("previews", True), bool, source, "report.previews")
 
@@ -202,10 +204,11 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
 
     max_side = raw.get("max_side")
     if max_side is not None and (_typed(max_side, int, source, "max_side") < 16):
-        raise ConfigError(source, "max_side", f"must be >= 16, got {max_side}")
+        raise ConfigError(source, "max_side", f"must be >= 16, got {shown(max_side)}")
 
-    pairs = _parse_sweeps(raw["sweeps"], source, seed)
-    hasher_specs = _parse_hashers(raw["hashers"], source)
+    plugins: list[tuple[str, str, str]] = []
+    pairs = _parse_sweeps(raw["sweeps"], source, seed, import_plugins, plugins)
+    hasher_specs = _parse_hashers(raw["hashers"], source, import_plugins, plugins)
     impostors = _section(ImpostorSpec, raw.get("impostors"), source, "impostors")
     detection = _section(DetectionSpec, raw.get("detection"), source, "detection")
     for hasher_id in detection.thresholds:
@@ -223,9 +226,9 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
 
     return Config(source=source, name=name, description=description, output=output, seed=seed,
                   images=image_list, fallback_image=fallback, pairs=tuple(pairs),
-                  hashers=tuple(hasher_specs), previews=previews, limit=limit, max_pixels=max_pixels, max_side=max_side,
-                  impostors=impostors,
-                  detection=detection, raw=raw)
+                  hashers=tuple(hasher_specs), previews=previews, limit=limit, max_pixels=max_pixels,
+                  max_side=max_side, impostors=impostors, detection=detection, raw=raw, plugins=tuple(plugins),
+                  plugins_imported=import_plugins)
 
 
 def _section(cls, given, source, key):
@@ -233,12 +236,12 @@ def _section(cls, given, source, key):
     if given is None:
         return cls()
     if not isinstance(given, dict):
-        raise ConfigError(source, key, f"expected a mapping, got {given!r}")
+        raise ConfigError(source, key, f"expected a mapping, got {shown(given)}")
     try:
         return cls(**check_params(param_specs(cls), given, key))
     except ValueError as exc:
         param, _, problem = str(exc).partition(": ")
-        raise ConfigError(source, f"{key}.{param}", problem) from None
+        raise ConfigError(source, f"{key}.{shortened(param, 60)}", problem) from None
 
 
 def _check(func, source, key):
@@ -250,7 +253,7 @@ def _check(func, source, key):
 
 def _typed(value, kind, source, key):
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(source, key, f"expected {kind.__name__}, got {value!r}")
+        raise ConfigError(source, key, f"expected {kind.__name__}, got {shown(value)}")
     return value
 
 
@@ -258,7 +261,7 @@ def _string_list(value, source, key) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise ConfigError(source, key, f"expected a non-empty list, got {value!r}")
+        raise ConfigError(source, key, f"expected a non-empty list, got {shown(value)}")
     for i, item in enumerate(value):
         _typed(item, str, source, f"{key}[{i}]")
     return value
@@ -274,21 +277,21 @@ def _no_unknown_keys(mapping: dict, allowed: set, source: str, prefix: str) -> N
 
 # --- sweeps ---------------------------------------------------------------
 
-def _parse_sweeps(sweeps, source, seed: int) -> list[PairSpec]:
+def _parse_sweeps(sweeps, source, seed: int, import_plugins: bool, plugins: list) -> list[PairSpec]:
     if not isinstance(sweeps, list) or not sweeps:
         raise ConfigError(source, "sweeps", "expected a non-empty list of sweeps")
     pairs, families = [], set()
     for i, sweep in enumerate(sweeps):
         key = f"sweeps[{i}]"
         if not isinstance(sweep, dict):
-            raise ConfigError(source, key, f"expected a mapping with family, a/b and values, got {sweep!r}")
+            raise ConfigError(source, key, f"expected a mapping with family, a/b and values, got {shown(sweep)}")
         _no_unknown_keys(sweep, SWEEP_KEYS, source, key + ".")
         family = _typed(sweep.get("family"), str, source, key + ".family")
         if family in families:
-            raise ConfigError(source, key + ".family", f"family '{family}' is declared twice")
+            raise ConfigError(source, key + ".family", f"family {shown(family)} is declared twice")
         families.add(family)
-        a = _parse_side(sweep.get("a"), source, key + ".a")
-        b = _parse_side(sweep.get("b"), source, key + ".b")
+        a = _parse_side(sweep.get("a"), source, key + ".a", import_plugins, plugins)
+        b = _parse_side(sweep.get("b"), source, key + ".b", import_plugins, plugins)
         uses_value = any(v == VALUE for _, params, _ in a + b for v in params.values())
         values = _parse_values(sweep.get("values"), source, key + ".values")
         if values is not None and not uses_value:
@@ -306,12 +309,12 @@ def _parse_sweeps(sweeps, source, seed: int) -> list[PairSpec]:
                           str, source, key + ".label")
         for j, value in enumerate(values if values is not None else [None]):
             label = labels[j] if labels else template.replace("{value}", format_value(value))
-            pairs.append(PairSpec(family, value, label, _resolve_side(a, value, source, seed),
-                                  _resolve_side(b, value, source, seed)))
+            pairs.append(PairSpec(family, value, label, _resolve_side(a, value, source, seed, import_plugins),
+                                  _resolve_side(b, value, source, seed, import_plugins)))
     return pairs
 
 
-def _parse_side(side, source, key) -> list[tuple[str, dict, str]]:
+def _parse_side(side, source, key, import_plugins: bool, plugins: list) -> list[tuple[str, dict, str]]:
     """A side is a transform name, a {name: params} mapping, or a list of those (a chain)."""
     if side is None:
         return []
@@ -325,23 +328,33 @@ def _parse_side(side, source, key) -> list[tuple[str, dict, str]]:
             (name, params), = step.items()
             params = {} if params is None else params
             if not isinstance(params, dict):
-                raise ConfigError(source, f"{step_key}.{name}", f"expected a mapping of parameters, got {params!r}")
+                raise ConfigError(source, f"{step_key}.{name}", f"expected a mapping of parameters, got {shown(params)}")
         else:
             raise ConfigError(source, step_key,
-                              f"expected a transform name or {{name: {{param: value}}}}, got {step!r}")
+                              f"expected a transform name or {{name: {{param: value}}}}, got {shown(step)}")
         from harness.transforms import TRANSFORMS
-        _check(lambda: TRANSFORMS.get(str(name)), source, step_key)
-        parsed.append((str(name), params, step_key))
+        if not isinstance(name, str):
+            raise ConfigError(source, step_key, f"a transform's name must be a string, got {shown(name)}")
+        if TRANSFORMS.is_plugin(name):
+            _check(lambda: TRANSFORMS.plugin_reference(name), source, step_key)
+            plugins.append(("transform", name, step_key))
+        if import_plugins or not TRANSFORMS.is_plugin(name):
+            _check(lambda: TRANSFORMS.get(name), source, step_key)
+        parsed.append((name, params, step_key))
     return parsed
 
 
-def _resolve_side(steps, value, source, seed: int) -> tuple[Step, ...]:
+def _resolve_side(steps, value, source, seed: int, import_plugins: bool) -> tuple[Step, ...]:
     """Substitute the swept value, give random transforms the config's seed unless
-    the step sets its own, and validate every step's parameters."""
+    the step sets its own, and validate every step's parameters (a plugin's only when
+    it is imported)."""
     from harness.transforms import TRANSFORMS
     resolved = []
     for name, params, step_key in steps:
         given = {k: (value if v == VALUE else v) for k, v in params.items()}
+        if not import_plugins and TRANSFORMS.is_plugin(name):
+            resolved.append((name, tuple(given.items())))
+            continue
         specs = param_specs(TRANSFORMS.get(name))
         if any(spec.name == "seed" for spec in specs):
             given.setdefault("seed", seed)
@@ -350,10 +363,13 @@ def _resolve_side(steps, value, source, seed: int) -> tuple[Step, ...]:
         except ValueError as exc:
             param, _, problem = str(exc).partition(": ")
             if params.get(param) == VALUE and any(spec.name == param for spec in specs):
-                problem += f" (the swept value {value!r})"
-            raise ConfigError(source, f"{step_key}.{name}.{param}", problem) from None
+                problem += f" (the swept value {shown(value)})"
+            raise ConfigError(source, f"{step_key}.{name}.{shortened(param, 60)}", problem) from None
         resolved.append((name, tuple(sorted(full.items()))))
     return tuple(resolved)
+
+
+MAX_VALUES = 100_000  # values of one sweep
 
 
 def _parse_values(values, source, key) -> list | None:
@@ -365,22 +381,30 @@ def _parse_values(values, source, key) -> list | None:
         for part in ("start", "stop", "step"):
             if part not in values:
                 raise ConfigError(source, f"{key}.{part}", "missing; a range needs start, stop and step")
-            if isinstance(values[part], bool) or not isinstance(values[part], (int, float)):
-                raise ConfigError(source, f"{key}.{part}", f"expected a number, got {values[part]!r}")
+            if isinstance(values[part], bool) or not isinstance(values[part], (int, float)) \
+                    or not finite(values[part]):
+                raise ConfigError(source, f"{key}.{part}", f"expected a finite number, got {shown(values[part])}")
         start, stop, step = values["start"], values["stop"], values["step"]
         if step == 0 or (stop - start) / step < 0:
-            raise ConfigError(source, f"{key}.step", f"step {step!r} never goes from {start!r} to {stop!r}")
-        count = math.floor((stop - start) / step + 1e-9) + 1
-        if count > 100_000:
-            raise ConfigError(source, key, f"the range has {count} values; at most 100000")
+            raise ConfigError(source, f"{key}.step", f"step {shown(step)} never goes from {shown(start)} to {shown(stop)}")
+        steps = (stop - start) / step  # finite operands can still overflow: 1e308 - -1e308
+        if not finite(steps) or steps > MAX_VALUES:
+            raise ConfigError(source, key, f"the range has more than {MAX_VALUES} values")
+        count = math.floor(steps + 1e-9) + 1
+        if count > MAX_VALUES:
+            raise ConfigError(source, key, f"the range has {count} values; at most {MAX_VALUES}")
         as_int = all(isinstance(values[p], int) for p in ("start", "stop", "step"))
         # Round so a float step (0.1) gives 0.3, not 0.30000000000000004.
         return [start + i * step if as_int else round(start + i * step, 10) for i in range(count)]
     if not isinstance(values, list) or not values:
-        raise ConfigError(source, key, f"expected a non-empty list or {{start, stop, step}}, got {values!r}")
+        raise ConfigError(source, key, f"expected a non-empty list or {{start, stop, step}}, got {shown(values)}")
+    if len(values) > MAX_VALUES:
+        raise ConfigError(source, key, f"{len(values)} values; at most {MAX_VALUES}")
     for i, value in enumerate(values):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(source, f"{key}[{i}]", f"expected a number or a string, got {value!r}")
+            raise ConfigError(source, f"{key}[{i}]", f"expected a number or a string, got {shown(value)}")
+        if not finite(value):
+            raise ConfigError(source, f"{key}[{i}]", f"expected a finite number, got {shown(value)}")
     if len(set(map(repr, values))) != len(values):
         raise ConfigError(source, key, "a value is listed twice")
     return values
@@ -396,7 +420,7 @@ def format_value(value) -> str:
 
 # --- hashers --------------------------------------------------------------
 
-def _parse_hashers(hashers, source) -> list[HasherSpec]:
+def _parse_hashers(hashers, source, import_plugins: bool, plugins: list) -> list[HasherSpec]:
     from harness.hashers import HASHERS
     if not isinstance(hashers, list) or not hashers:
         raise ConfigError(source, "hashers", "expected a non-empty list of hasher names or {name: ..., params}")
@@ -406,22 +430,65 @@ def _parse_hashers(hashers, source) -> list[HasherSpec]:
         if isinstance(entry, str):
             entry = {"name": entry}
         if not isinstance(entry, dict) or "name" not in entry:
-            raise ConfigError(source, key, f"expected a hasher name or a mapping with 'name', got {entry!r}")
+            raise ConfigError(source, key, f"expected a hasher name or a mapping with 'name', got {shown(entry)}")
         params = dict(entry)
         name = _typed(params.pop("name"), str, source, key + ".name")
         hasher_id = _typed(params.pop("id", name), str, source, key + ".id")
+        if HASHERS.is_plugin(name):
+            _check(lambda: HASHERS.plugin_reference(name), source, key + ".name")
+            plugins.append(("hasher", name, key + ".name"))
+            if not import_plugins:
+                if hasher_id in ids:
+                    raise ConfigError(source, key + ".id", f"two hashers are called {shown(hasher_id)}; give one an `id`")
+                ids.add(hasher_id)
+                specs.append(HasherSpec(hasher_id, name, tuple(params.items())))
+                continue
         cls = _check(lambda: HASHERS.get(name), source, key + ".name")
+        problem = hasher_plugin_problem(cls) if HASHERS.is_plugin(name) else None
+        if problem:
+            raise ConfigError(source, key + ".name", f"hasher plugin '{shortened(name, 120)}' {problem}")
         try:
             full = check_params(param_specs(cls), params, f"hasher '{name}'")
             cls(**full)  # runs the hasher's own checks (e.g. a weights file that must exist)
         except ValueError as exc:
             param, _, problem = str(exc).partition(": ")
-            raise ConfigError(source, f"{key}.{param}", problem) from None
+            raise ConfigError(source, f"{key}.{shortened(param, 60)}", problem) from None
         if hasher_id in ids:
-            raise ConfigError(source, key + ".id", f"two hashers are called '{hasher_id}'; give one an `id`")
+            raise ConfigError(source, key + ".id", f"two hashers are called {shown(hasher_id)}; give one an `id`")
         ids.add(hasher_id)
         specs.append(HasherSpec(hasher_id, name, tuple(full.items())))
     return specs
+
+
+def hasher_plugin_problem(cls) -> str | None:
+    """What a hasher plugin class that passed the registry's check (a concrete Hasher dataclass with
+    the class attributes) still gets wrong, or None: the contract as data, checked before any work,
+    so that a plugin cannot fail in the middle of a run (a distance_max of 0 or "x" divides every
+    distance). Decorated with @dataclass itself (else its own annotations are not parameters),
+    name, description and distance_kind strings, distance_max a positive finite number, and every
+    field of a kind harness.params can check."""
+    import dataclasses
+
+    from harness.params import unsupported_kind
+
+    if "__dataclass_fields__" not in vars(cls):
+        return "must itself be decorated with @dataclass(frozen=True): its fields are its YAML parameters"
+    for attr in ("name", "description", "distance_kind"):
+        if not isinstance(getattr(cls, attr), str):
+            return f"{attr} must be a string, got {shown(getattr(cls, attr))}"
+    maximum = cls.distance_max
+    if isinstance(maximum, bool) or not isinstance(maximum, (int, float)) or not finite(maximum) or maximum <= 0:
+        return f"distance_max must be a positive finite number, got {shown(maximum)}"
+    for attr in ("batch_invariant", "cpu_exact"):
+        if not isinstance(getattr(cls, attr), bool):
+            return f"{attr} must be True or False, got {shown(getattr(cls, attr))}"
+    kinds = {spec.name: spec.kind for spec in param_specs(cls)}
+    for field_ in dataclasses.fields(cls):
+        problem = unsupported_kind(kinds[field_.name]) if field_.name in kinds else None
+        if problem:
+            return (f"field '{field_.name}' needs a type harness can check (int, float, str, bool, Literal, "
+                    f"tuple or list of them), has {problem}")
+    return None
 
 
 def _select_hashers(specs: list[HasherSpec], wanted: list[str], source) -> list[HasherSpec]:

@@ -1,10 +1,56 @@
-"""Errors the user can fix. The CLI prints them as one line and exits with status 2."""
+"""Errors the user can fix, the exit statuses of the command line, and the bounded text they print.
+
+A HarnessError is bad input (a config, an image, weights, an output directory): the CLI
+prints it as one line and exits with status 2. Anything else that reaches the CLI is a bug
+in harness (status 3). Messages echo the user's values, so every value is shown shortened
+(`shown`) and every message is one line of bounded length: a hostile config cannot make an
+error message megabytes long.
+"""
+
+from __future__ import annotations
+
+import reprlib
+
+# Exit statuses of `python -m harness`.
+EXIT_OK = 0
+EXIT_FAILURES = 1  # the run finished, but some images, transforms or hashes failed (rows of errors.csv)
+EXIT_BAD_INPUT = 2  # a HarnessError: bad config, image sources, weights, output directory; or an OSError
+EXIT_BUG = 3  # an unexpected exception: a bug in harness
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE), e.g. `list | head`
+
+SHOWN_MAX = 80  # characters of a user's value echoed in a message
+MESSAGE_MAX = 1000  # characters of a whole message
+
+# reprlib bounds the work as well as the text: it never walks more than a few items or levels, so a
+# value shared a million times over (a YAML alias bomb) costs no more to show than a small one.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict, _REPR.maxset = 3, 6, 6, 4, 6
+_REPR.maxstring, _REPR.maxlong, _REPR.maxother = SHOWN_MAX, 40, SHOWN_MAX
+
+
+def shortened(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def shown(value, limit: int = SHOWN_MAX) -> str:
+    """A user's value as a message shows it: its repr, on one line, at most `limit` characters."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a repr that fails must not replace the message it was meant for
+        text = f"<{type(value).__name__}>"
+    return shortened(text, limit)
 
 
 class HarnessError(Exception):
     """A problem with the user's input (config, image, weights), never a bug."""
 
-    exit_status = 2
+    exit_status = EXIT_BAD_INPUT
+
+    def __str__(self) -> str:
+        return shortened(super().__str__(), MESSAGE_MAX)
 
 
 class ConfigError(HarnessError):
@@ -12,6 +58,7 @@ class ConfigError(HarnessError):
 
     def __init__(self, source: str, key: str, problem: str):
         self.source, self.key, self.problem = source, key, problem
+        source, key = shortened(source, 200), shortened(key, 200)  # a key path holds the config's own keys
         where = f"{source}: {key}" if key else source
         super().__init__(f"{where}: {problem}")
 

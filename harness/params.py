@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Annotated, Callable, Literal
+
+from harness.errors import shortened, shown
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ def check_params(specs: list[ParamSpec], given: dict, where: str) -> dict:
             close = suggest(str(key), list(by_name))
             hint = f"; did you mean '{close}'?" if close else (
                 f"; known: {', '.join(by_name)}" if by_name else "; it takes no parameters")
-            raise ValueError(f"{key}: unknown parameter of {where}{hint}")
+            raise ValueError(f"{shortened(key, 60)}: unknown parameter of {where}{hint}")
     resolved = {}
     for spec in specs:
         if spec.name not in given:
@@ -173,10 +176,43 @@ def check_params(specs: list[ParamSpec], given: dict, where: str) -> dict:
             continue
         ok, value = coerce(spec.kind, given[spec.name])
         if not ok:
-            raise ValueError(f"{spec.name}: expected {type_name(spec.kind)}, got {given[spec.name]!r}")
+            raise ValueError(f"{spec.name}: expected {type_name(spec.kind)}, got {shown(given[spec.name])}")
+        if not finite(value):  # NaN passes every range check (all its comparisons are false)
+            raise ValueError(f"{spec.name}: {shown(value)} is not a finite number")
         if spec.range is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
             problem = spec.range.check(value)
             if problem:
-                raise ValueError(f"{spec.name}: {value!r} {problem}")
+                raise ValueError(f"{spec.name}: {shown(value)} {problem}")
         resolved[spec.name] = value
     return resolved
+
+
+def finite(value) -> bool:
+    """False when `value` is, or holds (in lists, tuples or mappings), a NaN or an infinity."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(finite(item) for item in value)
+    if isinstance(value, dict):
+        return all(finite(item) for item in value.values())
+    return True
+
+
+def unsupported_kind(kind) -> str | None:
+    """Why `check_params` cannot check values of this annotation, or None when it can: the kinds are
+    int, float, str, bool, None, Literal[...] of those, unions of them, and list[...] / tuple[...]
+    of them. A plugin's parameters must be of these kinds."""
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        bad = [a for a in typing.get_args(kind) if a is not None and not isinstance(a, (int, float, str))]
+        return f"Literal of {shown(bad[0])}" if bad else None
+    if origin in (typing.Union, types.UnionType):
+        return next(filter(None, map(unsupported_kind, typing.get_args(kind))), None)
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(kind) if a is not Ellipsis]
+        if not args:
+            return f"{origin.__name__} without an item type"
+        return next(filter(None, map(unsupported_kind, args)), None)
+    if kind in (int, float, str, bool, type(None)):
+        return None
+    return type_name(kind) if kind is not inspect.Parameter.empty else "no annotation"

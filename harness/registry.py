@@ -2,8 +2,10 @@
 
 An entry may be the object itself or a lazy "module:attr" string, so heavy
 imports (TensorFlow for the Keras hashers) happen only when that entry is used.
-A name containing ':' that is not registered is imported as a user plugin, from
-the current directory, PYTHONPATH or an installed package.
+A name containing ':' that is not registered is a plugin reference,
+`package.module:Name`: the only way a config names code of its own. It is imported
+(from the current directory, PYTHONPATH or an installed package) only by `get`;
+`plugin_reference` checks its form without importing anything, for `validate`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 import sys
 import traceback
 from typing import Any, Callable, Iterator
+
+from harness.errors import shortened, shown
 
 
 class UnknownName(LookupError):
@@ -27,9 +31,7 @@ def import_path(path: str) -> Any:
     found, the exception its code raised on import (with file and line), or the
     attribute it lacks (with the closest name it has).
     """
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise UnknownName(f"'{path}' is not an import path of the form package.module:Name")
+    module_name, _, attr = check_import_path(path)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -49,10 +51,23 @@ def import_path(path: str) -> Any:
     return obj
 
 
+def check_import_path(path: str) -> tuple[str, str, str]:
+    """("package.module", ":", "Name") of an import path, or UnknownName: dotted Python identifiers
+    on both sides of one ':', no relative import, no private or dunder attribute (a config names a
+    plugin, never a way into a module's internals such as `os:__builtins__`)."""
+    module_name, colon, attr = path.partition(":")
+    modules, attrs = module_name.split("."), attr.split(".")
+    if not colon or not all(part.isidentifier() for part in modules + attrs):
+        raise UnknownName(f"{shown(path)} is not an import path of the form package.module:Name")
+    if any(part.startswith("_") for part in attrs):
+        raise UnknownName(f"{shown(path)}: a plugin's name cannot start with '_'")
+    return module_name, colon, attr
+
+
 def _one_line(exc: BaseException) -> str:
     """"Type: message (file, line N)" for an exception raised while importing user code."""
     lines = str(exc).strip().splitlines()
-    text = type(exc).__name__ + (f": {lines[0]}" if lines else "")
+    text = type(exc).__name__ + (f": {shortened(lines[0], 200)}" if lines else "")
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if f.filename != __file__ and "importlib" not in f.filename and not f.filename.startswith("<")]
     if frames and not isinstance(exc, SyntaxError):  # a SyntaxError's message already has its file and line
@@ -99,21 +114,34 @@ class Registry:
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._entries, key=str.lower))
 
+    def is_plugin(self, name: str) -> bool:
+        """Whether `name` is a plugin reference (an import path) rather than a registered name."""
+        return name not in self._entries and ":" in name
+
+    def plugin_reference(self, name: str) -> str:
+        """A plugin reference checked for its form only, nothing imported (UnknownName if malformed)."""
+        try:
+            check_import_path(name)
+        except UnknownName as exc:
+            raise UnknownName(f"{self.kind} plugin {exc}") from None
+        return name
+
     def get(self, name: str) -> Any:
         if name not in self._entries:
             if ":" in name:
+                self.plugin_reference(name)
                 _current_directory_importable()
                 try:
                     found = import_path(name)
                 except UnknownName as exc:
-                    raise UnknownName(f"{self.kind} plugin '{name}': {exc}") from None
+                    raise UnknownName(f"{self.kind} plugin '{shortened(name, 120)}': {exc}") from None
                 problem = self.check(found) if self.check else None
                 if problem:
-                    raise UnknownName(f"{self.kind} plugin '{name}' {problem}")
+                    raise UnknownName(f"{self.kind} plugin '{shortened(name, 120)}' {problem}")
                 return found
             close = suggest(name, list(self._entries))
             hint = f"; did you mean '{close}'?" if close else ""
-            raise UnknownName(f"unknown {self.kind} '{name}'{hint} (see `python -m harness list`)")
+            raise UnknownName(f"unknown {self.kind} {shown(name)}{hint} (see `python -m harness list`)")
         entry = self._entries[name]
         if isinstance(entry, str):
             entry = self._entries[name] = import_path(entry)

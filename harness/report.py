@@ -29,7 +29,11 @@ CACHE_FILES = [storage.CACHE, storage.CACHE + "-wal", storage.CACHE + "-shm"]
 
 def write(results, out_dir: str, rebuild: bool = False) -> None:
     """Write `results` to `out_dir` as one new output set; the hash cache there is kept."""
-    with storage.OutputSet(out_dir) as output:
+    import matplotlib
+
+    # Names in figures are text: with matplotlib's default, "$...$" in a family or a label is parsed
+    # as mathematics, and "$\frac{$" stops the report.
+    with storage.OutputSet(out_dir) as output, matplotlib.rc_context({"text.parse_math": False}):
         if rebuild:
             for name in SAVED:
                 output.carry(name)

@@ -61,9 +61,16 @@ os.umask(_UMASK)
 
 # --- the output directory ----------------------------------------------------------
 
-def check_output_dir(out_dir: str) -> None:
+def check_output_dir(out_dir: str, images=()) -> None:
     """Fail before any work unless `out_dir` can take a run's outputs: new, empty, or a
-    harness output directory, and writable."""
+    harness output directory, writable, and outside the run's image folders (`images`,
+    the config's entries): outputs written there would be read as images by the next run."""
+    for i, entry in enumerate(images):
+        folder = image_folder_holding(entry, out_dir)
+        if folder is not None:
+            raise HarnessError(f"{out_dir}: the output directory is inside the image folder {folder} "
+                               f"(images[{i}]), so the next run would read its figures as images; "
+                               "write the outputs elsewhere")
     if os.path.islink(out_dir):
         raise HarnessError(f"{out_dir}: the output directory is a symbolic link; give its target instead")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -82,6 +89,51 @@ def check_output_dir(out_dir: str) -> None:
         os.remove(probe)
     except OSError as exc:
         raise HarnessError(f"{out_dir}: output directory is not writable ({exc.strerror})") from None
+
+
+def image_folder_holding(entry: str, out_dir: str) -> str | None:
+    """The folder of an `images:` entry that would collect files written in `out_dir`, or None.
+
+    A directory entry is searched recursively, so it holds everything below it. A glob
+    pattern (`photos/**/*.png`) can reach into `out_dir` when its fixed part (`photos`)
+    contains it and its remaining parts can match the path down to `out_dir` (or hold a
+    `**`). A file or `builtin:` entry collects nothing. Paths are compared resolved.
+    """
+    import fnmatch
+    import glob
+
+    if not isinstance(entry, str) or entry.startswith("builtin:"):
+        return None
+    out = os.path.realpath(out_dir)
+    if not glob.has_magic(entry):
+        folder = os.path.realpath(entry)
+        return entry if os.path.isdir(entry) and _within(out, folder) else None
+    parts = os.path.normpath(entry).split(os.sep)
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = os.path.realpath(os.sep.join(parts[:fixed]) or os.curdir) if parts[:fixed] != [""] else os.sep
+    if not _within(out, root):
+        return None
+    below = [] if out == root else os.path.relpath(out, root).split(os.sep)
+    for depth, part in enumerate(parts[fixed:]):
+        if part == "**" or depth == len(below):  # the pattern reaches out_dir and goes on below it
+            return os.sep.join(parts[:fixed]) or os.curdir
+        if not fnmatch.fnmatchcase(below[depth], part):
+            return None
+    return None  # the pattern ends at or above out_dir: it can match out_dir, not a file in it
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_report_dir(out_dir: str) -> None:
+    """`report DIR`: DIR must be a directory itself, not a link to one (the report is written there)."""
+    if os.path.islink(out_dir):
+        raise HarnessError(f"{out_dir}: is a symbolic link; give the output directory itself")
+    if not os.path.exists(out_dir):
+        raise HarnessError(f"{out_dir}: no such directory")
+    if not os.path.isdir(out_dir):
+        raise HarnessError(f"{out_dir}: not a directory; give the output directory of a run")
 
 
 class OutputSet:
@@ -300,14 +352,18 @@ def read_long(out_dir: str, name: str, required: bool = True) -> pd.DataFrame:
     if missing:
         raise HarnessError(f"{out_dir}: {name} lacks the columns {', '.join(missing)}")
     try:
-        return normalise(name, frame)
+        frame = normalise(name, frame)
     except (TypeError, ValueError) as exc:
         raise HarnessError(f"{out_dir}: {name} holds values of the wrong type ({_one_line(exc)})") from None
+    if np.isinf(frame["distance"]).any():  # a run writes a number or nothing (a failed pair)
+        raise HarnessError(f"{out_dir}: {name} holds an infinite distance")
+    return frame
 
 
 # Text columns of the small tables; the others (sizes, scores, maxima) read back as numbers.
 TEXT_COLUMNS = {IMAGES: ["image", "image_id", "origin", "notes"],
                 HASHERS: ["hasher", "name", "distance", "status", "reason", "cpu_exact", "params"]}
+NUMBER_COLUMNS = {HASHERS: ["distance_max"]}  # what the report computes with: a damaged file fails here
 
 
 def read_small(out_dir: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
@@ -329,7 +385,17 @@ def read_small(out_dir: str, name: str, columns: list[str] | None = None) -> pd.
         raise HarnessError(f"{path}: cannot read ({_one_line(exc)})") from None
     if columns and any(c not in frame.columns for c in columns):
         raise HarnessError(f"{path}: lacks the columns {', '.join(c for c in columns if c not in frame.columns)}")
+    for column in NUMBER_COLUMNS.get(name, []):
+        if column in frame:
+            try:
+                frame[column] = pd.to_numeric(frame[column])
+            except (TypeError, ValueError) as exc:
+                raise HarnessError(f"{path}: column {column} holds a value that is not a number "
+                                   f"({_one_line(exc)})") from None
     return frame
+
+
+JSON_MAX_BYTES = 64 << 20  # run.json holds a config and provenance: a few KiB
 
 
 def read_json(out_dir: str, name: str) -> dict:
@@ -337,9 +403,12 @@ def read_json(out_dir: str, name: str) -> dict:
     if not _regular(path):
         return {}
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as exc:
+        with open(path, "rb") as handle:
+            data = handle.read(JSON_MAX_BYTES + 1)
+        if len(data) > JSON_MAX_BYTES:
+            raise HarnessError(f"{path}: larger than {JSON_MAX_BYTES >> 20} MiB; not the run.json of a run")
+        data = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: [[[[... nested too deep
         raise HarnessError(f"{path}: cannot read ({_one_line(exc)})") from None
     if not isinstance(data, dict):
         raise HarnessError(f"{path}: expected a JSON object")
@@ -351,8 +420,15 @@ def read_errors(out_dir: str) -> pd.DataFrame:
 
 
 def _regular(path: str) -> bool:
-    """A regular file, not a link to one: reading never follows a link out of the directory."""
-    return os.path.isfile(path) and not os.path.islink(path)
+    """True for a regular file, False when there is nothing at `path`, and a HarnessError for a
+    link, a directory or a device where a file of the run should be: reading never follows a
+    link out of the directory, nor waits on a FIFO."""
+    if not os.path.lexists(path):
+        return False
+    if os.path.islink(path) or not os.path.isfile(path):
+        raise HarnessError(f"{path}: not a regular file (a symbolic link, a directory or a device); an output "
+                           "directory holds only the files a run wrote")
+    return True
 
 
 def _one_line(exc: BaseException) -> str:

@@ -14,19 +14,37 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order
+from harness.schema import UNAVAILABLE
 from harness.storage import ERRORS, PREVIEWS, RUN
 
 # Enough to stop links and images (they need brackets), emphasis, code, tables and strike-through;
 # HTML is escaped before.
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~])")
+# GitHub's extended autolinks need no brackets: "https://x", "www.x", "a@b.c". A backslash before
+# the ':', the '.' or the '@' stops them, and renders as nothing.
+_AUTOLINK = re.compile(r"[A-Za-z0-9](:)//|(?<![A-Za-z0-9])[Ww][Ww][Ww](\.)|(@)")
+# What makes a block of a line's start: a heading, a list item, a setext underline. ('>', a quote,
+# is already the entity &gt;, which is no block marker.)
+_BLOCK_START = re.compile(r"(#)#{0,5}(?: |$)|([-+])(?: |$)|\d{1,9}([.)])(?: |$)|(=)=*$|(-)-*$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def md(text) -> str:
-    """Text from a file or a config, safe in Markdown: one line, HTML escaped, Markdown's
-    punctuation backslash-escaped (no links, images, emphasis or table breaks)."""
-    one_line = " ".join(str(text).split())
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(one_line, quote=False))
+    """Text from a file or a config, safe in Markdown anywhere on a line: one line, control
+    characters replaced, HTML escaped, Markdown's punctuation backslash-escaped, autolinks and
+    a block marker at its start defused. No name can become a link, an image, raw HTML, emphasis,
+    a heading, a list item or a table break."""
+    one_line = _CONTROL.sub("\ufffd", " ".join(str(text).split()))
+    escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(one_line, quote=False))
+    escaped = _AUTOLINK.sub(_backslash_group, escaped)
+    block = _BLOCK_START.match(escaped)
+    return _backslash_group(block) + escaped[block.end():] if block else escaped
 
+
+def _backslash_group(match: re.Match) -> str:
+    """The matched text with a backslash before its captured group."""
+    at = match.start(match.lastindex) - match.start()
+    return match.group(0)[:at] + "\\" + match.group(0)[at:]
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -176,7 +194,7 @@ def detection_sections(detection: dict) -> list[str]:
     overall = roc[roc["family"] == ALL_FAMILIES][["hasher", "auc", "eer", "genuine_pairs", "impostor_pairs"]]
     per_family = roc[roc["family"] != ALL_FAMILIES].pivot_table(index="family", columns="hasher", values="auc",
                                                                   sort=False).reset_index()
-    kind_text = "; ".join(f"{md(hasher)}: " + ", ".join(f"{count} {kind}" for kind, count in counts.items())
+    kind_text = "; ".join(f"{md(hasher)}: " + ", ".join(f"{count} {md(kind)}" for kind, count in counts.items())
                           for hasher, counts in detection["kinds"].items())
     unreachable = sorted(set(thresholds.loc[thresholds["threshold"].isna(), "hasher"]))
     no_threshold_note = [f"An empty threshold ({md(', '.join(unreachable))}) means more impostor pairs than the rate "
@@ -275,7 +293,7 @@ def summary_markdown(results, figures: dict, family_figures: list[tuple[str, str
                   "between machines and a threshold can move by one step.", ""]
     lines += ["## Distances", "", markdown_table(metrics.table), ""]
     if "families" not in figures:
-        lines += ["No pair yielded a distance, so there are no figures: see the problems above.", ""]
+        lines += [f"No pair yielded a distance, so there are no figures: {no_distance_reason(results)}.", ""]
     else:
         lines += [f"![all families]({figures['families']})", "",
                   "**How to read it:** one panel per family, the distance against the swept value (log scale where "
@@ -311,6 +329,16 @@ def summary_markdown(results, figures: dict, family_figures: list[tuple[str, str
                   + f". The resolved config is in `config.yaml` (run it again with `python -m harness run "
                     f"DIR/config.yaml`); all versions and CPU features are in `{RUN}`.", ""]
     return "\n".join(lines)
+
+
+def no_distance_reason(results) -> str:
+    """Why not one pair has a distance, from the hashers' statuses and the problems."""
+    statuses = results.hashers["status"] if "status" in results.hashers else pd.Series(dtype=object)
+    if len(statuses) and (statuses == UNAVAILABLE).all():
+        return "no hasher could run here (each is `unavailable`; the notes above say why)"
+    if len(results.errors):
+        return "every pair failed (see the problems above)"
+    return "the saved tables hold no distance"
 
 
 def detection_bundle(metrics, figures: dict) -> dict | None:

@@ -221,8 +221,8 @@ def test_names_from_files_and_configs_are_escaped_in_the_summary(tmp_path):
     from harness.summary import md
 
     assert md("[click](javascript:alert(1))") == "\\[click\\](javascript:alert(1))"
-    assert md("![x](http://remote/y.png)") == "!\\[x\\](http://remote/y.png)"
-    assert md("<img src=http://x/y.png>") == "&lt;img src=http://x/y.png&gt;"
+    assert md("![x](http://remote/y.png)") == "!\\[x\\](http\\://remote/y.png)"
+    assert md("<img src=http://x/y.png>") == "&lt;img src=http\\://x/y.png&gt;"
     assert md("a|b\nc") == "a\\|b c"
     folder = tmp_path / "imgs"
     folder.mkdir()

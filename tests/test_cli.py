@@ -137,7 +137,7 @@ def test_plugin_that_cannot_be_imported_is_one_line_and_status_2(tmp_path, monke
                                                                   hashers, side, key, problem):
     monkeypatch.chdir(ROOT)
     config = write_config(tmp_path, hashers=hashers, side=side, values="[0.5]")
-    status, out, err = run_main(capsys, "validate", config)
+    status, out, err = run_main(capsys, "validate", "--import-plugins", config)
     assert status == 2 and out == "" and err.count("\n") == 1
     assert err.startswith(f"error: {config}: {key}: {problem}")
 
@@ -151,8 +151,9 @@ def test_plugin_is_found_from_the_current_directory(tmp_path, monkeypatch, capsy
     config = tmp_path / "cwd.yaml"
     config.write_text(f"images: [builtin:astronaut]\nhashers: [aHash]\n"
                       f"sweeps: [{{family: invert, b: '{module}:invert'}}]\n")
-    status, out, err = run_main(capsys, "validate", "cwd.yaml")
+    status, out, err = run_main(capsys, "validate", "--import-plugins", "cwd.yaml")
     assert status == 0, err
+    assert f"plugins: imported and checked: {module}:invert" in out
     assert "invert 1" in out
 
 
@@ -167,5 +168,5 @@ def test_plugin_breaking_the_contract_is_a_config_error(kind, name, problem, tmp
     config.write_text("images: [builtin:astronaut]\n" + (
         f"hashers: ['{name}']\nsweeps: [{{family: identity}}]\n" if kind == "hasher" else
         f"hashers: [aHash]\nsweeps: [{{family: x, b: '{name}'}}]\n"))
-    assert main(["validate", str(config)]) == 2
+    assert main(["validate", "--import-plugins", str(config)]) == 2
     assert problem in capsys.readouterr().err

@@ -9,19 +9,50 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from typing import Annotated, Callable, Iterable
 
 import numpy as np
 
-from harness.params import Doc, Range, check_params, param_specs
+from harness.errors import shown
+from harness.params import Doc, Range, check_params, coerce, param_specs, type_name, unsupported_kind
 from harness.registry import Registry
 
 def _check_plugin(obj) -> str | None:
+    """Why an imported object is not a transform, or None: the contract every registered transform
+    keeps, checked before a plugin is used. A plain Python function (not a class, a builtin or a
+    partial) whose first parameter takes the image, positionally; every other parameter named,
+    passable by keyword, annotated with a type `harness.params` can check (no *args or **kwargs)
+    and, if it has a default, a default of that type. So a config can neither call an arbitrary
+    function (`subprocess:call` takes *popenargs) nor pass it parameters nobody declared."""
     if not inspect.isfunction(obj):
-        return "must be a function f(image, **params) -> image"
-    if not inspect.signature(obj).parameters:
-        return "must take the image as its first parameter"
+        what = ("a class" if inspect.isclass(obj) else "a built-in function" if inspect.isbuiltin(obj)
+                else f"a {type(obj).__name__}")
+        return f"must be a function f(image, **params) -> image written in Python, not {what}"
+    params = list(inspect.signature(obj).parameters.values())
+    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD) \
+            or params[0].default is not params[0].empty:
+        return "must take the image as its first parameter (positional, without a default)"
+    try:
+        hints = typing.get_type_hints(obj, include_extras=True)
+    except Exception as exc:  # an annotation naming something undefined
+        return f"has annotations that cannot be resolved ({type(exc).__name__}: {_one_line(exc)})"
+    specs = {spec.name: spec for spec in param_specs(obj)}
+    for param in params[1:]:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            return f"must declare each parameter by name, not *{'*' if param.kind is param.VAR_KEYWORD else ''}" \
+                   f"{param.name}"
+        if param.kind is param.POSITIONAL_ONLY:
+            return f"parameter '{param.name}' must be passable by keyword"
+        spec = specs[param.name]
+        problem = unsupported_kind(spec.kind) if param.name in hints else "no annotation"
+        if problem:
+            return (f"parameter '{param.name}' needs an annotation harness can check (int, float, str, bool, "
+                    f"Literal, tuple or list of them), has {problem}")
+        if not spec.required and not coerce(spec.kind, spec.default)[0]:
+            return f"parameter '{param.name}' has a default {shown(spec.default)} that is not a {type_name(spec.kind)}"
     return None
+
 
 
 TRANSFORMS = Registry("transform", check=_check_plugin)

@@ -1,0 +1,874 @@
+"""Hostile input: configs, plugins, the command line's exit statuses, output and report directories.
+
+The cases are data, generated here: each config case is written to a temporary directory and
+checked through `harness.__main__.main` (a subprocess where the exit status or the absence of a
+traceback is the point). Every bad input must end in exactly one line, `error: <file>: <where>:
+<problem>`, of bounded length, with exit status 2; a bug has status 3; Ctrl-C 130. Plugins are
+small modules written into the temporary directory and put on sys.path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pandas as pd
+import pytest
+
+import harness
+from harness.__main__ import main
+from harness.errors import MESSAGE_MAX, HarnessError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINE_MAX = len("error: ") + MESSAGE_MAX
+HEAD = "images: [builtin:astronaut]\nhashers: [aHash]\n"
+GRAY = "sweeps: [{family: g, b: grayscale}]\n"
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_line_error(err: str) -> str:
+    """The single error line (without 'error: '), after checking that it is one bounded line."""
+    assert err.endswith("\n") and err.count("\n") == 1, err[:2000]
+    assert err.startswith("error: ") and len(err) - 1 <= LINE_MAX, err[:2000]
+    assert "Traceback" not in err
+    return err[len("error: "):-1]
+
+
+# --- configs ------------------------------------------------------------------------------------
+
+def billion_laughs(levels: int = 9) -> str:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefghi", "bcdefghij"[:levels - 1]):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def nested_blocks(depth: int) -> str:
+    return "".join(f"{'  ' * i}k{i}:\n" for i in range(depth)) + f"{'  ' * depth}leaf\n"
+
+
+def deep_by_aliases(depth: int) -> str:
+    """Each anchor one level deeper than the last: shallow as written, deep once expanded."""
+    lines = ["x0: &x0 [1]"] + [f"x{i}: &x{i} [*x{i - 1}]" for i in range(1, depth)]
+    return "\n".join(lines) + "\n"
+
+
+LONG = "x" * 200_000
+
+# (case id, config text (str or bytes), regular expression the message after "error: <file>: " must match)
+CONFIG_CASES = [
+    ("billion laughs", billion_laughs(),
+     r"line \d+, column \d+: YAML refused: more than 100000 values once aliases are expanded"),
+    ("a thousand and one aliases", "a: &a 1\nb: [" + ", ".join(["*a"] * 1001) + "]\n",
+     r"line 2, column \d+: YAML refused: more than 1000 aliases"),
+    ("recursive alias", "a: &a [1, *a]\n",
+     r"line 1, column 11: YAML refused: an alias refers to a node that contains it \(a recursive alias\)"),
+    ("recursive merge", "a: &a {<<: *a}\n", r"line 1, column \d+: YAML refused: an alias refers to a node"),
+    ("nesting", nested_blocks(60), r"line \d+, column \d+: YAML refused: nested more than 50 levels deep"),
+    ("nesting by aliases", deep_by_aliases(60),
+     r"line \d+, column \d+: YAML refused: nested more than 50 levels deep \(aliases expanded\)"),
+    ("brackets", "a: " + "[" * 100_000 + "]" * 100_000 + "\n", r"line 1, column \d+: YAML (refused|syntax error): "),
+    ("a hundred thousand values", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: $value}}, values: ["
+     + ",".join(["1"] * 100_001) + "]}]\n", r"line 3, column \d+: YAML refused: more than 100000 values"),
+    ("over 1 MiB", "# " + "x" * (1 << 20) + "\n", r"larger than 1 MiB; a config is a few KiB"),
+    ("not UTF-8", HEAD.encode() + b"name: caf\xe9\n" + GRAY.encode(), rf"line 3: not UTF-8 text \(byte 0xe9 at offset {len(HEAD) + len('name: caf')}\)"),
+    ("NUL", HEAD + "name: a\x00b\n" + GRAY, r"YAML syntax error: unacceptable character #x0000"),
+    ("duplicate top-level key", HEAD + "hashers: [pHash]\n" + GRAY,
+     r"line 3, column 1: YAML syntax error: duplicate key 'hashers' \(first on line 2\)"),
+    ("duplicate parameter", HEAD + "sweeps: [{family: j, b: {jpeg: {quality: 5, quality: 6}}}]\n",
+     r"line 3, column \d+: YAML syntax error: duplicate key 'quality' \(first on line 3\)"),
+    ("python tag", "images: !!python/object/apply:os.system ['true']\n",
+     r"line 1, column 9: YAML syntax error: could not determine a constructor for the tag"),
+    ("integer of 5000 digits", HEAD + "seed: " + "9" * 5000 + "\n" + GRAY,
+     r"line 3, column 7: YAML syntax error: bad value \(Exceeds the limit .*…\)"),
+    ("13th month", HEAD + "seed: 2001-13-01\n" + GRAY, r"line 3, column 7: YAML syntax error: bad value \(month must be in 1\.\.12\)"),
+    ("transform parameter NaN", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: .nan}}}]\n",
+     r"sweeps\[0\]\.b\.gamma\.gamma: nan is not a finite number"),
+    ("swept NaN", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: $value}}, values: [0.5, .nan]}]\n",
+     r"sweeps\[0\]\.values\[1\]: expected a finite number, got nan"),
+    ("swept infinity", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: $value}}, values: [-.inf]}]\n",
+     r"sweeps\[0\]\.values\[0\]: expected a finite number, got -inf"),
+    ("range to infinity", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: $value}}, "
+     "values: {start: 0.5, stop: .inf, step: 1}}]\n", r"sweeps\[0\]\.values\.stop: expected a finite number, got inf"),
+    ("range step NaN", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: $value}}, "
+     "values: {start: 0.5, stop: 1.5, step: .nan}}]\n", r"sweeps\[0\]\.values\.step: expected a finite number, got nan"),
+    ("range overflowing", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: $value}}, "
+     "values: {start: -1.7e+308, stop: 1.7e+308, step: 1.0}}]\n",
+     r"sweeps\[0\]\.values: the range has more than 100000 values"),
+    ("range of tiny steps", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: $value}}, "
+     "values: {start: 0.5, stop: 1.0, step: 5.0e-324}}]\n", r"sweeps\[0\]\.values: the range has more than 100000"),
+    ("negative seed", HEAD + "seed: -1\n" + GRAY, r"seed: must be >= 0, got -1"),
+    ("seed NaN", HEAD + "seed: .nan\n" + GRAY, r"seed: expected int, got nan"),
+    ("limit infinity", HEAD + "limit: .inf\n" + GRAY, r"limit: expected int, got inf"),
+    ("max_pixels NaN", HEAD + "max_pixels: .nan\n" + GRAY, r"max_pixels: expected int, got nan"),
+    ("min_tpr NaN", HEAD + "detection: {min_tpr: .nan}\n" + GRAY, r"detection\.min_tpr: nan is not a finite number"),
+    ("fpr NaN", HEAD + "detection: {fpr: [0.01, .nan]}\n" + GRAY,
+     r"detection\.fpr: \(0\.01, nan\) is not a finite number"),
+    ("precision NaN", HEAD + "detection: {precision: [.nan]}\n" + GRAY,
+     r"detection\.precision: \(nan,\) is not a finite number"),
+    ("threshold infinity", HEAD + "detection: {thresholds: {aHash: .inf}}\n" + GRAY,
+     r"detection\.thresholds: \{'aHash': inf\} is not a finite number"),
+    ("exclude_below NaN", HEAD + "impostors: {exclude_below: {aHash: .nan}}\n" + GRAY,
+     r"impostors\.exclude_below: \{'aHash': nan\} is not a finite number"),
+    ("max_pairs NaN", HEAD + "impostors: {max_pairs: .nan}\n" + GRAY, r"impostors\.max_pairs: expected int, got nan"),
+    ("hasher parameter NaN", "images: [builtin:astronaut]\nhashers: [{name: MarrHildrethHash, alpha: .nan}]\n" + GRAY,
+     r"hashers\[0\]\.alpha: nan is not a finite number"),
+    ("long value", HEAD + f"seed: '{LONG}'\n" + GRAY, r"seed: expected int, got 'x{30,}\.\.\.x{30,}'$"),
+    ("long key", HEAD + f"{LONG[:1000]}: 1\n" + GRAY, r"^x{100,199}…: unknown key; allowed: "),
+    ("long image path", f"images: ['{LONG}']\nhashers: [aHash]\n" + GRAY, r"images\[0\]: no image file at 'x{100,}…$"),
+    ("long list", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: $value}}, values: ["
+     + ",".join(["[1]"] * 5000) + "]}]\n", r"sweeps\[0\]\.values\[0\]: expected a number or a string, got \[1\]"),
+    ("long transform name", HEAD + f"sweeps: [{{family: g, b: '{LONG}'}}]\n",
+     r"sweeps\[0\]\.b: unknown transform 'x{30,}\.\.\.x{30,}' \(see `python -m harness list`\)$"),
+    ("transform name not a string", HEAD + "sweeps: [{family: g, b: {12: {}}}]\n",
+     r"sweeps\[0\]\.b: a transform's name must be a string, got 12"),
+]
+
+
+@pytest.mark.parametrize("case, text, message", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_hostile_config_is_one_line_and_status_2(tmp_path, capsys, case, text, message):
+    path = tmp_path / "hostile.yaml"
+    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
+    status, out, err = cli(capsys, "validate", path)
+    line = one_line_error(err)
+    assert status == 2 and out == ""
+    assert line.startswith(f"{path}: ")
+    assert re.search(message, line[len(f"{path}: "):]), line[:300]
+
+
+@pytest.mark.parametrize("case", ["billion laughs", "transform parameter NaN"])
+def test_hostile_config_through_a_real_process(tmp_path, case):
+    """The exit status and stderr as a shell sees them: no traceback, nothing written."""
+    text = {c[0]: c[1] for c in CONFIG_CASES}[case]
+    path = tmp_path / "hostile.yaml"
+    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--out", str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    one_line_error(done.stderr)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_that_is_not_a_regular_file_is_refused_without_reading(tmp_path, capsys):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    for path in (fifo, "/dev/zero", tmp_path):
+        status, _, err = cli(capsys, "validate", path)
+        assert status == 2 and one_line_error(err) == f"{path}: not a regular file"
+
+
+def test_merge_keys_are_not_duplicates(tmp_path, capsys):
+    path = tmp_path / "merge.yaml"
+    path.write_text(HEAD + "sweeps:\n  - {family: a, b: {jpeg: &q {quality: 50}}}\n"
+                           "  - {family: b, b: {jpeg: {<<: *q, quality: 60}}}\n")
+    status, out, err = cli(capsys, "validate", path)
+    assert status == 0, err
+    assert "pairs:   2 in 2 families" in out
+
+
+def test_shipped_configs_stay_within_the_limits(capsys):
+    from harness.config import load_config
+
+    for folder, _, names in os.walk(os.path.join(ROOT, "configs")):
+        for name in names:
+            if name.endswith(".yaml"):
+                load_config(os.path.join(folder, name))  # raises on any refusal
+
+
+def test_error_values_are_shortened_and_cheap():
+    """A value shared a million times over costs no more to show than a small one."""
+    from harness.errors import shown
+
+    shared = ["lol"] * 10
+    for _ in range(8):
+        shared = [shared] * 10
+    text = shown(shared)
+    assert len(text) <= 80 and text.endswith(("…", "]"))
+    assert re.fullmatch(r"'x{30,}\.\.\.x{30,}'", shown("x" * 10_000)) and len(shown("x" * 10_000)) <= 80
+    assert str(HarnessError("y" * 10_000)) == "y" * (MESSAGE_MAX - 1) + "…"
+    assert str(HarnessError("two\nlines")) == "two lines"
+
+
+# --- plugins ------------------------------------------------------------------------------------
+
+TRANSFORM_PLUGINS = '''
+from __future__ import annotations
+
+import subprocess
+from os import getpid
+from typing import Annotated
+
+from harness.params import Range
+
+
+def good(image, strength: Annotated[float, Range(0, 1)] = 0.5):
+    return image
+
+
+class AClass:
+    pass
+
+
+builtin = getpid
+call = subprocess.call
+
+
+def nothing():
+    return None
+
+
+def defaulted(image=None):
+    return image
+
+
+def star_args(image, *more):
+    return image
+
+
+def star_kwargs(image, **more):
+    return image
+
+
+def unannotated(image, strength=1):
+    return image
+
+
+def mapping(image, table: dict = None):
+    return image
+
+
+def undefined(image, strength: Undefined = 1):  # noqa: F821
+    return image
+
+
+def wrong_default(image, strength: int = "high"):
+    return image
+
+
+def positional_only(image, strength: int, /):
+    return image
+'''
+
+HASHER_PLUGINS = '''
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.hashers.base import Hasher
+
+
+class Base(Hasher):
+    description = "test"
+    distance_kind = "L1"
+    distance_max = 255.0
+
+    def hash_batch(self, images):
+        return np.array([[image.mean()] for image in images])
+
+    def distance(self, a, b):
+        return np.abs(a - b).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class Good(Base):
+    name = "good"
+    scale: int = 1
+
+
+def function():
+    return None
+
+
+@dataclass(frozen=True)
+class Abstract(Hasher):
+    name = "abstract"
+    description = "test"
+    distance_kind = "L1"
+    distance_max = 1.0
+
+    def hash_batch(self, images):
+        return np.zeros((len(images), 1))
+
+
+class Undecorated(Base):
+    name = "undecorated"
+
+
+@dataclass(frozen=True)
+class ZeroMax(Base):
+    name = "zero"
+    distance_max = 0
+
+
+@dataclass(frozen=True)
+class TextMax(Base):
+    name = "text"
+    distance_max = "64"
+
+
+@dataclass(frozen=True)
+class NanMax(Base):
+    name = "nan"
+    distance_max = float("nan")
+
+
+@dataclass(frozen=True)
+class NumberName(Base):
+    name = 7
+
+
+@dataclass(frozen=True)
+class MappingField(Base):
+    name = "mapping"
+    table: dict = None
+
+
+@dataclass(frozen=True)
+class NoAttributes(Hasher):
+    def hash_batch(self, images):
+        return np.zeros((len(images), 1))
+
+    def distance(self, a, b):
+        return np.zeros(len(a))
+'''
+
+
+@pytest.fixture
+def plugins(tmp_path, monkeypatch):
+    """Modules transforms_<id> and hashers_<id> in tmp_path, importable; returns their names."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {"transforms": f"hostile_transforms_{suffix}", "hashers": f"hostile_hashers_{suffix}"}
+    (tmp_path / f"{names['transforms']}.py").write_text(TRANSFORM_PLUGINS)
+    (tmp_path / f"{names['hashers']}.py").write_text(HASHER_PLUGINS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield names
+    for name in names.values():
+        sys.modules.pop(name, None)
+
+
+MUST_BE_A_FUNCTION = "must be a function f(image, **params) -> image written in Python, not "
+NEEDS_ANNOTATION = ("needs an annotation harness can check (int, float, str, bool, Literal, tuple or list "
+                    "of them), has ")
+FIRST_PARAMETER = "must take the image as its first parameter (positional, without a default)"
+TRANSFORM_CASES = [
+    ("AClass", MUST_BE_A_FUNCTION + "a class"),
+    ("builtin", MUST_BE_A_FUNCTION + "a built-in function"),
+    ("call", FIRST_PARAMETER),  # subprocess.call(*popenargs, ...)
+    ("nothing", FIRST_PARAMETER),
+    ("defaulted", FIRST_PARAMETER),
+    ("star_args", "must declare each parameter by name, not *more"),
+    ("star_kwargs", "must declare each parameter by name, not **more"),
+    ("unannotated", f"parameter 'strength' {NEEDS_ANNOTATION}no annotation"),
+    ("mapping", f"parameter 'table' {NEEDS_ANNOTATION}dict"),
+    ("undefined", "has annotations that cannot be resolved (NameError: name 'Undefined' is not defined)"),
+    ("wrong_default", "parameter 'strength' has a default 'high' that is not a int"),
+    ("positional_only", "parameter 'strength' must be passable by keyword"),
+]
+
+
+@pytest.mark.parametrize("attr, problem", TRANSFORM_CASES, ids=[c[0] for c in TRANSFORM_CASES])
+def test_transform_plugin_breaking_the_contract_is_one_line(tmp_path, capsys, plugins, attr, problem):
+    reference = f"{plugins['transforms']}:{attr}"
+    path = tmp_path / "c.yaml"
+    path.write_text(HEAD + f"sweeps: [{{family: x, b: '{reference}'}}]\n")
+    for command in (["validate", "--import-plugins"], ["run", "--out", tmp_path / "out"]):
+        status, _, err = cli(capsys, *command, path)
+        assert status == 2
+        assert one_line_error(err) == f"{path}: sweeps[0].b: transform plugin '{reference}' {problem}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_subprocess_call_is_not_a_transform(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(HEAD + "sweeps: [{family: x, b: {'subprocess:call': {args: 'touch pwned'}}}]\n")
+    status, _, err = cli(capsys, "run", path, "--out", tmp_path / "out")
+    assert status == 2 and one_line_error(err).endswith(f"transform plugin 'subprocess:call' {FIRST_PARAMETER}")
+
+
+def test_a_plugin_keeping_the_contract_has_its_parameters_checked(tmp_path, capsys, plugins):
+    reference = f"{plugins['transforms']}:good"
+    path = tmp_path / "c.yaml"
+    path.write_text(HEAD + f"sweeps: [{{family: x, b: {{'{reference}': {{strength: $value}}}}, values: [0.5, 2]}}]\n")
+    status, _, err = cli(capsys, "validate", "--import-plugins", path)
+    assert status == 2
+    assert one_line_error(err) == (f"{path}: sweeps[0].b.{reference}.strength: 2.0 must be <= 1 "
+                                   "(the swept value 2)")
+
+
+HASHER_CASES = [
+    ("function", "must be a subclass of harness.hashers.base.Hasher"),
+    ("Abstract", "does not implement distance"),
+    ("Undecorated", "must itself be decorated with @dataclass(frozen=True): its fields are its YAML parameters"),
+    ("ZeroMax", "distance_max must be a positive finite number, got 0"),
+    ("TextMax", "distance_max must be a positive finite number, got '64'"),
+    ("NanMax", "distance_max must be a positive finite number, got nan"),
+    ("NumberName", "name must be a string, got 7"),
+    ("MappingField", ("field 'table' needs a type harness can check (int, float, str, bool, Literal, tuple or "
+                      "list of them), has dict")),
+    ("NoAttributes", "lacks the class attribute(s) name, description, distance_kind, distance_max"),
+]
+
+
+@pytest.mark.parametrize("attr, problem", HASHER_CASES, ids=[c[0] for c in HASHER_CASES])
+def test_hasher_plugin_breaking_the_contract_is_one_line(tmp_path, capsys, plugins, attr, problem):
+    reference = f"{plugins['hashers']}:{attr}"
+    path = tmp_path / "c.yaml"
+    path.write_text(f"images: [builtin:astronaut]\nhashers: ['{reference}']\n" + GRAY)
+    for command in (["validate", "--import-plugins"], ["run", "--out", tmp_path / "out"]):
+        status, _, err = cli(capsys, *command, path)
+        assert status == 2
+        assert one_line_error(err) == f"{path}: hashers[0].name: hasher plugin '{reference}' {problem}"
+
+
+def test_a_non_frozen_hasher_fails_as_its_import(tmp_path, capsys, monkeypatch):
+    module = f"hostile_mutable_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(HASHER_PLUGINS.replace("@dataclass(frozen=True)\nclass Good",
+                                                                  "@dataclass\nclass Good"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "c.yaml"
+    path.write_text(f"images: [builtin:astronaut]\nhashers: ['{module}:Good']\n" + GRAY)
+    status, _, err = cli(capsys, "validate", "--import-plugins", path)
+    line = one_line_error(err)
+    assert status == 2 and f"hashers[0].name: hasher plugin '{module}:Good': cannot import module" in line
+    assert "cannot inherit non-frozen dataclass from a frozen one" in line
+    sys.modules.pop(module, None)
+
+
+def test_every_registered_transform_and_hasher_keeps_the_plugin_contract():
+    """The contract is the one the built-ins keep, so a plugin can do whatever they do."""
+    from harness.config import hasher_plugin_problem
+    from harness.hashers import HASHERS
+    from harness.transforms import TRANSFORMS
+
+    assert {name: TRANSFORMS.check(TRANSFORMS.get(name)) for name in TRANSFORMS} == {n: None for n in TRANSFORMS}
+    problems = {name: HASHERS.check(HASHERS.get(name)) or hasher_plugin_problem(HASHERS.get(name)) for name in HASHERS}
+    assert problems == {n: None for n in HASHERS}
+
+
+@pytest.mark.parametrize("reference, problem", [
+    ("..up:thing", "'..up:thing' is not an import path of the form package.module:Name"),
+    ("os:__builtins__.eval", "'os:__builtins__.eval': a plugin's name cannot start with '_'"),
+    ("mod:", "'mod:' is not an import path of the form package.module:Name"),
+    ("a b:c", "'a b:c' is not an import path of the form package.module:Name"),
+])
+def test_malformed_plugin_references_are_refused_before_any_import(tmp_path, capsys, reference, problem):
+    path = tmp_path / "c.yaml"
+    path.write_text(HEAD + f"sweeps: [{{family: x, b: '{reference}'}}]\n")
+    status, _, err = cli(capsys, "validate", path)  # without --import-plugins: the form alone is checked
+    assert status == 2 and one_line_error(err) == f"{path}: sweeps[0].b: transform plugin {problem}"
+
+
+MARKED = '''
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.hashers.base import Hasher
+
+open(os.path.join(os.path.dirname(__file__), __name__ + ".imported"), "a").close()
+
+
+def invert(image):
+    return 255 - image
+
+
+@dataclass(frozen=True)
+class Mean(Hasher):
+    name = "mean"
+    description = "test"
+    distance_kind = "L1"
+    distance_max = 255.0
+
+    def hash_batch(self, images):
+        return np.array([[image.mean()] for image in images])
+
+    def distance(self, a, b):
+        return np.abs(a - b).sum(axis=1)
+'''
+
+
+def test_validate_imports_no_plugin_unless_asked(tmp_path, capsys, monkeypatch):
+    module = f"hostile_marked_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(MARKED)
+    marker = tmp_path / f"{module}.imported"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "c.yaml"
+    path.write_text(f"images: [builtin:astronaut]\nhashers: [aHash, '{module}:Mean']\nreport: {{previews: false}}\n"
+                    f"sweeps: [{{family: inv, b: '{module}:invert'}}, {{family: g, b: grayscale}}]\n")
+
+    status, out, err = cli(capsys, "validate", path)
+    assert status == 0, err
+    assert not marker.exists() and module not in sys.modules
+    assert (f"plugins: not imported: {module}:invert (sweeps[0].b), {module}:Mean (hashers[1].name); `run` "
+            "imports them") in out
+
+    status, out, err = cli(capsys, "validate", "--import-plugins", path)
+    assert status == 0, err
+    assert marker.exists() and "plugins: imported and checked: " in out
+
+    marker.unlink()
+    sys.modules.pop(module)
+    status, _, err = cli(capsys, "run", path, "--out", tmp_path / "out", "--quiet")
+    assert status == 0, err
+    assert marker.exists()
+    assert set(pd.read_csv(tmp_path / "out" / "distances.csv")["hasher"]) == {"aHash", f"{module}:Mean"}
+    sys.modules.pop(module)
+
+
+# --- exit statuses ------------------------------------------------------------------------------
+
+def test_a_bug_exits_3_with_one_line_and_its_traceback_in_a_file(tmp_path):
+    # No input makes harness fail on purpose, so one function is replaced by one that raises, as a
+    # bug would; everything around it (main, the handler, the file) is the real thing.
+    code = ("import sys\nimport harness.catalog\nimport harness.__main__ as cli\n"
+            "def describe(which):\n    return 1 / 0\n"
+            "harness.catalog.describe = describe\nsys.exit(cli.main(['list']))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 3 and done.stdout == ""
+    line = one_line_error(done.stderr)
+    match = re.fullmatch(r"a bug in harness \(ZeroDivisionError: division by zero\)\. Please report it with the "
+                         r"command you ran, the run's run\.json if it wrote one, and the traceback saved in "
+                         r"(\S+harness-bug-\S+\.txt) \(README, 'Reporting bugs'\)", line)
+    assert match, line
+    with open(match.group(1), encoding="utf-8") as handle:
+        saved = handle.read()
+    assert os.path.dirname(match.group(1)) == str(tmp_path)
+    assert "command: python -m harness list" in saved and "Traceback (most recent call last)" in saved
+    assert "ZeroDivisionError: division by zero" in saved and f"harness {harness.__version__}" in saved
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    (tmp_path / "interrupting.py").write_text(
+        "import os, signal\n\n\ndef interrupt(image):\n    os.kill(os.getpid(), signal.SIGINT)\n    return image\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(HEAD + "sweeps: [{family: x, b: 'interrupting:interrupt'}]\n")
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(tmp_path / "out"),
+                           "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 130 and done.stderr == "interrupted\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_one_line():
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "harness", "list"], cwd=ROOT, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stderr == "error: No space left on device\n"
+
+
+def test_the_statuses_are_documented(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for status in ("0 all done", "1 finished, but", "2 bad input", "3 a bug in harness", "130 interrupted"):
+        assert status in help_text
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    assert "### Exit status" in readme and "### Reporting bugs" in readme and "## Security" in readme
+
+
+# --- output directories -------------------------------------------------------------------------
+
+@pytest.fixture
+def photos(tmp_path):
+    import cv2
+
+    from tests.conftest import make_scene
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), make_scene(1))
+    cv2.imwrite(str(folder / "sub" / "b.png"), make_scene(2))
+    return folder
+
+
+@pytest.mark.parametrize("entry, out", [
+    ("{photos}", "{photos}"),
+    ("{photos}", "{photos}/report"),
+    ("{photos}", "{photos}/sub/deeper/report"),
+    ("{photos}/**/*.png", "{photos}/sub/report"),
+    ("{photos}/*/*.png", "{photos}/report"),
+])
+def test_an_output_directory_inside_an_image_folder_is_refused(tmp_path, capsys, photos, entry, out):
+    entry, out = entry.format(photos=photos), out.format(photos=photos)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: ['{entry}']\nhashers: [aHash]\n" + GRAY)
+    before = sorted(p for p in photos.rglob("*"))
+    status, _, err = cli(capsys, "run", config, "--out", out)
+    assert status == 2
+    assert one_line_error(err).startswith(f"{out}: the output directory is inside the image folder ")
+    assert sorted(p for p in photos.rglob("*")) == before  # nothing was written
+
+
+def test_an_output_directory_a_pattern_cannot_reach_is_accepted(photos):
+    from harness.storage import check_output_dir, image_folder_holding
+
+    assert image_folder_holding(f"{photos}/*.png", str(photos / "report")) is None  # only photos/X.png matches
+    assert image_folder_holding(f"{photos}/s*/*.png", str(photos / "report")) is None
+    assert image_folder_holding(str(photos / "a.png"), str(photos)) is None  # a file collects nothing
+    assert image_folder_holding("builtin:coffee", ".") is None
+    assert image_folder_holding(str(photos), str(photos.parent / "photos-report")) is None
+    check_output_dir(str(photos / "report"), images=[f"{photos}/*.png"])
+
+
+def test_results_save_refuses_an_image_folder(tmp_path, photos):
+    results = harness.evaluate({"images": [str(photos)], "hashers": ["aHash"],
+                                "sweeps": [{"family": "g", "b": "grayscale"}]})
+    with pytest.raises(HarnessError, match="the output directory is inside the image folder"):
+        results.save(str(photos / "out"))
+    assert not (photos / "out").exists()
+
+
+# --- report DIR ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("saved") / "out"
+    config = out.parent / "c.yaml"
+    config.write_text("images: [builtin:coffee]\nhashers: [aHash]\nreport: {previews: false}\n"
+                      "sweeps: [{family: j, b: {jpeg: {quality: $value}}, values: [10, 50]}]\n")
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def _write(name, data):
+    def damage(d):
+        if name.startswith(("distances", "impostors")):  # the CSV is read only without the Parquet file
+            os.remove(d / f"{name.split('.')[0]}.parquet")
+        (d / name).write_bytes(data)
+    return damage
+
+
+def _remove(*names):
+    def damage(d):
+        for name in names:
+            os.remove(d / name)
+    return damage
+
+
+def _replace_with_link(name, target_dir):
+    def damage(d):
+        outside = target_dir / name
+        os.replace(d / name, outside)
+        os.symlink(outside, d / name)
+    return damage
+
+
+REPORT_CASES = [
+    ("no distances", _remove("distances.csv", "distances.parquet"), "no distances.csv or distances.parquet here"),
+    ("empty distances", _write("distances.csv", b""), "cannot read distances (No columns to parse from file)"),
+    ("empty parquet", _write("distances.parquet", b""), "cannot read distances"),
+    ("garbage CSV", _write("distances.csv", b"\x00\x01,\"\n\xff"), "cannot read distances"),
+    ("garbage Parquet", _write("impostors.parquet", b"PAR1 not really"), "cannot read impostors"),
+    ("wrong columns", _write("distances.csv", b"a,b\n1,2\n"), "distances lacks the columns image_id, family"),
+    ("wrong types", _write("distances.csv", b"image,image_id,family,value,label,hasher,distance,distance_norm,"
+                                            b"error\nx,y,f,1,l,h,far,0,\n"), "distances holds values of the wrong type"),
+    ("infinite distance", _write("impostors.csv", b"hasher,kind,family,value,image_id,other_id,distance,image,"
+                                                  b"other\naHash,source,,,a,b,inf,x,y\n"),
+     "impostors holds an infinite distance"),
+    ("hashers.csv columns", _write("hashers.csv", b"a,b\n1,2\n"), "hashers.csv: lacks the columns hasher, distance"),
+    ("hashers.csv types", _write("hashers.csv", b"hasher,name,distance,distance_max,status\naHash,aHash,hamming,"
+                                                b"lots,ok\n"), "hashers.csv: column distance_max holds a value"),
+    ("errors.csv columns", _write("errors.csv", b"a\n1\n"), "errors.csv: lacks the columns image, image_id"),
+    ("run.json empty", _write("run.json", b""), "run.json: cannot read (Expecting value"),
+    ("run.json not JSON", _write("run.json", b"{'config': nope"), "run.json: cannot read"),
+    ("run.json not UTF-8", _write("run.json", b'{"a": "\xff"}'), "run.json: cannot read"),
+    ("run.json a list", _write("run.json", b"[1, 2]"), "run.json: expected a JSON object"),
+    ("run.json nested deep", _write("run.json", b"[" * 100_000 + b"]" * 100_000), "run.json: cannot read"),
+    ("config not an object", _write("run.json", b'{"config": 5}'), "run.json: config: expected a JSON object, got 5"),
+    ("config with a bad key", _write("run.json", b'{"config": {"detection": {"fpr": [0.01], "nope": 1}}}'),
+     "run.json: detection.nope: unknown parameter of detection"),
+    ("config with NaN", _write("run.json", b'{"config": {"detection": {"fpr": [NaN]}}}'),
+     "run.json: detection.fpr: (nan,) is not a finite number"),
+    ("sweeps not a list", _write("run.json", b'{"config": {"sweeps": 5}}'), "run.json: config.sweeps: expected a list"),
+    ("command not a list", _write("run.json", b'{"command": 5}'), "run.json: command: expected a JSON array, got 5"),
+    ("command of numbers", _write("run.json", b'{"command": [1]}'), "run.json: command: expected a list of strings"),
+    ("run.json a directory", lambda d: (os.remove(d / "run.json"), os.mkdir(d / "run.json")),
+     "run.json: not a regular file"),
+    ("run.json a FIFO", lambda d: (os.remove(d / "run.json"), os.mkfifo(d / "run.json")),
+     "run.json: not a regular file"),
+]
+
+
+@pytest.mark.parametrize("case, damage, message", REPORT_CASES, ids=[c[0] for c in REPORT_CASES])
+def test_report_of_a_malformed_directory_is_one_line(tmp_path, capsys, saved_run, case, damage, message):
+    out = tmp_path / "out"
+    shutil.copytree(saved_run, out)
+    damage(out)
+    status, _, err = cli(capsys, "report", out)
+    line = one_line_error(err)
+    assert status == 2 and line.startswith(str(out)) and message in line, line
+
+
+@pytest.mark.parametrize("name", ["distances.parquet", "run.json", "hashers.csv"])
+def test_report_reads_no_link_out_of_dir(tmp_path, capsys, saved_run, name):
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    shutil.copytree(saved_run, out)
+    outside.mkdir()
+    _replace_with_link(name, outside)(out)
+    status, _, err = cli(capsys, "report", out)
+    assert status == 2 and one_line_error(err).startswith(f"{out / name}: not a regular file")
+
+
+def test_report_writes_no_link_out_of_dir(tmp_path, capsys, saved_run):
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    shutil.copytree(saved_run, out)
+    outside.mkdir()
+    (outside / "keep.png").write_bytes(b"mine")
+    (outside / "summary.md").write_text("mine")
+    shutil.rmtree(out / "figures")
+    os.symlink(outside, out / "figures")
+    os.remove(out / "summary.md")
+    os.symlink(outside / "summary.md", out / "summary.md")
+    status, _, err = cli(capsys, "report", out)
+    assert status == 0, err
+    assert sorted(os.listdir(outside)) == ["keep.png", "summary.md"] and (outside / "summary.md").read_text() == "mine"
+    assert not os.path.islink(out / "figures") and (out / "figures" / "families.png").is_file()
+    assert not os.path.islink(out / "summary.md")
+
+
+def test_report_of_a_figures_file_rebuilds_it(tmp_path, capsys, saved_run):
+    out = tmp_path / "out"
+    shutil.copytree(saved_run, out)
+    shutil.rmtree(out / "figures")
+    (out / "figures").write_text("not a folder")
+    status, _, err = cli(capsys, "report", out)
+    assert status == 0, err and (out / "figures" / "families.png").is_file()
+
+
+@pytest.mark.parametrize("kind", ["link", "file", "missing"])
+def test_report_dir_must_be_a_directory(tmp_path, capsys, saved_run, kind):
+    target = tmp_path / "dir"
+    if kind == "link":
+        shutil.copytree(saved_run, tmp_path / "real")
+        os.symlink(tmp_path / "real", target)
+    elif kind == "file":
+        target.write_text("x")
+    status, _, err = cli(capsys, "report", target)
+    expected = {"link": "is a symbolic link; give the output directory itself",
+                "file": "not a directory; give the output directory of a run", "missing": "no such directory"}[kind]
+    assert status == 2 and one_line_error(err) == f"{target}: {expected}"
+
+
+# --- no distance at all -------------------------------------------------------------------------
+
+UNAVAILABLE_PLUGIN = '''
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.errors import UnavailableError
+from harness.hashers.base import Hasher
+
+
+@dataclass(frozen=True)
+class Gone(Hasher):
+    name = "gone"
+    description = "never available"
+    distance_kind = "L1"
+    distance_max = 1.0
+
+    def prepare(self):
+        raise UnavailableError("not on this machine")
+
+    def hash_batch(self, images):
+        return np.zeros((len(images), 1))
+
+    def distance(self, a, b):
+        return np.zeros(len(a))
+'''
+
+
+@pytest.mark.parametrize("case", ["every hasher unavailable", "every transform fails"])
+def test_no_distance_at_all_writes_a_summary_saying_why(tmp_path, capsys, monkeypatch, case):
+    module = f"hostile_gone_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(UNAVAILABLE_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    images = "images: [builtin:coffee, builtin:camera, builtin:moon]\n"
+    config = tmp_path / "c.yaml"
+    config.write_text(images + (f"hashers: ['{module}:Gone']\nsweeps: [{{family: g, b: grayscale}}]\n"
+                                if case == "every hasher unavailable" else
+                                "hashers: [aHash]\nsweeps: [{family: c, b: {crop: {x: 0, y: 0, width: 9999, "
+                                "height: 9}}}]\n"))
+    out = tmp_path / "out"
+    status, _, err = cli(capsys, "run", config, "--out", out, "--quiet")
+    assert status == (0 if case == "every hasher unavailable" else 1), err
+    why = {"every hasher unavailable": "no hasher could run here (each is `unavailable`; the notes above say why)",
+           "every transform fails": "every pair failed (see the problems above)"}[case]
+    assert f"No pair yielded a distance, so there are no figures: {why}." in (out / "summary.md").read_text()
+    assert cli(capsys, "report", out)[0] == 0
+    sys.modules.pop(module, None)
+
+
+# --- names in the summary -----------------------------------------------------------------------
+
+HOSTILE_TEXT = ("<script>alert(1)</script> [x](javascript:alert(1)) ![i](http://evil.example/i.png) "
+                "https://evil.example/a www.evil.example a@evil.example <img src=x onerror=alert(1)> | a | b |")
+
+
+def test_md_leaves_no_markup():
+    from harness.summary import md
+
+    assert md("# big") == "\\# big" and md("- item") == "\\- item" and md("1. item") == "1\\. item"
+    assert md("===") == "\\===" and md("---") == "\\---" and md("> quote") == "&gt; quote"
+    assert md("-0.5") == "-0.5" and md("1.5") == "1.5" and md("#tag") == "#tag"
+    assert md("see https://x.example/y") == "see https\\://x.example/y"
+    assert md("www.x.example") == "www\\.x.example" and md("me@x.example") == "me\\@x.example"
+    assert md("a\x00b\x1bc") == "a\ufffdb\ufffdc"
+    assert md("a | b\nc") == "a \\| b c"
+
+
+def test_names_reach_the_summary_only_as_text(tmp_path, capsys):
+    """Every place a name from a config or a file reaches summary.md (title, description, notes,
+    images, families, labels, hashers, problems, tables, figure captions), rendered by a real
+    CommonMark renderer: no link, image or HTML but the report's own, no heading but its own,
+    and every table keeps its columns."""
+    markdown_it = pytest.importorskip("markdown_it")
+    import cv2
+
+    from tests.conftest import make_scene
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    assert cv2.imwrite(str(folder / "# <b>x<b> [l](javascript:x) www.evil.example a@b.example.png"), make_scene(3))
+    assert cv2.imwrite(str(folder / "- plain | cell.png"), make_scene(4))
+    (folder / "<i>broken<i> ![i](x).png").write_bytes(b"<html>not an image</html>")
+    quoted = HOSTILE_TEXT.replace("'", "''")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: '# {quoted}'\ndescription: '# {quoted}'\nimages: ['{folder}']\n"
+                      f"hashers: [aHash, {{name: pHash, id: '<i>p</i> | https://evil.example'}}]\n"
+                      "sweeps:\n"
+                      f"  - {{family: '- {quoted}', b: grayscale}}\n"
+                      f"  - {{family: '1. $\\frac{{$ www.evil.example', b: {{jpeg: {{quality: $value}}}}, "
+                      f"values: [10, 50], labels: ['<b>a</b> | b', '=== https://evil.example']}}\n")
+    out = tmp_path / "out"
+    status, _, err = cli(capsys, "run", config, "--out", out, "--quiet")
+    assert status == 1, err  # the HTML file is a problem row; everything else ran
+    summary = (out / "summary.md").read_text()
+    page = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(summary)
+    links = re.findall(r"<a\b[^>]*href=\"([^\"]*)\"", page)
+    images = re.findall(r"<img\b[^>]*src=\"([^\"]*)\"", page)
+    assert not links
+    assert images and all(src.startswith("figures/") or src == "previews.png" for src in images), images
+    tags = set(re.findall(r"<([a-z0-9]+)\b", page))
+    assert tags <= {"h1", "h2", "h3", "p", "em", "strong", "code", "ul", "li", "table", "thead", "tbody", "tr",
+                    "th", "td", "img", "blockquote", "br"}, tags
+    assert page.count("<h1>") == 1 and "<ol" not in page
+    for bare in ("https://evil", "www.evil", "a@evil", "a@b.example"):  # GitHub would autolink these
+        assert bare not in summary
+    # Every table keeps its header's number of columns on every row.
+    for block in re.findall(r"(?:^\|.*\n)+", summary, flags=re.MULTILINE):
+        counts = {len(re.findall(r"(?<!\\)\|", row)) for row in block.splitlines()}
+        assert len(counts) == 1, block
+    assert "&lt;script&gt;" in summary and "&lt;b&gt;x&lt;b&gt;" in summary and "&lt;i&gt;p&lt;/i&gt;" in summary
