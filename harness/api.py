@@ -121,8 +121,9 @@ def resolve_config(config, images=None, hashers=None):
     if isinstance(config, dict):
         return parse_config(config, "<dict>", images, hashers)
     if isinstance(config, Config):
-        if images is None and hashers is None:
+        if images is None and hashers is None and config.plugins_imported:
             return config
+        # Parsed without importing its plugins (as `validate` does): parse it again, importing them.
         return parse_config(config.raw, config.source, images, hashers)
     raise HarnessError(f"config: expected a YAML path, a dict or a Config, got {type(config).__name__}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.errors import HarnessError, HashError
 from harness.hashing import Hashed
 from harness.schema import IMPOSTOR_COLUMNS
 
@@ -37,7 +38,10 @@ def pair_distances(hasher, a: np.ndarray, b: np.ndarray, rows_a: np.ndarray, row
     out = np.empty(len(rows_a), dtype=np.float64)
     for start in range(0, len(rows_a), PAIR_BLOCK):
         block = slice(start, start + PAIR_BLOCK)
-        out[block] = hasher.distance(a[rows_a[block]], b[rows_b[block]])
+        try:
+            out[block] = hasher.checked_distance(a[rows_a[block]], b[rows_b[block]])
+        except HashError as exc:  # a plugin's distance that misbehaves: the run cannot use this hasher
+            raise HarnessError(f"impostor distances: {exc}") from None
     return out
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from harness.cache import Entry, FileRecord, HashCache, digest
 from harness.cluster import Engine, Ready
 from harness.config import Config, PairSpec
-from harness.errors import HarnessError, ImageError, UnavailableError
+from harness.errors import HarnessError, HashError, ImageError, UnavailableError
 from harness.hashing import Hashed, from_entries
 from harness.images import DEFAULT_MAX_PIXELS, read_source, resolve_sources, source_name, display_path
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process
@@ -75,14 +75,19 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):
         hasher = spec.build()
         info = HasherInfo(spec.id, hasher.spec(), hasher.distance_kind, hasher.distance_max,
                           hasher_key(hasher.spec(), versions), hasher.cpu_exact, hasher.batch_invariant)
+        where = f"{config.source}: hashers[{number}] ({spec.id})"
         try:
             hasher.prepare()
             built[spec.id] = hasher
         except UnavailableError as exc:
-            where = f"{config.source}: hashers[{number}] ({spec.id})"
             if not skip_unavailable:
                 raise UnavailableError(f"{where}: {exc}; or leave out --strict to run the other hashers") from None
             info.status, info.reason = UNAVAILABLE, str(exc)
+        except Exception as exc:
+            if ":" not in spec.name:  # a registered hasher failing to load is a bug of ours
+                raise
+            raise HarnessError(f"{where}: the plugin's prepare() failed: {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())}") from None
         infos.append(info)
     return built, infos
 
@@ -323,14 +328,17 @@ class Collector:
         ra, rb = rows[self.side_a], rows[self.side_b]
         ok = (ra >= 0) & (rb >= 0)
         distance = np.full(pairs, np.nan)
-        if ok.any():
-            distance[ok] = hasher.distance(hashed.array[ra[ok]], hashed.array[rb[ok]])
         errors = np.full(pairs, self.ok_code, np.int32)
         for k in np.flatnonzero(~ok):
             a, b = int(self.side_a[k]), int(self.side_b[k])
             reason = hashed.errors.get(a if rows[a] < 0 else b, "no hash")
             text = reason if reason.startswith("transform: ") else f"hash: {reason}"
             errors[k] = self.distances.code("error", text)
+        if ok.any():
+            try:
+                distance[ok] = hasher.checked_distance(hashed.array[ra[ok]], hashed.array[rb[ok]])
+            except HashError as exc:  # a plugin's distance that misbehaves: these pairs say so
+                errors[ok] = self.distances.code("error", f"hash: {exc}")
         self._add_rows(source, info, distance, errors)
 
     def _add_rows(self, source, info, distance, errors) -> None:

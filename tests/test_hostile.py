@@ -339,6 +339,38 @@ class NoAttributes(Hasher):
 
     def distance(self, a, b):
         return np.zeros(len(a))
+
+
+@dataclass(frozen=True)
+class RaisingDistance(Base):
+    name = "raising"
+
+    def distance(self, a, b):
+        raise ZeroDivisionError("oops")
+
+
+@dataclass(frozen=True)
+class ShortDistance(Base):
+    name = "short"
+
+    def distance(self, a, b):
+        return np.zeros(1)
+
+
+@dataclass(frozen=True)
+class TextDistance(Base):
+    name = "text distance"
+
+    def distance(self, a, b):
+        return np.array(["near"] * len(a))
+
+
+@dataclass(frozen=True)
+class FailingPrepare(Base):
+    name = "failing prepare"
+
+    def prepare(self):
+        raise RuntimeError("no model here")
 '''
 
 
@@ -427,6 +459,39 @@ def test_hasher_plugin_breaking_the_contract_is_one_line(tmp_path, capsys, plugi
         status, _, err = cli(capsys, *command, path)
         assert status == 2
         assert one_line_error(err) == f"{path}: hashers[0].name: hasher plugin '{reference}' {problem}"
+
+
+RUNTIME_CASES = [
+    ("RaisingDistance", "distance failed: ZeroDivisionError: oops"),
+    ("ShortDistance", "distance returned shape (1,) for "),
+    ("TextDistance", "distance failed: ValueError: could not convert string to float"),
+]
+
+
+@pytest.mark.parametrize("attr, problem", RUNTIME_CASES, ids=[c[0] for c in RUNTIME_CASES])
+def test_a_hasher_plugin_misbehaving_at_run_time_is_not_a_bug_of_ours(tmp_path, capsys, plugins, attr, problem):
+    reference = f"{plugins['hashers']}:{attr}"
+    path = tmp_path / "c.yaml"
+    sweeps = "sweeps: [{family: g, b: grayscale}, {family: f, b: hflip}]\n"
+    path.write_text(f"images: [builtin:astronaut]\nhashers: [aHash, '{reference}']\n" + sweeps)
+    status, _, err = cli(capsys, "run", path, "--out", tmp_path / "one")  # one image: the pairs' cells say why
+    assert status == 1 and "Traceback" not in err
+    distances = pd.read_csv(tmp_path / "one" / "distances.csv", keep_default_na=False)
+    cells = distances.loc[distances["hasher"] == reference, "error"]
+    assert len(cells) == 2 and all(problem in cell for cell in cells)
+    path.write_text(f"images: [builtin:astronaut, builtin:camera]\nhashers: [aHash, '{reference}']\n" + sweeps)
+    status, _, err = cli(capsys, "run", path, "--out", tmp_path / "two")  # no impostor baseline: stop, one line
+    assert status == 2 and problem in one_line_error(err)
+
+
+def test_a_hasher_plugin_whose_prepare_fails_is_one_line(tmp_path, capsys, plugins):
+    reference = f"{plugins['hashers']}:FailingPrepare"
+    path = tmp_path / "c.yaml"
+    path.write_text(f"images: [builtin:astronaut]\nhashers: ['{reference}']\n" + GRAY)
+    status, _, err = cli(capsys, "run", path, "--out", tmp_path / "out")
+    assert status == 2
+    assert one_line_error(err) == (f"{path}: hashers[0] ({reference}): the plugin's prepare() failed: "
+                                   "RuntimeError: no model here")
 
 
 def test_a_non_frozen_hasher_fails_as_its_import(tmp_path, capsys, monkeypatch):

@@ -101,6 +101,22 @@ class Hasher(ABC):
                                 f"not one value per image")
         return extras
 
+    def checked_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """`distance` with its output checked: one float per row, not infinite (a plugin's distance
+        that raises or returns something else is a HashError naming the hasher, never a crash)."""
+        try:
+            out = np.asarray(self.distance(a, b), dtype=np.float64)
+        except HashError:
+            raise
+        except Exception as exc:
+            raise HashError(f"{self.name} distance failed: {type(exc).__name__}: {_one_line(exc)}") from exc
+        if out.shape != (len(a),):
+            raise HashError(f"{self.name} distance returned shape {out.shape} for {len(a)} pairs, not one "
+                            "value per pair")
+        if np.isinf(out).any():
+            raise HashError(f"{self.name} distance returned infinite values")
+        return out
+
     def _guarded(self, method, images):
         try:
             return method(images)
