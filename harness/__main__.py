@@ -71,6 +71,40 @@ def build_parser() -> argparse.ArgumentParser:
                           help="import the config's plugins (package.module:Name) and check them and their "
                                "parameters as `run` does; importing runs the plugins' module code")
 
+    leaks = commands.add_parser(
+        "leaks", help="find the copies of images between data-set splits (and inside each)",
+        description="Hash every image of every split (or read tables of precomputed hashes) and report every pair "
+                    "of files, across splits and inside each, within the threshold of its hasher: exactly, with "
+                    "the expected number of false flags. Writes leaks.csv, groups.csv, clean/<split>.txt, "
+                    "summary.md and review.html; never changes a file of yours.",
+        epilog="Examples: python -m harness leaks --train data/train --test data/test --hashers pHash --threshold 8; "
+               "python -m harness leaks audit.yaml. " + EPILOG)
+    leaks.add_argument("config", metavar="CONFIG", nargs="?", help="YAML config of the audit (the options override it)")
+    leaks.add_argument("--train", nargs="+", metavar="PATH", help="the training split: files, directories, globs, "
+                                                                  "builtin:NAME, or hash tables (.csv/.parquet)")
+    leaks.add_argument("--test", nargs="+", metavar="PATH", help="the test split, as --train")
+    leaks.add_argument("--split", action="append", metavar="NAME=PATH", default=[],
+                       help="another split (repeat it; e.g. --split val=data/val), audited between train and test")
+    leaks.add_argument("--hashers", metavar="NAME[,NAME...]", help="hashers (default pHash); with a hash table "
+                                                                   "as a source, the one hasher that made it")
+    how = leaks.add_mutually_exclusive_group()
+    how.add_argument("--threshold", metavar="N | NAME=N,...", help="flag pairs at or below this distance "
+                                                                  "(one for all hashers, or per hasher)")
+    how.add_argument("--fpr", type=float, metavar="RATE",
+                     help="the threshold that flags at most this share of the pairs compared (or, with "
+                          "--calibration, of the run's pairs of different images)")
+    leaks.add_argument("--calibration", metavar="RUN_DIR",
+                       help="a `run` output directory: its threshold at its first false-positive target (or at "
+                            "--fpr), the false flags to expect, and the edited copies that threshold misses")
+    leaks.add_argument("--min-agree", type=int, metavar="K", help="flag a pair when at least K hashers flag it "
+                                                                  "(default 1)")
+    leaks.add_argument("--out", metavar="DIR", help="output directory (default: reports/leaks)")
+    leaks.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    leaks.add_argument("--scheduler", metavar="ADDRESS", help="hash and search on a dask.distributed cluster")
+    leaks.add_argument("--cache", metavar="PATH", help="hash cache (default: DIR/hash-cache.sqlite)")
+    leaks.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
+    leaks.add_argument("--quiet", action="store_true", help="no progress bar and no answer at the end")
+
     listing = commands.add_parser("list", help="list the hashers and transforms a config can name",
                                   description="Every registered hasher and transform: its YAML name, what "
                                               "it does and its parameters (type, range, default).")
@@ -89,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_validate(args)
         if args.command == "list":
             return command_list(args)
+        if args.command == "leaks":
+            return command_leaks(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -163,6 +199,86 @@ def command_run(args) -> int:
     for note in [n for n in results.notes if n not in fixes] + fixes:  # the fixes last, where they are seen
         print(f"note: {shortened(note, MESSAGE_MAX)}", file=sys.stderr)
     return 1 if results.failures else 0
+
+
+def command_leaks(args) -> int:
+    from harness import leaks, storage
+    from harness.errors import ConfigError
+
+    source = args.config or "the command line"
+    raw = {}
+    if args.config:
+        from harness.safe_yaml import read_config
+
+        raw = read_config(args.config)
+        if not isinstance(raw, dict):
+            raise ConfigError(args.config, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
+    splits = dict(raw.get("splits") or {}) if isinstance(raw.get("splits") or {}, dict) else raw.get("splits")
+    given = [("train", args.train)] + [tuple(_split_option(item)) for item in args.split] + [("test", args.test)]
+    if any(paths for _, paths in given) and isinstance(splits, dict):
+        ordered: dict = {}
+        for name, paths in given:
+            if paths:
+                ordered.setdefault(name, []).extend(paths)
+        splits = {**{k: v for k, v in splits.items() if k not in ordered}, **ordered}
+    raw = {**raw, "splits": splits}
+    if args.hashers:
+        raw["hashers"] = hasher_list(args.hashers)
+    if args.threshold is not None:
+        raw["threshold"] = _threshold_option(args.threshold)
+        raw.pop("fpr", None)
+    if args.fpr is not None:
+        raw["fpr"] = args.fpr
+        raw.pop("threshold", None)
+    if args.calibration:
+        raw["calibration"] = args.calibration
+    if args.min_agree is not None:
+        raw["min_agree"] = args.min_agree
+    if args.out:
+        raw["output"] = args.out
+    config = leaks.leak_config(raw, source)
+    out_dir = config.output
+    storage.check_output_dir(out_dir, images=[e for _, entries in config.splits for e in entries])
+    cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
+    audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,
+                             progress=None if not args.quiet else False)
+    audit.save(out_dir)
+    if not args.quiet:
+        print(audit.answer)
+        print(f"wrote {out_dir}/ (summary.md, leaks.csv, groups.csv, clean/, review.html)")
+    for note in audit.notes:
+        print(f"note: {shortened(note, MESSAGE_MAX)}", file=sys.stderr)
+    return 1 if len(audit.errors) else 0
+
+
+def _split_option(text: str) -> tuple[str, list[str]]:
+    from harness.errors import ConfigError
+
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise ConfigError("--split", text, "expected NAME=PATH, e.g. --split val=data/val")
+    return name, [path]
+
+
+def _threshold_option(text: str):
+    """--threshold 8, or --threshold pHash=8,PDQ=31."""
+    from harness.errors import ConfigError
+
+    def number(value: str, key: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError("--threshold", key, f"expected a number, got {value!r}") from None
+
+    if "=" not in text:
+        return number(text, text)
+    thresholds = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError("--threshold", part, "expected NAME=N, e.g. pHash=8,PDQ=31")
+        thresholds[name.strip()] = number(value.strip(), name.strip())
+    return thresholds
 
 
 def command_report(args) -> int:

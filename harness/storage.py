@@ -188,6 +188,9 @@ class OutputSet:
         self._write(name, lambda path: frame.to_csv(path, index=False, lineterminator="\n",
                                                      float_format=FLOAT_FORMAT))
 
+    def write_parquet(self, name: str, frame: pd.DataFrame) -> None:
+        self._write(name, lambda path: _to_parquet(frame, path))
+
     def write_long(self, name: str, frame: pd.DataFrame) -> None:
         """A long table: Parquet always, CSV too while it stays small enough to open."""
         self._write(f"{name}.parquet", lambda path: _to_parquet(frame, path))
@@ -413,6 +416,33 @@ def read_json(out_dir: str, name: str) -> dict:
     if not isinstance(data, dict):
         raise HarnessError(f"{path}: expected a JSON object")
     return data
+
+
+def read_table_file(path: str, columns: list[str]) -> pd.DataFrame:
+    """A user's CSV or Parquet table (a hash table given to the leak audit), its `columns` as text;
+    one line naming the file for anything that is not such a table. Read through the same bounded,
+    regular-file-only reader as images, so a FIFO or /dev/zero named .csv cannot hang or exhaust a run."""
+    import io
+
+    from harness.errors import ImageError
+    from harness.images import display_path, read_file
+
+    shown = display_path(path)
+    try:
+        data = read_file(path, TABLE_MAX_BYTES)
+    except ImageError as exc:
+        raise HarnessError(str(exc)) from None
+    try:
+        if path.lower().endswith(".parquet"):
+            frame = pd.read_parquet(io.BytesIO(data), engine="pyarrow", columns=columns)
+        else:
+            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, usecols=columns)
+    except Exception as exc:  # pandas and pyarrow raise many kinds on damaged files
+        raise HarnessError(f"{shown}: not a table with the columns {', '.join(columns)} ({_one_line(exc)})") from None
+    return frame
+
+
+TABLE_MAX_BYTES = 4 << 30  # a hash table of 10^8 files is about 4 GB of CSV
 
 
 def read_errors(out_dir: str) -> pd.DataFrame:

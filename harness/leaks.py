@@ -1,0 +1,377 @@
+"""The leak audit: find the copies of images between data-set splits, and within each split.
+
+    audit = harness.find_leaks({"splits": {"train": ["data/train"], "test": ["data/test"]},
+                                "hashers": ["pHash"], "threshold": 8})
+    audit.leaks          # one row per flagged pair and hasher
+    audit.save("reports/leaks")
+
+Every image is hashed once (by the pass `run` uses: the same cache, the same engine), or its hash
+is read from a table of precomputed hashes. Then, per hasher, every pair of images within its
+threshold is found exactly (harness/search.py): across every two splits and inside each split.
+A pair is flagged when at least `min_agree` hashers find it; every hasher's distance of a flagged
+pair is kept. Duplicate groups are the connected components of the flagged pairs; the clean
+lists keep one file of each group in a split and drop from a later split the files that have a
+copy in an earlier one (test files with a copy in train leave test). No user file is ever
+deleted, moved or rewritten.
+
+What a threshold costs is stated with it:
+- `calibration`: a `run` output directory. Its impostor pairs (different images) give the share
+  of chance matches at the threshold, so the expected false flags are that share of the pairs
+  compared, with a 95% interval; its edited copies give the share of copies the threshold misses,
+  per family of edits.
+- otherwise, the data itself: the distance of every pair compared is counted (an exact histogram,
+  for Hamming hashes), and `fpr` picks the largest threshold at which at most that share of the
+  pairs are flagged. The data cannot tell a copy from a chance match below a threshold, so the
+  flagged pairs are also the bound on the false ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.cache import HashCache, digest
+from harness.config import HasherSpec, _no_unknown_keys, _parse_hashers, _typed
+from harness.errors import ConfigError, HarnessError, shown
+from harness.hashers.base import BitHasher
+from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source
+from harness.imagework import SOURCE, Plan
+from harness.schema import ERROR_COLUMNS
+
+LEAK_COLUMNS = ["split_a", "file_a", "split_b", "file_b", "hasher", "distance", "flagged", "agree", "group"]
+GROUP_COLUMNS = ["group", "split", "file", "keep", "copy_of", "copy_in"]
+ESTIMATE_COLUMNS = ["split_a", "split_b", "hasher", "threshold", "pairs_compared", "pairs_flagged",
+                    "expected_false", "expected_false_low", "expected_false_high", "basis"]
+MISS_COLUMNS = ["hasher", "family", "copies", "missed", "miss_rate", "miss_low", "miss_high"]
+HASH_TABLE_SUFFIXES = (".csv", ".parquet")
+AGREEMENT = "(agreement)"  # the estimates' row for the combination of hashers (min_agree)
+TOP_KEYS = {"name", "description", "output", "splits", "hashers", "threshold", "fpr", "calibration", "min_agree",
+            "max_pixels", "max_side", "max_flags"}
+DEFAULT_MAX_FLAGS = 1_000_000  # more flagged pairs than this stops the audit: the threshold is surely wrong
+SHARD = 65_536  # query rows searched per job
+
+
+# --- configuration ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LeakConfig:
+    source: str
+    name: str
+    output: str
+    splits: tuple[tuple[str, tuple[str, ...]], ...]  # (split name, entries), in order
+    hashers: tuple[HasherSpec, ...]
+    threshold: dict[str, float]  # per hasher id; empty when fpr or calibration decides
+    fpr: float | None
+    calibration: str | None
+    min_agree: int
+    max_pixels: int | None = None
+    max_side: int | None = None
+    max_flags: int = DEFAULT_MAX_FLAGS
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def reproducible(self) -> dict:
+        return {**self.raw, "name": self.name, "output": self.output,
+                "splits": {name: list(entries) for name, entries in self.splits},
+                "hashers": self.raw.get("hashers", [h.id for h in self.hashers])}
+
+
+def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
+    """A leak audit's settings (from YAML or the command line) validated: one ConfigError line each."""
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
+    _no_unknown_keys(raw, TOP_KEYS, source, "")
+    splits = raw.get("splits")
+    if not isinstance(splits, dict) or len(splits) < 1:
+        raise ConfigError(source, "splits", "expected a mapping of split names to image sources, e.g. "
+                                            "{train: [data/train], test: [data/test]}")
+    parsed_splits = []
+    for name, entries in splits.items():
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise ConfigError(source, "splits", f"split names are plain words, got {shown(name)}")
+        if isinstance(entries, str):
+            entries = [entries]
+        if not isinstance(entries, list) or not entries or not all(isinstance(e, str) for e in entries):
+            raise ConfigError(source, f"splits.{name}", f"expected a non-empty list of paths, got {shown(entries)}")
+        parsed_splits.append((name, tuple(entries)))
+    hashers = _parse_hashers(raw.get("hashers", ["pHash"]), source, True, [])
+    ids = [h.id for h in hashers]
+
+    threshold = raw.get("threshold")
+    fpr = raw.get("fpr")
+    calibration = raw.get("calibration")
+    if threshold is None and fpr is None and calibration is None:
+        raise ConfigError(source, "threshold", "choose how close is a copy: threshold (a distance), fpr (a share of "
+                                               "the pairs compared) or calibration (a run's output directory)")
+    if threshold is not None and fpr is not None:
+        raise ConfigError(source, "fpr", "give threshold or fpr, not both")
+    thresholds: dict[str, float] = {}
+    if threshold is not None:
+        given = threshold if isinstance(threshold, dict) else dict.fromkeys(ids, threshold)
+        for hasher_id, value in given.items():
+            if hasher_id not in ids:
+                raise ConfigError(source, f"threshold.{hasher_id}", f"not a hasher of this audit ({', '.join(ids)})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise ConfigError(source, f"threshold.{hasher_id}" if isinstance(threshold, dict) else "threshold",
+                                  f"expected a distance >= 0, got {shown(value)}")
+            thresholds[hasher_id] = float(value)
+        missing = [h for h in ids if h not in thresholds]
+        if missing and calibration is None:
+            raise ConfigError(source, "threshold", f"no threshold for {', '.join(missing)}")
+    if fpr is not None:
+        if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr < 1:
+            raise ConfigError(source, "fpr", f"expected a share in (0, 1), got {shown(fpr)}")
+        fpr = float(fpr)
+    if calibration is not None:
+        _typed(calibration, str, source, "calibration")
+        if not os.path.isdir(calibration):
+            raise ConfigError(source, "calibration", f"no run output directory at '{display_path(calibration)}'")
+    min_agree = raw.get("min_agree", 1)
+    if isinstance(min_agree, bool) or not isinstance(min_agree, int) or not 1 <= min_agree <= len(hashers):
+        raise ConfigError(source, "min_agree", f"expected a whole number from 1 to {len(hashers)} (the hashers), "
+                                               f"got {shown(min_agree)}")
+    limits = {}
+    for key, low in (("max_pixels", 1), ("max_side", 16), ("max_flags", 1)):
+        value = raw.get(key)
+        if value is not None and (_typed(value, int, source, key) < low):
+            raise ConfigError(source, key, f"must be >= {low}, got {shown(value)}")
+        limits[key] = value
+    name = _typed(raw.get("name", "leaks"), str, source, "name")
+    output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")
+    return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,
+                      min_agree, limits["max_pixels"], limits["max_side"], limits["max_flags"] or DEFAULT_MAX_FLAGS,
+                      raw)
+
+
+# --- the sources of a split: image files, or tables of precomputed hashes ---------------------
+
+@dataclass
+class SplitHashes:
+    """One split's files and, per hasher, their hashes: `rows[k]` is file k's row in `array[hasher]`
+    (-1: no hash, the reason in errors)."""
+
+    name: str
+    files: list[str]  # as shown in the tables
+    paths: list[str | None]  # what to read for a thumbnail (None for a hash table row without a readable file)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def is_hash_table(entry: str) -> bool:
+    return entry.lower().endswith(HASH_TABLE_SUFFIXES) and os.path.isfile(entry)
+
+
+def read_hash_table(path: str, hasher, hasher_id: str) -> tuple[list[str], np.ndarray]:
+    """A table of precomputed hashes (columns `file` and `hash`, the hash in hexadecimal), as the
+    hashes of `hasher`: the files, and bit-packed rows. One line for anything malformed."""
+    from harness.storage import read_table_file
+
+    shown_path = display_path(path)
+    if not isinstance(hasher, BitHasher):
+        raise HarnessError(f"{shown_path}: hash tables hold bit hashes; {hasher_id} is not one")
+    frame = read_table_file(path, ["file", "hash"])
+    width = (int(hasher.distance_max) + 7) // 8
+    files = frame["file"].astype(str).tolist()
+    rows = np.zeros((len(frame), width), np.uint8)
+    for k, text in enumerate(frame["hash"].astype(str)):
+        text = text.strip().lower().removeprefix("0x")
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = None
+        if raw is None or len(raw) != width:
+            raise HarnessError(f"{shown_path}: row {k + 2}: hash {shown(text)} is not {width * 2} hexadecimal digits "
+                               f"(a {hasher_id} hash of {int(hasher.distance_max)} bits)")
+        rows[k] = np.frombuffer(raw, np.uint8)
+    if not files:
+        raise HarnessError(f"{shown_path}: the hash table has no rows")
+    return files, rows
+
+
+def hash_table_text(rows: np.ndarray) -> list[str]:
+    return [row.tobytes().hex() for row in rows]
+
+
+# --- the audit ---------------------------------------------------------------------------
+
+@dataclass
+class LeakAudit:
+    """Everything an audit found, as DataFrames, with how it was decided.
+
+    `leaks`: one row per flagged pair and hasher; `groups`: the files of every duplicate group and
+    whether each is kept; `clean`: per split, the files to keep; `estimates`: per pair of splits
+    and hasher (and the agreement of hashers), pairs compared and flagged and the expected false
+    flags; `misses` (with a calibration run): the share of edited copies the thresholds miss, per
+    family; `files`: every file with its split and id; `hashes`: per split and hasher, each file's
+    hash in hexadecimal (bit hashes); `errors`: files that could not be hashed.
+    """
+
+    config: dict
+    provenance: dict
+    thresholds: dict[str, float]
+    threshold_basis: dict[str, str]
+    leaks: pd.DataFrame
+    groups: pd.DataFrame
+    clean: dict[str, list[str]]
+    estimates: pd.DataFrame
+    misses: pd.DataFrame
+    files: pd.DataFrame
+    hashes: dict[tuple[str, str], pd.DataFrame]
+    errors: pd.DataFrame
+    hashers: pd.DataFrame
+    notes: list[str]
+    pairs: pd.DataFrame  # one row per flagged pair, one distance column per hasher (the review page's input)
+    paths: dict[tuple[str, str], str | None] = field(default_factory=dict, repr=False)  # (split, file) -> path
+    calibration: str | None = None
+
+    def save(self, out_dir: str) -> None:
+        """Write the audit's outputs to `out_dir` as one consistent set (see README, "Leak audit")."""
+        from harness import leaks_report, storage
+
+        storage.check_output_dir(out_dir, images=[e for _, entries in self.config["splits"].items() for e in entries])
+        leaks_report.write(self, out_dir)
+
+    @property
+    def answer(self) -> str:
+        from harness.leaks_report import answer
+
+        return answer(self)
+
+    def __repr__(self) -> str:
+        return f"LeakAudit({self.answer})"
+
+
+def find_leaks(config: Any, *, workers: int = 1, scheduler: str | None = None, cache: str | None = None,
+               progress: bool | None = False) -> LeakAudit:
+    """Run a leak audit. `config`: a YAML path, a dict shaped like one, or a LeakConfig."""
+    from harness.provenance import provenance, versions as library_versions
+    from harness.runner import prepare_hashers
+
+    if isinstance(config, (str, os.PathLike)):
+        from harness.safe_yaml import read_config
+
+        config = leak_config(read_config(os.fspath(config)), os.fspath(config))
+    elif isinstance(config, dict):
+        config = leak_config(config)
+    elif not isinstance(config, LeakConfig):
+        raise HarnessError(f"config: expected a YAML path, a dict or a LeakConfig, got {type(config).__name__}")
+    if workers < 1:
+        raise HarnessError(f"workers: must be at least 1, got {workers}")
+    started = provenance()
+    versions = {k: v for k, v in library_versions().items() if k != "platform"}
+    hashers, infos = prepare_hashers(_as_run_config(config), skip_unavailable=False, versions=versions)
+    notes: list[str] = []
+    errors: list[dict] = []
+    salt = digest("versions", versions)
+    plan = Plan(hashers=tuple(config.hashers), chains=(), chain_keys=(), max_pixels=config.max_pixels or
+                DEFAULT_MAX_PIXELS, max_side=config.max_side, salt=salt)
+    splits = []
+    store = HashCache(cache)
+    try:
+        for name, entries in config.splits:
+            splits.append(_hash_split(name, entries, config, plan, infos, hashers, store, errors,
+                                      workers=workers, scheduler=scheduler, progress=progress))
+    finally:
+        store.close()
+    notes += store.summary_notes()
+    for split in splits:
+        if not split.files:
+            raise HarnessError(f"split '{split.name}': no file could be hashed"
+                               + (f"; first: {errors[0]['reason']}" if errors else ""))
+
+    from harness import leaks_search
+
+    thresholds, basis, calibration = leaks_search.choose_thresholds(config, splits, hashers, notes,
+                                                                    workers=workers, scheduler=scheduler)
+    found = leaks_search.search_all(config, splits, hashers, thresholds, workers=workers, scheduler=scheduler)
+    flagged = leaks_search.flagged_pairs(config, splits, hashers, found, thresholds)
+    tables = leaks_search.tables(config, splits, hashers, flagged, thresholds)
+    estimates = leaks_search.estimates(config, splits, found, flagged, thresholds, calibration)
+    misses = leaks_search.misses(config, thresholds, calibration)
+    hasher_table = pd.DataFrame([{"hasher": i.id, "name": i.spec["name"], "distance": i.distance_kind,
+                                  "distance_max": i.distance_max, "threshold": thresholds[i.id],
+                                  "threshold_basis": basis[i.id], "cpu_exact": "yes" if i.cpu_exact else "no",
+                                  "params": json.dumps({k: v for k, v in i.spec.items() if k != "name"})}
+                                 for i in infos])
+    return LeakAudit(config=config.reproducible(), provenance={**started, "engine": found.engine},
+                     thresholds=thresholds, threshold_basis=basis, leaks=tables["leaks"], groups=tables["groups"],
+                     clean=tables["clean"], estimates=estimates, misses=misses, files=tables["files"],
+                     hashes={(s.name, hid): pd.DataFrame({"file": s.files, "hash": _hex_column(s, hid)})
+                             for s in splits for hid in hashers if isinstance(hashers[hid], BitHasher)},
+                     errors=pd.DataFrame(errors, columns=ERROR_COLUMNS), hashers=hasher_table, notes=notes,
+                     pairs=tables["pairs"],
+                     paths={(s.name, f): p for s in splits for f, p in zip(s.files, s.paths)},
+                     calibration=config.calibration)
+
+
+def _as_run_config(config: LeakConfig):
+    """The few fields prepare_hashers reads, from a leak config."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(hashers=config.hashers, source=config.source)
+
+
+def _hex_column(split: SplitHashes, hasher_id: str) -> list[str]:
+    rows, array = split.rows[hasher_id], split.arrays[hasher_id]
+    return [array[r].tobytes().hex() if r >= 0 else "" for r in rows]
+
+
+def _hash_split(name: str, entries, config: LeakConfig, plan: Plan, infos, hashers: dict, cache: HashCache,
+                errors: list, *, workers: int, scheduler: str | None, progress) -> SplitHashes:
+    """A split's files and their hashes: hash tables read as they are, images hashed by the pass
+    `run` uses (each file read once, decoded once, cached)."""
+    from harness.hashing import from_entries
+    from harness.runner import ImagePass
+
+    split = SplitHashes(name, [], [])
+    parts: dict[str, list[np.ndarray]] = {hid: [] for hid in hashers}
+    images: list[str] = []
+    for number, entry in enumerate(entries):
+        if is_hash_table(entry):
+            if len(hashers) != 1:
+                raise HarnessError(f"splits.{name}[{number}]: {display_path(entry)} is a hash table, which holds one "
+                                   f"hasher's hashes; name that one hasher (--hashers), not {len(hashers)}")
+            (hid, hasher), = hashers.items()
+            files, rows = read_hash_table(entry, hasher, hid)
+            split.files += files
+            split.paths += [f if os.path.isfile(f) else None for f in files]
+            parts[hid].append(rows)
+            continue
+        try:
+            images += expand_source(entry)
+        except ValueError as exc:
+            raise HarnessError(f"splits.{name}[{number}]: {exc}") from None
+    images = list(dict.fromkeys(images))
+    if images:
+        keep: dict[str, list] = {hid: [] for hid in hashers}
+        for path, outcome, cached in ImagePass(images, plan, infos, hashers, cache, workers=workers,
+                                               scheduler=scheduler, progress=progress, desc=name):
+            if outcome.record is None:
+                errors.append({"image": display_path(path), "image_id": "", "stage": "read", "reason": outcome.error})
+                continue
+            rows = {}
+            for hid, hasher in hashers.items():
+                entry = {**cached.get(hid, {}), **outcome.entries.get(hid, {})}.get(SOURCE)
+                hashed = from_entries(hasher, [entry]) if entry is not None else None
+                if hashed is None or hashed.rows[0] < 0:
+                    reason = hashed.errors.get(0, "no hash") if hashed is not None else "no hash"
+                    errors.append({"image": display_path(path), "image_id": outcome.record.image,
+                                   "stage": f"hash {hid}", "reason": reason})
+                    break
+                rows[hid] = hashed.array[0]
+            else:  # every hasher hashed it: a file of the split
+                split.files.append(display_path(path))
+                split.paths.append(path)
+                for hid in hashers:
+                    keep[hid].append(rows[hid])
+        for hid in hashers:
+            if keep[hid]:
+                parts[hid].append(np.stack(keep[hid]))
+    for hid in hashers:
+        split.arrays[hid] = np.concatenate(parts[hid]) if parts[hid] else np.zeros((0, 1), np.uint8)
+        split.rows[hid] = np.arange(len(split.files))  # tables' rows first, then the images', as in `files`
+    return split

@@ -1,0 +1,162 @@
+"""The leak audit's outputs: the only code that writes them, as one consistent set (storage.OutputSet).
+
+    leaks.csv            one row per flagged pair and hasher
+    groups.csv           the files of every duplicate group, and which one each split keeps
+    clean/<split>.txt    the files to keep, one per line
+    estimates.csv        pairs compared and flagged, expected false flags, per pair of splits and hasher
+    misses.csv           with a calibration run: the share of edited copies the thresholds miss
+    hashes/<split>.<hasher>.parquet   every file's hash in hexadecimal: a source for the next audit
+    files.csv, errors.csv, hashers.csv, run.json, config.yaml, summary.md, review.html
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from harness import storage
+from harness.leaks import AGREEMENT
+from harness.summary import markdown_table, md
+
+REVIEW = "review.html"
+
+
+def write(audit, out_dir: str) -> None:
+    from harness.review import make_thumbnail, review_page
+
+    with storage.OutputSet(out_dir) as output:
+        output.write_csv("leaks.csv", audit.leaks)
+        output.write_csv("groups.csv", audit.groups)
+        output.write_csv("estimates.csv", audit.estimates)
+        if len(audit.misses):
+            output.write_csv("misses.csv", audit.misses)
+        output.write_csv("files.csv", audit.files)
+        output.write_csv(storage.ERRORS, audit.errors)
+        output.write_csv(storage.HASHERS, audit.hashers)
+        for split, files in audit.clean.items():
+            output.write_text(f"clean/{split}.txt", "".join(f"{f}\n" for f in files))
+        for (split, hasher), table in audit.hashes.items():
+            output.write_parquet(f"hashes/{split}.{_file_name(hasher)}.parquet", table)
+        run = {**audit.provenance, "config": audit.config, "thresholds": audit.thresholds,
+               "threshold_basis": audit.threshold_basis, "notes": audit.notes}
+        output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
+        output.write_text(storage.CONFIG, "# The resolved config of this audit: `python -m harness leaks <this file>`\n"
+                          + yaml.safe_dump(audit.config, sort_keys=False, allow_unicode=True, width=100))
+        paths = {}
+        for (_, file), path in audit.paths.items():
+            paths.setdefault(file, path)
+        shown = audit.pairs.copy()
+        for hasher, threshold in audit.thresholds.items():  # the page shows a distance only where it flags
+            shown.loc[shown[hasher] > threshold, hasher] = np.nan
+        page = review_page(shown, lambda file: make_thumbnail(paths[file]) if paths.get(file) else None,
+                           hashers=dict(zip(audit.hashers["hasher"], audit.hashers["distance_max"])),
+                           title=f"Leak review: {' vs '.join(dict.fromkeys(audit.files['split']))}",
+                           notes=[answer(audit), *estimate_lines(audit)], thresholds=audit.thresholds)
+        output.write_text(REVIEW, page)
+        output.write_text(storage.SUMMARY, summary_markdown(audit))
+        output.commit()
+
+
+def _file_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80]
+
+
+# --- the summary ------------------------------------------------------------------------
+
+def answer(audit) -> str:
+    """The first line: how many files of each later split have a copy in an earlier one, and how
+    many are copies inside their own split."""
+    groups, files = audit.groups, audit.files
+    splits = list(dict.fromkeys(files["split"]))
+    dropped = groups[~groups["keep"].astype(bool)]
+    parts = []
+    for later in splits[1:]:
+        earlier = int(((dropped["split"] == later) & (dropped["copy_in"] != later)).sum())
+        total = int((files["split"] == later).sum())
+        parts.append(f"{earlier} of {total} {later} {_plural(total, 'file has', 'files have')} a copy in "
+                     + (splits[0] if splits.index(later) == 1 else "an earlier split"))
+    inside = int((dropped["split"] == dropped["copy_in"]).sum())
+    parts.append(f"{inside} {_plural(inside, 'file is a copy', 'files are copies')} of another file of the same split")
+    thresholds = ", ".join(f"{h} <= {t:g}" for h, t in audit.thresholds.items())
+    return "; ".join(parts) + f" (flagged at {thresholds})."
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
+
+
+def estimate_lines(audit) -> list[str]:
+    """One line per pair of different splits: flagged pairs and the expected false flags."""
+    lines = []
+    rows = audit.estimates
+    subject = AGREEMENT if (rows["hasher"] == AGREEMENT).any() else None
+    for _, row in rows.iterrows():
+        if (subject and row["hasher"] != subject) or (not subject and row["hasher"] != rows["hasher"].iloc[0]):
+            continue
+        which = (f"{row['split_a']} vs {row['split_b']}" if row["split_a"] != row["split_b"]
+                 else f"inside {row['split_a']}")
+        flagged = f"{which}: {row['pairs_flagged']:,} of {row['pairs_compared']:,} pairs flagged"
+        if np.isfinite(row["expected_false"]):
+            lines.append(f"{flagged}; expected false flags {_count(row['expected_false'])} (95% interval "
+                         f"{_count(row['expected_false_low'])}-{_count(row['expected_false_high'])}), from "
+                         f"{row['basis']}.")
+        else:
+            lines.append(f"{flagged}; without a calibration run (--calibration) the data cannot tell a copy from a "
+                         "chance match, so any of them may be false.")
+    return lines
+
+
+def _count(value: float) -> str:
+    if not np.isfinite(value):
+        return ""
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.2g}"
+
+
+def summary_markdown(audit) -> str:
+    lines = [f"# Leak audit: {md(audit.config.get('name', 'leaks'))}", "", f"**{md(answer(audit))}**", ""]
+    lines += [f"- {md(line)}" for line in estimate_lines(audit)]
+    lines += ["", "Every pair of files was compared, exactly: no pair within a threshold is missed. "
+              "`leaks.csv` lists each flagged pair with every hasher's distance; `groups.csv` the groups of copies "
+              "and the file each split keeps; `clean/<split>.txt` the files to keep; "
+              f"[`{REVIEW}`]({REVIEW}) shows the flagged pairs side by side, closest first, to confirm by eye. "
+              "No file was moved, deleted or changed.", ""]
+    lines += ["## Thresholds", "", "A pair is flagged by a hasher when its distance is at most the threshold"
+              + (f", and flagged by the audit when at least {audit.config.get('min_agree', 1)} of the hashers flag it"
+                 if len(audit.thresholds) > 1 else "") + ".", ""]
+    table = audit.hashers[["hasher", "distance", "distance_max", "threshold", "threshold_basis", "cpu_exact"]].copy()
+    for column in ("distance_max", "threshold"):
+        table[column] = table[column].map(lambda v: f"{v:g}")
+    lines += [markdown_table(table), ""]
+    lines += ["## Pairs compared, flagged, and expected false flags", "",
+              "Per pair of splits (a split with itself: the copies inside it) and hasher"
+              + (f"; `{AGREEMENT}` is the audit's flag (the hashers' agreement)" if len(audit.thresholds) > 1 else "")
+              + ". The expected false flags are the pairs compared times the share of pairs of different images "
+              "at or below the threshold, with a 95% (Wilson) interval; without a calibration run, the flagged "
+              "pairs themselves bound them.", ""]
+    estimates = audit.estimates.copy()
+    for column in ("expected_false", "expected_false_low", "expected_false_high"):
+        estimates[column] = estimates[column].map(_count)
+    lines += [markdown_table(estimates.drop(columns=["basis"])), ""]
+    if len(audit.misses):
+        misses = audit.misses.copy()
+        for column in ("miss_rate", "miss_low", "miss_high"):
+            misses[column] = misses[column].map(lambda v: f"{100 * v:.0f}%" if np.isfinite(v) else "")
+        lines += ["## Copies the thresholds miss", "",
+                  f"From the calibration run `{md(audit.calibration)}`: per family of edits, the share of its edited "
+                  "copies whose distance is above the threshold (pooled over strengths; 95% interval). A copy "
+                  "made by such an edit is as likely to be missed here.", "", markdown_table(misses), ""]
+    if len(audit.groups):
+        shown = audit.groups.head(50)
+        lines += ["## Groups of copies", "", f"{audit.groups['group'].nunique()} groups, "
+                  f"{len(audit.groups)} files" + (" (the first 50 rows; groups.csv has them all)"
+                                                  if len(audit.groups) > 50 else "") + ".", "",
+                  markdown_table(shown), ""]
+    if len(audit.errors):
+        lines += ["## Problems", "", f"{len(audit.errors)} files could not be hashed; each is a row of errors.csv.", "",
+                  markdown_table(audit.errors.head(20)), ""]
+    if audit.notes:
+        lines += ["## Notes", ""] + [f"- {md(note)}" for note in audit.notes] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,377 @@
+"""The leak audit's decisions: thresholds, the exact search, what a threshold costs, and the tables.
+
+Split pairs are audited in the splits' order: each split against itself (duplicates inside it),
+then against every later split. The search runs shard by shard (blocks of query rows) on the
+engine `run` uses, so a Dask cluster can take it; the results are exact, so sharding changes
+nothing in them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from harness import search
+from harness.cluster import Engine
+from harness.errors import HarnessError
+from harness.hashers.base import BitHasher
+from harness.leaks import (AGREEMENT, ESTIMATE_COLUMNS, GROUP_COLUMNS, LEAK_COLUMNS, MISS_COLUMNS, SHARD, LeakConfig,
+                           SplitHashes)
+from harness.metrics import threshold_at_fpr, wilson_interval
+
+
+def split_pairs(splits: list[SplitHashes]) -> list[tuple[int, int]]:
+    """(a, b) with a <= b: each split with itself, then with every later one."""
+    return [(a, b) for a in range(len(splits)) for b in range(a, len(splits))]
+
+
+def compared(splits, a: int, b: int) -> int:
+    n, m = len(splits[a].files), len(splits[b].files)
+    return n * (n - 1) // 2 if a == b else n * m
+
+
+# --- work that runs on the engine ------------------------------------------------------
+
+def _search_state(arrays: dict, hashers: dict):
+    """The hashes and the hashers (in a worker: built from their specs; distances need no model)."""
+    built = {hid: h.build() if hasattr(h, "build") else h for hid, h in hashers.items()}
+    return arrays, built
+
+
+def _search_shard(state, job):
+    """Pairs of one block of split a's rows against split b (within one split: i < j)."""
+    arrays, hashers = state
+    kind, hid, a, b, start, stop, threshold = job
+    hasher = hashers[hid]
+    queries = arrays[(a, hid)][start:stop]
+    if a == b:  # rows start.. of the same split: pairs (i, j) with i < j
+        database = arrays[(b, hid)][start:]
+        offset = start
+    else:
+        database, offset = arrays[(b, hid)], 0
+    if kind == "histogram":
+        if a == b:
+            counts = search.hamming_histogram_within(queries, int(hasher.distance_max))
+            rest = arrays[(b, hid)][stop:]
+            if len(rest):
+                counts = counts + search.hamming_histogram(queries, rest, int(hasher.distance_max))
+            return counts
+        return search.hamming_histogram(queries, database, int(hasher.distance_max))
+    if a == b:
+        found = search.hasher_pairs_within(hasher, queries, threshold)
+        return found.i + start, found.j + start, found.distance
+    found = search.hasher_pairs(hasher, queries, database, threshold)
+    rows_j = found.j + offset
+    return found.i + start, rows_j, found.distance
+
+
+def _engine_map(jobs, splits, hashers, specs, workers, scheduler):
+    arrays = {(k, hid): split.arrays[hid] for k, split in enumerate(splits) for hid in hashers}
+    # In this process the hashers are the prepared ones; elsewhere each worker builds them from specs.
+    local = workers <= 1 and not scheduler
+    given = hashers if local else {spec.id: spec for spec in specs}
+    with Engine(workers=workers, scheduler=scheduler, setup=(_search_state, (arrays, given))) as engine:
+        return list(engine.map(_search_shard, jobs)), engine.kind
+
+
+def _shards(kind, hid, a, b, count, threshold=None):
+    return [(kind, hid, a, b, start, min(start + SHARD, count), threshold) for start in range(0, count, SHARD)]
+
+
+# --- thresholds ---------------------------------------------------------------------------
+
+class Calibration:
+    """What a `run` output directory says about each hasher: its impostor distances (different
+    images), the same pairs side by side for all hashers (for the agreement of several), and its
+    edited copies' distances."""
+
+    def __init__(self, directory: str, config: LeakConfig, hashers: dict):
+        from harness.api import load
+
+        self.directory = directory
+        results = load(directory)
+        self.results = results
+        run_hashers = results.hashers.set_index("hasher") if len(results.hashers) else pd.DataFrame()
+        for spec in config.hashers:
+            if spec.id not in run_hashers.index:
+                raise HarnessError(f"calibration {directory}: the run has no hasher {spec.id} "
+                                   f"(it has {', '.join(run_hashers.index) or 'none'})")
+            row = run_hashers.loc[spec.id]
+            mine = {k: v for k, v in hashers[spec.id].spec().items() if k != "name"}
+            try:
+                theirs = json.loads(row["params"]) if row["params"] else {}
+            except ValueError:
+                theirs = None
+            if row["name"] != spec.name or theirs != json.loads(json.dumps(mine)):
+                raise HarnessError(f"calibration {directory}: its {spec.id} is {row['name']} {row['params']}, not "
+                                   f"{spec.name} {json.dumps(mine)}: its distances mean something else")
+        impostors = results.impostors.drop(index=results.metrics.excluded.index)
+        self.impostors = {hid: impostors.loc[impostors["hasher"] == hid, "distance"].to_numpy(np.float64)
+                          for hid in hashers}
+        key = ["kind", "family", "value", "image_id", "other_id"]
+        self.impostors_wide = impostors.pivot_table(index=key, columns="hasher", values="distance", aggfunc="first",
+                                                    observed=True)
+        genuine = results.distances[results.distances["error"] == ""]
+        self.genuine = genuine
+        self.first_point = results.metrics.chosen  # "fpr=0.01": the run's first target
+
+    def threshold(self, hasher_id: str, fpr: float | None) -> tuple[float, str]:
+        results = self.results
+        genuine = self.genuine.loc[self.genuine["hasher"] == hasher_id, "distance"].to_numpy(np.float64)
+        if fpr is not None:
+            point = threshold_at_fpr(self.impostors[hasher_id], genuine, fpr)
+            name = point.name
+            threshold = point.threshold
+        else:
+            table = results.thresholds
+            row = table[(table["hasher"] == hasher_id) & (table["operating_point"] == self.first_point)]
+            if row.empty:
+                raise HarnessError(f"calibration {self.directory}: no threshold of {hasher_id} at {self.first_point}")
+            threshold, name = float(row["threshold"].iloc[0]), self.first_point
+        if not np.isfinite(threshold):
+            raise HarnessError(f"calibration {self.directory}: {hasher_id} has no threshold at {name} (its closest "
+                               "impostor pairs are too many at one distance)")
+        return threshold, f"{name} of the impostor pairs of the run {self.directory}"
+
+    def false_rate(self, thresholds: dict, min_agree: int, hasher_id: str | None) -> tuple[int, int]:
+        """(impostor pairs called matches, impostor pairs): of one hasher, or (None) of the agreement."""
+        if hasher_id is not None:
+            values = self.impostors[hasher_id]
+            return int(np.count_nonzero(values <= thresholds[hasher_id])), len(values)
+        wide = self.impostors_wide[list(thresholds)].dropna()
+        agree = sum((wide[h] <= t).to_numpy() for h, t in thresholds.items())
+        return int(np.count_nonzero(agree >= min_agree)), len(wide)
+
+
+def choose_thresholds(config: LeakConfig, splits, hashers: dict, notes: list, *, workers=1, scheduler=None):
+    """Each hasher's threshold and how it was chosen; and the calibration run, when one is given."""
+    calibration = Calibration(config.calibration, config, hashers) if config.calibration else None
+    thresholds, basis = {}, {}
+    histograms = None
+    for spec in config.hashers:
+        hid = spec.id
+        if hid in config.threshold:
+            thresholds[hid], basis[hid] = config.threshold[hid], "given"
+        elif calibration is not None:
+            thresholds[hid], basis[hid] = calibration.threshold(hid, config.fpr)
+        else:  # fpr on the data itself
+            if not isinstance(hashers[hid], BitHasher):
+                raise HarnessError(f"fpr: {hid} is not a Hamming hash, whose distances the audit can count exactly; "
+                                   "give it a threshold or a calibration run")
+            if histograms is None:
+                histograms = data_histograms(splits, hashers, config.hashers, workers=workers, scheduler=scheduler)
+            counts = histograms[hid]
+            total = int(counts.sum())
+            allowed = config.fpr * total
+            cumulative = np.cumsum(counts)
+            within = np.flatnonzero(cumulative <= allowed + 1e-9)
+            if not len(within):
+                raise HarnessError(f"fpr: {int(counts[0])} of the {total} pairs compared are at {hid} distance 0, "
+                                   f"more than {config.fpr:g} of them; no threshold flags so few")
+            thresholds[hid] = float(within[-1])
+            basis[hid] = (f"the largest distance at which at most fpr={config.fpr:g} of the {total} pairs compared "
+                          f"are flagged ({int(cumulative[within[-1]])})")
+    return thresholds, basis, calibration
+
+
+def data_histograms(splits, hashers: dict, specs, *, workers=1, scheduler=None) -> dict[str, np.ndarray]:
+    """Per Hamming hasher: the number of pairs at each distance, over every pair the audit compares:
+    across splits, or inside the split when there is only one."""
+    pairs = [(a, b) for a, b in split_pairs(splits) if a != b] or [(0, 0)]
+    jobs = [job for hid, hasher in hashers.items() if isinstance(hasher, BitHasher)
+            for a, b in pairs for job in _shards("histogram", hid, a, b, len(splits[a].files))]
+    results, _ = _engine_map(jobs, splits, hashers, specs, workers, scheduler)
+    counts: dict[str, np.ndarray] = {}
+    for job, result in zip(jobs, results):
+        counts[job[1]] = counts.get(job[1], 0) + result
+    return counts
+
+
+# --- the search -----------------------------------------------------------------------------
+
+class Found:
+    """Per (split a, split b, hasher): the pairs within the hasher's threshold."""
+
+    def __init__(self):
+        self.pairs: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.engine = "this process"
+
+
+def search_all(config: LeakConfig, splits, hashers: dict, thresholds: dict, *, workers=1, scheduler=None) -> Found:
+    jobs = [job for a, b in split_pairs(splits) for hid in hashers
+            for job in _shards("pairs", hid, a, b, len(splits[a].files), thresholds[hid])]
+    results, kind = _engine_map(jobs, splits, hashers, config.hashers, workers, scheduler)
+    found = Found()
+    found.engine = kind
+    parts: dict[tuple, list] = {}
+    for job, result in zip(jobs, results):
+        parts.setdefault((job[2], job[3], job[1]), []).append(result)
+    total = 0
+    for a, b in split_pairs(splits):
+        for hid in hashers:
+            chunks = parts.get((a, b, hid), [])
+            i = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.int64)
+            j = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.int64)
+            d = np.concatenate([c[2] for c in chunks]) if chunks else np.zeros(0)
+            found.pairs[(a, b, hid)] = (i, j, d)
+            total += len(i)
+    if total > config.max_flags:
+        raise HarnessError(f"{total} pairs are within the thresholds ({', '.join(f'{h} <= {t:g}' for h, t in thresholds.items())}), "
+                           f"more than max_flags ({config.max_flags}): the threshold is far too loose for these "
+                           "images; choose a smaller one, or raise max_flags")
+    return found
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+def flagged_pairs(config: LeakConfig, splits, hashers: dict, found: Found, thresholds: dict) -> pd.DataFrame:
+    """One row per pair at least `min_agree` hashers flag: split numbers, rows, every hasher's distance."""
+    frames = []
+    for a, b in split_pairs(splits):
+        keys = []
+        for hid in hashers:
+            i, j, _ = found.pairs[(a, b, hid)]
+            keys.append(np.stack([i, j], axis=1) if len(i) else np.zeros((0, 2), np.int64))
+        union = np.unique(np.concatenate(keys), axis=0) if keys else np.zeros((0, 2), np.int64)
+        if not len(union):
+            continue
+        frame = pd.DataFrame({"a": a, "b": b, "i": union[:, 0], "j": union[:, 1]})
+        agree = np.zeros(len(union), np.int64)
+        for hid, hasher in hashers.items():
+            rows_a = splits[a].arrays[hid][union[:, 0]]
+            rows_b = splits[b].arrays[hid][union[:, 1]]
+            distance = hasher.checked_distance(rows_a, rows_b)
+            frame[hid] = distance
+            agree += distance <= thresholds[hid]
+        frame["agree"] = agree
+        frames.append(frame[agree >= config.min_agree])
+    columns = ["a", "b", "i", "j", *hashers, "agree"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def tables(config: LeakConfig, splits, hashers: dict, flagged: pd.DataFrame, thresholds: dict) -> dict:
+    """leaks (long), pairs (wide, named), groups, clean lists and the files table."""
+    offsets = np.cumsum([0] + [len(s.files) for s in splits])
+    count = int(offsets[-1])
+    gi = offsets[flagged["a"].to_numpy(np.int64)] + flagged["i"].to_numpy(np.int64) if len(flagged) else np.zeros(0, np.int64)
+    gj = offsets[flagged["b"].to_numpy(np.int64)] + flagged["j"].to_numpy(np.int64) if len(flagged) else np.zeros(0, np.int64)
+    group = search.duplicate_groups(count, gi, gj)
+    split_of = np.repeat(np.arange(len(splits)), [len(s.files) for s in splits])
+    names = [s.name for s in splits]
+    file_of = [f for s in splits for f in s.files]
+
+    pairs = pd.DataFrame({
+        "split_a": [names[a] for a in flagged["a"]], "file_a": [file_of[g] for g in gi],
+        "split_b": [names[b] for b in flagged["b"]], "file_b": [file_of[g] for g in gj],
+        **{hid: flagged[hid].to_numpy(np.float64) for hid in hashers},
+        "agree": flagged["agree"].to_numpy(np.int64), "group": group[gi] if len(gi) else np.zeros(0, np.int64),
+    })
+    # Long: each flagged pair's row for every hasher, pair by pair.
+    per = len(hashers)
+    distance = np.stack([pairs[h].to_numpy() for h in hashers], axis=1).ravel() if len(pairs) else np.zeros(0)
+    hasher_column = np.tile(np.array(list(hashers), dtype=object), len(pairs))
+    leaks = pd.DataFrame({
+        **{c: np.repeat(pairs[c].to_numpy(), per) for c in ("split_a", "file_a", "split_b", "file_b")},
+        "hasher": hasher_column, "distance": distance,
+        "flagged": [d <= thresholds[h] for h, d in zip(hasher_column, distance)],
+        **{c: np.repeat(pairs[c].to_numpy(), per) for c in ("agree", "group")},
+    }, columns=LEAK_COLUMNS)
+
+    # Clean lists: a file with a copy in an earlier split leaves its split; inside a split, one file
+    # of each group stays (its first), the others leave it. copy_of / copy_in say which file stays.
+    keep = np.ones(count, bool)
+    copy_of, copy_in = [""] * count, [""] * count
+    first_split: dict[int, int] = {}
+    first_member: dict[tuple[int, int], int] = {}
+    for g in np.flatnonzero(group >= 0):
+        first_split.setdefault(int(group[g]), int(split_of[g]))
+        first_member.setdefault((int(group[g]), int(split_of[g])), int(g))
+    for g in np.flatnonzero(group >= 0):
+        k, own = int(group[g]), int(split_of[g])
+        earlier = first_split[k]
+        stays = first_member[(k, earlier)] if earlier < own else first_member[(k, own)]
+        if stays != g:
+            keep[g] = False
+            copy_of[g], copy_in[g] = file_of[stays], names[int(split_of[stays])]
+    members = np.flatnonzero(group >= 0)
+    members = members[np.lexsort([members, group[members]])]
+    groups = pd.DataFrame({"group": group[members], "split": [names[split_of[g]] for g in members],
+                           "file": [file_of[g] for g in members], "keep": keep[members],
+                           "copy_of": [copy_of[g] for g in members], "copy_in": [copy_in[g] for g in members]},
+                          columns=GROUP_COLUMNS)
+    clean = {name: [file_of[g] for g in range(offsets[k], offsets[k + 1]) if keep[g]]
+             for k, name in enumerate(names)}
+    files = pd.DataFrame({"split": [names[s] for s in split_of], "file": file_of, "group": group, "keep": keep})
+    return {"leaks": leaks, "pairs": pairs, "groups": groups, "clean": clean, "files": files}
+
+
+# --- what the thresholds cost -------------------------------------------------------------------
+
+def estimates(config: LeakConfig, splits, found: Found, flagged: pd.DataFrame, thresholds: dict,
+              calibration: Calibration | None) -> pd.DataFrame:
+    """Per pair of splits and hasher (and, with several hashers, their agreement): the pairs
+    compared and flagged, and the expected false flags with a 95% interval."""
+    rows = []
+    names = [s.name for s in splits]
+    hashers = list(thresholds)
+    subjects = [(h, h) for h in hashers] + ([(AGREEMENT, None)] if len(hashers) > 1 else [])
+    for a, b in split_pairs(splits):
+        pairs = compared(splits, a, b)
+        if not pairs:
+            continue
+        for label, hid in subjects:
+            if hid is not None:
+                flags = len(found.pairs[(a, b, hid)][0])
+                threshold = f"{thresholds[hid]:g}"
+            else:
+                flags = int(((flagged["a"] == a) & (flagged["b"] == b)).sum()) if len(flagged) else 0
+                threshold = f"{config.min_agree} of {len(hashers)}"
+            if calibration is not None:
+                false, impostors = calibration.false_rate(thresholds, config.min_agree, hid)
+                low, high = wilson_interval(false, impostors)
+                rate = false / impostors if impostors else float("nan")
+                expected, low, high = pairs * rate, pairs * low, pairs * high
+                basis = (f"{false} of {calibration_pairs(impostors)} impostor pairs of the run "
+                         f"{calibration.directory} at or below the threshold")
+            else:  # no estimate, a bound: every flagged pair may be a chance match
+                expected, low, high = float("nan"), 0.0, float(flags)
+                basis = ("at most the flagged pairs: without a calibration run the data cannot tell a copy from "
+                         "a chance match")
+            rows.append({"split_a": names[a], "split_b": names[b], "hasher": label, "threshold": threshold,
+                         "pairs_compared": pairs, "pairs_flagged": flags, "expected_false": expected,
+                         "expected_false_low": low, "expected_false_high": high, "basis": basis})
+    return pd.DataFrame(rows, columns=ESTIMATE_COLUMNS)
+
+
+def calibration_pairs(count: int) -> str:
+    return f"{count:,}"
+
+
+def misses(config: LeakConfig, thresholds: dict, calibration: Calibration | None) -> pd.DataFrame:
+    """With a calibration run: per hasher (and their agreement) and family of edits, the share of the
+    run's edited copies the threshold misses (pooled over strengths, with a 95% interval)."""
+    if calibration is None:
+        return pd.DataFrame(columns=MISS_COLUMNS)
+    genuine = calibration.genuine
+    rows = []
+    for hid, threshold in thresholds.items():
+        own = genuine[genuine["hasher"] == hid]
+        for family, part in own.groupby("family", sort=False, observed=True):
+            missed = int(np.count_nonzero(part["distance"].to_numpy(np.float64) > threshold))
+            rows.append(_miss_row(hid, family, len(part), missed))
+    if len(thresholds) > 1:
+        wide = genuine.pivot_table(index=["image_id", "family", "value", "label"], columns="hasher",
+                                   values="distance", aggfunc="first", observed=True)[list(thresholds)].dropna()
+        agree = sum((wide[h] <= t).to_numpy() for h, t in thresholds.items())
+        detected = pd.Series(agree >= config.min_agree, index=wide.index)
+        for family, part in detected.groupby(level="family", sort=False, observed=True):
+            rows.append(_miss_row(AGREEMENT, family, len(part), int((~part).sum())))
+    return pd.DataFrame(rows, columns=MISS_COLUMNS)
+
+
+def _miss_row(hasher: str, family: str, copies: int, missed: int) -> dict:
+    low, high = wilson_interval(missed, copies)
+    return {"hasher": hasher, "family": family, "copies": copies, "missed": missed,
+            "miss_rate": missed / copies if copies else float("nan"), "miss_low": low, "miss_high": high}
