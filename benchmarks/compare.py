@@ -11,8 +11,10 @@
 
 Each side is a separate process, started as printed, timed from start to exit, report
 included. The two sides alternate, A B A B ..., after one untimed warm-up pair (it fills
-the OS file cache and checks that both sides give the same results). Every harness run
-except (d)'s rerun uses --no-cache, so it does the whole job. Printed per comparison: the
+the OS file cache and checks that both sides give the same results). The harness runs of
+(a), (b) and (c) use --no-cache, so each does the whole job; (d) runs one command twice,
+B then A: the first run starts without its output folder and writes the hash cache, the
+rerun finds that cache full. Printed per comparison: the
 median wall time and CPU time of each side, the median of the per-pair ratios A/B with
 their range, and each side's peak RSS (the largest ru_maxrss over its runs, from os.wait4:
 the largest single process of the run's process tree, not their sum). Run from anywhere;
@@ -256,6 +258,7 @@ def summary(comparison: Comparison, checked: str, runs: int) -> list[str]:
     lines = [f"({comparison.key}) {comparison.title}",
              f"    A: {a.command()}" + (f"    [{a.fresh} deleted before each run]" if a.fresh else ""),
              f"    B: {b.command()}" + (f"    [{b.fresh} deleted before each run]" if b.fresh else ""),
+             *(["    order: B, then A, in each pair"] if comparison.b_first else []),
              f"    results: {checked}",
              f"    {'':{width + 4}}  median wall  median CPU (user+sys)  peak RSS"]
     for name, side in (("A", a), ("B", b)):
@@ -307,18 +310,21 @@ def main() -> None:
             for line in summary(comparison, checked, args.runs):
                 print(line, flush=True)
             print(flush=True)
-            ratios = [x / y for x, y in zip(comparison.a.walls, comparison.b.walls)]
-            quotable.append(f"({key}) {comparison.a.label} / {comparison.b.label}: {statistics.median(ratios):.2f}x "
+            a, b = comparison.a, comparison.b
+            ratios = [x / y for x, y in zip(a.walls, b.walls)]
+            cpu = statistics.median([x / y for x, y in zip(a.cpus, b.cpus)])
+            quotable.append(f"({key}) {a.label} / {b.label}: {statistics.median(ratios):.2f}x "
                             f"({min(ratios):.2f}-{max(ratios):.2f}x over {args.runs} pairs; "
-                            f"{statistics.median(comparison.a.walls):.2f} s against "
-                            f"{statistics.median(comparison.b.walls):.2f} s)")
+                            f"{statistics.median(a.walls):.2f} s against {statistics.median(b.walls):.2f} s; "
+                            f"CPU time {cpu:.2f}x)")
     except (Mismatch, Failed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    print("summary (median of per-pair wall-time ratios, min-max, median wall times):")
+    print("summary (median of the per-pair wall-time ratios, their min-max, the median wall times; "
+          "median of the per-pair CPU-time ratios):")
     for line in quotable:
         print("  " + line)
 
