@@ -614,7 +614,9 @@ def probable_duplicates(suspicious: pd.DataFrame) -> pd.DataFrame:
     Sorted by hashers (most first), then names."""
     if suspicious.empty:
         return pd.DataFrame(columns=DUPLICATE_COLUMNS)
-    frame = suspicious.copy()
+    # A few rows: plain text, so ids can be ordered and names swapped (categoricals allow neither).
+    frame = suspicious.astype({c: object for c in suspicious.columns
+                               if isinstance(suspicious[c].dtype, pd.CategoricalDtype)})
     if "image" not in frame.columns:
         frame["image"], frame["other"] = "", ""
     swap = frame["image_id"] > frame["other_id"]  # one key per unordered pair

@@ -1,0 +1,315 @@
+"""The leak audit, end to end: planted copies found, flags equal to brute force, false flags as
+estimated, hash tables as sources, three splits, bad input, and the review page in Chromium."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+import harness
+from harness.__main__ import main
+from harness.hashers import HASHERS
+from harness.transforms import apply_chain
+from tests.conftest import ROOT, make_scene
+
+EDITS = [[("jpeg", {"quality": 40})], [("scale", {"factor": 0.6})], [("gamma", {"gamma": 1.3})],
+         [("gaussian_blur", {"sigma": 1.0})], [("center_crop", {"fraction": 0.95})], [("scale", {"factor": 0.8}), ("jpeg", {"quality": 80})]]
+
+
+def write(path, image):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(cv2.imencode(".png", image)[1].tobytes())
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """train: 30 distinct scenes (and one exact duplicate); test: 20 others and 6 edited copies of train scenes."""
+    root = tmp_path_factory.mktemp("planted")
+    for seed in range(30):
+        write(root / "train" / f"t{seed:02d}.png", make_scene(seed, 180, 240))
+    write(root / "train" / "t00_again.png", make_scene(0, 180, 240))
+    for seed in range(100, 120):
+        write(root / "test" / f"s{seed}.png", make_scene(seed, 180, 240))
+    copies = {}
+    for number, edit in enumerate(EDITS):
+        source = 3 * number + 1
+        name = f"copy_of_t{source:02d}.png"
+        write(root / "test" / name, apply_chain(make_scene(source, 180, 240), edit))
+        copies[name] = f"t{source:02d}.png"
+    return root, copies
+
+
+def audit(root, out, *extra):
+    argv = ["leaks", "--train", str(root / "train"), "--test", str(root / "test"), "--out", str(out), "--quiet",
+            *map(str, extra)]
+    return main(argv)
+
+
+def brute_force(files_a, files_b, hasher, threshold, within=False):
+    """Every pair within the threshold, by hashing each file and comparing every pair with distance()."""
+    from harness.images import load_source
+
+    def hashes(files):
+        return hasher.hash_images([load_source(str(f)).pixels for f in files])
+
+    a = hashes(files_a)
+    b = a if within else hashes(files_b)
+    found = set()
+    for i, j in itertools.product(range(len(files_a)), range(len(files_b))):
+        if within and j <= i:
+            continue
+        if hasher.distance(a[i:i + 1], b[j:j + 1])[0] <= threshold:
+            found.add((str(files_a[i]), str(files_b[j])))
+    return found
+
+
+def test_every_planted_copy_is_found_and_the_flags_equal_brute_force(planted, tmp_path):
+    root, copies = planted
+    out = tmp_path / "out"
+    assert audit(root, out, "--hashers", "pHash,PDQ", "--threshold", "pHash=12,PDQ=70") == 0
+    leaks = pd.read_csv(out / "leaks.csv", keep_default_na=False)
+    flagged = leaks[leaks["agree"] >= 1]
+    cross = {(a, b) for a, b in zip(flagged["file_a"], flagged["file_b"]) if "/train/" in a and "/test/" in b}
+    for copy, source in copies.items():
+        assert (str(root / "train" / source), str(root / "test" / copy)) in cross, copy
+    train = sorted((root / "train").glob("*.png"))
+    test = sorted((root / "test").glob("*.png"))
+    for hasher_id, threshold in (("pHash", 12), ("PDQ", 70)):
+        hasher = HASHERS.get(hasher_id)()
+        mine = leaks[(leaks["hasher"] == hasher_id) & leaks["flagged"]]
+        found = set(zip(mine["file_a"], mine["file_b"]))
+        expected = brute_force(train, test, hasher, threshold) | brute_force(train, train, hasher, threshold, True) \
+            | brute_force(test, test, hasher, threshold, True)
+        assert found == expected, hasher_id
+    # Every hasher's distance is in the table, for every flagged pair.
+    assert (leaks.groupby(["file_a", "file_b"]).size() == 2).all()
+    clean_test = (out / "clean" / "test.txt").read_text().splitlines()
+    assert not any(copy in line for line in clean_test for copy in copies)
+    assert len(clean_test) == 26 - len(copies)
+    clean_train = (out / "clean" / "train.txt").read_text().splitlines()
+    assert len(clean_train) == 30 and not any("t00_again" in line for line in clean_train)
+    summary = (out / "summary.md").read_text()
+    assert summary.splitlines()[2].startswith(f"**{len(copies)} of 26 test files have a copy in train; 1 file is a copy")
+
+
+def test_agreement_of_hashers_cuts_flags_and_keeps_the_copies(planted, tmp_path):
+    root, copies = planted
+    loose = tmp_path / "loose"
+    assert audit(root, loose, "--hashers", "pHash,imagehash.dhash", "--threshold", "24") == 0
+    both = tmp_path / "both"
+    assert audit(root, both, "--hashers", "pHash,imagehash.dhash", "--threshold", "24", "--min-agree", "2") == 0
+    pairs = lambda out: set(zip(*[pd.read_csv(out / "leaks.csv")[c] for c in ("file_a", "file_b")]))
+    assert pairs(both) < pairs(loose)
+    planted_pairs = {(str(root / "train" / source), str(root / "test" / copy)) for copy, source in copies.items()}
+    assert planted_pairs <= pairs(both)
+
+
+def test_hash_tables_are_sources_and_a_second_audit_reads_no_image(planted, tmp_path, monkeypatch):
+    root, _ = planted
+    first = tmp_path / "first"
+    assert audit(root, first, "--hashers", "pHash", "--threshold", "10") == 0
+    tables = sorted(p.name for p in (first / "hashes").iterdir())
+    assert tables == ["test.pHash.parquet", "train.pHash.parquet"]
+    from harness import imagework
+
+    monkeypatch.setattr(imagework, "decode_source", lambda *a: pytest.fail("an image was decoded"))
+    second = tmp_path / "second"
+    assert main(["leaks", "--train", str(first / "hashes" / "train.pHash.parquet"), "--test",
+                 str(first / "hashes" / "test.pHash.parquet"), "--hashers", "pHash", "--threshold", "10",
+                 "--out", str(second), "--quiet", "--no-cache"]) == 0
+    for name in ("leaks.csv", "groups.csv", "estimates.csv"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    # A table made by another tool: CSV, upper-case hex with 0x.
+    table = pd.read_parquet(first / "hashes" / "test.pHash.parquet")
+    table["hash"] = "0x" + table["hash"].str.upper()
+    table.to_csv(tmp_path / "theirs.csv", index=False)
+    third = tmp_path / "third"
+    assert main(["leaks", "--train", str(first / "hashes" / "train.pHash.parquet"), "--test",
+                 str(tmp_path / "theirs.csv"), "--hashers", "pHash", "--threshold", "10", "--out", str(third),
+                 "--quiet"]) == 0
+    assert (first / "leaks.csv").read_bytes() == (third / "leaks.csv").read_bytes()
+
+
+def test_three_splits_audit_every_pair_of_splits(planted, tmp_path):
+    root, copies = planted
+    val = tmp_path / "val"
+    write(val / "v_copy_of_t01.png", apply_chain(make_scene(1, 180, 240), [("jpeg", {"quality": 60})]))
+    write(val / "v_own.png", make_scene(500, 180, 240))
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(root / "train"), "--split", f"val={val}", "--test", str(root / "test"),
+                 "--hashers", "pHash", "--threshold", "10", "--out", str(out), "--quiet"]) == 0
+    estimates = pd.read_csv(out / "estimates.csv")
+    assert list(zip(estimates["split_a"], estimates["split_b"])) == [
+        ("train", "train"), ("train", "val"), ("train", "test"), ("val", "val"), ("val", "test"), ("test", "test")]
+    assert (out / "clean" / "val.txt").read_text().splitlines() == [str(val / "v_own.png")]
+    groups = pd.read_csv(out / "groups.csv", keep_default_na=False)
+    copy_of_t01 = groups[groups["file"].str.endswith("copy_of_t01.png")]
+    assert set(copy_of_t01["copy_in"]) == {"train"} and not copy_of_t01["keep"].any()
+
+
+@pytest.fixture(scope="module")
+def no_copies(tmp_path_factory):
+    """Two collections of distinct scenes and no copy at all: a calibration run over one, an audit of the other."""
+    root = tmp_path_factory.mktemp("nocopies")
+    for seed in range(1000, 1040):
+        write(root / "calibrate" / f"c{seed}.png", make_scene(seed, 120, 160))
+    for seed in range(2000, 2040):
+        write(root / "train" / f"a{seed}.png", make_scene(seed, 120, 160))
+    for seed in range(3000, 3040):
+        write(root / "test" / f"b{seed}.png", make_scene(seed, 120, 160))
+    config = root / "calibrate.yaml"
+    config.write_text(f"images: [{root / 'calibrate'}]\nhashers: [aHash, pHash]\nseed: 3\ndetection: {{fpr: [0.05]}}\n"
+                      "impostors: {transformed: false}\nsweeps: [{family: jpeg, b: {jpeg: {quality: 50}}}]\n")
+    assert main(["run", str(config), "--out", str(root / "run"), "--quiet"]) == 0
+    return root
+
+
+def test_the_expected_false_flags_match_a_collection_without_copies(no_copies, tmp_path):
+    """Every flag of an audit of copy-free collections is false: their number must fall where the
+    calibration run said it would (its interval, widened by the audit's own chance variation)."""
+    root = no_copies
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(root / "train"), "--test", str(root / "test"), "--hashers", "aHash,pHash",
+                 "--calibration", str(root / "run"), "--out", str(out), "--quiet"]) == 0
+    estimates = pd.read_csv(out / "estimates.csv")
+    cross = estimates[(estimates["split_a"] == "train") & (estimates["split_b"] == "test")]
+    checked = 0
+    for _, row in cross.iterrows():
+        low, high = row["expected_false_low"], row["expected_false_high"]
+        spread = 3 * np.sqrt(max(high, 1))  # the audit's own pairs are a sample too
+        assert low - spread <= row["pairs_flagged"] <= high + spread, row.to_dict()
+        checked += row["expected_false"] >= 5  # a test with something to count
+    assert checked >= 1, cross
+    run = json.loads((out / "run.json").read_text())
+    assert run["threshold_basis"]["pHash"].startswith("fpr=0.05 of the impostor pairs of the run")
+    misses = pd.read_csv(out / "misses.csv")
+    assert set(misses["family"]) == {"jpeg"} and set(misses["hasher"]) == {"aHash", "pHash", "(agreement)"}
+
+
+def test_fpr_on_the_data_itself_flags_at_most_that_share(no_copies, tmp_path):
+    root = no_copies
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(root / "train"), "--test", str(root / "test"), "--hashers", "pHash",
+                 "--fpr", "0.01", "--out", str(out), "--quiet"]) == 0
+    estimates = pd.read_csv(out / "estimates.csv", keep_default_na=False)
+    cross = estimates[(estimates["split_a"] == "train") & (estimates["split_b"] == "test")].iloc[0]
+    assert 0 < cross["pairs_flagged"] <= 0.01 * 40 * 40
+    assert cross["expected_false"] == "" and cross["expected_false_high"] == cross["pairs_flagged"]
+
+
+def test_the_python_api_gives_the_same_tables(planted, tmp_path):
+    root, _ = planted
+    config = {"splits": {"train": [str(root / "train")], "test": [str(root / "test")]}, "hashers": ["pHash"],
+              "threshold": 10}
+    result = harness.find_leaks(config)
+    assert "have a copy in train" in result.answer
+    result.save(str(tmp_path / "api"))
+    assert audit(root, tmp_path / "cli", "--hashers", "pHash", "--threshold", "10") == 0
+    for name in ("leaks.csv", "groups.csv", "estimates.csv"):
+        assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    assert (tmp_path / "cli" / "config.yaml").exists()
+    assert main(["leaks", str(tmp_path / "cli" / "config.yaml"), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    assert (tmp_path / "cli" / "leaks.csv").read_bytes() == (tmp_path / "again" / "leaks.csv").read_bytes()
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    return err.strip()
+
+
+def test_bad_input_is_one_line(planted, tmp_path, capsys):
+    root, _ = planted
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["--train", str(empty), "--test", str(root / "test"), "--threshold", "8"], "no image files in directory"),
+        (["--train", str(tmp_path / "missing"), "--test", str(root / "test"), "--threshold", "8"], "no image file at"),
+        (["--train", str(root / "train"), "--test", str(root / "test")], "choose how close is a copy"),
+        (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "x"], "expected a number"),
+        (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "8", "--min-agree", "2"],
+         "min_agree: expected a whole number from 1 to 1"),
+        (["--train", str(root / "train"), "--test", str(root / "test"), "--calibration", str(tmp_path / "nope")],
+         "no run output directory"),
+    ]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,hash\na.png,00ff00ff00ff00ff\nb.png,xyz\n")
+    cases.append((["--train", str(bad), "--test", str(root / "test"), "--threshold", "8"],
+                  "bad.csv: row 3: hash 'xyz' is not 16 hexadecimal digits"))
+    short = tmp_path / "short.csv"
+    short.write_text("file,hash\na.png,00ff\n")
+    cases.append((["--train", str(short), "--test", str(root / "test"), "--threshold", "8"], "is not 16 hexadecimal"))
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("name,value\na,b\n")
+    cases.append((["--train", str(wrong), "--test", str(root / "test"), "--threshold", "8"], "not a table with the "
+                                                                                              "columns file, hash"))
+    for argv, message in cases:
+        assert main(["leaks", *argv, "--out", str(tmp_path / "out"), "--quiet"]) == 2, argv
+        assert message in one_line(capsys), argv
+    written = {p.name for p in (tmp_path / "out").iterdir()} if (tmp_path / "out").exists() else set()
+    assert written <= {"hash-cache.sqlite", "hash-cache.sqlite-wal", "hash-cache.sqlite-shm"}  # no outputs
+
+
+def test_an_unreadable_image_is_a_row_of_errors(planted, tmp_path):
+    root, _ = planted
+    test = tmp_path / "test"
+    shutil.copytree(root / "test", test)
+    (test / "broken.jpg").write_text("<html>404</html>")
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(root / "train"), "--test", str(test), "--threshold", "8", "--out",
+                 str(out), "--quiet"]) == 1
+    errors = pd.read_csv(out / "errors.csv")
+    assert list(errors["image"]) == [str(test / "broken.jpg")] and "not an image" in errors["reason"][0]
+
+
+# --- the review page, in a real browser ------------------------------------------------------------
+
+def test_the_review_page_renders_every_flagged_pair(planted, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium installed (Debian: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e "
+                                                                 "'.[test]')")
+    root, copies = planted
+    out = tmp_path / "out"
+    assert audit(root, out, "--hashers", "pHash,PDQ", "--threshold", "pHash=10,PDQ=60") == 0
+    pairs = pd.read_csv(out / "leaks.csv").drop_duplicates(["file_a", "file_b"])
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium)
+        page = browser.new_page()
+        page.goto((out / "review.html").as_uri())
+        assert page.locator("article.pair").count() == len(pairs)
+        images = page.evaluate("Array.from(document.images, i => [i.complete, i.naturalWidth])")
+        assert len(images) == 2 * len(pairs) and all(done and width > 0 for done, width in images)
+        text = page.inner_text("body")
+        assert all(copy in text for copy in copies)
+        assert f"{len(copies)} of 26 test files have a copy in train" in text
+        browser.close()
+
+
+def test_a_dask_cluster_finds_the_same_leaks(planted, tmp_path):
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    root, _ = planted
+    local = tmp_path / "local"
+    assert audit(root, local, "--hashers", "pHash", "--threshold", "10", "--no-cache") == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        done = subprocess.run([sys.executable, "-m", "harness", "leaks", "--train", str(root / "train"), "--test",
+                               str(root / "test"), "--hashers", "pHash", "--threshold", "10", "--no-cache",
+                               "--scheduler", cluster.scheduler_address, "--out", str(tmp_path / "dask"), "--quiet"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    for name in ("leaks.csv", "groups.csv", "estimates.csv", "files.csv"):
+        assert (local / name).read_bytes() == (tmp_path / "dask" / name).read_bytes(), name
