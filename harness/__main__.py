@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop before any work when a hasher cannot run here (no TensorFlow, no weights); by "
                           "default it is marked unavailable, the others run, and the fix is printed at the end")
     run.add_argument("--skip-unavailable", action="store_true", help=argparse.SUPPRESS)  # the default now
-    run.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="worker processes for transforming and hashing (default 1); results do not depend on it")
+    run.add_argument("--workers", type=workers_option, default=None, metavar="N",
+                     help="worker processes for transforming and hashing (default auto: one per core for 32 "
+                          "images or more, else none); results do not depend on it")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run the image work on a running dask.distributed cluster (e.g. tcp://10.0.0.5:8786); "
                           "the tables are the same as a local run's")
@@ -99,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     leaks.add_argument("--min-agree", type=int, metavar="K", help="flag a pair when at least K hashers flag it "
                                                                   "(default 1)")
     leaks.add_argument("--out", metavar="DIR", help="output directory (default: reports/leaks)")
-    leaks.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    leaks.add_argument("--workers", type=workers_option, default=None, metavar="N",
+                       help="worker processes for hashing (default auto: one per core for 32 images or more)")
     leaks.add_argument("--scheduler", metavar="ADDRESS", help="hash and search on a dask.distributed cluster")
     leaks.add_argument("--cache", metavar="PATH", help="hash cache (default: DIR/hash-cache.sqlite)")
     leaks.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
@@ -327,6 +329,19 @@ def command_list(args) -> int:
 
     print(catalog.describe(args.which))
     return 0
+
+
+def workers_option(text: str) -> int | None:
+    """--workers N, or auto (None)."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def hasher_list(option: str | None) -> list[str] | None:

@@ -91,7 +91,8 @@ class Results:
 
 
 def evaluate(config: str | dict | Any, *, images: list[str] | None = None, hashers: list[str] | None = None,
-             workers: int = 1, cache: str | None = None, strict: bool = False, progress: bool | None = False,
+             workers: int | None = None, cache: str | None = None, strict: bool = False,
+             progress: bool | None = False,
              scheduler: str | None = None) -> Results:
     """Run a config and return its Results; writes nothing but the hash cache (if `cache` is a path).
 
@@ -105,7 +106,7 @@ def evaluate(config: str | dict | Any, *, images: list[str] | None = None, hashe
     from harness.provenance import provenance
 
     parsed = resolve_config(config, images, hashers)
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise HarnessError(f"workers: must be at least 1, got {workers}")
     started = provenance()  # the code and versions as the run starts
     result = runner.run(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,

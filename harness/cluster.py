@@ -33,6 +33,22 @@ from harness.errors import HarnessError
 Setup = tuple[Callable[..., Any], tuple]  # (build_state, args): picklable, module-level
 
 
+AUTO_MIN_JOBS = 32  # fewer jobs than this run in this process: starting workers would cost more than it saves
+AUTO_MAX_WORKERS = 8
+
+
+def auto_workers(jobs: int) -> int:
+    """The worker processes `--workers auto` (the default) uses for `jobs` images: one per core this
+    process may use (at most AUTO_MAX_WORKERS), none (this process) for a small run."""
+    if jobs < AUTO_MIN_JOBS:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, AUTO_MAX_WORKERS, jobs // (AUTO_MIN_JOBS // 2)))
+
+
 class Ready:
     """A result already at hand (a cached image, say): `map` yields it in its place among the
     results without sending any work anywhere."""

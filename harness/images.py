@@ -268,7 +268,10 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
             notes = _header_notes(header)
         if data.startswith(b"\xff\xd8") and _jpeg_truncated(data):
             raise ImageError("truncated JPEG: the data ends before its end-of-image marker")
-        orientation = _orientation(header)
+        # Pillow reads a PNG's EXIF by decoding the whole image (an eXIf chunk may follow the pixels):
+        # a PNG without one is upright, and is not decoded twice for nothing.
+        orientation = 1 if header is not None and header.format == "PNG" and b"eXIf" not in data else (
+            _orientation(header))
         pixels = None if header is not None and _pillow_decodes(header) else _decode_opencv(data)
         if pixels is not None:
             upright = header is not None and header.format in _ORIENTED_BY_OPENCV

@@ -245,7 +245,7 @@ class LeakAudit:
         return f"LeakAudit({self.answer})"
 
 
-def find_leaks(config: Any, *, workers: int = 1, scheduler: str | None = None, cache: str | None = None,
+def find_leaks(config: Any, *, workers: int | None = None, scheduler: str | None = None, cache: str | None = None,
                progress: bool | None = False) -> LeakAudit:
     """Run a leak audit. `config`: a YAML path, a dict shaped like one, or a LeakConfig."""
     from harness.provenance import provenance, versions as library_versions
@@ -259,7 +259,7 @@ def find_leaks(config: Any, *, workers: int = 1, scheduler: str | None = None, c
         config = leak_config(config)
     elif not isinstance(config, LeakConfig):
         raise HarnessError(f"config: expected a YAML path, a dict or a LeakConfig, got {type(config).__name__}")
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise HarnessError(f"workers: must be at least 1, got {workers}")
     started = provenance()
     versions = {k: v for k, v in library_versions().items() if k != "platform"}
@@ -286,8 +286,9 @@ def find_leaks(config: Any, *, workers: int = 1, scheduler: str | None = None, c
     from harness import leaks_search
 
     thresholds, basis, calibration = leaks_search.choose_thresholds(config, splits, hashers, notes,
-                                                                    workers=workers, scheduler=scheduler)
-    found = leaks_search.search_all(config, splits, hashers, thresholds, workers=workers, scheduler=scheduler)
+                                                                    workers=workers or 1, scheduler=scheduler)
+    # The search runs in this process unless asked otherwise: faiss already uses every core.
+    found = leaks_search.search_all(config, splits, hashers, thresholds, workers=workers or 1, scheduler=scheduler)
     flagged = leaks_search.flagged_pairs(config, splits, hashers, found, thresholds)
     tables = leaks_search.tables(config, splits, hashers, flagged, thresholds)
     estimates = leaks_search.estimates(config, splits, found, flagged, thresholds, calibration)

@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from harness.cache import Entry, FileRecord, HashCache, digest
-from harness.cluster import Engine, Ready
+from harness.cluster import Engine, Ready, auto_workers
 from harness.config import Config, PairSpec
 from harness.errors import HarnessError, HashError, ImageError, UnavailableError
 from harness.hashing import Hashed, from_entries
@@ -104,7 +104,7 @@ def make_plan(config: Config, specs, salt: str) -> Plan:
 
 
 def run(config: Config, skip_unavailable: bool = False, progress: bool | None = None,
-        cache_path: str | None = None, workers: int = 1, scheduler: str | None = None) -> RunResult:
+        cache_path: str | None = None, workers: int | None = None, scheduler: str | None = None) -> RunResult:
     from harness.provenance import versions as library_versions
 
     versions = {k: v for k, v in library_versions().items() if k != "platform"}
@@ -136,11 +136,12 @@ class ImagePass:
     the cache as it comes. `engine` says afterwards where the work ran."""
 
     def __init__(self, paths: list[str], plan: Plan, infos: list[HasherInfo], hashers: dict, cache: HashCache, *,
-                 workers: int = 1, scheduler: str | None = None, previews: bool = False,
+                 workers: int | None = None, scheduler: str | None = None, previews: bool = False,
                  progress: bool | None = None, desc: str = "harness"):
         self.paths, self.plan, self.infos, self.hashers, self.cache = paths, plan, infos, hashers, cache
-        self.workers, self.scheduler, self.previews, self.progress, self.desc = (workers, scheduler, previews,
-                                                                               progress, desc)
+        # None: as many as help (cluster.auto_workers)
+        self.workers = auto_workers(len(paths)) if workers is None and not scheduler else (workers or 1)
+        self.scheduler, self.previews, self.progress, self.desc = scheduler, previews, progress, desc
         self.engine = "this process"
         self.keys = {info.id: info.key for info in infos}
 
