@@ -399,16 +399,17 @@ def test_the_policy_blocks_what_an_edited_page_would_load(tmp_path, browser):
     page.context.close()
 
 
-def test_the_demo_writes_a_page_and_its_screenshot(tmp_path, browser):
-    from examples.review_demo import COPIES, WINDOW, main
+def test_the_demo_audit_writes_a_page_and_its_screenshot(tmp_path, browser):
+    from examples.leak_demo import COPIES, WINDOW, main
 
     assert main([str(tmp_path)]) == 0
-    page, requests, console, dialogs, sent = open_page(browser, tmp_path / "review.html")
+    page_file = tmp_path / "audit" / "review.html"
+    page, requests, console, dialogs, sent = open_page(browser, page_file)
     cards = page.locator("article.pair").count()
     assert 0 < cards <= len(COPIES) + 2  # edited copies found (and a photograph may resemble another's copy)
     assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-    assert requests == [(tmp_path / "review.html").as_uri()] and console == []
+    assert requests == [page_file.as_uri()] and console == []
     page.context.close()
-    screenshot = cv2.imread(str(tmp_path / "review.png"))
+    screenshot = cv2.imread(str(tmp_path / "audit" / "review.png"))
     assert screenshot.shape == (WINDOW[1], WINDOW[0], 3)
     assert screenshot.std() > 20  # the page is drawn (a blank page would be one colour)

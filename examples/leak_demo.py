@@ -1,15 +1,13 @@
-"""A sample leak-review page, made from scikit-image's freely licensed photographs.
+"""A leak audit of two splits made from scikit-image's freely licensed photographs.
 
-    python -m examples.review_demo OUT_DIR [--no-screenshot]
+    python -m examples.leak_demo OUT_DIR [--no-screenshot]
 
 writes OUT_DIR/data/{train,test}/*.png (ten photographs in train; the other eight and
-edited copies of six train photographs in test), OUT_DIR/review.html (the pairs that
-pHash, PDQ and ImageHash's dHash flag between the splits) and OUT_DIR/review.png, a
-screenshot of the page's top made with headless Chromium (`screenshot`, usable on any page).
-
-The distances are real: every file of train is hashed and compared with every file of test.
-Each hasher flags a pair at a distance below every distance between two *different*
-photographs of the eighteen, so on these photographs it has no false match.
+edited copies of train photographs in test), then runs the audit as `python -m harness
+leaks` would (aHash and pHash at the 1% false-positive thresholds the committed run
+reports/collection measured on the eighteen photographs, a pair flagged when either hasher
+flags it) into OUT_DIR/audit/, and takes a screenshot of its review.html with headless
+Chromium (OUT_DIR/audit/review.png; `screenshot` works on any page).
 """
 
 from __future__ import annotations
@@ -24,11 +22,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 
-from harness.hashers import HASHERS
 from harness.images import BUILTIN_IMAGES, load_builtin
-from harness.review import make_thumbnail, review_page
+from harness.leaks import find_leaks
 from harness.transforms import apply_chain
 
 TRAIN = ("astronaut", "coffee", "chelsea", "rocket", "camera", "motorcycle", "clock", "coins", "brick", "grass")
@@ -45,7 +41,8 @@ COPIES = (
     ("clock", "clock_small.png", [("resize_max", {"size": 200}), ("jpeg", {"quality": 40})]),
     ("coins", "coins_bright.png", [("brightness", {"delta": 40})]),
 )
-HASHER_NAMES = ("pHash", "PDQ", "imagehash.dhash")
+HASHER_NAMES = ("aHash", "pHash")  # the hashers of reports/collection, the calibration run
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WINDOW = (1280, 1100)  # the screenshot's size in CSS pixels: the header, the legend and the first rows
 
 
@@ -61,29 +58,6 @@ def write_data(root: Path) -> dict[str, np.ndarray]:
         (root / file).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(root / file), pixels)
     return files
-
-
-def flagged_pairs(files: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict[str, float], dict[str, float]]:
-    """(pairs, distance_max per hasher, threshold per hasher) for every train x test pair that a hasher flags."""
-    train = sorted(f for f in files if f.startswith("data/train/"))
-    test = sorted(f for f in files if f.startswith("data/test/"))
-    originals = [files[f] for f in sorted(files) if Path(f).stem in BUILTIN_IMAGES]
-    pairs = pd.DataFrame([(a, b) for a in train for b in test], columns=["file_a", "file_b"])
-    scales, thresholds = {}, {}
-    for name in HASHER_NAMES:
-        hasher = HASHERS.get(name)()
-        # Distances between different photographs: the hasher flags only below all of them.
-        hashes = hasher.hash_images(originals)
-        impostors = hasher.cross_distance(hashes, hashes)[np.triu_indices(len(originals), 1)]
-        thresholds[name] = float(impostors.min() - 1)  # bit hashes: integer distances
-        scales[name] = float(hasher.distance_max)
-        cross = hasher.cross_distance(hasher.hash_images([files[f] for f in train]),
-                                      hasher.hash_images([files[f] for f in test]))
-        distance = cross.ravel()  # row-major: the order of `pairs`
-        pairs[name] = np.where(distance <= thresholds[name], distance, np.nan)
-    pairs["agree"] = pairs[list(HASHER_NAMES)].notna().sum(axis=1)
-    pairs = pairs[pairs["agree"] > 0].assign(split_a="train", split_b="test")
-    return pairs[["split_a", "file_a", "split_b", "file_b", *HASHER_NAMES, "agree"]], scales, thresholds
 
 
 def screenshot(page: str | os.PathLike, png: str | os.PathLike, *, window: tuple[int, int] = WINDOW,
@@ -106,23 +80,22 @@ def screenshot(page: str | os.PathLike, png: str | os.PathLike, *, window: tuple
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="folder for data/, review.html and review.png")
-    parser.add_argument("--no-screenshot", action="store_true", help="write review.html only")
+    parser.add_argument("out", type=Path, help="folder for data/ and audit/")
+    parser.add_argument("--calibration", default=os.path.relpath(os.path.join(ROOT, "reports", "collection")),
+                        help="the run whose thresholds and impostors calibrate the audit")
+    parser.add_argument("--no-screenshot", action="store_true", help="write the audit only")
     args = parser.parse_args(argv)
-    files = write_data(args.out)
-    pairs, scales, thresholds = flagged_pairs(files)
-    found = set(pairs["file_b"])
-    missed = [name for _, name, _ in COPIES if f"data/test/{name}" not in found]
-    notes = [f"{len(found)} files in test look like copies of files in train ({len(pairs)} flagged pairs).",
-             f"The demo put {len(COPIES)} edited copies of train photographs into test; the hashers missed "
-             f"{len(missed)}: {', '.join(missed) or 'none'}. Each hasher flags a pair below the smallest "
-             f"distance between two different photographs (scikit-image's {len(BUILTIN_IMAGES)})."]
-    page = review_page(pairs, lambda file: make_thumbnail(str(args.out / file)), hashers=scales,
-                       title="Leak review: train vs test", notes=notes, thresholds=thresholds)
-    (args.out / "review.html").write_text(page, encoding="utf-8")
+    write_data(args.out)
+    audit = find_leaks({"name": "leak-demo", "splits": {"train": [str(args.out / "data" / "train")],
+                                                        "test": [str(args.out / "data" / "test")]},
+                        "hashers": list(HASHER_NAMES), "calibration": args.calibration})
+    audit.save(str(args.out / "audit"))
+    found = set(audit.leaks["file_b"])
+    missed = [name for _, name, _ in COPIES if str(args.out / "data" / "test" / name) not in found]
     if not args.no_screenshot:
-        screenshot(args.out / "review.html", args.out / "review.png")
-    print(f"wrote {args.out / 'review.html'}: {len(pairs)} pairs")
+        screenshot(args.out / "audit" / "review.html", args.out / "audit" / "review.png")
+    print(audit.answer)
+    print(f"the demo put {len(COPIES)} edited copies of train photographs into test; missed: {', '.join(missed) or 'none'}")
     return 0
 
 
