@@ -236,6 +236,45 @@ class LongColumns:
         return pd.DataFrame(data, columns=self.columns)
 
 
+class Rows:
+    """One hasher's rows of many images, appended image by image into one growing array (a few
+    bytes a row, where a Hashed per image would cost hundreds), -1 where an image has no hash."""
+
+    def __init__(self):
+        self.array: np.ndarray | None = None
+        self.used = 0
+        self.index = np.zeros(0, np.int64)
+        self.count = 0
+        self.errors: dict[int, str] = {}
+
+    def add(self, hashed: Hashed, items) -> None:
+        items = np.asarray(items, dtype=np.int64)
+        rows = hashed.rows[items]
+        ok = rows >= 0
+        new = hashed.array[rows[ok]] if ok.any() else None
+        if new is not None:
+            if self.array is None:
+                self.array = np.empty((max(16, 2 * len(new)), *new.shape[1:]), dtype=new.dtype)
+            while self.used + len(new) > len(self.array):  # doubling: amortised copies
+                grown = np.empty((2 * len(self.array), *self.array.shape[1:]), dtype=self.array.dtype)
+                grown[:self.used] = self.array[:self.used]
+                self.array = grown
+            self.array[self.used:self.used + len(new)] = new
+        if self.count + len(items) > len(self.index):
+            self.index = np.concatenate([self.index, np.full(max(len(self.index), len(items), 16), -1)])
+        positions = np.full(len(items), -1, np.int64)
+        positions[ok] = self.used + np.arange(int(ok.sum()))
+        self.index[self.count:self.count + len(items)] = positions
+        for k in np.flatnonzero(~ok):
+            self.errors[self.count + int(k)] = hashed.errors.get(int(items[k]), "no hash")
+        self.used += 0 if new is None else len(new)
+        self.count += len(items)
+
+    def hashed(self) -> Hashed:
+        array = self.array[:self.used] if self.array is not None and self.used else None
+        return Hashed(array, self.index[:self.count].copy(), dict(self.errors))
+
+
 class Collector:
     """Takes each image's outcome in order and keeps what the tables and the impostors need."""
 
@@ -261,8 +300,8 @@ class Collector:
         self.seen: set[str] = set()
         self.previews: list = []
         # Per hasher: the untouched images' rows, and each image's edited copies' rows (by pair).
-        self.source_rows: dict[str, list] = {hid: [] for hid in hashers}
-        self.edited_rows: dict[str, list] = {hid: [] for hid in hashers}
+        self.source_rows = {hid: Rows() for hid in hashers}
+        self.edited_rows = {hid: Rows() for hid in hashers}
         self.extras: dict[str, dict[str, list]] = {}
 
     def _item(self, chain) -> int:
@@ -353,10 +392,9 @@ class Collector:
 
     def _keep(self, hid: str, hashed) -> None:
         """The untouched image's row and, for transformed impostors, its edited copies' rows."""
-        plain = Hashed(hashed.array, hashed.rows, hashed.errors)  # the impostors need no side outputs
-        self.source_rows[hid].append(plain.take([0]))
+        self.source_rows[hid].add(hashed, [0])
         if self.config.impostors.transformed and self.edited:
-            self.edited_rows[hid].append(plain.take(self.side_b[self.edited]))
+            self.edited_rows[hid].add(hashed, self.side_b[self.edited])
 
     def result(self, notes: list[str], engine: str) -> RunResult:
         config = self.config
@@ -366,11 +404,11 @@ class Collector:
         if len(self.sources) < 2:
             notes.append("one image only: no impostor pairs, so no thresholds or detection rates")
         rng = np.random.default_rng(config.seed)
-        source_hashed = {hid: Hashed.join(parts) for hid, parts in self.source_rows.items() if parts}
+        source_hashed = {hid: rows.hashed() for hid, rows in self.source_rows.items()}
         impostor_frames = [source_impostors(self.sources, source_hashed, self.hashers, config.impostors.max_pairs,
                                             rng)]
         if config.impostors.transformed and len(self.sources) > 1 and self.edited:
-            edited = {hid: Hashed.join(parts) for hid, parts in self.edited_rows.items() if parts}
+            edited = {hid: rows.hashed() for hid, rows in self.edited_rows.items()}
             impostor_frames += transformed_impostors(self.sources, config.pairs, self.edited, edited, source_hashed,
                                                      self.hashers, config.impostors.per_variant, rng)
         distances = self.distances.frame()
