@@ -11,10 +11,11 @@ from harness.hashers.keras import ResNet50
 from harness.hashers.opencv import AverageHash, ColorMomentHash, RadialVarianceHash
 from harness.hashers.pdq import PDQ
 
-# Every bit width a hasher of this project gives: colorhash's 8 (binbits 1) and 42
-# (14 * 3, in 6 bytes), aHash/pHash 64, hash_size 14's 196 (in 25 bytes), PDQ and
-# BlockMeanHash 256, MarrHildrethHash 576.
-WIDTHS = [8, 42, 64, 196, 256, 576]
+# Bit widths of this project's hashers, and the smallest: one byte (8), colorhash's
+# 14 * 3 = 42 (in 6 bytes), aHash and pHash 64, ImageHash's hash_size 14 = 196 (in 25
+# bytes), PDQ and BlockMeanHash 256, MarrHildrethHash 576, BlockMeanHash mode 1's 961
+# (in 121 bytes).
+WIDTHS = [8, 42, 64, 196, 256, 576, 961]
 ENGINES = ["faiss", "numpy"]
 
 
