@@ -10,6 +10,9 @@ Cases (sizes can be changed with --train and --test):
   b  100,000 x 100,000 256-bit (PDQ-sized) hashes, pairs within 31 bits
   c  the exact histogram of all distances of a and of b
   w  pairs within 8 bits inside the train set of a (i < j), and its histogram
+  audit  the whole command on a's hashes given as Parquet hash tables: `python -m harness leaks
+     --train train.parquet --test test.parquet --hashers pHash --threshold 8`, which also searches
+     inside each split (5 x 10^11 pairs inside train) and writes every output
 
 Each case runs in a fresh process, so the peak memory printed (ru_maxrss) is that case's
 alone; the resident memory before the search (the hashes) is printed beside it. CPU time
@@ -53,7 +56,7 @@ SEED = 0
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c", "w"])
+    parser.add_argument("--cases", nargs="+", default=["a", "b", "c", "audit"], choices=["a", "b", "c", "w", "audit"])
     parser.add_argument("--engines", nargs="+", default=["auto"], choices=["auto", "faiss", "numpy"])
     parser.add_argument("--train", type=int, help="train hashes (default: the case's)")
     parser.add_argument("--test", type=int, help="test hashes (default: the case's)")
@@ -72,6 +75,8 @@ def main() -> int:
                 jobs.append(f"pairs:{case}:{engine}")
             elif case == "c":
                 jobs += [f"histogram:a:{engine}", f"histogram:b:{engine}"]
+            elif case == "audit":
+                jobs.append(f"audit:a:{engine}")
             else:
                 jobs += [f"within:a:{engine}", f"within-histogram:a:{engine}"]
     failed = False
@@ -102,6 +107,8 @@ def run_job(args, kind: str, case: str, engine: str) -> int:
     within = kind.startswith("within")
     label = (f"{kind} {case}: {n_train:,} {'train (one set)' if within else f'train x {n_test:,} test'} "
              f"{nbits}-bit{' clustered' if args.clustered else ''}, threshold {threshold}, engine {engine}")
+    if kind == "audit":
+        return run_audit(train, test, planted, threshold)
     rss_before = resident_mib()
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     if kind == "pairs":
@@ -130,6 +137,43 @@ def run_job(args, kind: str, case: str, engine: str) -> int:
     for problem in problems:
         print(f"  FAILED: {problem}")
     return 1 if problems else 0
+
+
+def run_audit(train: np.ndarray, test: np.ndarray, planted, threshold: int) -> int:
+    """The whole leaks command on hash tables of these hashes, as a separate process."""
+    import tempfile
+
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as scratch:
+        tables = {}
+        for name, hashes in (("train", train), ("test", test)):
+            tables[name] = os.path.join(scratch, f"{name}.parquet")
+            pd.DataFrame({"file": [f"{name}/{k:07d}.jpg" for k in range(len(hashes))],
+                          "hash": [row.tobytes().hex() for row in hashes]}).to_parquet(tables[name], index=False)
+        out = os.path.join(scratch, "audit")
+        command = [sys.executable, "-m", "harness", "leaks", "--train", tables["train"], "--test", tables["test"],
+                   "--hashers", "pHash", "--threshold", str(threshold), "--out", out, "--no-cache", "--quiet"]
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        print(f"audit a: `python -m harness leaks` on Parquet hash tables of {len(train):,} train and {len(test):,} "
+              f"test 64-bit hashes, threshold {threshold} (across the splits and inside each, outputs written)\n"
+              f"  wall {wall:.1f} s, CPU {usage.ru_utime + usage.ru_stime:.1f} s, peak memory "
+              f"{usage.ru_maxrss / 1024:,.0f} MiB, load average {os.getloadavg()[0]:.1f}", flush=True)
+        if os.waitstatus_to_exitcode(status) != 0:
+            print("  FAILED: the command failed")
+            return 1
+        leaks = pd.read_csv(os.path.join(out, "leaks.csv"))
+        found = set(zip(leaks["file_a"], leaks["file_b"]))
+        i, j, _ = planted
+        missing = [(a, b) for a, b in zip(j, i) if (f"train/{a:07d}.jpg", f"test/{b:07d}.jpg") not in found]
+        print(f"  {len(found):,} flagged pairs; planted pairs found: {len(i) - len(missing)} of {len(i)}")
+        if missing:
+            print(f"  FAILED: {len(missing)} planted pairs missing")
+            return 1
+    return 0
 
 
 def make_sets(rng, n_train: int, n_test: int, nbits: int, threshold: int, clustered: bool):
