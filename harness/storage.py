@@ -143,14 +143,9 @@ class OutputSet:
             self.write_csv(f"{name}.csv", frame)
 
     def save_figure(self, name: str, figure, dpi: int = 110) -> None:
-        import matplotlib.pyplot as plt
-
-        try:
-            # No timestamp in the PNG: a rebuilt figure is byte-identical to the first.
-            self._write(name, lambda path: figure.savefig(path, dpi=dpi, bbox_inches="tight", format="png",
-                                                           metadata={"Software": None}))
-        finally:
-            plt.close(figure)
+        """A matplotlib figure as PNG, drawn once at its own size (harness/figures.py lays it out)."""
+        # No timestamp in the PNG: a rebuilt figure is byte-identical to the first.
+        self._write(name, lambda path: figure.savefig(path, dpi=dpi, format="png", metadata={"Software": None}))
 
     def carry(self, name: str) -> bool:
         """Keep `name` of the current set in the new one (a hard link, or a copy); False if absent.
