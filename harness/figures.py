@@ -23,7 +23,7 @@ import pandas as pd
 from harness.metrics import format_number, hasher_order, roc_curve
 from harness.schema import UNAVAILABLE
 
-DPI = 110  # what storage.save_figure draws at; the layout measures text at the same resolution
+DPI = 110  # every figure is laid out and drawn at its own resolution
 PREVIEW_DPI = 72  # photographs compress poorly in PNG: a lower resolution keeps a large grid small
 
 # Twenty hues that are not grey (grey is the impostors' colour): tab20's strong shades, then its
@@ -76,6 +76,19 @@ def _plain(text) -> str:
 
 
 # --- a figure, and where its axes go ---------------------------------------------
+
+def save_png(figure, path) -> None:
+    """Draw `figure` once, at its own size and resolution, and write it as an RGB PNG. The
+    figures are opaque, so matplotlib's alpha channel is dropped, and zlib runs at level 3:
+    both smaller and about twice as fast to write as matplotlib's RGBA at level 6 (photographs
+    especially). Nothing but the pixels and the resolution is written (no timestamp, no
+    software name), so a rebuilt figure is byte-identical."""
+    from PIL import Image
+
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3]
+    Image.fromarray(pixels).save(path, format="png", compress_level=3, dpi=(figure.dpi, figure.dpi))
+
 
 def _figure(dpi: int = DPI):
     """An empty figure on an Agg canvas, sized later by `_Layout`."""
@@ -225,26 +238,30 @@ class _Layout:
         return self.width, total
 
 
-def _panels(count: int, sharey: bool = True, sharex: bool = False):
-    """One axes per item, four to a row: (figure, flat list of axes, grid rows for `_Layout`)."""
+def _panels(count: int, ylim: tuple[float, float] | None = None):
+    """One axes per item, four to a row: (figure, flat list of axes, grid rows for `_Layout`).
+    With `ylim`, every panel gets those y limits before anything is plotted. Panels that should
+    agree get the same limits rather than shared axes: matplotlib keeps shared axes in step after
+    every artist added to any of them, which grows with the square of the panels (seconds for
+    the zoo's 35 families)."""
     figure = _figure()
     columns = min(4, max(1, count))
-    axes = []
-    for k in range(count):
-        first = axes[0] if axes else None
-        axes.append(figure.add_axes((0, 0, 1, 1), sharey=first if sharey else None,
-                                    sharex=first if sharex else None))
+    axes = [figure.add_axes((0, 0, 1, 1)) for _ in range(count)]
+    for ax in axes:
+        if ylim is not None:
+            ax.set_ylim(*ylim)  # also stops autoscaling y for every line and band added
     rows = [axes[i:i + columns] + [None] * (columns - len(axes[i:i + columns])) for i in range(0, count, columns)]
     return figure, axes, rows
 
 
 def _place_panels(figure, rows: list[list], legend: tuple[list[str], list[str]] | None = None,
-                  note: str | None = None) -> None:
-    """Lay out a grid of panels, the hashers' legend (`(hashers, shown)`) above it and a note below."""
+                  note: str | None = None, marker: str | None = "o") -> None:
+    """Lay out a grid of panels, the hashers' legend (`(hashers, shown)`, lines with `marker`) above
+    it and a note below."""
     layout = _Layout(figure, rows, [PANEL[0]] * len(rows[0]), [PANEL[1]] * len(rows))
     header, box = 0.0, None
     if legend is not None:
-        box = _figure_legend(figure, *legend, layout.width, layout.fonts)
+        box = _figure_legend(figure, *legend, layout.width, layout.fonts, marker)
         header = box.get_window_extent(layout.fonts.renderer).height / figure.dpi + _PAD
     footer = layout.fonts.size(note, 8)[1] + _PAD if note else 0.0
     width, height = layout.place(header, footer)
@@ -274,12 +291,12 @@ def _colour(hashers: list[str], hasher: str):
     return matplotlib.colormaps["tab20"](index)
 
 
-def _figure_legend(figure, hashers: list[str], shown: list[str], width: float, fonts: _Fonts):
+def _figure_legend(figure, hashers: list[str], shown: list[str], width: float, fonts: _Fonts, marker: str | None):
     """The hashers' legend above the panels: at most six to a row, fewer where six would be wider
     than the figure (`width` inches), so many hashers make a taller legend, not a wider figure."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=_colour(hashers, h), marker="o") for h in shown]
+    handles = [Line2D([], [], color=_colour(hashers, h), marker=marker) for h in shown]
     columns = max(1, min(6, len(shown)))
     while True:
         legend = figure.legend(handles, [_plain(h) for h in shown], loc="upper center", ncol=columns)
@@ -335,19 +352,34 @@ def _tick_texts(labels: list[str]) -> list[str]:
     return [_short(" ".join(w[common:])) for w in words]
 
 
+def _category_ticks(ax, labels: list[str]) -> None:
+    """Ticks 0, 1, ... labelled with the pairs' labels, in full; slanted when there are several."""
+    several = len(labels) > 1
+    ax.set_xticks(np.arange(len(labels)), [_plain(label) for label in labels], fontsize=8,
+                  rotation=20 if several else 0, ha="right" if several else "center",
+                  rotation_mode="anchor" if several else "default")
+
+
 def _short(label: str) -> str:
     return label if len(label) <= 14 else label[:13] + "…"
 
 
-def _plot_family(ax, curves: pd.DataFrame, family: str, hashers: list[str], axis: SweepAxis | None) -> None:
-    rows = curves[curves["family"] == family]
+def _groups(frame: pd.DataFrame, column: str) -> dict:
+    """The rows of `frame` per value of `column`, in order of appearance: one pass, where
+    filtering once per value would scan the frame again for each."""
+    return {key: part for key, part in frame.groupby(column, sort=False)}
+
+
+def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: SweepAxis | None) -> None:
+    """One family's panel of the overview: `rows` are its rows of the curves table."""
     numeric = rows["x"].notna().all() and rows["value"].nunique() > 1
+    per_hasher = _groups(rows, "hasher")
     if not numeric:  # one point (identity, grayscale) or non-numeric values: grouped bars
         labels = list(dict.fromkeys(rows["label"]))
-        present = [h for h in hashers if h in set(rows["hasher"])]
+        present = [h for h in hashers if h in per_hasher]
         width = 0.8 / max(1, len(present))
         for slot, hasher in enumerate(present):
-            part = rows[rows["hasher"] == hasher].set_index("label").reindex(labels)
+            part = per_hasher[hasher].set_index("label").reindex(labels)
             positions = np.arange(len(labels)) + (slot - (len(present) - 1) / 2) * width
             heights = part["median"].to_numpy(dtype=float)
             ax.bar(positions, np.nan_to_num(heights), width, color=_colour(hashers, hasher))
@@ -355,19 +387,15 @@ def _plot_family(ax, curves: pd.DataFrame, family: str, hashers: list[str], axis
                 if np.isfinite(height):
                     ax.annotate(f"{height:.2g}", (x, height), ha="center", va="bottom", fontsize=7,
                                 xytext=(0, 1), textcoords="offset points")
-        several = len(labels) > 1
-        ax.set_xticks(np.arange(len(labels)), [_plain(_short(label)) for label in labels], fontsize=8,
-                      rotation=20 if several else 0, ha="right" if several else "center",
-                      rotation_mode="anchor" if several else "default")
+        _category_ticks(ax, labels)
     else:
-        for hasher in hashers:
-            part = rows[rows["hasher"] == hasher].sort_values("x")
-            if part.empty:
-                continue
-            ax.plot(part["x"], part["median"], marker="o", color=_colour(hashers, hasher))
+        for hasher in [h for h in hashers if h in per_hasher]:
+            part = per_hasher[hasher].sort_values("x", kind="stable")
+            xs = part["x"].to_numpy(dtype=float)
+            ax.plot(xs, part["median"].to_numpy(dtype=float), marker="o", color=_colour(hashers, hasher))
             if (part["images"] > 1).any():
-                ax.fill_between(part["x"], part["q25"], part["q75"], alpha=0.2, color=_colour(hashers, hasher),
-                                linewidth=0)
+                ax.fill_between(xs, part["q25"].to_numpy(dtype=float), part["q75"].to_numpy(dtype=float), alpha=0.2,
+                                color=_colour(hashers, hasher), linewidth=0)
         _value_axis(ax, rows, axis)
     _title(ax, family)
     ax.tick_params(labelsize=8)
@@ -386,11 +414,10 @@ def _missing_note(shown: set, hashers: list[str]) -> str | None:
 
 def overview_figure(curves: pd.DataFrame, hashers: list[str], sweep: dict | None = None):
     """Per family: the distance (median over images, inter-quartile band) against the edit's strength."""
-    families = list(dict.fromkeys(curves["family"]))
-    figure, axes, rows = _panels(len(families))
-    for ax, family in zip(axes, families):
-        _plot_family(ax, curves, family, hashers, (sweep or {}).get(family))
-    axes[0].set_ylim(0, _y_limit(curves))  # shared by every panel
+    families = _groups(curves, "family")
+    figure, axes, rows = _panels(len(families), ylim=(0, _y_limit(curves)))  # the same in every panel
+    for ax, (family, part) in zip(axes, families.items()):
+        _plot_family(ax, part, family, hashers, (sweep or {}).get(family))
     for row in rows:
         row[0].set_ylabel("distance / max", fontsize=9)
     present = set(curves["hasher"])
@@ -405,31 +432,28 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
     false-positive rate, against the edit's strength; band = 95% Wilson interval."""
     chosen = detection[detection["operating_point"] == operating_point].copy()
     chosen["x"] = pd.to_numeric(chosen["value"], errors="coerce")
-    families = list(dict.fromkeys(chosen["family"]))
-    figure, axes, rows = _panels(len(families))
-    for ax, family in zip(axes, families):
-        part_rows = chosen[chosen["family"] == family]
+    families = _groups(chosen, "family")
+    figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
+    for ax, (family, part_rows) in zip(axes, families.items()):
         numeric = part_rows["x"].notna().all() and part_rows["value"].nunique() > 1
         positions = {label: k for k, label in enumerate(dict.fromkeys(part_rows["label"]))}
-        for hasher in hashers:
-            part = part_rows[part_rows["hasher"] == hasher]
-            if part.empty:
-                continue
-            part = part.sort_values("x") if numeric else part
-            xs = part["x"] if numeric else part["label"].map(positions)
+        per_hasher = _groups(part_rows, "hasher")
+        for hasher in [h for h in hashers if h in per_hasher]:
+            part = per_hasher[hasher]
+            part = part.sort_values("x", kind="stable") if numeric else part
+            xs = (part["x"] if numeric else part["label"].map(positions)).to_numpy(dtype=float)
             style = "-" if part["resolved"].all() else "--"
-            ax.plot(xs, part["tpr"], style, marker="o", color=_colour(hashers, hasher))
-            ax.fill_between(xs, part["tpr_low"], part["tpr_high"], alpha=0.15, color=_colour(hashers, hasher),
-                            linewidth=0)
+            ax.plot(xs, part["tpr"].to_numpy(dtype=float), style, marker="o", color=_colour(hashers, hasher))
+            ax.fill_between(xs, part["tpr_low"].to_numpy(dtype=float), part["tpr_high"].to_numpy(dtype=float),
+                            alpha=0.15, color=_colour(hashers, hasher), linewidth=0)
         if numeric:
             _value_axis(ax, part_rows, (sweep or {}).get(family))
         else:
-            ax.set_xticks(list(positions.values()), [_plain(_short(label)) for label in positions], fontsize=8)
+            _category_ticks(ax, list(positions))
             ax.set_xlim(-0.5, len(positions) - 0.5)
         _title(ax, family)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    axes[0].set_ylim(-0.03, 1.03)  # shared by every panel
     for row in rows:
         row[0].set_ylabel(f"detected at {_plain(operating_point)}", fontsize=9)
     note = None if chosen["resolved"].all() else "dashed: too few impostor pairs to resolve this false-positive rate"
@@ -493,11 +517,12 @@ def detection_matrix_figure(detection: pd.DataFrame, operating_point: str, hashe
 def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: dict, hashers: list[str]):
     """Per hasher: how far apart copies (genuine) and different images (impostors) are."""
     shown = [h for h in hashers if h in points]
-    figure, axes, rows = _panels(len(shown), sharey=False)
-    usable = distances[distances["error"] == ""]
+    figure, axes, rows = _panels(len(shown))
+    genuine_of = {h: part["distance"].to_numpy(dtype=float)
+                  for h, part in _groups(distances[distances["error"] == ""], "hasher").items()}
+    impostor_of = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(impostors, "hasher").items()}
     for ax, hasher in zip(axes, shown):
-        genuine = usable.loc[usable["hasher"] == hasher, "distance"]
-        impostor = impostors.loc[impostors["hasher"] == hasher, "distance"]
+        genuine, impostor = genuine_of.get(hasher, np.empty(0)), impostor_of.get(hasher, np.empty(0))
         both = np.concatenate([genuine, impostor])
         # A few huge distances (ColorMomentHash on flat images reaches 1e12) would squash every
         # bin into one: only for such a tail the axis stops early, and the title says what is cut.
@@ -530,31 +555,35 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
 
 def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[str]):
     """Per family: true-positive rate against false-positive rate (log axis), one line per hasher."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
     usable = distances[distances["error"] == ""]
-    families = list(dict.fromkeys(usable["family"]))
-    figure, axes, rows = _panels(len(families), sharex=True)
-    by_hasher = {h: impostors.loc[impostors["hasher"] == h, "distance"] for h in hashers}
-    floor = 1.0
-    for ax, family in zip(axes, families):
-        in_family = usable[usable["family"] == family]
-        for hasher in hashers:
-            genuine = in_family.loc[in_family["hasher"] == hasher, "distance"]
+    families = _groups(usable, "family")
+    by_hasher = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(impostors, "hasher").items()}
+    plotted = [h for h in hashers if h in set(usable["hasher"]) and len(by_hasher.get(h, []))]
+    floor = min([1.0 / len(by_hasher[h]) for h in plotted], default=1.0)  # the smallest rate measured
+    figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
+    for ax, (family, in_family) in zip(axes, families.items()):
+        ax.set_xscale("log")  # the same x axis in every panel
+        ax.set_xlim(floor / 2, 1.0)
+        # Decades only, written as the operating points are (0.001, not 10^-3): a minor tick is a
+        # whole tick object to build and draw, hundreds over a grid of log axes, and mathtext
+        # labels cost a parser; the gridlines and the labels sit at the decades either way.
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        genuine_of = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(in_family, "hasher").items()}
+        for hasher in [h for h in plotted if h in genuine_of]:
+            genuine = genuine_of[hasher]
             impostor = by_hasher[hasher]
-            if genuine.empty or impostor.empty:
-                continue
             _, fpr, tpr = roc_curve(genuine, impostor)
-            floor = min(floor, 1.0 / len(impostor))
             ax.step(np.maximum(fpr, 1.0 / len(impostor) / 2), tpr, where="post", color=_colour(hashers, hasher))
         _title(ax, family)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         ax.set_xlabel("false-positive rate", fontsize=9)
-    axes[0].set_xscale("log")  # shared by every panel, as are the limits
-    axes[0].set_xlim(floor / 2, 1.0)
-    axes[0].set_ylim(-0.03, 1.03)
     for row in rows:
         row[0].set_ylabel("true-positive rate", fontsize=9)
-    _place_panels(figure, rows, (hashers, [h for h in hashers if h in set(usable["hasher"])]))
+    _place_panels(figure, rows, (hashers, [h for h in hashers if h in set(usable["hasher"])]), marker=None)
     return figure
 
 
@@ -589,42 +618,50 @@ def heatmap_figure(distances: pd.DataFrame):
 # --- what the edits look like -------------------------------------------------------
 
 def previews_figure(previews, dpi: int = PREVIEW_DPI):
-    """Side B of each pair for the first image (side A where B is missing): the article's
-    imshow previews, saved. Each thumbnail is shrunk to the pixels it is drawn at
-    before it reaches matplotlib (area averaging, as a photograph should be shrunk), which is
-    also far cheaper than resampling the full image in the draw."""
+    """Side B of each pair for the first image (side A where B is missing), one row per family:
+    the article's imshow previews, saved. Each thumbnail is resized to the pixels it fills (area
+    averaging to shrink, as a photograph should be; nearest neighbour to enlarge, showing the
+    pixels) and placed on the figure as it is (`figimage`): no axes to build and no resampling
+    in the draw, which for dozens of pairs cost more than every other figure together."""
     import cv2
 
     families = list(dict.fromkeys(p.family for p, _, _ in previews))
-    per_family = {f: [(p, a, b) for p, a, b in previews if p.family == f] for f in families}
+    per_family = {f: [(p, b if b is not None else a) for p, a, b in previews if p.family == f] for f in families}
     columns = max(len(items) for items in per_family.values())
-    width = 1.5  # inches per thumbnail; each row as tall as its tallest (landscape rows leave no gaps)
-    shown = {family: [b if b is not None else a for _, a, b in items] for family, items in per_family.items()}
-    heights = [width * min(1.5, max([s.shape[0] / s.shape[1] for s in sides if s is not None], default=1.0))
-               for sides in shown.values()]
     figure = _figure(dpi)
     fonts = _Fonts(figure)
-    grid = []
-    for family, height in zip(families, heights):
+    cell, gap = round(1.5 * dpi), round(_PAD * dpi)  # pixels: a thumbnail's width, and the space around
+    line = math.ceil(fonts.size("Side B", 6)[1] * dpi) + 2
+    header = math.ceil(fonts.size("Side B", 9)[1] * dpi) + 2 * gap
+    rows = []  # per family: [(title, thumbnail or None)], and the row's height in pixels
+    for family in families:
         row = []
-        for (pair, _, _), side in zip(per_family[family], shown[family]):
-            ax = figure.add_axes((0, 0, 1, 1))
-            ax.axis("off")
+        for pair, side in per_family[family]:
+            thumbnail = None
             if side is not None:
-                scale = min(1.0, width * dpi / side.shape[1], height * dpi / side.shape[0])
-                if scale < 1.0:
-                    size = (max(1, round(side.shape[1] * scale)), max(1, round(side.shape[0] * scale)))
-                    side = cv2.resize(side, size, interpolation=cv2.INTER_AREA)
-                pixels = side[..., ::-1] if side.ndim == 3 else side
-                ax.imshow(pixels, cmap="gray" if side.ndim == 2 else None, interpolation="nearest")
+                height, width = side.shape[:2]
+                scale = min(cell / width, 1.5 * cell / height)  # portrait at most 1.5 times as tall
+                size = (max(1, round(width * scale)), max(1, round(height * scale)))
+                thumbnail = cv2.resize(side, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
+                thumbnail = thumbnail[..., ::-1] if thumbnail.ndim == 3 else np.stack([thumbnail] * 3, axis=-1)
             title = _plain(pair.label)
-            while len(title) > 4 and fonts.size(title, 6)[0] > width:  # never over the next thumbnail
+            while len(title) > 4 and fonts.size(title, 6)[0] * dpi > cell:  # never over the next thumbnail
                 title = title[:-2] + "…"
-            ax.set_title(title, fontsize=6, pad=2, y=1.0)
-            row.append(ax)
-        grid.append(row + [None] * (columns - len(row)))
-    layout = _Layout(figure, grid, [width] * columns, heights)
-    header = fonts.size("Side B", 9)[1] + _PAD
-    width, height = layout.place(header=header)
-    figure.text(0.5, 1 - _PAD / height, "Side B of every pair (first image)", fontsize=9, ha="center", va="top")
+            row.append((title, thumbnail))
+        rows.append((row, max([t.shape[0] for _, t in row if t is not None], default=cell // 2)))
+    width = gap + columns * (cell + gap)
+    height = header + sum(line + row_height + gap for _, row_height in rows)
+    figure.set_size_inches(width / dpi, height / dpi)
+    figure.text(0.5, 1 - gap / height, "Side B of every pair (first image)", fontsize=9, ha="center", va="top")
+    top = height - header  # pixels from the bottom, as figimage and figure.text count
+    for row, row_height in rows:
+        for k, (title, thumbnail) in enumerate(row):
+            left = gap + k * (cell + gap)
+            figure.text((left + cell / 2) / width, (top - line + 1) / height, title, fontsize=6, ha="center",
+                        va="bottom")
+            if thumbnail is not None:
+                # Centred in its cell, its top under the title.
+                figure.figimage(thumbnail, left + (cell - thumbnail.shape[1]) // 2,
+                                top - line - thumbnail.shape[0], origin="upper")
+        top -= line + row_height + gap
     return figure

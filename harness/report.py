@@ -54,7 +54,7 @@ def save_tables(results, output: storage.OutputSet) -> None:
     output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
     output.write_text(storage.CONFIG, config_yaml(config, results.provenance))
     if results.previews:
-        output.save_figure(storage.PREVIEWS, plots.previews_figure(results.previews), dpi=plots.PREVIEW_DPI)
+        output.save_figure(storage.PREVIEWS, plots.previews_figure(results.previews))
 
 
 def config_yaml(config: dict, provenance: dict) -> str:

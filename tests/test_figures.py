@@ -3,9 +3,11 @@ inside the figure and off every other panel."""
 
 import io
 
+import numpy as np
 import pytest
 from matplotlib.cbook import is_math_text
 from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from harness import api
 from harness import figures as plots
@@ -67,7 +69,7 @@ def every_figure(results):
 def drawn(figure) -> bytes:
     """The PNG the report would save (this draws every text, and fails where mathtext does)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=figure.dpi, metadata={"Software": None})
+    plots.save_png(figure, buffer)
     return buffer.getvalue()
 
 
@@ -114,6 +116,7 @@ def test_every_text_stays_in_the_figure_and_off_the_other_panels(crowded_figures
     boxes = [ax.get_tightbbox(renderer) for ax in figure.axes if ax.get_visible()]
     boxes += [legend.get_window_extent(renderer) for legend in figure.legends]
     boxes += [text.get_window_extent(renderer) for text in figure.texts]
+    boxes += [Bbox.from_extents(*np.array(image.get_extent())[[0, 2, 1, 3]]) for image in figure.images]
     assert len(boxes) > 1
     for box in boxes:
         assert box.x0 >= page.x0 - 1 and box.y0 >= page.y0 - 1, (name, box, page)
