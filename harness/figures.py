@@ -142,20 +142,17 @@ class _Extent:
 def _tick_labels(axis) -> list[tuple[float, str]]:
     """(axis fraction, label) of the major ticks the draw will show: the axis' own locator and
     formatter, as `Axis._update_ticks` calls them."""
-    from matplotlib.transforms import _interval_contains_close
-
     if not axis.get_major_ticks(1)[0].get_visible():
         return []
     locs = axis.get_majorticklocs()
     labels = axis.get_major_formatter().format_ticks(locs)
-    transform = axis.get_transform()
-    low, high = sorted(axis.get_view_interval())
-    ends = transform.transform([low, high])
+    transform = axis.get_transform()  # linear or log: the scale's own
+    low, high = transform.transform(sorted(axis.get_view_interval()))
+    span = high - low
     shown = []
     for loc, label in zip(locs, labels):
-        position = transform.transform(loc)
-        if label and _interval_contains_close(ends, position):
-            fraction = (position - ends[0]) / (ends[1] - ends[0]) if ends[1] != ends[0] else 0.5
+        fraction = (transform.transform(loc) - low) / span if span else 0.5
+        if label and -1e-10 <= fraction <= 1 + 1e-10:  # the draw's test, with its rounding slack
             shown.append((float(1 - fraction if axis.get_inverted() else fraction), label))
     return shown
 
