@@ -89,4 +89,3 @@ def render(results, output: storage.OutputSet, previews: bool) -> None:
         output.save_figure(figures["roc"], plots.roc_figure(distances, impostors, hashers))
         output.save_figure(figures["matrix"], plots.detection_matrix_figure(metrics.detection, chosen, hashers))
     output.write_text(storage.SUMMARY, summary_markdown(results, figures, previews))
-
