@@ -1,20 +1,41 @@
 """Figures: matplotlib (Agg) figures built from a run's tables. Pure: tables in, figures out;
 the report saves them. One colour per hasher, the same in every figure.
+
+Cheap to draw, because a report draws several at the end of every run:
+- a `matplotlib.figure.Figure` on an Agg canvas, not pyplot (no figure manager to import or feed);
+- each figure is drawn once, when it is saved. `tight_layout`, constrained layout and
+  `bbox_inches="tight"` each lay out every tick label to measure it, which costs as much as the
+  draw itself; `_Layout` places the axes instead, sizing each margin from the widths of its texts
+  read off the font (a glyph-metrics call per string, no Text layout);
+- no figure per family: figures/families.png holds every family's panel.
+Text from configs and file names (families, labels, hashers, parameter names) goes through
+`_plain`, so a `$` is drawn as a dollar sign and `$...$` is never read as math.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-
-from dataclasses import dataclass
 
 from harness.metrics import format_number, hasher_order, roc_curve
 from harness.schema import UNAVAILABLE
 
+DPI = 110  # every figure is laid out and drawn at its own resolution
+PREVIEW_DPI = 72  # photographs compress poorly in PNG: a lower resolution keeps a large grid small
+
 # Twenty hues that are not grey (grey is the impostors' colour): tab20's strong shades, then its
 # light ones, with the grey pair (14, 15) replaced by two of tab20b's.
 _GREY_PAIR = (14, 15)
+
+_PAD = 0.1  # inches between neighbouring panels' decorations, and around the figure
+_POINT = 1 / 72  # inches
+_TICK = (3.5 + 3.5) * _POINT  # matplotlib's default tick length plus the label's pad
+_LABEL_PAD = 4 * _POINT  # default axis-label pad
+_TITLE_PAD = 6 * _POINT  # default title pad
+PANEL = (3.1, 2.2)  # one panel of a grid figure, inches (the axes box, without its labels)
 
 
 @dataclass(frozen=True)
@@ -47,13 +68,210 @@ def sweep_axes(config: dict) -> dict[str, SweepAxis]:
     return axes
 
 
-def _pyplot():
-    import matplotlib
+def _plain(text) -> str:
+    """Text from a config or a file name as matplotlib draws it literally: with every `$`
+    escaped, a string has no unescaped dollar pair, so it is not mathtext, and matplotlib
+    unescapes `\\$` when it draws plain text ("cost $5 and $6" stays that, "$\\frac$" cannot raise)."""
+    return str(text).replace("$", r"\$")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+# --- a figure, and where its axes go ---------------------------------------------
+
+def save_png(figure, path) -> None:
+    """Draw `figure` once, at its own size and resolution, and write it as an RGB PNG. The
+    figures are opaque, so matplotlib's alpha channel is dropped, and zlib runs at level 3:
+    both smaller and about twice as fast to write as matplotlib's RGBA at level 6 (photographs
+    especially). Nothing but the pixels and the resolution is written (no timestamp, no
+    software name), so a rebuilt figure is byte-identical."""
+    from PIL import Image
+
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3]
+    Image.fromarray(pixels).save(path, format="png", compress_level=3, dpi=(figure.dpi, figure.dpi))
+
+
+def _figure(dpi: int = DPI):
+    """An empty figure on an Agg canvas, sized later by `_Layout`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4, 3), dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+class _Fonts:
+    """The size of a string as Agg draws it, in inches, from the font's glyph metrics alone."""
+
+    def __init__(self, figure):
+        from matplotlib.backends.backend_agg import RendererAgg
+
+        self.renderer = RendererAgg(1, 1, figure.dpi)  # measures only; the draw makes its own
+        self.dpi = figure.dpi
+        self._cache: dict = {}
+
+    def size(self, text: str, fontsize: float, rotation: float = 0.0, mathtext: bool = False) -> tuple[float, float]:
+        """(width, height) of the text's bounding box, rotated by `rotation` degrees."""
+        key = (text, fontsize, mathtext)
+        if key not in self._cache:
+            from matplotlib.font_manager import FontProperties
+
+            prop = FontProperties(size=fontsize)
+            lines = [text] if mathtext else text.split("\n")
+            widths = [self.renderer.get_text_width_height_descent(line, prop, mathtext)[0] for line in lines]
+            line = self.renderer.get_text_width_height_descent("lp", prop, False)[1]  # what Text uses
+            height = line * (1 + 1.2 * (len(lines) - 1))  # matplotlib's default line spacing
+            if mathtext:
+                height = max(height, self.renderer.get_text_width_height_descent(text, prop, True)[1])
+            self._cache[key] = (max(widths, default=0.0) / self.dpi, height / self.dpi)
+        width, height = self._cache[key]
+        cos, sin = abs(math.cos(math.radians(rotation))), abs(math.sin(math.radians(rotation)))
+        return width * cos + height * sin, width * sin + height * cos
+
+
+@dataclass
+class _Extent:
+    """How far an axes' texts reach beyond its box, in inches."""
+
+    left: float = 0.0
+    right: float = 0.0
+    top: float = 0.0
+    bottom: float = 0.0
+
+
+def _tick_labels(axis) -> list[tuple[float, str]]:
+    """(axis fraction, label) of the major ticks the draw will show: the axis' own locator and
+    formatter, as `Axis._update_ticks` calls them."""
+    if not axis.get_major_ticks(1)[0].get_visible():
+        return []
+    locs = axis.get_majorticklocs()
+    labels = axis.get_major_formatter().format_ticks(locs)
+    transform = axis.get_transform()  # linear or log: the scale's own
+    low, high = transform.transform(sorted(axis.get_view_interval()))
+    span = high - low
+    shown = []
+    for loc, label in zip(locs, labels):
+        fraction = (transform.transform(loc) - low) / span if span else 0.5
+        if label and -1e-10 <= fraction <= 1 + 1e-10:  # the draw's test, with its rounding slack
+            shown.append((float(1 - fraction if axis.get_inverted() else fraction), label))
+    return shown
+
+
+def _extent(ax, fonts: _Fonts, width: float, height: float) -> _Extent:
+    """What `ax`'s tick labels, axis labels and title need around its box (`width` x `height`
+    inches), as the draw will place them: tick labels past the tick and its pad, the axis label
+    past those, the title above the top decorations."""
+    from matplotlib.cbook import is_math_text
+
+    extent = _Extent()
+    if ax.axison:
+        for axis, across in ((ax.xaxis, width), (ax.yaxis, height)):
+            tick = axis.get_major_ticks(1)[0]
+            text = tick.label2 if tick.label2.get_visible() and not tick.label1.get_visible() else tick.label1
+            far = axis.get_ticks_position() in ("top", "right")  # else bottom / left
+            reach = 0.0  # beyond the box, across the axis
+            if text.get_visible():
+                for fraction, label in _tick_labels(axis):
+                    w, h = fonts.size(label, text.get_fontsize(), text.get_rotation(), is_math_text(label))
+                    along, out = (w, h) if axis is ax.xaxis else (h, w)
+                    reach = max(reach, out + _TICK)
+                    # Along the axis a label may run past the box's ends (rotated x labels do).
+                    align = {"left": 0.0, "center": 0.5, "right": 1.0}.get(text.get_horizontalalignment(), 0.5) \
+                        if axis is ax.xaxis else 0.5
+                    before, after = along * align - fraction * across, along * (1 - align) - (1 - fraction) * across
+                    if axis is ax.xaxis:
+                        extent.left, extent.right = max(extent.left, before), max(extent.right, after)
+            label = axis.label
+            if label.get_text() and label.get_visible():
+                w, h = fonts.size(label.get_text(), label.get_fontsize(), label.get_rotation())
+                reach += (h if axis is ax.xaxis else w) + _LABEL_PAD
+            side = ("top" if far else "bottom") if axis is ax.xaxis else ("right" if far else "left")
+            setattr(extent, side, max(getattr(extent, side), reach))
+    title = ax.title
+    if title.get_text():
+        extent.top += fonts.size(title.get_text(), title.get_fontsize())[1] + _TITLE_PAD
+    return extent
+
+
+class _Layout:
+    """Axes in rows and columns of given sizes (inches), each far enough from its neighbours and
+    the figure's edges for its tick labels, axis labels and title. `place` then sizes the figure
+    and sets every axes' position. Written by hand because matplotlib's layouts measure by laying
+    out every text, which costs a draw (see the module's docstring)."""
+
+    def __init__(self, figure, grid: list[list], widths: list[float], heights: list[float]):
+        self.figure, self.grid, self.heights = figure, grid, heights
+        self.fonts = _Fonts(figure)
+        extents = [[_extent(ax, self.fonts, widths[c], heights[r]) if ax is not None else None
+                    for c, ax in enumerate(row)] for r, row in enumerate(grid)]
+        cells = [(r, c, e) for r, row in enumerate(extents) for c, e in enumerate(row) if e is not None]
+        left = [max([e.left for _, k, e in cells if k == c], default=0.0) for c in range(len(widths))]
+        right = [max([e.right for _, k, e in cells if k == c], default=0.0) for c in range(len(widths))]
+        self.top = [max([e.top for k, _, e in cells if k == r], default=0.0) for r in range(len(heights))]
+        self.bottom = [max([e.bottom for k, _, e in cells if k == r], default=0.0) for r in range(len(heights))]
+        self.xs, cursor = [], _PAD
+        for c, width in enumerate(widths):
+            cursor += left[c]
+            self.xs.append((cursor, width))
+            cursor += width + right[c] + _PAD
+        self.width = cursor
+
+    def place(self, header: float = 0.0, footer: float = 0.0) -> tuple[float, float]:
+        """Size the figure, keeping `header` and `footer` inches free above and below the axes;
+        returns the figure's (width, height) in inches."""
+        ys, cursor = [], _PAD + header
+        for r, height in enumerate(self.heights):
+            cursor += self.top[r]
+            ys.append(cursor)
+            cursor += height + self.bottom[r] + _PAD
+        total = cursor + footer
+        self.figure.set_size_inches(self.width, total)
+        for r, row in enumerate(self.grid):
+            for c, ax in enumerate(row):
+                if ax is not None:
+                    x, width = self.xs[c]
+                    ax.set_position([x / self.width, 1 - (ys[r] + self.heights[r]) / total,
+                                     width / self.width, self.heights[r] / total])
+        return self.width, total
+
+
+def _panels(count: int, ylim: tuple[float, float] | None = None):
+    """One axes per item, four to a row: (figure, flat list of axes, grid rows for `_Layout`).
+    With `ylim`, every panel gets those y limits before anything is plotted. Panels that should
+    agree get the same limits rather than shared axes: matplotlib keeps shared axes in step after
+    every artist added to any of them, which grows with the square of the panels (seconds for
+    the zoo's 35 families)."""
+    figure = _figure()
+    columns = min(4, max(1, count))
+    axes = [figure.add_axes((0, 0, 1, 1)) for _ in range(count)]
+    for ax in axes:
+        if ylim is not None:
+            ax.set_ylim(*ylim)  # also stops autoscaling y for every line and band added
+    rows = [axes[i:i + columns] + [None] * (columns - len(axes[i:i + columns])) for i in range(0, count, columns)]
+    return figure, axes, rows
+
+
+def _place_panels(figure, rows: list[list], legend: tuple[list[str], list[str]] | None = None,
+                  note: str | None = None, marker: str | None = "o") -> None:
+    """Lay out a grid of panels, the hashers' legend (`(hashers, shown)`, lines with `marker`) above
+    it and a note below."""
+    layout = _Layout(figure, rows, [PANEL[0]] * len(rows[0]), [PANEL[1]] * len(rows))
+    header, box = 0.0, None
+    if legend is not None:
+        box = _figure_legend(figure, *legend, layout.width, layout.fonts, marker)
+        header = box.get_window_extent(layout.fonts.renderer).height / figure.dpi + _PAD
+    footer = layout.fonts.size(note, 8)[1] + _PAD if note else 0.0
+    width, height = layout.place(header, footer)
+    if box is not None:
+        box.set_bbox_to_anchor((0.5, 1 - _PAD / height), transform=figure.transFigure)
+    if note:
+        figure.text(_PAD / width, _PAD / height, note, fontsize=8, color="0.4", va="bottom")
+
+
+def _title(ax, text: str, fontsize: float = 11) -> None:
+    """A panel's title, literal, at a fixed height above the box: `_Layout` has made room for it.
+    (Left to matplotlib, its height is found by measuring every y tick label at each draw.)"""
+    ax.set_title(_plain(text), fontsize=fontsize, y=1.0)
 
 
 def _colour(hashers: list[str], hasher: str):
@@ -69,6 +287,23 @@ def _colour(hashers: list[str], hasher: str):
         return matplotlib.colormaps["tab20b"](0 if index == 14 else 8)
     return matplotlib.colormaps["tab20"](index)
 
+
+def _figure_legend(figure, hashers: list[str], shown: list[str], width: float, fonts: _Fonts, marker: str | None):
+    """The hashers' legend above the panels: at most six to a row, fewer where six would be wider
+    than the figure (`width` inches), so many hashers make a taller legend, not a wider figure."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=_colour(hashers, h), marker=marker) for h in shown]
+    columns = max(1, min(6, len(shown)))
+    while True:
+        legend = figure.legend(handles, [_plain(h) for h in shown], loc="upper center", ncol=columns)
+        if columns == 1 or legend.get_window_extent(fonts.renderer).width / figure.dpi <= width - 2 * _PAD:
+            return legend
+        legend.remove()
+        columns -= 1
+
+
+# --- the families: distance against strength -------------------------------------
 
 def _geometric(xs: np.ndarray) -> bool:
     """True for sweeps that grow by a roughly constant factor over a wide range
@@ -89,50 +324,102 @@ def _value_axis(ax, rows: pd.DataFrame, axis: SweepAxis | None) -> None:
     if _geometric(ordered):
         ax.set_xscale("log")
     labelled = axis is not None and axis.labelled
-    by_x = dict(zip(xs, in_order["label"])) if labelled else {}
-    labels = [_short(by_x[x]) if labelled else f"{x:g}" for x in ordered]
+    if labelled:
+        by_x = dict(zip(xs, _tick_texts(list(in_order["label"]))))
+        labels = [by_x[x] for x in ordered]
+    else:
+        labels = [f"{x:g}" for x in ordered]
     long = max(len(label) for label in labels) > 5
-    ax.set_xticks(ordered, labels, fontsize=8, rotation=35 if long else 0, ha="right" if long else "center")
+    ax.set_xticks(ordered, [_plain(label) for label in labels], fontsize=8, rotation=35 if long else 0,
+                  ha="right" if long else "center", rotation_mode="anchor" if long else "default")
     ax.minorticks_off()
     if len(xs) > 1 and xs[0] > xs[-1]:  # e.g. JPEG quality 90 -> 10: strength grows as the value falls
         ax.invert_xaxis()
-    ax.set_xlabel(axis.title if axis is not None else "value", fontsize=9)
+    ax.set_xlabel(_plain(axis.title if axis is not None else "value"), fontsize=9)
+
+
+def _tick_texts(labels: list[str]) -> list[str]:
+    """The config's labels as tick labels: the words every label starts with dropped ("Downscale to
+    1/2", "Downscale to 1/4" -> "1/2", "1/4"; the axis is named after the parameter), then cut to
+    14 characters so that a panel's ticks never crowd."""
+    words = [str(label).split(" ") for label in labels]
+    common = 0
+    while len(labels) > 1 and all(len(w) > common + 1 for w in words) and len({w[common] for w in words}) == 1:
+        common += 1
+    return [_short(" ".join(w[common:])) for w in words]
+
+
+def _category_ticks(ax, labels: list[str]) -> None:
+    """Ticks 0, 1, ... labelled with the pairs' labels, in full; slanted when there are several."""
+    several = len(labels) > 1
+    ax.set_xticks(np.arange(len(labels)), [_plain(label) for label in labels], fontsize=8,
+                  rotation=20 if several else 0, ha="right" if several else "center",
+                  rotation_mode="anchor" if several else "default")
 
 
 def _short(label: str) -> str:
     return label if len(label) <= 14 else label[:13] + "…"
 
 
-def _plot_family(ax, curves: pd.DataFrame, family: str, hashers: list[str], axis: SweepAxis | None) -> None:
-    rows = curves[curves["family"] == family]
+def _groups(frame: pd.DataFrame, column: str) -> dict:
+    """The rows of `frame` per value of `column`, in order of appearance: one pass, where
+    filtering once per value would scan the frame again for each."""
+    return {key: part for key, part in frame.groupby(column, sort=False)}
+
+
+def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: SweepAxis | None) -> None:
+    """One family's panel of the overview: `rows` are its rows of the curves table."""
     numeric = rows["x"].notna().all() and rows["value"].nunique() > 1
+    per_hasher = _groups(rows, "hasher")
     if not numeric:  # one point (identity, grayscale) or non-numeric values: grouped bars
         labels = list(dict.fromkeys(rows["label"]))
-        present = [h for h in hashers if h in set(rows["hasher"])]
+        present = [h for h in hashers if h in per_hasher]
         width = 0.8 / max(1, len(present))
         for slot, hasher in enumerate(present):
-            part = rows[rows["hasher"] == hasher].set_index("label").reindex(labels)
+            part = per_hasher[hasher].set_index("label").reindex(labels)
             positions = np.arange(len(labels)) + (slot - (len(present) - 1) / 2) * width
             heights = part["median"].to_numpy(dtype=float)
-            ax.bar(positions, np.nan_to_num(heights), width, label=hasher, color=_colour(hashers, hasher))
+            ax.bar(positions, np.nan_to_num(heights), width, color=_colour(hashers, hasher))
             for x, height in zip(positions, heights):  # a zero bar is invisible: print its value
                 if np.isfinite(height):
                     ax.annotate(f"{height:.2g}", (x, height), ha="center", va="bottom", fontsize=7,
                                 xytext=(0, 1), textcoords="offset points")
-        ax.set_xticks(np.arange(len(labels)), labels, rotation=20 if len(labels) > 1 else 0,
-                      ha="right" if len(labels) > 1 else "center")
+        _category_ticks(ax, labels)
     else:
-        for hasher in hashers:
-            part = rows[rows["hasher"] == hasher].sort_values("x")
-            if part.empty:
-                continue
-            ax.plot(part["x"], part["median"], marker="o", label=hasher, color=_colour(hashers, hasher))
-            if (part["images"] > 1).any():
-                ax.fill_between(part["x"], part["q25"], part["q75"], alpha=0.2, color=_colour(hashers, hasher),
-                                linewidth=0)
+        ordered = rows.sort_values("x", kind="stable")
+        x, median, q25, q75 = (ordered[c].to_numpy(dtype=float) for c in ("x", "median", "q25", "q75"))
+        several = ordered["images"].to_numpy(dtype=float) > 1
+        at_hasher = ordered.groupby("hasher", sort=False).indices  # positions, in x order
+        bands = []
+        for hasher in [h for h in hashers if h in at_hasher]:
+            at = at_hasher[hasher]
+            ax.plot(x[at], median[at], marker="o", color=_colour(hashers, hasher))
+            if several[at].any():
+                bands.append((x[at], q25[at], q75[at], _colour(hashers, hasher)))
+        _bands(ax, bands, alpha=0.2)
         _value_axis(ax, rows, axis)
-    ax.set_title(family)
+    _title(ax, family)
+    ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
+
+
+def _bands(ax, bands: list[tuple], alpha: float) -> None:
+    """Filled bands `(x, low, high, colour)` under the lines, as one collection: the same picture as
+    a `fill_between` each, which builds a collection and rescales the axes every time (hundreds
+    in the zoo's figures). A gap (NaN) splits a band, as it does in `fill_between`."""
+    from matplotlib.collections import PolyCollection
+
+    polygons, colours = [], []
+    for x, low, high, colour in bands:
+        finite = np.isfinite(x) & np.isfinite(low) & np.isfinite(high)
+        for run in np.split(np.arange(len(x)), np.flatnonzero(np.diff(finite.astype(int))) + 1):
+            run = run[finite[run]]
+            if len(run) > 1:  # one point has no area
+                polygons.append(np.concatenate([np.column_stack([x[run], high[run]]),
+                                                np.column_stack([x[run][::-1], low[run][::-1]])]))
+                colours.append(colour)
+    if polygons:
+        ax.add_collection(PolyCollection(polygons, facecolors=colours, alpha=alpha, linewidths=0))
 
 
 def _y_limit(curves: pd.DataFrame) -> float:
@@ -140,99 +427,59 @@ def _y_limit(curves: pd.DataFrame) -> float:
     return max(0.05, min(1.0, top * 1.15))
 
 
-def _note_missing(figure, curves: pd.DataFrame, hashers: list[str]) -> None:
-    missing = [h for h in hashers if h not in set(curves["hasher"])]
-    if missing:
-        # Below everything (bbox_inches="tight" keeps it in the file), never over an axis label.
-        figure.text(0.01, -0.01, f"not shown (no distances, e.g. unavailable): {', '.join(missing)}",
-                    fontsize=8, color="0.4", va="top", transform=figure.transFigure)
-
-
-def family_figure(curves: pd.DataFrame, family: str, hashers: list[str], axes: dict | None = None):
-    plt = _pyplot()
-    figure, ax = plt.subplots(figsize=(6, 4))
-    _plot_family(ax, curves, family, hashers, (axes or {}).get(family))
-    ax.set_ylim(0, _y_limit(curves[curves["family"] == family]))
-    ax.set_ylabel("normalised distance (distance / max)")
-    if (curves["images"] > 1).any():
-        ax.set_title(f"{family}: median over images, band = inter-quartile range")
-    ax.legend(title="hasher")
-    figure.tight_layout()
-    _note_missing(figure, curves, hashers)
-    return figure
-
-
-def _grid(count: int, sharey: bool = True, sharex: bool = False):
-    """A figure with one panel per item, four to a row; spare panels hidden."""
-    plt = _pyplot()
-    columns = min(4, max(1, count))
-    rows = -(-count // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), sharey=sharey, sharex=sharex,
-                                squeeze=False)
-    for ax in axes.flat[count:]:
-        ax.set_visible(False)
-    for ax in axes.flat[:count]:  # shared axes still label every panel: each is read on its own
-        ax.tick_params(labelbottom=True, labelleft=True)
-    return figure, axes
-
-
-def _figure_legend(figure, hashers: list[str], shown: list[str]) -> None:
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color=_colour(hashers, h), marker="o") for h in shown]
-    # At most six a row, so many hashers make a taller legend rather than a wider figure.
-    figure.legend(handles, shown, loc="lower center", ncol=max(1, min(6, len(shown))), bbox_to_anchor=(0.5, 0.985))
-    figure.tight_layout(rect=(0, 0, 1, 0.97))
+def _missing_note(shown: set, hashers: list[str]) -> str | None:
+    missing = [h for h in hashers if h not in shown]
+    return f"not shown (no distances, e.g. unavailable): {', '.join(_plain(h) for h in missing)}" if missing else None
 
 
 def overview_figure(curves: pd.DataFrame, hashers: list[str], sweep: dict | None = None):
-    families = list(dict.fromkeys(curves["family"]))
-    figure, axes = _grid(len(families))
-    for ax, family in zip(axes.flat, families):
-        _plot_family(ax, curves, family, hashers, (sweep or {}).get(family))
-    axes.flat[0].set_ylim(0, _y_limit(curves))  # shared by every panel
-    for ax in axes[:, 0]:
-        ax.set_ylabel("distance / max")
-    _figure_legend(figure, hashers, [h for h in hashers if h in set(curves["hasher"])])
-    _note_missing(figure, curves, hashers)
+    """Per family: the distance (median over images, inter-quartile band) against the edit's strength."""
+    families = _groups(curves, "family")
+    figure, axes, rows = _panels(len(families), ylim=(0, _y_limit(curves)))  # the same in every panel
+    for ax, (family, part) in zip(axes, families.items()):
+        _plot_family(ax, part, family, hashers, (sweep or {}).get(family))
+    for row in rows:
+        row[0].set_ylabel("distance / max", fontsize=9)
+    present = set(curves["hasher"])
+    _place_panels(figure, rows, (hashers, [h for h in hashers if h in present]), _missing_note(present, hashers))
     return figure
 
+
+# --- detection --------------------------------------------------------------------
 
 def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: list[str], sweep: dict | None = None):
     """The key figure: per family, the share of edited copies still matched at the chosen
     false-positive rate, against the edit's strength; band = 95% Wilson interval."""
     chosen = detection[detection["operating_point"] == operating_point].copy()
     chosen["x"] = pd.to_numeric(chosen["value"], errors="coerce")
-    families = list(dict.fromkeys(chosen["family"]))
-    figure, axes = _grid(len(families))
-    for ax, family in zip(axes.flat, families):
-        rows = chosen[chosen["family"] == family]
-        numeric = rows["x"].notna().all() and rows["value"].nunique() > 1
-        positions = {label: k for k, label in enumerate(dict.fromkeys(rows["label"]))}
-        for hasher in hashers:
-            part = rows[rows["hasher"] == hasher]
-            if part.empty:
-                continue
-            part = part.sort_values("x") if numeric else part
-            xs = part["x"] if numeric else part["label"].map(positions)
-            style = "-" if part["resolved"].all() else "--"
-            ax.plot(xs, part["tpr"], style, marker="o", color=_colour(hashers, hasher), label=hasher)
-            ax.fill_between(xs, part["tpr_low"], part["tpr_high"], alpha=0.15, color=_colour(hashers, hasher),
-                            linewidth=0)
+    families = _groups(chosen, "family")
+    figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
+    for ax, (family, part_rows) in zip(axes, families.items()):
+        numeric = part_rows["x"].notna().all() and part_rows["value"].nunique() > 1
+        positions = {label: k for k, label in enumerate(dict.fromkeys(part_rows["label"]))}
+        ordered = part_rows.sort_values("x", kind="stable") if numeric else part_rows
+        x = (ordered["x"] if numeric else ordered["label"].map(positions)).to_numpy(dtype=float)
+        tpr, low, high = (ordered[c].to_numpy(dtype=float) for c in ("tpr", "tpr_low", "tpr_high"))
+        resolved = ordered["resolved"].to_numpy(dtype=bool)
+        at_hasher = ordered.groupby("hasher", sort=False).indices  # positions, in x order
+        bands = []
+        for hasher in [h for h in hashers if h in at_hasher]:
+            at = at_hasher[hasher]
+            ax.plot(x[at], tpr[at], "-" if resolved[at].all() else "--", marker="o", color=_colour(hashers, hasher))
+            bands.append((x[at], low[at], high[at], _colour(hashers, hasher)))
+        _bands(ax, bands, alpha=0.15)
         if numeric:
-            _value_axis(ax, rows, (sweep or {}).get(family))
+            _value_axis(ax, part_rows, (sweep or {}).get(family))
         else:
-            ax.set_xticks(list(positions.values()), list(positions), fontsize=8)
+            _category_ticks(ax, list(positions))
             ax.set_xlim(-0.5, len(positions) - 0.5)
-        ax.set_title(family)
-        ax.set_ylim(-0.03, 1.03)
+        _title(ax, family)
+        ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    for ax in axes[:, 0]:
-        ax.set_ylabel(f"detected at {operating_point}")
-    _figure_legend(figure, hashers, [h for h in hashers if h in set(chosen["hasher"])])
-    if not chosen["resolved"].all():
-        figure.text(0.01, -0.01, "dashed: too few impostor pairs to resolve this false-positive rate",
-                    fontsize=8, color="0.4", va="top")
+    for row in rows:
+        row[0].set_ylabel(f"detected at {_plain(operating_point)}", fontsize=9)
+    note = None if chosen["resolved"].all() else "dashed: too few impostor pairs to resolve this false-positive rate"
+    _place_panels(figure, rows, (hashers, [h for h in hashers if h in set(chosen["hasher"])]), note)
     return figure
 
 
@@ -243,33 +490,61 @@ def detection_matrix(detection: pd.DataFrame, operating_point: str, hashers: lis
     return matrix.reindex(columns=[h for h in hashers if h in matrix.columns])
 
 
+def _colour_table(figure, values: np.ndarray, rows: list[str], columns: list[str], cmap, cells: list[list[str]],
+                  cell_size: tuple[float, float], colour_label: str, title: str | None = None, shade=None):
+    """A table as coloured cells with text in each, column names on top (slanted when many), row
+    names on the left and a colour bar on the right: the heatmap and the detection matrix."""
+    fonts = _Fonts(figure)
+    ax = figure.add_axes((0, 0, 1, 1))
+    image = ax.imshow(values, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    slanted = len(columns) > 4 or any(fonts.size(c, 8)[0] > cell_size[0] for c in columns)
+    ax.set_xticks(range(len(columns)), [_plain(c) for c in columns], fontsize=8, rotation=40 if slanted else 0,
+                  ha="left" if slanted else "center", rotation_mode="anchor" if slanted else "default")
+    ax.set_yticks(range(len(rows)), [_plain(r) for r in rows], fontsize=8)
+    ax.xaxis.tick_top()
+    for i, row in enumerate(cells):
+        for j, text in enumerate(row):
+            if text:
+                dark = shade is not None and np.isfinite(shade[i, j]) and shade[i, j] < 0.6
+                ax.text(j, i, _plain(text), ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
+    bar = figure.add_axes((0, 0, 1, 1))
+    figure.colorbar(image, cax=bar, label=colour_label)
+    bar.tick_params(labelsize=8)
+    # The colour bar's label runs along it: the table is at least that tall.
+    height = max(cell_size[1] * len(rows), fonts.size(colour_label, bar.yaxis.label.get_fontsize())[0] + 0.2)
+    layout = _Layout(figure, [[ax, bar]], [cell_size[0] * len(columns), 0.15], [height])
+    if title:
+        # Above the column names, at a fixed place (the automatic one measures those names).
+        top = _extent(ax, fonts, cell_size[0] * len(columns), height).top
+        ax.set_title(title, fontsize=9, y=1.0, pad=top / _POINT + 4)
+        layout.top[0] += fonts.size(title, 9)[1] + 4 * _POINT
+    layout.place()
+    return ax
+
+
 def detection_matrix_figure(detection: pd.DataFrame, operating_point: str, hashers: list[str]):
     """Every hasher against every family at a glance: the mean share of copies detected."""
-    plt = _pyplot()
     matrix = detection_matrix(detection, operating_point, hashers)
-    rows, columns = matrix.shape
-    figure, ax = plt.subplots(figsize=(2.5 + 0.62 * columns, 1.4 + 0.3 * rows))
-    image = ax.imshow(matrix.to_numpy(dtype=float), aspect="auto", cmap="RdYlGn", vmin=0, vmax=1)
-    ax.set_xticks(range(columns), matrix.columns, rotation=40, ha="left", fontsize=8)
-    ax.set_yticks(range(rows), matrix.index, fontsize=8)
-    ax.xaxis.tick_top()
-    for i in range(rows):
-        for j in range(columns):
-            value = matrix.iat[i, j]
-            if np.isfinite(value):
-                ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=6.5)
-    figure.colorbar(image, ax=ax, fraction=0.04, label=f"copies detected at {operating_point} (mean over strengths)")
-    figure.tight_layout()
+    values = matrix.to_numpy(dtype=float)
+    cells = [[f"{100 * v:.0f}" if np.isfinite(v) else "" for v in row] for row in values]
+    figure = _figure()
+    _colour_table(figure, values, list(matrix.index), list(matrix.columns), "RdYlGn", cells, (0.42, 0.3),
+                  f"copies detected at {_plain(operating_point)}\n(mean over strengths)")
     return figure
 
+
+# --- distances of copies and of different images -----------------------------------
 
 def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: dict, hashers: list[str]):
     """Per hasher: how far apart copies (genuine) and different images (impostors) are."""
     shown = [h for h in hashers if h in points]
-    figure, axes = _grid(len(shown), sharey=False)
-    for ax, hasher in zip(axes.flat, shown):
-        genuine = distances.loc[(distances["hasher"] == hasher) & (distances["error"] == ""), "distance"]
-        impostor = impostors.loc[impostors["hasher"] == hasher, "distance"]
+    figure, axes, rows = _panels(len(shown))
+    genuine_of = {h: part["distance"].to_numpy(dtype=float)
+                  for h, part in _groups(distances[distances["error"] == ""], "hasher").items()}
+    impostor_of = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(impostors, "hasher").items()}
+    for ax, hasher in zip(axes, shown):
+        genuine, impostor = genuine_of.get(hasher, np.empty(0)), impostor_of.get(hasher, np.empty(0))
         both = np.concatenate([genuine, impostor])
         # A few huge distances (ColorMomentHash on flat images reaches 1e12) would squash every
         # bin into one: only for such a tail the axis stops early, and the title says what is cut.
@@ -281,49 +556,60 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
         bins = np.arange(both.min() - 0.5, high + 1.5) if integral else np.linspace(both.min(), high, 51)
         ax.hist(impostor, bins=bins, density=True, histtype="stepfilled", color="0.85", edgecolor="0.45", linewidth=0.6,
                 label=f"impostors ({len(impostor)})")
-        ax.hist(genuine, bins=bins, density=True, alpha=0.6, color=_colour(hashers, hasher),
-                label=f"copies ({len(genuine)})")
+        # One filled outline rather than a bar per bin (hundreds for a long hash): the same picture,
+        # and cheap to draw and for the legend to avoid.
+        ax.hist(genuine, bins=bins, density=True, histtype="stepfilled", alpha=0.6, linewidth=0,
+                color=_colour(hashers, hasher), label=f"copies ({len(genuine)})")
         for k, point in enumerate(points[hasher]):
             if np.isfinite(point.threshold):
                 ax.axvline(point.threshold, color="black", linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
-                           label=f"threshold {point.name}: {format_number(point.threshold)}")
-        ax.set_title(hasher + (f" ({beyond} beyond {format_number(high)} not shown)" if beyond else ""),
-                     fontsize=10 if not beyond else 8)
-        ax.set_xlabel("distance")
+                           label=f"threshold {_plain(point.name)}: {format_number(point.threshold)}")
+        _title(ax, hasher + (f" ({beyond} beyond {format_number(high)} not shown)" if beyond else ""),
+               10 if not beyond else 8)
+        ax.set_xlabel("distance", fontsize=9)
+        ax.tick_params(labelsize=8)
         ax.legend(fontsize=7)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("density")
-    figure.tight_layout()
+    for row in rows:
+        row[0].set_ylabel("density", fontsize=9)
+    _place_panels(figure, rows)
     return figure
 
 
 def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[str]):
     """Per family: true-positive rate against false-positive rate (log axis), one line per hasher."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
     usable = distances[distances["error"] == ""]
-    families = list(dict.fromkeys(usable["family"]))
-    figure, axes = _grid(len(families), sharex=True)
-    floor = 1.0
-    for ax, family in zip(axes.flat, families):
-        for hasher in hashers:
-            genuine = usable.loc[(usable["hasher"] == hasher) & (usable["family"] == family), "distance"]
-            impostor = impostors.loc[impostors["hasher"] == hasher, "distance"]
-            if genuine.empty or impostor.empty:
-                continue
-            _, fpr, tpr = roc_curve(genuine, impostor)
-            floor = min(floor, 1.0 / len(impostor))
-            ax.step(np.maximum(fpr, 1.0 / len(impostor) / 2), tpr, where="post", color=_colour(hashers, hasher))
-        ax.set_xscale("log")
-        ax.set_title(family)
-        ax.set_ylim(-0.03, 1.03)
-        ax.grid(alpha=0.3)
-    for ax in axes.flat[:len(families)]:
+    families = _groups(usable, "family")
+    by_hasher = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(impostors, "hasher").items()}
+    plotted = [h for h in hashers if h in set(usable["hasher"]) and len(by_hasher.get(h, []))]
+    floor = min([1.0 / len(by_hasher[h]) for h in plotted], default=1.0)  # the smallest rate measured
+    figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
+    for ax, (family, in_family) in zip(axes, families.items()):
+        ax.set_xscale("log")  # the same x axis in every panel
         ax.set_xlim(floor / 2, 1.0)
-        ax.set_xlabel("false-positive rate")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("true-positive rate")
-    _figure_legend(figure, hashers, [h for h in hashers if h in set(usable["hasher"])])
+        # Decades only, written as the operating points are (0.001, not 10^-3): a minor tick is a
+        # whole tick object to build and draw, hundreds over a grid of log axes, and mathtext
+        # labels cost a parser; the gridlines and the labels sit at the decades either way.
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        genuine_of = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(in_family, "hasher").items()}
+        for hasher in [h for h in plotted if h in genuine_of]:
+            genuine = genuine_of[hasher]
+            impostor = by_hasher[hasher]
+            _, fpr, tpr = roc_curve(genuine, impostor)
+            ax.step(np.maximum(fpr, 1.0 / len(impostor) / 2), tpr, where="post", color=_colour(hashers, hasher))
+        _title(ax, family)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("false-positive rate", fontsize=9)
+    for row in rows:
+        row[0].set_ylabel("true-positive rate", fontsize=9)
+    _place_panels(figure, rows, (hashers, [h for h in hashers if h in set(usable["hasher"])]), marker=None)
     return figure
 
+
+# --- the whole table as colour ------------------------------------------------------
 
 def matplotlib_colormap(name: str):
     import matplotlib
@@ -332,57 +618,72 @@ def matplotlib_colormap(name: str):
 
 
 def heatmap_figure(distances: pd.DataFrame):
-    plt = _pyplot()
     hashers = hasher_order(distances)
     usable = distances[distances["error"] == ""]
     labels = list(dict.fromkeys(distances["label"]))
     norm = usable.pivot_table(index="label", columns="hasher", values="distance_norm", aggfunc="median", sort=False)
     raw = usable.pivot_table(index="label", columns="hasher", values="distance", aggfunc="median", sort=False)
-    norm = norm.reindex(index=labels, columns=hashers)
-    raw = raw.reindex(index=labels, columns=hashers)
-    figure, ax = plt.subplots(figsize=(2.2 + 1.3 * len(hashers), 1.2 + 0.28 * len(labels)))
+    norm = norm.reindex(index=labels, columns=hashers).to_numpy(dtype=float)
+    raw = raw.reindex(index=labels, columns=hashers).to_numpy(dtype=float)
+    unavailable = [(distances.loc[distances["hasher"] == h, "error"] == UNAVAILABLE).all() for h in hashers]
+    cells = [[f"{raw[i, j]:.3g}" if np.isfinite(raw[i, j]) else (UNAVAILABLE if unavailable[j] else "")
+              for j in range(len(hashers))] for i in range(len(labels))]
+    figure = _figure()
     # Unavailable or failed cells: grey, not a colour on the scale.
     colours = matplotlib_colormap("viridis").with_extremes(bad="0.85")
-    image = ax.imshow(np.ma.masked_invalid(norm.to_numpy(dtype=float)), aspect="auto", cmap=colours, vmin=0, vmax=1)
-    ax.set_xticks(range(len(hashers)), hashers, rotation=40 if len(hashers) > 4 else 0,
-                  ha="left" if len(hashers) > 4 else "center")
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.xaxis.tick_top()
-    for i in range(len(labels)):
-        for j in range(len(hashers)):
-            value = raw.iat[i, j]
-            text = f"{value:.3g}" if np.isfinite(value) else (
-                UNAVAILABLE if (distances.loc[distances["hasher"] == hashers[j], "error"] == UNAVAILABLE).all()
-                else "")
-            shade = norm.iat[i, j]
-            ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                    color="white" if np.isfinite(shade) and shade < 0.6 else "black")
-    figure.colorbar(image, ax=ax, label="normalised distance (distance / max)", fraction=0.05)
-    ax.set_title("distance per pair (cell text: raw distance)", fontsize=9, pad=24)
+    _colour_table(figure, np.ma.masked_invalid(norm), labels, hashers, colours, cells, (0.9, 0.28),
+                  "normalised distance (distance / max)", title="distance per pair (cell text: raw distance)",
+                  shade=norm)
     return figure
 
 
-def previews_figure(previews):
-    """Side A and B of each pair for the first image: the article's imshow previews, saved."""
-    plt = _pyplot()
+# --- what the edits look like -------------------------------------------------------
+
+def previews_figure(previews, dpi: int = PREVIEW_DPI):
+    """Side B of each pair for the first image (side A where B is missing), one row per family:
+    the article's imshow previews, saved. Each thumbnail is resized to the pixels it fills (area
+    averaging to shrink, as a photograph should be; nearest neighbour to enlarge, showing the
+    pixels) and placed on the figure as it is (`figimage`): no axes to build and no resampling
+    in the draw, which for dozens of pairs cost more than every other figure together."""
+    import cv2
+
     families = list(dict.fromkeys(p.family for p, _, _ in previews))
-    per_family = {f: [(p, a, b) for p, a, b in previews if p.family == f] for f in families}
+    per_family = {f: [(p, b if b is not None else a) for p, a, b in previews if p.family == f] for f in families}
     columns = max(len(items) for items in per_family.values())
-    figure, axes = plt.subplots(len(families), columns, figsize=(1.6 * columns, 1.9 * len(families)), squeeze=False)
-    for row, family in enumerate(families):
-        for col in range(columns):
-            ax = axes[row, col]
-            ax.axis("off")
-            if col >= len(per_family[family]):
-                continue
-            pair, a, b = per_family[family][col]
-            shown = b if b is not None else a
-            if shown is not None:
-                ax.imshow(shown[..., ::-1])
-            ax.set_title(pair.label, fontsize=6)
-    figure.tight_layout()
-    # Above the top row whatever the figure's height (bbox_inches="tight" keeps it in the file).
-    figure.suptitle("Side B of every pair (first image)", fontsize=9, y=1 + 0.15 / figure.get_figheight())
+    figure = _figure(dpi)
+    fonts = _Fonts(figure)
+    cell, gap = round(1.5 * dpi), round(_PAD * dpi)  # pixels: a thumbnail's width, and the space around
+    line = math.ceil(fonts.size("Side B", 6)[1] * dpi) + 2
+    header = math.ceil(fonts.size("Side B", 9)[1] * dpi) + 2 * gap
+    rows = []  # per family: [(title, thumbnail or None)], and the row's height in pixels
+    for family in families:
+        row = []
+        for pair, side in per_family[family]:
+            thumbnail = None
+            if side is not None:
+                height, width = side.shape[:2]
+                scale = min(cell / width, 1.5 * cell / height)  # portrait at most 1.5 times as tall
+                size = (max(1, round(width * scale)), max(1, round(height * scale)))
+                thumbnail = cv2.resize(side, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
+                thumbnail = thumbnail[..., ::-1] if thumbnail.ndim == 3 else np.stack([thumbnail] * 3, axis=-1)
+            title = _plain(pair.label)
+            while len(title) > 4 and fonts.size(title, 6)[0] * dpi > cell:  # never over the next thumbnail
+                title = title[:-2] + "…"
+            row.append((title, thumbnail))
+        rows.append((row, max([t.shape[0] for _, t in row if t is not None], default=cell // 2)))
+    width = gap + columns * (cell + gap)
+    height = header + sum(line + row_height + gap for _, row_height in rows)
+    figure.set_size_inches(width / dpi, height / dpi)
+    figure.text(0.5, 1 - gap / height, "Side B of every pair (first image)", fontsize=9, ha="center", va="top")
+    top = height - header  # pixels from the bottom, as figimage and figure.text count
+    for row, row_height in rows:
+        for k, (title, thumbnail) in enumerate(row):
+            left = gap + k * (cell + gap)
+            figure.text((left + cell / 2) / width, (top - line + 1) / height, title, fontsize=6, ha="center",
+                        va="bottom")
+            if thumbnail is not None:
+                # Centred in its cell, its top under the title.
+                figure.figimage(thumbnail, left + (cell - thumbnail.shape[1]) // 2,
+                                top - line - thumbnail.shape[0], origin="upper")
+        top -= line + row_height + gap
     return figure
-
-

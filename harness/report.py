@@ -58,8 +58,7 @@ def save_tables(results, output: storage.OutputSet) -> None:
     output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
     output.write_text(storage.CONFIG, config_yaml(config, results.provenance))
     if results.previews:
-        # Photographs compress poorly in PNG: a lower resolution keeps a large grid to a few MB.
-        output.save_figure(storage.PREVIEWS, plots.previews_figure(results.previews), dpi=72)
+        output.save_figure(storage.PREVIEWS, plots.previews_figure(results.previews))
 
 
 def config_yaml(config: dict, provenance: dict) -> str:
@@ -75,13 +74,9 @@ def render(results, output: storage.OutputSet, previews: bool) -> None:
     output.write_csv(storage.TABLE, metrics.table)
     hashers = hasher_order(distances)
     axes = plots.sweep_axes(results.config)
-    figures, family_figures = {}, []
+    figures = {}
     if len(metrics.curves):  # none when no pair yielded a distance
         figures.update(families=f"{storage.FIGURES}/families.png", heatmap=f"{storage.FIGURES}/heatmap.png")
-        for family in dict.fromkeys(distances["family"]):
-            path = f"{storage.FIGURES}/family_{_slug(family)}.png"
-            output.save_figure(path, plots.family_figure(metrics.curves, family, hashers, axes))
-            family_figures.append((family, path))
         output.save_figure(figures["families"], plots.overview_figure(metrics.curves, hashers, axes))
         output.save_figure(figures["heatmap"], plots.heatmap_figure(distances))
     if metrics.has_detection:
@@ -97,8 +92,4 @@ def render(results, output: storage.OutputSet, previews: bool) -> None:
                            plots.histogram_figure(distances, impostors, metrics.points, hashers))
         output.save_figure(figures["roc"], plots.roc_figure(distances, impostors, hashers))
         output.save_figure(figures["matrix"], plots.detection_matrix_figure(metrics.detection, chosen, hashers))
-    output.write_text(storage.SUMMARY, summary_markdown(results, figures, family_figures, previews))
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:80]
+    output.write_text(storage.SUMMARY, summary_markdown(results, figures, previews))

@@ -197,15 +197,11 @@ class OutputSet:
         if len(frame) <= CSV_MAX_ROWS:
             self.write_csv(f"{name}.csv", frame)
 
-    def save_figure(self, name: str, figure, dpi: int = 110) -> None:
-        import matplotlib.pyplot as plt
+    def save_figure(self, name: str, figure) -> None:
+        """A figure of harness/figures.py as PNG, drawn once at its own size and resolution."""
+        from harness.figures import save_png
 
-        try:
-            # No timestamp in the PNG: a rebuilt figure is byte-identical to the first.
-            self._write(name, lambda path: figure.savefig(path, dpi=dpi, bbox_inches="tight", format="png",
-                                                           metadata={"Software": None}))
-        finally:
-            plt.close(figure)
+        self._write(name, lambda path: save_png(figure, path))
 
     def carry(self, name: str) -> bool:
         """Keep `name` of the current set in the new one (a hard link, or a copy); False if absent.

@@ -242,7 +242,7 @@ def detection_sections(detection: dict) -> list[str]:
 
 
 
-def summary_markdown(results, figures: dict, family_figures: list[tuple[str, str]], previews: bool) -> str:
+def summary_markdown(results, figures: dict, previews: bool) -> str:
     """The whole summary of a Results; `figures` maps a figure's role to its path in the output set."""
     config, provenance, metrics = results.config, results.provenance, results.metrics
     distances = results.distances
@@ -307,9 +307,6 @@ def summary_markdown(results, figures: dict, family_figures: list[tuple[str, str
         lines += detection_sections(detection)
         lines += retrieval_section(metrics.retrieval)
         lines += hygiene_section(metrics)
-    lines += ["## Per family", ""]
-    for family, path in family_figures:
-        lines += [f"![{md(family)}]({path})", ""]
     if previews:
         lines += ["## What the edits look like", "", f"![previews]({PREVIEWS})", "",
                   f"Side B of every pair for the first image ({md(images[0]) if images else ''}), as thumbnails "

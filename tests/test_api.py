@@ -126,11 +126,13 @@ def write_config(tmp_path, families):
 
 def test_no_stale_figure_of_an_earlier_run_survives(tmp_path):
     out = tmp_path / "out"
-    assert main(["run", str(write_config(tmp_path, ["one", "two"])), "--out", str(out), "--quiet"]) == 0
-    assert (out / "figures" / "family_two.png").is_file()
-    assert main(["run", str(write_config(tmp_path, ["one"])), "--out", str(out), "--quiet"]) == 0
-    assert not (out / "figures" / "family_two.png").exists()
-    assert (out / "figures" / "family_one.png").is_file() and (out / "hash-cache.sqlite").is_file()
+    config = write_config(tmp_path, ["one", "two"])
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert (out / "figures" / "roc.png").is_file()  # two images: impostors, so detection figures
+    # One image: no impostors, so no ROC; the first run's must not survive.
+    assert main(["run", str(config), "--images", "builtin:coffee", "--out", str(out), "--quiet"]) == 0
+    assert not (out / "figures" / "roc.png").exists()
+    assert (out / "figures" / "families.png").is_file() and (out / "hash-cache.sqlite").is_file()
     assert not [p for p in os.listdir(tmp_path) if ".staging-" in p]
 
 

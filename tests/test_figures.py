@@ -1,0 +1,159 @@
+"""The figures: text from configs drawn literally, and the hand-made layout keeping every text
+inside the figure and off every other panel."""
+
+import io
+
+import numpy as np
+import pytest
+from matplotlib.cbook import is_math_text
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
+
+from harness import api
+from harness import figures as plots
+from harness.metrics import hasher_order
+
+# Names a config may hold that matplotlib would read as mathtext: "$\frac$" even fails to parse.
+DOLLARS = {
+    "name": "dollars",
+    "images": ["builtin:coffee", "builtin:camera", "builtin:astronaut"],
+    "report": {"previews": True},
+    "hashers": ["aHash", {"name": "pHash", "id": "p$Hash$"}],
+    "sweeps": [
+        {"family": "cost $5 and $6", "label": "$\\frac$ {value}", "b": {"jpeg": {"quality": "$value"}},
+         "values": [80, 20]},
+        {"family": "$x^2$", "labels": ["$a$ mild", "$b$ strong"], "b": {"blur": {"kernel": "$value"}},
+         "values": [3, 9]},
+    ],
+}
+
+# Crowded on purpose: long hasher ids (a legend over several rows), long labels (slanted ticks),
+# a family of one pair (bars), an inverted axis and a geometric (log) one.
+CROWDED = {
+    "name": "crowded",
+    "images": ["builtin:coffee", "builtin:camera", "builtin:astronaut"],
+    "report": {"previews": True},
+    "hashers": ["aHash", "pHash", "imagehash.average_hash", "imagehash.dhash", "imagehash.phash",
+                {"name": "BlockMeanHash", "mode": 1, "id": "a rather long name for BlockMeanHash mode 1"},
+                {"name": "imagehash.whash", "mode": "haar", "id": "imagehash.whash-haar"}, "MarrHildrethHash"],
+    "sweeps": [
+        {"family": "identity", "label": "Same image"},
+        {"family": "a family whose name is long", "b": {"jpeg": {"quality": "$value"}}, "values": [90, 50, 10],
+         "labels": ["Quality ninety (mild)", "Quality fifty", "Quality ten (the strongest of all)"]},
+        {"family": "shift", "b": {"crop": {"x": 64, "y": 64, "width": 128, "height": 128, "dx": "$value",
+                                           "dy": "$value"}},
+         "a": {"crop": {"x": 64, "y": 64, "width": 128, "height": 128}}, "values": [1, 2, 4, 8, 16, 32]},
+        {"family": "gamma", "b": {"gamma": {"gamma": "$value"}}, "values": [0.8, 0.5, 0.3]},
+        {"family": "blur", "b": {"blur": {"kernel": "$value"}}, "values": [3, 7]},
+    ],
+}
+
+
+def every_figure(results):
+    metrics, distances = results.metrics, results.distances
+    hashers = hasher_order(distances)
+    axes = plots.sweep_axes(results.config)
+    impostors = results.impostors.drop(index=metrics.excluded.index)
+    chosen = metrics.chosen
+    return {
+        "families": plots.overview_figure(metrics.curves, hashers, axes),
+        "heatmap": plots.heatmap_figure(distances),
+        "detection": plots.detection_figure(metrics.detection, chosen, hashers, axes),
+        "matrix": plots.detection_matrix_figure(metrics.detection, chosen, hashers),
+        "histograms": plots.histogram_figure(distances, impostors, metrics.points, hashers),
+        "roc": plots.roc_figure(distances, impostors, hashers),
+        "previews": plots.previews_figure(results.previews),
+    }
+
+
+def drawn(figure) -> bytes:
+    """The PNG the report would save (this draws every text, and fails where mathtext does)."""
+    buffer = io.BytesIO()
+    plots.save_png(figure, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def dollars():
+    return api.evaluate(DOLLARS)
+
+
+@pytest.fixture(scope="module")
+def crowded():
+    return api.evaluate(CROWDED)
+
+
+@pytest.fixture(scope="module")
+def crowded_figures(crowded):
+    return every_figure(crowded)
+
+
+def test_text_from_configs_is_drawn_literally(dollars):
+    seen = set()
+    for name, figure in every_figure(dollars).items():
+        drawn(figure)  # before: "$\frac$" raised a ParseSyntaxException here
+        for text in figure.findobj(Text):
+            shown = text.get_text()
+            literal = shown.replace("\\$", "$")  # as matplotlib draws plain text
+            if any(part in literal for part in ("cost", "frac", "Hash$", "x^2", "$a$", "$b$")):
+                assert not (text.get_parse_math() and is_math_text(shown)), (name, shown)
+                seen.add(literal)
+    # The names themselves reach the figures, dollars and all.
+    for expected in ("cost $5 and $6", "$x^2$", "p$Hash$", "$\\frac$ 80", "$a$ mild"):
+        assert expected in seen, expected
+
+
+def overlap(a, b, tolerance: float = 1.0) -> bool:
+    return (min(a.x1, b.x1) - max(a.x0, b.x0) > tolerance) and (min(a.y1, b.y1) - max(a.y0, b.y0) > tolerance)
+
+
+@pytest.mark.parametrize("name", ["families", "heatmap", "detection", "matrix", "histograms", "roc", "previews"])
+def test_every_text_stays_in_the_figure_and_off_the_other_panels(crowded_figures, name):
+    figure = crowded_figures[name]
+    drawn(figure)
+    renderer = figure.canvas.get_renderer()
+    page = figure.bbox
+    boxes = [ax.get_tightbbox(renderer) for ax in figure.axes if ax.get_visible()]
+    boxes += [legend.get_window_extent(renderer) for legend in figure.legends]
+    boxes += [text.get_window_extent(renderer) for text in figure.texts]
+    boxes += [Bbox.from_extents(*np.array(image.get_extent())[[0, 2, 1, 3]]) for image in figure.images]
+    assert len(boxes) > 1
+    for box in boxes:
+        assert box.x0 >= page.x0 - 1 and box.y0 >= page.y0 - 1, (name, box, page)
+        assert box.x1 <= page.x1 + 1 and box.y1 <= page.y1 + 1, (name, box, page)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not overlap(a, b), (name, a, b)
+
+
+def test_every_panel_labels_its_ticks_and_its_axis(crowded_figures):
+    figure = crowded_figures["families"]
+    drawn(figure)
+    for ax in figure.axes:
+        assert ax.get_title()
+        assert [t for t in ax.get_xticklabels() if t.get_text()], ax.get_title()
+        assert [t for t in ax.get_yticklabels() if t.get_text()], ax.get_title()
+        assert ax.get_xlabel() or ax.get_title() == "identity"  # the swept parameter's name
+    titles = {ax.get_title(): ax for ax in figure.axes}
+    # The config's labels, their shared first word dropped; mildest (listed first) on the left.
+    jpeg = titles["a family whose name is long"]
+    assert jpeg.get_xlabel() == "jpeg quality"
+    on_screen = {jpeg.transData.transform((x, 0))[0]: label.get_text()
+                 for x, label in zip(jpeg.get_xticks(), jpeg.get_xticklabels())}
+    assert [on_screen[x] for x in sorted(on_screen)] == ["ninety (mild)", "fifty", "ten (the stro…"]
+    assert titles["shift"].get_xscale() == "log"
+
+
+def test_a_rebuilt_figure_is_byte_identical(crowded):
+    assert drawn(every_figure(crowded)["detection"]) == drawn(every_figure(crowded)["detection"])
+
+
+@pytest.mark.parametrize("labels, expected", [
+    (["Downscale to 1/2", "Downscale to 1/4"], ["1/2", "1/4"]),
+    (["JPEG 80", "JPEG 40", "PNG"], ["JPEG 80", "JPEG 40", "PNG"]),  # nothing shared
+    (["Shift 1 px", "Shift 2 px"], ["1 px", "2 px"]),
+    (["Gamma", "Gamma 2"], ["Gamma", "Gamma 2"]),  # nothing would be left of one
+    (["only one label"], ["only one label"]),
+])
+def test_tick_labels_drop_the_words_every_label_starts_with(labels, expected):
+    assert plots._tick_texts(labels) == expected
