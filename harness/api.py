@@ -91,7 +91,7 @@ class Results:
 
 
 def evaluate(config: str | dict | Any, *, images: list[str] | None = None, hashers: list[str] | None = None,
-             workers: int | None = None, cache: str | None = None, strict: bool = False,
+             workers: int | None = 1, cache: str | None = None, strict: bool = False,
              progress: bool | None = False,
              scheduler: str | None = None) -> Results:
     """Run a config and return its Results; writes nothing but the hash cache (if `cache` is a path).

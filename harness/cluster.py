@@ -79,10 +79,12 @@ class Engine:
             self.window = max(self.window, 4 * max(1, _worker_count(self._client)))
             self._shared_setup = self._client.scatter(self.setup, broadcast=True, hash=False)
         elif self.workers > 1:
-            context = multiprocessing.get_context("spawn")  # TensorFlow and OpenCV threads do not survive fork
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context,
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=_context(),
                                                                 initializer=_start_local_worker,
                                                                 initargs=(os.getpid(), self._token, self.setup))
+            # Start every worker now, so that it loads its hashers while this process prepares the jobs.
+            for started in [self._pool.submit(_ready) for _ in range(self.workers)]:
+                started.result()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -95,6 +97,11 @@ class Engine:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    @property
+    def parallel(self) -> bool:
+        """Whether the work runs elsewhere (worker processes or a cluster), leaving this process free."""
+        return self._pool is not None or self._client is not None
 
     @property
     def kind(self) -> str:
@@ -146,8 +153,9 @@ def _result(future):
     try:
         return future.result()
     except concurrent.futures.process.BrokenProcessPool:
-        raise HarnessError("a worker process died (out of memory, or killed); run again: the cache keeps "
-                           "what was done") from None
+        raise HarnessError("a worker process died (out of memory, or killed; or, from a script of yours, the "
+                           "code that starts the work is not under `if __name__ == \"__main__\":`, which worker "
+                           "processes need); run again: the cache keeps what was done") from None
 
 
 # --- in the worker ------------------------------------------------------------
@@ -171,6 +179,22 @@ def _run(token: str, setup: Setup | None, work, job):
         _STATE.clear()
         _STATE[token] = _build(setup)
     return work(_STATE[token], job)
+
+
+def _context():
+    """How local workers start. Forked, they share what this process has loaded (the libraries, the
+    hashers) and start in milliseconds; spawned, each imports them again (a second or more). Forking
+    is safe here only before any thread that a child could inherit half-way: so not once TensorFlow
+    is loaded (its thread pools), and not where fork is not the platform's way (macOS, Windows)."""
+    import sys
+
+    if sys.platform.startswith("linux") and "tensorflow" not in sys.modules:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _ready() -> bool:
+    return True
 
 
 def _start_local_worker(parent: int, token: str, setup: Setup | None) -> None:

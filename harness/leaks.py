@@ -245,7 +245,7 @@ class LeakAudit:
         return f"LeakAudit({self.answer})"
 
 
-def find_leaks(config: Any, *, workers: int | None = None, scheduler: str | None = None, cache: str | None = None,
+def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = None, cache: str | None = None,
                progress: bool | None = False) -> LeakAudit:
     """Run a leak audit. `config`: a YAML path, a dict shaped like one, or a LeakConfig."""
     from harness.provenance import provenance, versions as library_versions

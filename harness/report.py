@@ -27,38 +27,124 @@ SAVED = [f"{storage.DISTANCES}.csv", f"{storage.DISTANCES}.parquet", f"{storage.
 CACHE_FILES = [storage.CACHE, storage.CACHE + "-wal", storage.CACHE + "-shm"]
 
 
+# Rewritten by every run even when its results are unchanged: they hold the date and the command.
+FRESH = [storage.RUN, storage.CONFIG, storage.SUMMARY]
+
+
 def write(results, out_dir: str, rebuild: bool = False) -> None:
-    """Write `results` to `out_dir` as one new output set; the hash cache there is kept."""
+    """Write `results` to `out_dir` as one new output set; the hash cache there is kept.
+
+    A run whose results are those of the set already in `out_dir` (the same tables, config, code and
+    library versions: its `fingerprint`) keeps that set's tables and figures instead of making them
+    again; run.json, config.yaml and summary.md are written anew."""
     import matplotlib
 
+    fingerprint = None if rebuild else report_fingerprint(results)
+    reused = [] if rebuild else reusable(out_dir, fingerprint)
     # Names in figures are text: with matplotlib's default, "$...$" in a family or a label is parsed
     # as mathematics, and "$\frac{$" stops the report.
     with storage.OutputSet(out_dir) as output, matplotlib.rc_context({"text.parse_math": False}):
-        if rebuild:
-            for name in SAVED:
-                output.carry(name)
-        else:
-            save_tables(results, output)
         for name in CACHE_FILES:
             output.carry(name)
-        render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
+        if rebuild:  # run.json and the saved tables stay as they are
+            for name in SAVED:
+                output.carry(name)
+            render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
+        elif reused:
+            for name in reused:
+                output.carry(name)
+            figures = {key: path for key, path in figure_paths(results).items() if path in reused}
+            output.write_text(storage.SUMMARY, summary_markdown(results, figures, storage.PREVIEWS in reused))
+            write_run_files(results, output, fingerprint)
+        else:
+            save_tables(results, output)
+            render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
+            write_run_files(results, output, fingerprint)
         output.commit()
 
 
+def report_fingerprint(results) -> str:
+    """What the files of a run's set depend on: its tables, config, notes and previews, the versions
+    of the libraries, and harness's own code (its source files)."""
+    import hashlib
+
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    for part in (results.config, results.notes, (results.provenance or {}).get("versions"), _code_digest()):
+        digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    for table in (results.distances, results.impostors, results.images, results.errors, results.hashers):
+        digest.update(json.dumps([list(map(str, table.columns)), list(map(str, table.dtypes))]).encode())
+        digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+    for pair, a, b in results.previews:
+        digest.update(repr(pair).encode())
+        for side in (a, b):
+            digest.update(b"-" if side is None else side.tobytes() + repr(side.shape).encode())
+    return digest.hexdigest()
+
+
+def _code_digest() -> str:
+    import hashlib
+
+    root = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for folder in (root, os.path.join(root, "hashers"), os.path.join(root, "transforms")):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as handle:
+                    digest.update(name.encode() + handle.read())
+    return digest.hexdigest()
+
+
+def reusable(out_dir: str, fingerprint: str) -> list[str]:
+    """The files of the set in `out_dir` a run with this fingerprint can keep (none if it differs or
+    a file the set listed is missing)."""
+    try:
+        previous = storage.read_json(out_dir, storage.RUN)
+    except Exception:  # a damaged run.json: make everything anew
+        return []
+    files = previous.get("files")
+    if previous.get("fingerprint") != fingerprint or not isinstance(files, list):
+        return []
+    kept = [name for name in files if isinstance(name, str) and name not in FRESH]
+    for name in kept:
+        path = os.path.join(out_dir, name)
+        if os.path.isabs(name) or ".." in name.split("/") or not os.path.isfile(path) or os.path.islink(path):
+            return []
+    return kept
+
+
+def figure_paths(results) -> dict:
+    """The figures a run's set holds, by key (as `render` names them)."""
+    metrics = results.metrics
+    figures = {}
+    if len(metrics.curves):
+        figures.update(families=f"{storage.FIGURES}/families.png", heatmap=f"{storage.FIGURES}/heatmap.png")
+    if metrics.has_detection:
+        figures.update(detection=f"{storage.FIGURES}/detection.png", histograms=f"{storage.FIGURES}/histograms.png",
+                       roc=f"{storage.FIGURES}/roc.png", matrix=f"{storage.FIGURES}/detection_matrix.png")
+    return figures
+
+
 def save_tables(results, output: storage.OutputSet) -> None:
-    """The tables a run computed, run.json and config.yaml (and the previews, which only a run has)."""
+    """The tables a run computed (and the previews, which only a run has)."""
     output.write_long(storage.DISTANCES, results.distances)
     output.write_long(storage.IMPOSTORS, results.impostors)
     output.write_csv(storage.IMAGES, results.images)
     output.write_csv(storage.ERRORS, results.errors)
     output.write_csv(storage.HASHERS, results.hashers)
-    config = results.config
-    run = {**results.provenance, "config": config, "hashers": results.hashers.to_dict("records"),
-           "notes": results.notes}
-    output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
-    output.write_text(storage.CONFIG, config_yaml(config, results.provenance))
     if results.previews:
         output.save_figure(storage.PREVIEWS, plots.previews_figure(results.previews))
+
+
+def write_run_files(results, output: storage.OutputSet, fingerprint: str | None) -> None:
+    """config.yaml, then run.json, last: provenance, the config, the notes, and the set's fingerprint
+    and files (what a later run with the same results keeps)."""
+    config = results.config
+    output.write_text(storage.CONFIG, config_yaml(config, results.provenance))
+    run = {**results.provenance, "config": config, "hashers": results.hashers.to_dict("records"),
+           "notes": results.notes, "fingerprint": fingerprint, "files": output.files() + [storage.RUN]}
+    output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
 
 
 def config_yaml(config: dict, provenance: dict) -> str:

@@ -20,6 +20,7 @@ hasher that fails on an image becomes a row of `errors` and an `error` cell in t
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -155,6 +156,8 @@ class ImagePass:
                   disable=None if self.progress is None else not self.progress) as bar, \
                 Engine(workers=self.workers, scheduler=self.scheduler, setup=setup) as engine:
             self.engine = engine.kind
+            if engine.parallel:  # this process mostly waits: load what the report needs meanwhile
+                threading.Thread(target=_preload_report, daemon=True, name="preload-report").start()
             jobs = (prepare_job(number, path, plan, self.infos, cache, file_salt, number == 0 and self.previews,
                                 known) for number, path in enumerate(self.paths))
             for outcome in engine.map(process, jobs):
@@ -167,6 +170,15 @@ class ImagePass:
                                     outcome.record.image)
                 yield path, outcome, cached
                 bar.update()
+
+
+def _preload_report() -> None:
+    """Import the report's modules (matplotlib's is most of a second) while the workers hash."""
+    try:
+        import harness.figures  # noqa: F401
+        import matplotlib.backends.backend_agg  # noqa: F401
+    except ImportError:  # the report will say so itself
+        pass
 
 
 def prepare_job(number: int, path: str, plan: Plan, infos, cache: HashCache, file_salt: str, previews: bool,

@@ -167,6 +167,16 @@ class OutputSet:
         if not self.committed:
             shutil.rmtree(self.staging, ignore_errors=True)
 
+    def files(self) -> list[str]:
+        """The files of the new set so far, relative to it, '/'-separated, sorted (cache files left out)."""
+        found = []
+        for folder, _, names in os.walk(self.staging):
+            for name in names:
+                relative = os.path.relpath(os.path.join(folder, name), self.staging).replace(os.sep, "/")
+                if not relative.startswith(CACHE):
+                    found.append(relative)
+        return sorted(found)
+
     def path(self, name: str) -> str:
         path = os.path.join(self.staging, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
