@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "harness-scale-images"),
                         help="where the generated images are kept between runs")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", default="auto", help="as run's --workers (default auto: one per core)")
     args = parser.parse_args()
     generate(args.data, max(args.sizes))
     print(f"issue 9's job, --workers {args.workers}, on N generated 256x256 JPEGs (whole process, report included)")

@@ -285,8 +285,8 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
 
     from harness import leaks_search
 
-    thresholds, basis, calibration = leaks_search.choose_thresholds(config, splits, hashers, notes,
-                                                                    workers=workers or 1, scheduler=scheduler)
+    thresholds, basis, calibration = leaks_search.choose_thresholds(config, splits, hashers, workers=workers or 1,
+                                                                    scheduler=scheduler)
     # The search runs in this process unless asked otherwise: faiss already uses every core.
     found = leaks_search.search_all(config, splits, hashers, thresholds, workers=workers or 1, scheduler=scheduler)
     flagged = leaks_search.flagged_pairs(config, splits, hashers, found, thresholds)

@@ -46,11 +46,7 @@ def _search_shard(state, job):
     kind, hid, a, b, start, stop, threshold = job
     hasher = hashers[hid]
     queries = arrays[(a, hid)][start:stop]
-    if a == b:  # rows start.. of the same split: pairs (i, j) with i < j
-        database = arrays[(b, hid)][start:]
-        offset = start
-    else:
-        database, offset = arrays[(b, hid)], 0
+    database = arrays[(b, hid)]
     if kind == "histogram":
         if a == b:
             counts = search.hamming_histogram_within(queries, int(hasher.distance_max))
@@ -59,12 +55,15 @@ def _search_shard(state, job):
                 counts = counts + search.hamming_histogram(queries, rest, int(hasher.distance_max))
             return counts
         return search.hamming_histogram(queries, database, int(hasher.distance_max))
-    if a == b:
-        found = search.hasher_pairs_within(hasher, queries, threshold)
-        return found.i + start, found.j + start, found.distance
+    if a == b:  # inside the block (i < j), then the block against the rows after it
+        inside = search.hasher_pairs_within(hasher, queries, threshold)
+        after = search.hasher_pairs(hasher, queries, arrays[(b, hid)][stop:], threshold)
+        i = np.concatenate([inside.i, after.i]) + start
+        j = np.concatenate([inside.j + start, after.j + stop])
+        order = np.lexsort([j, i])
+        return i[order], j[order], np.concatenate([inside.distance, after.distance])[order]
     found = search.hasher_pairs(hasher, queries, database, threshold)
-    rows_j = found.j + offset
-    return found.i + start, rows_j, found.distance
+    return found.i + start, found.j, found.distance
 
 
 def _engine_map(jobs, splits, hashers, specs, workers, scheduler):
@@ -145,7 +144,7 @@ class Calibration:
         return int(np.count_nonzero(agree >= min_agree)), len(wide)
 
 
-def choose_thresholds(config: LeakConfig, splits, hashers: dict, notes: list, *, workers=1, scheduler=None):
+def choose_thresholds(config: LeakConfig, splits, hashers: dict, *, workers=1, scheduler=None):
     """Each hasher's threshold and how it was chosen; and the calibration run, when one is given."""
     calibration = Calibration(config.calibration, config, hashers) if config.calibration else None
     thresholds, basis = {}, {}
@@ -333,7 +332,7 @@ def estimates(config: LeakConfig, splits, found: Found, flagged: pd.DataFrame, t
                 low, high = wilson_interval(false, impostors)
                 rate = false / impostors if impostors else float("nan")
                 expected, low, high = pairs * rate, pairs * low, pairs * high
-                basis = (f"{false} of {calibration_pairs(impostors)} impostor pairs of the run "
+                basis = (f"{false} of {impostors:,} impostor pairs of the run "
                          f"{calibration.directory} at or below the threshold")
             else:  # no estimate, a bound: every flagged pair may be a chance match
                 expected, low, high = float("nan"), 0.0, float(flags)
@@ -343,10 +342,6 @@ def estimates(config: LeakConfig, splits, found: Found, flagged: pd.DataFrame, t
                          "pairs_compared": pairs, "pairs_flagged": flags, "expected_false": expected,
                          "expected_false_low": low, "expected_false_high": high, "basis": basis})
     return pd.DataFrame(rows, columns=ESTIMATE_COLUMNS)
-
-
-def calibration_pairs(count: int) -> str:
-    return f"{count:,}"
 
 
 def misses(config: LeakConfig, thresholds: dict, calibration: Calibration | None) -> pd.DataFrame:

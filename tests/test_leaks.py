@@ -313,3 +313,20 @@ def test_a_dask_cluster_finds_the_same_leaks(planted, tmp_path):
     assert done.returncode == 0, done.stderr
     for name in ("leaks.csv", "groups.csv", "estimates.csv", "files.csv"):
         assert (local / name).read_bytes() == (tmp_path / "dask" / name).read_bytes(), name
+
+
+def test_shards_change_nothing(planted, tmp_path, monkeypatch):
+    """The search runs in blocks of query rows (65,536 by default): blocks of 5 find the same pairs,
+    across splits and inside them (where a block also meets the rows after it)."""
+    from harness import leaks_search
+
+    root, _ = planted
+    whole = tmp_path / "whole"
+    assert audit(root, whole, "--hashers", "pHash", "--threshold", "26", "--no-cache") == 0
+    monkeypatch.setattr(leaks_search, "SHARD", 5)
+    blocks = tmp_path / "blocks"
+    assert audit(root, blocks, "--hashers", "pHash", "--threshold", "26", "--no-cache") == 0
+    leaks = pd.read_csv(whole / "leaks.csv")
+    assert len(leaks[leaks["split_a"] == leaks["split_b"]]) > 5  # pairs inside the splits, across blocks
+    for name in ("leaks.csv", "groups.csv", "estimates.csv"):
+        assert (whole / name).read_bytes() == (blocks / name).read_bytes(), name
