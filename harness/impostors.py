@@ -45,30 +45,55 @@ def pair_distances(hasher, a: np.ndarray, b: np.ndarray, rows_a: np.ndarray, row
     return out
 
 
-def source_impostors(sources, source_hashed: dict[str, Hashed], hashers, max_pairs, rng) -> pd.DataFrame:
+class Vocabulary:
+    """The texts an impostor table's columns can hold, so that its columns are categorical codes
+    (bytes a row) with the same categories in every part, which pandas then concatenates as codes."""
+
+    def __init__(self, ids, hashers, pairs):
+        from harness.config import format_value
+
+        self.categories = {
+            "hasher": list(hashers), "kind": ["source", "transformed"],
+            "family": list(dict.fromkeys(["", *(p.family for p in pairs)])),
+            "value": list(dict.fromkeys(["", *(format_value(p.value) for p in pairs)])),
+            "image_id": list(ids), "other_id": list(ids)}
+        self.code = {column: {text: k for k, text in enumerate(texts)} for column, texts in self.categories.items()}
+
+    def frame(self, distance: np.ndarray, **codes) -> pd.DataFrame:
+        """An impostor table from each text column's codes (an array, or one code for every row)."""
+        count = len(distance)
+        columns = {column: pd.Categorical.from_codes(np.broadcast_to(np.asarray(codes[column], np.int64), (count,)),
+                                                     categories=self.categories[column])
+                   for column in IMPOSTOR_COLUMNS if column != "distance"}
+        return pd.DataFrame({**columns, "distance": distance}, columns=IMPOSTOR_COLUMNS)
+
+
+def source_impostors(vocabulary: Vocabulary, source_hashed: dict[str, Hashed], hashers, max_pairs,
+                     rng) -> pd.DataFrame:
     """Distances between different untouched source images, per hasher: the same sampled
     pairs for every hasher, less those with an image the hasher could not hash."""
-    i, j = sample_pairs(len(sources), max_pairs, rng)
-    ids = np.array([s["id"] for s in sources])
-    frames = [pd.DataFrame(columns=IMPOSTOR_COLUMNS)]
+    i, j = sample_pairs(len(vocabulary.categories["image_id"]), max_pairs, rng)
+    code = vocabulary.code
+    frames = [vocabulary.frame(np.zeros(0), hasher=[], kind=[], family=[], value=[], image_id=[], other_id=[])]
     for hid, hasher in hashers.items():
         rows = source_hashed[hid].rows
         keep = (rows[i] >= 0) & (rows[j] >= 0)
         array = source_hashed[hid].array
-        frames.append(pd.DataFrame({
-            "hasher": hid, "kind": "source", "family": "", "value": "",
-            "image_id": ids[i[keep]], "other_id": ids[j[keep]],
-            "distance": pair_distances(hasher, array, array, rows[i[keep]], rows[j[keep]]) if keep.any() else [],
-        }))
+        distance = pair_distances(hasher, array, array, rows[i[keep]], rows[j[keep]]) if keep.any() else np.zeros(0)
+        frames.append(vocabulary.frame(distance, hasher=code["hasher"][hid], kind=code["kind"]["source"],
+                                       family=code["family"][""], value=code["value"][""], image_id=i[keep],
+                                       other_id=j[keep]))
     return pd.concat(frames, ignore_index=True)
 
 
-def transformed_impostors(sources, pairs, edited: list[int], edited_hashed: dict[str, Hashed],
+def transformed_impostors(vocabulary: Vocabulary, pairs, edited: list[int], edited_hashed: dict[str, Hashed],
                           source_hashed: dict[str, Hashed], hashers, per_variant: int, rng) -> list[pd.DataFrame]:
     """Each edited copy (side B of the pairs numbered `edited`) of every image against `per_variant`
     other source images, the same others for every hasher. `edited_hashed[hasher]` holds image i's
     copies at rows i * len(edited) + j. The draws go image by image, copy by copy, in order."""
-    count, per_image = len(sources), len(edited)
+    from harness.config import format_value
+
+    count, per_image = len(vocabulary.categories["image_id"]), len(edited)
     take = min(per_variant, count - 1)
     # Draw k of the other count-1 images without replacement: draw from 0..count-2 and step over the image itself.
     chosen = np.empty((count, per_image, take), np.int64)
@@ -79,19 +104,18 @@ def transformed_impostors(sources, pairs, edited: list[int], edited_hashed: dict
     image = np.repeat(np.arange(count), per_image * take)
     copy = np.tile(np.repeat(np.arange(per_image), take), count)
     other = chosen.ravel()
-    ids = np.array([s["id"] for s in sources])
-    families = np.array([pairs[k].family for k in edited], dtype=object)
-    values = np.array([pairs[k].value for k in edited] + [None], dtype=object)[:-1]  # keeps 3 and 2.0 apart
-    frames = [pd.DataFrame(columns=IMPOSTOR_COLUMNS)]
+    code = vocabulary.code
+    families = np.array([code["family"][pairs[k].family] for k in edited], np.int64)
+    values = np.array([code["value"][format_value(pairs[k].value)] for k in edited], np.int64)
+    frames = []
     for hid, hasher in hashers.items():
         mine, theirs = edited_hashed[hid], source_hashed[hid]
         copy_rows, other_rows = mine.rows[image * per_image + copy], theirs.rows[other]
         keep = (copy_rows >= 0) & (other_rows >= 0)
         if not keep.any():
             continue
-        frames.append(pd.DataFrame({
-            "hasher": hid, "kind": "transformed", "family": families[copy[keep]], "value": values[copy[keep]],
-            "image_id": ids[image[keep]], "other_id": ids[other[keep]],
-            "distance": pair_distances(hasher, mine.array, theirs.array, copy_rows[keep], other_rows[keep]),
-        }))
+        distance = pair_distances(hasher, mine.array, theirs.array, copy_rows[keep], other_rows[keep])
+        frames.append(vocabulary.frame(distance, hasher=code["hasher"][hid], kind=code["kind"]["transformed"],
+                                       family=families[copy[keep]], value=values[copy[keep]], image_id=image[keep],
+                                       other_id=other[keep]))
     return frames

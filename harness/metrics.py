@@ -555,8 +555,19 @@ def name_impostors(impostors: pd.DataFrame, images: pd.DataFrame) -> pd.DataFram
     for offset, (column, ids) in enumerate((("image", "image_id"), ("other", "other_id"))):
         if column in named.columns:
             named = named.drop(columns=column)
-        named.insert(position + offset, column, named[ids].map(names).fillna("").astype(str))
+        named.insert(position + offset, column, _mapped(named[ids], names))
     return named
+
+
+def _mapped(ids: pd.Series, names: pd.Series) -> pd.Series:
+    """Each id's name ("" for an unknown one); a categorical column is mapped by its categories, not per row."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        texts = [str(names.get(c, "")) for c in ids.cat.categories]
+        unique, inverse = np.unique(np.asarray(texts + [""], dtype=object), return_inverse=True)
+        codes = ids.cat.codes.to_numpy()
+        mapped = np.where(codes < 0, inverse[-1], inverse[:-1][np.maximum(codes, 0)] if len(texts) else inverse[-1])
+        return pd.Series(pd.Categorical.from_codes(mapped, categories=list(unique)), index=ids.index)
+    return ids.map(names).fillna("").astype(str)
 
 
 def suspicious_impostors(distances: pd.DataFrame, impostors: pd.DataFrame,

@@ -34,7 +34,7 @@ from harness.errors import HarnessError, HashError, ImageError, UnavailableError
 from harness.hashing import Hashed, from_entries
 from harness.images import DEFAULT_MAX_PIXELS, read_source, resolve_sources, source_name, display_path
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process
-from harness.impostors import source_impostors, transformed_impostors
+from harness.impostors import Vocabulary, source_impostors, transformed_impostors
 from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED
 
 
@@ -213,14 +213,38 @@ def prepare_job(number: int, path: str, plan: Plan, infos, cache: HashCache, fil
 
 # --- collecting the results, image by image --------------------------------------------
 
+class Growing:
+    """An array that grows at its end, doubling its buffer: memory is the data's own (a few bytes a
+    row), not a small array and its overhead for every image."""
+
+    def __init__(self, dtype=None):
+        self.dtype = dtype
+        self.data: np.ndarray | None = None
+        self.size = 0
+
+    def extend(self, values) -> None:
+        values = np.asarray(values, dtype=self.dtype)
+        if self.data is None:
+            self.data = np.empty((max(64, 2 * len(values)), *values.shape[1:]), dtype=values.dtype)
+        if self.size + len(values) > len(self.data):
+            grown = np.empty((max(2 * len(self.data), self.size + len(values)), *self.data.shape[1:]),
+                             dtype=self.data.dtype)
+            grown[:self.size] = self.data[:self.size]
+            self.data = grown
+        self.data[self.size:self.size + len(values)] = values
+        self.size += len(values)
+
+    def view(self) -> np.ndarray | None:
+        return None if self.data is None else self.data[:self.size]
+
+
 class LongColumns:
     """A long table growing image by image as compact columns: integer codes into lists of names,
     and float distances. `frame()` turns it into a DataFrame with categorical text columns."""
 
     def __init__(self, columns: list[str], numeric: list[str]):
         self.columns, self.numeric = columns, numeric
-        self.codes: dict[str, list[np.ndarray]] = {c: [] for c in columns if c not in numeric}
-        self.values: dict[str, list[np.ndarray]] = {c: [] for c in numeric}
+        self.arrays = {c: Growing(np.float64 if c in numeric else np.int32) for c in columns}
         self.names: dict[str, dict[str, int]] = {c: {} for c in columns if c not in numeric}
 
     def code(self, column: str, name: str) -> int:
@@ -233,58 +257,81 @@ class LongColumns:
     def add(self, **columns) -> None:
         """Each column: an array of codes (text columns, see `code`) or of numbers, all of one length."""
         for column, values in columns.items():
-            (self.values if column in self.values else self.codes)[column].append(values)
+            self.arrays[column].extend(values)
 
     def frame(self) -> pd.DataFrame:
         data = {}
         for column in self.columns:
-            if column in self.values:
-                parts = self.values[column]
-                data[column] = np.concatenate(parts) if parts else np.zeros(0)
+            values = self.arrays[column].view()
+            if column in self.numeric:
+                data[column] = values if values is not None else np.zeros(0)
             else:
-                parts = self.codes[column]
-                codes = np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, np.int32)
+                codes = values if values is not None else np.zeros(0, np.int32)
                 data[column] = pd.Categorical.from_codes(codes, categories=list(self.names[column]))
         return pd.DataFrame(data, columns=self.columns)
 
 
 class Rows:
-    """One hasher's rows of many images, appended image by image into one growing array (a few
-    bytes a row, where a Hashed per image would cost hundreds), -1 where an image has no hash."""
+    """One hasher's rows of many images, appended image by image (see Growing), -1 where an image
+    has no hash."""
 
     def __init__(self):
-        self.array: np.ndarray | None = None
-        self.used = 0
-        self.index = np.zeros(0, np.int64)
-        self.count = 0
+        self.array = Growing()
+        self.index = Growing(np.int64)
         self.errors: dict[int, str] = {}
 
     def add(self, hashed: Hashed, items) -> None:
         items = np.asarray(items, dtype=np.int64)
         rows = hashed.rows[items]
         ok = rows >= 0
-        new = hashed.array[rows[ok]] if ok.any() else None
-        if new is not None:
-            if self.array is None:
-                self.array = np.empty((max(16, 2 * len(new)), *new.shape[1:]), dtype=new.dtype)
-            while self.used + len(new) > len(self.array):  # doubling: amortised copies
-                grown = np.empty((2 * len(self.array), *self.array.shape[1:]), dtype=self.array.dtype)
-                grown[:self.used] = self.array[:self.used]
-                self.array = grown
-            self.array[self.used:self.used + len(new)] = new
-        if self.count + len(items) > len(self.index):
-            self.index = np.concatenate([self.index, np.full(max(len(self.index), len(items), 16), -1)])
         positions = np.full(len(items), -1, np.int64)
-        positions[ok] = self.used + np.arange(int(ok.sum()))
-        self.index[self.count:self.count + len(items)] = positions
+        positions[ok] = self.array.size + np.arange(int(ok.sum()))
+        if ok.any():
+            self.array.extend(hashed.array[rows[ok]])
         for k in np.flatnonzero(~ok):
-            self.errors[self.count + int(k)] = hashed.errors.get(int(items[k]), "no hash")
-        self.used += 0 if new is None else len(new)
-        self.count += len(items)
+            self.errors[self.index.size + int(k)] = hashed.errors.get(int(items[k]), "no hash")
+        self.index.extend(positions)
 
     def hashed(self) -> Hashed:
-        array = self.array[:self.used] if self.array is not None and self.used else None
-        return Hashed(array, self.index[:self.count].copy(), dict(self.errors))
+        array = self.array.view()
+        index = self.index.view()
+        return Hashed(array if array is not None and len(array) else None,
+                      index.copy() if index is not None else np.zeros(0, np.int64), dict(self.errors))
+
+
+class Sources:
+    """The readable, distinct source images, as columns (a list of dicts would cost a kilobyte an image)."""
+
+    def __init__(self):
+        self.names: list[str] = []
+        self.ids: list[str] = []
+        self.origins: list[str] = []
+        self.height, self.width = Growing(np.int64), Growing(np.int64)
+        self.notes: dict[int, str] = {}  # only the images that have some
+        self.extras: dict[str, dict[int, object]] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, name: str, record: FileRecord, origin: str) -> None:
+        if record.notes:
+            self.notes[len(self.ids)] = "; ".join(record.notes)
+        self.names.append(name)
+        self.ids.append(record.image)
+        self.origins.append(origin)
+        self.height.extend([record.height])
+        self.width.extend([record.width])
+
+    def extra(self, column: str, value) -> None:
+        """A side output of the image added last (PDQ's quality)."""
+        self.extras.setdefault(column, {})[len(self.ids) - 1] = value
+
+    def columns(self) -> dict:
+        count = len(self.ids)
+        return {"name": self.names, "id": self.ids, "origin": self.origins,
+                "height": self.height.view() if count else [], "width": self.width.view() if count else [],
+                "notes": [self.notes.get(k, "") for k in range(count)],
+                **{column: [values.get(k) for k in range(count)] for column, values in self.extras.items()}}
 
 
 class Collector:
@@ -306,7 +353,7 @@ class Collector:
             "label": np.array([self.distances.code("label", p.label) for p in pairs], np.int32),
         }
         self.ok_code = self.distances.code("error", "")
-        self.sources: list[dict] = []
+        self.sources = Sources()
         self.errors: list[dict] = []
         self.duplicates: list[str] = []
         self.seen: set[str] = set()
@@ -330,9 +377,8 @@ class Collector:
             self.duplicates.append(name)
             return
         self.seen.add(record.image)
-        source = {"name": name, "id": record.image, "origin": display_path(path), "height": record.height,
-                  "width": record.width, "notes": "; ".join(record.notes)}
-        self.sources.append(source)
+        source = {"name": name, "id": record.image}  # what the distances name it by
+        self.sources.add(name, record, display_path(path))
         reported: set[tuple[str, str]] = set()
         for info in self.infos:
             hid = info.id
@@ -357,7 +403,7 @@ class Collector:
             self._keep(hid, hashed)
             own = entries.get(SOURCE)
             for key, value in (own.extras if own is not None else {}).items():  # side outputs (PDQ's quality)
-                source[f"{hid}.{key}"] = value.item() if hasattr(value, "item") else value
+                self.sources.extra(f"{hid}.{key}", value.item() if hasattr(value, "item") else value)
         if outcome.previews and not self.previews:
             thumbs = outcome.previews
             pick = lambda chain: thumbs.get(SOURCE) if chain == UNTOUCHED else thumbs.get(
@@ -417,11 +463,12 @@ class Collector:
             notes.append("one image only: no impostor pairs, so no thresholds or detection rates")
         rng = np.random.default_rng(config.seed)
         source_hashed = {hid: rows.hashed() for hid, rows in self.source_rows.items()}
-        impostor_frames = [source_impostors(self.sources, source_hashed, self.hashers, config.impostors.max_pairs,
+        vocabulary = Vocabulary(self.sources.ids, self.hashers, config.pairs)
+        impostor_frames = [source_impostors(vocabulary, source_hashed, self.hashers, config.impostors.max_pairs,
                                             rng)]
         if config.impostors.transformed and len(self.sources) > 1 and self.edited:
             edited = {hid: rows.hashed() for hid, rows in self.edited_rows.items()}
-            impostor_frames += transformed_impostors(self.sources, config.pairs, self.edited, edited, source_hashed,
+            impostor_frames += transformed_impostors(vocabulary, config.pairs, self.edited, edited, source_hashed,
                                                      self.hashers, config.impostors.per_variant, rng)
         distances = self.distances.frame()
         impostors = pd.concat(impostor_frames, ignore_index=True)[IMPOSTOR_COLUMNS]
@@ -431,8 +478,8 @@ class Collector:
             notes.append(f"{int(failed.sum())} of {len(distances)} distances failed; see the error column")
         if len(error_table):
             notes.append(f"{len(error_table)} problems with images, transforms or hashers; see errors.csv")
-        return RunResult(config, distances, impostors, error_table, self.infos, self.sources, notes, self.previews,
-                         engine)
+        return RunResult(config, distances, impostors, error_table, self.infos, self.sources.columns(), notes,
+                         self.previews, engine)
 
 
 def _text(value) -> str:

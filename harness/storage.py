@@ -326,14 +326,27 @@ def normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _categorical(column: pd.Series) -> pd.Series:
     """Text as a categorical column whose categories are the texts in order of appearance (so the
-    same table gives the same categories however it was made: in memory, from CSV or Parquet)."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        column = column.cat.remove_unused_categories()
-        order = pd.unique(column.astype(object).fillna(""))
-        if list(column.cat.categories) == list(order) and not column.isna().any():
-            return column
-    texts = column.astype(object).where(column.notna(), "").map(str)
-    return pd.Series(pd.Categorical(texts, categories=pd.unique(texts)), index=column.index, name=column.name)
+    same table gives the same categories however it was made: in memory, from CSV or Parquet).
+    A categorical column is reordered by its codes alone: no text is made per row."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        texts = column.astype(object).where(column.notna(), "").map(str)
+        return pd.Series(pd.Categorical(texts, categories=pd.unique(texts)), index=column.index, name=column.name)
+    codes = column.cat.codes.to_numpy().astype(np.int64)
+    categories = [str(c) for c in column.cat.categories]
+    if (codes < 0).any():  # missing: the empty text
+        if "" not in categories:
+            categories.append("")
+        codes = np.where(codes < 0, categories.index(""), codes)
+    used, first = np.unique(codes, return_index=True)
+    order = used[np.argsort(first, kind="stable")]  # the categories in order of first appearance
+    new_codes = np.empty(len(categories), np.int64)
+    new_codes[order] = np.arange(len(order))
+    names = [categories[k] for k in order]
+    if len(set(names)) < len(names):  # two categories with one text (e.g. 2 and "2"): by their texts
+        texts = np.asarray(categories, dtype=object)[codes]
+        return pd.Series(pd.Categorical(texts, categories=pd.unique(texts)), index=column.index, name=column.name)
+    return pd.Series(pd.Categorical.from_codes(new_codes[codes], categories=names), index=column.index,
+                     name=column.name)
 
 
 def read_long(out_dir: str, name: str, required: bool = True) -> pd.DataFrame:
