@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics import format_number, hasher_order, roc_curve
-from harness.schema import UNAVAILABLE
+from harness.schema import UNAVAILABLE, first_seen
 
 DPI = 110  # every figure is laid out and drawn at its own resolution
 PREVIEW_DPI = 72  # photographs compress poorly in PNG: a lower resolution keeps a large grid small
@@ -364,7 +364,7 @@ def _short(label: str) -> str:
 def _groups(frame: pd.DataFrame, column: str) -> dict:
     """The rows of `frame` per value of `column`, in order of appearance: one pass, where
     filtering once per value would scan the frame again for each."""
-    return {key: part for key, part in frame.groupby(column, sort=False)}
+    return {key: part for key, part in frame.groupby(column, sort=False, observed=True)}
 
 
 def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: SweepAxis | None) -> None:
@@ -372,7 +372,7 @@ def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: 
     numeric = rows["x"].notna().all() and rows["value"].nunique() > 1
     per_hasher = _groups(rows, "hasher")
     if not numeric:  # one point (identity, grayscale) or non-numeric values: grouped bars
-        labels = list(dict.fromkeys(rows["label"]))
+        labels = first_seen(rows["label"])
         present = [h for h in hashers if h in per_hasher]
         width = 0.8 / max(1, len(present))
         for slot, hasher in enumerate(present):
@@ -389,7 +389,7 @@ def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: 
         ordered = rows.sort_values("x", kind="stable")
         x, median, q25, q75 = (ordered[c].to_numpy(dtype=float) for c in ("x", "median", "q25", "q75"))
         several = ordered["images"].to_numpy(dtype=float) > 1
-        at_hasher = ordered.groupby("hasher", sort=False).indices  # positions, in x order
+        at_hasher = ordered.groupby("hasher", sort=False, observed=True).indices  # positions, in x order
         bands = []
         for hasher in [h for h in hashers if h in at_hasher]:
             at = at_hasher[hasher]
@@ -456,12 +456,12 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
     for ax, (family, part_rows) in zip(axes, families.items()):
         numeric = part_rows["x"].notna().all() and part_rows["value"].nunique() > 1
-        positions = {label: k for k, label in enumerate(dict.fromkeys(part_rows["label"]))}
+        positions = {label: k for k, label in enumerate(first_seen(part_rows["label"]))}
         ordered = part_rows.sort_values("x", kind="stable") if numeric else part_rows
         x = (ordered["x"] if numeric else ordered["label"].map(positions)).to_numpy(dtype=float)
         tpr, low, high = (ordered[c].to_numpy(dtype=float) for c in ("tpr", "tpr_low", "tpr_high"))
         resolved = ordered["resolved"].to_numpy(dtype=bool)
-        at_hasher = ordered.groupby("hasher", sort=False).indices  # positions, in x order
+        at_hasher = ordered.groupby("hasher", sort=False, observed=True).indices  # positions, in x order
         bands = []
         for hasher in [h for h in hashers if h in at_hasher]:
             at = at_hasher[hasher]
@@ -582,7 +582,8 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
     usable = distances[distances["error"] == ""]
     families = _groups(usable, "family")
     by_hasher = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(impostors, "hasher").items()}
-    plotted = [h for h in hashers if h in set(usable["hasher"]) and len(by_hasher.get(h, []))]
+    present = set(first_seen(usable["hasher"]))
+    plotted = [h for h in hashers if h in present and len(by_hasher.get(h, []))]
     floor = min([1.0 / len(by_hasher[h]) for h in plotted], default=1.0)  # the smallest rate measured
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
     for ax, (family, in_family) in zip(axes, families.items()):
@@ -605,7 +606,7 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
         ax.set_xlabel("false-positive rate", fontsize=9)
     for row in rows:
         row[0].set_ylabel("true-positive rate", fontsize=9)
-    _place_panels(figure, rows, (hashers, [h for h in hashers if h in set(usable["hasher"])]), marker=None)
+    _place_panels(figure, rows, (hashers, [h for h in hashers if h in present]), marker=None)
     return figure
 
 
@@ -620,9 +621,11 @@ def matplotlib_colormap(name: str):
 def heatmap_figure(distances: pd.DataFrame):
     hashers = hasher_order(distances)
     usable = distances[distances["error"] == ""]
-    labels = list(dict.fromkeys(distances["label"]))
-    norm = usable.pivot_table(index="label", columns="hasher", values="distance_norm", aggfunc="median", sort=False)
-    raw = usable.pivot_table(index="label", columns="hasher", values="distance", aggfunc="median", sort=False)
+    labels = first_seen(distances["label"])
+    norm = usable.pivot_table(index="label", columns="hasher", values="distance_norm", aggfunc="median", sort=False,
+                           observed=True)
+    raw = usable.pivot_table(index="label", columns="hasher", values="distance", aggfunc="median", sort=False,
+                           observed=True)
     norm = norm.reindex(index=labels, columns=hashers).to_numpy(dtype=float)
     raw = raw.reindex(index=labels, columns=hashers).to_numpy(dtype=float)
     unavailable = [(distances.loc[distances["hasher"] == h, "error"] == UNAVAILABLE).all() for h in hashers]

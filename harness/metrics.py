@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.schema import UNAVAILABLE
+from harness.schema import UNAVAILABLE, first_seen
 
 PAIR_KEY = ["family", "value", "label"]
 THRESHOLD_COLUMNS = ["hasher", "operating_point", "fpr_target", "threshold", "impostor_pairs", "false_matches_allowed",
@@ -24,7 +24,7 @@ ROC_COLUMNS = ["hasher", "family", "genuine_pairs", "impostor_pairs", "auc", "ee
 
 
 def hasher_order(distances: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(distances["hasher"]))
+    return first_seen(distances["hasher"])
 
 
 def article_table(distances: pd.DataFrame) -> pd.DataFrame:
@@ -38,7 +38,7 @@ def article_table(distances: pd.DataFrame) -> pd.DataFrame:
         if (rows["error"] == UNAVAILABLE).all():
             table[hasher] = UNAVAILABLE
             continue
-        median = rows.groupby(PAIR_KEY, sort=False)["distance"].median()
+        median = rows.groupby(PAIR_KEY, sort=False, observed=True)["distance"].median()
         cells = pairs.join(median, on=PAIR_KEY)["distance"]
         table[hasher] = [format_number(v) if np.isfinite(v) else "error" for v in cells]
     return table
@@ -48,7 +48,7 @@ def family_curves(distances: pd.DataFrame) -> pd.DataFrame:
     """Per (family, value, hasher): the median normalised distance over images and its
     inter-quartile band, the count of images, and the swept value as a number (NaN if none)."""
     usable = distances[distances["error"] == ""]
-    grouped = usable.groupby(PAIR_KEY + ["hasher"], sort=False)["distance_norm"]
+    grouped = usable.groupby(PAIR_KEY + ["hasher"], sort=False, observed=True)["distance_norm"]
     curves = pd.DataFrame({
         "median": grouped.median(),
         "q25": grouped.quantile(0.25),
@@ -275,7 +275,7 @@ def detection_table(distances: pd.DataFrame, points: dict) -> pd.DataFrame:
     rows = []
     for hasher, hasher_points in points.items():
         genuine = _genuine(distances, hasher)
-        groups = list(genuine.groupby(PAIR_KEY, sort=False)["distance"])
+        groups = list(genuine.groupby(PAIR_KEY, sort=False, observed=True)["distance"])
         for point in hasher_points:
             for (family, value, label), values in groups:
                 detected = int(np.count_nonzero(values.to_numpy() <= point.threshold))
@@ -299,7 +299,7 @@ def roc_table(distances: pd.DataFrame, impostors: pd.DataFrame) -> pd.DataFrame:
         impostor = _impostor(impostors, hasher)
         if genuine.empty:
             continue
-        groups = [(family, part["distance"]) for family, part in genuine.groupby("family", sort=False)]
+        groups = [(family, part["distance"]) for family, part in genuine.groupby("family", sort=False, observed=True)]
         for family, values in groups + [(ALL_FAMILIES, genuine["distance"])]:
             values = values.to_numpy(dtype=np.float64)
             rows.append({"hasher": hasher, "family": family, "genuine_pairs": len(values),
@@ -423,9 +423,9 @@ def hasher_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: floa
       too few for a ">= min_tpr" claim ("" when they suffice)."""
     chosen = detection[detection["operating_point"] == operating_point]
     rows = []
-    for family, part in chosen.groupby("family", sort=False):
+    for family, part in chosen.groupby("family", sort=False, observed=True):
         family_rows = []
-        for hasher, own in part.groupby("hasher", sort=False):
+        for hasher, own in part.groupby("hasher", sort=False, observed=True):
             detected, pairs = int(own["detected"].sum()), int(own["genuine_pairs"].sum())
             images = int(own["genuine_pairs"].max())
             tpr = detected / pairs if pairs else float("nan")
@@ -473,7 +473,7 @@ def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: floa
     too few for a ">= min_tpr" claim, "" when they suffice."""
     per_hasher = hasher_verdicts(detection, operating_point, min_tpr)
     rows = []
-    for family, part in per_hasher.groupby("family", sort=False):
+    for family, part in per_hasher.groupby("family", sort=False, observed=True):
         part = part.sort_values(["rank", "tpr"], ascending=[True, False], kind="stable")
         best = part[part["rank"] == 1]
         lead = best.iloc[0]
@@ -510,9 +510,9 @@ def break_points(detection: pd.DataFrame, operating_point: str) -> pd.DataFrame:
     break_label and break_value and NaN/empty rate columns."""
     chosen = detection[detection["operating_point"] == operating_point]
     rows = []
-    for hasher in dict.fromkeys(chosen["hasher"]):
+    for hasher in first_seen(chosen["hasher"]):
         own = chosen[chosen["hasher"] == hasher]
-        for family, part in own.groupby("family", sort=False):
+        for family, part in own.groupby("family", sort=False, observed=True):
             broken = part[part["tpr"] < BREAK_RATE].head(1)
             if len(broken):
                 row = broken.iloc[0]
@@ -549,7 +549,7 @@ GENUINE_QUANTILE = 0.9
 def name_impostors(impostors: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """The impostor table with `image` and `other` name columns (from images.csv's `image` and
     `image_id`) placed before the ids. Identical files share an id; their names are joined by ' | '."""
-    names = images.groupby("image_id", sort=False)["image"].agg(lambda n: " | ".join(dict.fromkeys(n)))
+    names = images.groupby("image_id", sort=False, observed=True)["image"].agg(lambda n: " | ".join(dict.fromkeys(n)))
     named = impostors.copy()
     position = list(named.columns).index("image_id") if "image_id" in named.columns else len(named.columns)
     for offset, (column, ids) in enumerate((("image", "image_id"), ("other", "other_id"))):
@@ -594,7 +594,7 @@ def suspicious_impostors(distances: pd.DataFrame, impostors: pd.DataFrame,
     nothing; with a JPEG-80 copy and a 4%-crop copy planted among 12 of them, it finds both pairs,
     with 4 and 3 of 4 hashers."""
     flagged = []
-    for hasher, own in impostors.groupby("hasher", sort=False):
+    for hasher, own in impostors.groupby("hasher", sort=False, observed=True):
         genuine = distances.loc[(distances["hasher"] == hasher) & (distances["error"] == ""), "distance"]
         values = own["distance"].to_numpy(dtype=np.float64)
         if genuine.empty or not len(values):
@@ -634,7 +634,7 @@ def probable_duplicates(suspicious: pd.DataFrame) -> pd.DataFrame:
     for a, b in (("image_id", "other_id"), ("image", "other")):
         frame.loc[swap, [a, b]] = frame.loc[swap, [b, a]].to_numpy()
     rows = []
-    for (first, second), part in frame.groupby(["image_id", "other_id"], sort=False):
+    for (first, second), part in frame.groupby(["image_id", "other_id"], sort=False, observed=True):
         hashers = list(dict.fromkeys(part["hasher"]))
         rows.append({"image": part["image"].iloc[0], "other": part["other"].iloc[0], "image_id": first,
                      "other_id": second, "hashers": len(hashers), "flagged_by": ", ".join(hashers),
@@ -754,7 +754,7 @@ def compute(distances: pd.DataFrame, impostors: pd.DataFrame, detection, imposto
     per_hasher = hasher_verdicts(detected, chosen, detection.min_tpr) if chosen else empty()
     breaks = break_points(detected, chosen) if chosen else empty()
     kinds = {hasher: part["kind"].value_counts(sort=False).to_dict()
-             for hasher, part in kept.groupby("hasher", sort=False)}
+             for hasher, part in kept.groupby("hasher", sort=False, observed=True)}
     unfiltered = thresholds_table(points_on(impostors)) if len(excluded) else empty(columns=THRESHOLD_COLUMNS)
     return Metrics(table, curves, thresholds_table(points), detected, roc_table(distances, kept), verdicts,
                    per_hasher, breaks, retrieval_table(distances, kept), duplicates, excluded, unfiltered,

@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.schema import first_seen
+
 RETRIEVAL_COLUMNS = ["hasher", "muAP", "recall_at_p90", "threshold_at_p90", "positives", "negatives"]
 
 
@@ -78,7 +80,7 @@ def retrieval_table(distances: pd.DataFrame, impostors: pd.DataFrame) -> pd.Data
     distance; pairs at or below it are matches), positives (genuine pairs with a distance) and
     negatives (impostor pairs)."""
     rows = []
-    for hasher in dict.fromkeys(distances["hasher"]):
+    for hasher in first_seen(distances["hasher"]):
         genuine = distances.loc[(distances["hasher"] == hasher) & (distances["error"] == ""), "distance"]
         genuine = genuine.to_numpy(dtype=np.float64)
         if not len(genuine):

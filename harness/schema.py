@@ -6,6 +6,9 @@ and storage write and read them under these file names.
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 # A side of a pair that is not edited: the untouched source image.
 UNTOUCHED: tuple = ()
 
@@ -18,3 +21,14 @@ IMPOSTOR_COLUMNS = ["hasher", "kind", "family", "value", "image_id", "other_id",
 # As saved: the two images' names beside their ids (metrics.name_impostors).
 NAMED_IMPOSTOR_COLUMNS = ["hasher", "kind", "family", "value", "image", "other", "image_id", "other_id", "distance"]
 ERROR_COLUMNS = ["image", "image_id", "stage", "reason"]
+
+
+def first_seen(column: pd.Series) -> list:
+    """A column's distinct values in the order they first appear. A categorical column is read by
+    its codes: a long table's million rows are not turned into a million Python objects."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        used, first = np.unique(codes, return_index=True)
+        categories = column.cat.categories
+        return [categories[code] for code in used[np.argsort(first, kind="stable")] if code >= 0]
+    return list(dict.fromkeys(column))

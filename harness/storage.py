@@ -313,7 +313,7 @@ def normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     names millions of times: codes keep it to a few bytes a row, and its groups to the names seen)."""
     from harness.config import format_value
 
-    frame = frame.reindex(columns=LONG_TABLES[name]).copy()
+    frame = frame.reindex(columns=LONG_TABLES[name])  # pandas copies on write: the caller's frame is safe
     if not isinstance(frame["value"].dtype, pd.CategoricalDtype):
         frame["value"] = [v if isinstance(v, str) else format_value(v) for v in frame["value"]]
     for column in frame.columns:
@@ -339,6 +339,9 @@ def _categorical(column: pd.Series) -> pd.Series:
         codes = np.where(codes < 0, categories.index(""), codes)
     used, first = np.unique(codes, return_index=True)
     order = used[np.argsort(first, kind="stable")]  # the categories in order of first appearance
+    if len(order) == len(categories) and (order == np.arange(len(order))).all() and list(
+            column.cat.categories) == categories:
+        return column  # already so
     new_codes = np.empty(len(categories), np.int64)
     new_codes[order] = np.arange(len(order))
     names = [categories[k] for k in order]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order
-from harness.schema import UNAVAILABLE
+from harness.schema import UNAVAILABLE, first_seen
 from harness.storage import ERRORS, PREVIEWS, RUN
 
 # Enough to stop links and images (they need brackets), emphasis, code, tables and strike-through;
@@ -246,7 +246,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
     """The whole summary of a Results; `figures` maps a figure's role to its path in the output set."""
     config, provenance, metrics = results.config, results.provenance, results.metrics
     distances = results.distances
-    images = list(dict.fromkeys(distances["image"]))
+    images = first_seen(distances["image"])
     lines = [f"# {md(config.get('name', 'harness run'))}", ""]
     if config.get("description"):
         lines += [md(config["description"]), ""]
