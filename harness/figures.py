@@ -44,6 +44,7 @@ class SweepAxis:
 
     title: str  # e.g. "jpeg quality"
     labelled: bool  # the config gave `labels:`: tick labels are those, not the raw values
+    stronger: str | None = None  # "lower" or "higher": which way the swept parameters make the edit stronger
 
 
 def sweep_axes(config: dict) -> dict[str, SweepAxis]:
@@ -64,8 +65,21 @@ def sweep_axes(config: dict) -> dict[str, SweepAxis]:
                             swept[str(name)].append(key)
         # "jpeg quality", "center_crop dx, dy"; "gamma" rather than "gamma gamma"
         title = "; ".join(name if keys == [name] else f"{name} {', '.join(keys)}" for name, keys in swept.items())
-        axes[str(sweep["family"])] = SweepAxis(title or "value", "labels" in sweep)
+        axes[str(sweep["family"])] = SweepAxis(title or "value", "labels" in sweep, _stronger(swept))
     return axes
+
+
+def _stronger(swept: dict[str, list[str]]) -> str | None:
+    """The way every swept parameter makes its edit stronger, where all agree (see params.Stronger).
+    Only registered transforms are looked up: drawing a report imports no plugin."""
+    from harness.params import param_specs
+    from harness.transforms import TRANSFORMS
+
+    directions = set()
+    for name, keys in swept.items():
+        specs = {spec.name: spec for spec in param_specs(TRANSFORMS.get(name))} if name in TRANSFORMS else {}
+        directions |= {specs[key].stronger if key in specs else None for key in keys}
+    return directions.pop() if len(directions) == 1 else None
 
 
 def _plain(text) -> str:
@@ -316,8 +330,8 @@ def _geometric(xs: np.ndarray) -> bool:
 
 def _value_axis(ax, rows: pd.DataFrame, axis: SweepAxis | None) -> None:
     """Ticks at the swept values (log-spaced when the sweep is geometric), labelled with the config's
-    labels where it gives them; the mildest strength on the left (the config lists it first), and the
-    axis named after the swept parameter."""
+    labels where it gives them; the mildest strength on the left (by the parameter's declared
+    direction, else as the config lists it first), and the axis named after the swept parameter."""
     in_order = rows.drop_duplicates("x")  # config order: mildest first
     xs = in_order["x"].to_numpy(dtype=float)
     ordered = np.sort(xs)
@@ -329,13 +343,29 @@ def _value_axis(ax, rows: pd.DataFrame, axis: SweepAxis | None) -> None:
         labels = [by_x[x] for x in ordered]
     else:
         labels = [f"{x:g}" for x in ordered]
-    long = max(len(label) for label in labels) > 5
-    ax.set_xticks(ordered, [_plain(label) for label in labels], fontsize=8, rotation=35 if long else 0,
-                  ha="right" if long else "center", rotation_mode="anchor" if long else "default")
+    slanted = max(len(label) for label in labels) > 5
+    # Short labels too close to sit level stand upright: a slanted label still spans its neighbour's place.
+    upright = not slanted and _crowded(ordered, labels, ax.get_xscale() == "log")
+    ax.set_xticks(ordered, [_plain(label) for label in labels], fontsize=8,
+                  rotation=35 if slanted else 90 if upright else 0, ha="right" if slanted else "center",
+                  rotation_mode="anchor" if slanted else "default")
     ax.minorticks_off()
-    if len(xs) > 1 and xs[0] > xs[-1]:  # e.g. JPEG quality 90 -> 10: strength grows as the value falls
-        ax.invert_xaxis()
+    stronger = axis.stronger if axis is not None else None
+    if stronger == "lower" or (stronger is None and len(xs) > 1 and xs[0] > xs[-1]):
+        ax.invert_xaxis()  # e.g. JPEG quality: strength grows as the value falls
     ax.set_xlabel(_plain(axis.title if axis is not None else "value"), fontsize=9)
+
+
+def _crowded(ordered: np.ndarray, labels: list[str], log: bool) -> bool:
+    """Whether two neighbouring tick labels, written level, would touch on a panel PANEL[0] wide
+    (Copydays' crop ladder: 10%, 15%, 20%, ... 80%): the closest two ticks' distance on the panel
+    against the widest label, at about 0.07 inch a character in 8-point text."""
+    if len(ordered) < 2:
+        return False
+    xs = np.log(ordered) if log else ordered
+    span = (xs[-1] - xs[0]) * 1.1  # and matplotlib's margins of 5% on each side
+    closest = np.diff(xs).min() / span * PANEL[0]
+    return bool(closest < 0.07 * max(len(label) for label in labels) + 0.06)
 
 
 def _tick_texts(labels: list[str]) -> list[str]:
@@ -381,9 +411,9 @@ def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: 
             heights = part["median"].to_numpy(dtype=float)
             ax.bar(positions, np.nan_to_num(heights), width, color=_colour(hashers, hasher))
             for x, height in zip(positions, heights):  # a zero bar is invisible: print its value
-                if np.isfinite(height):
+                if np.isfinite(height):  # upright where more than six bars share a group: level ones would touch
                     ax.annotate(f"{height:.2g}", (x, height), ha="center", va="bottom", fontsize=7,
-                                xytext=(0, 1), textcoords="offset points")
+                                rotation=90 if len(present) > 6 else 0, xytext=(0, 1), textcoords="offset points")
         _category_ticks(ax, labels)
     else:
         ordered = rows.sort_values("x", kind="stable")

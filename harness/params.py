@@ -49,12 +49,23 @@ class Doc:
 
 
 @dataclass(frozen=True)
+class Stronger:
+    """Which way a parameter makes an edit stronger: "lower" (JPEG quality, a crop's kept part) or
+    "higher" (a blur's kernel, a noise's sigma). Figures put the mildest edit on the left by it,
+    whatever order a config lists its values in. Left out where neither way is stronger (a gamma or
+    a scale factor can go both ways from "unchanged")."""
+
+    direction: Literal["lower", "higher"]
+
+
+@dataclass(frozen=True)
 class ParamSpec:
     name: str
     kind: Any  # int, float, str, bool, tuple, or a Literal[...] / union
     default: Any  # inspect.Parameter.empty when required
     range: Range | None
     doc: str
+    stronger: str | None = None  # Stronger.direction, where one way is stronger
 
     @property
     def required(self) -> bool:
@@ -102,7 +113,7 @@ def param_specs(target: Callable | type) -> list[ParamSpec]:
 
 
 def _spec(name: str, hint, default) -> ParamSpec:
-    rng, doc = None, ""
+    rng, doc, stronger = None, "", None
     if typing.get_origin(hint) is Annotated:
         hint, *extras = typing.get_args(hint)
         for extra in extras:
@@ -110,7 +121,9 @@ def _spec(name: str, hint, default) -> ParamSpec:
                 rng = extra
             elif isinstance(extra, Doc):
                 doc = extra.text
-    return ParamSpec(name, hint, default, rng, doc)
+            elif isinstance(extra, Stronger):
+                stronger = extra.direction
+    return ParamSpec(name, hint, default, rng, doc, stronger)
 
 
 def coerce(kind, value) -> tuple[bool, Any]:

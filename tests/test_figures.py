@@ -2,9 +2,13 @@
 inside the figure and off every other panel."""
 
 import io
+import sys
 
 import numpy as np
+import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.cbook import is_math_text
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
@@ -157,3 +161,50 @@ def test_a_rebuilt_figure_is_byte_identical(crowded):
 ])
 def test_tick_labels_drop_the_words_every_label_starts_with(labels, expected):
     assert plots._tick_texts(labels) == expected
+
+
+@pytest.mark.parametrize("transform, param, values, mildest", [
+    ("jpeg", "quality", [10, 50, 90], 90),  # listed strongest first (as the article lists it)
+    ("jpeg", "quality", [90, 50, 10], 90),
+    ("blur", "kernel", [9, 5, 3], 3),
+    ("gamma", "gamma", [2.0, 1.5, 1.2], 2.0),  # no way is stronger: the config's order stands
+    ("gamma", "gamma", [1.2, 1.5, 2.0], 1.2),
+])
+def test_the_mildest_edit_is_on_the_left_whatever_order_the_config_lists(transform, param, values, mildest):
+    config = {"sweeps": [{"family": "f", "b": {transform: {param: "$value"}}, "values": values}]}
+    axis = plots.sweep_axes(config)["f"]
+    ax = Figure().add_subplot()
+    ax.plot(values, [0] * len(values))
+    plots._value_axis(ax, pd.DataFrame({"x": [float(v) for v in values], "label": [str(v) for v in values]}), axis)
+    assert min(values, key=lambda x: ax.transData.transform((x, 0))[0]) == mildest
+
+
+def test_the_strength_direction_of_a_plugin_is_not_looked_up_by_importing_it():
+    config = {"sweeps": [{"family": "f", "b": {"no_such_module_anywhere:edit": {"k": "$value"}}, "values": [1, 2]}]}
+    assert plots.sweep_axes(config)["f"].stronger is None
+    assert "no_such_module_anywhere" not in sys.modules
+
+
+@pytest.mark.parametrize("values, labels", [
+    ([0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], [f"{round(v * 100)}%" for v in
+                                                       [0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]),  # Copydays
+    ([75, 50, 30, 20, 15, 10, 8, 5, 3], None),  # geometric: a log axis
+    ([10, 20, 30, 40, 50, 60, 70, 80, 90], None),
+])
+def test_the_tick_labels_of_a_panel_never_touch(values, labels):
+    config = {"sweeps": [{"family": "f", "b": {"crop_area": {"removed": "$value"}}, "values": values,
+                          **({"labels": labels} if labels else {})}]}
+    axis = plots.sweep_axes(config)["f"]
+    figure = Figure(figsize=plots.PANEL, dpi=plots.DPI)
+    FigureCanvasAgg(figure)
+    ax = figure.add_axes((0, 0.3, 1, 0.7))
+    ax.plot(values, [0] * len(values))
+    plots._value_axis(ax, pd.DataFrame({"x": [float(v) for v in values],
+                                        "label": labels or [str(v) for v in values]}), axis)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+    assert len(boxes) == len(values)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not overlap(a, b, tolerance=0.0), (a, b)

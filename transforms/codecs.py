@@ -5,7 +5,7 @@ from typing import Annotated
 import cv2
 import numpy as np
 
-from harness.params import Doc, Range
+from harness.params import Doc, Range, Stronger
 from harness.transforms import TransformError, transform
 
 
@@ -19,7 +19,7 @@ def _round_trip(image: np.ndarray, ext: str, params: list[int]) -> np.ndarray:
 @transform
 def jpeg(
     image: np.ndarray,
-    quality: Annotated[int, Range(0, 100), Doc("JPEG quality; lower compresses harder")],
+    quality: Annotated[int, Stronger("lower"), Range(0, 100), Doc("JPEG quality; lower compresses harder")],
 ) -> np.ndarray:
     """JPEG round trip at `quality` with cv2.imencode / cv2.imdecode."""
     return _round_trip(image, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -28,7 +28,8 @@ def jpeg(
 @transform
 def webp(
     image: np.ndarray,
-    quality: Annotated[int, Range(1, 100), Doc("WebP quality; lower compresses harder (100 is still lossy)")],
+    quality: Annotated[int, Stronger("lower"), Range(1, 100),
+        Doc("WebP quality; lower compresses harder (100 is still lossy)")],
 ) -> np.ndarray:
     """WebP round trip at `quality` with cv2.imencode / cv2.imdecode."""
     return _round_trip(image, ".webp", [cv2.IMWRITE_WEBP_QUALITY, quality])

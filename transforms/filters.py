@@ -5,14 +5,14 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
-from harness.params import Doc, Range
+from harness.params import Doc, Range, Stronger
 from harness.transforms import transform
 
 
 @transform
 def blur(
     image: np.ndarray,
-    kernel: Annotated[int, Range(1, 255), Doc("box side in px")],
+    kernel: Annotated[int, Stronger("higher"), Range(1, 255), Doc("box side in px")],
 ) -> np.ndarray:
     """Box blur: the mean over a kernel x kernel window (cv2.blur)."""
     return cv2.blur(image, (kernel, kernel))
@@ -25,7 +25,7 @@ OddKernel = Literal[1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31]
 @transform
 def gaussian_blur(
     image: np.ndarray,
-    sigma: Annotated[float, Range(0, 100, open_low=True), Doc("standard deviation in px")],
+    sigma: Annotated[float, Stronger("higher"), Range(0, 100, open_low=True), Doc("standard deviation in px")],
 ) -> np.ndarray:
     """Gaussian blur, cv2.GaussianBlur(img, (0, 0), sigma): OpenCV sizes the kernel, round(6*sigma + 1) | 1 px."""
     return cv2.GaussianBlur(image, (0, 0), sigma)
@@ -34,7 +34,7 @@ def gaussian_blur(
 @transform
 def median_blur(
     image: np.ndarray,
-    kernel: Annotated[OddKernel, Doc("odd window side in px")],
+    kernel: Annotated[OddKernel, Stronger("higher"), Doc("odd window side in px")],
 ) -> np.ndarray:
     """Median filter over a kernel x kernel window (cv2.medianBlur)."""
     return cv2.medianBlur(image, kernel)
@@ -43,7 +43,8 @@ def median_blur(
 @transform
 def sharpen(
     image: np.ndarray,
-    amount: Annotated[float, Range(0, 10), Doc("how much of the detail (image - blurred) is added back")],
+    amount: Annotated[float, Stronger("higher"), Range(0, 10),
+        Doc("how much of the detail (image - blurred) is added back")],
     sigma: Annotated[float, Range(0, 100, open_low=True), Doc("Gaussian sigma of the blur, px")] = 1.0,
 ) -> np.ndarray:
     """Unsharp mask: (1 + amount) * img - amount * GaussianBlur(img, sigma), saturated (cv2.addWeighted)."""
@@ -53,7 +54,7 @@ def sharpen(
 @transform
 def pixelate(
     image: np.ndarray,
-    block: Annotated[int, Range(1), Doc("mosaic block side in px")],
+    block: Annotated[int, Stronger("higher"), Range(1), Doc("mosaic block side in px")],
 ) -> np.ndarray:
     """Mosaic: shrink by `block` with INTER_AREA (at least 1 px), then enlarge back with INTER_NEAREST."""
     rows, cols = image.shape[:2]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
-from harness.params import Doc, Range
+from harness.params import Doc, Range, Stronger
 from harness.transforms import Color, TransformError, transform
 
 INTERPOLATIONS = {
@@ -102,7 +102,7 @@ def vflip(image: np.ndarray) -> np.ndarray:
 @transform
 def center_crop(
     image: np.ndarray,
-    fraction: Annotated[float, Range(0, 1, open_low=True), Doc("kept part of each side")],
+    fraction: Annotated[float, Stronger("lower"), Range(0, 1, open_low=True), Doc("kept part of each side")],
     dx: Annotated[float, Range(-1, 1), Doc("move the window right by dx x the image width (a shift)")] = 0.0,
     dy: Annotated[float, Range(-1, 1), Doc("move the window down by dy x the image height")] = 0.0,
 ) -> np.ndarray:
@@ -117,7 +117,7 @@ def center_crop(
 @transform
 def crop_fraction(
     image: np.ndarray,
-    fraction: Annotated[float, Range(0, 1, open_low=True), Doc("kept part of each side")],
+    fraction: Annotated[float, Stronger("lower"), Range(0, 1, open_low=True), Doc("kept part of each side")],
     x: Annotated[float, Range(0, 1), Doc("left of the window, as a part of the free width: 0 left, 1 right")] = 0.5,
     y: Annotated[float, Range(0, 1), Doc("top of the window, as a part of the free height: 0 top, 1 bottom")] = 0.5,
 ) -> np.ndarray:
@@ -151,7 +151,8 @@ def aspect(
 @transform
 def pad(
     image: np.ndarray,
-    fraction: Annotated[float, Range(0, 1), Doc("border on each side, as a part of that side's length")],
+    fraction: Annotated[float, Stronger("higher"), Range(0, 1),
+        Doc("border on each side, as a part of that side's length")],
     mode: Annotated[Literal["constant", "reflect", "replicate"],
                     Doc("fill with `color`, mirror (edge not repeated) or repeat the edge")] = "constant",
     color: Annotated[Color, Doc("BGR fill when mode is constant")] = (0, 0, 0),
@@ -165,7 +166,7 @@ def pad(
 @transform
 def resize_max(
     image: np.ndarray,
-    size: Annotated[int, Range(1, 65536), Doc("length of the longer side after resizing, px")],
+    size: Annotated[int, Stronger("lower"), Range(1, 65536), Doc("length of the longer side after resizing, px")],
     interpolation: Annotated[Interpolation, Doc("cv2.resize interpolation")] = "cubic",
 ) -> np.ndarray:
     """Resize so the longer side is `size` px, the shorter one in proportion (rounded, at least 1 px)."""
@@ -178,10 +179,10 @@ def resize_max(
 @transform
 def border(
     image: np.ndarray,
-    top: Annotated[float, Range(0, 10), Doc("border above, as a part of the height")] = 0.0,
-    bottom: Annotated[float, Range(0, 10), Doc("border below, as a part of the height")] = 0.0,
-    left: Annotated[float, Range(0, 10), Doc("border on the left, as a part of the width")] = 0.0,
-    right: Annotated[float, Range(0, 10), Doc("border on the right, as a part of the width")] = 0.0,
+    top: Annotated[float, Stronger("higher"), Range(0, 10), Doc("border above, as a part of the height")] = 0.0,
+    bottom: Annotated[float, Stronger("higher"), Range(0, 10), Doc("border below, as a part of the height")] = 0.0,
+    left: Annotated[float, Stronger("higher"), Range(0, 10), Doc("border on the left, as a part of the width")] = 0.0,
+    right: Annotated[float, Stronger("higher"), Range(0, 10), Doc("border on the right, as a part of the width")] = 0.0,
     color: Annotated[Color, Doc("BGR fill")] = (0, 0, 0),
 ) -> np.ndarray:
     """Add a solid border of its own size on each side (rounded to px), with cv2.copyMakeBorder."""
@@ -193,7 +194,8 @@ def border(
 @transform
 def crop_area(
     image: np.ndarray,
-    removed: Annotated[float, Range(0, 0.99), Doc("part of the image's surface cut away (Copydays' crop %)")],
+    removed: Annotated[float, Stronger("higher"), Range(0, 0.99),
+        Doc("part of the image's surface cut away (Copydays' crop %)")],
     x: Annotated[float, Range(0, 1), Doc("left of the kept window, as a part of the free width")] = 0.5,
     y: Annotated[float, Range(0, 1), Doc("top of the kept window, as a part of the free height")] = 0.5,
 ) -> np.ndarray:

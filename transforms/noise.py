@@ -4,14 +4,14 @@ from typing import Annotated
 
 import numpy as np
 
-from harness.params import Doc, Range
+from harness.params import Doc, Range, Stronger
 from harness.transforms import Seed, transform
 
 
 @transform
 def gaussian_noise(
     image: np.ndarray,
-    sigma: Annotated[float, Range(0, 255), Doc("standard deviation in grey levels")],
+    sigma: Annotated[float, Stronger("higher"), Range(0, 255), Doc("standard deviation in grey levels")],
     seed: Seed = 0,
     per_channel: Annotated[bool, Doc("independent noise per channel; false adds the same value to the three "
                                      "channels of a pixel (imgaug's default)")] = True,
@@ -25,7 +25,7 @@ def gaussian_noise(
 @transform
 def salt_pepper(
     image: np.ndarray,
-    amount: Annotated[float, Range(0, 1), Doc("part of the pixels replaced")],
+    amount: Annotated[float, Stronger("higher"), Range(0, 1), Doc("part of the pixels replaced")],
     seed: Seed = 0,
 ) -> np.ndarray:
     """Set round(amount * pixels) distinct random pixels to white (half of them) or black (the rest)."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
-from harness.params import Doc, Range
+from harness.params import Doc, Range, Stronger
 from harness.transforms import Color, Seed, TransformError, transform
 
 BUILTIN_LOGO = "builtin:logo"
@@ -16,7 +16,7 @@ BUILTIN_LOGO = "builtin:logo"
 @transform
 def text(
     image: np.ndarray,
-    scale: Annotated[float, Range(0, 100, open_low=True), Doc("cv2.putText fontScale")],
+    scale: Annotated[float, Stronger("higher"), Range(0, 100, open_low=True), Doc("cv2.putText fontScale")],
     text: Annotated[str, Doc("the words drawn")] = "Text",
     x: Annotated[int, Doc("left of the baseline, px")] = 10,
     y: Annotated[int | None, Doc("baseline row, px; null = 30 * scale")] = None,
@@ -57,10 +57,12 @@ def load_overlay(source: str) -> np.ndarray:
 @transform
 def overlay_image(
     image: np.ndarray,
-    size: Annotated[float, Range(0, 1, open_low=True), Doc("overlay width / image width (aspect kept)")] = 0.3,
+    size: Annotated[float, Stronger("higher"), Range(0, 1, open_low=True),
+        Doc("overlay width / image width (aspect kept)")] = 0.3,
     x: Annotated[float, Range(0, 1), Doc("left of the overlay, as a part of the free width: 0 left, 1 right")] = 0.5,
     y: Annotated[float, Range(0, 1), Doc("top of the overlay, as a part of the free height: 0 top, 1 bottom")] = 0.5,
-    opacity: Annotated[float, Range(0, 1), Doc("0 invisible, 1 opaque (times the overlay's own alpha)")] = 1.0,
+    opacity: Annotated[float, Stronger("higher"), Range(0, 1),
+        Doc("0 invisible, 1 opaque (times the overlay's own alpha)")] = 1.0,
     source: Annotated[str, Doc(f"'{BUILTIN_LOGO}' (scikit-image's logo, RGBA) or an image file path")] = BUILTIN_LOGO,
 ) -> np.ndarray:
     """Paste a logo or image, `size` of the width wide, at relative (x, y), alpha-blended at `opacity`."""
@@ -83,7 +85,7 @@ def overlay_image(
 def caption(
     image: np.ndarray,
     text: Annotated[str, Doc("one line, ASCII (Hershey fonts have no other glyphs)")] = "CAPTION",
-    height: Annotated[float, Range(0, 1, open_low=True), Doc("bar height / image height")] = 0.2,
+    height: Annotated[float, Stronger("higher"), Range(0, 1, open_low=True), Doc("bar height / image height")] = 0.2,
     position: Annotated[Literal["top", "bottom"], Doc("where the bar is added")] = "top",
     bar: Annotated[Literal["white", "black"], Doc("bar colour; the text is the other one")] = "white",
 ) -> np.ndarray:
@@ -106,8 +108,8 @@ def caption(
 @transform
 def emoji(
     image: np.ndarray,
-    count: Annotated[int, Range(1, 100), Doc("how many smileys")] = 3,
-    size: Annotated[float, Range(0, 1, open_low=True), Doc("diameter / image width")] = 0.15,
+    count: Annotated[int, Stronger("higher"), Range(1, 100), Doc("how many smileys")] = 3,
+    size: Annotated[float, Stronger("higher"), Range(0, 1, open_low=True), Doc("diameter / image width")] = 0.15,
     seed: Seed = 0,
 ) -> np.ndarray:
     """Draw `count` yellow smileys `size` of the width across, at places drawn from np.random.default_rng(seed)."""
@@ -135,9 +137,9 @@ def _smiley(canvas: np.ndarray, centre: tuple[int, int], r: int) -> None:
 def text_watermark(
     image: np.ndarray,
     text: Annotated[str, Doc("the words drawn (ASCII)")] = "TEST",
-    width: Annotated[float, Range(0, 10, open_low=True), Doc("text width / image width")] = 0.2,
-    alpha: Annotated[int, Range(0, 255), Doc("ink opacity on 0-255")] = 200,
-    thickness: Annotated[int, Range(1, 100), Doc("stroke in px (not scaled with the text)")] = 5,
+    width: Annotated[float, Stronger("higher"), Range(0, 10, open_low=True), Doc("text width / image width")] = 0.2,
+    alpha: Annotated[int, Stronger("higher"), Range(0, 255), Doc("ink opacity on 0-255")] = 200,
+    thickness: Annotated[int, Stronger("higher"), Range(1, 100), Doc("stroke in px (not scaled with the text)")] = 5,
     color: Annotated[Color, Doc("BGR ink")] = (0, 0, 0),
 ) -> np.ndarray:
     """Perception's benchmark watermark: `text` in FONT_HERSHEY_SIMPLEX sized to `width` of the image
@@ -158,9 +160,9 @@ def text_watermark(
 @transform
 def screenshot(
     image: np.ndarray,
-    scale: Annotated[float, Range(0, 1, open_low=True), Doc("picture width / screen width")] = 0.8,
-    header: Annotated[float, Range(0, 0.5), Doc("title bar height / screen height")] = 0.08,
-    footer: Annotated[float, Range(0, 0.5), Doc("caption area height / screen height")] = 0.15,
+    scale: Annotated[float, Stronger("lower"), Range(0, 1, open_low=True), Doc("picture width / screen width")] = 0.8,
+    header: Annotated[float, Stronger("higher"), Range(0, 0.5), Doc("title bar height / screen height")] = 0.08,
+    footer: Annotated[float, Stronger("higher"), Range(0, 0.5), Doc("caption area height / screen height")] = 0.15,
 ) -> np.ndarray:
     """A screenshot-like frame of the same size: a dark title bar, the picture shrunk (INTER_AREA)
     to fit `scale` of the width between bar and footer, centred on white, and two grey caption lines."""
@@ -186,7 +188,7 @@ def screenshot(
 def cross(
     image: np.ndarray,
     color: Annotated[Color, Doc("BGR line colour")] = (0, 0, 128),
-    width: Annotated[int, Range(1, 1000), Doc("line width in px")] = 1,
+    width: Annotated[int, Stronger("higher"), Range(1, 1000), Doc("line width in px")] = 1,
 ) -> np.ndarray:
     """Draw both diagonals, corner to corner, with Pillow's ImageDraw.line (the iscc-experiments watermark)."""
     from PIL import Image, ImageDraw  # the owning library of this edit

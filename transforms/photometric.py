@@ -5,7 +5,7 @@ from typing import Annotated
 import cv2
 import numpy as np
 
-from harness.params import Doc, Range
+from harness.params import Doc, Range, Stronger
 from harness.transforms import transform
 
 
@@ -82,7 +82,8 @@ def hue(
 @transform
 def quantize(
     image: np.ndarray,
-    levels: Annotated[int, Range(2, 256), Doc("values kept per channel (levels**3 colours at most)")],
+    levels: Annotated[int, Stronger("lower"), Range(2, 256),
+        Doc("values kept per channel (levels**3 colours at most)")],
 ) -> np.ndarray:
     """Posterise: each channel to `levels` evenly spaced values from 0 to 255 (v*levels//256 * 255/(levels-1))."""
     return _lut(image, (np.arange(256) * levels // 256) * 255 / (levels - 1))
@@ -91,7 +92,8 @@ def quantize(
 @transform
 def vignette(
     image: np.ndarray,
-    sigma: Annotated[float, Range(0, 100, open_low=True), Doc("Gaussian sigma as a part of each side; "
+    sigma: Annotated[float, Stronger("lower"), Range(0, 100, open_low=True),
+        Doc("Gaussian sigma as a part of each side; "
                                                                "smaller darkens the edges more")] = 0.5,
 ) -> np.ndarray:
     """Darken towards the edges: multiply by the outer product of two cv2.getGaussianKernel(side,
