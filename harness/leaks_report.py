@@ -79,7 +79,9 @@ def answer(audit) -> str:
         parts.append(f"{earlier} of {total} {later} {_plural(total, 'file has', 'files have')} a copy in "
                      + (splits[0] if splits.index(later) == 1 else "an earlier split"))
     inside = int((dropped["split"] == dropped["copy_in"]).sum())
-    parts.append(f"{inside} {_plural(inside, 'file is a copy', 'files are copies')} of another file of the same split")
+    # "more": a file with a copy in an earlier split is counted there, even if it also has one in its own split
+    parts.append(f"{inside} more {_plural(inside, 'file is a copy', 'files are copies')} of another file of its "
+                 "own split")
     thresholds = ", ".join(f"{h} <= {t:g}" for h, t in audit.thresholds.items())
     return "; ".join(parts) + f" (flagged at {thresholds})."
 
