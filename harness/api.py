@@ -48,6 +48,7 @@ class Results:
     notes: list[str]
     metrics: Metrics
     previews: list = field(default_factory=list, repr=False)  # thumbnails of the first image's pairs
+    cache: str | None = field(default=None, repr=False)  # the hash cache the results were computed with
 
     @property
     def table(self) -> pd.DataFrame:
@@ -111,7 +112,7 @@ def evaluate(config: str | dict | Any, *, images: list[str] | None = None, hashe
     started = provenance()  # the code and versions as the run starts
     result = runner.run(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
                         workers=workers, scheduler=scheduler)
-    return from_run(result, {**started, "engine": result.engine})
+    return dataclasses.replace(from_run(result, {**started, "engine": result.engine}), cache=cache)
 
 
 def resolve_config(config, images=None, hashers=None):

@@ -34,33 +34,46 @@ FRESH = [storage.RUN, storage.CONFIG, storage.SUMMARY]
 def write(results, out_dir: str, rebuild: bool = False) -> None:
     """Write `results` to `out_dir` as one new output set; the hash cache there is kept.
 
-    A run whose results are those of the set already in `out_dir` (the same tables, config, code and
-    library versions: its `fingerprint`) keeps that set's tables and figures instead of making them
-    again; run.json, config.yaml and summary.md are written anew."""
-    import matplotlib
-
+    Results computed with the hash cache of `out_dir` (so trusting that directory's contents
+    already) whose set is the one already there (the same tables, config, code and library
+    versions: its `fingerprint`) keep that set's tables and figures instead of making them again;
+    run.json, config.yaml and summary.md are written anew. Without that cache (`--no-cache`,
+    another `--cache`), everything is made anew: nothing found in a directory is kept on trust."""
     fingerprint = None if rebuild else report_fingerprint(results)
-    reused = [] if rebuild else reusable(out_dir, fingerprint)
-    # Names in figures are text: with matplotlib's default, "$...$" in a family or a label is parsed
-    # as mathematics, and "$\frac{$" stops the report.
-    with storage.OutputSet(out_dir) as output, matplotlib.rc_context({"text.parse_math": False}):
+    reused = reusable(out_dir, fingerprint) if not rebuild and _own_cache(results, out_dir) else []
+    with storage.OutputSet(out_dir) as output:
         for name in CACHE_FILES:
             output.carry(name)
-        if rebuild:  # run.json and the saved tables stay as they are
-            for name in SAVED:
-                output.carry(name)
-            render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
-        elif reused:
+        if reused:  # nothing to draw: a rerun of an unchanged run does not even import matplotlib
             for name in reused:
                 output.carry(name)
             figures = {key: path for key, path in figure_paths(results).items() if path in reused}
             output.write_text(storage.SUMMARY, summary_markdown(results, figures, storage.PREVIEWS in reused))
             write_run_files(results, output, fingerprint)
         else:
-            save_tables(results, output)
-            render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
-            write_run_files(results, output, fingerprint)
+            with _literal_text():
+                if rebuild:  # run.json and the saved tables stay as they are
+                    for name in SAVED:
+                        output.carry(name)
+                else:
+                    save_tables(results, output)
+                render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
+                if not rebuild:
+                    write_run_files(results, output, fingerprint)
         output.commit()
+
+
+def _own_cache(results, out_dir: str) -> bool:
+    cache = getattr(results, "cache", None)
+    return cache is not None and os.path.realpath(cache) == os.path.realpath(os.path.join(out_dir, storage.CACHE))
+
+
+def _literal_text():
+    """Names in figures are text: with matplotlib's default, "$...$" in a family or a label is parsed
+    as mathematics, and "$\\frac{$" stops the report."""
+    import matplotlib
+
+    return matplotlib.rc_context({"text.parse_math": False})
 
 
 def report_fingerprint(results) -> str:

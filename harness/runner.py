@@ -156,11 +156,20 @@ class ImagePass:
                   disable=None if self.progress is None else not self.progress) as bar, \
                 Engine(workers=self.workers, scheduler=self.scheduler, setup=setup) as engine:
             self.engine = engine.kind
-            if engine.parallel:  # this process mostly waits: load what the report needs meanwhile
-                threading.Thread(target=_preload_report, daemon=True, name="preload-report").start()
-            jobs = (prepare_job(number, path, plan, self.infos, cache, file_salt, number == 0 and self.previews,
-                                known) for number, path in enumerate(self.paths))
-            for outcome in engine.map(process, jobs):
+            preload = threading.Thread(target=_preload_report, daemon=True, name="preload-report")
+
+            def jobs():
+                for number, path in enumerate(self.paths):
+                    job = prepare_job(number, path, plan, self.infos, cache, file_salt,
+                                      number == 0 and self.previews, known)
+                    # Workers hash while this process mostly waits: it loads what the report needs
+                    # meanwhile. Not before there are hashes to compute (not for previews alone): a
+                    # rerun of a cached run may draw nothing.
+                    if engine.parallel and preload.ident is None and not isinstance(job, Ready) and job.needs != {}:
+                        preload.start()
+                    yield job
+
+            for outcome in engine.map(process, jobs()):
                 path = self.paths[outcome.number]
                 file_digest, cached = known.pop(outcome.number, ("", {}))
                 bar.set_postfix_str(source_name(path), refresh=False)
