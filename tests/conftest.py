@@ -1,8 +1,14 @@
 import os
+import signal
 
 import cv2
 import numpy as np
 import pytest
+
+# A suite started in the background (`cmd &`, nohup) inherits SIGINT ignored, and so would every
+# run the tests start: Python keeps an ignored SIGINT ignored, and the tests of Ctrl-C would see a
+# run that cannot be interrupted. The tests' processes take SIGINT as a terminal gives it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LENA = os.path.join(ROOT, "resources", "lena_std.tif")
