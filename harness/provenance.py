@@ -66,10 +66,19 @@ def cpu_features() -> dict:
             "opencv_optimized": cv2.useOptimized(), "vector_flags": vector}
 
 
+def command_line() -> list[str]:
+    """How the run was started, as it would be typed again: `python -m harness ...` (where
+    sys.argv[0] is harness's own __main__.py), else the program's name and its arguments."""
+    main = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
+    if sys.argv and os.path.abspath(sys.argv[0]) == main:
+        return ["python", "-m", "harness", *sys.argv[1:]]
+    return [os.path.basename(sys.argv[0]) if sys.argv else "python", *sys.argv[1:]]
+
+
 def provenance() -> dict:
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": [os.path.basename(sys.argv[0])] + sys.argv[1:],
+        "command": command_line(),
         "cwd": os.getcwd(),
         "git": git_state(),
         "versions": versions(),

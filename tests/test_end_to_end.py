@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import sys
 
 import pandas as pd
 import pytest
@@ -151,3 +152,13 @@ def test_transform_that_cannot_apply_is_recorded_not_fatal(tmp_path, synthetic_f
 def test_report_of_a_directory_without_results(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no distances.csv or distances.parquet here" in capsys.readouterr().err
+
+
+def test_the_recorded_command_is_the_one_to_type_again(monkeypatch):
+    import harness
+    from harness.provenance import command_line
+
+    monkeypatch.setattr(sys, "argv", [os.path.join(os.path.dirname(harness.__file__), "__main__.py"), "run", "c.yaml"])
+    assert command_line() == ["python", "-m", "harness", "run", "c.yaml"]  # `python -m harness run c.yaml`
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/harness", "run", "c.yaml"])  # the installed command
+    assert command_line() == ["harness", "run", "c.yaml"]
