@@ -1,0 +1,59 @@
+"""Peak memory with one large photograph: `configs/collection.yaml` on scikit-image's 18 photographs,
+with and without a generated 13.5-megapixel JPEG (4240 x 3180) among them.
+
+    python benchmarks/large_photo.py
+
+Each run is a whole process, `python -m harness run configs/collection.yaml --no-cache --quiet`
+(its 46 edited copies of every image, previews included); the peak is the largest resident size of
+the process and its children, from the operating system's accounting. Issue 9 asks that such a
+photograph keep the peak under 600 MiB: its edited copies are made and hashed in batches bounded by
+their pixels, never all at once. A benchmark prints figures; nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from scale import measure  # noqa: E402
+
+
+def large_photo(path: str, height: int = 3180, width: int = 4240) -> None:
+    """A photo-like picture: a smooth random field, sensor-like noise and discs (JPEG quality 92)."""
+    rng = np.random.default_rng(1)
+    image = cv2.resize(rng.integers(0, 256, (8, 10, 3), dtype=np.uint8), (width, height),
+                       interpolation=cv2.INTER_CUBIC)
+    image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+    for _ in range(40):
+        centre = tuple(int(c) for c in rng.integers(0, (width, height)))
+        cv2.circle(image, centre, int(rng.integers(50, 600)), tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
+    cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--make":
+        large_photo(sys.argv[2])
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        photo = os.path.join(scratch, "large.jpg")
+        # Made in a process of its own: a process started from this one may be charged this one's
+        # peak (the kernel's accounting keeps the peak of the memory a child starts in).
+        subprocess.run([sys.executable, __file__, "--make", photo], check=True)
+        print("configs/collection.yaml (aHash, pHash; ResNet50 where its weights are installed), whole process")
+        for name, images in (("18 photographs", ["builtin:skimage"]),
+                             ("18 photographs + one 4240x3180 JPEG", ["builtin:skimage", photo])):
+            out = os.path.join(scratch, "out-" + str(len(images)))
+            wall, peak = measure([sys.executable, "-m", "harness", "run", "configs/collection.yaml", "--images",
+                                  *images, "--out", out, "--no-cache", "--quiet"])
+            print(f"  {name:<38} {wall:6.1f} s   peak {peak:5.0f} MiB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
