@@ -67,11 +67,12 @@ def cpu_features() -> dict:
 
 
 def command_line() -> list[str]:
-    """How the run was started, as it would be typed again: `python -m harness ...` (where
-    sys.argv[0] is harness's own __main__.py), else the program's name and its arguments."""
-    main = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
-    if sys.argv and os.path.abspath(sys.argv[0]) == main:
-        return ["python", "-m", "harness", *sys.argv[1:]]
+    """How the run was started, as it would be typed again: `python -m harness ...` or `python -m
+    examples.leak_demo ...` for a module run with -m (sys.argv[0] is then its file), else the
+    program's name and its arguments."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and getattr(spec, "name", None):
+        return ["python", "-m", spec.name.removesuffix(".__main__"), *sys.argv[1:]]
     return [os.path.basename(sys.argv[0]) if sys.argv else "python", *sys.argv[1:]]
 
 

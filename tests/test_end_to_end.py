@@ -155,10 +155,16 @@ def test_report_of_a_directory_without_results(tmp_path, capsys):
 
 
 def test_the_recorded_command_is_the_one_to_type_again(monkeypatch):
-    import harness
+    import importlib.util
+    import types
+
     from harness.provenance import command_line
 
-    monkeypatch.setattr(sys, "argv", [os.path.join(os.path.dirname(harness.__file__), "__main__.py"), "run", "c.yaml"])
-    assert command_line() == ["python", "-m", "harness", "run", "c.yaml"]  # `python -m harness run c.yaml`
-    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/harness", "run", "c.yaml"])  # the installed command
+    main = types.ModuleType("__main__")
+    main.__spec__ = importlib.util.find_spec("harness.__main__")  # as `python -m harness` sets it
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "argv", [main.__spec__.origin, "run", "c.yaml"])
+    assert command_line() == ["python", "-m", "harness", "run", "c.yaml"]
+    main.__spec__ = None  # a script, or the installed `harness` command
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/harness", "run", "c.yaml"])
     assert command_line() == ["harness", "run", "c.yaml"]
