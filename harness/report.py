@@ -55,17 +55,18 @@ def write(results, out_dir: str, rebuild: bool = False) -> None:
                 if rebuild:  # run.json and the saved tables stay as they are
                     for name in SAVED:
                         output.carry(name)
+                    render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
                 else:
                     save_tables(results, output)
-                render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
-                if not rebuild:
+                    render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
                     write_run_files(results, output, fingerprint)
         output.commit()
 
 
 def _own_cache(results, out_dir: str) -> bool:
-    cache = getattr(results, "cache", None)
-    return cache is not None and os.path.realpath(cache) == os.path.realpath(os.path.join(out_dir, storage.CACHE))
+    """Whether the results were computed with the hash cache of `out_dir` itself."""
+    return results.cache is not None and os.path.realpath(results.cache) == os.path.realpath(
+        os.path.join(out_dir, storage.CACHE))
 
 
 def _literal_text():
