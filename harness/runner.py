@@ -152,7 +152,7 @@ class ImagePass:
         local = self.workers <= 1 and not self.scheduler
         setup = (build_state, (plan, self.hashers)) if local else (build_state, (plan,))
         known: dict[int, tuple[str, dict]] = {}  # image number -> (file digest, cached entries), until its outcome
-        with tqdm(total=len(self.paths), desc=self.desc, unit="image",
+        with _Bar(total=len(self.paths), desc=self.desc, unit="image",
                   disable=None if self.progress is None else not self.progress) as bar, \
                 Engine(workers=self.workers, scheduler=self.scheduler, setup=setup) as engine:
             self.engine = engine.kind
@@ -179,6 +179,13 @@ class ImagePass:
                                     outcome.record.image)
                 yield path, outcome, cached
                 bar.update()
+
+
+class _Bar(tqdm):
+    """tqdm without its monitor thread (which only nudges bars that stall): a process with one thread
+    may fork safely, and the report draws its figures in two processes then (report.draw)."""
+
+    monitor_interval = 0
 
 
 def _preload_report() -> None:

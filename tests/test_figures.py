@@ -2,6 +2,7 @@
 inside the figure and off every other panel."""
 
 import io
+import os
 import sys
 
 import numpy as np
@@ -208,3 +209,61 @@ def test_the_tick_labels_of_a_panel_never_touch(values, labels):
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert not overlap(a, b, tolerance=0.0), (a, b)
+
+
+# A run in a process of its own (one thread, so the report may fork), saying how often it forked; with
+# "fail-in-copy", every figure the forked copy draws fails there (and only there).
+FORKING_RUN = """
+import os, runpy, sys
+from harness import figures
+forks, parent = [], os.getpid()
+real_fork = os.fork
+def fork():
+    pid = real_fork()
+    if pid:
+        forks.append(pid)
+    return pid
+os.fork = fork
+if sys.argv[3] == "fail-in-copy":
+    for name in ("overview_figure", "detection_figure", "roc_figure", "heatmap_figure", "histogram_figure"):
+        def failing(*args, _real=getattr(figures, name), **kwargs):
+            if os.getpid() != parent:
+                raise RuntimeError("the copy fails")
+            return _real(*args, **kwargs)
+        setattr(figures, name, failing)
+sys.argv = ["harness", "run", sys.argv[1], "--out", sys.argv[2], "--quiet", "--workers", "1"]
+code = 0
+try:
+    runpy.run_module("harness", run_name="__main__")
+except SystemExit as stop:
+    code = stop.code
+print("forks", len(forks))
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "fail-in-copy"])
+def test_figures_drawn_in_two_processes_are_the_bytes_drawn_in_one(tmp_path, mode, monkeypatch):
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from harness import report
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(CROWDED))
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", FORKING_RUN, str(config), str(out), mode], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert done.stdout.split()[-1] == ("1" if cores > 1 else "0")
+    serial = tmp_path / "serial"
+    shutil.copytree(out, serial)
+    monkeypatch.setattr(report, "can_fork", lambda: False)
+    report.write(api.load(str(serial)), str(serial), rebuild=True)
+    figures = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    assert len(figures) == 7  # previews and six figures
+    for name in figures:
+        assert (out / name).read_bytes() == (serial / name).read_bytes(), name
