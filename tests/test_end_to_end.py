@@ -131,6 +131,16 @@ def test_fallback_image_when_the_configured_one_is_absent(tmp_path, capsys):
     assert "stand-in" in (tmp_path / "out" / "summary.md").read_text()
 
 
+def test_the_stand_ins_numbers_never_replace_the_real_images_report(tmp_path, capsys):
+    real = tmp_path / "reports" / "article"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output: {real}\nimages: [resources/not_here.tif]\nfallback_image: builtin:astronaut\n"
+                      "hashers: [aHash]\nsweeps:\n  - family: grayscale\n    b: grayscale\n")
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert not real.exists()
+    assert "stand-in" in (tmp_path / "reports" / "article-astronaut" / "summary.md").read_text()
+
+
 def test_missing_image_without_fallback_is_one_line_status_2(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("images: [nothing.png]\nhashers: [aHash]\nsweeps:\n  - family: identity\n")
