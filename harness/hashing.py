@@ -26,17 +26,6 @@ class Hashed:
     errors: dict[int, str]
     extras: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def take(self, indices) -> "Hashed":
-        """The same images' hashes, as a batch of their own (for caching one image)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        rows = self.rows[indices]
-        kept = rows >= 0
-        array = self.array[rows[kept]] if kept.any() else None
-        new_rows = np.full(len(indices), -1)
-        new_rows[kept] = np.arange(int(kept.sum()))
-        return Hashed(array, new_rows, {k: self.errors[i] for k, i in enumerate(indices) if i in self.errors},
-                      {key: values[indices] for key, values in self.extras.items()})
-
     @staticmethod
     def join(parts: list["Hashed"]) -> "Hashed":
         arrays = [p.array for p in parts if p.array is not None]

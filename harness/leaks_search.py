@@ -50,14 +50,14 @@ def _search_shard(state, job):
     if kind == "histogram":
         if a == b:
             counts = search.hamming_histogram_within(queries, int(hasher.distance_max))
-            rest = arrays[(b, hid)][stop:]
+            rest = database[stop:]
             if len(rest):
                 counts = counts + search.hamming_histogram(queries, rest, int(hasher.distance_max))
             return counts
         return search.hamming_histogram(queries, database, int(hasher.distance_max))
     if a == b:  # inside the block (i < j), then the block against the rows after it
         inside = search.hasher_pairs_within(hasher, queries, threshold)
-        after = search.hasher_pairs(hasher, queries, arrays[(b, hid)][stop:], threshold)
+        after = search.hasher_pairs(hasher, queries, database[stop:], threshold)
         i = np.concatenate([inside.i, after.i]) + start
         j = np.concatenate([inside.j + start, after.j + stop])
         order = np.lexsort([j, i])

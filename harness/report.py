@@ -133,7 +133,7 @@ def figure_paths(results) -> dict:
     """The figures a run's set holds, by key (as `render` names them)."""
     metrics = results.metrics
     figures = {}
-    if len(metrics.curves):
+    if len(metrics.curves):  # none when no pair yielded a distance
         figures.update(families=f"{storage.FIGURES}/families.png", heatmap=f"{storage.FIGURES}/heatmap.png")
     if metrics.has_detection:
         figures.update(detection=f"{storage.FIGURES}/detection.png", histograms=f"{storage.FIGURES}/histograms.png",
@@ -173,9 +173,8 @@ def render(results, output: storage.OutputSet, previews: bool, more: list | None
     output.write_csv(storage.TABLE, metrics.table)
     hashers = hasher_order(distances)
     axes = plots.sweep_axes(results.config)
-    figures, drawings = {}, list(more or [])
-    if len(metrics.curves):  # none when no pair yielded a distance
-        figures.update(families=f"{storage.FIGURES}/families.png", heatmap=f"{storage.FIGURES}/heatmap.png")
+    figures, drawings = figure_paths(results), list(more or [])
+    if "families" in figures:
         drawings += [(figures["families"], lambda: plots.overview_figure(metrics.curves, hashers, axes)),
                      (figures["heatmap"], lambda: plots.heatmap_figure(distances))]
     if metrics.has_detection:
@@ -183,8 +182,6 @@ def render(results, output: storage.OutputSet, previews: bool, more: list | None
         output.write_csv(storage.DETECTION, metrics.detection)
         output.write_csv(storage.ROC, metrics.roc)
         output.write_csv(storage.RETRIEVAL, metrics.retrieval)
-        figures.update(detection=f"{storage.FIGURES}/detection.png", histograms=f"{storage.FIGURES}/histograms.png",
-                       roc=f"{storage.FIGURES}/roc.png", matrix=f"{storage.FIGURES}/detection_matrix.png")
         chosen = metrics.chosen
         drawings += [
             (figures["detection"], lambda: plots.detection_figure(metrics.detection, chosen, hashers, axes)),

@@ -27,8 +27,12 @@ def first_seen(column: pd.Series) -> list:
     """A column's distinct values in the order they first appear. A categorical column is read by
     its codes: a long table's million rows are not turned into a million Python objects."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy()
-        used, first = np.unique(codes, return_index=True)
         categories = column.cat.categories
-        return [categories[code] for code in used[np.argsort(first, kind="stable")] if code >= 0]
+        return [categories[code] for code in first_seen_codes(column.cat.codes.to_numpy()) if code >= 0]
     return list(dict.fromkeys(column))
+
+
+def first_seen_codes(codes: np.ndarray) -> np.ndarray:
+    """The distinct codes of a categorical column in the order they first appear."""
+    used, first = np.unique(codes, return_index=True)
+    return used[np.argsort(first, kind="stable")]

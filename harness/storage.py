@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS
+from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, first_seen_codes
 
 DISTANCES = "distances"
 IMPOSTORS = "impostors"
@@ -337,8 +337,7 @@ def _categorical(column: pd.Series) -> pd.Series:
         if "" not in categories:
             categories.append("")
         codes = np.where(codes < 0, categories.index(""), codes)
-    used, first = np.unique(codes, return_index=True)
-    order = used[np.argsort(first, kind="stable")]  # the categories in order of first appearance
+    order = first_seen_codes(codes)  # the categories in order of first appearance
     if len(order) == len(categories) and (order == np.arange(len(order))).all() and list(
             column.cat.categories) == categories:
         return column  # already so
