@@ -187,20 +187,39 @@ def command_run(args) -> int:
         out_dir = f"{config.output}-{config.fallback_image.rpartition(':')[2]}"
     storage.check_output_dir(out_dir, images=config.images)
     cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
-    results = api.evaluate(config, workers=args.workers, cache=cache, strict=args.strict,
-                           progress=None if not args.quiet else False,
-                           scheduler=args.scheduler)
+    evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
+                                progress=None if not args.quiet else False, scheduler=args.scheduler)
+    saved_config = config.reproducible()
     if args.out:  # the saved config names the directory it was written to
-        results.config["output"] = args.out
-    report.write(results, out_dir)
+        saved_config["output"] = args.out
+    run = report.keep_unchanged(evaluation, out_dir, saved_config)
+    if run is None:  # something changed (or nothing can be kept): the tables, figures and summary are made
+        results = evaluation.results()
+        results.config = saved_config
+        report.write(results, out_dir, inputs=evaluation.inputs)
+        notes, hashers = results.notes, results.hashers.to_dict("records")
+    else:
+        notes, hashers = run["notes"], run["hashers"]
     if not args.quiet:
-        print(results.table.to_string(index=False))
-        print(f"\nwrote {out_dir}/ (summary.md, table.csv, distances.csv, figures/)")
-    unavailable = set(results.hashers.loc[results.hashers["status"] == schema.UNAVAILABLE, "hasher"])
-    fixes = [n for n in results.notes if any(n.startswith(f"hasher {h} unavailable") for h in unavailable)]
-    for note in [n for n in results.notes if n not in fixes] + fixes:  # the fixes last, where they are seen
-        print(f"note: {shortened(note, MESSAGE_MAX)}", file=sys.stderr)
-    return 1 if results.failures else 0
+        print(text_table(os.path.join(out_dir, storage.TABLE)))
+        print(f"\nwrote {out_dir}/ (summary.md, table.csv, distances.csv, figures/)" if run is None else
+              f"\nkept {out_dir}/: the same images, hashes and config as its last run, so the same tables and "
+              "figures (run.json, config.yaml and the summary's provenance written anew)")
+    unavailable = {h.get("hasher") for h in hashers if isinstance(h, dict) and h.get("status") == schema.UNAVAILABLE}
+    fixes = [n for n in notes if any(str(n).startswith(f"hasher {h} unavailable") for h in unavailable)]
+    for note in [n for n in notes if n not in fixes] + fixes:  # the fixes last, where they are seen
+        print(f"note: {shortened(str(note), MESSAGE_MAX)}", file=sys.stderr)
+    return 1 if evaluation.failures else 0
+
+
+def text_table(path: str) -> str:
+    """A CSV table as aligned text for the terminal (each column right-aligned, as pandas prints it)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    widths = [max(len(row[k]) if k < len(row) else 0 for row in rows) for k in range(len(rows[0]))] if rows else []
+    return "\n".join(" ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows)
 
 
 def command_leaks(args) -> int:

@@ -16,13 +16,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.metrics import Metrics
 from harness.schema import ERROR_COLUMNS, UNAVAILABLE
+
+if TYPE_CHECKING:  # pandas and the metrics are imported when tables are made, not before the image pass
+    import pandas as pd
+
+    from harness.metrics import Metrics
+    from harness.runner import Pass
 
 HASHER_COLUMNS = ["hasher", "name", "distance", "distance_max", "status", "reason", "cpu_exact", "params"]
 
@@ -103,6 +106,37 @@ def evaluate(config: str | dict | Any, *, images: list[str] | None = None, hashe
     `strict=True` it raises instead. Raises harness.HarnessError (and its subclasses) with the
     same one-line messages as the command line.
     """
+    return image_pass(config, images=images, hashers=hashers, workers=workers, cache=cache, strict=strict,
+                      progress=progress, scheduler=scheduler).results()
+
+
+@dataclass
+class Evaluation:
+    """A config's images decoded, edited and hashed (through the cache), its tables not made yet:
+    `results()` makes them. `inputs` digests everything they are made from, so a caller that finds
+    the same digest beside a saved set (`python -m harness run` over its own output) knows the set
+    would come out the same, byte for byte, without making it."""
+
+    run: Pass
+    provenance: dict
+    cache: str | None
+
+    @property
+    def inputs(self) -> str:
+        return self.run.inputs
+
+    @property
+    def failures(self) -> int:
+        return self.run.failures
+
+    def results(self) -> Results:
+        return dataclasses.replace(from_run(self.run.result(), self.provenance), cache=self.cache)
+
+
+def image_pass(config: str | dict | Any, *, images: list[str] | None = None, hashers: list[str] | None = None,
+               workers: int | None = 1, cache: str | None = None, strict: bool = False,
+               progress: bool | None = False, scheduler: str | None = None) -> Evaluation:
+    """`evaluate` up to its tables (see Evaluation); the same arguments."""
     from harness import runner
     from harness.provenance import provenance
 
@@ -110,9 +144,9 @@ def evaluate(config: str | dict | Any, *, images: list[str] | None = None, hashe
     if workers is not None and workers < 1:
         raise HarnessError(f"workers: must be at least 1, got {workers}")
     started = provenance()  # the code and versions as the run starts
-    result = runner.run(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
-                        workers=workers, scheduler=scheduler)
-    return dataclasses.replace(from_run(result, {**started, "engine": result.engine}), cache=cache)
+    passed = runner.image_pass(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
+                               workers=workers, scheduler=scheduler)
+    return Evaluation(passed, {**started, "engine": passed.engine}, cache)
 
 
 def resolve_config(config, images=None, hashers=None):
@@ -132,6 +166,8 @@ def resolve_config(config, images=None, hashers=None):
 
 def from_run(result, provenance: dict) -> Results:
     """A runner's result as Results: tables in their saved form, metrics computed from them."""
+    import pandas as pd
+
     from harness import metrics, storage
 
     images = pd.DataFrame(result.sources).rename(columns={"name": "image", "id": "image_id"})
@@ -150,6 +186,8 @@ def from_run(result, provenance: dict) -> Results:
 
 def hasher_table(infos) -> pd.DataFrame:
     import json
+
+    import pandas as pd
 
     return pd.DataFrame([{"hasher": h.id, "name": h.spec["name"], "distance": h.distance_kind,
                           "distance_max": h.distance_max, "status": h.status, "reason": h.reason,

@@ -204,7 +204,7 @@ class HashCache:
         `file`: (digest, salt, record) when the file was decoded; `entries`: hasher key -> item -> Entry."""
         if self._db is None or (file is None and not any(entries.values())):
             return
-        rows = [(hasher, image, item, *_stored(entry)) for hasher, items in entries.items()
+        rows = [(hasher, image, item, *stored_form(entry)) for hasher, items in entries.items()
                 for item, entry in items.items()]
         try:
             with self._db:
@@ -239,7 +239,7 @@ class HashCache:
 
 # --- entries as stored ---------------------------------------------------------------
 
-def _stored(entry: Entry) -> tuple[str, str, bytes, str]:
+def stored_form(entry: Entry) -> tuple[str, str, bytes, str]:
     extras = json.dumps({k: _plain(v) for k, v in entry.extras.items()}, sort_keys=True, allow_nan=False)
     if entry.row is None:
         return ERROR_DTYPE, "[]", entry.error.encode("utf-8", "backslashreplace"), extras

@@ -19,7 +19,8 @@ import yaml
 
 from harness import storage
 from harness.leaks import AGREEMENT
-from harness.summary import markdown_table, md
+from harness.markdown import md
+from harness.summary import markdown_table
 
 REVIEW = "review.html"
 

@@ -85,3 +85,17 @@ def provenance() -> dict:
         "versions": versions(),
         "cpu": cpu_features(),
     }
+
+
+def code_digest() -> str:
+    """A digest of harness's own source files: a run's results depend on its code."""
+    import hashlib
+
+    root = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for folder in (root, os.path.join(root, "hashers"), os.path.join(root, "transforms")):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as handle:
+                    digest.update(name.encode() + handle.read())
+    return digest.hexdigest()

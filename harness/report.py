@@ -15,10 +15,10 @@ import os
 
 import yaml
 
-from harness import figures as plots
 from harness import storage
-from harness.metrics import hasher_order
-from harness.summary import summary_markdown
+
+# The figures, the metrics and the summary (pandas, matplotlib) are imported where they are used:
+# an unchanged rerun (`keep_unchanged`) needs none of them.
 
 # What a run saves, and a rebuild carries over unchanged.
 SAVED = [f"{storage.DISTANCES}.csv", f"{storage.DISTANCES}.parquet", f"{storage.IMPOSTORS}.csv",
@@ -31,14 +31,18 @@ CACHE_FILES = [storage.CACHE, storage.CACHE + "-wal", storage.CACHE + "-shm"]
 FRESH = [storage.RUN, storage.CONFIG, storage.SUMMARY]
 
 
-def write(results, out_dir: str, rebuild: bool = False) -> None:
+def write(results, out_dir: str, rebuild: bool = False, inputs: str | None = None) -> None:
     """Write `results` to `out_dir` as one new output set; the hash cache there is kept.
 
     Results computed with the hash cache of `out_dir` (so trusting that directory's contents
     already) whose set is the one already there (the same tables, config, code and library
     versions: its `fingerprint`) keep that set's tables and figures instead of making them again;
     run.json, config.yaml and summary.md are written anew. Without that cache (`--no-cache`,
-    another `--cache`), everything is made anew: nothing found in a directory is kept on trust."""
+    another `--cache`), everything is made anew: nothing found in a directory is kept on trust.
+    `inputs` (the run's Evaluation.inputs) goes into run.json, for `keep_unchanged` next time."""
+    from harness import figures as plots
+    from harness.summary import summary_markdown
+
     fingerprint = None if rebuild else report_fingerprint(results)
     reused = reusable(out_dir, fingerprint) if not rebuild and _own_cache(results, out_dir) else []
     with storage.OutputSet(out_dir) as output:
@@ -49,7 +53,7 @@ def write(results, out_dir: str, rebuild: bool = False) -> None:
                 output.carry(name)
             figures = {key: path for key, path in figure_paths(results).items() if path in reused}
             output.write_text(storage.SUMMARY, summary_markdown(results, figures, storage.PREVIEWS in reused))
-            write_run_files(results, output, fingerprint)
+            write_run_files(results, output, fingerprint, inputs)
         else:
             with _literal_text():
                 if rebuild:  # run.json and the saved tables stay as they are
@@ -60,7 +64,7 @@ def write(results, out_dir: str, rebuild: bool = False) -> None:
                     save_tables(results, output)
                     previews = [(storage.PREVIEWS, lambda: plots.previews_figure(results.previews))]
                     render(results, output, previews=bool(results.previews), more=previews if results.previews else [])
-                    write_run_files(results, output, fingerprint)
+                    write_run_files(results, output, fingerprint, inputs)
         output.commit()
 
 
@@ -68,6 +72,42 @@ def _own_cache(results, out_dir: str) -> bool:
     """Whether the results were computed with the hash cache of `out_dir` itself."""
     return results.cache is not None and os.path.realpath(results.cache) == os.path.realpath(
         os.path.join(out_dir, storage.CACHE))
+
+
+def keep_unchanged(evaluation, out_dir: str, config: dict) -> dict | None:
+    """A rerun over its own output that would write the same set keeps it, without making it.
+
+    When the evaluation used `out_dir`'s own hash cache (trusted for its values already, see
+    `write`) and its `inputs` digest (the config, harness's code, the library versions and every
+    image's record and hashes) is the one run.json recorded, the tables, the figures and the
+    summary would come out byte for byte as they are: the set is kept, and only what says when
+    and how it was made is written anew (run.json, config.yaml, the summary's provenance). No
+    table is made and neither pandas nor matplotlib is imported. Returns the new run.json's
+    contents, or None (nothing written) when the set cannot be kept as it is."""
+    from harness.markdown import PROVENANCE_HEADING, provenance_lines
+
+    if not _own_cache(evaluation, out_dir):
+        return None
+    try:
+        previous = storage.read_json(out_dir, storage.RUN)
+    except Exception:  # a damaged run.json: the set is made anew
+        return None
+    kept = reusable(out_dir, previous.get("fingerprint")) if previous.get("inputs") == evaluation.inputs else []
+    summary = storage.read_text(out_dir, storage.SUMMARY) if kept else None
+    body, heading, _ = (summary or "").rpartition(f"\n{PROVENANCE_HEADING}\n")
+    if not heading or not isinstance(previous.get("hashers"), list) or not isinstance(previous.get("notes"), list):
+        return None
+    with storage.OutputSet(out_dir) as output:
+        for name in CACHE_FILES + kept:
+            output.carry(name)
+        provenance = evaluation.provenance
+        output.write_text(storage.SUMMARY, body + "\n" + "\n".join(provenance_lines(provenance)))
+        output.write_text(storage.CONFIG, config_yaml(config, provenance))
+        run = run_record(provenance, config, previous["hashers"], previous["notes"], previous["fingerprint"],
+                         evaluation.inputs, output.files())
+        output.write_text(storage.RUN, run_json(run))
+        output.commit()
+    return run
 
 
 def _literal_text():
@@ -85,8 +125,10 @@ def report_fingerprint(results) -> str:
 
     import pandas as pd
 
+    from harness.provenance import code_digest
+
     digest = hashlib.sha256()
-    for part in (results.config, results.notes, (results.provenance or {}).get("versions"), _code_digest()):
+    for part in (results.config, results.notes, (results.provenance or {}).get("versions"), code_digest()):
         digest.update(json.dumps(part, sort_keys=True, default=str).encode())
     for table in (results.distances, results.impostors, results.images, results.errors, results.hashers):
         digest.update(json.dumps([list(map(str, table.columns)), list(map(str, table.dtypes))]).encode())
@@ -95,19 +137,6 @@ def report_fingerprint(results) -> str:
         digest.update(repr(pair).encode())
         for side in (a, b):
             digest.update(b"-" if side is None else side.tobytes() + repr(side.shape).encode())
-    return digest.hexdigest()
-
-
-def _code_digest() -> str:
-    import hashlib
-
-    root = os.path.dirname(os.path.abspath(__file__))
-    digest = hashlib.sha256()
-    for folder in (root, os.path.join(root, "hashers"), os.path.join(root, "transforms")):
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".py"):
-                with open(os.path.join(folder, name), "rb") as handle:
-                    digest.update(name.encode() + handle.read())
     return digest.hexdigest()
 
 
@@ -150,14 +179,25 @@ def save_tables(results, output: storage.OutputSet) -> None:
     output.write_csv(storage.HASHERS, results.hashers)
 
 
-def write_run_files(results, output: storage.OutputSet, fingerprint: str | None) -> None:
-    """config.yaml, then run.json, last: provenance, the config, the notes, and the set's fingerprint
-    and files (what a later run with the same results keeps)."""
+def write_run_files(results, output: storage.OutputSet, fingerprint: str | None, inputs: str | None = None) -> None:
+    """config.yaml, then run.json, last: provenance, the config, the notes, and the set's fingerprint,
+    inputs and files (what a later run with the same results keeps)."""
     config = results.config
     output.write_text(storage.CONFIG, config_yaml(config, results.provenance))
-    run = {**results.provenance, "config": config, "hashers": results.hashers.to_dict("records"),
-           "notes": results.notes, "fingerprint": fingerprint, "files": output.files() + [storage.RUN]}
-    output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
+    run = run_record(results.provenance, config, results.hashers.to_dict("records"), results.notes, fingerprint,
+                     inputs, output.files())
+    output.write_text(storage.RUN, run_json(run))
+
+
+def run_record(provenance: dict, config: dict, hashers: list, notes: list, fingerprint: str | None,
+               inputs: str | None, files: list[str]) -> dict:
+    """run.json's contents; `files` are the set's other files."""
+    return {**provenance, "config": config, "hashers": hashers, "notes": notes, "fingerprint": fingerprint,
+            "inputs": inputs, "files": files + [storage.RUN]}
+
+
+def run_json(run: dict) -> str:
+    return json.dumps(run, indent=2, default=str, allow_nan=False) + "\n"
 
 
 def config_yaml(config: dict, provenance: dict) -> str:
@@ -168,6 +208,10 @@ def config_yaml(config: dict, provenance: dict) -> str:
 
 def render(results, output: storage.OutputSet, previews: bool, more: list | None = None) -> None:
     """Every derived table and figure (and the figures in `more`: (name, build) pairs), and summary.md."""
+    from harness import figures as plots
+    from harness.metrics import hasher_order
+    from harness.summary import summary_markdown
+
     metrics, distances = results.metrics, results.distances
     impostors = results.impostors.drop(index=metrics.excluded.index)  # the baseline the thresholds use
     output.write_csv(storage.TABLE, metrics.table)

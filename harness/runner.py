@@ -20,11 +20,12 @@ hasher that fails on an image becomes a row of `errors` and an `error` cell in t
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from harness.cache import Entry, FileRecord, HashCache, digest
@@ -34,8 +35,10 @@ from harness.errors import HarnessError, HashError, ImageError, UnavailableError
 from harness.hashing import Hashed, from_entries
 from harness.images import DEFAULT_MAX_PIXELS, read_source, resolve_sources, source_name, display_path
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process
-from harness.impostors import Vocabulary, source_impostors, transformed_impostors
 from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -106,6 +109,33 @@ def make_plan(config: Config, specs, salt: str) -> Plan:
 
 def run(config: Config, skip_unavailable: bool = False, progress: bool | None = None,
         cache_path: str | None = None, workers: int | None = None, scheduler: str | None = None) -> RunResult:
+    return image_pass(config, skip_unavailable, progress, cache_path, workers, scheduler).result()
+
+
+@dataclass
+class Pass:
+    """The pass over the images done, before any table is made: what it collected, its notes, where
+    the work ran, and `inputs`, a digest of everything the tables are computed from."""
+
+    collector: "Collector"
+    notes: list[str]
+    engine: str
+
+    @property
+    def inputs(self) -> str:
+        return self.collector.inputs(self.notes)
+
+    @property
+    def failures(self) -> int:
+        return self.collector.failures()
+
+    def result(self) -> RunResult:
+        return self.collector.result(list(self.notes), self.engine)
+
+
+def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | None = None,
+               cache_path: str | None = None, workers: int | None = None, scheduler: str | None = None) -> Pass:
+    """Every image through its work and the cache; no table yet (no pandas is needed up to here)."""
     from harness.provenance import versions as library_versions
 
     versions = {k: v for k, v in library_versions().items() if k != "platform"}
@@ -116,7 +146,7 @@ def run(config: Config, skip_unavailable: bool = False, progress: bool | None = 
     specs = [spec for spec in config.hashers if spec.id in hashers]
     plan = make_plan(config, specs, salt)
     cache = HashCache(cache_path)
-    collector = Collector(config, plan, infos, hashers)
+    collector = Collector(config, plan, infos, hashers, salt)
     try:
         images = ImagePass(paths, plan, infos, hashers, cache, workers=workers, scheduler=scheduler,
                            previews=config.previews, progress=progress)
@@ -128,7 +158,7 @@ def run(config: Config, skip_unavailable: bool = False, progress: bool | None = 
     if not collector.sources:
         first = collector.errors[0]["reason"] if collector.errors else "no images"
         raise HarnessError(f"none of the {len(paths)} images could be read; first: {first}")
-    return collector.result(notes, images.engine)
+    return Pass(collector, notes, images.engine)
 
 
 class ImagePass:
@@ -179,6 +209,8 @@ class ImagePass:
                                     outcome.record.image)
                 yield path, outcome, cached
                 bar.update()
+            if preload.ident is not None:
+                preload.join()  # the report needs those modules, and forks only once this process is alone
 
 
 class _Bar(tqdm):
@@ -189,10 +221,14 @@ class _Bar(tqdm):
 
 
 def _preload_report() -> None:
-    """Import the report's modules (matplotlib's is most of a second) while the workers hash."""
+    """Import what the tables and the report need (pandas, pyarrow, matplotlib: a second or more)
+    while the workers hash."""
     try:
         import harness.figures  # noqa: F401
+        import harness.impostors  # noqa: F401
+        import harness.summary  # noqa: F401
         import matplotlib.backends.backend_agg  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
     except ImportError:  # the report will say so itself
         pass
 
@@ -276,6 +312,8 @@ class LongColumns:
             self.arrays[column].extend(values)
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         data = {}
         for column in self.columns:
             values = self.arrays[column].view()
@@ -353,9 +391,12 @@ class Sources:
 class Collector:
     """Takes each image's outcome in order and keeps what the tables and the impostors need."""
 
-    def __init__(self, config: Config, plan: Plan, infos: list[HasherInfo], hashers: dict):
+    def __init__(self, config: Config, plan: Plan, infos: list[HasherInfo], hashers: dict, salt: str = ""):
         self.config, self.plan, self.hashers = config, plan, hashers
         self.infos = infos
+        self.salt = salt
+        # Everything the tables are computed from, as it arrives (see `inputs`).
+        self.digest = hashlib.sha256()
         self.item_index = {item: k for k, item in enumerate(plan.items)}
         pairs = config.pairs
         # Each pair's two sides as item numbers (0: the untouched image).
@@ -384,6 +425,9 @@ class Collector:
 
     def add(self, path: str, outcome: ImageOutcome, cached: dict) -> None:
         name = source_name(path)
+        record = outcome.record
+        self.digest.update(json.dumps([path, outcome.error, None if record is None else [
+            record.image, record.height, record.width, list(record.notes)]]).encode("utf-8", "surrogateescape"))
         if outcome.record is None:
             self.errors.append({"image": display_path(path), "image_id": "", "stage": "read",
                                 "reason": outcome.error})
@@ -406,6 +450,7 @@ class Collector:
             hasher = self.hashers[hid]
             entries = {**cached.get(hid, {}), **outcome.entries.get(hid, {})}
             hashed = self._decode(hasher, [entries.get(item) for item in self.plan.items])
+            self._digest_hashed(hasher, hashed)
             for k, item in enumerate(self.plan.items):  # each failure once per image and stage
                 reason = hashed.errors.get(k)
                 if reason is None:
@@ -425,6 +470,48 @@ class Collector:
             pick = lambda chain: thumbs.get(SOURCE) if chain == UNTOUCHED else thumbs.get(
                 self.plan.chain_keys[self.plan.chains.index(chain)])
             self.previews = [(pair, pick(pair.a), pick(pair.b)) for pair in self.config.pairs]
+
+    def _digest_hashed(self, hasher, hashed: Hashed) -> None:
+        """One image's hashes by one hasher, into the digest: one update per image and hasher, so it
+        costs nothing next to the hashing, even at 100,000 images."""
+        update = self.digest.update
+        update(hashed.rows.astype(np.int64).tobytes())
+        update(json.dumps(sorted(hashed.errors.items())).encode("utf-8", "surrogateescape"))
+        for key in sorted(hashed.extras):
+            values = np.asarray(hashed.extras[key])
+            update(key.encode() + (values.dtype.str + str(values.shape)).encode())
+            update(values.tobytes() if values.dtype != object else repr(values.tolist()).encode())
+        array = hashed.array
+        if array is None:
+            return
+        if array.dtype == object:  # rows that are objects (ImageHash's multi-hash): as the cache stores them
+            for row in array:
+                plain = np.ascontiguousarray(hasher.encode_row(row))
+                update((plain.dtype.str + str(plain.shape)).encode() + plain.tobytes())
+        else:
+            update((array.dtype.str + str(array.shape)).encode() + np.ascontiguousarray(array).tobytes())
+
+    def inputs(self, notes: list[str]) -> str:
+        """A digest of everything the run's tables are computed from: the config (its output directory
+        aside), harness's code, the library versions, the hashers, the notes and every image's
+        record and hashes. Two runs with the same `inputs` write the same tables and figures."""
+        from harness.provenance import code_digest
+
+        config = {k: v for k, v in self.config.reproducible().items() if k != "output"}
+        infos = [vars(info) for info in self.infos]
+        final = self.digest.copy()
+        final.update(json.dumps([config, infos, notes, self.salt, code_digest()], sort_keys=True,
+                                default=str).encode("utf-8", "surrogateescape"))
+        return final.hexdigest()
+
+    def failures(self) -> int:
+        """Problems with images, transforms or hashers, plus failed distances (not unavailable hashers):
+        what `Results.failures` counts, from the compact columns."""
+        codes = self.distances.arrays["error"].view()
+        names = self.distances.names["error"]
+        fine = [names[text] for text in ("", UNAVAILABLE) if text in names]
+        failed = 0 if codes is None else int(np.count_nonzero(~np.isin(codes, fine)))
+        return failed + len(self.errors)
 
     @staticmethod
     def _decode(hasher, entries: list[Entry | None]):
@@ -471,6 +558,10 @@ class Collector:
             self.edited_rows[hid].add(hashed, self.side_b[self.edited])
 
     def result(self, notes: list[str], engine: str) -> RunResult:
+        import pandas as pd
+
+        from harness.impostors import Vocabulary, source_impostors, transformed_impostors
+
         config = self.config
         if self.duplicates:
             notes.append(f"{len(self.duplicates)} images have the same pixels as another and count once: "

@@ -7,7 +7,6 @@ and storage write and read them under these file names.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 # A side of a pair that is not edited: the untouched source image.
 UNTOUCHED: tuple = ()
@@ -23,9 +22,11 @@ NAMED_IMPOSTOR_COLUMNS = ["hasher", "kind", "family", "value", "image", "other",
 ERROR_COLUMNS = ["image", "image_id", "stage", "reason"]
 
 
-def first_seen(column: pd.Series) -> list:
+def first_seen(column) -> list:
     """A column's distinct values in the order they first appear. A categorical column is read by
     its codes: a long table's million rows are not turned into a million Python objects."""
+    import pandas as pd  # here, not above: the image pass and an unchanged rerun need no pandas
+
     if isinstance(column.dtype, pd.CategoricalDtype):
         categories = column.cat.categories
         return [categories[code] for code in first_seen_codes(column.cat.codes.to_numpy()) if code >= 0]

@@ -23,11 +23,15 @@ import os
 import shutil
 import tempfile
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from harness.errors import HarnessError
 from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, first_seen_codes
+
+if TYPE_CHECKING:  # pandas is imported where a table is read or written: an unchanged rerun writes none
+    import pandas as pd
 
 DISTANCES = "distances"
 IMPOSTORS = "impostors"
@@ -311,6 +315,8 @@ def normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     """A long table as it reads back from disk: its columns in order, `value` as the config's text,
     distances to 6 significant digits, every text column categorical (a long table repeats a few
     names millions of times: codes keep it to a few bytes a row, and its groups to the names seen)."""
+    import pandas as pd
+
     from harness.config import format_value
 
     frame = frame.reindex(columns=LONG_TABLES[name])  # pandas copies on write: the caller's frame is safe
@@ -328,6 +334,8 @@ def _categorical(column: pd.Series) -> pd.Series:
     """Text as a categorical column whose categories are the texts in order of appearance (so the
     same table gives the same categories however it was made: in memory, from CSV or Parquet).
     A categorical column is reordered by its codes alone: no text is made per row."""
+    import pandas as pd
+
     if not isinstance(column.dtype, pd.CategoricalDtype):
         texts = column.astype(object).where(column.notna(), "").map(str)
         return pd.Series(pd.Categorical(texts, categories=pd.unique(texts)), index=column.index, name=column.name)
@@ -352,6 +360,8 @@ def _categorical(column: pd.Series) -> pd.Series:
 
 
 def read_long(out_dir: str, name: str, required: bool = True) -> pd.DataFrame:
+    import pandas as pd
+
     columns = LONG_TABLES[name]
     parquet, csv = os.path.join(out_dir, f"{name}.parquet"), os.path.join(out_dir, f"{name}.csv")
     try:
@@ -393,6 +403,8 @@ NUMBER_COLUMNS = {HASHERS: ["distance_max"]}  # what the report computes with: a
 def read_small(out_dir: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
     """A small CSV table; empty (with `columns`) when absent. Text columns stay text
     (an id of digits is not a number), the rest are read as numbers."""
+    import pandas as pd
+
     path = os.path.join(out_dir, name)
     if not _regular(path):
         return pd.DataFrame(columns=columns or [])
@@ -422,6 +434,19 @@ def read_small(out_dir: str, name: str, columns: list[str] | None = None) -> pd.
 JSON_MAX_BYTES = 64 << 20  # run.json holds a config and provenance: a few KiB
 
 
+def read_text(out_dir: str, name: str, max_bytes: int = JSON_MAX_BYTES) -> str | None:
+    """A text file of an output set (summary.md); None when it is absent, not UTF-8 or too large."""
+    path = os.path.join(out_dir, name)
+    try:
+        if not _regular(path):
+            return None
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+        return data.decode("utf-8") if len(data) <= max_bytes else None
+    except (OSError, UnicodeDecodeError, HarnessError):
+        return None
+
+
 def read_json(out_dir: str, name: str) -> dict:
     path = os.path.join(out_dir, name)
     if not _regular(path):
@@ -444,6 +469,8 @@ def read_table_file(path: str, columns: list[str]) -> pd.DataFrame:
     one line naming the file for anything that is not such a table. Read through the same bounded,
     regular-file-only reader as images, so a FIFO or /dev/zero named .csv cannot hang or exhaust a run."""
     import io
+
+    import pandas as pd
 
     from harness.errors import ImageError
     from harness.images import display_path, read_file

@@ -7,45 +7,13 @@ escaped with `md`, so it reads as text and never becomes a link, an image or HTM
 
 from __future__ import annotations
 
-import html
-import re
-
 import numpy as np
 import pandas as pd
 
+from harness.markdown import md, provenance_lines
 from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order
 from harness.schema import UNAVAILABLE, first_seen
-from harness.storage import ERRORS, PREVIEWS, RUN
-
-# Enough to stop links and images (they need brackets), emphasis, code, tables and strike-through;
-# HTML is escaped before.
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~])")
-# GitHub's extended autolinks need no brackets: "https://x", "www.x", "a@b.c". A backslash before
-# the ':', the '.' or the '@' stops them, and renders as nothing.
-_AUTOLINK = re.compile(r"[A-Za-z0-9](:)//|(?<![A-Za-z0-9])[Ww][Ww][Ww](\.)|(@)")
-# What makes a block of a line's start: a heading, a list item, a setext underline. ('>', a quote,
-# is already the entity &gt;, which is no block marker.)
-_BLOCK_START = re.compile(r"(#)#{0,5}(?: |$)|([-+])(?: |$)|\d{1,9}([.)])(?: |$)|(=)=*$|(-)-*$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def md(text) -> str:
-    """Text from a file or a config, safe in Markdown anywhere on a line: one line, control
-    characters replaced, HTML escaped, Markdown's punctuation backslash-escaped, autolinks and
-    a block marker at its start defused. No name can become a link, an image, raw HTML, emphasis,
-    a heading, a list item or a table break."""
-    one_line = _CONTROL.sub("\ufffd", " ".join(str(text).split()))
-    escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(one_line, quote=False))
-    escaped = _AUTOLINK.sub(_backslash_group, escaped)
-    block = _BLOCK_START.match(escaped)
-    return _backslash_group(block) + escaped[block.end():] if block else escaped
-
-
-def _backslash_group(match: re.Match) -> str:
-    """The matched text with a backslash before its captured group."""
-    at = match.start(match.lastindex) - match.start()
-    return match.group(0)[:at] + "\\" + match.group(0)[at:]
-
+from harness.storage import ERRORS, PREVIEWS
 
 def markdown_table(frame: pd.DataFrame) -> str:
     header = "| " + " | ".join(md(c) for c in frame.columns) + " |"
@@ -311,20 +279,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
         lines += ["## What the edits look like", "", f"![previews]({PREVIEWS})", "",
                   f"Side B of every pair for the first image ({md(images[0]) if images else ''}), as thumbnails "
                   "(not rebuilt by `harness report`; not committed for images that may not be redistributed).", ""]
-    versions = provenance.get("versions", {})
-    if versions:
-        git = provenance.get("git") or {}
-        cpu = provenance.get("cpu", {})
-        lines += ["## Provenance", "",
-                  f"Produced by `{md(' '.join(provenance.get('command', [])))}` on {md(provenance.get('date', '?'))}, "
-                  f"git commit {md(git.get('commit') or 'unknown')}"
-                  f"{' (uncommitted changes)' if git.get('dirty') else ''}. "
-                  f"Python {md(versions.get('python'))}, OpenCV {md(versions.get('cv2'))}, "
-                  f"NumPy {md(versions.get('numpy'))}, TensorFlow {md(versions.get('tensorflow', 'not installed'))}"
-                  + (f"; CPU {md(cpu.get('machine', '?'))} with OpenCV dispatching to "
-                     f"{md(cpu.get('opencv_dispatch') or 'baseline only')}" if cpu else "")
-                  + f". The resolved config is in `config.yaml` (run it again with `python -m harness run "
-                    f"DIR/config.yaml`); all versions and CPU features are in `{RUN}`.", ""]
+    lines += provenance_lines(provenance)
     return "\n".join(lines)
 
 

@@ -1,10 +1,15 @@
 """A rerun of an unchanged run: it keeps the set already in its directory (tables and figures, not
 drawn again) only when it computed its results with that directory's own hash cache; otherwise it
-trusts nothing it finds there."""
+trusts nothing it finds there. When even the inputs of its tables are unchanged (config, code,
+versions, every image's hashes), it makes no table at all: neither pandas nor matplotlib is loaded."""
 
+import json
 import os
 import subprocess
 import sys
+
+import cv2
+import numpy as np
 
 CONFIG = """
 name: rerun
@@ -24,6 +29,7 @@ try:
     runpy.run_module("harness", run_name="__main__")
 except SystemExit as stop:
     code = stop.code
+print("pandas loaded:", "pandas" in sys.modules)
 print("matplotlib loaded:", "matplotlib" in sys.modules)
 sys.exit(code)
 """
@@ -31,13 +37,28 @@ sys.exit(code)
 FIGURE = os.path.join("figures", "detection.png")
 
 
-def run(tmp_path, out, *options, fpr="0.1") -> bool:
+def run(tmp_path, out, *options, fpr="0.1", config_text=CONFIG, status=0, quiet=True):
+    """Runs the command; returns whether it loaded matplotlib (drew), and `.pandas`/`.stdout` on the side."""
     config = tmp_path / "rerun.yaml"
-    config.write_text(CONFIG.replace("FPR", fpr))
-    done = subprocess.run([sys.executable, "-c", RUN, "run", str(config), "--out", str(out), "--quiet",
-                           "--workers", "1", *options], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1] == "matplotlib loaded: True"
+    config.write_text(config_text.replace("FPR", fpr))
+    done = subprocess.run([sys.executable, "-c", RUN, "run", str(config), "--out", str(out),
+                           *(["--quiet"] if quiet else []), "--workers", "1", *options],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == status, done.stderr
+    lines = done.stdout.strip().splitlines()
+    run.pandas = lines[-2] == "pandas loaded: True"
+    run.stdout = "\n".join(lines[:-2])
+    return lines[-1] == "matplotlib loaded: True"
+
+
+def saved_set(out) -> dict:
+    """Every file of an output set but the hash cache, by path."""
+    return {str(path.relative_to(out)): path.read_bytes() for path in sorted(out.rglob("*"))
+            if path.is_file() and not path.name.startswith("hash-cache")}
+
+
+def without_provenance(summary: bytes) -> bytes:
+    return summary.rpartition(b"\n## Provenance\n")[0]
 
 
 def read(out, name) -> bytes:
@@ -73,3 +94,71 @@ def test_without_its_own_cache_a_rerun_keeps_nothing_it_finds(tmp_path):
     for options in (["--no-cache"], ["--cache", str(tmp_path / "elsewhere.sqlite")]):
         assert run(tmp_path, out, *options)  # drawn again
         assert {name: read(out, name) for name in first} == first
+
+
+def test_an_unchanged_rerun_keeps_the_whole_set_without_making_a_table(tmp_path):
+    out = tmp_path / "out"
+    run(tmp_path, out)
+    first = saved_set(out)
+    assert not run(tmp_path, out) and not run.pandas  # nothing made: neither pandas nor matplotlib loaded
+    kept = saved_set(out)
+    assert kept.keys() == first.keys()
+    fresh = {"run.json", "config.yaml", "summary.md"}
+    assert {name: data for name, data in kept.items() if name not in fresh} == {
+        name: data for name, data in first.items() if name not in fresh}
+    assert without_provenance(kept["summary.md"]) == without_provenance(first["summary.md"])
+    record = json.loads(kept["run.json"])
+    assert record["date"] in kept["summary.md"].decode() and record["files"] == json.loads(first["run.json"])["files"]
+    # What was kept is what a run that trusts nothing (no cache) makes anew, byte for byte.
+    assert run(tmp_path, out, "--no-cache") and run.pandas
+    remade = saved_set(out)
+    assert {name: data for name, data in remade.items() if name not in fresh} == {
+        name: data for name, data in kept.items() if name not in fresh}
+    assert without_provenance(remade["summary.md"]) == without_provenance(kept["summary.md"])
+
+
+def test_the_console_table_and_exit_status_are_the_same_when_the_set_is_kept(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        cv2.imwrite(str(images / f"photo{k}.png"), rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    (images / "broken.png").write_bytes(b"not an image")  # one problem: exit status 1, both times
+    config = CONFIG.replace("[builtin:astronaut, builtin:camera, builtin:coffee]", f"['{images}/*.png']")
+    out = tmp_path / "out"
+    run(tmp_path, out, config_text=config, status=1, quiet=False)
+    first = run.stdout
+    assert run.pandas and "wrote" in first
+    run(tmp_path, out, config_text=config, status=1, quiet=False)
+    assert not run.pandas and "kept" in run.stdout
+    assert run.stdout.partition("\n\n")[0] == first.partition("\n\n")[0]  # the same table
+
+
+def test_a_changed_image_makes_the_set_anew(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(3):
+        cv2.imwrite(str(images / f"photo{k}.png"), rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    config = CONFIG.replace("[builtin:astronaut, builtin:camera, builtin:coffee]", f"['{images}/*.png']")
+    out = tmp_path / "out"
+    run(tmp_path, out, config_text=config)
+    distances = read(out, "distances.csv")
+    # The same pixels in another encoding: the same tables, so the set is kept.
+    pixels = cv2.imread(str(images / "photo0.png"))
+    cv2.imwrite(str(images / "photo0.png"), pixels, [cv2.IMWRITE_PNG_COMPRESSION, 0])
+    run(tmp_path, out, config_text=config)
+    assert not run.pandas
+    cv2.imwrite(str(images / "photo0.png"), 255 - pixels)  # other pixels: made anew
+    run(tmp_path, out, config_text=config)
+    assert run.pandas and read(out, "distances.csv") != distances
+
+
+def test_a_summary_without_its_provenance_section_is_made_anew(tmp_path):
+    out = tmp_path / "out"
+    run(tmp_path, out)
+    summary = read(out, "summary.md")
+    (out / "summary.md").write_bytes(without_provenance(summary))
+    # The tables are made again (pandas); being the same, the figures are kept, not drawn (matplotlib).
+    assert not run(tmp_path, out)
+    assert run.pandas and without_provenance(read(out, "summary.md")) == without_provenance(summary)

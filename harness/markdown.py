@@ -1,0 +1,62 @@
+"""Markdown text made safe from what files and configs say, and the provenance section a summary ends with.
+
+No pandas and nothing heavy: an unchanged rerun writes its summary's provenance with this alone.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from harness.storage import RUN
+
+# Enough to stop links and images (they need brackets), emphasis, code, tables and strike-through;
+# HTML is escaped before.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~])")
+# GitHub's extended autolinks need no brackets: "https://x", "www.x", "a@b.c". A backslash before
+# the ':', the '.' or the '@' stops them, and renders as nothing.
+_AUTOLINK = re.compile(r"[A-Za-z0-9](:)//|(?<![A-Za-z0-9])[Ww][Ww][Ww](\.)|(@)")
+# What makes a block of a line's start: a heading, a list item, a setext underline. ('>', a quote,
+# is already the entity &gt;, which is no block marker.)
+_BLOCK_START = re.compile(r"(#)#{0,5}(?: |$)|([-+])(?: |$)|\d{1,9}([.)])(?: |$)|(=)=*$|(-)-*$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def md(text) -> str:
+    """Text from a file or a config, safe in Markdown anywhere on a line: one line, control
+    characters replaced, HTML escaped, Markdown's punctuation backslash-escaped, autolinks and
+    a block marker at its start defused. No name can become a link, an image, raw HTML, emphasis,
+    a heading, a list item or a table break."""
+    one_line = _CONTROL.sub("\ufffd", " ".join(str(text).split()))
+    escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(one_line, quote=False))
+    escaped = _AUTOLINK.sub(_backslash_group, escaped)
+    block = _BLOCK_START.match(escaped)
+    return _backslash_group(block) + escaped[block.end():] if block else escaped
+
+
+def _backslash_group(match: re.Match) -> str:
+    """The matched text with a backslash before its captured group."""
+    at = match.start(match.lastindex) - match.start()
+    return match.group(0)[:at] + "\\" + match.group(0)[at:]
+
+
+PROVENANCE_HEADING = "## Provenance"
+
+
+def provenance_lines(provenance: dict) -> list[str]:
+    """The summary's last section: what produced the run (command, date, commit, versions, CPU)."""
+    versions = provenance.get("versions", {})
+    if not versions:
+        return []
+    git = provenance.get("git") or {}
+    cpu = provenance.get("cpu", {})
+    return [PROVENANCE_HEADING, "",
+            f"Produced by `{md(' '.join(provenance.get('command', [])))}` on {md(provenance.get('date', '?'))}, "
+            f"git commit {md(git.get('commit') or 'unknown')}"
+            f"{' (uncommitted changes)' if git.get('dirty') else ''}. "
+            f"Python {md(versions.get('python'))}, OpenCV {md(versions.get('cv2'))}, "
+            f"NumPy {md(versions.get('numpy'))}, TensorFlow {md(versions.get('tensorflow', 'not installed'))}"
+            + (f"; CPU {md(cpu.get('machine', '?'))} with OpenCV dispatching to "
+               f"{md(cpu.get('opencv_dispatch') or 'baseline only')}" if cpu else "")
+            + f". The resolved config is in `config.yaml` (run it again with `python -m harness run "
+              f"DIR/config.yaml`); all versions and CPU features are in `{RUN}`.", ""]
