@@ -184,6 +184,13 @@ _PILLOW_FORMATS = ("BMP", "GIF", "JPEG", "JPEG2000", "PNG", "PPM", "SUN", "TIFF"
 _PILLOW_LOCK = threading.Lock()
 
 
+def load_decoders() -> None:
+    """Import now what decoding imports on first use (Pillow's format plugins, its EXIF reader), so
+    worker processes forked after this inherit it instead of each importing it on its first image."""
+    Image.init()  # every plugin: opening with `formats` registers them all on the first file of some formats
+    from PIL import ImageOps, TiffImagePlugin  # noqa: F401  (EXIF orientation)
+
+
 def max_bytes_for(max_pixels: int | None) -> int | None:
     """The largest file read as an image: an uncompressed 16-bit RGBA image of `max_pixels` pixels
     (8 bytes a pixel) plus 1 MiB of headers and metadata. No honest image file is larger, so a

@@ -33,7 +33,7 @@ from harness.cluster import Engine, Ready, auto_workers
 from harness.config import Config, PairSpec
 from harness.errors import HarnessError, HashError, ImageError, UnavailableError
 from harness.hashing import Hashed, from_entries
-from harness.images import DEFAULT_MAX_PIXELS, read_source, resolve_sources, source_name, display_path
+from harness.images import DEFAULT_MAX_PIXELS, load_decoders, read_source, resolve_sources, source_name, display_path
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process
 from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED
 
@@ -149,7 +149,7 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     collector = Collector(config, plan, infos, hashers, salt)
     try:
         images = ImagePass(paths, plan, infos, hashers, cache, workers=workers, scheduler=scheduler,
-                           previews=config.previews, progress=progress)
+                           previews=config.previews, progress=progress, preload=preload_report)
         for path, outcome, cached in images:
             collector.add(path, outcome, cached)
     finally:
@@ -168,8 +168,9 @@ class ImagePass:
 
     def __init__(self, paths: list[str], plan: Plan, infos: list[HasherInfo], hashers: dict, cache: HashCache, *,
                  workers: int | None = None, scheduler: str | None = None, previews: bool = False,
-                 progress: bool | None = None, desc: str = "harness"):
+                 progress: bool | None = None, desc: str = "harness", preload=None):
         self.paths, self.plan, self.infos, self.hashers, self.cache = paths, plan, infos, hashers, cache
+        self.preload = preload or preload_tables  # what this process loads while the workers hash
         # None: as many as help (cluster.auto_workers)
         self.workers = auto_workers(len(paths)) if workers is None and not scheduler else (workers or 1)
         self.scheduler, self.previews, self.progress, self.desc = scheduler, previews, progress, desc
@@ -182,11 +183,13 @@ class ImagePass:
         local = self.workers <= 1 and not self.scheduler
         setup = (build_state, (plan, self.hashers)) if local else (build_state, (plan,))
         known: dict[int, tuple[str, dict]] = {}  # image number -> (file digest, cached entries), until its outcome
+        if not local:
+            load_decoders()  # once here, not in every worker
         with _Bar(total=len(self.paths), desc=self.desc, unit="image",
                   disable=None if self.progress is None else not self.progress) as bar, \
                 Engine(workers=self.workers, scheduler=self.scheduler, setup=setup) as engine:
             self.engine = engine.kind
-            preload = threading.Thread(target=_preload_report, daemon=True, name="preload-report")
+            preload = threading.Thread(target=self.preload, daemon=True, name="preload")
 
             def jobs():
                 for number, path in enumerate(self.paths):
@@ -220,16 +223,25 @@ class _Bar(tqdm):
     monitor_interval = 0
 
 
-def _preload_report() -> None:
-    """Import what the tables and the report need (pandas, pyarrow, matplotlib: a second or more)
-    while the workers hash."""
+def preload_tables() -> None:
+    """Import what making the tables needs (pandas, pyarrow: half a second) while the workers hash."""
     try:
-        import harness.figures  # noqa: F401
-        import harness.impostors  # noqa: F401
-        import harness.summary  # noqa: F401
-        import matplotlib.backends.backend_agg  # noqa: F401
+        import harness.impostors  # noqa: F401  (pandas)
         import pyarrow.parquet  # noqa: F401
-    except ImportError:  # the report will say so itself
+    except ImportError:  # the tables will say so themselves
+        pass
+
+
+def preload_report() -> None:
+    """preload_tables, and the report's modules (matplotlib: most of a second) and its first figure's
+    fonts and caches (figures.warm_up)."""
+    preload_tables()
+    try:
+        import harness.figures
+        import harness.summary  # noqa: F401
+
+        harness.figures.warm_up()
+    except Exception:  # only a head start: the report draws, and says what fails, itself
         pass
 
 
