@@ -178,6 +178,7 @@ def from_run(result, provenance: dict) -> Results:
     config = result.config
     notes = list(result.notes) + [f"{config.source}: {problem}"
                                   for problem in metrics.unmatched_duplicates(config.impostors, images)]
+    result.distances = result.impostors = None  # the raw tables go before the metrics' working copies come
     return Results(config=config.reproducible(), provenance=provenance, distances=distances, impostors=impostors,
                    errors=errors, images=images, hashers=hashers, notes=notes,
                    metrics=metrics.compute(distances, impostors, config.detection, config.impostors),

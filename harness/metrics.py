@@ -33,12 +33,15 @@ def article_table(distances: pd.DataFrame) -> pd.DataFrame:
     a cell whose every distance failed reads 'error'."""
     pairs = distances[PAIR_KEY].drop_duplicates().reset_index(drop=True)
     table = pairs.copy()
+    # One grouping over the columns it reads (no per-hasher copy of a million-row table).
+    medians = distances[PAIR_KEY + ["hasher", "distance"]].groupby(
+        PAIR_KEY + ["hasher"], sort=False, observed=True)["distance"].median()
+    unavailable = (distances["error"] == UNAVAILABLE).groupby(distances["hasher"], sort=False, observed=True).all()
     for hasher in hasher_order(distances):
-        rows = distances[distances["hasher"] == hasher]
-        if (rows["error"] == UNAVAILABLE).all():
+        if unavailable[hasher]:
             table[hasher] = UNAVAILABLE
             continue
-        median = rows.groupby(PAIR_KEY, sort=False, observed=True)["distance"].median()
+        median = medians.xs(hasher, level="hasher").rename("distance")
         cells = pairs.join(median, on=PAIR_KEY)["distance"]
         table[hasher] = [format_number(v) if np.isfinite(v) else "error" for v in cells]
     return table
@@ -47,7 +50,7 @@ def article_table(distances: pd.DataFrame) -> pd.DataFrame:
 def family_curves(distances: pd.DataFrame) -> pd.DataFrame:
     """Per (family, value, hasher): the median normalised distance over images and its
     inter-quartile band, the count of images, and the swept value as a number (NaN if none)."""
-    usable = distances[distances["error"] == ""]
+    usable = distances.loc[distances["error"] == "", PAIR_KEY + ["hasher", "distance_norm"]]
     grouped = usable.groupby(PAIR_KEY + ["hasher"], sort=False, observed=True)["distance_norm"]
     curves = pd.DataFrame({
         "median": grouped.median(),
@@ -228,7 +231,9 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
 
 
 def _genuine(distances: pd.DataFrame, hasher: str) -> pd.DataFrame:
-    return distances[(distances["hasher"] == hasher) & (distances["error"] == "")]
+    """A hasher's usable distances with their pair: only the columns read (a million-row table's
+    every column would be copied otherwise)."""
+    return distances.loc[(distances["hasher"] == hasher) & (distances["error"] == ""), PAIR_KEY + ["distance"]]
 
 
 def _impostor(impostors: pd.DataFrame, hasher: str) -> np.ndarray:
@@ -656,6 +661,8 @@ def filter_impostors(impostors: pd.DataFrame, spec) -> tuple[pd.DataFrame, pd.Da
       for that hasher (any row of that hasher, source or edited copy) is excluded from every
       hasher's impostors, so all hashers keep the same pairs (`excluded_by`: "exclude_below.<id>").
     `excluded` has the impostor columns plus `excluded_by` (the first rule that matched)."""
+    if not spec.duplicates and not spec.exclude_below:  # nothing to leave out: no copy, no per-row text
+        return impostors, impostors.iloc[:0].assign(excluded_by=pd.Series(dtype=object))
     reason = pd.Series("", index=impostors.index, dtype=object)
     has_names = "image" in impostors.columns and "other" in impostors.columns
     for number, group in enumerate(spec.duplicates):
@@ -670,8 +677,9 @@ def filter_impostors(impostors: pd.DataFrame, spec) -> tuple[pd.DataFrame, pd.Da
     for hasher, limit in spec.exclude_below.items():
         close = (impostors["hasher"] == hasher) & (impostors["distance"] < limit)
         reason[(reason == "") & key.isin(set(key[close]))] = f"exclude_below.{hasher}"
-    excluded = impostors[reason != ""].assign(excluded_by=reason[reason != ""])
-    return impostors[reason == ""], excluded
+    out = reason != ""
+    excluded = impostors[out].assign(excluded_by=reason[out])
+    return (impostors[~out] if out.any() else impostors), excluded
 
 
 def _pair_key(impostors: pd.DataFrame) -> pd.Series:

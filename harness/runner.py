@@ -115,22 +115,20 @@ def run(config: Config, skip_unavailable: bool = False, progress: bool | None = 
 @dataclass
 class Pass:
     """The pass over the images done, before any table is made: what it collected, its notes, where
-    the work ran, and `inputs`, a digest of everything the tables are computed from."""
+    the work ran, `inputs` (a digest of everything the tables are computed from) and `failures`."""
 
-    collector: "Collector"
+    collector: "Collector | None"
     notes: list[str]
     engine: str
-
-    @property
-    def inputs(self) -> str:
-        return self.collector.inputs(self.notes)
-
-    @property
-    def failures(self) -> int:
-        return self.collector.failures()
+    inputs: str
+    failures: int
 
     def result(self) -> RunResult:
-        return self.collector.result(list(self.notes), self.engine)
+        """The tables; once: the collected columns are handed over to them, not copied."""
+        collector, self.collector = self.collector, None
+        if collector is None:
+            raise RuntimeError("Pass.result() was called before")
+        return collector.result(list(self.notes), self.engine)
 
 
 def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | None = None,
@@ -158,7 +156,7 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     if not collector.sources:
         first = collector.errors[0]["reason"] if collector.errors else "no images"
         raise HarnessError(f"none of the {len(paths)} images could be read; first: {first}")
-    return Pass(collector, notes, images.engine)
+    return Pass(collector, notes, images.engine, collector.inputs(notes), collector.failures())
 
 
 class ImagePass:
@@ -278,28 +276,44 @@ def prepare_job(number: int, path: str, plan: Plan, infos, cache: HashCache, fil
 # --- collecting the results, image by image --------------------------------------------
 
 class Growing:
-    """An array that grows at its end, doubling its buffer: memory is the data's own (a few bytes a
-    row), not a small array and its overhead for every image."""
+    """An array that grows at its end, in chunks: what it holds is never copied as it grows (a
+    doubling buffer would hold three times the data while it copies), and memory is the data's own
+    (a few bytes a row), not a small array and its overhead for every image. `take()` hands the
+    whole as one array and lets the chunks go."""
+
+    CHUNK_BYTES = 1 << 20
 
     def __init__(self, dtype=None):
         self.dtype = dtype
-        self.data: np.ndarray | None = None
+        self.full: list[np.ndarray] = []  # filled chunks
+        self.chunk: np.ndarray | None = None  # the chunk being filled
+        self.used = 0  # rows of `chunk` filled
         self.size = 0
 
     def extend(self, values) -> None:
         values = np.asarray(values, dtype=self.dtype)
-        if self.data is None:
-            self.data = np.empty((max(64, 2 * len(values)), *values.shape[1:]), dtype=values.dtype)
-        if self.size + len(values) > len(self.data):
-            grown = np.empty((max(2 * len(self.data), self.size + len(values)), *self.data.shape[1:]),
-                             dtype=self.data.dtype)
-            grown[:self.size] = self.data[:self.size]
-            self.data = grown
-        self.data[self.size:self.size + len(values)] = values
+        start = 0
+        while start < len(values):
+            if self.chunk is None or self.used == len(self.chunk):
+                if self.chunk is not None:
+                    self.full.append(self.chunk)
+                row_bytes = max(1, values[:1].nbytes)
+                self.chunk = np.empty((max(64, self.CHUNK_BYTES // row_bytes), *values.shape[1:]), values.dtype)
+                self.used = 0
+            count = min(len(values) - start, len(self.chunk) - self.used)
+            self.chunk[self.used:self.used + count] = values[start:start + count]
+            self.used += count
+            start += count
         self.size += len(values)
 
-    def view(self) -> np.ndarray | None:
-        return None if self.data is None else self.data[:self.size]
+    def take(self) -> np.ndarray | None:
+        """Everything added, as one array (None if nothing was); the object is empty after."""
+        if self.chunk is None:
+            return None
+        parts = self.full + [self.chunk[:self.used]]
+        whole = parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
+        self.full, self.chunk, self.used, self.size = [], None, 0, 0
+        return whole
 
 
 class LongColumns:
@@ -328,7 +342,7 @@ class LongColumns:
 
         data = {}
         for column in self.columns:
-            values = self.arrays[column].view()
+            values = self.arrays[column].take()  # each column's chunks go as it is made
             if column in self.numeric:
                 data[column] = values if values is not None else np.zeros(0)
             else:
@@ -359,10 +373,10 @@ class Rows:
         self.index.extend(positions)
 
     def hashed(self) -> Hashed:
-        array = self.array.view()
-        index = self.index.view()
+        array = self.array.take()
+        index = self.index.take()
         return Hashed(array if array is not None and len(array) else None,
-                      index.copy() if index is not None else np.zeros(0, np.int64), dict(self.errors))
+                      index if index is not None else np.zeros(0, np.int64), dict(self.errors))
 
 
 class Sources:
@@ -395,7 +409,7 @@ class Sources:
     def columns(self) -> dict:
         count = len(self.ids)
         return {"name": self.names, "id": self.ids, "origin": self.origins,
-                "height": self.height.view() if count else [], "width": self.width.view() if count else [],
+                "height": self.height.take() if count else [], "width": self.width.take() if count else [],
                 "notes": [self.notes.get(k, "") for k in range(count)],
                 **{column: [values.get(k) for k in range(count)] for column, values in self.extras.items()}}
 
@@ -422,6 +436,7 @@ class Collector:
             "label": np.array([self.distances.code("label", p.label) for p in pairs], np.int32),
         }
         self.ok_code = self.distances.code("error", "")
+        self.failed_distances = 0  # distances that failed (not those of unavailable hashers)
         self.sources = Sources()
         self.errors: list[dict] = []
         self.duplicates: list[str] = []
@@ -518,12 +533,8 @@ class Collector:
 
     def failures(self) -> int:
         """Problems with images, transforms or hashers, plus failed distances (not unavailable hashers):
-        what `Results.failures` counts, from the compact columns."""
-        codes = self.distances.arrays["error"].view()
-        names = self.distances.names["error"]
-        fine = [names[text] for text in ("", UNAVAILABLE) if text in names]
-        failed = 0 if codes is None else int(np.count_nonzero(~np.isin(codes, fine)))
-        return failed + len(self.errors)
+        what `Results.failures` counts."""
+        return self.failed_distances + len(self.errors)
 
     @staticmethod
     def _decode(hasher, entries: list[Entry | None]):
@@ -552,6 +563,7 @@ class Collector:
                 distance[ok] = hasher.checked_distance(hashed.array[ra[ok]], hashed.array[rb[ok]])
             except HashError as exc:  # a plugin's distance that misbehaves: these pairs say so
                 errors[ok] = self.distances.code("error", f"hash: {exc}")
+        self.failed_distances += int(np.count_nonzero(errors != self.ok_code))
         self._add_rows(source, info, distance, errors)
 
     def _add_rows(self, source, info, distance, errors) -> None:
