@@ -61,10 +61,15 @@ class Ready:
 
 class Engine:
     def __init__(self, workers: int = 1, scheduler: str | None = None, setup: Setup | None = None,
-                 window: int | None = None):
+                 window: int | None = None, warm_up: Callable[[], None] | None = None,
+                 started: Callable[[], None] | None = None):
         if workers < 1:
             raise HarnessError(f"--workers: must be at least 1, got {workers}")
         self.workers, self.scheduler, self.setup = workers, scheduler, setup
+        # Called in this process just before local workers are forked (what it imports they inherit),
+        # and once the first job is sent elsewhere (this process is free to do other work meanwhile).
+        self.warm_up, self.started = warm_up, started
+        self._sent = False
         self.window = window or max(4, 4 * workers)
         self._pool = None
         self._client = None
@@ -78,14 +83,18 @@ class Engine:
             self._client = _connect(self.scheduler)
             self.window = max(self.window, 4 * max(1, _worker_count(self._client)))
             self._shared_setup = self._client.scatter(self.setup, broadcast=True, hash=False)
-        elif self.workers > 1:
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=_context(),
-                                                                initializer=_start_local_worker,
-                                                                initargs=(os.getpid(), self._token, self.setup))
-            # Start every worker now, so that it loads its hashers while this process prepares the jobs.
-            for started in [self._pool.submit(_ready) for _ in range(self.workers)]:
-                started.result()
         return self
+
+    def _start_pool(self) -> None:
+        """Local workers, started at the first job to send (a run whose every image is cached starts none)."""
+        if self.warm_up is not None:
+            self.warm_up()
+        self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=_context(),
+                                                            initializer=_start_local_worker,
+                                                            initargs=(os.getpid(), self._token, self.setup))
+        # Start every worker now, so that it loads its hashers while this process prepares the next jobs.
+        for started in [self._pool.submit(_ready) for _ in range(self.workers)]:
+            started.result()
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -101,7 +110,7 @@ class Engine:
     @property
     def parallel(self) -> bool:
         """Whether the work runs elsewhere (worker processes or a cluster), leaving this process free."""
-        return self._pool is not None or self._client is not None
+        return self.workers > 1 or self._client is not None
 
     @property
     def kind(self) -> str:
@@ -112,7 +121,7 @@ class Engine:
     # --- work --------------------------------------------------------------
     def map(self, work: Callable[[Any, Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
         """work(state, job) for every job, yielded in job order; a `Ready` job yields its value."""
-        if self._client is None and self._pool is None:
+        if not self.parallel:
             for job in jobs:
                 if isinstance(job, Ready):
                     yield job.value
@@ -128,6 +137,12 @@ class Engine:
             if isinstance(job, Ready):
                 pending.append(job)
             else:
+                if not self._sent:
+                    self._sent = True
+                    if self._client is None:
+                        self._start_pool()
+                    if self.started is not None:
+                        self.started()
                 pending.append(submit(work, job))
                 in_flight += 1
             while in_flight >= self.window or (pending and isinstance(pending[0], Ready)):

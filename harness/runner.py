@@ -181,23 +181,28 @@ class ImagePass:
         local = self.workers <= 1 and not self.scheduler
         setup = (build_state, (plan, self.hashers)) if local else (build_state, (plan,))
         known: dict[int, tuple[str, dict]] = {}  # image number -> (file digest, cached entries), until its outcome
-        if not local:
-            load_decoders()  # once here, not in every worker
+
+        def warm_up():  # once here, before the workers are forked, not in every worker
+            load_decoders()
+            for hasher in self.hashers.values():
+                hasher.warm_up()
+
+        # Once the workers hash, this process mostly waits: it loads what the report needs meanwhile
+        # (started after the fork: a thread must not be half-way through an import in a forked copy).
+        # Never for a run whose every hash is cached: it may make no table at all.
+        preload = threading.Thread(target=self.preload, daemon=True, name="preload")
         with _Bar(total=len(self.paths), desc=self.desc, unit="image",
                   disable=None if self.progress is None else not self.progress) as bar, \
-                Engine(workers=self.workers, scheduler=self.scheduler, setup=setup) as engine:
+                Engine(workers=self.workers, scheduler=self.scheduler, setup=setup, warm_up=warm_up,
+                       started=preload.start) as engine:
             self.engine = engine.kind
-            preload = threading.Thread(target=self.preload, daemon=True, name="preload")
 
             def jobs():
                 for number, path in enumerate(self.paths):
                     job = prepare_job(number, path, plan, self.infos, cache, file_salt,
                                       number == 0 and self.previews, known)
-                    # Workers hash while this process mostly waits: it loads what the report needs
-                    # meanwhile. Not before there are hashes to compute (not for previews alone): a
-                    # rerun of a cached run may draw nothing.
-                    if engine.parallel and preload.ident is None and not isinstance(job, Ready) and job.needs != {}:
-                        preload.start()
+                    if not isinstance(job, Ready) and job.needs == {}:  # previews alone: one image's edits,
+                        job = Ready(process(build_state(plan, self.hashers), job))  # not worth a worker
                     yield job
 
             for outcome in engine.map(process, jobs()):

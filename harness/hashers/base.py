@@ -53,6 +53,11 @@ class Hasher(ABC):
         Raises harness.errors.UnavailableError when it cannot run here.
         """
 
+    def warm_up(self) -> None:
+        """Import now what `hash_batch` would import on its first call. Called in the main process just
+        before local worker processes are forked (only when there is something to hash), so each
+        worker inherits it instead of importing it on its first image."""
+
     @abstractmethod
     def hash_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """uint8 BGR images (any sizes) -> array with one hash per row."""

@@ -100,10 +100,9 @@ class PHash(ImageHashBits):
     name = "imagehash.phash"
     description = "imagehash.phash: 2-D DCT of a gray thumbnail, hash_size^2 low frequencies against their median"
 
-    def prepare(self) -> None:
-        library()
+    def warm_up(self) -> None:
         # phash imports SciPy's fftpack on each call: the first call pays 0.4 s of imports. Paid here,
-        # before any worker is forked, it is paid once, not by every worker on its first image.
+        # before the workers are forked, it is paid once, not by every worker on its first image.
         import scipy.fftpack  # noqa: F401
 
     def compute(self, image):
