@@ -117,14 +117,19 @@ def test_an_unchanged_rerun_keeps_the_whole_set_without_making_a_table(tmp_path)
     assert without_provenance(remade["summary.md"]) == without_provenance(kept["summary.md"])
 
 
-def test_the_console_table_and_exit_status_are_the_same_when_the_set_is_kept(tmp_path):
+def photo_config(tmp_path, seed: int) -> tuple:
+    """Three random photographs in a folder of their own, and CONFIG run on them."""
     images = tmp_path / "images"
     images.mkdir()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for k in range(3):
         cv2.imwrite(str(images / f"photo{k}.png"), rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    return images, CONFIG.replace("[builtin:astronaut, builtin:camera, builtin:coffee]", f"['{images}/*.png']")
+
+
+def test_the_console_table_and_exit_status_are_the_same_when_the_set_is_kept(tmp_path):
+    images, config = photo_config(tmp_path, 0)
     (images / "broken.png").write_bytes(b"not an image")  # one problem: exit status 1, both times
-    config = CONFIG.replace("[builtin:astronaut, builtin:camera, builtin:coffee]", f"['{images}/*.png']")
     out = tmp_path / "out"
     run(tmp_path, out, config_text=config, status=1, quiet=False)
     first = run.stdout
@@ -135,12 +140,7 @@ def test_the_console_table_and_exit_status_are_the_same_when_the_set_is_kept(tmp
 
 
 def test_a_changed_image_makes_the_set_anew(tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(1)
-    for k in range(3):
-        cv2.imwrite(str(images / f"photo{k}.png"), rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
-    config = CONFIG.replace("[builtin:astronaut, builtin:camera, builtin:coffee]", f"['{images}/*.png']")
+    images, config = photo_config(tmp_path, 1)
     out = tmp_path / "out"
     run(tmp_path, out, config_text=config)
     distances = read(out, "distances.csv")
