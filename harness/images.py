@@ -81,7 +81,8 @@ class SourceImage:
 
 
 def image_id(pixels: np.ndarray) -> str:
-    digest = hashlib.sha256(repr(pixels.shape).encode() + np.ascontiguousarray(pixels).tobytes())
+    digest = hashlib.sha256(repr(pixels.shape).encode())
+    digest.update(np.ascontiguousarray(pixels))  # the pixels where they are, not copied twice into one string
     return digest.hexdigest()[:12]
 
 

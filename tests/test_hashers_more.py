@@ -146,6 +146,21 @@ def test_imagehash_equals_the_library(name, params, function):
     assert hasher.hash_batch([]).shape == (0, hashes.shape[1])
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 13, 3), (480, 641, 3)])
+def test_shared_gray_layout_is_pillows_own_conversion(shape):
+    """The gray PIL image the ImageHash functions are given (made from an RGBA buffer, not an RGB
+    copy) has exactly the bytes of Pillow's RGB -> L conversion, made first or after the RGB one."""
+    from harness.hashers.layouts import Layouts
+
+    image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    expected = _pil(image).convert("L")
+    gray = Layouts(image).pil_gray
+    assert (gray.mode, gray.size, gray.tobytes()) == ("L", expected.size, expected.tobytes())
+    after_rgb = Layouts(image)
+    assert after_rgb.pil_rgb.tobytes() == _pil(image).tobytes()
+    assert after_rgb.pil_gray.tobytes() == expected.tobytes()
+
+
 def test_whash_db4_needs_a_fixed_scale():
     with pytest.raises(ValueError, match="^image_scale: mode 'db4' needs a fixed image_scale"):
         HASHERS.get("imagehash.whash")(mode="db4")

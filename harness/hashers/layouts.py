@@ -51,7 +51,18 @@ class Layouts:
         """A PIL image in mode L, made by PIL's own RGB -> L conversion: exactly what ImageHash's
         functions compute first (`image.convert("L")`), so giving them this changes no bit."""
         if self._pil_gray is None:
-            self._pil_gray = self.pil_rgb.convert("L")
+            if self._pil_rgb is not None:
+                self._pil_gray = self._pil_rgb.convert("L")
+            else:
+                # Pillow keeps RGB as four bytes a pixel, so an RGB array is first copied into a new,
+                # zero-filled image; an RGBA array is used where it is (frombuffer), and Pillow's
+                # RGBA -> L is the same function as its RGB -> L: the same bytes in half the time.
+                import cv2
+                from PIL import Image
+
+                rgba = cv2.cvtColor(self.bgr, cv2.COLOR_BGR2RGBA)
+                size = (rgba.shape[1], rgba.shape[0])
+                self._pil_gray = Image.frombuffer("RGBA", size, rgba, "raw", "RGBA", 0, 1).convert("L")
         return self._pil_gray
 
 
