@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
 import yaml
 
@@ -61,9 +62,9 @@ def write(results, out_dir: str, rebuild: bool = False, inputs: str | None = Non
                         output.carry(name)
                     render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
                 else:
-                    save_tables(results, output)
                     previews = [(storage.PREVIEWS, lambda: plots.previews_figure(results.previews))]
-                    render(results, output, previews=bool(results.previews), more=previews if results.previews else [])
+                    render(results, output, previews=bool(results.previews), more=previews if results.previews else [],
+                           meanwhile=lambda: save_tables(results, output))
                     write_run_files(results, output, fingerprint, inputs)
         output.commit()
 
@@ -206,8 +207,10 @@ def config_yaml(config: dict, provenance: dict) -> str:
     return header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
 
 
-def render(results, output: storage.OutputSet, previews: bool, more: list | None = None) -> None:
-    """Every derived table and figure (and the figures in `more`: (name, build) pairs), and summary.md."""
+def render(results, output: storage.OutputSet, previews: bool, more: list | None = None,
+           meanwhile=None) -> None:
+    """Every derived table and figure (and the figures in `more`: (name, build) pairs), and summary.md;
+    `meanwhile` (the run's own tables) is done while the figures are drawn (see draw)."""
     from harness import figures as plots
     from harness.metrics import hasher_order
     from harness.summary import summary_markdown
@@ -232,16 +235,18 @@ def render(results, output: storage.OutputSet, previews: bool, more: list | None
             (figures["histograms"], lambda: plots.histogram_figure(distances, impostors, metrics.points, hashers)),
             (figures["roc"], lambda: plots.roc_figure(distances, impostors, hashers)),
             (figures["matrix"], lambda: plots.detection_matrix_figure(metrics.detection, chosen, hashers))]
-    draw(output, drawings)
+    draw(output, drawings, meanwhile)
     output.write_text(storage.SUMMARY, summary_markdown(results, figures, previews))
 
 
-def draw(output: storage.OutputSet, drawings: list) -> None:
+def draw(output: storage.OutputSet, drawings: list, meanwhile=None) -> None:
     """Build and save each (name, build) figure: where this process is alone (one thread) and a
     second core is free, a forked copy of it draws every other figure meanwhile. Each figure is its
     own PNG and a fifth of a second or more of matplotlib, so the report takes about half the time;
     the files are the same bytes either way. If the copy fails, this process draws its figures
-    again, so an error surfaces as it would in one process."""
+    again, so an error surfaces as it would in one process. `meanwhile` is called by this process
+    after the fork, before its own figures: the long tables (seconds at 100,000 images) are written
+    while the copy draws."""
     theirs = drawings[1::2] if len(drawings) > 1 and can_fork() else []
     pid = os.fork() if theirs else None
     if pid == 0:  # the copy: draw, and leave without running anything of the parent's (no atexit)
@@ -252,8 +257,16 @@ def draw(output: storage.OutputSet, drawings: list) -> None:
             status = 0
         finally:
             os._exit(status)
-    for name, build in drawings[0::2] if theirs else drawings:
-        output.save_figure(name, build())
+    try:
+        if meanwhile is not None:
+            meanwhile()
+        for name, build in drawings[0::2] if theirs else drawings:
+            output.save_figure(name, build())
+    except BaseException:  # (a full disk, say): the copy is stopped, not left writing into the set
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        raise
     if theirs and os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
         for name, build in theirs:
             output.save_figure(name, build())

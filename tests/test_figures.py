@@ -267,3 +267,54 @@ def test_figures_drawn_in_two_processes_are_the_bytes_drawn_in_one(tmp_path, mod
     assert len(figures) == 7  # previews and six figures
     for name in figures:
         assert (out / name).read_bytes() == (serial / name).read_bytes(), name
+
+
+# report.draw in a process of its own (one thread, so it may fork): `meanwhile` runs in this process
+# while the copy draws; when it fails, the copy is stopped and reaped before the error goes on.
+DRAW_MEANWHILE = """
+import os, sys
+from harness import figures, report, storage
+def figure():
+    made = figures._figure(dpi=30)
+    made.add_subplot().plot([0, 1], [1, 0])
+    return made
+forks, real_fork = [], os.fork
+def fork():
+    pid = real_fork()
+    if pid:
+        forks.append(pid)
+    return pid
+os.fork = fork
+def meanwhile():
+    if sys.argv[2] == "fail":
+        raise OSError(28, "No space left on device")
+    output.write_text("table.txt", "written meanwhile")
+with storage.OutputSet(sys.argv[1]) as output:
+    try:
+        report.draw(output, [(f"f{k}.png", figure) for k in range(4)], meanwhile)
+        print("drawn", sorted(output.files()))
+    except OSError as exc:
+        print("error", exc.strerror)
+for pid in forks:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+        print("copy left running")
+    except ChildProcessError:
+        print("copy reaped")
+"""
+
+
+@pytest.mark.parametrize("mode", ["ok", "fail"])
+def test_tables_written_while_the_copy_draws(tmp_path, mode):
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", DRAW_MEANWHILE, str(tmp_path / "out"), mode], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert lines[1:] == (["copy reaped"] if cores > 1 else [])
+    if mode == "ok":
+        assert lines[0] == "drawn " + str(sorted(["f0.png", "f1.png", "f2.png", "f3.png", "table.txt"]))
+    else:
+        assert lines[0] == "error No space left on device"
