@@ -211,19 +211,23 @@ def test_the_tick_labels_of_a_panel_never_touch(values, labels):
             assert not overlap(a, b, tolerance=0.0), (a, b)
 
 
-# A run in a process of its own (one thread, so the report may fork), saying how often it forked; with
-# "fail-in-copy", every figure the forked copy draws fails there (and only there).
-FORKING_RUN = """
-import os, runpy, sys
-from harness import figures
-forks, parent = [], os.getpid()
-real_fork = os.fork
+# Each fork of the process that runs it, recorded in `forks` (the copies' pids).
+RECORD_FORKS = """
+import os
+forks, real_fork = [], os.fork
 def fork():
     pid = real_fork()
     if pid:
         forks.append(pid)
     return pid
 os.fork = fork
+"""
+# A run in a process of its own (one thread, so the report may fork), saying how often it forked; with
+# "fail-in-copy", every figure the forked copy draws fails there (and only there).
+FORKING_RUN = RECORD_FORKS + """
+import runpy, sys
+from harness import figures
+parent = os.getpid()
 if sys.argv[3] == "fail-in-copy":
     for name in ("overview_figure", "detection_figure", "roc_figure", "heatmap_figure", "histogram_figure"):
         def failing(*args, _real=getattr(figures, name), **kwargs):
@@ -271,20 +275,13 @@ def test_figures_drawn_in_two_processes_are_the_bytes_drawn_in_one(tmp_path, mod
 
 # report.draw in a process of its own (one thread, so it may fork): `meanwhile` runs in this process
 # while the copy draws; when it fails, the copy is stopped and reaped before the error goes on.
-DRAW_MEANWHILE = """
-import os, sys
+DRAW_MEANWHILE = RECORD_FORKS + """
+import sys
 from harness import figures, report, storage
 def figure():
     made = figures._figure(dpi=30)
     made.add_subplot().plot([0, 1], [1, 0])
     return made
-forks, real_fork = [], os.fork
-def fork():
-    pid = real_fork()
-    if pid:
-        forks.append(pid)
-    return pid
-os.fork = fork
 def meanwhile():
     if sys.argv[2] == "fail":
         raise OSError(28, "No space left on device")
