@@ -241,35 +241,79 @@ def render(results, output: storage.OutputSet, previews: bool, more: list | None
 
 def draw(output: storage.OutputSet, drawings: list, meanwhile=None) -> None:
     """Build and save each (name, build) figure: where this process is alone (one thread) and a
-    second core is free, a forked copy of it draws every other figure meanwhile. Each figure is its
-    own PNG and a fifth of a second or more of matplotlib, so the report takes about half the time;
-    the files are the same bytes either way. If the copy fails, this process draws its figures
-    again, so an error surfaces as it would in one process. `meanwhile` is called by this process
-    after the fork, before its own figures: the long tables (seconds at 100,000 images) are written
-    while the copy draws."""
-    theirs = drawings[1::2] if len(drawings) > 1 and can_fork() else []
-    pid = os.fork() if theirs else None
+    second core is free, a forked copy of it draws figures too. Each figure is its own PNG and a
+    fifth of a second or more of matplotlib, so the report takes about half the time; the files
+    are the same bytes either way. `meanwhile` (the long tables: seconds at 100,000 images) is done
+    by this process after the fork, before it draws. The two processes take the figures one at a
+    time, each the next one not yet taken (`_FigureQueue`), so the copy draws them all if the tables
+    take that long. If the copy fails, this process draws every figure it did not draw itself, so
+    an error surfaces as it would in one process."""
+    queue = _FigureQueue(len(drawings)) if 1 < len(drawings) <= _FigureQueue.MOST and can_fork() else None
+    pid = os.fork() if queue is not None else None
     if pid == 0:  # the copy: draw, and leave without running anything of the parent's (no atexit)
         status = 1
         try:
-            for name, build in theirs:
-                output.save_figure(name, build())
+            for k in queue:
+                output.save_figure(*_built(drawings[k]))
             status = 0
         finally:
             os._exit(status)
+    mine = []
     try:
         if meanwhile is not None:
             meanwhile()
-        for name, build in drawings[0::2] if theirs else drawings:
-            output.save_figure(name, build())
+        for k in queue if queue is not None else range(len(drawings)):
+            output.save_figure(*_built(drawings[k]))
+            mine.append(k)
     except BaseException:  # (a full disk, say): the copy is stopped, not left writing into the set
         if pid:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         raise
-    if theirs and os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
-        for name, build in theirs:
-            output.save_figure(name, build())
+    finally:
+        if queue is not None:
+            queue.close()
+    if pid and os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        for k in sorted(set(range(len(drawings))) - set(mine)):
+            output.save_figure(*_built(drawings[k]))
+
+
+def _built(drawing) -> tuple:
+    name, build = drawing
+    return name, build()
+
+
+class _FigureQueue:
+    """The numbers 0 .. count-1, taken one at a time by a process and its forked copy, each number by
+    one of them only: written to a pipe before the fork, each a two-byte record that a read takes
+    whole (the kernel serialises reads from a pipe), until the pipe is empty. The standard library's
+    queues would need a lock or a feeder thread; a pipe needs neither."""
+
+    RECORD = 2
+    MOST = 1024  # numbers: 2 KiB, within any system's pipe buffer, so writing them all cannot block
+
+    def __init__(self, count: int):
+        import struct
+
+        self._read, write = os.pipe()
+        try:
+            os.write(write, b"".join(struct.pack("<H", k) for k in range(count)))
+        finally:
+            os.close(write)  # an empty pipe with no writer reads as its end
+
+    def __iter__(self):
+        import struct
+
+        while self._read is not None:
+            record = os.read(self._read, self.RECORD)
+            if len(record) < self.RECORD:
+                return
+            yield struct.unpack("<H", record)[0]
+
+    def close(self) -> None:
+        if self._read is not None:
+            os.close(self._read)
+            self._read = None
 
 
 def can_fork() -> bool:
