@@ -10,8 +10,10 @@ returned, built once per worker process (hashers and their models are loaded onc
 not per job). The setup travels once per worker, not with every job: local workers get it
 when they start, a Dask cluster gets it scattered to every worker once (so a large one, the
 hashes a leak audit searches, costs one transfer). Results arrive in job order whatever the number of workers or
-machines, so tables never depend on them. At most `window` jobs are in flight, so
-memory stays bounded however many jobs there are.
+machines, so tables never depend on them. At most `window` jobs run at once (their inputs
+held), and finished results wait for those before them only up to a few windows' worth, so
+memory stays bounded however many jobs there are, while a long job does not keep the other
+workers waiting.
 
 Dask is used as it is (https://distributed.dask.org): a task whose worker dies is
 rescheduled by the scheduler on another worker, so a killed or lost worker's jobs are
@@ -60,6 +62,8 @@ class Ready:
 
 
 class Engine:
+    BUFFERED = 4  # finished results waiting for those before them, in windows
+
     def __init__(self, workers: int = 1, scheduler: str | None = None, setup: Setup | None = None,
                  window: int | None = None, warm_up: Callable[[], None] | None = None,
                  started: Callable[[], None] | None = None):
@@ -132,7 +136,7 @@ class Engine:
             return
         submit = self._submit_dask if self._client is not None else self._submit_local
         pending: collections.deque = collections.deque()  # futures and Ready values, in job order
-        in_flight = 0
+        running: list = []  # the futures not known to be done: at most `window` of them
         for job in jobs:
             if isinstance(job, Ready):
                 pending.append(job)
@@ -143,18 +147,33 @@ class Engine:
                         self._start_pool()
                     if self.started is not None:
                         self.started()
-                pending.append(submit(work, job))
-                in_flight += 1
-            while in_flight >= self.window or (pending and isinstance(pending[0], Ready)):
-                done = pending.popleft()
-                if isinstance(done, Ready):
-                    yield done.value
-                else:
-                    in_flight -= 1
-                    yield _result(done)
+                future = submit(work, job)
+                pending.append(future)
+                running.append(future)
+            # Results leave in job order, but a long job at the head of the line must not leave the
+            # other workers idle: only the jobs still running count against the window (their inputs
+            # are what takes memory), and finished results (a few hashes each) wait their turn, up to
+            # BUFFERED windows of them.
+            while True:
+                while pending and (isinstance(pending[0], Ready) or pending[0].done()):
+                    done = pending.popleft()
+                    yield done.value if isinstance(done, Ready) else _result(done)
+                running = [future for future in running if not future.done()]
+                if len(running) < self.window and len(pending) < self.BUFFERED * self.window:
+                    break
+                self._wait_any(running if len(running) >= self.window else [pending[0]])
         while pending:
             done = pending.popleft()
             yield done.value if isinstance(done, Ready) else _result(done)
+
+    def _wait_any(self, futures: list) -> None:
+        """Until one of `futures` is done."""
+        if self._client is not None:
+            import distributed
+
+            distributed.wait(futures, return_when="FIRST_COMPLETED")
+        else:
+            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
 
     def _submit_local(self, work, job):
         return self._pool.submit(_run, self._token, None, work, job)

@@ -162,3 +162,30 @@ def test_worker_processes_die_with_a_killed_parent(job, tmp_path):
     process.wait(timeout=60)
     gone, alive = psutil.wait_procs(children, timeout=60)
     assert not alive, f"worker processes outlived their parent: {[p.pid for p in alive]}"
+
+
+def wait_for_the_last(state, job):
+    """Job 0 waits (a minute at most) for the last job's marker; each other job returns its number,
+    the last after leaving the marker."""
+    number, last, marker = job
+    if number == 0:
+        for _ in range(600):
+            if os.path.exists(marker):
+                return "saw the last job"
+            time.sleep(0.1)
+        return "waited in vain"
+    if number == last:
+        open(marker, "w").close()
+    return number
+
+
+def test_a_long_job_first_does_not_keep_the_other_worker_waiting(tmp_path):
+    """Results come back in job order, but only running jobs count against the window: while job 0
+    runs, the other worker goes on through the jobs after it (before, at most `window` jobs were
+    in flight counting finished ones, so job 0 would have waited for a job never sent)."""
+    from harness.cluster import Engine
+
+    last, marker = 5, str(tmp_path / "marker")  # within the finished results that may wait (Engine.BUFFERED)
+    with Engine(workers=2, window=2) as engine:
+        results = list(engine.map(wait_for_the_last, [(k, last, marker) for k in range(last + 1)]))
+    assert results == ["saw the last job", *range(1, last + 1)]
