@@ -62,7 +62,7 @@ class Ready:
 
 
 class Engine:
-    BUFFERED = 4  # finished results waiting for those before them, in windows
+    BUFFERED = 8  # finished results waiting for those before them, in windows
 
     def __init__(self, workers: int = 1, scheduler: str | None = None, setup: Setup | None = None,
                  window: int | None = None, warm_up: Callable[[], None] | None = None,
