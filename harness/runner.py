@@ -1,6 +1,7 @@
 """Expand a config into work and compute every distance. Writes nothing but the hash cache.
 
-One pass over the source images. Each file is read once, here, with a bound on its size; its
+One pass over the source images. Each file is read once, here, with a bound on its size (with
+several workers, its first 64 KiB are read before, to send large images first); its
 content digest finds what the hash cache already holds. An image whose every hash is cached
 costs no decoding and no transform. Otherwise its work (harness/imagework.py: decode once,
 each needed variant made once, hashed by every hasher that needs it) runs where the engine
@@ -33,7 +34,8 @@ from harness.cluster import Engine, Ready, auto_workers
 from harness.config import Config, PairSpec
 from harness.errors import HarnessError, HashError, ImageError, UnavailableError
 from harness.hashing import Hashed, from_entries
-from harness.images import DEFAULT_MAX_PIXELS, load_decoders, read_source, resolve_sources, source_name, display_path
+from harness.images import (DEFAULT_MAX_PIXELS, display_path, load_decoders, read_source, resolve_sources,
+                            source_name, work_size)
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process
 from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED
 
@@ -197,15 +199,21 @@ class ImagePass:
                        started=preload.start) as engine:
             self.engine = engine.kind
 
+            # With several workers, large images go first within a few windows of their place (see
+            # largest_first); their outcomes are put back in the images' order here (in_order).
+            order = largest_first(self.paths, LOOKAHEAD_WINDOWS * engine.window) if engine.parallel else \
+                range(len(self.paths))
+
             def jobs():
-                for number, path in enumerate(self.paths):
+                for number in order:
+                    path = self.paths[number]
                     job = prepare_job(number, path, plan, self.infos, cache, file_salt,
                                       number == 0 and self.previews, known)
                     if not isinstance(job, Ready) and job.needs == {}:  # previews alone: one image's edits,
                         job = Ready(process(build_state(plan, self.hashers), job))  # not worth a worker
                     yield job
 
-            for outcome in engine.map(process, jobs()):
+            for outcome in in_order(engine.map(process, jobs())):
                 path = self.paths[outcome.number]
                 file_digest, cached = known.pop(outcome.number, ("", {}))
                 bar.set_postfix_str(source_name(path), refresh=False)
@@ -217,6 +225,49 @@ class ImagePass:
                 bar.update()
             if preload.ident is not None:
                 preload.join()  # the report needs those modules, and forks only once this process is alone
+
+
+LOOKAHEAD_WINDOWS = 8  # how far ahead largest_first looks, in the engine's windows
+
+
+def largest_first(paths: list[str], lookahead: int):
+    """The paths' numbers in the order to send them: each time the largest image (work_size) among
+    the next `lookahead` not yet sent, unless one has waited `lookahead` places already (it goes
+    then). A large image (seconds of work for a 13-megapixel photograph) starts while the other
+    workers still have smaller ones to do, instead of alone at the end; no image goes more than
+    `lookahead` places from its own, so the outcomes waiting to be put back in order (`in_order`)
+    stay few."""
+    import heapq
+
+    heap: list[tuple[int, int]] = []  # (-size, number) of the numbers seen; those sent leave lazily
+    sent: set[int] = set()  # the numbers sent at or above `low`
+    low = seen = 0  # every number below `low` is sent; below `seen`, in the heap
+    for step in range(len(paths)):
+        while seen < min(len(paths), step + lookahead):
+            heapq.heappush(heap, (-work_size(paths[seen]), seen))
+            seen += 1
+        if low + lookahead <= step:  # it has waited long enough
+            number = low
+        else:
+            number = heapq.heappop(heap)[1]
+            while number < low or number in sent:
+                number = heapq.heappop(heap)[1]
+        sent.add(number)
+        while low in sent:
+            sent.discard(low)
+            low += 1
+        yield number
+
+
+def in_order(outcomes):
+    """The outcomes (each with its `number`, each number once) in the numbers' order."""
+    held: dict[int, ImageOutcome] = {}
+    expected = 0
+    for outcome in outcomes:
+        held[outcome.number] = outcome
+        while expected in held:
+            yield held.pop(expected)
+            expected += 1
 
 
 class _Bar(tqdm):

@@ -189,3 +189,32 @@ def test_a_long_job_first_does_not_keep_the_other_worker_waiting(tmp_path):
     with Engine(workers=2, window=2) as engine:
         results = list(engine.map(wait_for_the_last, [(k, last, marker) for k in range(last + 1)]))
     assert results == ["saw the last job", *range(1, last + 1)]
+
+
+def test_large_images_are_sent_first_within_the_lookahead(tmp_path):
+    """largest_first: a permutation; each time the largest image among the next `lookahead` (its
+    pixels from the header, not its file size: a chessboard PNG is small on disk), and no image
+    more than `lookahead` places from its own; in_order puts the outcomes back."""
+    from types import SimpleNamespace
+
+    from harness.runner import in_order, largest_first
+
+    import numpy as np
+
+    paths = []
+    for k in range(40):
+        noise = np.random.default_rng(k).integers(0, 256, (40 + k % 7, 40, 3), dtype=np.uint8)
+        image = np.zeros((400, 400, 3), np.uint8) if k == 30 else noise  # 30: large, and tiny compressed
+        path = tmp_path / f"{k:02d}.png"
+        cv2.imwrite(str(path), image)
+        paths.append(str(path))
+    assert os.path.getsize(paths[30]) < max(os.path.getsize(p) for p in paths[:30])
+    paths.append("builtin:astronaut")
+    order = list(largest_first(paths, 8))
+    assert sorted(order) == list(range(len(paths)))
+    assert max(abs(place - number) for place, number in enumerate(order)) <= 8
+    assert order.index(30) < 30 - 4  # sent as soon as it is among the next 8
+    assert list(largest_first(paths, 1)) == list(range(len(paths)))
+    assert list(largest_first([], 4)) == []
+    outcomes = [SimpleNamespace(number=number) for number in order]
+    assert [o.number for o in in_order(outcomes)] == list(range(len(paths)))

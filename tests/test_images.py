@@ -6,6 +6,7 @@ other exception.
 """
 
 import io
+import os
 import struct
 import zlib
 
@@ -488,3 +489,22 @@ def test_truncated_or_damaged_files_never_crash(data, draw):
     for position in draw.draw(st.lists(st.integers(0, len(data) - 1), max_size=4)):
         data = data[:position] + bytes([draw.draw(st.integers(0, 255))]) + data[position + 1:]
     check_contract(data)
+
+
+def test_work_size_reads_a_header_and_never_waits(tmp_path):
+    """The size that orders the work: pixels from the header, else the file's bytes; 0 for what
+    cannot be read, a FIFO included (opened without waiting for a writer)."""
+    from harness.images import work_size
+
+    png = tmp_path / "a.png"
+    cv2.imwrite(str(png), np.zeros((30, 50, 3), np.uint8))
+    assert work_size(str(png)) == 1500
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    assert work_size(str(text)) == len("not an image")
+    assert work_size(str(tmp_path / "missing.png")) == 0
+    assert work_size("builtin:astronaut") == 0
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "fifo.jpg"
+        os.mkfifo(fifo)
+        assert work_size(str(fifo)) == 0
