@@ -205,6 +205,12 @@ def display_path(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def _open_without_waiting(path: str) -> int:
+    """A descriptor to read `path` from, opened without blocking: a FIFO would wait for a writer."""
+    return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+                   | getattr(os, "O_BINARY", 0))
+
+
 def read_file(path: str, max_bytes: int | None) -> bytes:
     """The bytes of a regular file, at most `max_bytes` of them; ImageError "<path>: <reason>" otherwise.
 
@@ -215,8 +221,7 @@ def read_file(path: str, max_bytes: int | None) -> bytes:
     """
     shown = display_path(path)
     try:
-        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-                         | getattr(os, "O_BINARY", 0))
+        handle = _open_without_waiting(path)
     except OSError as exc:
         raise ImageError(f"{shown}: cannot read ({exc.strerror or exc})") from None
     try:
@@ -482,8 +487,7 @@ def work_size(source: str) -> int:
     if source.startswith(BUILTIN_PREFIX):
         return 0
     try:
-        handle = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-                         | getattr(os, "O_BINARY", 0))
+        handle = _open_without_waiting(source)
     except (OSError, ValueError):
         return 0
     try:

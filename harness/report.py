@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 
 import yaml
 
@@ -293,8 +294,6 @@ class _FigureQueue:
     MOST = 1024  # numbers: 2 KiB, within any system's pipe buffer, so writing them all cannot block
 
     def __init__(self, count: int):
-        import struct
-
         self._read, write = os.pipe()
         try:
             os.write(write, b"".join(struct.pack("<H", k) for k in range(count)))
@@ -302,8 +301,6 @@ class _FigureQueue:
             os.close(write)  # an empty pipe with no writer reads as its end
 
     def __iter__(self):
-        import struct
-
         while self._read is not None:
             record = os.read(self._read, self.RECORD)
             if len(record) < self.RECORD:

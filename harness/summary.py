@@ -15,6 +15,7 @@ from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_
 from harness.schema import UNAVAILABLE, first_seen
 from harness.storage import ERRORS, PREVIEWS
 
+
 def markdown_table(frame: pd.DataFrame) -> str:
     header = "| " + " | ".join(md(c) for c in frame.columns) + " |"
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
