@@ -717,10 +717,11 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
                 title = title[:-2] + "…"
             row.append((title, thumbnail))
         rows.append((row, max([t.shape[0] for _, t in row if t is not None], default=cell // 2)))
-    width = gap + columns * (cell + gap)
+    heading = "Side B of every pair (first image)"
+    width = max(gap + columns * (cell + gap), math.ceil(fonts.size(heading, 9)[0] * dpi) + 2 * gap)  # a row of one
     height = header + sum(line + row_height + gap for _, row_height in rows)
     figure.set_size_inches(width / dpi, height / dpi)
-    figure.text(0.5, 1 - gap / height, "Side B of every pair (first image)", fontsize=9, ha="center", va="top")
+    figure.text(0.5, 1 - gap / height, heading, fontsize=9, ha="center", va="top")
     top = height - header  # pixels from the bottom, as figimage and figure.text count
     for row, row_height in rows:
         for k, (title, thumbnail) in enumerate(row):

@@ -114,7 +114,18 @@ def overlap(a, b, tolerance: float = 1.0) -> bool:
 
 @pytest.mark.parametrize("name", ["families", "heatmap", "detection", "matrix", "histograms", "roc", "previews"])
 def test_every_text_stays_in_the_figure_and_off_the_other_panels(crowded_figures, name):
-    figure = crowded_figures[name]
+    assert_inside_and_apart(crowded_figures[name], name)
+
+
+def test_previews_of_one_pair_a_family_keep_their_title_inside():
+    """One thumbnail a row is narrower than the title over them: the figure is as wide as the title."""
+    results = api.evaluate({"images": ["builtin:camera", "builtin:coffee"], "report": {"previews": True},
+                            "hashers": ["aHash"], "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}},
+                                                             {"family": "blur", "b": {"blur": {"kernel": 3}}}]})
+    assert_inside_and_apart(plots.previews_figure(results.previews), "previews")
+
+
+def assert_inside_and_apart(figure, name):
     drawn(figure)
     renderer = figure.canvas.get_renderer()
     page = figure.bbox
