@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.metrics import format_number, hasher_order, roc_curve
+from harness.metrics import format_number, hasher_order, hasher_parts, roc_curve
 from harness.schema import UNAVAILABLE, first_seen
 
 DPI = 110  # every figure is laid out and drawn at its own resolution
@@ -584,7 +584,7 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
     shown = [h for h in hashers if h in points]
     figure, axes, rows = _panels(len(shown))
     genuine_of = {h: part["distance"].to_numpy(dtype=float)
-                  for h, part in _groups(distances[distances["error"] == ""], "hasher").items()}
+                  for h, part in hasher_parts(distances, ["distance"], usable=True) if len(part)}
     impostor_of = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(impostors, "hasher").items()}
     for ax, hasher in zip(axes, shown):
         genuine, impostor = genuine_of.get(hasher, np.empty(0)), impostor_of.get(hasher, np.empty(0))
@@ -622,14 +622,18 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
     """Per family: true-positive rate against false-positive rate (log axis), one line per hasher."""
     from matplotlib.ticker import FuncFormatter, NullLocator
 
-    usable = distances[distances["error"] == ""]
-    families = _groups(usable, "family")
+    # Each family's genuine distances per hasher, one hasher's rows at a time (see metrics.hasher_parts).
+    genuine_of: dict[str, dict[str, np.ndarray]] = {}  # family -> hasher -> distances
+    for hasher, part in hasher_parts(distances, ["family", "distance"], usable=True):
+        for family, in_family in _groups(part, "family").items():
+            genuine_of.setdefault(family, {})[hasher] = in_family["distance"].to_numpy(dtype=float)
+    families = [f for f in first_seen(distances.loc[distances["error"] == "", "family"]) if f in genuine_of]
     by_hasher = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(impostors, "hasher").items()}
-    present = set(first_seen(usable["hasher"]))
+    present = {hasher for in_family in genuine_of.values() for hasher in in_family}
     plotted = [h for h in hashers if h in present and len(by_hasher.get(h, []))]
     floor = min([1.0 / len(by_hasher[h]) for h in plotted], default=1.0)  # the smallest rate measured
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
-    for ax, (family, in_family) in zip(axes, families.items()):
+    for ax, family in zip(axes, families):
         ax.set_xscale("log")  # the same x axis in every panel
         ax.set_xlim(floor / 2, 1.0)
         # Decades only, written as the operating points are (0.001, not 10^-3): a minor tick is a
@@ -637,9 +641,8 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
         # labels cost a parser; the gridlines and the labels sit at the decades either way.
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_locator(NullLocator())
-        genuine_of = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(in_family, "hasher").items()}
-        for hasher in [h for h in plotted if h in genuine_of]:
-            genuine = genuine_of[hasher]
+        for hasher in [h for h in plotted if h in genuine_of[family]]:
+            genuine = genuine_of[family][hasher]
             impostor = by_hasher[hasher]
             _, fpr, tpr = roc_curve(genuine, impostor)
             ax.step(np.maximum(fpr, 1.0 / len(impostor) / 2), tpr, where="post", color=_colour(hashers, hasher))
@@ -663,14 +666,13 @@ def matplotlib_colormap(name: str):
 
 def heatmap_figure(distances: pd.DataFrame):
     hashers = hasher_order(distances)
-    usable = distances[distances["error"] == ""]
     labels = first_seen(distances["label"])
-    norm = usable.pivot_table(index="label", columns="hasher", values="distance_norm", aggfunc="median", sort=False,
-                           observed=True)
-    raw = usable.pivot_table(index="label", columns="hasher", values="distance", aggfunc="median", sort=False,
-                           observed=True)
-    norm = norm.reindex(index=labels, columns=hashers).to_numpy(dtype=float)
-    raw = raw.reindex(index=labels, columns=hashers).to_numpy(dtype=float)
+    norm, raw = (np.full((len(labels), len(hashers)), np.nan) for _ in range(2))
+    # Each hasher's usable rows and the columns read, one hasher at a time (see metrics.hasher_parts).
+    for column, (hasher, part) in enumerate(hasher_parts(distances, ["label", "distance", "distance_norm"], True)):
+        medians = part.groupby("label", sort=False, observed=True)[["distance_norm", "distance"]].median()
+        medians = medians.reindex(labels).to_numpy(dtype=float)
+        norm[:, column], raw[:, column] = medians[:, 0], medians[:, 1]
     unavailable = [(distances.loc[distances["hasher"] == h, "error"] == UNAVAILABLE).all() for h in hashers]
     cells = [[f"{raw[i, j]:.3g}" if np.isfinite(raw[i, j]) else (UNAVAILABLE if unavailable[j] else "")
               for j in range(len(hashers))] for i in range(len(labels))]

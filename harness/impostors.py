@@ -47,32 +47,37 @@ def pair_distances(hasher, a: np.ndarray, b: np.ndarray, rows_a: np.ndarray, row
 
 class Vocabulary:
     """The texts an impostor table's columns can hold, so that its columns are categorical codes
-    (bytes a row) with the same categories in every part, which pandas then concatenates as codes."""
+    (bytes a row) with the same categories in every part, which pandas then concatenates as codes.
+    Each column's categories are checked and indexed once (`dtypes`): at 100,000 images, building
+    the image ids' categories again for every part cost seconds and a hundred MiB."""
 
     def __init__(self, ids, hashers, pairs):
         from harness.config import format_value
 
-        self.categories = {
+        small = {
             "hasher": list(hashers), "kind": ["source", "transformed"],
             "family": list(dict.fromkeys(["", *(p.family for p in pairs)])),
-            "value": list(dict.fromkeys(["", *(format_value(p.value) for p in pairs)])),
-            "image_id": list(ids), "other_id": list(ids)}
-        self.code = {column: {text: k for k, text in enumerate(texts)} for column, texts in self.categories.items()}
+            "value": list(dict.fromkeys(["", *(format_value(p.value) for p in pairs)]))}
+        images = pd.CategoricalDtype(list(ids))  # image_id and other_id: codes are the images' numbers
+        self.images = len(images.categories)
+        self.dtypes = {**{column: pd.CategoricalDtype(texts) for column, texts in small.items()},
+                       "image_id": images, "other_id": images}
+        self.code = {column: {text: k for k, text in enumerate(texts)} for column, texts in small.items()}
 
     def frame(self, distance: np.ndarray, **codes) -> pd.DataFrame:
         """An impostor table from each text column's codes (an array, or one code for every row)."""
         count = len(distance)
         columns = {column: pd.Categorical.from_codes(np.broadcast_to(np.asarray(codes[column], np.int64), (count,)),
-                                                     categories=self.categories[column])
+                                                     dtype=self.dtypes[column])
                    for column in IMPOSTOR_COLUMNS if column != "distance"}
-        return pd.DataFrame({**columns, "distance": distance}, columns=IMPOSTOR_COLUMNS)
+        return pd.DataFrame({**columns, "distance": distance}, columns=IMPOSTOR_COLUMNS, copy=False)
 
 
 def source_impostors(vocabulary: Vocabulary, source_hashed: dict[str, Hashed], hashers, max_pairs,
                      rng) -> pd.DataFrame:
     """Distances between different untouched source images, per hasher: the same sampled
     pairs for every hasher, less those with an image the hasher could not hash."""
-    i, j = sample_pairs(len(vocabulary.categories["image_id"]), max_pairs, rng)
+    i, j = sample_pairs(vocabulary.images, max_pairs, rng)
     code = vocabulary.code
     frames = [vocabulary.frame(np.zeros(0), hasher=[], kind=[], family=[], value=[], image_id=[], other_id=[])]
     for hid, hasher in hashers.items():
@@ -93,7 +98,7 @@ def transformed_impostors(vocabulary: Vocabulary, pairs, edited: list[int], edit
     copies at rows i * len(edited) + j. The draws go image by image, copy by copy, in order."""
     from harness.config import format_value
 
-    count, per_image = len(vocabulary.categories["image_id"]), len(edited)
+    count, per_image = vocabulary.images, len(edited)
     take = min(per_variant, count - 1)
     # Draw k of the other count-1 images without replacement: draw from 0..count-2 and step over the image itself.
     chosen = np.empty((count, per_image, take), np.int64)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.schema import UNAVAILABLE, first_seen
+from harness.schema import UNAVAILABLE, first_seen, first_seen_codes
 
 PAIR_KEY = ["family", "value", "label"]
 THRESHOLD_COLUMNS = ["hasher", "operating_point", "fpr_target", "threshold", "impostor_pairs", "false_matches_allowed",
@@ -31,33 +31,61 @@ def article_table(distances: pd.DataFrame) -> pd.DataFrame:
     """Rows = pairs in config order, one column per hasher: the median distance over images
     (the distance itself for one image). A hasher that could not run reads 'unavailable';
     a cell whose every distance failed reads 'error'."""
-    pairs = distances[PAIR_KEY].drop_duplicates().reset_index(drop=True)
+    pairs = _distinct_pairs(distances)
     table = pairs.copy()
-    # One grouping over the columns it reads (no per-hasher copy of a million-row table).
-    medians = distances[PAIR_KEY + ["hasher", "distance"]].groupby(
-        PAIR_KEY + ["hasher"], sort=False, observed=True)["distance"].median()
-    unavailable = (distances["error"] == UNAVAILABLE).groupby(distances["hasher"], sort=False, observed=True).all()
-    for hasher in hasher_order(distances):
-        if unavailable[hasher]:
+    for hasher, part in hasher_parts(distances, PAIR_KEY + ["distance", "error"]):
+        if (part["error"] == UNAVAILABLE).all():
             table[hasher] = UNAVAILABLE
             continue
-        median = medians.xs(hasher, level="hasher").rename("distance")
+        median = part.groupby(PAIR_KEY, sort=False, observed=True)["distance"].median()
         cells = pairs.join(median, on=PAIR_KEY)["distance"]
         table[hasher] = [format_number(v) if np.isfinite(v) else "error" for v in cells]
     return table
 
 
+ROWS_BLOCK = 1 << 16
+
+
+def _distinct_pairs(distances: pd.DataFrame) -> pd.DataFrame:
+    """The pairs (PAIR_KEY) in order of first appearance, found block by block: hashing a million
+    rows' three columns at once took 70 MiB."""
+    pairs = distances[PAIR_KEY]
+    parts = [pairs.iloc[start:start + ROWS_BLOCK].drop_duplicates() for start in range(0, len(pairs), ROWS_BLOCK)]
+    return (pd.concat(parts).drop_duplicates() if parts else pairs).reset_index(drop=True)
+
+
+def hasher_parts(distances: pd.DataFrame, columns: list[str], usable: bool = False):
+    """(hasher, its rows) for each hasher in order, with only `columns` (and only the rows without
+    an error if `usable`): a grouping over a third of the rows and a few columns at a time, not over
+    a million-row table's every column (hundreds of MiB at 100,000 images)."""
+    for hasher in hasher_order(distances):
+        rows = distances["hasher"] == hasher
+        if usable:
+            rows &= distances["error"] == ""
+        yield hasher, distances.loc[rows, columns]
+
+
 def family_curves(distances: pd.DataFrame) -> pd.DataFrame:
     """Per (family, value, hasher): the median normalised distance over images and its
-    inter-quartile band, the count of images, and the swept value as a number (NaN if none)."""
-    usable = distances.loc[distances["error"] == "", PAIR_KEY + ["hasher", "distance_norm"]]
-    grouped = usable.groupby(PAIR_KEY + ["hasher"], sort=False, observed=True)["distance_norm"]
-    curves = pd.DataFrame({
-        "median": grouped.median(),
-        "q25": grouped.quantile(0.25),
-        "q75": grouped.quantile(0.75),
-        "images": grouped.count(),
-    }).reset_index()
+    inter-quartile band, the count of images, and the swept value as a number (NaN if none);
+    in the order the (pair, hasher) groups first appear among the usable rows."""
+    parts = []
+    for hasher, part in hasher_parts(distances, PAIR_KEY + ["distance_norm"], usable=True):
+        grouped = part.groupby(PAIR_KEY, sort=False, observed=True)["distance_norm"]
+        curves = pd.DataFrame({
+            "median": grouped.median(),
+            "q25": grouped.quantile(0.25),
+            "q75": grouped.quantile(0.75),
+            "images": grouped.count(),
+        }).reset_index()
+        curves.insert(len(PAIR_KEY), "hasher", pd.Categorical([hasher] * len(curves), dtype=distances["hasher"].dtype))
+        curves["first"] = part.index.to_series(index=part.index).groupby(
+            [part[key] for key in PAIR_KEY], sort=False, observed=True).min().to_numpy()
+        parts.append(curves)
+    if not parts:
+        return pd.DataFrame(columns=PAIR_KEY + ["hasher", "median", "q25", "q75", "images", "x"])
+    curves = pd.concat(parts, ignore_index=True).sort_values("first", kind="stable").drop(columns="first")
+    curves = curves.reset_index(drop=True)
     curves["x"] = pd.to_numeric(curves["value"], errors="coerce")
     return curves
 
@@ -554,8 +582,12 @@ GENUINE_QUANTILE = 0.9
 def name_impostors(impostors: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """The impostor table with `image` and `other` name columns (from images.csv's `image` and
     `image_id`) placed before the ids. Identical files share an id; their names are joined by ' | '."""
-    names = images.groupby("image_id", sort=False, observed=True)["image"].agg(lambda n: " | ".join(dict.fromkeys(n)))
-    named = impostors.copy()
+    if images["image_id"].is_unique:  # as a run makes it: no grouping (100,000 groups of one took seconds)
+        names = pd.Series(images["image"].astype(str).to_numpy(), index=images["image_id"].astype(str).to_numpy())
+    else:
+        names = images.groupby("image_id", sort=False, observed=True)["image"].agg(
+            lambda n: " | ".join(dict.fromkeys(n)))
+    named = impostors.copy(deep=False)  # pandas copies on write: the caller's table is safe
     position = list(named.columns).index("image_id") if "image_id" in named.columns else len(named.columns)
     for offset, (column, ids) in enumerate((("image", "image_id"), ("other", "other_id"))):
         if column in named.columns:
@@ -565,13 +597,20 @@ def name_impostors(impostors: pd.DataFrame, images: pd.DataFrame) -> pd.DataFram
 
 
 def _mapped(ids: pd.Series, names: pd.Series) -> pd.Series:
-    """Each id's name ("" for an unknown one); a categorical column is mapped by its categories, not per row."""
+    """Each id's name ("" for an unknown one). A categorical column is mapped by its categories, not
+    per row, and its names come in order of appearance, as storage.normalise keeps them."""
     if isinstance(ids.dtype, pd.CategoricalDtype):
-        texts = [str(names.get(c, "")) for c in ids.cat.categories]
-        unique, inverse = np.unique(np.asarray(texts + [""], dtype=object), return_inverse=True)
+        categories = ids.cat.categories
+        texts = names.reindex(categories.astype(str)).fillna("").to_numpy(dtype=object) if len(categories) else \
+            np.zeros(0, object)
+        unique, inverse = np.unique(np.append(texts, ""), return_inverse=True)  # the last: a missing id's
         codes = ids.cat.codes.to_numpy()
-        mapped = np.where(codes < 0, inverse[-1], inverse[:-1][np.maximum(codes, 0)] if len(texts) else inverse[-1])
-        return pd.Series(pd.Categorical.from_codes(mapped, categories=list(unique)), index=ids.index)
+        mapped = inverse.reshape(-1)[np.where(codes < 0, len(texts), codes)]
+        order = first_seen_codes(mapped)
+        renumbered = np.empty(len(unique), np.int64)
+        renumbered[order] = np.arange(len(order))
+        return pd.Series(pd.Categorical.from_codes(renumbered[mapped], categories=unique[order].tolist()),
+                         index=ids.index)
     return ids.map(names).fillna("").astype(str)
 
 
@@ -692,6 +731,8 @@ def unmatched_duplicates(spec, images: pd.DataFrame) -> list[str]:
     """Entries of `impostors.duplicates` that name no image of the run (neither an `image` name
     nor an `image_id` of images.csv), as 'impostors.duplicates[i][j]: ...' lines for an error."""
     from harness.registry import suggest
+    if not spec.duplicates:  # (no set of every name and id to build: 20 MiB at 100,000 images)
+        return []
     known = set(images["image"]) | set(images["image_id"])
     problems = []
     for i, group in enumerate(spec.duplicates):
