@@ -171,6 +171,7 @@ def from_run(result, provenance: dict) -> Results:
     from harness import metrics, storage
 
     images = pd.DataFrame(result.sources).rename(columns={"name": "image", "id": "image_id"})
+    result.sources = None  # its Python strings (a few hundred bytes an image) go; the table holds them
     distances = storage.normalise(storage.DISTANCES, result.distances)
     impostors = storage.normalise(storage.IMPOSTORS, metrics.name_impostors(result.impostors, images))
     errors = result.errors.reindex(columns=ERROR_COLUMNS)

@@ -11,8 +11,8 @@ come back here in the images' order, whatever ran them, so the tables never depe
 Here, per image: its new hashes go to the cache in one transaction, the distances of its pairs
 are taken, and the hashes the impostor baseline needs (the untouched image; each edited copy,
 when `impostors.transformed`) are kept in compact arrays. After the pass come the impostor
-distances (harness/impostors.py). The long tables are built from compact columns (codes into
-the names, see `LongColumns`), so memory grows by tens of bytes per row, not by DataFrames.
+distances (harness/impostors.py). The distance table grows by a distance and an error code a row
+(`DistanceRows`: a row's image, pair and hasher follow from its place), not by DataFrames.
 
 Nothing one image does stops the run: an unreadable image, a transform that cannot apply or a
 hasher that fails on an image becomes a row of `errors` and an `error` cell in the distances.
@@ -372,39 +372,64 @@ class Growing:
         return whole
 
 
-class LongColumns:
-    """A long table growing image by image as compact columns: integer codes into lists of names,
-    and float distances. `frame()` turns it into a DataFrame with categorical text columns."""
+class DistanceRows:
+    """The distance table as it grows. Every image adds one row per hasher and pair, in that order, so
+    a row's image, pair and hasher follow from its place: only its distance (8 bytes) and its error's
+    code (4 bytes) are kept, and `frame()` makes the other columns, as categorical codes, at the end."""
 
-    def __init__(self, columns: list[str], numeric: list[str]):
-        self.columns, self.numeric = columns, numeric
-        self.arrays = {c: Growing(np.float64 if c in numeric else np.int32) for c in columns}
-        self.names: dict[str, dict[str, int]] = {c: {} for c in columns if c not in numeric}
+    def __init__(self, hashers: list[HasherInfo], pairs: list[PairSpec]):
+        self.hashers, self.pairs = hashers, pairs
+        self.distance = Growing(np.float64)
+        self.error = Growing(np.int32)
+        self.reasons: dict[str, int] = {"": 0}  # error text -> code; "" (no error) is 0
 
-    def code(self, column: str, name: str) -> int:
-        names = self.names[column]
-        found = names.get(name)
-        if found is None:
-            found = names[name] = len(names)
-        return found
+    def code(self, reason: str) -> int:
+        return self.reasons.setdefault(reason, len(self.reasons))
 
-    def add(self, **columns) -> None:
-        """Each column: an array of codes (text columns, see `code`) or of numbers, all of one length."""
-        for column, values in columns.items():
-            self.arrays[column].extend(values)
+    def add(self, distance: np.ndarray, errors: np.ndarray) -> None:
+        """One image's rows of one hasher: a distance and an error code per pair."""
+        self.distance.extend(distance)
+        self.error.extend(errors)
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self, names: list[str], ids: pd.CategoricalDtype) -> pd.DataFrame:
+        """The table, `names` and `ids` (the impostors' categories: 100,000 ids are indexed once) being
+        the images' in the order they were added. Its columns
+        are as storage.normalise leaves them (distances to 6 digits; categories in order of first
+        appearance), so that makes no copy of them."""
         import pandas as pd
 
-        data = {}
-        for column in self.columns:
-            values = self.arrays[column].take()  # each column's chunks go as it is made
-            if column in self.numeric:
-                data[column] = values if values is not None else np.zeros(0)
-            else:
-                codes = values if values is not None else np.zeros(0, np.int32)
-                data[column] = pd.Categorical.from_codes(codes, categories=list(self.names[column]))
-        return pd.DataFrame(data, columns=self.columns)
+        from harness.storage import round6
+
+        hashers, pairs, count = len(self.hashers), len(self.pairs), len(names)
+        per_image = hashers * pairs
+        distance = self.distance.take()
+        distance = distance if distance is not None else np.zeros(0)
+        error = self.error.take()
+        maxima = np.array([info.distance_max for info in self.hashers], np.float64)
+        norm = (distance.reshape(count, hashers, pairs) / maxima[None, :, None]).reshape(-1)
+        np.clip(norm, 0.0, 1.0, out=norm)
+        image_codes, image_names = pd.factorize(np.asarray(names, dtype=object))  # two files may share a name
+
+        def categorical(codes, categories):
+            return pd.Categorical.from_codes(codes, categories=list(categories))
+
+        def per_pair(texts):  # each pair's text, the same for every image and hasher
+            codes, categories = pd.factorize(np.asarray(texts, dtype=object))
+            return categorical(np.tile(codes, count * hashers), categories)
+
+        columns = {
+            "image": categorical(np.repeat(image_codes, per_image), image_names),
+            "image_id": pd.Categorical.from_codes(np.repeat(np.arange(count), per_image), dtype=ids),
+            "family": per_pair([p.family for p in self.pairs]),
+            "value": per_pair([_text(p.value) for p in self.pairs]),
+            "label": per_pair([p.label for p in self.pairs]),
+            "hasher": categorical(np.tile(np.repeat(np.arange(hashers), pairs), count),
+                                  [info.id for info in self.hashers]),
+            "distance": round6(distance, in_place=True),  # `norm` was made from it before it was rounded
+            "distance_norm": round6(norm, in_place=True),
+            "error": categorical(error if error is not None else np.zeros(0, np.int32), self.reasons),
+        }
+        return pd.DataFrame(columns, columns=DISTANCE_COLUMNS, copy=False)
 
 
 class Rows:
@@ -449,12 +474,13 @@ class Sources:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def add(self, name: str, record: FileRecord, origin: str) -> None:
+    def add(self, name: str, record: FileRecord, path: str) -> None:
+        """`path`: the source as the run lists it (a reference, not a copy; shown as text at the end)."""
         if record.notes:
             self.notes[len(self.ids)] = "; ".join(record.notes)
         self.names.append(name)
         self.ids.append(record.image)
-        self.origins.append(origin)
+        self.origins.append(path)
         self.height.extend([record.height])
         self.width.extend([record.width])
 
@@ -464,7 +490,7 @@ class Sources:
 
     def columns(self) -> dict:
         count = len(self.ids)
-        return {"name": self.names, "id": self.ids, "origin": self.origins,
+        return {"name": self.names, "id": self.ids, "origin": [display_path(path) for path in self.origins],
                 "height": self.height.take() if count else [], "width": self.width.take() if count else [],
                 "notes": [self.notes.get(k, "") for k in range(count)],
                 **{column: [values.get(k) for k in range(count)] for column, values in self.extras.items()}}
@@ -485,13 +511,7 @@ class Collector:
         self.side_a = np.array([self._item(p.a) for p in pairs], np.int64)
         self.side_b = np.array([self._item(p.b) for p in pairs], np.int64)
         self.edited = [k for k, p in enumerate(pairs) if p.b != UNTOUCHED]  # pairs with an edited copy
-        self.distances = LongColumns(DISTANCE_COLUMNS, ["distance", "distance_norm"])
-        self.pair_codes = {
-            "family": np.array([self.distances.code("family", p.family) for p in pairs], np.int32),
-            "value": np.array([self.distances.code("value", _text(p.value)) for p in pairs], np.int32),
-            "label": np.array([self.distances.code("label", p.label) for p in pairs], np.int32),
-        }
-        self.ok_code = self.distances.code("error", "")
+        self.distances = DistanceRows(infos, pairs)
         self.failed_distances = 0  # distances that failed (not those of unavailable hashers)
         self.sources = Sources()
         self.errors: list[dict] = []
@@ -520,15 +540,13 @@ class Collector:
             self.duplicates.append(name)
             return
         self.seen.add(record.image)
-        source = {"name": name, "id": record.image}  # what the distances name it by
-        self.sources.add(name, record, display_path(path))
+        self.sources.add(name, record, path)
         reported: set[tuple[str, str]] = set()
         for info in self.infos:
             hid = info.id
             if info.status == UNAVAILABLE:  # every cell says so
                 pairs = len(self.side_a)
-                self._add_rows(source, info, np.full(pairs, np.nan),
-                               np.full(pairs, self.distances.code("error", UNAVAILABLE), np.int32))
+                self.distances.add(np.full(pairs, np.nan), np.full(pairs, self.distances.code(UNAVAILABLE), np.int32))
                 continue
             hasher = self.hashers[hid]
             entries = {**cached.get(hid, {}), **outcome.entries.get(hid, {})}
@@ -543,7 +561,7 @@ class Collector:
                 if (stage, text) not in reported:
                     reported.add((stage, text))
                     self.errors.append({"image": name, "image_id": record.image, "stage": stage, "reason": text})
-            self._score(source, info, hasher, hashed)
+            self._score(hasher, hashed)
             self._keep(hid, hashed)
             own = entries.get(SOURCE)
             for key, value in (own.extras if own is not None else {}).items():  # side outputs (PDQ's quality)
@@ -602,34 +620,24 @@ class Collector:
         except ValueError as exc:
             return from_entries(hasher, [Entry(None, f"stored hashes do not fit together ({exc})")] * len(filled))
 
-    def _score(self, source: dict, info: HasherInfo, hasher, hashed) -> None:
+    def _score(self, hasher, hashed) -> None:
         pairs = len(self.side_a)
         rows = hashed.rows
         ra, rb = rows[self.side_a], rows[self.side_b]
         ok = (ra >= 0) & (rb >= 0)
         distance = np.full(pairs, np.nan)
-        errors = np.full(pairs, self.ok_code, np.int32)
+        errors = np.zeros(pairs, np.int32)  # 0: no error
         for k in np.flatnonzero(~ok):
             a, b = int(self.side_a[k]), int(self.side_b[k])
             reason = hashed.errors.get(a if rows[a] < 0 else b, "no hash")
-            text = reason if reason.startswith("transform: ") else f"hash: {reason}"
-            errors[k] = self.distances.code("error", text)
+            errors[k] = self.distances.code(reason if reason.startswith("transform: ") else f"hash: {reason}")
         if ok.any():
             try:
                 distance[ok] = hasher.checked_distance(hashed.array[ra[ok]], hashed.array[rb[ok]])
             except HashError as exc:  # a plugin's distance that misbehaves: these pairs say so
-                errors[ok] = self.distances.code("error", f"hash: {exc}")
-        self.failed_distances += int(np.count_nonzero(errors != self.ok_code))
-        self._add_rows(source, info, distance, errors)
-
-    def _add_rows(self, source, info, distance, errors) -> None:
-        pairs = len(distance)
-        table = self.distances
-        table.add(image=np.full(pairs, table.code("image", source["name"]), np.int32),
-                  image_id=np.full(pairs, table.code("image_id", source["id"]), np.int32),
-                  family=self.pair_codes["family"], value=self.pair_codes["value"], label=self.pair_codes["label"],
-                  hasher=np.full(pairs, table.code("hasher", info.id), np.int32),
-                  distance=distance, distance_norm=np.clip(distance / info.distance_max, 0.0, 1.0), error=errors)
+                errors[ok] = self.distances.code(f"hash: {exc}")
+        self.failed_distances += int(np.count_nonzero(errors))
+        self.distances.add(distance, errors)
 
     def _keep(self, hid: str, hashed) -> None:
         """The untouched image's row and, for transformed impostors, its edited copies' rows."""
@@ -657,7 +665,7 @@ class Collector:
             edited = {hid: rows.hashed() for hid, rows in self.edited_rows.items()}
             impostor_frames += transformed_impostors(vocabulary, config.pairs, self.edited, edited, source_hashed,
                                                      self.hashers, config.impostors.per_variant, rng)
-        distances = self.distances.frame()
+        distances = self.distances.frame(self.sources.names, vocabulary.dtypes["image_id"])
         impostors = pd.concat(impostor_frames, ignore_index=True)[IMPOSTOR_COLUMNS]
         error_table = pd.DataFrame(self.errors, columns=ERROR_COLUMNS)
         failed = distances["error"].ne("") & distances["error"].ne(UNAVAILABLE)

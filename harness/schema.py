@@ -29,7 +29,10 @@ def first_seen(column) -> list:
 
     if isinstance(column.dtype, pd.CategoricalDtype):
         categories = column.cat.categories
-        return [categories[code] for code in first_seen_codes(column.cat.codes.to_numpy()) if code >= 0]
+        codes = column.cat.codes.to_numpy()
+        if in_first_seen_order(codes, len(categories)):  # as the tables are made: no sorting needed
+            return list(categories)
+        return [categories[code] for code in first_seen_codes(codes) if code >= 0]
     return list(dict.fromkeys(column))
 
 
@@ -37,3 +40,21 @@ def first_seen_codes(codes: np.ndarray) -> np.ndarray:
     """The distinct codes of a categorical column in the order they first appear."""
     used, first = np.unique(codes, return_index=True)
     return used[np.argsort(first, kind="stable")]
+
+
+CODES_BLOCK = 1 << 16  # codes checked at a time: a million-row column needs no million-row temporaries
+
+
+def in_first_seen_order(codes: np.ndarray, count: int) -> bool:
+    """Whether `codes` use every one of `count` categories and each first appears in its order (0
+    before 1 before 2 ...), as the runner numbers them: then `first_seen_codes` is 0, 1, 2 ... and
+    nothing needs reordering. One pass in blocks, no sort."""
+    top = -1  # the largest code so far: every code up to it has appeared
+    for start in range(0, len(codes), CODES_BLOCK):
+        block = codes[start:start + CODES_BLOCK].astype(np.int64)
+        reached = np.maximum.accumulate(np.maximum(block, top))
+        before = np.concatenate([[top], reached[:-1]])
+        if (block > before + 1).any() or (block < 0).any():  # a code that skips one, or a missing one
+            return False
+        top = int(reached[-1])
+    return top == count - 1

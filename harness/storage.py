@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, first_seen_codes
+from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, first_seen_codes,
+                            in_first_seen_order)
 
 if TYPE_CHECKING:  # pandas is imported where a table is read or written: an unchanged rerun writes none
     import pandas as pd
@@ -301,14 +302,30 @@ def _to_parquet(frame: pd.DataFrame, path: str) -> None:
     frame.to_parquet(path, index=False, engine="pyarrow", compression="zstd")
 
 
-def round6(values) -> np.ndarray:
-    """Floats as the tables store them: 6 significant digits (what "%.6g" prints and reads back)."""
-    array = np.array(values, dtype=np.float64)
-    # Whole numbers below 1e6 (every Hamming distance) already print exactly: format only the rest.
-    inexact = ~(np.isnan(array) | ((array == np.round(array)) & (np.abs(array) < 1e6)))
-    if inexact.any():
-        array[inexact] = [float(FLOAT_FORMAT % v) for v in array[inexact].tolist()]
-    return array
+def round6(values, in_place: bool = False) -> np.ndarray:
+    """Floats as the tables store them: 6 significant digits (what "%.6g" prints and reads back).
+    The same array when every value already is (a table read back, or rounded before): no copy;
+    `in_place`: `values` (a float64 array) is rounded itself."""
+    array = np.asarray(values, dtype=np.float64)
+    rounded = array if in_place else None
+    for start in range(0, len(array), ROUND_BLOCK):  # in blocks: no temporaries the size of the table
+        block = array[start:start + ROUND_BLOCK]
+        # Whole numbers below 1e6 (every Hamming distance) already print exactly: format only the rest.
+        inexact = ~(np.isnan(block) | ((block == np.round(block)) & (np.abs(block) < 1e6)))
+        if not inexact.any():
+            continue
+        # Each distinct value formatted once: normalised Hamming distances take a few dozen values.
+        distinct, where = np.unique(block[inexact], return_inverse=True)
+        exact = np.array([float(FLOAT_FORMAT % v) for v in distinct.tolist()], np.float64)
+        if (exact == distinct).all():  # already to 6 digits
+            continue
+        if rounded is None:
+            rounded = array.copy()
+        rounded[start:start + ROUND_BLOCK][inexact] = exact[where.reshape(-1)]
+    return array if rounded is None else rounded
+
+
+ROUND_BLOCK = 1 << 16
 
 
 def normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -323,10 +340,14 @@ def normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     if not isinstance(frame["value"].dtype, pd.CategoricalDtype):
         frame["value"] = [v if isinstance(v, str) else format_value(v) for v in frame["value"]]
     for column in frame.columns:
+        values = frame[column]
         if column in ("distance", "distance_norm"):
-            frame[column] = round6(frame[column])
+            values = values.to_numpy()
+            normal = round6(values)
         else:
-            frame[column] = _categorical(frame[column])
+            normal = _categorical(values)
+        if normal is not values:  # (assigning a column copies it: a table made by this version is left as it is)
+            frame[column] = normal
     return frame.reset_index(drop=True)
 
 
@@ -339,6 +360,9 @@ def _categorical(column: pd.Series) -> pd.Series:
     if not isinstance(column.dtype, pd.CategoricalDtype):
         texts = column.astype(object).where(column.notna(), "").map(str)
         return pd.Series(pd.Categorical(texts, categories=pd.unique(texts)), index=column.index, name=column.name)
+    if isinstance(column.cat.categories.dtype, pd.StringDtype) and \
+            in_first_seen_order(column.cat.codes.to_numpy(), len(column.cat.categories)):
+        return column  # already so (as the runner makes its tables): nothing is copied
     codes = column.cat.codes.to_numpy().astype(np.int64)
     categories = [str(c) for c in column.cat.categories]
     if (codes < 0).any():  # missing: the empty text

@@ -1,0 +1,140 @@
+"""The long tables at scale: built once, in their saved form, and read without whole-table copies.
+
+At 100,000 images the distance table has 1.2 million rows; these tests pin the pieces that keep
+its memory down (issue 9) to the results the plain whole-table code gave.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import metrics, report, schema, storage
+from harness.metrics import PAIR_KEY
+
+
+@pytest.mark.parametrize("codes, count, expected", [
+    ([0, 0, 1, 0, 2, 1], 3, True),
+    ([0, 2, 1], 3, False),  # 2 before 1
+    ([1, 0], 2, False),
+    ([0, 1, 1], 3, False),  # category 2 never used
+    ([0, -1, 1], 2, False),  # a missing value
+    ([], 0, True),
+    ([], 1, False),
+])
+def test_in_first_seen_order(codes, count, expected, monkeypatch):
+    monkeypatch.setattr(schema, "CODES_BLOCK", 2)  # blocks end inside every case
+    assert schema.in_first_seen_order(np.array(codes, np.int16), count) is expected
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_in_first_seen_order_agrees_with_first_seen_codes(seed, monkeypatch):
+    monkeypatch.setattr(schema, "CODES_BLOCK", 5)
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(1, 6))
+    codes = rng.integers(0, count, int(rng.integers(1, 40)))
+    if seed % 2:  # renumber in order of appearance: the runner's tables
+        codes = np.unique(codes, return_inverse=True)[1].reshape(-1)
+        order = schema.first_seen_codes(codes)
+        renumber = np.empty(codes.max() + 1, np.int64)
+        renumber[order] = np.arange(len(order))
+        codes, count = renumber[codes], len(order)
+    in_order = list(schema.first_seen_codes(codes)) == list(range(count))
+    assert schema.in_first_seen_order(codes, count) is in_order
+
+
+def test_round6_rounds_as_each_value_printed_and_copies_only_what_changes(monkeypatch):
+    monkeypatch.setattr(storage, "ROUND_BLOCK", 7)  # many blocks, some exact, some not
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.integers(0, 64, 20).astype(float), rng.random(20) / 3, [np.nan, np.inf, -0.0, 2e7],
+                             np.full(10, 1 / 3)])
+    rng.shuffle(values)
+    expected = np.array([float(storage.FLOAT_FORMAT % v) for v in values])
+    rounded = storage.round6(values)
+    np.testing.assert_array_equal(rounded, expected)
+    assert rounded is not values and not np.array_equal(values, expected, equal_nan=True)  # the input is kept
+    assert storage.round6(rounded) is rounded  # already to 6 digits: no copy
+    whole = rng.integers(0, 64, 30).astype(float)
+    assert storage.round6(whole) is whole
+    in_place = values.copy()
+    assert storage.round6(in_place, in_place=True) is in_place
+    np.testing.assert_array_equal(in_place, expected)
+
+
+def test_a_runs_tables_are_already_in_their_saved_form(tmp_path):
+    """normalise (what every table read back goes through) changes and copies nothing of a run's own."""
+    import cv2
+
+    from harness.config import parse_config
+    from harness.runner import run
+    from tests.conftest import make_scene
+
+    for k in range(3):
+        cv2.imwrite(str(tmp_path / f"scene{k}.png"), make_scene(k))
+    config = parse_config({"images": [str(tmp_path)], "hashers": ["aHash", "imagehash.phash"],
+                           "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [30, 90]},
+                                      {"family": "crop", "b": {"center_crop": {"fraction": 0.9}}}]}, "<test>")
+    distances = run(config, workers=1).distances
+    assert len(distances) == 3 * 2 * 3 and distances["distance_norm"].between(0, 1).all()
+    normal = storage.normalise(storage.DISTANCES, distances)
+    for column in distances.columns:
+        before, after = distances[column].array, normal[column].array
+        if isinstance(distances[column].dtype, pd.CategoricalDtype):
+            before, after = before.codes, after.codes
+            assert list(normal[column].cat.categories) == schema.first_seen(distances[column])
+        assert np.shares_memory(np.asarray(before), np.asarray(after)), column
+
+
+def _shuffled_distances() -> pd.DataFrame:
+    """Two hashers' distances whose (pair, hasher) groups first appear interleaved, an error and an
+    unavailable hasher's rows among them."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for image in range(4):
+        for hasher in ("h1", "h0", "off"):
+            for family, value in (("jpeg", "30"), ("jpeg", "90"), ("crop", "0.9")):
+                if hasher == "off":
+                    rows.append((f"i{image}", family, value, f"{family} {value}", hasher, np.nan, np.nan, "unavailable"))
+                    continue
+                failed = image == 0 and hasher == "h1" and value == "90"
+                distance = np.nan if failed else float(rng.integers(0, 64))
+                rows.append((f"i{image}", family, value, f"{family} {value}", hasher, distance, distance / 64,
+                             "hash: failed" if failed else ""))
+    frame = pd.DataFrame(rows, columns=["image", "family", "value", "label", "hasher", "distance", "distance_norm",
+                                        "error"])
+    frame.insert(1, "image_id", frame["image"])
+    return storage.normalise(storage.DISTANCES, frame.sample(frac=1, random_state=1).reset_index(drop=True))
+
+
+def test_curves_and_the_article_table_one_hasher_at_a_time_match_one_grouping():
+    distances = _shuffled_distances()
+    # The whole-table groupings they replace (issue 9: 70 MiB at 100,000 images).
+    usable = distances.loc[distances["error"] == "", PAIR_KEY + ["hasher", "distance_norm"]]
+    grouped = usable.groupby(PAIR_KEY + ["hasher"], sort=False, observed=True)["distance_norm"]
+    expected = pd.DataFrame({"median": grouped.median(), "q25": grouped.quantile(0.25), "q75": grouped.quantile(0.75),
+                             "images": grouped.count()}).reset_index()
+    expected["x"] = pd.to_numeric(expected["value"], errors="coerce")
+    pd.testing.assert_frame_equal(metrics.family_curves(distances), expected)
+
+    table = metrics.article_table(distances)
+    assert list(table.columns) == PAIR_KEY + metrics.hasher_order(distances)
+    pairs = distances[PAIR_KEY].drop_duplicates().reset_index(drop=True)
+    pd.testing.assert_frame_equal(table[PAIR_KEY], pairs)
+    assert (table["off"] == "unavailable").all()
+    for hasher in ("h1", "h0"):
+        medians = distances[distances["hasher"] == hasher].groupby(PAIR_KEY, sort=False, observed=True)[
+            "distance"].median()
+        assert list(table[hasher]) == [metrics.format_number(v) for v in pairs.join(medians, on=PAIR_KEY)["distance"]]
+
+
+def test_the_fingerprint_is_the_same_hashed_in_blocks(monkeypatch):
+    from harness.api import Results
+
+    distances = _shuffled_distances()
+    results = Results(config={}, provenance={}, distances=distances, impostors=distances.iloc[:0], errors=pd.DataFrame(),
+                      images=pd.DataFrame({"image": ["a"]}), hashers=pd.DataFrame(), notes=[], metrics=None,
+                      previews=[])
+    whole = report.report_fingerprint(results)
+    monkeypatch.setattr(report, "FINGERPRINT_ROWS", 5)
+    assert report.report_fingerprint(results) == whole
+    results.distances = distances.iloc[1:]
+    assert report.report_fingerprint(results) != whole
