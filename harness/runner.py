@@ -415,15 +415,18 @@ class DistanceRows:
 
         def per_pair(texts):  # each pair's text, the same for every image and hasher
             codes, categories = pd.factorize(np.asarray(texts, dtype=object))
-            return categorical(np.tile(codes, count * hashers), categories)
+            return categorical(np.tile(narrow(codes, len(categories)), count * hashers), categories)
+
+        def narrow(codes, categories: int):  # the codes' own type before they are repeated a million times
+            return codes.astype(np.int8 if categories < 128 else np.int16 if categories < 32768 else np.int32)
 
         columns = {
-            "image": categorical(np.repeat(image_codes, per_image), image_names),
-            "image_id": pd.Categorical.from_codes(np.repeat(np.arange(count), per_image), dtype=ids),
+            "image": categorical(np.repeat(narrow(image_codes, len(image_names)), per_image), image_names),
+            "image_id": pd.Categorical.from_codes(np.repeat(narrow(np.arange(count), count), per_image), dtype=ids),
             "family": per_pair([p.family for p in self.pairs]),
             "value": per_pair([_text(p.value) for p in self.pairs]),
             "label": per_pair([p.label for p in self.pairs]),
-            "hasher": categorical(np.tile(np.repeat(np.arange(hashers), pairs), count),
+            "hasher": categorical(np.tile(np.repeat(narrow(np.arange(hashers), hashers), pairs), count),
                                   [info.id for info in self.hashers]),
             "distance": round6(distance, in_place=True),  # `norm` was made from it before it was rounded
             "distance_norm": round6(norm, in_place=True),
