@@ -120,9 +120,6 @@ def _literal_text():
     return matplotlib.rc_context({"text.parse_math": False})
 
 
-FINGERPRINT_ROWS = 1 << 16  # rows hashed at a time: a million-row table's hashes at once took 36 MiB
-
-
 def report_fingerprint(results) -> str:
     """What the files of a run's set depend on: its tables, config, notes and previews, the versions
     of the libraries, and harness's own code (its source files)."""
@@ -137,8 +134,9 @@ def report_fingerprint(results) -> str:
         digest.update(json.dumps(part, sort_keys=True, default=str).encode())
     for table in (results.distances, results.impostors, results.images, results.errors, results.hashers):
         digest.update(json.dumps([list(map(str, table.columns)), list(map(str, table.dtypes))]).encode())
-        for start in range(0, len(table), FINGERPRINT_ROWS):  # a hash a row, so blocks give the same digest
-            block = table.iloc[start:start + FINGERPRINT_ROWS]
+        # In blocks (a million rows' hashes at once took 36 MiB); a hash a row: the same digest.
+        for start in range(0, len(table), storage.ROWS_BLOCK):
+            block = table.iloc[start:start + storage.ROWS_BLOCK]
             digest.update(pd.util.hash_pandas_object(block, index=False).to_numpy().tobytes())
     for pair, a, b in results.previews:
         digest.update(repr(pair).encode())

@@ -392,10 +392,9 @@ class DistanceRows:
         self.error.extend(errors)
 
     def frame(self, names: list[str], ids: pd.CategoricalDtype) -> pd.DataFrame:
-        """The table, `names` and `ids` (the impostors' categories: 100,000 ids are indexed once) being
-        the images' in the order they were added. Its columns
-        are as storage.normalise leaves them (distances to 6 digits; categories in order of first
-        appearance), so that makes no copy of them."""
+        """The table; `names` and `ids` (the impostors' categories: 100,000 ids are indexed once) are
+        the images' in the order they were added. Its columns are as storage.normalise leaves them
+        (distances to 6 digits; categories in order of first appearance), so that copies nothing."""
         import pandas as pd
 
         from harness.storage import round6

@@ -42,7 +42,9 @@ def first_seen_codes(codes: np.ndarray) -> np.ndarray:
     return used[np.argsort(first, kind="stable")]
 
 
-CODES_BLOCK = 1 << 16  # codes checked at a time: a million-row column needs no million-row temporaries
+# Rows handled at a time where a whole column at once would need temporaries the size of the table
+# (tens of MiB for the 1.2 million distances of 100,000 images).
+ROWS_BLOCK = 1 << 16
 
 
 def in_first_seen_order(codes: np.ndarray, count: int) -> bool:
@@ -50,8 +52,8 @@ def in_first_seen_order(codes: np.ndarray, count: int) -> bool:
     before 1 before 2 ...), as the runner numbers them: then `first_seen_codes` is 0, 1, 2 ... and
     nothing needs reordering. One pass in blocks, no sort."""
     top = -1  # the largest code so far: every code up to it has appeared
-    for start in range(0, len(codes), CODES_BLOCK):
-        block = codes[start:start + CODES_BLOCK].astype(np.int64)
+    for start in range(0, len(codes), ROWS_BLOCK):
+        block = codes[start:start + ROWS_BLOCK].astype(np.int64)
         reached = np.maximum.accumulate(np.maximum(block, top))
         before = np.concatenate([[top], reached[:-1]])
         if (block > before + 1).any() or (block < 0).any():  # a code that skips one, or a missing one

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, first_seen_codes,
+from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, ROWS_BLOCK, first_seen_codes,
                             in_first_seen_order)
 
 if TYPE_CHECKING:  # pandas is imported where a table is read or written: an unchanged rerun writes none
@@ -308,8 +308,8 @@ def round6(values, in_place: bool = False) -> np.ndarray:
     `in_place`: `values` (a float64 array) is rounded itself."""
     array = np.asarray(values, dtype=np.float64)
     rounded = array if in_place else None
-    for start in range(0, len(array), ROUND_BLOCK):  # in blocks: no temporaries the size of the table
-        block = array[start:start + ROUND_BLOCK]
+    for start in range(0, len(array), ROWS_BLOCK):  # in blocks: no temporaries the size of the table
+        block = array[start:start + ROWS_BLOCK]
         # Whole numbers below 1e6 (every Hamming distance) already print exactly: format only the rest.
         inexact = ~(np.isnan(block) | ((block == np.round(block)) & (np.abs(block) < 1e6)))
         if not inexact.any():
@@ -321,11 +321,8 @@ def round6(values, in_place: bool = False) -> np.ndarray:
             continue
         if rounded is None:
             rounded = array.copy()
-        rounded[start:start + ROUND_BLOCK][inexact] = exact[where.reshape(-1)]
+        rounded[start:start + ROWS_BLOCK][inexact] = exact[where.reshape(-1)]
     return array if rounded is None else rounded
-
-
-ROUND_BLOCK = 1 << 16
 
 
 def normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:

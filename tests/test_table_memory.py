@@ -22,13 +22,13 @@ from harness.metrics import PAIR_KEY
     ([], 1, False),
 ])
 def test_in_first_seen_order(codes, count, expected, monkeypatch):
-    monkeypatch.setattr(schema, "CODES_BLOCK", 2)  # blocks end inside every case
+    monkeypatch.setattr(schema, "ROWS_BLOCK", 2)  # blocks end inside every case
     assert schema.in_first_seen_order(np.array(codes, np.int16), count) is expected
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_in_first_seen_order_agrees_with_first_seen_codes(seed, monkeypatch):
-    monkeypatch.setattr(schema, "CODES_BLOCK", 5)
+    monkeypatch.setattr(schema, "ROWS_BLOCK", 5)
     rng = np.random.default_rng(seed)
     count = int(rng.integers(1, 6))
     codes = rng.integers(0, count, int(rng.integers(1, 40)))
@@ -43,7 +43,7 @@ def test_in_first_seen_order_agrees_with_first_seen_codes(seed, monkeypatch):
 
 
 def test_round6_rounds_as_each_value_printed_and_copies_only_what_changes(monkeypatch):
-    monkeypatch.setattr(storage, "ROUND_BLOCK", 7)  # many blocks, some exact, some not
+    monkeypatch.setattr(storage, "ROWS_BLOCK", 7)  # many blocks, some exact, some not
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.integers(0, 64, 20).astype(float), rng.random(20) / 3, [np.nan, np.inf, -0.0, 2e7],
                              np.full(10, 1 / 3)])
@@ -93,7 +93,8 @@ def _shuffled_distances() -> pd.DataFrame:
         for hasher in ("h1", "h0", "off"):
             for family, value in (("jpeg", "30"), ("jpeg", "90"), ("crop", "0.9")):
                 if hasher == "off":
-                    rows.append((f"i{image}", family, value, f"{family} {value}", hasher, np.nan, np.nan, "unavailable"))
+                    rows.append((f"i{image}", family, value, f"{family} {value}", hasher, np.nan, np.nan,
+                                 "unavailable"))
                     continue
                 failed = image == 0 and hasher == "h1" and value == "90"
                 distance = np.nan if failed else float(rng.integers(0, 64))
@@ -130,11 +131,11 @@ def test_the_fingerprint_is_the_same_hashed_in_blocks(monkeypatch):
     from harness.api import Results
 
     distances = _shuffled_distances()
-    results = Results(config={}, provenance={}, distances=distances, impostors=distances.iloc[:0], errors=pd.DataFrame(),
-                      images=pd.DataFrame({"image": ["a"]}), hashers=pd.DataFrame(), notes=[], metrics=None,
-                      previews=[])
+    results = Results(config={}, provenance={}, distances=distances, impostors=distances.iloc[:0],
+                      errors=pd.DataFrame(), images=pd.DataFrame({"image": ["a"]}), hashers=pd.DataFrame(),
+                      notes=[], metrics=None, previews=[])
     whole = report.report_fingerprint(results)
-    monkeypatch.setattr(report, "FINGERPRINT_ROWS", 5)
+    monkeypatch.setattr(storage, "ROWS_BLOCK", 5)
     assert report.report_fingerprint(results) == whole
     results.distances = distances.iloc[1:]
     assert report.report_fingerprint(results) != whole
