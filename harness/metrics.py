@@ -56,10 +56,15 @@ def hasher_parts(distances: pd.DataFrame, columns: list[str], usable: bool = Fal
     an error if `usable`): a grouping over a third of the rows and a few columns at a time, not over
     a million-row table's every column (tens of MiB each at 100,000 images)."""
     for hasher in hasher_order(distances):
-        rows = distances["hasher"] == hasher
-        if usable:
-            rows &= distances["error"] == ""
-        yield hasher, distances.loc[rows, columns]
+        yield hasher, hasher_rows(distances, hasher, columns, usable)
+
+
+def hasher_rows(distances: pd.DataFrame, hasher: str, columns: list[str], usable: bool = True) -> pd.DataFrame:
+    """One hasher's rows (only those without an error if `usable`), with only `columns`."""
+    rows = distances["hasher"] == hasher
+    if usable:
+        rows &= distances["error"] == ""
+    return distances.loc[rows, columns]
 
 
 def family_curves(distances: pd.DataFrame) -> pd.DataFrame:
@@ -258,7 +263,7 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
 def _genuine(distances: pd.DataFrame, hasher: str) -> pd.DataFrame:
     """A hasher's usable distances with their pair: only the columns read (a million-row table's
     every column would be copied otherwise)."""
-    return distances.loc[(distances["hasher"] == hasher) & (distances["error"] == ""), PAIR_KEY + ["distance"]]
+    return hasher_rows(distances, hasher, PAIR_KEY + ["distance"])
 
 
 def _impostor(impostors: pd.DataFrame, hasher: str) -> np.ndarray:
