@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # pandas and the metrics are imported when tables are made, n
     from harness.metrics import Metrics
     from harness.runner import Pass
 
+# The images table's columns that name the images (runner.Sources.columns), which categories share.
+TEXT_SOURCE_COLUMNS = ("name", "id")
 HASHER_COLUMNS = ["hasher", "name", "distance", "distance_max", "status", "reason", "cpu_exact", "params"]
 
 
@@ -170,7 +172,11 @@ def from_run(result, provenance: dict) -> Results:
 
     from harness import metrics, storage
 
-    images = pd.DataFrame(result.sources).rename(columns={"name": "image", "id": "image_id"})
+    # The texts stay the run's Python strings (pandas' text type would copy them into Arrow, and every
+    # lookup back into Python objects); the impostors' and distances' categories share them.
+    images = pd.DataFrame({column: pd.Series(values, dtype=object) if column in TEXT_SOURCE_COLUMNS else values
+                           for column, values in result.sources.items()}).rename(
+        columns={"name": "image", "id": "image_id"})
     result.sources = None  # its Python strings (a few hundred bytes an image) go; the table holds them
     distances = storage.normalise(storage.DISTANCES, result.distances)
     impostors = storage.normalise(storage.IMPOSTORS, metrics.name_impostors(result.impostors, images))

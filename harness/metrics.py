@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.schema import ROWS_BLOCK, UNAVAILABLE, first_seen, first_seen_codes
+from harness.schema import ROWS_BLOCK, UNAVAILABLE, first_seen, first_seen_codes, python_texts, text_categories
 
 PAIR_KEY = ["family", "value", "label"]
 THRESHOLD_COLUMNS = ["hasher", "operating_point", "fpr_target", "threshold", "impostor_pairs", "false_matches_allowed",
@@ -585,7 +585,8 @@ def name_impostors(impostors: pd.DataFrame, images: pd.DataFrame) -> pd.DataFram
     """The impostor table with `image` and `other` name columns (from images.csv's `image` and
     `image_id`) placed before the ids. Identical files share an id; their names are joined by ' | '."""
     if images["image_id"].is_unique:  # as a run makes it: no grouping (100,000 groups of one took seconds)
-        names = pd.Series(images["image"].astype(str).to_numpy(), index=images["image_id"].astype(str).to_numpy())
+        names = pd.Series(python_texts(images["image"]), index=text_categories(python_texts(images["image_id"])),
+                          dtype=object)
     else:
         names = images.groupby("image_id", sort=False, observed=True)["image"].agg(
             lambda n: " | ".join(dict.fromkeys(n)))
@@ -603,15 +604,16 @@ def _mapped(ids: pd.Series, names: pd.Series) -> pd.Series:
     per row, and its names come in order of appearance, as storage.normalise keeps them."""
     if isinstance(ids.dtype, pd.CategoricalDtype):
         categories = ids.cat.categories
-        texts = names.reindex(categories.astype(str)).fillna("").to_numpy(dtype=object) if len(categories) else \
-            np.zeros(0, object)
+        known = names.reindex(text_categories(python_texts(categories))) if len(categories) else names.iloc[:0]
+        texts = known.fillna("").to_numpy(dtype=object)
         unique, inverse = np.unique(np.append(texts, ""), return_inverse=True)  # the last: a missing id's
         codes = ids.cat.codes.to_numpy()
         mapped = inverse.reshape(-1)[np.where(codes < 0, len(texts), codes)]
         order = first_seen_codes(mapped)
         renumbered = np.empty(len(unique), np.int64)
         renumbered[order] = np.arange(len(order))
-        return pd.Series(pd.Categorical.from_codes(renumbered[mapped], categories=unique[order].tolist()),
+        return pd.Series(pd.Categorical.from_codes(renumbered[mapped],
+                                                   dtype=pd.CategoricalDtype(text_categories(unique[order]))),
                          index=ids.index)
     return ids.map(names).fillna("").astype(str)
 

@@ -37,7 +37,8 @@ from harness.hashing import Hashed, from_entries
 from harness.images import (DEFAULT_MAX_PIXELS, display_path, load_decoders, read_source, resolve_sources,
                             source_name, work_size)
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process
-from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED
+from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED,
+                            text_categories)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -410,7 +411,7 @@ class DistanceRows:
         image_codes, image_names = pd.factorize(np.asarray(names, dtype=object))  # two files may share a name
 
         def categorical(codes, categories):
-            return pd.Categorical.from_codes(codes, categories=list(categories))
+            return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(text_categories(categories)))
 
         def per_pair(texts):  # each pair's text, the same for every image and hasher
             codes, categories = pd.factorize(np.asarray(texts, dtype=object))
@@ -419,9 +420,13 @@ class DistanceRows:
         def narrow(codes, categories: int):  # the codes' own type before they are repeated a million times
             return codes.astype(np.int8 if categories < 128 else np.int16 if categories < 32768 else np.int32)
 
+        id_codes = np.repeat(narrow(np.arange(count), count), per_image)
+        # Names are usually distinct, and then a row's image and id have the same code: one array for both.
+        name_codes = id_codes if len(image_names) == count else np.repeat(narrow(image_codes, len(image_names)),
+                                                                         per_image)
         columns = {
-            "image": categorical(np.repeat(narrow(image_codes, len(image_names)), per_image), image_names),
-            "image_id": pd.Categorical.from_codes(np.repeat(narrow(np.arange(count), count), per_image), dtype=ids),
+            "image": categorical(name_codes, image_names),
+            "image_id": pd.Categorical.from_codes(id_codes, dtype=ids),
             "family": per_pair([p.family for p in self.pairs]),
             "value": per_pair([_text(p.value) for p in self.pairs]),
             "label": per_pair([p.label for p in self.pairs]),

@@ -6,7 +6,13 @@ and storage write and read them under these file names.
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # A side of a pair that is not edited: the untouched source image.
 UNTOUCHED: tuple = ()
@@ -40,6 +46,32 @@ def first_seen_codes(codes: np.ndarray) -> np.ndarray:
     """The distinct codes of a categorical column in the order they first appear."""
     used, first = np.unique(codes, return_index=True)
     return used[np.argsort(first, kind="stable")]
+
+
+def text_categories(texts) -> pd.Index:
+    """Categories for a text column, as an index of Python strings (object dtype). pandas' own text
+    type keeps its strings in an Arrow buffer and copies every one into a new Python object each
+    time the categories are looked up or checked (6 MiB per 100,000 names, once per column); these
+    are the strings the run already holds, shared by every column that names the same images."""
+    import pandas as pd
+
+    return pd.Index(texts if isinstance(texts, (list, np.ndarray)) else list(texts), dtype=object)
+
+
+def python_texts(values) -> np.ndarray:
+    """`values` (a column, an index, a list) as an object array of Python strings, as `astype(str)`
+    makes them, but the very objects where they already are strings: no copy of 100,000 names.
+    Strings made here (from pandas' text type, as Parquet reads it back) are interned, so the
+    columns of a table read back that name the same images share one string per name."""
+    import pandas as pd
+
+    if hasattr(values, "dtype") and isinstance(values.dtype, pd.StringDtype):
+        return np.array([sys.intern(value) if isinstance(value, str) else str(value)
+                         for value in values.to_numpy(dtype=object)], dtype=object)
+    array = values.to_numpy(dtype=object) if hasattr(values, "to_numpy") else np.asarray(values, dtype=object)
+    if pd.api.types.infer_dtype(array, skipna=False) in ("string", "empty"):
+        return array
+    return np.array([str(value) for value in array], dtype=object)
 
 
 # Rows handled at a time where a whole column at once would need temporaries the size of the table

@@ -29,7 +29,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, ROWS_BLOCK, first_seen_codes,
-                            in_first_seen_order)
+                            in_first_seen_order, python_texts, text_categories)
 
 if TYPE_CHECKING:  # pandas is imported where a table is read or written: an unchanged rerun writes none
     import pandas as pd
@@ -349,35 +349,39 @@ def normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _categorical(column: pd.Series) -> pd.Series:
-    """Text as a categorical column whose categories are the texts in order of appearance (so the
-    same table gives the same categories however it was made: in memory, from CSV or Parquet).
-    A categorical column is reordered by its codes alone: no text is made per row."""
+    """Text as a categorical column whose categories are the texts, as Python strings
+    (schema.text_categories), in order of appearance (so the same table gives the same categories
+    however it was made: in memory, from CSV or Parquet). A categorical column is reordered by its
+    codes alone: no text is made per row."""
     import pandas as pd
 
     if not isinstance(column.dtype, pd.CategoricalDtype):
         texts = column.astype(object).where(column.notna(), "").map(str)
-        return pd.Series(pd.Categorical(texts, categories=pd.unique(texts)), index=column.index, name=column.name)
-    if isinstance(column.cat.categories.dtype, pd.StringDtype) and \
-            in_first_seen_order(column.cat.codes.to_numpy(), len(column.cat.categories)):
-        return column  # already so (as the runner makes its tables): nothing is copied
+        return pd.Series(pd.Categorical(texts, categories=text_categories(pd.unique(texts))), index=column.index,
+                         name=column.name)
+    categories = column.cat.categories
+    if categories.inferred_type == "string" and in_first_seen_order(column.cat.codes.to_numpy(), len(categories)):
+        if categories.dtype == object:
+            return column  # already so (as the runner makes its tables): nothing is copied
+        # pandas' text type (as read from Parquet): the same codes, the texts as Python strings once
+        return pd.Series(pd.Categorical.from_codes(column.cat.codes.to_numpy(), dtype=pd.CategoricalDtype(
+            text_categories(python_texts(categories)))), index=column.index, name=column.name)
     codes = column.cat.codes.to_numpy().astype(np.int64)
-    categories = [str(c) for c in column.cat.categories]
+    categories = [str(c) for c in categories]
     if (codes < 0).any():  # missing: the empty text
         if "" not in categories:
             categories.append("")
         codes = np.where(codes < 0, categories.index(""), codes)
     order = first_seen_codes(codes)  # the categories in order of first appearance
-    if len(order) == len(categories) and (order == np.arange(len(order))).all() and list(
-            column.cat.categories) == categories:
-        return column  # already so
     new_codes = np.empty(len(categories), np.int64)
     new_codes[order] = np.arange(len(order))
     names = [categories[k] for k in order]
     if len(set(names)) < len(names):  # two categories with one text (e.g. 2 and "2"): by their texts
         texts = np.asarray(categories, dtype=object)[codes]
-        return pd.Series(pd.Categorical(texts, categories=pd.unique(texts)), index=column.index, name=column.name)
-    return pd.Series(pd.Categorical.from_codes(new_codes[codes], categories=names), index=column.index,
-                     name=column.name)
+        return pd.Series(pd.Categorical(texts, categories=text_categories(pd.unique(texts))), index=column.index,
+                         name=column.name)
+    return pd.Series(pd.Categorical.from_codes(new_codes[codes], dtype=pd.CategoricalDtype(text_categories(names))),
+                     index=column.index, name=column.name)
 
 
 def read_long(out_dir: str, name: str, required: bool = True) -> pd.DataFrame:
