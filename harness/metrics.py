@@ -585,7 +585,7 @@ def name_impostors(impostors: pd.DataFrame, images: pd.DataFrame) -> pd.DataFram
     """The impostor table with `image` and `other` name columns (from images.csv's `image` and
     `image_id`) placed before the ids. Identical files share an id; their names are joined by ' | '."""
     if images["image_id"].is_unique:  # as a run makes it: no grouping (100,000 groups of one took seconds)
-        names = pd.Series(python_texts(images["image"]), index=text_categories(python_texts(images["image_id"])),
+        names = pd.Series(python_texts(images["image"]), index=text_categories(images["image_id"]),
                           dtype=object)
     else:
         names = images.groupby("image_id", sort=False, observed=True)["image"].agg(
@@ -604,7 +604,7 @@ def _mapped(ids: pd.Series, names: pd.Series) -> pd.Series:
     per row, and its names come in order of appearance, as storage.normalise keeps them."""
     if isinstance(ids.dtype, pd.CategoricalDtype):
         categories = ids.cat.categories
-        known = names.reindex(text_categories(python_texts(categories))) if len(categories) else names.iloc[:0]
+        known = names.reindex(text_categories(categories)) if len(categories) else names.iloc[:0]
         texts = known.fillna("").to_numpy(dtype=object)
         unique, inverse = np.unique(np.append(texts, ""), return_inverse=True)  # the last: a missing id's
         codes = ids.cat.codes.to_numpy()

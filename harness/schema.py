@@ -49,26 +49,31 @@ def first_seen_codes(codes: np.ndarray) -> np.ndarray:
 
 
 def text_categories(texts) -> pd.Index:
-    """Categories for a text column, as an index of Python strings (object dtype). pandas' own text
-    type keeps its strings in an Arrow buffer and copies every one into a new Python object each
-    time the categories are looked up or checked (6 MiB per 100,000 names, once per column); these
-    are the strings the run already holds, shared by every column that names the same images."""
+    """Categories for a text column, as an index of Python strings (object dtype; see python_texts).
+    pandas' own text type keeps its strings in an Arrow buffer and copies every one into a new Python
+    object each time the categories are looked up or checked (6 MiB per 100,000 names, once per
+    column); these are the strings the run already holds, shared by every column that names the
+    same images."""
     import pandas as pd
 
-    return pd.Index(texts if isinstance(texts, (list, np.ndarray)) else list(texts), dtype=object)
+    return pd.Index(python_texts(texts), dtype=object)
 
 
 def python_texts(values) -> np.ndarray:
-    """`values` (a column, an index, a list) as an object array of Python strings, as `astype(str)`
-    makes them, but the very objects where they already are strings: no copy of 100,000 names.
-    Strings made here (from pandas' text type, as Parquet reads it back) are interned, so the
-    columns of a table read back that name the same images share one string per name."""
+    """`values` (a column, an index, a list or any iterable) as an object array of Python strings, as
+    `astype(str)` makes them, but the very objects where they already are strings: no copy of
+    100,000 names. Strings made here (from pandas' text type, as Parquet reads it back) are
+    interned, so the columns of a table read back that name the same images share one string per
+    name."""
     import pandas as pd
 
     if hasattr(values, "dtype") and isinstance(values.dtype, pd.StringDtype):
         return np.array([sys.intern(value) if isinstance(value, str) else str(value)
                          for value in values.to_numpy(dtype=object)], dtype=object)
-    array = values.to_numpy(dtype=object) if hasattr(values, "to_numpy") else np.asarray(values, dtype=object)
+    if hasattr(values, "to_numpy"):
+        array = values.to_numpy(dtype=object)
+    else:
+        array = np.asarray(values if isinstance(values, (list, np.ndarray)) else list(values), dtype=object)
     if pd.api.types.infer_dtype(array, skipna=False) in ("string", "empty"):
         return array
     return np.array([str(value) for value in array], dtype=object)

@@ -29,7 +29,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, ROWS_BLOCK, first_seen_codes,
-                            in_first_seen_order, python_texts, text_categories)
+                            in_first_seen_order, text_categories)
 
 if TYPE_CHECKING:  # pandas is imported where a table is read or written: an unchanged rerun writes none
     import pandas as pd
@@ -365,7 +365,7 @@ def _categorical(column: pd.Series) -> pd.Series:
             return column  # already so (as the runner makes its tables): nothing is copied
         # pandas' text type (as read from Parquet): the same codes, the texts as Python strings once
         return pd.Series(pd.Categorical.from_codes(column.cat.codes.to_numpy(), dtype=pd.CategoricalDtype(
-            text_categories(python_texts(categories)))), index=column.index, name=column.name)
+            text_categories(categories))), index=column.index, name=column.name)
     codes = column.cat.codes.to_numpy().astype(np.int64)
     categories = [str(c) for c in categories]
     if (codes < 0).any():  # missing: the empty text
