@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.schema import ROWS_BLOCK, UNAVAILABLE, first_seen, first_seen_codes, python_texts, text_categories
-
-PAIR_KEY = ["family", "value", "label"]
+from harness.grouping import PairGroups, hasher_groups
+from harness.schema import (PAIR_KEY, ROWS_BLOCK, UNAVAILABLE, first_seen, first_seen_codes, python_texts,
+                            text_categories)
 THRESHOLD_COLUMNS = ["hasher", "operating_point", "fpr_target", "threshold", "impostor_pairs", "false_matches_allowed",
                      "false_matches", "fpr_measured", "resolved", "precision_target", "genuine_pairs", "detected",
                      "precision_measured"]
@@ -28,19 +28,23 @@ def hasher_order(distances: pd.DataFrame) -> list[str]:
 
 
 def article_table(distances: pd.DataFrame) -> pd.DataFrame:
-    """Rows = pairs in config order, one column per hasher: the median distance over images
-    (the distance itself for one image). A hasher that could not run reads 'unavailable';
-    a cell whose every distance failed reads 'error'."""
+    """Rows = pairs in config order, one column per hasher: the median distance over the images
+    whose distance could be computed (the distance itself for one image). A hasher that could not
+    run reads 'unavailable'; a cell whose every distance failed reads 'error'."""
     pairs = _distinct_pairs(distances)
     table = pairs.copy()
-    for hasher, part in hasher_parts(distances, PAIR_KEY + ["distance", "error"]):
-        if (part["error"] == UNAVAILABLE).all():
-            table[hasher] = UNAVAILABLE
-            continue
-        median = part.groupby(PAIR_KEY, sort=False, observed=True)["distance"].median()
-        cells = pairs.join(median, on=PAIR_KEY)["distance"]
-        table[hasher] = [format_number(v) if np.isfinite(v) else "error" for v in cells]
+    for groups in hasher_groups(distances):
+        table[groups.hasher] = _article_column(pairs, groups)
     return table
+
+
+def _article_column(pairs: pd.DataFrame, groups: PairGroups):
+    """One hasher's column of the article table, for `pairs` (the table's rows)."""
+    if groups.unavailable:
+        return UNAVAILABLE
+    median = dict(zip(groups.keys.itertuples(index=False, name=None), groups.medians()))
+    cells = (median.get(key, np.nan) for key in pairs.itertuples(index=False, name=None))
+    return [format_number(v) if np.isfinite(v) else "error" for v in cells]
 
 
 def _distinct_pairs(distances: pd.DataFrame) -> pd.DataFrame:
@@ -53,8 +57,8 @@ def _distinct_pairs(distances: pd.DataFrame) -> pd.DataFrame:
 
 def hasher_parts(distances: pd.DataFrame, columns: list[str], usable: bool = False):
     """(hasher, its rows) for each hasher in order, with only `columns` (and only the rows without
-    an error if `usable`): a grouping over a third of the rows and a few columns at a time, not over
-    a million-row table's every column (tens of MiB each at 100,000 images)."""
+    an error if `usable`): a third of the rows and a few columns at a time, not a million-row
+    table's every column (tens of MiB each at 100,000 images)."""
     for hasher in hasher_order(distances):
         yield hasher, hasher_rows(distances, hasher, columns, usable)
 
@@ -67,25 +71,32 @@ def hasher_rows(distances: pd.DataFrame, hasher: str, columns: list[str], usable
     return distances.loc[rows, columns]
 
 
+CURVE_COLUMNS = PAIR_KEY + ["hasher", "median", "q25", "q75", "images", "x"]
+
+
 def family_curves(distances: pd.DataFrame) -> pd.DataFrame:
     """Per (family, value, hasher): the median normalised distance over images and its
     inter-quartile band, the count of images, and the swept value as a number (NaN if none);
     in the order the (pair, hasher) groups first appear among the usable rows."""
-    parts = []
-    for hasher, part in hasher_parts(distances, PAIR_KEY + ["distance_norm"], usable=True):
-        grouped = part.groupby(PAIR_KEY, sort=False, observed=True)["distance_norm"]
-        curves = pd.DataFrame({
-            "median": grouped.median(),
-            "q25": grouped.quantile(0.25),
-            "q75": grouped.quantile(0.75),
-            "images": grouped.count(),
-        }).reset_index()
-        curves.insert(len(PAIR_KEY), "hasher", pd.Categorical([hasher] * len(curves), dtype=distances["hasher"].dtype))
-        curves["first"] = part.index.to_series(index=part.index).groupby(
-            [part[key] for key in PAIR_KEY], sort=False, observed=True).min().to_numpy()
-        parts.append(curves)
+    return _curves([_curve_part(distances, groups) for groups in hasher_groups(distances)])
+
+
+def _curve_part(distances: pd.DataFrame, groups: PairGroups) -> pd.DataFrame:
+    """One hasher's curves, with each pair's first row (`first`) to order them among the others'."""
+    norm = groups.sorted_column(distances["distance_norm"])
+    part = groups.keys.copy()
+    part["hasher"] = pd.array([groups.hasher] * len(groups), dtype=distances["hasher"].dtype)
+    part["median"] = groups.medians(norm)
+    part["q25"] = groups.quantiles(0.25, norm)
+    part["q75"] = groups.quantiles(0.75, norm)
+    part["images"] = groups.counts(norm).astype(np.int64)
+    part["first"] = groups.first
+    return part
+
+
+def _curves(parts: list[pd.DataFrame]) -> pd.DataFrame:
     if not parts:
-        return pd.DataFrame(columns=PAIR_KEY + ["hasher", "median", "q25", "q75", "images", "x"])
+        return pd.DataFrame(columns=CURVE_COLUMNS)
     curves = pd.concat(parts, ignore_index=True).sort_values("first", kind="stable").drop(columns="first")
     curves = curves.reset_index(drop=True)
     curves["x"] = pd.to_numeric(curves["value"], errors="coerce")
@@ -141,17 +152,25 @@ def threshold_at_fpr(impostor: np.ndarray, genuine: np.ndarray, fpr: float) -> O
     `resolved` is False and the threshold merely sits below the closest impostor.
     """
     impostor = np.sort(np.asarray(impostor, dtype=np.float64))
+    genuine = np.asarray(genuine, dtype=np.float64)
     n = len(impostor)
     name = f"fpr={fpr:g}"
     if n == 0:
         return OperatingPoint(name, fpr, float("nan"), 0, 0, 0, False, genuine_pairs=len(genuine))
     allowed = int(np.floor(fpr * n + 1e-9))
     bound = impostor[allowed] if allowed < n else np.inf
-    observed = np.concatenate([impostor, np.asarray(genuine, dtype=np.float64)])
-    below = observed[observed < bound]
-    threshold = float(below.max()) if below.size else float("nan")
-    false_matches = int(np.searchsorted(impostor, threshold, side="right")) if below.size else 0
-    genuine = np.asarray(genuine, dtype=np.float64)
+    # The largest observed distance below `bound`, from each side without joining them (400,000
+    # genuine distances at 100,000 images): the impostors' is the last before `bound`, sorted.
+    below = []
+    if not np.isnan(bound):
+        before = int(np.searchsorted(impostor, bound, side="left"))
+        if before:
+            below.append(float(impostor[before - 1]))
+        under = genuine < bound
+        if under.any():
+            below.append(float(np.max(genuine, where=under, initial=-np.inf)))
+    threshold = max(below) if below else float("nan")
+    false_matches = int(np.searchsorted(impostor, threshold, side="right")) if below else 0
     return OperatingPoint(name, fpr, threshold, n, allowed, false_matches, resolved=allowed >= 1,
                           genuine_pairs=len(genuine), detected=int(np.count_nonzero(genuine <= threshold)))
 
@@ -225,25 +244,32 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
 
 def roc_auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
     """P(genuine distance < impostor distance), ties counted half (Mann-Whitney)."""
-    genuine = np.asarray(genuine, dtype=np.float64)
     impostor = np.sort(np.asarray(impostor, dtype=np.float64))
     if not len(genuine) or not len(impostor):
         return float("nan")
-    left = np.searchsorted(impostor, genuine, side="left")
-    right = np.searchsorted(impostor, genuine, side="right")
+    # Per distinct genuine distance, times how often it occurs: the same sum (whole and half
+    # numbers, so exact in any order) without arrays the size of the genuine pairs.
+    values, times = np.unique(np.asarray(genuine, dtype=np.float64), return_counts=True)
+    left = np.searchsorted(impostor, values, side="left")
+    right = np.searchsorted(impostor, values, side="right")
     greater = len(impostor) - right
-    return float((greater + 0.5 * (right - left)).sum() / (len(genuine) * len(impostor)))
+    return float((times * (greater + 0.5 * (right - left))).sum() / (len(genuine) * len(impostor)))
 
 
 def roc_curve(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(thresholds, false-positive rates, true-positive rates) at every observed distance,
     starting from 'nothing matches' (-inf, 0, 0)."""
-    genuine = np.sort(np.asarray(genuine, dtype=np.float64))
-    impostor = np.sort(np.asarray(impostor, dtype=np.float64))
-    thresholds = np.concatenate([[-np.inf], np.unique(np.concatenate([genuine, impostor]))])
-    fpr = np.searchsorted(impostor, thresholds, side="right") / max(1, len(impostor))
-    tpr = np.searchsorted(genuine, thresholds, side="right") / max(1, len(genuine))
+    genuine_values, genuine_times = np.unique(np.asarray(genuine, dtype=np.float64), return_counts=True)
+    impostor_values, impostor_times = np.unique(np.asarray(impostor, dtype=np.float64), return_counts=True)
+    thresholds = np.concatenate([[-np.inf], np.union1d(genuine_values, impostor_values)])
+    fpr = _at_or_below(impostor_values, impostor_times, thresholds) / max(1, len(impostor))
+    tpr = _at_or_below(genuine_values, genuine_times, thresholds) / max(1, len(genuine))
     return thresholds, fpr, tpr
+
+
+def _at_or_below(values: np.ndarray, times: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """How many of the distances (distinct `values`, each `times` over) are at or below each threshold."""
+    return np.concatenate([[0], np.cumsum(times)])[np.searchsorted(values, thresholds, side="right")]
 
 
 def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
@@ -260,12 +286,6 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
     return float(f0 + step * (f1 - f0))
 
 
-def _genuine(distances: pd.DataFrame, hasher: str) -> pd.DataFrame:
-    """A hasher's usable distances with their pair: only the columns read (a million-row table's
-    every column would be copied otherwise)."""
-    return hasher_rows(distances, hasher, PAIR_KEY + ["distance"])
-
-
 def _impostor(impostors: pd.DataFrame, hasher: str) -> np.ndarray:
     return impostors.loc[impostors["hasher"] == hasher, "distance"].to_numpy(dtype=np.float64)
 
@@ -273,19 +293,22 @@ def _impostor(impostors: pd.DataFrame, hasher: str) -> np.ndarray:
 def operating_points(distances: pd.DataFrame, impostors: pd.DataFrame, fprs, fixed: dict,
                      precisions=()) -> dict:
     """Per hasher: its operating points, one per target FPR, then one per target precision,
-    then the fixed threshold if given."""
+    then the fixed threshold if given (unavailable hashers have none)."""
     points = {}
-    for hasher in hasher_order(distances):
-        genuine = _genuine(distances, hasher)["distance"].to_numpy(dtype=np.float64)
-        if not len(genuine):
-            continue  # unavailable
-        impostor = _impostor(impostors, hasher)
-        points[hasher] = [threshold_at_fpr(impostor, genuine, rate) for rate in fprs]
-        points[hasher] += [threshold_at_precision(genuine, impostor, target) for target in precisions]
-        if hasher in fixed:
-            points[hasher].append(fixed_threshold(impostor, fixed[hasher], genuine))
+    for groups in hasher_groups(distances):
+        if len(groups.values):
+            points[groups.hasher] = _hasher_points(groups, _impostor(impostors, groups.hasher), fprs, fixed,
+                                                   precisions)
     return points
 
+
+def _hasher_points(groups: PairGroups, impostor: np.ndarray, fprs, fixed: dict, precisions) -> list[OperatingPoint]:
+    genuine = groups.values  # every pair's: the order does not matter to a threshold
+    points = [threshold_at_fpr(impostor, genuine, rate) for rate in fprs]
+    points += [threshold_at_precision(genuine, impostor, target) for target in precisions]
+    if groups.hasher in fixed:
+        points.append(fixed_threshold(impostor, fixed[groups.hasher], genuine))
+    return points
 
 
 def thresholds_table(points: dict) -> pd.DataFrame:
@@ -308,18 +331,24 @@ def detection_table(distances: pd.DataFrame, points: dict) -> pd.DataFrame:
     """Per hasher, operating point and pair (family, value): how many edited copies are still
     matched (distance <= threshold) out of how many images, with a 95% Wilson interval."""
     rows = []
-    for hasher, hasher_points in points.items():
-        genuine = _genuine(distances, hasher)
-        groups = list(genuine.groupby(PAIR_KEY, sort=False, observed=True)["distance"])
-        for point in hasher_points:
-            for (family, value, label), values in groups:
-                detected = int(np.count_nonzero(values.to_numpy() <= point.threshold))
-                low, high = wilson_interval(detected, len(values))
-                rows.append({"hasher": hasher, "operating_point": point.name, "threshold": point.threshold,
-                             "resolved": point.resolved, "family": family, "value": value, "label": label,
-                             "genuine_pairs": len(values), "detected": detected,
-                             "tpr": detected / len(values), "tpr_low": low, "tpr_high": high})
+    for groups in hasher_groups(distances, list(points)):
+        rows += _detection_rows(groups, points[groups.hasher])
     return pd.DataFrame(rows, columns=DETECTION_COLUMNS)
+
+
+def _detection_rows(groups: PairGroups, points: list[OperatingPoint]) -> list[dict]:
+    keys = list(groups.keys.itertuples(index=False, name=None))
+    rows = []
+    for point in points:
+        for k, (family, value, label) in enumerate(keys):
+            values = groups.pair(k)
+            detected = int(np.count_nonzero(values <= point.threshold))
+            low, high = wilson_interval(detected, len(values))
+            rows.append({"hasher": groups.hasher, "operating_point": point.name, "threshold": point.threshold,
+                         "resolved": point.resolved, "family": family, "value": value, "label": label,
+                         "genuine_pairs": len(values), "detected": detected,
+                         "tpr": detected / len(values), "tpr_low": low, "tpr_high": high})
+    return rows
 
 
 ALL_FAMILIES = "(all)"
@@ -329,18 +358,17 @@ def roc_table(distances: pd.DataFrame, impostors: pd.DataFrame) -> pd.DataFrame:
     """ROC AUC and equal error rate per hasher, per family and over all families,
     each family's genuine distances against the hasher's whole impostor baseline."""
     rows = []
-    for hasher in hasher_order(distances):
-        genuine = _genuine(distances, hasher)
-        impostor = _impostor(impostors, hasher)
-        if genuine.empty:
-            continue
-        groups = [(family, part["distance"]) for family, part in genuine.groupby("family", sort=False, observed=True)]
-        for family, values in groups + [(ALL_FAMILIES, genuine["distance"])]:
-            values = values.to_numpy(dtype=np.float64)
-            rows.append({"hasher": hasher, "family": family, "genuine_pairs": len(values),
-                         "impostor_pairs": len(impostor), "auc": roc_auc(values, impostor),
-                         "eer": equal_error_rate(values, impostor)})
+    for groups in hasher_groups(distances):
+        rows += _roc_rows(groups, _impostor(impostors, groups.hasher))
     return pd.DataFrame(rows, columns=ROC_COLUMNS)
+
+
+def _roc_rows(groups: PairGroups, impostor: np.ndarray) -> list[dict]:
+    if not len(groups.values):
+        return []
+    return [{"hasher": groups.hasher, "family": family, "genuine_pairs": len(values), "impostor_pairs": len(impostor),
+             "auc": roc_auc(values, impostor), "eer": equal_error_rate(values, impostor)}
+            for family, values in groups.families() + [(ALL_FAMILIES, groups.values)]]
 
 
 # --- verdicts: say only what the data supports ------------------------------------
@@ -641,21 +669,33 @@ def suspicious_impostors(distances: pd.DataFrame, impostors: pd.DataFrame,
     Measured: on scikit-image's 18 photographs (the collection, zoo and protocol runs) this flags
     nothing; with a JPEG-80 copy and a 4%-crop copy planted among 12 of them, it finds both pairs,
     with 4 and 3 of 4 hashers."""
-    flagged = []
-    for hasher, own in impostors.groupby("hasher", sort=False, observed=True):
-        genuine = distances.loc[(distances["hasher"] == hasher) & (distances["error"] == ""), "distance"]
-        values = own["distance"].to_numpy(dtype=np.float64)
-        if genuine.empty or not len(values):
-            continue
-        median = float(np.median(values))
-        mad = float(np.median(np.abs(values - median)))
-        if mad == 0:
-            continue
-        bound = min(float(np.quantile(genuine.to_numpy(dtype=np.float64), genuine_quantile)),
-                    median - outlier_z / MAD_TO_Z * mad)
-        hits = own[(own["distance"] <= bound) & own["kind"].isin(kinds)].copy()
-        hits["bound"] = bound
-        flagged.append(hits)
+    usable = distances["error"] == ""
+    return _flagged(impostors, [
+        _suspicious(hasher, distances.loc[usable & (distances["hasher"] == hasher), "distance"].to_numpy(np.float64),
+                    impostors, genuine_quantile, outlier_z, kinds)
+        for hasher in hasher_order(distances)])
+
+
+def _suspicious(hasher: str, genuine: np.ndarray, impostors: pd.DataFrame, genuine_quantile: float,
+                outlier_z: float, kinds) -> pd.DataFrame | None:
+    """One hasher's suspicious impostor rows (see suspicious_impostors), None when it flags nothing;
+    `genuine`: its usable distances, in any order."""
+    own = (impostors["hasher"] == hasher).to_numpy()
+    values = impostors["distance"].to_numpy(dtype=np.float64)[own]
+    if not len(genuine) or not len(values):
+        return None
+    median = float(np.median(values))
+    mad = float(np.median(np.abs(values - median)))
+    if mad == 0:
+        return None
+    bound = min(float(np.quantile(genuine, genuine_quantile)), median - outlier_z / MAD_TO_Z * mad)
+    hits = impostors[own & (impostors["distance"] <= bound).to_numpy() & impostors["kind"].isin(kinds).to_numpy()]
+    return hits.assign(bound=bound)
+
+
+def _flagged(impostors: pd.DataFrame, parts: list) -> pd.DataFrame:
+    """The hashers' suspicious rows as one table, in the impostor table's order."""
+    flagged = [part for part in parts if part is not None]
     if not flagged:
         return impostors.iloc[:0].assign(bound=pd.Series(dtype=float))
     return pd.concat(flagged).sort_index(kind="stable").reset_index(drop=True)
@@ -782,33 +822,48 @@ def compute(distances: pd.DataFrame, impostors: pd.DataFrame, detection, imposto
     """All derived tables. `detection` is the config's detection section (a DetectionSpec: fpr and
     precision targets, fixed thresholds, min_tpr) and `impostor_spec` its impostors section (an
     ImpostorSpec: known duplicates and distances to exclude), so their defaults live in one place."""
-    from harness.retrieval import RETRIEVAL_COLUMNS, retrieval_table
+    from harness.retrieval import RETRIEVAL_COLUMNS, retrieval_row
 
-    table = article_table(distances)
-    curves = family_curves(distances)
     empty = pd.DataFrame
-    usable = distances["error"] == ""
-    if impostors.empty or not usable.any():
+    baseline = not impostors.empty and bool((distances["error"] == "").any())
+    kept, excluded = (filter_impostors(impostors, impostor_spec) if baseline and impostor_spec is not None
+                      else (impostors, impostors.iloc[:0]))
+    fprs, fixed = list(detection.fpr), dict(detection.thresholds)
+    precisions = tuple(getattr(detection, "precision", ()))
+    pairs = _distinct_pairs(distances)
+    table, curve_parts = pairs.copy(), []
+    points, unfiltered, suspicious, detected, roc, retrieval = {}, {}, [], [], [], []
+    # Each hasher's rows are grouped once (grouping.PairGroups) and every table reads those groups;
+    # one hasher's groups at a time (`del`: not two while the next is made).
+    for groups in hasher_groups(distances):
+        hasher = groups.hasher
+        table[hasher] = _article_column(pairs, groups)
+        curve_parts.append(_curve_part(distances, groups))
+        if baseline and len(groups.values):
+            impostor = _impostor(kept, hasher)
+            points[hasher] = _hasher_points(groups, impostor, fprs, fixed, precisions)
+            if len(excluded):
+                unfiltered[hasher] = _hasher_points(groups, _impostor(impostors, hasher), fprs, fixed, precisions)
+            suspicious.append(_suspicious(hasher, groups.values, impostors, GENUINE_QUANTILE, OUTLIER_Z, ("source",)))
+            detected += _detection_rows(groups, points[hasher])
+            roc += _roc_rows(groups, impostor)
+            retrieval.append(retrieval_row(hasher, groups.values, impostor))
+        del groups
+    curves = _curves(curve_parts)
+    if not baseline:
         return Metrics(table, curves, empty(columns=THRESHOLD_COLUMNS), empty(columns=DETECTION_COLUMNS),
                        empty(columns=ROC_COLUMNS), empty(), empty(), empty(), empty(columns=RETRIEVAL_COLUMNS),
                        empty(columns=DUPLICATE_COLUMNS), empty(), empty(), {}, None, detection.min_tpr, {})
-    duplicates = probable_duplicates(suspicious_impostors(distances, impostors))
-    kept, excluded = (filter_impostors(impostors, impostor_spec) if impostor_spec is not None
-                      else (impostors, impostors.iloc[:0]))
-
-    def points_on(baseline):
-        return operating_points(distances, baseline, list(detection.fpr), dict(detection.thresholds),
-                                precisions=tuple(getattr(detection, "precision", ())))
-
-    points = points_on(kept)
-    detected = detection_table(distances, points)
+    detected = pd.DataFrame(detected, columns=DETECTION_COLUMNS)
     chosen = next(iter(points.values()))[0].name if points else None
     verdicts = family_verdicts(detected, chosen, detection.min_tpr) if chosen else empty()
     per_hasher = hasher_verdicts(detected, chosen, detection.min_tpr) if chosen else empty()
     breaks = break_points(detected, chosen) if chosen else empty()
     kinds = {hasher: part["kind"].value_counts(sort=False).to_dict()
              for hasher, part in kept.groupby("hasher", sort=False, observed=True)}
-    unfiltered = thresholds_table(points_on(impostors)) if len(excluded) else empty(columns=THRESHOLD_COLUMNS)
-    return Metrics(table, curves, thresholds_table(points), detected, roc_table(distances, kept), verdicts,
-                   per_hasher, breaks, retrieval_table(distances, kept), duplicates, excluded, unfiltered,
+    return Metrics(table, curves, thresholds_table(points), detected, pd.DataFrame(roc, columns=ROC_COLUMNS),
+                   verdicts, per_hasher, breaks,
+                   pd.DataFrame([row for row in retrieval if row is not None], columns=RETRIEVAL_COLUMNS),
+                   probable_duplicates(_flagged(impostors, suspicious)), excluded,
+                   thresholds_table(unfiltered) if len(excluded) else empty(columns=THRESHOLD_COLUMNS),
                    points, chosen, detection.min_tpr, kinds)

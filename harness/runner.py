@@ -434,7 +434,8 @@ class DistanceRows:
                                   [info.id for info in self.hashers]),
             "distance": round6(distance, in_place=True),  # `norm` was made from it before it was rounded
             "distance_norm": round6(norm, in_place=True),
-            "error": categorical(error if error is not None else np.zeros(0, np.int32), self.reasons),
+            "error": categorical(narrow(error if error is not None else np.zeros(0, np.int32), len(self.reasons)),
+                                 self.reasons),
         }
         return pd.DataFrame(columns, columns=DISTANCE_COLUMNS, copy=False)
 

@@ -26,6 +26,8 @@ IMPOSTOR_COLUMNS = ["hasher", "kind", "family", "value", "image_id", "other_id",
 # As saved: the two images' names beside their ids (metrics.name_impostors).
 NAMED_IMPOSTOR_COLUMNS = ["hasher", "kind", "family", "value", "image", "other", "image_id", "other_id", "distance"]
 ERROR_COLUMNS = ["image", "image_id", "stage", "reason"]
+# What names a pair in the distance table: its family, its swept value and its label.
+PAIR_KEY = ["family", "value", "label"]
 
 
 def first_seen(column) -> list:
