@@ -252,7 +252,8 @@ def render(results, output: storage.OutputSet, previews: bool, more: list | None
     from harness.summary import summary_markdown
 
     metrics, distances = results.metrics, results.distances
-    impostors = results.impostors.drop(index=metrics.excluded.index)  # the baseline the thresholds use
+    # The baseline the thresholds use (a copy only when the config excludes some rows: 7 MiB at 100,000 images).
+    impostors = results.impostors.drop(index=metrics.excluded.index) if len(metrics.excluded) else results.impostors
     output.write_csv(storage.TABLE, metrics.table)
     hashers = hasher_order(distances)
     axes = plots.sweep_axes(results.config)

@@ -194,3 +194,21 @@ def test_the_fingerprint_is_the_same_hashed_in_blocks_and_follows_every_value(mo
     for table in changed + [swapped]:
         results.distances = table
         assert report.report_fingerprint(results) != whole
+
+
+def test_a_growing_array_hands_over_what_it_was_given_in_chunks_or_in_its_reserved_room(monkeypatch):
+    from harness.runner import Growing
+
+    monkeypatch.setattr(Growing, "CHUNK_BYTES", 64)  # chunks of 64 rows, the least
+    values = np.arange(200, dtype=np.float64)
+    for capacity in (None, 200, 70):  # chunks; room for all (no copy); too little room (chunks after it)
+        growing = Growing(np.float64, capacity)
+        for start in range(0, 200, 7):
+            growing.extend(values[start:start + 7])
+        whole = growing.take()
+        assert whole.tolist() == values.tolist() and growing.take() is None
+        if capacity == 200:  # the reserved room itself, filled, not a copy of it
+            assert whole.base is not None and len(whole.base) == 200
+    reserved = Growing(np.int32, 1000)
+    reserved.extend([1, 2, 3])
+    assert reserved.take().tolist() == [1, 2, 3]
