@@ -201,7 +201,7 @@ def map_large_blocks() -> None:
 def trim_heap() -> None:
     """Give the heap's free pages back to the system (glibc's malloc_trim). Small blocks freed by the
     pass and by the making of the tables stay with the process otherwise, and the report's large
-    blocks, mapped on their own, never reuse them: 8 to 11 MiB at 100,000 images. A no-op elsewhere."""
+    blocks, mapped on their own, never reuse them (megabytes at 100,000 images). A no-op elsewhere."""
     if _glibc() is not None:
         _glibc().malloc_trim(0)
 
