@@ -30,11 +30,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class PairGroups:
-    """One hasher's usable rows, pair by pair. The arrays hold the pairs one after the other (in the
-    order of their codes): pair k of the table's order is the `ranked[k]`-th, its rows (positions
-    in the distance table, in no particular order) `rows[bounds[j]:bounds[j + 1]]` and its
-    distances, ascending (NaN last), `values[bounds[j]:bounds[j + 1]]` for j = ranked[k]. The
-    pairs' order (k) is the order they first appear in among these rows."""
+    """One hasher's usable rows, pair by pair. The arrays hold the pairs one after the other,
+    ordered by their codes; the pairs' own order (k) is the order they first appear in among the
+    rows, and pair k is the arrays' `ranked[k]`-th: for j = ranked[k], its rows (positions in the
+    distance table, in no particular order) are `rows[bounds[j]:bounds[j + 1]]` and its distances,
+    ascending (NaN last), `values[bounds[j]:bounds[j + 1]]`."""
 
     hasher: str
     keys: pd.DataFrame  # one row per pair: its PAIR_KEY values, with the table's own column types
@@ -42,7 +42,7 @@ class PairGroups:
     ranked: np.ndarray  # pair k's place in the arrays
     bounds: np.ndarray  # the arrays' pairs' offsets, one more than the pairs
     rows: np.ndarray
-    values: np.ndarray  # every pair's distances: in any order, the hasher's usable distances
+    values: np.ndarray  # taken whole, the hasher's usable distances (in no useful order)
     unavailable: bool  # every row of the hasher says it could not run here
 
     def __len__(self) -> int:
