@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.schema import PAIR_KEY, UNAVAILABLE, first_seen
+from harness.schema import PAIR_KEY, UNAVAILABLE, category_codes, first_seen
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -138,7 +138,7 @@ def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
     import pandas as pd
 
     if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.array.codes, column.cat.categories  # (`.cat.codes` would copy them)
+        return category_codes(column), column.cat.categories
     codes, uniques = pd.factorize(column)
     return codes, pd.Index(uniques)
 

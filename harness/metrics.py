@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from harness.grouping import PairGroups, hasher_groups
-from harness.schema import (PAIR_KEY, ROWS_BLOCK, UNAVAILABLE, first_seen, first_seen_codes, python_texts,
-                            text_categories)
+from harness.schema import (PAIR_KEY, ROWS_BLOCK, UNAVAILABLE, category_codes, first_seen, first_seen_codes,
+                            python_texts, text_categories)
 THRESHOLD_COLUMNS = ["hasher", "operating_point", "fpr_target", "threshold", "impostor_pairs", "false_matches_allowed",
                      "false_matches", "fpr_measured", "resolved", "precision_target", "genuine_pairs", "detected",
                      "precision_measured"]
@@ -635,7 +635,7 @@ def _mapped(ids: pd.Series, names: pd.Series) -> pd.Series:
         known = names.reindex(text_categories(categories)) if len(categories) else names.iloc[:0]
         texts = known.fillna("").to_numpy(dtype=object)
         unique, inverse = np.unique(np.append(texts, ""), return_inverse=True)  # the last: a missing id's
-        codes = ids.cat.codes.to_numpy()
+        codes = category_codes(ids)
         mapped = inverse.reshape(-1)[np.where(codes < 0, len(texts), codes)]
         order = first_seen_codes(mapped)
         renumbered = np.empty(len(unique), np.int64)

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from harness import storage
+from harness.schema import category_codes
 
 # The figures, the metrics and the summary (pandas, matplotlib) are imported where they are used:
 # an unchanged rerun (`keep_unchanged`) needs none of them.
@@ -165,7 +166,7 @@ def _digest_column(digest, column, categories: dict | None = None) -> None:
             if categories is not None:
                 categories[id(names)] = known
         digest.update(known[1])
-        codes = column.array.codes  # (`.cat.codes` would copy them)
+        codes = category_codes(column)
         for start in range(0, len(codes), block):  # as int64 whatever the codes' width
             digest.update(codes[start:start + block].astype(np.int64).tobytes())
     elif isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, ROWS_BLOCK, first_seen_codes,
-                            in_first_seen_order, text_categories)
+from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, ROWS_BLOCK, category_codes,
+                            first_seen_codes, in_first_seen_order, text_categories)
 
 if TYPE_CHECKING:  # pandas is imported where a table is read or written: an unchanged rerun writes none
     import pandas as pd
@@ -360,13 +360,13 @@ def _categorical(column: pd.Series) -> pd.Series:
         return pd.Series(pd.Categorical(texts, categories=text_categories(pd.unique(texts))), index=column.index,
                          name=column.name)
     categories = column.cat.categories
-    if categories.inferred_type == "string" and in_first_seen_order(column.cat.codes.to_numpy(), len(categories)):
+    if categories.inferred_type == "string" and in_first_seen_order(category_codes(column), len(categories)):
         if categories.dtype == object:
             return column  # already so (as the runner makes its tables): nothing is copied
         # pandas' text type (as read from Parquet): the same codes, the texts as Python strings once
-        return pd.Series(pd.Categorical.from_codes(column.cat.codes.to_numpy(), dtype=pd.CategoricalDtype(
+        return pd.Series(pd.Categorical.from_codes(category_codes(column), dtype=pd.CategoricalDtype(
             text_categories(categories))), index=column.index, name=column.name)
-    codes = column.cat.codes.to_numpy().astype(np.int64)
+    codes = category_codes(column).astype(np.int64)
     categories = [str(c) for c in categories]
     if (codes < 0).any():  # missing: the empty text
         if "" not in categories:
