@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.schema import ERROR_COLUMNS, UNAVAILABLE
+from harness.schema import ERROR_COLUMNS, UNAVAILABLE, release_lookups
 
 if TYPE_CHECKING:  # pandas and the metrics are imported when tables are made, not before the image pass
     import pandas as pd
@@ -186,6 +186,7 @@ def from_run(result, provenance: dict) -> Results:
     notes = list(result.notes) + [f"{config.source}: {problem}"
                                   for problem in metrics.unmatched_duplicates(config.impostors, images)]
     result.distances = result.impostors = None  # the raw tables go before the metrics' working copies come
+    release_lookups(distances, impostors)
     return Results(config=config.reproducible(), provenance=provenance, distances=distances, impostors=impostors,
                    errors=errors, images=images, hashers=hashers, notes=notes,
                    metrics=metrics.compute(distances, impostors, config.detection, config.impostors),
@@ -217,6 +218,7 @@ def load(out_dir: str) -> Results:
     check_run_record(run, source)
     distances = storage.read_long(out_dir, storage.DISTANCES)
     impostors = storage.read_long(out_dir, storage.IMPOSTORS, required=False)
+    release_lookups(distances, impostors)
     config = run.get("config", {})
     detection = config_section("detection", config.get("detection"), source)
     impostor_spec = config_section("impostors", config.get("impostors"), source)

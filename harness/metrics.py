@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from harness.grouping import PairGroups, hasher_groups
-from harness.schema import (PAIR_KEY, ROWS_BLOCK, UNAVAILABLE, category_codes, first_seen, first_seen_codes,
+from harness.schema import (PAIR_KEY, ROWS_BLOCK, UNAVAILABLE, category_codes, first_seen, first_seen_categorical,
                             python_texts, text_categories)
 THRESHOLD_COLUMNS = ["hasher", "operating_point", "fpr_target", "threshold", "impostor_pairs", "false_matches_allowed",
                      "false_matches", "fpr_measured", "resolved", "precision_target", "genuine_pairs", "detected",
@@ -633,16 +633,8 @@ def _mapped(ids: pd.Series, names: pd.Series) -> pd.Series:
     if isinstance(ids.dtype, pd.CategoricalDtype):
         categories = ids.cat.categories
         known = names.reindex(text_categories(categories)) if len(categories) else names.iloc[:0]
-        texts = known.fillna("").to_numpy(dtype=object)
-        unique, inverse = np.unique(np.append(texts, ""), return_inverse=True)  # the last: a missing id's
-        codes = category_codes(ids)
-        mapped = inverse.reshape(-1)[np.where(codes < 0, len(texts), codes)]
-        order = first_seen_codes(mapped)
-        renumbered = np.empty(len(unique), np.int64)
-        renumbered[order] = np.arange(len(order))
-        return pd.Series(pd.Categorical.from_codes(renumbered[mapped],
-                                                   dtype=pd.CategoricalDtype(text_categories(unique[order]))),
-                         index=ids.index)
+        texts = np.append(known.fillna("").to_numpy(dtype=object), "")  # the last: a missing id's
+        return pd.Series(first_seen_categorical(category_codes(ids), texts), index=ids.index)
     return ids.map(names).fillna("").astype(str)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, ROWS_BLOCK, category_codes,
-                            first_seen_codes, in_first_seen_order, text_categories)
+                            first_seen_categorical, in_first_seen_order, text_categories)
 
 if TYPE_CHECKING:  # pandas is imported where a table is read or written: an unchanged rerun writes none
     import pandas as pd
@@ -366,22 +366,9 @@ def _categorical(column: pd.Series) -> pd.Series:
         # pandas' text type (as read from Parquet): the same codes, the texts as Python strings once
         return pd.Series(pd.Categorical.from_codes(category_codes(column), dtype=pd.CategoricalDtype(
             text_categories(categories))), index=column.index, name=column.name)
-    codes = category_codes(column).astype(np.int64)
-    categories = [str(c) for c in categories]
-    if (codes < 0).any():  # missing: the empty text
-        if "" not in categories:
-            categories.append("")
-        codes = np.where(codes < 0, categories.index(""), codes)
-    order = first_seen_codes(codes)  # the categories in order of first appearance
-    new_codes = np.empty(len(categories), np.int64)
-    new_codes[order] = np.arange(len(order))
-    names = [categories[k] for k in order]
-    if len(set(names)) < len(names):  # two categories with one text (e.g. 2 and "2"): by their texts
-        texts = np.asarray(categories, dtype=object)[codes]
-        return pd.Series(pd.Categorical(texts, categories=text_categories(pd.unique(texts))), index=column.index,
-                         name=column.name)
-    return pd.Series(pd.Categorical.from_codes(new_codes[codes], dtype=pd.CategoricalDtype(text_categories(names))),
-                     index=column.index, name=column.name)
+    # Reordered, and categories that read the same as text (2 and "2") made one, by the codes alone.
+    texts = np.array([str(c) for c in categories] + [""], dtype=object)  # the last: a missing value's
+    return pd.Series(first_seen_categorical(category_codes(column), texts), index=column.index, name=column.name)
 
 
 def read_long(out_dir: str, name: str, required: bool = True) -> pd.DataFrame:

@@ -42,6 +42,34 @@ def test_in_first_seen_order_agrees_with_first_seen_codes(seed, monkeypatch):
     assert schema.in_first_seen_order(codes, count) is in_order
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_first_seen_codes_and_categorical_follow_their_definitions(seed, monkeypatch):
+    """Against the plain definitions, row by row: the codes in order of first appearance, and each
+    row's text with the distinct texts as categories in order of first appearance (missing codes,
+    texts that two codes share, unused codes; blocks that end inside the column)."""
+    monkeypatch.setattr(schema, "ROWS_BLOCK", int(np.random.default_rng(seed).integers(1, 9)))
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(1, 8))
+    codes = rng.integers(-1 if seed % 3 == 0 else 0, count, int(rng.integers(0, 40))).astype(
+        [np.int8, np.int16, np.int32][seed % 3])
+    assert list(schema.first_seen_codes(codes, count)) == list(dict.fromkeys(c for c in codes.tolist() if c >= 0))
+    texts = np.array([str(rng.integers(0, 5)) for _ in range(count)] + [rng.choice(["", "0", "x"])], dtype=object)
+    row_texts = [texts[c] for c in codes.tolist()]  # texts[-1] for -1
+    made = schema.first_seen_categorical(codes, texts)
+    assert list(made.categories) == list(dict.fromkeys(row_texts))
+    assert list(made.astype(object)) == row_texts
+    assert made.codes.dtype == np.int8 and made.categories.dtype == object
+
+
+def test_first_seen_categorical_keeps_the_narrowest_codes_pandas_would_keep():
+    codes = np.arange(40_000, dtype=np.int32)[::-1].copy()
+    made = schema.first_seen_categorical(codes, np.array([f"n{k}" for k in range(40_000)] + [""], dtype=object))
+    assert made.codes.dtype == np.int32 and made.codes[0] == 0 and made.categories[0] == "n39999"
+    assert pd.Categorical.from_codes(made.codes, categories=made.categories).codes.dtype == np.int32
+    assert [schema.code_dtype(n) for n in (0, 126, 127, 32766, 32767)] == [np.int8, np.int8, np.int16, np.int16,
+                                                                          np.int32]
+
+
 def test_round6_rounds_as_each_value_printed_and_copies_only_what_changes(monkeypatch):
     monkeypatch.setattr(storage, "ROWS_BLOCK", 7)  # many blocks, some exact, some not
     rng = np.random.default_rng(0)
