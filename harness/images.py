@@ -201,8 +201,9 @@ def max_bytes_for(max_pixels: int | None) -> int | None:
 
 def display_path(path: str) -> str:
     """A path as text that can be written anywhere: a name that is not valid UTF-8 keeps its bytes
-    as \\xNN escapes (os.walk hands them over as surrogates, which no UTF-8 file can hold)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    as \\xNN escapes (os.walk hands them over as surrogates, which no UTF-8 file can hold). An ASCII
+    path is itself, not a copy (100,000 paths' copies were 10 MiB at the end of a run)."""
+    return path if path.isascii() else os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _open_without_waiting(path: str) -> int:

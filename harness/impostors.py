@@ -12,7 +12,7 @@ import pandas as pd
 
 from harness.errors import HarnessError, HashError
 from harness.hashing import Hashed
-from harness.schema import IMPOSTOR_COLUMNS, text_categories
+from harness.schema import IMPOSTOR_COLUMNS, code_dtype, text_categories
 
 PAIR_BLOCK = 65_536  # impostor pairs gathered per vectorised distance call
 
@@ -33,9 +33,11 @@ def sample_pairs(count: int, max_pairs: int, rng: np.random.Generator) -> tuple[
     return i, j
 
 
-def pair_distances(hasher, a: np.ndarray, b: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
-    """Row-wise distances for gathered index pairs, in blocks so memory stays bounded."""
-    out = np.empty(len(rows_a), dtype=np.float64)
+def pair_distances(hasher, a: np.ndarray, b: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """Row-wise distances for gathered index pairs, in blocks so memory stays bounded; into `out`
+    when given (a part of the table's column)."""
+    out = np.empty(len(rows_a), dtype=np.float64) if out is None else out
     for start in range(0, len(rows_a), PAIR_BLOCK):
         block = slice(start, start + PAIR_BLOCK)
         try:
@@ -65,11 +67,16 @@ class Vocabulary:
         self.code = {column: {text: k for k, text in enumerate(texts)} for column, texts in small.items()}
 
     def frame(self, distance: np.ndarray, **codes) -> pd.DataFrame:
-        """An impostor table from each text column's codes (an array, or one code for every row)."""
+        """An impostor table from each text column's codes (an array, or one code for every row). Codes
+        already in the type pandas keeps them in (schema.code_dtype) are not copied."""
         count = len(distance)
-        columns = {column: pd.Categorical.from_codes(np.broadcast_to(np.asarray(codes[column], np.int64), (count,)),
-                                                     dtype=self.dtypes[column])
-                   for column in IMPOSTOR_COLUMNS if column != "distance"}
+        columns = {}
+        for column in IMPOSTOR_COLUMNS[:-1]:
+            dtype = self.dtypes[column]
+            kind = code_dtype(len(dtype.categories))
+            given = codes[column]
+            values = np.asarray(given, kind) if np.ndim(given) else np.full(count, given, kind)
+            columns[column] = pd.Categorical.from_codes(values, dtype=dtype)
         return pd.DataFrame({**columns, "distance": distance}, columns=IMPOSTOR_COLUMNS, copy=False)
 
 
@@ -78,17 +85,26 @@ def source_impostors(vocabulary: Vocabulary, source_hashed: dict[str, Hashed], h
     """Distances between different untouched source images, per hasher: the same sampled
     pairs for every hasher, less those with an image the hasher could not hash."""
     i, j = sample_pairs(vocabulary.images, max_pairs, rng)
+    # Each column is made whole in its final type and filled hasher by hasher: no per-hasher tables
+    # to concatenate (which held the table twice: 6 MiB at 100,000 images).
+    keeps = [(source_hashed[hid].rows[i] >= 0) & (source_hashed[hid].rows[j] >= 0) for hid in hashers]
+    counts = [int(np.count_nonzero(keep)) for keep in keeps]
+    id_type = code_dtype(vocabulary.images)
+    distance = np.empty(sum(counts))
+    image_id, other_id = np.empty(len(distance), id_type), np.empty(len(distance), id_type)
+    start = 0
+    for (hid, hasher), keep, count in zip(hashers.items(), keeps, counts):
+        part = slice(start, start + count)
+        if count:
+            rows, array = source_hashed[hid].rows, source_hashed[hid].array
+            pair_distances(hasher, array, array, rows[i[keep]], rows[j[keep]], out=distance[part])
+        image_id[part], other_id[part] = i[keep], j[keep]
+        start += count
     code = vocabulary.code
-    frames = [vocabulary.frame(np.zeros(0), hasher=[], kind=[], family=[], value=[], image_id=[], other_id=[])]
-    for hid, hasher in hashers.items():
-        rows = source_hashed[hid].rows
-        keep = (rows[i] >= 0) & (rows[j] >= 0)
-        array = source_hashed[hid].array
-        distance = pair_distances(hasher, array, array, rows[i[keep]], rows[j[keep]]) if keep.any() else np.zeros(0)
-        frames.append(vocabulary.frame(distance, hasher=code["hasher"][hid], kind=code["kind"]["source"],
-                                       family=code["family"][""], value=code["value"][""], image_id=i[keep],
-                                       other_id=j[keep]))
-    return pd.concat(frames, ignore_index=True)
+    return vocabulary.frame(distance, hasher=np.repeat(np.array([code["hasher"][hid] for hid in hashers], np.int64),
+                                                       counts),
+                            kind=code["kind"]["source"], family=code["family"][""], value=code["value"][""],
+                            image_id=image_id, other_id=other_id)
 
 
 def transformed_impostors(vocabulary: Vocabulary, pairs, edited: list[int], edited_hashed: dict[str, Hashed],

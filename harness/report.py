@@ -160,8 +160,8 @@ def _digest_column(digest, column, categories: dict | None = None) -> None:
         known = (categories or {}).get(id(names))
         if known is None:
             hashed = hashlib.sha256()
-            for start in range(0, len(names), block):
-                hashed.update(pd.util.hash_array(np.asarray(names[start:start + block], dtype=object)).tobytes())
+            for start in range(0, len(names), TEXT_BLOCK):
+                hashed.update(pd.util.hash_array(np.asarray(names[start:start + TEXT_BLOCK], dtype=object)).tobytes())
             known = (names, hashed.digest())  # the categories are kept, so their id is not reused
             if categories is not None:
                 categories[id(names)] = known
@@ -174,8 +174,14 @@ def _digest_column(digest, column, categories: dict | None = None) -> None:
         for start in range(0, len(values), block):
             digest.update(np.ascontiguousarray(values[start:start + block]).tobytes())
     else:
-        for start in range(0, len(column), block):
-            digest.update(pd.util.hash_pandas_object(column.iloc[start:start + block], index=False).to_numpy().tobytes())
+        for start in range(0, len(column), TEXT_BLOCK):
+            digest.update(pd.util.hash_pandas_object(column.iloc[start:start + TEXT_BLOCK],
+                                                     index=False).to_numpy().tobytes())
+
+
+# Texts hashed at a time: pandas encodes each as a new bytes object first (65,536 names took 16 MiB).
+# Each text's hash is its own, so the digest does not depend on the block.
+TEXT_BLOCK = 4096
 
 
 def reusable(out_dir: str, fingerprint: str) -> list[str]:

@@ -37,7 +37,7 @@ from harness.hashing import Hashed, from_entries
 from harness.images import (DEFAULT_MAX_PIXELS, display_path, load_decoders, read_source, resolve_sources,
                             source_name, work_size)
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process
-from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, IMPOSTOR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED,
+from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED,
                             text_categories)
 
 if TYPE_CHECKING:
@@ -688,7 +688,9 @@ class Collector:
             impostor_frames += transformed_impostors(vocabulary, config.pairs, self.edited, edited, source_hashed,
                                                      self.hashers, config.impostors.per_variant, rng)
         distances = self.distances.frame(self.sources.names, vocabulary.dtypes["image_id"])
-        impostors = pd.concat(impostor_frames, ignore_index=True)[IMPOSTOR_COLUMNS]
+        # (each part has the impostor table's columns; one part needs no concatenation, which would copy it)
+        impostors = impostor_frames[0] if len(impostor_frames) == 1 else pd.concat(impostor_frames, ignore_index=True)
+        del impostor_frames
         error_table = pd.DataFrame(self.errors, columns=ERROR_COLUMNS)
         failed = distances["error"].ne("") & distances["error"].ne(UNAVAILABLE)
         if failed.any():
