@@ -12,7 +12,7 @@ import pandas as pd
 
 from harness.errors import HarnessError, HashError
 from harness.hashing import Hashed
-from harness.schema import IMPOSTOR_COLUMNS, code_dtype, text_categories
+from harness.schema import IMPOSTOR_COLUMNS, code_dtype, text_dtype
 
 PAIR_BLOCK = 65_536  # impostor pairs gathered per vectorised distance call
 
@@ -60,9 +60,9 @@ class Vocabulary:
             "hasher": list(hashers), "kind": ["source", "transformed"],
             "family": list(dict.fromkeys(["", *(p.family for p in pairs)])),
             "value": list(dict.fromkeys(["", *(format_value(p.value) for p in pairs)]))}
-        images = pd.CategoricalDtype(text_categories(ids))  # image_id and other_id: codes are the images' numbers
+        images = text_dtype(ids)  # image_id and other_id: codes are the images' numbers
         self.images = len(images.categories)
-        self.dtypes = {**{column: pd.CategoricalDtype(text_categories(texts)) for column, texts in small.items()},
+        self.dtypes = {**{column: text_dtype(texts) for column, texts in small.items()},
                        "image_id": images, "other_id": images}
         self.code = {column: {text: k for k, text in enumerate(texts)} for column, texts in small.items()}
 

@@ -38,7 +38,7 @@ from harness.images import (DEFAULT_MAX_PIXELS, display_path, load_decoders, rea
                             source_name, work_size)
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process
 from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED,
-                            text_categories)
+                            text_dtype)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -423,7 +423,7 @@ class DistanceRows:
         image_codes, image_names = pd.factorize(np.asarray(names, dtype=object))  # two files may share a name
 
         def categorical(codes, categories):
-            return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(text_categories(categories)))
+            return pd.Categorical.from_codes(codes, dtype=text_dtype(categories))
 
         def per_pair(texts):  # each pair's text, the same for every image and hasher
             codes, categories = pd.factorize(np.asarray(texts, dtype=object))

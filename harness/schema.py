@@ -36,21 +36,36 @@ def category_codes(column) -> np.ndarray:
     return column.array.codes
 
 
+def text_dtype(texts) -> pd.CategoricalDtype:
+    """The categorical type whose categories are `texts` (text_categories). pandas checks that they
+    are unique with a hash table of them, and keeps that table as long as they live (2 MiB per
+    56,000 names); the harness never looks categories up by their text, so it goes at once."""
+    import pandas as pd
+
+    dtype = pd.CategoricalDtype(text_categories(texts))
+    forget_lookup(dtype.categories)
+    return dtype
+
+
 def release_lookups(*tables) -> None:
-    """Let go of the hash tables pandas keeps for the categories of the tables' categorical columns.
-    pandas builds one the first time a set of categories is checked or looked up (any new categorical
-    column checks that its categories are unique) and keeps it as long as the categories live: 2 MiB
-    per 56,000 names, 8 MiB for a 100,000-image run's tables, which no later step needs. A later
-    lookup builds it again. pandas has no public way to drop it: `Index._cleanup` (in pandas since
-    0.x, and what its own tests call) is used where it exists, and nothing is done where it does not."""
+    """Let go of the hash tables pandas keeps for the categories of the tables' categorical columns
+    (forget_lookup): those of tables read from disk, and any that a step looked up since."""
     import pandas as pd
 
     for table in tables:
         for _, column in table.items() if table is not None else ():
             if isinstance(column.dtype, pd.CategoricalDtype):
-                cleanup = getattr(column.cat.categories, "_cleanup", None)
-                if cleanup is not None:
-                    cleanup()
+                forget_lookup(column.cat.categories)
+
+
+def forget_lookup(index: pd.Index) -> None:
+    """Drop the hash table pandas built for `index` the first time it was checked or looked up (8 MiB
+    for a 100,000-image run's tables); a later lookup builds it again. pandas has no public way to:
+    `Index._cleanup` (in pandas since 0.x, and what its own tests call) is used where it exists, and
+    nothing is done where it does not."""
+    cleanup = getattr(index, "_cleanup", None)
+    if cleanup is not None:
+        cleanup()
 
 
 def first_seen(column) -> list:
@@ -115,7 +130,7 @@ def first_seen_categorical(codes: np.ndarray, texts: np.ndarray) -> pd.Categoric
         block = codes[start:start + ROWS_BLOCK].astype(np.intp)
         block[block < 0] = len(code_map) - 1
         np.take(code_map, block, out=new_codes[start:start + ROWS_BLOCK])
-    return pd.Categorical.from_codes(new_codes, dtype=pd.CategoricalDtype(text_categories(unique[order])))
+    return pd.Categorical.from_codes(new_codes, dtype=text_dtype(unique[order]))
 
 
 def text_categories(texts) -> pd.Index:

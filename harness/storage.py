@@ -29,7 +29,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, ROWS_BLOCK, category_codes,
-                            first_seen_categorical, in_first_seen_order, text_categories)
+                            first_seen_categorical, in_first_seen_order, text_categories, text_dtype)
 
 if TYPE_CHECKING:  # pandas is imported where a table is read or written: an unchanged rerun writes none
     import pandas as pd
@@ -411,8 +411,8 @@ def _categorical(column: pd.Series) -> pd.Series:
         if categories.dtype == object:
             return column  # already so (as the runner makes its tables): nothing is copied
         # pandas' text type (as read from Parquet): the same codes, the texts as Python strings once
-        return pd.Series(pd.Categorical.from_codes(category_codes(column), dtype=pd.CategoricalDtype(
-            text_categories(categories))), index=column.index, name=column.name)
+        return pd.Series(pd.Categorical.from_codes(category_codes(column), dtype=text_dtype(categories)),
+                         index=column.index, name=column.name)
     # Reordered, and categories that read the same as text (2 and "2") made one, by the codes alone.
     texts = np.array([str(c) for c in categories] + [""], dtype=object)  # the last: a missing value's
     return pd.Series(first_seen_categorical(category_codes(column), texts), index=column.index, name=column.name)

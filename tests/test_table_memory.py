@@ -158,6 +158,31 @@ def test_the_tables_name_the_images_with_the_runs_own_strings(tmp_path):
             assert {id(text) for text in categories} <= names, column
 
 
+def test_the_tables_keep_no_hash_table_of_their_categories_once_made_or_read(tmp_path):
+    """pandas builds a hash table of a categorical's categories to check them, and keeps it while they
+    live (8 MiB for a 100,000-image run's tables); a run's tables and a loaded set's let it go."""
+    import cv2
+
+    import harness
+    from tests.conftest import make_scene
+
+    if not hasattr(pd.Index, "_cleanup"):
+        pytest.skip("this pandas has no Index._cleanup: the hash tables stay (memory only)")
+    (tmp_path / "images").mkdir()
+    for k in range(4):
+        cv2.imwrite(str(tmp_path / "images" / f"scene{k}.png"), make_scene(k))
+    results = harness.evaluate({"images": [str(tmp_path / "images")], "hashers": ["aHash"],
+                                "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]})
+    results.save(str(tmp_path / "out"))
+    for made in (results, harness.load(str(tmp_path / "out"))):
+        for table in (made.distances, made.impostors):
+            for name in ("image", "image_id", "other", "other_id"):  # the columns of as many names as images
+                if name in table:
+                    categories = table[name].cat.categories
+                    assert "_engine" not in categories._cache or categories._engine.sizeof() == 0, name
+    assert results.distances["image"].cat.categories.get_loc("scene1") == 1  # a lookup still works
+
+
 def test_a_table_read_back_has_the_same_categories_as_the_one_saved(tmp_path):
     """Parquet gives pandas' text type back; normalise makes it Python strings again, with the same
     codes, so a loaded table equals the saved one and saves to the same bytes."""
