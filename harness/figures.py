@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.metrics import format_number, hasher_order, hasher_parts, roc_curve
+from harness.grouping import hasher_groups
+from harness.metrics import format_number, hasher_order, hasher_rows, impostor_distances, roc_curve
 from harness.schema import UNAVAILABLE, first_seen
 
 DPI = 110  # every figure is laid out and drawn at its own resolution
@@ -404,6 +405,12 @@ def _short(label: str) -> str:
     return label if len(label) <= 14 else label[:13] + "…"
 
 
+def _usable_rows(distances: pd.DataFrame, column: str) -> pd.Series:
+    """`column` of the rows without an error: its values only (a mask's `.loc` would also make an
+    index of the rows kept, 9 MiB for a million)."""
+    return pd.Series(distances[column].array[(distances["error"] == "").to_numpy()], name=column)
+
+
 def _groups(frame: pd.DataFrame, column: str) -> dict:
     """The rows of `frame` per value of `column`, in order of appearance: one pass, where
     filtering once per value would scan the frame again for each."""
@@ -583,20 +590,21 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
     """Per hasher: how far apart copies (genuine) and different images (impostors) are."""
     shown = [h for h in hashers if h in points]
     figure, axes, rows = _panels(len(shown))
-    genuine_of = {h: part["distance"].to_numpy(dtype=float)
-                  for h, part in hasher_parts(distances, ["distance"], usable=True) if len(part)}
-    impostor_of = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(impostors, "hasher").items()}
-    for ax, hasher in zip(axes, shown):
-        genuine, impostor = genuine_of.get(hasher, np.empty(0)), impostor_of.get(hasher, np.empty(0))
+    for ax, hasher in zip(axes, shown):  # one hasher's distances at a time (400,000 at 100,000 images)
+        genuine = hasher_rows(distances, hasher, ["distance"])["distance"].to_numpy(dtype=float)
+        impostor = impostor_distances(impostors, hasher)
         both = np.concatenate([genuine, impostor])
         # A few huge distances (ColorMomentHash on flat images reaches 1e12) would squash every
         # bin into one: only for such a tail the axis stops early, and the title says what is cut.
-        high, p90 = float(both.max()), float(np.percentile(both, 90))
+        # (`both` is this loop's own: the percentile may reorder it rather than copy it.)
+        low, high, p90 = float(both.min()), float(both.max()), float(np.percentile(both, 90, overwrite_input=True))
         if p90 > 0 and high > 50 * p90:
             high = 3 * p90
         beyond = int(np.count_nonzero(both > high))
-        integral = np.all(np.mod(both, 1) == 0) and high - both.min() <= 1024
-        bins = np.arange(both.min() - 0.5, high + 1.5) if integral else np.linspace(both.min(), high, 51)
+        integral = high - low <= 1024 and all(np.all(np.mod(both[start:start + 65536], 1) == 0)
+                                              for start in range(0, len(both), 65536))
+        del both
+        bins = np.arange(low - 0.5, high + 1.5) if integral else np.linspace(low, high, 51)
         ax.hist(impostor, bins=bins, density=True, histtype="stepfilled", color="0.85", edgecolor="0.45", linewidth=0.6,
                 label=f"impostors ({len(impostor)})")
         # One filled outline rather than a bar per bin (hundreds for a long hash): the same picture,
@@ -622,16 +630,20 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
     """Per family: true-positive rate against false-positive rate (log axis), one line per hasher."""
     from matplotlib.ticker import FuncFormatter, NullLocator
 
-    # Each family's genuine distances per hasher, one hasher's rows at a time (see metrics.hasher_parts).
-    genuine_of: dict[str, dict[str, np.ndarray]] = {}  # family -> hasher -> distances
-    for hasher, part in hasher_parts(distances, ["family", "distance"], usable=True):
-        for family, in_family in _groups(part, "family").items():
-            genuine_of.setdefault(family, {})[hasher] = in_family["distance"].to_numpy(dtype=float)
-    families = [f for f in first_seen(distances.loc[distances["error"] == "", "family"]) if f in genuine_of]
-    by_hasher = {h: part["distance"].to_numpy(dtype=float) for h, part in _groups(impostors, "hasher").items()}
-    present = {hasher for in_family in genuine_of.values() for hasher in in_family}
-    plotted = [h for h in hashers if h in present and len(by_hasher.get(h, []))]
-    floor = min([1.0 / len(by_hasher[h]) for h in plotted], default=1.0)  # the smallest rate measured
+    # Each family's curve per hasher, made one hasher at a time from its rows grouped by pair (the
+    # curves are as many points as distinct distances; the distances are not kept).
+    curve_of: dict[object, dict[str, tuple]] = {}  # family -> hasher -> (false-, true-positive rates)
+    present, measured, floor = set(), set(), 1.0  # hashers and families with copies; the smallest rate measured
+    for groups in hasher_groups(distances):
+        impostor = impostor_distances(impostors, groups.hasher)
+        for family, genuine in groups.families():
+            present.add(groups.hasher)
+            measured.add(family)
+            if len(impostor):
+                _, fpr, tpr = roc_curve(genuine, impostor)
+                curve_of.setdefault(family, {})[groups.hasher] = (np.maximum(fpr, 1.0 / len(impostor) / 2), tpr)
+                floor = min(floor, 1.0 / len(impostor))
+    families = [f for f in first_seen(_usable_rows(distances, "family")) if f in measured]
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
     for ax, family in zip(axes, families):
         ax.set_xscale("log")  # the same x axis in every panel
@@ -641,11 +653,9 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
         # labels cost a parser; the gridlines and the labels sit at the decades either way.
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_locator(NullLocator())
-        for hasher in [h for h in plotted if h in genuine_of[family]]:
-            genuine = genuine_of[family][hasher]
-            impostor = by_hasher[hasher]
-            _, fpr, tpr = roc_curve(genuine, impostor)
-            ax.step(np.maximum(fpr, 1.0 / len(impostor) / 2), tpr, where="post", color=_colour(hashers, hasher))
+        for hasher in [h for h in hashers if h in curve_of.get(family, {})]:
+            fpr, tpr = curve_of[family][hasher]
+            ax.step(fpr, tpr, where="post", color=_colour(hashers, hasher))
         _title(ax, family)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
@@ -667,13 +677,7 @@ def matplotlib_colormap(name: str):
 def heatmap_figure(distances: pd.DataFrame):
     hashers = hasher_order(distances)
     labels = first_seen(distances["label"])
-    norm, raw = (np.full((len(labels), len(hashers)), np.nan) for _ in range(2))
-    # Each hasher's usable rows and the columns read, one hasher at a time (see metrics.hasher_parts).
-    for column, (hasher, part) in enumerate(hasher_parts(distances, ["label", "distance", "distance_norm"], True)):
-        medians = part.groupby("label", sort=False, observed=True)[["distance_norm", "distance"]].median()
-        medians = medians.reindex(labels).to_numpy(dtype=float)
-        norm[:, column], raw[:, column] = medians[:, 0], medians[:, 1]
-    unavailable = [(distances.loc[distances["hasher"] == h, "error"] == UNAVAILABLE).all() for h in hashers]
+    norm, raw, unavailable = label_medians(distances, hashers, labels)
     cells = [[f"{raw[i, j]:.3g}" if np.isfinite(raw[i, j]) else (UNAVAILABLE if unavailable[j] else "")
               for j in range(len(hashers))] for i in range(len(labels))]
     figure = _figure()
@@ -683,6 +687,29 @@ def heatmap_figure(distances: pd.DataFrame):
                   "normalised distance (distance / max)", title="distance per pair (cell text: raw distance)",
                   shade=norm)
     return figure
+
+
+def label_medians(distances: pd.DataFrame, hashers: list[str], labels: list) -> tuple:
+    """(normalised, raw) median distance per label (rows) and hasher (columns), NaN where none, as
+    pandas' groupby median gives them; and per hasher whether it could not run here. From each
+    hasher's rows grouped by pair (grouping repeats pandas' arithmetic), one hasher at a time; a
+    label that several pairs share takes their rows together, with pandas."""
+    norm, raw = (np.full((len(labels), len(hashers)), np.nan) for _ in range(2))
+    row_of = {label: row for row, label in enumerate(labels)}
+    unavailable = []
+    for column, groups in enumerate(hasher_groups(distances, hashers)):
+        unavailable.append(groups.unavailable)
+        pair_labels = groups.keys["label"].tolist()
+        if len(set(pair_labels)) == len(pair_labels):
+            rows = [row_of[label] for label in pair_labels]
+            raw[rows, column] = groups.medians()
+            norm[rows, column] = groups.medians(groups.sorted_column(distances["distance_norm"]))
+            continue
+        part = hasher_rows(distances, groups.hasher, ["label", "distance", "distance_norm"])
+        medians = part.groupby("label", sort=False, observed=True)[["distance_norm", "distance"]].median()
+        medians = medians.reindex(labels).to_numpy(dtype=float)
+        norm[:, column], raw[:, column] = medians[:, 0], medians[:, 1]
+    return norm, raw, unavailable
 
 
 # --- what the edits look like -------------------------------------------------------

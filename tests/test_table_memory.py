@@ -257,6 +257,29 @@ def test_curves_and_the_article_table_one_hasher_at_a_time_match_one_grouping():
         assert list(table[hasher]) == [metrics.format_number(v) for v in pairs.join(medians, on=PAIR_KEY)["distance"]]
 
 
+@pytest.mark.parametrize("shared_label", [False, True])
+def test_the_heatmap_medians_are_pandas_groupby_medians_per_label(shared_label):
+    """figures.label_medians (one hasher's pair groups at a time) against pandas' groupby median of
+    each hasher's usable rows by label, to the bit; with a label that two pairs share (their rows
+    taken together), an error row and an unavailable hasher."""
+    from harness import figures
+
+    distances = _shuffled_distances()
+    if shared_label:
+        distances["label"] = distances["label"].astype(object).replace({"jpeg 90": "jpeg 30"}).astype("category")
+    hashers = metrics.hasher_order(distances)
+    labels = schema.first_seen(distances["label"])
+    norm, raw, unavailable = figures.label_medians(distances, hashers, labels)
+    for column, hasher in enumerate(hashers):
+        usable = distances[(distances["hasher"] == hasher) & (distances["error"] == "")]
+        medians = usable.groupby("label", sort=False, observed=True)[["distance_norm", "distance"]].median()
+        expected = medians.reindex(labels).to_numpy(dtype=float)
+        np.testing.assert_array_equal(norm[:, column], expected[:, 0])
+        np.testing.assert_array_equal(raw[:, column], expected[:, 1])
+        assert unavailable[column] == (hasher == "off")
+    assert np.isfinite(raw[:, hashers.index("h0")]).all() and np.isnan(raw[:, hashers.index("off")]).all()
+
+
 def test_the_fingerprint_is_the_same_hashed_in_blocks_and_follows_every_value(monkeypatch):
     from harness.api import Results
 
