@@ -265,29 +265,31 @@ def render(results, output: storage.OutputSet, previews: bool, more: list | None
     hashers = hasher_order(distances)
     axes = plots.sweep_axes(results.config)
     figures = figure_paths(results)
-    # Those that read the long tables go first (the largest first), so that the forked copy (see draw)
-    # draws them while this process writes the tables: their working memory (up to 14 MiB at 100,000
-    # images) is then not added to the tables' own in one process.
-    reading, drawings = [], list(more or [])
-    if metrics.has_detection:
-        reading.append((figures["roc"], lambda: plots.roc_figure(distances, impostors, hashers)))
+    builds = {}  # figure key -> how to build it
     if "families" in figures:
-        reading.append((figures["heatmap"], lambda: plots.heatmap_figure(distances)))
-        drawings.append((figures["families"], lambda: plots.overview_figure(metrics.curves, hashers, axes)))
+        builds["families"] = lambda: plots.overview_figure(metrics.curves, hashers, axes)
+        builds["heatmap"] = lambda: plots.heatmap_figure(distances)
     if metrics.has_detection:
         output.write_csv(storage.THRESHOLDS, metrics.thresholds)
         output.write_csv(storage.DETECTION, metrics.detection)
         output.write_csv(storage.ROC, metrics.roc)
         output.write_csv(storage.RETRIEVAL, metrics.retrieval)
         chosen = metrics.chosen
-        reading.append(
-            (figures["histograms"], lambda: plots.histogram_figure(distances, impostors, metrics.points, hashers)))
-        drawings += [
-            (figures["detection"], lambda: plots.detection_figure(metrics.detection, chosen, hashers, axes)),
-            (figures["matrix"], lambda: plots.detection_matrix_figure(metrics.detection, chosen, hashers))]
-    drawings = reading + drawings
+        builds["detection"] = lambda: plots.detection_figure(metrics.detection, chosen, hashers, axes)
+        builds["histograms"] = lambda: plots.histogram_figure(distances, impostors, metrics.points, hashers)
+        builds["roc"] = lambda: plots.roc_figure(distances, impostors, hashers)
+        builds["matrix"] = lambda: plots.detection_matrix_figure(metrics.detection, chosen, hashers)
+    # The figures that read the long tables go first, the most working memory first (up to 14 MiB
+    # at 100,000 images), so that the forked copy (see draw) draws them while this process writes
+    # the tables: their working memory and the tables' are then not taken in one process at once.
+    first = [key for key in READING_FIGURES if key in builds]
+    drawings = [(figures[key], builds[key]) for key in first] + list(more or []) + \
+        [(figures[key], build) for key, build in builds.items() if key not in first]
     draw(output, drawings, meanwhile)
     output.write_text(storage.SUMMARY, summary_markdown(results, figures, previews))
+
+
+READING_FIGURES = ("roc", "heatmap", "histograms")  # those that read the long tables, largest working memory first
 
 
 def draw(output: storage.OutputSet, drawings: list, meanwhile=None) -> None:

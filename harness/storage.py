@@ -335,15 +335,14 @@ def _arrow_rows(column: pd.Series, kind, start: int, stop: int):
 
     if not isinstance(column.dtype, pd.CategoricalDtype):
         return pa.array(column.to_numpy()[start:stop], type=kind, from_pandas=True)  # NaN as null, as pandas writes it
-    codes = category_codes(column)[start:stop]
-    used = np.unique(codes)
+    codes = given = category_codes(column)[start:stop]
+    used = np.unique(given)
     used = used[used >= 0]
-    if len(used) < len(column.cat.categories):
+    if len(used) < len(column.cat.categories):  # (every category used: the codes themselves, not a copy)
         renumber = np.zeros(len(column.cat.categories), kind.index_type.to_pandas_dtype())
         renumber[used] = np.arange(len(used))
-        codes = renumber[codes]
-    missing = category_codes(column)[start:stop] < 0
-    # (every category used: the codes themselves, not a copy)
+        codes = renumber[given]
+    missing = given < 0
     indices = pa.array(codes, type=kind.index_type, mask=missing if missing.any() else None)
     return pa.DictionaryArray.from_arrays(indices, pa.array(column.cat.categories.to_numpy(dtype=object)[used],
                                                             type=kind.value_type))
