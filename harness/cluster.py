@@ -39,16 +39,20 @@ AUTO_MIN_JOBS = 32  # fewer jobs than this run in this process: starting workers
 AUTO_MAX_WORKERS = 8
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: those it is pinned to (a container's or taskset's share),
+    where the system says (Linux), else all of the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def auto_workers(jobs: int) -> int:
-    """The worker processes `--workers auto` (the default) uses for `jobs` images: one per core this
-    process may use (at most AUTO_MAX_WORKERS), none (this process) for a small run."""
+    """The worker processes `--workers auto` (the default) uses for `jobs` images: one per usable
+    core (at most AUTO_MAX_WORKERS), none (this process) for a small run."""
     if jobs < AUTO_MIN_JOBS:
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, AUTO_MAX_WORKERS, jobs // (AUTO_MIN_JOBS // 2)))
+    return max(1, min(usable_cores(), AUTO_MAX_WORKERS, jobs // (AUTO_MIN_JOBS // 2)))
 
 
 class Ready:

@@ -370,5 +370,6 @@ def can_fork() -> bool:
     the copy), and worth it only with a second core."""
     import threading
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return hasattr(os, "fork") and cores > 1 and threading.active_count() == 1
+    from harness.cluster import usable_cores
+
+    return hasattr(os, "fork") and usable_cores() > 1 and threading.active_count() == 1

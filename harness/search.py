@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -223,7 +222,9 @@ def _check_nbits(nbits, nbytes: int) -> int:
 
 def _workers(workers: int | None) -> int:
     if workers is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from harness.cluster import usable_cores
+
+        return usable_cores()
     if workers < 1:
         raise ValueError(f"workers: must be >= 1, got {workers}")
     return int(workers)
