@@ -238,39 +238,55 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
 
 def roc_auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
     """P(genuine distance < impostor distance), ties counted half (Mann-Whitney)."""
-    impostor = np.sort(np.asarray(impostor, dtype=np.float64))
     if not len(genuine) or not len(impostor):
         return float("nan")
-    # Per distinct genuine distance, times how often it occurs: the same sum (whole and half
-    # numbers, so exact in any order) without arrays the size of the genuine pairs.
-    values, times = np.unique(np.asarray(genuine, dtype=np.float64), return_counts=True)
-    left = np.searchsorted(impostor, values, side="left")
-    right = np.searchsorted(impostor, values, side="right")
-    greater = len(impostor) - right
-    return float((times * (greater + 0.5 * (right - left))).sum() / (len(genuine) * len(impostor)))
+    return _auc(counted(genuine), counted(impostor))
 
 
 def roc_curve(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(thresholds, false-positive rates, true-positive rates) at every observed distance,
     starting from 'nothing matches' (-inf, 0, 0)."""
-    genuine_values, genuine_times = np.unique(np.asarray(genuine, dtype=np.float64), return_counts=True)
-    impostor_values, impostor_times = np.unique(np.asarray(impostor, dtype=np.float64), return_counts=True)
-    thresholds = np.concatenate([[-np.inf], np.union1d(genuine_values, impostor_values)])
-    fpr = _at_or_below(impostor_values, impostor_times, thresholds) / max(1, len(impostor))
-    tpr = _at_or_below(genuine_values, genuine_times, thresholds) / max(1, len(genuine))
-    return thresholds, fpr, tpr
-
-
-def _at_or_below(values: np.ndarray, times: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """How many of the distances (distinct `values`, each `times` over) are at or below each threshold."""
-    return np.concatenate([[0], np.cumsum(times)])[np.searchsorted(values, thresholds, side="right")]
+    return _curve(counted(genuine), counted(impostor))
 
 
 def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
     """The rate where false positives equal false negatives, linearly interpolated on the ROC."""
     if not len(genuine) or not len(impostor):
         return float("nan")
-    _, fpr, tpr = roc_curve(genuine, impostor)
+    return _eer(counted(genuine), counted(impostor))
+
+
+# The ROC works on distances counted per distinct value (`counted`): a hasher's impostors are
+# counted once for all its families' AUC and EER (_roc_rows), not sorted again for each, and no
+# array is the size of the genuine pairs. Every count is a whole number, so the sums are exact.
+
+def counted(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct distances, ascending (NaN last), and how often each occurs."""
+    return np.unique(np.asarray(distances, dtype=np.float64), return_counts=True)
+
+
+def _at_or_below(distances: tuple, thresholds: np.ndarray, side: str = "right") -> np.ndarray:
+    """How many of the `counted` distances are at or below each threshold (below it: side="left")."""
+    values, times = distances
+    return np.concatenate([[0], np.cumsum(times)])[np.searchsorted(values, thresholds, side=side)]
+
+
+def _auc(genuine: tuple, impostor: tuple) -> float:
+    values, times = genuine
+    left, right = _at_or_below(impostor, values, "left"), _at_or_below(impostor, values)
+    total = int(impostor[1].sum())
+    return float((times * (total - right + 0.5 * (right - left))).sum() / (int(times.sum()) * total))
+
+
+def _curve(genuine: tuple, impostor: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    thresholds = np.concatenate([[-np.inf], np.union1d(genuine[0], impostor[0])])
+    fpr = _at_or_below(impostor, thresholds) / max(1, int(impostor[1].sum()))
+    tpr = _at_or_below(genuine, thresholds) / max(1, int(genuine[1].sum()))
+    return thresholds, fpr, tpr
+
+
+def _eer(genuine: tuple, impostor: tuple) -> float:
+    _, fpr, tpr = _curve(genuine, impostor)
     fnr = 1.0 - tpr
     crossed = int(np.argmax(fpr >= fnr))  # fpr rises from 0 and fnr falls to 0: they cross
     if crossed == 0:
@@ -361,9 +377,14 @@ def roc_table(distances: pd.DataFrame, impostors: pd.DataFrame) -> pd.DataFrame:
 def _roc_rows(groups: PairGroups, impostor: np.ndarray) -> list[dict]:
     if not len(groups.values):
         return []
-    return [{"hasher": groups.hasher, "family": family, "genuine_pairs": len(values), "impostor_pairs": len(impostor),
-             "auc": roc_auc(values, impostor), "eer": equal_error_rate(values, impostor)}
-            for family, values in groups.families() + [(ALL_FAMILIES, groups.values)]]
+    baseline = counted(impostor)  # once for every family
+    rows = []
+    for family, values in groups.families() + [(ALL_FAMILIES, groups.values)]:
+        genuine = counted(values)
+        auc, eer = (_auc(genuine, baseline), _eer(genuine, baseline)) if len(impostor) else (np.nan, np.nan)
+        rows.append({"hasher": groups.hasher, "family": family, "genuine_pairs": len(values),
+                     "impostor_pairs": len(impostor), "auc": auc, "eer": eer})
+    return rows
 
 
 # --- verdicts: say only what the data supports ------------------------------------
@@ -656,9 +677,8 @@ def suspicious_impostors(distances: pd.DataFrame, impostors: pd.DataFrame,
     Measured: on scikit-image's 18 photographs (the collection, zoo and protocol runs) this flags
     nothing; with a JPEG-80 copy and a 4%-crop copy planted among 12 of them, it finds both pairs,
     with 4 and 3 of 4 hashers."""
-    usable = distances["error"] == ""
     return _flagged(impostors, [
-        _suspicious(hasher, distances.loc[usable & (distances["hasher"] == hasher), "distance"].to_numpy(np.float64),
+        _suspicious(hasher, hasher_rows(distances, hasher, ["distance"])["distance"].to_numpy(np.float64),
                     impostors, genuine_quantile, outlier_z, kinds)
         for hasher in hasher_order(distances)])
 

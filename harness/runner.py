@@ -37,7 +37,7 @@ from harness.hashing import Hashed, from_entries
 from harness.images import (DEFAULT_MAX_PIXELS, display_path, load_decoders, read_source, resolve_sources,
                             source_name, work_size)
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process
-from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED, text_dtype
+from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED, code_dtype, text_dtype
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -429,7 +429,7 @@ class DistanceRows:
             return categorical(np.tile(narrow(codes, len(categories)), count * hashers), categories)
 
         def narrow(codes, categories: int):  # the codes' own type before they are repeated a million times
-            return codes.astype(np.int8 if categories < 128 else np.int16 if categories < 32768 else np.int32)
+            return codes.astype(code_dtype(categories), copy=False)
 
         id_codes = np.repeat(narrow(np.arange(count), count), per_image)
         # Names are usually distinct, and then a row's image and id have the same code: one array for both.
