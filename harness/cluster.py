@@ -141,6 +141,7 @@ class Engine:
         submit = self._submit_dask if self._client is not None else self._submit_local
         pending: collections.deque = collections.deque()  # futures and Ready values, in job order
         running: list = []  # the futures not known to be done: at most `window` of them
+        sent: dict = {}  # a Dask future's key -> its job, until its value is taken (see _value)
         for job in jobs:
             if isinstance(job, Ready):
                 pending.append(job)
@@ -154,21 +155,40 @@ class Engine:
                 future = submit(work, job)
                 pending.append(future)
                 running.append(future)
+                if self._client is not None:
+                    sent[future.key] = job
             # Results leave in job order, but a long job at the head of the line must not leave the
             # other workers idle: only the jobs still running count against the window (their inputs
             # are what takes memory), and finished results (a few hashes each) wait their turn, up to
             # BUFFERED windows of them.
             while True:
                 while pending and (isinstance(pending[0], Ready) or pending[0].done()):
-                    done = pending.popleft()
-                    yield done.value if isinstance(done, Ready) else _result(done)
+                    yield self._value(pending.popleft(), work, sent)
                 running = [future for future in running if not future.done()]
                 if len(running) < self.window and len(pending) < self.BUFFERED * self.window:
                     break
                 self._wait_any(running if len(running) >= self.window else [pending[0]])
         while pending:
-            done = pending.popleft()
-            yield done.value if isinstance(done, Ready) else _result(done)
+            yield self._value(pending.popleft(), work, sent)
+
+    LOST_TRIES = 3  # submissions of a job that a Dask cluster keeps losing, before its error stands
+
+    def _value(self, done, work, sent: dict):
+        """A done entry's value. A Dask future can come back cancelled when a worker died holding
+        its result and the scheduler had already forgotten the task ("already forgotten"), which
+        distributed's own retries do not cover: its job is submitted again, so a lost worker's
+        images are redone, not lost."""
+        if isinstance(done, Ready):
+            return done.value
+        job = sent.pop(done.key, None) if self._client is not None else None
+        for _ in range(self.LOST_TRIES):
+            try:
+                return _result(done)
+            except concurrent.futures.CancelledError:
+                if job is None:
+                    raise
+                done = self._submit_dask(work, job)
+        return _result(done)
 
     def _wait_any(self, futures: list) -> None:
         """Until one of `futures` is done."""

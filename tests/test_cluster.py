@@ -127,6 +127,32 @@ def test_a_worker_killed_mid_run_loses_nothing(job, cluster, tmp_path):
     assert_same_tables(out, local)
 
 
+def square(state, job):  # a job for the cluster (module level: the workers import it)
+    return job * job
+
+
+def test_a_job_the_cluster_loses_is_submitted_again(cluster, monkeypatch):
+    """A future that comes back cancelled (a worker died holding its result after the scheduler had
+    forgotten the task) is redone, not an error: here the first one is cancelled as it is sent."""
+    from harness.cluster import Engine
+
+    address, _ = cluster
+    submitted = []
+    submit = Engine._submit_dask
+
+    def submit_and_lose_the_first(self, work, job):
+        future = submit(self, work, job)
+        submitted.append(job)
+        if len(submitted) == 1:
+            self._client.cancel([future])
+        return future
+
+    monkeypatch.setattr(Engine, "_submit_dask", submit_and_lose_the_first)
+    with Engine(scheduler=address) as engine:
+        assert list(engine.map(square, range(6))) == [0, 1, 4, 9, 16, 25]
+    assert sorted(submitted) == [0, 0, 1, 2, 3, 4, 5]  # the lost one twice
+
+
 def test_local_workers_give_the_same_tables(job, tmp_path):
     config, local = job
     out = tmp_path / "two"
