@@ -14,11 +14,14 @@ included. The two sides alternate, A B A B ..., after one untimed warm-up pair (
 the OS file cache and checks that both sides give the same results). The harness runs of
 (a), (b) and (c) use --no-cache, so each does the whole job; (d) runs one command twice,
 B then A: the first run starts without its output folder and writes the hash cache, the
-rerun finds that cache full. Printed per comparison: the
-median wall time and CPU time of each side, the median of the per-pair ratios A/B with
-their range, and each side's peak RSS (the largest ru_maxrss over its runs, from os.wait4:
-the largest single process of the run's process tree, not their sum). Run from anywhere;
-the commands run in the repository root. Nothing here asserts a speed: it prints figures.
+rerun finds that cache full. (b) also times, after each pair, a process that only imports
+the libraries the report is made with (cv2, pandas, pyarrow, matplotlib): its floor.
+Printed per comparison: the median wall time and CPU time of each side, the median of the
+per-pair ratios A/B with their range, and each side's peak RSS (the largest ru_maxrss over
+its runs, from os.wait4: the largest single process of the run's process tree, not their
+sum). The commands run with Python's defaults (benchmarks/timing.py: PYTHONDONTWRITEBYTECODE,
+where set, is unset). Run from anywhere; the commands run in the repository root. Nothing
+here asserts a speed: it prints figures.
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import photos
+from timing import child_environment, environment_note
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB_CONFIG = "benchmarks/configs/issue9_job.yaml"
 ARTICLE_CONFIG = "configs/lena.yaml"
 ARTICLE_IMAGE = "resources/lena_std.tif"  # read by both sides of (b) when present (never committed)
+REPORT_IMPORTS = "import cv2, pandas, pyarrow.parquet, matplotlib.figure, matplotlib.backends.backend_agg"
 COMPARED_FILES = ("distances.csv", "impostors.csv", "thresholds.csv", "detection.csv", "table.csv")
 
 
@@ -71,6 +76,8 @@ class Comparison:
     same_results: Callable[[], str]  # after the warm-up pair: what was compared, or raises Mismatch
     target: float | None = None  # issue 9's limit on A/B, when it sets one
     b_first: bool = False  # each pair runs B, then A (A needs what B leaves)
+    # timed after each pair, against B: a lower bound that any run of A's job must pay
+    floor: Side | None = None
 
 
 class Mismatch(Exception):
@@ -87,7 +94,7 @@ def run_once(side: Side, log_path: str, timed: bool) -> None:
         shutil.rmtree(side.fresh, ignore_errors=True)
     with open(log_path, "wb") as log:
         start = time.perf_counter()
-        child = subprocess.Popen(side.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(side.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=child_environment())
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
     child.returncode = code = os.waitstatus_to_exitcode(status)  # reaped by wait4, not by Popen
@@ -111,8 +118,9 @@ def measure(comparison: Comparison, runs: int, logs: str) -> str:
             shutil.rmtree(side.keep[1], ignore_errors=True)
             shutil.copytree(*side.keep)
     checked = comparison.same_results()
+    sides = pair + ((comparison.floor,) if comparison.floor else ())
     for _ in range(runs):
-        for side in pair:
+        for side in sides:
             run_once(side, log, timed=True)
     return checked
 
@@ -187,6 +195,9 @@ def comparisons(folder: str, work: str) -> dict[str, Comparison]:
                            fresh=out("article"))
     script_article = Side("bare OpenCV script",
                           [python, "benchmarks/article_bare.py", "--out", out("article_bare.csv")])
+    # The libraries a report is made with (tables with pandas, figures with matplotlib), imported
+    # and nothing else: what the harness's article job pays before any of its own work.
+    report_imports = Side("imports alone", [python, "-c", REPORT_IMPORTS])
     two = Side("--workers 2", [*job, "--out", out("job-w2"), "--quiet", "--no-cache", "--workers", "2"],
                fresh=out("job-w2"))
     one = Side("--workers 1", [*job, "--out", out("job-w1"), "--quiet", "--no-cache", "--workers", "1"],
@@ -202,7 +213,8 @@ def comparisons(folder: str, work: str) -> dict[str, Comparison]:
                         target=1.0),
         "b": Comparison("b", "the article's 40 pairs, aHash and pHash: harness (A) against a bare OpenCV script (B)",
                         harness_article, script_article,
-                        lambda: article_results_agree(out("article"), out("article_bare.csv")), target=3.0),
+                        lambda: article_results_agree(out("article"), out("article_bare.csv")), target=3.0,
+                        floor=report_imports),
         "c": Comparison("c", "the issue-9 job: --workers 2 (A) against --workers 1 (B)", two, one,
                         lambda: outputs_identical(out("job-w2"), out("job-w1"))),
         # B (the first run) goes first in each pair, so the rerun always finds the cache it left.
@@ -268,6 +280,12 @@ def summary(comparison: Comparison, checked: str, runs: int) -> list[str]:
                  f"max {max(ratios):.2f}x){target}")
     lines.append(f"    CPU A/B: median of per-pair ratios {statistics.median(cpu_ratios):.2f}x "
                  f"(min {min(cpu_ratios):.2f}x, max {max(cpu_ratios):.2f}x)")
+    if comparison.floor is not None:
+        floor = comparison.floor
+        floor_ratios = [x / y for x, y in zip(floor.walls, b.walls)]
+        lines.append(f"    floor: {floor.label}, timed after each pair: {floor.command()}")
+        lines.append(f"    floor/B: median {statistics.median(floor_ratios):.2f}x (min {min(floor_ratios):.2f}x, "
+                     f"max {max(floor_ratios):.2f}x; {statistics.median(floor.walls):.2f} s), before any work")
     lines.append(f"    wall times A: {', '.join(f'{w:.2f}' for w in a.walls)} s")
     lines.append(f"    wall times B: {', '.join(f'{w:.2f}' for w in b.walls)} s")
     lines.append(f"    load average (1 / 5 / 15 min) at the end: {load()}")
@@ -296,6 +314,7 @@ def main() -> None:
     table = comparisons(folder, work)
     print(f"machine: {machine()}")
     print(f"versions: {versions()}")
+    print(environment_note())
     print(f"photographs: {len(photos.photo_paths_in(folder))} in {folder}")
     if "b" in order:
         image = ARTICLE_IMAGE if os.path.exists(os.path.join(ROOT, ARTICLE_IMAGE)) else "builtin:astronaut (stand-in)"
@@ -317,6 +336,9 @@ def main() -> None:
                             f"({min(ratios):.2f}-{max(ratios):.2f}x over {args.runs} pairs; "
                             f"{statistics.median(a.walls):.2f} s against {statistics.median(b.walls):.2f} s; "
                             f"CPU time {cpu:.2f}x)")
+            if comparison.floor is not None:
+                floor = statistics.median([x / y for x, y in zip(comparison.floor.walls, b.walls)])
+                quotable.append(f"    {comparison.floor.label} / {b.label}: {floor:.2f}x (the floor of ({key}))")
     except (Mismatch, Failed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

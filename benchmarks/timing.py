@@ -1,0 +1,25 @@
+"""How the benchmarks start the commands they time: with Python's defaults, as a user's shell would.
+
+A machine may set PYTHONDONTWRITEBYTECODE (this project's build machines do): Python then compiles
+every module of a source checkout again in each process (about 0.1 s for the harness's own), which
+no installed copy and no default setup pays. The timed commands run without it; the benchmark
+says so when it was set.
+"""
+
+from __future__ import annotations
+
+import os
+
+UNSET = ("PYTHONDONTWRITEBYTECODE",)
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment, less the settings that would time something a user does not run."""
+    return {key: value for key, value in os.environ.items() if key not in UNSET}
+
+
+def environment_note() -> str:
+    """One line for the benchmark's header: what was left out of the timed commands' environment."""
+    dropped = [key for key in UNSET if key in os.environ]
+    return (f"environment: {', '.join(dropped)} unset for the timed commands (Python's default: cached bytecode)"
+            if dropped else "environment: Python's defaults (cached bytecode)")
