@@ -244,3 +244,31 @@ def test_large_images_are_sent_first_within_the_lookahead(tmp_path):
     assert list(largest_first([], 4)) == []
     outcomes = [SimpleNamespace(number=number) for number in order]
     assert [o.number for o in in_order(outcomes)] == list(range(len(paths)))
+
+
+def test_only_images_with_work_are_sized(tmp_path, monkeypatch):
+    """Sizing an image (its header, for largest_first) only orders the workers' jobs: a first run
+    with two workers sends its first image at once and sizes the others; a rerun over a full cache
+    sizes none and gives the same results."""
+    import numpy as np
+
+    import harness.runner as runner
+    from harness import api
+
+    paths = []
+    for k in range(5):
+        path = tmp_path / f"{k}.png"
+        cv2.imwrite(str(path), np.random.default_rng(k).integers(0, 256, (48, 40 + 8 * k, 3), dtype=np.uint8))
+        paths.append(str(path))
+    sized = []
+    real_size = runner.work_size
+    monkeypatch.setattr(runner, "work_size", lambda path: sized.append(path) or real_size(path))
+    config = {"name": "sized", "images": paths, "hashers": ["aHash"],
+              "sweeps": [{"family": "blur", "b": {"blur": {"kernel": 3}}}]}
+    cache = str(tmp_path / "cache.sqlite")
+    first = api.evaluate(config, workers=2, cache=cache)
+    assert sorted(sized) == sorted(paths[1:])
+    sized.clear()
+    again = api.evaluate(config, workers=2, cache=cache)
+    assert sized == []
+    assert again.distances.equals(first.distances)
