@@ -505,23 +505,27 @@ def hasher_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: floa
     for family, part in chosen.groupby("family", sort=False, observed=True):
         family_rows = []
         for hasher, own in part.groupby("hasher", sort=False, observed=True):
-            detected, pairs = int(own["detected"].sum()), int(own["genuine_pairs"].sum())
-            images = int(own["genuine_pairs"].max())
+            # A few rows a group: their columns as arrays, and rows found by position (pandas'
+            # filtering per group cost more than everything else these verdicts do).
+            rates, counts, totals = (own[column].to_numpy() for column in ("tpr", "detected", "genuine_pairs"))
+            labels, values = own["label"], own["value"]
+            detected, pairs = int(counts.sum()), int(totals.sum())
+            images = int(totals.max())
             tpr = detected / pairs if pairs else float("nan")
             low, high = wilson_interval(tpr * images, images) if pairs else (float("nan"), float("nan"))
-            missed = own[own["tpr"] < min_tpr].head(1)
-            broken = own[own["tpr"] < BREAK_RATE].head(1)
+            missed = np.flatnonzero(rates < min_tpr)[:1]  # NaN rates are neither missed nor held
+            broken = np.flatnonzero(rates < BREAK_RATE)[:1]
             family_rows.append({
                 "family": family, "hasher": hasher, "strengths": len(own), "images": images,
                 "genuine_pairs": pairs, "detected": detected, "tpr": tpr, "tpr_low": low, "tpr_high": high,
-                "held": int((own["tpr"] >= min_tpr).sum()),
-                "first_miss": missed["label"].iloc[0] if len(missed) else "",
-                "first_miss_value": missed["value"].iloc[0] if len(missed) else "",
-                "first_miss_tpr": missed["tpr"].iloc[0] if len(missed) else float("nan"),
-                "first_miss_detected": int(missed["detected"].iloc[0]) if len(missed) else 0,
-                "first_miss_genuine_pairs": int(missed["genuine_pairs"].iloc[0]) if len(missed) else 0,
-                "break_label": broken["label"].iloc[0] if len(broken) else "",
-                "break_value": broken["value"].iloc[0] if len(broken) else "",
+                "held": int(np.count_nonzero(rates >= min_tpr)),
+                "first_miss": labels.iloc[missed[0]] if len(missed) else "",
+                "first_miss_value": values.iloc[missed[0]] if len(missed) else "",
+                "first_miss_tpr": rates[missed[0]] if len(missed) else float("nan"),
+                "first_miss_detected": int(counts[missed[0]]) if len(missed) else 0,
+                "first_miss_genuine_pairs": int(totals[missed[0]]) if len(missed) else 0,
+                "break_label": labels.iloc[broken[0]] if len(broken) else "",
+                "break_value": values.iloc[broken[0]] if len(broken) else "",
                 "resolved": bool(own["resolved"].all()),
                 "warning": sample_size_warning(images, min_tpr)})
         frame = pd.DataFrame(family_rows)
@@ -539,7 +543,8 @@ FAMILY_VERDICT_COLUMNS = ["family", "best", "mean_tpr", "runner_up", "runner_up_
                           "first_miss_detected", "first_miss_genuine_pairs", "warning"]
 
 
-def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: float) -> pd.DataFrame:
+def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: float,
+                    per_hasher: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per family, which hashers hold up best at one operating point, claiming no more than the
     data show.
 
@@ -549,8 +554,10 @@ def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: floa
     family's copies; equal to the mean over strengths when every strength has all images).
     runner_up*: the best hasher ranked below them ("" when all tie). strengths, held,
     first_miss*: as in `hasher_verdicts`, for the first best hasher. warning: why the images are
-    too few for a ">= min_tpr" claim, "" when they suffice."""
-    per_hasher = hasher_verdicts(detection, operating_point, min_tpr)
+    too few for a ">= min_tpr" claim, "" when they suffice. `per_hasher`: `hasher_verdicts` of the
+    same arguments, where the caller has made it already."""
+    if per_hasher is None:
+        per_hasher = hasher_verdicts(detection, operating_point, min_tpr)
     rows = []
     for family, part in per_hasher.groupby("family", sort=False, observed=True):
         part = part.sort_values(["rank", "tpr"], ascending=[True, False], kind="stable")
@@ -863,8 +870,8 @@ def compute(distances: pd.DataFrame, impostors: pd.DataFrame, detection, imposto
                        empty(columns=DUPLICATE_COLUMNS), empty(), empty(), {}, None, detection.min_tpr, {})
     detected = pd.DataFrame(detected, columns=DETECTION_COLUMNS)
     chosen = next(iter(points.values()))[0].name if points else None
-    verdicts = family_verdicts(detected, chosen, detection.min_tpr) if chosen else empty()
     per_hasher = hasher_verdicts(detected, chosen, detection.min_tpr) if chosen else empty()
+    verdicts = family_verdicts(detected, chosen, detection.min_tpr, per_hasher) if chosen else empty()
     breaks = break_points(detected, chosen) if chosen else empty()
     kinds = {hasher: part["kind"].value_counts(sort=False).to_dict()
              for hasher, part in kept.groupby("hasher", sort=False, observed=True)}
