@@ -15,7 +15,9 @@ the OS file cache and checks that both sides give the same results). The harness
 (a), (b) and (c) use --no-cache, so each does the whole job; (d) runs one command twice,
 B then A: the first run starts without its output folder and writes the hash cache, the
 rerun finds that cache full. (b) also times, after each pair, a process that only imports
-the libraries the report is made with (cv2, pandas, pyarrow, matplotlib): its floor.
+the libraries the report is made with (cv2, pandas, pyarrow, matplotlib): its floor. (c)
+also prints its bound: A's CPU time spread over the usable cores, against B's wall time; two
+workers cannot beat it however they share the work.
 Printed per comparison: the median wall time and CPU time of each side, the median of the
 per-pair ratios A/B with their range, and each side's peak RSS (the largest ru_maxrss over
 its runs, from os.wait4: the largest single process of the run's process tree, not their
@@ -78,6 +80,9 @@ class Comparison:
     b_first: bool = False  # each pair runs B, then A (A needs what B leaves)
     # timed after each pair, against B: a lower bound that any run of A's job must pay
     floor: Side | None = None
+    # print A's CPU time spread over the usable cores against B's wall time: no schedule of A's
+    # work can make A/B smaller (what (c) asks of two workers needs this bound well under its target)
+    cpu_bound: bool = False
 
 
 class Mismatch(Exception):
@@ -216,7 +221,7 @@ def comparisons(folder: str, work: str) -> dict[str, Comparison]:
                         lambda: article_results_agree(out("article"), out("article_bare.csv")), target=3.0,
                         floor=report_imports),
         "c": Comparison("c", "the issue-9 job: --workers 2 (A) against --workers 1 (B)", two, one,
-                        lambda: outputs_identical(out("job-w2"), out("job-w1"))),
+                        lambda: outputs_identical(out("job-w2"), out("job-w1")), cpu_bound=True),
         # B (the first run) goes first in each pair, so the rerun always finds the cache it left.
         "d": Comparison("d", "the issue-9 job: rerun over a full hash cache (A) against a first run (B)",
                         rerun, first, lambda: outputs_identical(out("job-cached"), out("job-first")),
@@ -226,11 +231,20 @@ def comparisons(folder: str, work: str) -> dict[str, Comparison]:
 
 # --- printing -------------------------------------------------------------------------------
 
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_bounds(comparison: Comparison) -> list[float]:
+    """Per pair: A's CPU time over the usable cores, divided by B's wall time. (The CPU time counts
+    A's waited-for child processes too; a child not waited for would make the bound lower, not higher.)"""
+    return [cpu / usable_cores() / wall for cpu, wall in zip(comparison.a.cpus, comparison.b.walls)]
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{usable} usable cores ({cpu}); load average (1 / 5 / 15 min) {load()} at start"
+    return f"{usable_cores()} usable cores ({cpu}); load average (1 / 5 / 15 min) {load()} at start"
 
 
 def versions() -> str:
@@ -250,7 +264,7 @@ def load() -> str:
 
 def busy_note() -> str:
     """A warning when other processes compete for the cores: wall times then include waiting."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cores()
     if hasattr(os, "getloadavg") and os.getloadavg()[1] > usable + 0.5:
         return (f"    warning: the 5-minute load average ({os.getloadavg()[1]:.1f}) exceeds the {usable} cores: other "
                 f"processes competed for the CPU, so wall times are inflated and noisy; CPU times much less so")
@@ -286,6 +300,11 @@ def summary(comparison: Comparison, checked: str, runs: int) -> list[str]:
         lines.append(f"    floor: {floor.label}, timed after each pair: {floor.command()}")
         lines.append(f"    floor/B: median {statistics.median(floor_ratios):.2f}x (min {min(floor_ratios):.2f}x, "
                      f"max {max(floor_ratios):.2f}x; {statistics.median(floor.walls):.2f} s), before any work")
+    if comparison.cpu_bound:
+        bounds = cpu_bounds(comparison)
+        lines.append(f"    bound: A's CPU time spread over the {usable_cores()} usable cores, against B's wall time: "
+                     f"median {statistics.median(bounds):.2f}x (min {min(bounds):.2f}x, max {max(bounds):.2f}x); "
+                     f"A/B cannot be smaller, however A's work is scheduled")
     lines.append(f"    wall times A: {', '.join(f'{w:.2f}' for w in a.walls)} s")
     lines.append(f"    wall times B: {', '.join(f'{w:.2f}' for w in b.walls)} s")
     lines.append(f"    load average (1 / 5 / 15 min) at the end: {load()}")
@@ -339,6 +358,10 @@ def main() -> None:
             if comparison.floor is not None:
                 floor = statistics.median([x / y for x, y in zip(comparison.floor.walls, b.walls)])
                 quotable.append(f"    {comparison.floor.label} / {b.label}: {floor:.2f}x (the floor of ({key}))")
+            if comparison.cpu_bound:
+                bound = statistics.median(cpu_bounds(comparison))
+                quotable.append(f"    {a.label}'s CPU time / {usable_cores()} cores / {b.label}: {bound:.2f}x "
+                                f"(the bound of ({key}))")
     except (Mismatch, Failed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

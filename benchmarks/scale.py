@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py                          # 1,000, 10,000 and 100,000 images
     python benchmarks/scale.py --sizes 1000 5000 --workers 2
+    python benchmarks/scale.py --sizes 2000 --workers 1 2 --runs 3   # what a second worker gains
 
 Generates distinct photo-like images (256x256 JPEG, generated once into --data and reused),
 then runs issue 9's job on the first N of them as a whole process, `python -m harness run`,
@@ -10,13 +11,18 @@ pHash, aHash and dHash; a seeded sample of 100,000 pairs of different images as 
 thresholds at 1% false positives), then rebuilds the report with `python -m harness report`.
 It prints wall time, time per image and peak memory (the largest resident size of the process
 and its children, from the operating system's accounting) for each size, and the ratio of each
-peak to the first. A benchmark prints figures; nothing here asserts.
+peak to the first. With several --workers values, each size runs with each value in turn,
+--runs times (so a slow spell of a shared machine hits each alike); it prints each value's
+median and, per run, the time of each against the first value's. A benchmark prints figures;
+nothing here asserts.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +30,7 @@ import time
 
 import cv2
 import numpy as np
+from timing import child_environment, environment_note
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,11 +77,11 @@ def generate(folder: str, count: int) -> None:
         print(f"generated {made} images in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def measure(command: list[str]) -> tuple[float, float]:
+def measure(command: list[str], environment: dict) -> tuple[float, float]:
     """Wall seconds, and the peak resident MiB of the largest single process among the command and
     the worker processes it started (what the kernel reports for a waited-for process)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     stderr = process.stderr.read().decode(errors="replace")
@@ -89,27 +96,50 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "harness-scale-images"),
                         help="where the generated images are kept between runs")
-    parser.add_argument("--workers", default="auto", help="as run's --workers (default auto: one per core)")
+    parser.add_argument("--workers", nargs="+", default=["auto"],
+                        help="as run's --workers (default auto: one per core); with several values, each size "
+                             "runs with each of them in turn and their times are compared with the first's")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="runs per size and --workers value, taken in turn (1); medians are printed")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     generate(args.data, max(args.sizes))
-    print(f"issue 9's job, --workers {args.workers}, on N generated 256x256 JPEGs (whole process, report included)")
+    print(f"issue 9's job, --workers {' / '.join(args.workers)}, on N generated 256x256 JPEGs "
+          f"(whole process, report included{'; median of ' + str(args.runs) + ' runs' if args.runs > 1 else ''})")
+    print(environment_note())
+    environment = child_environment()
     first_peak = None
     with tempfile.TemporaryDirectory() as scratch:
         for count in args.sizes:
             config = os.path.join(scratch, f"scale{count}.yaml")
             with open(config, "w") as handle:
                 handle.write(CONFIG.format(folder=args.data, count=count))
-            out = os.path.join(scratch, f"out{count}")
-            run = [sys.executable, "-m", "harness", "run", config, "--out", out, "--quiet", "--no-cache",
-                   "--workers", str(args.workers)]
-            wall, peak = measure(run)
-            rebuild, rebuild_peak = measure([sys.executable, "-m", "harness", "report", out])
-            first_peak = first_peak or peak
+            walls = {workers: [] for workers in args.workers}
+            peaks = dict.fromkeys(args.workers, 0.0)
+            for _ in range(args.runs):
+                for workers in args.workers:  # in turn, so that a slow spell of the machine hits each alike
+                    out = os.path.join(scratch, f"out{count}")
+                    shutil.rmtree(out, ignore_errors=True)  # each run starts from nothing
+                    wall, peak = measure([sys.executable, "-m", "harness", "run", config, "--out", out, "--quiet",
+                                          "--no-cache", "--workers", str(workers)], environment)
+                    walls[workers].append(wall)
+                    peaks[workers] = max(peaks[workers], peak)
+            rebuild, rebuild_peak = measure([sys.executable, "-m", "harness", "report", out], environment)
             long = sorted(name for name in os.listdir(out) if name.startswith(("distances", "impostors")))
-            print(f"{count:>7} images | run {wall:7.1f} s ({1000 * wall / count:5.1f} ms/image) | peak "
-                  f"{peak:6.0f} MiB ({peak / first_peak:4.2f}x the first) | report rebuilt in {rebuild:5.1f} s, "
-                  f"peak {rebuild_peak:5.0f} MiB | {', '.join(long)}", flush=True)
-
+            for workers in args.workers:
+                wall, peak = statistics.median(walls[workers]), peaks[workers]
+                first_peak = first_peak or peak
+                which = f" | --workers {workers}" if len(args.workers) > 1 else ""
+                print(f"{count:>7} images{which} | run {wall:7.1f} s ({1000 * wall / count:5.1f} ms/image) | peak "
+                      f"{peak:6.0f} MiB ({peak / first_peak:4.2f}x the first) | report rebuilt in {rebuild:5.1f} s, "
+                      f"peak {rebuild_peak:5.0f} MiB | {', '.join(long)}", flush=True)
+            base = args.workers[0]
+            for workers in args.workers[1:]:
+                ratios = [x / y for x, y in zip(walls[workers], walls[base])]
+                print(f"{count:>7} images | --workers {workers} / --workers {base}: {statistics.median(ratios):.2f}x "
+                      f"the time ({statistics.median(walls[base]) / statistics.median(walls[workers]):.2f}x faster; "
+                      f"per-run ratios {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from harness import storage
