@@ -137,9 +137,10 @@ def main() -> None:
             base = args.workers[0]
             for workers in args.workers[1:]:
                 ratios = [x / y for x, y in zip(walls[workers], walls[base])]
-                print(f"{count:>7} images | --workers {workers} / --workers {base}: {statistics.median(ratios):.2f}x "
-                      f"the time ({statistics.median(walls[base]) / statistics.median(walls[workers]):.2f}x faster; "
-                      f"per-run ratios {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
+                ratio = statistics.median(ratios)
+                print(f"{count:>7} images | --workers {workers} / --workers {base}: {ratio:.2f}x the time, "
+                      f"{1 / ratio:.2f}x faster (median of the per-run ratios {', '.join(f'{r:.2f}' for r in ratios)})",
+                      flush=True)
 
 if __name__ == "__main__":
     main()
