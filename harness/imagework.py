@@ -128,6 +128,13 @@ def process(state, job: ImageJob) -> ImageOutcome:
     return ImageOutcome(job.number, record, "", entries, previews)
 
 
+def process_all(state, jobs: ImageJob | list[ImageJob]) -> ImageOutcome | list[ImageOutcome]:
+    """`process` for a job, or for each of several small images' jobs sent together, one after the other."""
+    if isinstance(jobs, list):
+        return [process(state, job) for job in jobs]
+    return process(state, jobs)
+
+
 def _batches(steps, pixels: np.ndarray, budget: int):
     """Consecutive steps whose variants together hold at most `budget` pixels (each is assumed the
     size of the source: most edits keep it or shrink it); at least one step per batch."""

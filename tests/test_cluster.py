@@ -236,14 +236,34 @@ def test_large_images_are_sent_first_within_the_lookahead(tmp_path):
         paths.append(str(path))
     assert os.path.getsize(paths[30]) < max(os.path.getsize(p) for p in paths[:30])
     paths.append("builtin:astronaut")
-    order = list(largest_first(paths, 8))
+    sized = list(largest_first(paths, 8))
+    order = [number for number, _ in sized]
     assert sorted(order) == list(range(len(paths)))
     assert max(abs(place - number) for place, number in enumerate(order)) <= 8
     assert order.index(30) < 30 - 4  # sent as soon as it is among the next 8
-    assert list(largest_first(paths, 1)) == list(range(len(paths)))
+    assert dict(sized)[30] == 400 * 400 and dict(sized)[0] == 40 * 40 and dict(sized)[len(paths) - 1] == 0
+    assert [number for number, _ in largest_first(paths, 1)] == list(range(len(paths)))
     assert list(largest_first([], 4)) == []
     outcomes = [SimpleNamespace(number=number) for number in order]
     assert [o.number for o in in_order(outcomes)] == list(range(len(paths)))
+
+
+def test_small_images_are_sent_together():
+    """sent_together: consecutive small images' jobs go as one (a list) up to TOGETHER_PIXELS or
+    TOGETHER_MOST images; a large image goes alone; a Ready outcome is never sent, and the run
+    gathered before it goes first; each_outcome gives back one outcome per image, in order."""
+    from harness.cluster import Ready
+    from harness.runner import TOGETHER_MOST, TOGETHER_PIXELS, each_outcome, sent_together
+
+    small, large = TOGETHER_PIXELS // 8, TOGETHER_PIXELS + 1
+    sized = [(k, small) for k in range(10)] + [(10, large), (11, small), (12, small), (Ready(13), 0), (14, small)]
+    sent = list(sent_together(iter(sized)))
+    assert [job if isinstance(job, list) else "ready" for job in sent] == \
+        [list(range(8)), [8, 9], [10], [11, 12], "ready", [14]]
+    many = list(sent_together((k, 0) for k in range(TOGETHER_MOST + 3)))
+    assert [len(job) for job in many] == [TOGETHER_MOST, 3]
+    results = [job if isinstance(job, list) else job.value for job in sent]
+    assert list(each_outcome(results)) == list(range(15))
 
 
 def test_only_images_with_work_are_sized(tmp_path, monkeypatch):
