@@ -249,21 +249,34 @@ def test_large_images_are_sent_first_within_the_lookahead(tmp_path):
 
 
 def test_small_images_are_sent_together():
-    """sent_together: consecutive small images' jobs go as one (a list) up to TOGETHER_PIXELS or
-    TOGETHER_MOST images; a large image goes alone; a Ready outcome is never sent, and the run
-    gathered before it goes first; each_outcome gives back one outcome per image, in order."""
+    """sent_together: consecutive small images' jobs go as one (a list) up to TOGETHER_PIXELS,
+    TOGETHER_MOST images or TOGETHER_BYTES of files; a large image or file goes alone; a Ready
+    outcome is never sent, and the group gathered before it goes first; each_outcome gives back
+    one outcome per image, in order."""
+    from types import SimpleNamespace
+
     from harness.cluster import Ready
-    from harness.runner import TOGETHER_MOST, TOGETHER_PIXELS, each_outcome, sent_together
+    from harness.runner import TOGETHER_BYTES, TOGETHER_MOST, TOGETHER_PIXELS, each_outcome, sent_together
+
+    def job(number, data=b"x"):
+        return SimpleNamespace(number=number, data=data)
+
+    def numbers(sent):
+        return [[j.number for j in part] if isinstance(part, list) else "ready" for part in sent]
 
     small, large = TOGETHER_PIXELS // 8, TOGETHER_PIXELS + 1
-    sized = [(k, small) for k in range(10)] + [(10, large), (11, small), (12, small), (Ready(13), 0), (14, small)]
+    sized = [(job(k), small) for k in range(10)] + [(job(10), large), (job(11), small), (job(12), small),
+                                                     (Ready(job(13)), 0), (job(14), small)]
     sent = list(sent_together(iter(sized)))
-    assert [job if isinstance(job, list) else "ready" for job in sent] == \
-        [list(range(8)), [8, 9], [10], [11, 12], "ready", [14]]
-    many = list(sent_together((k, 0) for k in range(TOGETHER_MOST + 3)))
-    assert [len(job) for job in many] == [TOGETHER_MOST, 3]
-    results = [job if isinstance(job, list) else job.value for job in sent]
-    assert list(each_outcome(results)) == list(range(15))
+    assert numbers(sent) == [list(range(8)), [8, 9], [10], [11, 12], "ready", [14]]
+    assert numbers(sent_together((job(k), 0) for k in range(TOGETHER_MOST + 3))) == \
+        [list(range(TOGETHER_MOST)), list(range(TOGETHER_MOST, TOGETHER_MOST + 3))]
+    heavy = b"x" * (TOGETHER_BYTES // 2)  # few pixels in a large file: held by this process while out
+    assert numbers(sent_together([(job(0, heavy), 1), (job(1, heavy), 1), (job(2, None), 1), (job(3), 1)])) == \
+        [[0, 1, 2], [3]]  # a built-in image (no file) adds no bytes; one byte more starts a new group
+    assert numbers(sent_together([(job(0), 1), (job(1, heavy + heavy), 1), (job(2), 1)])) == [[0], [1], [2]]
+    results = [part if isinstance(part, list) else part.value for part in sent]
+    assert [j.number for j in each_outcome(results)] == list(range(15))
 
 
 def test_only_images_with_work_are_sized(tmp_path, monkeypatch):
