@@ -272,8 +272,8 @@ def sent_together(sized_jobs):
         together.append(job)
         pixels += size
         held += data
-        if len(together) >= TOGETHER_MOST:
-            yield together
+        if len(together) >= TOGETHER_MOST or pixels >= TOGETHER_PIXELS or held >= TOGETHER_BYTES:
+            yield together  # full: it goes now, not when the next job is ready (the first starts the workers)
             together, pixels, held = [], 0, 0
     if together:
         yield together

@@ -256,7 +256,7 @@ def test_small_images_are_sent_together():
     from types import SimpleNamespace
 
     from harness.cluster import Ready
-    from harness.runner import TOGETHER_BYTES, TOGETHER_MOST, TOGETHER_PIXELS, each_outcome, sent_together
+    from harness.runner import ALONE, TOGETHER_BYTES, TOGETHER_MOST, TOGETHER_PIXELS, each_outcome, sent_together
 
     def job(number, data=b"x"):
         return SimpleNamespace(number=number, data=data)
@@ -273,8 +273,19 @@ def test_small_images_are_sent_together():
         [list(range(TOGETHER_MOST)), list(range(TOGETHER_MOST, TOGETHER_MOST + 3))]
     heavy = b"x" * (TOGETHER_BYTES // 2)  # few pixels in a large file: held by this process while out
     assert numbers(sent_together([(job(0, heavy), 1), (job(1, heavy), 1), (job(2, None), 1), (job(3), 1)])) == \
-        [[0, 1, 2], [3]]  # a built-in image (no file) adds no bytes; one byte more starts a new group
+        [[0, 1], [2, 3]]  # a built-in image (no file) adds no bytes
     assert numbers(sent_together([(job(0), 1), (job(1, heavy + heavy), 1), (job(2), 1)])) == [[0], [1], [2]]
+    # A full group (the first image, which goes alone, starts the workers) goes before the next
+    # job is prepared (read, and the images ahead sized).
+    pulled = []
+
+    def prepared():
+        for k in range(3):
+            pulled.append(k)
+            yield job(k), ALONE
+
+    sending = sent_together(prepared())
+    assert numbers([next(sending)]) == [[0]] and pulled == [0]
     results = [part if isinstance(part, list) else part.value for part in sent]
     assert [j.number for j in each_outcome(results)] == list(range(15))
 
