@@ -128,11 +128,9 @@ def process(state, job: ImageJob) -> ImageOutcome:
     return ImageOutcome(job.number, record, "", entries, previews)
 
 
-def process_all(state, jobs: ImageJob | list[ImageJob]) -> ImageOutcome | list[ImageOutcome]:
-    """`process` for a job, or for each of several small images' jobs sent together, one after the other."""
-    if isinstance(jobs, list):
-        return [process(state, job) for job in jobs]
-    return process(state, jobs)
+def process_all(state, jobs: list[ImageJob]) -> list[ImageOutcome]:
+    """`process` for each image of a job (several small images sent together, or one), one after the other."""
+    return [process(state, job) for job in jobs]
 
 
 def _batches(steps, pixels: np.ndarray, budget: int):

@@ -213,7 +213,8 @@ class ImagePass:
                 the images' order here (in_order). Images whose hashes are all cached need no worker,
                 so up to the first image with work the order is the images' own and no image is sized
                 (a rerun over a full cache reads no header: Pillow's plugins and 91 headers were a
-                sixth of such a rerun); those images go alone (ALONE)."""
+                sixth of such a rerun); those go alone (ALONE), as does every image when this process
+                does the work."""
                 for number in range(len(self.paths)):
                     job = prepared(number)
                     yield job, ALONE
@@ -225,8 +226,7 @@ class ImagePass:
                 for offset, size in largest_first(self.paths[rest:], LOOKAHEAD_WINDOWS * engine.window):
                     yield prepared(rest + offset), size
 
-            sent = sent_together(jobs()) if engine.parallel else (job for job, _ in jobs())
-            for outcome in in_order(each_outcome(engine.map(process_all, sent))):
+            for outcome in in_order(each_outcome(engine.map(process_all, sent_together(jobs())))):
                 path = self.paths[outcome.number]
                 file_digest, cached = known.pop(outcome.number, ("", {}))
                 bar.set_postfix_str(source_name(path), refresh=False)
@@ -280,7 +280,8 @@ def sent_together(sized_jobs):
 
 
 def each_outcome(results):
-    """The engine's results one outcome at a time: a job sent together (a list) gave one per image."""
+    """The engine's results one outcome at a time: a job sent (a list of images) gave one per image; a
+    Ready outcome is itself."""
     for result in results:
         if isinstance(result, list):
             yield from result
