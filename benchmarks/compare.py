@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import photos
-from timing import child_environment, environment_note
+from timing import child_environment, environment_note, usable_cores
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB_CONFIG = "benchmarks/configs/issue9_job.yaml"
@@ -230,9 +230,6 @@ def comparisons(folder: str, work: str) -> dict[str, Comparison]:
 
 
 # --- printing -------------------------------------------------------------------------------
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cpu_bounds(comparison: Comparison) -> list[float]:

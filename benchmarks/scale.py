@@ -3,18 +3,22 @@
     python benchmarks/scale.py                          # 1,000, 10,000 and 100,000 images
     python benchmarks/scale.py --sizes 1000 5000 --workers 2
     python benchmarks/scale.py --sizes 2000 --workers 1 2 --runs 3   # what a second worker gains
+    python benchmarks/scale.py --photos --sizes 91 910 --workers 1 2 --runs 3   # on photographs
 
 Generates distinct photo-like images (256x256 JPEG, generated once into --data and reused),
-then runs issue 9's job on the first N of them as a whole process, `python -m harness run`,
-report included (4 edits: JPEG 50, downscale 0.5, box blur 3, centre crop 90%; ImageHash's
-pHash, aHash and dHash; a seeded sample of 100,000 pairs of different images as impostors;
-thresholds at 1% false positives), then rebuilds the report with `python -m harness report`.
-It prints wall time, time per image and peak memory (the largest resident size of the process
+or with --photos takes OpenCV's 91 sample photographs (benchmarks/photos.py) and, past the
+91, cuts more from them (see cut_photo). Then runs issue 9's job on the first N of them as a
+whole process, `python -m harness run`, report included (4 edits: JPEG 50, downscale 0.5, box
+blur 3, centre crop 90%; ImageHash's pHash, aHash and dHash; a seeded sample of 100,000 pairs
+of different images as impostors; thresholds at 1% false positives), then rebuilds the report
+with `python -m harness report`. It prints wall time, time per image, CPU time (of the process
+and the processes it waited for) and peak memory (the largest resident size of the process
 and its children, from the operating system's accounting) for each size, and the ratio of each
 peak to the first. With several --workers values, each size runs with each value in turn,
 --runs times (so a slow spell of a shared machine hits each alike); it prints each value's
-median and, per run, the time of each against the first value's. A benchmark prints figures;
-nothing here asserts.
+median and, per run, the time of each against the first value's, and the bound no sharing of
+the work can beat: the CPU time spread over the usable cores, against the first value's time.
+A benchmark prints figures; nothing here asserts.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import time
 
 import cv2
 import numpy as np
-from timing import child_environment, environment_note
+import photos
+from timing import child_environment, environment_note, usable_cores
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,9 +82,51 @@ def generate(folder: str, count: int) -> None:
         print(f"generated {made} images in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def measure(command: list[str], environment: dict) -> tuple[float, float]:
-    """Wall seconds, and the peak resident MiB of the largest single process among the command and
-    the worker processes it started (what the kernel reports for a waited-for process)."""
+def cut_photo(image: np.ndarray, cut: int) -> np.ndarray:
+    """The `cut`-th image cut from a photograph (cut >= 1): a window of 70 to 95% of each side at a
+    seeded place, mirrored every other cut. Its pixels differ from the photograph's and from every
+    other cut's, so the harness counts it as an image of its own, and it keeps the photograph's
+    content and about its size (what a photograph costs to decode, edit and hash)."""
+    rng = np.random.default_rng(cut)
+    rows, cols = image.shape[:2]
+    fraction = rng.uniform(0.70, 0.95)
+    height, width = max(1, round(rows * fraction)), max(1, round(cols * fraction))
+    top, left = int(rng.integers(0, rows - height + 1)), int(rng.integers(0, cols - width + 1))
+    window = image[top:top + height, left:left + width]
+    return np.ascontiguousarray(window[:, ::-1] if cut % 2 else window)
+
+
+def from_photos(folder: str, sources: list[str], count: int) -> None:
+    """Images 000000 ... up to `count` (those already there are kept): the photographs themselves,
+    copied as they are, then for each further round over them one cut each (cut_photo), written in
+    the photograph's own format (JPEG at quality 95, or PNG). They stay outside the project: the
+    photographs' licences vary."""
+    os.makedirs(folder, exist_ok=True)
+    started = time.perf_counter()
+    made = 0
+    for number in range(count):
+        source = sources[number % len(sources)]
+        extension = os.path.splitext(source)[1].lower()
+        path = os.path.join(folder, f"{number // 1000:03d}", f"{number:06d}{extension}")
+        if os.path.exists(path):
+            continue
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if number < len(sources):
+            shutil.copyfile(source, path)
+        else:
+            image = cv2.imread(source, cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(path, cut_photo(image, number // len(sources)), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        made += 1
+    if made:
+        print(f"made {made} images from {len(sources)} photographs in {time.perf_counter() - started:.0f} s",
+              flush=True)
+
+
+def measure(command: list[str], environment: dict) -> tuple[float, float, float]:
+    """Wall seconds; the peak resident MiB of the largest single process among the command and the
+    worker processes it started; and CPU seconds (user + system) of the command and the processes it
+    waited for (its workers, the report's second process): what the kernel reports for a waited-for
+    process."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
     _, status, usage = os.wait4(process.pid, 0)
@@ -88,14 +135,29 @@ def measure(command: list[str], environment: dict) -> tuple[float, float]:
     process.stderr.close()
     if os.waitstatus_to_exitcode(status) not in (0, 1):
         sys.exit(f"{' '.join(command)} failed:\n{stderr}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def median_pixels(folder: str, count: int) -> int:
+    """The median of the first `count` images' pixels (their headers, read with Pillow)."""
+    from PIL import Image
+
+    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names)[:count]
+    sizes = []
+    for path in paths:
+        with Image.open(path) as image:
+            sizes.append(image.size[0] * image.size[1])
+    return round(statistics.median(sizes))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
-    parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "harness-scale-images"),
-                        help="where the generated images are kept between runs")
+    parser.add_argument("--photos", nargs="?", const="", metavar="FOLDER",
+                        help="use OpenCV's sample photographs (FOLDER, else as benchmarks/photos.py finds them), "
+                             "and cuts of them past the 91, instead of generated images")
+    parser.add_argument("--data", help="where the images are kept between runs (default: harness-scale-images, "
+                                       "or harness-scale-photos with --photos, in the temporary folder)")
     parser.add_argument("--workers", nargs="+", default=["auto"],
                         help="as run's --workers (default auto: one per core); with several values, each size "
                              "runs with each of them in turn and their times are compared with the first's")
@@ -104,8 +166,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    generate(args.data, max(args.sizes))
-    print(f"issue 9's job, --workers {' / '.join(args.workers)}, on N generated 256x256 JPEGs "
+    if args.photos is None:
+        data = args.data or os.path.join(tempfile.gettempdir(), "harness-scale-images")
+        generate(data, max(args.sizes))
+        images = "N generated 256x256 JPEGs"
+    else:
+        folder = photos.folder_or_exit(args.photos or None)
+        sources = photos.photo_paths_in(folder)
+        data = args.data or os.path.join(tempfile.gettempdir(), "harness-scale-photos")
+        from_photos(data, sources, max(args.sizes))
+        images = (f"N images: the {len(sources)} photographs of {folder}, then cuts of them (a median of "
+                  f"{median_pixels(data, max(args.sizes)):,} pixels over the first {max(args.sizes):,})")
+    print(f"issue 9's job, --workers {' / '.join(args.workers)}, on {images} "
           f"(whole process, report included{'; median of ' + str(args.runs) + ' runs' if args.runs > 1 else ''})")
     print(environment_note())
     environment = child_environment()
@@ -114,24 +186,28 @@ def main() -> None:
         for count in args.sizes:
             config = os.path.join(scratch, f"scale{count}.yaml")
             with open(config, "w") as handle:
-                handle.write(CONFIG.format(folder=args.data, count=count))
+                handle.write(CONFIG.format(folder=data, count=count))
             walls = {workers: [] for workers in args.workers}
+            cpus = {workers: [] for workers in args.workers}
             peaks = dict.fromkeys(args.workers, 0.0)
             for _ in range(args.runs):
                 for workers in args.workers:  # in turn, so that a slow spell of the machine hits each alike
                     out = os.path.join(scratch, f"out{count}")
                     shutil.rmtree(out, ignore_errors=True)  # each run starts from nothing
-                    wall, peak = measure([sys.executable, "-m", "harness", "run", config, "--out", out, "--quiet",
-                                          "--no-cache", "--workers", str(workers)], environment)
+                    wall, peak, cpu = measure([sys.executable, "-m", "harness", "run", config, "--out", out,
+                                               "--quiet", "--no-cache", "--workers", str(workers)], environment)
                     walls[workers].append(wall)
+                    cpus[workers].append(cpu)
                     peaks[workers] = max(peaks[workers], peak)
-            rebuild, rebuild_peak = measure([sys.executable, "-m", "harness", "report", out], environment)
+            rebuild, rebuild_peak, _ = measure([sys.executable, "-m", "harness", "report", out], environment)
             long = sorted(name for name in os.listdir(out) if name.startswith(("distances", "impostors")))
             for workers in args.workers:
                 wall, peak = statistics.median(walls[workers]), peaks[workers]
                 first_peak = first_peak or peak
                 which = f" | --workers {workers}" if len(args.workers) > 1 else ""
-                print(f"{count:>7} images{which} | run {wall:7.1f} s ({1000 * wall / count:5.1f} ms/image) | peak "
+                cpu = statistics.median(cpus[workers])
+                print(f"{count:>7} images{which} | run {wall:7.1f} s ({1000 * wall / count:5.1f} ms/image), "
+                      f"CPU {cpu:7.1f} s | peak "
                       f"{peak:6.0f} MiB ({peak / first_peak:4.2f}x the first) | report rebuilt in {rebuild:5.1f} s, "
                       f"peak {rebuild_peak:5.0f} MiB | {', '.join(long)}", flush=True)
             base = args.workers[0]
@@ -141,6 +217,13 @@ def main() -> None:
                 print(f"{count:>7} images | --workers {workers} / --workers {base}: {ratio:.2f}x the time, "
                       f"{1 / ratio:.2f}x faster (median of the per-run ratios {', '.join(f'{r:.2f}' for r in ratios)})",
                       flush=True)
+                # However the work is shared, a run cannot take less wall time than its CPU time spread
+                # over every usable core: against the first value's wall time, that is its bound.
+                bounds = [cpu / usable_cores() / wall for cpu, wall in zip(cpus[workers], walls[base])]
+                print(f"{count:>7} images | --workers {workers}'s CPU time / {usable_cores()} cores / --workers "
+                      f"{base}'s time: {statistics.median(bounds):.2f}x (per run "
+                      f"{', '.join(f'{b:.2f}' for b in bounds)}): no sharing of the work goes below it", flush=True)
+
 
 if __name__ == "__main__":
     main()

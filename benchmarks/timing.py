@@ -18,6 +18,11 @@ def child_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in UNSET}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the system says), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def environment_note() -> str:
     """One line for the benchmark's header: what was left out of the timed commands' environment."""
     dropped = [key for key in UNSET if key in os.environ]
