@@ -1,6 +1,6 @@
 """Whole-process wall time of the harness against plain scripts doing the same job, and of its options.
 
-    python benchmarks/compare.py                       # all four comparisons, 5 timed pairs each
+    python benchmarks/compare.py                       # all five comparisons, 5 timed pairs each
     python benchmarks/compare.py --only a b --runs 9   # some of them, more pairs
     python benchmarks/compare.py --photos /path/to/opencv-doc/examples/data
 
@@ -8,11 +8,13 @@
   (b) the article's 40 pairs with aHash and pHash against benchmarks/article_bare.py
   (c) the issue-9 job with --workers 2 against --workers 1
   (d) the issue-9 job run again over a full hash cache against a first run
+  (e) (b) with the bare script drawing the same three figures too, with matplotlib directly
+      (article_bare.py --figures): issue 9's "figures included", read as the script's figures
 
 Each side is a separate process, started as printed, timed from start to exit, report
 included. The two sides alternate, A B A B ..., after one untimed warm-up pair (it fills
 the OS file cache and checks that both sides give the same results). The harness runs of
-(a), (b) and (c) use --no-cache, so each does the whole job; (d) runs one command twice,
+(a), (b), (c) and (e) use --no-cache, so each does the whole job; (d) runs one command twice,
 B then A: the first run starts without its output folder and writes the hash cache, the
 rerun finds that cache full. (b) also times, after each pair, a process that only imports
 the libraries the report is made with (cv2, pandas, pyarrow, matplotlib): its floor. (c)
@@ -173,6 +175,17 @@ def article_results_agree(harness_out: str, script_csv: str) -> str:
     return f"same aHash and pHash distances for all {len(table)} pairs as table.csv"
 
 
+def figures_drawn(harness_out: str, script_figures: str) -> str:
+    """Both sides drew the three figures of the article's run (the harness, in its own places)."""
+    harness = [os.path.join("figures", "families.png"), os.path.join("figures", "heatmap.png"), "previews.png"]
+    script = ["families.png", "heatmap.png", "previews.png"]
+    missing = [os.path.join(harness_out, name) for name in harness if not os.path.isfile(os.path.join(harness_out, name))]
+    missing += [os.path.join(script_figures, name) for name in script if not os.path.isfile(os.path.join(script_figures, name))]
+    if missing:
+        raise Mismatch(f"figures not drawn: {', '.join(missing)}")
+    return "both drew families.png, heatmap.png and previews.png"
+
+
 def outputs_identical(first: str, second: str) -> str:
     """The harness's tables are byte-identical in two output folders."""
     names = [name for name in COMPARED_FILES if os.path.exists(os.path.join(first, name))]
@@ -200,6 +213,11 @@ def comparisons(folder: str, work: str) -> dict[str, Comparison]:
                            fresh=out("article"))
     script_article = Side("bare OpenCV script",
                           [python, "benchmarks/article_bare.py", "--out", out("article_bare.csv")])
+    harness_figures = Side("harness", [*article, "--out", out("article-e"), "--quiet", "--no-cache"],
+                           fresh=out("article-e"))
+    script_figures = Side("bare OpenCV script + figures",
+                          [python, "benchmarks/article_bare.py", "--out", out("article_bare_figures.csv"),
+                           "--figures", out("article_bare_figures")], fresh=out("article_bare_figures"))
     # The libraries a report is made with (tables with pandas, figures with matplotlib), imported
     # and nothing else: what the harness's article job pays before any of its own work.
     report_imports = Side("imports alone", [python, "-c", REPORT_IMPORTS])
@@ -226,6 +244,10 @@ def comparisons(folder: str, work: str) -> dict[str, Comparison]:
         "d": Comparison("d", "the issue-9 job: rerun over a full hash cache (A) against a first run (B)",
                         rerun, first, lambda: outputs_identical(out("job-cached"), out("job-first")),
                         b_first=True),
+        "e": Comparison("e", "the article's 40 pairs, aHash and pHash: harness (A) against the bare OpenCV script "
+                             "drawing the same three figures with matplotlib (B)", harness_figures, script_figures,
+                        lambda: article_results_agree(out("article-e"), out("article_bare_figures.csv")) + "; "
+                        + figures_drawn(out("article-e"), out("article_bare_figures"))),
     }
 
 
@@ -312,8 +334,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    parser.add_argument("--only", nargs="+", choices="abcd", default=list("abcd"), metavar="X",
-                        help="the comparisons to run: a b c d (default: all)")
+    parser.add_argument("--only", nargs="+", choices="abcde", default=list("abcde"), metavar="X",
+                        help="the comparisons to run: a b c d e (default: all)")
     parser.add_argument("--runs", type=int, default=5, help="timed A B pairs per comparison, after a warm-up (5)")
     parser.add_argument("--photos", metavar="DIR", help="the folder of OpenCV's sample photographs "
                         f"(default: ${photos.ENV_VAR}, else {photos.PACKAGE_FOLDER})")
@@ -326,13 +348,13 @@ def main() -> None:
     if args.work:
         os.makedirs(args.work, exist_ok=True)
     work = os.path.abspath(args.work) if args.work else tempfile.mkdtemp(prefix="harness-compare-")
-    order = [key for key in "abcd" if key in args.only]
+    order = [key for key in "abcde" if key in args.only]
     table = comparisons(folder, work)
     print(f"machine: {machine()}")
     print(f"versions: {versions()}")
     print(environment_note())
     print(f"photographs: {len(photos.photo_paths_in(folder))} in {folder}")
-    if "b" in order:
+    if "b" in order or "e" in order:
         image = ARTICLE_IMAGE if os.path.exists(os.path.join(ROOT, ARTICLE_IMAGE)) else "builtin:astronaut (stand-in)"
         print(f"article image: {image}")
     print(f"each comparison: 1 untimed warm-up pair, then {args.runs} timed pairs; commands run in {ROOT}")
