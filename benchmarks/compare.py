@@ -196,7 +196,7 @@ def outputs_identical(first: str, second: str) -> str:
     return f"byte-identical {', '.join(names)}"
 
 
-# --- the four comparisons ---------------------------------------------------------------------
+# --- the five comparisons ---------------------------------------------------------------------
 
 def comparisons(folder: str, work: str) -> dict[str, Comparison]:
     python = sys.executable
