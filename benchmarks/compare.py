@@ -177,10 +177,10 @@ def article_results_agree(harness_out: str, script_csv: str) -> str:
 
 def figures_drawn(harness_out: str, script_figures: str) -> str:
     """Both sides drew the three figures of the article's run (the harness, in its own places)."""
-    harness = [os.path.join("figures", "families.png"), os.path.join("figures", "heatmap.png"), "previews.png"]
-    script = ["families.png", "heatmap.png", "previews.png"]
-    missing = [os.path.join(harness_out, name) for name in harness if not os.path.isfile(os.path.join(harness_out, name))]
-    missing += [os.path.join(script_figures, name) for name in script if not os.path.isfile(os.path.join(script_figures, name))]
+    expected = [os.path.join(harness_out, name) for name in ("figures/families.png", "figures/heatmap.png",
+                                                             "previews.png")]
+    expected += [os.path.join(script_figures, name) for name in ("families.png", "heatmap.png", "previews.png")]
+    missing = [path for path in expected if not os.path.isfile(path)]
     if missing:
         raise Mismatch(f"figures not drawn: {', '.join(missing)}")
     return "both drew families.png, heatmap.png and previews.png"
