@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import photos
-from timing import child_environment, environment_note, usable_cores
+from timing import child_environment, cpu_bounds, environment_note, usable_cores
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB_CONFIG = "benchmarks/configs/issue9_job.yaml"
@@ -254,12 +254,6 @@ def comparisons(folder: str, work: str) -> dict[str, Comparison]:
 # --- printing -------------------------------------------------------------------------------
 
 
-def cpu_bounds(comparison: Comparison) -> list[float]:
-    """Per pair: A's CPU time over the usable cores, divided by B's wall time. (The CPU time counts
-    A's waited-for child processes too; a child not waited for would make the bound lower, not higher.)"""
-    return [cpu / usable_cores() / wall for cpu, wall in zip(comparison.a.cpus, comparison.b.walls)]
-
-
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
@@ -320,7 +314,7 @@ def summary(comparison: Comparison, checked: str, runs: int) -> list[str]:
         lines.append(f"    floor/B: median {statistics.median(floor_ratios):.2f}x (min {min(floor_ratios):.2f}x, "
                      f"max {max(floor_ratios):.2f}x; {statistics.median(floor.walls):.2f} s), before any work")
     if comparison.cpu_bound:
-        bounds = cpu_bounds(comparison)
+        bounds = cpu_bounds(comparison.a.cpus, comparison.b.walls)
         lines.append(f"    bound: A's CPU time spread over the {usable_cores()} usable cores, against B's wall time: "
                      f"median {statistics.median(bounds):.2f}x (min {min(bounds):.2f}x, max {max(bounds):.2f}x); "
                      f"A/B cannot be smaller, however A's work is scheduled")
@@ -378,7 +372,7 @@ def main() -> None:
                 floor = statistics.median([x / y for x, y in zip(comparison.floor.walls, b.walls)])
                 quotable.append(f"    {comparison.floor.label} / {b.label}: {floor:.2f}x (the floor of ({key}))")
             if comparison.cpu_bound:
-                bound = statistics.median(cpu_bounds(comparison))
+                bound = statistics.median(cpu_bounds(a.cpus, b.walls))
                 quotable.append(f"    {a.label}'s CPU time / {usable_cores()} cores / {b.label}: {bound:.2f}x "
                                 f"(the bound of ({key}))")
     except (Mismatch, Failed) as exc:

@@ -35,7 +35,7 @@ import time
 import cv2
 import numpy as np
 import photos
-from timing import child_environment, environment_note, usable_cores
+from timing import child_environment, cpu_bounds, environment_note, usable_cores
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,18 +66,26 @@ def scene(seed: int, size: int = 256) -> np.ndarray:
     return image
 
 
-def generate(folder: str, count: int) -> None:
-    """Images 000000.jpg ... up to `count`, keeping those already there."""
-    os.makedirs(folder, exist_ok=True)
-    started = time.perf_counter()
+def fill(folder: str, count: int, extension, write) -> int:
+    """Images 000000 ... up to `count` in `folder` (a subfolder per thousand), keeping those already
+    there: write(number, path) makes each missing one, named with extension(number). Returns how
+    many were made."""
     made = 0
     for number in range(count):
-        path = os.path.join(folder, f"{number // 1000:03d}", f"{number:06d}.jpg")
+        path = os.path.join(folder, f"{number // 1000:03d}", f"{number:06d}{extension(number)}")
         if os.path.exists(path):
             continue
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        cv2.imwrite(path, scene(number), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        write(number, path)
         made += 1
+    return made
+
+
+def generate(folder: str, count: int) -> None:
+    """Images 000000.jpg ... up to `count`, keeping those already there."""
+    started = time.perf_counter()
+    made = fill(folder, count, lambda number: ".jpg",
+                lambda number, path: cv2.imwrite(path, scene(number), [cv2.IMWRITE_JPEG_QUALITY, 90]))
     if made:
         print(f"generated {made} images in {time.perf_counter() - started:.0f} s", flush=True)
 
@@ -101,22 +109,18 @@ def from_photos(folder: str, sources: list[str], count: int) -> None:
     copied as they are, then for each further round over them one cut each (cut_photo), written in
     the photograph's own format (JPEG at quality 95, or PNG). They stay outside the project: the
     photographs' licences vary."""
-    os.makedirs(folder, exist_ok=True)
-    started = time.perf_counter()
-    made = 0
-    for number in range(count):
-        source = sources[number % len(sources)]
-        extension = os.path.splitext(source)[1].lower()
-        path = os.path.join(folder, f"{number // 1000:03d}", f"{number:06d}{extension}")
-        if os.path.exists(path):
-            continue
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+    def source(number: int) -> str:
+        return sources[number % len(sources)]
+
+    def write(number: int, path: str) -> None:
         if number < len(sources):
-            shutil.copyfile(source, path)
+            shutil.copyfile(source(number), path)
         else:
-            image = cv2.imread(source, cv2.IMREAD_UNCHANGED)
+            image = cv2.imread(source(number), cv2.IMREAD_UNCHANGED)
             cv2.imwrite(path, cut_photo(image, number // len(sources)), [cv2.IMWRITE_JPEG_QUALITY, 95])
-        made += 1
+
+    started = time.perf_counter()
+    made = fill(folder, count, lambda number: os.path.splitext(source(number))[1].lower(), write)
     if made:
         print(f"made {made} images from {len(sources)} photographs in {time.perf_counter() - started:.0f} s",
               flush=True)
@@ -217,9 +221,7 @@ def main() -> None:
                 print(f"{count:>7} images | --workers {workers} / --workers {base}: {ratio:.2f}x the time, "
                       f"{1 / ratio:.2f}x faster (median of the per-run ratios {', '.join(f'{r:.2f}' for r in ratios)})",
                       flush=True)
-                # However the work is shared, a run cannot take less wall time than its CPU time spread
-                # over every usable core: against the first value's wall time, that is its bound.
-                bounds = [cpu / usable_cores() / wall for cpu, wall in zip(cpus[workers], walls[base])]
+                bounds = cpu_bounds(cpus[workers], walls[base])
                 print(f"{count:>7} images | --workers {workers}'s CPU time / {usable_cores()} cores / --workers "
                       f"{base}'s time: {statistics.median(bounds):.2f}x (per run "
                       f"{', '.join(f'{b:.2f}' for b in bounds)}): no sharing of the work goes below it", flush=True)

@@ -23,6 +23,13 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def cpu_bounds(cpus: list[float], walls: list[float]) -> list[float]:
+    """Per pair: one run's CPU time spread over the usable cores, against the other's wall time.
+    However the work is shared, the first run cannot take less wall time than that share (a child
+    process not waited for, uncounted, would make the bound lower, not higher)."""
+    return [cpu / usable_cores() / wall for cpu, wall in zip(cpus, walls)]
+
+
 def environment_note() -> str:
     """One line for the benchmark's header: what was left out of the timed commands' environment."""
     dropped = [key for key in UNSET if key in os.environ]
