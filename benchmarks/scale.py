@@ -12,13 +12,14 @@ whole process, `python -m harness run`, report included (4 edits: JPEG 50, downs
 blur 3, centre crop 90%; ImageHash's pHash, aHash and dHash; a seeded sample of 100,000 pairs
 of different images as impostors; thresholds at 1% false positives), then rebuilds the report
 with `python -m harness report`. It prints wall time, time per image, CPU time (of the process
-and the processes it waited for) and peak memory (the largest resident size of the process
-and its children, from the operating system's accounting) for each size, and the ratio of each
-peak to the first. With several --workers values, each size runs with each value in turn,
+and the processes it waited for; the system's share of it apart) and peak memory (the largest
+resident size of the process and its children, from the operating system's accounting) for each
+size, and the ratio of each peak to the first. With several --workers values, each size runs with each value in turn,
 --runs times (so a slow spell of a shared machine hits each alike); it prints each value's
 median and, per run, the time of each against the first value's, and the bound no sharing of
 the work can beat: the CPU time spread over the usable cores, against the first value's time.
-A benchmark prints figures; nothing here asserts.
+Thread settings in the environment (OPENCV_FOR_THREADS_NUM=1, say) reach the timed runs, and the
+header names them. A benchmark prints figures; nothing here asserts.
 """
 
 from __future__ import annotations
@@ -126,11 +127,12 @@ def from_photos(folder: str, sources: list[str], count: int) -> None:
               flush=True)
 
 
-def measure(command: list[str], environment: dict) -> tuple[float, float, float]:
+def measure(command: list[str], environment: dict) -> tuple[float, float, float, float]:
     """Wall seconds; the peak resident MiB of the largest single process among the command and the
-    worker processes it started; and CPU seconds (user + system) of the command and the processes it
-    waited for (its workers, the report's second process): what the kernel reports for a waited-for
-    process."""
+    worker processes it started; and CPU seconds (user + system), and system seconds alone, of the
+    command and the processes it waited for (its workers, the report's second process): what the
+    kernel reports for a waited-for process. System time is mostly the kernel's share of threads
+    waking each other (OpenCV's thread pool), of pipes to the workers and of file reads."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
     _, status, usage = os.wait4(process.pid, 0)
@@ -139,7 +141,7 @@ def measure(command: list[str], environment: dict) -> tuple[float, float, float]
     process.stderr.close()
     if os.waitstatus_to_exitcode(status) not in (0, 1):
         sys.exit(f"{' '.join(command)} failed:\n{stderr}")
-    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, usage.ru_stime
 
 
 def median_pixels(folder: str, count: int) -> int:
@@ -193,25 +195,28 @@ def main() -> None:
                 handle.write(CONFIG.format(folder=data, count=count))
             walls = {workers: [] for workers in args.workers}
             cpus = {workers: [] for workers in args.workers}
+            systems = {workers: [] for workers in args.workers}
             peaks = dict.fromkeys(args.workers, 0.0)
             for _ in range(args.runs):
                 for workers in args.workers:  # in turn, so that a slow spell of the machine hits each alike
                     out = os.path.join(scratch, f"out{count}")
                     shutil.rmtree(out, ignore_errors=True)  # each run starts from nothing
-                    wall, peak, cpu = measure([sys.executable, "-m", "harness", "run", config, "--out", out,
-                                               "--quiet", "--no-cache", "--workers", str(workers)], environment)
+                    wall, peak, cpu, system = measure([sys.executable, "-m", "harness", "run", config, "--out",
+                                                       out, "--quiet", "--no-cache", "--workers", str(workers)],
+                                                      environment)
                     walls[workers].append(wall)
                     cpus[workers].append(cpu)
+                    systems[workers].append(system)
                     peaks[workers] = max(peaks[workers], peak)
-            rebuild, rebuild_peak, _ = measure([sys.executable, "-m", "harness", "report", out], environment)
+            rebuild, rebuild_peak, _, _ = measure([sys.executable, "-m", "harness", "report", out], environment)
             long = sorted(name for name in os.listdir(out) if name.startswith(("distances", "impostors")))
             for workers in args.workers:
                 wall, peak = statistics.median(walls[workers]), peaks[workers]
                 first_peak = first_peak or peak
                 which = f" | --workers {workers}" if len(args.workers) > 1 else ""
-                cpu = statistics.median(cpus[workers])
+                cpu, system = statistics.median(cpus[workers]), statistics.median(systems[workers])
                 print(f"{count:>7} images{which} | run {wall:7.1f} s ({1000 * wall / count:5.1f} ms/image), "
-                      f"CPU {cpu:7.1f} s | peak "
+                      f"CPU {cpu:7.1f} s (system {system:5.1f} s) | peak "
                       f"{peak:6.0f} MiB ({peak / first_peak:4.2f}x the first) | report rebuilt in {rebuild:5.1f} s, "
                       f"peak {rebuild_peak:5.0f} MiB | {', '.join(long)}", flush=True)
             base = args.workers[0]

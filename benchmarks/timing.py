@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 
 UNSET = ("PYTHONDONTWRITEBYTECODE",)
+# Settings a timed command inherits that change how many threads the libraries start: named in the
+# header when set, so that a printed figure says what it was measured with.
+THREADS = ("OPENCV_FOR_THREADS_NUM", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def child_environment() -> dict[str, str]:
@@ -33,5 +36,7 @@ def cpu_bounds(cpus: list[float], walls: list[float]) -> list[float]:
 def environment_note() -> str:
     """One line for the benchmark's header: what was left out of the timed commands' environment."""
     dropped = [key for key in UNSET if key in os.environ]
-    return (f"environment: {', '.join(dropped)} unset for the timed commands (Python's default: cached bytecode)"
+    note = (f"environment: {', '.join(dropped)} unset for the timed commands (Python's default: cached bytecode)"
             if dropped else "environment: Python's defaults (cached bytecode)")
+    threads = [f"{key}={os.environ[key]}" for key in THREADS if key in os.environ]
+    return note + (f"; set for them: {', '.join(threads)}" if threads else "")
