@@ -34,7 +34,8 @@ def cpu_bounds(cpus: list[float], walls: list[float]) -> list[float]:
 
 
 def environment_note() -> str:
-    """One line for the benchmark's header: what was left out of the timed commands' environment."""
+    """One line for the benchmark's header: what was left out of the timed commands' environment, and
+    the thread settings they inherit."""
     dropped = [key for key in UNSET if key in os.environ]
     note = (f"environment: {', '.join(dropped)} unset for the timed commands (Python's default: cached bytecode)"
             if dropped else "environment: Python's defaults (cached bytecode)")
