@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from scale import measure  # noqa: E402
+from timing import child_environment, environment_note  # noqa: E402
 
 
 def large_photo(path: str, height: int = 3180, width: int = 4240) -> None:
@@ -47,12 +48,14 @@ def main() -> None:
         # peak (the kernel's accounting keeps the peak of the memory a child starts in).
         subprocess.run([sys.executable, __file__, "--make", photo], check=True)
         print("configs/collection.yaml (aHash, pHash; ResNet50 where its weights are installed), whole process")
+        print(environment_note())
+        environment = child_environment()
         for name, images in (("18 photographs", ["builtin:skimage"]),
                              ("18 photographs + one 4240x3180 JPEG", ["builtin:skimage", photo])):
             out = os.path.join(scratch, "out-" + str(len(images)))
-            wall, peak = measure([sys.executable, "-m", "harness", "run", "configs/collection.yaml", "--images",
-                                  *images, "--out", out, "--no-cache", "--quiet"])
-            print(f"  {name:<38} {wall:6.1f} s   peak {peak:5.0f} MiB", flush=True)
+            wall, peak, cpu, _ = measure([sys.executable, "-m", "harness", "run", "configs/collection.yaml",
+                                          "--images", *images, "--out", out, "--no-cache", "--quiet"], environment)
+            print(f"  {name:<38} {wall:6.1f} s (CPU {cpu:5.1f} s)   peak {peak:5.0f} MiB", flush=True)
 
 
 if __name__ == "__main__":
