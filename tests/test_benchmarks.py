@@ -1,0 +1,85 @@
+"""The benchmark scripts run end to end, at the smallest sizes, and print every line the README
+quotes. Nothing here checks a time: a benchmark prints figures. What it does check is what the
+scripts check themselves before they time anything (the hand-written scripts give the harness's
+results; a rerun gives byte-identical tables), and that a change to a shared helper has not left a
+script that no longer starts (large_photo.py called scale.measure with an argument too few for
+a while, unnoticed)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+RATIO = r"\d+\.\d\dx"
+
+
+def run_benchmark(script: str, *args: str, scratch) -> str:
+    """Run benchmarks/SCRIPT in the repository root with its temporary files under `scratch`; its output."""
+    environment = dict(os.environ, TMPDIR=str(scratch))
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), *args], cwd=ROOT,
+                          env=environment, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{script} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def photographs(tmp_path_factory):
+    """Twelve small photograph-like pictures (smooth colour fields and discs), JPEG and PNG as
+    OpenCV's sample folder has, standing in for it."""
+    folder = tmp_path_factory.mktemp("photographs")
+    rng = np.random.default_rng(0)
+    for number in range(12):
+        image = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (320, 240),
+                           interpolation=cv2.INTER_CUBIC)
+        for _ in range(8):
+            centre = tuple(int(c) for c in rng.integers(0, (320, 240)))
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            cv2.circle(image, centre, int(rng.integers(10, 80)), colour, -1)
+        cv2.imwrite(str(folder / f"photo{number:02d}.{'png' if number % 3 == 0 else 'jpg'}"), image)
+    return str(folder)
+
+
+def test_compare_checks_both_sides_agree_and_prints_each_ratio(photographs, tmp_path):
+    out = run_benchmark("compare.py", "--photos", photographs, "--only", "a", "b", "d", "e", "--runs", "1",
+                        scratch=tmp_path)
+    assert "results: same thresholds, impostor pairs, false matches and detection counts" in out
+    assert "results: same aHash and pHash distances for all 40 pairs as table.csv" in out
+    assert "results: byte-identical distances.csv" in out  # (d): the rerun over a full cache
+    assert "both drew families.png, heatmap.png and previews.png" in out  # (e)
+    for line in (rf"\(a\) harness / hand-written script: {RATIO} \(", rf"\(b\) harness / bare OpenCV script: {RATIO}",
+                 rf"imports alone / bare OpenCV script: {RATIO} \(the floor of \(b\)\)",
+                 rf"\(d\) rerun, full cache / first run: {RATIO}",
+                 rf"\(e\) harness / bare OpenCV script \+ figures: {RATIO}"):
+        assert re.search(line, out), (line, out)
+
+
+def test_scale_compares_worker_counts_and_rebuilds_the_report(tmp_path):
+    out = run_benchmark("scale.py", "--sizes", "24", "--workers", "1", "2", "--data", str(tmp_path / "images"),
+                        scratch=tmp_path)
+    for workers in ("1", "2"):
+        assert re.search(rf"24 images \| --workers {workers} \| run +\d+\.\d s .*CPU +\d+\.\d s \(system +\d+\.\d s\) "
+                         r"\| peak +\d+ MiB .*\| report rebuilt in +\d+\.\d s, peak +\d+ MiB \| "
+                         r"distances\.csv, distances\.parquet, impostors\.csv, impostors\.parquet", out), out
+    assert re.search(rf"24 images \| --workers 2 / --workers 1: {RATIO} the time, {RATIO} faster", out), out
+    assert re.search(rf"--workers 2's CPU time / \d+ cores / --workers 1's time: {RATIO}", out), out
+
+
+def test_breakdown_splits_each_images_cost(photographs, tmp_path):
+    out = run_benchmark("breakdown.py", photographs, scratch=tmp_path)
+    assert "issue 9's job on 12 photographs" in out
+    for stage in ("decode", "transform", "hash"):
+        assert re.search(rf"^  {stage} +\d+\.\d \| +\d+\.\d +\({RATIO}\)$", out, re.MULTILINE), (stage, out)
+    assert re.search(r"^  run +\d+\.\d \| +\d+\.\d$", out, re.MULTILINE), out
+    assert re.search(rf"two workers, at best .*, {RATIO} faster", out), out
+
+
+def test_large_photo_prints_both_peaks(tmp_path):
+    out = run_benchmark("large_photo.py", scratch=tmp_path)
+    for name in ("18 photographs", r"18 photographs \+ one 4240x3180 JPEG"):
+        assert re.search(rf"^  {name} +\d+\.\d s \(CPU +\d+\.\d s\) +peak +\d+ MiB$", out, re.MULTILINE), (name, out)
