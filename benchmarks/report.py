@@ -7,8 +7,10 @@
 For each output directory (of `python -m harness run`): the median wall and CPU seconds of
 `python -m harness report DIR` in a fresh process (imports included), then, in this process,
 the seconds each figure takes to build (`harness.figures.*_figure`) and to save (draw and
-PNG), and what the rest of the report takes. A rebuild replaces the directory's derived
-files, as `harness report` does.
+PNG), and what the rest of the report takes. Here every figure is drawn in this process (a
+run or `report` draws some in a forked copy of itself), after matplotlib's import and first
+fonts, which are timed apart (a run loads them while its workers hash). A rebuild replaces
+the directory's derived files, as `harness report` does.
 
 With --run CONFIG: the same for `python -m harness run CONFIG --no-cache --quiet` into a
 temporary directory (the whole process the user waits for, previews included), then the
@@ -48,7 +50,9 @@ def whole_process(arguments: list[str], runs: int) -> tuple[float, float]:
 
 
 def per_figure(results, out_dir: str, rebuild: bool) -> None:
-    """Build and save times of each figure of one `report.write`, in this process."""
+    """Build and save times of each figure of one `report.write`, every figure in this process: the
+    report would otherwise draw some in a forked copy of it (report.draw), whose figures no wrapper
+    here would see."""
     from harness import figures, report, storage
 
     costs: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])  # name -> [wall, cpu]
@@ -66,17 +70,23 @@ def per_figure(results, out_dir: str, rebuild: bool) -> None:
     originals = {a: getattr(figures, a) for a in dir(figures) if a.endswith("_figure") and not a.startswith("_")}
     for attribute, function in originals.items():
         setattr(figures, attribute, timed(lambda args, a=attribute: f"build {a}", function))
-    save = storage.OutputSet.save_figure
+    save, can_fork = storage.OutputSet.save_figure, report.can_fork
     storage.OutputSet.save_figure = timed(lambda args: f"save  {args[1]}", save)
+    report.can_fork = lambda: False
+    # matplotlib's import and its first fonts, which a run loads while its workers hash: apart, not in
+    # the first figure's time.
+    wall = time.perf_counter()
+    figures.warm_up()
+    print(f"  matplotlib loaded and warmed up (figures.warm_up): {time.perf_counter() - wall:.3f} s wall")
     try:
         wall, cpu = time.perf_counter(), time.process_time()
         report.write(results, out_dir, rebuild=rebuild)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
-        storage.OutputSet.save_figure = save
+        storage.OutputSet.save_figure, report.can_fork = save, can_fork
         for attribute, function in originals.items():
             setattr(figures, attribute, function)
-    print(f"  report.write in one process: {wall:.3f} s wall, {cpu:.3f} s CPU")
+    print(f"  report.write in one process, every figure drawn in it: {wall:.3f} s wall, {cpu:.3f} s CPU")
     for name, (w, c) in sorted(costs.items(), key=lambda item: -item[1][1]):
         print(f"    {name:44s} {w:7.3f} s wall {c:7.3f} s CPU")
     print(f"    {'the rest (tables, summary.md, files)':44s} {wall - sum(w for w, _ in costs.values()):7.3f} s wall "

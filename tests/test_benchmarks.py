@@ -83,3 +83,15 @@ def test_large_photo_prints_both_peaks(tmp_path):
     out = run_benchmark("large_photo.py", scratch=tmp_path)
     for name in ("18 photographs", r"18 photographs \+ one 4240x3180 JPEG"):
         assert re.search(rf"^  {name} +\d+\.\d s \(CPU +\d+\.\d s\) +peak +\d+ MiB$", out, re.MULTILINE), (name, out)
+
+
+def test_report_times_every_figure_in_one_process(photographs, tmp_path):
+    out = str(tmp_path / "run")
+    subprocess.run([sys.executable, "-m", "harness", "run", "benchmarks/configs/issue9_job.yaml", "--images",
+                    os.path.join(photographs, "*.jpg"), os.path.join(photographs, "*.png"), "--out", out,
+                    "--quiet", "--no-cache"], cwd=ROOT, check=True, timeout=600)
+    drawn = sorted(os.listdir(os.path.join(out, "figures")))
+    report = run_benchmark("report.py", out, "--runs", "1", scratch=tmp_path)
+    assert "report.write in one process, every figure drawn in it:" in report
+    # Each figure is timed, none drawn out of sight in the report's forked copy.
+    assert sorted(re.findall(r"save  figures/(\S+\.png) ", report)) == drawn, report
