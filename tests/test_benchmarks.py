@@ -1,4 +1,4 @@
-"""The benchmark scripts run end to end, at the smallest sizes, and print every line the README
+"""The benchmark scripts run end to end, at the smallest sizes, and print the lines the README
 quotes. Nothing here checks a time: a benchmark prints figures. What it does check is what the
 scripts check themselves before they time anything (the hand-written scripts give the harness's
 results; a rerun gives byte-identical tables), and that a change to a shared helper has not left a
@@ -95,3 +95,13 @@ def test_report_times_every_figure_in_one_process(photographs, tmp_path):
     assert "report.write in one process, every figure drawn in it:" in report
     # Each figure is timed, none drawn out of sight in the report's forked copy.
     assert sorted(re.findall(r"save  figures/(\S+\.png) ", report)) == drawn, report
+
+
+def test_leaks_finds_every_planted_copy_and_agrees_with_brute_force(tmp_path):
+    out = run_benchmark("leaks.py", "--cases", "a", "b", "c", "w", "audit", "--train", "4000", "--test", "400",
+                        scratch=tmp_path)
+    assert out.count("400 planted (all found: True)") == 2, out  # pairs a (64-bit) and b (256-bit)
+    assert out.count("brute force on 50 sampled test rows x all train: identical") == 2, out
+    assert out.count("as many as the range search found") == 3, out  # histograms a, b and within a
+    assert "brute force on 50 sampled rows: identical" in out, out  # within a
+    assert "planted pairs found: 400 of 400" in out, out  # the whole leaks command
