@@ -55,6 +55,11 @@ def per_figure(results, out_dir: str, rebuild: bool) -> None:
     here would see."""
     from harness import figures, report, storage
 
+    # matplotlib's import and its first fonts, which a run loads while its workers hash: apart, not in
+    # the first figure's time.
+    wall = time.perf_counter()
+    figures.warm_up()
+    print(f"  matplotlib loaded and warmed up (figures.warm_up): {time.perf_counter() - wall:.3f} s wall")
     costs: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])  # name -> [wall, cpu]
 
     def timed(name, call):
@@ -73,11 +78,6 @@ def per_figure(results, out_dir: str, rebuild: bool) -> None:
     save, can_fork = storage.OutputSet.save_figure, report.can_fork
     storage.OutputSet.save_figure = timed(lambda args: f"save  {args[1]}", save)
     report.can_fork = lambda: False
-    # matplotlib's import and its first fonts, which a run loads while its workers hash: apart, not in
-    # the first figure's time.
-    wall = time.perf_counter()
-    figures.warm_up()
-    print(f"  matplotlib loaded and warmed up (figures.warm_up): {time.perf_counter() - wall:.3f} s wall")
     try:
         wall, cpu = time.perf_counter(), time.process_time()
         report.write(results, out_dir, rebuild=rebuild)
