@@ -44,7 +44,8 @@ def answer_section(detection: dict) -> list[str]:
              f"*different* images a match ({chosen}; thresholds estimated from {pairs} impostor pairs per hasher)? "
              f"Per family of edits: the hashers that detect most of its copies, pooled over the family's "
              f"strengths, with the count and a 95% Wilson interval over images. Hashers whose intervals "
-             f"overlap are **tied**: the data do not tell them apart, so they are listed together, not ranked. "
+             f"overlap, directly or through a chain of overlaps, are **tied**: listed together, not ranked (a "
+             f"chain can join two whose own intervals do not overlap: a tie errs towards \"not told apart\"). "
              f"Then how many strengths the first of them detects at {line} or more, the first strength "
              f"(mildest first) where it falls below, and the best hasher ranked below the tied group:", "",
              "| family | best (tied where intervals overlap) | detected | strengths held | first below | runner-up |",
