@@ -328,8 +328,8 @@ _QUOTED = (",", '"', "\r", "\n")  # a field holding one is quoted by pandas (csv
 def _csv_columns(frame: pd.DataFrame) -> list | None:
     """Per column of `frame`, a function of (start, stop) giving those rows as an Arrow dictionary
     array of the texts pandas' to_csv writes; None where Arrow would not write the same bytes: a
-    column neither categorical of text nor float64, a text or column name that pandas quotes, or
-    one column only (pandas quotes an empty row)."""
+    column neither categorical of text nor float64, a text or column name that pandas quotes, two
+    columns of one name, or one column only (pandas quotes an empty row)."""
     import pandas as pd
     import pyarrow as pa
 
@@ -357,7 +357,7 @@ def _csv_columns(frame: pd.DataFrame) -> list | None:
         return rows
 
     names = [name for name in frame.columns if isinstance(name, str)]
-    if len(names) < 2 or len(names) < len(frame.columns) or _needs_quotes(names):
+    if len(names) < 2 or len(names) < len(frame.columns) or frame.columns.has_duplicates or _needs_quotes(names):
         return None
     columns = []
     for name in names:

@@ -363,6 +363,10 @@ def test_a_long_table_written_through_arrow_has_the_bytes_pandas_writes(tmp_path
     assert storage._csv_columns(counted) is None
     storage._to_csv(counted, str(path))
     assert path.read_bytes() == _pandas_csv(counted)
+    twice = pd.concat([frame[["image", "distance"]], frame[["distance"]]], axis=1)  # two columns of one name
+    assert storage._csv_columns(twice) is None
+    storage._to_csv(twice, str(path))
+    assert path.read_bytes() == _pandas_csv(twice)
     storage._to_csv(frame.iloc[:0], str(path))  # no rows: the header alone
     assert path.read_bytes() == _pandas_csv(frame.iloc[:0])
 
