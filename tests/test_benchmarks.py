@@ -105,3 +105,12 @@ def test_leaks_finds_every_planted_copy_and_agrees_with_brute_force(tmp_path):
     assert out.count("as many as the range search found") == 3, out  # histograms a, b and within a
     assert "brute force on 50 sampled rows: identical" in out, out  # within a
     assert "planted pairs found: 400 of 400" in out, out  # the whole leaks command
+
+
+def test_tables_writes_each_long_table_as_pandas_does(tmp_path):
+    out = run_benchmark("tables.py", "--images", "30", "--runs", "1", scratch=tmp_path)
+    assert out.count("same bytes: True") == 3, out
+    # the plain tables by pyarrow, the one whose label holds a comma by pandas
+    assert re.search(r"impostors +1,305 rows \| harness +\S+ s \(by pyarrow\)", out), out
+    assert re.search(r"distances, a label with a comma +360 rows \| harness +\S+ s \(by pandas", out), out
+    assert re.search(rf"\| +{RATIO} \| same bytes", out), out
