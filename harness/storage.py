@@ -298,12 +298,13 @@ def _alive(pid: int) -> bool:
 
 def _to_csv(frame: pd.DataFrame, path: str) -> None:
     """A table as CSV, as pandas writes it (`index=False`, "\\n", FLOAT_FORMAT, a missing value
-    empty). pandas formats and writes each value in Python: 1.0 s for the 300,000 impostor rows of
-    910 images. A table of text categories and floats (every long table) goes through Arrow's CSV
-    writer instead, in 0.15 s, with the same bytes (tests/test_table_memory.py compares them): each
-    category, and each distinct float of a block of rows, is made text once, as pandas makes it,
-    and nothing is quoted, which is what pandas does unless a text holds a comma, a quote or a line
-    break. Any other table, and text that needs quotes, pandas writes itself."""
+    empty). pandas formats and writes each value in Python: 0.9 s for the 300,000 impostor rows of
+    910 images (benchmarks/tables.py). A table of text categories and floats (every long table) goes
+    through Arrow's CSV writer instead, in 0.12 s, with the same bytes (tests/test_table_memory.py
+    compares them): each category, and each distinct float of a block of rows, is made text once,
+    as pandas makes it, and nothing is quoted, which is what pandas does unless a text holds a
+    comma, a quote or a line break. Any other table, and text that needs quotes, pandas writes
+    itself."""
     columns = _csv_columns(frame)
     if columns is None:
         frame.to_csv(path, index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
