@@ -12,6 +12,7 @@ import pytest
 
 from harness import metrics, report, schema, storage
 from harness.metrics import PAIR_KEY
+from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize("codes, count, expected", [
@@ -377,7 +378,7 @@ def test_the_committed_long_tables_read_back_write_the_same_bytes(tmp_path, repo
     """The committed reports' long tables (written by pandas' to_csv before the Arrow path existed),
     read back and written again, give the same bytes: through Arrow, but for the zoo's distances,
     whose chained edits' labels hold commas ("Downscale x0.5, JPEG 10"), which pandas writes."""
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reports", report_dir)
+    folder = os.path.join(ROOT, "reports", report_dir)
     table = storage.read_long(folder, name)
     assert (storage._csv_columns(table) is None) == (report_dir == "zoo" and name == storage.DISTANCES)
     storage._to_csv(table, str(tmp_path / "again.csv"))
