@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import gc
 import os
@@ -33,12 +34,25 @@ def add_selection(command: argparse.ArgumentParser) -> None:
                          help="only these of the config's hashers (comma-separated)")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, with its usage errors on one line like every other error (argparse prints the
+    whole usage first); its subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, line("error", f"{message} (see {self.prog} --help)") + "\n")
+
+
+def line(kind: str, text) -> str:
+    """What the command line prints for an error or a note: "KIND: TEXT", one line of at most MESSAGE_MAX."""
+    return shortened(f"{kind}: {text}", MESSAGE_MAX)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m harness",
         description="Measure how robust image hashes are to the edits that make near-duplicates.",
         epilog=EPILOG)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="apply a config's transforms, score distances, write the report",
@@ -63,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table at the end")
 
-    report = commands.add_parser("report", help="rebuild every table and figure of a run from its CSVs",
+    report = commands.add_parser("report", help="rebuild every table and figure of a run from its saved tables",
                                  description="Rebuild table.csv, the figures and summary.md of an output "
-                                             "directory from its saved CSVs, without recomputing anything.")
+                                             "directory from its saved tables (CSV or Parquet), without "
+                                             "recomputing anything.")
     report.add_argument("dir", metavar="DIR", help="the output directory of a run")
 
     validate = commands.add_parser("validate", help="check a config and count its work, without running it",
@@ -136,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "leaks":
             return command_leaks(args)
     except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(line("error", exc), file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -145,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # the system, not the input or the code: a full disk, a file vanished
-        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        print(line("error", os_error_line(exc)), file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:  # a bug: one line here, the traceback in a file
-        print(f"error: {bug_line(exc, argv)}", file=sys.stderr)
+        print(line("error", bug_line(exc, argv)), file=sys.stderr)
         return EXIT_BUG
     return EXIT_BAD_INPUT
 
@@ -220,6 +235,34 @@ def _glibc():
         return None
 
 
+@contextlib.contextmanager
+def removed_if_unused(out_dir: str):
+    """A command that fails (bad input, Ctrl-C) leaves no output directory it created behind, unless
+    something was kept there: nothing, or only a hash cache that holds nothing, is removed."""
+    created = not os.path.lexists(out_dir)
+    try:
+        yield
+    except BaseException:
+        if created:
+            _remove_unused(out_dir)
+        raise
+
+
+def _remove_unused(out_dir: str) -> None:
+    from harness import cache, storage
+
+    try:
+        names = set(os.listdir(out_dir))
+        if names - set(storage.CACHE_FILES) or (
+                storage.CACHE in names and not cache.holds_nothing(os.path.join(out_dir, storage.CACHE))):
+            return
+        for name in names:
+            os.remove(os.path.join(out_dir, name))
+        os.rmdir(out_dir)
+    except OSError:  # it stays: the error that ended the command is what the user needs to read
+        pass
+
+
 def command_run(args) -> int:
     from harness import api, report, schema, storage
     from harness.config import load_config
@@ -230,10 +273,11 @@ def command_run(args) -> int:
     if not args.out and fallback_in_use(config.images, config.fallback_image):
         # The stand-in's numbers must not replace a report made from the real image.
         out_dir = f"{config.output}-{config.fallback_image.rpartition(':')[2]}"
-    storage.check_output_dir(out_dir, images=config.images)
-    cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
-    evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
-                                progress=None if not args.quiet else False, scheduler=args.scheduler)
+    with removed_if_unused(out_dir):
+        storage.check_output_dir(out_dir, images=config.images)
+        cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
+        evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
+                                    progress=None if not args.quiet else False, scheduler=args.scheduler)
     saved_config = config.reproducible()
     if args.out:  # the saved config names the directory it was written to
         saved_config["output"] = args.out
@@ -255,7 +299,7 @@ def command_run(args) -> int:
     unavailable = {h.get("hasher") for h in hashers if isinstance(h, dict) and h.get("status") == schema.UNAVAILABLE}
     fixes = [n for n in notes if any(str(n).startswith(f"hasher {h} unavailable") for h in unavailable)]
     for note in [n for n in notes if n not in fixes] + fixes:  # the fixes last, where they are seen
-        print(f"note: {shortened(str(note), MESSAGE_MAX)}", file=sys.stderr)
+        print(line("note", note), file=sys.stderr)
     return 1 if evaluation.failures else 0
 
 
@@ -309,16 +353,17 @@ def command_leaks(args) -> int:
         raw["output"] = args.out
     config = leaks.leak_config(raw, source)
     out_dir = config.output
-    storage.check_output_dir(out_dir, images=[e for _, entries in config.splits for e in entries])
-    cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
-    audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,
-                             progress=None if not args.quiet else False)
-    audit.save(out_dir)
+    with removed_if_unused(out_dir):
+        storage.check_output_dir(out_dir, images=[e for _, entries in config.splits for e in entries])
+        cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
+        audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,
+                                 progress=None if not args.quiet else False)
+        audit.save(out_dir)
     if not args.quiet:
         print(audit.answer)
         print(f"wrote {out_dir}/ (summary.md, leaks.csv, groups.csv, clean/, review.html)")
     for note in audit.notes:
-        print(f"note: {shortened(note, MESSAGE_MAX)}", file=sys.stderr)
+        print(line("note", note), file=sys.stderr)
     return 1 if len(audit.errors) else 0
 
 

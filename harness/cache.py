@@ -237,6 +237,22 @@ class HashCache:
         return self.notes + rejected
 
 
+def holds_nothing(path: str) -> bool:
+    """Whether `path` is a hash cache with no file and no hash in it, as a run that stopped before
+    its first image leaves it; False for anything else, or when that cannot be told."""
+    try:
+        db = sqlite3.connect(path, timeout=5, isolation_level=None)
+    except sqlite3.Error:
+        return False
+    try:
+        db.execute("PRAGMA trusted_schema=OFF")
+        return not any(db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() for table in ("files", "hashes"))
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+
+
 # --- entries as stored ---------------------------------------------------------------
 
 def stored_form(entry: Entry) -> tuple[str, str, bytes, str]:

@@ -20,7 +20,8 @@ EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE), e.g. `list | head`
 
 SHOWN_MAX = 80  # characters of a user's value echoed in a message
-MESSAGE_MAX = 1000  # characters of a whole message
+PATH_MAX = 200  # characters of a file or key path echoed in a message
+MESSAGE_MAX = 1000  # characters of a whole message, as printed ("error: ..." included)
 
 # reprlib bounds the work as well as the text: it never walks more than a few items or levels, so a
 # value shared a million times over (a YAML alias bomb) costs no more to show than a small one.
@@ -33,6 +34,16 @@ def shortened(text: str, limit: int) -> str:
     """`text` on one line, cut to `limit` characters with an ellipsis."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def clipped(text: str, limit: int = SHOWN_MAX) -> str:
+    """A user's text (a name, a path) on one line, its middle cut to keep at most `limit`
+    characters, as `shown` cuts a value: a path keeps its start and its file name."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    keep = limit - 3
+    return text[:keep - keep // 2] + "..." + text[len(text) - keep // 2:]
 
 
 def shown(value, limit: int = SHOWN_MAX) -> str:
@@ -58,13 +69,14 @@ class ConfigError(HarnessError):
 
     def __init__(self, source: str, key: str, problem: str):
         self.source, self.key, self.problem = source, key, problem
-        source, key = shortened(source, 200), shortened(key, 200)  # a key path holds the config's own keys
+        source, key = clipped(source, PATH_MAX), clipped(key, PATH_MAX)  # a key path holds the config's own keys
         where = f"{source}: {key}" if key else source
         super().__init__(f"{where}: {problem}")
 
 
 class UnavailableError(HarnessError):
-    """A hasher cannot run here (e.g. model weights missing); --skip-unavailable runs the rest."""
+    """A hasher cannot run here (e.g. model weights missing): marked unavailable while the others run,
+    or, with --strict, the run stops before any work."""
 
 
 class ImageError(HarnessError):

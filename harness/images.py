@@ -57,7 +57,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from harness.errors import ImageError
+from harness.errors import PATH_MAX, ImageError, clipped
 
 BUILTIN_PREFIX = "builtin:"
 # scikit-image's bundled photographs (shipped in the package, no download), freely
@@ -101,21 +101,21 @@ def expand_source(entry: str) -> list[str]:
             from harness.registry import suggest
             close = suggest(name, [*BUILTIN_IMAGES, BUILTIN_SET])
             hint = f"did you mean '{close}'?" if close else f"known: {BUILTIN_SET}, {', '.join(BUILTIN_IMAGES)}"
-            raise ValueError(f"unknown built-in image '{name}'; {hint}")
+            raise ValueError(f"unknown built-in image '{clipped(name)}'; {hint}")
         return [entry]
     if os.path.isfile(entry):
         return [entry]
     if os.path.isdir(entry):
         found = sorted(path for path in _walk(entry) if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS)
         if not found:
-            raise ValueError(f"no image files in directory '{display_path(entry)}'")
+            raise ValueError(f"no image files in directory '{clipped(display_path(entry), PATH_MAX)}'")
         return found
     if glob.has_magic(entry):
         found = _glob(entry)
         if not found:
-            raise ValueError(f"no files match '{display_path(entry)}'")
+            raise ValueError(f"no files match '{clipped(display_path(entry), PATH_MAX)}'")
         return found
-    raise ValueError(f"no image file at '{display_path(entry)}'")
+    raise ValueError(f"no image file at '{clipped(display_path(entry), PATH_MAX)}'")
 
 
 def _walk(folder: str) -> list[str]:

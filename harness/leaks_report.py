@@ -28,6 +28,8 @@ def write(audit, out_dir: str) -> None:
     from harness.review import make_thumbnail, review_page
 
     with storage.OutputSet(out_dir) as output:
+        for name in storage.CACHE_FILES:  # the default cache lives in DIR: the next audit starts from it
+            output.carry(name)
         output.write_csv("leaks.csv", audit.leaks)
         output.write_csv("groups.csv", audit.groups)
         output.write_csv("estimates.csv", audit.estimates)
@@ -76,7 +78,8 @@ def answer(audit) -> str:
     for later in splits[1:]:
         earlier = int(((dropped["split"] == later) & (dropped["copy_in"] != later)).sum())
         total = int((files["split"] == later).sum())
-        parts.append(f"{earlier} of {total} {later} {_plural(total, 'file has', 'files have')} a copy in "
+        files_of_split = f"{total} {later} {_plural(total, 'file', 'files')}"
+        parts.append(f"{earlier} of {files_of_split} {_plural(earlier, 'has', 'have')} a copy in "
                      + (splits[0] if splits.index(later) == 1 else "an earlier split"))
     inside = int((dropped["split"] == dropped["copy_in"]).sum())
     # "more": a file with a copy in an earlier split is counted there, even if it also has one in its own split

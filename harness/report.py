@@ -28,7 +28,6 @@ from harness.schema import category_codes
 SAVED = [f"{storage.DISTANCES}.csv", f"{storage.DISTANCES}.parquet", f"{storage.IMPOSTORS}.csv",
          f"{storage.IMPOSTORS}.parquet", storage.IMAGES, storage.ERRORS, storage.HASHERS, storage.RUN,
          storage.CONFIG, storage.PREVIEWS]
-CACHE_FILES = [storage.CACHE, storage.CACHE + "-wal", storage.CACHE + "-shm"]
 
 
 # Rewritten by every run even when its results are unchanged: they hold the date and the command.
@@ -50,7 +49,7 @@ def write(results, out_dir: str, rebuild: bool = False, inputs: str | None = Non
     fingerprint = None if rebuild else report_fingerprint(results)
     reused = reusable(out_dir, fingerprint) if not rebuild and _own_cache(results, out_dir) else []
     with storage.OutputSet(out_dir) as output:
-        for name in CACHE_FILES:
+        for name in storage.CACHE_FILES:
             output.carry(name)
         if reused:  # nothing to draw: a rerun of an unchanged run does not even import matplotlib
             for name in reused:
@@ -102,7 +101,7 @@ def keep_unchanged(evaluation, out_dir: str, config: dict) -> dict | None:
     if not heading or not isinstance(previous.get("hashers"), list) or not isinstance(previous.get("notes"), list):
         return None
     with storage.OutputSet(out_dir) as output:
-        for name in CACHE_FILES + kept:
+        for name in storage.CACHE_FILES + kept:
             output.carry(name)
         provenance = evaluation.provenance
         output.write_text(storage.SUMMARY, body + "\n" + "\n".join(provenance_lines(provenance)))

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.errors import PATH_MAX, HarnessError, clipped
 from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, ROWS_BLOCK, category_codes,
                             first_seen_categorical, in_first_seen_order, text_categories, text_dtype)
 
@@ -43,6 +43,7 @@ RUN = "run.json"
 CONFIG = "config.yaml"
 PREVIEWS = "previews.png"
 CACHE = "hash-cache.sqlite"
+CACHE_FILES = [CACHE, CACHE + "-wal", CACHE + "-shm"]  # what a new output set carries over from the old
 TABLE = "table.csv"
 THRESHOLDS = "thresholds.csv"
 DETECTION = "detection.csv"
@@ -66,6 +67,11 @@ os.umask(_UMASK)
 
 # --- the output directory ----------------------------------------------------------
 
+def _where(out_dir: str) -> str:
+    """An output directory as a message names it: at most PATH_MAX characters, cut in the middle."""
+    return clipped(out_dir, PATH_MAX)
+
+
 def check_output_dir(out_dir: str, images=()) -> None:
     """Fail before any work unless `out_dir` can take a run's outputs: new, empty, or a
     harness output directory, writable, and outside the run's image folders (`images`,
@@ -73,19 +79,19 @@ def check_output_dir(out_dir: str, images=()) -> None:
     for i, entry in enumerate(images):
         folder = image_folder_holding(entry, out_dir)
         if folder is not None:
-            raise HarnessError(f"{out_dir}: the output directory is inside the image folder {folder} "
+            raise HarnessError(f"{_where(out_dir)}: the output directory is inside the image folder {folder} "
                                f"(images[{i}]), so the next run would read its figures as images; "
                                "write the outputs elsewhere")
     if os.path.islink(out_dir):
-        raise HarnessError(f"{out_dir}: the output directory is a symbolic link; give its target instead")
+        raise HarnessError(f"{_where(out_dir)}: the output directory is a symbolic link; give its target instead")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise HarnessError(f"{out_dir}: exists and is not a directory")
+        raise HarnessError(f"{_where(out_dir)}: exists and is not a directory")
     if os.path.isdir(out_dir):
         entries = set(os.listdir(out_dir))
         foreign = sorted(e for e in entries - KNOWN if not e.startswith("."))
         if foreign and RUN not in entries:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise HarnessError(f"{out_dir}: not empty and not a harness output directory (it holds {shown}); "
+            raise HarnessError(f"{_where(out_dir)}: not empty and not a harness output directory (it holds {shown}); "
                                "outputs replace the whole directory, so choose a new or empty one")
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -93,7 +99,7 @@ def check_output_dir(out_dir: str, images=()) -> None:
         os.close(handle)
         os.remove(probe)
     except OSError as exc:
-        raise HarnessError(f"{out_dir}: output directory is not writable ({exc.strerror})") from None
+        raise HarnessError(f"{_where(out_dir)}: output directory is not writable ({exc.strerror})") from None
 
 
 def image_folder_holding(entry: str, out_dir: str) -> str | None:
@@ -134,11 +140,11 @@ def _within(path: str, folder: str) -> bool:
 def check_report_dir(out_dir: str) -> None:
     """`report DIR`: DIR must be a directory itself, not a link to one (the report is written there)."""
     if os.path.islink(out_dir):
-        raise HarnessError(f"{out_dir}: is a symbolic link; give the output directory itself")
+        raise HarnessError(f"{_where(out_dir)}: is a symbolic link; give the output directory itself")
     if not os.path.exists(out_dir):
-        raise HarnessError(f"{out_dir}: no such directory")
+        raise HarnessError(f"{_where(out_dir)}: no such directory")
     if not os.path.isdir(out_dir):
-        raise HarnessError(f"{out_dir}: not a directory; give the output directory of a run")
+        raise HarnessError(f"{_where(out_dir)}: not a directory; give the output directory of a run")
 
 
 class OutputSet:
@@ -161,7 +167,7 @@ class OutputSet:
             self.staging = tempfile.mkdtemp(dir=parent, prefix=f".{base}.staging-{os.getpid()}-")
             os.chmod(self.staging, 0o777 & ~_UMASK)
         except OSError as exc:
-            raise HarnessError(f"{self.out_dir}: cannot create the new output set beside it "
+            raise HarnessError(f"{_where(self.out_dir)}: cannot create the new output set beside it "
                                f"({exc.strerror})") from None
         self.committed = False
 
@@ -252,7 +258,7 @@ class OutputSet:
 
 def _write_error(out_dir: str, exc: OSError) -> HarnessError:
     why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-    return HarnessError(f"{out_dir}: cannot write the outputs ({why}); the previous outputs are unchanged and "
+    return HarnessError(f"{_where(out_dir)}: cannot write the outputs ({why}); the previous outputs are unchanged and "
                         "the hash cache keeps what was computed, so running again redoes nothing")
 
 
@@ -513,25 +519,25 @@ def read_long(out_dir: str, name: str, required: bool = True) -> pd.DataFrame:
             frame = pd.read_csv(csv, dtype={c: str for c in columns if c not in numeric}, keep_default_na=False,
                                 na_values={c: [""] for c in numeric})
         elif required:
-            raise HarnessError(f"{out_dir}: no {name}.csv or {name}.parquet here; is this the output directory "
+            raise HarnessError(f"{_where(out_dir)}: no {name}.csv or {name}.parquet here; is this the output directory "
                                "of a run?")
         else:
             return pd.DataFrame({c: pd.Series(dtype=float if c == "distance" else object) for c in columns})
     except HarnessError:
         raise
     except Exception as exc:  # a damaged file: pandas and pyarrow raise many kinds
-        raise HarnessError(f"{out_dir}: cannot read {name} ({_one_line(exc)})") from None
+        raise HarnessError(f"{_where(out_dir)}: cannot read {name} ({_one_line(exc)})") from None
     for column in OPTIONAL_COLUMNS & set(columns) - set(frame.columns):
         frame[column] = ""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise HarnessError(f"{out_dir}: {name} lacks the columns {', '.join(missing)}")
+        raise HarnessError(f"{_where(out_dir)}: {name} lacks the columns {', '.join(missing)}")
     try:
         frame = normalise(name, frame)
     except (TypeError, ValueError) as exc:
-        raise HarnessError(f"{out_dir}: {name} holds values of the wrong type ({_one_line(exc)})") from None
+        raise HarnessError(f"{_where(out_dir)}: {name} holds values of the wrong type ({_one_line(exc)})") from None
     if np.isinf(frame["distance"]).any():  # a run writes a number or nothing (a failed pair)
-        raise HarnessError(f"{out_dir}: {name} holds an infinite distance")
+        raise HarnessError(f"{_where(out_dir)}: {name} holds an infinite distance")
     return frame
 
 

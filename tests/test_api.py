@@ -94,7 +94,7 @@ def test_api_errors_are_the_command_lines_one_liners(tmp_path, capsys):
 def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
-    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"python -m harness {harness.__version__}"
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"harness {harness.__version__}"
 
 
 def test_no_generic_top_level_module_is_installed():

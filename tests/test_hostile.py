@@ -24,7 +24,7 @@ from harness.__main__ import main
 from harness.errors import MESSAGE_MAX, HarnessError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LINE_MAX = len("error: ") + MESSAGE_MAX
+LINE_MAX = MESSAGE_MAX  # the whole line, "error: " included
 HEAD = "images: [builtin:astronaut]\nhashers: [aHash]\n"
 GRAY = "sweeps: [{family: g, b: grayscale}]\n"
 
@@ -123,8 +123,11 @@ CONFIG_CASES = [
     ("hasher parameter NaN", "images: [builtin:astronaut]\nhashers: [{name: MarrHildrethHash, alpha: .nan}]\n" + GRAY,
      r"hashers\[0\]\.alpha: nan is not a finite number"),
     ("long value", HEAD + f"seed: '{LONG}'\n" + GRAY, r"seed: expected int, got 'x{30,}\.\.\.x{30,}'$"),
-    ("long key", HEAD + f"{LONG[:1000]}: 1\n" + GRAY, r"^x{100,199}…: unknown key; allowed: "),
-    ("long image path", f"images: ['{LONG}']\nhashers: [aHash]\n" + GRAY, r"images\[0\]: no image file at 'x{100,}…$"),
+    ("long key", HEAD + f"{LONG[:1000]}: 1\n" + GRAY, r"^x{90,}\.\.\.x{90,}: unknown key; allowed: "),
+    ("long image path", f"images: ['{LONG}']\nhashers: [aHash]\n" + GRAY,
+     r"images\[0\]: no image file at 'x{90,}\.\.\.x{90,}'$"),
+    ("long built-in name", f"images: ['builtin:{LONG}']\nhashers: [aHash]\n" + GRAY,
+     r"images\[0\]: unknown built-in image 'x{30,}\.\.\.x{30,}'; known: skimage, "),
     ("long list", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: $value}}, values: ["
      + ",".join(["[1]"] * 5000) + "]}]\n", r"sweeps\[0\]\.values\[0\]: expected a number or a string, got \[1\]"),
     ("long transform name", HEAD + f"sweeps: [{{family: g, b: '{LONG}'}}]\n",
@@ -622,6 +625,38 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
                            "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert done.returncode == 130 and done.stderr == "interrupted\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "configs/lena.yaml", "--workers", "0"],
+     "argument --workers: must be at least 1, got 0 (see python -m harness run --help)"),
+    (["list", "hashes"], "argument which: invalid choice: 'hashes' (choose from 'hashers', 'transforms') "
+                         "(see python -m harness list --help)"),
+    ([], "the following arguments are required: COMMAND (see python -m harness --help)"),
+    (["run", "configs/lena.yaml", "--out", "x" * 5000], None),
+])
+def test_usage_errors_and_long_paths_are_one_bounded_line(argv, message, tmp_path):
+    """argparse's own errors too: one line, status 2, no usage block (--help has it)."""
+    done = subprocess.run([sys.executable, "-m", "harness", *argv], cwd=tmp_path if not argv else ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    line = one_line_error(done.stderr)
+    if message is None:  # a path is cut in its middle, keeping its start and its end
+        assert re.fullmatch(r"x{90,}\.\.\.x{90,}: output directory is not writable \(File name too long\)", line), line
+    else:
+        assert line == message
+
+
+def test_a_failed_command_leaves_no_output_directory_it_made(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "x.png"
+    new = tmp_path / "new"
+    assert cli(capsys, "run", "configs/lena.yaml", "--images", missing, "--out", new)[0] == 2
+    assert cli(capsys, "leaks", "--train", missing, "--test", missing, "--threshold", "8", "--out", new)[0] == 2
+    assert not new.exists()  # neither an empty folder nor an empty hash cache is left behind
+    mine = tmp_path / "mine"
+    mine.mkdir()  # a folder that was there before the command stays
+    assert cli(capsys, "run", "configs/lena.yaml", "--images", missing, "--out", mine)[0] == 2
+    assert mine.is_dir()
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")

@@ -118,10 +118,11 @@ def test_without_tensorflow_a_cnn_says_how_to_install_it(monkeypatch):
 
     for name in ("keras", "tensorflow"):  # as if not installed: importing them raises ImportError
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(UnavailableError) as caught:
-        HASHERS.get("ResNet50")(weights=None).prepare()
-    message = str(caught.value)
-    assert "pip install" in message and "[cnn]" in message and "\n" not in message
+    for weights in (None, "imagenet"):  # ImageNet weights: said before where the weights go, which needs it first
+        with pytest.raises(UnavailableError) as caught:
+            HASHERS.get("ResNet50")(weights=weights).prepare()
+        message = str(caught.value)
+        assert "pip install" in message and "[cnn]" in message and "\n" not in message, weights
 
 
 def test_help_does_not_import_tensorflow():

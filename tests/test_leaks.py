@@ -138,6 +138,19 @@ def test_hash_tables_are_sources_and_a_second_audit_reads_no_image(planted, tmp_
     assert (first / "leaks.csv").read_bytes() == (third / "leaks.csv").read_bytes()
 
 
+def test_the_default_cache_outlives_the_audit_and_a_rerun_decodes_nothing(planted, tmp_path, monkeypatch):
+    root, _ = planted
+    out = tmp_path / "out"
+    assert audit(root, out, "--hashers", "pHash", "--threshold", "10") == 0
+    assert (out / "hash-cache.sqlite").is_file()  # DIR/hash-cache.sqlite, the default, is kept with the outputs
+    first = {name: (out / name).read_bytes() for name in ("leaks.csv", "groups.csv", "estimates.csv")}
+    from harness import imagework
+
+    monkeypatch.setattr(imagework, "decode_source", lambda *a: pytest.fail("an image was decoded"))
+    assert audit(root, out, "--hashers", "pHash", "--threshold", "10") == 0
+    assert {name: (out / name).read_bytes() for name in first} == first
+
+
 def test_three_splits_audit_every_pair_of_splits(planted, tmp_path):
     root, copies = planted
     val = tmp_path / "val"

@@ -6,6 +6,7 @@ that do not run a Keras hasher stay fast.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
@@ -83,6 +84,11 @@ def keras_cache() -> str:
     return os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
 
 
+def _no_tensorflow(why) -> str:
+    return (f"the CNN hashers need TensorFlow, which is not installed ({why}); "
+            f"pip install 'imghash-harness[cnn]' (or pip install tensorflow)")
+
+
 def import_keras():
     """Import Keras with TensorFlow's start-up log lines (CUDA probing, absl) kept off the terminal.
 
@@ -102,8 +108,7 @@ def import_keras():
             os.dup2(devnull.fileno(), 2)
             import keras
     except ImportError as exc:
-        raise UnavailableError(f"the CNN hashers need TensorFlow, which is not installed ({exc}); "
-                               f"pip install 'imghash-harness[cnn]' (or pip install tensorflow)") from None
+        raise UnavailableError(_no_tensorflow(exc)) from None
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -142,6 +147,8 @@ class KerasEmbedding(Hasher):
     def prepare(self) -> None:
         if self._model:
             return
+        if importlib.util.find_spec("tensorflow") is None:  # said first: weights are no use without it
+            raise UnavailableError(_no_tensorflow("no module named 'tensorflow'"))
         self._check_weights_reachable()
         keras = import_keras()
 
