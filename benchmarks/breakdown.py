@@ -14,6 +14,7 @@ workers can do (they share the image work only). A benchmark prints figures; not
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -111,7 +112,10 @@ def import_seconds(modules: str) -> float:
 
 
 def main() -> None:
-    folder = folder_or_exit(sys.argv[1] if len(sys.argv) > 1 else None)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", nargs="?", metavar="PHOTOS_DIR",
+                        help="OpenCV's sample photographs (default: $OPENCV_SAMPLE_DATA, else opencv-doc's folder)")
+    folder = folder_or_exit(parser.parse_args().folder)
     stages, run, written, images = harness_stages(folder)
     floor = floor_stages(folder)
     bookkeeping = run - sum(stages.values())

@@ -12,6 +12,7 @@ their pixels, never all at once. A benchmark prints figures; nothing here assert
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -39,8 +40,11 @@ def large_photo(path: str, height: int = 3180, width: int = 4240) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--make":
-        large_photo(sys.argv[2])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--make", metavar="PATH", help=argparse.SUPPRESS)  # this script, in a process of its own
+    args = parser.parse_args()
+    if args.make:
+        large_photo(args.make)
         return
     with tempfile.TemporaryDirectory() as scratch:
         photo = os.path.join(scratch, "large.jpg")

@@ -52,7 +52,11 @@ def harness_images(folder: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    found = folder_or_exit(sys.argv[1] if len(sys.argv) > 1 else None)
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", nargs="?", help=f"the photographs' folder (default: ${ENV_VAR}, else {PACKAGE_FOLDER})")
+    found = folder_or_exit(parser.parse_args().folder)
     count = len(photo_paths_in(found))
     note = "" if count == EXPECTED else f" (the benchmark's figures are for {EXPECTED})"
     print(f"{found}: {count} photographs{note}")
