@@ -329,13 +329,12 @@ def command_leaks(args) -> int:
         if not isinstance(raw, dict):
             raise ConfigError(args.config, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
     splits = dict(raw.get("splits") or {}) if isinstance(raw.get("splits") or {}, dict) else raw.get("splits")
-    given = [("train", args.train)] + [tuple(_split_option(item)) for item in args.split] + [("test", args.test)]
-    if any(paths for _, paths in given) and isinstance(splits, dict):
-        ordered: dict = {}
-        for name, paths in given:
-            if paths:
-                ordered.setdefault(name, []).extend(paths)
-        splits = {**{k: v for k, v in splits.items() if k not in ordered}, **ordered}
+    given: dict = {}
+    for name, paths in [("train", args.train)] + [_split_option(item) for item in args.split] + [("test", args.test)]:
+        if paths:
+            given.setdefault(name, []).extend(paths)
+    if given and isinstance(splits, dict):
+        splits = merged_splits(splits, given)
     raw = {**raw, "splits": splits}
     if args.hashers:
         raw["hashers"] = hasher_list(args.hashers)
@@ -365,6 +364,23 @@ def command_leaks(args) -> int:
     for note in audit.notes:
         print(line("note", note), file=sys.stderr)
     return 1 if len(audit.errors) else 0
+
+
+def merged_splits(configured: dict, given: dict) -> dict:
+    """The config's splits with the command line's: a split given on both takes the command line's
+    paths and keeps its place; a new one goes where the audit's order puts it: train first, test
+    last, any other before test. The order decides which copy leaves its split (the later one)."""
+    order = list(configured)
+    for name in given:
+        if name in order:
+            continue
+        if name == "train":
+            order.insert(0, name)
+        elif name == "test" or "test" not in order:
+            order.append(name)
+        else:
+            order.insert(order.index("test"), name)
+    return {name: given.get(name, configured.get(name)) for name in order}
 
 
 def _split_option(text: str) -> tuple[str, list[str]]:

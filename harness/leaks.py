@@ -193,6 +193,13 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> tuple[list[str], np.nd
                                    f"digits (a {hasher_id} hash of {int(hasher.distance_max)} bits)") from None
     if not files:
         raise HarnessError(f"{shown_path}: the hash table has no rows")
+    spare = 8 * width - int(hasher.distance_max)  # np.packbits' padding: the last byte's low bits, always 0
+    if spare:
+        padded = np.flatnonzero(rows[:, -1] & ((1 << spare) - 1))
+        if len(padded):
+            k = int(padded[0])
+            raise HarnessError(f"{shown_path}: row {k + 2}: hash {shown(texts[k])} sets bits past the "
+                               f"{int(hasher.distance_max)} bits of {hasher_id} (its last {spare} bits must be 0)")
     return files, rows
 
 

@@ -151,6 +151,28 @@ def test_the_default_cache_outlives_the_audit_and_a_rerun_decodes_nothing(plante
     assert {name: (out / name).read_bytes() for name in first} == first
 
 
+def test_splits_given_on_the_command_line_keep_the_audits_order(planted, tmp_path):
+    """The order decides which copy leaves its split: a split named by an option takes its place in
+    the config (or train first, test last, any other between), never the end of the line."""
+    import yaml
+
+    from harness.__main__ import merged_splits
+
+    assert list(merged_splits({"train": 1, "val": 2, "test": 3}, {"train": 4})) == ["train", "val", "test"]
+    assert list(merged_splits({"train": 1, "test": 3}, {"val": 2})) == ["train", "val", "test"]
+    assert list(merged_splits({}, {"test": 3, "val": 2})) == ["val", "test"]
+    root, _ = planted
+    config = tmp_path / "audit.yaml"
+    config.write_text(yaml.safe_dump({"splits": {"train": ["nowhere"], "test": [str(root / "test")]},
+                                      "hashers": ["pHash"], "threshold": 8}, sort_keys=False))
+    out = tmp_path / "out"
+    assert main(["leaks", str(config), "--train", str(root / "train"), "--split", f"val={root / 'test'}",
+                 "--out", str(out), "--quiet"]) in (0, 1)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert list(saved["splits"]) == ["train", "val", "test"]
+    assert saved["splits"]["train"] == [str(root / "train")]
+
+
 def test_three_splits_audit_every_pair_of_splits(planted, tmp_path):
     root, copies = planted
     val = tmp_path / "val"
@@ -262,6 +284,10 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
     short = tmp_path / "short.csv"
     short.write_text("file,hash\na.png,00ff\n")
     cases.append((["--train", str(short), "--test", str(root / "test"), "--threshold", "8"], "is not 16 hexadecimal"))
+    padded = tmp_path / "padded.csv"  # imagehash.colorhash: 42 bits in 6 bytes, the last 6 bits padding
+    padded.write_text("file,hash\na.png,000000000000\nb.png,ffffffffffff\n")
+    cases.append((["--train", str(padded), "--test", str(padded), "--hashers", "imagehash.colorhash", "--threshold",
+                   "45"], "padded.csv: row 3: hash 'ffffffffffff' sets bits past the 42 bits of imagehash.colorhash"))
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("name,value\na,b\n")
     cases.append((["--train", str(wrong), "--test", str(root / "test"), "--threshold", "8"], "not a table with the "
