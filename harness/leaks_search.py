@@ -278,32 +278,48 @@ def tables(config: LeakConfig, splits, hashers: dict, flagged: pd.DataFrame, thr
         **{c: np.repeat(pairs[c].to_numpy(), per) for c in ("agree", "group")},
     }, columns=LEAK_COLUMNS)
 
-    # Clean lists: a file with a copy in an earlier split leaves its split; inside a split, one file
-    # of each group stays (its first), the others leave it. copy_of / copy_in say which file stays.
-    keep = np.ones(count, bool)
-    copy_of, copy_in = [""] * count, [""] * count
-    first_split: dict[int, int] = {}
-    first_member: dict[tuple[int, int], int] = {}
-    for g in np.flatnonzero(group >= 0):
-        first_split.setdefault(int(group[g]), int(split_of[g]))
-        first_member.setdefault((int(group[g]), int(split_of[g])), int(g))
-    for g in np.flatnonzero(group >= 0):
-        k, own = int(group[g]), int(split_of[g])
-        earlier = first_split[k]
-        stays = first_member[(k, earlier)] if earlier < own else first_member[(k, own)]
-        if stays != g:
-            keep[g] = False
-            copy_of[g], copy_in[g] = file_of[stays], names[int(split_of[stays])]
+    keep, copy_of = clean_rule(count, split_of, gi, gj)
     members = np.flatnonzero(group >= 0)
     members = members[np.lexsort([members, group[members]])]
     groups = pd.DataFrame({"group": group[members], "split": [names[split_of[g]] for g in members],
                            "file": [file_of[g] for g in members], "keep": keep[members],
-                           "copy_of": [copy_of[g] for g in members], "copy_in": [copy_in[g] for g in members]},
+                           "copy_of": [file_of[c] if c >= 0 else "" for c in copy_of[members]],
+                           "copy_in": [names[split_of[c]] if c >= 0 else "" for c in copy_of[members]]},
                           columns=GROUP_COLUMNS)
     clean = {name: [file_of[g] for g in range(offsets[k], offsets[k + 1]) if keep[g]]
              for k, name in enumerate(names)}
     files = pd.DataFrame({"split": [names[s] for s in split_of], "file": file_of, "group": group, "keep": keep})
     return {"leaks": leaks, "pairs": pairs, "groups": groups, "clean": clean, "files": files}
+
+
+def clean_rule(count: int, split_of: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which files stay in their split, and for each that leaves, the file it is a copy of (-1 if none).
+
+    Files are taken in the audit's order (split by split, each split's files in order); `i`, `j` are
+    the flagged pairs in that one index space. A file leaves when it is flagged with a file of an
+    earlier split (kept or not: it is a copy of a picture that split holds), or with a file of its own
+    split that stays. So every copy is flagged with the file it is said to copy, at the thresholds;
+    a chain A~B~C with A and C beyond them is not taken for one picture (the groups, connected
+    components, still show the chain), and every group of copies inside a split keeps a file."""
+    keep = np.ones(count, bool)
+    copy_of = np.full(count, -1, np.int64)
+    if not len(i):
+        return keep, copy_of
+    low, high = np.minimum(i, j), np.maximum(i, j)
+    order = np.lexsort((low, high))  # each file's earlier partners together, in order
+    low, high = low[order], high[order]
+    starts = np.flatnonzero(np.r_[True, high[1:] != high[:-1]])
+    # Written by hand: a greedy pass where each file's fate depends on the fates of the files before
+    # it; one step per file in a flagged pair (at most max_flags of them).
+    for start, end in zip(starts, np.r_[starts[1:], len(high)]):
+        file, partners = int(high[start]), low[start:end]
+        earlier = partners[split_of[partners] < split_of[file]]
+        staying = partners[keep[partners]]
+        if len(earlier):
+            keep[file], copy_of[file] = False, int(earlier[0])
+        elif len(staying):
+            keep[file], copy_of[file] = False, int(staying[0])
+    return keep, copy_of
 
 
 # --- what the thresholds cost -------------------------------------------------------------------

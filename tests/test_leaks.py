@@ -190,6 +190,32 @@ def test_three_splits_audit_every_pair_of_splits(planted, tmp_path):
     assert set(copy_of_t01["copy_in"]) == {"train"} and not copy_of_t01["keep"].any()
 
 
+def test_a_file_leaves_only_for_a_file_it_is_flagged_with():
+    """A chain A~B~C (A and C beyond the threshold) is not one picture: with A in train and B, C in
+    test, B leaves for A and C stays (its only copy, B, left); every group in a split keeps a file."""
+    from harness.leaks_search import clean_rule
+
+    split_of = np.array([0, 1, 1])  # A | B, C
+    keep, copy_of = clean_rule(3, split_of, np.array([0, 1]), np.array([1, 2]))
+    assert keep.tolist() == [True, False, True] and copy_of.tolist() == [-1, 0, -1]
+    # Random graphs: the rule's four promises, checked against the pairs themselves.
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        count = int(rng.integers(2, 30))
+        split_of = np.sort(rng.integers(0, 3, count))
+        pairs = {tuple(sorted(p)) for p in rng.integers(0, count, (int(rng.integers(0, 40)), 2)) if p[0] != p[1]}
+        i, j = (np.array(c, np.int64) for c in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
+        keep, copy_of = clean_rule(count, split_of, i, j)
+        for a, b in pairs:  # a < b: b comes later in the audit's order
+            assert not (keep[a] and keep[b] and split_of[a] == split_of[b]), "two kept copies in one split"
+            assert not (keep[b] and split_of[a] < split_of[b]), "a kept file with a copy in an earlier split"
+        for f in np.flatnonzero(~keep):
+            c = int(copy_of[f])
+            assert tuple(sorted((c, int(f)))) in pairs and c < f, "a copy not flagged with what it copies"
+            assert split_of[c] < split_of[f] or keep[c], "a copy of a file that left its own split"
+        assert (copy_of[keep] == -1).all()
+
+
 @pytest.fixture(scope="module")
 def no_copies(tmp_path_factory):
     """Two collections of distinct scenes and no copy at all: a calibration run over one, an audit of the other."""
