@@ -276,6 +276,7 @@ def command_run(args) -> int:
     with removed_if_unused(out_dir):
         storage.check_output_dir(out_dir, images=config.images)
         cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
+        storage.check_cache_path(cache, out_dir)
         evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
                                     progress=None if not args.quiet else False, scheduler=args.scheduler)
     saved_config = config.reproducible()
@@ -355,6 +356,7 @@ def command_leaks(args) -> int:
     with removed_if_unused(out_dir):
         storage.check_output_dir(out_dir, images=[e for _, entries in config.splits for e in entries])
         cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
+        storage.check_cache_path(cache, out_dir)
         audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,
                                  progress=None if not args.quiet else False)
         audit.save(out_dir)

@@ -74,32 +74,79 @@ def _where(out_dir: str) -> str:
 
 def check_output_dir(out_dir: str, images=()) -> None:
     """Fail before any work unless `out_dir` can take a run's outputs: new, empty, or a
-    harness output directory, writable, and outside the run's image folders (`images`,
-    the config's entries): outputs written there would be read as images by the next run."""
+    harness output directory, writable, and apart from the run's images (`images`, the
+    config's entries): outputs written inside an image folder would be read as images by
+    the next run, and images inside `out_dir` would go when the outputs replace it."""
+    out_dir = os.path.normpath(out_dir)  # "link/" is the link itself
     for i, entry in enumerate(images):
         folder = image_folder_holding(entry, out_dir)
         if folder is not None:
-            raise HarnessError(f"{_where(out_dir)}: the output directory is inside the image folder {folder} "
+            raise HarnessError(f"{_where(out_dir)}: the output directory is inside the image folder {_where(folder)} "
                                f"(images[{i}]), so the next run would read its figures as images; "
                                "write the outputs elsewhere")
+        if image_source_inside(entry, out_dir):
+            raise HarnessError(f"{_where(out_dir)}: holds images the run reads ({_where(entry)}, images[{i}]), and "
+                               "a run replaces the whole output directory; write the outputs elsewhere")
     if os.path.islink(out_dir):
         raise HarnessError(f"{_where(out_dir)}: the output directory is a symbolic link; give its target instead")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise HarnessError(f"{_where(out_dir)}: exists and is not a directory")
     if os.path.isdir(out_dir):
+        # Outputs replace the whole directory, so it must hold nothing of anyone else's: a harness
+        # output set (its run.json) never holds a hidden file (.git, .env), and a folder without
+        # run.json may hold only a hash cache (what a first run leaves when it is stopped).
         entries = set(os.listdir(out_dir))
-        foreign = sorted(e for e in entries - KNOWN if not e.startswith("."))
-        if foreign and RUN not in entries:
+        hidden = sorted(e for e in entries if e.startswith(".") and not e.startswith(PROBE))
+        foreign = hidden if RUN in entries else sorted(
+            e for e in entries if e not in CACHE_FILES and e != CACHE + "-journal" and not e.startswith(PROBE))
+        if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise HarnessError(f"{_where(out_dir)}: not empty and not a harness output directory (it holds {shown}); "
-                               "outputs replace the whole directory, so choose a new or empty one")
+            what = "a harness output directory with hidden files in it" if RUN in entries else \
+                "not empty and not a harness output directory"
+            raise HarnessError(f"{_where(out_dir)}: {what} (it holds {_where(shown)}); outputs replace the whole "
+                               "directory, so choose a new or empty one")
     try:
         os.makedirs(out_dir, exist_ok=True)
-        handle, probe = tempfile.mkstemp(dir=out_dir, prefix=".probe-")
+        handle, probe = tempfile.mkstemp(dir=out_dir, prefix=PROBE)
         os.close(handle)
         os.remove(probe)
+        # The outputs are staged beside out_dir under a longer name (OutputSet): a name too long
+        # for the file system must fail now, not after the work.
+        parent = os.path.dirname(os.path.abspath(out_dir))
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=_staging_prefix(out_dir)))
     except OSError as exc:
         raise HarnessError(f"{_where(out_dir)}: output directory is not writable ({exc.strerror})") from None
+
+
+def check_cache_path(cache: str | None, out_dir: str) -> None:
+    """A hash cache inside `out_dir` must be its own DIR/hash-cache.sqlite, the one file of the old
+    set the new one carries over: under another name it would go with the old set, and the next
+    run would find it there and refuse the directory."""
+    if cache is None or not _within(os.path.realpath(cache), os.path.realpath(out_dir)):
+        return
+    if os.path.realpath(cache) != os.path.realpath(os.path.join(out_dir, CACHE)):
+        raise HarnessError(f"--cache {_where(cache)}: inside the output directory, which each run replaces; "
+                           f"leave --cache out (the cache is then {CACHE} there) or keep it outside")
+
+
+PROBE = ".probe-"
+
+
+def _staging_prefix(out_dir: str) -> str:
+    return f".{os.path.basename(os.path.abspath(out_dir))}.staging-{os.getpid()}-"
+
+
+def image_source_inside(entry: str, out_dir: str) -> bool:
+    """Whether an `images:` entry names files inside `out_dir` (a file, a folder or a glob pattern's
+    fixed part there). Paths are compared resolved."""
+    import glob
+
+    if not isinstance(entry, str) or entry.startswith("builtin:"):
+        return False
+    parts = os.path.normpath(entry).split(os.sep)
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    root = os.sep.join(parts[:fixed]) or (os.sep if parts[:1] == [""] else os.curdir)
+    return _within(os.path.realpath(root), os.path.realpath(out_dir))
 
 
 def image_folder_holding(entry: str, out_dir: str) -> str | None:
@@ -139,6 +186,7 @@ def _within(path: str, folder: str) -> bool:
 
 def check_report_dir(out_dir: str) -> None:
     """`report DIR`: DIR must be a directory itself, not a link to one (the report is written there)."""
+    out_dir = os.path.normpath(out_dir)  # "link/" is the link itself
     if os.path.islink(out_dir):
         raise HarnessError(f"{_where(out_dir)}: is a symbolic link; give the output directory itself")
     if not os.path.exists(out_dir):
@@ -164,7 +212,7 @@ class OutputSet:
         _remove_stale_staging(parent, base)
         try:
             os.makedirs(parent, exist_ok=True)
-            self.staging = tempfile.mkdtemp(dir=parent, prefix=f".{base}.staging-{os.getpid()}-")
+            self.staging = tempfile.mkdtemp(dir=parent, prefix=_staging_prefix(self.out_dir))
             os.chmod(self.staging, 0o777 & ~_UMASK)
         except OSError as exc:
             raise HarnessError(f"{_where(self.out_dir)}: cannot create the new output set beside it "

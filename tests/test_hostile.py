@@ -730,6 +730,46 @@ def test_results_save_refuses_an_image_folder(tmp_path, photos):
     assert not (photos / "out").exists()
 
 
+@pytest.mark.parametrize("case", ["hidden files", "images inside", "known names, no run.json", "link/", "long name",
+                                  "cache of another name inside"])
+def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_work(tmp_path, capsys, photos, case):
+    """Outputs replace the whole directory: nothing of the user's may be in it, and whatever would
+    stop the writing at the end (a link, a name too long for the staging folder) stops the start."""
+    config = tmp_path / "c.yaml"
+    config.write_text(HEAD + GRAY)
+    out, extra, message = tmp_path / "out", [], None
+    if case == "hidden files":
+        (out / ".git").mkdir(parents=True)
+        (out / ".git" / "config").write_text("precious")
+        (out / ".env").write_text("secret")
+        message = "not empty and not a harness output directory (it holds .env, .git)"
+    elif case == "images inside":
+        out = photos
+        extra = ["--images", str(photos / "sub")]
+        message = f"holds images the run reads ({photos / 'sub'}, images[0])"
+    elif case == "known names, no run.json":  # a folder of the user's named like an output
+        (out / "figures").mkdir(parents=True)
+        (out / "figures" / "mine.png").write_bytes(b"mine")
+        message = "not empty and not a harness output directory (it holds figures)"
+    elif case == "link/":
+        (tmp_path / "target").mkdir()
+        os.symlink(tmp_path / "target", tmp_path / "link")
+        out = f"{tmp_path / 'link'}{os.sep}"
+        message = "the output directory is a symbolic link"
+    elif case == "long name":
+        out = tmp_path / ("y" * 240)
+        message = "output directory is not writable (File name too long)"
+    else:
+        extra = ["--cache", str(out / "mine.sqlite")]
+        message = "inside the output directory, which each run replaces"
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    status, _, err = cli(capsys, "run", config, "--out", out, *extra)
+    assert status == 2 and message in one_line_error(err), err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written, nothing removed
+    if case == "link/":
+        assert cli(capsys, "report", out)[0] == 2
+
+
 # --- report DIR ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
