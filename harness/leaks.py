@@ -255,7 +255,7 @@ class LeakAudit:
 def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = None, cache: str | None = None,
                progress: bool | None = False) -> LeakAudit:
     """Run a leak audit. `config`: a YAML path, a dict shaped like one, or a LeakConfig."""
-    from harness.provenance import provenance, versions as library_versions
+    from harness.provenance import provenance, result_versions
     from harness.runner import prepare_hashers
 
     if isinstance(config, (str, os.PathLike)):
@@ -269,7 +269,7 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     if workers is not None and workers < 1:
         raise HarnessError(f"workers: must be at least 1, got {workers}")
     started = provenance()
-    versions = {k: v for k, v in library_versions().items() if k != "platform"}
+    versions = result_versions()
     hashers, infos = prepare_hashers(_as_run_config(config), skip_unavailable=False, versions=versions)
     notes: list[str] = []
     errors: list[dict] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.metadata
 import os
 import platform
@@ -87,8 +88,29 @@ def provenance() -> dict:
     }
 
 
+def result_versions() -> dict:
+    """What a decode, a transform or a hash depends on besides its inputs, for the hash cache's keys:
+    the library versions (the platform aside) and harness's own code, so that an upgrade of either,
+    even one that keeps harness's version number, never reuses a hash computed by the old one."""
+    return {**{k: v for k, v in versions().items() if k != "platform"}, "harness code": code_digest()}
+
+
+def plugin_digest(reference: str) -> str:
+    """A digest of the module file of a plugin (`package.module:Name`, imported already): its results
+    depend on its code. That file only: code it imports from elsewhere is not followed."""
+    import hashlib
+
+    path = getattr(sys.modules.get(reference.partition(":")[0]), "__file__", None)
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except (OSError, TypeError):  # no file (a module built in memory): the reference alone keys it
+        return "no file"
+
+
+@functools.lru_cache(maxsize=1)
 def code_digest() -> str:
-    """A digest of harness's own source files: a run's results depend on its code."""
+    """A digest of harness's own source files: a run's results depend on its code (read once a process)."""
     import hashlib
 
     root = os.path.dirname(os.path.abspath(__file__))

@@ -38,6 +38,7 @@ from harness.hashing import Hashed, from_entries
 from harness.images import (DEFAULT_MAX_PIXELS, display_path, load_decoders, read_source, resolve_sources,
                             source_name, work_size)
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process, process_all
+from harness.provenance import plugin_digest
 from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED, code_dtype, text_dtype
 
 if TYPE_CHECKING:
@@ -71,7 +72,16 @@ class RunResult:
 
 
 def hasher_key(spec: dict, versions: dict) -> str:
-    return digest("hasher", spec, versions)
+    """The cache's key of a hasher: its spec, the versions (provenance.result_versions) and, for a
+    plugin, its module's code."""
+    plugin = (plugin_digest(spec["name"]),) if ":" in spec["name"] else ()
+    return digest("hasher", spec, versions, *plugin)
+
+
+def chain_key(chain, salt: str) -> str:
+    """The cache's key of a transform chain's result: the chain, the salt and its plugins' code."""
+    plugins = [plugin_digest(name) for name, _ in chain if ":" in name]
+    return digest("chain", chain, salt, *plugins)
 
 
 def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):
@@ -106,7 +116,7 @@ def make_plan(config: Config, specs, salt: str) -> Plan:
             if chain != UNTOUCHED and chain not in chains:
                 chains.append(chain)
     return Plan(hashers=tuple(specs), chains=tuple(chains),
-                chain_keys=tuple(digest("chain", chain, salt) for chain in chains),
+                chain_keys=tuple(chain_key(chain, salt) for chain in chains),
                 max_pixels=config.max_pixels or DEFAULT_MAX_PIXELS, max_side=config.max_side, salt=salt)
 
 
@@ -137,9 +147,9 @@ class Pass:
 def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | None = None,
                cache_path: str | None = None, workers: int | None = None, scheduler: str | None = None) -> Pass:
     """Every image through its work and the cache; no table yet (no pandas is needed up to here)."""
-    from harness.provenance import versions as library_versions
+    from harness.provenance import result_versions
 
-    versions = {k: v for k, v in library_versions().items() if k != "platform"}
+    versions = result_versions()
     paths, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed)
     hashers, infos = prepare_hashers(config, skip_unavailable, versions)
     notes += [f"hasher {i.id} unavailable: {i.reason}" for i in infos if i.status == UNAVAILABLE]

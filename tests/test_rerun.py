@@ -162,3 +162,55 @@ def test_a_summary_without_its_provenance_section_is_made_anew(tmp_path):
     # The tables are made again (pandas); being the same, the figures are kept, not drawn (matplotlib).
     assert not run(tmp_path, out)
     assert run.pandas and without_provenance(read(out, "summary.md")) == without_provenance(summary)
+
+
+PLUGIN = '''
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from harness.hashers.base import Hasher
+
+
+def darken(image, amount: int = 40):
+    return np.clip(image.astype(np.int16) - amount * FACTOR, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class MeanHash(Hasher):
+    name = "rerunplug:MeanHash"
+    description = "the mean of each channel"
+    distance_kind = "L1"
+    distance_max = 765.0
+
+    def hash_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return np.array([image.reshape(-1, 3).mean(axis=0) for image in images])
+
+    def distance(self, a, b):
+        return np.abs(a - b).sum(axis=1) * SCALE
+'''
+
+
+def test_a_plugins_code_is_part_of_what_a_rerun_compares(tmp_path):
+    """Editing a plugin's module changes the transforms and hashes it made: a rerun must not keep
+    the old set nor reuse the old hashes, but give what a run without any cache gives."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    config_text = ("name: plug\nimages: [builtin:astronaut, builtin:camera]\nhashers: [aHash, rerunplug:MeanHash]\n"
+                   "sweeps:\n  - {family: dark, b: {'rerunplug:darken': {amount: $value}}, values: [20, 60]}\n")
+    config = tmp_path / "plug.yaml"
+    config.write_text(config_text)
+
+    def run_with(factor, scale, out, *options):
+        (plugins / "rerunplug.py").write_text(PLUGIN.replace("FACTOR", factor).replace("SCALE", scale))
+        done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(out), "--quiet",
+                               "--workers", "1", *options], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(plugins), "PYTHONDONTWRITEBYTECODE": "1"})
+        assert done.returncode == 0, done.stderr
+        return (out / "distances.csv").read_bytes()
+
+    first = run_with("1", "1.0", tmp_path / "out")
+    edited = run_with("2", "0.5", tmp_path / "out")  # a stronger darken, a halved distance
+    assert edited != first
+    assert edited == run_with("2", "0.5", tmp_path / "fresh", "--no-cache")
