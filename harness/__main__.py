@@ -282,16 +282,21 @@ def command_run(args) -> int:
     saved_config = config.reproducible()
     if args.out:  # the saved config names the directory it was written to
         saved_config["output"] = args.out
-    run = report.keep_unchanged(evaluation, out_dir, saved_config)
-    if run is None:  # something changed (or nothing can be kept): the tables, figures and summary are made
-        map_large_blocks()
-        results = evaluation.results()
-        trim_heap()  # what making the tables and the metrics freed, before the report writes
-        results.config = saved_config
-        report.write(results, out_dir, inputs=evaluation.inputs)
-        notes, hashers = results.notes, results.hashers.to_dict("records")
-    else:
-        notes, hashers = run["notes"], run["hashers"]
+    try:
+        run = report.keep_unchanged(evaluation, out_dir, saved_config)
+        if run is None:  # something changed (or nothing can be kept): the tables, figures and summary are made
+            map_large_blocks()
+            results = evaluation.results()
+            trim_heap()  # what making the tables and the metrics freed, before the report writes
+            results.config = saved_config
+            report.write(results, out_dir, inputs=evaluation.inputs)
+            notes, hashers = results.notes, results.hashers.to_dict("records")
+        else:
+            notes, hashers = run["notes"], run["hashers"]
+    except HarnessError:  # the outputs could not be written (a full disk): what the pass noted still counts
+        for note in evaluation.notes:  # e.g. that the hash cache was dropped
+            print(line("note", note), file=sys.stderr)
+        raise
     if not args.quiet:
         print(text_table(os.path.join(out_dir, storage.TABLE)))
         print(f"\nwrote {out_dir}/ (summary.md, table.csv, distances.csv, figures/)" if run is None else

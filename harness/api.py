@@ -131,6 +131,11 @@ class Evaluation:
     def failures(self) -> int:
         return self.run.failures
 
+    @property
+    def notes(self) -> list[str]:
+        """What the pass noted (a hash cache replaced or dropped, unavailable hashers, ...)."""
+        return self.run.notes
+
     def results(self) -> Results:
         return dataclasses.replace(from_run(self.run.result(), self.provenance), cache=self.cache)
 

@@ -280,6 +280,9 @@ def test_a_full_disk_ends_in_one_line_and_keeps_the_outputs(job, tmp_path):
     assert "Traceback" not in stderr
     error = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "disk is full" in error[0] and "previous outputs are unchanged" in error[0], stderr
+    assert stderr.splitlines()[-1] == error[0]  # last, after the notes of the pass
+    assert any(line.startswith("note: hash cache") and "keeps no cache" in line for line in stderr.splitlines()), \
+        stderr  # the cache went with the disk: the error line alone would promise what it no longer keeps
     # The mount is gone with the namespace: the script compared the outputs with a copy made before.
     assert (tmp_path / "saved" / "summary.md").exists()
     assert (tmp_path / "diff.status").read_text().strip() == "0", (tmp_path / "diff").read_text()
