@@ -276,6 +276,9 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     salt = digest("versions", versions)
     plan = Plan(hashers=tuple(config.hashers), chains=(), chain_keys=(), max_pixels=config.max_pixels or
                 DEFAULT_MAX_PIXELS, max_side=config.max_side, salt=salt)
+    from harness import leaks_search
+
+    calibration = leaks_search.Calibration(config.calibration, config, hashers) if config.calibration else None
     splits = []
     store = HashCache(cache)
     try:
@@ -290,10 +293,8 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
             raise HarnessError(f"split '{split.name}': no file could be hashed"
                                + (f"; first: {errors[0]['reason']}" if errors else ""))
 
-    from harness import leaks_search
-
-    thresholds, basis, calibration = leaks_search.choose_thresholds(config, splits, hashers, workers=workers or 1,
-                                                                    scheduler=scheduler)
+    thresholds, basis = leaks_search.choose_thresholds(config, splits, hashers, calibration, workers=workers or 1,
+                                                       scheduler=scheduler)
     # The search runs in this process unless asked otherwise: faiss already uses every core.
     found = leaks_search.search_all(config, splits, hashers, thresholds, workers=workers or 1, scheduler=scheduler)
     flagged = leaks_search.flagged_pairs(config, splits, hashers, found, thresholds)
@@ -345,15 +346,17 @@ def _hash_split(name: str, entries, config: LeakConfig, plan: Plan, infos, hashe
                                    f"hasher's hashes; name that one hasher (--hashers), not {len(hashers)}")
             (hid, hasher), = hashers.items()
             files, rows = read_hash_table(entry, hasher, hid)
-            split.files += files
-            split.paths += [f if os.path.isfile(f) else None for f in files]
-            parts[hid].append(rows)
+            seen = set(split.files)  # a file listed twice (one table given twice) is one file of the split
+            new = [k for k, f in enumerate(files) if f not in seen and not seen.add(f)]
+            split.files += [files[k] for k in new]
+            split.paths += [files[k] if os.path.isfile(files[k]) else None for k in new]
+            parts[hid].append(rows[new])
             continue
         try:
             images += expand_source(entry)
         except ValueError as exc:
             raise HarnessError(f"splits.{name}[{number}]: {exc}") from None
-    images = list(dict.fromkeys(images))
+    images = list(dict.fromkeys(os.path.normpath(path) for path in images))  # ./a/x.png is a/x.png
     if images:
         keep: dict[str, list] = {hid: [] for hid in hashers}
         for path, outcome, cached in ImagePass(images, plan, infos, hashers, cache, workers=workers,

@@ -121,18 +121,20 @@ class Calibration:
         genuine = self.genuine.loc[self.genuine["hasher"] == hasher_id, "distance"].to_numpy(np.float64)
         if fpr is not None:
             point = threshold_at_fpr(self.impostors[hasher_id], genuine, fpr)
-            name = point.name
-            threshold = point.threshold
+            name, threshold, resolved = point.name, point.threshold, point.resolved
         else:
             table = results.thresholds
             row = table[(table["hasher"] == hasher_id) & (table["operating_point"] == self.first_point)]
             if row.empty:
                 raise HarnessError(f"calibration {self.directory}: no threshold of {hasher_id} at {self.first_point}")
             threshold, name = float(row["threshold"].iloc[0]), self.first_point
+            resolved = bool(row["resolved"].iloc[0])
         if not np.isfinite(threshold):
             raise HarnessError(f"calibration {self.directory}: {hasher_id} has no threshold at {name} (its closest "
                                "impostor pairs are too many at one distance)")
-        return threshold, f"{name} of the impostor pairs of the run {self.directory}"
+        unresolved = ("" if resolved else f"; unresolved: its {len(self.impostors[hasher_id])} impostor pairs are "
+                      "too few to measure that rate, so the threshold only sits below the closest of them")
+        return threshold, f"{name} of the impostor pairs of the run {self.directory}{unresolved}"
 
     def false_rate(self, thresholds: dict, min_agree: int, hasher_id: str | None) -> tuple[int, int]:
         """(impostor pairs called matches, impostor pairs): of one hasher, or (None) of the agreement."""
@@ -144,9 +146,10 @@ class Calibration:
         return int(np.count_nonzero(agree >= min_agree)), len(wide)
 
 
-def choose_thresholds(config: LeakConfig, splits, hashers: dict, *, workers=1, scheduler=None):
-    """Each hasher's threshold and how it was chosen; and the calibration run, when one is given."""
-    calibration = Calibration(config.calibration, config, hashers) if config.calibration else None
+def choose_thresholds(config: LeakConfig, splits, hashers: dict, calibration: "Calibration | None", *, workers=1,
+                      scheduler=None):
+    """Each hasher's threshold and how it was chosen (`calibration`: the run given, read before any
+    image is hashed, so that a wrong one costs nothing)."""
     thresholds, basis = {}, {}
     histograms = None
     for spec in config.hashers:
@@ -172,7 +175,7 @@ def choose_thresholds(config: LeakConfig, splits, hashers: dict, *, workers=1, s
             thresholds[hid] = float(within[-1])
             basis[hid] = (f"the largest distance at which at most fpr={config.fpr:g} of the {total} pairs compared "
                           f"are flagged ({int(cumulative[within[-1]])})")
-    return thresholds, basis, calibration
+    return thresholds, basis
 
 
 def data_histograms(splits, hashers: dict, specs, *, workers=1, scheduler=None) -> dict[str, np.ndarray]:
@@ -217,7 +220,8 @@ def search_all(config: LeakConfig, splits, hashers: dict, thresholds: dict, *, w
             found.pairs[(a, b, hid)] = (i, j, d)
             total += len(i)
     if total > config.max_flags:
-        raise HarnessError(f"{total} pairs are within the thresholds ({', '.join(f'{h} <= {t:g}' for h, t in thresholds.items())}), "
+        raise HarnessError(f"{total} pairs (counted once per hasher) are within the thresholds "
+                           f"({', '.join(f'{h} <= {t:g}' for h, t in thresholds.items())}), "
                            f"more than max_flags ({config.max_flags}): the threshold is far too loose for these "
                            "images; choose a smaller one, or raise max_flags")
     return found

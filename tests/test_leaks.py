@@ -173,6 +173,22 @@ def test_splits_given_on_the_command_line_keep_the_audits_order(planted, tmp_pat
     assert saved["splits"]["train"] == [str(root / "train")]
 
 
+def test_a_file_named_twice_is_one_file_of_its_split(planted, tmp_path):
+    """Two spellings of one path, or one hash table given twice: one file, never a copy of itself."""
+    root, _ = planted
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(root / "train"), f"{root / 'train'}/./t01.png", "--test", str(root / "test"),
+                 "--hashers", "pHash", "--threshold", "10", "--out", str(out), "--quiet"]) == 0
+    files = pd.read_csv(out / "files.csv", keep_default_na=False)
+    assert len(files[files["split"] == "train"]) == 31 and files["file"].is_unique
+    table = str(out / "hashes" / "train.pHash.parquet")
+    again = tmp_path / "again"
+    assert main(["leaks", "--train", table, table, "--test", str(out / "hashes" / "test.pHash.parquet"),
+                 "--hashers", "pHash", "--threshold", "10", "--out", str(again), "--quiet"]) == 0
+    for name in ("leaks.csv", "groups.csv"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+
+
 def test_three_splits_audit_every_pair_of_splits(planted, tmp_path):
     root, copies = planted
     val = tmp_path / "val"
@@ -253,6 +269,24 @@ def test_the_expected_false_flags_match_a_collection_without_copies(no_copies, t
     assert run["threshold_basis"]["pHash"].startswith("fpr=0.05 of the impostor pairs of the run")
     misses = pd.read_csv(out / "misses.csv")
     assert set(misses["family"]) == {"jpeg"} and set(misses["hasher"]) == {"aHash", "pHash", "(agreement)"}
+
+
+def test_a_calibration_run_is_checked_before_any_image_and_an_unresolved_rate_is_said(no_copies, tmp_path,
+                                                                                        monkeypatch, capsys):
+    root = no_copies
+    from harness import imagework
+
+    real = imagework.decode_source
+    monkeypatch.setattr(imagework, "decode_source", lambda *a: pytest.fail("an image was decoded"))
+    assert main(["leaks", "--train", str(root / "train"), "--test", str(root / "test"), "--hashers", "PDQ",
+                 "--calibration", str(root / "run"), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "the run has no hasher PDQ (it has aHash, pHash)" in one_line(capsys)
+    monkeypatch.setattr(imagework, "decode_source", real)
+    out = tmp_path / "out"  # 780 impostor pairs cannot measure a rate of 1 in 10,000
+    assert main(["leaks", "--train", str(root / "train"), "--test", str(root / "test"), "--hashers", "pHash",
+                 "--calibration", str(root / "run"), "--fpr", "0.0001", "--out", str(out), "--quiet"]) in (0, 1)
+    basis = json.loads((out / "run.json").read_text())["threshold_basis"]["pHash"]
+    assert "unresolved: its 780 impostor pairs are too few to measure that rate" in basis, basis
 
 
 def test_fpr_on_the_data_itself_flags_at_most_that_share(no_copies, tmp_path):
