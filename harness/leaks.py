@@ -255,6 +255,7 @@ class LeakAudit:
 def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = None, cache: str | None = None,
                progress: bool | None = False) -> LeakAudit:
     """Run a leak audit. `config`: a YAML path, a dict shaped like one, or a LeakConfig."""
+    from harness import leaks_search
     from harness.provenance import provenance, result_versions
     from harness.runner import prepare_hashers
 
@@ -276,8 +277,6 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     salt = digest("versions", versions)
     plan = Plan(hashers=tuple(config.hashers), chains=(), chain_keys=(), max_pixels=config.max_pixels or
                 DEFAULT_MAX_PIXELS, max_side=config.max_side, salt=salt)
-    from harness import leaks_search
-
     calibration = leaks_search.Calibration(config.calibration, config, hashers) if config.calibration else None
     splits = []
     store = HashCache(cache)

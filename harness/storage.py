@@ -55,10 +55,6 @@ FIGURES = "figures"
 LONG_TABLES = {DISTANCES: DISTANCE_COLUMNS, IMPOSTORS: NAMED_IMPOSTOR_COLUMNS}
 OPTIONAL_COLUMNS = {"image", "other"}  # impostors' names: outputs of older versions lack them
 CSV_MAX_ROWS = 1_000_000  # above this a long table is written as Parquet only
-# What a run writes; a directory holding only these (or a run.json) is a harness output.
-KNOWN = {f"{DISTANCES}.csv", f"{DISTANCES}.parquet", f"{IMPOSTORS}.csv", f"{IMPOSTORS}.parquet", IMAGES, ERRORS,
-         HASHERS, RUN, CONFIG, PREVIEWS, CACHE, CACHE + "-wal", CACHE + "-shm", CACHE + "-journal", TABLE,
-         THRESHOLDS, DETECTION, ROC, SUMMARY, FIGURES, "retrieval.csv"}
 FLOAT_FORMAT = "%.6g"
 
 _UMASK = os.umask(0)
@@ -98,7 +94,7 @@ def check_output_dir(out_dir: str, images=()) -> None:
         entries = set(os.listdir(out_dir))
         hidden = sorted(e for e in entries if e.startswith(".") and not e.startswith(PROBE))
         foreign = hidden if RUN in entries else sorted(
-            e for e in entries if e not in CACHE_FILES and e != CACHE + "-journal" and not e.startswith(PROBE))
+            e for e in entries if e not in (*CACHE_FILES, CACHE + "-journal") and not e.startswith(PROBE))
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             what = "a harness output directory with hidden files in it" if RUN in entries else \
