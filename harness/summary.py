@@ -36,7 +36,9 @@ def answer_section(detection: dict) -> list[str]:
     verdicts, chosen, min_tpr = detection["verdicts"], detection["chosen"], detection["min_tpr"]
     thresholds = detection["thresholds"]
     at_chosen = thresholds[thresholds["operating_point"] == chosen]
-    pairs = int(at_chosen["impostor_pairs"].max()) if len(at_chosen) else 0
+    counts = sorted(set(at_chosen["impostor_pairs"].astype(int))) if len(at_chosen) else [0]
+    # A hasher that failed on some images has fewer pairs than the others: say the range, not the most.
+    pairs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
     rate = float(chosen.split("=", 1)[1])
     line = format_percent(min_tpr)
     lines = ["## The answer", "",

@@ -140,3 +140,18 @@ def test_limit_is_a_seeded_sample(collection, tmp_path):
         assert main(["run", str(limited), "--out", str(tmp_path / name), "--quiet"]) == 0
         runs.append(sorted(set(pd.read_csv(tmp_path / name / "distances.csv")["image"])))
     assert len(runs[0]) == 4 and runs[0] == runs[1]
+
+
+def test_the_answer_says_the_range_of_impostor_pairs_when_hashers_differ():
+    """A hasher that failed on some images has fewer impostor pairs: the answer gives the range."""
+    import pandas as pd
+
+    from harness.summary import answer_section
+
+    verdicts = pd.DataFrame(columns=["warning", "resolved"])
+    for counts, said in (([657, 657], "from 657 impostor pairs per hasher"),
+                         ([657, 457], "from 457 to 657 impostor pairs per hasher")):
+        thresholds = pd.DataFrame({"hasher": ["a", "b"], "operating_point": "fpr=0.01", "impostor_pairs": counts})
+        text = "\n".join(answer_section({"verdicts": verdicts, "chosen": "fpr=0.01", "min_tpr": 0.95,
+                                         "thresholds": thresholds, "figures": {"matrix": "m", "detection": "d"}}))
+        assert said in text, text[:400]
