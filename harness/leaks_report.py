@@ -18,7 +18,7 @@ import yaml
 
 from harness import storage
 from harness.leaks import AGREEMENT
-from harness.markdown import md
+from harness.markdown import code, md
 from harness.summary import markdown_table
 
 REVIEW = "review.html"
@@ -150,7 +150,7 @@ def summary_markdown(audit) -> str:
         for column in ("miss_rate", "miss_low", "miss_high"):
             misses[column] = misses[column].map(lambda v: f"{100 * v:.0f}%" if np.isfinite(v) else "")
         lines += ["## Copies the thresholds miss", "",
-                  f"From the calibration run `{md(audit.calibration)}`: per family of edits, the share of its edited "
+                  f"From the calibration run {code(audit.calibration)}: per family of edits, the share of its edited "
                   "copies whose distance is above the threshold (pooled over strengths; 95% interval). A copy "
                   "made by such an edit is as likely to be missed here.", "", markdown_table(misses), ""]
     if len(audit.groups):

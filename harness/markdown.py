@@ -34,6 +34,17 @@ def md(text) -> str:
     return _backslash_group(block) + escaped[block.end():] if block else escaped
 
 
+def code(text) -> str:
+    """Text from a file or a config as an inline code span, shown exactly as it is: inside a code
+    span a backslash is a backslash (md's escapes would show), so only the fence needs care: one
+    backtick longer than any run of backticks in the text. Not for table cells (a '|' still splits
+    a cell there)."""
+    one_line = _CONTROL.sub("\ufffd", " ".join(str(text).split()))
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", one_line)), default=0) + 1)
+    pad = " " if one_line[:1] == "`" or one_line[-1:] == "`" else ""
+    return f"{fence}{pad}{one_line}{pad}{fence}"
+
+
 def _backslash_group(match: re.Match) -> str:
     """The matched text with a backslash before its captured group."""
     at = match.start(match.lastindex) - match.start()
@@ -51,7 +62,7 @@ def provenance_lines(provenance: dict) -> list[str]:
     git = provenance.get("git") or {}
     cpu = provenance.get("cpu", {})
     return [PROVENANCE_HEADING, "",
-            f"Produced by `{md(' '.join(provenance.get('command', [])))}` on {md(provenance.get('date', '?'))}, "
+            f"Produced by {code(' '.join(provenance.get('command', [])))} on {md(provenance.get('date', '?'))}, "
             f"git commit {md(git.get('commit') or 'unknown')}"
             f"{' (uncommitted changes)' if git.get('dirty') else ''}. "
             f"Python {md(versions.get('python'))}, OpenCV {md(versions.get('cv2'))}, "

@@ -460,22 +460,23 @@ def sample_size_warning(images: int, min_tpr: float) -> str:
 
 
 def rank_with_ties(rates: pd.DataFrame, rate: str = "tpr", low: str = "tpr_low", high: str = "tpr_high") -> pd.Series:
-    """A rank per row (1 = best) where rows whose 95% intervals overlap share a rank.
+    """A rank per row (1 = best) where rows whose 95% intervals overlap their group's leader's share
+    a rank.
 
-    Rows are taken by decreasing rate; a row joins the current tied group when its interval
-    overlaps the interval of ANY member of the group (so overlap chains: A ~ B and B ~ C puts
-    A, B and C together even if A and C alone would separate). That errs towards "tied": two
-    rows are ranked apart only when every row between them separates too. Ranks skip like
-    sports ranks (1, 1, 3). Overlap of two 95% intervals is a conservative test: rates whose
-    intervals touch may still differ, but the data do not show it at that level."""
-    order = rates[rate].astype(float).sort_values(ascending=False, kind="stable").index
-    ranks = pd.Series(0, index=rates.index, dtype=int)
-    group_low, group_rank = np.inf, 0
+    Rows are taken by decreasing rate; the first row leads a group, and each next row joins it
+    when its interval overlaps the LEADER's interval, else it leads the next group. Overlap does
+    not chain: with A ~ B and B ~ C, C joins A's group only if it overlaps A itself (chaining
+    once put a hasher detecting 0 of 54 copies in one tie with one detecting 54 of 54). Ranks skip
+    like sports ranks (1, 1, 3). Overlap of two 95% intervals is a conservative test: rates whose
+    intervals touch may still differ, but the data do not show it at that level. A row without a
+    rate (NaN: its hasher has no threshold there) is ranked after every other, on its own."""
+    values = rates[rate].astype(float)
+    order = values[values.notna()].sort_values(ascending=False, kind="stable").index
+    ranks = pd.Series(len(order) + 1, index=rates.index, dtype=int)
+    leader_low, group_rank = np.inf, 0
     for position, row in enumerate(order):
-        if position == 0 or rates.at[row, high] < group_low:
-            group_low, group_rank = rates.at[row, low], position + 1
-        else:
-            group_low = min(group_low, rates.at[row, low])
+        if position == 0 or rates.at[row, high] < leader_low:
+            leader_low, group_rank = rates.at[row, low], position + 1
         ranks[row] = group_rank
     return ranks
 
@@ -511,6 +512,8 @@ def hasher_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: floa
             labels, values = own["label"], own["value"]
             detected, pairs = int(counts.sum()), int(totals.sum())
             images = int(totals.max())
+            if own["threshold"].isna().all():  # no threshold at this rate: nothing to rank, not a 0% hasher
+                rates, pairs = np.full(len(own), np.nan), 0
             tpr = detected / pairs if pairs else float("nan")
             low, high = wilson_interval(tpr * images, images) if pairs else (float("nan"), float("nan"))
             missed = np.flatnonzero(rates < min_tpr)[:1]  # NaN rates are neither missed nor held
@@ -548,7 +551,7 @@ def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: floa
     """Per family, which hashers hold up best at one operating point, claiming no more than the
     data show.
 
-    best: every hasher of rank 1 (`hasher_verdicts`: intervals overlapping the leader's chain),
+    best: every hasher of rank 1 (`hasher_verdicts`: intervals overlapping the leader's),
     joined by ' = ', in decreasing rate; `tied` counts them, `hashers` counts all. mean_tpr,
     detected of genuine_pairs, tpr_low/tpr_high: the first of them (the pooled rate of the
     family's copies; equal to the mean over strengths when every strength has all images).
@@ -561,6 +564,8 @@ def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: floa
     rows = []
     for family, part in per_hasher.groupby("family", sort=False, observed=True):
         part = part.sort_values(["rank", "tpr"], ascending=[True, False], kind="stable")
+        if part["tpr"].notna().any():  # hashers without a threshold here are neither best nor runner-up
+            part = part[part["tpr"].notna()]
         best = part[part["rank"] == 1]
         lead = best.iloc[0]
         others = part[part["rank"] > 1]
@@ -599,7 +604,8 @@ def break_points(detection: pd.DataFrame, operating_point: str) -> pd.DataFrame:
     for hasher in first_seen(chosen["hasher"]):
         own = chosen[chosen["hasher"] == hasher]
         for family, part in own.groupby("family", sort=False, observed=True):
-            broken = part[part["tpr"] < BREAK_RATE].head(1)
+            # A strength without a threshold detects nothing by default, which is no break-point.
+            broken = part[(part["tpr"] < BREAK_RATE) & part["threshold"].notna()].head(1)
             if len(broken):
                 row = broken.iloc[0]
                 rows.append({"hasher": hasher, "family": family, "break_label": row["label"],

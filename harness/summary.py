@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.markdown import md, provenance_lines
+from harness.markdown import code, md, provenance_lines
 from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order
 from harness.schema import UNAVAILABLE, first_seen
 from harness.storage import ERRORS, PREVIEWS
@@ -46,8 +46,8 @@ def answer_section(detection: dict) -> list[str]:
              f"*different* images a match ({chosen}; thresholds estimated from {pairs} impostor pairs per hasher)? "
              f"Per family of edits: the hashers that detect most of its copies, pooled over the family's "
              f"strengths, with the count and a 95% Wilson interval over images. Hashers whose intervals "
-             f"overlap, directly or through a chain of overlaps, are **tied**: listed together, not ranked (a "
-             f"chain can join two whose own intervals do not overlap: a tie errs towards \"not told apart\"). "
+             f"overlap the best one's are **tied**: listed together, not ranked, the count and the columns "
+             f"after it being the first one's; hashers without a threshold at this rate are left out. "
              f"Then how many strengths the first of them detects at {line} or more, the first strength "
              f"(mildest first) where it falls below, and the best hasher ranked below the tied group:", "",
              "| family | best (tied where intervals overlap) | detected | strengths held | first below | runner-up |",
@@ -68,8 +68,8 @@ def answer_section(detection: dict) -> list[str]:
         tied = row.best.split(" = ")
         best = (row.best if len(tied) <= 3 else f"{len(tied)} tied: {', '.join(tied[:3])}, ...") if len(tied) > 1 \
             else row.best
-        if len(tied) == row.hashers and row.hashers > 1:
-            best = f"all {row.hashers} tied"
+        if len(tied) == row.hashers and row.hashers > 2:
+            best = f"all {row.hashers} tied: {tied[0]}, ..."
         lines.append(f"| {md(row.family)} | {md(best)}{flag} "
                      f"| {pooled(row.detected, row.genuine_pairs, row.tpr_low, row.tpr_high)} "
                      f"| {row.held} of {row.strengths} | {md(miss)} | {md(runner)} |")
@@ -151,7 +151,7 @@ def hygiene_section(metrics) -> list[str]:
             on=["hasher", "operating_point"], suffixes=("", "_with_excluded"))
         lines += ["## Impostor pairs excluded by the config", "",
                   f"{len(metrics.excluded)} impostor distances were left out ("
-                  + ", ".join(f"{count} by `{md(rule)}`" for rule, count in by_rule.items())
+                  + ", ".join(f"{count} by {code(rule)}" for rule, count in by_rule.items())
                   + "). The thresholds with and without them:", "",
                   markdown_table(_format_cells(compare)), ""]
     return lines

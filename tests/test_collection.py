@@ -110,8 +110,8 @@ def test_summary_leads_with_the_answer(collection):
     for figure in ("detection.png", "histograms.png", "roc.png", "families.png", "heatmap.png"):
         assert f"figures/{figure}" in summary and (out / "figures" / figure).is_file()
     assert "resolve" in summary  # the unresolved 0.001 rate is explained
-    # ties chain (metrics.rank_with_ties): the summary says so, not only that overlapping intervals tie
-    assert "through a chain of overlaps, are **tied**" in summary
+    # ties are the hashers overlapping the best one's interval (metrics.rank_with_ties), no chains
+    assert "overlap the best one's are **tied**" in summary
 
 
 def test_rebuild_and_determinism(collection, tmp_path):

@@ -969,6 +969,15 @@ def test_md_leaves_no_markup():
     assert md("a | b\nc") == "a \\| b c"
 
 
+def test_code_spans_show_their_text_exactly():
+    """Inside a code span Markdown shows a backslash as it is: md's escapes would be seen
+    (`augly\\_overlays.yaml`), so a code span only fences the text."""
+    from harness.markdown import code
+
+    assert code("configs/protocols/augly_overlays.yaml") == "`configs/protocols/augly_overlays.yaml`"
+    assert code("a`b") == "``a`b``" and code("`x`") == "`` `x` ``" and code("a\nb\x1b") == "`a b\ufffd`"
+
+
 def test_names_reach_the_summary_only_as_text(tmp_path, capsys):
     """Every place a name from a config or a file reaches summary.md (title, description, notes,
     images, families, labels, hashers, problems, tables, figure captions), rendered by a real

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,11 +75,11 @@ def test_overlapping_intervals_share_a_rank():
     assert rank_with_ties(rates).to_dict() == {"C": 3, "A": 1, "B": 1, "D": 3}
 
 
-def test_overlap_chains():
-    # A and C alone separate, but B overlaps both: nothing can be ranked.
-    rates = pd.DataFrame({"tpr": [0.9, 0.8, 0.7], "tpr_low": [0.85, 0.7, 0.6], "tpr_high": [0.95, 0.86, 0.75]},
-                         index=["A", "B", "C"])
-    assert rank_with_ties(rates).tolist() == [1, 1, 1]
+def test_overlap_does_not_chain_and_a_rate_without_a_threshold_comes_last():
+    # B overlaps A and C, but C does not overlap A, the leader: C is ranked below.
+    rates = pd.DataFrame({"tpr": [0.9, 0.8, 0.7, np.nan], "tpr_low": [0.85, 0.7, 0.6, np.nan],
+                          "tpr_high": [0.95, 0.86, 0.75, np.nan]}, index=["A", "B", "C", "D"])
+    assert rank_with_ties(rates).tolist() == [1, 1, 3, 4]
 
 
 # --- verdicts and break-points ------------------------------------------------------
@@ -209,3 +210,15 @@ def test_unmatched_duplicate_names_are_reported():
     expected = ("impostors.duplicates[0][1]: 'basketbal2' names no image of this run (give the name shown in "
                 "images.csv, without extension, or the image id); did you mean 'basketball2'?")
     assert unmatched_duplicates(spec, IMAGES) == [expected]
+
+
+def test_a_hasher_without_a_threshold_is_neither_ranked_nor_broken():
+    """No threshold at the rate (too many impostors at distance 0): it detects nothing by default,
+    which is neither a 0% verdict nor a break-point."""
+    frame = detection({"h1": [20, 19, 8], "h2": [10, 5, 0], "none": [0, 0, 0]})
+    frame.loc[frame["hasher"] == "none", "threshold"] = np.nan
+    verdict = family_verdicts(frame, "fpr=0.01", 0.95).iloc[0]
+    assert (verdict.best, verdict.runner_up, verdict.hashers) == ("h1", "h2", 2)
+    breaks = break_points(frame, "fpr=0.01")
+    assert breaks.loc[breaks["hasher"] == "none", "break_label"].tolist() == [""]
+    assert breaks.loc[breaks["hasher"] == "h2", "break_label"].tolist() == ["JPEG 50"]
