@@ -24,18 +24,20 @@ follows these rules, and each conversion is recorded as a short note
 - Frames: an animated or multi-page file gives its first frame.
 - Size: an image with more than `max_pixels` pixels is refused
   (DEFAULT_MAX_PIXELS is the limit at which Pillow refuses an image). The size
-  comes from the header, before any pixels are decoded. Formats that only
-  OpenCV reads (e.g. HDR) are checked after decoding; while they decode,
-  OpenCV's own limit of 2**30 pixels protects them.
+  comes from the header, before any pixels are decoded (for Radiance HDR,
+  which only OpenCV reads, from its size line here). Other formats that only
+  OpenCV reads are checked after decoding; while they decode, OpenCV's own
+  limit of 2**30 pixels protects them.
 - Refused: empty files; truncated or corrupt data, including a JPEG that ends
   before its end-of-image marker (OpenCV would fill the missing rows with
   gray); and files that are not images (text, HTML, SVG, unknown bytes). The
   ImageError is one line: "<path>: <reason>".
 
 OpenCV decodes. Pillow reads the header (size, mode, frames, orientation) of
-the formats in IMAGE_EXTENSIONS. It also decodes two kinds of file. First,
+the formats in IMAGE_EXTENSIONS. It also decodes three kinds of file. First,
 files that OpenCV 4.10 cannot read: GIF, animated WebP, 1-channel float TIFF,
-and any other file that OpenCV fails on. Second, files that OpenCV would convert
+and any other file that OpenCV fails on. Then JPEG 2000, whose OpenCV decoder
+crashes the process on some damaged files. Last, files that OpenCV would convert
 against these rules: an 8-bit TIFF with unassociated alpha, whose colour libtiff
 multiplies by the alpha.
 """
@@ -47,6 +49,7 @@ import glob
 import hashlib
 import io
 import os
+import re
 import stat
 import threading
 import warnings
@@ -286,14 +289,17 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
         # a PNG without one is upright, and is not decoded twice for nothing.
         orientation = 1 if header is not None and header.format == "PNG" and b"eXIf" not in data else (
             _orientation(header))
-        pixels = None if header is not None and _pillow_decodes(header) else _decode_opencv(data)
+        jpeg2000 = data.startswith(_JPEG2000_SIGNATURES)
+        if header is None and not jpeg2000:
+            _check_size(*_radiance_size(data), max_pixels)  # before OpenCV decodes it (Pillow does not read HDR)
+        pixels = None if (header is not None and _pillow_decodes(header)) or jpeg2000 else _decode_opencv(data)
         if pixels is not None:
             upright = header is not None and header.format in _ORIENTED_BY_OPENCV
         elif header is not None:
             pixels = _decode_pillow(header)
             upright = _orientation(header) == 1  # Pillow drops the tag when it turns an image upright (TIFF)
         else:
-            raise ImageError(header_problem or _not_an_image(data))
+            raise ImageError(header_problem or ("corrupt JPEG 2000 file" if jpeg2000 else _not_an_image(data)))
         if header is None:
             _check_size(pixels.shape[1], pixels.shape[0], max_pixels)
     if orientation != 1:
@@ -376,6 +382,26 @@ def _orientation(header: Image.Image | None) -> int:
     except Exception:  # a corrupt EXIF block leaves the image as stored
         return 1
     return value if value in _UPRIGHT else 1
+
+
+# JPEG 2000 (a .jp2 box, or a bare codestream) is decoded by Pillow only: OpenCV 4.10's decoder
+# crashes the whole process on some truncated or damaged files. Both give the same pixels.
+_JPEG2000_SIGNATURES = (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")
+_RADIANCE_SIZE = re.compile(rb"\n\n([-+][XY]) (\d{1,9}) ([-+][XY]) (\d{1,9})\n")
+
+
+def _radiance_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a Radiance HDR file from its header, which OpenCV would otherwise only
+    check against its own limit of 2**30 pixels while it decodes (gigabytes); (0, 0) for any other
+    file. A Radiance file whose size line cannot be found is refused."""
+    if not data.startswith((b"#?RADIANCE", b"#?RGBE")):
+        return 0, 0
+    found = _RADIANCE_SIZE.search(data, 0, 1 << 16)
+    if found is None:
+        raise ImageError("corrupt Radiance HDR header: no size line")
+    first, first_size, _, second_size = found.groups()
+    height, width = (int(first_size), int(second_size)) if first.endswith(b"Y") else (int(second_size), int(first_size))
+    return width, height
 
 
 def _pillow_decodes(header: Image.Image) -> bool:

@@ -766,7 +766,9 @@ class Collector:
         if failed.any():
             notes.append(f"{int(failed.sum())} of {len(distances)} distances failed; see the error column")
         if len(error_table):
-            notes.append(f"{len(error_table)} problems with images, transforms or hashers; see errors.csv")
+            count = len(error_table)
+            notes.append(f"{count} {'problem' if count == 1 else 'problems'} with images, transforms or hashers; "
+                         "see errors.csv")
         return RunResult(config, distances, impostors, error_table, self.infos, self.sources.columns(), notes,
                          self.previews, engine)
 

@@ -8,6 +8,8 @@ other exception.
 import io
 import os
 import struct
+import subprocess
+import sys
 import zlib
 
 import cv2
@@ -21,6 +23,7 @@ from PIL import Image, TiffImagePlugin
 from harness import images
 from harness.errors import ImageError
 from harness.images import DEFAULT_MAX_PIXELS, SourceImage, decode_image, load_source, read_image
+from tests.conftest import ROOT
 
 RNG = np.random.default_rng(7)
 RGB = RNG.integers(0, 256, (12, 16, 3), dtype=np.uint8)  # an "ordinary" image, in RGB order
@@ -362,6 +365,35 @@ def test_bomb_is_refused_before_decoding(tmp_path, no_decoding):
         f"30000 x 20000 = 600000000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} (raise max_pixels to allow it)"
     assert refused(tmp_path, "big.png", png_header(1000, 1000), max_pixels=999_999).startswith("1000 x 1000 =")
     assert Image.MAX_IMAGE_PIXELS == limit  # Pillow's own setting is left as it was
+
+
+def test_a_radiance_bomb_is_refused_from_its_size_line(tmp_path, no_decoding):
+    """Pillow does not read HDR; OpenCV would decode 14000 x 14000 float pixels (gigabytes) first."""
+    bomb = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 14000 +X 14000\n" + b"\x02\x02" * 100
+    assert refused(tmp_path, "bomb.hdr", bomb).startswith("14000 x 14000 = 196000000 pixels exceeds the limit")
+    assert refused(tmp_path, "odd.hdr", b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\nno size\n") == \
+        "corrupt Radiance HDR header: no size line"
+    small = cv2.imencode(".hdr", np.full((6, 9, 3), 0.5, np.float32))[1].tobytes()
+    assert images._radiance_size(small) == (9, 6)
+
+
+def test_jpeg2000_is_read_by_pillow_and_a_damaged_one_is_a_reason_not_a_crash(tmp_path):
+    """OpenCV 4.10's JPEG 2000 decoder kills the process on some truncated files: a subprocess
+    here, so that the old behaviour fails the test instead of the test run."""
+    y, x = np.mgrid[0:96, 0:128]
+    image = cv2.GaussianBlur(np.dstack([(x * 2) % 256, (y * 2) % 256, (x + y) % 256]).astype(np.uint8), (5, 5), 0)
+    data = cv2.imencode(".jp2", image)[1].tobytes()
+    (tmp_path / "good.jp2").write_bytes(data)
+    assert np.array_equal(read_image(str(tmp_path / "good.jp2"))[0],
+                          cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    code = ("import sys\nfrom harness.errors import ImageError\nfrom harness.images import decode_image\n"
+            "for n in (100, 112, 149, 200, len(sys.argv[1]) // 2):\n"
+            "    try:\n        decode_image(open(sys.argv[1], 'rb').read()[:n])\n    except ImageError as e:\n"
+            "        print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "good.jp2")], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert len(done.stdout.splitlines()) == 5, done.stdout
 
 
 def test_max_pixels_above_pillows_limit_is_honoured(tmp_path, monkeypatch):
