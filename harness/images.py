@@ -29,14 +29,16 @@ follows these rules, and each conversion is recorded as a short note
   OpenCV reads are checked after decoding; while they decode, OpenCV's own
   limit of 2**30 pixels protects them.
 - Refused: empty files; truncated or corrupt data, including a JPEG that ends
-  before its end-of-image marker (OpenCV would fill the missing rows with
-  gray); and files that are not images (text, HTML, SVG, unknown bytes). The
+  before its end-of-image marker or whose data is too short for the size it
+  declares (OpenCV would fill the missing rows with gray); and files that are
+  not images (text, HTML, SVG, unknown bytes). The
   ImageError is one line: "<path>: <reason>".
 
 OpenCV decodes. Pillow reads the header (size, mode, frames, orientation) of
 the formats in IMAGE_EXTENSIONS. It also decodes three kinds of file. First,
 files that OpenCV 4.10 cannot read: GIF, animated WebP, 1-channel float TIFF,
-and any other file that OpenCV fails on. Then JPEG 2000, whose OpenCV decoder
+and any other file that OpenCV fails on, but a PNG (libpng checks its data,
+Pillow does not: a PNG that OpenCV refuses is damaged). Then JPEG 2000, whose OpenCV decoder
 crashes the process on some damaged files. Last, files that OpenCV would convert
 against these rules: an 8-bit TIFF with unassociated alpha, whose colour libtiff
 multiplies by the alpha.
@@ -285,6 +287,9 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
             notes = _header_notes(header)
         if data.startswith(b"\xff\xd8") and _jpeg_truncated(data):
             raise ImageError("truncated JPEG: the data ends before its end-of-image marker")
+        if header is not None and header.format == "JPEG" and _jpeg_too_short(data, *header.size):
+            raise ImageError(f"corrupt JPEG: {len(data)} bytes cannot hold the {header.size[0]} x {header.size[1]} "
+                             "pixels its header declares")
         # Pillow reads a PNG's EXIF by decoding the whole image (an eXIf chunk may follow the pixels):
         # a PNG without one is upright, and is not decoded twice for nothing.
         orientation = 1 if header is not None and header.format == "PNG" and b"eXIf" not in data else (
@@ -293,6 +298,13 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
         if header is None and not jpeg2000:
             _check_size(*_radiance_size(data), max_pixels)  # before OpenCV decodes it (Pillow does not read HDR)
         pixels = None if (header is not None and _pillow_decodes(header)) or jpeg2000 else _decode_opencv(data)
+        if pixels is None and header is not None and header.format == "PNG" and not _pillow_decodes(header):
+            # libpng checks every chunk's CRC and the compressed stream; Pillow's reader does not, and
+            # turns a zeroed or cut stream into black rows. What OpenCV refuses here is damaged: Pillow
+            # only says how, where it can (a truncated file), and its pixels are never used.
+            _decode_pillow(header)
+            raise ImageError("corrupt PNG: its data does not check out (a chunk's checksum or the compressed "
+                             "pixels)")
         if pixels is not None:
             upright = header is not None and header.format in _ORIENTED_BY_OPENCV
         elif header is not None:
@@ -486,6 +498,32 @@ def _jpeg_truncated(data: bytes) -> bool:
                 pos += 2
             if pos < 0:
                 return True
+
+
+_HUFFMAN_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7}  # start-of-frame markers of Huffman-coded JPEGs
+_ARITHMETIC_FRAMES = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_too_short(data: bytes, width: int, height: int) -> bool:
+    """Whether a JPEG's data is too short for the size its header declares. A Huffman-coded JPEG,
+    sequential or progressive, spends at least one bit on every 8x8 block of its first component
+    (a DC code has at least one bit), so it holds at least width * height / 512 bytes; a file under
+    a quarter of that lies about its size, and OpenCV would decode it as gray (a 1.7 KB file
+    declaring 13000 x 13000 took 6 GB). Arithmetic coding can be that small: not checked."""
+    if len(data) * 2048 >= width * height:
+        return False
+    pos = 2  # the frame header's marker, found by following the segments, not inside an EXIF thumbnail
+    while 0 <= (pos := data.find(b"\xff", pos)) < len(data) - 3:
+        marker = data[pos + 1]
+        if marker in _HUFFMAN_FRAMES or marker in _ARITHMETIC_FRAMES:
+            return marker in _HUFFMAN_FRAMES
+        if marker == 0xFF or 0xD0 <= marker <= 0xD8 or marker in (0x00, 0x01):
+            pos += 1 if marker == 0xFF else 2
+            continue
+        if marker == 0xDA:  # a scan before any frame header: not a JPEG this check understands
+            return False
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return False
 
 
 def _not_an_image(data: bytes) -> str:

@@ -315,6 +315,21 @@ def test_truncated_png_is_refused(tmp_path):
     assert refused(tmp_path, "half.png", data[:len(data) // 2]).startswith("cannot decode PNG: ")
 
 
+@pytest.mark.parametrize("damage", ["zeroed tail", "bad IDAT length"])
+def test_a_damaged_png_that_pillow_would_read_is_refused(tmp_path, damage):
+    """Pillow reads these two as pictures with black rows; libpng (OpenCV) refuses them."""
+    y, x = np.mgrid[0:96, 0:128]  # smooth: deflate codes it in runs that survive the damage
+    smooth = cv2.GaussianBlur(np.dstack([(x * 2) % 256, (y * 2) % 256, (x + y) % 256]).astype(np.uint8), (5, 5), 0)
+    data = opencv_bytes(smooth, ".png")
+    if damage == "zeroed tail":
+        data = data[:len(data) // 2] + b"\0" * (len(data) - len(data) // 2)
+    else:
+        at = data.find(b"IDAT") - 4
+        data = data[:at] + struct.pack(">I", 0x7FFFFFFF) + data[at + 4:]
+    reason = refused(tmp_path, "damaged.png", data)
+    assert reason.startswith(("corrupt PNG", "cannot decode PNG")), reason
+
+
 def test_truncated_gif_is_refused(tmp_path):
     data = pillow_bytes(Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).convert("P"), "GIF")
     assert refused(tmp_path, "half.gif", data[:len(data) // 2]).startswith("cannot decode GIF: ")
@@ -375,6 +390,27 @@ def test_a_radiance_bomb_is_refused_from_its_size_line(tmp_path, no_decoding):
         "corrupt Radiance HDR header: no size line"
     small = cv2.imencode(".hdr", np.full((6, 9, 3), 0.5, np.float32))[1].tobytes()
     assert images._radiance_size(small) == (9, 6)
+
+
+def test_a_jpeg_whose_data_cannot_fill_its_declared_size_is_refused_before_decoding(tmp_path, no_decoding):
+    """A few KB declaring 13000 x 13000: OpenCV decodes it as gray, 6 GB later. A Huffman JPEG spends
+    a bit at least on every 8x8 block, so its bytes bound its size."""
+    data = bytearray(opencv_bytes(np.full((96, 128, 3), 90, np.uint8), ".jpg"))
+    frame = data.find(b"\xff\xc0")
+    data[frame + 5:frame + 9] = struct.pack(">HH", 13000, 13000)
+    assert refused(tmp_path, "liar.jpg", bytes(data)) == \
+        f"corrupt JPEG: {len(data)} bytes cannot hold the 13000 x 13000 pixels its header declares"
+
+
+@pytest.mark.parametrize("progressive", [0, 1])
+@pytest.mark.parametrize("shape", [(2000, 2000), (2000, 2000, 3)])
+def test_the_smallest_honest_jpeg_is_far_from_that_bound(progressive, shape):
+    from harness.images import _jpeg_too_short
+
+    flat = opencv_bytes(np.full(shape, 128, np.uint8), ".jpg",
+                        [cv2.IMWRITE_JPEG_QUALITY, 5, cv2.IMWRITE_JPEG_PROGRESSIVE, progressive])
+    assert not _jpeg_too_short(flat, 2000, 2000)
+    assert len(flat) * 2048 > 4 * 2000 * 2000  # four times the bytes the check asks for, at the least
 
 
 def test_jpeg2000_is_read_by_pillow_and_a_damaged_one_is_a_reason_not_a_crash(tmp_path):
