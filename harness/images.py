@@ -393,7 +393,8 @@ def _orientation(header: Image.Image | None) -> int:
         value = header.getexif().get(_ORIENTATION_TAG, 1) if header is not None else 1
     except Exception:  # a corrupt EXIF block leaves the image as stored
         return 1
-    return value if value in _UPRIGHT else 1
+    # The tag is a SHORT: another type (a float 6.0) is invalid, and OpenCV ignores it as viewers do.
+    return value if type(value) is int and value in _UPRIGHT else 1
 
 
 # JPEG 2000 (a .jp2 box, or a bare codestream) is decoded by Pillow only: OpenCV 4.10's decoder

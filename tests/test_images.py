@@ -270,6 +270,15 @@ def test_exif_orientation_is_applied(tmp_path, fmt):
             assert np.array_equal(pixels, imread_color(data))  # the article's reading already did it
 
 
+def test_an_orientation_tag_of_the_wrong_type_is_ignored_as_opencv_ignores_it(tmp_path):
+    """A float 6.0 is no orientation (the tag is a SHORT): no note claims a rotation not made."""
+    ifd = struct.pack("<H", 1) + struct.pack("<HHI", 0x0112, 11, 1) + struct.pack("<f", 6.0) + struct.pack("<I", 0)
+    data = pillow_bytes(Image.fromarray(RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)), "JPEG",
+                        exif=b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd)
+    pixels, notes = decode_image(data)
+    assert notes == [] and np.array_equal(pixels, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+
+
 def test_exif_orientation_of_a_pillow_decoded_tiff(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
