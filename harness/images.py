@@ -527,7 +527,17 @@ def _jpeg_too_short(data: bytes, width: int, height: int) -> bool:
     return False
 
 
+# Signatures of image formats, to tell a damaged or unsupported image from a file that is none.
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"#?RADIANCE", "Radiance HDR"), (b"#?RGBE", "Radiance HDR"))
+
+
 def _not_an_image(data: bytes) -> str:
+    known = next((name for signature, name in _SIGNATURES if data.startswith(signature)), None)
+    if known is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        known = "WebP"
+    if known:  # short text-like magic (II*, RIFF) must not read as "the file holds text"
+        return f"corrupt or unsupported {known} file: neither OpenCV nor Pillow can read it"
     sample = data[:512].decode("utf-8", "replace").lstrip("\ufeff")
     sample = sample.rstrip("\ufffd") if len(data) > 512 else sample  # a character cut at byte 512
     if sample and "\ufffd" not in sample and all(c.isprintable() or c.isspace() for c in sample):

@@ -339,6 +339,18 @@ def test_a_damaged_png_that_pillow_would_read_is_refused(tmp_path, damage):
     assert reason.startswith(("corrupt PNG", "cannot decode PNG")), reason
 
 
+def test_an_image_neither_library_reads_is_named_by_its_format():
+    """Not "unknown format" nor "the file holds text, starting 'II*'": its signature says what it is."""
+    tifffile = pytest.importorskip("tifffile")  # installed with scikit-image
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.full((8, 8), 0.5, np.float16))  # half floats: neither library reads them
+    for data, name in ((buffer.getvalue(), "TIFF"), (b"RIFF\x10\x00\x00\x00WEBP", "WebP"),
+                       (b"II*\x00\x08\x00", "TIFF")):
+        with pytest.raises(ImageError, match=f"corrupt or unsupported {name} file"):
+            decode_image(data)
+
+
 def test_truncated_gif_is_refused(tmp_path):
     data = pillow_bytes(Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).convert("P"), "GIF")
     assert refused(tmp_path, "half.gif", data[:len(data) // 2]).startswith("cannot decode GIF: ")
