@@ -50,10 +50,7 @@ def write(audit, out_dir: str) -> None:
         paths = {}
         for (_, file), path in audit.paths.items():
             paths.setdefault(file, path)
-        shown = audit.pairs.copy()
-        for hasher, threshold in audit.thresholds.items():  # the page shows a distance only where it flags
-            shown.loc[shown[hasher] > threshold, hasher] = np.nan
-        page = review_page(shown, lambda file: make_thumbnail(paths[file]) if paths.get(file) else None,
+        page = review_page(audit.pairs, lambda file: make_thumbnail(paths[file]) if paths.get(file) else None,
                            hashers=dict(zip(audit.hashers["hasher"], audit.hashers["distance_max"])),
                            title=f"Leak review: {' vs '.join(dict.fromkeys(audit.files['split']))}",
                            notes=[answer(audit), *estimate_lines(audit)], thresholds=audit.thresholds)

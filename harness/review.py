@@ -34,6 +34,7 @@ PAIR_COLUMNS = ("split_a", "file_a", "split_b", "file_b")
 AGREE = "agree"
 GROUP = "group"  # optional: shown on the card when present
 NEAREST = "nearest"  # added by sort_pairs: the pair's smallest normalised distance
+UNFLAGGED = "unflagged:"  # + a hasher: its distance where it is beyond the threshold (review_page)
 MAX_PAIRS = 200  # pairs shown by default; with THUMBNAIL_BYTES this bounds the page (about 10 MB at worst)
 THUMBNAIL_SIDE = 160
 THUMBNAIL_QUALITY = 80
@@ -89,13 +90,15 @@ def review_page(pairs: pd.DataFrame, thumbnail: Callable[[str], bytes | None], *
     """The review page as an HTML string.
 
     pairs: one row per flagged pair: split_a, file_a, split_b, file_b, one distance column per
-        hasher named as in `hashers` (NaN where that hasher did not flag the pair or could not
-        hash a file), agree (how many hashers flagged it) and optionally group.
+        hasher named as in `hashers` (NaN where that hasher could not hash a file; with
+        `thresholds`, a distance beyond one is shown greyed as "not flagged", else NaN there
+        too), agree (how many hashers flagged it) and optionally group.
     thumbnail: file -> JPEG (or PNG) bytes of at most THUMBNAIL_BYTES, or None when the file
         cannot be read (a placeholder is shown); e.g. make_thumbnail. Called once per file shown.
     hashers: distance column -> that hasher's distance_max, in the order the cards list them.
     title: the page's title; notes: lines under it, the first one (the answer) set larger.
-    thresholds: hasher -> the distance at or below which it flags a pair, for the legend.
+    thresholds: hasher -> the distance at or below which it flags a pair: for the legend, and
+        to tell a flagging distance from one beyond it (order and bold use the flagging ones).
     max_pairs: how many pairs are shown (the closest, see sort_pairs); the rest are counted
         in a note that points to `full_table`, which lists them all.
 
@@ -104,7 +107,16 @@ def review_page(pairs: pd.DataFrame, thumbnail: Callable[[str], bytes | None], *
     """
     if not isinstance(max_pairs, int) or max_pairs < 1:
         raise ValueError(f"max_pairs must be a positive integer, got {max_pairs!r}")
-    ordered = sort_pairs(pairs, hashers)
+    _check_pairs(pairs, hashers)
+    # A distance beyond its hasher's threshold is shown, greyed, as evidence (a near miss is not a
+    # failure to hash); the order and the bold distance come from the flagging distances only.
+    flagging = pairs.copy()
+    for name, threshold in (thresholds or {}).items():
+        if name in hashers:
+            distance = flagging[name].astype(float)
+            flagging[UNFLAGGED + name] = distance.where(distance > threshold)
+            flagging[name] = distance.where(~(distance > threshold))
+    ordered = sort_pairs(flagging, hashers)
     shown = ordered.head(max_pairs)
     images = _Thumbnails(thumbnail)
     # Records, not itertuples: a hasher's name ("imagehash.phash") need not be an identifier.
@@ -221,6 +233,7 @@ def _legend(hashers: Mapping[str, float], thresholds: Mapping[str, float], has_g
 <dt>distances</dt><dd>each hasher&rsquo;s distance between the two images (0: the same hash), and in brackets
 that distance divided by the hasher&rsquo;s maximum (1: as far apart as possible).
 Ranges: {" &middot; ".join(scales)}.</dd>
+<dt>not flagged</dt><dd>this hasher&rsquo;s distance is beyond its threshold: it did not flag the pair.</dd>
 <dt>&mdash;</dt><dd>this hasher did not flag the pair, or could not hash one of its files.</dd>
 <dt>k of {len(hashers)}</dt><dd>how many hashers flagged the pair (agree).</dd>
 {group}<dt>order</dt><dd>closest first: by the pair&rsquo;s smallest divided distance (in bold), then more hashers
@@ -239,8 +252,11 @@ def _card(rank: int, fields: dict, hashers: Mapping[str, float], images: _Thumbn
     sides = [_side(fields[f"split_{s}"], fields[f"file_{s}"], images) for s in "ab"]
     distances = []
     for name, scale in hashers.items():
-        value = fields[name]
-        if _missing(value):
+        value, unflagged = fields[name], fields.get(UNFLAGGED + name)
+        if _missing(value) and not _missing(unflagged):
+            distances.append(f'<tr class="unflagged"><th>{_text(name)}</th><td>{_number(float(unflagged))}</td>'
+                             f"<td>not flagged</td></tr>")
+        elif _missing(value):
             distances.append(f'<tr class="none"><th>{_text(name)}</th><td>&mdash;</td><td></td></tr>')
         else:
             value = float(value)
@@ -316,7 +332,7 @@ table.distances th { text-align: left; font-weight: 400; color: var(--muted); }
 table.distances td { text-align: right; }
 table.distances th, table.distances td { padding: 2px 4px; border-top: 1px solid #eef0f4; }
 table.distances tr.nearest th, table.distances tr.nearest td { font-weight: 700; color: var(--ink); }
-table.distances tr.none td { color: #a0a7b4; }
+table.distances tr.none td, table.distances tr.unflagged td { color: #a0a7b4; }
 """
 # A hash source for the one inline stylesheet, not 'unsafe-inline': nothing else can style
 # the page. No script-src at all: the page has no script, and none may run.

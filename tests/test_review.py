@@ -135,6 +135,20 @@ def test_distances_agreement_and_legend_are_shown():
     assert '<p class="answer">3 files in test are in train.</p>' in page
 
 
+def test_a_distance_beyond_its_threshold_is_shown_greyed_and_changes_no_order():
+    """A near miss is evidence for the reviewer, not a failure to hash: shown, marked "not flagged",
+    and left out of the order and the bold distance, which come from the flagging distances."""
+    pairs = sample_pairs()
+    pairs.loc[pairs["file_b"] == "b/two.png", "PDQ"] = 91.0  # beyond PDQ's 90
+    pairs.loc[pairs["file_b"] == "b/far.png", "imagehash.dhash"] = 13.0  # 13/64 would not be the nearest anyway
+    page = page_of(pairs, thresholds=THRESHOLDS)
+    assert card_files(page) == card_files(page_of(sample_pairs(), thresholds=THRESHOLDS))
+    second = page[page.index('id="pair-2"'):page.index('id="pair-3"')]
+    assert '<tr class="unflagged"><th>PDQ</th><td>91</td><td>not flagged</td></tr>' in second
+    assert '<tr class="nearest"><th>pHash</th><td>2</td><td>(0.031)</td></tr>' in second
+    assert "<dt>not flagged</dt>" in page
+
+
 def test_a_group_column_is_shown_when_present():
     page = page_of(sample_pairs().assign(group=[7, 7, 8, 9, 10, 11]))
     assert '<span class="group">group 9</span>' in page.split('id="pair-2"')[0]  # same.png's card
