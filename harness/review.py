@@ -226,6 +226,10 @@ def _legend(hashers: Mapping[str, float], thresholds: Mapping[str, float], has_g
         flagged = f", flags at &le;&nbsp;{_number(thresholds[name])}" if name in thresholds else ""
         scales.append(f'<span class="hasher"><b>{_text(name)}</b> 0&ndash;{_number(scale)}{flagged}</span>')
     group = "<dt>group</dt><dd>the pair&rsquo;s group id in the table.</dd>\n" if has_group else ""
+    unflagged = ("<dt>not flagged</dt><dd>this hasher&rsquo;s distance is beyond its threshold: it did not flag "
+                 "the pair.</dd>\n<dt>&mdash;</dt><dd>this hasher could not hash one of the two files.</dd>"
+                 if thresholds else
+                 "<dt>&mdash;</dt><dd>this hasher did not flag the pair, or could not hash one of its files.</dd>")
     return f"""<section class="legend" aria-label="How to read a card">
 <h2>How to read a card</h2>
 <dl>
@@ -233,8 +237,7 @@ def _legend(hashers: Mapping[str, float], thresholds: Mapping[str, float], has_g
 <dt>distances</dt><dd>each hasher&rsquo;s distance between the two images (0: the same hash), and in brackets
 that distance divided by the hasher&rsquo;s maximum (1: as far apart as possible).
 Ranges: {" &middot; ".join(scales)}.</dd>
-<dt>not flagged</dt><dd>this hasher&rsquo;s distance is beyond its threshold: it did not flag the pair.</dd>
-<dt>&mdash;</dt><dd>this hasher did not flag the pair, or could not hash one of its files.</dd>
+{unflagged}
 <dt>k of {len(hashers)}</dt><dd>how many hashers flagged the pair (agree).</dd>
 {group}<dt>order</dt><dd>closest first: by the pair&rsquo;s smallest divided distance (in bold), then more hashers
 agreeing, then split and file names.</dd>
