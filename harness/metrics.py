@@ -192,12 +192,15 @@ def threshold_at_precision(genuine: np.ndarray, impostor: np.ndarray, precision:
     detected = np.searchsorted(genuine, candidates, side="right")
     false = np.searchsorted(impostor, candidates, side="right")
     valid = detected / (detected + false) >= precision if len(candidates) else np.zeros(0, bool)
-    resolved = len(genuine) > 0 and len(impostor) > 0
+    # As for a false-positive rate (n < 1/r): when the copies matched cannot tolerate even one false
+    # match, the target is not measured, only "no false match at all" (99.99% needs 9,999 copies).
     if not valid.any():
+        resolved = len(impostor) > 0 and _tolerated(len(genuine), precision) >= 1
         return OperatingPoint(name, float("nan"), float("nan"), len(impostor), 0, 0, resolved,
                               precision_target=precision, genuine_pairs=len(genuine))
     best = int(np.argmax(np.where(valid, detected, -1)))  # the smallest threshold of highest recall
     tp, fp = int(detected[best]), int(false[best])
+    resolved = len(impostor) > 0 and _tolerated(tp, precision) >= 1
     return OperatingPoint(name, float("nan"), float(candidates[best]), len(impostor), _tolerated(tp, precision), fp,
                           resolved, precision_target=precision, genuine_pairs=len(genuine), detected=tp)
 

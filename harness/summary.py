@@ -189,8 +189,10 @@ def detection_sections(detection: dict) -> list[str]:
         "A pair counts as a match when its distance is **at most** the threshold. Each threshold is the largest "
         "one whose false-positive rate on the impostor pairs stays within the target (`false_matches` of "
         "`impostor_pairs`; ties are never split). `resolved: NO` means there are fewer than 1/rate impostor "
-        "pairs, so the rate cannot be measured: that threshold only sits below the closest different images. "
-        "`fixed` rows evaluate thresholds given in the config.", "",
+        "pairs, so the rate cannot be measured: that threshold only sits below the closest different images "
+        "(for a `precision=` row: too few copies matched to tolerate a single false match). "
+        "`precision=` rows take the threshold of highest recall whose matches are at least that share "
+        "copies (`precision_measured`). `fixed` rows evaluate thresholds given in the config.", "",
         markdown_table(_format_cells(thresholds)), "",
         *no_threshold_note,
         f"Impostor pairs: {kind_text} (`source`: two different untouched images; `transformed`: an edited copy "

@@ -130,3 +130,12 @@ def test_isc_and_operating_point_agree(positive, negative, precision):
     else:
         assert point.threshold == threshold and point.detected / len(positive) == pytest.approx(recall)
         assert point.detected / (point.detected + point.false_matches) >= precision
+
+
+def test_a_precision_too_high_for_the_copies_is_not_resolved():
+    """198 copies cannot tolerate one false match at 99.99% (that takes 9,999): the target is not
+    measured, only "no false match", and the row says so, as an FPR below 1/n does."""
+    genuine, impostor = np.arange(198, dtype=float) % 10, np.arange(1143, dtype=float) + 5
+    assert not threshold_at_precision(genuine, impostor, 0.9999).resolved
+    assert threshold_at_precision(genuine, impostor, 0.9).resolved  # 198 copies tolerate 22 false matches
+    assert not threshold_at_precision(np.array([1.0]), impostor, 0.99).resolved  # one copy tolerates none
