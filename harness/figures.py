@@ -586,6 +586,9 @@ def detection_matrix_figure(detection: pd.DataFrame, operating_point: str, hashe
 
 # --- distances of copies and of different images -----------------------------------
 
+LEGEND_HEADROOM = 1.7  # a histogram's y axis over its tallest bar: the top band holds the legend
+
+
 def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: dict, hashers: list[str]):
     """Per hasher: how far apart copies (genuine) and different images (impostors) are."""
     shown = [h for h in hashers if h in points]
@@ -612,14 +615,18 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
         ax.hist(genuine, bins=bins, density=True, histtype="stepfilled", alpha=0.6, linewidth=0,
                 color=_colour(hashers, hasher), label=f"copies ({len(genuine)})")
         for k, point in enumerate(points[hasher]):
-            if np.isfinite(point.threshold):
-                ax.axvline(point.threshold, color="black", linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
-                           label=f"threshold {_plain(point.name)}: {format_number(point.threshold)}")
+            if np.isfinite(point.threshold):  # up to the legend's band (below), not through it
+                ax.axvline(point.threshold, ymax=1 / LEGEND_HEADROOM, color="black",
+                           linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
+                           label=f"{_plain(point.name)}: {format_number(point.threshold)}")
         _title(ax, hasher + (f" ({beyond} beyond {format_number(high)} not shown)" if beyond else ""),
                10 if not beyond else 8)
         ax.set_xlabel("distance", fontsize=9)
         ax.tick_params(labelsize=8)
-        ax.legend(fontsize=7)
+        # The legend gets a band of its own above the tallest bar ("best" placement still covered the
+        # impostors' peak or the copies' spike at 0 in half the panels).
+        ax.set_ylim(0, ax.get_ylim()[1] * LEGEND_HEADROOM)
+        ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False, columnspacing=1.0, handlelength=1.5)
     for row in rows:
         row[0].set_ylabel("density", fontsize=9)
     _place_panels(figure, rows)
