@@ -501,6 +501,11 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
     """The key figure: per family, the share of edited copies still matched at the chosen
     false-positive rate, against the edit's strength; band = 95% Wilson interval."""
     chosen = detection[detection["operating_point"] == operating_point].copy()
+    # A hasher without a threshold at this rate detects nothing by default: a line at 0 would read
+    # as a hasher that fails every edit. It is not drawn; the note names it.
+    unthresholded = [h for h in hashers if h in set(chosen["hasher"])
+                     and chosen.loc[chosen["hasher"] == h, "threshold"].isna().all()]
+    chosen = chosen[~chosen["hasher"].isin(unthresholded)]
     chosen["x"] = pd.to_numeric(chosen["value"], errors="coerce")
     families = _groups(chosen, "family")
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
@@ -528,16 +533,22 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
         ax.grid(alpha=0.3)
     for row in rows:
         row[0].set_ylabel(f"detected at {_plain(operating_point)}", fontsize=9)
-    note = None if chosen["resolved"].all() else "dashed: too few impostor pairs to resolve this false-positive rate"
-    _place_panels(figure, rows, (hashers, [h for h in hashers if h in set(chosen["hasher"])]), note)
+    notes = ([] if chosen["resolved"].all() else ["dashed: too few impostor pairs to resolve this false-positive rate"])
+    if unthresholded:
+        notes.append(f"not drawn, no threshold at {_plain(operating_point)}: {', '.join(map(_plain, unthresholded))}")
+    _place_panels(figure, rows, (hashers, [h for h in hashers if h in set(chosen["hasher"])]),
+                  "; ".join(notes) or None)
     return figure
 
 
 def detection_matrix(detection: pd.DataFrame, operating_point: str, hashers: list[str]) -> pd.DataFrame:
     """Mean detection rate over each family's strengths: families x hashers."""
     chosen = detection[detection["operating_point"] == operating_point]
-    matrix = chosen.pivot_table(index="family", columns="hasher", values="tpr", aggfunc="mean", sort=False)
-    return matrix.reindex(columns=[h for h in hashers if h in matrix.columns])
+    # No threshold, no rate: NaN (a grey cell), not the 0 its empty matches would give.
+    rates = chosen.assign(tpr=chosen["tpr"].where(chosen["threshold"].notna()))
+    matrix = rates.pivot_table(index="family", columns="hasher", values="tpr", aggfunc="mean", sort=False,
+                               dropna=False)
+    return matrix.reindex(columns=[h for h in hashers if h in set(chosen["hasher"])])
 
 
 def _colour_table(figure, values: np.ndarray, rows: list[str], columns: list[str], cmap, cells: list[list[str]],
@@ -577,10 +588,11 @@ def detection_matrix_figure(detection: pd.DataFrame, operating_point: str, hashe
     """Every hasher against every family at a glance: the mean share of copies detected."""
     matrix = detection_matrix(detection, operating_point, hashers)
     values = matrix.to_numpy(dtype=float)
-    cells = [[f"{100 * v:.0f}" if np.isfinite(v) else "" for v in row] for row in values]
+    cells = [[f"{100 * v:.0f}" if np.isfinite(v) else "none" for v in row] for row in values]
     figure = _figure()
-    _colour_table(figure, values, list(matrix.index), list(matrix.columns), "RdYlGn", cells, (0.42, 0.3),
-                  f"copies detected at {_plain(operating_point)}\n(mean over strengths)")
+    _colour_table(figure, np.ma.masked_invalid(values), list(matrix.index), list(matrix.columns),
+                  matplotlib_colormap("RdYlGn").with_extremes(bad="0.85"), cells, (0.42, 0.3),
+                  f"copies detected at {_plain(operating_point)}\n(mean over strengths; cells in %; none: no threshold)")
     return figure
 
 

@@ -86,7 +86,7 @@ def answer_section(detection: dict) -> list[str]:
     lines += [f"![detection rate per family and hasher]({detection['figures']['matrix']})", "",
               "**How to read it:** each cell is the percentage of edited copies a hasher (column) still "
               f"matches at {chosen}, averaged over the strengths of an edit family (row). Green holds up, "
-              "red does not.", "",
+              "red does not; a grey `none` column is a hasher without a threshold at this rate.", "",
               f"![detection rate per family]({detection['figures']['detection']})", "",
               f"**How to read it:** one panel per family of edits, the edit's strength on the x axis (mildest on "
               f"the left), and on the y axis the share of images whose edited copy is still matched at the "

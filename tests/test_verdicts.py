@@ -222,3 +222,16 @@ def test_a_hasher_without_a_threshold_is_neither_ranked_nor_broken():
     breaks = break_points(frame, "fpr=0.01")
     assert breaks.loc[breaks["hasher"] == "none", "break_label"].tolist() == [""]
     assert breaks.loc[breaks["hasher"] == "h2", "break_label"].tolist() == ["JPEG 50"]
+
+
+def test_the_figures_draw_no_rate_for_a_hasher_without_a_threshold():
+    """Its empty matches are no 0%: a grey "none" cell in the matrix, no line in the detection figure."""
+    from harness.figures import detection_figure, detection_matrix
+
+    frame = detection({"h1": [20, 19, 8], "none": [0, 0, 0]})
+    frame.loc[frame["hasher"] == "none", "threshold"] = np.nan
+    matrix = detection_matrix(frame, "fpr=0.01", ["h1", "none"])
+    assert list(matrix.columns) == ["h1", "none"] and np.isnan(matrix.at["jpeg", "none"])
+    figure = detection_figure(frame, "fpr=0.01", ["h1", "none"])
+    assert len(figure.axes[0].get_lines()) == 1
+    assert any("no threshold at fpr=0.01: none" in text.get_text() for text in figure.texts)
