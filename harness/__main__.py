@@ -248,6 +248,18 @@ def removed_if_unused(out_dir: str):
         raise
 
 
+def checked_output(args, out_dir: str, images) -> str | None:
+    """`run` and `leaks` alike: the output directory checked before any work (see
+    storage.check_output_dir), and the hash cache's path (--cache, else DIR/hash-cache.sqlite; None
+    with --no-cache), checked too."""
+    from harness import storage
+
+    storage.check_output_dir(out_dir, images=images)
+    cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
+    storage.check_cache_path(cache, out_dir)
+    return cache
+
+
 def _remove_unused(out_dir: str) -> None:
     from harness import cache, storage
 
@@ -274,9 +286,7 @@ def command_run(args) -> int:
         # The stand-in's numbers must not replace a report made from the real image.
         out_dir = f"{config.output}-{config.fallback_image.rpartition(':')[2]}"
     with removed_if_unused(out_dir):
-        storage.check_output_dir(out_dir, images=config.images)
-        cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
-        storage.check_cache_path(cache, out_dir)
+        cache = checked_output(args, out_dir, config.images)
         evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
                                     progress=None if not args.quiet else False, scheduler=args.scheduler)
     saved_config = config.reproducible()
@@ -323,7 +333,7 @@ def text_table(path: str) -> str:
 
 
 def command_leaks(args) -> int:
-    from harness import leaks, storage
+    from harness import leaks
     from harness.errors import ConfigError
 
     source = args.config or "the command line"
@@ -359,9 +369,7 @@ def command_leaks(args) -> int:
     config = leaks.leak_config(raw, source)
     out_dir = config.output
     with removed_if_unused(out_dir):
-        storage.check_output_dir(out_dir, images=[e for _, entries in config.splits for e in entries])
-        cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
-        storage.check_cache_path(cache, out_dir)
+        cache = checked_output(args, out_dir, [e for _, entries in config.splits for e in entries])
         audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,
                                  progress=None if not args.quiet else False)
         audit.save(out_dir)

@@ -27,7 +27,7 @@ def md(text) -> str:
     characters replaced, HTML escaped, Markdown's punctuation backslash-escaped, autolinks and
     a block marker at its start defused. No name can become a link, an image, raw HTML, emphasis,
     a heading, a list item or a table break."""
-    one_line = _CONTROL.sub("\ufffd", " ".join(str(text).split()))
+    one_line = _one_line(text)
     escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(one_line, quote=False))
     escaped = _AUTOLINK.sub(_backslash_group, escaped)
     block = _BLOCK_START.match(escaped)
@@ -39,10 +39,15 @@ def code(text) -> str:
     span a backslash is a backslash (md's escapes would show), so only the fence needs care: one
     backtick longer than any run of backticks in the text. Not for table cells (a '|' still splits
     a cell there)."""
-    one_line = _CONTROL.sub("\ufffd", " ".join(str(text).split()))
+    one_line = _one_line(text)
     fence = "`" * (max((len(run) for run in re.findall(r"`+", one_line)), default=0) + 1)
     pad = " " if one_line[:1] == "`" or one_line[-1:] == "`" else ""
     return f"{fence}{pad}{one_line}{pad}{fence}"
+
+
+def _one_line(text) -> str:
+    """Text on one line, control characters replaced: what md and code both start from."""
+    return _CONTROL.sub("\ufffd", " ".join(str(text).split()))
 
 
 def _backslash_group(match: re.Match) -> str:
