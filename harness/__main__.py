@@ -41,6 +41,16 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(EXIT_BAD_INPUT, line("error", f"{message} (see {self.prog} --help)") + "\n")
 
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports an unknown option of a subcommand (`run --wrkers 2`) from the top parser,
+        # pointing at the top-level help; the subcommand's own help is the one that lists its options.
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            commands = getattr(self, "commands", None)  # set by build_parser
+            chosen = commands.choices.get(parsed.command) if commands else None
+            (chosen or self).error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed
+
 
 def line(kind: str, text) -> str:
     """What the command line prints for an error or a note: "KIND: TEXT", one line of at most MESSAGE_MAX."""
@@ -53,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure how robust image hashes are to the edits that make near-duplicates.",
         epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="apply a config's transforms, score distances, write the report",
                               description="Apply the config's transform sweeps to its images, score every "

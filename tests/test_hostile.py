@@ -633,6 +633,9 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     (["list", "hashes"], "argument which: invalid choice: 'hashes' (choose from 'hashers', 'transforms') "
                          "(see python -m harness list --help)"),
     ([], "the following arguments are required: COMMAND (see python -m harness --help)"),
+    (["run", "configs/lena.yaml", "--wrkers", "2"],  # an unknown option points at its command's help
+     "unrecognized arguments: --wrkers 2 (see python -m harness run --help)"),
+    (["leaks", "--tain"], "unrecognized arguments: --tain (see python -m harness leaks --help)"),
     (["run", "configs/lena.yaml", "--out", "x" * 5000], None),
 ])
 def test_usage_errors_and_long_paths_are_one_bounded_line(argv, message, tmp_path):
