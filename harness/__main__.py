@@ -247,14 +247,24 @@ def _glibc():
 
 @contextlib.contextmanager
 def removed_if_unused(out_dir: str):
-    """A command that fails (bad input, Ctrl-C) leaves no output directory it created behind, unless
-    something was kept there: nothing, or only a hash cache that holds nothing, is removed."""
-    created = not os.path.lexists(out_dir)
+    """A command that fails (bad input, Ctrl-C) leaves no output directory it created behind, nor the
+    empty parents it created for it, unless something was kept there: nothing, or only a hash cache
+    that holds nothing, is removed."""
+    missing = []  # out_dir and each of its parents that the command may create, innermost first
+    folder = os.path.abspath(out_dir)
+    while not os.path.lexists(folder) and folder != os.path.dirname(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
     try:
         yield
     except BaseException:
-        if created:
+        if missing:
             _remove_unused(out_dir)
+            for parent in missing[1:]:  # the parents it made for out_dir, while empty
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    break
         raise
 
 

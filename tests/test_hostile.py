@@ -656,6 +656,9 @@ def test_a_failed_command_leaves_no_output_directory_it_made(tmp_path, capsys):
     assert cli(capsys, "run", "configs/lena.yaml", "--images", missing, "--out", new)[0] == 2
     assert cli(capsys, "leaks", "--train", missing, "--test", missing, "--threshold", "8", "--out", new)[0] == 2
     assert not new.exists()  # neither an empty folder nor an empty hash cache is left behind
+    deep = tmp_path / "made" / "for" / "it"
+    assert cli(capsys, "run", "configs/lena.yaml", "--images", missing, "--out", deep)[0] == 2
+    assert not (tmp_path / "made").exists()  # nor the parents it made for it
     mine = tmp_path / "mine"
     mine.mkdir()  # a folder that was there before the command stays
     assert cli(capsys, "run", "configs/lena.yaml", "--images", missing, "--out", mine)[0] == 2
