@@ -316,12 +316,24 @@ def _colour(hashers: list[str], hasher: str):
     return matplotlib.colormaps["tab20"](index)
 
 
+# With more hashers than tab10 has hues, tab20's light shades sit next to their strong ones: each
+# hasher gets a marker shape too, so that no two lines differ by a shade alone.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p")
+
+
+def _marker(hashers: list[str], hasher: str, default: str | None = "o") -> str | None:
+    """A hasher's marker: `default` for up to ten hashers, else one of ten shapes, shifted by one
+    every ten hashers so that two hashers of one hue (see _colour) never share a shape."""
+    k = hashers.index(hasher)
+    return default if len(hashers) <= 10 else _MARKERS[(k + k // 10) % len(_MARKERS)]
+
+
 def _figure_legend(figure, hashers: list[str], shown: list[str], width: float, fonts: _Fonts, marker: str | None):
     """The hashers' legend above the panels: at most six to a row, fewer where six would be wider
     than the figure (`width` inches), so many hashers make a taller legend, not a wider figure."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=_colour(hashers, h), marker=marker) for h in shown]
+    handles = [Line2D([], [], color=_colour(hashers, h), marker=_marker(hashers, h, marker)) for h in shown]
     columns = max(1, min(6, len(shown)))
     while True:
         legend = figure.legend(handles, [_plain(h) for h in shown], loc="upper center", ncol=columns)
@@ -443,7 +455,7 @@ def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: 
         bands = []
         for hasher in [h for h in hashers if h in at_hasher]:
             at = at_hasher[hasher]
-            ax.plot(x[at], median[at], marker="o", color=_colour(hashers, hasher))
+            ax.plot(x[at], median[at], marker=_marker(hashers, hasher), color=_colour(hashers, hasher))
             if several[at].any():
                 bands.append((x[at], q25[at], q75[at], _colour(hashers, hasher)))
         _bands(ax, bands, alpha=0.2)
@@ -520,7 +532,8 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
         bands = []
         for hasher in [h for h in hashers if h in at_hasher]:
             at = at_hasher[hasher]
-            ax.plot(x[at], tpr[at], "-" if resolved[at].all() else "--", marker="o", color=_colour(hashers, hasher))
+            ax.plot(x[at], tpr[at], "-" if resolved[at].all() else "--", marker=_marker(hashers, hasher),
+                    color=_colour(hashers, hasher))
             bands.append((x[at], low[at], high[at], _colour(hashers, hasher)))
         _bands(ax, bands, alpha=0.15)
         if numeric:
@@ -674,7 +687,9 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
         ax.xaxis.set_minor_locator(NullLocator())
         for hasher in [h for h in hashers if h in curve_of.get(family, {})]:
             fpr, tpr = curve_of[family][hasher]
-            ax.step(fpr, tpr, where="post", color=_colour(hashers, hasher))
+            # A curve's markers (many hashers only) at even distances along it, not at its points.
+            ax.step(fpr, tpr, where="post", color=_colour(hashers, hasher), marker=_marker(hashers, hasher, None),
+                    markevery=0.12, markersize=4)
         _title(ax, family)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)

@@ -339,3 +339,15 @@ def test_tables_written_while_the_copy_draws(tmp_path, mode):
         assert lines[0] == "drawn " + str(sorted(["f0.png", "f1.png", "f2.png", "f3.png", "table.txt"]))
     else:
         assert lines[0] == "error No space left on device"
+
+
+@pytest.mark.parametrize("count", [3, 10, 15, 20, 25])
+def test_no_two_hashers_are_drawn_alike(count):
+    """Past ten hashers, hasher k+10 gets the light shade of hasher k's hue (tab20's pairs): a
+    marker shape tells the two apart, and no two hashers share both colour and shape."""
+    from matplotlib.colors import to_hex
+
+    hashers = [f"h{k}" for k in range(count)]
+    styles = [(to_hex(plots._colour(hashers, h)), plots._marker(hashers, h)) for h in hashers]
+    assert len(set(styles)) == count
+    assert all(styles[k][1] != styles[k + 10][1] for k in range(count - 10))
