@@ -29,10 +29,13 @@ follows these rules, and each conversion is recorded as a short note
   OpenCV reads are checked after decoding; while they decode, OpenCV's own
   limit of 2**30 pixels protects them.
 - Refused: empty files; truncated or corrupt data, including a JPEG that ends
-  before its end-of-image marker or whose data is too short for the size it
-  declares (OpenCV would fill the missing rows with gray); and files that are
-  not images (text, HTML, SVG, unknown bytes). The
-  ImageError is one line: "<path>: <reason>".
+  before its end-of-image marker, whose data is too short for the size it
+  declares, or part of whose data libjpeg cannot decode (OpenCV would fill the
+  missing rows with gray); and files that are not images (text, HTML, SVG,
+  unknown bytes). The ImageError is one line: "<path>: <reason>".
+- Decoder messages: what libpng and libjpeg print while OpenCV decodes (a
+  damaged ancillary chunk, extraneous bytes) becomes a note of the image, or
+  the reason it is refused, instead of a line on stderr that names no file.
 
 OpenCV decodes. Pillow reads the header (size, mode, frames, orientation) of
 the formats in IMAGE_EXTENSIONS. It also decodes three kinds of file. First,
@@ -53,6 +56,8 @@ import io
 import os
 import re
 import stat
+import sys
+import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
@@ -297,14 +302,26 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
         jpeg2000 = data.startswith(_JPEG2000_SIGNATURES)
         if header is None and not jpeg2000:
             _check_size(*_radiance_size(data), max_pixels)  # before OpenCV decodes it (Pillow does not read HDR)
-        pixels = None if (header is not None and _pillow_decodes(header)) or jpeg2000 else _decode_opencv(data)
+        pixels, said = (None, []) if (header is not None and _pillow_decodes(header)) or jpeg2000 else (
+            _decode_opencv(data))
+        lost = [line for line in said if _JPEG_PIXELS_LOST.fullmatch(line)]
+        if lost and pixels is not None:  # OpenCV would hand over the rows libjpeg filled in
+            raise ImageError(f"corrupt JPEG: part of its data cannot be decoded "
+                             f"(libjpeg: {lost[0].removeprefix('Corrupt JPEG data: ')})")
         if pixels is None and header is not None and header.format == "PNG" and not _pillow_decodes(header):
             # libpng checks every chunk's CRC and the compressed stream; Pillow's reader does not, and
-            # turns a zeroed or cut stream into black rows. What OpenCV refuses here is damaged: Pillow
-            # only says how, where it can (a truncated file), and its pixels are never used.
+            # turns a zeroed or cut stream into black rows. What OpenCV refuses here is damaged: libpng
+            # or Pillow says how, where it can (a truncated file), and Pillow's pixels are never used.
+            failed = [line.removeprefix("libpng error: ") for line in said if line.startswith("libpng error: ")]
+            if failed == ["PNG input buffer is incomplete"]:  # OpenCV's words, for a read past the end
+                raise ImageError("corrupt PNG: a chunk runs past the end of the file (truncated?)")
+            if failed:
+                raise ImageError(f"corrupt PNG: {failed[0]} (libpng)")
             _decode_pillow(header)
             raise ImageError("corrupt PNG: its data does not check out (a chunk's checksum or the compressed "
                              "pixels)")
+        if pixels is not None:  # what else the decoders said, e.g. an ancillary chunk's bad checksum
+            notes += [line if line.startswith("libpng") else f"libjpeg: {line}" for line in said]
         if pixels is not None:
             upright = header is not None and header.format in _ORIENTED_BY_OPENCV
         elif header is not None:
@@ -433,11 +450,75 @@ def _tiff_tag(header: Image.Image, number: int) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _decode_opencv(data: bytes) -> np.ndarray | None:
-    try:
-        return cv2.imdecode(np.frombuffer(data, np.uint8), _OPENCV_FLAGS)
-    except cv2.error:
-        return None
+def _decode_opencv(data: bytes) -> tuple[np.ndarray | None, list[str]]:
+    """OpenCV's pixels (None where it fails), and what its decoders said meanwhile (see
+    _decoder_lines)."""
+    with _decoder_lines() as said:
+        try:
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _OPENCV_FLAGS)
+        except cv2.error:
+            pixels = None
+    return pixels, said
+
+
+# libjpeg and libpng write their warnings and errors straight to file descriptor 2 (OpenCV installs
+# no handler): a damaged file printed a line naming no file into the progress bar. Their lines, as
+# jerror.h and png.c word them; libjpeg prints the first warning of each image only.
+_DECODER_LINE = re.compile(r"libpng (warning|error): .*|Corrupt JPEG data: .*|Premature end of JPEG file|"
+                           r"Warning: unknown JFIF revision number .*|Unknown Adobe color transform code .*|"
+                           r"Inconsistent progression sequence .*|Invalid SOS parameters for sequential JPEG")
+# libjpeg's warnings for data it could not decode, whose pixels it filled in (gray, or the last
+# good row): JWRN_HIT_MARKER, JWRN_JPEG_EOF, JWRN_HUFF_BAD_CODE, JWRN_MUST_RESYNC, JWRN_ARITH_BAD_CODE.
+# The others ("extraneous bytes before marker", an unknown JFIF revision) leave the picture whole.
+_JPEG_PIXELS_LOST = re.compile(r"Corrupt JPEG data: (premature end of data segment|bad Huffman code|"
+                               r"found marker 0x[0-9a-f]+ instead of RST\d|bad arithmetic code)|"
+                               r"Premature end of JPEG file")
+_DECODER_TEXT_MAX = 1 << 16  # what is read of it: libpng warns once per bad chunk, and chunks are cheap
+_decoder_sink: tuple[int, object] | None = None  # (pid, temporary file): a forked worker makes its own
+_decoder_lock = threading.Lock()  # fd 2 is the process's: one decode at a time points it elsewhere
+
+
+@contextlib.contextmanager
+def _decoder_lines():
+    """For the block, fd 2 goes to a temporary file; the decoders' lines in it (_DECODER_LINE) are
+    appended to the list yielded, and anything else (another thread's output) is written back to
+    stderr as it was. Without a usable fd 2 or temporary file the block runs as it is."""
+    global _decoder_sink
+    said: list[str] = []
+    with _decoder_lock:
+        try:
+            if _decoder_sink is None or _decoder_sink[0] != os.getpid():
+                _decoder_sink = (os.getpid(), tempfile.TemporaryFile())
+            sink = _decoder_sink[1].fileno()
+            if sys.stderr is not None:
+                sys.stderr.flush()  # what Python wrote before goes where it was meant to
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            yield said
+            return
+        try:
+            os.dup2(sink, 2)
+            try:
+                yield said
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+            written = os.lseek(sink, 0, os.SEEK_CUR)  # fd 2 shared the sink's offset
+            if written:
+                os.lseek(sink, 0, os.SEEK_SET)
+                text = os.read(sink, min(written, _DECODER_TEXT_MAX))
+                os.ftruncate(sink, 0)
+                os.lseek(sink, 0, os.SEEK_SET)
+                other = []
+                for chunk in text.splitlines(keepends=True):
+                    line = chunk.rstrip(b"\r\n").decode("utf-8", "replace")
+                    if _DECODER_LINE.fullmatch(line):
+                        said.append(line)
+                    else:
+                        other.append(chunk)
+                if other:
+                    os.write(2, b"".join(other))
 
 
 def _decode_pillow(image: Image.Image) -> np.ndarray:

@@ -321,7 +321,8 @@ def test_truncated_jpeg_is_refused(tmp_path, options):
 
 def test_truncated_png_is_refused(tmp_path):
     data = opencv_bytes(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8), ".png")
-    assert refused(tmp_path, "half.png", data[:len(data) // 2]).startswith("cannot decode PNG: ")
+    assert refused(tmp_path, "half.png", data[:len(data) // 2]) == \
+        "corrupt PNG: a chunk runs past the end of the file (truncated?)"
 
 
 @pytest.mark.parametrize("damage", ["zeroed tail", "bad IDAT length"])
@@ -337,6 +338,61 @@ def test_a_damaged_png_that_pillow_would_read_is_refused(tmp_path, damage):
         data = data[:at] + struct.pack(">I", 0x7FFFFFFF) + data[at + 4:]
     reason = refused(tmp_path, "damaged.png", data)
     assert reason.startswith(("corrupt PNG", "cannot decode PNG")), reason
+
+
+def with_chunk(png: bytes, kind: bytes, payload: bytes, good_crc: bool = True) -> bytes:
+    """`png` with one more chunk after IHDR, its checksum right or wrong."""
+    crc = zlib.crc32(kind + payload) ^ (0 if good_crc else 1)
+    return png[:33] + struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc) + png[33:]
+
+
+def test_what_the_decoders_print_becomes_the_images_note_or_reason(tmp_path, capfd):
+    """libpng and libjpeg write to fd 2 themselves: a line naming no file, in the middle of the
+    progress bar. Their words go where the file is named instead, and nothing reaches stderr."""
+    png = opencv_bytes(BGR, ".png")
+    pixels, notes = read_image(write(tmp_path, "odd.png", with_chunk(png, b"tEXt", b"Comment\0hi", good_crc=False)))
+    assert np.array_equal(pixels, BGR) and notes == ["libpng warning: tEXt: CRC error"]
+    damaged = bytearray(png)
+    at = png.find(b"IDAT")
+    damaged[at + 4 + struct.unpack(">I", png[at - 4:at])[0]] ^= 0xFF  # the chunk's checksum
+    assert refused(tmp_path, "bad.png", bytes(damaged)) == "corrupt PNG: IDAT: CRC error (libpng)"
+    # A JPEG cut short with an end-of-image marker put back passes the marker check; libjpeg
+    # fills the missing rows with gray and warns once.
+    jpeg = opencv_bytes(RNG.integers(0, 256, (128, 128, 3), dtype=np.uint8), ".jpg")
+    assert refused(tmp_path, "cut.jpg", jpeg[:len(jpeg) // 2] + b"\xff\xd9") == \
+        "corrupt JPEG: part of its data cannot be decoded (libjpeg: premature end of data segment)"
+    assert capfd.readouterr().err == ""
+
+
+def test_other_output_meanwhile_still_reaches_stderr(capfd):
+    with images._decoder_lines() as said:
+        os.write(2, b"libpng warning: iCCP: known incorrect sRGB profile\nanother thread's line\n\rbar 50%")
+    assert said == ["libpng warning: iCCP: known incorrect sRGB profile"]
+    assert capfd.readouterr().err == "another thread's line\n\rbar 50%"
+    with images._decoder_lines() as said:  # the file is emptied after each use
+        pass
+    assert said == [] and capfd.readouterr().err == ""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forked workers only")
+def test_a_forked_worker_does_not_share_its_parents_file_for_them():
+    """Forked workers decode at the same time as each other: each keeps its own words."""
+    with images._decoder_lines():
+        pass  # the parent's file exists now, and a fork inherits it
+
+    def own_words_each_time(who: bytes) -> bool:
+        for _ in range(300):
+            with images._decoder_lines() as said:
+                os.write(2, b"libpng warning: " + who + b"\n")
+            if said != ["libpng warning: " + who.decode()]:
+                return False
+        return True
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if own_words_each_time(b"child") else 1)
+    parent_ok = own_words_each_time(b"parent")
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 and parent_ok
 
 
 def test_an_image_neither_library_reads_is_named_by_its_format():
@@ -456,7 +512,7 @@ def test_jpeg2000_is_read_by_pillow_and_a_damaged_one_is_a_reason_not_a_crash(tm
 def test_max_pixels_above_pillows_limit_is_honoured(tmp_path, monkeypatch):
     def decoded(*args):
         raise ImageError("reached decoding")
-    monkeypatch.setattr(images, "_decode_opencv", lambda data: None)
+    monkeypatch.setattr(images, "_decode_opencv", lambda data: (None, []))
     monkeypatch.setattr(images, "_decode_pillow", decoded)
     assert refused(tmp_path, "huge.png", png_header(30000, 20000), max_pixels=None) == "reached decoding"
 
