@@ -268,13 +268,13 @@ def removed_if_unused(out_dir: str):
         raise
 
 
-def checked_output(args, out_dir: str, images) -> str | None:
+def checked_output(args, out_dir: str, images, reads: dict | None = None) -> str | None:
     """`run` and `leaks` alike: the output directory checked before any work (see
     storage.check_output_dir), and the hash cache's path (--cache, else DIR/hash-cache.sqlite; None
     with --no-cache), checked too."""
     from harness import storage
 
-    storage.check_output_dir(out_dir, images=images)
+    storage.check_output_dir(out_dir, images=images, reads=reads)
     cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
     storage.check_cache_path(cache, out_dir)
     return cache
@@ -389,7 +389,8 @@ def command_leaks(args) -> int:
     config = leaks.leak_config(raw, source)
     out_dir = config.output
     with removed_if_unused(out_dir):
-        cache = checked_output(args, out_dir, [e for _, entries in config.splits for e in entries])
+        cache = checked_output(args, out_dir, [e for _, entries in config.splits for e in entries],
+                               reads={"calibration": config.calibration})
         audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,
                                  progress=None if not args.quiet else False)
         audit.save(out_dir)

@@ -54,6 +54,9 @@ class Results:
     metrics: Metrics
     previews: list = field(default_factory=list, repr=False)  # thumbnails of the first image's pairs
     cache: str | None = field(default=None, repr=False)  # the hash cache the results were computed with
+    # The directory `load` read these results from: its previews.png goes with them when they are
+    # saved (the thumbnails it shows are not kept, so it cannot be drawn again).
+    loaded_from: str | None = field(default=None, repr=False)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -81,10 +84,11 @@ class Results:
         failed = self.distances["error"].ne("") & self.distances["error"].ne(UNAVAILABLE)
         return int(failed.sum()) + len(self.errors)
 
-    def save(self, out_dir: str) -> None:
+    def save(self, out_dir: str | os.PathLike) -> None:
         """Write what `python -m harness run` writes to `out_dir`, as one consistent set."""
         from harness import report, storage
 
+        out_dir = os.fspath(out_dir)
         images = self.config.get("images", []) if isinstance(self.config, dict) else []
         storage.check_output_dir(out_dir, images=images if isinstance(images, list) else [])
         # The saved config names this directory: running it again writes here.
@@ -233,7 +237,8 @@ def load(out_dir: str) -> Results:
                    hashers=storage.read_small(out_dir, storage.HASHERS, ["hasher", "distance", "distance_max",
                                                                          "status"]),
                    notes=[str(n) for n in run.get("notes", [])],
-                   metrics=metrics.compute(distances, impostors, detection, impostor_spec))
+                   metrics=metrics.compute(distances, impostors, detection, impostor_spec),
+                   loaded_from=os.path.abspath(out_dir))
 
 
 # What the report reads from run.json, and the JSON type each must have (None: may be null).

@@ -27,6 +27,7 @@ What a threshold costs is stated with it:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -235,12 +236,15 @@ class LeakAudit:
     paths: dict[tuple[str, str], str | None] = field(default_factory=dict, repr=False)  # (split, file) -> path
     calibration: str | None = None
 
-    def save(self, out_dir: str) -> None:
+    def save(self, out_dir: str | os.PathLike) -> None:
         """Write the audit's outputs to `out_dir` as one consistent set (see README, "Leak audit")."""
         from harness import leaks_report, storage
 
-        storage.check_output_dir(out_dir, images=[e for _, entries in self.config["splits"].items() for e in entries])
-        leaks_report.write(self, out_dir)
+        out_dir = os.fspath(out_dir)
+        storage.check_output_dir(out_dir, images=[e for _, entries in self.config["splits"].items() for e in entries],
+                                 reads={"calibration": self.calibration})
+        # The saved config names this directory: running it again writes here.
+        leaks_report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
 
     @property
     def answer(self) -> str:

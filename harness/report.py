@@ -65,8 +65,10 @@ def write(results, out_dir: str, rebuild: bool = False, inputs: str | None = Non
                     render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
                 else:
                     previews = [(storage.PREVIEWS, lambda: plots.previews_figure(results.previews))]
-                    render(results, output, previews=bool(results.previews), more=previews if results.previews else [],
-                           meanwhile=lambda: save_tables(results, output))
+                    kept = not results.previews and results.loaded_from is not None and output.carry(
+                        storage.PREVIEWS, from_dir=results.loaded_from)  # a loaded run's, as saved
+                    render(results, output, previews=bool(results.previews) or kept,
+                           more=previews if results.previews else [], meanwhile=lambda: save_tables(results, output))
                     write_run_files(results, output, fingerprint, inputs)
         output.commit()
 

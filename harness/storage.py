@@ -68,12 +68,18 @@ def _where(out_dir: str) -> str:
     return clipped(out_dir, PATH_MAX)
 
 
-def check_output_dir(out_dir: str, images=()) -> None:
+def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None:
     """Fail before any work unless `out_dir` can take a run's outputs: new, empty, or a
     harness output directory, writable, and apart from the run's images (`images`, the
     config's entries): outputs written inside an image folder would be read as images by
-    the next run, and images inside `out_dir` would go when the outputs replace it."""
+    the next run, and images inside `out_dir` would go when the outputs replace it. The
+    same holds for the other folders the command reads (`reads`: key -> path, an audit's
+    calibration run)."""
     out_dir = os.path.normpath(out_dir)  # "link/" is the link itself
+    for key, path in (reads or {}).items():
+        if path is not None and _within(os.path.realpath(path), os.path.realpath(out_dir)):
+            raise HarnessError(f"{_where(out_dir)}: holds what the command reads ({key}: {_where(path)}), and the "
+                               "outputs replace the whole directory; write them elsewhere")
     for i, entry in enumerate(images):
         folder = image_folder_holding(entry, out_dir)
         if folder is not None:
@@ -267,10 +273,10 @@ class OutputSet:
 
         self._write(name, lambda path: save_png(figure, path))
 
-    def carry(self, name: str) -> bool:
-        """Keep `name` of the current set in the new one (a hard link, or a copy); False if absent.
-        Only regular files are carried, never links."""
-        source = os.path.join(self.out_dir, name)
+    def carry(self, name: str, from_dir: str | None = None) -> bool:
+        """Keep `name` of the current set (or of the set in `from_dir`) in the new one (a hard link,
+        or a copy); False if absent. Only regular files are carried, never links."""
+        source = os.path.join(self.out_dir if from_dir is None else from_dir, name)
         if not os.path.isfile(source) or os.path.islink(source):
             return False
         target = self.path(name)

@@ -64,6 +64,19 @@ def test_save_writes_what_run_writes_and_load_reads_it_back(results, tmp_path):
     assert loaded.config["output"] == str(saved)
 
 
+def test_a_loaded_run_saved_again_keeps_its_previews(tmp_path):
+    """The thumbnails behind previews.png are not saved, so the file goes with the loaded results:
+    saved over its own directory, or elsewhere (a pathlib.Path too), it and its summary section stay."""
+    original = tmp_path / "original"
+    harness.evaluate({**CONFIG, "images": CONFIG["images"][:2], "report": {"previews": True}}).save(original)
+    drawn = (original / "previews.png").read_bytes()
+    harness.load(original).save(original)
+    harness.load(original).save(tmp_path / "elsewhere")
+    for folder in (original, tmp_path / "elsewhere"):
+        assert (folder / "previews.png").read_bytes() == drawn
+        assert "![previews](previews.png)" in (folder / "summary.md").read_text()
+
+
 def test_a_run_is_reproduced_from_its_own_config_yaml(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     config = tmp_path / "c.yaml"

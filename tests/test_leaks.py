@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import harness
 from harness.__main__ import main
@@ -287,6 +288,21 @@ def test_a_calibration_run_is_checked_before_any_image_and_an_unresolved_rate_is
                  "--calibration", str(root / "run"), "--fpr", "0.0001", "--out", str(out), "--quiet"]) in (0, 1)
     basis = json.loads((out / "run.json").read_text())["threshold_basis"]["pHash"]
     assert "unresolved: its 780 impostor pairs are too few to measure that rate" in basis, basis
+
+
+def test_an_audit_never_replaces_its_calibration_run_and_its_config_names_where_it_is(no_copies, tmp_path, capsys):
+    root = no_copies
+    before = sorted(p.name for p in (root / "run").iterdir())
+    assert main(["leaks", "--train", str(root / "train"), "--test", str(root / "test"), "--hashers", "pHash",
+                 "--calibration", str(root / "run"), "--out", str(root / "run"), "--quiet"]) == 2
+    assert f"holds what the command reads (calibration: {root / 'run'})" in one_line(capsys)
+    assert sorted(p.name for p in (root / "run").iterdir()) == before
+    audit = harness.find_leaks({"splits": {"train": [str(root / "train")], "test": [str(root / "test")]},
+                                "hashers": ["pHash"], "calibration": str(root / "run")})
+    with pytest.raises(harness.HarnessError, match="holds what the command reads"):
+        audit.save(root / "run")
+    audit.save(tmp_path / "saved")  # a pathlib.Path, written into its config.yaml as a string
+    assert yaml.safe_load((tmp_path / "saved" / "config.yaml").read_text())["output"] == str(tmp_path / "saved")
 
 
 def test_fpr_on_the_data_itself_flags_at_most_that_share(no_copies, tmp_path):
