@@ -149,11 +149,11 @@ def image_pass(config: str | dict | Any, *, images: list[str] | None = None, has
                progress: bool | None = False, scheduler: str | None = None) -> Evaluation:
     """`evaluate` up to its tables (see Evaluation); the same arguments."""
     from harness import runner
+    from harness.cluster import check_workers
     from harness.provenance import provenance
 
     parsed = resolve_config(config, images, hashers)
-    if workers is not None and workers < 1:
-        raise HarnessError(f"workers: must be at least 1, got {workers}")
+    check_workers(workers)
     started = provenance()  # the code and versions as the run starts
     passed = runner.image_pass(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
                                workers=workers, scheduler=scheduler)
@@ -163,16 +163,36 @@ def image_pass(config: str | dict | Any, *, images: list[str] | None = None, has
 def resolve_config(config, images=None, hashers=None):
     from harness.config import Config, load_config, parse_config
 
+    images, hashers = _strings("images", images), _strings("hashers", hashers)
     if isinstance(config, (str, os.PathLike)):
-        return load_config(os.fspath(config), images=images, hashers=hashers)
+        return load_config(os.fspath(config), images=images, hashers=hashers, hashers_option="hashers")
     if isinstance(config, dict):
-        return parse_config(config, "<dict>", images, hashers)
+        return parse_config(config, "<dict>", images, hashers, hashers_option="hashers")
     if isinstance(config, Config):
         if images is None and hashers is None and config.plugins_imported:
             return config
         # Parsed without importing its plugins (as `validate` does): parse it again, importing them.
-        return parse_config(config.raw, config.source, images, hashers)
+        return parse_config(config.raw, config.source, images, hashers, hashers_option="hashers")
     raise HarnessError(f"config: expected a YAML path, a dict or a Config, got {type(config).__name__}")
+
+
+def _strings(key: str, value) -> list[str] | None:
+    """An `images=` or `hashers=` argument as a list of strings: one string (or path) is a list of
+    one, as in a config; anything else is a HarnessError naming the argument."""
+    from harness.errors import shown
+
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (str, os.PathLike)) else value
+    if not isinstance(items, (list, tuple)):
+        raise HarnessError(f"{key}: expected a list of strings, got {shown(value)}")
+    items = [os.fspath(item) if isinstance(item, os.PathLike) else item for item in items]
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise HarnessError(f"{key}[{i}]: expected a string, got {shown(item)}")
+    if not items:
+        raise HarnessError(f"{key}: empty; leave it out to keep the config's {key}")
+    return items
 
 
 def from_run(result, provenance: dict) -> Results:

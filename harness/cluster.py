@@ -65,6 +65,12 @@ class Ready:
         self.value = value
 
 
+def check_workers(workers) -> None:
+    """The API's `workers` argument: None (as many as help) or a whole number of at least 1."""
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise HarnessError(f"workers: expected a whole number of at least 1 (or None), got {workers!r}")
+
+
 class Engine:
     BUFFERED = 8  # finished results waiting for those before them, in windows
 

@@ -94,8 +94,8 @@ class DetectionSpec:
         if any(not 0 < target <= 1 for target in self.precision):
             raise ValueError(f"precision: each target must be in (0, 1], got {shown(list(self.precision))}")
         for hasher, value in self.thresholds.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"thresholds: {hasher}: expected a number, got {shown(value)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise ValueError(f"thresholds: {hasher}: expected a distance >= 0, got {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -154,16 +154,19 @@ SWEEP_KEYS = {"family", "label", "labels", "values", "a", "b"}
 
 
 def load_config(path: str, images: list[str] | None = None, hashers: list[str] | None = None,
-                import_plugins: bool = True) -> Config:
-    """Read and validate a config; `images` / `hashers` are the CLI's overrides. With
-    `import_plugins=False` no plugin is imported (see the module's docstring)."""
+                import_plugins: bool = True, hashers_option: str = "--hashers") -> Config:
+    """Read and validate a config; `images` / `hashers` are the CLI's overrides (`hashers_option`
+    is the name its errors give the latter). With `import_plugins=False` no plugin is imported (see
+    the module's docstring)."""
     from harness.safe_yaml import read_config
 
-    return parse_config(read_config(path), path, images, hashers, import_plugins=import_plugins)
+    return parse_config(read_config(path), path, images, hashers, import_plugins=import_plugins,
+                        hashers_option=hashers_option)
 
 
 def parse_config(raw: Any, source: str, images: list[str] | None = None,
-                 hashers: list[str] | None = None, import_plugins: bool = True) -> Config:
+                 hashers: list[str] | None = None, import_plugins: bool = True,
+                 hashers_option: str = "--hashers") -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "the config must be a mapping of keys (name, images, sweeps, hashers, ...)")
     _no_unknown_keys(raw, TOP_KEYS, source, "")
@@ -222,7 +225,7 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
             raise ConfigError(source, f"impostors.exclude_below.{hasher_id}",
                               "not a hasher of this config" + (f"; did you mean '{close}'?" if close else ""))
     if hashers is not None:
-        hasher_specs = _select_hashers(hasher_specs, hashers, source)
+        hasher_specs = _select_hashers(hasher_specs, hashers, source, hashers_option)
 
     return Config(source=source, name=name, description=description, output=output, seed=seed,
                   images=image_list, fallback_image=fallback, pairs=tuple(pairs),
@@ -491,14 +494,16 @@ def hasher_plugin_problem(cls) -> str | None:
     return None
 
 
-def _select_hashers(specs: list[HasherSpec], wanted: list[str], source) -> list[HasherSpec]:
+def _select_hashers(specs: list[HasherSpec], wanted: list[str], source, option: str) -> list[HasherSpec]:
     by_id = {s.id: s for s in specs}
+    if not wanted:
+        raise ConfigError(option, "", f"names no hasher; the config has {', '.join(by_id)}")
     chosen = []
     for name in wanted:
         if name not in by_id:
             close = suggest(name, list(by_id))
             hint = f"; did you mean '{close}'?" if close else f"; the config has {', '.join(by_id)}"
-            raise ConfigError("--hashers", name, f"not a hasher of {source}{hint}")
+            raise ConfigError(option, name, f"not a hasher of {source}{hint}")
         if by_id[name] not in chosen:
             chosen.append(by_id[name])
     return chosen

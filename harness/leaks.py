@@ -260,6 +260,7 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
                progress: bool | None = False) -> LeakAudit:
     """Run a leak audit. `config`: a YAML path, a dict shaped like one, or a LeakConfig."""
     from harness import leaks_search
+    from harness.cluster import check_workers
     from harness.provenance import provenance, result_versions
     from harness.runner import prepare_hashers
 
@@ -271,8 +272,7 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
         config = leak_config(config)
     elif not isinstance(config, LeakConfig):
         raise HarnessError(f"config: expected a YAML path, a dict or a LeakConfig, got {type(config).__name__}")
-    if workers is not None and workers < 1:
-        raise HarnessError(f"workers: must be at least 1, got {workers}")
+    check_workers(workers)
     started = provenance()
     versions = result_versions()
     hashers, infos = prepare_hashers(_as_run_config(config), skip_unavailable=False, versions=versions)

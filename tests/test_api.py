@@ -104,6 +104,43 @@ def test_api_errors_are_the_command_lines_one_liners(tmp_path, capsys):
         harness.evaluate(42)
 
 
+@pytest.mark.parametrize("arguments, message", [
+    ({"images": [123]}, "images[0]: expected a string, got 123"),
+    ({"images": 5}, "images: expected a list of strings, got 5"),
+    ({"images": []}, "images: empty; leave it out to keep the config's images"),
+    ({"hashers": [None]}, "hashers[0]: expected a string, got None"),
+    ({"hashers": []}, "hashers: empty; leave it out to keep the config's hashers"),
+    ({"hashers": "phash"}, "hashers: phash: not a hasher of <dict>; did you mean 'pHash'?"),
+    ({"workers": "2"}, "workers: expected a whole number of at least 1 (or None), got '2'"),
+    ({"workers": 1.5}, "workers: expected a whole number of at least 1 (or None), got 1.5"),
+    ({"workers": 0}, "workers: expected a whole number of at least 1 (or None), got 0"),
+])
+def test_evaluate_checks_its_own_arguments(arguments, message):
+    """Not an AttributeError from deep inside: one line naming the argument, before any work."""
+    with pytest.raises(harness.HarnessError) as caught:
+        harness.evaluate(CONFIG, **arguments)
+    assert str(caught.value) == message
+
+
+def test_one_image_or_hasher_may_be_a_string_or_a_path(tmp_path):
+    import cv2
+    import numpy as np
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    one = harness.evaluate(CONFIG, images="builtin:coffee", hashers="pHash")
+    assert list(one.hashers["hasher"]) == ["pHash"] and one.images["image"].tolist() == ["coffee"]
+    two = harness.evaluate(CONFIG, images=[photo, "builtin:camera"], hashers=["aHash"])
+    assert two.images["image"].tolist() == ["photo", "camera"]
+
+
+def test_selecting_no_hasher_is_an_error_not_an_empty_run(capsys):
+    assert main(["run", "configs/lena.yaml", "--hashers", ",", "--out", "unused"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --hashers: names no hasher; the config has aHash, pHash, ResNet50"
+    with pytest.raises(harness.ConfigError, match=r"thresholds: pHash: expected a distance >= 0, got -5"):
+        harness.evaluate({**CONFIG, "detection": {"thresholds": {"pHash": -5}}})
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
