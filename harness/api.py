@@ -242,11 +242,12 @@ def load(out_dir: str) -> Results:
 
     if not os.path.isdir(out_dir):
         raise HarnessError(f"{out_dir}: " + ("not a directory" if os.path.exists(out_dir) else "no such directory"))
+    storage.check_complete(out_dir)
     run = storage.read_json(out_dir, storage.RUN)
     source = os.path.join(out_dir, storage.RUN)
     check_run_record(run, source)
     distances = storage.read_long(out_dir, storage.DISTANCES)
-    impostors = storage.read_long(out_dir, storage.IMPOSTORS, required=False)
+    impostors = storage.read_long(out_dir, storage.IMPOSTORS)
     release_lookups(distances, impostors)
     config = run.get("config", {})
     detection = config_section("detection", config.get("detection"), source)

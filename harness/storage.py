@@ -557,7 +557,7 @@ def _categorical(column: pd.Series) -> pd.Series:
     return pd.Series(first_seen_categorical(category_codes(column), texts), index=column.index, name=column.name)
 
 
-def read_long(out_dir: str, name: str, required: bool = True) -> pd.DataFrame:
+def read_long(out_dir: str, name: str) -> pd.DataFrame:
     import pandas as pd
 
     columns = LONG_TABLES[name]
@@ -569,11 +569,9 @@ def read_long(out_dir: str, name: str, required: bool = True) -> pd.DataFrame:
             numeric = [c for c in ("distance", "distance_norm") if c in columns]
             frame = pd.read_csv(csv, dtype={c: str for c in columns if c not in numeric}, keep_default_na=False,
                                 na_values={c: [""] for c in numeric})
-        elif required:
+        else:
             raise HarnessError(f"{_where(out_dir)}: no {name}.csv or {name}.parquet here; is this the output directory "
                                "of a run?")
-        else:
-            return pd.DataFrame({c: pd.Series(dtype=float if c == "distance" else object) for c in columns})
     except HarnessError:
         raise
     except Exception as exc:  # a damaged file: pandas and pyarrow raise many kinds
@@ -689,6 +687,20 @@ def read_table_file(path: str, columns: list[str]) -> pd.DataFrame:
 
 
 TABLE_MAX_BYTES = 4 << 30  # a hash table of 10^8 files is about 4 GB of CSV
+
+
+def check_complete(out_dir: str) -> None:
+    """A run's output directory holds run.json, the small tables and both long tables (CSV or
+    Parquet): metrics made from a set with one missing (no impostors: no thresholds) would be
+    silently wrong. A folder without distances is not a run's at all (read_long says so)."""
+    if not any(_regular(os.path.join(out_dir, f"{DISTANCES}.{kind}")) for kind in ("parquet", "csv")):
+        read_long(out_dir, DISTANCES)
+    missing = [name for name in (RUN, IMAGES, ERRORS, HASHERS) if not _regular(os.path.join(out_dir, name))]
+    missing += [f"{name}.csv or {name}.parquet" for name in LONG_TABLES
+                if not any(_regular(os.path.join(out_dir, f"{name}.{kind}")) for kind in ("parquet", "csv"))]
+    if missing:
+        raise HarnessError(f"{_where(out_dir)}: an incomplete output directory: no {', '.join(missing)} (every run "
+                           "writes them)")
 
 
 def read_errors(out_dir: str) -> pd.DataFrame:

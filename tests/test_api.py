@@ -77,6 +77,20 @@ def test_a_loaded_run_saved_again_keeps_its_previews(tmp_path):
         assert "![previews](previews.png)" in (folder / "summary.md").read_text()
 
 
+@pytest.mark.parametrize("removed, missing", [
+    (["run.json"], "run.json"), (["images.csv"], "images.csv"), (["errors.csv"], "errors.csv"),
+    (["hashers.csv"], "hashers.csv"), (["impostors.csv", "impostors.parquet"], "impostors.csv or impostors.parquet"),
+])
+def test_loading_an_incomplete_output_directory_is_an_error(results, tmp_path, removed, missing):
+    """Not results with no config, no hashers, or no impostors and so no thresholds, said nowhere."""
+    results.save(tmp_path / "run")
+    for name in removed:
+        (tmp_path / "run" / name).unlink()
+    with pytest.raises(harness.HarnessError) as caught:
+        harness.load(tmp_path / "run")
+    assert str(caught.value) == f"{tmp_path / 'run'}: an incomplete output directory: no {missing} (every run writes them)"
+
+
 def test_a_run_is_reproduced_from_its_own_config_yaml(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     config = tmp_path / "c.yaml"
