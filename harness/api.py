@@ -238,7 +238,7 @@ def load(out_dir: str) -> Results:
     """The Results saved in an output directory (by `run` or `Results.save`), metrics recomputed.
     A damaged directory (a file missing, empty, of the wrong shape or type) is a HarnessError."""
     from harness import metrics, storage
-    from harness.config import config_section
+    from harness.config import parse_config
 
     if not os.path.isdir(out_dir):
         raise HarnessError(f"{out_dir}: " + ("not a directory" if os.path.exists(out_dir) else "no such directory"))
@@ -246,19 +246,20 @@ def load(out_dir: str) -> Results:
     run = storage.read_json(out_dir, storage.RUN)
     source = os.path.join(out_dir, storage.RUN)
     check_run_record(run, source)
+    config = run.get("config", {})
+    # Checked as a config file is (its plugins not imported): a config that `run` would refuse is
+    # not read back, nor written again as the config.yaml that reproduces the tables.
+    parsed = parse_config(config, f"{source}: config", import_plugins=False)
     distances = storage.read_long(out_dir, storage.DISTANCES)
     impostors = storage.read_long(out_dir, storage.IMPOSTORS)
     release_lookups(distances, impostors)
-    config = run.get("config", {})
-    detection = config_section("detection", config.get("detection"), source)
-    impostor_spec = config_section("impostors", config.get("impostors"), source)
     provenance = {k: v for k, v in run.items() if k not in ("config", "hashers", "notes")}
     return Results(config=config, provenance=provenance, distances=distances, impostors=impostors,
                    errors=storage.read_errors(out_dir), images=storage.read_small(out_dir, storage.IMAGES),
                    hashers=storage.read_small(out_dir, storage.HASHERS, ["hasher", "distance", "distance_max",
                                                                          "status"]),
                    notes=[str(n) for n in run.get("notes", [])],
-                   metrics=metrics.compute(distances, impostors, detection, impostor_spec),
+                   metrics=metrics.compute(distances, impostors, parsed.detection, parsed.impostors),
                    loaded_from=os.path.abspath(out_dir))
 
 

@@ -9,6 +9,7 @@ small modules written into the temporary directory and put on sys.path.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -536,6 +537,7 @@ def test_malformed_plugin_references_are_refused_before_any_import(tmp_path, cap
 
 
 MARKED = '''
+import json
 import os
 from dataclasses import dataclass
 
@@ -796,6 +798,15 @@ def _write(name, data):
     return damage
 
 
+def _config_edit(edit):
+    """run.json with its config changed by `edit` (the rest of the config stays whole)."""
+    def damage(d):
+        run = json.loads((d / "run.json").read_text())
+        edit(run["config"])
+        (d / "run.json").write_text(json.dumps(run))
+    return damage
+
+
 def _remove(*names):
     def damage(d):
         for name in names:
@@ -833,10 +844,14 @@ REPORT_CASES = [
     ("run.json a list", _write("run.json", b"[1, 2]"), "run.json: expected a JSON object"),
     ("run.json nested deep", _write("run.json", b"[" * 100_000 + b"]" * 100_000), "run.json: cannot read"),
     ("config not an object", _write("run.json", b'{"config": 5}'), "run.json: config: expected a JSON object, got 5"),
-    ("config with a bad key", _write("run.json", b'{"config": {"detection": {"fpr": [0.01], "nope": 1}}}'),
-     "run.json: detection.nope: unknown parameter of detection"),
-    ("config with NaN", _write("run.json", b'{"config": {"detection": {"fpr": [NaN]}}}'),
-     "run.json: detection.fpr: (nan,) is not a finite number"),
+    ("config with a bad key", _config_edit(lambda c: c.setdefault("detection", {}).update(nope=1)),
+     "run.json: config: detection.nope: unknown parameter of detection"),
+    ("config with NaN", _config_edit(lambda c: c.setdefault("detection", {}).update(fpr=[float("nan")])),
+     "run.json: config: detection.fpr: (nan,) is not a finite number"),
+    ("config naming a hasher it lacks", _config_edit(lambda c: c.setdefault("detection", {}).update(thresholds={"nope": 5})),
+     "run.json: config: detection.thresholds.nope: not a hasher of this config"),
+    ("config without images", _config_edit(lambda c: c.pop("images")),
+     "run.json: config: images: missing; a config needs images, sweeps and hashers"),
     ("sweeps not a list", _write("run.json", b'{"config": {"sweeps": 5}}'), "run.json: config.sweeps: expected a list"),
     ("command not a list", _write("run.json", b'{"command": 5}'), "run.json: command: expected a JSON array, got 5"),
     ("command of numbers", _write("run.json", b'{"command": [1]}'), "run.json: command: expected a list of strings"),
