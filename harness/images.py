@@ -128,12 +128,21 @@ def expand_source(entry: str) -> list[str]:
     raise ValueError(f"no image file at '{clipped(display_path(entry), PATH_MAX)}'")
 
 
-def _walk(folder: str) -> list[str]:
-    """Every file below `folder` but hidden ones (names starting with '.', like an interrupted run's
-    staging folder). Links to folders are not followed, so a link loop cannot make the listing endless."""
+def _walk(folder: str, depth: int | None = None) -> list[str]:
+    """Every file below `folder` (down to `depth` levels of folders; None: all) but hidden ones
+    (names starting with '.', like an interrupted run's staging folder). Links to folders are not
+    followed, so a link loop cannot make the listing endless. A folder that cannot be listed (no
+    permission, a path too long) is a ValueError: os.walk would skip it without a word, and an
+    audit would call a split clean without having seen its files."""
+    def unlisted(exc: OSError):
+        raise ValueError(f"cannot list the folder '{clipped(display_path(exc.filename or folder), PATH_MAX)}' "
+                         f"({exc.strerror or exc})")
+
     found = []
-    for parent, folders, names in os.walk(folder):
-        folders[:] = [name for name in folders if not name.startswith(".")]
+    root_depth = folder.rstrip(os.sep).count(os.sep)
+    for parent, folders, names in os.walk(folder, onerror=unlisted):
+        below = depth is not None and parent.rstrip(os.sep).count(os.sep) - root_depth >= depth
+        folders[:] = [] if below else [name for name in folders if not name.startswith(".")]
         found += [os.path.join(parent, name) for name in names if not name.startswith(".")]
     return found
 
@@ -149,6 +158,8 @@ def _glob(pattern: str) -> list[str]:
     while fixed < len(parts) and not glob.has_magic(parts[fixed]):
         fixed += 1
     root = Path(*parts[:fixed]) if fixed else Path()
+    if root.is_dir():  # pathlib skips a folder it cannot list without a word: _walk says which
+        _walk(str(root), None if "**" in parts[fixed:] else len(parts) - fixed - 1)
     found = []
     for match in root.glob(str(Path(*parts[fixed:]))):
         relative = match.relative_to(root).parts

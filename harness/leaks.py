@@ -284,9 +284,10 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     calibration = leaks_search.Calibration(config.calibration, config, hashers) if config.calibration else None
     splits = []
     store = HashCache(cache)
+    listed = {name: _listed(name, entries) for name, entries in config.splits}  # every folder, before any hash
     try:
         for name, entries in config.splits:
-            splits.append(_hash_split(name, entries, config, plan, infos, hashers, store, errors,
+            splits.append(_hash_split(name, entries, listed[name], config, plan, infos, hashers, store, errors,
                                       workers=workers, scheduler=scheduler, progress=progress))
     finally:
         store.close()
@@ -332,10 +333,24 @@ def _hex_column(split: SplitHashes, hasher_id: str) -> list[str]:
     return [array[r].tobytes().hex() if r >= 0 else "" for r in rows]
 
 
-def _hash_split(name: str, entries, config: LeakConfig, plan: Plan, infos, hashers: dict, cache: HashCache,
-                errors: list, *, workers: int, scheduler: str | None, progress) -> SplitHashes:
-    """A split's files and their hashes: hash tables read as they are, images hashed by the pass
-    `run` uses (each file read once, decoded once, cached)."""
+def _listed(name: str, entries) -> dict[int, list[str]]:
+    """The image files of a split's entries that are not hash tables, by entry number: a folder
+    that names nothing or cannot be listed fails here, before any image of any split is hashed."""
+    listed = {}
+    for number, entry in enumerate(entries):
+        if not is_hash_table(entry):
+            try:
+                listed[number] = expand_source(entry)
+            except ValueError as exc:
+                raise HarnessError(f"splits.{name}[{number}]: {exc}") from None
+    return listed
+
+
+def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakConfig, plan: Plan, infos,
+                hashers: dict, cache: HashCache, errors: list, *, workers: int, scheduler: str | None,
+                progress) -> SplitHashes:
+    """A split's files and their hashes: hash tables read as they are, images (`listed`, see
+    _listed) hashed by the pass `run` uses (each file read once, decoded once, cached)."""
     from harness.hashing import from_entries
     from harness.runner import ImagePass
 
@@ -355,10 +370,7 @@ def _hash_split(name: str, entries, config: LeakConfig, plan: Plan, infos, hashe
             split.paths += [files[k] if os.path.isfile(files[k]) else None for k in new]
             parts[hid].append(rows[new])
             continue
-        try:
-            images += expand_source(entry)
-        except ValueError as exc:
-            raise HarnessError(f"splits.{name}[{number}]: {exc}") from None
+        images += listed[number]
     images = list(dict.fromkeys(os.path.normpath(path) for path in images))  # ./a/x.png is a/x.png
     if images:
         keep: dict[str, list] = {hid: [] for hid in hashers}

@@ -1042,3 +1042,67 @@ def test_names_reach_the_summary_only_as_text(tmp_path, capsys):
         counts = {len(re.findall(r"(?<!\\)\|", row)) for row in block.splitlines()}
         assert len(counts) == 1, block
     assert "&lt;script&gt;" in summary and "&lt;b&gt;x&lt;b&gt;" in summary and "&lt;i&gt;p&lt;/i&gt;" in summary
+
+
+def deep_tree(root, depth: int = 110) -> None:
+    """A photo at the top and one at the bottom of folders nested deeper than a path can name
+    (110 names of 40 letters: 4,500 characters, past Linux's 4,096), made through folder handles."""
+    import cv2
+    import numpy as np
+
+    photo = cv2.imencode(".png", np.random.default_rng(5).integers(0, 256, (32, 32, 3), dtype=np.uint8))[1].tobytes()
+    root.mkdir()
+    (root / "top.png").write_bytes(photo)
+    handle = os.open(root, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("D" * 40, dir_fd=handle)
+        inner = os.open("D" * 40, os.O_RDONLY, dir_fd=handle)
+        os.close(handle)
+        handle = inner
+    out = os.open("bottom.png", os.O_WRONLY | os.O_CREAT, dir_fd=handle)
+    os.write(out, photo)
+    os.close(out)
+    os.close(handle)
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_before_any_work(tmp_path, capsys, monkeypatch):
+    """os.walk and pathlib's glob skip such a folder without a word: an audit then called a split
+    clean without having seen the copy inside it. Here the folder's path is too long to open."""
+    from harness import imagework
+
+    deep_tree(tmp_path / "deep")
+    monkeypatch.setattr(imagework, "decode_source", lambda *a: pytest.fail("an image was decoded"))
+    for entry in (tmp_path / "deep", tmp_path / "deep" / "**" / "*.png"):
+        status, _, err = cli(capsys, "run", "configs/lena.yaml", "--images", entry, "--out", tmp_path / "o")
+        assert status == 2 and "images[0]: cannot list the folder" in err and "(File name too long)" in err, err
+    status, _, err = cli(capsys, "leaks", "--train", "builtin:astronaut", "--test", tmp_path / "deep", "--threshold",
+                         "8", "--out", tmp_path / "o")
+    assert status == 2 and "splits.test[0]: cannot list the folder" in one_line_error(err)
+    assert not (tmp_path / "o").exists()
+    monkeypatch.undo()
+    config = tmp_path / "c.yaml"
+    config.write_text(HEAD + GRAY)  # a glob that does not reach down there lists the top folder only
+    assert cli(capsys, "run", config, "--images", tmp_path / "deep" / "*.png", "--out", tmp_path / "o", "--quiet")[0] == 0
+
+
+
+def test_a_folder_without_read_permission_is_an_error(tmp_path):
+    """As root, permissions bind only without the override capabilities (setpriv drops them)."""
+    (tmp_path / "split" / "locked").mkdir(parents=True)
+    (tmp_path / "split" / "seen.png").write_bytes(b"")
+    (tmp_path / "split" / "locked").chmod(0)
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root, and no setpriv to drop the permission override")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    try:
+        done = subprocess.run([*prefix, sys.executable, "-m", "harness", "leaks", "--train", "builtin:astronaut",
+                               "--test", str(tmp_path / "split"), "--threshold", "8", "--out", str(tmp_path / "o")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        (tmp_path / "split" / "locked").chmod(0o755)
+    if prefix and "setpriv" in done.stderr:
+        pytest.skip(f"setpriv cannot drop capabilities here: {done.stderr.strip()}")
+    assert done.returncode == 2 and one_line_error(done.stderr) == \
+        f"splits.test[0]: cannot list the folder '{tmp_path / 'split' / 'locked'}' (Permission denied)"
