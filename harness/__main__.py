@@ -308,7 +308,8 @@ def command_run(args) -> int:
     with removed_if_unused(out_dir):
         cache = checked_output(args, out_dir, config.images)
         evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
-                                    progress=None if not args.quiet else False, scheduler=args.scheduler)
+                                    progress=None if not args.quiet else False, scheduler=args.scheduler,
+                                    output=out_dir)
     saved_config = config.reproducible()
     if args.out:  # the saved config names the directory it was written to
         saved_config["output"] = args.out
@@ -392,7 +393,7 @@ def command_leaks(args) -> int:
         cache = checked_output(args, out_dir, [e for _, entries in config.splits for e in entries],
                                reads={"calibration": config.calibration})
         audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,
-                                 progress=None if not args.quiet else False)
+                                 progress=None if not args.quiet else False, output=out_dir)
         audit.save(out_dir)
     if not args.quiet:
         print(audit.answer)

@@ -91,6 +91,8 @@ class Results:
         out_dir = os.fspath(out_dir)
         images = self.config.get("images", []) if isinstance(self.config, dict) else []
         storage.check_output_dir(out_dir, images=images if isinstance(images, list) else [])
+        if "origin" in self.images:
+            storage.check_sources_outside(self.images["origin"].astype(str), out_dir)
         # The saved config names this directory: running it again writes here.
         report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
 
@@ -146,8 +148,9 @@ class Evaluation:
 
 def image_pass(config: str | dict | Any, *, images: list[str] | None = None, hashers: list[str] | None = None,
                workers: int | None = 1, cache: str | None = None, strict: bool = False,
-               progress: bool | None = False, scheduler: str | None = None) -> Evaluation:
-    """`evaluate` up to its tables (see Evaluation); the same arguments."""
+               progress: bool | None = False, scheduler: str | None = None, output: str | None = None) -> Evaluation:
+    """`evaluate` up to its tables (see Evaluation); the same arguments, and `output`, the directory
+    the results will be saved to (checked before any work to hold none of the images)."""
     from harness import runner
     from harness.cluster import check_workers
     from harness.provenance import provenance
@@ -156,7 +159,7 @@ def image_pass(config: str | dict | Any, *, images: list[str] | None = None, has
     check_workers(workers)
     started = provenance()  # the code and versions as the run starts
     passed = runner.image_pass(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
-                               workers=workers, scheduler=scheduler)
+                               workers=workers, scheduler=scheduler, output=output)
     return Evaluation(passed, {**started, "engine": passed.engine}, cache)
 
 

@@ -243,6 +243,7 @@ class LeakAudit:
         out_dir = os.fspath(out_dir)
         storage.check_output_dir(out_dir, images=[e for _, entries in self.config["splits"].items() for e in entries],
                                  reads={"calibration": self.calibration})
+        storage.check_sources_outside([path for path in self.paths.values() if path is not None], out_dir)
         # The saved config names this directory: running it again writes here.
         leaks_report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
 
@@ -257,11 +258,13 @@ class LeakAudit:
 
 
 def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = None, cache: str | None = None,
-               progress: bool | None = False) -> LeakAudit:
-    """Run a leak audit. `config`: a YAML path, a dict shaped like one, or a LeakConfig."""
+               progress: bool | None = False, output: str | None = None) -> LeakAudit:
+    """Run a leak audit. `config`: a YAML path, a dict shaped like one, or a LeakConfig; `output`:
+    the directory it will be saved to, checked before any work to hold none of its images."""
     from harness import leaks_search
     from harness.cluster import check_workers
     from harness.provenance import provenance, result_versions
+    from harness.storage import check_sources_outside
     from harness.runner import prepare_hashers
 
     if isinstance(config, (str, os.PathLike)):
@@ -285,6 +288,7 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     splits = []
     store = HashCache(cache)
     listed = {name: _listed(name, entries) for name, entries in config.splits}  # every folder, before any hash
+    check_sources_outside([path for paths in listed.values() for found in paths.values() for path in found], output)
     try:
         for name, entries in config.splits:
             splits.append(_hash_split(name, entries, listed[name], config, plan, infos, hashers, store, errors,

@@ -42,9 +42,6 @@ def write(audit, out_dir: str) -> None:
             output.write_text(f"clean/{split}.txt", "".join(f"{f}\n" for f in files))
         for (split, hasher), table in audit.hashes.items():
             output.write_parquet(f"hashes/{split}.{_file_name(hasher)}.parquet", table)
-        run = {**audit.provenance, "config": audit.config, "thresholds": audit.thresholds,
-               "threshold_basis": audit.threshold_basis, "notes": audit.notes}
-        output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
         output.write_text(storage.CONFIG, "# The resolved config of this audit: `python -m harness leaks <this file>`\n"
                           + yaml.safe_dump(audit.config, sort_keys=False, allow_unicode=True, width=100))
         paths = {}
@@ -56,6 +53,11 @@ def write(audit, out_dir: str) -> None:
                            notes=[answer(audit), *estimate_lines(audit)], thresholds=audit.thresholds)
         output.write_text(REVIEW, page)
         output.write_text(storage.SUMMARY, summary_markdown(audit))
+        # Last, listing the set's files: a later run into this directory replaces those, and
+        # refuses to delete anything else found there (storage.check_output_dir).
+        run = {**audit.provenance, "config": audit.config, "thresholds": audit.thresholds,
+               "threshold_basis": audit.threshold_basis, "notes": audit.notes, "files": output.files() + [storage.RUN]}
+        output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
         output.commit()
 
 
@@ -76,7 +78,8 @@ def answer(audit) -> str:
         earlier = int(((dropped["split"] == later) & (dropped["copy_in"] != later)).sum())
         total = int((files["split"] == later).sum())
         files_of_split = f"{total} {later} {_plural(total, 'file', 'files')}"
-        parts.append(f"{earlier} of {files_of_split} {_plural(earlier, 'has', 'have')} a copy in "
+        verb = "has" if 1 in (earlier, total) else "have"  # "1 of 2 files has", "0 of 1 file has"
+        parts.append(f"{earlier} of {files_of_split} {verb} a copy in "
                      + (splits[0] if splits.index(later) == 1 else "an earlier split"))
     inside = int((dropped["split"] == dropped["copy_in"]).sum())
     # "more": a file with a copy in an earlier split is counted there, even if it also has one in its own split

@@ -145,12 +145,16 @@ class Pass:
 
 
 def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | None = None,
-               cache_path: str | None = None, workers: int | None = None, scheduler: str | None = None) -> Pass:
-    """Every image through its work and the cache; no table yet (no pandas is needed up to here)."""
+               cache_path: str | None = None, workers: int | None = None, scheduler: str | None = None,
+               output: str | None = None) -> Pass:
+    """Every image through its work and the cache; no table yet (no pandas is needed up to here).
+    `output`: the directory the results will replace, which must hold none of the images."""
     from harness.provenance import result_versions
+    from harness.storage import check_sources_outside
 
     versions = result_versions()
     paths, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed)
+    check_sources_outside(paths, output)
     hashers, infos = prepare_hashers(config, skip_unavailable, versions)
     notes += [f"hasher {i.id} unavailable: {i.reason}" for i in infos if i.status == UNAVAILABLE]
     salt = digest("versions", versions)  # decoding and transform results depend on library versions too

@@ -99,11 +99,17 @@ def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None
         # run.json may hold only a hash cache (what a first run leaves when it is stopped).
         entries = set(os.listdir(out_dir))
         hidden = sorted(e for e in entries if e.startswith(".") and not e.startswith(PROBE))
-        foreign = hidden if RUN in entries else sorted(
-            e for e in entries if e not in (*CACHE_FILES, CACHE + "-journal") and not e.startswith(PROBE))
+        ours = {*CACHE_FILES, CACHE + "-journal"}
+        written = _written(out_dir) if RUN in entries else None
+        if RUN not in entries:
+            foreign = sorted(e for e in entries if e not in ours and not e.startswith(PROBE))
+        elif written is not None:  # what its run.json lists, and nothing else (notes.txt, archive/)
+            foreign = sorted(e for e in entries if e not in ours | written and not e.startswith(PROBE))
+        else:  # the run.json of an older version: no list
+            foreign = hidden
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            what = "a harness output directory with hidden files in it" if RUN in entries else \
+            what = "a harness output directory with files it did not write" if RUN in entries else \
                 "not empty and not a harness output directory"
             raise HarnessError(f"{_where(out_dir)}: {what} (it holds {_where(shown)}); outputs replace the whole "
                                "directory, so choose a new or empty one")
@@ -180,6 +186,41 @@ def image_folder_holding(entry: str, out_dir: str) -> str | None:
         if not fnmatch.fnmatchcase(below[depth], part):
             return None
     return None  # the pattern ends at or above out_dir: it can match out_dir, not a file in it
+
+
+def _written(out_dir: str) -> set[str] | None:
+    """The entries of `out_dir` that its run.json lists as the set's (`files`: "figures/roc.png"
+    is the entry "figures"), or None where it lists none (an older version, a damaged file)."""
+    try:
+        files = read_json(out_dir, RUN).get("files")
+    except HarnessError:
+        return None
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        return None
+    return {f.split("/")[0] for f in files} | {RUN}
+
+
+def check_sources_outside(paths, out_dir: str | None) -> None:
+    """Fail unless every image file of the run (`paths`, as listed) lies outside `out_dir`, links
+    resolved: a link in an image folder to a file in `out_dir` is read, then deleted with the old
+    outputs when the new ones replace them. (check_output_dir compares the config's entries; a
+    listing follows no link to a folder, so only a file that is a link itself, or a glob's folder,
+    can lead elsewhere: each folder is resolved once, and a file only when it is a link.)"""
+    if out_dir is None or not os.path.isdir(out_dir):
+        return
+    target = os.path.realpath(out_dir)
+    folders: dict[str, str] = {}
+    for path in paths:
+        if path.startswith("builtin:"):
+            continue
+        folder, name = os.path.split(path)
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder or os.curdir)
+        resolved = os.path.realpath(path) if os.path.islink(path) else os.path.join(folders[folder], name)
+        if _within(resolved, target):
+            raise HarnessError(f"{_where(out_dir)}: holds an image the run reads ({_where(path)} leads to "
+                               f"{_where(resolved)}), and the outputs replace the whole directory; write them "
+                               "elsewhere")
 
 
 def _within(path: str, folder: str) -> bool:

@@ -739,7 +739,8 @@ def test_results_save_refuses_an_image_folder(tmp_path, photos):
 
 
 @pytest.mark.parametrize("case", ["hidden files", "images inside", "known names, no run.json", "link/", "long name",
-                                  "cache of another name inside"])
+                                  "cache of another name inside", "a file added to an output",
+                                  "an image linked into it"])
 def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_work(tmp_path, capsys, photos, case):
     """Outputs replace the whole directory: nothing of the user's may be in it, and whatever would
     stop the writing at the end (a link, a name too long for the staging folder) stops the start."""
@@ -767,9 +768,19 @@ def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_w
     elif case == "long name":
         out = tmp_path / ("y" * 240)
         message = "output directory is not writable (File name too long)"
-    else:
+    elif case == "cache of another name inside":
         extra = ["--cache", str(out / "mine.sqlite")]
         message = "inside the output directory, which each run replaces"
+    elif case == "a file added to an output":  # run.json lists the set's files: notes.txt is not one
+        assert cli(capsys, "run", config, "--out", out, "--quiet")[0] == 0
+        (out / "notes.txt").write_text("mine")
+        message = "a harness output directory with files it did not write (it holds notes.txt)"
+    else:  # a folder of images, one a link to a file of the output directory
+        assert cli(capsys, "run", config, "--out", out, "--quiet")[0] == 0
+        (tmp_path / "pics").mkdir()
+        os.symlink(out / "previews.png", tmp_path / "pics" / "p.png")
+        extra = ["--images", str(tmp_path / "pics")]
+        message = f"holds an image the run reads ({tmp_path / 'pics' / 'p.png'} leads to {out / 'previews.png'})"
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     status, _, err = cli(capsys, "run", config, "--out", out, *extra)
     assert status == 2 and message in one_line_error(err), err

@@ -445,3 +445,14 @@ def test_shards_change_nothing(planted, tmp_path, monkeypatch):
     assert len(leaks[leaks["split_a"] == leaks["split_b"]]) > 5  # pairs inside the splits, across blocks
     for name in ("leaks.csv", "groups.csv", "estimates.csv"):
         assert (whole / name).read_bytes() == (blocks / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("splits, answer", [
+    ({"train": ["builtin:astronaut"], "test": ["builtin:coffee"]}, "0 of 1 test file has a copy in train"),
+    ({"train": ["builtin:astronaut"], "test": ["builtin:coffee", "builtin:astronaut"]},
+     "1 of 2 test files has a copy in train"),
+    ({"train": ["builtin:astronaut"], "test": ["builtin:coffee", "builtin:camera"]},
+     "0 of 2 test files have a copy in train"),
+])
+def test_the_answer_agrees_with_its_numbers(splits, answer):
+    assert harness.find_leaks({"splits": splits, "hashers": ["pHash"], "threshold": 8}).answer.startswith(answer)
