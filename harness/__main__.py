@@ -398,9 +398,11 @@ def command_leaks(args) -> int:
     if not args.quiet:
         print(audit.answer)
         print(f"wrote {out_dir}/ (summary.md, leaks.csv, groups.csv, clean/, review.html)")
-    for note in audit.notes:
+    failed = len(audit.errors)
+    for note in audit.notes + ([f"{failed} {'file' if failed == 1 else 'files'} could not be hashed, so the audit "
+                                "did not compare them; see errors.csv"] if failed else []):
         print(line("note", note), file=sys.stderr)
-    return 1 if len(audit.errors) else 0
+    return 1 if failed else 0
 
 
 def merged_splits(configured: dict, given: dict) -> dict:

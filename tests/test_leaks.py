@@ -375,7 +375,7 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
     assert written <= {"hash-cache.sqlite", "hash-cache.sqlite-wal", "hash-cache.sqlite-shm"}  # no outputs
 
 
-def test_an_unreadable_image_is_a_row_of_errors(planted, tmp_path):
+def test_an_unreadable_image_is_a_row_of_errors(planted, tmp_path, capsys):
     root, _ = planted
     test = tmp_path / "test"
     shutil.copytree(root / "test", test)
@@ -385,6 +385,9 @@ def test_an_unreadable_image_is_a_row_of_errors(planted, tmp_path):
                  str(out), "--quiet"]) == 1
     errors = pd.read_csv(out / "errors.csv")
     assert list(errors["image"]) == [str(test / "broken.jpg")] and "not an image" in errors["reason"][0]
+    # the exit status says something failed; the last line says what, and where to look
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "note: 1 file could not be hashed, so the audit did not compare them; see errors.csv"
 
 
 # --- the review page, in a real browser ------------------------------------------------------------
