@@ -16,8 +16,8 @@ import sys
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 from harness import __version__
-from harness.errors import (EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, MESSAGE_MAX, HarnessError,
-                            shortened)
+from harness.errors import (EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, MESSAGE_MAX, PATH_MAX,
+                            HarnessError, clipped, shortened)
 
 EPILOG = ("Exit status: 0 all done; 1 finished, but some images, transforms or hashes failed (see errors.csv); "
           "2 bad input (config, images, weights, output directory) or a system error such as a full disk, "
@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        for value in sys.argv[1:] if argv is None else argv:
+            _check_text(value)
         if args.command == "run":
             return command_run(args)
         if args.command == "report":
@@ -338,6 +340,18 @@ def command_run(args) -> int:
     for note in [n for n in notes if n not in fixes] + fixes:  # the fixes last, where they are seen
         print(line("note", note), file=sys.stderr)
     return 1 if evaluation.failures else 0
+
+
+def _check_text(value) -> None:
+    """A command-line value that is not valid UTF-8 (the system hands its bytes over as lone
+    surrogates) cannot be written into run.json or config.yaml, which name the paths given."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(value).decode("utf-8", "backslashreplace")
+            raise HarnessError(f"{clipped(shown, PATH_MAX)}: not valid UTF-8; harness writes the paths it is given "
+                               "into UTF-8 files (run.json, config.yaml), so rename it") from None
 
 
 def text_table(path: str) -> str:

@@ -158,11 +158,36 @@ def load_config(path: str, images: list[str] | None = None, hashers: list[str] |
                         hashers_option=hashers_option)
 
 
+def check_text(raw: Any, source: str, images: Any = None) -> None:
+    """Every string of a config (keys too, and `images`, the caller's override) can be a path and is
+    written back into UTF-8 files: a NUL character (no path holds one; the system refuses it) or a
+    lone surrogate (bytes that are not UTF-8) is a ConfigError naming the key, not a crash later."""
+    stack: list[tuple[str, Any]] = [("", raw)] + ([("images", images)] if images is not None else [])
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, dict):
+            for name, item in value.items():
+                named = str(name) if str(name).isprintable() else repr(name)  # a NUL is not printed as it is
+                named = f"{key}.{named}" if key else named
+                stack += [(named, name if isinstance(name, str) else None), (named, item)]
+        elif isinstance(value, (list, tuple)):
+            stack += [(f"{key}[{i}]", item) for i, item in enumerate(value)]
+        elif isinstance(value, str):
+            if "\0" in value:
+                raise ConfigError(source, key, "holds a NUL character, which no path or name can hold")
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ConfigError(source, key, f"is not valid UTF-8: {shown(value)}") from None
+
+
 def parse_config(raw: Any, source: str, images: list[str] | None = None,
                  hashers: list[str] | None = None, import_plugins: bool = True,
                  hashers_option: str = "--hashers") -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "the config must be a mapping of keys (name, images, sweeps, hashers, ...)")
+    check_text(raw, source, images)
     _no_unknown_keys(raw, TOP_KEYS, source, "")
     for key in ("images", "sweeps", "hashers"):
         if key not in raw:

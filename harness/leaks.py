@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from harness.cache import HashCache, digest
-from harness.config import HasherSpec, _no_unknown_keys, _parse_hashers, _typed
+from harness.config import HasherSpec, _no_unknown_keys, _parse_hashers, _typed, check_text
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
 from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source
@@ -85,6 +85,7 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
     """A leak audit's settings (from YAML or the command line) validated: one ConfigError line each."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
+    check_text(raw, source)
     _no_unknown_keys(raw, TOP_KEYS, source, "")
     splits = raw.get("splits")
     if not isinstance(splits, dict) or len(splits) < 1:
@@ -92,7 +93,8 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
                                             "{train: [data/train], test: [data/test]}")
     parsed_splits = []
     for name, entries in splits.items():
-        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        # A split's name names its clean list (clean/NAME.txt) and is printed in the answer's one line.
+        if not isinstance(name, str) or not name or "/" in name or name.startswith(".") or not name.isprintable():
             raise ConfigError(source, "splits", f"split names are plain words, got {shown(name)}")
         if isinstance(entries, str):
             entries = [entries]

@@ -1117,3 +1117,35 @@ def test_a_folder_without_read_permission_is_an_error(tmp_path):
         pytest.skip(f"setpriv cannot drop capabilities here: {done.stderr.strip()}")
     assert done.returncode == 2 and one_line_error(done.stderr) == \
         f"splits.test[0]: cannot list the folder '{tmp_path / 'split' / 'locked'}' (Permission denied)"
+
+
+@pytest.mark.parametrize("command, config, message", [
+    ("run", HEAD.replace("builtin:astronaut", '"photos/a\\0b.jpg"') + GRAY,
+     "images[0]: holds a NUL character, which no path or name can hold"),
+    ("run", HEAD + GRAY + 'output: "out\\0put"\n', "output: holds a NUL character"),
+    ("leaks", 'splits: {train: [builtin:coffee], test: ["te\\0st"]}\nthreshold: 8\n',
+     "splits.test[0]: holds a NUL character"),
+    ("leaks", 'splits: {"a\\0b": [builtin:coffee], test: [builtin:astronaut]}\nthreshold: 8\n',
+     "splits.'a\\x00b': holds a NUL character"),
+    ("leaks", 'splits: {"a\\nb": [builtin:coffee], test: [builtin:astronaut]}\nthreshold: 8\n',
+     "splits: split names are plain words, got 'a\\nb'"),
+])
+def test_a_nul_or_a_line_break_where_a_path_or_name_goes_is_a_config_error(tmp_path, capsys, command, config, message):
+    """Not "a bug in harness (ValueError: embedded null byte)" after the work, nor a clean list
+    named across two lines."""
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    status, _, err = cli(capsys, command, path, "--out", tmp_path / "o")
+    assert status == 2 and message in one_line_error(err), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_command_line_path_that_is_not_utf8_is_one_line(tmp_path):
+    """The system hands such bytes over as lone surrogates, which no UTF-8 file (run.json) can hold."""
+    out = os.fsencode(tmp_path) + b"/o\xffut"
+    done = subprocess.run([sys.executable.encode(), b"-m", b"harness", b"run", b"configs/lena.yaml", b"--out", out],
+                          cwd=ROOT, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stdout == b""
+    assert one_line_error(done.stderr.decode()) == (f"{tmp_path}/o\\xffut: not valid UTF-8; harness writes the paths "
+                                                    "it is given into UTF-8 files (run.json, config.yaml), so rename it")
+    assert not os.path.exists(out)
