@@ -177,6 +177,7 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> tuple[list[str], np.nd
     if not isinstance(hasher, BitHasher):
         raise HarnessError(f"{shown_path}: hash tables hold bit hashes; {hasher_id} is not one")
     frame = read_table_file(path, ["file", "hash"])
+    first = 1 if path.lower().endswith(".parquet") else 2  # the row number of the first row (a CSV has a header)
     width = (int(hasher.distance_max) + 7) // 8
     files = frame["file"].astype(str).tolist()
     texts = [text.strip().lower().removeprefix("0x") for text in frame["hash"].astype(str)]
@@ -192,7 +193,7 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> tuple[list[str], np.nd
             except ValueError:
                 ok = False
             if not ok:
-                raise HarnessError(f"{shown_path}: row {k + 2}: hash {shown(text)} is not {width * 2} hexadecimal "
+                raise HarnessError(f"{shown_path}: row {k + first}: hash {shown(text)} is not {width * 2} hexadecimal "
                                    f"digits (a {hasher_id} hash of {int(hasher.distance_max)} bits)") from None
     if not files:
         raise HarnessError(f"{shown_path}: the hash table has no rows")
@@ -201,7 +202,7 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> tuple[list[str], np.nd
         padded = np.flatnonzero(rows[:, -1] & ((1 << spare) - 1))
         if len(padded):
             k = int(padded[0])
-            raise HarnessError(f"{shown_path}: row {k + 2}: hash {shown(texts[k])} sets bits past the "
+            raise HarnessError(f"{shown_path}: row {k + first}: hash {shown(texts[k])} sets bits past the "
                                f"{int(hasher.distance_max)} bits of {hasher_id} (its last {spare} bits must be 0)")
     return files, rows
 

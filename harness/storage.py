@@ -717,13 +717,31 @@ def read_table_file(path: str, columns: list[str]) -> pd.DataFrame:
         data = read_file(path, TABLE_MAX_BYTES)
     except ImageError as exc:
         raise HarnessError(str(exc)) from None
+    parquet = path.lower().endswith(".parquet")
     try:
-        if path.lower().endswith(".parquet"):
-            frame = pd.read_parquet(io.BytesIO(data), engine="pyarrow", columns=columns)
+        if parquet:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(io.BytesIO(data), columns=columns)
         else:
             frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, usecols=columns)
     except Exception as exc:  # pandas and pyarrow raise many kinds on damaged files
         raise HarnessError(f"{shown}: not a table with the columns {', '.join(columns)} ({_one_line(exc)})") from None
+    if parquet:  # a CSV is text by nature; a Parquet column may hold bytes, numbers or nulls
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        for column in columns:
+            kind = table.schema.field(column).type
+            if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+                raise HarnessError(f"{shown}: column {column} holds {kind} values, not text")
+            if table.column(column).null_count:
+                row = pc.index(pc.is_null(table.column(column)), True).as_py()
+                raise HarnessError(f"{shown}: row {row + 1}: {column} is null")
+        frame = table.to_pandas()
+    empty = np.flatnonzero(frame[columns[0]].to_numpy(dtype=object) == "")
+    if len(empty):
+        raise HarnessError(f"{shown}: row {int(empty[0]) + (1 if parquet else 2)}: {columns[0]} is empty")
     return frame
 
 

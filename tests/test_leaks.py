@@ -368,6 +368,23 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
     wrong.write_text("name,value\na,b\n")
     cases.append((["--train", str(wrong), "--test", str(root / "test"), "--threshold", "8"], "not a table with the "
                                                                                               "columns file, hash"))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name, table, message in [  # Parquet columns may hold what a CSV cannot: bytes, numbers, nulls
+        ("bytes", pa.table({"file": ["a.png"], "hash": pa.array([b"\xff" * 8])}), "column hash holds binary values"),
+        ("numbers", pa.table({"file": [1], "hash": ["ff" * 8]}), "column file holds int64 values, not text"),
+        ("null", pa.table({"file": ["a.png", "b.png"], "hash": pa.array(["ff" * 8, None], pa.string())}),
+         "null.parquet: row 2: hash is null"),
+        ("badhex", pa.table({"file": ["a.png"], "hash": ["xyz"]}), "badhex.parquet: row 1: hash 'xyz' is not 16"),
+    ]:
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+        cases.append((["--train", str(tmp_path / f"{name}.parquet"), "--test", str(root / "test"), "--threshold", "8"],
+                      message))
+    unnamed = tmp_path / "unnamed.csv"
+    unnamed.write_text("file,hash\n,00ff00ff00ff00ff\n")
+    cases.append((["--train", str(unnamed), "--test", str(root / "test"), "--threshold", "8"],
+                  "unnamed.csv: row 2: file is empty"))
     for argv, message in cases:
         assert main(["leaks", *argv, "--out", str(tmp_path / "out"), "--quiet"]) == 2, argv
         assert message in one_line(capsys), argv
