@@ -70,9 +70,20 @@ class ImpostorSpec:
             if len(group) < 2:
                 raise ValueError(f"duplicates: group {i} lists {len(group)} image; a group needs at least two")
         for hasher, value in self.exclude_below.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                # ValueError, not TypeError: _section turns ValueErrors into one ConfigError line
-                raise ValueError(f"exclude_below: {hasher}: expected a number, got {shown(value)}")  # noqa: TRY004
+            if as_distance(value) is None:  # a ValueError: _section turns it into one ConfigError line
+                raise ValueError(f"exclude_below: {hasher}: expected a distance >= 0, got {shown(value)}")
+
+
+def as_distance(value) -> float | None:
+    """A distance given in a config (a threshold) as a float, or None unless it is a finite number
+    >= 0 (an integer too large for a float included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if 0 <= value < float("inf") else None
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,7 @@ class DetectionSpec:
         if any(not 0 < target <= 1 for target in self.precision):
             raise ValueError(f"precision: each target must be in (0, 1], got {shown(list(self.precision))}")
         for hasher, value in self.thresholds.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            if as_distance(value) is None:
                 raise ValueError(f"thresholds: {hasher}: expected a distance >= 0, got {shown(value)}")
 
 
@@ -196,8 +207,8 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
     name = _typed(raw.get("name", os.path.splitext(os.path.basename(source))[0]), str, source, "name")
     output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")
     seed = _typed(raw.get("seed", 0), int, source, "seed")
-    if seed < 0:  # numpy's generators take seeds >= 0
-        raise ConfigError(source, "seed", f"must be >= 0, got {shown(seed)}")
+    if not 0 <= seed < 1 << 64:  # numpy's generators take seeds >= 0; 64 bits are plenty
+        raise ConfigError(source, "seed", f"must be from 0 to 2**64 - 1, got {shown(seed)}")
     description = _typed(raw.get("description", ""), str, source, "description")
 
     report = raw.get("report", {}) or {}

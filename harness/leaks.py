@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from harness.cache import HashCache, digest
-from harness.config import HasherSpec, _no_unknown_keys, _parse_hashers, _typed, check_text
+from harness.config import HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance, check_text
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
 from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source
@@ -118,10 +118,10 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
         for hasher_id, value in given.items():
             if hasher_id not in ids:
                 raise ConfigError(source, f"threshold.{hasher_id}", f"not a hasher of this audit ({', '.join(ids)})")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            if as_distance(value) is None:
                 raise ConfigError(source, f"threshold.{hasher_id}" if isinstance(threshold, dict) else "threshold",
                                   f"expected a distance >= 0, got {shown(value)}")
-            thresholds[hasher_id] = float(value)
+            thresholds[hasher_id] = as_distance(value)
         missing = [h for h in ids if h not in thresholds]
         if missing and calibration is None:
             raise ConfigError(source, "threshold", f"no threshold for {', '.join(missing)}")

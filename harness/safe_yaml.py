@@ -11,7 +11,8 @@ composes (before anything is expanded) and refuses, with the line and column:
 - more than MAX_ALIASES aliases, or more than MAX_NODES nodes once every alias is
   counted as the nodes it repeats,
 - nesting deeper than MAX_DEPTH (aliases counted at their expanded depth),
-- a recursive alias, a duplicate key, text that is not UTF-8.
+- a recursive alias, a duplicate key, text that is not UTF-8,
+- a number written with more than MAX_NUMBER_TEXT characters.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ MAX_BYTES = 1 << 20  # 1 MiB: the largest shipped config is under 10 KiB
 MAX_ALIASES = 1_000
 MAX_NODES = 100_000  # scalars, lists and mappings, every alias expanded
 MAX_DEPTH = 50  # a config nests about 7 levels deep
+MAX_NUMBER_TEXT = 100  # characters of an integer or float
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 class LimitError(yaml.MarkedYAMLError):
@@ -87,6 +90,11 @@ class _Bounded:
             self._open[-1] = max(self._open[-1], height)
 
     def construct_object(self, node, deep=False):
+        if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_TEXT:
+            # A number's text is converted in Python: a 900 KB base-60 integer ("1:59:59:...") took
+            # 24 s, and a hex one of 4,000 digits cannot be written back in decimal.
+            raise yaml.constructor.ConstructorError(None, None, f"bad value (a number written with {len(node.value):,} "
+                                                    f"characters; at most {MAX_NUMBER_TEXT})", node.start_mark)
         try:
             return super().construct_object(node, deep=deep)
         except (ValueError, OverflowError) as exc:  # int('9' * 5000), a 13th month: a bad value, with its line

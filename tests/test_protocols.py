@@ -64,7 +64,7 @@ def test_new_keys_parse_and_are_recorded():
     ({"impostors": {"duplicates": ["camera"]}}, "impostors.duplicates: expected list[list[str]]"),
     ({"impostors": {"exclude_below": {"phash": 3}}},
      "impostors.exclude_below.phash: not a hasher of this config; did you mean 'pHash'?"),
-    ({"impostors": {"exclude_below": {"pHash": "x"}}}, "impostors.exclude_below: pHash: expected a number"),
+    ({"impostors": {"exclude_below": {"pHash": "x"}}}, "impostors.exclude_below: pHash: expected a distance >= 0"),
     ({"detection": {"precision": [0.9, 0]}}, "detection.precision: each target must be in (0, 1]"),
     ({"detection": {"precision": 0.9}}, "detection.precision: expected list[float]"),
 ])
