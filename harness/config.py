@@ -74,6 +74,11 @@ class ImpostorSpec:
                 raise ValueError(f"exclude_below: {hasher}: expected a distance >= 0, got {shown(value)}")
 
 
+# OpenCV decodes no image of more pixels (CV_IO_MAX_IMAGE_PIXELS); a file of one is read whole
+# (8 bytes a pixel at most, images.max_bytes_for), so the bound also bounds what a config can make a run read.
+MAX_PIXELS_LIMIT = 1 << 30
+
+
 def as_distance(value) -> float | None:
     """A distance given in a config (a threshold) as a float, or None unless it is a finite number
     >= 0 (an integer too large for a float included)."""
@@ -232,8 +237,9 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
     if limit is not None and (_typed(limit, int, source, "limit") < 1):
         raise ConfigError(source, "limit", f"must be >= 1, got {limit}")
     max_pixels = raw.get("max_pixels")
-    if max_pixels is not None and (_typed(max_pixels, int, source, "max_pixels") < 1):
-        raise ConfigError(source, "max_pixels", f"must be >= 1, got {max_pixels}")
+    if max_pixels is not None and not 1 <= _typed(max_pixels, int, source, "max_pixels") <= MAX_PIXELS_LIMIT:
+        raise ConfigError(source, "max_pixels", f"must be from 1 to {MAX_PIXELS_LIMIT:,} (OpenCV's own limit), got "
+                                                f"{shown(max_pixels)}")
 
     max_side = raw.get("max_side")
     if max_side is not None and (_typed(max_side, int, source, "max_side") < 16):

@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from harness.cache import HashCache, digest
-from harness.config import HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance, check_text
+from harness.config import (MAX_PIXELS_LIMIT, HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance,
+                            check_text)
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
 from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source
@@ -142,6 +143,9 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
         value = raw.get(key)
         if value is not None and (_typed(value, int, source, key) < low):
             raise ConfigError(source, key, f"must be >= {low}, got {shown(value)}")
+        if key == "max_pixels" and value is not None and value > MAX_PIXELS_LIMIT:
+            raise ConfigError(source, key, f"must be from 1 to {MAX_PIXELS_LIMIT:,} (OpenCV's own limit), got "
+                                           f"{shown(value)}")
         limits[key] = value
     name = _typed(raw.get("name", "leaks"), str, source, "name")
     output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")

@@ -116,6 +116,8 @@ CONFIG_CASES = [
     ("seed NaN", HEAD + "seed: .nan\n" + GRAY, r"seed: expected int, got nan"),
     ("limit infinity", HEAD + "limit: .inf\n" + GRAY, r"limit: expected int, got inf"),
     ("max_pixels NaN", HEAD + "max_pixels: .nan\n" + GRAY, r"max_pixels: expected int, got nan"),
+    ("max_pixels past OpenCV's", HEAD + "max_pixels: 100000000000\n" + GRAY,  # a 50 GB file would be read
+     r"max_pixels: must be from 1 to 1,073,741,824 \(OpenCV's own limit\), got 100000000000"),
     ("min_tpr NaN", HEAD + "detection: {min_tpr: .nan}\n" + GRAY, r"detection\.min_tpr: nan is not a finite number"),
     ("fpr NaN", HEAD + "detection: {fpr: [0.01, .nan]}\n" + GRAY,
      r"detection\.fpr: \(0\.01, nan\) is not a finite number"),
