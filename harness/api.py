@@ -241,7 +241,7 @@ def load(out_dir: str) -> Results:
     """The Results saved in an output directory (by `run` or `Results.save`), metrics recomputed.
     A damaged directory (a file missing, empty, of the wrong shape or type) is a HarnessError."""
     from harness import metrics, storage
-    from harness.config import parse_config
+    from harness.config import hasher_ids, parse_config, settings_of_hashers
 
     if not os.path.isdir(out_dir):
         raise HarnessError(f"{out_dir}: " + ("not a directory" if os.path.exists(out_dir) else "no such directory"))
@@ -249,7 +249,8 @@ def load(out_dir: str) -> Results:
     run = storage.read_json(out_dir, storage.RUN)
     source = os.path.join(out_dir, storage.RUN)
     check_run_record(run, source)
-    config = run.get("config", {})
+    # A run with --hashers by earlier code kept the settings of the hashers it left out.
+    config = settings_of_hashers(run.get("config", {}), hasher_ids(run.get("config", {})))
     # Checked as a config file is (its plugins not imported): a config that `run` would refuse is
     # not read back, nor written again as the config.yaml that reproduces the tables.
     parsed = parse_config(config, f"{source}: config", import_plugins=False)

@@ -153,7 +153,29 @@ class Config:
             hasher_id = entry if isinstance(entry, str) else entry.get("id", entry.get("name"))
             by_id[hasher_id] = entry
         raw["hashers"] = [by_id[h] for h in kept]
-        return raw
+        return settings_of_hashers(raw, set(kept))
+
+
+def hasher_ids(raw) -> set[str]:
+    """The ids of a config's hashers, read from its data as it is (parse_config checks it)."""
+    entries = raw.get("hashers") if isinstance(raw, dict) else None
+    ids = set()
+    for entry in entries if isinstance(entries, list) else []:
+        hasher_id = entry.get("id", entry.get("name")) if isinstance(entry, dict) else entry
+        if isinstance(hasher_id, str):
+            ids.add(hasher_id)
+    return ids
+
+
+def settings_of_hashers(raw: dict, kept: set[str]) -> dict:
+    """`raw` (a config's data) with its settings per hasher id (detection.thresholds,
+    impostors.exclude_below) for the hashers `kept` only: those of hashers the command line left
+    out go. They changed nothing (a hasher that did not run has no distance to compare or exclude),
+    and a config naming a hasher it does not have is refused."""
+    for section, key in (("detection", "thresholds"), ("impostors", "exclude_below")):
+        if isinstance(raw.get(section), dict) and isinstance(raw[section].get(key), dict):
+            raw = {**raw, section: {**raw[section], key: {h: v for h, v in raw[section][key].items() if h in kept}}}
+    return raw
 
 
 TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image", "limit", "max_pixels", "max_side",

@@ -607,6 +607,7 @@ def read_long(out_dir: str, name: str) -> pd.DataFrame:
         if _regular(parquet):
             frame = pd.read_parquet(parquet, engine="pyarrow")
         elif _regular(csv):
+            _check_run_csv(csv)
             numeric = [c for c in ("distance", "distance_norm") if c in columns]
             frame = pd.read_csv(csv, dtype={c: str for c in columns if c not in numeric}, keep_default_na=False,
                                 na_values={c: [""] for c in numeric})
@@ -637,6 +638,25 @@ TEXT_COLUMNS = {IMAGES: ["image", "image_id", "origin", "notes"],
 NUMBER_COLUMNS = {HASHERS: ["distance_max"]}  # what the report computes with: a damaged file fails here
 
 
+# A run writes a long table as CSV only up to CSV_MAX_ROWS rows (a few hundred bytes each at most);
+# the small tables are smaller still. pandas takes several times a file's size in memory: a 1 GB
+# file of NUL bytes named distances.csv took 12 GB and wrote a 3 GB summary.
+RUN_CSV_MAX_BYTES = 512 << 20
+
+
+def _check_run_csv(path: str) -> None:
+    """A CSV table of a run's set is at most RUN_CSV_MAX_BYTES and holds no NUL byte (no text a run
+    writes does): anything else is not read."""
+    size = os.path.getsize(path)
+    if size > RUN_CSV_MAX_BYTES:
+        raise HarnessError(f"{_where(path)}: {size:,} bytes, more than a run writes as CSV "
+                           f"({RUN_CSV_MAX_BYTES >> 20} MiB at most); not a table of a run")
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            if b"\0" in block:
+                raise HarnessError(f"{_where(path)}: holds NUL bytes, which no table of a run does")
+
+
 def read_small(out_dir: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
     """A small CSV table; empty (with `columns`) when absent. Text columns stay text
     (an id of digits is not a number), the rest are read as numbers."""
@@ -646,6 +666,7 @@ def read_small(out_dir: str, name: str, columns: list[str] | None = None) -> pd.
     if not _regular(path):
         return pd.DataFrame(columns=columns or [])
     text = TEXT_COLUMNS.get(name)
+    _check_run_csv(path)
     try:
         frame = pd.read_csv(path, dtype=str if text is None else {c: str for c in text}, keep_default_na=False,
                             na_values=None if text is None else [""])

@@ -91,17 +91,35 @@ def test_loading_an_incomplete_output_directory_is_an_error(results, tmp_path, r
     assert str(caught.value) == f"{tmp_path / 'run'}: an incomplete output directory: no {missing} (every run writes them)"
 
 
+def test_an_earlier_runs_settings_of_hashers_it_left_out_are_dropped_on_load(results, tmp_path):
+    """Earlier code kept, in a run with --hashers, the thresholds of the hashers it left out: such a
+    run still loads, and saved again its config is one that `run` accepts."""
+    import json
+
+    results.save(tmp_path / "old")
+    run = json.loads((tmp_path / "old" / "run.json").read_text())
+    run["config"]["detection"]["thresholds"] = {"pHash": 8, "colorhash": 3}
+    (tmp_path / "old" / "run.json").write_text(json.dumps(run))
+    loaded = harness.load(tmp_path / "old")
+    assert loaded.config["detection"]["thresholds"] == {"pHash": 8}
+    loaded.save(tmp_path / "again")
+    assert main(["validate", str(tmp_path / "again" / "config.yaml")]) == 0
+
+
 def test_a_run_is_reproduced_from_its_own_config_yaml(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     config = tmp_path / "c.yaml"
     import yaml
-    config.write_text(yaml.safe_dump(CONFIG))
+    # settings of a hasher the command line leaves out (dHash) must not make the saved config invalid
+    config.write_text(yaml.safe_dump({**CONFIG, "detection": {"fpr": [0.05], "thresholds": {"dHash": 5, "pHash": 8}},
+                                      "impostors": {"exclude_below": {"dHash": 1}}}))
     assert main(["run", str(config), "--out", str(first), "--quiet", "--no-cache",
                  "--images", "builtin:coffee", "builtin:moon", "builtin:rocket", "--hashers", "pHash,aHash"]) == 0
     assert main(["run", str(first / "config.yaml"), "--out", str(second), "--quiet", "--no-cache"]) == 0
     for name in TABLES:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     assert pd.read_csv(first / "table.csv").columns[3:].tolist() == ["pHash", "aHash"]
+    assert main(["report", str(first)]) == 0
 
 
 def test_api_errors_are_the_command_lines_one_liners(tmp_path, capsys):
