@@ -109,7 +109,7 @@ def keep_unchanged(evaluation, out_dir: str, config: dict) -> dict | None:
         output.write_text(storage.SUMMARY, body + "\n" + "\n".join(provenance_lines(provenance)))
         output.write_text(storage.CONFIG, config_yaml(config, provenance))
         run = run_record(provenance, config, previous["hashers"], previous["notes"], previous["fingerprint"],
-                         evaluation.inputs, output.files())
+                         evaluation.inputs, output.sizes())
         output.write_text(storage.RUN, run_json(run))
         output.commit()
     return run
@@ -192,13 +192,14 @@ def reusable(out_dir: str, fingerprint: str) -> list[str]:
         previous = storage.read_json(out_dir, storage.RUN)
     except Exception:  # a damaged run.json: make everything anew
         return []
-    files = previous.get("files")
-    if previous.get("fingerprint") != fingerprint or not isinstance(files, list):
+    files, sizes = previous.get("files"), previous.get("sizes")
+    if previous.get("fingerprint") != fingerprint or not isinstance(files, list) or not isinstance(sizes, dict):
         return []
     kept = [name for name in files if isinstance(name, str) and name not in FRESH]
     for name in kept:
         path = os.path.join(out_dir, name)
-        if os.path.isabs(name) or ".." in name.split("/") or not os.path.isfile(path) or os.path.islink(path):
+        if os.path.isabs(name) or ".." in name.split("/") or not os.path.isfile(path) or os.path.islink(path) or \
+                os.path.getsize(path) != sizes.get(name):
             return []
     return kept
 
@@ -230,15 +231,16 @@ def write_run_files(results, output: storage.OutputSet, fingerprint: str | None,
     config = results.config
     output.write_text(storage.CONFIG, config_yaml(config, results.provenance))
     run = run_record(results.provenance, config, results.hashers.to_dict("records"), results.notes, fingerprint,
-                     inputs, output.files())
+                     inputs, output.sizes())
     output.write_text(storage.RUN, run_json(run))
 
 
 def run_record(provenance: dict, config: dict, hashers: list, notes: list, fingerprint: str | None,
-               inputs: str | None, files: list[str]) -> dict:
-    """run.json's contents; `files` are the set's other files."""
+               inputs: str | None, sizes: dict[str, int]) -> dict:
+    """run.json's contents; `sizes`: the set's other files, with their sizes (a later run keeps a
+    file only at its size: an emptied or cut table is made anew)."""
     return {**provenance, "config": config, "hashers": hashers, "notes": notes, "fingerprint": fingerprint,
-            "inputs": inputs, "files": files + [storage.RUN]}
+            "inputs": inputs, "files": [*sizes, storage.RUN], "sizes": sizes}
 
 
 def run_json(run: dict) -> str:

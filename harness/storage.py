@@ -279,6 +279,10 @@ class OutputSet:
                     found.append(relative)
         return sorted(found)
 
+    def sizes(self) -> dict[str, int]:
+        """The files of the new set so far (as `files`), with their sizes in bytes."""
+        return {name: os.path.getsize(os.path.join(self.staging, name)) for name in self.files()}
+
     def path(self, name: str) -> str:
         path = os.path.join(self.staging, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -164,6 +164,17 @@ def test_a_summary_without_its_provenance_section_is_made_anew(tmp_path):
     assert run.pandas and without_provenance(read(out, "summary.md")) == without_provenance(summary)
 
 
+def test_an_emptied_or_cut_table_is_made_anew(tmp_path):
+    """run.json records each file's size: a damaged table is not kept on the strength of its name."""
+    out = tmp_path / "out"
+    run(tmp_path, out)
+    distances, figure = read(out, "distances.parquet"), read(out, FIGURE)
+    (out / "distances.parquet").write_bytes(b"")
+    (out / FIGURE).write_bytes(read(out, FIGURE)[:100])
+    assert run(tmp_path, out) and run.pandas  # the tables made and the figures drawn again
+    assert read(out, "distances.parquet") == distances and read(out, FIGURE) == figure
+
+
 PLUGIN = '''
 from dataclasses import dataclass
 from typing import Sequence
