@@ -344,6 +344,26 @@ def _hex_column(split: SplitHashes, hasher_id: str) -> list[str]:
     return [array[r].tobytes().hex() if r >= 0 else "" for r in rows]
 
 
+def _nameable(paths: list[str], errors: list) -> list[str]:
+    """The files an audit can name unambiguously; the others are rows of `errors`. The clean lists
+    hold a file per line, so a name with a line break cannot be one; and the tables show a name that
+    is not UTF-8 with \\xNN escapes, so a file whose name shows as another's would be mistaken for it."""
+    shown_as: dict[str, str] = {}
+    kept = []
+    for path in paths:
+        shown_name = display_path(path)
+        if "\n" in path or "\r" in path:
+            reason = "its name holds a line break, which a clean list (a file per line) cannot hold; rename it"
+        elif shown_as.setdefault(shown_name, path) != path:
+            reason = ("another file's name shows the same, as \\xNN escapes show the bytes of a name that is not "
+                      "UTF-8; rename one of them")
+        else:
+            kept.append(path)
+            continue
+        errors.append({"image": shown_name, "image_id": "", "stage": "read", "reason": reason})
+    return kept
+
+
 def _listed(name: str, entries) -> dict[int, list[str]]:
     """The image files of a split's entries that are not hash tables, by entry number: a folder
     that names nothing or cannot be listed fails here, before any image of any split is hashed."""
@@ -383,6 +403,7 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             continue
         images += listed[number]
     images = list(dict.fromkeys(os.path.normpath(path) for path in images))  # ./a/x.png is a/x.png
+    images = _nameable(images, errors)
     if images:
         keep: dict[str, list] = {hid: [] for hid in hashers}
         for path, outcome, cached in ImagePass(images, plan, infos, hashers, cache, workers=workers,

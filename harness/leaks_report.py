@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import yaml
@@ -38,8 +39,9 @@ def write(audit, out_dir: str) -> None:
         output.write_csv("files.csv", audit.files)
         output.write_csv(storage.ERRORS, audit.errors)
         output.write_csv(storage.HASHERS, audit.hashers)
-        for split, files in audit.clean.items():
-            output.write_text(f"clean/{split}.txt", "".join(f"{f}\n" for f in files))
+        for split, files in audit.clean.items():  # the names as the file system has them (not \xNN escapes)
+            output.write_bytes(f"clean/{split}.txt",
+                               b"".join(os.fsencode(audit.paths.get((split, f)) or f) + b"\n" for f in files))
         for (split, hasher), table in audit.hashes.items():
             output.write_parquet(f"hashes/{split}.{_file_name(hasher)}.parquet", table)
         output.write_text(storage.CONFIG, "# The resolved config of this audit: `python -m harness leaks <this file>`\n"

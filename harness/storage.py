@@ -300,6 +300,12 @@ class OutputSet:
                 handle.write(text)
         self._write(name, write)
 
+    def write_bytes(self, name: str, data: bytes) -> None:
+        def write(path):
+            with open(path, "wb") as handle:
+                handle.write(data)
+        self._write(name, write)
+
     def write_csv(self, name: str, frame: pd.DataFrame) -> None:
         self._write(name, lambda path: _to_csv(frame, path))
 

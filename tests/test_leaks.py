@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -476,3 +477,29 @@ def test_shards_change_nothing(planted, tmp_path, monkeypatch):
 ])
 def test_the_answer_agrees_with_its_numbers(splits, answer):
     assert harness.find_leaks({"splits": splits, "hashers": ["pHash"], "threshold": 8}).answer.startswith(answer)
+
+
+def test_clean_lists_name_each_file_exactly_or_the_file_is_an_error(tmp_path, capsys):
+    """A clean list holds a file per line, as the file system names it (bytes that are not UTF-8
+    too); a name with a line break, or one whose \\xNN form is another file's name, cannot be listed."""
+    def make_png(seed):
+        return cv2.imencode(".png", make_scene(seed, 64, 64))[1].tobytes()
+
+    photo, other = make_png(11), make_png(12)
+    test = os.fsencode(tmp_path / "test")
+    os.makedirs(test)
+    for name, data in ((b"plain.png", photo), (b"odd\xffname.png", other), (b"line\nbreak.png", other),
+                       (b"odd\\xffname.png", other), (b"only\xfe.png", make_png(13))):
+        with open(os.path.join(test, name), "wb") as handle:
+            handle.write(data)
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "a.png").write_bytes(photo)
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "4",
+                 "--out", str(out), "--quiet"]) == 1
+    errors = pd.read_csv(out / "errors.csv")
+    assert sorted(errors["image"]) == sorted([str(tmp_path / "test" / "line\nbreak.png"),
+                                              str(tmp_path / "test" / "odd\\xffname.png")])
+    assert "line break" in " ".join(errors["reason"]) and "shows the same" in " ".join(errors["reason"])
+    clean = (out / "clean" / "test.txt").read_bytes().splitlines()
+    assert clean == [os.path.join(test, b"odd\\xffname.png"), os.path.join(test, b"only\xfe.png")]  # plain.png: a.png
