@@ -125,7 +125,14 @@ def expand_source(entry: str) -> list[str]:
         if not found:
             raise ValueError(f"no files match '{clipped(display_path(entry), PATH_MAX)}'")
         return found
-    raise ValueError(f"no image file at '{clipped(display_path(entry), PATH_MAX)}'")
+    shown_entry = clipped(display_path(entry), PATH_MAX)
+    if os.path.lexists(entry):  # something is there, but not a file or a folder to read
+        try:
+            kind = _file_kind(os.stat(entry).st_mode)
+        except OSError as exc:  # a link to nothing, a loop of links
+            raise ValueError(f"cannot read '{shown_entry}' ({exc.strerror})") from None
+        raise ValueError(f"'{shown_entry}' is not a regular file ({kind}); only files are read as images")
+    raise ValueError(f"no image file at '{shown_entry}'")
 
 
 def _walk(folder: str, depth: int | None = None) -> list[str]:

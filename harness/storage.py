@@ -118,18 +118,29 @@ def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None
         handle, probe = tempfile.mkstemp(dir=out_dir, prefix=PROBE)
         os.close(handle)
         os.remove(probe)
-        # The outputs are staged beside out_dir under a longer name (OutputSet): a name too long
-        # for the file system must fail now, not after the work.
-        parent = os.path.dirname(os.path.abspath(out_dir))
-        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=_staging_prefix(out_dir)))
     except OSError as exc:
         raise HarnessError(f"{_where(out_dir)}: output directory is not writable ({exc.strerror})") from None
+    # The outputs are staged beside out_dir under a longer name (OutputSet): a name too long for
+    # the file system, or a folder above that cannot be written in, must fail now, not after the work.
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=_staging_prefix(out_dir)))
+    except OSError as exc:
+        where = "the name is too long for it" if exc.errno == errno.ENAMETOOLONG else exc.strerror
+        raise HarnessError(f"{_where(out_dir)}: the new outputs are built beside it, in {_where(parent)}, and "
+                           f"cannot be ({where})") from None
 
 
 def check_cache_path(cache: str | None, out_dir: str) -> None:
     """A hash cache inside `out_dir` must be its own DIR/hash-cache.sqlite, the one file of the old
     set the new one carries over: under another name it would go with the old set, and the next
     run would find it there and refuse the directory."""
+    if cache is not None:
+        folder = os.path.dirname(os.path.abspath(cache))
+        while not os.path.lexists(folder) and folder != os.path.dirname(folder):
+            folder = os.path.dirname(folder)
+        if not os.path.isdir(folder):  # the cache would not open, and the run would fail on its folder
+            raise HarnessError(f"--cache {_where(cache)}: cannot be made, as {_where(folder)} is not a directory")
     if cache is None or not _within(os.path.realpath(cache), os.path.realpath(out_dir)):
         return
     if os.path.realpath(cache) != os.path.realpath(os.path.join(out_dir, CACHE)):
@@ -744,6 +755,9 @@ def read_table_file(path: str, columns: list[str]) -> pd.DataFrame:
     from harness.images import display_path, read_file
 
     shown = display_path(path)
+    if os.path.isfile(path) and os.path.getsize(path) > TABLE_MAX_BYTES:  # read_file's words are for images
+        raise HarnessError(f"{shown}: {os.path.getsize(path):,} bytes, more than a hash table may hold "
+                           f"({TABLE_MAX_BYTES >> 30} GiB: 10^8 files)")
     try:
         data = read_file(path, TABLE_MAX_BYTES)
     except ImageError as exc:

@@ -774,7 +774,7 @@ def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_w
         message = "the output directory is a symbolic link"
     elif case == "long name":
         out = tmp_path / ("y" * 240)
-        message = "output directory is not writable (File name too long)"
+        message = "the new outputs are built beside it, in"
     elif case == "cache of another name inside":
         extra = ["--cache", str(out / "mine.sqlite")]
         message = "inside the output directory, which each run replaces"
@@ -1160,3 +1160,18 @@ def test_a_command_line_path_that_is_not_utf8_is_one_line(tmp_path):
     assert one_line_error(done.stderr.decode()) == (f"{tmp_path}/o\\xffut: not valid UTF-8; harness writes the paths "
                                                     "it is given into UTF-8 files (run.json, config.yaml), so rename it")
     assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("make, option, message", [
+    (lambda p: os.mkfifo(p), "--images", "'{p}' is not a regular file (a FIFO); only files are read as images"),
+    (lambda p: (os.symlink(f"{p}.2", p), os.symlink(p, f"{p}.2")), "--images",
+     "cannot read '{p}' (Too many levels of symbolic links)"),
+    (lambda p: open(p, "w").close(), "--cache", "--cache {p}/c.sqlite: cannot be made, as {p} is not a directory"),
+])
+def test_a_path_that_is_something_else_is_named_for_what_it_is(tmp_path, capsys, make, option, message):
+    """Not "no image file at" for a FIFO or a loop of links, nor "File exists" for a cache's folder."""
+    thing = tmp_path / "thing"
+    make(thing)
+    value = thing / "c.sqlite" if option == "--cache" else thing
+    status, _, err = cli(capsys, "run", "configs/lena.yaml", option, value, "--out", tmp_path / "o", "--quiet")
+    assert status == 2 and message.format(p=thing) in one_line_error(err), err
