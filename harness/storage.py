@@ -763,6 +763,8 @@ def read_table_file(path: str, columns: list[str]) -> pd.DataFrame:
     except ImageError as exc:
         raise HarnessError(str(exc)) from None
     parquet = path.lower().endswith(".parquet")
+    if not parquet and b"\0" in data:  # no text table holds one; pandas would parse a sparse file at 4x its size
+        raise HarnessError(f"{shown}: holds NUL bytes; not a CSV table of file names and hashes")
     try:
         if parquet:
             import pyarrow.parquet as pq

@@ -382,6 +382,11 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
         pq.write_table(table, tmp_path / f"{name}.parquet")
         cases.append((["--train", str(tmp_path / f"{name}.parquet"), "--test", str(root / "test"), "--threshold", "8"],
                       message))
+    sparse = tmp_path / "sparse.csv"
+    sparse.write_bytes(b"file,hash\n")
+    os.truncate(sparse, 64 << 20)  # NUL bytes: pandas would take four times that
+    cases.append((["--train", str(sparse), "--test", str(root / "test"), "--threshold", "8"],
+                  "sparse.csv: holds NUL bytes; not a CSV table"))
     unnamed = tmp_path / "unnamed.csv"
     unnamed.write_text("file,hash\n,00ff00ff00ff00ff\n")
     cases.append((["--train", str(unnamed), "--test", str(root / "test"), "--threshold", "8"],
