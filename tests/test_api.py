@@ -166,8 +166,9 @@ def test_one_image_or_hasher_may_be_a_string_or_a_path(tmp_path):
     assert two.images["image"].tolist() == ["photo", "camera"]
 
 
-def test_selecting_no_hasher_is_an_error_not_an_empty_run(capsys):
-    assert main(["run", "configs/lena.yaml", "--hashers", ",", "--out", "unused"]) == 2
+def test_selecting_no_hasher_is_an_error_not_an_empty_run(capsys, tmp_path):
+    assert main(["run", "configs/lena.yaml", "--hashers", ",", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
     assert capsys.readouterr().err.strip() == "error: --hashers: names no hasher; the config has aHash, pHash, ResNet50"
     with pytest.raises(harness.ConfigError, match=r"thresholds: pHash: expected a distance >= 0, got -5"):
         harness.evaluate({**CONFIG, "detection": {"thresholds": {"pHash": -5}}})
