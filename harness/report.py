@@ -59,10 +59,16 @@ def write(results, out_dir: str, rebuild: bool = False, inputs: str | None = Non
             write_run_files(results, output, fingerprint, inputs)
         else:
             with _literal_text():
-                if rebuild:  # run.json and the saved tables stay as they are
+                if rebuild:  # the saved tables stay as they are, and run.json but for its list of files
                     for name in SAVED:
-                        output.carry(name)
+                        if name != storage.RUN:
+                            output.carry(name)
                     render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
+                    # The set's files may change (a table a newer version writes): run.json lists them,
+                    # and a later run into DIR refuses to delete anything it does not list.
+                    run = storage.read_json(out_dir, storage.RUN)
+                    sizes = output.sizes()
+                    output.write_text(storage.RUN, run_json({**run, "files": [*sizes, storage.RUN], "sizes": sizes}))
                 else:
                     previews = [(storage.PREVIEWS, lambda: plots.previews_figure(results.previews))]
                     kept = not results.previews and results.loaded_from is not None and output.carry(
