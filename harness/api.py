@@ -241,7 +241,7 @@ def load(out_dir: str) -> Results:
     """The Results saved in an output directory (by `run` or `Results.save`), metrics recomputed.
     A damaged directory (a file missing, empty, of the wrong shape or type) is a HarnessError."""
     from harness import metrics, storage
-    from harness.config import hasher_ids, parse_config, settings_of_hashers
+    from harness.config import config_section, hasher_ids, settings_of_hashers
 
     if not os.path.isdir(out_dir):
         raise HarnessError(f"{out_dir}: " + ("not a directory" if os.path.exists(out_dir) else "no such directory"))
@@ -251,9 +251,10 @@ def load(out_dir: str) -> Results:
     check_run_record(run, source)
     # A run with --hashers by earlier code kept the settings of the hashers it left out.
     config = settings_of_hashers(run.get("config", {}), hasher_ids(run.get("config", {})))
-    # Checked as a config file is (its plugins not imported): a config that `run` would refuse is
-    # not read back, nor written again as the config.yaml that reproduces the tables.
-    parsed = parse_config(config, f"{source}: config", import_plugins=False)
+    # Only what the metrics read is checked: the config as a whole is checked where it is run, and a
+    # saved run loads wherever it is (a ResNet50's weights file named in it need not be there).
+    detection = config_section("detection", config.get("detection"), source)
+    impostor_spec = config_section("impostors", config.get("impostors"), source)
     distances = storage.read_long(out_dir, storage.DISTANCES)
     impostors = storage.read_long(out_dir, storage.IMPOSTORS)
     release_lookups(distances, impostors)
@@ -263,7 +264,7 @@ def load(out_dir: str) -> Results:
                    hashers=storage.read_small(out_dir, storage.HASHERS, ["hasher", "distance", "distance_max",
                                                                          "status"]),
                    notes=[str(n) for n in run.get("notes", [])],
-                   metrics=metrics.compute(distances, impostors, parsed.detection, parsed.impostors),
+                   metrics=metrics.compute(distances, impostors, detection, impostor_spec),
                    loaded_from=os.path.abspath(out_dir))
 
 

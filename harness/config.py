@@ -178,6 +178,12 @@ def settings_of_hashers(raw: dict, kept: set[str]) -> dict:
     return raw
 
 
+def config_section(key: str, given, source: str):
+    """The `detection` or `impostors` section of a config (None: the defaults), validated as in a
+    config: how a saved run's config is read back."""
+    return _section({"detection": DetectionSpec, "impostors": ImpostorSpec}[key], given, source, key)
+
+
 TOP_KEYS = {"name", "description", "output", "seed", "images", "fallback_image", "limit", "max_pixels", "max_side",
             "sweeps",
             "hashers",

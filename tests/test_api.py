@@ -126,6 +126,19 @@ def test_a_set_rebuilt_by_report_can_be_run_over_again(results, tmp_path):
     assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 0
 
 
+def test_a_saved_run_loads_wherever_it_is(results, tmp_path):
+    """What the config names outside the set (a weights file, the images) need not be there: the
+    tables are, and load reads those."""
+    import json
+
+    results.save(tmp_path / "out")
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    run["config"]["hashers"].append({"name": "ResNet50", "weights": str(tmp_path / "moved.h5")})
+    run["config"]["images"] = [str(tmp_path / "gone")]
+    (tmp_path / "out" / "run.json").write_text(json.dumps(run))
+    assert harness.load(tmp_path / "out").table.equals(results.table)
+
+
 def test_a_run_is_reproduced_from_its_own_config_yaml(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     config = tmp_path / "c.yaml"
