@@ -94,25 +94,12 @@ def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise HarnessError(f"{_where(out_dir)}: exists and is not a directory")
     if os.path.isdir(out_dir):
-        # Outputs replace the whole directory, so it must hold nothing of anyone else's: a harness
-        # output set (its run.json) never holds a hidden file (.git, .env), and a folder without
-        # run.json may hold only a hash cache (what a first run leaves when it is stopped).
-        entries = set(os.listdir(out_dir))
-        hidden = sorted(e for e in entries if e.startswith(".") and not e.startswith(PROBE))
-        ours = {*CACHE_FILES, CACHE + "-journal"}
-        written = _written(out_dir) if RUN in entries else None
-        if RUN not in entries:
-            foreign = sorted(e for e in entries if e not in ours and not e.startswith(PROBE))
-        elif written is not None:  # what its run.json lists, and nothing else (notes.txt, archive/)
-            foreign = sorted(e for e in entries if e not in ours | written and not e.startswith(PROBE))
-        else:  # the run.json of an older version: no list
-            foreign = hidden
+        foreign = foreign_files(out_dir)
         if foreign:
-            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            what = "a harness output directory with files it did not write" if RUN in entries else \
-                "not empty and not a harness output directory"
-            raise HarnessError(f"{_where(out_dir)}: {what} (it holds {_where(shown)}); outputs replace the whole "
-                               "directory, so choose a new or empty one")
+            what = "a harness output directory with files it did not write" if os.path.lexists(
+                os.path.join(out_dir, RUN)) else "not empty and not a harness output directory"
+            raise HarnessError(f"{_where(out_dir)}: {what} (it holds {_shown_list(foreign)}); outputs replace the "
+                               "whole directory, so choose a new or empty one")
     try:
         os.makedirs(out_dir, exist_ok=True)
         handle, probe = tempfile.mkstemp(dir=out_dir, prefix=PROBE)
@@ -199,16 +186,42 @@ def image_folder_holding(entry: str, out_dir: str) -> str | None:
     return None  # the pattern ends at or above out_dir: it can match out_dir, not a file in it
 
 
+def foreign_files(out_dir: str) -> list[str]:
+    """What in an existing `out_dir` is not a harness set's, which replacing the directory would
+    delete: with no run.json, anything but a hash cache (what a first run leaves when it is
+    stopped); with one, any file its list (`files`) does not name, in a subfolder too
+    (figures/notes.txt); with one of an older version, without a list, any hidden entry (.git)."""
+    entries = set(os.listdir(out_dir))
+    ours = {*CACHE_FILES, CACHE + "-journal"}
+    if RUN not in entries:
+        return sorted(e for e in entries if e not in ours and not e.startswith(PROBE))
+    written = _written(out_dir)
+    if written is None:
+        return sorted(e for e in entries if e.startswith(".") and not e.startswith(PROBE))
+    foreign = []
+    for folder, folders, names in os.walk(out_dir):
+        relative = os.path.relpath(folder, out_dir).replace(os.sep, "/")
+        for name in names + [f for f in folders if os.path.islink(os.path.join(folder, f))]:
+            path = name if relative == "." else f"{relative}/{name}"
+            if path not in written and not (relative == "." and (name in ours or name.startswith(PROBE))):
+                foreign.append(path)
+    return sorted(foreign)
+
+
+def _shown_list(names: list[str]) -> str:
+    return _where(", ".join(names[:3]) + (", ..." if len(names) > 3 else ""))
+
+
 def _written(out_dir: str) -> set[str] | None:
-    """The entries of `out_dir` that its run.json lists as the set's (`files`: "figures/roc.png"
-    is the entry "figures"), or None where it lists none (an older version, a damaged file)."""
+    """The files of `out_dir` that its run.json lists as the set's (`files`), or None where it
+    lists none (an older version, a damaged file)."""
     try:
         files = read_json(out_dir, RUN).get("files")
     except HarnessError:
         return None
     if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
         return None
-    return {f.split("/")[0] for f in files} | {RUN}
+    return set(files) | {RUN}
 
 
 def check_sources_outside(paths, out_dir: str | None) -> None:
@@ -247,6 +260,10 @@ def check_report_dir(out_dir: str) -> None:
         raise HarnessError(f"{_where(out_dir)}: no such directory")
     if not os.path.isdir(out_dir):
         raise HarnessError(f"{_where(out_dir)}: not a directory; give the output directory of a run")
+    foreign = foreign_files(out_dir) if os.path.lexists(os.path.join(out_dir, RUN)) else []
+    if foreign:  # the rebuilt set replaces the directory, as a run's does
+        raise HarnessError(f"{_where(out_dir)}: holds files its run did not write ({_shown_list(foreign)}), which "
+                           "the rebuilt set would replace; move them out first")
 
 
 class OutputSet:
