@@ -198,13 +198,19 @@ def foreign_files(out_dir: str) -> list[str]:
     written = _written(out_dir)
     if written is None:
         return sorted(e for e in entries if e.startswith(".") and not e.startswith(PROBE))
+    # A file where the set has a folder (`figures` damaged into a file) is the set's own to replace,
+    # and so is any link: replacing a link deletes nothing it points to (os.walk does not follow one).
+    folders_of_set = {name.rsplit("/", 1)[0] for name in written if "/" in name}
     foreign = []
-    for folder, folders, names in os.walk(out_dir):
+    for folder, _, names in os.walk(out_dir):
         relative = os.path.relpath(folder, out_dir).replace(os.sep, "/")
-        for name in names + [f for f in folders if os.path.islink(os.path.join(folder, f))]:
+        for name in names:
             path = name if relative == "." else f"{relative}/{name}"
-            if path not in written and not (relative == "." and (name in ours or name.startswith(PROBE))):
-                foreign.append(path)
+            if path in written or path in folders_of_set or os.path.islink(os.path.join(folder, name)):
+                continue
+            if relative == "." and (name in ours or name.startswith(PROBE)):
+                continue
+            foreign.append(path)
     return sorted(foreign)
 
 
