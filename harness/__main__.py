@@ -413,8 +413,8 @@ def command_leaks(args) -> int:
         print(audit.answer)
         print(f"wrote {out_dir}/ (summary.md, leaks.csv, groups.csv, clean/, review.html)")
     failed = len(audit.errors)
-    for note in audit.notes + ([f"{failed} {'file' if failed == 1 else 'files'} could not be hashed, so the audit "
-                                "did not compare them; see errors.csv"] if failed else []):
+    for note in audit.notes + ([f"{failed} {'file or folder' if failed == 1 else 'files or folders'} could not be "
+                                "read, so the audit did not compare them; see errors.csv"] if failed else []):
         print(line("note", note), file=sys.stderr)
     return 1 if failed else 0
 
@@ -481,11 +481,15 @@ def command_report(args) -> int:
 
 def command_validate(args) -> int:
     from harness.config import load_config
-    from harness.images import resolve_sources
+    from harness.images import display_path, resolve_sources
 
     config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers),
                          import_plugins=args.import_plugins)
-    sources, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed)
+    unlisted: list = []
+    sources, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed,
+                                     unlisted)
+    notes += [f"cannot list the folder {display_path(folder)} ({reason}): a run leaves its files out"
+              for folder, reason in unlisted]
     families: dict[str, int] = {}
     for pair in config.pairs:
         families[pair.family] = families.get(pair.family, 0) + 1

@@ -50,6 +50,7 @@ multiplies by the alpha.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
 import hashlib
 import io
@@ -96,12 +97,14 @@ def image_id(pixels: np.ndarray) -> str:
     return digest.hexdigest()[:12]
 
 
-def expand_source(entry: str) -> list[str]:
+def expand_source(entry: str, unlisted: list | None = None) -> list[str]:
     """One config entry -> image sources, in a stable order.
 
     `builtin:NAME`, `builtin:skimage` (every built-in), a file, a directory
     (searched recursively for image extensions) or a glob pattern (`**` recurses).
-    Raises ValueError when the entry names nothing.
+    Raises ValueError when the entry names nothing. A folder below the entry that cannot be
+    listed (no permission, a path too long) is appended to `unlisted` as (folder, reason) and the
+    rest is listed; without `unlisted` it is a ValueError.
     """
     if entry.startswith(BUILTIN_PREFIX):
         name = entry[len(BUILTIN_PREFIX):]
@@ -115,14 +118,16 @@ def expand_source(entry: str) -> list[str]:
         return [entry]
     if os.path.isfile(entry):
         return [entry]
+    skipped = len(unlisted) if unlisted is not None else 0  # a folder that lists nothing but unlisted ones is no error
     if os.path.isdir(entry):
-        found = sorted(path for path in _walk(entry) if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS)
-        if not found:
+        found = sorted(path for path in _walk(entry, unlisted=unlisted)
+                       if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS)
+        if not found and len(unlisted or ()) == skipped:
             raise ValueError(f"no image files in directory '{clipped(display_path(entry), PATH_MAX)}'")
         return found
     if glob.has_magic(entry):
-        found = _glob(entry)
-        if not found:
+        found = _glob(entry, unlisted)
+        if not found and len(unlisted or ()) == skipped:
             raise ValueError(f"no files match '{clipped(display_path(entry), PATH_MAX)}'")
         return found
     shown_entry = clipped(display_path(entry), PATH_MAX)
@@ -135,44 +140,67 @@ def expand_source(entry: str) -> list[str]:
     raise ValueError(f"no image file at '{shown_entry}'")
 
 
-def _walk(folder: str, depth: int | None = None) -> list[str]:
-    """Every file below `folder` (down to `depth` levels of folders; None: all) but hidden ones
-    (names starting with '.', like an interrupted run's staging folder). Links to folders are not
-    followed, so a link loop cannot make the listing endless. A folder that cannot be listed (no
-    permission, a path too long) is a ValueError: os.walk would skip it without a word, and an
-    audit would call a split clean without having seen its files."""
-    def unlisted(exc: OSError):
-        raise ValueError(f"cannot list the folder '{clipped(display_path(exc.filename or folder), PATH_MAX)}' "
-                         f"({exc.strerror or exc})")
+def _walk(folder: str, pattern: tuple[str, ...] | None = None, unlisted: list | None = None) -> list[str]:
+    """Every file below `folder` but hidden ones (names starting with '.', like an interrupted run's
+    staging folder); with `pattern` (a glob's parts below `folder`), only down the folders it can
+    match. Links to folders are not followed, so a link loop cannot make the listing endless.
+
+    os.walk skips a folder it cannot list (no permission, a path too long) without a word: a run
+    would leave its files out, and an audit call a split clean without having seen them. Each one
+    is appended to `unlisted` as (folder, reason), or without `unlisted` it is a ValueError."""
+    def failed(exc: OSError):
+        where = exc.filename if isinstance(exc.filename, str) else folder
+        if unlisted is None:
+            raise ValueError(f"cannot list the folder '{clipped(display_path(where), PATH_MAX)}' "
+                             f"({exc.strerror or exc})")
+        unlisted.append((where, exc.strerror or str(exc)))
 
     found = []
     root_depth = folder.rstrip(os.sep).count(os.sep)
-    for parent, folders, names in os.walk(folder, onerror=unlisted):
-        below = depth is not None and parent.rstrip(os.sep).count(os.sep) - root_depth >= depth
-        folders[:] = [] if below else [name for name in folders if not name.startswith(".")]
+    for parent, folders, names in os.walk(folder, onerror=failed):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        if pattern is not None:  # the folders at depth d+1 are matched by the pattern's part d
+            depth = parent.rstrip(os.sep).count(os.sep) - root_depth
+            if "**" not in pattern[:depth + 1]:
+                folders[:] = [name for name in folders if depth < len(pattern) - 1
+                              and fnmatch.fnmatchcase(name, pattern[depth])]
         found += [os.path.join(parent, name) for name in names if not name.startswith(".")]
     return found
 
 
-def _glob(pattern: str) -> list[str]:
-    """Files matching a glob pattern (`**` recurses), hidden ones left out as in _walk.
+def _glob(pattern: str, unlisted: list | None = None) -> list[str]:
+    """Files matching a glob pattern (`*`, `?`, `[...]` within a name; `**` for any number of
+    folders), hidden ones left out as in _walk.
 
-    pathlib's glob, not glob.glob: glob.glob's `**` follows links to folders, so two links to a
-    parent folder make its listing grow without end; pathlib does not follow them.
+    Matched here over _walk's listing rather than with glob.glob or pathlib: glob.glob's `**`
+    follows links to folders (two links to a parent folder make a listing without end), and both
+    skip a folder they cannot list without a word (pathlib stops on a path too long to open).
+    Names match case-sensitively, as pathlib does on POSIX.
     """
     parts = Path(pattern).parts
     fixed = 0
     while fixed < len(parts) and not glob.has_magic(parts[fixed]):
         fixed += 1
-    root = Path(*parts[:fixed]) if fixed else Path()
-    if root.is_dir():  # pathlib skips a folder it cannot list without a word: _walk says which
-        _walk(str(root), None if "**" in parts[fixed:] else len(parts) - fixed - 1)
+    root = str(Path(*parts[:fixed])) if fixed else os.curdir
+    wanted = tuple(parts[fixed:])
+    if not os.path.isdir(root):
+        return []
     found = []
-    for match in root.glob(str(Path(*parts[fixed:]))):
-        relative = match.relative_to(root).parts
-        if not any(part.startswith(".") for part in relative) and match.is_file():
-            found.append(str(match))
+    for path in _walk(root, wanted, unlisted):
+        relative = Path(os.path.relpath(path, root)).parts
+        if _matches(wanted, relative):
+            found.append(str(Path(root, *relative)))
     return sorted(found)
+
+
+def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """Whether a file's path below a glob's fixed folder (`parts`) matches its remaining parts;
+    `**` stands for any number of folders, never for the file's own name."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_matches(pattern[1:], parts[skip:]) for skip in range(len(parts)))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _matches(pattern[1:], parts[1:])
 
 
 def check_source(source: str) -> None:
@@ -722,12 +750,14 @@ def fallback_in_use(images: tuple[str, ...], fallback: str | None) -> bool:
 
 
 def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source: str,
-                    limit: int | None = None, seed: int = 0) -> tuple[list[str], list[str]]:
+                    limit: int | None = None, seed: int = 0,
+                    unlisted: list | None = None) -> tuple[list[str], list[str]]:
     """The sources to load, and notes for the user.
 
     The fallback stands in only when none of the entries names an existing image
     (the article's image is not distributed); otherwise an entry that names
     nothing is an error. `limit` keeps a seeded random sample, in listing order.
+    Folders that cannot be listed go to `unlisted` (see expand_source).
     """
     from harness.errors import ConfigError
 
@@ -737,7 +767,7 @@ def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source
     sources: list[str] = []
     for i, entry in enumerate(images):
         try:
-            sources += expand_source(entry)
+            sources += expand_source(entry, unlisted)
         except ValueError as exc:
             raise ConfigError(config_source, f"images[{i}]", str(exc)) from None
     sources = list(dict.fromkeys(sources))  # an image listed twice counts once

@@ -222,7 +222,8 @@ class LeakAudit:
     and hasher (and the agreement of hashers), pairs compared and flagged and the expected false
     flags; `misses` (with a calibration run): the share of edited copies the thresholds miss, per
     family; `files`: every file with its split and id; `hashes`: per split and hasher, each file's
-    hash in hexadecimal (bit hashes); `errors`: files that could not be hashed.
+    hash in hexadecimal (bit hashes); `errors`: files that could not be hashed, and folders that could
+    not be listed.
     """
 
     config: dict
@@ -271,8 +272,8 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     from harness import leaks_search
     from harness.cluster import check_workers
     from harness.provenance import provenance, result_versions
+    from harness.runner import prepare_hashers, unlisted_row
     from harness.storage import check_sources_outside
-    from harness.runner import prepare_hashers
 
     if isinstance(config, (str, os.PathLike)):
         from harness.safe_yaml import read_config
@@ -294,7 +295,9 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     calibration = leaks_search.Calibration(config.calibration, config, hashers) if config.calibration else None
     splits = []
     store = HashCache(cache)
-    listed = {name: _listed(name, entries) for name, entries in config.splits}  # every folder, before any hash
+    unlisted: list[tuple[str, str]] = []
+    listed = {name: _listed(name, entries, unlisted) for name, entries in config.splits}  # before any hash
+    errors += [unlisted_row(folder, reason) for folder, reason in unlisted]
     check_sources_outside([path for paths in listed.values() for found in paths.values() for path in found], output)
     try:
         for name, entries in config.splits:
@@ -364,14 +367,15 @@ def _nameable(paths: list[str], errors: list) -> list[str]:
     return kept
 
 
-def _listed(name: str, entries) -> dict[int, list[str]]:
-    """The image files of a split's entries that are not hash tables, by entry number: a folder
-    that names nothing or cannot be listed fails here, before any image of any split is hashed."""
+def _listed(name: str, entries, unlisted: list) -> dict[int, list[str]]:
+    """The image files of a split's entries that are not hash tables, by entry number: an entry
+    that names nothing fails here, before any image of any split is hashed. Folders that cannot be
+    listed go to `unlisted`."""
     listed = {}
     for number, entry in enumerate(entries):
         if not is_hash_table(entry):
             try:
-                listed[number] = expand_source(entry)
+                listed[number] = expand_source(entry, unlisted)
             except ValueError as exc:
                 raise HarnessError(f"splits.{name}[{number}]: {exc}") from None
     return listed

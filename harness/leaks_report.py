@@ -162,7 +162,9 @@ def summary_markdown(audit) -> str:
                                                   if len(audit.groups) > 50 else "") + ".", "",
                   markdown_table(shown), ""]
     if len(audit.errors):
-        lines += ["## Problems", "", f"{len(audit.errors)} files could not be hashed; each is a row of errors.csv.", "",
+        count = len(audit.errors)
+        lines += ["## Problems", "", f"{count} {_plural(count, 'file or folder', 'files or folders')} could not be "
+                  "read (a file hashed, a folder listed); each is a row of errors.csv.", "",
                   markdown_table(audit.errors.head(20)), ""]
     if audit.notes:
         lines += ["## Notes", ""] + [f"- {md(note)}" for note in audit.notes] + [""]

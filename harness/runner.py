@@ -153,7 +153,9 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     from harness.storage import check_sources_outside
 
     versions = result_versions()
-    paths, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed)
+    unlisted: list[tuple[str, str]] = []
+    paths, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed,
+                                   unlisted)
     check_sources_outside(paths, output)
     hashers, infos = prepare_hashers(config, skip_unavailable, versions)
     notes += [f"hasher {i.id} unavailable: {i.reason}" for i in infos if i.status == UNAVAILABLE]
@@ -162,6 +164,7 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     plan = make_plan(config, specs, salt)
     cache = HashCache(cache_path)
     collector = Collector(config, plan, infos, hashers, salt, images=len(paths))
+    collector.errors += [unlisted_row(folder, reason) for folder, reason in unlisted]
     try:
         images = ImagePass(paths, plan, infos, hashers, cache, workers=workers, scheduler=scheduler,
                            previews=config.previews, progress=progress, preload=preload_report)
@@ -252,6 +255,13 @@ class ImagePass:
                 bar.update()
             if preload.ident is not None:
                 preload.join()  # the report needs those modules, and forks only once this process is alone
+
+
+def unlisted_row(folder: str, reason: str) -> dict:
+    """A folder among the images that could not be listed, as a row of errors.csv: its files are
+    not in the run, and the exit status says so."""
+    return {"image": display_path(folder), "image_id": "", "stage": "list",
+            "reason": f"cannot list this folder ({reason}), so its files are left out"}
 
 
 LOOKAHEAD_WINDOWS = 8  # how far ahead largest_first looks, in the engine's windows

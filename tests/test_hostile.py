@@ -1089,47 +1089,63 @@ def deep_tree(root, depth: int = 110) -> None:
     os.close(handle)
 
 
-def test_a_folder_that_cannot_be_listed_is_an_error_before_any_work(tmp_path, capsys, monkeypatch):
+def test_a_folder_that_cannot_be_listed_is_a_row_of_errors(tmp_path, capsys):
     """os.walk and pathlib's glob skip such a folder without a word: an audit then called a split
-    clean without having seen the copy inside it. Here the folder's path is too long to open."""
-    from harness import imagework
-
+    clean without having seen the copy inside it. It is a row of errors.csv now, the rest is listed,
+    and the exit status is 1. Here the folder's path is too long to open (root or not)."""
     deep_tree(tmp_path / "deep")
-    monkeypatch.setattr(imagework, "decode_source", lambda *a: pytest.fail("an image was decoded"))
-    for entry in (tmp_path / "deep", tmp_path / "deep" / "**" / "*.png"):
-        status, _, err = cli(capsys, "run", "configs/lena.yaml", "--images", entry, "--out", tmp_path / "o")
-        assert status == 2 and "images[0]: cannot list the folder" in err and "(File name too long)" in err, err
-    status, _, err = cli(capsys, "leaks", "--train", "builtin:astronaut", "--test", tmp_path / "deep", "--threshold",
-                         "8", "--out", tmp_path / "o")
-    assert status == 2 and "splits.test[0]: cannot list the folder" in one_line_error(err)
-    assert not (tmp_path / "o").exists()
-    monkeypatch.undo()
     config = tmp_path / "c.yaml"
-    config.write_text(HEAD + GRAY)  # a glob that does not reach down there lists the top folder only
-    assert cli(capsys, "run", config, "--images", tmp_path / "deep" / "*.png", "--out", tmp_path / "o", "--quiet")[0] == 0
+    config.write_text(HEAD + GRAY)
+    for entry in (tmp_path / "deep", tmp_path / "deep" / "**" / "*.png"):
+        status, _, err = cli(capsys, "run", config, "--images", entry, "--out", tmp_path / "o", "--quiet")
+        errors = pd.read_csv(tmp_path / "o" / "errors.csv")
+        assert status == 1 and list(errors["stage"]) == ["list"], err
+        assert errors["reason"][0] == "cannot list this folder (File name too long), so its files are left out"
+        assert pd.read_csv(tmp_path / "o" / "images.csv")["image"].tolist() == ["top"]
+    status, _, err = cli(capsys, "leaks", "--train", "builtin:astronaut", "--test", tmp_path / "deep", "--threshold",
+                         "8", "--out", tmp_path / "a", "--quiet")
+    assert status == 1 and err.splitlines()[-1] == ("note: 1 file or folder could not be read, so the audit did "
+                                                    "not compare them; see errors.csv")
+    assert pd.read_csv(tmp_path / "a" / "errors.csv")["stage"].tolist() == ["list"]
+    # a glob that does not reach down there lists the top folder only, and says nothing
+    assert cli(capsys, "run", config, "--images", tmp_path / "deep" / "*.png", "--out", tmp_path / "o2",
+               "--quiet")[0] == 0
 
 
 
-def test_a_folder_without_read_permission_is_an_error(tmp_path):
+def test_a_folder_without_read_permission_is_a_row_of_errors(tmp_path):
     """As root, permissions bind only without the override capabilities (setpriv drops them)."""
     (tmp_path / "split" / "locked").mkdir(parents=True)
-    (tmp_path / "split" / "seen.png").write_bytes(b"")
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "split" / "seen.png"), np.random.default_rng(2).integers(0, 256, (32, 32, 3), np.uint8))
     (tmp_path / "split" / "locked").chmod(0)
     prefix = []
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
             pytest.skip("root, and no setpriv to drop the permission override")
         prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
-    try:
-        done = subprocess.run([*prefix, sys.executable, "-m", "harness", "leaks", "--train", "builtin:astronaut",
-                               "--test", str(tmp_path / "split"), "--threshold", "8", "--out", str(tmp_path / "o")],
+    (tmp_path / "split" / "sub").mkdir()
+    cv2.imwrite(str(tmp_path / "split" / "sub" / "x.png"), np.zeros((32, 32, 3), np.uint8))
+
+    def audit(test: str, out: str):
+        return subprocess.run([*prefix, sys.executable, "-m", "harness", "leaks", "--train", "builtin:astronaut",
+                               "--test", test, "--threshold", "8", "--out", str(tmp_path / out)],
                               cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    try:
+        done = audit(str(tmp_path / "split"), "o")
+        narrow = audit(str(tmp_path / "split" / "s*" / "*.png"), "o2")  # a glob lists only what it can match
     finally:
         (tmp_path / "split" / "locked").chmod(0o755)
+    assert narrow.returncode == 0, narrow.stderr
     if prefix and "setpriv" in done.stderr:
         pytest.skip(f"setpriv cannot drop capabilities here: {done.stderr.strip()}")
-    assert done.returncode == 2 and one_line_error(done.stderr) == \
-        f"splits.test[0]: cannot list the folder '{tmp_path / 'split' / 'locked'}' (Permission denied)"
+    assert done.returncode == 1 and done.stderr.splitlines()[-1] == ("note: 1 file or folder could not be read, so "
+                                                                    "the audit did not compare them; see errors.csv")
+    errors = pd.read_csv(tmp_path / "o" / "errors.csv")
+    assert errors[["image", "stage"]].values.tolist() == [[str(tmp_path / "split" / "locked"), "list"]]
+    assert "Permission denied" in errors["reason"][0]
 
 
 @pytest.mark.parametrize("command, config, message", [

@@ -410,7 +410,7 @@ def test_an_unreadable_image_is_a_row_of_errors(planted, tmp_path, capsys):
     assert list(errors["image"]) == [str(test / "broken.jpg")] and "not an image" in errors["reason"][0]
     # the exit status says something failed; the last line says what, and where to look
     assert capsys.readouterr().err.splitlines()[-1] == \
-        "note: 1 file could not be hashed, so the audit did not compare them; see errors.csv"
+        "note: 1 file or folder could not be read, so the audit did not compare them; see errors.csv"
 
 
 # --- the review page, in a real browser ------------------------------------------------------------
