@@ -519,7 +519,8 @@ _DECODER_LINE = re.compile(r"libpng (warning|error): .*|Corrupt JPEG data: .*|Pr
 _JPEG_PIXELS_LOST = re.compile(r"Corrupt JPEG data: (premature end of data segment|bad Huffman code|"
                                r"found marker 0x[0-9a-f]+ instead of RST\d|bad arithmetic code)|"
                                r"Premature end of JPEG file")
-_DECODER_TEXT_MAX = 1 << 16  # what is read of it: libpng warns once per bad chunk, and chunks are cheap
+_DECODER_BLOCK = 1 << 20  # read at a time: libpng warns once per bad chunk, and chunks are cheap
+_DECODER_LINES_MAX = 8  # distinct lines kept as an image's notes
 _decoder_sink: tuple[int, object] | None = None  # (pid, temporary file): a forked worker makes its own
 _decoder_lock = threading.Lock()  # fd 2 is the process's: one decode at a time points it elsewhere
 
@@ -553,18 +554,38 @@ def _decoder_lines():
             written = os.lseek(sink, 0, os.SEEK_CUR)  # fd 2 shared the sink's offset
             if written:
                 os.lseek(sink, 0, os.SEEK_SET)
-                text = os.read(sink, min(written, _DECODER_TEXT_MAX))
+                _sort_out(sink, said)
                 os.ftruncate(sink, 0)
                 os.lseek(sink, 0, os.SEEK_SET)
-                other = []
-                for chunk in text.splitlines(keepends=True):
-                    line = chunk.rstrip(b"\r\n").decode("utf-8", "replace")
-                    if _DECODER_LINE.fullmatch(line):
-                        said.append(line)
-                    else:
-                        other.append(chunk)
-                if other:
-                    os.write(2, b"".join(other))
+
+
+def _sort_out(sink: int, said: list[str]) -> None:
+    """The lines written to `sink`: the decoders' into `said` (each kind once, at most
+    _DECODER_LINES_MAX), anything else back to stderr as it came, read a block at a time."""
+    pending = b""
+    while True:
+        block = os.read(sink, _DECODER_BLOCK)
+        lines = (pending + block).splitlines(keepends=True)
+        pending = lines.pop() if block and lines and not lines[-1].endswith((b"\n", b"\r")) else b""
+        other = []
+        for chunk in lines:
+            line = chunk.rstrip(b"\r\n").decode("utf-8", "replace")
+            if _DECODER_LINE.fullmatch(line):
+                if line not in said and len(said) < _DECODER_LINES_MAX:  # one note per kind of problem
+                    said.append(line)
+            else:
+                other.append(chunk)
+        try:
+            _write_all(b"".join(other))
+        except OSError:  # stderr closed, or a pipe nobody reads: lost, as it would have been
+            pass
+        if not block:
+            return
+
+
+def _write_all(data: bytes) -> None:
+    while data:
+        data = data[os.write(2, data):]
 
 
 def _decode_pillow(image: Image.Image) -> np.ndarray:

@@ -372,6 +372,24 @@ def test_other_output_meanwhile_still_reaches_stderr(capfd):
     with images._decoder_lines() as said:  # the file is emptied after each use
         pass
     assert said == [] and capfd.readouterr().err == ""
+    with images._decoder_lines() as said:  # a warning per bad chunk: each kind once; all the rest passed on
+        os.write(2, b"libpng warning: tEXt: CRC error\n" * 20_000 + b"x" * 200_000)
+    assert said == ["libpng warning: tEXt: CRC error"] and capfd.readouterr().err == "x" * 200_000
+
+
+def test_a_closed_stderr_pipe_does_not_fail_a_decode():
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    try:
+        with images._decoder_lines() as said:
+            os.write(2, b"a line nobody reads\n")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(write_end)
+    assert said == []
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="forked workers only")
