@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=workers_option, default=None, metavar="N",
                      help="worker processes for transforming and hashing (default auto: one per core for 32 "
                           "images or more, else none); results do not depend on it")
-    run.add_argument("--scheduler", metavar="ADDRESS",
+    run.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_option,
                      help="run the image work on a running dask.distributed cluster (e.g. tcp://10.0.0.5:8786); "
                           "the tables are the same as a local run's")
     run.add_argument("--cache", metavar="PATH",
@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     leaks.add_argument("--out", metavar="DIR", help="output directory (default: reports/leaks)")
     leaks.add_argument("--workers", type=workers_option, default=None, metavar="N",
                        help="worker processes for hashing (default auto: one per core for 32 images or more)")
-    leaks.add_argument("--scheduler", metavar="ADDRESS", help="hash and search on a dask.distributed cluster")
+    leaks.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_option,
+                       help="hash and search on a dask.distributed cluster")
     leaks.add_argument("--cache", metavar="PATH", help="hash cache (default: DIR/hash-cache.sqlite)")
     leaks.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
     leaks.add_argument("--quiet", action="store_true", help="no progress bar and no answer at the end")
@@ -518,6 +519,16 @@ def command_list(args) -> int:
 
     print(catalog.describe(args.which))
     return 0
+
+
+def scheduler_option(text: str) -> str:
+    """--scheduler ADDRESS: not empty (an unset shell variable would run the work here instead)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty; give the scheduler's address, e.g. tcp://10.0.0.5:8786")
+    from harness import cluster
+
+    cluster.quiet_logs()  # the command's own error line says what failed
+    return text
 
 
 def workers_option(text: str) -> int | None:

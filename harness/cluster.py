@@ -30,7 +30,7 @@ import threading
 import uuid
 from typing import Any, Callable, Iterable, Iterator
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, shortened
 
 Setup = tuple[Callable[..., Any], tuple]  # (build_state, args): picklable, module-level
 
@@ -94,9 +94,12 @@ class Engine:
     # --- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "Engine":
         if self.scheduler:
+            from harness.provenance import result_versions
+
             self._client = _connect(self.scheduler)
             self.window = max(self.window, 4 * max(1, _worker_count(self._client)))
-            self._shared_setup = self._client.scatter(self.setup, broadcast=True, hash=False)
+            shared = (_hashing_versions(result_versions()), self.setup)  # each worker checks the versions
+            self._shared_setup = self._client.scatter(shared, broadcast=True, hash=False)
         return self
 
     def _start_pool(self) -> None:
@@ -190,27 +193,41 @@ class Engine:
         for _ in range(self.LOST_TRIES):
             try:
                 return _result(done)
-            except concurrent.futures.CancelledError:
+            except concurrent.futures.CancelledError as exc:
                 if job is None:
-                    raise
+                    raise self._lost(exc) from None
                 done = self._submit_dask(work, job)
-        return _result(done)
+        try:
+            return _result(done)
+        except concurrent.futures.CancelledError as exc:
+            raise self._lost(exc) from None
 
     def _wait_any(self, futures: list) -> None:
         """Until one of `futures` is done."""
         if self._client is not None:
             import distributed
 
-            distributed.wait(futures, return_when="FIRST_COMPLETED")
+            try:
+                distributed.wait(futures, return_when="FIRST_COMPLETED")
+            except concurrent.futures.CancelledError as exc:
+                raise self._lost(exc) from None
         else:
             concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+
+    def _lost(self, exc: BaseException) -> HarnessError:
+        """The error for a Dask run whose work was cancelled for good: the scheduler gone, or every
+        worker holding the run's setup lost at once (the scheduler then forgets the tasks)."""
+        what = "the connection to its scheduler" if "scheduler-connection-lost" in str(exc) else \
+            "every worker that held this run's work"
+        return HarnessError(f"--scheduler {self.scheduler}: the cluster lost {what} mid-run; run again: the hash "
+                            "cache keeps what was done")
 
     def _submit_local(self, work, job):
         return self._pool.submit(_run, self._token, None, work, job)
 
     def _submit_dask(self, work, job):
         # pure=False: the same job submitted twice (a rerun) is computed, not deduplicated by key.
-        return self._client.submit(_run, self._token, self._shared_setup, work, job, pure=False, retries=2)
+        return self._client.submit(_run_remote, self._token, self._shared_setup, work, job, pure=False, retries=2)
 
 
 def _result(future):
@@ -243,6 +260,37 @@ def _run(token: str, setup: Setup | None, work, job):
         _STATE.clear()
         _STATE[token] = _build(setup)
     return work(_STATE[token], job)
+
+
+def _run_remote(token: str, shared, work, job):
+    """_run on a Dask worker: first, that the worker computes what this machine would. Its versions
+    of harness's code and the hashing libraries must be the client's, or its hashes would differ and
+    go into the client's cache under the client's keys; a problem building the state names it."""
+    versions, setup = shared
+    if token not in _STATE:
+        from distributed import get_worker
+
+        from harness.provenance import result_versions
+
+        here = _hashing_versions(result_versions())
+        address = get_worker().address
+        differ = [f"{key} {here.get(key, 'missing')} there, {value} here" for key, value in versions.items()
+                  if here.get(key) != value]
+        if differ:
+            raise HarnessError(f"the Dask worker {address} runs other versions than this machine ("
+                               f"{'; '.join(differ)}): its hashes would differ; install the same on every worker")
+        try:
+            _STATE.clear()
+            _STATE[token] = _build(setup)
+        except HarnessError as exc:
+            raise HarnessError(f"on the Dask worker {address}: {exc}") from None
+    return _run(token, setup, work, job)
+
+
+def _hashing_versions(versions: dict) -> dict:
+    """What a worker's hashes depend on: every version the cache keys hold but those of the report's
+    libraries, which only this machine uses."""
+    return {key: value for key, value in versions.items() if key not in ("pandas", "matplotlib", "pyyaml")}
 
 
 def _context():
@@ -299,10 +347,53 @@ def _connect(address: str):
         from dask.distributed import Client
     except ImportError:
         raise HarnessError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
-    try:
-        return Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise HarnessError(f"--scheduler {address}: cannot connect ({' '.join(str(exc).split())})") from None
+    if _quiet_logs:
+        _quiet_dask_logs()
+    found: dict = {}
+
+    def connect():
+        try:
+            found["client"] = Client(address, timeout="10s")
+        except BaseException as exc:  # a server that is not a scheduler answers with anything (MemoryError)
+            found["error"] = exc
+
+    # distributed's timeout covers the connection, not the handshake after it: a port that accepts and
+    # never answers (the scheduler's dashboard, 8787) would hang the run for good.
+    waiting = threading.Thread(target=connect, daemon=True, name="dask-connect")
+    waiting.start()
+    waiting.join(CONNECT_WAIT)
+    if waiting.is_alive():
+        raise HarnessError(f"--scheduler {address}: no Dask scheduler answered within {CONNECT_WAIT} s (the "
+                           "scheduler's port is 8786 unless it was given another; 8787 is its dashboard)")
+    if "error" in found:
+        exc = found["error"]
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise HarnessError(f"--scheduler {address}: cannot connect ({shortened(reason, 200)}); is a Dask "
+                           "scheduler listening there?") from None
+    return found["client"]
+
+
+CONNECT_WAIT = 30  # seconds for a connection and its handshake
+_quiet_logs = False  # set by the command line, whose own error line says what failed
+
+
+def quiet_logs() -> None:
+    """distributed logs its connection errors with tracebacks (dozens of lines when a scheduler
+    dies); the command line prints one line instead."""
+    global _quiet_logs
+    _quiet_logs = True
+
+
+def _quiet_dask_logs() -> None:
+    import logging
+
+    for name in ("distributed", "tornado"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("distributed.", "tornado.")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _worker_count(client) -> int:

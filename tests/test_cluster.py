@@ -153,6 +153,74 @@ def test_a_job_the_cluster_loses_is_submitted_again(cluster, monkeypatch):
     assert sorted(submitted) == [0, 0, 1, 2, 3, 4, 5]  # the lost one twice
 
 
+def slow_square(state, job):
+    time.sleep(0.3)
+    return job * job
+
+
+def test_losing_every_worker_is_one_line_not_a_bug(cluster):
+    """With every copy of the run's setup gone, the scheduler forgets its tasks: the run says so."""
+    from harness.cluster import Engine
+    from harness.errors import HarnessError
+
+    address, workers = cluster
+    with pytest.raises(HarnessError, match="the cluster lost every worker that held this run's work mid-run; "
+                                           "run again: the hash cache keeps what was done"):
+        with Engine(scheduler=address) as engine:
+            for value in engine.map(slow_square, range(40)):
+                if value == 0:
+                    for worker in workers:
+                        worker.send_signal(signal.SIGKILL)
+
+
+def pretend_other_versions():  # run on each worker: as if it had another OpenCV
+    import harness.provenance
+
+    real = harness.provenance.result_versions
+    harness.provenance.result_versions = lambda: {**real(), "cv2": "0.0.0"}
+
+
+def test_a_worker_with_other_versions_is_refused(cluster):
+    """Its hashes would differ from this machine's, and go into this machine's cache under its keys."""
+    from distributed import Client
+
+    from harness.cluster import Engine
+    from harness.errors import HarnessError
+    from harness.provenance import result_versions
+
+    address, _ = cluster
+    with Client(address, timeout="30s") as client:
+        client.run(pretend_other_versions)
+    with pytest.raises(HarnessError, match=rf"the Dask worker tcp://127\.0\.0\.1:\d+ runs other versions than this "
+                                           rf"machine \(cv2 0\.0\.0 there, {result_versions()['cv2']} here\)"):
+        with Engine(scheduler=address) as engine:
+            list(engine.map(square, range(4)))
+
+
+def test_a_port_that_never_answers_is_one_line(monkeypatch):
+    """distributed's own timeout covers the connection, not the handshake (the dashboard's port hangs)."""
+    import socket
+
+    from harness import cluster
+    from harness.errors import HarnessError
+
+    monkeypatch.setattr(cluster, "CONNECT_WAIT", 2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(HarnessError, match="no Dask scheduler answered within 2 s"):
+            cluster.Engine(scheduler=address).__enter__()
+        assert time.monotonic() - started < 10
+
+
+def test_an_empty_scheduler_address_is_refused():
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "configs/lena.yaml", "--scheduler", ""],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "argument --scheduler: empty" in done.stderr
+
+
 def test_local_workers_give_the_same_tables(job, tmp_path):
     config, local = job
     out = tmp_path / "two"
