@@ -74,9 +74,9 @@ class ImpostorSpec:
                 raise ValueError(f"exclude_below: {hasher}: expected a distance >= 0, got {shown(value)}")
 
 
-# OpenCV decodes no image of more pixels (CV_IO_MAX_IMAGE_PIXELS); a file of one is read whole
-# (8 bytes a pixel at most, images.max_bytes_for), so the bound also bounds what a config can make a run read.
-MAX_PIXELS_LIMIT = 1 << 30
+# OpenCV decodes no image of more pixels; a file of one is read whole (8 bytes a pixel at most,
+# images.max_bytes_for), so the bound also bounds what a config can make a run read.
+MAX_PIXELS_LIMIT = 1 << 30  # images.OPENCV_MAX_PIXELS (not imported here: config loads no image library)
 
 
 def as_distance(value) -> float | None:

@@ -80,6 +80,7 @@ BUILTIN_SET = "skimage"
 IMAGE_EXTENSIONS = {".bmp", ".gif", ".jpeg", ".jpg", ".jp2", ".png", ".pbm", ".pgm", ".ppm", ".tif", ".tiff",
                     ".webp", ".exr", ".hdr", ".pic", ".sr", ".ras"}
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's refusal limit (2 * PIL.Image.MAX_IMAGE_PIXELS)
+OPENCV_MAX_PIXELS = 1 << 30  # OpenCV decodes no larger image (CV_IO_MAX_IMAGE_PIXELS): max_pixels' own bound
 
 
 @dataclass(frozen=True)
@@ -419,8 +420,8 @@ def _open_header(data: bytes) -> tuple[Image.Image | None, str | None]:
 
 def _check_size(width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageError(f"{width} x {height} = {width * height} pixels exceeds the limit of {max_pixels} "
-                         "(raise max_pixels to allow it)")
+        hint = "raise max_pixels to allow it" if width * height <= OPENCV_MAX_PIXELS else "more than OpenCV reads"
+        raise ImageError(f"{width} x {height} = {width * height} pixels exceeds the limit of {max_pixels} ({hint})")
 
 
 def _header_notes(header: Image.Image) -> list[str]:
@@ -516,6 +517,8 @@ _DECODER_LINE = re.compile(r"libpng (warning|error): .*|Corrupt JPEG data: .*|Pr
 # libjpeg's warnings for data it could not decode, whose pixels it filled in (gray, or the last
 # good row): JWRN_HIT_MARKER, JWRN_JPEG_EOF, JWRN_HUFF_BAD_CODE, JWRN_MUST_RESYNC, JWRN_ARITH_BAD_CODE.
 # The others ("extraneous bytes before marker", an unknown JFIF revision) leave the picture whole.
+# libjpeg prints only an image's first warning: a file whose first problem is benign and whose data is
+# also cut short is not caught here (the end-marker and size checks above catch most cut files).
 _JPEG_PIXELS_LOST = re.compile(r"Corrupt JPEG data: (premature end of data segment|bad Huffman code|"
                                r"found marker 0x[0-9a-f]+ instead of RST\d|bad arithmetic code)|"
                                r"Premature end of JPEG file")

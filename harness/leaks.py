@@ -184,6 +184,10 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> tuple[list[str], np.nd
     first = 1 if path.lower().endswith(".parquet") else 2  # the row number of the first row (a CSV has a header)
     width = (int(hasher.distance_max) + 7) // 8
     files = frame["file"].astype(str).tolist()
+    broken = next((k for k, name in enumerate(files) if "\n" in name or "\r" in name), None)
+    if broken is not None:  # the clean lists hold a file per line (see _nameable)
+        raise HarnessError(f"{shown_path}: row {broken + first}: file {shown(files[broken])} holds a line break, "
+                           "which a clean list (a file per line) cannot hold")
     texts = [text.strip().lower().removeprefix("0x") for text in frame["hash"].astype(str)]
     rows = np.zeros((len(texts), width), np.uint8)
     try:  # all at once (a million hashes in a second); row by row only to name a bad one

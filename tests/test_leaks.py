@@ -387,6 +387,10 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
     os.truncate(sparse, 64 << 20)  # NUL bytes: pandas would take four times that
     cases.append((["--train", str(sparse), "--test", str(root / "test"), "--threshold", "8"],
                   "sparse.csv: holds NUL bytes; not a CSV table"))
+    broken = tmp_path / "broken.csv"
+    broken.write_text('file,hash\n"two\nlines.png",00ff00ff00ff00ff\n')
+    cases.append((["--train", str(broken), "--test", str(root / "test"), "--threshold", "8"],
+                  "broken.csv: row 2: file 'two\\nlines.png' holds a line break"))
     unnamed = tmp_path / "unnamed.csv"
     unnamed.write_text("file,hash\n,00ff00ff00ff00ff\n")
     cases.append((["--train", str(unnamed), "--test", str(root / "test"), "--threshold", "8"],
