@@ -215,10 +215,12 @@ def test_a_port_that_never_answers_is_one_line(monkeypatch):
         assert time.monotonic() - started < 10
 
 
-def test_an_empty_scheduler_address_is_refused():
-    done = subprocess.run([sys.executable, "-m", "harness", "run", "configs/lena.yaml", "--scheduler", ""],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+def test_an_empty_scheduler_address_is_refused(tmp_path):
+    """Not a local run instead (an unset shell variable, `--scheduler "$SCHEDULER"`)."""
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "configs/lena.yaml", "--scheduler", "",
+                           "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "argument --scheduler: empty" in done.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_local_workers_give_the_same_tables(job, tmp_path):
