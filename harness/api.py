@@ -212,7 +212,7 @@ def from_run(result, provenance: dict) -> Results:
     result.sources = None  # its Python strings (a few hundred bytes an image) go; the table holds them
     distances = storage.normalise(storage.DISTANCES, result.distances)
     impostors = storage.normalise(storage.IMPOSTORS, metrics.name_impostors(result.impostors, images))
-    errors = result.errors.reindex(columns=ERROR_COLUMNS)
+    errors = as_objects(result.errors.reindex(columns=ERROR_COLUMNS), ERROR_COLUMNS)
     hashers = hasher_table(result.hashers)
     config = result.config
     notes = list(result.notes) + [f"{config.source}: {problem}"
@@ -225,13 +225,20 @@ def from_run(result, provenance: dict) -> Results:
                    previews=result.previews)
 
 
+def as_objects(frame: pd.DataFrame, columns) -> pd.DataFrame:
+    """`frame` with its text `columns` as Python objects, whatever pandas would infer: a run's tables
+    keep the run's own strings (see from_run), and pandas' text type would differ between an empty
+    errors table and a full one."""
+    return frame.astype({column: object for column in columns if column in frame.columns})
+
+
 def hasher_table(infos) -> pd.DataFrame:
     import json
 
     import pandas as pd
 
     return pd.DataFrame([{"hasher": h.id, "name": h.spec["name"], "distance": h.distance_kind,
-                          "distance_max": h.distance_max, "status": h.status, "reason": h.reason,
+                          "distance_max": float(h.distance_max), "status": h.status, "reason": h.reason,
                           "cpu_exact": "yes" if h.cpu_exact else "no",
                           "params": json.dumps({k: v for k, v in h.spec.items() if k != "name"})}
                          for h in infos], columns=HASHER_COLUMNS)
@@ -259,10 +266,12 @@ def load(out_dir: str) -> Results:
     impostors = storage.read_long(out_dir, storage.IMPOSTORS)
     release_lookups(distances, impostors)
     provenance = {k: v for k, v in run.items() if k not in ("config", "hashers", "notes")}
+    # The small tables in the types a run gives them (`from_run`), so that a loaded table equals it.
+    images = as_objects(storage.read_small(out_dir, storage.IMAGES), ["image", "image_id"])
+    hashers = storage.read_small(out_dir, storage.HASHERS, ["hasher", "distance", "distance_max", "status"])
+    hashers["distance_max"] = hashers["distance_max"].astype(float)
     return Results(config=config, provenance=provenance, distances=distances, impostors=impostors,
-                   errors=storage.read_errors(out_dir), images=storage.read_small(out_dir, storage.IMAGES),
-                   hashers=storage.read_small(out_dir, storage.HASHERS, ["hasher", "distance", "distance_max",
-                                                                         "status"]),
+                   errors=as_objects(storage.read_errors(out_dir), ERROR_COLUMNS), images=images, hashers=hashers,
                    notes=[str(n) for n in run.get("notes", [])],
                    metrics=metrics.compute(distances, impostors, detection, impostor_spec),
                    loaded_from=os.path.abspath(out_dir))
