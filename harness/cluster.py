@@ -219,7 +219,7 @@ class Engine:
         worker holding the run's setup lost at once (the scheduler then forgets the tasks)."""
         what = "the connection to its scheduler" if "scheduler-connection-lost" in str(exc) else \
             "every worker that held this run's work"
-        return HarnessError(f"--scheduler {self.scheduler}: the cluster lost {what} mid-run; run again: the hash "
+        return HarnessError(f"--scheduler {self.scheduler}: the cluster lost {what} mid-run; run again: a hash "
                             "cache keeps what was done")
 
     def _submit_local(self, work, job):

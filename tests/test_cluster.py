@@ -165,7 +165,7 @@ def test_losing_every_worker_is_one_line_not_a_bug(cluster):
 
     address, workers = cluster
     with pytest.raises(HarnessError, match="the cluster lost every worker that held this run's work mid-run; "
-                                           "run again: the hash cache keeps what was done"):
+                                           "run again: a hash cache keeps what was done"):
         with Engine(scheduler=address) as engine:
             for value in engine.map(slow_square, range(40)):
                 if value == 0:
