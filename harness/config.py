@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from harness.errors import ConfigError, shortened, shown
+from harness.errors import OPENCV_MAX_PIXELS, ConfigError, shortened, shown
 from harness.params import Doc, Range, check_params, finite, param_specs
 from harness.registry import UnknownName, suggest
 
@@ -74,9 +74,20 @@ class ImpostorSpec:
                 raise ValueError(f"exclude_below: {hasher}: expected a distance >= 0, got {shown(value)}")
 
 
-# OpenCV decodes no image of more pixels; a file of one is read whole (8 bytes a pixel at most,
-# images.max_bytes_for), so the bound also bounds what a config can make a run read.
-MAX_PIXELS_LIMIT = 1 << 30  # images.OPENCV_MAX_PIXELS (not imported here: config loads no image library)
+def whole_number(value, source: str, key: str, low: int, high: int | None = None, why: str = ""):
+    """An optional whole-number setting (None: not given), checked to lie in [low, high] (`why`: the
+    reason for `high`); returned as it is."""
+    if value is None:
+        return None
+    number = _typed(value, int, source, key)
+    if high is None and number < low:
+        raise ConfigError(source, key, f"must be >= {low}, got {shown(value)}")
+    if high is not None and not low <= number <= high:
+        raise ConfigError(source, key, f"must be from {low} to {high:,}{why}, got {shown(value)}")
+    return value
+
+
+MAX_PIXELS_RANGE = (1, OPENCV_MAX_PIXELS, " (OpenCV's own limit)")  # whole_number's low, high and why
 
 
 def as_distance(value) -> float | None:
@@ -261,17 +272,9 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
         from harness.images import check_source
         _check(lambda: check_source(fallback), source, "fallback_image")
 
-    limit = raw.get("limit")
-    if limit is not None and (_typed(limit, int, source, "limit") < 1):
-        raise ConfigError(source, "limit", f"must be >= 1, got {limit}")
-    max_pixels = raw.get("max_pixels")
-    if max_pixels is not None and not 1 <= _typed(max_pixels, int, source, "max_pixels") <= MAX_PIXELS_LIMIT:
-        raise ConfigError(source, "max_pixels", f"must be from 1 to {MAX_PIXELS_LIMIT:,} (OpenCV's own limit), got "
-                                                f"{shown(max_pixels)}")
-
-    max_side = raw.get("max_side")
-    if max_side is not None and (_typed(max_side, int, source, "max_side") < 16):
-        raise ConfigError(source, "max_side", f"must be >= 16, got {shown(max_side)}")
+    limit = whole_number(raw.get("limit"), source, "limit", 1)
+    max_pixels = whole_number(raw.get("max_pixels"), source, "max_pixels", *MAX_PIXELS_RANGE)
+    max_side = whole_number(raw.get("max_side"), source, "max_side", 16)
 
     plugins: list[tuple[str, str, str]] = []
     pairs = _parse_sweeps(raw["sweeps"], source, seed, import_plugins, plugins)

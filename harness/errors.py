@@ -22,6 +22,9 @@ EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE), e.g. `
 SHOWN_MAX = 80  # characters of a user's value echoed in a message
 PATH_MAX = 200  # characters of a file or key path echoed in a message
 MESSAGE_MAX = 1000  # characters of a whole message, as printed ("error: ..." included)
+# OpenCV decodes no image of more pixels (CV_IO_MAX_IMAGE_PIXELS): the bound of `max_pixels`. A file
+# of one is read whole (8 bytes a pixel at most), so it also bounds what a config can make a run read.
+OPENCV_MAX_PIXELS = 1 << 30
 
 # reprlib bounds the work as well as the text: it never walks more than a few items or levels, so a
 # value shared a million times over (a YAML alias bomb) costs no more to show than a small one.

@@ -68,7 +68,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from harness.errors import PATH_MAX, ImageError, clipped
+from harness.errors import OPENCV_MAX_PIXELS, PATH_MAX, ImageError, clipped
 
 BUILTIN_PREFIX = "builtin:"
 # scikit-image's bundled photographs (shipped in the package, no download), freely
@@ -80,7 +80,6 @@ BUILTIN_SET = "skimage"
 IMAGE_EXTENSIONS = {".bmp", ".gif", ".jpeg", ".jpg", ".jp2", ".png", ".pbm", ".pgm", ".ppm", ".tif", ".tiff",
                     ".webp", ".exr", ".hdr", ".pic", ".sr", ".ras"}
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's refusal limit (2 * PIL.Image.MAX_IMAGE_PIXELS)
-OPENCV_MAX_PIXELS = 1 << 30  # OpenCV decodes no larger image (CV_IO_MAX_IMAGE_PIXELS): max_pixels' own bound
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from harness.cache import HashCache, digest
-from harness.config import (MAX_PIXELS_LIMIT, HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance,
-                            check_text)
+from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance,
+                            check_text, whole_number)
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
 from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source
@@ -139,14 +139,8 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
         raise ConfigError(source, "min_agree", f"expected a whole number from 1 to {len(hashers)} (the hashers), "
                                                f"got {shown(min_agree)}")
     limits = {}
-    for key, low in (("max_pixels", 1), ("max_side", 16), ("max_flags", 1)):
-        value = raw.get(key)
-        if value is not None and (_typed(value, int, source, key) < low):
-            raise ConfigError(source, key, f"must be >= {low}, got {shown(value)}")
-        if key == "max_pixels" and value is not None and value > MAX_PIXELS_LIMIT:
-            raise ConfigError(source, key, f"must be from 1 to {MAX_PIXELS_LIMIT:,} (OpenCV's own limit), got "
-                                           f"{shown(value)}")
-        limits[key] = value
+    for key, bounds in (("max_pixels", MAX_PIXELS_RANGE), ("max_side", (16,)), ("max_flags", (1,))):
+        limits[key] = whole_number(raw.get(key), source, key, *bounds)
     name = _typed(raw.get("name", "leaks"), str, source, "name")
     output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,

@@ -58,7 +58,8 @@ def write(audit, out_dir: str) -> None:
         # Last, listing the set's files: a later run into this directory replaces those, and
         # refuses to delete anything else found there (storage.check_output_dir).
         run = {**audit.provenance, "config": audit.config, "thresholds": audit.thresholds,
-               "threshold_basis": audit.threshold_basis, "notes": audit.notes, "files": output.files() + [storage.RUN]}
+               "threshold_basis": audit.threshold_basis, "notes": audit.notes,
+               "files": output.listing()["files"]}
         output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
         output.commit()
 

@@ -66,9 +66,8 @@ def write(results, out_dir: str, rebuild: bool = False, inputs: str | None = Non
                     render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
                     # The set's files may change (a table a newer version writes): run.json lists them,
                     # and a later run into DIR refuses to delete anything it does not list.
-                    run = storage.read_json(out_dir, storage.RUN)
-                    sizes = output.sizes()
-                    output.write_text(storage.RUN, run_json({**run, "files": [*sizes, storage.RUN], "sizes": sizes}))
+                    output.write_text(storage.RUN, run_json({**storage.read_json(out_dir, storage.RUN),
+                                                             **output.listing()}))
                 else:
                     previews = [(storage.PREVIEWS, lambda: plots.previews_figure(results.previews))]
                     kept = not results.previews and results.loaded_from is not None and output.carry(
@@ -115,7 +114,7 @@ def keep_unchanged(evaluation, out_dir: str, config: dict) -> dict | None:
         output.write_text(storage.SUMMARY, body + "\n" + "\n".join(provenance_lines(provenance)))
         output.write_text(storage.CONFIG, config_yaml(config, provenance))
         run = run_record(provenance, config, previous["hashers"], previous["notes"], previous["fingerprint"],
-                         evaluation.inputs, output.sizes())
+                         evaluation.inputs, output.listing())
         output.write_text(storage.RUN, run_json(run))
         output.commit()
     return run
@@ -237,16 +236,15 @@ def write_run_files(results, output: storage.OutputSet, fingerprint: str | None,
     config = results.config
     output.write_text(storage.CONFIG, config_yaml(config, results.provenance))
     run = run_record(results.provenance, config, results.hashers.to_dict("records"), results.notes, fingerprint,
-                     inputs, output.sizes())
+                     inputs, output.listing())
     output.write_text(storage.RUN, run_json(run))
 
 
 def run_record(provenance: dict, config: dict, hashers: list, notes: list, fingerprint: str | None,
-               inputs: str | None, sizes: dict[str, int]) -> dict:
-    """run.json's contents; `sizes`: the set's other files, with their sizes (a later run keeps a
-    file only at its size: an emptied or cut table is made anew)."""
+               inputs: str | None, listing: dict) -> dict:
+    """run.json's contents; `listing`: the set's files and their sizes (OutputSet.listing)."""
     return {**provenance, "config": config, "hashers": hashers, "notes": notes, "fingerprint": fingerprint,
-            "inputs": inputs, "files": [*sizes, storage.RUN], "sizes": sizes}
+            "inputs": inputs, **listing}
 
 
 def run_json(run: dict) -> str:

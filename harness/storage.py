@@ -313,9 +313,12 @@ class OutputSet:
                     found.append(relative)
         return sorted(found)
 
-    def sizes(self) -> dict[str, int]:
-        """The files of the new set so far (as `files`), with their sizes in bytes."""
-        return {name: os.path.getsize(os.path.join(self.staging, name)) for name in self.files()}
+    def listing(self) -> dict:
+        """run.json's record of the set: its `files` (the files so far, and run.json, written last)
+        and their `sizes`. A later run replaces only those (foreign_files), and keeps a file of
+        them only at its size (report.reusable)."""
+        sizes = {name: os.path.getsize(os.path.join(self.staging, name)) for name in self.files()}
+        return {"files": [*sizes, RUN], "sizes": sizes}
 
     def path(self, name: str) -> str:
         path = os.path.join(self.staging, name)
@@ -821,12 +824,14 @@ TABLE_MAX_BYTES = 4 << 30  # a hash table of 10^8 files is about 4 GB of CSV
 def check_complete(out_dir: str) -> None:
     """A run's output directory holds run.json, the small tables and both long tables (CSV or
     Parquet): metrics made from a set with one missing (no impostors: no thresholds) would be
-    silently wrong. A folder without distances is not a run's at all (read_long says so)."""
-    if not any(_regular(os.path.join(out_dir, f"{DISTANCES}.{kind}")) for kind in ("parquet", "csv")):
-        read_long(out_dir, DISTANCES)
+    silently wrong. A folder without distances is not a run's at all."""
+    absent = [name for name in LONG_TABLES
+              if not any(_regular(os.path.join(out_dir, f"{name}.{kind}")) for kind in ("parquet", "csv"))]
+    if DISTANCES in absent:
+        raise HarnessError(f"{_where(out_dir)}: no {DISTANCES}.csv or {DISTANCES}.parquet here; is this the output "
+                           "directory of a run?")
     missing = [name for name in (RUN, IMAGES, ERRORS, HASHERS) if not _regular(os.path.join(out_dir, name))]
-    missing += [f"{name}.csv or {name}.parquet" for name in LONG_TABLES
-                if not any(_regular(os.path.join(out_dir, f"{name}.{kind}")) for kind in ("parquet", "csv"))]
+    missing += [f"{name}.csv or {name}.parquet" for name in absent]
     if missing:
         raise HarnessError(f"{_where(out_dir)}: an incomplete output directory: no {', '.join(missing)} (every run "
                            "writes them)")
