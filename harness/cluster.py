@@ -97,9 +97,13 @@ class Engine:
             from harness.provenance import result_versions
 
             self._client = _connect(self.scheduler)
-            self.window = max(self.window, 4 * max(1, _worker_count(self._client)))
-            shared = (_hashing_versions(result_versions()), self.setup)  # each worker checks the versions
-            self._shared_setup = self._client.scatter(shared, broadcast=True, hash=False)
+            try:
+                self.window = max(self.window, 4 * _wait_for_workers(self._client, self.scheduler))
+                shared = (_hashing_versions(result_versions()), self.setup)  # each worker checks the versions
+                self._shared_setup = self._client.scatter(shared, broadcast=True, hash=False)
+            except BaseException:
+                self.close()  # __exit__ does not run when __enter__ fails: the API's caller keeps no client
+                raise
         return self
 
     def _start_pool(self) -> None:
@@ -369,6 +373,10 @@ def _connect(address: str):
         exc = found["error"]
         if isinstance(exc, KeyboardInterrupt):
             raise exc
+        if address.startswith("inproc://"):
+            raise HarnessError(f"--scheduler {address}: no scheduler of this process is there (an inproc:// "
+                               "address reaches only one started in the same process, such as "
+                               "LocalCluster(processes=False) in a script); give the scheduler's tcp:// address")
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise HarnessError(f"--scheduler {address}: cannot connect ({shortened(reason, 200)}); is a Dask "
                            "scheduler listening there?") from None
@@ -394,6 +402,21 @@ def _quiet_dask_logs() -> None:
     for name in list(logging.root.manager.loggerDict):
         if name.startswith(("distributed.", "tornado.")):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _wait_for_workers(client, address: str) -> int:
+    """How many workers the cluster has, waiting up to CONNECT_WAIT for a first one (workers started
+    with the scheduler join a few seconds after it). None is one line saying what to start, where
+    distributed would fail the first transfer after 10 s with "No valid workers found"."""
+    count = _worker_count(client)
+    if count:
+        return count
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_WAIT)
+    except TimeoutError:  # asyncio's and dask's timeouts are both this class on Python 3.11
+        raise HarnessError(f"--scheduler {address}: the scheduler has no workers (none joined within "
+                           f"{CONNECT_WAIT} s); start some with `dask worker {address}`") from None
+    return max(1, _worker_count(client))
 
 
 def _worker_count(client) -> int:

@@ -68,18 +68,24 @@ def assert_same_tables(a, b):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """A dask scheduler and two single-threaded workers on loopback, as separate processes."""
+def start_scheduler(tmp_path, env):
+    """A dask scheduler on loopback, as a separate process: (its process, its address)."""
     scheduler_file = tmp_path / "scheduler.json"
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    processes = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                   "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-                                  cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    process = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not scheduler_file.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    address = json.loads(scheduler_file.read_text())["address"]
+    return process, json.loads(scheduler_file.read_text())["address"]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A dask scheduler and two single-threaded workers on loopback, as separate processes."""
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    scheduler, address = start_scheduler(tmp_path, env)
+    processes = [scheduler]
     for name in ("one", "two"):
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1",
@@ -213,6 +219,33 @@ def test_a_port_that_never_answers_is_one_line(monkeypatch):
         with pytest.raises(HarnessError, match="no Dask scheduler answered within 2 s"):
             cluster.Engine(scheduler=address).__enter__()
         assert time.monotonic() - started < 10
+
+
+def test_a_scheduler_without_workers_is_one_line(tmp_path, monkeypatch):
+    """What to start, after a while for workers to join; not distributed's "No valid workers found"."""
+    from harness import cluster
+    from harness.errors import HarnessError
+
+    monkeypatch.setattr(cluster, "CONNECT_WAIT", 2)
+    scheduler, address = start_scheduler(tmp_path, dict(os.environ))
+    try:
+        engine = cluster.Engine(scheduler=address)
+        with pytest.raises(HarnessError, match=rf"^--scheduler {address}: the scheduler has no workers \(none "
+                                               rf"joined within 2 s\); start some with `dask worker {address}`$"):
+            engine.__enter__()
+        assert engine._client is None  # closed: an API caller is left no open client
+    finally:
+        scheduler.kill()
+        scheduler.wait(timeout=30)
+
+
+def test_an_inproc_address_without_its_scheduler_is_one_line():
+    """Only a script's own in-process cluster has one (from the command line, none ever does)."""
+    from harness import cluster
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="no scheduler of this process is there .*give the scheduler's tcp://"):
+        cluster.Engine(scheduler="inproc://x").__enter__()
 
 
 def test_an_empty_scheduler_address_is_refused(tmp_path):
