@@ -25,6 +25,7 @@ import json
 import math
 import os
 import sqlite3
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,8 @@ class HashCache:
         self.path = path
         self.notes: list[str] = []
         self.rejected = 0  # entries that did not check out
+        self.read_only = False  # a cache this process may not write: read, never written
+        self.unstored = 0  # images whose new results a read-only cache could not keep
         self._db = None
         if path is not None:
             self._open(path, owned=os.path.basename(path) == DEFAULT_NAME)
@@ -97,6 +100,15 @@ class HashCache:
             return
         except CacheProblem as problem:
             reason = str(problem)
+        if os.path.isfile(path) and not _writable(path):
+            # A shared cache on a read-only mount (or another user's): SQLite cannot open it as above
+            # (the write-ahead log needs its -shm file beside it), but its hashes still save the work.
+            try:
+                self._db = self._connect(path, read_only=True)
+                self.read_only = True
+                return
+            except CacheProblem as problem:
+                reason = str(problem)
         if not owned:
             self.notes.append(f"hash cache {path} is not usable ({reason}); it was left as it is and this run "
                               "keeps no cache")
@@ -114,17 +126,25 @@ class HashCache:
                               "this run keeps no cache")
 
     @staticmethod
-    def _connect(path: str) -> sqlite3.Connection:
+    def _connect(path: str, read_only: bool = False) -> sqlite3.Connection:
+        """The cache at `path`, made if there is none. Read-only, it is opened as immutable: no lock,
+        no log, no change (a file nobody writes meanwhile, as on a read-only mount)."""
         db = None
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            if read_only:
+                db = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro&immutable=1",
+                                     uri=True, isolation_level=None)
+            else:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                db = sqlite3.connect(path, timeout=60, isolation_level=None)
             # A cache file is data, never code: no SQL functions from its schema (views,
             # triggers), and only the tables written here, exactly as written here.
             db.execute("PRAGMA trusted_schema=OFF")
             objects = {(kind, name): sql for kind, name, sql in
                        db.execute("SELECT type, name, sql FROM sqlite_master")}
             tables = {name: sql for (kind, name), sql in objects.items() if kind == "table"}
+            if not objects and read_only:
+                raise CacheProblem("empty")
             if not objects:
                 db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
                 with db:
@@ -141,6 +161,8 @@ class HashCache:
                 row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
                 if row is None or row[0] != FORMAT:
                     raise CacheProblem("not a hash cache of this version")
+                if read_only:
+                    return db
                 db.execute("PRAGMA journal_mode=WAL")
             # Commits survive the process being killed (the OS keeps the write-ahead log); not
             # syncing each one to the disk keeps a commit per image cheap.
@@ -204,6 +226,9 @@ class HashCache:
         `file`: (digest, salt, record) when the file was decoded; `entries`: hasher key -> item -> Entry."""
         if self._db is None or (file is None and not any(entries.values())):
             return
+        if self.read_only:
+            self.unstored += 1
+            return
         rows = [(hasher, image, item, *stored_form(entry)) for hasher, items in entries.items()
                 for item, entry in items.items()]
         try:
@@ -234,7 +259,18 @@ class HashCache:
         """The notes for the run: what happened to the cache, and entries that were recomputed."""
         rejected = ([f"hash cache {self.path}: {self.rejected} entries did not check out and were recomputed"]
                     if self.rejected else [])
-        return self.notes + rejected
+        unstored = []
+        if self.read_only:
+            unstored = [f"hash cache {self.path} is read-only here: it was read, and " + (
+                f"the new results of {self.unstored} image{'s' if self.unstored != 1 else ''} were not stored in it"
+                if self.unstored else "held every hash this run needed")]
+        return self.notes + rejected + unstored
+
+
+def _writable(path: str) -> bool:
+    """Whether this process may write the cache file and make its log files beside it (False on a
+    read-only file system, for root too)."""
+    return os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
 
 
 def holds_nothing(path: str) -> bool:

@@ -242,6 +242,49 @@ def test_a_cached_rerun_decodes_nothing(job, tmp_path, monkeypatch):
     assert same_tables(out, reference)
 
 
+READ_ONLY = """
+set -e
+mount --bind {folder} {folder}
+mount -o remount,ro,bind {folder}
+set +e
+{python} -m harness run {config} --out {out} --quiet --cache {cache} 2> {stderr}
+echo $? > {status}
+{python} -m harness run {config2} --out {out2} --quiet --cache {cache} 2> {stderr2}
+echo $? >> {status}
+"""
+
+
+def test_a_read_only_cache_is_read_and_left_unchanged(job, tmp_path):
+    """A shared cache on a read-only mount (a private mount namespace, where the machine allows one):
+    SQLite cannot open it as usual (its write-ahead log needs files beside it), but its hashes are
+    used; new ones are not stored, and the notes say so."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("cannot mount here: unshare -rm (user and mount namespaces) is not allowed")
+    config, reference = job
+    folder = tmp_path / "shared"
+    cache = folder / "hashes.sqlite"
+    assert main(["run", str(config), "--out", str(tmp_path / "first"), "--quiet", "--cache", str(cache)]) == 0
+    before = sorted((path.name, path.read_bytes()) for path in folder.iterdir())
+    config2 = tmp_path / "c2.yaml"  # another edit too: one new result per image
+    config2.write_text(config.read_text().replace("[60, 20]", "[60, 20, 10]"))
+    assert "[60, 20, 10]" in config2.read_text()
+    names = {name: tmp_path / name for name in ("out", "out2", "stderr", "stderr2", "status")}
+    script = READ_ONLY.format(folder=folder, python=sys.executable, config=config, config2=config2, cache=cache,
+                              **names)
+    done = subprocess.run(["unshare", "-rm", "bash", "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    if "mount" in done.stderr and done.returncode:
+        pytest.skip(f"cannot mount read-only here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert names["status"].read_text().split() == ["0", "0"], names["stderr"].read_text() + names["stderr2"].read_text()
+    assert f"note: hash cache {cache} is read-only here: it was read, and held every hash this run needed\n" in \
+        names["stderr"].read_text()
+    assert same_tables(names["out"], reference)
+    assert f"note: hash cache {cache} is read-only here: it was read, and the new results of 5 images were not " \
+           "stored in it\n" in names["stderr2"].read_text()
+    assert sorted((path.name, path.read_bytes()) for path in folder.iterdir()) == before  # no log files, no change
+
+
 FULL_DISK = """
 set -e
 mount -t tmpfs -o size={size} tmpfs {mount}
