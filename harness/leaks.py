@@ -17,8 +17,8 @@ deleted, moved or rewritten.
 What a threshold costs is stated with it:
 - `calibration`: a `run` output directory. Its impostor pairs (different images) give the share
   of chance matches at the threshold, so the expected false flags are that share of the pairs
-  compared, with a 95% interval; its edited copies give the share of copies the threshold misses,
-  per family of edits.
+  compared, with a 95% range for the number found (leaks_search.false_flag_range); its edited
+  copies give the share of copies the threshold misses, per family of edits.
 - otherwise, the data itself: the distance of every pair compared is counted (an exact histogram,
   for Hamming hashes), and `fpr` picks the largest threshold at which at most that share of the
   pairs are flagged. The data cannot tell a copy from a chance match below a threshold, so the

@@ -141,9 +141,11 @@ def summary_markdown(audit) -> str:
     lines += ["## Pairs compared, flagged, and expected false flags", "",
               "Per pair of splits (a split with itself: the copies inside it) and hasher"
               + (f"; `{AGREEMENT}` is the audit's flag (the hashers' agreement)" if len(audit.thresholds) > 1 else "")
-              + ". The expected false flags are the pairs compared times the share of pairs of different images "
-              "at or below the threshold, with a 95% (Wilson) interval; without a calibration run, the flagged "
-              "pairs themselves bound them.", ""]
+              + ". The expected false flags are the pairs compared times the share of the calibration run's "
+              "pairs of different images at or below the threshold. The 95% range is for the number this audit "
+              "finds: the share's Wilson interval, counting each pair of different source images once (their "
+              "edited copies are not independent chances), widened by the count's own chance variation "
+              "(Poisson). Without a calibration run, the flagged pairs themselves bound them.", ""]
     estimates = audit.estimates.copy()
     for column in ("expected_false", "expected_false_low", "expected_false_high"):
         estimates[column] = estimates[column].map(_count)
@@ -154,7 +156,8 @@ def summary_markdown(audit) -> str:
             misses[column] = misses[column].map(lambda v: f"{100 * v:.0f}%" if np.isfinite(v) else "")
         lines += ["## Copies the thresholds miss", "",
                   f"From the calibration run {code(audit.calibration)}: per family of edits, the share of its edited "
-                  "copies whose distance is above the threshold (pooled over strengths; 95% interval). A copy "
+                  "copies whose distance is above the threshold (pooled over strengths; the 95% interval counts images, "
+                  "not copies). A copy "
                   "made by such an edit is as likely to be missed here.", "", markdown_table(misses), ""]
     if len(audit.groups):
         shown = audit.groups.head(50)

@@ -19,7 +19,7 @@ from harness.errors import HarnessError
 from harness.hashers.base import BitHasher
 from harness.leaks import (AGREEMENT, ESTIMATE_COLUMNS, GROUP_COLUMNS, LEAK_COLUMNS, MISS_COLUMNS, SHARD, LeakConfig,
                            SplitHashes)
-from harness.metrics import threshold_at_fpr, wilson_interval
+from harness.metrics import poisson_quantile, threshold_at_fpr, wilson_interval
 
 
 def split_pairs(splits: list[SplitHashes]) -> list[tuple[int, int]]:
@@ -107,8 +107,9 @@ class Calibration:
                 raise HarnessError(f"calibration {directory}: its {spec.id} is {row['name']} {row['params']}, not "
                                    f"{spec.name} {json.dumps(mine)}: its distances mean something else")
         impostors = results.impostors.drop(index=results.metrics.excluded.index)
-        self.impostors = {hid: impostors.loc[impostors["hasher"] == hid, "distance"].to_numpy(np.float64)
-                          for hid in hashers}
+        own = {hid: impostors[impostors["hasher"] == hid] for hid in hashers}
+        self.impostors = {hid: table["distance"].to_numpy(np.float64) for hid, table in own.items()}
+        self.sources = {hid: source_pairs(table["image_id"], table["other_id"]) for hid, table in own.items()}
         key = ["kind", "family", "value", "image_id", "other_id"]
         self.impostors_wide = impostors.pivot_table(index=key, columns="hasher", values="distance", aggfunc="first",
                                                     observed=True)
@@ -136,14 +137,23 @@ class Calibration:
                       "too few to measure that rate, so the threshold only sits below the closest of them")
         return threshold, f"{name} of the impostor pairs of the run {self.directory}{unresolved}"
 
-    def false_rate(self, thresholds: dict, min_agree: int, hasher_id: str | None) -> tuple[int, int]:
-        """(impostor pairs called matches, impostor pairs): of one hasher, or (None) of the agreement."""
+    def false_rate(self, thresholds: dict, min_agree: int, hasher_id: str | None) -> tuple[int, int, int]:
+        """(impostor pairs called matches, impostor pairs, pairs of different source images among
+        them): of one hasher, or (None) of the agreement."""
         if hasher_id is not None:
             values = self.impostors[hasher_id]
-            return int(np.count_nonzero(values <= thresholds[hasher_id])), len(values)
+            return int(np.count_nonzero(values <= thresholds[hasher_id])), len(values), self.sources[hasher_id]
         wide = self.impostors_wide[list(thresholds)].dropna()
         agree = sum((wide[h] <= t).to_numpy() for h, t in thresholds.items())
-        return int(np.count_nonzero(agree >= min_agree)), len(wide)
+        sources = source_pairs(wide.index.get_level_values("image_id"), wide.index.get_level_values("other_id"))
+        return int(np.count_nonzero(agree >= min_agree)), len(wide), sources
+
+
+def source_pairs(image_ids, other_ids) -> int:
+    """How many pairs of different source images the impostor pairs come from (either way round):
+    the edited copies of one pair are not independent chances of a false match, so the share's
+    interval counts each such pair once (as a family's detection rate counts images, not copies)."""
+    return len({(a, b) if a <= b else (b, a) for a, b in zip(map(str, image_ids), map(str, other_ids))})
 
 
 def choose_thresholds(config: LeakConfig, splits, hashers: dict, calibration: "Calibration | None", *, workers=1,
@@ -348,12 +358,11 @@ def estimates(config: LeakConfig, splits, found: Found, flagged: pd.DataFrame, t
                 flags = int(((flagged["a"] == a) & (flagged["b"] == b)).sum()) if len(flagged) else 0
                 threshold = f"{config.min_agree} of {len(hashers)}"
             if calibration is not None:
-                false, impostors = calibration.false_rate(thresholds, config.min_agree, hid)
-                low, high = wilson_interval(false, impostors)
+                false, impostors, sources = calibration.false_rate(thresholds, config.min_agree, hid)
                 rate = false / impostors if impostors else float("nan")
-                expected, low, high = pairs * rate, pairs * low, pairs * high
-                basis = (f"{false} of {impostors:,} impostor pairs of the run "
-                         f"{calibration.directory} at or below the threshold")
+                expected, low, high = false_flag_range(pairs, rate, sources)
+                basis = (f"{false} of {impostors:,} impostor pairs of the run {calibration.directory} at or below "
+                         f"the threshold; they come from {sources:,} pairs of different images")
             else:  # no estimate, a bound: every flagged pair may be a chance match
                 expected, low, high = float("nan"), 0.0, float(flags)
                 basis = ("at most the flagged pairs: without a calibration run the data cannot tell a copy from "
@@ -362,6 +371,17 @@ def estimates(config: LeakConfig, splits, found: Found, flagged: pd.DataFrame, t
                          "pairs_compared": pairs, "pairs_flagged": flags, "expected_false": expected,
                          "expected_false_low": low, "expected_false_high": high, "basis": basis})
     return pd.DataFrame(rows, columns=ESTIMATE_COLUMNS)
+
+
+def false_flag_range(pairs: int, rate: float, sources: int) -> tuple[float, float, float]:
+    """The false flags expected among `pairs` at a share `rate` of chance matches, and a 95% range for
+    the number this audit finds: the share's Wilson interval over the `sources` pairs of different
+    images it was measured on (not over their many edited copies, which share those images' luck),
+    each end widened by the chance variation of a count (Poisson) around it."""
+    if not sources or not np.isfinite(rate):
+        return float("nan"), float("nan"), float("nan")
+    low, high = wilson_interval(rate * sources, sources)
+    return pairs * rate, poisson_quantile(0.025, pairs * low), poisson_quantile(0.975, pairs * high)
 
 
 def misses(config: LeakConfig, thresholds: dict, calibration: Calibration | None) -> pd.DataFrame:
@@ -375,18 +395,21 @@ def misses(config: LeakConfig, thresholds: dict, calibration: Calibration | None
         own = genuine[genuine["hasher"] == hid]
         for family, part in own.groupby("family", sort=False, observed=True):
             missed = int(np.count_nonzero(part["distance"].to_numpy(np.float64) > threshold))
-            rows.append(_miss_row(hid, family, len(part), missed))
+            rows.append(_miss_row(hid, family, len(part), missed, part["image_id"].nunique()))
     if len(thresholds) > 1:
         wide = genuine.pivot_table(index=["image_id", "family", "value", "label"], columns="hasher",
                                    values="distance", aggfunc="first", observed=True)[list(thresholds)].dropna()
         agree = sum((wide[h] <= t).to_numpy() for h, t in thresholds.items())
         detected = pd.Series(agree >= config.min_agree, index=wide.index)
         for family, part in detected.groupby(level="family", sort=False, observed=True):
-            rows.append(_miss_row(AGREEMENT, family, len(part), int((~part).sum())))
+            rows.append(_miss_row(AGREEMENT, family, len(part), int((~part).sum()),
+                                  part.index.get_level_values("image_id").nunique()))
     return pd.DataFrame(rows, columns=MISS_COLUMNS)
 
 
-def _miss_row(hasher: str, family: str, copies: int, missed: int) -> dict:
-    low, high = wilson_interval(missed, copies)
+def _miss_row(hasher: str, family: str, copies: int, missed: int, images: int) -> dict:
+    """The interval counts images, not copies: the copies of one image at several strengths are not
+    independent (as in the run's own detection rates per family)."""
+    low, high = wilson_interval(missed / copies * images, images) if copies else (float("nan"), float("nan"))
     return {"hasher": hasher, "family": family, "copies": copies, "missed": missed,
             "miss_rate": missed / copies if copies else float("nan"), "miss_low": low, "miss_high": high}

@@ -239,6 +239,20 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
     return float(low), float(high)
 
 
+def poisson_quantile(q: float, mean: float) -> float:
+    """The smallest count k with P(N <= k) >= q, N a Poisson count of that mean: the chance variation
+    of a count of rare events (false flags among many pairs). scipy.special inverts the Poisson CDF
+    continuously in k (rounded up here); scipy.stats' ppf does the same but takes a second to import."""
+    from scipy.special import ndtri, pdtrik
+
+    if not mean > 0:
+        return 0.0
+    k = pdtrik(q, mean)
+    if not np.isfinite(k):  # means of 10^12 and more, where the normal approximation is exact to a count
+        k = mean + ndtri(q) * np.sqrt(mean)
+    return float(max(0, np.ceil(k)))
+
+
 def roc_auc(genuine: np.ndarray, impostor: np.ndarray) -> float:
     """P(genuine distance < impostor distance), ties counted half (Mann-Whitney)."""
     if not len(genuine) or not len(impostor):
