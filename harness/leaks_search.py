@@ -292,7 +292,10 @@ def tables(config: LeakConfig, splits, hashers: dict, flagged: pd.DataFrame, thr
         **{c: np.repeat(pairs[c].to_numpy(), per) for c in ("agree", "group")},
     }, columns=LEAK_COLUMNS)
 
-    keep, copy_of = clean_rule(count, split_of, gi, gj)
+    # Each flagged pair's closeness, as the review page orders them: its smallest distance / maximum.
+    nearest = np.fmin.reduce([(pairs[h].to_numpy(np.float64) / hashers[h].distance_max).clip(0, 1)
+                              for h in hashers]) if len(pairs) else np.zeros(0)
+    keep, copy_of = clean_rule(count, split_of, gi, gj, nearest)
     members = np.flatnonzero(group >= 0)
     members = members[np.lexsort([members, group[members]])]
     groups = pd.DataFrame({"group": group[members], "split": [names[split_of[g]] for g in members],
@@ -306,33 +309,38 @@ def tables(config: LeakConfig, splits, hashers: dict, flagged: pd.DataFrame, thr
     return {"leaks": leaks, "pairs": pairs, "groups": groups, "clean": clean, "files": files}
 
 
-def clean_rule(count: int, split_of: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def clean_rule(count: int, split_of: np.ndarray, i: np.ndarray, j: np.ndarray,
+               nearness: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which files stay in their split, and for each that leaves, the file it is a copy of (-1 if none).
 
     Files are taken in the audit's order (split by split, each split's files in order); `i`, `j` are
-    the flagged pairs in that one index space. A file leaves when it is flagged with a file of an
-    earlier split (kept or not: it is a copy of a picture that split holds), or with a file of its own
-    split that stays. So every copy is flagged with the file it is said to copy, at the thresholds;
-    a chain A~B~C with A and C beyond them is not taken for one picture (the groups, connected
-    components, still show the chain), and every group of copies inside a split keeps a file."""
+    the flagged pairs in that one index space, `nearness` their distances (smaller: closer). A file
+    leaves when it is flagged with a file of an earlier split (kept or not: it is a copy of a picture
+    that split holds), or with a file of its own split that stays. So every copy is flagged with the
+    file it is said to copy, at the thresholds; a chain A~B~C with A and C beyond them is not taken
+    for one picture (the groups, connected components, still show the chain), and every group of
+    copies inside a split keeps a file. The file it is said to copy is the nearest such partner (one
+    that stays first among equals, then the first in order): a stretched photo flagged with the
+    original at 1 and with another picture at 22 is a copy of the original."""
     keep = np.ones(count, bool)
     copy_of = np.full(count, -1, np.int64)
     if not len(i):
         return keep, copy_of
     low, high = np.minimum(i, j), np.maximum(i, j)
+    near = np.zeros(len(low)) if nearness is None else np.asarray(nearness, np.float64)
     order = np.lexsort((low, high))  # each file's earlier partners together, in order
-    low, high = low[order], high[order]
+    low, high, near = low[order], high[order], near[order]
     starts = np.flatnonzero(np.r_[True, high[1:] != high[:-1]])
     # Written by hand: a greedy pass where each file's fate depends on the fates of the files before
     # it; one step per file in a flagged pair (at most max_flags of them).
     for start, end in zip(starts, np.r_[starts[1:], len(high)]):
-        file, partners = int(high[start]), low[start:end]
-        earlier = partners[split_of[partners] < split_of[file]]
-        staying = partners[keep[partners]]
-        if len(earlier):
-            keep[file], copy_of[file] = False, int(earlier[0])
-        elif len(staying):
-            keep[file], copy_of[file] = False, int(staying[0])
+        file, partners, distance = int(high[start]), low[start:end], near[start:end]
+        staying = keep[partners]
+        earlier = split_of[partners] < split_of[file]
+        options = np.flatnonzero(earlier if earlier.any() else staying)
+        if len(options):
+            best = options[np.lexsort((partners[options], ~staying[options], distance[options]))[0]]
+            keep[file], copy_of[file] = False, int(partners[best])
     return keep, copy_of
 
 

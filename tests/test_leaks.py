@@ -225,7 +225,13 @@ def test_a_file_leaves_only_for_a_file_it_is_flagged_with():
         split_of = np.sort(rng.integers(0, 3, count))
         pairs = {tuple(sorted(p)) for p in rng.integers(0, count, (int(rng.integers(0, 40)), 2)) if p[0] != p[1]}
         i, j = (np.array(c, np.int64) for c in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
-        keep, copy_of = clean_rule(count, split_of, i, j)
+        nearness = rng.integers(0, 4, len(i)).astype(float)  # ties too
+        distance = dict(zip(zip(i.tolist(), j.tolist()), nearness))
+        keep, copy_of = clean_rule(count, split_of, i, j, nearness)
+        for f in np.flatnonzero(~keep):  # what it copies is its nearest partner among those it may copy
+            partners = [a for a, b in pairs if b == f]
+            options = [a for a in partners if split_of[a] < split_of[f]] or [a for a in partners if keep[a]]
+            assert distance[(int(copy_of[f]), int(f))] == min(distance[(a, int(f))] for a in options)
         for a, b in pairs:  # a < b: b comes later in the audit's order
             assert not (keep[a] and keep[b] and split_of[a] == split_of[b]), "two kept copies in one split"
             assert not (keep[b] and split_of[a] < split_of[b]), "a kept file with a copy in an earlier split"
@@ -234,6 +240,19 @@ def test_a_file_leaves_only_for_a_file_it_is_flagged_with():
             assert tuple(sorted((c, int(f)))) in pairs and c < f, "a copy not flagged with what it copies"
             assert split_of[c] < split_of[f] or keep[c], "a copy of a file that left its own split"
         assert (copy_of[keep] == -1).all()
+
+
+def test_a_copy_is_said_to_copy_its_nearest_partner():
+    """A stretched board in test is flagged with the board (pHash 1) and with another train photo
+    (pHash 22, listed first): it is a copy of the board. Among equals, one that stays."""
+    from harness.leaks_search import clean_rule
+
+    keep, copy_of = clean_rule(3, np.array([0, 0, 1]), np.array([0, 1]), np.array([2, 2]), np.array([22.0, 1.0]))
+    assert keep.tolist() == [True, True, False] and copy_of.tolist() == [-1, -1, 1]
+    # In train, 1 left as a copy of 0; the test file 3 is as near to 1 as to 2, which stays: 2.
+    keep, copy_of = clean_rule(4, np.array([0, 0, 0, 1]), np.array([0, 1, 2]), np.array([1, 3, 3]),
+                               np.array([0.0, 0.2, 0.2]))
+    assert keep.tolist() == [True, False, True, False] and copy_of.tolist() == [-1, 0, -1, 2]
 
 
 def test_the_false_flag_range_counts_pairs_of_images_and_chance():
