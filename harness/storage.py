@@ -378,7 +378,8 @@ class OutputSet:
         return True
 
     def commit(self) -> None:
-        """Swap the new set in: the old one is gone and the new one complete, or nothing changed."""
+        """Swap the new set in: the old one is gone and the new one complete, or nothing changed.
+        Files added to the old set while the run worked are moved into the new one, not deleted."""
         try:
             if os.path.isdir(self.out_dir) and not os.path.islink(self.out_dir):
                 if not _exchange(self.staging, self.out_dir):
@@ -386,12 +387,56 @@ class OutputSet:
                     os.rename(self.out_dir, old)
                     os.rename(self.staging, self.out_dir)
                     self.staging = old
-                shutil.rmtree(self.staging, ignore_errors=True)  # now the old set
+                if _keep_added(self.staging, self.out_dir):  # now the old set
+                    shutil.rmtree(self.staging, ignore_errors=True)
             else:
                 os.rename(self.staging, self.out_dir)
         except OSError as exc:
             raise _write_error(self.out_dir, exc) from None
         self.committed = True
+
+
+def _keep_added(old: str, new: str) -> bool:
+    """Move what the replaced set `old` holds but did not write into the new set `new`: files a
+    user put there while the run worked (check_output_dir found none before it). A later run then
+    refuses `new` as holding files it did not write, rather than deleting them. True when `old` may
+    go; where a file cannot be moved (the new set has that name), `old` is kept beside `new`, under
+    a name the next run does not clean up, and a note says where."""
+    try:
+        added = foreign_files(old)
+    except OSError:
+        added = []
+    stuck = []
+    for name in added:
+        target = os.path.join(new, name)
+        try:
+            if os.path.lexists(target):
+                raise FileExistsError(name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.rename(os.path.join(old, name), target)
+        except OSError:
+            stuck.append(name)
+    if added:
+        moved = [name for name in added if name not in stuck]
+        if moved:
+            _note(f"{_where(new)}: {_shown_list(moved)} appeared there during the run; kept in the new outputs "
+                  "(a later run into it will refuse to replace them)")
+        if stuck:
+            kept = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(new)),
+                                    prefix=os.path.basename(os.path.abspath(new)) + ".replaced-")
+            os.rmdir(kept)
+            os.rename(old, kept)
+            _note(f"{_where(new)}: {_shown_list(stuck)} appeared there during the run under names the new outputs "
+                  f"use; the replaced outputs, with them, are kept in {_where(kept)}")
+            return False
+    return True
+
+
+def _note(text: str) -> None:
+    """A note of the writer itself, where no caller collects notes (the set is already written)."""
+    import sys
+
+    print(f"note: {text}", file=sys.stderr)
 
 
 def _write_error(out_dir: str, exc: OSError) -> HarnessError:

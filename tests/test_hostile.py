@@ -802,6 +802,47 @@ def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_w
         assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
 
+@pytest.mark.parametrize("case", ["a rerun", "a first run", "a name the new outputs use"])
+def test_files_added_to_the_output_directory_during_a_run_are_kept(tmp_path, capsys, monkeypatch, case):
+    """The check before the work found nothing of the user's; a file written into --out while the
+    run worked (a note, a figure of one's own) must not go with the replaced set."""
+    from harness import storage
+
+    config = tmp_path / "c.yaml"
+    config.write_text(HEAD + GRAY)
+    out = tmp_path / "out"
+    if case == "a rerun":
+        assert cli(capsys, "run", config, "--out", out, "--quiet")[0] == 0
+        added = {"notes.txt": "mine", "figures/old/mine.png": "my figure"}
+    elif case == "a first run":
+        added = {"notes.txt": "mine"}
+    else:  # before a first run's set lists its files, summary.md is the user's
+        added = {"summary.md": "my summary"}
+    commit = storage.OutputSet.commit
+
+    def user_writes_then_commit(self):
+        for name, text in added.items():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_text(text)
+        commit(self)
+
+    monkeypatch.setattr(storage.OutputSet, "commit", user_writes_then_commit)
+    status, _, err = cli(capsys, "run", config, "--out", out, "--quiet")
+    monkeypatch.undo()
+    assert status == 0 and "Traceback" not in err, err
+    if case == "a name the new outputs use":
+        kept = [p for p in tmp_path.iterdir() if p.name.startswith("out.replaced-")]
+        assert len(kept) == 1 and (kept[0] / "summary.md").read_text() == "my summary"
+        assert f"the replaced outputs, with them, are kept in {kept[0]}" in err
+        assert (out / "summary.md").read_text() != "my summary"  # the new set is whole
+        return
+    assert {name: (out / name).read_text() for name in added} == added
+    assert "appeared there during the run; kept in the new outputs" in err
+    status, _, err = cli(capsys, "run", config, "--out", out, "--quiet")  # and not deleted by the next run
+    assert status == 2 and "with files it did not write" in one_line_error(err)
+    assert {name: (out / name).read_text() for name in added} == added
+
+
 # --- report DIR ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
