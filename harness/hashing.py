@@ -42,19 +42,15 @@ class Hashed:
 
 
 def hash_safely(hasher, images: list[np.ndarray]) -> Hashed:
-    """Hash a batch; when the batch fails, hash image by image so one bad image costs only itself."""
+    """Hash a batch; when the batch fails, hash image by image so one bad image costs only itself
+    (a batch of one included: its failure is that image's result, never the run's)."""
     try:
         array = hasher.hash_images(images)
         return Hashed(array, np.arange(len(images)), {}, hasher.checked_extras(images))
-    except HashError:
+    except HashError as exc:
         if len(images) == 1:
-            raise
-    parts = []
-    for image in images:
-        try:
-            parts.append(hash_safely(hasher, [image]))
-        except HashError as exc:
-            parts.append(Hashed(None, np.array([-1]), {0: str(exc)}))
+            return Hashed(None, np.array([-1]), {0: str(exc)})
+    parts = [hash_safely(hasher, [image]) for image in images]
     joined = Hashed.join(parts)
     if any(not p.extras for p in parts):  # extras only where every image hashed
         joined.extras = {}

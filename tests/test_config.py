@@ -69,6 +69,8 @@ ERRORS = [
      "cfg.yaml: hashers[1].name: unknown hasher 'pHahs'; did you mean 'pHash'? (see `python -m harness list`)"),
     ("stop: 30", "stop: 130",
      "cfg.yaml: sweeps[1].b.jpeg.quality: 110 must be <= 100 (the swept value 110)"),
+    ("[aHash, pHash]", "[aHash, {name: RadialVarianceHash, sigma: 25}]",  # its cost grows with sigma squared
+     "cfg.yaml: hashers[1].sigma: 25.0 must be <= 20"),
     ("  - family: identity\n", "  - family: identity\n    b: {jpeg: {quality: high}}\n",
      "cfg.yaml: sweeps[0].b.jpeg.quality: expected int, got 'high'"),
     ("{jpeg: {quality: $value}}", "{jpeg: {qualty: $value}}",

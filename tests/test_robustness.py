@@ -257,3 +257,48 @@ def test_partial_cache_of_a_cnn_recomputes_whole_batches(tmp_path):
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
     for name, content in first.items():
         assert (out / name).read_bytes() == content, name
+
+
+FUSSY_PLUGIN = '''
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.hashers.base import Hasher
+
+
+@dataclass(frozen=True)
+class Fussy(Hasher):
+    """The mean of each channel, and an error (as a library's would be) for images under 100 rows."""
+    name = "fussyplug:Fussy"
+    description = "fails on small images"
+    distance_kind = "L1"
+    distance_max = 765.0
+
+    def hash_batch(self, images):
+        if any(image.shape[0] < 100 for image in images):
+            raise RuntimeError("std::bad_array_new_length")
+        return np.array([image.reshape(-1, 3).mean(axis=0) for image in images])
+
+    def distance(self, a, b):
+        return np.abs(a - b).sum(axis=1)
+'''
+
+
+def test_a_hasher_failing_on_an_image_hashed_alone_costs_that_image_only(tmp_path, monkeypatch, capsys):
+    """With nothing but the source to hash, each image is a batch of one: its failure is its own
+    row of errors.csv, the run goes on (exit 1), and the other images and hashers are all there."""
+    (tmp_path / "fussyplug.py").write_text(FUSSY_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for seed, rows in ((1, 160), (2, 60), (3, 160)):
+        cv2.imwrite(str(folder / f"{seed}.png"), make_scene(seed, rows, 200))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [{folder}]\nhashers: [aHash, fussyplug:Fussy]\nsweeps: [{{family: id}}]\n")
+    assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet", "--workers", "1"]) == 1
+    errors = pd.read_csv(tmp_path / "out" / "errors.csv", keep_default_na=False)
+    assert len(errors) == 1 and str(errors["image"][0]) == "2"
+    assert "fussyplug:Fussy failed: RuntimeError: std::bad_array_new_length" in errors["reason"][0]
+    distances = pd.read_csv(tmp_path / "out" / "distances.csv", keep_default_na=False)
+    assert len(distances[distances["error"] == ""]) == 5  # aHash on 3 images, Fussy on 2

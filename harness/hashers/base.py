@@ -128,8 +128,8 @@ class Hasher(ABC):
         except (HashError, UnavailableError):
             raise
         except Exception as exc:
-            raise HashError(f"{self.name} failed on a batch of {len(images)} images: "
-                            f"{type(exc).__name__}: {_one_line(exc)}") from exc
+            batch = f" on a batch of {len(images)} images" if len(images) != 1 else ""
+            raise HashError(f"{self.name} failed{batch}: {type(exc).__name__}: {_one_line(exc)}") from exc
 
     def encode_row(self, row) -> np.ndarray:
         """One image's hash (a row of `hash_batch`'s result) as a plain array of numbers or booleans,
