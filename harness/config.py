@@ -377,6 +377,9 @@ def _parse_sweeps(sweeps, source, seed: int, import_plugins: bool, plugins: list
                                   f"{len(labels)} labels for {len(values or [None])} values")
         template = _typed(sweep.get("label", family if values is None else family + " {value}"),
                           str, source, key + ".label")
+        if len(pairs) + len(values or [None]) > MAX_PAIRS:  # a range is 3 values of YAML, any number of pairs
+            raise ConfigError(source, key, f"the sweeps make {len(pairs) + len(values or [None]):,} pairs up to "
+                                           f"here; at most {MAX_PAIRS:,} in all")
         for j, value in enumerate(values if values is not None else [None]):
             label = labels[j] if labels else template.replace("{value}", format_value(value))
             pairs.append(PairSpec(family, value, label, _resolve_side(a, value, source, seed, import_plugins),
@@ -439,7 +442,8 @@ def _resolve_side(steps, value, source, seed: int, import_plugins: bool) -> tupl
     return tuple(resolved)
 
 
-MAX_VALUES = 100_000  # values of one sweep
+MAX_VALUES = 100_000  # values of one sweep's range, computed before the total is checked
+MAX_PAIRS = 10_000  # pairs of all sweeps together: each is made and hashed for every image
 
 
 def _parse_values(values, source, key) -> list | None:

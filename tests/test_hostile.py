@@ -107,6 +107,12 @@ CONFIG_CASES = [
      r"sweeps\[0\]\.values: the range has more than 100000 values"),
     ("range of tiny steps", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: $value}}, "
      "values: {start: 0.5, stop: 1.0, step: 5.0e-324}}]\n", r"sweeps\[0\]\.values: the range has more than 100000"),
+    ("ten ranges of 100,000 values", HEAD + "sweeps:\n" + "".join(
+        f"  - {{family: f{k}, b: {{gamma: {{gamma: $value}}}}, values: {{start: 0.0001, stop: 10, step: 0.0001}}}}\n"
+        for k in range(10)), r"sweeps\[0\]: the sweeps make 100,000 pairs up to here; at most 10,000 in all"),
+    ("many small sweeps", HEAD + "sweeps:\n" + "".join(
+        f"  - {{family: f{k}, b: {{gamma: {{gamma: $value}}}}, values: {{start: 0.1, stop: 100, step: 0.1}}}}\n"
+        for k in range(11)), r"sweeps\[10\]: the sweeps make 11,000 pairs up to here; at most 10,000 in all"),
     ("negative seed", HEAD + "seed: -1\n" + GRAY, r"seed: must be from 0 to 2\*\*64 - 1, got -1"),
     ("seed of 65 bits", HEAD + f"seed: {1 << 64}\n" + GRAY, r"seed: must be from 0 to 2\*\*64 - 1, got 1844"),
     ("a number of 4,000 hex digits", HEAD + "seed: 0x" + "f" * 4000 + "\n" + GRAY,
