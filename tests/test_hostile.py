@@ -111,7 +111,7 @@ CONFIG_CASES = [
         f"  - {{family: f{k}, b: {{gamma: {{gamma: $value}}}}, values: {{start: 0.0001, stop: 10, step: 0.0001}}}}\n"
         for k in range(10)), r"sweeps\[0\]: the sweeps make 100,000 pairs up to here; at most 10,000 in all"),
     ("many small sweeps", HEAD + "sweeps:\n" + "".join(
-        f"  - {{family: f{k}, b: {{gamma: {{gamma: $value}}}}, values: {{start: 0.1, stop: 100, step: 0.1}}}}\n"
+        f"  - {{family: f{k}, b: {{gamma: {{gamma: $value}}}}, values: {{start: 0.01, stop: 10, step: 0.01}}}}\n"
         for k in range(11)), r"sweeps\[10\]: the sweeps make 11,000 pairs up to here; at most 10,000 in all"),
     ("negative seed", HEAD + "seed: -1\n" + GRAY, r"seed: must be from 0 to 2\*\*64 - 1, got -1"),
     ("seed of 65 bits", HEAD + f"seed: {1 << 64}\n" + GRAY, r"seed: must be from 0 to 2\*\*64 - 1, got 1844"),
