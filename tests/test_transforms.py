@@ -143,3 +143,51 @@ def test_chain_applies_steps_in_order(synthetic):
 def test_parameters_are_validated(name, params, problem):
     with pytest.raises(ValueError, match=problem.replace("(", r"\(")):
         check_params(param_specs(TRANSFORMS.get(name)), params, name)
+
+
+@pytest.mark.parametrize("chain,size", [
+    ([("resize_max", {"size": 65536})], "65536x65536"),  # 12.9 GB asked for at once
+    ([("scale", {"factor": 16}), ("scale", {"factor": 16})], "131072x131072"),  # each step within its range
+    ([("border", {"top": 10, "bottom": 10, "left": 10, "right": 10})] * 2, "225792x225792"),
+    ([("pad", {"fraction": 1.0})] * 3, "13824x13824"),
+    ([("aspect", {"ratio": 16})] * 3, "2097152x512"),
+    ([("scale", {"factor": 16})] + [("caption", {"height": 1.0})] * 2, "8192x32768"),
+])
+def test_no_edit_makes_an_image_past_the_limit_before_allocating_it(chain, size):
+    """An edit that would make an image larger than any a run reads is refused before it asks for
+    the memory, with the size it would have made (and the run records it as that copy's failure)."""
+    from harness.transforms import MAX_OUTPUT_PIXELS
+
+    image = np.zeros((512, 512, 3), np.uint8)
+    with pytest.raises(TransformError, match=rf"^the result would be {size}, more than the "
+                                             rf"{MAX_OUTPUT_PIXELS:,} pixels an edit may make$"):
+        apply_chain(image, chain)
+
+
+def test_a_plugins_result_past_the_limit_stops_the_chain(monkeypatch):
+    from harness import transforms
+
+    monkeypatch.setattr(transforms, "MAX_OUTPUT_PIXELS", 1000)
+    with pytest.raises(TransformError, match="the result would be 40x40"):
+        transforms.check_image(np.zeros((40, 40, 3), np.uint8), "transform 'mine'")
+
+
+def test_an_overlay_file_is_read_within_bounds(tmp_path):
+    """The overlay's file is read as the run's images are: a regular file, its header's size checked
+    before any pixel is decoded (a 875 KB PNG of 30000x30000 took 1.8 GB and 11 s, then failed)."""
+    from PIL import Image
+
+    from harness.transforms.overlays import MAX_OVERLAY_PIXELS
+
+    image = np.zeros((64, 64, 3), np.uint8)
+    Image.new("L", (30000, 30000)).save(tmp_path / "bomb.png")
+    Image.new("L", (4097, 4096)).save(tmp_path / "large.png")
+    cv2.imwrite(str(tmp_path / "ok.png"), np.full((20, 40, 4), 200, np.uint8))
+    cases = {"bomb.png": f"has more than {MAX_OVERLAY_PIXELS:,} pixels",
+             "large.png": f"is 4097x4096; at most {MAX_OVERLAY_PIXELS:,} pixels"}
+    for name, problem in cases.items():
+        with pytest.raises(TransformError, match=f"overlay image '{tmp_path / name}' {problem}"):
+            apply_chain(image, [("overlay_image", {"source": str(tmp_path / name)})])
+    with pytest.raises(TransformError, match="overlay image '/dev/zero' is not a regular file"):
+        apply_chain(image, [("overlay_image", {"source": "/dev/zero"})])
+    assert apply_chain(image, [("overlay_image", {"source": str(tmp_path / "ok.png")})]).shape == (64, 64, 3)

@@ -66,6 +66,21 @@ class TransformError(ValueError):
     """A transform cannot apply to this image (e.g. a crop outside it)."""
 
 
+# No edit makes an image larger than the largest one a run reads by default (Pillow's refusal limit,
+# harness.images.DEFAULT_MAX_PIXELS): a chain of upscales or borders within each step's range
+# (scale 16, then 16 again) would otherwise ask for tens of gigabytes.
+MAX_OUTPUT_PIXELS = 178_956_970
+
+
+def output_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) of an edit's result, checked before it is made: TransformError past
+    MAX_OUTPUT_PIXELS. Every transform that can enlarge an image calls it."""
+    if width * height > MAX_OUTPUT_PIXELS:
+        raise TransformError(f"the result would be {width}x{height}, more than the {MAX_OUTPUT_PIXELS:,} pixels an "
+                             "edit may make")
+    return width, height
+
+
 def transform(func: Callable) -> Callable:
     """Register a transform function under its own name."""
     TRANSFORMS.add(func.__name__, func)
@@ -91,6 +106,7 @@ def _is_image(image) -> bool:
 def check_image(image: np.ndarray, where: str) -> np.ndarray:
     if not _is_image(image):
         raise TransformError(f"{where} must return a uint8 HxWx3 image, got {_describe(image)}")
+    output_size(image.shape[1], image.shape[0])  # a plugin's result too, before the next step grows it
     return image
 
 

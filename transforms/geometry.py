@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from harness.params import Doc, Range, Stronger
-from harness.transforms import Color, TransformError, transform
+from harness.transforms import Color, TransformError, output_size, transform
 
 INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
@@ -28,7 +28,7 @@ def scale(
 ) -> np.ndarray:
     """Resize both sides by `factor` (size rounded down, at least 1 px), as cv2.resize(img, (w*f, h*f))."""
     height, width = image.shape[:2]
-    size = (max(1, int(width * factor)), max(1, int(height * factor)))
+    size = output_size(max(1, int(width * factor)), max(1, int(height * factor)))
     return cv2.resize(image, size, interpolation=INTERPOLATIONS[interpolation])
 
 
@@ -145,7 +145,7 @@ def aspect(
 ) -> np.ndarray:
     """Change the aspect ratio: stretch the width by `ratio` (rounded, at least 1 px), keep the height."""
     rows, cols = image.shape[:2]
-    return cv2.resize(image, (max(1, round(cols * ratio)), rows), interpolation=INTERPOLATIONS[interpolation])
+    return cv2.resize(image, output_size(max(1, round(cols * ratio)), rows), interpolation=INTERPOLATIONS[interpolation])
 
 
 @transform
@@ -160,6 +160,7 @@ def pad(
     """Add a border: fraction x height above and below, fraction x width left and right (cv2.copyMakeBorder)."""
     rows, cols = image.shape[:2]
     dy, dx = round(rows * fraction), round(cols * fraction)
+    output_size(cols + 2 * dx, rows + 2 * dy)
     return cv2.copyMakeBorder(image, dy, dy, dx, dx, BORDERS[mode], value=tuple(int(c) for c in color))
 
 
@@ -173,7 +174,7 @@ def resize_max(
     rows, cols = image.shape[:2]
     factor = size / max(rows, cols)
     shape = (size, max(1, round(rows * factor))) if cols >= rows else (max(1, round(cols * factor)), size)
-    return cv2.resize(image, shape, interpolation=INTERPOLATIONS[interpolation])
+    return cv2.resize(image, output_size(*shape), interpolation=INTERPOLATIONS[interpolation])
 
 
 @transform
@@ -187,8 +188,10 @@ def border(
 ) -> np.ndarray:
     """Add a solid border of its own size on each side (rounded to px), with cv2.copyMakeBorder."""
     rows, cols = image.shape[:2]
-    return cv2.copyMakeBorder(image, round(rows * top), round(rows * bottom), round(cols * left),
-                              round(cols * right), cv2.BORDER_CONSTANT, value=tuple(int(c) for c in color))
+    above, below, before, after = round(rows * top), round(rows * bottom), round(cols * left), round(cols * right)
+    output_size(cols + before + after, rows + above + below)
+    return cv2.copyMakeBorder(image, above, below, before, after, cv2.BORDER_CONSTANT,
+                              value=tuple(int(c) for c in color))
 
 
 @transform

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from harness.params import Doc, Range, Stronger
-from harness.transforms import Color, Seed, TransformError, transform
+from harness.transforms import Color, Seed, TransformError, output_size, transform
 
 BUILTIN_LOGO = "builtin:logo"
 
@@ -41,7 +41,7 @@ def load_overlay(source: str) -> np.ndarray:
     elif source.startswith("builtin:"):
         raise TransformError(f"unknown overlay '{source}'; the built-in one is '{BUILTIN_LOGO}'")
     else:
-        bgra = cv2.imread(source, cv2.IMREAD_UNCHANGED) if os.path.isfile(source) else None
+        bgra = _read_overlay(source)
         if bgra is None or bgra.dtype not in (np.uint8, np.uint16):
             raise TransformError(f"cannot read overlay image '{source}' (missing, or not an 8/16-bit image)")
         if bgra.dtype == np.uint16:
@@ -52,6 +52,43 @@ def load_overlay(source: str) -> np.ndarray:
     overlay[..., :3] *= overlay[..., 3:]  # premultiplied, so resizing does not bleed hidden colours
     overlay.setflags(write=False)
     return overlay
+
+
+MAX_OVERLAY_PIXELS = 1 << 24  # 4096x4096: held as float32 BGRA (256 MiB), and drawn at a part of the image's width
+MAX_OVERLAY_BYTES = 64 << 20
+
+
+def _read_overlay(source: str) -> np.ndarray | None:
+    """An overlay file's pixels, as the run's images are read: a regular file of bounded size whose
+    header (read by Pillow, which decodes nothing yet) promises a bounded number of pixels, else
+    TransformError; None when it is missing or not an image."""
+    import stat
+
+    from PIL import Image
+
+    try:
+        status = os.stat(source)
+    except OSError:
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        raise TransformError(f"overlay image '{source}' is not a regular file")
+    if status.st_size > MAX_OVERLAY_BYTES:
+        raise TransformError(f"overlay image '{source}' has {status.st_size:,} bytes; at most {MAX_OVERLAY_BYTES:,}")
+    try:
+        with Image.open(source) as header:
+            width, height = header.size
+    except Image.DecompressionBombError:  # past Pillow's own limit, far past this one
+        raise TransformError(f"overlay image '{source}' has more than {MAX_OVERLAY_PIXELS:,} pixels") from None
+    except Exception:  # Pillow's errors on files that are not images vary
+        return None
+    if width * height > MAX_OVERLAY_PIXELS:
+        raise TransformError(f"overlay image '{source}' is {width}x{height}; at most {MAX_OVERLAY_PIXELS:,} pixels")
+    with open(source, "rb") as file:
+        data = np.frombuffer(file.read(MAX_OVERLAY_BYTES + 1), np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if len(data) else None
+    if pixels is not None and pixels.shape[0] * pixels.shape[1] > MAX_OVERLAY_PIXELS:  # a header that lied
+        return None
+    return pixels
 
 
 @transform
@@ -92,6 +129,7 @@ def caption(
     """Meme caption: add a solid bar above or below (the output is taller) with `text` centred, scaled to fit."""
     rows, cols = image.shape[:2]
     bar_rows = max(1, round(rows * height))
+    output_size(cols, rows + bar_rows)
     paper, ink = ((255, 255, 255), (0, 0, 0)) if bar == "white" else ((0, 0, 0), (255, 255, 255))
     strip = np.full((bar_rows, cols, 3), paper, np.uint8)
     if text.strip():
