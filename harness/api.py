@@ -157,6 +157,7 @@ def image_pass(config: str | dict | Any, *, images: list[str] | None = None, has
 
     parsed = resolve_config(config, images, hashers)
     check_workers(workers)
+    cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress, strict=strict)
     started = provenance()  # the code and versions as the run starts
     passed = runner.image_pass(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
                                workers=workers, scheduler=scheduler, output=output)
@@ -177,6 +178,23 @@ def resolve_config(config, images=None, hashers=None):
         # Parsed without importing its plugins (as `validate` does): parse it again, importing them.
         return parse_config(config.raw, config.source, images, hashers, hashers_option="hashers")
     raise HarnessError(f"config: expected a YAML path, a dict or a Config, got {type(config).__name__}")
+
+
+def check_run_options(*, cache, scheduler, progress, strict=False) -> str | None:
+    """The API's other run arguments, checked as the command line's are (one line naming the
+    argument, not a TypeError deep in the run): returns `cache` as a string path (or None)."""
+    from harness.errors import shown
+
+    if cache is not None and not isinstance(cache, (str, os.PathLike)) or cache == "":
+        raise HarnessError(f"cache: expected a file path (or None for no cache), got {shown(cache)}")
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
+        raise HarnessError(f"scheduler: expected a Dask scheduler's address such as 'tcp://host:8786' (or None), "
+                           f"got {shown(scheduler)}")
+    if progress is not None and not isinstance(progress, bool):
+        raise HarnessError(f"progress: expected True, False or None, got {shown(progress)}")
+    if not isinstance(strict, bool):
+        raise HarnessError(f"strict: expected True or False, got {shown(strict)}")
+    return os.fspath(cache) if cache is not None else None
 
 
 def _strings(key: str, value) -> list[str] | None:

@@ -37,6 +37,7 @@ Setup = tuple[Callable[..., Any], tuple]  # (build_state, args): picklable, modu
 
 AUTO_MIN_JOBS = 32  # fewer jobs than this run in this process: starting workers would cost more than it saves
 AUTO_MAX_WORKERS = 8
+MAX_WORKERS = 1024  # local worker processes one machine may be asked for (each holds the hashers and its images)
 
 
 def usable_cores() -> int:
@@ -67,8 +68,9 @@ class Ready:
 
 def check_workers(workers) -> None:
     """The API's `workers` argument: None (as many as help) or a whole number of at least 1."""
-    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-        raise HarnessError(f"workers: expected a whole number of at least 1 (or None), got {workers!r}")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool)
+                                or not 1 <= workers <= MAX_WORKERS):
+        raise HarnessError(f"workers: expected a whole number from 1 to {MAX_WORKERS} (or None), got {workers!r}")
 
 
 class Engine:

@@ -282,6 +282,9 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     elif not isinstance(config, LeakConfig):
         raise HarnessError(f"config: expected a YAML path, a dict or a LeakConfig, got {type(config).__name__}")
     check_workers(workers)
+    from harness.api import check_run_options
+
+    cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress)
     started = provenance()
     versions = result_versions()
     hashers, infos = prepare_hashers(_as_run_config(config), skip_unavailable=False, versions=versions)

@@ -178,9 +178,16 @@ def test_api_errors_are_the_command_lines_one_liners(tmp_path, capsys):
     ({"hashers": [None]}, "hashers[0]: expected a string, got None"),
     ({"hashers": []}, "hashers: empty; leave it out to keep the config's hashers"),
     ({"hashers": "phash"}, "hashers: phash: not a hasher of <dict>; did you mean 'pHash'?"),
-    ({"workers": "2"}, "workers: expected a whole number of at least 1 (or None), got '2'"),
-    ({"workers": 1.5}, "workers: expected a whole number of at least 1 (or None), got 1.5"),
-    ({"workers": 0}, "workers: expected a whole number of at least 1 (or None), got 0"),
+    ({"workers": "2"}, "workers: expected a whole number from 1 to 1024 (or None), got '2'"),
+    ({"workers": 1.5}, "workers: expected a whole number from 1 to 1024 (or None), got 1.5"),
+    ({"workers": 0}, "workers: expected a whole number from 1 to 1024 (or None), got 0"),
+    ({"workers": 10**11}, "workers: expected a whole number from 1 to 1024 (or None), got 100000000000"),
+    ({"cache": 5}, "cache: expected a file path (or None for no cache), got 5"),
+    ({"cache": ""}, "cache: expected a file path (or None for no cache), got ''"),
+    ({"scheduler": 5}, "scheduler: expected a Dask scheduler's address such as 'tcp://host:8786' (or None), got 5"),
+    ({"scheduler": " "}, "scheduler: expected a Dask scheduler's address such as 'tcp://host:8786' (or None), got ' '"),
+    ({"progress": "yes"}, "progress: expected True, False or None, got 'yes'"),
+    ({"strict": "no"}, "strict: expected True or False, got 'no'"),
 ])
 def test_evaluate_checks_its_own_arguments(arguments, message):
     """Not an AttributeError from deep inside: one line naming the argument, before any work."""

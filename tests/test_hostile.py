@@ -644,7 +644,9 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "configs/lena.yaml", "--workers", "0"],
-     "argument --workers: must be at least 1, got 0 (see python -m harness run --help)"),
+     "argument --workers: must be from 1 to 1024, got 0 (see python -m harness run --help)"),
+    (["run", "configs/lena.yaml", "--workers", "100000000000"],  # was multiprocessing's OverflowError, exit 3
+     "argument --workers: must be from 1 to 1024, got 100000000000 (see python -m harness run --help)"),
     (["list", "hashes"], "argument which: invalid choice: 'hashes' (choose from 'hashers', 'transforms') "
                          "(see python -m harness list --help)"),
     ([], "the following arguments are required: COMMAND (see python -m harness --help)"),
