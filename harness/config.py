@@ -216,17 +216,24 @@ def load_config(path: str, images: list[str] | None = None, hashers: list[str] |
 def check_text(raw: Any, source: str, images: Any = None) -> None:
     """Every string of a config (keys too, and `images`, the caller's override) can be a path and is
     written back into UTF-8 files: a NUL character (no path holds one; the system refuses it) or a
-    lone surrogate (bytes that are not UTF-8) is a ConfigError naming the key, not a crash later."""
-    stack: list[tuple[str, Any]] = [("", raw)] + ([("images", images)] if images is not None else [])
+    lone surrogate (bytes that are not UTF-8) is a ConfigError naming the key, not a crash later.
+    A dict from Python (the API's) is held to a YAML config's depth too: a value that contains
+    itself would otherwise be walked until memory ran out. (Its size is the caller's: a list of
+    200,000 image paths is a fair argument.)"""
+    from harness.safe_yaml import MAX_DEPTH
+
+    stack: list[tuple[str, Any, int]] = [("", raw, 0)] + ([("images", images, 1)] if images is not None else [])
     while stack:
-        key, value = stack.pop()
+        key, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(source, key, f"nests deeper than {MAX_DEPTH} levels (does a value contain itself?)")
         if isinstance(value, dict):
             for name, item in value.items():
                 named = str(name) if str(name).isprintable() else repr(name)  # a NUL is not printed as it is
                 named = f"{key}.{named}" if key else named
-                stack += [(named, name if isinstance(name, str) else None), (named, item)]
+                stack += [(named, name if isinstance(name, str) else None, depth + 1), (named, item, depth + 1)]
         elif isinstance(value, (list, tuple)):
-            stack += [(f"{key}[{i}]", item) for i, item in enumerate(value)]
+            stack += [(f"{key}[{i}]", item, depth + 1) for i, item in enumerate(value)]
         elif isinstance(value, str):
             if "\0" in value:
                 raise ConfigError(source, key, "holds a NUL character, which no path or name can hold")

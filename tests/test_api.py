@@ -196,6 +196,17 @@ def test_evaluate_checks_its_own_arguments(arguments, message):
     assert str(caught.value) == message
 
 
+def test_a_config_dict_that_contains_itself_is_one_line():
+    """From Python, a dict can hold itself (no YAML parser stops it): 3.7 GB in 10 s, then MemoryError."""
+    looped = {"images": ["builtin:coffee"], "hashers": ["aHash"], "sweeps": [{"family": "g", "b": None}]}
+    looped["sweeps"][0]["b"] = looped["sweeps"]
+    with pytest.raises(harness.ConfigError, match=r"^<dict>: sweeps\[0\]\.b\[0\]\.b.*: nests deeper than 50 levels "
+                                                 r"\(does a value contain itself\?\)$"):
+        harness.evaluate(looped)
+    with pytest.raises(harness.ConfigError, match="nests deeper than 50 levels"):
+        harness.find_leaks({"splits": looped["sweeps"], "hashers": ["pHash"], "threshold": 8})
+
+
 def test_one_image_or_hasher_may_be_a_string_or_a_path(tmp_path):
     import cv2
     import numpy as np
