@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "pair with every hasher, and write CSV tables, figures and a summary.",
                               epilog=EPILOG)
     run.add_argument("config", metavar="CONFIG", help="YAML config, e.g. configs/lena.yaml")
-    run.add_argument("--out", metavar="DIR", help="output directory (default: the config's `output`)")
+    run.add_argument("--out", metavar="DIR", type=out_option, help="output directory (default: the config's `output`)")
     add_selection(run)
     run.add_argument("--strict", action="store_true",
                      help="stop before any work when a hasher cannot run here (no TensorFlow, no weights); by "
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "--fpr), the false flags to expect, and the edited copies that threshold misses")
     leaks.add_argument("--min-agree", type=int, metavar="K", help="flag a pair when at least K hashers flag it "
                                                                   "(default 1)")
-    leaks.add_argument("--out", metavar="DIR", help="output directory (default: reports/leaks)")
+    leaks.add_argument("--out", metavar="DIR", type=out_option, help="output directory (default: reports/leaks)")
     leaks.add_argument("--workers", type=workers_option, default=None, metavar="N",
                        help="worker processes for hashing (default auto: one per core for 32 images or more)")
     leaks.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_option,
@@ -388,7 +388,7 @@ def command_leaks(args) -> int:
     if given and isinstance(splits, dict):
         splits = merged_splits(splits, given)
     raw = {**raw, "splits": splits}
-    if args.hashers:
+    if args.hashers is not None:
         raw["hashers"] = hasher_list(args.hashers)
     if args.threshold is not None:
         raw["threshold"] = _threshold_option(args.threshold)
@@ -531,6 +531,13 @@ def scheduler_option(text: str) -> str:
     return text
 
 
+def out_option(text: str) -> str:
+    """--out DIR: not empty (an unset shell variable would write to the config's output instead)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty; give a directory, or leave --out out for the default")
+    return text
+
+
 def workers_option(text: str) -> int | None:
     """--workers N, or auto (None)."""
     if text == "auto":
@@ -547,8 +554,9 @@ def workers_option(text: str) -> int | None:
 
 
 def hasher_list(option: str | None) -> list[str] | None:
-    """--hashers "a, b" -> ["a", "b"]."""
-    return [h.strip() for h in option.split(",") if h.strip()] if option else None
+    """--hashers "a, b" -> ["a", "b"]; an empty one ("" or ",") is an empty selection, which the
+    config refuses, not all of its hashers."""
+    return [h.strip() for h in option.split(",") if h.strip()] if option is not None else None
 
 
 GC_YOUNG = 20_000  # the collector's first threshold in a command-line process (see entry)

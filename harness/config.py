@@ -387,8 +387,14 @@ def _parse_sweeps(sweeps, source, seed: int, import_plugins: bool, plugins: list
         if len(pairs) + len(values or [None]) > MAX_PAIRS:  # a range is 3 values of YAML, any number of pairs
             raise ConfigError(source, key, f"the sweeps make {len(pairs) + len(values or [None]):,} pairs up to "
                                            f"here; at most {MAX_PAIRS:,} in all")
+        seen: dict[str, int] = {}
         for j, value in enumerate(values if values is not None else [None]):
             label = labels[j] if labels else template.replace("{value}", format_value(value))
+            if label in seen:  # two rows of every table that nothing tells apart
+                where = key + (".labels" if labels else ".values")
+                raise ConfigError(source, f"{where}[{j}]", f"gives the pair label {shown(label)} of "
+                                                           f"{where}[{seen[label]}] again; each pair needs its own")
+            seen[label] = j
             pairs.append(PairSpec(family, value, label, _resolve_side(a, value, source, seed, import_plugins),
                                   _resolve_side(b, value, source, seed, import_plugins)))
     return pairs
@@ -515,6 +521,8 @@ def _parse_hashers(hashers, source, import_plugins: bool, plugins: list) -> list
         params = dict(entry)
         name = _typed(params.pop("name"), str, source, key + ".name")
         hasher_id = _typed(params.pop("id", name), str, source, key + ".id")
+        if not hasher_id.strip():
+            raise ConfigError(source, key + ".id", "empty; a hasher's id names its column in every table")
         if HASHERS.is_plugin(name):
             _check(lambda: HASHERS.plugin_reference(name), source, key + ".name")
             plugins.append(("hasher", name, key + ".name"))

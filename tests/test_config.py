@@ -71,6 +71,10 @@ ERRORS = [
      "cfg.yaml: sweeps[1].b.jpeg.quality: 110 must be <= 100 (the swept value 110)"),
     ("[aHash, pHash]", "[aHash, {name: RadialVarianceHash, sigma: 25}]",  # its cost grows with sigma squared
      "cfg.yaml: hashers[1].sigma: 25.0 must be <= 20"),
+    ("[aHash, pHash]", "[aHash, {name: pHash, id: ''}]",
+     "cfg.yaml: hashers[1].id: empty; a hasher's id names its column in every table"),
+    ("label: JPEG {value}", "labels: [a, b, a]",  # two rows of every table nothing tells apart
+     "cfg.yaml: sweeps[1].labels[2]: gives the pair label 'a' of sweeps[1].labels[0] again; each pair needs its own"),
     ("  - family: identity\n", "  - family: identity\n    b: {jpeg: {quality: high}}\n",
      "cfg.yaml: sweeps[0].b.jpeg.quality: expected int, got 'high'"),
     ("{jpeg: {quality: $value}}", "{jpeg: {qualty: $value}}",

@@ -645,6 +645,10 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["run", "configs/lena.yaml", "--workers", "0"],
      "argument --workers: must be from 1 to 1024, got 0 (see python -m harness run --help)"),
+    (["run", "configs/lena.yaml", "--out", ""],  # an unset shell variable: not the config's output instead
+     "argument --out: empty; give a directory, or leave --out out for the default (see python -m harness run --help)"),
+    (["run", "configs/lena.yaml", "--hashers", ""],  # as `--hashers ,`: not all of the config's hashers
+     "--hashers: names no hasher; the config has aHash, pHash, ResNet50"),
     (["run", "configs/lena.yaml", "--workers", "100000000000"],  # was multiprocessing's OverflowError, exit 3
      "argument --workers: must be from 1 to 1024, got 100000000000 (see python -m harness run --help)"),
     (["list", "hashes"], "argument which: invalid choice: 'hashes' (choose from 'hashers', 'transforms') "
