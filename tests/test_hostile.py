@@ -647,8 +647,6 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
      "argument --workers: must be from 1 to 1024, got 0 (see python -m harness run --help)"),
     (["run", "configs/lena.yaml", "--out", ""],  # an unset shell variable: not the config's output instead
      "argument --out: empty; give a directory, or leave --out out for the default (see python -m harness run --help)"),
-    (["run", "configs/lena.yaml", "--hashers", ""],  # as `--hashers ,`: not all of the config's hashers
-     "--hashers: names no hasher; the config has aHash, pHash, ResNet50"),
     (["run", "configs/lena.yaml", "--workers", "100000000000"],  # was multiprocessing's OverflowError, exit 3
      "argument --workers: must be from 1 to 1024, got 100000000000 (see python -m harness run --help)"),
     (["list", "hashes"], "argument which: invalid choice: 'hashes' (choose from 'hashers', 'transforms') "
@@ -669,6 +667,15 @@ def test_usage_errors_and_long_paths_are_one_bounded_line(argv, message, tmp_pat
         assert re.fullmatch(r"x{90,}\.\.\.x{90,}: output directory is not writable \(File name too long\)", line), line
     else:
         assert line == message
+
+
+def test_an_empty_hasher_selection_is_refused_not_all_hashers(tmp_path):
+    """`--hashers ""` (an unset shell variable) as `--hashers ,`: not all of the config's hashers."""
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "configs/lena.yaml", "--hashers", "", "--out",
+                           str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2, done.stderr
+    assert one_line_error(done.stderr) == "--hashers: names no hasher; the config has aHash, pHash, ResNet50"
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_failed_command_leaves_no_output_directory_it_made(tmp_path, capsys):
