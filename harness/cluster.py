@@ -296,7 +296,8 @@ def _run_remote(token: str, shared, work, job):
 def _hashing_versions(versions: dict) -> dict:
     """What a worker's hashes depend on: every version the cache keys hold but those of the report's
     libraries, which only this machine uses."""
-    return {key: value for key, value in versions.items() if key not in ("pandas", "matplotlib", "pyyaml")}
+    return {key: value for key, value in versions.items()
+            if key not in ("pandas", "matplotlib", "pyyaml", "pyarrow")}
 
 
 def _context():

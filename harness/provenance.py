@@ -10,8 +10,11 @@ import platform
 import subprocess
 import sys
 
+# Pillow decodes what OpenCV cannot and resizes for ImageHash, SciPy computes imagehash.phash's DCT,
+# PyWavelets whash, FAISS the audit's search: each can change a result. pyarrow writes the tables.
 DISTRIBUTIONS = ["imghash-harness", "opencv-contrib-python-headless", "numpy", "pandas", "matplotlib",
-                 "scikit-image", "pyyaml", "tensorflow", "keras", "imagehash", "pdqhash"]
+                 "scikit-image", "pyyaml", "tensorflow", "keras", "imagehash", "pdqhash", "pillow", "scipy",
+                 "pywavelets", "faiss-cpu", "pyarrow"]
 
 
 def versions() -> dict:

@@ -84,10 +84,23 @@ def test_run_json_has_provenance(tiny):
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["name"] == "tiny" and len(run["config"]["sweeps"]) == 3
     assert {"python", "cv2", "numpy", "tensorflow", "pandas"} <= set(run["versions"])
+    # Every library a decode, a hash or the audit's search goes through: Pillow (decoding, ImageHash's
+    # resizing), SciPy (imagehash.phash's DCT), PyWavelets (whash), FAISS; and pyarrow, which writes.
+    assert {"pillow", "scipy", "pywavelets", "faiss-cpu", "pyarrow"} <= set(run["versions"])
     assert set(run["git"]) == {"commit", "dirty"} and run["date"]
     assert run["cpu"]["opencv_features"] and "machine" in run["cpu"]
     assert [h["hasher"] for h in run["hashers"]] == ["aHash", "pHash", "ResNet50"]
     assert [h["cpu_exact"] for h in run["hashers"]] == ["yes", "yes", "no"]
+
+
+def test_the_hash_cache_keys_hold_every_library_a_hash_goes_through():
+    """A Pillow that resizes differently gives other ImageHash hashes: its version is in the keys."""
+    from harness.cluster import _hashing_versions
+    from harness.provenance import result_versions
+
+    keys = result_versions()
+    assert {"pillow", "scipy", "pywavelets", "faiss-cpu", "imagehash", "pdqhash", "harness code"} <= set(keys)
+    assert "pyarrow" not in _hashing_versions(keys)  # only this machine writes tables: workers need not match it
 
 
 def test_same_config_gives_byte_identical_tables(tiny, tmp_path):
