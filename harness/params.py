@@ -59,6 +59,13 @@ class Stronger:
 
 
 @dataclass(frozen=True)
+class FileContent:
+    """The parameter is a path to a file whose content the result is made from (an overlay's
+    image, a model's weights): the hash cache keys the result by that content, so a file replaced
+    under the same name is not taken for the old one."""
+
+
+@dataclass(frozen=True)
 class ParamSpec:
     name: str
     kind: Any  # int, float, str, bool, tuple, or a Literal[...] / union
@@ -66,6 +73,7 @@ class ParamSpec:
     range: Range | None
     doc: str
     stronger: str | None = None  # Stronger.direction, where one way is stronger
+    reads_file: bool = False  # FileContent
 
     @property
     def required(self) -> bool:
@@ -113,7 +121,7 @@ def param_specs(target: Callable | type) -> list[ParamSpec]:
 
 
 def _spec(name: str, hint, default) -> ParamSpec:
-    rng, doc, stronger = None, "", None
+    rng, doc, stronger, reads_file = None, "", None, False
     if typing.get_origin(hint) is Annotated:
         hint, *extras = typing.get_args(hint)
         for extra in extras:
@@ -123,7 +131,9 @@ def _spec(name: str, hint, default) -> ParamSpec:
                 doc = extra.text
             elif isinstance(extra, Stronger):
                 stronger = extra.direction
-    return ParamSpec(name, hint, default, rng, doc, stronger)
+            elif isinstance(extra, FileContent):
+                reads_file = True
+    return ParamSpec(name, hint, default, rng, doc, stronger, reads_file)
 
 
 def coerce(kind, value) -> tuple[bool, Any]:

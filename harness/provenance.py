@@ -111,6 +111,33 @@ def plugin_digest(reference: str) -> str:
         return "no file"
 
 
+def file_digest(path: str) -> str:
+    """A digest of the content of the file at `path` (an overlay, a weights file), for the cache's
+    keys; what is not a regular file (a built-in name, a missing path, a FIFO, which must not be
+    read) is keyed by what it is, and the transform or hasher says what is wrong with it."""
+    import stat
+
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return "no file"
+    if not stat.S_ISREG(status.st_mode):
+        return "not a regular file"
+    return _content_digest(os.path.realpath(path), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
+    """Read once a process while the file keeps its size and time (a run keys many chains by it)."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return "unreadable"
+
+
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
     """A digest of harness's own source files: a run's results depend on its code (read once a process)."""

@@ -72,16 +72,33 @@ class RunResult:
 
 
 def hasher_key(spec: dict, versions: dict) -> str:
-    """The cache's key of a hasher: its spec, the versions (provenance.result_versions) and, for a
-    plugin, its module's code."""
+    """The cache's key of a hasher: its spec, the versions (provenance.result_versions), the content
+    of the files its parameters name (weights) and, for a plugin, its module's code."""
+    from harness.hashers import HASHERS
+
     plugin = (plugin_digest(spec["name"]),) if ":" in spec["name"] else ()
-    return digest("hasher", spec, versions, *plugin)
+    files = read_files(HASHERS.get(spec["name"]), spec)
+    return digest("hasher", spec, versions, *plugin, *files)
 
 
 def chain_key(chain, salt: str) -> str:
-    """The cache's key of a transform chain's result: the chain, the salt and its plugins' code."""
+    """The cache's key of a transform chain's result: the chain, the salt, the content of the files
+    its steps read (an overlay's image) and its plugins' code."""
+    from harness.transforms import TRANSFORMS
+
     plugins = [plugin_digest(name) for name, _ in chain if ":" in name]
-    return digest("chain", chain, salt, *plugins)
+    files = [content for name, params in chain for content in read_files(TRANSFORMS.get(name), dict(params))]
+    return digest("chain", chain, salt, *plugins, *files)
+
+
+def read_files(target, params: dict) -> list[str]:
+    """Digests of the files a transform's or hasher's parameters name for their content (FileContent):
+    a result is keyed by what it was made from, not by a path whose file may be replaced."""
+    from harness.params import param_specs
+    from harness.provenance import file_digest
+
+    return [file_digest(params[spec.name]) for spec in param_specs(target)
+            if spec.reads_file and isinstance(params.get(spec.name), str)]
 
 
 def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):

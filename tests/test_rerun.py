@@ -225,3 +225,39 @@ def test_a_plugins_code_is_part_of_what_a_rerun_compares(tmp_path):
     edited = run_with("2", "0.5", tmp_path / "out")  # a stronger darken, a halved distance
     assert edited != first
     assert edited == run_with("2", "0.5", tmp_path / "fresh", "--no-cache")
+
+
+def test_a_replaced_overlay_file_is_not_taken_for_the_old_one(tmp_path):
+    """The cache keys an overlay's result by the file's content: a logo replaced under the same
+    name gives what a run without any cache gives, not the old logo's hashes (nor a kept set)."""
+    from tests.conftest import ROOT, make_scene
+
+    logo = tmp_path / "logo.png"
+    cv2.imwrite(str(logo), make_scene(1, 40, 60))
+    config = tmp_path / "ov.yaml"
+    config.write_text(f"images: [builtin:astronaut, builtin:camera]\nhashers: [aHash]\nreport: {{previews: false}}\n"
+                      f"sweeps:\n  - {{family: logo, b: {{overlay_image: {{source: {logo}, size: 0.6}}}}}}\n")
+
+    def run(out, *options):
+        done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(out), "--quiet",
+                               "--workers", "1", *options], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return (out / "distances.csv").read_bytes()
+
+    first = run(tmp_path / "out")
+    cv2.imwrite(str(logo), make_scene(2, 90, 60))
+    replaced = run(tmp_path / "out")
+    assert replaced != first and replaced == run(tmp_path / "fresh", "--no-cache")
+
+
+def test_a_weights_file_is_keyed_by_its_content(tmp_path):
+    from harness.runner import hasher_key
+
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"one")
+    spec = {"name": "ResNet50", "weights": str(weights)}
+    first = hasher_key(spec, {})
+    weights.write_bytes(b"other")
+    assert hasher_key(spec, {}) != first
+    assert hasher_key({"name": "ResNet50", "weights": "imagenet"}, {}) == \
+        hasher_key({"name": "ResNet50", "weights": "imagenet"}, {})

@@ -281,13 +281,17 @@ def test_overlay_image_from_a_file(tmp_path, wide):
     assert np.abs(out[:50, 100:] - (wide[:50, 100:] * 0.8 + np.array([0, 0, 51]))).max() <= 1
 
 
-def test_overlay_image_is_read_once(tmp_path, synthetic):
+def test_overlay_image_is_read_once_while_its_file_is_unchanged(tmp_path, synthetic):
+    from harness.transforms.overlays import _load_overlay
+
     path = str(tmp_path / "logo.png")
     cv2.imwrite(path, solid((9, 9, 9), 8, 8))
     run("overlay_image", synthetic, source=path)
-    hits = load_overlay.cache_info().hits
+    hits = _load_overlay.cache_info().hits
     run("overlay_image", synthetic, source=path)
-    assert load_overlay.cache_info().hits == hits + 1
+    assert _load_overlay.cache_info().hits == hits + 1
+    cv2.imwrite(path, solid((250, 9, 9), 8, 16))  # replaced under the same name: read again
+    assert load_overlay(path).shape == (8, 16, 4) and _load_overlay.cache_info().hits == hits + 1
 
 
 def test_overlay_image_errors_are_clear(tmp_path, wide):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
-from harness.params import Doc, Range, Stronger
+from harness.params import Doc, FileContent, Range, Stronger
 from harness.transforms import Color, Seed, TransformError, output_size, transform
 
 BUILTIN_LOGO = "builtin:logo"
@@ -32,9 +32,19 @@ def text(
     return out
 
 
-@lru_cache(maxsize=8)
 def load_overlay(source: str) -> np.ndarray:
-    """The overlay as read-only float32 BGRA in [0, 1], colour premultiplied by alpha; read once per source."""
+    """The overlay as read-only float32 BGRA in [0, 1], colour premultiplied by alpha; read once per
+    source while its file keeps its size and time (a file replaced under the same name is read again)."""
+    try:
+        status = os.stat(source)
+        signature = (status.st_size, status.st_mtime_ns, status.st_ino)
+    except (OSError, ValueError):
+        signature = None
+    return _load_overlay(source, signature)
+
+
+@lru_cache(maxsize=8)
+def _load_overlay(source: str, signature) -> np.ndarray:
     if source == BUILTIN_LOGO:
         from skimage import data  # only when used
         bgra = cv2.cvtColor(data.logo(), cv2.COLOR_RGBA2BGRA)
@@ -100,7 +110,8 @@ def overlay_image(
     y: Annotated[float, Range(0, 1), Doc("top of the overlay, as a part of the free height: 0 top, 1 bottom")] = 0.5,
     opacity: Annotated[float, Stronger("higher"), Range(0, 1),
         Doc("0 invisible, 1 opaque (times the overlay's own alpha)")] = 1.0,
-    source: Annotated[str, Doc(f"'{BUILTIN_LOGO}' (scikit-image's logo, RGBA) or an image file path")] = BUILTIN_LOGO,
+    source: Annotated[str, FileContent(),
+                      Doc(f"'{BUILTIN_LOGO}' (scikit-image's logo, RGBA) or an image file path")] = BUILTIN_LOGO,
 ) -> np.ndarray:
     """Paste a logo or image, `size` of the width wide, at relative (x, y), alpha-blended at `opacity`."""
     overlay = load_overlay(source)

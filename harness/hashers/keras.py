@@ -17,7 +17,7 @@ import numpy as np
 
 from harness.errors import UnavailableError
 from harness.hashers.base import Hasher, cosine_cross_64, cosine_distance_64
-from harness.params import Doc, Range
+from harness.params import Doc, FileContent, Range
 
 # keras.applications constructor -> the module holding its preprocess_input. A static table,
 # so a config is checked without importing TensorFlow; prepare() checks the installed Keras.
@@ -117,7 +117,7 @@ def import_keras():
 
 @dataclass(frozen=True)
 class KerasEmbedding(Hasher):
-    weights: Annotated[str | None, Doc(
+    weights: Annotated[str | None, FileContent(), Doc(
         "'imagenet' (Keras' cache, downloading if absent), a path to a .h5 weights file, "
         "or null for random weights (tests)")] = "imagenet"
     input_size: Annotated[int, Range(32, 1024), Doc("side of the square network input, px")] = 224
