@@ -51,6 +51,9 @@ ESTIMATE_COLUMNS = ["split_a", "split_b", "hasher", "threshold", "pairs_compared
                     "expected_false", "expected_false_low", "expected_false_high", "basis"]
 MISS_COLUMNS = ["hasher", "family", "copies", "missed", "miss_rate", "miss_low", "miss_high"]
 HASH_TABLE_SUFFIXES = (".csv", ".parquet")
+# The key of the JSON an audit stores in the hash tables it writes (Parquet key-value metadata): what
+# their rows cannot hold, the files and folders of the split that gave no hash (`errors`, rows of errors.csv).
+HASH_TABLE_KEY = "harness.leaks"
 AGREEMENT = "(agreement)"  # the estimates' row for the combination of hashers (min_agree)
 TOP_KEYS = {"name", "description", "output", "splits", "hashers", "threshold", "fpr", "calibration", "min_agree",
             "max_pixels", "max_side", "max_flags"}
@@ -160,21 +163,35 @@ class SplitHashes:
     paths: list[str | None]  # what to read for a thumbnail (None for a hash table row without a readable file)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
+    errors: list[dict] = field(default_factory=list)  # rows of errors.csv: its files and folders that gave no hash
+
+
+@dataclass
+class HashTable:
+    """A table of precomputed hashes: its files, their bit-packed hashes, and the rows of errors.csv
+    that the audit which wrote it recorded in it (the files of its split it could not hash: they
+    were never compared, and an audit from the table must say so as the first did)."""
+
+    files: list[str]
+    rows: np.ndarray
+    errors: list[dict]
 
 
 def is_hash_table(entry: str) -> bool:
     return entry.lower().endswith(HASH_TABLE_SUFFIXES) and os.path.isfile(entry)
 
 
-def read_hash_table(path: str, hasher, hasher_id: str) -> tuple[list[str], np.ndarray]:
+def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
     """A table of precomputed hashes (columns `file` and `hash`, the hash in hexadecimal), as the
-    hashes of `hasher`: the files, and bit-packed rows. One line for anything malformed."""
+    hashes of `hasher`, with what an audit recorded in it (HASH_TABLE_KEY). One line for anything
+    malformed."""
     from harness.storage import read_table_file
 
     shown_path = display_path(path)
     if not isinstance(hasher, BitHasher):
         raise HarnessError(f"{shown_path}: hash tables hold bit hashes; {hasher_id} is not one")
-    frame = read_table_file(path, ["file", "hash"])
+    frame, metadata = read_table_file(path, ["file", "hash"])
+    recorded = _recorded(shown_path, metadata)
     first = 1 if path.lower().endswith(".parquet") else 2  # the row number of the first row (a CSV has a header)
     width = (int(hasher.distance_max) + 7) // 8
     files = frame["file"].astype(str).tolist()
@@ -206,7 +223,28 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> tuple[list[str], np.nd
             k = int(padded[0])
             raise HarnessError(f"{shown_path}: row {k + first}: hash {shown(texts[k])} sets bits past the "
                                f"{int(hasher.distance_max)} bits of {hasher_id} (its last {spare} bits must be 0)")
-    return files, rows
+    return HashTable(files, rows, [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])])
+
+
+def hash_table_metadata(errors: list[dict]) -> dict[str, str]:
+    """The key-value metadata of a hash table the audit writes: the rows of errors.csv of its split."""
+    return {HASH_TABLE_KEY: json.dumps({"errors": errors}, sort_keys=True)}
+
+
+def _recorded(shown_path: str, metadata: dict[str, str]) -> dict:
+    """What an audit recorded in a hash table (hash_table_metadata), checked; {} for a table
+    without it (a CSV, another tool's Parquet)."""
+    if HASH_TABLE_KEY not in metadata:
+        return {}
+    try:
+        recorded = json.loads(metadata[HASH_TABLE_KEY])
+    except ValueError:
+        recorded = None
+    errors = recorded.get("errors", []) if isinstance(recorded, dict) else None
+    if not isinstance(errors, list) or not all(_is_error_row(row) for row in errors):
+        raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata is not what an audit writes (JSON with "
+                           f"errors, rows of {', '.join(ERROR_COLUMNS)}); write the table again without it")
+    return recorded
 
 
 # --- the audit ---------------------------------------------------------------------------
@@ -241,6 +279,8 @@ class LeakAudit:
     pairs: pd.DataFrame  # one row per flagged pair, one distance column per hasher (the review page's input)
     paths: dict[tuple[str, str], str | None] = field(default_factory=dict, repr=False)  # (split, file) -> path
     calibration: str | None = None
+    # Per (split, hasher): the key-value metadata of its hash table (hash_table_metadata)
+    hash_metadata: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict, repr=False)
 
     def save(self, out_dir: str | os.PathLike) -> None:
         """Write the audit's outputs to `out_dir` as one consistent set (see README, "Leak audit")."""
@@ -286,19 +326,18 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     versions = result_versions()
     hashers, infos = prepare_hashers(_as_run_config(config), skip_unavailable=False, versions=versions)
     notes: list[str] = []
-    errors: list[dict] = []
     salt = digest("versions", versions)
     plan = Plan(hashers=tuple(config.hashers), chains=(), chain_keys=(), max_pixels=config.max_pixels or
                 DEFAULT_MAX_PIXELS, max_side=config.max_side, salt=salt)
     calibration = leaks_search.Calibration(config.calibration, config, hashers) if config.calibration else None
     splits = []
     store = HashCache(cache)
-    unlisted: list[tuple[str, str]] = []
-    listed = {name: _listed(name, entries, unlisted) for name, entries in config.splits}  # before any hash
-    errors += [unlisted_row(folder, reason) for folder, reason in unlisted]
+    unlisted: dict[str, list[tuple[str, str]]] = {name: [] for name, _ in config.splits}
+    listed = {name: _listed(name, entries, unlisted[name]) for name, entries in config.splits}  # before any hash
     check_sources_outside([path for paths in listed.values() for found in paths.values() for path in found], output)
     try:
         for name, entries in config.splits:
+            errors = [unlisted_row(folder, reason) for folder, reason in unlisted[name]]
             splits.append(_hash_split(name, entries, listed[name], config, plan, infos, hashers, store, errors,
                                       workers=workers, scheduler=scheduler, progress=progress))
     finally:
@@ -307,7 +346,7 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     for split in splits:
         if not split.files:
             raise HarnessError(f"split '{split.name}': no file could be hashed"
-                               + (f"; first: {errors[0]['reason']}" if errors else ""))
+                               + (f"; first: {split.errors[0]['reason']}" if split.errors else ""))
 
     thresholds, basis = leaks_search.choose_thresholds(config, splits, hashers, calibration, workers=workers or 1,
                                                        scheduler=scheduler)
@@ -327,10 +366,12 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
                      clean=tables["clean"], estimates=estimates, misses=misses, files=tables["files"],
                      hashes={(s.name, hid): pd.DataFrame({"file": s.files, "hash": _hex_column(s, hid)})
                              for s in splits for hid in hashers if isinstance(hashers[hid], BitHasher)},
-                     errors=pd.DataFrame(errors, columns=ERROR_COLUMNS), hashers=hasher_table, notes=notes,
-                     pairs=tables["pairs"],
+                     errors=pd.DataFrame([row for s in splits for row in s.errors], columns=ERROR_COLUMNS),
+                     hashers=hasher_table, notes=notes, pairs=tables["pairs"],
                      paths={(s.name, f): p for s in splits for f, p in zip(s.files, s.paths)},
-                     calibration=config.calibration)
+                     calibration=config.calibration,
+                     hash_metadata={(s.name, hid): hash_table_metadata(s.errors)
+                                    for s in splits for hid in hashers if isinstance(hashers[hid], BitHasher)})
 
 
 def _as_run_config(config: LeakConfig):
@@ -343,6 +384,14 @@ def _as_run_config(config: LeakConfig):
 def _hex_column(split: SplitHashes, hasher_id: str) -> list[str]:
     rows, array = split.rows[hasher_id], split.arrays[hasher_id]
     return [array[r].tobytes().hex() if r >= 0 else "" for r in rows]
+
+
+def _is_error_row(row) -> bool:
+    return isinstance(row, dict) and sorted(row) == sorted(ERROR_COLUMNS) and all(isinstance(v, str) for v in row.values())
+
+
+def _error_key(row: dict) -> tuple:
+    return tuple(row[c] for c in ERROR_COLUMNS)
 
 
 def _nameable(paths: list[str], errors: list) -> list[str]:
@@ -383,11 +432,13 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
                 hashers: dict, cache: HashCache, errors: list, *, workers: int, scheduler: str | None,
                 progress) -> SplitHashes:
     """A split's files and their hashes: hash tables read as they are, images (`listed`, see
-    _listed) hashed by the pass `run` uses (each file read once, decoded once, cached)."""
+    _listed) hashed by the pass `run` uses (each file read once, decoded once, cached). `errors`:
+    the split's rows of errors.csv so far (its folders that could not be listed); the files that give
+    no hash, and those a hash table recorded, are added to them."""
     from harness.hashing import from_entries
     from harness.runner import ImagePass
 
-    split = SplitHashes(name, [], [])
+    split = SplitHashes(name, [], [], errors=errors)
     parts: dict[str, list[np.ndarray]] = {hid: [] for hid in hashers}
     images: list[str] = []
     for number, entry in enumerate(entries):
@@ -396,12 +447,15 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
                 raise HarnessError(f"splits.{name}[{number}]: {display_path(entry)} is a hash table, which holds one "
                                    f"hasher's hashes; name that one hasher (--hashers), not {len(hashers)}")
             (hid, hasher), = hashers.items()
-            files, rows = read_hash_table(entry, hasher, hid)
+            table = read_hash_table(entry, hasher, hid)
+            files = table.files
             seen = set(split.files)  # a file listed twice (one table given twice) is one file of the split
             new = [k for k, f in enumerate(files) if f not in seen and not seen.add(f)]
             split.files += [files[k] for k in new]
             split.paths += [files[k] if os.path.isfile(files[k]) else None for k in new]
-            parts[hid].append(rows[new])
+            parts[hid].append(table.rows[new])
+            known = {_error_key(row) for row in errors}  # each once, if the table is given twice
+            errors += [row for row in table.errors if _error_key(row) not in known]
             continue
         images += listed[number]
     images = list(dict.fromkeys(os.path.normpath(path) for path in images))  # ./a/x.png is a/x.png

@@ -43,7 +43,8 @@ def write(audit, out_dir: str) -> None:
             output.write_bytes(f"clean/{split}.txt",
                                b"".join(os.fsencode(audit.paths.get((split, f)) or f) + b"\n" for f in files))
         for (split, hasher), table in audit.hashes.items():
-            output.write_parquet(f"hashes/{split}.{_file_name(hasher)}.parquet", table)
+            output.write_parquet(f"hashes/{split}.{_file_name(hasher)}.parquet", table,
+                                 audit.hash_metadata.get((split, hasher)))
         output.write_text(storage.CONFIG, "# The resolved config of this audit: `python -m harness leaks <this file>`\n"
                           + yaml.safe_dump(audit.config, sort_keys=False, allow_unicode=True, width=100))
         paths = {}

@@ -461,6 +461,27 @@ def test_an_unreadable_image_is_a_row_of_errors(planted, tmp_path, capsys):
         "note: 1 file or folder could not be read, so the audit did not compare them; see errors.csv"
 
 
+def test_a_second_audit_from_the_hash_tables_reports_the_files_the_first_could_not_hash(tmp_path, capsys):
+    """The tables hold only the files that hashed: the others travel in their metadata, so an audit
+    from them says what the first said (errors.csv, exit status) instead of calling the split clean."""
+    write(tmp_path / "train" / "a.png", make_scene(1, 64, 64))
+    write(tmp_path / "train" / "b.png", make_scene(2, 64, 64))
+    write(tmp_path / "test" / "c.png", make_scene(3, 64, 64))
+    (tmp_path / "test" / "broken.jpg").write_text("junk\n")
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
+                 "--out", str(first), "--quiet"]) == 1
+    hashes = first / "hashes"
+    assert main(["leaks", "--train", str(hashes / "train.pHash.parquet"), "--test", str(hashes / "test.pHash.parquet"),
+                 "--threshold", "10", "--out", str(second), "--quiet"]) == 1
+    assert (second / "errors.csv").read_bytes() == (first / "errors.csv").read_bytes()
+    assert str(tmp_path / "test" / "broken.jpg") in (second / "errors.csv").read_text()
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "note: 1 file or folder could not be read, so the audit did not compare them; see errors.csv"
+    # Tables of other tools (only `file` and `hash`) are read as before.
+    assert list(pd.read_parquet(hashes / "test.pHash.parquet").columns) == ["file", "hash"]
+
+
 # --- the review page, in a real browser ------------------------------------------------------------
 
 def test_the_review_page_renders_every_flagged_pair(planted, tmp_path):
