@@ -52,7 +52,8 @@ ESTIMATE_COLUMNS = ["split_a", "split_b", "hasher", "threshold", "pairs_compared
 MISS_COLUMNS = ["hasher", "family", "copies", "missed", "miss_rate", "miss_low", "miss_high"]
 HASH_TABLE_SUFFIXES = (".csv", ".parquet")
 # The key of the JSON an audit stores in the hash tables it writes (Parquet key-value metadata): what
-# their rows cannot hold, the files and folders of the split that gave no hash (`errors`, rows of errors.csv).
+# their rows cannot hold, the hasher that made the hashes (`hasher`, its id; `name` and `params`, what
+# they mean) and the files and folders of the split that gave no hash (`errors`, rows of errors.csv).
 HASH_TABLE_KEY = "harness.leaks"
 AGREEMENT = "(agreement)"  # the estimates' row for the combination of hashers (min_agree)
 TOP_KEYS = {"name", "description", "output", "splits", "hashers", "threshold", "fpr", "calibration", "min_agree",
@@ -192,6 +193,7 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
         raise HarnessError(f"{shown_path}: hash tables hold bit hashes; {hasher_id} is not one")
     frame, metadata = read_table_file(path, ["file", "hash"])
     recorded = _recorded(shown_path, metadata)
+    _check_recorded_hasher(shown_path, recorded, hasher, hasher_id)
     first = 1 if path.lower().endswith(".parquet") else 2  # the row number of the first row (a CSV has a header)
     width = (int(hasher.distance_max) + 7) // 8
     files = frame["file"].astype(str).tolist()
@@ -226,9 +228,30 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
     return HashTable(files, rows, [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])])
 
 
-def hash_table_metadata(errors: list[dict]) -> dict[str, str]:
-    """The key-value metadata of a hash table the audit writes: the rows of errors.csv of its split."""
-    return {HASH_TABLE_KEY: json.dumps({"errors": errors}, sort_keys=True)}
+def hash_table_metadata(hasher_id: str, spec: dict, errors: list[dict]) -> dict[str, str]:
+    """The key-value metadata of a hash table the audit writes: the hasher that made its hashes (its
+    id and `spec()`), and the rows of errors.csv of its split."""
+    return {HASH_TABLE_KEY: json.dumps({**_hasher_record(hasher_id, spec), "errors": errors}, sort_keys=True)}
+
+
+def _hasher_record(hasher_id: str, spec: dict) -> dict:
+    params = json.loads(json.dumps({k: v for k, v in spec.items() if k != "name"}))  # as JSON gives them back
+    return {"hasher": hasher_id, "name": spec["name"], "params": params}
+
+
+def _check_recorded_hasher(shown_path: str, recorded: dict, hasher, hasher_id: str) -> None:
+    """A table whose audit recorded another hasher is refused: its hashes' distances would be read
+    as this hasher's, and a calibration of this hasher would price them. A table without the record
+    (a CSV, another tool's) is taken as the hashes of the hasher named, as the README says."""
+    if "name" not in recorded:
+        return
+    mine = _hasher_record(hasher_id, hasher.spec())
+    if (recorded["name"], recorded["params"]) != (mine["name"], mine["params"]):
+        def described(record):
+            return f"{record['hasher']} ({record['name']} {json.dumps(record['params'], sort_keys=True)})"
+
+        raise HarnessError(f"{shown_path}: holds the hashes of {described(recorded)}, not of {described(mine)}; "
+                           f"audit it with that hasher (--hashers {recorded['hasher']})")
 
 
 def _recorded(shown_path: str, metadata: dict[str, str]) -> dict:
@@ -241,9 +264,13 @@ def _recorded(shown_path: str, metadata: dict[str, str]) -> dict:
     except ValueError:
         recorded = None
     errors = recorded.get("errors", []) if isinstance(recorded, dict) else None
-    if not isinstance(errors, list) or not all(_is_error_row(row) for row in errors):
+    hasher_known = isinstance(recorded, dict) and (
+        "name" not in recorded or (isinstance(recorded.get("hasher"), str) and isinstance(recorded["name"], str)
+                                   and isinstance(recorded.get("params"), dict)))
+    if not hasher_known or not isinstance(errors, list) or not all(_is_error_row(row) for row in errors):
         raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata is not what an audit writes (JSON with "
-                           f"errors, rows of {', '.join(ERROR_COLUMNS)}); write the table again without it")
+                           f"hasher, name, params and errors, rows of {', '.join(ERROR_COLUMNS)}); write the "
+                           "table again without it")
     return recorded
 
 
@@ -370,8 +397,8 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
                      hashers=hasher_table, notes=notes, pairs=tables["pairs"],
                      paths={(s.name, f): p for s in splits for f, p in zip(s.files, s.paths)},
                      calibration=config.calibration,
-                     hash_metadata={(s.name, hid): hash_table_metadata(s.errors)
-                                    for s in splits for hid in hashers if isinstance(hashers[hid], BitHasher)})
+                     hash_metadata={(s.name, i.id): hash_table_metadata(i.id, i.spec, s.errors)
+                                    for s in splits for i in infos if isinstance(hashers[i.id], BitHasher)})
 
 
 def _as_run_config(config: LeakConfig):

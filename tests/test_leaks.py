@@ -482,6 +482,24 @@ def test_a_second_audit_from_the_hash_tables_reports_the_files_the_first_could_n
     assert list(pd.read_parquet(hashes / "test.pHash.parquet").columns) == ["file", "hash"]
 
 
+def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_path, capsys):
+    write(tmp_path / "train" / "a.png", make_scene(1, 64, 64))
+    write(tmp_path / "test" / "b.png", make_scene(2, 64, 64))
+    first = tmp_path / "first"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
+                 "--out", str(first), "--quiet"]) == 0
+    train, test = first / "hashes" / "train.pHash.parquet", first / "hashes" / "test.pHash.parquet"
+    assert main(["leaks", "--train", str(train), "--test", str(test), "--hashers", "aHash", "--threshold", "8",
+                 "--out", str(tmp_path / "wrong"), "--quiet"]) == 2
+    assert one_line(capsys) == (f"error: {train}: holds the hashes of pHash (pHash {{}}), not of aHash (aHash {{}}); "
+                                "audit it with that hasher (--hashers pHash)")
+    # A table without the record (a CSV, another tool's) is taken as the hasher named, as before.
+    pd.read_parquet(train).to_csv(tmp_path / "train.csv", index=False)
+    pd.read_parquet(test).to_csv(tmp_path / "test.csv", index=False)
+    assert main(["leaks", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"), "--hashers",
+                 "aHash", "--threshold", "8", "--out", str(tmp_path / "csv"), "--quiet"]) == 0
+
+
 # --- the review page, in a real browser ------------------------------------------------------------
 
 def test_the_review_page_renders_every_flagged_pair(planted, tmp_path):
