@@ -360,7 +360,7 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     splits = []
     store = HashCache(cache)
     unlisted: dict[str, list[tuple[str, str]]] = {name: [] for name, _ in config.splits}
-    listed = {name: _listed(name, entries, unlisted[name]) for name, entries in config.splits}  # before any hash
+    listed = {name: _listed(name, entries, unlisted[name], notes) for name, entries in config.splits}  # before any hash
     check_sources_outside([path for paths in listed.values() for found in paths.values() for path in found], output)
     try:
         for name, entries in config.splits:
@@ -414,7 +414,8 @@ def _hex_column(split: SplitHashes, hasher_id: str) -> list[str]:
 
 
 def _is_error_row(row) -> bool:
-    return isinstance(row, dict) and sorted(row) == sorted(ERROR_COLUMNS) and all(isinstance(v, str) for v in row.values())
+    return (isinstance(row, dict) and sorted(row) == sorted(ERROR_COLUMNS)
+            and all(isinstance(value, str) for value in row.values()))
 
 
 def _error_key(row: dict) -> tuple:
@@ -441,15 +442,15 @@ def _nameable(paths: list[str], errors: list) -> list[str]:
     return kept
 
 
-def _listed(name: str, entries, unlisted: list) -> dict[int, list[str]]:
+def _listed(name: str, entries, unlisted: list, notes: list) -> dict[int, list[str]]:
     """The image files of a split's entries that are not hash tables, by entry number: an entry
     that names nothing fails here, before any image of any split is hashed. Folders that cannot be
-    listed go to `unlisted`."""
+    listed go to `unlisted`; the files a folder's listing leaves out by name are counted in `notes`."""
     listed = {}
     for number, entry in enumerate(entries):
         if not is_hash_table(entry):
             try:
-                listed[number] = expand_source(entry, unlisted)
+                listed[number] = expand_source(entry, unlisted, notes)
             except ValueError as exc:
                 raise HarnessError(f"splits.{name}[{number}]: {exc}") from None
     return listed

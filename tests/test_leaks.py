@@ -500,6 +500,23 @@ def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_pa
                  "aHash", "--threshold", "8", "--out", str(tmp_path / "csv"), "--quiet"]) == 0
 
 
+def test_files_without_an_image_extension_are_counted_in_a_note(tmp_path, capsys):
+    """A folder lists image files by name; an exact copy named apple_noext or apple.jpg.part must not
+    pass unseen, so the files it leaves out are counted (hidden files stay skipped, as documented)."""
+    photo = cv2.imencode(".jpg", make_scene(5, 64, 64))[1].tobytes()
+    for name, data in (("train/apple.jpg", photo), ("test/pear.jpg", cv2.imencode(".jpg", make_scene(6, 64, 64))[1]),
+                       ("test/apple_noext", photo), ("test/apple.jpg.part", photo), ("test/.apple.jpg.swp", photo)):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(bytes(data))
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
+                 "--out", str(out), "--quiet"]) == 0
+    note = (f"2 files without an image extension in {tmp_path / 'test'} were not listed (e.g. "
+            f"{tmp_path / 'test' / 'apple.jpg.part'}); name them explicitly or rename them")
+    assert capsys.readouterr().err.splitlines() == [f"note: {note}"]
+    assert "2 files without an image extension in" in (out / "summary.md").read_text()
+
+
 # --- the review page, in a real browser ------------------------------------------------------------
 
 def test_the_review_page_renders_every_flagged_pair(planted, tmp_path):
