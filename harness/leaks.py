@@ -21,7 +21,7 @@ What a threshold costs is stated with it:
   copies give the share of copies the threshold misses, per family of edits.
 - otherwise, the data itself: the distance of every pair compared is counted (an exact histogram,
   for Hamming hashes), and `fpr` picks the largest threshold at which at most that share of the
-  pairs are flagged. The data cannot tell a copy from a chance match below a threshold, so the
+  pairs are flagged (0, identical hashes only, when those pairs alone are more: exact copies). The data cannot tell a copy from a chance match below a threshold, so the
   flagged pairs are also the bound on the false ones.
 """
 
@@ -375,8 +375,9 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
             raise HarnessError(f"split '{split.name}': no file could be hashed"
                                + (f"; first: {split.errors[0]['reason']}" if split.errors else ""))
 
-    thresholds, basis = leaks_search.choose_thresholds(config, splits, hashers, calibration, workers=workers or 1,
-                                                       scheduler=scheduler)
+    thresholds, basis, threshold_notes = leaks_search.choose_thresholds(config, splits, hashers, calibration,
+                                                                        workers=workers or 1, scheduler=scheduler)
+    notes += threshold_notes
     # The search runs in this process unless asked otherwise: faiss already uses every core.
     found = leaks_search.search_all(config, splits, hashers, thresholds, workers=workers or 1, scheduler=scheduler)
     flagged = leaks_search.flagged_pairs(config, splits, hashers, found, thresholds)

@@ -361,6 +361,25 @@ def test_fpr_on_the_data_itself_flags_at_most_that_share(no_copies, tmp_path):
     assert cross["expected_false"] == "" and cross["expected_false_high"] == cross["pairs_flagged"]
 
 
+def test_fpr_on_data_holding_more_exact_copies_than_that_share_flags_them(tmp_path, capsys):
+    """Exact copies are the leaks the audit is for: when the pairs with identical hashes alone are
+    more than the share, the threshold is 0 (those pairs, nothing more), and the audit says so."""
+    for seed in range(3):
+        write(tmp_path / "train" / f"t{seed}.png", make_scene(seed, 64, 64))
+        write(tmp_path / "test" / f"copy{seed}.png", make_scene(seed, 64, 64))
+    write(tmp_path / "test" / "own.png", make_scene(9, 64, 64))
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--fpr", "0.1",
+                 "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "note: fpr: 3 of the 12 pairs compared have identical pHash hashes, more than fpr=0.1 of them; the threshold "
+        "is 0, so only those pairs are flagged (copies, most likely). For near copies too, give --threshold or "
+        "--calibration"]
+    assert json.loads((out / "run.json").read_text())["thresholds"] == {"pHash": 0.0}
+    assert "3 of 4 test files have a copy in train" in (out / "summary.md").read_text()
+    assert "0, flagging only identical hashes" in (out / "hashers.csv").read_text()
+
+
 def test_the_python_api_gives_the_same_tables(planted, tmp_path):
     root, _ = planted
     config = {"splits": {"train": [str(root / "train")], "test": [str(root / "test")]}, "hashers": ["pHash"],
