@@ -106,6 +106,7 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
         if not isinstance(entries, list) or not entries or not all(isinstance(e, str) for e in entries):
             raise ConfigError(source, f"splits.{name}", f"expected a non-empty list of paths, got {shown(entries)}")
         parsed_splits.append((name, tuple(entries)))
+    parsed_splits.sort(key=lambda split: _audit_rank(split[0]))  # stable: the others keep their order
     hashers = _parse_hashers(raw.get("hashers", ["pHash"]), source, True, [])
     ids = [h.id for h in hashers]
 
@@ -150,6 +151,13 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,
                       min_agree, limits["max_pixels"], limits["max_side"], limits["max_flags"] or DEFAULT_MAX_FLAGS,
                       raw)
+
+
+def _audit_rank(split_name: str) -> int:
+    """The audit's order of splits: train first, test last, the others between them in the order given.
+    The order decides which copy leaves its split (the later one), so test files with a copy in train
+    leave test whichever order a config writes its splits in, as on the command line."""
+    return {"train": 0, "test": 2}.get(split_name, 1)
 
 
 # --- the sources of a split: image files, or tables of precomputed hashes ---------------------

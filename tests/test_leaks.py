@@ -177,6 +177,25 @@ def test_splits_given_on_the_command_line_keep_the_audits_order(planted, tmp_pat
     assert saved["splits"]["train"] == [str(root / "train")]
 
 
+def test_a_config_naming_test_before_train_is_audited_train_first(tmp_path):
+    """The audit's order is train, the other splits, test, in a config as on the command line: a
+    YAML mapping that writes test first still takes the copy out of test, not out of train."""
+    write(tmp_path / "train" / "original.png", make_scene(1, 64, 64))
+    write(tmp_path / "test" / "copy.png", make_scene(1, 64, 64))
+    write(tmp_path / "val" / "other.png", make_scene(2, 64, 64))
+    config = tmp_path / "audit.yaml"
+    config.write_text(yaml.safe_dump({"splits": {"test": [str(tmp_path / "test")], "val": [str(tmp_path / "val")],
+                                                 "train": [str(tmp_path / "train")]},
+                                      "hashers": ["pHash"], "threshold": 8}, sort_keys=False))
+    out = tmp_path / "out"
+    assert main(["leaks", str(config), "--out", str(out), "--quiet"]) == 0
+    assert (out / "summary.md").read_text().splitlines()[2].startswith(
+        "**0 of 1 val file has a copy in train; 1 of 1 test file has a copy in an earlier split;")
+    assert (out / "clean" / "train.txt").read_text() == f"{tmp_path / 'train' / 'original.png'}\n"
+    assert (out / "clean" / "test.txt").read_text() == ""
+    assert list(yaml.safe_load((out / "config.yaml").read_text())["splits"]) == ["train", "val", "test"]
+
+
 def test_a_file_named_twice_is_one_file_of_its_split(planted, tmp_path):
     """Two spellings of one path, or one hash table given twice: one file, never a copy of itself."""
     root, _ = planted
