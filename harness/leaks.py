@@ -126,7 +126,7 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
                 raise ConfigError(source, f"threshold.{hasher_id}", f"not a hasher of this audit ({', '.join(ids)})")
             if as_distance(value) is None:
                 raise ConfigError(source, f"threshold.{hasher_id}" if isinstance(threshold, dict) else "threshold",
-                                  f"expected a distance >= 0, got {shown(value)}")
+                                  f"expected a finite distance >= 0, got {shown(value)}")
             thresholds[hasher_id] = as_distance(value)
         missing = [h for h in ids if h not in thresholds]
         if missing and calibration is None:

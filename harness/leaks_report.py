@@ -107,7 +107,8 @@ def estimate_lines(audit) -> list[str]:
             continue
         which = (f"{row['split_a']} vs {row['split_b']}" if row["split_a"] != row["split_b"]
                  else f"inside {row['split_a']}")
-        flagged = f"{which}: {row['pairs_flagged']:,} of {row['pairs_compared']:,} pairs flagged"
+        compared = row["pairs_compared"]
+        flagged = f"{which}: {row['pairs_flagged']:,} of {compared:,} {_plural(compared, 'pair', 'pairs')} flagged"
         if np.isfinite(row["expected_false"]):
             lines.append(f"{flagged}; expected false flags {_count(row['expected_false'])} (95% interval "
                          f"{_count(row['expected_false_low'])}-{_count(row['expected_false_high'])}), from "

@@ -431,6 +431,10 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
         (["--train", str(tmp_path / "missing"), "--test", str(root / "test"), "--threshold", "8"], "no image file at"),
         (["--train", str(root / "train"), "--test", str(root / "test")], "choose how close is a copy"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "x"], "expected a number"),
+        (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "inf"],
+         "threshold: expected a finite distance >= 0, got inf"),
+        ([], "leaks: nothing to audit; give --train and --test (image folders, files or hash tables), or a config "
+             "with splits"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "8", "--min-agree", "2"],
          "min_agree: expected a whole number from 1 to 1"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--calibration", str(tmp_path / "nope")],
@@ -624,6 +628,14 @@ def test_shards_change_nothing(planted, tmp_path, monkeypatch):
 ])
 def test_the_answer_agrees_with_its_numbers(splits, answer):
     assert harness.find_leaks({"splits": splits, "hashers": ["pHash"], "threshold": 8}).answer.startswith(answer)
+
+
+def test_one_pair_compared_is_one_pair():
+    from harness.leaks_report import estimate_lines
+
+    audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut"], "test": ["builtin:coffee"]},
+                                "hashers": ["pHash"], "threshold": 8})
+    assert estimate_lines(audit)[0].startswith("train vs test: 0 of 1 pair flagged;")
 
 
 def test_clean_lists_name_each_file_exactly_or_the_file_is_an_error(tmp_path, capsys):
