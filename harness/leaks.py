@@ -209,6 +209,11 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
     if broken is not None:  # the clean lists hold a file per line (see _nameable)
         raise HarnessError(f"{shown_path}: row {broken + first}: file {shown(files[broken])} holds a line break, "
                            "which a clean list (a file per line) cannot hold")
+    repeated = np.flatnonzero(pd.Series(files).duplicated().to_numpy())
+    if len(repeated):  # two hashes for one file: which one is its own cannot be told
+        k = int(repeated[0])
+        raise HarnessError(f"{shown_path}: row {k + first}: file {shown(files[k])} is row "
+                           f"{files.index(files[k]) + first} too; a hash table holds each file once")
     texts = [text.strip().lower().removeprefix("0x") for text in frame["hash"].astype(str)]
     rows = np.zeros((len(texts), width), np.uint8)
     try:  # all at once (a million hashes in a second); row by row only to name a bad one

@@ -477,6 +477,10 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
     broken.write_text('file,hash\n"two\nlines.png",00ff00ff00ff00ff\n')
     cases.append((["--train", str(broken), "--test", str(root / "test"), "--threshold", "8"],
                   "broken.csv: row 2: file 'two\\nlines.png' holds a line break"))
+    twice = tmp_path / "twice.csv"
+    twice.write_text("file,hash\na.png,00ff00ff00ff00ff\nb.png,00ff00ff00ff00ff\na.png,ffff00ff00ff00ff\n")
+    cases.append((["--train", str(twice), "--test", str(root / "test"), "--threshold", "8"],
+                  "twice.csv: row 4: file 'a.png' is row 2 too; a hash table holds each file once"))
     unnamed = tmp_path / "unnamed.csv"
     unnamed.write_text("file,hash\n,00ff00ff00ff00ff\n")
     cases.append((["--train", str(unnamed), "--test", str(root / "test"), "--threshold", "8"],
