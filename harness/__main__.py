@@ -373,6 +373,9 @@ def command_leaks(args) -> int:
     from harness.errors import ConfigError
 
     source = args.config or "the command line"
+    if not (args.config or args.train or args.test or args.split):
+        raise HarnessError("leaks: nothing to audit; give --train and --test (image folders, files or hash "
+                           "tables), or a config with splits (python -m harness leaks audit.yaml)")
     raw = {}
     if args.config:
         from harness.safe_yaml import read_config

@@ -97,14 +97,16 @@ def image_id(pixels: np.ndarray) -> str:
     return digest.hexdigest()[:12]
 
 
-def expand_source(entry: str, unlisted: list | None = None) -> list[str]:
+def expand_source(entry: str, unlisted: list | None = None, notes: list | None = None) -> list[str]:
     """One config entry -> image sources, in a stable order.
 
     `builtin:NAME`, `builtin:skimage` (every built-in), a file, a directory
     (searched recursively for image extensions) or a glob pattern (`**` recurses).
     Raises ValueError when the entry names nothing. A folder below the entry that cannot be
     listed (no permission, a path too long) is appended to `unlisted` as (folder, reason) and the
-    rest is listed; without `unlisted` it is a ValueError.
+    rest is listed; without `unlisted` it is a ValueError. A directory's files without an image
+    extension are left out by name (no file is opened to decide), and counted in a note appended
+    to `notes`: an exact copy named `photo.jpg.part` must not pass unseen.
     """
     if entry.startswith(BUILTIN_PREFIX):
         name = entry[len(BUILTIN_PREFIX):]
@@ -120,10 +122,14 @@ def expand_source(entry: str, unlisted: list | None = None) -> list[str]:
         return [entry]
     skipped = len(unlisted) if unlisted is not None else 0  # a folder that lists nothing but unlisted ones is no error
     if os.path.isdir(entry):
-        found = sorted(path for path in _walk(entry, unlisted=unlisted)
-                       if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS)
+        files = _walk(entry, unlisted=unlisted)
+        found = sorted(path for path in files if has_image_extension(path))
+        other = sorted(path for path in files if not has_image_extension(path))
         if not found and len(unlisted or ()) == skipped:
-            raise ValueError(f"no image files in directory '{clipped(display_path(entry), PATH_MAX)}'")
+            raise ValueError(f"no image files in directory '{clipped(display_path(entry), PATH_MAX)}'"
+                             + (f" ({without_extension_note(entry, other)})" if other else ""))
+        if other and notes is not None:
+            notes.append(without_extension_note(entry, other))
         return found
     if glob.has_magic(entry):
         found = _glob(entry, unlisted)
@@ -138,6 +144,19 @@ def expand_source(entry: str, unlisted: list | None = None) -> list[str]:
             raise ValueError(f"cannot read '{shown_entry}' ({exc.strerror})") from None
         raise ValueError(f"'{shown_entry}' is not a regular file ({kind}); only files are read as images")
     raise ValueError(f"no image file at '{shown_entry}'")
+
+
+def has_image_extension(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def without_extension_note(folder: str, files: list[str]) -> str:
+    """What listing `folder` left out by name (`files`, in order), in one line."""
+    one = len(files) == 1
+    return (f"{len(files)} {'file' if one else 'files'} without an image extension in "
+            f"{clipped(display_path(folder), PATH_MAX)} {'was' if one else 'were'} not listed (e.g. "
+            f"{clipped(display_path(files[0]), PATH_MAX)}); name {'it' if one else 'them'} explicitly or rename "
+            f"{'it' if one else 'them'}")
 
 
 def _walk(folder: str, pattern: tuple[str, ...] | None = None, unlisted: list | None = None) -> list[str]:
@@ -788,13 +807,13 @@ def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source
         return [fallback], [f"{', '.join(images)} not found: using the freely licensed stand-in "
                             f"{fallback} instead (see README, 'Source images')"]
     sources: list[str] = []
+    notes = []
     for i, entry in enumerate(images):
         try:
-            sources += expand_source(entry, unlisted)
+            sources += expand_source(entry, unlisted, notes)
         except ValueError as exc:
             raise ConfigError(config_source, f"images[{i}]", str(exc)) from None
     sources = list(dict.fromkeys(sources))  # an image listed twice counts once
-    notes = []
     if limit is not None and len(sources) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(sources), size=limit, replace=False))
         notes.append(f"limit: {limit} of {len(sources)} images, sampled with seed {seed}")

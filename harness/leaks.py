@@ -21,7 +21,7 @@ What a threshold costs is stated with it:
   copies give the share of copies the threshold misses, per family of edits.
 - otherwise, the data itself: the distance of every pair compared is counted (an exact histogram,
   for Hamming hashes), and `fpr` picks the largest threshold at which at most that share of the
-  pairs are flagged. The data cannot tell a copy from a chance match below a threshold, so the
+  pairs are flagged (0, identical hashes only, when those pairs alone are more: exact copies). The data cannot tell a copy from a chance match below a threshold, so the
   flagged pairs are also the bound on the false ones.
 """
 
@@ -51,6 +51,10 @@ ESTIMATE_COLUMNS = ["split_a", "split_b", "hasher", "threshold", "pairs_compared
                     "expected_false", "expected_false_low", "expected_false_high", "basis"]
 MISS_COLUMNS = ["hasher", "family", "copies", "missed", "miss_rate", "miss_low", "miss_high"]
 HASH_TABLE_SUFFIXES = (".csv", ".parquet")
+# The key of the JSON an audit stores in the hash tables it writes (Parquet key-value metadata): what
+# their rows cannot hold, the hasher that made the hashes (`hasher`, its id; `name` and `params`, what
+# they mean) and the files and folders of the split that gave no hash (`errors`, rows of errors.csv).
+HASH_TABLE_KEY = "harness.leaks"
 AGREEMENT = "(agreement)"  # the estimates' row for the combination of hashers (min_agree)
 TOP_KEYS = {"name", "description", "output", "splits", "hashers", "threshold", "fpr", "calibration", "min_agree",
             "max_pixels", "max_side", "max_flags"}
@@ -102,6 +106,7 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
         if not isinstance(entries, list) or not entries or not all(isinstance(e, str) for e in entries):
             raise ConfigError(source, f"splits.{name}", f"expected a non-empty list of paths, got {shown(entries)}")
         parsed_splits.append((name, tuple(entries)))
+    parsed_splits.sort(key=lambda split: _audit_rank(split[0]))  # stable: the others keep their order
     hashers = _parse_hashers(raw.get("hashers", ["pHash"]), source, True, [])
     ids = [h.id for h in hashers]
 
@@ -121,7 +126,7 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
                 raise ConfigError(source, f"threshold.{hasher_id}", f"not a hasher of this audit ({', '.join(ids)})")
             if as_distance(value) is None:
                 raise ConfigError(source, f"threshold.{hasher_id}" if isinstance(threshold, dict) else "threshold",
-                                  f"expected a distance >= 0, got {shown(value)}")
+                                  f"expected a finite distance >= 0, got {shown(value)}")
             thresholds[hasher_id] = as_distance(value)
         missing = [h for h in ids if h not in thresholds]
         if missing and calibration is None:
@@ -148,6 +153,13 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
                       raw)
 
 
+def _audit_rank(split_name: str) -> int:
+    """The audit's order of splits: train first, test last, the others between them in the order given.
+    The order decides which copy leaves its split (the later one), so test files with a copy in train
+    leave test whichever order a config writes its splits in, as on the command line."""
+    return {"train": 0, "test": 2}.get(split_name, 1)
+
+
 # --- the sources of a split: image files, or tables of precomputed hashes ---------------------
 
 @dataclass
@@ -160,21 +172,36 @@ class SplitHashes:
     paths: list[str | None]  # what to read for a thumbnail (None for a hash table row without a readable file)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
+    errors: list[dict] = field(default_factory=list)  # rows of errors.csv: its files and folders that gave no hash
+
+
+@dataclass
+class HashTable:
+    """A table of precomputed hashes: its files, their bit-packed hashes, and the rows of errors.csv
+    that the audit which wrote it recorded in it (the files of its split it could not hash: they
+    were never compared, and an audit from the table must say so as the first did)."""
+
+    files: list[str]
+    rows: np.ndarray
+    errors: list[dict]
 
 
 def is_hash_table(entry: str) -> bool:
     return entry.lower().endswith(HASH_TABLE_SUFFIXES) and os.path.isfile(entry)
 
 
-def read_hash_table(path: str, hasher, hasher_id: str) -> tuple[list[str], np.ndarray]:
+def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
     """A table of precomputed hashes (columns `file` and `hash`, the hash in hexadecimal), as the
-    hashes of `hasher`: the files, and bit-packed rows. One line for anything malformed."""
+    hashes of `hasher`, with what an audit recorded in it (HASH_TABLE_KEY). One line for anything
+    malformed."""
     from harness.storage import read_table_file
 
     shown_path = display_path(path)
     if not isinstance(hasher, BitHasher):
         raise HarnessError(f"{shown_path}: hash tables hold bit hashes; {hasher_id} is not one")
-    frame = read_table_file(path, ["file", "hash"])
+    frame, metadata = read_table_file(path, ["file", "hash"])
+    recorded = _recorded(shown_path, metadata)
+    _check_recorded_hasher(shown_path, recorded, hasher, hasher_id)
     first = 1 if path.lower().endswith(".parquet") else 2  # the row number of the first row (a CSV has a header)
     width = (int(hasher.distance_max) + 7) // 8
     files = frame["file"].astype(str).tolist()
@@ -182,6 +209,11 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> tuple[list[str], np.nd
     if broken is not None:  # the clean lists hold a file per line (see _nameable)
         raise HarnessError(f"{shown_path}: row {broken + first}: file {shown(files[broken])} holds a line break, "
                            "which a clean list (a file per line) cannot hold")
+    repeated = np.flatnonzero(pd.Series(files).duplicated().to_numpy())
+    if len(repeated):  # two hashes for one file: which one is its own cannot be told
+        k = int(repeated[0])
+        raise HarnessError(f"{shown_path}: row {k + first}: file {shown(files[k])} is row "
+                           f"{files.index(files[k]) + first} too; a hash table holds each file once")
     texts = [text.strip().lower().removeprefix("0x") for text in frame["hash"].astype(str)]
     rows = np.zeros((len(texts), width), np.uint8)
     try:  # all at once (a million hashes in a second); row by row only to name a bad one
@@ -206,7 +238,53 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> tuple[list[str], np.nd
             k = int(padded[0])
             raise HarnessError(f"{shown_path}: row {k + first}: hash {shown(texts[k])} sets bits past the "
                                f"{int(hasher.distance_max)} bits of {hasher_id} (its last {spare} bits must be 0)")
-    return files, rows
+    return HashTable(files, rows, [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])])
+
+
+def hash_table_metadata(hasher_id: str, spec: dict, errors: list[dict]) -> dict[str, str]:
+    """The key-value metadata of a hash table the audit writes: the hasher that made its hashes (its
+    id and `spec()`), and the rows of errors.csv of its split."""
+    return {HASH_TABLE_KEY: json.dumps({**_hasher_record(hasher_id, spec), "errors": errors}, sort_keys=True)}
+
+
+def _hasher_record(hasher_id: str, spec: dict) -> dict:
+    params = json.loads(json.dumps({k: v for k, v in spec.items() if k != "name"}))  # as JSON gives them back
+    return {"hasher": hasher_id, "name": spec["name"], "params": params}
+
+
+def _check_recorded_hasher(shown_path: str, recorded: dict, hasher, hasher_id: str) -> None:
+    """A table whose audit recorded another hasher is refused: its hashes' distances would be read
+    as this hasher's, and a calibration of this hasher would price them. A table without the record
+    (a CSV, another tool's) is taken as the hashes of the hasher named, as the README says."""
+    if "name" not in recorded:
+        return
+    mine = _hasher_record(hasher_id, hasher.spec())
+    if (recorded["name"], recorded["params"]) != (mine["name"], mine["params"]):
+        def described(record):
+            return f"{record['hasher']} ({record['name']} {json.dumps(record['params'], sort_keys=True)})"
+
+        raise HarnessError(f"{shown_path}: holds the hashes of {described(recorded)}, not of {described(mine)}; "
+                           f"audit it with that hasher (--hashers {recorded['hasher']})")
+
+
+def _recorded(shown_path: str, metadata: dict[str, str]) -> dict:
+    """What an audit recorded in a hash table (hash_table_metadata), checked; {} for a table
+    without it (a CSV, another tool's Parquet)."""
+    if HASH_TABLE_KEY not in metadata:
+        return {}
+    try:
+        recorded = json.loads(metadata[HASH_TABLE_KEY])
+    except ValueError:
+        recorded = None
+    errors = recorded.get("errors", []) if isinstance(recorded, dict) else None
+    hasher_known = isinstance(recorded, dict) and (
+        "name" not in recorded or (isinstance(recorded.get("hasher"), str) and isinstance(recorded["name"], str)
+                                   and isinstance(recorded.get("params"), dict)))
+    if not hasher_known or not isinstance(errors, list) or not all(_is_error_row(row) for row in errors):
+        raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata is not what an audit writes (JSON with "
+                           f"hasher, name, params and errors, rows of {', '.join(ERROR_COLUMNS)}); write the "
+                           "table again without it")
+    return recorded
 
 
 # --- the audit ---------------------------------------------------------------------------
@@ -241,6 +319,8 @@ class LeakAudit:
     pairs: pd.DataFrame  # one row per flagged pair, one distance column per hasher (the review page's input)
     paths: dict[tuple[str, str], str | None] = field(default_factory=dict, repr=False)  # (split, file) -> path
     calibration: str | None = None
+    # Per (split, hasher): the key-value metadata of its hash table (hash_table_metadata)
+    hash_metadata: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict, repr=False)
 
     def save(self, out_dir: str | os.PathLike) -> None:
         """Write the audit's outputs to `out_dir` as one consistent set (see README, "Leak audit")."""
@@ -289,19 +369,18 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     versions = result_versions()
     hashers, infos = prepare_hashers(_as_run_config(config), skip_unavailable=False, versions=versions)
     notes: list[str] = []
-    errors: list[dict] = []
     salt = digest("versions", versions)
     plan = Plan(hashers=tuple(config.hashers), chains=(), chain_keys=(), max_pixels=config.max_pixels or
                 DEFAULT_MAX_PIXELS, max_side=config.max_side, salt=salt)
     calibration = leaks_search.Calibration(config.calibration, config, hashers) if config.calibration else None
     splits = []
     store = HashCache(cache)
-    unlisted: list[tuple[str, str]] = []
-    listed = {name: _listed(name, entries, unlisted) for name, entries in config.splits}  # before any hash
-    errors += [unlisted_row(folder, reason) for folder, reason in unlisted]
+    unlisted: dict[str, list[tuple[str, str]]] = {name: [] for name, _ in config.splits}
+    listed = {name: _listed(name, entries, unlisted[name], notes) for name, entries in config.splits}  # before any hash
     check_sources_outside([path for paths in listed.values() for found in paths.values() for path in found], output)
     try:
         for name, entries in config.splits:
+            errors = [unlisted_row(folder, reason) for folder, reason in unlisted[name]]
             splits.append(_hash_split(name, entries, listed[name], config, plan, infos, hashers, store, errors,
                                       workers=workers, scheduler=scheduler, progress=progress))
     finally:
@@ -310,10 +389,11 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     for split in splits:
         if not split.files:
             raise HarnessError(f"split '{split.name}': no file could be hashed"
-                               + (f"; first: {errors[0]['reason']}" if errors else ""))
+                               + (f"; first: {split.errors[0]['reason']}" if split.errors else ""))
 
-    thresholds, basis = leaks_search.choose_thresholds(config, splits, hashers, calibration, workers=workers or 1,
-                                                       scheduler=scheduler)
+    thresholds, basis, threshold_notes = leaks_search.choose_thresholds(config, splits, hashers, calibration,
+                                                                        workers=workers or 1, scheduler=scheduler)
+    notes += threshold_notes
     # The search runs in this process unless asked otherwise: faiss already uses every core.
     found = leaks_search.search_all(config, splits, hashers, thresholds, workers=workers or 1, scheduler=scheduler)
     flagged = leaks_search.flagged_pairs(config, splits, hashers, found, thresholds)
@@ -330,10 +410,12 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
                      clean=tables["clean"], estimates=estimates, misses=misses, files=tables["files"],
                      hashes={(s.name, hid): pd.DataFrame({"file": s.files, "hash": _hex_column(s, hid)})
                              for s in splits for hid in hashers if isinstance(hashers[hid], BitHasher)},
-                     errors=pd.DataFrame(errors, columns=ERROR_COLUMNS), hashers=hasher_table, notes=notes,
-                     pairs=tables["pairs"],
+                     errors=pd.DataFrame([row for s in splits for row in s.errors], columns=ERROR_COLUMNS),
+                     hashers=hasher_table, notes=notes, pairs=tables["pairs"],
                      paths={(s.name, f): p for s in splits for f, p in zip(s.files, s.paths)},
-                     calibration=config.calibration)
+                     calibration=config.calibration,
+                     hash_metadata={(s.name, i.id): hash_table_metadata(i.id, i.spec, s.errors)
+                                    for s in splits for i in infos if isinstance(hashers[i.id], BitHasher)})
 
 
 def _as_run_config(config: LeakConfig):
@@ -346,6 +428,15 @@ def _as_run_config(config: LeakConfig):
 def _hex_column(split: SplitHashes, hasher_id: str) -> list[str]:
     rows, array = split.rows[hasher_id], split.arrays[hasher_id]
     return [array[r].tobytes().hex() if r >= 0 else "" for r in rows]
+
+
+def _is_error_row(row) -> bool:
+    return (isinstance(row, dict) and sorted(row) == sorted(ERROR_COLUMNS)
+            and all(isinstance(value, str) for value in row.values()))
+
+
+def _error_key(row: dict) -> tuple:
+    return tuple(row[c] for c in ERROR_COLUMNS)
 
 
 def _nameable(paths: list[str], errors: list) -> list[str]:
@@ -368,15 +459,15 @@ def _nameable(paths: list[str], errors: list) -> list[str]:
     return kept
 
 
-def _listed(name: str, entries, unlisted: list) -> dict[int, list[str]]:
+def _listed(name: str, entries, unlisted: list, notes: list) -> dict[int, list[str]]:
     """The image files of a split's entries that are not hash tables, by entry number: an entry
     that names nothing fails here, before any image of any split is hashed. Folders that cannot be
-    listed go to `unlisted`."""
+    listed go to `unlisted`; the files a folder's listing leaves out by name are counted in `notes`."""
     listed = {}
     for number, entry in enumerate(entries):
         if not is_hash_table(entry):
             try:
-                listed[number] = expand_source(entry, unlisted)
+                listed[number] = expand_source(entry, unlisted, notes)
             except ValueError as exc:
                 raise HarnessError(f"splits.{name}[{number}]: {exc}") from None
     return listed
@@ -386,11 +477,13 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
                 hashers: dict, cache: HashCache, errors: list, *, workers: int, scheduler: str | None,
                 progress) -> SplitHashes:
     """A split's files and their hashes: hash tables read as they are, images (`listed`, see
-    _listed) hashed by the pass `run` uses (each file read once, decoded once, cached)."""
+    _listed) hashed by the pass `run` uses (each file read once, decoded once, cached). `errors`:
+    the split's rows of errors.csv so far (its folders that could not be listed); the files that give
+    no hash, and those a hash table recorded, are added to them."""
     from harness.hashing import from_entries
     from harness.runner import ImagePass
 
-    split = SplitHashes(name, [], [])
+    split = SplitHashes(name, [], [], errors=errors)
     parts: dict[str, list[np.ndarray]] = {hid: [] for hid in hashers}
     images: list[str] = []
     for number, entry in enumerate(entries):
@@ -399,12 +492,15 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
                 raise HarnessError(f"splits.{name}[{number}]: {display_path(entry)} is a hash table, which holds one "
                                    f"hasher's hashes; name that one hasher (--hashers), not {len(hashers)}")
             (hid, hasher), = hashers.items()
-            files, rows = read_hash_table(entry, hasher, hid)
+            table = read_hash_table(entry, hasher, hid)
+            files = table.files
             seen = set(split.files)  # a file listed twice (one table given twice) is one file of the split
             new = [k for k, f in enumerate(files) if f not in seen and not seen.add(f)]
             split.files += [files[k] for k in new]
             split.paths += [files[k] if os.path.isfile(files[k]) else None for k in new]
-            parts[hid].append(rows[new])
+            parts[hid].append(table.rows[new])
+            known = {_error_key(row) for row in errors}  # each once, if the table is given twice
+            errors += [row for row in table.errors if _error_key(row) not in known]
             continue
         images += listed[number]
     images = list(dict.fromkeys(os.path.normpath(path) for path in images))  # ./a/x.png is a/x.png

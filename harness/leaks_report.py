@@ -43,7 +43,8 @@ def write(audit, out_dir: str) -> None:
             output.write_bytes(f"clean/{split}.txt",
                                b"".join(os.fsencode(audit.paths.get((split, f)) or f) + b"\n" for f in files))
         for (split, hasher), table in audit.hashes.items():
-            output.write_parquet(f"hashes/{split}.{_file_name(hasher)}.parquet", table)
+            output.write_parquet(f"hashes/{split}.{_file_name(hasher)}.parquet", table,
+                                 audit.hash_metadata.get((split, hasher)))
         output.write_text(storage.CONFIG, "# The resolved config of this audit: `python -m harness leaks <this file>`\n"
                           + yaml.safe_dump(audit.config, sort_keys=False, allow_unicode=True, width=100))
         paths = {}
@@ -106,7 +107,8 @@ def estimate_lines(audit) -> list[str]:
             continue
         which = (f"{row['split_a']} vs {row['split_b']}" if row["split_a"] != row["split_b"]
                  else f"inside {row['split_a']}")
-        flagged = f"{which}: {row['pairs_flagged']:,} of {row['pairs_compared']:,} pairs flagged"
+        compared = row["pairs_compared"]
+        flagged = f"{which}: {row['pairs_flagged']:,} of {compared:,} {_plural(compared, 'pair', 'pairs')} flagged"
         if np.isfinite(row["expected_false"]):
             lines.append(f"{flagged}; expected false flags {_count(row['expected_false'])} (95% interval "
                          f"{_count(row['expected_false_low'])}-{_count(row['expected_false_high'])}), from "

@@ -158,9 +158,9 @@ def source_pairs(image_ids, other_ids) -> int:
 
 def choose_thresholds(config: LeakConfig, splits, hashers: dict, calibration: "Calibration | None", *, workers=1,
                       scheduler=None):
-    """Each hasher's threshold and how it was chosen (`calibration`: the run given, read before any
-    image is hashed, so that a wrong one costs nothing)."""
-    thresholds, basis = {}, {}
+    """Each hasher's threshold, how it was chosen, and notes (`calibration`: the run given, read
+    before any image is hashed, so that a wrong one costs nothing)."""
+    thresholds, basis, notes = {}, {}, []
     histograms = None
     for spec in config.hashers:
         hid = spec.id
@@ -180,12 +180,25 @@ def choose_thresholds(config: LeakConfig, splits, hashers: dict, calibration: "C
             cumulative = np.cumsum(counts)
             within = np.flatnonzero(cumulative <= allowed + 1e-9)
             if not len(within):
-                raise HarnessError(f"fpr: {int(counts[0])} of the {total} pairs compared are at {hid} distance 0, "
-                                   f"more than {config.fpr:g} of them; no threshold flags so few")
+                # More pairs have identical hashes than the share allows: exact copies, most likely, which are
+                # what the audit is for. No threshold keeps to the share; 0 flags those and nothing more.
+                thresholds[hid], basis[hid], note = _identical_only(hid, int(counts[0]), total, config.fpr)
+                notes.append(note)
+                continue
             thresholds[hid] = float(within[-1])
             basis[hid] = (f"the largest distance at which at most fpr={config.fpr:g} of the {total} pairs compared "
                           f"are flagged ({int(cumulative[within[-1]])})")
-    return thresholds, basis
+    return thresholds, basis, notes
+
+
+def _identical_only(hasher_id: str, identical: int, total: int, fpr: float) -> tuple[float, str, str]:
+    """The threshold 0, its basis and a note, when the pairs with identical hashes alone are more than
+    `fpr` of the `total` compared."""
+    said = (f"{identical} of the {total} pairs compared have identical {hasher_id} hashes, more than fpr={fpr:g} of "
+            "them")
+    return (0.0, f"0, flagging only identical hashes: {said}, so no threshold flags at most that share",
+            f"fpr: {said}; the threshold is 0, so only those pairs are flagged (copies, most likely). For near copies "
+            "too, give --threshold or --calibration")
 
 
 def data_histograms(splits, hashers: dict, specs, *, workers=1, scheduler=None) -> dict[str, np.ndarray]:

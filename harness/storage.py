@@ -346,8 +346,9 @@ class OutputSet:
     def write_csv(self, name: str, frame: pd.DataFrame) -> None:
         self._write(name, lambda path: _to_csv(frame, path))
 
-    def write_parquet(self, name: str, frame: pd.DataFrame) -> None:
-        self._write(name, lambda path: _to_parquet(frame, path))
+    def write_parquet(self, name: str, frame: pd.DataFrame, metadata: dict[str, str] | None = None) -> None:
+        """`metadata`: key-value pairs stored in the file beside pandas' own (what the rows cannot hold)."""
+        self._write(name, lambda path: _to_parquet(frame, path, metadata))
 
     def write_long(self, name: str, frame: pd.DataFrame) -> None:
         """A long table (in normalise's form): Parquet always, CSV too while it stays small enough to open."""
@@ -570,9 +571,18 @@ def _needs_quotes(texts) -> bool:
     return any(mark in joined for mark in _QUOTED)
 
 
-def _to_parquet(frame: pd.DataFrame, path: str) -> None:
+def _to_parquet(frame: pd.DataFrame, path: str, metadata: dict[str, str] | None = None) -> None:
     # No pandas index and no timestamps: the same frame gives the same file.
-    frame.to_parquet(path, index=False, engine="pyarrow", compression="zstd")
+    if not metadata:
+        frame.to_parquet(path, index=False, engine="pyarrow", compression="zstd")
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           **{key.encode(): value.encode() for key, value in metadata.items()}})
+    pq.write_table(table, path, compression="zstd")
 
 
 # A long table's rows per Parquet row group. pyarrow's writer indexes the whole dictionary of a
@@ -814,10 +824,11 @@ def read_json(out_dir: str, name: str) -> dict:
     return data
 
 
-def read_table_file(path: str, columns: list[str]) -> pd.DataFrame:
-    """A user's CSV or Parquet table (a hash table given to the leak audit), its `columns` as text;
-    one line naming the file for anything that is not such a table. Read through the same bounded,
-    regular-file-only reader as images, so a FIFO or /dev/zero named .csv cannot hang or exhaust a run."""
+def read_table_file(path: str, columns: list[str]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A user's CSV or Parquet table (a hash table given to the leak audit), its `columns` as text,
+    and a Parquet file's key-value metadata (none for a CSV); one line naming the file for anything
+    that is not such a table. Read through the same bounded, regular-file-only reader as images, so a
+    FIFO or /dev/zero named .csv cannot hang or exhaust a run."""
     import io
 
     import pandas as pd
@@ -860,7 +871,8 @@ def read_table_file(path: str, columns: list[str]) -> pd.DataFrame:
     empty = np.flatnonzero(frame[columns[0]].to_numpy(dtype=object) == "")
     if len(empty):
         raise HarnessError(f"{shown}: row {int(empty[0]) + (1 if parquet else 2)}: {columns[0]} is empty")
-    return frame
+    metadata = (table.schema.metadata or {}) if parquet else {}
+    return frame, {key.decode("utf-8", "replace"): value.decode("utf-8", "replace") for key, value in metadata.items()}
 
 
 TABLE_MAX_BYTES = 4 << 30  # a hash table of 10^8 files is about 4 GB of CSV

@@ -671,3 +671,18 @@ def test_work_size_reads_a_header_and_never_waits(tmp_path):
         fifo = tmp_path / "fifo.jpg"
         os.mkfifo(fifo)
         assert work_size(str(fifo)) == 0
+
+
+def test_a_folders_files_without_an_image_extension_are_a_note(tmp_path):
+    """`run` lists a folder's image files by name; the others are counted in a note, not left out
+    in silence (hidden files stay skipped without a word), and a folder of only such files says so."""
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "b_noext").write_bytes((tmp_path / "a.png").read_bytes())
+    (tmp_path / ".hidden").write_bytes(b"x")
+    sources, notes = images.resolve_sources((str(tmp_path),), None, "c.yaml")
+    assert sources == [str(tmp_path / "a.png")]
+    assert notes == [f"1 file without an image extension in {tmp_path} was not listed (e.g. {tmp_path / 'b_noext'}); "
+                     "name it explicitly or rename it"]
+    os.remove(tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"no image files in directory .* \(1 file without an image extension in"):
+        images.expand_source(str(tmp_path))

@@ -177,6 +177,25 @@ def test_splits_given_on_the_command_line_keep_the_audits_order(planted, tmp_pat
     assert saved["splits"]["train"] == [str(root / "train")]
 
 
+def test_a_config_naming_test_before_train_is_audited_train_first(tmp_path):
+    """The audit's order is train, the other splits, test, in a config as on the command line: a
+    YAML mapping that writes test first still takes the copy out of test, not out of train."""
+    write(tmp_path / "train" / "original.png", make_scene(1, 64, 64))
+    write(tmp_path / "test" / "copy.png", make_scene(1, 64, 64))
+    write(tmp_path / "val" / "other.png", make_scene(2, 64, 64))
+    config = tmp_path / "audit.yaml"
+    config.write_text(yaml.safe_dump({"splits": {"test": [str(tmp_path / "test")], "val": [str(tmp_path / "val")],
+                                                 "train": [str(tmp_path / "train")]},
+                                      "hashers": ["pHash"], "threshold": 8}, sort_keys=False))
+    out = tmp_path / "out"
+    assert main(["leaks", str(config), "--out", str(out), "--quiet"]) == 0
+    assert (out / "summary.md").read_text().splitlines()[2].startswith(
+        "**0 of 1 val file has a copy in train; 1 of 1 test file has a copy in an earlier split;")
+    assert (out / "clean" / "train.txt").read_text() == f"{tmp_path / 'train' / 'original.png'}\n"
+    assert (out / "clean" / "test.txt").read_text() == ""
+    assert list(yaml.safe_load((out / "config.yaml").read_text())["splits"]) == ["train", "val", "test"]
+
+
 def test_a_file_named_twice_is_one_file_of_its_split(planted, tmp_path):
     """Two spellings of one path, or one hash table given twice: one file, never a copy of itself."""
     root, _ = planted
@@ -361,6 +380,25 @@ def test_fpr_on_the_data_itself_flags_at_most_that_share(no_copies, tmp_path):
     assert cross["expected_false"] == "" and cross["expected_false_high"] == cross["pairs_flagged"]
 
 
+def test_fpr_on_data_holding_more_exact_copies_than_that_share_flags_them(tmp_path, capsys):
+    """Exact copies are the leaks the audit is for: when the pairs with identical hashes alone are
+    more than the share, the threshold is 0 (those pairs, nothing more), and the audit says so."""
+    for seed in range(3):
+        write(tmp_path / "train" / f"t{seed}.png", make_scene(seed, 64, 64))
+        write(tmp_path / "test" / f"copy{seed}.png", make_scene(seed, 64, 64))
+    write(tmp_path / "test" / "own.png", make_scene(9, 64, 64))
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--fpr", "0.1",
+                 "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "note: fpr: 3 of the 12 pairs compared have identical pHash hashes, more than fpr=0.1 of them; the threshold "
+        "is 0, so only those pairs are flagged (copies, most likely). For near copies too, give --threshold or "
+        "--calibration"]
+    assert json.loads((out / "run.json").read_text())["thresholds"] == {"pHash": 0.0}
+    assert "3 of 4 test files have a copy in train" in (out / "summary.md").read_text()
+    assert "0, flagging only identical hashes" in (out / "hashers.csv").read_text()
+
+
 def test_the_python_api_gives_the_same_tables(planted, tmp_path):
     root, _ = planted
     config = {"splits": {"train": [str(root / "train")], "test": [str(root / "test")]}, "hashers": ["pHash"],
@@ -393,6 +431,10 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
         (["--train", str(tmp_path / "missing"), "--test", str(root / "test"), "--threshold", "8"], "no image file at"),
         (["--train", str(root / "train"), "--test", str(root / "test")], "choose how close is a copy"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "x"], "expected a number"),
+        (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "inf"],
+         "threshold: expected a finite distance >= 0, got inf"),
+        ([], "leaks: nothing to audit; give --train and --test (image folders, files or hash tables), or a config "
+             "with splits"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "8", "--min-agree", "2"],
          "min_agree: expected a whole number from 1 to 1"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--calibration", str(tmp_path / "nope")],
@@ -435,6 +477,10 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
     broken.write_text('file,hash\n"two\nlines.png",00ff00ff00ff00ff\n')
     cases.append((["--train", str(broken), "--test", str(root / "test"), "--threshold", "8"],
                   "broken.csv: row 2: file 'two\\nlines.png' holds a line break"))
+    twice = tmp_path / "twice.csv"
+    twice.write_text("file,hash\na.png,00ff00ff00ff00ff\nb.png,00ff00ff00ff00ff\na.png,ffff00ff00ff00ff\n")
+    cases.append((["--train", str(twice), "--test", str(root / "test"), "--threshold", "8"],
+                  "twice.csv: row 4: file 'a.png' is row 2 too; a hash table holds each file once"))
     unnamed = tmp_path / "unnamed.csv"
     unnamed.write_text("file,hash\n,00ff00ff00ff00ff\n")
     cases.append((["--train", str(unnamed), "--test", str(root / "test"), "--threshold", "8"],
@@ -459,6 +505,62 @@ def test_an_unreadable_image_is_a_row_of_errors(planted, tmp_path, capsys):
     # the exit status says something failed; the last line says what, and where to look
     assert capsys.readouterr().err.splitlines()[-1] == \
         "note: 1 file or folder could not be read, so the audit did not compare them; see errors.csv"
+
+
+def test_a_second_audit_from_the_hash_tables_reports_the_files_the_first_could_not_hash(tmp_path, capsys):
+    """The tables hold only the files that hashed: the others travel in their metadata, so an audit
+    from them says what the first said (errors.csv, exit status) instead of calling the split clean."""
+    write(tmp_path / "train" / "a.png", make_scene(1, 64, 64))
+    write(tmp_path / "train" / "b.png", make_scene(2, 64, 64))
+    write(tmp_path / "test" / "c.png", make_scene(3, 64, 64))
+    (tmp_path / "test" / "broken.jpg").write_text("junk\n")
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
+                 "--out", str(first), "--quiet"]) == 1
+    hashes = first / "hashes"
+    assert main(["leaks", "--train", str(hashes / "train.pHash.parquet"), "--test", str(hashes / "test.pHash.parquet"),
+                 "--threshold", "10", "--out", str(second), "--quiet"]) == 1
+    assert (second / "errors.csv").read_bytes() == (first / "errors.csv").read_bytes()
+    assert str(tmp_path / "test" / "broken.jpg") in (second / "errors.csv").read_text()
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "note: 1 file or folder could not be read, so the audit did not compare them; see errors.csv"
+    # Tables of other tools (only `file` and `hash`) are read as before.
+    assert list(pd.read_parquet(hashes / "test.pHash.parquet").columns) == ["file", "hash"]
+
+
+def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_path, capsys):
+    write(tmp_path / "train" / "a.png", make_scene(1, 64, 64))
+    write(tmp_path / "test" / "b.png", make_scene(2, 64, 64))
+    first = tmp_path / "first"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
+                 "--out", str(first), "--quiet"]) == 0
+    train, test = first / "hashes" / "train.pHash.parquet", first / "hashes" / "test.pHash.parquet"
+    assert main(["leaks", "--train", str(train), "--test", str(test), "--hashers", "aHash", "--threshold", "8",
+                 "--out", str(tmp_path / "wrong"), "--quiet"]) == 2
+    assert one_line(capsys) == (f"error: {train}: holds the hashes of pHash (pHash {{}}), not of aHash (aHash {{}}); "
+                                "audit it with that hasher (--hashers pHash)")
+    # A table without the record (a CSV, another tool's) is taken as the hasher named, as before.
+    pd.read_parquet(train).to_csv(tmp_path / "train.csv", index=False)
+    pd.read_parquet(test).to_csv(tmp_path / "test.csv", index=False)
+    assert main(["leaks", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"), "--hashers",
+                 "aHash", "--threshold", "8", "--out", str(tmp_path / "csv"), "--quiet"]) == 0
+
+
+def test_files_without_an_image_extension_are_counted_in_a_note(tmp_path, capsys):
+    """A folder lists image files by name; an exact copy named apple_noext or apple.jpg.part must not
+    pass unseen, so the files it leaves out are counted (hidden files stay skipped, as documented)."""
+    photo = cv2.imencode(".jpg", make_scene(5, 64, 64))[1].tobytes()
+    for name, data in (("train/apple.jpg", photo), ("test/pear.jpg", cv2.imencode(".jpg", make_scene(6, 64, 64))[1]),
+                       ("test/apple_noext", photo), ("test/apple.jpg.part", photo), ("test/.apple.jpg.swp", photo)):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(bytes(data))
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
+                 "--out", str(out), "--quiet"]) == 0
+    note = (f"2 files without an image extension in {tmp_path / 'test'} were not listed (e.g. "
+            f"{tmp_path / 'test' / 'apple.jpg.part'}); name them explicitly or rename them")
+    assert capsys.readouterr().err.splitlines() == [f"note: {note}"]
+    assert "2 files without an image extension in" in (out / "summary.md").read_text()
 
 
 # --- the review page, in a real browser ------------------------------------------------------------
@@ -530,6 +632,14 @@ def test_shards_change_nothing(planted, tmp_path, monkeypatch):
 ])
 def test_the_answer_agrees_with_its_numbers(splits, answer):
     assert harness.find_leaks({"splits": splits, "hashers": ["pHash"], "threshold": 8}).answer.startswith(answer)
+
+
+def test_one_pair_compared_is_one_pair():
+    from harness.leaks_report import estimate_lines
+
+    audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut"], "test": ["builtin:coffee"]},
+                                "hashers": ["pHash"], "threshold": 8})
+    assert estimate_lines(audit)[0].startswith("train vs test: 0 of 1 pair flagged;")
 
 
 def test_clean_lists_name_each_file_exactly_or_the_file_is_an_error(tmp_path, capsys):
