@@ -140,19 +140,23 @@ class HashCache:
             # A cache file is data, never code: no SQL functions from its schema (views,
             # triggers), and only the tables written here, exactly as written here.
             db.execute("PRAGMA trusted_schema=OFF")
-            objects = {(kind, name): sql for kind, name, sql in
-                       db.execute("SELECT type, name, sql FROM sqlite_master")}
-            tables = {name: sql for (kind, name), sql in objects.items() if kind == "table"}
+            objects = _schema_objects(db)
             if not objects and read_only:
                 raise CacheProblem("empty")
             if not objects:
                 db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
                 with db:
-                    db.execute("BEGIN")
-                    for sql in SCHEMA.values():
-                        db.execute(sql)
-                    db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
-            else:
+                    # Holding the write lock, look again: two runs that start on one new cache at
+                    # once must not both make it (the second's CREATE failed, and its "damaged"
+                    # cache, the first's, was deleted under it).
+                    db.execute("BEGIN IMMEDIATE")
+                    objects = _schema_objects(db)
+                    if not objects:
+                        for sql in SCHEMA.values():
+                            db.execute(sql)
+                        db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+            if objects:
+                tables = {name: sql for (kind, name), sql in objects.items() if kind == "table"}
                 other = sorted(name for (kind, name) in objects if not (kind == "index" and name.startswith(
                     "sqlite_autoindex_")) and (kind, name) not in {("table", t) for t in SCHEMA})
                 if other or tables != SCHEMA:
@@ -265,6 +269,11 @@ class HashCache:
                 f"the new results of {self.unstored} image{'s' if self.unstored != 1 else ''} were not stored in it"
                 if self.unstored else "held every hash this run needed")]
         return self.notes + rejected + unstored
+
+
+def _schema_objects(db: sqlite3.Connection) -> dict:
+    """(kind, name) -> SQL of everything in a cache file's schema."""
+    return {(kind, name): sql for kind, name, sql in db.execute("SELECT type, name, sql FROM sqlite_master")}
 
 
 def _writable(path: str) -> bool:

@@ -242,6 +242,36 @@ def test_a_cached_rerun_decodes_nothing(job, tmp_path, monkeypatch):
     assert same_tables(out, reference)
 
 
+def test_two_runs_making_one_new_cache_at_once_share_it(tmp_path):
+    """Another run is making the cache (its tables written, not yet committed) as this one opens it:
+    this one waits and uses it. It used to find it empty, fail to make its tables ("table meta
+    already exists"), call the file damaged and delete it, the other run's hashes with it."""
+    import threading
+    import time
+
+    from harness.cache import FORMAT, SCHEMA
+
+    path = tmp_path / "hash-cache.sqlite"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("BEGIN IMMEDIATE")
+    for sql in SCHEMA.values():
+        other.execute(sql)
+    other.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+    other.execute("INSERT INTO files VALUES ('digest', 'salt', 'image', '{}')")
+    opened = {}
+    opening = threading.Thread(target=lambda: opened.setdefault("cache", HashCache(str(path))))
+    opening.start()
+    time.sleep(1.0)  # it reads the schema (empty, as committed) and waits for the write lock
+    other.execute("COMMIT")
+    opening.join(60)
+    cache = opened["cache"]
+    assert cache.active and cache.summary_notes() == []
+    assert other.execute("SELECT count(*) FROM files").fetchone() == (1,)  # the other run's entry is there
+    cache.close()
+    other.close()
+
+
 READ_ONLY = """
 set -e
 mount --bind {folder} {folder}
