@@ -71,14 +71,12 @@ class RunResult:
     engine: str = "this process"
 
 
-def hasher_key(spec: dict, versions: dict) -> str:
+def hasher_key(hasher, versions: dict) -> str:
     """The cache's key of a hasher: its spec, the versions (provenance.result_versions), the content
     of the files its parameters name (weights) and, for a plugin, its module's code."""
-    from harness.hashers import HASHERS
-
+    spec = hasher.spec()
     plugin = (plugin_digest(spec["name"]),) if ":" in spec["name"] else ()
-    files = read_files(HASHERS.get(spec["name"]), spec)
-    return digest("hasher", spec, versions, *plugin, *files)
+    return digest("hasher", spec, versions, *plugin, *read_files(type(hasher), spec))
 
 
 def chain_key(chain, salt: str) -> str:
@@ -108,7 +106,7 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):
     for number, spec in enumerate(config.hashers):
         hasher = spec.build()
         info = HasherInfo(spec.id, hasher.spec(), hasher.distance_kind, hasher.distance_max,
-                          hasher_key(hasher.spec(), versions), hasher.cpu_exact, hasher.batch_invariant)
+                          hasher_key(hasher, versions), hasher.cpu_exact, hasher.batch_invariant)
         where = f"{config.source}: hashers[{number}] ({spec.id})"
         try:
             hasher.prepare()
