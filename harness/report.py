@@ -191,20 +191,25 @@ TEXT_BLOCK = 4096
 
 
 def reusable(out_dir: str, fingerprint: str) -> list[str]:
-    """The files of the set in `out_dir` a run with this fingerprint can keep (none if it differs or
-    a file the set listed is missing)."""
+    """The files of the set in `out_dir` a run with this fingerprint can keep: none if it differs, or
+    a file the set listed is missing or not as it was written (its size, then its digest; a set
+    written before digests were recorded is checked by size)."""
     try:
         previous = storage.read_json(out_dir, storage.RUN)
     except Exception:  # a damaged run.json: make everything anew
         return []
-    files, sizes = previous.get("files"), previous.get("sizes")
-    if previous.get("fingerprint") != fingerprint or not isinstance(files, list) or not isinstance(sizes, dict):
+    files, sizes, digests = previous.get("files"), previous.get("sizes"), previous.get("digests", {})
+    if previous.get("fingerprint") != fingerprint or not isinstance(files, list) or not isinstance(sizes, dict) \
+            or not isinstance(digests, dict):
         return []
     kept = [name for name in files if isinstance(name, str) and name not in FRESH]
     for name in kept:
         path = os.path.join(out_dir, name)
         if os.path.isabs(name) or ".." in name.split("/") or not os.path.isfile(path) or os.path.islink(path) or \
                 os.path.getsize(path) != sizes.get(name):
+            return []
+    for name in kept:  # sizes first: a changed size costs no read
+        if "digests" in previous and storage.file_sha256(os.path.join(out_dir, name)) != digests.get(name):
             return []
     return kept
 

@@ -314,11 +314,14 @@ class OutputSet:
         return sorted(found)
 
     def listing(self) -> dict:
-        """run.json's record of the set: its `files` (the files so far, and run.json, written last)
-        and their `sizes`. A later run replaces only those (foreign_files), and keeps a file of
-        them only at its size (report.reusable)."""
-        sizes = {name: os.path.getsize(os.path.join(self.staging, name)) for name in self.files()}
-        return {"files": [*sizes, RUN], "sizes": sizes}
+        """run.json's record of the set: its `files` (the files so far, and run.json, written last),
+        their `sizes` and `digests` (SHA-256). A later run replaces only those (foreign_files), and
+        keeps a file of them only as it was written (report.reusable): a table edited in place at
+        the same size is made anew."""
+        files = self.files()
+        sizes = {name: os.path.getsize(os.path.join(self.staging, name)) for name in files}
+        digests = {name: file_sha256(os.path.join(self.staging, name)) for name in files}
+        return {"files": [*sizes, RUN], "sizes": sizes, "digests": digests}
 
     def path(self, name: str) -> str:
         path = os.path.join(self.staging, name)
@@ -438,6 +441,13 @@ def _note(text: str) -> None:
     import sys
 
     print(f"note: {text}", file=sys.stderr)
+
+
+def file_sha256(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _write_error(out_dir: str, exc: OSError) -> HarnessError:
