@@ -314,8 +314,7 @@ def command_run(args) -> int:
                                     progress=None if not args.quiet else False, scheduler=args.scheduler,
                                     output=out_dir)
     saved_config = config.reproducible()
-    if args.out:  # the saved config names the directory it was written to
-        saved_config["output"] = args.out
+    saved_config["output"] = out_dir  # the directory it was written to (--out, or the stand-in's own)
     try:
         run = report.keep_unchanged(evaluation, out_dir, saved_config)
         if run is None:  # something changed (or nothing can be kept): the tables, figures and summary are made

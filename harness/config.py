@@ -156,7 +156,11 @@ class Config:
         raw["name"] = self.name
         raw["output"] = self.output
         raw["images"] = list(self.images)
-        if self.fallback_image is None:
+        from harness.images import fallback_in_use
+
+        if fallback_in_use(self.images, self.fallback_image):  # the stand-in is what the tables were made from
+            raw["images"] = [self.fallback_image]
+        if self.fallback_image is None or fallback_in_use(self.images, self.fallback_image):
             raw.pop("fallback_image", None)
         kept = {h.id: h for h in self.hashers}
         by_id = {}

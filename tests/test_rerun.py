@@ -10,6 +10,9 @@ import sys
 
 import cv2
 import numpy as np
+import yaml
+
+from harness.__main__ import main
 
 CONFIG = """
 name: rerun
@@ -276,3 +279,24 @@ def test_a_weights_file_is_keyed_by_its_content(tmp_path):
     weights.write_bytes(b"other")
     assert hasher_key(resnet, {}) != first
     assert hasher_key(HASHERS.get("ResNet50")(weights=None), {}) == hasher_key(HASHERS.get("ResNet50")(weights=None), {})
+
+
+def test_a_run_on_the_stand_in_image_saves_a_config_that_reruns_it(tmp_path):
+    """Without the config's image, its freely licensed stand-in runs into OUTPUT-astronaut; the saved
+    config names the stand-in and that directory, so it reruns the same tables there even once the
+    real image is in place (it used to name the missing file, and the real report's directory)."""
+    from tests.conftest import make_scene
+
+    missing = tmp_path / "licensed.png"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [{missing}]\nfallback_image: builtin:astronaut\noutput: {tmp_path / 'out'}\n"
+                      "hashers: [aHash]\nsweeps: [{family: j, b: {jpeg: {quality: 30}}}]\n")
+    assert main(["run", str(config), "--quiet"]) == 0
+    stand_in = tmp_path / "out-astronaut"
+    saved = yaml.safe_load((stand_in / "config.yaml").read_text())
+    assert saved["images"] == ["builtin:astronaut"] and "fallback_image" not in saved
+    assert saved["output"] == str(stand_in)
+    distances = (stand_in / "distances.csv").read_bytes()
+    cv2.imwrite(str(missing), make_scene(3))  # the real image arrives
+    assert main(["run", str(stand_in / "config.yaml"), "--quiet"]) == 0
+    assert (stand_in / "distances.csv").read_bytes() == distances and not (tmp_path / "out").exists()
