@@ -128,6 +128,20 @@ def _figure(dpi: int = DPI):
     return figure
 
 
+def _notice_figure(lines: list[str]):
+    """A figure that only says why it has nothing to draw: a run whose figure would be empty
+    still gets its file (summary.md links it), and the reader learns why, not a blank image."""
+    import textwrap
+
+    figure = _figure()
+    text = "\n".join(wrapped for line in lines for wrapped in textwrap.wrap(line, 70))
+    width, height = _Fonts(figure).size(text, 9)
+    width, height = width + 2 * _PAD, height + 2 * _PAD
+    figure.set_size_inches(width, height)
+    figure.text(_PAD / width, 1 - _PAD / height, text, fontsize=9, va="top")
+    return figure
+
+
 class _Fonts:
     """The size of a string as Agg draws it, in inches, from the font's glyph metrics alone."""
 
@@ -518,6 +532,10 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
     unthresholded = [h for h in hashers if h in set(chosen["hasher"])
                      and chosen.loc[chosen["hasher"] == h, "threshold"].isna().all()]
     chosen = chosen[~chosen["hasher"].isin(unthresholded)]
+    if chosen.empty:  # not one hasher to draw: no panel, and the figure says why
+        return _notice_figure([f"No hasher has a threshold at {_plain(operating_point)}, so no edited copy counts "
+                               "as detected and there is no line to draw.",
+                               f"No threshold: {', '.join(map(_plain, unthresholded))}."])
     chosen["x"] = pd.to_numeric(chosen["value"], errors="coerce")
     families = _groups(chosen, "family")
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
@@ -633,8 +651,9 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
                                               for start in range(0, len(both), 65536))
         del both
         bins = np.arange(low - 0.5, high + 1.5) if integral else np.linspace(low, high, 51)
-        ax.hist(impostor, bins=bins, density=True, histtype="stepfilled", color="0.85", edgecolor="0.45", linewidth=0.6,
-                label=f"impostors ({len(impostor)})")
+        if len(impostor):  # (a density of nothing is 0/0)
+            ax.hist(impostor, bins=bins, density=True, histtype="stepfilled", color="0.85", edgecolor="0.45",
+                    linewidth=0.6, label=f"impostors ({len(impostor)})")
         # One filled outline rather than a bar per bin (hundreds for a long hash): the same picture,
         # and cheap to draw and for the legend to avoid.
         ax.hist(genuine, bins=bins, density=True, histtype="stepfilled", alpha=0.6, linewidth=0,
@@ -675,6 +694,9 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
                 _, fpr, tpr = roc_curve(genuine, impostor)
                 curve_of.setdefault(family, {})[groups.hasher] = (np.maximum(fpr, 1.0 / len(impostor) / 2), tpr)
                 floor = min(floor, 1.0 / len(impostor))
+    if not curve_of:  # every impostor pair excluded (or none measured): no false-positive rate to draw against
+        return _notice_figure(["There are no impostor pairs (pairs of different images) to measure false "
+                               "matches on, so there is no ROC curve to draw."])
     families = [f for f in first_seen(_usable_rows(distances, "family")) if f in measured]
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
     for ax, family in zip(axes, families):

@@ -351,3 +351,64 @@ def test_no_two_hashers_are_drawn_alike(count):
     styles = [(to_hex(plots._colour(hashers, h)), plots._marker(hashers, h)) for h in hashers]
     assert len(set(styles)) == count
     assert all(styles[k][1] != styles[k + 10][1] for k in range(count - 10))
+
+
+def near_identical_images(folder, count: int = 4):
+    """`count` flat grey images that differ in one pixel: every pair of different images is as close
+    as a copy, so no hasher finds a threshold that keeps false matches at 1%."""
+    import cv2
+
+    folder.mkdir(exist_ok=True)
+    for k in range(count):
+        image = np.full((64, 64, 3), 128, np.uint8)
+        image[k, k] = 0
+        cv2.imwrite(str(folder / f"flat{k}.png"), image)
+    return folder
+
+
+def no_threshold_config(folder, **more) -> dict:
+    return {"name": "dup", "images": [str(folder)], "hashers": ["aHash", "pHash"],
+            "sweeps": [{"family": "jpeg", "label": "JPEG {value}", "b": {"jpeg": {"quality": "$value"}},
+                        "values": [90, 50, 10]}], **more}
+
+
+def figure_text(figure) -> str:
+    return "\n".join(text.get_text() for text in figure.findobj(Text))
+
+
+def test_a_run_in_which_no_hasher_has_a_threshold_writes_its_report(tmp_path):
+    """Was: exit 3 (IndexError in _place_panels: the detection figure had no panel) and no report."""
+    import yaml
+
+    from harness.__main__ import main
+
+    config = tmp_path / "dup.yaml"
+    config.write_text(yaml.safe_dump(no_threshold_config(near_identical_images(tmp_path / "flat"))))
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    for name in ("summary.md", "thresholds.csv", "figures/detection.png", "figures/detection_matrix.png"):
+        assert (out / name).is_file(), name
+    assert pd.read_csv(out / "thresholds.csv")["threshold"].isna().all()  # the case this test is about
+
+
+def test_the_detection_figure_without_a_threshold_says_why_it_is_empty(tmp_path):
+    results = api.evaluate(no_threshold_config(near_identical_images(tmp_path / "flat")))
+    figure = plots.detection_figure(results.metrics.detection, results.metrics.chosen,
+                                    hasher_order(results.distances))
+    drawn(figure)
+    assert not figure.axes
+    text = figure_text(figure).replace("\n", " ")
+    assert "No hasher has a threshold at fpr=0.01" in text and "aHash, pHash" in text
+
+
+def test_the_roc_figure_without_impostor_pairs_says_why_it_is_empty(tmp_path):
+    """Every impostor pair excluded as a known duplicate: no curve anywhere (was: empty panels
+    under a legend of hashers that drew nothing)."""
+    folder = near_identical_images(tmp_path / "flat", count=2)
+    results = api.evaluate(no_threshold_config(folder, impostors={"duplicates": [["flat0", "flat1"]]}))
+    impostors = results.impostors.drop(index=results.metrics.excluded.index)
+    assert impostors.empty
+    figure = plots.roc_figure(results.distances, impostors, hasher_order(results.distances))
+    drawn(figure)
+    assert not figure.axes
+    assert "no impostor pairs" in figure_text(figure).replace("\n", " ").lower()
