@@ -100,15 +100,23 @@ def break_point_section(detection: dict) -> list[str]:
     breaks = detection.get("break_points")
     if breaks is None or breaks.empty:
         return []
-    cells = breaks.assign(cell=[f"{label} ({format_rate(d, n)})" if label else "holds"
-                                for label, d, n in zip(breaks["break_label"], breaks["detected"],
-                                                       breaks["genuine_pairs"])])
+    cells = breaks.assign(cell=[_break_cell(row) for row in breaks.itertuples(index=False)])
     table = cells.pivot_table(index="family", columns="hasher", values="cell", aggfunc="first", sort=False)
     table = table.reindex(columns=list(dict.fromkeys(breaks["hasher"]))).fillna("").reset_index()
+    unthresholded = ("; \"no threshold\": the hasher has no threshold at this rate, so no copy counts as detected "
+                     "and it has no break-point") if not breaks["has_threshold"].all() else ""
     return ["### Where each hasher breaks", "",
             f"The first strength of each family, mildest first, at which a hasher detects fewer than half of the "
-            f"copies at {detection['chosen']} (\"holds\": it never does over the strengths tried):", "",
+            f"copies at {detection['chosen']} (\"holds\": it never does over the strengths tried{unthresholded}):", "",
             markdown_table(table), ""]
+
+
+def _break_cell(row) -> str:
+    """One hasher's break-point in one family: the strength and its rate, "holds", or "no threshold"
+    (a hasher that detects nothing for want of a threshold has not held)."""
+    if row.break_label:
+        return f"{row.break_label} ({format_rate(row.detected, row.genuine_pairs)})"
+    return "holds" if row.has_threshold else "no threshold"
 
 
 def retrieval_section(retrieval: pd.DataFrame) -> list[str]:
