@@ -59,6 +59,9 @@ def answer_section(detection: dict) -> list[str]:
                 f"95% CI {format_percent(low, min_tpr)[:-1]}–{format_percent(high, min_tpr)})")
 
     for row in verdicts.itertuples(index=False):
+        if not np.isfinite(row.mean_tpr):  # every hasher lacks a threshold here: none to name, no rate to give
+            lines.append(f"| {md(row.family)} | none: no hasher has a threshold at {chosen} | n/a | n/a |  |  |")
+            continue
         miss = (f"{row.first_miss} ({format_rate(row.first_miss_detected, row.first_miss_genuine_pairs, min_tpr)})"
                 if row.first_miss else "none")
         runner_rate = pooled(row.runner_up_detected, row.runner_up_genuine_pairs, row.runner_up_tpr_low,

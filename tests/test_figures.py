@@ -412,3 +412,15 @@ def test_the_roc_figure_without_impostor_pairs_says_why_it_is_empty(tmp_path):
     drawn(figure)
     assert not figure.axes
     assert "no impostor pairs" in figure_text(figure).replace("\n", " ").lower()
+
+
+def test_the_answer_names_no_best_hasher_where_none_has_a_threshold(tmp_path):
+    """Was: "aHash = pHash | n/a (0 of 0; 95% CI n/–n/a)", a tie of hashers that detect nothing."""
+    from harness.summary import summary_markdown
+
+    results = api.evaluate(no_threshold_config(near_identical_images(tmp_path / "flat")))
+    figures = {key: f"figures/{key}.png" for key in ("families", "heatmap", "detection", "histograms", "roc",
+                                                     "matrix")}
+    summary = summary_markdown(results, figures, previews=False)
+    assert "| jpeg | none: no hasher has a threshold at fpr=0.01 | n/a | n/a |  |  |" in summary
+    assert "aHash = pHash" not in summary and "n/–" not in summary
