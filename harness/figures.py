@@ -770,16 +770,20 @@ def label_medians(distances: pd.DataFrame, hashers: list[str], labels: list) -> 
 
 # --- what the edits look like -------------------------------------------------------
 
+FAILED_TILE = "edit failed"  # written on the grey tile that stands for a side B the edit could not make
+
+
 def previews_figure(previews, dpi: int = PREVIEW_DPI):
-    """Side B of each pair for the first image (side A where B is missing), one row per family:
-    the article's imshow previews, saved. Each thumbnail is resized to the pixels it fills (area
+    """Side B of each pair for the first image (a grey tile saying the edit failed where there is
+    no B: the untouched image there would pass for the edit), one row per family: the article's
+    imshow previews, saved. Each thumbnail is resized to the pixels it fills (area
     averaging to shrink, as a photograph should be; nearest neighbour to enlarge, showing the
     pixels) and placed on the figure as it is (`figimage`): no axes to build and no resampling
     in the draw, which for dozens of pairs cost more than every other figure together."""
     import cv2
 
     families = list(dict.fromkeys(p.family for p, _, _ in previews))
-    per_family = {f: [(p, b if b is not None else a) for p, a, b in previews if p.family == f] for f in families}
+    per_family = {f: [(p, b) for p, _, b in previews if p.family == f] for f in families}
     columns = max(len(items) for items in per_family.values())
     figure = _figure(dpi)
     fonts = _Fonts(figure)
@@ -790,7 +794,7 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
     for family in families:
         row = []
         for pair, side in per_family[family]:
-            thumbnail = None
+            thumbnail = None  # a failed edit: a grey tile, drawn below
             if side is not None:
                 height, width = side.shape[:2]
                 scale = min(cell / width, 1.5 * cell / height)  # portrait at most 1.5 times as tall
@@ -801,7 +805,7 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
             while len(title) > 4 and fonts.size(title, 6)[0] * dpi > cell:  # never over the next thumbnail
                 title = title[:-2] + "…"
             row.append((title, thumbnail))
-        rows.append((row, max([t.shape[0] for _, t in row if t is not None], default=cell // 2)))
+        rows.append((row, max([t.shape[0] if t is not None else cell * 3 // 4 for _, t in row])))
     heading = "Side B of every pair (first image)"
     width = max(gap + columns * (cell + gap), math.ceil(fonts.size(heading, 9)[0] * dpi) + 2 * gap)  # a row of one
     height = header + sum(line + row_height + gap for _, row_height in rows)
@@ -813,9 +817,19 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
             left = gap + k * (cell + gap)
             figure.text((left + cell / 2) / width, (top - line + 1) / height, title, fontsize=6, ha="center",
                         va="bottom")
-            if thumbnail is not None:
-                # Centred in its cell, its top under the title.
-                figure.figimage(thumbnail, left + (cell - thumbnail.shape[1]) // 2,
-                                top - line - thumbnail.shape[0], origin="upper")
+            if thumbnail is None:
+                thumbnail = _failed_tile(cell, cell * 3 // 4)
+                figure.text((left + cell / 2) / width, (top - line - thumbnail.shape[0] / 2) / height, FAILED_TILE,
+                            fontsize=7, color="0.3", ha="center", va="center")
+            # Centred in its cell, its top under the title.
+            figure.figimage(thumbnail, left + (cell - thumbnail.shape[1]) // 2,
+                            top - line - thumbnail.shape[0], origin="upper")
         top -= line + row_height + gap
     return figure
+
+
+def _failed_tile(width: int, height: int) -> np.ndarray:
+    """A light grey tile with a darker frame (RGB pixels), where an edit gave no image to show."""
+    tile = np.full((height, width, 3), 224, np.uint8)
+    tile[[0, -1], :] = tile[:, [0, -1]] = 150
+    return tile

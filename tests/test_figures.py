@@ -424,3 +424,28 @@ def test_the_answer_names_no_best_hasher_where_none_has_a_threshold(tmp_path):
     summary = summary_markdown(results, figures, previews=False)
     assert "| jpeg | none: no hasher has a threshold at fpr=0.01 | n/a | n/a |  |  |" in summary
     assert "aHash = pHash" not in summary and "n/–" not in summary
+
+
+def test_previews_show_a_failed_edit_as_a_failed_tile_not_the_untouched_image(tmp_path):
+    """Was: side A (the untouched image) under the label of the edit that failed."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    cv2.imwrite(str(tmp_path / "scene.png"), make_scene(1))
+    results = api.evaluate({"images": [str(tmp_path / "scene.png")], "hashers": ["aHash"], "report": {"previews": True},
+                            "sweeps": [{"family": "crop", "label": "Crop {value}",
+                                        "b": {"crop": {"x": 0, "y": 0, "width": "$value", "height": 10}},
+                                        "values": [100, 1000]}]})  # 1000 does not fit the 160-pixel scene
+    assert [b is None for _, _, b in results.previews] == [False, True]
+    figure = plots.previews_figure(results.previews)
+    drawn(figure)
+    assert len(figure.images) == 2  # a thumbnail and a tile
+    texts = [text.get_text() for text in figure.texts]
+    assert texts.count("edit failed") == 1
+    # The tile's text sits under the failed pair's title, not the other's.
+    position = {text.get_text(): text.get_position()[0] for text in figure.texts}
+    assert position["edit failed"] == pytest.approx(position["Crop 1000"])
+    # ... and the untouched image is nowhere: the tile is flat grey with a frame.
+    tile = figure.images[1].get_array()
+    assert len(np.unique(tile)) == 2
