@@ -131,11 +131,10 @@ def _figure(dpi: int = DPI):
 def _notice_figure(lines: list[str]):
     """A figure that only says why it has nothing to draw: a run whose figure would be empty
     still gets its file (summary.md links it), and the reader learns why, not a blank image."""
-    import textwrap
-
     figure = _figure()
-    text = "\n".join(wrapped for line in lines for wrapped in textwrap.wrap(line, 70))
-    width, height = _Fonts(figure).size(text, 9)
+    fonts = _Fonts(figure)
+    text = _wrap("\n".join(lines), 9, 1.5 * PANEL[0], fonts)
+    width, height = fonts.size(text, 9)
     width, height = width + 2 * _PAD, height + 2 * _PAD
     figure.set_size_inches(width, height)
     figure.text(_PAD / width, 1 - _PAD / height, text, fontsize=9, va="top")
@@ -302,12 +301,36 @@ def _place_panels(figure, rows: list[list], legend: tuple[list[str], list[str]] 
     if legend is not None:
         box = _figure_legend(figure, *legend, layout.width, layout.fonts, marker)
         header = box.get_window_extent(layout.fonts.renderer).height / figure.dpi + _PAD
+    if note:  # as wide as the panels: a one-panel figure is narrower than most notes
+        note = _wrap(note, 8, layout.width - 2 * _PAD, layout.fonts)
     footer = layout.fonts.size(note, 8)[1] + _PAD if note else 0.0
     width, height = layout.place(header, footer)
     if box is not None:
         box.set_bbox_to_anchor((0.5, 1 - _PAD / height), transform=figure.transFigure)
     if note:
         figure.text(_PAD / width, _PAD / height, note, fontsize=8, color="0.4", va="bottom")
+
+
+def _wrap(text: str, fontsize: float, width: float, fonts: _Fonts) -> str:
+    """`text` in lines at most `width` inches wide, broken between words (a word wider than that
+    alone, such as a long hasher id, is broken inside)."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if line and fonts.size(candidate, fontsize)[0] > width:
+                lines.append(line)
+                candidate = word
+            while len(candidate) > 1 and fonts.size(candidate, fontsize)[0] > width:  # one word too wide
+                cut = len(candidate) - 1
+                while cut > 1 and fonts.size(candidate[:cut], fontsize)[0] > width:
+                    cut -= 1
+                lines.append(candidate[:cut])
+                candidate = candidate[cut:]
+            line = candidate
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _title(ax, text: str, fontsize: float = 11) -> None:

@@ -449,3 +449,23 @@ def test_previews_show_a_failed_edit_as_a_failed_tile_not_the_untouched_image(tm
     # ... and the untouched image is nowhere: the tile is flat grey with a frame.
     tile = figure.images[1].get_array()
     assert len(np.unique(tile)) == 2
+
+
+def test_the_note_under_a_one_panel_figure_is_wrapped_to_its_width(tmp_path):
+    """Was: "not shown (...): ResNet50, MobileNetV3S" cut off at the edge of a one-panel figure."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    cv2.imwrite(str(tmp_path / "scene.png"), make_scene(1))
+    results = api.evaluate({"images": [str(tmp_path / "scene.png")], "hashers": ["aHash", "pHash"],
+                            "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]})
+    missing = ["ResNet50", "MobileNetV3Small", "a-hasher-id-without-a-single-space-that-is-far-too-long-to-fit"]
+    figure = plots.overview_figure(results.metrics.curves, ["aHash", "pHash"] + missing)
+    assert len(figure.axes) == 1
+    assert_inside_and_apart(figure, "families")
+    note = next(text.get_text() for text in figure.texts if "not shown" in text.get_text())
+    assert "\n" in note
+    for name in missing[:2]:
+        assert name in note.replace("\n", " ")
+    assert missing[2] in note.replace("\n", "")
