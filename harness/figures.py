@@ -333,6 +333,16 @@ def _wrap(text: str, fontsize: float, width: float, fonts: _Fonts) -> str:
     return "\n".join(lines)
 
 
+# Below this, a distance is floating-point noise (1 - a peak correlation of 1 gives 6e-15), printed
+# as the 0 it stands for rather than as "6.13e-15"; a real distance is never that small.
+_NOISE = 1e-12
+
+
+def _number(value: float, digits: int) -> str:
+    """A figure's number to `digits` significant digits, 0 where it is only noise around 0."""
+    return "0" if abs(value) < _NOISE else f"{value:.{digits}g}"
+
+
 def _title(ax, text: str, fontsize: float = 11) -> None:
     """A panel's title, literal, at a fixed height above the box: `_Layout` has made room for it.
     (Left to matplotlib, its height is found by measuring every y tick label at each draw.)"""
@@ -481,7 +491,7 @@ def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: 
             ax.bar(positions, np.nan_to_num(heights), width, color=_colour(hashers, hasher))
             for x, height in zip(positions, heights):  # a zero bar is invisible: print its value
                 if np.isfinite(height):  # upright where more than six bars share a group: level ones would touch
-                    ax.annotate(f"{height:.2g}", (x, height), ha="center", va="bottom", fontsize=7,
+                    ax.annotate(_number(height, 2), (x, height), ha="center", va="bottom", fontsize=7,
                                 rotation=90 if len(present) > 6 else 0, xytext=(0, 1), textcoords="offset points")
         _category_ticks(ax, labels)
     else:
@@ -757,7 +767,7 @@ def heatmap_figure(distances: pd.DataFrame):
     hashers = hasher_order(distances)
     labels = first_seen(distances["label"])
     norm, raw, unavailable = label_medians(distances, hashers, labels)
-    cells = [[f"{raw[i, j]:.3g}" if np.isfinite(raw[i, j]) else (UNAVAILABLE if unavailable[j] else "")
+    cells = [[_number(raw[i, j], 3) if np.isfinite(raw[i, j]) else (UNAVAILABLE if unavailable[j] else "")
               for j in range(len(hashers))] for i in range(len(labels))]
     figure = _figure()
     # Unavailable or failed cells: grey, not a colour on the scale.

@@ -469,3 +469,23 @@ def test_the_note_under_a_one_panel_figure_is_wrapped_to_its_width(tmp_path):
     for name in missing[:2]:
         assert name in note.replace("\n", " ")
     assert missing[2] in note.replace("\n", "")
+
+
+def test_floating_point_noise_around_zero_is_printed_as_zero(tmp_path):
+    """Was: bar labels "6.1e-17" and heatmap cells "6.13e-15" (the zoo's RadialVarianceHash: 1 - a peak
+    correlation of 1)."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    cv2.imwrite(str(tmp_path / "scene.png"), make_scene(1))
+    results = api.evaluate({"images": [str(tmp_path / "scene.png")], "hashers": ["aHash", "pHash"],
+                            "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]})
+    curves = results.metrics.curves.assign(median=[6.1e-17, 0.25])  # one bar of noise, one real
+    bars = figure_text(plots.overview_figure(curves, ["aHash", "pHash"]))
+    distances = results.distances.assign(distance=[6.13e-15, 7.0])
+    cells = figure_text(plots.heatmap_figure(distances))
+    for text in (bars, cells):
+        assert "e-1" not in text
+    assert bars.split("\n").count("0") == 1 and "0.25" in bars
+    assert cells.split("\n").count("0") == 1 and "7" in cells.split("\n")
