@@ -293,13 +293,12 @@ def _panels(count: int, ylim: tuple[float, float] | None = None):
 
 
 def _place_panels(figure, rows: list[list], legend: tuple[list[str], list[str]] | None = None,
-                  note: str | None = None, marker: str | None = "o") -> None:
-    """Lay out a grid of panels, the hashers' legend (`(hashers, shown)`, lines with `marker`) above
-    it and a note below."""
+                  note: str | None = None) -> None:
+    """Lay out a grid of panels, the hashers' legend (`(hashers, shown)`) above it and a note below."""
     layout = _Layout(figure, rows, [PANEL[0]] * len(rows[0]), [PANEL[1]] * len(rows))
     header, box = 0.0, None
     if legend is not None:
-        box = _figure_legend(figure, *legend, layout.width, layout.fonts, marker)
+        box = _figure_legend(figure, *legend, layout.width, layout.fonts)
         header = box.get_window_extent(layout.fonts.renderer).height / figure.dpi + _PAD
     if note:  # as wide as the panels: a one-panel figure is narrower than most notes
         note = _wrap(note, 8, layout.width - 2 * _PAD, layout.fonts)
@@ -363,24 +362,48 @@ def _colour(hashers: list[str], hasher: str):
     return matplotlib.colormaps["tab20"](index)
 
 
-# With more hashers than tab10 has hues, tab20's light shades sit next to their strong ones: each
-# hasher gets a marker shape too, so that no two lines differ by a shade alone.
+# Every hasher has a marker shape as well as its colour. Two hashers whose lines coincide (aHash
+# and pHash both detecting every JPEG copy) would otherwise show as one: a later hasher is drawn
+# over an earlier one, with a smaller marker of another shape and a thinner line, so the earlier
+# one's marker and line still show around it. And past ten hashers tab20's light shades sit next
+# to their strong ones: the shapes keep two lines from differing by a shade alone.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p")
+_MARKER_SIZES = (8.0, 4.0)  # points: the first hasher's marker, the last one's
+_LINE_WIDTHS = (2.6, 1.2)  # points: the first hasher's line, the last one's
 
 
-def _marker(hashers: list[str], hasher: str, default: str | None = "o") -> str | None:
-    """A hasher's marker: `default` for up to ten hashers, else one of ten shapes, shifted by one
-    every ten hashers so that two hashers of one hue (see _colour) never share a shape."""
+def _marker(hashers: list[str], hasher: str) -> str:
+    """A hasher's marker: one of ten shapes, shifted by one every ten hashers so that two hashers
+    of one hue (see _colour) never share a shape."""
     k = hashers.index(hasher)
-    return default if len(hashers) <= 10 else _MARKERS[(k + k // 10) % len(_MARKERS)]
+    return _MARKERS[(k + k // 10) % len(_MARKERS)]
 
 
-def _figure_legend(figure, hashers: list[str], shown: list[str], width: float, fonts: _Fonts, marker: str | None):
+def _drawn_order(hashers: list[str], hasher: str, sizes: tuple[float, float]) -> float:
+    """From sizes[0] for the first hasher (drawn first, underneath) down to sizes[1] for the last."""
+    return sizes[0] - (sizes[0] - sizes[1]) * hashers.index(hasher) / max(1, len(hashers) - 1)
+
+
+def _line_style(hashers: list[str], hasher: str) -> dict:
+    """A hasher's line: its colour, its marker, and marker size and line width shrinking with its
+    place in the drawing order (see _MARKERS)."""
+    return {"color": _colour(hashers, hasher), "marker": _marker(hashers, hasher),
+            "markersize": _drawn_order(hashers, hasher, _MARKER_SIZES),
+            "linewidth": _drawn_order(hashers, hasher, _LINE_WIDTHS)}
+
+
+def _dodge(present: list[str], hasher: str, span: float = 0.5) -> float:
+    """How far from its category's tick a hasher's point sits: the hashers `present` side by side
+    over `span` (in category widths), so equal rates at one point do not stack into one marker."""
+    return (present.index(hasher) - (len(present) - 1) / 2) * span / max(1, len(present))
+
+
+def _figure_legend(figure, hashers: list[str], shown: list[str], width: float, fonts: _Fonts):
     """The hashers' legend above the panels: at most six to a row, fewer where six would be wider
     than the figure (`width` inches), so many hashers make a taller legend, not a wider figure."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=_colour(hashers, h), marker=_marker(hashers, h, marker)) for h in shown]
+    handles = [Line2D([], [], **_line_style(hashers, h)) for h in shown]
     columns = max(1, min(6, len(shown)))
     while True:
         legend = figure.legend(handles, [_plain(h) for h in shown], loc="upper center", ncol=columns)
@@ -476,6 +499,9 @@ def _groups(frame: pd.DataFrame, column: str) -> dict:
     return {key: part for key, part in frame.groupby(column, sort=False, observed=True)}
 
 
+BAR_MARKER = 5.0  # points: the marker on a bar's top
+
+
 def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: SweepAxis | None) -> None:
     """One family's panel of the overview: `rows` are its rows of the curves table."""
     numeric = rows["x"].notna().all() and rows["value"].nunique() > 1
@@ -489,10 +515,16 @@ def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: 
             positions = np.arange(len(labels)) + (slot - (len(present) - 1) / 2) * width
             heights = part["median"].to_numpy(dtype=float)
             ax.bar(positions, np.nan_to_num(heights), width, color=_colour(hashers, hasher))
-            for x, height in zip(positions, heights):  # a zero bar is invisible: print its value
+            # The hasher's marker on its bar's top, as in the legend (bars of two shades of one hue
+            # differ by it), and the value over it: a zero bar is invisible.
+            ax.plot(positions, heights, linestyle="none", marker=_marker(hashers, hasher), markersize=BAR_MARKER,
+                    color=_colour(hashers, hasher), markeredgecolor="white", markeredgewidth=0.5,
+                    clip_on=False)  # whole at a height of 0
+            for x, height in zip(positions, heights):
                 if np.isfinite(height):  # upright where more than six bars share a group: level ones would touch
                     ax.annotate(_number(height, 2), (x, height), ha="center", va="bottom", fontsize=7,
-                                rotation=90 if len(present) > 6 else 0, xytext=(0, 1), textcoords="offset points")
+                                rotation=90 if len(present) > 6 else 0, xytext=(0, BAR_MARKER / 2 + 1),
+                                textcoords="offset points")
         _category_ticks(ax, labels)
     else:
         ordered = rows.sort_values("x", kind="stable")
@@ -502,7 +534,7 @@ def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: 
         bands = []
         for hasher in [h for h in hashers if h in at_hasher]:
             at = at_hasher[hasher]
-            ax.plot(x[at], median[at], marker=_marker(hashers, hasher), color=_colour(hashers, hasher))
+            ax.plot(x[at], median[at], **_line_style(hashers, hasher))
             if several[at].any():
                 bands.append((x[at], q25[at], q75[at], _colour(hashers, hasher)))
         _bands(ax, bands, alpha=0.2)
@@ -580,12 +612,12 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
         tpr, low, high = (ordered[c].to_numpy(dtype=float) for c in ("tpr", "tpr_low", "tpr_high"))
         resolved = ordered["resolved"].to_numpy(dtype=bool)
         at_hasher = ordered.groupby("hasher", sort=False, observed=True).indices  # positions, in x order
-        bands = []
-        for hasher in [h for h in hashers if h in at_hasher]:
+        bands, present = [], [h for h in hashers if h in at_hasher]
+        for hasher in present:
             at = at_hasher[hasher]
-            ax.plot(x[at], tpr[at], "-" if resolved[at].all() else "--", marker=_marker(hashers, hasher),
-                    color=_colour(hashers, hasher))
-            bands.append((x[at], low[at], high[at], _colour(hashers, hasher)))
+            shift = 0.0 if numeric else _dodge(present, hasher)  # categories: side by side, not stacked
+            ax.plot(x[at] + shift, tpr[at], "-" if resolved[at].all() else "--", **_line_style(hashers, hasher))
+            bands.append((x[at] + shift, low[at], high[at], _colour(hashers, hasher)))
         _bands(ax, bands, alpha=0.15)
         if numeric:
             _value_axis(ax, part_rows, (sweep or {}).get(family))
@@ -742,16 +774,15 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
         ax.xaxis.set_minor_locator(NullLocator())
         for hasher in [h for h in hashers if h in curve_of.get(family, {})]:
             fpr, tpr = curve_of[family][hasher]
-            # A curve's markers (many hashers only) at even distances along it, not at its points.
-            ax.step(fpr, tpr, where="post", color=_colour(hashers, hasher), marker=_marker(hashers, hasher, None),
-                    markevery=0.12, markersize=4)
+            # A curve's markers at even distances along it, not at its points (as many as distinct distances).
+            ax.step(fpr, tpr, where="post", markevery=0.12, **_line_style(hashers, hasher))
         _title(ax, family)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         ax.set_xlabel("false-positive rate", fontsize=9)
     for row in rows:
         row[0].set_ylabel("true-positive rate", fontsize=9)
-    _place_panels(figure, rows, (hashers, [h for h in hashers if h in present]), marker=None)
+    _place_panels(figure, rows, (hashers, [h for h in hashers if h in present]))
     return figure
 
 

@@ -489,3 +489,52 @@ def test_floating_point_noise_around_zero_is_printed_as_zero(tmp_path):
         assert "e-1" not in text
     assert bars.split("\n").count("0") == 1 and "0.25" in bars
     assert cells.split("\n").count("0") == 1 and "7" in cells.split("\n")
+
+
+def equal_rates(hashers: list[str]) -> pd.DataFrame:
+    """A detection table in which every hasher detects the same copies: a jpeg sweep and a one-pair
+    family (grayscale)."""
+    rows = []
+    for hasher in hashers:
+        for family, value, label, tpr in [("jpeg", "90", "JPEG 90", 1.0), ("jpeg", "50", "JPEG 50", 0.9),
+                                          ("jpeg", "10", "JPEG 10", 0.5), ("grayscale", "", "Grayscale", 1.0)]:
+            rows.append({"hasher": hasher, "operating_point": "fpr=0.01", "threshold": 5.0, "resolved": True,
+                         "family": family, "value": value, "label": label, "genuine_pairs": 10,
+                         "detected": round(10 * tpr), "tpr": tpr, "tpr_low": tpr - 0.2, "tpr_high": min(1, tpr + 0.1)})
+    return pd.DataFrame(rows)
+
+
+def test_hashers_with_equal_rates_stay_distinguishable():
+    """Was: with ten hashers or fewer every marker a circle of one size, so aHash's line hid under
+    pHash's (the committed collection's detection.png), and a one-pair family's points stacked."""
+    hashers = ["aHash", "pHash", "dHash"]
+    figure = plots.detection_figure(equal_rates(hashers), "fpr=0.01", hashers)
+    drawn(figure)
+    panels = {ax.get_title(): ax for ax in figure.axes}
+    for family in ("jpeg", "grayscale"):
+        lines = panels[family].get_lines()
+        assert len(lines) == 3
+        assert len({line.get_marker() for line in lines}) == 3, family
+        # Drawn in order, each smaller than the one under it, so the earlier one shows around it.
+        sizes = [line.get_markersize() for line in lines]
+        assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 3, family
+    # The one-pair family: three points side by side at its tick, not one on another.
+    xs = [float(line.get_xdata()[0]) for line in panels["grayscale"].get_lines()]
+    assert len(set(xs)) == 3 and max(abs(x) for x in xs) < 0.5
+    # The legend shows each hasher as its lines are drawn.
+    legend = [(line.get_marker(), line.get_markersize()) for line in figure.legends[0].get_lines()]
+    assert legend == [(line.get_marker(), line.get_markersize()) for line in panels["jpeg"].get_lines()]
+
+
+def test_bars_carry_their_hashers_marker(tmp_path):
+    import cv2
+
+    from tests.conftest import make_scene
+
+    cv2.imwrite(str(tmp_path / "scene.png"), make_scene(1))
+    results = api.evaluate({"images": [str(tmp_path / "scene.png")], "hashers": ["aHash", "pHash"],
+                            "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]})
+    figure = plots.overview_figure(results.metrics.curves, ["aHash", "pHash"])
+    markers = [line.get_marker() for line in figure.axes[0].get_lines()]
+    assert markers == [plots._marker(["aHash", "pHash"], h) for h in ["aHash", "pHash"]]
+    assert len(set(markers)) == 2
