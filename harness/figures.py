@@ -441,9 +441,16 @@ def _value_axis(ax, rows: pd.DataFrame, axis: SweepAxis | None) -> None:
         labels = [f"{x:g}" for x in ordered]
     slanted = max(len(label) for label in labels) > 5
     # Short labels too close to sit level stand upright: a slanted label still spans its neighbour's place.
-    upright = not slanted and _crowded(ordered, labels, ax.get_xscale() == "log")
+    along = _panel_positions(ordered, ax.get_xscale() == "log")
+    upright = not slanted and _crowded(along, labels)
+    rotation = 35 if slanted else 90 if upright else 0
+    # Where even so they would touch (twenty gamma values; noise sigmas 0, 1, 2, 4 at one end of a
+    # linear axis), every tick stays and only some are labelled: the first, the last, and between
+    # them each one far enough from the last labelled.
+    room = _LABEL_ROOM.get(rotation) or _level_room(labels)
+    labels = [label if keep else "" for label, keep in zip(labels, _labelled(along, room))]
     ax.set_xticks(ordered, [_plain(label) for label in labels], fontsize=8,
-                  rotation=35 if slanted else 90 if upright else 0, ha="right" if slanted else "center",
+                  rotation=rotation, ha="right" if slanted else "center",
                   rotation_mode="anchor" if slanted else "default")
     ax.minorticks_off()
     stronger = axis.stronger if axis is not None else None
@@ -452,16 +459,42 @@ def _value_axis(ax, rows: pd.DataFrame, axis: SweepAxis | None) -> None:
     ax.set_xlabel(_plain(axis.title if axis is not None else "value"), fontsize=9)
 
 
-def _crowded(ordered: np.ndarray, labels: list[str], log: bool) -> bool:
-    """Whether two neighbouring tick labels, written level, would touch on a panel PANEL[0] wide
-    (Copydays' crop ladder: 10%, 15%, 20%, ... 80%): the closest two ticks' distance on the panel
-    against the widest label, at about 0.07 inch a character in 8-point text."""
+def _panel_positions(ordered: np.ndarray, log: bool) -> np.ndarray:
+    """Where ticks at the sorted values `ordered` sit on a panel PANEL[0] wide, in inches from the first."""
     if len(ordered) < 2:
-        return False
+        return np.zeros(len(ordered))
     xs = np.log(ordered) if log else ordered
     span = (xs[-1] - xs[0]) * 1.1  # and matplotlib's margins of 5% on each side
-    closest = np.diff(xs).min() / span * PANEL[0]
-    return bool(closest < 0.07 * max(len(label) for label in labels) + 0.06)
+    return (xs - xs[0]) / span * PANEL[0] if span else np.zeros(len(xs))
+
+
+def _level_room(labels: list[str]) -> float:
+    """Inches between two ticks for their labels, written level, not to touch: the widest label at
+    about 0.07 inch a character in 8-point text, and a gap."""
+    return 0.07 * max(len(label) for label in labels) + 0.06
+
+
+# Inches between two ticks for their 8-point labels not to touch, by rotation: upright, a line's
+# height and a gap; slanted at 35 degrees, parallel labels a line's height apart across them.
+_LABEL_ROOM = {90: 0.16, 35: 0.22}
+
+
+def _crowded(along: np.ndarray, labels: list[str]) -> bool:
+    """Whether two neighbouring tick labels at `along` (inches, `_panel_positions`), written level,
+    would touch (Copydays' crop ladder: 10%, 15%, 20%, ... 80%)."""
+    return len(along) > 1 and bool(np.diff(along).min() < _level_room(labels))
+
+
+def _labelled(along: np.ndarray, room: float) -> list[bool]:
+    """Which ticks at `along` (inches, increasing) get their label so that no two labelled ones are
+    closer than `room`: the first and the last always, the others from the first on where they are
+    far enough from the one labelled before (and from the last)."""
+    keep = [False] * len(along)
+    last = None
+    for k, position in enumerate(along):
+        if last is None or (position - last >= room and along[-1] - position >= room) or k == len(along) - 1:
+            keep[k], last = True, position
+    return keep
 
 
 def _tick_texts(labels: list[str]) -> list[str]:

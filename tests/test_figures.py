@@ -2,6 +2,7 @@
 inside the figure and off every other panel."""
 
 import io
+import math
 import os
 import sys
 
@@ -538,3 +539,40 @@ def test_bars_carry_their_hashers_marker(tmp_path):
     markers = [line.get_marker() for line in figure.axes[0].get_lines()]
     assert markers == [plots._marker(["aHash", "pHash"], h) for h in ["aHash", "pHash"]]
     assert len(set(markers)) == 2
+
+
+GAMMAS = [1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.2, 2.4, 2.6, 2.8, 3.0]
+
+
+@pytest.mark.parametrize("transform, param, values", [
+    ("gamma", "gamma", GAMMAS),  # twenty values: upright labels still touched
+    ("gaussian_noise", "sigma", [0, 1, 2, 4, 8, 16, 32]),  # doubling from 0: crowded at one end of a linear axis
+    ("crop_area", "removed", [round(0.1001 + 0.01 * k, 4) for k in range(30)]),  # thirty slanted: "0.1001", ...
+])
+def test_crowded_tick_labels_are_thinned_not_overlapped(transform, param, values):
+    """Was: every value labelled, rotated, and the labels drawn over each other."""
+    config = {"sweeps": [{"family": "f", "b": {transform: {param: "$value"}}, "values": values}]}
+    figure = Figure(figsize=plots.PANEL, dpi=plots.DPI)
+    FigureCanvasAgg(figure)
+    ax = figure.add_axes((0, 0.3, 1, 0.7))
+    ax.plot(values, [0] * len(values))
+    plots._value_axis(ax, pd.DataFrame({"x": [float(v) for v in values], "label": [f"{v:g}" for v in values]}),
+                      plots.sweep_axes(config)["f"])
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    assert len(ax.get_xticks()) == len(values)  # every value keeps its tick
+    labels = [t for t in ax.get_xticklabels() if t.get_text()]
+    shown = [t.get_text() for t in labels]
+    assert f"{min(values):g}" in shown and f"{max(values):g}" in shown
+    assert len(shown) >= 4
+    rotation = labels[0].get_rotation()
+    if rotation in (0, 90):  # upright or level: their boxes are the glyphs' own
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not overlap(a, b, tolerance=0.0), (a, b)
+    else:  # slanted, parallel: apart across their slant by more than a line's height
+        anchors = sorted(ax.transData.transform((x, 0))[0] for x, t in zip(ax.get_xticks(), ax.get_xticklabels())
+                         if t.get_text())
+        height = Text(text="0.1", fontsize=8, figure=figure).get_window_extent(renderer).height
+        assert min(np.diff(anchors)) * math.sin(math.radians(rotation)) >= height
