@@ -325,6 +325,8 @@ def _wrap(text: str, fontsize: float, width: float, fonts: _Fonts) -> str:
                 cut = len(candidate) - 1
                 while cut > 1 and fonts.size(candidate[:cut], fontsize)[0] > width:
                     cut -= 1
+                # After a hyphen, dot, underscore or slash where one fits ("imagehash.", "sixty-").
+                cut = max([k + 1 for k in range(cut) if candidate[k] in "-._/"] or [cut])
                 lines.append(candidate[:cut])
                 candidate = candidate[cut:]
             line = candidate
@@ -344,8 +346,22 @@ def _number(value: float, digits: int) -> str:
 
 def _title(ax, text: str, fontsize: float = 11) -> None:
     """A panel's title, literal, at a fixed height above the box: `_Layout` has made room for it.
-    (Left to matplotlib, its height is found by measuring every y tick label at each draw.)"""
-    ax.set_title(_plain(text), fontsize=fontsize, y=1.0)
+    (Left to matplotlib, its height is found by measuring every y tick label at each draw.) A
+    title wider than the panel (a long family name or hasher id) is wrapped to its width, on two
+    lines at most, the second cut with an ellipsis: it would run over its neighbour's."""
+    ax.set_title(_fit(_plain(text), fontsize, PANEL[0], _Fonts(ax.figure)), fontsize=fontsize, y=1.0)
+
+
+def _fit(text: str, fontsize: float, width: float, fonts: _Fonts, lines: int = 2) -> str:
+    """`text` wrapped to `width` inches on at most `lines` lines, the last cut with an ellipsis where
+    more would be needed."""
+    wrapped = _wrap(text, fontsize, width, fonts).split("\n")
+    if len(wrapped) <= lines:
+        return "\n".join(wrapped)
+    last = " ".join(wrapped[lines - 1:])
+    while len(last) > 1 and fonts.size(last + "…", fontsize)[0] > width:
+        last = last[:-1]
+    return "\n".join(wrapped[:lines - 1] + [last.rstrip() + "…"])
 
 
 def _colour(hashers: list[str], hasher: str):

@@ -576,3 +576,30 @@ def test_crowded_tick_labels_are_thinned_not_overlapped(transform, param, values
                          if t.get_text())
         height = Text(text="0.1", fontsize=8, figure=figure).get_window_extent(renderer).height
         assert min(np.diff(anchors)) * math.sin(math.radians(rotation)) >= height
+
+
+LONG_FAMILY = "a family whose name runs to sixty-eight characters, longer than a pa"  # 68 characters
+LONG_ID = "imagehash.phash-with-a-hasher-id-of-sixty-characters-in-all-"  # 60 characters, no space
+
+
+@pytest.fixture(scope="module")
+def long_names():
+    config = {"images": ["builtin:coffee", "builtin:camera", "builtin:astronaut"],
+              "hashers": ["aHash", {"name": "pHash", "id": LONG_ID}],
+              "sweeps": [{"family": LONG_FAMILY, "b": {"jpeg": {"quality": "$value"}}, "values": [80, 20]},
+                         {"family": "blur", "b": {"blur": {"kernel": "$value"}}, "values": [3, 9]}]}
+    assert len(LONG_FAMILY) == 68 and len(LONG_ID) == 60
+    return every_figure(api.evaluate(config))
+
+
+@pytest.mark.parametrize("name", ["families", "detection", "histograms", "roc"])
+def test_long_titles_stay_over_their_own_panel(long_names, name):
+    """Was: a 68-character family or a 60-character hasher id ran over the next panel's title."""
+    figure = long_names[name]
+    assert_inside_and_apart(figure, name)
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes:
+        box, title = ax.get_window_extent(renderer), ax.title.get_window_extent(renderer)
+        assert box.x0 - 1 <= title.x0 and title.x1 <= box.x1 + 1, ax.get_title()
+    titles = [ax.get_title().replace("\n", " ") for ax in figure.axes]
+    assert any(t.startswith("a family whose name") or t.startswith("imagehash.phash-with") for t in titles)
