@@ -774,9 +774,12 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
                 color=_colour(hashers, hasher), label=f"copies ({len(genuine)})")
         for k, point in enumerate(points[hasher]):
             if np.isfinite(point.threshold):  # up to the legend's band (below), not through it
-                ax.axvline(point.threshold, ymax=1 / LEGEND_HEADROOM, color="black",
+                # Too few impostor pairs to measure the rate: the line only sits below the closest
+                # different images, and says so (grey, "unresolved"), as detection.png dashes it.
+                ax.axvline(point.threshold, ymax=1 / LEGEND_HEADROOM, color="black" if point.resolved else "0.55",
                            linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
-                           label=f"{_plain(point.name)}: {format_number(point.threshold)}")
+                           label=f"{_plain(point.name)}: {format_number(point.threshold)}"
+                                 + ("" if point.resolved else " (unresolved)"))
         _title(ax, hasher + (f" ({beyond} beyond {format_number(high)} not shown)" if beyond else ""),
                10 if not beyond else 8)
         ax.set_xlabel("distance", fontsize=9)

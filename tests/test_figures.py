@@ -603,3 +603,30 @@ def test_long_titles_stay_over_their_own_panel(long_names, name):
         assert box.x0 - 1 <= title.x0 and title.x1 <= box.x1 + 1, ax.get_title()
     titles = [ax.get_title().replace("\n", " ") for ax in figure.axes]
     assert any(t.startswith("a family whose name") or t.startswith("imagehash.phash-with") for t in titles)
+
+
+def test_histograms_mark_a_threshold_whose_rate_is_not_resolved(long_names):
+    """Three images give 27 impostor pairs: too few for fpr=0.01 and 0.001 (was: drawn and labelled
+    exactly like a measured threshold)."""
+    figure = long_names["histograms"]
+    for ax in figure.axes:
+        labels = [text.get_text() for text in ax.get_legend().get_texts()]
+        thresholds = [label for label in labels if label.startswith("fpr=")]
+        assert thresholds and all(label.endswith("(unresolved)") for label in thresholds), labels
+
+
+def test_histograms_draw_a_resolved_threshold_plainly(tmp_path):
+    """The mark is for unresolved rates only: 25 images (300 impostor pairs) resolve fpr=0.01."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    for seed in range(25):
+        cv2.imwrite(str(tmp_path / f"scene{seed}.png"), make_scene(seed, 48, 64))
+    results = api.evaluate({"images": [str(tmp_path)], "hashers": ["pHash"], "detection": {"fpr": [0.01]},
+                            "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]})
+    assert results.thresholds["resolved"].all()
+    figure = plots.histogram_figure(results.distances, results.impostors, results.metrics.points, ["pHash"])
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert any(label.startswith("fpr=0.01: ") for label in labels)
+    assert not any("unresolved" in label for label in labels)
