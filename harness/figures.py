@@ -856,7 +856,7 @@ def heatmap_figure(distances: pd.DataFrame):
     # Unavailable or failed cells: grey, not a colour on the scale.
     colours = matplotlib_colormap("viridis").with_extremes(bad="0.85")
     _colour_table(figure, np.ma.masked_invalid(norm), labels, hashers, colours, cells, (0.9, 0.28),
-                  "normalised distance (distance / max)", title="distance per pair (cell text: raw distance)",
+                  "normalised distance (distance / max)", title="median distance per pair over images (cell text: raw distance)",
                   shade=norm)
     return figure
 

@@ -82,9 +82,12 @@ def answer_section(detection: dict) -> list[str]:
         lines += [f"> **Too few images for a {line} claim:** {md(warning)}. Read \"held\" as \"no miss was seen\", "
                   "not as a measured rate.", ""]
     if not verdicts["resolved"].all():
+        # Edited copies against other images add impostor pairs, unless the run compared them already.
+        compared = any(counts.get("transformed") for counts in detection["kinds"].values())
+        more = "Add images" if compared else "Add images (or `impostors: {transformed: true}`)"
         lines += [f"\\* Too few impostor pairs to resolve {chosen}: not even one false match is allowed, so the "
-                  "threshold only sits below the closest pair of different images. Add images (or "
-                  "`impostors: {transformed: true}`) before trusting these rows.", ""]
+                  f"threshold only sits below the closest pair of different images. {more} before trusting these "
+                  "rows.", ""]
     lines += break_point_section(detection)
     lines += [f"![detection rate per family and hasher]({detection['figures']['matrix']})", "",
               "**How to read it:** each cell is the percentage of edited copies a hasher (column) still "
@@ -287,7 +290,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
                      else "."), "",
                   f"![heatmap]({figures['heatmap']})", "",
                   "**How to read it:** the whole table as colour (normalised distance) with the raw distance in each "
-                  "cell.", ""]
+                  "cell" + (", each the median over images." if len(images) > 1 else "."), ""]
     if detection is not None:
         lines += detection_sections(detection)
         lines += retrieval_section(metrics.retrieval)

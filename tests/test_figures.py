@@ -630,3 +630,22 @@ def test_histograms_draw_a_resolved_threshold_plainly(tmp_path):
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert any(label.startswith("fpr=0.01: ") for label in labels)
     assert not any("unresolved" in label for label in labels)
+
+
+@pytest.mark.parametrize("transformed", [True, False])
+def test_the_unresolved_footnote_suggests_transformed_impostors_only_where_they_are_off(tmp_path, transformed):
+    """Was: "Add images (or `impostors: {transformed: true}`)" also in a run that had them on."""
+    from harness.summary import summary_markdown
+
+    results = api.evaluate(no_threshold_config(near_identical_images(tmp_path / "flat"),
+                                               impostors={"transformed": transformed}))
+    figures = {key: f"figures/{key}.png" for key in ("families", "heatmap", "detection", "histograms", "roc",
+                                                     "matrix")}
+    summary = summary_markdown(results, figures, previews=False)
+    assert "Too few impostor pairs to resolve fpr=0.01" in summary
+    assert ("`impostors: {transformed: true}`" in summary) == (not transformed)
+
+
+def test_the_heatmap_says_its_cells_are_medians(crowded_figures):
+    title = crowded_figures["heatmap"].axes[0].get_title()
+    assert "median" in title and "over images" in title
