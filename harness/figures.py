@@ -750,6 +750,7 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
     """Per hasher: how far apart copies (genuine) and different images (impostors) are."""
     shown = [h for h in hashers if h in points]
     figure, axes, rows = _panels(len(shown))
+    unresolved = False  # a threshold is drawn whose rate is not resolved
     for ax, hasher in zip(axes, shown):  # one hasher's distances at a time (400,000 at 100,000 images)
         genuine = hasher_rows(distances, hasher, ["distance"])["distance"].to_numpy(dtype=float)
         impostor = impostor_distances(impostors, hasher)
@@ -775,11 +776,14 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
         for k, point in enumerate(points[hasher]):
             if np.isfinite(point.threshold):  # up to the legend's band (below), not through it
                 # Too few impostor pairs to measure the rate: the line only sits below the closest
-                # different images, and says so (grey, "unresolved"), as detection.png dashes it.
+                # different images, and says so (grey, starred; the note says what the star means),
+                # as detection.png dashes such rates. A word in the label would widen the legend
+                # past its panel.
+                unresolved = unresolved or not point.resolved
                 ax.axvline(point.threshold, ymax=1 / LEGEND_HEADROOM, color="black" if point.resolved else "0.55",
                            linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
                            label=f"{_plain(point.name)}: {format_number(point.threshold)}"
-                                 + ("" if point.resolved else " (unresolved)"))
+                                 + ("" if point.resolved else " *"))
         _title(ax, hasher + (f" ({beyond} beyond {format_number(high)} not shown)" if beyond else ""),
                10 if not beyond else 8)
         ax.set_xlabel("distance", fontsize=9)
@@ -790,7 +794,8 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
         ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False, columnspacing=1.0, handlelength=1.5)
     for row in rows:
         row[0].set_ylabel("density", fontsize=9)
-    _place_panels(figure, rows)
+    _place_panels(figure, rows, note="* grey: unresolved, too few impostor pairs (for precision=, too few copies "
+                                     "matched) to measure the rate" if unresolved else None)
     return figure
 
 

@@ -612,7 +612,8 @@ def test_histograms_mark_a_threshold_whose_rate_is_not_resolved(long_names):
     for ax in figure.axes:
         labels = [text.get_text() for text in ax.get_legend().get_texts()]
         thresholds = [label for label in labels if label.startswith("fpr=")]
-        assert thresholds and all(label.endswith("(unresolved)") for label in thresholds), labels
+        assert thresholds and all(label.endswith(" *") for label in thresholds), labels
+    assert any(text.get_text().startswith("* grey: unresolved") for text in figure.texts)
 
 
 def test_histograms_draw_a_resolved_threshold_plainly(tmp_path):
@@ -629,7 +630,7 @@ def test_histograms_draw_a_resolved_threshold_plainly(tmp_path):
     figure = plots.histogram_figure(results.distances, results.impostors, results.metrics.points, ["pHash"])
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert any(label.startswith("fpr=0.01: ") for label in labels)
-    assert not any("unresolved" in label for label in labels)
+    assert not any(label.endswith("*") for label in labels) and not figure.texts
 
 
 @pytest.mark.parametrize("transformed", [True, False])
