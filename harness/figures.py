@@ -721,7 +721,9 @@ def _colour_table(figure, values: np.ndarray, rows: list[str], columns: list[str
     height = max(cell_size[1] * len(rows), fonts.size(colour_label, bar.yaxis.label.get_fontsize())[0] + 0.2)
     layout = _Layout(figure, [[ax, bar]], [cell_size[0] * len(columns), 0.15], [height])
     if title:
-        # Above the column names, at a fixed place (the automatic one measures those names).
+        # Above the column names, at a fixed place (the automatic one measures those names); as wide
+        # as the table and its colour bar, or wrapped (one or two columns are narrower than a title).
+        title = _wrap(title, 9, cell_size[0] * len(columns) + 0.8, fonts)
         top = _extent(ax, fonts, cell_size[0] * len(columns), height).top
         ax.set_title(title, fontsize=9, y=1.0, pad=top / _POINT + 4)
         layout.top[0] += fonts.size(title, 9)[1] + 4 * _POINT
@@ -861,8 +863,8 @@ def heatmap_figure(distances: pd.DataFrame):
     # Unavailable or failed cells: grey, not a colour on the scale.
     colours = matplotlib_colormap("viridis").with_extremes(bad="0.85")
     _colour_table(figure, np.ma.masked_invalid(norm), labels, hashers, colours, cells, (0.9, 0.28),
-                  "normalised distance (distance / max)", title="median distance per pair over images (cell text: raw distance)",
-                  shade=norm)
+                  "normalised distance (distance / max)",
+                  title="median distance per pair over images\n(cell text: raw distance)", shade=norm)
     return figure
 
 

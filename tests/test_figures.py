@@ -650,3 +650,20 @@ def test_the_unresolved_footnote_suggests_transformed_impostors_only_where_they_
 def test_the_heatmap_says_its_cells_are_medians(crowded_figures):
     title = crowded_figures["heatmap"].axes[0].get_title()
     assert "median" in title and "over images" in title
+
+
+def test_the_heatmap_of_one_hasher_keeps_its_title_inside(tmp_path):
+    """One column is narrower than the title: it is wrapped (was: drawn past the figure's edges)."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    for seed in range(2):
+        cv2.imwrite(str(tmp_path / f"scene{seed}.png"), make_scene(seed))
+    results = api.evaluate({"images": [str(tmp_path)], "hashers": ["aHash"],
+                            "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50, 10]}]})
+    figure = plots.heatmap_figure(results.distances)
+    drawn(figure)
+    title, page = figure.axes[0].title.get_window_extent(figure.canvas.get_renderer()), figure.bbox
+    assert page.x0 - 1 <= title.x0 and title.x1 <= page.x1 + 1 and title.y1 <= page.y1 + 1, (title, page)
+    assert "\n" in figure.axes[0].get_title()
