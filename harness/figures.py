@@ -128,6 +128,19 @@ def _figure(dpi: int = DPI):
     return figure
 
 
+def _notice_figure(lines: list[str]):
+    """A figure that only says why it has nothing to draw: a run whose figure would be empty
+    still gets its file (summary.md links it), and the reader learns why, not a blank image."""
+    figure = _figure()
+    fonts = _Fonts(figure)
+    text = _wrap("\n".join(lines), 9, 1.5 * PANEL[0], fonts)
+    width, height = fonts.size(text, 9)
+    width, height = width + 2 * _PAD, height + 2 * _PAD
+    figure.set_size_inches(width, height)
+    figure.text(_PAD / width, 1 - _PAD / height, text, fontsize=9, va="top")
+    return figure
+
+
 class _Fonts:
     """The size of a string as Agg draws it, in inches, from the font's glyph metrics alone."""
 
@@ -280,14 +293,15 @@ def _panels(count: int, ylim: tuple[float, float] | None = None):
 
 
 def _place_panels(figure, rows: list[list], legend: tuple[list[str], list[str]] | None = None,
-                  note: str | None = None, marker: str | None = "o") -> None:
-    """Lay out a grid of panels, the hashers' legend (`(hashers, shown)`, lines with `marker`) above
-    it and a note below."""
+                  note: str | None = None) -> None:
+    """Lay out a grid of panels, the hashers' legend (`(hashers, shown)`) above it and a note below."""
     layout = _Layout(figure, rows, [PANEL[0]] * len(rows[0]), [PANEL[1]] * len(rows))
     header, box = 0.0, None
     if legend is not None:
-        box = _figure_legend(figure, *legend, layout.width, layout.fonts, marker)
+        box = _figure_legend(figure, *legend, layout.width, layout.fonts)
         header = box.get_window_extent(layout.fonts.renderer).height / figure.dpi + _PAD
+    if note:  # as wide as the panels: a one-panel figure is narrower than most notes
+        note = _wrap(note, 8, layout.width - 2 * _PAD, layout.fonts)
     footer = layout.fonts.size(note, 8)[1] + _PAD if note else 0.0
     width, height = layout.place(header, footer)
     if box is not None:
@@ -296,10 +310,58 @@ def _place_panels(figure, rows: list[list], legend: tuple[list[str], list[str]] 
         figure.text(_PAD / width, _PAD / height, note, fontsize=8, color="0.4", va="bottom")
 
 
+def _wrap(text: str, fontsize: float, width: float, fonts: _Fonts) -> str:
+    """`text` in lines at most `width` inches wide, broken between words (a word wider than that
+    alone, such as a long hasher id, is broken inside)."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if line and fonts.size(candidate, fontsize)[0] > width:
+                lines.append(line)
+                candidate = word
+            while len(candidate) > 1 and fonts.size(candidate, fontsize)[0] > width:  # one word too wide
+                cut = len(candidate) - 1
+                while cut > 1 and fonts.size(candidate[:cut], fontsize)[0] > width:
+                    cut -= 1
+                # After a hyphen, dot, underscore or slash where one fits ("imagehash.", "sixty-").
+                cut = max([k + 1 for k in range(cut) if candidate[k] in "-._/"] or [cut])
+                lines.append(candidate[:cut])
+                candidate = candidate[cut:]
+            line = candidate
+        lines.append(line)
+    return "\n".join(lines)
+
+
+# Below this, a distance is floating-point noise (1 - a peak correlation of 1 gives 6e-15), printed
+# as the 0 it stands for rather than as "6.13e-15"; a real distance is never that small.
+_NOISE = 1e-12
+
+
+def _number(value: float, digits: int) -> str:
+    """A figure's number to `digits` significant digits, 0 where it is only noise around 0."""
+    return "0" if abs(value) < _NOISE else f"{value:.{digits}g}"
+
+
 def _title(ax, text: str, fontsize: float = 11) -> None:
     """A panel's title, literal, at a fixed height above the box: `_Layout` has made room for it.
-    (Left to matplotlib, its height is found by measuring every y tick label at each draw.)"""
-    ax.set_title(_plain(text), fontsize=fontsize, y=1.0)
+    (Left to matplotlib, its height is found by measuring every y tick label at each draw.) A
+    title wider than the panel (a long family name or hasher id) is wrapped to its width, on two
+    lines at most, the second cut with an ellipsis: it would run over its neighbour's."""
+    ax.set_title(_fit(_plain(text), fontsize, PANEL[0], _Fonts(ax.figure)), fontsize=fontsize, y=1.0)
+
+
+def _fit(text: str, fontsize: float, width: float, fonts: _Fonts, lines: int = 2) -> str:
+    """`text` wrapped to `width` inches on at most `lines` lines, the last cut with an ellipsis where
+    more would be needed."""
+    wrapped = _wrap(text, fontsize, width, fonts).split("\n")
+    if len(wrapped) <= lines:
+        return "\n".join(wrapped)
+    last = " ".join(wrapped[lines - 1:])
+    while len(last) > 1 and fonts.size(last + "…", fontsize)[0] > width:
+        last = last[:-1]
+    return "\n".join(wrapped[:lines - 1] + [last.rstrip() + "…"])
 
 
 def _colour(hashers: list[str], hasher: str):
@@ -316,24 +378,48 @@ def _colour(hashers: list[str], hasher: str):
     return matplotlib.colormaps["tab20"](index)
 
 
-# With more hashers than tab10 has hues, tab20's light shades sit next to their strong ones: each
-# hasher gets a marker shape too, so that no two lines differ by a shade alone.
+# Every hasher has a marker shape as well as its colour. Two hashers whose lines coincide (aHash
+# and pHash both detecting every JPEG copy) would otherwise show as one: a later hasher is drawn
+# over an earlier one, with a smaller marker of another shape and a thinner line, so the earlier
+# one's marker and line still show around it. And past ten hashers tab20's light shades sit next
+# to their strong ones: the shapes keep two lines from differing by a shade alone.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p")
+_MARKER_SIZES = (8.0, 4.0)  # points: the first hasher's marker, the last one's
+_LINE_WIDTHS = (2.6, 1.2)  # points: the first hasher's line, the last one's
 
 
-def _marker(hashers: list[str], hasher: str, default: str | None = "o") -> str | None:
-    """A hasher's marker: `default` for up to ten hashers, else one of ten shapes, shifted by one
-    every ten hashers so that two hashers of one hue (see _colour) never share a shape."""
+def _marker(hashers: list[str], hasher: str) -> str:
+    """A hasher's marker: one of ten shapes, shifted by one every ten hashers so that two hashers
+    of one hue (see _colour) never share a shape."""
     k = hashers.index(hasher)
-    return default if len(hashers) <= 10 else _MARKERS[(k + k // 10) % len(_MARKERS)]
+    return _MARKERS[(k + k // 10) % len(_MARKERS)]
 
 
-def _figure_legend(figure, hashers: list[str], shown: list[str], width: float, fonts: _Fonts, marker: str | None):
+def _drawn_order(hashers: list[str], hasher: str, sizes: tuple[float, float]) -> float:
+    """From sizes[0] for the first hasher (drawn first, underneath) down to sizes[1] for the last."""
+    return sizes[0] - (sizes[0] - sizes[1]) * hashers.index(hasher) / max(1, len(hashers) - 1)
+
+
+def _line_style(hashers: list[str], hasher: str) -> dict:
+    """A hasher's line: its colour, its marker, and marker size and line width shrinking with its
+    place in the drawing order (see _MARKERS)."""
+    return {"color": _colour(hashers, hasher), "marker": _marker(hashers, hasher),
+            "markersize": _drawn_order(hashers, hasher, _MARKER_SIZES),
+            "linewidth": _drawn_order(hashers, hasher, _LINE_WIDTHS)}
+
+
+def _dodge(present: list[str], hasher: str, span: float = 0.5) -> float:
+    """How far from its category's tick a hasher's point sits: the hashers `present` side by side
+    over `span` (in category widths), so equal rates at one point do not stack into one marker."""
+    return (present.index(hasher) - (len(present) - 1) / 2) * span / max(1, len(present))
+
+
+def _figure_legend(figure, hashers: list[str], shown: list[str], width: float, fonts: _Fonts):
     """The hashers' legend above the panels: at most six to a row, fewer where six would be wider
     than the figure (`width` inches), so many hashers make a taller legend, not a wider figure."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=_colour(hashers, h), marker=_marker(hashers, h, marker)) for h in shown]
+    handles = [Line2D([], [], **_line_style(hashers, h)) for h in shown]
     columns = max(1, min(6, len(shown)))
     while True:
         legend = figure.legend(handles, [_plain(h) for h in shown], loc="upper center", ncol=columns)
@@ -371,9 +457,16 @@ def _value_axis(ax, rows: pd.DataFrame, axis: SweepAxis | None) -> None:
         labels = [f"{x:g}" for x in ordered]
     slanted = max(len(label) for label in labels) > 5
     # Short labels too close to sit level stand upright: a slanted label still spans its neighbour's place.
-    upright = not slanted and _crowded(ordered, labels, ax.get_xscale() == "log")
+    along = _panel_positions(ordered, ax.get_xscale() == "log")
+    upright = not slanted and _crowded(along, labels)
+    rotation = 35 if slanted else 90 if upright else 0
+    # Where even so they would touch (twenty gamma values; noise sigmas 0, 1, 2, 4 at one end of a
+    # linear axis), every tick stays and only some are labelled: the first, the last, and between
+    # them each one far enough from the last labelled.
+    room = _LABEL_ROOM.get(rotation) or _level_room(labels)
+    labels = [label if keep else "" for label, keep in zip(labels, _labelled(along, room))]
     ax.set_xticks(ordered, [_plain(label) for label in labels], fontsize=8,
-                  rotation=35 if slanted else 90 if upright else 0, ha="right" if slanted else "center",
+                  rotation=rotation, ha="right" if slanted else "center",
                   rotation_mode="anchor" if slanted else "default")
     ax.minorticks_off()
     stronger = axis.stronger if axis is not None else None
@@ -382,16 +475,42 @@ def _value_axis(ax, rows: pd.DataFrame, axis: SweepAxis | None) -> None:
     ax.set_xlabel(_plain(axis.title if axis is not None else "value"), fontsize=9)
 
 
-def _crowded(ordered: np.ndarray, labels: list[str], log: bool) -> bool:
-    """Whether two neighbouring tick labels, written level, would touch on a panel PANEL[0] wide
-    (Copydays' crop ladder: 10%, 15%, 20%, ... 80%): the closest two ticks' distance on the panel
-    against the widest label, at about 0.07 inch a character in 8-point text."""
+def _panel_positions(ordered: np.ndarray, log: bool) -> np.ndarray:
+    """Where ticks at the sorted values `ordered` sit on a panel PANEL[0] wide, in inches from the first."""
     if len(ordered) < 2:
-        return False
+        return np.zeros(len(ordered))
     xs = np.log(ordered) if log else ordered
     span = (xs[-1] - xs[0]) * 1.1  # and matplotlib's margins of 5% on each side
-    closest = np.diff(xs).min() / span * PANEL[0]
-    return bool(closest < 0.07 * max(len(label) for label in labels) + 0.06)
+    return (xs - xs[0]) / span * PANEL[0] if span else np.zeros(len(xs))
+
+
+def _level_room(labels: list[str]) -> float:
+    """Inches between two ticks for their labels, written level, not to touch: the widest label at
+    about 0.07 inch a character in 8-point text, and a gap."""
+    return 0.07 * max(len(label) for label in labels) + 0.06
+
+
+# Inches between two ticks for their 8-point labels not to touch, by rotation: upright, a line's
+# height and a gap; slanted at 35 degrees, parallel labels a line's height apart across them.
+_LABEL_ROOM = {90: 0.16, 35: 0.22}
+
+
+def _crowded(along: np.ndarray, labels: list[str]) -> bool:
+    """Whether two neighbouring tick labels at `along` (inches, `_panel_positions`), written level,
+    would touch (Copydays' crop ladder: 10%, 15%, 20%, ... 80%)."""
+    return len(along) > 1 and bool(np.diff(along).min() < _level_room(labels))
+
+
+def _labelled(along: np.ndarray, room: float) -> list[bool]:
+    """Which ticks at `along` (inches, increasing) get their label so that no two labelled ones are
+    closer than `room`: the first and the last always, the others from the first on where they are
+    far enough from the one labelled before (and from the last)."""
+    keep = [False] * len(along)
+    last = None
+    for k, position in enumerate(along):
+        if last is None or (position - last >= room and along[-1] - position >= room) or k == len(along) - 1:
+            keep[k], last = True, position
+    return keep
 
 
 def _tick_texts(labels: list[str]) -> list[str]:
@@ -429,6 +548,9 @@ def _groups(frame: pd.DataFrame, column: str) -> dict:
     return {key: part for key, part in frame.groupby(column, sort=False, observed=True)}
 
 
+BAR_MARKER = 5.0  # points: the marker on a bar's top
+
+
 def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: SweepAxis | None) -> None:
     """One family's panel of the overview: `rows` are its rows of the curves table."""
     numeric = rows["x"].notna().all() and rows["value"].nunique() > 1
@@ -442,10 +564,16 @@ def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: 
             positions = np.arange(len(labels)) + (slot - (len(present) - 1) / 2) * width
             heights = part["median"].to_numpy(dtype=float)
             ax.bar(positions, np.nan_to_num(heights), width, color=_colour(hashers, hasher))
-            for x, height in zip(positions, heights):  # a zero bar is invisible: print its value
+            # The hasher's marker on its bar's top, as in the legend (bars of two shades of one hue
+            # differ by it), and the value over it: a zero bar is invisible.
+            ax.plot(positions, heights, linestyle="none", marker=_marker(hashers, hasher), markersize=BAR_MARKER,
+                    color=_colour(hashers, hasher), markeredgecolor="white", markeredgewidth=0.5,
+                    clip_on=False)  # whole at a height of 0
+            for x, height in zip(positions, heights):
                 if np.isfinite(height):  # upright where more than six bars share a group: level ones would touch
-                    ax.annotate(f"{height:.2g}", (x, height), ha="center", va="bottom", fontsize=7,
-                                rotation=90 if len(present) > 6 else 0, xytext=(0, 1), textcoords="offset points")
+                    ax.annotate(_number(height, 2), (x, height), ha="center", va="bottom", fontsize=7,
+                                rotation=90 if len(present) > 6 else 0, xytext=(0, BAR_MARKER / 2 + 1),
+                                textcoords="offset points")
         _category_ticks(ax, labels)
     else:
         ordered = rows.sort_values("x", kind="stable")
@@ -455,7 +583,7 @@ def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: 
         bands = []
         for hasher in [h for h in hashers if h in at_hasher]:
             at = at_hasher[hasher]
-            ax.plot(x[at], median[at], marker=_marker(hashers, hasher), color=_colour(hashers, hasher))
+            ax.plot(x[at], median[at], **_line_style(hashers, hasher))
             if several[at].any():
                 bands.append((x[at], q25[at], q75[at], _colour(hashers, hasher)))
         _bands(ax, bands, alpha=0.2)
@@ -518,6 +646,10 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
     unthresholded = [h for h in hashers if h in set(chosen["hasher"])
                      and chosen.loc[chosen["hasher"] == h, "threshold"].isna().all()]
     chosen = chosen[~chosen["hasher"].isin(unthresholded)]
+    if chosen.empty:  # not one hasher to draw: no panel, and the figure says why
+        return _notice_figure([f"No hasher has a threshold at {_plain(operating_point)}, so no edited copy counts "
+                               "as detected and there is no line to draw.",
+                               f"No threshold: {', '.join(map(_plain, unthresholded))}."])
     chosen["x"] = pd.to_numeric(chosen["value"], errors="coerce")
     families = _groups(chosen, "family")
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
@@ -529,12 +661,12 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
         tpr, low, high = (ordered[c].to_numpy(dtype=float) for c in ("tpr", "tpr_low", "tpr_high"))
         resolved = ordered["resolved"].to_numpy(dtype=bool)
         at_hasher = ordered.groupby("hasher", sort=False, observed=True).indices  # positions, in x order
-        bands = []
-        for hasher in [h for h in hashers if h in at_hasher]:
+        bands, present = [], [h for h in hashers if h in at_hasher]
+        for hasher in present:
             at = at_hasher[hasher]
-            ax.plot(x[at], tpr[at], "-" if resolved[at].all() else "--", marker=_marker(hashers, hasher),
-                    color=_colour(hashers, hasher))
-            bands.append((x[at], low[at], high[at], _colour(hashers, hasher)))
+            shift = 0.0 if numeric else _dodge(present, hasher)  # categories: side by side, not stacked
+            ax.plot(x[at] + shift, tpr[at], "-" if resolved[at].all() else "--", **_line_style(hashers, hasher))
+            bands.append((x[at] + shift, low[at], high[at], _colour(hashers, hasher)))
         _bands(ax, bands, alpha=0.15)
         if numeric:
             _value_axis(ax, part_rows, (sweep or {}).get(family))
@@ -589,7 +721,9 @@ def _colour_table(figure, values: np.ndarray, rows: list[str], columns: list[str
     height = max(cell_size[1] * len(rows), fonts.size(colour_label, bar.yaxis.label.get_fontsize())[0] + 0.2)
     layout = _Layout(figure, [[ax, bar]], [cell_size[0] * len(columns), 0.15], [height])
     if title:
-        # Above the column names, at a fixed place (the automatic one measures those names).
+        # Above the column names, at a fixed place (the automatic one measures those names); as wide
+        # as the table and its colour bar, or wrapped (one or two columns are narrower than a title).
+        title = _wrap(title, 9, cell_size[0] * len(columns) + 0.8, fonts)
         top = _extent(ax, fonts, cell_size[0] * len(columns), height).top
         ax.set_title(title, fontsize=9, y=1.0, pad=top / _POINT + 4)
         layout.top[0] += fonts.size(title, 9)[1] + 4 * _POINT
@@ -618,6 +752,7 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
     """Per hasher: how far apart copies (genuine) and different images (impostors) are."""
     shown = [h for h in hashers if h in points]
     figure, axes, rows = _panels(len(shown))
+    unresolved = False  # a threshold is drawn whose rate is not resolved
     for ax, hasher in zip(axes, shown):  # one hasher's distances at a time (400,000 at 100,000 images)
         genuine = hasher_rows(distances, hasher, ["distance"])["distance"].to_numpy(dtype=float)
         impostor = impostor_distances(impostors, hasher)
@@ -633,17 +768,24 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
                                               for start in range(0, len(both), 65536))
         del both
         bins = np.arange(low - 0.5, high + 1.5) if integral else np.linspace(low, high, 51)
-        ax.hist(impostor, bins=bins, density=True, histtype="stepfilled", color="0.85", edgecolor="0.45", linewidth=0.6,
-                label=f"impostors ({len(impostor)})")
+        if len(impostor):  # (a density of nothing is 0/0)
+            ax.hist(impostor, bins=bins, density=True, histtype="stepfilled", color="0.85", edgecolor="0.45",
+                    linewidth=0.6, label=f"impostors ({len(impostor)})")
         # One filled outline rather than a bar per bin (hundreds for a long hash): the same picture,
         # and cheap to draw and for the legend to avoid.
         ax.hist(genuine, bins=bins, density=True, histtype="stepfilled", alpha=0.6, linewidth=0,
                 color=_colour(hashers, hasher), label=f"copies ({len(genuine)})")
         for k, point in enumerate(points[hasher]):
             if np.isfinite(point.threshold):  # up to the legend's band (below), not through it
-                ax.axvline(point.threshold, ymax=1 / LEGEND_HEADROOM, color="black",
+                # Too few impostor pairs to measure the rate: the line only sits below the closest
+                # different images, and says so (grey, starred; the note says what the star means),
+                # as detection.png dashes such rates. A word in the label would widen the legend
+                # past its panel.
+                unresolved = unresolved or not point.resolved
+                ax.axvline(point.threshold, ymax=1 / LEGEND_HEADROOM, color="black" if point.resolved else "0.55",
                            linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
-                           label=f"{_plain(point.name)}: {format_number(point.threshold)}")
+                           label=f"{_plain(point.name)}: {format_number(point.threshold)}"
+                                 + ("" if point.resolved else " *"))
         _title(ax, hasher + (f" ({beyond} beyond {format_number(high)} not shown)" if beyond else ""),
                10 if not beyond else 8)
         ax.set_xlabel("distance", fontsize=9)
@@ -654,7 +796,8 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
         ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False, columnspacing=1.0, handlelength=1.5)
     for row in rows:
         row[0].set_ylabel("density", fontsize=9)
-    _place_panels(figure, rows)
+    _place_panels(figure, rows, note="* grey: unresolved, too few impostor pairs (for precision=, too few copies "
+                                     "matched) to measure the rate" if unresolved else None)
     return figure
 
 
@@ -675,6 +818,9 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
                 _, fpr, tpr = roc_curve(genuine, impostor)
                 curve_of.setdefault(family, {})[groups.hasher] = (np.maximum(fpr, 1.0 / len(impostor) / 2), tpr)
                 floor = min(floor, 1.0 / len(impostor))
+    if not curve_of:  # every impostor pair excluded (or none measured): no false-positive rate to draw against
+        return _notice_figure(["There are no impostor pairs (pairs of different images) to measure false "
+                               "matches on, so there is no ROC curve to draw."])
     families = [f for f in first_seen(_usable_rows(distances, "family")) if f in measured]
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
     for ax, family in zip(axes, families):
@@ -687,16 +833,15 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
         ax.xaxis.set_minor_locator(NullLocator())
         for hasher in [h for h in hashers if h in curve_of.get(family, {})]:
             fpr, tpr = curve_of[family][hasher]
-            # A curve's markers (many hashers only) at even distances along it, not at its points.
-            ax.step(fpr, tpr, where="post", color=_colour(hashers, hasher), marker=_marker(hashers, hasher, None),
-                    markevery=0.12, markersize=4)
+            # A curve's markers at even distances along it, not at its points (as many as distinct distances).
+            ax.step(fpr, tpr, where="post", markevery=0.12, **_line_style(hashers, hasher))
         _title(ax, family)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         ax.set_xlabel("false-positive rate", fontsize=9)
     for row in rows:
         row[0].set_ylabel("true-positive rate", fontsize=9)
-    _place_panels(figure, rows, (hashers, [h for h in hashers if h in present]), marker=None)
+    _place_panels(figure, rows, (hashers, [h for h in hashers if h in present]))
     return figure
 
 
@@ -712,14 +857,14 @@ def heatmap_figure(distances: pd.DataFrame):
     hashers = hasher_order(distances)
     labels = first_seen(distances["label"])
     norm, raw, unavailable = label_medians(distances, hashers, labels)
-    cells = [[f"{raw[i, j]:.3g}" if np.isfinite(raw[i, j]) else (UNAVAILABLE if unavailable[j] else "")
+    cells = [[_number(raw[i, j], 3) if np.isfinite(raw[i, j]) else (UNAVAILABLE if unavailable[j] else "")
               for j in range(len(hashers))] for i in range(len(labels))]
     figure = _figure()
     # Unavailable or failed cells: grey, not a colour on the scale.
     colours = matplotlib_colormap("viridis").with_extremes(bad="0.85")
     _colour_table(figure, np.ma.masked_invalid(norm), labels, hashers, colours, cells, (0.9, 0.28),
-                  "normalised distance (distance / max)", title="distance per pair (cell text: raw distance)",
-                  shade=norm)
+                  "normalised distance (distance / max)",
+                  title="median distance per pair over images\n(cell text: raw distance)", shade=norm)
     return figure
 
 
@@ -748,16 +893,20 @@ def label_medians(distances: pd.DataFrame, hashers: list[str], labels: list) -> 
 
 # --- what the edits look like -------------------------------------------------------
 
+FAILED_TILE = "edit failed"  # written on the grey tile that stands for a side B the edit could not make
+
+
 def previews_figure(previews, dpi: int = PREVIEW_DPI):
-    """Side B of each pair for the first image (side A where B is missing), one row per family:
-    the article's imshow previews, saved. Each thumbnail is resized to the pixels it fills (area
+    """Side B of each pair for the first image (a grey tile saying the edit failed where there is
+    no B: the untouched image there would pass for the edit), one row per family: the article's
+    imshow previews, saved. Each thumbnail is resized to the pixels it fills (area
     averaging to shrink, as a photograph should be; nearest neighbour to enlarge, showing the
     pixels) and placed on the figure as it is (`figimage`): no axes to build and no resampling
     in the draw, which for dozens of pairs cost more than every other figure together."""
     import cv2
 
     families = list(dict.fromkeys(p.family for p, _, _ in previews))
-    per_family = {f: [(p, b if b is not None else a) for p, a, b in previews if p.family == f] for f in families}
+    per_family = {f: [(p, b) for p, _, b in previews if p.family == f] for f in families}
     columns = max(len(items) for items in per_family.values())
     figure = _figure(dpi)
     fonts = _Fonts(figure)
@@ -768,7 +917,7 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
     for family in families:
         row = []
         for pair, side in per_family[family]:
-            thumbnail = None
+            thumbnail = None  # a failed edit: a grey tile, drawn below
             if side is not None:
                 height, width = side.shape[:2]
                 scale = min(cell / width, 1.5 * cell / height)  # portrait at most 1.5 times as tall
@@ -779,7 +928,7 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
             while len(title) > 4 and fonts.size(title, 6)[0] * dpi > cell:  # never over the next thumbnail
                 title = title[:-2] + "…"
             row.append((title, thumbnail))
-        rows.append((row, max([t.shape[0] for _, t in row if t is not None], default=cell // 2)))
+        rows.append((row, max([t.shape[0] if t is not None else cell * 3 // 4 for _, t in row])))
     heading = "Side B of every pair (first image)"
     width = max(gap + columns * (cell + gap), math.ceil(fonts.size(heading, 9)[0] * dpi) + 2 * gap)  # a row of one
     height = header + sum(line + row_height + gap for _, row_height in rows)
@@ -791,9 +940,19 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
             left = gap + k * (cell + gap)
             figure.text((left + cell / 2) / width, (top - line + 1) / height, title, fontsize=6, ha="center",
                         va="bottom")
-            if thumbnail is not None:
-                # Centred in its cell, its top under the title.
-                figure.figimage(thumbnail, left + (cell - thumbnail.shape[1]) // 2,
-                                top - line - thumbnail.shape[0], origin="upper")
+            if thumbnail is None:
+                thumbnail = _failed_tile(cell, cell * 3 // 4)
+                figure.text((left + cell / 2) / width, (top - line - thumbnail.shape[0] / 2) / height, FAILED_TILE,
+                            fontsize=7, color="0.3", ha="center", va="center")
+            # Centred in its cell, its top under the title.
+            figure.figimage(thumbnail, left + (cell - thumbnail.shape[1]) // 2,
+                            top - line - thumbnail.shape[0], origin="upper")
         top -= line + row_height + gap
     return figure
+
+
+def _failed_tile(width: int, height: int) -> np.ndarray:
+    """A light grey tile with a darker frame (RGB pixels), where an edit gave no image to show."""
+    tile = np.full((height, width, 3), 224, np.uint8)
+    tile[[0, -1], :] = tile[:, [0, -1]] = 150
+    return tile

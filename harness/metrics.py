@@ -607,7 +607,7 @@ def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: floa
 
 
 BREAK_COLUMNS = ["hasher", "family", "break_label", "break_value", "tpr", "detected", "genuine_pairs", "tpr_low",
-                 "tpr_high"]
+                 "tpr_high", "has_threshold"]
 
 
 def break_points(detection: pd.DataFrame, operating_point: str) -> pd.DataFrame:
@@ -615,24 +615,28 @@ def break_points(detection: pd.DataFrame, operating_point: str) -> pd.DataFrame:
     half of the edited copies are still detected, with that strength's rate, count and 95% Wilson
     interval. Strengths are taken in the config's order, which lists them mildest first (the
     order `detection_table` keeps). A family that holds at every strength has an empty
-    break_label and break_value and NaN/empty rate columns."""
+    break_label and break_value and NaN/empty rate columns; so has a hasher without a threshold
+    at `operating_point` (it detects nothing by default, which is no break-point), told apart
+    from one that holds by has_threshold False."""
     chosen = detection[detection["operating_point"] == operating_point]
     rows = []
     for hasher in first_seen(chosen["hasher"]):
         own = chosen[chosen["hasher"] == hasher]
         for family, part in own.groupby("family", sort=False, observed=True):
             # A strength without a threshold detects nothing by default, which is no break-point.
-            broken = part[(part["tpr"] < BREAK_RATE) & part["threshold"].notna()].head(1)
+            thresholded = part["threshold"].notna()
+            broken = part[(part["tpr"] < BREAK_RATE) & thresholded].head(1)
             if len(broken):
                 row = broken.iloc[0]
                 rows.append({"hasher": hasher, "family": family, "break_label": row["label"],
                              "break_value": row["value"], "tpr": row["tpr"], "detected": int(row["detected"]),
                              "genuine_pairs": int(row["genuine_pairs"]), "tpr_low": row["tpr_low"],
-                             "tpr_high": row["tpr_high"]})
+                             "tpr_high": row["tpr_high"], "has_threshold": True})
             else:
                 rows.append({"hasher": hasher, "family": family, "break_label": "", "break_value": "",
                              "tpr": float("nan"), "detected": pd.NA, "genuine_pairs": pd.NA,
-                             "tpr_low": float("nan"), "tpr_high": float("nan")})
+                             "tpr_low": float("nan"), "tpr_high": float("nan"),
+                             "has_threshold": bool(thresholded.any())})
     frame = pd.DataFrame(rows, columns=BREAK_COLUMNS)
     for column in ("detected", "genuine_pairs"):
         frame[column] = frame[column].astype("Int64")

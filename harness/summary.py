@@ -59,6 +59,9 @@ def answer_section(detection: dict) -> list[str]:
                 f"95% CI {format_percent(low, min_tpr)[:-1]}–{format_percent(high, min_tpr)})")
 
     for row in verdicts.itertuples(index=False):
+        if not np.isfinite(row.mean_tpr):  # every hasher lacks a threshold here: none to name, no rate to give
+            lines.append(f"| {md(row.family)} | none: no hasher has a threshold at {chosen} | n/a | n/a |  |  |")
+            continue
         miss = (f"{row.first_miss} ({format_rate(row.first_miss_detected, row.first_miss_genuine_pairs, min_tpr)})"
                 if row.first_miss else "none")
         runner_rate = pooled(row.runner_up_detected, row.runner_up_genuine_pairs, row.runner_up_tpr_low,
@@ -79,9 +82,12 @@ def answer_section(detection: dict) -> list[str]:
         lines += [f"> **Too few images for a {line} claim:** {md(warning)}. Read \"held\" as \"no miss was seen\", "
                   "not as a measured rate.", ""]
     if not verdicts["resolved"].all():
+        # Edited copies against other images add impostor pairs, unless the run compared them already.
+        compared = any(counts.get("transformed") for counts in detection["kinds"].values())
+        more = "Add images" if compared else "Add images (or `impostors: {transformed: true}`)"
         lines += [f"\\* Too few impostor pairs to resolve {chosen}: not even one false match is allowed, so the "
-                  "threshold only sits below the closest pair of different images. Add images (or "
-                  "`impostors: {transformed: true}`) before trusting these rows.", ""]
+                  f"threshold only sits below the closest pair of different images. {more} before trusting these "
+                  "rows.", ""]
     lines += break_point_section(detection)
     lines += [f"![detection rate per family and hasher]({detection['figures']['matrix']})", "",
               "**How to read it:** each cell is the percentage of edited copies a hasher (column) still "
@@ -100,15 +106,23 @@ def break_point_section(detection: dict) -> list[str]:
     breaks = detection.get("break_points")
     if breaks is None or breaks.empty:
         return []
-    cells = breaks.assign(cell=[f"{label} ({format_rate(d, n)})" if label else "holds"
-                                for label, d, n in zip(breaks["break_label"], breaks["detected"],
-                                                       breaks["genuine_pairs"])])
+    cells = breaks.assign(cell=[_break_cell(row) for row in breaks.itertuples(index=False)])
     table = cells.pivot_table(index="family", columns="hasher", values="cell", aggfunc="first", sort=False)
     table = table.reindex(columns=list(dict.fromkeys(breaks["hasher"]))).fillna("").reset_index()
+    unthresholded = ("; \"no threshold\": the hasher has no threshold at this rate, so no copy counts as detected "
+                     "and it has no break-point") if not breaks["has_threshold"].all() else ""
     return ["### Where each hasher breaks", "",
             f"The first strength of each family, mildest first, at which a hasher detects fewer than half of the "
-            f"copies at {detection['chosen']} (\"holds\": it never does over the strengths tried):", "",
+            f"copies at {detection['chosen']} (\"holds\": it never does over the strengths tried{unthresholded}):", "",
             markdown_table(table), ""]
+
+
+def _break_cell(row) -> str:
+    """One hasher's break-point in one family: the strength and its rate, "holds", or "no threshold"
+    (a hasher that detects nothing for want of a threshold has not held)."""
+    if row.break_label:
+        return f"{row.break_label} ({format_rate(row.detected, row.genuine_pairs)})"
+    return "holds" if row.has_threshold else "no threshold"
 
 
 def retrieval_section(retrieval: pd.DataFrame) -> list[str]:
@@ -276,7 +290,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
                      else "."), "",
                   f"![heatmap]({figures['heatmap']})", "",
                   "**How to read it:** the whole table as colour (normalised distance) with the raw distance in each "
-                  "cell.", ""]
+                  "cell" + (", each the median over images." if len(images) > 1 else "."), ""]
     if detection is not None:
         lines += detection_sections(detection)
         lines += retrieval_section(metrics.retrieval)

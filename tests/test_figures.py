@@ -2,6 +2,7 @@
 inside the figure and off every other panel."""
 
 import io
+import math
 import os
 import sys
 
@@ -351,3 +352,318 @@ def test_no_two_hashers_are_drawn_alike(count):
     styles = [(to_hex(plots._colour(hashers, h)), plots._marker(hashers, h)) for h in hashers]
     assert len(set(styles)) == count
     assert all(styles[k][1] != styles[k + 10][1] for k in range(count - 10))
+
+
+def near_identical_images(folder, count: int = 4):
+    """`count` flat grey images that differ in one pixel: every pair of different images is as close
+    as a copy, so no hasher finds a threshold that keeps false matches at 1%."""
+    import cv2
+
+    folder.mkdir(exist_ok=True)
+    for k in range(count):
+        image = np.full((64, 64, 3), 128, np.uint8)
+        image[k, k] = 0
+        cv2.imwrite(str(folder / f"flat{k}.png"), image)
+    return folder
+
+
+def no_threshold_config(folder, **more) -> dict:
+    return {"name": "dup", "images": [str(folder)], "hashers": ["aHash", "pHash"],
+            "sweeps": [{"family": "jpeg", "label": "JPEG {value}", "b": {"jpeg": {"quality": "$value"}},
+                        "values": [90, 50, 10]}], **more}
+
+
+def figure_text(figure) -> str:
+    return "\n".join(text.get_text() for text in figure.findobj(Text))
+
+
+def test_a_run_in_which_no_hasher_has_a_threshold_writes_its_report(tmp_path):
+    """Was: exit 3 (IndexError in _place_panels: the detection figure had no panel) and no report."""
+    import yaml
+
+    from harness.__main__ import main
+
+    config = tmp_path / "dup.yaml"
+    config.write_text(yaml.safe_dump(no_threshold_config(near_identical_images(tmp_path / "flat"))))
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    for name in ("summary.md", "thresholds.csv", "figures/detection.png", "figures/detection_matrix.png"):
+        assert (out / name).is_file(), name
+    assert pd.read_csv(out / "thresholds.csv")["threshold"].isna().all()  # the case this test is about
+
+
+def test_the_detection_figure_without_a_threshold_says_why_it_is_empty(tmp_path):
+    results = api.evaluate(no_threshold_config(near_identical_images(tmp_path / "flat")))
+    figure = plots.detection_figure(results.metrics.detection, results.metrics.chosen,
+                                    hasher_order(results.distances))
+    drawn(figure)
+    assert not figure.axes
+    text = figure_text(figure).replace("\n", " ")
+    assert "No hasher has a threshold at fpr=0.01" in text and "aHash, pHash" in text
+
+
+def test_the_roc_figure_without_impostor_pairs_says_why_it_is_empty(tmp_path):
+    """Every impostor pair excluded as a known duplicate: no curve anywhere (was: empty panels
+    under a legend of hashers that drew nothing)."""
+    folder = near_identical_images(tmp_path / "flat", count=2)
+    results = api.evaluate(no_threshold_config(folder, impostors={"duplicates": [["flat0", "flat1"]]}))
+    impostors = results.impostors.drop(index=results.metrics.excluded.index)
+    assert impostors.empty
+    figure = plots.roc_figure(results.distances, impostors, hasher_order(results.distances))
+    drawn(figure)
+    assert not figure.axes
+    assert "no impostor pairs" in figure_text(figure).replace("\n", " ").lower()
+
+
+def test_the_answer_names_no_best_hasher_where_none_has_a_threshold(tmp_path):
+    """Was: "aHash = pHash | n/a (0 of 0; 95% CI n/–n/a)", a tie of hashers that detect nothing."""
+    from harness.summary import summary_markdown
+
+    results = api.evaluate(no_threshold_config(near_identical_images(tmp_path / "flat")))
+    figures = {key: f"figures/{key}.png" for key in ("families", "heatmap", "detection", "histograms", "roc",
+                                                     "matrix")}
+    summary = summary_markdown(results, figures, previews=False)
+    assert "| jpeg | none: no hasher has a threshold at fpr=0.01 | n/a | n/a |  |  |" in summary
+    assert "aHash = pHash" not in summary and "n/–" not in summary
+
+
+def test_previews_show_a_failed_edit_as_a_failed_tile_not_the_untouched_image(tmp_path):
+    """Was: side A (the untouched image) under the label of the edit that failed."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    cv2.imwrite(str(tmp_path / "scene.png"), make_scene(1))
+    results = api.evaluate({"images": [str(tmp_path / "scene.png")], "hashers": ["aHash"], "report": {"previews": True},
+                            "sweeps": [{"family": "crop", "label": "Crop {value}",
+                                        "b": {"crop": {"x": 0, "y": 0, "width": "$value", "height": 10}},
+                                        "values": [100, 1000]}]})  # 1000 does not fit the 160-pixel scene
+    assert [b is None for _, _, b in results.previews] == [False, True]
+    figure = plots.previews_figure(results.previews)
+    drawn(figure)
+    assert len(figure.images) == 2  # a thumbnail and a tile
+    texts = [text.get_text() for text in figure.texts]
+    assert texts.count("edit failed") == 1
+    # The tile's text sits under the failed pair's title, not the other's.
+    position = {text.get_text(): text.get_position()[0] for text in figure.texts}
+    assert position["edit failed"] == pytest.approx(position["Crop 1000"])
+    # ... and the untouched image is nowhere: the tile is flat grey with a frame.
+    tile = figure.images[1].get_array()
+    assert len(np.unique(tile)) == 2
+
+
+def test_the_note_under_a_one_panel_figure_is_wrapped_to_its_width(tmp_path):
+    """Was: "not shown (...): ResNet50, MobileNetV3S" cut off at the edge of a one-panel figure."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    cv2.imwrite(str(tmp_path / "scene.png"), make_scene(1))
+    results = api.evaluate({"images": [str(tmp_path / "scene.png")], "hashers": ["aHash", "pHash"],
+                            "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]})
+    missing = ["ResNet50", "MobileNetV3Small", "a-hasher-id-without-a-single-space-that-is-far-too-long-to-fit"]
+    figure = plots.overview_figure(results.metrics.curves, ["aHash", "pHash"] + missing)
+    assert len(figure.axes) == 1
+    assert_inside_and_apart(figure, "families")
+    note = next(text.get_text() for text in figure.texts if "not shown" in text.get_text())
+    assert "\n" in note
+    for name in missing[:2]:
+        assert name in note.replace("\n", " ")
+    assert missing[2] in note.replace("\n", "")
+
+
+def test_floating_point_noise_around_zero_is_printed_as_zero(tmp_path):
+    """Was: bar labels "6.1e-17" and heatmap cells "6.13e-15" (the zoo's RadialVarianceHash: 1 - a peak
+    correlation of 1)."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    cv2.imwrite(str(tmp_path / "scene.png"), make_scene(1))
+    results = api.evaluate({"images": [str(tmp_path / "scene.png")], "hashers": ["aHash", "pHash"],
+                            "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]})
+    curves = results.metrics.curves.assign(median=[6.1e-17, 0.25])  # one bar of noise, one real
+    bars = figure_text(plots.overview_figure(curves, ["aHash", "pHash"]))
+    distances = results.distances.assign(distance=[6.13e-15, 7.0])
+    cells = figure_text(plots.heatmap_figure(distances))
+    for text in (bars, cells):
+        assert "e-1" not in text
+    assert bars.split("\n").count("0") == 1 and "0.25" in bars
+    assert cells.split("\n").count("0") == 1 and "7" in cells.split("\n")
+
+
+def equal_rates(hashers: list[str]) -> pd.DataFrame:
+    """A detection table in which every hasher detects the same copies: a jpeg sweep and a one-pair
+    family (grayscale)."""
+    rows = []
+    for hasher in hashers:
+        for family, value, label, tpr in [("jpeg", "90", "JPEG 90", 1.0), ("jpeg", "50", "JPEG 50", 0.9),
+                                          ("jpeg", "10", "JPEG 10", 0.5), ("grayscale", "", "Grayscale", 1.0)]:
+            rows.append({"hasher": hasher, "operating_point": "fpr=0.01", "threshold": 5.0, "resolved": True,
+                         "family": family, "value": value, "label": label, "genuine_pairs": 10,
+                         "detected": round(10 * tpr), "tpr": tpr, "tpr_low": tpr - 0.2, "tpr_high": min(1, tpr + 0.1)})
+    return pd.DataFrame(rows)
+
+
+def test_hashers_with_equal_rates_stay_distinguishable():
+    """Was: with ten hashers or fewer every marker a circle of one size, so aHash's line hid under
+    pHash's (the committed collection's detection.png), and a one-pair family's points stacked."""
+    hashers = ["aHash", "pHash", "dHash"]
+    figure = plots.detection_figure(equal_rates(hashers), "fpr=0.01", hashers)
+    drawn(figure)
+    panels = {ax.get_title(): ax for ax in figure.axes}
+    for family in ("jpeg", "grayscale"):
+        lines = panels[family].get_lines()
+        assert len(lines) == 3
+        assert len({line.get_marker() for line in lines}) == 3, family
+        # Drawn in order, each smaller than the one under it, so the earlier one shows around it.
+        sizes = [line.get_markersize() for line in lines]
+        assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 3, family
+    # The one-pair family: three points side by side at its tick, not one on another.
+    xs = [float(line.get_xdata()[0]) for line in panels["grayscale"].get_lines()]
+    assert len(set(xs)) == 3 and max(abs(x) for x in xs) < 0.5
+    # The legend shows each hasher as its lines are drawn.
+    legend = [(line.get_marker(), line.get_markersize()) for line in figure.legends[0].get_lines()]
+    assert legend == [(line.get_marker(), line.get_markersize()) for line in panels["jpeg"].get_lines()]
+
+
+def test_bars_carry_their_hashers_marker(tmp_path):
+    import cv2
+
+    from tests.conftest import make_scene
+
+    cv2.imwrite(str(tmp_path / "scene.png"), make_scene(1))
+    results = api.evaluate({"images": [str(tmp_path / "scene.png")], "hashers": ["aHash", "pHash"],
+                            "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]})
+    figure = plots.overview_figure(results.metrics.curves, ["aHash", "pHash"])
+    markers = [line.get_marker() for line in figure.axes[0].get_lines()]
+    assert markers == [plots._marker(["aHash", "pHash"], h) for h in ["aHash", "pHash"]]
+    assert len(set(markers)) == 2
+
+
+GAMMAS = [1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.2, 2.4, 2.6, 2.8, 3.0]
+
+
+@pytest.mark.parametrize("transform, param, values", [
+    ("gamma", "gamma", GAMMAS),  # twenty values: upright labels still touched
+    ("gaussian_noise", "sigma", [0, 1, 2, 4, 8, 16, 32]),  # doubling from 0: crowded at one end of a linear axis
+    ("crop_area", "removed", [round(0.1001 + 0.01 * k, 4) for k in range(30)]),  # thirty slanted: "0.1001", ...
+])
+def test_crowded_tick_labels_are_thinned_not_overlapped(transform, param, values):
+    """Was: every value labelled, rotated, and the labels drawn over each other."""
+    config = {"sweeps": [{"family": "f", "b": {transform: {param: "$value"}}, "values": values}]}
+    figure = Figure(figsize=plots.PANEL, dpi=plots.DPI)
+    FigureCanvasAgg(figure)
+    ax = figure.add_axes((0, 0.3, 1, 0.7))
+    ax.plot(values, [0] * len(values))
+    plots._value_axis(ax, pd.DataFrame({"x": [float(v) for v in values], "label": [f"{v:g}" for v in values]}),
+                      plots.sweep_axes(config)["f"])
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    assert len(ax.get_xticks()) == len(values)  # every value keeps its tick
+    labels = [t for t in ax.get_xticklabels() if t.get_text()]
+    shown = [t.get_text() for t in labels]
+    assert f"{min(values):g}" in shown and f"{max(values):g}" in shown
+    assert len(shown) >= 4
+    rotation = labels[0].get_rotation()
+    if rotation in (0, 90):  # upright or level: their boxes are the glyphs' own
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not overlap(a, b, tolerance=0.0), (a, b)
+    else:  # slanted, parallel: apart across their slant by more than a line's height
+        anchors = sorted(ax.transData.transform((x, 0))[0] for x, t in zip(ax.get_xticks(), ax.get_xticklabels())
+                         if t.get_text())
+        height = Text(text="0.1", fontsize=8, figure=figure).get_window_extent(renderer).height
+        assert min(np.diff(anchors)) * math.sin(math.radians(rotation)) >= height
+
+
+LONG_FAMILY = "a family whose name runs to sixty-eight characters, longer than a pa"  # 68 characters
+LONG_ID = "imagehash.phash-with-a-hasher-id-of-sixty-characters-in-all-"  # 60 characters, no space
+
+
+@pytest.fixture(scope="module")
+def long_names():
+    config = {"images": ["builtin:coffee", "builtin:camera", "builtin:astronaut"],
+              "hashers": ["aHash", {"name": "pHash", "id": LONG_ID}],
+              "sweeps": [{"family": LONG_FAMILY, "b": {"jpeg": {"quality": "$value"}}, "values": [80, 20]},
+                         {"family": "blur", "b": {"blur": {"kernel": "$value"}}, "values": [3, 9]}]}
+    assert len(LONG_FAMILY) == 68 and len(LONG_ID) == 60
+    return every_figure(api.evaluate(config))
+
+
+@pytest.mark.parametrize("name", ["families", "detection", "histograms", "roc"])
+def test_long_titles_stay_over_their_own_panel(long_names, name):
+    """Was: a 68-character family or a 60-character hasher id ran over the next panel's title."""
+    figure = long_names[name]
+    assert_inside_and_apart(figure, name)
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes:
+        box, title = ax.get_window_extent(renderer), ax.title.get_window_extent(renderer)
+        assert box.x0 - 1 <= title.x0 and title.x1 <= box.x1 + 1, ax.get_title()
+    titles = [ax.get_title().replace("\n", " ") for ax in figure.axes]
+    assert any(t.startswith("a family whose name") or t.startswith("imagehash.phash-with") for t in titles)
+
+
+def test_histograms_mark_a_threshold_whose_rate_is_not_resolved(long_names):
+    """Three images give 27 impostor pairs: too few for fpr=0.01 and 0.001 (was: drawn and labelled
+    exactly like a measured threshold)."""
+    figure = long_names["histograms"]
+    for ax in figure.axes:
+        labels = [text.get_text() for text in ax.get_legend().get_texts()]
+        thresholds = [label for label in labels if label.startswith("fpr=")]
+        assert thresholds and all(label.endswith(" *") for label in thresholds), labels
+    assert any(text.get_text().startswith("* grey: unresolved") for text in figure.texts)
+
+
+def test_histograms_draw_a_resolved_threshold_plainly(tmp_path):
+    """The mark is for unresolved rates only: 25 images (300 impostor pairs) resolve fpr=0.01."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    for seed in range(25):
+        cv2.imwrite(str(tmp_path / f"scene{seed}.png"), make_scene(seed, 48, 64))
+    results = api.evaluate({"images": [str(tmp_path)], "hashers": ["pHash"], "detection": {"fpr": [0.01]},
+                            "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]})
+    assert results.thresholds["resolved"].all()
+    figure = plots.histogram_figure(results.distances, results.impostors, results.metrics.points, ["pHash"])
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert any(label.startswith("fpr=0.01: ") for label in labels)
+    assert not any(label.endswith("*") for label in labels) and not figure.texts
+
+
+@pytest.mark.parametrize("transformed", [True, False])
+def test_the_unresolved_footnote_suggests_transformed_impostors_only_where_they_are_off(tmp_path, transformed):
+    """Was: "Add images (or `impostors: {transformed: true}`)" also in a run that had them on."""
+    from harness.summary import summary_markdown
+
+    results = api.evaluate(no_threshold_config(near_identical_images(tmp_path / "flat"),
+                                               impostors={"transformed": transformed}))
+    figures = {key: f"figures/{key}.png" for key in ("families", "heatmap", "detection", "histograms", "roc",
+                                                     "matrix")}
+    summary = summary_markdown(results, figures, previews=False)
+    assert "Too few impostor pairs to resolve fpr=0.01" in summary
+    assert ("`impostors: {transformed: true}`" in summary) == (not transformed)
+
+
+def test_the_heatmap_says_its_cells_are_medians(crowded_figures):
+    title = crowded_figures["heatmap"].axes[0].get_title()
+    assert "median" in title and "over images" in title
+
+
+def test_the_heatmap_of_one_hasher_keeps_its_title_inside(tmp_path):
+    """One column is narrower than the title: it is wrapped (was: drawn past the figure's edges)."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    for seed in range(2):
+        cv2.imwrite(str(tmp_path / f"scene{seed}.png"), make_scene(seed))
+    results = api.evaluate({"images": [str(tmp_path)], "hashers": ["aHash"],
+                            "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50, 10]}]})
+    figure = plots.heatmap_figure(results.distances)
+    drawn(figure)
+    title, page = figure.axes[0].title.get_window_extent(figure.canvas.get_renderer()), figure.bbox
+    assert page.x0 - 1 <= title.x0 and title.x1 <= page.x1 + 1 and title.y1 <= page.y1 + 1, (title, page)
+    assert "\n" in figure.axes[0].get_title()

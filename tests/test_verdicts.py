@@ -222,6 +222,20 @@ def test_a_hasher_without_a_threshold_is_neither_ranked_nor_broken():
     breaks = break_points(frame, "fpr=0.01")
     assert breaks.loc[breaks["hasher"] == "none", "break_label"].tolist() == [""]
     assert breaks.loc[breaks["hasher"] == "h2", "break_label"].tolist() == ["JPEG 50"]
+    # ... and its empty break_label is told apart from one that holds
+    assert breaks.set_index("hasher")["has_threshold"].to_dict() == {"h1": True, "h2": True, "none": False}
+
+
+def test_the_summary_says_no_threshold_where_a_hasher_has_none_not_holds():
+    """Was: "holds" for a hasher that has no threshold and so detects nothing (the zoo's colorhash in
+    all 35 families)."""
+    from harness.summary import break_point_section
+
+    frame = detection({"h1": [20, 19, 18], "h2": [10, 5, 0], "none": [0, 0, 0]})
+    frame.loc[frame["hasher"] == "none", "threshold"] = np.nan
+    text = "\n".join(break_point_section({"break_points": break_points(frame, "fpr=0.01"), "chosen": "fpr=0.01"}))
+    assert ("| family | h1 | h2 | none |\n| --- | --- | --- | --- |\n"
+            "| jpeg | holds | JPEG 50 (25% (5 of 20; 95% CI 11–47%)) | no threshold |") in text
 
 
 def test_the_figures_draw_no_rate_for_a_hasher_without_a_threshold():
