@@ -146,6 +146,18 @@ def expand_source(entry: str, unlisted: list | None = None, notes: list | None =
     raise ValueError(f"no image file at '{shown_entry}'")
 
 
+def _file_identity(source: str):
+    """What makes two sources one image file: its device and inode (one file reached by two paths, a
+    linked folder, counts once, before `limit` samples), else the source as written."""
+    if source.startswith(BUILTIN_PREFIX):
+        return source
+    try:
+        status = os.stat(source)
+    except (OSError, ValueError):
+        return source
+    return status.st_dev, status.st_ino
+
+
 def has_image_extension(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
@@ -813,7 +825,10 @@ def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source
             sources += expand_source(entry, unlisted, notes)
         except ValueError as exc:
             raise ConfigError(config_source, f"images[{i}]", str(exc)) from None
-    sources = list(dict.fromkeys(sources))  # an image listed twice counts once
+    unique: dict = {}  # an image listed twice (or one file reached by two paths) counts once, first where listed
+    for source in sources:
+        unique.setdefault(_file_identity(source), source)
+    sources = list(unique.values())
     if limit is not None and len(sources) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(sources), size=limit, replace=False))
         notes.append(f"limit: {limit} of {len(sources)} images, sampled with seed {seed}")

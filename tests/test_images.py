@@ -686,3 +686,18 @@ def test_a_folders_files_without_an_image_extension_are_a_note(tmp_path):
     os.remove(tmp_path / "a.png")
     with pytest.raises(ValueError, match=r"no image files in directory .* \(1 file without an image extension in"):
         images.expand_source(str(tmp_path))
+
+
+def test_one_file_reached_by_two_paths_counts_once_before_the_limit(tmp_path):
+    """A folder and a link to it (or a file listed again) are one set of images: `limit` samples
+    from three, not from six of which three are the same files."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(folder / f"{k}.png"), np.full((8, 8, 3), 40 * k, np.uint8))
+    os.symlink(folder, tmp_path / "link")
+    entries = (str(folder), str(tmp_path / "link"), str(folder / "1.png"))
+    sources, notes = images.resolve_sources(entries, None, "c.yaml")
+    assert sources == [str(folder / f"{k}.png") for k in range(3)] and notes == []
+    sources, notes = images.resolve_sources(entries, None, "c.yaml", 2, 0)
+    assert len(sources) == 2 and notes == ["limit: 2 of 3 images, sampled with seed 0"]
