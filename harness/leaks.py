@@ -21,8 +21,9 @@ What a threshold costs is stated with it:
   copies give the share of copies the threshold misses, per family of edits.
 - otherwise, the data itself: the distance of every pair compared is counted (an exact histogram,
   for Hamming hashes), and `fpr` picks the largest threshold at which at most that share of the
-  pairs are flagged (0, identical hashes only, when those pairs alone are more: exact copies). The data cannot tell a copy from a chance match below a threshold, so the
-  flagged pairs are also the bound on the false ones.
+  pairs are flagged (0, identical hashes only, when those pairs alone are more: exact copies).
+  The data cannot tell a copy from a chance match below a threshold, so the flagged pairs are
+  also the bound on the false ones.
 """
 
 from __future__ import annotations

@@ -158,8 +158,8 @@ def summary_markdown(audit) -> str:
             misses[column] = misses[column].map(lambda v: f"{100 * v:.0f}%" if np.isfinite(v) else "")
         lines += ["## Copies the thresholds miss", "",
                   f"From the calibration run {code(audit.calibration)}: per family of edits, the share of its edited "
-                  "copies whose distance is above the threshold (pooled over strengths; the 95% interval counts images, "
-                  "not copies). A copy "
+                  "copies whose distance is above the threshold (pooled over strengths; the 95% interval counts "
+                  "images, not copies). A copy "
                   "made by such an edit is as likely to be missed here.", "", markdown_table(misses), ""]
     if len(audit.groups):
         shown = audit.groups.head(50)

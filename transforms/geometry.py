@@ -145,7 +145,8 @@ def aspect(
 ) -> np.ndarray:
     """Change the aspect ratio: stretch the width by `ratio` (rounded, at least 1 px), keep the height."""
     rows, cols = image.shape[:2]
-    return cv2.resize(image, output_size(max(1, round(cols * ratio)), rows), interpolation=INTERPOLATIONS[interpolation])
+    size = output_size(max(1, round(cols * ratio)), rows)
+    return cv2.resize(image, size, interpolation=INTERPOLATIONS[interpolation])
 
 
 @transform
