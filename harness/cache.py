@@ -25,6 +25,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +72,13 @@ class FileRecord:
 
 
 class CacheProblem(Exception):
-    """The cache file cannot be used: the reason, for the note."""
+    """The cache file cannot be used: the reason, for the note. `busy`: only because another process
+    holds its lock at this moment (worth another try, never a reason to replace it)."""
+
+    busy = False
+
+
+BUSY_TRIES = 20  # tries to open a cache another process holds locked, about 10 s in all
 
 
 class HashCache:
@@ -95,11 +102,22 @@ class HashCache:
         if os.path.isdir(path):
             self.notes.append(f"hash cache {path} is a directory; running without a cache")
             return
-        try:
-            self._db = self._connect(path)
+        for attempt in range(BUSY_TRIES):
+            try:
+                self._db = self._connect(path)
+                return
+            except CacheProblem as problem:
+                reason = str(problem)
+                if not problem.busy:
+                    break
+            # Another run holds the lock (two runs starting on one new cache both switch it to WAL, and
+            # SQLite answers one of them "locked" at once, without waiting): a cache in use, not a
+            # damaged one to delete under the other run.
+            time.sleep(0.05 * (attempt + 1))
+        else:
+            self.notes.append(f"hash cache {path} is in use by another process ({reason}); it was left as it is "
+                              "and this run keeps no cache")
             return
-        except CacheProblem as problem:
-            reason = str(problem)
         if os.path.isfile(path) and not _writable(path):
             # A shared cache on a read-only mount (or another user's): SQLite cannot open it as above
             # (the write-ahead log needs its -shm file beside it), but its hashes still save the work.
@@ -127,13 +145,13 @@ class HashCache:
 
     @staticmethod
     def _connect(path: str, read_only: bool = False) -> sqlite3.Connection:
-        """The cache at `path`, made if there is none. Read-only, it is opened as immutable: no lock,
-        no log, no change (a file nobody writes meanwhile, as on a read-only mount)."""
+        """The cache at `path`, made if there is none. Read-only: opened read-only where SQLite can
+        keep its shared-memory file beside it (another user's cache, which that user may be writing),
+        else as immutable, with no lock and no log (a read-only mount, which nobody writes)."""
         db = None
         try:
             if read_only:
-                db = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro&immutable=1",
-                                     uri=True, isolation_level=None)
+                db = _read_only_connection(path)
             else:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
                 db = sqlite3.connect(path, timeout=60, isolation_level=None)
@@ -175,7 +193,9 @@ class HashCache:
         except sqlite3.Error as exc:
             if db is not None:
                 db.close()
-            raise CacheProblem(_one_line(exc)) from None
+            problem = CacheProblem(_one_line(exc))
+            problem.busy = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+            raise problem from None
         except CacheProblem:
             db.close()
             raise
@@ -269,6 +289,20 @@ class HashCache:
                 f"the new results of {self.unstored} image{'s' if self.unstored != 1 else ''} were not stored in it"
                 if self.unstored else "held every hash this run needed")]
         return self.notes + rejected + unstored
+
+
+def _read_only_connection(path: str) -> sqlite3.Connection:
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+    if os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+        db = None
+        try:
+            db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the -shm file must be at hand
+            return db
+        except sqlite3.Error:
+            if db is not None:
+                db.close()
+    return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
 
 
 def _schema_objects(db: sqlite3.Connection) -> dict:

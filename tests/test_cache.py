@@ -272,6 +272,33 @@ def test_two_runs_making_one_new_cache_at_once_share_it(tmp_path):
     other.close()
 
 
+def _open_at_the_barrier(path, barrier, results):
+    barrier.wait()
+    cache = HashCache(path)
+    results.put((cache.active, cache.summary_notes()))
+    cache.close()
+
+
+def test_runs_opening_one_new_cache_at_the_same_moment_all_use_it(tmp_path):
+    """Four processes open one new cache at once, twenty times over. SQLite answers one of them
+    "database is locked" at once (switching a new file to WAL), which was called damage: the
+    cache was replaced, deleted under the others (3 rounds in 30 in a review). It is a busy cache."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for round_ in range(20):
+        path = str(tmp_path / f"{round_}" / "hash-cache.sqlite")
+        os.makedirs(os.path.dirname(path))
+        barrier, results = context.Barrier(4), context.Queue()
+        processes = [context.Process(target=_open_at_the_barrier, args=(path, barrier, results)) for _ in range(4)]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=60) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+        assert outcomes == [(True, [])] * 4, (round_, outcomes)
+
+
 READ_ONLY = """
 set -e
 mount --bind {folder} {folder}
