@@ -169,7 +169,19 @@ def test_a_plugins_result_past_the_limit_stops_the_chain(monkeypatch):
 
     monkeypatch.setattr(transforms, "MAX_OUTPUT_PIXELS", 1000)
     with pytest.raises(TransformError, match="the result would be 40x40"):
-        transforms.check_image(np.zeros((40, 40, 3), np.uint8), "transform 'mine'")
+        transforms.check_image(np.zeros((40, 40, 3), np.uint8), "transform 'mine'", np.zeros((10, 10, 3), np.uint8))
+
+
+def test_an_image_past_the_limit_may_still_be_edited_at_its_size_or_less(monkeypatch):
+    """A run that raised max_pixels reads images past the edits' limit: flipping, blurring or
+    shrinking one is no enlargement (a 13420x13420 photo's every edit failed); growing it is."""
+    from harness import transforms
+
+    monkeypatch.setattr(transforms, "MAX_OUTPUT_PIXELS", 1000)
+    large = np.zeros((40, 40, 3), np.uint8)
+    assert apply_chain(large, [("hflip", {}), ("blur", {"kernel": 3}), ("scale", {"factor": 0.5})]).shape == (20, 20, 3)
+    with pytest.raises(TransformError, match="the result would be 80x80"):
+        apply_chain(large, [("scale", {"factor": 2})])
 
 
 def test_an_overlay_file_is_read_within_bounds(tmp_path):

@@ -66,16 +66,17 @@ class TransformError(ValueError):
     """A transform cannot apply to this image (e.g. a crop outside it)."""
 
 
-# No edit makes an image larger than the largest one a run reads by default (Pillow's refusal limit,
-# harness.images.DEFAULT_MAX_PIXELS): a chain of upscales or borders within each step's range
-# (scale 16, then 16 again) would otherwise ask for tens of gigabytes.
+# No edit makes an image larger than both its input and the largest image a run reads by default
+# (Pillow's refusal limit, harness.images.DEFAULT_MAX_PIXELS): a chain of upscales or borders within
+# each step's range (scale 16, then 16 again) would otherwise ask for tens of gigabytes. An image
+# already larger (a run that raised max_pixels) may still be edited at its own size or less.
 MAX_OUTPUT_PIXELS = 178_956_970
 
 
-def output_size(width: int, height: int) -> tuple[int, int]:
-    """(width, height) of an edit's result, checked before it is made: TransformError past
-    MAX_OUTPUT_PIXELS. Every transform that can enlarge an image calls it."""
-    if width * height > MAX_OUTPUT_PIXELS:
+def output_size(width: int, height: int, image: np.ndarray) -> tuple[int, int]:
+    """(width, height) of an edit's result from `image`, checked before it is made: TransformError
+    past MAX_OUTPUT_PIXELS and the input's own size. Every transform that can enlarge an image calls it."""
+    if width * height > max(MAX_OUTPUT_PIXELS, image.shape[0] * image.shape[1]):
         raise TransformError(f"the result would be {width}x{height}, more than the {MAX_OUTPUT_PIXELS:,} pixels an "
                              "edit may make")
     return width, height
@@ -103,10 +104,12 @@ def _is_image(image) -> bool:
             and image.shape[2] == 3 and image.shape[0] >= 1 and image.shape[1] >= 1)
 
 
-def check_image(image: np.ndarray, where: str) -> np.ndarray:
+def check_image(image: np.ndarray, where: str, source: np.ndarray | None = None) -> np.ndarray:
+    """`image`, the result of a step from `source`, checked: a uint8 HxWx3 image, no larger than
+    output_size allows (a plugin's result too, before the next step grows it further)."""
     if not _is_image(image):
         raise TransformError(f"{where} must return a uint8 HxWx3 image, got {_describe(image)}")
-    output_size(image.shape[1], image.shape[0])  # a plugin's result too, before the next step grows it
+    output_size(image.shape[1], image.shape[0], image if source is None else source)
     return image
 
 
@@ -147,7 +150,7 @@ def apply_chain(image: np.ndarray, steps: Iterable[tuple[str, dict]]) -> np.ndar
             rows, cols = image.shape[:2]
             raise TransformError(f"transform '{name}' failed on a {cols}x{rows} image: "
                                  f"{type(exc).__name__}: {_one_line(exc)}") from exc
-        image = check_image(out, f"transform '{name}'")
+        image = check_image(out, f"transform '{name}'", image)
     return image
 
 

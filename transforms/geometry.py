@@ -28,7 +28,7 @@ def scale(
 ) -> np.ndarray:
     """Resize both sides by `factor` (size rounded down, at least 1 px), as cv2.resize(img, (w*f, h*f))."""
     height, width = image.shape[:2]
-    size = output_size(max(1, int(width * factor)), max(1, int(height * factor)))
+    size = output_size(max(1, int(width * factor)), max(1, int(height * factor)), image)
     return cv2.resize(image, size, interpolation=INTERPOLATIONS[interpolation])
 
 
@@ -145,7 +145,7 @@ def aspect(
 ) -> np.ndarray:
     """Change the aspect ratio: stretch the width by `ratio` (rounded, at least 1 px), keep the height."""
     rows, cols = image.shape[:2]
-    size = output_size(max(1, round(cols * ratio)), rows)
+    size = output_size(max(1, round(cols * ratio)), rows, image)
     return cv2.resize(image, size, interpolation=INTERPOLATIONS[interpolation])
 
 
@@ -161,7 +161,7 @@ def pad(
     """Add a border: fraction x height above and below, fraction x width left and right (cv2.copyMakeBorder)."""
     rows, cols = image.shape[:2]
     dy, dx = round(rows * fraction), round(cols * fraction)
-    output_size(cols + 2 * dx, rows + 2 * dy)
+    output_size(cols + 2 * dx, rows + 2 * dy, image)
     return cv2.copyMakeBorder(image, dy, dy, dx, dx, BORDERS[mode], value=tuple(int(c) for c in color))
 
 
@@ -175,7 +175,7 @@ def resize_max(
     rows, cols = image.shape[:2]
     factor = size / max(rows, cols)
     shape = (size, max(1, round(rows * factor))) if cols >= rows else (max(1, round(cols * factor)), size)
-    return cv2.resize(image, output_size(*shape), interpolation=INTERPOLATIONS[interpolation])
+    return cv2.resize(image, output_size(*shape, image), interpolation=INTERPOLATIONS[interpolation])
 
 
 @transform
@@ -190,7 +190,7 @@ def border(
     """Add a solid border of its own size on each side (rounded to px), with cv2.copyMakeBorder."""
     rows, cols = image.shape[:2]
     above, below, before, after = round(rows * top), round(rows * bottom), round(cols * left), round(cols * right)
-    output_size(cols + before + after, rows + above + below)
+    output_size(cols + before + after, rows + above + below, image)
     return cv2.copyMakeBorder(image, above, below, before, after, cv2.BORDER_CONSTANT,
                               value=tuple(int(c) for c in color))
 

@@ -73,6 +73,7 @@ def _read_overlay(source: str) -> np.ndarray | None:
     header (read by Pillow, which decodes nothing yet) promises a bounded number of pixels, else
     TransformError; None when it is missing or not an image."""
     import stat
+    import warnings
 
     from PIL import Image
 
@@ -85,8 +86,10 @@ def _read_overlay(source: str) -> np.ndarray | None:
     if status.st_size > MAX_OVERLAY_BYTES:
         raise TransformError(f"overlay image '{source}' has {status.st_size:,} bytes; at most {MAX_OVERLAY_BYTES:,}")
     try:
-        with Image.open(source) as header:
-            width, height = header.size
+        with warnings.catch_warnings():  # Pillow's bomb warning: the size is checked just below, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as header:
+                width, height = header.size
     except Image.DecompressionBombError:  # past Pillow's own limit, far past this one
         raise TransformError(f"overlay image '{source}' has more than {MAX_OVERLAY_PIXELS:,} pixels") from None
     except Exception:  # Pillow's errors on files that are not images vary
@@ -140,7 +143,7 @@ def caption(
     """Meme caption: add a solid bar above or below (the output is taller) with `text` centred, scaled to fit."""
     rows, cols = image.shape[:2]
     bar_rows = max(1, round(rows * height))
-    output_size(cols, rows + bar_rows)
+    output_size(cols, rows + bar_rows, image)
     paper, ink = ((255, 255, 255), (0, 0, 0)) if bar == "white" else ((0, 0, 0), (255, 255, 255))
     strip = np.full((bar_rows, cols, 3), paper, np.uint8)
     if text.strip():
