@@ -391,13 +391,15 @@ class OutputSet:
                     os.rename(self.out_dir, old)
                     os.rename(self.staging, self.out_dir)
                     self.staging = old
-                if _keep_added(self.staging, self.out_dir):  # now the old set
-                    shutil.rmtree(self.staging, ignore_errors=True)
             else:
                 os.rename(self.staging, self.out_dir)
+                self.committed = True
+                return
         except OSError as exc:
             raise _write_error(self.out_dir, exc) from None
-        self.committed = True
+        self.committed = True  # the new set is in place: whatever follows must not remove the old one blindly
+        if _keep_added(self.staging, self.out_dir):  # self.staging is now the old set
+            shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def _keep_added(old: str, new: str) -> bool:
@@ -410,30 +412,43 @@ def _keep_added(old: str, new: str) -> bool:
         added = foreign_files(old)
     except OSError:
         added = []
-    stuck = []
+    moved, stuck = [], []
     for name in added:
-        target = os.path.join(new, name)
-        try:
-            if os.path.lexists(target):
-                raise FileExistsError(name)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.rename(os.path.join(old, name), target)
-        except OSError:
-            stuck.append(name)
-    if added:
-        moved = [name for name in added if name not in stuck]
-        if moved:
-            _note(f"{_where(new)}: {_shown_list(moved)} appeared there during the run; kept in the new outputs "
-                  "(a later run into it will refuse to replace them)")
-        if stuck:
-            kept = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(new)),
-                                    prefix=os.path.basename(os.path.abspath(new)) + ".replaced-")
-            os.rmdir(kept)
-            os.rename(old, kept)
-            _note(f"{_where(new)}: {_shown_list(stuck)} appeared there during the run under names the new outputs "
-                  f"use; the replaced outputs, with them, are kept in {_where(kept)}")
-            return False
-    return True
+        _move_into(old, new, name, moved, stuck)
+    if moved:
+        _note(f"{_where(new)}: {_shown_list(moved)} appeared there during the run; kept in the new outputs "
+              "(a later run into it will refuse to replace them)")
+    if not stuck:
+        return True
+    try:
+        kept = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(new)),
+                                prefix=os.path.basename(os.path.abspath(new)) + ".replaced-")
+        os.rmdir(kept)
+        os.rename(old, kept)
+    except OSError:  # left where it is (beside `new`, under its staging name): still not deleted
+        kept = old
+    _note(f"{_where(new)}: {_shown_list(stuck)} appeared there during the run under names the new outputs use; "
+          f"the replaced outputs, with them, are kept in {_where(kept)}")
+    return False
+
+
+def _move_into(old: str, new: str, name: str, moved: list, stuck: list) -> None:
+    """Move `name` (a file or folder of the set `old`) to the same place in `new`; a folder that
+    `new` has too (a user's `figures/mine.png` in a set not listed yet) is merged file by file."""
+    source, target = os.path.join(old, name), os.path.join(new, name)
+    try:
+        if os.path.isdir(target) and not os.path.islink(target) and os.path.isdir(source) \
+                and not os.path.islink(source):
+            for child in sorted(os.listdir(source)):
+                _move_into(old, new, f"{name}/{child}", moved, stuck)
+            return
+        if os.path.lexists(target):
+            raise FileExistsError(name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.rename(source, target)
+        moved.append(name)
+    except OSError:
+        stuck.append(name)
 
 
 def _note(text: str) -> None:

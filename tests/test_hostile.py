@@ -821,7 +821,8 @@ def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_w
         assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
 
-@pytest.mark.parametrize("case", ["a rerun", "a first run", "a name the new outputs use"])
+@pytest.mark.parametrize("case", ["a rerun", "a first run", "a folder the new outputs have too",
+                                  "a name the new outputs use"])
 def test_files_added_to_the_output_directory_during_a_run_are_kept(tmp_path, capsys, monkeypatch, case):
     """The check before the work found nothing of the user's; a file written into --out while the
     run worked (a note, a figure of one's own) must not go with the replaced set."""
@@ -835,6 +836,8 @@ def test_files_added_to_the_output_directory_during_a_run_are_kept(tmp_path, cap
         added = {"notes.txt": "mine", "figures/old/mine.png": "my figure"}
     elif case == "a first run":
         added = {"notes.txt": "mine"}
+    elif case == "a folder the new outputs have too":  # merged file by file, not the whole set kept aside
+        added = {"figures/mine.txt": "mine"}
     else:  # before a first run's set lists its files, summary.md is the user's
         added = {"summary.md": "my summary"}
     commit = storage.OutputSet.commit
