@@ -265,7 +265,23 @@ def _check_recorded_hasher(shown_path: str, recorded: dict, hasher, hasher_id: s
             return f"{record['hasher']} ({record['name']} {json.dumps(record['params'], sort_keys=True)})"
 
         raise HarnessError(f"{shown_path}: holds the hashes of {described(recorded)}, not of {described(mine)}; "
-                           f"audit it with that hasher (--hashers {recorded['hasher']})")
+                           f"audit it with that hasher ({_how_to_name(recorded)})")
+
+
+def _how_to_name(record: dict) -> str:
+    """How an audit names the hasher of a record: `--hashers NAME` where its parameters are the
+    defaults, else a config's hashers entry (an id names a column, not a hasher, and the command
+    line gives no parameters)."""
+    from harness.hashers import HASHERS
+
+    try:
+        defaults = _hasher_record(record["hasher"], HASHERS.get(record["name"])().spec())["params"]
+    except Exception:  # a hasher not registered here (a plugin not imported): its config entry says it
+        defaults = None
+    if record["params"] == defaults:
+        return f"--hashers {record['name']}"
+    entry = json.dumps({"name": record["name"], **record["params"]}, sort_keys=False)
+    return f"a config with hashers: [{entry}]"
 
 
 def _recorded(shown_path: str, metadata: dict[str, str]) -> dict:

@@ -110,7 +110,7 @@ def estimate_lines(audit) -> list[str]:
         compared = row["pairs_compared"]
         flagged = f"{which}: {row['pairs_flagged']:,} of {compared:,} {_plural(compared, 'pair', 'pairs')} flagged"
         if np.isfinite(row["expected_false"]):
-            lines.append(f"{flagged}; expected false flags {_count(row['expected_false'])} (95% interval "
+            lines.append(f"{flagged}; expected false flags {_count(row['expected_false'])} (95% range "
                          f"{_count(row['expected_false_low'])}-{_count(row['expected_false_high'])}), from "
                          f"{row['basis']}.")
         else:

@@ -539,6 +539,17 @@ def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_pa
                  "--out", str(tmp_path / "wrong"), "--quiet"]) == 2
     assert one_line(capsys) == (f"error: {train}: holds the hashes of pHash (pHash {{}}), not of aHash (aHash {{}}); "
                                 "audit it with that hasher (--hashers pHash)")
+    # A hasher with other parameters is named by the config entry that gives them (an id such as p16
+    # is a column's name, not a hasher's, and the command line takes no parameters).
+    config = tmp_path / "p16.yaml"
+    config.write_text(f"splits: {{train: [{tmp_path / 'train'}], test: [{tmp_path / 'test'}]}}\nthreshold: 8\n"
+                      "hashers: [{name: imagehash.phash, id: p16, hash_size: 16}]\n")
+    assert main(["leaks", str(config), "--out", str(tmp_path / "p16"), "--quiet"]) == 0
+    p16 = tmp_path / "p16" / "hashes" / "train.p16.parquet"
+    assert main(["leaks", "--train", str(p16), "--test", str(p16), "--hashers", "imagehash.phash", "--threshold", "8",
+                 "--out", str(tmp_path / "wrong16"), "--quiet"]) == 2
+    assert one_line(capsys).endswith('audit it with that hasher (a config with hashers: [{"name": "imagehash.phash", '
+                                     '"hash_size": 16, "highfreq_factor": 4}])')
     # A table without the record (a CSV, another tool's) is taken as the hasher named, as before.
     pd.read_parquet(train).to_csv(tmp_path / "train.csv", index=False)
     pd.read_parquet(test).to_csv(tmp_path / "test.csv", index=False)
