@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     audit = find_leaks({"name": "leak-demo", "splits": {"train": [str(args.out / "data" / "train")],
                                                         "test": [str(args.out / "data" / "test")]},
                         "hashers": list(HASHER_NAMES), "calibration": args.calibration})
+    # The screenshot of an earlier demo is this script's, not the audit's: a saved audit replaces only
+    # the files it lists, and refuses to delete any other.
+    (args.out / "audit" / "review.png").unlink(missing_ok=True)
     audit.save(str(args.out / "audit"))
     found = set(audit.leaks["file_b"])
     missed = [name for _, name, _ in COPIES if str(args.out / "data" / "test" / name) not in found]
