@@ -185,7 +185,7 @@ def check_run_options(*, cache, scheduler, progress, strict=False) -> str | None
     argument, not a TypeError deep in the run): returns `cache` as a string path (or None)."""
     from harness.errors import shown
 
-    if cache is not None and not isinstance(cache, (str, os.PathLike)) or cache == "":
+    if (cache is not None and not isinstance(cache, (str, os.PathLike))) or cache == "":
         raise HarnessError(f"cache: expected a file path (or None for no cache), got {shown(cache)}")
     if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
         raise HarnessError(f"scheduler: expected a Dask scheduler's address such as 'tcp://host:8786' (or None), "

@@ -98,15 +98,20 @@ def result_versions() -> dict:
     return {**{k: v for k, v in versions().items() if k != "platform"}, "harness code": code_digest()}
 
 
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's content (read in blocks), in hexadecimal."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def plugin_digest(reference: str) -> str:
     """A digest of the module file of a plugin (`package.module:Name`, imported already): its results
     depend on its code. That file only: code it imports from elsewhere is not followed."""
-    import hashlib
-
     path = getattr(sys.modules.get(reference.partition(":")[0]), "__file__", None)
     try:
-        with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
+        return file_sha256(path)
     except (OSError, TypeError):  # no file (a module built in memory): the reference alone keys it
         return "no file"
 
@@ -129,11 +134,8 @@ def file_digest(path: str) -> str:
 @functools.lru_cache(maxsize=64)
 def _content_digest(path: str, size: int, mtime_ns: int) -> str:
     """Read once a process while the file keeps its size and time (a run keys many chains by it)."""
-    import hashlib
-
     try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return file_sha256(path)
     except OSError:
         return "unreadable"
 

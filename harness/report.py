@@ -208,8 +208,10 @@ def reusable(out_dir: str, fingerprint: str) -> list[str]:
         if os.path.isabs(name) or ".." in name.split("/") or not os.path.isfile(path) or os.path.islink(path) or \
                 os.path.getsize(path) != sizes.get(name):
             return []
+    from harness.provenance import file_sha256
+
     for name in kept:  # sizes first: a changed size costs no read
-        if "digests" in previous and storage.file_sha256(os.path.join(out_dir, name)) != digests.get(name):
+        if "digests" in previous and file_sha256(os.path.join(out_dir, name)) != digests.get(name):
             return []
     return kept
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.errors import PATH_MAX, HarnessError, clipped
+from harness.provenance import file_sha256
 from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, ROWS_BLOCK, category_codes,
                             first_seen_categorical, in_first_seen_order, text_categories, text_dtype)
 
@@ -456,13 +457,6 @@ def _note(text: str) -> None:
     import sys
 
     print(f"note: {text}", file=sys.stderr)
-
-
-def file_sha256(path: str) -> str:
-    import hashlib
-
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _write_error(out_dir: str, exc: OSError) -> HarnessError:
