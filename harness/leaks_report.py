@@ -15,11 +15,11 @@ import json
 import os
 
 import numpy as np
-import yaml
 
 from harness import storage
 from harness.leaks import AGREEMENT
 from harness.markdown import code, md
+from harness.report import config_yaml
 from harness.summary import markdown_table
 
 REVIEW = "review.html"
@@ -45,8 +45,7 @@ def write(audit, out_dir: str) -> None:
         for (split, hasher), table in audit.hashes.items():
             output.write_parquet(f"hashes/{split}.{_file_name(hasher)}.parquet", table,
                                  audit.hash_metadata.get((split, hasher)))
-        output.write_text(storage.CONFIG, "# The resolved config of this audit: `python -m harness leaks <this file>`\n"
-                          + yaml.safe_dump(audit.config, sort_keys=False, allow_unicode=True, width=100))
+        output.write_text(storage.CONFIG, config_yaml(audit.config, audit.provenance, "leaks"))
         paths = {}
         for (_, file), path in audit.paths.items():
             paths.setdefault(file, path)
@@ -113,9 +112,11 @@ def estimate_lines(audit) -> list[str]:
             lines.append(f"{flagged}; expected false flags {_count(row['expected_false'])} (95% range "
                          f"{_count(row['expected_false_low'])}-{_count(row['expected_false_high'])}), from "
                          f"{row['basis']}.")
-        else:
+        elif row["pairs_flagged"]:
             lines.append(f"{flagged}; without a calibration run (--calibration) the data cannot tell a copy from a "
-                         "chance match, so any of them may be false.")
+                         f"chance match, so {'any of them' if row['pairs_flagged'] > 1 else 'it'} may be false.")
+        else:
+            lines.append(f"{flagged}.")
     return lines
 
 

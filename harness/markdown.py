@@ -1,4 +1,5 @@
-"""Markdown text made safe from what files and configs say, and the provenance section a summary ends with.
+"""Markdown text made safe from what files and configs say, names shown as they are stored
+(`visible`, for the review page too), and the provenance section a summary ends with.
 
 No pandas and nothing heavy: an unchanged rerun writes its summary's provenance with this alone.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 
 from harness.storage import RUN
 
@@ -19,12 +21,43 @@ _AUTOLINK = re.compile(r"[A-Za-z0-9](:)//|(?<![A-Za-z0-9])[Ww][Ww][Ww](\.)|(@)")
 # What makes a block of a line's start: a heading, a list item, a setext underline. ('>', a quote,
 # is already the entity &gt;, which is no block marker.)
 _BLOCK_START = re.compile(r"(#)#{0,5}(?: |$)|([-+])(?: |$)|\d{1,9}([.)])(?: |$)|(=)=*$|(-)-*$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Whitespace a line of prose may hold and that reads the same as one space: spaces and line
+# breaks (an error message of several lines). Every other invisible character is shown (visible).
+_SPACES = re.compile(r"[^\S\t\x0b\x0c\x1c-\x1f\x85\u2028\u2029]+")
+# Characters shown as escapes: controls (Cc), format characters such as the bidi overrides
+# that can make a name read backwards (Cf), lone surrogates (Cs) and line/paragraph
+# separators. Zero-width joiners in emoji are Cf too: such a name shows its \u200d, which
+# is the price of a name that reads as it is stored.
+HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def visible(value, plain=lambda text: text, escape=lambda text: text) -> str:
+    """The text of a name as a person should see it: undecodable bytes and invisible characters
+    as backslash escapes; the result always encodes as UTF-8. `plain` and `escape` map the
+    ordinary runs and each escape (an HTML page escapes the one and marks the other, so that
+    an escaped tab and a name holding a backslash and a 't' do not look the same)."""
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "backslashreplace")
+    else:
+        text = str(value)
+        try:  # a str from os.fsdecode holds undecodable bytes as surrogates \udc80-\udcff
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            pass  # other lone surrogates: escaped one by one below
+    if all(unicodedata.category(c) not in HIDDEN for c in text):
+        return plain(text)
+    parts, start = [], 0
+    for at, c in enumerate(text):
+        if unicodedata.category(c) in HIDDEN:
+            parts += [plain(text[start:at]) if start < at else "",
+                      escape(c.encode("unicode_escape").decode("ascii"))]
+            start = at + 1
+    return "".join(parts) + plain(text[start:])
 
 
 def md(text) -> str:
-    """Text from a file or a config, safe in Markdown anywhere on a line: one line, control
-    characters replaced, HTML escaped, Markdown's punctuation backslash-escaped, autolinks and
+    """Text from a file or a config, safe in Markdown anywhere on a line: one line, invisible
+    characters as escapes (a bidi override cannot make it read backwards), HTML escaped, Markdown's punctuation backslash-escaped, autolinks and
     a block marker at its start defused. No name can become a link, an image, raw HTML, emphasis,
     a heading, a list item or a table break."""
     one_line = _one_line(text)
@@ -46,8 +79,9 @@ def code(text) -> str:
 
 
 def _one_line(text) -> str:
-    """Text on one line, control characters replaced: what md and code both start from."""
-    return _CONTROL.sub("\ufffd", " ".join(str(text).split()))
+    """Text on one line, its spaces and line breaks as one space, every other invisible
+    character as an escape (visible): what md and code both start from."""
+    return visible(_SPACES.sub(" ", str(text)).strip(" "))
 
 
 def _backslash_group(match: re.Match) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from harness import storage
+from harness.markdown import visible
 from harness.schema import category_codes
 
 # The figures, the metrics and the summary (pandas, matplotlib) are imported where they are used:
@@ -258,9 +259,12 @@ def run_json(run: dict) -> str:
     return json.dumps(run, indent=2, default=str, allow_nan=False) + "\n"
 
 
-def config_yaml(config: dict, provenance: dict) -> str:
-    header = ("# The resolved config of this run: `python -m harness run <this file>`, from the directory the\n"
-              f"# run was started in ({provenance.get('cwd', '?')}), reproduces its tables.\n")
+def config_yaml(config: dict, provenance: dict, command: str = "run") -> str:
+    """The resolved config as YAML, after a comment saying how to run it again: from the directory
+    the run was started in, where its relative paths (images, splits, calibration) point."""
+    header = (f"# The resolved config of this {'audit' if command == 'leaks' else 'run'}: `python -m harness "
+              f"{command} <this file>`, from the directory\n# it was started in "
+              f"({visible(provenance.get('cwd', '?'))}), where its relative paths point.\n")
     return header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
 
 

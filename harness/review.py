@@ -21,7 +21,7 @@ import base64
 import hashlib
 import html
 import math
-import unicodedata
+import os
 from typing import Callable, Mapping, Sequence
 
 import cv2
@@ -29,6 +29,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.images import read_image
+from harness.markdown import visible
 
 PAIR_COLUMNS = ("split_a", "file_a", "split_b", "file_b")
 AGREE = "agree"
@@ -78,7 +79,7 @@ def sort_pairs(pairs: pd.DataFrame, hashers: Mapping[str, float]) -> pd.DataFram
                                for name, scale in hashers.items()}, index=pairs.index)
     out = pairs.assign(**{NEAREST: normalised.min(axis=1, skipna=True).fillna(_NO_DISTANCE)})
     # Sorting on the shown text of the names keeps the order total for any name, bytes included.
-    keys = {f"_{column}": out[column].map(_visible) for column in PAIR_COLUMNS}
+    keys = {f"_{column}": out[column].map(visible) for column in PAIR_COLUMNS}
     out = out.assign(_agree=-out[AGREE].astype(int), **keys)
     out = out.sort_values([NEAREST, "_agree", *keys], kind="mergesort")
     return out.drop(columns=["_agree", *keys]).reset_index(drop=True)
@@ -161,43 +162,23 @@ def _data_uri(file, data: bytes | None) -> str | None:
     if data is None:
         return None
     if len(data) > THUMBNAIL_BYTES:
-        raise ValueError(f"the thumbnail of {_visible(file)} is {len(data)} bytes, over {THUMBNAIL_BYTES}")
+        raise ValueError(f"the thumbnail of {visible(file)} is {len(data)} bytes, over {THUMBNAIL_BYTES}")
     if data.startswith(b"\xff\xd8\xff"):
         mime = "image/jpeg"
     elif data.startswith(b"\x89PNG\r\n\x1a\n"):
         mime = "image/png"
     else:
-        raise ValueError(f"the thumbnail of {_visible(file)} is neither JPEG nor PNG (first bytes {data[:8].hex(' ')})")
+        raise ValueError(f"the thumbnail of {visible(file)} is neither JPEG nor PNG (first bytes {data[:8].hex(' ')})")
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-# Characters shown as escapes: controls (Cc), format characters such as the bidi overrides
-# that can make a name read backwards (Cf), lone surrogates (Cs) and line/paragraph
-# separators. Zero-width joiners in emoji are Cf too: such a name shows its \u200d, which
-# is the price of a name that reads as it is stored.
-_HIDDEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
-
-
-def _visible(value) -> str:
-    """The text of a name as a person should see it: undecodable bytes and invisible
-    characters as escapes; the result always encodes as UTF-8. (Not HTML-escaped yet.)"""
-    if isinstance(value, bytes):
-        text = value.decode("utf-8", "backslashreplace")
-    else:
-        text = str(value)
-        try:  # a str from os.fsdecode holds undecodable bytes as surrogates \udc80-\udcff
-            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:
-            pass  # other lone surrogates: escaped one by one below
-    if all(unicodedata.category(c) not in _HIDDEN for c in text):
-        return text
-    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _HIDDEN else c
-                   for c in text)
-
-
 def _text(value) -> str:
-    """Any text from the data, safe in element content and in quoted attributes."""
-    return html.escape(_visible(value), quote=True)
+    """Any text from the data, safe in element content: invisible characters as marked escapes."""
+    return visible(value, _escaped, lambda escape: f'<span class="esc">{_escaped(escape)}</span>')
+
+
+def _escaped(text: str) -> str:
+    return html.escape(text, quote=True)
 
 
 def _number(value: float) -> str:
@@ -278,11 +259,10 @@ def _missing(value) -> bool:
 
 def _side(split, file, images: _Thumbnails) -> str:
     uri = images(file)
-    shown = _visible(file)
-    folder, slash, name = shown.rpartition("/")
-    path = (f'<span class="folder">{html.escape(folder + slash)}</span>' if slash else "") + \
-        f'<span class="name">{html.escape(name)}</span>'
-    label = html.escape(f"{_visible(split)}: {shown}", quote=True)
+    folder, slash, name = (os.fsdecode(file) if isinstance(file, bytes) else str(file)).rpartition("/")
+    path = (f'<span class="folder">{_text(folder + slash)}</span>' if slash else "") + \
+        f'<span class="name">{_text(name)}</span>'
+    label = _escaped(f"{visible(split)}: {visible(file)}")
     if uri is None:
         picture = f'<div class="frame missing" role="img" aria-label="{label}">no preview<br>(unreadable)</div>'
     else:
@@ -310,7 +290,7 @@ p.count { margin-top: 8px; }
 .legend dt { font-weight: 600; }
 .legend dd { margin: 0; }
 .legend .hasher { white-space: nowrap; }
-main.pairs { display: grid; grid-template-columns: repeat(auto-fill, minmax(372px, 1fr)); gap: 16px;
+main.pairs { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(372px, 100%), 1fr)); gap: 16px;
              max-width: 1180px; }
 article.pair { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px 8px; }
 article.pair > header { display: flex; gap: 8px; align-items: baseline; margin-bottom: 8px; font-size: 13px; }
@@ -335,7 +315,10 @@ table.distances th { text-align: left; font-weight: 400; color: var(--muted); }
 table.distances td { text-align: right; }
 table.distances th, table.distances td { padding: 2px 4px; border-top: 1px solid #eef0f4; }
 table.distances tr.nearest th, table.distances tr.nearest td { font-weight: 700; color: var(--ink); }
-table.distances tr.none td, table.distances tr.unflagged td { color: #a0a7b4; }
+table.distances tr.none td, table.distances tr.unflagged td { color: var(--muted); }
+.esc { padding: 0 2px; border-radius: 2px; background: #fde7e7; color: #8f1d1d; font-family: ui-monospace, monospace; }
+@media (max-width: 480px) { body { padding: 14px 10px 28px; } .legend { padding: 10px; }
+                            .legend .hasher { white-space: normal; } }
 """
 # A hash source for the one inline stylesheet, not 'unsafe-inline': nothing else can style
 # the page. No script-src at all: the page has no script, and none may run.
@@ -351,7 +334,7 @@ def _document(title: str, body: str) -> str:
 <meta http-equiv="Content-Security-Policy" content="{_CSP.format(digest=digest)}">
 <meta name="referrer" content="no-referrer">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_text(title)}</title>
+<title>{_escaped(visible(title))}</title>
 <style>{_CSS}</style>
 </head>
 <body>

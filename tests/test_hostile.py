@@ -1073,8 +1073,20 @@ def test_md_leaves_no_markup():
     assert md("-0.5") == "-0.5" and md("1.5") == "1.5" and md("#tag") == "#tag"
     assert md("see https://x.example/y") == "see https\\://x.example/y"
     assert md("www.x.example") == "www\\.x.example" and md("me@x.example") == "me\\@x.example"
-    assert md("a\x00b\x1bc") == "a\ufffdb\ufffdc"
-    assert md("a | b\nc") == "a \\| b c"
+    assert md("a\x00b\x1bc") == "a\\\\x00b\\\\x1bc"  # shown as \x00 and \x1b (a backslash is escaped in Markdown)
+    assert md("a | b\nc") == "a \\| b c"  # a line break reads as a space
+
+
+def test_invisible_characters_in_a_name_are_shown_not_obeyed():
+    """A right-to-left override would make the rest of the summary's line read backwards, and a
+    tab or a vertical tab would show as a space: a name that is not the file's."""
+    from harness.markdown import code, md
+
+    # Markdown source: the escape's backslash is itself escaped, and renders as one.
+    assert md("gnp.\u202eevil.jpg, then more") == "gnp.\\\\u202eevil.jpg, then more"
+    assert md("tab\tname.png") == "tab\\\\tname.png" and md("a\u2028b\x0bc") == "a\\\\u2028b\\\\x0bc"
+    assert code("x\u202ey\tz") == "`x\\u202ey\\tz`"
+    assert md("  two  spaces\r\nand a break ") == "two spaces and a break"
 
 
 def test_code_spans_show_their_text_exactly():
@@ -1083,7 +1095,7 @@ def test_code_spans_show_their_text_exactly():
     from harness.markdown import code
 
     assert code("configs/protocols/augly_overlays.yaml") == "`configs/protocols/augly_overlays.yaml`"
-    assert code("a`b") == "``a`b``" and code("`x`") == "`` `x` ``" and code("a\nb\x1b") == "`a b\ufffd`"
+    assert code("a`b") == "``a`b``" and code("`x`") == "`` `x` ``" and code("a\nb\x1b") == "`a b\\x1b`"
 
 
 def test_names_reach_the_summary_only_as_text(tmp_path, capsys):
@@ -1256,3 +1268,17 @@ def test_a_path_that_is_something_else_is_named_for_what_it_is(tmp_path, capsys,
     value = thing / "c.sqlite" if option == "--cache" else thing
     status, _, err = cli(capsys, "run", "configs/lena.yaml", option, value, "--out", tmp_path / "o", "--quiet")
     assert status == 2 and message.format(p=thing) in one_line_error(err), err
+
+
+def test_a_line_break_in_the_working_directory_cannot_add_keys_to_a_saved_config():
+    """config.yaml's first comment names the directory the run started in: a line break in that
+    name would end the comment, and the rest would be read as the config's keys."""
+    import yaml
+
+    from harness.report import config_yaml
+
+    for command in ("run", "leaks"):
+        text = config_yaml({"name": "x"}, {"cwd": "/tmp/a\nimages: [evil.png]\n# "}, command)
+        assert yaml.safe_load(text) == {"name": "x"}
+        assert text.splitlines()[1].startswith("# it was started in (/tmp/a\\nimages: [evil.png]\\n# )")
+        assert f"python -m harness {command} <this file>" in text.splitlines()[0]

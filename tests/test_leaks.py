@@ -650,7 +650,16 @@ def test_one_pair_compared_is_one_pair():
 
     audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut"], "test": ["builtin:coffee"]},
                                 "hashers": ["pHash"], "threshold": 8})
-    assert estimate_lines(audit)[0].startswith("train vs test: 0 of 1 pair flagged;")
+    assert estimate_lines(audit) == ["train vs test: 0 of 1 pair flagged."]  # nothing said of flags it has not
+
+
+def test_without_calibration_a_flag_may_be_false():
+    from harness.leaks_report import estimate_lines
+
+    audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut"], "test": ["builtin:astronaut"]},
+                                "hashers": ["pHash"], "threshold": 8})
+    assert estimate_lines(audit) == ["train vs test: 1 of 1 pair flagged; without a calibration run (--calibration) "
+                                     "the data cannot tell a copy from a chance match, so it may be false."]
 
 
 def test_clean_lists_name_each_file_exactly_or_the_file_is_an_error(tmp_path, capsys):

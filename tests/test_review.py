@@ -208,11 +208,20 @@ def test_names_from_files_are_text_never_markup():
         in page
     assert "it&#x27;s &quot;quoted&quot; &amp; &lt;b&gt;bold.png" in page
     assert "&lt;i&gt;split&lt;/i&gt;" in page
-    assert "photo\\u202egnp.exe" in page and "\u202e" not in page  # the override is shown, not obeyed
+    assert "\u202e" not in page  # the override is shown, not obeyed,
+    assert 'photo<span class="esc">\\u202e</span>gnp.exe' in page  # and marked as an escape
     assert "caf\\xe9.png" in page  # the undecodable byte, as an escape
     assert "raw\\xff\\xfe.png" in page
-    assert "two\\nlines.png" in page
+    assert 'two<span class="esc">\\n</span>lines.png' in page
     assert 'alt="train: &lt;script&gt;alert(1).png"' in page
+
+
+def test_an_escape_and_a_name_holding_its_text_look_different():
+    pairs = pairs_frame([("train", "a\\tb.png", "test", "a\tb.png", 1, np.nan, np.nan, 1)])
+    page = page_of(pairs, title="review\tpage")
+    assert '<span class="name">a\\tb.png</span>' in page  # a backslash and a 't': as they are
+    assert '<span class="name">a<span class="esc">\\t</span>b.png</span>' in page  # a tab: a marked escape
+    assert "<title>review\\tpage</title>" in page  # a title holds text only: the escape, unmarked
 
 
 def test_the_page_loads_nothing_and_allows_only_its_own_style():
@@ -386,6 +395,14 @@ def test_names_show_as_text_in_review_order(rendered):
     assert page.locator("article.pair b, article.pair i").count() == 0  # the names' tags stayed text
     assert page.title() == "Leak review <test>"
     assert page.locator("article.pair").first.locator(".split").all_inner_texts() == ["train", "test"]
+
+
+def test_a_phone_shows_whole_cards_without_scrolling_sideways(rendered):
+    page, *_ = rendered
+    page.set_viewport_size({"width": 360, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    card = page.locator("article.pair").first.bounding_box()
+    assert card["x"] >= 0 and card["x"] + card["width"] <= 360
 
 
 def test_the_page_attempts_no_request(rendered):
