@@ -76,15 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop before any work when a hasher cannot run here (no TensorFlow, no weights); by "
                           "default it is marked unavailable, the others run, and the fix is printed at the end")
     run.add_argument("--skip-unavailable", action="store_true", help=argparse.SUPPRESS)  # the default now
-    run.add_argument("--workers", type=workers_option, default=None, metavar="N",
+    run.add_argument("--workers", type=workers_option, default=None, metavar="N|auto",
                      help="worker processes for transforming and hashing (default auto: one per core for 32 "
                           "images or more, else none); results do not depend on it")
     run.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_option,
                      help="run the image work on a running dask.distributed cluster (e.g. tcp://10.0.0.5:8786); "
                           "the tables are the same as a local run's")
-    run.add_argument("--cache", metavar="PATH",
-                     help="hash cache (default: DIR/hash-cache.sqlite); a stopped run started again resumes from it")
-    run.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
+    cache = run.add_mutually_exclusive_group()
+    cache.add_argument("--cache", metavar="PATH",
+                       help="hash cache (default: DIR/hash-cache.sqlite); a stopped run started again resumes from "
+                            "it")
+    cache.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table at the end")
 
     report = commands.add_parser("report", help="rebuild every table and figure of a run from its saved tables",
@@ -133,12 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     leaks.add_argument("--min-agree", type=int, metavar="K", help="flag a pair when at least K hashers flag it "
                                                                   "(default 1)")
     leaks.add_argument("--out", metavar="DIR", type=out_option, help="output directory (default: reports/leaks)")
-    leaks.add_argument("--workers", type=workers_option, default=None, metavar="N",
+    leaks.add_argument("--workers", type=workers_option, default=None, metavar="N|auto",
                        help="worker processes for hashing (default auto: one per core for 32 images or more)")
     leaks.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_option,
                        help="hash and search on a dask.distributed cluster")
-    leaks.add_argument("--cache", metavar="PATH", help="hash cache (default: DIR/hash-cache.sqlite)")
-    leaks.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
+    cache = leaks.add_mutually_exclusive_group()
+    cache.add_argument("--cache", metavar="PATH", help="hash cache (default: DIR/hash-cache.sqlite)")
+    cache.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
     leaks.add_argument("--quiet", action="store_true", help="no progress bar and no answer at the end")
 
     listing = commands.add_parser("list", help="list the hashers and transforms a config can name",

@@ -49,6 +49,7 @@ multiplies by the alpha.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fnmatch
 import glob
@@ -558,6 +559,13 @@ _decoder_sink: tuple[int, object] | None = None  # (pid, temporary file): a fork
 _decoder_lock = threading.Lock()  # fd 2 is the process's: one decode at a time points it elsewhere
 
 
+def _close_decoder_sink() -> None:
+    """At exit: the sink is kept open for the process's life, and closed before it ends, not left
+    to the garbage collector (a ResourceWarning where warnings show)."""
+    if _decoder_sink is not None and _decoder_sink[0] == os.getpid():
+        _decoder_sink[1].close()
+
+
 @contextlib.contextmanager
 def _decoder_lines():
     """For the block, fd 2 goes to a temporary file; the decoders' lines in it (_DECODER_LINE) are
@@ -568,6 +576,8 @@ def _decoder_lines():
     with _decoder_lock:
         try:
             if _decoder_sink is None or _decoder_sink[0] != os.getpid():
+                if _decoder_sink is None:
+                    atexit.register(_close_decoder_sink)
                 _decoder_sink = (os.getpid(), tempfile.TemporaryFile())
             sink = _decoder_sink[1].fileno()
             if sys.stderr is not None:

@@ -10,6 +10,7 @@ file is rendered anew, so a rebuilt report equals the first one by construction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -59,7 +60,7 @@ def write(results, out_dir: str, rebuild: bool = False, inputs: str | None = Non
             output.write_text(storage.SUMMARY, summary_markdown(results, figures, storage.PREVIEWS in reused))
             write_run_files(results, output, fingerprint, inputs)
         else:
-            with _literal_text():
+            with _report_style():
                 if rebuild:  # the saved tables stay as they are, and run.json but for its list of files
                     for name in SAVED:
                         if name != storage.RUN:
@@ -121,12 +122,19 @@ def keep_unchanged(evaluation, out_dir: str, config: dict) -> dict | None:
     return run
 
 
-def _literal_text():
-    """Names in figures are text: with matplotlib's default, "$...$" in a family or a label is parsed
-    as mathematics, and "$\\frac{$" stops the report."""
+@contextlib.contextmanager
+def _report_style():
+    """matplotlib's own defaults while the report draws: a notebook's style (`plt.style.use`,
+    `rcParams`) or a matplotlibrc file must not change the figures, which are the same bytes
+    whoever makes them; the session's settings are back afterwards. And names in figures are
+    text: with matplotlib's default, "$...$" in a family or a label is parsed as mathematics,
+    and "$\\frac{$" stops the report."""
     import matplotlib
+    import matplotlib.style
 
-    return matplotlib.rc_context({"text.parse_math": False})
+    with matplotlib.rc_context():
+        matplotlib.style.use(["default", {"text.parse_math": False}])
+        yield
 
 
 def report_fingerprint(results) -> str:

@@ -776,7 +776,10 @@ class Collector:
             notes.append(f"{len(self.duplicates)} images have the same pixels as another and count once: "
                          + ", ".join(self.duplicates[:5]) + (", ..." if len(self.duplicates) > 5 else ""))
         if len(self.sources) < 2:
-            notes.append("one image only: no impostor pairs, so no thresholds or detection rates")
+            given = ", ".join(config.detection.thresholds)
+            notes.append("one image only: no impostor pairs, so no thresholds or detection rates"
+                         + (f" (the thresholds given for {given} are not scored either: each detection rate comes "
+                            "with its false-positive rate, which needs a second image)" if given else ""))
         rng = np.random.default_rng(config.seed)
         source_hashed = {hid: rows.hashed() for hid, rows in self.source_rows.items()}
         vocabulary = Vocabulary(self.sources.ids, self.hashers, config.pairs)

@@ -58,8 +58,22 @@ OPTIONAL_COLUMNS = {"image", "other"}  # impostors' names: outputs of older vers
 CSV_MAX_ROWS = 1_000_000  # above this a long table is written as Parquet only
 FLOAT_FORMAT = "%.6g"
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+
+def _umask() -> int:
+    """The process's umask now (a session may change it after importing harness). Linux shows it in
+    /proc, read without changing it; elsewhere it is set and put back, which a thread creating a
+    file at that instant would see."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 # --- the output directory ----------------------------------------------------------
@@ -291,7 +305,7 @@ class OutputSet:
         try:
             os.makedirs(parent, exist_ok=True)
             self.staging = tempfile.mkdtemp(dir=parent, prefix=_staging_prefix(self.out_dir))
-            os.chmod(self.staging, 0o777 & ~_UMASK)
+            os.chmod(self.staging, 0o777 & ~_umask())  # as a plain mkdir would
         except OSError as exc:
             raise HarnessError(f"{_where(self.out_dir)}: cannot create the new output set beside it "
                                f"({exc.strerror})") from None

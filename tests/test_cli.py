@@ -205,3 +205,12 @@ def test_plugin_breaking_the_contract_is_a_config_error(kind, name, problem, tmp
         f"hashers: [aHash]\nsweeps: [{{family: x, b: '{name}'}}]\n"))
     assert main(["validate", "--import-plugins", str(config)]) == 2
     assert problem in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["run", "configs/lena.yaml"], ["leaks", "--train", "a", "--test", "b"]])
+def test_cache_and_no_cache_together_are_a_usage_error(command, capsys):
+    """Each names where the hashes go; taking one silently would drop what the other asked for."""
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--cache", "elsewhere.sqlite", "--no-cache"])
+    assert stop.value.code == 2
+    assert "--no-cache: not allowed with argument --cache" in capsys.readouterr().err

@@ -155,3 +155,14 @@ def test_the_answer_says_the_range_of_impostor_pairs_when_hashers_differ():
         text = "\n".join(answer_section({"verdicts": verdicts, "chosen": "fpr=0.01", "min_tpr": 0.95,
                                          "thresholds": thresholds, "figures": {"matrix": "m", "detection": "d"}}))
         assert said in text, text[:400]
+
+
+def test_one_image_with_a_given_threshold_says_it_is_not_scored():
+    import harness
+
+    results = harness.evaluate({"name": "one", "images": ["builtin:coffee"], "hashers": ["pHash"],
+                                "detection": {"thresholds": {"pHash": 10}},
+                                "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]})
+    assert results.detection.empty
+    assert any(note.startswith("one image only") and "given for pHash are not scored" in note
+               for note in results.notes)

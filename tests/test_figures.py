@@ -667,3 +667,28 @@ def test_the_heatmap_of_one_hasher_keeps_its_title_inside(tmp_path):
     title, page = figure.axes[0].title.get_window_extent(figure.canvas.get_renderer()), figure.bbox
     assert page.x0 - 1 <= title.x0 and title.x1 <= page.x1 + 1 and title.y1 <= page.y1 + 1, (title, page)
     assert "\n" in figure.axes[0].get_title()
+
+
+def test_a_sessions_matplotlib_style_does_not_change_the_report(tmp_path):
+    """A notebook's `plt.style.use` or `rcParams` (or a matplotlibrc file) must not reach the saved
+    figures, which are the same bytes whoever makes them; and the session keeps its own settings."""
+    import matplotlib
+    import matplotlib.style
+
+    import harness
+
+    config = {"name": "style", "images": ["builtin:coffee", "builtin:camera", "builtin:moon"], "hashers": ["aHash"],
+              "report": {"previews": False},
+              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [20, 60]}]}
+    results = harness.evaluate(config)
+    results.save(str(tmp_path / "plain"))
+    with matplotlib.rc_context():
+        matplotlib.style.use("ggplot")
+        matplotlib.rcParams["font.size"] = 20
+        results.save(str(tmp_path / "styled"))
+        assert matplotlib.rcParams["font.size"] == 20 and matplotlib.rcParams["axes.facecolor"] == "#E5E5E5"
+    figures = sorted(path.name for path in (tmp_path / "plain" / "figures").iterdir())
+    assert "families.png" in figures
+    for name in figures:
+        assert (tmp_path / "styled" / "figures" / name).read_bytes() == \
+            (tmp_path / "plain" / "figures" / name).read_bytes(), name

@@ -8,6 +8,7 @@ Every file is read once, so one replaced during a run cannot give two different 
 """
 
 import os
+import stat
 import subprocess
 import sys
 
@@ -77,3 +78,19 @@ def test_each_file_is_read_once(hostile, tmp_path, monkeypatch):
     assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet", "--no-cache"]) == 1
     readable = [p for p in reads if os.path.basename(p).startswith(("good", "caf"))]
     assert len(readable) == len(set(readable)) == 4
+
+
+def test_an_output_set_follows_the_umask_of_the_moment(tmp_path):
+    """A session may set its umask after importing harness: the set's folder is made as a plain
+    mkdir would make it then, like the files in it."""
+    from harness import storage
+
+    before = os.umask(0o077)
+    try:
+        output = storage.OutputSet(str(tmp_path / "private"))
+        output.write_text("note.txt", "x\n")
+        output.commit()
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "private").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "private" / "note.txt").stat().st_mode) == 0o600

@@ -701,3 +701,13 @@ def test_one_file_reached_by_two_paths_counts_once_before_the_limit(tmp_path):
     assert sources == [str(folder / f"{k}.png") for k in range(3)] and notes == []
     sources, notes = images.resolve_sources(entries, None, "c.yaml", 2, 0)
     assert len(sources) == 2 and notes == ["limit: 2 of 3 images, sampled with seed 0"]
+
+
+def test_decoding_leaves_no_file_open_at_exit(tmp_path):
+    """The decoders' messages go to one temporary file kept for the process's life: it is closed at
+    exit, not left to the garbage collector (a ResourceWarning in a session that shows them)."""
+    path = tmp_path / "x.png"
+    path.write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    code = f"from harness.images import read_image\nread_image({str(path)!r})\n"
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and "ResourceWarning" not in done.stderr, done.stderr

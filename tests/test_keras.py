@@ -133,3 +133,14 @@ def test_help_does_not_import_tensorflow():
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_importing_keras_leaves_the_sessions_environment_as_it_was():
+    """TensorFlow's start-up logging is quietened through TF_CPP_MIN_LOG_LEVEL; a session that had
+    not set it must not find it set afterwards (its later subprocesses would log nothing)."""
+    code = ("import os\nfrom harness.hashers.keras import import_keras\n"
+            "os.environ.pop('TF_CPP_MIN_LOG_LEVEL', None)\nimport_keras()\n"
+            "print(repr(os.environ.get('TF_CPP_MIN_LOG_LEVEL')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"

@@ -98,9 +98,12 @@ def import_keras():
     """
     import sys
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if sys.modules.get("keras") is not None:
         return sys.modules["keras"]
+    # Read by TensorFlow as it starts; the session's own value (or none) is put back after, so
+    # that its later subprocesses log as they would have.
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -112,6 +115,8 @@ def import_keras():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+        if level is None:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
     return keras
 
 
