@@ -136,12 +136,21 @@ class RadialVarianceHash(OpenCVHash):
 
 
 def _distance(peak: np.ndarray) -> np.ndarray:
-    """1 - peak correlation, floored at 0: a hash against itself gives a correlation of 1 plus
-    rounding (1 + 2e-16), which would otherwise read as a distance just below 0.
+    """1 - peak correlation, with rounding taken out: a hash against itself (or against one that is
+    an exact affine copy of it at some shift) correlates 1 exactly, but the float sums give 1 give or
+    take a few 1e-16, which would read as a distance just above 0 (an exact copy missed at
+    threshold 0) or just below. So a distance under _ROUNDING is read as 0. For two 40-byte hashes a
+    true distance between 0 and _ROUNDING is possible (by Lagrange's identity it is at least about
+    3e-20) but takes a constructed pair: JPEG copies at quality 90 to 98 whose hashes differ
+    were 4e-6 or more apart, in OpenCV's sample photographs.
 
     A hash with no variance (a flat image's, all bytes equal) correlates with nothing, not even
     itself: compare() gives 0 there, so its distance is 1 even to an identical hash."""
-    return np.maximum(1.0 - peak, 0.0)
+    distance = 1.0 - peak
+    return np.where(distance < _ROUNDING, 0.0, distance)
+
+
+_ROUNDING = 1e-12  # float64 rounding in these 40-term sums is a few 1e-16
 
 
 def _centred(hashes: np.ndarray):
