@@ -88,9 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table at the end")
 
     report = commands.add_parser("report", help="rebuild every table and figure of a run from its saved tables",
-                                 description="Rebuild table.csv, the figures and summary.md of an output "
-                                             "directory from its saved tables (CSV or Parquet), without "
-                                             "recomputing anything.")
+                                 description="Rebuild every derived table (table.csv; thresholds.csv, "
+                                             "detection.csv, roc.csv and retrieval.csv when the run has "
+                                             "distances between different images), the figures and "
+                                             "summary.md of an output directory from its saved tables (CSV or "
+                                             "Parquet), without recomputing any hash; the saved tables, "
+                                             "config.yaml and run.json's provenance stay as they are.")
     report.add_argument("dir", metavar="DIR", help="the output directory of a run")
 
     validate = commands.add_parser("validate", help="check a config and count its work, without running it",
@@ -478,7 +481,7 @@ def command_report(args) -> int:
     trim_heap()  # what reading the tables freed
     report.write(results, args.dir, rebuild=True)
     print(results.table.to_string(index=False))
-    print(f"\nrebuilt {args.dir}/ (summary.md, table.csv, figures/) from its saved tables")
+    print(f"\nrebuilt {args.dir}/ (summary.md, table.csv and the other derived tables, figures/) from its saved tables")
     return 0
 
 

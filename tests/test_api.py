@@ -128,6 +128,20 @@ def test_a_set_rebuilt_by_report_can_be_run_over_again(results, tmp_path):
     assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 0
 
 
+def test_report_help_names_every_table_it_rebuilds(results, tmp_path, capsys):
+    """Every table of a set that is not saved as computed (report.SAVED) is derived, and rebuilt."""
+    from harness import report
+
+    results.save(tmp_path / "out")
+    derived = [name for name in os.listdir(tmp_path / "out") if name.endswith(".csv") and name not in report.SAVED]
+    assert {"table.csv", "thresholds.csv", "detection.csv", "roc.csv", "retrieval.csv"} <= set(derived)
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for name in derived + ["summary.md", "figures"]:
+        assert name in shown, name
+
+
 def test_a_saved_run_loads_wherever_it_is(results, tmp_path):
     """What the config names outside the set (a weights file, the images) need not be there: the
     tables are, and load reads those."""
