@@ -156,16 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for value in sys.argv[1:] if argv is None else argv:
             _check_text(value)
-        if args.command == "run":
-            return command_run(args)
-        if args.command == "report":
-            return command_report(args)
-        if args.command == "validate":
-            return command_validate(args)
-        if args.command == "list":
-            return command_list(args)
-        if args.command == "leaks":
-            return command_leaks(args)
+        from harness import cluster
+
+        with cluster.options_named():  # its errors name --scheduler, which the user typed (the API's: scheduler=)
+            return dispatch(args)
     except HarnessError as exc:
         print(line("error", exc), file=sys.stderr)
         return exc.exit_status
@@ -182,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         print(line("error", bug_line(exc, argv)), file=sys.stderr)
         return EXIT_BUG
     return EXIT_BAD_INPUT
+
+
+def dispatch(args) -> int:
+    commands = {"run": command_run, "report": command_report, "validate": command_validate, "list": command_list,
+                "leaks": command_leaks}
+    return commands[args.command](args)
 
 
 def os_error_line(exc: OSError) -> str:

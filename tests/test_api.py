@@ -210,6 +210,22 @@ def test_evaluate_checks_its_own_arguments(arguments, message):
     assert str(caught.value) == message
 
 
+SMALL = {"name": "small", "images": ["builtin:coffee", "builtin:camera", "builtin:moon"], "hashers": ["pHash"],
+         "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]}
+
+
+def test_a_scheduler_is_named_as_the_user_gave_it(tmp_path, capsys):
+    """The API's argument is `scheduler`; only the command line has a --scheduler option."""
+    with pytest.raises(harness.HarnessError, match=r"^scheduler='inproc://x': no scheduler of this process is there"):
+        harness.evaluate(SMALL, scheduler="inproc://x")
+    with pytest.raises(harness.HarnessError, match=r"^scheduler='inproc://x': no scheduler of this process is there"):
+        harness.find_leaks({"splits": {"train": ["builtin:coffee"], "test": ["builtin:camera"]}, "threshold": 8},
+                           scheduler="inproc://x")
+    assert main(["run", "configs/lena.yaml", "--images", "builtin:coffee", "--hashers", "pHash", "--scheduler",
+                 "inproc://x", "--out", str(tmp_path / "o"), "--quiet", "--no-cache"]) == 2
+    assert capsys.readouterr().err.startswith("error: --scheduler inproc://x: no scheduler of this process is there")
+
+
 def test_a_config_dict_that_contains_itself_is_one_line():
     """From Python, a dict can hold itself (no YAML parser stops it): 3.7 GB in 10 s, then MemoryError."""
     looped = {"images": ["builtin:coffee"], "hashers": ["aHash"], "sweeps": [{"family": "g", "b": None}]}
