@@ -387,10 +387,15 @@ def command_leaks(args) -> int:
             raise ConfigError(args.config, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
     splits = dict(raw.get("splits") or {}) if isinstance(raw.get("splits") or {}, dict) else raw.get("splits")
     given: dict = {}
-    for name, paths in [("train", args.train)] + [_split_option(item) for item in args.split] + [("test", args.test)]:
+    options: dict = {}  # split name -> the option that gave it, which its errors name
+    others = [(f"--split {name}", name, paths) for name, paths in map(_split_option, args.split)]
+    for option, name, paths in [("--train", "train", args.train)] + others + [("--test", "test", args.test)]:
         if paths:
             given.setdefault(name, []).extend(paths)
-    if given and isinstance(splits, dict):
+            options.setdefault(name, option)
+    if not isinstance(splits, dict):
+        options = {}  # the config's own splits are wrong: that is the error
+    elif given:
         splits = merged_splits(splits, given)
     raw = {**raw, "splits": splits}
     if args.hashers is not None:
@@ -407,7 +412,7 @@ def command_leaks(args) -> int:
         raw["min_agree"] = args.min_agree
     if args.out:
         raw["output"] = args.out
-    config = leaks.leak_config(raw, source)
+    config = leaks.leak_config(raw, source, split_options=options)
     out_dir = config.output
     with removed_if_unused(out_dir):
         cache = checked_output(args, out_dir, [e for _, entries in config.splits for e in entries],

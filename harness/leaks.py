@@ -80,6 +80,17 @@ class LeakConfig:
     max_side: int | None = None
     max_flags: int = DEFAULT_MAX_FLAGS
     raw: dict = field(default_factory=dict, repr=False, compare=False)
+    # (split name, the command-line option that gave its entries), for the splits given so: an
+    # error about one of their entries names the option, the key the user typed, not splits.NAME.
+    split_options: tuple[tuple[str, str], ...] = ()
+
+    def entry_error(self, split: str, number: int, problem: str) -> ConfigError:
+        """The error about entry `number` of `split`, naming where the user gave it: the config's
+        file (or <dict>) and key, or the command line's option."""
+        option = dict(self.split_options).get(split)
+        if option is not None:
+            return ConfigError(option, "", problem)
+        return ConfigError(self.source, f"splits.{split}[{number}]", problem)
 
     def reproducible(self) -> dict:
         return {**self.raw, "name": self.name, "output": self.output,
@@ -87,8 +98,9 @@ class LeakConfig:
                 "hashers": self.raw.get("hashers", [h.id for h in self.hashers])}
 
 
-def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
-    """A leak audit's settings (from YAML or the command line) validated: one ConfigError line each."""
+def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] | None = None) -> LeakConfig:
+    """A leak audit's settings (from YAML or the command line) validated: one ConfigError line each.
+    `split_options`: split name -> the command-line option that gave its entries (see LeakConfig)."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
     check_text(raw, source)
@@ -151,7 +163,7 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
     output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,
                       min_agree, limits["max_pixels"], limits["max_side"], limits["max_flags"] or DEFAULT_MAX_FLAGS,
-                      raw)
+                      raw, tuple((split_options or {}).items()))
 
 
 def _audit_rank(split_name: str) -> int:
@@ -393,7 +405,8 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     splits = []
     store = HashCache(cache)
     unlisted: dict[str, list[tuple[str, str]]] = {name: [] for name, _ in config.splits}
-    listed = {name: _listed(name, entries, unlisted[name], notes) for name, entries in config.splits}  # before any hash
+    # Every split listed before any hash: an entry that names nothing fails at once.
+    listed = {name: _listed(config, name, entries, unlisted[name], notes) for name, entries in config.splits}
     check_sources_outside([path for paths in listed.values() for found in paths.values() for path in found], output)
     try:
         for name, entries in config.splits:
@@ -476,7 +489,7 @@ def _nameable(paths: list[str], errors: list) -> list[str]:
     return kept
 
 
-def _listed(name: str, entries, unlisted: list, notes: list) -> dict[int, list[str]]:
+def _listed(config: LeakConfig, name: str, entries, unlisted: list, notes: list) -> dict[int, list[str]]:
     """The image files of a split's entries that are not hash tables, by entry number: an entry
     that names nothing fails here, before any image of any split is hashed. Folders that cannot be
     listed go to `unlisted`; the files a folder's listing leaves out by name are counted in `notes`."""
@@ -486,7 +499,7 @@ def _listed(name: str, entries, unlisted: list, notes: list) -> dict[int, list[s
             try:
                 listed[number] = expand_source(entry, unlisted, notes)
             except ValueError as exc:
-                raise HarnessError(f"splits.{name}[{number}]: {exc}") from None
+                raise config.entry_error(name, number, str(exc)) from None
     return listed
 
 
@@ -506,8 +519,8 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
     for number, entry in enumerate(entries):
         if is_hash_table(entry):
             if len(hashers) != 1:
-                raise HarnessError(f"splits.{name}[{number}]: {display_path(entry)} is a hash table, which holds one "
-                                   f"hasher's hashes; name that one hasher (--hashers), not {len(hashers)}")
+                raise config.entry_error(name, number, f"{display_path(entry)} is a hash table, which holds one "
+                                         f"hasher's hashes; name that one hasher (--hashers), not {len(hashers)}")
             (hid, hasher), = hashers.items()
             table = read_hash_table(entry, hasher, hid)
             files = table.files
