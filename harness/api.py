@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harness.config import Snapshot
 from harness.errors import HarnessError
 from harness.schema import ERROR_COLUMNS, UNAVAILABLE, release_lookups
 
@@ -40,10 +41,11 @@ class Results:
     images; `errors`: every image, transform or hash that failed; `images`: each source image;
     `hashers`: each hasher's distance, maximum and status. The derived tables (`table`,
     `thresholds`, `detection`, `roc`, `verdicts`) come from `metrics`. `config` is the resolved
-    config, which `evaluate` (or `python -m harness run`) accepts and which reproduces these tables.
+    config, which `evaluate` (or `python -m harness run`) accepts and which reproduces these tables:
+    a copy of the results' own each time it is read, so editing it changes no record.
     """
 
-    config: dict
+    config: dict = Snapshot()  # a copy each time it is read (see config.Snapshot)
     provenance: dict
     distances: pd.DataFrame
     impostors: pd.DataFrame

@@ -28,6 +28,7 @@ What a threshold costs is stated with it:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -39,7 +40,7 @@ import pandas as pd
 
 from harness.cache import HashCache, digest
 from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance,
-                            check_text, whole_number)
+                            Snapshot, check_text, plain_data, whole_number)
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
 from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source
@@ -93,16 +94,19 @@ class LeakConfig:
         return ConfigError(self.source, f"splits.{split}[{number}]", problem)
 
     def reproducible(self) -> dict:
-        return {**self.raw, "name": self.name, "output": self.output,
+        raw = copy.deepcopy(self.raw)  # the caller's to change: `raw` stays this config's
+        return {**raw, "name": self.name, "output": self.output,
                 "splits": {name: list(entries) for name, entries in self.splits},
-                "hashers": self.raw.get("hashers", [h.id for h in self.hashers])}
+                "hashers": raw.get("hashers", [h.id for h in self.hashers])}
 
 
 def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] | None = None) -> LeakConfig:
-    """A leak audit's settings (from YAML or the command line) validated: one ConfigError line each.
+    """A leak audit's settings (from YAML, the command line or a dict built in Python: see
+    config.plain_data) validated: one ConfigError line each. The LeakConfig keeps a copy of its own.
     `split_options`: split name -> the command-line option that gave its entries (see LeakConfig)."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
+    raw = plain_data(raw, source)
     check_text(raw, source)
     _no_unknown_keys(raw, TOP_KEYS, source, "")
     splits = raw.get("splits")
@@ -328,10 +332,11 @@ class LeakAudit:
     flags; `misses` (with a calibration run): the share of edited copies the thresholds miss, per
     family; `files`: every file with its split and id; `hashes`: per split and hasher, each file's
     hash in hexadecimal (bit hashes); `errors`: files that could not be hashed, and folders that could
-    not be listed.
+    not be listed. `config`: the resolved config, a copy of the audit's own each time it is read (so
+    editing it, or the dict the audit was run with, changes no record).
     """
 
-    config: dict
+    config: dict = Snapshot()  # the resolved config: a copy each time it is read (see config.Snapshot)
     provenance: dict
     thresholds: dict[str, float]
     threshold_basis: dict[str, str]

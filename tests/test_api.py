@@ -214,6 +214,24 @@ SMALL = {"name": "small", "images": ["builtin:coffee", "builtin:camera", "builti
          "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]}
 
 
+def test_results_keep_the_config_they_were_run_with():
+    """Neither the caller's dict, changed after the run, nor the dict `config` hands out, changed
+    to run again, changes what the results record (and save)."""
+    import copy
+
+    config = copy.deepcopy(SMALL)
+    results = harness.evaluate(config)
+    config["sweeps"][0]["values"].append(10)
+    config["images"].append("builtin:astronaut")
+    assert results.config["sweeps"][0]["values"] == [50]
+    assert results.config["images"] == SMALL["images"]
+    handed_out = results.config
+    handed_out["sweeps"][0]["values"].append(90)
+    handed_out["name"] = "changed"
+    assert results.config["sweeps"][0]["values"] == [50] and results.config["name"] == "small"
+    assert config["sweeps"][0]["values"] == [50, 10]  # and the caller's dict is the caller's
+
+
 def test_a_scheduler_is_named_as_the_user_gave_it(tmp_path, capsys):
     """The API's argument is `scheduler`; only the command line has a --scheduler option."""
     with pytest.raises(harness.HarnessError, match=r"^scheduler='inproc://x': no scheduler of this process is there"):
@@ -224,6 +242,29 @@ def test_a_scheduler_is_named_as_the_user_gave_it(tmp_path, capsys):
     assert main(["run", "configs/lena.yaml", "--images", "builtin:coffee", "--hashers", "pHash", "--scheduler",
                  "inproc://x", "--out", str(tmp_path / "o"), "--quiet", "--no-cache"]) == 2
     assert capsys.readouterr().err.startswith("error: --scheduler inproc://x: no scheduler of this process is there")
+
+
+def test_a_config_dict_built_in_python_takes_paths_tuples_and_numpy_numbers(tmp_path):
+    """As the arguments do; they become plain YAML data, so config.yaml and run.json stay plain."""
+    import pathlib
+
+    import cv2
+    import numpy as np
+    import yaml
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    config = {**SMALL, "images": (photo, pathlib.Path("builtin:camera")), "seed": np.int64(7),
+              "output": tmp_path / "out", "max_side": np.int32(512),
+              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": (np.int64(50), 90)}],
+              "detection": {"fpr": (np.float64(0.1),), "thresholds": {"pHash": np.int64(8)}}}
+    results = harness.evaluate(config)
+    plain = {**SMALL, "images": [str(photo), "builtin:camera"], "seed": 7, "output": str(tmp_path / "out"),
+             "max_side": 512, "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50, 90]}],
+             "detection": {"fpr": [0.1], "thresholds": {"pHash": 8}}}
+    assert results.config == plain
+    assert yaml.safe_load(yaml.safe_dump(results.config)) == plain  # safe_dump refuses a NumPy scalar or a Path
+    assert results.table.equals(harness.evaluate(plain).table)
 
 
 def test_a_config_dict_that_contains_itself_is_one_line():

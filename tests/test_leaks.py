@@ -516,6 +516,27 @@ def test_a_source_that_names_nothing_is_named_where_the_user_gave_it(planted, tm
         harness.find_leaks({"splits": {"train": [str(root / "train")], "test": ["nothere/x.jpg"]}, "threshold": 8})
 
 
+def test_an_audit_keeps_the_config_it_ran_with_and_takes_python_values(tmp_path):
+    """Paths, tuples and NumPy numbers in a dict built in Python, as plain YAML data; and neither the
+    caller's dict, changed after the audit, nor the dict `config` hands out changes its record."""
+    import pathlib
+
+    photo = tmp_path / "photo.png"
+    write(photo, make_scene(1, 64, 64))
+    config = {"splits": {"train": (photo,), "test": ["builtin:camera"]}, "hashers": ("pHash",),
+              "threshold": {"pHash": np.int64(8)}, "min_agree": np.int8(1)}
+    audit = harness.find_leaks(config)
+    assert audit.config["splits"] == {"train": [str(photo)], "test": ["builtin:camera"]}
+    assert audit.config["threshold"] == {"pHash": 8} and type(audit.config["threshold"]["pHash"]) is int
+    assert yaml.safe_load(yaml.safe_dump(audit.config)) == audit.config
+    config["threshold"]["pHash"] = 2
+    handed_out = audit.config
+    handed_out["splits"]["test"].append("x.png")
+    assert audit.config["threshold"] == {"pHash": 8} and audit.config["splits"]["test"] == ["builtin:camera"]
+    with pytest.raises(harness.ConfigError, match="^<dict>: calibration: no run output directory at"):
+        harness.find_leaks({**config, "calibration": pathlib.Path(tmp_path / "nothere")})
+
+
 def test_an_unreadable_image_is_a_row_of_errors(planted, tmp_path, capsys):
     root, _ = planted
     test = tmp_path / "test"
