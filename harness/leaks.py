@@ -356,11 +356,13 @@ class LeakAudit:
     # Per (split, hasher): the key-value metadata of its hash table (hash_table_metadata)
     hash_metadata: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict, repr=False)
 
-    def save(self, out_dir: str | os.PathLike) -> None:
-        """Write the audit's outputs to `out_dir` as one consistent set (see README, "Leak audit")."""
+    def save(self, out_dir: str | os.PathLike[str]) -> None:
+        """Write the audit's outputs to `out_dir` (a directory path: str or pathlib.Path) as one
+        consistent set (see README, "Leak audit")."""
         from harness import leaks_report, storage
+        from harness.api import path_argument
 
-        out_dir = os.fspath(out_dir)
+        out_dir = path_argument("out_dir", out_dir)
         storage.check_output_dir(out_dir, images=[e for _, entries in self.config["splits"].items() for e in entries],
                                  reads={"calibration": self.calibration})
         storage.check_sources_outside([path for path in self.paths.values() if path is not None], out_dir)
@@ -377,16 +379,31 @@ class LeakAudit:
         return f"LeakAudit({self.answer})"
 
 
-def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = None, cache: str | None = None,
-               progress: bool | None = False, output: str | None = None) -> LeakAudit:
-    """Run a leak audit. `config`: a YAML path, a dict shaped like one, or a LeakConfig; `output`:
-    the directory it will be saved to, checked before any work to hold none of its images."""
+def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *, workers: int | None = 1,
+               scheduler: str | None = None, cache: str | os.PathLike[str] | None = None,
+               progress: bool | None = False, output: str | os.PathLike[str] | None = None) -> LeakAudit:
+    """Run a leak audit and return its LeakAudit; writes nothing but the hash cache (if `cache` is
+    a path). `audit.save(dir)` writes what `python -m harness leaks` writes.
+
+    `config`: a YAML path (str or pathlib.Path), a dict shaped like a YAML audit config (paths may
+    be pathlib.Path, lists tuples, numbers NumPy scalars), or a parsed LeakConfig.
+    `workers`: worker processes for hashing (default 1, this process; None: one per core from 32
+    images on). `scheduler`: the address of a Dask scheduler to hash and search on (default None,
+    no cluster). `cache`: a hash cache file to reuse hashes across calls (default None, no cache).
+    `progress`: True shows a progress bar, None one when the output is a terminal (default False).
+    `output`: the directory the audit will be saved to (default None), checked before any work to
+    hold none of its images. Raises harness.HarnessError (a config problem: harness.ConfigError)
+    with the same one-line messages as the command line; a wrong-type argument is one naming it.
+    """
     from harness import leaks_search
+    from harness.api import check_run_options, path_argument
     from harness.cluster import check_workers
     from harness.provenance import provenance, result_versions
     from harness.runner import prepare_hashers, unlisted_row
     from harness.storage import check_sources_outside
 
+    if output is not None:
+        output = path_argument("output", output)
     if isinstance(config, (str, os.PathLike)):
         from harness.safe_yaml import read_config
 
@@ -396,8 +413,6 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     elif not isinstance(config, LeakConfig):
         raise HarnessError(f"config: expected a YAML path, a dict or a LeakConfig, got {type(config).__name__}")
     check_workers(workers)
-    from harness.api import check_run_options
-
     cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress)
     started = provenance()
     versions = result_versions()

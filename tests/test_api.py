@@ -39,8 +39,9 @@ def results():
 def test_evaluate_returns_every_table(results):
     assert isinstance(results, harness.Results)
     for name in ("distances", "impostors", "errors", "images", "hashers", "table", "thresholds", "detection",
-                 "roc", "verdicts"):
+                 "roc", "retrieval", "verdicts"):
         assert isinstance(getattr(results, name), pd.DataFrame), name
+    assert results.retrieval.equals(results.metrics.retrieval)
     assert list(results.table.columns) == ["family", "value", "label", "aHash", "pHash", "dHash"]
     assert len(results.distances) == 4 * 4 * 3
     assert set(results.thresholds["operating_point"]) == {"fpr=0.05"}
@@ -232,6 +233,17 @@ def test_results_keep_the_config_they_were_run_with():
     assert config["sweeps"][0]["values"] == [50, 10]  # and the caller's dict is the caller's
 
 
+@pytest.mark.parametrize("bad", [None, 3, b"out", ["out"]])
+def test_save_and_load_refuse_a_path_of_the_wrong_type(results, tmp_path, bad, monkeypatch):
+    """One line naming the argument, and nothing written (bytes made an empty folder, then a TypeError)."""
+    monkeypatch.chdir(tmp_path)
+    for call in (results.save, harness.load):
+        with pytest.raises(harness.HarnessError) as caught:
+            call(bad)
+        assert str(caught.value) == f"out_dir: expected a path (a str or pathlib.Path), got {bad!r}"
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_scheduler_is_named_as_the_user_gave_it(tmp_path, capsys):
     """The API's argument is `scheduler`; only the command line has a --scheduler option."""
     with pytest.raises(harness.HarnessError, match=r"^scheduler='inproc://x': no scheduler of this process is there"):
@@ -265,6 +277,37 @@ def test_a_config_dict_built_in_python_takes_paths_tuples_and_numpy_numbers(tmp_
     assert results.config == plain
     assert yaml.safe_load(yaml.safe_dump(results.config)) == plain  # safe_dump refuses a NumPy scalar or a Path
     assert results.table.equals(harness.evaluate(plain).table)
+
+
+def test_every_argument_of_the_api_is_documented_and_typed_as_accepted():
+    import inspect
+    import pathlib
+    import typing
+
+    for function in (harness.evaluate, harness.find_leaks):
+        for name in inspect.signature(function).parameters:
+            assert f"`{name}`" in function.__doc__, (function.__name__, name)
+
+    def accepts(hint, value) -> bool:
+        kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) \
+            else (hint,)
+        return any(isinstance(value, typing.get_origin(kind) or kind) for kind in kinds)
+
+    hints = typing.get_type_hints(harness.evaluate)
+    for value in ("builtin:coffee", pathlib.Path("photos"), ["builtin:coffee"], ("builtin:coffee",)):
+        assert accepts(hints["images"], value), value
+    for value in ("pHash", ["pHash"], ("pHash",)):
+        assert accepts(hints["hashers"], value), value
+    assert accepts(hints["config"], pathlib.Path("configs/lena.yaml"))
+    assert accepts(hints["cache"], pathlib.Path("cache.sqlite"))
+    for function in (harness.load, harness.Results.save, harness.LeakAudit.save):
+        assert accepts(typing.get_type_hints(function)["out_dir"], pathlib.Path("out")), function
+    for name in ("config", "cache", "output"):
+        assert accepts(typing.get_type_hints(harness.find_leaks)[name], pathlib.Path("x")), name
+
+
+def test_dir_offers_what_the_module_gives_on_demand():
+    assert set(harness.__all__) <= set(dir(harness))
 
 
 def test_a_config_dict_that_contains_itself_is_one_line():

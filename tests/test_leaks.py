@@ -516,6 +516,16 @@ def test_a_source_that_names_nothing_is_named_where_the_user_gave_it(planted, tm
         harness.find_leaks({"splits": {"train": [str(root / "train")], "test": ["nothere/x.jpg"]}, "threshold": 8})
 
 
+@pytest.mark.parametrize("bad", [5, b"out", ["out"]])
+def test_find_leaks_refuses_an_output_of_the_wrong_type(tmp_path, bad, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(harness.HarnessError) as caught:
+        harness.find_leaks({"splits": {"train": ["builtin:coffee"], "test": ["builtin:camera"]}, "threshold": 8},
+                           output=bad)
+    assert str(caught.value) == f"output: expected a path (a str or pathlib.Path), got {bad!r}"
+    assert os.listdir(tmp_path) == []
+
+
 def test_an_audit_keeps_the_config_it_ran_with_and_takes_python_values(tmp_path):
     """Paths, tuples and NumPy numbers in a dict built in Python, as plain YAML data; and neither the
     caller's dict, changed after the audit, nor the dict `config` hands out changes its record."""
