@@ -97,7 +97,8 @@ def suggest(name: str, known: list[str]) -> str | None:
 
 class Registry:
     def __init__(self, kind: str, check: Callable[[Any], str | None] | None = None):
-        """`check(obj)` returns why an imported plugin breaks the contract, or None."""
+        """`check(obj, name)` returns why `obj`, imported for the plugin reference `name`, breaks
+        the contract, or None."""
         self.kind = kind
         self.check = check
         self._entries: dict[str, Any] = {}
@@ -135,7 +136,7 @@ class Registry:
                     found = import_path(name)
                 except UnknownName as exc:
                     raise UnknownName(f"{self.kind} plugin '{shortened(name, 120)}': {exc}") from None
-                problem = self.check(found) if self.check else None
+                problem = self.check(found, name) if self.check else None
                 if problem:
                     raise UnknownName(f"{self.kind} plugin '{shortened(name, 120)}' {problem}")
                 return found

@@ -18,9 +18,10 @@ from harness.errors import shown
 from harness.params import Doc, Range, check_params, coerce, param_specs, type_name, unsupported_kind
 from harness.registry import Registry
 
-def _check_plugin(obj) -> str | None:
+def _check_plugin(obj, reference: str) -> str | None:
     """Why an imported object is not a transform, or None: the contract every registered transform
-    keeps, checked before a plugin is used. A plain Python function (not a class, a builtin or a
+    keeps, checked before a plugin is used. (A transform has no name of its own to check against
+    `reference`: its steps and tables name it by the reference itself.) A plain Python function (not a class, a builtin or a
     partial) whose first parameter takes the image, positionally; every other parameter named,
     passable by keyword, annotated with a type `harness.params` can check (no *args or **kwargs)
     and, if it has a default, a default of that type. So a config can neither call an arbitrary
