@@ -24,7 +24,8 @@ def _check_plugin(obj, reference: str) -> str | None:
     if absent:
         return f"lacks the class attribute(s) {', '.join(absent)}"
     if isinstance(obj.name, str) and obj.name != reference:
-        return f"must have name = '{shortened(reference, 120)}' (its import path, as configs name it), has {shown(obj.name)}"
+        return (f"must have name = '{shortened(reference, 120)}' (its import path, as configs name it), "
+                f"has {shown(obj.name)}")
     return None
 
 
