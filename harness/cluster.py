@@ -268,7 +268,19 @@ def _run(token: str, setup: Setup | None, work, job):
     if token not in _STATE:
         _STATE.clear()
         _STATE[token] = _build(setup)
-    return work(_STATE[token], job)
+    state = _STATE[token]
+    if isinstance(state, _Unbuilt):
+        raise state.error
+    return work(state, job)
+
+
+class _Unbuilt:
+    """A local worker's state that could not be built (a HarnessError, such as a plugin whose file
+    changed since the run imported it): each job raises it, so the run ends with its one line, not
+    with a broken pool's "a worker process died"."""
+
+    def __init__(self, error: HarnessError):
+        self.error = error
 
 
 def _run_remote(token: str, shared, work, job):
@@ -322,7 +334,10 @@ def _ready() -> bool:
 def _start_local_worker(parent: int, token: str, setup: Setup | None) -> None:
     _die_with_parent(parent)
     _STATE.clear()
-    _STATE[token] = _build(setup)
+    try:
+        _STATE[token] = _build(setup)
+    except HarnessError as exc:
+        _STATE[token] = _Unbuilt(exc)
 
 
 def _die_with_parent(parent: int) -> None:
