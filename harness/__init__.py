@@ -30,3 +30,8 @@ def __getattr__(name: str):
 
         return getattr(leaks, name)
     raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The names __getattr__ gives too, so that dir() and tab completion offer them.
+    return sorted(set(globals()) | set(__all__))

@@ -90,9 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table at the end")
 
     report = commands.add_parser("report", help="rebuild every table and figure of a run from its saved tables",
-                                 description="Rebuild table.csv, the figures and summary.md of an output "
-                                             "directory from its saved tables (CSV or Parquet), without "
-                                             "recomputing anything.")
+                                 description="Rebuild every derived table (table.csv; thresholds.csv, "
+                                             "detection.csv, roc.csv and retrieval.csv when the run has "
+                                             "distances between different images), the figures and "
+                                             "summary.md of an output directory from its saved tables (CSV or "
+                                             "Parquet), without recomputing any hash; the saved tables, "
+                                             "config.yaml and run.json's provenance stay as they are.")
     report.add_argument("dir", metavar="DIR", help="the output directory of a run")
 
     validate = commands.add_parser("validate", help="check a config and count its work, without running it",
@@ -156,16 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for value in sys.argv[1:] if argv is None else argv:
             _check_text(value)
-        if args.command == "run":
-            return command_run(args)
-        if args.command == "report":
-            return command_report(args)
-        if args.command == "validate":
-            return command_validate(args)
-        if args.command == "list":
-            return command_list(args)
-        if args.command == "leaks":
-            return command_leaks(args)
+        from harness import cluster
+
+        with cluster.options_named():  # its errors name --scheduler, which the user typed (the API's: scheduler=)
+            return dispatch(args)
     except HarnessError as exc:
         print(line("error", exc), file=sys.stderr)
         return exc.exit_status
@@ -182,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         print(line("error", bug_line(exc, argv)), file=sys.stderr)
         return EXIT_BUG
     return EXIT_BAD_INPUT
+
+
+def dispatch(args) -> int:
+    commands = {"run": command_run, "report": command_report, "validate": command_validate, "list": command_list,
+                "leaks": command_leaks}
+    return commands[args.command](args)
 
 
 def os_error_line(exc: OSError) -> str:
@@ -387,10 +390,15 @@ def command_leaks(args) -> int:
             raise ConfigError(args.config, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
     splits = dict(raw.get("splits") or {}) if isinstance(raw.get("splits") or {}, dict) else raw.get("splits")
     given: dict = {}
-    for name, paths in [("train", args.train)] + [_split_option(item) for item in args.split] + [("test", args.test)]:
+    options: dict = {}  # split name -> the option that gave it, which its errors name
+    others = [(f"--split {name}", name, paths) for name, paths in map(_split_option, args.split)]
+    for option, name, paths in [("--train", "train", args.train)] + others + [("--test", "test", args.test)]:
         if paths:
             given.setdefault(name, []).extend(paths)
-    if given and isinstance(splits, dict):
+            options.setdefault(name, option)
+    if not isinstance(splits, dict):
+        options = {}  # the config's own splits are wrong: that is the error
+    elif given:
         splits = merged_splits(splits, given)
     raw = {**raw, "splits": splits}
     if args.hashers is not None:
@@ -407,7 +415,7 @@ def command_leaks(args) -> int:
         raw["min_agree"] = args.min_agree
     if args.out:
         raw["output"] = args.out
-    config = leaks.leak_config(raw, source)
+    config = leaks.leak_config(raw, source, split_options=options)
     out_dir = config.output
     with removed_if_unused(out_dir):
         cache = checked_output(args, out_dir, [e for _, entries in config.splits for e in entries],
@@ -481,7 +489,7 @@ def command_report(args) -> int:
     trim_heap()  # what reading the tables freed
     report.write(results, args.dir, rebuild=True)
     print(results.table.to_string(index=False))
-    print(f"\nrebuilt {args.dir}/ (summary.md, table.csv, figures/) from its saved tables")
+    print(f"\nrebuilt {args.dir}/ (summary.md, table.csv and the other derived tables, figures/) from its saved tables")
     return 0
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Union
 
+from harness.config import Config, Snapshot
 from harness.errors import HarnessError
 from harness.schema import ERROR_COLUMNS, UNAVAILABLE, release_lookups
 
@@ -26,6 +27,13 @@ if TYPE_CHECKING:  # pandas and the metrics are imported when tables are made, n
 
     from harness.metrics import Metrics
     from harness.runner import Pass
+
+# What `evaluate` accepts: a config as a YAML path, a dict or a parsed Config; images as one source
+# or a list or tuple of them; hashers as one id or a list or tuple of them.
+PathArgument = Union[str, os.PathLike[str]]
+ConfigArgument = Union[PathArgument, dict, Config]
+ImagesArgument = Union[PathArgument, list[PathArgument], tuple[PathArgument, ...]]
+HashersArgument = Union[str, list[str], tuple[str, ...]]
 
 # The images table's columns that name the images (runner.Sources.columns), which categories share.
 TEXT_SOURCE_COLUMNS = ("name", "id")
@@ -39,11 +47,12 @@ class Results:
     `distances`: one row per (image, pair, hasher); `impostors`: distances between different
     images; `errors`: every image, transform or hash that failed; `images`: each source image;
     `hashers`: each hasher's distance, maximum and status. The derived tables (`table`,
-    `thresholds`, `detection`, `roc`, `verdicts`) come from `metrics`. `config` is the resolved
-    config, which `evaluate` (or `python -m harness run`) accepts and which reproduces these tables.
+    `thresholds`, `detection`, `roc`, `retrieval`, `verdicts`) come from `metrics`. `config` is the
+    resolved config, which `evaluate` (or `python -m harness run`) accepts and which reproduces these
+    tables: a copy of the results' own each time it is read, so editing it changes no record.
     """
 
-    config: dict
+    config: dict = Snapshot()  # a copy each time it is read (see config.Snapshot)
     provenance: dict
     distances: pd.DataFrame
     impostors: pd.DataFrame
@@ -75,6 +84,10 @@ class Results:
         return self.metrics.roc
 
     @property
+    def retrieval(self) -> pd.DataFrame:
+        return self.metrics.retrieval
+
+    @property
     def verdicts(self) -> pd.DataFrame:
         return self.metrics.verdicts
 
@@ -84,11 +97,12 @@ class Results:
         failed = self.distances["error"].ne("") & self.distances["error"].ne(UNAVAILABLE)
         return int(failed.sum()) + len(self.errors)
 
-    def save(self, out_dir: str | os.PathLike) -> None:
-        """Write what `python -m harness run` writes to `out_dir`, as one consistent set."""
+    def save(self, out_dir: str | os.PathLike[str]) -> None:
+        """Write what `python -m harness run` writes to `out_dir` (a directory path: str or
+        pathlib.Path), as one consistent set."""
         from harness import report, storage
 
-        out_dir = os.fspath(out_dir)
+        out_dir = path_argument("out_dir", out_dir)
         images = self.config.get("images", []) if isinstance(self.config, dict) else []
         storage.check_output_dir(out_dir, images=images if isinstance(images, list) else [])
         if "origin" in self.images:
@@ -102,17 +116,25 @@ class Results:
                 f"{len(self.impostors)} impostor distances, {self.failures} failures)")
 
 
-def evaluate(config: str | dict | Any, *, images: list[str] | None = None, hashers: list[str] | None = None,
-             workers: int | None = 1, cache: str | None = None, strict: bool = False,
-             progress: bool | None = False,
+def evaluate(config: ConfigArgument, *, images: ImagesArgument | None = None,
+             hashers: HashersArgument | None = None, workers: int | None = 1,
+             cache: str | os.PathLike[str] | None = None, strict: bool = False, progress: bool | None = False,
              scheduler: str | None = None) -> Results:
     """Run a config and return its Results; writes nothing but the hash cache (if `cache` is a path).
+    `results.save(dir)` writes what `python -m harness run` writes.
 
-    `config`: a YAML path, a dict shaped like a YAML config, or a parsed `harness.config.Config`.
-    `images` replaces the config's images, `hashers` keeps only these hasher ids. A hasher that
-    cannot run here (no TensorFlow, no weights) is marked unavailable and the others run; with
-    `strict=True` it raises instead. Raises harness.HarnessError (and its subclasses) with the
-    same one-line messages as the command line.
+    `config`: a YAML path (str or pathlib.Path), a dict shaped like a YAML config (paths may be
+    pathlib.Path, lists tuples, numbers NumPy scalars), or a parsed `harness.config.Config`.
+    `images`: image sources (a path, builtin:NAME or glob, or a list or tuple of them) that replace
+    the config's (default None: the config's). `hashers`: a hasher id or a list of them, the only
+    ones of the config's that run (default None: all). `workers`: worker processes (default 1,
+    this process; None: one per core from 32 images on). `cache`: a hash cache file that keeps
+    hashes across calls (default None, no cache). `strict`: a hasher that cannot run here (no
+    TensorFlow, no weights) raises (default False: it is marked unavailable and the others run).
+    `progress`: True shows a progress bar, None one when the output is a terminal (default False).
+    `scheduler`: the address of a Dask scheduler to run the image work on, e.g. 'tcp://host:8786'
+    (default None, no cluster). Raises harness.HarnessError (a config problem: harness.ConfigError)
+    with the same one-line messages as the command line; a wrong-type argument is one naming it.
     """
     return image_pass(config, images=images, hashers=hashers, workers=workers, cache=cache, strict=strict,
                       progress=progress, scheduler=scheduler).results()
@@ -146,8 +168,9 @@ class Evaluation:
         return dataclasses.replace(from_run(self.run.result(), self.provenance), cache=self.cache)
 
 
-def image_pass(config: str | dict | Any, *, images: list[str] | None = None, hashers: list[str] | None = None,
-               workers: int | None = 1, cache: str | None = None, strict: bool = False,
+def image_pass(config: ConfigArgument, *, images: ImagesArgument | None = None,
+               hashers: HashersArgument | None = None, workers: int | None = 1,
+               cache: str | os.PathLike[str] | None = None, strict: bool = False,
                progress: bool | None = False, scheduler: str | None = None, output: str | None = None) -> Evaluation:
     """`evaluate` up to its tables (see Evaluation); the same arguments, and `output`, the directory
     the results will be saved to (checked before any work to hold none of the images)."""
@@ -195,6 +218,17 @@ def check_run_options(*, cache, scheduler, progress, strict=False) -> str | None
     if not isinstance(strict, bool):
         raise HarnessError(f"strict: expected True or False, got {shown(strict)}")
     return os.fspath(cache) if cache is not None else None
+
+
+def path_argument(key: str, value) -> str:
+    """A path argument of the API (a str or an os.PathLike such as pathlib.Path) as a str; anything
+    else (None, a number, bytes) is a HarnessError naming the argument, before anything is written."""
+    from harness.errors import shown
+
+    path = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(path, str) or not path:
+        raise HarnessError(f"{key}: expected a path (a str or pathlib.Path), got {shown(value)}")
+    return path
 
 
 def _strings(key: str, value) -> list[str] | None:
@@ -262,12 +296,14 @@ def hasher_table(infos) -> pd.DataFrame:
                          for h in infos], columns=HASHER_COLUMNS)
 
 
-def load(out_dir: str) -> Results:
-    """The Results saved in an output directory (by `run` or `Results.save`), metrics recomputed.
-    A damaged directory (a file missing, empty, of the wrong shape or type) is a HarnessError."""
+def load(out_dir: str | os.PathLike[str]) -> Results:
+    """The Results saved in an output directory (by `run` or `Results.save`; a str or pathlib.Path),
+    metrics recomputed. A damaged directory (a file missing, empty, of the wrong shape or type) is
+    a HarnessError."""
     from harness import metrics, storage
     from harness.config import config_section, hasher_ids, settings_of_hashers
 
+    out_dir = path_argument("out_dir", out_dir)
     if not os.path.isdir(out_dir):
         raise HarnessError(f"{out_dir}: " + ("not a directory" if os.path.exists(out_dir) else "no such directory"))
     storage.check_complete(out_dir)

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
+import contextvars
 import multiprocessing
 import os
 import threading
 import uuid
 from typing import Any, Callable, Iterable, Iterator
 
-from harness.errors import HarnessError, shortened
+from harness.errors import HarnessError, shortened, shown
 
 Setup = tuple[Callable[..., Any], tuple]  # (build_state, args): picklable, module-level
 
@@ -82,6 +84,7 @@ class Engine:
         if workers < 1:
             raise HarnessError(f"--workers: must be at least 1, got {workers}")
         self.workers, self.scheduler, self.setup = workers, scheduler, setup
+        self.named = scheduler_named(scheduler)  # in the caller's context (see options_named)
         # Called in this process just before local workers are forked (what it imports they inherit),
         # and once the first job is sent elsewhere (this process is free to do other work meanwhile).
         self.warm_up, self.started = warm_up, started
@@ -98,9 +101,9 @@ class Engine:
         if self.scheduler:
             from harness.provenance import result_versions
 
-            self._client = _connect(self.scheduler)
+            self._client = _connect(self.scheduler, self.named)
             try:
-                self.window = max(self.window, 4 * _wait_for_workers(self._client, self.scheduler))
+                self.window = max(self.window, 4 * _wait_for_workers(self._client, self.scheduler, self.named))
                 shared = (_hashing_versions(result_versions()), self.setup)  # each worker checks the versions
                 self._shared_setup = self._client.scatter(shared, broadcast=True, hash=False)
             except BaseException:
@@ -225,7 +228,7 @@ class Engine:
         worker holding the run's setup lost at once (the scheduler then forgets the tasks)."""
         what = "the connection to its scheduler" if "scheduler-connection-lost" in str(exc) else \
             "every worker that held this run's work"
-        return HarnessError(f"--scheduler {self.scheduler}: the cluster lost {what} mid-run; run again: a hash "
+        return HarnessError(f"{self.named}: the cluster lost {what} mid-run; run again: a hash "
                             "cache keeps what was done")
 
     def _submit_local(self, work, job):
@@ -265,7 +268,19 @@ def _run(token: str, setup: Setup | None, work, job):
     if token not in _STATE:
         _STATE.clear()
         _STATE[token] = _build(setup)
-    return work(_STATE[token], job)
+    state = _STATE[token]
+    if isinstance(state, _Unbuilt):
+        raise state.error
+    return work(state, job)
+
+
+class _Unbuilt:
+    """A local worker's state that could not be built (a HarnessError, such as a plugin whose file
+    changed since the run imported it): each job raises it, so the run ends with its one line, not
+    with a broken pool's "a worker process died"."""
+
+    def __init__(self, error: HarnessError):
+        self.error = error
 
 
 def _run_remote(token: str, shared, work, job):
@@ -319,7 +334,10 @@ def _ready() -> bool:
 def _start_local_worker(parent: int, token: str, setup: Setup | None) -> None:
     _die_with_parent(parent)
     _STATE.clear()
-    _STATE[token] = _build(setup)
+    try:
+        _STATE[token] = _build(setup)
+    except HarnessError as exc:
+        _STATE[token] = _Unbuilt(exc)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -349,11 +367,36 @@ def _die_with_parent(parent: int) -> None:
 
 # --- dask ----------------------------------------------------------------------
 
-def _connect(address: str):
+# Whether errors name the scheduler as the command line's option (`--scheduler ADDRESS`, set by the
+# command line for its commands: options_named) or as the API's argument (`scheduler='ADDRESS'`).
+_as_option: contextvars.ContextVar[bool] = contextvars.ContextVar("scheduler_as_option", default=False)
+
+
+def scheduler_key() -> str:
+    """What the user called the scheduler: the option or the argument."""
+    return "--scheduler" if _as_option.get() else "scheduler"
+
+
+def scheduler_named(address: str | None) -> str:
+    """The scheduler's address as an error names it: as the user gave it, option or argument."""
+    return f"--scheduler {address}" if _as_option.get() else f"scheduler={shown(address)}"
+
+
+@contextlib.contextmanager
+def options_named():
+    """Within it, errors name the scheduler as the command line's --scheduler option."""
+    token = _as_option.set(True)
+    try:
+        yield
+    finally:
+        _as_option.reset(token)
+
+
+def _connect(address: str, named: str):
     try:
         from dask.distributed import Client
     except ImportError:
-        raise HarnessError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
+        raise HarnessError(f"{scheduler_key()} needs dask.distributed: pip install 'dask[distributed]'") from None
     if _quiet_logs:
         _quiet_dask_logs()
     found: dict = {}
@@ -370,18 +413,18 @@ def _connect(address: str):
     waiting.start()
     waiting.join(CONNECT_WAIT)
     if waiting.is_alive():
-        raise HarnessError(f"--scheduler {address}: no Dask scheduler answered within {CONNECT_WAIT} s (the "
+        raise HarnessError(f"{named}: no Dask scheduler answered within {CONNECT_WAIT} s (the "
                            "scheduler's port is 8786 unless it was given another; 8787 is its dashboard)")
     if "error" in found:
         exc = found["error"]
         if isinstance(exc, KeyboardInterrupt):
             raise exc
         if address.startswith("inproc://"):
-            raise HarnessError(f"--scheduler {address}: no scheduler of this process is there (an inproc:// "
+            raise HarnessError(f"{named}: no scheduler of this process is there (an inproc:// "
                                "address reaches only one started in the same process, such as "
                                "LocalCluster(processes=False) in a script); give the scheduler's tcp:// address")
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise HarnessError(f"--scheduler {address}: cannot connect ({shortened(reason, 200)}); is a Dask "
+        raise HarnessError(f"{named}: cannot connect ({shortened(reason, 200)}); is a Dask "
                            "scheduler listening there?") from None
     return found["client"]
 
@@ -407,7 +450,7 @@ def _quiet_dask_logs() -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def _wait_for_workers(client, address: str) -> int:
+def _wait_for_workers(client, address: str, named: str) -> int:
     """How many workers the cluster has, waiting up to CONNECT_WAIT for a first one (workers started
     with the scheduler join a few seconds after it). None is one line saying what to start, where
     distributed would fail the first transfer after 10 s with "No valid workers found"."""
@@ -417,7 +460,7 @@ def _wait_for_workers(client, address: str) -> int:
     try:
         client.wait_for_workers(1, timeout=CONNECT_WAIT)
     except TimeoutError:  # asyncio's and dask's timeouts are both this class on Python 3.11
-        raise HarnessError(f"--scheduler {address}: the scheduler has no workers (none joined within "
+        raise HarnessError(f"{named}: the scheduler has no workers (none joined within "
                            f"{CONNECT_WAIT} s); start some with `dask worker {address}`") from None
     return max(1, _worker_count(client))
 

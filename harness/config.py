@@ -13,8 +13,10 @@ and their parameters are left unchecked.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -152,7 +154,7 @@ class Config:
         """The config as YAML data that `run` accepts and that reproduces this run's tables: the
         user's own config with the command line's choices written in (the images, the hashers
         kept, in their order, and the output directory)."""
-        raw = dict(self.raw)
+        raw = copy.deepcopy(self.raw)  # the caller's to change: `raw` stays this config's
         raw["name"] = self.name
         raw["output"] = self.output
         raw["images"] = list(self.images)
@@ -169,6 +171,23 @@ class Config:
             by_id[hasher_id] = entry
         raw["hashers"] = [by_id[h] for h in kept]
         return settings_of_hashers(raw, set(kept))
+
+
+class Snapshot:
+    """A dataclass field holding a config's data as a record of what was run: a deep copy is
+    taken when it is set and handed out each time it is read, so that neither the dict it was
+    made from nor the dict a caller reads (and edits, to run again) can change the record."""
+
+    def __set_name__(self, owner, name: str):
+        self.private = "_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:  # read on the class: dataclasses asks for a default, and there is none
+            raise AttributeError(self.private[1:])
+        return copy.deepcopy(getattr(obj, self.private))
+
+    def __set__(self, obj, value):
+        setattr(obj, self.private, copy.deepcopy(value))
 
 
 def hasher_ids(raw) -> set[str]:
@@ -248,11 +267,41 @@ def check_text(raw: Any, source: str, images: Any = None) -> None:
                     raise ConfigError(source, key, f"is not valid UTF-8: {shown(value)}") from None
 
 
+def plain_data(raw: dict, source: str) -> dict:
+    """A config's data as a copy of its own in plain YAML types, whoever built it: a dict built in
+    Python may hold a path as a `pathlib.Path`, a list as a tuple and a number as a NumPy scalar
+    (np.int64(3)), which become a str, a list and a Python number here, so that the checks accept
+    them and config.yaml and run.json stay plain YAML and JSON. YAML's own data is unchanged. The
+    copy is deep: a caller who edits their dict (or its lists) afterwards changes no config made
+    from it. Nesting deeper than a YAML config may is a ConfigError, as in check_text."""
+    from harness.safe_yaml import MAX_DEPTH
+
+    numpy = sys.modules.get("numpy")  # a NumPy scalar can only exist once NumPy is imported
+
+    def plain(value, key: str, depth: int):
+        if depth > MAX_DEPTH:
+            raise ConfigError(source, key, f"nests deeper than {MAX_DEPTH} levels (does a value contain itself?)")
+        if isinstance(value, dict):
+            return {name: plain(item, f"{key}.{name}" if key else str(name), depth + 1) for name, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(item, f"{key}[{i}]", depth + 1) for i, item in enumerate(value)]
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if numpy is not None and isinstance(value, numpy.generic):
+            return value.item()
+        return value
+
+    return plain(raw, "", 0)
+
+
 def parse_config(raw: Any, source: str, images: list[str] | None = None,
                  hashers: list[str] | None = None, import_plugins: bool = True,
                  hashers_option: str = "--hashers") -> Config:
+    """A config's data (YAML's, or a dict built in Python: see plain_data) validated into a Config,
+    which keeps a copy of its own (`raw`)."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "the config must be a mapping of keys (name, images, sweeps, hashers, ...)")
+    raw = plain_data(raw, source)
     check_text(raw, source, images)
     _no_unknown_keys(raw, TOP_KEYS, source, "")
     for key in ("images", "sweeps", "hashers"):

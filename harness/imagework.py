@@ -40,6 +40,14 @@ class Plan:
     max_side: int | None = None  # larger images are downscaled to this longest side first
     salt: str = ""  # the library versions that decoding and transforms depend on (for cache keys)
     batch_pixels: int = 1 << 24  # variants hashed together hold at most this many pixels (but at least one)
+    # (module, digest of its code) of every plugin the plan runs, as the process that made the plan
+    # runs them (its cache keys hold these digests): each worker checks its own code against them.
+    # Taken when the plan is made, wherever it is made (a run's, a leak audit's), unless given.
+    plugin_code: tuple[tuple[str, str], ...] | None = None
+
+    def __post_init__(self):
+        if self.plugin_code is None:
+            object.__setattr__(self, "plugin_code", plugins_code(self.hashers, self.chains))
 
     @property
     def items(self) -> tuple[str, ...]:
@@ -64,9 +72,22 @@ class ImageOutcome:
     previews: dict[str, np.ndarray | None] = field(default_factory=dict)  # item -> thumbnail (None: failed)
 
 
+def plugins_code(hashers: tuple[HasherSpec, ...], chains: tuple[tuple[Step, ...], ...]) -> tuple[tuple[str, str], ...]:
+    """(module, digest of its code in this process) of each plugin module named by the hashers and chains."""
+    from harness.registry import plugin_code
+
+    references = [spec.name for spec in hashers] + [name for chain in chains for name, _ in chain]
+    modules = {reference.partition(":")[0]: reference for reference in references if ":" in reference}
+    return tuple((module, plugin_code(reference)) for module, reference in modules.items())
+
+
 def build_state(plan: Plan, hashers: dict | None = None):
-    """A worker's state: the plan and its hashers, built and loaded once per process."""
+    """A worker's state: the plan and its hashers, built and loaded once per process. A worker (no
+    `hashers` given) first checks that it runs the plugins' code that the run's keys were made with."""
     if hashers is None:
+        from harness.registry import check_plugin_code
+
+        check_plugin_code(plan.plugin_code)
         hashers = {}
         for spec in plan.hashers:
             hasher = spec.build()

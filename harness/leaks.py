@@ -28,6 +28,7 @@ What a threshold costs is stated with it:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -39,7 +40,7 @@ import pandas as pd
 
 from harness.cache import HashCache, digest
 from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance,
-                            check_text, whole_number)
+                            Snapshot, check_text, plain_data, whole_number)
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
 from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source
@@ -80,17 +81,32 @@ class LeakConfig:
     max_side: int | None = None
     max_flags: int = DEFAULT_MAX_FLAGS
     raw: dict = field(default_factory=dict, repr=False, compare=False)
+    # (split name, the command-line option that gave its entries), for the splits given so: an
+    # error about one of their entries names the option, the key the user typed, not splits.NAME.
+    split_options: tuple[tuple[str, str], ...] = ()
+
+    def entry_error(self, split: str, number: int, problem: str) -> ConfigError:
+        """The error about entry `number` of `split`, naming where the user gave it: the config's
+        file (or <dict>) and key, or the command line's option."""
+        option = dict(self.split_options).get(split)
+        if option is not None:
+            return ConfigError(option, "", problem)
+        return ConfigError(self.source, f"splits.{split}[{number}]", problem)
 
     def reproducible(self) -> dict:
-        return {**self.raw, "name": self.name, "output": self.output,
+        raw = copy.deepcopy(self.raw)  # the caller's to change: `raw` stays this config's
+        return {**raw, "name": self.name, "output": self.output,
                 "splits": {name: list(entries) for name, entries in self.splits},
-                "hashers": self.raw.get("hashers", [h.id for h in self.hashers])}
+                "hashers": raw.get("hashers", [h.id for h in self.hashers])}
 
 
-def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
-    """A leak audit's settings (from YAML or the command line) validated: one ConfigError line each."""
+def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] | None = None) -> LeakConfig:
+    """A leak audit's settings (from YAML, the command line or a dict built in Python: see
+    config.plain_data) validated: one ConfigError line each. The LeakConfig keeps a copy of its own.
+    `split_options`: split name -> the command-line option that gave its entries (see LeakConfig)."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
+    raw = plain_data(raw, source)
     check_text(raw, source)
     _no_unknown_keys(raw, TOP_KEYS, source, "")
     splits = raw.get("splits")
@@ -151,7 +167,7 @@ def leak_config(raw: Any, source: str = "<dict>") -> LeakConfig:
     output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,
                       min_agree, limits["max_pixels"], limits["max_side"], limits["max_flags"] or DEFAULT_MAX_FLAGS,
-                      raw)
+                      raw, tuple((split_options or {}).items()))
 
 
 def _audit_rank(split_name: str) -> int:
@@ -316,10 +332,11 @@ class LeakAudit:
     flags; `misses` (with a calibration run): the share of edited copies the thresholds miss, per
     family; `files`: every file with its split and id; `hashes`: per split and hasher, each file's
     hash in hexadecimal (bit hashes); `errors`: files that could not be hashed, and folders that could
-    not be listed.
+    not be listed. `config`: the resolved config, a copy of the audit's own each time it is read (so
+    editing it, or the dict the audit was run with, changes no record).
     """
 
-    config: dict
+    config: dict = Snapshot()  # the resolved config: a copy each time it is read (see config.Snapshot)
     provenance: dict
     thresholds: dict[str, float]
     threshold_basis: dict[str, str]
@@ -339,11 +356,13 @@ class LeakAudit:
     # Per (split, hasher): the key-value metadata of its hash table (hash_table_metadata)
     hash_metadata: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict, repr=False)
 
-    def save(self, out_dir: str | os.PathLike) -> None:
-        """Write the audit's outputs to `out_dir` as one consistent set (see README, "Leak audit")."""
+    def save(self, out_dir: str | os.PathLike[str]) -> None:
+        """Write the audit's outputs to `out_dir` (a directory path: str or pathlib.Path) as one
+        consistent set (see README, "Leak audit")."""
         from harness import leaks_report, storage
+        from harness.api import path_argument
 
-        out_dir = os.fspath(out_dir)
+        out_dir = path_argument("out_dir", out_dir)
         storage.check_output_dir(out_dir, images=[e for _, entries in self.config["splits"].items() for e in entries],
                                  reads={"calibration": self.calibration})
         storage.check_sources_outside([path for path in self.paths.values() if path is not None], out_dir)
@@ -360,16 +379,31 @@ class LeakAudit:
         return f"LeakAudit({self.answer})"
 
 
-def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = None, cache: str | None = None,
-               progress: bool | None = False, output: str | None = None) -> LeakAudit:
-    """Run a leak audit. `config`: a YAML path, a dict shaped like one, or a LeakConfig; `output`:
-    the directory it will be saved to, checked before any work to hold none of its images."""
+def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *, workers: int | None = 1,
+               scheduler: str | None = None, cache: str | os.PathLike[str] | None = None,
+               progress: bool | None = False, output: str | os.PathLike[str] | None = None) -> LeakAudit:
+    """Run a leak audit and return its LeakAudit; writes nothing but the hash cache (if `cache` is
+    a path). `audit.save(dir)` writes what `python -m harness leaks` writes.
+
+    `config`: a YAML path (str or pathlib.Path), a dict shaped like a YAML audit config (paths may
+    be pathlib.Path, lists tuples, numbers NumPy scalars), or a parsed LeakConfig.
+    `workers`: worker processes for hashing (default 1, this process; None: one per core from 32
+    images on). `scheduler`: the address of a Dask scheduler to hash and search on (default None,
+    no cluster). `cache`: a hash cache file to reuse hashes across calls (default None, no cache).
+    `progress`: True shows a progress bar, None one when the output is a terminal (default False).
+    `output`: the directory the audit will be saved to (default None), checked before any work to
+    hold none of its images. Raises harness.HarnessError (a config problem: harness.ConfigError)
+    with the same one-line messages as the command line; a wrong-type argument is one naming it.
+    """
     from harness import leaks_search
+    from harness.api import check_run_options, path_argument
     from harness.cluster import check_workers
     from harness.provenance import provenance, result_versions
     from harness.runner import prepare_hashers, unlisted_row
     from harness.storage import check_sources_outside
 
+    if output is not None:
+        output = path_argument("output", output)
     if isinstance(config, (str, os.PathLike)):
         from harness.safe_yaml import read_config
 
@@ -379,8 +413,6 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     elif not isinstance(config, LeakConfig):
         raise HarnessError(f"config: expected a YAML path, a dict or a LeakConfig, got {type(config).__name__}")
     check_workers(workers)
-    from harness.api import check_run_options
-
     cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress)
     started = provenance()
     versions = result_versions()
@@ -393,7 +425,8 @@ def find_leaks(config: Any, *, workers: int | None = 1, scheduler: str | None = 
     splits = []
     store = HashCache(cache)
     unlisted: dict[str, list[tuple[str, str]]] = {name: [] for name, _ in config.splits}
-    listed = {name: _listed(name, entries, unlisted[name], notes) for name, entries in config.splits}  # before any hash
+    # Every split listed before any hash: an entry that names nothing fails at once.
+    listed = {name: _listed(config, name, entries, unlisted[name], notes) for name, entries in config.splits}
     check_sources_outside([path for paths in listed.values() for found in paths.values() for path in found], output)
     try:
         for name, entries in config.splits:
@@ -476,7 +509,7 @@ def _nameable(paths: list[str], errors: list) -> list[str]:
     return kept
 
 
-def _listed(name: str, entries, unlisted: list, notes: list) -> dict[int, list[str]]:
+def _listed(config: LeakConfig, name: str, entries, unlisted: list, notes: list) -> dict[int, list[str]]:
     """The image files of a split's entries that are not hash tables, by entry number: an entry
     that names nothing fails here, before any image of any split is hashed. Folders that cannot be
     listed go to `unlisted`; the files a folder's listing leaves out by name are counted in `notes`."""
@@ -486,7 +519,7 @@ def _listed(name: str, entries, unlisted: list, notes: list) -> dict[int, list[s
             try:
                 listed[number] = expand_source(entry, unlisted, notes)
             except ValueError as exc:
-                raise HarnessError(f"splits.{name}[{number}]: {exc}") from None
+                raise config.entry_error(name, number, str(exc)) from None
     return listed
 
 
@@ -506,8 +539,8 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
     for number, entry in enumerate(entries):
         if is_hash_table(entry):
             if len(hashers) != 1:
-                raise HarnessError(f"splits.{name}[{number}]: {display_path(entry)} is a hash table, which holds one "
-                                   f"hasher's hashes; name that one hasher (--hashers), not {len(hashers)}")
+                raise config.entry_error(name, number, f"{display_path(entry)} is a hash table, which holds one "
+                                         f"hasher's hashes; name that one hasher (--hashers), not {len(hashers)}")
             (hid, hasher), = hashers.items()
             table = read_hash_table(entry, hasher, hid)
             files = table.files

@@ -106,16 +106,6 @@ def file_sha256(path: str) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def plugin_digest(reference: str) -> str:
-    """A digest of the module file of a plugin (`package.module:Name`, imported already): its results
-    depend on its code. That file only: code it imports from elsewhere is not followed."""
-    path = getattr(sys.modules.get(reference.partition(":")[0]), "__file__", None)
-    try:
-        return file_sha256(path)
-    except (OSError, TypeError):  # no file (a module built in memory): the reference alone keys it
-        return "no file"
-
-
 def file_digest(path: str) -> str:
     """A digest of the content of the file at `path` (an overlay, a weights file), for the cache's
     keys; what is not a regular file (a built-in name, a missing path, a FIFO, which must not be

@@ -6,26 +6,34 @@ A name containing ':' that is not registered is a plugin reference,
 `package.module:Name`: the only way a config names code of its own. It is imported
 (from the current directory, PYTHONPATH or an installed package) only by `get`;
 `plugin_reference` checks its form without importing anything, for `validate`.
+
+A plugin's results are stored in the hash cache under a digest of its module's code
+(`plugin_code`), so that digest must be of the code that runs: it is taken of the very bytes a
+plugin module is compiled from when harness imports it (see `import_plugin_module`), and a run
+refuses a module whose file has changed since.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.machinery
+import importlib.util
 import os
 import sys
 import traceback
 from typing import Any, Callable, Iterator
 
-from harness.errors import shortened, shown
+from harness.errors import HarnessError, shortened, shown
 
 
 class UnknownName(LookupError):
     """The message already says what was asked for and what is close."""
 
 
-def import_path(path: str) -> Any:
-    """Import "package.module:attr"; the only way a config can name code.
+def import_path(path: str, *, plugin: bool = False) -> Any:
+    """Import "package.module:attr"; the only way a config can name code. A `plugin`'s module is
+    imported by `import_plugin_module`, which records a digest of the code it runs.
 
     Every failure is an UnknownName with a one-line message: the module that is not
     found, the exception its code raised on import (with file and line), or the
@@ -33,7 +41,7 @@ def import_path(path: str) -> Any:
     """
     module_name, _, attr = check_import_path(path)
     try:
-        module = importlib.import_module(module_name)
+        module = import_plugin_module(module_name) if plugin else importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name + ".").startswith(exc.name + "."):  # the plugin itself, not a dependency
             raise UnknownName(f"cannot import module '{module_name}': no module named '{exc.name}' in the "
@@ -97,7 +105,8 @@ def suggest(name: str, known: list[str]) -> str | None:
 
 class Registry:
     def __init__(self, kind: str, check: Callable[[Any], str | None] | None = None):
-        """`check(obj)` returns why an imported plugin breaks the contract, or None."""
+        """`check(obj, name)` returns why `obj`, imported for the plugin reference `name`, breaks
+        the contract, or None."""
         self.kind = kind
         self.check = check
         self._entries: dict[str, Any] = {}
@@ -132,10 +141,10 @@ class Registry:
                 self.plugin_reference(name)
                 _current_directory_importable()
                 try:
-                    found = import_path(name)
+                    found = import_path(name, plugin=True)
                 except UnknownName as exc:
                     raise UnknownName(f"{self.kind} plugin '{shortened(name, 120)}': {exc}") from None
-                problem = self.check(found) if self.check else None
+                problem = self.check(found, name) if self.check else None
                 if problem:
                     raise UnknownName(f"{self.kind} plugin '{shortened(name, 120)}' {problem}")
                 return found
@@ -146,3 +155,116 @@ class Registry:
         if isinstance(entry, str):
             entry = self._entries[name] = import_path(entry)
         return entry
+
+
+# --- a plugin module's code, as it runs -----------------------------------------------------------
+# The hash cache keys what a plugin made by a digest of its module's file. A digest of the file as it
+# is *now* is not enough: in a long Python session (the API) the module imported an hour ago keeps
+# running its old code after an edit, and a .pyc of the same size and second as an edit is run
+# instead of the edited source; either way the old code's results would be stored under the new
+# code's key, for every later run to reuse. So the digest is of the bytes the module was compiled
+# from, recorded at its import, and a run checks that the file still holds them (`plugin_code`).
+
+# module name -> (its __spec__ when recorded, digest of its code, its file or None)
+_LOADED: dict[str, tuple[Any, str, str | None]] = {}
+NO_FILE = "no file"  # a module built in memory, or one whose file cannot be read: its reference alone keys it
+
+
+class _DigestedSourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a module from the bytes whose digest it records, never from a cached .pyc (whose
+    check, by the source's size and modification second, can miss an edit)."""
+
+    digest = NO_FILE
+
+    def get_code(self, fullname):
+        import hashlib
+
+        path = self.get_filename(fullname)
+        source = self.get_data(path)
+        self.digest = hashlib.sha256(source).hexdigest()
+        return self.source_to_code(source, path)
+
+
+def import_plugin_module(module_name: str):
+    """Import a plugin's module, recording the digest of the code it runs (`_LOADED`). One imported
+    already (by the session, or before a reload) is taken as it is; its file is read at first sight."""
+    if module_name in sys.modules:
+        return importlib.import_module(module_name)
+    parent, _, child = module_name.rpartition(".")
+    if parent:
+        importlib.import_module(parent)
+    spec = importlib.util.find_spec(module_name)
+    if spec is None:
+        raise ModuleNotFoundError(f"No module named '{module_name}'", name=module_name)
+    source_file = type(spec.loader) is importlib.machinery.SourceFileLoader
+    if source_file:
+        spec.loader = _DigestedSourceLoader(spec.loader.name, spec.loader.path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # as the import system does: the module may import itself
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    if source_file:
+        _LOADED[module_name] = (module.__spec__, spec.loader.digest, spec.origin)
+    return module
+
+
+def loaded_code(module_name: str) -> tuple[str, str | None]:
+    """(digest of the code this process runs for a plugin module, its file or None), importing the
+    module if it is not yet. A module harness did not import (the session's own `import`, a reload:
+    its __spec__ is then a new one, an extension module) is digested from its file at first sight,
+    the nearest to its code that can be known."""
+    module = import_plugin_module(module_name)
+    known = _LOADED.get(module_name)
+    if known is None or known[0] is not getattr(module, "__spec__", None):
+        path = getattr(module, "__file__", None)
+        known = _LOADED[module_name] = (getattr(module, "__spec__", None), _file_code(path), path)
+    return known[1], known[2]
+
+
+def plugin_code(reference: str) -> str:
+    """The digest a plugin's (`package.module:Name`) results are keyed by: that of its module's code
+    as this process runs it. That file only: code it imports from elsewhere is not followed.
+
+    A HarnessError when the file no longer holds that code (edited after the import, in a long Python
+    session). Refused rather than reloaded: a reload would run the module again behind the back of
+    what the session holds (its objects, a `from module import` elsewhere keep the old code) and the
+    new code would have to pass the contract check again; the one who edited knows which they want."""
+    module_name = reference.partition(":")[0]
+    digest, path = loaded_code(module_name)
+    if path is not None and _file_code(path) != digest:
+        raise HarnessError(f"plugin module '{module_name}' ({shortened(path, 200)}) changed after it was imported, "
+                           f"and this process still runs the old code: restart the Python session, or "
+                           f"importlib.reload({module_name}) first")
+    return digest
+
+
+def check_plugin_code(expected: tuple[tuple[str, str], ...]) -> None:
+    """In a worker (a process of its own, or on a Dask cluster): a HarnessError unless each plugin
+    module's code here (`loaded_code`) is the code the run's keys were made with (module name ->
+    digest, from `Plan.plugin_code`), else its results would be stored under the other code's key.
+    A forked worker runs its parent's code; a spawned one or a Dask worker imports the file it finds."""
+    for module_name, digest in expected:
+        try:
+            here, path = loaded_code(module_name)
+        except Exception as exc:  # not found here, or its code fails here
+            raise HarnessError(f"cannot import plugin module '{module_name}' here: {_one_line(exc)}") from None
+        if here != digest:
+            raise HarnessError(f"plugin module '{module_name}' ({shortened(str(path), 200)}) is not the code this "
+                               "run started with (its file changed after the run imported it, or this worker runs "
+                               "another copy: another machine's, or one it imported before an edit): keep a "
+                               "plugin's file unchanged while a run uses it and the same on every worker, and "
+                               "restart a long-lived worker after an edit")
+
+
+def _file_code(path: str | None) -> str:
+    from harness.provenance import file_sha256
+
+    try:
+        return file_sha256(path)
+    except (OSError, TypeError):  # no file (None), or one that cannot be read
+        return NO_FILE

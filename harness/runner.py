@@ -38,7 +38,7 @@ from harness.hashing import Hashed, from_entries
 from harness.images import (DEFAULT_MAX_PIXELS, display_path, load_decoders, read_source, resolve_sources,
                             source_name, work_size)
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process, process_all
-from harness.provenance import plugin_digest
+from harness.registry import plugin_code
 from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED, code_dtype, text_dtype
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def hasher_key(hasher, versions: dict) -> str:
     """The cache's key of a hasher: its spec, the versions (provenance.result_versions), the content
     of the files its parameters name (weights) and, for a plugin, its module's code."""
     spec = hasher.spec()
-    plugin = (plugin_digest(spec["name"]),) if ":" in spec["name"] else ()
+    plugin = (plugin_code(spec["name"]),) if ":" in spec["name"] else ()
     return digest("hasher", spec, versions, *plugin, *read_files(type(hasher), spec))
 
 
@@ -84,7 +84,7 @@ def chain_key(chain, salt: str) -> str:
     its steps read (an overlay's image) and its plugins' code."""
     from harness.transforms import TRANSFORMS
 
-    plugins = [plugin_digest(name) for name, _ in chain if ":" in name]
+    plugins = [plugin_code(name) for name, _ in chain if ":" in name]
     files = [content for name, params in chain for content in read_files(TRANSFORMS.get(name), dict(params))]
     return digest("chain", chain, salt, *plugins, *files)
 

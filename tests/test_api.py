@@ -39,8 +39,9 @@ def results():
 def test_evaluate_returns_every_table(results):
     assert isinstance(results, harness.Results)
     for name in ("distances", "impostors", "errors", "images", "hashers", "table", "thresholds", "detection",
-                 "roc", "verdicts"):
+                 "roc", "retrieval", "verdicts"):
         assert isinstance(getattr(results, name), pd.DataFrame), name
+    assert results.retrieval.equals(results.metrics.retrieval)
     assert list(results.table.columns) == ["family", "value", "label", "aHash", "pHash", "dHash"]
     assert len(results.distances) == 4 * 4 * 3
     assert set(results.thresholds["operating_point"]) == {"fpr=0.05"}
@@ -128,6 +129,20 @@ def test_a_set_rebuilt_by_report_can_be_run_over_again(results, tmp_path):
     assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 0
 
 
+def test_report_help_names_every_table_it_rebuilds(results, tmp_path, capsys):
+    """Every table of a set that is not saved as computed (report.SAVED) is derived, and rebuilt."""
+    from harness import report
+
+    results.save(tmp_path / "out")
+    derived = [name for name in os.listdir(tmp_path / "out") if name.endswith(".csv") and name not in report.SAVED]
+    assert {"table.csv", "thresholds.csv", "detection.csv", "roc.csv", "retrieval.csv"} <= set(derived)
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for name in derived + ["summary.md", "figures"]:
+        assert name in shown, name
+
+
 def test_a_saved_run_loads_wherever_it_is(results, tmp_path):
     """What the config names outside the set (a weights file, the images) need not be there: the
     tables are, and load reads those."""
@@ -194,6 +209,105 @@ def test_evaluate_checks_its_own_arguments(arguments, message):
     with pytest.raises(harness.HarnessError) as caught:
         harness.evaluate(CONFIG, **arguments)
     assert str(caught.value) == message
+
+
+SMALL = {"name": "small", "images": ["builtin:coffee", "builtin:camera", "builtin:moon"], "hashers": ["pHash"],
+         "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]}
+
+
+def test_results_keep_the_config_they_were_run_with():
+    """Neither the caller's dict, changed after the run, nor the dict `config` hands out, changed
+    to run again, changes what the results record (and save)."""
+    import copy
+
+    config = copy.deepcopy(SMALL)
+    results = harness.evaluate(config)
+    config["sweeps"][0]["values"].append(10)
+    config["images"].append("builtin:astronaut")
+    assert results.config["sweeps"][0]["values"] == [50]
+    assert results.config["images"] == SMALL["images"]
+    handed_out = results.config
+    handed_out["sweeps"][0]["values"].append(90)
+    handed_out["name"] = "changed"
+    assert results.config["sweeps"][0]["values"] == [50] and results.config["name"] == "small"
+    assert config["sweeps"][0]["values"] == [50, 10]  # and the caller's dict is the caller's
+
+
+@pytest.mark.parametrize("bad", [None, 3, b"out", ["out"]])
+def test_save_and_load_refuse_a_path_of_the_wrong_type(results, tmp_path, bad, monkeypatch):
+    """One line naming the argument, and nothing written (bytes made an empty folder, then a TypeError)."""
+    monkeypatch.chdir(tmp_path)
+    for call in (results.save, harness.load):
+        with pytest.raises(harness.HarnessError) as caught:
+            call(bad)
+        assert str(caught.value) == f"out_dir: expected a path (a str or pathlib.Path), got {bad!r}"
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_scheduler_is_named_as_the_user_gave_it(tmp_path, capsys):
+    """The API's argument is `scheduler`; only the command line has a --scheduler option."""
+    with pytest.raises(harness.HarnessError, match=r"^scheduler='inproc://x': no scheduler of this process is there"):
+        harness.evaluate(SMALL, scheduler="inproc://x")
+    with pytest.raises(harness.HarnessError, match=r"^scheduler='inproc://x': no scheduler of this process is there"):
+        harness.find_leaks({"splits": {"train": ["builtin:coffee"], "test": ["builtin:camera"]}, "threshold": 8},
+                           scheduler="inproc://x")
+    assert main(["run", "configs/lena.yaml", "--images", "builtin:coffee", "--hashers", "pHash", "--scheduler",
+                 "inproc://x", "--out", str(tmp_path / "o"), "--quiet", "--no-cache"]) == 2
+    assert capsys.readouterr().err.startswith("error: --scheduler inproc://x: no scheduler of this process is there")
+
+
+def test_a_config_dict_built_in_python_takes_paths_tuples_and_numpy_numbers(tmp_path):
+    """As the arguments do; they become plain YAML data, so config.yaml and run.json stay plain."""
+    import pathlib
+
+    import cv2
+    import numpy as np
+    import yaml
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    config = {**SMALL, "images": (photo, pathlib.Path("builtin:camera")), "seed": np.int64(7),
+              "output": tmp_path / "out", "max_side": np.int32(512),
+              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": (np.int64(50), 90)}],
+              "detection": {"fpr": (np.float64(0.1),), "thresholds": {"pHash": np.int64(8)}}}
+    results = harness.evaluate(config)
+    plain = {**SMALL, "images": [str(photo), "builtin:camera"], "seed": 7, "output": str(tmp_path / "out"),
+             "max_side": 512, "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50, 90]}],
+             "detection": {"fpr": [0.1], "thresholds": {"pHash": 8}}}
+    assert results.config == plain
+    assert yaml.safe_load(yaml.safe_dump(results.config)) == plain  # safe_dump refuses a NumPy scalar or a Path
+    assert results.table.equals(harness.evaluate(plain).table)
+
+
+def test_every_argument_of_the_api_is_documented_and_typed_as_accepted():
+    import inspect
+    import pathlib
+    import typing
+
+    for function in (harness.evaluate, harness.find_leaks):
+        for name in inspect.signature(function).parameters:
+            assert f"`{name}`" in function.__doc__, (function.__name__, name)
+
+    def accepts(hint, value) -> bool:
+        kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) \
+            else (hint,)
+        return any(isinstance(value, typing.get_origin(kind) or kind) for kind in kinds)
+
+    hints = typing.get_type_hints(harness.evaluate)
+    for value in ("builtin:coffee", pathlib.Path("photos"), ["builtin:coffee"], ("builtin:coffee",)):
+        assert accepts(hints["images"], value), value
+    for value in ("pHash", ["pHash"], ("pHash",)):
+        assert accepts(hints["hashers"], value), value
+    assert accepts(hints["config"], pathlib.Path("configs/lena.yaml"))
+    assert accepts(hints["cache"], pathlib.Path("cache.sqlite"))
+    for function in (harness.load, harness.Results.save, harness.LeakAudit.save):
+        assert accepts(typing.get_type_hints(function)["out_dir"], pathlib.Path("out")), function
+    for name in ("config", "cache", "output"):
+        assert accepts(typing.get_type_hints(harness.find_leaks)[name], pathlib.Path("x")), name
+
+
+def test_dir_offers_what_the_module_gives_on_demand():
+    assert set(harness.__all__) <= set(dir(harness))
 
 
 def test_a_config_dict_that_contains_itself_is_one_line():

@@ -297,7 +297,7 @@ class Base(Hasher):
 
 @dataclass(frozen=True)
 class Good(Base):
-    name = "good"
+    name = __name__ + ":Good"
     scale: int = 1
 
 
@@ -307,7 +307,7 @@ def function():
 
 @dataclass(frozen=True)
 class Abstract(Hasher):
-    name = "abstract"
+    name = __name__ + ":Abstract"
     description = "test"
     distance_kind = "L1"
     distance_max = 1.0
@@ -317,24 +317,24 @@ class Abstract(Hasher):
 
 
 class Undecorated(Base):
-    name = "undecorated"
+    name = __name__ + ":Undecorated"
 
 
 @dataclass(frozen=True)
 class ZeroMax(Base):
-    name = "zero"
+    name = __name__ + ":ZeroMax"
     distance_max = 0
 
 
 @dataclass(frozen=True)
 class TextMax(Base):
-    name = "text"
+    name = __name__ + ":TextMax"
     distance_max = "64"
 
 
 @dataclass(frozen=True)
 class NanMax(Base):
-    name = "nan"
+    name = __name__ + ":NanMax"
     distance_max = float("nan")
 
 
@@ -345,7 +345,7 @@ class NumberName(Base):
 
 @dataclass(frozen=True)
 class MappingField(Base):
-    name = "mapping"
+    name = __name__ + ":MappingField"
     table: dict = None
 
 
@@ -360,7 +360,7 @@ class NoAttributes(Hasher):
 
 @dataclass(frozen=True)
 class RaisingDistance(Base):
-    name = "raising"
+    name = __name__ + ":RaisingDistance"
 
     def distance(self, a, b):
         raise ZeroDivisionError("oops")
@@ -368,7 +368,7 @@ class RaisingDistance(Base):
 
 @dataclass(frozen=True)
 class ShortDistance(Base):
-    name = "short"
+    name = __name__ + ":ShortDistance"
 
     def distance(self, a, b):
         return np.zeros(1)
@@ -376,15 +376,20 @@ class ShortDistance(Base):
 
 @dataclass(frozen=True)
 class TextDistance(Base):
-    name = "text distance"
+    name = __name__ + ":TextDistance"
 
     def distance(self, a, b):
         return np.array(["near"] * len(a))
 
 
 @dataclass(frozen=True)
+class WrongName(Base):
+    name = "wrong:Name"  # a hasher that does not exist
+
+
+@dataclass(frozen=True)
 class FailingPrepare(Base):
-    name = "failing prepare"
+    name = __name__ + ":FailingPrepare"
 
     def prepare(self):
         raise RuntimeError("no model here")
@@ -478,6 +483,19 @@ def test_hasher_plugin_breaking_the_contract_is_one_line(tmp_path, capsys, plugi
         assert one_line_error(err) == f"{path}: hashers[0].name: hasher plugin '{reference}' {problem}"
 
 
+def test_a_hasher_plugin_named_other_than_its_import_path_is_one_line(tmp_path, capsys, plugins):
+    """hashers.csv records a hasher's name as what made the results: it must name the plugin."""
+    reference = f"{plugins['hashers']}:WrongName"
+    path = tmp_path / "c.yaml"
+    path.write_text(f"images: [builtin:astronaut]\nhashers: ['{reference}']\n" + GRAY)
+    for command in (["validate", "--import-plugins"], ["run", "--out", tmp_path / "out"]):
+        status, _, err = cli(capsys, *command, path)
+        assert status == 2
+        assert one_line_error(err) == (f"{path}: hashers[0].name: hasher plugin '{reference}' must have name = "
+                                       f"'{reference}' (its import path, as configs name it), has 'wrong:Name'")
+    assert not (tmp_path / "out").exists()
+
+
 RUNTIME_CASES = [
     ("RaisingDistance", "distance failed: ZeroDivisionError: oops"),
     ("ShortDistance", "distance returned shape (1,) for "),
@@ -531,8 +549,9 @@ def test_every_registered_transform_and_hasher_keeps_the_plugin_contract():
     from harness.hashers import HASHERS
     from harness.transforms import TRANSFORMS
 
-    assert {name: TRANSFORMS.check(TRANSFORMS.get(name)) for name in TRANSFORMS} == {n: None for n in TRANSFORMS}
-    problems = {name: HASHERS.check(HASHERS.get(name)) or hasher_plugin_problem(HASHERS.get(name)) for name in HASHERS}
+    assert {name: TRANSFORMS.check(TRANSFORMS.get(name), name) for name in TRANSFORMS} == {n: None for n in TRANSFORMS}
+    problems = {name: HASHERS.check(HASHERS.get(name), name) or hasher_plugin_problem(HASHERS.get(name))
+                for name in HASHERS}
     assert problems == {n: None for n in HASHERS}
 
 
@@ -567,7 +586,7 @@ def invert(image):
 
 @dataclass(frozen=True)
 class Mean(Hasher):
-    name = "mean"
+    name = __name__ + ":Mean"
     description = "test"
     distance_kind = "L1"
     distance_max = 255.0
@@ -1022,7 +1041,7 @@ from harness.hashers.base import Hasher
 
 @dataclass(frozen=True)
 class Gone(Hasher):
-    name = "gone"
+    name = __name__ + ":Gone"
     description = "never available"
     distance_kind = "L1"
     distance_max = 1.0

@@ -492,6 +492,61 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
     assert written <= {"hash-cache.sqlite", "hash-cache.sqlite-wal", "hash-cache.sqlite-shm"}  # no outputs
 
 
+def test_a_source_that_names_nothing_is_named_where_the_user_gave_it(planted, tmp_path, capsys, monkeypatch):
+    """The config's file and key, or the command line's option: not a key the user never wrote."""
+    root, _ = planted
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "audit.yaml"
+    config.write_text(yaml.safe_dump({"splits": {"train": [str(root / "train")], "test": ["nothere/x.jpg"]}}))
+    table = tmp_path / "hashes.csv"
+    table.write_text("file,hash\na.png,00ff00ff00ff00ff\n")
+    for argv, message in [
+        ([str(config)], f"error: {config}: splits.test[0]: no image file at 'nothere/x.jpg'"),
+        (["--train", str(root / "train"), "--test", "nothere/x.jpg"], "error: --test: no image file at 'nothere/x.jpg'"),
+        ([str(config), "--test", "nothere/y.jpg"], "error: --test: no image file at 'nothere/y.jpg'"),
+        ([str(config), "--train", "nothere/z.jpg"], "error: --train: no image file at 'nothere/z.jpg'"),
+        (["--train", str(root / "train"), "--split", "val=nothere/v.jpg", "--test", str(root / "test")],
+         "error: --split val: no image file at 'nothere/v.jpg'"),
+        (["--train", str(table), "--test", str(root / "test"), "--hashers", "pHash,aHash"],
+         f"error: --train: {table} is a hash table, which holds one hasher's hashes"),
+    ]:
+        assert main(["leaks", *argv, "--threshold", "8", "--out", str(tmp_path / "out"), "--quiet"]) == 2, argv
+        assert one_line(capsys).startswith(message), argv
+    with pytest.raises(harness.ConfigError, match=r"^<dict>: splits\.test\[0\]: no image file at 'nothere/x\.jpg'$"):
+        harness.find_leaks({"splits": {"train": [str(root / "train")], "test": ["nothere/x.jpg"]}, "threshold": 8})
+
+
+@pytest.mark.parametrize("bad", [5, b"out", ["out"]])
+def test_find_leaks_refuses_an_output_of_the_wrong_type(tmp_path, bad, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(harness.HarnessError) as caught:
+        harness.find_leaks({"splits": {"train": ["builtin:coffee"], "test": ["builtin:camera"]}, "threshold": 8},
+                           output=bad)
+    assert str(caught.value) == f"output: expected a path (a str or pathlib.Path), got {bad!r}"
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_audit_keeps_the_config_it_ran_with_and_takes_python_values(tmp_path):
+    """Paths, tuples and NumPy numbers in a dict built in Python, as plain YAML data; and neither the
+    caller's dict, changed after the audit, nor the dict `config` hands out changes its record."""
+    import pathlib
+
+    photo = tmp_path / "photo.png"
+    write(photo, make_scene(1, 64, 64))
+    config = {"splits": {"train": (photo,), "test": ["builtin:camera"]}, "hashers": ("pHash",),
+              "threshold": {"pHash": np.int64(8)}, "min_agree": np.int8(1)}
+    audit = harness.find_leaks(config)
+    assert audit.config["splits"] == {"train": [str(photo)], "test": ["builtin:camera"]}
+    assert audit.config["threshold"] == {"pHash": 8} and type(audit.config["threshold"]["pHash"]) is int
+    assert yaml.safe_load(yaml.safe_dump(audit.config)) == audit.config
+    config["threshold"]["pHash"] = 2
+    handed_out = audit.config
+    handed_out["splits"]["test"].append("x.png")
+    assert audit.config["threshold"] == {"pHash": 8} and audit.config["splits"]["test"] == ["builtin:camera"]
+    with pytest.raises(harness.ConfigError, match="^<dict>: calibration: no run output directory at"):
+        harness.find_leaks({**config, "calibration": pathlib.Path(tmp_path / "nothere")})
+
+
 def test_an_unreadable_image_is_a_row_of_errors(planted, tmp_path, capsys):
     root, _ = planted
     test = tmp_path / "test"

@@ -18,13 +18,14 @@ from harness.errors import shown
 from harness.params import Doc, Range, check_params, coerce, param_specs, type_name, unsupported_kind
 from harness.registry import Registry
 
-def _check_plugin(obj) -> str | None:
+def _check_plugin(obj, reference: str) -> str | None:
     """Why an imported object is not a transform, or None: the contract every registered transform
     keeps, checked before a plugin is used. A plain Python function (not a class, a builtin or a
     partial) whose first parameter takes the image, positionally; every other parameter named,
     passable by keyword, annotated with a type `harness.params` can check (no *args or **kwargs)
     and, if it has a default, a default of that type. So a config can neither call an arbitrary
-    function (`subprocess:call` takes *popenargs) nor pass it parameters nobody declared."""
+    function (`subprocess:call` takes *popenargs) nor pass it parameters nobody declared. It has no
+    name of its own to check against `reference`: its steps and tables name it by the reference."""
     if not inspect.isfunction(obj):
         what = ("a class" if inspect.isclass(obj) else "a built-in function" if inspect.isbuiltin(obj)
                 else f"a {type(obj).__name__}")

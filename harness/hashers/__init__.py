@@ -4,11 +4,15 @@ listing or validating never imports TensorFlow, ImageHash or pdqhash."""
 import dataclasses
 import inspect
 
+from harness.errors import shortened, shown
 from harness.hashers.base import Hasher
 from harness.registry import Registry
 
 
-def _check_plugin(obj) -> str | None:
+def _check_plugin(obj, reference: str) -> str | None:
+    """Why `obj`, imported for the config's `reference`, is not a hasher, or None. Its `name` must be
+    `reference`: hashers.csv records it as the hasher that made the results, and a run.json or a
+    leak audit finds the hasher again by it (a string that is not a string is config's to say)."""
     if not (isinstance(obj, type) and issubclass(obj, Hasher)):
         return "must be a subclass of harness.hashers.base.Hasher"
     if inspect.isabstract(obj):
@@ -17,7 +21,12 @@ def _check_plugin(obj) -> str | None:
     if not dataclasses.is_dataclass(obj):
         return "must be a @dataclass(frozen=True): its fields are its YAML parameters"
     absent = [a for a in ("name", "description", "distance_kind", "distance_max") if not hasattr(obj, a)]
-    return f"lacks the class attribute(s) {', '.join(absent)}" if absent else None
+    if absent:
+        return f"lacks the class attribute(s) {', '.join(absent)}"
+    if isinstance(obj.name, str) and obj.name != reference:
+        return (f"must have name = '{shortened(reference, 120)}' (its import path, as configs name it), "
+                f"has {shown(obj.name)}")
+    return None
 
 
 HASHERS = Registry("hasher", check=_check_plugin)

@@ -1,0 +1,194 @@
+"""A plugin's results are stored under a digest of the code that made them, never another's.
+
+The hash cache keys what a plugin made by its module's code. Here that code and the file differ:
+a module edited while a Python session holds it, a .pyc older than an edit of the same size and
+second, a spawned worker importing a file edited after the run started, a Dask worker with
+another copy. Each is refused or runs the file, so no result is kept under the wrong key.
+"""
+
+import hashlib
+import importlib
+import os
+import py_compile
+import sys
+import uuid
+
+import numpy as np
+import pytest
+
+import harness
+from harness.errors import HarnessError
+
+TRANSFORM = '''
+import numpy as np
+
+OFFSET = 0
+
+
+def shiftbright(image, amount: int = 1):
+    return np.clip(image.astype(np.int16) + OFFSET + amount, 0, 255).astype(np.uint8)
+'''
+
+HASHER = '''
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.hashers.base import Hasher
+
+SCALE = 1.0
+
+
+@dataclass(frozen=True)
+class Mean(Hasher):
+    name = __name__ + ":Mean"
+    description = "the mean of each channel, scaled"
+    distance_kind = "L1"
+    distance_max = 1000.0
+
+    def hash_batch(self, images):
+        return np.array([image.reshape(-1, 3).mean(axis=0) * SCALE for image in images])
+
+    def distance(self, a, b):
+        return np.abs(a - b).sum(axis=1)
+'''
+
+EDITS = {"transform": ("OFFSET = 0", "OFFSET = 120"), "hasher": ("SCALE = 1.0", "SCALE = 3.0")}
+
+
+def write_plugins(folder, suffix: str) -> dict:
+    """A transform module and a hasher module of names ending in `suffix` in `folder`: kind -> (name, file)."""
+    found = {}
+    for kind, text in (("transform", TRANSFORM), ("hasher", HASHER)):
+        name = f"code_{kind}_{suffix}"
+        (folder / f"{name}.py").write_text(text)
+        found[kind] = (name, folder / f"{name}.py")
+    return found
+
+
+@pytest.fixture
+def plugins(tmp_path, monkeypatch):
+    """The two plugin modules, of unique names, importable from tmp_path."""
+    found = write_plugins(tmp_path, uuid.uuid4().hex[:8])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield found
+    for name, _ in found.values():
+        sys.modules.pop(name, None)
+
+
+def config(plugins) -> dict:
+    return {"images": ["builtin:astronaut", "builtin:camera"],
+            "hashers": ["aHash", f"{plugins['hasher'][0]}:Mean"],
+            "sweeps": [{"family": "shift", "b": {f"{plugins['transform'][0]}:shiftbright": {"amount": "$value"}},
+                        "values": [1, 2]}]}
+
+
+def distances(plugins, **options) -> list[float]:
+    return list(harness.evaluate(config(plugins), **options).distances["distance"])
+
+
+def edit(path, kind):
+    old, new = EDITS[kind]
+    path.write_text(path.read_text().replace(old, new))
+
+
+@pytest.mark.parametrize("kind", ["transform", "hasher"])
+def test_a_plugin_edited_in_a_session_is_refused_until_reloaded(plugins, tmp_path, kind):
+    """The session's module keeps running its old code after the edit: computed now, its results
+    would be stored under the new code's key, and a fresh process would be handed them."""
+    cache = str(tmp_path / "plug.sqlite")
+    before = distances(plugins, cache=cache)
+    name, path = plugins[kind]
+    edit(path, kind)
+    with pytest.raises(HarnessError) as refused:
+        distances(plugins, cache=cache)
+    assert str(refused.value) == (f"plugin module '{name}' ({path}) changed after it was imported, and this "
+                                  f"process still runs the old code: restart the Python session, or "
+                                  f"importlib.reload({name}) first")
+    importlib.reload(sys.modules[name])
+    after = distances(plugins, cache=cache)
+    assert after != before
+    assert after == distances(plugins)  # as without a cache: it held nothing of the old code's under the new key
+
+
+def test_a_stale_bytecode_cache_is_not_run(plugins):
+    """Python takes a .pyc for its source when the size and the modification second match: an edit of
+    the same length within that second ran the old code, keyed by the new file's digest."""
+    from harness.transforms import TRANSFORMS
+
+    name, path = plugins["transform"]
+    py_compile.compile(str(path), cfile=importlib.util.cache_from_source(str(path)))  # OFFSET = 0
+    stat = os.stat(path)
+    path.write_text(path.read_text().replace("OFFSET = 0", "OFFSET = 9"))  # the same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    shift = TRANSFORMS.get(f"{name}:shiftbright")
+    assert shift(np.zeros((1, 1, 3), np.uint8), amount=1)[0, 0, 0] == 10
+
+    from harness.registry import plugin_code
+
+    assert plugin_code(f"{name}:shiftbright") == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def a_plan(plugins):
+    from harness.api import resolve_config
+    from harness.runner import make_plan
+
+    parsed = resolve_config(config(plugins))
+    return make_plan(parsed, parsed.hashers, salt="")
+
+
+def run_on(engine) -> list:
+    from harness.imagework import ImageJob, process_all
+
+    return list(engine.map(process_all, [[ImageJob(0, "builtin:astronaut", None, None)]]))
+
+
+@pytest.mark.parametrize("kind", ["transform", "hasher"])
+def test_a_spawned_worker_runs_only_the_code_the_run_started_with(plugins, monkeypatch, kind):
+    """A spawned worker imports the plugin's file anew: edited after the run imported it, the worker
+    would compute the new code's results for the old code's keys."""
+    import multiprocessing
+
+    from harness import cluster
+    from harness.imagework import build_state
+
+    monkeypatch.setattr(cluster, "_context", lambda: multiprocessing.get_context("spawn"))
+    plan = a_plan(plugins)
+    with cluster.Engine(workers=2, setup=(build_state, (plan,))) as engine:
+        [[outcome]] = run_on(engine)
+    assert outcome.record is not None and len(outcome.entries) == 2
+    name, path = plugins[kind]
+    edit(path, kind)
+    with pytest.raises(HarnessError, match=rf"^plugin module '{name}' \({path}\) is not the code this run started "
+                                           r"with \(its file changed after the run imported it, or this worker "
+                                           r"runs another copy"):
+        with cluster.Engine(workers=2, setup=(build_state, (plan,))) as engine:
+            run_on(engine)
+
+
+from tests.test_cluster import cluster  # noqa: E402, F401  the fixture: a scheduler, two workers in tmp_path
+
+
+def test_a_dask_worker_with_another_copy_of_a_plugin_is_refused(cluster, tmp_path, monkeypatch):
+    """The workers import the plugins from their directory (tmp_path), this process from its own: a
+    worker's results of its copy would go into this process's cache under this copy's key."""
+    from harness.cluster import Engine
+    from harness.imagework import build_state
+
+    address, _ = cluster
+    suffix = uuid.uuid4().hex[:8]
+    theirs = write_plugins(tmp_path, suffix)
+    edit(theirs["transform"][1], "transform")
+    (tmp_path / "client").mkdir()
+    ours = write_plugins(tmp_path / "client", suffix)
+    monkeypatch.syspath_prepend(str(tmp_path / "client"))
+    try:
+        plan = a_plan(ours)
+        with pytest.raises(HarnessError, match=rf"^on the Dask worker tcp://127\.0\.0\.1:\d+: plugin module "
+                                               rf"'{ours['transform'][0]}' \({theirs['transform'][1]}\) is not the "
+                                               r"code this run started with"):
+            with Engine(scheduler=address, setup=(build_state, (plan,))) as engine:
+                run_on(engine)
+    finally:
+        for name, _ in ours.values():
+            sys.modules.pop(name, None)
