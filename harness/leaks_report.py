@@ -111,13 +111,33 @@ def estimate_lines(audit) -> list[str]:
         if np.isfinite(row["expected_false"]):
             lines.append(f"{flagged}; expected false flags {_count(row['expected_false'])} (95% range "
                          f"{_count(row['expected_false_low'])}-{_count(row['expected_false_high'])}), from "
-                         f"{row['basis']}.")
+                         f"{row['basis']}." + _estimate_caution(row))
         elif row["pairs_flagged"]:
             lines.append(f"{flagged}; without a calibration run (--calibration) the data cannot tell a copy from a "
                          f"chance match, so {'any of them' if row['pairs_flagged'] > 1 else 'it'} may be false.")
         else:
             lines.append(f"{flagged}.")
     return lines
+
+
+def _estimate_caution(row) -> str:
+    """What a reader should not miss in an estimate: that the flags came out below its range (the
+    calibration run's different images are more alike than this data's), or that most of the flags
+    are expected to be chance matches (the answer counts them as copies all the same)."""
+    flagged = row["pairs_flagged"]
+    if flagged < row["expected_false_low"]:
+        return (" Fewer pairs were flagged than that range allows: this data's different images are less alike "
+                "than the calibration run's, so its estimate is too high here.")
+    if flagged and row["expected_false"] >= flagged / 2:
+        return " Most of these flags are expected to be chance matches."
+    return ""
+
+
+def mostly_chance(audit) -> bool:
+    """Whether, between two different splits, at least half the flags are expected to be false."""
+    rows = audit.estimates
+    between = rows[(rows["split_a"] != rows["split_b"]) & (rows["pairs_flagged"] > 0)]
+    return bool((between["expected_false"] >= between["pairs_flagged"] / 2).any())
 
 
 def _count(value: float) -> str:
@@ -128,8 +148,15 @@ def _count(value: float) -> str:
 
 def summary_markdown(audit) -> str:
     lines = [f"# Leak audit: {md(audit.config.get('name', 'leaks'))}", "", f"**{md(answer(audit))}**", ""]
+    if mostly_chance(audit):
+        lines += ["> **Most of the flags between splits are expected to be chance matches** (below), which this "
+                  f"answer counts as copies: confirm them in {REVIEW}, or audit again at lower thresholds (a smaller "
+                  "--fpr).", ""]
     lines += [f"- {md(line)}" for line in estimate_lines(audit)]
-    lines += ["", "Every pair of files was compared, exactly: no pair within a threshold is missed. "
+    lines += ["", "Every pair of files was compared, exactly: no pair within a threshold is missed; a copy edited "
+              "beyond it is (mirrored copies escape most hashes, for one: "
+              + ("the misses below measure the calibration run's edits only)" if len(audit.misses) else
+                 "a calibration run, --calibration, measures what each threshold misses)") + ". "
               "`leaks.csv` lists each flagged pair with every hasher's distance; `groups.csv` the groups of copies "
               "and the file each split keeps; `clean/<split>.txt` the files to keep; "
               f"[`{REVIEW}`]({REVIEW}) shows the flagged pairs side by side, closest first, to confirm by eye. "
@@ -148,7 +175,8 @@ def summary_markdown(audit) -> str:
               "pairs of different images at or below the threshold. The 95% range is for the number this audit "
               "finds: the share's Wilson interval, counting each pair of different source images once (their "
               "edited copies are not independent chances), widened by the count's own chance variation "
-              "(Poisson). Without a calibration run, the flagged pairs themselves bound them.", ""]
+              "(Poisson)." + ("" if audit.calibration else " Without a calibration run, the flagged pairs themselves "
+                              "bound them."), ""]
     estimates = audit.estimates.copy()
     for column in ("expected_false", "expected_false_low", "expected_false_high"):
         estimates[column] = estimates[column].map(_count)
@@ -164,7 +192,8 @@ def summary_markdown(audit) -> str:
                   "made by such an edit is as likely to be missed here.", "", markdown_table(misses), ""]
     if len(audit.groups):
         shown = audit.groups.head(50)
-        lines += ["## Groups of copies", "", f"{audit.groups['group'].nunique()} groups, "
+        groups = audit.groups["group"].nunique()
+        lines += ["## Groups of copies", "", f"{groups} {_plural(groups, 'group', 'groups')}, "
                   f"{len(audit.groups)} files" + (" (the first 50 rows; groups.csv has them all)"
                                                   if len(audit.groups) > 50 else "") + ".", "",
                   markdown_table(shown), ""]

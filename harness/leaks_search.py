@@ -109,7 +109,8 @@ class Calibration:
         impostors = results.impostors.drop(index=results.metrics.excluded.index)
         own = {hid: impostors[impostors["hasher"] == hid] for hid in hashers}
         self.impostors = {hid: table["distance"].to_numpy(np.float64) for hid, table in own.items()}
-        self.sources = {hid: source_pairs(table["image_id"], table["other_id"]) for hid, table in own.items()}
+        self.pair_ids = {hid: (table["image_id"].to_numpy(), table["other_id"].to_numpy()) for hid, table in own.items()}
+        self.sources = {hid: source_pairs(*self.pair_ids[hid]) for hid in own}
         key = ["kind", "family", "value", "image_id", "other_id"]
         self.impostors_wide = impostors.pivot_table(index=key, columns="hasher", values="distance", aggfunc="first",
                                                     observed=True)
@@ -137,16 +138,21 @@ class Calibration:
                       "too few to measure that rate, so the threshold only sits below the closest of them")
         return threshold, f"{name} of the impostor pairs of the run {self.directory}{unresolved}"
 
-    def false_rate(self, thresholds: dict, min_agree: int, hasher_id: str | None) -> tuple[int, int, int]:
+    def false_rate(self, thresholds: dict, min_agree: int, hasher_id: str | None) -> tuple[int, int, int, int]:
         """(impostor pairs called matches, impostor pairs, pairs of different source images among
-        them): of one hasher, or (None) of the agreement."""
+        them, and among the matches): of one hasher, or (None) of the agreement. The last says how
+        many independent chances a rate rests on: five matches that are one pair of look-alike
+        photographs and its edited copies are one."""
         if hasher_id is not None:
-            values = self.impostors[hasher_id]
-            return int(np.count_nonzero(values <= thresholds[hasher_id])), len(values), self.sources[hasher_id]
+            matched = self.impostors[hasher_id] <= thresholds[hasher_id]
+            images, others = self.pair_ids[hasher_id]
+            return (int(np.count_nonzero(matched)), len(matched), self.sources[hasher_id],
+                    source_pairs(images[matched], others[matched]))
         wide = self.impostors_wide[list(thresholds)].dropna()
-        agree = sum((wide[h] <= t).to_numpy() for h, t in thresholds.items())
-        sources = source_pairs(wide.index.get_level_values("image_id"), wide.index.get_level_values("other_id"))
-        return int(np.count_nonzero(agree >= min_agree)), len(wide), sources
+        matched = sum((wide[h] <= t).to_numpy() for h, t in thresholds.items()) >= min_agree
+        images, others = wide.index.get_level_values("image_id"), wide.index.get_level_values("other_id")
+        return (int(np.count_nonzero(matched)), len(wide), source_pairs(images, others),
+                source_pairs(images[matched], others[matched]))
 
 
 def source_pairs(image_ids, other_ids) -> int:
@@ -379,11 +385,11 @@ def estimates(config: LeakConfig, splits, found: Found, flagged: pd.DataFrame, t
                 flags = int(((flagged["a"] == a) & (flagged["b"] == b)).sum()) if len(flagged) else 0
                 threshold = f"{config.min_agree} of {len(hashers)}"
             if calibration is not None:
-                false, impostors, sources = calibration.false_rate(thresholds, config.min_agree, hid)
+                false, impostors, sources, matched = calibration.false_rate(thresholds, config.min_agree, hid)
                 rate = false / impostors if impostors else float("nan")
                 expected, low, high = false_flag_range(pairs, rate, sources)
                 basis = (f"{false} of {impostors:,} impostor pairs of the run {calibration.directory} at or below "
-                         f"the threshold; they come from {sources:,} pairs of different images")
+                         f"the threshold (they are {matched:,} of its {sources:,} pairs of different images)")
             else:  # no estimate, a bound: every flagged pair may be a chance match
                 expected, low, high = float("nan"), 0.0, float(flags)
                 basis = ("at most the flagged pairs: without a calibration run the data cannot tell a copy from "

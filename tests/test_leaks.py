@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -334,6 +335,21 @@ def test_the_expected_false_flags_match_a_collection_without_copies(no_copies, t
     assert run["threshold_basis"]["pHash"].startswith("fpr=0.05 of the impostor pairs of the run")
     misses = pd.read_csv(out / "misses.csv")
     assert set(misses["family"]) == {"jpeg"} and set(misses["hasher"]) == {"aHash", "pHash", "(agreement)"}
+    # Every flag here is false, and the summary says so before anything else; the basis says how many
+    # pairs of different images the rate rests on, of the 780 the calibration run has.
+    summary = (out / "summary.md").read_text()
+    assert summary.split("\n")[4].startswith("> **Most of the flags between splits are expected to be chance matches**")
+    assert re.search(r"\(they are \d+ of its 780 pairs of different images\)\. Most of these flags are expected", summary)
+    assert "Without a calibration run" not in summary and "measure the calibration run's edits only" in summary
+
+
+def test_flags_below_the_expected_range_say_the_estimate_is_too_high_here():
+    from harness.leaks_report import _estimate_caution
+
+    row = {"pairs_flagged": 36, "expected_false": 1894.0, "expected_false_low": 168.0}
+    assert _estimate_caution(row).startswith(" Fewer pairs were flagged than that range allows")
+    assert _estimate_caution({**row, "pairs_flagged": 2000}).startswith(" Most of these flags are expected")
+    assert _estimate_caution({**row, "pairs_flagged": 5000}) == ""
 
 
 def test_a_calibration_run_is_checked_before_any_image_and_an_unresolved_rate_is_said(no_copies, tmp_path,
