@@ -111,7 +111,7 @@ class Results:
         report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
 
     def __repr__(self) -> str:
-        return (f"Results({self.config.get('name')!r}: {self.distances['image'].nunique()} images, "
+        return (f"Results({self.config.get('name')!r}: {len(self.images)} images, "  # two files may share a stem
                 f"{len(self.metrics.table)} pairs, hashers {list(self.hashers['hasher'])}, "
                 f"{len(self.impostors)} impostor distances, {self.failures} failures)")
 

@@ -658,7 +658,7 @@ class Collector:
             return
         record = outcome.record
         if record.image in self.seen:
-            self.duplicates.append(name)
+            self.duplicates.append(display_path(path))  # the file: names (stems) need not be unique
             return
         self.seen.add(record.image)
         self.sources.add(name, record, path)

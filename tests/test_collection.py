@@ -57,6 +57,23 @@ def test_sources_are_expanded_and_deduplicated(collection):
         ["copy of scene 0", "scene 1", "scene 2", "scene 3", "scene 4", "scene 5", "gray", "wide", "scene 8"])
     assert distances["image_id"].nunique() == 9
     assert "same pixels as another" in (out / "summary.md").read_text()
+    assert "scene 0.png" in (out / "summary.md").read_text()  # the file left out, not its name alone
+
+
+def test_files_that_share_a_name_are_counted_apart(tmp_path):
+    import cv2
+
+    import harness
+    from tests.conftest import make_scene
+
+    for seed, suffix in ((1, ".png"), (2, ".bmp"), (3, ".png")):
+        folder = tmp_path / ("b" if seed == 3 else "a")
+        folder.mkdir(exist_ok=True)
+        cv2.imwrite(str(folder / f"photo{suffix}"), make_scene(seed))
+    results = harness.evaluate({"name": "stems", "images": [str(tmp_path / "a"), str(tmp_path / "b")],
+                                "hashers": ["aHash"],
+                                "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]})
+    assert len(results.images) == 3 and repr(results).startswith("Results('stems': 3 images")
 
 
 def test_impostors(collection):
