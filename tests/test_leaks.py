@@ -629,6 +629,26 @@ def test_files_without_an_image_extension_are_counted_in_a_note(tmp_path, capsys
     assert "2 files without an image extension in" in (out / "summary.md").read_text()
 
 
+def test_links_to_folders_in_a_split_are_said_not_audited_in_silence(tmp_path, capsys):
+    """An ImageFolder-style test split linking to a train class folder, and to a folder outside the
+    data set: links to folders are not followed (as documented), and a note says which were left out,
+    in the summary and on stderr, with the audit going on."""
+    write(tmp_path / "train" / "cat" / "a.png", make_scene(1, 64, 64))
+    write(tmp_path / "test" / "cat" / "b.png", make_scene(2, 64, 64))
+    write(tmp_path / "outside" / "c.png", make_scene(3, 64, 64))
+    os.symlink(tmp_path / "train" / "cat", tmp_path / "test" / "linked_cat")
+    os.symlink(tmp_path / "outside", tmp_path / "test" / "linked_outside")
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
+                 "--out", str(out), "--quiet"]) == 0
+    note = (f"listing {tmp_path / 'test'}, 2 links to folders were not followed, so their files are not listed (e.g. "
+            f"{tmp_path / 'test' / 'linked_cat'}); give the folders as entries to include their files")
+    assert capsys.readouterr().err.splitlines() == [f"note: {note}"]
+    assert "2 links to folders were not followed" in (out / "summary.md").read_text()
+    assert list(pd.read_csv(out / "files.csv")["file"]) == [str(tmp_path / "train" / "cat" / "a.png"),
+                                                            str(tmp_path / "test" / "cat" / "b.png")]
+
+
 # --- the review page, in a real browser ------------------------------------------------------------
 
 def test_the_review_page_renders_every_flagged_pair(planted, tmp_path):
