@@ -43,7 +43,7 @@ from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _par
                             Snapshot, check_text, plain_data, whole_number)
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
-from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source
+from harness.images import DEFAULT_MAX_PIXELS, _file_identity, display_path, expand_source
 from harness.imagework import SOURCE, Plan
 from harness.schema import ERROR_COLUMNS
 
@@ -62,6 +62,7 @@ TOP_KEYS = {"name", "description", "output", "splits", "hashers", "threshold", "
             "max_pixels", "max_side", "max_flags"}
 DEFAULT_MAX_FLAGS = 1_000_000  # more flagged pairs than this stops the audit: the threshold is surely wrong
 SHARD = 65_536  # query rows searched per job
+SAME_FILE_EXAMPLES = 3  # the files given more than once that the note names
 
 
 # --- configuration ---------------------------------------------------------------------
@@ -436,6 +437,7 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *, workers: i
     finally:
         store.close()
     notes += store.summary_notes()
+    notes += _same_file_notes(splits)
     for split in splits:
         if not split.files:
             raise HarnessError(f"split '{split.name}': no file could be hashed"
@@ -466,6 +468,27 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *, workers: i
                      calibration=config.calibration,
                      hash_metadata={(s.name, i.id): hash_table_metadata(i.id, i.spec, s.errors)
                                     for s in splits for i in infos if isinstance(hashers[i.id], BitHasher)})
+
+
+def _same_file_notes(splits: list[SplitHashes]) -> list[str]:
+    """A note naming the files given more than once: to two splits (`--train data --test
+    data/cat/x.jpg`), or under two names (a link to a file beside it). Such a file has the same
+    hashes under each name, so it is flagged as a copy of itself and counted so (the same file in
+    train and test is a leak too); the note says it is one file, not an edited copy."""
+    names: dict = {}
+    for split in splits:
+        for file, path in zip(split.files, split.paths):
+            if path is not None:  # a hash table's row whose file is not found here: nothing to compare
+                names.setdefault(_file_identity(path), []).append(f"{file} ({split.name})")
+    repeated = [given for given in names.values() if len(given) > 1]
+    if not repeated:
+        return []
+    one = len(repeated) == 1
+    examples = "; ".join(" is ".join(given) for given in repeated[:SAME_FILE_EXAMPLES])
+    more = len(repeated) - SAME_FILE_EXAMPLES
+    return [f"{len(repeated)} {'file is' if one else 'files are'} given more than once, to two splits or under two "
+            f"names ({'it is' if one else 'each is'} one file, not an edited copy, and is counted among the copies all "
+            f"the same): {examples}{f'; and {more} more' if more > 0 else ''}"]
 
 
 def _as_run_config(config: LeakConfig):

@@ -212,6 +212,29 @@ def test_a_file_named_twice_is_one_file_of_its_split(planted, tmp_path):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
 
 
+def test_a_file_given_to_two_splits_is_named_as_the_same_file(tmp_path, capsys):
+    """`--train data --test data/a.png`, or a link to a train file: the same file, not an edited copy.
+    It is still counted among the copies (it is in both splits), and a note names it as one file."""
+    train = tmp_path / "train"
+    for seed, name in enumerate("abcd"):
+        write(train / f"{name}.png", make_scene(seed, 64, 64))
+    os.symlink(train / "a.png", train / "a_link.png")
+    (tmp_path / "test").mkdir()
+    os.symlink(train / "d.png", tmp_path / "test" / "d_link.png")
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(train), "--test", *(str(train / f"{name}.png") for name in "abc"),
+                 str(tmp_path / "test"), "--threshold", "0", "--out", str(out), "--quiet"]) == 0
+    note = ("4 files are given more than once, to two splits or under two names (each is one file, not an edited "
+            "copy, and is counted among the copies all the same): "
+            f"{train / 'a.png'} (train) is {train / 'a_link.png'} (train) is {train / 'a.png'} (test); "
+            f"{train / 'b.png'} (train) is {train / 'b.png'} (test); {train / 'c.png'} (train) is {train / 'c.png'} "
+            "(test); and 1 more")
+    assert capsys.readouterr().err.splitlines() == [f"note: {note}"]
+    summary = (out / "summary.md").read_text()
+    assert "4 of 4 test files have a copy in train; 1 more file is a copy" in summary
+    assert "4 files are given more than once" in summary
+
+
 def test_three_splits_audit_every_pair_of_splits(planted, tmp_path):
     root, copies = planted
     val = tmp_path / "val"
