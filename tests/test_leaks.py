@@ -13,6 +13,7 @@ import sys
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -604,6 +605,65 @@ def test_a_second_audit_from_the_hash_tables_reports_the_files_the_first_could_n
         "note: 1 file or folder could not be read, so the audit did not compare them; see errors.csv"
     # Tables of other tools (only `file` and `hash`) are read as before.
     assert list(pd.read_parquet(hashes / "test.pHash.parquet").columns) == ["file", "hash"]
+
+
+def test_hash_tables_name_their_files_from_the_directory_their_audit_ran_from(tmp_path, capsys, monkeypatch):
+    """A table's relative names are relative to where its audit ran, which it records: an audit from
+    the tables run elsewhere previews and lists those files; where they are found nowhere, a note
+    says how many and why (review.html showed "unreadable" for every pair, without a word)."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    write(project / "train" / "a.png", make_scene(1, 64, 64))
+    write(project / "train" / "b.png", make_scene(2, 64, 64))
+    write(project / "test" / "a_again.png", make_scene(1, 64, 64))
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+    assert main(["leaks", "--train", "train", "--test", "test", "--threshold", "0", "--out", "first", "--quiet"]) == 0
+    hashes = project / "first" / "hashes"
+    recorded = json.loads(pq.read_schema(hashes / "test.pHash.parquet").metadata[b"harness.leaks"])
+    assert recorded["cwd"] == str(project)
+    tables = ["--train", str(hashes / "train.pHash.parquet"), "--test", str(hashes / "test.pHash.parquet")]
+
+    monkeypatch.chdir(elsewhere)
+    assert main(["leaks", *tables, "--threshold", "0", "--out", "second", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    second = elsewhere / "second"
+    page = (second / "review.html").read_text()
+    assert page.count("<img") == 2 and "(unreadable)" not in page
+    assert (second / "clean" / "train.txt").read_text().splitlines() == [str(project / "train" / "a.png"),
+                                                                         str(project / "train" / "b.png")]
+    assert list(pd.read_csv(second / "files.csv")["file"]) == ["train/a.png", "train/b.png", "test/a_again.png"]
+    # The second audit's tables keep the first's directory: their names are still relative to it.
+    assert json.loads(pq.read_schema(second / "hashes" / "train.pHash.parquet").metadata[b"harness.leaks"])["cwd"] \
+        == str(project)
+
+    # A table that records no directory (another tool's) is read from here, and a note says why nothing is found.
+    pd.read_parquet(hashes / "test.pHash.parquet").to_csv(elsewhere / "test.csv", index=False)
+    assert main(["leaks", tables[0], tables[1], "--test", "test.csv", "--threshold", "0", "--out", "third",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: 1 of 1 files named by test.csv is not found from here ({elsewhere}): the table records no directory "
+        "its names are relative to (another tool's table, or an older audit's), so they are read from here; run this "
+        "audit from the directory they are relative to (where the audit that wrote it ran). Until then review.html "
+        "shows no preview of them, and the clean lists name them as the table does"]
+    assert "1 of 1 files named by test.csv is not found" in (elsewhere / "third" / "summary.md").read_text()
+    assert "cwd" not in json.loads(pq.read_schema(elsewhere / "third" / "hashes" / "test.pHash.parquet")
+                                   .metadata[b"harness.leaks"])
+
+    # The data set moved away: found neither where the first audit ran nor from here.
+    os.rename(project / "train", tmp_path / "moved")
+    assert main(["leaks", *tables, "--threshold", "0", "--out", "fourth", "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: 2 of 2 files named by {tables[1]} are not found from {project}, where its audit ran, nor from here "
+        f"({elsewhere}): moved or deleted since the table was written, or not on this machine; review.html shows no "
+        "preview of them, and the clean lists name them as the table does"]
+    assert (elsewhere / "fourth" / "review.html").read_text().count("(unreadable)") == 1
+    # A recorded directory that is not an absolute path is not what an audit writes: refused, in one line.
+    table = pq.read_table(hashes / "test.pHash.parquet")
+    bad = {b"harness.leaks": json.dumps({**recorded, "cwd": "project"}).encode()}
+    pq.write_table(table.replace_schema_metadata(bad), elsewhere / "bad.parquet")
+    assert main(["leaks", tables[0], tables[1], "--test", "bad.parquet", "--threshold", "0", "--out", "fifth",
+                 "--quiet"]) == 2
+    assert one_line(capsys).startswith("error: bad.parquet: its harness.leaks metadata is not what an audit writes")
 
 
 def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_path, capsys):
