@@ -107,7 +107,9 @@ def expand_source(entry: str, unlisted: list | None = None, notes: list | None =
     listed (no permission, a path too long) is appended to `unlisted` as (folder, reason) and the
     rest is listed; without `unlisted` it is a ValueError. A directory's files without an image
     extension are left out by name (no file is opened to decide), and counted in a note appended
-    to `notes`: an exact copy named `photo.jpg.part` must not pass unseen.
+    to `notes`: an exact copy named `photo.jpg.part` must not pass unseen. So are the links to
+    folders below the entry, which are not followed (see _walk): a test folder holding a link to a
+    train folder must not look clean. A link to a file is listed, and read as the file it points to.
     """
     if entry.startswith(BUILTIN_PREFIX):
         name = entry[len(BUILTIN_PREFIX):]
@@ -122,20 +124,27 @@ def expand_source(entry: str, unlisted: list | None = None, notes: list | None =
     if os.path.isfile(entry):
         return [entry]
     skipped = len(unlisted) if unlisted is not None else 0  # a folder that lists nothing but unlisted ones is no error
+    links: list[str] = []
     if os.path.isdir(entry):
-        files = _walk(entry, unlisted=unlisted)
+        files = _walk(entry, unlisted=unlisted, links=links)
         found = sorted(path for path in files if has_image_extension(path))
         other = sorted(path for path in files if not has_image_extension(path))
         if not found and len(unlisted or ()) == skipped:
             raise ValueError(f"no image files in directory '{clipped(display_path(entry), PATH_MAX)}'"
-                             + (f" ({without_extension_note(entry, other)})" if other else ""))
+                             + (f" ({without_extension_note(entry, other)})" if other else "")
+                             + (f" ({linked_folders_note(entry, links)})" if links else ""))
         if other and notes is not None:
             notes.append(without_extension_note(entry, other))
+        if links and notes is not None:
+            notes.append(linked_folders_note(entry, links))
         return found
     if glob.has_magic(entry):
-        found = _glob(entry, unlisted)
+        found = _glob(entry, unlisted, links)
         if not found and len(unlisted or ()) == skipped:
-            raise ValueError(f"no files match '{clipped(display_path(entry), PATH_MAX)}'")
+            raise ValueError(f"no files match '{clipped(display_path(entry), PATH_MAX)}'"
+                             + (f" ({linked_folders_note(entry, links)})" if links else ""))
+        if links and notes is not None:
+            notes.append(linked_folders_note(entry, links))
         return found
     shown_entry = clipped(display_path(entry), PATH_MAX)
     if os.path.lexists(entry):  # something is there, but not a file or a folder to read
@@ -172,10 +181,23 @@ def without_extension_note(folder: str, files: list[str]) -> str:
             f"{'it' if one else 'them'}")
 
 
-def _walk(folder: str, pattern: tuple[str, ...] | None = None, unlisted: list | None = None) -> list[str]:
+def linked_folders_note(entry: str, links: list[str]) -> str:
+    """The links to folders that listing `entry` did not follow (`links`), in one line (the example is
+    the first by name: os.walk's order is the file system's)."""
+    one = len(links) == 1
+    return (f"listing {clipped(display_path(entry), PATH_MAX)}, {len(links)} {'link' if one else 'links'} to "
+            f"{'a folder was' if one else 'folders were'} not followed, so {'its' if one else 'their'} files are not "
+            f"listed (e.g. {clipped(display_path(min(links)), PATH_MAX)}); give the {'folder' if one else 'folders'} "
+            f"as {'an entry' if one else 'entries'} to include {'its' if one else 'their'} files")
+
+
+def _walk(folder: str, pattern: tuple[str, ...] | None = None, unlisted: list | None = None,
+          links: list | None = None) -> list[str]:
     """Every file below `folder` but hidden ones (names starting with '.', like an interrupted run's
     staging folder); with `pattern` (a glob's parts below `folder`), only down the folders it can
-    match. Links to folders are not followed, so a link loop cannot make the listing endless.
+    match. Links to folders are not followed, so a link loop cannot make the listing endless; each
+    one the listing would have entered is appended to `links`, to be said (a link from a test
+    folder to a train folder would otherwise leave a leak unseen). Links to files are listed.
 
     os.walk skips a folder it cannot list (no permission, a path too long) without a word: a run
     would leave its files out, and an audit call a split clean without having seen them. Each one
@@ -196,13 +218,16 @@ def _walk(folder: str, pattern: tuple[str, ...] | None = None, unlisted: list | 
             if "**" not in pattern[:depth + 1]:
                 folders[:] = [name for name in folders if depth < len(pattern) - 1
                               and fnmatch.fnmatchcase(name, pattern[depth])]
+        if links is not None:  # os.walk lists a link to a folder among the folders, and does not enter it
+            links += [path for path in (os.path.join(parent, name) for name in folders) if os.path.islink(path)]
         found += [os.path.join(parent, name) for name in names if not name.startswith(".")]
     return found
 
 
-def _glob(pattern: str, unlisted: list | None = None) -> list[str]:
+def _glob(pattern: str, unlisted: list | None = None, links: list | None = None) -> list[str]:
     """Files matching a glob pattern (`*`, `?`, `[...]` within a name; `**` for any number of
-    folders), hidden ones left out as in _walk.
+    folders), hidden ones left out as in _walk, and links to folders the pattern could enter
+    appended to `links`, as in _walk.
 
     Matched here over _walk's listing rather than with glob.glob or pathlib: glob.glob's `**`
     follows links to folders (two links to a parent folder make a listing without end), and both
@@ -218,7 +243,7 @@ def _glob(pattern: str, unlisted: list | None = None) -> list[str]:
     if not os.path.isdir(root):
         return []
     found = []
-    for path in _walk(root, wanted, unlisted):
+    for path in _walk(root, wanted, unlisted, links):
         relative = Path(os.path.relpath(path, root)).parts
         if _matches(wanted, relative):
             found.append(str(Path(root, *relative)))

@@ -43,7 +43,7 @@ from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _par
                             Snapshot, check_text, plain_data, whole_number)
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
-from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source
+from harness.images import DEFAULT_MAX_PIXELS, _file_identity, display_path, expand_source
 from harness.imagework import SOURCE, Plan
 from harness.schema import ERROR_COLUMNS
 
@@ -55,13 +55,16 @@ MISS_COLUMNS = ["hasher", "family", "copies", "missed", "miss_rate", "miss_low",
 HASH_TABLE_SUFFIXES = (".csv", ".parquet")
 # The key of the JSON an audit stores in the hash tables it writes (Parquet key-value metadata): what
 # their rows cannot hold, the hasher that made the hashes (`hasher`, its id; `name` and `params`, what
-# they mean) and the files and folders of the split that gave no hash (`errors`, rows of errors.csv).
+# they mean), the files and folders of the split that gave no hash (`errors`, rows of errors.csv) and
+# the directory its relative file names are relative to (`cwd`, the audit's; absent where they are
+# relative to several: a split of tables written from different directories, or of tables and images).
 HASH_TABLE_KEY = "harness.leaks"
 AGREEMENT = "(agreement)"  # the estimates' row for the combination of hashers (min_agree)
 TOP_KEYS = {"name", "description", "output", "splits", "hashers", "threshold", "fpr", "calibration", "min_agree",
             "max_pixels", "max_side", "max_flags"}
 DEFAULT_MAX_FLAGS = 1_000_000  # more flagged pairs than this stops the audit: the threshold is surely wrong
 SHARD = 65_536  # query rows searched per job
+SAME_FILE_EXAMPLES = 3  # the files given more than once that the note names
 
 
 # --- configuration ---------------------------------------------------------------------
@@ -190,6 +193,8 @@ class SplitHashes:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     errors: list[dict] = field(default_factory=list)  # rows of errors.csv: its files and folders that gave no hash
+    cwd: str | None = None  # the directory its relative names are relative to (None: to several)
+    notes: list[str] = field(default_factory=list)  # what reading its sources found to say (the audit's notes)
 
 
 @dataclass
@@ -201,6 +206,7 @@ class HashTable:
     files: list[str]
     rows: np.ndarray
     errors: list[dict]
+    cwd: str | None = None  # the directory the audit that wrote it ran from, where it recorded it
 
 
 def is_hash_table(entry: str) -> bool:
@@ -255,13 +261,16 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
             k = int(padded[0])
             raise HarnessError(f"{shown_path}: row {k + first}: hash {shown(texts[k])} sets bits past the "
                                f"{int(hasher.distance_max)} bits of {hasher_id} (its last {spare} bits must be 0)")
-    return HashTable(files, rows, [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])])
+    return HashTable(files, rows, [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])],
+                     recorded.get("cwd"))
 
 
-def hash_table_metadata(hasher_id: str, spec: dict, errors: list[dict]) -> dict[str, str]:
+def hash_table_metadata(hasher_id: str, spec: dict, errors: list[dict], cwd: str | None = None) -> dict[str, str]:
     """The key-value metadata of a hash table the audit writes: the hasher that made its hashes (its
-    id and `spec()`), and the rows of errors.csv of its split."""
-    return {HASH_TABLE_KEY: json.dumps({**_hasher_record(hasher_id, spec), "errors": errors}, sort_keys=True)}
+    id and `spec()`), the rows of errors.csv of its split, and the directory its relative file names
+    are relative to (`cwd`; None, where they are relative to several, records none)."""
+    record = {**_hasher_record(hasher_id, spec), "errors": errors, **({"cwd": cwd} if cwd is not None else {})}
+    return {HASH_TABLE_KEY: json.dumps(record, sort_keys=True)}
 
 
 def _hasher_record(hasher_id: str, spec: dict) -> dict:
@@ -313,10 +322,13 @@ def _recorded(shown_path: str, metadata: dict[str, str]) -> dict:
     hasher_known = isinstance(recorded, dict) and (
         "name" not in recorded or (isinstance(recorded.get("hasher"), str) and isinstance(recorded["name"], str)
                                    and isinstance(recorded.get("params"), dict)))
-    if not hasher_known or not isinstance(errors, list) or not all(_is_error_row(row) for row in errors):
+    cwd = recorded.get("cwd") if isinstance(recorded, dict) else None
+    cwd_known = cwd is None or (isinstance(cwd, str) and os.path.isabs(cwd))
+    if (not hasher_known or not cwd_known or not isinstance(errors, list)
+            or not all(_is_error_row(row) for row in errors)):
         raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata is not what an audit writes (JSON with "
-                           f"hasher, name, params and errors, rows of {', '.join(ERROR_COLUMNS)}); write the "
-                           "table again without it")
+                           f"hasher, name, params and errors, rows of {', '.join(ERROR_COLUMNS)}, and cwd, an "
+                           "absolute path); write the table again without it")
     return recorded
 
 
@@ -436,6 +448,8 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *, workers: i
     finally:
         store.close()
     notes += store.summary_notes()
+    notes += [note for split in splits for note in split.notes]
+    notes += _same_file_notes(splits)
     for split in splits:
         if not split.files:
             raise HarnessError(f"split '{split.name}': no file could be hashed"
@@ -464,8 +478,29 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *, workers: i
                      hashers=hasher_table, notes=notes, pairs=tables["pairs"],
                      paths={(s.name, f): p for s in splits for f, p in zip(s.files, s.paths)},
                      calibration=config.calibration,
-                     hash_metadata={(s.name, i.id): hash_table_metadata(i.id, i.spec, s.errors)
+                     hash_metadata={(s.name, i.id): hash_table_metadata(i.id, i.spec, s.errors, s.cwd)
                                     for s in splits for i in infos if isinstance(hashers[i.id], BitHasher)})
+
+
+def _same_file_notes(splits: list[SplitHashes]) -> list[str]:
+    """A note naming the files given more than once: to two splits (`--train data --test
+    data/cat/x.jpg`), or under two names (a link to a file beside it). Such a file has the same
+    hashes under each name, so it is flagged as a copy of itself and counted so (the same file in
+    train and test is a leak too); the note says it is one file, not an edited copy."""
+    names: dict = {}
+    for split in splits:
+        for file, path in zip(split.files, split.paths):
+            if path is not None:  # a hash table's row whose file is not found here: nothing to compare
+                names.setdefault(_file_identity(path), []).append(f"{file} ({split.name})")
+    repeated = [given for given in names.values() if len(given) > 1]
+    if not repeated:
+        return []
+    one = len(repeated) == 1
+    examples = "; ".join(" is ".join(given) for given in repeated[:SAME_FILE_EXAMPLES])
+    more = len(repeated) - SAME_FILE_EXAMPLES
+    return [f"{len(repeated)} {'file is' if one else 'files are'} given more than once, to two splits or under two "
+            f"names ({'it is' if one else 'each is'} one file, not an edited copy, and is counted among the copies all "
+            f"the same): {examples}{f'; and {more} more' if more > 0 else ''}"]
 
 
 def _as_run_config(config: LeakConfig):
@@ -536,6 +571,8 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
     split = SplitHashes(name, [], [], errors=errors)
     parts: dict[str, list[np.ndarray]] = {hid: [] for hid in hashers}
     images: list[str] = []
+    here = os.getcwd()
+    bases = set()  # the directories the split's relative names are relative to
     for number, entry in enumerate(entries):
         if is_hash_table(entry):
             if len(hashers) != 1:
@@ -546,13 +583,21 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             files = table.files
             seen = set(split.files)  # a file listed twice (one table given twice) is one file of the split
             new = [k for k, f in enumerate(files) if f not in seen and not seen.add(f)]
+            base = _names_base(table.cwd, here)
+            paths = [_table_path(files[k], base, here) for k in new]
             split.files += [files[k] for k in new]
-            split.paths += [files[k] if os.path.isfile(files[k]) else None for k in new]
+            split.paths += paths
+            missing = sum(path is None for path in paths)
+            if missing:
+                split.notes.append(_unfound_note(entry, missing, len(paths), table.cwd, base, here))
+            # A table that records no directory: its names are relative to this one only if they are found here.
+            bases.add(base if table.cwd is not None or not missing else None)
             parts[hid].append(table.rows[new])
             known = {_error_key(row) for row in errors}  # each once, if the table is given twice
             errors += [row for row in table.errors if _error_key(row) not in known]
             continue
         images += listed[number]
+        bases.add(here)
     images = list(dict.fromkeys(os.path.normpath(path) for path in images))  # ./a/x.png is a/x.png
     images = _nameable(images, errors)
     if images:
@@ -583,4 +628,41 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
     for hid in hashers:
         split.arrays[hid] = np.concatenate(parts[hid]) if parts[hid] else np.zeros((0, 1), np.uint8)
         split.rows[hid] = np.arange(len(split.files))  # tables' rows first, then the images', as in `files`
+    split.cwd = bases.pop() if len(bases) == 1 else None  # None among them: one table's base is unknown
     return split
+
+
+def _names_base(recorded_cwd: str | None, here: str) -> str:
+    """The directory a hash table's relative names are relative to: the one the audit that wrote it
+    ran from, where it recorded it; else (another tool's table, an older audit's) this one, as ever."""
+    if recorded_cwd is None:
+        return here
+    try:
+        return here if os.path.samefile(recorded_cwd, here) else recorded_cwd
+    except OSError:  # gone, or not reachable from this machine
+        return recorded_cwd
+
+
+def _table_path(name: str, base: str, here: str) -> str | None:
+    """What to read for a hash table's file `name` (its thumbnail; its line in a clean list): relative
+    to `base`, where its audit ran, else as written from here (a data set moved with its tables);
+    None where neither is a file."""
+    if base != here and not os.path.isabs(name):
+        there = os.path.join(base, name)
+        if os.path.isfile(there):
+            return there
+    return name if os.path.isfile(name) else None
+
+
+def _unfound_note(entry: str, missing: int, total: int, recorded_cwd: str | None, base: str, here: str) -> str:
+    """Why a hash table's files show no preview in review.html, and name nothing in the clean lists."""
+    counted = f"{missing} of {total} files named by {display_path(entry)} {'is' if missing == 1 else 'are'} not found"
+    consequence = "review.html shows no preview of them, and the clean lists name them as the table does"
+    if recorded_cwd is None:
+        return (f"{counted} from here ({display_path(here)}): the table records no directory its names are relative "
+                "to (another tool's table, or an older audit's), so they are read from here; run this audit from the "
+                f"directory they are relative to (where the audit that wrote it ran). Until then {consequence}")
+    where = (f"here ({display_path(here)}), where its audit ran" if base == here else
+             f"{display_path(base)}, where its audit ran, nor from here ({display_path(here)})")
+    return (f"{counted} from {where}: moved or deleted since the table was written, or not on this machine; "
+            f"{consequence}")

@@ -688,6 +688,39 @@ def test_a_folders_files_without_an_image_extension_are_a_note(tmp_path):
         images.expand_source(str(tmp_path))
 
 
+def test_links_to_folders_are_not_followed_and_a_note_counts_them(tmp_path):
+    """A folder's links to folders are left out (a link loop must not make a listing endless), but
+    said: a split folder linking to another folder's images must not look audited. A link to a file
+    is listed (read as the file it points to); a hidden link is skipped without a word."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cv2.imwrite(str(outside / "o.png"), np.zeros((8, 8, 3), np.uint8))
+    folder = tmp_path / "photos"
+    (folder / "cat").mkdir(parents=True)
+    cv2.imwrite(str(folder / "cat" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    os.symlink(outside, folder / "linked")
+    os.symlink(outside, folder / "cat" / "more")
+    os.symlink(outside, folder / ".hidden_link")
+    os.symlink(outside / "o.png", folder / "cat" / "file_link.png")
+    sources, notes = images.resolve_sources((str(folder),), None, "c.yaml")
+    assert sources == [str(folder / "cat" / "a.png"), str(folder / "cat" / "file_link.png")]
+    assert notes == [f"listing {folder}, 2 links to folders were not followed, so their files are not listed (e.g. "
+                     f"{folder / 'cat' / 'more'}); give the folders as entries to include their files"]
+    # A glob says so for the links its pattern could enter, and only those.
+    sources, notes = images.resolve_sources((f"{folder}/*/*.png",), None, "c.yaml")
+    assert sources == [str(folder / "cat" / "a.png"), str(folder / "cat" / "file_link.png")]
+    assert notes == [f"listing {folder}/*/*.png, 1 link to a folder was not followed, so its files are not listed "
+                     f"(e.g. {folder / 'linked'}); give the folder as an entry to include its files"]
+    assert images.resolve_sources((f"{folder}/cat/*.png",), None, "c.yaml")[1] == []
+    # The link given as an entry is listed; a folder holding nothing but links to folders says why it is empty.
+    assert images.resolve_sources((str(folder / "linked"),), None, "c.yaml")[0] == [str(folder / "linked" / "o.png")]
+    only_links = tmp_path / "only_links"
+    only_links.mkdir()
+    os.symlink(outside, only_links / "linked")
+    with pytest.raises(ValueError, match=r"no image files in directory .* \(listing .*, 1 link to a folder was not"):
+        images.expand_source(str(only_links))
+
+
 def test_one_file_reached_by_two_paths_counts_once_before_the_limit(tmp_path):
     """A folder and a link to it (or a file listed again) are one set of images: `limit` samples
     from three, not from six of which three are the same files."""

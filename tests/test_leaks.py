@@ -14,6 +14,7 @@ import sys
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -211,6 +212,29 @@ def test_a_file_named_twice_is_one_file_of_its_split(planted, tmp_path):
                  "--hashers", "pHash", "--threshold", "10", "--out", str(again), "--quiet"]) == 0
     for name in ("leaks.csv", "groups.csv"):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_a_file_given_to_two_splits_is_named_as_the_same_file(tmp_path, capsys):
+    """`--train data --test data/a.png`, or a link to a train file: the same file, not an edited copy.
+    It is still counted among the copies (it is in both splits), and a note names it as one file."""
+    train = tmp_path / "train"
+    for seed, name in enumerate("abcd"):
+        write(train / f"{name}.png", make_scene(seed, 64, 64))
+    os.symlink(train / "a.png", train / "a_link.png")
+    (tmp_path / "test").mkdir()
+    os.symlink(train / "d.png", tmp_path / "test" / "d_link.png")
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(train), "--test", *(str(train / f"{name}.png") for name in "abc"),
+                 str(tmp_path / "test"), "--threshold", "0", "--out", str(out), "--quiet"]) == 0
+    note = ("4 files are given more than once, to two splits or under two names (each is one file, not an edited "
+            "copy, and is counted among the copies all the same): "
+            f"{train / 'a.png'} (train) is {train / 'a_link.png'} (train) is {train / 'a.png'} (test); "
+            f"{train / 'b.png'} (train) is {train / 'b.png'} (test); {train / 'c.png'} (train) is {train / 'c.png'} "
+            "(test); and 1 more")
+    assert capsys.readouterr().err.splitlines() == [f"note: {note}"]
+    summary = (out / "summary.md").read_text()
+    assert "4 of 4 test files have a copy in train; 1 more file is a copy" in summary
+    assert "4 files are given more than once" in summary
 
 
 def test_three_splits_audit_every_pair_of_splits(planted, tmp_path):
@@ -599,6 +623,65 @@ def test_a_second_audit_from_the_hash_tables_reports_the_files_the_first_could_n
     assert list(pd.read_parquet(hashes / "test.pHash.parquet").columns) == ["file", "hash"]
 
 
+def test_hash_tables_name_their_files_from_the_directory_their_audit_ran_from(tmp_path, capsys, monkeypatch):
+    """A table's relative names are relative to where its audit ran, which it records: an audit from
+    the tables run elsewhere previews and lists those files; where they are found nowhere, a note
+    says how many and why (review.html showed "unreadable" for every pair, without a word)."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    write(project / "train" / "a.png", make_scene(1, 64, 64))
+    write(project / "train" / "b.png", make_scene(2, 64, 64))
+    write(project / "test" / "a_again.png", make_scene(1, 64, 64))
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+    assert main(["leaks", "--train", "train", "--test", "test", "--threshold", "0", "--out", "first", "--quiet"]) == 0
+    hashes = project / "first" / "hashes"
+    recorded = json.loads(pq.read_schema(hashes / "test.pHash.parquet").metadata[b"harness.leaks"])
+    assert recorded["cwd"] == str(project)
+    tables = ["--train", str(hashes / "train.pHash.parquet"), "--test", str(hashes / "test.pHash.parquet")]
+
+    monkeypatch.chdir(elsewhere)
+    assert main(["leaks", *tables, "--threshold", "0", "--out", "second", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    second = elsewhere / "second"
+    page = (second / "review.html").read_text()
+    assert page.count("<img") == 2 and "(unreadable)" not in page
+    assert (second / "clean" / "train.txt").read_text().splitlines() == [str(project / "train" / "a.png"),
+                                                                         str(project / "train" / "b.png")]
+    assert list(pd.read_csv(second / "files.csv")["file"]) == ["train/a.png", "train/b.png", "test/a_again.png"]
+    # The second audit's tables keep the first's directory: their names are still relative to it.
+    assert json.loads(pq.read_schema(second / "hashes" / "train.pHash.parquet").metadata[b"harness.leaks"])["cwd"] \
+        == str(project)
+
+    # A table that records no directory (another tool's) is read from here, and a note says why nothing is found.
+    pd.read_parquet(hashes / "test.pHash.parquet").to_csv(elsewhere / "test.csv", index=False)
+    assert main(["leaks", tables[0], tables[1], "--test", "test.csv", "--threshold", "0", "--out", "third",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: 1 of 1 files named by test.csv is not found from here ({elsewhere}): the table records no directory "
+        "its names are relative to (another tool's table, or an older audit's), so they are read from here; run this "
+        "audit from the directory they are relative to (where the audit that wrote it ran). Until then review.html "
+        "shows no preview of them, and the clean lists name them as the table does"]
+    assert "1 of 1 files named by test.csv is not found" in (elsewhere / "third" / "summary.md").read_text()
+    assert "cwd" not in json.loads(pq.read_schema(elsewhere / "third" / "hashes" / "test.pHash.parquet")
+                                   .metadata[b"harness.leaks"])
+
+    # The data set moved away: found neither where the first audit ran nor from here.
+    os.rename(project / "train", tmp_path / "moved")
+    assert main(["leaks", *tables, "--threshold", "0", "--out", "fourth", "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: 2 of 2 files named by {tables[1]} are not found from {project}, where its audit ran, nor from here "
+        f"({elsewhere}): moved or deleted since the table was written, or not on this machine; review.html shows no "
+        "preview of them, and the clean lists name them as the table does"]
+    assert (elsewhere / "fourth" / "review.html").read_text().count("(unreadable)") == 1
+    # A recorded directory that is not an absolute path is not what an audit writes: refused, in one line.
+    table = pq.read_table(hashes / "test.pHash.parquet")
+    bad = {b"harness.leaks": json.dumps({**recorded, "cwd": "project"}).encode()}
+    pq.write_table(table.replace_schema_metadata(bad), elsewhere / "bad.parquet")
+    assert main(["leaks", tables[0], tables[1], "--test", "bad.parquet", "--threshold", "0", "--out", "fifth",
+                 "--quiet"]) == 2
+    assert one_line(capsys).startswith("error: bad.parquet: its harness.leaks metadata is not what an audit writes")
+
+
 def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_path, capsys):
     write(tmp_path / "train" / "a.png", make_scene(1, 64, 64))
     write(tmp_path / "test" / "b.png", make_scene(2, 64, 64))
@@ -643,6 +726,26 @@ def test_files_without_an_image_extension_are_counted_in_a_note(tmp_path, capsys
             f"{tmp_path / 'test' / 'apple.jpg.part'}); name them explicitly or rename them")
     assert capsys.readouterr().err.splitlines() == [f"note: {note}"]
     assert "2 files without an image extension in" in (out / "summary.md").read_text()
+
+
+def test_links_to_folders_in_a_split_are_said_not_audited_in_silence(tmp_path, capsys):
+    """An ImageFolder-style test split linking to a train class folder, and to a folder outside the
+    data set: links to folders are not followed (as documented), and a note says which were left out,
+    in the summary and on stderr, with the audit going on."""
+    write(tmp_path / "train" / "cat" / "a.png", make_scene(1, 64, 64))
+    write(tmp_path / "test" / "cat" / "b.png", make_scene(2, 64, 64))
+    write(tmp_path / "outside" / "c.png", make_scene(3, 64, 64))
+    os.symlink(tmp_path / "train" / "cat", tmp_path / "test" / "linked_cat")
+    os.symlink(tmp_path / "outside", tmp_path / "test" / "linked_outside")
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
+                 "--out", str(out), "--quiet"]) == 0
+    note = (f"listing {tmp_path / 'test'}, 2 links to folders were not followed, so their files are not listed (e.g. "
+            f"{tmp_path / 'test' / 'linked_cat'}); give the folders as entries to include their files")
+    assert capsys.readouterr().err.splitlines() == [f"note: {note}"]
+    assert "2 links to folders were not followed" in (out / "summary.md").read_text()
+    assert list(pd.read_csv(out / "files.csv")["file"]) == [str(tmp_path / "train" / "cat" / "a.png"),
+                                                            str(tmp_path / "test" / "cat" / "b.png")]
 
 
 # --- the review page, in a real browser ------------------------------------------------------------
