@@ -395,7 +395,7 @@ def command_leaks(args) -> int:
     for option, name, paths in [("--train", "train", args.train)] + others + [("--test", "test", args.test)]:
         if paths:
             given.setdefault(name, []).extend(paths)
-            options.setdefault(name, option)
+            options[name] = f"{options[name]} or {option}" if name in options else option  # either gave it
     if not isinstance(splits, dict):
         options = {}  # the config's own splits are wrong: that is the error
     elif given:

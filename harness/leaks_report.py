@@ -134,8 +134,11 @@ def _estimate_caution(row) -> str:
 
 
 def mostly_chance(audit) -> bool:
-    """Whether, between two different splits, at least half the flags are expected to be false."""
+    """Whether, between two different splits, at least half the flags the answer counts (the
+    agreement's, with several hashers) are expected to be false."""
     rows = audit.estimates
+    rows = rows[rows["hasher"] == (AGREEMENT if (rows["hasher"] == AGREEMENT).any() else rows["hasher"].iloc[0])] \
+        if len(rows) else rows
     between = rows[(rows["split_a"] != rows["split_b"]) & (rows["pairs_flagged"] > 0)]
     return bool((between["expected_false"] >= between["pairs_flagged"] / 2).any())
 

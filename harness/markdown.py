@@ -36,21 +36,16 @@ def visible(value, plain=lambda text: text, escape=lambda text: text) -> str:
     as backslash escapes; the result always encodes as UTF-8. `plain` and `escape` map the
     ordinary runs and each escape (an HTML page escapes the one and marks the other, so that
     an escaped tab and a name holding a backslash and a 't' do not look the same)."""
-    if isinstance(value, bytes):
-        text = value.decode("utf-8", "backslashreplace")
-    else:
-        text = str(value)
-        try:  # a str from os.fsdecode holds undecodable bytes as surrogates \udc80-\udcff
-            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:
-            pass  # other lone surrogates: escaped one by one below
+    # Undecodable bytes: as os.fsdecode holds them, surrogates \udc80-\udcff (shown as \x80-\xff)
+    text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
     if all(unicodedata.category(c) not in HIDDEN for c in text):
         return plain(text)
     parts, start = [], 0
     for at, c in enumerate(text):
         if unicodedata.category(c) in HIDDEN:
-            parts += [plain(text[start:at]) if start < at else "",
-                      escape(c.encode("unicode_escape").decode("ascii"))]
+            shown = (f"\\x{ord(c) - 0xdc00:02x}" if "\udc80" <= c <= "\udcff"
+                     else c.encode("unicode_escape").decode("ascii"))
+            parts += [plain(text[start:at]) if start < at else "", escape(shown)]
             start = at + 1
     return "".join(parts) + plain(text[start:])
 

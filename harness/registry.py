@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.abc
 import importlib.machinery
-import importlib.util
 import os
 import sys
 import traceback
@@ -165,7 +165,7 @@ class Registry:
 # code's key, for every later run to reuse. So the digest is of the bytes the module was compiled
 # from, recorded at its import, and a run checks that the file still holds them (`plugin_code`).
 
-# module name -> (its __spec__ when recorded, digest of its code, its file or None)
+# module name -> (the loader that ran it, digest of its code, its file or None)
 _LOADED: dict[str, tuple[Any, str, str | None]] = {}
 NO_FILE = "no file"  # a module built in memory, or one whose file cannot be read: its reference alone keys it
 
@@ -174,55 +174,61 @@ class _DigestedSourceLoader(importlib.machinery.SourceFileLoader):
     """Compiles a module from the bytes whose digest it records, never from a cached .pyc (whose
     check, by the source's size and modification second, can miss an edit)."""
 
-    digest = NO_FILE
-
     def get_code(self, fullname):
         import hashlib
 
         path = self.get_filename(fullname)
         source = self.get_data(path)
-        self.digest = hashlib.sha256(source).hexdigest()
+        _LOADED[fullname] = (self, hashlib.sha256(source).hexdigest(), path)
         return self.source_to_code(source, path)
 
 
+class _PluginFinder(importlib.abc.MetaPathFinder):
+    """First on sys.meta_path, for the plugin modules only (`_PLUGIN_MODULES`): the spec the other
+    finders give, its source loader replaced by _DigestedSourceLoader. The import system itself runs
+    the import (its per-module lock: two threads importing a plugin at once get one module, run once;
+    a package importing its own plugin module; importlib.reload), so only the loader is ours."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in _PLUGIN_MODULES:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if type(spec.loader) is importlib.machinery.SourceFileLoader:
+                    spec.loader = _DigestedSourceLoader(spec.loader.name, spec.loader.path)
+                return spec
+        return None
+
+
+_PLUGIN_MODULES: set[str] = set()
+_FINDER = _PluginFinder()
+
+
 def import_plugin_module(module_name: str):
-    """Import a plugin's module, recording the digest of the code it runs (`_LOADED`). One imported
-    already (by the session, or before a reload) is taken as it is; its file is read at first sight."""
-    if module_name in sys.modules:
-        return importlib.import_module(module_name)
-    parent, _, child = module_name.rpartition(".")
-    if parent:
-        importlib.import_module(parent)
-    spec = importlib.util.find_spec(module_name)
-    if spec is None:
-        raise ModuleNotFoundError(f"No module named '{module_name}'", name=module_name)
-    source_file = type(spec.loader) is importlib.machinery.SourceFileLoader
-    if source_file:
-        spec.loader = _DigestedSourceLoader(spec.loader.name, spec.loader.path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # as the import system does: the module may import itself
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    if parent:
-        setattr(sys.modules[parent], child, module)
-    if source_file:
-        _LOADED[module_name] = (module.__spec__, spec.loader.digest, spec.origin)
-    return module
+    """Import a plugin's module through the import system, its code compiled by a loader that records
+    the digest of the bytes it runs (`_LOADED`). One imported already (by the session) is taken as it
+    is; `loaded_code` reads its file at first sight."""
+    _PLUGIN_MODULES.add(module_name)
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
+    return importlib.import_module(module_name)
 
 
 def loaded_code(module_name: str) -> tuple[str, str | None]:
     """(digest of the code this process runs for a plugin module, its file or None), importing the
-    module if it is not yet. A module harness did not import (the session's own `import`, a reload:
-    its __spec__ is then a new one, an extension module) is digested from its file at first sight,
-    the nearest to its code that can be known."""
+    module if it is not yet. A module that harness's loader did not run (the session imported it
+    before harness named it a plugin; an extension module) is digested from its file at first
+    sight, the nearest to its code that can be known; one without a readable file of its own (in a
+    zip archive) is keyed by its name alone (NO_FILE), as the README says."""
     module = import_plugin_module(module_name)
+    loader = getattr(getattr(module, "__spec__", None), "loader", None)
     known = _LOADED.get(module_name)
-    if known is None or known[0] is not getattr(module, "__spec__", None):
+    if known is None or known[0] is not loader:
         path = getattr(module, "__file__", None)
-        known = _LOADED[module_name] = (getattr(module, "__spec__", None), _file_code(path), path)
+        known = _LOADED[module_name] = (loader, _file_code(path), path)
     return known[1], known[2]
 
 

@@ -776,7 +776,8 @@ class Collector:
             notes.append(f"{len(self.duplicates)} images have the same pixels as another and count once: "
                          + ", ".join(self.duplicates[:5]) + (", ..." if len(self.duplicates) > 5 else ""))
         if len(self.sources) < 2:
-            given = ", ".join(config.detection.thresholds)
+            running = {info.id for info in self.infos}
+            given = ", ".join(h for h in config.detection.thresholds if h in running)
             notes.append("one image only: no impostor pairs, so no thresholds or detection rates"
                          + (f" (the thresholds given for {given} are not scored either: each detection rate comes "
                             "with its false-positive rate, which needs a second image)" if given else ""))

@@ -183,3 +183,8 @@ def test_one_image_with_a_given_threshold_says_it_is_not_scored():
     assert results.detection.empty
     assert any(note.startswith("one image only") and "given for pHash are not scored" in note
                for note in results.notes)
+    left_out = harness.evaluate({"name": "one", "images": ["builtin:coffee"], "hashers": ["pHash", "aHash"],
+                                 "detection": {"thresholds": {"pHash": 10, "aHash": 5}},
+                                 "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]},
+                                hashers=["aHash"])
+    assert any("given for aHash are not scored" in note for note in left_out.notes)  # pHash did not run

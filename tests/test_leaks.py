@@ -860,3 +860,26 @@ def test_clean_lists_name_each_file_exactly_or_the_file_is_an_error(tmp_path, ca
     assert "line break" in " ".join(errors["reason"]) and "shows the same" in " ".join(errors["reason"])
     clean = (out / "clean" / "test.txt").read_bytes().splitlines()
     assert clean == [os.path.join(test, b"odd\\xffname.png"), os.path.join(test, b"only\xfe.png")]  # plain.png: a.png
+
+
+def test_the_warning_first_reads_the_flags_the_answer_counts():
+    """With several hashers the answer counts the agreement's flags: one hasher's chance matches
+    alone must not put the warning above an answer whose own flags are mostly copies."""
+    from types import SimpleNamespace
+
+    from harness.leaks_report import mostly_chance
+
+    def rows(expected_by_hasher):
+        return pd.DataFrame([{"split_a": "train", "split_b": "test", "hasher": hasher, "pairs_flagged": 12,
+                              "expected_false": expected} for hasher, expected in expected_by_hasher.items()])
+    assert not mostly_chance(SimpleNamespace(estimates=rows({"aHash": 30.0, "pHash": 1.0, "(agreement)": 0.4})))
+    assert mostly_chance(SimpleNamespace(estimates=rows({"aHash": 1.0, "pHash": 1.0, "(agreement)": 6.0})))
+    assert mostly_chance(SimpleNamespace(estimates=rows({"pHash": 7.0})))
+
+
+def test_a_split_given_by_two_options_names_both(tmp_path, capsys):
+    write(tmp_path / "train" / "a.png", make_scene(1))
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--split", f"test={tmp_path / 'train'}",
+                 "--test", str(tmp_path / "none.png"), "--threshold", "8", "--hashers", "pHash",
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert one_line(capsys).startswith(f"error: --split test or --test: no image file at '{tmp_path / 'none.png'}'")

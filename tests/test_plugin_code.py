@@ -192,3 +192,71 @@ def test_a_dask_worker_with_another_copy_of_a_plugin_is_refused(cluster, tmp_pat
     finally:
         for name, _ in ours.values():
             sys.modules.pop(name, None)
+
+
+def test_a_reload_runs_the_file_never_an_older_bytecode_cache(plugins):
+    """The README's advice after an edit is importlib.reload: Python's own loader would take a .pyc
+    of the old code when the edit keeps the file's size and modification second."""
+    from harness.registry import plugin_code
+    from harness.transforms import TRANSFORMS
+
+    name, path = plugins["transform"]
+    shift = TRANSFORMS.get(f"{name}:shiftbright")
+    assert shift(np.zeros((1, 1, 3), np.uint8), amount=1)[0, 0, 0] == 1
+    py_compile.compile(str(path), cfile=importlib.util.cache_from_source(str(path)))  # OFFSET = 0
+    stat = os.stat(path)
+    path.write_text(path.read_text().replace("OFFSET = 0", "OFFSET = 9"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    importlib.reload(sys.modules[name])
+    assert TRANSFORMS.get(f"{name}:shiftbright")(np.zeros((1, 1, 3), np.uint8), amount=1)[0, 0, 0] == 10
+    assert plugin_code(f"{name}:shiftbright") == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_threads_importing_one_plugin_at_once_get_one_whole_module(tmp_path, monkeypatch):
+    """A Dask worker runs jobs in threads: two of them may ask for a plugin while it is being imported,
+    and must both wait for the whole module (the import system's lock), not find half of it."""
+    import threading
+
+    from harness.hashers import HASHERS
+
+    name = f"slow_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("import time\ntime.sleep(0.5)\n" + HASHER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found, failed = [], []
+
+    def get():
+        try:
+            found.append(HASHERS.get(f"{name}:Mean"))
+        except Exception as exc:  # what the test is about: nothing may fail
+            failed.append(exc)
+    threads = [threading.Thread(target=get) for _ in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failed == [] and len(found) == 3 and all(cls is sys.modules[name].Mean for cls in found)
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_a_package_that_imports_its_own_plugin_module_runs_it_once(tmp_path, monkeypatch):
+    from harness.hashers import HASHERS
+    from harness.registry import plugin_code
+
+    package = tmp_path / f"pkg_{uuid.uuid4().hex[:8]}"
+    package.mkdir()
+    (package / "__init__.py").write_text("from . import plug\n")
+    (package / "plug.py").write_text("import builtins\nbuiltins.harness_test_runs = "
+                                     "getattr(builtins, 'harness_test_runs', 0) + 1\n" + HASHER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import builtins
+    try:
+        cls = HASHERS.get(f"{package.name}.plug:Mean")
+        assert cls is sys.modules[f"{package.name}.plug"].Mean and builtins.harness_test_runs == 1
+        assert plugin_code(f"{package.name}.plug:Mean") == hashlib.sha256((package / "plug.py").read_bytes()).hexdigest()
+    finally:
+        for module in (package.name, f"{package.name}.plug"):
+            sys.modules.pop(module, None)
+        if hasattr(builtins, "harness_test_runs"):
+            del builtins.harness_test_runs

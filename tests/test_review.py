@@ -210,15 +210,18 @@ def test_names_from_files_are_text_never_markup():
     assert "&lt;i&gt;split&lt;/i&gt;" in page
     assert "\u202e" not in page  # the override is shown, not obeyed,
     assert 'photo<span class="esc">\\u202e</span>gnp.exe' in page  # and marked as an escape
-    assert "caf\\xe9.png" in page  # the undecodable byte, as an escape
-    assert "raw\\xff\\xfe.png" in page
+    assert 'caf<span class="esc">\\xe9</span>.png' in page  # the undecodable byte, as a marked escape
+    assert 'raw<span class="esc">\\xff</span><span class="esc">\\xfe</span>.png' in page
     assert 'two<span class="esc">\\n</span>lines.png' in page
     assert 'alt="train: &lt;script&gt;alert(1).png"' in page
 
 
 def test_an_escape_and_a_name_holding_its_text_look_different():
-    pairs = pairs_frame([("train", "a\\tb.png", "test", "a\tb.png", 1, np.nan, np.nan, 1)])
+    pairs = pairs_frame([("train", "a\\tb.png", "test", "a\tb.png", 1, np.nan, np.nan, 1),
+                         ("train", "c\\x80.png", "test", b"c\x80.png", 2, np.nan, np.nan, 1)])
     page = page_of(pairs, title="review\tpage")
+    assert '<span class="name">c\\x80.png</span>' in page  # a backslash, an 'x', an '8' and a '0'
+    assert '<span class="name">c<span class="esc">\\x80</span>.png</span>' in page  # a byte that is no UTF-8
     assert '<span class="name">a\\tb.png</span>' in page  # a backslash and a 't': as they are
     assert '<span class="name">a<span class="esc">\\t</span>b.png</span>' in page  # a tab: a marked escape
     assert "<title>review\\tpage</title>" in page  # a title holds text only: the escape, unmarked
