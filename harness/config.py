@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 from harness.errors import OPENCV_MAX_PIXELS, ConfigError, shortened, shown
 from harness.params import Doc, Range, check_params, finite, param_specs
-from harness.registry import UnknownName, suggest
+from harness.registry import UnknownName, expect_plugins, suggest
 
 VALUE = "$value"  # placeholder in transform parameters, replaced by each swept value
 
@@ -337,6 +337,8 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
     max_side = whole_number(raw.get("max_side"), source, "max_side", 16)
 
     plugins: list[tuple[str, str, str]] = []
+    if import_plugins:
+        expect_plugins([raw["sweeps"], raw["hashers"]])  # all of them, before the first is imported
     pairs = _parse_sweeps(raw["sweeps"], source, seed, import_plugins, plugins)
     hasher_specs = _parse_hashers(raw["hashers"], source, import_plugins, plugins)
     impostors = _section(ImpostorSpec, raw.get("impostors"), source, "impostors")
@@ -564,6 +566,8 @@ def _parse_hashers(hashers, source, import_plugins: bool, plugins: list) -> list
     from harness.hashers import HASHERS
     if not isinstance(hashers, list) or not hashers:
         raise ConfigError(source, "hashers", "expected a non-empty list of hasher names or {name: ..., params}")
+    if import_plugins:
+        expect_plugins(hashers)  # (a leak audit's: it has no sweeps)
     specs, ids = [], set()
     for i, entry in enumerate(hashers):
         key = f"hashers[{i}]"

@@ -43,7 +43,10 @@ def visible(value, plain=lambda text: text, escape=lambda text: text) -> str:
     parts, start = [], 0
     for at, c in enumerate(text):
         if unicodedata.category(c) in HIDDEN:
+            # \xNN is an undecodable byte only: a character U+0080-U+00FF (a C1 control, a soft
+            # hyphen) is \u00NN, which Python's own escape would also write as \xNN.
             shown = (f"\\x{ord(c) - 0xdc00:02x}" if "\udc80" <= c <= "\udcff"
+                     else f"\\u{ord(c):04x}" if 0x80 <= ord(c) <= 0xff
                      else c.encode("unicode_escape").decode("ascii"))
             parts += [plain(text[start:at]) if start < at else "", escape(shown)]
             start = at + 1

@@ -174,13 +174,19 @@ class _DigestedSourceLoader(importlib.machinery.SourceFileLoader):
     """Compiles a module from the bytes whose digest it records, never from a cached .pyc (whose
     check, by the source's size and modification second, can miss an edit)."""
 
+    digest = None  # of the bytes compiled, recorded once the module has run them whole
+
     def get_code(self, fullname):
         import hashlib
 
         path = self.get_filename(fullname)
         source = self.get_data(path)
-        _LOADED[fullname] = (self, hashlib.sha256(source).hexdigest(), path)
+        self.digest = hashlib.sha256(source).hexdigest()
         return self.source_to_code(source, path)
+
+    def exec_module(self, module):
+        super().exec_module(module)  # a failure (a reload whose new code raises) records nothing
+        _LOADED[module.__name__] = (self, self.digest, self.get_filename(module.__name__))
 
 
 class _PluginFinder(importlib.abc.MetaPathFinder):
@@ -207,14 +213,39 @@ _PLUGIN_MODULES: set[str] = set()
 _FINDER = _PluginFinder()
 
 
+def expect_plugins(data) -> None:
+    """Mark, before any is imported, the module of every plugin reference in a config's sweeps or
+    hashers (`data`: every string of it that has the form of one): a plugin module that imports
+    another one, named later in the config, must not load that one with Python's own loader (an
+    older .pyc), before harness asks for it. A string taken for one that is not costs nothing: its
+    module, if it is ever imported, is only compiled from its source."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += list(item.keys()) + list(item.values())
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str) and ":" in item:
+            try:
+                _PLUGIN_MODULES.add(check_import_path(item)[0])
+            except UnknownName:
+                pass
+    _install_finder()
+
+
 def import_plugin_module(module_name: str):
     """Import a plugin's module through the import system, its code compiled by a loader that records
     the digest of the bytes it runs (`_LOADED`). One imported already (by the session) is taken as it
     is; `loaded_code` reads its file at first sight."""
     _PLUGIN_MODULES.add(module_name)
+    _install_finder()
+    return importlib.import_module(module_name)
+
+
+def _install_finder() -> None:
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
-    return importlib.import_module(module_name)
 
 
 def loaded_code(module_name: str) -> tuple[str, str | None]:
@@ -226,6 +257,12 @@ def loaded_code(module_name: str) -> tuple[str, str | None]:
     module = import_plugin_module(module_name)
     loader = getattr(getattr(module, "__spec__", None), "loader", None)
     known = _LOADED.get(module_name)
+    if isinstance(loader, _DigestedSourceLoader) and (known is None or known[0] is not loader):
+        # Its last import or reload stopped half-way: which code runs (the old, part of the new)
+        # cannot be told, so no digest can stand for it.
+        raise HarnessError(f"plugin module '{module_name}' failed in its last import or reload, so the code this "
+                           f"process runs for it is not known: fix it and importlib.reload({module_name}) again, "
+                           "or restart the Python session")
     if known is None or known[0] is not loader:
         path = getattr(module, "__file__", None)
         known = _LOADED[module_name] = (loader, _file_code(path), path)

@@ -260,3 +260,48 @@ def test_a_package_that_imports_its_own_plugin_module_runs_it_once(tmp_path, mon
             sys.modules.pop(module, None)
         if hasattr(builtins, "harness_test_runs"):
             del builtins.harness_test_runs
+
+
+def test_a_plugin_imported_by_an_earlier_one_is_compiled_from_its_file_too(tmp_path, monkeypatch):
+    """Plugin A imports plugin B, which the config names after A: B must not come from an older
+    .pyc through Python's own loader, for its results would be keyed by the file's digest."""
+    suffix = uuid.uuid4().hex[:8]
+    a, b = f"first_{suffix}", f"second_{suffix}"
+    (tmp_path / f"{a}.py").write_text(f"import {b}\n" + HASHER)
+    path = tmp_path / f"{b}.py"
+    path.write_text(HASHER)
+    py_compile.compile(str(path), cfile=importlib.util.cache_from_source(str(path)))  # SCALE = 1.0
+    stat = os.stat(path)
+    path.write_text(path.read_text().replace("SCALE = 1.0", "SCALE = 3.0"))  # the same size and time
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    try:
+        results = harness.evaluate({"images": ["builtin:astronaut", "builtin:camera"],
+                                    "hashers": [f"{a}:Mean", f"{b}:Mean"],
+                                    "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]})
+        assert sys.modules[b].SCALE == 3.0
+        from harness.registry import plugin_code
+
+        assert plugin_code(f"{b}:Mean") == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert len(results.distances) == 4
+    finally:
+        for name in (a, b):
+            sys.modules.pop(name, None)
+
+
+def test_a_failed_reload_leaves_the_plugin_refused_until_one_succeeds(plugins):
+    """A reload whose new code raises leaves the old code running (part of the new, even): no digest
+    stands for that, so a run must not key results by the new file's."""
+    name, path = plugins["transform"]
+    distances(plugins)
+    text = path.read_text()
+    path.write_text("import not_installed_anywhere_xyz\n" + text.replace("OFFSET = 0", "OFFSET = 2"))
+    with pytest.raises(ImportError):
+        importlib.reload(sys.modules[name])
+    with pytest.raises(HarnessError, match=rf"^plugin module '{name}' failed in its last import or reload"):
+        distances(plugins)
+    path.write_text(text.replace("OFFSET = 0", "OFFSET = 2"))
+    importlib.reload(sys.modules[name])
+    assert distances(plugins) == distances(plugins, cache=None)

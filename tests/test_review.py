@@ -222,6 +222,9 @@ def test_an_escape_and_a_name_holding_its_text_look_different():
     page = page_of(pairs, title="review\tpage")
     assert '<span class="name">c\\x80.png</span>' in page  # a backslash, an 'x', an '8' and a '0'
     assert '<span class="name">c<span class="esc">\\x80</span>.png</span>' in page  # a byte that is no UTF-8
+    controls = page_of(pairs_frame([("train", "c\x85.png", "test", b"c\x85.png", 1, np.nan, np.nan, 1)]))
+    assert '<span class="name">c<span class="esc">\\u0085</span>.png</span>' in controls  # a C1 control character
+    assert '<span class="name">c<span class="esc">\\x85</span>.png</span>' in controls  # the byte 0x85
     assert '<span class="name">a\\tb.png</span>' in page  # a backslash and a 't': as they are
     assert '<span class="name">a<span class="esc">\\t</span>b.png</span>' in page  # a tab: a marked escape
     assert "<title>review\\tpage</title>" in page  # a title holds text only: the escape, unmarked
