@@ -552,7 +552,7 @@ def _listed(config: LeakConfig, name: str, entries, unlisted: list, notes: list)
     for number, entry in enumerate(entries):
         if not is_hash_table(entry):
             try:
-                listed[number] = expand_source(entry, unlisted, notes)
+                listed[number] = expand_source(entry, unlisted, notes, entries)
             except ValueError as exc:
                 raise config.entry_error(name, number, str(exc)) from None
     return listed

@@ -746,6 +746,16 @@ def test_links_to_folders_in_a_split_are_said_not_audited_in_silence(tmp_path, c
     assert "2 links to folders were not followed" in (out / "summary.md").read_text()
     assert list(pd.read_csv(out / "files.csv")["file"]) == [str(tmp_path / "train" / "cat" / "a.png"),
                                                             str(tmp_path / "test" / "cat" / "b.png")]
+    # Giving the link as an entry of the split, as the note says, lists its files; the note then
+    # counts only the link still left out.
+    out = tmp_path / "out2"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"),
+                 str(tmp_path / "test" / "linked_cat"), "--threshold", "8", "--out", str(out), "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "not followed" in line]
+    assert notes == [f"note: listing {tmp_path / 'test'}, 1 link to a folder was not followed, so its files are not "
+                     f"listed (e.g. {tmp_path / 'test' / 'linked_outside'}); give the folder as an entry to include "
+                     "its files"]
+    assert str(tmp_path / "test" / "linked_cat" / "a.png") in set(pd.read_csv(out / "files.csv")["file"])
 
 
 # --- the review page, in a real browser ------------------------------------------------------------
