@@ -590,8 +590,7 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             missing = sum(path is None for path in paths)
             if missing:
                 split.notes.append(_unfound_note(entry, missing, len(paths), table.cwd, base, here))
-            # A table that records no directory: its names are relative to this one only if they are found here.
-            bases.add(base if table.cwd is not None or not missing else None)
+            bases.update(_found_from([files[k] for k in new], paths, base, here))
             parts[hid].append(table.rows[new])
             known = {_error_key(row) for row in errors}  # each once, if the table is given twice
             errors += [row for row in table.errors if _error_key(row) not in known]
@@ -641,6 +640,19 @@ def _names_base(recorded_cwd: str | None, here: str) -> str:
         return here if os.path.samefile(recorded_cwd, here) else recorded_cwd
     except OSError:  # gone, or not reachable from this machine
         return recorded_cwd
+
+
+def _found_from(names: list[str], paths: list[str | None], base: str, here: str) -> set[str | None]:
+    """The directory a hash table's relative names were found relative to (`paths`: _table_path's),
+    for the table this audit writes: here where they were found as written, `base` where they were
+    found there; {None} (no directory known) where they were found in both, or none was found (a
+    table moved with its files must not pass on the directory it came from, where the next audit
+    would look in vain). Absolute names fit any directory, and a file not found tells nothing."""
+    if names and all(path is None for path in paths):
+        return {None}
+    found_in = {here if path == name else base for name, path in zip(names, paths)
+                if path is not None and not os.path.isabs(name)}
+    return found_in if len(found_in) <= 1 else {None}
 
 
 def _table_path(name: str, base: str, here: str) -> str | None:

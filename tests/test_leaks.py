@@ -673,6 +673,9 @@ def test_hash_tables_name_their_files_from_the_directory_their_audit_ran_from(tm
         f"({elsewhere}): moved or deleted since the table was written, or not on this machine; review.html shows no "
         "preview of them, and the clean lists name them as the table does"]
     assert (elsewhere / "fourth" / "review.html").read_text().count("(unreadable)") == 1
+    # Its new table does not pass the first audit's directory on: its names were found from no directory.
+    assert "cwd" not in json.loads(pq.read_schema(elsewhere / "fourth" / "hashes" / "train.pHash.parquet")
+                                   .metadata[b"harness.leaks"])
     # A recorded directory that is not an absolute path is not what an audit writes: refused, in one line.
     table = pq.read_table(hashes / "test.pHash.parquet")
     bad = {b"harness.leaks": json.dumps({**recorded, "cwd": "project"}).encode()}
@@ -680,6 +683,37 @@ def test_hash_tables_name_their_files_from_the_directory_their_audit_ran_from(tm
     assert main(["leaks", tables[0], tables[1], "--test", "bad.parquet", "--threshold", "0", "--out", "fifth",
                  "--quiet"]) == 2
     assert one_line(capsys).startswith("error: bad.parquet: its harness.leaks metadata is not what an audit writes")
+
+
+def test_a_chain_of_audits_records_where_each_found_its_files(tmp_path, capsys, monkeypatch):
+    """An audit that finds a table's files from where it runs (the project moved with its tables)
+    records that directory, not the one the table recorded: a third audit from its tables, run
+    elsewhere, finds every file, where it found none (and blamed the first directory)."""
+    project, moved, elsewhere = tmp_path / "project", tmp_path / "moved", tmp_path / "elsewhere"
+    write(project / "train" / "a.png", make_scene(1, 64, 64))
+    write(project / "test" / "a_again.png", make_scene(1, 64, 64))
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+    assert main(["leaks", "--train", "train", "--test", "test", "--threshold", "0", "--out", "first", "--quiet"]) == 0
+    os.rename(project, moved)
+
+    def tables(audit):
+        return ["--train", str(audit / "hashes" / "train.pHash.parquet"),
+                "--test", str(audit / "hashes" / "test.pHash.parquet")]
+
+    def recorded_cwd(audit):
+        return json.loads(pq.read_schema(audit / "hashes" / "train.pHash.parquet").metadata[b"harness.leaks"]).get("cwd")
+
+    monkeypatch.chdir(moved)
+    assert main(["leaks", *tables(moved / "first"), "--threshold", "0", "--out", "second", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    assert recorded_cwd(moved / "second") == str(moved)
+    monkeypatch.chdir(elsewhere)
+    assert main(["leaks", *tables(moved / "second"), "--threshold", "0", "--out", "third", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    page = (elsewhere / "third" / "review.html").read_text()
+    assert page.count("<img") == 2 and "(unreadable)" not in page
+    assert recorded_cwd(elsewhere / "third") == str(moved)
 
 
 def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_path, capsys):
