@@ -676,11 +676,28 @@ def test_hash_tables_name_their_files_from_the_directory_their_audit_ran_from(tm
     # Its new table does not pass the first audit's directory on: its names were found from no directory.
     assert "cwd" not in json.loads(pq.read_schema(elsewhere / "fourth" / "hashes" / "train.pHash.parquet")
                                    .metadata[b"harness.leaks"])
-    # A recorded directory that is not an absolute path is not what an audit writes: refused, in one line.
+    # A recorded directory that is no absolute path here (a table written on Windows, or a relative
+    # one) cannot be used: the table's hashes are, its names read from here, and a note says so.
     table = pq.read_table(hashes / "test.pHash.parquet")
-    bad = {b"harness.leaks": json.dumps({**recorded, "cwd": "project"}).encode()}
+    (elsewhere / "test").mkdir()
+    shutil.copy(project / "test" / "a_again.png", elsewhere / "test" / "a_again.png")
+    for number, cwd in enumerate(["C:\\Users\\me\\project", "project"]):
+        other = {b"harness.leaks": json.dumps({**recorded, "cwd": cwd}).encode()}
+        pq.write_table(table.replace_schema_metadata(other), elsewhere / "other.parquet")
+        out = elsewhere / f"fifth{number}"
+        assert main(["leaks", "--train", str(project / "first" / "hashes" / "train.pHash.parquet"), "--test",
+                     "other.parquet", "--threshold", "0", "--out", str(out), "--quiet"]) == 0
+        assert [line for line in capsys.readouterr().err.splitlines() if "other.parquet" in line] == [
+            f"note: other.parquet records its names as relative to {cwd!r}, which is not an absolute path on this "
+            "machine (a table written on another system?), so that directory could not be used: its names are read "
+            f"from here ({elsewhere})"]
+        assert len(pd.read_csv(out / "leaks.csv")) == 1  # its hashes were compared
+        assert json.loads(pq.read_schema(out / "hashes" / "test.pHash.parquet")
+                          .metadata[b"harness.leaks"])["cwd"] == str(elsewhere)
+    # Other metadata that is not what an audit writes is refused, in one line.
+    bad = {b"harness.leaks": json.dumps({**recorded, "cwd": 5}).encode()}
     pq.write_table(table.replace_schema_metadata(bad), elsewhere / "bad.parquet")
-    assert main(["leaks", tables[0], tables[1], "--test", "bad.parquet", "--threshold", "0", "--out", "fifth",
+    assert main(["leaks", tables[0], tables[1], "--test", "bad.parquet", "--threshold", "0", "--out", "sixth",
                  "--quiet"]) == 2
     assert one_line(capsys).startswith("error: bad.parquet: its harness.leaks metadata is not what an audit writes")
 
