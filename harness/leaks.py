@@ -694,8 +694,9 @@ def _unfound_note(entry: str, missing: int, total: int, recorded_cwd: str | None
     if recorded_cwd is None:
         why = ("the directory the table records is not one of this machine's" if unusable else
                "the table records no directory its names are relative to (another tool's table, or an older audit's)")
-        return (f"{counted} from here ({display_path(here)}): {why}, so they are read from here; run this audit from the "
-                f"directory they are relative to (where the audit that wrote it ran). Until then {consequence}")
+        return (f"{counted} from here ({display_path(here)}): {why}, so they are read from here; run this audit "
+                f"from the directory they are relative to (where the audit that wrote it ran). "
+                f"Until then {consequence}")
     where = (f"here ({display_path(here)}), where its audit ran" if base == here else
              f"{display_path(base)}, where its audit ran, nor from here ({display_path(here)})")
     return (f"{counted} from {where}: moved or deleted since the table was written, or not on this machine; "

@@ -719,7 +719,8 @@ def test_a_chain_of_audits_records_where_each_found_its_files(tmp_path, capsys, 
                 "--test", str(audit / "hashes" / "test.pHash.parquet")]
 
     def recorded_cwd(audit):
-        return json.loads(pq.read_schema(audit / "hashes" / "train.pHash.parquet").metadata[b"harness.leaks"]).get("cwd")
+        metadata = pq.read_schema(audit / "hashes" / "train.pHash.parquet").metadata
+        return json.loads(metadata[b"harness.leaks"]).get("cwd")
 
     monkeypatch.chdir(moved)
     assert main(["leaks", *tables(moved / "first"), "--threshold", "0", "--out", "second", "--quiet"]) == 0
