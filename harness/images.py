@@ -98,7 +98,8 @@ def image_id(pixels: np.ndarray) -> str:
     return digest.hexdigest()[:12]
 
 
-def expand_source(entry: str, unlisted: list | None = None, notes: list | None = None) -> list[str]:
+def expand_source(entry: str, unlisted: list | None = None, notes: list | None = None,
+                  given: tuple[str, ...] | list[str] = ()) -> list[str]:
     """One config entry -> image sources, in a stable order.
 
     `builtin:NAME`, `builtin:skimage` (every built-in), a file, a directory
@@ -110,6 +111,9 @@ def expand_source(entry: str, unlisted: list | None = None, notes: list | None =
     to `notes`: an exact copy named `photo.jpg.part` must not pass unseen. So are the links to
     folders below the entry, which are not followed (see _walk): a test folder holding a link to a
     train folder must not look clean. A link to a file is listed, and read as the file it points to.
+    `given`: the entries listed with this one (a split's, a run's images); a link to a folder that
+    one of them lists (the link itself given, its target, a folder above the target) is not counted,
+    since its files are listed after all.
     """
     if entry.startswith(BUILTIN_PREFIX):
         name = entry[len(BUILTIN_PREFIX):]
@@ -127,6 +131,7 @@ def expand_source(entry: str, unlisted: list | None = None, notes: list | None =
     links: list[str] = []
     if os.path.isdir(entry):
         files = _walk(entry, unlisted=unlisted, links=links)
+        links = [link for link in links if not _listed_by(link, given)]
         found = sorted(path for path in files if has_image_extension(path))
         other = sorted(path for path in files if not has_image_extension(path))
         if not found and len(unlisted or ()) == skipped:
@@ -140,6 +145,7 @@ def expand_source(entry: str, unlisted: list | None = None, notes: list | None =
         return found
     if glob.has_magic(entry):
         found = _glob(entry, unlisted, links)
+        links = [link for link in links if not _listed_by(link, given)]
         if not found and len(unlisted or ()) == skipped:
             raise ValueError(f"no files match '{clipped(display_path(entry), PATH_MAX)}'"
                              + (f" ({linked_folders_note(entry, links)})" if links else ""))
@@ -154,6 +160,20 @@ def expand_source(entry: str, unlisted: list | None = None, notes: list | None =
             raise ValueError(f"cannot read '{shown_entry}' ({exc.strerror})") from None
         raise ValueError(f"'{shown_entry}' is not a regular file ({kind}); only files are read as images")
     raise ValueError(f"no image file at '{shown_entry}'")
+
+
+def _listed_by(link: str, entries) -> bool:
+    """Whether one of the folder `entries` lists the folder `link` points to: the folder is the
+    entry's, or lies below it through folders a listing enters (real ones, not hidden)."""
+    target = os.path.realpath(link)
+    for entry in entries:
+        if entry.startswith(BUILTIN_PREFIX) or not os.path.isdir(entry):
+            continue
+        below = os.path.relpath(target, os.path.realpath(entry))
+        if below == os.curdir or (below != os.pardir and not below.startswith(os.pardir + os.sep)
+                                  and not any(part.startswith(".") for part in below.split(os.sep))):
+            return True
+    return False
 
 
 def _file_identity(source: str):
@@ -857,7 +877,7 @@ def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source
     notes = []
     for i, entry in enumerate(images):
         try:
-            sources += expand_source(entry, unlisted, notes)
+            sources += expand_source(entry, unlisted, notes, images)
         except ValueError as exc:
             raise ConfigError(config_source, f"images[{i}]", str(exc)) from None
     unique: dict = {}  # an image listed twice (or one file reached by two paths) counts once, first where listed

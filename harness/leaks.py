@@ -207,6 +207,7 @@ class HashTable:
     rows: np.ndarray
     errors: list[dict]
     cwd: str | None = None  # the directory the audit that wrote it ran from, where it recorded it
+    unusable_cwd: str | None = None  # a recorded directory that is no absolute path here (see _usable_cwd)
 
 
 def is_hash_table(entry: str) -> bool:
@@ -261,8 +262,17 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
             k = int(padded[0])
             raise HarnessError(f"{shown_path}: row {k + first}: hash {shown(texts[k])} sets bits past the "
                                f"{int(hasher.distance_max)} bits of {hasher_id} (its last {spare} bits must be 0)")
+    cwd = recorded.get("cwd")
+    usable = cwd is None or _usable_cwd(cwd)
     return HashTable(files, rows, [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])],
-                     recorded.get("cwd"))
+                     cwd if usable else None, None if usable else cwd)
+
+
+def _usable_cwd(cwd: str) -> bool:
+    """Whether a table's recorded directory can be a directory here: an absolute path of this
+    machine's kind. One written on Windows (C:\\...) read on Linux, or a relative one, is not; the
+    table's hashes are still good, so its names are read from here, as for a table without one."""
+    return os.path.isabs(cwd) and "\0" not in cwd
 
 
 def hash_table_metadata(hasher_id: str, spec: dict, errors: list[dict], cwd: str | None = None) -> dict[str, str]:
@@ -323,12 +333,12 @@ def _recorded(shown_path: str, metadata: dict[str, str]) -> dict:
         "name" not in recorded or (isinstance(recorded.get("hasher"), str) and isinstance(recorded["name"], str)
                                    and isinstance(recorded.get("params"), dict)))
     cwd = recorded.get("cwd") if isinstance(recorded, dict) else None
-    cwd_known = cwd is None or (isinstance(cwd, str) and os.path.isabs(cwd))
+    cwd_known = cwd is None or isinstance(cwd, str)  # a path of another machine's kind: see _usable_cwd
     if (not hasher_known or not cwd_known or not isinstance(errors, list)
             or not all(_is_error_row(row) for row in errors)):
         raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata is not what an audit writes (JSON with "
-                           f"hasher, name, params and errors, rows of {', '.join(ERROR_COLUMNS)}, and cwd, an "
-                           "absolute path); write the table again without it")
+                           f"hasher, name, params and errors, rows of {', '.join(ERROR_COLUMNS)}, and cwd, a "
+                           "path); write the table again without it")
     return recorded
 
 
@@ -552,7 +562,7 @@ def _listed(config: LeakConfig, name: str, entries, unlisted: list, notes: list)
     for number, entry in enumerate(entries):
         if not is_hash_table(entry):
             try:
-                listed[number] = expand_source(entry, unlisted, notes)
+                listed[number] = expand_source(entry, unlisted, notes, entries)
             except ValueError as exc:
                 raise config.entry_error(name, number, str(exc)) from None
     return listed
@@ -588,10 +598,12 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             split.files += [files[k] for k in new]
             split.paths += paths
             missing = sum(path is None for path in paths)
+            if table.unusable_cwd is not None:
+                split.notes.append(_unusable_cwd_note(entry, table.unusable_cwd, here))
             if missing:
-                split.notes.append(_unfound_note(entry, missing, len(paths), table.cwd, base, here))
-            # A table that records no directory: its names are relative to this one only if they are found here.
-            bases.add(base if table.cwd is not None or not missing else None)
+                split.notes.append(_unfound_note(entry, missing, len(paths), table.cwd, base, here,
+                                                 unusable=table.unusable_cwd is not None))
+            bases.update(_found_from([files[k] for k in new], paths, base, here))
             parts[hid].append(table.rows[new])
             known = {_error_key(row) for row in errors}  # each once, if the table is given twice
             errors += [row for row in table.errors if _error_key(row) not in known]
@@ -643,6 +655,19 @@ def _names_base(recorded_cwd: str | None, here: str) -> str:
         return recorded_cwd
 
 
+def _found_from(names: list[str], paths: list[str | None], base: str, here: str) -> set[str | None]:
+    """The directory a hash table's relative names were found relative to (`paths`: _table_path's),
+    for the table this audit writes: here where they were found as written, `base` where they were
+    found there; {None} (no directory known) where they were found in both, or none was found (a
+    table moved with its files must not pass on the directory it came from, where the next audit
+    would look in vain). Absolute names fit any directory, and a file not found tells nothing."""
+    if names and all(path is None for path in paths):
+        return {None}
+    found_in = {here if path == name else base for name, path in zip(names, paths)
+                if path is not None and not os.path.isabs(name)}
+    return found_in if len(found_in) <= 1 else {None}
+
+
 def _table_path(name: str, base: str, here: str) -> str | None:
     """What to read for a hash table's file `name` (its thumbnail; its line in a clean list): relative
     to `base`, where its audit ran, else as written from here (a data set moved with its tables);
@@ -654,14 +679,24 @@ def _table_path(name: str, base: str, here: str) -> str | None:
     return name if os.path.isfile(name) else None
 
 
-def _unfound_note(entry: str, missing: int, total: int, recorded_cwd: str | None, base: str, here: str) -> str:
-    """Why a hash table's files show no preview in review.html, and name nothing in the clean lists."""
+def _unusable_cwd_note(entry: str, cwd: str, here: str) -> str:
+    return (f"{display_path(entry)} records its names as relative to {shown(cwd)}, which is not an absolute path on "
+            f"this machine (a table written on another system?), so that directory could not be used: its names are "
+            f"read from here ({display_path(here)})")
+
+
+def _unfound_note(entry: str, missing: int, total: int, recorded_cwd: str | None, base: str, here: str, *,
+                  unusable: bool = False) -> str:
+    """Why a hash table's files show no preview in review.html, and name nothing in the clean lists
+    (`unusable`: the table recorded a directory that is none of this machine's)."""
     counted = f"{missing} of {total} files named by {display_path(entry)} {'is' if missing == 1 else 'are'} not found"
     consequence = "review.html shows no preview of them, and the clean lists name them as the table does"
     if recorded_cwd is None:
-        return (f"{counted} from here ({display_path(here)}): the table records no directory its names are relative "
-                "to (another tool's table, or an older audit's), so they are read from here; run this audit from the "
-                f"directory they are relative to (where the audit that wrote it ran). Until then {consequence}")
+        why = ("the directory the table records is not one of this machine's" if unusable else
+               "the table records no directory its names are relative to (another tool's table, or an older audit's)")
+        return (f"{counted} from here ({display_path(here)}): {why}, so they are read from here; run this audit "
+                f"from the directory they are relative to (where the audit that wrote it ran). "
+                f"Until then {consequence}")
     where = (f"here ({display_path(here)}), where its audit ran" if base == here else
              f"{display_path(base)}, where its audit ran, nor from here ({display_path(here)})")
     return (f"{counted} from {where}: moved or deleted since the table was written, or not on this machine; "

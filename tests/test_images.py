@@ -714,6 +714,17 @@ def test_links_to_folders_are_not_followed_and_a_note_counts_them(tmp_path):
     assert images.resolve_sources((f"{folder}/cat/*.png",), None, "c.yaml")[1] == []
     # The link given as an entry is listed; a folder holding nothing but links to folders says why it is empty.
     assert images.resolve_sources((str(folder / "linked"),), None, "c.yaml")[0] == [str(folder / "linked" / "o.png")]
+    # Given with the folder (the link itself, its target, or a folder above the target), a link's
+    # files are listed after all, and the note does not count it.
+    for given in (folder / "linked", outside, tmp_path):
+        sources, notes = images.resolve_sources((str(folder), str(given)), None, "c.yaml")
+        assert os.path.realpath(sources[-1]) == str(outside / "o.png") and notes == []
+    # A link to a folder its own entry lists is not counted either; one to a hidden folder is.
+    (tmp_path / ".hidden").mkdir()
+    os.symlink(tmp_path / ".hidden", tmp_path / "unhidden")
+    assert images.resolve_sources((str(tmp_path),), None, "c.yaml")[1] == [
+        f"listing {tmp_path}, 1 link to a folder was not followed, so its files are not listed (e.g. "
+        f"{tmp_path / 'unhidden'}); give the folder as an entry to include its files"]
     only_links = tmp_path / "only_links"
     only_links.mkdir()
     os.symlink(outside, only_links / "linked")

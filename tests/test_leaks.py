@@ -673,13 +673,65 @@ def test_hash_tables_name_their_files_from_the_directory_their_audit_ran_from(tm
         f"({elsewhere}): moved or deleted since the table was written, or not on this machine; review.html shows no "
         "preview of them, and the clean lists name them as the table does"]
     assert (elsewhere / "fourth" / "review.html").read_text().count("(unreadable)") == 1
-    # A recorded directory that is not an absolute path is not what an audit writes: refused, in one line.
+    # Its new table does not pass the first audit's directory on: its names were found from no directory.
+    assert "cwd" not in json.loads(pq.read_schema(elsewhere / "fourth" / "hashes" / "train.pHash.parquet")
+                                   .metadata[b"harness.leaks"])
+    # A recorded directory that is no absolute path here (a table written on Windows, or a relative
+    # one) cannot be used: the table's hashes are, its names read from here, and a note says so.
     table = pq.read_table(hashes / "test.pHash.parquet")
-    bad = {b"harness.leaks": json.dumps({**recorded, "cwd": "project"}).encode()}
+    (elsewhere / "test").mkdir()
+    shutil.copy(project / "test" / "a_again.png", elsewhere / "test" / "a_again.png")
+    for number, cwd in enumerate(["C:\\Users\\me\\project", "project"]):
+        other = {b"harness.leaks": json.dumps({**recorded, "cwd": cwd}).encode()}
+        pq.write_table(table.replace_schema_metadata(other), elsewhere / "other.parquet")
+        out = elsewhere / f"fifth{number}"
+        assert main(["leaks", "--train", str(project / "first" / "hashes" / "train.pHash.parquet"), "--test",
+                     "other.parquet", "--threshold", "0", "--out", str(out), "--quiet"]) == 0
+        assert [line for line in capsys.readouterr().err.splitlines() if "other.parquet" in line] == [
+            f"note: other.parquet records its names as relative to {cwd!r}, which is not an absolute path on this "
+            "machine (a table written on another system?), so that directory could not be used: its names are read "
+            f"from here ({elsewhere})"]
+        assert len(pd.read_csv(out / "leaks.csv")) == 1  # its hashes were compared
+        assert json.loads(pq.read_schema(out / "hashes" / "test.pHash.parquet")
+                          .metadata[b"harness.leaks"])["cwd"] == str(elsewhere)
+    # Other metadata that is not what an audit writes is refused, in one line.
+    bad = {b"harness.leaks": json.dumps({**recorded, "cwd": 5}).encode()}
     pq.write_table(table.replace_schema_metadata(bad), elsewhere / "bad.parquet")
-    assert main(["leaks", tables[0], tables[1], "--test", "bad.parquet", "--threshold", "0", "--out", "fifth",
+    assert main(["leaks", tables[0], tables[1], "--test", "bad.parquet", "--threshold", "0", "--out", "sixth",
                  "--quiet"]) == 2
     assert one_line(capsys).startswith("error: bad.parquet: its harness.leaks metadata is not what an audit writes")
+
+
+def test_a_chain_of_audits_records_where_each_found_its_files(tmp_path, capsys, monkeypatch):
+    """An audit that finds a table's files from where it runs (the project moved with its tables)
+    records that directory, not the one the table recorded: a third audit from its tables, run
+    elsewhere, finds every file, where it found none (and blamed the first directory)."""
+    project, moved, elsewhere = tmp_path / "project", tmp_path / "moved", tmp_path / "elsewhere"
+    write(project / "train" / "a.png", make_scene(1, 64, 64))
+    write(project / "test" / "a_again.png", make_scene(1, 64, 64))
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+    assert main(["leaks", "--train", "train", "--test", "test", "--threshold", "0", "--out", "first", "--quiet"]) == 0
+    os.rename(project, moved)
+
+    def tables(audit):
+        return ["--train", str(audit / "hashes" / "train.pHash.parquet"),
+                "--test", str(audit / "hashes" / "test.pHash.parquet")]
+
+    def recorded_cwd(audit):
+        metadata = pq.read_schema(audit / "hashes" / "train.pHash.parquet").metadata
+        return json.loads(metadata[b"harness.leaks"]).get("cwd")
+
+    monkeypatch.chdir(moved)
+    assert main(["leaks", *tables(moved / "first"), "--threshold", "0", "--out", "second", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    assert recorded_cwd(moved / "second") == str(moved)
+    monkeypatch.chdir(elsewhere)
+    assert main(["leaks", *tables(moved / "second"), "--threshold", "0", "--out", "third", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    page = (elsewhere / "third" / "review.html").read_text()
+    assert page.count("<img") == 2 and "(unreadable)" not in page
+    assert recorded_cwd(elsewhere / "third") == str(moved)
 
 
 def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_path, capsys):
@@ -746,6 +798,16 @@ def test_links_to_folders_in_a_split_are_said_not_audited_in_silence(tmp_path, c
     assert "2 links to folders were not followed" in (out / "summary.md").read_text()
     assert list(pd.read_csv(out / "files.csv")["file"]) == [str(tmp_path / "train" / "cat" / "a.png"),
                                                             str(tmp_path / "test" / "cat" / "b.png")]
+    # Giving the link as an entry of the split, as the note says, lists its files; the note then
+    # counts only the link still left out.
+    out = tmp_path / "out2"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"),
+                 str(tmp_path / "test" / "linked_cat"), "--threshold", "8", "--out", str(out), "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "not followed" in line]
+    assert notes == [f"note: listing {tmp_path / 'test'}, 1 link to a folder was not followed, so its files are not "
+                     f"listed (e.g. {tmp_path / 'test' / 'linked_outside'}); give the folder as an entry to include "
+                     "its files"]
+    assert str(tmp_path / "test" / "linked_cat" / "a.png") in set(pd.read_csv(out / "files.csv")["file"])
 
 
 # --- the review page, in a real browser ------------------------------------------------------------
