@@ -603,7 +603,7 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             if missing:
                 split.notes.append(_unfound_note(entry, missing, len(paths), table.cwd, base, here,
                                                  unusable=table.unusable_cwd is not None))
-            bases.update(_found_from([files[k] for k in new], paths, base, here))
+            bases.update(_found_from([files[k] for k in new], paths, base, here, table.cwd))
             parts[hid].append(table.rows[new])
             known = {_error_key(row) for row in errors}  # each once, if the table is given twice
             errors += [row for row in table.errors if _error_key(row) not in known]
@@ -655,14 +655,16 @@ def _names_base(recorded_cwd: str | None, here: str) -> str:
         return recorded_cwd
 
 
-def _found_from(names: list[str], paths: list[str | None], base: str, here: str) -> set[str | None]:
+def _found_from(names: list[str], paths: list[str | None], base: str, here: str,
+                recorded: str | None) -> set[str | None]:
     """The directory a hash table's relative names were found relative to (`paths`: _table_path's),
     for the table this audit writes: here where they were found as written, `base` where they were
-    found there; {None} (no directory known) where they were found in both, or none was found (a
-    table moved with its files must not pass on the directory it came from, where the next audit
-    would look in vain). Absolute names fit any directory, and a file not found tells nothing."""
+    found there (a table moved with its files must not pass on the directory it came from, where
+    the next audit would look in vain); {None} (no directory known) where they were found in both.
+    Where none was found (an audit of tables away from the images), the table's own record (or
+    none) is passed on. Absolute names fit any directory, and a file not found tells nothing."""
     if names and all(path is None for path in paths):
-        return {None}
+        return {recorded}  # nothing learnt here: the table's own record, if any, still holds
     found_in = {here if path == name else base for name, path in zip(names, paths)
                 if path is not None and not os.path.isabs(name)}
     return found_in if len(found_in) <= 1 else {None}

@@ -186,7 +186,7 @@ class _DigestedSourceLoader(importlib.machinery.SourceFileLoader):
 
     def exec_module(self, module):
         super().exec_module(module)  # a failure (a reload whose new code raises) records nothing
-        _LOADED[module.__name__] = (self, self.digest, self.get_filename(module.__name__))
+        _LOADED[self.name] = (self, self.digest, self.path)  # the name it was imported as (the module may rename itself)
 
 
 class _PluginFinder(importlib.abc.MetaPathFinder):
@@ -256,13 +256,16 @@ def loaded_code(module_name: str) -> tuple[str, str | None]:
     zip archive) is keyed by its name alone (NO_FILE), as the README says."""
     module = import_plugin_module(module_name)
     loader = getattr(getattr(module, "__spec__", None), "loader", None)
-    known = _LOADED.get(module_name)
-    if isinstance(loader, _DigestedSourceLoader) and (known is None or known[0] is not loader):
+    if isinstance(loader, _DigestedSourceLoader):  # ours ran it, under its own name (this one may be an alias)
+        known = _LOADED.get(loader.name)
+        if known is not None and known[0] is loader:
+            return known[1], known[2]
         # Its last import or reload stopped half-way: which code runs (the old, part of the new)
         # cannot be told, so no digest can stand for it.
         raise HarnessError(f"plugin module '{module_name}' failed in its last import or reload, so the code this "
                            f"process runs for it is not known: fix it and importlib.reload({module_name}) again, "
                            "or restart the Python session")
+    known = _LOADED.get(module_name)
     if known is None or known[0] is not loader:
         path = getattr(module, "__file__", None)
         known = _LOADED[module_name] = (loader, _file_code(path), path)
@@ -291,6 +294,8 @@ def check_plugin_code(expected: tuple[tuple[str, str], ...]) -> None:
     module's code here (`loaded_code`) is the code the run's keys were made with (module name ->
     digest, from `Plan.plugin_code`), else its results would be stored under the other code's key.
     A forked worker runs its parent's code; a spawned one or a Dask worker imports the file it finds."""
+    _PLUGIN_MODULES.update(module_name for module_name, _ in expected)  # all, before one imports another
+    _install_finder()
     for module_name, digest in expected:
         try:
             here, path = loaded_code(module_name)

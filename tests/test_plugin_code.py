@@ -265,15 +265,7 @@ def test_a_package_that_imports_its_own_plugin_module_runs_it_once(tmp_path, mon
 def test_a_plugin_imported_by_an_earlier_one_is_compiled_from_its_file_too(tmp_path, monkeypatch):
     """Plugin A imports plugin B, which the config names after A: B must not come from an older
     .pyc through Python's own loader, for its results would be keyed by the file's digest."""
-    suffix = uuid.uuid4().hex[:8]
-    a, b = f"first_{suffix}", f"second_{suffix}"
-    (tmp_path / f"{a}.py").write_text(f"import {b}\n" + HASHER)
-    path = tmp_path / f"{b}.py"
-    path.write_text(HASHER)
-    py_compile.compile(str(path), cfile=importlib.util.cache_from_source(str(path)))  # SCALE = 1.0
-    stat = os.stat(path)
-    path.write_text(path.read_text().replace("SCALE = 1.0", "SCALE = 3.0"))  # the same size and time
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    a, b, path = stale_pair(tmp_path, uuid.uuid4().hex[:8])
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
@@ -305,3 +297,66 @@ def test_a_failed_reload_leaves_the_plugin_refused_until_one_succeeds(plugins):
     path.write_text(text.replace("OFFSET = 0", "OFFSET = 2"))
     importlib.reload(sys.modules[name])
     assert distances(plugins) == distances(plugins, cache=None)
+
+
+def stale_pair(folder, suffix: str) -> tuple[str, str, object]:
+    """Plugin A imports plugin B, whose .pyc holds SCALE = 1.0 and whose file SCALE = 3.0, of the
+    same size and time: Python's own loader would run the .pyc."""
+    a, b = f"first_{suffix}", f"second_{suffix}"
+    (folder / f"{a}.py").write_text(f"import {b}\n" + HASHER)
+    path = folder / f"{b}.py"
+    path.write_text(HASHER)
+    py_compile.compile(str(path), cfile=importlib.util.cache_from_source(str(path)))
+    stat = os.stat(path)
+    path.write_text(path.read_text().replace("SCALE = 1.0", "SCALE = 3.0"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    return a, b, path
+
+
+def test_a_spawned_worker_compiles_a_plugin_imported_by_another_from_its_file(tmp_path, monkeypatch):
+    """A spawned worker imports the run's plugins one by one: the one plugin A imports must not come
+    from its .pyc there either, or the worker's results would be the old code's under the new key."""
+    import multiprocessing
+
+    from harness import cluster
+
+    a, b, _ = stale_pair(tmp_path, uuid.uuid4().hex[:8])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.setattr(cluster, "_context", lambda: multiprocessing.get_context("spawn"))
+    config = {"images": ["builtin:astronaut", "builtin:camera", "builtin:coffee", "builtin:chelsea"],
+              "hashers": [f"{a}:Mean", f"{b}:Mean"], "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]}
+    try:
+        spawned = harness.evaluate(config, workers=2).distances
+        here = harness.evaluate(config, workers=1).distances
+        assert sys.modules[b].SCALE == 3.0
+        assert spawned.equals(here), (spawned, here)
+    finally:
+        for name in (a, b):
+            sys.modules.pop(name, None)
+
+
+def test_a_plugin_module_under_a_second_name_or_renaming_itself_is_not_refused(tmp_path, monkeypatch):
+    """The loader records a module's digest under the name it was imported as: a package that also
+    puts the module in sys.modules under an alias, or a module that rebinds __name__, runs as before."""
+    from harness.transforms import TRANSFORMS
+
+    suffix = uuid.uuid4().hex[:8]
+    package = tmp_path / f"alias_{suffix}"
+    package.mkdir()
+    (package / "__init__.py").write_text("import sys\nfrom . import real\nsys.modules[__name__ + '.alias'] = real\n")
+    (package / "real.py").write_text(TRANSFORM)
+    (tmp_path / f"renamed_{suffix}.py").write_text(TRANSFORM + "\n__name__ = 'something_else'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        results = harness.evaluate({"images": ["builtin:camera", "builtin:coffee"], "hashers": ["aHash"],
+                                    "sweeps": [{"family": f"s{i}", "b": {name: {"amount": 3}}} for i, name in
+                                               enumerate([f"{package.name}.real:shiftbright",
+                                                          f"{package.name}.alias:shiftbright",
+                                                          f"renamed_{suffix}:shiftbright"])]})
+        assert results.failures == 0 and len(results.distances) == 6
+    finally:
+        for name in (package.name, f"{package.name}.real", f"{package.name}.alias", f"renamed_{suffix}"):
+            sys.modules.pop(name, None)
