@@ -176,7 +176,7 @@ def _listed_by(link: str, entries) -> bool:
     return False
 
 
-def _file_identity(source: str):
+def file_identity(source: str):
     """What makes two sources one image file: its device and inode (one file reached by two paths, a
     linked folder, counts once, before `limit` samples), else the source as written."""
     if source.startswith(BUILTIN_PREFIX):
@@ -882,7 +882,7 @@ def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source
             raise ConfigError(config_source, f"images[{i}]", str(exc)) from None
     unique: dict = {}  # an image listed twice (or one file reached by two paths) counts once, first where listed
     for source in sources:
-        unique.setdefault(_file_identity(source), source)
+        unique.setdefault(file_identity(source), source)
     sources = list(unique.values())
     if limit is not None and len(sources) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(sources), size=limit, replace=False))

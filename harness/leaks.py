@@ -43,7 +43,7 @@ from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _par
                             Snapshot, check_text, plain_data, whole_number)
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
-from harness.images import DEFAULT_MAX_PIXELS, _file_identity, display_path, expand_source
+from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source, file_identity
 from harness.imagework import SOURCE, Plan
 from harness.schema import ERROR_COLUMNS
 
@@ -501,7 +501,7 @@ def _same_file_notes(splits: list[SplitHashes]) -> list[str]:
     for split in splits:
         for file, path in zip(split.files, split.paths):
             if path is not None:  # a hash table's row whose file is not found here: nothing to compare
-                names.setdefault(_file_identity(path), []).append(f"{file} ({split.name})")
+                names.setdefault(file_identity(path), []).append(f"{file} ({split.name})")
     repeated = [given for given in names.values() if len(given) > 1]
     if not repeated:
         return []
