@@ -35,12 +35,18 @@ def test_copydays_ladders_are_the_published_ones():
     assert [p.value for p in pairs if p.family == "crop"] == [0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 
 
-def test_perception_compares_with_the_256_px_noop():
+def test_perception_edits_and_compares_with_the_256_px_noop_file():
+    # perception's BenchmarkImageDataset.transform edits the noop file (256 px, saved by cv2.imwrite at
+    # JPEG quality 95), not the original, and saves each edit the same way.
     pairs = load_config("configs/protocols/perception.yaml").pairs
-    assert all(p.a == (("resize_max", (("interpolation", "cubic"), ("size", 256))),) for p in pairs)
+    saved = ("jpeg", (("quality", 95),))
+    noop = (("resize_max", (("interpolation", "cubic"), ("size", 256))), saved)
+    assert all(p.a == noop for p in pairs)
+    edited = [p for p in pairs if p.family != "noop"]
+    assert len(edited) == 10 and all(p.b[:2] == noop and len(p.b) == 4 and p.b[3] == saved for p in edited)
     jpeg = next(p for p in pairs if p.family == "jpeg95")
     # imgaug's JpegCompression(95): Pillow quality round(1 + 99 x (1 - 95/101)) = 7
-    assert jpeg.b == (("jpeg", (("quality", round(1 + 99 * (1 - 95 / 101))),)),)
+    assert jpeg.b[2] == ("jpeg", (("quality", round(1 + 99 * (1 - 95 / 101))),))
 
 
 BASE = {"images": ["builtin:camera"], "hashers": ["aHash", "pHash"],
