@@ -249,3 +249,16 @@ def test_the_figures_draw_no_rate_for_a_hasher_without_a_threshold():
     figure = detection_figure(frame, "fpr=0.01", ["h1", "none"])
     assert len(figure.axes[0].get_lines()) == 1
     assert any("no threshold at fpr=0.01: none" in text.get_text() for text in figure.texts)
+
+
+def test_the_planted_duplicates_example_finds_both_copies_and_listing_them_raises_the_threshold(capsys):
+    """The README's "Impostor hygiene" figures come from this example: both planted copies are
+    listed as probable duplicates, and listing them moves aHash's 1% threshold up."""
+    from examples.planted_duplicates import PLANTED, main
+
+    main()
+    out = capsys.readouterr().out
+    for source, copy, _ in PLANTED:
+        assert any(source in line and copy in line and "flagged by" in line for line in out.splitlines()), out
+    found, listed = (float(line.rsplit(": ", 1)[1]) for line in out.splitlines() if line.startswith("aHash's"))
+    assert listed > found, out
