@@ -27,11 +27,13 @@ EPILOG = ("Exit status: 0 all done; 1 finished, but some images, transforms or h
 
 def add_selection(command: argparse.ArgumentParser) -> None:
     """--images and --hashers, which `run` and `validate` take alike."""
-    command.add_argument("--images", nargs="+", metavar="PATH",
+    # A list option given twice adds to the list (argparse's default keeps the last and drops the
+    # first in silence); "extend" and "append" are how argparse joins repeated occurrences.
+    command.add_argument("--images", nargs="+", action="extend", metavar="PATH",
                          help="images that replace the config's: files, directories, globs, builtin:NAME or "
-                              "builtin:skimage")
-    command.add_argument("--hashers", metavar="NAME[,NAME...]",
-                         help="only these of the config's hashers (comma-separated)")
+                              "builtin:skimage (repeat it to add more)")
+    command.add_argument("--hashers", action="append", metavar="NAME[,NAME...]",
+                         help="only these of the config's hashers (comma-separated, or repeat it)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -119,13 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples: python -m harness leaks --train data/train --test data/test --hashers pHash --threshold 8; "
                "python -m harness leaks audit.yaml. " + EPILOG)
     leaks.add_argument("config", metavar="CONFIG", nargs="?", help="YAML config of the audit (the options override it)")
-    leaks.add_argument("--train", nargs="+", metavar="PATH", help="the training split: files, directories, globs, "
+    leaks.add_argument("--train", nargs="+", action="extend", metavar="PATH", help="the training split: files, directories, globs, "
                                                                   "builtin:NAME, or hash tables (.csv/.parquet)")
-    leaks.add_argument("--test", nargs="+", metavar="PATH", help="the test split, as --train")
+    leaks.add_argument("--test", nargs="+", action="extend", metavar="PATH", help="the test split, as --train")
     leaks.add_argument("--split", action="append", metavar="NAME=PATH", default=[],
                        help="another split (repeat it; e.g. --split val=data/val), audited between train and test")
-    leaks.add_argument("--hashers", metavar="NAME[,NAME...]", help="hashers (default pHash); with a hash table "
-                                                                   "as a source, the one hasher that made it")
+    leaks.add_argument("--hashers", action="append", metavar="NAME[,NAME...]",
+                       help="hashers (default pHash; comma-separated, or repeat it); with a hash table as a source, "
+                            "the one hasher that made it")
     how = leaks.add_mutually_exclusive_group()
     how.add_argument("--threshold", metavar="N | NAME=N,...", help="flag pairs at or below this distance "
                                                                   "(one for all hashers, or per hasher)")
@@ -476,6 +479,8 @@ def _threshold_option(text: str):
         name, sep, value = part.partition("=")
         if not sep:
             raise ConfigError("--threshold", part, "expected NAME=N, e.g. pHash=8,PDQ=31")
+        if name.strip() in thresholds:  # which of the two was meant is not ours to guess
+            raise ConfigError("--threshold", name.strip(), "given twice; give each hasher one threshold")
         thresholds[name.strip()] = number(value.strip(), name.strip())
     return thresholds
 
@@ -566,10 +571,12 @@ def workers_option(text: str) -> int | None:
     return value
 
 
-def hasher_list(option: str | None) -> list[str] | None:
-    """--hashers "a, b" -> ["a", "b"]; an empty one ("" or ",") is an empty selection, which the
-    config refuses, not all of its hashers."""
-    return [h.strip() for h in option.split(",") if h.strip()] if option is not None else None
+def hasher_list(options: list[str] | None) -> list[str] | None:
+    """--hashers "a, b" --hashers c -> ["a", "b", "c"] (each occurrence of the option, in order); an
+    empty one ("" or ",") is an empty selection, which the config refuses, not all of its hashers."""
+    if options is None:
+        return None
+    return [h.strip() for option in options for h in option.split(",") if h.strip()]
 
 
 GC_YOUNG = 20_000  # the collector's first threshold in a command-line process (see entry)

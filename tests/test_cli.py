@@ -214,3 +214,22 @@ def test_cache_and_no_cache_together_are_a_usage_error(command, capsys):
         main([*command, "--cache", "elsewhere.sqlite", "--no-cache"])
     assert stop.value.code == 2
     assert "--no-cache: not allowed with argument --cache" in capsys.readouterr().err
+
+
+# --- repeated options ------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["run", "c.yaml"], ["validate", "c.yaml"]])
+def test_a_list_option_given_twice_keeps_both(command):
+    """argparse keeps only the last occurrence of an option: the first list was dropped in silence."""
+    from harness.__main__ import build_parser, hasher_list
+
+    args = build_parser().parse_args([*command, "--images", "a", "b", "--hashers", "aHash, pHash", "--images", "c",
+                                      "--hashers", "PDQ"])
+    assert args.images == ["a", "b", "c"]
+    assert hasher_list(args.hashers) == ["aHash", "pHash", "PDQ"]
+
+
+def test_validate_counts_the_images_of_every_images_option(tmp_path, capsys):
+    status, out, _ = run_main(capsys, "validate", write_config(tmp_path), "--images", "builtin:camera",
+                              "--images", "builtin:coffee")
+    assert status == 0 and "images:  2: builtin:camera, builtin:coffee" in out, out
