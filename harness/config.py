@@ -308,8 +308,8 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
         if key not in raw:
             raise ConfigError(source, key, "missing; a config needs images, sweeps and hashers")
 
-    name = _typed(raw.get("name", os.path.splitext(os.path.basename(source))[0]), str, source, "name")
-    output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")
+    name = run_name(raw.get("name", os.path.splitext(os.path.basename(source))[0]), source)
+    output = output_path(raw.get("output", os.path.join("reports", name)), source)
     seed = _typed(raw.get("seed", 0), int, source, "seed")
     if not 0 <= seed < 1 << 64:  # numpy's generators take seeds >= 0; 64 bits are plenty
         raise ConfigError(source, "seed", f"must be from 0 to 2**64 - 1, got {shown(seed)}")
@@ -381,6 +381,24 @@ def _check(func, source, key):
         return func()
     except (ValueError, UnknownName) as exc:
         raise ConfigError(source, key, str(exc)) from None
+
+
+def run_name(value, source: str) -> str:
+    """`name`: one folder's name, as the default output is reports/NAME: an empty one wrote into
+    reports/ itself, and a separator (`a/b`, `../x`) put the outputs elsewhere."""
+    name = _typed(value, str, source, "name")
+    if not name.strip() or name in (".", "..") or any(sep in name for sep in ("/", os.sep, os.altsep) if sep):
+        raise ConfigError(source, "name", f"expected a plain name, without '/' (the outputs go to reports/NAME), "
+                                          f"got {shown(name)}")
+    return name
+
+
+def output_path(value, source: str) -> str:
+    """`output`: a directory; an empty one is refused as `--out ''` is (it would be the current directory)."""
+    output = _typed(value, str, source, "output")
+    if not output.strip():
+        raise ConfigError(source, "output", "empty; give a directory, or leave output out for reports/NAME")
+    return output
 
 
 def _typed(value, kind, source, key):

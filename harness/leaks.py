@@ -40,7 +40,7 @@ import pandas as pd
 
 from harness.cache import HashCache, digest
 from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance,
-                            Snapshot, check_text, plain_data, whole_number)
+                            Snapshot, check_text, output_path, plain_data, run_name, whole_number)
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
 from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source, file_identity
@@ -166,8 +166,8 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
     limits = {}
     for key, bounds in (("max_pixels", MAX_PIXELS_RANGE), ("max_side", (16,)), ("max_flags", (1,))):
         limits[key] = whole_number(raw.get(key), source, key, *bounds)
-    name = _typed(raw.get("name", "leaks"), str, source, "name")
-    output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")
+    name = run_name(raw.get("name", "leaks"), source)
+    output = output_path(raw.get("output", os.path.join("reports", name)), source)
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,
                       min_agree, limits["max_pixels"], limits["max_side"], limits["max_flags"] or DEFAULT_MAX_FLAGS,
                       raw, tuple((split_options or {}).items()))

@@ -91,6 +91,7 @@ def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None
     same holds for the other folders the command reads (`reads`: key -> path, an audit's
     calibration run)."""
     out_dir = os.path.normpath(out_dir)  # "link/" is the link itself
+    _check_apart_from_here(out_dir)
     for key, path in (reads or {}).items():
         if path is not None and _within(os.path.realpath(path), os.path.realpath(out_dir)):
             raise HarnessError(f"{_where(out_dir)}: holds what the command reads ({key}: {_where(path)}), and the "
@@ -131,6 +132,20 @@ def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None
         where = "the name is too long for it" if exc.errno == errno.ENAMETOOLONG else exc.strerror
         raise HarnessError(f"{_where(out_dir)}: the new outputs are built beside it, in {_where(parent)}, and "
                            f"cannot be ({where})") from None
+
+
+def _check_apart_from_here(out_dir: str) -> None:
+    """The outputs replace the whole output directory (renamed away, the new set renamed in): done to
+    the current directory or a folder above it, that fails at the end (`.`: the rename is refused,
+    after all the work, and every rerun the same) or moves the folder a shell stands in away."""
+    try:
+        here = os.path.realpath(os.getcwd())
+    except OSError:  # the current directory was removed: no output can be it
+        return
+    if _within(here, os.path.realpath(out_dir)):
+        what = "the current directory" if os.path.realpath(out_dir) == here else "a folder above the current directory"
+        raise HarnessError(f"{_where(out_dir)}: the output directory is {what}, which the outputs would replace "
+                           "whole; give a new folder for them, e.g. reports/mine")
 
 
 def check_cache_path(cache: str | None, out_dir: str) -> None:

@@ -233,3 +233,45 @@ def test_validate_counts_the_images_of_every_images_option(tmp_path, capsys):
     status, out, _ = run_main(capsys, "validate", write_config(tmp_path), "--images", "builtin:camera",
                               "--images", "builtin:coffee")
     assert status == 0 and "images:  2: builtin:camera, builtin:coffee" in out, out
+
+
+# --- the output directory and the name ------------------------------------
+
+@pytest.mark.parametrize("out, what", [(".", "the current directory"), ("{here}", "the current directory"),
+                                       ("..", "a folder above the current directory")])
+@pytest.mark.parametrize("command", [["run", "CONFIG"], ["leaks", "--train", "builtin:camera", "--test",
+                                                         "builtin:coffee", "--threshold", "8"]])
+def test_the_current_directory_or_one_above_is_refused_as_output_before_any_work(tmp_path, capsys, monkeypatch,
+                                                                               out, what, command):
+    """`--out .` did all the work, then could not replace the directory (and said a rerun would do);
+    `--out "$PWD"` replaced it, moving the folder the shell stood in away."""
+    here = tmp_path / "work"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    argv = [write_config(tmp_path) if arg == "CONFIG" else arg for arg in command]
+    status, out_text, err = run_main(capsys, *argv, "--out", out.format(here=here), "--quiet")
+    assert status == 2 and out_text == "", err
+    assert err.startswith(f"error: {out.format(here=here)}: the output directory is {what}, which the outputs would "
+                          "replace whole; give a new folder"), err
+    assert os.listdir(here) == [] and set(os.listdir(tmp_path)) <= {"config.yaml", "work"}
+
+
+@pytest.mark.parametrize("line, message", [
+    ("output: ''", "output: empty; give a directory, or leave output out for reports/NAME"),
+    ("output: '  '", "output: empty; give a directory"),
+    ("name: ''", "name: expected a plain name, without '/' (the outputs go to reports/NAME), got ''"),
+    ("name: a/b", "name: expected a plain name, without '/' (the outputs go to reports/NAME), got 'a/b'"),
+    ("name: ../../escape", "name: expected a plain name"),
+    ("name: '..'", "name: expected a plain name"),
+])
+def test_an_empty_output_or_a_name_that_is_no_plain_name_is_refused(tmp_path, capsys, line, message):
+    """`output: ''` wrote into the current directory; `name: ''` into reports/ itself; `name: a/b` nested it."""
+    config = write_config(tmp_path)
+    with open(config, "a") as handle:
+        handle.write(line + "\n")
+    status, out, err = run_main(capsys, "validate", config)
+    assert status == 2 and err.startswith(f"error: {config}: {message}"), err
+    leak_config = tmp_path / "audit.yaml"
+    leak_config.write_text(f"splits: {{train: [builtin:camera], test: [builtin:coffee]}}\nthreshold: 8\n{line}\n")
+    status, out, err = run_main(capsys, "leaks", str(leak_config), "--quiet")
+    assert status == 2 and err.startswith(f"error: {leak_config}: {message}"), err
