@@ -125,6 +125,19 @@ class DetectionSpec:
         for hasher, value in self.thresholds.items():
             if as_distance(value) is None:
                 raise ValueError(f"thresholds: {hasher}: expected a distance >= 0, got {shown(value)}")
+        for key, targets in (("fpr", self.fpr), ("precision", self.precision)):
+            _check_unique_points(key, targets)
+
+
+def _check_unique_points(key: str, targets) -> None:
+    """Each operating point once: its name (metrics: "fpr=0.01", six significant digits) is a row's
+    key in thresholds.csv and detection.csv, so 0.1 and 0.10 would make two rows of one point."""
+    seen = set()
+    for target in targets:
+        point = f"{key}={target:g}"
+        if point in seen:
+            raise ValueError(f"{key}: a value is listed twice ({point})")
+        seen.add(point)
 
 
 @dataclass(frozen=True)
