@@ -405,7 +405,7 @@ def command_leaks(args) -> int:
         splits = merged_splits(splits, given)
     raw = {**raw, "splits": splits}
     if args.hashers is not None:
-        raw["hashers"] = hasher_list(args.hashers)
+        raw = chosen_hashers(raw, hasher_list(args.hashers), keeps_min_agree=args.min_agree is None, source=source)
     if args.threshold is not None:
         raw["threshold"] = _threshold_option(args.threshold)
         raw.pop("fpr", None)
@@ -434,6 +434,24 @@ def command_leaks(args) -> int:
                                 "read, so the audit did not compare them; see errors.csv"] if failed else []):
         print(line("note", note), file=sys.stderr)
     return 1 if failed else 0
+
+
+def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source: str) -> dict:
+    """An audit config's data with --hashers in place of its hashers. As `run --hashers` does
+    (config.settings_of_hashers), the config's thresholds of the hashers left out go: they were not
+    wrong, only not chosen. The config's min_agree cannot be met by fewer hashers, which is
+    --hashers' doing as much as the file's, so the error names both."""
+    raw = {**raw, "hashers": hashers}
+    if isinstance(raw.get("threshold"), dict):
+        raw["threshold"] = {h: value for h, value in raw["threshold"].items() if h in hashers}
+    min_agree = raw.get("min_agree")
+    if keeps_min_agree and type(min_agree) is int and min_agree > len(set(hashers)) >= 1:
+        from harness.errors import ConfigError
+
+        count = len(set(hashers))
+        raise ConfigError("--hashers", ",".join(hashers), f"{count} {'hasher' if count == 1 else 'hashers'}, fewer "
+                          f"than min_agree: {min_agree} of {source}; choose more hashers or give --min-agree")
+    return raw
 
 
 def merged_splits(configured: dict, given: dict) -> dict:

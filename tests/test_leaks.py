@@ -970,3 +970,18 @@ def test_a_hasher_given_twice_a_threshold_is_refused(tmp_path, capsys):
     assert main(["leaks", "--train", "builtin:camera", "--test", "builtin:coffee", "--threshold", "pHash=8,pHash=9",
                  "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert one_line(capsys) == "error: --threshold: pHash: given twice; give each hasher one threshold"
+
+
+def test_hashers_chosen_on_the_command_line_drop_the_configs_thresholds_of_the_others(tmp_path, capsys):
+    """As `run --hashers` drops the settings of the hashers left out: the config's aHash threshold
+    was refused as "not a hasher of this audit", and its min_agree blamed on the file alone."""
+    config = tmp_path / "audit.yaml"
+    config.write_text("splits: {train: [builtin:camera], test: [builtin:coffee]}\nhashers: [aHash, pHash]\n"
+                      "threshold: {aHash: 6, pHash: 8}\nmin_agree: 2\n")
+    out = tmp_path / "out"
+    assert main(["leaks", str(config), "--hashers", "pHash", "--out", str(out), "--quiet"]) == 2
+    assert one_line(capsys) == (f"error: --hashers: pHash: 1 hasher, fewer than min_agree: 2 of {config}; choose "
+                                "more hashers or give --min-agree")
+    assert main(["leaks", str(config), "--hashers", "pHash", "--min-agree", "1", "--out", str(out), "--quiet"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["hashers"] == ["pHash"] and saved["threshold"] == {"pHash": 8} and saved["min_agree"] == 1
