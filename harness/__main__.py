@@ -524,7 +524,7 @@ def command_validate(args) -> int:
                          import_plugins=args.import_plugins)
     unlisted: list = []
     sources, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed,
-                                     unlisted)
+                                     unlisted, option=config.images_option)
     notes += [f"cannot list the folder {display_path(folder)} ({reason}): a run leaves its files out"
               for folder, reason in unlisted]
     families: dict[str, int] = {}

@@ -162,6 +162,9 @@ class Config:
     # parameters checked. A config parsed without importing them is for `validate` only, never run.
     plugins: tuple[tuple[str, str, str], ...] = ()
     plugins_imported: bool = True
+    # The option that replaced the config's images (--images; the API's `images`), which errors about
+    # them name; None: they are the config's own, named by its file and key.
+    images_option: str | None = field(default=None, compare=False)
 
     def reproducible(self) -> dict:
         """The config as YAML data that `run` accepts and that reproduces this run's tables: the
@@ -239,14 +242,15 @@ SWEEP_KEYS = {"family", "label", "labels", "values", "a", "b"}
 
 
 def load_config(path: str, images: list[str] | None = None, hashers: list[str] | None = None,
-                import_plugins: bool = True, hashers_option: str = "--hashers") -> Config:
-    """Read and validate a config; `images` / `hashers` are the CLI's overrides (`hashers_option`
-    is the name its errors give the latter). With `import_plugins=False` no plugin is imported (see
-    the module's docstring)."""
+                import_plugins: bool = True, hashers_option: str = "--hashers",
+                images_option: str = "--images") -> Config:
+    """Read and validate a config; `images` / `hashers` are the CLI's overrides (`images_option`
+    and `hashers_option` are the names their errors give them). With `import_plugins=False` no
+    plugin is imported (see the module's docstring)."""
     from harness.safe_yaml import read_config
 
     return parse_config(read_config(path), path, images, hashers, import_plugins=import_plugins,
-                        hashers_option=hashers_option)
+                        hashers_option=hashers_option, images_option=images_option)
 
 
 def check_text(raw: Any, source: str, images: Any = None) -> None:
@@ -309,7 +313,7 @@ def plain_data(raw: dict, source: str) -> dict:
 
 def parse_config(raw: Any, source: str, images: list[str] | None = None,
                  hashers: list[str] | None = None, import_plugins: bool = True,
-                 hashers_option: str = "--hashers") -> Config:
+                 hashers_option: str = "--hashers", images_option: str = "--images") -> Config:
     """A config's data (YAML's, or a dict built in Python: see plain_data) validated into a Config,
     which keeps a copy of its own (`raw`)."""
     if not isinstance(raw, dict):
@@ -373,7 +377,7 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
                   images=image_list, fallback_image=fallback, pairs=tuple(pairs),
                   hashers=tuple(hasher_specs), previews=previews, limit=limit, max_pixels=max_pixels,
                   max_side=max_side, impostors=impostors, detection=detection, raw=raw, plugins=tuple(plugins),
-                  plugins_imported=import_plugins)
+                  plugins_imported=import_plugins, images_option=images_option if images is not None else None)
 
 
 def _section(cls, given, source, key):

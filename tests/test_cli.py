@@ -275,3 +275,21 @@ def test_an_empty_output_or_a_name_that_is_no_plain_name_is_refused(tmp_path, ca
     leak_config.write_text(f"splits: {{train: [builtin:camera], test: [builtin:coffee]}}\nthreshold: 8\n{line}\n")
     status, out, err = run_main(capsys, "leaks", str(leak_config), "--quiet")
     assert status == 2 and err.startswith(f"error: {leak_config}: {message}"), err
+
+
+@pytest.mark.parametrize("command", [["validate"], ["run", "--quiet"]])
+def test_an_images_option_that_names_nothing_is_named_as_the_option(tmp_path, capsys, monkeypatch, command):
+    """The config's file and key were blamed for a path the user typed on the command line."""
+    monkeypatch.chdir(tmp_path)  # run's default output, reports/NAME, goes here
+    pattern = str(tmp_path / "nomatch*" / "*.png")
+    status, _, err = run_main(capsys, command[0], write_config(tmp_path), *command[1:], "--images", "builtin:camera",
+                              pattern)
+    assert status == 2 and err == f"error: --images: no files match '{pattern}'\n", err
+
+
+def test_the_apis_images_argument_is_named_when_it_names_nothing(tmp_path):
+    import harness
+
+    pattern = str(tmp_path / "nomatch*" / "*.png")
+    with pytest.raises(harness.ConfigError, match=r"^images: no files match "):
+        harness.evaluate(write_config(tmp_path), images=[pattern])
