@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a config and count its work, without running it",
                                    description="Check a config as `run` would (keys, names, parameters, "
-                                               "image sources) and summarise it; runs nothing: loads no "
+                                               "image sources, output directory), or a leak audit's config "
+                                               "(one with splits) as `leaks` would, and summarise it; runs "
+                                               "nothing and writes nothing: loads no "
                                                "model, reads no pixels and imports no plugin (it lists "
                                                "the plugins `run` would import) unless --import-plugins. "
                                                "Exit status 0 when valid, 2 when not.")
@@ -121,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples: python -m harness leaks --train data/train --test data/test --hashers pHash --threshold 8; "
                "python -m harness leaks audit.yaml. " + EPILOG)
     leaks.add_argument("config", metavar="CONFIG", nargs="?", help="YAML config of the audit (the options override it)")
-    leaks.add_argument("--train", nargs="+", action="extend", metavar="PATH", help="the training split: files, directories, globs, "
-                                                                  "builtin:NAME, or hash tables (.csv/.parquet)")
+    leaks.add_argument("--train", nargs="+", action="extend", metavar="PATH",
+                       help="the training split: files, directories, globs, builtin:NAME, or hash tables "
+                            "(.csv/.parquet); repeat it to add more")
     leaks.add_argument("--test", nargs="+", action="extend", metavar="PATH", help="the test split, as --train")
     leaks.add_argument("--split", action="append", metavar="NAME=PATH", default=[],
                        help="another split (repeat it; e.g. --split val=data/val), audited between train and test")
@@ -310,13 +313,9 @@ def _remove_unused(out_dir: str) -> None:
 def command_run(args) -> int:
     from harness import api, report, schema, storage
     from harness.config import load_config
-    from harness.images import fallback_in_use
 
-    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers))
-    out_dir = args.out or config.output
-    if not args.out and fallback_in_use(config.images, config.fallback_image):
-        # The stand-in's numbers must not replace a report made from the real image.
-        out_dir = f"{config.output}-{config.fallback_image.rpartition(':')[2]}"
+    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers), output=args.out)
+    out_dir = args.out or default_output(config)
     with removed_if_unused(out_dir):
         cache = checked_output(args, out_dir, config.images)
         evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
@@ -349,6 +348,16 @@ def command_run(args) -> int:
     for note in [n for n in notes if n not in fixes] + fixes:  # the fixes last, where they are seen
         print(line("note", note), file=sys.stderr)
     return 1 if evaluation.failures else 0
+
+
+def default_output(config) -> str:
+    """Where `run` writes without --out: the config's output, or with the stand-in image its own
+    directory (the stand-in's numbers must not replace a report made from the real image)."""
+    from harness.images import fallback_in_use
+
+    if fallback_in_use(config.images, config.fallback_image):
+        return f"{config.output}-{config.fallback_image.rpartition(':')[2]}"
+    return config.output
 
 
 def _check_text(value) -> None:
@@ -517,11 +526,17 @@ def command_report(args) -> int:
 
 
 def command_validate(args) -> int:
-    from harness.config import load_config
+    from harness import storage
+    from harness.config import parse_config
     from harness.images import display_path, resolve_sources
+    from harness.safe_yaml import read_config
 
-    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers),
-                         import_plugins=args.import_plugins)
+    raw = read_config(args.config)
+    if is_leak_config(raw):
+        return validate_leaks(args, raw)
+    config = parse_config(raw, args.config, images=args.images, hashers=hasher_list(args.hashers),
+                          import_plugins=args.import_plugins)
+    storage.check_output_place(default_output(config), images=config.images)  # as `run` does, before the images
     unlisted: list = []
     sources, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed,
                                      unlisted, option=config.images_option)
@@ -545,6 +560,41 @@ def command_validate(args) -> int:
         else:
             print(f"  plugins: not imported: {named}; `run` imports them (running their module code), "
                   "`validate --import-plugins` imports and checks them and their parameters")
+    for note in notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def is_leak_config(raw) -> bool:
+    """A leak audit's config (the config.yaml an audit writes too): splits, and none of the keys
+    only a run's config has (one with both is a run's config with a stray key, refused as such)."""
+    return isinstance(raw, dict) and "splits" in raw and not {"images", "sweeps"} & set(raw)
+
+
+def validate_leaks(args, raw: dict) -> int:
+    """`validate` of a leak audit's config: checked by the audit's own parser, each split's
+    sources listed (no image is read) and the output directory checked, as `leaks` would."""
+    from harness import leaks, storage
+    from harness.errors import ConfigError
+
+    if args.images is not None:
+        raise ConfigError("--images", "", f"{args.config} is a leak audit's config, whose images are its splits; "
+                                          "give them there (or to `leaks --train/--test`)")
+    if args.hashers is not None:
+        raw = chosen_hashers(raw, hasher_list(args.hashers), keeps_min_agree=True, source=args.config)
+    config = leaks.leak_config(raw, args.config)
+    counts, notes = leaks.count_split_files(config)
+    storage.check_output_place(config.output, images=[e for _, entries in config.splits for e in entries],
+                               reads={"calibration": config.calibration})
+    if config.threshold:
+        how = ", ".join(f"{h} <= {value:g}" for h, value in config.threshold.items())
+    else:
+        how = f"fpr {config.fpr:g}" if config.fpr is not None else "from the run"
+    print(f"{config.source}: valid leak audit ({config.name})")
+    print("  splits:  " + ", ".join(f"{name}: {count}" for name, count in counts.items()))
+    print("  hashers: " + ", ".join(h.id for h in config.hashers) + f"; threshold {how}"
+          + (f"; calibration {config.calibration}" if config.calibration else "")
+          + (f"; flagged when {config.min_agree} agree" if config.min_agree > 1 else ""))
     for note in notes:
         print(f"  note: {note}")
     return 0

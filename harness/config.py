@@ -243,14 +243,14 @@ SWEEP_KEYS = {"family", "label", "labels", "values", "a", "b"}
 
 def load_config(path: str, images: list[str] | None = None, hashers: list[str] | None = None,
                 import_plugins: bool = True, hashers_option: str = "--hashers",
-                images_option: str = "--images") -> Config:
-    """Read and validate a config; `images` / `hashers` are the CLI's overrides (`images_option`
-    and `hashers_option` are the names their errors give them). With `import_plugins=False` no
-    plugin is imported (see the module's docstring)."""
+                images_option: str = "--images", output: str | None = None) -> Config:
+    """Read and validate a config; `images` / `hashers` / `output` are the CLI's overrides
+    (`images_option` and `hashers_option` are the names their errors give them). With
+    `import_plugins=False` no plugin is imported (see the module's docstring)."""
     from harness.safe_yaml import read_config
 
     return parse_config(read_config(path), path, images, hashers, import_plugins=import_plugins,
-                        hashers_option=hashers_option, images_option=images_option)
+                        hashers_option=hashers_option, images_option=images_option, output=output)
 
 
 def check_text(raw: Any, source: str, images: Any = None) -> None:
@@ -313,7 +313,8 @@ def plain_data(raw: dict, source: str) -> dict:
 
 def parse_config(raw: Any, source: str, images: list[str] | None = None,
                  hashers: list[str] | None = None, import_plugins: bool = True,
-                 hashers_option: str = "--hashers", images_option: str = "--images") -> Config:
+                 hashers_option: str = "--hashers", images_option: str = "--images",
+                 output: str | None = None) -> Config:
     """A config's data (YAML's, or a dict built in Python: see plain_data) validated into a Config,
     which keeps a copy of its own (`raw`)."""
     if not isinstance(raw, dict):
@@ -325,8 +326,9 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
         if key not in raw:
             raise ConfigError(source, key, "missing; a config needs images, sweeps and hashers")
 
-    name = run_name(raw.get("name", os.path.splitext(os.path.basename(source))[0]), source)
-    output = output_path(raw.get("output", os.path.join("reports", name)), source)
+    names_output = output is None and "output" not in raw  # else the command line's --out, or the config's
+    name = run_name(raw.get("name", os.path.splitext(os.path.basename(source))[0]), source, names_output)
+    output = output_path(output if output is not None else raw.get("output", os.path.join("reports", name)), source)
     seed = _typed(raw.get("seed", 0), int, source, "seed")
     if not 0 <= seed < 1 << 64:  # numpy's generators take seeds >= 0; 64 bits are plenty
         raise ConfigError(source, "seed", f"must be from 0 to 2**64 - 1, got {shown(seed)}")
@@ -400,13 +402,16 @@ def _check(func, source, key):
         raise ConfigError(source, key, str(exc)) from None
 
 
-def run_name(value, source: str) -> str:
-    """`name`: one folder's name, as the default output is reports/NAME: an empty one wrote into
-    reports/ itself, and a separator (`a/b`, `../x`) put the outputs elsewhere."""
+def run_name(value, source: str, names_output: bool) -> str:
+    """`name`: not empty (it titles the summary); and where it names the output directory
+    (`names_output`: no output given, so reports/NAME), one folder's name: an empty one wrote into
+    reports/ itself, and a separator (`a/b`, `../x`) put the outputs elsewhere. A name with a
+    given output is only a title, and may hold any text."""
     name = _typed(value, str, source, "name")
-    if not name.strip() or name in (".", "..") or any(sep in name for sep in ("/", os.sep, os.altsep) if sep):
-        raise ConfigError(source, "name", f"expected a plain name, without '/' (the outputs go to reports/NAME), "
-                                          f"got {shown(name)}")
+    if not name.strip() or names_output and (
+            name in (".", "..") or any(sep in name for sep in ("/", os.sep, os.altsep) if sep)):
+        raise ConfigError(source, "name", f"expected a plain name, without '/' (the outputs go to reports/NAME, "
+                                          f"unless output is given), got {shown(name)}")
     return name
 
 

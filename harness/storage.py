@@ -84,8 +84,15 @@ def _where(out_dir: str) -> str:
 
 
 def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None:
-    """Fail before any work unless `out_dir` can take a run's outputs: new, empty, or a
-    harness output directory, writable, and apart from the run's images (`images`, the
+    """Fail before any work unless `out_dir` can take a run's outputs: in a place that can take
+    them (check_output_place), and writable, which is tried by creating it and a file in it."""
+    check_output_place(out_dir, images, reads)
+    _check_writable(os.path.normpath(out_dir))
+
+
+def check_output_place(out_dir: str, images=(), reads: dict | None = None) -> None:
+    """What check_output_dir checks without writing anything (`validate` writes nothing): `out_dir`
+    is new, empty, or a harness output directory, and apart from the run's images (`images`, the
     config's entries): outputs written inside an image folder would be read as images by
     the next run, and images inside `out_dir` would go when the outputs replace it. The
     same holds for the other folders the command reads (`reads`: key -> path, an audit's
@@ -116,6 +123,10 @@ def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None
                 os.path.join(out_dir, RUN)) else "not empty and not a harness output directory"
             raise HarnessError(f"{_where(out_dir)}: {what} (it holds {_shown_list(foreign)}); outputs replace the "
                                "whole directory, so choose a new or empty one")
+
+
+def _check_writable(out_dir: str) -> None:
+    """`out_dir` can be made and written in, and a staging folder made beside it (it is made here)."""
     try:
         os.makedirs(out_dir, exist_ok=True)
         handle, probe = tempfile.mkstemp(dir=out_dir, prefix=PROBE)

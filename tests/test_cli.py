@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -256,13 +257,16 @@ def test_the_current_directory_or_one_above_is_refused_as_output_before_any_work
     assert os.listdir(here) == [] and set(os.listdir(tmp_path)) <= {"config.yaml", "work"}
 
 
+PLAIN_NAME = "name: expected a plain name, without '/' (the outputs go to reports/NAME, unless output is given)"
+
+
 @pytest.mark.parametrize("line, message", [
     ("output: ''", "output: empty; give a directory, or leave output out for reports/NAME"),
     ("output: '  '", "output: empty; give a directory"),
-    ("name: ''", "name: expected a plain name, without '/' (the outputs go to reports/NAME), got ''"),
-    ("name: a/b", "name: expected a plain name, without '/' (the outputs go to reports/NAME), got 'a/b'"),
-    ("name: ../../escape", "name: expected a plain name"),
-    ("name: '..'", "name: expected a plain name"),
+    ("name: ''", f"{PLAIN_NAME}, got ''"),
+    ("name: a/b", f"{PLAIN_NAME}, got 'a/b'"),
+    ("name: ../../escape", PLAIN_NAME),
+    ("name: '..'", PLAIN_NAME),
 ])
 def test_an_empty_output_or_a_name_that_is_no_plain_name_is_refused(tmp_path, capsys, line, message):
     """`output: ''` wrote into the current directory; `name: ''` into reports/ itself; `name: a/b` nested it."""
@@ -293,3 +297,49 @@ def test_the_apis_images_argument_is_named_when_it_names_nothing(tmp_path):
     pattern = str(tmp_path / "nomatch*" / "*.png")
     with pytest.raises(harness.ConfigError, match=r"^images: no files match "):
         harness.evaluate(write_config(tmp_path), images=[pattern])
+
+
+def test_validate_refuses_an_output_directory_that_run_refuses_and_writes_nothing(tmp_path, capsys):
+    """validate said valid, and run refused before any work: the output inside the image folder."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    config = tmp_path / "inside.yaml"
+    config.write_text(f"images: ['{photos}']\noutput: '{photos / 'report'}'\nhashers: [aHash]\n"
+                      "sweeps: [{family: g, b: grayscale}]\n")
+    status, out, err = run_main(capsys, "validate", str(config))
+    assert status == 2 and out == ""
+    assert err.startswith(f"error: {photos / 'report'}: the output directory is inside the image folder {photos} "
+                          "(images[0])"), err
+    assert os.listdir(photos) == ["a.png"]
+
+
+def test_validate_checks_a_leak_audits_config_with_the_audits_parser(tmp_path, capsys, monkeypatch):
+    """A config with splits (the config.yaml an audit writes too) was refused: "splits: unknown key"."""
+    monkeypatch.chdir(tmp_path)
+    audit = tmp_path / "audit.yaml"
+    audit.write_text("splits: {train: [builtin:camera, builtin:moon], test: [builtin:coffee]}\n"
+                     "hashers: [aHash, pHash]\nthreshold: {aHash: 6, pHash: 8}\n")
+    status, out, err = run_main(capsys, "validate", str(audit))
+    assert (status, err) == (0, "")
+    assert out == (f"{audit}: valid leak audit (leaks)\n  splits:  train: 2 files, test: 1 file\n"
+                   "  hashers: aHash, pHash; threshold aHash <= 6, pHash <= 8\n")
+    assert run_main(capsys, "leaks", str(audit), "--out", "first", "--quiet")[0] == 0
+    status, out, _ = run_main(capsys, "validate", str(tmp_path / "first" / "config.yaml"), "--hashers", "pHash")
+    assert status == 0 and "hashers: pHash; threshold pHash <= 8" in out, out
+    audit.write_text("splits: {train: [builtin:camera], test: [nothere.png]}\ntreshold: 8\n")
+    status, out, err = run_main(capsys, "validate", str(audit))
+    assert status == 2 and err == f"error: {audit}: treshold: unknown key; did you mean 'threshold'?\n"
+    audit.write_text("splits: {train: [builtin:camera], test: [nothere.png]}\nthreshold: 8\n")
+    status, out, err = run_main(capsys, "validate", str(audit))
+    assert status == 2 and err == f"error: {audit}: splits.test[0]: no image file at 'nothere.png'\n", err
+    assert sorted(os.listdir(tmp_path)) == ["audit.yaml", "first"]  # validate wrote nothing
+
+
+def test_a_name_with_a_slash_is_a_title_where_an_output_is_given(tmp_path, capsys):
+    config = write_config(tmp_path)
+    with open(config, "a") as handle:
+        handle.write("name: before/after\n")
+    status, _, err = run_main(capsys, "run", config, "--out", str(tmp_path / "out"), "--quiet")
+    assert status == 0, err
+    assert "# before/after" in (tmp_path / "out" / "summary.md").read_text()
