@@ -27,11 +27,13 @@ EPILOG = ("Exit status: 0 all done; 1 finished, but some images, transforms or h
 
 def add_selection(command: argparse.ArgumentParser) -> None:
     """--images and --hashers, which `run` and `validate` take alike."""
-    command.add_argument("--images", nargs="+", metavar="PATH",
+    # A list option given twice adds to the list (argparse's default keeps the last and drops the
+    # first in silence); "extend" and "append" are how argparse joins repeated occurrences.
+    command.add_argument("--images", nargs="+", action="extend", metavar="PATH",
                          help="images that replace the config's: files, directories, globs, builtin:NAME or "
-                              "builtin:skimage")
-    command.add_argument("--hashers", metavar="NAME[,NAME...]",
-                         help="only these of the config's hashers (comma-separated)")
+                              "builtin:skimage (repeat it to add more)")
+    command.add_argument("--hashers", action="append", metavar="NAME[,NAME...]",
+                         help="only these of the config's hashers (comma-separated, or repeat it)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -100,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a config and count its work, without running it",
                                    description="Check a config as `run` would (keys, names, parameters, "
-                                               "image sources) and summarise it; runs nothing: loads no "
+                                               "image sources, output directory), or a leak audit's config "
+                                               "(one with splits) as `leaks` would, and summarise it; runs "
+                                               "nothing and writes nothing: loads no "
                                                "model, reads no pixels and imports no plugin (it lists "
                                                "the plugins `run` would import) unless --import-plugins. "
                                                "Exit status 0 when valid, 2 when not.")
@@ -119,13 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples: python -m harness leaks --train data/train --test data/test --hashers pHash --threshold 8; "
                "python -m harness leaks audit.yaml. " + EPILOG)
     leaks.add_argument("config", metavar="CONFIG", nargs="?", help="YAML config of the audit (the options override it)")
-    leaks.add_argument("--train", nargs="+", metavar="PATH", help="the training split: files, directories, globs, "
-                                                                  "builtin:NAME, or hash tables (.csv/.parquet)")
-    leaks.add_argument("--test", nargs="+", metavar="PATH", help="the test split, as --train")
+    leaks.add_argument("--train", nargs="+", action="extend", metavar="PATH",
+                       help="the training split: files, directories, globs, builtin:NAME, or hash tables "
+                            "(.csv/.parquet); repeat it to add more")
+    leaks.add_argument("--test", nargs="+", action="extend", metavar="PATH", help="the test split, as --train")
     leaks.add_argument("--split", action="append", metavar="NAME=PATH", default=[],
                        help="another split (repeat it; e.g. --split val=data/val), audited between train and test")
-    leaks.add_argument("--hashers", metavar="NAME[,NAME...]", help="hashers (default pHash); with a hash table "
-                                                                   "as a source, the one hasher that made it")
+    leaks.add_argument("--hashers", action="append", metavar="NAME[,NAME...]",
+                       help="hashers (default pHash; comma-separated, or repeat it); with a hash table as a source, "
+                            "the one hasher that made it")
     how = leaks.add_mutually_exclusive_group()
     how.add_argument("--threshold", metavar="N | NAME=N,...", help="flag pairs at or below this distance "
                                                                   "(one for all hashers, or per hasher)")
@@ -307,13 +313,9 @@ def _remove_unused(out_dir: str) -> None:
 def command_run(args) -> int:
     from harness import api, report, schema, storage
     from harness.config import load_config
-    from harness.images import fallback_in_use
 
-    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers))
-    out_dir = args.out or config.output
-    if not args.out and fallback_in_use(config.images, config.fallback_image):
-        # The stand-in's numbers must not replace a report made from the real image.
-        out_dir = f"{config.output}-{config.fallback_image.rpartition(':')[2]}"
+    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers), output=args.out)
+    out_dir = args.out or default_output(config)
     with removed_if_unused(out_dir):
         cache = checked_output(args, out_dir, config.images)
         evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
@@ -346,6 +348,16 @@ def command_run(args) -> int:
     for note in [n for n in notes if n not in fixes] + fixes:  # the fixes last, where they are seen
         print(line("note", note), file=sys.stderr)
     return 1 if evaluation.failures else 0
+
+
+def default_output(config) -> str:
+    """Where `run` writes without --out: the config's output, or with the stand-in image its own
+    directory (the stand-in's numbers must not replace a report made from the real image)."""
+    from harness.images import fallback_in_use
+
+    if fallback_in_use(config.images, config.fallback_image):
+        return f"{config.output}-{config.fallback_image.rpartition(':')[2]}"
+    return config.output
 
 
 def _check_text(value) -> None:
@@ -402,7 +414,7 @@ def command_leaks(args) -> int:
         splits = merged_splits(splits, given)
     raw = {**raw, "splits": splits}
     if args.hashers is not None:
-        raw["hashers"] = hasher_list(args.hashers)
+        raw = chosen_hashers(raw, hasher_list(args.hashers), keeps_min_agree=args.min_agree is None, source=source)
     if args.threshold is not None:
         raw["threshold"] = _threshold_option(args.threshold)
         raw.pop("fpr", None)
@@ -431,6 +443,24 @@ def command_leaks(args) -> int:
                                 "read, so the audit did not compare them; see errors.csv"] if failed else []):
         print(line("note", note), file=sys.stderr)
     return 1 if failed else 0
+
+
+def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source: str) -> dict:
+    """An audit config's data with --hashers in place of its hashers. As `run --hashers` does
+    (config.settings_of_hashers), the config's thresholds of the hashers left out go: they were not
+    wrong, only not chosen. The config's min_agree cannot be met by fewer hashers, which is
+    --hashers' doing as much as the file's, so the error names both."""
+    raw = {**raw, "hashers": hashers}
+    if isinstance(raw.get("threshold"), dict):
+        raw["threshold"] = {h: value for h, value in raw["threshold"].items() if h in hashers}
+    min_agree = raw.get("min_agree")
+    if keeps_min_agree and type(min_agree) is int and min_agree > len(set(hashers)) >= 1:
+        from harness.errors import ConfigError
+
+        count = len(set(hashers))
+        raise ConfigError("--hashers", ",".join(hashers), f"{count} {'hasher' if count == 1 else 'hashers'}, fewer "
+                          f"than min_agree: {min_agree} of {source}; choose more hashers or give --min-agree")
+    return raw
 
 
 def merged_splits(configured: dict, given: dict) -> dict:
@@ -476,6 +506,8 @@ def _threshold_option(text: str):
         name, sep, value = part.partition("=")
         if not sep:
             raise ConfigError("--threshold", part, "expected NAME=N, e.g. pHash=8,PDQ=31")
+        if name.strip() in thresholds:  # which of the two was meant is not ours to guess
+            raise ConfigError("--threshold", name.strip(), "given twice; give each hasher one threshold")
         thresholds[name.strip()] = number(value.strip(), name.strip())
     return thresholds
 
@@ -494,14 +526,20 @@ def command_report(args) -> int:
 
 
 def command_validate(args) -> int:
-    from harness.config import load_config
+    from harness import storage
+    from harness.config import parse_config
     from harness.images import display_path, resolve_sources
+    from harness.safe_yaml import read_config
 
-    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers),
-                         import_plugins=args.import_plugins)
+    raw = read_config(args.config)
+    if is_leak_config(raw):
+        return validate_leaks(args, raw)
+    config = parse_config(raw, args.config, images=args.images, hashers=hasher_list(args.hashers),
+                          import_plugins=args.import_plugins)
+    storage.check_output_place(default_output(config), images=config.images)  # as `run` does, before the images
     unlisted: list = []
     sources, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed,
-                                     unlisted)
+                                     unlisted, option=config.images_option)
     notes += [f"cannot list the folder {display_path(folder)} ({reason}): a run leaves its files out"
               for folder, reason in unlisted]
     families: dict[str, int] = {}
@@ -522,6 +560,41 @@ def command_validate(args) -> int:
         else:
             print(f"  plugins: not imported: {named}; `run` imports them (running their module code), "
                   "`validate --import-plugins` imports and checks them and their parameters")
+    for note in notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def is_leak_config(raw) -> bool:
+    """A leak audit's config (the config.yaml an audit writes too): splits, and none of the keys
+    only a run's config has (one with both is a run's config with a stray key, refused as such)."""
+    return isinstance(raw, dict) and "splits" in raw and not {"images", "sweeps"} & set(raw)
+
+
+def validate_leaks(args, raw: dict) -> int:
+    """`validate` of a leak audit's config: checked by the audit's own parser, each split's
+    sources listed (no image is read) and the output directory checked, as `leaks` would."""
+    from harness import leaks, storage
+    from harness.errors import ConfigError
+
+    if args.images is not None:
+        raise ConfigError("--images", "", f"{args.config} is a leak audit's config, whose images are its splits; "
+                                          "give them there (or to `leaks --train/--test`)")
+    if args.hashers is not None:
+        raw = chosen_hashers(raw, hasher_list(args.hashers), keeps_min_agree=True, source=args.config)
+    config = leaks.leak_config(raw, args.config)
+    counts, notes = leaks.count_split_files(config)
+    storage.check_output_place(config.output, images=[e for _, entries in config.splits for e in entries],
+                               reads={"calibration": config.calibration})
+    if config.threshold:
+        how = ", ".join(f"{h} <= {value:g}" for h, value in config.threshold.items())
+    else:
+        how = f"fpr {config.fpr:g}" if config.fpr is not None else "from the run"
+    print(f"{config.source}: valid leak audit ({config.name})")
+    print("  splits:  " + ", ".join(f"{name}: {count}" for name, count in counts.items()))
+    print("  hashers: " + ", ".join(h.id for h in config.hashers) + f"; threshold {how}"
+          + (f"; calibration {config.calibration}" if config.calibration else "")
+          + (f"; flagged when {config.min_agree} agree" if config.min_agree > 1 else ""))
     for note in notes:
         print(f"  note: {note}")
     return 0
@@ -566,10 +639,12 @@ def workers_option(text: str) -> int | None:
     return value
 
 
-def hasher_list(option: str | None) -> list[str] | None:
-    """--hashers "a, b" -> ["a", "b"]; an empty one ("" or ",") is an empty selection, which the
-    config refuses, not all of its hashers."""
-    return [h.strip() for h in option.split(",") if h.strip()] if option is not None else None
+def hasher_list(options: list[str] | None) -> list[str] | None:
+    """--hashers "a, b" --hashers c -> ["a", "b", "c"] (each occurrence of the option, in order); an
+    empty one ("" or ",") is an empty selection, which the config refuses, not all of its hashers."""
+    if options is None:
+        return None
+    return [h.strip() for option in options for h in option.split(",") if h.strip()]
 
 
 GC_YOUNG = 20_000  # the collector's first threshold in a command-line process (see entry)

@@ -192,14 +192,16 @@ def resolve_config(config, images=None, hashers=None):
 
     images, hashers = _strings("images", images), _strings("hashers", hashers)
     if isinstance(config, (str, os.PathLike)):
-        return load_config(os.fspath(config), images=images, hashers=hashers, hashers_option="hashers")
+        return load_config(os.fspath(config), images=images, hashers=hashers, hashers_option="hashers",
+                           images_option="images")
     if isinstance(config, dict):
-        return parse_config(config, "<dict>", images, hashers, hashers_option="hashers")
+        return parse_config(config, "<dict>", images, hashers, hashers_option="hashers", images_option="images")
     if isinstance(config, Config):
         if images is None and hashers is None and config.plugins_imported:
             return config
         # Parsed without importing its plugins (as `validate` does): parse it again, importing them.
-        return parse_config(config.raw, config.source, images, hashers, hashers_option="hashers")
+        return parse_config(config.raw, config.source, images, hashers, hashers_option="hashers",
+                            images_option="images")
     raise HarnessError(f"config: expected a YAML path, a dict or a Config, got {type(config).__name__}")
 
 

@@ -125,6 +125,19 @@ class DetectionSpec:
         for hasher, value in self.thresholds.items():
             if as_distance(value) is None:
                 raise ValueError(f"thresholds: {hasher}: expected a distance >= 0, got {shown(value)}")
+        for key, targets in (("fpr", self.fpr), ("precision", self.precision)):
+            _check_unique_points(key, targets)
+
+
+def _check_unique_points(key: str, targets) -> None:
+    """Each operating point once: its name (metrics: "fpr=0.01", six significant digits) is a row's
+    key in thresholds.csv and detection.csv, so 0.1 and 0.10 would make two rows of one point."""
+    seen = set()
+    for target in targets:
+        point = f"{key}={target:g}"
+        if point in seen:
+            raise ValueError(f"{key}: a value is listed twice ({point})")
+        seen.add(point)
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,9 @@ class Config:
     # parameters checked. A config parsed without importing them is for `validate` only, never run.
     plugins: tuple[tuple[str, str, str], ...] = ()
     plugins_imported: bool = True
+    # The option that replaced the config's images (--images; the API's `images`), which errors about
+    # them name; None: they are the config's own, named by its file and key.
+    images_option: str | None = field(default=None, compare=False)
 
     def reproducible(self) -> dict:
         """The config as YAML data that `run` accepts and that reproduces this run's tables: the
@@ -226,14 +242,15 @@ SWEEP_KEYS = {"family", "label", "labels", "values", "a", "b"}
 
 
 def load_config(path: str, images: list[str] | None = None, hashers: list[str] | None = None,
-                import_plugins: bool = True, hashers_option: str = "--hashers") -> Config:
-    """Read and validate a config; `images` / `hashers` are the CLI's overrides (`hashers_option`
-    is the name its errors give the latter). With `import_plugins=False` no plugin is imported (see
-    the module's docstring)."""
+                import_plugins: bool = True, hashers_option: str = "--hashers",
+                images_option: str = "--images", output: str | None = None) -> Config:
+    """Read and validate a config; `images` / `hashers` / `output` are the CLI's overrides
+    (`images_option` and `hashers_option` are the names their errors give them). With
+    `import_plugins=False` no plugin is imported (see the module's docstring)."""
     from harness.safe_yaml import read_config
 
     return parse_config(read_config(path), path, images, hashers, import_plugins=import_plugins,
-                        hashers_option=hashers_option)
+                        hashers_option=hashers_option, images_option=images_option, output=output)
 
 
 def check_text(raw: Any, source: str, images: Any = None) -> None:
@@ -296,7 +313,8 @@ def plain_data(raw: dict, source: str) -> dict:
 
 def parse_config(raw: Any, source: str, images: list[str] | None = None,
                  hashers: list[str] | None = None, import_plugins: bool = True,
-                 hashers_option: str = "--hashers") -> Config:
+                 hashers_option: str = "--hashers", images_option: str = "--images",
+                 output: str | None = None) -> Config:
     """A config's data (YAML's, or a dict built in Python: see plain_data) validated into a Config,
     which keeps a copy of its own (`raw`)."""
     if not isinstance(raw, dict):
@@ -308,8 +326,9 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
         if key not in raw:
             raise ConfigError(source, key, "missing; a config needs images, sweeps and hashers")
 
-    name = _typed(raw.get("name", os.path.splitext(os.path.basename(source))[0]), str, source, "name")
-    output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")
+    names_output = output is None and "output" not in raw  # else the command line's --out, or the config's
+    name = run_name(raw.get("name", os.path.splitext(os.path.basename(source))[0]), source, names_output)
+    output = output_path(output if output is not None else raw.get("output", os.path.join("reports", name)), source)
     seed = _typed(raw.get("seed", 0), int, source, "seed")
     if not 0 <= seed < 1 << 64:  # numpy's generators take seeds >= 0; 64 bits are plenty
         raise ConfigError(source, "seed", f"must be from 0 to 2**64 - 1, got {shown(seed)}")
@@ -360,7 +379,7 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
                   images=image_list, fallback_image=fallback, pairs=tuple(pairs),
                   hashers=tuple(hasher_specs), previews=previews, limit=limit, max_pixels=max_pixels,
                   max_side=max_side, impostors=impostors, detection=detection, raw=raw, plugins=tuple(plugins),
-                  plugins_imported=import_plugins)
+                  plugins_imported=import_plugins, images_option=images_option if images is not None else None)
 
 
 def _section(cls, given, source, key):
@@ -381,6 +400,27 @@ def _check(func, source, key):
         return func()
     except (ValueError, UnknownName) as exc:
         raise ConfigError(source, key, str(exc)) from None
+
+
+def run_name(value, source: str, names_output: bool) -> str:
+    """`name`: not empty (it titles the summary); and where it names the output directory
+    (`names_output`: no output given, so reports/NAME), one folder's name: an empty one wrote into
+    reports/ itself, and a separator (`a/b`, `../x`) put the outputs elsewhere. A name with a
+    given output is only a title, and may hold any text."""
+    name = _typed(value, str, source, "name")
+    if not name.strip() or names_output and (
+            name in (".", "..") or any(sep in name for sep in ("/", os.sep, os.altsep) if sep)):
+        raise ConfigError(source, "name", f"expected a plain name, without '/' (the outputs go to reports/NAME, "
+                                          f"unless output is given), got {shown(name)}")
+    return name
+
+
+def output_path(value, source: str) -> str:
+    """`output`: a directory; an empty one is refused as `--out ''` is (it would be the current directory)."""
+    output = _typed(value, str, source, "output")
+    if not output.strip():
+        raise ConfigError(source, "output", "empty; give a directory, or leave output out for reports/NAME")
+    return output
 
 
 def _typed(value, kind, source, key):

@@ -859,14 +859,15 @@ def fallback_in_use(images: tuple[str, ...], fallback: str | None) -> bool:
 
 
 def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source: str,
-                    limit: int | None = None, seed: int = 0,
-                    unlisted: list | None = None) -> tuple[list[str], list[str]]:
+                    limit: int | None = None, seed: int = 0, unlisted: list | None = None,
+                    option: str | None = None) -> tuple[list[str], list[str]]:
     """The sources to load, and notes for the user.
 
     The fallback stands in only when none of the entries names an existing image
     (the article's image is not distributed); otherwise an entry that names
     nothing is an error. `limit` keeps a seeded random sample, in listing order.
-    Folders that cannot be listed go to `unlisted` (see expand_source).
+    Folders that cannot be listed go to `unlisted` (see expand_source). An entry's error names
+    `option` (--images) when the images came from it, else the config's file and key.
     """
     from harness.errors import ConfigError
 
@@ -879,7 +880,8 @@ def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source
         try:
             sources += expand_source(entry, unlisted, notes, images)
         except ValueError as exc:
-            raise ConfigError(config_source, f"images[{i}]", str(exc)) from None
+            raise (ConfigError(option, "", str(exc)) if option else
+                   ConfigError(config_source, f"images[{i}]", str(exc))) from None
     unique: dict = {}  # an image listed twice (or one file reached by two paths) counts once, first where listed
     for source in sources:
         unique.setdefault(file_identity(source), source)

@@ -40,7 +40,7 @@ import pandas as pd
 
 from harness.cache import HashCache, digest
 from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance,
-                            Snapshot, check_text, plain_data, whole_number)
+                            Snapshot, check_text, output_path, plain_data, run_name, whole_number)
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
 from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source, file_identity
@@ -166,8 +166,8 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
     limits = {}
     for key, bounds in (("max_pixels", MAX_PIXELS_RANGE), ("max_side", (16,)), ("max_flags", (1,))):
         limits[key] = whole_number(raw.get(key), source, key, *bounds)
-    name = _typed(raw.get("name", "leaks"), str, source, "name")
-    output = _typed(raw.get("output", os.path.join("reports", name)), str, source, "output")
+    name = run_name(raw.get("name", "leaks"), source, "output" not in raw)
+    output = output_path(raw.get("output", os.path.join("reports", name)), source)
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,
                       min_agree, limits["max_pixels"], limits["max_side"], limits["max_flags"] or DEFAULT_MAX_FLAGS,
                       raw, tuple((split_options or {}).items()))
@@ -552,6 +552,21 @@ def _nameable(paths: list[str], errors: list) -> list[str]:
             continue
         errors.append({"image": shown_name, "image_id": "", "stage": "read", "reason": reason})
     return kept
+
+
+def count_split_files(config: LeakConfig) -> tuple[dict[str, str], list[str]]:
+    """What `validate` says of each split without reading an image: its image files (an entry that
+    names nothing fails, as in an audit) and its hash tables, which are read only by the audit."""
+    counts, notes = {}, []
+    for name, entries in config.splits:
+        unlisted: list = []
+        files = sum(len(found) for found in _listed(config, name, entries, unlisted, notes).values())
+        tables = sum(map(is_hash_table, entries))
+        counts[name] = f"{files} {'file' if files == 1 else 'files'}" + (
+            f" and {tables} hash {'table' if tables == 1 else 'tables'}" if tables else "")
+        notes += [f"cannot list the folder {display_path(folder)} ({reason}): the audit leaves its files out"
+                  for folder, reason in unlisted]
+    return counts, notes
 
 
 def _listed(config: LeakConfig, name: str, entries, unlisted: list, notes: list) -> dict[int, list[str]]:

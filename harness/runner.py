@@ -170,7 +170,7 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     versions = result_versions()
     unlisted: list[tuple[str, str]] = []
     paths, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed,
-                                   unlisted)
+                                   unlisted, option=config.images_option)
     check_sources_outside(paths, output)
     hashers, infos = prepare_hashers(config, skip_unavailable, versions)
     notes += [f"hasher {i.id} unavailable: {i.reason}" for i in infos if i.status == UNAVAILABLE]

@@ -84,13 +84,21 @@ def _where(out_dir: str) -> str:
 
 
 def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None:
-    """Fail before any work unless `out_dir` can take a run's outputs: new, empty, or a
-    harness output directory, writable, and apart from the run's images (`images`, the
+    """Fail before any work unless `out_dir` can take a run's outputs: in a place that can take
+    them (check_output_place), and writable, which is tried by creating it and a file in it."""
+    check_output_place(out_dir, images, reads)
+    _check_writable(os.path.normpath(out_dir))
+
+
+def check_output_place(out_dir: str, images=(), reads: dict | None = None) -> None:
+    """What check_output_dir checks without writing anything (`validate` writes nothing): `out_dir`
+    is new, empty, or a harness output directory, and apart from the run's images (`images`, the
     config's entries): outputs written inside an image folder would be read as images by
     the next run, and images inside `out_dir` would go when the outputs replace it. The
     same holds for the other folders the command reads (`reads`: key -> path, an audit's
     calibration run)."""
     out_dir = os.path.normpath(out_dir)  # "link/" is the link itself
+    _check_apart_from_here(out_dir)
     for key, path in (reads or {}).items():
         if path is not None and _within(os.path.realpath(path), os.path.realpath(out_dir)):
             raise HarnessError(f"{_where(out_dir)}: holds what the command reads ({key}: {_where(path)}), and the "
@@ -115,6 +123,10 @@ def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None
                 os.path.join(out_dir, RUN)) else "not empty and not a harness output directory"
             raise HarnessError(f"{_where(out_dir)}: {what} (it holds {_shown_list(foreign)}); outputs replace the "
                                "whole directory, so choose a new or empty one")
+
+
+def _check_writable(out_dir: str) -> None:
+    """`out_dir` can be made and written in, and a staging folder made beside it (it is made here)."""
     try:
         os.makedirs(out_dir, exist_ok=True)
         handle, probe = tempfile.mkstemp(dir=out_dir, prefix=PROBE)
@@ -131,6 +143,20 @@ def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None
         where = "the name is too long for it" if exc.errno == errno.ENAMETOOLONG else exc.strerror
         raise HarnessError(f"{_where(out_dir)}: the new outputs are built beside it, in {_where(parent)}, and "
                            f"cannot be ({where})") from None
+
+
+def _check_apart_from_here(out_dir: str) -> None:
+    """The outputs replace the whole output directory (renamed away, the new set renamed in): done to
+    the current directory or a folder above it, that fails at the end (`.`: the rename is refused,
+    after all the work, and every rerun the same) or moves the folder a shell stands in away."""
+    try:
+        here = os.path.realpath(os.getcwd())
+    except OSError:  # the current directory was removed: no output can be it
+        return
+    if _within(here, os.path.realpath(out_dir)):
+        what = "the current directory" if os.path.realpath(out_dir) == here else "a folder above the current directory"
+        raise HarnessError(f"{_where(out_dir)}: the output directory is {what}, which the outputs would replace "
+                           "whole; give a new folder for them, e.g. reports/mine")
 
 
 def check_cache_path(cache: str | None, out_dir: str) -> None:

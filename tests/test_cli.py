@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -214,3 +215,131 @@ def test_cache_and_no_cache_together_are_a_usage_error(command, capsys):
         main([*command, "--cache", "elsewhere.sqlite", "--no-cache"])
     assert stop.value.code == 2
     assert "--no-cache: not allowed with argument --cache" in capsys.readouterr().err
+
+
+# --- repeated options ------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["run", "c.yaml"], ["validate", "c.yaml"]])
+def test_a_list_option_given_twice_keeps_both(command):
+    """argparse keeps only the last occurrence of an option: the first list was dropped in silence."""
+    from harness.__main__ import build_parser, hasher_list
+
+    args = build_parser().parse_args([*command, "--images", "a", "b", "--hashers", "aHash, pHash", "--images", "c",
+                                      "--hashers", "PDQ"])
+    assert args.images == ["a", "b", "c"]
+    assert hasher_list(args.hashers) == ["aHash", "pHash", "PDQ"]
+
+
+def test_validate_counts_the_images_of_every_images_option(tmp_path, capsys):
+    status, out, _ = run_main(capsys, "validate", write_config(tmp_path), "--images", "builtin:camera",
+                              "--images", "builtin:coffee")
+    assert status == 0 and "images:  2: builtin:camera, builtin:coffee" in out, out
+
+
+# --- the output directory and the name ------------------------------------
+
+@pytest.mark.parametrize("out, what", [(".", "the current directory"), ("{here}", "the current directory"),
+                                       ("..", "a folder above the current directory")])
+@pytest.mark.parametrize("command", [["run", "CONFIG"], ["leaks", "--train", "builtin:camera", "--test",
+                                                         "builtin:coffee", "--threshold", "8"]])
+def test_the_current_directory_or_one_above_is_refused_as_output_before_any_work(tmp_path, capsys, monkeypatch,
+                                                                               out, what, command):
+    """`--out .` did all the work, then could not replace the directory (and said a rerun would do);
+    `--out "$PWD"` replaced it, moving the folder the shell stood in away."""
+    here = tmp_path / "work"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    argv = [write_config(tmp_path) if arg == "CONFIG" else arg for arg in command]
+    status, out_text, err = run_main(capsys, *argv, "--out", out.format(here=here), "--quiet")
+    assert status == 2 and out_text == "", err
+    assert err.startswith(f"error: {out.format(here=here)}: the output directory is {what}, which the outputs would "
+                          "replace whole; give a new folder"), err
+    assert os.listdir(here) == [] and set(os.listdir(tmp_path)) <= {"config.yaml", "work"}
+
+
+PLAIN_NAME = "name: expected a plain name, without '/' (the outputs go to reports/NAME, unless output is given)"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("output: ''", "output: empty; give a directory, or leave output out for reports/NAME"),
+    ("output: '  '", "output: empty; give a directory"),
+    ("name: ''", f"{PLAIN_NAME}, got ''"),
+    ("name: a/b", f"{PLAIN_NAME}, got 'a/b'"),
+    ("name: ../../escape", PLAIN_NAME),
+    ("name: '..'", PLAIN_NAME),
+])
+def test_an_empty_output_or_a_name_that_is_no_plain_name_is_refused(tmp_path, capsys, line, message):
+    """`output: ''` wrote into the current directory; `name: ''` into reports/ itself; `name: a/b` nested it."""
+    config = write_config(tmp_path)
+    with open(config, "a") as handle:
+        handle.write(line + "\n")
+    status, out, err = run_main(capsys, "validate", config)
+    assert status == 2 and err.startswith(f"error: {config}: {message}"), err
+    leak_config = tmp_path / "audit.yaml"
+    leak_config.write_text(f"splits: {{train: [builtin:camera], test: [builtin:coffee]}}\nthreshold: 8\n{line}\n")
+    status, out, err = run_main(capsys, "leaks", str(leak_config), "--quiet")
+    assert status == 2 and err.startswith(f"error: {leak_config}: {message}"), err
+
+
+@pytest.mark.parametrize("command", [["validate"], ["run", "--quiet"]])
+def test_an_images_option_that_names_nothing_is_named_as_the_option(tmp_path, capsys, monkeypatch, command):
+    """The config's file and key were blamed for a path the user typed on the command line."""
+    monkeypatch.chdir(tmp_path)  # run's default output, reports/NAME, goes here
+    pattern = str(tmp_path / "nomatch*" / "*.png")
+    status, _, err = run_main(capsys, command[0], write_config(tmp_path), *command[1:], "--images", "builtin:camera",
+                              pattern)
+    assert status == 2 and err == f"error: --images: no files match '{pattern}'\n", err
+
+
+def test_the_apis_images_argument_is_named_when_it_names_nothing(tmp_path):
+    import harness
+
+    pattern = str(tmp_path / "nomatch*" / "*.png")
+    with pytest.raises(harness.ConfigError, match=r"^images: no files match "):
+        harness.evaluate(write_config(tmp_path), images=[pattern])
+
+
+def test_validate_refuses_an_output_directory_that_run_refuses_and_writes_nothing(tmp_path, capsys):
+    """validate said valid, and run refused before any work: the output inside the image folder."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    config = tmp_path / "inside.yaml"
+    config.write_text(f"images: ['{photos}']\noutput: '{photos / 'report'}'\nhashers: [aHash]\n"
+                      "sweeps: [{family: g, b: grayscale}]\n")
+    status, out, err = run_main(capsys, "validate", str(config))
+    assert status == 2 and out == ""
+    assert err.startswith(f"error: {photos / 'report'}: the output directory is inside the image folder {photos} "
+                          "(images[0])"), err
+    assert os.listdir(photos) == ["a.png"]
+
+
+def test_validate_checks_a_leak_audits_config_with_the_audits_parser(tmp_path, capsys, monkeypatch):
+    """A config with splits (the config.yaml an audit writes too) was refused: "splits: unknown key"."""
+    monkeypatch.chdir(tmp_path)
+    audit = tmp_path / "audit.yaml"
+    audit.write_text("splits: {train: [builtin:camera, builtin:moon], test: [builtin:coffee]}\n"
+                     "hashers: [aHash, pHash]\nthreshold: {aHash: 6, pHash: 8}\n")
+    status, out, err = run_main(capsys, "validate", str(audit))
+    assert (status, err) == (0, "")
+    assert out == (f"{audit}: valid leak audit (leaks)\n  splits:  train: 2 files, test: 1 file\n"
+                   "  hashers: aHash, pHash; threshold aHash <= 6, pHash <= 8\n")
+    assert run_main(capsys, "leaks", str(audit), "--out", "first", "--quiet")[0] == 0
+    status, out, _ = run_main(capsys, "validate", str(tmp_path / "first" / "config.yaml"), "--hashers", "pHash")
+    assert status == 0 and "hashers: pHash; threshold pHash <= 8" in out, out
+    audit.write_text("splits: {train: [builtin:camera], test: [nothere.png]}\ntreshold: 8\n")
+    status, out, err = run_main(capsys, "validate", str(audit))
+    assert status == 2 and err == f"error: {audit}: treshold: unknown key; did you mean 'threshold'?\n"
+    audit.write_text("splits: {train: [builtin:camera], test: [nothere.png]}\nthreshold: 8\n")
+    status, out, err = run_main(capsys, "validate", str(audit))
+    assert status == 2 and err == f"error: {audit}: splits.test[0]: no image file at 'nothere.png'\n", err
+    assert sorted(os.listdir(tmp_path)) == ["audit.yaml", "first"]  # validate wrote nothing
+
+
+def test_a_name_with_a_slash_is_a_title_where_an_output_is_given(tmp_path, capsys):
+    config = write_config(tmp_path)
+    with open(config, "a") as handle:
+        handle.write("name: before/after\n")
+    status, _, err = run_main(capsys, "run", config, "--out", str(tmp_path / "out"), "--quiet")
+    assert status == 0, err
+    assert "# before/after" in (tmp_path / "out" / "summary.md").read_text()

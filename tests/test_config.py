@@ -92,6 +92,11 @@ ERRORS = [
      "cfg.yaml: hashers[0].weights: no file at '/no/such.h5' (use 'imagenet', null or a .h5 path)"),
     ("[aHash, pHash]", "[{name: ResNet50, batch_size: 0}]", "cfg.yaml: hashers[0].batch_size: 0 must be >= 1"),
     ("name: tiny", "name: tiny\nseed: yes", "cfg.yaml: seed: expected int, got True"),
+    # One operating point twice made two rows of thresholds.csv and detection.csv under one key.
+    ("name: tiny", "name: tiny\ndetection: {fpr: [0.1, 0.01, 0.10]}",
+     "cfg.yaml: detection.fpr: a value is listed twice (fpr=0.1)"),
+    ("name: tiny", "name: tiny\ndetection: {precision: [0.9, 1, 1.0]}",
+     "cfg.yaml: detection.precision: a value is listed twice (precision=1)"),
     ("images: [builtin:astronaut]", "images: [builtin:lena]", None),  # checked when run: see test_cli
 ]
 

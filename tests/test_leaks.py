@@ -946,3 +946,42 @@ def test_a_split_given_by_two_options_names_both(tmp_path, capsys):
                  "--test", str(tmp_path / "none.png"), "--threshold", "8", "--hashers", "pHash",
                  "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert one_line(capsys).startswith(f"error: --split test or --test: no image file at '{tmp_path / 'none.png'}'")
+
+
+def test_a_split_option_given_twice_audits_the_files_of_both(tmp_path, capsys):
+    """`--train a --train b` audited only b (argparse keeps the last occurrence): a copy of a went unseen."""
+    write(tmp_path / "a" / "a.png", make_scene(1, 64, 64))
+    write(tmp_path / "b" / "b.png", make_scene(2, 64, 64))
+    write(tmp_path / "test" / "copy_of_a.png", make_scene(1, 64, 64))
+    write(tmp_path / "more" / "c.png", make_scene(3, 64, 64))
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(tmp_path / "a"), "--train", str(tmp_path / "b"), "--test",
+                 str(tmp_path / "test"), "--test", str(tmp_path / "more"), "--hashers", "pHash", "--hashers", "aHash",
+                 "--threshold", "8", "--out", str(out), "--quiet"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["splits"] == {"train": [str(tmp_path / "a"), str(tmp_path / "b")],
+                               "test": [str(tmp_path / "test"), str(tmp_path / "more")]}
+    assert saved["hashers"] == ["pHash", "aHash"]
+    assert set(pd.read_csv(out / "leaks.csv")["file_b"]) == {str(tmp_path / "test" / "copy_of_a.png")}
+
+
+def test_a_hasher_given_twice_a_threshold_is_refused(tmp_path, capsys):
+    """--threshold pHash=8,pHash=9 kept 9 in silence."""
+    assert main(["leaks", "--train", "builtin:camera", "--test", "builtin:coffee", "--threshold", "pHash=8,pHash=9",
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert one_line(capsys) == "error: --threshold: pHash: given twice; give each hasher one threshold"
+
+
+def test_hashers_chosen_on_the_command_line_drop_the_configs_thresholds_of_the_others(tmp_path, capsys):
+    """As `run --hashers` drops the settings of the hashers left out: the config's aHash threshold
+    was refused as "not a hasher of this audit", and its min_agree blamed on the file alone."""
+    config = tmp_path / "audit.yaml"
+    config.write_text("splits: {train: [builtin:camera], test: [builtin:coffee]}\nhashers: [aHash, pHash]\n"
+                      "threshold: {aHash: 6, pHash: 8}\nmin_agree: 2\n")
+    out = tmp_path / "out"
+    assert main(["leaks", str(config), "--hashers", "pHash", "--out", str(out), "--quiet"]) == 2
+    assert one_line(capsys) == (f"error: --hashers: pHash: 1 hasher, fewer than min_agree: 2 of {config}; choose "
+                                "more hashers or give --min-agree")
+    assert main(["leaks", str(config), "--hashers", "pHash", "--min-agree", "1", "--out", str(out), "--quiet"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["hashers"] == ["pHash"] and saved["threshold"] == {"pHash": 8} and saved["min_agree"] == 1
