@@ -550,19 +550,25 @@ def command_validate(args) -> int:
           + ", ".join(f"{family} {count}" for family, count in families.items()))
     print("  hashers: " + ", ".join(h.id if h.id == h.name else f"{h.id} ({h.name})" for h in config.hashers))
     print(f"  images:  {len(sources)}: " + ", ".join(sources[:5]) + (", ..." if len(sources) > 5 else ""))
-    if config.plugins:
-        where: dict[str, list[str]] = {}
-        for _, path, key in config.plugins:
-            where.setdefault(path, []).append(key)
-        named = ", ".join(f"{path} ({', '.join(keys)})" for path, keys in where.items())
-        if config.plugins_imported:
-            print(f"  plugins: imported and checked: {named}")
-        else:
-            print(f"  plugins: not imported: {named}; `run` imports them (running their module code), "
-                  "`validate --import-plugins` imports and checks them and their parameters")
+    print_plugins(config.plugins, config.plugins_imported, "run")
     for note in notes:
         print(f"  note: {note}")
     return 0
+
+
+def print_plugins(plugins: list, imported: bool, command: str) -> None:
+    """validate's line on a config's plugins: (kind, import path, key) each."""
+    if not plugins:
+        return
+    where: dict[str, list[str]] = {}
+    for _, path, key in plugins:
+        where.setdefault(path, []).append(key)
+    named = ", ".join(f"{path} ({', '.join(keys)})" for path, keys in where.items())
+    if imported:
+        print(f"  plugins: imported and checked: {named}")
+    else:
+        print(f"  plugins: not imported: {named}; `{command}` imports them (running their module code), "
+              "`validate --import-plugins` imports and checks them and their parameters")
 
 
 def is_leak_config(raw) -> bool:
@@ -582,7 +588,8 @@ def validate_leaks(args, raw: dict) -> int:
                                           "give them there (or to `leaks --train/--test`)")
     if args.hashers is not None:
         raw = chosen_hashers(raw, hasher_list(args.hashers), keeps_min_agree=True, source=args.config)
-    config = leaks.leak_config(raw, args.config)
+    plugins: list = []
+    config = leaks.leak_config(raw, args.config, import_plugins=args.import_plugins, plugins=plugins)
     counts, notes = leaks.count_split_files(config)
     storage.check_output_place(config.output, images=[e for _, entries in config.splits for e in entries],
                                reads={"calibration": config.calibration})
@@ -595,6 +602,7 @@ def validate_leaks(args, raw: dict) -> int:
     print("  hashers: " + ", ".join(h.id for h in config.hashers) + f"; threshold {how}"
           + (f"; calibration {config.calibration}" if config.calibration else "")
           + (f"; flagged when {config.min_agree} agree" if config.min_agree > 1 else ""))
+    print_plugins(plugins, args.import_plugins, "leaks")
     for note in notes:
         print(f"  note: {note}")
     return 0

@@ -103,10 +103,13 @@ class LeakConfig:
                 "hashers": raw.get("hashers", [h.id for h in self.hashers])}
 
 
-def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] | None = None) -> LeakConfig:
+def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] | None = None, *,
+                import_plugins: bool = True, plugins: list | None = None) -> LeakConfig:
     """A leak audit's settings (from YAML, the command line or a dict built in Python: see
     config.plain_data) validated: one ConfigError line each. The LeakConfig keeps a copy of its own.
-    `split_options`: split name -> the command-line option that gave its entries (see LeakConfig)."""
+    `split_options`: split name -> the command-line option that gave its entries (see LeakConfig).
+    With `import_plugins=False` (`validate`), no plugin hasher is imported: it is appended to
+    `plugins` as (kind, import path, key), as config.parse_config does."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
     raw = plain_data(raw, source)
@@ -127,7 +130,7 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
             raise ConfigError(source, f"splits.{name}", f"expected a non-empty list of paths, got {shown(entries)}")
         parsed_splits.append((name, tuple(entries)))
     parsed_splits.sort(key=lambda split: _audit_rank(split[0]))  # stable: the others keep their order
-    hashers = _parse_hashers(raw.get("hashers", ["pHash"]), source, True, [])
+    hashers = _parse_hashers(raw.get("hashers", ["pHash"]), source, import_plugins, [] if plugins is None else plugins)
     ids = [h.id for h in hashers]
 
     threshold = raw.get("threshold")

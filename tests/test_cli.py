@@ -336,6 +336,22 @@ def test_validate_checks_a_leak_audits_config_with_the_audits_parser(tmp_path, c
     assert sorted(os.listdir(tmp_path)) == ["audit.yaml", "first"]  # validate wrote nothing
 
 
+def test_validate_imports_no_plugin_of_a_leak_audits_config_unless_asked(tmp_path, capsys, monkeypatch):
+    """validate promises to run no plugin code without --import-plugins: a leak config's too."""
+    module = f"leak_plugin_{tmp_path.name}"
+    marker = tmp_path / "imported"
+    (tmp_path / f"{module}.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nfrom harness.hashers.imagehash import AverageHash as Hasher\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    audit = tmp_path / "audit.yaml"
+    audit.write_text(f"splits: {{train: [builtin:camera], test: [builtin:coffee]}}\n"
+                     f"hashers: [aHash, '{module}:Hasher']\nthreshold: 8\n")
+    status, out, err = run_main(capsys, "validate", str(audit))
+    assert (status, err) == (0, "") and not marker.exists()
+    assert f"plugins: not imported: {module}:Hasher (hashers[1].name); `leaks` imports them" in out, out
+
+
 def test_a_name_with_a_slash_is_a_title_where_an_output_is_given(tmp_path, capsys):
     config = write_config(tmp_path)
     with open(config, "a") as handle:
