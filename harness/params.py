@@ -142,7 +142,7 @@ def coerce(kind, value) -> tuple[bool, Any]:
     if kind is Any:
         return True, value
     if origin is Literal:
-        return value in typing.get_args(kind), value
+        return literal_choice(kind, value)
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(kind):
             ok, coerced = coerce(option, value)
@@ -173,6 +173,18 @@ def coerce(kind, value) -> tuple[bool, Any]:
     if kind is bool:
         return isinstance(value, bool), value
     return isinstance(value, kind), value
+
+
+def literal_choice(kind, value) -> tuple[bool, Any]:
+    """(ok, choice): `value` is one of the Literal's choices by type as well as by value. `in` alone
+    takes True for 1 and 3.0 for 3 (they compare equal), and the transform then gets a bool or a float
+    where OpenCV needs an int; an int stands for an equal float choice, as ints do for floats."""
+    for choice in typing.get_args(kind):
+        if type(value) is type(choice) and value == choice:
+            return True, choice
+        if type(choice) is float and type(value) is int and value == choice:
+            return True, choice
+    return False, value
 
 
 def check_params(specs: list[ParamSpec], given: dict, where: str) -> dict:
