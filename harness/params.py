@@ -28,17 +28,23 @@ class Range:
 
     def check(self, value) -> str | None:
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
-            return f"must be {'>' if self.open_low else '>='} {self.low:g}"
+            return f"must be {'>' if self.open_low else '>='} {bound(self.low)}"
         if self.high is not None and value > self.high:
-            return f"must be <= {self.high:g}"
+            return f"must be <= {bound(self.high)}"
         return None
 
     def __str__(self) -> str:
         if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low:g}"
+            return f"{'>' if self.open_low else '>='} {bound(self.low)}"
         if self.low is None:
-            return f"<= {self.high:g}"
-        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
+            return f"<= {bound(self.high)}"
+        return f"in {'(' if self.open_low else '['}{bound(self.low)}, {bound(self.high)}]"
+
+
+def bound(number: float) -> str:
+    """A range's bound as written: a whole number in full (2**32 - 1 is 4294967295, not :g's
+    4.29497e+09, which reads as a different limit), any other as :g."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 @dataclass(frozen=True)

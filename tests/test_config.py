@@ -101,6 +101,11 @@ ERRORS = [
      f"cfg.yaml: sweeps[0].b.median_blur.kernel: expected {ODD_KERNELS}, got 3.0"),
     ("[aHash, pHash]", "[{name: BlockMeanHash, mode: true}]", "cfg.yaml: hashers[0].mode: expected 0 | 1, got True"),
     ("[aHash, pHash]", "[{name: BlockMeanHash, mode: 1.0}]", "cfg.yaml: hashers[0].mode: expected 0 | 1, got 1.0"),
+    # keras.utils.set_random_seed takes 0..2**32 - 1; past it the run stopped on "a bug in harness"
+    ("[aHash, pHash]", "[{name: MobileNetV3Small, weights: null, input_size: 64, seed: -1}]",
+     "cfg.yaml: hashers[0].seed: -1 must be >= 0"),
+    ("[aHash, pHash]", "[{name: keras, model: VGG16, weights: null, seed: 4294967296}]",
+     "cfg.yaml: hashers[0].seed: 4294967296 must be <= 4294967295"),
     ("images: [builtin:astronaut]", "images: [builtin:lena]", None),  # checked when run: see test_cli
 ]
 

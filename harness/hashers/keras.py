@@ -130,7 +130,9 @@ class KerasEmbedding(Hasher):
     channel_order: Annotated[Literal["rgb", "bgr"], Doc(
         "order the pixels are fed in; Keras expects rgb, the article fed OpenCV's bgr")] = "rgb"
     batch_size: Annotated[int, Range(1, 4096), Doc("images per forward pass")] = 32
-    seed: Annotated[int, Doc("initialisation seed when weights is null")] = 0
+    # keras.utils.set_random_seed seeds NumPy's legacy generator too, which takes 0..2**32 - 1 only
+    # (the transforms' Seed, for np.random.default_rng, has no upper bound)
+    seed: Annotated[int, Range(0, 2**32 - 1), Doc("initialisation seed when weights is null")] = 0
     _model: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     model_name: ClassVar[str]  # the keras.applications constructor
