@@ -214,6 +214,19 @@ def test_pdq_equals_pdqhash_and_records_quality(monkeypatch):
     assert hasher.hash_extras([])["quality"].shape == (0,)
 
 
+def test_pdq_hashes_an_image_changed_in_place_again():
+    pytest.importorskip("pdqhash")
+    hasher = build("PDQ")
+    first, second = variants()[0], np.ascontiguousarray(variants()[0][::-1])  # different pictures
+    image = first.copy()
+    before = hasher.hash_images([image])
+    image[:] = second  # the same array, new pixels: its hash and quality are the new pixels'
+    assert np.count_nonzero(hasher.hash_images([image]) != before) > 0
+    np.testing.assert_array_equal(hasher.hash_images([image]), build("PDQ").hash_images([second]))
+    np.testing.assert_array_equal(hasher.checked_extras([image])["quality"],
+                                  build("PDQ").checked_extras([second])["quality"])
+
+
 def test_hash_extras_default_is_empty():
     assert build("aHash").hash_extras(variants()) == {}
 
