@@ -72,6 +72,15 @@ class FileContent:
 
 
 @dataclass(frozen=True)
+class Check:
+    """A check of a value beyond its type and range: `problem(value)` says what is wrong with it, or
+    None. For what only the value's meaning tells (an overlay file that is not there), so a config
+    naming it stops before any work instead of every image failing."""
+
+    problem: Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
 class ParamSpec:
     name: str
     kind: Any  # int, float, str, bool, tuple, or a Literal[...] / union
@@ -80,6 +89,7 @@ class ParamSpec:
     doc: str
     stronger: str | None = None  # Stronger.direction, where one way is stronger
     reads_file: bool = False  # FileContent
+    check: Callable[[Any], str | None] | None = None  # Check.problem
 
     @property
     def required(self) -> bool:
@@ -127,7 +137,7 @@ def param_specs(target: Callable | type) -> list[ParamSpec]:
 
 
 def _spec(name: str, hint, default) -> ParamSpec:
-    rng, doc, stronger, reads_file = None, "", None, False
+    rng, doc, stronger, reads_file, check = None, "", None, False, None
     if typing.get_origin(hint) is Annotated:
         hint, *extras = typing.get_args(hint)
         for extra in extras:
@@ -139,7 +149,9 @@ def _spec(name: str, hint, default) -> ParamSpec:
                 stronger = extra.direction
             elif isinstance(extra, FileContent):
                 reads_file = True
-    return ParamSpec(name, hint, default, rng, doc, stronger, reads_file)
+            elif isinstance(extra, Check):
+                check = extra.problem
+    return ParamSpec(name, hint, default, rng, doc, stronger, reads_file, check)
 
 
 def coerce(kind, value) -> tuple[bool, Any]:
@@ -224,6 +236,9 @@ def check_params(specs: list[ParamSpec], given: dict, where: str) -> dict:
             problem = spec.range.check(value)
             if problem:
                 raise ValueError(f"{spec.name}: {shown(value)} {problem}")
+        problem = spec.check(value) if spec.check is not None else None
+        if problem:
+            raise ValueError(f"{spec.name}: {problem}")
         resolved[spec.name] = value
     return resolved
 

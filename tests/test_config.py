@@ -106,6 +106,13 @@ ERRORS = [
      "cfg.yaml: hashers[0].seed: -1 must be >= 0"),
     ("[aHash, pHash]", "[{name: keras, model: VGG16, weights: null, seed: 4294967296}]",
      "cfg.yaml: hashers[0].seed: 4294967296 must be <= 4294967295"),
+    # an overlay that cannot be drawn stops before any work, as CNN weights do (every image failed)
+    ("  - family: identity\n", "  - family: identity\n    b: {overlay_image: {source: /nonexistent.png}}\n",
+     "cfg.yaml: sweeps[0].b.overlay_image.source: no file at '/nonexistent.png' (use 'builtin:logo' or an image "
+     "file path)"),
+    ("  - family: identity\n", "  - family: identity\n    b: {overlay_image: {source: 'builtin:astronaut'}}\n",
+     "cfg.yaml: sweeps[0].b.overlay_image.source: unknown overlay 'builtin:astronaut'; the built-in one is "
+     "'builtin:logo'"),
     ("images: [builtin:astronaut]", "images: [builtin:lena]", None),  # checked when run: see test_cli
 ]
 

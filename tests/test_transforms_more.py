@@ -286,22 +286,26 @@ def test_overlay_image_is_read_once_while_its_file_is_unchanged(tmp_path, synthe
 
     path = str(tmp_path / "logo.png")
     cv2.imwrite(path, solid((9, 9, 9), 8, 8))
+    run("overlay_image", synthetic, source=path)  # read when its parameters are checked
+    misses = _load_overlay.cache_info().misses
     run("overlay_image", synthetic, source=path)
-    hits = _load_overlay.cache_info().hits
-    run("overlay_image", synthetic, source=path)
-    assert _load_overlay.cache_info().hits == hits + 1
+    assert _load_overlay.cache_info().misses == misses
     cv2.imwrite(path, solid((250, 9, 9), 8, 16))  # replaced under the same name: read again
-    assert load_overlay(path).shape == (8, 16, 4) and _load_overlay.cache_info().hits == hits + 1
+    assert load_overlay(path).shape == (8, 16, 4) and _load_overlay.cache_info().misses == misses + 1
 
 
 def test_overlay_image_errors_are_clear(tmp_path, wide):
-    with pytest.raises(TransformError, match="cannot read overlay image"):
-        run("overlay_image", wide, source=str(tmp_path / "missing.png"))
+    # a source that cannot be drawn is refused with the parameters, before any image is edited
+    missing = str(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match=re.escape(f"source: no file at '{missing}' (use 'builtin:logo' or an image")):
+        run("overlay_image", wide, source=missing)
     (tmp_path / "junk.png").write_bytes(b"not an image")
-    with pytest.raises(TransformError, match="cannot read overlay image"):
+    with pytest.raises(ValueError, match="source: cannot read overlay image"):
         run("overlay_image", wide, source=str(tmp_path / "junk.png"))
-    with pytest.raises(TransformError, match="built-in one is 'builtin:logo'"):
+    with pytest.raises(ValueError, match="source: unknown overlay 'builtin:coffee'; the built-in one is 'builtin:logo'"):
         run("overlay_image", wide, source="builtin:coffee")
+    with pytest.raises(TransformError, match="cannot read overlay image"):  # loaded without the check
+        load_overlay(missing)
     with pytest.raises(TransformError, match="does not fit in a 200x120 image"):
         run("overlay_image", wide, size=1)  # the square logo is 200 px tall
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
-from harness.params import Doc, FileContent, Range, Stronger
+from harness.params import Check, Doc, FileContent, Range, Stronger
 from harness.transforms import Color, Seed, TransformError, output_size, transform
 
 BUILTIN_LOGO = "builtin:logo"
@@ -30,6 +30,22 @@ def text(
     cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, tuple(int(c) for c in color),
                 thickness, cv2.LINE_AA)
     return out
+
+
+def overlay_problem(source: str) -> str | None:
+    """Why `source` cannot be drawn, or None: checked with the parameters, so a config naming a
+    missing or unreadable file stops before any work rather than failing every image. A path is
+    relative to the directory the command runs from, as every path of a config is. A readable file
+    is loaded here, once: load_overlay keeps it for the run."""
+    if source.startswith("builtin:"):
+        return None if source == BUILTIN_LOGO else f"unknown overlay '{source}'; the built-in one is '{BUILTIN_LOGO}'"
+    if not os.path.exists(source):
+        return f"no file at '{source}' (use '{BUILTIN_LOGO}' or an image file path)"
+    try:
+        load_overlay(source)
+    except TransformError as exc:
+        return str(exc)
+    return None
 
 
 def load_overlay(source: str) -> np.ndarray:
@@ -113,7 +129,7 @@ def overlay_image(
     y: Annotated[float, Range(0, 1), Doc("top of the overlay, as a part of the free height: 0 top, 1 bottom")] = 0.5,
     opacity: Annotated[float, Stronger("higher"), Range(0, 1),
         Doc("0 invisible, 1 opaque (times the overlay's own alpha)")] = 1.0,
-    source: Annotated[str, FileContent(),
+    source: Annotated[str, FileContent(), Check(overlay_problem),
                       Doc(f"'{BUILTIN_LOGO}' (scikit-image's logo, RGBA) or an image file path")] = BUILTIN_LOGO,
 ) -> np.ndarray:
     """Paste a logo or image, `size` of the width wide, at relative (x, y), alpha-blended at `opacity`."""
