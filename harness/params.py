@@ -98,7 +98,8 @@ class ParamSpec:
     def describe(self) -> str:
         text = f"{self.name}: {type_name(self.kind)}"
         if self.range:
-            text += f" {self.range}"
+            each = "each " if typing.get_origin(self.kind) in (list, tuple) else ""
+            text += f" {each}{self.range}"
         if not self.required:
             text += f" = {self.default!r}"
         return text + (f"  {self.doc}" if self.doc else "")
@@ -232,15 +233,25 @@ def check_params(specs: list[ParamSpec], given: dict, where: str) -> dict:
             raise ValueError(f"{spec.name}: expected {type_name(spec.kind)}, got {shown(given[spec.name])}")
         if not finite(value):  # NaN passes every range check (all its comparisons are false)
             raise ValueError(f"{spec.name}: {shown(value)} is not a finite number")
-        if spec.range is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-            problem = spec.range.check(value)
-            if problem:
-                raise ValueError(f"{spec.name}: {shown(value)} {problem}")
+        if spec.range is not None:
+            _check_range(spec.name, spec.range, value)
         problem = spec.check(value) if spec.check is not None else None
         if problem:
             raise ValueError(f"{spec.name}: {problem}")
         resolved[spec.name] = value
     return resolved
+
+
+def _check_range(name: str, bounds: Range, value) -> None:
+    """ValueError("<name>: <value> must be ...") for a number out of `bounds`; for a list or tuple,
+    each number in it is checked ("<name>[<i>]: ..."): a colour's channels are each 0..255."""
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_range(f"{name}[{index}]", bounds, item)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        problem = bounds.check(value)
+        if problem:
+            raise ValueError(f"{name}: {shown(value)} {problem}")
 
 
 def finite(value) -> bool:

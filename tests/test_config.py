@@ -113,6 +113,8 @@ ERRORS = [
     ("  - family: identity\n", "  - family: identity\n    b: {overlay_image: {source: 'builtin:astronaut'}}\n",
      "cfg.yaml: sweeps[0].b.overlay_image.source: unknown overlay 'builtin:astronaut'; the built-in one is "
      "'builtin:logo'"),
+    ("  - family: identity\n", "  - family: identity\n    b: {border: {top: 0.1, color: [300, -5, 0]}}\n",
+     "cfg.yaml: sweeps[0].b.border.color[0]: 300 must be <= 255"),
     ("images: [builtin:astronaut]", "images: [builtin:lena]", None),  # checked when run: see test_cli
 ]
 

@@ -369,6 +369,17 @@ def test_emoji_draws_yellow_faces_inside_the_image():
     ("overlay_image", {"size": 0}, "size: 0.0 must be > 0"),
     ("caption", {"position": "middle"}, "position: expected 'top' | 'bottom'"),
     ("emoji", {"count": 0}, "count: 0 must be >= 1"),
+    # a colour's channels are 0..255 each (OpenCV and Pillow clamped the others without a word)
+    ("border", {"top": 0.1, "color": [300, -5, 0]}, "color[0]: 300 must be <= 255"),
+    ("pad", {"fraction": 0.1, "color": [0, -5, 0]}, "color[1]: -5 must be >= 0"),
+    ("rotate", {"angle": 10, "color": [0, 0, 1000]}, "color[2]: 1000 must be <= 255"),
+    ("cross", {"color": [999, 0, 0]}, "color[0]: 999 must be <= 255"),
+    ("text", {"scale": 1, "color": [256, 256, 256]}, "color[0]: 256 must be <= 255"),
+    ("text_watermark", {"color": [0, 0, 256]}, "color[2]: 256 must be <= 255"),
+    # past a C int, OpenCV refused the text's origin on every image
+    ("text", {"scale": 1, "x": 99999999999}, "x: 99999999999 must be <= 1073741824"),
+    ("text", {"scale": 1, "y": -99999999999}, "y: -99999999999 must be >= -1073741824"),
+    ("text", {"scale": 1, "thickness": 1 << 31}, "thickness: 2147483648 must be <= 1000"),
 ])
 def test_new_parameters_are_validated(name, params, problem):
     with pytest.raises(ValueError, match=re.escape(problem)):

@@ -11,6 +11,9 @@ from harness.params import Check, Doc, FileContent, Range, Stronger
 from harness.transforms import Color, Seed, TransformError, output_size, transform
 
 BUILTIN_LOGO = "builtin:logo"
+# The farthest a text may start from the image's corner, either way: past any image's side, and
+# within the C int OpenCV takes a point's coordinates in (a larger one failed every image).
+TEXT_REACH = 1 << 30
 
 
 @transform
@@ -18,9 +21,9 @@ def text(
     image: np.ndarray,
     scale: Annotated[float, Stronger("higher"), Range(0, 100, open_low=True), Doc("cv2.putText fontScale")],
     text: Annotated[str, Doc("the words drawn")] = "Text",
-    x: Annotated[int, Doc("left of the baseline, px")] = 10,
-    y: Annotated[int | None, Doc("baseline row, px; null = 30 * scale")] = None,
-    thickness: Annotated[int | None, Range(1), Doc("stroke in px; null = 3 * scale")] = None,
+    x: Annotated[int, Range(-TEXT_REACH, TEXT_REACH), Doc("left of the baseline, px")] = 10,
+    y: Annotated[int | None, Range(-TEXT_REACH, TEXT_REACH), Doc("baseline row, px; null = 30 * scale")] = None,
+    thickness: Annotated[int | None, Range(1, 1000), Doc("stroke in px; null = 3 * scale")] = None,
     color: Annotated[Color, Doc("BGR colour")] = (255, 255, 255),
 ) -> np.ndarray:
     """Draw `text` with FONT_HERSHEY_SIMPLEX, anti-aliased; defaults place and weight it as the article did."""
