@@ -297,3 +297,16 @@ def test_radial_variance_puts_an_exact_copy_at_distance_zero():
     cross = hasher.cross_distance(hashes, hashes)
     assert (np.diag(cross) == 0).all()
     assert cross[~np.eye(len(hashes), dtype=bool)].min() > 1e-3  # different scenes stay apart
+
+
+def test_radial_variance_of_flat_images_as_documented():
+    """As README's Hashers table and `_distance` say: an all-black image's hash has no variance and
+    is at distance 1 even from itself; any other flat image's hash depends on its size, not its
+    colour, so flat images of one size are at distance 0 from each other."""
+    from harness.hashers.opencv import RadialVarianceHash
+
+    hasher = RadialVarianceHash()
+    black, grey, green = (np.full((64, 64, 3), colour, np.uint8) for colour in (0, 128, (10, 200, 30)))
+    hashes = hasher.hash_images([black, black, grey, grey, green])
+    assert hasher.distance(hashes[:1], hashes[1:2])[0] == 1.0
+    np.testing.assert_array_equal(hasher.cross_distance(hashes[2:], hashes[2:]), np.zeros((3, 3)))
