@@ -361,6 +361,7 @@ def test_emoji_draws_yellow_faces_inside_the_image():
     ("hue", {"degrees": -400}, "degrees: -400.0 must be >= -360"),
     ("quantize", {"levels": 1}, "levels: 1 must be >= 2"),
     ("webp", {"quality": 0}, "quality: 0 must be >= 1"),
+    ("jpeg", {"quality": 0}, "quality: 0 must be >= 1"),  # libjpeg's 0 is its 1: the same pixels
     ("png", {"compression": 10}, "compression: 10 must be <= 9"),
     ("gaussian_noise", {"sigma": 5, "seed": -1}, "seed: -1 must be >= 0"),
     ("salt_pepper", {"amount": 1.5}, "amount: 1.5 must be <= 1"),
