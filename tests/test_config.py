@@ -115,6 +115,8 @@ ERRORS = [
      "'builtin:logo'"),
     ("  - family: identity\n", "  - family: identity\n    b: {border: {top: 0.1, color: [300, -5, 0]}}\n",
      "cfg.yaml: sweeps[0].b.border.color[0]: 300 must be <= 255"),
+    ("  - family: identity\n", "  - family: identity\n    b: {text_watermark: {text: ''}}\n",
+     "cfg.yaml: sweeps[0].b.text_watermark.text: '' draws nothing; give the words to draw"),
     ("images: [builtin:astronaut]", "images: [builtin:lena]", None),  # checked when run: see test_cli
 ]
 

@@ -381,6 +381,14 @@ def test_emoji_draws_yellow_faces_inside_the_image():
     ("text", {"scale": 1, "x": 99999999999}, "x: 99999999999 must be <= 1073741824"),
     ("text", {"scale": 1, "y": -99999999999}, "y: -99999999999 must be >= -1073741824"),
     ("text", {"scale": 1, "thickness": 1 << 31}, "thickness: 2147483648 must be <= 1000"),
+    # Hershey fonts draw one line of printable ASCII (the rest came out as '?'); text drawing nothing
+    # left every image as it was (a caption's empty text still adds its bar)
+    ("caption", {"text": "Привет"}, "text: 'Привет' holds 'П', not printable ASCII: OpenCV's Hershey fonts draw it"),
+    ("caption", {"text": "two\nlines"}, "text: 'two\\nlines' has a line break; the text is drawn on one line"),
+    ("text", {"scale": 1, "text": "caf\u00e9"}, "text: 'café' holds 'é', not printable ASCII"),
+    ("text", {"scale": 1, "text": " "}, "text: ' ' draws nothing; give the words to draw"),
+    ("text_watermark", {"text": ""}, "text: '' draws nothing; give the words to draw"),
+    ("text_watermark", {"text": "a\tb"}, "text: 'a\\tb' holds '\\t', not printable ASCII"),
 ])
 def test_new_parameters_are_validated(name, params, problem):
     with pytest.raises(ValueError, match=re.escape(problem)):

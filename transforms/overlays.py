@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
+from harness.errors import shown
 from harness.params import Check, Doc, FileContent, Range, Stronger
 from harness.transforms import Color, Seed, TransformError, output_size, transform
 
@@ -16,11 +17,30 @@ BUILTIN_LOGO = "builtin:logo"
 TEXT_REACH = 1 << 30
 
 
+def hershey_problem(text: str) -> str | None:
+    """Why OpenCV's Hershey fonts cannot draw `text` as written, or None: they have glyphs for
+    printable ASCII only, and draw one line; anything else came out as question marks."""
+    if "\n" in text or "\r" in text:
+        return f"{shown(text)} has a line break; the text is drawn on one line"
+    other = next((char for char in text if not " " <= char <= "~"), None)
+    if other is not None:
+        return f"{shown(text)} holds {other!r}, not printable ASCII: OpenCV's Hershey fonts draw it as '?'"
+    return None
+
+
+def visible_text_problem(text: str) -> str | None:
+    """hershey_problem, and text that draws nothing (empty or blank): an edit that leaves every
+    image as it was, scored as if it were one."""
+    if not text.strip():
+        return f"{shown(text)} draws nothing; give the words to draw"
+    return hershey_problem(text)
+
+
 @transform
 def text(
     image: np.ndarray,
     scale: Annotated[float, Stronger("higher"), Range(0, 100, open_low=True), Doc("cv2.putText fontScale")],
-    text: Annotated[str, Doc("the words drawn")] = "Text",
+    text: Annotated[str, Check(visible_text_problem), Doc("the words drawn: one line, printable ASCII")] = "Text",
     x: Annotated[int, Range(-TEXT_REACH, TEXT_REACH), Doc("left of the baseline, px")] = 10,
     y: Annotated[int | None, Range(-TEXT_REACH, TEXT_REACH), Doc("baseline row, px; null = 30 * scale")] = None,
     thickness: Annotated[int | None, Range(1, 1000), Doc("stroke in px; null = 3 * scale")] = None,
@@ -154,7 +174,8 @@ def overlay_image(
 @transform
 def caption(
     image: np.ndarray,
-    text: Annotated[str, Doc("one line, ASCII (Hershey fonts have no other glyphs)")] = "CAPTION",
+    text: Annotated[str, Check(hershey_problem),
+                    Doc("one line, printable ASCII (Hershey fonts have no other glyphs); '' a plain bar")] = "CAPTION",
     height: Annotated[float, Stronger("higher"), Range(0, 1, open_low=True), Doc("bar height / image height")] = 0.2,
     position: Annotated[Literal["top", "bottom"], Doc("where the bar is added")] = "top",
     bar: Annotated[Literal["white", "black"], Doc("bar colour; the text is the other one")] = "white",
@@ -207,7 +228,7 @@ def _smiley(canvas: np.ndarray, centre: tuple[int, int], r: int) -> None:
 @transform
 def text_watermark(
     image: np.ndarray,
-    text: Annotated[str, Doc("the words drawn (ASCII)")] = "TEST",
+    text: Annotated[str, Check(visible_text_problem), Doc("the words drawn: one line, printable ASCII")] = "TEST",
     width: Annotated[float, Stronger("higher"), Range(0, 10, open_low=True), Doc("text width / image width")] = 0.2,
     alpha: Annotated[int, Stronger("higher"), Range(0, 255), Doc("ink opacity on 0-255")] = 200,
     thickness: Annotated[int, Stronger("higher"), Range(1, 100), Doc("stroke in px (not scaled with the text)")] = 5,
