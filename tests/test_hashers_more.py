@@ -282,6 +282,21 @@ def test_keras_weights_file_that_does_not_load_is_unavailable(tmp_path):
         hasher.prepare()
 
 
+@pytest.mark.parametrize("model, size, filename", [
+    ("VGG16", None, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("ConvNeXtTiny", None, "convnext_tiny_notop.h5"),
+    ("MobileNetV2", 96, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"),
+    ("MobileNet", 100, "mobilenet_1_0_224_tf_no_top.h5"),  # no weights for 100 px: Keras takes 224's
+])
+def test_missing_weights_of_any_keras_model_name_the_file(model, size, filename, monkeypatch, tmp_path):
+    """Without network the note must say which file to put where, for any model (it named only the
+    three presets' files), before TensorFlow is imported."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    hasher = HASHERS.get("keras")(model=model, input_size=size)
+    message = hasher._missing_weights_message(OSError("[Errno -2] Name or service not known"))
+    assert f"put {filename} in {tmp_path}/models/ or set `weights:`" in message
+
+
 def test_radial_variance_puts_an_exact_copy_at_distance_zero():
     """compare() correlates a hash with itself exactly 1; the float sums give 1 give or take a few
     1e-16, which read as a distance just above 0 missed exact copies at threshold 0 (15 of these 30
