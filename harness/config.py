@@ -543,7 +543,8 @@ def _resolve_side(steps, value, source, seed: int, import_plugins: bool) -> tupl
             full = check_params(specs, given, f"transform '{name}'")
         except ValueError as exc:
             param, _, problem = str(exc).partition(": ")
-            if params.get(param) == VALUE and any(spec.name == param for spec in specs):
+            param_name = param.partition("[")[0]  # "color[0]": an item of the parameter
+            if params.get(param_name) == VALUE and any(spec.name == param_name for spec in specs):
                 problem += f" (the swept value {shown(value)})"
             raise ConfigError(source, f"{step_key}.{name}.{shortened(param, 60)}", problem) from None
         resolved.append((name, tuple(sorted(full.items()))))

@@ -28,17 +28,23 @@ class Range:
 
     def check(self, value) -> str | None:
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
-            return f"must be {'>' if self.open_low else '>='} {self.low:g}"
+            return f"must be {'>' if self.open_low else '>='} {bound(self.low)}"
         if self.high is not None and value > self.high:
-            return f"must be <= {self.high:g}"
+            return f"must be <= {bound(self.high)}"
         return None
 
     def __str__(self) -> str:
         if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low:g}"
+            return f"{'>' if self.open_low else '>='} {bound(self.low)}"
         if self.low is None:
-            return f"<= {self.high:g}"
-        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
+            return f"<= {bound(self.high)}"
+        return f"in {'(' if self.open_low else '['}{bound(self.low)}, {bound(self.high)}]"
+
+
+def bound(number: float) -> str:
+    """A range's bound as written: a whole number in full (2**32 - 1 is 4294967295, not :g's
+    4.29497e+09, which reads as a different limit), any other as :g."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,15 @@ class FileContent:
 
 
 @dataclass(frozen=True)
+class Check:
+    """A check of a value beyond its type and range: `problem(value)` says what is wrong with it, or
+    None. For what only the value's meaning tells (an overlay file that is not there), so a config
+    naming it stops before any work instead of every image failing."""
+
+    problem: Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
 class ParamSpec:
     name: str
     kind: Any  # int, float, str, bool, tuple, or a Literal[...] / union
@@ -74,6 +89,7 @@ class ParamSpec:
     doc: str
     stronger: str | None = None  # Stronger.direction, where one way is stronger
     reads_file: bool = False  # FileContent
+    check: Callable[[Any], str | None] | None = None  # Check.problem
 
     @property
     def required(self) -> bool:
@@ -82,7 +98,8 @@ class ParamSpec:
     def describe(self) -> str:
         text = f"{self.name}: {type_name(self.kind)}"
         if self.range:
-            text += f" {self.range}"
+            each = "each " if typing.get_origin(self.kind) in (list, tuple) else ""
+            text += f" {each}{self.range}"
         if not self.required:
             text += f" = {self.default!r}"
         return text + (f"  {self.doc}" if self.doc else "")
@@ -121,7 +138,7 @@ def param_specs(target: Callable | type) -> list[ParamSpec]:
 
 
 def _spec(name: str, hint, default) -> ParamSpec:
-    rng, doc, stronger, reads_file = None, "", None, False
+    rng, doc, stronger, reads_file, check = None, "", None, False, None
     if typing.get_origin(hint) is Annotated:
         hint, *extras = typing.get_args(hint)
         for extra in extras:
@@ -133,7 +150,9 @@ def _spec(name: str, hint, default) -> ParamSpec:
                 stronger = extra.direction
             elif isinstance(extra, FileContent):
                 reads_file = True
-    return ParamSpec(name, hint, default, rng, doc, stronger, reads_file)
+            elif isinstance(extra, Check):
+                check = extra.problem
+    return ParamSpec(name, hint, default, rng, doc, stronger, reads_file, check)
 
 
 def coerce(kind, value) -> tuple[bool, Any]:
@@ -142,7 +161,7 @@ def coerce(kind, value) -> tuple[bool, Any]:
     if kind is Any:
         return True, value
     if origin is Literal:
-        return value in typing.get_args(kind), value
+        return literal_choice(kind, value)
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(kind):
             ok, coerced = coerce(option, value)
@@ -175,6 +194,18 @@ def coerce(kind, value) -> tuple[bool, Any]:
     return isinstance(value, kind), value
 
 
+def literal_choice(kind, value) -> tuple[bool, Any]:
+    """(ok, choice): `value` is one of the Literal's choices by type as well as by value. `in` alone
+    takes True for 1 and 3.0 for 3 (they compare equal), and the transform then gets a bool or a float
+    where OpenCV needs an int; an int stands for an equal float choice, as ints do for floats."""
+    for choice in typing.get_args(kind):
+        if type(value) is type(choice) and value == choice:
+            return True, choice
+        if type(choice) is float and type(value) is int and value == choice:
+            return True, choice
+    return False, value
+
+
 def check_params(specs: list[ParamSpec], given: dict, where: str) -> dict:
     """Validate `given` against `specs`; return the full, typed parameter dict.
 
@@ -202,12 +233,25 @@ def check_params(specs: list[ParamSpec], given: dict, where: str) -> dict:
             raise ValueError(f"{spec.name}: expected {type_name(spec.kind)}, got {shown(given[spec.name])}")
         if not finite(value):  # NaN passes every range check (all its comparisons are false)
             raise ValueError(f"{spec.name}: {shown(value)} is not a finite number")
-        if spec.range is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-            problem = spec.range.check(value)
-            if problem:
-                raise ValueError(f"{spec.name}: {shown(value)} {problem}")
+        if spec.range is not None:
+            _check_range(spec.name, spec.range, value)
+        problem = spec.check(value) if spec.check is not None else None
+        if problem:
+            raise ValueError(f"{spec.name}: {problem}")
         resolved[spec.name] = value
     return resolved
+
+
+def _check_range(name: str, bounds: Range, value) -> None:
+    """ValueError("<name>: <value> must be ...") for a number out of `bounds`; for a list or tuple,
+    each number in it is checked ("<name>[<i>]: ..."): a colour's channels are each 0..255."""
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_range(f"{name}[{index}]", bounds, item)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        problem = bounds.check(value)
+        if problem:
+            raise ValueError(f"{name}: {shown(value)} {problem}")
 
 
 def finite(value) -> bool:

@@ -124,12 +124,20 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):
     return built, infos
 
 
+def chain_identity(chain) -> str:
+    """What tells two transform chains apart: their JSON text, which keeps each value's type. Tuples
+    compare 3.0 == 3 and True == 1, so a chain compared by == (or `in`) would take a plugin's
+    `int | float` parameter given 3.0 for the chain given 3, and its result for the other's."""
+    return json.dumps(chain)
+
+
 def make_plan(config: Config, specs, salt: str) -> Plan:
-    chains = []
+    chains = {}  # identity -> chain, in config order
     for pair in config.pairs:
         for chain in (pair.a, pair.b):
-            if chain != UNTOUCHED and chain not in chains:
-                chains.append(chain)
+            if chain != UNTOUCHED:
+                chains.setdefault(chain_identity(chain), chain)
+    chains = list(chains.values())
     return Plan(hashers=tuple(specs), chains=tuple(chains),
                 chain_keys=tuple(chain_key(chain, salt) for chain in chains),
                 max_pixels=config.max_pixels or DEFAULT_MAX_PIXELS, max_side=config.max_side, salt=salt)
@@ -627,6 +635,7 @@ class Collector:
         # Everything the tables are computed from, as it arrives (see `inputs`).
         self.digest = hashlib.sha256()
         self.item_index = {item: k for k, item in enumerate(plan.items)}
+        self.chain_number = {chain_identity(chain): k for k, chain in enumerate(plan.chains)}
         pairs = config.pairs
         # Each pair's two sides as item numbers (0: the untouched image).
         self.side_a = np.array([self._item(p.a) for p in pairs], np.int64)
@@ -645,7 +654,7 @@ class Collector:
         self.extras: dict[str, dict[str, list]] = {}
 
     def _item(self, chain) -> int:
-        return 0 if chain == UNTOUCHED else 1 + self.plan.chains.index(chain)
+        return 0 if chain == UNTOUCHED else 1 + self.chain_number[chain_identity(chain)]
 
     def add(self, path: str, outcome: ImageOutcome, cached: dict) -> None:
         name = source_name(path)
@@ -690,7 +699,7 @@ class Collector:
         if outcome.previews and not self.previews:
             thumbs = outcome.previews
             pick = lambda chain: thumbs.get(SOURCE) if chain == UNTOUCHED else thumbs.get(
-                self.plan.chain_keys[self.plan.chains.index(chain)])
+                self.plan.chain_keys[self.chain_number[chain_identity(chain)]])
             self.previews = [(pair, pick(pair.a), pick(pair.b)) for pair in self.config.pairs]
 
     def _digest_hashed(self, hasher, hashed: Hashed) -> None:

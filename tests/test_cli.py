@@ -47,7 +47,7 @@ def test_list_shows_every_registered_hasher_and_transform(capsys):
     assert status == 0
     assert set(HASHERS) | set(TRANSFORMS) <= entry_names(out)
     assert "distance: hamming, distance_max 64" in out  # aHash's distance, as data
-    assert "quality: int in [0, 100]  JPEG quality" in out  # a parameter: type, range, doc
+    assert "quality: int in [1, 100]  JPEG quality" in out  # a parameter: type, range, doc
     assert "\ngeometry: " in out and "\ncodecs: " in out  # transforms grouped by kind
 
 

@@ -60,6 +60,8 @@ def test_images_override_drops_fallback():
     assert config.images == ("x.png",) and config.fallback_image is None
 
 
+ODD_KERNELS = " | ".join(str(k) for k in range(1, 32, 2))
+
 # (replace this, with this) -> the exact message
 ERRORS = [
     ("name: tiny", "nmae: tiny", "cfg.yaml: nmae: unknown key; did you mean 'name'?"),
@@ -97,6 +99,29 @@ ERRORS = [
      "cfg.yaml: detection.fpr: a value is listed twice (fpr=0.1)"),
     ("name: tiny", "name: tiny\ndetection: {precision: [0.9, 1, 1.0]}",
      "cfg.yaml: detection.precision: a value is listed twice (precision=1)"),
+    # a Literal's choices by type too: True == 1 and 3.0 == 3, but OpenCV refuses a bool or float kernel
+    ("  - family: identity\n", "  - family: identity\n    b: {median_blur: {kernel: true}}\n",
+     f"cfg.yaml: sweeps[0].b.median_blur.kernel: expected {ODD_KERNELS}, got True"),
+    ("  - family: identity\n", "  - family: identity\n    b: {median_blur: {kernel: 3.0}}\n",
+     f"cfg.yaml: sweeps[0].b.median_blur.kernel: expected {ODD_KERNELS}, got 3.0"),
+    ("[aHash, pHash]", "[{name: BlockMeanHash, mode: true}]", "cfg.yaml: hashers[0].mode: expected 0 | 1, got True"),
+    ("[aHash, pHash]", "[{name: BlockMeanHash, mode: 1.0}]", "cfg.yaml: hashers[0].mode: expected 0 | 1, got 1.0"),
+    # keras.utils.set_random_seed takes 0..2**32 - 1; past it the run stopped on "a bug in harness"
+    ("[aHash, pHash]", "[{name: MobileNetV3Small, weights: null, input_size: 64, seed: -1}]",
+     "cfg.yaml: hashers[0].seed: -1 must be >= 0"),
+    ("[aHash, pHash]", "[{name: keras, model: VGG16, weights: null, seed: 4294967296}]",
+     "cfg.yaml: hashers[0].seed: 4294967296 must be <= 4294967295"),
+    # an overlay that cannot be drawn stops before any work, as CNN weights do (every image failed)
+    ("  - family: identity\n", "  - family: identity\n    b: {overlay_image: {source: /nonexistent.png}}\n",
+     "cfg.yaml: sweeps[0].b.overlay_image.source: no file at '/nonexistent.png' (use 'builtin:logo' or an image "
+     "file path)"),
+    ("  - family: identity\n", "  - family: identity\n    b: {overlay_image: {source: 'builtin:astronaut'}}\n",
+     "cfg.yaml: sweeps[0].b.overlay_image.source: unknown overlay 'builtin:astronaut'; the built-in one is "
+     "'builtin:logo'"),
+    ("  - family: identity\n", "  - family: identity\n    b: {border: {top: 0.1, color: [300, -5, 0]}}\n",
+     "cfg.yaml: sweeps[0].b.border.color[0]: 300 must be <= 255"),
+    ("  - family: identity\n", "  - family: identity\n    b: {text_watermark: {text: ''}}\n",
+     "cfg.yaml: sweeps[0].b.text_watermark.text: '' draws nothing; give the words to draw"),
     ("images: [builtin:astronaut]", "images: [builtin:lena]", None),  # checked when run: see test_cli
 ]
 
@@ -140,6 +165,23 @@ def test_random_transforms_get_the_config_seed(monkeypatch):
     config = parse(GOOD.replace("name: tiny", "name: tiny\nseed: 7").replace("- family: identity",
                                                                              "- family: identity\n    b: speckle_test"))
     assert config.pairs[0].b == (("speckle_test", (("seed", 7),)),)
+
+
+def test_chains_differing_only_in_a_value_type_are_not_merged(monkeypatch):
+    # A plugin may take `int | float` and treat 3 and 3.0 differently; the chains compare equal as
+    # tuples (3 == 3.0), and a run that merged them gave both sweeps the first one's result.
+    import harness
+    import harness.transforms as transforms
+
+    def invert_if_float(image, amount: int | float = 0):
+        return 255 - image if isinstance(amount, float) else image
+
+    monkeypatch.setitem(transforms.TRANSFORMS._entries, "invert_if_float_test", invert_if_float)
+    results = harness.evaluate({"name": "types", "images": ["builtin:camera"], "hashers": ["aHash"], "sweeps": [
+        {"family": "float", "b": {"invert_if_float_test": {"amount": 3.0}}},
+        {"family": "int", "b": {"invert_if_float_test": {"amount": 3}}}]})
+    distance = dict(zip(results.distances.family, results.distances.distance))
+    assert distance["int"] == 0 and distance["float"] > 20
 
 
 def test_cli_reports_config_error_in_one_line_with_status_2(tmp_path):

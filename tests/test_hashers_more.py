@@ -214,6 +214,19 @@ def test_pdq_equals_pdqhash_and_records_quality(monkeypatch):
     assert hasher.hash_extras([])["quality"].shape == (0,)
 
 
+def test_pdq_hashes_an_image_changed_in_place_again():
+    pytest.importorskip("pdqhash")
+    hasher = build("PDQ")
+    first, second = variants()[0], np.ascontiguousarray(variants()[0][::-1])  # different pictures
+    image = first.copy()
+    before = hasher.hash_images([image])
+    image[:] = second  # the same array, new pixels: its hash and quality are the new pixels'
+    assert np.count_nonzero(hasher.hash_images([image]) != before) > 0
+    np.testing.assert_array_equal(hasher.hash_images([image]), build("PDQ").hash_images([second]))
+    np.testing.assert_array_equal(hasher.checked_extras([image])["quality"],
+                                  build("PDQ").checked_extras([second])["quality"])
+
+
 def test_hash_extras_default_is_empty():
     assert build("aHash").hash_extras(variants()) == {}
 
@@ -269,6 +282,21 @@ def test_keras_weights_file_that_does_not_load_is_unavailable(tmp_path):
         hasher.prepare()
 
 
+@pytest.mark.parametrize("model, size, filename", [
+    ("VGG16", None, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("ConvNeXtTiny", None, "convnext_tiny_notop.h5"),
+    ("MobileNetV2", 96, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5"),
+    ("MobileNet", 100, "mobilenet_1_0_224_tf_no_top.h5"),  # no weights for 100 px: Keras takes 224's
+])
+def test_missing_weights_of_any_keras_model_name_the_file(model, size, filename, monkeypatch, tmp_path):
+    """Without network the note must say which file to put where, for any model (it named only the
+    three presets' files), before TensorFlow is imported."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    hasher = HASHERS.get("keras")(model=model, input_size=size)
+    message = hasher._missing_weights_message(OSError("[Errno -2] Name or service not known"))
+    assert f"put {filename} in {tmp_path}/models/ or set `weights:`" in message
+
+
 def test_radial_variance_puts_an_exact_copy_at_distance_zero():
     """compare() correlates a hash with itself exactly 1; the float sums give 1 give or take a few
     1e-16, which read as a distance just above 0 missed exact copies at threshold 0 (15 of these 30
@@ -284,3 +312,16 @@ def test_radial_variance_puts_an_exact_copy_at_distance_zero():
     cross = hasher.cross_distance(hashes, hashes)
     assert (np.diag(cross) == 0).all()
     assert cross[~np.eye(len(hashes), dtype=bool)].min() > 1e-3  # different scenes stay apart
+
+
+def test_radial_variance_of_flat_images_as_documented():
+    """As README's Hashers table and `_distance` say: an all-black image's hash has no variance and
+    is at distance 1 even from itself; any other flat image's hash depends on its size, not its
+    colour, so flat images of one size are at distance 0 from each other."""
+    from harness.hashers.opencv import RadialVarianceHash
+
+    hasher = RadialVarianceHash()
+    black, grey, green = (np.full((64, 64, 3), colour, np.uint8) for colour in (0, 128, (10, 200, 30)))
+    hashes = hasher.hash_images([black, black, grey, grey, green])
+    assert hasher.distance(hashes[:1], hashes[1:2])[0] == 1.0
+    np.testing.assert_array_equal(hasher.cross_distance(hashes[2:], hashes[2:]), np.zeros((3, 3)))

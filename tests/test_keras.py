@@ -112,6 +112,32 @@ def test_strict_stops_before_any_work(no_download, synthetic_file, capsys):
     assert not (out / "distances.csv").exists()
 
 
+@pytest.mark.parametrize("model, side", [
+    ("VGG16", 32), ("Xception", 75), ("InceptionV3", 75), ("DenseNet121", 32), ("ResNet50V2", 32),
+    ("ConvNeXtTiny", 32), ("EfficientNetV2B0", 32), ("MobileNetV3Large", 32),
+    ("MobileNet", 128), ("MobileNet", 100), ("MobileNetV2", 96), ("MobileNetV2", 100)])
+def test_weights_file_is_the_name_keras_caches_the_weights_under(model, side, monkeypatch):
+    """harness.hashers.keras.weights_file (a static table, read before TensorFlow is imported) gives
+    the name Keras' own code passes to keras.utils.get_file, one model of each naming scheme, and the
+    MobileNets' sizes with and without weights of their own."""
+    import keras
+    from keras.src.utils import file_utils
+
+    from harness.hashers.keras import import_keras, weights_file
+
+    class Asked(Exception):
+        pass
+
+    def get_file(fname, *args, **kwargs):  # the file Keras asks for, instead of downloading it
+        raise Asked(fname)
+
+    import_keras()
+    monkeypatch.setattr(file_utils, "get_file", get_file)
+    with pytest.raises(Asked) as asked:
+        getattr(keras.applications, model)(include_top=False, weights="imagenet", input_shape=(side, side, 3))
+    assert weights_file(model, side) == str(asked.value)
+
+
 def test_without_tensorflow_a_cnn_says_how_to_install_it(monkeypatch):
     from harness.errors import UnavailableError
     from harness.hashers import HASHERS

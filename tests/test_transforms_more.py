@@ -286,22 +286,27 @@ def test_overlay_image_is_read_once_while_its_file_is_unchanged(tmp_path, synthe
 
     path = str(tmp_path / "logo.png")
     cv2.imwrite(path, solid((9, 9, 9), 8, 8))
+    run("overlay_image", synthetic, source=path)  # read when its parameters are checked
+    misses = _load_overlay.cache_info().misses
     run("overlay_image", synthetic, source=path)
-    hits = _load_overlay.cache_info().hits
-    run("overlay_image", synthetic, source=path)
-    assert _load_overlay.cache_info().hits == hits + 1
+    assert _load_overlay.cache_info().misses == misses
     cv2.imwrite(path, solid((250, 9, 9), 8, 16))  # replaced under the same name: read again
-    assert load_overlay(path).shape == (8, 16, 4) and _load_overlay.cache_info().hits == hits + 1
+    assert load_overlay(path).shape == (8, 16, 4) and _load_overlay.cache_info().misses == misses + 1
 
 
 def test_overlay_image_errors_are_clear(tmp_path, wide):
-    with pytest.raises(TransformError, match="cannot read overlay image"):
-        run("overlay_image", wide, source=str(tmp_path / "missing.png"))
+    # a source that cannot be drawn is refused with the parameters, before any image is edited
+    missing = str(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match=re.escape(f"source: no file at '{missing}' (use 'builtin:logo' or an image")):
+        run("overlay_image", wide, source=missing)
     (tmp_path / "junk.png").write_bytes(b"not an image")
-    with pytest.raises(TransformError, match="cannot read overlay image"):
+    with pytest.raises(ValueError, match="source: cannot read overlay image"):
         run("overlay_image", wide, source=str(tmp_path / "junk.png"))
-    with pytest.raises(TransformError, match="built-in one is 'builtin:logo'"):
+    with pytest.raises(ValueError,
+                       match="source: unknown overlay 'builtin:coffee'; the built-in one is 'builtin:logo'"):
         run("overlay_image", wide, source="builtin:coffee")
+    with pytest.raises(TransformError, match="cannot read overlay image"):  # loaded without the check
+        load_overlay(missing)
     with pytest.raises(TransformError, match="does not fit in a 200x120 image"):
         run("overlay_image", wide, size=1)  # the square logo is 200 px tall
 
@@ -357,6 +362,7 @@ def test_emoji_draws_yellow_faces_inside_the_image():
     ("hue", {"degrees": -400}, "degrees: -400.0 must be >= -360"),
     ("quantize", {"levels": 1}, "levels: 1 must be >= 2"),
     ("webp", {"quality": 0}, "quality: 0 must be >= 1"),
+    ("jpeg", {"quality": 0}, "quality: 0 must be >= 1"),  # libjpeg's 0 is its 1: the same pixels
     ("png", {"compression": 10}, "compression: 10 must be <= 9"),
     ("gaussian_noise", {"sigma": 5, "seed": -1}, "seed: -1 must be >= 0"),
     ("salt_pepper", {"amount": 1.5}, "amount: 1.5 must be <= 1"),
@@ -365,6 +371,25 @@ def test_emoji_draws_yellow_faces_inside_the_image():
     ("overlay_image", {"size": 0}, "size: 0.0 must be > 0"),
     ("caption", {"position": "middle"}, "position: expected 'top' | 'bottom'"),
     ("emoji", {"count": 0}, "count: 0 must be >= 1"),
+    # a colour's channels are 0..255 each (OpenCV and Pillow clamped the others without a word)
+    ("border", {"top": 0.1, "color": [300, -5, 0]}, "color[0]: 300 must be <= 255"),
+    ("pad", {"fraction": 0.1, "color": [0, -5, 0]}, "color[1]: -5 must be >= 0"),
+    ("rotate", {"angle": 10, "color": [0, 0, 1000]}, "color[2]: 1000 must be <= 255"),
+    ("cross", {"color": [999, 0, 0]}, "color[0]: 999 must be <= 255"),
+    ("text", {"scale": 1, "color": [256, 256, 256]}, "color[0]: 256 must be <= 255"),
+    ("text_watermark", {"color": [0, 0, 256]}, "color[2]: 256 must be <= 255"),
+    # past a C int, OpenCV refused the text's origin on every image
+    ("text", {"scale": 1, "x": 99999999999}, "x: 99999999999 must be <= 1073741824"),
+    ("text", {"scale": 1, "y": -99999999999}, "y: -99999999999 must be >= -1073741824"),
+    ("text", {"scale": 1, "thickness": 1 << 31}, "thickness: 2147483648 must be <= 1000"),
+    # Hershey fonts draw one line of printable ASCII (the rest came out as '?'); text drawing nothing
+    # left every image as it was (a caption's empty text still adds its bar)
+    ("caption", {"text": "Привет"}, "text: 'Привет' holds 'П', not printable ASCII: OpenCV's Hershey fonts"),
+    ("caption", {"text": "two\nlines"}, "text: 'two\\nlines' has a line break; the text is drawn on one line"),
+    ("text", {"scale": 1, "text": "caf\u00e9"}, "text: 'café' holds 'é', not printable ASCII"),
+    ("text", {"scale": 1, "text": " "}, "text: ' ' draws nothing; give the words to draw"),
+    ("text_watermark", {"text": ""}, "text: '' draws nothing; give the words to draw"),
+    ("text_watermark", {"text": "a\tb"}, "text: 'a\\tb' holds '\\t', not printable ASCII"),
 ])
 def test_new_parameters_are_validated(name, params, problem):
     with pytest.raises(ValueError, match=re.escape(problem)):

@@ -83,6 +83,8 @@ def test_enhance_brightness_and_contrast_are_pillows(factor, wide):
 def test_enhance_brightness_by_hand():
     grey = np.full((4, 4, 3), (100, 200, 250), np.uint8)
     assert np.all(run("enhance_brightness", grey, factor=1.2) == (120, 240, 255))  # 300 saturates
+    odd = np.full((4, 4, 3), (101, 3, 7), np.uint8)
+    assert np.all(run("enhance_brightness", odd, factor=1.5) == (151, 4, 10))  # truncated, as its doc says
 
 
 # --- noise ----------------------------------------------------------------------

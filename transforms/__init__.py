@@ -59,7 +59,7 @@ def _check_plugin(obj, reference: str) -> str | None:
 TRANSFORMS = Registry("transform", check=_check_plugin)
 
 # Parameter types shared by several modules.
-Color = tuple[int, int, int]  # BGR, as OpenCV draws
+Color = Annotated[tuple[int, int, int], Range(0, 255)]  # BGR, as OpenCV draws; OpenCV and Pillow clamp others
 Seed = Annotated[int, Range(0), Doc("random seed")]  # random transforms draw only from np.random.default_rng(seed)
 
 

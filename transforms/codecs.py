@@ -19,7 +19,8 @@ def _round_trip(image: np.ndarray, ext: str, params: list[int]) -> np.ndarray:
 @transform
 def jpeg(
     image: np.ndarray,
-    quality: Annotated[int, Stronger("lower"), Range(0, 100), Doc("JPEG quality; lower compresses harder")],
+    # from 1: libjpeg takes quality 0 as 1, and two labels for the same pixels would be two pairs
+    quality: Annotated[int, Stronger("lower"), Range(1, 100), Doc("JPEG quality; lower compresses harder")],
 ) -> np.ndarray:
     """JPEG round trip at `quality` with cv2.imencode / cv2.imdecode."""
     return _round_trip(image, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality])

@@ -7,20 +7,43 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
-from harness.params import Doc, FileContent, Range, Stronger
+from harness.errors import shown
+from harness.params import Check, Doc, FileContent, Range, Stronger
 from harness.transforms import Color, Seed, TransformError, output_size, transform
 
 BUILTIN_LOGO = "builtin:logo"
+# The farthest a text may start from the image's corner, either way: past any image's side, and
+# within the C int OpenCV takes a point's coordinates in (a larger one failed every image).
+TEXT_REACH = 1 << 30
+
+
+def hershey_problem(text: str) -> str | None:
+    """Why OpenCV's Hershey fonts cannot draw `text` as written, or None: they have glyphs for
+    printable ASCII only, and draw one line; anything else came out as question marks."""
+    if "\n" in text or "\r" in text:
+        return f"{shown(text)} has a line break; the text is drawn on one line"
+    other = next((char for char in text if not " " <= char <= "~"), None)
+    if other is not None:
+        return f"{shown(text)} holds {other!r}, not printable ASCII: OpenCV's Hershey fonts draw it as '?'"
+    return None
+
+
+def visible_text_problem(text: str) -> str | None:
+    """hershey_problem, and text that draws nothing (empty or blank): an edit that leaves every
+    image as it was, scored as if it were one."""
+    if not text.strip():
+        return f"{shown(text)} draws nothing; give the words to draw"
+    return hershey_problem(text)
 
 
 @transform
 def text(
     image: np.ndarray,
     scale: Annotated[float, Stronger("higher"), Range(0, 100, open_low=True), Doc("cv2.putText fontScale")],
-    text: Annotated[str, Doc("the words drawn")] = "Text",
-    x: Annotated[int, Doc("left of the baseline, px")] = 10,
-    y: Annotated[int | None, Doc("baseline row, px; null = 30 * scale")] = None,
-    thickness: Annotated[int | None, Range(1), Doc("stroke in px; null = 3 * scale")] = None,
+    text: Annotated[str, Check(visible_text_problem), Doc("the words drawn: one line, printable ASCII")] = "Text",
+    x: Annotated[int, Range(-TEXT_REACH, TEXT_REACH), Doc("left of the baseline, px")] = 10,
+    y: Annotated[int | None, Range(-TEXT_REACH, TEXT_REACH), Doc("baseline row, px; null = 30 * scale")] = None,
+    thickness: Annotated[int | None, Range(1, 1000), Doc("stroke in px; null = 3 * scale")] = None,
     color: Annotated[Color, Doc("BGR colour")] = (255, 255, 255),
 ) -> np.ndarray:
     """Draw `text` with FONT_HERSHEY_SIMPLEX, anti-aliased; defaults place and weight it as the article did."""
@@ -30,6 +53,22 @@ def text(
     cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, tuple(int(c) for c in color),
                 thickness, cv2.LINE_AA)
     return out
+
+
+def overlay_problem(source: str) -> str | None:
+    """Why `source` cannot be drawn, or None: checked with the parameters, so a config naming a
+    missing or unreadable file stops before any work rather than failing every image. A path is
+    relative to the directory the command runs from, as every path of a config is. A readable file
+    is loaded here, once: load_overlay keeps it for the run."""
+    if source.startswith("builtin:"):
+        return None if source == BUILTIN_LOGO else f"unknown overlay '{source}'; the built-in one is '{BUILTIN_LOGO}'"
+    if not os.path.exists(source):
+        return f"no file at '{source}' (use '{BUILTIN_LOGO}' or an image file path)"
+    try:
+        load_overlay(source)
+    except TransformError as exc:
+        return str(exc)
+    return None
 
 
 def load_overlay(source: str) -> np.ndarray:
@@ -113,7 +152,7 @@ def overlay_image(
     y: Annotated[float, Range(0, 1), Doc("top of the overlay, as a part of the free height: 0 top, 1 bottom")] = 0.5,
     opacity: Annotated[float, Stronger("higher"), Range(0, 1),
         Doc("0 invisible, 1 opaque (times the overlay's own alpha)")] = 1.0,
-    source: Annotated[str, FileContent(),
+    source: Annotated[str, FileContent(), Check(overlay_problem),
                       Doc(f"'{BUILTIN_LOGO}' (scikit-image's logo, RGBA) or an image file path")] = BUILTIN_LOGO,
 ) -> np.ndarray:
     """Paste a logo or image, `size` of the width wide, at relative (x, y), alpha-blended at `opacity`."""
@@ -135,7 +174,8 @@ def overlay_image(
 @transform
 def caption(
     image: np.ndarray,
-    text: Annotated[str, Doc("one line, ASCII (Hershey fonts have no other glyphs)")] = "CAPTION",
+    text: Annotated[str, Check(hershey_problem),
+                    Doc("one line, printable ASCII (Hershey fonts have no other glyphs); '' a plain bar")] = "CAPTION",
     height: Annotated[float, Stronger("higher"), Range(0, 1, open_low=True), Doc("bar height / image height")] = 0.2,
     position: Annotated[Literal["top", "bottom"], Doc("where the bar is added")] = "top",
     bar: Annotated[Literal["white", "black"], Doc("bar colour; the text is the other one")] = "white",
@@ -188,7 +228,7 @@ def _smiley(canvas: np.ndarray, centre: tuple[int, int], r: int) -> None:
 @transform
 def text_watermark(
     image: np.ndarray,
-    text: Annotated[str, Doc("the words drawn (ASCII)")] = "TEST",
+    text: Annotated[str, Check(visible_text_problem), Doc("the words drawn: one line, printable ASCII")] = "TEST",
     width: Annotated[float, Stronger("higher"), Range(0, 10, open_low=True), Doc("text width / image width")] = 0.2,
     alpha: Annotated[int, Stronger("higher"), Range(0, 255), Doc("ink opacity on 0-255")] = 200,
     thickness: Annotated[int, Stronger("higher"), Range(1, 100), Doc("stroke in px (not scaled with the text)")] = 5,

@@ -115,7 +115,8 @@ def enhance_brightness(
     image: np.ndarray,
     factor: Annotated[float, Range(0, 10), Doc("0 black, 1 unchanged, >1 brighter")],
 ) -> np.ndarray:
-    """Pillow's ImageEnhance.Brightness: every channel multiplied by `factor`, rounded and saturated."""
+    """Pillow's ImageEnhance.Brightness: every channel multiplied by `factor` (in float32), truncated
+    (not rounded: 101 x 1.5 gives 151) and saturated."""
     return _pil_enhance(image, "Brightness", factor)
 
 

@@ -72,7 +72,8 @@ class Hasher(ABC):
 
         The default is none. A hasher with extras computes them in the same pass as its
         hashes and keeps its last batch, so calling `hash_batch(images)` and then
-        `hash_extras(images)` (or the reverse) with the same image arrays hashes once.
+        `hash_extras(images)` (or the reverse) with the same images (the same pixels, not only the same
+        arrays: one changed in place is hashed again) hashes once.
         """
         return {}
 

@@ -69,14 +69,42 @@ def check_model_name(model: str) -> None:
     raise ValueError(f"model: unknown keras.applications model '{model}'{hint}")
 
 
-# Where keras.applications downloads ImageNet weights from, and the files of the presets
-# (the others are named by Keras when it fails).
+# Where keras.applications downloads ImageNet weights from.
 WEIGHTS_HOST = "storage.googleapis.com"
+
+# The file each model's ImageNet weights without the top are cached under: the name
+# keras.utils.get_file is given in the model's keras.applications module (a static table, as
+# PREPROCESS_MODULES, so a missing file is named without importing TensorFlow). Keras 3.
+_TF_KERNELS_NOTOP = "_weights_tf_dim_ordering_tf_kernels_notop.h5"
 WEIGHTS_FILES = {
-    "ResNet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    **{f"ConvNeXt{size}": f"convnext_{size.lower()}_notop.h5" for size in ("Tiny", "Small", "Base", "Large", "XLarge")},
+    **{f"DenseNet{depth}": f"densenet{depth}{_TF_KERNELS_NOTOP}" for depth in (121, 169, 201)},
+    **{f"EfficientNetB{i}": f"efficientnetb{i}_notop.h5" for i in range(8)},
+    **{f"EfficientNetV2{v}": f"efficientnetv2-{v.lower()}_notop.h5" for v in ("B0", "B1", "B2", "B3", "S", "M", "L")},
+    "InceptionResNetV2": f"inception_resnet_v2{_TF_KERNELS_NOTOP}",
+    "InceptionV3": f"inception_v3{_TF_KERNELS_NOTOP}",
     "MobileNetV3Small": "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
-    "EfficientNetB0": "efficientnetb0_notop.h5",
+    "MobileNetV3Large": "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+    "NASNetMobile": "nasnet_mobile_no_top.h5",
+    "NASNetLarge": "nasnet_large_no_top.h5",
+    **{f"ResNet{depth}": f"resnet{depth}{_TF_KERNELS_NOTOP}" for depth in (50, 101, 152)},
+    **{f"ResNet{depth}V2": f"resnet{depth}v2{_TF_KERNELS_NOTOP}" for depth in (50, 101, 152)},
+    "VGG16": f"vgg16{_TF_KERNELS_NOTOP}",
+    "VGG19": f"vgg19{_TF_KERNELS_NOTOP}",
+    "Xception": f"xception{_TF_KERNELS_NOTOP}",
 }
+# MobileNet and MobileNetV2 have weights for several input sides; Keras takes 224's for any other.
+_MOBILENET_SIDES = {"MobileNet": (128, 160, 192, 224), "MobileNetV2": (96, 128, 160, 192, 224)}
+
+
+def weights_file(model: str, side: int) -> str | None:
+    """The file name of `model`'s ImageNet weights (no top) for a `side` x `side` input, as Keras
+    caches it; None for a model the tables do not know."""
+    if model in _MOBILENET_SIDES:
+        rows = side if side in _MOBILENET_SIDES[model] else 224
+        return (f"mobilenet_1_0_{rows}_tf_no_top.h5" if model == "MobileNet"
+                else f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5")
+    return WEIGHTS_FILES.get(model)
 
 
 def keras_cache() -> str:
@@ -130,7 +158,9 @@ class KerasEmbedding(Hasher):
     channel_order: Annotated[Literal["rgb", "bgr"], Doc(
         "order the pixels are fed in; Keras expects rgb, the article fed OpenCV's bgr")] = "rgb"
     batch_size: Annotated[int, Range(1, 4096), Doc("images per forward pass")] = 32
-    seed: Annotated[int, Doc("initialisation seed when weights is null")] = 0
+    # keras.utils.set_random_seed seeds NumPy's legacy generator too, which takes 0..2**32 - 1 only
+    # (the transforms' Seed, for np.random.default_rng, has no upper bound)
+    seed: Annotated[int, Range(0, 2**32 - 1), Doc("initialisation seed when weights is null")] = 0
     _model: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     model_name: ClassVar[str]  # the keras.applications constructor
@@ -177,7 +207,7 @@ class KerasEmbedding(Hasher):
         10 s and 600 MB, only for Keras to fail on the download."""
         if self.weights != "imagenet":
             return
-        filename = WEIGHTS_FILES.get(self.model_name)
+        filename = weights_file(self.model_name, self.side)
         if filename and os.path.isfile(os.path.join(keras_cache(), filename)):
             return
         import socket
@@ -189,8 +219,9 @@ class KerasEmbedding(Hasher):
 
     def _missing_weights_message(self, exc: Exception, filename: str | None = None) -> str:
         found = re.search(r"[\w.-]+\.h5", str(exc))
-        filename = found.group(0) if found else (
-            filename or f"the {self.model_name} ImageNet weights (.h5, no top)")
+        filename = found.group(0) if found else (filename or weights_file(self.model_name, self.side) or
+                                                 f"the {self.model_name} ImageNet weights (.h5, no top; harness "
+                                                 "does not know the file's name)")
         cache = keras_cache()
         reason = str(exc).rsplit(" -- ", 1)[-1].strip() or type(exc).__name__
         return (f"ImageNet weights for {self.model_name} unavailable ({reason}); put {filename} in {cache}/ "

@@ -144,8 +144,10 @@ def _distance(peak: np.ndarray) -> np.ndarray:
     3e-20) but takes a constructed pair: JPEG copies at quality 90 to 98 whose hashes differ
     were 4e-6 or more apart, in OpenCV's sample photographs.
 
-    A hash with no variance (a flat image's, all bytes equal) correlates with nothing, not even
-    itself: compare() gives 0 there, so its distance is 1 even to an identical hash."""
+    A hash with no variance (all bytes equal: an all-black image's, a 1x1 image's) correlates with
+    nothing, not even itself: compare() gives 0 there, so its distance is 1 even to an identical
+    hash. Any other flat image hashes to a pattern set by its size alone, not its colour: flat
+    images of one size are at distance 0 from each other, whatever their colours."""
     distance = 1.0 - peak
     return np.where(distance < _ROUNDING, 0.0, distance)
 
