@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the image work on a running dask.distributed cluster (e.g. tcp://10.0.0.5:8786); "
                           "the tables are the same as a local run's")
     cache = run.add_mutually_exclusive_group()
-    cache.add_argument("--cache", metavar="PATH",
+    cache.add_argument("--cache", metavar="PATH", type=cache_option,
                        help="hash cache (default: DIR/hash-cache.sqlite); a stopped run started again resumes from "
                             "it")
     cache.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     leaks.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_option,
                        help="hash and search on a dask.distributed cluster")
     cache = leaks.add_mutually_exclusive_group()
-    cache.add_argument("--cache", metavar="PATH", help="hash cache (default: DIR/hash-cache.sqlite)")
+    cache.add_argument("--cache", metavar="PATH", type=cache_option,
+                       help="hash cache (default: DIR/hash-cache.sqlite)")
     cache.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
     leaks.add_argument("--quiet", action="store_true", help="no progress bar and no answer at the end")
 
@@ -629,6 +630,13 @@ def out_option(text: str) -> str:
     """--out DIR: not empty (an unset shell variable would write to the config's output instead)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty; give a directory, or leave --out out for the default")
+    return text
+
+
+def cache_option(text: str) -> str:
+    """--cache PATH: not empty (an unset shell variable would use the default cache instead)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty; give a file, or leave --cache out for the default")
     return text
 
 

@@ -164,16 +164,25 @@ def check_cache_path(cache: str | None, out_dir: str) -> None:
     set the new one carries over: under another name it would go with the old set, and the next
     run would find it there and refuse the directory."""
     if cache is not None:
-        folder = os.path.dirname(os.path.abspath(cache))
-        while not os.path.lexists(folder) and folder != os.path.dirname(folder):
-            folder = os.path.dirname(folder)
-        if not os.path.isdir(folder):  # the cache would not open, and the run would fail on its folder
-            raise HarnessError(f"--cache {_where(cache)}: cannot be made, as {_where(folder)} is not a directory")
+        check_cache_folder(cache)
     if cache is None or not _within(os.path.realpath(cache), os.path.realpath(out_dir)):
         return
     if os.path.realpath(cache) != os.path.realpath(os.path.join(out_dir, CACHE)):
         raise HarnessError(f"--cache {_where(cache)}: inside the output directory, which each run replaces; "
                            f"leave --cache out (the cache is then {CACHE} there) or keep it outside")
+
+
+def check_cache_folder(cache: str) -> None:
+    """A cache's folder must exist: a mistyped --cache would otherwise create folders where the user
+    never meant any (SQLite makes only the file). The default cache's folder is the output
+    directory, which check_output_dir has made by the time this is called."""
+    folder = os.path.dirname(os.path.abspath(cache))
+    if os.path.isdir(folder):
+        return
+    if os.path.lexists(folder):  # the cache would not open, and the run would fail on its folder
+        raise HarnessError(f"--cache {_where(cache)}: cannot be made, as {_where(folder)} is not a directory")
+    raise HarnessError(f"--cache {_where(cache)}: the folder {_where(folder)} does not exist; make it first, or "
+                       "leave --cache out (the cache is then in the output directory)")
 
 
 PROBE = ".probe-"
