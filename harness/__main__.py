@@ -428,7 +428,8 @@ def command_leaks(args) -> int:
         raw["min_agree"] = args.min_agree
     if args.out:
         raw["output"] = args.out
-    config = leaks.leak_config(raw, source, split_options=options)
+    config = leaks.leak_config(raw, source, split_options=options,
+                               threshold_option="--threshold" if args.threshold is not None else None)
     out_dir = config.output
     with removed_if_unused(out_dir):
         cache = checked_output(args, out_dir, [e for _, entries in config.splits for e in entries],

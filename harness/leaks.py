@@ -104,12 +104,14 @@ class LeakConfig:
 
 
 def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] | None = None, *,
-                import_plugins: bool = True, plugins: list | None = None) -> LeakConfig:
+                import_plugins: bool = True, plugins: list | None = None,
+                threshold_option: str | None = None) -> LeakConfig:
     """A leak audit's settings (from YAML, the command line or a dict built in Python: see
     config.plain_data) validated: one ConfigError line each. The LeakConfig keeps a copy of its own.
     `split_options`: split name -> the command-line option that gave its entries (see LeakConfig).
     With `import_plugins=False` (`validate`), no plugin hasher is imported: it is appended to
-    `plugins` as (kind, import path, key), as config.parse_config does."""
+    `plugins` as (kind, import path, key), as config.parse_config does. `threshold_option`: the
+    command-line option that gave `threshold` (--threshold), which its errors name."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
     raw = plain_data(raw, source)
@@ -143,17 +145,27 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
         raise ConfigError(source, "fpr", "give threshold or fpr, not both")
     thresholds: dict[str, float] = {}
     if threshold is not None:
+        def threshold_error(hasher_id: str | None, problem: str) -> ConfigError:
+            """Naming the option where --threshold gave it, else the config's key."""
+            if threshold_option is not None:
+                return ConfigError(threshold_option, hasher_id or "", problem)
+            return ConfigError(source, f"threshold.{hasher_id}" if hasher_id else "threshold", problem)
+
         given = threshold if isinstance(threshold, dict) else dict.fromkeys(ids, threshold)
         for hasher_id, value in given.items():
+            key = hasher_id if isinstance(threshold, dict) else None
             if hasher_id not in ids:
-                raise ConfigError(source, f"threshold.{hasher_id}", f"not a hasher of this audit ({', '.join(ids)})")
+                raise threshold_error(hasher_id, f"not a hasher of this audit ({', '.join(ids)})")
             if as_distance(value) is None:
-                raise ConfigError(source, f"threshold.{hasher_id}" if isinstance(threshold, dict) else "threshold",
-                                  f"expected a finite distance >= 0, got {shown(value)}")
+                raise threshold_error(key, f"expected a finite distance >= 0, got {shown(value)}")
+            largest = _largest_distance(hashers[ids.index(hasher_id)], import_plugins)
+            if largest is not None and as_distance(value) >= largest:
+                raise threshold_error(key, f"{as_distance(value):g} is at or above {hasher_id}'s largest distance "
+                                           f"({largest:g}): every pair would be flagged")
             thresholds[hasher_id] = as_distance(value)
         missing = [h for h in ids if h not in thresholds]
         if missing and calibration is None:
-            raise ConfigError(source, "threshold", f"no threshold for {', '.join(missing)}")
+            raise threshold_error(None, f"no threshold for {', '.join(missing)}")
     if fpr is not None:
         if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr < 1:
             raise ConfigError(source, "fpr", f"expected a share in (0, 1), got {shown(fpr)}")
@@ -174,6 +186,20 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,
                       min_agree, limits["max_pixels"], limits["max_side"], limits["max_flags"] or DEFAULT_MAX_FLAGS,
                       raw, tuple((split_options or {}).items()))
+
+
+def _largest_distance(spec: HasherSpec, imported: bool) -> float | None:
+    """The largest distance `spec`'s hasher can give, where it is known before it runs: a bit hash's
+    bit count. None for the others (their distance_max only scales their distances, which may pass
+    it) and for a plugin left unimported (`validate`)."""
+    from harness.hashers import HASHERS
+
+    if HASHERS.is_plugin(spec.name) and not imported:
+        return None
+    cls = HASHERS.get(spec.name)
+    if not (isinstance(cls, type) and issubclass(cls, BitHasher)):
+        return None
+    return float(spec.build().distance_max)
 
 
 def _audit_rank(split_name: str) -> int:
