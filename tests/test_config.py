@@ -128,6 +128,18 @@ def test_yaml_cannot_run_code(tmp_path):
         load_config(str(path))
 
 
+def test_yaml_reads_exponent_floats_as_yaml_1_2_does(tmp_path):
+    """PyYAML (YAML 1.1) read 1e-6 as the string '1e-6': `fpr: [1e-3]` was refused as not a share."""
+    from harness.safe_yaml import load_text
+
+    data = load_text("[1e-6, 1e30, -2E+3, 1.5e3, +.5e2, 1.0, 12, 1_000, '1e-6', \"1e30\", 1e, e5, 1.2.3]", "x.yaml")
+    assert data == [1e-6, 1e30, -2000.0, 1500.0, 50.0, 1.0, 12, 1000, "1e-6", "1e30", "1e", "e5", "1.2.3"]
+    assert [type(value) for value in data[:7]] == [float] * 6 + [int]  # integers stay integers
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD.replace("name: tiny", "name: tiny\ndetection: {fpr: [1e-2, 1E-3]}"))
+    assert load_config(str(path)).detection.fpr == (0.01, 0.001)
+
+
 def test_random_transforms_get_the_config_seed(monkeypatch):
     from harness.params import Doc  # a registered transform with a seed parameter, for this test only
     from typing import Annotated
