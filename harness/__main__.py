@@ -428,8 +428,9 @@ def command_leaks(args) -> int:
         raw["min_agree"] = args.min_agree
     if args.out:
         raw["output"] = args.out
-    config = leaks.leak_config(raw, source, split_options=options,
-                               threshold_option="--threshold" if args.threshold is not None else None)
+    given_by = {"threshold": "--threshold", "fpr": "--fpr", "calibration": "--calibration", "min_agree": "--min-agree"}
+    config = leaks.leak_config(raw, source, split_options=options, key_options={
+        key: option for key, option in given_by.items() if getattr(args, key) not in (None, "")})
     out_dir = config.output
     with removed_if_unused(out_dir):
         cache = checked_output(args, out_dir, [e for _, entries in config.splits for e in entries],

@@ -105,13 +105,14 @@ class LeakConfig:
 
 def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] | None = None, *,
                 import_plugins: bool = True, plugins: list | None = None,
-                threshold_option: str | None = None) -> LeakConfig:
+                key_options: dict[str, str] | None = None) -> LeakConfig:
     """A leak audit's settings (from YAML, the command line or a dict built in Python: see
     config.plain_data) validated: one ConfigError line each. The LeakConfig keeps a copy of its own.
     `split_options`: split name -> the command-line option that gave its entries (see LeakConfig).
     With `import_plugins=False` (`validate`), no plugin hasher is imported: it is appended to
-    `plugins` as (kind, import path, key), as config.parse_config does. `threshold_option`: the
-    command-line option that gave `threshold` (--threshold), which its errors name."""
+    `plugins` as (kind, import path, key), as config.parse_config does. `key_options`: key -> the
+    command-line option that gave it (threshold: --threshold), which its errors name: the key the
+    user typed, not the config file's, which may not hold it."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
     raw = plain_data(raw, source)
@@ -146,10 +147,7 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
     thresholds: dict[str, float] = {}
     if threshold is not None:
         def threshold_error(hasher_id: str | None, problem: str) -> ConfigError:
-            """Naming the option where --threshold gave it, else the config's key."""
-            if threshold_option is not None:
-                return ConfigError(threshold_option, hasher_id or "", problem)
-            return ConfigError(source, f"threshold.{hasher_id}" if hasher_id else "threshold", problem)
+            return _key_error(source, key_options, "threshold", problem, hasher_id or "")
 
         given = threshold if isinstance(threshold, dict) else dict.fromkeys(ids, threshold)
         for hasher_id, value in given.items():
@@ -168,16 +166,17 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
             raise threshold_error(None, f"no threshold for {', '.join(missing)}")
     if fpr is not None:
         if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr < 1:
-            raise ConfigError(source, "fpr", f"expected a share in (0, 1), got {shown(fpr)}")
+            raise _key_error(source, key_options, "fpr", f"expected a share in (0, 1), got {shown(fpr)}")
         fpr = float(fpr)
     if calibration is not None:
         _typed(calibration, str, source, "calibration")
         if not os.path.isdir(calibration):
-            raise ConfigError(source, "calibration", f"no run output directory at '{display_path(calibration)}'")
+            raise _key_error(source, key_options, "calibration",
+                             f"no run output directory at '{display_path(calibration)}'")
     min_agree = raw.get("min_agree", 1)
     if isinstance(min_agree, bool) or not isinstance(min_agree, int) or not 1 <= min_agree <= len(hashers):
-        raise ConfigError(source, "min_agree", f"expected a whole number from 1 to {len(hashers)} (the hashers), "
-                                               f"got {shown(min_agree)}")
+        raise _key_error(source, key_options, "min_agree", f"expected a whole number from 1 to {len(hashers)} (the "
+                                                           f"hashers), got {shown(min_agree)}")
     limits = {}
     for key, bounds in (("max_pixels", MAX_PIXELS_RANGE), ("max_side", (16,)), ("max_flags", (1,))):
         limits[key] = whole_number(raw.get(key), source, key, *bounds)
@@ -186,6 +185,15 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,
                       min_agree, limits["max_pixels"], limits["max_side"], limits["max_flags"] or DEFAULT_MAX_FLAGS,
                       raw, tuple((split_options or {}).items()))
+
+
+def _key_error(source: str, key_options: dict[str, str] | None, key: str, problem: str, sub: str = "") -> ConfigError:
+    """The error about `key` (`sub`: a part of it, e.g. a hasher's threshold), naming the option
+    that gave it where the command line did (see leak_config), else the config's key path."""
+    option = (key_options or {}).get(key)
+    if option is not None:
+        return ConfigError(option, sub, problem)
+    return ConfigError(source, f"{key}.{sub}" if sub else key, problem)
 
 
 def _largest_distance(spec: HasherSpec, imported: bool) -> float | None:

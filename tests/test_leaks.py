@@ -477,7 +477,7 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
         ([], "leaks: nothing to audit; give --train and --test (image folders, files or hash tables), or a config "
              "with splits"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "8", "--min-agree", "2"],
-         "min_agree: expected a whole number from 1 to 1"),
+         "--min-agree: expected a whole number from 1 to 1 (the hashers), got 2"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--calibration", str(tmp_path / "nope")],
          "no run output directory"),
     ]
@@ -550,6 +550,25 @@ def test_a_threshold_that_flags_every_pair_is_refused(planted, tmp_path, capsys,
     assert main(["leaks", str(config), *options, "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert one_line(capsys).endswith(f"{where} largest distance (64): every pair would be flagged")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra, options, message", [
+    ({}, ["--min-agree", "3"], "--min-agree: expected a whole number from 1 to 2 (the hashers), got 3"),
+    ({"min_agree": 2}, ["--min-agree", "3"], "--min-agree: expected a whole number from 1 to 2 (the hashers), got 3"),
+    ({}, ["--fpr", "2"], "--fpr: expected a share in (0, 1), got 2.0"),
+    ({}, ["--calibration", "nowhere"], "--calibration: no run output directory at 'nowhere'"),
+    ({"min_agree": 3}, [], "audit.yaml: min_agree: expected a whole number from 1 to 2 (the hashers), got 3"),
+])
+def test_an_option_that_overrides_a_config_is_named_in_its_errors(planted, tmp_path, capsys, monkeypatch, extra,
+                                                                   options, message):
+    """`leaks CONFIG --min-agree 3` named the config file, which holds no such value."""
+    root, _ = planted
+    monkeypatch.chdir(tmp_path)
+    splits = {"train": [str(root / "train")], "test": [str(root / "test")]}
+    (tmp_path / "audit.yaml").write_text(yaml.safe_dump({"splits": splits, "hashers": ["aHash", "pHash"],
+                                                         "threshold": 8, **extra}))
+    assert main(["leaks", "audit.yaml", *options, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert one_line(capsys) == f"error: {message}"
 
 
 def test_a_threshold_below_the_largest_distance_or_of_an_unbounded_distance_is_kept():
