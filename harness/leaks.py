@@ -88,6 +88,13 @@ class LeakConfig:
     # error about one of their entries names the option, the key the user typed, not splits.NAME.
     split_options: tuple[tuple[str, str], ...] = ()
 
+    def entry_names(self) -> list[str]:
+        """What messages call each entry of every split, in order: the command-line option that
+        gave its split (--train), else its config key (splits.test[0])."""
+        options = dict(self.split_options)
+        return [options.get(split) or f"splits.{split}[{number}]"
+                for split, entries in self.splits for number in range(len(entries))]
+
     def entry_error(self, split: str, number: int, problem: str) -> ConfigError:
         """The error about entry `number` of `split`, naming where the user gave it: the config's
         file (or <dict>) and key, or the command line's option."""
@@ -422,8 +429,10 @@ class LeakAudit:
         from harness.api import path_argument
 
         out_dir = path_argument("out_dir", out_dir)
-        storage.check_output_dir(out_dir, images=[e for _, entries in self.config["splits"].items() for e in entries],
-                                 reads={"calibration": self.calibration})
+        splits = self.config["splits"].items()
+        storage.check_output_dir(out_dir, images=[e for _, entries in splits for e in entries],
+                                 reads={"calibration": self.calibration},
+                                 names=[f"splits.{name}[{k}]" for name, entries in splits for k in range(len(entries))])
         storage.check_sources_outside([path for path in self.paths.values() if path is not None], out_dir)
         # The saved config names this directory: running it again writes here.
         leaks_report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)

@@ -805,7 +805,7 @@ def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_w
     elif case == "images inside":
         out = photos
         extra = ["--images", str(photos / "sub")]
-        message = f"holds images the run reads ({photos / 'sub'}, images[0])"
+        message = f"holds images the run reads ({photos / 'sub'}, --images)"  # not the config's images[0]
     elif case == "known names, no run.json":  # a folder of the user's named like an output
         (out / "figures").mkdir(parents=True)
         (out / "figures" / "mine.png").write_bytes(b"mine")
