@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the image work on a running dask.distributed cluster (e.g. tcp://10.0.0.5:8786); "
                           "the tables are the same as a local run's")
     cache = run.add_mutually_exclusive_group()
-    cache.add_argument("--cache", metavar="PATH",
+    cache.add_argument("--cache", metavar="PATH", type=cache_option,
                        help="hash cache (default: DIR/hash-cache.sqlite); a stopped run started again resumes from "
                             "it")
     cache.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     leaks.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_option,
                        help="hash and search on a dask.distributed cluster")
     cache = leaks.add_mutually_exclusive_group()
-    cache.add_argument("--cache", metavar="PATH", help="hash cache (default: DIR/hash-cache.sqlite)")
+    cache.add_argument("--cache", metavar="PATH", type=cache_option,
+                       help="hash cache (default: DIR/hash-cache.sqlite)")
     cache.add_argument("--no-cache", action="store_true", help="compute everything, keep no cache")
     leaks.add_argument("--quiet", action="store_true", help="no progress bar and no answer at the end")
 
@@ -283,13 +284,13 @@ def removed_if_unused(out_dir: str):
         raise
 
 
-def checked_output(args, out_dir: str, images, reads: dict | None = None) -> str | None:
+def checked_output(args, out_dir: str, images, reads: dict | None = None, names=None) -> str | None:
     """`run` and `leaks` alike: the output directory checked before any work (see
-    storage.check_output_dir), and the hash cache's path (--cache, else DIR/hash-cache.sqlite; None
-    with --no-cache), checked too."""
+    storage.check_output_dir; `names`: what its messages call each of `images`), and the hash
+    cache's path (--cache, else DIR/hash-cache.sqlite; None with --no-cache), checked too."""
     from harness import storage
 
-    storage.check_output_dir(out_dir, images=images, reads=reads)
+    storage.check_output_dir(out_dir, images=images, reads=reads, names=names)
     cache = None if args.no_cache else (args.cache or os.path.join(out_dir, storage.CACHE))
     storage.check_cache_path(cache, out_dir)
     return cache
@@ -317,7 +318,7 @@ def command_run(args) -> int:
     config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers), output=args.out)
     out_dir = args.out or default_output(config)
     with removed_if_unused(out_dir):
-        cache = checked_output(args, out_dir, config.images)
+        cache = checked_output(args, out_dir, config.images, names=image_names(config))
         evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
                                     progress=None if not args.quiet else False, scheduler=args.scheduler,
                                     output=out_dir)
@@ -348,6 +349,12 @@ def command_run(args) -> int:
     for note in [n for n in notes if n not in fixes] + fixes:  # the fixes last, where they are seen
         print(line("note", note), file=sys.stderr)
     return 1 if evaluation.failures else 0
+
+
+def image_names(config) -> list[str] | None:
+    """What the output checks call each of a run's image entries: the option that gave them
+    (--images), not the config's images[i], which the user did not write; None: images[i]."""
+    return [config.images_option] * len(config.images) if config.images_option else None
 
 
 def default_output(config) -> str:
@@ -427,11 +434,13 @@ def command_leaks(args) -> int:
         raw["min_agree"] = args.min_agree
     if args.out:
         raw["output"] = args.out
-    config = leaks.leak_config(raw, source, split_options=options)
+    given_by = {"threshold": "--threshold", "fpr": "--fpr", "calibration": "--calibration", "min_agree": "--min-agree"}
+    config = leaks.leak_config(raw, source, split_options=options, key_options={
+        key: option for key, option in given_by.items() if getattr(args, key) not in (None, "")})
     out_dir = config.output
     with removed_if_unused(out_dir):
         cache = checked_output(args, out_dir, [e for _, entries in config.splits for e in entries],
-                               reads={"calibration": config.calibration})
+                               reads={"calibration": config.calibration}, names=config.entry_names())
         audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,
                                  progress=None if not args.quiet else False, output=out_dir)
         audit.save(out_dir)
@@ -536,7 +545,8 @@ def command_validate(args) -> int:
         return validate_leaks(args, raw)
     config = parse_config(raw, args.config, images=args.images, hashers=hasher_list(args.hashers),
                           import_plugins=args.import_plugins)
-    storage.check_output_place(default_output(config), images=config.images)  # as `run` does, before the images
+    storage.check_output_place(default_output(config), images=config.images,  # as `run` does, before the images
+                               names=image_names(config))
     unlisted: list = []
     sources, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed,
                                      unlisted, option=config.images_option)
@@ -592,7 +602,7 @@ def validate_leaks(args, raw: dict) -> int:
     config = leaks.leak_config(raw, args.config, import_plugins=args.import_plugins, plugins=plugins)
     counts, notes = leaks.count_split_files(config)
     storage.check_output_place(config.output, images=[e for _, entries in config.splits for e in entries],
-                               reads={"calibration": config.calibration})
+                               reads={"calibration": config.calibration}, names=config.entry_names())
     if config.threshold:
         how = ", ".join(f"{h} <= {value:g}" for h, value in config.threshold.items())
     else:
@@ -629,6 +639,13 @@ def out_option(text: str) -> str:
     """--out DIR: not empty (an unset shell variable would write to the config's output instead)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty; give a directory, or leave --out out for the default")
+    return text
+
+
+def cache_option(text: str) -> str:
+    """--cache PATH: not empty (an unset shell variable would use the default cache instead)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty; give a file, or leave --cache out for the default")
     return text
 
 

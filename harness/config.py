@@ -334,7 +334,10 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
         raise ConfigError(source, "seed", f"must be from 0 to 2**64 - 1, got {shown(seed)}")
     description = _typed(raw.get("description", ""), str, source, "description")
 
-    report = raw.get("report", {}) or {}
+    # An empty `report:` key (None) is the defaults, as an empty `detection:` or `impostors:` is
+    # (_section); false, 0 or '' is not a mapping, and was taken for one in silence.
+    report = raw.get("report")
+    report = {} if report is None else report
     if not isinstance(report, dict):
         raise ConfigError(source, "report", f"expected a mapping, got {shown(report)}")
     _no_unknown_keys(report, {"previews"}, source, "report.")

@@ -88,6 +88,13 @@ class LeakConfig:
     # error about one of their entries names the option, the key the user typed, not splits.NAME.
     split_options: tuple[tuple[str, str], ...] = ()
 
+    def entry_names(self) -> list[str]:
+        """What messages call each entry of every split, in order: the command-line option that
+        gave its split (--train), else its config key (splits.test[0])."""
+        options = dict(self.split_options)
+        return [options.get(split) or f"splits.{split}[{number}]"
+                for split, entries in self.splits for number in range(len(entries))]
+
     def entry_error(self, split: str, number: int, problem: str) -> ConfigError:
         """The error about entry `number` of `split`, naming where the user gave it: the config's
         file (or <dict>) and key, or the command line's option."""
@@ -104,12 +111,15 @@ class LeakConfig:
 
 
 def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] | None = None, *,
-                import_plugins: bool = True, plugins: list | None = None) -> LeakConfig:
+                import_plugins: bool = True, plugins: list | None = None,
+                key_options: dict[str, str] | None = None) -> LeakConfig:
     """A leak audit's settings (from YAML, the command line or a dict built in Python: see
     config.plain_data) validated: one ConfigError line each. The LeakConfig keeps a copy of its own.
     `split_options`: split name -> the command-line option that gave its entries (see LeakConfig).
     With `import_plugins=False` (`validate`), no plugin hasher is imported: it is appended to
-    `plugins` as (kind, import path, key), as config.parse_config does."""
+    `plugins` as (kind, import path, key), as config.parse_config does. `key_options`: key -> the
+    command-line option that gave it (threshold: --threshold), which its errors name: the key the
+    user typed, not the config file's, which may not hold it."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "a leak audit config is a mapping (splits, hashers, threshold, ...)")
     raw = plain_data(raw, source)
@@ -143,29 +153,37 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
         raise ConfigError(source, "fpr", "give threshold or fpr, not both")
     thresholds: dict[str, float] = {}
     if threshold is not None:
+        def threshold_error(hasher_id: str | None, problem: str) -> ConfigError:
+            return _key_error(source, key_options, "threshold", problem, hasher_id or "")
+
         given = threshold if isinstance(threshold, dict) else dict.fromkeys(ids, threshold)
         for hasher_id, value in given.items():
+            key = hasher_id if isinstance(threshold, dict) else None
             if hasher_id not in ids:
-                raise ConfigError(source, f"threshold.{hasher_id}", f"not a hasher of this audit ({', '.join(ids)})")
+                raise threshold_error(hasher_id, f"not a hasher of this audit ({', '.join(ids)})")
             if as_distance(value) is None:
-                raise ConfigError(source, f"threshold.{hasher_id}" if isinstance(threshold, dict) else "threshold",
-                                  f"expected a finite distance >= 0, got {shown(value)}")
+                raise threshold_error(key, f"expected a finite distance >= 0, got {shown(value)}")
+            largest = _largest_distance(hashers[ids.index(hasher_id)], import_plugins)
+            if largest is not None and as_distance(value) >= largest:
+                raise threshold_error(key, f"{as_distance(value):g} is at or above {hasher_id}'s largest distance "
+                                           f"({largest:g}): every pair would be flagged")
             thresholds[hasher_id] = as_distance(value)
         missing = [h for h in ids if h not in thresholds]
         if missing and calibration is None:
-            raise ConfigError(source, "threshold", f"no threshold for {', '.join(missing)}")
+            raise threshold_error(None, f"no threshold for {', '.join(missing)}")
     if fpr is not None:
         if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr < 1:
-            raise ConfigError(source, "fpr", f"expected a share in (0, 1), got {shown(fpr)}")
+            raise _key_error(source, key_options, "fpr", f"expected a share in (0, 1), got {shown(fpr)}")
         fpr = float(fpr)
     if calibration is not None:
         _typed(calibration, str, source, "calibration")
         if not os.path.isdir(calibration):
-            raise ConfigError(source, "calibration", f"no run output directory at '{display_path(calibration)}'")
+            raise _key_error(source, key_options, "calibration",
+                             f"no run output directory at '{display_path(calibration)}'")
     min_agree = raw.get("min_agree", 1)
     if isinstance(min_agree, bool) or not isinstance(min_agree, int) or not 1 <= min_agree <= len(hashers):
-        raise ConfigError(source, "min_agree", f"expected a whole number from 1 to {len(hashers)} (the hashers), "
-                                               f"got {shown(min_agree)}")
+        raise _key_error(source, key_options, "min_agree", f"expected a whole number from 1 to {len(hashers)} (the "
+                                                           f"hashers), got {shown(min_agree)}")
     limits = {}
     for key, bounds in (("max_pixels", MAX_PIXELS_RANGE), ("max_side", (16,)), ("max_flags", (1,))):
         limits[key] = whole_number(raw.get(key), source, key, *bounds)
@@ -174,6 +192,29 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,
                       min_agree, limits["max_pixels"], limits["max_side"], limits["max_flags"] or DEFAULT_MAX_FLAGS,
                       raw, tuple((split_options or {}).items()))
+
+
+def _key_error(source: str, key_options: dict[str, str] | None, key: str, problem: str, sub: str = "") -> ConfigError:
+    """The error about `key` (`sub`: a part of it, e.g. a hasher's threshold), naming the option
+    that gave it where the command line did (see leak_config), else the config's key path."""
+    option = (key_options or {}).get(key)
+    if option is not None:
+        return ConfigError(option, sub, problem)
+    return ConfigError(source, f"{key}.{sub}" if sub else key, problem)
+
+
+def _largest_distance(spec: HasherSpec, imported: bool) -> float | None:
+    """The largest distance `spec`'s hasher can give, where it is known before it runs: a bit hash's
+    bit count. None for the others (their distance_max only scales their distances, which may pass
+    it) and for a plugin left unimported (`validate`)."""
+    from harness.hashers import HASHERS
+
+    if HASHERS.is_plugin(spec.name) and not imported:
+        return None
+    cls = HASHERS.get(spec.name)
+    if not (isinstance(cls, type) and issubclass(cls, BitHasher)):
+        return None
+    return float(spec.build().distance_max)
 
 
 def _audit_rank(split_name: str) -> int:
@@ -388,8 +429,10 @@ class LeakAudit:
         from harness.api import path_argument
 
         out_dir = path_argument("out_dir", out_dir)
-        storage.check_output_dir(out_dir, images=[e for _, entries in self.config["splits"].items() for e in entries],
-                                 reads={"calibration": self.calibration})
+        splits = self.config["splits"].items()
+        storage.check_output_dir(out_dir, images=[e for _, entries in splits for e in entries],
+                                 reads={"calibration": self.calibration},
+                                 names=[f"splits.{name}[{k}]" for name, entries in splits for k in range(len(entries))])
         storage.check_sources_outside([path for path in self.paths.values() if path is not None], out_dir)
         # The saved config names this directory: running it again writes here.
         leaks_report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)

@@ -13,11 +13,15 @@ composes (before anything is expanded) and refuses, with the line and column:
 - nesting deeper than MAX_DEPTH (aliases counted at their expanded depth),
 - a recursive alias, a duplicate key, text that is not UTF-8,
 - a number written with more than MAX_NUMBER_TEXT characters.
+
+It also reads numbers as YAML 1.2 does (Resolver below): PyYAML follows YAML 1.1, whose
+floats need a dot and a signed exponent, so `fpr: 1e-6` was the string '1e-6'.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from typing import Any
 
@@ -36,6 +40,20 @@ MAX_NODES = 100_000  # scalars, lists and mappings, every alias expanded
 MAX_DEPTH = 50  # a config nests about 7 levels deep
 MAX_NUMBER_TEXT = 100  # characters of an integer or float
 _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+class Resolver(yaml.resolver.Resolver):
+    """PyYAML's resolver, plus YAML 1.2's float pattern. A known PyYAML gap (it implements YAML
+    1.1, whose float pattern needs a dot, and a sign in the exponent): `1e-6`, `1e30`, `-2E+3` and
+    `1.5e3` were strings, so a config's `fpr: 1e-6` was refused as "got '1e-6'". It is added after
+    YAML 1.1's patterns, which still decide what they match (integers stay integers); a quoted
+    '1e-6' stays a string, as every quoted scalar does."""
+
+
+Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+.0123456789"))
 
 
 class LimitError(yaml.MarkedYAMLError):
@@ -120,8 +138,7 @@ class _Bounded:
 
 
 if CParser is not None:
-    class BoundedSafeLoader(_Bounded, yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor,
-                            yaml.resolver.Resolver):
+    class BoundedSafeLoader(_Bounded, yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor, Resolver):
         """libyaml's parser (about 4 times faster than PyYAML's: a 1 MiB config is parsed in seconds,
         not tens of seconds) under PyYAML's composer, which is where _Bounded counts."""
 
@@ -129,10 +146,10 @@ if CParser is not None:
             CParser.__init__(self, stream)
             yaml.composer.Composer.__init__(self)
             yaml.constructor.SafeConstructor.__init__(self)
-            yaml.resolver.Resolver.__init__(self)
+            Resolver.__init__(self)
             self._start_counting()
 else:  # PyYAML built without libyaml
-    class BoundedSafeLoader(_Bounded, yaml.SafeLoader):
+    class BoundedSafeLoader(_Bounded, Resolver, yaml.SafeLoader):
         def __init__(self, stream):
             yaml.SafeLoader.__init__(self, stream)
             self._start_counting()

@@ -83,20 +83,21 @@ def _where(out_dir: str) -> str:
     return clipped(out_dir, PATH_MAX)
 
 
-def check_output_dir(out_dir: str, images=(), reads: dict | None = None) -> None:
+def check_output_dir(out_dir: str, images=(), reads: dict | None = None, names=None) -> None:
     """Fail before any work unless `out_dir` can take a run's outputs: in a place that can take
     them (check_output_place), and writable, which is tried by creating it and a file in it."""
-    check_output_place(out_dir, images, reads)
+    check_output_place(out_dir, images, reads, names)
     _check_writable(os.path.normpath(out_dir))
 
 
-def check_output_place(out_dir: str, images=(), reads: dict | None = None) -> None:
+def check_output_place(out_dir: str, images=(), reads: dict | None = None, names=None) -> None:
     """What check_output_dir checks without writing anything (`validate` writes nothing): `out_dir`
     is new, empty, or a harness output directory, and apart from the run's images (`images`, the
     config's entries): outputs written inside an image folder would be read as images by
     the next run, and images inside `out_dir` would go when the outputs replace it. The
     same holds for the other folders the command reads (`reads`: key -> path, an audit's
-    calibration run)."""
+    calibration run). `names`: what the messages call each entry of `images`, where the user
+    wrote it (--images, --train, splits.test[0]); by default the config's images[i]."""
     out_dir = os.path.normpath(out_dir)  # "link/" is the link itself
     _check_apart_from_here(out_dir)
     for key, path in (reads or {}).items():
@@ -104,13 +105,14 @@ def check_output_place(out_dir: str, images=(), reads: dict | None = None) -> No
             raise HarnessError(f"{_where(out_dir)}: holds what the command reads ({key}: {_where(path)}), and the "
                                "outputs replace the whole directory; write them elsewhere")
     for i, entry in enumerate(images):
+        name = names[i] if names is not None else f"images[{i}]"
         folder = image_folder_holding(entry, out_dir)
         if folder is not None:
             raise HarnessError(f"{_where(out_dir)}: the output directory is inside the image folder {_where(folder)} "
-                               f"(images[{i}]), so the next run would read its figures as images; "
+                               f"({name}), so the next run would read its figures as images; "
                                "write the outputs elsewhere")
         if image_source_inside(entry, out_dir):
-            raise HarnessError(f"{_where(out_dir)}: holds images the run reads ({_where(entry)}, images[{i}]), and "
+            raise HarnessError(f"{_where(out_dir)}: holds images the run reads ({_where(entry)}, {name}), and "
                                "a run replaces the whole output directory; write the outputs elsewhere")
     if os.path.islink(out_dir):
         raise HarnessError(f"{_where(out_dir)}: the output directory is a symbolic link; give its target instead")
@@ -164,16 +166,25 @@ def check_cache_path(cache: str | None, out_dir: str) -> None:
     set the new one carries over: under another name it would go with the old set, and the next
     run would find it there and refuse the directory."""
     if cache is not None:
-        folder = os.path.dirname(os.path.abspath(cache))
-        while not os.path.lexists(folder) and folder != os.path.dirname(folder):
-            folder = os.path.dirname(folder)
-        if not os.path.isdir(folder):  # the cache would not open, and the run would fail on its folder
-            raise HarnessError(f"--cache {_where(cache)}: cannot be made, as {_where(folder)} is not a directory")
+        check_cache_folder(cache)
     if cache is None or not _within(os.path.realpath(cache), os.path.realpath(out_dir)):
         return
     if os.path.realpath(cache) != os.path.realpath(os.path.join(out_dir, CACHE)):
         raise HarnessError(f"--cache {_where(cache)}: inside the output directory, which each run replaces; "
                            f"leave --cache out (the cache is then {CACHE} there) or keep it outside")
+
+
+def check_cache_folder(cache: str) -> None:
+    """A cache's folder must exist: a mistyped --cache would otherwise create folders where the user
+    never meant any (SQLite makes only the file). The default cache's folder is the output
+    directory, which check_output_dir has made by the time this is called."""
+    folder = os.path.dirname(os.path.abspath(cache))
+    if os.path.isdir(folder):
+        return
+    if os.path.lexists(folder):  # the cache would not open, and the run would fail on its folder
+        raise HarnessError(f"--cache {_where(cache)}: cannot be made, as {_where(folder)} is not a directory")
+    raise HarnessError(f"--cache {_where(cache)}: the folder {_where(folder)} does not exist; make it first, or "
+                       "leave --cache out (the cache is then in the output directory)")
 
 
 PROBE = ".probe-"

@@ -319,6 +319,7 @@ def test_a_read_only_cache_is_read_and_left_unchanged(job, tmp_path):
         pytest.skip("cannot mount here: unshare -rm (user and mount namespaces) is not allowed")
     config, reference = job
     folder = tmp_path / "shared"
+    folder.mkdir()  # a cache's folder is the user's to make (--cache makes none)
     cache = folder / "hashes.sqlite"
     assert main(["run", str(config), "--out", str(tmp_path / "first"), "--quiet", "--cache", str(cache)]) == 0
     before = sorted((path.name, path.read_bytes()) for path in folder.iterdir())

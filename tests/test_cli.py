@@ -314,6 +314,33 @@ def test_validate_refuses_an_output_directory_that_run_refuses_and_writes_nothin
     assert os.listdir(photos) == ["a.png"]
 
 
+@pytest.mark.parametrize("command, name", [
+    (["run", "CONFIG", "--images", "PHOTOS"], "--images"),
+    (["validate", "CONFIG", "--images", "PHOTOS"], "--images"),
+    (["leaks", "--train", "builtin:camera", "--test", "PHOTOS", "--threshold", "8"], "--test"),
+    (["leaks", "AUDIT", "--threshold", "8"], "splits.test[0]"),
+    (["validate", "AUDIT"], "splits.test[0]"),
+])
+def test_an_output_inside_an_image_folder_names_where_the_folder_was_given(tmp_path, capsys, command, name):
+    """The message said images[0] for a folder given with --images (or --test), a key the user never wrote."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    audit = tmp_path / "audit.yaml"
+    audit.write_text(f"splits: {{train: [builtin:camera], test: ['{photos}']}}\nthreshold: 8\n"
+                     f"output: '{photos / 'report'}'\n")
+    config = write_config(tmp_path)
+    with open(config, "a", encoding="utf-8") as handle:
+        handle.write(f"output: '{photos / 'report'}'\n")
+    given = {"CONFIG": config, "PHOTOS": str(photos), "AUDIT": str(audit)}
+    out = ["--out", str(photos / "report")] if "--train" in command else []
+    status, _, err = run_main(capsys, *[given.get(word, word) for word in command], *out)
+    assert status == 2 and err == (f"error: {photos / 'report'}: the output directory is inside the image folder "
+                                   f"{photos} ({name}), so the next run would read its figures as images; write the "
+                                   "outputs elsewhere\n"), err
+    assert os.listdir(photos) == ["a.png"]
+
+
 def test_validate_checks_a_leak_audits_config_with_the_audits_parser(tmp_path, capsys, monkeypatch):
     """A config with splits (the config.yaml an audit writes too) was refused: "splits: unknown key"."""
     monkeypatch.chdir(tmp_path)

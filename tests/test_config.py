@@ -94,6 +94,9 @@ ERRORS = [
      "cfg.yaml: hashers[0].weights: no file at '/no/such.h5' (use 'imagenet', null or a .h5 path)"),
     ("[aHash, pHash]", "[{name: ResNet50, batch_size: 0}]", "cfg.yaml: hashers[0].batch_size: 0 must be >= 1"),
     ("name: tiny", "name: tiny\nseed: yes", "cfg.yaml: seed: expected int, got True"),
+    ("name: tiny", "name: tiny\nreport: false", "cfg.yaml: report: expected a mapping, got False"),  # was {}
+    ("name: tiny", "name: tiny\nreport: 0", "cfg.yaml: report: expected a mapping, got 0"),
+    ("name: tiny", "name: tiny\nreport: ''", "cfg.yaml: report: expected a mapping, got ''"),
     # One operating point twice made two rows of thresholds.csv and detection.csv under one key.
     ("name: tiny", "name: tiny\ndetection: {fpr: [0.1, 0.01, 0.10]}",
      "cfg.yaml: detection.fpr: a value is listed twice (fpr=0.1)"),
@@ -151,6 +154,23 @@ def test_yaml_cannot_run_code(tmp_path):
     path.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="YAML syntax error"):
         load_config(str(path))
+
+
+def test_an_empty_report_key_is_the_defaults_as_an_empty_detection_key_is():
+    config = parse(GOOD.replace("name: tiny", "name: tiny\nreport:\ndetection:"))
+    assert config.previews is True and config.detection == parse(GOOD).detection
+
+
+def test_yaml_reads_exponent_floats_as_yaml_1_2_does(tmp_path):
+    """PyYAML (YAML 1.1) read 1e-6 as the string '1e-6': `fpr: [1e-3]` was refused as not a share."""
+    from harness.safe_yaml import load_text
+
+    data = load_text("[1e-6, 1e30, -2E+3, 1.5e3, +.5e2, 1.0, 12, 1_000, '1e-6', \"1e30\", 1e, e5, 1.2.3]", "x.yaml")
+    assert data == [1e-6, 1e30, -2000.0, 1500.0, 50.0, 1.0, 12, 1000, "1e-6", "1e30", "1e", "e5", "1.2.3"]
+    assert [type(value) for value in data[:7]] == [float] * 6 + [int]  # integers stay integers
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD.replace("name: tiny", "name: tiny\ndetection: {fpr: [1e-2, 1E-3]}"))
+    assert load_config(str(path)).detection.fpr == (0.01, 0.001)
 
 
 def test_random_transforms_get_the_config_seed(monkeypatch):

@@ -666,6 +666,11 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
      "argument --workers: must be from 1 to 1024, got 0 (see python -m harness run --help)"),
     (["run", "configs/lena.yaml", "--out", ""],  # an unset shell variable: not the config's output instead
      "argument --out: empty; give a directory, or leave --out out for the default (see python -m harness run --help)"),
+    (["run", "configs/lena.yaml", "--cache", ""],  # an unset shell variable: not the default cache instead
+     "argument --cache: empty; give a file, or leave --cache out for the default (see python -m harness run --help)"),
+    (["leaks", "--train", "builtin:camera", "--test", "builtin:coffee", "--cache", " "],
+     "argument --cache: empty; give a file, or leave --cache out for the default (see python -m harness leaks "
+     "--help)"),
     (["run", "configs/lena.yaml", "--workers", "100000000000"],  # was multiprocessing's OverflowError, exit 3
      "argument --workers: must be from 1 to 1024, got 100000000000 (see python -m harness run --help)"),
     (["list", "hashes"], "argument which: invalid choice: 'hashes' (choose from 'hashers', 'transforms') "
@@ -800,7 +805,7 @@ def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_w
     elif case == "images inside":
         out = photos
         extra = ["--images", str(photos / "sub")]
-        message = f"holds images the run reads ({photos / 'sub'}, images[0])"
+        message = f"holds images the run reads ({photos / 'sub'}, --images)"  # not the config's images[0]
     elif case == "known names, no run.json":  # a folder of the user's named like an output
         (out / "figures").mkdir(parents=True)
         (out / "figures" / "mine.png").write_bytes(b"mine")
@@ -1287,6 +1292,22 @@ def test_a_path_that_is_something_else_is_named_for_what_it_is(tmp_path, capsys,
     value = thing / "c.sqlite" if option == "--cache" else thing
     status, _, err = cli(capsys, "run", "configs/lena.yaml", option, value, "--out", tmp_path / "o", "--quiet")
     assert status == 2 and message.format(p=thing) in one_line_error(err), err
+
+
+@pytest.mark.parametrize("command", [["run", "configs/lena.yaml"],
+                                     ["leaks", "--train", "builtin:camera", "--test", "builtin:coffee",
+                                      "--hashers", "pHash", "--threshold", "8"]])
+def test_a_cache_in_a_folder_that_does_not_exist_is_refused_before_any_work(tmp_path, capsys, command):
+    """A mistyped --cache made the folders it named; the default cache, inside the output
+    directory the command makes, still needs none made by hand."""
+    cache = tmp_path / "missing" / "deeper" / "c.sqlite"
+    status, _, err = cli(capsys, *command, "--cache", cache, "--out", tmp_path / "o", "--quiet")
+    assert status == 2 and one_line_error(err) == (
+        f"--cache {cache}: the folder {cache.parent} does not exist; make it first, or leave --cache out (the "
+        "cache is then in the output directory)")
+    assert sorted(tmp_path.iterdir()) == []  # neither the cache's folders nor the output directory
+    assert cli(capsys, *command, "--out", tmp_path / "new" / "o", "--quiet")[0] == 0
+    assert (tmp_path / "new" / "o" / "hash-cache.sqlite").is_file()
 
 
 def test_a_line_break_in_the_working_directory_cannot_add_keys_to_a_saved_config():

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 import harness
+from harness.leaks import leak_config
 from harness.__main__ import main
 from harness.hashers import HASHERS
 from harness.leaks_search import false_flag_range, source_pairs
@@ -476,7 +477,7 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
         ([], "leaks: nothing to audit; give --train and --test (image folders, files or hash tables), or a config "
              "with splits"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "8", "--min-agree", "2"],
-         "min_agree: expected a whole number from 1 to 1"),
+         "--min-agree: expected a whole number from 1 to 1 (the hashers), got 2"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--calibration", str(tmp_path / "nope")],
          "no run output directory"),
     ]
@@ -490,7 +491,7 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
     padded = tmp_path / "padded.csv"  # imagehash.colorhash: 42 bits in 6 bytes, the last 6 bits padding
     padded.write_text("file,hash\na.png,000000000000\nb.png,ffffffffffff\n")
     cases.append((["--train", str(padded), "--test", str(padded), "--hashers", "imagehash.colorhash", "--threshold",
-                   "45"], "padded.csv: row 3: hash 'ffffffffffff' sets bits past the 42 bits of imagehash.colorhash"))
+                   "8"], "padded.csv: row 3: hash 'ffffffffffff' sets bits past the 42 bits of imagehash.colorhash"))
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("name,value\na,b\n")
     cases.append((["--train", str(wrong), "--test", str(root / "test"), "--threshold", "8"], "not a table with the "
@@ -530,6 +531,53 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
         assert message in one_line(capsys), argv
     written = {p.name for p in (tmp_path / "out").iterdir()} if (tmp_path / "out").exists() else set()
     assert written <= {"hash-cache.sqlite", "hash-cache.sqlite-wal", "hash-cache.sqlite-shm"}  # no outputs
+
+
+@pytest.mark.parametrize("threshold, where", [
+    ({"threshold": 100000}, "audit.yaml: threshold: 100000 is at or above aHash's"),  # aHash, checked first
+    ({"threshold": {"pHash": 64, "aHash": 8}}, "audit.yaml: threshold.pHash: 64 is at or above pHash's"),
+    (["--threshold", "64"], "--threshold: 64 is at or above aHash's"),
+    (["--threshold", "aHash=3,pHash=100000"], "--threshold: pHash: 100000 is at or above pHash's"),
+])
+def test_a_threshold_that_flags_every_pair_is_refused(planted, tmp_path, capsys, threshold, where):
+    """pHash's distances are at most its 64 bits: a threshold there flagged every pair compared,
+    found before any work. A threshold given with --threshold names the option, even with a config."""
+    root, _ = planted
+    config = tmp_path / "audit.yaml"
+    raw = {"splits": {"train": [str(root / "train")], "test": [str(root / "test")]}, "hashers": ["aHash", "pHash"]}
+    config.write_text(yaml.safe_dump({**raw, "threshold": 8, **(threshold if isinstance(threshold, dict) else {})}))
+    options = threshold if isinstance(threshold, list) else []
+    assert main(["leaks", str(config), *options, "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert one_line(capsys).endswith(f"{where} largest distance (64): every pair would be flagged")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra, options, message", [
+    ({}, ["--min-agree", "3"], "--min-agree: expected a whole number from 1 to 2 (the hashers), got 3"),
+    ({"min_agree": 2}, ["--min-agree", "3"], "--min-agree: expected a whole number from 1 to 2 (the hashers), got 3"),
+    ({}, ["--fpr", "2"], "--fpr: expected a share in (0, 1), got 2.0"),
+    ({}, ["--calibration", "nowhere"], "--calibration: no run output directory at 'nowhere'"),
+    ({"min_agree": 3}, [], "audit.yaml: min_agree: expected a whole number from 1 to 2 (the hashers), got 3"),
+])
+def test_an_option_that_overrides_a_config_is_named_in_its_errors(planted, tmp_path, capsys, monkeypatch, extra,
+                                                                   options, message):
+    """`leaks CONFIG --min-agree 3` named the config file, which holds no such value."""
+    root, _ = planted
+    monkeypatch.chdir(tmp_path)
+    splits = {"train": [str(root / "train")], "test": [str(root / "test")]}
+    (tmp_path / "audit.yaml").write_text(yaml.safe_dump({"splits": splits, "hashers": ["aHash", "pHash"],
+                                                         "threshold": 8, **extra}))
+    assert main(["leaks", "audit.yaml", *options, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert one_line(capsys) == f"error: {message}"
+
+
+def test_a_threshold_below_the_largest_distance_or_of_an_unbounded_distance_is_kept():
+    """One below the bit count flags what is within it; ColorMomentHash's distance_max (100) only
+    scales its L2 distances, which go past it, so a threshold above it is a real choice."""
+    splits = {"train": ["a"], "test": ["b"]}
+    assert leak_config({"splits": splits, "hashers": ["pHash"], "threshold": 63}).threshold == {"pHash": 63}
+    config = leak_config({"splits": splits, "hashers": ["ColorMomentHash"], "threshold": 500})
+    assert config.threshold == {"ColorMomentHash": 500}
 
 
 def test_a_source_that_names_nothing_is_named_where_the_user_gave_it(planted, tmp_path, capsys, monkeypatch):

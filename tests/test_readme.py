@@ -54,3 +54,38 @@ def test_every_yaml_block_of_the_readme_is_a_valid_config(monkeypatch, tmp_path)
         path = tmp_path / f"block{number}.yaml"
         path.write_text(yaml.safe_dump({**minimal, **raw}))
         assert load_config(str(path)).pairs, number
+
+
+def usage_lines() -> dict[str, str]:
+    """The usage block of the README's "Command line": command -> its (joined) usage line."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        section = handle.read().split("\n## Command line\n", 1)[1]
+    block = re.search(r"^```\n(.*?)^```$", section, flags=re.S | re.M).group(1)
+    return {match.group(1): " ".join(match.group(2).split())
+            for match in re.finditer(r"^python -m harness (\w+)(.*(?:\n +.*)*)", block, flags=re.M)}
+
+
+def test_the_readme_usage_lines_match_the_commands_options():
+    """Every option of each command, with its metavar, and optional ([...]) exactly where --help
+    has it optional: the leaks line showed --train and --test as required, and no NAME=N,... form."""
+    import argparse
+
+    from harness.__main__ import build_parser
+
+    lines = usage_lines()
+    commands = build_parser().commands.choices
+    assert set(lines) == set(commands)
+    for name, command in commands.items():
+        line, shown = lines[name], set()
+        for action in command._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS or isinstance(
+                    action, argparse._HelpAction):
+                continue
+            option = action.option_strings[-1]
+            text = f"{option} {action.metavar}" if action.metavar else option
+            assert text in line, (name, text)
+            start = line.index(text)
+            optional = line[:start].count("[") > line[:start].count("]")
+            assert optional == (not action.required), (name, option)
+            shown.add(option)
+        assert set(re.findall(r"--[a-z-]+", line)) == shown, name
