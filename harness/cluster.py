@@ -28,6 +28,7 @@ import contextlib
 import contextvars
 import multiprocessing
 import os
+import signal
 import threading
 import uuid
 from typing import Any, Callable, Iterable, Iterator
@@ -98,35 +99,56 @@ class Engine:
 
     # --- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "Engine":
-        if self.scheduler:
-            from harness.provenance import result_versions
-
-            self._client = _connect(self.scheduler, self.named)
-            try:
-                self.window = max(self.window, 4 * _wait_for_workers(self._client, self.scheduler, self.named))
-                shared = (_hashing_versions(result_versions()), self.setup)  # each worker checks the versions
-                self._shared_setup = self._client.scatter(shared, broadcast=True, hash=False)
-            except BaseException:
-                self.close()  # __exit__ does not run when __enter__ fails: the API's caller keeps no client
-                raise
         return self
+
+    def _start_cluster(self) -> None:
+        """The cluster, joined at the first job to send, as local workers are started (a rerun whose
+        every image is cached needs no scheduler: it may be the one that was lost)."""
+        from harness.provenance import result_versions
+
+        self._client = _connect(self.scheduler, self.named)
+        try:
+            self.window = max(self.window, 4 * _wait_for_workers(self._client, self.scheduler, self.named))
+            shared = (_hashing_versions(result_versions()), self.setup)  # each worker checks the versions
+            self._shared_setup = self._client.scatter(shared, broadcast=True, hash=False)
+        except BaseException:
+            self.close()  # at once: an API caller that keeps the engine is left no open client
+            raise
 
     def _start_pool(self) -> None:
         """Local workers, started at the first job to send (a run whose every image is cached starts none)."""
         if self.warm_up is not None:
             self.warm_up()
-        self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=_context(),
-                                                            initializer=_start_local_worker,
-                                                            initargs=(os.getpid(), self._token, self.setup))
-        # Start every worker now, so that it loads its hashers while this process prepares the next jobs.
-        for started in [self._pool.submit(_ready) for _ in range(self.workers)]:
+        # Ctrl-C is this process's to handle (it stops the workers, see close): a worker interrupted
+        # inside the pool's queues printed tracebacks, or left the pool stuck for good. The workers
+        # ignore SIGINT; it is blocked here while they are forked (at the first submit), so that
+        # none takes one before its initializer ignores it, and this process gets it after.
+        blocking = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if blocking else None
+        try:
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=_context(),
+                                                                initializer=_start_local_worker,
+                                                                initargs=(os.getpid(), self._token, self.setup))
+            # Every worker starts now, and loads its hashers while this process prepares the next jobs.
+            starting = [self._pool.submit(_ready) for _ in range(self.workers)]
+        finally:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for started in starting:
             started.result()
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(stop=exc_type is not None)
 
-    def close(self) -> None:
+    def close(self, stop: bool = False) -> None:
+        """Let the workers finish and go; with `stop` (Ctrl-C, an error: their work is not wanted),
+        local workers are killed at once rather than waited for (they ignore SIGINT)."""
         if self._pool is not None:
+            if stop:
+                # The standard library has no way to stop a pool's busy workers before Python 3.14's
+                # terminate_workers(); its process table is the only handle on them.
+                for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                    process.kill()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         if self._client is not None:
@@ -136,7 +158,7 @@ class Engine:
     @property
     def parallel(self) -> bool:
         """Whether the work runs elsewhere (worker processes or a cluster), leaving this process free."""
-        return self.workers > 1 or self._client is not None
+        return self.workers > 1 or bool(self.scheduler)
 
     @property
     def kind(self) -> str:
@@ -145,8 +167,13 @@ class Engine:
         return f"{self.workers} local worker processes" if self.workers > 1 else "this process"
 
     # --- work --------------------------------------------------------------
-    def map(self, work: Callable[[Any, Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
-        """work(state, job) for every job, yielded in job order; a `Ready` job yields its value."""
+    def map(self, work: Callable[[Any, Any], Any], jobs: Iterable[Any],
+            finished: Callable[[Any], None] | None = None) -> Iterator[Any]:
+        """work(state, job) for every job, yielded in job order; a `Ready` job yields its value.
+        `finished(value)` is called once for each value work returns, as soon as this process sees
+        it: with several workers, often before the jobs ahead of it are done. A caller that stores
+        results there keeps all that was done when the run stops (Ctrl-C, a lost cluster), not
+        only what had reached its turn."""
         if not self.parallel:
             for job in jobs:
                 if isinstance(job, Ready):
@@ -154,40 +181,55 @@ class Engine:
                     continue
                 if self._local_state is None:
                     self._local_state = _build(self.setup)
-                yield work(self._local_state, job)
+                value = work(self._local_state, job)
+                if finished is not None:
+                    finished(value)
+                yield value
             return
-        submit = self._submit_dask if self._client is not None else self._submit_local
-        pending: collections.deque = collections.deque()  # futures and Ready values, in job order
-        running: list = []  # the futures not known to be done: at most `window` of them
+        submit = self._submit_dask if self.scheduler else self._submit_local
+        pending: collections.deque = collections.deque()  # [done, value or future] per job, in job order
+        running: dict = {}  # future -> its entry in pending, for the futures whose value is not taken
         sent: dict = {}  # a Dask future's key -> its job, until its value is taken (see _value)
+
+        def take(wait: bool) -> None:
+            """The values of the running futures that are done (after waiting for one, if `wait`)."""
+            if wait:
+                self._wait_any(list(running))
+            for future in [future for future in running if future.done()]:
+                entry = running.pop(future)
+                entry[:] = [True, self._value(future, work, sent)]
+                if finished is not None:
+                    finished(entry[1])
+
         for job in jobs:
             if isinstance(job, Ready):
-                pending.append(job)
+                pending.append([True, job.value])
             else:
                 if not self._sent:
                     self._sent = True
-                    if self._client is None:
-                        self._start_pool()
+                    self._start_cluster() if self.scheduler else self._start_pool()
                     if self.started is not None:
                         self.started()
                 future = submit(work, job)
-                pending.append(future)
-                running.append(future)
-                if self._client is not None:
+                running[future] = entry = [False, future]
+                pending.append(entry)
+                if self.scheduler:
                     sent[future.key] = job
             # Results leave in job order, but a long job at the head of the line must not leave the
             # other workers idle: only the jobs still running count against the window (their inputs
             # are what takes memory), and finished results (a few hashes each) wait their turn, up to
             # BUFFERED windows of them.
             while True:
-                while pending and (isinstance(pending[0], Ready) or pending[0].done()):
-                    yield self._value(pending.popleft(), work, sent)
-                running = [future for future in running if not future.done()]
+                take(wait=False)
+                while pending and pending[0][0]:
+                    yield pending.popleft()[1]
                 if len(running) < self.window and len(pending) < self.BUFFERED * self.window:
                     break
-                self._wait_any(running if len(running) >= self.window else [pending[0]])
+                take(wait=True)
         while pending:
-            yield self._value(pending.popleft(), work, sent)
+            take(wait=not pending[0][0])
+            while pending and pending[0][0]:
+                yield pending.popleft()[1]
 
     LOST_TRIES = 3  # submissions of a job that a Dask cluster keeps losing, before its error stands
 
@@ -332,6 +374,9 @@ def _ready() -> bool:
 
 
 def _start_local_worker(parent: int, token: str, setup: Setup | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C (see Engine._start_pool)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one pending now is dropped
     _die_with_parent(parent)
     _STATE.clear()
     try:

@@ -266,14 +266,19 @@ class ImagePass:
                 for offset, size in largest_first(self.paths[rest:], LOOKAHEAD_WINDOWS * engine.window):
                     yield prepared(rest + offset), size
 
-            for outcome in in_order(each_outcome(engine.map(process_all, sent_together(jobs())))):
+            def store(result) -> None:
+                """Each image's new results into the cache as soon as they are back, before the images
+                ahead of it are (see Engine.map): a run stopped now keeps them."""
+                for outcome in each_outcome([result]):
+                    if outcome.record is not None and outcome.entries:  # computed here or by a worker
+                        cache.put_image((known.get(outcome.number, ("", {}))[0], file_salt, outcome.record),
+                                        {self.keys[hid]: items for hid, items in outcome.entries.items()},
+                                        outcome.record.image)
+
+            for outcome in in_order(each_outcome(engine.map(process_all, sent_together(jobs()), finished=store))):
                 path = self.paths[outcome.number]
-                file_digest, cached = known.pop(outcome.number, ("", {}))
+                cached = known.pop(outcome.number, ("", {}))[1]
                 bar.set_postfix_str(source_name(path), refresh=False)
-                if outcome.record is not None and outcome.entries:  # computed here or by a worker: keep it
-                    cache.put_image((file_digest, file_salt, outcome.record),
-                                    {self.keys[hid]: items for hid, items in outcome.entries.items()},
-                                    outcome.record.image)
                 yield path, outcome, cached
                 bar.update()
             if preload.ident is not None:

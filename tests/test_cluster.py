@@ -217,7 +217,7 @@ def test_a_port_that_never_answers_is_one_line(monkeypatch):
         address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
         started = time.monotonic()
         with pytest.raises(HarnessError, match="no Dask scheduler answered within 2 s"):
-            cluster.Engine(scheduler=address).__enter__()
+            list(cluster.Engine(scheduler=address).map(square, range(1)))
         assert time.monotonic() - started < 10
 
 
@@ -232,7 +232,7 @@ def test_a_scheduler_without_workers_is_one_line(tmp_path, monkeypatch):
         engine = cluster.Engine(scheduler=address)  # as the API makes it: named as its argument
         with pytest.raises(HarnessError, match=rf"^scheduler='{address}': the scheduler has no workers \(none "
                                                rf"joined within 2 s\); start some with `dask worker {address}`$"):
-            engine.__enter__()
+            list(engine.map(square, range(1)))
         assert engine._client is None  # closed: an API caller is left no open client
     finally:
         scheduler.kill()
@@ -245,7 +245,7 @@ def test_an_inproc_address_without_its_scheduler_is_one_line():
     from harness.errors import HarnessError
 
     with pytest.raises(HarnessError, match="no scheduler of this process is there .*give the scheduler's tcp://"):
-        cluster.Engine(scheduler="inproc://x").__enter__()
+        list(cluster.Engine(scheduler="inproc://x").map(square, range(1)))
 
 
 def test_an_empty_scheduler_address_is_refused(tmp_path):
@@ -271,6 +271,19 @@ def test_a_cluster_that_cannot_be_reached_is_one_line(job, tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: --scheduler tcp://127.0.0.1:9: cannot connect"), done.stderr  # as typed
+
+
+def test_a_rerun_over_a_full_cache_needs_no_cluster(job, tmp_path):
+    """Nothing to send, so no scheduler to reach (it may be the one a failed run lost), as a local
+    run over a full cache starts no worker: the same tables, with the address unreachable."""
+    config, _ = job
+    readable = tmp_path / "readable.yaml"  # (the broken file is read again by every run: it is never cached)
+    readable.write_text(config.read_text().replace("/images]", "/images/*.png]"))
+    cache = str(tmp_path / "cache.sqlite")
+    run(readable, tmp_path / "first", "--cache", cache)
+    done = run(readable, tmp_path / "again", "--cache", cache, "--scheduler", "tcp://127.0.0.1:9")  # a new set
+    assert "error:" not in done.stderr, done.stderr  # (status 1: the crop fails on the smaller images)
+    assert_same_tables(tmp_path / "again", tmp_path / "first")
 
 
 def test_worker_processes_die_with_a_killed_parent(job, tmp_path):
@@ -319,6 +332,38 @@ def test_a_long_job_first_does_not_keep_the_other_worker_waiting(tmp_path):
     with Engine(workers=2, window=2) as engine:
         results = list(engine.map(wait_for_the_last, [(k, last, marker) for k in range(last + 1)]))
     assert results == ["saw the last job", *range(1, last + 1)]
+
+
+def wait_for_the_marker(state, job):
+    """Job 0 waits (a minute at most) for the marker; each other job returns its number."""
+    number, marker = job
+    if number == 0:
+        for _ in range(600):
+            if os.path.exists(marker):
+                return "saw the marker"
+            time.sleep(0.1)
+        return "waited in vain"
+    return number
+
+
+def test_each_value_is_handed_to_finished_as_soon_as_it_is_back(tmp_path):
+    """`finished` sees the values after job 0 while job 0 still runs (job 0 goes on only once
+    `finished` has seen them all), so a caller that stores results there loses none of them when
+    the run stops; the values still leave `map` in job order."""
+    from harness.cluster import Engine
+
+    last, marker = 5, tmp_path / "marker"
+    seen = []
+
+    def finished(value):
+        seen.append(value)
+        if value == last:
+            marker.touch()
+
+    with Engine(workers=2, window=2) as engine:
+        results = list(engine.map(wait_for_the_marker, [(k, str(marker)) for k in range(last + 1)], finished))
+    assert results == ["saw the marker", *range(1, last + 1)]
+    assert seen == [*range(1, last + 1), "saw the marker"]
 
 
 def test_large_images_are_sent_first_within_the_lookahead(tmp_path):

@@ -302,3 +302,59 @@ def test_a_hasher_failing_on_an_image_hashed_alone_costs_that_image_only(tmp_pat
     assert "fussyplug:Fussy failed: RuntimeError: std::bad_array_new_length" in errors["reason"][0]
     distances = pd.read_csv(tmp_path / "out" / "distances.csv", keep_default_na=False)
     assert len(distances[distances["error"] == ""]) == 5  # aHash on 3 images, Fussy on 2
+
+
+HOLD_PLUGIN = """
+import os, time
+
+def hold_the_large_one(image):
+    # The one larger image waits (a minute at most) for the test's marker: until the run is stopped.
+    if image.shape[0] > 64:
+        for _ in range(600):
+            if os.path.exists({marker!r}):
+                break
+            time.sleep(0.1)
+    return image
+"""
+
+
+def test_results_back_before_an_earlier_image_are_cached_when_the_run_stops(tmp_path):
+    """With two workers, images finished while an earlier one still runs are kept in the cache as
+    they come back: Ctrl-C then loses only the unfinished one (the results waited for their turn,
+    and a stopped run had cached none of them). The workers ignore Ctrl-C and are stopped by the
+    run: no traceback of theirs (and no pool left stuck, waiting for them)."""
+    folder, marker = tmp_path / "images", tmp_path / "marker"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "00.png"), make_scene(0, 96, 96))  # sent first: the largest, and first
+    for seed in range(1, 7):
+        cv2.imwrite(str(folder / f"{seed:02d}.png"), make_scene(seed, 64, 64))
+    (tmp_path / "hold_plugin.py").write_text(HOLD_PLUGIN.format(marker=str(marker)))
+    config = tmp_path / "hold.yaml"
+    config.write_text(f"images: [{folder}]\nhashers: [aHash]\n"
+                      "sweeps: [{family: held, b: 'hold_plugin:hold_the_large_one'}]\n")
+    out, cache = tmp_path / "out", tmp_path / "cache.sqlite"
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT])}
+    process = subprocess.Popen(command(config, out, "--workers", "2", "--cache", str(cache)), cwd=ROOT,
+                               env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            if cache.exists():
+                try:
+                    with sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=5) as db:
+                        if db.execute("SELECT COUNT(*) FROM files").fetchone()[0] >= 6:
+                            break
+                except sqlite3.OperationalError:  # not created yet
+                    pass
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal: to the run and its workers
+        _, err = process.communicate(timeout=60)
+    finally:
+        marker.touch()  # the held worker lets go, whatever happened
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.endswith("interrupted\n"), err  # the workers ignore Ctrl-C
+    with sqlite3.connect(f"file:{cache}?mode=ro", uri=True) as db:
+        assert db.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 6  # all but the held one
