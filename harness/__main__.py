@@ -78,12 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop before any work when a hasher cannot run here (no TensorFlow, no weights); by "
                           "default it is marked unavailable, the others run, and the fix is printed at the end")
     run.add_argument("--skip-unavailable", action="store_true", help=argparse.SUPPRESS)  # the default now
-    run.add_argument("--workers", type=workers_option, default=None, metavar="N|auto",
-                     help="worker processes for transforming and hashing (default auto: one per core for 32 "
-                          "images or more, else none); results do not depend on it")
-    run.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_option,
-                     help="run the image work on a running dask.distributed cluster (e.g. tcp://10.0.0.5:8786); "
-                          "the tables are the same as a local run's")
+    # On a cluster its workers do the work: --workers would be ignored there, so the two exclude each other.
+    engine = run.add_mutually_exclusive_group()
+    engine.add_argument("--workers", type=workers_option, default=None, metavar="N|auto",
+                        help="worker processes for transforming and hashing (default auto: one per core for 32 "
+                             "images or more, else none); results do not depend on it")
+    engine.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_option,
+                        help="run the image work on a running dask.distributed cluster (e.g. tcp://10.0.0.5:8786); "
+                             "the tables are the same as a local run's")
     cache = run.add_mutually_exclusive_group()
     cache.add_argument("--cache", metavar="PATH", type=cache_option,
                        help="hash cache (default: DIR/hash-cache.sqlite); a stopped run started again resumes from "
@@ -144,9 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     leaks.add_argument("--min-agree", type=int, metavar="K", help="flag a pair when at least K hashers flag it "
                                                                   "(default 1)")
     leaks.add_argument("--out", metavar="DIR", type=out_option, help="output directory (default: reports/leaks)")
-    leaks.add_argument("--workers", type=workers_option, default=None, metavar="N|auto",
-                       help="worker processes for hashing (default auto: one per core for 32 images or more)")
-    leaks.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_option,
+    engine = leaks.add_mutually_exclusive_group()
+    engine.add_argument("--workers", type=workers_option, default=None, metavar="N|auto",
+                        help="worker processes for hashing (default auto: one per core for 32 images or more)")
+    engine.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_option,
                        help="hash and search on a dask.distributed cluster")
     cache = leaks.add_mutually_exclusive_group()
     cache.add_argument("--cache", metavar="PATH", type=cache_option,

@@ -386,3 +386,14 @@ def test_a_name_with_a_slash_is_a_title_where_an_output_is_given(tmp_path, capsy
     status, _, err = run_main(capsys, "run", config, "--out", str(tmp_path / "out"), "--quiet")
     assert status == 0, err
     assert "# before/after" in (tmp_path / "out" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("command", [["run", "configs/lena.yaml"],
+                                     ["leaks", "--train", "builtin:camera", "--test", "builtin:coffee"]])
+def test_workers_with_a_scheduler_is_a_usage_error(command, capsys):
+    """On a cluster its workers do the work: --workers was ignored there without a word."""
+    with pytest.raises(SystemExit) as stopped:
+        main([*command, "--workers", "4", "--scheduler", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.count("\n") == 1, err
+    assert "argument --scheduler: not allowed with argument --workers" in err
