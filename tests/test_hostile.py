@@ -785,7 +785,8 @@ def test_results_save_refuses_an_image_folder(tmp_path, photos):
 
 @pytest.mark.parametrize("case", ["hidden files", "images inside", "known names, no run.json", "link/", "long name",
                                   "cache of another name inside", "a file added to an output",
-                                  "a file added to its figures", "an image linked into it"])
+                                  "a file added to its figures", "an image linked into it", "run.json emptied",
+                                  "run.json of random bytes"])
 def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_work(tmp_path, capsys, photos, case):
     """Outputs replace the whole directory: nothing of the user's may be in it, and whatever would
     stop the writing at the end (a link, a name too long for the staging folder) stops the start."""
@@ -825,6 +826,11 @@ def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_w
         (out / "figures" / "old").mkdir()
         (out / "figures" / "old" / "mine.png").write_bytes(b"mine")
         message = "a harness output directory with files it did not write (it holds figures/old/mine.png)"
+    elif case.startswith("run.json"):  # the list of the set's files is lost: notes.txt cannot be told from it
+        assert cli(capsys, "run", config, "--out", out, "--quiet")[0] == 0
+        (out / "notes.txt").write_text("mine")
+        (out / "run.json").write_bytes(b"" if case == "run.json emptied" else os.urandom(600))
+        message = f"{out / 'run.json'}: cannot read ("
     else:  # a folder of images, one a link to a file of the output directory
         assert cli(capsys, "run", config, "--out", out, "--quiet")[0] == 0
         (tmp_path / "pics").mkdir()
@@ -835,7 +841,7 @@ def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_w
     status, _, err = cli(capsys, "run", config, "--out", out, *extra)
     assert status == 2 and message in one_line_error(err), err
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written, nothing removed
-    if case in ("link/", "a file added to an output", "a file added to its figures"):
+    if case in ("link/", "a file added to an output", "a file added to its figures", "run.json emptied"):
         assert cli(capsys, "report", out)[0] == 2  # the rebuilt set would replace them too
         assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
