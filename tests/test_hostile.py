@@ -661,6 +661,19 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     assert done.returncode == 130 and done.stderr == "interrupted\n"
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    """`kill PID` ended the process at once (143, nothing said) and left the hidden staging folder."""
+    (tmp_path / "terminating.py").write_text(
+        "import os, signal\n\n\ndef terminate(image):\n    os.kill(os.getpid(), signal.SIGTERM)\n    return image\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(HEAD + "sweeps: [{family: x, b: 'terminating:terminate'}]\n")
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(tmp_path / "out"),
+                           "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 143 and done.stderr == "terminated\n"
+    assert not [name for name in os.listdir(tmp_path) if ".staging-" in name]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["run", "configs/lena.yaml", "--workers", "0"],
      "argument --workers: must be from 1 to 1024, got 0 (see python -m harness run --help)"),
@@ -724,7 +737,8 @@ def test_the_statuses_are_documented(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    for status in ("0 all done", "1 finished, but", "2 bad input", "3 a bug in harness", "130 interrupted"):
+    for status in ("0 all done", "1 finished, but", "2 bad input", "3 a bug in harness", "130 interrupted",
+                   "143 terminated"):
         assert status in help_text
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
         readme = handle.read()
