@@ -16,13 +16,13 @@ import sys
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 from harness import __version__
-from harness.errors import (EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, MESSAGE_MAX, PATH_MAX,
-                            HarnessError, clipped, shortened)
+from harness.errors import (EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED,
+                            MESSAGE_MAX, PATH_MAX, HarnessError, Terminated, clipped, shortened)
 
 EPILOG = ("Exit status: 0 all done; 1 finished, but some images, transforms or hashes failed (see errors.csv); "
           "2 bad input (config, images, weights, output directory) or a system error such as a full disk, "
           "with one line saying which; 3 a bug in harness (the traceback is saved to a file, see README "
-          "'Reporting bugs'); 130 interrupted (Ctrl-C); 141 the output pipe was closed.")
+          "'Reporting bugs'); 130 interrupted (Ctrl-C); 141 the output pipe was closed; 143 terminated (kill).")
 
 
 def add_selection(command: argparse.ArgumentParser) -> None:
@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(line("error", exc), file=sys.stderr)
         return exc.exit_status
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -678,6 +681,23 @@ def hasher_list(options: list[str] | None) -> list[str] | None:
 GC_YOUNG = 20_000  # the collector's first threshold in a command-line process (see entry)
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (`kill PID`) stops this process as Ctrl-C does, cleaning up (it killed it outright,
+    leaving the staging folder); a process forked from it (a worker) keeps SIGTERM's default."""
+    import signal
+
+    here = os.getpid()
+
+    def terminated(signum, frame):
+        if os.getpid() != here:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminated)
+
+
 def entry() -> int:
     """The command line as a process (`python -m harness`, the `harness` script): main(), then exit quickly."""
     # The cyclic collector runs every GC_YOUNG net new container objects: at Python's 700 it ran
@@ -685,6 +705,7 @@ def entry() -> int:
     # reference counting frees anyway (0.3 to 0.4 s of CPU, about 4% of the run; a process only, the
     # Python API leaves its caller's collector alone).
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+    _terminate_as_interrupt()
     status = main()
     # The interpreter's exit collects garbage over every object pandas, pyarrow and matplotlib made
     # at import: 0.2 to 0.4 s of a run, for memory the process gives back anyway. Moving them out of

@@ -10,7 +10,9 @@ What is stored:
 Values are never pickled: a cache file can arrive inside a shared folder, and unpickling runs
 code. Arrays are stored as bytes with a dtype (numbers and booleans only) and a shape, and each
 is checked as it is read; an entry that does not check out is treated as missing (recomputed)
-and counted in a note. A file that is not a cache of this format is set aside: the cache at the
+and counted in a note, text that is not UTF-8 included (a damaged page: SQLite then checks the
+file, and a damaged file at the default place is copied, entry by entry, into a fresh one). A file
+that is not a cache of this format is set aside: the cache at the
 default place (inside the output directory) is replaced by a fresh one, any other file is left
 alone and the run goes on without a cache. Nothing in a cache can make a run fail.
 
@@ -94,8 +96,12 @@ class HashCache:
         self.read_only = False  # a cache this process may not write: read, never written
         self.unstored = 0  # images whose new results a read-only cache could not keep
         self._db = None
+        self._owned = path is not None and os.path.basename(path) == DEFAULT_NAME
+        self._checked = False  # whether the file was checked for damage (_damaged_row)
+        self._salvaged = False  # whether a damaged file was copied into a fresh one (_salvage): once at most
+        self._spoiled: list[int] = []  # rowids of entries that did not check out, deleted with the next write
         if path is not None:
-            self._open(path, owned=os.path.basename(path) == DEFAULT_NAME)
+            self._open(path, owned=self._owned)
 
     # --- opening -------------------------------------------------------------------
     def _open(self, path: str, owned: bool) -> None:
@@ -201,8 +207,12 @@ class HashCache:
             raise
 
     def _failed(self, exc: sqlite3.Error, doing: str) -> None:
-        """A cache that breaks during the run (disk full, damaged pages) is dropped, never fatal."""
-        self.notes.append(f"hash cache {self.path}: {doing} failed ({_one_line(exc)}); the rest of this run "
+        """A cache that breaks during the run (disk full, damaged pages) is dropped, never fatal; a
+        damaged file of ours is repaired first (SQLite's own word for it: a plain DatabaseError)."""
+        if type(exc) is sqlite3.DatabaseError and self._owned and not self.read_only and not self._salvaged:
+            self._salvage(_one_line(exc))
+            return
+        self.notes.append(f"hash cache {self.path}: {doing} failed ({_visible(_one_line(exc))}); the rest of this run "
                           "keeps no cache")
         self.close()
 
@@ -211,14 +221,14 @@ class HashCache:
         if self._db is None:
             return None
         try:
-            row = self._db.execute("SELECT image, info FROM files WHERE digest=? AND salt=?",
-                                   (file_digest, salt)).fetchone()
+            row = self._db.execute(f"SELECT {_bytes_of('image')}, {_bytes_of('info')} FROM files "
+                                   "WHERE digest=? AND salt=?", (file_digest, salt)).fetchone()
         except sqlite3.Error as exc:
             self._failed(exc, "reading")
             return None
         if row is None:
             return None
-        record = _file_record(*row)
+        record = _file_record(*map(_text, row))
         if record is None:
             self.rejected += 1
         return record
@@ -229,19 +239,68 @@ class HashCache:
         if self._db is None:
             return {}
         try:
-            rows = self._db.execute("SELECT item, dtype, shape, data, extras FROM hashes WHERE hasher=? AND image=?",
+            rows = self._db.execute(f"SELECT rowid, {_bytes_of('item')}, {_bytes_of('dtype')}, {_bytes_of('shape')}, data, "
+                                    f"{_bytes_of('extras')} FROM hashes WHERE hasher=? AND image=?",
                                     (hasher, image)).fetchall()
         except sqlite3.Error as exc:
             self._failed(exc, "reading")
             return {}
         found = {}
-        for item, *stored in rows:
-            entry = _entry(*stored)
+        for rowid, item, dtype, shape, data, extras in rows:
+            if None in (_text(item), _text(dtype)) and not self._checked:  # bytes harness never writes
+                return self._damaged_row(hasher, image)
+            item = _text(item)
+            entry = None if item is None else _entry(_text(dtype), _text(shape), data, _text(extras))
             if entry is None:
                 self.rejected += 1
+                self._spoiled.append(rowid)
             else:
                 found[item] = entry
         return found
+
+    def _damaged_row(self, hasher: str, image: str) -> dict[str, Entry]:
+        """A row whose text is not UTF-8 (never written so) is a sign of a damaged file: SQLite
+        checks it once. Damaged pages (an index that no longer matches its table, which no write
+        repairs) are left behind by copying every entry that reads into a fresh file; where only
+        rows are spoiled, they are recomputed like any entry that does not check out."""
+        self._checked = True
+        try:
+            # integrity_check, not quick_check: an index that no longer matches its table makes
+            # every later write of that entry fail as "malformed"
+            problems = [row[0] for row in self._db.execute("PRAGMA integrity_check(3)")]
+        except sqlite3.Error as exc:
+            problems = [_one_line(exc)]
+        if problems != ["ok"] and self._owned and not self.read_only and not self._salvaged:
+            self._salvage("; ".join(problems))
+        return self.get_image(hasher, image)
+
+    def _salvage(self, damage: str) -> None:
+        """Replace the damaged cache file by a fresh one holding every entry of it that reads and
+        checks out; the rest is computed again. Where that fails, the run keeps no cache."""
+        fresh = f"{self.path}.salvage-{os.getpid()}"
+        kept = 0
+        self._salvaged = True
+        try:
+            _remove_cache_file(fresh)
+            target = self._connect(fresh)
+            try:
+                kept = _copy_entries(self._db, target)
+            finally:
+                target.close()
+            self.close()
+            _remove_cache_file(self.path)
+            os.rename(fresh, self.path)
+            self._db = self._connect(self.path)
+        except (OSError, sqlite3.Error, CacheProblem) as exc:
+            self.close()
+            self.notes.append(f"hash cache {self.path}: damaged ({_visible(damage)}) and could not be repaired "
+                              f"({_one_line(exc)}); the rest of this run keeps no cache")
+            return
+        finally:
+            _remove_cache_file(fresh)
+        self._spoiled = []
+        self.notes.append(f"hash cache {self.path}: damaged ({_visible(damage)}); its {kept} readable entries "
+                          "were kept in a fresh file, the rest are computed again")
 
     def put_image(self, file: tuple[str, str, FileRecord] | None, entries: dict[str, dict[str, Entry]],
                   image: str) -> None:
@@ -263,7 +322,10 @@ class HashCache:
                     info = json.dumps({"height": record.height, "width": record.width, "notes": list(record.notes)})
                     self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
                                      (file_digest, salt, record.image, info))
+                # An entry that did not check out goes, even where its key was spoiled (a new row would not replace it).
+                self._db.executemany("DELETE FROM hashes WHERE rowid=?", [(rowid,) for rowid in self._spoiled])
                 self._db.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._spoiled = []
         except sqlite3.Error as exc:
             self._failed(exc, "writing")
 
@@ -334,6 +396,24 @@ def holds_nothing(path: str) -> bool:
 
 # --- entries as stored ---------------------------------------------------------------
 
+def _bytes_of(column: str) -> str:
+    """A TEXT column read as its bytes: SQLite hands text over as it is stored, and Python's
+    decoding of a damaged value would fail the whole query (and with it the cache) instead of
+    the one entry (_text)."""
+    return f"CAST({column} AS BLOB)"
+
+
+def _text(value: Any) -> str | None:
+    """A TEXT column's bytes (_bytes_of) as text, or None when they are not UTF-8: an entry that
+    does not check out. NULL stays None, and a number or blob stored there is rejected later."""
+    if not isinstance(value, bytes):
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def stored_form(entry: Entry) -> tuple[str, str, bytes, str]:
     extras = json.dumps({k: _plain(v) for k, v in entry.extras.items()}, sort_keys=True, allow_nan=False)
     if entry.row is None:
@@ -383,6 +463,43 @@ def _file_record(image: Any, info: Any) -> FileRecord | None:
     except (TypeError, ValueError, KeyError):
         pass
     return None
+
+
+def _remove_cache_file(path: str) -> None:
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        if os.path.lexists(name):
+            os.remove(name)
+
+
+def _copy_entries(source: sqlite3.Connection, target: sqlite3.Connection) -> int:
+    """Copy every file record and hash entry of `source` that reads and checks out into `target`,
+    row by row in the table's own order (a damaged index is never used); how many were kept."""
+    kept = 0
+    with target:
+        target.execute("BEGIN")
+        for digest_, salt, image, info in source.execute(
+                f"SELECT {_bytes_of('digest')}, {_bytes_of('salt')}, {_bytes_of('image')}, {_bytes_of('info')} "
+                "FROM files NOT INDEXED"):
+            fields = [_text(value) for value in (digest_, salt, image, info)]
+            if None not in fields and _file_record(*fields[2:]) is not None:
+                target.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fields)
+        for hasher, image, item, dtype, shape, data, extras in source.execute(
+                f"SELECT {_bytes_of('hasher')}, {_bytes_of('image')}, {_bytes_of('item')}, {_bytes_of('dtype')}, "
+                f"{_bytes_of('shape')}, data, {_bytes_of('extras')} FROM hashes NOT INDEXED"):
+            key = [_text(value) for value in (hasher, image, item)]
+            text = [_text(value) for value in (dtype, shape, extras)]
+            if None not in key and _entry(text[0], text[1], data, text[2]) is not None:
+                target.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?)", (*key, text[0], text[1],
+                                                                                             data, text[2]))
+                kept += 1
+    return kept
+
+
+def _visible(text: str) -> str:
+    """Text from a damaged file as a note may show it (undecodable and invisible characters escaped)."""
+    from harness.markdown import visible
+
+    return visible(text)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -18,6 +18,12 @@ EXIT_BAD_INPUT = 2  # a HarnessError: bad config, image sources, weights, output
 EXIT_BUG = 3  # an unexpected exception: a bug in harness
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE), e.g. `list | head`
+EXIT_TERMINATED = 143  # SIGTERM (`kill PID`; 128 + SIGTERM), handled as Ctrl-C is
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM in the command-line process: a KeyboardInterrupt, so that it stops the run where
+    Ctrl-C does and cleans up the same way (the staging folder, the workers)."""
 
 SHOWN_MAX = 80  # characters of a user's value echoed in a message
 PATH_MAX = 200  # characters of a file or key path echoed in a message

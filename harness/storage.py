@@ -242,7 +242,8 @@ def foreign_files(out_dir: str) -> list[str]:
     """What in an existing `out_dir` is not a harness set's, which replacing the directory would
     delete: with no run.json, anything but a hash cache (what a first run leaves when it is
     stopped); with one, any file its list (`files`) does not name, in a subfolder too
-    (figures/notes.txt); with one of an older version, without a list, any hidden entry (.git)."""
+    (figures/notes.txt); with one of an older version, without a list, any hidden entry (.git).
+    A run.json that cannot be read is refused (HarnessError): the set's files are then unknown."""
     entries = set(os.listdir(out_dir))
     ours = {*CACHE_FILES, CACHE + "-journal"}
     if RUN not in entries:
@@ -272,14 +273,28 @@ def _shown_list(names: list[str]) -> str:
 
 def _written(out_dir: str) -> set[str] | None:
     """The files of `out_dir` that its run.json lists as the set's (`files`), or None where it
-    lists none (an older version, a damaged file)."""
+    lists none (an older version's). A run.json that cannot be read, or whose list is not one, is
+    a HarnessError: with the set's files unknown, anything there may be the user's, and replacing
+    the directory would delete it."""
+    path = os.path.join(out_dir, RUN)
     try:
-        files = read_json(out_dir, RUN).get("files")
-    except HarnessError:
+        if not _regular(path):
+            raise HarnessError(f"{path}: not a regular file")
+        record = read_json(out_dir, RUN)
+    except HarnessError as error:
+        raise _unknown_set(out_dir, str(error)) from None
+    files = record.get("files")
+    if files is None:
         return None
     if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
-        return None
+        raise _unknown_set(out_dir, f"{path}: files: expected a list of file names")
     return set(files) | {RUN}
+
+
+def _unknown_set(out_dir: str, problem: str) -> HarnessError:
+    return HarnessError(f"{problem}; it lists the files of the output set, which replaces the whole directory, so "
+                        f"nothing in {_where(out_dir)} can be told from your own files: move what you want to keep "
+                        "out of it and remove it, or choose a new output directory")
 
 
 def check_sources_outside(paths, out_dir: str | None) -> None:
@@ -460,11 +475,13 @@ def _keep_added(old: str, new: str) -> bool:
     refuses `new` as holding files it did not write, rather than deleting them. True when `old` may
     go; where a file cannot be moved (the new set has that name), `old` is kept beside `new`, under
     a name the next run does not clean up, and a note says where."""
+    moved, stuck = [], []
     try:
         added = foreign_files(old)
     except OSError:
         added = []
-    moved, stuck = [], []
+    except HarnessError:  # its run.json was damaged during the run: what is the user's is unknown
+        added, stuck = [], [RUN]
     for name in added:
         _move_into(old, new, name, moved, stuck)
     if moved:

@@ -661,6 +661,19 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     assert done.returncode == 130 and done.stderr == "interrupted\n"
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    """`kill PID` ended the process at once (143, nothing said) and left the hidden staging folder."""
+    (tmp_path / "terminating.py").write_text(
+        "import os, signal\n\n\ndef terminate(image):\n    os.kill(os.getpid(), signal.SIGTERM)\n    return image\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(HEAD + "sweeps: [{family: x, b: 'terminating:terminate'}]\n")
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(tmp_path / "out"),
+                           "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 143 and done.stderr == "terminated\n"
+    assert not [name for name in os.listdir(tmp_path) if ".staging-" in name]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["run", "configs/lena.yaml", "--workers", "0"],
      "argument --workers: must be from 1 to 1024, got 0 (see python -m harness run --help)"),
@@ -729,7 +742,8 @@ def test_the_statuses_are_documented(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    for status in ("0 all done", "1 finished, but", "2 bad input", "3 a bug in harness", "130 interrupted"):
+    for status in ("0 all done", "1 finished, but", "2 bad input", "3 a bug in harness", "130 interrupted",
+                   "143 terminated"):
         assert status in help_text
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
         readme = handle.read()
@@ -790,7 +804,8 @@ def test_results_save_refuses_an_image_folder(tmp_path, photos):
 
 @pytest.mark.parametrize("case", ["hidden files", "images inside", "known names, no run.json", "link/", "long name",
                                   "cache of another name inside", "a file added to an output",
-                                  "a file added to its figures", "an image linked into it"])
+                                  "a file added to its figures", "an image linked into it", "run.json emptied",
+                                  "run.json of random bytes"])
 def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_work(tmp_path, capsys, photos, case):
     """Outputs replace the whole directory: nothing of the user's may be in it, and whatever would
     stop the writing at the end (a link, a name too long for the staging folder) stops the start."""
@@ -830,6 +845,11 @@ def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_w
         (out / "figures" / "old").mkdir()
         (out / "figures" / "old" / "mine.png").write_bytes(b"mine")
         message = "a harness output directory with files it did not write (it holds figures/old/mine.png)"
+    elif case.startswith("run.json"):  # the list of the set's files is lost: notes.txt cannot be told from it
+        assert cli(capsys, "run", config, "--out", out, "--quiet")[0] == 0
+        (out / "notes.txt").write_text("mine")
+        (out / "run.json").write_bytes(b"" if case == "run.json emptied" else os.urandom(600))
+        message = f"{out / 'run.json'}: cannot read ("
     else:  # a folder of images, one a link to a file of the output directory
         assert cli(capsys, "run", config, "--out", out, "--quiet")[0] == 0
         (tmp_path / "pics").mkdir()
@@ -840,7 +860,7 @@ def test_an_output_directory_that_is_not_ours_to_replace_is_refused_before_any_w
     status, _, err = cli(capsys, "run", config, "--out", out, *extra)
     assert status == 2 and message in one_line_error(err), err
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written, nothing removed
-    if case in ("link/", "a file added to an output", "a file added to its figures"):
+    if case in ("link/", "a file added to an output", "a file added to its figures", "run.json emptied"):
         assert cli(capsys, "report", out)[0] == 2  # the rebuilt set would replace them too
         assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
