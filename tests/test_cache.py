@@ -410,3 +410,32 @@ def test_an_entry_damaged_on_disk_is_recomputed_and_the_cache_kept(job, tmp_path
     assert same_tables(out, reference)
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
     assert "hash cache" not in capsys.readouterr().err  # repaired: nothing recomputed
+
+
+def test_a_damaged_index_is_left_behind_in_a_fresh_cache_with_the_entries_that_read(job, tmp_path, capsys):
+    """Pages of the hashes' index overwritten (no write repairs an index that no longer matches its
+    table), with one entry's text spoiled too (what makes the cache check the file): the cache is
+    copied, entry by entry, into a fresh file, the run's tables are unchanged, and the next run
+    finds everything."""
+    config, reference = job
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    path = out / "hash-cache.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE type='index' AND tbl_name='hashes'").fetchone()[0]
+    data = bytearray(path.read_bytes())
+    dtype = re.search(rb"[0-9a-f]{64}([<>|][fiub]\d)", data).start(1)
+    data[dtype:dtype + 3] = b"\xff" * 3
+    start = (root - 1) * page + 12  # past the page's header: its cells point nowhere now
+    data[start:root * page] = b"\x00" * (page - 12)
+    path.write_bytes(bytes(data))
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "readable entries were kept in a fresh file" in err, err
+    assert same_tables(out, reference)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert "hash cache" not in capsys.readouterr().err
