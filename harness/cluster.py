@@ -17,7 +17,7 @@ workers waiting.
 
 Dask is used as it is (https://distributed.dask.org): a task whose worker dies is
 rescheduled by the scheduler on another worker, so a killed or lost worker's jobs are
-redone, not lost. Local workers die with their parent (see `_die_with_parent`).
+redone, not lost. Local workers die with their parent (see `die_with_parent`).
 """
 
 from __future__ import annotations
@@ -377,7 +377,7 @@ def _start_local_worker(parent: int, token: str, setup: Setup | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C (see Engine._start_pool)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one pending now is dropped
-    _die_with_parent(parent)
+    die_with_parent(parent)
     _STATE.clear()
     try:
         _STATE[token] = _build(setup)
@@ -385,9 +385,9 @@ def _start_local_worker(parent: int, token: str, setup: Setup | None) -> None:
         _STATE[token] = _Unbuilt(exc)
 
 
-def _die_with_parent(parent: int) -> None:
-    """A local worker exits when the process that started it is gone (kill -9 included):
-    Linux's PR_SET_PDEATHSIG where available, and a watchdog thread everywhere."""
+def die_with_parent(parent: int) -> None:
+    """A local worker (or the report's forked copy) exits when the process that started it is gone
+    (kill -9 included): Linux's PR_SET_PDEATHSIG where available, and a watchdog thread everywhere."""
     try:
         import ctypes
         import signal

@@ -105,7 +105,10 @@ def keep_unchanged(evaluation, out_dir: str, config: dict) -> dict | None:
     except Exception:  # a damaged run.json: the set is made anew
         return None
     kept = reusable(out_dir, previous.get("fingerprint")) if previous.get("inputs") == evaluation.inputs else []
-    summary = storage.read_text(out_dir, storage.SUMMARY) if kept else None
+    # The summary's body is kept (its provenance written anew) only as the set wrote it: an edited
+    # or cut one was kept, and recorded in run.json as the set's own.
+    summary = storage.read_text(out_dir, storage.SUMMARY) if kept and as_written(out_dir, storage.SUMMARY,
+                                                                                previous) else None
     body, heading, _ = (summary or "").rpartition(f"\n{PROVENANCE_HEADING}\n")
     if not heading or not isinstance(previous.get("hashers"), list) or not isinstance(previous.get("notes"), list):
         return None
@@ -217,12 +220,21 @@ def reusable(out_dir: str, fingerprint: str) -> list[str]:
         if os.path.isabs(name) or ".." in name.split("/") or not os.path.isfile(path) or os.path.islink(path) or \
                 os.path.getsize(path) != sizes.get(name):
             return []
+    # sizes first: a changed size costs no read
+    return kept if all(as_written(out_dir, name, previous) for name in kept) else []
+
+
+def as_written(out_dir: str, name: str, previous: dict) -> bool:
+    """Whether the set's file `name` is as its run.json (`previous`) recorded it: its digest, or in
+    a set written before digests were recorded, its size."""
     from harness.provenance import file_sha256
 
-    for name in kept:  # sizes first: a changed size costs no read
-        if "digests" in previous and file_sha256(os.path.join(out_dir, name)) != digests.get(name):
-            return []
-    return kept
+    path = os.path.join(out_dir, name)
+    if not os.path.isfile(path) or os.path.islink(path):
+        return False
+    if "digests" in previous:
+        return isinstance(previous["digests"], dict) and file_sha256(path) == previous["digests"].get(name)
+    return isinstance(previous.get("sizes"), dict) and os.path.getsize(path) == previous["sizes"].get(name)
 
 
 def figure_paths(results) -> dict:
@@ -328,10 +340,14 @@ def draw(output: storage.OutputSet, drawings: list, meanwhile=None) -> None:
     take that long. If the copy fails, this process draws every figure it did not draw itself, so
     an error surfaces as it would in one process."""
     queue = _FigureQueue(len(drawings)) if 1 < len(drawings) <= _FigureQueue.MOST and can_fork() else None
+    parent = os.getpid()
     pid = os.fork() if queue is not None else None
     if pid == 0:  # the copy: draw, and leave without running anything of the parent's (no atexit)
         status = 1
         try:
+            from harness.cluster import die_with_parent
+
+            die_with_parent(parent)  # a parent killed with -9 leaves no copy writing into its staging folder
             for k in queue:
                 output.save_figure(*_built(drawings[k]))
             status = 0

@@ -342,6 +342,45 @@ def test_tables_written_while_the_copy_draws(tmp_path, mode):
         assert lines[0] == "error No space left on device"
 
 
+# The forked copy's parent-death signal, read where it draws (Linux's prctl PR_GET_PDEATHSIG).
+DEATH_SIGNAL = RECORD_FORKS + """
+import ctypes, sys, time
+from harness import figures, report, storage
+log = sys.argv[1] + ".signals"
+def figure():
+    signal = ctypes.c_int(0)
+    ctypes.CDLL(None).prctl(2, ctypes.byref(signal))
+    with open(log, "a") as out:
+        out.write(f"{os.getpid()} {signal.value}\\n")
+    made = figures._figure(dpi=30)
+    made.add_subplot().plot([0, 1], [1, 0])
+    return made
+def meanwhile():  # until the copy has drawn every figure (a minute at most)
+    for _ in range(600):
+        if all(os.path.exists(output.path(f"f{k}.png")) for k in range(4)):
+            break
+        time.sleep(0.1)
+with storage.OutputSet(sys.argv[1]) as output:
+    report.draw(output, [(f"f{k}.png", figure) for k in range(4)], meanwhile)
+print(sorted({int(sig) for pid, sig in (line.split() for line in open(log)) if int(pid) in forks}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_the_drawing_copy_dies_with_its_parent(tmp_path):
+    """A run killed with -9 while the report draws left its forked copy writing figures into the
+    dead run's staging folder: the copy has the workers' parent-death signal now."""
+    import signal
+    import subprocess
+
+    if (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) < 2:
+        pytest.skip("one core: the report does not fork")
+    done = subprocess.run([sys.executable, "-c", DEATH_SIGNAL, str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == str([int(signal.SIGKILL)]), done.stdout
+
+
 @pytest.mark.parametrize("count", [3, 10, 15, 20, 25])
 def test_no_two_hashers_are_drawn_alike(count):
     """Past ten hashers, hasher k+10 gets the light shade of hasher k's hue (tab20's pairs): a

@@ -167,6 +167,18 @@ def test_a_summary_without_its_provenance_section_is_made_anew(tmp_path):
     assert run.pandas and without_provenance(read(out, "summary.md")) == without_provenance(summary)
 
 
+def test_an_edited_summary_is_made_anew_not_kept(tmp_path):
+    """The summary's body was kept by an unchanged rerun whatever it had become (its provenance
+    rewritten), and recorded in run.json as the set's own."""
+    out = tmp_path / "out"
+    run(tmp_path, out)
+    summary = read(out, "summary.md")
+    (out / "summary.md").write_bytes(summary.replace(b"#", b"# EDITED", 1)[:len(summary) // 2] + b"\n" +
+                                     summary[summary.index(b"\n## Provenance"):])
+    run(tmp_path, out)
+    assert run.pandas and without_provenance(read(out, "summary.md")) == without_provenance(summary)
+
+
 def test_an_emptied_or_cut_table_is_made_anew(tmp_path):
     """run.json records each file's size: a damaged table is not kept on the strength of its name."""
     out = tmp_path / "out"
