@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "image sources, output directory), or a leak audit's config "
                                                "(one with splits) as `leaks` would, and summarise it; runs "
                                                "nothing and writes nothing: loads no "
-                                               "model, reads no pixels and imports no plugin (it lists "
+                                               "model, reads no image of the run (an overlay's source file is "
+                                               "checked) and imports no plugin (it lists "
                                                "the plugins `run` would import) unless --import-plugins. "
                                                "Exit status 0 when valid, 2 when not.")
     validate.add_argument("config", metavar="CONFIG", help="YAML config, e.g. configs/lena.yaml")
@@ -321,7 +322,8 @@ def command_run(args) -> int:
     from harness import api, report, schema, storage
     from harness.config import load_config
 
-    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers), output=args.out)
+    config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers), output=args.out,
+                         names_folder=True)
     out_dir = args.out or default_output(config)
     with removed_if_unused(out_dir):
         cache = checked_output(args, out_dir, config.images, names=image_names(config))
@@ -442,7 +444,7 @@ def command_leaks(args) -> int:
         raw["output"] = args.out
     given_by = {"threshold": "--threshold", "fpr": "--fpr", "calibration": "--calibration", "min_agree": "--min-agree"}
     config = leaks.leak_config(raw, source, split_options=options, key_options={
-        key: option for key, option in given_by.items() if getattr(args, key) not in (None, "")})
+        key: option for key, option in given_by.items() if getattr(args, key) not in (None, "")}, names_folder=True)
     out_dir = config.output
     with removed_if_unused(out_dir):
         cache = checked_output(args, out_dir, [e for _, entries in config.splits for e in entries],
@@ -460,21 +462,41 @@ def command_leaks(args) -> int:
     return 1 if failed else 0
 
 
-def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source: str) -> dict:
-    """An audit config's data with --hashers in place of its hashers. As `run --hashers` does
-    (config.settings_of_hashers), the config's thresholds of the hashers left out go: they were not
-    wrong, only not chosen. The config's min_agree cannot be met by fewer hashers, which is
+def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source: str,
+                   advice: str = "choose more hashers or give --min-agree") -> dict:
+    """An audit config's data with only the hashers --hashers names. As `run --hashers` does, they
+    are the config's own, by id, parameters and all (a bare name in their place ran the hasher's
+    defaults under thresholds set for the config's parameters), and the config's thresholds of the
+    hashers left out go: they were not wrong, only not chosen. A config that names no hashers takes
+    --hashers' names as they are. The config's min_agree cannot be met by fewer hashers, which is
     --hashers' doing as much as the file's, so the error names both."""
-    raw = {**raw, "hashers": hashers}
+    from harness.errors import ConfigError
+    from harness.registry import suggest
+
+    entries = raw.get("hashers")
+    if isinstance(entries, list):
+        by_id = {}
+        for entry in entries:  # (a malformed entry is the parser's to refuse, with its key)
+            name = entry if isinstance(entry, str) else entry.get("id", entry.get("name")) \
+                if isinstance(entry, dict) else None
+            if isinstance(name, str):
+                by_id.setdefault(name, entry)
+        for name in hashers:
+            if name not in by_id:
+                close = suggest(name, list(by_id))
+                raise ConfigError("--hashers", name, f"not a hasher of {source}" + (
+                    f"; did you mean '{close}'?" if close else f"; the config has {', '.join(by_id)}"))
+        hashers = list(dict.fromkeys(hashers))
+        raw = {**raw, "hashers": [by_id[name] for name in hashers]}
+    else:
+        raw = {**raw, "hashers": hashers}
     if isinstance(raw.get("threshold"), dict):
         raw["threshold"] = {h: value for h, value in raw["threshold"].items() if h in hashers}
     min_agree = raw.get("min_agree")
     if keeps_min_agree and type(min_agree) is int and min_agree > len(set(hashers)) >= 1:
-        from harness.errors import ConfigError
-
         count = len(set(hashers))
         raise ConfigError("--hashers", ",".join(hashers), f"{count} {'hasher' if count == 1 else 'hashers'}, fewer "
-                          f"than min_agree: {min_agree} of {source}; choose more hashers or give --min-agree")
+                          f"than min_agree: {min_agree} of {source}; {advice}")
     return raw
 
 
@@ -550,7 +572,7 @@ def command_validate(args) -> int:
     if is_leak_config(raw):
         return validate_leaks(args, raw)
     config = parse_config(raw, args.config, images=args.images, hashers=hasher_list(args.hashers),
-                          import_plugins=args.import_plugins)
+                          import_plugins=args.import_plugins, names_folder=True)
     storage.check_output_place(default_output(config), images=config.images,  # as `run` does, before the images
                                names=image_names(config))
     unlisted: list = []
@@ -587,10 +609,14 @@ def print_plugins(plugins: list, imported: bool, command: str) -> None:
               "`validate --import-plugins` imports and checks them and their parameters")
 
 
+LEAK_ONLY_KEYS = {"splits", "threshold", "fpr", "calibration", "min_agree", "max_flags"}
+
+
 def is_leak_config(raw) -> bool:
-    """A leak audit's config (the config.yaml an audit writes too): splits, and none of the keys
-    only a run's config has (one with both is a run's config with a stray key, refused as such)."""
-    return isinstance(raw, dict) and "splits" in raw and not {"images", "sweeps"} & set(raw)
+    """A leak audit's config (the config.yaml an audit writes too): a key only an audit's config
+    has (splits, threshold, ...), and none only a run's has (one with both is a run's config with a
+    stray key, refused as such)."""
+    return isinstance(raw, dict) and bool(LEAK_ONLY_KEYS & set(raw)) and not {"images", "sweeps"} & set(raw)
 
 
 def validate_leaks(args, raw: dict) -> int:
@@ -602,10 +628,16 @@ def validate_leaks(args, raw: dict) -> int:
     if args.images is not None:
         raise ConfigError("--images", "", f"{args.config} is a leak audit's config, whose images are its splits; "
                                           "give them there (or to `leaks --train/--test`)")
+    if "splits" not in raw:  # the audit takes them from --train/--test, which validate has not
+        raise ConfigError(args.config, "splits", "none: a leak audit's config whose splits `leaks --train/--test` "
+                                                 "gives; validate checks one that names them (splits: {train: [...], "
+                                                 "test: [...]})")
     if args.hashers is not None:
-        raw = chosen_hashers(raw, hasher_list(args.hashers), keeps_min_agree=True, source=args.config)
+        raw = chosen_hashers(raw, hasher_list(args.hashers), keeps_min_agree=True, source=args.config,
+                             advice="choose more hashers")
     plugins: list = []
-    config = leaks.leak_config(raw, args.config, import_plugins=args.import_plugins, plugins=plugins)
+    config = leaks.leak_config(raw, args.config, import_plugins=args.import_plugins, plugins=plugins,
+                               names_folder=True)
     counts, notes = leaks.count_split_files(config)
     storage.check_output_place(config.output, images=[e for _, entries in config.splits for e in entries],
                                reads={"calibration": config.calibration}, names=config.entry_names())

@@ -243,14 +243,15 @@ SWEEP_KEYS = {"family", "label", "labels", "values", "a", "b"}
 
 def load_config(path: str, images: list[str] | None = None, hashers: list[str] | None = None,
                 import_plugins: bool = True, hashers_option: str = "--hashers",
-                images_option: str = "--images", output: str | None = None) -> Config:
+                images_option: str = "--images", output: str | None = None, names_folder: bool = False) -> Config:
     """Read and validate a config; `images` / `hashers` / `output` are the CLI's overrides
     (`images_option` and `hashers_option` are the names their errors give them). With
     `import_plugins=False` no plugin is imported (see the module's docstring)."""
     from harness.safe_yaml import read_config
 
     return parse_config(read_config(path), path, images, hashers, import_plugins=import_plugins,
-                        hashers_option=hashers_option, images_option=images_option, output=output)
+                        hashers_option=hashers_option, images_option=images_option, output=output,
+                        names_folder=names_folder)
 
 
 def check_text(raw: Any, source: str, images: Any = None) -> None:
@@ -314,9 +315,11 @@ def plain_data(raw: dict, source: str) -> dict:
 def parse_config(raw: Any, source: str, images: list[str] | None = None,
                  hashers: list[str] | None = None, import_plugins: bool = True,
                  hashers_option: str = "--hashers", images_option: str = "--images",
-                 output: str | None = None) -> Config:
+                 output: str | None = None, names_folder: bool = False) -> Config:
     """A config's data (YAML's, or a dict built in Python: see plain_data) validated into a Config,
-    which keeps a copy of its own (`raw`)."""
+    which keeps a copy of its own (`raw`). `output`: the command line's --out; `names_folder`: the
+    command line writes to reports/NAME when no output is given (the API writes only where `save`
+    is told, so there a name is only a title)."""
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "the config must be a mapping of keys (name, images, sweeps, hashers, ...)")
     raw = plain_data(raw, source)
@@ -326,7 +329,7 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
         if key not in raw:
             raise ConfigError(source, key, "missing; a config needs images, sweeps and hashers")
 
-    names_output = output is None and "output" not in raw  # else the command line's --out, or the config's
+    names_output = names_folder and output is None and "output" not in raw  # else --out, or the config's
     name = run_name(raw.get("name", os.path.splitext(os.path.basename(source))[0]), source, names_output)
     output = output_path(output if output is not None else raw.get("output", os.path.join("reports", name)), source)
     seed = _typed(raw.get("seed", 0), int, source, "seed")

@@ -112,7 +112,7 @@ class LeakConfig:
 
 def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] | None = None, *,
                 import_plugins: bool = True, plugins: list | None = None,
-                key_options: dict[str, str] | None = None) -> LeakConfig:
+                key_options: dict[str, str] | None = None, names_folder: bool = False) -> LeakConfig:
     """A leak audit's settings (from YAML, the command line or a dict built in Python: see
     config.plain_data) validated: one ConfigError line each. The LeakConfig keeps a copy of its own.
     `split_options`: split name -> the command-line option that gave its entries (see LeakConfig).
@@ -187,7 +187,7 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
     limits = {}
     for key, bounds in (("max_pixels", MAX_PIXELS_RANGE), ("max_side", (16,)), ("max_flags", (1,))):
         limits[key] = whole_number(raw.get(key), source, key, *bounds)
-    name = run_name(raw.get("name", "leaks"), source, "output" not in raw)
+    name = run_name(raw.get("name", "leaks"), source, names_folder and "output" not in raw)  # (see parse_config)
     output = output_path(raw.get("output", os.path.join("reports", name)), source)
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,
                       min_agree, limits["max_pixels"], limits["max_side"], limits["max_flags"] or DEFAULT_MAX_FLAGS,

@@ -17,9 +17,8 @@ import signal
 import struct
 
 import numpy as np
-import yaml
 
-from harness import storage
+from harness import safe_yaml, storage
 from harness.markdown import visible
 from harness.schema import category_codes
 
@@ -285,7 +284,7 @@ def config_yaml(config: dict, provenance: dict, command: str = "run") -> str:
     header = (f"# The resolved config of this {'audit' if command == 'leaks' else 'run'}: `python -m harness "
               f"{command} <this file>`, from the directory\n# it was started in "
               f"({visible(provenance.get('cwd', '?'))}), where its relative paths point.\n")
-    return header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
+    return header + safe_yaml.dump(config)
 
 
 def render(results, output: storage.OutputSet, previews: bool, more: list | None = None,

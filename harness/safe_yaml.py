@@ -50,10 +50,23 @@ class Resolver(yaml.resolver.Resolver):
     '1e-6' stays a string, as every quoted scalar does."""
 
 
-Resolver.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
-    list("-+.0123456789"))
+YAML12_FLOAT = ("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+                list("-+.0123456789"))
+Resolver.add_implicit_resolver(*YAML12_FLOAT)
+
+
+class Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, resolving as `Resolver` reads: a string that YAML 1.2 reads as a number
+    ('1e3', a caption or a name) is written quoted, so a config.yaml a run writes reads back as it
+    was (PyYAML alone writes it plain, which Resolver reads as 1000.0)."""
+
+
+Dumper.add_implicit_resolver(*YAML12_FLOAT)
+
+
+def dump(data) -> str:
+    """`data` as YAML that this module's loader reads back as `data` (keys in their order)."""
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 class LimitError(yaml.MarkedYAMLError):

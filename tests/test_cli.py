@@ -397,3 +397,25 @@ def test_workers_with_a_scheduler_is_a_usage_error(command, capsys):
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and err.count("\n") == 1, err
     assert "argument --scheduler: not allowed with argument --workers" in err
+
+
+def test_validate_names_what_a_leak_config_lacks_and_what_it_can_do(tmp_path, capsys):
+    """A leak config whose splits come from `leaks --train/--test` was checked as a run's config
+    ("threshold: unknown key"); validate's advice named --min-agree, which validate does not have."""
+    audit = tmp_path / "audit.yaml"
+    audit.write_text("hashers: [aHash, pHash]\nthreshold: {aHash: 5, pHash: 8}\n")
+    status, out, err = run_main(capsys, "validate", str(audit))
+    assert status == 2 and err.count("\n") == 1 and err.startswith(f"error: {audit}: splits: none: "), err
+    audit.write_text("splits: {train: [builtin:camera], test: [builtin:coffee]}\nhashers: [aHash, pHash]\n"
+                     "threshold: 8\nmin_agree: 2\n")
+    status, out, err = run_main(capsys, "validate", str(audit), "--hashers", "pHash")
+    assert status == 2 and err.rstrip().endswith("choose more hashers"), err
+
+
+def test_a_name_with_a_slash_is_only_a_title_in_the_api():
+    """The API writes only where `save` is told: the name never names a folder there."""
+    import harness
+
+    config = {"name": "my run / v2", "images": ["builtin:camera"], "hashers": ["aHash"],
+              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]}
+    assert harness.evaluate(config).config["name"] == "my run / v2"

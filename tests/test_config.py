@@ -173,6 +173,17 @@ def test_yaml_reads_exponent_floats_as_yaml_1_2_does(tmp_path):
     assert load_config(str(path)).detection.fpr == (0.01, 0.001)
 
 
+def test_the_config_yaml_a_run_writes_reads_back_as_it_was():
+    """A string that YAML 1.2 reads as a number ('2e5' as a caption, '1e3' as a name) was written
+    plain by PyYAML and read back as a float: the saved config.yaml no longer ran."""
+    from harness.report import config_yaml
+    from harness.safe_yaml import load_text
+
+    config = {"name": "1e3", "description": "-.5", "sweeps": [{"family": "cap", "values": ["2e5", "LOL", 12]}],
+              "detection": {"fpr": [1e-06, 0.01]}}
+    assert load_text(config_yaml(config, {"cwd": "/here"}), "config.yaml") == config
+
+
 def test_random_transforms_get_the_config_seed(monkeypatch):
     from harness.params import Doc  # a registered transform with a seed parameter, for this test only
     from typing import Annotated

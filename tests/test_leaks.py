@@ -1020,6 +1020,21 @@ def test_a_hasher_given_twice_a_threshold_is_refused(tmp_path, capsys):
     assert one_line(capsys) == "error: --threshold: pHash: given twice; give each hasher one threshold"
 
 
+def test_hashers_chosen_on_the_command_line_are_the_configs_own_with_their_parameters(tmp_path, capsys):
+    """--hashers put bare names in the config's place: imagehash.phash at 8 bits (64) ran under the
+    threshold set for the config's hash_size 16 (256 bits), and an id (bm1) was unknown."""
+    config = tmp_path / "audit.yaml"
+    config.write_text("splits: {train: [builtin:camera], test: [builtin:coffee]}\n"
+                      "hashers: [aHash, {name: imagehash.phash, hash_size: 16}, {name: BlockMeanHash, mode: 1, id: bm1}]\n"
+                      "threshold: {aHash: 6, imagehash.phash: 40, bm1: 300}\n")
+    out = tmp_path / "out"
+    assert main(["leaks", str(config), "--hashers", "imagehash.phash,bm1", "--out", str(out), "--quiet"]) == 0
+    hashers = pd.read_csv(out / "hashers.csv").set_index("hasher")
+    assert hashers.loc["imagehash.phash", "distance_max"] == 256 and hashers.loc["bm1", "name"] == "BlockMeanHash"
+    assert main(["leaks", str(config), "--hashers", "dHash", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert one_line(capsys) == f"error: --hashers: dHash: not a hasher of {config}; did you mean 'aHash'?"
+
+
 def test_hashers_chosen_on_the_command_line_drop_the_configs_thresholds_of_the_others(tmp_path, capsys):
     """As `run --hashers` drops the settings of the hashers left out: the config's aHash threshold
     was refused as "not a hasher of this audit", and its min_agree blamed on the file alone."""
