@@ -447,7 +447,7 @@ def command_leaks(args) -> int:
         key: option for key, option in given_by.items() if getattr(args, key) not in (None, "")}, names_folder=True)
     out_dir = config.output
     with removed_if_unused(out_dir):
-        cache = checked_output(args, out_dir, [e for _, entries in config.splits for e in entries],
+        cache = checked_output(args, out_dir, config.entries(),
                                reads={"calibration": config.calibration}, names=config.entry_names())
         audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,
                                  progress=None if not args.quiet else False, output=out_dir)
@@ -639,7 +639,7 @@ def validate_leaks(args, raw: dict) -> int:
     config = leaks.leak_config(raw, args.config, import_plugins=args.import_plugins, plugins=plugins,
                                names_folder=True)
     counts, notes = leaks.count_split_files(config)
-    storage.check_output_place(config.output, images=[e for _, entries in config.splits for e in entries],
+    storage.check_output_place(config.output, images=config.entries(),
                                reads={"calibration": config.calibration}, names=config.entry_names())
     if config.threshold:
         how = ", ".join(f"{h} <= {value:g}" for h, value in config.threshold.items())

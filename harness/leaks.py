@@ -88,6 +88,10 @@ class LeakConfig:
     # error about one of their entries names the option, the key the user typed, not splits.NAME.
     split_options: tuple[tuple[str, str], ...] = ()
 
+    def entries(self) -> list[str]:
+        """Every split's entries (paths, globs, builtin:NAME, hash tables), in order."""
+        return [entry for _, entries in self.splits for entry in entries]
+
     def entry_names(self) -> list[str]:
         """What messages call each entry of every split, in order: the command-line option that
         gave its split (--train), else its config key (splits.test[0])."""
