@@ -145,10 +145,7 @@ class Engine:
         local workers are killed at once rather than waited for (they ignore SIGINT)."""
         if self._pool is not None:
             if stop:
-                # The standard library has no way to stop a pool's busy workers before Python 3.14's
-                # terminate_workers(); its process table is the only handle on them.
-                for process in list((getattr(self._pool, "_processes", None) or {}).values()):
-                    process.kill()
+                _stop_workers(self._pool)
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         if self._client is not None:
@@ -279,6 +276,26 @@ class Engine:
     def _submit_dask(self, work, job):
         # pure=False: the same job submitted twice (a rerun) is computed, not deduplicated by key.
         return self._client.submit(_run_remote, self._token, self._shared_setup, work, job, pure=False, retries=2)
+
+
+def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Kill a pool's workers, and leave its manager thread nothing to wait for. The standard library
+    has no way to stop busy workers before Python 3.14's terminate_workers(), so this reaches into
+    the pool: its process table, and its result pipe, whose write end this process holds too. A
+    worker killed while it wrote a result leaves part of a message there, and the manager thread,
+    reading it, would wait for the rest for good (and shutdown with it): the write end closed, the
+    pipe ends, the read fails, and the pool takes itself for broken and stops."""
+    from multiprocessing.connection import wait
+
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.kill()
+    sentinels = [process.sentinel for process in processes]
+    while sentinels:  # each is ready once its process is gone (a killed process: at once)
+        sentinels = [s for s in sentinels if s not in wait(sentinels)]
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
 
 
 def _result(future):

@@ -366,6 +366,36 @@ def test_each_value_is_handed_to_finished_as_soon_as_it_is_back(tmp_path):
     assert seen == [*range(1, last + 1), "saw the marker"]
 
 
+STOPPED_MID_RESULT = """
+from harness.cluster import Engine
+
+def work(state, job):  # a result far larger than the pipe's buffer: a worker is killed while writing it
+    return b"x" * (64 << 20)
+
+if __name__ == "__main__":
+    for attempt in range(3):
+        try:
+            with Engine(workers=2) as engine:
+                for k, value in enumerate(engine.map(work, range(40))):
+                    if k == 2:
+                        raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            print("stopped", attempt, flush=True)
+"""
+
+
+def test_workers_killed_mid_result_do_not_leave_the_pool_waiting(tmp_path):
+    """Stopping the engine kills its workers; one killed while writing its result left part of a
+    message in the result pipe, and the pool's manager thread (and the run with it) waited for the
+    rest for good."""
+    script = tmp_path / "stop.py"
+    script.write_text(STOPPED_MID_RESULT)
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0 and done.stdout.split("\n")[:3] == ["stopped 0", "stopped 1", "stopped 2"], done
+    assert done.stderr == "", done.stderr
+
+
 def test_large_images_are_sent_first_within_the_lookahead(tmp_path):
     """largest_first: a permutation; each time the largest image among the next `lookahead` (its
     pixels from the header, not its file size: a chessboard PNG is small on disk), and no image
