@@ -138,10 +138,7 @@ class HashCache:
                               "keeps no cache")
             return
         try:
-            os.remove(path)
-            for suffix in ("-wal", "-shm", "-journal"):
-                if os.path.lexists(path + suffix):
-                    os.remove(path + suffix)
+            _remove_cache_file(path)
             self._db = self._connect(path)
             self.notes.append(f"hash cache {path} was not usable ({reason}); replaced by a fresh one")
         except (OSError, CacheProblem) as exc:
@@ -209,7 +206,7 @@ class HashCache:
     def _failed(self, exc: sqlite3.Error, doing: str) -> None:
         """A cache that breaks during the run (disk full, damaged pages) is dropped, never fatal; a
         damaged file of ours is repaired first (SQLite's own word for it: a plain DatabaseError)."""
-        if type(exc) is sqlite3.DatabaseError and self._owned and not self.read_only and not self._salvaged:
+        if type(exc) is sqlite3.DatabaseError and self._repairable:
             self._salvage(_one_line(exc))
             return
         self.notes.append(f"hash cache {self.path}: {doing} failed ({_visible(_one_line(exc))}); the rest of this run "
@@ -245,17 +242,18 @@ class HashCache:
         except sqlite3.Error as exc:
             self._failed(exc, "reading")
             return {}
-        found = {}
+        found, spoiled = {}, []
         for rowid, item, dtype, shape, data, extras in rows:
             if None in (_text(item), _text(dtype)) and not self._checked:  # bytes harness never writes
-                return self._damaged_row(hasher, image)
+                return self._damaged_row(hasher, image)  # (which reads the rows again, counting them then)
             item = _text(item)
             entry = None if item is None else _entry(_text(dtype), _text(shape), data, _text(extras))
             if entry is None:
-                self.rejected += 1
-                self._spoiled.append(rowid)
+                spoiled.append(rowid)
             else:
                 found[item] = entry
+        self.rejected += len(spoiled)
+        self._spoiled += spoiled
         return found
 
     def _damaged_row(self, hasher: str, image: str) -> dict[str, Entry]:
@@ -270,9 +268,14 @@ class HashCache:
             problems = [row[0] for row in self._db.execute("PRAGMA integrity_check(3)")]
         except sqlite3.Error as exc:
             problems = [_one_line(exc)]
-        if problems != ["ok"] and self._owned and not self.read_only and not self._salvaged:
+        if problems != ["ok"] and self._repairable:
             self._salvage("; ".join(problems))
         return self.get_image(hasher, image)
+
+    @property
+    def _repairable(self) -> bool:
+        """A damaged file this run may replace: its own (at the default place), writable, not yet repaired."""
+        return self._owned and not self.read_only and not self._salvaged
 
     def _salvage(self, damage: str) -> None:
         """Replace the damaged cache file by a fresh one holding every entry of it that reads and
@@ -293,8 +296,14 @@ class HashCache:
             self._db = self._connect(self.path)
         except (OSError, sqlite3.Error, CacheProblem) as exc:
             self.close()
+            try:  # a fresh, empty one, rather than the damaged file failing every later run too
+                _remove_cache_file(self.path)
+                self._db = self._connect(self.path)
+                outcome = "replaced by a fresh one"
+            except (OSError, CacheProblem):
+                outcome = "the rest of this run keeps no cache"
             self.notes.append(f"hash cache {self.path}: damaged ({_visible(damage)}) and could not be repaired "
-                              f"({_one_line(exc)}); the rest of this run keeps no cache")
+                              f"({_one_line(exc)}); {outcome}")
             return
         finally:
             _remove_cache_file(fresh)
@@ -471,21 +480,23 @@ def _remove_cache_file(path: str) -> None:
             os.remove(name)
 
 
+SALVAGE_ROWS = 8  # rowids read at a time in a damaged file (a page holds 15 to 25 entries): a damaged
+# page costs the ranges it holds. A million entries take 125,000 queries: a second or two, once.
+SALVAGE_END = 1024  # with the last rowid unreadable, this many empty ranges in a row end the table
+
+
 def _copy_entries(source: sqlite3.Connection, target: sqlite3.Connection) -> int:
-    """Copy every file record and hash entry of `source` that reads and checks out into `target`,
-    row by row in the table's own order (a damaged index is never used); how many were kept."""
+    """Copy every file record and hash entry of `source` that reads and checks out into `target`;
+    how many hash entries were kept."""
     kept = 0
     with target:
         target.execute("BEGIN")
-        for digest_, salt, image, info in source.execute(
-                f"SELECT {_bytes_of('digest')}, {_bytes_of('salt')}, {_bytes_of('image')}, {_bytes_of('info')} "
-                "FROM files NOT INDEXED"):
+        for digest_, salt, image, info in _readable_rows(source, "files", ["digest", "salt", "image", "info"]):
             fields = [_text(value) for value in (digest_, salt, image, info)]
             if None not in fields and _file_record(*fields[2:]) is not None:
                 target.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fields)
-        for hasher, image, item, dtype, shape, data, extras in source.execute(
-                f"SELECT {_bytes_of('hasher')}, {_bytes_of('image')}, {_bytes_of('item')}, {_bytes_of('dtype')}, "
-                f"{_bytes_of('shape')}, data, {_bytes_of('extras')} FROM hashes NOT INDEXED"):
+        for hasher, image, item, dtype, shape, data, extras in _readable_rows(
+                source, "hashes", ["hasher", "image", "item", "dtype", "shape", "data", "extras"]):
             key = [_text(value) for value in (hasher, image, item)]
             text = [_text(value) for value in (dtype, shape, extras)]
             if None not in key and _entry(text[0], text[1], data, text[2]) is not None:
@@ -493,6 +504,27 @@ def _copy_entries(source: sqlite3.Connection, target: sqlite3.Connection) -> int
                                                                                              data, text[2]))
                 kept += 1
     return kept
+
+
+def _readable_rows(source: sqlite3.Connection, table: str, columns: list[str]):
+    """The rows of `table` that can be read, by ranges of rowids, through the table itself (a
+    damaged index is never used): a damaged page fails the ranges it holds, where one scan of the
+    table would stop at it. Text columns come as their bytes (_bytes_of); `data` as it is."""
+    listed = ", ".join(column if column == "data" else _bytes_of(column) for column in columns)
+    try:
+        last = source.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+    except sqlite3.DatabaseError:  # the table's last page is the damaged one: read on until rows stop
+        last = None
+    start, empty = 1, 0
+    while start <= last if last is not None else empty < SALVAGE_END:
+        try:
+            rows = source.execute(f"SELECT {listed} FROM {table} NOT INDEXED WHERE rowid BETWEEN ? AND ?",
+                                  (start, start + SALVAGE_ROWS - 1)).fetchall()
+        except sqlite3.DatabaseError:
+            rows = None
+        empty = empty + 1 if rows == [] else 0
+        yield from rows or []
+        start += SALVAGE_ROWS
 
 
 def _visible(text: str) -> str:

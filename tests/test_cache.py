@@ -439,3 +439,52 @@ def test_a_damaged_index_is_left_behind_in_a_fresh_cache_with_the_entries_that_r
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
     assert "hash cache" not in capsys.readouterr().err
+
+
+def test_a_damaged_table_page_costs_only_its_rows(job, tmp_path, capsys):
+    """A page of the hashes table overwritten: reading it fails as "malformed". The repair copied
+    the table in one scan, which stopped at that page, lost everything, and left the damaged file
+    to fail every later run; it reads by ranges of rows now, and keeps the rows of other pages."""
+    config, reference = job
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    path = out / "hash-cache.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        stored = db.execute("SELECT COUNT(*) FROM hashes").fetchone()[0]
+    data = bytearray(path.read_bytes())
+    row = re.search(rb"[0-9a-f]{64}([<>|][fiub]\d)", data).start(1)  # inside a leaf page of the hashes table
+    leaf = row // page * page
+    assert data[leaf] == 0x0D  # a table's leaf page
+    data[leaf:leaf + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    kept = int(re.search(r"its (\d+) readable entries were kept in a fresh file", err).group(1))
+    assert stored // 2 < kept < stored, err  # the damaged page's rows only are computed again
+    assert same_tables(out, reference)
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert "hash cache" not in capsys.readouterr().err
+
+
+def test_entries_that_do_not_check_out_are_counted_once(job, tmp_path):
+    """A row of undecodable text makes the cache check the file and read the image's rows again:
+    the rows rejected before it were counted twice."""
+    config, _ = job
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    path = out / "hash-cache.sqlite"
+    with sqlite3.connect(path) as db:
+        hasher, image = db.execute("SELECT hasher, image FROM hashes GROUP BY hasher, image "
+                                   "HAVING COUNT(*) >= 2 LIMIT 1").fetchone()
+        first, second = [row[0] for row in db.execute("SELECT rowid FROM hashes WHERE hasher=? AND image=? "
+                                                      "ORDER BY rowid LIMIT 2", (hasher, image))]
+        db.execute("UPDATE hashes SET extras='not json' WHERE rowid=?", (first,))
+        db.execute("UPDATE hashes SET item=CAST(X'FF' AS TEXT) WHERE rowid=?", (second,))
+    cache = HashCache(str(path))
+    try:
+        cache.get_image(hasher, image)
+        assert cache.rejected == 2
+    finally:
+        cache.close()
