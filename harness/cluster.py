@@ -159,6 +159,10 @@ class Engine:
 
     @property
     def kind(self) -> str:
+        """Where the work ran (run.json's `engine`): this process when nothing was sent (every
+        image cached), even where workers or a cluster were asked for."""
+        if self.parallel and not self._sent:
+            return "this process"
         if self.scheduler:
             return f"dask.distributed at {self.scheduler}"
         return f"{self.workers} local worker processes" if self.workers > 1 else "this process"

@@ -238,8 +238,6 @@ class ImagePass:
                   disable=None if self.progress is None else not self.progress) as bar, \
                 Engine(workers=self.workers, scheduler=self.scheduler, setup=setup, warm_up=warm_up,
                        started=preload.start) as engine:
-            self.engine = engine.kind
-
             def prepared(number: int):
                 job = prepare_job(number, self.paths[number], plan, self.infos, cache, file_salt,
                                   number == 0 and self.previews, known)
@@ -281,6 +279,7 @@ class ImagePass:
                 bar.set_postfix_str(source_name(path), refresh=False)
                 yield path, outcome, cached
                 bar.update()
+            self.engine = engine.kind  # (known once the images are done: whether any work was sent)
             if preload.ident is not None:
                 preload.join()  # the report needs those modules, and forks only once this process is alone
 

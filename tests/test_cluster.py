@@ -284,6 +284,7 @@ def test_a_rerun_over_a_full_cache_needs_no_cluster(job, tmp_path):
     done = run(readable, tmp_path / "again", "--cache", cache, "--scheduler", "tcp://127.0.0.1:9")  # a new set
     assert "error:" not in done.stderr, done.stderr  # (status 1: the crop fails on the smaller images)
     assert_same_tables(tmp_path / "again", tmp_path / "first")
+    assert json.loads((tmp_path / "again" / "run.json").read_text())["engine"] == "this process"  # nothing sent
 
 
 def test_worker_processes_die_with_a_killed_parent(job, tmp_path):
