@@ -390,16 +390,29 @@ def test_a_full_disk_ends_in_one_line_and_keeps_the_outputs(job, tmp_path):
     assert (tmp_path / "diff.status").read_text().strip() == "0", (tmp_path / "diff").read_text()
 
 
+def run_with_its_cache(config, out):
+    """A run, its cache's log moved into the file (so that the file's bytes are the cache): the
+    file's path, its page size, its hash entries, and the root page of the hashes' index."""
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    path = out / "hash-cache.sqlite"
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        stored = db.execute("SELECT COUNT(*) FROM hashes").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE type='index' AND tbl_name='hashes'").fetchone()[0]
+    finally:
+        db.close()
+    return path, page, stored, root
+
+
 def test_an_entry_damaged_on_disk_is_recomputed_and_the_cache_kept(job, tmp_path, capsys):
     """Bytes of one entry's text overwritten in the file (text SQLite hands over undecoded): that
     entry is recomputed and stored again, the rest of the cache still serves the run, and the
     next run finds everything."""
     config, reference = job
     out = tmp_path / "out"
-    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
-    path = out / "hash-cache.sqlite"
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    path, *_ = run_with_its_cache(config, out)
     data = bytearray(path.read_bytes())
     dtype = re.search(rb"[0-9a-f]{64}([<>|][fiub]\d)", data).start(1)  # a row's shape follows its digest key
     data[dtype:dtype + 3] = b"\xff" * 3
@@ -419,12 +432,7 @@ def test_a_damaged_index_is_left_behind_in_a_fresh_cache_with_the_entries_that_r
     finds everything."""
     config, reference = job
     out = tmp_path / "out"
-    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
-    path = out / "hash-cache.sqlite"
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page = db.execute("PRAGMA page_size").fetchone()[0]
-        root = db.execute("SELECT rootpage FROM sqlite_master WHERE type='index' AND tbl_name='hashes'").fetchone()[0]
+    path, page, _, root = run_with_its_cache(config, out)
     data = bytearray(path.read_bytes())
     dtype = re.search(rb"[0-9a-f]{64}([<>|][fiub]\d)", data).start(1)
     data[dtype:dtype + 3] = b"\xff" * 3
@@ -447,12 +455,7 @@ def test_a_damaged_table_page_costs_only_its_rows(job, tmp_path, capsys):
     to fail every later run; it reads by ranges of rows now, and keeps the rows of other pages."""
     config, reference = job
     out = tmp_path / "out"
-    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
-    path = out / "hash-cache.sqlite"
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page = db.execute("PRAGMA page_size").fetchone()[0]
-        stored = db.execute("SELECT COUNT(*) FROM hashes").fetchone()[0]
+    path, page, stored, _ = run_with_its_cache(config, out)
     data = bytearray(path.read_bytes())
     row = re.search(rb"[0-9a-f]{64}([<>|][fiub]\d)", data).start(1)  # inside a leaf page of the hashes table
     leaf = row // page * page

@@ -308,17 +308,17 @@ def test_worker_processes_die_with_a_killed_parent(job, tmp_path):
     assert not alive, f"worker processes outlived their parent: {[p.pid for p in alive]}"
 
 
-def wait_for_the_last(state, job):
-    """Job 0 waits (a minute at most) for the last job's marker; each other job returns its number,
-    the last after leaving the marker."""
-    number, last, marker = job
+def wait_for_the_marker(state, job):
+    """Job 0 waits (a minute at most) for the marker; each other job returns its number, leaving
+    the marker first if it is told to."""
+    number, marker, leaves_it = job
     if number == 0:
         for _ in range(600):
             if os.path.exists(marker):
-                return "saw the last job"
+                return "saw the marker"
             time.sleep(0.1)
         return "waited in vain"
-    if number == last:
+    if leaves_it:
         open(marker, "w").close()
     return number
 
@@ -331,20 +331,8 @@ def test_a_long_job_first_does_not_keep_the_other_worker_waiting(tmp_path):
 
     last, marker = 5, str(tmp_path / "marker")  # within the finished results that may wait (Engine.BUFFERED)
     with Engine(workers=2, window=2) as engine:
-        results = list(engine.map(wait_for_the_last, [(k, last, marker) for k in range(last + 1)]))
-    assert results == ["saw the last job", *range(1, last + 1)]
-
-
-def wait_for_the_marker(state, job):
-    """Job 0 waits (a minute at most) for the marker; each other job returns its number."""
-    number, marker = job
-    if number == 0:
-        for _ in range(600):
-            if os.path.exists(marker):
-                return "saw the marker"
-            time.sleep(0.1)
-        return "waited in vain"
-    return number
+        results = list(engine.map(wait_for_the_marker, [(k, marker, k == last) for k in range(last + 1)]))
+    assert results == ["saw the marker", *range(1, last + 1)]
 
 
 def test_each_value_is_handed_to_finished_as_soon_as_it_is_back(tmp_path):
@@ -362,7 +350,7 @@ def test_each_value_is_handed_to_finished_as_soon_as_it_is_back(tmp_path):
             marker.touch()
 
     with Engine(workers=2, window=2) as engine:
-        results = list(engine.map(wait_for_the_marker, [(k, str(marker)) for k in range(last + 1)], finished))
+        results = list(engine.map(wait_for_the_marker, [(k, str(marker), False) for k in range(last + 1)], finished))
     assert results == ["saw the marker", *range(1, last + 1)]
     assert seen == [*range(1, last + 1), "saw the marker"]
 

@@ -650,27 +650,18 @@ def test_a_bug_exits_3_with_one_line_and_its_traceback_in_a_file(tmp_path):
     assert "ZeroDivisionError: division by zero" in saved and f"harness {harness.__version__}" in saved
 
 
-def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
-    (tmp_path / "interrupting.py").write_text(
-        "import os, signal\n\n\ndef interrupt(image):\n    os.kill(os.getpid(), signal.SIGINT)\n    return image\n")
+@pytest.mark.parametrize("name, status, said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_ctrl_c_and_kill_stop_a_run_in_one_line_and_clean_up(tmp_path, name, status, said):
+    """Ctrl-C and `kill PID` alike; SIGTERM ended the process at once (143, nothing said) and left
+    the hidden staging folder."""
+    (tmp_path / "stopping.py").write_text(
+        f"import os, signal\n\n\ndef stop(image):\n    os.kill(os.getpid(), signal.{name})\n    return image\n")
     config = tmp_path / "c.yaml"
-    config.write_text(HEAD + "sweeps: [{family: x, b: 'interrupting:interrupt'}]\n")
+    config.write_text(HEAD + "sweeps: [{family: x, b: 'stopping:stop'}]\n")
     done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(tmp_path / "out"),
                            "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)})
-    assert done.returncode == 130 and done.stderr == "interrupted\n"
-
-
-def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
-    """`kill PID` ended the process at once (143, nothing said) and left the hidden staging folder."""
-    (tmp_path / "terminating.py").write_text(
-        "import os, signal\n\n\ndef terminate(image):\n    os.kill(os.getpid(), signal.SIGTERM)\n    return image\n")
-    config = tmp_path / "c.yaml"
-    config.write_text(HEAD + "sweeps: [{family: x, b: 'terminating:terminate'}]\n")
-    done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(tmp_path / "out"),
-                           "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
-    assert done.returncode == 143 and done.stderr == "terminated\n"
+    assert done.returncode == status and done.stderr == said + "\n"
     assert not [name for name in os.listdir(tmp_path) if ".staging-" in name]
 
 
