@@ -219,7 +219,12 @@ def check_run_options(*, cache, scheduler, progress, strict=False) -> str | None
         raise HarnessError(f"progress: expected True, False or None, got {shown(progress)}")
     if not isinstance(strict, bool):
         raise HarnessError(f"strict: expected True or False, got {shown(strict)}")
-    return os.fspath(cache) if cache is not None else None
+    if cache is None:
+        return None
+    from harness import storage
+
+    storage.check_cache_folder(os.fspath(cache), option="cache")
+    return os.fspath(cache)
 
 
 def path_argument(key: str, value) -> str:

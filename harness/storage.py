@@ -174,17 +174,19 @@ def check_cache_path(cache: str | None, out_dir: str) -> None:
                            f"leave --cache out (the cache is then {CACHE} there) or keep it outside")
 
 
-def check_cache_folder(cache: str) -> None:
-    """A cache's folder must exist: a mistyped --cache would otherwise create folders where the user
-    never meant any (SQLite makes only the file). The default cache's folder is the output
-    directory, which check_output_dir has made by the time this is called."""
+def check_cache_folder(cache: str, option: str = "--cache") -> None:
+    """A cache's folder must exist: a mistyped --cache (or the API's cache=) would otherwise create
+    folders where the user never meant any (SQLite makes only the file). The default cache's folder
+    is the output directory, which check_output_dir has made by the time this is called."""
     folder = os.path.dirname(os.path.abspath(cache))
+    named = f"--cache {_where(cache)}" if option == "--cache" else f"{option}={_where(cache)!r}"
     if os.path.isdir(folder):
         return
     if os.path.lexists(folder):  # the cache would not open, and the run would fail on its folder
-        raise HarnessError(f"--cache {_where(cache)}: cannot be made, as {_where(folder)} is not a directory")
-    raise HarnessError(f"--cache {_where(cache)}: the folder {_where(folder)} does not exist; make it first, or "
-                       "leave --cache out (the cache is then in the output directory)")
+        raise HarnessError(f"{named}: cannot be made, as {_where(folder)} is not a directory")
+    leave_out = "leave --cache out (the cache is then in the output directory)" if option == "--cache" else \
+        "give cache=None (no cache)"
+    raise HarnessError(f"{named}: the folder {_where(folder)} does not exist; make it first, or {leave_out}")
 
 
 PROBE = ".probe-"

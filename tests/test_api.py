@@ -530,3 +530,12 @@ def test_a_transform_called_from_python_is_validated():
     with pytest.raises(TransformError, match="did you mean 'quality'"):
         apply_chain(image, [("jpeg", {"qualty": 50})])
     assert apply_chain(image, [("jpeg", {"quality": 50})]).shape == image.shape
+
+
+def test_a_cache_in_a_folder_that_does_not_exist_is_refused_and_nothing_made(tmp_path):
+    """As --cache is: the API made every folder a mistyped path named."""
+    missing = tmp_path / "mistyped" / "dir" / "c.sqlite"
+    with pytest.raises(harness.HarnessError, match=r"^cache='.*c\.sqlite': the folder .* does not exist; make it "
+                                                   r"first, or give cache=None \(no cache\)$"):
+        harness.evaluate(SMALL, cache=missing)
+    assert not (tmp_path / "mistyped").exists()
