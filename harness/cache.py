@@ -480,9 +480,7 @@ def _remove_cache_file(path: str) -> None:
             os.remove(name)
 
 
-SALVAGE_ROWS = 8  # rowids read at a time in a damaged file (a page holds 15 to 25 entries): a damaged
-# page costs the ranges it holds. A million entries take 125,000 queries: a second or two, once.
-SALVAGE_END = 1024  # with the last rowid unreadable, this many empty ranges in a row end the table
+SALVAGE_ROWS = 8  # rows read at a time in a damaged file (a page holds 15 to 25 entries)
 
 
 def _copy_entries(source: sqlite3.Connection, target: sqlite3.Connection) -> int:
@@ -507,24 +505,26 @@ def _copy_entries(source: sqlite3.Connection, target: sqlite3.Connection) -> int
 
 
 def _readable_rows(source: sqlite3.Connection, table: str, columns: list[str]):
-    """The rows of `table` that can be read, by ranges of rowids, through the table itself (a
-    damaged index is never used): a damaged page fails the ranges it holds, where one scan of the
-    table would stop at it. Text columns come as their bytes (_bytes_of); `data` as it is."""
+    """The rows of `table` that can be read, a few at a time in rowid order, through the table itself
+    (a damaged index is never used): where a read fails on a damaged page, the next one starts past
+    it, twice as far each time it fails again, where one scan of the table would stop at the first
+    damage. So a damaged page costs about its own rows, and the reads are bounded by the rows
+    there are plus 63 for each damaged stretch, however far apart a crafted file's rowids are.
+    Text columns come as their bytes (_bytes_of); `data` as it is."""
     listed = ", ".join(column if column == "data" else _bytes_of(column) for column in columns)
-    try:
-        last = source.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
-    except sqlite3.DatabaseError:  # the table's last page is the damaged one: read on until rows stop
-        last = None
-    start, empty = 1, 0
-    while start <= last if last is not None else empty < SALVAGE_END:
+    after, stride = 0, SALVAGE_ROWS
+    while after < 1 << 63:
         try:
-            rows = source.execute(f"SELECT {listed} FROM {table} NOT INDEXED WHERE rowid BETWEEN ? AND ?",
-                                  (start, start + SALVAGE_ROWS - 1)).fetchall()
+            rows = source.execute(f"SELECT rowid, {listed} FROM {table} NOT INDEXED WHERE rowid > ? ORDER BY rowid "
+                                  "LIMIT ?", (after, SALVAGE_ROWS)).fetchall()
         except sqlite3.DatabaseError:
-            rows = None
-        empty = empty + 1 if rows == [] else 0
-        yield from rows or []
-        start += SALVAGE_ROWS
+            after, stride = after + stride, stride * 2
+            continue
+        if not rows:
+            return
+        after, stride = rows[-1][0], SALVAGE_ROWS
+        for row in rows:
+            yield row[1:]
 
 
 def _visible(text: str) -> str:

@@ -5,6 +5,7 @@ set aside with a note (never a traceback, never code run); entries that do not c
 recomputed; and a full disk ends in one line with the previous outputs intact.
 """
 
+import contextlib
 import os
 import pickle
 import re
@@ -433,6 +434,10 @@ def test_a_damaged_index_is_left_behind_in_a_fresh_cache_with_the_entries_that_r
     config, reference = job
     out = tmp_path / "out"
     path, page, _, root = run_with_its_cache(config, out)
+    with contextlib.closing(sqlite3.connect(path)) as db:  # one entry far along: the repair reads rows, not rowids
+        db.execute("UPDATE hashes SET rowid = ? WHERE rowid = (SELECT max(rowid) FROM hashes)", (1 << 62,))
+        db.commit()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(path.read_bytes())
     dtype = re.search(rb"[0-9a-f]{64}([<>|][fiub]\d)", data).start(1)
     data[dtype:dtype + 3] = b"\xff" * 3
