@@ -496,3 +496,21 @@ def test_entries_that_do_not_check_out_are_counted_once(job, tmp_path):
         assert cache.rejected == 2
     finally:
         cache.close()
+
+
+def test_a_damaged_root_page_ends_the_repair_with_a_fresh_cache(job, tmp_path, capsys):
+    """Every read of the hashes table fails: the repair ends (a version of it read on for good,
+    counting only empty reads) with a fresh cache, and the next run fills it."""
+    config, reference = job
+    out = tmp_path / "out"
+    path, page, _, _ = run_with_its_cache(config, out)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE type='table' AND name='hashes'").fetchone()[0]
+    data = bytearray(path.read_bytes())
+    data[(root - 1) * page:(root - 1) * page + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert "its 0 readable entries were kept in a fresh file" in capsys.readouterr().err
+    assert same_tables(out, reference)
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert "hash cache" not in capsys.readouterr().err
