@@ -109,7 +109,7 @@ class Engine:
         self._client = _connect(self.scheduler, self.named)
         try:
             self.window = max(self.window, 4 * _wait_for_workers(self._client, self.scheduler, self.named))
-            shared = (_hashing_versions(result_versions()), self.setup)  # each worker checks the versions
+            shared = (result_versions(), self.setup)  # each worker checks the versions
             self._shared_setup = self._client.scatter(shared, broadcast=True, hash=False)
         except BaseException:
             self.close()  # at once: an API caller that keeps the engine is left no open client
@@ -356,7 +356,7 @@ def _run_remote(token: str, shared, work, job):
 
         from harness.provenance import result_versions
 
-        here = _hashing_versions(result_versions())
+        here = result_versions()
         address = get_worker().address
         differ = [f"{key} {here.get(key, 'missing')} there, {value} here" for key, value in versions.items()
                   if here.get(key) != value]
@@ -369,13 +369,6 @@ def _run_remote(token: str, shared, work, job):
         except HarnessError as exc:
             raise HarnessError(f"on the Dask worker {address}: {exc}") from None
     return _run(token, setup, work, job)
-
-
-def _hashing_versions(versions: dict) -> dict:
-    """What a worker's hashes depend on: every version the cache keys hold but those of the report's
-    libraries, which only this machine uses."""
-    return {key: value for key, value in versions.items()
-            if key not in ("pandas", "matplotlib", "pyyaml", "pyarrow")}
 
 
 def _context():

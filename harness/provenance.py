@@ -15,6 +15,11 @@ import sys
 DISTRIBUTIONS = ["imghash-harness", "opencv-contrib-python-headless", "numpy", "pandas", "matplotlib",
                  "scikit-image", "pyyaml", "tensorflow", "keras", "imagehash", "pdqhash", "pillow", "scipy",
                  "pywavelets", "faiss-cpu", "pyarrow"]
+# What only the tables and the report go through, on this machine alone: no hash depends on these, so
+# the hash cache's keys leave them out (upgrading matplotlib keeps a 100,000-image cache) and Dask
+# workers need not match them. A module of harness not named here is in the keys, new ones included.
+REPORT_ONLY_DISTRIBUTIONS = ("pandas", "matplotlib", "pyyaml", "pyarrow")
+REPORT_ONLY_MODULES = ("report.py", "summary.py", "figures.py", "markdown.py", "review.py", "leaks_report.py")
 
 
 def versions() -> dict:
@@ -93,9 +98,11 @@ def provenance() -> dict:
 
 def result_versions() -> dict:
     """What a decode, a transform or a hash depends on besides its inputs, for the hash cache's keys:
-    the library versions (the platform aside) and harness's own code, so that an upgrade of either,
-    even one that keeps harness's version number, never reuses a hash computed by the old one."""
-    return {**{k: v for k, v in versions().items() if k != "platform"}, "harness code": code_digest()}
+    the library versions (the platform and the report's libraries aside) and harness's own code (its
+    report modules aside), so that an upgrade of either, even one that keeps harness's version
+    number, never reuses a hash computed by the old one."""
+    return {**{k: v for k, v in versions().items() if k != "platform" and k not in REPORT_ONLY_DISTRIBUTIONS},
+            "harness code": code_digest(hashing_only=True)}
 
 
 def file_sha256(path: str) -> str:
@@ -130,16 +137,22 @@ def _content_digest(path: str, size: int, mtime_ns: int) -> str:
         return "unreadable"
 
 
-@functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """A digest of harness's own source files: a run's results depend on its code (read once a process)."""
+@functools.lru_cache(maxsize=2)
+def code_digest(hashing_only: bool = False) -> str:
+    """A digest of harness's own source files: a run's results depend on its code (read once a process).
+    hashing_only: of those a hash can depend on (all but REPORT_ONLY_MODULES), for the cache's keys."""
     import hashlib
 
-    root = os.path.dirname(os.path.abspath(__file__))
     digest = hashlib.sha256()
-    for folder in (root, os.path.join(root, "hashers"), os.path.join(root, "transforms")):
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".py"):
-                with open(os.path.join(folder, name), "rb") as handle:
-                    digest.update(name.encode() + handle.read())
+    for path in source_files(hashing_only):
+        with open(path, "rb") as handle:
+            digest.update(os.path.basename(path).encode() + handle.read())
     return digest.hexdigest()
+
+
+def source_files(hashing_only: bool = False) -> list[str]:
+    root = os.path.dirname(os.path.abspath(__file__))
+    return [os.path.join(folder, name)
+            for folder in (root, os.path.join(root, "hashers"), os.path.join(root, "transforms"))
+            for name in sorted(os.listdir(folder))
+            if name.endswith(".py") and not (hashing_only and folder == root and name in REPORT_ONLY_MODULES)]

@@ -9,6 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
+import harness
 from harness.__main__ import main
 
 TINY = """
@@ -95,12 +96,26 @@ def test_run_json_has_provenance(tiny):
 
 def test_the_hash_cache_keys_hold_every_library_a_hash_goes_through():
     """A Pillow that resizes differently gives other ImageHash hashes: its version is in the keys."""
-    from harness.cluster import _hashing_versions
     from harness.provenance import result_versions
 
     keys = result_versions()
     assert {"pillow", "scipy", "pywavelets", "faiss-cpu", "imagehash", "pdqhash", "harness code"} <= set(keys)
-    assert "pyarrow" not in _hashing_versions(keys)  # only this machine writes tables: workers need not match it
+    # Only this machine's tables and report go through these: upgrading one keeps the cache, and
+    # Dask workers need not match them.
+    assert not {"pandas", "matplotlib", "pyyaml", "pyarrow"} & set(keys)
+
+
+def test_the_hash_cache_keys_hold_harness_code_but_its_report_modules():
+    """Editing the summary's wording keeps a 100,000-image cache; editing a hasher or a transform does not."""
+    from harness.provenance import code_digest, source_files
+
+    hashing = {os.path.relpath(path, os.path.dirname(harness.__file__)) for path in source_files(hashing_only=True)}
+    everything = {os.path.relpath(path, os.path.dirname(harness.__file__)) for path in source_files()}
+    assert everything - hashing == {"report.py", "summary.py", "figures.py", "markdown.py", "review.py",
+                                    "leaks_report.py"}
+    assert {"imagework.py", "images.py", "runner.py", "cache.py", "hashing.py", os.path.join("hashers", "base.py"),
+            os.path.join("transforms", "geometry.py")} <= hashing
+    assert code_digest(hashing_only=True) != code_digest()
 
 
 def test_same_config_gives_byte_identical_tables(tiny, tmp_path):
