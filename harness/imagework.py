@@ -5,9 +5,11 @@ variant is hashed by every hasher that needs it, the variants going through the 
 batches bounded by their pixel count (so a 13-megapixel photograph's 40 variants are never
 held at once), each batch's colour layouts shared between the hashers (see hashers/layouts.py).
 What comes back is plain data: the image's size and notes, and per hasher and item a cache
-entry (the hash as a plain array, or why there is none). Nothing here touches the cache or
-the file system: the caller reads the file and stores the results, so the work can run on a
-machine that sees neither.
+entry (the hash as a plain array, or why there is none). Nothing here touches the cache, and
+the caller reads the image file and stores the results, so the work can run on a machine that
+sees neither. The files a config names as parameters (an overlay's image, a model's weights) are
+the exception: they are read here, from this machine's disk, so a worker first checks that its
+copy is the one the run's cache keys were made from (`Plan.files`).
 """
 
 from __future__ import annotations
@@ -44,10 +46,17 @@ class Plan:
     # runs them (its cache keys hold these digests): each worker checks its own code against them.
     # Taken when the plan is made, wherever it is made (a run's, a leak audit's), unless given.
     plugin_code: tuple[tuple[str, str], ...] | None = None
+    # (config key, path, digest of its content) of every file the hashers' and chains' parameters
+    # name, as the process that made the plan read them (its cache keys hold these digests): a
+    # worker opens the path on its own disk, and checks that its file is the same. Taken as
+    # plugin_code is.
+    files: tuple[tuple[str, str, str], ...] | None = None
 
     def __post_init__(self):
         if self.plugin_code is None:
             object.__setattr__(self, "plugin_code", plugins_code(self.hashers, self.chains))
+        if self.files is None:
+            object.__setattr__(self, "files", plan_files(self.hashers, self.chains))
 
     @property
     def items(self) -> tuple[str, ...]:
@@ -81,13 +90,52 @@ def plugins_code(hashers: tuple[HasherSpec, ...], chains: tuple[tuple[Step, ...]
     return tuple((module, plugin_code(reference)) for module, reference in modules.items())
 
 
+def plan_files(hashers: tuple[HasherSpec, ...],
+               chains: tuple[tuple[Step, ...], ...]) -> tuple[tuple[str, str, str], ...]:
+    """(config key, path, digest of its content here) of each file the hashers' and chains' parameters
+    name (runner.read_files digests the same for the cache keys)."""
+    from harness.hashers import HASHERS
+    from harness.params import file_params, param_specs
+    from harness.provenance import file_digest
+    from harness.transforms import TRANSFORMS
+
+    named = []
+    for spec in hashers:
+        target = HASHERS.get(spec.name)
+        # with its defaults, as the key's hasher.spec() has them (a default path is a file too)
+        params = {p.name: p.default for p in param_specs(target)} | dict(spec.params)
+        named += [(f"{name} of hasher {spec.id}", path) for name, path in file_params(target, params)]
+    for chain in chains:
+        for step, params in chain:
+            named += [(f"{name} of {step}", path) for name, path in file_params(TRANSFORMS.get(step), dict(params))]
+    return tuple((key, path, file_digest(path)) for key, path in dict.fromkeys(named))
+
+
+def check_files(files: tuple[tuple[str, str, str], ...]) -> None:
+    """In a worker: a HarnessError unless each file the plan names is, on this machine's disk, the one
+    the run's cache keys were made from; else its results would differ from this machine's run and
+    be stored under the other file's key."""
+    from harness.errors import HarnessError, shown
+    from harness.provenance import file_digest
+
+    for key, path, expected in files:
+        here = file_digest(path)
+        if here != expected:
+            what = ("is not there on this worker" if here == "no file" else "on this worker is not the file this "
+                    "run read (another copy, or it changed after the run read it): its results would differ")
+            raise HarnessError(f"{shown(path)} ({key}) {what}; a file a config names must be at the same path "
+                               "with the same content on every worker")
+
+
 def build_state(plan: Plan, hashers: dict | None = None):
     """A worker's state: the plan and its hashers, built and loaded once per process. A worker (no
-    `hashers` given) first checks that it runs the plugins' code that the run's keys were made with."""
+    `hashers` given) first checks that it runs the plugins' code, and reads the files, that the run's
+    keys were made with."""
     if hashers is None:
         from harness.registry import check_plugin_code
 
         check_plugin_code(plan.plugin_code)
+        check_files(plan.files)
         hashers = {}
         for spec in plan.hashers:
             hasher = spec.build()

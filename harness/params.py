@@ -137,6 +137,12 @@ def param_specs(target: Callable | type) -> list[ParamSpec]:
     return [_spec(p.name, hints.get(p.name, Any), p.default) for p in params]
 
 
+def file_params(target: Callable | type, params: dict) -> list[tuple[str, str]]:
+    """(name, path) of each of `params` that names a file its result is made from (FileContent)."""
+    return [(spec.name, params[spec.name]) for spec in param_specs(target)
+            if spec.reads_file and isinstance(params.get(spec.name), str)]
+
+
 def _spec(name: str, hint, default) -> ParamSpec:
     rng, doc, stronger, reads_file, check = None, "", None, False, None
     if typing.get_origin(hint) is Annotated:

@@ -92,11 +92,10 @@ def chain_key(chain, salt: str) -> str:
 def read_files(target, params: dict) -> list[str]:
     """Digests of the files a transform's or hasher's parameters name for their content (FileContent):
     a result is keyed by what it was made from, not by a path whose file may be replaced."""
-    from harness.params import param_specs
+    from harness.params import file_params
     from harness.provenance import file_digest
 
-    return [file_digest(params[spec.name]) for spec in param_specs(target)
-            if spec.reads_file and isinstance(params.get(spec.name), str)]
+    return [file_digest(path) for _, path in file_params(target, params)]
 
 
 def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):

@@ -7,6 +7,7 @@ the middle of a run must cost nothing but time.
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -201,6 +202,46 @@ def test_a_worker_with_other_versions_is_refused(cluster):
                                            rf"machine \(cv2 0\.0\.0 there, {result_versions()['cv2']} here\)"):
         with Engine(scheduler=address) as engine:
             list(engine.map(square, range(4)))
+
+
+LOGO = """
+images: [builtin:astronaut, builtin:camera, builtin:coffee]
+hashers: [pHash]
+sweeps: [{family: logo, b: {overlay_image: {source: mark.png, size: 0.5}}}]
+"""
+
+
+def test_a_worker_whose_copy_of_a_named_file_differs_is_refused(cluster, tmp_path):
+    """A file a config names (an overlay here, a model's weights) is read by the worker from its own
+    disk, while the cache keys hold this machine's copy: a worker with another file at that path is
+    refused in one line, and stores nothing (it gave other distances, under this machine's keys).
+    With the same file there, the run gives the local tables."""
+    address, _ = cluster
+    here = tmp_path / "client"  # the workers run from tmp_path (see cluster), this run from here
+    here.mkdir()
+    cv2.imwrite(str(tmp_path / "mark.png"), make_scene(1, 60, 80))  # the workers' mark.png
+    cv2.imwrite(str(here / "mark.png"), make_scene(2, 60, 80))  # this machine's
+    (here / "c.yaml").write_text(LOGO)
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def run_here(out, *extra):
+        return subprocess.run([sys.executable, "-m", "harness", "run", "c.yaml", "--out", out, "--quiet", *extra],
+                              cwd=here, env=env, capture_output=True, text=True, timeout=300)
+
+    cache = here / "cache.sqlite"
+    done = run_here("dask", "--cache", str(cache), "--scheduler", address)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert re.fullmatch(r"error: on the Dask worker tcp://127\.0\.0\.1:\d+: 'mark\.png' \(source of overlay_image\) "
+                        r"on this worker is not the file this run read .*; a file a config names must be at the same "
+                        r"path with the same content on every worker\n", done.stderr), done.stderr
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM hashes").fetchone()[0] == 0
+    (here / "mark.png").write_bytes((tmp_path / "mark.png").read_bytes())
+    assert run_here("local", "--no-cache").returncode == 0
+    done = run_here("dask", "--cache", str(cache), "--scheduler", address)
+    assert done.returncode == 0, done.stderr
+    assert (here / "dask" / "distances.csv").read_bytes() == (here / "local" / "distances.csv").read_bytes()
 
 
 def test_a_port_that_never_answers_is_one_line(monkeypatch):
