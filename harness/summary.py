@@ -7,12 +7,14 @@ escaped with `md`, so it reads as text and never becomes a link, an image or HTM
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 
 from harness.markdown import code, md, provenance_lines
 from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order, ranked
-from harness.schema import UNAVAILABLE, first_seen
+from harness.schema import UNAVAILABLE
 from harness.storage import ERRORS, PREVIEWS
 
 
@@ -235,7 +237,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
     """The whole summary of a Results; `figures` maps a figure's role to its path in the output set."""
     config, provenance, metrics = results.config, results.provenance, results.metrics
     distances = results.distances
-    images = first_seen(distances["image"])
+    images = image_names(results.images)
     lines = [f"# {md(config.get('name', 'harness run'))}", ""]
     if config.get("description"):
         lines += [md(config["description"]), ""]
@@ -302,6 +304,16 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
                   "(not rebuilt by `harness report`; not committed for images that may not be redistributed).", ""]
     lines += provenance_lines(provenance)
     return "\n".join(lines)
+
+
+def image_names(images: pd.DataFrame) -> list[str]:
+    """The run's images as images.csv counts them (one per pixel content), each by its name, or
+    where two share one (a/x.png and b/x.png are both x) by where it came from."""
+    names = images["image"].astype(str).tolist()
+    if "origin" not in images:  # an output set saved without it: the names are all there is
+        return names
+    counts = Counter(names)  # not names.count per name: a collection may hold 100,000 images
+    return [str(origin) if counts[name] > 1 else name for name, origin in zip(names, images["origin"])]
 
 
 def no_distance_reason(results) -> str:
