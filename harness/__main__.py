@@ -329,7 +329,7 @@ def command_run(args) -> int:
         cache = checked_output(args, out_dir, config.images, names=image_names(config))
         evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
                                     progress=None if not args.quiet else False, scheduler=args.scheduler,
-                                    output=out_dir)
+                                    output=out_dir, strict_advice="or leave out --strict to run the other hashers")
     saved_config = config.reproducible()
     saved_config["output"] = out_dir  # the directory it was written to (--out, or the stand-in's own)
     try:

@@ -171,9 +171,12 @@ class Evaluation:
 def image_pass(config: ConfigArgument, *, images: ImagesArgument | None = None,
                hashers: HashersArgument | None = None, workers: int | None = 1,
                cache: str | os.PathLike[str] | None = None, strict: bool = False,
-               progress: bool | None = False, scheduler: str | None = None, output: str | None = None) -> Evaluation:
+               progress: bool | None = False, scheduler: str | None = None, output: str | None = None,
+               strict_advice: str = "or pass strict=False to run the other hashers") -> Evaluation:
     """`evaluate` up to its tables (see Evaluation); the same arguments, and `output`, the directory
-    the results will be saved to (checked before any work to hold none of the images)."""
+    the results will be saved to (checked before any work to hold none of the images).
+    `strict_advice` ends a strict run's unavailable-hasher error: how this caller's user turns
+    `strict` off (the command line's is an option, not this argument)."""
     from harness import runner
     from harness.cluster import check_workers
     from harness.provenance import provenance
@@ -183,7 +186,7 @@ def image_pass(config: ConfigArgument, *, images: ImagesArgument | None = None,
     cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress, strict=strict)
     started = provenance()  # the code and versions as the run starts
     passed = runner.image_pass(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
-                               workers=workers, scheduler=scheduler, output=output)
+                               workers=workers, scheduler=scheduler, output=output, advice=strict_advice)
     return Evaluation(passed, {**started, "engine": passed.engine}, cache)
 
 

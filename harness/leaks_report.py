@@ -42,9 +42,8 @@ def write(audit, out_dir: str) -> None:
         for split, files in audit.clean.items():  # the names as the file system has them (not \xNN escapes)
             output.write_bytes(f"clean/{split}.txt",
                                b"".join(os.fsencode(audit.paths.get((split, f)) or f) + b"\n" for f in files))
-        for (split, hasher), table in audit.hashes.items():
-            output.write_parquet(f"hashes/{split}.{_file_name(hasher)}.parquet", table,
-                                 audit.hash_metadata.get((split, hasher)))
+        for (split, hasher), name in hash_table_names(audit.hashes).items():
+            output.write_parquet(name, audit.hashes[(split, hasher)], audit.hash_metadata.get((split, hasher)))
         output.write_text(storage.CONFIG, config_yaml(audit.config, audit.provenance, "leaks"))
         paths = {}
         for (_, file), path in audit.paths.items():
@@ -66,6 +65,23 @@ def write(audit, out_dir: str) -> None:
 
 def _file_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80]
+
+
+def hash_table_names(hashes) -> dict[tuple[str, str], str]:
+    """Per (split, hasher) of `hashes`, the path of its table in the output set. `_file_name`
+    makes two ids one name (p/h and p_h), and so can a split's dot (split a.b with hasher c, split
+    a with hasher b.c): the later table takes -2, -3, ... rather than replacing the earlier. Names
+    are compared case-folded, as a macOS or Windows disk compares them."""
+    names, taken = {}, set()
+    for split, hasher in hashes:
+        stem = f"hashes/{split}.{_file_name(hasher)}"
+        name, number = f"{stem}.parquet", 1
+        while name.casefold() in taken:
+            number += 1
+            name = f"{stem}-{number}.parquet"
+        taken.add(name.casefold())
+        names[(split, hasher)] = name
+    return names
 
 
 # --- the summary ------------------------------------------------------------------------

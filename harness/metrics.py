@@ -556,6 +556,15 @@ def hasher_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: floa
     return pd.concat(rows, ignore_index=True)[HASHER_VERDICT_COLUMNS]
 
 
+def ranked(part: pd.DataFrame) -> pd.DataFrame:
+    """One family's rows of `hasher_verdicts` in the order `family_verdicts` names them: by rank,
+    then rate; its first `tied` rows are its `best`, whose ids may hold ' = ' themselves."""
+    part = part.sort_values(["rank", "tpr"], ascending=[True, False], kind="stable")
+    if part["tpr"].notna().any():  # hashers without a threshold here are neither best nor runner-up
+        part = part[part["tpr"].notna()]
+    return part
+
+
 FAMILY_VERDICT_COLUMNS = ["family", "best", "mean_tpr", "runner_up", "runner_up_mean_tpr", "strengths", "held",
                           "first_miss", "first_miss_tpr", "resolved", "tied", "hashers", "detected",
                           "genuine_pairs", "images", "tpr_low", "tpr_high", "runner_up_detected",
@@ -580,9 +589,7 @@ def family_verdicts(detection: pd.DataFrame, operating_point: str, min_tpr: floa
         per_hasher = hasher_verdicts(detection, operating_point, min_tpr)
     rows = []
     for family, part in per_hasher.groupby("family", sort=False, observed=True):
-        part = part.sort_values(["rank", "tpr"], ascending=[True, False], kind="stable")
-        if part["tpr"].notna().any():  # hashers without a threshold here are neither best nor runner-up
-            part = part[part["tpr"].notna()]
+        part = ranked(part)
         best = part[part["rank"] == 1]
         lead = best.iloc[0]
         others = part[part["rank"] > 1]

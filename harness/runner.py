@@ -98,9 +98,10 @@ def read_files(target, params: dict) -> list[str]:
     return [file_digest(path) for _, path in file_params(target, params)]
 
 
-def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):
+def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict, advice: str = ""):
     """Build and load every hasher before any work; the first unavailable one stops the run
-    unless `skip_unavailable`, which marks it instead."""
+    unless `skip_unavailable`, which marks it instead. `advice` ends that error: how the caller
+    (the command line, the API, the leak audit) lets the others run, "" where nothing does."""
     built, infos = {}, []
     for number, spec in enumerate(config.hashers):
         hasher = spec.build()
@@ -112,7 +113,7 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict):
             built[spec.id] = hasher
         except UnavailableError as exc:
             if not skip_unavailable:
-                raise UnavailableError(f"{where}: {exc}; or leave out --strict to run the other hashers") from None
+                raise UnavailableError(f"{where}: {exc}" + (f"; {advice}" if advice else "")) from None
             info.status, info.reason = UNAVAILABLE, str(exc)
         except Exception as exc:
             if ":" not in spec.name:  # a registered hasher failing to load is a bug of ours
@@ -168,9 +169,10 @@ class Pass:
 
 def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | None = None,
                cache_path: str | None = None, workers: int | None = None, scheduler: str | None = None,
-               output: str | None = None) -> Pass:
+               output: str | None = None, advice: str = "") -> Pass:
     """Every image through its work and the cache; no table yet (no pandas is needed up to here).
-    `output`: the directory the results will replace, which must hold none of the images."""
+    `output`: the directory the results will replace, which must hold none of the images;
+    `advice`: see prepare_hashers."""
     from harness.provenance import result_versions
     from harness.storage import check_sources_outside
 
@@ -179,7 +181,7 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     paths, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed,
                                    unlisted, option=config.images_option)
     check_sources_outside(paths, output)
-    hashers, infos = prepare_hashers(config, skip_unavailable, versions)
+    hashers, infos = prepare_hashers(config, skip_unavailable, versions, advice)
     notes += [f"hasher {i.id} unavailable: {i.reason}" for i in infos if i.status == UNAVAILABLE]
     salt = digest("versions", versions)  # decoding and transform results depend on library versions too
     specs = [spec for spec in config.hashers if spec.id in hashers]

@@ -7,12 +7,14 @@ escaped with `md`, so it reads as text and never becomes a link, an image or HTM
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 
 from harness.markdown import code, md, provenance_lines
-from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order
-from harness.schema import UNAVAILABLE, first_seen
+from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order, ranked
+from harness.schema import UNAVAILABLE
 from harness.storage import ERRORS, PREVIEWS
 
 
@@ -34,12 +36,13 @@ def _format_cells(frame: pd.DataFrame) -> pd.DataFrame:
 
 def answer_section(detection: dict) -> list[str]:
     verdicts, chosen, min_tpr = detection["verdicts"], detection["chosen"], detection["min_tpr"]
+    per_hasher = detection["hasher_verdicts"]
     thresholds = detection["thresholds"]
     at_chosen = thresholds[thresholds["operating_point"] == chosen]
     counts = sorted(set(at_chosen["impostor_pairs"].astype(int))) if len(at_chosen) else [0]
     # A hasher that failed on some images has fewer pairs than the others: say the range, not the most.
     pairs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
-    rate = float(chosen.split("=", 1)[1])
+    rate = detection["rate"]
     line = format_percent(min_tpr)
     lines = ["## The answer", "",
              f"Which hasher still recognises an edited copy while calling at most {rate:g} of pairs of "
@@ -68,10 +71,10 @@ def answer_section(detection: dict) -> list[str]:
                              row.runner_up_tpr_high)
         runner = f"{row.runner_up} ({runner_rate})" if row.runner_up else ""
         flag = "" if row.resolved else " *"
-        tied = row.best.split(" = ")
-        best = (row.best if len(tied) <= 3 else f"{len(tied)} tied: {', '.join(tied[:3])}, ...") if len(tied) > 1 \
-            else row.best
-        if len(tied) == row.hashers and row.hashers > 2:
+        # The tied hashers from their own rows: `best` joins their ids with " = ", which an id may hold.
+        tied = list(ranked(per_hasher[per_hasher["family"] == row.family])["hasher"].iloc[:row.tied])
+        best = f"{row.tied} tied: {', '.join(tied[:3])}, ..." if row.tied > 3 else row.best
+        if row.tied == row.hashers and row.hashers > 2:
             best = f"all {row.hashers} tied: {tied[0]}, ..."
         lines.append(f"| {md(row.family)} | {md(best)}{flag} "
                      f"| {pooled(row.detected, row.genuine_pairs, row.tpr_low, row.tpr_high)} "
@@ -234,7 +237,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
     """The whole summary of a Results; `figures` maps a figure's role to its path in the output set."""
     config, provenance, metrics = results.config, results.provenance, results.metrics
     distances = results.distances
-    images = first_seen(distances["image"])
+    images = image_names(results.images)
     lines = [f"# {md(config.get('name', 'harness run'))}", ""]
     if config.get("description"):
         lines += [md(config["description"]), ""]
@@ -303,6 +306,16 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
     return "\n".join(lines)
 
 
+def image_names(images: pd.DataFrame) -> list[str]:
+    """The run's images as images.csv counts them (one per pixel content), each by its name, or
+    where two share one (a/x.png and b/x.png are both x) by where it came from."""
+    names = images["image"].astype(str).tolist()
+    if "origin" not in images:  # an output set saved without it: the names are all there is
+        return names
+    counts = Counter(names)  # not names.count per name: a collection may hold 100,000 images
+    return [str(origin) if counts[name] > 1 else name for name, origin in zip(names, images["origin"])]
+
+
 def no_distance_reason(results) -> str:
     """Why not one pair has a distance, from the hashers' statuses and the problems."""
     statuses = results.hashers["status"] if "status" in results.hashers else pd.Series(dtype=object)
@@ -313,10 +326,17 @@ def no_distance_reason(results) -> str:
     return "the saved tables hold no distance"
 
 
+def _chosen_rate(metrics) -> float:
+    """The false-positive rate the answer is at: its operating point's own target (the first of
+    the config's `fpr`, which is never empty), not the number in its name."""
+    return next(p.fpr_target for points in metrics.points.values() for p in points if p.name == metrics.chosen)
+
+
 def detection_bundle(metrics, figures: dict) -> dict | None:
     """What the detection sections read, or None without an impostor baseline."""
     if not metrics.has_detection:
         return None
     return {"thresholds": metrics.thresholds, "detection": metrics.detection, "roc": metrics.roc,
             "figures": figures, "chosen": metrics.chosen, "verdicts": metrics.verdicts,
+            "hasher_verdicts": metrics.hasher_verdicts, "rate": _chosen_rate(metrics),
             "break_points": metrics.break_points, "min_tpr": metrics.min_tpr, "kinds": metrics.impostor_kinds}

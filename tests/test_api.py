@@ -496,6 +496,25 @@ def test_names_from_files_and_configs_are_escaped_in_the_summary(tmp_path):
     assert "&lt;script&gt;" in summary
 
 
+def test_the_summary_counts_and_names_the_images_as_images_csv_does(tmp_path):
+    """Was "Images: 2 (x, y)" for a/x.png, a/y.png and b/x.png: counted by file name, where
+    images.csv (and repr) count 3; two images of one name are told apart by where they came from."""
+    import cv2
+    from harness.summary import md
+    from tests.conftest import make_scene
+
+    files = [tmp_path / "a" / "x.png", tmp_path / "a" / "y.png", tmp_path / "b" / "x.png"]
+    for seed, path in enumerate(files):
+        path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(path), make_scene(seed))
+    results = harness.evaluate({"name": "names", "images": [str(f) for f in files], "hashers": ["aHash"],
+                                "sweeps": [{"family": "gray", "b": "grayscale"}]})
+    results.save(tmp_path / "out")
+    assert len(pd.read_csv(tmp_path / "out" / "images.csv")) == 3
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert f"Images: 3 ({md(str(files[0]))}, y, {md(str(files[2]))}). " in summary
+
+
 # --- validation where things are built ------------------------------------------------------
 
 @pytest.mark.parametrize("name, params, problem", [

@@ -166,11 +166,13 @@ def test_the_answer_says_the_range_of_impostor_pairs_when_hashers_differ():
     from harness.summary import answer_section
 
     verdicts = pd.DataFrame(columns=["warning", "resolved"])
+    per_hasher = pd.DataFrame(columns=["family", "hasher"])
     for counts, said in (([657, 657], "from 657 impostor pairs per hasher"),
                          ([657, 457], "from 457 to 657 impostor pairs per hasher")):
         thresholds = pd.DataFrame({"hasher": ["a", "b"], "operating_point": "fpr=0.01", "impostor_pairs": counts})
-        text = "\n".join(answer_section({"verdicts": verdicts, "chosen": "fpr=0.01", "min_tpr": 0.95,
-                                         "thresholds": thresholds, "figures": {"matrix": "m", "detection": "d"}}))
+        text = "\n".join(answer_section({"verdicts": verdicts, "chosen": "fpr=0.01", "rate": 0.01, "min_tpr": 0.95,
+                                         "thresholds": thresholds, "figures": {"matrix": "m", "detection": "d"},
+                                         "hasher_verdicts": per_hasher}))
         assert said in text, text[:400]
 
 

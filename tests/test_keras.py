@@ -112,6 +112,25 @@ def test_strict_stops_before_any_work(no_download, synthetic_file, capsys):
     assert not (out / "distances.csv").exists()
 
 
+def test_a_stop_for_an_unavailable_hasher_gives_the_advice_of_the_caller(no_download, synthetic_file, capsys):
+    """The command line's run says --strict (above); the API names its own argument, and a leak
+    audit, which has no --strict and needs every hasher it names, offers no way round."""
+    import harness
+    from harness.__main__ import main
+
+    config = {"images": [synthetic_file], "hashers": ["aHash", "ResNet50"],
+              "sweeps": [{"family": "blur", "b": {"blur": {"kernel": "$value"}}, "values": [3]}]}
+    with pytest.raises(UnavailableError) as caught:
+        harness.evaluate(config, strict=True)
+    assert str(caught.value).startswith("<dict>: hashers[1] (ResNet50): ImageNet weights")
+    assert str(caught.value).endswith("; or pass strict=False to run the other hashers")
+    assert main(["leaks", "--train", synthetic_file, "--test", synthetic_file, "--hashers", "ResNet50",
+                 "--threshold", "5", "--out", str(no_download / "leaks"), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: the command line: hashers[0] (ResNet50): ImageNet weights")
+    assert "strict" not in error[0] and error[0].endswith("`weights:` to the path of that file")
+
+
 @pytest.mark.parametrize("model, side", [
     ("VGG16", 32), ("Xception", 75), ("InceptionV3", 75), ("DenseNet121", 32), ("ResNet50V2", 32),
     ("ConvNeXtTiny", 32), ("EfficientNetV2B0", 32), ("MobileNetV3Large", 32),

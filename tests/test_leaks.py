@@ -812,6 +812,27 @@ def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_pa
                  "aHash", "--threshold", "8", "--out", str(tmp_path / "csv"), "--quiet"]) == 0
 
 
+def test_hasher_ids_that_make_one_file_name_each_keep_their_hash_tables(tmp_path):
+    """p/h and p_h both make the file name p_h: the later table takes -2 instead of replacing the
+    earlier, and a second audit from each table reads it as its own hasher's hashes."""
+    write(tmp_path / "train" / "a.png", make_scene(1, 64, 64))
+    write(tmp_path / "train" / "b.png", make_scene(2, 64, 64))
+    write(tmp_path / "test" / "c.png", make_scene(1, 64, 64))
+    hashers = [{"name": "pHash", "id": "p/h"}, {"name": "aHash", "id": "p_h"}]
+    first = harness.find_leaks({"splits": {"train": [str(tmp_path / "train")], "test": [str(tmp_path / "test")]},
+                                "hashers": hashers, "threshold": 8})
+    first.save(str(tmp_path / "first"))
+    tables = tmp_path / "first" / "hashes"
+    assert sorted(os.listdir(tables)) == ["test.p_h-2.parquet", "test.p_h.parquet", "train.p_h-2.parquet",
+                                          "train.p_h.parquet"]
+    for suffix, hasher in (("", hashers[0]), ("-2", hashers[1])):
+        again = harness.find_leaks({"splits": {"train": [str(tables / f"train.p_h{suffix}.parquet")],
+                                               "test": [str(tables / f"test.p_h{suffix}.parquet")]},
+                                    "hashers": [hasher], "threshold": 8})
+        assert again.hashes[("test", hasher["id"])].equals(first.hashes[("test", hasher["id"])])
+        assert len(again.leaks) == len(first.leaks[first.leaks["hasher"] == hasher["id"]]) > 0
+
+
 def test_files_without_an_image_extension_are_counted_in_a_note(tmp_path, capsys):
     """A folder lists image files by name; an exact copy named apple_noext or apple.jpg.part must not
     pass unseen, so the files it leaves out are counted (hidden files stay skipped, as documented)."""

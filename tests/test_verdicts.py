@@ -238,6 +238,26 @@ def test_the_summary_says_no_threshold_where_a_hasher_has_none_not_holds():
             "| jpeg | holds | JPEG 50 (25% (5 of 20; 95% CI 11–47%)) | no threshold |") in text
 
 
+@pytest.mark.parametrize("counts, said", [
+    ({"p = 1": [20, 18, 12], "h2": [20, 19, 8], "h3": [20, 18, 10]}, "| jpeg | all 3 tied: p = 1, ... |"),
+    ({"a = b": [20, 18, 12], "h2": [20, 18, 11], "h3": [20, 18, 10], "h4": [20, 19, 8], "low": [10, 5, 0]},
+     "| jpeg | 4 tied: a = b, h2, h3, ... |"),
+])
+def test_the_answer_counts_the_tied_hashers_not_the_pieces_of_their_joined_ids(counts, said):
+    """Was "4 tied: p, 1, h2, ..." of 3 hashers: the count came from splitting `best` on " = ",
+    which a hasher's id may hold, not from its `tied` column."""
+    from harness.summary import answer_section
+
+    frame = detection(counts)
+    per_hasher = hasher_verdicts(frame, "fpr=0.01", 0.95)
+    thresholds = pd.DataFrame({"hasher": list(counts), "operating_point": "fpr=0.01", "impostor_pairs": 100})
+    text = "\n".join(answer_section({
+        "verdicts": family_verdicts(frame, "fpr=0.01", 0.95, per_hasher), "hasher_verdicts": per_hasher,
+        "chosen": "fpr=0.01", "rate": 0.01, "min_tpr": 0.95, "thresholds": thresholds,
+        "figures": {"matrix": "m", "detection": "d"}}))
+    assert said in text.replace("\\", "")  # md() escapes the ids' "=" and "_" for Markdown
+
+
 def test_the_figures_draw_no_rate_for_a_hasher_without_a_threshold():
     """Its empty matches are no 0%: a grey "none" cell in the matrix, no line in the detection figure."""
     from harness.figures import detection_figure, detection_matrix
