@@ -9,8 +9,9 @@ What is stored:
 
 Values are never pickled: a cache file can arrive inside a shared folder, and unpickling runs
 code. Arrays are stored as bytes with a dtype (numbers and booleans only) and a shape, and each
-is checked as it is read; an entry that does not check out is treated as missing (recomputed)
-and counted in a note, text that is not UTF-8 included (a damaged page: SQLite then checks the
+is checked as it is read, against the form its hasher gives too (Hasher.row_form, given to
+get_image); an entry that does not check out is treated as missing (recomputed) and counted
+in a note, text that is not UTF-8 included (a damaged page: SQLite then checks the
 file, and a damaged file at the default place is copied, entry by entry, into a fresh one). A file
 that is not a cache of this format is set aside: the cache at the
 default place (inside the output directory) is replaced by a fresh one, any other file is left
@@ -231,8 +232,11 @@ class HashCache:
         return record
 
     # --- hashes --------------------------------------------------------------------
-    def get_image(self, hasher: str, image: str) -> dict[str, Entry]:
-        """Every entry of one image for one hasher, by item; entries that do not check out are left out."""
+    def get_image(self, hasher: str, image: str, form: tuple | None = None) -> dict[str, Entry]:
+        """Every entry of one image for one hasher, by item; entries that do not check out are left out.
+
+        `form`: the hasher's (dtype, shape) of a row (Hasher.row_form), None where not known: an entry
+        of another form checks out no more than a damaged one (its rows would not fit the others')."""
         if self._db is None:
             return {}
         try:
@@ -245,10 +249,10 @@ class HashCache:
         found, spoiled = {}, []
         for rowid, item, dtype, shape, data, extras in rows:
             if None in (_text(item), _text(dtype)) and not self._checked:  # bytes harness never writes
-                return self._damaged_row(hasher, image)  # (which reads the rows again, counting them then)
+                return self._damaged_row(hasher, image, form)  # (which reads the rows again, counting them then)
             item = _text(item)
             entry = None if item is None else _entry(_text(dtype), _text(shape), data, _text(extras))
-            if entry is None:
+            if entry is None or not fits(entry.row, form):
                 spoiled.append(rowid)
             else:
                 found[item] = entry
@@ -256,7 +260,7 @@ class HashCache:
         self._spoiled += spoiled
         return found
 
-    def _damaged_row(self, hasher: str, image: str) -> dict[str, Entry]:
+    def _damaged_row(self, hasher: str, image: str, form: tuple | None) -> dict[str, Entry]:
         """A row whose text is not UTF-8 (never written so) is a sign of a damaged file: SQLite
         checks it once. Damaged pages (an index that no longer matches its table, which no write
         repairs) are left behind by copying every entry that reads into a fresh file; where only
@@ -270,7 +274,7 @@ class HashCache:
             problems = [_one_line(exc)]
         if problems != ["ok"] and self._repairable:
             self._salvage("; ".join(problems))
-        return self.get_image(hasher, image)
+        return self.get_image(hasher, image, form)
 
     @property
     def _repairable(self) -> bool:
@@ -459,6 +463,16 @@ def _entry(dtype: Any, shape: Any, data: Any, extras: Any) -> Entry | None:
         return Entry(np.frombuffer(data, dtype=kind).reshape(dims).copy(), "", loaded)
     except (TypeError, ValueError):  # a dtype string numpy does not know, JSON that is not JSON
         return None
+
+
+def fits(row: np.ndarray | None, form: tuple | None) -> bool:
+    """Whether a row has the form (dtype, shape; None: any length there) its hasher gives, as
+    Hasher.row_form declares it; a failure (no row) or a form not known (None) always does."""
+    if row is None or form is None:
+        return True
+    dtype, shape = form
+    return (row.dtype.str == dtype and row.ndim == len(shape)
+            and all(length is None or length == got for length, got in zip(shape, row.shape)))
 
 
 def _file_record(image: Any, info: Any) -> FileRecord | None:

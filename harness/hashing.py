@@ -3,7 +3,8 @@
 `hash_safely` turns one bad image into a recorded failure instead of a lost batch, and
 returns `Hashed`: one hasher's hashes of a batch, with the failures by position.
 `to_entries` / `from_entries` convert them to and from the cache's entries (one per
-image: plain arrays or a reason, never pickles).
+image: plain arrays or a reason, never pickles); `row_form` is the form the cache's
+lookup holds a hasher's entries to.
 """
 
 from __future__ import annotations
@@ -69,9 +70,35 @@ def to_entries(hasher, hashed: Hashed) -> list[Entry]:
     return entries
 
 
+def row_form(hasher) -> tuple[str, tuple[int | None, ...]] | None:
+    """The hasher's form of a stored row (Hasher.row_form) as the cache's lookup takes it, or None
+    where it declares none or none that reads (a plugin's: no reason to fail a run, only to check
+    its entries less)."""
+    try:
+        dtype, shape = hasher.row_form()
+        return np.dtype(dtype).str, tuple(None if length is None else int(length) for length in shape)
+    except Exception:
+        return None
+
+
+def probe_form(hasher) -> tuple[str, tuple[int, ...]] | None:
+    """The form of a stored row of `hasher`, from its hash of a small made-up image (a gradient and a
+    square), for a hasher that declares none; None where that image gives it no hash."""
+    lines = np.add.outer(np.arange(64), np.arange(64)).astype(np.uint8) * 2
+    image = np.stack([lines, lines[::-1], 255 - lines], axis=-1)
+    image[16:40, 20:44] = (30, 200, 90)
+    try:
+        row = np.asarray(hasher.encode_row(hasher.hash_images([image])[0]))
+    except Exception:  # a plugin's failure on it (a HashError, or anything its encode_row raises)
+        return None
+    return row.dtype.str, row.shape
+
+
 def from_entries(hasher, entries: list[Entry]) -> Hashed:
     """Cache entries (one per image) back as one batch's Hashed. Rows that do not decode together
-    (a cache entry of another shape) raise ValueError: the caller recomputes them."""
+    raise ValueError: the caller records the items as failures. (The cache's lookup has left out
+    entries of another form than the hasher's, `row_form`, and they were computed again; this
+    remains for the forms a hasher does not declare.)"""
     ok = [k for k, entry in enumerate(entries) if entry.row is not None]
     rows = np.full(len(entries), -1)
     rows[ok] = np.arange(len(ok))

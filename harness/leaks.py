@@ -38,11 +38,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.cache import HashCache, digest
+from harness.cache import Entry, HashCache, digest
 from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance,
                             Snapshot, check_text, output_path, plain_data, run_name, whole_number)
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
+from harness.hashing import Hashed, from_entries
 from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source, file_identity
 from harness.imagework import SOURCE, Plan
 from harness.schema import ERROR_COLUMNS
@@ -500,11 +501,12 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *, workers: i
     # Every split listed before any hash: an entry that names nothing fails at once.
     listed = {name: _listed(config, name, entries, unlisted[name], notes) for name, entries in config.splits}
     check_sources_outside([path for paths in listed.values() for found in paths.values() for path in found], output)
+    forms: dict[str, tuple] = {}  # per hasher: (dtype, shape) of its first image's row, which the others' must have
     try:
         for name, entries in config.splits:
             errors = [unlisted_row(folder, reason) for folder, reason in unlisted[name]]
             splits.append(_hash_split(name, entries, listed[name], config, plan, infos, hashers, store, errors,
-                                      workers=workers, scheduler=scheduler, progress=progress))
+                                      forms, workers=workers, scheduler=scheduler, progress=progress))
     finally:
         store.close()
     notes += store.summary_notes()
@@ -634,13 +636,13 @@ def _listed(config: LeakConfig, name: str, entries, unlisted: list, notes: list)
 
 
 def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakConfig, plan: Plan, infos,
-                hashers: dict, cache: HashCache, errors: list, *, workers: int, scheduler: str | None,
+                hashers: dict, cache: HashCache, errors: list, forms: dict, *, workers: int, scheduler: str | None,
                 progress) -> SplitHashes:
     """A split's files and their hashes: hash tables read as they are, images (`listed`, see
     _listed) hashed by the pass `run` uses (each file read once, decoded once, cached). `errors`:
     the split's rows of errors.csv so far (its folders that could not be listed); the files that give
-    no hash, and those a hash table recorded, are added to them."""
-    from harness.hashing import from_entries
+    no hash, and those a hash table recorded, are added to them. `forms`: per hasher, the (dtype,
+    shape) of the audit's first hashed image's row (_decoded), filled as they come."""
     from harness.runner import ImagePass
 
     split = SplitHashes(name, [], [], errors=errors)
@@ -687,13 +689,14 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             rows = {}
             for hid, hasher in hashers.items():
                 entry = {**cached.get(hid, {}), **outcome.entries.get(hid, {})}.get(SOURCE)
-                hashed = from_entries(hasher, [entry]) if entry is not None else None
+                hashed = _decoded(hasher, entry, forms.get(hid))
                 if hashed is None or hashed.rows[0] < 0:
                     reason = hashed.errors.get(0, "no hash") if hashed is not None else "no hash"
                     errors.append({"image": display_path(path), "image_id": outcome.record.image,
                                    "stage": f"hash {hid}", "reason": reason})
                     break
                 rows[hid] = hashed.array[0]
+                forms.setdefault(hid, (np.asarray(rows[hid]).dtype, np.shape(rows[hid])))
             else:  # every hasher hashed it: a file of the split
                 split.files.append(display_path(path))
                 split.paths.append(path)
@@ -707,6 +710,23 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
         split.rows[hid] = np.arange(len(split.files))  # tables' rows first, then the images', as in `files`
     split.cwd = bases.pop() if len(bases) == 1 else None  # None among them: one table's base is unknown
     return split
+
+
+def _decoded(hasher, entry: Entry | None, form: tuple | None) -> Hashed | None:
+    """One image's hash from its entry (None: none), as a Hashed; a row that does not decode, or is
+    not of the `form` (dtype, shape) of the audit's other rows, is the image's failure, never a crash
+    where the rows are stacked and compared. (The cache's lookup recomputes entries of another form
+    than the hasher declares, Hasher.row_form; this is for the forms it does not.)"""
+    if entry is None:
+        return None
+    try:
+        hashed = from_entries(hasher, [entry])
+        row = None if hashed.array is None else np.asarray(hashed.array[0])
+        if row is not None and form is not None and (row.dtype, row.shape) != form:
+            raise ValueError(f"{row.dtype} {row.shape}, where the first file's is {form[0]} {form[1]}")
+        return hashed
+    except ValueError as exc:
+        return from_entries(hasher, [Entry(None, f"stored hash does not fit the others ({exc})")])
 
 
 def _names_base(recorded_cwd: str | None, here: str) -> str:

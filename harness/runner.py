@@ -34,7 +34,8 @@ from harness.cache import Entry, FileRecord, HashCache, digest
 from harness.cluster import Engine, Ready, auto_workers
 from harness.config import Config, PairSpec
 from harness.errors import HarnessError, HashError, ImageError, UnavailableError
-from harness.hashing import Hashed, from_entries
+from harness.hashers.base import Hasher
+from harness.hashing import Hashed, from_entries, probe_form, row_form
 from harness.images import (DEFAULT_MAX_PIXELS, display_path, load_decoders, read_source, resolve_sources,
                             source_name, work_size)
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process, process_all
@@ -218,10 +219,36 @@ class ImagePass:
         self.scheduler, self.previews, self.progress, self.desc = scheduler, previews, progress, desc
         self.engine = "this process"
         self.keys = {info.id: info.key for info in infos}
+        # What each hasher's rows look like, for the cache's lookup: an entry of another form is computed
+        # again. One that declares none (a plugin's) but stacks its rows as they are (the default
+        # decode_rows: one form for all) is held to the form of its hash of a made-up image, found
+        # before the first lookup (`_probe`); where that fails, to its first computed row's (`_seen`).
+        # Never to a cached row's: a wrong one first would make every right one after it wrong.
+        self.forms = {info.id: row_form(hashers[info.id]) for info in infos if info.status == OK}
+        self.unknown = {hid for hid, form in self.forms.items()
+                        if form is None and type(hashers[hid]).decode_rows is Hasher.decode_rows}
+
+    def _probe(self) -> None:
+        """The forms of the hashers in `unknown`, from their hashes of a made-up image (probe_form)."""
+        for hid in list(self.unknown):
+            self.forms[hid] = probe_form(self.hashers[hid])
+            if self.forms[hid] is not None:
+                self.unknown.discard(hid)
+
+    def _seen(self, entries: dict) -> None:
+        """Learn the form of a hasher in `unknown` from its first computed row in `entries`
+        (hasher -> item -> Entry)."""
+        for hid in self.unknown & entries.keys():
+            row = next((entry.row for entry in entries[hid].values() if entry.row is not None), None)
+            if row is not None:
+                self.forms[hid] = (row.dtype.str, row.shape)
+                self.unknown.discard(hid)
 
     def __iter__(self):
         plan, cache = self.plan, self.cache
         file_salt = digest("file", plan.salt, plan.max_pixels, plan.max_side)
+        if cache.active:
+            self._probe()
         local = self.workers <= 1 and not self.scheduler
         setup = (build_state, (plan, self.hashers)) if local else (build_state, (plan,))
         known: dict[int, tuple[str, dict]] = {}  # image number -> (file digest, cached entries), until its outcome
@@ -241,7 +268,7 @@ class ImagePass:
                        started=preload.start) as engine:
             def prepared(number: int):
                 job = prepare_job(number, self.paths[number], plan, self.infos, cache, file_salt,
-                                  number == 0 and self.previews, known)
+                                  number == 0 and self.previews, known, self.forms)
                 if not isinstance(job, Ready) and job.needs == {}:  # previews alone: one image's edits,
                     job = Ready(process(build_state(plan, self.hashers), job))  # not worth a worker
                 return job
@@ -269,6 +296,7 @@ class ImagePass:
                 """Each image's new results into the cache as soon as they are back, before the images
                 ahead of it are (see Engine.map): a run stopped now keeps them."""
                 for outcome in each_outcome([result]):
+                    self._seen(outcome.entries)
                     if outcome.record is not None and outcome.entries:  # computed here or by a worker
                         cache.put_image((known.get(outcome.number, ("", {}))[0], file_salt, outcome.record),
                                         {self.keys[hid]: items for hid, items in outcome.entries.items()},
@@ -413,7 +441,7 @@ def preload_report() -> None:
 
 
 def prepare_job(number: int, path: str, plan: Plan, infos, cache: HashCache, file_salt: str, previews: bool,
-                known: dict):
+                known: dict, forms: dict):
     """Read one source file (once, bounded) and find what the cache holds for it: a `Ready`
     outcome when nothing is left to compute (or the file cannot be read), else the job, which
     carries the file's bytes, so no worker reads a file and no file is read twice."""
@@ -429,7 +457,7 @@ def prepare_job(number: int, path: str, plan: Plan, infos, cache: HashCache, fil
         for info in infos:
             if info.status != OK:
                 continue
-            found = cache.get_image(info.key, record.image)
+            found = cache.get_image(info.key, record.image, forms.get(info.id))
             missing = frozenset(item for item in plan.items if item not in found)
             if missing and not info.batch_invariant:
                 missing = frozenset(plan.items)  # its batches must be those of a fresh run
@@ -657,6 +685,7 @@ class Collector:
         self.source_rows = {hid: Rows() for hid in hashers}
         self.edited_rows = {hid: Rows() for hid in hashers}
         self.extras: dict[str, dict[str, list]] = {}
+        self.forms: dict[str, tuple] = {}  # per hasher: its first image's rows' (dtype, shape), the others' too
 
     def _item(self, chain) -> int:
         return 0 if chain == UNTOUCHED else 1 + self.chain_number[chain_identity(chain)]
@@ -685,7 +714,9 @@ class Collector:
                 continue
             hasher = self.hashers[hid]
             entries = {**cached.get(hid, {}), **outcome.entries.get(hid, {})}
-            hashed = self._decode(hasher, [entries.get(item) for item in self.plan.items])
+            hashed = self._decode(hasher, [entries.get(item) for item in self.plan.items], self.forms.get(hid))
+            if hashed.array is not None:
+                self.forms.setdefault(hid, (hashed.array.dtype, hashed.array.shape[1:]))
             self._digest_hashed(hasher, hashed)
             for k, item in enumerate(self.plan.items):  # each failure once per image and stage
                 reason = hashed.errors.get(k)
@@ -746,12 +777,19 @@ class Collector:
         return self.failed_distances + len(self.errors)
 
     @staticmethod
-    def _decode(hasher, entries: list[Entry | None]):
+    def _decode(hasher, entries: list[Entry | None], form: tuple | None = None):
         """The image's items as one Hashed; an item with no entry (cannot happen unless a worker
-        misbehaved) or rows that do not fit together are failures, never a crash."""
+        misbehaved) or rows that do not fit together, or not the other images' `form` (dtype, shape
+        of a row), are failures, never a crash. (The cache's lookup recomputes entries of another
+        form than the hasher declares; this is for the forms it does not.)"""
         filled = [entry if entry is not None else Entry(None, "no result") for entry in entries]
         try:
-            return from_entries(hasher, filled)
+            hashed = from_entries(hasher, filled)
+            array = hashed.array
+            if form is not None and array is not None and (array.dtype, array.shape[1:]) != form:
+                raise ValueError(f"rows of {array.dtype} {array.shape[1:]}, where the first image's are "
+                                 f"{form[0]} {form[1]}")
+            return hashed
         except ValueError as exc:
             return from_entries(hasher, [Entry(None, f"stored hashes do not fit together ({exc})")] * len(filled))
 

@@ -514,3 +514,168 @@ def test_a_damaged_root_page_ends_the_repair_with_a_fresh_cache(job, tmp_path, c
     assert same_tables(out, reference)
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
     assert "hash cache" not in capsys.readouterr().err
+
+
+# --- entries of another form than their hasher's -----------------------------------------
+
+def reshape_one_image(path, shape="[9]", width=9) -> int:
+    """One image's entries of one of its bit hashers (8 bytes a row) made rows of `width` bytes,
+    each entry self-consistent (its shape matches its bytes): how many entries were changed."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        hasher, image = db.execute("SELECT hasher, image FROM hashes WHERE shape='[8]' ORDER BY hasher, image "
+                                   "LIMIT 1").fetchone()
+        return db.execute("UPDATE hashes SET shape=?, data=zeroblob(?) WHERE hasher=? AND image=?",
+                          (shape, width, hasher, image)).rowcount
+
+
+def stored_forms(path) -> set:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return set(db.execute("SELECT dtype, shape, length(data) FROM hashes WHERE dtype != 'error'"))
+
+
+def test_entries_of_another_shape_than_their_hasher_gives_are_recomputed(job, tmp_path, capsys):
+    """An image's entries that check out by themselves but are not what their hasher gives (9 bytes
+    where aHash and pHash give 8) are computed again and stored again: they crashed the run, their rows
+    meeting the other images' (exit 3, "could not broadcast input array from shape (1,8) into (1,9)")."""
+    config, reference = job
+    out = tmp_path / "out"
+    path, *_ = run_with_its_cache(config, out)
+    before = stored_forms(path)
+    changed = reshape_one_image(path)
+    assert changed > 1
+    capsys.readouterr()
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"{changed} entries did not check out and were recomputed" in err and "Traceback" not in err, err
+    assert same_tables(out, reference)
+    assert stored_forms(path) == before  # rewritten as the hasher gives them
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert "hash cache" not in capsys.readouterr().err  # nothing left to recompute
+
+
+LEAK_TABLES = ("leaks.csv", "groups.csv", "estimates.csv", "errors.csv")
+
+
+def test_a_leak_audits_entry_of_another_shape_is_recomputed(tmp_path, capsys):
+    """The same for a leak audit, whose rows of the images are stacked (exit 3, "all input arrays
+    must have the same shape")."""
+    for split, seeds in (("train", range(4)), ("test", (1, 7, 8))):
+        (tmp_path / split).mkdir()
+        for seed in seeds:
+            cv2.imwrite(str(tmp_path / split / f"{seed}.png"), make_scene(seed, 120, 160))
+
+    def audit(out, *cache):
+        return main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"),
+                     "--hashers", "aHash", "--threshold", "6", "--out", str(out), "--quiet", *cache])
+
+    assert audit(tmp_path / "reference", "--no-cache") == 0
+    path = tmp_path / "h2.sqlite"
+    assert audit(tmp_path / "first", "--cache", str(path)) == 0
+    before = stored_forms(path)
+    assert reshape_one_image(path) == 1
+    capsys.readouterr()
+    assert audit(tmp_path / "out", "--cache", str(path)) == 0
+    err = capsys.readouterr().err
+    assert "1 entries did not check out and were recomputed" in err and "Traceback" not in err, err
+    for name in LEAK_TABLES:
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+    assert stored_forms(path) == before
+
+
+def test_every_hashers_rows_have_the_form_it_declares(built, tmp_path):
+    """Hasher.row_form, which the cache holds entries to, is what each hasher gives (None: any length)."""
+    from harness.cache import fits
+    from harness.hashing import row_form
+
+    images = [make_scene(1, 90, 120), make_synthetic(200, 60)]
+    for name, hasher in built.items():
+        form = row_form(hasher)
+        assert form is not None, name
+        hashed = hash_safely(hasher, images)
+        assert not hashed.errors, name
+        assert all(fits(entry.row, form) for entry in to_entries(hasher, hashed)), (name, form)
+
+
+PLUGIN_CONFIG = """
+images: [builtin:camera, builtin:coffee, builtin:astronaut]
+hashers: [examples.plugins:ColorHistogram]
+sweeps: [{family: jpeg, b: {jpeg: {quality: 50}}}]
+"""
+
+
+@pytest.mark.parametrize("which", ["later", "first"])
+def test_a_hasher_that_declares_no_form_is_held_to_its_first_rows(tmp_path, capsys, which):
+    """A plugin that declares no row form (its rows stacked as they are): its rows are held to the form
+    of its hash of a made-up image, so an image's cached rows of another shape are computed again,
+    the first image's too (held to the first row seen, the first image's would have made every other
+    image a failure). Both crashed the run."""
+    config = tmp_path / "c.yaml"
+    config.write_text(PLUGIN_CONFIG)
+
+    def run(out, *cache):
+        return main(["run", str(config), "--out", str(out), "--quiet", "--workers", "1", *cache])
+
+    assert run(tmp_path / "reference", "--no-cache") == 0
+    path = tmp_path / "h.sqlite"
+    assert run(tmp_path / "out", "--cache", str(path)) == 0
+    before = stored_forms(path)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        order = "DESC" if which == "later" else "ASC"
+        (image,) = db.execute(f"SELECT image FROM files ORDER BY rowid {order} LIMIT 1").fetchone()
+        changed = db.execute("UPDATE hashes SET shape='[3]', data=zeroblob(24) WHERE image=?", (image,)).rowcount
+    capsys.readouterr()
+    status = run(tmp_path / "out", "--cache", str(path))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "a bug in harness" not in err, err
+    assert status == 0 and f"{changed} entries did not check out and were recomputed" in err, err
+    assert same_tables(tmp_path / "out", tmp_path / "reference")
+    assert stored_forms(path) == before
+
+
+@pytest.mark.parametrize("which", ["later", "first"])
+def test_a_leak_audits_hasher_that_declares_no_form_is_held_to_its_first_rows(tmp_path, capsys, which):
+    """The same in a leak audit, whose rows of the images are stacked and compared across splits."""
+    for split, seeds in (("train", range(3)), ("test", (1, 7))):
+        (tmp_path / split).mkdir()
+        for seed in seeds:
+            cv2.imwrite(str(tmp_path / split / f"{seed}.png"), make_scene(seed, 120, 160))
+
+    def audit(out, *cache):
+        return main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--hashers",
+                     "examples.plugins:ColorHistogram", "--threshold", "0.1", "--out", str(out), "--quiet",
+                     "--workers", "1", *cache])
+
+    assert audit(tmp_path / "reference", "--no-cache") == 0
+    path = tmp_path / "h.sqlite"
+    assert audit(tmp_path / "first", "--cache", str(path)) == 0
+    before = stored_forms(path)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        order = "DESC" if which == "later" else "ASC"
+        (image,) = db.execute(f"SELECT image FROM files ORDER BY rowid {order} LIMIT 1").fetchone()
+        db.execute("UPDATE hashes SET shape='[3]', data=zeroblob(24) WHERE image=?", (image,))
+    capsys.readouterr()
+    status = audit(tmp_path / "out", "--cache", str(path))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "a bug in harness" not in err, err
+    assert status == 0 and "1 entries did not check out and were recomputed" in err, err
+    for name in LEAK_TABLES:
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+    assert stored_forms(path) == before
+
+
+def test_rows_that_do_not_fit_the_first_ones_are_failures_never_a_crash():
+    """Where a hasher's form is not known before its rows meet (it declares none, and its hash of the
+    made-up image failed), rows of another form than the first image's are that image's failure, in
+    a run and in a leak audit: a crash where the rows are gathered before."""
+    from harness.leaks import _decoded
+    from harness.runner import Collector
+
+    hasher = HASHERS.get("aHash")()
+    good, wide = Entry(np.zeros(8, np.uint8)), Entry(np.zeros(9, np.uint8))
+    form = (np.dtype(np.uint8), (8,))
+    assert Collector._decode(hasher, [good, good], form).rows.tolist() == [0, 1]
+    hashed = Collector._decode(hasher, [wide, wide], form)
+    assert hashed.array is None and "uint8 (9,), where the first image's are uint8 (8,)" in hashed.errors[0]
+    assert _decoded(hasher, good, form).rows.tolist() == [0]
+    hashed = _decoded(hasher, wide, form)
+    assert hashed.array is None and "uint8 (9,), where the first file's is uint8 (8,)" in hashed.errors[0]

@@ -138,6 +138,14 @@ class Hasher(ABC):
         rows are objects override this and `decode_rows`; the two must round-trip exactly."""
         return np.asarray(row)
 
+    def row_form(self) -> tuple[str, tuple[int | None, ...]] | None:
+        """The form of every array `encode_row` gives: (its dtype as numpy writes it, e.g. "|u1"; its
+        shape, None for a length that varies from image to image or is not known before hashing), or
+        None where nothing is known. The hash cache takes a stored entry of another form for a
+        damaged one and computes it again: rows of other forms cannot be compared. The default: not
+        known (a plugin may declare its own)."""
+        return None
+
     def decode_rows(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Rows back from `encode_row`'s arrays, as `hash_batch` would return them for those images;
         ValueError when they do not fit together."""
@@ -189,6 +197,10 @@ class BitHasher(Hasher, ABC):
     """A hash of bit-packed uint8 rows, compared by Hamming distance (popcount of XOR)."""
 
     distance_kind = "hamming"
+
+    def row_form(self):
+        # distance_max is the bit count (the largest Hamming distance), as for hash tables (leaks)
+        return "|u1", ((int(self.distance_max) + 7) // 8,)
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return hamming(a, b)

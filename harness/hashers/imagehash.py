@@ -246,6 +246,9 @@ class CropResistantHash(Hasher):
         """An ImageMultiHash as stored in the cache: its segments' hash bits, (segments, h, w) booleans."""
         return np.array([np.asarray(segment.hash, dtype=bool) for segment in row.segment_hashes], dtype=bool)
 
+    def row_form(self):
+        return "|b1", (None, 8, 8)  # the library's segment hash, an 8x8 dhash; the segment count varies
+
     def decode_rows(self, arrays) -> np.ndarray:
         imagehash = library()
         out = np.empty(len(arrays), dtype=object)

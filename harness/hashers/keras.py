@@ -243,6 +243,10 @@ class KerasEmbedding(Hasher):
             return np.zeros((0, 0), np.float32)
         return np.concatenate(outputs)
 
+    def row_form(self):
+        # The embedding's length is the model's: known once it is built (prepare), any before.
+        return np.dtype(np.float32).str, (self._model[0][0].output_shape[-1] if self._model else None,)
+
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return cosine_distance_64(a, b)
 

@@ -31,6 +31,10 @@ class OpenCVHash(Hasher):
             return algorithm.compute(np.zeros((32, 32, 3), np.uint8))[:0]
         return np.concatenate([algorithm.compute(image) for image in images])
 
+    def row_form(self):
+        blank = self.hash_batch([])  # the algorithm's own width and dtype, from a blank image
+        return blank.dtype.str, blank.shape[1:]
+
 
 @dataclass(frozen=True)
 class OpenCVBitHash(OpenCVHash, BitHasher):
