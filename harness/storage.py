@@ -203,7 +203,8 @@ def image_source_inside(entry: str, out_dir: str) -> bool:
 
     if not isinstance(entry, str) or entry.startswith("builtin:"):
         return False
-    return _within(os.path.realpath(glob_root(entry)[0]), os.path.realpath(out_dir))
+    root = entry if os.path.isdir(entry) else glob_root(entry)[0]  # a folder is listed whole, `[` in its name or not
+    return _within(os.path.realpath(root), os.path.realpath(out_dir))
 
 
 def image_folder_holding(entry: str, out_dir: str) -> str | None:
@@ -221,7 +222,7 @@ def image_folder_holding(entry: str, out_dir: str) -> str | None:
     if not isinstance(entry, str) or entry.startswith("builtin:"):
         return None
     out = os.path.realpath(out_dir)
-    if not glob.has_magic(entry):
+    if os.path.isdir(entry) or not glob.has_magic(entry):  # as the listing: a folder (photos[1]) is no pattern
         folder = os.path.realpath(entry)
         return entry if os.path.isdir(entry) and _within(out, folder) else None
     # The folder the listing walks, resolved as the listing's opening of it resolves it.

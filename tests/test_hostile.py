@@ -803,6 +803,21 @@ def test_a_pattern_through_a_link_and_dotdot_is_checked_at_the_folder_it_lists(t
     assert status == 0 and (tmp_path / "report" / "run.json").is_file()
 
 
+def test_a_folder_named_like_a_pattern_is_checked_as_the_folder_it_is(tmp_path, capsys, photos):
+    """The listing takes a folder as a folder though its name reads as a pattern (`photos[1]`);
+    the output check once took it as a pattern matching photos1 and let a run write inside it."""
+    folder = photos.rename(tmp_path / "photos[1]")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: ['{folder}']\nhashers: [aHash]\n" + GRAY)
+    before = sorted(folder.rglob("*"))
+    status, _, err = cli(capsys, "run", config, "--out", folder / "report")
+    assert status == 2
+    assert one_line_error(err) == (f"{folder}/report: the output directory is inside the image folder {folder} "
+                                   "(images[0]), so the next run would read its figures as images; "
+                                   "write the outputs elsewhere")
+    assert sorted(folder.rglob("*")) == before
+
+
 def test_an_output_directory_a_pattern_cannot_reach_is_accepted(photos):
     from harness.storage import check_output_dir, image_folder_holding
 
