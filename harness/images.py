@@ -254,12 +254,7 @@ def _glob(pattern: str, unlisted: list | None = None, links: list | None = None)
     skip a folder they cannot list without a word (pathlib stops on a path too long to open).
     Names match case-sensitively, as pathlib does on POSIX.
     """
-    parts = Path(pattern).parts
-    fixed = 0
-    while fixed < len(parts) and not glob.has_magic(parts[fixed]):
-        fixed += 1
-    root = str(Path(*parts[:fixed])) if fixed else os.curdir
-    wanted = tuple(parts[fixed:])
+    root, wanted = glob_root(pattern)
     if not os.path.isdir(root):
         return []
     found = []
@@ -268,6 +263,19 @@ def _glob(pattern: str, unlisted: list | None = None, links: list | None = None)
         if _matches(wanted, relative):
             found.append(str(Path(root, *relative)))
     return sorted(found)
+
+
+def glob_root(pattern: str) -> tuple[str, tuple[str, ...]]:
+    """A glob pattern's fixed folder (its parts before the first with a wildcard), as _glob walks
+    it, and the parts left, which _matches matches below it. A path without a wildcard is all
+    folder. `..` is kept: the system takes `link/..` through the link, where os.path.normpath
+    would drop both as text, so whoever compares this folder (the output directory's checks)
+    resolves it with os.path.realpath, as the listing does, rather than parsing it again."""
+    parts = Path(pattern).parts
+    fixed = 0
+    while fixed < len(parts) and not glob.has_magic(parts[fixed]):
+        fixed += 1
+    return (str(Path(*parts[:fixed])) if fixed else os.curdir), tuple(parts[fixed:])
 
 
 def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:

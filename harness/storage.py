@@ -199,13 +199,11 @@ def _staging_prefix(out_dir: str) -> str:
 def image_source_inside(entry: str, out_dir: str) -> bool:
     """Whether an `images:` entry names files inside `out_dir` (a file, a folder or a glob pattern's
     fixed part there). Paths are compared resolved."""
-    import glob
+    from harness.images import glob_root  # here: storage alone does not load the image libraries
 
     if not isinstance(entry, str) or entry.startswith("builtin:"):
         return False
-    parts = os.path.normpath(entry).split(os.sep)
-    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
-    root = os.sep.join(parts[:fixed]) or (os.sep if parts[:1] == [""] else os.curdir)
+    root = entry if os.path.isdir(entry) else glob_root(entry)[0]  # a folder is listed whole, `[` in its name or not
     return _within(os.path.realpath(root), os.path.realpath(out_dir))
 
 
@@ -217,26 +215,30 @@ def image_folder_holding(entry: str, out_dir: str) -> str | None:
     contains it and its remaining parts can match the path down to `out_dir` (or hold a
     `**`). A file or `builtin:` entry collects nothing. Paths are compared resolved.
     """
-    import fnmatch
     import glob
+
+    from harness.images import _matches, glob_root  # here: storage alone does not load the image libraries
 
     if not isinstance(entry, str) or entry.startswith("builtin:"):
         return None
     out = os.path.realpath(out_dir)
-    if not glob.has_magic(entry):
+    if os.path.isdir(entry) or not glob.has_magic(entry):  # as the listing: a folder (photos[1]) is no pattern
         folder = os.path.realpath(entry)
         return entry if os.path.isdir(entry) and _within(out, folder) else None
-    parts = os.path.normpath(entry).split(os.sep)
-    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
-    root = os.path.realpath(os.sep.join(parts[:fixed]) or os.curdir) if parts[:fixed] != [""] else os.sep
-    if not _within(out, root):
+    # The folder the listing walks, resolved as the listing's opening of it resolves it.
+    root, rest = glob_root(entry)
+    folder = os.path.realpath(root)
+    if not _within(out, folder):
         return None
-    below = [] if out == root else os.path.relpath(out, root).split(os.sep)
-    for depth, part in enumerate(parts[fixed:]):
-        if part == "**" or depth == len(below):  # the pattern reaches out_dir and goes on below it
-            return os.sep.join(parts[:fixed]) or os.curdir
-        if not fnmatch.fnmatchcase(below[depth], part):
-            return None
+    below = () if out == folder else tuple(os.path.relpath(out, folder).split(os.sep))
+    # A file in out_dir is `below` and a name or more: the pattern reaches one when its first
+    # parts match `below` and some are left for the names inside, or when a `**` it reaches on
+    # the way down (after matching any leading folders of `below`) goes on into out_dir.
+    for i in range(len(rest)):
+        if _matches(rest[:i], below):
+            return root
+        if rest[i] == "**" and any(_matches(rest[:i], below[:j]) for j in range(len(below) + 1)):
+            return root
     return None  # the pattern ends at or above out_dir: it can match out_dir, not a file in it
 
 

@@ -774,6 +774,50 @@ def test_an_output_directory_inside_an_image_folder_is_refused(tmp_path, capsys,
     assert sorted(p for p in photos.rglob("*")) == before  # nothing was written
 
 
+def test_a_pattern_through_a_link_and_dotdot_is_checked_at_the_folder_it_lists(tmp_path, capsys):
+    """`link/../photos` lists other/photos when `link` is other/deep; the output check once
+    dropped `link/..` as text (photos, which is not there) and let a run write into the
+    image folder, where the next run read its figures as images."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    (tmp_path / "other" / "deep").mkdir(parents=True)
+    (tmp_path / "other" / "photos" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "other" / "deep")
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "other" / "photos" / "sub" / f"{i}.png"), make_scene(i))
+    config = tmp_path / "c.yaml"
+    config.write_text("images: [x]\nhashers: [aHash]\n" + GRAY)
+    out = tmp_path / "other" / "photos" / "sub" / "out"
+    errors = {}
+    for folder in ("other/photos", "link/../photos"):
+        status, _, err = cli(capsys, "run", config, "--images", f"{tmp_path}/{folder}/**/*.png", "--out", out)
+        assert status == 2
+        errors[folder] = one_line_error(err).replace(f"{tmp_path}/{folder} ", f"{tmp_path}/FOLDER ")
+    assert errors["link/../photos"] == errors["other/photos"]
+    assert errors["other/photos"].startswith(f"{out}: the output directory is inside the image folder ")
+    assert not out.exists()
+    status, _, _ = cli(capsys, "run", config, "--images", f"{tmp_path}/link/../photos/**/*.png",
+                       "--out", tmp_path / "report")
+    assert status == 0 and (tmp_path / "report" / "run.json").is_file()
+
+
+def test_a_folder_named_like_a_pattern_is_checked_as_the_folder_it_is(tmp_path, capsys, photos):
+    """The listing takes a folder as a folder though its name reads as a pattern (`photos[1]`);
+    the output check once took it as a pattern matching photos1 and let a run write inside it."""
+    folder = photos.rename(tmp_path / "photos[1]")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: ['{folder}']\nhashers: [aHash]\n" + GRAY)
+    before = sorted(folder.rglob("*"))
+    status, _, err = cli(capsys, "run", config, "--out", folder / "report")
+    assert status == 2
+    assert one_line_error(err) == (f"{folder}/report: the output directory is inside the image folder {folder} "
+                                   "(images[0]), so the next run would read its figures as images; "
+                                   "write the outputs elsewhere")
+    assert sorted(folder.rglob("*")) == before
+
+
 def test_an_output_directory_a_pattern_cannot_reach_is_accepted(photos):
     from harness.storage import check_output_dir, image_folder_holding
 
