@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import exception_text
+
 FORMAT = "imghash-harness hash cache 2"
 DEFAULT_NAME = "hash-cache.sqlite"  # a damaged cache of this name may be replaced; one of another name never
 SCHEMA = {
@@ -197,7 +199,7 @@ class HashCache:
         except sqlite3.Error as exc:
             if db is not None:
                 db.close()
-            problem = CacheProblem(_one_line(exc))
+            problem = CacheProblem(exception_text(exc))
             problem.busy = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
             raise problem from None
         except CacheProblem:
@@ -208,9 +210,9 @@ class HashCache:
         """A cache that breaks during the run (disk full, damaged pages) is dropped, never fatal; a
         damaged file of ours is repaired first (SQLite's own word for it: a plain DatabaseError)."""
         if type(exc) is sqlite3.DatabaseError and self._repairable:
-            self._salvage(_one_line(exc))
+            self._salvage(exception_text(exc))
             return
-        self.notes.append(f"hash cache {self.path}: {doing} failed ({_visible(_one_line(exc))}); the rest of this run "
+        self.notes.append(f"hash cache {self.path}: {doing} failed ({_visible(exception_text(exc))}); the rest of this run "
                           "keeps no cache")
         self.close()
 
@@ -271,7 +273,7 @@ class HashCache:
             # every later write of that entry fail as "malformed"
             problems = [row[0] for row in self._db.execute("PRAGMA integrity_check(3)")]
         except sqlite3.Error as exc:
-            problems = [_one_line(exc)]
+            problems = [exception_text(exc)]
         if problems != ["ok"] and self._repairable:
             self._salvage("; ".join(problems))
         return self.get_image(hasher, image, form)
@@ -307,7 +309,7 @@ class HashCache:
             except (OSError, CacheProblem):
                 outcome = "the rest of this run keeps no cache"
             self.notes.append(f"hash cache {self.path}: damaged ({_visible(damage)}) and could not be repaired "
-                              f"({_one_line(exc)}); {outcome}")
+                              f"({exception_text(exc)}); {outcome}")
             return
         finally:
             _remove_cache_file(fresh)
@@ -546,7 +548,3 @@ def _visible(text: str) -> str:
     from harness.markdown import visible
 
     return visible(text)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

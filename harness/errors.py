@@ -27,6 +27,7 @@ class Terminated(KeyboardInterrupt):
 
 SHOWN_MAX = 80  # characters of a user's value echoed in a message
 PATH_MAX = 200  # characters of a file or key path echoed in a message
+REASON_MAX = 300  # characters of a library's exception message quoted as a reason
 MESSAGE_MAX = 1000  # characters of a whole message, as printed ("error: ..." included)
 # OpenCV decodes no image of more pixels (CV_IO_MAX_IMAGE_PIXELS): the bound of `max_pixels`. A file
 # of one is read whole (8 bytes a pixel at most), so it also bounds what a config can make a run read.
@@ -43,6 +44,16 @@ def shortened(text: str, limit: int) -> str:
     """`text` on one line, cut to `limit` characters with an ellipsis."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def exception_text(exc: BaseException, with_type: bool = False) -> str:
+    """An exception's message on one line of bounded length (a cv2.error spans several lines),
+    or its type's name when it has no message: the reason a message quotes. `with_type`
+    puts the type's name first ("ValueError: ...") where the message alone says too little."""
+    text = shortened(str(exc), REASON_MAX)
+    if not text or not with_type:
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
 
 
 def clipped(text: str, limit: int = SHOWN_MAX) -> str:

@@ -69,7 +69,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from harness.errors import OPENCV_MAX_PIXELS, PATH_MAX, ImageError, clipped
+from harness.errors import OPENCV_MAX_PIXELS, PATH_MAX, ImageError, clipped, exception_text
 
 BUILTIN_PREFIX = "builtin:"
 # scikit-image's bundled photographs (shipped in the package, no download), freely
@@ -499,7 +499,7 @@ def _open_header(data: bytes) -> tuple[Image.Image | None, str | None]:
     except UnidentifiedImageError:
         return None, None
     except Exception as exc:  # plugins raise all sorts on malformed headers; the bytes are untrusted
-        return None, f"corrupt image header: {_one_line(exc)}"
+        return None, f"corrupt image header: {exception_text(exc)}"
 
 
 def _check_size(width: int, height: int, max_pixels: int | None) -> None:
@@ -692,7 +692,7 @@ def _decode_pillow(image: Image.Image) -> np.ndarray:
             return np.asarray(image)
         return np.asarray(image.convert("RGB"))[:, :, ::-1]
     except Exception as exc:  # decoders raise all sorts on truncated or corrupt data; the bytes are untrusted
-        raise ImageError(f"cannot decode {image.format}: {_one_line(exc)}") from None
+        raise ImageError(f"cannot decode {image.format}: {exception_text(exc)}") from None
 
 
 def _to_uint8(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -789,10 +789,6 @@ def _not_an_image(data: bytes) -> str:
         hint = " (SVG and other vector formats are not read)" if "<svg" in sample.lower() else ""
         return f"not an image: the file holds text, starting {start!r}{hint}"
     return f"not an image: unknown format (first bytes {data[:8].hex(' ')})"
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 WORK_SIZE_HEAD = 1 << 16

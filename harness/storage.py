@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.errors import PATH_MAX, HarnessError, clipped
+from harness.errors import PATH_MAX, HarnessError, clipped, exception_text
 from harness.provenance import file_sha256
 from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, ROWS_BLOCK, category_codes,
                             first_seen_categorical, in_first_seen_order, text_categories, text_dtype)
@@ -810,7 +810,7 @@ def read_long(out_dir: str, name: str) -> pd.DataFrame:
     except HarnessError:
         raise
     except Exception as exc:  # a damaged file: pandas and pyarrow raise many kinds
-        raise HarnessError(f"{_where(out_dir)}: cannot read {name} ({_one_line(exc)})") from None
+        raise HarnessError(f"{_where(out_dir)}: cannot read {name} ({exception_text(exc)})") from None
     for column in OPTIONAL_COLUMNS & set(columns) - set(frame.columns):
         frame[column] = ""
     missing = [c for c in columns if c not in frame.columns]
@@ -819,7 +819,7 @@ def read_long(out_dir: str, name: str) -> pd.DataFrame:
     try:
         frame = normalise(name, frame)
     except (TypeError, ValueError) as exc:
-        raise HarnessError(f"{_where(out_dir)}: {name} holds values of the wrong type ({_one_line(exc)})") from None
+        raise HarnessError(f"{_where(out_dir)}: {name} holds values of the wrong type ({exception_text(exc)})") from None
     if np.isinf(frame["distance"]).any():  # a run writes a number or nothing (a failed pair)
         raise HarnessError(f"{_where(out_dir)}: {name} holds an infinite distance")
     return frame
@@ -869,7 +869,7 @@ def read_small(out_dir: str, name: str, columns: list[str] | None = None) -> pd.
     except pd.errors.EmptyDataError:
         return pd.DataFrame(columns=columns or [])
     except Exception as exc:
-        raise HarnessError(f"{path}: cannot read ({_one_line(exc)})") from None
+        raise HarnessError(f"{path}: cannot read ({exception_text(exc)})") from None
     if columns and any(c not in frame.columns for c in columns):
         raise HarnessError(f"{path}: lacks the columns {', '.join(c for c in columns if c not in frame.columns)}")
     for column in NUMBER_COLUMNS.get(name, []):
@@ -878,7 +878,7 @@ def read_small(out_dir: str, name: str, columns: list[str] | None = None) -> pd.
                 frame[column] = pd.to_numeric(frame[column])
             except (TypeError, ValueError) as exc:
                 raise HarnessError(f"{path}: column {column} holds a value that is not a number "
-                                   f"({_one_line(exc)})") from None
+                                   f"({exception_text(exc)})") from None
     return frame
 
 
@@ -909,7 +909,7 @@ def read_json(out_dir: str, name: str) -> dict:
             raise HarnessError(f"{path}: larger than {JSON_MAX_BYTES >> 20} MiB; not the run.json of a run")
         data = json.loads(data.decode("utf-8"))
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: [[[[... nested too deep
-        raise HarnessError(f"{path}: cannot read ({_one_line(exc)})") from None
+        raise HarnessError(f"{path}: cannot read ({exception_text(exc)})") from None
     if not isinstance(data, dict):
         raise HarnessError(f"{path}: expected a JSON object")
     return data
@@ -946,7 +946,7 @@ def read_table_file(path: str, columns: list[str]) -> tuple[pd.DataFrame, dict[s
         else:
             frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, usecols=columns)
     except Exception as exc:  # pandas and pyarrow raise many kinds on damaged files
-        raise HarnessError(f"{shown}: not a table with the columns {', '.join(columns)} ({_one_line(exc)})") from None
+        raise HarnessError(f"{shown}: not a table with the columns {', '.join(columns)} ({exception_text(exc)})") from None
     if parquet:  # a CSV is text by nature; a Parquet column may hold bytes, numbers or nulls
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -999,8 +999,3 @@ def _regular(path: str) -> bool:
         raise HarnessError(f"{path}: not a regular file (a symbolic link, a directory or a device); an output "
                            "directory holds only the files a run wrote")
     return True
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:199] + "…"

@@ -17,7 +17,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from harness.errors import HashError, UnavailableError
+from harness.errors import HashError, UnavailableError, exception_text
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class Hasher(ABC):
         except HashError:
             raise
         except Exception as exc:
-            raise HashError(f"{self.name} distance failed: {type(exc).__name__}: {_one_line(exc)}") from exc
+            raise HashError(f"{self.name} distance failed: {exception_text(exc, with_type=True)}") from exc
         if out.shape != (len(a),):
             raise HashError(f"{self.name} distance returned shape {out.shape} for {len(a)} pairs, not one "
                             "value per pair")
@@ -130,7 +130,7 @@ class Hasher(ABC):
             raise
         except Exception as exc:
             batch = f" on a batch of {len(images)} images" if len(images) != 1 else ""
-            raise HashError(f"{self.name} failed{batch}: {type(exc).__name__}: {_one_line(exc)}") from exc
+            raise HashError(f"{self.name} failed{batch}: {exception_text(exc, with_type=True)}") from exc
 
     def encode_row(self, row) -> np.ndarray:
         """One image's hash (a row of `hash_batch`'s result) as a plain array of numbers or booleans,
@@ -185,11 +185,6 @@ def _check_batch(name: str, images) -> None:
                    else type(image).__name__)
             raise HashError(f"{name} expects uint8 HxWx3 BGR images (H, W >= 1); image {index} of "
                             f"{count}: got {got}")
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line (cv2.error spans several), for CSV cells and the CLI."""
-    return " ".join(str(exc).split())
 
 
 @dataclass(frozen=True)
