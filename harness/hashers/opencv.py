@@ -27,12 +27,16 @@ class OpenCVHash(Hasher):
     def hash_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         # img_hash has no batch API; one algorithm object serves the whole batch.
         algorithm = self.create()
-        if not len(images):  # the right width and dtype, from a blank image
-            return algorithm.compute(np.zeros((32, 32, 3), np.uint8))[:0]
+        if not len(images):
+            return self._blank_hash(algorithm)[:0]
         return np.concatenate([algorithm.compute(image) for image in images])
 
+    def _blank_hash(self, algorithm):
+        # The algorithm's own width and dtype, read from its hash of a blank image.
+        return algorithm.compute(np.zeros((32, 32, 3), np.uint8))
+
     def row_form(self):
-        blank = self.hash_batch([])  # the algorithm's own width and dtype, from a blank image
+        blank = self._blank_hash(self.create())
         return blank.dtype.str, blank.shape[1:]
 
 
