@@ -41,9 +41,10 @@ def _search_state(arrays: dict, hashers: dict):
 
 
 def _search_shard(state, job):
-    """Pairs of one block of split a's rows against split b (within one split: i < j)."""
+    """Pairs of one block of split a's rows against split b (within one split: i < j); for pairs,
+    a TooManyPairs instead once the block holds more than `limit` (the audit's max_flags)."""
     arrays, hashers = state
-    kind, hid, a, b, start, stop, threshold = job
+    kind, hid, a, b, start, stop, threshold, limit = job
     hasher = hashers[hid]
     queries = arrays[(a, hid)][start:stop]
     database = arrays[(b, hid)]
@@ -55,28 +56,35 @@ def _search_shard(state, job):
                 counts = counts + search.hamming_histogram(queries, rest, int(hasher.distance_max))
             return counts
         return search.hamming_histogram(queries, database, int(hasher.distance_max))
-    if a == b:  # inside the block (i < j), then the block against the rows after it
-        inside = search.hasher_pairs_within(hasher, queries, threshold)
-        after = search.hasher_pairs(hasher, queries, database[stop:], threshold)
-        i = np.concatenate([inside.i, after.i]) + start
-        j = np.concatenate([inside.j + start, after.j + stop])
-        order = np.lexsort([j, i])
-        return i[order], j[order], np.concatenate([inside.distance, after.distance])[order]
-    found = search.hasher_pairs(hasher, queries, database, threshold)
+    try:
+        if a == b:  # inside the block (i < j), then the block against the rows after it
+            inside = search.hasher_pairs_within(hasher, queries, threshold, limit=limit)
+            try:
+                after = search.hasher_pairs(hasher, queries, database[stop:], threshold, limit=limit - len(inside))
+            except search.TooManyPairs as over:
+                raise search.TooManyPairs(len(inside) + over.count) from None
+            i = np.concatenate([inside.i, after.i]) + start
+            j = np.concatenate([inside.j + start, after.j + stop])
+            order = np.lexsort([j, i])
+            return i[order], j[order], np.concatenate([inside.distance, after.distance])[order]
+        found = search.hasher_pairs(hasher, queries, database, threshold, limit=limit)
+    except search.TooManyPairs as over:  # returned, not raised: a value comes back the same way from any engine
+        return over
     return found.i + start, found.j, found.distance
 
 
-def _engine_map(jobs, splits, hashers, specs, workers, scheduler):
+def _engine_map(jobs, splits, hashers, specs, workers, scheduler, finished=None):
     arrays = {(k, hid): split.arrays[hid] for k, split in enumerate(splits) for hid in hashers}
     # In this process the hashers are the prepared ones; elsewhere each worker builds them from specs.
     local = workers <= 1 and not scheduler
     given = hashers if local else {spec.id: spec for spec in specs}
     with Engine(workers=workers, scheduler=scheduler, setup=(_search_state, (arrays, given))) as engine:
-        return list(engine.map(_search_shard, jobs)), engine.kind
+        return list(engine.map(_search_shard, jobs, finished)), engine.kind
 
 
-def _shards(kind, hid, a, b, count, threshold=None):
-    return [(kind, hid, a, b, start, min(start + SHARD, count), threshold) for start in range(0, count, SHARD)]
+def _shards(kind, hid, a, b, count, threshold=None, limit=None):
+    return [(kind, hid, a, b, start, min(start + SHARD, count), threshold, limit)
+            for start in range(0, count, SHARD)]
 
 
 # --- thresholds ---------------------------------------------------------------------------
@@ -231,15 +239,29 @@ class Found:
 
 
 def search_all(config: LeakConfig, splits, hashers: dict, thresholds: dict, *, workers=1, scheduler=None) -> Found:
+    """Every pair within the thresholds. The pairs are counted as each shard's come back (in any
+    order), and the audit stops as soon as they are more than max_flags, each shard's search
+    stopping there too: a threshold that flags most pairs of a large data set is refused holding
+    about max_flags pairs, not all of them (gigabytes)."""
     jobs = [job for a, b in split_pairs(splits) for hid in hashers
-            for job in _shards("pairs", hid, a, b, len(splits[a].files), thresholds[hid])]
-    results, kind = _engine_map(jobs, splits, hashers, config.hashers, workers, scheduler)
+            for job in _shards("pairs", hid, a, b, len(splits[a].files), thresholds[hid], config.max_flags)]
+    total = 0
+
+    def count(result):
+        nonlocal total
+        total += result.count if isinstance(result, search.TooManyPairs) else len(result[0])
+        if total > config.max_flags:
+            raise HarnessError(f"at least {total} pairs (counted once per hasher) are within the thresholds "
+                               f"({', '.join(f'{h} <= {t:g}' for h, t in thresholds.items())}), "
+                               f"more than max_flags ({config.max_flags}): the threshold is far too loose for these "
+                               "images; choose a smaller one, or raise max_flags")
+
+    results, kind = _engine_map(jobs, splits, hashers, config.hashers, workers, scheduler, finished=count)
     found = Found()
     found.engine = kind
     parts: dict[tuple, list] = {}
     for job, result in zip(jobs, results):
         parts.setdefault((job[2], job[3], job[1]), []).append(result)
-    total = 0
     for a, b in split_pairs(splits):
         for hid in hashers:
             chunks = parts.get((a, b, hid), [])
@@ -247,12 +269,6 @@ def search_all(config: LeakConfig, splits, hashers: dict, thresholds: dict, *, w
             j = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.int64)
             d = np.concatenate([c[2] for c in chunks]) if chunks else np.zeros(0)
             found.pairs[(a, b, hid)] = (i, j, d)
-            total += len(i)
-    if total > config.max_flags:
-        raise HarnessError(f"{total} pairs (counted once per hasher) are within the thresholds "
-                           f"({', '.join(f'{h} <= {t:g}' for h, t in thresholds.items())}), "
-                           f"more than max_flags ({config.max_flags}): the threshold is far too loose for these "
-                           "images; choose a smaller one, or raise max_flags")
     return found
 
 

@@ -1069,3 +1069,28 @@ def test_hashers_chosen_on_the_command_line_drop_the_configs_thresholds_of_the_o
     assert main(["leaks", str(config), "--hashers", "pHash", "--min-agree", "1", "--out", str(out), "--quiet"]) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["hashers"] == ["pHash"] and saved["threshold"] == {"pHash": 8} and saved["min_agree"] == 1
+
+
+def test_max_flags_stops_the_search_near_that_many_pairs(tmp_path, capsys):
+    """6,000 identical hashes: all 18 million pairs are within threshold 0. The audit refuses in one
+    line, and its search stops once it holds more than max_flags pairs, not after gathering them all:
+    the memory it took (tracemalloc's peak, numpy's arrays included) stays a few MB, where gathering
+    every pair took over 500 MB."""
+    import tracemalloc
+
+    table = tmp_path / "same.csv"
+    table.write_text("file,hash\n" + "".join(f"{k}.png,00ff00ff00ff00ff\n" for k in range(6000)))
+    config = tmp_path / "audit.yaml"
+    config.write_text(yaml.safe_dump({"splits": {"train": [str(table)]}, "hashers": ["aHash"],
+                                      "threshold": {"aHash": 0}, "max_flags": 1000, "output": str(tmp_path / "out")}))
+    capsys.readouterr()
+    tracemalloc.start()
+    try:
+        code = main(["leaks", str(config), "--quiet"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "more than max_flags (1000)" in error
+    assert peak < 50 << 20, f"{peak / 2**20:.0f} MB"
