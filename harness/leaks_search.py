@@ -117,11 +117,10 @@ class Calibration:
         impostors = results.impostors.drop(index=results.metrics.excluded.index)
         own = {hid: impostors[impostors["hasher"] == hid] for hid in hashers}
         self.impostors = {hid: table["distance"].to_numpy(np.float64) for hid, table in own.items()}
-        self.pair_ids = {hid: (table["image_id"].to_numpy(), table["other_id"].to_numpy()) for hid, table in own.items()}
+        # As they are (categorical): source_pairs counts by their codes, without millions of strings.
+        self.pair_ids = {hid: (table["image_id"].array, table["other_id"].array) for hid, table in own.items()}
         self.sources = {hid: source_pairs(*self.pair_ids[hid]) for hid in own}
-        key = ["kind", "family", "value", "image_id", "other_id"]
-        self.impostors_wide = impostors.pivot_table(index=key, columns="hasher", values="distance", aggfunc="first",
-                                                    observed=True)
+        self._impostors = impostors
         genuine = results.distances[results.distances["error"] == ""]
         self.genuine = genuine
         self.first_point = results.metrics.chosen  # "fpr=0.01": the run's first target
@@ -156,18 +155,67 @@ class Calibration:
             images, others = self.pair_ids[hasher_id]
             return (int(np.count_nonzero(matched)), len(matched), self.sources[hasher_id],
                     source_pairs(images[matched], others[matched]))
-        wide = self.impostors_wide[list(thresholds)].dropna()
-        matched = sum((wide[h] <= t).to_numpy() for h, t in thresholds.items()) >= min_agree
-        images, others = wide.index.get_level_values("image_id"), wide.index.get_level_values("other_id")
-        return (int(np.count_nonzero(matched)), len(wide), source_pairs(images, others),
-                source_pairs(images[matched], others[matched]))
+        return agreement_rate(self._impostors, thresholds, min_agree)
+
+
+def agreement_rate(impostors: pd.DataFrame, thresholds: dict, min_agree: int) -> tuple[int, int, int, int]:
+    """Calibration.false_rate of the agreement: the impostor pairs (kind, family, value, image_id,
+    other_id) that every hasher of `thresholds` measured, each hasher's distance the first of its
+    rows that is a number (as a pivot table's "first"), how many of them at least `min_agree`
+    hashers call matches, and their pairs of different source images. On integer keys: a pivot
+    table of the run's millions of rows took 10-20 s."""
+    key, size = np.zeros(len(impostors), np.int64), 1
+    valid = np.ones(len(impostors), bool)
+    for column in ("kind", "family", "value", "image_id", "other_id"):
+        values = pd.Categorical(impostors[column])
+        valid &= values.codes >= 0  # a missing key is no pair (as a pivot table leaves it out)
+        if size * (len(values.categories) + 1) >= 1 << 62:
+            key = pd.factorize(key)[0].astype(np.int64)
+            size = int(key.max(initial=0)) + 1
+        key, size = key * len(values.categories) + values.codes, size * len(values.categories)
+    distance = impostors["distance"].to_numpy(np.float64)
+    valid &= ~np.isnan(distance)
+    firsts = []  # per hasher: its keys, sorted, and the row of each key's first distance
+    for hid in thresholds:
+        rows = np.flatnonzero(valid & (impostors["hasher"] == hid).to_numpy())
+        rows = rows[np.argsort(key[rows], kind="stable")]
+        first = np.r_[True, key[rows[1:]] != key[rows[:-1]]] if len(rows) else np.zeros(0, bool)
+        firsts.append((key[rows[first]], rows[first]))
+    if any(not len(keys) for keys, _ in firsts):
+        return 0, 0, 0, 0
+    # The first hasher's keys that every hasher has (a lookup in each one's sorted keys), and their distances.
+    common, first_rows = firsts[0]
+    everywhere = np.ones(len(common), bool)
+    distances = []
+    for keys, rows in firsts:
+        at = np.minimum(np.searchsorted(keys, common), len(keys) - 1)
+        everywhere &= keys[at] == common
+        distances.append(distance[rows[at]])
+    agree = sum(d[everywhere] <= t for d, t in zip(distances, thresholds.values()))
+    matched = agree >= min_agree
+    at = first_rows[everywhere]
+    images, others = impostors["image_id"].array[at], impostors["other_id"].array[at]
+    return (int(np.count_nonzero(matched)), len(at), source_pairs(images, others),
+            source_pairs(images[matched], others[matched]))
 
 
 def source_pairs(image_ids, other_ids) -> int:
     """How many pairs of different source images the impostor pairs come from (either way round):
     the edited copies of one pair are not independent chances of a false match, so the share's
-    interval counts each such pair once (as a family's detection rate counts images, not copies)."""
-    return len({(a, b) if a <= b else (b, a) for a, b in zip(map(str, image_ids), map(str, other_ids))})
+    interval counts each such pair once (as a family's detection rate counts images, not copies).
+    Ids are compared as text. Counted on integer codes, sorted: a set of millions of pairs of
+    strings took seconds a call and gigabytes."""
+    left, right = pd.Categorical(image_ids), pd.Categorical(other_ids)
+    if (left.codes < 0).any() or (right.codes < 0).any():  # a missing id: as text, "None" or "nan"
+        left, right = pd.Categorical(list(map(str, image_ids))), pd.Categorical(list(map(str, other_ids)))
+    # One code per id as text, over both sides' categories (few: the run's images).
+    names = np.concatenate([np.asarray(left.categories.astype(str), object),
+                            np.asarray(right.categories.astype(str), object)])
+    code = pd.factorize(names)[0].astype(np.int64)
+    a, b = code[left.codes], code[len(left.categories) + right.codes.astype(np.int64)]
+    # np.unique took 20 times a sort's time on 4.6 million keys (numpy 2.4): count the changes of a sorted key.
+    key = np.sort(np.minimum(a, b) * len(names) + np.maximum(a, b))
+    return int(len(key) and 1 + np.count_nonzero(key[1:] != key[:-1]))
 
 
 def choose_thresholds(config: LeakConfig, splits, hashers: dict, calibration: "Calibration | None", *, workers=1,
@@ -389,6 +437,7 @@ def estimates(config: LeakConfig, splits, found: Found, flagged: pd.DataFrame, t
     names = [s.name for s in splits]
     hashers = list(thresholds)
     subjects = [(h, h) for h in hashers] + ([(AGREEMENT, None)] if len(hashers) > 1 else [])
+    rates = {}  # the calibration's share is the same for every pair of splits: counted once a subject
     for a, b in split_pairs(splits):
         pairs = compared(splits, a, b)
         if not pairs:
@@ -401,7 +450,9 @@ def estimates(config: LeakConfig, splits, found: Found, flagged: pd.DataFrame, t
                 flags = int(((flagged["a"] == a) & (flagged["b"] == b)).sum()) if len(flagged) else 0
                 threshold = f"{config.min_agree} of {len(hashers)}"
             if calibration is not None:
-                false, impostors, sources, matched = calibration.false_rate(thresholds, config.min_agree, hid)
+                if label not in rates:
+                    rates[label] = calibration.false_rate(thresholds, config.min_agree, hid)
+                false, impostors, sources, matched = rates[label]
                 rate = false / impostors if impostors else float("nan")
                 expected, low, high = false_flag_range(pairs, rate, sources)
                 basis = (f"{false} of {impostors:,} impostor pairs of the run {calibration.directory} at or below "

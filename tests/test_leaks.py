@@ -22,7 +22,7 @@ import harness
 from harness.leaks import leak_config
 from harness.__main__ import main
 from harness.hashers import HASHERS
-from harness.leaks_search import false_flag_range, source_pairs
+from harness.leaks_search import agreement_rate, false_flag_range, source_pairs
 from harness.metrics import poisson_quantile, wilson_interval
 from harness.transforms import apply_chain
 from tests.conftest import ROOT, make_scene
@@ -323,6 +323,39 @@ def test_poisson_quantiles():
 
 def test_source_pairs_are_counted_either_way_round_once():
     assert source_pairs(["a", "b", "a", "a"], ["b", "a", "c", "b"]) == 2
+    # As text, as a set of str pairs counted them: 1 and "1" are one image, None "None", NaN "nan".
+    assert source_pairs([1, "1", "a"], ["2", 2, "b"]) == 2
+    assert source_pairs(pd.Categorical(["a", None, None]), np.array([None, "nan", "None"], object)) == 3
+    assert source_pairs([], []) == 0
+
+
+def test_the_agreements_false_rate_is_the_pivot_tables():
+    """agreement_rate counts what the pivot table of the impostor pairs, one column a hasher, gave:
+    duplicate rows (the first number counts), missing distances, pairs only one hasher measured,
+    and a missing key."""
+    rng = np.random.default_rng(8)
+    n = 4000
+    table = pd.DataFrame({"hasher": rng.choice(["a", "b", "c"], n), "kind": rng.choice(["edit", "source"], n),
+                          "family": rng.choice(["jpeg", "crop", ""], n), "value": rng.choice(["1", "2"], n),
+                          "image_id": rng.choice([f"i{k}" for k in range(12)], n),
+                          "other_id": rng.choice([f"i{k}" for k in range(12)], n),
+                          "distance": rng.integers(0, 20, n).astype(float)})
+    table.loc[rng.random(n) < 0.1, "distance"] = np.nan
+    table.loc[5, "family"] = None
+    for column in ("hasher", "kind", "family", "value", "image_id", "other_id"):
+        table[column] = table[column].astype("category")
+    thresholds = {"a": 6.0, "b": 9.0, "c": 4.0}
+    wide = table.pivot_table(index=["kind", "family", "value", "image_id", "other_id"], columns="hasher",
+                             values="distance", aggfunc="first", observed=True)
+    for chosen, min_agree in [(["a", "b"], 1), (["a", "b"], 2), (["a", "b", "c"], 2)]:
+        given = {h: thresholds[h] for h in chosen}
+        part = wide[chosen].dropna()
+        matched = sum((part[h] <= t).to_numpy() for h, t in given.items()) >= min_agree
+        images, others = part.index.get_level_values("image_id"), part.index.get_level_values("other_id")
+        expected = (int(matched.sum()), len(part), source_pairs(images, others),
+                    source_pairs(images[matched], others[matched]))
+        assert 0 < expected[0] < expected[1]
+        assert agreement_rate(table, given, min_agree) == expected
 
 
 @pytest.fixture(scope="module")
