@@ -41,9 +41,10 @@ def _search_state(arrays: dict, hashers: dict):
 
 
 def _search_shard(state, job):
-    """Pairs of one block of split a's rows against split b (within one split: i < j)."""
+    """Pairs of one block of split a's rows against split b (within one split: i < j); for pairs,
+    a TooManyPairs instead once the block holds more than `limit` (the audit's max_flags)."""
     arrays, hashers = state
-    kind, hid, a, b, start, stop, threshold = job
+    kind, hid, a, b, start, stop, threshold, limit = job
     hasher = hashers[hid]
     queries = arrays[(a, hid)][start:stop]
     database = arrays[(b, hid)]
@@ -55,28 +56,35 @@ def _search_shard(state, job):
                 counts = counts + search.hamming_histogram(queries, rest, int(hasher.distance_max))
             return counts
         return search.hamming_histogram(queries, database, int(hasher.distance_max))
-    if a == b:  # inside the block (i < j), then the block against the rows after it
-        inside = search.hasher_pairs_within(hasher, queries, threshold)
-        after = search.hasher_pairs(hasher, queries, database[stop:], threshold)
-        i = np.concatenate([inside.i, after.i]) + start
-        j = np.concatenate([inside.j + start, after.j + stop])
-        order = np.lexsort([j, i])
-        return i[order], j[order], np.concatenate([inside.distance, after.distance])[order]
-    found = search.hasher_pairs(hasher, queries, database, threshold)
+    try:
+        if a == b:  # inside the block (i < j), then the block against the rows after it
+            inside = search.hasher_pairs_within(hasher, queries, threshold, limit=limit)
+            try:
+                after = search.hasher_pairs(hasher, queries, database[stop:], threshold, limit=limit - len(inside))
+            except search.TooManyPairs as over:
+                raise search.TooManyPairs(len(inside) + over.count) from None
+            i = np.concatenate([inside.i, after.i]) + start
+            j = np.concatenate([inside.j + start, after.j + stop])
+            order = np.lexsort([j, i])
+            return i[order], j[order], np.concatenate([inside.distance, after.distance])[order]
+        found = search.hasher_pairs(hasher, queries, database, threshold, limit=limit)
+    except search.TooManyPairs as over:  # returned, not raised: a value comes back the same way from any engine
+        return over
     return found.i + start, found.j, found.distance
 
 
-def _engine_map(jobs, splits, hashers, specs, workers, scheduler):
+def _engine_map(jobs, splits, hashers, specs, workers, scheduler, finished=None):
     arrays = {(k, hid): split.arrays[hid] for k, split in enumerate(splits) for hid in hashers}
     # In this process the hashers are the prepared ones; elsewhere each worker builds them from specs.
     local = workers <= 1 and not scheduler
     given = hashers if local else {spec.id: spec for spec in specs}
     with Engine(workers=workers, scheduler=scheduler, setup=(_search_state, (arrays, given))) as engine:
-        return list(engine.map(_search_shard, jobs)), engine.kind
+        return list(engine.map(_search_shard, jobs, finished)), engine.kind
 
 
-def _shards(kind, hid, a, b, count, threshold=None):
-    return [(kind, hid, a, b, start, min(start + SHARD, count), threshold) for start in range(0, count, SHARD)]
+def _shards(kind, hid, a, b, count, threshold=None, limit=None):
+    return [(kind, hid, a, b, start, min(start + SHARD, count), threshold, limit)
+            for start in range(0, count, SHARD)]
 
 
 # --- thresholds ---------------------------------------------------------------------------
@@ -109,11 +117,10 @@ class Calibration:
         impostors = results.impostors.drop(index=results.metrics.excluded.index)
         own = {hid: impostors[impostors["hasher"] == hid] for hid in hashers}
         self.impostors = {hid: table["distance"].to_numpy(np.float64) for hid, table in own.items()}
-        self.pair_ids = {hid: (table["image_id"].to_numpy(), table["other_id"].to_numpy()) for hid, table in own.items()}
+        # As they are (categorical): source_pairs counts by their codes, without millions of strings.
+        self.pair_ids = {hid: (table["image_id"].array, table["other_id"].array) for hid, table in own.items()}
         self.sources = {hid: source_pairs(*self.pair_ids[hid]) for hid in own}
-        key = ["kind", "family", "value", "image_id", "other_id"]
-        self.impostors_wide = impostors.pivot_table(index=key, columns="hasher", values="distance", aggfunc="first",
-                                                    observed=True)
+        self._impostors = impostors
         genuine = results.distances[results.distances["error"] == ""]
         self.genuine = genuine
         self.first_point = results.metrics.chosen  # "fpr=0.01": the run's first target
@@ -148,18 +155,67 @@ class Calibration:
             images, others = self.pair_ids[hasher_id]
             return (int(np.count_nonzero(matched)), len(matched), self.sources[hasher_id],
                     source_pairs(images[matched], others[matched]))
-        wide = self.impostors_wide[list(thresholds)].dropna()
-        matched = sum((wide[h] <= t).to_numpy() for h, t in thresholds.items()) >= min_agree
-        images, others = wide.index.get_level_values("image_id"), wide.index.get_level_values("other_id")
-        return (int(np.count_nonzero(matched)), len(wide), source_pairs(images, others),
-                source_pairs(images[matched], others[matched]))
+        return agreement_rate(self._impostors, thresholds, min_agree)
+
+
+def agreement_rate(impostors: pd.DataFrame, thresholds: dict, min_agree: int) -> tuple[int, int, int, int]:
+    """Calibration.false_rate of the agreement: the impostor pairs (kind, family, value, image_id,
+    other_id) that every hasher of `thresholds` measured, each hasher's distance the first of its
+    rows that is a number (as a pivot table's "first"), how many of them at least `min_agree`
+    hashers call matches, and their pairs of different source images. On integer keys: a pivot
+    table of the run's millions of rows took 10-20 s."""
+    key, size = np.zeros(len(impostors), np.int64), 1
+    valid = np.ones(len(impostors), bool)
+    for column in ("kind", "family", "value", "image_id", "other_id"):
+        values = pd.Categorical(impostors[column])
+        valid &= values.codes >= 0  # a missing key is no pair (as a pivot table leaves it out)
+        if size * (len(values.categories) + 1) >= 1 << 62:
+            key = pd.factorize(key)[0].astype(np.int64)
+            size = int(key.max(initial=0)) + 1
+        key, size = key * len(values.categories) + values.codes, size * len(values.categories)
+    distance = impostors["distance"].to_numpy(np.float64)
+    valid &= ~np.isnan(distance)
+    firsts = []  # per hasher: its keys, sorted, and the row of each key's first distance
+    for hid in thresholds:
+        rows = np.flatnonzero(valid & (impostors["hasher"] == hid).to_numpy())
+        rows = rows[np.argsort(key[rows], kind="stable")]
+        first = np.r_[True, key[rows[1:]] != key[rows[:-1]]] if len(rows) else np.zeros(0, bool)
+        firsts.append((key[rows[first]], rows[first]))
+    if any(not len(keys) for keys, _ in firsts):
+        return 0, 0, 0, 0
+    # The first hasher's keys that every hasher has (a lookup in each one's sorted keys), and their distances.
+    common, first_rows = firsts[0]
+    everywhere = np.ones(len(common), bool)
+    distances = []
+    for keys, rows in firsts:
+        at = np.minimum(np.searchsorted(keys, common), len(keys) - 1)
+        everywhere &= keys[at] == common
+        distances.append(distance[rows[at]])
+    agree = sum(d[everywhere] <= t for d, t in zip(distances, thresholds.values()))
+    matched = agree >= min_agree
+    at = first_rows[everywhere]
+    images, others = impostors["image_id"].array[at], impostors["other_id"].array[at]
+    return (int(np.count_nonzero(matched)), len(at), source_pairs(images, others),
+            source_pairs(images[matched], others[matched]))
 
 
 def source_pairs(image_ids, other_ids) -> int:
     """How many pairs of different source images the impostor pairs come from (either way round):
     the edited copies of one pair are not independent chances of a false match, so the share's
-    interval counts each such pair once (as a family's detection rate counts images, not copies)."""
-    return len({(a, b) if a <= b else (b, a) for a, b in zip(map(str, image_ids), map(str, other_ids))})
+    interval counts each such pair once (as a family's detection rate counts images, not copies).
+    Ids are compared as text. Counted on integer codes, sorted: a set of millions of pairs of
+    strings took seconds a call and gigabytes."""
+    left, right = pd.Categorical(image_ids), pd.Categorical(other_ids)
+    if (left.codes < 0).any() or (right.codes < 0).any():  # a missing id: as text, "None" or "nan"
+        left, right = pd.Categorical(list(map(str, image_ids))), pd.Categorical(list(map(str, other_ids)))
+    # One code per id as text, over both sides' categories (few: the run's images).
+    names = np.concatenate([np.asarray(left.categories.astype(str), object),
+                            np.asarray(right.categories.astype(str), object)])
+    code = pd.factorize(names)[0].astype(np.int64)
+    a, b = code[left.codes], code[len(left.categories) + right.codes.astype(np.int64)]
+    # np.unique took 20 times a sort's time on 4.6 million keys (numpy 2.4): count the changes of a sorted key.
+    key = np.sort(np.minimum(a, b) * len(names) + np.maximum(a, b))
+    return int(len(key) and 1 + np.count_nonzero(key[1:] != key[:-1]))
 
 
 def choose_thresholds(config: LeakConfig, splits, hashers: dict, calibration: "Calibration | None", *, workers=1,
@@ -231,15 +287,29 @@ class Found:
 
 
 def search_all(config: LeakConfig, splits, hashers: dict, thresholds: dict, *, workers=1, scheduler=None) -> Found:
+    """Every pair within the thresholds. The pairs are counted as each shard's come back (in any
+    order), and the audit stops as soon as they are more than max_flags, each shard's search
+    stopping there too: a threshold that flags most pairs of a large data set is refused holding
+    about max_flags pairs, not all of them (gigabytes)."""
     jobs = [job for a, b in split_pairs(splits) for hid in hashers
-            for job in _shards("pairs", hid, a, b, len(splits[a].files), thresholds[hid])]
-    results, kind = _engine_map(jobs, splits, hashers, config.hashers, workers, scheduler)
+            for job in _shards("pairs", hid, a, b, len(splits[a].files), thresholds[hid], config.max_flags)]
+    total = 0
+
+    def count(result):
+        nonlocal total
+        total += result.count if isinstance(result, search.TooManyPairs) else len(result[0])
+        if total > config.max_flags:
+            raise HarnessError(f"at least {total} pairs (counted once per hasher) are within the thresholds "
+                               f"({', '.join(f'{h} <= {t:g}' for h, t in thresholds.items())}), "
+                               f"more than max_flags ({config.max_flags}): the threshold is far too loose for these "
+                               "images; choose a smaller one, or raise max_flags")
+
+    results, kind = _engine_map(jobs, splits, hashers, config.hashers, workers, scheduler, finished=count)
     found = Found()
     found.engine = kind
     parts: dict[tuple, list] = {}
     for job, result in zip(jobs, results):
         parts.setdefault((job[2], job[3], job[1]), []).append(result)
-    total = 0
     for a, b in split_pairs(splits):
         for hid in hashers:
             chunks = parts.get((a, b, hid), [])
@@ -247,12 +317,6 @@ def search_all(config: LeakConfig, splits, hashers: dict, thresholds: dict, *, w
             j = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.int64)
             d = np.concatenate([c[2] for c in chunks]) if chunks else np.zeros(0)
             found.pairs[(a, b, hid)] = (i, j, d)
-            total += len(i)
-    if total > config.max_flags:
-        raise HarnessError(f"{total} pairs (counted once per hasher) are within the thresholds "
-                           f"({', '.join(f'{h} <= {t:g}' for h, t in thresholds.items())}), "
-                           f"more than max_flags ({config.max_flags}): the threshold is far too loose for these "
-                           "images; choose a smaller one, or raise max_flags")
     return found
 
 
@@ -373,6 +437,7 @@ def estimates(config: LeakConfig, splits, found: Found, flagged: pd.DataFrame, t
     names = [s.name for s in splits]
     hashers = list(thresholds)
     subjects = [(h, h) for h in hashers] + ([(AGREEMENT, None)] if len(hashers) > 1 else [])
+    rates = {}  # the calibration's share is the same for every pair of splits: counted once a subject
     for a, b in split_pairs(splits):
         pairs = compared(splits, a, b)
         if not pairs:
@@ -385,7 +450,9 @@ def estimates(config: LeakConfig, splits, found: Found, flagged: pd.DataFrame, t
                 flags = int(((flagged["a"] == a) & (flagged["b"] == b)).sum()) if len(flagged) else 0
                 threshold = f"{config.min_agree} of {len(hashers)}"
             if calibration is not None:
-                false, impostors, sources, matched = calibration.false_rate(thresholds, config.min_agree, hid)
+                if label not in rates:
+                    rates[label] = calibration.false_rate(thresholds, config.min_agree, hid)
+                false, impostors, sources, matched = rates[label]
                 rate = false / impostors if impostors else float("nan")
                 expected, low, high = false_flag_range(pairs, rate, sources)
                 basis = (f"{false} of {impostors:,} impostor pairs of the run {calibration.directory} at or below "

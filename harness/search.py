@@ -23,12 +23,17 @@ pairs come sorted by query row `i`, then database row `j`.
 
 Within one set, pairs are i < j and a hasher's distance is taken as distance(x_i, x_j)
 (CropResistantHash's is asymmetric: its first argument is the reference).
+
+A search given a `limit` raises `TooManyPairs` as soon as it holds more pairs than that,
+block by block: a threshold that flags most pairs of a large set (near-identical images,
+a loose threshold) would otherwise gather them all, gigabytes, before anyone could refuse.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -59,6 +64,15 @@ EMBEDDING_BLOCK = 1 << 22
 CROSS_DISTANCE_MARGIN = 1e-9
 
 
+class TooManyPairs(Exception):
+    """A search held more pairs than its `limit` and stopped: `count`, the pairs it held then (a
+    lower bound of those there are)."""
+
+    def __init__(self, count: int):
+        super().__init__(count)
+        self.count = count
+
+
 @dataclass(frozen=True, eq=False)
 class Pairs:
     """Pairs found by a search, sorted by `i`, then `j`: `i` and `j` are int64 row
@@ -73,31 +87,31 @@ class Pairs:
 
 
 def hamming_pairs(queries: np.ndarray, database: np.ndarray, threshold: float, *,
-                  engine: Engine = "auto", workers: int | None = None) -> Pairs:
+                  engine: Engine = "auto", workers: int | None = None, limit: int | None = None) -> Pairs:
     """Every pair (i, j) with Hamming distance(queries[i], database[j]) <= threshold.
 
     Both are bit-packed uint8 arrays (n, nbytes) of the same width; padding bits
     (42-bit hashes in 6 bytes) must be zero in both, as every hasher here leaves them.
     `engine`: "faiss", "numpy", or "auto" (faiss where it is installed). `workers`:
     threads of the numpy engine (default: the cores this process may use); faiss uses
-    its OpenMP threads.
+    its OpenMP threads. `limit`: raise TooManyPairs once more pairs than that are found.
     """
     queries, database = _check_bits(queries, "queries"), _check_bits(database, "database")
     _same_width(queries, database)
     radius = _hamming_radius(threshold, queries.shape[1])
     if _use_faiss(engine):
-        return _faiss_pairs(queries, database, radius, within=False)
-    return _numpy_pairs(queries, database, radius, within=False, workers=workers)
+        return _faiss_pairs(queries, database, radius, within=False, limit=limit)
+    return _numpy_pairs(queries, database, radius, within=False, workers=workers, limit=limit)
 
 
 def hamming_pairs_within(hashes: np.ndarray, threshold: float, *, engine: Engine = "auto",
-                         workers: int | None = None) -> Pairs:
+                         workers: int | None = None, limit: int | None = None) -> Pairs:
     """Every pair i < j of one set with Hamming distance <= threshold; as `hamming_pairs`."""
     hashes = _check_bits(hashes, "hashes")
     radius = _hamming_radius(threshold, hashes.shape[1])
     if _use_faiss(engine):
-        return _faiss_pairs(hashes, hashes, radius, within=True)
-    return _numpy_pairs(hashes, hashes, radius, within=True, workers=workers)
+        return _faiss_pairs(hashes, hashes, radius, within=True, limit=limit)
+    return _numpy_pairs(hashes, hashes, radius, within=True, workers=workers, limit=limit)
 
 
 def hamming_histogram(queries: np.ndarray, database: np.ndarray, nbits: int | None = None, *,
@@ -126,28 +140,29 @@ def hamming_histogram_within(hashes: np.ndarray, nbits: int | None = None, *,
 
 
 def hasher_pairs(hasher: Hasher, queries: np.ndarray, database: np.ndarray, threshold: float, *,
-                 engine: Engine = "auto") -> Pairs:
+                 engine: Engine = "auto", limit: int | None = None) -> Pairs:
     """Every pair (i, j) with hasher.distance(queries[i], database[j]) <= threshold, for any
     hasher: Hamming search for bit hashes, matrix products for 64*(1-cosine) embeddings,
-    the hasher's `cross_distance` otherwise. The distances are the hasher's own."""
+    the hasher's `cross_distance` otherwise. The distances are the hasher's own. `limit`: as
+    `hamming_pairs`'s."""
     threshold = _check_threshold(threshold)
     if isinstance(hasher, BitHasher):
-        return hamming_pairs(queries, database, threshold, engine=engine)
+        return hamming_pairs(queries, database, threshold, engine=engine, limit=limit)
     if hasher.distance_kind == "64*(1-cosine)":
-        return _cosine_pairs(hasher, queries, database, threshold, within=False)
-    return _cross_distance_pairs(hasher, queries, database, threshold, within=False)
+        return _cosine_pairs(hasher, queries, database, threshold, within=False, limit=limit)
+    return _cross_distance_pairs(hasher, queries, database, threshold, within=False, limit=limit)
 
 
 def hasher_pairs_within(hasher: Hasher, hashes: np.ndarray, threshold: float, *,
-                        engine: Engine = "auto") -> Pairs:
+                        engine: Engine = "auto", limit: int | None = None) -> Pairs:
     """Every pair i < j of one set with hasher.distance(hashes[i], hashes[j]) <= threshold;
     as `hasher_pairs`."""
     threshold = _check_threshold(threshold)
     if isinstance(hasher, BitHasher):
-        return hamming_pairs_within(hashes, threshold, engine=engine)
+        return hamming_pairs_within(hashes, threshold, engine=engine, limit=limit)
     if hasher.distance_kind == "64*(1-cosine)":
-        return _cosine_pairs(hasher, hashes, hashes, threshold, within=True)
-    return _cross_distance_pairs(hasher, hashes, hashes, threshold, within=True)
+        return _cosine_pairs(hasher, hashes, hashes, threshold, within=True, limit=limit)
+    return _cross_distance_pairs(hasher, hashes, hashes, threshold, within=True, limit=limit)
 
 
 def duplicate_groups(count: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -258,13 +273,21 @@ def _use_faiss(engine: Engine) -> bool:
     raise ValueError(f"engine: expected 'auto', 'faiss' or 'numpy', got {engine!r}")
 
 
-def _faiss_pairs(queries: np.ndarray, database: np.ndarray, radius: int, within: bool) -> Pairs:
+def _faiss_pairs(queries: np.ndarray, database: np.ndarray, radius: int, within: bool,
+                 limit: int | None = None) -> Pairs:
     """faiss IndexBinaryFlat range search, query rows in blocks.
 
     faiss's radius is strict (distance < radius, checked against brute force for 1 to
     72 bytes in tests), so it is given radius + 1. Its codes may be any whole number of
-    bytes (8 * nbytes bits). Within one set, the database is cut into the same blocks
-    as the queries and block b is searched only in blocks >= b: half the work.
+    bytes (8 * nbytes bits). Within one set, the database is cut into blocks of
+    FAISS_QUERY_BLOCK rows and queries are searched only in the blocks that reach past
+    them: half the work.
+
+    With a `limit`, the first query block is short enough that even if every pair of it
+    were found they would be within the limit (a full block of 16,384 identical hashes
+    against a million holds 16 billion pairs, found in one call), and the blocks double
+    while the pairs found stay well below what the limit leaves: a few short calls, then
+    full blocks, where the pairs are as sparse as they should be.
     """
     faiss = _faiss()
     nbits = 8 * queries.shape[1]
@@ -277,12 +300,14 @@ def _faiss_pairs(queries: np.ndarray, database: np.ndarray, radius: int, within:
         if len(part):
             index.add(part)
         indexes.append((start, index))
-    found = []
-    for q_start in range(0, len(queries), block):
-        rows = queries[q_start:q_start + block]
+    found, held = [], 0
+    rows_per_call = block if limit is None else max(1, min(block, limit // max(1, len(database))))
+    q_start = 0
+    while q_start < len(queries):
+        rows = queries[q_start:q_start + rows_per_call]
         parts = []
         for d_start, index in indexes:
-            if within and d_start < q_start or index.ntotal == 0:
+            if within and d_start + index.ntotal <= q_start or index.ntotal == 0:
                 continue
             lims, distances, labels = index.range_search(rows, radius + 1)
             i = q_start + np.repeat(np.arange(len(rows), dtype=np.int64), np.diff(lims).astype(np.int64))
@@ -290,6 +315,13 @@ def _faiss_pairs(queries: np.ndarray, database: np.ndarray, radius: int, within:
             keep = j > i if within else slice(None)
             parts.append((i[keep], j[keep], distances[keep]))
         found.append(_sorted(parts))
+        q_start += len(rows)
+        if limit is not None:
+            got = len(found[-1][0])
+            held += got
+            _check_limit(held, limit)
+            if 4 * got <= limit - held:  # twice the rows would likely find twice as many: half what is left
+                rows_per_call = min(block, 2 * rows_per_call)
     return _concatenate(found)
 
 
@@ -367,21 +399,26 @@ class _Plan:
 
 
 def _numpy_pairs(queries: np.ndarray, database: np.ndarray, radius: int, within: bool,
-                 workers: int | None) -> Pairs:
+                 workers: int | None, limit: int | None = None) -> Pairs:
     """Brute force: popcount of XOR over cache-sized tiles, row blocks shared among threads
-    (numpy's ufuncs release the GIL, so the tiles of two threads run at once)."""
+    (numpy's ufuncs release the GIL, so the tiles of two threads run at once). With a
+    `limit`, the threads count the pairs they hold together, and all stop at the tile that
+    takes them past it."""
     workers = _workers(workers)
     if not len(queries) or not len(database):
         return _empty()
     plan = _Plan(len(queries), len(database), within, workers)
     a_words, b_words = _as_words(queries), _as_words(database)
     local = _per_thread(lambda: _Tiles(a_words, b_words, 8 * queries.shape[1]))
+    held, lock = [0], threading.Lock()
 
     def task(start: int):
         tiles = local()
         buffer = np.empty(TILE_PAIRS, dtype=tiles.dtype)
         parts = []
         for rows, cols in plan.tiles(start):
+            if limit is not None and held[0] > limit:
+                break
             dist = tiles.distances(rows, cols, buffer).ravel()
             # Most tiles hold no close pair: a minimum (0.04 ns a value) rules them out;
             # flatnonzero then finds the hits, 25 times faster than a 2-D np.nonzero.
@@ -392,9 +429,15 @@ def _numpy_pairs(queries: np.ndarray, database: np.ndarray, radius: int, within:
             i, j = rows.start + r, cols.start + c
             keep = j > i if within else slice(None)
             parts.append((i[keep], j[keep], dist[hits][keep]))
+            if limit is not None:
+                with lock:
+                    held[0] += len(parts[-1][0])
         return _sorted(parts)
 
-    return _concatenate(_map(task, plan.starts, workers))
+    found = _map(task, plan.starts, workers)
+    if limit is not None:
+        _check_limit(held[0], limit)
+    return _concatenate(found)
 
 
 def _numpy_histogram(queries: np.ndarray, database: np.ndarray, nbits: int, within: bool,
@@ -528,7 +571,8 @@ def _map(task, items, workers: int) -> list:
 # Embeddings and other hashers
 
 
-def _cosine_pairs(hasher: Hasher, queries, database, threshold: float, within: bool) -> Pairs:
+def _cosine_pairs(hasher: Hasher, queries, database, threshold: float, within: bool,
+                  limit: int | None = None) -> Pairs:
     """64 * (1 - cosine) by float32 matrix products on unit vectors, with a margin that
     bounds float32's rounding; the hasher's float64 `distance()` decides each candidate.
 
@@ -548,7 +592,7 @@ def _cosine_pairs(hasher: Hasher, queries, database, threshold: float, within: b
     floor = 1.0 - (threshold + margin) / 64.0  # candidates: cosine >= floor
     a, b = _unit32(queries), _unit32(database)
     rows = max(1, EMBEDDING_BLOCK // len(b))
-    parts = []
+    parts, held = [], 0
     for start in range(0, len(a), rows):
         first = start if within else 0
         similarity = a[start:start + rows] @ b[first:].T
@@ -557,6 +601,8 @@ def _cosine_pairs(hasher: Hasher, queries, database, threshold: float, within: b
         if within:
             i, j = i[j > i], j[j > i]
         parts.append(_decide(hasher, queries, database, i, j, threshold))
+        held += len(parts[-1][0])
+        _check_limit(held, limit)
     return _concatenate(parts)
 
 
@@ -576,14 +622,15 @@ def _unit32(vectors: np.ndarray) -> np.ndarray:
     return (x / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 
 
-def _cross_distance_pairs(hasher: Hasher, queries, database, threshold: float, within: bool) -> Pairs:
+def _cross_distance_pairs(hasher: Hasher, queries, database, threshold: float, within: bool,
+                          limit: int | None = None) -> Pairs:
     """The hasher's `cross_distance` in row blocks; pairs within CROSS_DISTANCE_MARGIN of the
     threshold are decided by its `distance`, so the result is exactly `distance`'s."""
     if not len(queries) or not len(database):
         return _empty()
     margin = CROSS_DISTANCE_MARGIN * max(1.0, threshold)
     rows = max(1, EMBEDDING_BLOCK // len(database))
-    parts = []
+    parts, held = [], 0
     for start in range(0, len(queries), rows):
         first = start if within else 0
         cross = np.asarray(hasher.cross_distance(queries[start:start + rows], database[first:]), dtype=np.float64)
@@ -592,6 +639,8 @@ def _cross_distance_pairs(hasher: Hasher, queries, database, threshold: float, w
         if within:
             i, j = i[j > i], j[j > i]
         parts.append(_decide(hasher, queries, database, i, j, threshold))
+        held += len(parts[-1][0])
+        _check_limit(held, limit)
     return _concatenate(parts)
 
 
@@ -607,6 +656,11 @@ def _decide(hasher: Hasher, queries, database, i: np.ndarray, j: np.ndarray,
 
 # ---------------------------------------------------------------------------------------
 # Results
+
+
+def _check_limit(held: int, limit: int | None) -> None:
+    if limit is not None and held > limit:
+        raise TooManyPairs(held)
 
 
 def _empty() -> Pairs:

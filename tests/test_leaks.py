@@ -22,7 +22,7 @@ import harness
 from harness.leaks import leak_config
 from harness.__main__ import main
 from harness.hashers import HASHERS
-from harness.leaks_search import false_flag_range, source_pairs
+from harness.leaks_search import agreement_rate, false_flag_range, source_pairs
 from harness.metrics import poisson_quantile, wilson_interval
 from harness.transforms import apply_chain
 from tests.conftest import ROOT, make_scene
@@ -323,6 +323,39 @@ def test_poisson_quantiles():
 
 def test_source_pairs_are_counted_either_way_round_once():
     assert source_pairs(["a", "b", "a", "a"], ["b", "a", "c", "b"]) == 2
+    # As text, as a set of str pairs counted them: 1 and "1" are one image, None "None", NaN "nan".
+    assert source_pairs([1, "1", "a"], ["2", 2, "b"]) == 2
+    assert source_pairs(pd.Categorical(["a", None, None]), np.array([None, "nan", "None"], object)) == 3
+    assert source_pairs([], []) == 0
+
+
+def test_the_agreements_false_rate_is_the_pivot_tables():
+    """agreement_rate counts what the pivot table of the impostor pairs, one column a hasher, gave:
+    duplicate rows (the first number counts), missing distances, pairs only one hasher measured,
+    and a missing key."""
+    rng = np.random.default_rng(8)
+    n = 4000
+    table = pd.DataFrame({"hasher": rng.choice(["a", "b", "c"], n), "kind": rng.choice(["edit", "source"], n),
+                          "family": rng.choice(["jpeg", "crop", ""], n), "value": rng.choice(["1", "2"], n),
+                          "image_id": rng.choice([f"i{k}" for k in range(12)], n),
+                          "other_id": rng.choice([f"i{k}" for k in range(12)], n),
+                          "distance": rng.integers(0, 20, n).astype(float)})
+    table.loc[rng.random(n) < 0.1, "distance"] = np.nan
+    table.loc[5, "family"] = None
+    for column in ("hasher", "kind", "family", "value", "image_id", "other_id"):
+        table[column] = table[column].astype("category")
+    thresholds = {"a": 6.0, "b": 9.0, "c": 4.0}
+    wide = table.pivot_table(index=["kind", "family", "value", "image_id", "other_id"], columns="hasher",
+                             values="distance", aggfunc="first", observed=True)
+    for chosen, min_agree in [(["a", "b"], 1), (["a", "b"], 2), (["a", "b", "c"], 2)]:
+        given = {h: thresholds[h] for h in chosen}
+        part = wide[chosen].dropna()
+        matched = sum((part[h] <= t).to_numpy() for h, t in given.items()) >= min_agree
+        images, others = part.index.get_level_values("image_id"), part.index.get_level_values("other_id")
+        expected = (int(matched.sum()), len(part), source_pairs(images, others),
+                    source_pairs(images[matched], others[matched]))
+        assert 0 < expected[0] < expected[1]
+        assert agreement_rate(table, given, min_agree) == expected
 
 
 @pytest.fixture(scope="module")
@@ -1069,3 +1102,28 @@ def test_hashers_chosen_on_the_command_line_drop_the_configs_thresholds_of_the_o
     assert main(["leaks", str(config), "--hashers", "pHash", "--min-agree", "1", "--out", str(out), "--quiet"]) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["hashers"] == ["pHash"] and saved["threshold"] == {"pHash": 8} and saved["min_agree"] == 1
+
+
+def test_max_flags_stops_the_search_near_that_many_pairs(tmp_path, capsys):
+    """6,000 identical hashes: all 18 million pairs are within threshold 0. The audit refuses in one
+    line, and its search stops once it holds more than max_flags pairs, not after gathering them all:
+    the memory it took (tracemalloc's peak, numpy's arrays included) stays a few MB, where gathering
+    every pair took over 500 MB."""
+    import tracemalloc
+
+    table = tmp_path / "same.csv"
+    table.write_text("file,hash\n" + "".join(f"{k}.png,00ff00ff00ff00ff\n" for k in range(6000)))
+    config = tmp_path / "audit.yaml"
+    config.write_text(yaml.safe_dump({"splits": {"train": [str(table)]}, "hashers": ["aHash"],
+                                      "threshold": {"aHash": 0}, "max_flags": 1000, "output": str(tmp_path / "out")}))
+    capsys.readouterr()
+    tracemalloc.start()
+    try:
+        code = main(["leaks", str(config), "--quiet"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "more than max_flags (1000)" in error
+    assert peak < 50 << 20, f"{peak / 2**20:.0f} MB"

@@ -278,3 +278,30 @@ def test_bad_input_is_a_value_error_naming_it():
         search.hamming_pairs(hashes, hashes, 3, engine="annoy")
     with pytest.raises(ValueError, match="workers"):
         search.hamming_histogram(hashes, hashes, workers=0)
+
+
+@pytest.mark.parametrize("engine", ["faiss", "numpy"])
+@pytest.mark.parametrize("within", [False, True])
+def test_a_limit_stops_the_search_soon_after_it_and_changes_nothing_below_it(monkeypatch, engine, within):
+    # Small faiss blocks: the short first calls, doubling, cross the database blocks' edges.
+    monkeypatch.setattr(search, "FAISS_QUERY_BLOCK", 997)
+    same = np.full((3000, 8), 0x5A, np.uint8)  # every pair within 0: 4.5 million (9 across)
+    with pytest.raises(search.TooManyPairs) as over:
+        if within:
+            search.hamming_pairs_within(same, 0, engine=engine, workers=2, limit=100_000)
+        else:
+            search.hamming_pairs(same, same, 0, engine=engine, workers=2, limit=100_000)
+    assert 100_000 < over.value.count <= 300_000  # the limit, and at most one block's or two tiles' more
+    # Below the limit, the same pairs as without one (faiss's short first blocks included).
+    rng = np.random.default_rng(5)
+    database = random_hashes(rng, 20_000, 64)
+    queries = np.concatenate([flip_bits(rng, database[::7], 64, most=6), random_hashes(rng, 2_000, 64)])
+    if within:
+        queries = np.concatenate([database, queries])
+        expected = search.hamming_pairs_within(queries, 6, engine=engine, workers=2)
+        found = search.hamming_pairs_within(queries, 6, engine=engine, workers=2, limit=len(expected))
+    else:
+        expected = search.hamming_pairs(queries, database, 6, engine=engine, workers=2)
+        found = search.hamming_pairs(queries, database, 6, engine=engine, workers=2, limit=len(expected))
+    assert len(expected) > 2000
+    assert_pairs(found, (expected.i, expected.j, expected.distance))
