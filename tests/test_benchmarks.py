@@ -83,6 +83,10 @@ def test_large_photo_prints_both_peaks(tmp_path):
     out = run_benchmark("large_photo.py", scratch=tmp_path)
     for name in ("18 photographs", r"18 photographs \+ one 4240x3180 JPEG"):
         assert re.search(rf"^  {name} +\d+\.\d s \(CPU +\d+\.\d s\) +peak +\d+ MiB$", out, re.MULTILINE), (name, out)
+    # and which hashers those peaks include: ResNet50 runs or is named with the reason it did not
+    # (its ImageNet weights are on some machines, not on others)
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"hashers run: aHash, pHash(, ResNet50; skipped: none|; skipped: ResNet50 \(.+\))", last), out
 
 
 def test_report_times_every_figure_in_one_process(photographs, tmp_path):
