@@ -149,3 +149,9 @@ def test_tables_writes_each_long_table_as_pandas_does(tmp_path):
     assert re.search(r"impostors +1,305 rows \| harness +\S+ s \(by pyarrow\)", out), out
     assert re.search(r"distances, a label with a comma +360 rows \| harness +\S+ s \(by pandas", out), out
     assert re.search(rf"\| +{RATIO} \| same bytes", out), out
+
+
+def test_cache_size_reads_a_real_runs_cache(tmp_path):
+    out = run_benchmark("cache_size.py", "--images", "4", scratch=tmp_path)
+    assert "on 4 generated images: 60 cached 64-bit hashes" in out, out
+    assert re.search(r"^  [\d,]+ bytes on disk: \d+ bytes per cached hash, [\d,]+ per image$", out, re.MULTILINE), out
