@@ -6,10 +6,15 @@ the same library calls made directly.
 Runs the job of benchmarks/configs/issue9_job.yaml in this process with one worker and no cache,
 timing each stage where the runner calls it (the decoder, each transform chain, each hasher's batch);
 bookkeeping is the rest of the run (reading files, the cache's digests, distances, tables, impostors
-and metrics). Then it makes the same library calls alone, as a plain script would (cv2.imdecode;
-the four edits with cv2; ImageHash's three functions on one PIL image per variant), and prints both
-per image, and the report and the imports as whole-run costs, and from them the best that two
-workers can do (they share the image work only). A benchmark prints figures; nothing here asserts.
+and metrics). Then it makes the same library calls alone, the ones the harness makes for this job
+and nothing else: cv2.imdecode with the harness's flags; the four edits as the harness's transforms
+make them (JPEG round trip, cv2.resize with INTER_LINEAR to int(side * 0.5), cv2.blur, the centred
+window's copy); and per variant one gray PIL image, made as the harness makes the one it shares
+between ImageHash's functions (cv2 BGR -> RGBA, Pillow's RGBA -> L), given to the three functions.
+It checks that those calls give the run's distances for every image, edit and hasher (else it stops:
+the two would not be the same work), and prints both per image, the report and the imports as
+whole-run costs, and from them the best that two workers can do (they share the image work only).
+A benchmark prints figures; nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ class Timer:
         setattr(owner, name, timed)
 
 
-def harness_stages(folder: str) -> tuple[dict, float, float, int]:
+def harness_stages(folder: str):
     from harness import api, imagework, report
     from harness.hashers.base import Hasher
 
@@ -67,42 +72,90 @@ def harness_stages(folder: str) -> tuple[dict, float, float, int]:
         started = time.perf_counter()
         report.write(results, os.path.join(out, "report"))
         written = time.perf_counter() - started
-    return timer.seconds, run, written, len(results.images)
+    return timer.seconds, run, written, results
 
 
-def floor_stages(folder: str) -> dict:
-    """The same work with the libraries directly: what no tool can do faster in one process."""
+# issue9_job.yaml's four edits, each as the harness's transform makes it (harness/transforms: codecs.jpeg,
+# geometry.scale at its default interpolation, filters.blur, geometry.center_crop), keyed by its family.
+def _jpeg(image):
+    import cv2
+
+    return cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 50])[1], cv2.IMREAD_COLOR)
+
+
+def _scale(image):
+    import cv2
+
+    height, width = image.shape[:2]  # the harness rounds the size down (int), at least 1 px
+    return cv2.resize(image, (max(1, int(width * 0.5)), max(1, int(height * 0.5))), interpolation=cv2.INTER_LINEAR)
+
+
+def _blur(image):
+    import cv2
+
+    return cv2.blur(image, (3, 3))
+
+
+def _centre_crop(image):
+    rows, cols = image.shape[:2]
+    width, height = max(1, round(cols * 0.9)), max(1, round(rows * 0.9))
+    left, top = int((cols - width) * 0.5), int((rows - height) * 0.5)
+    return image[top:top + height, left:left + width].copy()
+
+
+EDITS = {"jpeg": _jpeg, "scale": _scale, "blur": _blur, "crop": _centre_crop}
+HASHERS = ("phash", "average_hash", "dhash")
+
+
+def floor_stages(folder: str) -> tuple[dict, dict]:
+    """The same work with the libraries directly: what no tool can do faster in one process. Returns
+    the seconds per stage and each (path, family, hasher)'s distance, for the check against the run."""
     import cv2
     import imagehash
     import numpy as np
     from PIL import Image
 
+    functions = [getattr(imagehash, name) for name in HASHERS]
     seconds = defaultdict(float)
+    distances = {}
     for path in photo_paths_in(folder):
         with open(path, "rb") as handle:
             data = handle.read()
         started = time.perf_counter()
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        # harness.images reads with these flags (ANYDEPTH keeps 16-bit samples; 8-bit ones read the same)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
         seconds["decode"] += time.perf_counter() - started
 
         started = time.perf_counter()
-        height, width = image.shape[:2]
-        variants = [image, cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 50])[1], cv2.IMREAD_COLOR),
-                    cv2.resize(image, (max(1, round(width * 0.5)), max(1, round(height * 0.5))),
-                               interpolation=cv2.INTER_AREA),
-                    cv2.blur(image, (3, 3))]
-        crop_h, crop_w = round(height * 0.9), round(width * 0.9)
-        top, left = (height - crop_h) // 2, (width - crop_w) // 2
-        variants.append(image[top:top + crop_h, left:left + crop_w].copy())
+        variants = [image] + [edit(image) for edit in EDITS.values()]
         seconds["transform"] += time.perf_counter() - started
 
         started = time.perf_counter()
+        hashes = []
         for variant in variants:
-            pil = Image.fromarray(cv2.cvtColor(variant, cv2.COLOR_BGR2RGB))
-            for function in (imagehash.phash, imagehash.average_hash, imagehash.dhash):
-                function(pil)
+            # One gray image per variant, shared by the three functions, made as harness/hashers/layouts.py
+            # makes it (each function's own convert("L") then copies an L image).
+            rgba = cv2.cvtColor(variant, cv2.COLOR_BGR2RGBA)
+            gray = Image.frombuffer("RGBA", (rgba.shape[1], rgba.shape[0]), rgba, "raw", "RGBA", 0, 1).convert("L")
+            hashes.append([function(gray) for function in functions])
         seconds["hash"] += time.perf_counter() - started
-    return seconds
+        for family, edited in zip(EDITS, hashes[1:]):
+            for name, original, copy in zip(HASHERS, hashes[0], edited):
+                distances[os.path.realpath(path), family, f"imagehash.{name}"] = float(original - copy)
+    return seconds, distances
+
+
+def check_same_work(results, floor: dict) -> str:
+    """What was compared, or the script stops: the floor's calls must give the run's distances."""
+    origins = dict(zip(results.images["image"], (os.path.realpath(o) for o in results.images["origin"])))
+    ran = {(origins[row.image], row.family, row.hasher): row.distance
+           for row in results.distances.itertuples() if row.family in EDITS}
+    if ran != floor:
+        differ = sorted(key for key in ran.keys() | floor.keys() if ran.get(key) != floor.get(key))
+        sys.exit(f"error: the library calls alone did not give the run's distances for {len(differ)} of "
+                 f"{len(ran)} (image, edit, hasher), first {differ[0]}: {ran.get(differ[0])} in the run, "
+                 f"{floor.get(differ[0])} alone; they are not the same work")
+    return f"same distances as the run for all {len(ran):,} (image, edit, hasher)"
 
 
 def import_seconds(modules: str) -> float:
@@ -116,9 +169,12 @@ def main() -> None:
     parser.add_argument("folder", nargs="?", metavar="PHOTOS_DIR",
                         help="OpenCV's sample photographs (default: $OPENCV_SAMPLE_DATA, else opencv-doc's folder)")
     folder = folder_or_exit(parser.parse_args().folder)
-    stages, run, written, images = harness_stages(folder)
-    floor = floor_stages(folder)
+    stages, run, written, results = harness_stages(folder)
+    floor, distances = floor_stages(folder)
+    checked = check_same_work(results, distances)
+    images = len(results.images)
     bookkeeping = run - sum(stages.values())
+    print(f"the same calls alone: {checked}")
     print(f"issue 9's job on {images} photographs, one process, no cache: ms per image (harness | same calls alone)")
     for stage in ("decode", "transform", "hash"):
         mine, theirs = 1000 * stages[stage] / images, 1000 * floor[stage] / images

@@ -23,7 +23,8 @@ workers cannot beat it however they share the work.
 Printed per comparison: the median wall time and CPU time of each side, the median of the
 per-pair ratios A/B with their range, and each side's peak RSS (the largest ru_maxrss over
 its runs, from os.wait4: the largest single process of the run's process tree, not their
-sum). The commands run with Python's defaults (benchmarks/timing.py: PYTHONDONTWRITEBYTECODE,
+sum; each run started by the small launcher benchmarks/peak.py, so that its peak is its own and
+not this script's). The commands run with Python's defaults (benchmarks/timing.py: PYTHONDONTWRITEBYTECODE,
 where set, is unset). Run from anywhere; the commands run in the repository root. Nothing
 here asserts a speed: it prints figures.
 """
@@ -40,12 +41,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import photos
-from timing import child_environment, cpu_bounds, environment_note, usable_cores
+from timing import child_environment, cpu_bounds, environment_note, measured, usable_cores
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB_CONFIG = "benchmarks/configs/issue9_job.yaml"
@@ -65,7 +65,7 @@ class Side:
     keep: tuple[str, str] | None = None
     walls: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
-    peak_kib: int = 0
+    peak_mib: float = 0.0
 
     def command(self) -> str:
         return shlex.join(self.argv)
@@ -100,19 +100,15 @@ def run_once(side: Side, log_path: str, timed: bool) -> None:
     if side.fresh:
         shutil.rmtree(side.fresh, ignore_errors=True)
     with open(log_path, "wb") as log:
-        start = time.perf_counter()
-        child = subprocess.Popen(side.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=child_environment())
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-    child.returncode = code = os.waitstatus_to_exitcode(status)  # reaped by wait4, not by Popen
-    if code != 0:
+        usage, _ = measured(side.argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=child_environment())
+    if usage.status != 0:
         with open(log_path, errors="replace") as log:
             tail = log.read()[-2000:]
-        raise Failed(f"{side.label} exited with status {code}: {side.command()}\n{tail}")
+        raise Failed(f"{side.label} exited with status {usage.status}: {side.command()}\n{tail}")
     if timed:
-        side.walls.append(wall)
-        side.cpus.append(usage.ru_utime + usage.ru_stime)  # includes its waited-for children (workers)
-        side.peak_kib = max(side.peak_kib, usage.ru_maxrss)  # KiB on Linux
+        side.walls.append(usage.wall)
+        side.cpus.append(usage.cpu)  # includes its waited-for children (workers)
+        side.peak_mib = max(side.peak_mib, usage.peak_mib)
 
 
 def measure(comparison: Comparison, runs: int, logs: str) -> str:
@@ -302,7 +298,7 @@ def summary(comparison: Comparison, checked: str, runs: int) -> list[str]:
              f"    {'':{width + 4}}  median wall  median CPU (user+sys)  peak RSS"]
     for name, side in (("A", a), ("B", b)):
         lines.append(f"    {name}  {side.label:{width}}  {statistics.median(side.walls):9.2f} s  "
-                     f"{statistics.median(side.cpus):17.2f} s  {side.peak_kib / 1024:7.0f} MiB")
+                     f"{statistics.median(side.cpus):17.2f} s  {side.peak_mib:7.0f} MiB")
     lines.append(f"    A/B: median of {runs} per-pair ratios {ratio:.2f}x (min {min(ratios):.2f}x, "
                  f"max {max(ratios):.2f}x){target}")
     lines.append(f"    CPU A/B: median of per-pair ratios {statistics.median(cpu_ratios):.2f}x "

@@ -6,6 +6,11 @@
 photographs is an impostor; per hasher, the threshold at 1% false positives by the
 harness's rule, and each edit's detection rate at it. It does what
 benchmarks/configs/issue9_job.yaml does, so compare.py can time one against the other.
+
+It is the plain usage a user would write, not the harness's own calls: each ImageHash function is
+given an RGB PIL image, as ImageHash's examples do, and converts it to gray itself (three times a
+variant), where the harness makes the gray image once per variant and shares it (the same bits).
+breakdown.py's floor makes the harness's calls instead.
 """
 import argparse
 import csv

@@ -13,8 +13,10 @@ blur 3, centre crop 90%; ImageHash's pHash, aHash and dHash; a seeded sample of 
 of different images as impostors; thresholds at 1% false positives), then rebuilds the report
 with `python -m harness report`. It prints wall time, time per image, CPU time (of the process
 and the processes it waited for; the system's share of it apart) and peak memory (the largest
-resident size of the process and its children, from the operating system's accounting) for each
-size, and the ratio of each peak to the first. With several --workers values, each size runs with each value in turn,
+resident size of a single process among the run and its workers, from the operating system's
+accounting, the run started by a small launcher so that the peak is its own: benchmarks/peak.py) for
+each size, and the ratio of each peak to the first. A run that exits with status 1 (some images could
+not be read, edited or hashed) stops the script, saying how many: its figure would be for less work. With several --workers values, each size runs with each value in turn,
 --runs times (so a slow spell of a shared machine hits each alike); it prints each value's
 median and, per run, the time of each against the first value's, and the bound no sharing of
 the work can beat: the CPU time spread over the usable cores, against the first value's time.
@@ -36,7 +38,7 @@ import time
 import cv2
 import numpy as np
 import photos
-from timing import child_environment, cpu_bounds, environment_note, usable_cores
+from timing import child_environment, cpu_bounds, environment_note, measured, usable_cores
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -131,17 +133,38 @@ def measure(command: list[str], environment: dict) -> tuple[float, float, float,
     """Wall seconds; the peak resident MiB of the largest single process among the command and the
     worker processes it started; and CPU seconds (user + system), and system seconds alone, of the
     command and the processes it waited for (its workers, the report's second process): what the
-    kernel reports for a waited-for process. System time is mostly the kernel's share of threads
-    waking each other (OpenCV's thread pool), of pipes to the workers and of file reads."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    stderr = process.stderr.read().decode(errors="replace")
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
-        sys.exit(f"{' '.join(command)} failed:\n{stderr}")
-    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, usage.ru_stime
+    kernel reports for a waited-for process, the command started by a small launcher (timing.measured)
+    so that its peak is its own, not this process's. System time is mostly the kernel's share of
+    threads waking each other (OpenCV's thread pool), of pipes to the workers and of file reads.
+
+    Any status but 0 stops the script: 1 (some images, edits or hashes failed) says how many, from
+    the run's errors.csv; a figure for a run that skipped work is not a figure for the job."""
+    usage, done = measured(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
+    if usage.status == 1 and "--out" in command:
+        out = command[command.index("--out") + 1]
+        sys.exit(f"error: {' '.join(command)} exited with status 1: {failures(out)}; a figure for a run that "
+                 "skipped them is not issue 9's job, so none is printed")
+    if usage.status != 0:
+        sys.exit(f"{' '.join(command)} failed (status {usage.status}):\n{done.stderr.decode(errors='replace')}")
+    return usage.wall, usage.peak_mib, usage.cpu, usage.system
+
+
+def failures(out: str) -> str:
+    """What a run that exited with status 1 could not do, from its errors.csv (one row per image, edit
+    or hash that failed; a failed distance, the rest of what status 1 counts, has its row in
+    distances.csv)."""
+    import csv
+
+    try:
+        with open(os.path.join(out, "errors.csv"), newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        return f"its errors.csv could not be read ({exc})"
+    if not rows:
+        return f"no row in {out}/errors.csv: some distances failed (their error column in distances.csv)"
+    images = {row["image"] for row in rows}
+    return (f"{len(rows)} failure(s) over {len(images)} image(s) (see {out}/errors.csv), the first: "
+            f"{rows[0]['reason']}")  # the reason names the image
 
 
 def median_pixels(folder: str, count: int) -> int:

@@ -9,6 +9,10 @@ says so when it was set.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
 
 UNSET = ("PYTHONDONTWRITEBYTECODE",)
 # Settings a timed command inherits that change how many threads the libraries start: named in the
@@ -41,3 +45,31 @@ def environment_note() -> str:
             if dropped else "environment: Python's defaults (cached bytecode)")
     threads = [f"{key}={os.environ[key]}" for key in THREADS if key in os.environ]
     return note + (f"; set for them: {', '.join(threads)}" if threads else "")
+
+
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peak.py")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the kernel accounts to one command and the processes it waited for (see peak.py)."""
+
+    wall: float  # seconds, from its start to its exit
+    cpu: float  # user + system seconds, summed over its processes
+    system: float  # the system seconds alone
+    peak_mib: float  # the largest resident size of a single one of its processes
+    status: int  # its exit status (-N: killed by signal N)
+
+
+def measured(command: list[str], **run) -> tuple[Usage, subprocess.CompletedProcess]:
+    """Run `command` (subprocess.run's keyword arguments: cwd, env, stdout, stderr) as a fresh process
+    started by benchmarks/peak.py, a launcher of about 10 MiB, so that its peak is its own and not
+    this process's (a child of this process is charged this process's peak: see peak.py)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "usage")
+        done = subprocess.run([sys.executable, "-S", LAUNCHER, path, *command], **run)
+        if not os.path.exists(path):
+            raise RuntimeError(f"{LAUNCHER} could not run {command[0]} (status {done.returncode})")
+        with open(path) as handle:
+            wall, cpu, system, peak_kib, status = handle.read().split()
+    return Usage(float(wall), float(cpu), float(system), int(peak_kib) / 1024, int(status)), done

@@ -349,7 +349,7 @@ def command_run(args) -> int:
         raise
     if not args.quiet:
         print(text_table(os.path.join(out_dir, storage.TABLE)))
-        print(f"\nwrote {out_dir}/ (summary.md, table.csv, distances.csv, figures/)" if run is None else
+        print(f"\nwrote {out_dir}/ (summary.md, table.csv, {written_distances(out_dir)}, figures/)" if run is None else
               f"\nkept {out_dir}/: the same images, hashes and config as its last run, so the same tables and "
               "figures (run.json, config.yaml and the summary's provenance written anew)")
     unavailable = {h.get("hasher") for h in hashers if isinstance(h, dict) and h.get("status") == schema.UNAVAILABLE}
@@ -357,6 +357,15 @@ def command_run(args) -> int:
     for note in [n for n in notes if n not in fixes] + fixes:  # the fixes last, where they are seen
         print(line("note", note), file=sys.stderr)
     return 1 if evaluation.failures else 0
+
+
+def written_distances(out_dir: str) -> str:
+    """The distance table's file as written: distances.csv, or, for a table too long for CSV
+    (storage.CSV_MAX_ROWS), distances.parquet alone."""
+    from harness import storage
+
+    csv = f"{storage.DISTANCES}.csv"
+    return csv if os.path.isfile(os.path.join(out_dir, csv)) else f"{storage.DISTANCES}.parquet"
 
 
 def image_names(config) -> list[str] | None:

@@ -7,6 +7,7 @@ a while, unnoticed)."""
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -70,8 +71,42 @@ def test_scale_compares_worker_counts_and_rebuilds_the_report(tmp_path):
     assert re.search(rf"--workers 2's CPU time / \d+ cores / --workers 1's time: {RATIO}", out), out
 
 
+def test_scale_stops_when_a_run_skipped_images(photographs, tmp_path):
+    """A run that exits with status 1 (an image it could not read) did less than the job: the script
+    says how many failed and prints no figure for it."""
+    folder = tmp_path / "with-a-damaged-one"
+    shutil.copytree(photographs, folder)
+    whole = (folder / "photo01.jpg").read_bytes()
+    (folder / "zz-damaged.jpg").write_bytes(whole[:len(whole) // 2])  # its header reads; its data is cut
+    environment = dict(os.environ, TMPDIR=str(tmp_path))
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "scale.py"), "--photos", str(folder),
+                           "--sizes", "13", "--workers", "1", "--data", str(tmp_path / "images")], cwd=ROOT,
+                          env=environment, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0, done.stdout
+    # (the damaged photograph is the 9th of the images the script copies, 000008.jpg)
+    assert re.search(r"exited with status 1: 1 failure\(s\) over 1 image\(s\) \(see \S+errors\.csv\), the first: "
+                     r"\S+000008\.jpg: truncated JPEG", done.stderr), done.stderr
+    assert " 13 images | run" not in done.stdout, done.stdout
+
+
+def test_a_measured_peak_is_the_commands_own_not_its_parents():
+    """Linux charges a process started from a large one that one's peak: scale.measure (which
+    large_photo.py and, by the same launcher, compare.py and leaks.py's audit use) must read the
+    command's own. Here a parent holding 300 MiB measures a Python that does nothing (about 10 MiB)."""
+    holder = ("import os, sys; sys.path.insert(0, 'benchmarks'); import scale\n"
+              "held = bytearray(300 << 20)\n"
+              "for i in range(0, len(held), 4096): held[i] = 1  # resident, not only reserved\n"
+              "print(scale.measure([sys.executable, '-c', 'pass'], dict(os.environ))[1])")
+    done = subprocess.run([sys.executable, "-c", holder], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          check=True)
+    assert float(done.stdout) < 100, done.stdout
+
+
 def test_breakdown_splits_each_images_cost(photographs, tmp_path):
     out = run_benchmark("breakdown.py", photographs, scratch=tmp_path)
+    # Its floor makes the run's library calls (its resize once had another interpolation): checked by
+    # the script, which stops when they give other distances than the run's.
+    assert "the same calls alone: same distances as the run for all 144 (image, edit, hasher)" in out, out
     assert "issue 9's job on 12 photographs" in out
     for stage in ("decode", "transform", "hash"):
         assert re.search(rf"^  {stage} +\d+\.\d \| +\d+\.\d +\({RATIO}\)$", out, re.MULTILINE), (stage, out)
@@ -118,3 +153,9 @@ def test_tables_writes_each_long_table_as_pandas_does(tmp_path):
     assert re.search(r"impostors +1,305 rows \| harness +\S+ s \(by pyarrow\)", out), out
     assert re.search(r"distances, a label with a comma +360 rows \| harness +\S+ s \(by pandas", out), out
     assert re.search(rf"\| +{RATIO} \| same bytes", out), out
+
+
+def test_cache_size_reads_a_real_runs_cache(tmp_path):
+    out = run_benchmark("cache_size.py", "--images", "4", scratch=tmp_path)
+    assert "on 4 generated images: 60 cached 64-bit hashes" in out, out
+    assert re.search(r"^  [\d,]+ bytes on disk: \d+ bytes per cached hash, [\d,]+ per image$", out, re.MULTILINE), out

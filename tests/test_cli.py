@@ -419,3 +419,22 @@ def test_a_name_with_a_slash_is_only_a_title_in_the_api():
     config = {"name": "my run / v2", "images": ["builtin:camera"], "hashers": ["aHash"],
               "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]}
     assert harness.evaluate(config).config["name"] == "my run / v2"
+
+
+# --- run's last line --------------------------------------------------------
+
+@pytest.mark.parametrize("csv_max_rows, table", [(None, "distances.csv"), (2, "distances.parquet")])
+def test_run_names_the_distance_table_it_wrote(tmp_path, capsys, monkeypatch, csv_max_rows, table):
+    """Above storage.CSV_MAX_ROWS rows (a million; lowered here to reach it with one image) the distance
+    table is written as Parquet only, and `run` said "wrote ... distances.csv" all the same."""
+    from harness import storage
+
+    if csv_max_rows is not None:
+        monkeypatch.setattr(storage, "CSV_MAX_ROWS", csv_max_rows)
+    out = tmp_path / "out"
+    status, printed, _ = run_main(capsys, "run", write_config(tmp_path), "--out", str(out), "--no-cache",
+                                  "--workers", "1")
+    assert status == 0
+    assert f"wrote {out}/ (summary.md, table.csv, {table}, figures/)" in printed, printed
+    assert (out / table).is_file()
+    assert (out / "distances.csv").is_file() == (table == "distances.csv")
