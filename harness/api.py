@@ -187,7 +187,8 @@ def image_pass(config: ConfigArgument, *, images: ImagesArgument | None = None,
     started = provenance()  # the code and versions as the run starts
     passed = runner.image_pass(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
                                workers=workers, scheduler=scheduler, output=output, advice=strict_advice)
-    return Evaluation(passed, {**started, "engine": passed.engine}, cache)
+    return Evaluation(passed, {**started, "engine": passed.engine,
+                               "cpu_inexact_transforms": passed.cpu_inexact_transforms}, cache)
 
 
 def resolve_config(config, images=None, hashers=None):
@@ -343,7 +344,8 @@ def load(out_dir: str | os.PathLike[str]) -> Results:
 
 # What the report reads from run.json, and the JSON type each must have (None: may be null).
 RUN_RECORD_TYPES = {"config": (dict,), "notes": (list,), "command": (list,), "versions": (dict,),
-                    "git": (dict, type(None)), "cpu": (dict,), "date": (str,), "cwd": (str,)}
+                    "git": (dict, type(None)), "cpu": (dict,), "date": (str,), "cwd": (str,),
+                    "cpu_inexact_transforms": (list,)}
 
 
 def check_run_record(run: dict, source: str) -> None:
@@ -355,6 +357,9 @@ def check_run_record(run: dict, source: str) -> None:
             raise HarnessError(f"{source}: {key}: expected a JSON {_json_type(types[0])}, got {shown(run[key])}")
     if not all(isinstance(part, str) for part in run.get("command", [])):
         raise HarnessError(f"{source}: command: expected a list of strings, got {shown(run['command'])}")
+    if not all(isinstance(name, str) for name in run.get("cpu_inexact_transforms", [])):
+        raise HarnessError(f"{source}: cpu_inexact_transforms: expected a list of strings, got "
+                           f"{shown(run['cpu_inexact_transforms'])}")
     sweeps = run.get("config", {}).get("sweeps", [])
     if not isinstance(sweeps, list):
         raise HarnessError(f"{source}: config.sweeps: expected a list, got {shown(sweeps)}")

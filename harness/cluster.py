@@ -81,7 +81,7 @@ class Engine:
 
     def __init__(self, workers: int = 1, scheduler: str | None = None, setup: Setup | None = None,
                  window: int | None = None, warm_up: Callable[[], None] | None = None,
-                 started: Callable[[], None] | None = None):
+                 started: Callable[[], None] | None = None, same_cpu: bool = False):
         if workers < 1:
             raise HarnessError(f"--workers: must be at least 1, got {workers}")
         self.workers, self.scheduler, self.setup = workers, scheduler, setup
@@ -89,6 +89,10 @@ class Engine:
         # Called in this process just before local workers are forked (what it imports they inherit),
         # and once the first job is sent elsewhere (this process is free to do other work meanwhile).
         self.warm_up, self.started = warm_up, started
+        # Whether Dask workers must be of this machine's kind of CPU (provenance.cpu_kind): where a result
+        # follows the CPU (a hasher or an edit not bit-exact across processors), a worker of another kind
+        # would mix its results into the tables and this machine's cache, under this machine's keys.
+        self.same_cpu = same_cpu
         self._sent = False
         self.window = window or max(4, 4 * workers)
         self._pool = None
@@ -104,12 +108,13 @@ class Engine:
     def _start_cluster(self) -> None:
         """The cluster, joined at the first job to send, as local workers are started (a rerun whose
         every image is cached needs no scheduler: it may be the one that was lost)."""
-        from harness.provenance import result_versions
+        from harness.provenance import cpu_kind, result_versions
 
         self._client = _connect(self.scheduler, self.named)
         try:
             self.window = max(self.window, 4 * _wait_for_workers(self._client, self.scheduler, self.named))
-            shared = (result_versions(), self.setup)  # each worker checks the versions
+            # Each worker checks the versions and, where the results follow it, the kind of CPU.
+            shared = (result_versions(), cpu_kind() if self.same_cpu else None, self.setup)
             self._shared_setup = self._client.scatter(shared, broadcast=True, hash=False)
         except BaseException:
             self.close()  # at once: an API caller that keeps the engine is left no open client
@@ -350,11 +355,11 @@ def _run_remote(token: str, shared, work, job):
     """_run on a Dask worker: first, that the worker computes what this machine would. Its versions
     of harness's code and the hashing libraries must be the client's, or its hashes would differ and
     go into the client's cache under the client's keys; a problem building the state names it."""
-    versions, setup = shared
+    versions, cpu, setup = shared
     if token not in _STATE:
         from distributed import get_worker
 
-        from harness.provenance import result_versions
+        from harness.provenance import cpu_kind, result_versions
 
         here = result_versions()
         address = get_worker().address
@@ -363,6 +368,14 @@ def _run_remote(token: str, shared, work, job):
         if differ:
             raise HarnessError(f"the Dask worker {address} runs other versions than this machine ("
                                f"{'; '.join(differ)}): its hashes would differ; install the same on every worker")
+        here = cpu_kind() if cpu is not None else {}
+        differ = [f"{key} {here.get(key, 'missing')} there, {value} here" for key, value in (cpu or {}).items()
+                  if here.get(key) != value]
+        if differ:
+            raise HarnessError(f"the Dask worker {address} is another kind of CPU than this machine ("
+                               f"{'; '.join(differ)}): this run's hashers or edits are not bit-exact across "
+                               "processors (cpu_exact), so its results would differ; use workers of this "
+                               "machine's kind")
         try:
             _STATE.clear()
             _STATE[token] = _build(setup)

@@ -50,29 +50,79 @@ def git_state() -> dict:
     return {"commit": commit or None, "dirty": bool(dirty) if commit else None}
 
 
+# Environment variables that change what the libraries compute on a CPU: OpenCV's IPP and vector code,
+# NumPy's SIMD loops, TensorFlow's oneDNN kernels and the ISA they may use, OpenBLAS's kernels. run.json
+# records each of them, null where unset, so a record says as much about an unset one as a set one.
+CPU_ENVIRONMENT = ("OPENCV_IPP", "OPENCV_CPU_DISABLE", "NPY_DISABLE_CPU_FEATURES", "TF_ENABLE_ONEDNN_OPTS",
+                   "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE")
+
+
 def cpu_features() -> dict:
     """The processor, and the vector instructions OpenCV dispatches to on it: MarrHildrethHash and
     ColorMomentHash (and CNN embeddings) round differently with AVX-512 than without, so a
-    result is only comparable bit for bit with one made on the same features."""
+    result is only comparable bit for bit with one made on the same features. Also whether OpenCV
+    runs Intel's IPP (its cubic resizes differ from OpenCV's own), NumPy's SIMD level and the
+    environment variables that change either (CPU_ENVIRONMENT)."""
     import cv2
 
     line = cv2.getCPUFeaturesLine()  # "SSE SSE2 *AVX2 ...": starred ones are dispatched at run time
-    flags = set()
-    model = platform.processor()
+    model, flags = _cpuinfo()
+    vector = sorted(f for f in flags if f.startswith(("avx", "sse4", "fma", "neon", "asimd", "sve")))
+    return {"machine": platform.machine(), "model": model or platform.processor(), "cores": os.cpu_count(),
+            "opencv_features": line, "opencv_dispatch": " ".join(f[1:] for f in line.split() if f.startswith("*")),
+            "opencv_optimized": cv2.useOptimized(), "opencv_ipp": cv2.ipp.useIPP(),
+            "opencv_ipp_version": cv2.ipp.getIppVersion(), "numpy_simd": numpy_simd(), "vector_flags": vector,
+            "environment": {name: os.environ.get(name) for name in CPU_ENVIRONMENT}}
+
+
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> tuple[str, tuple[str, ...]]:
+    """(model name, flags) from /proc/cpuinfo, read once a process: it does not change, and on a
+    machine of many cores it is large while cpu_kind is asked for each chain of a run."""
+    flags, model = (), ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
             for row in handle:
                 key, _, value = row.partition(":")
                 if key.strip() in ("flags", "Features") and not flags:
-                    flags = set(value.split())
+                    flags = tuple(value.split())
                 elif key.strip() == "model name" and not model:
                     model = value.strip()
     except OSError:
         pass
-    vector = sorted(f for f in flags if f.startswith(("avx", "sse4", "fma", "neon", "asimd", "sve")))
-    return {"machine": platform.machine(), "model": model, "cores": os.cpu_count(),
-            "opencv_features": line, "opencv_dispatch": " ".join(f[1:] for f in line.split() if f.startswith("*")),
-            "opencv_optimized": cv2.useOptimized(), "vector_flags": vector}
+    return model, flags
+
+
+def numpy_simd() -> str:
+    """The SIMD extensions NumPy dispatches to here (its baseline, then those enabled at run time,
+    which NPY_DISABLE_CPU_FEATURES can switch off): its float loops (exp, power) round by them."""
+    try:
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:  # NumPy 1
+        from numpy.core import _multiarray_umath as umath
+    found = getattr(umath, "__cpu_features__", {})
+    return " ".join([*getattr(umath, "__cpu_baseline__", []),
+                     *(name for name in getattr(umath, "__cpu_dispatch__", []) if found.get(name))])
+
+
+# What of cpu_features a result that is not bit-exact across processors depends on: not the model's
+# name or the number of cores (two models with the same features compute the same), but the vector
+# code OpenCV and NumPy dispatch to, IPP, the CPU's vector flags (oneDNN and OpenBLAS pick their
+# kernels by them) and the environment variables that change any of these.
+CPU_KIND = ("machine", "opencv_features", "opencv_optimized", "opencv_ipp", "opencv_ipp_version", "numpy_simd",
+            "vector_flags")
+
+
+def cpu_kind() -> dict:
+    """The kind of CPU, as far as results that follow it go (CPU_KIND), each part as text: for the
+    hash cache's keys of hashers and transforms that are not bit-exact across processors, and for
+    the check that a Dask worker of such a run is of the client's kind."""
+    import json
+
+    features = cpu_features()
+    return {**{key: features[key] if isinstance(features[key], str) else json.dumps(features[key])
+               for key in CPU_KIND},
+            **{name: "unset" if value is None else value for name, value in features["environment"].items()}}
 
 
 def command_line() -> list[str]:

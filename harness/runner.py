@@ -74,20 +74,36 @@ class RunResult:
 
 def hasher_key(hasher, versions: dict) -> str:
     """The cache's key of a hasher: its spec, the versions (provenance.result_versions), the content
-    of the files its parameters name (weights) and, for a plugin, its module's code."""
+    of the files its parameters name (weights), for a plugin, its module's code and, for a hasher
+    that is not bit-exact across processors, the kind of CPU (provenance.cpu_kind): a cache shared
+    between machines (a copied folder, a Dask cluster's client) then never gives one machine's hashes
+    for another's. An exact hasher's key leaves the CPU out, so its cache serves every machine."""
+    from harness.provenance import cpu_kind
+
     spec = hasher.spec()
     plugin = (plugin_code(spec["name"]),) if ":" in spec["name"] else ()
-    return digest("hasher", spec, versions, *plugin, *read_files(type(hasher), spec))
+    cpu = () if hasher.cpu_exact else (cpu_kind(),)
+    return digest("hasher", spec, versions, *plugin, *read_files(type(hasher), spec), *cpu)
 
 
 def chain_key(chain, salt: str) -> str:
     """The cache's key of a transform chain's result: the chain, the salt, the content of the files
-    its steps read (an overlay's image) and its plugins' code."""
+    its steps read (an overlay's image), its plugins' code and, where a step is not bit-exact across
+    processors (transforms.cpu_exact), the kind of CPU: every hasher's hash of that result follows it."""
+    from harness.provenance import cpu_kind
     from harness.transforms import TRANSFORMS
 
     plugins = [plugin_code(name) for name, _ in chain if ":" in name]
     files = [content for name, params in chain for content in read_files(TRANSFORMS.get(name), dict(params))]
-    return digest("chain", chain, salt, *plugins, *files)
+    cpu = [] if chain_cpu_exact(chain) else [cpu_kind()]
+    return digest("chain", chain, salt, *plugins, *files, *cpu)
+
+
+def chain_cpu_exact(chain) -> bool:
+    """Whether every step of a chain gives the same pixels on every processor."""
+    from harness.transforms import cpu_exact
+
+    return all(cpu_exact(name, dict(params)) for name, params in chain)
 
 
 def read_files(target, params: dict) -> list[str]:
@@ -159,6 +175,9 @@ class Pass:
     engine: str
     inputs: str
     failures: int
+    # The transforms whose pixels, with the parameters this run gives them, follow the processor
+    # (transforms.cpu_exact): even a bit-exact hasher's distances for their pairs do.
+    cpu_inexact_transforms: list[str] = field(default_factory=list)
 
     def result(self) -> RunResult:
         """The tables; once: the collected columns are handed over to them, not copied."""
@@ -201,7 +220,10 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     if not collector.sources:
         first = collector.errors[0]["reason"] if collector.errors else "no images"
         raise HarnessError(f"none of the {len(paths)} images could be read; first: {first}")
-    return Pass(collector, notes, images.engine, collector.inputs(notes), collector.failures())
+    from harness.transforms import cpu_exact
+
+    inexact = sorted({name for chain in plan.chains for name, params in chain if not cpu_exact(name, dict(params))})
+    return Pass(collector, notes, images.engine, collector.inputs(notes), collector.failures(), inexact)
 
 
 class ImagePass:
@@ -219,6 +241,9 @@ class ImagePass:
         self.scheduler, self.previews, self.progress, self.desc = scheduler, previews, progress, desc
         self.engine = "this process"
         self.keys = {info.id: info.key for info in infos}
+        # Dask workers must be of this machine's kind of CPU where a hasher or an edit follows it.
+        self.same_cpu = (any(not info.cpu_exact for info in infos if info.status == OK)
+                         or not all(chain_cpu_exact(chain) for chain in plan.chains))
         # What each hasher's rows look like, for the cache's lookup: an entry of another form is computed
         # again. One that declares none (a plugin's) but stacks its rows as they are (the default
         # decode_rows: one form for all) is held to the form of its hash of a made-up image, found
@@ -265,7 +290,7 @@ class ImagePass:
         with _Bar(total=len(self.paths), desc=self.desc, unit="image",
                   disable=None if self.progress is None else not self.progress) as bar, \
                 Engine(workers=self.workers, scheduler=self.scheduler, setup=setup, warm_up=warm_up,
-                       started=preload.start) as engine:
+                       started=preload.start, same_cpu=self.same_cpu) as engine:
             def prepared(number: int):
                 job = prepare_job(number, self.paths[number], plan, self.infos, cache, file_salt,
                                   number == 0 and self.previews, known, self.forms)

@@ -272,16 +272,26 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
               "share an axis.", ""]
     hashers = results.hashers
     if len(hashers):
+        # Edits whose pixels follow the processor make every hasher's distances for their pairs follow
+        # it too, the bit-exact ones' included (a run.json of an older version names none).
+        inexact = [str(name) for name in provenance.get("cpu_inexact_transforms", [])]
         lines += ["| hasher | distance | max | status | same on every CPU |", "| --- | --- | --- | --- | --- |"]
         for row in hashers.itertuples(index=False):
             exact = getattr(row, "cpu_exact", "")
+            if exact == "yes" and inexact:
+                exact = "no (edits)"
             lines.append(f"| {md(row.hasher)} | {md(row.distance)} | {format_number(float(row.distance_max))} "
                          f"| {md(row.status)} "
                          f"| {md(exact)} |")
         lines += ["", "*Same on every CPU*: `yes` where the hashes are bit-exact across processors (measured on "
                   "x86-64 with and without AVX-512); `no` where the library's result follows the processor's "
                   "vector instructions (floating-point rounding), so distances can differ in the last digits "
-                  "between machines and a threshold can move by one step.", ""]
+                  "between machines and a threshold can move by one step."
+                  + (f" `no (edits)`: the hashes are bit-exact, but this run's {md(', '.join(inexact))} "
+                     f"{'edit is' if len(inexact) == 1 else 'edits are'} not (OpenCV runs "
+                     f"{'it' if len(inexact) == 1 else 'them'} through Intel's IPP or vector code whose rounding "
+                     "follows the processor), so the edited copies, and the distances of their pairs, can "
+                     "differ between machines." if inexact else ""), ""]
     lines += ["## Distances", "", markdown_table(metrics.table), ""]
     if "families" not in figures:
         lines += [f"No pair yielded a distance, so there are no figures: {no_distance_reason(results)}.", ""]

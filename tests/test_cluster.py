@@ -204,6 +204,56 @@ def test_a_worker_with_other_versions_is_refused(cluster):
             list(engine.map(square, range(4)))
 
 
+def unoptimized_opencv():  # run on each worker: OpenCV without IPP and its vector code, another kind of CPU
+    cv2.setUseOptimized(False)
+
+
+def test_a_worker_of_another_kind_of_cpu_is_refused_where_results_follow_the_cpu(cluster):
+    """Where the run's results are not bit-exact across processors, a worker of another kind would mix
+    its results into the tables and this machine's cache; where they are, its results are this one's."""
+    from distributed import Client
+
+    from harness.cluster import Engine
+    from harness.errors import HarnessError
+
+    address, _ = cluster
+    with Client(address, timeout="30s") as client:
+        client.run(unoptimized_opencv)
+    with pytest.raises(HarnessError, match=r"the Dask worker tcp://127\.0\.0\.1:\d+ is another kind of CPU than this "
+                                           r"machine \(.*opencv_optimized false there, true here\): this run's hashers "
+                                           r"or edits are not bit-exact across processors"):
+        with Engine(scheduler=address, same_cpu=True) as engine:
+            list(engine.map(square, range(4)))
+    with Engine(scheduler=address) as engine:
+        assert list(engine.map(square, range(4))) == [0, 1, 4, 9]
+
+
+CPU_RUN = """
+images: [builtin:camera, builtin:coffee]
+hashers: [aHash]
+sweeps: [{family: edit, b: EDIT}]
+"""
+
+
+@pytest.mark.parametrize("edit, refused", [("{hue: {degrees: 10}}", True), ("{jpeg: {quality: 50}}", False)])
+def test_a_run_whose_edits_follow_the_cpu_refuses_a_worker_of_another_kind(cluster, tmp_path, edit, refused):
+    from distributed import Client
+
+    address, _ = cluster
+    with Client(address, timeout="30s") as client:
+        client.run(unoptimized_opencv)
+    config = tmp_path / "cpu.yaml"
+    config.write_text(CPU_RUN.replace("EDIT", edit))
+    command = [sys.executable, "-m", "harness", "run", str(config), "--out", str(tmp_path / "out"), "--quiet",
+               "--no-cache", "--scheduler", address]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if refused:
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "is another kind of CPU than this machine" in done.stderr, done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+
+
 LOGO = """
 images: [builtin:astronaut, builtin:camera, builtin:coffee]
 hashers: [pHash]

@@ -83,10 +83,27 @@ def output_size(width: int, height: int, image: np.ndarray) -> tuple[int, int]:
     return width, height
 
 
-def transform(func: Callable) -> Callable:
-    """Register a transform function under its own name."""
-    TRANSFORMS.add(func.__name__, func)
-    return func
+def transform(func: Callable | None = None, *, cpu_exact: bool | Callable[[dict], bool] = True):
+    """Register a transform function under its own name: `@transform`, or `@transform(cpu_exact=...)`
+    for one whose pixels are not the same on every processor (False, or a function of the step's
+    parameters, defaults filled in, that says for which). See `cpu_exact`."""
+    def register(func: Callable) -> Callable:
+        func.cpu_exact = cpu_exact
+        TRANSFORMS.add(func.__name__, func)
+        return func
+
+    return register if func is None else register(func)
+
+
+def cpu_exact(name: str, params: dict) -> bool:
+    """Whether a step gives the same pixels on every x86-64 and ARM processor. Not where OpenCV runs
+    it through Intel's IPP (x86-64 only, at the machine's vector level) or vector code of its own
+    whose float rounding follows the instructions (measured by switching them off: OPENCV_IPP=disabled,
+    OPENCV_CPU_DISABLE). A plugin is taken to be exact, as a hasher is, unless its function has a
+    `cpu_exact` attribute that says otherwise."""
+    func, params = check_step(name, params)
+    exact = getattr(func, "cpu_exact", True)
+    return bool(exact(params) if callable(exact) else exact)
 
 
 def _one_line(exc: BaseException) -> str:

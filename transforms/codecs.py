@@ -8,6 +8,9 @@ import numpy as np
 from harness.params import Doc, Range, Stronger
 from harness.transforms import TransformError, transform
 
+# Bit-exact across processors (transforms.cpu_exact): libjpeg-turbo's and libwebp's vector code
+# gives their scalar code's bytes (measured without AVX), and PNG is lossless.
+
 
 def _round_trip(image: np.ndarray, ext: str, params: list[int]) -> np.ndarray:
     ok, buffer = cv2.imencode(ext, image, params)

@@ -7,6 +7,8 @@ import numpy as np
 from harness.params import Doc, Range, Stronger
 from harness.transforms import Seed, transform
 
+# Bit-exact across processors (transforms.cpu_exact): NumPy's generators give the same numbers everywhere.
+
 
 @transform
 def gaussian_noise(

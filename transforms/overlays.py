@@ -11,6 +11,9 @@ from harness.errors import shown
 from harness.params import Check, Doc, FileContent, Range, Stronger
 from harness.transforms import Color, Seed, TransformError, output_size, transform
 
+# Bit-exact across processors, every one (transforms.cpu_exact): drawing is integer, the blends were
+# unchanged without IPP or AVX, and the INTER_AREA resizes of overlay_image and screenshot too (measured).
+
 BUILTIN_LOGO = "builtin:logo"
 # The farthest a text may start from the image's corner, either way: past any image's side, and
 # within the C int OpenCV takes a point's coordinates in (a larger one failed every image).
