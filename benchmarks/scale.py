@@ -168,15 +168,19 @@ def failures(out: str) -> str:
 
 
 def median_pixels(folder: str, count: int) -> int:
-    """The median of the first `count` images' pixels (their headers, read with Pillow)."""
+    """The median of the first `count` images' pixels (their headers, read with Pillow); a file whose
+    header Pillow cannot read is left out of the median (the run reports it in errors.csv)."""
     from PIL import Image
 
     paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names)[:count]
     sizes = []
     for path in paths:
-        with Image.open(path) as image:
-            sizes.append(image.size[0] * image.size[1])
-    return round(statistics.median(sizes))
+        try:
+            with Image.open(path) as image:
+                sizes.append(image.size[0] * image.size[1])
+        except (OSError, SyntaxError, ValueError):  # Pillow's errors for an unreadable or unknown header
+            continue
+    return round(statistics.median(sizes)) if sizes else 0
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ import sys
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 from harness import __version__
-from harness.errors import (EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED,
+from harness.errors import (EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK,
+                            EXIT_TERMINATED,
                             MESSAGE_MAX, PATH_MAX, HarnessError, Terminated, clipped, shortened)
 
 EPILOG = ("Exit status: 0 all done; 1 finished, but some images, transforms or hashes failed (see errors.csv); "
@@ -356,7 +357,7 @@ def command_run(args) -> int:
     fixes = [n for n in notes if any(str(n).startswith(f"hasher {h} unavailable") for h in unavailable)]
     for note in [n for n in notes if n not in fixes] + fixes:  # the fixes last, where they are seen
         print(line("note", note), file=sys.stderr)
-    return 1 if evaluation.failures else 0
+    return EXIT_FAILURES if evaluation.failures else EXIT_OK
 
 
 def written_distances(out_dir: str) -> str:
@@ -468,7 +469,7 @@ def command_leaks(args) -> int:
     for note in audit.notes + ([f"{failed} {'file or folder' if failed == 1 else 'files or folders'} could not be "
                                 "read, so the audit did not compare them; see errors.csv"] if failed else []):
         print(line("note", note), file=sys.stderr)
-    return 1 if failed else 0
+    return EXIT_FAILURES if failed else EXIT_OK
 
 
 def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source: str,
@@ -568,7 +569,7 @@ def command_report(args) -> int:
     report.write(results, args.dir, rebuild=True)
     print(results.table.to_string(index=False))
     print(f"\nrebuilt {args.dir}/ (summary.md, table.csv and the other derived tables, figures/) from its saved tables")
-    return 0
+    return EXIT_OK
 
 
 def command_validate(args) -> int:
@@ -600,7 +601,7 @@ def command_validate(args) -> int:
     print_plugins(config.plugins, config.plugins_imported, "run")
     for note in notes:
         print(f"  note: {note}")
-    return 0
+    return EXIT_OK
 
 
 def print_plugins(plugins: list, imported: bool, command: str) -> None:
@@ -662,14 +663,14 @@ def validate_leaks(args, raw: dict) -> int:
     print_plugins(plugins, args.import_plugins, "leaks")
     for note in notes:
         print(f"  note: {note}")
-    return 0
+    return EXIT_OK
 
 
 def command_list(args) -> int:
     from harness import catalog
 
     print(catalog.describe(args.which))
-    return 0
+    return EXIT_OK
 
 
 def scheduler_option(text: str) -> str:

@@ -192,6 +192,7 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
     limits = {}
     for key, bounds in (("max_pixels", MAX_PIXELS_RANGE), ("max_side", (16,)), ("max_flags", (1,))):
         limits[key] = whole_number(raw.get(key), source, key, *bounds)
+    _typed(raw.get("description", ""), str, source, "description")  # shown under the summary's title
     name = run_name(raw.get("name", "leaks"), source, names_folder and "output" not in raw)  # (see parse_config)
     output = output_path(raw.get("output", os.path.join("reports", name)), source)
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,

@@ -166,7 +166,10 @@ def _count(value: float) -> str:
 
 
 def summary_markdown(audit) -> str:
-    lines = [f"# Leak audit: {md(audit.config.get('name', 'leaks'))}", "", f"**{md(answer(audit))}**", ""]
+    lines = [f"# Leak audit: {md(audit.config.get('name', 'leaks'))}", ""]
+    if audit.config.get("description"):
+        lines += [md(audit.config["description"]), ""]
+    lines += [f"**{md(answer(audit))}**", ""]
     if mostly_chance(audit):
         lines += ["> **Most of the flags between splits are expected to be chance matches** (below), which this "
                   f"answer counts as copies: confirm them in {REVIEW}, or audit again at lower thresholds (a smaller "

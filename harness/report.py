@@ -2,7 +2,7 @@
 
 `write` saves what a run computed (the long tables, images, errors, hashers, run.json,
 config.yaml, previews) and what is derived from it (table, thresholds, detection,
-ROC, figures, summary.md) as one new output set (see harness/storage.py).
+retrieval, ROC, figures, summary.md) as one new output set (see harness/storage.py).
 `python -m harness report DIR` loads a Results from DIR and writes it again with
 `rebuild=True`: the saved files are carried over as they are and every derived
 file is rendered anew, so a rebuilt report equals the first one by construction.

@@ -199,6 +199,18 @@ def test_a_config_naming_test_before_train_is_audited_train_first(tmp_path):
     assert list(yaml.safe_load((out / "config.yaml").read_text())["splits"]) == ["train", "val", "test"]
 
 
+def test_a_configs_description_heads_its_summary_and_must_be_text(tmp_path):
+    write(tmp_path / "train" / "a.png", make_scene(1, 64, 64))
+    write(tmp_path / "test" / "b.png", make_scene(2, 64, 64))
+    config = {"splits": {"train": [str(tmp_path / "train")], "test": [str(tmp_path / "test")]},
+              "hashers": ["pHash"], "threshold": 8, "description": "Split of *March*, before relabelling"}
+    harness.find_leaks(config).save(str(tmp_path / "out"))
+    assert (tmp_path / "out" / "summary.md").read_text().splitlines()[:3] == [
+        "# Leak audit: leaks", "", "Split of \\*March\\*, before relabelling"]
+    with pytest.raises(harness.ConfigError, match=r"^<dict>: description: expected str, got 5$"):
+        harness.find_leaks({**config, "description": 5})
+
+
 def test_a_file_named_twice_is_one_file_of_its_split(planted, tmp_path):
     """Two spellings of one path, or one hash table given twice: one file, never a copy of itself."""
     root, _ = planted
