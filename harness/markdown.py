@@ -91,6 +91,21 @@ def _backslash_group(match: re.Match) -> str:
 PROVENANCE_HEADING = "## Provenance"
 
 
+def cpu_line(cpu: dict) -> str:
+    """What of run.json's cpu record the results that are not bit-exact follow, in a few words: the
+    vector code OpenCV dispatches to, whether it runs Intel's IPP (its cubic resizes are its own),
+    NumPy's SIMD level. A run.json of an older version holds only the first."""
+    parts = [f"OpenCV dispatching to {md(cpu.get('opencv_dispatch') or 'baseline only')}"]
+    if "opencv_ipp" in cpu:
+        # getIppVersion() reads "ippIP AVX-512F/CD/BW/DQ/VL (k0) 2021.11.0 (-) Feb  1 2024": its code path, version
+        found = re.match(r"\S+ (.+?) \(\w+\) (\S+)", str(cpu.get("opencv_ipp_version") or ""))
+        parts.append("IPP off" if not cpu["opencv_ipp"] else
+                     f"IPP {md(found[2])} ({md(found[1])})" if found else "IPP on")
+    if cpu.get("numpy_simd"):
+        parts.append(f"NumPy's SIMD up to {md(str(cpu['numpy_simd']).split()[-1])}")
+    return f"CPU {md(cpu.get('machine', '?'))} with " + ", ".join(parts)
+
+
 def provenance_lines(provenance: dict) -> list[str]:
     """The summary's last section: what produced the run (command, date, commit, versions, CPU)."""
     versions = provenance.get("versions", {})
@@ -104,7 +119,6 @@ def provenance_lines(provenance: dict) -> list[str]:
             f"{' (uncommitted changes)' if git.get('dirty') else ''}. "
             f"Python {md(versions.get('python'))}, OpenCV {md(versions.get('cv2'))}, "
             f"NumPy {md(versions.get('numpy'))}, TensorFlow {md(versions.get('tensorflow', 'not installed'))}"
-            + (f"; CPU {md(cpu.get('machine', '?'))} with OpenCV dispatching to "
-               f"{md(cpu.get('opencv_dispatch') or 'baseline only')}" if cpu else "")
+            + (f"; {cpu_line(cpu)}" if cpu else "")
             + f". The resolved config is in `config.yaml` (run it again with `python -m harness run "
               f"DIR/config.yaml`); all versions and CPU features are in `{RUN}`.", ""]

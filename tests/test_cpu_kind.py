@@ -149,3 +149,16 @@ def test_the_summary_counts_an_edit_that_follows_the_cpu(tmp_path, edit, inexact
     assert row.endswith("| no (edits) |" if inexact else "| yes |")
     said = "`no (edits)`: the hashes are bit-exact, but this run's resize\\_max edit is not" in summary
     assert said == bool(inexact)
+
+
+def test_the_summarys_provenance_names_ipp_and_numpys_simd_and_reads_an_older_record():
+    from harness.markdown import cpu_line
+
+    cpu = {"machine": "x86_64", "opencv_dispatch": "AVX2", "opencv_ipp": True, "numpy_simd": "SSE SSE2 AVX2",
+           "opencv_ipp_version": "ippIP AVX2 (l9) 2021.11.0 (-) Feb  1 2024"}
+    assert cpu_line(cpu) == "CPU x86\\_64 with OpenCV dispatching to AVX2, IPP 2021.11.0 (AVX2), NumPy's SIMD up to AVX2"
+    assert "IPP off" in cpu_line({**cpu, "opencv_ipp": False})
+    assert cpu_line({"machine": "aarch64", "opencv_dispatch": ""}) == \
+        "CPU aarch64 with OpenCV dispatching to baseline only"  # run.json of an older version
+    here = cpu_features()
+    assert ("IPP off" in cpu_line(here)) is (not cv2.ipp.useIPP())
