@@ -439,7 +439,8 @@ def command_leaks(args) -> int:
         splits = merged_splits(splits, given)
     raw = {**raw, "splits": splits}
     if args.hashers is not None:
-        raw = chosen_hashers(raw, hasher_list(args.hashers), keeps_min_agree=args.min_agree is None, source=source)
+        raw = leaks.chosen_hashers(raw, hasher_list(args.hashers), keeps_min_agree=args.min_agree is None,
+                                   source=source)
     if args.threshold is not None:
         raw["threshold"] = _threshold_option(args.threshold)
         raw.pop("fpr", None)
@@ -470,44 +471,6 @@ def command_leaks(args) -> int:
                                 "read, so the audit did not compare them; see errors.csv"] if failed else []):
         print(line("note", note), file=sys.stderr)
     return EXIT_FAILURES if failed else EXIT_OK
-
-
-def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source: str,
-                   advice: str = "choose more hashers or give --min-agree") -> dict:
-    """An audit config's data with only the hashers --hashers names. As `run --hashers` does, they
-    are the config's own, by id, parameters and all (a bare name in their place ran the hasher's
-    defaults under thresholds set for the config's parameters), and the config's thresholds of the
-    hashers left out go: they were not wrong, only not chosen. A config that names no hashers takes
-    --hashers' names as they are. The config's min_agree cannot be met by fewer hashers, which is
-    --hashers' doing as much as the file's, so the error names both."""
-    from harness.errors import ConfigError
-    from harness.registry import suggest
-
-    entries = raw.get("hashers")
-    if isinstance(entries, list):
-        by_id = {}
-        for entry in entries:  # (a malformed entry is the parser's to refuse, with its key)
-            name = entry if isinstance(entry, str) else entry.get("id", entry.get("name")) \
-                if isinstance(entry, dict) else None
-            if isinstance(name, str):
-                by_id.setdefault(name, entry)
-        for name in hashers:
-            if name not in by_id:
-                close = suggest(name, list(by_id))
-                raise ConfigError("--hashers", name, f"not a hasher of {source}" + (
-                    f"; did you mean '{close}'?" if close else f"; the config has {', '.join(by_id)}"))
-        hashers = list(dict.fromkeys(hashers))
-        raw = {**raw, "hashers": [by_id[name] for name in hashers]}
-    else:
-        raw = {**raw, "hashers": hashers}
-    if isinstance(raw.get("threshold"), dict):
-        raw["threshold"] = {h: value for h, value in raw["threshold"].items() if h in hashers}
-    min_agree = raw.get("min_agree")
-    if keeps_min_agree and type(min_agree) is int and min_agree > len(set(hashers)) >= 1:
-        count = len(set(hashers))
-        raise ConfigError("--hashers", ",".join(hashers), f"{count} {'hasher' if count == 1 else 'hashers'}, fewer "
-                          f"than min_agree: {min_agree} of {source}; {advice}")
-    return raw
 
 
 def merged_splits(configured: dict, given: dict) -> dict:
@@ -643,8 +606,8 @@ def validate_leaks(args, raw: dict) -> int:
                                                  "gives; validate checks one that names them (splits: {train: [...], "
                                                  "test: [...]})")
     if args.hashers is not None:
-        raw = chosen_hashers(raw, hasher_list(args.hashers), keeps_min_agree=True, source=args.config,
-                             advice="choose more hashers")
+        raw = leaks.chosen_hashers(raw, hasher_list(args.hashers), keeps_min_agree=True, source=args.config,
+                                   advice="choose more hashers")
     plugins: list = []
     config = leaks.leak_config(raw, args.config, import_plugins=args.import_plugins, plugins=plugins,
                                names_folder=True)

@@ -194,7 +194,7 @@ def image_pass(config: ConfigArgument, *, images: ImagesArgument | None = None,
 def resolve_config(config, images=None, hashers=None):
     from harness.config import Config, load_config, parse_config
 
-    images, hashers = _strings("images", images), _strings("hashers", hashers)
+    images, hashers = strings_argument("images", images), strings_argument("hashers", hashers)
     if isinstance(config, (str, os.PathLike)):
         return load_config(os.fspath(config), images=images, hashers=hashers, hashers_option="hashers",
                            images_option="images")
@@ -242,7 +242,7 @@ def path_argument(key: str, value) -> str:
     return path
 
 
-def _strings(key: str, value) -> list[str] | None:
+def strings_argument(key: str, value) -> list[str] | None:
     """An `images=` or `hashers=` argument as a list of strings: one string (or path) is a list of
     one, as in a config; anything else is a HarnessError naming the argument."""
     from harness.errors import shown

@@ -200,6 +200,44 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
                       raw, tuple((split_options or {}).items()))
 
 
+def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source: str, option: str = "--hashers",
+                   advice: str = "choose more hashers or give --min-agree") -> dict:
+    """An audit config's data with only the hashers `hashers` names (`option`: what gave them,
+    which errors name: --hashers, or find_leaks' `hashers`). As `run --hashers` does, they are the
+    config's own, by id, parameters and all (a bare name in their place ran the hasher's defaults
+    under thresholds set for the config's parameters), and the config's thresholds of the hashers
+    left out go: they were not wrong, only not chosen. A config that names no hashers takes the
+    names as they are. The config's min_agree cannot be met by fewer hashers, which is the option's
+    doing as much as the file's, so the error names both."""
+    from harness.registry import suggest
+
+    entries = raw.get("hashers")
+    if isinstance(entries, list):
+        by_id = {}
+        for entry in entries:  # (a malformed entry is the parser's to refuse, with its key)
+            name = entry if isinstance(entry, str) else entry.get("id", entry.get("name")) \
+                if isinstance(entry, dict) else None
+            if isinstance(name, str):
+                by_id.setdefault(name, entry)
+        for name in hashers:
+            if name not in by_id:
+                close = suggest(name, list(by_id))
+                raise ConfigError(option, name, f"not a hasher of {source}" + (
+                    f"; did you mean '{close}'?" if close else f"; the config has {', '.join(by_id)}"))
+        hashers = list(dict.fromkeys(hashers))
+        raw = {**raw, "hashers": [by_id[name] for name in hashers]}
+    else:
+        raw = {**raw, "hashers": hashers}
+    if isinstance(raw.get("threshold"), dict):
+        raw["threshold"] = {h: value for h, value in raw["threshold"].items() if h in hashers}
+    min_agree = raw.get("min_agree")
+    if keeps_min_agree and type(min_agree) is int and min_agree > len(set(hashers)) >= 1:
+        count = len(set(hashers))
+        raise ConfigError(option, ",".join(hashers), f"{count} {'hasher' if count == 1 else 'hashers'}, fewer "
+                          f"than min_agree: {min_agree} of {source}; {advice}")
+    return raw
+
+
 def _key_error(source: str, key_options: dict[str, str] | None, key: str, problem: str, sub: str = "") -> ConfigError:
     """The error about `key` (`sub`: a part of it, e.g. a hasher's threshold), naming the option
     that gave it where the command line did (see leak_config), else the config's key path."""
@@ -453,7 +491,8 @@ class LeakAudit:
         return f"LeakAudit({self.answer})"
 
 
-def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *, workers: int | None = 1,
+def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
+               hashers: str | list[str] | tuple[str, ...] | None = None, workers: int | None = 1,
                scheduler: str | None = None, cache: str | os.PathLike[str] | None = None,
                progress: bool | None = False, output: str | os.PathLike[str] | None = None) -> LeakAudit:
     """Run a leak audit and return its LeakAudit; writes nothing but the hash cache (if `cache` is
@@ -461,6 +500,8 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *, workers: i
 
     `config`: a YAML path (str or pathlib.Path), a dict shaped like a YAML audit config (paths may
     be pathlib.Path, lists tuples, numbers NumPy scalars), or a parsed LeakConfig.
+    `hashers`: a hasher id or a list of them, the only ones of the config's that run, with their
+    parameters (default None: all); the config's thresholds of the others are dropped.
     `workers`: worker processes for hashing (default 1, this process; None: one per core from 32
     images on). `scheduler`: the address of a Dask scheduler to hash and search on (default None,
     no cluster). `cache`: a hash cache file to reuse hashes across calls (default None, no cache).
@@ -470,7 +511,7 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *, workers: i
     with the same one-line messages as the command line; a wrong-type argument is one naming it.
     """
     from harness import leaks_search
-    from harness.api import check_run_options, path_argument
+    from harness.api import check_run_options, path_argument, strings_argument
     from harness.cluster import check_workers
     from harness.provenance import provenance, result_versions
     from harness.runner import prepare_hashers, unlisted_row
@@ -478,14 +519,22 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *, workers: i
 
     if output is not None:
         output = path_argument("output", output)
+    chosen = strings_argument("hashers", hashers)
     if isinstance(config, (str, os.PathLike)):
         from harness.safe_yaml import read_config
 
-        config = leak_config(read_config(os.fspath(config)), os.fspath(config))
+        raw, source = read_config(os.fspath(config)), os.fspath(config)
     elif isinstance(config, dict):
-        config = leak_config(config)
-    elif not isinstance(config, LeakConfig):
+        raw, source = config, "<dict>"
+    elif isinstance(config, LeakConfig):
+        raw, source = config.raw if chosen is not None else None, config.source  # parsed: again if hashers change
+    else:
         raise HarnessError(f"config: expected a YAML path, a dict or a LeakConfig, got {type(config).__name__}")
+    if raw is not None:
+        if chosen is not None and isinstance(raw, dict):
+            raw = chosen_hashers(plain_data(raw, source), chosen, keeps_min_agree=True, source=source,
+                                 option="hashers", advice="choose more hashers")
+        config = leak_config(raw, source)
     check_workers(workers)
     cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress)
     started = provenance()

@@ -1101,6 +1101,31 @@ def test_hashers_chosen_on_the_command_line_are_the_configs_own_with_their_param
     assert one_line(capsys) == f"error: --hashers: dHash: not a hasher of {config}; did you mean 'aHash'?"
 
 
+def test_find_leaks_chooses_hashers_as_the_command_line_does(tmp_path):
+    """find_leaks(hashers=...) is --hashers from Python: the config's own hashers by id, with their
+    parameters and thresholds, from a dict, a YAML path or a parsed LeakConfig alike."""
+    from harness.leaks import leak_config
+
+    config = {"splits": {"train": ["builtin:camera"], "test": ["builtin:coffee"]},
+              "hashers": ["aHash", {"name": "imagehash.phash", "hash_size": 16}],
+              "threshold": {"aHash": 6, "imagehash.phash": 40}, "min_agree": 1}
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["leaks", str(path), "--hashers", "imagehash.phash", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    cli = (tmp_path / "cli" / "hashers.csv").read_bytes()
+    for given in (config, path, leak_config(config)):
+        audit = harness.find_leaks(given, hashers=("imagehash.phash",))
+        assert list(audit.hashers["hasher"]) == ["imagehash.phash"]
+        audit.save(str(tmp_path / "api"))
+        assert (tmp_path / "api" / "hashers.csv").read_bytes() == cli
+    with pytest.raises(harness.ConfigError, match=r"^hashers: dHash: not a hasher of <dict>; did you mean 'aHash'\?$"):
+        harness.find_leaks(config, hashers="dHash")
+    with pytest.raises(harness.ConfigError, match=r"^hashers: aHash: 1 hasher, fewer than min_agree: 2 of <dict>"):
+        harness.find_leaks({**config, "min_agree": 2}, hashers="aHash")
+    with pytest.raises(harness.HarnessError, match=r"^hashers\[0\]: expected a string, got 5$"):
+        harness.find_leaks(config, hashers=[5])
+
+
 def test_hashers_chosen_on_the_command_line_drop_the_configs_thresholds_of_the_others(tmp_path, capsys):
     """As `run --hashers` drops the settings of the hashers left out: the config's aHash threshold
     was refused as "not a hasher of this audit", and its min_agree blamed on the file alone."""
