@@ -582,14 +582,14 @@ def print_plugins(plugins: list, imported: bool, command: str) -> None:
               "`validate --import-plugins` imports and checks them and their parameters")
 
 
-LEAK_ONLY_KEYS = {"splits", "threshold", "fpr", "calibration", "min_agree", "max_flags"}
-
-
 def is_leak_config(raw) -> bool:
     """A leak audit's config (the config.yaml an audit writes too): a key only an audit's config
     has (splits, threshold, ...), and none only a run's has (one with both is a run's config with a
     stray key, refused as such)."""
-    return isinstance(raw, dict) and bool(LEAK_ONLY_KEYS & set(raw)) and not {"images", "sweeps"} & set(raw)
+    from harness import config, leaks
+
+    leak_only = leaks.TOP_KEYS - config.TOP_KEYS
+    return isinstance(raw, dict) and bool(leak_only & set(raw)) and not {"images", "sweeps"} & set(raw)
 
 
 def validate_leaks(args, raw: dict) -> int:

@@ -33,6 +33,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -727,7 +728,8 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             continue
         images += listed[number]
         bases.add(here)
-    images = list(dict.fromkeys(os.path.normpath(path) for path in images))  # ./a/x.png is a/x.png
+    # ./a/x.png is a/x.png; `..` is kept (pathlib, not normpath): the system takes link/../x.png through the link.
+    images = list(dict.fromkeys(str(Path(path)) for path in images))
     images = _nameable(images, errors)
     if images:
         keep: dict[str, list] = {hid: [] for hid in hashers}

@@ -211,6 +211,20 @@ def test_a_configs_description_heads_its_summary_and_must_be_text(tmp_path):
         harness.find_leaks({**config, "description": 5})
 
 
+def test_a_name_through_a_link_and_up_is_the_file_the_system_opens(tmp_path, monkeypatch):
+    """link/../x.png is x.png beside the link's target, as the system resolves it: read as that
+    file, not as x.png beside the link (os.path.normpath's reading of the text)."""
+    write(tmp_path / "real" / "x.png", make_scene(1, 64, 64))
+    (tmp_path / "real" / "sub").mkdir()
+    write(tmp_path / "here" / "x.png", make_scene(2, 64, 64))
+    write(tmp_path / "here" / "copy.png", make_scene(1, 64, 64))
+    (tmp_path / "here" / "link").symlink_to(tmp_path / "real" / "sub")
+    monkeypatch.chdir(tmp_path / "here")
+    audit = harness.find_leaks({"splits": {"train": ["link/../x.png"], "test": ["copy.png"]},
+                                "hashers": ["pHash"], "threshold": 4})
+    assert audit.answer.startswith("1 of 1 test file has a copy in train")
+
+
 def test_a_file_named_twice_is_one_file_of_its_split(planted, tmp_path):
     """Two spellings of one path, or one hash table given twice: one file, never a copy of itself."""
     root, _ = planted
