@@ -11,15 +11,17 @@ import subprocess
 import sys
 
 # Pillow decodes what OpenCV cannot and resizes for ImageHash, SciPy computes imagehash.phash's DCT,
-# PyWavelets whash, FAISS the audit's search: each can change a result. pyarrow writes the tables.
+# PyWavelets whash: each can change a hash. FAISS runs the audit's search, pyarrow writes the tables.
 DISTRIBUTIONS = ["imghash-harness", "opencv-contrib-python-headless", "numpy", "pandas", "matplotlib",
                  "scikit-image", "pyyaml", "tensorflow", "keras", "imagehash", "pdqhash", "pillow", "scipy",
                  "pywavelets", "faiss-cpu", "pyarrow"]
-# What only the tables and the report go through, on this machine alone: no hash depends on these, so
-# the hash cache's keys leave them out (upgrading matplotlib keeps a 100,000-image cache) and Dask
-# workers need not match them. A module of harness not named here is in the keys, new ones included.
-REPORT_ONLY_DISTRIBUTIONS = ("pandas", "matplotlib", "pyyaml", "pyarrow")
-REPORT_ONLY_MODULES = ("report.py", "summary.py", "figures.py", "markdown.py", "review.py", "leaks_report.py")
+# What only the tables, the report and the leak audit's search go through: no hash depends on these,
+# so the hash cache's keys leave them out (upgrading matplotlib keeps a 100,000-image cache) and Dask
+# workers need not match them (the search's Hamming distances are exact, with FAISS or NumPy alike).
+# A module of harness not named here is in the keys, new ones included.
+NOT_HASHING_DISTRIBUTIONS = ("pandas", "matplotlib", "pyyaml", "pyarrow", "faiss-cpu")
+NOT_HASHING_MODULES = ("report.py", "summary.py", "figures.py", "markdown.py", "review.py", "leaks_report.py",
+                       "search.py", "leaks_search.py")
 
 
 def versions() -> dict:
@@ -151,7 +153,7 @@ def result_versions() -> dict:
     the library versions (the platform and the report's libraries aside) and harness's own code (its
     report modules aside), so that an upgrade of either, even one that keeps harness's version
     number, never reuses a hash computed by the old one."""
-    return {**{k: v for k, v in versions().items() if k != "platform" and k not in REPORT_ONLY_DISTRIBUTIONS},
+    return {**{k: v for k, v in versions().items() if k != "platform" and k not in NOT_HASHING_DISTRIBUTIONS},
             "harness code": code_digest(hashing_only=True)}
 
 
@@ -190,7 +192,7 @@ def _content_digest(path: str, size: int, mtime_ns: int) -> str:
 @functools.lru_cache(maxsize=2)
 def code_digest(hashing_only: bool = False) -> str:
     """A digest of harness's own source files: a run's results depend on its code (read once a process).
-    hashing_only: of those a hash can depend on (all but REPORT_ONLY_MODULES), for the cache's keys."""
+    hashing_only: of those a hash can depend on (all but NOT_HASHING_MODULES), for the cache's keys."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -205,4 +207,4 @@ def source_files(hashing_only: bool = False) -> list[str]:
     return [os.path.join(folder, name)
             for folder in (root, os.path.join(root, "hashers"), os.path.join(root, "transforms"))
             for name in sorted(os.listdir(folder))
-            if name.endswith(".py") and not (hashing_only and folder == root and name in REPORT_ONLY_MODULES)]
+            if name.endswith(".py") and not (hashing_only and folder == root and name in NOT_HASHING_MODULES)]
