@@ -68,7 +68,15 @@ class Stronger:
 class FileContent:
     """The parameter is a path to a file whose content the result is made from (an overlay's
     image, a model's weights): the hash cache keys the result by that content, so a file replaced
-    under the same name is not taken for the old one."""
+    under the same name is not taken for the old one. `names`: values that are names, not paths
+    ('imagenet', 'builtin:logo'), never looked for on disk (a folder `imagenet` where the run
+    starts is not the weights); a name ending in ':' stands for every value it begins."""
+
+    names: tuple[str, ...] = ()
+
+    def is_path(self, value) -> bool:
+        return isinstance(value, str) and not any(
+            value.startswith(name) if name.endswith(":") else value == name for name in self.names)
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,7 @@ class ParamSpec:
     range: Range | None
     doc: str
     stronger: str | None = None  # Stronger.direction, where one way is stronger
-    reads_file: bool = False  # FileContent
+    reads_file: FileContent | None = None  # which values name a file read for its content
     check: Callable[[Any], str | None] | None = None  # Check.problem
 
     @property
@@ -140,11 +148,11 @@ def param_specs(target: Callable | type) -> list[ParamSpec]:
 def file_params(target: Callable | type, params: dict) -> list[tuple[str, str]]:
     """(name, path) of each of `params` that names a file its result is made from (FileContent)."""
     return [(spec.name, params[spec.name]) for spec in param_specs(target)
-            if spec.reads_file and isinstance(params.get(spec.name), str)]
+            if spec.reads_file is not None and spec.reads_file.is_path(params.get(spec.name))]
 
 
 def _spec(name: str, hint, default) -> ParamSpec:
-    rng, doc, stronger, reads_file, check = None, "", None, False, None
+    rng, doc, stronger, reads_file, check = None, "", None, None, None
     if typing.get_origin(hint) is Annotated:
         hint, *extras = typing.get_args(hint)
         for extra in extras:
@@ -155,7 +163,7 @@ def _spec(name: str, hint, default) -> ParamSpec:
             elif isinstance(extra, Stronger):
                 stronger = extra.direction
             elif isinstance(extra, FileContent):
-                reads_file = True
+                reads_file = extra
             elif isinstance(extra, Check):
                 check = extra.problem
     return ParamSpec(name, hint, default, rng, doc, stronger, reads_file, check)

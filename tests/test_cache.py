@@ -679,3 +679,24 @@ def test_rows_that_do_not_fit_the_first_ones_are_failures_never_a_crash():
     assert _decoded(hasher, good, form).rows.tolist() == [0]
     hashed = _decoded(hasher, wide, form)
     assert hashed.array is None and "uint8 (9,), where the first file's is uint8 (8,)" in hashed.errors[0]
+
+
+def test_a_name_that_is_not_a_path_is_never_looked_for_on_disk(tmp_path, monkeypatch):
+    """weights: imagenet and an overlay's builtin:logo are names: a folder `imagenet` where the run
+    starts neither changes ResNet50's cache key nor is a file a Dask worker must hold; a path is both."""
+    from harness.config import HasherSpec
+    from harness.imagework import plan_files
+    from harness.runner import hasher_key
+
+    resnet = HASHERS.get("ResNet50")()
+    monkeypatch.chdir(tmp_path)
+    before = hasher_key(resnet, {})
+    (tmp_path / "imagenet").mkdir()
+    (tmp_path / "builtin:logo").write_bytes(b"not the logo")
+    assert hasher_key(resnet, {}) == before
+    assert plan_files((HasherSpec("ResNet50", "ResNet50", ()),),
+                      ((("overlay_image", (("source", "builtin:logo"),)),),)) == ()
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"weights")
+    named = plan_files((HasherSpec("ResNet50", "ResNet50", (("weights", str(weights)),)),), ())
+    assert [(key, path) for key, path, _ in named] == [("weights of hasher ResNet50", str(weights))]

@@ -155,7 +155,7 @@ def overlay_image(
     y: Annotated[float, Range(0, 1), Doc("top of the overlay, as a part of the free height: 0 top, 1 bottom")] = 0.5,
     opacity: Annotated[float, Stronger("higher"), Range(0, 1),
         Doc("0 invisible, 1 opaque (times the overlay's own alpha)")] = 1.0,
-    source: Annotated[str, FileContent(), Check(overlay_problem),
+    source: Annotated[str, FileContent(names=("builtin:",)), Check(overlay_problem),
                       Doc(f"'{BUILTIN_LOGO}' (scikit-image's logo, RGBA) or an image file path")] = BUILTIN_LOGO,
 ) -> np.ndarray:
     """Paste a logo or image, `size` of the width wide, at relative (x, y), alpha-blended at `opacity`."""

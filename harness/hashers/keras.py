@@ -150,7 +150,7 @@ def import_keras():
 
 @dataclass(frozen=True)
 class KerasEmbedding(Hasher):
-    weights: Annotated[str | None, FileContent(), Doc(
+    weights: Annotated[str | None, FileContent(names=("imagenet",)), Doc(
         "'imagenet' (Keras' cache, downloading if absent), a path to a .h5 weights file, "
         "or null for random weights (tests)")] = "imagenet"
     input_size: Annotated[int, Range(32, 1024), Doc("side of the square network input, px")] = 224
