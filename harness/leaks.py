@@ -208,18 +208,19 @@ def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source:
     config's own, by id, parameters and all (a bare name in their place ran the hasher's defaults
     under thresholds set for the config's parameters), and the config's thresholds of the hashers
     left out go: they were not wrong, only not chosen. A config that names no hashers takes the
-    names as they are. The config's min_agree cannot be met by fewer hashers, which is the option's
+    names as they are; one whose `hashers` is malformed is returned as it is, for the parser's error. The config's min_agree cannot be met by fewer hashers, which is the option's
     doing as much as the file's, so the error names both."""
     from harness.registry import suggest
 
     entries = raw.get("hashers")
-    if isinstance(entries, list):
+    if entries is not None:
         by_id = {}
-        for entry in entries:  # (a malformed entry is the parser's to refuse, with its key)
+        for entry in entries if isinstance(entries, list) and entries else [None]:
             name = entry if isinstance(entry, str) else entry.get("id", entry.get("name")) \
                 if isinstance(entry, dict) else None
-            if isinstance(name, str):
-                by_id.setdefault(name, entry)
+            if not isinstance(name, str):
+                return raw  # malformed: the parser's to refuse, naming its key, before anything is chosen
+            by_id.setdefault(name, entry)
         for name in hashers:
             if name not in by_id:
                 close = suggest(name, list(by_id))
@@ -686,6 +687,11 @@ def _listed(config: LeakConfig, name: str, entries, unlisted: list, notes: list)
     return listed
 
 
+def _one_spelling(path: str) -> str:
+    short = os.path.normpath(path)
+    return short if short == path or os.path.realpath(short) == os.path.realpath(path) else str(Path(path))
+
+
 def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakConfig, plan: Plan, infos,
                 hashers: dict, cache: HashCache, errors: list, forms: dict, *, workers: int, scheduler: str | None,
                 progress) -> SplitHashes:
@@ -728,8 +734,11 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             continue
         images += listed[number]
         bases.add(here)
-    # ./a/x.png is a/x.png; `..` is kept (pathlib, not normpath): the system takes link/../x.png through the link.
-    images = list(dict.fromkeys(str(Path(path)) for path in images))
+    # Two spellings of one name (./a/x.png, a/sub/../x.png) are one file of the split: normpath's
+    # spelling, where it names the file the system opens. Not for link/../x.png, which the system takes
+    # through the link and normpath would read as x.png beside it. (A second name of a file, a link
+    # to it, stays a name of its own: the audit notes it as one file given twice.)
+    images = list(dict.fromkeys(map(_one_spelling, images)))
     images = _nameable(images, errors)
     if images:
         keep: dict[str, list] = {hid: [] for hid in hashers}

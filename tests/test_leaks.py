@@ -229,7 +229,8 @@ def test_a_file_named_twice_is_one_file_of_its_split(planted, tmp_path):
     """Two spellings of one path, or one hash table given twice: one file, never a copy of itself."""
     root, _ = planted
     out = tmp_path / "out"
-    assert main(["leaks", "--train", str(root / "train"), f"{root / 'train'}/./t01.png", "--test", str(root / "test"),
+    assert main(["leaks", "--train", str(root / "train"), f"{root / 'train'}/./t01.png",
+                 f"{root / 'train'}/../train/t02.png", "--test", str(root / "test"),
                  "--hashers", "pHash", "--threshold", "10", "--out", str(out), "--quiet"]) == 0
     files = pd.read_csv(out / "files.csv", keep_default_na=False)
     assert len(files[files["split"] == "train"]) == 31 and files["file"].is_unique
@@ -1138,6 +1139,22 @@ def test_find_leaks_chooses_hashers_as_the_command_line_does(tmp_path):
         harness.find_leaks({**config, "min_agree": 2}, hashers="aHash")
     with pytest.raises(harness.HarnessError, match=r"^hashers\[0\]: expected a string, got 5$"):
         harness.find_leaks(config, hashers=[5])
+
+
+@pytest.mark.parametrize("hashers, message", [
+    ("pHash", "hashers: expected a non-empty list of hasher names or {name: ..., params}"),
+    ([], "hashers: expected a non-empty list of hasher names or {name: ..., params}"),
+    (["pHash", 5], "hashers[1]: expected a hasher name or a mapping with 'name', got 5")])
+def test_a_malformed_hashers_key_is_refused_whatever_hashers_are_chosen(tmp_path, capsys, hashers, message):
+    """Choosing hashers does not stand in for a config's malformed `hashers` (a bare `pHash` ran
+    aHash at pHash's threshold): the parser's error, naming the key, as without a choice."""
+    config = {"splits": {"train": ["builtin:camera"], "test": ["builtin:coffee"]}, "hashers": hashers, "threshold": 8}
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["leaks", str(path), "--hashers", "aHash", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert one_line(capsys) == f"error: {path}: {message}"
+    with pytest.raises(harness.ConfigError, match=re.escape(f"<dict>: {message}")):
+        harness.find_leaks(config, hashers="aHash")
 
 
 def test_hashers_chosen_on_the_command_line_drop_the_configs_thresholds_of_the_others(tmp_path, capsys):
