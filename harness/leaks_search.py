@@ -60,7 +60,8 @@ def _search_shard(state, job):
         if a == b:  # inside the block (i < j), then the block against the rows after it
             inside = search.hasher_pairs_within(hasher, queries, threshold, limit=limit)
             try:
-                after = search.hasher_pairs(hasher, queries, database[stop:], threshold, limit=limit - len(inside))
+                after = search.hasher_pairs(hasher, queries, database[stop:], threshold,
+                                            limit=None if limit is None else limit - len(inside))
             except search.TooManyPairs as over:
                 raise search.TooManyPairs(len(inside) + over.count) from None
             i = np.concatenate([inside.i, after.i]) + start

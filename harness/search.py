@@ -98,7 +98,7 @@ def hamming_pairs(queries: np.ndarray, database: np.ndarray, threshold: float, *
     """
     queries, database = _check_bits(queries, "queries"), _check_bits(database, "database")
     _same_width(queries, database)
-    radius = _hamming_radius(threshold, queries.shape[1])
+    radius, limit = _hamming_radius(threshold, queries.shape[1]), _checked_limit(limit)
     if _use_faiss(engine):
         return _faiss_pairs(queries, database, radius, within=False, limit=limit)
     return _numpy_pairs(queries, database, radius, within=False, workers=workers, limit=limit)
@@ -108,7 +108,7 @@ def hamming_pairs_within(hashes: np.ndarray, threshold: float, *, engine: Engine
                          workers: int | None = None, limit: int | None = None) -> Pairs:
     """Every pair i < j of one set with Hamming distance <= threshold; as `hamming_pairs`."""
     hashes = _check_bits(hashes, "hashes")
-    radius = _hamming_radius(threshold, hashes.shape[1])
+    radius, limit = _hamming_radius(threshold, hashes.shape[1]), _checked_limit(limit)
     if _use_faiss(engine):
         return _faiss_pairs(hashes, hashes, radius, within=True, limit=limit)
     return _numpy_pairs(hashes, hashes, radius, within=True, workers=workers, limit=limit)
@@ -145,7 +145,7 @@ def hasher_pairs(hasher: Hasher, queries: np.ndarray, database: np.ndarray, thre
     hasher: Hamming search for bit hashes, matrix products for 64*(1-cosine) embeddings,
     the hasher's `cross_distance` otherwise. The distances are the hasher's own. `limit`: as
     `hamming_pairs`'s."""
-    threshold = _check_threshold(threshold)
+    threshold, limit = _check_threshold(threshold), _checked_limit(limit)
     if isinstance(hasher, BitHasher):
         return hamming_pairs(queries, database, threshold, engine=engine, limit=limit)
     if hasher.distance_kind == "64*(1-cosine)":
@@ -157,7 +157,7 @@ def hasher_pairs_within(hasher: Hasher, hashes: np.ndarray, threshold: float, *,
                         engine: Engine = "auto", limit: int | None = None) -> Pairs:
     """Every pair i < j of one set with hasher.distance(hashes[i], hashes[j]) <= threshold;
     as `hasher_pairs`."""
-    threshold = _check_threshold(threshold)
+    threshold, limit = _check_threshold(threshold), _checked_limit(limit)
     if isinstance(hasher, BitHasher):
         return hamming_pairs_within(hashes, threshold, engine=engine, limit=limit)
     if hasher.distance_kind == "64*(1-cosine)":
@@ -656,6 +656,15 @@ def _decide(hasher: Hasher, queries, database, i: np.ndarray, j: np.ndarray,
 
 # ---------------------------------------------------------------------------------------
 # Results
+
+
+def _checked_limit(limit) -> int | None:
+    """`limit`: None (no limit) or a whole number of pairs, at least 0; else a ValueError naming it."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
+        raise ValueError(f"limit: expected None or a whole number of pairs >= 0, got {limit!r}")
+    return int(limit)
 
 
 def _check_limit(held: int, limit: int | None) -> None:

@@ -278,6 +278,12 @@ def test_bad_input_is_a_value_error_naming_it():
         search.hamming_pairs(hashes, hashes, 3, engine="annoy")
     with pytest.raises(ValueError, match="workers"):
         search.hamming_histogram(hashes, hashes, workers=0)
+    for limit in ("10", -5, 2.5, True):
+        for call in (lambda: search.hamming_pairs_within(hashes, 0, limit=limit),
+                     lambda: search.hasher_pairs(AverageHash(), hashes, hashes, 0, limit=limit)):
+            with pytest.raises(ValueError, match=r"^limit: expected None or a whole number of pairs >= 0, got "):
+                call()
+    assert len(search.hamming_pairs_within(hashes, 0, limit=np.int64(1))) == 1
 
 
 @pytest.mark.parametrize("engine", ["faiss", "numpy"])
