@@ -208,8 +208,9 @@ def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source:
     config's own, by id, parameters and all (a bare name in their place ran the hasher's defaults
     under thresholds set for the config's parameters), and the config's thresholds of the hashers
     left out go: they were not wrong, only not chosen. A config that names no hashers takes the
-    names as they are; one whose `hashers` is malformed is returned as it is, for the parser's error. The config's min_agree cannot be met by fewer hashers, which is the option's
-    doing as much as the file's, so the error names both."""
+    names as they are; one whose `hashers` is malformed is returned as it is, for the parser's
+    error. The config's min_agree cannot be met by fewer hashers, which is the option's doing as
+    much as the file's, so the error names both."""
     from harness.registry import suggest
 
     entries = raw.get("hashers")

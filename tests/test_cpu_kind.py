@@ -174,7 +174,8 @@ def test_the_summarys_provenance_names_ipp_and_numpys_simd_and_reads_an_older_re
 
     cpu = {"machine": "x86_64", "opencv_dispatch": "AVX2", "opencv_ipp": True, "numpy_simd": "SSE SSE2 AVX2",
            "opencv_ipp_version": "ippIP AVX2 (l9) 2021.11.0 (-) Feb  1 2024"}
-    assert cpu_line(cpu) == "CPU x86\\_64 with OpenCV dispatching to AVX2, IPP 2021.11.0 (AVX2), NumPy's SIMD up to AVX2"
+    assert cpu_line(cpu) == ("CPU x86\\_64 with OpenCV dispatching to AVX2, IPP 2021.11.0 (AVX2), "
+                             "NumPy's SIMD up to AVX2")
     assert "IPP off" in cpu_line({**cpu, "opencv_ipp": False})
     assert cpu_line({"machine": "aarch64", "opencv_dispatch": ""}) == \
         "CPU aarch64 with OpenCV dispatching to baseline only"  # run.json of an older version
