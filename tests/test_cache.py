@@ -619,10 +619,7 @@ def test_a_hasher_that_declares_no_form_is_held_to_its_first_rows(tmp_path, caps
     path = tmp_path / "h.sqlite"
     assert run(tmp_path / "out", "--cache", str(path)) == 0
     before = stored_forms(path)
-    with contextlib.closing(sqlite3.connect(path)) as db, db:
-        order = "DESC" if which == "later" else "ASC"
-        (image,) = db.execute(f"SELECT image FROM files ORDER BY rowid {order} LIMIT 1").fetchone()
-        changed = db.execute("UPDATE hashes SET shape='[3]', data=zeroblob(24) WHERE image=?", (image,)).rowcount
+    changed = reshape_one_images_rows(path, which)
     capsys.readouterr()
     status = run(tmp_path / "out", "--cache", str(path))
     err = capsys.readouterr().err
@@ -630,6 +627,15 @@ def test_a_hasher_that_declares_no_form_is_held_to_its_first_rows(tmp_path, caps
     assert status == 0 and f"{changed} entries did not check out and were recomputed" in err, err
     assert same_tables(tmp_path / "out", tmp_path / "reference")
     assert stored_forms(path) == before
+
+
+def reshape_one_images_rows(path, which: str) -> int:
+    """Give the cache's rows of its first or last image ("first", "later") another shape, of
+    consistent length (3 float64s); returns how many rows changed."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        order = "DESC" if which == "later" else "ASC"
+        (image,) = db.execute(f"SELECT image FROM files ORDER BY rowid {order} LIMIT 1").fetchone()
+        return db.execute("UPDATE hashes SET shape='[3]', data=zeroblob(24) WHERE image=?", (image,)).rowcount
 
 
 @pytest.mark.parametrize("which", ["later", "first"])
@@ -649,10 +655,7 @@ def test_a_leak_audits_hasher_that_declares_no_form_is_held_to_its_first_rows(tm
     path = tmp_path / "h.sqlite"
     assert audit(tmp_path / "first", "--cache", str(path)) == 0
     before = stored_forms(path)
-    with contextlib.closing(sqlite3.connect(path)) as db, db:
-        order = "DESC" if which == "later" else "ASC"
-        (image,) = db.execute(f"SELECT image FROM files ORDER BY rowid {order} LIMIT 1").fetchone()
-        db.execute("UPDATE hashes SET shape='[3]', data=zeroblob(24) WHERE image=?", (image,))
+    reshape_one_images_rows(path, which)
     capsys.readouterr()
     status = audit(tmp_path / "out", "--cache", str(path))
     err = capsys.readouterr().err
