@@ -6,7 +6,8 @@ with and without a generated 13.5-megapixel JPEG (4240 x 3180) among them.
 Each run is a whole process, `python -m harness run configs/collection.yaml --no-cache --quiet`
 (its 46 edited copies of every image, previews included); the peak is the largest resident size of
 a single process among the run and its children, from the operating system's accounting (the run is
-started by the small launcher benchmarks/peak.py, so that the peak is its own: scale.measure). Issue 9 asks that such a
+started by the small launcher benchmarks/peak.py, so that the peak is its own: scale.measure).
+Issue 9 asks that such a
 photograph keep the peak under 600 MiB: its edited copies are made and hashed in batches bounded by
 their pixels, never all at once. The config's ResNet50 runs only where its ImageNet weights are
 in Keras' cache or can be downloaded; a last line says which hashers ran and why any did not, as each

@@ -530,13 +530,13 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
     elif isinstance(config, dict):
         raw, source = config, "<dict>"
     elif isinstance(config, LeakConfig):
-        raw, source = config.raw if chosen is not None else None, config.source  # parsed: again if hashers change
+        raw, source = config.raw, config.source
     else:
         raise HarnessError(f"config: expected a YAML path, a dict or a LeakConfig, got {type(config).__name__}")
-    if raw is not None:
-        if chosen is not None and isinstance(raw, dict):
-            raw = chosen_hashers(plain_data(raw, source), chosen, keeps_min_agree=True, source=source,
-                                 option="hashers", advice="choose more hashers")
+    if chosen is not None and isinstance(raw, dict):
+        raw = chosen_hashers(plain_data(raw, source), chosen, keeps_min_agree=True, source=source,
+                             option="hashers", advice="choose more hashers")
+    if not isinstance(config, LeakConfig) or chosen is not None:  # a parsed one is parsed again if hashers change
         config = leak_config(raw, source)
     check_workers(workers)
     cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress)

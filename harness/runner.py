@@ -95,15 +95,16 @@ def chain_key(chain, salt: str) -> str:
 
     plugins = [plugin_code(name) for name, _ in chain if ":" in name]
     files = [content for name, params in chain for content in read_files(TRANSFORMS.get(name), dict(params))]
-    cpu = [] if chain_cpu_exact(chain) else [cpu_kind()]
+    cpu = [cpu_kind()] if inexact_steps([chain]) else []
     return digest("chain", chain, salt, *plugins, *files, *cpu)
 
 
-def chain_cpu_exact(chain) -> bool:
-    """Whether every step of a chain gives the same pixels on every processor."""
+def inexact_steps(chains) -> list[str]:
+    """The transforms of `chains` whose pixels, with the parameters given them, follow the processor
+    (transforms.cpu_exact), sorted: none where every step is bit-exact across processors."""
     from harness.transforms import cpu_exact
 
-    return all(cpu_exact(name, dict(params)) for name, params in chain)
+    return sorted({name for chain in chains for name, params in chain if not cpu_exact(name, dict(params))})
 
 
 def read_files(target, params: dict) -> list[str]:
@@ -220,10 +221,8 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     if not collector.sources:
         first = collector.errors[0]["reason"] if collector.errors else "no images"
         raise HarnessError(f"none of the {len(paths)} images could be read; first: {first}")
-    from harness.transforms import cpu_exact
-
-    inexact = sorted({name for chain in plan.chains for name, params in chain if not cpu_exact(name, dict(params))})
-    return Pass(collector, notes, images.engine, collector.inputs(notes), collector.failures(), inexact)
+    return Pass(collector, notes, images.engine, collector.inputs(notes), collector.failures(),
+                inexact_steps(plan.chains))
 
 
 class ImagePass:
@@ -243,7 +242,7 @@ class ImagePass:
         self.keys = {info.id: info.key for info in infos}
         # Dask workers must be of this machine's kind of CPU where a hasher or an edit follows it.
         self.same_cpu = (any(not info.cpu_exact for info in infos if info.status == OK)
-                         or not all(chain_cpu_exact(chain) for chain in plan.chains))
+                         or bool(inexact_steps(plan.chains)))
         # What each hasher's rows look like, for the cache's lookup: an entry of another form is computed
         # again. One that declares none (a plugin's) but stacks its rows as they are (the default
         # decode_rows: one form for all) is held to the form of its hash of a made-up image, found

@@ -14,7 +14,7 @@ from typing import Annotated, Callable, Iterable
 
 import numpy as np
 
-from harness.errors import shown
+from harness.errors import exception_text, shown
 from harness.params import Doc, Range, check_params, coerce, param_specs, type_name, unsupported_kind
 from harness.registry import Registry
 
@@ -37,7 +37,7 @@ def _check_plugin(obj, reference: str) -> str | None:
     try:
         hints = typing.get_type_hints(obj, include_extras=True)
     except Exception as exc:  # an annotation naming something undefined
-        return f"has annotations that cannot be resolved ({type(exc).__name__}: {_one_line(exc)})"
+        return f"has annotations that cannot be resolved ({exception_text(exc, with_type=True)})"
     specs = {spec.name: spec for spec in param_specs(obj)}
     for param in params[1:]:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -106,11 +106,6 @@ def cpu_exact(name: str, params: dict) -> bool:
     return bool(exact(params) if callable(exact) else exact)
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line (cv2.error spans several), for CSV cells and the CLI."""
-    return " ".join(str(exc).split())
-
-
 def _describe(image) -> str:
     return (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
             else type(image).__name__)
@@ -167,7 +162,7 @@ def apply_chain(image: np.ndarray, steps: Iterable[tuple[str, dict]]) -> np.ndar
         except Exception as exc:
             rows, cols = image.shape[:2]
             raise TransformError(f"transform '{name}' failed on a {cols}x{rows} image: "
-                                 f"{type(exc).__name__}: {_one_line(exc)}") from exc
+                                 f"{exception_text(exc, with_type=True)}") from exc
         image = check_image(out, f"transform '{name}'", image)
     return image
 
