@@ -591,11 +591,13 @@ def _cosine_pairs(hasher: Hasher, queries, database, threshold: float, within: b
     margin = 64 * (dims + 3) * 2.0 ** -24 * (1 + 1e-3) + 1e-9
     floor = 1.0 - (threshold + margin) / 64.0  # candidates: cosine >= floor
     a, b = _unit32(queries), _unit32(database)
+    zero_a, zero_b = ~a.any(axis=1), ~b.any(axis=1)  # two zero vectors are at distance 0 (cosine_distance_64)
     rows = max(1, EMBEDDING_BLOCK // len(b))
     parts, held = [], 0
     for start in range(0, len(a), rows):
         first = start if within else 0
         similarity = a[start:start + rows] @ b[first:].T
+        similarity[np.ix_(zero_a[start:start + rows], zero_b[first:])] = 1.0
         r, c = np.divmod(np.flatnonzero(similarity >= floor), similarity.shape[1])
         i, j = start + r, first + c
         if within:

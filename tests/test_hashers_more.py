@@ -315,13 +315,24 @@ def test_radial_variance_puts_an_exact_copy_at_distance_zero():
 
 
 def test_radial_variance_of_flat_images_as_documented():
-    """As README's Hashers table and `_distance` say: an all-black image's hash has no variance and
-    is at distance 1 even from itself; any other flat image's hash depends on its size, not its
-    colour, so flat images of one size are at distance 0 from each other."""
+    """As README's Hashers table and `_distance` say: an all-black image's hash has no variance, so
+    compare() puts it at distance 1 even from itself; the hasher puts identical hashes at 0 (a black
+    image given to two splits is a copy), and such a hash at 1 from every other. Any other flat
+    image's hash depends on its size, not its colour, so flat images of one size are at distance 0
+    from each other."""
     from harness.hashers.opencv import RadialVarianceHash
 
     hasher = RadialVarianceHash()
     black, grey, green = (np.full((64, 64, 3), colour, np.uint8) for colour in (0, 128, (10, 200, 30)))
-    hashes = hasher.hash_images([black, black, grey, grey, green])
-    assert hasher.distance(hashes[:1], hashes[1:2])[0] == 1.0
-    np.testing.assert_array_equal(hasher.cross_distance(hashes[2:], hashes[2:]), np.zeros((3, 3)))
+    one_pixel = np.full((1, 1, 3), 90, np.uint8)
+    hashes = hasher.hash_images([black, black, grey, grey, green, one_pixel])
+    flat = [k for k in range(len(hashes)) if np.ptp(hashes[k].astype(int)) == 0]
+    assert flat == [0, 1, 5]
+    assert cv2.img_hash.RadialVarianceHash_create().compare(hashes[:1], hashes[1:2]) < 1e-300  # OpenCV: no correlation
+    assert hasher.distance(hashes[:1], hashes[1:2])[0] == 0.0
+    cross = hasher.cross_distance(hashes, hashes)
+    np.testing.assert_array_equal(cross[2:5, 2:5], np.zeros((3, 3)))
+    np.testing.assert_array_equal(np.diag(cross), np.zeros(len(hashes)))
+    assert (cross[:2, 2:5] == 1.0).all() and (cross[2:5, 5] == 1.0).all()  # flat: apart from all else
+    i, j = np.divmod(np.arange(len(hashes) ** 2), len(hashes))
+    np.testing.assert_array_equal(hasher.distance(hashes[i], hashes[j]).reshape(cross.shape), cross)

@@ -218,6 +218,39 @@ def test_hasher_pairs_equal_brute_force_with_the_hashers_own_distance(hasher, se
                      brute_pairs(within, threshold, within=True))
 
 
+def flat_sets(hasher):
+    """Two sets of hashes that hold hashes with no direction or variance (zero embeddings, RadialVariance
+    hashes of equal bytes: a black image's), some identical across the sets, among ordinary ones."""
+    rng = np.random.default_rng(11)
+    if isinstance(hasher, ResNet50):
+        queries, database = embeddings(seed=12)
+        zero = np.zeros((1, queries.shape[1]), np.float32)
+        return np.concatenate([zero, queries, zero]), np.concatenate([database, zero])
+    queries, database = rng.integers(0, 256, (2, 20, 40), dtype=np.uint8)
+    flat = np.repeat(np.array([[0], [0], [7]], np.uint8), 40, axis=1)
+    return np.concatenate([flat[:2], queries, flat[2:]]), np.concatenate([database, flat[1:]])
+
+
+@pytest.mark.parametrize("hasher", [ResNet50(weights=None), RadialVarianceHash()])
+def test_identical_hashes_without_variance_are_found_at_threshold_0(hasher):
+    """A zero embedding, or a RadialVariance hash of equal bytes, is at distance 0 from an identical one
+    (a black image given to two splits is a copy), though cosine and correlation are undefined there;
+    the search finds those pairs as the hasher's own distance does."""
+    queries, database = flat_sets(hasher)
+    cross = all_pairs_distance(hasher, queries, database)
+    identical = (queries[:, None, :] == database[None, :, :]).all(axis=-1)
+    assert identical.sum() >= 2 and (cross[identical] == 0).all()
+    hashes = np.concatenate([queries, database])
+    within = all_pairs_distance(hasher, hashes, hashes)
+    assert (np.diag(within) == 0).all()
+    block = hasher.cross_distance(queries, database)  # the same formula in another order: a few ulp apart
+    assert (block[identical] == 0).all()
+    np.testing.assert_allclose(block, cross, rtol=1e-12, atol=1e-12)
+    for threshold in [0.0, 0.5]:
+        assert_pairs(search.hasher_pairs(hasher, queries, database, threshold), brute_pairs(cross, threshold))
+        assert_pairs(search.hasher_pairs_within(hasher, hashes, threshold), brute_pairs(within, threshold, within=True))
+
+
 def test_every_embedding_pair_is_found_at_a_threshold_equal_to_its_own_distance():
     # The float32 products that find candidates round differently from the hasher's
     # float64 distance: without a margin, about half of these ties would be missed.

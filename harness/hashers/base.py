@@ -239,20 +239,30 @@ def hamming_cross(a: np.ndarray, b: np.ndarray, block: int = 256) -> np.ndarray:
 
 
 def cosine_cross_64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """All-pairs 64 * (1 - cosine similarity), as one matrix product."""
+    """All-pairs 64 * (1 - cosine similarity), as one matrix product (zero vectors: see
+    cosine_distance_64)."""
     def unit(x):
         x = np.asarray(x, dtype=np.float64)
         norms = np.linalg.norm(x, axis=-1, keepdims=True)
-        return x / np.where(norms == 0, 1.0, norms)
-    return _cosine_scale(unit(a) @ unit(b).T)
+        return x / np.where(norms == 0, 1.0, norms), norms[:, 0] == 0
+    (a, zero_a), (b, zero_b) = unit(a), unit(b)
+    similarity = a @ b.T
+    similarity[np.ix_(zero_a, zero_b)] = 1.0
+    return _cosine_scale(similarity)
 
 
 def cosine_distance_64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The article's scale for embeddings: 64 * (1 - cosine similarity), 0 = same direction."""
+    """The article's scale for embeddings: 64 * (1 - cosine similarity), 0 = same direction.
+    A zero vector (a CNN whose activations an image leaves all at 0: a black image, random
+    weights) has no direction: its cosine with any other vector is taken as 0 (distance 64), but
+    two zero vectors are one and the same embedding, at distance 0, as identical hashes are for
+    every hasher (the same image given twice must match itself)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    norm_a, norm_b = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
+    norms = norm_a * norm_b
     similarity = np.einsum("ij,ij->i", a, b) / np.where(norms == 0, 1.0, norms)
+    similarity[(norm_a == 0) & (norm_b == 0)] = 1.0
     return _cosine_scale(similarity)
 
 
