@@ -693,21 +693,33 @@ def _one_spelling(path: str) -> str:
     return short if short == path or os.path.realpath(short) == os.path.realpath(path) else str(Path(path))
 
 
+def _file_key(path: str, here: str) -> str:
+    """One file of a split however it is spelled (./a/x.png, a/sub/../x.png, /data/a/x.png from /data),
+    and whether an image entry or a hash table's row names it: its absolute path in normpath's
+    spelling, where that names the file the system opens. Not for link/../x.png, which the system
+    takes through the link and normpath would read as x.png beside it. (A second name of a file, a
+    link to it, stays a name of its own: the audit notes it as one file given twice.)"""
+    return _one_spelling(os.path.join(here, path))
+
+
 def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakConfig, plan: Plan, infos,
                 hashers: dict, cache: HashCache, errors: list, forms: dict, *, workers: int, scheduler: str | None,
                 progress) -> SplitHashes:
-    """A split's files and their hashes: hash tables read as they are, images (`listed`, see
-    _listed) hashed by the pass `run` uses (each file read once, decoded once, cached). `errors`:
-    the split's rows of errors.csv so far (its folders that could not be listed); the files that give
-    no hash, and those a hash table recorded, are added to them. `forms`: per hasher, the (dtype,
-    shape) of the audit's first hashed image's row (_decoded), filled as they come."""
+    """A split's files and their hashes, in the order of its entries (the audit's order: which file
+    of a pair inside a split is kept follows it), each file once however often and however it is
+    named: hash tables read as they are, images (`listed`, see _listed) hashed by the pass `run` uses
+    (each file read once, decoded once, cached). `errors`: the split's rows of errors.csv so far (its
+    folders that could not be listed); the files that give no hash, and those a hash table recorded,
+    are added to them. `forms`: per hasher, the (dtype, shape) of the audit's first hashed image's row
+    (_decoded), filled as they come."""
     from harness.runner import ImagePass
 
     split = SplitHashes(name, [], [], errors=errors)
-    parts: dict[str, list[np.ndarray]] = {hid: [] for hid in hashers}
-    images: list[str] = []
     here = os.getcwd()
     bases = set()  # the directories the split's relative names are relative to
+    seen: set[str] = set()  # _file_key of each file taken
+    # In the entries' order: (files, paths, {hasher: rows}) of a hash table, or the image paths of an entry.
+    segments: list = []
     for number, entry in enumerate(entries):
         if is_hash_table(entry):
             if len(hashers) != 1:
@@ -716,12 +728,12 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             (hid, hasher), = hashers.items()
             table = read_hash_table(entry, hasher, hid)
             files = table.files
-            seen = set(split.files)  # a file listed twice (one table given twice) is one file of the split
-            new = [k for k, f in enumerate(files) if f not in seen and not seen.add(f)]
             base = _names_base(table.cwd, here)
-            paths = [_table_path(files[k], base, here) for k in new]
-            split.files += [files[k] for k in new]
-            split.paths += paths
+            found = [_table_path(file, base, here) for file in files]
+            new = [k for k, (file, path) in enumerate(zip(files, found))
+                   if (key := _file_key(path if path is not None else file, here)) not in seen and not seen.add(key)]
+            paths = [found[k] for k in new]
+            segments.append(([files[k] for k in new], paths, {hid: table.rows[new]}))
             missing = sum(path is None for path in paths)
             if table.unusable_cwd is not None:
                 split.notes.append(_unusable_cwd_note(entry, table.unusable_cwd, here))
@@ -729,20 +741,15 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
                 split.notes.append(_unfound_note(entry, missing, len(paths), table.cwd, base, here,
                                                  unusable=table.unusable_cwd is not None))
             bases.update(_found_from([files[k] for k in new], paths, base, here, table.cwd))
-            parts[hid].append(table.rows[new])
             known = {_error_key(row) for row in errors}  # each once, if the table is given twice
             errors += [row for row in table.errors if _error_key(row) not in known]
             continue
-        images += listed[number]
+        segments.append([_one_spelling(path) for path in listed[number]
+                         if (key := _file_key(path, here)) not in seen and not seen.add(key)])
         bases.add(here)
-    # Two spellings of one name (./a/x.png, a/sub/../x.png) are one file of the split: normpath's
-    # spelling, where it names the file the system opens. Not for link/../x.png, which the system takes
-    # through the link and normpath would read as x.png beside it. (A second name of a file, a link
-    # to it, stays a name of its own: the audit notes it as one file given twice.)
-    images = list(dict.fromkeys(map(_one_spelling, images)))
-    images = _nameable(images, errors)
+    images = _nameable([path for segment in segments if isinstance(segment, list) for path in segment], errors)
+    hashed: dict[str, dict] = {}  # image path -> {hasher: row}, for each image every hasher hashed
     if images:
-        keep: dict[str, list] = {hid: [] for hid in hashers}
         for path, outcome, cached in ImagePass(images, plan, infos, hashers, cache, workers=workers,
                                                scheduler=scheduler, progress=progress, desc=name):
             if outcome.record is None:
@@ -751,25 +758,34 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             rows = {}
             for hid, hasher in hashers.items():
                 entry = {**cached.get(hid, {}), **outcome.entries.get(hid, {})}.get(SOURCE)
-                hashed = _decoded(hasher, entry, forms.get(hid))
-                if hashed is None or hashed.rows[0] < 0:
-                    reason = hashed.errors.get(0, "no hash") if hashed is not None else "no hash"
+                decoded = _decoded(hasher, entry, forms.get(hid))
+                if decoded is None or decoded.rows[0] < 0:
+                    reason = decoded.errors.get(0, "no hash") if decoded is not None else "no hash"
                     errors.append({"image": display_path(path), "image_id": outcome.record.image,
                                    "stage": f"hash {hid}", "reason": reason})
                     break
-                rows[hid] = hashed.array[0]
+                rows[hid] = decoded.array[0]
                 forms.setdefault(hid, (np.asarray(rows[hid]).dtype, np.shape(rows[hid])))
             else:  # every hasher hashed it: a file of the split
-                split.files.append(display_path(path))
-                split.paths.append(path)
-                for hid in hashers:
-                    keep[hid].append(rows[hid])
+                hashed[path] = rows
+    parts: dict[str, list[np.ndarray]] = {hid: [] for hid in hashers}
+    for segment in segments:
+        if isinstance(segment, tuple):  # a hash table's rows
+            files, paths, rows = segment
+            split.files += files
+            split.paths += paths
+            for hid, table_rows in rows.items():
+                parts[hid].append(table_rows)
+            continue
+        done = [path for path in segment if path in hashed]
+        split.files += [display_path(path) for path in done]
+        split.paths += done
         for hid in hashers:
-            if keep[hid]:
-                parts[hid].append(np.stack(keep[hid]))
+            if done:
+                parts[hid].append(np.stack([hashed[path][hid] for path in done]))
     for hid in hashers:
         split.arrays[hid] = np.concatenate(parts[hid]) if parts[hid] else np.zeros((0, 1), np.uint8)
-        split.rows[hid] = np.arange(len(split.files))  # tables' rows first, then the images', as in `files`
+        split.rows[hid] = np.arange(len(split.files))
     split.cwd = bases.pop() if len(bases) == 1 else None  # None among them: one table's base is unknown
     return split
 

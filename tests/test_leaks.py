@@ -242,6 +242,57 @@ def test_a_file_named_twice_is_one_file_of_its_split(planted, tmp_path):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
 
 
+def test_a_file_named_by_a_relative_and_an_absolute_path_or_by_a_table_is_one_file(tmp_path, monkeypatch):
+    """Relative and absolute spellings of one file, and a hash table's row and an image entry naming one
+    file, are one file of the split: one row of files.csv, never a copy of itself."""
+    for seed in range(3):
+        write(tmp_path / "train" / f"t{seed}.png", make_scene(seed, 96, 128))
+    write(tmp_path / "test" / "s.png", make_scene(7, 96, 128))
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "first"
+    assert main(["leaks", "--train", "train", str(tmp_path / "train" / "t1.png"), "--test", "test",
+                 "--hashers", "pHash", "--threshold", "10", "--out", str(first), "--quiet"]) == 0
+    files = pd.read_csv(first / "files.csv", keep_default_na=False)
+    assert files["file"].tolist() == ["train/t0.png", "train/t1.png", "train/t2.png", "test/s.png"]
+    assert (files["group"] == -1).all()
+    second = tmp_path / "second"
+    assert main(["leaks", "--train", str(first / "hashes" / "train.pHash.parquet"), "train/t2.png", "--test", "test",
+                 "--hashers", "pHash", "--threshold", "10", "--out", str(second), "--quiet"]) == 0
+    assert (second / "files.csv").read_bytes() == (first / "files.csv").read_bytes()
+
+
+def test_a_splits_files_keep_the_order_of_its_entries_whatever_their_kind(tmp_path, monkeypatch):
+    """A split of a folder then a hash table lists the folder's files first, as given: which file of a
+    pair inside the split is kept follows that order."""
+    write(tmp_path / "a" / "x.png", make_scene(1, 96, 128))
+    write(tmp_path / "b" / "y.png", make_scene(1, 96, 128))  # the same picture under another name
+    write(tmp_path / "test" / "s.png", make_scene(7, 96, 128))
+    monkeypatch.chdir(tmp_path)
+    tables = tmp_path / "tables"
+    assert main(["leaks", "--train", "b", "--test", "test", "--hashers", "pHash", "--threshold", "4",
+                 "--out", str(tables), "--quiet"]) == 0
+    for order, kept in ((["a", str(tables / "hashes" / "train.pHash.parquet")], "a/x.png"),
+                        ([str(tables / "hashes" / "train.pHash.parquet"), "a"], "b/y.png")):
+        out = tmp_path / f"out-{kept[0]}"
+        assert main(["leaks", "--train", *order, "--test", "test", "--hashers", "pHash", "--threshold", "4",
+                     "--out", str(out), "--quiet"]) == 0
+        files = pd.read_csv(out / "files.csv", keep_default_na=False)
+        assert files["file"].tolist()[0] == kept and files[files["keep"]]["file"].tolist() == [kept, "test/s.png"]
+
+
+@pytest.mark.parametrize("hasher", ["RadialVarianceHash", "pHash"])
+def test_a_black_image_given_to_two_splits_is_a_copy_for_every_hasher(tmp_path, hasher):
+    """RadialVarianceHash's hash of a black image has no variance (OpenCV's compare() correlates it with
+    nothing, not even itself): the same file in train and test is still flagged, as the note says."""
+    write(tmp_path / "train" / "black.png", np.zeros((64, 64, 3), np.uint8))
+    write(tmp_path / "train" / "scene.png", make_scene(3, 64, 64))
+    write(tmp_path / "test" / "black_copy.png", np.zeros((64, 64, 3), np.uint8))
+    os.symlink(tmp_path / "train" / "black.png", tmp_path / "test" / "black_link.png")
+    audit = harness.find_leaks({"splits": {"train": [str(tmp_path / "train")], "test": [str(tmp_path / "test")]},
+                                "hashers": [hasher], "threshold": 0})
+    assert audit.answer.startswith("2 of 2 test files have a copy in train")
+
+
 def test_a_file_given_to_two_splits_is_named_as_the_same_file(tmp_path, capsys):
     """`--train data --test data/a.png`, or a link to a train file: the same file, not an edited copy.
     It is still counted among the copies (it is in both splits), and a note names it as one file."""
