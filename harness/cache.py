@@ -463,8 +463,8 @@ def _entry(dtype: Any, shape: Any, data: Any, extras: Any) -> Entry | None:
                 or math.prod(dims) * kind.itemsize != len(data) or len(data) > MAX_BYTES):
             return None
         return Entry(np.frombuffer(data, dtype=kind).reshape(dims).copy(), "", loaded)
-    except (TypeError, ValueError):  # a dtype string numpy does not know, JSON that is not JSON
-        return None
+    except (TypeError, ValueError, RecursionError):  # a dtype numpy does not know, JSON that is not JSON or
+        return None  # is nested too deep ([[[[...)
 
 
 def fits(row: np.ndarray | None, form: tuple | None) -> bool:
@@ -485,7 +485,7 @@ def _file_record(image: Any, info: Any) -> FileRecord | None:
                 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (height, width))
                 and isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
             return FileRecord(image, height, width, tuple(notes))
-    except (TypeError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError, RecursionError):  # RecursionError: JSON nested too deep
         pass
     return None
 

@@ -417,7 +417,7 @@ def _recorded(shown_path: str, metadata: dict[str, str]) -> dict:
         return {}
     try:
         recorded = json.loads(metadata[HASH_TABLE_KEY])
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deep ([[[[...)
         recorded = None
     errors = recorded.get("errors", []) if isinstance(recorded, dict) else None
     hasher_known = isinstance(recorded, dict) and (

@@ -220,7 +220,10 @@ def test_entries_that_do_not_check_out_are_recomputed(job, tmp_path, capsys):
         ]
         for sql, (rowid,) in zip(spoil, rows[::7]):
             db.execute(sql, (rowid,))
+        deep = "[" * 100_000 + "]" * 100_000  # JSON nested past Python's recursion limit
+        db.execute("UPDATE hashes SET extras=? WHERE rowid=?", (deep, rows[1][0]))
         db.execute("UPDATE files SET info='{\"height\": -1}'")
+        db.execute("UPDATE files SET info=? WHERE rowid=(SELECT MIN(rowid) FROM files)", (deep,))
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
     assert same_tables(out, reference)
     assert "Traceback" not in capsys.readouterr().err

@@ -923,6 +923,33 @@ def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_pa
                  "aHash", "--threshold", "8", "--out", str(tmp_path / "csv"), "--quiet"]) == 0
 
 
+def test_json_nested_too_deep_in_a_hash_table_or_a_calibration_run_is_one_line(tmp_path, capsys):
+    """JSON nested past Python's recursion limit, in a hash table's record or a calibration run's
+    hashers.csv, is a damaged input (one line, exit 2), never a crash."""
+    deep = "[" * 100_000 + "]" * 100_000
+    write(tmp_path / "train" / "a.png", make_scene(1, 64, 64))
+    write(tmp_path / "test" / "b.png", make_scene(2, 64, 64))
+    first = tmp_path / "first"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
+                 "--hashers", "pHash", "--out", str(first), "--quiet"]) == 0
+    table = pq.read_table(first / "hashes" / "train.pHash.parquet")
+    pq.write_table(table.replace_schema_metadata({b"harness.leaks": deep.encode()}), tmp_path / "deep.parquet")
+    assert main(["leaks", "--train", str(tmp_path / "deep.parquet"), "--test", str(tmp_path / "test"),
+                 "--hashers", "pHash", "--threshold", "8", "--out", str(tmp_path / "o1"), "--quiet"]) == 2
+    assert one_line(capsys).startswith(f"error: {tmp_path / 'deep.parquet'}: ")
+    run = tmp_path / "run"
+    config = {"images": [str(tmp_path / "train" / "a.png"), str(tmp_path / "test" / "b.png")],
+              "hashers": ["pHash"], "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}],
+              "detection": {"fpr": [0.5]}}
+    harness.evaluate(config).save(run)
+    hashers = pd.read_csv(run / "hashers.csv", keep_default_na=False)
+    hashers["params"] = deep
+    hashers.to_csv(run / "hashers.csv", index=False)
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--hashers", "pHash",
+                 "--calibration", str(run), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert one_line(capsys).startswith(f"error: calibration {run}: its pHash is pHash ")
+
+
 def test_hasher_ids_that_make_one_file_name_each_keep_their_hash_tables(tmp_path):
     """p/h and p_h both make the file name p_h: the later table takes -2 instead of replacing the
     earlier, and a second audit from each table reads it as its own hasher's hashes."""
