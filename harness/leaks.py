@@ -55,6 +55,9 @@ ESTIMATE_COLUMNS = ["split_a", "split_b", "hasher", "threshold", "pairs_compared
                     "expected_false", "expected_false_low", "expected_false_high", "basis"]
 MISS_COLUMNS = ["hasher", "family", "copies", "missed", "miss_rate", "miss_low", "miss_high"]
 HASH_TABLE_SUFFIXES = (".csv", ".parquet")
+# A split's name is part of file names (hashes/NAME.HASHER-2.parquet, the hasher's part at most 80
+# characters): with this, they stay within the 255 bytes a file name may have on common file systems.
+SPLIT_NAME_BYTES = 100
 # The key of the JSON an audit stores in the hash tables it writes (Parquet key-value metadata): what
 # their rows cannot hold, the hasher that made the hashes (`hasher`, its id; `name` and `params`, what
 # they mean), the files and folders of the split that gave no hash (`errors`, rows of errors.csv) and
@@ -140,6 +143,9 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
         # A split's name names its clean list (clean/NAME.txt) and is printed in the answer's one line.
         if not isinstance(name, str) or not name or "/" in name or name.startswith(".") or not name.isprintable():
             raise ConfigError(source, "splits", f"split names are plain words, got {shown(name)}")
+        if len(name.encode("utf-8", "surrogateescape")) > SPLIT_NAME_BYTES:  # it names files: found before any work
+            raise ConfigError(source, "splits", f"split names are at most {SPLIT_NAME_BYTES} bytes (they name the "
+                              f"files clean/NAME.txt and hashes/NAME.HASHER.parquet), got {shown(name)}")
         if isinstance(entries, str):
             entries = [entries]
         if not isinstance(entries, list) or not entries or not all(isinstance(e, str) for e in entries):

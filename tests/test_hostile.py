@@ -1312,6 +1312,9 @@ def test_a_folder_without_read_permission_is_a_row_of_errors(tmp_path):
      "splits.'a\\x00b': holds a NUL character"),
     ("leaks", 'splits: {"a\\nb": [builtin:coffee], test: [builtin:astronaut]}\nthreshold: 8\n',
      "splits: split names are plain words, got 'a\\nb'"),
+    ("leaks", f'splits: {{train: [builtin:coffee], {"x" * 101}: [builtin:astronaut]}}\nthreshold: 8\n',
+     "splits: split names are at most 100 bytes (they name the files clean/NAME.txt and "
+     "hashes/NAME.HASHER.parquet), got 'xxxx"),
 ])
 def test_a_nul_or_a_line_break_where_a_path_or_name_goes_is_a_config_error(tmp_path, capsys, command, config, message):
     """Not "a bug in harness (ValueError: embedded null byte)" after the work, nor a clean list
