@@ -118,6 +118,12 @@ class Calibration:
         impostors = results.impostors.drop(index=results.metrics.excluded.index)
         own = {hid: impostors[impostors["hasher"] == hid] for hid in hashers}
         self.impostors = {hid: table["distance"].to_numpy(np.float64) for hid, table in own.items()}
+        empty = [hid for hid, distances in self.impostors.items() if not len(distances)]
+        if empty:  # (one image: no pair of different images; or every pair excluded as duplicates)
+            images = len(results.images)
+            raise HarnessError(f"calibration {directory}: the run has no impostor pairs (pairs of different images) "
+                               f"of {', '.join(empty)} to calibrate from (it has {images} "
+                               f"image{'' if images == 1 else 's'}); calibrate with a run of many images")
         # As they are (categorical): source_pairs counts by their codes, without millions of strings.
         self.pair_ids = {hid: (table["image_id"].array, table["other_id"].array) for hid, table in own.items()}
         self.sources = {hid: source_pairs(*self.pair_ids[hid]) for hid in own}

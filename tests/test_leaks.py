@@ -506,6 +506,19 @@ def test_a_calibration_run_is_checked_before_any_image_and_an_unresolved_rate_is
     assert "unresolved: its 780 impostor pairs are too few to measure that rate" in basis, basis
 
 
+@pytest.mark.parametrize("fpr", [[], ["--fpr", "0.01"]])
+def test_a_calibration_run_without_impostor_pairs_is_refused_saying_so(tmp_path, capsys, fpr):
+    """A run of one image has no pairs of different images: nothing to calibrate from, said so (it
+    was "no threshold of pHash at None", or "its closest impostor pairs are too many at one distance")."""
+    run = tmp_path / "run"
+    harness.evaluate({"images": ["builtin:astronaut"], "hashers": ["pHash"],
+                      "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]}).save(run)
+    assert main(["leaks", "--train", "builtin:astronaut", "--test", "builtin:coffee", "--hashers", "pHash",
+                 "--calibration", str(run), *fpr, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert one_line(capsys) == (f"error: calibration {run}: the run has no impostor pairs (pairs of different images) "
+                                "of pHash to calibrate from (it has 1 image); calibrate with a run of many images")
+
+
 def test_an_audit_never_replaces_its_calibration_run_and_its_config_names_where_it_is(no_copies, tmp_path, capsys):
     root = no_copies
     before = sorted(p.name for p in (root / "run").iterdir())
