@@ -183,7 +183,7 @@ def image_pass(config: ConfigArgument, *, images: ImagesArgument | None = None,
 
     parsed = resolve_config(config, images, hashers)
     check_workers(workers)
-    cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress, strict=strict)
+    cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress, strict=strict, workers=workers)
     started = provenance()  # the code and versions as the run starts
     passed = runner.image_pass(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
                                workers=workers, scheduler=scheduler, output=output, advice=strict_advice)
@@ -209,10 +209,17 @@ def resolve_config(config, images=None, hashers=None):
     raise HarnessError(f"config: expected a YAML path, a dict or a Config, got {type(config).__name__}")
 
 
-def check_run_options(*, cache, scheduler, progress, strict=False) -> str | None:
+def check_run_options(*, cache, scheduler, progress, strict=False, workers=1) -> str | None:
     """The API's other run arguments, checked as the command line's are (one line naming the
-    argument, not a TypeError deep in the run): returns `cache` as a string path (or None)."""
+    argument, not a TypeError deep in the run): returns `cache` as a string path (or None).
+    A count of `workers` (other than the default 1, or None: auto) and `scheduler` exclude each
+    other, as --workers and --scheduler do: the cluster's workers do the work, and a count given for
+    this machine would be ignored without a word."""
     from harness.errors import shown
+
+    if scheduler is not None and workers not in (1, None):
+        raise HarnessError(f"workers={shown(workers)} and scheduler exclude each other: a scheduler's own workers do "
+                           "the work; leave out workers, or scheduler to run here")
 
     if (cache is not None and not isinstance(cache, (str, os.PathLike))) or cache == "":
         raise HarnessError(f"cache: expected a file path (or None for no cache), got {shown(cache)}")

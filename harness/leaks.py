@@ -545,7 +545,7 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
     if not isinstance(config, LeakConfig) or chosen is not None:  # a parsed one is parsed again if hashers change
         config = leak_config(raw, source)
     check_workers(workers)
-    cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress)
+    cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress, workers=workers)
     started = provenance()
     versions = result_versions()
     hashers, infos = prepare_hashers(_as_run_config(config), skip_unavailable=False, versions=versions)

@@ -347,6 +347,19 @@ def test_an_empty_scheduler_address_is_refused(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("call", ["evaluate", "find_leaks"])
+def test_the_api_refuses_a_count_of_workers_with_a_scheduler(call):
+    """As --workers and --scheduler exclude each other: workers=2 would be ignored on the cluster."""
+    import harness
+    from harness.errors import HarnessError
+
+    config = ({"images": ["builtin:astronaut"], "hashers": ["aHash"], "sweeps": [{"family": "f", "b": "grayscale"}]}
+              if call == "evaluate" else
+              {"splits": {"train": ["builtin:astronaut"], "test": ["builtin:coffee"]}, "threshold": 8})
+    with pytest.raises(HarnessError, match=r"^workers=2 and scheduler exclude each other: a scheduler's own workers"):
+        getattr(harness, call)(config, workers=2, scheduler="tcp://127.0.0.1:9")
+
+
 def test_local_workers_give_the_same_tables(job, tmp_path):
     config, local = job
     out = tmp_path / "two"
