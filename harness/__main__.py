@@ -454,8 +454,10 @@ def command_leaks(args) -> int:
     if args.out:
         raw["output"] = args.out
     given_by = {"threshold": "--threshold", "fpr": "--fpr", "calibration": "--calibration", "min_agree": "--min-agree"}
-    config = leaks.leak_config(raw, source, split_options=options, key_options={
-        key: option for key, option in given_by.items() if getattr(args, key) not in (None, "")}, names_folder=True)
+    key_options = {key: option for key, option in given_by.items() if getattr(args, key) not in (None, "")}
+    if args.hashers is not None and not args.config:  # with a config, they are its own hashers, named by its keys
+        key_options["hashers"] = "--hashers"
+    config = leaks.leak_config(raw, source, split_options=options, key_options=key_options, names_folder=True)
     out_dir = config.output
     with removed_if_unused(out_dir):
         cache = checked_output(args, out_dir, config.entries(),

@@ -152,7 +152,13 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
             raise ConfigError(source, f"splits.{name}", f"expected a non-empty list of paths, got {shown(entries)}")
         parsed_splits.append((name, tuple(entries)))
     parsed_splits.sort(key=lambda split: _audit_rank(split[0]))  # stable: the others keep their order
-    hashers = _parse_hashers(raw.get("hashers", ["pHash"]), source, import_plugins, [] if plugins is None else plugins)
+    try:
+        hashers = _parse_hashers(raw.get("hashers", ["pHash"]), source, import_plugins,
+                                 [] if plugins is None else plugins)
+    except ConfigError as exc:  # hashers given by --hashers alone (no config): named by the option
+        if "hashers" not in (key_options or {}):
+            raise
+        raise ConfigError(key_options["hashers"], "", exc.problem) from None
     ids = [h.id for h in hashers]
 
     threshold = raw.get("threshold")

@@ -95,10 +95,14 @@ def _current_directory_importable() -> None:
 
 
 def suggest(name: str, known: list[str]) -> str | None:
-    """The closest known name: a case slip ("phash" for "pHash") first, then spelling."""
+    """The closest known name: a case slip ("phash" for "pHash") first, then a name without its
+    library ("dHash" for "imagehash.dhash", which spelling alone would take for "pHash"), then spelling."""
     by_lower = {k.lower(): k for k in known}
     if name.lower() in by_lower:
         return by_lower[name.lower()]
+    unqualified = [k for k in known if "." in k and k.rsplit(".", 1)[1].lower() == name.lower()]
+    if len(unqualified) == 1:
+        return unqualified[0]
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
     return by_lower[close[0]] if close else None
 

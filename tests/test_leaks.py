@@ -604,6 +604,10 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
          "--min-agree: expected a whole number from 1 to 1 (the hashers), got 2"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--calibration", str(tmp_path / "nope")],
          "no run output directory"),
+        (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "8", "--hashers", "dHash"],
+         "error: --hashers: unknown hasher 'dHash'; did you mean 'imagehash.dhash'?"),
+        (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "8", "--hashers", ""],
+         "error: --hashers: expected a non-empty list"),
     ]
     bad = tmp_path / "bad.csv"
     bad.write_text("file,hash\na.png,00ff00ff00ff00ff\nb.png,xyz\n")
