@@ -12,9 +12,9 @@ import unicodedata
 
 from harness.storage import RUN
 
-# Enough to stop links and images (they need brackets), emphasis, code, tables and strike-through;
-# HTML is escaped before.
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~])")
+# Enough to stop links and images (they need brackets), emphasis, code, tables, strike-through and
+# GitHub's maths ($x^2$); HTML is escaped before.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~$])")
 # GitHub's extended autolinks need no brackets: "https://x", "www.x", "a@b.c". A backslash before
 # the ':', the '.' or the '@' stops them, and renders as nothing.
 _AUTOLINK = re.compile(r"[A-Za-z0-9](:)//|(?<![A-Za-z0-9])[Ww][Ww][Ww](\.)|(@)")

@@ -1154,6 +1154,7 @@ def test_md_leaves_no_markup():
     assert md("www.x.example") == "www\\.x.example" and md("me@x.example") == "me\\@x.example"
     assert md("a\x00b\x1bc") == "a\\\\x00b\\\\x1bc"  # shown as \x00 and \x1b (a backslash is escaped in Markdown)
     assert md("a | b\nc") == "a \\| b c"  # a line break reads as a space
+    assert md("=cmd()$x^2$.jpg") == "=cmd()\\$x^2\\$.jpg"  # not GitHub's maths
 
 
 def test_invisible_characters_in_a_name_are_shown_not_obeyed():
