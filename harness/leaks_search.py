@@ -40,24 +40,54 @@ def _search_state(arrays: dict, hashers: dict):
     return arrays, built
 
 
+def stored(hasher, distance: np.ndarray) -> np.ndarray:
+    """Distances as the audit's tables hold them and its decisions read them: to 6 significant digits,
+    as a run's (whose thresholds a calibration takes). A distance just above a threshold that prints
+    as the threshold (19.8615039 against 19.8615) is then flagged, as the table that shows it says;
+    Hamming distances are whole numbers, and stay as they are."""
+    from harness.storage import round6
+
+    return distance if isinstance(hasher, BitHasher) else round6(distance)
+
+
+def _searched_to(hasher, threshold: float) -> float:
+    """How far the exact search must look for every distance that `stored` puts at or below
+    `threshold`: half a unit of the sixth digit above it (1e-5 of it is more)."""
+    return threshold if isinstance(hasher, BitHasher) else threshold + abs(threshold) * 1e-5
+
+
 def _search_shard(state, job):
-    """Pairs of one block of split a's rows against split b (within one split: i < j); for pairs,
-    a TooManyPairs instead once the block holds more than `limit` (the audit's max_flags)."""
+    """Pairs of one block of split a's rows against split b (within one split: i < j), with their
+    `stored` distances; for pairs, a TooManyPairs instead once the block holds more than `limit`
+    (the audit's max_flags)."""
     arrays, hashers = state
     kind, hid, a, b, start, stop, threshold, limit = job
     hasher = hashers[hid]
+    if kind == "pairs":
+        found = _shard_pairs(hasher, arrays[(a, hid)][start:stop], arrays[(b, hid)], a == b, start, stop,
+                             _searched_to(hasher, threshold), limit)
+        if isinstance(found, search.TooManyPairs):
+            return found
+        i, j, distance = found
+        distance = stored(hasher, distance)
+        keep = distance <= threshold
+        return i[keep], j[keep], distance[keep]
     queries = arrays[(a, hid)][start:stop]
     database = arrays[(b, hid)]
-    if kind == "histogram":
-        if a == b:
-            counts = search.hamming_histogram_within(queries, int(hasher.distance_max))
-            rest = database[stop:]
-            if len(rest):
-                counts = counts + search.hamming_histogram(queries, rest, int(hasher.distance_max))
-            return counts
-        return search.hamming_histogram(queries, database, int(hasher.distance_max))
+    if a == b:
+        counts = search.hamming_histogram_within(queries, int(hasher.distance_max))
+        rest = database[stop:]
+        if len(rest):
+            counts = counts + search.hamming_histogram(queries, rest, int(hasher.distance_max))
+        return counts
+    return search.hamming_histogram(queries, database, int(hasher.distance_max))
+
+
+def _shard_pairs(hasher, queries, database, same: bool, start: int, stop: int, threshold: float, limit):
+    """The pairs of `queries` (rows start:stop of split a) against `database` (split b; `same`: a is
+    b, and then i < j) within `threshold`, with the search's own distances; or its TooManyPairs."""
     try:
-        if a == b:  # inside the block (i < j), then the block against the rows after it
+        if same:  # inside the block (i < j), then the block against the rows after it
             inside = search.hasher_pairs_within(hasher, queries, threshold, limit=limit)
             try:
                 after = search.hasher_pairs(hasher, queries, database[stop:], threshold,
@@ -345,7 +375,7 @@ def flagged_pairs(config: LeakConfig, splits, hashers: dict, found: Found, thres
         for hid, hasher in hashers.items():
             rows_a = splits[a].arrays[hid][union[:, 0]]
             rows_b = splits[b].arrays[hid][union[:, 1]]
-            distance = hasher.checked_distance(rows_a, rows_b)
+            distance = stored(hasher, hasher.checked_distance(rows_a, rows_b))
             frame[hid] = distance
             agree += distance <= thresholds[hid]
         frame["agree"] = agree

@@ -579,6 +579,31 @@ def test_the_python_api_gives_the_same_tables(planted, tmp_path):
     assert (tmp_path / "cli" / "leaks.csv").read_bytes() == (tmp_path / "again" / "leaks.csv").read_bytes()
 
 
+def test_a_distance_is_flagged_as_the_table_shows_it(tmp_path):
+    """leaks.csv holds distances to 6 significant digits, as a run's tables do: a pair whose distance
+    prints as the threshold is flagged (a calibration's thresholds are such printed distances), and
+    flagged says what `distance <= threshold` says of the row."""
+    from harness.hashers.opencv import ColorMomentHash
+    from harness.storage import round6
+
+    hasher = ColorMomentHash()
+    for seed in range(1, 40):  # a pair whose distance is just above its 6-digit print
+        images = [make_scene(0, 96, 128), apply_chain(make_scene(0, 96, 128), [("jpeg", {"quality": 10 + seed})])]
+        hashes = hasher.hash_images(images)
+        exact = float(hasher.distance(hashes[:1], hashes[1:])[0])
+        if round6(np.array([exact]))[0] < exact:
+            break
+    threshold = float(round6(np.array([exact]))[0])
+    write(tmp_path / "train" / "a.png", images[0])
+    write(tmp_path / "test" / "b.png", images[1])
+    audit = harness.find_leaks({"splits": {"train": [str(tmp_path / "train")], "test": [str(tmp_path / "test")]},
+                                "hashers": ["ColorMomentHash"], "threshold": threshold})
+    audit.save(tmp_path / "out")
+    leaks = pd.read_csv(tmp_path / "out" / "leaks.csv")
+    assert leaks[["distance", "flagged"]].values.tolist() == [[threshold, True]], (exact, threshold)
+    assert audit.answer.startswith("1 of 1 test file has a copy in train")
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 def one_line(capsys) -> str:
