@@ -105,6 +105,10 @@ def answer(audit) -> str:
     parts.append(f"{inside} more {_plural(inside, 'file is a copy', 'files are copies')} of another file of its "
                  "own split")
     thresholds = ", ".join(f"{h} <= {t:g}" for h, t in audit.thresholds.items())
+    unread = len(audit.errors)  # never compared: in no count above and in no clean list
+    if unread:
+        parts.append(f"{unread} {_plural(unread, 'file or folder', 'files or folders')} could not be read, so "
+                     f"{_plural(unread, 'it is', 'they are')} in no count and no clean list (errors.csv)")
     return "; ".join(parts) + f" (flagged at {thresholds})."
 
 
@@ -175,7 +179,8 @@ def summary_markdown(audit) -> str:
                   f"answer counts as copies: confirm them in {REVIEW}, or audit again at lower thresholds (a smaller "
                   "--fpr).", ""]
     lines += [f"- {md(line)}" for line in estimate_lines(audit)]
-    lines += ["", "Every pair of files was compared, exactly: no pair within a threshold is missed; a copy edited "
+    lines += ["", f"Every pair of {'the files read' if len(audit.errors) else 'files'} was compared, exactly: no pair "
+              "within a threshold is missed; a copy edited "
               "beyond it is (mirrored copies escape most hashes, for one: "
               + ("the misses below measure the calibration run's edits only)" if len(audit.misses) else
                  "a calibration run, --calibration, measures what each threshold misses)") + ". "
