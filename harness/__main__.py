@@ -270,18 +270,22 @@ def _glibc():
 
 
 @contextlib.contextmanager
-def removed_if_unused(out_dir: str):
-    """A command that fails (bad input, Ctrl-C) leaves no output directory it created behind, nor the
-    empty parents it created for it, unless something was kept there: nothing, or only a hash cache
-    that holds nothing, is removed."""
+def removed_if_unused(out_dir: str, cache: str | None = None):
+    """A command that fails (bad input, Ctrl-C, a full disk) leaves no output directory it created
+    behind, nor the empty parents it created for it, unless something was kept there: nothing, or
+    only a hash cache that holds nothing, is removed. So is a hash cache elsewhere (--cache) that
+    the command created and that holds nothing."""
     missing = []  # out_dir and each of its parents that the command may create, innermost first
     folder = os.path.abspath(out_dir)
     while not os.path.lexists(folder) and folder != os.path.dirname(folder):
         missing.append(folder)
         folder = os.path.dirname(folder)
+    new_cache = cache is not None and not os.path.lexists(cache)
     try:
         yield
     except BaseException:
+        if new_cache:
+            _remove_unused_cache(cache)
         if missing:
             _remove_unused(out_dir)
             for parent in missing[1:]:  # the parents it made for out_dir, while empty
@@ -319,6 +323,19 @@ def _remove_unused(out_dir: str) -> None:
         pass
 
 
+def _remove_unused_cache(path: str) -> None:
+    """A hash cache file (with SQLite's side files) removed where it holds nothing."""
+    from harness import cache
+
+    try:
+        if os.path.isfile(path) and cache.holds_nothing(path):
+            for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+                if os.path.lexists(name):
+                    os.remove(name)
+    except OSError:
+        pass
+
+
 def command_run(args) -> int:
     from harness import api, report, schema, storage
     from harness.config import load_config
@@ -326,28 +343,28 @@ def command_run(args) -> int:
     config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers), output=args.out,
                          names_folder=True)
     out_dir = args.out or default_output(config)
-    with removed_if_unused(out_dir):
+    with removed_if_unused(out_dir, args.cache):
         cache = checked_output(args, out_dir, config.images, names=image_names(config))
         evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
                                     progress=None if not args.quiet else False, scheduler=args.scheduler,
                                     output=out_dir, strict_advice="or leave out --strict to run the other hashers")
-    saved_config = config.reproducible()
-    saved_config["output"] = out_dir  # the directory it was written to (--out, or the stand-in's own)
-    try:
-        run = report.keep_unchanged(evaluation, out_dir, saved_config)
-        if run is None:  # something changed (or nothing can be kept): the tables, figures and summary are made
-            map_large_blocks()
-            results = evaluation.results()
-            trim_heap()  # what making the tables and the metrics freed, before the report writes
-            results.config = saved_config
-            report.write(results, out_dir, inputs=evaluation.inputs)
-            notes, hashers = results.notes, results.hashers.to_dict("records")
-        else:
-            notes, hashers = run["notes"], run["hashers"]
-    except HarnessError:  # the outputs could not be written (a full disk): what the pass noted still counts
-        for note in evaluation.notes:  # e.g. that the hash cache was dropped
-            print(line("note", note), file=sys.stderr)
-        raise
+        saved_config = config.reproducible()
+        saved_config["output"] = out_dir  # the directory it was written to (--out, or the stand-in's own)
+        try:
+            run = report.keep_unchanged(evaluation, out_dir, saved_config)
+            if run is None:  # something changed (or nothing can be kept): the tables, figures and summary are made
+                map_large_blocks()
+                results = evaluation.results()
+                trim_heap()  # what making the tables and the metrics freed, before the report writes
+                results.config = saved_config
+                report.write(results, out_dir, inputs=evaluation.inputs)
+                notes, hashers = results.notes, results.hashers.to_dict("records")
+            else:
+                notes, hashers = run["notes"], run["hashers"]
+        except HarnessError:  # the outputs could not be written (a full disk): what the pass noted still counts
+            for note in evaluation.notes:  # e.g. that the hash cache was dropped
+                print(line("note", note), file=sys.stderr)
+            raise
     if not args.quiet:
         print(text_table(os.path.join(out_dir, storage.TABLE)))
         print(f"\nwrote {out_dir}/ (summary.md, table.csv, {written_distances(out_dir)}, figures/)" if run is None else
@@ -459,7 +476,7 @@ def command_leaks(args) -> int:
         key_options["hashers"] = "--hashers"
     config = leaks.leak_config(raw, source, split_options=options, key_options=key_options, names_folder=True)
     out_dir = config.output
-    with removed_if_unused(out_dir):
+    with removed_if_unused(out_dir, args.cache):
         cache = checked_output(args, out_dir, config.entries(),
                                reads={"calibration": config.calibration}, names=config.entry_names())
         audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,

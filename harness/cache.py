@@ -395,10 +395,13 @@ def _writable(path: str) -> bool:
 
 def holds_nothing(path: str) -> bool:
     """Whether `path` is a hash cache with no file and no hash in it, as a run that stopped before
-    its first image leaves it; False for anything else, or when that cannot be told."""
+    its first image leaves it (or an empty file, where a full disk stopped it before its tables);
+    False for anything else, or when that cannot be told."""
     try:
+        if os.path.getsize(path) == 0:
+            return True
         db = sqlite3.connect(path, timeout=5, isolation_level=None)
-    except sqlite3.Error:
+    except (OSError, sqlite3.Error):
         return False
     try:
         db.execute("PRAGMA trusted_schema=OFF")

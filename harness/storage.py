@@ -535,7 +535,7 @@ def _write_error(out_dir: str, exc: OSError) -> HarnessError:
     why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
     # The hash cache may have been dropped too (the same disk): the run's notes say so, not this line.
     return HarnessError(f"{_where(out_dir)}: cannot write the outputs ({why}); the previous outputs are unchanged, "
-                        "and running again computes only what the hash cache did not keep")
+                        "and running again reuses what the hash cache kept, if anything")
 
 
 def _exchange(a: str, b: str) -> bool:

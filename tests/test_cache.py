@@ -360,6 +360,13 @@ set +e
 echo $? > {status}
 diff -r -x 'hash-cache*' {saved} {mount}/out > {diff} 2>&1
 echo $? > {diff}.status
+# New output folders, and a new --cache file, that the full disk left without a hash: none is left behind.
+cat /dev/zero >> {mount}/filler 2>/dev/null || true
+{python} -m harness run {config2} --out {mount}/new --quiet 2> {stderr}.new
+echo $? > {status}.new
+{python} -m harness run {config2} --cache {mount}/c.sqlite --out {mount}/new2 --quiet 2>> {stderr}.new
+echo $? >> {status}.new
+ls -A {mount} > {listing}
 """
 
 
@@ -374,7 +381,7 @@ def test_a_full_disk_ends_in_one_line_and_keeps_the_outputs(job, tmp_path):
     mount.mkdir()
     script = FULL_DISK.format(size="3m", mount=mount, python=sys.executable, config=config, config2=config2,
                               saved=tmp_path / "saved", stderr=tmp_path / "stderr", status=tmp_path / "status",
-                              diff=tmp_path / "diff")
+                              diff=tmp_path / "diff", listing=tmp_path / "listing")
     done = subprocess.run(["unshare", "-rm", "bash", "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     if "mount" in done.stderr and done.returncode:
@@ -392,6 +399,8 @@ def test_a_full_disk_ends_in_one_line_and_keeps_the_outputs(job, tmp_path):
     # The mount is gone with the namespace: the script compared the outputs with a copy made before.
     assert (tmp_path / "saved" / "summary.md").exists()
     assert (tmp_path / "diff.status").read_text().strip() == "0", (tmp_path / "diff").read_text()
+    assert (tmp_path / "status.new").read_text().split() == ["2", "2"], (tmp_path / "stderr.new").read_text()
+    assert (tmp_path / "listing").read_text().split() == ["filler", "out"], (tmp_path / "stderr.new").read_text()
 
 
 def run_with_its_cache(config, out):
