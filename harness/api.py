@@ -316,8 +316,8 @@ def hasher_table(infos) -> pd.DataFrame:
 
 def load(out_dir: str | os.PathLike[str]) -> Results:
     """The Results saved in an output directory (by `run` or `Results.save`; a str or pathlib.Path),
-    metrics recomputed. A damaged directory (a file missing, empty, of the wrong shape or type) is
-    a HarnessError."""
+    metrics recomputed. A damaged directory (a file missing, empty, cut short, of the wrong shape or
+    type, or a long table naming a hasher or image its small tables do not list) is a HarnessError."""
     from harness import metrics, storage
     from harness.config import config_section, hasher_ids, settings_of_hashers
 
@@ -336,12 +336,14 @@ def load(out_dir: str | os.PathLike[str]) -> Results:
     impostor_spec = config_section("impostors", config.get("impostors"), source)
     distances = storage.read_long(out_dir, storage.DISTANCES)
     impostors = storage.read_long(out_dir, storage.IMPOSTORS)
-    release_lookups(distances, impostors)
     provenance = {k: v for k, v in run.items() if k not in ("config", "hashers", "notes")}
     # The small tables in the types a run gives them (`from_run`), so that a loaded table equals it.
-    images = as_objects(storage.read_small(out_dir, storage.IMAGES), ["image", "image_id"])
+    images = as_objects(storage.read_small(out_dir, storage.IMAGES, ["image", "image_id"]), ["image", "image_id"])
     hashers = storage.read_small(out_dir, storage.HASHERS, ["hasher", "distance", "distance_max", "status"])
     hashers["distance_max"] = hashers["distance_max"].astype(float)
+    # Tables that disagree (a small one cut short or emptied) are refused, not reported as fewer hashers or images.
+    storage.check_listed(out_dir, distances, impostors, images, hashers)
+    release_lookups(distances, impostors)
     return Results(config=config, provenance=provenance, distances=distances, impostors=impostors,
                    errors=as_objects(storage.read_errors(out_dir), ERROR_COLUMNS), images=images, hashers=hashers,
                    notes=[str(n) for n in run.get("notes", [])],

@@ -9,7 +9,9 @@ tree. Only a directory that is empty, new, or already a harness output is replac
 so `--out` pointed at a folder of photographs is refused instead of emptied.
 
 Reading. The long tables (distances, impostors) are written as CSV and as Parquet,
-and above CSV_MAX_ROWS rows as Parquet only; readers take either. Distances are kept
+and above CSV_MAX_ROWS rows as Parquet only; readers take either. A CSV table is read only whole
+(ending with a line break, each row with its header's fields), and the long tables must name only
+the hashers and images the small tables list (check_listed). Distances are kept
 to 6 significant digits everywhere (in memory too, see `normalise`), so a report
 rebuilt from disk equals the first one byte for byte.
 """
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.errors import PATH_MAX, HarnessError, clipped, exception_text
+from harness.errors import PATH_MAX, HarnessError, clipped, exception_text, shown
 from harness.provenance import file_sha256
 from harness.schema import (DISTANCE_COLUMNS, ERROR_COLUMNS, NAMED_IMPOSTOR_COLUMNS, ROWS_BLOCK, category_codes,
                             first_seen_categorical, in_first_seen_order, text_categories, text_dtype)
@@ -838,8 +840,11 @@ RUN_CSV_MAX_BYTES = 512 << 20
 
 
 def _check_run_csv(path: str) -> None:
-    """A CSV table of a run's set is at most RUN_CSV_MAX_BYTES and holds no NUL byte (no text a run
-    writes does): anything else is not read."""
+    """A CSV table of a run's set is at most RUN_CSV_MAX_BYTES, holds no NUL byte (no text a run
+    writes does), ends with a line break and has its header's fields in every row: anything else is
+    not read. pandas reads a row short of fields as one whose last fields are empty, which is what a
+    failed distance, an image without notes or an error-free pair is: a table cut short would
+    otherwise give a report of less, or of a row of nothing, with no word said."""
     size = os.path.getsize(path)
     if size > RUN_CSV_MAX_BYTES:
         raise HarnessError(f"{_where(path)}: {size:,} bytes, more than a run writes as CSV "
@@ -848,11 +853,45 @@ def _check_run_csv(path: str) -> None:
         while block := handle.read(1 << 24):
             if b"\0" in block:
                 raise HarnessError(f"{_where(path)}: holds NUL bytes, which no table of a run does")
+        # Every table a run writes ends with a line break. Without one the last row may be whole, or
+        # cut inside its last field (a distance of 31 read as 3): no reader can tell, so it is refused.
+        handle.seek(max(size - 1, 0))
+        if size and handle.read(1) != b"\n":
+            raise HarnessError(f"{_where(path)}: its last row ends without a line break, so the file was cut "
+                               "short (every table of a run ends with one; an edited file must too)")
+    _check_fields(path)
+
+
+def _check_fields(path: str) -> None:
+    """Every row of a CSV table has as many fields as its header. Arrow's parser counts them (and,
+    unlike pandas, refuses a short row); no column is converted (`include_columns` names one that
+    no header holds: none holds a NUL byte), so this takes a tenth of the time pandas' reading does."""
+    import pyarrow.csv as arrow_csv
+
+    invalid = []
+
+    def refuse(row):
+        invalid.append(row)
+        return "error"
+
+    try:
+        arrow_csv.read_csv(path, read_options=arrow_csv.ReadOptions(use_threads=False),  # one thread numbers the rows
+                           parse_options=arrow_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=refuse),
+                           convert_options=arrow_csv.ConvertOptions(include_columns=["\0"],
+                                                                    include_missing_columns=True))
+    except Exception:  # pyarrow raises many kinds: a row `refuse` kept, or anything else, which pandas reports
+        if not invalid:
+            return
+        row = invalid[0]
+        where = f"row {row.number}" if row.number is not None else "a row"
+        raise HarnessError(f"{_where(path)}: {where} has {row.actual_columns} fields where the header has "
+                           f"{row.expected_columns}; the file was cut short or edited") from None
 
 
 def read_small(out_dir: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """A small CSV table; empty (with `columns`) when absent. Text columns stay text
-    (an id of digits is not a number), the rest are read as numbers."""
+    """A small CSV table; empty (with `columns`) when absent, a HarnessError when the file is empty or
+    damaged (_check_run_csv). Text columns stay text (an id of digits is not a number), the rest are
+    read as numbers."""
     import pandas as pd
 
     path = os.path.join(out_dir, name)
@@ -866,8 +905,8 @@ def read_small(out_dir: str, name: str, columns: list[str] | None = None) -> pd.
         for column in text or []:
             if column in frame:
                 frame[column] = frame[column].fillna("")
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame(columns=columns or [])
+    except pd.errors.EmptyDataError:  # not even a header: every run writes one, rows or none
+        raise HarnessError(f"{_where(path)}: empty (every table of a run has at least its header line)") from None
     except Exception as exc:
         raise HarnessError(f"{path}: cannot read ({exception_text(exc)})") from None
     if columns and any(c not in frame.columns for c in columns):
@@ -983,6 +1022,29 @@ def check_complete(out_dir: str) -> None:
     if missing:
         raise HarnessError(f"{_where(out_dir)}: an incomplete output directory: no {', '.join(missing)} (every run "
                            "writes them)")
+
+
+def check_listed(out_dir: str, distances: pd.DataFrame, impostors: pd.DataFrame, images: pd.DataFrame,
+                 hashers: pd.DataFrame) -> None:
+    """The long tables name only hashers that hashers.csv lists and images (by id) that images.csv
+    lists, as every run writes them: a small table cut short or emptied to its header reads as a
+    table of fewer rows, and the report would show fewer hashers or images than the distances hold.
+    The long tables' names are compared by their categories (normalise leaves each distinct name
+    once, and only those the rows use), not row by row: 10^8 distances cost the time of their names."""
+    listed = {HASHERS: hashers["hasher"].to_numpy(dtype=object), IMAGES: images["image_id"].to_numpy(dtype=object)}
+    for name, table, column, small in ((DISTANCES, distances, "hasher", HASHERS),
+                                       (IMPOSTORS, impostors, "hasher", HASHERS),
+                                       (DISTANCES, distances, "image_id", IMAGES),
+                                       (IMPOSTORS, impostors, "image_id", IMAGES),
+                                       (IMPOSTORS, impostors, "other_id", IMAGES)):
+        names = table[column].cat.categories
+        unlisted = names[~names.isin(listed[small])]
+        if len(unlisted):
+            what = "hasher" if small == HASHERS else "image_id"
+            more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
+            raise HarnessError(f"{_where(os.path.join(out_dir, small))}: does not list the {what} "
+                               f"{shown(unlisted[0])}{more} that the {name} table holds (a run lists every {what} "
+                               "of its tables): one of the two was cut short or edited")
 
 
 def read_errors(out_dir: str) -> pd.DataFrame:

@@ -94,6 +94,44 @@ def test_loading_an_incomplete_output_directory_is_an_error(results, tmp_path, r
     assert str(caught.value) == f"{tmp_path / 'run'}: an incomplete output directory: no {missing} (every run writes them)"
 
 
+def _cut_csv(name, size):
+    def damage(folder):
+        (folder / name.replace(".csv", ".parquet")).unlink(missing_ok=True)  # the CSV is read only without it
+        data = (folder / name).read_bytes()
+        assert data[size - 1:size] != b"\n"  # inside a row
+        (folder / name).write_bytes(data[:size])
+    return damage
+
+
+def _header_only(name):
+    def damage(folder):
+        (folder / name).write_bytes((folder / name).read_bytes().split(b"\n")[0] + b"\n")
+    return damage
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_cut_csv("distances.csv", 300), "distances.csv: its last row ends without a line break, so the file was cut "
+                                     "short (every table of a run ends with one; an edited file must too)"),
+    (_cut_csv("hashers.csv", 100), "hashers.csv: its last row ends without a line break"),
+    (_header_only("hashers.csv"), "hashers.csv: does not list the hasher 'aHash' (and 2 more) that the distances "
+                                  "table holds (a run lists every hasher of its tables): one of the two was cut "
+                                  "short or edited"),
+    (_header_only("images.csv"), "images.csv: does not list the image_id"),
+    (lambda folder: (folder / "images.csv").write_bytes(b""),
+     "images.csv: empty (every table of a run has at least its header line)"),
+    (lambda folder: (folder / "hashers.csv").write_bytes(b""), "hashers.csv: empty"),
+], ids=["distances cut", "hashers cut", "hashers header only", "images header only", "images empty",
+        "hashers empty"])
+def test_loading_a_table_cut_short_or_emptied_is_an_error(results, tmp_path, damage, message):
+    """Not results with fewer hashers or images than the distances hold (a hasher's column gone from
+    the table, "Images: 0" in the summary), nor a row of empty fields read from a file cut inside it."""
+    results.save(tmp_path / "run")
+    damage(tmp_path / "run")
+    with pytest.raises(harness.HarnessError) as caught:
+        harness.load(tmp_path / "run")
+    assert str(caught.value).startswith(f"{tmp_path / 'run'}{os.sep}{message}"), caught.value
+
+
 def test_an_earlier_runs_settings_of_hashers_it_left_out_are_dropped_on_load(results, tmp_path):
     """Earlier code kept, in a run with --hashers, the thresholds of the hashers it left out: such a
     run still loads, and saved again its config is one that `run` accepts."""

@@ -964,6 +964,15 @@ def _write(name, data):
     return damage
 
 
+def _cut(name, end=b""):
+    """`name` cut inside its last row (its line break and the two characters before it gone), then
+    `end` written after it: a line break makes the last row one short of its fields."""
+    def damage(d):
+        data = (d / name).read_bytes()
+        _write(name, data[:-3] + end)(d)
+    return damage
+
+
 def _config_edit(edit):
     """run.json with its config changed by `edit` (the rest of the config stays whole)."""
     def damage(d):
@@ -992,7 +1001,8 @@ REPORT_CASES = [
     ("no distances", _remove("distances.csv", "distances.parquet"), "no distances.csv or distances.parquet here"),
     ("empty distances", _write("distances.csv", b""), "cannot read distances (No columns to parse from file)"),
     ("empty parquet", _write("distances.parquet", b""), "cannot read distances"),
-    ("garbage CSV", _write("distances.csv", b"\x01,\"\n\xff"), "cannot read distances"),
+    ("garbage CSV", _write("distances.csv", b"\x01,\"\n\xff"), "distances.csv: its last row ends without a line break"),
+    ("garbage CSV ending in a line break", _write("distances.csv", b"\x01,\"\n\xff\n"), "cannot read distances"),
     ("NUL bytes in a CSV", _write("distances.csv", b"\x00\x01,\"\n\xff"), "holds NUL bytes, which no table of a run"),
     ("a sparse CSV of 600 MB", lambda d: (os.remove(d / "distances.parquet"),
                                           os.truncate(d / "distances.csv", 600 << 20)),
@@ -1004,6 +1014,23 @@ REPORT_CASES = [
     ("infinite distance", _write("impostors.csv", b"hasher,kind,family,value,image_id,other_id,distance,image,"
                                                   b"other\naHash,source,,,a,b,inf,x,y\n"),
      "impostors holds an infinite distance"),
+    ("distances cut mid-row", _cut("distances.csv"), "distances.csv: its last row ends without a line break, so "
+                                                        "the file was cut short"),
+    ("impostors cut mid-row", _cut("impostors.csv"), "impostors.csv: its last row ends without a line break"),
+    ("a row short of fields", _cut("distances.csv", b"\n"), "distances.csv: row 3 has 8 fields where the header "
+                                                             "has 9; the file was cut short or edited"),
+    ("a row of too many fields", _write("distances.csv", b"image,image_id,family,value,label,hasher,distance,"
+                                                         b"distance_norm,error\nx,y,f,1,l,h,1,0,,\n"),
+     "distances.csv: row 2 has 10 fields where the header has 9"),
+    ("hashers.csv empty", _write("hashers.csv", b""), "hashers.csv: empty (every table of a run has at least"),
+    ("hashers.csv cut mid-row", _cut("hashers.csv"), "hashers.csv: its last row ends without a line break"),
+    ("hashers.csv header only", _write("hashers.csv", b"hasher,name,distance,distance_max,status\n"),
+     "hashers.csv: does not list the hasher 'aHash' that the distances table holds"),
+    ("images.csv empty", _write("images.csv", b""), "images.csv: empty (every table of a run has at least"),
+    ("images.csv header only", _write("images.csv", b"image,image_id,origin,height,width,notes\n"),
+     "images.csv: does not list the image_id"),
+    ("images.csv columns", _write("images.csv", b"a,b\n1,2\n"), "images.csv: lacks the columns image, image_id"),
+    ("errors.csv empty", _write("errors.csv", b""), "errors.csv: empty (every table of a run has at least"),
     ("hashers.csv columns", _write("hashers.csv", b"a,b\n1,2\n"), "hashers.csv: lacks the columns hasher, distance"),
     ("hashers.csv types", _write("hashers.csv", b"hasher,name,distance,distance_max,status\naHash,aHash,hamming,"
                                                 b"lots,ok\n"), "hashers.csv: column distance_max holds a value"),
@@ -1036,6 +1063,19 @@ def test_report_of_a_malformed_directory_is_one_line(tmp_path, capsys, saved_run
     status, _, err = cli(capsys, "report", out)
     line = one_line_error(err)
     assert status == 2 and line.startswith(str(out)) and message in line, line
+
+
+def test_report_of_a_table_cut_short_changes_nothing(tmp_path, capsys, saved_run):
+    """A distances.csv cut inside a row (its Parquet twin gone) read as a table whose last row had
+    empty fields, and `report` rebuilt table.csv with an unnamed column and a row of errors: it is
+    refused, and the directory is left as it was."""
+    out = tmp_path / "out"
+    shutil.copytree(saved_run, out)
+    _cut("distances.csv")(out)
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    status, _, err = cli(capsys, "report", out)
+    assert status == 2 and one_line_error(err).startswith(f"{out / 'distances.csv'}: its last row ends without")
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
 
 
 @pytest.mark.parametrize("name", ["distances.parquet", "run.json", "hashers.csv"])
