@@ -284,9 +284,7 @@ def test_a_worker_whose_copy_of_a_named_file_differs_is_refused(cluster, tmp_pat
     assert re.fullmatch(r"error: on the Dask worker tcp://127\.0\.0\.1:\d+: 'mark\.png' \(source of overlay_image\) "
                         r"on this worker is not the file this run read .*; a file a config names must be at the same "
                         r"path with the same content on every worker\n", done.stderr), done.stderr
-    with sqlite3.connect(cache) as db:
-        assert db.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 0
-        assert db.execute("SELECT COUNT(*) FROM hashes").fetchone()[0] == 0
+    assert not cache.exists()  # it stored nothing, so the cache file this run created is not left behind
     (here / "mark.png").write_bytes((tmp_path / "mark.png").read_bytes())
     assert run_here("local", "--no-cache").returncode == 0
     done = run_here("dask", "--cache", str(cache), "--scheduler", address)
