@@ -13,8 +13,10 @@ follows these rules, and each conversion is recorded as a short note
 - Depth: 16-bit samples are shifted right by 8 bits (v >> 8, which is what
   OpenCV's PNG reader does). Floating-point samples are multiplied by 255 when
   every value lies in [0, 1], and otherwise clipped to [0, 255]; both are then
-  rounded to the nearest integer, and NaN reads as 0. Other sample types
-  (signed or 32-bit integers) are refused.
+  rounded to the nearest integer, and NaN reads as 0; this holds for 32- and
+  64-bit floats, one channel or three. Other sample types (signed integers,
+  32-bit unsigned ones, 16-bit floats) are refused as such ("unsupported sample
+  type float16"), not as corrupt files.
 - Channels: grayscale and 1-bit images are repeated into three channels. A
   palette is expanded to its colours. CMYK is converted to RGB by OpenCV's
   conversion. Alpha, and the transparent colour of a palette or tRNS chunk, is
@@ -25,9 +27,10 @@ follows these rules, and each conversion is recorded as a short note
 - Size: an image with more than `max_pixels` pixels is refused
   (DEFAULT_MAX_PIXELS is the limit at which Pillow refuses an image). The size
   comes from the header, before any pixels are decoded (for Radiance HDR,
-  which only OpenCV reads, from its size line here). Other formats that only
-  OpenCV reads are checked after decoding; while they decode, OpenCV's own
-  limit of 2**30 pixels protects them.
+  which only OpenCV reads, from its size line here; for a TIFF that Pillow
+  cannot open, 64-bit floats say, from its first directory here). Other formats
+  that only OpenCV reads are checked after decoding; while they decode,
+  OpenCV's own limit of 2**30 pixels protects them.
 - Refused: empty files; truncated or corrupt data, including a JPEG that ends
   before its end-of-image marker, whose data is too short for the size it
   declares, or part of whose data libjpeg cannot decode (OpenCV would fill the
@@ -36,12 +39,17 @@ follows these rules, and each conversion is recorded as a short note
 - Decoder messages: what libpng and libjpeg print while OpenCV decodes (a
   damaged ancillary chunk, extraneous bytes) becomes a note of the image, or
   the reason it is refused, instead of a line on stderr that names no file.
+  OpenCV's own log (the warning and the error it logs about a file it fails
+  on, a truncated TIFF say) is silenced while it decodes: the reason comes
+  from the header, Pillow or those lines.
 
 OpenCV decodes. Pillow reads the header (size, mode, frames, orientation) of
 the formats in IMAGE_EXTENSIONS. It also decodes three kinds of file. First,
-files that OpenCV 4.10 cannot read: GIF, animated WebP, 1-channel float TIFF,
-and any other file that OpenCV fails on, but a PNG (libpng checks its data,
-Pillow does not: a PNG that OpenCV refuses is damaged). Then JPEG 2000, whose OpenCV decoder
+files that OpenCV 4.10 cannot read: GIF, animated WebP, 1-channel 32-bit float
+TIFF (OpenCV reads 1-channel floats in grayscale only, as it is asked to for the
+64-bit ones, which Pillow cannot read), and any other file that OpenCV fails on,
+but a PNG (libpng checks its data, Pillow does not: a PNG that OpenCV refuses is
+damaged). Then JPEG 2000, whose OpenCV decoder
 crashes the process on some damaged files. Last, files that OpenCV would convert
 against these rules: an 8-bit TIFF with unassociated alpha, whose colour libtiff
 multiplies by the alpha.
@@ -58,12 +66,14 @@ import io
 import os
 import re
 import stat
+import struct
 import sys
 import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -311,6 +321,9 @@ def _load_builtin(name: str) -> tuple[np.ndarray, list[str]]:
 # 16-bit and float samples as they are, so that _to_uint8 applies the documented
 # rule to them. It changes nothing for 8-bit images.
 _OPENCV_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
+# OpenCV's TIFF reader gives 1-channel float samples in grayscale only (IMREAD_COLOR fails on them).
+_OPENCV_GRAY_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
+_OPENCV_LOG_SILENT = 0  # cv::utils::logging::LOG_LEVEL_SILENT (this cv2 has no cv2.utils.logging to name it)
 # Formats whose orientation tag OpenCV 4.10 applies itself (Pillow's format names).
 # tests/test_images.py checks this for each one.
 _ORIENTED_BY_OPENCV = {"JPEG", "MPO", "PNG", "TIFF"}
@@ -431,10 +444,22 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
         orientation = 1 if header is not None and header.format == "PNG" and b"eXIf" not in data else (
             _orientation(header))
         jpeg2000 = data.startswith(_JPEG2000_SIGNATURES)
+        tiff = None
         if header is None and not jpeg2000:
             _check_size(*_radiance_size(data), max_pixels)  # before OpenCV decodes it (Pillow does not read HDR)
+            tiff = _tiff_directory(data)
+        flags = _OPENCV_FLAGS
+        if tiff is not None:  # a TIFF Pillow cannot open (64-bit floats, say): its size is checked before decoding
+            _check_size(tiff.width, tiff.height, max_pixels)
+            if tiff.samples == 1 and tiff.sample_format == _TIFF_FLOAT:
+                flags = _OPENCV_GRAY_FLAGS
+            orientation = tiff.orientation  # which OpenCV applies
         pixels, said = (None, []) if (header is not None and _pillow_decodes(header)) or jpeg2000 else (
-            _decode_opencv(data))
+            _decode_opencv(data, flags))
+        if tiff is not None and pixels is None and not tiff.convertible:  # OpenCV refuses 16-bit floats, 32-bit uints
+            raise ImageError(f"unsupported sample type {tiff.sample_type} ({_SAMPLE_TYPES_READ})")
+        if tiff is not None and pixels is not None and pixels.ndim == 2:
+            notes.append("grayscale repeated to 3 channels")
         lost = [line for line in said if _JPEG_PIXELS_LOST.fullmatch(line)]
         if lost and pixels is not None:  # OpenCV would hand over the rows libjpeg filled in
             raise ImageError(f"corrupt JPEG: part of its data cannot be decoded "
@@ -454,7 +479,7 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
         if pixels is not None:  # what else the decoders said, e.g. an ancillary chunk's bad checksum
             notes += [line if line.startswith("libpng") else f"libjpeg: {line}" for line in said]
         if pixels is not None:
-            upright = header is not None and header.format in _ORIENTED_BY_OPENCV
+            upright = tiff is not None or (header is not None and header.format in _ORIENTED_BY_OPENCV)
         elif header is not None:
             pixels = _decode_pillow(header)
             upright = _orientation(header) == 1  # Pillow drops the tag when it turns an image upright (TIFF)
@@ -581,14 +606,97 @@ def _tiff_tag(header: Image.Image, number: int) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _decode_opencv(data: bytes) -> tuple[np.ndarray | None, list[str]]:
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")  # classic TIFF, little- and big-endian
+_TIFF_TYPES = {1: "B", 3: "H", 4: "I"}  # BYTE, SHORT, LONG: the types the fields read here come in
+# ImageWidth, ImageLength, BitsPerSample, SamplesPerPixel, SampleFormat, Orientation, PhotometricInterpretation
+_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_BITS, _TIFF_SAMPLES, _TIFF_SAMPLE_FORMAT = 256, 257, 258, 277, 339
+_TIFF_ORIENTATION, _TIFF_PHOTOMETRIC = 274, 262
+_TIFF_LOGLUV = (32844, 32845)  # SGI LogL and LogLuv: stored as 16-bit signed integers, decoded as floats
+_TIFF_UINT, _TIFF_FLOAT = 1, 3
+_TIFF_SAMPLE_KINDS = {_TIFF_UINT: "uint", 2: "int", _TIFF_FLOAT: "float"}  # SampleFormat -> numpy's word
+
+
+class _TiffDirectory(NamedTuple):
+    width: int
+    height: int
+    samples: int  # per pixel
+    bits: int  # per sample
+    sample_format: int  # 1 unsigned integer, 2 signed integer, 3 float, ... (TIFF's SampleFormat)
+    orientation: int  # 1 to 8, 1 when absent or not valid
+    photometric: int  # PhotometricInterpretation, -1 when absent
+
+    @property
+    def sample_type(self) -> str:
+        """numpy's name for the samples (uint32, float16), or TIFF's words for what numpy has no name for."""
+        kind = _TIFF_SAMPLE_KINDS.get(self.sample_format)
+        return f"{kind}{self.bits}" if kind else f"{self.bits}-bit, TIFF SampleFormat {self.sample_format}"
+
+    @property
+    def convertible(self) -> bool:
+        """Whether the samples, as OpenCV decodes them, are ones _to_uint8 converts: unsigned integers
+        of up to 16 bits (1-bit and 12-bit included), 32- and 64-bit floats. Consulted only once OpenCV
+        has failed, to say why (it refuses 16-bit floats and 32-bit unsigned integers): LogLuv's 16-bit
+        signed samples, say, OpenCV decodes into floats."""
+        return self.photometric in _TIFF_LOGLUV or (self.sample_format == _TIFF_UINT and self.bits <= 16) or (
+            self.sample_format == _TIFF_FLOAT and self.bits in (32, 64))
+
+
+def _tiff_directory(data: bytes) -> _TiffDirectory | None:
+    """What a classic TIFF's first directory (the image OpenCV decodes) declares; None for any other
+    file. Read for a TIFF that Pillow cannot open (64-bit or 16-bit floats, 32-bit unsigned
+    integers), so that its size is checked before OpenCV decodes it (libtiff allocates the size
+    declared, up to OpenCV's limit of 2**30 pixels: 24 GiB of 64-bit RGB), and so that a sample
+    type OpenCV refuses is named as such. A field's first value is read, as libtiff reads
+    BitsPerSample, and a field's first entry, as libtiff keeps it; a field of another type is left
+    at its default. A directory that cannot be read, or declares no size, is refused: libtiff
+    could not read it either."""
+    if not data.startswith(_TIFF_SIGNATURES):
+        return None
+    order = "<" if data.startswith(b"II") else ">"
+    start = struct.unpack_from(order + "I", data, 4)[0] if len(data) >= 8 else len(data)
+    if start + 2 > len(data):
+        raise ImageError(f"corrupt TIFF header: its first directory (at byte {start}) lies past the end of the "
+                         f"file ({len(data)} bytes; truncated?)")
+    count = struct.unpack_from(order + "H", data, start)[0]
+    fields = {}  # tag -> (type, first value)
+    for at in range(start + 2, min(start + 2 + 12 * count, len(data) - 11), 12):  # whole entries only
+        tag, kind, number = struct.unpack_from(order + "HHI", data, at)
+        code = _TIFF_TYPES.get(kind)
+        if code is None or number == 0:
+            continue
+        size = struct.calcsize(code)
+        where = at + 8 if size * number <= 4 else struct.unpack_from(order + "I", data, at + 8)[0]
+        if where + size <= len(data):
+            fields.setdefault(tag, (kind, struct.unpack_from(order + code, data, where)[0]))
+    width, height = fields.get(_TIFF_WIDTH, (0, 0))[1], fields.get(_TIFF_LENGTH, (0, 0))[1]
+    if not width or not height:
+        raise ImageError(f"corrupt TIFF header: its first directory declares no image size ({width} x {height})")
+    orientation = fields.get(_TIFF_ORIENTATION, (0, 1))
+    # A SHORT, as for _orientation: another type is not valid.
+    orientation = orientation[1] if orientation[0] == 3 and orientation[1] in _UPRIGHT else 1
+    return _TiffDirectory(width, height, fields.get(_TIFF_SAMPLES, (0, 1))[1], fields.get(_TIFF_BITS, (0, 1))[1],
+                          fields.get(_TIFF_SAMPLE_FORMAT, (0, _TIFF_UINT))[1], orientation,
+                          fields.get(_TIFF_PHOTOMETRIC, (0, -1))[1])
+
+
+def _decode_opencv(data: bytes, flags: int = _OPENCV_FLAGS) -> tuple[np.ndarray | None, list[str]]:
     """OpenCV's pixels (None where it fails), and what its decoders said meanwhile (see
-    _decoder_lines)."""
+    _decoder_lines).
+
+    OpenCV's own log is silenced meanwhile: on a file it fails on, it logs a warning and the error
+    it caught ("[ WARN:0@0.15] global grfmt_tiff.cpp:832 readData ...", several lines with a
+    failed check), which named no file and reached stderr past --quiet, in workers too. The reason
+    comes from the header, Pillow or the decoders' lines instead. The level is OpenCV's, for the
+    whole process: it is set and put back under _decoder_lines' lock, one decode at a time, so
+    two decodes cannot put it back in the wrong order."""
     with _decoder_lines() as said:
+        level = cv2.setLogLevel(_OPENCV_LOG_SILENT)
         try:
-            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _OPENCV_FLAGS)
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
         except cv2.error:
             pixels = None
+        finally:
+            cv2.setLogLevel(level)
     return pixels, said
 
 
@@ -689,10 +797,16 @@ def _decode_pillow(image: Image.Image) -> np.ndarray:
     their depth, for _to_uint8."""
     try:
         if image.mode.startswith(("I", "F")):
-            return np.asarray(image)
+            pixels = np.asarray(image)
+            if pixels.dtype == np.int32 and image.format == "TIFF" and _tiff_tag(image, 339) in ((), (_TIFF_UINT,)):
+                pixels = pixels.view(np.uint32)  # Pillow holds unsigned 32-bit samples in mode I: named as stored
+            return pixels
         return np.asarray(image.convert("RGB"))[:, :, ::-1]
     except Exception as exc:  # decoders raise all sorts on truncated or corrupt data; the bytes are untrusted
         raise ImageError(f"cannot decode {image.format}: {exception_text(exc)}") from None
+
+
+_SAMPLE_TYPES_READ = "unsigned integers of up to 16 bits and 32- or 64-bit floats are read"
 
 
 def _to_uint8(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -707,7 +821,7 @@ def _to_uint8(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
         if values.min() >= 0 and values.max() <= 1:
             return np.rint(values * 255).astype(np.uint8), f"{bits}-bit float in [0, 1] scaled by 255 to 8-bit"
         return np.rint(np.clip(values, 0, 255)).astype(np.uint8), f"{bits}-bit float clipped to [0, 255]"
-    raise ImageError(f"unsupported sample type {pixels.dtype.name} (8-bit, 16-bit and floating point are read)")
+    raise ImageError(f"unsupported sample type {pixels.dtype.name} ({_SAMPLE_TYPES_READ})")
 
 
 def _jpeg_truncated(data: bytes) -> bool:

@@ -5,8 +5,10 @@ unreadable one must raise a one-line ImageError "<path>: <reason>", and no
 other exception.
 """
 
+import contextlib
 import io
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -23,7 +25,7 @@ from PIL import Image, TiffImagePlugin
 from harness import images
 from harness.errors import ImageError
 from harness.images import DEFAULT_MAX_PIXELS, SourceImage, decode_image, load_source, read_image
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_scene
 
 RNG = np.random.default_rng(7)
 RGB = RNG.integers(0, 256, (12, 16, 3), dtype=np.uint8)  # an "ordinary" image, in RGB order
@@ -201,7 +203,7 @@ def test_float_tiff_outside_unit_range_is_clipped(tmp_path):
 
 
 def test_three_channel_float_tiff(tmp_path):
-    """Pillow cannot read this one: OpenCV decodes it, and the size is checked after decoding."""
+    """Pillow cannot read this one: OpenCV decodes it, and the size is checked from its first directory."""
     values = RNG.random((5, 6, 3)).astype(np.float32)
     data = opencv_bytes(values, ".tif", [cv2.IMWRITE_TIFF_COMPRESSION, 1])
     pixels, notes = read(tmp_path, "float3.tif", data)
@@ -213,7 +215,72 @@ def test_three_channel_float_tiff(tmp_path):
 
 def test_32_bit_integer_is_refused(tmp_path):
     data = pillow_bytes(Image.fromarray(RNG.integers(0, 70000, (4, 4)).astype(np.int32)), "TIFF")
-    assert refused(tmp_path, "int32.tif", data).startswith("unsupported sample type int32")
+    assert refused(tmp_path, "int32.tif", data) == \
+        "unsupported sample type int32 (unsigned integers of up to 16 bits and 32- or 64-bit floats are read)"
+
+
+def tiff_field(data: bytes, tag: int, value: int) -> bytes:
+    """A little-endian TIFF with the first directory's `tag` (a SHORT or LONG held in its entry) set to `value`."""
+    start = struct.unpack_from("<I", data, 4)[0]
+    for at in range(start + 2, start + 2 + 12 * struct.unpack_from("<H", data, start)[0], 12):
+        if struct.unpack_from("<H", data, at)[0] == tag:
+            kind = struct.unpack_from("<H", data, at + 2)[0]
+            return data[:at + 8] + struct.pack("<H2x" if kind == 3 else "<I", value) + data[at + 12:]
+    raise AssertionError(f"no tag {tag}")
+
+
+def test_one_channel_64_bit_float_tiff_is_read_as_float_samples_are(tmp_path):
+    """Neither Pillow nor IMREAD_COLOR reads it (OpenCV reads 1-channel floats in grayscale only):
+    it was refused as "corrupt or unsupported", while a 3-channel one was read."""
+    values = RNG.random((6, 5))
+    values[0, 0], values[0, 1] = 0.0, 1.0
+    data = opencv_bytes(values, ".tif")  # cv2.imwrite('f64.tif', np.random.rand(64, 64)) writes this
+    pixels, notes = read(tmp_path, "f64.tif", data)
+    assert np.array_equal(pixels, np.dstack([np.rint(values * 255).astype(np.uint8)] * 3))
+    assert notes == ["grayscale repeated to 3 channels", "64-bit float in [0, 1] scaled by 255 to 8-bit"]
+    hdr = np.array([[-20.0, 0.4, 1.0, 127.6], [254.5, 300.0, np.nan, np.inf]])
+    pixels, notes = read(tmp_path, "hdr64.tif", opencv_bytes(hdr, ".tif"))
+    assert pixels[..., 0].tolist() == [[0, 0, 1, 128], [254, 255, 0, 255]]
+    assert notes == ["grayscale repeated to 3 channels", "64-bit float clipped to [0, 255]"]
+
+
+def test_a_tiff_pillow_cannot_open_is_size_checked_before_decoding(tmp_path, no_decoding):
+    """libtiff allocates the size a 64-bit float TIFF declares (2**30 pixels of 3 x 8 bytes at most):
+    the size comes from its first directory, as Pillow's header gives it for other TIFFs."""
+    data = opencv_bytes(RNG.random((6, 5, 3)), ".tif")
+    bomb = tiff_field(tiff_field(data, 256, 30000), 257, 20000)
+    assert refused(tmp_path, "bomb.tif", bomb) == \
+        f"30000 x 20000 = 600000000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} (raise max_pixels to allow it)"
+    assert refused(tmp_path, "f64.tif", opencv_bytes(RNG.random((6, 5)), ".tif"), max_pixels=29) == \
+        "5 x 6 = 30 pixels exceeds the limit of 29 (raise max_pixels to allow it)"
+    assert refused(tmp_path, "cut.tif", data[:struct.unpack_from("<I", data, 4)[0]]).startswith(
+        "corrupt TIFF header: its first directory (at byte ")
+    assert refused(tmp_path, "nosize.tif", tiff_field(data, 257, 0)) == \
+        "corrupt TIFF header: its first directory declares no image size (5 x 0)"
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.uint32, np.int64])
+def test_a_sample_type_neither_library_reads_is_named_not_called_corrupt(tmp_path, dtype):
+    tifffile = pytest.importorskip("tifffile")  # installed with scikit-image
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.full((8, 8), 1, dtype))
+    assert refused(tmp_path, "odd.tif", buffer.getvalue()) == (f"unsupported sample type {np.dtype(dtype).name} "
+                                                               "(unsigned integers of up to 16 bits and 32- or "
+                                                               "64-bit floats are read)")
+
+
+def test_exif_orientation_of_a_tiff_pillow_cannot_open(tmp_path):
+    """OpenCV turns it upright, as it does the TIFFs Pillow reads; the note says so."""
+    tifffile = pytest.importorskip("tifffile")
+
+    values = RNG.random((5, 6))
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, values, extratags=[(0x0112, 3, 1, 6, True)])
+    pixels, notes = read(tmp_path, "f64.tif", buffer.getvalue())
+    assert np.array_equal(pixels[..., 0], np.rot90(np.rint(values * 255), -1).astype(np.uint8))
+    assert notes == ["grayscale repeated to 3 channels", "EXIF orientation 6 applied",
+                     "64-bit float in [0, 1] scaled by 255 to 8-bit"]
 
 
 # Frames.
@@ -364,6 +431,72 @@ def test_what_the_decoders_print_becomes_the_images_note_or_reason(tmp_path, cap
     assert capfd.readouterr().err == ""
 
 
+def opencv_failures() -> dict[str, bytes]:
+    """TIFFs that OpenCV fails on (f64.tif with IMREAD_COLOR, as it was read), logging a warning and
+    the error it caught (several lines). Pillow reads taller.tif; f64.tif is read in grayscale."""
+    tiff = pillow_bytes(Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)), "TIFF")
+    files = {"cut.tif": tiff[:len(tiff) // 2], "taller.tif": tiff_field(tiff, 257, 256),
+             "f64.tif": opencv_bytes(RNG.random((6, 5)), ".tif"),
+             "float4.tif": opencv_bytes(np.full((8, 8, 4), 0.5, np.float32), ".tif")}
+    with contextlib.suppress(ImportError):
+        import tifffile
+
+        for dtype in (np.float16, np.uint32):
+            buffer = io.BytesIO()
+            tifffile.imwrite(buffer, np.full((8, 8), 1, dtype))
+            files[f"{np.dtype(dtype).name}.tif"] = buffer.getvalue()
+    return files
+
+
+def test_opencvs_own_log_is_silenced_while_it_decodes(tmp_path, capfd):
+    """OpenCV logs a failed decode itself ("[ WARN:0@0.150] global grfmt_tiff.cpp:832 ...", "[ERROR:...]
+    imdecode_ ..."): lines naming no file, past --quiet. The reason is said by the ImageError or a
+    note; OpenCV's log level is put back after each decode, whether it failed or not."""
+    level = cv2.getLogLevel()
+    said = {}
+    for name, data in opencv_failures().items():
+        try:
+            said[name] = read_image(write(tmp_path, name, data))[1]
+        except ImageError as exc:
+            said[name] = str(exc)
+        assert cv2.getLogLevel() == level
+    assert capfd.readouterr().err == ""
+    assert re.search(r"cut\.tif: cannot decode TIFF: image file is truncated \(\d+ bytes not processed\)$",
+                     said["cut.tif"])
+    assert said["float4.tif"].endswith("float4.tif: corrupt or unsupported TIFF file: neither OpenCV nor Pillow can "
+                                       "read it")
+    with images._decoder_lines():  # where no decode is made, OpenCV's level is left alone
+        assert cv2.getLogLevel() == level
+
+
+def test_a_run_and_an_audits_workers_print_no_opencv_log(tmp_path):
+    """As a shell sees it: `run --quiet` on a truncated TIFF prints its one error line, and `leaks
+    --workers 2`, whose worker processes decode the images, its one note; nothing else."""
+    test = tmp_path / "test"
+    test.mkdir()
+    failures = opencv_failures()
+    for name, data in failures.items():
+        (test / name).write_bytes(data)
+    train = tmp_path / "train"
+    train.mkdir()
+    for seed in range(2):
+        cv2.imwrite(str(train / f"scene{seed}.png"), make_scene(seed))
+    cut = test / "cut.tif"
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "configs/collection.yaml", "--hashers", "aHash",
+                           "--images", str(cut), "--out", str(tmp_path / "out"), "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and re.fullmatch(
+        rf"error: none of the 1 images could be read; first: {re.escape(str(cut))}: cannot decode TIFF: image file "
+        r"is truncated \(\d+ bytes not processed\)\n", done.stderr), done.stderr
+    done = subprocess.run([sys.executable, "-m", "harness", "leaks", "--train", str(train), "--test", str(test),
+                           "--hashers", "aHash", "--threshold", "4", "--workers", "2", "--no-cache",
+                           "--out", str(tmp_path / "audit"), "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    refused = len(failures) - 2  # all but taller.tif and f64.tif
+    assert done.returncode == 1 and done.stderr == (f"note: {refused} files or folders could not be read, so the "
+                                                    "audit did not compare them; see errors.csv\n"), done.stderr
+
+
 def test_other_output_meanwhile_still_reaches_stderr(capfd):
     with images._decoder_lines() as said:
         os.write(2, b"libpng warning: iCCP: known incorrect sRGB profile\nanother thread's line\n\rbar 50%")
@@ -415,14 +548,12 @@ def test_a_forked_worker_does_not_share_its_parents_file_for_them():
 
 def test_an_image_neither_library_reads_is_named_by_its_format():
     """Not "unknown format" nor "the file holds text, starting 'II*'": its signature says what it is."""
-    tifffile = pytest.importorskip("tifffile")  # installed with scikit-image
-
-    buffer = io.BytesIO()
-    tifffile.imwrite(buffer, np.full((8, 8), 0.5, np.float16))  # half floats: neither library reads them
-    for data, name in ((buffer.getvalue(), "TIFF"), (b"RIFF\x10\x00\x00\x00WEBP", "WebP"),
-                       (b"II*\x00\x08\x00", "TIFF")):
+    rgba = opencv_bytes(np.full((8, 8, 4), 0.5, np.float32), ".tif")  # 4-channel floats: neither library reads them
+    for data, name in ((rgba, "TIFF"), (b"RIFF\x10\x00\x00\x00WEBP", "WebP")):
         with pytest.raises(ImageError, match=f"corrupt or unsupported {name} file"):
             decode_image(data)
+    with pytest.raises(ImageError, match="corrupt TIFF header"):
+        decode_image(b"II*\x00\x08\x00")
 
 
 def test_truncated_gif_is_refused(tmp_path):
@@ -530,7 +661,7 @@ def test_jpeg2000_is_read_by_pillow_and_a_damaged_one_is_a_reason_not_a_crash(tm
 def test_max_pixels_above_pillows_limit_is_honoured(tmp_path, monkeypatch):
     def decoded(*args):
         raise ImageError("reached decoding")
-    monkeypatch.setattr(images, "_decode_opencv", lambda data: (None, []))
+    monkeypatch.setattr(images, "_decode_opencv", lambda data, flags: (None, []))
     monkeypatch.setattr(images, "_decode_pillow", decoded)
     assert refused(tmp_path, "huge.png", png_header(30000, 20000), max_pixels=None) == "reached decoding"
 
