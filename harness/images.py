@@ -649,7 +649,9 @@ def _tiff_directory(data: bytes) -> _TiffDirectory | None:
     type OpenCV refuses is named as such. A field's first value is read, as libtiff reads
     BitsPerSample, and a field's first entry, as libtiff keeps it; a field of another type is left
     at its default. A directory that cannot be read, or declares no size, is refused: libtiff
-    could not read it either."""
+    could not read it either. (By hand: Pillow, which reads every other header here, refuses these
+    files outright, and a library such as tifffile would be a dependency for five fields of one
+    directory, read here with struct within the file's bounds.)"""
     if not data.startswith(_TIFF_SIGNATURES):
         return None
     order = "<" if data.startswith(b"II") else ">"
