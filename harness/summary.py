@@ -151,25 +151,42 @@ def hygiene_section(metrics) -> list[str]:
     """Probable duplicates inside the collection, and what the config excluded."""
     lines = []
     duplicates = metrics.duplicates
-    if len(duplicates):
-        shown = duplicates.head(20)
+    # Pairs the config already leaves out (listed under duplicates, or below exclude_below): the
+    # advice to list them would send the reader round in a loop.
+    handled = np.zeros(len(duplicates), dtype=bool)
+    if len(metrics.excluded) and len(duplicates):  # (a few duplicates; the excluded rows may be millions)
+        ids = set(map(str, duplicates["image_id"])) | set(map(str, duplicates["other_id"]))
+        first, second = (metrics.excluded[column].astype(str) for column in ("image_id", "other_id"))
+        near = first.isin(ids) & second.isin(ids)
+        excluded = {frozenset(pair) for pair in zip(first[near], second[near])}
+        handled = np.array([frozenset((str(a), str(b))) in excluded
+                            for a, b in zip(duplicates["image_id"], duplicates["other_id"])], dtype=bool)
+    left = duplicates[~handled] if len(duplicates) else duplicates
+    if len(left):
+        shown = left.head(20)
         lines += ["## Probable duplicates inside the collection", "",
-                  f"{len(duplicates)} pairs of *different* source images are as close as edited copies usually are "
-                  "and far closer than the rest of the impostor pairs: they are probably copies of one picture. "
-                  "Counted as impostors they push the thresholds down. If they are copies, list them under "
+                  (f"{len(left)} pairs of *different* source images are as close as edited copies usually are "
+                   "and far closer than the rest of the impostor pairs: they are probably copies of one picture. "
+                   if len(left) > 1 else
+                   "1 pair of *different* source images is as close as edited copies usually are and far closer "
+                   "than the rest of the impostor pairs: it is probably two copies of one picture. ")
+                  + "Counted as impostors they push the thresholds down. If they are copies, list them under "
                   "`impostors: {duplicates: [[name, name], ...]}` (or set `impostors.exclude_below`) and run again:",
                   "", markdown_table(shown[["image", "other", "hashers", "flagged_by"]]), ""]
-        if len(duplicates) > len(shown):
-            lines += [f"... and {len(duplicates) - len(shown)} more.", ""]
+        if len(left) > len(shown):
+            lines += [f"... and {len(left) - len(shown)} more.", ""]
     if len(metrics.excluded):
         by_rule = metrics.excluded["excluded_by"].value_counts(sort=False)
         compare = metrics.thresholds[["hasher", "operating_point", "threshold"]].merge(
             metrics.thresholds_unfiltered[["hasher", "operating_point", "threshold"]],
             on=["hasher", "operating_point"], suffixes=("", "_with_excluded"))
+        copies = int(handled.sum())
         lines += ["## Impostor pairs excluded by the config", "",
                   f"{len(metrics.excluded)} impostor distances were left out ("
-                  + ", ".join(f"{count} by {code(rule)}" for rule, count in by_rule.items())
-                  + "). The thresholds with and without them:", "",
+                  + ", ".join(f"{count} by {code(rule)}" for rule, count in by_rule.items()) + ")"
+                  + (f", among them those of {copies} {'pair' if copies == 1 else 'pairs'} of source images that look "
+                     "like copies of one picture" if copies else "")
+                  + ". The thresholds with and without them:", "",
                   markdown_table(_format_cells(compare)), ""]
     return lines
 

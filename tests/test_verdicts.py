@@ -282,3 +282,25 @@ def test_the_planted_duplicates_example_finds_both_copies_and_listing_them_raise
         assert any(source in line and copy in line and "flagged by" in line for line in out.splitlines()), out
     found, listed = (float(line.rsplit(": ", 1)[1]) for line in out.splitlines() if line.startswith("aHash's"))
     assert listed > found, out
+
+
+def test_the_summary_does_not_ask_to_list_duplicates_the_config_already_leaves_out():
+    """A pair listed under impostors.duplicates is still found as a probable duplicate (the search
+    reads every impostor): the summary counts it among the excluded, and asks to list only the others."""
+    from types import SimpleNamespace
+
+    from harness.summary import hygiene_section
+
+    duplicates = pd.DataFrame({"image": ["a", "c"], "other": ["b", "d"], "image_id": ["1", "3"],
+                               "other_id": ["2", "4"], "hashers": [2, 2], "flagged_by": ["aHash, pHash"] * 2})
+    thresholds = pd.DataFrame({"hasher": ["aHash"], "operating_point": ["fpr=0.01"], "threshold": [9.0]})
+    excluded = pd.DataFrame({"image_id": ["2", "2", "5"], "other_id": ["1", "1", "6"],
+                             "excluded_by": ["duplicates[0]", "duplicates[0]", "exclude_below"]})
+    metrics = SimpleNamespace(duplicates=duplicates, excluded=excluded, thresholds=thresholds,
+                              thresholds_unfiltered=thresholds.assign(threshold=7.0))
+    text = "\n".join(hygiene_section(metrics))
+    assert "1 pair of *different* source images is" in text and "| c | d |" in text and "| a | b |" not in text
+    assert ("3 impostor distances were left out (2 by `duplicates[0]`, 1 by `exclude_below`), among them those of "
+            "1 pair of source images that look like copies of one picture.") in text
+    metrics.excluded = excluded.iloc[:0]
+    assert "2 pairs of *different* source images" in "\n".join(hygiene_section(metrics))
