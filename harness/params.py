@@ -246,7 +246,8 @@ def check_params(specs: list[ParamSpec], given: dict, where: str) -> dict:
         if not ok:
             raise ValueError(f"{spec.name}: expected {type_name(spec.kind)}, got {shown(given[spec.name])}")
         if not finite(value):  # NaN passes every range check (all its comparisons are false)
-            raise ValueError(f"{spec.name}: {shown(value)} is not a finite number")
+            where_in, bad = _first_not_finite(value)
+            raise ValueError(f"{spec.name}{where_in}: {shown(bad)} is not a finite number")
         if spec.range is not None:
             _check_range(spec.name, spec.range, value)
         problem = spec.check(value) if spec.check is not None else None
@@ -277,6 +278,18 @@ def finite(value) -> bool:
     if isinstance(value, dict):
         return all(finite(item) for item in value.values())
     return True
+
+
+def _first_not_finite(value, path: str = "") -> tuple[str, object]:
+    """Where in `value` (which `finite` refused) its first NaN or infinity is, as a key path's end
+    ("[0]", ".aHash"), and that number: the error names the item, not the whole list or mapping."""
+    if isinstance(value, (list, tuple)):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    elif isinstance(value, dict):
+        items = ((f"{path}.{key}", item) for key, item in value.items())
+    else:
+        return path, value
+    return next(_first_not_finite(item, where) for where, item in items if not finite(item))
 
 
 def unsupported_kind(kind) -> str | None:
