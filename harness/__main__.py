@@ -554,6 +554,9 @@ def command_report(args) -> int:
     return EXIT_OK
 
 
+VALIDATE_FAMILIES = 40  # families `validate` names, with their pair counts (the zoo has 35)
+
+
 def command_validate(args) -> int:
     from harness import storage
     from harness.config import parse_config
@@ -576,8 +579,11 @@ def command_validate(args) -> int:
     for pair in config.pairs:
         families[pair.family] = families.get(pair.family, 0) + 1
     print(f"{config.source}: valid ({config.name})")
+    # The first families only, each name cut: a config may hold thousands (10,000 made one line of 110 KB).
+    listed = list(families.items())[:VALIDATE_FAMILIES]
     print(f"  pairs:   {len(config.pairs)} in {len(families)} families: "
-          + ", ".join(f"{family} {count}" for family, count in families.items()))
+          + ", ".join(f"{clipped(family)} {count}" for family, count in listed)
+          + (f", and {len(families) - len(listed):,} more" if len(families) > len(listed) else ""))
     print("  hashers: " + ", ".join(h.id if h.id == h.name else f"{h.id} ({h.name})" for h in config.hashers))
     print(f"  images:  {len(sources)}: " + ", ".join(sources[:5]) + (", ..." if len(sources) > 5 else ""))
     print_plugins(config.plugins, config.plugins_imported, "run")

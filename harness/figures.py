@@ -7,7 +7,9 @@ Cheap to draw, because a report draws several at the end of every run:
   `bbox_inches="tight"` each lay out every tick label to measure it, which costs as much as the
   draw itself; `_Layout` places the axes instead, sizing each margin from the widths of its texts
   read off the font (a glyph-metrics call per string, no Text layout);
-- no figure per family: figures/families.png holds every family's panel.
+- no figure per family: figures/families.png holds every family's panel, up to MAX_PANELS
+  families (and the colour tables up to MAX_TABLE_ROWS rows): past that a figure draws the first
+  ones and says how many it leaves out; the tables hold every number.
 Text from configs and file names (families, labels, hashers, parameter names) goes through
 `_plain`, so a `$` is drawn as a dollar sign and `$...$` is never read as math.
 """
@@ -37,6 +39,13 @@ _TICK = (3.5 + 3.5) * _POINT  # matplotlib's default tick length plus the label'
 _LABEL_PAD = 4 * _POINT  # default axis-label pad
 _TITLE_PAD = 6 * _POINT  # default title pad
 PANEL = (3.1, 2.2)  # one panel of a grid figure, inches (the axes box, without its labels)
+# A panel costs about a tenth of a second to build and draw, and a figure's pixels grow with its
+# rows: 1,000 single-pair families made three figures 76,000 pixels tall each, 2 minutes and 2 GiB
+# for the report. So a grid figure (and previews.png) draws its first MAX_PANELS families, 16 rows
+# of 4 (the zoo has 35), and a colour table its first MAX_TABLE_ROWS rows (the zoo's heatmap has
+# 96), each saying how many it leaves out and which table holds their numbers.
+MAX_PANELS = 64
+MAX_TABLE_ROWS = 200
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,24 @@ def _stronger(swept: dict[str, list[str]]) -> str | None:
         specs = {spec.name: spec for spec in param_specs(TRANSFORMS.get(name))} if name in TRANSFORMS else {}
         directions |= {specs[key].stronger if key in specs else None for key in keys}
     return directions.pop() if len(directions) == 1 else None
+
+
+def left_out(count: int, limit: int, what: str, where: str | None) -> str | None:
+    """What a figure that draws only the first `limit` of `count` `what` ("families") says, or None
+    where it draws them all: how many are left out, and the table (`where`) that holds their numbers."""
+    if count <= limit:
+        return None
+    return (f"the first {limit} of {count:,} {what} are drawn; the other {count - limit:,} are not"
+            + (f" (their numbers are in {where})" if where else ""))
+
+
+def _first_families(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows of `frame`'s first MAX_PANELS families (by first appearance: the config's order;
+    `frame` itself where it has no more), and how many families it has."""
+    families = first_seen(frame["family"])
+    if len(families) <= MAX_PANELS:
+        return frame, len(families)
+    return frame[frame["family"].isin(families[:MAX_PANELS])], len(families)
 
 
 def _plain(text) -> str:
@@ -624,14 +651,17 @@ def _missing_note(shown: set, hashers: list[str]) -> str | None:
 
 def overview_figure(curves: pd.DataFrame, hashers: list[str], sweep: dict | None = None):
     """Per family: the distance (median over images, inter-quartile band) against the edit's strength."""
-    families = _groups(curves, "family")
+    drawn, count = _first_families(curves)
+    families = _groups(drawn, "family")
     figure, axes, rows = _panels(len(families), ylim=(0, _y_limit(curves)))  # the same in every panel
     for ax, (family, part) in zip(axes, families.items()):
         _plot_family(ax, part, family, hashers, (sweep or {}).get(family))
     for row in rows:
         row[0].set_ylabel("distance / max", fontsize=9)
     present = set(curves["hasher"])
-    _place_panels(figure, rows, (hashers, [h for h in hashers if h in present]), _missing_note(present, hashers))
+    notes = [_missing_note(present, hashers), left_out(count, MAX_PANELS, "families", "table.csv")]
+    _place_panels(figure, rows, (hashers, [h for h in hashers if h in present]),
+                  "; ".join(note for note in notes if note) or None)
     return figure
 
 
@@ -651,7 +681,8 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
                                "as detected and there is no line to draw.",
                                f"No threshold: {', '.join(map(_plain, unthresholded))}."])
     chosen["x"] = pd.to_numeric(chosen["value"], errors="coerce")
-    families = _groups(chosen, "family")
+    drawn, count = _first_families(chosen)
+    families = _groups(drawn, "family")
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
     for ax, (family, part_rows) in zip(axes, families.items()):
         numeric = part_rows["x"].notna().all() and part_rows["value"].nunique() > 1
@@ -681,6 +712,8 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
     notes = ([] if chosen["resolved"].all() else ["dashed: too few impostor pairs to resolve this false-positive rate"])
     if unthresholded:
         notes.append(f"not drawn, no threshold at {_plain(operating_point)}: {', '.join(map(_plain, unthresholded))}")
+    if count > MAX_PANELS:
+        notes.append(left_out(count, MAX_PANELS, "families", "detection.csv"))
     _place_panels(figure, rows, (hashers, [h for h in hashers if h in set(chosen["hasher"])]),
                   "; ".join(notes) or None)
     return figure
@@ -697,9 +730,11 @@ def detection_matrix(detection: pd.DataFrame, operating_point: str, hashers: lis
 
 
 def _colour_table(figure, values: np.ndarray, rows: list[str], columns: list[str], cmap, cells: list[list[str]],
-                  cell_size: tuple[float, float], colour_label: str, title: str | None = None, shade=None):
+                  cell_size: tuple[float, float], colour_label: str, title: str | None = None, shade=None,
+                  note: str | None = None):
     """A table as coloured cells with text in each, column names on top (slanted when many), row
-    names on the left and a colour bar on the right: the heatmap and the detection matrix."""
+    names on the left and a colour bar on the right: the heatmap and the detection matrix. `note`
+    is written below it."""
     fonts = _Fonts(figure)
     ax = figure.add_axes((0, 0, 1, 1))
     image = ax.imshow(values, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
@@ -727,19 +762,27 @@ def _colour_table(figure, values: np.ndarray, rows: list[str], columns: list[str
         top = _extent(ax, fonts, cell_size[0] * len(columns), height).top
         ax.set_title(title, fontsize=9, y=1.0, pad=top / _POINT + 4)
         layout.top[0] += fonts.size(title, 9)[1] + 4 * _POINT
-    layout.place()
+    if note:  # as wide as the table and its colour bar: a table of one column is narrower than a note
+        note = _wrap(note, 8, layout.width - 2 * _PAD, fonts)
+        width, height = layout.place(footer=fonts.size(note, 8)[1] + _PAD)
+        figure.text(_PAD / width, _PAD / height, note, fontsize=8, color="0.4", va="bottom")
+    else:
+        layout.place()
     return ax
 
 
 def detection_matrix_figure(detection: pd.DataFrame, operating_point: str, hashers: list[str]):
     """Every hasher against every family at a glance: the mean share of copies detected."""
     matrix = detection_matrix(detection, operating_point, hashers)
+    cut = left_out(len(matrix), MAX_TABLE_ROWS, "families", "detection.csv")
+    matrix = matrix.iloc[:MAX_TABLE_ROWS]
     values = matrix.to_numpy(dtype=float)
     cells = [[f"{100 * v:.0f}" if np.isfinite(v) else "none" for v in row] for row in values]
     figure = _figure()
     _colour_table(figure, np.ma.masked_invalid(values), list(matrix.index), list(matrix.columns),
                   matplotlib_colormap("RdYlGn").with_extremes(bad="0.85"), cells, (0.42, 0.3),
-                  f"copies detected at {_plain(operating_point)}\n(mean over strengths; cells in %; none: no threshold)")
+                  f"copies detected at {_plain(operating_point)}\n(mean over strengths; cells in %; none: no threshold)",
+                  note=cut)
     return figure
 
 
@@ -822,6 +865,8 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
         return _notice_figure(["There are no impostor pairs (pairs of different images) to measure false "
                                "matches on, so there is no ROC curve to draw."])
     families = [f for f in first_seen(_usable_rows(distances, "family")) if f in measured]
+    cut = left_out(len(families), MAX_PANELS, "families", "roc.csv, their areas and equal error rates")
+    families = families[:MAX_PANELS]
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
     for ax, family in zip(axes, families):
         ax.set_xscale("log")  # the same x axis in every panel
@@ -841,7 +886,7 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
         ax.set_xlabel("false-positive rate", fontsize=9)
     for row in rows:
         row[0].set_ylabel("true-positive rate", fontsize=9)
-    _place_panels(figure, rows, (hashers, [h for h in hashers if h in present]))
+    _place_panels(figure, rows, (hashers, [h for h in hashers if h in present]), cut)
     return figure
 
 
@@ -857,6 +902,8 @@ def heatmap_figure(distances: pd.DataFrame):
     hashers = hasher_order(distances)
     labels = first_seen(distances["label"])
     norm, raw, unavailable = label_medians(distances, hashers, labels)
+    cut = left_out(len(labels), MAX_TABLE_ROWS, "pairs", "table.csv")
+    labels, norm, raw = labels[:MAX_TABLE_ROWS], norm[:MAX_TABLE_ROWS], raw[:MAX_TABLE_ROWS]
     cells = [[_number(raw[i, j], 3) if np.isfinite(raw[i, j]) else (UNAVAILABLE if unavailable[j] else "")
               for j in range(len(hashers))] for i in range(len(labels))]
     figure = _figure()
@@ -864,7 +911,7 @@ def heatmap_figure(distances: pd.DataFrame):
     colours = matplotlib_colormap("viridis").with_extremes(bad="0.85")
     _colour_table(figure, np.ma.masked_invalid(norm), labels, hashers, colours, cells, (0.9, 0.28),
                   "normalised distance (distance / max)",
-                  title="median distance per pair over images\n(cell text: raw distance)", shade=norm)
+                  title="median distance per pair over images\n(cell text: raw distance)", shade=norm, note=cut)
     return figure
 
 
@@ -906,6 +953,7 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
     import cv2
 
     families = list(dict.fromkeys(p.family for p, _, _ in previews))
+    count, families = len(families), families[:MAX_PANELS]  # a row per family: the first MAX_PANELS
     per_family = {f: [(p, b) for p, _, b in previews if p.family == f] for f in families}
     columns = max(len(items) for items in per_family.values())
     figure = _figure(dpi)
@@ -929,7 +977,8 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
                 title = title[:-2] + "…"
             row.append((title, thumbnail))
         rows.append((row, max([t.shape[0] if t is not None else cell * 3 // 4 for _, t in row])))
-    heading = "Side B of every pair (first image)"
+    heading = "Side B of every pair (first image)" if count <= MAX_PANELS else \
+        f"Side B of every pair of the first {MAX_PANELS} of {count:,} families (first image)"
     width = max(gap + columns * (cell + gap), math.ceil(fonts.size(heading, 9)[0] * dpi) + 2 * gap)  # a row of one
     height = header + sum(line + row_height + gap for _, row_height in rows)
     figure.set_size_inches(width / dpi, height / dpi)

@@ -12,6 +12,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from harness.figures import MAX_PANELS, MAX_TABLE_ROWS
 from harness.markdown import code, md, provenance_lines
 from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order, ranked
 from harness.schema import UNAVAILABLE
@@ -61,6 +62,8 @@ def answer_section(detection: dict) -> list[str]:
         return (f"{format_percent(detected / pairs if pairs else float('nan'), min_tpr)} ({detected} of {pairs}; "
                 f"95% CI {format_percent(low, min_tpr)[:-1]}–{format_percent(high, min_tpr)})")
 
+    # Each family's rows, found once: a filter per family grows with the square of the families.
+    per_family = dict(iter(per_hasher.groupby("family", sort=False, observed=True)))
     for row in verdicts.itertuples(index=False):
         if not np.isfinite(row.mean_tpr):  # every hasher lacks a threshold here: none to name, no rate to give
             lines.append(f"| {md(row.family)} | none: no hasher has a threshold at {chosen} | n/a | n/a |  |  |")
@@ -71,11 +74,13 @@ def answer_section(detection: dict) -> list[str]:
                              row.runner_up_tpr_high)
         runner = f"{row.runner_up} ({runner_rate})" if row.runner_up else ""
         flag = "" if row.resolved else " *"
-        # The tied hashers from their own rows: `best` joins their ids with " = ", which an id may hold.
-        tied = list(ranked(per_hasher[per_hasher["family"] == row.family])["hasher"].iloc[:row.tied])
-        best = f"{row.tied} tied: {', '.join(tied[:3])}, ..." if row.tied > 3 else row.best
-        if row.tied == row.hashers and row.hashers > 2:
-            best = f"all {row.hashers} tied: {tied[0]}, ..."
+        best = row.best
+        if row.tied > 3 or (row.tied == row.hashers and row.hashers > 2):
+            # The tied hashers from their own rows: `best` joins their ids with " = ", which an id may hold.
+            tied = list(ranked(per_family[row.family])["hasher"].iloc[:row.tied])
+            best = f"{row.tied} tied: {', '.join(tied[:3])}, ..." if row.tied > 3 else row.best
+            if row.tied == row.hashers and row.hashers > 2:
+                best = f"all {row.hashers} tied: {tied[0]}, ..."
         lines.append(f"| {md(row.family)} | {md(best)}{flag} "
                      f"| {pooled(row.detected, row.genuine_pairs, row.tpr_low, row.tpr_high)} "
                      f"| {row.held} of {row.strengths} | {md(miss)} | {md(runner)} |")
@@ -101,6 +106,12 @@ def answer_section(detection: dict) -> list[str]:
               f"the left), and on the y axis the share of images whose edited copy is still matched at the "
               f"threshold that keeps false matches between different images at {rate:g}. The band is a 95% "
               f"Wilson interval over images; a line near 1 is a hasher that holds up.", ""]
+    families = len(verdicts)  # a row per family
+    if families > MAX_PANELS:
+        drawn = f"the first {MAX_PANELS}" + (f" (the matrix the first {MAX_TABLE_ROWS})"
+                                             if families > MAX_TABLE_ROWS else " (the matrix all of them)")
+        lines += [f"> **Not every family is drawn:** of {families:,} families the figures show {drawn}; "
+                  "every family's detection rates are in `detection.csv` and in the tables of this summary.", ""]
     return lines
 
 
@@ -206,6 +217,10 @@ def detection_sections(detection: dict) -> list[str]:
     no_threshold_note = [f"An empty threshold ({md(', '.join(unreachable))}) means more impostor pairs than the rate "
                          "allows sit at the smallest distance there is: no threshold reaches that rate, so no copy "
                          "counts as detected.", ""] if unreachable else []
+    families = roc.loc[roc["family"] != ALL_FAMILIES, "family"].nunique()
+    roc_cut = [f"> **Not every family is drawn:** `roc.png` draws the first {MAX_PANELS} of {families:,} families; "
+               "every family's area under the curve is in the table above and `roc.csv`.", ""] \
+        if families > MAX_PANELS else []
     fixed_rates = []
     detected = detection["detection"]
     fixed = detected[detected["operating_point"] == "fixed"]
@@ -243,7 +258,7 @@ def detection_sections(detection: dict) -> list[str]:
         f"![ROC curves per family]({detection['figures']['roc']})", "",
         "**How to read it:** per family, the share of copies matched (y) against the share of different-image "
         "pairs falsely matched (x, log scale) as the threshold grows. Curves towards the top left are better.",
-        "",
+        "", *roc_cut,
         "`detection.csv` holds every rate with its interval, `thresholds.csv` the thresholds and `roc.csv` "
         "the areas and equal error rates.", ""]
 
@@ -321,6 +336,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
                   f"![heatmap]({figures['heatmap']})", "",
                   "**How to read it:** the whole table as colour (normalised distance) with the raw distance in each "
                   "cell" + (", each the median over images." if len(images) > 1 else "."), ""]
+        lines += not_drawn_lines(metrics.table)
     if detection is not None:
         lines += detection_sections(detection)
         lines += retrieval_section(metrics.retrieval)
@@ -331,6 +347,19 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
                   "(not rebuilt by `harness report`; not committed for images that may not be redistributed).", ""]
     lines += provenance_lines(provenance)
     return "\n".join(lines)
+
+
+def not_drawn_lines(table: pd.DataFrame) -> list[str]:
+    """What summary.md says where the distance figures leave families or pairs out (a figure
+    draws at most MAX_PANELS families and MAX_TABLE_ROWS rows, see harness.figures)."""
+    families, labels = table["family"].nunique(), table["label"].nunique()
+    cuts = ([f"`families.png` draws the first {MAX_PANELS} of {families:,} families"] if families > MAX_PANELS
+            else []) + ([f"`heatmap.png` draws the first {MAX_TABLE_ROWS} of {labels:,} pairs"]
+                        if labels > MAX_TABLE_ROWS else [])
+    if not cuts:
+        return []
+    return [f"> **Not everything is drawn:** {' and '.join(cuts)} (as many as a figure stays readable and quick "
+            "to draw); every pair's distances are in the table above, `table.csv` and `distances.csv`.", ""]
 
 
 def image_names(images: pd.DataFrame) -> list[str]:

@@ -438,3 +438,18 @@ def test_run_names_the_distance_table_it_wrote(tmp_path, capsys, monkeypatch, cs
     assert f"wrote {out}/ (summary.md, table.csv, {table}, figures/)" in printed, printed
     assert (out / table).is_file()
     assert (out / "distances.csv").is_file() == (table == "distances.csv")
+
+
+def test_validate_names_the_first_families_only(tmp_path, capsys):
+    """Was: every family on one line (110 KB for 10,000 single-pair families)."""
+    sweeps = "\n".join(f"  - {{family: f{k}, b: {{jpeg: {{quality: {10 + k % 80}}}}}}}" for k in range(1000))
+    config = tmp_path / "many.yaml"
+    config.write_text(f"name: many\nimages: [builtin:astronaut]\nhashers: [aHash]\nsweeps:\n{sweeps}\n")
+    status, out, _ = run_main(capsys, "validate", str(config))
+    assert status == 0
+    line = next(line for line in out.splitlines() if line.startswith("  pairs:"))
+    assert len(line) < 1000 and line.endswith(" more")
+    from harness.__main__ import VALIDATE_FAMILIES
+
+    named = ", ".join(f"f{k} 1" for k in range(VALIDATE_FAMILIES))
+    assert line == f"  pairs:   1000 in 1000 families: {named}, and {1000 - VALIDATE_FAMILIES:,} more"

@@ -731,3 +731,77 @@ def test_a_sessions_matplotlib_style_does_not_change_the_report(tmp_path):
     for name in figures:
         assert (tmp_path / "styled" / "figures" / name).read_bytes() == \
             (tmp_path / "plain" / "figures" / name).read_bytes(), name
+
+
+# --- many families: the figures draw the first ones and say so ------------------------------------
+
+# 70 families of three pairs each: more families than a grid figure draws (MAX_PANELS), and more
+# pairs than the heatmap does (MAX_TABLE_ROWS). Was: a panel and a row for each; 1,000 single-pair
+# families took 2 minutes and 2 GiB to draw, three figures 76,000 pixels tall.
+FAMILIES = 70
+MANY = {
+    "name": "many",
+    "images": ["builtin:camera", "builtin:coffee"],
+    "report": {"previews": True},
+    "hashers": ["aHash"],
+    "sweeps": [{"family": f"f{k}", "b": {"jpeg": {"quality": "$value"}}, "values": [90, 50, 10 + k % 20]}
+               for k in range(FAMILIES)],
+}
+
+
+@pytest.fixture(scope="module")
+def many():
+    return api.evaluate(MANY)
+
+
+def test_a_grid_figure_draws_its_first_families_and_says_how_many_it_leaves_out(many):
+    metrics, hashers = many.metrics, hasher_order(many.distances)
+    axes = plots.sweep_axes(many.config)
+    impostors = many.impostors.drop(index=metrics.excluded.index)
+    for figure, table in ((plots.overview_figure(metrics.curves, hashers, axes), "table.csv"),
+                          (plots.detection_figure(metrics.detection, metrics.chosen, hashers, axes), "detection.csv"),
+                          (plots.roc_figure(many.distances, impostors, hashers), "roc.csv")):
+        text = figure_text(figure).replace("\n", " ")
+        assert len(figure.axes) < FAMILIES and f"families are drawn; the other {FAMILIES - len(figure.axes)}" in text
+        assert len(figure.axes) == plots.MAX_PANELS >= 60  # a sweep of 60 families is still drawn whole
+        assert [ax.get_title() for ax in figure.axes] == [f"f{k}" for k in range(plots.MAX_PANELS)]  # the first
+        assert f"the first {plots.MAX_PANELS} of {FAMILIES} families are drawn; the other 6 are not" in text
+        assert table in text
+
+
+def test_a_colour_table_draws_its_first_rows_and_says_how_many_it_leaves_out(many, monkeypatch):
+    pairs = 3 * FAMILIES
+    heatmap = plots.heatmap_figure(many.distances)
+    shown = [label.get_text() for label in heatmap.axes[0].get_yticklabels()]
+    text = figure_text(heatmap).replace("\n", " ")
+    assert len(shown) < pairs and f"pairs are drawn; the other {pairs - len(shown)} are not" in text
+    assert shown == list(many.metrics.table["label"])[:plots.MAX_TABLE_ROWS]
+    assert f"the first {plots.MAX_TABLE_ROWS} of {pairs} pairs are drawn" in text and "table.csv" in text
+    # The detection matrix has a row per family: 70, fewer than the limit, so a smaller one here.
+    monkeypatch.setattr(plots, "MAX_TABLE_ROWS", 50, raising=False)
+    matrix = plots.detection_matrix_figure(many.metrics.detection, many.metrics.chosen, ["aHash"])
+    assert len(matrix.axes[0].get_yticklabels()) == 50
+    assert "the first 50 of 70 families are drawn; the other 20 are not" in figure_text(matrix).replace("\n", " ")
+    # Drawn, each note inside its figure.
+    drawn(heatmap), drawn(matrix)
+
+
+def test_previews_show_the_first_families_and_say_so(many):
+    figure = plots.previews_figure(many.previews)
+    assert len(figure.images) < 3 * FAMILIES and f"of {FAMILIES} families" in figure_text(figure)
+    assert len(figure.images) == 3 * plots.MAX_PANELS  # a thumbnail per pair of the first families
+    assert f"of the first {plots.MAX_PANELS} of {FAMILIES} families" in figure_text(figure)
+
+
+def test_the_summary_says_which_figures_leave_families_out(many):
+    from harness.summary import summary_markdown
+
+    figures = {key: f"figures/{key}.png" for key in ("families", "heatmap", "detection", "histograms", "roc",
+                                                     "matrix")}
+    summary = summary_markdown(many, figures, previews=True)
+    families, pairs = FAMILIES, 3 * FAMILIES
+    assert "Not every family is drawn" in summary and "Not everything is drawn" in summary
+    assert (f"`families.png` draws the first {plots.MAX_PANELS} of {families} families and `heatmap.png` draws "
+            f"the first {plots.MAX_TABLE_ROWS} of {pairs} pairs") in summary
+    assert f"`roc.png` draws the first {plots.MAX_PANELS} of {families} families" in summary
+    assert f"of {families} families the figures show the first {plots.MAX_PANELS} (the matrix all of them)" in summary
