@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list the hashers and transforms a config can name",
                                   description="Every registered hasher and transform: its YAML name, what "
                                               "it does and its parameters (type, range, default).")
-    listing.add_argument("which", nargs="?", choices=("hashers", "transforms"), help="list only these")
+    listing.add_argument("which", nargs="?", choices=("hashers", "transforms"), metavar="hashers|transforms",
+                         help="list only these")
     return parser
 
 

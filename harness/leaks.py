@@ -575,7 +575,7 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
     finally:
         store.close()
     notes += store.summary_notes()
-    notes += [note for split in splits for note in split.notes]
+    notes += list(dict.fromkeys(note for split in splits for note in split.notes))  # one table given to two splits: once
     notes += _same_file_notes(splits)
     for split in splits:
         if not split.files:

@@ -677,7 +677,7 @@ def test_ctrl_c_and_kill_stop_a_run_in_one_line_and_clean_up(tmp_path, name, sta
      "--help)"),
     (["run", "configs/lena.yaml", "--workers", "100000000000"],  # was multiprocessing's OverflowError, exit 3
      "argument --workers: must be from 1 to 1024, got 100000000000 (see python -m harness run --help)"),
-    (["list", "hashes"], "argument which: invalid choice: 'hashes' (choose from 'hashers', 'transforms') "
+    (["list", "hashes"], "argument hashers|transforms: invalid choice: 'hashes' (choose from 'hashers', 'transforms') "
                          "(see python -m harness list --help)"),
     ([], "the following arguments are required: COMMAND (see python -m harness --help)"),
     (["run", "configs/lena.yaml", "--wrkers", "2"],  # an unknown option points at its command's help

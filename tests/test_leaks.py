@@ -836,6 +836,15 @@ def test_a_second_audit_from_the_hash_tables_reports_the_files_the_first_could_n
     assert list(pd.read_parquet(hashes / "test.pHash.parquet").columns) == ["file", "hash"]
 
 
+def test_one_table_given_to_two_splits_says_its_note_once(tmp_path, capsys):
+    table = tmp_path / "theirs.csv"
+    table.write_text("file,hash\nnowhere/a.png,00ff00ff00ff00ff\nnowhere/b.png,ff00ff00ff00ff00\n")
+    assert main(["leaks", "--train", str(table), "--test", str(table), "--hashers", "pHash", "--threshold", "0",
+                 "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    notes = capsys.readouterr().err.splitlines()
+    assert sum("2 of 2 files named by" in note for note in notes) == 1, notes
+
+
 def test_hash_tables_name_their_files_from_the_directory_their_audit_ran_from(tmp_path, capsys, monkeypatch):
     """A table's relative names are relative to where its audit ran, which it records: an audit from
     the tables run elsewhere previews and lists those files; where they are found nowhere, a note
