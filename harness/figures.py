@@ -28,6 +28,7 @@ from harness.schema import UNAVAILABLE, first_seen
 
 DPI = 110  # every figure is laid out and drawn at its own resolution
 PREVIEW_DPI = 72  # photographs compress poorly in PNG: a lower resolution keeps a large grid small
+PREVIEW_TITLE = 8  # points: 8 pixels tall at PREVIEW_DPI, the least that reads without zooming
 
 # Twenty hues that are not grey (grey is the impostors' colour): tab20's strong shades, then its
 # light ones, with the grey pair (14, 15) replaced by two of tab20b's.
@@ -959,7 +960,6 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
     figure = _figure(dpi)
     fonts = _Fonts(figure)
     cell, gap = round(1.5 * dpi), round(_PAD * dpi)  # pixels: a thumbnail's width, and the space around
-    line = math.ceil(fonts.size("Side B", 6)[1] * dpi) + 2
     header = math.ceil(fonts.size("Side B", 9)[1] * dpi) + 2 * gap
     rows = []  # per family: [(title, thumbnail or None)], and the row's height in pixels
     for family in families:
@@ -972,11 +972,12 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
                 size = (max(1, round(width * scale)), max(1, round(height * scale)))
                 thumbnail = cv2.resize(side, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
                 thumbnail = thumbnail[..., ::-1] if thumbnail.ndim == 3 else np.stack([thumbnail] * 3, axis=-1)
-            title = _plain(pair.label)
-            while len(title) > 4 and fonts.size(title, 6)[0] * dpi > cell:  # never over the next thumbnail
-                title = title[:-2] + "…"
-            row.append((title, thumbnail))
+            row.append((_preview_title(_plain(pair.label), cell / dpi, fonts), thumbnail))
         rows.append((row, max([t.shape[0] if t is not None else cell * 3 // 4 for _, t in row])))
+    # Titles of PREVIEW_TITLE points (a 6-point title was 4 pixels tall at 72 dpi: unreadable), on two
+    # lines where one is too wide for a thumbnail: every row then leaves room for two.
+    two = any("\n" in title for row, _ in rows for title, _ in row)
+    line = math.ceil(fonts.size("Side B\nSide B" if two else "Side B", PREVIEW_TITLE)[1] * dpi) + 2
     heading = "Side B of every pair (first image)" if count <= MAX_PANELS else \
         f"Side B of every pair of the first {MAX_PANELS} of {count:,} families (first image)"
     width = max(gap + columns * (cell + gap), math.ceil(fonts.size(heading, 9)[0] * dpi) + 2 * gap)  # a row of one
@@ -987,8 +988,8 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
     for row, row_height in rows:
         for k, (title, thumbnail) in enumerate(row):
             left = gap + k * (cell + gap)
-            figure.text((left + cell / 2) / width, (top - line + 1) / height, title, fontsize=6, ha="center",
-                        va="bottom")
+            figure.text((left + cell / 2) / width, (top - line + 1) / height, title, fontsize=PREVIEW_TITLE,
+                        ha="center", va="bottom", linespacing=1.2)
             if thumbnail is None:
                 thumbnail = _failed_tile(cell, cell * 3 // 4)
                 figure.text((left + cell / 2) / width, (top - line - thumbnail.shape[0] / 2) / height, FAILED_TILE,
@@ -998,6 +999,18 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
                             top - line - thumbnail.shape[0], origin="upper")
         top -= line + row_height + gap
     return figure
+
+
+def _preview_title(label: str, width: float, fonts: _Fonts) -> str:
+    """A thumbnail's title within `width` inches: on two lines where one is too wide (broken between
+    words), shortened with '…' where two are; never over the next thumbnail."""
+    lines = _wrap(label, PREVIEW_TITLE, width, fonts).split("\n")
+    if len(lines) <= 2:
+        return "\n".join(lines)
+    second = " ".join(lines[1:])
+    while len(second) > 2 and fonts.size(second + "…", PREVIEW_TITLE)[0] > width:
+        second = second[:-1]
+    return f"{lines[0]}\n{second.rstrip()}…"
 
 
 def _failed_tile(width: int, height: int) -> np.ndarray:

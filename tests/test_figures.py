@@ -126,6 +126,23 @@ def test_previews_of_one_pair_a_family_keep_their_title_inside():
     assert_inside_and_apart(plots.previews_figure(results.previews), "previews")
 
 
+def test_preview_titles_are_readable_and_a_long_one_takes_two_lines():
+    """Titles of 8 points at the previews' 72 dpi (6 points was 4 pixels: unreadable); a label too wide
+    for its thumbnail goes on two lines, inside the figure and off the next thumbnail."""
+    label = "Downscale x0.5, then JPEG quality 10, then a box blur 5x5"
+    results = api.evaluate({"images": ["builtin:camera", "builtin:coffee"], "report": {"previews": True},
+                            "hashers": ["aHash"], "sweeps": [
+                                {"family": "chain", "label": label, "b": [{"scale": {"factor": 0.5}},
+                                                                          {"jpeg": {"quality": 10}}, {"blur": {"kernel": 5}}]},
+                                {"family": "blur", "b": {"blur": {"kernel": 3}}}]})
+    figure = plots.previews_figure(results.previews)
+    titles = [text for text in figure.texts if text.get_text() != figure.texts[0].get_text()]
+    assert {text.get_fontsize() for text in titles} == {plots.PREVIEW_TITLE}
+    long = [text.get_text() for text in titles if text.get_text().startswith("Downscale")]
+    assert len(long) == 1 and long[0].count("\n") == 1 and long[0].endswith("…"), long
+    assert_inside_and_apart(figure, "previews")
+
+
 def assert_inside_and_apart(figure, name):
     drawn(figure)
     renderer = figure.canvas.get_renderer()
