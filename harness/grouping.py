@@ -54,10 +54,13 @@ class PairGroups:
         return self.values[self.bounds[j]:self.bounds[j + 1]]
 
     def families(self) -> list[tuple[object, np.ndarray]]:
-        """(family, its distances over all its pairs) in the order the families first appear."""
-        family = self.keys["family"].tolist()
-        return [(name, np.concatenate([self.pair(k) for k in range(len(self)) if family[k] == name]))
-                for name in dict.fromkeys(family)]
+        """(family, its distances over all its pairs) in the order the families first appear. The
+        pairs are dealt to their families in one pass (looking each family's pairs up among all the
+        pairs took time in the square of the families: 10 s a call at 10,000 one-pair families)."""
+        pairs_of: dict[object, list[int]] = {}
+        for k, name in enumerate(self.keys["family"].tolist()):
+            pairs_of.setdefault(name, []).append(k)
+        return [(name, np.concatenate([self.pair(k) for k in pairs])) for name, pairs in pairs_of.items()]
 
     def sorted_column(self, column: pd.Series) -> np.ndarray:
         """Another column of the same rows (`distance_norm`), pair by pair as `values`, ascending

@@ -134,6 +134,162 @@ def test_break_point_is_the_first_strength_below_half():
                                                       "detected", "genuine_pairs"]
 
 
+# --- the verdicts grouped once are those of a groupby per family -------------------------
+#
+# hasher_verdicts, family_verdicts and break_points group the detection table once and read its
+# columns as arrays (a groupby and data frames per family took minutes at 10,000 families). The
+# functions below are the per-family pandas forms they replace, kept to check them against.
+
+def _verdicts_per_family(detection, operating_point, min_tpr):
+    from harness.metrics import BREAK_RATE, HASHER_VERDICT_COLUMNS
+
+    chosen = detection[detection["operating_point"] == operating_point]
+    frames = []
+    for family, part in chosen.groupby("family", sort=False, observed=True):
+        rows = []
+        for hasher, own in part.groupby("hasher", sort=False, observed=True):
+            rates, counts, totals = (own[column].to_numpy() for column in ("tpr", "detected", "genuine_pairs"))
+            detected, pairs, images = int(counts.sum()), int(totals.sum()), int(totals.max())
+            if own["threshold"].isna().all():
+                rates, pairs = np.full(len(own), np.nan), 0
+            tpr = detected / pairs if pairs else float("nan")
+            low, high = wilson_interval(tpr * images, images) if pairs else (float("nan"), float("nan"))
+            missed = np.flatnonzero(rates < min_tpr)[:1]
+            broken = np.flatnonzero(rates < BREAK_RATE)[:1]
+            rows.append({
+                "family": family, "hasher": hasher, "strengths": len(own), "images": images,
+                "genuine_pairs": pairs, "detected": detected, "tpr": tpr, "tpr_low": low, "tpr_high": high,
+                "held": int(np.count_nonzero(rates >= min_tpr)),
+                "first_miss": own["label"].iloc[missed[0]] if len(missed) else "",
+                "first_miss_value": own["value"].iloc[missed[0]] if len(missed) else "",
+                "first_miss_tpr": rates[missed[0]] if len(missed) else float("nan"),
+                "first_miss_detected": int(counts[missed[0]]) if len(missed) else 0,
+                "first_miss_genuine_pairs": int(totals[missed[0]]) if len(missed) else 0,
+                "break_label": own["label"].iloc[broken[0]] if len(broken) else "",
+                "break_value": own["value"].iloc[broken[0]] if len(broken) else "",
+                "resolved": bool(own["resolved"].all()), "warning": sample_size_warning(images, min_tpr)})
+        frame = pd.DataFrame(rows)
+        frame["rank"] = _ranks_by_sorting(frame)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)[HASHER_VERDICT_COLUMNS]
+
+
+def _ranks_by_sorting(rates):
+    values = rates["tpr"].astype(float)
+    order = values[values.notna()].sort_values(ascending=False, kind="stable").index
+    ranks = pd.Series(len(order) + 1, index=rates.index, dtype=int)
+    leader_low, group_rank = np.inf, 0
+    for position, row in enumerate(order):
+        if position == 0 or rates.at[row, "tpr_high"] < leader_low:
+            leader_low, group_rank = rates.at[row, "tpr_low"], position + 1
+        ranks[row] = group_rank
+    return ranks
+
+
+def _family_verdicts_per_family(per_hasher):
+    from harness.metrics import FAMILY_VERDICT_COLUMNS
+
+    rows = []
+    for family, part in per_hasher.groupby("family", sort=False, observed=True):
+        part = part.sort_values(["rank", "tpr"], ascending=[True, False], kind="stable")
+        if part["tpr"].notna().any():
+            part = part[part["tpr"].notna()]
+        best = part[part["rank"] == 1]
+        lead = best.iloc[0]
+        others = part[part["rank"] > 1]
+        runner = others.iloc[0] if len(others) else None
+        rows.append({
+            "family": family, "best": " = ".join(best["hasher"]), "mean_tpr": lead["tpr"],
+            "runner_up": runner["hasher"] if runner is not None else "",
+            "runner_up_mean_tpr": runner["tpr"] if runner is not None else float("nan"),
+            "strengths": int(lead["strengths"]), "held": int(lead["held"]), "first_miss": lead["first_miss"],
+            "first_miss_tpr": lead["first_miss_tpr"], "resolved": bool(part["resolved"].all()),
+            "tied": len(best), "hashers": len(part), "detected": int(lead["detected"]),
+            "genuine_pairs": int(lead["genuine_pairs"]), "images": int(lead["images"]),
+            "tpr_low": lead["tpr_low"], "tpr_high": lead["tpr_high"],
+            "runner_up_detected": int(runner["detected"]) if runner is not None else 0,
+            "runner_up_genuine_pairs": int(runner["genuine_pairs"]) if runner is not None else 0,
+            "runner_up_tpr_low": runner["tpr_low"] if runner is not None else float("nan"),
+            "runner_up_tpr_high": runner["tpr_high"] if runner is not None else float("nan"),
+            "first_miss_detected": int(lead["first_miss_detected"]),
+            "first_miss_genuine_pairs": int(lead["first_miss_genuine_pairs"]), "warning": lead["warning"]})
+    return pd.DataFrame(rows, columns=FAMILY_VERDICT_COLUMNS)
+
+
+def _break_points_per_family(detection, operating_point):
+    from harness.metrics import BREAK_COLUMNS, BREAK_RATE
+    from harness.schema import first_seen
+
+    chosen = detection[detection["operating_point"] == operating_point]
+    rows = []
+    for hasher in first_seen(chosen["hasher"]):
+        own = chosen[chosen["hasher"] == hasher]
+        for family, part in own.groupby("family", sort=False, observed=True):
+            thresholded = part["threshold"].notna()
+            broken = part[(part["tpr"] < BREAK_RATE) & thresholded].head(1)
+            if len(broken):
+                row = broken.iloc[0]
+                rows.append({"hasher": hasher, "family": family, "break_label": row["label"],
+                             "break_value": row["value"], "tpr": row["tpr"], "detected": int(row["detected"]),
+                             "genuine_pairs": int(row["genuine_pairs"]), "tpr_low": row["tpr_low"],
+                             "tpr_high": row["tpr_high"], "has_threshold": True})
+            else:
+                rows.append({"hasher": hasher, "family": family, "break_label": "", "break_value": "",
+                             "tpr": float("nan"), "detected": pd.NA, "genuine_pairs": pd.NA,
+                             "tpr_low": float("nan"), "tpr_high": float("nan"),
+                             "has_threshold": bool(thresholded.any())})
+    frame = pd.DataFrame(rows, columns=BREAK_COLUMNS)
+    for column in ("detected", "genuine_pairs"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _many_families(seed: int) -> pd.DataFrame:
+    """A detection table of 50 families, one to four strengths each, rows shuffled (families and
+    hashers interleave, each family meets its hashers in its own order): tied and equal rates, a
+    hasher without a threshold everywhere and one without it at some strengths, unresolved points,
+    a second operating point, and a few rows without a family."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for family in range(50):
+        images = int(rng.integers(1, 25))
+        for value in range(int(rng.integers(1, 5))):
+            for hasher in ("h1", "h2", "h3", "none"):
+                for point in ("fpr=0.01", "fpr=0.1"):
+                    pairs = images - int(rng.integers(0, 2)) if images > 1 else images
+                    detected = int(rng.integers(0, pairs + 1)) if rng.random() < 0.7 else pairs
+                    low, high = wilson_interval(detected, pairs)
+                    threshold = np.nan if hasher == "none" or (hasher == "h3" and value == 1) else 4.0
+                    rows.append({"hasher": hasher, "operating_point": point, "threshold": threshold,
+                                 "resolved": bool(rng.random() < 0.9), "family": f"f{family}",
+                                 "value": str(10 * value), "label": f"f{family} q{10 * value}",
+                                 "genuine_pairs": pairs, "detected": detected, "tpr": detected / pairs,
+                                 "tpr_low": low, "tpr_high": high})
+    frame = pd.DataFrame(rows).sample(frac=1, random_state=seed).reset_index(drop=True)
+    # Shuffled, each family's strengths are back in the config's order (the break-point reads them in it).
+    frame = frame.sort_values("value", kind="stable").reset_index(drop=True) if seed % 2 else frame
+    frame.loc[rng.choice(len(frame), 5, replace=False), "family"] = np.nan
+    return frame
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("categorical", [False, True])
+def test_the_verdicts_of_many_families_are_those_of_a_groupby_per_family(seed, categorical):
+    frame = _many_families(seed)
+    if categorical:
+        frame = frame.astype({"family": "category", "hasher": "category"})
+    for point in ("fpr=0.01", "fpr=0.1"):
+        per_hasher = hasher_verdicts(frame, point, 0.95)
+        expected = _verdicts_per_family(frame, point, 0.95)
+        pd.testing.assert_frame_equal(per_hasher, expected, check_exact=True)
+        assert per_hasher.map(type).equals(expected.map(type))  # the same Python types, cell by cell
+        verdicts = family_verdicts(frame, point, 0.95, per_hasher)
+        pd.testing.assert_frame_equal(verdicts, _family_verdicts_per_family(expected), check_exact=True)
+        assert verdicts["tied"].max() > 1 and verdicts["runner_up"].ne("").any()  # ties and runners-up were met
+        pd.testing.assert_frame_equal(break_points(frame, point), _break_points_per_family(frame, point),
+                                      check_exact=True)
+
+
 # --- impostor hygiene ---------------------------------------------------------------------
 
 IMAGES = pd.DataFrame({"image": ["basketball1", "basketball2", "lena", "pepper"],
