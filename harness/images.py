@@ -34,7 +34,9 @@ follows these rules, and each conversion is recorded as a short note
 - Refused: empty files; truncated or corrupt data, including a JPEG that ends
   before its end-of-image marker, whose data is too short for the size it
   declares, or part of whose data libjpeg cannot decode (OpenCV would fill the
-  missing rows with gray); and files that are not images (text, HTML, SVG,
+  missing rows with gray), and a TIFF whose strips or tiles hold fewer pixels
+  than its size declares (Pillow would fill the rest with black); and files
+  that are not images (text, HTML, SVG,
   unknown bytes). The ImageError is one line: "<path>: <reason>".
 - Decoder messages: what libpng and libjpeg print while OpenCV decodes (a
   damaged ancillary chunk, extraneous bytes) becomes a note of the image, or
@@ -797,6 +799,8 @@ def _write_all(data: bytes) -> None:
 def _decode_pillow(image: Image.Image) -> np.ndarray:
     """The first frame, as RGB reversed to BGR. Integer and float modes are kept as one channel at
     their depth, for _to_uint8."""
+    if image.format == "TIFF":
+        _check_tiff_coverage(image)
     try:
         if image.mode.startswith(("I", "F")):
             pixels = np.asarray(image)
@@ -806,6 +810,25 @@ def _decode_pillow(image: Image.Image) -> np.ndarray:
         return np.asarray(image.convert("RGB"))[:, :, ::-1]
     except Exception as exc:  # decoders raise all sorts on truncated or corrupt data; the bytes are untrusted
         raise ImageError(f"cannot decode {image.format}: {exception_text(exc)}") from None
+
+
+def _check_tiff_coverage(image: Image.Image) -> None:
+    """A TIFF whose strips or tiles cover less than the size it declares (a height patched larger
+    than its data, a directory cut short) is refused: Pillow decodes what its strips hold and
+    leaves the other rows black, without a word, where OpenCV (libtiff) refuses the file. The
+    strips and tiles of one image do not overlap, so their areas add up. They are laid out as
+    stored, where `size` may be the upright one (an orientation of 5 to 8 swaps the sides): the
+    stored size is whichever of the two they cover best."""
+    width, height = image.size
+
+    def covered_within(columns: int, rows: int) -> int:
+        return sum(max(0, min(x1, columns) - max(x0, 0)) * max(0, min(y1, rows) - max(y0, 0))
+                   for _, (x0, y0, x1, y1), *_ in image.tile)
+
+    covered = max(covered_within(width, height), covered_within(height, width))
+    if covered < width * height:
+        raise ImageError(f"corrupt TIFF: its strips hold {covered:,} of the {width * height:,} pixels its size "
+                         f"declares ({width} x {height}); the rest would be made up")
 
 
 _SAMPLE_TYPES_READ = "unsigned integers of up to 16 bits and 32- or 64-bit floats are read"
