@@ -327,7 +327,9 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
     _no_unknown_keys(raw, TOP_KEYS, source, "")
     for key in ("images", "sweeps", "hashers"):
         if key not in raw:
-            raise ConfigError(source, key, "missing; a config needs images, sweeps and hashers")
+            raise ConfigError(source, key, "missing; a config needs images, sweeps and hashers"
+                              + ("" if {"images", "sweeps"} & set(raw) else
+                                 " (a leak audit's config needs splits: python -m harness leaks CONFIG)"))
 
     names_output = names_folder and output is None and "output" not in raw  # else --out, or the config's
     name = run_name(raw.get("name", os.path.splitext(os.path.basename(source))[0]), source, names_output)

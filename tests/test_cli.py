@@ -410,6 +410,11 @@ def test_validate_names_what_a_leak_config_lacks_and_what_it_can_do(tmp_path, ca
                      "threshold: 8\nmin_agree: 2\n")
     status, out, err = run_main(capsys, "validate", str(audit), "--hashers", "pHash")
     assert status == 2 and err.rstrip().endswith("choose more hashers"), err
+    # Keys both kinds of config have, and nothing else: read as a run's, and the line says what an audit's needs.
+    audit.write_text("name: x\nhashers: [pHash]\n")
+    status, out, err = run_main(capsys, "validate", str(audit))
+    assert status == 2 and err == (f"error: {audit}: images: missing; a config needs images, sweeps and hashers "
+                                   "(a leak audit's config needs splits: python -m harness leaks CONFIG)\n"), err
 
 
 def test_a_name_with_a_slash_is_only_a_title_in_the_api():
