@@ -652,8 +652,9 @@ def _tiff_directory(data: bytes) -> _TiffDirectory | None:
     BitsPerSample, and a field's first entry, as libtiff keeps it; a field of another type is left
     at its default. A directory that cannot be read, or declares no size, is refused: libtiff
     could not read it either. (By hand: Pillow, which reads every other header here, refuses these
-    files outright, and a library such as tifffile would be a dependency for five fields of one
-    directory, read here with struct within the file's bounds.)"""
+    files outright; tifffile, installed with scikit-image, reads them, but on a damaged directory it
+    writes warnings to the log, a stray line on stderr, and raises errors such as IndexError(0) that
+    say nothing. Five fields of one directory are read here with struct, within the file's bounds.)"""
     if not data.startswith(_TIFF_SIGNATURES):
         return None
     order = "<" if data.startswith(b"II") else ">"
