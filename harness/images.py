@@ -684,6 +684,13 @@ def _tiff_directory(data: bytes) -> _TiffDirectory | None:
                           fields.get(_TIFF_PHOTOMETRIC, (0, -1))[1])
 
 
+def decode_quietly(data: bytes, flags: int) -> np.ndarray | None:
+    """cv2.imdecode(data, flags), None where it fails, with nothing on stderr: OpenCV's own log is
+    silenced and what its decoders print is dropped (see _decode_opencv). For a file a config names
+    (an overlay), which is not an image of the run and has no notes to keep them in."""
+    return _decode_opencv(data, flags)[0]
+
+
 def _decode_opencv(data: bytes, flags: int = _OPENCV_FLAGS) -> tuple[np.ndarray | None, list[str]]:
     """OpenCV's pixels (None where it fails), and what its decoders said meanwhile (see
     _decoder_lines).

@@ -472,6 +472,17 @@ def test_opencvs_own_log_is_silenced_while_it_decodes(tmp_path, capfd):
         assert cv2.getLogLevel() == level
 
 
+def test_a_damaged_overlay_file_is_read_without_opencvs_log(tmp_path, capfd):
+    """An overlay's source is decoded by the transforms, not as an image of the run: a damaged one is
+    refused in one line (overlay_problem), and OpenCV's log of its failed decode stays off stderr."""
+    from harness.transforms.overlays import overlay_problem
+
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(opencv_failures()["cut.tif"])
+    assert "cannot read overlay image" in overlay_problem(str(cut))
+    assert capfd.readouterr().err == ""
+
+
 def test_a_run_and_an_audits_workers_print_no_opencv_log(tmp_path):
     """As a shell sees it: `run --quiet` on a truncated TIFF prints its one error line, and `leaks
     --workers 2`, whose worker processes decode the images, its one note; nothing else."""

@@ -138,9 +138,11 @@ def _read_overlay(source: str) -> np.ndarray | None:
         return None
     if width * height > MAX_OVERLAY_PIXELS:
         raise TransformError(f"overlay image '{source}' is {width}x{height}; at most {MAX_OVERLAY_PIXELS:,} pixels")
+    from harness.images import decode_quietly  # here: only an overlay file needs it (and Pillow with it)
+
     with open(source, "rb") as file:
-        data = np.frombuffer(file.read(MAX_OVERLAY_BYTES + 1), np.uint8)
-    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if len(data) else None
+        data = file.read(MAX_OVERLAY_BYTES + 1)
+    pixels = decode_quietly(data, cv2.IMREAD_UNCHANGED) if len(data) else None  # a damaged file logs nothing
     if pixels is not None and pixels.shape[0] * pixels.shape[1] > MAX_OVERLAY_PIXELS:  # a header that lied
         return None
     return pixels
