@@ -1045,6 +1045,27 @@ def check_listed(out_dir: str, distances: pd.DataFrame, impostors: pd.DataFrame,
             raise HarnessError(f"{_where(os.path.join(out_dir, small))}: does not list the {what} "
                                f"{shown(unlisted[0])}{more} that the {name} table holds (a run lists every {what} "
                                "of its tables): one of the two was cut short or edited")
+    _check_rows_per_image(out_dir, distances, listed[IMAGES])
+
+
+def _check_rows_per_image(out_dir: str, distances: pd.DataFrame, images) -> None:
+    """Every image images.csv lists has as many rows of the distances table as every other (a row
+    per pair and hasher, an edit that failed included): a table cut at a line break reads as whole,
+    with the last images' rows missing. Counted on the ids' codes, without a row of Python per row."""
+    import pandas as pd
+
+    if not len(distances):  # no hasher ran, or no pair: nothing to count
+        return
+    ids = distances["image_id"].cat.categories
+    codes = distances["image_id"].cat.codes.to_numpy()
+    per_image = pd.Series(np.bincount(codes[codes >= 0], minlength=len(ids)), index=ids)
+    per_image = per_image.reindex(pd.Index(images).unique(), fill_value=0)
+    if per_image.min() != per_image.max():
+        parquet = os.path.join(out_dir, f"{DISTANCES}.parquet")  # the file read_long read
+        read = parquet if os.path.exists(parquet) else os.path.join(out_dir, f"{DISTANCES}.csv")
+        raise HarnessError(f"{_where(read)}: image_id {shown(per_image.idxmin())} has {per_image.min():,} rows "
+                           f"where another has {per_image.max():,} (a run writes as many for every image of "
+                           "images.csv, a row per pair and hasher): the table was cut short or edited")
 
 
 def read_errors(out_dir: str) -> pd.DataFrame:

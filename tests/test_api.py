@@ -103,6 +103,13 @@ def _cut_csv(name, size):
     return damage
 
 
+def _cut_at_a_line_break(folder):
+    """distances.csv without its last rows, cut where a row ends: a table that reads as whole."""
+    (folder / "distances.parquet").unlink()
+    lines = (folder / "distances.csv").read_bytes().splitlines(keepends=True)
+    (folder / "distances.csv").write_bytes(b"".join(lines[:len(lines) - 5]))
+
+
 def _header_only(name):
     def damage(folder):
         (folder / name).write_bytes((folder / name).read_bytes().split(b"\n")[0] + b"\n")
@@ -120,8 +127,9 @@ def _header_only(name):
     (lambda folder: (folder / "images.csv").write_bytes(b""),
      "images.csv: empty (every table of a run has at least its header line)"),
     (lambda folder: (folder / "hashers.csv").write_bytes(b""), "hashers.csv: empty"),
+    (_cut_at_a_line_break, "distances.csv: image_id "),
 ], ids=["distances cut", "hashers cut", "hashers header only", "images header only", "images empty",
-        "hashers empty"])
+        "hashers empty", "distances cut at a line break"])
 def test_loading_a_table_cut_short_or_emptied_is_an_error(results, tmp_path, damage, message):
     """Not results with fewer hashers or images than the distances hold (a hasher's column gone from
     the table, "Images: 0" in the summary), nor a row of empty fields read from a file cut inside it."""
