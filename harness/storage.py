@@ -1030,7 +1030,8 @@ def check_listed(out_dir: str, distances: pd.DataFrame, impostors: pd.DataFrame,
     lists, as every run writes them: a small table cut short or emptied to its header reads as a
     table of fewer rows, and the report would show fewer hashers or images than the distances hold.
     The long tables' names are compared by their categories (normalise leaves each distinct name
-    once, and only those the rows use), not row by row: 10^8 distances cost the time of their names."""
+    once, and only those the rows use), not row by row: 10^8 distances cost the time of their names.
+    Then every image's distances are counted (_check_rows_per_image)."""
     listed = {HASHERS: hashers["hasher"].to_numpy(dtype=object), IMAGES: images["image_id"].to_numpy(dtype=object)}
     for name, table, column, small in ((DISTANCES, distances, "hasher", HASHERS),
                                        (IMPOSTORS, impostors, "hasher", HASHERS),

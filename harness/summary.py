@@ -63,7 +63,7 @@ def answer_section(detection: dict) -> list[str]:
                 f"95% CI {format_percent(low, min_tpr)[:-1]}–{format_percent(high, min_tpr)})")
 
     # Each family's rows, found once: a filter per family grows with the square of the families.
-    per_family = dict(iter(per_hasher.groupby("family", sort=False, observed=True)))
+    rows_of = per_hasher.groupby("family", sort=False, observed=True).indices  # positions, no frame per family
     for row in verdicts.itertuples(index=False):
         if not np.isfinite(row.mean_tpr):  # every hasher lacks a threshold here: none to name, no rate to give
             lines.append(f"| {md(row.family)} | none: no hasher has a threshold at {chosen} | n/a | n/a |  |  |")
@@ -77,7 +77,7 @@ def answer_section(detection: dict) -> list[str]:
         best = row.best
         if row.tied > 3 or (row.tied == row.hashers and row.hashers > 2):
             # The tied hashers from their own rows: `best` joins their ids with " = ", which an id may hold.
-            tied = list(ranked(per_family[row.family])["hasher"].iloc[:row.tied])
+            tied = list(ranked(per_hasher.iloc[rows_of[row.family]])["hasher"].iloc[:row.tied])
             best = f"{row.tied} tied: {', '.join(tied[:3])}, ..." if row.tied > 3 else row.best
             if row.tied == row.hashers and row.hashers > 2:
                 best = f"all {row.hashers} tied: {tied[0]}, ..."
