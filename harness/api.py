@@ -61,7 +61,7 @@ class Results:
     hashers: pd.DataFrame
     notes: list[str]
     metrics: Metrics
-    previews: list = field(default_factory=list, repr=False)  # thumbnails of the first image's pairs
+    previews: list = field(default_factory=list, repr=False)  # (pair, A, B) thumbnails of the first image's drawn pairs
     cache: str | None = field(default=None, repr=False)  # the hash cache the results were computed with
     # The directory `load` read these results from: its previews.png goes with them when they are
     # saved (the thumbnails it shows are not kept, so it cannot be drawn again).

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from harness.errors import OPENCV_MAX_PIXELS, ConfigError, shortened, shown
 from harness.params import Doc, Range, check_params, finite, param_specs
 from harness.registry import UnknownName, expect_plugins, suggest
+from harness.schema import MAX_PANELS, PREVIEW_COLUMNS
 
 VALUE = "$value"  # placeholder in transform parameters, replaced by each swept value
 
@@ -38,6 +39,24 @@ class PairSpec:
     label: str
     a: tuple[Step, ...]
     b: tuple[Step, ...]
+
+
+def preview_pairs(pairs) -> list[PairSpec]:
+    """The pairs previews.png shows, a family's together: those of the first MAX_PANELS families,
+    and of a family of more than PREVIEW_COLUMNS pairs, that many, evenly spaced from its first
+    (mildest) to its last (strongest). The runner keeps thumbnails of these alone: of every pair,
+    a sweep of 10,000 values kept about a gigabyte of them."""
+    families: dict[str, list[PairSpec]] = {}
+    for pair in pairs:
+        if pair.family in families or len(families) < MAX_PANELS:
+            families.setdefault(pair.family, []).append(pair)
+    chosen = []
+    for members in families.values():
+        if len(members) > PREVIEW_COLUMNS:  # a step over 1: the rounded positions are distinct
+            step = (len(members) - 1) / (PREVIEW_COLUMNS - 1)
+            members = [members[round(k * step)] for k in range(PREVIEW_COLUMNS)]
+        chosen += members
+    return chosen
 
 
 @dataclass(frozen=True)

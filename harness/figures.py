@@ -24,7 +24,7 @@ import pandas as pd
 
 from harness.grouping import hasher_groups
 from harness.metrics import format_number, hasher_order, hasher_rows, impostor_distances, roc_curve
-from harness.schema import UNAVAILABLE, first_seen
+from harness.schema import MAX_PANELS, PREVIEW_COLUMNS, UNAVAILABLE, first_seen
 
 DPI = 110  # every figure is laid out and drawn at its own resolution
 PREVIEW_DPI = 72  # photographs compress poorly in PNG: a lower resolution keeps a large grid small
@@ -44,8 +44,10 @@ PANEL = (3.1, 2.2)  # one panel of a grid figure, inches (the axes box, without 
 # rows: 1,000 single-pair families made three figures 76,000 pixels tall each, 2 minutes and 2 GiB
 # for the report. So a grid figure (and previews.png) draws its first MAX_PANELS families, 16 rows
 # of 4 (the zoo has 35), and a colour table its first MAX_TABLE_ROWS rows (the zoo's heatmap has
-# 96), each saying how many it leaves out and which table holds their numbers.
-MAX_PANELS = 64
+# 96), each saying how many it leaves out and which table holds their numbers. previews.png's row of
+# a family shows at most PREVIEW_COLUMNS of its pairs, evenly spaced: one sweep of 1,000 values made
+# a row 115,000 pixels wide. (Both limits are in harness.schema: the runner keeps thumbnails only
+# of the pairs drawn, config.preview_pairs.)
 MAX_TABLE_ROWS = 200
 
 
@@ -944,25 +946,43 @@ def label_medians(distances: pd.DataFrame, hashers: list[str], labels: list) -> 
 FAILED_TILE = "edit failed"  # written on the grey tile that stands for a side B the edit could not make
 
 
-def previews_figure(previews, dpi: int = PREVIEW_DPI):
+def preview_scope(table: pd.DataFrame) -> tuple[int, int]:
+    """How many families a run's table (a row per pair) has, and the most pairs one of them has:
+    what previews.png, and the summary under it, say the figure leaves out (config.preview_pairs)."""
+    if table.empty:
+        return 0, 0
+    sizes = table.groupby("family", sort=False, observed=True).size()
+    return len(sizes), int(sizes.max())
+
+
+def previews_figure(previews, families: int = 0, widest: int = 0, dpi: int = PREVIEW_DPI):
     """Side B of each pair for the first image (a grey tile saying the edit failed where there is
     no B: the untouched image there would pass for the edit), one row per family: the article's
-    imshow previews, saved. Each thumbnail is resized to the pixels it fills (area
+    imshow previews, saved. `previews` holds the pairs config.preview_pairs chose; `families` and
+    `widest` say how many families the run has and the most pairs one has (where larger than what
+    `previews` holds, the heading says what is left out). Each thumbnail is resized to the pixels it fills (area
     averaging to shrink, as a photograph should be; nearest neighbour to enlarge, showing the
     pixels) and placed on the figure as it is (`figimage`): no axes to build and no resampling
     in the draw, which for dozens of pairs cost more than every other figure together."""
     import cv2
 
-    families = list(dict.fromkeys(p.family for p, _, _ in previews))
-    count, families = len(families), families[:MAX_PANELS]  # a row per family: the first MAX_PANELS
-    per_family = {f: [(p, b) for p, _, b in previews if p.family == f] for f in families}
+    per_family: dict[str, list] = {}
+    for pair, _, side in previews:
+        per_family.setdefault(pair.family, []).append((pair, side))
+    count = max(families, len(per_family))
+    per_family = dict(list(per_family.items())[:MAX_PANELS])  # a row per family: the first MAX_PANELS
     columns = max(len(items) for items in per_family.values())
+    thinned = widest > PREVIEW_COLUMNS
     figure = _figure(dpi)
     fonts = _Fonts(figure)
     cell, gap = round(1.5 * dpi), round(_PAD * dpi)  # pixels: a thumbnail's width, and the space around
-    header = math.ceil(fonts.size("Side B", 9)[1] * dpi) + 2 * gap
+    heading = (f"Side B of {'the pairs' if thinned else 'every pair'}"
+               + (f" of the first {MAX_PANELS} of {count:,} families" if count > MAX_PANELS else "") + " (first image)"
+               + (f"\n{PREVIEW_COLUMNS} pairs of a family that has more, from its first value to its last, evenly "
+                  "spaced" if thinned else ""))
+    header = math.ceil(fonts.size(heading, 9)[1] * dpi) + 2 * gap
     rows = []  # per family: [(title, thumbnail or None)], and the row's height in pixels
-    for family in families:
+    for family in per_family:
         row = []
         for pair, side in per_family[family]:
             thumbnail = None  # a failed edit: a grey tile, drawn below
@@ -978,8 +998,6 @@ def previews_figure(previews, dpi: int = PREVIEW_DPI):
     # lines where one is too wide for a thumbnail: every row then leaves room for two.
     two = any("\n" in title for row, _ in rows for title, _ in row)
     line = math.ceil(fonts.size("Side B\nSide B" if two else "Side B", PREVIEW_TITLE)[1] * dpi) + 2
-    heading = "Side B of every pair (first image)" if count <= MAX_PANELS else \
-        f"Side B of every pair of the first {MAX_PANELS} of {count:,} families (first image)"
     width = max(gap + columns * (cell + gap), math.ceil(fonts.size(heading, 9)[0] * dpi) + 2 * gap)  # a row of one
     height = header + sum(line + row_height + gap for _, row_height in rows)
     figure.set_size_inches(width / dpi, height / dpi)

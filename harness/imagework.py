@@ -69,7 +69,7 @@ class ImageJob:
     source: str  # a path or builtin:NAME
     data: bytes | None  # the file's bytes (read once, by the caller); None for a built-in
     needs: dict[str, frozenset[str]] | None  # hasher id -> items to compute; None: all (the image is new)
-    previews: bool = False
+    previews: frozenset[str] = frozenset()  # the items to keep thumbnails of (SOURCE among them)
 
 
 @dataclass
@@ -158,7 +158,7 @@ def process(state, job: ImageJob) -> ImageOutcome:
     wanted = set().union(*needs.values()) if needs else set()
     entries: dict[str, dict[str, Entry]] = {hid: {} for hid in needs}
     previews: dict[str, np.ndarray | None] = {}
-    if job.previews:
+    if SOURCE in job.previews:
         previews[SOURCE] = thumbnail(pixels)
 
     # The batches are cut from the run's full list of items (not from what this job needs), so
@@ -167,7 +167,7 @@ def process(state, job: ImageJob) -> ImageOutcome:
     for batch in _batches(steps, pixels, plan.batch_pixels):
         made: list[tuple[str, np.ndarray]] = []
         for item, chain in batch:
-            if item not in wanted and not (job.previews and item != SOURCE):
+            if item not in wanted and (item == SOURCE or item not in job.previews):  # SOURCE's: made above
                 continue
             if item == SOURCE:
                 made.append((item, pixels))
@@ -179,9 +179,10 @@ def process(state, job: ImageJob) -> ImageOutcome:
                 for hid in needs:
                     if item in needs[hid]:
                         entries[hid][item] = failure
-                previews[item] = None
+                if item in job.previews:
+                    previews[item] = None
                 continue
-            if job.previews:
+            if item in job.previews:
                 previews[item] = thumbnail(variant)
             if item in wanted:
                 made.append((item, variant))

@@ -70,7 +70,8 @@ def write(results, out_dir: str, rebuild: bool = False, inputs: str | None = Non
                     output.write_text(storage.RUN, run_json({**storage.read_json(out_dir, storage.RUN),
                                                              **output.listing()}))
                 else:
-                    previews = [(storage.PREVIEWS, lambda: plots.previews_figure(results.previews))]
+                    previews = [(storage.PREVIEWS,
+                                 lambda: plots.previews_figure(results.previews, *plots.preview_scope(results.table)))]
                     kept = not results.previews and results.loaded_from is not None and output.carry(
                         storage.PREVIEWS, from_dir=results.loaded_from)  # a loaded run's, as saved
                     render(results, output, previews=bool(results.previews) or kept,

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from harness.cache import Entry, FileRecord, HashCache, digest
 from harness.cluster import Engine, Ready, auto_workers
-from harness.config import Config, PairSpec
+from harness.config import Config, PairSpec, preview_pairs
 from harness.errors import HarnessError, HashError, ImageError, UnavailableError
 from harness.hashers.base import Hasher
 from harness.hashing import Hashed, from_entries, probe_form, row_form
@@ -212,7 +212,7 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     collector.errors += [unlisted_row(folder, reason) for folder, reason in unlisted]
     try:
         images = ImagePass(paths, plan, infos, hashers, cache, workers=workers, scheduler=scheduler,
-                           previews=config.previews, progress=progress, preload=preload_report)
+                           previews=collector.preview_items(), progress=progress, preload=preload_report)
         for path, outcome, cached in images:
             collector.add(path, outcome, cached)
     finally:
@@ -231,13 +231,14 @@ class ImagePass:
     the cache as it comes. `engine` says afterwards where the work ran."""
 
     def __init__(self, paths: list[str], plan: Plan, infos: list[HasherInfo], hashers: dict, cache: HashCache, *,
-                 workers: int | None = None, scheduler: str | None = None, previews: bool = False,
+                 workers: int | None = None, scheduler: str | None = None, previews: frozenset = frozenset(),
                  progress: bool | None = None, desc: str = "harness", preload=None):
         self.paths, self.plan, self.infos, self.hashers, self.cache = paths, plan, infos, hashers, cache
         self.preload = preload or preload_tables  # what this process loads while the workers hash
         # None: as many as help (cluster.auto_workers)
         self.workers = auto_workers(len(paths)) if workers is None and not scheduler else (workers or 1)
-        self.scheduler, self.previews, self.progress, self.desc = scheduler, previews, progress, desc
+        self.scheduler, self.progress, self.desc = scheduler, progress, desc
+        self.previews = previews  # the items of the first image to keep thumbnails of (previews.png)
         self.engine = "this process"
         self.keys = {info.id: info.key for info in infos}
         # Dask workers must be of this machine's kind of CPU where a hasher or an edit follows it.
@@ -292,7 +293,7 @@ class ImagePass:
                        started=preload.start, same_cpu=self.same_cpu) as engine:
             def prepared(number: int):
                 job = prepare_job(number, self.paths[number], plan, self.infos, cache, file_salt,
-                                  number == 0 and self.previews, known, self.forms)
+                                  self.previews if number == 0 else frozenset(), known, self.forms)
                 if not isinstance(job, Ready) and job.needs == {}:  # previews alone: one image's edits,
                     job = Ready(process(build_state(plan, self.hashers), job))  # not worth a worker
                 return job
@@ -464,7 +465,7 @@ def preload_report() -> None:
         pass
 
 
-def prepare_job(number: int, path: str, plan: Plan, infos, cache: HashCache, file_salt: str, previews: bool,
+def prepare_job(number: int, path: str, plan: Plan, infos, cache: HashCache, file_salt: str, previews: frozenset,
                 known: dict, forms: dict):
     """Read one source file (once, bounded) and find what the cache holds for it: a `Ready`
     outcome when nothing is left to compute (or the file cannot be read), else the job, which
@@ -714,6 +715,13 @@ class Collector:
     def _item(self, chain) -> int:
         return 0 if chain == UNTOUCHED else 1 + self.chain_number[chain_identity(chain)]
 
+    def preview_items(self) -> frozenset[str]:
+        """The items of the first image whose thumbnails previews.png shows (none without previews)."""
+        if not self.config.previews:
+            return frozenset()
+        return frozenset(self.plan.items[self._item(side)] for pair in preview_pairs(self.config.pairs)
+                         for side in (pair.a, pair.b))
+
     def add(self, path: str, outcome: ImageOutcome, cached: dict) -> None:
         name = source_name(path)
         record = outcome.record
@@ -760,7 +768,7 @@ class Collector:
             thumbs = outcome.previews
             pick = lambda chain: thumbs.get(SOURCE) if chain == UNTOUCHED else thumbs.get(
                 self.plan.chain_keys[self.chain_number[chain_identity(chain)]])
-            self.previews = [(pair, pick(pair.a), pick(pair.b)) for pair in self.config.pairs]
+            self.previews = [(pair, pick(pair.a), pick(pair.b)) for pair in preview_pairs(self.config.pairs)]
 
     def _digest_hashed(self, hasher, hashed: Hashed) -> None:
         """One image's hashes by one hasher, into the digest: one update per image and hasher, so it

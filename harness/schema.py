@@ -29,6 +29,11 @@ ERROR_COLUMNS = ["image", "image_id", "stage", "reason"]
 # What names a pair in the distance table: its family, its swept value and its label.
 PAIR_KEY = ["family", "value", "label"]
 
+# How much a figure draws (harness.figures says why): the panels of a grid figure, a family each
+# (and previews.png's rows), and the thumbnails of one family's row of previews.png.
+MAX_PANELS = 64
+PREVIEW_COLUMNS = 12
+
 
 def category_codes(column) -> np.ndarray:
     """A categorical column's codes as they are stored, read-only: pandas' `.cat.codes` copies them

@@ -12,10 +12,10 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from harness.figures import MAX_PANELS, MAX_TABLE_ROWS
+from harness.figures import MAX_PANELS, MAX_TABLE_ROWS, preview_scope
 from harness.markdown import code, md, provenance_lines
 from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order, ranked
-from harness.schema import UNAVAILABLE
+from harness.schema import PREVIEW_COLUMNS, UNAVAILABLE
 from harness.storage import ERRORS, PREVIEWS
 
 
@@ -342,9 +342,15 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
         lines += retrieval_section(metrics.retrieval)
         lines += hygiene_section(metrics)
     if previews:
+        families, widest = preview_scope(metrics.table)
+        shown = "every pair" if families <= MAX_PANELS and widest <= PREVIEW_COLUMNS else "the pairs"
+        cuts = ([f"the first {MAX_PANELS} of {families:,} families"] if families > MAX_PANELS else []) + (
+            [f"{PREVIEW_COLUMNS} pairs of a family that has more, from its first value to its last, evenly spaced"]
+            if widest > PREVIEW_COLUMNS else [])
         lines += ["## What the edits look like", "", f"![previews]({PREVIEWS})", "",
-                  f"Side B of every pair for the first image ({md(images[0]) if images else ''}), as thumbnails "
-                  "(not rebuilt by `harness report`; not committed for images that may not be redistributed).", ""]
+                  f"Side B of {shown} for the first image ({md(images[0]) if images else ''}), as thumbnails "
+                  "(not rebuilt by `harness report`; not committed for images that may not be redistributed)."
+                  + (f" It shows {', and '.join(cuts)}; the tables hold every pair." if cuts else ""), ""]
     lines += provenance_lines(provenance)
     return "\n".join(lines)
 

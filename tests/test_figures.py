@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.cbook import is_math_text
@@ -804,10 +805,43 @@ def test_a_colour_table_draws_its_first_rows_and_says_how_many_it_leaves_out(man
 
 
 def test_previews_show_the_first_families_and_say_so(many):
-    figure = plots.previews_figure(many.previews)
+    # The run keeps thumbnails of the pairs drawn alone (was: of every pair, drawn or not).
+    assert [pair.family for pair, _, _ in many.previews] == [f"f{k}" for k in range(plots.MAX_PANELS) for _ in "abc"]
+    figure = plots.previews_figure(many.previews, *plots.preview_scope(many.table))
     assert len(figure.images) < 3 * FAMILIES and f"of {FAMILIES} families" in figure_text(figure)
     assert len(figure.images) == 3 * plots.MAX_PANELS  # a thumbnail per pair of the first families
     assert f"of the first {plots.MAX_PANELS} of {FAMILIES} families" in figure_text(figure)
+
+
+def test_a_long_sweep_previews_its_pairs_evenly_spaced_and_says_so(tmp_path):
+    """A family of 40 values shows 12 of them, the first and the last among them, and the run keeps
+    no thumbnail of the others. Was: one thumbnail per value in one row (a sweep of 1,000 values:
+    a PNG 115,007 pixels wide, and twice the memory)."""
+    from harness.config import preview_pairs
+    from harness.schema import PREVIEW_COLUMNS
+
+    values = [round(0.3 + 0.05 * k, 2) for k in range(40)]
+    config = {"name": "long", "images": ["builtin:coffee"], "hashers": ["aHash"], "report": {"previews": True},
+              "sweeps": [{"family": "short", "b": {"jpeg": {"quality": "$value"}}, "values": [90, 50]},
+                         {"family": "gamma", "b": {"gamma": {"gamma": "$value"}}, "values": values}]}
+    results = api.evaluate(config)
+    kept = [pair.value for pair, _, _ in results.previews if pair.family == "gamma"]
+    assert len(kept) == PREVIEW_COLUMNS == 12 and kept[0] == values[0] and kept[-1] == values[-1]
+    assert kept == [values[round(k * 39 / 11)] for k in range(12)]  # evenly spaced
+    assert [pair.value for pair, _, _ in results.previews if pair.family == "short"] == [90, 50]
+    assert all(b is not None and max(b.shape[:2]) <= 192 for _, _, b in results.previews)
+    assert preview_pairs(results_pairs := [pair for pair, _, _ in results.previews]) == results_pairs  # kept as chosen
+    figure = plots.previews_figure(results.previews, *plots.preview_scope(results.table))
+    assert len(figure.images) == 14
+    text = figure_text(figure)
+    assert "Side B of the pairs (first image)\n12 pairs of a family that has more, from its first value" in text
+    results.save(tmp_path / "out")
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "Side B of the pairs for the first image (coffee)" in summary
+    assert ("It shows 12 pairs of a family that has more, from its first value to its last, evenly spaced; the "
+            "tables hold every pair.") in summary
+    with Image.open(tmp_path / "out" / "previews.png") as png:
+        assert png.size[0] < 2000  # 12 thumbnails a row, not 40
 
 
 def test_the_summary_says_which_figures_leave_families_out(many):
