@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 from harness.config import Config, Snapshot
-from harness.errors import HarnessError
+from harness.errors import HarnessError, shortened
 from harness.schema import ERROR_COLUMNS, UNAVAILABLE, release_lookups
 
 if TYPE_CHECKING:  # pandas and the metrics are imported when tables are made, not before the image pass
@@ -111,7 +111,9 @@ class Results:
         report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
 
     def __repr__(self) -> str:
-        return (f"Results({self.config.get('name')!r}: {len(self.images)} images, "  # two files may share a stem
+        name = self.config.get("name")  # a config's name has no length limit: a repr has one line
+        return (f"Results({(shortened(name, 80) if isinstance(name, str) else name)!r}: "
+                f"{len(self.images)} images, "  # two files may share a stem
                 f"{len(self.metrics.table)} pairs, hashers {list(self.hashers['hasher'])}, "
                 f"{len(self.impostors)} impostor distances, {self.failures} failures)")
 

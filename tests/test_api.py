@@ -49,6 +49,15 @@ def test_evaluate_returns_every_table(results):
     assert results.failures == 0 and "api" in repr(results)
 
 
+def test_a_results_repr_is_one_short_line_whatever_the_config_name(results):
+    """A config's name has no length limit; was: the repr held all of it (10 MB for a 10 MB name)."""
+    import dataclasses
+
+    long = dataclasses.replace(results, config={**results.config, "name": "a\nb" * 50_000})
+    text = repr(long)
+    assert len(text) < 300 and "\n" not in text and text.startswith("Results('a ba ba") and "…'" in text
+
+
 def test_save_writes_what_run_writes_and_load_reads_it_back(results, tmp_path):
     saved, ran = tmp_path / "saved", tmp_path / "ran"
     results.save(str(saved))
