@@ -117,7 +117,8 @@ class OperatingPoint:
     fpr_target: float  # NaN unless the point targets a false-positive rate
     threshold: float  # NaN: no threshold reaches the target (nothing may be called a match)
     impostor_pairs: int
-    false_matches_allowed: int  # fpr: floor(fpr_target * impostor_pairs); precision: what the target tolerates
+    # fpr: floor(fpr_target * impostor_pairs); precision: what the target tolerates; fixed: None (no target)
+    false_matches_allowed: int | None
     false_matches: int  # impostor pairs at or below the threshold
     resolved: bool  # enough pairs to measure the target at all
     precision_target: float = float("nan")  # NaN unless the point targets a precision
@@ -220,7 +221,7 @@ def _tolerated(detected: int, precision: float) -> int:
 def fixed_threshold(impostor: np.ndarray, threshold: float, genuine: np.ndarray | None = None) -> OperatingPoint:
     impostor = np.asarray(impostor, dtype=np.float64)
     genuine = np.asarray([] if genuine is None else genuine, dtype=np.float64)
-    return OperatingPoint("fixed", float("nan"), float(threshold), len(impostor), 0,
+    return OperatingPoint("fixed", float("nan"), float(threshold), len(impostor), None,
                           int(np.count_nonzero(impostor <= threshold)), resolved=len(impostor) > 0,
                           genuine_pairs=len(genuine), detected=int(np.count_nonzero(genuine <= threshold)))
 
@@ -343,7 +344,7 @@ def thresholds_table(points: dict) -> pd.DataFrame:
     """One row per hasher and operating point: its target (fpr_target or precision_target, the
     other NaN; both NaN for `fixed`), the threshold (distance <= threshold is a match; NaN when no
     threshold reaches the target), the impostor pairs and how many of them are matches
-    (false_matches, fpr_measured) against false_matches_allowed, whether the target can be
+    (false_matches, fpr_measured) against false_matches_allowed (empty for `fixed`), whether the target can be
     measured (resolved), and the genuine pairs of the hasher over all families with how many are
     matches (detected) and the share of matches that are genuine (precision_measured)."""
     rows = [{"hasher": hasher, "operating_point": p.name, "fpr_target": p.fpr_target, "threshold": p.threshold,
@@ -352,7 +353,10 @@ def thresholds_table(points: dict) -> pd.DataFrame:
              "precision_target": p.precision_target, "genuine_pairs": p.genuine_pairs, "detected": p.detected,
              "precision_measured": p.precision_measured}
             for hasher, hasher_points in points.items() for p in hasher_points]
-    return pd.DataFrame(rows, columns=THRESHOLD_COLUMNS)
+    table = pd.DataFrame(rows, columns=THRESHOLD_COLUMNS)
+    # Empty for a `fixed` row, which has no target to allow false matches by (was 0 beside its count).
+    table["false_matches_allowed"] = table["false_matches_allowed"].astype("Int64")
+    return table
 
 
 def detection_table(distances: pd.DataFrame, points: dict) -> pd.DataFrame:

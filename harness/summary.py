@@ -32,6 +32,8 @@ def _format_cells(frame: pd.DataFrame) -> pd.DataFrame:
     for column in out.columns:
         if pd.api.types.is_float_dtype(out[column]):
             out[column] = [("" if not np.isfinite(v) else f"{v:.4g}") for v in out[column]]
+        elif out[column].hasnans:  # a nullable integer column's empty cells (false_matches_allowed of `fixed`)
+            out[column] = ["" if pd.isna(v) else str(v) for v in out[column]]
     return out
 
 
@@ -236,8 +238,8 @@ def detection_sections(detection: dict) -> list[str]:
     return fixed_rates + [
         "## Thresholds", "",
         "A pair counts as a match when its distance is **at most** the threshold. Each threshold is the largest "
-        "one whose false-positive rate on the impostor pairs stays within the target (`false_matches` of "
-        "`impostor_pairs`; ties are never split). `resolved: NO` means there are fewer than 1/rate impostor "
+        "distance observed (a copy's or an impostor pair's) at which the false-positive rate on the impostor "
+        "pairs stays within the target (`false_matches` of `impostor_pairs`; ties are never split). `resolved: NO` means there are fewer than 1/rate impostor "
         "pairs, so the rate cannot be measured: that threshold only sits below the closest different images "
         "(for a `precision=` row: too few copies matched to tolerate a single false match). "
         "`precision=` rows take the threshold of highest recall whose matches are at least that share "

@@ -98,6 +98,10 @@ def test_thresholds_and_flags(collection):
     assert by_point.loc[("pHash", "fpr=0.05"), "false_matches_allowed"] == 7
     assert not by_point.loc[("pHash", "fpr=0.001"), "resolved"]  # 144 pairs cannot resolve 1 in 1000
     assert by_point.loc[("pHash", "fixed"), "threshold"] == 10
+    # A fixed threshold has no target: nothing "allowed" to set beside its false matches (was 0).
+    assert pd.isna(by_point.loc[("pHash", "fixed"), "false_matches_allowed"])
+    fixed_line = next(line for line in (out / "summary.md").read_text().splitlines() if line.startswith("| pHash | fixed"))
+    assert "| 144 |  |" in fixed_line and "<NA>" not in fixed_line
     assert ("aHash", "fixed") not in by_point.index
     # the threshold really keeps the false-positive rate within the target on the saved impostors
     impostors = pd.read_csv(out / "impostors.csv")
