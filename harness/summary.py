@@ -15,7 +15,7 @@ import pandas as pd
 from harness.figures import MAX_PANELS, MAX_TABLE_ROWS, preview_scope
 from harness.markdown import code, md, provenance_lines
 from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order, ranked
-from harness.schema import PREVIEW_COLUMNS, UNAVAILABLE
+from harness.schema import PREVIEW_COLUMNS, UNAVAILABLE, first_seen
 from harness.storage import ERRORS, PREVIEWS
 
 
@@ -87,6 +87,7 @@ def answer_section(detection: dict) -> list[str]:
                      f"| {pooled(row.detected, row.genuine_pairs, row.tpr_low, row.tpr_high)} "
                      f"| {row.held} of {row.strengths} | {md(miss)} | {md(runner)} |")
     lines.append("")
+    lines += _no_rate_lines(detection["families"], verdicts)
     warnings = [w for w in dict.fromkeys(verdicts["warning"]) if w]
     for warning in warnings:
         lines += [f"> **Too few images for a {line} claim:** {md(warning)}. Read \"held\" as \"no miss was seen\", "
@@ -396,6 +397,20 @@ def _chosen_rate(metrics) -> float:
     return next(p.fpr_target for points in metrics.points.values() for p in points if p.name == metrics.chosen)
 
 
+def _no_rate_lines(families: list, verdicts: pd.DataFrame) -> list[str]:
+    """What the summary says of the families the answer has no row for: those whose every pair
+    failed for every hasher, so that no table or figure of detection has them (was: not a word)."""
+    rated = set(verdicts["family"])
+    missing = [family for family in families if family not in rated]
+    if not missing:
+        return []
+    one = len(missing) == 1
+    names = ", ".join(md(family) for family in missing[:10]) + (f" and {len(missing) - 10:,} more" if len(missing) > 10 else "")
+    return [f"> **No detection rate for {len(missing):,} {'family' if one else 'families'} ({names}):** every one of "
+            f"{'its' if one else 'their'} pairs failed for every hasher, so no table or figure of detection rates "
+            f"has {'it' if one else 'them'}; the problems above and `errors.csv` say why.", ""]
+
+
 def detection_bundle(metrics, figures: dict) -> dict | None:
     """What the detection sections read, or None without an impostor baseline."""
     if not metrics.has_detection:
@@ -403,4 +418,5 @@ def detection_bundle(metrics, figures: dict) -> dict | None:
     return {"thresholds": metrics.thresholds, "detection": metrics.detection, "roc": metrics.roc,
             "figures": figures, "chosen": metrics.chosen, "verdicts": metrics.verdicts,
             "hasher_verdicts": metrics.hasher_verdicts, "rate": _chosen_rate(metrics),
-            "break_points": metrics.break_points, "min_tpr": metrics.min_tpr, "kinds": metrics.impostor_kinds}
+            "break_points": metrics.break_points, "min_tpr": metrics.min_tpr, "kinds": metrics.impostor_kinds,
+            "families": first_seen(metrics.table["family"])}

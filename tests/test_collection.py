@@ -6,6 +6,7 @@ import cv2
 import pandas as pd
 import pytest
 
+from harness import api
 from harness.__main__ import main
 from tests.conftest import make_scene
 
@@ -169,14 +170,14 @@ def test_the_answer_says_the_range_of_impostor_pairs_when_hashers_differ():
 
     from harness.summary import answer_section
 
-    verdicts = pd.DataFrame(columns=["warning", "resolved"])
+    verdicts = pd.DataFrame(columns=["family", "warning", "resolved"])
     per_hasher = pd.DataFrame(columns=["family", "hasher"])
     for counts, said in (([657, 657], "from 657 impostor pairs per hasher"),
                          ([657, 457], "from 457 to 657 impostor pairs per hasher")):
         thresholds = pd.DataFrame({"hasher": ["a", "b"], "operating_point": "fpr=0.01", "impostor_pairs": counts})
         text = "\n".join(answer_section({"verdicts": verdicts, "chosen": "fpr=0.01", "rate": 0.01, "min_tpr": 0.95,
                                          "thresholds": thresholds, "figures": {"matrix": "m", "detection": "d"},
-                                         "hasher_verdicts": per_hasher}))
+                                         "hasher_verdicts": per_hasher, "families": []}))
         assert said in text, text[:400]
 
 
@@ -194,3 +195,21 @@ def test_one_image_with_a_given_threshold_says_it_is_not_scored():
                                  "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]},
                                 hashers=["aHash"])
     assert any("given for aHash are not scored" in note for note in left_out.notes)  # pHash did not run
+
+
+def test_the_summary_names_a_family_whose_every_pair_failed():
+    """A family whose edit fails on every image has no detection rate, so no row in the answer, the
+    detection table or its figures: the summary says so. Was: it disappeared without a word."""
+    from harness.summary import summary_markdown
+
+    config = {"name": "fails", "images": ["builtin:coffee", "builtin:camera", "builtin:astronaut", "builtin:chelsea"],
+              "hashers": ["aHash", "pHash"], "impostors": {"transformed": True}, "detection": {"fpr": [0.2]},
+              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}},
+                         {"family": "outside", "b": {"crop": {"x": 5000, "y": 5000, "width": 30, "height": 30}}}]}
+    results = api.evaluate(config)
+    assert list(results.metrics.verdicts["family"]) == ["jpeg"] and "outside" not in set(results.detection["family"])
+    figures = {key: f"figures/{key}.png" for key in ("families", "heatmap", "detection", "histograms", "roc", "matrix")}
+    summary = summary_markdown(results, figures, previews=False)
+    assert ("> **No detection rate for 1 family (outside):** every one of its pairs failed for every hasher, so no "
+            "table or figure of detection rates has it") in summary
+    assert summary.count("No detection rate") == 1

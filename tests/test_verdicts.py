@@ -410,7 +410,7 @@ def test_the_answer_counts_the_tied_hashers_not_the_pieces_of_their_joined_ids(c
     text = "\n".join(answer_section({
         "verdicts": family_verdicts(frame, "fpr=0.01", 0.95, per_hasher), "hasher_verdicts": per_hasher,
         "chosen": "fpr=0.01", "rate": 0.01, "min_tpr": 0.95, "thresholds": thresholds,
-        "figures": {"matrix": "m", "detection": "d"}}))
+        "figures": {"matrix": "m", "detection": "d"}, "families": ["jpeg"]}))
     assert said in text.replace("\\", "")  # md() escapes the ids' "=" and "_" for Markdown
 
 
