@@ -412,10 +412,14 @@ def _how_to_name(record: dict) -> str:
     line gives no parameters)."""
     from harness.hashers import HASHERS
 
-    try:
-        defaults = _hasher_record(record["hasher"], HASHERS.get(record["name"])().spec())["params"]
-    except Exception:  # a hasher not registered here (a plugin not imported): its config entry says it
-        defaults = None
+    defaults = None  # a hasher not registered here (a plugin): its config entry says it
+    # Registered names alone: a plugin's name in a table's record is never imported (the table, not
+    # the user, chose it; was: `pkg:Name` in a table's metadata imported pkg, from the current folder).
+    if record["name"] in HASHERS:
+        try:
+            defaults = _hasher_record(record["hasher"], HASHERS.get(record["name"])().spec())["params"]
+        except Exception:  # noqa: BLE001 -- parameters it cannot be built with: named in full below
+            defaults = None
     if record["params"] == defaults:
         return f"--hashers {record['name']}"
     entry = json.dumps({"name": record["name"], **record["params"]}, sort_keys=False)

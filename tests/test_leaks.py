@@ -980,6 +980,30 @@ def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_pa
                  "aHash", "--threshold", "8", "--out", str(tmp_path / "csv"), "--quiet"]) == 0
 
 
+def test_a_plugin_named_in_a_hash_tables_record_is_never_imported(tmp_path, capsys, monkeypatch):
+    """A table's record names the hasher that made it; a plugin's name there is named back to the
+    user, never imported. Was: `pwn:Anything` in the metadata imported pwn.py from the folder the
+    audit ran in, on the way to the error that said the table holds another hasher's hashes."""
+    write(tmp_path / "train" / "a.png", make_scene(1, 64, 64))
+    write(tmp_path / "test" / "b.png", make_scene(2, 64, 64))
+    first = tmp_path / "first"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
+                 "--hashers", "pHash", "--out", str(first), "--quiet"]) == 0
+    table = pq.read_table(first / "hashes" / "train.pHash.parquet")
+    recorded = json.loads(table.schema.metadata[b"harness.leaks"])
+    crafted = {**recorded, "name": "pwnplugin:Anything", "hasher": "pwnplugin:Anything"}
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    pq.write_table(table.replace_schema_metadata({b"harness.leaks": json.dumps(crafted).encode()}),
+                   folder / "train.parquet")
+    (folder / "pwnplugin.py").write_text("import pathlib\npathlib.Path('imported').write_text('yes')\n")
+    monkeypatch.chdir(folder)
+    assert main(["leaks", "--train", "train.parquet", "--test", str(tmp_path / "test"), "--hashers", "pHash",
+                 "--threshold", "8", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert not (folder / "imported").exists() and "pwnplugin" not in sys.modules
+    assert one_line(capsys).startswith("error: train.parquet: holds the hashes of pwnplugin:Anything (")
+
+
 def test_json_nested_too_deep_in_a_hash_table_or_a_calibration_run_is_one_line(tmp_path, capsys):
     """JSON nested past Python's recursion limit, in a hash table's record or a calibration run's
     hashers.csv, is a damaged input (one line, exit 2), never a crash."""
