@@ -793,6 +793,57 @@ def _categorical(column: pd.Series) -> pd.Series:
     return pd.Series(first_seen_categorical(category_codes(column), texts), index=column.index, name=column.name)
 
 
+# What a Parquet table may take once decompressed: a run's long table of 10^8 rows holds about 3 GB
+# (two float64 columns, and the text columns' dictionary codes); a hash table as much as a CSV one.
+PARQUET_MAX_BYTES = 8 << 30
+
+
+def read_parquet_bounded(source, shown: str, what: str, columns: list[str] | None = None,
+                         limit: int | None = None):
+    """A Parquet file as a pyarrow Table, its text columns read as dictionaries (each distinct value
+    once, as pandas' categories), refused in one line naming `shown` where its pages would take more
+    than `limit` bytes decompressed (`what` names the kind of table). A 4 KB file can hold gigabytes
+    of zstd-compressed or dictionary-repeated text: read plainly, one took 7.4 GB and ended in an
+    ArrowMemoryError. The pages' sizes are those the file's footer declares (pyarrow reads no page
+    header until it decodes); the dictionaries keep repeated values from multiplying in memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    limit = PARQUET_MAX_BYTES if limit is None else limit
+    file = pq.ParquetFile(source)
+    meta, wanted = file.metadata, None if columns is None else set(columns)
+    pages = sum(meta.row_group(g).column(c).total_uncompressed_size for g in range(meta.num_row_groups)
+                for c in range(meta.num_columns)
+                if wanted is None or meta.row_group(g).column(c).path_in_schema in wanted)
+    if pages > limit:
+        raise HarnessError(f"{shown}: {pages:,} bytes once decompressed, more than {what} may hold "
+                           f"({limit >> 30} GiB)")
+
+    def text(kind) -> bool:
+        kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+        return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+    names = [field.name for field in file.schema_arrow if text(field.type) and (wanted is None or field.name in wanted)]
+    return pq.ParquetFile(source, read_dictionary=names).read(columns=columns)
+
+
+def decoded_text_bytes(column) -> tuple[int, int]:
+    """(the bytes a dictionary column of text takes decoded, row by row; its longest value's bytes),
+    worked out on the codes and the dictionary: nothing is decoded."""
+    import pyarrow.compute as pc
+
+    total = longest = 0
+    for chunk in column.chunks:
+        lengths = pc.binary_length(chunk.dictionary)
+        total += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+        longest = max(longest, pc.max(lengths).as_py() or 0)
+    return total, longest
+
+
+# The longest value of a hash table's column: a file's path (Linux's PATH_MAX), or a hash in hexadecimal.
+TABLE_VALUE_MAX_BYTES = 4096
+
+
 def read_long(out_dir: str, name: str) -> pd.DataFrame:
     import pandas as pd
 
@@ -800,7 +851,8 @@ def read_long(out_dir: str, name: str) -> pd.DataFrame:
     parquet, csv = os.path.join(out_dir, f"{name}.parquet"), os.path.join(out_dir, f"{name}.csv")
     try:
         if _regular(parquet):
-            frame = pd.read_parquet(parquet, engine="pyarrow")
+            frame = read_parquet_bounded(parquet, f"{_where(out_dir)}: {name}.parquet",
+                                         "a table of a run").to_pandas()
         elif _regular(csv):
             _check_run_csv(csv)
             numeric = [c for c in ("distance", "distance_norm") if c in columns]
@@ -979,25 +1031,34 @@ def read_table_file(path: str, columns: list[str]) -> tuple[pd.DataFrame, dict[s
         raise HarnessError(f"{shown}: holds NUL bytes; not a CSV table of file names and hashes")
     try:
         if parquet:
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(io.BytesIO(data), columns=columns)
+            table = read_parquet_bounded(io.BytesIO(data), shown, "a hash table", columns, TABLE_MAX_BYTES)
         else:
             frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, usecols=columns)
+    except HarnessError:
+        raise
     except Exception as exc:  # pandas and pyarrow raise many kinds on damaged files
         raise HarnessError(f"{shown}: not a table with the columns {', '.join(columns)} ({exception_text(exc)})") from None
     if parquet:  # a CSV is text by nature; a Parquet column may hold bytes, numbers or nulls
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        decoded = 0
         for column in columns:
             kind = table.schema.field(column).type
-            if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            if not pa.types.is_dictionary(kind):  # read_parquet_bounded reads every text column as one
                 raise HarnessError(f"{shown}: column {column} holds {kind} values, not text")
             if table.column(column).null_count:
                 row = pc.index(pc.is_null(table.column(column)), True).as_py()
                 raise HarnessError(f"{shown}: row {row + 1}: {column} is null")
-        frame = table.to_pandas()
+            size, longest = decoded_text_bytes(table.column(column))
+            if longest > TABLE_VALUE_MAX_BYTES:
+                raise HarnessError(f"{shown}: column {column} holds a value of {longest:,} bytes; a file's path or "
+                                   f"a hash has at most {TABLE_VALUE_MAX_BYTES:,}")
+            decoded += size
+        if decoded > TABLE_MAX_BYTES:  # its values repeated: as much text as no CSV table may hold
+            raise HarnessError(f"{shown}: {decoded:,} bytes of text once decoded, more than a hash table may hold "
+                               f"({TABLE_MAX_BYTES >> 30} GiB: 10^8 files)")
+        frame = pd.DataFrame({column: table.column(column).cast(pa.large_string()).to_pandas() for column in columns})
     empty = np.flatnonzero(frame[columns[0]].to_numpy(dtype=object) == "")
     if len(empty):
         raise HarnessError(f"{shown}: row {int(empty[0]) + (1 if parquet else 2)}: {columns[0]} is empty")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -511,6 +512,44 @@ def test_report_of_a_damaged_directory_is_one_line(tmp_path, capsys, damage):
     assert main(["report", str(out)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: {out}") and "\n" not in error
+
+
+def test_a_parquet_table_that_decompresses_past_its_bound_is_one_line_and_repeats_cost_nothing(tmp_path, capsys,
+                                                                                               monkeypatch):
+    """A run's distances.parquet is read with its text as dictionaries (a value repeated on 600,000
+    rows is held once) and refused where its pages decompress past storage.PARQUET_MAX_BYTES.
+    Was: read plainly, a 19 KB file took 7.4 GB and ended in exit 3 (ArrowMemoryError)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from harness import storage
+
+    out = tmp_path / "out"
+    assert main(["run", str(write_config(tmp_path, ["one"])), "--out", str(out), "--quiet"]) == 0
+    table = pq.read_table(out / "distances.parquet")
+    rows = 600_000
+    long_name = pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), pa.array(["x" * 5000]))
+    repeated = pa.table({name: (long_name if name in ("image", "image_id") else
+                                pa.array(np.resize(table.column(name).to_pylist(), rows)).dictionary_encode()
+                                if pa.types.is_dictionary(table.schema.field(name).type) else
+                                pa.array(np.resize(table.column(name).to_numpy(), rows)))
+                         for name in table.column_names})
+    pq.write_table(repeated, out / "distances.parquet", compression="zstd", store_schema=False)
+    assert os.path.getsize(out / "distances.parquet") < 100_000
+    frame = storage.read_long(str(out), storage.DISTANCES)  # 3 GB of text, if each row held its own
+    assert isinstance(frame["image"].dtype, pd.CategoricalDtype) and len(frame) == rows
+    assert frame["image"].cat.categories.tolist() == ["x" * 5000]
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 2  # its rows name no image of images.csv: damaged, one line
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {out}") and "\n" not in error
+    # Pages that decompress past the bound (here made small) are refused before any is read.
+    pq.write_table(table, out / "distances.parquet", compression="zstd", use_dictionary=False)
+    monkeypatch.setattr(storage, "PARQUET_MAX_BYTES", 100)  # the 4-row table takes 750
+    assert main(["report", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {out}: distances.parquet: ") and "bytes once decompressed, more than a table " \
+        "of a run may hold" in error and "\n" not in error
 
 
 def test_long_tables_are_parquet_too_and_either_reads_back(tmp_path):

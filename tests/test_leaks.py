@@ -1004,6 +1004,32 @@ def test_a_plugin_named_in_a_hash_tables_record_is_never_imported(tmp_path, caps
     assert one_line(capsys).startswith("error: train.parquet: holds the hashes of pwnplugin:Anything (")
 
 
+def test_a_hash_table_whose_text_decodes_past_its_bounds_is_one_line(tmp_path, capsys):
+    """A few KB of Parquet can repeat one value on millions of rows: a name longer than any path, or
+    more text than a hash table may hold, is refused from the dictionary's lengths, before anything
+    is decoded. Was: a 4 KB file took 7.4 GB and ended in exit 3 (ArrowMemoryError)."""
+    import pyarrow as pa
+
+    write(tmp_path / "test" / "b.png", make_scene(2, 64, 64))
+
+    def table(rows: int, name_bytes: int) -> str:
+        codes = pa.array(np.zeros(rows, np.int32))
+        path = tmp_path / f"t{rows}_{name_bytes}.parquet"
+        pq.write_table(pa.table({"file": pa.DictionaryArray.from_arrays(codes, pa.array(["x" * name_bytes])),
+                                 "hash": pa.DictionaryArray.from_arrays(codes, pa.array(["0" * 16]))}),
+                       path, compression="zstd", store_schema=False)
+        assert os.path.getsize(path) < 1_000_000  # 500 KB: the codes of 1,100,000 rows
+        return str(path)
+
+    for path, said in ((table(600_000, 5000), "column file holds a value of 5,000 bytes; a file's path or a hash "
+                                              "has at most 4,096"),
+                       (table(1_100_000, 4000), "bytes of text once decoded, more than a hash table may hold (4 GiB")):
+        assert main(["leaks", "--train", path, "--test", str(tmp_path / "test"), "--hashers", "pHash",
+                     "--threshold", "8", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+        error = one_line(capsys)
+        assert error.startswith(f"error: {path}: ") and said in error
+
+
 def test_json_nested_too_deep_in_a_hash_table_or_a_calibration_run_is_one_line(tmp_path, capsys):
     """JSON nested past Python's recursion limit, in a hash table's record or a calibration run's
     hashers.csv, is a damaged input (one line, exit 2), never a crash."""
