@@ -900,3 +900,36 @@ def test_decoding_leaves_no_file_open_at_exit(tmp_path):
     code = f"from harness.images import read_image\nread_image({str(path)!r})\n"
     done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and "ResourceWarning" not in done.stderr, done.stderr
+
+
+def _matches_by_every_split(pattern, parts):  # the former _matches: every way to split the path per `**`
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_matches_by_every_split(pattern[1:], parts[skip:]) for skip in range(len(parts)))
+    import fnmatch
+
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _matches_by_every_split(pattern[1:], parts[1:])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["**", "*", "a", "b", "*.png", "?"]), max_size=6),
+       st.lists(st.sampled_from(["a", "b", "x.png", "ab"]), max_size=6))
+def test_a_glob_matches_as_every_split_of_the_path_would(pattern, parts):
+    assert images._matches(tuple(pattern), tuple(parts)) == _matches_by_every_split(tuple(pattern), tuple(parts))
+
+
+def test_repeated_double_stars_cost_each_step_once(tmp_path):
+    """`**` repeated: was every way to split the path per `**` (8 of them over 25 folders took 33 s
+    for one file); now each step of the pattern once. 40 of them over 60 folders would not end."""
+    parts = tuple(["d"] * 60 + ["x.jpg"])
+    assert not images._matches(("**",) * 40 + ("*.png",), parts)
+    assert images._matches(("**",) * 40 + ("*.jpg",), parts)
+    deep = tmp_path.joinpath(*["d"] * 25)
+    deep.mkdir(parents=True)
+    for k in range(3):
+        (deep / f"{k}.jpg").write_bytes(b"")
+    write_png = cv2.imwrite(str(tmp_path / "top.png"), make_scene(1, 16, 16))
+    assert write_png
+    found = images.expand_source(str(tmp_path) + "/" + "**/" * 12 + "*.png")
+    assert [os.path.basename(path) for path in found] == ["top.png"]
