@@ -223,6 +223,11 @@ def linked_folders_note(entry: str, links: list[str]) -> str:
             f"as {'an entry' if one else 'entries'} to include {'its' if one else 'their'} files")
 
 
+# How deep a listing goes below the folder given: os.walk (Python 3.11) recurses a stack frame a
+# folder, so 1,100 nested folders ended in RecursionError; no data set nests 200.
+MAX_FOLDER_DEPTH = 200
+
+
 def _walk(folder: str, pattern: tuple[str, ...] | None = None, unlisted: list | None = None,
           links: list | None = None) -> list[str]:
     """Every file below `folder` but hidden ones (names starting with '.', like an interrupted run's
@@ -245,8 +250,12 @@ def _walk(folder: str, pattern: tuple[str, ...] | None = None, unlisted: list | 
     root_depth = folder.rstrip(os.sep).count(os.sep)
     for parent, folders, names in os.walk(folder, onerror=failed):
         folders[:] = [name for name in folders if not name.startswith(".")]
+        depth = parent.rstrip(os.sep).count(os.sep) - root_depth
+        if depth >= MAX_FOLDER_DEPTH and folders:  # os.walk recurses a frame a folder (Python 3.11)
+            failed(OSError(0, f"more than {MAX_FOLDER_DEPTH} folders deep, not listed",
+                           os.path.join(parent, min(folders))))
+            folders[:] = []
         if pattern is not None:  # the folders at depth d+1 are matched by the pattern's part d
-            depth = parent.rstrip(os.sep).count(os.sep) - root_depth
             if "**" not in pattern[:depth + 1]:
                 folders[:] = [name for name in folders if depth < len(pattern) - 1
                               and fnmatch.fnmatchcase(name, pattern[depth])]

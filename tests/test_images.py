@@ -933,3 +933,28 @@ def test_repeated_double_stars_cost_each_step_once(tmp_path):
     assert write_png
     found = images.expand_source(str(tmp_path) + "/" + "**/" * 12 + "*.png")
     assert [os.path.basename(path) for path in found] == ["top.png"]
+
+
+def test_a_folder_nested_past_the_depth_limit_is_said_not_a_crash(tmp_path):
+    """1,100 nested folders: was RecursionError from os.walk (exit 3); now the listing stops at
+    MAX_FOLDER_DEPTH and says which folder it did not list."""
+    (tmp_path / "d").mkdir()
+    assert cv2.imwrite(str(tmp_path / "d" / "top.png"), make_scene(1, 16, 16))
+    deep = tmp_path / "d"
+    cwd = os.getcwd()
+    try:  # one level at a time: a 2,200-character path at once is past what some calls take
+        os.chdir(deep)
+        for _ in range(1100):
+            os.mkdir("a")
+            os.chdir("a")
+        assert cv2.imwrite("x.png", make_scene(2, 16, 16))
+    finally:
+        os.chdir(cwd)
+    unlisted: list = []
+    found = images._walk(str(deep), unlisted=unlisted)
+    assert [os.path.basename(path) for path in found] == ["top.png"]
+    (where, reason), = unlisted
+    assert where == str(deep) + "/a" * (images.MAX_FOLDER_DEPTH + 1)
+    assert reason == f"more than {images.MAX_FOLDER_DEPTH} folders deep, not listed"
+    with pytest.raises(ValueError, match="more than 200 folders deep"):
+        images._walk(str(deep))
