@@ -113,11 +113,24 @@ def _first_families(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return frame[frame["family"].isin(families[:MAX_PANELS])], len(families)
 
 
+# The characters of a name (a family, a label, a hasher) a figure draws, the rest cut with "…": no
+# figure shows more legibly, and a 200,000-character family name as a tick label took 16 GB.
+NAME_DRAWN_MAX = 100
+
+
 def _plain(text) -> str:
-    """Text from a config or a file name as matplotlib draws it literally: with every `$`
-    escaped, a string has no unescaped dollar pair, so it is not mathtext, and matplotlib
-    unescapes `\\$` when it draws plain text ("cost $5 and $6" stays that, "$\\frac$" cannot raise)."""
-    return str(text).replace("$", r"\$")
+    """Text from a config or a file name as matplotlib draws it literally, at most NAME_DRAWN_MAX
+    characters. The report draws with `text.parse_math` off (report._report_style): the text as it
+    is. Elsewhere (these functions called from a notebook) every `$` is escaped: a string with no
+    unescaped dollar pair is not mathtext, and matplotlib unescapes `\\$` when it draws plain text
+    ("cost $5 and $6" stays that, "$\\frac$" cannot raise). Was: escaped in the report too, where
+    nothing unescapes it, so a title read "cost \\$5"."""
+    import matplotlib
+
+    text = str(text)
+    if len(text) > NAME_DRAWN_MAX:
+        text = text[:NAME_DRAWN_MAX - 1] + "…"
+    return text.replace("$", r"\$") if matplotlib.rcParams["text.parse_math"] else text
 
 
 # --- a figure, and where its axes go ---------------------------------------------
@@ -243,7 +256,8 @@ def _extent(ax, fonts: _Fonts, width: float, height: float) -> _Extent:
             reach = 0.0  # beyond the box, across the axis
             if text.get_visible():
                 for fraction, label in _tick_labels(axis):
-                    w, h = fonts.size(label, text.get_fontsize(), text.get_rotation(), is_math_text(label))
+                    math = text.get_parse_math() and is_math_text(label)  # as the tick label will be drawn
+                    w, h = fonts.size(label, text.get_fontsize(), text.get_rotation(), math)
                     along, out = (w, h) if axis is ax.xaxis else (h, w)
                     reach = max(reach, out + _TICK)
                     # Along the axis a label may run past the box's ends (rotated x labels do).
@@ -340,6 +354,21 @@ def _place_panels(figure, rows: list[list], legend: tuple[list[str], list[str]] 
         figure.text(_PAD / width, _PAD / height, note, fontsize=8, color="0.4", va="bottom")
 
 
+def _longest_fitting(text: str, fontsize: float, width: float, fonts: _Fonts, suffix: str = "") -> int:
+    """The most characters of `text` (at least 1) that, followed by `suffix`, fit in `width` inches,
+    found by bisection (a text's width grows with its characters), among at most as many as could
+    fit at a twentieth of an em each: a character at a time from the end, a 2,000-character name took
+    minutes to wrap."""
+    low, high = 1, min(len(text), 1 + int(width * 72 / (fontsize * 0.05)))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fonts.size(text[:middle] + suffix, fontsize)[0] > width:
+            high = middle - 1
+        else:
+            low = middle
+    return low
+
+
 def _wrap(text: str, fontsize: float, width: float, fonts: _Fonts) -> str:
     """`text` in lines at most `width` inches wide, broken between words (a word wider than that
     alone, such as a long hasher id, is broken inside)."""
@@ -352,9 +381,7 @@ def _wrap(text: str, fontsize: float, width: float, fonts: _Fonts) -> str:
                 lines.append(line)
                 candidate = word
             while len(candidate) > 1 and fonts.size(candidate, fontsize)[0] > width:  # one word too wide
-                cut = len(candidate) - 1
-                while cut > 1 and fonts.size(candidate[:cut], fontsize)[0] > width:
-                    cut -= 1
+                cut = _longest_fitting(candidate[:-1], fontsize, width, fonts)
                 # After a hyphen, dot, underscore or slash where one fits ("imagehash.", "sixty-").
                 cut = max([k + 1 for k in range(cut) if candidate[k] in "-._/"] or [cut])
                 lines.append(candidate[:cut])
@@ -384,13 +411,14 @@ def _title(ax, text: str, fontsize: float = 11) -> None:
 
 def _fit(text: str, fontsize: float, width: float, fonts: _Fonts, lines: int = 2) -> str:
     """`text` wrapped to `width` inches on at most `lines` lines, the last cut with an ellipsis where
-    more would be needed."""
-    wrapped = _wrap(text, fontsize, width, fonts).split("\n")
+    more would be needed. Only as much of `text` is wrapped as `lines` lines could hold (a 200,000-
+    character family name was wrapped whole before being cut)."""
+    wrapped = _wrap(text[:lines * (2 + int(width * 72 / (fontsize * 0.05)))], fontsize, width, fonts).split("\n")
     if len(wrapped) <= lines:
         return "\n".join(wrapped)
     last = " ".join(wrapped[lines - 1:])
-    while len(last) > 1 and fonts.size(last + "…", fontsize)[0] > width:
-        last = last[:-1]
+    if fonts.size(last + "…", fontsize)[0] > width:
+        last = last[:_longest_fitting(last, fontsize, width, fonts, "…")]
     return "\n".join(wrapped[:lines - 1] + [last.rstrip() + "…"])
 
 

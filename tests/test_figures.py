@@ -110,6 +110,36 @@ def test_text_from_configs_is_drawn_literally(dollars):
         assert expected in seen, expected
 
 
+def test_the_report_draws_names_as_they_are_with_no_escape_left_in_them(dollars):
+    """The report draws with text.parse_math off: a name's `$` needs no escape there, and one
+    would be drawn. Was: the titles read "cost \\$5 and \\$6"."""
+    from harness.report import _report_style
+
+    with _report_style():
+        figures = every_figure(dollars)
+        texts = {name: [text.get_text() for text in figure.findobj(Text)] for name, figure in figures.items()}
+        for figure in figures.values():
+            drawn(figure)
+    assert "cost $5 and $6" in texts["families"] and "$a$ mild" in texts["heatmap"]
+    assert not [(name, text) for name, shown in texts.items() for text in shown if "\\$" in text]
+
+
+def test_a_name_of_any_length_is_drawn_in_at_most_its_first_hundred_characters():
+    """A 20,000-character family name (the label defaults to it): titles wrapped to two lines, tick
+    labels cut. Was: minutes to wrap at 2,000 characters; at 200,000, 16 GB and no end."""
+    name = "W" * 20_000
+    results = api.evaluate({"name": "long", "images": ["builtin:coffee", "builtin:camera"], "hashers": ["aHash"],
+                            "report": {"previews": True},
+                            "sweeps": [{"family": name, "b": {"jpeg": {"quality": "$value"}}, "values": [50, 60]}]})
+    for key, figure in every_figure(results).items():
+        drawn(figure)
+        longest = max(len(text.get_text()) for text in figure.findobj(Text))
+        assert longest <= 2 * plots.NAME_DRAWN_MAX, (key, longest)
+    heatmap = every_figure(results)["heatmap"]
+    labels = [label.get_text() for label in heatmap.axes[0].get_yticklabels()]
+    assert labels and all(label == "W" * 99 + "…" for label in labels)
+
+
 def overlap(a, b, tolerance: float = 1.0) -> bool:
     return (min(a.x1, b.x1) - max(a.x0, b.x0) > tolerance) and (min(a.y1, b.y1) - max(a.y0, b.y0) > tolerance)
 
