@@ -98,7 +98,8 @@ class Engine:
         self._pool = None
         self._client = None
         self._local_state = None
-        self._shared_setup = None  # on Dask: the setup, scattered to the workers
+        self._shared = None  # on Dask: what each worker checks and builds its state from (the setup) ...
+        self._shared_setup = None  # ... and its future, scattered to the workers
         self._token = uuid.uuid4().hex  # names this engine's setup in the workers' state
 
     # --- lifecycle ---------------------------------------------------------
@@ -114,8 +115,8 @@ class Engine:
         try:
             self.window = max(self.window, 4 * _wait_for_workers(self._client, self.scheduler, self.named))
             # Each worker checks the versions and, where the results follow it, the kind of CPU.
-            shared = (result_versions(), cpu_kind() if self.same_cpu else None, self.setup)
-            self._shared_setup = self._client.scatter(shared, broadcast=True, hash=False)
+            self._shared = (result_versions(), cpu_kind() if self.same_cpu else None, self.setup)
+            self._shared_setup = self._client.scatter(self._shared, broadcast=True, hash=False)
         except BaseException:
             self.close()  # at once: an API caller that keeps the engine is left no open client
             raise
@@ -253,6 +254,7 @@ class Engine:
             except concurrent.futures.CancelledError as exc:
                 if job is None:
                     raise self._lost(exc) from None
+                self._scatter_again(exc)
                 done = self._submit_dask(work, job)
         try:
             return _result(done)
@@ -266,10 +268,28 @@ class Engine:
 
             try:
                 distributed.wait(futures, return_when="FIRST_COMPLETED")
-            except concurrent.futures.CancelledError as exc:
-                raise self._lost(exc) from None
+            except concurrent.futures.CancelledError as exc:  # taken one by one, and sent again (_value)
+                if "scheduler-connection-lost" in str(exc):
+                    raise self._lost(exc) from None
         else:
             concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+
+    def _scatter_again(self, exc: BaseException) -> None:
+        """The setup scattered again where the cluster lost every copy of it, so that the jobs that
+        needed it can be sent again; the run's error where no worker is left to take it. Dask's
+        active memory manager keeps one copy of scattered data where no task waits on the others:
+        the worker holding it, frozen and then removed, took the setup with it, and every job of
+        the run came back cancelled, the healthy workers' too."""
+        if all(part.status == "finished" for part in self._shared_setup):  # a future per part of the tuple
+            return
+        try:
+            if not self._client.nthreads():
+                raise self._lost(exc)
+            self._shared_setup = self._client.scatter(self._shared, broadcast=True, hash=False, timeout=CONNECT_WAIT)
+        except HarnessError:
+            raise
+        except Exception:  # noqa: BLE001 -- the workers left as it was sent: the run cannot go on
+            raise self._lost(exc) from None
 
     def _lost(self, exc: BaseException) -> HarnessError:
         """The error for a Dask run whose work was cancelled for good: the scheduler gone, or every

@@ -160,6 +160,32 @@ def test_a_job_the_cluster_loses_is_submitted_again(cluster, monkeypatch):
     assert sorted(submitted) == [0, 0, 1, 2, 3, 4, 5]  # the lost one twice
 
 
+def test_a_setup_the_cluster_loses_is_scattered_again_and_its_jobs_sent_again(cluster, monkeypatch):
+    """Every copy of the run's scattered setup lost (here cancelled after the first job is sent; on a
+    cluster, the one worker Dask's memory manager left it on, frozen past its heartbeats and removed):
+    every job comes back cancelled. They are sent again with the setup scattered anew, and the run
+    ends as it would have. Was: the run stopped, "the cluster lost every worker", with a healthy
+    worker left."""
+    from harness.cluster import Engine
+
+    address, _ = cluster
+    submitted, scattered = [], []
+    submit = Engine._submit_dask
+
+    def submit_and_lose_the_setup(self, work, job):
+        future = submit(self, work, job)
+        submitted.append(job)
+        scattered.append(tuple(part.key for part in self._shared_setup))  # a future per part of the setup
+        if len(submitted) == 1:
+            self._client.cancel(list(self._shared_setup))
+        return future
+
+    monkeypatch.setattr(Engine, "_submit_dask", submit_and_lose_the_setup)
+    with Engine(scheduler=address) as engine:
+        assert list(engine.map(slow_square, range(6))) == [0, 1, 4, 9, 16, 25]
+    assert len(set(scattered)) >= 2 and submitted.count(0) == 2  # scattered again; the first job sent twice
+
+
 def slow_square(state, job):
     time.sleep(0.3)
     return job * job
