@@ -314,8 +314,9 @@ def _remove_unused(out_dir: str) -> None:
 
     try:
         names = set(os.listdir(out_dir))
-        if names - set(storage.CACHE_FILES) or (
-                storage.CACHE in names and not cache.holds_nothing(os.path.join(out_dir, storage.CACHE))):
+        kept = os.path.join(out_dir, storage.CACHE)
+        if names - set(storage.CACHE_FILES) or (storage.CACHE in names and (not cache.holds_nothing(kept)
+                                                                           or cache.in_use(kept))):
             return
         for name in names:
             os.remove(os.path.join(out_dir, name))
@@ -329,7 +330,7 @@ def _remove_unused_cache(path: str) -> None:
     from harness import cache
 
     try:
-        if os.path.isfile(path) and cache.holds_nothing(path):
+        if os.path.isfile(path) and cache.holds_nothing(path) and not cache.in_use(path):  # another run's
             for name in (path, path + "-wal", path + "-shm", path + "-journal"):
                 if os.path.lexists(name):
                     os.remove(name)

@@ -103,8 +103,11 @@ class HashCache:
         self._checked = False  # whether the file was checked for damage (_damaged_row)
         self._salvaged = False  # whether a damaged file was copied into a fresh one (_salvage): once at most
         self._spoiled: list[int] = []  # rowids of entries that did not check out, deleted with the next write
+        self._hold: int | None = None  # a descriptor of the file, holding a shared lock on it (in_use)
         if path is not None:
             self._open(path, owned=self._owned)
+            if self._db is not None:
+                self._hold = _hold(path)
 
     # --- opening -------------------------------------------------------------------
     def _open(self, path: str, owned: bool) -> None:
@@ -351,6 +354,9 @@ class HashCache:
             except sqlite3.Error:
                 pass
             self._db = None
+        if self._hold is not None:
+            os.close(self._hold)  # and with it the lock
+            self._hold = None
 
     @property
     def active(self) -> bool:
@@ -391,6 +397,46 @@ def _writable(path: str) -> bool:
     """Whether this process may write the cache file and make its log files beside it (False on a
     read-only file system, for root too)."""
     return os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
+
+
+# A run that stops removes a cache it created and left empty: not while another run uses it (two
+# runs given one new --cache, the first stopped by Ctrl-C, deleted the file under the second, which
+# then kept its hashes in a file that no longer had a name). Every process that opens a cache holds
+# a shared flock on the file, which SQLite's own locks (fcntl's, on byte ranges) do not touch.
+def _hold(path: str) -> int | None:
+    """A descriptor of `path` holding a shared lock on it, or None where it cannot be had."""
+    try:
+        import fcntl
+
+        held = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return held
+    except OSError:
+        os.close(held)
+        return None
+
+
+def in_use(path: str) -> bool:
+    """Whether a process (this one too) has the hash cache at `path` open (see _hold); False where
+    that cannot be told."""
+    try:
+        import fcntl
+
+        probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (ImportError, OSError):
+        return False
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(probe)  # and with it the probe's lock, had it one
 
 
 def holds_nothing(path: str) -> bool:

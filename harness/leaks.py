@@ -565,12 +565,12 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
                 DEFAULT_MAX_PIXELS, max_side=config.max_side, salt=salt)
     calibration = leaks_search.Calibration(config.calibration, config, hashers) if config.calibration else None
     splits = []
-    store = HashCache(cache)
     unlisted: dict[str, list[tuple[str, str]]] = {name: [] for name, _ in config.splits}
     # Every split listed before any hash: an entry that names nothing fails at once.
     listed = {name: _listed(config, name, entries, unlisted[name], notes) for name, entries in config.splits}
     check_sources_outside([path for paths in listed.values() for found in paths.values() for path in found], output)
     forms: dict[str, tuple] = {}  # per hasher: (dtype, shape) of its first image's row, which the others' must have
+    store = HashCache(cache)  # opened once every split is listed, and closed whatever happens next
     try:
         for name, entries in config.splits:
             errors = [unlisted_row(folder, reason) for folder, reason in unlisted[name]]

@@ -721,6 +721,29 @@ def test_a_failed_command_leaves_no_output_directory_it_made(tmp_path, capsys):
     assert mine.is_dir()
 
 
+def test_a_stopped_command_leaves_a_new_cache_that_another_run_has_open(tmp_path):
+    """A command stopped (Ctrl-C) removes the --cache it created while it holds nothing, but not
+    while another run has it open. Was: two runs given one new --cache, the first stopped, deleted
+    the file under the second, which then kept its hashes in a file that no longer had a name."""
+    from harness.__main__ import removed_if_unused
+    from harness.cache import HashCache
+
+    shared = tmp_path / "shared.sqlite"
+    for other_has_it_open in (True, False):
+        with pytest.raises(KeyboardInterrupt):
+            with removed_if_unused(str(tmp_path / "out"), str(shared)):
+                mine = HashCache(str(shared))  # this command makes it ...
+                other = HashCache(str(shared))  # ... and another run opens it
+                mine.close()
+                if not other_has_it_open:
+                    other.close()
+                raise KeyboardInterrupt
+        assert shared.exists() == other_has_it_open
+        other.close()
+        if other_has_it_open:
+            shared.unlink()
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 def test_a_full_disk_is_one_line():
     with open("/dev/full", "w") as full:
