@@ -811,7 +811,14 @@ def test_work_size_reads_a_header_and_never_waits(tmp_path):
     text.write_text("not an image")
     assert work_size(str(text)) == len("not an image")
     assert work_size(str(tmp_path / "missing.png")) == 0
-    assert work_size("builtin:astronaut") == 0
+    # A built-in image is sized as scikit-image's photographs mostly are, without decoding it; at 0,
+    # the 18 of builtin:skimage went to one worker as one job.
+    assert work_size("builtin:astronaut") == images.BUILTIN_PIXELS == 512 * 512
+    from harness.imagework import ImageJob
+    from harness.runner import TOGETHER_MOST, sent_together
+
+    jobs = [(ImageJob(k, "builtin:coffee", None, None), work_size("builtin:coffee")) for k in range(TOGETHER_MOST)]
+    assert [len(sent) for sent in sent_together(jobs)] == [2] * (TOGETHER_MOST // 2)
     if hasattr(os, "mkfifo"):
         fifo = tmp_path / "fifo.jpg"
         os.mkfifo(fifo)
