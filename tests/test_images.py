@@ -965,3 +965,50 @@ def test_a_folder_nested_past_the_depth_limit_is_said_not_a_crash(tmp_path):
     assert reason == f"more than {images.MAX_FOLDER_DEPTH} folders deep, not listed"
     with pytest.raises(ValueError, match="more than 200 folders deep"):
         images._walk(str(deep))
+
+
+def _chained_tiff(pages: int, loop: bool = False, order: str = "<") -> bytes:
+    """A TIFF of `pages` one-pixel grey pages, each directory pointing at the next (the last at the
+    first, with `loop`), little- or big-endian (`order`)."""
+    def directory(following: int) -> bytes:
+        tags = [(256, 4, 1, 1), (257, 4, 1, 1), (258, 4, 1, 8), (259, 4, 1, 1), (262, 4, 1, 1), (273, 4, 1, 4),
+                (277, 4, 1, 1), (278, 4, 1, 1), (279, 4, 1, 1)]  # LONGs: the same bytes in either order
+        return (struct.pack(order + "H", 9) + b"".join(struct.pack(order + "HHII", *tag) for tag in tags)
+                + struct.pack(order + "I", following))
+    size = 114
+    last = 8 if loop else 0
+    return (b"II*\x00" if order == "<" else b"MM\x00*") + struct.pack(order + "I", 8) + b"".join(
+        directory(8 + (k + 1) * size if k < pages - 1 else last) for k in range(pages))
+
+
+def test_a_tiffs_pages_are_counted_once_each_and_up_to_a_bound():
+    """Pillow's n_frames seeks through the chain again for each page (200,000 pages: minutes a file,
+    for a note); counted here each once, up to TIFF_PAGES_COUNTED, and a chain that loops ends."""
+    buffer = io.BytesIO()
+    frames = [Image.fromarray(np.full((8, 8, 3), 40 * k, np.uint8)) for k in range(5)]
+    frames[0].save(buffer, format="TIFF", save_all=True, append_images=frames[1:])
+    data = buffer.getvalue()
+    assert images._tiff_pages(data) == Image.open(io.BytesIO(data)).n_frames == 5
+    assert "multi-page TIFF: first frame of 5" in decode_image(data)[1]
+    for order in ("<", ">"):
+        chained = _chained_tiff(7, order=order)
+        assert images._tiff_pages(chained) == Image.open(io.BytesIO(chained)).n_frames == 7, order
+        assert images._tiff_pages(_chained_tiff(3, loop=True, order=order)) == 3
+    _, notes = decode_image(_chained_tiff(30_000))
+    assert "multi-page TIFF: first frame of 10,000 or more" in notes
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="needs /proc (Linux)")
+def test_a_file_that_reports_no_size_but_holds_data_is_refused_unread(tmp_path):
+    """A link to /proc/self/pagemap (size 0, gigabytes to read) was read up to the byte limit, 1.4 GB
+    for one file; a link to /proc/self/environ put its first bytes in errors.csv. An empty file is
+    still the empty file it was."""
+    link = tmp_path / "pm.jpg"
+    link.symlink_to("/proc/self/environ")
+    with pytest.raises(ImageError, match=r"reports a size of 0 bytes but holds data \(a file of /proc or /sys\?\); "
+                                         r"not an image file$") as caught:
+        read_image(str(link))
+    assert "SHELL" not in str(caught.value) and "53 48" not in str(caught.value)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match="empty file"):
+        read_image(str(tmp_path / "empty.png"))
