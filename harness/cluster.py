@@ -515,6 +515,9 @@ def _connect(address: str, named: str):
             raise HarnessError(f"{named}: no scheduler of this process is there (an inproc:// "
                                "address reaches only one started in the same process, such as "
                                "LocalCluster(processes=False) in a script); give the scheduler's tcp:// address")
+        if isinstance(exc, MemoryError):  # distributed read the server's first bytes as a frame's length
+            raise HarnessError(f"{named}: the server there answered, but not as a Dask scheduler does; is this "
+                               "the scheduler's address (port 8786 unless it was given another)?") from None
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise HarnessError(f"{named}: cannot connect ({shortened(reason, 200)}); is a Dask "
                            "scheduler listening there?") from None

@@ -391,6 +391,17 @@ def test_local_workers_give_the_same_tables(job, tmp_path):
     assert_same_tables(out, local)
 
 
+def test_no_more_local_workers_are_started_than_there_are_images():
+    """Was: --workers 1000 started 1,000 processes for 13 images (37 s instead of 17)."""
+    from harness import api
+
+    config = {"name": "few", "images": ["builtin:coffee", "builtin:camera", "builtin:astronaut"],
+              "hashers": ["aHash"], "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]}
+    results = api.evaluate(config, workers=64)
+    assert results.provenance["engine"] == "3 local worker processes"
+    assert results.distances.equals(api.evaluate(config, workers=1).distances)
+
+
 def test_a_cluster_that_cannot_be_reached_is_one_line(job, tmp_path):
     config, _ = job
     done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(tmp_path / "x"),
@@ -612,3 +623,39 @@ def test_only_images_with_work_are_sized(tmp_path, monkeypatch):
     again = api.evaluate(config, workers=2, cache=cache)
     assert sized == []
     assert again.distances.equals(first.distances)
+
+
+def test_a_server_that_is_no_scheduler_is_named_as_such():
+    """A web server at the address: distributed reads its first bytes as a frame's length and fails
+    to allocate exabytes. Was: "cannot connect (MemoryError: Unable to allocate 3.01 EiB ...)"."""
+    import socket
+    import threading
+
+    from harness.cluster import Engine
+    from harness.errors import HarnessError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    answered = []
+
+    def answer():
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            client.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            answered.append(client)  # kept open, as a web server that waits for the rest
+
+    threading.Thread(target=answer, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(HarnessError, match=r"the server there answered, but not as a Dask scheduler does; is this "
+                                               r"the scheduler's address"):
+            with Engine(scheduler=address) as engine:
+                list(engine.map(square, [1]))
+    finally:
+        server.close()
+        for client in answered:
+            client.close()

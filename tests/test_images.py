@@ -965,6 +965,11 @@ def test_a_folder_nested_past_the_depth_limit_is_said_not_a_crash(tmp_path):
     assert reason == f"more than {images.MAX_FOLDER_DEPTH} folders deep, not listed"
     with pytest.raises(ValueError, match="more than 200 folders deep"):
         images._walk(str(deep))
+    # Removed here, bottom up: Python 3.11's shutil.rmtree recurses a frame a folder, and pytest's
+    # clean-up of old temporary folders would end in RecursionError.
+    os.remove(os.path.join(str(deep), *["a"] * 1100, "x.png"))
+    for depth in range(1100, 0, -1):
+        os.rmdir(os.path.join(str(deep), *["a"] * depth))
 
 
 def _chained_tiff(pages: int, loop: bool = False, order: str = "<") -> bytes:
