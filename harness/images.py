@@ -65,6 +65,7 @@ import fnmatch
 import glob
 import hashlib
 import io
+import logging
 import os
 import re
 import stat
@@ -82,6 +83,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from harness.errors import OPENCV_MAX_PIXELS, PATH_MAX, ImageError, clipped, exception_text
+
+# Pillow logs what it finds wrong in a file (a TIFF's "More samples per pixel than can be decoded")
+# before it raises; with no handler configured, Python's last resort printed it on stderr, a stray
+# line beside the file's one-line reason. A NullHandler on Pillow's logger stops only that: where
+# logging is configured (a notebook's root handler), Pillow's records still reach it.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 BUILTIN_PREFIX = "builtin:"
 # scikit-image's bundled photographs (shipped in the package, no download), freely

@@ -1017,3 +1017,19 @@ def test_a_file_that_reports_no_size_but_holds_data_is_refused_unread(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(ImageError, match="empty file"):
         read_image(str(tmp_path / "empty.png"))
+
+
+def test_pillows_log_of_a_damaged_tiff_stays_off_stderr(tmp_path):
+    """A TIFF declaring 2,048 samples per pixel: Pillow logs "More samples per pixel than can be
+    decoded" before it refuses the file, and with no logging configured Python printed that on
+    stderr beside the file's one-line reason. (In a process of its own: pytest's log capture would
+    take the record before Python's last resort could print it.)"""
+    tags = [(256, 4, 1, 8), (257, 4, 1, 8), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (273, 4, 1, 200),
+            (277, 3, 1, 2048), (278, 4, 1, 8), (279, 4, 1, 64)]
+    data = (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(tags))
+            + b"".join(struct.pack("<HHII", *tag) for tag in tags) + struct.pack("<I", 0))
+    (tmp_path / "t.tif").write_bytes(data + b"\x00" * (264 - len(data)))
+    code = ("import sys\nfrom harness.images import read_image\nfrom harness.errors import ImageError\n"
+            f"try:\n    read_image({str(tmp_path / 't.tif')!r})\nexcept ImageError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "TIFF" in done.stdout and done.stderr == ""
