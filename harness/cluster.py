@@ -101,6 +101,8 @@ class Engine:
         self._shared = None  # on Dask: what each worker checks and builds its state from (the setup) ...
         self._shared_setup = None  # ... and its future, scattered to the workers
         self._token = uuid.uuid4().hex  # names this engine's setup in the workers' state
+        self._generation = 0  # local pools started before the current one (after workers died)
+        self._restarts = 0
 
     # --- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "Engine":
@@ -121,8 +123,9 @@ class Engine:
             self.close()  # at once: an API caller that keeps the engine is left no open client
             raise
 
-    def _start_pool(self) -> None:
-        """Local workers, started at the first job to send (a run whose every image is cached starts none)."""
+    def _start_pool(self, context=None) -> None:
+        """Local workers, started at the first job to send (a run whose every image is cached starts
+        none), or after a worker died (`context`: how they start; by default as _context says)."""
         if self.warm_up is not None:
             self.warm_up()
         # Ctrl-C is this process's to handle (it stops the workers, see close): a worker interrupted
@@ -132,7 +135,7 @@ class Engine:
         blocking = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if blocking else None
         try:
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=_context(),
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context or _context(),
                                                                 initializer=_start_local_worker,
                                                                 initargs=(os.getpid(), self._token, self.setup))
             # Every worker starts now, and loads its hashers while this process prepares the next jobs.
@@ -141,7 +144,7 @@ class Engine:
             if mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for started in starting:
-            started.result()
+            _result(started)
 
     def __exit__(self, exc_type, *exc) -> None:
         self.close(stop=exc_type is not None)
@@ -157,6 +160,11 @@ class Engine:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    @property
+    def restarts(self) -> int:
+        """How many times a local worker died and its pool was started again (_value)."""
+        return self._restarts
 
     @property
     def parallel(self) -> bool:
@@ -220,8 +228,7 @@ class Engine:
                 future = submit(work, job)
                 running[future] = entry = [False, future]
                 pending.append(entry)
-                if self.scheduler:
-                    sent[future.key] = job
+                sent[future.key if self.scheduler else future] = (job, self._generation)
             # Results leave in job order, but a long job at the head of the line must not leave the
             # other workers idle: only the jobs still running count against the window (their inputs
             # are what takes memory), and finished results (a few hashes each) wait their turn, up to
@@ -239,15 +246,18 @@ class Engine:
                 yield pending.popleft()[1]
 
     LOST_TRIES = 3  # submissions of a job that a Dask cluster keeps losing, before its error stands
+    POOL_RESTARTS = 3  # local pools started again in one run after a worker died, before its error stands
 
     def _value(self, done, work, sent: dict):
         """A done entry's value. A Dask future can come back cancelled when a worker died holding
         its result and the scheduler had already forgotten the task ("already forgotten"), which
         distributed's own retries do not cover: its job is submitted again, so a lost worker's
-        images are redone, not lost."""
+        images are redone, not lost. So are a local worker's: when one dies (killed, or out of
+        memory), the pool breaks and fails every job it held; a new pool is started, once per
+        broken one, and each of those jobs is sent to it."""
         if isinstance(done, Ready):
             return done.value
-        job = sent.pop(done.key, None) if self._client is not None else None
+        job, generation = sent.pop(done.key if self._client is not None else done, (None, None))
         for _ in range(self.LOST_TRIES):
             try:
                 return _result(done)
@@ -256,10 +266,26 @@ class Engine:
                     raise self._lost(exc) from None
                 self._scatter_again(exc)
                 done = self._submit_dask(work, job)
+            except WorkerDied:
+                if job is None or self._restarts >= self.POOL_RESTARTS and generation == self._generation:
+                    raise
+                if generation == self._generation:  # the pool that broke is the current one
+                    self._restart_pool()
+                done, generation = self._submit_local(work, job), self._generation
         try:
             return _result(done)
         except concurrent.futures.CancelledError as exc:
             raise self._lost(exc) from None
+
+    def _restart_pool(self) -> None:
+        """A new pool of local workers in place of a broken one, spawned: forked now, a worker could
+        inherit a lock that another thread of this process holds (the report's imports, loading
+        meanwhile), and wait on it for good."""
+        self._restarts += 1
+        broken, self._pool = self._pool, None
+        broken.shutdown(wait=False, cancel_futures=True)
+        self._generation += 1
+        self._start_pool(multiprocessing.get_context("spawn"))
 
     def _wait_any(self, futures: list) -> None:
         """Until one of `futures` is done."""
@@ -300,7 +326,12 @@ class Engine:
                             "cache keeps what was done")
 
     def _submit_local(self, work, job):
-        return self._pool.submit(_run, self._token, None, work, job)
+        try:
+            return self._pool.submit(_run, self._token, None, work, job)
+        except concurrent.futures.process.BrokenProcessPool as exc:  # it broke since the last job: a failed
+            failed = concurrent.futures.Future()  # future, taken as the pool's others are (_value)
+            failed.set_exception(exc)
+            return failed
 
     def _submit_dask(self, work, job):
         # pure=False: the same job submitted twice (a rerun) is computed, not deduplicated by key.
@@ -327,11 +358,15 @@ def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
         writer.close()
 
 
+class WorkerDied(HarnessError):
+    """A local worker process died, and with it its pool (Engine._value starts another)."""
+
+
 def _result(future):
     try:
         return future.result()
     except concurrent.futures.process.BrokenProcessPool:
-        raise HarnessError("a worker process died (out of memory, or killed; or, from a script of yours, the "
+        raise WorkerDied("a worker process died (out of memory, or killed; or, from a script of yours, the "
                            "code that starts the work is not under `if __name__ == \"__main__\":`, which worker "
                            "processes need); run again: the cache keeps what was done") from None
 

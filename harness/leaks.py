@@ -766,8 +766,9 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
     images = _nameable([path for segment in segments if isinstance(segment, list) for path in segment], errors)
     hashed: dict[str, dict] = {}  # image path -> {hasher: row}, for each image every hasher hashed
     if images:
-        for path, outcome, cached in ImagePass(images, plan, infos, hashers, cache, workers=workers,
-                                               scheduler=scheduler, progress=progress, desc=name):
+        hashing = ImagePass(images, plan, infos, hashers, cache, workers=workers, scheduler=scheduler,
+                            progress=progress, desc=name)
+        for path, outcome, cached in hashing:
             if outcome.record is None:
                 errors.append({"image": display_path(path), "image_id": "", "stage": "read", "reason": outcome.error})
                 continue
@@ -784,6 +785,7 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
                 forms.setdefault(hid, (np.asarray(rows[hid]).dtype, np.shape(rows[hid])))
             else:  # every hasher hashed it: a file of the split
                 hashed[path] = rows
+        split.notes += hashing.notes
     parts: dict[str, list[np.ndarray]] = {hid: [] for hid in hashers}
     for segment in segments:
         if isinstance(segment, tuple):  # a hash table's rows

@@ -217,7 +217,7 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
             collector.add(path, outcome, cached)
     finally:
         cache.close()
-    notes += cache.summary_notes()
+    notes += cache.summary_notes() + images.notes
     if not collector.sources:
         first = collector.errors[0]["reason"] if collector.errors else "no images"
         raise HarnessError(f"none of the {len(paths)} images could be read; first: {first}")
@@ -242,6 +242,7 @@ class ImagePass:
         self.scheduler, self.progress, self.desc = scheduler, progress, desc
         self.previews = previews  # the items of the first image to keep thumbnails of (previews.png)
         self.engine = "this process"
+        self.notes: list[str] = []  # what the pass had to say of where its work ran
         self.keys = {info.id: info.key for info in infos}
         # Dask workers must be of this machine's kind of CPU where a hasher or an edit follows it.
         self.same_cpu = (any(not info.cpu_exact for info in infos if info.status == OK)
@@ -336,6 +337,10 @@ class ImagePass:
                 yield path, outcome, cached
                 bar.update()
             self.engine = engine.kind  # (known once the images are done: whether any work was sent)
+            if engine.restarts:
+                self.notes.append("a local worker process died (killed, or out of memory)"
+                                  + (" once" if engine.restarts == 1 else f" {engine.restarts} times")
+                                  + "; the images its pool held were hashed again by new workers")
             if preload.ident is not None:
                 preload.join()  # the report needs those modules, and forks only once this process is alone
 

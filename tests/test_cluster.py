@@ -524,6 +524,40 @@ def test_workers_killed_mid_result_do_not_leave_the_pool_waiting(tmp_path):
     assert done.stderr == "", done.stderr
 
 
+KILLED_ONCE = """
+import os, signal, sys
+from harness.cluster import Engine
+
+def work(state, job):
+    if job == 5 and not os.path.exists(sys.argv[1]):  # the first time only: its worker dies holding job 5
+        open(sys.argv[1], "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    if job == 7 and sys.argv[2] == "always":  # every time: a job that kills every worker that takes it
+        os.kill(os.getpid(), signal.SIGKILL)
+    return job * job
+
+if __name__ == "__main__":
+    with Engine(workers=2) as engine:
+        print(list(engine.map(work, range(20))))
+"""
+
+
+@pytest.mark.parametrize("dies", ["once", "always"])
+def test_a_local_worker_that_dies_has_its_jobs_redone_by_a_new_pool(tmp_path, dies):
+    """Was: one local worker killed mid-run ended the run ("a worker process died"), as a cluster's
+    lost worker does not. Now the broken pool's jobs go to a new pool, so the run ends as it would
+    have; a job that kills every worker that takes it still ends the run, after POOL_RESTARTS pools."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_ONCE)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "mark"), dies], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    assert (tmp_path / "mark").exists()  # a worker did die
+    if dies == "once":
+        assert done.returncode == 0 and done.stdout == f"{[k * k for k in range(20)]}\n", done
+    else:
+        assert done.returncode != 0 and "harness.cluster.WorkerDied: a worker process died" in done.stderr
+
+
 def test_large_images_are_sent_first_within_the_lookahead(tmp_path):
     """largest_first: a permutation; each time the largest image among the next `lookahead` (its
     pixels from the header, not its file size: a chessboard PNG is small on disk), and no image
