@@ -403,8 +403,9 @@ def _writable(path: str) -> bool:
 # runs given one new --cache, the first stopped by Ctrl-C, deleted the file under the second, which
 # then kept its hashes in a file that no longer had a name). Every process that opens a cache holds
 # a shared flock on the file, which SQLite's own locks (fcntl's, on byte ranges) do not touch.
-def _hold(path: str) -> int | None:
-    """A descriptor of `path` holding a shared lock on it, or None where it cannot be had."""
+def _hold(path: str, exclusive: bool = False) -> int | None:
+    """A descriptor of `path` holding a shared (or an exclusive) flock on it; None where none can be
+    had now: another process holds a lock that conflicts, or there is no file or no flock here."""
     try:
         import fcntl
 
@@ -412,7 +413,7 @@ def _hold(path: str) -> int | None:
     except (ImportError, OSError):
         return None
     try:
-        fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(held, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         return held
     except OSError:
         os.close(held)
@@ -420,23 +421,13 @@ def _hold(path: str) -> int | None:
 
 
 def in_use(path: str) -> bool:
-    """Whether a process (this one too) has the hash cache at `path` open (see _hold); False where
-    that cannot be told."""
-    try:
-        import fcntl
-
-        probe = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except (ImportError, OSError):
-        return False
-    try:
-        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
+    """Whether a process (this one too) has the hash cache at `path` open (see _hold): no exclusive
+    lock can be had. Where that cannot be told, in use: a cache is then kept, never deleted."""
+    probe = _hold(path, exclusive=True)
+    if probe is None:
         return True
-    except OSError:
-        return False
-    finally:
-        os.close(probe)  # and with it the probe's lock, had it one
+    os.close(probe)  # and with it the probe's lock
+    return False
 
 
 def holds_nothing(path: str) -> bool:

@@ -526,6 +526,10 @@ def _connect(address: str, named: str):
         raise HarnessError(f"{scheduler_key()} needs dask.distributed: pip install 'dask[distributed]'") from None
     if _quiet_logs:
         _quiet_dask_logs()
+    if address.startswith("inproc://") and not _inproc_scheduler(address):
+        raise HarnessError(f"{named}: no scheduler of this process is there (an inproc:// "
+                           "address reaches only one started in the same process, such as "
+                           "LocalCluster(processes=False) in a script); give the scheduler's tcp:// address")
     found: dict = {}
 
     def connect():
@@ -546,10 +550,6 @@ def _connect(address: str, named: str):
         exc = found["error"]
         if isinstance(exc, KeyboardInterrupt):
             raise exc
-        if address.startswith("inproc://"):
-            raise HarnessError(f"{named}: no scheduler of this process is there (an inproc:// "
-                               "address reaches only one started in the same process, such as "
-                               "LocalCluster(processes=False) in a script); give the scheduler's tcp:// address")
         if isinstance(exc, MemoryError):  # distributed read the server's first bytes as a frame's length
             raise HarnessError(f"{named}: the server there answered, but not as a Dask scheduler does; is this "
                                "the scheduler's address (port 8786 unless it was given another)?") from None
@@ -557,6 +557,18 @@ def _connect(address: str, named: str):
         raise HarnessError(f"{named}: cannot connect ({shortened(reason, 200)}); is a Dask "
                            "scheduler listening there?") from None
     return found["client"]
+
+
+def _inproc_scheduler(address: str) -> bool:
+    """Whether this process listens at the inproc:// `address` (distributed's registry of them), so
+    that a wrong one is refused at once: connecting to one, distributed retries until its timeout,
+    and on a busy machine past CONNECT_WAIT, which then blamed a scheduler that does not answer."""
+    from distributed.comm.inproc import global_manager
+
+    try:
+        return global_manager.get_listener_for(address[len("inproc://"):]) is not None
+    except ValueError:  # not an address of this process's form (inproc://IP/PID/N)
+        return False
 
 
 CONNECT_WAIT = 30  # seconds for a connection and its handshake

@@ -363,6 +363,20 @@ def test_an_inproc_address_without_its_scheduler_is_one_line():
         list(cluster.Engine(scheduler="inproc://x").map(square, range(1)))
 
 
+def test_an_inproc_address_of_this_processs_own_cluster_is_used():
+    """An inproc:// address is looked up in distributed's registry of this process's listeners: a
+    wrong one is refused at once (connecting, distributed retried past CONNECT_WAIT on a busy
+    machine, and the error blamed a scheduler that does not answer), the right one is used."""
+    from distributed import LocalCluster
+
+    from harness import cluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as local:
+        assert local.scheduler_address.startswith("inproc://")
+        with cluster.Engine(scheduler=local.scheduler_address) as engine:
+            assert list(engine.map(square, range(4))) == [0, 1, 4, 9]
+
+
 def test_an_empty_scheduler_address_is_refused(tmp_path):
     """Not a local run instead (an unset shell variable, `--scheduler "$SCHEDULER"`)."""
     done = subprocess.run([sys.executable, "-m", "harness", "run", "configs/lena.yaml", "--scheduler", "",
