@@ -354,12 +354,17 @@ def _place_panels(figure, rows: list[list], legend: tuple[list[str], list[str]] 
         figure.text(_PAD / width, _PAD / height, note, fontsize=8, color="0.4", va="bottom")
 
 
+def _most_characters(width: float, fontsize: float) -> int:
+    """More characters than one line `width` inches wide holds at `fontsize` points: as many as would
+    fit at a twentieth of an em each (the narrowest glyphs are wider)."""
+    return 1 + int(width * 72 / (fontsize * 0.05))
+
+
 def _longest_fitting(text: str, fontsize: float, width: float, fonts: _Fonts, suffix: str = "") -> int:
     """The most characters of `text` (at least 1) that, followed by `suffix`, fit in `width` inches,
-    found by bisection (a text's width grows with its characters), among at most as many as could
-    fit at a twentieth of an em each: a character at a time from the end, a 2,000-character name took
-    minutes to wrap."""
-    low, high = 1, min(len(text), 1 + int(width * 72 / (fontsize * 0.05)))
+    found by bisection (a text's width grows with its characters), among at most _most_characters:
+    a character at a time from the end, a 2,000-character name took minutes to wrap."""
+    low, high = 1, min(len(text), _most_characters(width, fontsize))
     while low < high:
         middle = (low + high + 1) // 2
         if fonts.size(text[:middle] + suffix, fontsize)[0] > width:
@@ -413,7 +418,7 @@ def _fit(text: str, fontsize: float, width: float, fonts: _Fonts, lines: int = 2
     """`text` wrapped to `width` inches on at most `lines` lines, the last cut with an ellipsis where
     more would be needed. Only as much of `text` is wrapped as `lines` lines could hold (a 200,000-
     character family name was wrapped whole before being cut)."""
-    wrapped = _wrap(text[:lines * (2 + int(width * 72 / (fontsize * 0.05)))], fontsize, width, fonts).split("\n")
+    wrapped = _wrap(text[:lines * (1 + _most_characters(width, fontsize))], fontsize, width, fonts).split("\n")
     if len(wrapped) <= lines:
         return "\n".join(wrapped)
     last = " ".join(wrapped[lines - 1:])
@@ -974,6 +979,10 @@ def label_medians(distances: pd.DataFrame, hashers: list[str], labels: list) -> 
 FAILED_TILE = "edit failed"  # written on the grey tile that stands for a side B the edit could not make
 
 
+# What previews.png (its heading) and the summary (under it) say of a family with more pairs than a row shows.
+THINNED = f"{PREVIEW_COLUMNS} pairs of a family that has more, from its first value to its last, evenly spaced"
+
+
 def preview_scope(table: pd.DataFrame) -> tuple[int, int]:
     """How many families a run's table (a row per pair) has, and the most pairs one of them has:
     what previews.png, and the summary under it, say the figure leaves out (config.preview_pairs)."""
@@ -1006,8 +1015,7 @@ def previews_figure(previews, families: int = 0, widest: int = 0, dpi: int = PRE
     cell, gap = round(1.5 * dpi), round(_PAD * dpi)  # pixels: a thumbnail's width, and the space around
     heading = (f"Side B of {'the pairs' if thinned else 'every pair'}"
                + (f" of the first {MAX_PANELS} of {count:,} families" if count > MAX_PANELS else "") + " (first image)"
-               + (f"\n{PREVIEW_COLUMNS} pairs of a family that has more, from its first value to its last, evenly "
-                  "spaced" if thinned else ""))
+               + (f"\n{THINNED}" if thinned else ""))
     header = math.ceil(fonts.size(heading, 9)[1] * dpi) + 2 * gap
     rows = []  # per family: [(title, thumbnail or None)], and the row's height in pixels
     for family in per_family:

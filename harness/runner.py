@@ -713,6 +713,7 @@ class Collector:
         self.duplicates: list[str] = []
         self.seen: set[str] = set()
         self.previews: list = []
+        self.preview_pairs = preview_pairs(config.pairs) if config.previews else []  # the pairs previews.png shows
         # Per hasher: the untouched images' rows, and each image's edited copies' rows (by pair).
         self.source_rows = {hid: Rows() for hid in hashers}
         self.edited_rows = {hid: Rows() for hid in hashers}
@@ -724,10 +725,7 @@ class Collector:
 
     def preview_items(self) -> frozenset[str]:
         """The items of the first image whose thumbnails previews.png shows (none without previews)."""
-        if not self.config.previews:
-            return frozenset()
-        return frozenset(self.plan.items[self._item(side)] for pair in preview_pairs(self.config.pairs)
-                         for side in (pair.a, pair.b))
+        return frozenset(self.plan.items[self._item(side)] for pair in self.preview_pairs for side in (pair.a, pair.b))
 
     def add(self, path: str, outcome: ImageOutcome, cached: dict) -> None:
         name = source_name(path)
@@ -773,9 +771,8 @@ class Collector:
                 self.sources.extra(f"{hid}.{key}", value.item() if hasattr(value, "item") else value)
         if outcome.previews and not self.previews:
             thumbs = outcome.previews
-            pick = lambda chain: thumbs.get(SOURCE) if chain == UNTOUCHED else thumbs.get(
-                self.plan.chain_keys[self.chain_number[chain_identity(chain)]])
-            self.previews = [(pair, pick(pair.a), pick(pair.b)) for pair in preview_pairs(self.config.pairs)]
+            pick = lambda chain: thumbs.get(self.plan.items[self._item(chain)])
+            self.previews = [(pair, pick(pair.a), pick(pair.b)) for pair in self.preview_pairs]
 
     def _digest_hashed(self, hasher, hashed: Hashed) -> None:
         """One image's hashes by one hasher, into the digest: one update per image and hasher, so it

@@ -1119,7 +1119,7 @@ def _check_rows_per_image(out_dir: str, distances: pd.DataFrame, images) -> None
     if not len(distances):  # no hasher ran, or no pair: nothing to count
         return
     ids = distances["image_id"].cat.categories
-    codes = distances["image_id"].cat.codes.to_numpy()
+    codes = category_codes(distances["image_id"])
     per_image = pd.Series(np.bincount(codes[codes >= 0], minlength=len(ids)), index=ids)
     per_image = per_image.reindex(pd.Index(images).unique(), fill_value=0)
     if per_image.min() != per_image.max():

@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from harness.figures import MAX_PANELS, MAX_TABLE_ROWS, preview_scope
+from harness.figures import MAX_PANELS, MAX_TABLE_ROWS, THINNED, preview_scope
 from harness.markdown import code, md, provenance_lines
 from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order, ranked
 from harness.schema import PREVIEW_COLUMNS, UNAVAILABLE, first_seen
@@ -348,8 +348,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
         families, widest = preview_scope(metrics.table)
         shown = "every pair" if families <= MAX_PANELS and widest <= PREVIEW_COLUMNS else "the pairs"
         cuts = ([f"the first {MAX_PANELS} of {families:,} families"] if families > MAX_PANELS else []) + (
-            [f"{PREVIEW_COLUMNS} pairs of a family that has more, from its first value to its last, evenly spaced"]
-            if widest > PREVIEW_COLUMNS else [])
+            [THINNED] if widest > PREVIEW_COLUMNS else [])
         lines += ["## What the edits look like", "", f"![previews]({PREVIEWS})", "",
                   f"Side B of {shown} for the first image ({md(images[0]) if images else ''}), as thumbnails "
                   "(not rebuilt by `harness report`; not committed for images that may not be redistributed)."

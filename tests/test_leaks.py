@@ -980,16 +980,22 @@ def test_a_hash_table_an_audit_wrote_is_refused_as_another_hashers_hashes(tmp_pa
                  "aHash", "--threshold", "8", "--out", str(tmp_path / "csv"), "--quiet"]) == 0
 
 
-def test_a_plugin_named_in_a_hash_tables_record_is_never_imported(tmp_path, capsys, monkeypatch):
-    """A table's record names the hasher that made it; a plugin's name there is named back to the
-    user, never imported. Was: `pwn:Anything` in the metadata imported pwn.py from the folder the
-    audit ran in, on the way to the error that said the table holds another hasher's hashes."""
+def first_audits_train_table(tmp_path):
+    """An audit (pHash) of one train and one test image under tmp_path; its train split's hash table,
+    as pyarrow read it, for a test to alter."""
     write(tmp_path / "train" / "a.png", make_scene(1, 64, 64))
     write(tmp_path / "test" / "b.png", make_scene(2, 64, 64))
     first = tmp_path / "first"
     assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
                  "--hashers", "pHash", "--out", str(first), "--quiet"]) == 0
-    table = pq.read_table(first / "hashes" / "train.pHash.parquet")
+    return pq.read_table(first / "hashes" / "train.pHash.parquet")
+
+
+def test_a_plugin_named_in_a_hash_tables_record_is_never_imported(tmp_path, capsys, monkeypatch):
+    """A table's record names the hasher that made it; a plugin's name there is named back to the
+    user, never imported. Was: `pwn:Anything` in the metadata imported pwn.py from the folder the
+    audit ran in, on the way to the error that said the table holds another hasher's hashes."""
+    table = first_audits_train_table(tmp_path)
     recorded = json.loads(table.schema.metadata[b"harness.leaks"])
     crafted = {**recorded, "name": "pwnplugin:Anything", "hasher": "pwnplugin:Anything"}
     folder = tmp_path / "shipped"
@@ -1034,12 +1040,7 @@ def test_json_nested_too_deep_in_a_hash_table_or_a_calibration_run_is_one_line(t
     """JSON nested past Python's recursion limit, in a hash table's record or a calibration run's
     hashers.csv, is a damaged input (one line, exit 2), never a crash."""
     deep = "[" * 100_000 + "]" * 100_000
-    write(tmp_path / "train" / "a.png", make_scene(1, 64, 64))
-    write(tmp_path / "test" / "b.png", make_scene(2, 64, 64))
-    first = tmp_path / "first"
-    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--threshold", "8",
-                 "--hashers", "pHash", "--out", str(first), "--quiet"]) == 0
-    table = pq.read_table(first / "hashes" / "train.pHash.parquet")
+    table = first_audits_train_table(tmp_path)
     pq.write_table(table.replace_schema_metadata({b"harness.leaks": deep.encode()}), tmp_path / "deep.parquet")
     assert main(["leaks", "--train", str(tmp_path / "deep.parquet"), "--test", str(tmp_path / "test"),
                  "--hashers", "pHash", "--threshold", "8", "--out", str(tmp_path / "o1"), "--quiet"]) == 2
