@@ -793,8 +793,9 @@ def _categorical(column: pd.Series) -> pd.Series:
     return pd.Series(first_seen_categorical(category_codes(column), texts), index=column.index, name=column.name)
 
 
-# What a Parquet table may take once decompressed: a run's long table of 10^8 rows holds about 3 GB
-# (two float64 columns, and the text columns' dictionary codes); a hash table as much as a CSV one.
+# What a Parquet table may take once decompressed: a run's distance table of 10^8 rows holds 1.6 GB
+# of distances (two float64 columns), besides its text columns' dictionary codes, a byte or a few a
+# row each; a hash table as much as a CSV one.
 PARQUET_MAX_BYTES = 8 << 30
 
 
