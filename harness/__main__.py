@@ -347,26 +347,27 @@ def command_run(args) -> int:
     out_dir = args.out or default_output(config)
     with removed_if_unused(out_dir, args.cache):
         cache = checked_output(args, out_dir, config.images, names=image_names(config))
-        evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
-                                    progress=None if not args.quiet else False, scheduler=args.scheduler,
-                                    output=out_dir, strict_advice="or leave out --strict to run the other hashers")
-        saved_config = config.reproducible()
-        saved_config["output"] = out_dir  # the directory it was written to (--out, or the stand-in's own)
-        try:
-            run = report.keep_unchanged(evaluation, out_dir, saved_config)
-            if run is None:  # something changed (or nothing can be kept): the tables, figures and summary are made
-                map_large_blocks()
-                results = evaluation.results()
-                trim_heap()  # what making the tables and the metrics freed, before the report writes
-                results.config = saved_config
-                report.write(results, out_dir, inputs=evaluation.inputs)
-                notes, hashers = results.notes, results.hashers.to_dict("records")
-            else:
-                notes, hashers = run["notes"], run["hashers"]
-        except HarnessError:  # the outputs could not be written (a full disk): what the pass noted still counts
-            for note in evaluation.notes:  # e.g. that the hash cache was dropped
-                print(line("note", note), file=sys.stderr)
-            raise
+        with storage.sole_writer(out_dir):  # a second command into out_dir is refused, not raced
+            evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
+                                        progress=None if not args.quiet else False, scheduler=args.scheduler,
+                                        output=out_dir, strict_advice="or leave out --strict to run the other hashers")
+            saved_config = config.reproducible()
+            saved_config["output"] = out_dir  # the directory it was written to (--out, or the stand-in's own)
+            try:
+                run = report.keep_unchanged(evaluation, out_dir, saved_config)
+                if run is None:  # something changed (or nothing can be kept): the tables, figures and summary are made
+                    map_large_blocks()
+                    results = evaluation.results()
+                    trim_heap()  # what making the tables and the metrics freed, before the report writes
+                    results.config = saved_config
+                    report.write(results, out_dir, inputs=evaluation.inputs)
+                    notes, hashers = results.notes, results.hashers.to_dict("records")
+                else:
+                    notes, hashers = run["notes"], run["hashers"]
+            except HarnessError:  # the outputs could not be written (a full disk): what the pass noted still counts
+                for note in evaluation.notes:  # e.g. that the hash cache was dropped
+                    print(line("note", note), file=sys.stderr)
+                raise
     if not args.quiet:
         print(text_table(os.path.join(out_dir, storage.TABLE)))
         print(f"\nwrote {out_dir}/ (summary.md, table.csv, {written_distances(out_dir)}, figures/)" if run is None else
@@ -430,7 +431,7 @@ def text_table(path: str) -> str:
 
 
 def command_leaks(args) -> int:
-    from harness import leaks
+    from harness import leaks, storage
     from harness.errors import ConfigError
 
     source = args.config or "the command line"
@@ -481,9 +482,10 @@ def command_leaks(args) -> int:
     with removed_if_unused(out_dir, args.cache):
         cache = checked_output(args, out_dir, config.entries(),
                                reads={"calibration": config.calibration}, names=config.entry_names())
-        audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,
-                                 progress=None if not args.quiet else False, output=out_dir)
-        audit.save(out_dir)
+        with storage.sole_writer(out_dir):
+            audit = leaks.find_leaks(config, workers=args.workers, scheduler=args.scheduler, cache=cache,
+                                     progress=None if not args.quiet else False, output=out_dir)
+            audit.save(out_dir)
     if not args.quiet:
         print(audit.answer)
         print(f"wrote {out_dir}/ (summary.md, leaks.csv, groups.csv, clean/, review.html)")
@@ -547,10 +549,11 @@ def command_report(args) -> int:
     from harness import api, report, storage
 
     storage.check_report_dir(args.dir)
-    map_large_blocks()
-    results = api.load(args.dir)
-    trim_heap()  # what reading the tables freed
-    report.write(results, args.dir, rebuild=True)
+    with storage.sole_writer(args.dir):
+        map_large_blocks()
+        results = api.load(args.dir)
+        trim_heap()  # what reading the tables freed
+        report.write(results, args.dir, rebuild=True)
     print(results.table.to_string(index=False))
     print(f"\nrebuilt {args.dir}/ (summary.md, table.csv and the other derived tables, figures/) from its saved tables")
     return EXIT_OK

@@ -497,8 +497,8 @@ class LeakAudit:
                                  reads={"calibration": self.calibration},
                                  names=[f"splits.{name}[{k}]" for name, entries in splits for k in range(len(entries))])
         storage.check_sources_outside([path for path in self.paths.values() if path is not None], out_dir)
-        # The saved config names this directory: running it again writes here.
-        leaks_report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
+        with storage.sole_writer(out_dir):  # the saved config names this directory: running it again writes here
+            leaks_report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
 
     @property
     def answer(self) -> str:

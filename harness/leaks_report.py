@@ -54,11 +54,11 @@ def write(audit, out_dir: str) -> None:
                            notes=[answer(audit), *estimate_lines(audit)], thresholds=audit.thresholds)
         output.write_text(REVIEW, page)
         output.write_text(storage.SUMMARY, summary_markdown(audit))
-        # Last, listing the set's files: a later run into this directory replaces those, and
-        # refuses to delete anything else found there (storage.check_output_dir).
+        # Last, listing the set's files with their sizes and digests: a later run into this directory
+        # replaces those as they were written, refuses to delete anything else found there
+        # (storage.check_output_dir), and keeps the set whole where one was changed since.
         run = {**audit.provenance, "config": audit.config, "thresholds": audit.thresholds,
-               "threshold_basis": audit.threshold_basis, "notes": audit.notes,
-               "files": output.listing()["files"]}
+               "threshold_basis": audit.threshold_basis, "notes": audit.notes, **output.listing()}
         output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
         output.commit()
 

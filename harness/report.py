@@ -204,37 +204,27 @@ TEXT_BLOCK = 4096
 
 def reusable(out_dir: str, fingerprint: str) -> list[str]:
     """The files of the set in `out_dir` a run with this fingerprint can keep: none if it differs, or
-    a file the set listed is missing or not as it was written (its size, then its digest; a set
-    written before digests were recorded is checked by size)."""
+    a file the set listed is missing or not as it was written (its size and digest)."""
     try:
         previous = storage.read_json(out_dir, storage.RUN)
     except Exception:  # a damaged run.json: make everything anew
         return []
-    files, sizes, digests = previous.get("files"), previous.get("sizes"), previous.get("digests", {})
-    if previous.get("fingerprint") != fingerprint or not isinstance(files, list) or not isinstance(sizes, dict) \
-            or not isinstance(digests, dict):
+    files = previous.get("files")
+    if previous.get("fingerprint") != fingerprint or not isinstance(files, list):
         return []
     kept = [name for name in files if isinstance(name, str) and name not in FRESH]
     for name in kept:
-        path = os.path.join(out_dir, name)
-        if os.path.isabs(name) or ".." in name.split("/") or not os.path.isfile(path) or os.path.islink(path) or \
-                os.path.getsize(path) != sizes.get(name):
+        if os.path.isabs(name) or ".." in name.split("/"):
             return []
-    # sizes first: a changed size costs no read
     return kept if all(as_written(out_dir, name, previous) for name in kept) else []
 
 
 def as_written(out_dir: str, name: str, previous: dict) -> bool:
-    """Whether the set's file `name` is as its run.json (`previous`) recorded it: its digest, or in
-    a set written before digests were recorded, its size."""
-    from harness.provenance import file_sha256
-
-    path = os.path.join(out_dir, name)
-    if not os.path.isfile(path) or os.path.islink(path):
+    """Whether the set's file `name` is as its run.json (`previous`) recorded it: its size and digest."""
+    sizes, digests = previous.get("sizes"), previous.get("digests")
+    if not isinstance(sizes, dict) or not isinstance(digests, dict):
         return False
-    if "digests" in previous:
-        return isinstance(previous["digests"], dict) and file_sha256(path) == previous["digests"].get(name)
-    return isinstance(previous.get("sizes"), dict) and os.path.getsize(path) == previous["sizes"].get(name)
+    return storage.as_recorded(os.path.join(out_dir, name), sizes.get(name), digests.get(name))
 
 
 def figure_paths(results) -> dict:

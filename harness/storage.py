@@ -18,6 +18,7 @@ rebuilt from disk equals the first one byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -194,6 +195,70 @@ def check_cache_folder(cache: str, option: str = "--cache") -> None:
 PROBE = ".probe-"
 
 
+@contextlib.contextmanager
+def sole_writer(out_dir: str):
+    """While the block runs, this process is the only harness command writing to `out_dir`: two
+    runs into one folder computed everything twice, and the later one's set replaced the other's
+    without a word. The lock is an exclusive flock on `.NAME.lock` beside `out_dir` (its parent
+    exists: check_output_dir made `out_dir`), holding the holder's process number for the message;
+    the file is removed at the end (one a killed command left is taken over: the kernel dropped
+    its lock). Nested blocks of one process for one folder share the lock (a command that saves)."""
+    import fcntl
+    import stat
+
+    out_dir = os.path.normpath(out_dir)
+    key = os.path.realpath(out_dir)
+    if key in _WRITING:
+        yield
+        return
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    path = os.path.join(parent, f".{os.path.basename(os.path.abspath(out_dir))}.lock")
+    held = None
+    try:
+        for _ in range(3):  # the file may be removed by its holder between our open and our lock
+            held = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+            if not stat.S_ISREG(os.fstat(held).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(held, 32).decode("ascii", "replace").strip()
+                raise HarnessError(f"{_where(out_dir)}: another harness command"
+                                   f"{f' (process {holder})' if holder.isdigit() else ''} is writing its outputs "
+                                   "there; wait for it to end, or give another output directory") from None
+            try:
+                now = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                now = None
+            mine = os.fstat(held)
+            if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                break
+            os.close(held)
+            held = None
+        else:
+            raise OSError(errno.EAGAIN, "its lock file kept changing")
+        with contextlib.suppress(OSError):  # for the message alone: a full disk must not stop the run here
+            os.ftruncate(held, 0)
+            os.write(held, f"{os.getpid()}\n".encode())
+    except OSError as exc:
+        if held is not None:
+            os.close(held)
+        raise HarnessError(f"{_where(path)}: cannot lock the output directory {_where(out_dir)} for this command "
+                           f"({exc.strerror or exc}); remove that file if it is not a harness command's") from None
+    _WRITING.add(key)
+    try:
+        yield
+    finally:
+        _WRITING.discard(key)
+        with contextlib.suppress(OSError):
+            os.remove(path)  # before the lock goes: whoever opens the path next makes a new file
+        os.close(held)
+
+
+# The output directories (resolved) this process holds sole_writer's lock on.
+_WRITING: set[str] = set()
+
+
 def _staging_prefix(out_dir: str) -> str:
     return f".{os.path.basename(os.path.abspath(out_dir))}.staging-{os.getpid()}-"
 
@@ -271,6 +336,33 @@ def foreign_files(out_dir: str) -> list[str]:
                 continue
             foreign.append(path)
     return sorted(foreign)
+
+
+def as_recorded(path: str, size, digest) -> bool:
+    """Whether the file at `path` is a regular file of `size` bytes whose SHA-256 is `digest` (as a
+    run.json recorded them). The size is compared first (a changed one costs no read), and a
+    digest is read once per file as it stands (report.reusable asks which files a rerun can keep,
+    then changed_files, as the set is replaced), never of what is not a regular file (a FIFO would
+    block the read)."""
+    import stat
+
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(status.st_mode) or status.st_size != size or not isinstance(digest, str):
+        return False
+    key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+    if key not in _DIGESTS_READ:
+        try:
+            _DIGESTS_READ[key] = file_sha256(path)
+        except OSError:
+            return False
+    return _DIGESTS_READ[key] == digest
+
+
+# The digests as_recorded read this process, by file (device, inode) and its size and times.
+_DIGESTS_READ: dict[tuple, str] = {}
 
 
 def _shown_list(names: list[str]) -> str:
@@ -479,11 +571,15 @@ def _keep_added(old: str, new: str) -> bool:
     """Move what the replaced set `old` holds but did not write into the new set `new`: files a
     user put there while the run worked (check_output_dir found none before it). A later run then
     refuses `new` as holding files it did not write, rather than deleting them. True when `old` may
-    go; where a file cannot be moved (the new set has that name), `old` is kept beside `new`, under
-    a name the next run does not clean up, and a note says where."""
-    moved, stuck = [], []
+    go; it is kept beside `new` instead, under a name the next run does not clean up, with a note
+    saying where, when a file cannot be moved (the new set has that name), or when a file its
+    run.json lists is not as that run wrote it (changed_files) and the new set did not keep it:
+    an edited table, or a file of the user's that a run.json copied or forged into the folder lists."""
+    moved, stuck, changed = [], [], []
     try:
         added = foreign_files(old)
+        changed = [name for name in changed_files(old)
+                   if not _same_content(os.path.join(old, name), os.path.join(new, name))]
     except OSError:
         added = []
     except HarnessError:  # its run.json was damaged during the run: what is the user's is unknown
@@ -493,7 +589,7 @@ def _keep_added(old: str, new: str) -> bool:
     if moved:
         _note(f"{_where(new)}: {_shown_list(moved)} appeared there during the run; kept in the new outputs "
               "(a later run into it will refuse to replace them)")
-    if not stuck:
+    if not stuck and not changed:
         return True
     try:
         kept = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(new)),
@@ -502,9 +598,54 @@ def _keep_added(old: str, new: str) -> bool:
         os.rename(old, kept)
     except OSError:  # left where it is (beside `new`, under its staging name): still not deleted
         kept = old
-    _note(f"{_where(new)}: {_shown_list(stuck)} appeared there during the run under names the new outputs use; "
-          f"the replaced outputs, with them, are kept in {_where(kept)}")
+    if stuck:
+        _note(f"{_where(new)}: {_shown_list(stuck)} appeared there during the run under names the new outputs "
+              f"use; the replaced outputs, with them, are kept in {_where(kept)}")
+    if changed:
+        _note(f"{_where(new)}: {_shown_list(changed)} of the replaced outputs had changed since their run wrote "
+              f"them (or its {RUN} recorded no digests to tell); the replaced outputs are kept in {_where(kept)}")
     return False
+
+
+def changed_files(out_dir: str) -> list[str]:
+    """The files of the set in `out_dir` that its run.json lists but that are not as it recorded
+    them (size and SHA-256, as_recorded): replacing the set would delete what may be the user's
+    work. Where run.json records no list or no digests (an older version's), every file of the set
+    is counted: none can be told to be as its run wrote it. Links, run.json itself and the hash
+    cache are not counted (replacing them loses nothing), nor what the list does not name
+    (foreign_files). A run.json that cannot be read is a HarnessError."""
+    record = read_json(out_dir, RUN)
+    files, sizes, digests = record.get("files"), record.get("sizes"), record.get("digests")
+    listed = set(files) if isinstance(files, list) and isinstance(sizes, dict) and isinstance(digests, dict) \
+        and all(isinstance(f, str) for f in files) else None
+    ours = {*CACHE_FILES, CACHE + "-journal"}
+    changed = []
+    for folder, _, names in os.walk(out_dir):
+        relative = os.path.relpath(folder, out_dir).replace(os.sep, "/")
+        for name in names:
+            path = name if relative == "." else f"{relative}/{name}"
+            full = os.path.join(folder, name)
+            if os.path.islink(full) or path == RUN or (relative == "." and (name in ours or name.startswith(PROBE))):
+                continue
+            if listed is None or (path in listed and not as_recorded(full, sizes.get(path), digests.get(path))):
+                changed.append(path)
+    return sorted(changed)
+
+
+def _same_content(path: str, other: str) -> bool:
+    """Whether `other` is the file at `path` (a hard link: what a new set carries) or a regular
+    file with the same bytes (a copy, where a link cannot be made)."""
+    import stat
+
+    try:
+        one, two = os.lstat(path), os.lstat(other)
+    except OSError:
+        return False
+    if (one.st_dev, one.st_ino) == (two.st_dev, two.st_ino):
+        return True
+    if not (stat.S_ISREG(one.st_mode) and stat.S_ISREG(two.st_mode)) or one.st_size != two.st_size:
+        return False
+    return file_sha256(path) == file_sha256(other)
 
 
 def _move_into(old: str, new: str, name: str, moved: list, stuck: list) -> None:

@@ -967,6 +967,77 @@ def test_files_added_to_the_output_directory_during_a_run_are_kept(tmp_path, cap
     assert {name: (out / name).read_text() for name in added} == added
 
 
+@pytest.mark.parametrize("case", ["run.json lists a file of the user's", "a table edited in place",
+                                  "a summary edited in place", "run.json without digests"])
+def test_a_set_with_a_file_not_as_its_run_wrote_it_is_kept_whole_beside_the_new_one(tmp_path, capsys, case):
+    """run.json lists the files a run may replace: one that is not as it recorded it (its size and
+    SHA-256) may be the user's work, or a file of the user's that a forged or copied run.json names
+    (the next run deleted it). The new set is made, and the replaced one kept, with a note."""
+    from harness import storage
+
+    config = tmp_path / "c.yaml"
+    config.write_text(HEAD + GRAY)
+    out = tmp_path / "out"
+    assert cli(capsys, "run", config, "--out", out, "--quiet")[0] == 0
+    record = json.loads((out / "run.json").read_text())
+    if case == "run.json lists a file of the user's":
+        (out / "notes.txt").write_text("mine")
+        record["files"].append("notes.txt")
+        record["sizes"]["notes.txt"] = 4
+        record["digests"]["notes.txt"] = record["digests"]["summary.md"]
+        changed = {"notes.txt": b"mine"}
+    elif case == "a table edited in place":  # at the same size: the digest tells it
+        table = (out / "distances.csv").read_bytes()
+        changed = {"distances.csv": table[:-2] + (b"7" if table[-2:-1] != b"7" else b"8") + b"\n"}
+    elif case == "a summary edited in place":
+        changed = {"summary.md": (out / "summary.md").read_bytes() + b"\nMy reading of it.\n"}
+    else:  # an older version's: nothing can be told to be as its run wrote it (a file the new set
+        del record["digests"]  # writes again with the same bytes loses nothing)
+        record["files"].append("notes.txt")
+        changed = {"notes.txt": b"mine"}
+    (out / "run.json").write_text(json.dumps(record))
+    for name, data in changed.items():
+        (out / name).write_bytes(data)
+    status, _, err = cli(capsys, "run", config, "--out", out, "--quiet")
+    assert status == 0 and "Traceback" not in err, err
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("out.replaced-")]
+    assert len(kept) == 1 and {name: (kept[0] / name).read_bytes() for name in changed} == changed
+    assert f"had changed since their run wrote them (or its run.json recorded no digests to tell); the replaced " \
+           f"outputs are kept in {kept[0]}" in err and next(iter(changed)) in err
+    assert not (out / "notes.txt").exists() and storage.changed_files(str(out)) == []  # the new set is whole
+    assert cli(capsys, "run", config, "--out", out, "--quiet")[0] == 0  # and as written: replaced, not kept
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("out.replaced-")]) == 1
+
+
+def test_a_second_command_into_one_output_directory_is_refused_while_the_first_writes(tmp_path, capsys):
+    """Two runs into one folder computed everything twice, and the later set replaced the other's
+    without a word. The lock is a real flock held by another process; a killed holder's lock file
+    is taken over (the kernel dropped its lock) and removed at the end."""
+    config = tmp_path / "c.yaml"
+    config.write_text(HEAD + GRAY)
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom harness import storage\n"
+                               "with storage.sole_writer(sys.argv[1]):\n    print('held', flush=True)\n"
+                               "    time.sleep(300)\n", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        (tmp_path / "pics").mkdir()
+        for command in (["run", config, "--out", out], ["leaks", "--train", tmp_path / "pics", "--test",
+                                                         tmp_path / "pics", "--threshold", "8", "--out", out]):
+            status, _, err = cli(capsys, *command)
+            assert status == 2 and f"{out}: another harness command (process {holder.pid}) is writing its outputs " \
+                "there; wait for it to end, or give another output directory" in one_line_error(err)
+        assert os.listdir(out) == []  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / ".out.lock").exists()  # left by the killed holder
+    assert cli(capsys, "run", config, "--out", out, "--quiet")[0] == 0
+    assert not (tmp_path / ".out.lock").exists() and (out / "run.json").is_file()
+    assert cli(capsys, "report", out)[0] == 0 and not (tmp_path / ".out.lock").exists()
+
+
 # --- report DIR ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
