@@ -14,7 +14,7 @@ follows these rules, and each conversion is recorded as a short note
   OpenCV's PNG reader does). Floating-point samples are multiplied by 255 when
   every value lies in [0, 1], and otherwise clipped to [0, 255]; both are then
   rounded to the nearest integer, and NaN reads as 0; this holds for 32- and
-  64-bit floats, one channel or three. Other sample types (signed integers,
+  64-bit floats, one channel, three, or four (alpha dropped). Other sample types (signed integers,
   32-bit unsigned ones, 16-bit floats) are refused as such ("unsupported sample
   type float16"), not as corrupt files.
 - Channels: grayscale and 1-bit images are repeated into three channels. A
@@ -345,8 +345,11 @@ def _load_builtin(name: str) -> tuple[np.ndarray, list[str]]:
 # 16-bit and float samples as they are, so that _to_uint8 applies the documented
 # rule to them. It changes nothing for 8-bit images.
 _OPENCV_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
-# OpenCV's TIFF reader gives 1-channel float samples in grayscale only (IMREAD_COLOR fails on them).
+# OpenCV's TIFF reader gives 1-channel float samples in grayscale only (IMREAD_COLOR fails on them),
+# and 4-channel (RGBA) float samples as they are only ("can not handle images with 32-bit samples"):
+# BGRA, turned upright by the TIFF reader itself, whose alpha read_image drops.
 _OPENCV_GRAY_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
+_OPENCV_ALPHA_FLAGS = cv2.IMREAD_UNCHANGED
 _OPENCV_LOG_SILENT = 0  # cv::utils::logging::LOG_LEVEL_SILENT (this cv2 has no cv2.utils.logging to name it)
 # Formats whose orientation tag OpenCV 4.10 applies itself (Pillow's format names).
 # tests/test_images.py checks this for each one.
@@ -482,6 +485,8 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
             _check_size(tiff.width, tiff.height, max_pixels)
             if tiff.samples == 1 and tiff.sample_format == _TIFF_FLOAT:
                 flags = _OPENCV_GRAY_FLAGS
+            elif tiff.samples == 4 and tiff.sample_format == _TIFF_FLOAT:
+                flags = _OPENCV_ALPHA_FLAGS
             orientation = tiff.orientation  # which OpenCV applies
         pixels, said = (None, []) if (header is not None and _pillow_decodes(header)) or jpeg2000 else (
             _decode_opencv(data, flags))
@@ -489,6 +494,9 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
             raise ImageError(f"unsupported sample type {tiff.sample_type} ({_SAMPLE_TYPES_READ})")
         if tiff is not None and pixels is not None and pixels.ndim == 2:
             notes.append("grayscale repeated to 3 channels")
+        if tiff is not None and pixels is not None and pixels.ndim == 3 and pixels.shape[2] == 4:
+            pixels = pixels[..., :3]
+            notes.append("alpha dropped")
         lost = [line for line in said if _JPEG_PIXELS_LOST.fullmatch(line)]
         if lost and pixels is not None:  # OpenCV would hand over the rows libjpeg filled in
             raise ImageError(f"corrupt JPEG: part of its data cannot be decoded "
@@ -507,6 +515,9 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
                              "pixels)")
         if pixels is not None:  # what else the decoders said, e.g. an ancillary chunk's bad checksum
             notes += [line if line.startswith("libpng") else f"libjpeg: {line}" for line in said]
+        if pixels is not None and header is not None and header.format == "TIFF" and \
+                _tiff_tag(header, _TIFF_COMPRESSION)[:1] in _TIFF_CHECKED_CODECS:
+            _check_tiff_decodes(header)
         if pixels is not None:
             upright = tiff is not None or (header is not None and header.format in _ORIENTED_BY_OPENCV)
         elif header is not None:
@@ -649,6 +660,26 @@ def _pillow_decodes(header: Image.Image) -> bool:
     return header.format == "TIFF" and 2 in _tiff_tag(header, 338) and max(_tiff_tag(header, 258) or (8,)) <= 8
 
 
+def _check_tiff_decodes(header: Image.Image) -> None:
+    """A compressed TIFF whose data does not decode (a strip's LZW, Deflate or PackBits data
+    damaged) is refused: OpenCV's reader leaves the rows it could not decode black, or keeps what
+    the decoder made of them, without a word (an LZW file with its middle third zeroed gave 92
+    black rows of 256). libtiff, under Pillow, says so: the file is decoded again by it, for
+    that alone (a second decode, of compressed TIFFs only; OpenCV's pixels are the ones kept).
+    Only the lossless codecs every libtiff has are checked (_TIFF_CHECKED_CODECS): a file whose
+    codec Pillow's libtiff may lack must not be refused for that."""
+    with _decoder_lines() as said:
+        try:
+            header.load()
+            failed = None
+        except Exception as exc:  # decoders raise all sorts on corrupt data; the bytes are untrusted
+            failed = exception_text(exc)
+    if failed is not None:
+        said = [line.removeprefix("tempfile.tif: ") for line in said]  # the name Pillow gives libtiff
+        raise ImageError(f"corrupt TIFF: its compressed data cannot be decoded "
+                         f"({f'libtiff: {said[0]}' if said else failed}); the rows it holds would be made up")
+
+
 def _tiff_tag(header: Image.Image, number: int) -> tuple:
     """A TIFF tag's values as a tuple (338: ExtraSamples, 258: BitsPerSample); () when absent."""
     value = header.tag_v2.get(number, ())
@@ -659,7 +690,8 @@ _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")  # classic TIFF, little- and big-end
 _TIFF_TYPES = {1: "B", 3: "H", 4: "I"}  # BYTE, SHORT, LONG: the types the fields read here come in
 # ImageWidth, ImageLength, BitsPerSample, SamplesPerPixel, SampleFormat, Orientation, PhotometricInterpretation
 _TIFF_WIDTH, _TIFF_LENGTH, _TIFF_BITS, _TIFF_SAMPLES, _TIFF_SAMPLE_FORMAT = 256, 257, 258, 277, 339
-_TIFF_ORIENTATION, _TIFF_PHOTOMETRIC = 274, 262
+_TIFF_ORIENTATION, _TIFF_PHOTOMETRIC, _TIFF_COMPRESSION = 274, 262, 259
+_TIFF_CHECKED_CODECS = {(5,), (8,), (32946,), (32773,)}  # LZW, Deflate (and its old code), PackBits
 _TIFF_LOGLUV = (32844, 32845)  # SGI LogL and LogLuv: stored as 16-bit signed integers, decoded as floats
 _TIFF_UINT, _TIFF_FLOAT = 1, 3
 _TIFF_SAMPLE_KINDS = {_TIFF_UINT: "uint", 2: "int", _TIFF_FLOAT: "float"}  # SampleFormat -> numpy's word
@@ -764,7 +796,11 @@ def _decode_opencv(data: bytes, flags: int = _OPENCV_FLAGS) -> tuple[np.ndarray 
 # jerror.h and png.c word them; libjpeg prints the first warning of each image only.
 _DECODER_LINE = re.compile(r"libpng (warning|error): .*|Corrupt JPEG data: .*|Premature end of JPEG file|"
                            r"Warning: unknown JFIF revision number .*|Unknown Adobe color transform code .*|"
-                           r"Inconsistent progression sequence .*|Invalid SOS parameters for sequential JPEG")
+                           r"Inconsistent progression sequence .*|Invalid SOS parameters for sequential JPEG|"
+                           # libtiff's, under Pillow (_check_tiff_decodes): "LZWDecode: ...", "TIFFFillStrip: ...",
+                           # and its warnings, which name the file Pillow gives it ("tempfile.tif: ...")
+                           r"(LZW|PackBits|ZIP|LZMA|ZSTD|WebP|JPEG|OJPEG|Fax[34]|NeXT|ThunderScan|PixarLog|"
+                           r"SGILog|Predictor)\w*: .*|TIFF\w+: .*|tempfile\.tif: .*")
 # libjpeg's warnings for data it could not decode, whose pixels it filled in (gray, or the last
 # good row): JWRN_HIT_MARKER, JWRN_JPEG_EOF, JWRN_HUFF_BAD_CODE, JWRN_MUST_RESYNC, JWRN_ARITH_BAD_CODE.
 # The others ("extraneous bytes before marker", an unknown JFIF revision) leave the picture whole.

@@ -213,6 +213,54 @@ def test_three_channel_float_tiff(tmp_path):
         "6 x 5 = 30 pixels exceeds the limit of 29 (raise max_pixels to allow it)"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_four_channel_float_tiff_drops_its_alpha(tmp_path, dtype):
+    """OpenCV's IMREAD_COLOR cannot read 4-channel float samples, nor can Pillow: such a TIFF (an
+    RGBA render, cv2.imwrite of a BGRA float array) was refused as "corrupt or unsupported". It
+    is read as it is, its alpha dropped; OpenCV's TIFF reader turns it upright itself."""
+    values = RNG.random((5, 6, 4)).astype(dtype)
+    data = opencv_bytes(values, ".tif")
+    pixels, notes = read(tmp_path, "rgba.tif", data)
+    assert np.array_equal(pixels, np.rint(values[..., :3].astype(np.float64) * 255).astype(np.uint8))
+    assert notes == ["alpha dropped", f"{values.itemsize * 8}-bit float in [0, 1] scaled by 255 to 8-bit"]
+    rotated, notes = read(tmp_path, "rgba6.tif", _with_orientation(data, 6))
+    assert np.array_equal(rotated, np.rot90(pixels, -1)) and "EXIF orientation 6 applied" in notes
+    assert refused(tmp_path, "rgba.tif", data, max_pixels=29) == \
+        "6 x 5 = 30 pixels exceeds the limit of 29 (raise max_pixels to allow it)"
+
+
+def _with_orientation(data: bytes, orientation: int) -> bytes:
+    """A little-endian TIFF from OpenCV with an Orientation field added to its first directory
+    (OpenCV writes none): the directory is copied to the end of the file, one entry longer."""
+    start = struct.unpack_from("<I", data, 4)[0]
+    count = struct.unpack_from("<H", data, start)[0]
+    entries = [data[start + 2 + 12 * i:start + 14 + 12 * i] for i in range(count)]
+    entries.append(struct.pack("<HHIH2x", 274, 3, 1, orientation))
+    entries.sort(key=lambda entry: struct.unpack_from("<H", entry)[0])
+    directory = struct.pack("<H", len(entries)) + b"".join(entries) + data[start + 2 + 12 * count:start + 6 + 12 * count]
+    return data[:4] + struct.pack("<I", len(data)) + data[8:] + directory
+
+
+@pytest.mark.parametrize("codec, damage, said", [
+    (5, "zeroed", "LZWDecode: "), (5, "random", "Using code not yet in table"),
+    (32773, "zeroed", "PackBitsDecode: Not enough data for scanline")])
+def test_a_compressed_tiff_whose_data_does_not_decode_is_refused(tmp_path, capfd, codec, damage, said):
+    """OpenCV's TIFF reader left the rows of a damaged LZW or PackBits strip black (92 of 256 rows
+    here), or as the decoder made them up, without a word; libtiff under Pillow says what is wrong,
+    and nothing of it reaches stderr. A whole file of each codec reads as OpenCV reads it."""
+    pixels = cv2.resize(RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8), (256, 256))
+    data = opencv_bytes(pixels, ".tif", [cv2.IMWRITE_TIFF_COMPRESSION, codec])
+    assert np.array_equal(read(tmp_path, "whole.tif", data)[0], imread_color(data))
+    third = len(data) // 3
+    middle = bytes(third) if damage == "zeroed" else np.random.default_rng(1).integers(0, 256, third, np.uint8).tobytes()
+    damaged = data[:third] + middle + data[2 * third:]
+    assert imread_color(damaged) is not None  # what OpenCV alone made of it
+    reason = refused(tmp_path, "damaged.tif", damaged)  # libtiff's words, as this one says them
+    assert reason.startswith("corrupt TIFF: its compressed data cannot be decoded (libtiff: ") and said in reason
+    assert reason.endswith("); the rows it holds would be made up")
+    assert capfd.readouterr().err == ""
+
+
 def test_32_bit_integer_is_refused(tmp_path):
     data = pillow_bytes(Image.fromarray(RNG.integers(0, 70000, (4, 4)).astype(np.int32)), "TIFF")
     assert refused(tmp_path, "int32.tif", data) == \
@@ -431,6 +479,13 @@ def test_what_the_decoders_print_becomes_the_images_note_or_reason(tmp_path, cap
     assert capfd.readouterr().err == ""
 
 
+def float4_zstd() -> bytes:
+    """A 4-channel float TIFF marked as Zstandard-compressed, which OpenCV's libtiff is built without
+    (and Pillow reads no 4-channel floats): neither library reads it."""
+    data = opencv_bytes(np.full((8, 8, 4), 0.5, np.float32), ".tif", [cv2.IMWRITE_TIFF_COMPRESSION, 1])
+    return tiff_field(data, 259, 50000)
+
+
 def opencv_failures() -> dict[str, bytes]:
     """TIFFs that OpenCV fails on (f64.tif with IMREAD_COLOR, as it was read), logging a warning and
     the error it caught (several lines). f64.tif is read in grayscale; taller.tif, whose height was
@@ -438,7 +493,7 @@ def opencv_failures() -> dict[str, bytes]:
     tiff = pillow_bytes(Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)), "TIFF")
     files = {"cut.tif": tiff[:len(tiff) // 2], "taller.tif": tiff_field(tiff, 257, 256),
              "f64.tif": opencv_bytes(RNG.random((6, 5)), ".tif"),
-             "float4.tif": opencv_bytes(np.full((8, 8, 4), 0.5, np.float32), ".tif")}
+             "float4.tif": float4_zstd()}
     with contextlib.suppress(ImportError):
         import tifffile
 
@@ -562,8 +617,7 @@ def test_a_forked_worker_does_not_share_its_parents_file_for_them():
 
 def test_an_image_neither_library_reads_is_named_by_its_format():
     """Not "unknown format" nor "the file holds text, starting 'II*'": its signature says what it is."""
-    rgba = opencv_bytes(np.full((8, 8, 4), 0.5, np.float32), ".tif")  # 4-channel floats: neither library reads them
-    for data, name in ((rgba, "TIFF"), (b"RIFF\x10\x00\x00\x00WEBP", "WebP")):
+    for data, name in ((float4_zstd(), "TIFF"), (b"RIFF\x10\x00\x00\x00WEBP", "WebP")):
         with pytest.raises(ImageError, match=f"corrupt or unsupported {name} file"):
             decode_image(data)
     with pytest.raises(ImageError, match="corrupt TIFF header"):
