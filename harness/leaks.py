@@ -293,6 +293,7 @@ class SplitHashes:
     name: str
     files: list[str]  # as shown in the tables
     paths: list[str | None]  # what to read for a thumbnail (None for a hash table row without a readable file)
+    names: list[str] = field(default_factory=list)  # each file's name as the system gives it (files shows it)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     errors: list[dict] = field(default_factory=list)  # rows of errors.csv: its files and folders that gave no hash
@@ -311,6 +312,7 @@ class HashTable:
     errors: list[dict]
     cwd: str | None = None  # the directory the audit that wrote it ran from, where it recorded it
     unusable_cwd: str | None = None  # a recorded directory that is no absolute path here (see _usable_cwd)
+    names: list[str] | None = None  # the files' names as the system gives them, where one is not text (raw_names)
 
 
 def is_hash_table(entry: str) -> bool:
@@ -368,7 +370,30 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
     cwd = recorded.get("cwd")
     usable = cwd is None or _usable_cwd(cwd)
     return HashTable(files, rows, [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])],
-                     cwd if usable else None, None if usable else cwd)
+                     cwd if usable else None, None if usable else cwd, _raw_names(shown_path, files, recorded, first))
+
+
+def _raw_names(shown_path: str, files: list[str], recorded: dict, first: int) -> list[str] | None:
+    """The files' names as the system gives them, where the audit that wrote the table recorded the
+    bytes of a name that is not valid UTF-8 (`raw_names`: row -> hexadecimal bytes): the table
+    shows such a name with \\xNN escapes, which a file may also be named literally, so the text
+    alone named another file, or none. None where it recorded none. A recorded name must show as
+    its row's text, or the table is refused."""
+    raw = recorded.get("raw_names")
+    if raw is None:
+        return None
+    names = list(files)
+    for key, hexed in raw.items():
+        row = int(key)
+        try:
+            name = os.fsdecode(bytes.fromhex(hexed)) if row < len(files) else None
+        except ValueError:
+            name = None
+        if name is None or display_path(name) != files[row]:
+            raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata records the bytes of row {row + first}'s "
+                               "name as something that does not show as that name; write the table again without it")
+        names[row] = name
+    return names
 
 
 def _usable_cwd(cwd: str) -> bool:
@@ -378,11 +403,16 @@ def _usable_cwd(cwd: str) -> bool:
     return os.path.isabs(cwd) and "\0" not in cwd
 
 
-def hash_table_metadata(hasher_id: str, spec: dict, errors: list[dict], cwd: str | None = None) -> dict[str, str]:
+def hash_table_metadata(hasher_id: str, spec: dict, errors: list[dict], cwd: str | None = None,
+                        names: list[str] = ()) -> dict[str, str]:
     """The key-value metadata of a hash table the audit writes: the hasher that made its hashes (its
-    id and `spec()`), the rows of errors.csv of its split, and the directory its relative file names
-    are relative to (`cwd`; None, where they are relative to several, records none)."""
-    record = {**_hasher_record(hasher_id, spec), "errors": errors, **({"cwd": cwd} if cwd is not None else {})}
+    id and `spec()`), the rows of errors.csv of its split, the directory its relative file names
+    are relative to (`cwd`; None, where they are relative to several, records none), and the bytes
+    of each name (`names`, as the system gives them) that is not valid UTF-8 (`raw_names`, by row:
+    the table can only show it with \\xNN escapes)."""
+    raw = {str(k): os.fsencode(name).hex() for k, name in enumerate(names) if display_path(name) != name}
+    record = {**_hasher_record(hasher_id, spec), "errors": errors, **({"cwd": cwd} if cwd is not None else {}),
+              **({"raw_names": raw} if raw else {})}
     return {HASH_TABLE_KEY: json.dumps(record, sort_keys=True)}
 
 
@@ -441,11 +471,14 @@ def _recorded(shown_path: str, metadata: dict[str, str]) -> dict:
                                    and isinstance(recorded.get("params"), dict)))
     cwd = recorded.get("cwd") if isinstance(recorded, dict) else None
     cwd_known = cwd is None or isinstance(cwd, str)  # a path of another machine's kind: see _usable_cwd
-    if (not hasher_known or not cwd_known or not isinstance(errors, list)
+    raw = recorded.get("raw_names", {}) if isinstance(recorded, dict) else None
+    raw_known = isinstance(raw, dict) and all(isinstance(k, str) and k.isdigit() and len(k) < 12 and
+                                              isinstance(v, str) for k, v in raw.items())
+    if (not hasher_known or not cwd_known or not raw_known or not isinstance(errors, list)
             or not all(_is_error_row(row) for row in errors)):
         raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata is not what an audit writes (JSON with "
-                           f"hasher, name, params and errors, rows of {', '.join(ERROR_COLUMNS)}, and cwd, a "
-                           "path); write the table again without it")
+                           f"hasher, name, params and errors, rows of {', '.join(ERROR_COLUMNS)}, cwd, a "
+                           "path, and raw_names, row numbers and hexadecimal bytes); write the table again without it")
     return recorded
 
 
@@ -484,6 +517,9 @@ class LeakAudit:
     calibration: str | None = None
     # Per (split, hasher): the key-value metadata of its hash table (hash_table_metadata)
     hash_metadata: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict, repr=False)
+    # Per (split, file as the tables show it): the name as the system gives it, where the two differ
+    # (bytes that are not UTF-8, shown as \xNN): the review page marks those bytes as escapes.
+    raw_names: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
     def save(self, out_dir: str | os.PathLike[str]) -> None:
         """Write the audit's outputs to `out_dir` (a directory path: str or pathlib.Path) as one
@@ -609,8 +645,9 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
                      hashers=hasher_table, notes=notes, pairs=tables["pairs"],
                      paths={(s.name, f): p for s in splits for f, p in zip(s.files, s.paths)},
                      calibration=config.calibration,
-                     hash_metadata={(s.name, i.id): hash_table_metadata(i.id, i.spec, s.errors, s.cwd)
-                                    for s in splits for i in infos if isinstance(hashers[i.id], BitHasher)})
+                     hash_metadata={(s.name, i.id): hash_table_metadata(i.id, i.spec, s.errors, s.cwd, s.names)
+                                    for s in splits for i in infos if isinstance(hashers[i.id], BitHasher)},
+                     raw_names={(s.name, f): n for s in splits for f, n in zip(s.files, s.names) if f != n})
 
 
 def _same_file_notes(splits: list[SplitHashes]) -> list[str]:
@@ -734,7 +771,7 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
     here = os.getcwd()
     bases = set()  # the directories the split's relative names are relative to
     seen: set[str] = set()  # _file_key of each file taken
-    # In the entries' order: (files, paths, {hasher: rows}) of a hash table, or the image paths of an entry.
+    # In the entries' order: (files, paths, {hasher: rows}, names) of a hash table, or the image paths of an entry.
     segments: list = []
     for number, entry in enumerate(entries):
         if is_hash_table(entry):
@@ -743,20 +780,20 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
                                          f"hasher's hashes; name that one hasher (--hashers), not {len(hashers)}")
             (hid, hasher), = hashers.items()
             table = read_hash_table(entry, hasher, hid)
-            files = table.files
+            files, names = table.files, table.names or table.files
             base = _names_base(table.cwd, here)
-            found = [_table_path(file, base, here) for file in files]
-            new = [k for k, (file, path) in enumerate(zip(files, found))
-                   if (key := _file_key(path if path is not None else file, here)) not in seen and not seen.add(key)]
+            found = [_table_path(name, base, here) for name in names]
+            new = [k for k, (name, path) in enumerate(zip(names, found))
+                   if (key := _file_key(path if path is not None else name, here)) not in seen and not seen.add(key)]
             paths = [found[k] for k in new]
-            segments.append(([files[k] for k in new], paths, {hid: table.rows[new]}))
+            segments.append(([files[k] for k in new], paths, {hid: table.rows[new]}, [names[k] for k in new]))
             missing = sum(path is None for path in paths)
             if table.unusable_cwd is not None:
                 split.notes.append(_unusable_cwd_note(entry, table.unusable_cwd, here))
             if missing:
                 split.notes.append(_unfound_note(entry, missing, len(paths), table.cwd, base, here,
                                                  unusable=table.unusable_cwd is not None))
-            bases.update(_found_from([files[k] for k in new], paths, base, here, table.cwd))
+            bases.update(_found_from([names[k] for k in new], paths, base, here, table.cwd))
             known = {_error_key(row) for row in errors}  # each once, if the table is given twice
             errors += [row for row in table.errors if _error_key(row) not in known]
             continue
@@ -789,15 +826,17 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
     parts: dict[str, list[np.ndarray]] = {hid: [] for hid in hashers}
     for segment in segments:
         if isinstance(segment, tuple):  # a hash table's rows
-            files, paths, rows = segment
+            files, paths, rows, names = segment
             split.files += files
             split.paths += paths
+            split.names += names
             for hid, table_rows in rows.items():
                 parts[hid].append(table_rows)
             continue
         done = [path for path in segment if path in hashed]
         split.files += [display_path(path) for path in done]
         split.paths += done
+        split.names += done
         for hid in hashers:
             if done:
                 parts[hid].append(np.stack([hashed[path][hid] for path in done]))

@@ -15,6 +15,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 
 from harness import storage
 from harness.leaks import AGREEMENT
@@ -26,7 +27,7 @@ REVIEW = "review.html"
 
 
 def write(audit, out_dir: str) -> None:
-    from harness.review import make_thumbnail, review_page
+    from harness.review import review_page
 
     with storage.OutputSet(out_dir) as output:
         for name in storage.CACHE_FILES:  # the default cache lives in DIR: the next audit starts from it
@@ -41,16 +42,13 @@ def write(audit, out_dir: str) -> None:
         output.write_csv(storage.HASHERS, audit.hashers)
         for split, files in audit.clean.items():  # the names as the file system has them (not \xNN escapes)
             output.write_bytes(f"clean/{split}.txt",
-                               b"".join(os.fsencode(audit.paths.get((split, f)) or f) + b"\n" for f in files))
+                               b"".join(os.fsencode(audit.paths.get((split, f)) or audit.raw_names.get((split, f), f))
+                                        + b"\n" for f in files))
         for (split, hasher), name in hash_table_names(audit.hashes).items():
             output.write_parquet(name, audit.hashes[(split, hasher)], audit.hash_metadata.get((split, hasher)))
         output.write_text(storage.CONFIG, config_yaml(audit.config, audit.provenance, "leaks"))
-        paths = {}
-        for (_, file), path in audit.paths.items():
-            paths.setdefault(file, path)
-        page = review_page(audit.pairs, lambda file: make_thumbnail(paths[file]) if paths.get(file) else None,
-                           hashers=dict(zip(audit.hashers["hasher"], audit.hashers["distance_max"])),
-                           title=f"Leak review: {' vs '.join(dict.fromkeys(audit.files['split']))}",
+        page = review_page(*_named_pairs(audit),
+                           hashers=dict(zip(audit.hashers["hasher"], audit.hashers["distance_max"])), title=f"Leak review: {' vs '.join(dict.fromkeys(audit.files['split']))}",
                            notes=[answer(audit), *estimate_lines(audit)], thresholds=audit.thresholds)
         output.write_text(REVIEW, page)
         output.write_text(storage.SUMMARY, summary_markdown(audit))
@@ -61,6 +59,25 @@ def write(audit, out_dir: str) -> None:
                "threshold_basis": audit.threshold_basis, "notes": audit.notes, **output.listing()}
         output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
         output.commit()
+
+
+def _named_pairs(audit):
+    """The flagged pairs with each file as the system names it (audit.raw_names: the review page marks
+    bytes that are not UTF-8 as escapes, where the tables' \\xNN text looks like a name holding a
+    backslash), and each such file's thumbnail, made from the file read for it."""
+    from harness.review import make_thumbnail
+
+    pairs, raw = audit.pairs, audit.raw_names
+    if raw:
+        pairs = pairs.copy()
+        for side in "ab":
+            pairs[f"file_{side}"] = pd.Series([raw.get((split, file), file) for split, file in  # object: Arrow's
+                                               zip(pairs[f"split_{side}"], pairs[f"file_{side}"])],  # text holds no
+                                              index=pairs.index, dtype=object)  # surrogate
+    paths = {}
+    for (split, file), path in audit.paths.items():
+        paths.setdefault(raw.get((split, file), file), path)
+    return pairs, lambda file: make_thumbnail(paths[file]) if paths.get(file) else None
 
 
 def _file_name(text: str) -> str:

@@ -911,12 +911,20 @@ def test_hash_tables_name_their_files_from_the_directory_their_audit_ran_from(tm
         assert len(pd.read_csv(out / "leaks.csv")) == 1  # its hashes were compared
         assert json.loads(pq.read_schema(out / "hashes" / "test.pHash.parquet")
                           .metadata[b"harness.leaks"])["cwd"] == str(elsewhere)
-    # Other metadata that is not what an audit writes is refused, in one line.
-    bad = {b"harness.leaks": json.dumps({**recorded, "cwd": 5}).encode()}
-    pq.write_table(table.replace_schema_metadata(bad), elsewhere / "bad.parquet")
-    assert main(["leaks", tables[0], tables[1], "--test", "bad.parquet", "--threshold", "0", "--out", "sixth",
-                 "--quiet"]) == 2
-    assert one_line(capsys).startswith("error: bad.parquet: its harness.leaks metadata is not what an audit writes")
+    # Other metadata that is not what an audit writes is refused, in one line; so are a name's
+    # recorded bytes (raw_names) that do not show as its row's name.
+    for number, (changed, said) in enumerate([
+            ({"cwd": 5}, "its harness.leaks metadata is not what an audit writes"),
+            ({"raw_names": {"0": 5}}, "its harness.leaks metadata is not what an audit writes"),
+            ({"raw_names": {"-1": "61"}}, "its harness.leaks metadata is not what an audit writes"),
+            ({"raw_names": {"0": "zz"}}, "its harness.leaks metadata records the bytes of row 1's name as something"),
+            ({"raw_names": {"0": "61ff"}}, "its harness.leaks metadata records the bytes of row 1's name as something"),
+            ({"raw_names": {"99": "61"}}, "its harness.leaks metadata records the bytes of row 100's name as")]):
+        bad = {b"harness.leaks": json.dumps({**recorded, **changed}).encode()}
+        pq.write_table(table.replace_schema_metadata(bad), elsewhere / "bad.parquet")
+        assert main(["leaks", tables[0], tables[1], "--test", "bad.parquet", "--threshold", "0", "--out",
+                     f"sixth{number}", "--quiet"]) == 2
+        assert one_line(capsys).startswith(f"error: bad.parquet: {said}")
 
 
 def test_a_chain_of_audits_records_where_each_found_its_files(tmp_path, capsys, monkeypatch):
@@ -1238,6 +1246,35 @@ def test_clean_lists_name_each_file_exactly_or_the_file_is_an_error(tmp_path, ca
     assert "line break" in " ".join(errors["reason"]) and "shows the same" in " ".join(errors["reason"])
     clean = (out / "clean" / "test.txt").read_bytes().splitlines()
     assert clean == [os.path.join(test, b"odd\\xffname.png"), os.path.join(test, b"only\xfe.png")]  # plain.png: a.png
+    # An audit from the hash tables names the same files: a table shows only\xfe.png as only\\xfe.png (text),
+    # and records its bytes; without them it named a file that is not there, or another one that is.
+    (tmp_path / "test" / "only\\xfe.png").write_bytes(photo)  # named as the table shows the other
+    again = tmp_path / "again"
+    assert main(["leaks", "--train", str(out / "hashes" / "train.pHash.parquet"), "--test",
+                 str(out / "hashes" / "test.pHash.parquet"), "--hashers", "pHash", "--threshold", "4",
+                 "--out", str(again), "--quiet"]) == 1  # the first audit's errors, recorded in its table
+    assert (again / "clean" / "test.txt").read_bytes().splitlines() == clean
+    assert "moved or deleted" not in capsys.readouterr().err
+
+
+def test_the_review_page_marks_the_bytes_of_a_name_that_is_not_utf8(tmp_path):
+    """The tables show such a byte as the text \\xff, as a file may be named literally; the review
+    page marked a tab and left the byte plain, from an audit of images and of their hash tables."""
+    photo = cv2.imencode(".png", make_scene(11, 64, 64))[1].tobytes()
+    for split, name in (("train", b"a.png"), ("test", b"copy\xff.png")):
+        os.makedirs(os.fsencode(tmp_path / split), exist_ok=True)
+        with open(os.path.join(os.fsencode(tmp_path / split), name), "wb") as handle:
+            handle.write(photo)
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--hashers", "pHash",
+                 "--threshold", "4", "--out", str(first), "--quiet"]) == 0
+    assert main(["leaks", "--train", str(first / "hashes" / "train.pHash.parquet"), "--test",
+                 str(first / "hashes" / "test.pHash.parquet"), "--hashers", "pHash", "--threshold", "4",
+                 "--out", str(second), "--quiet"]) == 0
+    for out in (first, second):
+        page = (out / "review.html").read_text()
+        assert 'copy<span class="esc">\\xff</span>.png' in page and page.count("<img") == 2
+        assert pd.read_csv(out / "leaks.csv")["file_b"].tolist() == [str(tmp_path / "test" / "copy\\xff.png")]
 
 
 def test_the_warning_first_reads_the_flags_the_answer_counts():
