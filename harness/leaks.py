@@ -32,6 +32,7 @@ import copy
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,9 +141,11 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
                                             "{train: [data/train], test: [data/test]}")
     parsed_splits = []
     for name, entries in splits.items():
-        # A split's name names its clean list (clean/NAME.txt) and is printed in the answer's one line.
-        if not isinstance(name, str) or not name or "/" in name or name.startswith(".") or not name.isprintable():
-            raise ConfigError(source, "splits", f"split names are plain words, got {shown(name)}")
+        # A split's name names its clean list (clean/NAME.txt) and is printed in the answer's one line:
+        # letters, digits, "_", "-" and "." (not first), nothing a shell or a page would read otherwise.
+        if not isinstance(name, str) or not re.fullmatch(r"(?![.-])[\w.-]+", name):
+            raise ConfigError(source, "splits", f"split names are plain words (letters, digits, _, - and ., not "
+                                                f"first), got {shown(name)}")
         if len(name.encode("utf-8", "surrogateescape")) > SPLIT_NAME_BYTES:  # it names files: found before any work
             raise ConfigError(source, "splits", f"split names are at most {SPLIT_NAME_BYTES} bytes (they name the "
                               f"files clean/NAME.txt and hashes/NAME.HASHER.parquet), got {shown(name)}")
@@ -313,6 +316,7 @@ class HashTable:
     cwd: str | None = None  # the directory the audit that wrote it ran from, where it recorded it
     unusable_cwd: str | None = None  # a recorded directory that is no absolute path here (see _usable_cwd)
     names: list[str] | None = None  # the files' names as the system gives them, where one is not text (raw_names)
+    recorded: bool = True  # whether an audit's record (HASH_TABLE_KEY) is in it
 
 
 def is_hash_table(entry: str) -> bool:
@@ -370,7 +374,8 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
     cwd = recorded.get("cwd")
     usable = cwd is None or _usable_cwd(cwd)
     return HashTable(files, rows, [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])],
-                     cwd if usable else None, None if usable else cwd, _raw_names(shown_path, files, recorded, first))
+                     cwd if usable else None, None if usable else cwd, _raw_names(shown_path, files, recorded, first),
+                     HASH_TABLE_KEY in metadata)
 
 
 def _raw_names(shown_path: str, files: list[str], recorded: dict, first: int) -> list[str] | None:
@@ -790,6 +795,11 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             missing = sum(path is None for path in paths)
             if table.unusable_cwd is not None:
                 split.notes.append(_unusable_cwd_note(entry, table.unusable_cwd, here))
+            if not table.recorded:  # pandas' to_parquet of an audit's table drops it, without a word
+                split.notes.append(f"{display_path(entry)} holds no record of the audit that wrote it "
+                                   f"({HASH_TABLE_KEY} metadata: another tool's table, or an audit's rewritten "
+                                   f"without it): its hashes are taken as {hid}'s unchecked, and the files its "
+                                   "audit could not hash, if any, are not known")
             if missing:
                 split.notes.append(_unfound_note(entry, missing, len(paths), table.cwd, base, here,
                                                  unusable=table.unusable_cwd is not None))

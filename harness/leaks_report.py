@@ -119,14 +119,18 @@ def answer(audit) -> str:
                      + (splits[0] if splits.index(later) == 1 else "an earlier split"))
     inside = int((dropped["split"] == dropped["copy_in"]).sum())
     # "more": a file with a copy in an earlier split is counted there, even if it also has one in its own split
-    parts.append(f"{inside} more {_plural(inside, 'file is a copy', 'files are copies')} of another file of its "
+    more = " more" if len(splits) > 1 else ""
+    parts.append(f"{inside}{more} {_plural(inside, 'file is a copy', 'files are copies')} of another file of its "
                  "own split")
-    thresholds = ", ".join(f"{h} <= {t:g}" for h, t in audit.thresholds.items())
+    flagged = "flagged at " + ", ".join(f"{h} <= {t:g}" for h, t in audit.thresholds.items())
+    agree = audit.config.get("min_agree", 1) if isinstance(audit.config, dict) else 1
+    if isinstance(agree, int) and 1 < agree:  # the thresholds alone read as any one hasher's flag
+        flagged = f"flagged where at least {agree} of {len(audit.thresholds)} hashers agree: {flagged[11:]}"
     unread = len(audit.errors)  # never compared: in no count above and in no clean list
     if unread:
         parts.append(f"{unread} {_plural(unread, 'file or folder', 'files or folders')} could not be read, so "
                      f"{_plural(unread, 'it is', 'they are')} in no count and no clean list (errors.csv)")
-    return "; ".join(parts) + f" (flagged at {thresholds})."
+    return "; ".join(parts) + f" ({flagged})."
 
 
 def _plural(count: int, one: str, many: str) -> str:

@@ -336,10 +336,15 @@ def search_all(config: LeakConfig, splits, hashers: dict, thresholds: dict, *, w
         nonlocal total
         total += result.count if isinstance(result, search.TooManyPairs) else len(result[0])
         if total > config.max_flags:
+            # At distance 0 no threshold is smaller: many files share one hash (a placeholder repeated).
+            why = ("these files share their hashes: many are copies of one picture (a placeholder image repeated?), "
+                   "which no smaller threshold tells apart; remove them from the splits" if
+                   all(t <= 0 for t in thresholds.values()) else
+                   "the threshold is far too loose for these images; choose a smaller one")
             raise HarnessError(f"at least {total} pairs (counted once per hasher) are within the thresholds "
                                f"({', '.join(f'{h} <= {t:g}' for h, t in thresholds.items())}), "
-                               f"more than max_flags ({config.max_flags}): the threshold is far too loose for these "
-                               "images; choose a smaller one, or raise max_flags")
+                               f"more than max_flags ({config.max_flags}): {why}, or raise max_flags (a key of the "
+                               "audit's config: `max_flags: N`)")
 
     results, kind = _engine_map(jobs, splits, hashers, config.hashers, workers, scheduler, finished=count)
     found = Found()

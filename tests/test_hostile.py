@@ -1446,7 +1446,10 @@ def test_a_folder_without_read_permission_is_a_row_of_errors(tmp_path):
     ("leaks", 'splits: {"a\\0b": [builtin:coffee], test: [builtin:astronaut]}\nthreshold: 8\n',
      "splits.'a\\x00b': holds a NUL character"),
     ("leaks", 'splits: {"a\\nb": [builtin:coffee], test: [builtin:astronaut]}\nthreshold: 8\n',
-     "splits: split names are plain words, got 'a\\nb'"),
+     "splits: split names are plain words (letters, digits, _, - and ., not first), got 'a\\nb'"),
+    *[("leaks", f'splits: {{"{name}": [builtin:coffee], test: [builtin:astronaut]}}\nthreshold: 8\n',
+       f"splits: split names are plain words (letters, digits, _, - and ., not first), got {name!r}")
+      for name in ("a b", "<img onerror=x>", "a|b", "*", "`x`", ".hidden", "-x")],
     ("leaks", f'splits: {{train: [builtin:coffee], {"x" * 101}: [builtin:astronaut]}}\nthreshold: 8\n',
      "splits: split names are at most 100 bytes (they name the files clean/NAME.txt and "
      "hashes/NAME.HASHER.parquet), got 'xxxx"),

@@ -117,6 +117,10 @@ def test_agreement_of_hashers_cuts_flags_and_keeps_the_copies(planted, tmp_path)
     assert pairs(both) < pairs(loose)
     planted_pairs = {(str(root / "train" / source), str(root / "test" / copy)) for copy, source in copies.items()}
     assert planted_pairs <= pairs(both)
+    # The answer says that both must agree (it read as with one: "flagged at pHash <= 24, ...").
+    assert "(flagged where at least 2 of 2 hashers agree: pHash &lt;= 24, imagehash.dhash &lt;= 24)." in \
+        (both / "summary.md").read_text()
+    assert "(flagged at pHash &lt;= 24, imagehash.dhash &lt;= 24)." in (loose / "summary.md").read_text()
 
 
 def test_hash_tables_are_sources_and_a_second_audit_reads_no_image(planted, tmp_path, monkeypatch):
@@ -873,6 +877,9 @@ def test_hash_tables_name_their_files_from_the_directory_their_audit_ran_from(tm
     assert main(["leaks", tables[0], tables[1], "--test", "test.csv", "--threshold", "0", "--out", "third",
                  "--quiet"]) == 0
     assert capsys.readouterr().err.splitlines() == [
+        "note: test.csv holds no record of the audit that wrote it (harness.leaks metadata: another tool's table, or "
+        "an audit's rewritten without it): its hashes are taken as pHash's unchecked, and the files its audit could "
+        "not hash, if any, are not known",
         f"note: 1 of 1 files named by test.csv is not found from here ({elsewhere}): the table records no directory "
         "its names are relative to (another tool's table, or an older audit's), so they are read from here; run this "
         "audit from the directory they are relative to (where the audit that wrote it ran). Until then review.html "
@@ -1205,6 +1212,13 @@ def test_the_answer_agrees_with_its_numbers(splits, answer):
     assert harness.find_leaks({"splits": splits, "hashers": ["pHash"], "threshold": 8}).answer.startswith(answer)
 
 
+def test_the_answer_of_one_split_counts_its_copies_without_more():
+    """"0 more files are copies" read as if another count came first, where none does."""
+    audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut", "builtin:coffee"]}, "hashers": ["pHash"],
+                                "threshold": 8})
+    assert audit.answer == "0 files are copies of another file of its own split (flagged at pHash <= 8)."
+
+
 def test_one_pair_compared_is_one_pair():
     from harness.leaks_report import estimate_lines
 
@@ -1417,4 +1431,6 @@ def test_max_flags_stops_the_search_near_that_many_pairs(tmp_path, capsys):
     assert code == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "more than max_flags (1000)" in error
+    # At threshold 0 no smaller one helps: the line says what does (it said "choose a smaller one").
+    assert "these files share their hashes" in error and "raise max_flags (a key of the audit's config" in error
     assert peak < 50 << 20, f"{peak / 2**20:.0f} MB"
