@@ -188,7 +188,9 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
             if largest is not None and as_distance(value) >= largest:
                 raise threshold_error(key, f"{as_distance(value):g} is at or above {hasher_id}'s largest distance "
                                            f"({largest:g}): every pair would be flagged")
-            thresholds[hasher_id] = as_distance(value)
+            # To 6 significant digits, as the distances it is compared with (leaks_search.stored) and as
+            # every table and line shows it: 3.408428 showed as 3.40843, and a pair at 3.40843 was not flagged.
+            thresholds[hasher_id] = float(f"{as_distance(value):.6g}")
         missing = [h for h in ids if h not in thresholds]
         if missing and calibration is None:
             raise threshold_error(None, f"no threshold for {', '.join(missing)}")

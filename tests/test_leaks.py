@@ -1212,6 +1212,24 @@ def test_the_answer_agrees_with_its_numbers(splits, answer):
     assert harness.find_leaks({"splits": splits, "hashers": ["pHash"], "threshold": 8}).answer.startswith(answer)
 
 
+def test_a_threshold_is_taken_to_the_six_digits_it_is_shown_with(tmp_path):
+    """A float distance is stored and compared to 6 significant digits; a threshold given with more
+    was compared as given, while every table and line showed it rounded: 'flagged at <= 3.40843',
+    and a pair at 3.40843 not flagged."""
+    scene = make_scene(5, 96, 96)
+    write(tmp_path / "train" / "a.png", scene)
+    (tmp_path / "test").mkdir()
+    cv2.imwrite(str(tmp_path / "test" / "a.jpg"), scene, [cv2.IMWRITE_JPEG_QUALITY, 50])
+    splits = {"train": [str(tmp_path / "train")], "test": [str(tmp_path / "test")]}
+    loose = harness.find_leaks({"splits": splits, "hashers": ["ColorMomentHash"], "threshold": 10000})
+    stored = float(loose.leaks["distance"].iloc[0])
+    given = stored * (1 - 4e-7)  # below the stored distance, and shown as it
+    assert f"{given:.6g}" == f"{stored:.6g}" and given < stored
+    audit = harness.find_leaks({"splits": splits, "hashers": ["ColorMomentHash"], "threshold": given})
+    assert len(audit.leaks) == 1 and audit.thresholds == {"ColorMomentHash": stored}
+    assert audit.answer.endswith(f"(flagged at ColorMomentHash <= {stored:g}).")
+
+
 def test_the_answer_of_one_split_counts_its_copies_without_more():
     """"0 more files are copies" read as if another count came first, where none does."""
     audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut", "builtin:coffee"]}, "hashers": ["pHash"],
