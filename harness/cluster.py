@@ -460,11 +460,24 @@ def _start_local_worker(parent: int, token: str, setup: Setup | None) -> None:
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one pending now is dropped
     die_with_parent(parent)
+    _one_openmp_thread()
     _STATE.clear()
     try:
         _STATE[token] = _build(setup)
     except HarnessError as exc:
         _STATE[token] = _Unbuilt(exc)
+
+
+def _one_openmp_thread() -> None:
+    """faiss runs its searches on OpenMP threads, one a core. In a local worker, one: the workers
+    share the cores already, and a worker forked from a process whose faiss had started OpenMP's
+    thread pool (an API session's earlier audit) hung in its first search, waiting for threads the
+    fork did not copy; with one thread, no pool is waited for."""
+    import sys
+
+    faiss = sys.modules.get("faiss")
+    if faiss is not None:
+        faiss.omp_set_num_threads(1)
 
 
 def die_with_parent(parent: int) -> None:

@@ -1230,6 +1230,24 @@ def test_a_threshold_is_taken_to_the_six_digits_it_is_shown_with(tmp_path):
     assert audit.answer.endswith(f"(flagged at ColorMomentHash <= {stored:g}).")
 
 
+SECOND_AUDIT_WITH_WORKERS = """
+import harness
+config = {"splits": {"train": ["builtin:astronaut", "builtin:camera"], "test": ["builtin:coffee", "builtin:astronaut"]},
+          "hashers": ["pHash"], "threshold": 8}
+first = harness.find_leaks(config)  # its search runs here, on faiss's OpenMP threads
+second = harness.find_leaks(config, workers=2)  # its workers are forked from this process
+print(first.leaks.equals(second.leaks) and len(second.leaks) == 1)
+"""
+
+
+def test_a_second_audit_with_workers_in_one_session_ends():
+    """A worker forked from a session whose faiss had started OpenMP's threads hung in its first
+    search (an API user's second audit never returned); the workers search on one thread."""
+    done = subprocess.run([sys.executable, "-c", SECOND_AUDIT_WITH_WORKERS], cwd=ROOT, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
+
+
 def test_the_answer_of_one_split_counts_its_copies_without_more():
     """"0 more files are copies" read as if another count came first, where none does."""
     audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut", "builtin:coffee"]}, "hashers": ["pHash"],
