@@ -324,6 +324,10 @@ def plain_data(raw: dict, source: str) -> dict:
             return [plain(item, f"{key}[{i}]", depth + 1) for i, item in enumerate(value)]
         if isinstance(value, os.PathLike):
             return os.fspath(value)
+        if numpy is not None and isinstance(value, numpy.floating) and value.dtype.itemsize < 8:
+            # The decimal it is shown as (np.float32(0.01) is 0.009999999776 as a Python float: a rate
+            # labelled fpr=0.01 allowed no false match of 100 where 0.01 allows one).
+            return float(str(value))
         if numpy is not None and isinstance(value, numpy.generic):
             return value.item()
         return value

@@ -325,12 +325,12 @@ def test_a_config_dict_built_in_python_takes_paths_tuples_and_numpy_numbers(tmp_
     config = {**SMALL, "images": (photo, pathlib.Path("builtin:camera")), "seed": np.int64(7),
               "output": tmp_path / "out", "max_side": np.int32(512),
               "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": (np.int64(50), 90)}],
-              "detection": {"fpr": (np.float64(0.1),), "thresholds": {"pHash": np.int64(8)}}}
+              "detection": {"fpr": (np.float64(0.1), np.float32(0.01)), "thresholds": {"pHash": np.int64(8)}}}
     results = harness.evaluate(config)
     plain = {**SMALL, "images": [str(photo), "builtin:camera"], "seed": 7, "output": str(tmp_path / "out"),
              "max_side": 512, "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50, 90]}],
-             "detection": {"fpr": [0.1], "thresholds": {"pHash": 8}}}
-    assert results.config == plain
+             "detection": {"fpr": [0.1, 0.01], "thresholds": {"pHash": 8}}}
+    assert results.config == plain  # a float32 as the decimal it shows: 0.01, not 0.009999999776482582
     assert yaml.safe_load(yaml.safe_dump(results.config)) == plain  # safe_dump refuses a NumPy scalar or a Path
     assert results.table.equals(harness.evaluate(plain).table)
 
