@@ -69,6 +69,8 @@ class Results:
 
     @property
     def table(self) -> pd.DataFrame:
+        """The article's table as table.csv shows it: a hasher's cells are text (the median distance
+        as printed, "unavailable" or "error"); the numbers are in `distances`."""
         return self.metrics.table
 
     @property

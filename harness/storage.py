@@ -183,6 +183,9 @@ def check_cache_folder(cache: str, option: str = "--cache") -> None:
     is the output directory, which check_output_dir has made by the time this is called."""
     folder = os.path.dirname(os.path.abspath(cache))
     named = f"--cache {_where(cache)}" if option == "--cache" else f"{option}={_where(cache)!r}"
+    if os.path.isdir(cache):  # the run went on without a cache, which a notebook did not show
+        raise HarnessError(f"{named}: is a directory; name the cache file itself, e.g. "
+                           f"{_where(os.path.join(cache, CACHE))}")
     if os.path.isdir(folder):
         return
     if os.path.lexists(folder):  # the cache would not open, and the run would fail on its folder

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import harness
 from harness.__main__ import main
@@ -652,3 +653,16 @@ def test_a_cache_in_a_folder_that_does_not_exist_is_refused_and_nothing_made(tmp
                                                    r"first, or give cache=None \(no cache\)$"):
         harness.evaluate(SMALL, cache=missing)
     assert not (tmp_path / "mistyped").exists()
+
+
+def test_a_cache_that_is_a_directory_is_refused(tmp_path, capsys):
+    """It was a note in Results.notes, which a notebook does not show, and the run went on without a
+    cache while `cache` said it had one."""
+    with pytest.raises(harness.HarnessError, match=r"^cache='.*': is a directory; name the cache file itself, e\.g\. "
+                                                   r".*hash-cache\.sqlite$"):
+        harness.evaluate(SMALL, cache=tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    assert main(["run", str(config), "--cache", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --cache {tmp_path}: is a directory; name the cache file")
+    assert not (tmp_path / "out").exists()
