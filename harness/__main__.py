@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import gc
 import os
@@ -270,33 +269,6 @@ def _glibc():
         return None
 
 
-@contextlib.contextmanager
-def removed_if_unused(out_dir: str, cache: str | None = None):
-    """A command that fails (bad input, Ctrl-C, a full disk) leaves no output directory it created
-    behind, nor the empty parents it created for it, unless something was kept there: nothing, or
-    only a hash cache that holds nothing, is removed. So is a hash cache elsewhere (--cache) that
-    the command created and that holds nothing."""
-    missing = []  # out_dir and each of its parents that the command may create, innermost first
-    folder = os.path.abspath(out_dir)
-    while not os.path.lexists(folder) and folder != os.path.dirname(folder):
-        missing.append(folder)
-        folder = os.path.dirname(folder)
-    new_cache = cache is not None and not os.path.lexists(cache)
-    try:
-        yield
-    except BaseException:
-        if new_cache:
-            _remove_unused_cache(cache)
-        if missing:
-            _remove_unused(out_dir)
-            for parent in missing[1:]:  # the parents it made for out_dir, while empty
-                try:
-                    os.rmdir(parent)
-                except OSError:
-                    break
-        raise
-
-
 def checked_output(args, out_dir: str, images, reads: dict | None = None, names=None) -> str | None:
     """`run` and `leaks` alike: the output directory checked before any work (see
     storage.check_output_dir; `names`: what its messages call each of `images`), and the hash
@@ -309,35 +281,6 @@ def checked_output(args, out_dir: str, images, reads: dict | None = None, names=
     return cache
 
 
-def _remove_unused(out_dir: str) -> None:
-    from harness import cache, storage
-
-    try:
-        names = set(os.listdir(out_dir))
-        kept = os.path.join(out_dir, storage.CACHE)
-        if names - set(storage.CACHE_FILES) or (storage.CACHE in names and (not cache.holds_nothing(kept)
-                                                                           or cache.in_use(kept))):
-            return
-        for name in names:
-            os.remove(os.path.join(out_dir, name))
-        os.rmdir(out_dir)
-    except OSError:  # it stays: the error that ended the command is what the user needs to read
-        pass
-
-
-def _remove_unused_cache(path: str) -> None:
-    """A hash cache file (with SQLite's side files) removed where it holds nothing."""
-    from harness import cache
-
-    try:
-        if os.path.isfile(path) and cache.holds_nothing(path) and not cache.in_use(path):  # another run's
-            for name in (path, path + "-wal", path + "-shm", path + "-journal"):
-                if os.path.lexists(name):
-                    os.remove(name)
-    except OSError:
-        pass
-
-
 def command_run(args) -> int:
     from harness import api, report, schema, storage
     from harness.config import load_config
@@ -345,7 +288,7 @@ def command_run(args) -> int:
     config = load_config(args.config, images=args.images, hashers=hasher_list(args.hashers), output=args.out,
                          names_folder=True)
     out_dir = args.out or default_output(config)
-    with removed_if_unused(out_dir, args.cache):
+    with storage.removed_if_unused(out_dir, args.cache):
         cache = checked_output(args, out_dir, config.images, names=image_names(config))
         with storage.sole_writer(out_dir):  # a second command into out_dir is refused, not raced
             evaluation = api.image_pass(config, workers=args.workers, cache=cache, strict=args.strict,
@@ -479,7 +422,7 @@ def command_leaks(args) -> int:
         key_options["hashers"] = "--hashers"
     config = leaks.leak_config(raw, source, split_options=options, key_options=key_options, names_folder=True)
     out_dir = config.output
-    with removed_if_unused(out_dir, args.cache):
+    with storage.removed_if_unused(out_dir, args.cache):
         cache = checked_output(args, out_dir, config.entries(),
                                reads={"calibration": config.calibration}, names=config.entry_names())
         with storage.sole_writer(out_dir):

@@ -106,11 +106,12 @@ class Results:
 
         out_dir = path_argument("out_dir", out_dir)
         images = self.config.get("images", []) if isinstance(self.config, dict) else []
-        storage.check_output_dir(out_dir, images=images if isinstance(images, list) else [])
-        if "origin" in self.images:
-            storage.check_sources_outside(self.images["origin"].astype(str), out_dir)
-        with storage.sole_writer(out_dir):  # the saved config names this directory: running it again writes here
-            report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
+        with storage.removed_if_unused(out_dir):  # Ctrl-C while saving leaves no folder it made
+            storage.check_output_dir(out_dir, images=images if isinstance(images, list) else [])
+            if "origin" in self.images:
+                storage.check_sources_outside(self.images["origin"].astype(str), out_dir)
+            with storage.sole_writer(out_dir):  # the saved config names this directory: running it again writes here
+                report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
 
     def __repr__(self) -> str:
         name = self.config.get("name")  # a config's name has no length limit: a repr has one line

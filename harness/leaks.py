@@ -536,12 +536,14 @@ class LeakAudit:
 
         out_dir = path_argument("out_dir", out_dir)
         splits = self.config["splits"].items()
-        storage.check_output_dir(out_dir, images=[e for _, entries in splits for e in entries],
-                                 reads={"calibration": self.calibration},
-                                 names=[f"splits.{name}[{k}]" for name, entries in splits for k in range(len(entries))])
-        storage.check_sources_outside([path for path in self.paths.values() if path is not None], out_dir)
-        with storage.sole_writer(out_dir):  # the saved config names this directory: running it again writes here
-            leaks_report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
+        with storage.removed_if_unused(out_dir):  # Ctrl-C while saving leaves no folder it made
+            storage.check_output_dir(out_dir, images=[e for _, entries in splits for e in entries],
+                                     reads={"calibration": self.calibration},
+                                     names=[f"splits.{name}[{k}]" for name, entries in splits
+                                            for k in range(len(entries))])
+            storage.check_sources_outside([path for path in self.paths.values() if path is not None], out_dir)
+            with storage.sole_writer(out_dir):  # the saved config names this directory: running it again writes here
+                leaks_report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
 
     @property
     def answer(self) -> str:

@@ -48,7 +48,8 @@ def write(audit, out_dir: str) -> None:
             output.write_parquet(name, audit.hashes[(split, hasher)], audit.hash_metadata.get((split, hasher)))
         output.write_text(storage.CONFIG, config_yaml(audit.config, audit.provenance, "leaks"))
         page = review_page(*_named_pairs(audit),
-                           hashers=dict(zip(audit.hashers["hasher"], audit.hashers["distance_max"])), title=f"Leak review: {' vs '.join(dict.fromkeys(audit.files['split']))}",
+                           hashers=dict(zip(audit.hashers["hasher"], audit.hashers["distance_max"])),
+                           title=f"Leak review: {' vs '.join(dict.fromkeys(audit.files['split']))}",
                            notes=[answer(audit), *estimate_lines(audit)], thresholds=audit.thresholds)
         output.write_text(REVIEW, page)
         output.write_text(storage.SUMMARY, summary_markdown(audit))

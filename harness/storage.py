@@ -86,6 +86,62 @@ def _where(out_dir: str) -> str:
     return clipped(out_dir, PATH_MAX)
 
 
+@contextlib.contextmanager
+def removed_if_unused(out_dir: str, cache: str | None = None):
+    """A command that fails (bad input, Ctrl-C, a full disk) leaves no output directory it created
+    behind, nor the empty parents it created for it, unless something was kept there: nothing, or
+    only a hash cache that holds nothing, is removed. So is a hash cache elsewhere (--cache) that
+    the command created and that holds nothing."""
+    missing = []  # out_dir and each of its parents that the command may create, innermost first
+    folder = os.path.abspath(out_dir)
+    while not os.path.lexists(folder) and folder != os.path.dirname(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    new_cache = cache is not None and not os.path.lexists(cache)
+    try:
+        yield
+    except BaseException:
+        if new_cache:
+            _remove_unused_cache(cache)
+        if missing:
+            _remove_unused(out_dir)
+            for parent in missing[1:]:  # the parents it made for out_dir, while empty
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    break
+        raise
+
+
+def _remove_unused(out_dir: str) -> None:
+    from harness import cache
+
+    try:
+        names = set(os.listdir(out_dir))
+        kept = os.path.join(out_dir, CACHE)
+        if names - set(CACHE_FILES) or (CACHE in names and (not cache.holds_nothing(kept)
+                                                                           or cache.in_use(kept))):
+            return
+        for name in names:
+            os.remove(os.path.join(out_dir, name))
+        os.rmdir(out_dir)
+    except OSError:  # it stays: the error that ended the command is what the user needs to read
+        pass
+
+
+def _remove_unused_cache(path: str) -> None:
+    """A hash cache file (with SQLite's side files) removed where it holds nothing."""
+    from harness import cache
+
+    try:
+        if os.path.isfile(path) and cache.holds_nothing(path) and not cache.in_use(path):  # another run's
+            for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+                if os.path.lexists(name):
+                    os.remove(name)
+    except OSError:
+        pass
+
+
 def check_output_dir(out_dir: str, images=(), reads: dict | None = None, names=None) -> None:
     """Fail before any work unless `out_dir` can take a run's outputs: in a place that can take
     them (check_output_place), and writable, which is tried by creating it and a file in it."""

@@ -655,6 +655,24 @@ def test_a_cache_in_a_folder_that_does_not_exist_is_refused_and_nothing_made(tmp
     assert not (tmp_path / "mistyped").exists()
 
 
+def test_ctrl_c_while_saving_leaves_no_folder_the_save_made(tmp_path, monkeypatch):
+    """As a command stopped by Ctrl-C leaves none: Results.save left an empty new folder."""
+    from harness import report
+
+    results = harness.evaluate(SMALL)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        results.save(tmp_path / "new" / "out")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    results.save(tmp_path / "new" / "out")
+    assert (tmp_path / "new" / "out" / "run.json").is_file()
+
+
 def test_a_cache_that_is_a_directory_is_refused(tmp_path, capsys):
     """It was a note in Results.notes, which a notebook does not show, and the run went on without a
     cache while `cache` said it had one."""

@@ -725,7 +725,7 @@ def test_a_stopped_command_leaves_a_new_cache_that_another_run_has_open(tmp_path
     """A command stopped (Ctrl-C) removes the --cache it created while it holds nothing, but not
     while another run has it open. Was: two runs given one new --cache, the first stopped, deleted
     the file under the second, which then kept its hashes in a file that no longer had a name."""
-    from harness.__main__ import removed_if_unused
+    from harness.storage import removed_if_unused
     from harness.cache import HashCache
 
     shared = tmp_path / "shared.sqlite"
