@@ -356,7 +356,7 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
 
     names_output = names_folder and output is None and "output" not in raw  # else --out, or the config's
     name = run_name(raw.get("name", os.path.splitext(os.path.basename(source))[0]), source, names_output)
-    output = output_path(output if output is not None else raw.get("output", os.path.join("reports", name)), source)
+    output = output_path(output if output is not None else raw.get("output", output_of_name(name)), source)
     seed = _typed(raw.get("seed", 0), int, source, "seed")
     if not 0 <= seed < 1 << 64:  # numpy's generators take seeds >= 0; 64 bits are plenty
         raise ConfigError(source, "seed", f"must be from 0 to 2**64 - 1, got {shown(seed)}")
@@ -439,11 +439,25 @@ def run_name(value, source: str, names_output: bool) -> str:
     reports/ itself, and a separator (`a/b`, `../x`) put the outputs elsewhere. A name with a
     given output is only a title, and may hold any text."""
     name = _typed(value, str, source, "name")
-    if not name.strip() or names_output and (
-            name in (".", "..") or any(sep in name for sep in ("/", os.sep, os.altsep) if sep)):
+    if not name.strip():
+        raise ConfigError(source, "name", f"expected a name (it titles the summary), got {shown(name)}")
+    if names_output and not _plain_folder(name):
         raise ConfigError(source, "name", f"expected a plain name, without '/' (the outputs go to reports/NAME, "
                                           f"unless output is given), got {shown(name)}")
     return name
+
+
+def _plain_folder(name: str) -> bool:
+    return name not in (".", "..") and not any(sep in name for sep in ("/", os.sep, os.altsep) if sep)
+
+
+def output_of_name(name: str) -> str:
+    """reports/NAME, where a config gives no output. A name that is no plain folder name (the API
+    takes any title) has its separators made "_": its resolved config, run again from the command
+    line, wrote to reports/../../etc."""
+    folder = name if _plain_folder(name) else "_" * len(name) if name in (".", "..") else \
+        "".join("_" if c in ("/", os.sep, os.altsep) else c for c in name)
+    return os.path.join("reports", folder)
 
 
 def output_path(value, source: str) -> str:

@@ -42,7 +42,8 @@ import pandas as pd
 
 from harness.cache import Entry, HashCache, digest
 from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance,
-                            Snapshot, check_text, output_path, plain_data, run_name, whole_number)
+                            Snapshot, check_text, output_of_name, output_path, plain_data, run_name,
+                            whole_number)
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
 from harness.hashing import Hashed, from_entries
@@ -212,7 +213,7 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
         limits[key] = whole_number(raw.get(key), source, key, *bounds)
     _typed(raw.get("description", ""), str, source, "description")  # shown under the summary's title
     name = run_name(raw.get("name", "leaks"), source, names_folder and "output" not in raw)  # (see parse_config)
-    output = output_path(raw.get("output", os.path.join("reports", name)), source)
+    output = output_path(raw.get("output", output_of_name(name)), source)
     return LeakConfig(source, name, output, tuple(parsed_splits), tuple(hashers), thresholds, fpr, calibration,
                       min_agree, limits["max_pixels"], limits["max_side"], limits["max_flags"] or DEFAULT_MAX_FLAGS,
                       raw, tuple((split_options or {}).items()))

@@ -673,6 +673,16 @@ def test_ctrl_c_while_saving_leaves_no_folder_the_save_made(tmp_path, monkeypatc
     assert (tmp_path / "new" / "out" / "run.json").is_file()
 
 
+def test_a_title_that_is_no_folder_name_gives_an_output_within_reports():
+    """The API takes any name as a title; the resolved config's output came from it: reports/../../etc,
+    where the command line, given that config, would write."""
+    for name, output in (("../../etc", "reports/.._.._etc"), ("a/b", "reports/a_b"), ("..", "reports/__"),
+                         ("plain", "reports/plain")):
+        assert harness.evaluate({**SMALL, "name": name}).config["output"] == output
+    with pytest.raises(harness.HarnessError, match=r"name: expected a name \(it titles the summary\), got ''$"):
+        harness.evaluate({**SMALL, "name": ""})
+
+
 def test_a_cache_that_is_a_directory_is_refused(tmp_path, capsys):
     """It was a note in Results.notes, which a notebook does not show, and the run went on without a
     cache while `cache` said it had one."""

@@ -263,7 +263,7 @@ PLAIN_NAME = "name: expected a plain name, without '/' (the outputs go to report
 @pytest.mark.parametrize("line, message", [
     ("output: ''", "output: empty; give a directory, or leave output out for reports/NAME"),
     ("output: '  '", "output: empty; give a directory"),
-    ("name: ''", f"{PLAIN_NAME}, got ''"),
+    ("name: ''", "name: expected a name (it titles the summary), got ''"),
     ("name: a/b", f"{PLAIN_NAME}, got 'a/b'"),
     ("name: ../../escape", PLAIN_NAME),
     ("name: '..'", PLAIN_NAME),
