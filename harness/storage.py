@@ -411,7 +411,8 @@ def as_recorded(path: str, size, digest) -> bool:
         return False
     if not stat.S_ISREG(status.st_mode) or status.st_size != size or not isinstance(digest, str):
         return False
-    key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+    # Not its ctime: the new set's hard link to a kept file changes that, not the file's bytes.
+    key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
     if key not in _DIGESTS_READ:
         try:
             _DIGESTS_READ[key] = file_sha256(path)
@@ -420,7 +421,7 @@ def as_recorded(path: str, size, digest) -> bool:
     return _DIGESTS_READ[key] == digest
 
 
-# The digests as_recorded read this process, by file (device, inode) and its size and times.
+# The digests as_recorded read this process, by file (device, inode), its size and its mtime.
 _DIGESTS_READ: dict[tuple, str] = {}
 
 
