@@ -117,7 +117,7 @@ class Results:
         name = self.config.get("name")  # a config's name has no length limit: a repr has one line
         return (f"Results({(shortened(name, 80) if isinstance(name, str) else name)!r}: "
                 f"{len(self.images)} images, "  # two files may share a stem
-                f"{len(self.metrics.table)} pairs, hashers {list(self.hashers['hasher'])}, "
+                f"{len(self.metrics.table)} pairs, hashers {[shortened(h, 80) for h in self.hashers['hasher']]}, "
                 f"{len(self.impostors)} impostor distances, {self.failures} failures)")
 
 
@@ -187,7 +187,7 @@ def image_pass(config: ConfigArgument, *, images: ImagesArgument | None = None,
     from harness.provenance import provenance
 
     parsed = resolve_config(config, images, hashers)
-    check_workers(workers)
+    workers = check_workers(workers)
     cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress, strict=strict, workers=workers)
     started = provenance()  # the code and versions as the run starts
     passed = runner.image_pass(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,

@@ -69,11 +69,18 @@ class Ready:
         self.value = value
 
 
-def check_workers(workers) -> None:
-    """The API's `workers` argument: None (as many as help) or a whole number of at least 1."""
-    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool)
-                                or not 1 <= workers <= MAX_WORKERS):
+def check_workers(workers) -> int | None:
+    """The API's `workers` argument: None (as many as help) or a whole number of at least 1 (a
+    NumPy integer too, as in a config dict), returned as a Python int."""
+    import operator
+
+    try:
+        count = None if workers is None or isinstance(workers, bool) else operator.index(workers)
+    except TypeError:
+        count = None
+    if workers is not None and (count is None or not 1 <= count <= MAX_WORKERS):
         raise HarnessError(f"workers: expected a whole number from 1 to {MAX_WORKERS} (or None), got {workers!r}")
+    return count
 
 
 class Engine:

@@ -600,7 +600,7 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
                              option="hashers", advice="choose more hashers")
     if not isinstance(config, LeakConfig) or chosen is not None:  # a parsed one is parsed again if hashers change
         config = leak_config(raw, source)
-    check_workers(workers)
+    workers = check_workers(workers)
     cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress, workers=workers)
     started = provenance()
     versions = result_versions()

@@ -524,7 +524,7 @@ def misses(config: LeakConfig, thresholds: dict, calibration: Calibration | None
     """With a calibration run: per hasher (and their agreement) and family of edits, the share of the
     run's edited copies the threshold misses (pooled over strengths, with a 95% interval)."""
     if calibration is None:
-        return pd.DataFrame(columns=MISS_COLUMNS)
+        return _miss_table([])
     genuine = calibration.genuine
     rows = []
     for hid, threshold in thresholds.items():
@@ -540,7 +540,15 @@ def misses(config: LeakConfig, thresholds: dict, calibration: Calibration | None
         for family, part in detected.groupby(level="family", sort=False, observed=True):
             rows.append(_miss_row(AGREEMENT, family, len(part), int((~part).sum()),
                                   part.index.get_level_values("image_id").nunique()))
-    return pd.DataFrame(rows, columns=MISS_COLUMNS)
+    return _miss_table(rows)
+
+
+def _miss_table(rows: list[dict]) -> pd.DataFrame:
+    """The rows with the same column types whether there are any or not (an empty table's columns
+    were all `object`, its numbers included)."""
+    types = {"hasher": "str", "family": "str", "copies": "int64", "missed": "int64", "miss_rate": "float64",
+             "miss_low": "float64", "miss_high": "float64"}
+    return pd.DataFrame(rows, columns=MISS_COLUMNS).astype({column: types[column] for column in MISS_COLUMNS})
 
 
 def _miss_row(hasher: str, family: str, copies: int, missed: int, images: int) -> dict:

@@ -58,6 +58,16 @@ def test_a_results_repr_is_one_short_line_whatever_the_config_name(results):
     long = dataclasses.replace(results, config={**results.config, "name": "a\nb" * 50_000})
     text = repr(long)
     assert len(text) < 300 and "\n" not in text and text.startswith("Results('a ba ba") and "…'" in text
+    ids = dataclasses.replace(results, hashers=results.hashers.assign(hasher=["h" * 500] * len(results.hashers)))
+    assert len(repr(ids)) < 300 + 90 * len(results.hashers)  # a hasher id has no length limit either
+
+
+def test_workers_may_be_a_numpy_integer(results):
+    """As numbers in a config dict may (np.int64(2) from a notebook's arithmetic was refused)."""
+    import numpy as np
+
+    again = harness.evaluate(results.config, workers=np.int64(1))
+    assert again.table.equals(results.table)
 
 
 def test_save_writes_what_run_writes_and_load_reads_it_back(results, tmp_path):

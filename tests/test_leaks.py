@@ -1248,6 +1248,15 @@ def test_a_second_audit_with_workers_in_one_session_ends():
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
 
 
+def test_an_empty_misses_table_has_the_column_types_of_a_full_one():
+    """Without a calibration run there are no misses: the table's numbers were `object` columns."""
+    audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut"], "test": ["builtin:coffee"]},
+                                "hashers": ["pHash"], "threshold": 8})
+    assert audit.misses.empty
+    assert {c: str(t) for c, t in audit.misses.dtypes.items() if c not in ("hasher", "family")} == {
+        "copies": "int64", "missed": "int64", "miss_rate": "float64", "miss_low": "float64", "miss_high": "float64"}
+
+
 def test_the_answer_of_one_split_counts_its_copies_without_more():
     """"0 more files are copies" read as if another count came first, where none does."""
     audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut", "builtin:coffee"]}, "hashers": ["pHash"],
