@@ -638,8 +638,10 @@ def _keep_added(old: str, new: str) -> bool:
     moved, stuck, changed = [], [], []
     try:
         added = foreign_files(old)
-        changed = [name for name in changed_files(old)
-                   if not _same_content(os.path.join(old, name), os.path.join(new, name))]
+        # A first run's folder (no run.json) held no set; what was added is moved, not counted twice.
+        changed = [name for name in (changed_files(old) if os.path.lexists(os.path.join(old, RUN)) else [])
+                   if not any(name == a or name.startswith(a + "/") for a in added)
+                   and not _same_content(os.path.join(old, name), os.path.join(new, name))]
     except OSError:
         added = []
     except HarnessError:  # its run.json was damaged during the run: what is the user's is unknown

@@ -962,6 +962,7 @@ def test_files_added_to_the_output_directory_during_a_run_are_kept(tmp_path, cap
         return
     assert {name: (out / name).read_text() for name in added} == added
     assert "appeared there during the run; kept in the new outputs" in err
+    assert not [p for p in tmp_path.iterdir() if ".replaced-" in p.name] and "had changed" not in err
     status, _, err = cli(capsys, "run", config, "--out", out, "--quiet")  # and not deleted by the next run
     assert status == 2 and "with files it did not write" in one_line_error(err)
     assert {name: (out / name).read_text() for name in added} == added
