@@ -480,7 +480,7 @@ def _recorded(shown_path: str, metadata: dict[str, str]) -> dict:
     cwd = recorded.get("cwd") if isinstance(recorded, dict) else None
     cwd_known = cwd is None or isinstance(cwd, str)  # a path of another machine's kind: see _usable_cwd
     raw = recorded.get("raw_names", {}) if isinstance(recorded, dict) else None
-    raw_known = isinstance(raw, dict) and all(isinstance(k, str) and k.isdigit() and len(k) < 12 and
+    raw_known = isinstance(raw, dict) and all(isinstance(k, str) and k.isascii() and k.isdigit() and len(k) < 12 and
                                               isinstance(v, str) for k, v in raw.items())
     if (not hasher_known or not cwd_known or not raw_known or not isinstance(errors, list)
             or not all(_is_error_row(row) for row in errors)):

@@ -924,6 +924,7 @@ def test_hash_tables_name_their_files_from_the_directory_their_audit_ran_from(tm
             ({"cwd": 5}, "its harness.leaks metadata is not what an audit writes"),
             ({"raw_names": {"0": 5}}, "its harness.leaks metadata is not what an audit writes"),
             ({"raw_names": {"-1": "61"}}, "its harness.leaks metadata is not what an audit writes"),
+            ({"raw_names": {"\u00b2": "61"}}, "its harness.leaks metadata is not what an audit writes"),
             ({"raw_names": {"0": "zz"}}, "its harness.leaks metadata records the bytes of row 1's name as something"),
             ({"raw_names": {"0": "61ff"}}, "its harness.leaks metadata records the bytes of row 1's name as something"),
             ({"raw_names": {"99": "61"}}, "its harness.leaks metadata records the bytes of row 100's name as")]):
