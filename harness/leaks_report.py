@@ -71,10 +71,9 @@ def _named_pairs(audit):
     pairs, raw = audit.pairs, audit.raw_names
     if raw:
         pairs = pairs.copy()
-        for side in "ab":
-            pairs[f"file_{side}"] = pd.Series([raw.get((split, file), file) for split, file in  # object: Arrow's
-                                               zip(pairs[f"split_{side}"], pairs[f"file_{side}"])],  # text holds no
-                                              index=pairs.index, dtype=object)  # surrogate
+        for side in "ab":  # as objects: Arrow's text, pandas' default, holds no surrogate
+            names = [raw.get((split, file), file) for split, file in zip(pairs[f"split_{side}"], pairs[f"file_{side}"])]
+            pairs[f"file_{side}"] = pd.Series(names, index=pairs.index, dtype=object)
     paths = {}
     for (split, file), path in audit.paths.items():
         paths.setdefault(raw.get((split, file), file), path)
@@ -123,10 +122,11 @@ def answer(audit) -> str:
     more = " more" if len(splits) > 1 else ""
     parts.append(f"{inside}{more} {_plural(inside, 'file is a copy', 'files are copies')} of another file of its "
                  "own split")
-    flagged = "flagged at " + ", ".join(f"{h} <= {t:g}" for h, t in audit.thresholds.items())
+    limits = ", ".join(f"{h} <= {t:g}" for h, t in audit.thresholds.items())
     agree = audit.config.get("min_agree", 1) if isinstance(audit.config, dict) else 1
-    if isinstance(agree, int) and 1 < agree:  # the thresholds alone read as any one hasher's flag
-        flagged = f"flagged where at least {agree} of {len(audit.thresholds)} hashers agree: {flagged[11:]}"
+    # With min_agree, the thresholds alone read as any one hasher's flag.
+    flagged = (f"flagged where at least {agree} of {len(audit.thresholds)} hashers agree: {limits}"
+               if isinstance(agree, int) and agree > 1 else f"flagged at {limits}")
     unread = len(audit.errors)  # never compared: in no count above and in no clean list
     if unread:
         parts.append(f"{unread} {_plural(unread, 'file or folder', 'files or folders')} could not be read, so "
