@@ -488,8 +488,11 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
             elif tiff.samples == 4 and tiff.sample_format == _TIFF_FLOAT:
                 flags = _OPENCV_ALPHA_FLAGS
             orientation = tiff.orientation  # which OpenCV applies
-        pixels, said = (None, []) if (header is not None and _pillow_decodes(header)) or jpeg2000 else (
-            _decode_opencv(data, flags))
+        pillow_decodes = header is not None and _pillow_decodes(header)
+        if header is not None and header.format == "TIFF" and not pillow_decodes and \
+                _tiff_tag(header, _TIFF_COMPRESSION)[:1] in _TIFF_CHECKED_CODECS:
+            _check_tiff_decodes(data)  # first: its pixels are freed before OpenCV's are made
+        pixels, said = (None, []) if pillow_decodes or jpeg2000 else _decode_opencv(data, flags)
         if tiff is not None and pixels is None and not tiff.convertible:  # OpenCV refuses 16-bit floats, 32-bit uints
             raise ImageError(f"unsupported sample type {tiff.sample_type} ({_SAMPLE_TYPES_READ})")
         if tiff is not None and pixels is not None and pixels.ndim == 2:
@@ -515,9 +518,6 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
                              "pixels)")
         if pixels is not None:  # what else the decoders said, e.g. an ancillary chunk's bad checksum
             notes += [line if line.startswith("libpng") else f"libjpeg: {line}" for line in said]
-        if pixels is not None and header is not None and header.format == "TIFF" and \
-                _tiff_tag(header, _TIFF_COMPRESSION)[:1] in _TIFF_CHECKED_CODECS:
-            _check_tiff_decodes(header)
         if pixels is not None:
             upright = tiff is not None or (header is not None and header.format in _ORIENTED_BY_OPENCV)
         elif header is not None:
@@ -660,17 +660,18 @@ def _pillow_decodes(header: Image.Image) -> bool:
     return header.format == "TIFF" and 2 in _tiff_tag(header, 338) and max(_tiff_tag(header, 258) or (8,)) <= 8
 
 
-def _check_tiff_decodes(header: Image.Image) -> None:
+def _check_tiff_decodes(data: bytes) -> None:
     """A compressed TIFF whose data does not decode (a strip's LZW, Deflate or PackBits data
     damaged) is refused: OpenCV's reader leaves the rows it could not decode black, or keeps what
     the decoder made of them, without a word (an LZW file with its middle third zeroed gave 92
     black rows of 256). libtiff, under Pillow, says so: the file is decoded again by it, for
     that alone (a second decode, of compressed TIFFs only; OpenCV's pixels are the ones kept).
     Only the lossless codecs every libtiff has are checked (_TIFF_CHECKED_CODECS): a file whose
-    codec Pillow's libtiff may lack must not be refused for that."""
+    codec Pillow's libtiff may lack must not be refused for that. Called under _pillow_unlimited."""
     with _decoder_lines() as said:
         try:
-            header.load()
+            with Image.open(io.BytesIO(data), formats=["TIFF"]) as probe:
+                probe.load()
             failed = None
         except Exception as exc:  # decoders raise all sorts on corrupt data; the bytes are untrusted
             failed = exception_text(exc)
