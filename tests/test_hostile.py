@@ -1136,6 +1136,7 @@ REPORT_CASES = [
     ("run.json a list", _write("run.json", b"[1, 2]"), "run.json: expected a JSON object"),
     ("run.json nested deep", _write("run.json", b"[" * 100_000 + b"]" * 100_000), "run.json: cannot read"),
     ("config not an object", _write("run.json", b'{"config": 5}'), "run.json: config: expected a JSON object, got 5"),
+    ("config missing", _write("run.json", b'{}'), "run.json: holds no config (the run's settings"),
     ("config with a bad key", _config_edit(lambda c: c.setdefault("detection", {}).update(nope=1)),
      "run.json: detection.nope: unknown parameter of detection"),
     ("config with NaN", _config_edit(lambda c: c.setdefault("detection", {}).update(fpr=[float("nan")])),
