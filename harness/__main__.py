@@ -41,9 +41,13 @@ class Parser(argparse.ArgumentParser):
     whole usage first); its subcommands' parsers are of this class too."""
 
     def error(self, message: str):
+        if message.endswith("required: CONFIG") and "--images" in _ARGV:  # `run --images a.jpg c.yaml`
+            message += (" (--images takes every path after it, the config's too: give CONFIG before --images, or "
+                        "end its paths with --)")
         self.exit(EXIT_BAD_INPUT, line("error", f"{message} (see {self.prog} --help)") + "\n")
 
     def parse_args(self, args=None, namespace=None):
+        _ARGV[:] = sys.argv[1:] if args is None else args  # for error(), which a subcommand's parser calls
         # argparse reports an unknown option of a subcommand (`run --wrkers 2`) from the top parser,
         # pointing at the top-level help; the subcommand's own help is the one that lists its options.
         parsed, unknown = self.parse_known_args(args, namespace)
@@ -52,6 +56,9 @@ class Parser(argparse.ArgumentParser):
             chosen = commands.choices.get(parsed.command) if commands else None
             (chosen or self).error(f"unrecognized arguments: {' '.join(unknown)}")
         return parsed
+
+
+_ARGV: list[str] = []  # the arguments being parsed (see Parser.error)
 
 
 def line(kind: str, text) -> str:

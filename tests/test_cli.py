@@ -217,6 +217,19 @@ def test_cache_and_no_cache_together_are_a_usage_error(command, capsys):
     assert "--no-cache: not allowed with argument --cache" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_images_before_the_config_says_that_it_took_the_config(command, capsys):
+    """--images takes every path after it: "the following arguments are required: CONFIG" named a
+    config the user had given. The line says why, and `--` ends its paths."""
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--images", "builtin:coffee", "configs/collection.yaml"])
+    assert stop.value.code == 2
+    assert "required: CONFIG (--images takes every path after it, the config's too: give CONFIG before --images, " \
+        "or end its paths with --)" in capsys.readouterr().err
+    if command == "validate":
+        assert main([command, "--images", "builtin:coffee", "--", "configs/collection.yaml"]) == 0
+
+
 # --- repeated options ------------------------------------------------------
 
 @pytest.mark.parametrize("command", [["run", "c.yaml"], ["validate", "c.yaml"]])
