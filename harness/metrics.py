@@ -470,8 +470,8 @@ def sample_size_warning(images: int, min_tpr: float) -> str:
     line = format_percent(min_tpr)
     reasons = []
     if np.floor(images * (1 - min_tpr) + 1e-9) < 1:
-        reasons.append(f"with {images} images, a detection rate of {line} or more allows no miss at all: "
-                       f"it means {images} of {images}")
+        reasons.append(f"with {images} {'image' if images == 1 else 'images'}, a detection rate of {line} or more "
+                       f"allows no miss at all: it means {images} of {images}")
     low = wilson_interval(images, images)[0]
     if low < min_tpr:
         needed = f"at least {min_images_for(min_tpr)} images are" if min_tpr < 1 else "no number of images is"

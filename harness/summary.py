@@ -90,8 +90,10 @@ def answer_section(detection: dict) -> list[str]:
     lines += _no_rate_lines(detection["families"], verdicts)
     warnings = [w for w in dict.fromkeys(verdicts["warning"]) if w]
     for warning in warnings:
-        lines += [f"> **Too few images for a {line} claim:** {md(warning)}. Read \"held\" as \"no miss was seen\", "
-                  "not as a measured rate.", ""]
+        # Where families differ (images failed in some), each warning names the families it is about.
+        where = "" if len(warnings) == 1 else f" ({_families_named(verdicts, warning)})"
+        lines += [f"> **Too few images for a {line} claim{where}:** {md(warning)}. Read \"held\" as \"no miss was "
+                  "seen\", not as a measured rate.", ""]
     if not verdicts["resolved"].all():
         # Edited copies against other images add impostor pairs, unless the run compared them already.
         compared = any(counts.get("transformed") for counts in detection["kinds"].values())
@@ -404,10 +406,22 @@ def _no_rate_lines(families: list, verdicts: pd.DataFrame) -> list[str]:
     if not missing:
         return []
     one = len(missing) == 1
-    names = ", ".join(md(family) for family in missing[:10]) + (f" and {len(missing) - 10:,} more" if len(missing) > 10 else "")
+    names = _names(missing)
     return [f"> **No detection rate for {len(missing):,} {'family' if one else 'families'} ({names}):** every one of "
             f"{'its' if one else 'their'} pairs failed for every hasher, so no table or figure of detection rates "
             f"has {'it' if one else 'them'}; the problems above and `errors.csv` say why.", ""]
+
+
+def _names(families: list) -> str:
+    """Up to 10 families' names, for a line of the summary, and how many more there are."""
+    return ", ".join(md(family) for family in families[:10]) + (
+        f" and {len(families) - 10:,} more" if len(families) > 10 else "")
+
+
+def _families_named(verdicts: pd.DataFrame, warning: str) -> str:
+    """'family a' or 'families a, b': those of `verdicts` whose sample-size warning is `warning`."""
+    families = list(dict.fromkeys(verdicts.loc[verdicts["warning"] == warning, "family"]))
+    return f"{'family' if len(families) == 1 else 'families'} {_names(families)}"
 
 
 def detection_bundle(metrics, figures: dict) -> dict | None:

@@ -693,6 +693,21 @@ def test_a_title_that_is_no_folder_name_gives_an_output_within_reports():
         harness.evaluate({**SMALL, "name": ""})
 
 
+def test_each_sample_size_warning_names_its_families_where_they_differ(tmp_path):
+    """A crop that fails on one image of three leaves its family 2 images: the summary said "Too few
+    images" twice, the second "with 2 images" about no family named (and "with 1 images")."""
+    from harness.metrics import sample_size_warning
+
+    config = {"images": ["builtin:astronaut", "builtin:coffee", "builtin:camera"], "hashers": ["pHash"],
+              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50, 20]},
+                         {"family": "crop", "b": {"crop": {"x": 0, "y": 0, "width": 450, "height": 450}}}]}
+    harness.evaluate(config).save(tmp_path / "out")
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "> **Too few images for a 95% claim (family jpeg):** with 3 images" in summary
+    assert "> **Too few images for a 95% claim (family crop):** with 2 images" in summary
+    assert sample_size_warning(1, 0.95).startswith("with 1 image, a detection rate")
+
+
 def test_a_cache_that_is_a_directory_is_refused(tmp_path, capsys):
     """It was a note in Results.notes, which a notebook does not show, and the run went on without a
     cache while `cache` said it had one."""
