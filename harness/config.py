@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -504,6 +505,8 @@ def _parse_sweeps(sweeps, source, seed: int, import_plugins: bool, plugins: list
             raise ConfigError(source, key, f"expected a mapping with family, a/b and values, got {shown(sweep)}")
         _no_unknown_keys(sweep, SWEEP_KEYS, source, key + ".")
         family = _typed(sweep.get("family"), str, source, key + ".family")
+        if not family.strip():  # it names the family in every table and figure
+            raise ConfigError(source, key + ".family", f"expected a name, got {shown(family)}")
         if family in families:
             raise ConfigError(source, key + ".family", f"family {shown(family)} is declared twice")
         families.add(family)
@@ -524,6 +527,10 @@ def _parse_sweeps(sweeps, source, seed: int, import_plugins: bool, plugins: list
                                   f"{len(labels)} labels for {len(values or [None])} values")
         template = _typed(sweep.get("label", family if values is None else family + " {value}"),
                           str, source, key + ".label")
+        other = next((field for field in re.findall(r"\{[^{}]*\}", template) if field != "{value}"), None)
+        if other is not None:  # a mistyped {valu} was kept as it is, in every label of the family
+            raise ConfigError(source, key + ".label", f"{shown(other)} is no placeholder: {{value}} is the only one "
+                                                      "(the sweep's value in each pair's label)")
         if len(pairs) + len(values or [None]) > MAX_PAIRS:  # a range is 3 values of YAML, any number of pairs
             raise ConfigError(source, key, f"the sweeps make {len(pairs) + len(values or [None]):,} pairs up to "
                                            f"here; at most {MAX_PAIRS:,} in all")

@@ -87,6 +87,10 @@ ERRORS = [
      "cfg.yaml: sweeps[1].values.step: step 10 never goes from 30 to 10"),
     ("  - family: identity\n", "  - family: jpeg\n",
      "cfg.yaml: sweeps[1].family: family 'jpeg' is declared twice"),
+    ("  - family: identity\n", "  - family: ' '\n", "cfg.yaml: sweeps[0].family: expected a name, got ' '"),
+    ("label: JPEG {value}", "label: JPEG {valu}",  # kept as it was, in every label of the family
+     "cfg.yaml: sweeps[1].label: '{valu}' is no placeholder: {value} is the only one (the sweep's value in each "
+     "pair's label)"),
     ("    values: {start: 10, stop: 30, step: 10}\n", "",
      "cfg.yaml: sweeps[1]: a parameter is '$value' but the sweep has no values"),
     ("[aHash, pHash]", "[aHash, aHash]", "cfg.yaml: hashers[1].id: two hashers are called 'aHash'; give one an `id`"),
