@@ -374,8 +374,8 @@ def _result(future):
         return future.result()
     except concurrent.futures.process.BrokenProcessPool:
         raise WorkerDied("a worker process died (out of memory, or killed; or, from a script of yours, the "
-                           "code that starts the work is not under `if __name__ == \"__main__\":`, which worker "
-                           "processes need); run again: the cache keeps what was done") from None
+                         "code that starts the work is not under `if __name__ == \"__main__\":`, which worker "
+                         "processes need); run again: the cache keeps what was done") from None
 
 
 # --- in the worker ------------------------------------------------------------

@@ -119,8 +119,7 @@ def _remove_unused(out_dir: str) -> None:
     try:
         names = set(os.listdir(out_dir))
         kept = os.path.join(out_dir, CACHE)
-        if names - set(CACHE_FILES) or (CACHE in names and (not cache.holds_nothing(kept)
-                                                                           or cache.in_use(kept))):
+        if names - set(CACHE_FILES) or (CACHE in names and (not cache.holds_nothing(kept) or cache.in_use(kept))):
             return
         for name in names:
             os.remove(os.path.join(out_dir, name))
@@ -375,26 +374,31 @@ def foreign_files(out_dir: str) -> list[str]:
     (figures/notes.txt); with one of an older version, without a list, any hidden entry (.git).
     A run.json that cannot be read is refused (HarnessError): the set's files are then unknown."""
     entries = set(os.listdir(out_dir))
-    ours = {*CACHE_FILES, CACHE + "-journal"}
     if RUN not in entries:
-        return sorted(e for e in entries if e not in ours and not e.startswith(PROBE))
+        return sorted(e for e in entries if e not in _CACHE_NAMES and not e.startswith(PROBE))
     written = _written(out_dir)
     if written is None:
         return sorted(e for e in entries if e.startswith(".") and not e.startswith(PROBE))
-    # A file where the set has a folder (`figures` damaged into a file) is the set's own to replace,
-    # and so is any link: replacing a link deletes nothing it points to (os.walk does not follow one).
+    # A file where the set has a folder (`figures` damaged into a file) is the set's own to replace.
     folders_of_set = {name.rsplit("/", 1)[0] for name in written if "/" in name}
-    foreign = []
+    return sorted(path for path, _ in _files_of_set(out_dir) if path not in written and path not in folders_of_set)
+
+
+# The hash cache's files, which a set carries over (or a first run leaves), never its own.
+_CACHE_NAMES = {*CACHE_FILES, CACHE + "-journal"}
+
+
+def _files_of_set(out_dir: str):
+    """Each file below `out_dir` as (its "/"-separated path there, its full path), but links (replacing
+    one deletes nothing it points to; os.walk follows none) and, at the top, the hash cache's files
+    and write probes: what foreign_files and changed_files look through."""
     for folder, _, names in os.walk(out_dir):
         relative = os.path.relpath(folder, out_dir).replace(os.sep, "/")
         for name in names:
-            path = name if relative == "." else f"{relative}/{name}"
-            if path in written or path in folders_of_set or os.path.islink(os.path.join(folder, name)):
+            full = os.path.join(folder, name)
+            if os.path.islink(full) or relative == "." and (name in _CACHE_NAMES or name.startswith(PROBE)):
                 continue
-            if relative == "." and (name in ours or name.startswith(PROBE)):
-                continue
-            foreign.append(path)
-    return sorted(foreign)
+            yield (name if relative == "." else f"{relative}/{name}"), full
 
 
 def as_recorded(path: str, size, digest) -> bool:
@@ -680,18 +684,8 @@ def changed_files(out_dir: str) -> list[str]:
     files, sizes, digests = record.get("files"), record.get("sizes"), record.get("digests")
     listed = set(files) if isinstance(files, list) and isinstance(sizes, dict) and isinstance(digests, dict) \
         and all(isinstance(f, str) for f in files) else None
-    ours = {*CACHE_FILES, CACHE + "-journal"}
-    changed = []
-    for folder, _, names in os.walk(out_dir):
-        relative = os.path.relpath(folder, out_dir).replace(os.sep, "/")
-        for name in names:
-            path = name if relative == "." else f"{relative}/{name}"
-            full = os.path.join(folder, name)
-            if os.path.islink(full) or path == RUN or (relative == "." and (name in ours or name.startswith(PROBE))):
-                continue
-            if listed is None or (path in listed and not as_recorded(full, sizes.get(path), digests.get(path))):
-                changed.append(path)
-    return sorted(changed)
+    return sorted(path for path, full in _files_of_set(out_dir) if path != RUN and (
+        listed is None or path in listed and not as_recorded(full, sizes.get(path), digests.get(path))))
 
 
 def _same_content(path: str, other: str) -> bool:
