@@ -46,6 +46,11 @@ def shortened(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def line(kind: str, text) -> str:
+    """What the command line prints for an error or a note: "KIND: TEXT", one line of at most MESSAGE_MAX."""
+    return shortened(f"{kind}: {text}", MESSAGE_MAX)
+
+
 def exception_text(exc: BaseException, with_type: bool = False) -> str:
     """An exception's message on one line of bounded length (a cv2.error spans several lines),
     or its type's name when it has no message: the reason a message quotes. `with_type`

@@ -88,8 +88,8 @@ def test_trim_heap_gives_back_the_free_pages_between_live_blocks():
     """Blocks freed between blocks still in use stay with the process until trim_heap (issue 9: the
     image pass left 8 to 11 MiB of them at 100,000 images)."""
     code = """
-import harness.__main__ as main
-if main._glibc() is None:
+import harness.heap as heap
+if heap._glibc() is None:
     print("no glibc"); raise SystemExit
 def rss():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) // 1024
@@ -97,7 +97,7 @@ blocks = [bytes(64 * 1024) for _ in range(1600)]  # 100 MiB from the heap (below
 kept = blocks[::8]  # every eighth stays: the rest are holes the heap cannot shrink past
 del blocks
 before = rss()
-main.trim_heap()
+heap.trim_heap()
 print(before - rss())
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -235,7 +235,8 @@ def test_images_before_the_config_says_that_it_took_the_config(command, capsys):
 @pytest.mark.parametrize("command", [["run", "c.yaml"], ["validate", "c.yaml"]])
 def test_a_list_option_given_twice_keeps_both(command):
     """argparse keeps only the last occurrence of an option: the first list was dropped in silence."""
-    from harness.__main__ import build_parser, hasher_list
+    from harness.__main__ import build_parser
+    from harness.commands import hasher_list
 
     args = build_parser().parse_args([*command, "--images", "a", "b", "--hashers", "aHash, pHash", "--images", "c",
                                       "--hashers", "PDQ"])
@@ -467,7 +468,7 @@ def test_validate_names_the_first_families_only(tmp_path, capsys):
     assert status == 0
     line = next(line for line in out.splitlines() if line.startswith("  pairs:"))
     assert len(line) < 1000 and line.endswith(" more")
-    from harness.__main__ import VALIDATE_FAMILIES
+    from harness.commands import VALIDATE_FAMILIES
 
     named = ", ".join(f"f{k} 1" for k in range(VALIDATE_FAMILIES))
     assert line == f"  pairs:   1000 in 1000 families: {named}, and {1000 - VALIDATE_FAMILIES:,} more"

@@ -167,7 +167,7 @@ def test_splits_given_on_the_command_line_keep_the_audits_order(planted, tmp_pat
     the config (or train first, test last, any other between), never the end of the line."""
     import yaml
 
-    from harness.__main__ import merged_splits
+    from harness.commands import merged_splits
 
     assert list(merged_splits({"train": 1, "val": 2, "test": 3}, {"train": 4})) == ["train", "val", "test"]
     assert list(merged_splits({"train": 1, "test": 3}, {"val": 2})) == ["train", "val", "test"]
