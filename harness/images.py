@@ -6,7 +6,8 @@ does not depend on the path.
 Reading image files
 -------------------
 An ordinary 8-bit image gives exactly the pixels of
-`cv2.imdecode(data, cv2.IMREAD_COLOR)`, the article's reading. Everything else
+`cv2.imdecode(data, cv2.IMREAD_COLOR)`, the article's reading (but for a JPEG
+whose Exif segment is not its first APP1: see Orientation). Everything else
 follows these rules, and each conversion is recorded as a short note
 (`SourceImage.notes`):
 
@@ -21,8 +22,9 @@ follows these rules, and each conversion is recorded as a short note
   palette is expanded to its colours. CMYK is converted to RGB by OpenCV's
   conversion. Alpha, and the transparent colour of a palette or tRNS chunk, is
   dropped, not composited: the colour channels are kept as stored.
-- Orientation: an EXIF orientation tag is applied to every format. IMREAD_COLOR
-  already does this for JPEG, PNG and TIFF.
+- Orientation: an EXIF orientation tag, as Pillow finds it, is applied to every
+  format (a PNG's eXIf chunk or ImageMagick's raw-profile text chunk; a JPEG's
+  Exif segment wherever it stands, where OpenCV reads only the first APP1).
 - Frames: an animated or multi-page file gives its first frame.
 - Size: an image with more than `max_pixels` pixels is refused
   (DEFAULT_MAX_PIXELS is the limit at which Pillow refuses an image). The size
@@ -74,6 +76,7 @@ import sys
 import tempfile
 import threading
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -343,18 +346,23 @@ def _load_builtin(name: str) -> tuple[np.ndarray, list[str]]:
 
 # OpenCV's reading: IMREAD_COLOR, as the article does. IMREAD_ANYDEPTH keeps
 # 16-bit and float samples as they are, so that _to_uint8 applies the documented
-# rule to them. It changes nothing for 8-bit images.
-_OPENCV_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
+# rule to them. It changes nothing for 8-bit images. IMREAD_IGNORE_ORIENTATION:
+# read_image turns the image upright by the tag Pillow reads (see _ORIENTED_BY_OPENCV).
+_OPENCV_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
 # OpenCV's TIFF reader gives 1-channel float samples in grayscale only (IMREAD_COLOR fails on them),
 # and 4-channel (RGBA) float samples as they are only ("can not handle images with 32-bit samples"):
 # BGRA, turned upright by the TIFF reader itself, whose alpha read_image drops.
 _OPENCV_GRAY_FLAGS = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
 _OPENCV_ALPHA_FLAGS = cv2.IMREAD_UNCHANGED
 _OPENCV_LOG_SILENT = 0  # cv::utils::logging::LOG_LEVEL_SILENT (this cv2 has no cv2.utils.logging to name it)
-# Formats whose orientation tag OpenCV 4.10 applies itself (Pillow's format names).
-# tests/test_images.py checks this for each one.
-_ORIENTED_BY_OPENCV = {"JPEG", "MPO", "PNG", "TIFF"}
+# Formats whose orientation tag OpenCV 4.10 applies itself (Pillow's format names), whatever the
+# flags: its TIFF reader turns the image upright. For JPEG and PNG it is asked not to
+# (IMREAD_IGNORE_ORIENTATION): it reads a JPEG's tag only from the file's first APP1 segment, so a
+# JPEG whose XMP segment came first was left on its side, where Pillow, viewers and the note said
+# upright. The same rotation, made here from Pillow's tag, gives the same pixels elsewhere.
+_ORIENTED_BY_OPENCV = {"TIFF"}
 _ORIENTATION_TAG = 0x0112
+_PNG_EXIF_MARKERS = (b"eXIf", b"Raw profile type exif")  # the chunks Pillow reads a PNG's EXIF from
 # EXIF orientation -> the view that shows the image upright, on (row, column, channel) arrays.
 _UPRIGHT = {2: lambda p: p[:, ::-1], 3: lambda p: p[::-1, ::-1], 4: lambda p: p[::-1],
             5: lambda p: p.swapaxes(0, 1), 6: lambda p: p.swapaxes(0, 1)[:, ::-1],
@@ -471,10 +479,11 @@ def decode_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
         if header is not None and header.format == "JPEG" and _jpeg_too_short(data, *header.size):
             raise ImageError(f"corrupt JPEG: {len(data)} bytes cannot hold the {header.size[0]} x {header.size[1]} "
                              "pixels its header declares")
-        # Pillow reads a PNG's EXIF by decoding the whole image (an eXIf chunk may follow the pixels):
-        # a PNG without one is upright, and is not decoded twice for nothing.
-        orientation = 1 if header is not None and header.format == "PNG" and b"eXIf" not in data else (
-            _orientation(header))
+        # Pillow reads a PNG's EXIF by decoding the whole image (an eXIf chunk, or ImageMagick's
+        # "Raw profile type exif" text chunk, may follow the pixels): a PNG with neither is upright,
+        # and is not decoded twice for nothing.
+        orientation = 1 if header is not None and header.format == "PNG" and not any(
+            marker in data for marker in _PNG_EXIF_MARKERS) else _orientation(header)
         jpeg2000 = data.startswith(_JPEG2000_SIGNATURES)
         tiff = None
         if header is None and not jpeg2000:
@@ -1092,6 +1101,26 @@ def load_source(source: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Sou
     return decode_source(source, read_source(source, max_pixels), max_pixels)
 
 
+def _one_path_each(sources: list[str]) -> list[str]:
+    """Each file once (file_identity), where it was first listed, by the first of its paths that is
+    not a link to it, if any: a link listed before the file it points to (odd/ sorts before photos/)
+    had the file's image named after the link, and the file's own path in no table."""
+    unique: dict = {}
+    for source in sources:
+        kept = unique.setdefault(file_identity(source), source)
+        if kept != source and os.path.islink(kept) and not os.path.islink(source):
+            unique[file_identity(source)] = source  # the key keeps its place: the first listing's
+    return list(unique.values())
+
+
+def source_names(sources: list[str]) -> dict[str, str]:
+    """What the tables call each source: its name (source_name), or, where two sources share a name
+    (a/x.png and b/x.png; x.png and x.webp), its path as listed, so that no two images share one."""
+    names = [source_name(source) for source in sources]
+    counts = Counter(names)
+    return {source: display_path(source) if counts[name] > 1 else name for source, name in zip(sources, names)}
+
+
 def fallback_in_use(images: tuple[str, ...], fallback: str | None) -> bool:
     """True when the config's fallback image stands in: none of its image entries exists."""
     missing = [e for e in images if not e.startswith(BUILTIN_PREFIX) and not glob.has_magic(e)
@@ -1123,10 +1152,7 @@ def resolve_sources(images: tuple[str, ...], fallback: str | None, config_source
         except ValueError as exc:
             raise (ConfigError(option, "", str(exc)) if option else
                    ConfigError(config_source, f"images[{i}]", str(exc))) from None
-    unique: dict = {}  # an image listed twice (or one file reached by two paths) counts once, first where listed
-    for source in sources:
-        unique.setdefault(file_identity(source), source)
-    sources = list(unique.values())
+    sources = _one_path_each(sources)
     if limit is not None and len(sources) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(sources), size=limit, replace=False))
         notes.append(f"limit: {limit} of {len(sources)} images, sampled with seed {seed}")

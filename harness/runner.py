@@ -37,7 +37,7 @@ from harness.errors import HarnessError, HashError, ImageError, UnavailableError
 from harness.hashers.base import Hasher
 from harness.hashing import Hashed, from_entries, probe_form, row_form
 from harness.images import (DEFAULT_MAX_PIXELS, display_path, load_decoders, read_source, resolve_sources,
-                            source_name, work_size)
+                            source_name, source_names, work_size)
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process, process_all
 from harness.registry import plugin_code
 from harness.schema import DISTANCE_COLUMNS, ERROR_COLUMNS, OK, UNAVAILABLE, UNTOUCHED, code_dtype, text_dtype
@@ -208,7 +208,7 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     specs = [spec for spec in config.hashers if spec.id in hashers]
     plan = make_plan(config, specs, salt)
     cache = HashCache(cache_path)
-    collector = Collector(config, plan, infos, hashers, salt, images=len(paths))
+    collector = Collector(config, plan, infos, hashers, salt, names=source_names(paths))
     collector.errors += [unlisted_row(folder, reason) for folder, reason in unlisted]
     try:
         images = ImagePass(paths, plan, infos, hashers, cache, workers=workers, scheduler=scheduler,
@@ -692,8 +692,9 @@ class Collector:
     """Takes each image's outcome in order and keeps what the tables and the impostors need."""
 
     def __init__(self, config: Config, plan: Plan, infos: list[HasherInfo], hashers: dict, salt: str = "",
-                 images: int | None = None):
-        """`images`: how many sources are listed (the most images the tables can have), when known."""
+                 names: dict[str, str] | None = None):
+        """`names`: what the tables call each listed source (images.source_names), when known; their
+        number is the most images the tables can have."""
         self.config, self.plan, self.hashers = config, plan, hashers
         self.infos = infos
         self.salt = salt
@@ -706,7 +707,8 @@ class Collector:
         self.side_a = np.array([self._item(p.a) for p in pairs], np.int64)
         self.side_b = np.array([self._item(p.b) for p in pairs], np.int64)
         self.edited = [k for k, p in enumerate(pairs) if p.b != UNTOUCHED]  # pairs with an edited copy
-        self.distances = DistanceRows(infos, pairs, images)
+        self.names = names or {}
+        self.distances = DistanceRows(infos, pairs, len(names) if names is not None else None)
         self.failed_distances = 0  # distances that failed (not those of unavailable hashers)
         self.sources = Sources()
         self.errors: list[dict] = []
@@ -728,7 +730,7 @@ class Collector:
         return frozenset(self.plan.items[self._item(side)] for pair in self.preview_pairs for side in (pair.a, pair.b))
 
     def add(self, path: str, outcome: ImageOutcome, cached: dict) -> None:
-        name = source_name(path)
+        name = self.names.get(path) or source_name(path)
         record = outcome.record
         self.digest.update(json.dumps([path, outcome.error, None if record is None else [
             record.image, record.height, record.width, list(record.notes)]]).encode("utf-8", "surrogateescape"))
@@ -861,7 +863,9 @@ class Collector:
 
         config = self.config
         if self.duplicates:
-            notes.append(f"{len(self.duplicates)} images have the same pixels as another and count once: "
+            one = len(self.duplicates) == 1
+            notes.append(f"{len(self.duplicates)} {'image has' if one else 'images have'} the same pixels as another "
+                         "and count once: "
                          + ", ".join(self.duplicates[:5]) + (", ..." if len(self.duplicates) > 5 else ""))
         if len(self.sources) < 2:
             running = {info.id for info in self.infos}

@@ -57,7 +57,7 @@ def test_sources_are_expanded_and_deduplicated(collection):
         # "copy of scene 0.png" is listed first, so "scene 0.png" is the duplicate left out
         ["copy of scene 0", "scene 1", "scene 2", "scene 3", "scene 4", "scene 5", "gray", "wide", "scene 8"])
     assert distances["image_id"].nunique() == 9
-    assert "same pixels as another" in (out / "summary.md").read_text()
+    assert "1 image has the same pixels as another" in (out / "summary.md").read_text()
     assert "scene 0.png" in (out / "summary.md").read_text()  # the file left out, not its name alone
 
 
@@ -75,6 +75,12 @@ def test_files_that_share_a_name_are_counted_apart(tmp_path):
                                 "hashers": ["aHash"],
                                 "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]})
     assert len(results.images) == 3 and repr(results).startswith("Results('stems': 3 images")
+    # Each named by its path, where the stem `photo` would name three images in every table (and in
+    # the probable duplicates the summary advises listing by name, which could not tell them apart).
+    paths = [str(tmp_path / "a" / "photo.bmp"), str(tmp_path / "a" / "photo.png"), str(tmp_path / "b" / "photo.png")]
+    assert results.images["image"].tolist() == paths == results.images["origin"].tolist()
+    assert sorted(set(results.distances["image"])) == paths
+    assert set(results.impostors["image"]) | set(results.impostors["other"]) == set(paths)
 
 
 def test_impostors(collection):

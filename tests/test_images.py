@@ -385,6 +385,34 @@ def test_exif_orientation_is_applied(tmp_path, fmt):
             assert np.array_equal(pixels, imread_color(data))  # the article's reading already did it
 
 
+def test_a_jpegs_orientation_after_an_xmp_segment_is_applied(tmp_path):
+    """OpenCV reads the tag from a JPEG's first APP1 segment only: with an XMP segment first, it left
+    the image on its side, which Pillow, viewers and the note ("applied") turn upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = pillow_bytes(Image.fromarray(RGB), "JPEG", exif=exif, quality=95)
+    xmp = b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta xmlns:x='adobe:ns:meta/'/>"
+    data = data[:2] + b"\xff\xe1" + struct.pack(">H", len(xmp) + 2) + xmp + data[2:]
+    stored = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    assert np.array_equal(imread_color(data), stored)  # OpenCV's own reading misses the tag
+    pixels, notes = read(tmp_path, "xmp_first.jpg", data)
+    assert np.array_equal(pixels, np.rot90(stored, -1)) and notes == ["EXIF orientation 6 applied"]
+
+
+def test_a_pngs_orientation_in_imagemagicks_raw_profile_chunk_is_applied(tmp_path):
+    """ImageMagick keeps a PNG's EXIF in a "Raw profile type exif" text chunk, which Pillow reads;
+    the PNG was taken as upright (no eXIf chunk) and hashed on its side, without a note."""
+    from PIL import PngImagePlugin
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    raw = exif.tobytes()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Raw profile type exif", f"\nexif\n{len(raw):8d}\n{raw.hex()}\n", zip=True)
+    pixels, notes = read(tmp_path, "profile.png", pillow_bytes(Image.fromarray(RGB), "PNG", pnginfo=info))
+    assert np.array_equal(pixels, np.rot90(BGR, -1)) and notes == ["EXIF orientation 6 applied"]
+
+
 def test_an_orientation_tag_of_the_wrong_type_is_ignored_as_opencv_ignores_it(tmp_path):
     """A float 6.0 is no orientation (the tag is a SHORT): no note claims a rotation not made."""
     ifd = struct.pack("<H", 1) + struct.pack("<HHI", 0x0112, 11, 1) + struct.pack("<f", 6.0) + struct.pack("<I", 0)
@@ -892,6 +920,24 @@ def test_a_folders_files_without_an_image_extension_are_a_note(tmp_path):
     os.remove(tmp_path / "a.png")
     with pytest.raises(ValueError, match=r"no image files in directory .* \(1 file without an image extension in"):
         images.expand_source(str(tmp_path))
+
+
+def test_a_file_and_a_link_to_it_are_read_once_by_the_files_own_path(tmp_path):
+    """A link listed before the file it points to (odd/ sorts before photos/) took the file's place:
+    the image was named after the link, and the file's own path was in no table."""
+    from harness.images import resolve_sources
+
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "baboon.png"), BGR)
+    cv2.imwrite(str(tmp_path / "photos" / "cat.png"), BGR[::-1])
+    os.symlink("../photos/baboon.png", tmp_path / "odd" / "link.png")
+    folder = str(tmp_path)
+    sources, notes = resolve_sources((folder, f"{folder}/photos/cat.png"), None, "c.yaml")
+    assert sources == [f"{folder}/photos/baboon.png", f"{folder}/photos/cat.png"]  # the link's place, the file's path
+    assert notes == []
+    sources, _ = resolve_sources((f"{folder}/odd/link.png", f"{folder}/odd/link.png"), None, "c.yaml")
+    assert sources == [f"{folder}/odd/link.png"]  # only the link given: the link
 
 
 def test_links_to_folders_are_not_followed_and_a_note_counts_them(tmp_path):
