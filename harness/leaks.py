@@ -229,7 +229,7 @@ def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source:
     names as they are; one whose `hashers` is malformed is returned as it is, for the parser's
     error. The config's min_agree cannot be met by fewer hashers, which is the option's doing as
     much as the file's, so the error names both."""
-    from harness.registry import suggest
+    from harness.config import not_a_hasher_of
 
     entries = raw.get("hashers")
     if entries is not None:
@@ -242,9 +242,7 @@ def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source:
             by_id.setdefault(name, entry)
         for name in hashers:
             if name not in by_id:
-                close = suggest(name, list(by_id))
-                raise ConfigError(option, name, f"not a hasher of {source}" + (
-                    f"; did you mean '{close}'?" if close else f"; the config has {', '.join(by_id)}"))
+                raise ConfigError(option, name, not_a_hasher_of(name, list(by_id), source))
         hashers = list(dict.fromkeys(hashers))
         raw = {**raw, "hashers": [by_id[name] for name in hashers]}
     else:
@@ -305,6 +303,9 @@ class SplitHashes:
     errors: list[dict] = field(default_factory=list)  # rows of errors.csv: its files and folders that gave no hash
     cwd: str | None = None  # the directory its relative names are relative to (None: to several)
     notes: list[str] = field(default_factory=list)  # what reading its sources found to say (the audit's notes)
+    # Each file's conversions as it was read ("alpha dropped; EXIF orientation 6 applied"), "" for none;
+    # a hash table's rows have those its audit recorded.
+    file_notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -320,6 +321,7 @@ class HashTable:
     unusable_cwd: str | None = None  # a recorded directory that is no absolute path here (see _usable_cwd)
     names: list[str] | None = None  # the files' names as the system gives them, where one is not text (raw_names)
     recorded: bool = True  # whether an audit's record (HASH_TABLE_KEY) is in it
+    notes: list[str] | None = None  # each file's conversions as its audit read it ("" for none), where recorded
 
 
 def is_hash_table(entry: str) -> bool:
@@ -376,9 +378,13 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
                                f"{int(hasher.distance_max)} bits of {hasher_id} (its last {spare} bits must be 0)")
     cwd = recorded.get("cwd")
     usable = cwd is None or _usable_cwd(cwd)
+    notes = recorded.get("notes", {})
+    if any(int(key) >= len(files) for key in notes):
+        raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata records notes of a row the table does not "
+                           "have; write the table again without it")
     return HashTable(files, rows, [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])],
                      cwd if usable else None, None if usable else cwd, _raw_names(shown_path, files, recorded, first),
-                     HASH_TABLE_KEY in metadata)
+                     HASH_TABLE_KEY in metadata, [notes.get(str(k), "") for k in range(len(files))] if notes else None)
 
 
 def _raw_names(shown_path: str, files: list[str], recorded: dict, first: int) -> list[str] | None:
@@ -412,15 +418,17 @@ def _usable_cwd(cwd: str) -> bool:
 
 
 def hash_table_metadata(hasher_id: str, spec: dict, errors: list[dict], cwd: str | None = None,
-                        names: list[str] = ()) -> dict[str, str]:
+                        names: list[str] = (), notes: list[str] = ()) -> dict[str, str]:
     """The key-value metadata of a hash table the audit writes: the hasher that made its hashes (its
     id and `spec()`), the rows of errors.csv of its split, the directory its relative file names
-    are relative to (`cwd`; None, where they are relative to several, records none), and the bytes
+    are relative to (`cwd`; None, where they are relative to several, records none), the bytes
     of each name (`names`, as the system gives them) that is not valid UTF-8 (`raw_names`, by row:
-    the table can only show it with \\xNN escapes)."""
+    the table can only show it with \\xNN escapes), and each file's conversions as it was read
+    (`notes`, by row, those that have some), which an audit from the table shows as this one did."""
     raw = {str(k): os.fsencode(name).hex() for k, name in enumerate(names) if display_path(name) != name}
+    noted = {str(k): note for k, note in enumerate(notes) if note}
     record = {**_hasher_record(hasher_id, spec), "errors": errors, **({"cwd": cwd} if cwd is not None else {}),
-              **({"raw_names": raw} if raw else {})}
+              **({"raw_names": raw} if raw else {}), **({"notes": noted} if noted else {})}
     return {HASH_TABLE_KEY: json.dumps(record, sort_keys=True)}
 
 
@@ -480,13 +488,15 @@ def _recorded(shown_path: str, metadata: dict[str, str]) -> dict:
     cwd = recorded.get("cwd") if isinstance(recorded, dict) else None
     cwd_known = cwd is None or isinstance(cwd, str)  # a path of another machine's kind: see _usable_cwd
     raw = recorded.get("raw_names", {}) if isinstance(recorded, dict) else None
-    raw_known = isinstance(raw, dict) and all(isinstance(k, str) and k.isascii() and k.isdigit() and len(k) < 12 and
-                                              isinstance(v, str) for k, v in raw.items())
-    if (not hasher_known or not cwd_known or not raw_known or not isinstance(errors, list)
+    noted = recorded.get("notes", {}) if isinstance(recorded, dict) else None
+    by_row_known = all(isinstance(record, dict) and all(
+        isinstance(k, str) and k.isascii() and k.isdigit() and len(k) < 12 and isinstance(v, str)
+        for k, v in record.items()) for record in (raw, noted))
+    if (not hasher_known or not cwd_known or not by_row_known or not isinstance(errors, list)
             or not all(_is_error_row(row) for row in errors)):
         raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata is not what an audit writes (JSON with "
                            f"hasher, name, params and errors, rows of {', '.join(ERROR_COLUMNS)}, cwd, a "
-                           "path, and raw_names, row numbers and hexadecimal bytes); write the table again without it")
+                           "path, and raw_names and notes, row numbers and text); write the table again without it")
     return recorded
 
 
@@ -500,7 +510,8 @@ class LeakAudit:
     whether each is kept; `clean`: per split, the files to keep; `estimates`: per pair of splits
     and hasher (and the agreement of hashers), pairs compared and flagged and the expected false
     flags; `misses` (with a calibration run): the share of edited copies the thresholds miss, per
-    family; `files`: every file with its split and id; `hashes`: per split and hasher, each file's
+    family; `files`: every file with its split, group, whether it is kept, and its conversions as it
+    was read (`notes`: alpha dropped, the first frame of an animation, ...); `hashes`: per split and hasher, each file's
     hash in hexadecimal (bit hashes); `errors`: files that could not be hashed, and folders that could
     not be listed. `config`: the resolved config, a copy of the audit's own each time it is read (so
     editing it, or the dict the audit was run with, changes no record).
@@ -655,7 +666,8 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
                      hashers=hasher_table, notes=notes, pairs=tables["pairs"],
                      paths={(s.name, f): p for s in splits for f, p in zip(s.files, s.paths)},
                      calibration=config.calibration,
-                     hash_metadata={(s.name, i.id): hash_table_metadata(i.id, i.spec, s.errors, s.cwd, s.names)
+                     hash_metadata={(s.name, i.id): hash_table_metadata(i.id, i.spec, s.errors, s.cwd, s.names,
+                                                                        s.file_notes)
                                     for s in splits for i in infos if isinstance(hashers[i.id], BitHasher)},
                      raw_names={(s.name, f): n for s in splits for f, n in zip(s.files, s.names) if f != n})
 
@@ -781,7 +793,7 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
     here = os.getcwd()
     bases = set()  # the directories the split's relative names are relative to
     seen: set[str] = set()  # _file_key of each file taken
-    # In the entries' order: (files, paths, {hasher: rows}, names) of a hash table, or the image paths of an entry.
+    # In the entries' order: (files, paths, {hasher: rows}, names, notes) of a hash table, or an entry's image paths.
     segments: list = []
     for number, entry in enumerate(entries):
         if is_hash_table(entry):
@@ -791,12 +803,14 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             (hid, hasher), = hashers.items()
             table = read_hash_table(entry, hasher, hid)
             files, names = table.files, table.names or table.files
+            notes = table.notes or [""] * len(files)
             base = _names_base(table.cwd, here)
             found = [_table_path(name, base, here) for name in names]
             new = [k for k, (name, path) in enumerate(zip(names, found))
                    if (key := _file_key(path if path is not None else name, here)) not in seen and not seen.add(key)]
             paths = [found[k] for k in new]
-            segments.append(([files[k] for k in new], paths, {hid: table.rows[new]}, [names[k] for k in new]))
+            segments.append(([files[k] for k in new], paths, {hid: table.rows[new]}, [names[k] for k in new],
+                             [notes[k] for k in new]))
             missing = sum(path is None for path in paths)
             if table.unusable_cwd is not None:
                 split.notes.append(_unusable_cwd_note(entry, table.unusable_cwd, here))
@@ -817,6 +831,7 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
         bases.add(here)
     images = _nameable([path for segment in segments if isinstance(segment, list) for path in segment], errors)
     hashed: dict[str, dict] = {}  # image path -> {hasher: row}, for each image every hasher hashed
+    read_notes: dict[str, str] = {}  # image path -> its conversions, for those that had some
     if images:
         hashing = ImagePass(images, plan, infos, hashers, cache, workers=workers, scheduler=scheduler,
                             progress=progress, desc=name)
@@ -837,14 +852,17 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
                 forms.setdefault(hid, (np.asarray(rows[hid]).dtype, np.shape(rows[hid])))
             else:  # every hasher hashed it: a file of the split
                 hashed[path] = rows
+                if outcome.record.notes:
+                    read_notes[path] = "; ".join(outcome.record.notes)
         split.notes += hashing.notes
     parts: dict[str, list[np.ndarray]] = {hid: [] for hid in hashers}
     for segment in segments:
         if isinstance(segment, tuple):  # a hash table's rows
-            files, paths, rows, names = segment
+            files, paths, rows, names, notes = segment
             split.files += files
             split.paths += paths
             split.names += names
+            split.file_notes += notes
             for hid, table_rows in rows.items():
                 parts[hid].append(table_rows)
             continue
@@ -852,6 +870,7 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
         split.files += [display_path(path) for path in done]
         split.paths += done
         split.names += done
+        split.file_notes += [read_notes.get(path, "") for path in done]
         for hid in hashers:
             if done:
                 parts[hid].append(np.stack([hashed[path][hid] for path in done]))

@@ -430,7 +430,8 @@ def tables(config: LeakConfig, splits, hashers: dict, flagged: pd.DataFrame, thr
                           columns=GROUP_COLUMNS)
     clean = {name: [file_of[g] for g in range(offsets[k], offsets[k + 1]) if keep[g]]
              for k, name in enumerate(names)}
-    files = pd.DataFrame({"split": [names[s] for s in split_of], "file": file_of, "group": group, "keep": keep})
+    files = pd.DataFrame({"split": [names[s] for s in split_of], "file": file_of, "group": group, "keep": keep,
+                          "notes": [note for s in splits for note in s.file_notes]})
     return {"leaks": leaks, "pairs": pairs, "groups": groups, "clean": clean, "files": files}
 
 

@@ -265,6 +265,26 @@ def test_a_file_named_by_a_relative_and_an_absolute_path_or_by_a_table_is_one_fi
     assert (second / "files.csv").read_bytes() == (first / "files.csv").read_bytes()
 
 
+def test_files_csv_shows_how_each_file_was_read_and_an_audit_from_its_tables_too(tmp_path, monkeypatch):
+    """`run` records each image's conversions in images.csv; an audit recorded none, so a split's
+    animated file judged by its first frame, or an image with its alpha dropped, passed unseen."""
+    write(tmp_path / "train" / "t0.png", make_scene(0, 96, 128))
+    write(tmp_path / "train" / "alpha.png", np.dstack([make_scene(1, 96, 128), np.full((96, 128), 200, np.uint8)]))
+    write(tmp_path / "test" / "gray.png", cv2.cvtColor(make_scene(2, 96, 128), cv2.COLOR_BGR2GRAY))
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "first"
+    assert main(["leaks", "--train", "train", "--test", "test", "--hashers", "pHash", "--threshold", "10",
+                 "--out", str(first), "--quiet"]) == 0
+    files = pd.read_csv(first / "files.csv", keep_default_na=False)
+    assert files[["file", "notes"]].values.tolist() == [["train/alpha.png", "alpha dropped"], ["train/t0.png", ""],
+                                                        ["test/gray.png", "grayscale repeated to 3 channels"]]
+    second = tmp_path / "second"  # from the hash tables: the notes their audit recorded
+    assert main(["leaks", "--train", str(first / "hashes" / "train.pHash.parquet"), "--test",
+                 str(first / "hashes" / "test.pHash.parquet"), "--hashers", "pHash", "--threshold", "10",
+                 "--out", str(second), "--quiet"]) == 0
+    assert (second / "files.csv").read_bytes() == (first / "files.csv").read_bytes()
+
+
 def test_a_splits_files_keep_the_order_of_its_entries_whatever_their_kind(tmp_path, monkeypatch):
     """A split of a folder then a hash table lists the folder's files first, as given: which file of a
     pair inside the split is kept follows that order."""
