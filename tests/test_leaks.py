@@ -1416,7 +1416,12 @@ def test_hashers_chosen_on_the_command_line_are_the_configs_own_with_their_param
     hashers = pd.read_csv(out / "hashers.csv").set_index("hasher")
     assert hashers.loc["imagehash.phash", "distance_max"] == 256 and hashers.loc["bm1", "name"] == "BlockMeanHash"
     assert main(["leaks", str(config), "--hashers", "dHash", "--out", str(tmp_path / "x"), "--quiet"]) == 2
-    assert one_line(capsys) == f"error: --hashers: dHash: not a hasher of {config}; did you mean 'aHash'?"
+    # Not aHash, which spelling alone would suggest: the hasher meant, which the config must name to run it.
+    assert one_line(capsys) == (f"error: --hashers: dHash: not a hasher of {config}, whose hashers are aHash, "
+                                "imagehash.phash, bm1 (only those can be chosen); add imagehash.dhash to its hashers "
+                                "to run it")
+    assert main(["leaks", str(config), "--hashers", "aHsh", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert one_line(capsys) == f"error: --hashers: aHsh: not a hasher of {config}; did you mean 'aHash'?"
 
 
 def test_find_leaks_chooses_hashers_as_the_command_line_does(tmp_path):
@@ -1436,7 +1441,9 @@ def test_find_leaks_chooses_hashers_as_the_command_line_does(tmp_path):
         assert list(audit.hashers["hasher"]) == ["imagehash.phash"]
         audit.save(str(tmp_path / "api"))
         assert (tmp_path / "api" / "hashers.csv").read_bytes() == cli
-    with pytest.raises(harness.ConfigError, match=r"^hashers: dHash: not a hasher of <dict>; did you mean 'aHash'\?$"):
+    with pytest.raises(harness.ConfigError, match=r"^hashers: dHash: not a hasher of <dict>, whose hashers are aHash, "
+                                                  r"imagehash.phash \(only those can be chosen\); add imagehash.dhash "
+                                                  r"to its hashers to run it$"):
         harness.find_leaks(config, hashers="dHash")
     with pytest.raises(harness.ConfigError, match=r"^hashers: aHash: 1 hasher, fewer than min_agree: 2 of <dict>"):
         harness.find_leaks({**config, "min_agree": 2}, hashers="aHash")
