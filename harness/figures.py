@@ -113,8 +113,9 @@ def _first_families(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return frame[frame["family"].isin(families[:MAX_PANELS])], len(families)
 
 
-# The characters of a name (a family, a label, a hasher) a figure draws, the rest cut with "…": no
-# figure shows more legibly, and a 200,000-character family name as a tick label took 16 GB.
+# The characters of a name (a family, a label, a hasher) a figure draws, its middle cut to "…" (its
+# start and end kept: two labels may differ at either): no figure shows more legibly, and a
+# 200,000-character family name as a tick label took 16 GB.
 NAME_DRAWN_MAX = 100
 
 
@@ -128,8 +129,9 @@ def _plain(text) -> str:
     import matplotlib
 
     text = str(text)
-    if len(text) > NAME_DRAWN_MAX:
-        text = text[:NAME_DRAWN_MAX - 1] + "…"
+    if len(text) > NAME_DRAWN_MAX:  # cut in the middle: labels often differ only at their end, their {value}
+        end = (NAME_DRAWN_MAX - 1) * 2 // 5
+        text = text[:NAME_DRAWN_MAX - 1 - end] + "…" + text[-end:]
     return text.replace("$", r"\$") if matplotlib.rcParams["text.parse_math"] else text
 
 
@@ -360,14 +362,17 @@ def _most_characters(width: float, fontsize: float) -> int:
     return 1 + int(width * 72 / (fontsize * 0.05))
 
 
-def _longest_fitting(text: str, fontsize: float, width: float, fonts: _Fonts, suffix: str = "") -> int:
+def _longest_fitting(text: str, fontsize: float, width: float, fonts: _Fonts, suffix: str = "",
+                     prefix: str | None = None) -> int:
     """The most characters of `text` (at least 1) that, followed by `suffix`, fit in `width` inches,
     found by bisection (a text's width grows with its characters), among at most _most_characters:
-    a character at a time from the end, a 2,000-character name took minutes to wrap."""
+    a character at a time from the end, a 2,000-character name took minutes to wrap. With `prefix`,
+    the most of its last characters that fit after `prefix`."""
     low, high = 1, min(len(text), _most_characters(width, fontsize))
     while low < high:
         middle = (low + high + 1) // 2
-        if fonts.size(text[:middle] + suffix, fontsize)[0] > width:
+        part = text[:middle] + suffix if prefix is None else prefix + text[-middle:]
+        if fonts.size(part, fontsize)[0] > width:
             high = middle - 1
         else:
             low = middle
@@ -415,16 +420,18 @@ def _title(ax, text: str, fontsize: float = 11) -> None:
 
 
 def _fit(text: str, fontsize: float, width: float, fonts: _Fonts, lines: int = 2) -> str:
-    """`text` wrapped to `width` inches on at most `lines` lines, the last cut with an ellipsis where
-    more would be needed. Only as much of `text` is wrapped as `lines` lines could hold (a 200,000-
-    character family name was wrapped whole before being cut)."""
+    """`text` wrapped to `width` inches on at most `lines` lines (two or more). Where more would be
+    needed, the last line is the text's end after an ellipsis: labels that differ only at their end
+    (their {value}) must not read alike (cut at the end, two thumbnails both read "Cost $5 & 10%
+    <b>bold</b> a_b $x^2…"). Only as much of `text` is wrapped as `lines` lines could hold (a
+    200,000-character family name was wrapped whole before being cut)."""
     wrapped = _wrap(text[:lines * (1 + _most_characters(width, fontsize))], fontsize, width, fonts).split("\n")
     if len(wrapped) <= lines:
         return "\n".join(wrapped)
-    last = " ".join(wrapped[lines - 1:])
-    if fonts.size(last + "…", fontsize)[0] > width:
-        last = last[:_longest_fitting(last, fontsize, width, fonts, "…")]
-    return "\n".join(wrapped[:lines - 1] + [last.rstrip() + "…"])
+    head = wrapped[:lines - 1]
+    rest = text[len(" ".join(head)):].lstrip()  # what the first lines do not show
+    end = rest[-_longest_fitting(rest, fontsize, width, fonts, prefix="…"):].lstrip()
+    return "\n".join(head + ["…" + end])
 
 
 def _colour(hashers: list[str], hasher: str):
@@ -1057,14 +1064,8 @@ def previews_figure(previews, families: int = 0, widest: int = 0, dpi: int = PRE
 
 def _preview_title(label: str, width: float, fonts: _Fonts) -> str:
     """A thumbnail's title within `width` inches: on two lines where one is too wide (broken between
-    words), shortened with '…' where two are; never over the next thumbnail."""
-    lines = _wrap(label, PREVIEW_TITLE, width, fonts).split("\n")
-    if len(lines) <= 2:
-        return "\n".join(lines)
-    second = " ".join(lines[1:])
-    while len(second) > 2 and fonts.size(second + "…", PREVIEW_TITLE)[0] > width:
-        second = second[:-1]
-    return f"{lines[0]}\n{second.rstrip()}…"
+    words), the second its end after '…' where two are not enough (_fit); never over the next thumbnail."""
+    return _fit(label, PREVIEW_TITLE, width, fonts)
 
 
 def _failed_tile(width: int, height: int) -> np.ndarray:

@@ -124,7 +124,7 @@ def test_the_report_draws_names_as_they_are_with_no_escape_left_in_them(dollars)
     assert not [(name, text) for name, shown in texts.items() for text in shown if "\\$" in text]
 
 
-def test_a_name_of_any_length_is_drawn_in_at_most_its_first_hundred_characters():
+def test_a_name_of_any_length_is_drawn_in_at_most_a_hundred_characters():
     """A 20,000-character family name (the label defaults to it): titles wrapped to two lines, tick
     labels cut. Was: minutes to wrap at 2,000 characters; at 200,000, 16 GB and no end."""
     name = "W" * 20_000
@@ -137,7 +137,8 @@ def test_a_name_of_any_length_is_drawn_in_at_most_its_first_hundred_characters()
         assert longest <= 2 * plots.NAME_DRAWN_MAX, (key, longest)
     heatmap = every_figure(results)["heatmap"]
     labels = [label.get_text() for label in heatmap.axes[0].get_yticklabels()]
-    assert labels and all(label == "W" * 99 + "…" for label in labels)
+    # Its start and its end, where the labels differ (they read alike when cut at the end: "W" * 99 + "…").
+    assert labels == ["W" * 60 + "…" + "W" * 36 + " 50", "W" * 60 + "…" + "W" * 36 + " 60"]
 
 
 def overlap(a, b, tolerance: float = 1.0) -> bool:
@@ -170,8 +171,26 @@ def test_preview_titles_are_readable_and_a_long_one_takes_two_lines():
     titles = [text for text in figure.texts if text.get_text() != figure.texts[0].get_text()]
     assert {text.get_fontsize() for text in titles} == {plots.PREVIEW_TITLE}
     long = [text.get_text() for text in titles if text.get_text().startswith("Downscale")]
-    assert len(long) == 1 and long[0].count("\n") == 1 and long[0].endswith("…"), long
+    assert len(long) == 1 and long[0].count("\n") == 1, long
+    assert long[0].split("\n")[1].startswith("…") and long[0].endswith("box blur 5x5"), long  # its end, which differs
     assert_inside_and_apart(figure, "previews")
+
+
+def test_long_labels_that_differ_only_at_their_end_are_drawn_apart():
+    """Cut at their end, two labels of 140 characters read alike in the heatmap's rows and in the
+    previews' titles: their {value}, which tells them apart, was cut off."""
+    label = ("A very long label describing the edit in painstaking detail so that it cannot possibly fit "
+             "in any tick label or legend box, strength {value}")
+    results = api.evaluate({"images": ["builtin:camera", "builtin:coffee"], "report": {"previews": True},
+                            "hashers": ["aHash"], "sweeps": [{"family": "jpeg", "label": label,
+                                                              "b": {"jpeg": {"quality": "$value"}},
+                                                              "values": [80, 50]}]})
+    figures = every_figure(results)
+    rows = [text.get_text() for text in figures["heatmap"].axes[0].get_yticklabels()]
+    assert len(rows) == 2 and rows[0].endswith("strength 80") and rows[1].endswith("strength 50"), rows
+    titles = [text.get_text() for text in figures["previews"].texts if "strength" in text.get_text()]
+    assert sorted(title[-11:] for title in titles) == ["strength 50", "strength 80"], titles
+    assert_inside_and_apart(figures["previews"], "previews")
 
 
 def assert_inside_and_apart(figure, name):
