@@ -16,6 +16,7 @@ Text from configs and file names (families, labels, hashers, parameter names) go
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -117,6 +118,37 @@ def _first_families(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 # start and end kept: two labels may differ at either): no figure shows more legibly, and a
 # 200,000-character family name as a tick label took 16 GB.
 NAME_DRAWN_MAX = 100
+
+
+# Fonts for the scripts DejaVu Sans (matplotlib's) lacks, Chinese, Japanese and Korean above all,
+# used where installed: matplotlib draws each character from the first font of the list that has it.
+# With none installed the list is DejaVu Sans alone, and every figure the same bytes as without it.
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR", "Source Han Sans",
+                  "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback", "Noto Sans", "Noto Sans Arabic",
+                  "Noto Sans Hebrew", "Noto Sans Devanagari", "Noto Sans Thai")
+
+
+@functools.lru_cache(maxsize=1)
+def font_families() -> tuple[str, ...]:
+    """The fonts the report draws its text with: DejaVu Sans, then the FALLBACK_FONTS installed."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return ("DejaVu Sans", *(name for name in FALLBACK_FONTS if name in installed))
+
+
+def undrawable(texts) -> list[str]:
+    """The characters of `texts` (in order, each once) that no font of font_families() has: the
+    figures draw them as empty boxes (and matplotlib warned once per character and figure)."""
+    wanted = dict.fromkeys(c for text in texts for c in str(text) if not c.isascii() and c.isprintable()
+                           and not c.isspace())
+    if not wanted:
+        return []
+    from matplotlib import font_manager, ft2font
+
+    fonts = [ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties(family=name)))
+             for name in font_families()]
+    return [c for c in wanted if not any(font.get_char_index(ord(c)) for font in fonts)]
 
 
 def _plain(text) -> str:
@@ -634,14 +666,18 @@ def _plot_family(ax, rows: pd.DataFrame, family: str, hashers: list[str], axis: 
             positions = np.arange(len(labels)) + (slot - (len(present) - 1) / 2) * width
             heights = part["median"].to_numpy(dtype=float)
             ax.bar(positions, np.nan_to_num(heights), width, color=_colour(hashers, hasher))
+            # The inter-quartile range over images as a whisker, as the lines' band elsewhere.
+            low, high = (part[c].to_numpy(dtype=float) for c in ("q25", "q75"))
+            high = np.where(part["images"].to_numpy(dtype=float) > 1, high, np.nan)
+            _whiskers(ax, positions, heights, low, high, _colour(hashers, hasher))
             # The hasher's marker on its bar's top, as in the legend (bars of two shades of one hue
-            # differ by it), and the value over it: a zero bar is invisible.
+            # differ by it), and the value over it (and over its whisker): a zero bar is invisible.
             ax.plot(positions, heights, linestyle="none", marker=_marker(hashers, hasher), markersize=BAR_MARKER,
                     color=_colour(hashers, hasher), markeredgecolor="white", markeredgewidth=0.5,
                     clip_on=False)  # whole at a height of 0
-            for x, height in zip(positions, heights):
+            for x, height, top in zip(positions, heights, np.fmax(heights, high)):
                 if np.isfinite(height):  # upright where more than six bars share a group: level ones would touch
-                    ax.annotate(_number(height, 2), (x, height), ha="center", va="bottom", fontsize=7,
+                    ax.annotate(_number(height, 2), (x, top), ha="center", va="bottom", fontsize=7,
                                 rotation=90 if len(present) > 6 else 0, xytext=(0, BAR_MARKER / 2 + 1),
                                 textcoords="offset points")
         _category_ticks(ax, labels)
@@ -682,6 +718,16 @@ def _bands(ax, bands: list[tuple], alpha: float) -> None:
         ax.add_collection(PolyCollection(polygons, facecolors=colours, alpha=alpha, linewidths=0))
 
 
+def _whiskers(ax, x: np.ndarray, middle: np.ndarray, low: np.ndarray, high: np.ndarray, colour) -> None:
+    """An interval at each point from `low` to `high` (none where either is NaN), where points stand
+    apart (one strength, or named values): a band between them would join what is not joined, and
+    was not drawn at all, so a single-value family showed no interval."""
+    shown = np.isfinite(low) & np.isfinite(high) & np.isfinite(middle)
+    if shown.any():
+        ax.errorbar(x[shown], middle[shown], yerr=[middle[shown] - low[shown], high[shown] - middle[shown]],
+                    fmt="none", ecolor=colour, elinewidth=1.0, capsize=2.5, alpha=0.8)
+
+
 def _y_limit(curves: pd.DataFrame) -> float:
     top = np.nanmax(curves[["median", "q75"]].to_numpy(dtype=float), initial=0.0)
     return max(0.05, min(1.0, top * 1.15))
@@ -696,7 +742,8 @@ def overview_figure(curves: pd.DataFrame, hashers: list[str], sweep: dict | None
     """Per family: the distance (median over images, inter-quartile band) against the edit's strength."""
     drawn, count = _first_families(curves)
     families = _groups(drawn, "family")
-    figure, axes, rows = _panels(len(families), ylim=(0, _y_limit(curves)))  # the same in every panel
+    top = _y_limit(curves)  # the same in every panel, with room below 0: a point at 0 is drawn whole
+    figure, axes, rows = _panels(len(families), ylim=(-0.03 * top, top))
     for ax, (family, part) in zip(axes, families.items()):
         _plot_family(ax, part, family, hashers, (sweep or {}).get(family))
     for row in rows:
@@ -740,7 +787,10 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
             at = at_hasher[hasher]
             shift = 0.0 if numeric else _dodge(present, hasher)  # categories: side by side, not stacked
             ax.plot(x[at] + shift, tpr[at], "-" if resolved[at].all() else "--", **_line_style(hashers, hasher))
-            bands.append((x[at] + shift, low[at], high[at], _colour(hashers, hasher)))
+            if numeric:
+                bands.append((x[at] + shift, low[at], high[at], _colour(hashers, hasher)))
+            else:  # separate categories have no band between them: a whisker each
+                _whiskers(ax, x[at] + shift, tpr[at], low[at], high[at], _colour(hashers, hasher))
         _bands(ax, bands, alpha=0.15)
         if numeric:
             _value_axis(ax, part_rows, (sweep or {}).get(family))
@@ -947,7 +997,8 @@ def heatmap_figure(distances: pd.DataFrame):
     norm, raw, unavailable = label_medians(distances, hashers, labels)
     cut = left_out(len(labels), MAX_TABLE_ROWS, "pairs", "table.csv")
     labels, norm, raw = labels[:MAX_TABLE_ROWS], norm[:MAX_TABLE_ROWS], raw[:MAX_TABLE_ROWS]
-    cells = [[_number(raw[i, j], 3) if np.isfinite(raw[i, j]) else (UNAVAILABLE if unavailable[j] else "")
+    # A cell without a number says why, as table.csv does: the hasher is unavailable, or every distance failed.
+    cells = [[_number(raw[i, j], 3) if np.isfinite(raw[i, j]) else (UNAVAILABLE if unavailable[j] else "error")
               for j in range(len(hashers))] for i in range(len(labels))]
     figure = _figure()
     # Unavailable or failed cells: grey, not a colour on the scale.

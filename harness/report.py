@@ -131,12 +131,19 @@ def _report_style():
     `rcParams`) or a matplotlibrc file must not change the figures, which are the same bytes
     whoever makes them; the session's settings are back afterwards. And names in figures are
     text: with matplotlib's default, "$...$" in a family or a label is parsed as mathematics,
-    and "$\\frac{$" stops the report."""
+    and "$\\frac{$" stops the report. Text is drawn in DejaVu Sans, then the installed fonts that
+    have other scripts (figures.font_families); a character none has is drawn as a box, and the
+    summary says so (summary.undrawable_lines), instead of a warning per character and figure."""
+    import warnings
+
     import matplotlib
     import matplotlib.style
 
-    with matplotlib.rc_context():
-        matplotlib.style.use(["default", {"text.parse_math": False}])
+    from harness.figures import font_families
+
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+        matplotlib.style.use(["default", {"text.parse_math": False, "font.family": list(font_families())}])
         yield
 
 

@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from harness.figures import MAX_PANELS, MAX_TABLE_ROWS, THINNED, preview_scope
+from harness.figures import MAX_PANELS, MAX_TABLE_ROWS, THINNED, preview_scope, undrawable
 from harness.markdown import code, md, provenance_lines
 from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order, ranked
 from harness.schema import PREVIEW_COLUMNS, UNAVAILABLE, first_seen
@@ -109,8 +109,9 @@ def answer_section(detection: dict) -> list[str]:
               f"![detection rate per family]({detection['figures']['detection']})", "",
               f"**How to read it:** one panel per family of edits, the edit's strength on the x axis (mildest on "
               f"the left), and on the y axis the share of images whose edited copy is still matched at the "
-              f"threshold that keeps false matches between different images at {rate:g}. The band is a 95% "
-              f"Wilson interval over images; a line near 1 is a hasher that holds up.", ""]
+              f"threshold that keeps false matches between different images at {rate:g}. The band (a whisker "
+              f"where a family has one strength or named ones) is a 95% Wilson interval over images; a line near "
+              f"1 is a hasher that holds up.", ""]
     families = len(verdicts)  # a row per family
     if families > MAX_PANELS:
         drawn = f"the first {MAX_PANELS}" + (f" (the matrix the first {MAX_TABLE_ROWS})"
@@ -336,12 +337,14 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
         lines += [f"![all families]({figures['families']})", "",
                   "**How to read it:** one panel per family, the distance against the swept value (log scale where "
                   "the values double at each step), one line per hasher"
-                  + ("; the line is the median over images and the band the inter-quartile range." if len(images) > 1
+                  + ("; the line (or bar) is the median over images and the band (or whisker) the inter-quartile "
+                     "range." if len(images) > 1
                      else "."), "",
                   f"![heatmap]({figures['heatmap']})", "",
                   "**How to read it:** the whole table as colour (normalised distance) with the raw distance in each "
                   "cell" + (", each the median over images." if len(images) > 1 else "."), ""]
         lines += not_drawn_lines(metrics.table)
+        lines += undrawable_lines(metrics.table, hasher_order(results.distances))
     if detection is not None:
         lines += detection_sections(detection)
         lines += retrieval_section(metrics.retrieval)
@@ -370,6 +373,22 @@ def not_drawn_lines(table: pd.DataFrame) -> list[str]:
         return []
     return [f"> **Not everything is drawn:** {' and '.join(cuts)} (as many as a figure stays readable and quick "
             "to draw); every pair's distances are in the table above, `table.csv` and `distances.csv`.", ""]
+
+
+def undrawable_lines(table: pd.DataFrame, hashers: list[str]) -> list[str]:
+    """What summary.md says where the figures' text holds characters that no installed font has
+    (a family or label in Chinese, with only DejaVu Sans here): they are drawn as empty boxes."""
+    missing = undrawable([*first_seen(table["family"]), *first_seen(table["label"]), *hashers])
+    if not missing:
+        return []
+    shown = " ".join(missing[:UNDRAWABLE_SHOWN]) + (" …" if len(missing) > UNDRAWABLE_SHOWN else "")
+    return [f"> **Characters the figures cannot draw:** {md(shown)} ({len(missing)} in all) are in no installed font "
+            "that the figures use, so they show as empty boxes. Install a font that has them (on Debian, "
+            "`fonts-noto-cjk` for Chinese, Japanese and Korean) and rebuild the figures with "
+            "`python -m harness report DIR`; the tables and this summary hold the text as it is.", ""]
+
+
+UNDRAWABLE_SHOWN = 20  # characters the summary names of those the figures cannot draw
 
 
 def image_names(images: pd.DataFrame) -> list[str]:

@@ -4,6 +4,7 @@ inside the figure and off every other panel."""
 import io
 import math
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -905,3 +906,61 @@ def test_the_summary_says_which_figures_leave_families_out(many):
             f"the first {plots.MAX_TABLE_ROWS} of {pairs} pairs") in summary
     assert f"`roc.png` draws the first {plots.MAX_PANELS} of {families} families" in summary
     assert f"of {families} families the figures show the first {plots.MAX_PANELS} (the matrix all of them)" in summary
+
+
+def test_a_family_of_one_strength_shows_its_interval_as_a_whisker(crowded_figures, crowded):
+    """A band needs two points: a family of one strength (identity) or of named values showed no
+    interval at all in detection.png, while the summary said the band is a 95% Wilson interval."""
+    from matplotlib.collections import LineCollection
+
+    detection = crowded.metrics.detection
+    identity = detection[(detection["family"] == "identity") & (detection["operating_point"] == crowded.metrics.chosen)]
+    panel = next(ax for ax in crowded_figures["detection"].axes if ax.get_title() == "identity")
+    whiskers = [segment for collection in panel.findobj(LineCollection) for segment in collection.get_segments()]
+    drawn_ranges = sorted((round(seg[:, 1].min(), 6), round(seg[:, 1].max(), 6)) for seg in whiskers)
+    expected = sorted((round(low, 6), round(high, 6)) for low, high in zip(identity["tpr_low"], identity["tpr_high"])
+                      if np.isfinite(low))
+    assert drawn_ranges == expected and expected
+    # families.png: the identity bars' inter-quartile ranges too (there is one where images disagree)
+    families = next(ax for ax in crowded_figures["families"].axes if ax.get_title() == "identity")
+    assert families.findobj(LineCollection)
+
+
+def test_a_point_at_zero_is_drawn_whole(crowded_figures):
+    """The distance axis started at 0: a median of 0 (JPEG at quality 90 for pHash) was cut in half by
+    the axis, and a line along 0 hidden under it."""
+    for ax in crowded_figures["families"].axes:
+        bottom, top = ax.get_ylim()
+        assert bottom < 0 < top and -bottom >= 0.02 * top
+
+
+def test_a_pair_that_failed_for_every_image_reads_error_in_the_heatmap(tmp_path):
+    """table.csv says `error`; the heatmap drew an empty grey cell, where an unavailable hasher's says so."""
+    results = api.evaluate({"images": ["builtin:camera", "builtin:coffee"], "hashers": ["aHash"], "sweeps": [
+        {"family": "crop", "label": "too large", "b": {"crop": {"x": 0, "y": 0, "width": 4000, "height": 10}}},
+        {"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]})
+    assert results.table["aHash"].tolist()[0] == "error"
+    texts = [text.get_text() for text in plots.heatmap_figure(results.distances).axes[0].texts]
+    assert texts[0] == "error"
+
+
+def test_characters_no_font_has_are_named_in_the_summary_not_warned_per_figure(tmp_path):
+    """A family in Chinese, with only DejaVu Sans installed: every figure drew boxes, and matplotlib
+    printed a warning per character and figure (16 lines on stderr). Now: one line of the summary."""
+    config = tmp_path / "cjk.yaml"
+    config.write_text('name: cjk\nimages: [builtin:camera, builtin:coffee]\nhashers: [aHash]\nsweeps:\n'
+                      '  - {family: "高斯模糊", label: "高斯 {value}", b: {gaussian_blur: {sigma: $value}}, values: [2, 4]}\n',
+                      encoding="utf-8")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert done.returncode == 0, done.stderr
+    assert "missing from font" not in done.stderr
+    missing = plots.undrawable(["高斯模糊", "高斯 2", "aHash"])
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    if missing:  # no font here has them (a machine with Noto Sans CJK draws them, and says nothing)
+        assert missing == ["高", "斯", "模", "糊"]
+        assert "**Characters the figures cannot draw:** 高 斯 模 糊 (4 in all)" in summary
+    else:
+        assert "cannot draw" not in summary
+    assert plots.undrawable(["Crème brûlée — 5 €", "naïve"]) == []  # DejaVu Sans has these
