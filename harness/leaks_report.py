@@ -49,7 +49,7 @@ def write(audit, out_dir: str) -> None:
         output.write_text(storage.CONFIG, config_yaml(audit.config, audit.provenance, "leaks"))
         page = review_page(*_named_pairs(audit),
                            hashers=dict(zip(audit.hashers["hasher"], audit.hashers["distance_max"])),
-                           title=f"Leak review: {' vs '.join(dict.fromkeys(audit.files['split']))}",
+                           title=f"Leak review of {_listed(list(dict.fromkeys(audit.files['split'])))}",
                            notes=[answer(audit), *estimate_lines(audit)], thresholds=audit.thresholds)
         output.write_text(REVIEW, page)
         output.write_text(storage.SUMMARY, summary_markdown(audit))
@@ -62,11 +62,17 @@ def write(audit, out_dir: str) -> None:
         output.commit()
 
 
+def _listed(names: list[str]) -> str:
+    """"train", "train and test", "train, val and test": the splits a page is about (its pairs
+    inside each split too, which "train vs test" left out)."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _named_pairs(audit):
     """The flagged pairs with each file as the system names it (audit.raw_names: the review page marks
     bytes that are not UTF-8 as escapes, where the tables' \\xNN text looks like a name holding a
     backslash), and each such file's thumbnail, made from the file read for it."""
-    from harness.review import make_thumbnail
+    from harness.review import NOT_FOUND, image_thumbnail
 
     pairs, raw = audit.pairs, audit.raw_names
     if raw:
@@ -77,7 +83,7 @@ def _named_pairs(audit):
     paths = {}
     for (split, file), path in audit.paths.items():
         paths.setdefault(raw.get((split, file), file), path)
-    return pairs, lambda file: make_thumbnail(paths[file]) if paths.get(file) else None
+    return pairs, lambda file: image_thumbnail(paths[file]) if paths.get(file) else NOT_FOUND
 
 
 def _file_name(text: str) -> str:

@@ -22,7 +22,7 @@ import hashlib
 import html
 import math
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import cv2
 import pandas as pd
@@ -46,24 +46,43 @@ THUMBNAIL_BYTES = 64 * 1024
 _NO_DISTANCE = math.inf
 
 
+class Thumbnail(NamedTuple):
+    """A thumbnail's JPEG (or PNG) bytes, and the size of the image it shows, in pixels."""
+
+    data: bytes
+    width: int
+    height: int
+
+
+NOT_FOUND = "not found"  # why a card has no preview: the file is gone
+UNREADABLE = "unreadable"  # or not an image, or too large to read
+
+
 def make_thumbnail(path: str, *, max_side: int = THUMBNAIL_SIDE, quality: int = THUMBNAIL_QUALITY) -> bytes | None:
-    """A small JPEG of the image file at `path`, or None when it cannot be read.
+    """A small JPEG of the image file at `path`, or None when it cannot be read (see image_thumbnail)."""
+    thumbnail = image_thumbnail(path, max_side=max_side, quality=quality)
+    return thumbnail.data if isinstance(thumbnail, Thumbnail) else None
+
+
+def image_thumbnail(path: str, *, max_side: int = THUMBNAIL_SIDE, quality: int = THUMBNAIL_QUALITY) -> Thumbnail | str:
+    """A small JPEG of the image file at `path` with the image's size, or why there is none
+    (NOT_FOUND, UNREADABLE).
 
     Read with harness.images.read_image (so exactly the pixels the hashers saw), shrunk with
-    cv2.INTER_AREA so that its longer side is at most `max_side` (never enlarged), encoded as
-    JPEG. Only the thumbnail is kept.
+    cv2.INTER_AREA so that its longer side is at most `max_side` (never enlarged: the page scales a
+    small one up), encoded as JPEG. Only the thumbnail is kept.
     """
     try:
         pixels, _ = read_image(path)
     except HarnessError:  # unreadable, not an image, too large: the page shows a placeholder
-        return None
+        return UNREADABLE if os.path.lexists(path) else NOT_FOUND
     rows, cols = pixels.shape[:2]
     scale = max_side / max(rows, cols)
     if scale < 1:
         size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
         pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
     ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return data.tobytes() if ok else None
+    return Thumbnail(data.tobytes(), cols, rows) if ok else UNREADABLE
 
 
 def sort_pairs(pairs: pd.DataFrame, hashers: Mapping[str, float]) -> pd.DataFrame:
@@ -94,8 +113,9 @@ def review_page(pairs: pd.DataFrame, thumbnail: Callable[[str], bytes | None], *
         hasher named as in `hashers` (NaN where that hasher could not hash a file; with
         `thresholds`, a distance beyond one is shown greyed as "not flagged", else NaN there
         too), agree (how many hashers flagged it) and optionally group.
-    thumbnail: file -> JPEG (or PNG) bytes of at most THUMBNAIL_BYTES, or None when the file
-        cannot be read (a placeholder is shown); e.g. make_thumbnail. Called once per file shown.
+    thumbnail: file -> JPEG (or PNG) bytes of at most THUMBNAIL_BYTES, or a Thumbnail (the bytes and
+        the image's size, which the card shows: e.g. image_thumbnail), or where there is none, a
+        placeholder's reason (NOT_FOUND, UNREADABLE) or None (unreadable). Called once per file shown.
     hashers: distance column -> that hasher's distance_max, in the order the cards list them.
     title: the page's title; notes: lines under it, the first one (the answer) set larger.
     thresholds: hasher -> the distance at or below which it flags a pair: for the legend, and
@@ -124,7 +144,7 @@ def review_page(pairs: pd.DataFrame, thumbnail: Callable[[str], bytes | None], *
     cards = [_card(rank, row, hashers, images) for rank, row in enumerate(shown.to_dict("records"), 1)]
     body = "\n".join([
         _header(title, notes, len(shown), len(ordered), full_table),
-        _legend(hashers, thresholds or {}, has_group=GROUP in pairs.columns),
+        _legend(hashers, thresholds or {}, has_group=GROUP in pairs.columns) if len(ordered) else "",  # no card to read
         '<main class="pairs">',
         *cards,
         "</main>",
@@ -147,20 +167,25 @@ def _check_pairs(pairs: pd.DataFrame, hashers: Mapping[str, float]) -> None:
 
 
 class _Thumbnails:
-    """Each file's thumbnail as a data: URI (None: unreadable), asked for once per file."""
+    """Each file's thumbnail as (a data: URI, the image's (width, height) or None), or the reason
+    there is none, asked for once per file."""
 
-    def __init__(self, thumbnail: Callable[[str], bytes | None]):
+    def __init__(self, thumbnail: Callable[[str], "bytes | Thumbnail | str | None"]):
         self.thumbnail, self.uris = thumbnail, {}
 
-    def __call__(self, file) -> str | None:
+    def __call__(self, file) -> tuple[str, tuple[int, int] | None] | str:
         if file not in self.uris:
-            self.uris[file] = _data_uri(file, self.thumbnail(file))
+            made = self.thumbnail(file)
+            if made is None or isinstance(made, str):
+                self.uris[file] = made or UNREADABLE
+            elif isinstance(made, Thumbnail):
+                self.uris[file] = (_data_uri(file, made.data), (made.width, made.height))
+            else:
+                self.uris[file] = (_data_uri(file, made), None)
         return self.uris[file]
 
 
-def _data_uri(file, data: bytes | None) -> str | None:
-    if data is None:
-        return None
+def _data_uri(file, data: bytes) -> str:
     if len(data) > THUMBNAIL_BYTES:
         raise ValueError(f"the thumbnail of {visible(file)} is {len(data)} bytes, over {THUMBNAIL_BYTES}")
     if data.startswith(b"\xff\xd8\xff"):
@@ -222,7 +247,8 @@ Ranges: {" &middot; ".join(scales)}.</dd>
 <dt>k of {len(hashers)}</dt><dd>how many hashers flagged the pair (agree).</dd>
 {group}<dt>order</dt><dd>closest first: by the pair&rsquo;s smallest divided distance (in bold), then more hashers
 agreeing, then split and file names.</dd>
-<dt>no preview</dt><dd>the file could not be read when this page was made.</dd>
+<dt>no preview</dt><dd>the file was not found, or could not be read, when this page was made.</dd>
+<dt>W &times; H px</dt><dd>the image&rsquo;s size; one smaller than half a preview is shown enlarged.</dd>
 </dl>
 </section>"""
 
@@ -230,7 +256,8 @@ agreeing, then split and file names.</dd>
 def _card(rank: int, fields: dict, hashers: Mapping[str, float], images: _Thumbnails) -> str:
     agree, total = int(fields[AGREE]), len(hashers)
     tags = [f'<span class="rank">#{rank}</span>',
-            f'<span class="agree{" all" if agree == total else ""}">{agree} of {total} hashers</span>']
+            f'<span class="agree{" all" if agree == total else ""}">{agree} of {total} '
+            f'hasher{"s" if total > 1 else ""}</span>']
     if GROUP in fields and not _missing(fields[GROUP]):
         tags.append(f'<span class="group">group {_text(fields[GROUP])}</span>')
     sides = [_side(fields[f"split_{s}"], fields[f"file_{s}"], images) for s in "ab"]
@@ -258,16 +285,24 @@ def _missing(value) -> bool:
 
 
 def _side(split, file, images: _Thumbnails) -> str:
-    uri = images(file)
+    made = images(file)
     folder, slash, name = (os.fsdecode(file) if isinstance(file, bytes) else str(file)).rpartition("/")
     path = (f'<span class="folder">{_text(folder + slash)}</span>' if slash else "") + \
         f'<span class="name">{_text(name)}</span>'
     label = _escaped(f"{visible(split)}: {visible(file)}")
-    if uri is None:
-        picture = f'<div class="frame missing" role="img" aria-label="{label}">no preview<br>(unreadable)</div>'
+    size = ""
+    if isinstance(made, str):
+        picture = f'<div class="frame missing" role="img" aria-label="{label}">no preview<br>({_text(made)})</div>'
     else:
-        picture = f'<div class="frame"><img src="{uri}" alt="{label}"></div>'
-    return f'<figure>{picture}<figcaption><span class="split">{_text(split)}</span> {path}</figcaption></figure>'
+        uri, pixels = made
+        # An image smaller than half a thumbnail is scaled up, its pixels kept square: a 1 x 1 image
+        # was one dot in an empty frame.
+        small = pixels is not None and max(pixels) < THUMBNAIL_SIDE // 2
+        enlarged = ' class="small"' if small else ""
+        picture = f'<div class="frame"><img{enlarged} src="{uri}" alt="{label}"></div>'
+        size = f'<span class="size">{pixels[0]:,} &times; {pixels[1]:,} px</span>' if pixels is not None else ""
+    return (f'<figure>{picture}<figcaption><span class="split">{_text(split)}</span> {path}{size}</figcaption>'
+            "</figure>")
 
 
 
@@ -303,6 +338,8 @@ figure { margin: 0; min-width: 0; }
 .frame { height: 164px; display: flex; align-items: center; justify-content: center;
          background: #eef1f5; border-radius: 4px; overflow: hidden; }
 .frame img { max-width: 100%; max-height: 100%; display: block; }
+.frame img.small { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+.size { display: block; color: var(--muted); font-variant-numeric: tabular-nums; }
 .frame.missing { border: 2px dashed #c3c9d4; color: var(--muted); text-align: center; font-size: 13px; }
 figcaption { margin-top: 5px; font-size: 12px; line-height: 1.35; overflow-wrap: break-word; }
 .split { display: inline-block; padding: 0 6px; border-radius: 3px; background: var(--ink); color: #fff;

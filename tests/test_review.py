@@ -283,6 +283,29 @@ def test_small_images_are_not_enlarged(tmp_path):
     assert thumb.shape == (40, 50, 3)
 
 
+def test_a_card_gives_each_images_size_and_shows_a_tiny_one_enlarged(tmp_path):
+    """A 1 x 1 image was one dot in an empty frame, a 10000 x 20 strip a hairline, and no card said
+    how large either image was; a file gone since its hashes were made read "unreadable"."""
+    from harness.review import NOT_FOUND, UNREADABLE, Thumbnail, image_thumbnail
+
+    cv2.imwrite(str(tmp_path / "dot.png"), np.full((1, 1, 3), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / "wide.png"), np.full((20, 1000, 3), 90, np.uint8))
+    (tmp_path / "text.png").write_text("not an image")
+    dot = image_thumbnail(str(tmp_path / "dot.png"))
+    assert isinstance(dot, Thumbnail) and (dot.width, dot.height) == (1, 1)
+    assert image_thumbnail(str(tmp_path / "text.png")) == UNREADABLE
+    assert image_thumbnail(str(tmp_path / "gone.png")) == NOT_FOUND
+    pairs = pd.DataFrame({"split_a": ["train", "train"], "file_a": ["dot.png", "wide.png"],
+                          "split_b": ["test", "test"], "file_b": ["text.png", "gone.png"],
+                          "pHash": [2.0, 3.0], "agree": [1, 1]})
+    page = review_page(pairs, lambda file: image_thumbnail(str(tmp_path / file)), hashers={"pHash": 64.0}, title="t")
+    assert '<img class="small" src="data:image/jpeg' in page and page.count('class="small"') == 1  # the dot only
+    assert "1 &times; 1 px" in page and "1,000 &times; 20 px" in page
+    assert "no preview<br>(unreadable)" in page and "no preview<br>(not found)" in page
+    assert "1 of 1 hasher</span>" in page
+    assert "How to read a card" not in review_page(pairs.iloc[:0], lambda file: None, hashers={"pHash": 64.0}, title="t")
+
+
 def test_unreadable_files_have_no_thumbnail(tmp_path):
     (tmp_path / "text.png").write_text("not an image")
     ok, jpeg = cv2.imencode(".jpg", make_scene(2))
