@@ -803,6 +803,9 @@ def detection_figure(detection: pd.DataFrame, operating_point: str, hashers: lis
     for row in rows:
         row[0].set_ylabel(f"detected at {_plain(operating_point)}", fontsize=9)
     notes = ([] if chosen["resolved"].all() else ["dashed: too few impostor pairs to resolve this false-positive rate"])
+    missing = _missing_note(set(detection["hasher"]), hashers)  # an unavailable hasher has no rows at all
+    if missing:
+        notes.append(missing)
     if unthresholded:
         notes.append(f"not drawn, no threshold at {_plain(operating_point)}: {', '.join(map(_plain, unthresholded))}")
     if count > MAX_PANELS:
@@ -870,12 +873,19 @@ def detection_matrix_figure(detection: pd.DataFrame, operating_point: str, hashe
     cut = left_out(len(matrix), MAX_TABLE_ROWS, "families", "detection.csv")
     matrix = matrix.iloc[:MAX_TABLE_ROWS]
     values = matrix.to_numpy(dtype=float)
-    cells = [[f"{100 * v:.0f}" if np.isfinite(v) else "none" for v in row] for row in values]
+    # A rate behind a threshold too few impostor pairs resolve is starred, as detection.png dashes its line.
+    chosen = detection[detection["operating_point"] == operating_point]
+    unresolved = set(chosen.loc[~chosen["resolved"].astype(bool), "hasher"])
+    starred = [" *" if hasher in unresolved else "" for hasher in matrix.columns]
+    cells = [[f"{100 * v:.0f}{star}" if np.isfinite(v) else "none" for v, star in zip(row, starred)]
+             for row in values]
+    notes = ["*: too few impostor pairs to resolve this false-positive rate" if unresolved & set(matrix.columns)
+             else None, _missing_note(set(chosen["hasher"]), hashers), cut]
     figure = _figure()
     _colour_table(figure, np.ma.masked_invalid(values), list(matrix.index), list(matrix.columns),
                   matplotlib_colormap("RdYlGn").with_extremes(bad="0.85"), cells, (0.42, 0.3),
                   f"copies detected at {_plain(operating_point)}\n(mean over strengths; cells in %; none: no threshold)",
-                  note=cut)
+                  note="; ".join(note for note in notes if note) or None)
     return figure
 
 

@@ -964,3 +964,21 @@ def test_characters_no_font_has_are_named_in_the_summary_not_warned_per_figure(t
     else:
         assert "cannot draw" not in summary
     assert plots.undrawable(["Crème brûlée — 5 €", "naïve"]) == []  # DejaVu Sans has these
+
+
+def test_the_detection_figures_say_which_hashers_they_leave_out_and_which_rates_are_unresolved(crowded):
+    """families.png named the hashers it could not draw (unavailable: no distances); detection.png
+    and detection_matrix.png dropped them without a word, and the matrix showed rates behind an
+    unresolved threshold as solid as any other, where detection.png dashes their lines."""
+    metrics, hashers = crowded.metrics, hasher_order(crowded.distances) + ["ResNet50"]
+    chosen = metrics.detection[metrics.detection["operating_point"] == metrics.chosen]
+    assert not chosen["resolved"].all()  # 3 images: too few impostor pairs for the rate
+    for figure in (plots.detection_figure(metrics.detection, metrics.chosen, hashers),
+                   plots.detection_matrix_figure(metrics.detection, metrics.chosen, hashers)):
+        notes = " ".join(text.get_text() for text in figure.texts).replace("\n", " ")
+        assert "not shown (no distances, e.g. unavailable): ResNet50" in notes, notes
+    matrix = plots.detection_matrix_figure(metrics.detection, metrics.chosen, hashers)
+    cells = [text.get_text() for text in matrix.axes[0].texts]
+    assert cells and all(cell.endswith(" *") or cell == "none" for cell in cells)
+    assert "*: too few impostor pairs to resolve this false-positive rate" in " ".join(
+        text.get_text() for text in matrix.texts).replace("\n", " ")
