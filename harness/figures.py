@@ -892,6 +892,7 @@ def detection_matrix_figure(detection: pd.DataFrame, operating_point: str, hashe
 # --- distances of copies and of different images -----------------------------------
 
 LEGEND_HEADROOM = 1.7  # a histogram's y axis over its tallest bar: the top band holds the legend
+HISTOGRAM_BINS = 128  # bins of a histogram of whole distances at most (of any other: 50)
 
 
 def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: dict, hashers: list[str]):
@@ -913,7 +914,10 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
         integral = high - low <= 1024 and all(np.all(np.mod(both[start:start + 65536], 1) == 0)
                                               for start in range(0, len(both), 65536))
         del both
-        bins = np.arange(low - 0.5, high + 1.5) if integral else np.linspace(low, high, 51)
+        # Integral distances: bins of whole steps, at most HISTOGRAM_BINS of them (one a bit over 576
+        # bits of MarrHildrethHash drew the copies as spikes too thin to see).
+        step = max(1, math.ceil((high - low + 1) / HISTOGRAM_BINS))
+        bins = np.arange(low - 0.5, high + step + 0.5, step) if integral else np.linspace(low, high, 51)
         if len(impostor):  # (a density of nothing is 0/0)
             ax.hist(impostor, bins=bins, density=True, histtype="stepfilled", color="0.85", edgecolor="0.45",
                     linewidth=0.6, label=f"impostors ({len(impostor)})")
@@ -921,17 +925,23 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
         # and cheap to draw and for the legend to avoid.
         ax.hist(genuine, bins=bins, density=True, histtype="stepfilled", alpha=0.6, linewidth=0,
                 color=_colour(hashers, hasher), label=f"copies ({len(genuine)})")
-        for k, point in enumerate(points[hasher]):
-            if np.isfinite(point.threshold):  # up to the legend's band (below), not through it
-                # Too few impostor pairs to measure the rate: the line only sits below the closest
-                # different images, and says so (grey, starred; the note says what the star means),
-                # as detection.png dashes such rates. A word in the label would widen the legend
-                # past its panel.
-                unresolved = unresolved or not point.resolved
-                ax.axvline(point.threshold, ymax=1 / LEGEND_HEADROOM, color="black" if point.resolved else "0.55",
-                           linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
-                           label=f"{_plain(point.name)}: {format_number(point.threshold)}"
-                                 + ("" if point.resolved else " *"))
+        # One line per threshold, named after every operating point at it: two points at one
+        # threshold (fpr=0.001 and a fixed 10) drew one line over the other, and one of them hid.
+        at: dict[float, list] = {}
+        for point in points[hasher]:
+            if np.isfinite(point.threshold):
+                at.setdefault(float(point.threshold), []).append(point)
+        for k, (threshold, named) in enumerate(at.items()):  # up to the legend's band (below), not through it
+            # Too few impostor pairs to measure the rate: the line only sits below the closest
+            # different images, and says so (grey, starred; the note says what the star means),
+            # as detection.png dashes such rates. A word in the label would widen the legend
+            # past its panel.
+            resolved = all(point.resolved for point in named)
+            unresolved = unresolved or not resolved
+            ax.axvline(threshold, ymax=1 / LEGEND_HEADROOM, color="black" if resolved else "0.55",
+                       linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
+                       label=", ".join(_plain(point.name) + ("" if point.resolved else " *") for point in named)
+                             + f": {format_number(threshold)}")
         _title(ax, hasher + (f" ({beyond} beyond {format_number(high)} not shown)" if beyond else ""),
                10 if not beyond else 8)
         ax.set_xlabel("distance", fontsize=9)

@@ -982,3 +982,28 @@ def test_the_detection_figures_say_which_hashers_they_leave_out_and_which_rates_
     assert cells and all(cell.endswith(" *") or cell == "none" for cell in cells)
     assert "*: too few impostor pairs to resolve this false-positive rate" in " ".join(
         text.get_text() for text in matrix.texts).replace("\n", " ")
+
+
+def test_operating_points_at_one_threshold_share_one_line_and_its_label(crowded):
+    """A fixed threshold of 10 and fpr=0.001's 10 drew one line over the other: one hid."""
+    import dataclasses
+
+    from matplotlib.lines import Line2D
+
+    metrics, hashers = crowded.metrics, hasher_order(crowded.distances)
+    first = metrics.points["aHash"][0]
+    points = {"aHash": [first, dataclasses.replace(first, name="fixed", resolved=True)]}
+    figure = plots.histogram_figure(crowded.distances, crowded.impostors, points, ["aHash"])
+    lines = [line for line in figure.axes[0].get_lines() if isinstance(line, Line2D) and line.get_label()[0] != "_"]
+    star = "" if first.resolved else " *"
+    assert [line.get_label() for line in lines] == [f"{first.name}{star}, fixed: {plots.format_number(first.threshold)}"]
+
+
+def test_a_long_hashs_histogram_has_bins_wide_enough_to_see(crowded):
+    """MarrHildrethHash (576 bits) had a bin per distance: the copies' bars were spikes too thin to see."""
+    metrics, hashers = crowded.metrics, hasher_order(crowded.distances)
+    figure = plots.histogram_figure(crowded.distances, crowded.impostors, metrics.points, hashers)
+    panel = next(ax for ax in figure.axes if ax.get_title().startswith("MarrHildrethHash"))
+    for patch in panel.patches:  # one filled outline per histogram: its x steps are the bins' edges
+        edges = np.unique(patch.get_path().vertices[:, 0])
+        assert len(edges) <= plots.HISTOGRAM_BINS + 2
