@@ -153,7 +153,7 @@ def process(state, job: ImageJob) -> ImageOutcome:
         return ImageOutcome(job.number, None, str(exc))
     image = downscale(image, plan.max_side)
     pixels = image.pixels
-    record = FileRecord(image.id, pixels.shape[0], pixels.shape[1], image.notes)
+    record = FileRecord(image.id, pixels.shape[0], pixels.shape[1], image.notes + few_pixels_note(pixels))
     needs = job.needs if job.needs is not None else {hid: frozenset(plan.items) for hid in hashers}
     wanted = set().union(*needs.values()) if needs else set()
     entries: dict[str, dict[str, Entry]] = {hid: {} for hid in needs}
@@ -210,6 +210,19 @@ def _batches(steps, pixels: np.ndarray, budget: int):
     size = max(1, budget // per_image)
     for start in range(0, len(steps), size):
         yield steps[start:start + size]
+
+
+FEW_PIXELS = 64  # an image of fewer pixels is noted: an 8 x 8 thumbnail is what aHash reads
+
+
+def few_pixels_note(pixels: np.ndarray) -> tuple[str, ...]:
+    """A note for an image too small for its hashes to tell it from others (a leak audit's 1 x 1
+    file matched unrelated photographs, without a word), else none."""
+    height, width = pixels.shape[:2]
+    if height * width >= FEW_PIXELS:
+        return ()
+    return (f"only {width} x {height} pixels, fewer than a 64-bit hash has bits: its hashes say little and may "
+            "match unrelated images",)
 
 
 def downscale(image: SourceImage, max_side: int | None) -> SourceImage:

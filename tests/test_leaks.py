@@ -271,13 +271,17 @@ def test_files_csv_shows_how_each_file_was_read_and_an_audit_from_its_tables_too
     write(tmp_path / "train" / "t0.png", make_scene(0, 96, 128))
     write(tmp_path / "train" / "alpha.png", np.dstack([make_scene(1, 96, 128), np.full((96, 128), 200, np.uint8)]))
     write(tmp_path / "test" / "gray.png", cv2.cvtColor(make_scene(2, 96, 128), cv2.COLOR_BGR2GRAY))
+    write(tmp_path / "test" / "dot.png", np.full((1, 1, 3), 90, np.uint8))  # its hashes match unrelated images
     monkeypatch.chdir(tmp_path)
     first = tmp_path / "first"
     assert main(["leaks", "--train", "train", "--test", "test", "--hashers", "pHash", "--threshold", "10",
                  "--out", str(first), "--quiet"]) == 0
     files = pd.read_csv(first / "files.csv", keep_default_na=False)
-    assert files[["file", "notes"]].values.tolist() == [["train/alpha.png", "alpha dropped"], ["train/t0.png", ""],
-                                                        ["test/gray.png", "grayscale repeated to 3 channels"]]
+    assert files[["file", "notes"]].values.tolist() == [
+        ["train/alpha.png", "alpha dropped"], ["train/t0.png", ""],
+        ["test/dot.png", "only 1 x 1 pixels, fewer than a 64-bit hash has bits: its hashes say little and may match "
+                         "unrelated images"],
+        ["test/gray.png", "grayscale repeated to 3 channels"]]
     second = tmp_path / "second"  # from the hash tables: the notes their audit recorded
     assert main(["leaks", "--train", str(first / "hashes" / "train.pHash.parquet"), "--test",
                  str(first / "hashes" / "test.pHash.parquet"), "--hashers", "pHash", "--threshold", "10",
