@@ -287,7 +287,21 @@ def choose_thresholds(config: LeakConfig, splits, hashers: dict, calibration: "C
             thresholds[hid] = float(within[-1])
             basis[hid] = (f"the largest distance at which at most fpr={config.fpr:g} of the {total} pairs compared "
                           f"are flagged ({int(cumulative[within[-1]])})")
+            if within[-1] == 0 and len(counts) > 1:  # an all-clear that only means "no identical hashes"
+                notes.append(f"fpr: {hid}'s threshold is 0: fpr={config.fpr:g} of the {total} pairs compared allows "
+                             f"{_pairs(allowed)} to be flagged, and {_within(int(cumulative[1]))} distance 1, so only "
+                             "identical hashes are flagged and near copies (a re-saved JPEG, a resize) are not; give "
+                             "--threshold or --calibration (a run's output directory) to flag them")
     return thresholds, basis, notes
+
+
+def _within(count: int) -> str:
+    return f"{count} {'is' if count == 1 else 'are'} within"
+
+
+def _pairs(count: float) -> str:
+    """A share of pairs as a count: "1 pair", "2.5 pairs"."""
+    return f"{count:.3g} {'pair' if count == 1 else 'pairs'}"
 
 
 def _identical_only(hasher_id: str, identical: int, total: int, fpr: float) -> tuple[float, str, str]:

@@ -1512,3 +1512,23 @@ def test_max_flags_stops_the_search_near_that_many_pairs(tmp_path, capsys):
     # At threshold 0 no smaller one helps: the line says what does (it said "choose a smaller one").
     assert "these files share their hashes" in error and "raise max_flags (a key of the audit's config" in error
     assert peak < 50 << 20, f"{peak / 2**20:.0f} MB"
+
+
+def test_an_fpr_threshold_of_0_says_near_copies_go_unflagged(tmp_path, capsys):
+    """On a small set, fpr=0.01 of the pairs allows less than one: the threshold fell to 0 and the
+    answer read "0 of 3 test files have a copy", an all-clear, with copies at distance 1 unflagged
+    and nothing said (the note was only for identical hashes more than the share)."""
+    (tmp_path / "train.csv").write_text("file,hash\na.png,0000000000000000\nb.png,ffffffffffffffff\n"
+                                        "c.png,00000000ffffffff\n")
+    (tmp_path / "test.csv").write_text("file,hash\nd.png,0000000000000001\ne.png,0f0f0f0f0f0f0f0f\n"
+                                       "f.png,ff00ff00ff00ff00\n")
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                 "--hashers", "pHash", "--fpr", "0.01", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("0 of 3 test files have a copy in train")
+    note = ("fpr: pHash's threshold is 0: fpr=0.01 of the 9 pairs compared allows 0.09 pairs to be flagged, and 1 "
+            "is within distance 1, so only identical hashes are flagged and near copies (a re-saved JPEG, a resize) "
+            "are not; give --threshold or --calibration (a run's output directory) to flag them")
+    assert f"note: {note}" in captured.err.splitlines()
+    assert note in (out / "summary.md").read_text()
