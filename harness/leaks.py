@@ -169,6 +169,11 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
     fpr = raw.get("fpr")
     calibration = raw.get("calibration")
     if threshold is None and fpr is None and calibration is None:
+        if key_options is not None:  # the `leaks` command: its options first (a config may hold the keys instead)
+            raise ConfigError("leaks", "", "choose how close is a copy: --threshold N (a distance), --fpr RATE (a share "
+                                           "of the pairs compared) or --calibration RUN_DIR (a run's output directory)"
+                                           + ("" if source == "the command line" else
+                                              f", or the key threshold, fpr or calibration in {source}"))
         raise ConfigError(source, "threshold", "choose how close is a copy: threshold (a distance), fpr (a share of "
                                                "the pairs compared) or calibration (a run's output directory)")
     if threshold is not None and fpr is not None:

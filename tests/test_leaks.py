@@ -647,7 +647,9 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
     cases = [
         (["--train", str(empty), "--test", str(root / "test"), "--threshold", "8"], "no image files in directory"),
         (["--train", str(tmp_path / "missing"), "--test", str(root / "test"), "--threshold", "8"], "no image file at"),
-        (["--train", str(root / "train"), "--test", str(root / "test")], "choose how close is a copy"),
+        (["--train", str(root / "train"), "--test", str(root / "test")],  # the options, not the config's keys
+         "error: leaks: choose how close is a copy: --threshold N (a distance), --fpr RATE (a share of the pairs "
+         "compared) or --calibration RUN_DIR (a run's output directory)"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "x"], "expected a number"),
         (["--train", str(root / "train"), "--test", str(root / "test"), "--threshold", "inf"],
          "threshold: expected a finite distance >= 0, got inf"),
