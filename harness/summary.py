@@ -80,9 +80,8 @@ def answer_section(detection: dict) -> list[str]:
         if row.tied > 3 or (row.tied == row.hashers and row.hashers > 2):
             # The tied hashers from their own rows: `best` joins their ids with " = ", which an id may hold.
             tied = list(ranked(per_hasher.iloc[rows_of[row.family]])["hasher"].iloc[:row.tied])
-            best = f"{row.tied} tied: {', '.join(tied[:3])}, ..." if row.tied > 3 else row.best
-            if row.tied == row.hashers and row.hashers > 2:
-                best = f"all {row.hashers} tied: {tied[0]}, ..."
+            named = ", ".join(tied[:3]) + (", ..." if len(tied) > 3 else "")  # all three of three: "aHash, ..." hid two
+            best = f"all {row.hashers} tied: {named}" if row.tied == row.hashers else f"{row.tied} tied: {named}"
         lines.append(f"| {md(row.family)} | {md(best)}{flag} "
                      f"| {pooled(row.detected, row.genuine_pairs, row.tpr_low, row.tpr_high)} "
                      f"| {row.held} of {row.strengths} | {md(miss)} | {md(runner)} |")
