@@ -123,11 +123,16 @@ def answer(audit) -> str:
         verb = "has" if 1 in (earlier, total) else "have"  # "1 of 2 files has", "0 of 1 file has"
         parts.append(f"{earlier} of {files_of_split} {verb} a copy in "
                      + (splits[0] if splits.index(later) == 1 else "an earlier split"))
-    inside = int((dropped["split"] == dropped["copy_in"]).sum())
+    own = dropped[dropped["split"] == dropped["copy_in"]]
+    inside = len(own)
     # "more": a file with a copy in an earlier split is counted there, even if it also has one in its own split
     more = " more" if len(splits) > 1 else ""
-    parts.append(f"{inside}{more} {_plural(inside, 'file is a copy', 'files are copies')} of another file of its "
-                 "own split")
+    # Which splits, where there are several: after a sentence about test files, "its own split" read as test's.
+    per_split = own["split"].value_counts()
+    where = (" (" + ", ".join(f"{int(per_split[name])} in {name}" for name in splits if name in per_split) + ")"
+             if inside and len(splits) > 1 else "")
+    parts.append(f"{inside}{more} {_plural(inside, 'file', 'files')}{where} {_plural(inside, 'is a copy', 'are copies')} "
+                 "of another file of its own split")
     limits = ", ".join(f"{h} <= {t:g}" for h, t in audit.thresholds.items())
     agree = audit.config.get("min_agree", 1) if isinstance(audit.config, dict) else 1
     # With min_agree, the thresholds alone read as any one hasher's flag.

@@ -104,7 +104,8 @@ def test_every_planted_copy_is_found_and_the_flags_equal_brute_force(planted, tm
     clean_train = (out / "clean" / "train.txt").read_text().splitlines()
     assert len(clean_train) == 30 and not any("t00_again" in line for line in clean_train)
     summary = (out / "summary.md").read_text()
-    assert summary.splitlines()[2].startswith(f"**{len(copies)} of 26 test files have a copy in train; 1 more file is a copy")
+    assert summary.splitlines()[2].startswith(f"**{len(copies)} of 26 test files have a copy in train; "
+                                              "1 more file (1 in train) is a copy")
 
 
 def test_agreement_of_hashers_cuts_flags_and_keeps_the_copies(planted, tmp_path):
@@ -340,7 +341,7 @@ def test_a_file_given_to_two_splits_is_named_as_the_same_file(tmp_path, capsys):
             "(test); and 1 more")
     assert capsys.readouterr().err.splitlines() == [f"note: {note}"]
     summary = (out / "summary.md").read_text()
-    assert "4 of 4 test files have a copy in train; 1 more file is a copy" in summary
+    assert "4 of 4 test files have a copy in train; 1 more file (1 in train) is a copy" in summary
     assert "4 files are given more than once" in summary
 
 
@@ -833,8 +834,9 @@ def test_an_unreadable_image_is_a_row_of_errors(planted, tmp_path, capsys):
         "note: 1 file or folder could not be read, so the audit did not compare them; see errors.csv"
     # The answer, and the summary, do not read as if every file was compared (it is in no count, no clean list).
     summary = (out / "summary.md").read_text()
-    assert "26 test files have a copy in train; 1 more file is a copy of another file of its own split; 1 file or " \
-           "folder could not be read, so it is in no count and no clean list (errors.csv) (flagged at" in summary
+    assert ("26 test files have a copy in train; 1 more file (1 in train) is a copy of another file of its own split; "
+            "1 file or folder could not be read, so it is in no count and no clean list (errors.csv) (flagged at"
+            in summary)
     assert "Every pair of the files read was compared" in summary
     assert "broken.jpg" not in (out / "clean" / "test.txt").read_text()
 
