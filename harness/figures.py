@@ -723,9 +723,8 @@ def _whiskers(ax, x: np.ndarray, middle: np.ndarray, low: np.ndarray, high: np.n
     apart (one strength, or named values): a band between them would join what is not joined, and
     was not drawn at all, so a single-value family showed no interval."""
     shown = np.isfinite(low) & np.isfinite(high) & np.isfinite(middle)
-    if shown.any():
-        ax.errorbar(x[shown], middle[shown], yerr=[middle[shown] - low[shown], high[shown] - middle[shown]],
-                    fmt="none", ecolor=colour, elinewidth=1.0, capsize=2.5, alpha=0.8)
+    if shown.any():  # one collection, no line or container of its own: the axes' lines stay the hashers'
+        ax.vlines(x[shown], low[shown], high[shown], colors=[colour], linewidth=1.5, alpha=0.6)
 
 
 def _y_limit(curves: pd.DataFrame) -> float:
@@ -940,8 +939,8 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
             unresolved = unresolved or not resolved
             ax.axvline(threshold, ymax=1 / LEGEND_HEADROOM, color="black" if resolved else "0.55",
                        linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
-                       label=", ".join(_plain(point.name) + ("" if point.resolved else " *") for point in named)
-                             + f": {format_number(threshold)}")
+                       label=", ".join(_plain(point.name) for point in named) + f": {format_number(threshold)}"
+                             + ("" if resolved else " *"))
         _title(ax, hasher + (f" ({beyond} beyond {format_number(high)} not shown)" if beyond else ""),
                10 if not beyond else 8)
         ax.set_xlabel("distance", fontsize=9)

@@ -996,7 +996,7 @@ def test_operating_points_at_one_threshold_share_one_line_and_its_label(crowded)
     figure = plots.histogram_figure(crowded.distances, crowded.impostors, points, ["aHash"])
     lines = [line for line in figure.axes[0].get_lines() if isinstance(line, Line2D) and line.get_label()[0] != "_"]
     star = "" if first.resolved else " *"
-    assert [line.get_label() for line in lines] == [f"{first.name}{star}, fixed: {plots.format_number(first.threshold)}"]
+    assert [line.get_label() for line in lines] == [f"{first.name}, fixed: {plots.format_number(first.threshold)}{star}"]
 
 
 def test_a_long_hashs_histogram_has_bins_wide_enough_to_see(crowded):
