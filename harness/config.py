@@ -730,20 +730,27 @@ def hasher_plugin_problem(cls) -> str | None:
     return None
 
 
-def not_a_hasher_of(name: str, ids: list[str], source) -> str:
-    """Why `name` is not one of a config's hasher `ids`, which --hashers chooses among, and the likely
-    fix: the config's own spelling of it, else, for a hasher harness has (dHash for imagehash.dhash),
-    adding it to the config, which --hashers cannot do (it suggested aHash for dHash)."""
+def not_a_hasher_of(name: str, named: dict[str, str], source) -> str:
+    """Why `name` is not one of a config's hasher ids (`named`: id -> the hasher's registered name),
+    which --hashers chooses among, and the likely fix: the config's own spelling of it, or the id it
+    gave the hasher meant (d16 for imagehash.dhash), else, for a hasher harness has (dHash for
+    imagehash.dhash), adding it to the config, which --hashers cannot do (it suggested aHash for dHash)."""
     from harness.hashers import HASHERS
 
+    ids = list(named)
     close = suggest(name, ids)
     if close is not None and name.lower() in (close.lower(), close.rsplit(".", 1)[-1].lower()):
         return f"not a hasher of {source}; did you mean '{close}'?"
     registered = name if name in HASHERS else suggest(name, list(HASHERS))
+    under = [hid for hid, hasher in named.items() if hasher == registered]  # the config's ids for that hasher
+    if registered is not None and under:
+        meant = " or ".join(f"'{hid}'" + ("" if hid == registered else f" ({registered})") for hid in under)
+        return f"not a hasher of {source}; did you mean {meant}?"
     if registered is not None and registered not in ids:
         return (f"not a hasher of {source}, whose hashers are {', '.join(ids)} (only those can be chosen); "
                 f"add {registered} to its hashers to run it")
-    return f"not a hasher of {source}" + (f"; did you mean '{close}'?" if close else f"; the config has {', '.join(ids)}")
+    return f"not a hasher of {source}" + (f"; did you mean '{close}'?" if close else
+                                          f"; the config has {', '.join(ids)}")
 
 
 def _select_hashers(specs: list[HasherSpec], wanted: list[str], source, option: str) -> list[HasherSpec]:
@@ -753,7 +760,7 @@ def _select_hashers(specs: list[HasherSpec], wanted: list[str], source, option: 
     chosen = []
     for name in wanted:
         if name not in by_id:
-            raise ConfigError(option, name, not_a_hasher_of(name, list(by_id), source))
+            raise ConfigError(option, name, not_a_hasher_of(name, {s.id: s.name for s in specs}, source))
         if by_id[name] not in chosen:
             chosen.append(by_id[name])
     return chosen

@@ -16,6 +16,7 @@ Text from configs and file names (families, labels, hashers, parameter names) go
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -146,9 +147,26 @@ def undrawable(texts) -> list[str]:
         return []
     from matplotlib import font_manager, ft2font
 
-    fonts = [ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties(family=name)))
-             for name in font_families()]
+    with quiet_font_lookups():
+        fonts = [ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties(family=name)))
+                 for name in font_families()]
     return [c for c in wanted if not any(font.get_char_index(ord(c)) for font in fonts)]
+
+
+@contextlib.contextmanager
+def quiet_font_lookups():
+    """matplotlib's font lookups without their log lines: a fallback font that has no weight
+    "normal" (WenQuanYi Zen Hei's is 500) logged "findfont: Failed to find font weight normal"
+    on stderr some ten times a report, for a font it then uses all the same."""
+    import logging
+
+    logger = logging.getLogger("matplotlib.font_manager")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _plain(text) -> str:

@@ -170,10 +170,10 @@ def leak_config(raw: Any, source: str = "<dict>", split_options: dict[str, str] 
     calibration = raw.get("calibration")
     if threshold is None and fpr is None and calibration is None:
         if key_options is not None:  # the `leaks` command: its options first (a config may hold the keys instead)
-            raise ConfigError("leaks", "", "choose how close is a copy: --threshold N (a distance), --fpr RATE (a share "
-                                           "of the pairs compared) or --calibration RUN_DIR (a run's output directory)"
-                                           + ("" if source == "the command line" else
-                                              f", or the key threshold, fpr or calibration in {source}"))
+            raise ConfigError("leaks", "", "choose how close is a copy: --threshold N (a distance), --fpr RATE (a "
+                                           "share of the pairs compared) or --calibration RUN_DIR (a run's output "
+                                           "directory)" + ("" if source == "the command line" else
+                                                           f", or the key threshold, fpr or calibration in {source}"))
         raise ConfigError(source, "threshold", "choose how close is a copy: threshold (a distance), fpr (a share of "
                                                "the pairs compared) or calibration (a run's output directory)")
     if threshold is not None and fpr is not None:
@@ -247,7 +247,8 @@ def chosen_hashers(raw: dict, hashers: list[str], keeps_min_agree: bool, source:
             by_id.setdefault(name, entry)
         for name in hashers:
             if name not in by_id:
-                raise ConfigError(option, name, not_a_hasher_of(name, list(by_id), source))
+                named = {hid: entry if isinstance(entry, str) else entry.get("name") for hid, entry in by_id.items()}
+                raise ConfigError(option, name, not_a_hasher_of(name, named, source))
         hashers = list(dict.fromkeys(hashers))
         raw = {**raw, "hashers": [by_id[name] for name in hashers]}
     else:
@@ -326,7 +327,12 @@ class HashTable:
     unusable_cwd: str | None = None  # a recorded directory that is no absolute path here (see _usable_cwd)
     names: list[str] | None = None  # the files' names as the system gives them, where one is not text (raw_names)
     recorded: bool = True  # whether an audit's record (HASH_TABLE_KEY) is in it
-    notes: list[str] | None = None  # each file's conversions as its audit read it ("" for none), where recorded
+    notes: list[str] | None = None  # each file's conversions as its audit read it ("" for none); None: not recorded
+
+
+# files.csv's notes of a file from a hash table that recorded none (another tool's, an older audit's):
+# not "" (read as it is), which nobody can tell.
+NOTES_NOT_RECORDED = "not recorded in its hash table"
 
 
 def is_hash_table(entry: str) -> bool:
@@ -383,13 +389,14 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
                                f"{int(hasher.distance_max)} bits of {hasher_id} (its last {spare} bits must be 0)")
     cwd = recorded.get("cwd")
     usable = cwd is None or _usable_cwd(cwd)
-    notes = recorded.get("notes", {})
-    if any(int(key) >= len(files) for key in notes):
+    notes = recorded.get("notes")
+    if notes is not None and any(int(key) >= len(files) for key in notes):
         raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata records notes of a row the table does not "
                            "have; write the table again without it")
     return HashTable(files, rows, [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])],
                      cwd if usable else None, None if usable else cwd, _raw_names(shown_path, files, recorded, first),
-                     HASH_TABLE_KEY in metadata, [notes.get(str(k), "") for k in range(len(files))] if notes else None)
+                     HASH_TABLE_KEY in metadata,
+                     None if notes is None else [notes.get(str(k), "") for k in range(len(files))])
 
 
 def _raw_names(shown_path: str, files: list[str], recorded: dict, first: int) -> list[str] | None:
@@ -431,9 +438,10 @@ def hash_table_metadata(hasher_id: str, spec: dict, errors: list[dict], cwd: str
     the table can only show it with \\xNN escapes), and each file's conversions as it was read
     (`notes`, by row, those that have some), which an audit from the table shows as this one did."""
     raw = {str(k): os.fsencode(name).hex() for k, name in enumerate(names) if display_path(name) != name}
+    # Always written, empty too: a table without the key (another tool's, an older audit's) recorded none.
     noted = {str(k): note for k, note in enumerate(notes) if note}
     record = {**_hasher_record(hasher_id, spec), "errors": errors, **({"cwd": cwd} if cwd is not None else {}),
-              **({"raw_names": raw} if raw else {}), **({"notes": noted} if noted else {})}
+              **({"raw_names": raw} if raw else {}), "notes": noted}
     return {HASH_TABLE_KEY: json.dumps(record, sort_keys=True)}
 
 
@@ -808,7 +816,7 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             (hid, hasher), = hashers.items()
             table = read_hash_table(entry, hasher, hid)
             files, names = table.files, table.names or table.files
-            notes = table.notes or [""] * len(files)
+            notes = table.notes if table.notes is not None else [NOTES_NOT_RECORDED] * len(files)
             base = _names_base(table.cwd, here)
             found = [_table_path(name, base, here) for name in names]
             new = [k for k, (name, path) in enumerate(zip(names, found))

@@ -131,8 +131,9 @@ def answer(audit) -> str:
     per_split = own["split"].value_counts()
     where = (" (" + ", ".join(f"{int(per_split[name])} in {name}" for name in splits if name in per_split) + ")"
              if inside and len(splits) > 1 else "")
-    parts.append(f"{inside}{more} {_plural(inside, 'file', 'files')}{where} {_plural(inside, 'is a copy', 'are copies')} "
-                 "of another file of its own split")
+    parts.append(f"{inside}{more} {_plural(inside, 'file', 'files')}{where} "
+                 + _plural(inside, "is a copy of another file of its own split",
+                           "are copies of other files of their own split"))
     limits = ", ".join(f"{h} <= {t:g}" for h, t in audit.thresholds.items())
     agree = audit.config.get("min_agree", 1) if isinstance(audit.config, dict) else 1
     # With min_agree, the thresholds alone read as any one hasher's flag.

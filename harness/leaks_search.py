@@ -300,8 +300,9 @@ def _within(count: int) -> str:
 
 
 def _pairs(count: float) -> str:
-    """A share of pairs as a count: "1 pair", "2.5 pairs"."""
-    return f"{count:.3g} {'pair' if count == 1 else 'pairs'}"
+    """A share of pairs as a count: "1 pair", "0.09 pairs", "12,345.6 pairs" (not "1.23e+04")."""
+    shown = f"{count:,.2f}".rstrip("0").rstrip(".")
+    return f"{shown} {'pair' if shown == '1' else 'pairs'}"
 
 
 def _identical_only(hasher_id: str, identical: int, total: int, fpr: float) -> tuple[float, str, str]:

@@ -139,9 +139,9 @@ def _report_style():
     import matplotlib
     import matplotlib.style
 
-    from harness.figures import font_families
+    from harness.figures import font_families, quiet_font_lookups
 
-    with matplotlib.rc_context(), warnings.catch_warnings():
+    with matplotlib.rc_context(), warnings.catch_warnings(), quiet_font_lookups():
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
         matplotlib.style.use(["default", {"text.parse_math": False, "font.family": list(font_families())}])
         yield

@@ -104,8 +104,9 @@ def sort_pairs(pairs: pd.DataFrame, hashers: Mapping[str, float]) -> pd.DataFram
     return out.drop(columns=["_agree", *keys]).reset_index(drop=True)
 
 
-def review_page(pairs: pd.DataFrame, thumbnail: Callable[[str], bytes | None], *, hashers: Mapping[str, float],
-                title: str, notes: Sequence[str] = (), thresholds: Mapping[str, float] | None = None,
+def review_page(pairs: pd.DataFrame, thumbnail: Callable[[str], bytes | Thumbnail | str | None], *,
+                hashers: Mapping[str, float], title: str, notes: Sequence[str] = (),
+                thresholds: Mapping[str, float] | None = None,
                 max_pairs: int = MAX_PAIRS, full_table: str = "leaks.csv") -> str:
     """The review page as an HTML string.
 
@@ -170,7 +171,7 @@ class _Thumbnails:
     """Each file's thumbnail as (a data: URI, the image's (width, height) or None), or the reason
     there is none, asked for once per file."""
 
-    def __init__(self, thumbnail: Callable[[str], "bytes | Thumbnail | str | None"]):
+    def __init__(self, thumbnail: Callable[[str], bytes | Thumbnail | str | None]):
         self.thumbnail, self.uris = thumbnail, {}
 
     def __call__(self, file) -> tuple[str, tuple[int, int] | None] | str:

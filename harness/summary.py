@@ -383,7 +383,9 @@ def undrawable_lines(table: pd.DataFrame, hashers: list[str]) -> list[str]:
     shown = " ".join(missing[:UNDRAWABLE_SHOWN]) + (" …" if len(missing) > UNDRAWABLE_SHOWN else "")
     return [f"> **Characters the figures cannot draw:** {md(shown)} ({len(missing)} in all) are in no installed font "
             "that the figures use, so they show as empty boxes. Install a font that has them (on Debian, "
-            "`fonts-noto-cjk` for Chinese, Japanese and Korean) and rebuild the figures with "
+            "`fonts-noto-cjk` for Chinese, Japanese and Korean), delete matplotlib's list of fonts (the "
+            "`fontlist-*.json` in the folder `python -c \"import matplotlib; print(matplotlib.get_cachedir())\"` "
+            "prints: matplotlib does not look for new fonts while it has one) and rebuild the figures with "
             "`python -m harness report DIR`; the tables and this summary hold the text as it is.", ""]
 
 

@@ -83,6 +83,16 @@ def test_files_that_share_a_name_are_counted_apart(tmp_path):
     assert set(results.impostors["image"]) | set(results.impostors["other"]) == set(paths)
 
 
+def test_no_two_sources_share_a_name_even_where_a_path_is_another_files_stem():
+    """cat.jpg and cat.png share the stem cat, so each is named by its path; cat.jpg.png's stem is
+    cat.jpg, which is now the first one's name: named by its path too, not left sharing it."""
+    from harness.images import source_names
+
+    names = source_names(["cat.jpg", "cat.png", "cat.jpg.png", "dog.png", "builtin:camera", "camera.png"])
+    assert names == {"cat.jpg": "cat.jpg", "cat.png": "cat.png", "cat.jpg.png": "cat.jpg.png", "dog.png": "dog",
+                     "builtin:camera": "builtin:camera", "camera.png": "camera.png"}
+
+
 def test_impostors(collection):
     _, out = collection
     impostors = pd.read_csv(out / "impostors.csv", keep_default_na=False)

@@ -146,6 +146,23 @@ def test_unknown_hasher_in_cli_subset():
         parse(GOOD, hashers=["Phash"])
 
 
+@pytest.mark.parametrize("asked, said", [
+    ("dhash", "did you mean 'd16' (imagehash.dhash)?"),  # the config has it, under its own id
+    ("imagehash.dhash", "did you mean 'd16' (imagehash.dhash)?"),
+    ("dHash", "did you mean 'd16' (imagehash.dhash)?"),
+    ("PDQ", "whose hashers are aHash, d16 (only those can be chosen); add PDQ to its hashers to run it"),
+    ("aHsh", "did you mean 'aHash'?"),
+])
+def test_a_hasher_not_in_the_subset_is_named_with_its_fix(asked, said):
+    """Was "add imagehash.dhash to its hashers" for a config that has it, as d16; and, before,
+    "dHash: did you mean 'aHash'?", a spelling neighbour, for a hasher the config does not have."""
+    config = {"name": "c", "images": ["builtin:camera"], "sweeps": [{"family": "identity"}],
+              "hashers": ["aHash", {"name": "imagehash.dhash", "hash_size": 16, "id": "d16"}]}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config, "cfg.yaml", hashers=[asked])
+    assert str(caught.value) == f"--hashers: {asked}: not a hasher of cfg.yaml" + (", " if "whose" in said else "; ") + said
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nsweeps: [\n  - oops: : :\n")

@@ -1007,3 +1007,18 @@ def test_a_long_hashs_histogram_has_bins_wide_enough_to_see(crowded):
     for patch in panel.patches:  # one filled outline per histogram: its x steps are the bins' edges
         edges = np.unique(patch.get_path().vertices[:, 0])
         assert len(edges) <= plots.HISTOGRAM_BINS + 2
+
+
+def test_font_lookups_log_nothing_while_the_report_draws(caplog):
+    """With WenQuanYi Zen Hei installed (weight 500), matplotlib logged "findfont: Failed to find font
+    weight normal" some ten times a report, on stderr, for a font it then used all the same."""
+    import logging
+
+    logger = logging.getLogger("matplotlib.font_manager")
+    with caplog.at_level(logging.DEBUG, logger="matplotlib.font_manager"):
+        before = logger.level
+        with plots.quiet_font_lookups():
+            logger.warning("findfont: Failed to find font weight normal for X, now using 500.")
+        assert logger.level == before
+        logger.warning("after")
+    assert [record.getMessage() for record in caplog.records] == ["after"]

@@ -288,6 +288,12 @@ def test_files_csv_shows_how_each_file_was_read_and_an_audit_from_its_tables_too
                  str(first / "hashes" / "test.pHash.parquet"), "--hashers", "pHash", "--threshold", "10",
                  "--out", str(second), "--quiet"]) == 0
     assert (second / "files.csv").read_bytes() == (first / "files.csv").read_bytes()
+    # A table that recorded no notes (another tool's, an older audit's) is not taken as "read as it is".
+    pd.DataFrame({"file": ["train/t0.png"], "hash": ["00ff00ff00ff00ff"]}).to_csv(tmp_path / "other.csv", index=False)
+    assert main(["leaks", "--train", str(tmp_path / "other.csv"), "--test", "test", "--hashers", "pHash",
+                 "--threshold", "10", "--out", str(tmp_path / "third"), "--quiet"]) == 0
+    third = pd.read_csv(tmp_path / "third" / "files.csv", keep_default_na=False)
+    assert third["notes"].tolist()[0] == "not recorded in its hash table"
 
 
 def test_a_splits_files_keep_the_order_of_its_entries_whatever_their_kind(tmp_path, monkeypatch):
@@ -1291,7 +1297,7 @@ def test_the_answer_of_one_split_counts_its_copies_without_more():
     """"0 more files are copies" read as if another count came first, where none does."""
     audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut", "builtin:coffee"]}, "hashers": ["pHash"],
                                 "threshold": 8})
-    assert audit.answer == "0 files are copies of another file of its own split (flagged at pHash <= 8)."
+    assert audit.answer == "0 files are copies of other files of their own split (flagged at pHash <= 8)."
 
 
 def test_one_pair_compared_is_one_pair():
