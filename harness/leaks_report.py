@@ -204,7 +204,10 @@ def _count(value: float) -> str:
 
 
 def summary_markdown(audit) -> str:
-    lines = [f"# Leak audit: {md(audit.config.get('name', 'leaks'))}", ""]
+    # The splits, as the review page's title: the default name ("leaks") said nothing, whatever was audited.
+    name = audit.config.get("name", "leaks")
+    splits = list(dict.fromkeys(audit.files["split"]))
+    lines = [f"# Leak audit of {md(_listed(splits))}" + (f": {md(name)}" if name != "leaks" else ""), ""]
     if audit.config.get("description"):
         lines += [md(audit.config["description"]), ""]
     lines += [f"**{md(answer(audit))}**", ""]

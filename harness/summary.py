@@ -86,6 +86,13 @@ def answer_section(detection: dict) -> list[str]:
                      f"| {pooled(row.detected, row.genuine_pairs, row.tpr_low, row.tpr_high)} "
                      f"| {row.held} of {row.strengths} | {md(miss)} | {md(runner)} |")
     lines.append("")
+    # The threshold to use with each hasher, here: it was only in the Thresholds table, a hundred lines down.
+    star = " \\*"  # as the answer's rows mark an unresolved rate
+    at = [f"{md(r.hasher)} <= {format_number(r.threshold)}{'' if r.resolved else star}" if np.isfinite(r.threshold)
+          else f"{md(r.hasher)}: none" for r in at_chosen.itertuples(index=False)]
+    if at:
+        lines += [f"The thresholds behind these rates, at {chosen} (a pair is a match at or below its hasher's): "
+                  + ", ".join(at) + " (see Thresholds).", ""]
     lines += _no_rate_lines(detection["families"], verdicts)
     warnings = [w for w in dict.fromkeys(verdicts["warning"]) if w]
     for warning in warnings:

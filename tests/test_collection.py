@@ -148,6 +148,13 @@ def test_summary_leads_with_the_answer(collection):
     for figure in ("detection.png", "histograms.png", "roc.png", "families.png", "heatmap.png"):
         assert f"figures/{figure}" in summary and (out / "figures" / figure).is_file()
     assert "resolve" in summary  # the unresolved 0.001 rate is explained
+    # Which threshold to use with each hasher, in the answer (it was only in the Thresholds table, far below).
+    thresholds = pd.read_csv(out / "thresholds.csv").set_index(["hasher", "operating_point"])["threshold"]
+    line = next(line for line in summary.splitlines() if line.startswith("The thresholds behind these rates"))
+    assert line == ("The thresholds behind these rates, at fpr=0.05 (a pair is a match at or below its hasher's): "
+                    f"aHash <= {thresholds[('aHash', 'fpr=0.05')]:g}, pHash <= {thresholds[('pHash', 'fpr=0.05')]:g} "
+                    "(see Thresholds).")
+    assert summary.index(line) < summary.index("## Distances")
     # ties are the hashers overlapping the best one's interval (metrics.rank_with_ties), no chains
     assert "overlap the best one's are **tied**" in summary
 
@@ -190,7 +197,8 @@ def test_the_answer_says_the_range_of_impostor_pairs_when_hashers_differ():
     per_hasher = pd.DataFrame(columns=["family", "hasher"])
     for counts, said in (([657, 657], "from 657 impostor pairs per hasher"),
                          ([657, 457], "from 457 to 657 impostor pairs per hasher")):
-        thresholds = pd.DataFrame({"hasher": ["a", "b"], "operating_point": "fpr=0.01", "impostor_pairs": counts})
+        thresholds = pd.DataFrame({"hasher": ["a", "b"], "operating_point": "fpr=0.01", "impostor_pairs": counts,
+                                   "threshold": 10.0, "resolved": True})
         text = "\n".join(answer_section({"verdicts": verdicts, "chosen": "fpr=0.01", "rate": 0.01, "min_tpr": 0.95,
                                          "thresholds": thresholds, "figures": {"matrix": "m", "detection": "d"},
                                          "hasher_verdicts": per_hasher, "families": []}))

@@ -211,7 +211,10 @@ def test_a_configs_description_heads_its_summary_and_must_be_text(tmp_path):
               "hashers": ["pHash"], "threshold": 8, "description": "Split of *March*, before relabelling"}
     harness.find_leaks(config).save(str(tmp_path / "out"))
     assert (tmp_path / "out" / "summary.md").read_text().splitlines()[:3] == [
-        "# Leak audit: leaks", "", "Split of \\*March\\*, before relabelling"]
+        "# Leak audit of train and test", "", "Split of \\*March\\*, before relabelling"]
+    named = {**config, "name": "march"}
+    harness.find_leaks(named).save(str(tmp_path / "named"))
+    assert (tmp_path / "named" / "summary.md").read_text().splitlines()[0] == "# Leak audit of train and test: march"
     with pytest.raises(harness.ConfigError, match=r"^<dict>: description: expected str, got 5$"):
         harness.find_leaks({**config, "description": 5})
 

@@ -406,7 +406,8 @@ def test_the_answer_counts_the_tied_hashers_not_the_pieces_of_their_joined_ids(c
 
     frame = detection(counts)
     per_hasher = hasher_verdicts(frame, "fpr=0.01", 0.95)
-    thresholds = pd.DataFrame({"hasher": list(counts), "operating_point": "fpr=0.01", "impostor_pairs": 100})
+    thresholds = pd.DataFrame({"hasher": list(counts), "operating_point": "fpr=0.01", "impostor_pairs": 100,
+                               "threshold": 10.0, "resolved": True})
     text = "\n".join(answer_section({
         "verdicts": family_verdicts(frame, "fpr=0.01", 0.95, per_hasher), "hasher_verdicts": per_hasher,
         "chosen": "fpr=0.01", "rate": 0.01, "min_tpr": 0.95, "thresholds": thresholds,
