@@ -291,8 +291,13 @@ def choose_thresholds(config: LeakConfig, splits, hashers: dict, calibration: "C
                 notes.append(f"fpr: {hid}'s threshold is 0: fpr={config.fpr:g} of the {total} pairs compared allows "
                              f"{_pairs(allowed)} to be flagged, and {_within(int(cumulative[1]))} distance 1, so only "
                              "identical hashes are flagged and near copies (a re-saved JPEG, a resize) are not; give "
-                             "--threshold or --calibration (a run's output directory) to flag them")
+                             f"{_INSTEAD} to flag them")
     return thresholds, basis, notes
+
+
+# What to give instead of an fpr the data cannot resolve, named as the command line and a config (or
+# find_leaks) take it: the notes go to both.
+_INSTEAD = "a threshold or a calibration run (--threshold, --calibration: a run's output directory)"
 
 
 def _within(count: int) -> str:
@@ -312,7 +317,7 @@ def _identical_only(hasher_id: str, identical: int, total: int, fpr: float) -> t
             "them")
     return (0.0, f"0, flagging only identical hashes: {said}, so no threshold flags at most that share",
             f"fpr: {said}; the threshold is 0, so only those pairs are flagged (copies, most likely). For near copies "
-            "too, give --threshold or --calibration")
+            f"too, give {_INSTEAD}")
 
 
 def data_histograms(splits, hashers: dict, specs, *, workers=1, scheduler=None) -> dict[str, np.ndarray]:

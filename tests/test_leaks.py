@@ -595,8 +595,8 @@ def test_fpr_on_data_holding_more_exact_copies_than_that_share_flags_them(tmp_pa
                  "--out", str(out), "--quiet"]) == 0
     assert capsys.readouterr().err.splitlines() == [
         "note: fpr: 3 of the 12 pairs compared have identical pHash hashes, more than fpr=0.1 of them; the threshold "
-        "is 0, so only those pairs are flagged (copies, most likely). For near copies too, give --threshold or "
-        "--calibration"]
+        "is 0, so only those pairs are flagged (copies, most likely). For near copies too, give a threshold or a "
+        "calibration run (--threshold, --calibration: a run's output directory)"]
     assert json.loads((out / "run.json").read_text())["thresholds"] == {"pHash": 0.0}
     assert "3 of 4 test files have a copy in train" in (out / "summary.md").read_text()
     assert "0, flagging only identical hashes" in (out / "hashers.csv").read_text()
@@ -1542,6 +1542,7 @@ def test_an_fpr_threshold_of_0_says_near_copies_go_unflagged(tmp_path, capsys):
     assert captured.out.startswith("0 of 3 test files have a copy in train")
     note = ("fpr: pHash's threshold is 0: fpr=0.01 of the 9 pairs compared allows 0.09 pairs to be flagged, and 1 "
             "is within distance 1, so only identical hashes are flagged and near copies (a re-saved JPEG, a resize) "
-            "are not; give --threshold or --calibration (a run's output directory) to flag them")
+            "are not; give a threshold or a calibration run (--threshold, --calibration: a run's output directory) "
+            "to flag them")
     assert f"note: {note}" in captured.err.splitlines()
     assert note in (out / "summary.md").read_text()
