@@ -1123,7 +1123,9 @@ def previews_figure(previews, families: int = 0, widest: int = 0, dpi: int = PRE
                 size = (max(1, round(width * scale)), max(1, round(height * scale)))
                 thumbnail = cv2.resize(side, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
                 thumbnail = thumbnail[..., ::-1] if thumbnail.ndim == 3 else np.stack([thumbnail] * 3, axis=-1)
-            row.append((_preview_title(_plain(pair.label), cell / dpi, fonts), thumbnail))
+            # Within its thumbnail's width, on two lines at most, the second its end after '…' (_fit):
+            # never over the next thumbnail.
+            row.append((_fit(_plain(pair.label), PREVIEW_TITLE, cell / dpi, fonts), thumbnail))
         rows.append((row, max([t.shape[0] if t is not None else cell * 3 // 4 for _, t in row])))
     # Titles of PREVIEW_TITLE points (a 6-point title was 4 pixels tall at 72 dpi: unreadable), on two
     # lines where one is too wide for a thumbnail: every row then leaves room for two.
@@ -1148,12 +1150,6 @@ def previews_figure(previews, families: int = 0, widest: int = 0, dpi: int = PRE
                             top - line - thumbnail.shape[0], origin="upper")
         top -= line + row_height + gap
     return figure
-
-
-def _preview_title(label: str, width: float, fonts: _Fonts) -> str:
-    """A thumbnail's title within `width` inches: on two lines where one is too wide (broken between
-    words), the second its end after '…' where two are not enough (_fit); never over the next thumbnail."""
-    return _fit(label, PREVIEW_TITLE, width, fonts)
 
 
 def _failed_tile(width: int, height: int) -> np.ndarray:

@@ -49,7 +49,7 @@ def write(audit, out_dir: str) -> None:
         output.write_text(storage.CONFIG, config_yaml(audit.config, audit.provenance, "leaks"))
         page = review_page(*_named_pairs(audit),
                            hashers=dict(zip(audit.hashers["hasher"], audit.hashers["distance_max"])),
-                           title=f"Leak review of {_listed(list(dict.fromkeys(audit.files['split'])))}",
+                           title=f"Leak review of {_listed(_split_names(audit))}",
                            notes=[answer(audit), *estimate_lines(audit)], thresholds=audit.thresholds)
         output.write_text(REVIEW, page)
         output.write_text(storage.SUMMARY, summary_markdown(audit))
@@ -60,6 +60,11 @@ def write(audit, out_dir: str) -> None:
                "threshold_basis": audit.threshold_basis, "notes": audit.notes, **output.listing()}
         output.write_text(storage.RUN, json.dumps(run, indent=2, default=str, allow_nan=False) + "\n")
         output.commit()
+
+
+def _split_names(audit) -> list[str]:
+    """The audit's splits, in its order."""
+    return list(dict.fromkeys(audit.files["split"]))
 
 
 def _listed(names: list[str]) -> str:
@@ -113,7 +118,7 @@ def answer(audit) -> str:
     """The first line: how many files of each later split have a copy in an earlier one, and how
     many are copies inside their own split."""
     groups, files = audit.groups, audit.files
-    splits = list(dict.fromkeys(files["split"]))
+    splits = _split_names(audit)
     dropped = groups[~groups["keep"].astype(bool)]
     parts = []
     for later in splits[1:]:
@@ -206,7 +211,7 @@ def _count(value: float) -> str:
 def summary_markdown(audit) -> str:
     # The splits, as the review page's title: the default name ("leaks") said nothing, whatever was audited.
     name = audit.config.get("name", "leaks")
-    splits = list(dict.fromkeys(audit.files["split"]))
+    splits = _split_names(audit)
     lines = [f"# Leak audit of {md(_listed(splits))}" + (f": {md(name)}" if name != "leaks" else ""), ""]
     if audit.config.get("description"):
         lines += [md(audit.config["description"]), ""]
