@@ -942,8 +942,9 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
         # and cheap to draw and for the legend to avoid.
         ax.hist(genuine, bins=bins, density=True, histtype="stepfilled", alpha=0.6, linewidth=0,
                 color=_colour(hashers, hasher), label=f"copies ({len(genuine)})")
-        # One line per threshold, named after every operating point at it: two points at one
-        # threshold (fpr=0.001 and a fixed 10) drew one line over the other, and one of them hid.
+        # One line per threshold, with a legend entry in its style for every operating point at it:
+        # two points at one threshold (fpr=0.001 and a fixed 10) drew one line over the other, and one
+        # of them hid; one label naming both widened the legend past its panel.
         at: dict[float, list] = {}
         for point in points[hasher]:
             if np.isfinite(point.threshold):
@@ -955,10 +956,13 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
             # past its panel.
             resolved = all(point.resolved for point in named)
             unresolved = unresolved or not resolved
-            ax.axvline(threshold, ymax=1 / LEGEND_HEADROOM, color="black" if resolved else "0.55",
-                       linestyle=["-", "--", ":", "-."][k % 4], linewidth=1,
-                       label=", ".join(_plain(point.name) for point in named) + f": {format_number(threshold)}"
-                             + ("" if resolved else " *"))
+            style = {"color": "black" if resolved else "0.55", "linestyle": ["-", "--", ":", "-."][k % 4],
+                     "linewidth": 1}
+            labels = [f"{_plain(point.name)}: {format_number(threshold)}" + ("" if point.resolved else " *")
+                      for point in named]
+            ax.axvline(threshold, ymax=1 / LEGEND_HEADROOM, label=labels[0], **style)
+            for label in labels[1:]:  # the legend's entry only: the line is drawn once
+                ax.plot([], [], label=label, **style)
         _title(ax, hasher + (f" ({beyond} beyond {format_number(high)} not shown)" if beyond else ""),
                10 if not beyond else 8)
         ax.set_xlabel("distance", fontsize=9)

@@ -995,8 +995,13 @@ def test_operating_points_at_one_threshold_share_one_line_and_its_label(crowded)
     points = {"aHash": [first, dataclasses.replace(first, name="fixed", resolved=True)]}
     figure = plots.histogram_figure(crowded.distances, crowded.impostors, points, ["aHash"])
     lines = [line for line in figure.axes[0].get_lines() if isinstance(line, Line2D) and line.get_label()[0] != "_"]
-    star = "" if first.resolved else " *"
-    assert [line.get_label() for line in lines] == [f"{first.name}, fixed: {plots.format_number(first.threshold)}{star}"]
+    star, threshold = "" if first.resolved else " *", plots.format_number(first.threshold)
+    # Each point its legend entry (one label naming both widened the legend past its panel), in the style
+    # of the one line drawn.
+    assert [line.get_label() for line in lines] == [f"{first.name}: {threshold}{star}", f"fixed: {threshold}"]
+    drawn_line, entry = lines
+    assert len(drawn_line.get_xdata()) and not len(entry.get_xdata())
+    assert (entry.get_linestyle(), entry.get_color()) == (drawn_line.get_linestyle(), drawn_line.get_color())
 
 
 def test_a_long_hashs_histogram_has_bins_wide_enough_to_see(crowded):
@@ -1022,3 +1027,20 @@ def test_font_lookups_log_nothing_while_the_report_draws(caplog):
         assert logger.level == before
         logger.warning("after")
     assert [record.getMessage() for record in caplog.records] == ["after"]
+
+
+def test_each_histograms_legend_stays_inside_its_panel(crowded):
+    """Operating points at one threshold named in one label ("fpr=0.001, precision=0.9999: 12 *") made a
+    legend wider than its panel, over the next panel and the y axis's labels."""
+    import dataclasses
+
+    metrics, hashers = crowded.metrics, hasher_order(crowded.distances)
+    # As in a run with precision targets: precision=0.9999 at the threshold of the first rate.
+    points = {h: [*metrics.points[h], dataclasses.replace(metrics.points[h][0], name="precision=0.9999")]
+              for h in hashers}
+    figure = plots.histogram_figure(crowded.distances, crowded.impostors, points, hashers)
+    drawn(figure)
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes:
+        box, legend = ax.get_window_extent(renderer), ax.get_legend().get_window_extent(renderer)
+        assert box.x0 - 1 <= legend.x0 and legend.x1 <= box.x1 + 1, (ax.get_title(), box, legend)
