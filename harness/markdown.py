@@ -6,21 +6,22 @@ No pandas and nothing heavy: an unchanged rerun writes its summary's provenance 
 
 from __future__ import annotations
 
-import html
 import re
 import unicodedata
 
 from harness.storage import RUN
 
 # Enough to stop links and images (they need brackets), emphasis, code, tables, strike-through and
-# GitHub's maths ($x^2$); HTML is escaped before.
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~$])")
+# GitHub's maths ($x^2$); and raw HTML: a '<' that could open a tag, a comment, a declaration or
+# an autolink (a letter, '/', '!' or '?' after it; an e-mail autolink needs an '@', escaped below),
+# and a '&' that could start an entity. A backslash escape rather than &lt;, so that the source
+# reads as the page does, "pHash <= 12".
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~$]|<(?=[A-Za-z/!?])|&(?=[#A-Za-z0-9]))")
 # GitHub's extended autolinks need no brackets: "https://x", "www.x", "a@b.c". A backslash before
 # the ':', the '.' or the '@' stops them, and renders as nothing.
 _AUTOLINK = re.compile(r"[A-Za-z0-9](:)//|(?<![A-Za-z0-9])[Ww][Ww][Ww](\.)|(@)")
-# What makes a block of a line's start: a heading, a list item, a setext underline. ('>', a quote,
-# is already the entity &gt;, which is no block marker.)
-_BLOCK_START = re.compile(r"(#)#{0,5}(?: |$)|([-+])(?: |$)|\d{1,9}([.)])(?: |$)|(=)=*$|(-)-*$")
+# What makes a block of a line's start: a heading, a list item, a setext underline, a quote.
+_BLOCK_START = re.compile(r"(#)#{0,5}(?: |$)|([-+])(?: |$)|\d{1,9}([.)])(?: |$)|(=)=*$|(-)-*$|(>)")
 # Whitespace a line of prose may hold and that reads the same as one space: spaces and line
 # breaks (an error message of several lines). Every other invisible character is shown (visible).
 _SPACES = re.compile(r"[^\S\t\x0b\x0c\x1c-\x1f\x85\u2028\u2029]+")
@@ -55,11 +56,11 @@ def visible(value, plain=lambda text: text, escape=lambda text: text) -> str:
 
 def md(text) -> str:
     """Text from a file or a config, safe in Markdown anywhere on a line: one line, invisible
-    characters as escapes (a bidi override cannot make it read backwards), HTML escaped, Markdown's punctuation backslash-escaped, autolinks and
-    a block marker at its start defused. No name can become a link, an image, raw HTML, emphasis,
+    characters as escapes (a bidi override cannot make it read backwards), Markdown's punctuation
+    and what could open HTML backslash-escaped, autolinks and a block marker at its start defused. No name can become a link, an image, raw HTML, emphasis,
     a heading, a list item or a table break."""
     one_line = _one_line(text)
-    escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(one_line, quote=False))
+    escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", one_line)
     escaped = _AUTOLINK.sub(_backslash_group, escaped)
     block = _BLOCK_START.match(escaped)
     return _backslash_group(block) + escaped[block.end():] if block else escaped

@@ -1284,8 +1284,11 @@ def test_md_leaves_no_markup():
     from harness.summary import md
 
     assert md("# big") == "\\# big" and md("- item") == "\\- item" and md("1. item") == "1\\. item"
-    assert md("===") == "\\===" and md("---") == "\\---" and md("> quote") == "&gt; quote"
+    assert md("===") == "\\===" and md("---") == "\\---" and md("> quote") == "\\> quote"
     assert md("-0.5") == "-0.5" and md("1.5") == "1.5" and md("#tag") == "#tag"
+    # Only what could open HTML is escaped, so that the source reads as the page: "pHash <= 12".
+    assert md("pHash <= 12 & x > 2") == "pHash <= 12 & x > 2"
+    assert md("<i>a</i> &amp; &#60;") == "\\<i>a\\</i> \\&amp; \\&#60;"
     assert md("see https://x.example/y") == "see https\\://x.example/y"
     assert md("www.x.example") == "www\\.x.example" and md("me@x.example") == "me\\@x.example"
     assert md("a\x00b\x1bc") == "a\\\\x00b\\\\x1bc"  # shown as \x00 and \x1b (a backslash is escaped in Markdown)
@@ -1356,7 +1359,7 @@ def test_names_reach_the_summary_only_as_text(tmp_path, capsys):
     for block in re.findall(r"(?:^\|.*\n)+", summary, flags=re.MULTILINE):
         counts = {len(re.findall(r"(?<!\\)\|", row)) for row in block.splitlines()}
         assert len(counts) == 1, block
-    assert "&lt;script&gt;" in summary and "&lt;b&gt;x&lt;b&gt;" in summary and "&lt;i&gt;p&lt;/i&gt;" in summary
+    assert "\\<script>" in summary and "\\<b>x\\<b>" in summary and "\\<i>p\\</i>" in summary
 
 
 def deep_tree(root, depth: int = 110) -> None:

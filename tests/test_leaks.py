@@ -119,9 +119,9 @@ def test_agreement_of_hashers_cuts_flags_and_keeps_the_copies(planted, tmp_path)
     planted_pairs = {(str(root / "train" / source), str(root / "test" / copy)) for copy, source in copies.items()}
     assert planted_pairs <= pairs(both)
     # The answer says that both must agree (it read as with one: "flagged at pHash <= 24, ...").
-    assert "(flagged where at least 2 of 2 hashers agree: pHash &lt;= 24, imagehash.dhash &lt;= 24)." in \
+    assert "(flagged where at least 2 of 2 hashers agree: pHash <= 24, imagehash.dhash <= 24)." in \
         (both / "summary.md").read_text()
-    assert "(flagged at pHash &lt;= 24, imagehash.dhash &lt;= 24)." in (loose / "summary.md").read_text()
+    assert "(flagged at pHash <= 24, imagehash.dhash <= 24)." in (loose / "summary.md").read_text()
 
 
 def test_hash_tables_are_sources_and_a_second_audit_reads_no_image(planted, tmp_path, monkeypatch):
