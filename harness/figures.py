@@ -980,7 +980,7 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
 
 def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[str]):
     """Per family: true-positive rate against false-positive rate (log axis), one line per hasher."""
-    from matplotlib.ticker import FuncFormatter, NullLocator
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     # Each family's curve per hasher, made one hasher at a time from its rows grouped by pair (the
     # curves are as many points as distinct distances; the distances are not kept).
@@ -993,7 +993,7 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
             measured.add(family)
             if len(impostor):
                 _, fpr, tpr = roc_curve(genuine, impostor)
-                curve_of.setdefault(family, {})[groups.hasher] = (np.maximum(fpr, 1.0 / len(impostor) / 2), tpr)
+                curve_of.setdefault(family, {})[groups.hasher] = (fpr, tpr)
                 floor = min(floor, 1.0 / len(impostor))
     if not curve_of:  # every impostor pair excluded (or none measured): no false-positive rate to draw against
         return _notice_figure(["There are no impostor pairs (pairs of different images) to measure false "
@@ -1002,16 +1002,22 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
     cut = left_out(len(families), MAX_PANELS, "families", "roc.csv, their areas and equal error rates")
     families = families[:MAX_PANELS]
     figure, axes, rows = _panels(len(families), ylim=(-0.03, 1.03))
+    # A rate of 0 has no place on a log axis: the curves draw it at the left edge, half the smallest
+    # rate measured, and the edge's tick says "0". Decades only otherwise, written as the operating
+    # points are (0.001, not 10^-3): a minor tick is a whole tick object to build and draw, hundreds
+    # over a grid of log axes, and mathtext labels cost a parser. A decade closer to the edge than
+    # a third of a decade would write its label over the "0".
+    edge = floor / 2
+    ticks = [edge] + [10.0 ** d for d in range(int(np.floor(np.log10(edge))), 1) if 10.0 ** d >= edge * 10 ** (1 / 3)]
     for ax, family in zip(axes, families):
         ax.set_xscale("log")  # the same x axis in every panel
-        ax.set_xlim(floor / 2, 1.0)
-        # Decades only, written as the operating points are (0.001, not 10^-3): a minor tick is a
-        # whole tick object to build and draw, hundreds over a grid of log axes, and mathtext
-        # labels cost a parser; the gridlines and the labels sit at the decades either way.
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.set_xlim(edge, 1.0)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: "0" if value == edge else f"{value:g}"))
         ax.xaxis.set_minor_locator(NullLocator())
         for hasher in [h for h in hashers if h in curve_of.get(family, {})]:
             fpr, tpr = curve_of[family][hasher]
+            fpr = np.maximum(fpr, edge)  # 0 at the edge, for every hasher (the nonzero rates are at least `floor`)
             # A curve's markers at even distances along it, not at its points (as many as distinct distances).
             ax.step(fpr, tpr, where="post", markevery=0.12, **_line_style(hashers, hasher))
         _title(ax, family)

@@ -1044,3 +1044,27 @@ def test_each_histograms_legend_stays_inside_its_panel(crowded):
     for ax in figure.axes:
         box, legend = ax.get_window_extent(renderer), ax.get_legend().get_window_extent(renderer)
         assert box.x0 - 1 <= legend.x0 and legend.x1 <= box.x1 + 1, (ax.get_title(), box, legend)
+
+
+def test_the_roc_figure_draws_a_rate_of_0_at_an_edge_labelled_0():
+    """A log axis has no 0: the curves drew a false-positive rate of 0 at an unlabelled left edge,
+    each hasher's at half its own smallest rate (hashers with fewer impostor pairs further right)."""
+    results = api.evaluate({"name": "roc", "images": ["builtin:coffee", "builtin:camera", "builtin:astronaut"],
+                            "hashers": ["aHash", "pHash"],
+                            "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [90, 10]}]})
+    impostors = results.impostors
+    # pHash keeps a third of its impostor pairs: its smallest rate is three times aHash's
+    fewer = impostors[impostors["hasher"] != "pHash"]
+    fewer = pd.concat([fewer, impostors[impostors["hasher"] == "pHash"].iloc[::3]])
+    figure = plots.roc_figure(results.distances, fewer, hasher_order(results.distances))
+    drawn(figure)
+    ax = figure.axes[0]
+    edge = ax.get_xlim()[0]
+    assert edge == pytest.approx(1 / (impostors["hasher"] == "aHash").sum() / 2)
+    labels = {tick.get_text(): tick.get_position()[0] for tick in ax.get_xticklabels()}
+    assert labels["0"] == edge and "1" in labels
+    # every label a third of a decade or more from the next: none written over another
+    places = sorted(math.log10(x) for x in labels.values())
+    assert all(b - a >= 1 / 3 - 1e-9 for a, b in zip(places, places[1:])), labels
+    lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
+    assert len(lines) == 2 and all(line.get_xdata()[0] == edge for line in lines)
