@@ -842,6 +842,7 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
         segments.append([_one_spelling(path) for path in listed[number]
                          if (key := _file_key(path, here)) not in seen and not seen.add(key)])
         bases.add(here)
+    _files_before_their_links(segments)
     images = _nameable([path for segment in segments if isinstance(segment, list) for path in segment], errors)
     hashed: dict[str, dict] = {}  # image path -> {hasher: row}, for each image every hasher hashed
     read_notes: dict[str, str] = {}  # image path -> its conversions, for those that had some
@@ -892,6 +893,25 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
         split.rows[hid] = np.arange(len(split.files))
     split.cwd = bases.pop() if len(bases) == 1 else None  # None among them: one table's base is unknown
     return split
+
+
+def _files_before_their_links(segments: list) -> None:
+    """Of a file and links to it listed in one split (in its image entries, `segments`' lists), the
+    file takes the first place and the links the later ones, in place. All stay names of the split
+    (one file given twice: _same_file_notes), but the first is the one its clean list keeps, and a
+    link listed first (odd/ sorts before photos/) had kept the link and dropped the file, which
+    `run` keeps (images._one_path_each). Their hashes are the same: nothing else changes."""
+    places = [(k, n) for k, segment in enumerate(segments) if isinstance(segment, list) for n in range(len(segment))]
+    if not any(os.path.islink(segments[k][n]) for k, n in places):
+        return
+    by_file: dict = {}
+    for k, n in places:
+        by_file.setdefault(file_identity(segments[k][n]), []).append((k, n))
+    for shared in by_file.values():
+        if len(shared) > 1:
+            paths = sorted((segments[k][n] for k, n in shared), key=os.path.islink)  # stable: else as listed
+            for (k, n), path in zip(shared, paths):
+                segments[k][n] = path
 
 
 def _decoded(hasher, entry: Entry | None, form: tuple | None) -> Hashed | None:

@@ -354,6 +354,27 @@ def test_a_file_given_to_two_splits_is_named_as_the_same_file(tmp_path, capsys):
     assert "4 files are given more than once" in summary
 
 
+def test_of_a_file_and_a_link_to_it_in_one_split_the_file_is_kept(tmp_path):
+    """odd/ sorts before photos/: the link was listed first, so the clean list kept the link and
+    dropped the file (as `run` did before it kept the file's own path)."""
+    train = tmp_path / "train"
+    write(train / "photos" / "cat.png", make_scene(1, 64, 64))
+    write(train / "photos" / "dog.png", make_scene(2, 64, 64))
+    (train / "odd").mkdir()
+    os.symlink(train / "photos" / "cat.png", train / "odd" / "cat_link.png")
+    write(tmp_path / "test" / "bird.png", make_scene(3, 64, 64))
+    audit = harness.find_leaks({"splits": {"train": [str(train)], "test": [str(tmp_path / "test")]},
+                                "hashers": ["pHash"], "threshold": 0})
+    files = audit.files[audit.files["split"] == "train"]
+    assert files["file"].tolist() == [str(train / "photos" / "cat.png"), str(train / "odd" / "cat_link.png"),
+                                      str(train / "photos" / "dog.png")]
+    assert files["keep"].tolist() == [True, False, True]
+    assert audit.clean["train"] == [str(train / "photos" / "cat.png"), str(train / "photos" / "dog.png")]
+    dropped = audit.groups[~audit.groups["keep"]]
+    assert dropped[["file", "copy_of"]].values.tolist() == [[str(train / "odd" / "cat_link.png"),
+                                                              str(train / "photos" / "cat.png")]]
+
+
 def test_three_splits_audit_every_pair_of_splits(planted, tmp_path):
     root, copies = planted
     val = tmp_path / "val"
