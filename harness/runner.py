@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -290,8 +291,7 @@ class ImagePass:
         # (started after the fork: a thread must not be half-way through an import in a forked copy).
         # Never for a run whose every hash is cached: it may make no table at all.
         preload = threading.Thread(target=self.preload, daemon=True, name="preload")
-        with _Bar(total=len(self.paths), desc=self.desc, unit="image",
-                  disable=None if self.progress is None else not self.progress) as bar, \
+        with progress_bar(len(self.paths), self.desc, self.progress) as bar, \
                 Engine(workers=self.workers, scheduler=self.scheduler, setup=setup, warm_up=warm_up,
                        started=preload.start, same_cpu=self.same_cpu) as engine:
             def prepared(number: int):
@@ -448,6 +448,42 @@ class _Bar(tqdm):
     may fork safely, and the report draws its figures in two processes then (report.draw)."""
 
     monitor_interval = 0
+
+
+LOG_EVERY = 60.0  # seconds between the progress lines written where stderr is no terminal
+
+
+def progress_bar(total: int, desc: str, progress: bool | None) -> tqdm:
+    """The pass's progress on stderr: a bar (True, or None on a terminal), nothing (False), or for
+    None where stderr is a log file or a pipe (`run ... 2> log`, nohup, a batch job), a line a
+    minute of a pass that lasts longer (_Lines): a bar there is one line rewritten with carriage
+    returns, and none at all told a long job's log nothing until its end."""
+    terminal = progress is not None or getattr(sys.stderr, "isatty", lambda: False)()
+    if terminal:
+        return _Bar(total=total, desc=desc, unit="image", disable=None if progress is None else not progress)
+    return _Lines(total=total, desc=desc, unit="image", delay=LOG_EVERY, mininterval=LOG_EVERY, leave=False,
+                  bar_format="{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} images "
+                             "[{elapsed} elapsed, {remaining} left, {rate_fmt}{postfix}]")
+
+
+class _Lines(_Bar):
+    """tqdm's figures as whole lines: one when tqdm would redraw (`mininterval` apart, the first
+    after `delay`), and a last one at the end of a pass that wrote any and not yet its total; a
+    shorter pass writes none."""
+
+    def display(self, msg=None, pos=None):
+        if msg == "":  # the clearing of a bar that does not stay (leave=False): lines need none
+            return False
+        self.fp.write(self.__str__() + "\n")
+        self.fp.flush()
+        return True
+
+    def close(self):
+        if not self.disable and self.last_print_t >= self.start_t + self.delay and self.last_print_n < self.n:
+            # it has written a line, not yet the last
+            self._ema_dt = lambda: None  # the last line's rate: the whole pass's, as tqdm's own last bar
+            self.display()
+        super().close()
 
 
 def preload_tables() -> None:

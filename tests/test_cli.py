@@ -472,3 +472,31 @@ def test_validate_names_the_first_families_only(tmp_path, capsys):
 
     named = ", ".join(f"f{k} 1" for k in range(VALIDATE_FAMILIES))
     assert line == f"  pairs:   1000 in 1000 families: {named}, and {1000 - VALIDATE_FAMILIES:,} more"
+
+
+def test_progress_to_a_log_file_is_a_line_a_minute_not_a_bar(tmp_path, capsys, monkeypatch):
+    """With stderr a file or a pipe (`run ... 2> log`, nohup), tqdm's bar was off and a long job's
+    log said nothing until its end; a bar there would be one line of carriage returns. A pass that
+    lasts longer than LOG_EVERY writes whole lines, and a last one with its total; a shorter one
+    writes none (here LOG_EVERY is 0: a line per image)."""
+    import harness.runner
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for seed in range(3):
+        cv2.imwrite(str(folder / f"p{seed}.png"), np.random.default_rng(seed).integers(0, 256, (40, 40, 3), np.uint8))
+    config = write_config(tmp_path)
+    status, _, err = run_main(capsys, "run", config, "--images", str(folder), "--out", str(tmp_path / "short"),
+                              "--no-cache")
+    assert status == 0 and "images [" not in err  # shorter than a minute: no line
+    monkeypatch.setattr(harness.runner, "LOG_EVERY", 0.0)
+    status, _, err = run_main(capsys, "run", config, "--images", str(folder), "--out", str(tmp_path / "out"),
+                              "--no-cache")
+    assert status == 0 and "\r" not in err
+    lines = [line for line in err.splitlines() if " images [" in line]
+    assert lines[0].startswith("harness:   0% 0/3 images [00:00 elapsed, ")
+    assert lines[-1].startswith("harness: 100% 3/3 images [") and lines.count(lines[-1]) == 1
+    assert len(lines) >= 3 and sum(" 3/3 " in line for line in lines) == 1  # the total once
+    status, _, err = run_main(capsys, "run", config, "--images", str(folder), "--out", str(tmp_path / "quiet"),
+                              "--no-cache", "--quiet")
+    assert status == 0 and "images [" not in err  # --quiet: none
