@@ -106,10 +106,11 @@ class Results:
 
         out_dir = path_argument("out_dir", out_dir)
         images = self.config.get("images", []) if isinstance(self.config, dict) else []
+        ran_in = self.provenance.get("cwd")  # relative entries and paths are the run's
         with storage.removed_if_unused(out_dir):  # Ctrl-C while saving leaves no folder it made
-            storage.check_output_dir(out_dir, images=images if isinstance(images, list) else [])
+            storage.check_output_dir(out_dir, images=storage.anchored(images if isinstance(images, list) else [], ran_in))
             if "origin" in self.images:
-                storage.check_sources_outside(self.images["origin"].astype(str), out_dir)
+                storage.check_sources_outside(storage.anchored(self.images["origin"].astype(str), ran_in), out_dir)
             with storage.sole_writer(out_dir):  # the saved config names this directory: running it again writes here
                 report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
 

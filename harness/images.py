@@ -175,13 +175,17 @@ def expand_source(entry: str, unlisted: list | None = None, notes: list | None =
             notes.append(linked_folders_note(entry, links))
         return found
     shown_entry = clipped(display_path(entry), PATH_MAX)
-    if os.path.lexists(entry):  # something is there, but not a file or a folder to read
-        try:
-            kind = _file_kind(os.stat(entry).st_mode)
-        except OSError as exc:  # a link to nothing, a loop of links
-            raise ValueError(f"cannot read '{shown_entry}' ({exc.strerror})") from None
-        raise ValueError(f"'{shown_entry}' is not a regular file ({kind}); only files are read as images")
-    raise ValueError(f"no image file at '{shown_entry}'")
+    try:
+        os.lstat(entry)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        raise ValueError(f"no image file at '{shown_entry}'") from None
+    except OSError as exc:  # a folder on the way that cannot be searched: not "no image file"
+        raise ValueError(f"cannot read '{shown_entry}' ({exc.strerror})") from None
+    try:  # something is there, but not a file or a folder to read
+        kind = _file_kind(os.stat(entry).st_mode)
+    except OSError as exc:  # a link to nothing, a loop of links
+        raise ValueError(f"cannot read '{shown_entry}' ({exc.strerror})") from None
+    raise ValueError(f"'{shown_entry}' is not a regular file ({kind}); only files are read as images")
 
 
 def _listed_by(link: str, entries) -> bool:

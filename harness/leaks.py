@@ -561,12 +561,16 @@ class LeakAudit:
 
         out_dir = path_argument("out_dir", out_dir)
         splits = self.config["splits"].items()
+        ran_in = self.provenance.get("cwd")  # relative entries and paths are the audit's
         with storage.removed_if_unused(out_dir):  # Ctrl-C while saving leaves no folder it made
-            storage.check_output_dir(out_dir, images=[e for _, entries in splits for e in entries],
-                                     reads={"calibration": self.calibration},
+            storage.check_output_dir(out_dir, images=storage.anchored([e for _, entries in splits for e in entries],
+                                                                      ran_in),
+                                     reads={"calibration": storage.anchored([self.calibration], ran_in)[0]
+                                            if self.calibration else None},
                                      names=[f"splits.{name}[{k}]" for name, entries in splits
                                             for k in range(len(entries))])
-            storage.check_sources_outside([path for path in self.paths.values() if path is not None], out_dir)
+            storage.check_sources_outside(storage.anchored([path for path in self.paths.values() if path is not None],
+                                                           ran_in), out_dir)
             with storage.sole_writer(out_dir):  # the saved config names this directory: running it again writes here
                 leaks_report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
 
@@ -604,7 +608,7 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
     from harness.cluster import check_workers
     from harness.provenance import provenance, result_versions
     from harness.runner import prepare_hashers, unlisted_row
-    from harness.storage import check_sources_outside
+    from harness import storage
 
     if output is not None:
         output = path_argument("output", output)
@@ -624,6 +628,9 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
                              option="hashers", advice="choose more hashers")
     if not isinstance(config, LeakConfig) or chosen is not None:  # a parsed one is parsed again if hashers change
         config = leak_config(raw, source)
+    if output is not None:  # as `leaks --out` and save check it: apart from the splits, new or an output
+        storage.check_output_place(output, images=config.entries(), reads={"calibration": config.calibration},
+                                   names=config.entry_names())
     workers = check_workers(workers)
     cache = check_run_options(cache=cache, scheduler=scheduler, progress=progress, workers=workers)
     started = provenance()
@@ -638,7 +645,8 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
     unlisted: dict[str, list[tuple[str, str]]] = {name: [] for name, _ in config.splits}
     # Every split listed before any hash: an entry that names nothing fails at once.
     listed = {name: _listed(config, name, entries, unlisted[name], notes) for name, entries in config.splits}
-    check_sources_outside([path for paths in listed.values() for found in paths.values() for path in found], output)
+    storage.check_sources_outside([path for paths in listed.values() for found in paths.values() for path in found],
+                                  output)
     forms: dict[str, tuple] = {}  # per hasher: (dtype, shape) of its first image's row, which the others' must have
     store = HashCache(cache)  # opened once every split is listed, and closed whatever happens next
     try:

@@ -459,6 +459,13 @@ def _unknown_set(out_dir: str, problem: str) -> HarnessError:
                         "out of it and remove it, or choose a new output directory")
 
 
+def anchored(paths, cwd: str | None) -> list[str]:
+    """Paths as the run that listed them read them: a relative one joined to the folder it ran in
+    (`cwd`, its provenance's). A save may come after os.chdir: its checks read 'imgs/' from there."""
+    return [path if cwd is None or path.startswith("builtin:") or os.path.isabs(path) else os.path.join(cwd, path)
+            for path in paths]
+
+
 def check_sources_outside(paths, out_dir: str | None) -> None:
     """Fail unless every image file of the run (`paths`, as listed) lies outside `out_dir`, links
     resolved: a link in an image folder to a file in `out_dir` is read, then deleted with the old

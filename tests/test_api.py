@@ -719,3 +719,46 @@ def test_a_cache_that_is_a_directory_is_refused(tmp_path, capsys):
     assert main(["run", str(config), "--cache", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith(f"error: --cache {tmp_path}: is a directory; name the cache file")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_save_after_a_change_of_folder_checks_the_run_s_own_relative_paths(tmp_path, monkeypatch):
+    """Entries relative to the folder the run (or audit) ran in: after os.chdir into the image
+    folder, save("out") wrote there, and the next run read its figures as images."""
+    import re
+
+    import cv2
+    from tests.conftest import make_scene
+
+    (tmp_path / "imgs").mkdir()
+    for seed in range(3):
+        cv2.imwrite(str(tmp_path / "imgs" / f"p{seed}.png"), make_scene(seed))
+    monkeypatch.chdir(tmp_path)
+    results = harness.evaluate({"name": "rel", "images": ["imgs"], "hashers": ["pHash"],
+                                "sweeps": [{"family": "gray", "b": "grayscale"}]})
+    audit = harness.find_leaks({"splits": {"train": ["imgs"], "test": ["builtin:coffee"]}, "hashers": ["pHash"],
+                                "threshold": 4})
+    monkeypatch.chdir(tmp_path / "imgs")
+    with pytest.raises(harness.HarnessError, match=r"^out: the output directory is inside the image folder "
+                                           + re.escape(str(tmp_path / "imgs")) + r" \(images\[0\]\)"):
+        results.save("out")
+    with pytest.raises(harness.HarnessError, match=r"^out: the output directory is inside the image folder "
+                                                   + re.escape(str(tmp_path / "imgs")) + r" \(splits\.train\[0\]\)"):
+        audit.save("out")
+    assert sorted(os.listdir(tmp_path / "imgs")) == ["p0.png", "p1.png", "p2.png"]
+    results.save(tmp_path / "elsewhere")  # and where nothing is read, it saves
+    assert (tmp_path / "elsewhere" / "run.json").is_file()
+
+
+def test_find_leaks_checks_its_output_before_any_work(tmp_path):
+    """`output` was checked only against the files listed; save then refused it after the whole audit."""
+    import re
+
+    import cv2
+    from tests.conftest import make_scene
+
+    (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.png"), make_scene(1))
+    with pytest.raises(harness.HarnessError, match=re.escape(f"{tmp_path / 'imgs' / 'o'}: the output directory is inside the "
+                                                     f"image folder {tmp_path / 'imgs'} (splits.train[0])")):
+        harness.find_leaks({"splits": {"train": [str(tmp_path / "imgs")], "test": ["builtin:coffee"]},
+                            "hashers": ["pHash"], "threshold": 4}, output=tmp_path / "imgs" / "o")

@@ -1442,6 +1442,31 @@ def test_a_folder_without_read_permission_is_a_row_of_errors(tmp_path):
     assert "Permission denied" in errors["reason"][0]
 
 
+def test_a_file_in_a_folder_that_cannot_be_searched_is_unreadable_not_missing(tmp_path):
+    """Was "no image file at '.../locked/pic.png'": the file is there, behind a folder's permissions."""
+    import cv2
+    import numpy as np
+
+    (tmp_path / "locked").mkdir()
+    cv2.imwrite(str(tmp_path / "locked" / "pic.png"), np.zeros((32, 32, 3), np.uint8))
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root, and no setpriv to drop the permission override")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    (tmp_path / "locked").chmod(0)
+    try:
+        done = subprocess.run([*prefix, sys.executable, "-m", "harness", "leaks", "--train", "builtin:astronaut",
+                               "--test", str(tmp_path / "locked" / "pic.png"), "--threshold", "8", "--out",
+                               str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+    if prefix and "setpriv" in done.stderr:
+        pytest.skip(f"setpriv cannot drop capabilities here: {done.stderr.strip()}")
+    assert done.returncode == 2
+    assert one_line_error(done.stderr).endswith(f"cannot read '{tmp_path / 'locked' / 'pic.png'}' (Permission denied)")
+
+
 @pytest.mark.parametrize("command, config, message", [
     ("run", HEAD.replace("builtin:astronaut", '"photos/a\\0b.jpg"') + GRAY,
      "images[0]: holds a NUL character, which no path or name can hold"),
