@@ -378,7 +378,7 @@ def check_run_record(run: dict, source: str) -> None:
     sweeps = run.get("config", {}).get("sweeps", [])
     if not isinstance(sweeps, list):
         raise HarnessError(f"{source}: config.sweeps: expected a list, got {shown(sweeps)}")
-    if "config" not in run:  # the metrics were made with the defaults' targets and rules, in silence
+    if not run.get("config"):  # none, or {}: the metrics were made with the defaults' targets and rules, in silence
         raise HarnessError(f"{source}: holds no config (the run's settings: its targets, thresholds and rules), "
                            "so its metrics cannot be made again; run the config again")
 

@@ -141,6 +141,8 @@ class HashCache:
                 reason = str(problem)
         if not owned:
             self.notes.append(f"hash cache {path} is not usable ({reason}); it was left as it is and this run "
+                              "keeps no cache" if os.path.lexists(path) else
+                              f"hash cache {path} cannot be made ({reason}: is its folder writable?); this run "
                               "keeps no cache")
             return
         try:

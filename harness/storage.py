@@ -1081,6 +1081,15 @@ def read_long(out_dir: str, name: str) -> pd.DataFrame:
         raise HarnessError(f"{_where(out_dir)}: {name} holds values of the wrong type ({exception_text(exc)})") from None
     if np.isinf(frame["distance"]).any():  # a run writes a number or nothing (a failed pair)
         raise HarnessError(f"{_where(out_dir)}: {name} holds an infinite distance")
+    # Nothing, where a run writes a distance or (distances only) the error that stopped it: the
+    # figures and thresholds have no reading of such a row.
+    silent = frame["distance"].isna() & (frame["error"].eq("") if "error" in frame.columns else True)
+    if silent.any():
+        row = frame.loc[silent.idxmax()]
+        raise HarnessError(f"{_where(out_dir)}: {name} holds a row with no distance"
+                           + (" and no error" if "error" in frame.columns else "")
+                           + f" (image {shown(row['image_id'])}, hasher {shown(row['hasher'])}); a run writes "
+                           + ("one or the other" if "error" in frame.columns else "a distance on every row"))
     return frame
 
 
@@ -1298,7 +1307,14 @@ def check_listed(out_dir: str, distances: pd.DataFrame, impostors: pd.DataFrame,
     The long tables' names are compared by their categories (normalise leaves each distinct name
     once, and only those the rows use), not row by row: 10^8 distances cost the time of their names.
     Then every image's distances are counted (_check_rows_per_image)."""
+    import pandas as pd
+
     listed = {HASHERS: hashers["hasher"].to_numpy(dtype=object), IMAGES: images["image_id"].to_numpy(dtype=object)}
+    for small, column in ((HASHERS, "hasher"), (IMAGES, "image_id")):  # a run lists each once
+        repeated = pd.Index(listed[small])[pd.Index(listed[small]).duplicated()]
+        if len(repeated):
+            raise HarnessError(f"{_where(os.path.join(out_dir, small))}: lists the {column} {shown(repeated[0])} "
+                               "twice (a run lists each once): a row was repeated or edited")
     for name, table, column, small in ((DISTANCES, distances, "hasher", HASHERS),
                                        (IMPOSTORS, impostors, "hasher", HASHERS),
                                        (DISTANCES, distances, "image_id", IMAGES),

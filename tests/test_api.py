@@ -2,6 +2,7 @@
 from its own config.yaml, outputs swapped in as one set, and the report writing only inside DIR."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -335,7 +336,7 @@ def test_a_config_dict_built_in_python_takes_paths_tuples_and_numpy_numbers(tmp_
     cv2.imwrite(str(photo), np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     config = {**SMALL, "images": (photo, pathlib.Path("builtin:camera")), "seed": np.int64(7),
               "output": tmp_path / "out", "max_side": np.int32(512),
-              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": (np.int64(50), 90)}],
+              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": np.array([50, 90])}],
               "detection": {"fpr": (np.float64(0.1), np.float32(0.01)), "thresholds": {"pHash": np.int64(8)}}}
     results = harness.evaluate(config)
     plain = {**SMALL, "images": [str(photo), "builtin:camera"], "seed": 7, "output": str(tmp_path / "out"),
@@ -762,3 +763,46 @@ def test_find_leaks_checks_its_output_before_any_work(tmp_path):
                                                      f"image folder {tmp_path / 'imgs'} (splits.train[0])")):
         harness.find_leaks({"splits": {"train": [str(tmp_path / "imgs")], "test": ["builtin:coffee"]},
                             "hashers": ["pHash"], "threshold": 4}, output=tmp_path / "imgs" / "o")
+
+
+@pytest.mark.parametrize("table, edit", [("distances", lambda frame: frame.assign(distance=frame["distance"].where(
+    frame.index != 1), error="")), ("impostors", lambda frame: frame.assign(distance=frame["distance"].where(
+        frame.index != 2)))])
+def test_a_row_with_no_distance_and_no_error_is_refused_on_loading(tmp_path, table, edit):
+    """Was loaded, then report and save failed with 'a bug in harness (ValueError: cannot convert
+    float NaN to integer)' in the histograms."""
+    results = harness.evaluate({"name": "x", "images": ["builtin:coffee", "builtin:camera"], "hashers": ["pHash"],
+                                "sweeps": [{"family": "gray", "b": "grayscale"}]})
+    out = tmp_path / "out"
+    results.save(out)
+    os.remove(out / f"{table}.parquet")
+    frame = pd.read_csv(out / f"{table}.csv", dtype=str, keep_default_na=False)
+    edit(frame.assign(distance=pd.to_numeric(frame["distance"]))).to_csv(out / f"{table}.csv", index=False)
+    with pytest.raises(harness.HarnessError, match=f"^{re.escape(str(out))}: {table} holds a row with no distance"):
+        harness.load(out)
+    status = subprocess.run([sys.executable, "-m", "harness", "report", str(out)], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert status.returncode == 2 and f"{table} holds a row with no distance" in status.stderr, status.stderr
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("hashers", "hashers.csv: lists the hasher 'pHash' twice"),
+    ("images", "images.csv: lists the image_id"),
+    ("config", "run.json: holds no config"),
+])
+def test_a_repeated_row_or_an_emptied_config_is_refused_on_loading(tmp_path, damage, message):
+    """Were loaded as 3 hashers (pHash twice), 3 images, or a run of the defaults' settings."""
+    import json
+
+    results = harness.evaluate({"name": "x", "images": ["builtin:coffee", "builtin:camera"], "hashers": ["pHash"],
+                                "sweeps": [{"family": "gray", "b": "grayscale"}]})
+    out = tmp_path / "out"
+    results.save(out)
+    if damage == "config":
+        run = json.loads((out / "run.json").read_text())
+        (out / "run.json").write_text(json.dumps({**run, "config": {}}))
+    else:
+        lines = (out / f"{damage}.csv").read_text().splitlines(keepends=True)
+        (out / f"{damage}.csv").write_text("".join(lines + lines[-1:]))
+    with pytest.raises(harness.HarnessError, match=re.escape(message)):
+        harness.load(out)

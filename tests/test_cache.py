@@ -186,6 +186,33 @@ def test_a_damaged_cache_elsewhere_is_left_alone(job, tmp_path, capsys):
     assert same_tables(tmp_path / "out", reference)
 
 
+def test_a_cache_that_cannot_be_made_is_said_so(job, tmp_path):
+    """A new cache in a folder this process cannot write in: the note said the (absent) file 'was
+    left as it is'. As root, permissions bind only without the override capabilities."""
+    config, reference = job
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root, and no setpriv to drop the permission override")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    (tmp_path / "shut").mkdir()
+    cache = tmp_path / "shut" / "c.sqlite"
+    (tmp_path / "shut").chmod(0o555)
+    try:
+        done = subprocess.run([*prefix, sys.executable, "-m", "harness", "run", str(config), "--out",
+                               str(tmp_path / "out"), "--quiet", "--cache", str(cache)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        (tmp_path / "shut").chmod(0o755)
+    if prefix and "setpriv" in done.stderr:
+        pytest.skip(f"setpriv cannot drop capabilities here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert (f"note: hash cache {cache} cannot be made (unable to open database file: is its folder writable?); "
+            "this run keeps no cache") in done.stderr
+    assert "left as it is" not in done.stderr and not cache.exists()
+    assert same_tables(tmp_path / "out", reference)
+
+
 def test_a_directory_or_truncated_cache(job, tmp_path, capsys):
     config, reference = job
     out = tmp_path / "out"
