@@ -377,7 +377,7 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
                 ok = False
             if not ok:
                 raise HarnessError(f"{shown_path}: row {k + first}: hash {shown(text)} is not {width * 2} hexadecimal "
-                                   f"digits (a {hasher_id} hash of {int(hasher.distance_max)} bits)") from None
+                                   f"digits ({hasher_id}'s hashes are {int(hasher.distance_max)} bits)") from None
     if not files:
         raise HarnessError(f"{shown_path}: the hash table has no rows")
     spare = 8 * width - int(hasher.distance_max)  # np.packbits' padding: the last byte's low bits, always 0

@@ -698,7 +698,7 @@ def test_bad_input_is_one_line(planted, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("file,hash\na.png,00ff00ff00ff00ff\nb.png,xyz\n")
     cases.append((["--train", str(bad), "--test", str(root / "test"), "--threshold", "8"],
-                  "bad.csv: row 3: hash 'xyz' is not 16 hexadecimal digits"))
+                  "bad.csv: row 3: hash 'xyz' is not 16 hexadecimal digits (pHash's hashes are 64 bits)"))
     short = tmp_path / "short.csv"
     short.write_text("file,hash\na.png,00ff\n")
     cases.append((["--train", str(short), "--test", str(root / "test"), "--threshold", "8"], "is not 16 hexadecimal"))
