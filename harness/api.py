@@ -101,7 +101,10 @@ class Results:
 
     def save(self, out_dir: str | os.PathLike[str]) -> None:
         """Write what `python -m harness run` writes to `out_dir` (a directory path: str or
-        pathlib.Path), as one consistent set."""
+        pathlib.Path), as one consistent set: the derived tables, figures and summary are made again
+        from `distances` and `impostors` as they are now, so a frame edited since the results were
+        made (rows dropped, distances changed) is saved with the tables that follow from it, as
+        `load` would read them."""
         from harness import report, storage
 
         out_dir = path_argument("out_dir", out_dir)
@@ -111,8 +114,10 @@ class Results:
             storage.check_output_dir(out_dir, images=storage.anchored(images if isinstance(images, list) else [], ran_in))
             if "origin" in self.images:
                 storage.check_sources_outside(storage.anchored(self.images["origin"].astype(str), ran_in), out_dir)
+            current = metrics_of(self.config, self.distances, self.impostors, "<results>")
             with storage.sole_writer(out_dir):  # the saved config names this directory: running it again writes here
-                report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}), out_dir)
+                report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}, metrics=current),
+                             out_dir)
 
     def __repr__(self) -> str:
         name = self.config.get("name")  # a config's name has no length limit: a repr has one line
@@ -324,8 +329,8 @@ def load(out_dir: str | os.PathLike[str]) -> Results:
     """The Results saved in an output directory (by `run` or `Results.save`; a str or pathlib.Path),
     metrics recomputed. A damaged directory (a file missing, empty, cut short, of the wrong shape or
     type, or a long table naming a hasher or image its small tables do not list) is a HarnessError."""
-    from harness import metrics, storage
-    from harness.config import config_section, hasher_ids, settings_of_hashers
+    from harness import storage
+    from harness.config import hasher_ids, settings_of_hashers
 
     out_dir = path_argument("out_dir", out_dir)
     if not os.path.isdir(out_dir):
@@ -336,10 +341,6 @@ def load(out_dir: str | os.PathLike[str]) -> Results:
     check_run_record(run, source)
     # A run with --hashers by earlier code kept the settings of the hashers it left out.
     config = settings_of_hashers(run.get("config", {}), hasher_ids(run.get("config", {})))
-    # Only what the metrics read is checked: the config as a whole is checked where it is run, and a
-    # saved run loads wherever it is (a ResNet50's weights file named in it need not be there).
-    detection = config_section("detection", config.get("detection"), source)
-    impostor_spec = config_section("impostors", config.get("impostors"), source)
     distances = storage.read_long(out_dir, storage.DISTANCES)
     impostors = storage.read_long(out_dir, storage.IMPOSTORS)
     provenance = {k: v for k, v in run.items() if k not in ("config", "hashers", "notes")}
@@ -353,8 +354,25 @@ def load(out_dir: str | os.PathLike[str]) -> Results:
     return Results(config=config, provenance=provenance, distances=distances, impostors=impostors,
                    errors=as_objects(storage.read_errors(out_dir), ERROR_COLUMNS), images=images, hashers=hashers,
                    notes=[str(n) for n in run.get("notes", [])],
-                   metrics=metrics.compute(distances, impostors, detection, impostor_spec),
-                   loaded_from=os.path.abspath(out_dir))
+                   metrics=metrics_of(config, distances, impostors, source), loaded_from=os.path.abspath(out_dir))
+
+
+def metrics_of(config: dict, distances: pd.DataFrame, impostors: pd.DataFrame, source: str) -> Metrics:
+    """The metrics of a resolved config's (dict's) tables. Only what the metrics read is checked:
+    the config as a whole is checked where it is run, and a saved run loads wherever it is (a
+    ResNet50's weights file named in it need not be there)."""
+    from harness import metrics
+    from harness.config import config_section
+
+    detection = config_section("detection", config.get("detection"), source)
+    impostor_spec = config_section("impostors", config.get("impostors"), source)
+    try:
+        return metrics.compute(distances, impostors, detection, impostor_spec)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # frames edited into another shape
+        from harness.errors import exception_text
+
+        raise HarnessError(f"{source}: the distances and impostors are not a run's tables any more "
+                           f"({exception_text(exc)})") from None
 
 
 # What the report reads from run.json, and the JSON type each must have (None: may be null).

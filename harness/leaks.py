@@ -526,8 +526,8 @@ class LeakAudit:
     family; `files`: every file with its split, group, whether it is kept, and its conversions as it
     was read (`notes`: alpha dropped, the first frame of an animation, ...); `hashes`: per split and hasher, each file's
     hash in hexadecimal (bit hashes); `errors`: files that could not be hashed, and folders that could
-    not be listed. `config`: the resolved config, a copy of the audit's own each time it is read (so
-    editing it, or the dict the audit was run with, changes no record).
+    not be listed. `config`: the resolved config, and `clean`, each a copy of the audit's own each time
+    it is read (so editing it, or the dict the audit was run with, changes no record).
     """
 
     config: dict = Snapshot()  # the resolved config: a copy each time it is read (see config.Snapshot)
@@ -536,7 +536,7 @@ class LeakAudit:
     threshold_basis: dict[str, str]
     leaks: pd.DataFrame
     groups: pd.DataFrame
-    clean: dict[str, list[str]]
+    clean: dict[str, list[str]] = Snapshot()  # a copy each time it is read: save writes the audit's own lists
     estimates: pd.DataFrame
     misses: pd.DataFrame
     files: pd.DataFrame

@@ -806,3 +806,21 @@ def test_a_repeated_row_or_an_emptied_config_is_refused_on_loading(tmp_path, dam
         (out / f"{damage}.csv").write_text("".join(lines + lines[-1:]))
     with pytest.raises(harness.HarnessError, match=re.escape(message)):
         harness.load(out)
+
+
+def test_save_writes_the_tables_that_follow_from_the_frames_as_they_are(tmp_path):
+    """Distances edited after evaluate were saved beside a table.csv made before the edit, which
+    load (recomputing) then contradicted: not 'one consistent set'."""
+    results = harness.evaluate({"name": "x", "images": ["builtin:coffee", "builtin:camera", "builtin:astronaut"],
+                                "hashers": ["aHash", "pHash"],
+                                "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50, 10]}]})
+    before = results.table.copy()
+    results.distances.loc[results.distances["hasher"] == "pHash", "distance"] = 40.0
+    results.save(tmp_path / "out")
+    saved = pd.read_csv(tmp_path / "out" / "table.csv", dtype=str)
+    assert saved["pHash"].tolist() == ["40", "40"] and saved["aHash"].tolist() == before["aHash"].tolist()
+    assert harness.load(tmp_path / "out").table["pHash"].tolist() == ["40", "40"]
+    results.distances = results.distances.drop(columns=["hasher"])
+    with pytest.raises(harness.HarnessError, match="the distances and impostors are not a run's tables any more"):
+        results.save(tmp_path / "broken")
+    assert not (tmp_path / "broken").exists()

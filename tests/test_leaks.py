@@ -1567,3 +1567,13 @@ def test_an_fpr_threshold_of_0_says_near_copies_go_unflagged(tmp_path, capsys):
             "to flag them")
     assert f"note: {note}" in captured.err.splitlines()
     assert note in (out / "summary.md").read_text()
+
+
+def test_the_clean_lists_read_from_an_audit_are_copies(tmp_path):
+    """An edited clean list (a.clean['test'].append('/etc/passwd')) was written by save as the audit's."""
+    audit = harness.find_leaks({"splits": {"train": ["builtin:coffee"], "test": ["builtin:camera"]},
+                                "hashers": ["pHash"], "threshold": 4})
+    audit.clean["test"].append("/etc/passwd")
+    assert audit.clean == {"train": ["builtin:coffee"], "test": ["builtin:camera"]}
+    audit.save(tmp_path / "out")
+    assert (tmp_path / "out" / "clean" / "test.txt").read_text() == "builtin:camera\n"
