@@ -111,7 +111,8 @@ class Results:
         images = self.config.get("images", []) if isinstance(self.config, dict) else []
         ran_in = self.provenance.get("cwd")  # relative entries and paths are the run's
         with storage.removed_if_unused(out_dir):  # Ctrl-C while saving leaves no folder it made
-            storage.check_output_dir(out_dir, images=storage.anchored(images if isinstance(images, list) else [], ran_in))
+            listed = images if isinstance(images, list) else []
+            storage.check_output_dir(out_dir, images=storage.anchored(listed, ran_in))
             if "origin" in self.images:
                 storage.check_sources_outside(storage.anchored(self.images["origin"].astype(str), ran_in), out_dir)
             current = metrics_of(self.config, self.distances, self.impostors, "<results>")

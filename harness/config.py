@@ -308,8 +308,8 @@ def check_text(raw: Any, source: str, images: Any = None) -> None:
 def plain_data(raw: dict, source: str) -> dict:
     """A config's data as a copy of its own in plain YAML types, whoever built it: a dict built in
     Python may hold a path as a `pathlib.Path`, a list as a tuple or a 1-D NumPy array and a number
-    as a NumPy scalar (np.int64(3)), which become a str, a list and a Python number here, so that the checks accept
-    them and config.yaml and run.json stay plain YAML and JSON. YAML's own data is unchanged. The
+    as a NumPy scalar (np.int64(3)), which become a str, a list and a Python number here, so that
+    the checks accept them and config.yaml and run.json stay plain YAML and JSON. YAML's own data is unchanged. The
     copy is deep: a caller who edits their dict (or its lists) afterwards changes no config made
     from it. Nesting deeper than a YAML config may is a ConfigError, as in check_text."""
     from harness.safe_yaml import MAX_DEPTH

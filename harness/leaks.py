@@ -603,12 +603,11 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
     hold none of its images. Raises harness.HarnessError (a config problem: harness.ConfigError)
     with the same one-line messages as the command line; a wrong-type argument is one naming it.
     """
-    from harness import leaks_search
+    from harness import leaks_search, storage
     from harness.api import check_run_options, path_argument, strings_argument
     from harness.cluster import check_workers
     from harness.provenance import provenance, result_versions
     from harness.runner import prepare_hashers, unlisted_row
-    from harness import storage
 
     if output is not None:
         output = path_argument("output", output)

@@ -57,8 +57,9 @@ def visible(value, plain=lambda text: text, escape=lambda text: text) -> str:
 def md(text) -> str:
     """Text from a file or a config, safe in Markdown anywhere on a line: one line, invisible
     characters as escapes (a bidi override cannot make it read backwards), Markdown's punctuation
-    and what could open HTML backslash-escaped, autolinks and a block marker at its start defused. No name can become a link, an image, raw HTML, emphasis,
-    a heading, a list item or a table break."""
+    and what could open HTML backslash-escaped, autolinks and a block marker at its start defused.
+    No name can become a link, an image, raw HTML, emphasis, a heading, a list item or a table
+    break."""
     one_line = _one_line(text)
     escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", one_line)
     escaped = _AUTOLINK.sub(_backslash_group, escaped)

@@ -759,8 +759,9 @@ def test_find_leaks_checks_its_output_before_any_work(tmp_path):
 
     (tmp_path / "imgs").mkdir()
     cv2.imwrite(str(tmp_path / "imgs" / "a.png"), make_scene(1))
-    with pytest.raises(harness.HarnessError, match=re.escape(f"{tmp_path / 'imgs' / 'o'}: the output directory is inside the "
-                                                     f"image folder {tmp_path / 'imgs'} (splits.train[0])")):
+    message = (f"{tmp_path / 'imgs' / 'o'}: the output directory is inside the image folder {tmp_path / 'imgs'} "
+               "(splits.train[0])")
+    with pytest.raises(harness.HarnessError, match=re.escape(message)):
         harness.find_leaks({"splits": {"train": [str(tmp_path / "imgs")], "test": ["builtin:coffee"]},
                             "hashers": ["pHash"], "threshold": 4}, output=tmp_path / "imgs" / "o")
 
@@ -811,9 +812,9 @@ def test_a_repeated_row_or_an_emptied_config_is_refused_on_loading(tmp_path, dam
 def test_save_writes_the_tables_that_follow_from_the_frames_as_they_are(tmp_path):
     """Distances edited after evaluate were saved beside a table.csv made before the edit, which
     load (recomputing) then contradicted: not 'one consistent set'."""
+    jpeg = {"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50, 10]}
     results = harness.evaluate({"name": "x", "images": ["builtin:coffee", "builtin:camera", "builtin:astronaut"],
-                                "hashers": ["aHash", "pHash"],
-                                "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50, 10]}]})
+                                "hashers": ["aHash", "pHash"], "sweeps": [jpeg]})
     before = results.table.copy()
     results.distances.loc[results.distances["hasher"] == "pHash", "distance"] = 40.0
     results.save(tmp_path / "out")
