@@ -15,7 +15,8 @@ composes (before anything is expanded) and refuses, with the line and column:
 - a number written with more than MAX_NUMBER_TEXT characters.
 
 It also reads numbers as YAML 1.2 does (Resolver below): PyYAML follows YAML 1.1, whose
-floats need a dot and a signed exponent, so `fpr: 1e-6` was the string '1e-6'.
+floats need a dot and a signed exponent, so `fpr: 1e-6` was the string '1e-6', and whose
+integers read a leading 0 as octal and `1:30` as base 60: `quality: 010` was 8.
 """
 
 from __future__ import annotations
@@ -43,16 +44,45 @@ _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 class Resolver(yaml.resolver.Resolver):
-    """PyYAML's resolver, plus YAML 1.2's float pattern. A known PyYAML gap (it implements YAML
-    1.1, whose float pattern needs a dot, and a sign in the exponent): `1e-6`, `1e30`, `-2E+3` and
-    `1.5e3` were strings, so a config's `fpr: 1e-6` was refused as "got '1e-6'". It is added after
-    YAML 1.1's patterns, which still decide what they match (integers stay integers); a quoted
+    """PyYAML's resolver with YAML 1.2's integers and floats (the core schema's). Known PyYAML gaps
+    (it implements YAML 1.1): a float needed a dot and a sign in its exponent, so `1e-6`, `1e30`,
+    `-2E+3` and `1.5e3` were strings and a config's `fpr: 1e-6` was refused as "got '1e-6'"; and
+    an integer with a leading 0 was octal (`quality: 010` was 8, `kernel: 09` a float), `1:30` was
+    base 60 (90). Here an integer is decimal digits, `0o` octal or `0x` hex
+    (construct_int reads them so), a float YAML 1.2's pattern (`.inf` and `.nan` included, which the
+    config checks refuse as numbers that are not finite); what YAML 1.1 alone took for a number
+    (`1:30`, `0b101`) is a string, which the config checks refuse by name. A quoted
     '1e-6' stays a string, as every quoted scalar does."""
 
 
-YAML12_FLOAT = ("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
-                list("-+.0123456789"))
-Resolver.add_implicit_resolver(*YAML12_FLOAT)
+INT, FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+# The core schema's patterns (YAML 1.2.2, 10.3.2), integers first: the float pattern matches "10"
+# too. Digits may be grouped by '_' (100_000), as YAML 1.1 and Python allow: no value changes.
+YAML12_NUMBERS = [
+    (INT, re.compile(r"^(?:[-+]?[0-9](?:_?[0-9])*|0o[0-7]+|0x[0-9a-fA-F]+)$"), "-+0123456789"),
+    (FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9](?:_?[0-9])*|[0-9](?:_?[0-9])*(?:\.(?:[0-9](?:_?[0-9])*)?)?)"
+                       r"(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), "-+.0123456789"),
+]
+
+
+def _with_yaml12_numbers(cls) -> None:
+    """`cls`'s implicit resolvers with YAML 1.1's integer and float patterns replaced by YAML 1.2's."""
+    cls.yaml_implicit_resolvers = {first: [(tag, pattern) for tag, pattern in resolvers if tag not in (INT, FLOAT)]
+                                   for first, resolvers in cls.yaml_implicit_resolvers.items()}
+    for tag, pattern, firsts in YAML12_NUMBERS:
+        cls.add_implicit_resolver(tag, pattern, list(firsts))
+
+
+_with_yaml12_numbers(Resolver)
+
+
+def construct_int(loader, node) -> int:
+    """A YAML 1.2 integer (YAML12_NUMBERS): decimal whatever its leading zeros, `0o` octal, `0x` hex.
+    (PyYAML's own reads a leading 0 as octal, and ':' and '_' as YAML 1.1 does.)"""
+    text = loader.construct_scalar(node).replace("_", "")
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
 
 
 class Dumper(yaml.SafeDumper):
@@ -61,7 +91,7 @@ class Dumper(yaml.SafeDumper):
     was (PyYAML alone writes it plain, which Resolver reads as 1000.0)."""
 
 
-Dumper.add_implicit_resolver(*YAML12_FLOAT)
+_with_yaml12_numbers(Dumper)
 
 
 def dump(data) -> str:
@@ -166,6 +196,9 @@ else:  # PyYAML built without libyaml
         def __init__(self, stream):
             yaml.SafeLoader.__init__(self, stream)
             self._start_counting()
+
+
+BoundedSafeLoader.add_constructor(INT, construct_int)
 
 
 def read_config(path: str) -> Any:

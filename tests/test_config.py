@@ -194,13 +194,26 @@ def test_yaml_reads_exponent_floats_as_yaml_1_2_does(tmp_path):
     assert load_config(str(path)).detection.fpr == (0.01, 0.001)
 
 
+def test_yaml_reads_integers_as_yaml_1_2_does(tmp_path):
+    """PyYAML (YAML 1.1) read a leading 0 as octal and ':' as base 60: `values: [005, 010, 050]` of a
+    JPEG quality ran qualities 5, 8 and 40, `kernel: 1:30` was 90, and `kernel: 09` a float."""
+    from harness.safe_yaml import load_text
+
+    data = load_text("[010, 09, 007, -010, 0o17, 0x1F, 100_000, 1:30, 1:30.5, 0b101, 010.5, 1_000.5, '010']", "x.yaml")
+    assert data == [10, 9, 7, -10, 15, 31, 100_000, "1:30", "1:30.5", "0b101", 10.5, 1000.5, "010"]
+    assert [type(value) for value in data[:7]] == [int] * 7
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD.replace("name: tiny", "name: tiny\nseed: 010"))
+    assert load_config(str(path)).seed == 10
+
+
 def test_the_config_yaml_a_run_writes_reads_back_as_it_was():
     """A string that YAML 1.2 reads as a number ('2e5' as a caption, '1e3' as a name) was written
     plain by PyYAML and read back as a float: the saved config.yaml no longer ran."""
     from harness.report import config_yaml
     from harness.safe_yaml import load_text
 
-    config = {"name": "1e3", "description": "-.5", "sweeps": [{"family": "cap", "values": ["2e5", "LOL", 12]}],
+    config = {"name": "1e3", "description": "-.5", "sweeps": [{"family": "cap", "values": ["2e5", "LOL", 12, "0o7"]}],
               "detection": {"fpr": [1e-06, 0.01]}}
     assert load_text(config_yaml(config, {"cwd": "/here"}), "config.yaml") == config
 
