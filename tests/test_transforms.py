@@ -86,6 +86,18 @@ def test_scale_is_resize_by_integer_divisor(divisor, synthetic):
     assert np.array_equal(run("scale", synthetic, factor=1 / divisor), expected)
 
 
+@pytest.mark.parametrize("factor, size", [(0.57, (456, 342)), (0.29, (232, 174)), (0.41, (328, 246)), (1.15, (920, 690))])
+def test_scale_sizes_are_the_whole_numbers_of_the_product(factor, size):
+    """800 x 0.57 is 455.99999999999994 in binary: int() made the image 455 px wide, one short, and
+    0.29 cut the width (231) but not the height (174)."""
+    image = np.zeros((600, 800, 3), np.uint8)
+    assert run("scale", image, factor=factor).shape[1::-1] == size
+    # and a window placed at a part of the free space: 100 x 0.29 is 28.999999999999996
+    columns = np.broadcast_to(np.arange(150, dtype=np.uint8)[None, :, None], (150, 150, 3)).copy()
+    window = run("crop_fraction", columns, fraction=1 / 3, x=0.29, y=0.0)
+    assert window.shape[:2] == (50, 50) and window[0, 0, 0] == 29  # its left column: 29, not 28
+
+
 @pytest.mark.parametrize("kernel", [3, 5, 7, 9, 11])
 def test_blur_is_box_filter(kernel, synthetic):
     assert np.array_equal(run("blur", synthetic, kernel=kernel), cv2.blur(synthetic, (kernel, kernel)))

@@ -40,8 +40,15 @@ def scale(
 ) -> np.ndarray:
     """Resize both sides by `factor` (size rounded down, at least 1 px), as cv2.resize(img, (w*f, h*f))."""
     height, width = image.shape[:2]
-    size = output_size(max(1, int(width * factor)), max(1, int(height * factor)), image)
+    size = output_size(max(1, whole(width * factor)), max(1, whole(height * factor)), image)
     return cv2.resize(image, size, interpolation=INTERPOLATIONS[interpolation])
+
+
+def whole(value: float) -> int:
+    """`value` rounded down, unless float arithmetic put it just under a whole number: 800 x 0.57
+    is 455.99999999999994 in binary, which int() made 455, one pixel short (and 0.29 cut one side
+    of 600 x 800 and not the other, changing its aspect)."""
+    return math.floor(round(value, 9))
 
 
 @transform
@@ -141,8 +148,8 @@ def _window(image: np.ndarray, fraction: float, x: float, y: float, dx: float = 
     """A window of `fraction` x each side at relative (x, y) of the free space, moved by (dx, dy) x the size."""
     rows, cols = image.shape[:2]
     width, height = max(1, round(cols * fraction)), max(1, round(rows * fraction))
-    left = int((cols - width) * x) + round(dx * cols)
-    top = int((rows - height) * y) + round(dy * rows)
+    left = whole((cols - width) * x) + round(dx * cols)
+    top = whole((rows - height) * y) + round(dy * rows)
     if left < 0 or top < 0 or left + width > cols or top + height > rows:
         raise TransformError(f"a {width}x{height} window moved by ({dx:g}, {dy:g}) of the size leaves "
                              f"the {cols}x{rows} image")
