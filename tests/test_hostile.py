@@ -139,7 +139,7 @@ CONFIG_CASES = [
     ("long value", HEAD + f"seed: '{LONG}'\n" + GRAY, r"seed: expected int, got 'x{30,}\.\.\.x{30,}'$"),
     ("long key", HEAD + f"{LONG[:1000]}: 1\n" + GRAY, r"^x{90,}\.\.\.x{90,}: unknown key; allowed: "),
     ("long image path", f"images: ['{LONG}']\nhashers: [aHash]\n" + GRAY,
-     r"images\[0\]: no image file at 'x{90,}\.\.\.x{90,}'$"),
+     r"images\[0\]: cannot read 'x{90,}\.\.\.x{90,}' \(File name too long\)$"),
     ("long built-in name", f"images: ['builtin:{LONG}']\nhashers: [aHash]\n" + GRAY,
      r"images\[0\]: unknown built-in image 'x{30,}\.\.\.x{30,}'; known: skimage, "),
     ("long list", HEAD + "sweeps: [{family: g, b: {gamma: {gamma: $value}}, values: ["

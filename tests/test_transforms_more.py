@@ -394,3 +394,16 @@ def test_emoji_draws_yellow_faces_inside_the_image():
 def test_new_parameters_are_validated(name, params, problem):
     with pytest.raises(ValueError, match=re.escape(problem)):
         check_params(param_specs(TRANSFORMS.get(name)), params, name)
+
+
+@pytest.mark.parametrize("name, params", [("text", {"scale": 100}), ("text", {"scale": 1, "x": -200}),
+                                          ("text", {"scale": 1, "y": -5}), ("text_watermark", {"width": 3})])
+def test_text_that_puts_no_pixel_on_the_image_is_an_error_not_an_unchanged_copy(name, params):
+    """Values inside the documented ranges drew nothing on a 512 x 480 photo: the unchanged image
+    was scored as an edit (pHash 0, a perfect detection). A text partly on the image still draws."""
+    photo = np.full((480, 512, 3), 100, np.uint8)
+    with pytest.raises(TransformError, match=r"puts no pixel on the 512x480 image"):
+        run(name, photo, **params)
+    assert (run("text", photo, scale=1, x=-60) != photo).any()  # its last letters show
+    assert (run("text_watermark", photo, width=2) != photo).any()
+    assert np.array_equal(run("text_watermark", photo, alpha=0), photo)  # drawn, at no opacity: a neutral value

@@ -52,10 +52,27 @@ def text(
     """Draw `text` with FONT_HERSHEY_SIMPLEX, anti-aliased; defaults place and weight it as the article did."""
     y = round(30 * scale) if y is None else y
     thickness = max(1, round(3 * scale)) if thickness is None else thickness
+    check_text_draws(image, text, (x, y), scale, thickness, cv2.LINE_AA)
     out = image.copy()
     cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, tuple(int(c) for c in color),
                 thickness, cv2.LINE_AA)
     return out
+
+
+def check_text_draws(image: np.ndarray, text: str, origin: tuple[int, int], scale: float, thickness: int,
+                     line_type: int) -> None:
+    """A TransformError where `text` drawn at `origin` (its baseline's left) puts no pixel on
+    `image`: the unchanged image would be scored as an edit (`text` at scale 100 puts its baseline
+    at row 3,000; a watermark 3 images wide starts at the right edge, between its glyphs). Found by
+    drawing it as the transform will, on a blank mask: exact, where getTextSize's box is not (a
+    stroke reaches past it, and a box can cross the image where no glyph does)."""
+    rows, cols = image.shape[:2]
+    mask = np.zeros((rows, cols), np.uint8)
+    cv2.putText(mask, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thickness, line_type)
+    if not mask.any():
+        (width, height), below = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        raise TransformError(f"the text, {width}x{height + below} px with its baseline's left at {origin}, puts no "
+                             f"pixel on the {cols}x{rows} image: the unchanged image would be scored as an edit")
 
 
 def overlay_problem(source: str) -> str | None:
@@ -248,6 +265,7 @@ def text_watermark(
     (text_width, text_height), _ = cv2.getTextSize(text, font, 5, thickness)
     factor = width * cols / text_width
     origin = (int(text_height * factor), int(rows - text_height * factor))
+    check_text_draws(image, text, origin, 5 * factor, thickness, cv2.LINE_8)
     ink = np.zeros((rows, cols, 4), np.uint8)
     cv2.putText(ink, text, origin, font, 5 * factor, (*(int(c) for c in color), alpha), thickness)
     ink = ink.astype(np.float32)
