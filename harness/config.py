@@ -631,8 +631,9 @@ def _parse_values(values, source, key) -> list | None:
         if count > MAX_VALUES:
             raise ConfigError(source, key, f"the range has {count} values; at most {MAX_VALUES}")
         as_int = all(isinstance(values[p], int) for p in ("start", "stop", "step"))
-        # Round so a float step (0.1) gives 0.3, not 0.30000000000000004.
-        return [start + i * step if as_int else round(start + i * step, 10) for i in range(count)]
+        # To 12 significant digits, so a float step (0.1) gives 0.3, not 0.30000000000000004 (10
+        # decimals made a step of 1e-11 a range of zeros); + 0.0 makes -0.0 (-0.9 + 3 x 0.3) 0.
+        return [start + i * step if as_int else float(f"{start + i * step:.12g}") + 0.0 for i in range(count)]
     if not isinstance(values, list) or not values:
         raise ConfigError(source, key, f"expected a non-empty list or {{start, stop, step}}, got {shown(values)}")
     if len(values) > MAX_VALUES:
@@ -642,7 +643,8 @@ def _parse_values(values, source, key) -> list | None:
             raise ConfigError(source, f"{key}[{i}]", f"expected a number or a string, got {shown(value)}")
         if not finite(value):
             raise ConfigError(source, f"{key}[{i}]", f"expected a finite number, got {shown(value)}")
-    if len(set(map(repr, values))) != len(values):
+    # Numbers by value (1 and 1.0, 0.0 and -0.0 make the same pair), texts as texts ("1" is not 1)
+    if len({value if not isinstance(value, str) else ("text", value) for value in values}) != len(values):
         raise ConfigError(source, key, "a value is listed twice")
     return values
 

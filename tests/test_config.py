@@ -41,6 +41,29 @@ def test_float_range_has_no_rounding_noise():
     assert [p.value for p in config.pairs[1:]] == [0.1, 0.2, 0.3]
 
 
+def test_a_range_keeps_small_steps_and_has_no_negative_zero():
+    """Rounding to 10 decimals made 1e-11 steps zeros ("gamma 0.0 must be > 0", a value the config
+    never gave), and -0.9 + 3 x 0.3 was the label "-0.0"."""
+    small = parse(GOOD.replace("{start: 10, stop: 30, step: 10}", "{start: 1.0e-11, stop: 3.0e-11, step: 1.0e-11}")
+                  .replace("jpeg: {quality: $value}", "gamma: {gamma: $value}"))
+    assert [p.value for p in small.pairs[1:]] == [1e-11, 2e-11, 3e-11]
+    signed = parse(GOOD.replace("{start: 10, stop: 30, step: 10}", "{start: -0.6, stop: 0.6, step: 0.3}")
+                   .replace("jpeg: {quality: $value}", "hue: {degrees: $value}"))
+    assert [p.value for p in signed.pairs[1:]] == [-0.6, -0.3, 0.0, 0.3, 0.6]
+    assert [p.label.rpartition(" ")[2] for p in signed.pairs[1:]] == ["-0.6", "-0.3", "0.0", "0.3", "0.6"]
+
+
+@pytest.mark.parametrize("values", ["[1, 1.0, 2]", "[0.0, -0.0]", "[2, 2]"])
+def test_a_value_listed_twice_as_the_same_number_is_refused(values):
+    """1 and 1.0 made two identical pairs, each counted in the detection rates."""
+    with pytest.raises(ConfigError, match="a value is listed twice"):
+        parse(GOOD.replace("{start: 10, stop: 30, step: 10}", values).replace("jpeg: {quality: $value}",
+                                                                                "gamma: {gamma: $value}"))
+    from harness.config import _parse_values
+
+    assert _parse_values(["1", 1], "cfg.yaml", "values") == ["1", 1]  # a text and a number: two values
+
+
 def test_chain_and_side_a():
     config = parse(GOOD.replace("b: {jpeg: {quality: $value}}",
                                 "a: grayscale\n    b: [{scale: {factor: 0.5}}, {jpeg: {quality: $value}}]"))
