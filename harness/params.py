@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -198,7 +199,7 @@ def coerce(kind, value) -> tuple[bool, Any]:
     if kind is type(None):
         return value is None, value
     if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not finite(value):
             return False, value
         return True, float(value)
     if kind is int:
@@ -270,9 +271,12 @@ def _check_range(name: str, bounds: Range, value) -> None:
 
 
 def finite(value) -> bool:
-    """False when `value` is, or holds (in lists, tuples or mappings), a NaN or an infinity."""
+    """False when `value` is, or holds (in lists, tuples or mappings), a NaN or an infinity, or an
+    integer past any float (10**400, from Python: float() of it raised OverflowError mid-check)."""
     if isinstance(value, float):
         return math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) <= sys.float_info.max
     if isinstance(value, (list, tuple)):
         return all(finite(item) for item in value)
     if isinstance(value, dict):

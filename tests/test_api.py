@@ -825,3 +825,23 @@ def test_save_writes_the_tables_that_follow_from_the_frames_as_they_are(tmp_path
     with pytest.raises(harness.HarnessError, match="the distances and impostors are not a run's tables any more"):
         results.save(tmp_path / "broken")
     assert not (tmp_path / "broken").exists()
+
+
+@pytest.mark.parametrize("where", ["transform", "range", "hasher", "value"])
+def test_an_integer_past_any_float_is_a_config_error(where):
+    """From Python, 10**400 raised OverflowError from deep in the parameter checks (YAML cannot
+    write it: a number is at most 100 characters)."""
+    huge = 10 ** 400
+    sweep = {"family": "g", "b": {"gamma": {"gamma": "$value"}}, "values": [0.5]}
+    config = {"images": ["builtin:coffee"], "hashers": ["aHash"], "sweeps": [sweep]}
+    if where == "transform":
+        sweep.update(b={"gamma": {"gamma": huge}}, values=None)
+        del sweep["values"]
+    elif where == "range":
+        sweep["values"] = {"start": huge, "stop": huge * 10, "step": 1}
+    elif where == "hasher":
+        config["hashers"] = [{"name": "MarrHildrethHash", "alpha": huge}]
+    else:
+        sweep["values"] = [huge]
+    with pytest.raises(harness.ConfigError, match=r"^<dict>: (sweeps|hashers)\[0\]\.\S+: (expected|the range)"):
+        harness.evaluate(config)
