@@ -21,25 +21,26 @@ from harness.errors import shortened, shown
 
 @dataclass(frozen=True)
 class Range:
-    """Inclusive bounds (None = unbounded); `open_low` makes the low bound exclusive."""
+    """Inclusive bounds (None = unbounded); `open_low` and `open_high` make a bound exclusive."""
 
     low: float | None = None
     high: float | None = None
     open_low: bool = False
+    open_high: bool = False
 
     def check(self, value) -> str | None:
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
             return f"must be {'>' if self.open_low else '>='} {bound(self.low)}"
-        if self.high is not None and value > self.high:
-            return f"must be <= {bound(self.high)}"
+        if self.high is not None and (value >= self.high if self.open_high else value > self.high):
+            return f"must be {'<' if self.open_high else '<='} {bound(self.high)}"
         return None
 
     def __str__(self) -> str:
         if self.high is None:
             return f"{'>' if self.open_low else '>='} {bound(self.low)}"
         if self.low is None:
-            return f"<= {bound(self.high)}"
-        return f"in {'(' if self.open_low else '['}{bound(self.low)}, {bound(self.high)}]"
+            return f"{'<' if self.open_high else '<='} {bound(self.high)}"
+        return f"in {'(' if self.open_low else '['}{bound(self.low)}, {bound(self.high)}{')' if self.open_high else ']'}"
 
 
 def bound(number: float) -> str:

@@ -407,3 +407,20 @@ def test_text_that_puts_no_pixel_on_the_image_is_an_error_not_an_unchanged_copy(
     assert (run("text", photo, scale=1, x=-60) != photo).any()  # its last letters show
     assert (run("text_watermark", photo, width=2) != photo).any()
     assert np.array_equal(run("text_watermark", photo, alpha=0), photo)  # drawn, at no opacity: a neutral value
+
+
+def test_a_screenshot_frame_whose_bars_leave_no_room_on_any_image_is_refused_with_its_parameters():
+    """header 0.5 and footer 0.5 were each in range, so `validate` said valid and `run` failed on every image."""
+    specs = param_specs(TRANSFORMS.get("screenshot"))
+    with pytest.raises(ValueError, match=r"^header: 0.5 must be < 0.5$"):
+        check_params(specs, {"header": 0.5, "footer": 0.5}, "transform 'screenshot'")
+    assert check_params(specs, {"header": 0.45, "footer": 0.45}, "transform 'screenshot'")["footer"] == 0.45
+    framed = run("screenshot", np.full((480, 512, 3), 90, np.uint8), header=0.45, footer=0.45)
+    assert framed.shape == (480, 512, 3) and (framed == 90).any()  # the picture has its room
+
+
+def test_webp_past_its_format_s_size_says_so():
+    """Was OpenCV's "(-215:Assertion failed) size > 0 in function 'write'"."""
+    with pytest.raises(TransformError, match=r"^WebP holds images of at most 16383 px a side; this one is 16384x2$"):
+        run("webp", np.zeros((2, 16384, 3), np.uint8), quality=80)
+    assert run("webp", np.zeros((2, 16383, 3), np.uint8), quality=80).shape == (2, 16383, 3)

@@ -35,8 +35,14 @@ def webp(
     quality: Annotated[int, Stronger("lower"), Range(1, 100),
         Doc("WebP quality; lower compresses harder (100 is still lossy)")],
 ) -> np.ndarray:
-    """WebP round trip at `quality` with cv2.imencode / cv2.imdecode."""
+    """WebP round trip at `quality` with cv2.imencode / cv2.imdecode (WebP: at most 16383 px a side)."""
+    rows, cols = image.shape[:2]
+    if max(rows, cols) > WEBP_MAX_SIDE:  # OpenCV's own error is an assertion: "size > 0 in function 'write'"
+        raise TransformError(f"WebP holds images of at most {WEBP_MAX_SIDE} px a side; this one is {cols}x{rows}")
     return _round_trip(image, ".webp", [cv2.IMWRITE_WEBP_QUALITY, quality])
+
+
+WEBP_MAX_SIDE = 16383  # the format's limit (14 bits a side)
 
 
 @transform

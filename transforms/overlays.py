@@ -276,8 +276,11 @@ def text_watermark(
 def screenshot(
     image: np.ndarray,
     scale: Annotated[float, Stronger("lower"), Range(0, 1, open_low=True), Doc("picture width / screen width")] = 0.8,
-    header: Annotated[float, Stronger("higher"), Range(0, 0.5), Doc("title bar height / screen height")] = 0.08,
-    footer: Annotated[float, Stronger("higher"), Range(0, 0.5), Doc("caption area height / screen height")] = 0.15,
+    # Each below one half: together they leave the picture some room (0.5 and 0.5 left none on any image).
+    header: Annotated[float, Stronger("higher"), Range(0, 0.5, open_high=True),
+                      Doc("title bar height / screen height")] = 0.08,
+    footer: Annotated[float, Stronger("higher"), Range(0, 0.5, open_high=True),
+                      Doc("caption area height / screen height")] = 0.15,
 ) -> np.ndarray:
     """A screenshot-like frame of the same size: a dark title bar, the picture shrunk (INTER_AREA)
     to fit `scale` of the width between bar and footer, centred on white, and two grey caption lines."""
