@@ -527,12 +527,23 @@ def _parse_sweeps(sweeps, source, seed: int, import_plugins: bool, plugins: list
             if len(labels) != len(values or [None]):
                 raise ConfigError(source, key + ".labels",
                                   f"{len(labels)} labels for {len(values or [None])} values")
+            for j, written in enumerate(labels):
+                if not written.strip():  # it names the pair in every table and figure, as family does
+                    raise ConfigError(source, f"{key}.labels[{j}]", f"expected a label, got {shown(written)}")
+                field = re.search(r"\{[^{}]*\}", written)
+                if field:  # 'low {value}' was kept as written
+                    raise ConfigError(source, f"{key}.labels[{j}]", f"{shown(field.group())}: labels are written as "
+                                                                    "they are; {value} is replaced in label only")
         template = _typed(sweep.get("label", family if values is None else family + " {value}"),
                           str, source, key + ".label")
         other = next((field for field in re.findall(r"\{[^{}]*\}", template) if field != "{value}"), None)
         if other is not None:  # a mistyped {valu} was kept as it is, in every label of the family
             raise ConfigError(source, key + ".label", f"{shown(other)} is no placeholder: {{value}} is the only one "
                                                       "(the sweep's value in each pair's label)")
+        if labels is None and not template.replace("{value}", "" if values is None else "v").strip():
+            raise ConfigError(source, key + ".label", f"expected a label, got {shown(template)}")
+        if values is None and "{value}" in template:  # 'X {value}' was the label 'X '
+            raise ConfigError(source, key + ".label", "{value} in the label of a sweep without values")
         if len(pairs) + len(values or [None]) > MAX_PAIRS:  # a range is 3 values of YAML, any number of pairs
             raise ConfigError(source, key, f"the sweeps make {len(pairs) + len(values or [None]):,} pairs up to "
                                            f"here; at most {MAX_PAIRS:,} in all")

@@ -1,5 +1,6 @@
 """Config validation: every bad config stops before any work with one line naming file, key and problem."""
 
+import re
 import subprocess
 import sys
 
@@ -281,3 +282,24 @@ def test_cli_reports_config_error_in_one_line_with_status_2(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"error: {path}: hashers[1].name: unknown hasher 'pHsah'; did you mean 'pHash'? (see `python -m harness list`)"]
     assert not (tmp_path / "out").exists(), "nothing may be written before the config is valid"
+
+
+@pytest.mark.parametrize("sweep, message", [
+    ("labels: ['low {value}', high]", "sweeps[1].labels[0]: '{value}': labels are written as they are; {value} is "
+                                      "replaced in label only"),
+    ("labels: ['x {valu}', y]", "sweeps[1].labels[0]: '{valu}': labels are written as they are"),
+    ("labels: ['', b]", "sweeps[1].labels[0]: expected a label, got ''"),
+    ("label: ' '", "sweeps[1].label: expected a label, got ' '"),
+])
+def test_labels_are_checked_as_label_is(sweep, message):
+    """'low {value}' in labels was kept as written, '{valu}' there passed where label refuses it,
+    and an empty label named a pair in every table."""
+    text = GOOD.replace("{start: 10, stop: 30, step: 10}", "[10, 50]").replace("label: JPEG {value}", sweep)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse(text)
+
+
+def test_value_in_the_label_of_a_sweep_without_values_is_refused():
+    """'X {value}' was the label 'X '."""
+    with pytest.raises(ConfigError, match=re.escape("sweeps[0].label: {value} in the label of a sweep without values")):
+        parse(GOOD.replace("family: identity", "family: identity\n    label: 'X {value}'"))
