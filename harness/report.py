@@ -338,10 +338,17 @@ def draw(output: storage.OutputSet, drawings: list, meanwhile=None) -> None:
     an error surfaces as it would in one process."""
     queue = _FigureQueue(len(drawings)) if 1 < len(drawings) <= _FigureQueue.MOST and can_fork() else None
     parent = os.getpid()
+    # Ctrl-C and SIGTERM wait while the copy is made, until this process is inside the block that
+    # stops the copy: one between the fork and that block, or while this process waited for the copy
+    # to finish, left the copy writing figures into the staging folder after it was removed (an
+    # empty figures/ in a staging folder that stayed).
+    stops = {signal.SIGINT, signal.SIGTERM}
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, stops) if queue is not None else None
     pid = os.fork() if queue is not None else None
     if pid == 0:  # the copy: draw, and leave without running anything of the parent's (no atexit)
         status = 1
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             from harness.cluster import die_with_parent
 
             die_with_parent(parent)  # a parent killed with -9 leaves no copy writing into its staging folder
@@ -350,22 +357,28 @@ def draw(output: storage.OutputSet, drawings: list, meanwhile=None) -> None:
             status = 0
         finally:
             os._exit(status)
-    mine = []
+    mine, copy_failed = [], False
     try:
-        if meanwhile is not None:
-            meanwhile()
-        for k in queue if queue is not None else range(len(drawings)):
-            output.save_figure(*_built(drawings[k]))
-            mine.append(k)
-    except BaseException:  # (a full disk, say): the copy is stopped, not left writing into the set
+        if held is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a signal that came meanwhile is taken here
+        try:
+            if meanwhile is not None:
+                meanwhile()
+            for k in queue if queue is not None else range(len(drawings)):
+                output.save_figure(*_built(drawings[k]))
+                mine.append(k)
+        finally:
+            if queue is not None:
+                queue.close()
+        if pid:
+            copy_failed = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0
+            pid = None  # reaped
+    except BaseException:  # (a full disk, Ctrl-C): the copy is stopped, not left writing into the set
         if pid:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         raise
-    finally:
-        if queue is not None:
-            queue.close()
-    if pid and os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+    if copy_failed:
         for k in sorted(set(range(len(drawings))) - set(mine)):
             output.save_figure(*_built(drawings[k]))
 

@@ -619,7 +619,11 @@ class OutputSet:
 
     def commit(self) -> None:
         """Swap the new set in: the old one is gone and the new one complete, or nothing changed.
-        Files added to the old set while the run worked are moved into the new one, not deleted."""
+        Files added to the old set while the run worked are moved into the new one, not deleted.
+        From here on a command-line process ignores Ctrl-C and SIGTERM (stopping.outputs_final)."""
+        from harness import stopping
+
+        stopping.outputs_final()
         try:
             if os.path.isdir(self.out_dir) and not os.path.islink(self.out_dir):
                 if not _exchange(self.staging, self.out_dir):

@@ -449,6 +449,65 @@ def test_the_drawing_copy_dies_with_its_parent(tmp_path):
     assert done.stdout.split("\n")[0] == str([int(signal.SIGKILL)]), done.stdout
 
 
+# report.draw interrupted (SIGINT to itself) the moment the copy is forked, or while it waits for the
+# copy: the copy must be stopped before the staging folder goes, or it writes figures/ there again.
+INTERRUPTED_DRAW = """
+import os, signal, sys, time
+from harness import figures, report, storage
+forks, real_fork, when = [], os.fork, sys.argv[2]
+def fork():
+    pid = real_fork()
+    if pid:
+        forks.append(pid)
+        if when == "at the fork":
+            os.kill(os.getpid(), signal.SIGINT)
+    return pid
+os.fork = fork
+def figure():
+    time.sleep(0.3)
+    made = figures._figure(dpi=30)
+    made.add_subplot().plot([0, 1], [1, 0])
+    return made
+sent = []
+def waiting(pid, options, _real=os.waitpid):  # the first wait for the copy's last figure is interrupted
+    if when == "while waiting" and pid in forks and options == 0 and not sent:
+        sent.append(pid)
+        os.kill(os.getpid(), signal.SIGINT)
+    return _real(pid, options)
+os.waitpid = waiting
+staging = None
+try:
+    with storage.OutputSet(sys.argv[1]) as output:
+        staging = output.staging
+        report.draw(output, [(f"figures/f{k}.png", figure) for k in range(6)])
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted")
+time.sleep(2.5)  # longer than the copy would take to draw what is left
+print("staging left" if os.path.lexists(staging) else "staging gone")
+for pid in forks:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+        print("copy left running")
+    except ChildProcessError:
+        print("copy reaped")
+"""
+
+
+@pytest.mark.parametrize("when", ["at the fork", "while waiting"])
+def test_an_interrupted_report_stops_its_drawing_copy_before_its_staging_folder_goes(tmp_path, when):
+    """Ctrl-C between the fork and the block that stops the copy, or while this process waited for
+    the copy's last figure, left the copy drawing: its figures/ came back in a staging folder that stayed."""
+    import subprocess
+
+    if (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) < 2:
+        pytest.skip("one core: the report does not fork")
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_DRAW, str(tmp_path / "out"), when], capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.splitlines() == ["interrupted", "staging gone", "copy reaped"], (done.stdout, done.stderr)
+    assert not [p for p in tmp_path.iterdir() if ".staging" in p.name]
+
+
 @pytest.mark.parametrize("count", [3, 10, 15, 20, 25])
 def test_no_two_hashers_are_drawn_alike(count):
     """Past ten hashers, hasher k+10 gets the light shade of hasher k's hue (tab20's pairs): a

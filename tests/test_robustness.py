@@ -358,3 +358,40 @@ def test_results_back_before_an_earlier_image_are_cached_when_the_run_stops(tmp_
     assert "Traceback" not in err and err.endswith("interrupted\n"), err  # the workers ignore Ctrl-C
     with sqlite3.connect(f"file:{cache}?mode=ro", uri=True) as db:
         assert db.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 6  # all but the held one
+
+
+# A signal to this process just after an output set is swapped in (or just before, "before"), in the
+# command line's process (stopping enabled) or in a Python session's (not).
+SIGNAL_AT_COMMIT = """
+import os, signal, sys
+from harness import stopping, storage
+if sys.argv[2] == "command line":
+    stopping.enable()
+try:
+    with storage.OutputSet(sys.argv[1]) as output:
+        output.write_text("a.txt", "done")
+        if sys.argv[3] == "before":
+            os.kill(os.getpid(), getattr(signal, sys.argv[4]))
+        output.commit()
+        os.kill(os.getpid(), getattr(signal, sys.argv[4]))
+    print("finished")
+except KeyboardInterrupt:
+    print("interrupted")
+print("outputs", sorted(os.listdir(sys.argv[1])) if os.path.isdir(sys.argv[1]) else None)
+"""
+
+
+@pytest.mark.parametrize("caller, when, sig, expected", [
+    ("command line", "after", "SIGINT", ["finished", "outputs ['a.txt']"]),
+    ("command line", "after", "SIGTERM", ["finished", "outputs ['a.txt']"]),
+    ("command line", "before", "SIGINT", ["interrupted", "outputs None"]),
+    ("Python", "after", "SIGINT", ["interrupted", "outputs ['a.txt']"]),
+])
+def test_a_signal_once_the_outputs_are_in_place_does_not_stop_the_command(tmp_path, caller, when, sig, expected):
+    """Ctrl-C just after the new set was swapped in made the command say 'interrupted' (status 130)
+    of a run whose outputs were complete, and one while the interpreter exited killed it silently
+    with status 130 or 143. A Python session's own Ctrl-C handling is left as it is."""
+    done = subprocess.run([sys.executable, "-c", SIGNAL_AT_COMMIT, str(tmp_path / "out"), caller, when, sig],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.stdout.splitlines() == expected, (done.stdout, done.stderr)
+    assert done.returncode == 0
