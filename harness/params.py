@@ -200,8 +200,9 @@ def coerce(kind, value) -> tuple[bool, Any]:
     if kind is type(None):
         return value is None, value
     if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not finite(value):
-            return False, value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, int) and
+                                                                              not finite(value)):
+            return False, value  # (NaN and infinities pass, for the checks that name them)
         return True, float(value)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool), value

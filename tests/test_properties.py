@@ -96,13 +96,16 @@ def test_transform_gives_an_image_or_a_transform_error(name, case):
     ("pad", {"fraction": 1.0, "mode": "reflect"}), ("median_blur", {"kernel": 31}),
     ("rotate", {"angle": 45, "crop": True}), ("rotate", {"angle": 89.999, "crop": True}),
     ("emoji", {"count": 5, "size": 1.0}), ("caption", {"text": "a long caption on a tiny image"}),
-    ("salt_pepper", {"amount": 1.0}), ("text", {"scale": 0.01}),
+    ("salt_pepper", {"amount": 1.0}), ("text", {"scale": 0.01, "x": 0, "y": 0}),
 ])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 1), (3, 3), (1, 500), (500, 1)])
 def test_extreme_parameters_on_tiny_images(name, params, shape):
     params = check_params(param_specs(TRANSFORMS.get(name)), params, name)
     image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
     assert is_image(apply_chain(image, [(name, params)]))
+    if name == "text":  # beyond the right edge it draws nothing: said so
+        with pytest.raises(TransformError, match="puts no pixel on the"):
+            apply_chain(image, [("text", {"scale": 0.01, "x": shape[1] + 2})])
 
 
 def exploding(image):
