@@ -124,9 +124,9 @@ def answer(audit) -> str:
     for later in splits[1:]:
         earlier = int(((dropped["split"] == later) & (dropped["copy_in"] != later)).sum())
         total = int((files["split"] == later).sum())
-        files_of_split = f"{total} {later} {_plural(total, 'file', 'files')}"
+        files_of_split = f"{total:,} {later} {_plural(total, 'file', 'files')}"
         verb = "has" if 1 in (earlier, total) else "have"  # "1 of 2 files has", "0 of 1 file has"
-        parts.append(f"{earlier} of {files_of_split} {verb} a copy in "
+        parts.append(f"{earlier:,} of {files_of_split} {verb} a copy in "
                      + (splits[0] if splits.index(later) == 1 else "an earlier split"))
     own = dropped[dropped["split"] == dropped["copy_in"]]
     inside = len(own)
@@ -134,9 +134,9 @@ def answer(audit) -> str:
     more = " more" if len(splits) > 1 else ""
     # Which splits, where there are several: after a sentence about test files, "its own split" read as test's.
     per_split = own["split"].value_counts()
-    where = (" (" + ", ".join(f"{int(per_split[name])} in {name}" for name in splits if name in per_split) + ")"
+    where = (" (" + ", ".join(f"{int(per_split[name]):,} in {name}" for name in splits if name in per_split) + ")"
              if inside and len(splits) > 1 else "")
-    parts.append(f"{inside}{more} {_plural(inside, 'file', 'files')}{where} "
+    parts.append(f"{inside:,}{more} {_plural(inside, 'file', 'files')}{where} "
                  + _plural(inside, "is a copy of another file of its own split",
                            "are copies of other files of their own split"))
     limits = ", ".join(f"{h} <= {t:g}" for h, t in audit.thresholds.items())
@@ -146,7 +146,7 @@ def answer(audit) -> str:
                if isinstance(agree, int) and agree > 1 else f"flagged at {limits}")
     unread = len(audit.errors)  # never compared: in no count above and in no clean list
     if unread:
-        parts.append(f"{unread} {_plural(unread, 'file or folder', 'files or folders')} could not be read, so "
+        parts.append(f"{unread:,} {_plural(unread, 'file or folder', 'files or folders')} could not be read, so "
                      f"{_plural(unread, 'it is', 'they are')} in no count and no clean list (errors.csv)")
     return "; ".join(parts) + f" ({flagged})."
 

@@ -286,7 +286,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
     if config.get("description"):
         lines += [md(config["description"]), ""]
     shown_images = ", ".join(md(i) for i in images[:10]) + (", ..." if len(images) > 10 else "")
-    lines += [f"Images: {len(images)} ({shown_images}). Pairs per image: {len(metrics.table)}. "
+    lines += [f"Images: {len(images):,} ({shown_images}). Pairs per image: {len(metrics.table):,}. "
               f"Hashers: {md(', '.join(hasher_order(distances)))}.", ""]
     for note in results.notes:
         lines += [f"> **Note:** {md(note)}", ""]

@@ -1577,3 +1577,18 @@ def test_the_clean_lists_read_from_an_audit_are_copies(tmp_path):
     assert audit.clean == {"train": ["builtin:coffee"], "test": ["builtin:camera"]}
     audit.save(tmp_path / "out")
     assert (tmp_path / "out" / "clean" / "test.txt").read_text() == "builtin:camera\n"
+
+
+def test_the_answer_writes_its_counts_with_thousands_separators():
+    """'1040 test files' beside bullets that wrote '4,498,500'."""
+    from types import SimpleNamespace
+
+    from harness.leaks_report import answer
+
+    files = pd.DataFrame({"split": ["train"] * 3000 + ["test"] * 1040})
+    groups = pd.DataFrame({"split": ["test"] * 1001 + ["train"] * 1200, "keep": [False] * 2201,
+                           "copy_in": ["train"] * 2201})
+    audit = SimpleNamespace(files=files, groups=groups, thresholds={"pHash": 8.0}, config={}, errors=[0] * 1500)
+    assert answer(audit) == ("1,001 of 1,040 test files have a copy in train; 1,200 more files (1,200 in train) are "
+                             "copies of other files of their own split; 1,500 files or folders could not be read, so "
+                             "they are in no count and no clean list (errors.csv) (flagged at pHash <= 8).")
