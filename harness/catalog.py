@@ -86,6 +86,8 @@ def _distance_max(cls) -> str:
     if isinstance(static, from_params):
         rule = _first_line(static.__doc__)
         text += " with the defaults" + (f" ({rule[0].lower() + rule[1:].rstrip('.')})" if rule else "")
+    if not getattr(cls, "distance_bounded", True):  # it read as a bound: distances of 107 and 113 were measured
+        text += " (a scale, not a bound: farther distances count as 1 normalised)"
     return text
 
 

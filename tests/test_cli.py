@@ -500,3 +500,12 @@ def test_progress_to_a_log_file_is_a_line_a_minute_not_a_bar(tmp_path, capsys, m
     status, _, err = run_main(capsys, "run", config, "--images", str(folder), "--out", str(tmp_path / "quiet"),
                               "--no-cache", "--quiet")
     assert status == 0 and "images [" not in err  # --quiet: none
+
+
+def test_list_says_which_distance_maximum_is_no_bound(capsys):
+    """ColorMomentHash's "distance_max 100" read as a bound; distances of 107 and 113 were measured."""
+    status, out, _ = run_main(capsys, "list", "hashers")
+    listing = " ".join(out.split())
+    assert status == 0 and "distance: 10000*L2, distance_max 100 (a scale, not a bound: farther distances count " \
+                           "as 1 normalised)" in listing
+    assert listing.count("not a bound") == 1  # every other maximum is one

@@ -26,6 +26,7 @@ class Hasher(ABC):
     description: ClassVar[str]
     distance_kind: ClassVar[str]  # e.g. "hamming", "64*(1-cosine)"
     distance_max: ClassVar[float]  # normalised distance = distance / distance_max, clipped to [0, 1]
+    distance_bounded: ClassVar[bool] = True  # False: distance_max is a scale that distances can pass
     # Whether an image's hash is the same whatever else is in its batch. A CNN's float
     # results can move in the last bits with the batch, so it says False and the cache
     # then recomputes whole batches, keeping the tables byte-identical.

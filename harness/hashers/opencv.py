@@ -208,6 +208,7 @@ class ColorMomentHash(OpenCVHash):
     # No upper bound: 100 is about the 70th percentile between unrelated photographs (the median
     # is near 50; gray images sit far closer, colour ones up to ~180).
     distance_max = 100.0
+    distance_bounded = False
 
     def create(self):
         return cv2.img_hash.ColorMomentHash_create()
