@@ -313,11 +313,11 @@ def entry() -> int:
     # Python API leaves its caller's collector alone).
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
     _terminate_as_interrupt()
-    from harness import stopping
+    from harness import process
 
-    stopping.enable()
+    process.enable()
     status = main()
-    stopping.outputs_final()  # the status is decided: a signal while the interpreter exits must not replace it
+    process.outputs_final()  # the status is decided: a signal while the interpreter exits must not replace it
     # The interpreter's exit collects garbage over every object pandas, pyarrow and matplotlib made
     # at import: 0.2 to 0.4 s of a run, for memory the process gives back anyway. Moving them out of
     # the collector's reach first changes nothing else (output is flushed and files closed as usual).

@@ -103,8 +103,8 @@ class Results:
         """Write what `python -m harness run` writes to `out_dir` (a directory path: str or
         pathlib.Path), as one consistent set: the derived tables, figures and summary are made again
         from `distances` and `impostors` as they are now, so a frame edited since the results were
-        made (rows dropped, distances changed) is saved with the tables that follow from it, as
-        `load` would read them."""
+        made is saved with the tables that follow from it, as `load` reads them back; an edit that
+        leaves them no run's tables is refused (checked_tables)."""
         from harness import report, storage
 
         out_dir = path_argument("out_dir", out_dir)
@@ -115,10 +115,31 @@ class Results:
             storage.check_output_dir(out_dir, images=storage.anchored(listed, ran_in))
             if "origin" in self.images:
                 storage.check_sources_outside(storage.anchored(self.images["origin"].astype(str), ran_in), out_dir)
-            current = metrics_of(self.config, self.distances, self.impostors, "<results>")
+            distances, impostors = self.checked_tables()
+            current = metrics_of(self.config, distances, impostors, "<results>")
             with storage.sole_writer(out_dir):  # the saved config names this directory: running it again writes here
-                report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}, metrics=current),
-                             out_dir)
+                report.write(dataclasses.replace(self, config={**self.config, "output": out_dir}, distances=distances,
+                                                 impostors=impostors, metrics=current), out_dir)
+
+    def checked_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The distances and impostors as save writes them, checked as `load` checks a saved set:
+        an edit that leaves them a run's tables (a hasher's or a family's rows dropped, distances
+        changed) passes; one that does not (an image's rows cut short, a distance emptied without an
+        error) is a HarnessError, not a set that `load` refuses, or a report that fails half-way."""
+        from harness import storage
+
+        try:
+            distances = storage.normalise(storage.DISTANCES, self.distances)
+            impostors = storage.normalise(storage.IMPOSTORS, self.impostors)
+            for name, frame in ((storage.DISTANCES, distances), (storage.IMPOSTORS, impostors)):
+                storage.check_long("<results>", name, frame)
+            storage.check_listed("<results>", distances, impostors, self.images, self.hashers)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # frames edited into another shape
+            from harness.errors import exception_text
+
+            raise HarnessError(f"<results>: the distances and impostors are not a run's tables any more "
+                               f"({exception_text(exc)})") from None
+        return distances, impostors
 
     def __repr__(self) -> str:
         name = self.config.get("name")  # a config's name has no length limit: a repr has one line

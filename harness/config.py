@@ -19,6 +19,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Annotated, Any
 
 from harness.errors import OPENCV_MAX_PIXELS, ConfigError, shortened, shown
@@ -633,18 +634,21 @@ def _parse_values(values, source, key) -> list | None:
                     or not finite(values[part]):
                 raise ConfigError(source, f"{key}.{part}", f"expected a finite number, got {shown(values[part])}")
         start, stop, step = values["start"], values["stop"], values["step"]
-        if step == 0 or (stop - start) / step < 0:
+        # In decimal, as the numbers are written: in binary -0.9 + 3 x 0.3 is -1.1e-16, not 0, and
+        # 0.1 + 2 x 0.1 is 0.30000000000000004 (rounding to a number of decimals or digits instead
+        # made a 1e-11 step a range of zeros, or kept the -1.1e-16). Exact for ints, of any size.
+        first, last, stride = (Decimal(repr(values[p])) for p in ("start", "stop", "step"))
+        if stride == 0 or (last - first) / stride < 0:
             raise ConfigError(source, f"{key}.step", f"step {shown(step)} never goes from {shown(start)} to {shown(stop)}")
-        steps = (stop - start) / step  # finite operands can still overflow: 1e308 - -1e308
-        if not finite(steps) or steps > MAX_VALUES:
+        steps = (last - first) / stride
+        if steps > MAX_VALUES:
             raise ConfigError(source, key, f"the range has more than {MAX_VALUES} values")
-        count = math.floor(steps + 1e-9) + 1
-        if count > MAX_VALUES:
-            raise ConfigError(source, key, f"the range has {count} values; at most {MAX_VALUES}")
+        count = int(steps) + 1  # stop included where a whole number of steps reaches it
         as_int = all(isinstance(values[p], int) for p in ("start", "stop", "step"))
-        # To 12 significant digits, so a float step (0.1) gives 0.3, not 0.30000000000000004 (10
-        # decimals made a step of 1e-11 a range of zeros); + 0.0 makes -0.0 (-0.9 + 3 x 0.3) 0.
-        return [start + i * step if as_int else float(f"{start + i * step:.12g}") + 0.0 for i in range(count)]
+        made = [start + i * step if as_int else float(first + i * stride) + 0.0 for i in range(count)]  # no -0.0
+        if len(set(made)) != len(made):  # steps finer than a float tells apart (1000 + 1e-13)
+            raise ConfigError(source, f"{key}.step", f"step {shown(step)} makes values that are the same number")
+        return made
     if not isinstance(values, list) or not values:
         raise ConfigError(source, key, f"expected a non-empty list or {{start, stop, step}}, got {shown(values)}")
     if len(values) > MAX_VALUES:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -200,10 +199,12 @@ def coerce(kind, value) -> tuple[bool, Any]:
     if kind is type(None):
         return value is None, value
     if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, int) and
-                                                                              not finite(value)):
-            return False, value  # (NaN and infinities pass, for the checks that name them)
-        return True, float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False, value
+        try:  # (NaN and infinities pass, for the checks that name them)
+            return True, float(value)
+        except OverflowError:  # an int past any float (10**400, from Python)
+            return False, value
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if kind is bool:
@@ -273,12 +274,9 @@ def _check_range(name: str, bounds: Range, value) -> None:
 
 
 def finite(value) -> bool:
-    """False when `value` is, or holds (in lists, tuples or mappings), a NaN or an infinity, or an
-    integer past any float (10**400, from Python: float() of it raised OverflowError mid-check)."""
+    """False when `value` is, or holds (in lists, tuples or mappings), a NaN or an infinity."""
     if isinstance(value, float):
         return math.isfinite(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return abs(value) <= sys.float_info.max
     if isinstance(value, (list, tuple)):
         return all(finite(item) for item in value)
     if isinstance(value, dict):

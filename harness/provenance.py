@@ -21,7 +21,7 @@ DISTRIBUTIONS = ["imghash-harness", "opencv-contrib-python-headless", "numpy", "
 # A module of harness not named here is in the keys, new ones included.
 NOT_HASHING_DISTRIBUTIONS = ("pandas", "matplotlib", "pyyaml", "pyarrow", "faiss-cpu")
 NOT_HASHING_MODULES = ("report.py", "summary.py", "figures.py", "markdown.py", "review.py", "leaks_report.py",
-                       "search.py", "leaks_search.py", "__main__.py", "commands.py", "heap.py", "stopping.py")
+                       "search.py", "leaks_search.py", "__main__.py", "commands.py", "heap.py", "process.py")
 
 
 def versions() -> dict:

@@ -344,7 +344,12 @@ def draw(output: storage.OutputSet, drawings: list, meanwhile=None) -> None:
     # empty figures/ in a staging folder that stayed).
     stops = {signal.SIGINT, signal.SIGTERM}
     held = signal.pthread_sigmask(signal.SIG_BLOCK, stops) if queue is not None else None
-    pid = os.fork() if queue is not None else None
+    try:
+        pid = os.fork() if queue is not None else None
+    except OSError:  # no process to be had (EAGAIN, ENOMEM): this one draws every figure
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        queue.close()
+        queue = held = pid = None
     if pid == 0:  # the copy: draw, and leave without running anything of the parent's (no atexit)
         status = 1
         try:

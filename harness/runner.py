@@ -454,12 +454,16 @@ LOG_EVERY = 60.0  # seconds between the progress lines written where stderr is n
 
 
 def progress_bar(total: int, desc: str, progress: bool | None) -> tqdm:
-    """The pass's progress on stderr: a bar (True, or None on a terminal), nothing (False), or for
-    None where stderr is a log file or a pipe (`run ... 2> log`, nohup, a batch job), a line a
-    minute of a pass that lasts longer (_Lines): a bar there is one line rewritten with carriage
-    returns, and none at all told a long job's log nothing until its end."""
+    """The pass's progress on stderr: a bar (True, or None on a terminal), nothing (False), or, in
+    the command-line process, for None where stderr is a log file or a pipe (`run ... 2> log`,
+    nohup, a batch job), at most a line a minute as images finish, of a pass that lasts longer
+    (_Lines): a bar there is one line rewritten with carriage returns, and none at all told a long
+    job's log nothing until its end. (A Python session's None stays what the API says: a bar on a
+    terminal, else nothing.)"""
+    from harness import process
+
     terminal = progress is not None or getattr(sys.stderr, "isatty", lambda: False)()
-    if terminal:
+    if terminal or not process.is_command_line():  # a Python session's None: a bar on a terminal only
         return _Bar(total=total, desc=desc, unit="image", disable=None if progress is None else not progress)
     return _Lines(total=total, desc=desc, unit="image", delay=LOG_EVERY, mininterval=LOG_EVERY, leave=False,
                   bar_format="{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} images "

@@ -620,10 +620,10 @@ class OutputSet:
     def commit(self) -> None:
         """Swap the new set in: the old one is gone and the new one complete, or nothing changed.
         Files added to the old set while the run worked are moved into the new one, not deleted.
-        From here on a command-line process ignores Ctrl-C and SIGTERM (stopping.outputs_final)."""
-        from harness import stopping
+        From here on a command-line process ignores Ctrl-C and SIGTERM (process.outputs_final)."""
+        from harness import process
 
-        stopping.outputs_final()
+        process.outputs_final()
         try:
             if os.path.isdir(self.out_dir) and not os.path.islink(self.out_dir):
                 if not _exchange(self.staging, self.out_dir):
@@ -1083,18 +1083,23 @@ def read_long(out_dir: str, name: str) -> pd.DataFrame:
         frame = normalise(name, frame)
     except (TypeError, ValueError) as exc:
         raise HarnessError(f"{_where(out_dir)}: {name} holds values of the wrong type ({exception_text(exc)})") from None
-    if np.isinf(frame["distance"]).any():  # a run writes a number or nothing (a failed pair)
-        raise HarnessError(f"{_where(out_dir)}: {name} holds an infinite distance")
-    # Nothing, where a run writes a distance or (distances only) the error that stopped it: the
-    # figures and thresholds have no reading of such a row.
+    check_long(_where(out_dir), name, frame)
+    return frame
+
+
+def check_long(where: str, name: str, frame: pd.DataFrame) -> None:
+    """A long table's distances are as a run writes them (`where` names the table's home in the
+    message): a number or nothing (a failed pair, with its error), never infinite; and nothing only
+    where the row says what stopped it: the figures and thresholds have no reading of such a row."""
+    if np.isinf(frame["distance"]).any():
+        raise HarnessError(f"{where}: {name} holds an infinite distance")
     silent = frame["distance"].isna() & (frame["error"].eq("") if "error" in frame.columns else True)
     if silent.any():
         row = frame.loc[silent.idxmax()]
-        raise HarnessError(f"{_where(out_dir)}: {name} holds a row with no distance"
+        raise HarnessError(f"{where}: {name} holds a row with no distance"
                            + (" and no error" if "error" in frame.columns else "")
                            + f" (image {shown(row['image_id'])}, hasher {shown(row['hasher'])}); a run writes "
                            + ("one or the other" if "error" in frame.columns else "a distance on every row"))
-    return frame
 
 
 # Text columns of the small tables; the others (sizes, scores, maxima) read back as numbers.

@@ -821,10 +821,22 @@ def test_save_writes_the_tables_that_follow_from_the_frames_as_they_are(tmp_path
     saved = pd.read_csv(tmp_path / "out" / "table.csv", dtype=str)
     assert saved["pHash"].tolist() == ["40", "40"] and saved["aHash"].tolist() == before["aHash"].tolist()
     assert harness.load(tmp_path / "out").table["pHash"].tolist() == ["40", "40"]
-    results.distances = results.distances.drop(columns=["hasher"])
-    with pytest.raises(harness.HarnessError, match="the distances and impostors are not a run's tables any more"):
-        results.save(tmp_path / "broken")
-    assert not (tmp_path / "broken").exists()
+    results.distances = results.distances[results.distances["hasher"] == "pHash"]  # a hasher dropped: still a run's
+    results.save(tmp_path / "fewer")
+    assert pd.read_csv(tmp_path / "fewer" / "table.csv", dtype=str).columns.tolist() == ["family", "value", "label",
+                                                                                          "pHash"]
+    assert harness.load(tmp_path / "fewer").table["pHash"].tolist() == ["40", "40"]
+    # Edits that leave no run's tables are refused as load refuses them, before anything is written.
+    cut = results.distances.iloc[3:]  # an image's first rows gone
+    first = results.distances.index[0]
+    emptied = results.distances.assign(distance=results.distances["distance"].where(results.distances.index != first))
+    for edited, message in ((cut, "rows where another has 2"), (emptied, "holds a row with no distance and no "
+                                                                               "error"),
+                            (results.distances.drop(columns=["hasher"]), "does not list the hasher ''")):
+        results.distances = edited
+        with pytest.raises(harness.HarnessError, match=re.escape(message)):
+            results.save(tmp_path / "broken")
+        assert not (tmp_path / "broken").exists()
 
 
 @pytest.mark.parametrize("where", ["transform", "range", "hasher", "value"])

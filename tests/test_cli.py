@@ -478,7 +478,11 @@ def test_progress_to_a_log_file_is_a_line_a_minute_not_a_bar(tmp_path, capsys, m
     """With stderr a file or a pipe (`run ... 2> log`, nohup), tqdm's bar was off and a long job's
     log said nothing until its end; a bar there would be one line of carriage returns. A pass that
     lasts longer than LOG_EVERY writes whole lines, and a last one with its total; a shorter one
-    writes none (here LOG_EVERY is 0: a line per image)."""
+    writes none (here LOG_EVERY is 0: a line per image). Only in the command-line process (here
+    main() is called in this one, so it is marked as one): a Python session's progress=None stays a
+    bar on a terminal, else nothing."""
+    import harness
+    import harness.process
     import harness.runner
 
     folder = tmp_path / "imgs"
@@ -486,6 +490,7 @@ def test_progress_to_a_log_file_is_a_line_a_minute_not_a_bar(tmp_path, capsys, m
     for seed in range(3):
         cv2.imwrite(str(folder / f"p{seed}.png"), np.random.default_rng(seed).integers(0, 256, (40, 40, 3), np.uint8))
     config = write_config(tmp_path)
+    monkeypatch.setattr(harness.process, "_enabled", True)
     status, _, err = run_main(capsys, "run", config, "--images", str(folder), "--out", str(tmp_path / "short"),
                               "--no-cache")
     assert status == 0 and "images [" not in err  # shorter than a minute: no line
@@ -500,6 +505,9 @@ def test_progress_to_a_log_file_is_a_line_a_minute_not_a_bar(tmp_path, capsys, m
     status, _, err = run_main(capsys, "run", config, "--images", str(folder), "--out", str(tmp_path / "quiet"),
                               "--no-cache", "--quiet")
     assert status == 0 and "images [" not in err  # --quiet: none
+    monkeypatch.setattr(harness.process, "_enabled", False)
+    harness.evaluate(config, images=str(folder), progress=None)
+    assert capsys.readouterr().err == ""  # the API's None: no terminal, no progress
 
 
 def test_list_says_which_distance_maximum_is_no_bound(capsys):

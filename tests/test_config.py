@@ -48,10 +48,13 @@ def test_a_range_keeps_small_steps_and_has_no_negative_zero():
     small = parse(GOOD.replace("{start: 10, stop: 30, step: 10}", "{start: 1.0e-11, stop: 3.0e-11, step: 1.0e-11}")
                   .replace("jpeg: {quality: $value}", "gamma: {gamma: $value}"))
     assert [p.value for p in small.pairs[1:]] == [1e-11, 2e-11, 3e-11]
-    signed = parse(GOOD.replace("{start: 10, stop: 30, step: 10}", "{start: -0.6, stop: 0.6, step: 0.3}")
+    signed = parse(GOOD.replace("{start: 10, stop: 30, step: 10}", "{start: -0.9, stop: 0.3, step: 0.3}")
                    .replace("jpeg: {quality: $value}", "hue: {degrees: $value}"))
-    assert [p.value for p in signed.pairs[1:]] == [-0.6, -0.3, 0.0, 0.3, 0.6]
-    assert [p.label.rpartition(" ")[2] for p in signed.pairs[1:]] == ["-0.6", "-0.3", "0.0", "0.3", "0.6"]
+    assert [p.value for p in signed.pairs[1:]] == [-0.9, -0.6, -0.3, 0.0, 0.3]  # in binary -0.9 + 3 x 0.3 is -1.1e-16
+    assert [p.label.rpartition(" ")[2] for p in signed.pairs[1:]] == ["-0.9", "-0.6", "-0.3", "0.0", "0.3"]
+    with pytest.raises(ConfigError, match=r"sweeps\[1\]\.values\.step: step 1e-13 makes values that are the same number"):
+        parse(GOOD.replace("{start: 10, stop: 30, step: 10}", "{start: 1000, stop: 1000.0000000000005, step: 1.0e-13}")
+              .replace("jpeg: {quality: $value}", "hue: {degrees: $value}"))
 
 
 @pytest.mark.parametrize("values", ["[1, 1.0, 2]", "[0.0, -0.0]", "[2, 2]"])

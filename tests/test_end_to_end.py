@@ -114,7 +114,7 @@ def test_the_hash_cache_keys_hold_harness_code_but_its_report_modules():
     # The command line's modules too: an edit of what it prints invalidated every cache.
     assert everything - hashing == {"report.py", "summary.py", "figures.py", "markdown.py", "review.py",
                                     "leaks_report.py", "search.py", "leaks_search.py", "__main__.py", "commands.py",
-                                    "heap.py"}
+                                    "heap.py", "process.py"}
     assert {"imagework.py", "images.py", "runner.py", "cache.py", "hashing.py", os.path.join("hashers", "base.py"),
             os.path.join("transforms", "geometry.py")} <= hashing
     assert code_digest(hashing_only=True) != code_digest()

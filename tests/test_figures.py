@@ -1127,3 +1127,28 @@ def test_the_roc_figure_draws_a_rate_of_0_at_an_edge_labelled_0():
     assert all(b - a >= 1 / 3 - 1e-9 for a, b in zip(places, places[1:])), labels
     lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
     assert len(lines) == 2 and all(line.get_xdata()[0] == edge for line in lines)
+
+
+def test_a_fork_that_fails_leaves_the_signal_mask_as_it_was_and_draws_in_this_process(tmp_path, monkeypatch):
+    """The signals held for the fork stayed held when it failed: a Python session's Ctrl-C and
+    SIGTERM were blocked for the rest of it, and the report failed."""
+    import signal
+
+    from harness import report, storage
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(report, "can_fork", lambda: True)
+    monkeypatch.setattr(os, "fork", no_fork)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+    def figure():
+        made = plots._figure(dpi=30)
+        made.add_subplot().plot([0, 1], [1, 0])
+        return made
+
+    with storage.OutputSet(str(tmp_path / "out")) as output:
+        report.draw(output, [(f"f{k}.png", figure) for k in range(3)])
+        assert output.files() == ["f0.png", "f1.png", "f2.png"]
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before

@@ -361,12 +361,12 @@ def test_results_back_before_an_earlier_image_are_cached_when_the_run_stops(tmp_
 
 
 # A signal to this process just after an output set is swapped in (or just before, "before"), in the
-# command line's process (stopping enabled) or in a Python session's (not).
+# command line's process (process.enable) or in a Python session's (not).
 SIGNAL_AT_COMMIT = """
 import os, signal, sys
-from harness import stopping, storage
+from harness import process, storage
 if sys.argv[2] == "command line":
-    stopping.enable()
+    process.enable()
 try:
     with storage.OutputSet(sys.argv[1]) as output:
         output.write_text("a.txt", "done")

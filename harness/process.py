@@ -1,4 +1,8 @@
-"""How a command-line process answers Ctrl-C and SIGTERM once its outputs are in place: not at all.
+"""What the command-line process (`python -m harness`) does that a Python session using the API
+does not: it writes progress as lines where stderr is no terminal (runner.progress_bar: a log
+file's reader saw nothing until the end, where a notebook calling evaluate(progress=None) asked
+for a bar on a terminal only), and it answers Ctrl-C and SIGTERM, once its outputs are in place,
+not at all.
 
 Until an output set is swapped in (storage.OutputSet.commit), either signal stops the command and
 the set it was making is removed, the old one left as it was (`interrupted`, status 130). From the
@@ -6,7 +10,7 @@ swap on, the command's outcome is decided: its outputs are complete, and a signa
 old set is cleaned up, the table printed or the interpreter exits) made the command report an
 interruption of a run that had finished, or, once Python had restored the default handlers at
 exit, killed it silently with status 130 or 143. The Python API never changes its caller's
-signal handling: only `python -m harness` enables this (entry).
+signal handling or progress: only `python -m harness` enables these (entry).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ def enable() -> None:
     """Called once by the command-line process, before its command runs."""
     global _enabled
     _enabled = True
+
+
+def is_command_line() -> bool:
+    return _enabled
 
 
 def outputs_final() -> None:
