@@ -1008,7 +1008,8 @@ def roc_figure(distances: pd.DataFrame, impostors: pd.DataFrame, hashers: list[s
     # over a grid of log axes, and mathtext labels cost a parser. A decade closer to the edge than
     # a third of a decade would write its label over the "0".
     edge = floor / 2
-    ticks = [edge] + [10.0 ** d for d in range(int(np.floor(np.log10(edge))), 1) if 10.0 ** d >= edge * 10 ** (1 / 3)]
+    ticks = [edge] + [10.0 ** d for d in range(int(np.floor(np.log10(edge))), 1)
+                      if 10.0 ** d >= edge * 10 ** (1 / 3) or d == 0]  # 1, the right edge, always
     for ax, family in zip(axes, families):
         ax.set_xscale("log")  # the same x axis in every panel
         ax.set_xlim(edge, 1.0)

@@ -21,7 +21,9 @@ _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~$]|<(?=[A-Za-z/!?])|&(?=[#A-Za
 # the ':', the '.' or the '@' stops them, and renders as nothing.
 _AUTOLINK = re.compile(r"[A-Za-z0-9](:)//|(?<![A-Za-z0-9])[Ww][Ww][Ww](\.)|(@)")
 # What makes a block of a line's start: a heading, a list item, a setext underline, a quote.
-_BLOCK_START = re.compile(r"(#)#{0,5}(?: |$)|([-+])(?: |$)|\d{1,9}([.)])(?: |$)|(=)=*$|(-)-*$|(>)")
+# A line of dashes with spaces between ("-- -") is a thematic break too.
+_BLOCK_START = re.compile(r"(#)#{0,5}(?: |$)|([-+])(?: |$)|\d{1,9}([.)])(?: |$)|(=)=*$|(-)-*$"
+                          r"|(-)(?:[ \t]*-){2,}[ \t]*$|(>)")
 # Whitespace a line of prose may hold and that reads the same as one space: spaces and line
 # breaks (an error message of several lines). Every other invisible character is shown (visible).
 _SPACES = re.compile(r"[^\S\t\x0b\x0c\x1c-\x1f\x85\u2028\u2029]+")

@@ -39,7 +39,8 @@ class Range:
             return f"{'>' if self.open_low else '>='} {bound(self.low)}"
         if self.low is None:
             return f"{'<' if self.open_high else '<='} {bound(self.high)}"
-        return f"in {'(' if self.open_low else '['}{bound(self.low)}, {bound(self.high)}{')' if self.open_high else ']'}"
+        low, high = "(" if self.open_low else "[", ")" if self.open_high else "]"
+        return f"in {low}{bound(self.low)}, {bound(self.high)}{high}"
 
 
 def bound(number: float) -> str:

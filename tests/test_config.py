@@ -52,7 +52,7 @@ def test_a_range_keeps_small_steps_and_has_no_negative_zero():
                    .replace("jpeg: {quality: $value}", "hue: {degrees: $value}"))
     assert [p.value for p in signed.pairs[1:]] == [-0.9, -0.6, -0.3, 0.0, 0.3]  # in binary -0.9 + 3 x 0.3 is -1.1e-16
     assert [p.label.rpartition(" ")[2] for p in signed.pairs[1:]] == ["-0.9", "-0.6", "-0.3", "0.0", "0.3"]
-    with pytest.raises(ConfigError, match=r"sweeps\[1\]\.values\.step: step 1e-13 makes values that are the same number"):
+    with pytest.raises(ConfigError, match=r"sweeps\[1\]\.values\.step: step 1e-13 makes values that are the same "):
         parse(GOOD.replace("{start: 10, stop: 30, step: 10}", "{start: 1000, stop: 1000.0000000000005, step: 1.0e-13}")
               .replace("jpeg: {quality: $value}", "hue: {degrees: $value}"))
 

@@ -1127,6 +1127,10 @@ def test_the_roc_figure_draws_a_rate_of_0_at_an_edge_labelled_0():
     assert all(b - a >= 1 / 3 - 1e-9 for a, b in zip(places, places[1:])), labels
     lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
     assert len(lines) == 2 and all(line.get_xdata()[0] == edge for line in lines)
+    # one impostor pair a hasher: the edge is 0.5, a third of a decade from 1, which keeps its label
+    one = plots.roc_figure(results.distances, impostors.groupby("hasher").head(1), hasher_order(results.distances))
+    drawn(one)
+    assert [tick.get_text() for tick in one.axes[0].get_xticklabels()] == ["0", "1"]
 
 
 def test_a_fork_that_fails_leaves_the_signal_mask_as_it_was_and_draws_in_this_process(tmp_path, monkeypatch):

@@ -1286,6 +1286,7 @@ def test_md_leaves_no_markup():
 
     assert md("# big") == "\\# big" and md("- item") == "\\- item" and md("1. item") == "1\\. item"
     assert md("===") == "\\===" and md("---") == "\\---" and md("> quote") == "\\> quote"
+    assert md("-- -") == "\\-- -" and md("-  - -") == "\\- - -" and md("-- x") == "-- x"  # a break, spaced
     assert md("-0.5") == "-0.5" and md("1.5") == "1.5" and md("#tag") == "#tag"
     # Only what could open HTML is escaped, so that the source reads as the page: "pHash <= 12".
     assert md("pHash <= 12 & x > 2") == "pHash <= 12 & x > 2"

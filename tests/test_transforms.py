@@ -86,7 +86,8 @@ def test_scale_is_resize_by_integer_divisor(divisor, synthetic):
     assert np.array_equal(run("scale", synthetic, factor=1 / divisor), expected)
 
 
-@pytest.mark.parametrize("factor, size", [(0.57, (456, 342)), (0.29, (232, 174)), (0.41, (328, 246)), (1.15, (920, 690))])
+@pytest.mark.parametrize("factor, size", [(0.57, (456, 342)), (0.29, (232, 174)), (0.41, (328, 246)),
+                                          (1.15, (920, 690))])
 def test_scale_sizes_are_the_whole_numbers_of_the_product(factor, size):
     """800 x 0.57 is 455.99999999999994 in binary: int() made the image 455 px wide, one short, and
     0.29 cut the width (231) but not the height (174)."""

@@ -10,6 +10,7 @@ import numpy as np
 from harness.errors import shown
 from harness.params import Check, Doc, FileContent, Range, Stronger
 from harness.transforms import Color, Seed, TransformError, output_size, transform
+from harness.transforms.geometry import whole
 
 # Bit-exact across processors, every one (transforms.cpu_exact): drawing is integer, the blends were
 # unchanged without IPP or AVX, and the INTER_AREA resizes of overlay_image and screenshot too (measured).
@@ -185,7 +186,7 @@ def overlay_image(
     if height > rows:
         raise TransformError(f"a {width}x{height} overlay does not fit in a {cols}x{rows} image; use a smaller size")
     small = cv2.resize(overlay, (width, height), interpolation=cv2.INTER_AREA)
-    left, top = int((cols - width) * x), int((rows - height) * y)
+    left, top = whole((cols - width) * x), whole((rows - height) * y)  # as _window places its window
     out = image.copy()
     region = out[top:top + height, left:left + width]
     blended = region * (1 - opacity * small[..., 3:]) + (255 * opacity) * small[..., :3]
