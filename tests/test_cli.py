@@ -491,6 +491,9 @@ def test_progress_to_a_log_file_is_a_line_a_minute_not_a_bar(tmp_path, capsys, m
         cv2.imwrite(str(folder / f"p{seed}.png"), np.random.default_rng(seed).integers(0, 256, (40, 40, 3), np.uint8))
     config = write_config(tmp_path)
     monkeypatch.setattr(harness.process, "_enabled", True)
+    # Not its signal rule: SIG_IGN set in this test process outlived the test, and a later test's
+    # subprocess inherited an ignored SIGINT (its Ctrl-C test then ran to the end, status 0).
+    monkeypatch.setattr(harness.process, "outputs_final", lambda: None)
     status, _, err = run_main(capsys, "run", config, "--images", str(folder), "--out", str(tmp_path / "short"),
                               "--no-cache")
     assert status == 0 and "images [" not in err  # shorter than a minute: no line
