@@ -134,11 +134,8 @@ class Results:
             for name, frame in ((storage.DISTANCES, distances), (storage.IMPOSTORS, impostors)):
                 storage.check_long("<results>", name, frame)
             storage.check_listed("<results>", distances, impostors, self.images, self.hashers)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # frames edited into another shape
-            from harness.errors import exception_text
-
-            raise HarnessError(f"<results>: the distances and impostors are not a run's tables any more "
-                               f"({exception_text(exc)})") from None
+        except RESHAPED as exc:
+            raise not_run_tables("<results>", exc) from None
         return distances, impostors
 
     def __repr__(self) -> str:
@@ -390,11 +387,19 @@ def metrics_of(config: dict, distances: pd.DataFrame, impostors: pd.DataFrame, s
     impostor_spec = config_section("impostors", config.get("impostors"), source)
     try:
         return metrics.compute(distances, impostors, detection, impostor_spec)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # frames edited into another shape
-        from harness.errors import exception_text
+    except RESHAPED as exc:
+        raise not_run_tables(source, exc) from None
 
-        raise HarnessError(f"{source}: the distances and impostors are not a run's tables any more "
-                           f"({exception_text(exc)})") from None
+
+# What pandas raises on frames edited into another shape (a column dropped, text where numbers go).
+RESHAPED = (KeyError, TypeError, ValueError, AttributeError)
+
+
+def not_run_tables(source: str, exc: BaseException) -> HarnessError:
+    from harness.errors import exception_text
+
+    return HarnessError(f"{source}: the distances and impostors are not a run's tables any more "
+                        f"({exception_text(exc)})")
 
 
 # What the report reads from run.json, and the JSON type each must have (None: may be null).

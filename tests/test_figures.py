@@ -302,6 +302,17 @@ def fork():
     return pid
 os.fork = fork
 """
+# Whether each recorded copy was reaped by the time the script ends.
+COPIES_REAPED = """
+for pid in forks:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+        print("copy left running")
+    except ChildProcessError:
+        print("copy reaped")
+"""
+
+
 # A run in a process of its own (one thread, so the report may fork), saying how often it forked; with
 # "fail-in-copy", every figure the forked copy draws fails there (and only there).
 FORKING_RUN = RECORD_FORKS + """
@@ -382,13 +393,7 @@ with storage.OutputSet(sys.argv[1]) as output:
         print("error", exc.strerror)
 built = [int(pid) for pid in open(builders).read().split()] if os.path.exists(builders) else []
 print("built by the copy", sum(pid in forks for pid in built), "of", len(built))
-for pid in forks:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-        print("copy left running")
-    except ChildProcessError:
-        print("copy reaped")
-"""
+""" + COPIES_REAPED
 
 
 @pytest.mark.parametrize("mode", ["ok", "fail", "slow tables"])
@@ -451,18 +456,16 @@ def test_the_drawing_copy_dies_with_its_parent(tmp_path):
 
 # report.draw interrupted (SIGINT to itself) the moment the copy is forked, or while it waits for the
 # copy: the copy must be stopped before the staging folder goes, or it writes figures/ there again.
-INTERRUPTED_DRAW = """
-import os, signal, sys, time
+INTERRUPTED_DRAW = RECORD_FORKS + """
+import signal, sys, time
 from harness import figures, report, storage
-forks, real_fork, when = [], os.fork, sys.argv[2]
-def fork():
-    pid = real_fork()
-    if pid:
-        forks.append(pid)
-        if when == "at the fork":
-            os.kill(os.getpid(), signal.SIGINT)
+recorded, when = os.fork, sys.argv[2]
+def fork_then_interrupt():
+    pid = recorded()
+    if pid and when == "at the fork":
+        os.kill(os.getpid(), signal.SIGINT)
     return pid
-os.fork = fork
+os.fork = fork_then_interrupt
 def figure():
     time.sleep(0.3)
     made = figures._figure(dpi=30)
@@ -485,13 +488,7 @@ except KeyboardInterrupt:
     print("interrupted")
 time.sleep(2.5)  # longer than the copy would take to draw what is left
 print("staging left" if os.path.lexists(staging) else "staging gone")
-for pid in forks:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-        print("copy left running")
-    except ChildProcessError:
-        print("copy reaped")
-"""
+""" + COPIES_REAPED
 
 
 @pytest.mark.parametrize("when", ["at the fork", "while waiting"])
