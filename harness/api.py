@@ -141,9 +141,9 @@ class Results:
     def __repr__(self) -> str:
         name = self.config.get("name")  # a config's name has no length limit: a repr has one line
         return (f"Results({(shortened(name, 80) if isinstance(name, str) else name)!r}: "
-                f"{len(self.images)} images, "  # two files may share a stem
-                f"{len(self.metrics.table)} pairs, hashers {[shortened(h, 80) for h in self.hashers['hasher']]}, "
-                f"{len(self.impostors)} impostor distances, {self.failures} failures)")
+                f"{len(self.images):,} images, "  # two files may share a stem
+                f"{len(self.metrics.table):,} pairs, hashers {[shortened(h, 80) for h in self.hashers['hasher']]}, "
+                f"{len(self.impostors):,} impostor distances, {self.failures:,} failures)")
 
 
 def evaluate(config: ConfigArgument, *, images: ImagesArgument | None = None,

@@ -262,13 +262,13 @@ def summary_markdown(audit) -> str:
     if len(audit.groups):
         shown = audit.groups.head(50)
         groups = audit.groups["group"].nunique()
-        lines += ["## Groups of copies", "", f"{groups} {_plural(groups, 'group', 'groups')}, "
-                  f"{len(audit.groups)} files" + (" (the first 50 rows; groups.csv has them all)"
+        lines += ["## Groups of copies", "", f"{groups:,} {_plural(groups, 'group', 'groups')}, "
+                  f"{len(audit.groups):,} files" + (" (the first 50 rows; groups.csv has them all)"
                                                   if len(audit.groups) > 50 else "") + ".", "",
                   markdown_table(shown), ""]
     if len(audit.errors):
         count = len(audit.errors)
-        lines += ["## Problems", "", f"{count} {_plural(count, 'file or folder', 'files or folders')} could not be "
+        lines += ["## Problems", "", f"{count:,} {_plural(count, 'file or folder', 'files or folders')} could not be "
                   "read (a file hashed, a folder listed); each is a row of errors.csv.", "",
                   markdown_table(audit.errors.head(20)), ""]
     if audit.notes:

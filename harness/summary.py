@@ -32,7 +32,10 @@ def _format_cells(frame: pd.DataFrame) -> pd.DataFrame:
     for column in out.columns:
         if pd.api.types.is_float_dtype(out[column]):
             out[column] = [("" if not np.isfinite(v) else f"{v:.4g}") for v in out[column]]
-        elif out[column].hasnans:  # a nullable integer column's empty cells (false_matches_allowed of `fixed`)
+        elif pd.api.types.is_integer_dtype(out[column]):  # counts, with thousands separators as in the prose
+            # (a nullable integer column's empty cells, false_matches_allowed of `fixed`, stay empty)
+            out[column] = ["" if pd.isna(v) else f"{v:,}" for v in out[column]]
+        elif out[column].hasnans:
             out[column] = ["" if pd.isna(v) else str(v) for v in out[column]]
     return out
 
@@ -44,7 +47,7 @@ def answer_section(detection: dict) -> list[str]:
     at_chosen = thresholds[thresholds["operating_point"] == chosen]
     counts = sorted(set(at_chosen["impostor_pairs"].astype(int))) if len(at_chosen) else [0]
     # A hasher that failed on some images has fewer pairs than the others: say the range, not the most.
-    pairs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    pairs = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}"
     rate = detection["rate"]
     line = format_percent(min_tpr)
     lines = ["## The answer", "",
@@ -61,7 +64,7 @@ def answer_section(detection: dict) -> list[str]:
     def pooled(detected, pairs, low, high) -> str:
         """A family's pooled rate: its count, and the interval over images (copies of one image are
         not independent, so the interval is the images', wider than the pairs' would be)."""
-        return (f"{format_percent(detected / pairs if pairs else float('nan'), min_tpr)} ({detected} of {pairs}; "
+        return (f"{format_percent(detected / pairs if pairs else float('nan'), min_tpr)} ({detected:,} of {pairs:,}; "
                 f"95% CI {format_percent(low, min_tpr)[:-1]}–{format_percent(high, min_tpr)})")
 
     # Each family's rows, found once: a filter per family grows with the square of the families.
@@ -188,7 +191,7 @@ def hygiene_section(metrics) -> list[str]:
     if len(left):
         shown = left.head(20)
         lines += ["## Probable duplicates inside the collection", "",
-                  (f"{len(left)} pairs of *different* source images are as close as edited copies usually are "
+                  (f"{len(left):,} pairs of *different* source images are as close as edited copies usually are "
                    "and far closer than the rest of the impostor pairs: they are probably copies of one picture. "
                    if len(left) > 1 else
                    "1 pair of *different* source images is as close as edited copies usually are and far closer "
@@ -197,7 +200,7 @@ def hygiene_section(metrics) -> list[str]:
                   "`impostors: {duplicates: [[name, name], ...]}` (or set `impostors.exclude_below`) and run again:",
                   "", markdown_table(shown[["image", "other", "hashers", "flagged_by"]]), ""]
         if len(left) > len(shown):
-            lines += [f"... and {len(left) - len(shown)} more.", ""]
+            lines += [f"... and {len(left) - len(shown):,} more.", ""]
     if len(metrics.excluded):
         by_rule = metrics.excluded["excluded_by"].value_counts(sort=False)
         compare = metrics.thresholds[["hasher", "operating_point", "threshold"]].merge(
@@ -205,9 +208,9 @@ def hygiene_section(metrics) -> list[str]:
             on=["hasher", "operating_point"], suffixes=("", "_with_excluded"))
         copies = int(handled.sum())
         lines += ["## Impostor pairs excluded by the config", "",
-                  f"{len(metrics.excluded)} impostor distances were left out ("
-                  + ", ".join(f"{count} by {code(rule)}" for rule, count in by_rule.items()) + ")"
-                  + (f", among them those of {copies} {'pair' if copies == 1 else 'pairs'} of source images that look "
+                  f"{len(metrics.excluded):,} impostor distances were left out ("
+                  + ", ".join(f"{count:,} by {code(rule)}" for rule, count in by_rule.items()) + ")"
+                  + (f", among them those of {copies:,} {'pair' if copies == 1 else 'pairs'} of source images that look "
                      "like copies of one picture" if copies else "")
                   + ". The thresholds with and without them:", "",
                   markdown_table(_format_cells(compare)), ""]
@@ -223,7 +226,7 @@ def detection_sections(detection: dict) -> list[str]:
     overall = roc[roc["family"] == ALL_FAMILIES][["hasher", "auc", "eer", "genuine_pairs", "impostor_pairs"]]
     per_family = roc[roc["family"] != ALL_FAMILIES].pivot_table(index="family", columns="hasher", values="auc",
                                                                   sort=False).reset_index()
-    kind_text = "; ".join(f"{md(hasher)}: " + ", ".join(f"{count} {md(kind)}" for kind, count in counts.items())
+    kind_text = "; ".join(f"{md(hasher)}: " + ", ".join(f"{count:,} {md(kind)}" for kind, count in counts.items())
                           for hasher, counts in detection["kinds"].items())
     unreachable = sorted(set(thresholds.loc[thresholds["threshold"].isna(), "hasher"]))
     no_threshold_note = [f"An empty threshold ({md(', '.join(unreachable))}) means more impostor pairs than the rate "
@@ -243,7 +246,7 @@ def detection_sections(detection: dict) -> list[str]:
             "## The thresholds you gave", "",
             "Mean detection rate per family at the config's fixed thresholds ("
             + ", ".join(f"{md(r.hasher)} <= {format_number(r.threshold)}: false-positive rate {r.fpr_measured:.4g} "
-                        f"on {r.impostor_pairs} impostor pairs" for r in given.itertuples(index=False)) + "):", "",
+                        f"on {r.impostor_pairs:,} impostor pairs" for r in given.itertuples(index=False)) + "):", "",
             markdown_table(_format_cells(rates.reset_index())), ""]
     return fixed_rates + [
         "## Thresholds", "",
@@ -293,12 +296,12 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
     problems = results.errors
     if len(problems):
         shown = 20
-        lines += ["## Problems", "", f"{len(problems)} problems (every one is a row of `{ERRORS}`; the run "
+        lines += ["## Problems", "", f"{len(problems):,} problems (every one is a row of `{ERRORS}`; the run "
                   "went on without what failed):", ""]
         lines += [f"- {md(row.image)} ({md(row.stage)}): {md(row.reason)}"
                   for row in problems.head(shown).itertuples()]
         if len(problems) > shown:
-            lines.append(f"- ... and {len(problems) - shown} more in `{ERRORS}`")
+            lines.append(f"- ... and {len(problems) - shown:,} more in `{ERRORS}`")
         lines.append("")
     detection = detection_bundle(metrics, figures)
     if detection is not None:
@@ -388,7 +391,7 @@ def undrawable_lines(table: pd.DataFrame, hashers: list[str]) -> list[str]:
     if not missing:
         return []
     shown = " ".join(missing[:UNDRAWABLE_SHOWN]) + (" …" if len(missing) > UNDRAWABLE_SHOWN else "")
-    return [f"> **Characters the figures cannot draw:** {md(shown)} ({len(missing)} in all) are in no installed font "
+    return [f"> **Characters the figures cannot draw:** {md(shown)} ({len(missing):,} in all) are in no installed font "
             "that the figures use, so they show as empty boxes. Install a font that has them (on Debian, "
             "`fonts-noto-cjk` for Chinese, Japanese and Korean), delete matplotlib's list of fonts (the "
             "`fontlist-*.json` in the folder `python -c \"import matplotlib; print(matplotlib.get_cachedir())\"` "

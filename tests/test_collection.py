@@ -196,13 +196,29 @@ def test_the_answer_says_the_range_of_impostor_pairs_when_hashers_differ():
     verdicts = pd.DataFrame(columns=["family", "warning", "resolved"])
     per_hasher = pd.DataFrame(columns=["family", "hasher"])
     for counts, said in (([657, 657], "from 657 impostor pairs per hasher"),
-                         ([657, 457], "from 457 to 657 impostor pairs per hasher")):
+                         ([657, 457], "from 457 to 657 impostor pairs per hasher"),
+                         ([4203, 1040], "from 1,040 to 4,203 impostor pairs per hasher")):
         thresholds = pd.DataFrame({"hasher": ["a", "b"], "operating_point": "fpr=0.01", "impostor_pairs": counts,
                                    "threshold": 10.0, "resolved": True})
         text = "\n".join(answer_section({"verdicts": verdicts, "chosen": "fpr=0.01", "rate": 0.01, "min_tpr": 0.95,
                                          "thresholds": thresholds, "figures": {"matrix": "m", "detection": "d"},
                                          "hasher_verdicts": per_hasher, "families": []}))
         assert said in text, text[:400]
+
+
+def test_the_summary_writes_counts_with_thousands_separators_in_prose_and_tables():
+    """Counts read alike everywhere in the summary ("Images: 1,040" already had separators)."""
+    import pandas as pd
+
+    from harness.summary import _format_cells
+
+    frame = pd.DataFrame({"hasher": ["aHash", "pHash"], "impostor_pairs": [4203, 1234567],
+                          "false_matches_allowed": pd.array([42, None], dtype="Int64"),
+                          "fpr_measured": [0.009279, float("nan")], "resolved": [True, False]})
+    cells = _format_cells(frame)
+    assert list(cells["impostor_pairs"]) == ["4,203", "1,234,567"]
+    assert list(cells["false_matches_allowed"]) == ["42", ""]  # a nullable count's empty cell stays empty
+    assert list(cells["fpr_measured"]) == ["0.009279", ""] and list(cells["resolved"]) == [True, False]
 
 
 def test_one_image_with_a_given_threshold_says_it_is_not_scored():
