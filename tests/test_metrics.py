@@ -1,6 +1,7 @@
 """Detection metrics against hand-computed cases: ties, the too-few-pairs flag, intervals, AUC, EER."""
 
 import math
+import statistics
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,8 @@ def test_threshold_allows_floor_fpr_n_false_matches():
     point = threshold_at_fpr(IMPOSTOR, GENUINE, 0.1)
     assert (point.threshold, point.false_matches_allowed, point.false_matches) == (6.0, 1, 1)
     assert point.fpr_measured == 0.1 and point.resolved
+    # A copy AT the threshold is detected (0, 3 and 6), and shares the precision with the one false match.
+    assert (point.genuine_pairs, point.detected, point.precision_measured) == (6, 3, 0.75)
 
 
 def test_ties_are_never_split():
@@ -53,6 +56,10 @@ def test_fixed_threshold_counts_at_or_below():
 def test_wilson_interval_known_values():
     low, high = wilson_interval(8, 10)
     assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    # To the last digits the tables write (6 significant): z is the normal's 97.5% quantile, not 1.96.
+    z = statistics.NormalDist().inv_cdf(0.975)
+    centre, half = (0.8 + z * z / 20) / (1 + z * z / 10), z * math.sqrt(0.8 * 0.2 / 10 + z * z / 400) / (1 + z * z / 10)
+    assert (low, high) == (pytest.approx(centre - half, abs=1e-12), pytest.approx(centre + half, abs=1e-12))
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
     assert all(math.isnan(v) for v in wilson_interval(0, 0))
 

@@ -330,6 +330,10 @@ def test_suspicious_impostors_by_hand():
     far = pd.concat([distances, pd.DataFrame({"hasher": ["h1"], "distance": [20.0], "error": [""]})])
     assert suspicious_impostors(far, impostors, genuine_quantile=1.0)["bound"].tolist() == [
         pytest.approx(30 - 5 / 0.6745 * 3)]
+    # A pair AT the bound is flagged: with the farthest copy at 6 the bound is 6, and a pair at 6 is in.
+    at_bound = impostor_rows(rows + [["h1", "source", "", "", "a1", "d4", 6.0]])
+    flagged = suspicious_impostors(distances, at_bound, genuine_quantile=1.0)
+    assert flagged["distance"].tolist() == [2.0, 6.0] and flagged["bound"].tolist() == [6.0, 6.0]
 
 
 def test_probable_duplicates_groups_both_orders_and_kinds():
@@ -461,3 +465,41 @@ def test_the_summary_does_not_ask_to_list_duplicates_the_config_already_leaves_o
             "1 pair of source images that look like copies of one picture.") in text
     metrics.excluded = excluded.iloc[:0]
     assert "2 pairs of *different* source images" in "\n".join(hygiene_section(metrics))
+
+
+def test_listed_duplicates_leave_the_thresholds_and_roc_but_are_still_found(tmp_path):
+    """impostors.duplicates takes a pair out of every number made from impostors (thresholds and
+    ROC alike), while the search for probable duplicates still reads every impostor: the pair
+    stays listed, so the summary can say the config leaves it out."""
+    import cv2
+
+    from harness import evaluate
+    from harness.images import BUILTIN_IMAGES, load_builtin
+    from harness.metrics import ALL_FAMILIES, impostor_distances, roc_auc
+    from harness.transforms import apply_chain
+
+    paths = []
+    for name in BUILTIN_IMAGES[:8]:
+        paths.append(str(tmp_path / f"{name}.png"))
+        cv2.imwrite(paths[-1], load_builtin(name))
+    paths.append(str(tmp_path / "astronaut_copy.png"))
+    cv2.imwrite(paths[-1], apply_chain(load_builtin("astronaut"), [("jpeg", {"quality": 80})]))
+    config = {"name": "planted", "images": paths, "hashers": ["aHash", "pHash"],
+              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50, 30]},
+                         {"family": "blur", "b": {"blur": {"kernel": 3}}}]}
+    found = evaluate(config, progress=False)
+    listed = evaluate({**config, "impostors": {"duplicates": [["astronaut", "astronaut_copy"]]}}, progress=False)
+    for results in (found, listed):
+        assert [sorted(pair) for pair in zip(results.metrics.duplicates["image"], results.metrics.duplicates["other"])
+                ] == [["astronaut", "astronaut_copy"]]
+    assert len(found.metrics.excluded) == 0 and len(listed.metrics.excluded) > 0
+    for results, spec in ((found, ImpostorSpec()), (listed, ImpostorSpec(duplicates=(("astronaut", "astronaut_copy"),)))):
+        kept, _ = filter_impostors(results.impostors, spec)
+        for hasher in ("aHash", "pHash"):
+            impostor = impostor_distances(kept, hasher)
+            genuine = results.distances.query("hasher == @hasher and error == ''")["distance"].to_numpy(float)
+            roc = results.roc.set_index(["hasher", "family"]).loc[(hasher, ALL_FAMILIES)]
+            pairs = results.thresholds.query("hasher == @hasher")["impostor_pairs"].unique().tolist()
+            assert roc["impostor_pairs"] == len(impostor) and pairs == [len(impostor)]
+            assert roc["auc"] == pytest.approx(roc_auc(genuine, impostor), abs=1e-12)
+    assert listed.roc["impostor_pairs"].max() < found.roc["impostor_pairs"].max()
