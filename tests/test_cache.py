@@ -277,6 +277,23 @@ def test_a_cached_rerun_decodes_nothing(job, tmp_path, monkeypatch):
     assert same_tables(out, reference)
 
 
+def test_a_rerun_with_another_max_side_decodes_its_files_anew(tmp_path):
+    """A cached file is the image it decoded to under the run's reading rules, max_side among them: a
+    rerun on the same cache with another max_side (64, then none, then 64 again) gives what a run
+    without a cache gives, not the image decoded under the other limit."""
+    import harness
+
+    config = {"images": ["builtin:astronaut", "builtin:camera"], "hashers": ["pHash"],
+              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]}
+    cache = tmp_path / "c.sqlite"
+    for max_side in (64, None, 64):
+        cached = harness.evaluate({**config, "max_side": max_side}, cache=cache)
+        fresh = harness.evaluate({**config, "max_side": max_side})
+        assert cached.images.equals(fresh.images), max_side
+        assert cached.distances.equals(fresh.distances) and cached.impostors.equals(fresh.impostors), max_side
+        assert (cached.images["width"].max() == 64) == (max_side == 64)
+
+
 def test_two_runs_making_one_new_cache_at_once_share_it(tmp_path):
     """Another run is making the cache (its tables written, not yet committed) as this one opens it:
     this one waits and uses it. It used to find it empty, fail to make its tables ("table meta

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -22,7 +23,7 @@ import harness
 from harness.leaks import leak_config
 from harness.__main__ import main
 from harness.hashers import HASHERS
-from harness.leaks_search import agreement_rate, false_flag_range, source_pairs
+from harness.leaks_search import agreement_rate, false_flag_range, misses, source_pairs
 from harness.metrics import poisson_quantile, wilson_interval
 from harness.transforms import apply_chain
 from tests.conftest import ROOT, make_scene
@@ -578,6 +579,35 @@ def test_a_calibration_run_without_impostor_pairs_is_refused_saying_so(tmp_path,
                                 "of pHash to calibrate from (it has 1 image); calibrate with a run of many images")
 
 
+def test_a_calibration_leaves_out_the_impostor_pairs_its_run_excludes(tmp_path):
+    """A run whose collection holds a JPEG copy of the astronaut, listed as a duplicate of it: that pair
+    (distance 0) is no impostor pair, in the run's thresholds and in a calibration from it alike. Kept,
+    it would be a chance match at 0 in the audit's rate (and could move an fpr threshold)."""
+    from harness.images import load_source
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("astronaut", "camera", "coffee", "coins", "chelsea", "clock"):
+        pixels = load_source(f"builtin:{name}").pixels
+        cv2.imwrite(str(folder / f"{name}.png"), pixels)
+        if name == "astronaut":
+            cv2.imwrite(str(folder / "astronaut_copy.jpg"), pixels, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    run = tmp_path / "run"
+    harness.evaluate({"images": [str(folder)], "hashers": ["pHash"], "detection": {"fpr": [0.1]},
+                      "impostors": {"transformed": False, "duplicates": [["astronaut", "astronaut_copy"]]},
+                      "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]}).save(run)
+    results = harness.load(run)
+    assert len(results.metrics.excluded) == 1 and len(results.impostors) == 21  # 7 images: 21 pairs, 1 excluded
+    kept = results.impostors.drop(index=results.metrics.excluded.index)["distance"]
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", "builtin:astronaut", "--test", "builtin:camera", "--hashers", "pHash",
+                 "--calibration", str(run), "--fpr", "0.1", "--out", str(out), "--quiet"]) == 0
+    threshold = json.loads((out / "run.json").read_text())["thresholds"]["pHash"]
+    assert threshold == pd.read_csv(run / "thresholds.csv").set_index("operating_point").loc["fpr=0.1", "threshold"]
+    basis = pd.read_csv(out / "estimates.csv")["basis"].iloc[0]
+    assert basis.startswith(f"{(kept <= threshold).sum()} of 20 impostor pairs of the run"), basis
+
+
 def test_an_audit_never_replaces_its_calibration_run_and_its_config_names_where_it_is(no_copies, tmp_path, capsys):
     root = no_copies
     before = sorted(p.name for p in (root / "run").iterdir())
@@ -621,6 +651,26 @@ def test_fpr_on_data_holding_more_exact_copies_than_that_share_flags_them(tmp_pa
     assert json.loads((out / "run.json").read_text())["thresholds"] == {"pHash": 0.0}
     assert "3 of 4 test files have a copy in train" in (out / "summary.md").read_text()
     assert "0, flagging only identical hashes" in (out / "hashers.csv").read_text()
+
+
+def test_an_fpr_threshold_keeps_the_distance_at_which_exactly_that_share_is_flagged(tmp_path):
+    """fpr=0.2 of 10 pairs allows 2 flags, and exactly 2 test files are within distance 2 of the train file
+    (one at 1, one at 2; the next at 3): the threshold is 2, flagging those 2, "at most" the share. A
+    strict comparison (fewer than 2) gave 1, one copy short, with nothing over the share to show for it."""
+    (tmp_path / "train.csv").write_text("file,hash\na.png,0000000000000000\n")
+    near = ["0000000000000001", "0000000000000003", "0000000000000007"]  # distances 1, 2 and 3 from a.png
+    far = ["ffffffffffffffff", "00000000ffffffff", "ffffffff00000000", "0f0f0f0f0f0f0f0f", "f0f0f0f0f0f0f0f0",
+           "ff00ff00ff00ff00", "00ff00ff00ff00ff"]  # 32 or 64 from it
+    (tmp_path / "test.csv").write_text("file,hash\n" + "".join(f"t{k}.png,{h}\n" for k, h in enumerate(near + far)))
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                 "--hashers", "pHash", "--fpr", "0.2", "--out", str(out), "--quiet"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["thresholds"] == {"pHash": 2.0}
+    assert run["threshold_basis"]["pHash"].endswith("at most fpr=0.2 of the 10 pairs compared are flagged (2)")
+    estimates = pd.read_csv(out / "estimates.csv")
+    cross = estimates[(estimates["split_a"] == "train") & (estimates["split_b"] == "test")].iloc[0]
+    assert (cross["pairs_compared"], cross["pairs_flagged"]) == (10, 2)
 
 
 def test_the_python_api_gives_the_same_tables(planted, tmp_path):
@@ -1317,6 +1367,32 @@ def test_an_empty_misses_table_has_the_column_types_of_a_full_one():
         "copies": "int64", "missed": "int64", "miss_rate": "float64", "miss_low": "float64", "miss_high": "float64"}
 
 
+def calibrated(distances: dict) -> SimpleNamespace:
+    """What `misses` reads of a calibration run: its edited copies' distances ({image id: [distance of
+    each strength]}), one hasher (pHash), one family (jpeg)."""
+    rows = [("pHash", "jpeg", image, distance) for image, values in distances.items() for distance in values]
+    return SimpleNamespace(genuine=pd.DataFrame(rows, columns=["hasher", "family", "image_id", "distance"]))
+
+
+def test_a_copy_at_the_threshold_is_flagged_not_missed():
+    """Copies at 2, 4 and 6 with the threshold 4: the copy at 4 is flagged (a pair at or below the
+    threshold is), so only the one at 6 is missed."""
+    table = misses(None, {"pHash": 4.0}, calibrated({"a": [2.0], "b": [4.0], "c": [6.0]}))  # one hasher: no config
+    row = table.iloc[0]
+    assert (row["copies"], row["missed"], row["miss_rate"]) == (3, 1, 1 / 3)
+
+
+def test_the_miss_interval_counts_images_not_copies():
+    """Two images at three strengths each, threshold 4: 3 of the 6 copies are missed. The copies of one
+    image are not independent chances, so the interval is Wilson's over the 2 images (as if 1 of 2 were
+    missed), far wider than over 6 copies."""
+    table = misses(None, {"pHash": 4.0}, calibrated({"a": [1.0, 3.0, 9.0], "b": [2.0, 5.0, 7.0]}))
+    row = table.iloc[0]
+    assert (row["copies"], row["missed"], row["miss_rate"]) == (6, 3, 0.5)
+    assert (row["miss_low"], row["miss_high"]) == wilson_interval(1, 2)
+    assert (row["miss_low"], row["miss_high"]) != pytest.approx(wilson_interval(3, 6))
+
+
 def test_the_answer_of_one_split_counts_its_copies_without_more():
     """"0 more files are copies" read as if another count came first, where none does."""
     audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut", "builtin:coffee"]}, "hashers": ["pHash"],
@@ -1330,6 +1406,20 @@ def test_one_pair_compared_is_one_pair():
     audit = harness.find_leaks({"splits": {"train": ["builtin:astronaut"], "test": ["builtin:coffee"]},
                                 "hashers": ["pHash"], "threshold": 8})
     assert estimate_lines(audit) == ["train vs test: 0 of 1 pair flagged."]  # nothing said of flags it has not
+
+
+def test_the_pairs_compared_inside_a_split_are_its_pairs_of_different_files(tmp_path):
+    """n files of one split make n(n-1)/2 pairs (each file with each later one, never with itself): 3 in
+    train, 1 in test; across the splits 3 x 2. These counts scale the expected false flags."""
+    (tmp_path / "train.csv").write_text("file,hash\na.png,0000000000000000\nb.png,ffffffffffffffff\n"
+                                        "c.png,00000000ffffffff\n")
+    (tmp_path / "test.csv").write_text("file,hash\nd.png,0f0f0f0f0f0f0f0f\ne.png,ff00ff00ff00ff00\n")
+    out = tmp_path / "out"
+    assert main(["leaks", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                 "--hashers", "pHash", "--threshold", "4", "--out", str(out), "--quiet"]) == 0
+    estimates = pd.read_csv(out / "estimates.csv")
+    assert {(row.split_a, row.split_b): row.pairs_compared for row in estimates.itertuples()} == {
+        ("train", "train"): 3, ("train", "test"): 6, ("test", "test"): 1}
 
 
 def test_without_calibration_a_flag_may_be_false():
@@ -1546,6 +1636,20 @@ def test_max_flags_stops_the_search_near_that_many_pairs(tmp_path, capsys):
     # At threshold 0 no smaller one helps: the line says what does (it said "choose a smaller one").
     assert "these files share their hashes" in error and "raise max_flags (a key of the audit's config" in error
     assert peak < 50 << 20, f"{peak / 2**20:.0f} MB"
+
+
+def test_as_many_pairs_as_max_flags_are_audited(tmp_path):
+    """max_flags is the most pairs an audit holds: 5 identical hashes make 10 pairs, all within threshold 0,
+    and max_flags 10 audits them (one more pair than that is refused)."""
+    table = tmp_path / "same.csv"
+    table.write_text("file,hash\n" + "".join(f"{k}.png,00ff00ff00ff00ff\n" for k in range(5)))
+    for max_flags, code in ((10, 0), (9, 2)):
+        config = tmp_path / f"audit{max_flags}.yaml"
+        out = tmp_path / f"out{max_flags}"
+        config.write_text(yaml.safe_dump({"splits": {"train": [str(table)]}, "hashers": ["aHash"],
+                                          "threshold": {"aHash": 0}, "max_flags": max_flags, "output": str(out)}))
+        assert main(["leaks", str(config), "--quiet"]) == code, max_flags
+    assert pd.read_csv(tmp_path / "out10" / "estimates.csv")["pairs_flagged"].tolist() == [10]
 
 
 def test_an_fpr_threshold_of_0_says_near_copies_go_unflagged(tmp_path, capsys):

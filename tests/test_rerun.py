@@ -292,6 +292,21 @@ def test_a_weights_file_is_keyed_by_its_content(tmp_path):
     assert hasher_key(resnet, {}) != first
 
 
+def test_a_cache_key_follows_the_library_versions():
+    """A hash or a transformed image made under other versions of the libraries (OpenCV's resize, a
+    hasher's package) may differ: a cache shared across an upgrade must not serve it. The versions are in a
+    hasher's key, and (as the salt, their digest) in a transform chain's."""
+    from harness.hashers import HASHERS
+    from harness.runner import chain_key, hasher_key
+
+    phash = HASHERS.get("pHash")()
+    assert hasher_key(phash, {"opencv": "4.10.0"}) != hasher_key(phash, {"opencv": "4.11.0"})
+    assert hasher_key(phash, {"opencv": "4.10.0"}) == hasher_key(phash, {"opencv": "4.10.0"})
+    chain = (("jpeg", (("quality", 50),)),)
+    assert chain_key(chain, "salt a") != chain_key(chain, "salt b")
+    assert chain_key(chain, "salt a") == chain_key(chain, "salt a")
+
+
 def test_a_run_on_the_stand_in_image_saves_a_config_that_reruns_it(tmp_path):
     """Without the config's image, its freely licensed stand-in runs into OUTPUT-astronaut; the saved
     config names the stand-in and that directory, so it reruns the same tables there even once the
