@@ -402,6 +402,14 @@ def display_path(path: str) -> str:
     return path if path.isascii() else os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def utf8_text(path: str) -> str:
+    """A path of this system as the UTF-8 text of its bytes, whatever the locale: bytes that are not
+    UTF-8 as surrogate escapes (\\udcNN; display_path shows them as \\xNN). Under LC_ALL=C the
+    system names a file café.png with surrogates, under Latin-1 as cafÃ©.png; this is café.png under any.
+    Under a UTF-8 locale, the path itself."""
+    return path if path.isascii() else os.fsencode(path).decode("utf-8", "surrogateescape")
+
+
 def _open_without_waiting(path: str) -> int:
     """A descriptor to read `path` from, opened without blocking: a FIFO would wait for a writer."""
     return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)

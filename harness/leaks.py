@@ -33,6 +33,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _par
 from harness.errors import ConfigError, HarnessError, shown
 from harness.hashers.base import BitHasher
 from harness.hashing import Hashed, from_entries
-from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source, file_identity
+from harness.images import DEFAULT_MAX_PIXELS, display_path, expand_source, file_identity, utf8_text
 from harness.imagework import SOURCE, Plan
 from harness.schema import ERROR_COLUMNS
 
@@ -325,7 +326,7 @@ class HashTable:
     errors: list[dict]
     cwd: str | None = None  # the directory the audit that wrote it ran from, where it recorded it
     unusable_cwd: str | None = None  # a recorded directory that is no absolute path here (see _usable_cwd)
-    names: list[str] | None = None  # the files' names as the system gives them, where one is not text (raw_names)
+    names: list[str] | None = None  # the files' names as this system gives them (_system_names)
     recorded: bool = True  # whether an audit's record (HASH_TABLE_KEY) is in it
     notes: list[str] | None = None  # each file's conversions as its audit read it ("" for none); None: not recorded
 
@@ -388,38 +389,87 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
             raise HarnessError(f"{shown_path}: row {k + first}: hash {shown(texts[k])} sets bits past the "
                                f"{int(hasher.distance_max)} bits of {hasher_id} (its last {spare} bits must be 0)")
     cwd = recorded.get("cwd")
-    usable = cwd is None or _usable_cwd(cwd)
+    here_cwd = None if cwd is None else system_name(cwd)  # None also where this system cannot name it
+    usable = cwd is None or (here_cwd is not None and _usable_cwd(here_cwd))
     notes = recorded.get("notes")
     if notes is not None and any(int(key) >= len(files) for key in notes):
         raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata records notes of a row the table does not "
                            "have; write the table again without it")
-    return HashTable(files, rows, [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])],
-                     cwd if usable else None, None if usable else cwd, _raw_names(shown_path, files, recorded, first),
-                     HASH_TABLE_KEY in metadata,
-                     None if notes is None else [notes.get(str(k), "") for k in range(len(files))])
+    errors = [{c: row[c] for c in ERROR_COLUMNS} for row in recorded.get("errors", [])]
+    notes = None if notes is None else [notes.get(str(k), "") for k in range(len(files))]
+    names = _system_names(shown_path, files, recorded, first)
+    unnamed = [k for k, name in enumerate(names) if name is None]
+    if unnamed:  # a name this system cannot hold (a Windows reader, bytes that are not UTF-8): compared with nothing
+        kept = [k for k, name in enumerate(names) if name is not None]
+        errors += [{"image": files[k], "image_id": "", "stage": "read",
+                    "reason": f"row {k + first} of {shown_path}: its name cannot be a file name on this system "
+                              f"(file system encoding {sys.getfilesystemencoding()}), so its hash is not compared"}
+                   for k in unnamed]
+        files, rows, names = [files[k] for k in kept], rows[kept], [names[k] for k in kept]
+        notes = None if notes is None else [notes[k] for k in kept]
+        if not files:
+            raise HarnessError(f"{shown_path}: no name of the hash table can be a file name on this system "
+                               f"(file system encoding {sys.getfilesystemencoding()})")
+    return HashTable(files, rows, errors, here_cwd if usable else None, None if usable else cwd, names,
+                     HASH_TABLE_KEY in metadata, notes)
 
 
-def _raw_names(shown_path: str, files: list[str], recorded: dict, first: int) -> list[str] | None:
-    """The files' names as the system gives them, where the audit that wrote the table recorded the
-    bytes of a name that is not valid UTF-8 (`raw_names`: row -> hexadecimal bytes): the table
-    shows such a name with \\xNN escapes, which a file may also be named literally, so the text
-    alone named another file, or none. None where it recorded none. A recorded name must show as
-    its row's text, or the table is refused."""
-    raw = recorded.get("raw_names")
-    if raw is None:
-        return None
-    names = list(files)
-    for key, hexed in raw.items():
+def _system_names(shown_path: str, files: list[str], recorded: dict, first: int) -> list[str | None]:
+    """The files' names as this system gives them (os.fsdecode of their bytes), whatever the locale of
+    the audit that wrote the table and of this one. A table's `file` is the text its name's bytes are
+    as UTF-8 (display_path); a name that is not valid UTF-8 shows its bytes as \\xNN escapes, which a
+    file may also be named literally, so the audit that wrote it recorded those bytes (`raw_names`: row
+    -> hexadecimal bytes). A name is converted text -> bytes (UTF-8, or the recorded bytes) -> this
+    system's text: read as text, a name the writer kept as UTF-8 was encoded again with this locale's
+    codec (ASCII under LC_ALL=C: a crash; Latin-1: another file's name). None for a name this system
+    cannot hold. A recorded name must show as its row's text, or the table is refused."""
+    names: list[str | None] = [system_name(text) for text in files]
+    for key, hexed in recorded.get("raw_names", {}).items():
         row = int(key)
         try:
-            name = os.fsdecode(bytes.fromhex(hexed)) if row < len(files) else None
+            data = bytes.fromhex(hexed) if row < len(files) else None
         except ValueError:
-            name = None
-        if name is None or display_path(name) != files[row]:
+            data = None
+        if data is None or data.decode("utf-8", "backslashreplace") != files[row]:
             raise HarnessError(f"{shown_path}: its {HASH_TABLE_KEY} metadata records the bytes of row {row + first}'s "
                                "name as something that does not show as that name; write the table again without it")
-        names[row] = name
+        names[row] = _fsdecoded(data)
     return names
+
+
+def _fsdecoded(data: bytes) -> str | None:
+    try:
+        return os.fsdecode(data)
+    except UnicodeDecodeError:  # only where the file system encoding has no surrogateescape (Windows)
+        return None
+
+
+def system_name(text: str) -> str | None:
+    """A name a hash table records as text (a file's, or its `cwd`), as this system names it: its
+    text is the UTF-8 of the name's bytes, undecodable bytes as surrogate escapes (utf8_text),
+    whatever the locale it was written under; tables that older versions wrote under another
+    locale than UTF-8 are read so too (they almost always were written under UTF-8). None where
+    this system cannot name it. Under a UTF-8 locale, the text itself."""
+    if text.isascii():
+        return text
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return None
+    return _fsdecoded(data)
+
+
+def _not_utf8(name: str) -> bytes | None:
+    """The bytes of a name of this system that are not valid UTF-8, which a table can only show
+    with \\xNN escapes (so it records them: raw_names); None for a name whose bytes are."""
+    if name.isascii():
+        return None
+    data = os.fsencode(name)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    return None
 
 
 def _usable_cwd(cwd: str) -> bool:
@@ -433,14 +483,17 @@ def hash_table_metadata(hasher_id: str, spec: dict, errors: list[dict], cwd: str
                         names: list[str] = (), notes: list[str] = ()) -> dict[str, str]:
     """The key-value metadata of a hash table the audit writes: the hasher that made its hashes (its
     id and `spec()`), the rows of errors.csv of its split, the directory its relative file names
-    are relative to (`cwd`; None, where they are relative to several, records none), the bytes
-    of each name (`names`, as the system gives them) that is not valid UTF-8 (`raw_names`, by row:
-    the table can only show it with \\xNN escapes), and each file's conversions as it was read
-    (`notes`, by row, those that have some), which an audit from the table shows as this one did."""
-    raw = {str(k): os.fsencode(name).hex() for k, name in enumerate(names) if display_path(name) != name}
+    are relative to (`cwd`, as the UTF-8 text of its bytes: utf8_text; None, where they are relative
+    to several, records none), the bytes of each name (`names`, as the system gives them) that is not
+    valid UTF-8 (`raw_names`, by row: the table can only show it with \\xNN escapes), and each file's
+    conversions as it was read (`notes`, by row, those that have some), which an audit from the table
+    shows as this one did. Names and directory are recorded as their bytes are, whatever this locale:
+    an audit under another reads them back (_system_names)"""
+    raw = {str(k): data.hex() for k, name in enumerate(names) if (data := _not_utf8(name)) is not None}
     # Always written, empty too: a table without the key (another tool's, an older audit's) recorded none.
     noted = {str(k): note for k, note in enumerate(notes) if note}
-    record = {**_hasher_record(hasher_id, spec), "errors": errors, **({"cwd": cwd} if cwd is not None else {}),
+    record = {**_hasher_record(hasher_id, spec), "errors": errors,
+              **({"cwd": utf8_text(cwd)} if cwd is not None else {}),
               **({"raw_names": raw} if raw else {}), "notes": noted}
     return {HASH_TABLE_KEY: json.dumps(record, sort_keys=True)}
 

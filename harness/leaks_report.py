@@ -74,12 +74,16 @@ def _listed(names: list[str]) -> str:
 
 
 def _named_pairs(audit):
-    """The flagged pairs with each file as the system names it (audit.raw_names: the review page marks
-    bytes that are not UTF-8 as escapes, where the tables' \\xNN text looks like a name holding a
-    backslash), and each such file's thumbnail, made from the file read for it."""
+    """The flagged pairs with each file as the system names it (audit.raw_names), as UTF-8 reads its
+    bytes (the review page marks bytes that are not UTF-8 as escapes, where the tables' \\xNN text
+    looks like a name holding a backslash), and each such file's thumbnail, made from the file read for it."""
+    from harness.images import utf8_text
     from harness.review import NOT_FOUND, image_thumbnail
 
-    pairs, raw = audit.pairs, audit.raw_names
+    pairs = audit.pairs
+    # As UTF-8 reads the name's bytes, whatever the locale (under LC_ALL=C the system names café.png
+    # with surrogates, which the page showed as \\xNN escapes): escapes for bytes that are not UTF-8 only.
+    raw = {key: utf8_text(name) for key, name in audit.raw_names.items()}
     if raw:
         pairs = pairs.copy()
         for side in "ab":  # as objects: Arrow's text, pandas' default, holds no surrogate

@@ -1486,6 +1486,124 @@ def test_the_review_page_marks_the_bytes_of_a_name_that_is_not_utf8(tmp_path):
         assert pd.read_csv(out / "leaks.csv")["file_b"].tolist() == [str(tmp_path / "test" / "copy\\xff.png")]
 
 
+def harness_under(locale: str, argv: list, cwd) -> subprocess.CompletedProcess:
+    """`python -m harness ARGV` in a subprocess under `locale` as the system's (LC_ALL), neither
+    coerced to C.UTF-8 nor in UTF-8 mode: under C, Python's file-system encoding is ASCII."""
+    env = {**os.environ, "LC_ALL": locale, "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "1" if locale == "UTF-8" else "0",
+           "PYTHONPATH": ROOT}
+    if locale == "UTF-8":
+        env["LC_ALL"] = "C.UTF-8"
+    return subprocess.run([sys.executable, "-m", "harness", *map(str, argv)], cwd=cwd, env=env, capture_output=True,
+                          timeout=600)
+
+
+def _latin1_locale() -> str | None:
+    """A Latin-1 locale this machine has (Debian's have only C, C.UTF-8 and POSIX by default)."""
+    for name in ("de_DE.ISO-8859-1", "de_DE.iso88591", "en_US.ISO-8859-1", "en_US.iso88591"):
+        done = subprocess.run([sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"],
+                              env={**os.environ, "LC_ALL": name, "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"},
+                              capture_output=True, text=True, timeout=60)
+        if done.stdout.strip() in ("iso8859-1", "latin-1"):
+            return name
+    return None
+
+
+@pytest.mark.parametrize("folder", ["project", "proj\u00e4"])
+@pytest.mark.parametrize("locale", ["C", "latin-1"])
+def test_a_hash_table_names_its_files_by_their_bytes_under_any_locale(tmp_path, locale, folder):
+    """A table written under UTF-8 names café.png and cоpy.png (Cyrillic о) as UTF-8 text. Read under
+    LC_ALL=C (ASCII file names) the text was encoded again with ASCII: a crash ("a bug in harness");
+    under Latin-1, café.png named caf\\xe9.png, a file that is not there, "moved or deleted". An audit
+    from the table under any locale finds those files, lists them by their bytes, records them in
+    its own tables as the first did, and shows them on the review page as text, not \\xNN escapes."""
+    if locale != "C":
+        locale = _latin1_locale()
+        if locale is None:
+            pytest.skip("no Latin-1 locale on this machine")
+    photo, other, third = (cv2.imencode(".png", make_scene(seed, 64, 64))[1].tobytes() for seed in (11, 12, 13))
+    project = os.path.join(os.fsencode(tmp_path), folder.encode())  # the directory the first audit ran from
+    files = {b"train/caf\xc3\xa9.png": photo, b"train/b.png": other, b"test/c\xd0\xbepy.png": photo,
+             b"test/odd\xff.png": third}
+    for name, data in files.items():
+        os.makedirs(os.path.dirname(os.path.join(project, name)), exist_ok=True)
+        with open(os.path.join(project, name), "wb") as handle:
+            handle.write(data)
+    first = harness_under("UTF-8", ["leaks", "--train", "train", "--test", "test", "--hashers", "pHash",
+                                    "--threshold", "4", "--no-cache", "--out", "first", "--quiet"], project)
+    assert first.returncode == 0, first.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for split in ("train", "test"):
+        shutil.copy(os.path.join(project, b"first", b"hashes", f"{split}.pHash.parquet".encode()),
+                    elsewhere / f"{split}.parquet")
+    tables = {split: pq.read_table(elsewhere / f"{split}.parquet") for split in ("train", "test")}
+    assert tables["train"]["file"].to_pylist() == ["train/b.png", "train/caf\u00e9.png"]
+
+    # Run elsewhere: the names are read relative to the first audit's directory (its recorded cwd).
+    second = harness_under(locale, ["leaks", "--train", "train.parquet", "--test", "test.parquet", "--hashers",
+                                    "pHash", "--threshold", "4", "--no-cache", "--out", "second", "--quiet"], elsewhere)
+    assert second.returncode == 0, second.stderr
+    assert b"moved or deleted" not in second.stderr and b"not found" not in second.stderr, second.stderr
+    out = elsewhere / "second"
+    assert (out / "clean" / "train.txt").read_bytes().splitlines() == [os.path.join(project, b"train/b.png"),
+                                                                     os.path.join(project, b"train/caf\xc3\xa9.png")]
+    assert (out / "clean" / "test.txt").read_bytes().splitlines() == [os.path.join(project, b"test/odd\xff.png")]
+    assert pd.read_csv(out / "leaks.csv")[["file_a", "file_b"]].values.tolist() == [["train/caf\u00e9.png",
+                                                                                    "test/c\u043epy.png"]]
+    page = (out / "review.html").read_text(encoding="utf-8")
+    assert page.count("<img") == 2 and '<span class="name">caf\u00e9.png</span>' in page
+    assert '<span class="name">c\u043epy.png</span>' in page and "\\xc3" not in page and "\\xd0" not in page
+    # Its tables record the names and the first audit's directory as the first audit's did.
+    for split, table in tables.items():
+        again = pq.read_table(out / "hashes" / f"{split}.pHash.parquet")
+        assert again.equals(table) and again.schema.metadata == table.schema.metadata
+
+    # Run from the first audit's directory: the names are found from here, and clean lists name them as given.
+    third = harness_under(locale, ["leaks", "--train", "first/hashes/train.pHash.parquet", "--test",
+                                   "first/hashes/test.pHash.parquet", "--hashers", "pHash", "--threshold", "4",
+                                   "--no-cache", "--out", elsewhere / "third", "--quiet"], project)
+    assert third.returncode == 0, third.stderr
+    assert (elsewhere / "third" / "clean" / "train.txt").read_bytes() == b"train/b.png\ntrain/caf\xc3\xa9.png\n"
+    assert (elsewhere / "third" / "clean" / "test.txt").read_bytes() == b"test/odd\xff.png\n"
+    for split, table in tables.items():  # its directory, the same as the first's, recorded as UTF-8 text too
+        assert pq.read_schema(elsewhere / "third" / "hashes" / f"{split}.pHash.parquet").metadata == \
+            table.schema.metadata
+
+    # An audit of the images themselves shows them on its review page as text too (was: caf\\xc3\\xa9.png).
+    fourth = harness_under(locale, ["leaks", "--train", "train", "--test", "test", "--hashers", "pHash", "--threshold",
+                                    "4", "--no-cache", "--out", elsewhere / "fourth", "--quiet"], project)
+    assert fourth.returncode == 0, fourth.stderr
+    page = (elsewhere / "fourth" / "review.html").read_text(encoding="utf-8")
+    assert page.count("<img") == 2 and '<span class="name">caf\u00e9.png</span>' in page
+    assert (elsewhere / "fourth" / "clean" / "train.txt").read_bytes() == b"train/b.png\ntrain/caf\xc3\xa9.png\n"
+
+
+def test_a_name_this_system_cannot_hold_is_a_row_of_errors(tmp_path, capsys, monkeypatch):
+    """Where the file-system encoding cannot hold a table's name (on Windows, bytes that are not
+    UTF-8), that file is compared with nothing: a row of errors.csv, not a crash nor another file."""
+    import harness.leaks
+
+    photo = cv2.imencode(".png", make_scene(11, 64, 64))[1].tobytes()
+    for split, name in (("train", b"a.png"), ("test", b"copy\xff.png"), ("test", b"b.png")):
+        os.makedirs(os.fsencode(tmp_path / split), exist_ok=True)
+        with open(os.path.join(os.fsencode(tmp_path / split), name), "wb") as handle:
+            handle.write(photo if split == "train" else cv2.imencode(".png", make_scene(12, 64, 64))[1].tobytes())
+    first = tmp_path / "first"
+    assert main(["leaks", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--hashers", "pHash",
+                 "--threshold", "4", "--out", str(first), "--quiet"]) == 0
+    fsdecoded = harness.leaks._fsdecoded
+    monkeypatch.setattr(harness.leaks, "_fsdecoded", lambda data: None if b"\xff" in data else fsdecoded(data))
+    second = tmp_path / "second"
+    assert main(["leaks", "--train", str(first / "hashes" / "train.pHash.parquet"), "--test",
+                 str(first / "hashes" / "test.pHash.parquet"), "--hashers", "pHash", "--threshold", "4",
+                 "--out", str(second), "--quiet"]) == 1
+    capsys.readouterr()
+    errors = pd.read_csv(second / "errors.csv")
+    assert errors["image"].tolist() == [str(tmp_path / "test" / "copy\\xff.png")]
+    assert "its name cannot be a file name on this system" in errors["reason"][0]
+    assert (second / "clean" / "test.txt").read_bytes() == os.fsencode(tmp_path / "test" / "b.png") + b"\n"
+
+
 def test_the_warning_first_reads_the_flags_the_answer_counts():
     """With several hashers the answer counts the agreement's flags: one hasher's chance matches
     alone must not put the warning above an answer whose own flags are mostly copies."""
