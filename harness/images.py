@@ -75,6 +75,7 @@ import struct
 import sys
 import tempfile
 import threading
+import unicodedata
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -154,8 +155,8 @@ def expand_source(entry: str, unlisted: list | None = None, notes: list | None =
     if os.path.isdir(entry):
         files = _walk(entry, unlisted=unlisted, links=links)
         links = [link for link in links if not _listed_by(link, given)]
-        found = sorted(path for path in files if has_image_extension(path))
-        other = sorted(path for path in files if not has_image_extension(path))
+        found = sorted((path for path in files if has_image_extension(path)), key=listing_order)
+        other = sorted((path for path in files if not has_image_extension(path)), key=listing_order)
         if not found and len(unlisted or ()) == skipped:
             raise ValueError(f"no image files in directory '{clipped(display_path(entry), PATH_MAX)}'"
                              + (f" ({without_extension_note(entry, other)})" if other else "")
@@ -297,7 +298,16 @@ def _glob(pattern: str, unlisted: list | None = None, links: list | None = None)
         relative = Path(os.path.relpath(path, root)).parts
         if _matches(wanted, relative):
             found.append(str(Path(root, *relative)))
-    return sorted(found)
+    return sorted(found, key=listing_order)
+
+
+def listing_order(path: str) -> tuple[str, str]:
+    """The order a folder's or a pattern's files are listed in: by name as Unicode's composed form
+    (NFC) writes it, then as the file system does. A file system that stores names decomposed (NFD:
+    macOS's, or files copied from it) lists 'e' + U+0301 for 'é', which sorted among the e's where
+    the composed name sorts after every ASCII letter: the same photographs in another order, and so
+    another seeded sample of impostors and other thresholds. ASCII names keep their plain order."""
+    return unicodedata.normalize("NFC", path), path
 
 
 def glob_root(pattern: str) -> tuple[str, tuple[str, ...]]:

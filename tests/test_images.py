@@ -1148,3 +1148,22 @@ def test_turning_an_image_upright_gives_the_views_pixels(channels):
     for orientation, view in views.items():
         upright = images._UPRIGHT[orientation](pixels)
         assert upright.dtype == pixels.dtype and np.array_equal(upright, view(pixels)), orientation
+
+
+def test_a_folder_lists_composed_and_decomposed_names_in_one_order(tmp_path):
+    """The same files named in Unicode's composed form (NFC: 'é') and decomposed (NFD: 'e' + U+0301,
+    as macOS stores names) are listed in one order, so a run's seeded impostor sample, and its
+    thresholds, do not follow how the file system stores names."""
+    import unicodedata
+
+    from harness.images import expand_source
+
+    names = ["apple.png", "éclair.png", "egg.png", "zebra.png", "Zürich.png"]
+    listed = {}
+    for form in ("NFC", "NFD"):
+        folder = tmp_path / form
+        folder.mkdir()
+        for name in names:
+            (folder / unicodedata.normalize(form, name)).write_bytes(b"")
+        listed[form] = [unicodedata.normalize("NFC", os.path.basename(path)) for path in expand_source(str(folder))]
+    assert listed["NFC"] == listed["NFD"] == sorted(names)
