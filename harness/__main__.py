@@ -305,6 +305,16 @@ def _terminate_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, terminated)
 
 
+def _writable_output() -> None:
+    """Text the terminal's encoding cannot write (a label 'Qualité' under LC_ALL=C or
+    PYTHONIOENCODING=ascii) is printed with backslash escapes: it had ended a finished run with
+    exit 3, "a bug in harness", after every output was written."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # a replaced stream may have none
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def entry() -> int:
     """The command line as a process (`python -m harness`, the `harness` script): main(), then exit quickly."""
     # The cyclic collector runs every GC_YOUNG net new container objects: at Python's 700 it ran
@@ -313,6 +323,7 @@ def entry() -> int:
     # Python API leaves its caller's collector alone).
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
     _terminate_as_interrupt()
+    _writable_output()
     from harness import process
 
     process.enable()

@@ -218,7 +218,8 @@ def image_pass(config: ConfigArgument, *, images: ImagesArgument | None = None,
     passed = runner.image_pass(parsed, skip_unavailable=not strict, progress=progress, cache_path=cache,
                                workers=workers, scheduler=scheduler, output=output, advice=strict_advice)
     return Evaluation(passed, {**started, "engine": passed.engine,
-                               "cpu_inexact_transforms": passed.cpu_inexact_transforms}, cache)
+                               "cpu_inexact_transforms": passed.cpu_inexact_transforms,
+                               "files_read": passed.files_read}, cache)
 
 
 def resolve_config(config, images=None, hashers=None):

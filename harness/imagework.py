@@ -95,7 +95,7 @@ def plan_files(hashers: tuple[HasherSpec, ...],
     """(config key, path, digest of its content here) of each file the hashers' and chains' parameters
     name (runner.read_files digests the same for the cache keys)."""
     from harness.hashers import HASHERS
-    from harness.params import file_params, param_specs
+    from harness.params import file_params, files_read, param_specs
     from harness.provenance import file_digest
     from harness.transforms import TRANSFORMS
 
@@ -104,7 +104,7 @@ def plan_files(hashers: tuple[HasherSpec, ...],
         target = HASHERS.get(spec.name)
         # with its defaults, as the key's hasher.spec() has them (a default path is a file too)
         params = {p.name: p.default for p in param_specs(target)} | dict(spec.params)
-        named += [(f"{name} of hasher {spec.id}", path) for name, path in file_params(target, params)]
+        named += [(f"{name} of hasher {spec.id}", path) for name, path in files_read(target, params)]
     for chain in chains:
         for step, params in chain:
             named += [(f"{name} of {step}", path) for name, path in file_params(TRANSFORMS.get(step), dict(params))]

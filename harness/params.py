@@ -153,6 +153,14 @@ def file_params(target: Callable | type, params: dict) -> list[tuple[str, str]]:
             if spec.reads_file is not None and spec.reads_file.is_path(params.get(spec.name))]
 
 
+def files_read(target: Callable | type, params: dict) -> list[tuple[str, str]]:
+    """(name, path) of each file the transform or hasher `target` makes its result from with `params`:
+    its own `files_read(params)` where it has one (a CNN's ImageNet weights in Keras' cache, loaded
+    by their path), else file_params'."""
+    own = getattr(target, "files_read", None)
+    return own(params) if own is not None else file_params(target, params)
+
+
 def _spec(name: str, hint, default) -> ParamSpec:
     rng, doc, stronger, reads_file, check = None, "", None, None, None
     if typing.get_origin(hint) is Annotated:

@@ -145,7 +145,20 @@ def provenance() -> dict:
         "git": git_state(),
         "versions": versions(),
         "cpu": cpu_features(),
+        "text": text_environment(),
     }
+
+
+def text_environment() -> dict:
+    """How this process turns file names and printed text into bytes: its locale and Python's
+    encodings. File names a run records (and the names in a hash table) are text decoded with the
+    file-system encoding, so two runs under different ones can name the same file differently."""
+    import locale
+
+    variables = {name: os.environ[name] for name in ("LANG", "LC_ALL", "LC_CTYPE", "PYTHONUTF8", "PYTHONIOENCODING")
+                 if name in os.environ}
+    return {"filesystem_encoding": sys.getfilesystemencoding(), "preferred_encoding": locale.getpreferredencoding(False),
+            "stdout_encoding": getattr(sys.stdout, "encoding", None), "environment": variables}
 
 
 def result_versions() -> dict:

@@ -111,10 +111,10 @@ def inexact_steps(chains) -> list[str]:
 def read_files(target, params: dict) -> list[str]:
     """Digests of the files a transform's or hasher's parameters name for their content (FileContent):
     a result is keyed by what it was made from, not by a path whose file may be replaced."""
-    from harness.params import file_params
+    from harness.params import files_read
     from harness.provenance import file_digest
 
-    return [file_digest(path) for _, path in file_params(target, params)]
+    return [file_digest(path) for _, path in files_read(target, params)]
 
 
 def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict, advice: str = ""):
@@ -134,6 +134,8 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict, advi
             if not skip_unavailable:
                 raise UnavailableError(f"{where}: {exc}" + (f"; {advice}" if advice else "")) from None
             info.status, info.reason = UNAVAILABLE, str(exc)
+        except HarnessError as exc:  # what the hasher was given does not work (a weights file that does not load)
+            raise HarnessError(f"{where}: {exc}") from None
         except Exception as exc:
             if ":" not in spec.name:  # a registered hasher failing to load is a bug of ours
                 raise
@@ -180,6 +182,9 @@ class Pass:
     # The transforms whose pixels, with the parameters this run gives them, follow the processor
     # (transforms.cpu_exact): even a bit-exact hasher's distances for their pairs do.
     cpu_inexact_transforms: list[str] = field(default_factory=list)
+    # The files the hashers and edits read for their content (a CNN's weights, an overlay's image),
+    # with the SHA-256 the run's cache keys were made from: which weights a CNN column came from.
+    files_read: list[dict] = field(default_factory=list)
 
     def result(self) -> RunResult:
         """The tables; once: the collected columns are handed over to them, not copied."""
@@ -223,7 +228,8 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
         first = collector.errors[0]["reason"] if collector.errors else "no images"
         raise HarnessError(f"none of the {len(paths)} images could be read; first: {first}")
     return Pass(collector, notes, images.engine, collector.inputs(notes), collector.failures(),
-                inexact_steps(plan.chains))
+                inexact_steps(plan.chains), [{"read_as": key, "path": path, "sha256": digest_here}
+                                             for key, path, digest_here in plan.files])
 
 
 class ImagePass:
@@ -238,7 +244,10 @@ class ImagePass:
         self.preload = preload or preload_tables  # what this process loads while the workers hash
         # None: as many as help (cluster.auto_workers)
         # No more processes than images: --workers 1000 started 1,000 of them for 13 images (37 s, not 17).
-        self.workers = auto_workers(len(paths)) if workers is None and not scheduler else \
+        # A CNN's TensorFlow already uses every core: auto then stays in this process (Hasher.parallel_inside;
+        # on 2 cores, 2 spawned workers each loading TensorFlow and the model took 1.8x the time, 2x the memory).
+        inside = any(hasher.parallel_inside for hasher in hashers.values())
+        self.workers = (1 if inside else auto_workers(len(paths))) if workers is None and not scheduler else \
             min(workers or 1, max(1, len(paths)))
         self.scheduler, self.progress, self.desc = scheduler, progress, desc
         self.previews = previews  # the items of the first image to keep thumbnails of (previews.png)

@@ -520,3 +520,21 @@ def test_list_says_which_distance_maximum_is_no_bound(capsys):
     assert status == 0 and "distance: 10000*L2, distance_max 100 (a scale, not a bound: farther distances count " \
                            "as 1 normalised)" in listing
     assert listing.count("not a bound") == 1  # every other maximum is one
+
+
+def test_text_the_terminal_cannot_encode_is_escaped_not_a_crash(tmp_path, synthetic_file):
+    """Under an ASCII terminal (PYTHONIOENCODING=ascii, or LC_ALL=C without UTF-8 mode) a label with
+    'é' and '–' had ended a finished run with exit 3 ("a bug in harness") as its table was printed.
+    It is printed with backslash escapes, and run.json records the encodings the run had."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash]\nsweeps:\n  - family: jpeg\n"
+                      "    b: {jpeg: {quality: $value}}\n    values: [50]\n    label: 'Qualité {value} – ü'\n",
+                      encoding="utf-8")
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONPATH": ROOT}
+    for command in (["run", str(config), "--out", str(tmp_path / "out"), "--no-cache"], ["validate", str(config)],
+                    ["report", str(tmp_path / "out")]):
+        done = subprocess.run([sys.executable, "-m", "harness", *command], env=env, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()[-500:]
+        assert command[0] == "validate" or b"Qualit\\xe9 50 \\u2013 \\xfc" in done.stdout, command
+    text = json.loads((tmp_path / "out" / "run.json").read_text())["text"]
+    assert text["stdout_encoding"] == "ascii" and text["environment"]["PYTHONIOENCODING"] == "ascii"

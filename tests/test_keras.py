@@ -207,3 +207,113 @@ def test_importing_keras_leaves_the_sessions_environment_as_it_was():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "None"
+
+
+def _legacy_weights(path, seed: int) -> None:
+    """ResNet50 weights (random, seeded) in the layout of Keras' ImageNet files: an HDF5 file of layer
+    groups, as the downloaded `..._notop.h5` is."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg", input_shape=(64, 64, 3))
+    with h5py.File(path, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, model)
+
+
+def test_imagenet_weights_in_keras_cache_are_loaded_by_path_kept_and_keyed_by_content(tmp_path, monkeypatch):
+    """A file in Keras' cache under the ImageNet weights' name is loaded as it is: Keras' own path
+    checks its MD5 and, with no network to download it again, deleted a file put there by hand (and a
+    read-only cache folder sent it to /tmp/.keras instead). The hash cache's key and the run's record
+    follow the file's content, as for a `weights:` path."""
+    from harness.hashers.keras import cached_imagenet_file
+    from harness.imagework import plan_files
+    from harness.config import HasherSpec
+    from harness.runner import hasher_key
+
+    models = tmp_path / "keras" / "models"
+    models.mkdir(parents=True)
+    cached = models / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    _legacy_weights(cached, seed=5)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    assert cached_imagenet_file("ResNet50", 64) == str(cached)
+    images = variants()[:3]
+    imagenet = ResNet50(weights="imagenet", input_size=64)
+    from_path = ResNet50(weights=str(cached), input_size=64)
+    np.testing.assert_array_equal(imagenet.hash_batch(images), from_path.hash_batch(images))
+    assert cached.is_file()  # still there, unchanged
+    key = hasher_key(imagenet, {})
+    files = plan_files((HasherSpec("ResNet50", "ResNet50", (("weights", "imagenet"), ("input_size", 64))),), ())
+    assert [(name, path) for name, path, _ in files] == [("weights of hasher ResNet50", str(cached))]
+    from harness import evaluate
+    from harness.provenance import file_sha256
+
+    results = evaluate({"images": ["builtin:coffee"], "hashers": [{"name": "ResNet50", "input_size": 64}],
+                        "sweeps": [{"family": "blur", "b": {"blur": {"kernel": 3}}}]})
+    assert results.provenance["files_read"] == [{"read_as": "weights of hasher ResNet50", "path": str(cached),
+                                                 "sha256": file_sha256(str(cached))}]
+    _legacy_weights(cached, seed=6)  # another file under the same name
+    assert hasher_key(ResNet50(weights="imagenet", input_size=64), {}) != key
+
+
+def test_a_weights_file_that_does_not_load_stops_the_run_with_one_line(tmp_path, synthetic_file, capsys):
+    """A file the config names that is not the model's weights is bad input (exit 2, one line naming
+    the file), not a machine without the CNN (a column `unavailable` and exit 0); Keras' warnings
+    about the layers it skipped are not shown."""
+    from harness.__main__ import main
+    from harness.errors import shown
+
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    other = tmp_path / "other.weights.h5"
+    import keras
+
+    keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(other)
+    for weights in (empty, other):
+        config = tmp_path / "c.yaml"
+        config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, {{name: ResNet50, weights: '{weights}', "
+                          "input_size: 64}]\nsweeps:\n  - family: blur\n    b: {blur: {kernel: 3}}\n")
+        assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1, error[:3]
+        assert error[0].startswith(f"error: {config}: hashers[1] (ResNet50): weights: cannot load ResNet50 weights "
+                                   f"from {shown(str(weights))}: ")
+        assert len(error[0]) < 600
+        assert not (tmp_path / "out" / "distances.csv").exists()
+
+
+def test_a_download_that_stalls_is_given_up():
+    """Keras downloads with urlretrieve, which sets no timeout: a connection that opens and then
+    sends nothing held a run for ever. The construction that may download runs with a socket
+    timeout, and the session's own is put back after."""
+    import socket
+
+    from harness.hashers.keras import DOWNLOAD_STALL_S, _loading
+
+    before = socket.getdefaulttimeout()
+    with _loading(download=True):
+        assert socket.getdefaulttimeout() == DOWNLOAD_STALL_S
+    with _loading(download=False):
+        assert socket.getdefaulttimeout() == before
+    assert socket.getdefaulttimeout() == before
+
+
+def test_auto_workers_stay_in_this_process_with_a_cnn(tmp_path):
+    """TensorFlow already spreads a batch over every core: `workers=None` (auto) runs a CNN's run in
+    this process, where spawned workers would each load TensorFlow and the model again."""
+    import cv2
+
+    from harness import evaluate
+    from tests.conftest import make_scene
+
+    paths = []
+    for seed in range(40):  # past AUTO_MIN_JOBS, where auto would start workers
+        paths.append(str(tmp_path / f"{seed}.png"))
+        cv2.imwrite(paths[-1], make_scene(seed, 40, 40))
+    config = {"images": paths, "sweeps": [{"family": "blur", "b": {"blur": {"kernel": 3}}}]}
+    cnn = evaluate({**config, "hashers": ["aHash", {"name": "ResNet50", "weights": None, "input_size": 32}]},
+                   workers=None)
+    assert cnn.provenance["engine"] == "this process"
+    plain = evaluate({**config, "hashers": ["aHash"]}, workers=None)
+    assert plain.provenance["engine"] != "this process"  # the rule is the CNN's, not auto's for 40 images

@@ -35,6 +35,10 @@ class Hasher(ABC):
     # point follows the CPU's vector instructions (measured: OpenCV's MarrHildrethHash and
     # ColorMomentHash change with AVX-512; CNN embeddings): tests then use a stated tolerance.
     cpu_exact: ClassVar[bool] = True
+    # Whether the library already spreads one batch over every core (TensorFlow's thread pools):
+    # `--workers auto` then runs in this process, where workers would compete for the same cores
+    # and, spawned, each load the library and the model again.
+    parallel_inside: ClassVar[bool] = False
 
     def __post_init__(self):
         """Every parameter is checked against its declaration when the hasher is built, in Python as

@@ -6,6 +6,7 @@ that do not run a Keras hasher stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -15,9 +16,9 @@ from typing import Annotated, ClassVar, Literal, Sequence
 import cv2
 import numpy as np
 
-from harness.errors import UnavailableError
+from harness.errors import HarnessError, UnavailableError, shown
 from harness.hashers.base import Hasher, cosine_cross_64, cosine_distance_64
-from harness.params import Doc, FileContent, Range
+from harness.params import Doc, FileContent, Range, file_params
 
 # keras.applications constructor -> the module holding its preprocess_input. A static table,
 # so a config is checked without importing TensorFlow; prepare() checks the installed Keras.
@@ -112,9 +113,25 @@ def keras_cache() -> str:
     return os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
 
 
+def cached_imagenet_file(model: str, side: int) -> str | None:
+    """The path of `model`'s ImageNet weights in Keras' cache where that file is there, else None.
+    Such a file is loaded by its path, not through Keras' download: Keras checks a cached file's MD5
+    only to download it again, and deletes it when that download fails (no network: a file put there
+    by hand, not the one Keras expects, was lost and then asked for where it had been); and where the
+    cache folder is read-only Keras looks in /tmp/.keras instead and never finds it."""
+    filename = weights_file(model, side)
+    path = os.path.join(keras_cache(), filename) if filename else None
+    return path if path and os.path.isfile(path) else None
+
+
+# A download that connects and then stalls is given up after this many seconds without a byte
+# (socket's default timeout; Keras' urlretrieve sets none, and would wait for ever).
+DOWNLOAD_STALL_S = 60
+
+
 def _no_tensorflow(why) -> str:
     return (f"the CNN hashers need TensorFlow, which is not installed ({why}); "
-            f"pip install 'imghash-harness[cnn]' (or pip install tensorflow)")
+            f"in harness's folder, pip install -e '.[cnn]' (or pip install tensorflow)")
 
 
 def import_keras():
@@ -148,6 +165,31 @@ def import_keras():
     return keras
 
 
+@contextlib.contextmanager
+def _loading(download: bool):
+    """Around a model's construction: Keras' warnings kept quiet (a weights file of another model
+    gave 197 lines of "Skipping nested container" before its error) and, where Keras downloads the
+    weights, a read that stalls given up (DOWNLOAD_STALL_S) instead of waiting for ever."""
+    import socket
+    import warnings
+
+    before = socket.getdefaulttimeout()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if download:
+                socket.setdefaulttimeout(DOWNLOAD_STALL_S)
+            yield
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+def _first_line(exc: Exception, limit: int = 200) -> str:
+    """An exception's message as one short line: Keras' can run to a thousand characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 @dataclass(frozen=True)
 class KerasEmbedding(Hasher):
     weights: Annotated[str | None, FileContent(names=("imagenet",)), Doc(
@@ -165,6 +207,7 @@ class KerasEmbedding(Hasher):
 
     model_name: ClassVar[str]  # the keras.applications constructor
     batch_invariant = False  # float kernels block by batch size
+    parallel_inside = True  # TensorFlow's convolutions use every core
     cpu_exact = False  # float32 convolutions follow the CPU's vector instructions
     distance_kind = "64*(1-cosine)"
     distance_max = 64.0  # orthogonal vectors; pooled ReLU features are non-negative, so rarely above
@@ -173,6 +216,17 @@ class KerasEmbedding(Hasher):
     def side(self) -> int:
         """The network input side, px: input_size, or the model's default when that is null."""
         return self.input_size or DEFAULT_INPUT_SIZES.get(self.model_name, 224)
+
+    @classmethod
+    def files_read(cls, params: dict) -> list[tuple[str, str]]:
+        """(parameter, path) of the files the hasher with `params` (its spec) loads: a `weights` path,
+        and for 'imagenet' the file in Keras' cache where it is there (cached_imagenet_file), so that
+        the hash cache's keys and the run's record follow that file's content as they follow a path's."""
+        if params.get("weights") != "imagenet":
+            return file_params(cls, params)
+        model = params.get("model") or cls.model_name
+        path = cached_imagenet_file(model, params.get("input_size") or DEFAULT_INPUT_SIZES.get(model, 224))
+        return [("weights", path)] if path else []
 
     def __post_init__(self):
         super().__post_init__()
@@ -192,13 +246,23 @@ class KerasEmbedding(Hasher):
         if constructor is None or module is None:
             raise UnavailableError(f"Keras {keras.__version__} has no keras.applications.{self.model_name}")
         keras.utils.set_random_seed(self.seed)
+        cached = cached_imagenet_file(self.model_name, self.side) if self.weights == "imagenet" else None
+        weights = cached or self.weights
         try:
-            model = constructor(include_top=False, weights=self.weights, pooling=self.pooling,
-                                input_shape=(self.side, self.side, 3))
+            with _loading(download=weights == "imagenet"):
+                model = constructor(include_top=False, weights=weights, pooling=self.pooling,
+                                    input_shape=(self.side, self.side, 3))
         except Exception as exc:  # Keras raises bare Exception/ValueError for download failures
-            if self.weights != "imagenet":
-                raise UnavailableError(f"cannot load {self.model_name} weights from '{self.weights}' ({exc})") from None
-            raise UnavailableError(self._missing_weights_message(exc)) from None
+            if weights == "imagenet":
+                raise UnavailableError(self._missing_weights_message(exc)) from None
+            if weights is None:  # no file read: what Keras refused is the input (InceptionV3 needs 75 px or more)
+                raise HarnessError(f"input_size: cannot build {self.model_name} for a {self.side} x {self.side} "
+                                   f"input: {_first_line(exc)}") from None
+            # A file that is there but does not load is the config's error (exit 2), not a lack of
+            # this machine's that leaves the column `unavailable`.
+            raise HarnessError(f"weights: cannot load {self.model_name} weights from {shown(weights)}"
+                              + (" (the file in Keras' cache under the ImageNet weights' name)" if cached else "")
+                              + f": {_first_line(exc)}") from None
         import tensorflow as tf
 
         # Called eagerly, ResNet50 peaked at 5.6 GiB on a batch of 32 at 224 px; through a graph, at
@@ -215,7 +279,7 @@ class KerasEmbedding(Hasher):
         if self.weights != "imagenet":
             return
         filename = weights_file(self.model_name, self.side)
-        if filename and os.path.isfile(os.path.join(keras_cache(), filename)):
+        if cached_imagenet_file(self.model_name, self.side):
             return
         import socket
 
