@@ -361,8 +361,8 @@ def load(out_dir: str | os.PathLike[str]) -> Results:
     check_run_record(run, source)
     # A run with --hashers by earlier code kept the settings of the hashers it left out.
     config = settings_of_hashers(run.get("config", {}), hasher_ids(run.get("config", {})))
-    distances = storage.read_long(out_dir, storage.DISTANCES)
-    impostors = storage.read_long(out_dir, storage.IMPOSTORS)
+    distances = storage.read_long(out_dir, storage.DISTANCES, run)
+    impostors = storage.read_long(out_dir, storage.IMPOSTORS, run)
     provenance = {k: v for k, v in run.items() if k not in ("config", "hashers", "notes")}
     # The small tables in the types a run gives them (`from_run`), so that a loaded table equals it.
     images = as_objects(storage.read_small(out_dir, storage.IMAGES, ["image", "image_id"]), ["image", "image_id"])

@@ -414,6 +414,24 @@ def read_hash_table(path: str, hasher, hasher_id: str) -> HashTable:
                      HASH_TABLE_KEY in metadata, notes)
 
 
+def _check_named_hasher(path: str, hasher_id: str) -> None:
+    """A hash table without an audit's record is taken as `hasher_id`'s, unchecked; but one its file
+    name says is another registered hasher's (an audit names its tables SPLIT.HASHER.parquet: an
+    older audit's train.pHash.parquet, which recorded no hasher) is refused: given with --hashers
+    aHash, pHash's hashes compared as aHash's found none of the copies, with exit 0."""
+    from harness.hashers import HASHERS
+    from harness.leaks_report import _file_name
+
+    parts = os.path.basename(path).split(".")
+    if len(parts) < 3 or parts[-1].lower() != "parquet":
+        return
+    named = {_file_name(name): name for name in HASHERS}.get(parts[-2])
+    if named is not None and named != hasher_id and parts[-2] != _file_name(hasher_id):
+        raise HarnessError(f"{display_path(path)}: named as {named}'s hash table by the audit that wrote it, and it "
+                           f"records no hasher to tell otherwise; audit it with --hashers {named}, or rename it if "
+                           f"it holds {hasher_id}'s hashes")
+
+
 def _system_names(shown_path: str, files: list[str], recorded: dict, first: int) -> list[str | None]:
     """The files' names as this system gives them (os.fsdecode of their bytes), whatever the locale of
     the audit that wrote the table and of this one. A table's `file` is the text its name's bytes are
@@ -888,10 +906,11 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
             if table.unusable_cwd is not None:
                 split.notes.append(_unusable_cwd_note(entry, table.unusable_cwd, here))
             if not table.recorded:  # pandas' to_parquet of an audit's table drops it, without a word
+                _check_named_hasher(entry, hid)
                 split.notes.append(f"{display_path(entry)} holds no record of the audit that wrote it "
-                                   f"({HASH_TABLE_KEY} metadata: another tool's table, or an audit's rewritten "
-                                   f"without it): its hashes are taken as {hid}'s unchecked, and the files its "
-                                   "audit could not hash, if any, are not known")
+                                   f"({HASH_TABLE_KEY} metadata: an older audit's table, another tool's, or an "
+                                   f"audit's rewritten without it): its hashes are taken as {hid}'s unchecked, and "
+                                   "the files its audit could not hash, if any, are not known")
             if missing:
                 split.notes.append(_unfound_note(entry, missing, len(paths), table.cwd, base, here,
                                                  unusable=table.unusable_cwd is not None))

@@ -650,9 +650,10 @@ def _keep_added(old: str, new: str) -> bool:
     saying where, when a file cannot be moved (the new set has that name), or when a file its
     run.json lists is not as that run wrote it (changed_files) and the new set did not keep it:
     an edited table, or a file of the user's that a run.json copied or forged into the folder lists."""
-    moved, stuck, changed = [], [], []
+    moved, stuck, changed, unrecorded = [], [], [], False
     try:
         added = foreign_files(old)
+        unrecorded = os.path.lexists(os.path.join(old, RUN)) and _recorded_files(read_json(old, RUN)) is None
         # A first run's folder (no run.json) held no set; what was added is moved, not counted twice.
         changed = [name for name in (changed_files(old) if os.path.lexists(os.path.join(old, RUN)) else [])
                    if not any(name == a or name.startswith(a + "/") for a in added)
@@ -678,10 +679,20 @@ def _keep_added(old: str, new: str) -> bool:
     if stuck:
         _note(f"{_where(new)}: {_shown_list(stuck)} appeared there during the run under names the new outputs "
               f"use; the replaced outputs, with them, are kept in {_where(kept)}")
-    if changed:
+    if changed and unrecorded:
+        _note(f"{_where(new)}: the replaced outputs' {RUN} records no digests (an older version's set), so none of "
+              f"their files can be told to be as their run wrote them; they are kept in {_where(kept)}")
+    elif changed:
         _note(f"{_where(new)}: {_shown_list(changed)} of the replaced outputs had changed since their run wrote "
-              f"them (or its {RUN} recorded no digests to tell); the replaced outputs are kept in {_where(kept)}")
+              f"them; the replaced outputs are kept in {_where(kept)}")
     return False
+
+
+def _recorded_files(record: dict) -> set[str] | None:
+    """The files a run.json lists with their sizes and digests; None where it records none (an older version's)."""
+    files, sizes, digests = record.get("files"), record.get("sizes"), record.get("digests")
+    return set(files) if isinstance(files, list) and isinstance(sizes, dict) and isinstance(digests, dict) \
+        and all(isinstance(f, str) for f in files) else None
 
 
 def changed_files(out_dir: str) -> list[str]:
@@ -691,10 +702,9 @@ def changed_files(out_dir: str) -> list[str]:
     is counted: none can be told to be as its run wrote it. Links, run.json itself and the hash
     cache are not counted (replacing them loses nothing), nor what the list does not name
     (foreign_files). A run.json that cannot be read is a HarnessError."""
-    record = read_json(out_dir, RUN)
-    files, sizes, digests = record.get("files"), record.get("sizes"), record.get("digests")
-    listed = set(files) if isinstance(files, list) and isinstance(sizes, dict) and isinstance(digests, dict) \
-        and all(isinstance(f, str) for f in files) else None
+    listed = _recorded_files(read_json(out_dir, RUN))
+    sizes, digests = (read_json(out_dir, RUN).get(key) for key in ("sizes", "digests")) if listed is not None \
+        else (None, None)
     return sorted(path for path, full in _files_of_set(out_dir) if path != RUN and (
         listed is None or path in listed and not as_recorded(full, sizes.get(path), digests.get(path))))
 
@@ -1053,15 +1063,38 @@ def decoded_text_bytes(column) -> tuple[int, int]:
 TABLE_VALUE_MAX_BYTES = 4096
 
 
-def read_long(out_dir: str, name: str) -> pd.DataFrame:
+def _check_same_rows(csv: str, rows: int, out_dir: str, name: str) -> None:
+    """A HarnessError unless the CSV at `csv` has `rows` rows (its lines but the header; counted in
+    blocks, in constant memory)."""
+    lines = 0
+    with open(csv, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            lines += block.count(b"\n")
+    if lines - 1 != rows:
+        raise HarnessError(f"{_where(out_dir)}: {name}.csv and {name}.parquet hold different tables ({lines - 1:,} "
+                           f"and {rows:,} rows), and run.json does not list which its run wrote: one is another "
+                           "run's (an older version writes no Parquet); move it out")
+
+
+def read_long(out_dir: str, name: str, record: dict | None = None) -> pd.DataFrame:
+    """A long table of the set in `out_dir`: its Parquet file where there is one, else its CSV. With
+    `record`, the set's run.json: where it lists the set's files, only a listed one is read (a run of
+    an older version into a current set's folder wrote its CSV and left the other run's Parquet, which
+    was read in its place: another run's numbers under this run's record); where it lists none (sets
+    of versions before it did) and both files are there, they must hold as many rows."""
     import pandas as pd
 
     columns = LONG_TABLES[name]
     parquet, csv = os.path.join(out_dir, f"{name}.parquet"), os.path.join(out_dir, f"{name}.csv")
+    listed = record.get("files") if record is not None else None
+    if isinstance(listed, list) and f"{name}.csv" in listed and f"{name}.parquet" not in listed:
+        parquet = None  # not this run's
     try:
-        if _regular(parquet):
-            frame = read_parquet_bounded(parquet, f"{_where(out_dir)}: {name}.parquet",
-                                         "a table of a run").to_pandas()
+        if parquet is not None and _regular(parquet):
+            table = read_parquet_bounded(parquet, f"{_where(out_dir)}: {name}.parquet", "a table of a run")
+            if record is not None and not isinstance(listed, list) and _regular(csv):
+                _check_same_rows(csv, table.num_rows, out_dir, name)
+            frame = table.to_pandas()
         elif _regular(csv):
             _check_run_csv(csv)
             numeric = [c for c in ("distance", "distance_norm") if c in columns]
@@ -1353,7 +1386,7 @@ def _check_rows_per_image(out_dir: str, distances: pd.DataFrame, images) -> None
     per_image = pd.Series(np.bincount(codes[codes >= 0], minlength=len(ids)), index=ids)
     per_image = per_image.reindex(pd.Index(images).unique(), fill_value=0)
     if per_image.min() != per_image.max():
-        parquet = os.path.join(out_dir, f"{DISTANCES}.parquet")  # the file read_long read
+        parquet = os.path.join(out_dir, f"{DISTANCES}.parquet")  # the file read_long read, most often
         read = parquet if os.path.exists(parquet) else os.path.join(out_dir, f"{DISTANCES}.csv")
         raise HarnessError(f"{_where(read)}: image_id {shown(per_image.idxmin())} has {per_image.min():,} rows "
                            f"where another has {per_image.max():,} (a run writes as many for every image of "

@@ -857,3 +857,37 @@ def test_an_integer_past_any_float_is_a_config_error(where):
         sweep["values"] = [huge]
     with pytest.raises(harness.ConfigError, match=r"^<dict>: (sweeps|hashers)\[0\]\.\S+: (expected|the range)"):
         harness.evaluate(config)
+
+
+def test_load_never_reads_another_runs_parquet_beside_this_runs_csv(tmp_path):
+    """An older version (CSV only, and run.json listing no files) run into a current set's folder
+    wrote its CSV tables and left the other run's Parquet ones, which `load` and `report` read in their
+    place: another run's numbers under this run's record, exit 0. A set that lists its files is read
+    from the listed ones; one that lists none, where both are there, must hold one table in both."""
+    import json
+    import shutil
+
+    import harness
+    from harness.errors import HarnessError
+
+    base = {"images": ["builtin:coffee", "builtin:camera"], "hashers": ["aHash"]}
+    first = harness.evaluate({**base, "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}},
+                                                  "values": [50, 10]}]})
+    other = harness.evaluate({**base, "sweeps": [{"family": "blur", "b": {"blur": {"kernel": 3}}}]})
+    first.save(tmp_path / "a")
+    other.save(tmp_path / "b")
+    shutil.copy(tmp_path / "b" / "distances.parquet", tmp_path / "a" / "distances.parquet")
+    run_json = tmp_path / "a" / "run.json"
+    record = json.loads(run_json.read_text())
+    # Listed: the listed Parquet file is read (the swapped one is refused by its digest elsewhere); with the
+    # Parquet left out of the list, the CSV is.
+    record["files"] = [name for name in record["files"] if name != "distances.parquet"]
+    run_json.write_text(json.dumps(record))
+    assert harness.load(tmp_path / "a").distances.equals(first.distances)
+    for key in ("files", "sizes", "digests"):  # an older version's record
+        record.pop(key)
+    run_json.write_text(json.dumps(record))
+    with pytest.raises(HarnessError, match=r"distances.csv and distances.parquet hold different tables \(4 and 2 "):
+        harness.load(tmp_path / "a")
+    shutil.copy(tmp_path / "b" / "distances.csv", tmp_path / "a" / "distances.csv")  # one table in both: read
+    assert len(harness.load(tmp_path / "a").distances) == 2

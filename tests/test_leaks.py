@@ -985,14 +985,22 @@ def test_hash_tables_name_their_files_from_the_directory_their_audit_ran_from(tm
     assert main(["leaks", tables[0], tables[1], "--test", "test.csv", "--threshold", "0", "--out", "third",
                  "--quiet"]) == 0
     assert capsys.readouterr().err.splitlines() == [
-        "note: test.csv holds no record of the audit that wrote it (harness.leaks metadata: another tool's table, or "
-        "an audit's rewritten without it): its hashes are taken as pHash's unchecked, and the files its audit could "
-        "not hash, if any, are not known",
+        "note: test.csv holds no record of the audit that wrote it (harness.leaks metadata: an older audit's table, "
+        "another tool's, or an audit's rewritten without it): its hashes are taken as pHash's unchecked, and the files "
+        "its audit could not hash, if any, are not known",
         f"note: 1 of 1 files named by test.csv is not found from here ({elsewhere}): the table records no directory "
         "its names are relative to (another tool's table, or an older audit's), so they are read from here; run this "
         "audit from the directory they are relative to (where the audit that wrote it ran). Until then review.html "
         "shows no preview of them, and the clean lists name them as the table does"]
     assert "1 of 1 files named by test.csv is not found" in (elsewhere / "third" / "summary.md").read_text()
+    # Without the record, a table its name says is another hasher's (an older audit's train.pHash.parquet)
+    # is refused for this one: pHash's hashes compared as aHash's found none of the copies, with exit 0.
+    pd.read_parquet(hashes / "test.pHash.parquet").to_parquet(elsewhere / "old.pHash.parquet", index=False)
+    assert main(["leaks", "--train", "old.pHash.parquet", "--test", "test.csv", "--hashers", "aHash", "--threshold",
+                 "0", "--out", "fourth", "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: old.pHash.parquet: named as pHash's hash table by the audit that wrote it, and it records no hasher "
+        "to tell otherwise; audit it with --hashers pHash, or rename it if it holds aHash's hashes"]
     assert "cwd" not in json.loads(pq.read_schema(elsewhere / "third" / "hashes" / "test.pHash.parquet")
                                    .metadata[b"harness.leaks"])
 
