@@ -19,6 +19,7 @@ import difflib
 import importlib
 import importlib.abc
 import importlib.machinery
+import json
 import os
 import sys
 import traceback
@@ -49,6 +50,10 @@ def import_path(path: str, *, plugin: bool = False) -> Any:
         raise UnknownName(f"cannot import module '{module_name}': {_one_line(exc)}") from None
     except Exception as exc:  # the module's own code failed (SyntaxError, NameError, ...)
         raise UnknownName(f"cannot import module '{module_name}': {_one_line(exc)}") from None
+    except SystemExit as exc:  # sys.exit() or argparse's parse_args() at its top level: harness's exit, unexplained
+        raise UnknownName(f"cannot import module '{module_name}': its code calls sys.exit({exc.code!r}) as it is "
+                          "imported (argparse's parse_args() at its top level does); keep that under "
+                          "`if __name__ == \"__main__\":`") from None
     obj, parts = module, attr.split(".")
     for depth, part in enumerate(parts):
         if not hasattr(obj, part):
@@ -171,6 +176,8 @@ class Registry:
 
 # module name -> (the loader that ran it, digest of its code, its file or None)
 _LOADED: dict[str, tuple[Any, str, str | None]] = {}
+# module name -> the modules of its package that harness's loader ran during its import
+_IMPORTED_WITH: dict[str, tuple[str, ...]] = {}
 NO_FILE = "no file"  # a module built in memory, or one whose file cannot be read: its reference alone keys it
 
 
@@ -189,8 +196,11 @@ class _DigestedSourceLoader(importlib.machinery.SourceFileLoader):
         return self.source_to_code(source, path)
 
     def exec_module(self, module):
+        before = set(_LOADED)
         super().exec_module(module)  # a failure (a reload whose new code raises) records nothing
         _LOADED[self.name] = (self, self.digest, self.path)  # the name it was imported as (the module may rename itself)
+        # The modules of its package it ran as it ran (theirs included): its code too (module_code).
+        _IMPORTED_WITH[self.name] = tuple(sorted(set(_LOADED) - before - {self.name}))
 
 
 class _PluginFinder(importlib.abc.MetaPathFinder):
@@ -200,7 +210,7 @@ class _PluginFinder(importlib.abc.MetaPathFinder):
     a package importing its own plugin module; importlib.reload), so only the loader is ours."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname not in _PLUGIN_MODULES:
+        if fullname not in _PLUGIN_MODULES and not any(fullname.startswith(prefix) for prefix in _package_prefixes()):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -215,6 +225,18 @@ class _PluginFinder(importlib.abc.MetaPathFinder):
 
 _PLUGIN_MODULES: set[str] = set()
 _FINDER = _PluginFinder()
+
+
+def _package_prefixes() -> set[str]:
+    """'pkg.' for each plugin module that is in a package or is one ('pkg.impl', or 'pkg' itself, whose
+    __init__ exports what the config names): the package's other modules are its code too."""
+    return {(name if _is_package(name) else name.rpartition(".")[0]) + "." for name in _PLUGIN_MODULES
+            if "." in name or _is_package(name)}
+
+
+def _is_package(module_name: str) -> bool:
+    return hasattr(sys.modules.get(module_name), "__path__") or os.path.basename(
+        str(getattr(_LOADED.get(module_name, (None, None, None))[0], "path", ""))) == "__init__.py"
 
 
 def expect_plugins(data) -> None:
@@ -276,20 +298,39 @@ def loaded_code(module_name: str) -> tuple[str, str | None]:
     return known[1], known[2]
 
 
+def module_code(module_name: str) -> tuple[str, list[tuple[str, str | None]]]:
+    """(digest of the code a plugin module runs, with that of the modules of its package it ran as it
+    was imported: a helper it imports, the submodule a package's __init__ exports a plugin from;
+    the (name, file) of each). Editing one of those changes what the plugin makes as much as editing
+    its own file. Code outside its package (another top-level module it imports), and a module it
+    imports only later, in a function, are not followed."""
+    import hashlib
+
+    digest, path = loaded_code(module_name)
+    members = [(name, _LOADED[name][1], _LOADED[name][2]) for name in _IMPORTED_WITH.get(module_name, ())
+               if name in _LOADED]
+    files = [(module_name, path)] + [(name, file) for name, _, file in members]
+    if not members:
+        return digest, files
+    combined = hashlib.sha256(json.dumps([digest, [[name, code] for name, code, _ in members]]).encode())
+    return combined.hexdigest(), files
+
+
 def plugin_code(reference: str) -> str:
     """The digest a plugin's (`package.module:Name`) results are keyed by: that of its module's code
-    as this process runs it. That file only: code it imports from elsewhere is not followed.
+    as this process runs it, with the modules of its package it ran as it was imported (module_code).
 
     A HarnessError when the file no longer holds that code (edited after the import, in a long Python
     session). Refused rather than reloaded: a reload would run the module again behind the back of
     what the session holds (its objects, a `from module import` elsewhere keep the old code) and the
     new code would have to pass the contract check again; the one who edited knows which they want."""
     module_name = reference.partition(":")[0]
-    digest, path = loaded_code(module_name)
-    if path is not None and _file_code(path) != digest:
-        raise HarnessError(f"plugin module '{module_name}' ({shortened(path, 200)}) changed after it was imported, "
-                           f"and this process still runs the old code: restart the Python session, or "
-                           f"importlib.reload({module_name}) first")
+    digest, files = module_code(module_name)
+    for name, path in files:
+        if path is not None and _LOADED.get(name) is not None and _file_code(path) != _LOADED[name][1]:
+            raise HarnessError(f"plugin module '{name}' ({shortened(path, 200)}) changed after it was imported, "
+                               f"and this process still runs the old code: restart the Python session, or "
+                               f"importlib.reload({name}) first")
     return digest
 
 
@@ -302,7 +343,8 @@ def check_plugin_code(expected: tuple[tuple[str, str], ...]) -> None:
     _install_finder()
     for module_name, digest in expected:
         try:
-            here, path = loaded_code(module_name)
+            here, files = module_code(module_name)
+            path = files[0][1]
         except Exception as exc:  # not found here, or its code fails here
             raise HarnessError(f"cannot import plugin module '{module_name}' here: {_one_line(exc)}") from None
         if here != digest:

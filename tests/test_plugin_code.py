@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import os
 import py_compile
+import re
 import sys
 import uuid
 
@@ -360,3 +361,175 @@ def test_a_plugin_module_under_a_second_name_or_renaming_itself_is_not_refused(t
     finally:
         for name in (package.name, f"{package.name}.real", f"{package.name}.alias", f"renamed_{suffix}"):
             sys.modules.pop(name, None)
+
+
+def test_a_plugin_exported_by_a_package_is_keyed_by_the_modules_it_imports(tmp_path):
+    """A package's __init__ that exports a plugin from a submodule, which takes a constant from a
+    helper module: editing the helper (or the submodule) changes what the plugin makes, so a rerun on
+    the same cache computes it again. Only the __init__ file had been keyed, and the rerun kept the
+    old results (and, its inputs' digest unchanged, the whole old output set)."""
+    import subprocess
+
+    import pandas as pd
+
+    package = tmp_path / "plugpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("from .impl import brighten\n")
+    (package / "impl.py").write_text(
+        "import numpy as np\nfrom .helpers import AMOUNT\n\n\ndef brighten(image, k: int = 1):\n"
+        "    return np.clip(image.astype(np.int16) + AMOUNT * k, 0, 255).astype(np.uint8)\n")
+    helpers = package / "helpers.py"
+    helpers.write_text("AMOUNT = 10\n")
+    config = tmp_path / "c.yaml"
+    config.write_text("images: [builtin:astronaut, builtin:camera]\nhashers: [imagehash.colorhash]\nsweeps:\n"
+                      "  - family: bright\n    b: {'plugpkg:brighten': {k: $value}}\n    values: [3, 6]\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])}
+
+    def run(out, *options):
+        done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(tmp_path / out),
+                               "--quiet", *options], env=env, cwd=tmp_path, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()[-400:]
+        return pd.read_csv(tmp_path / out / "distances.csv")["distance"].tolist()
+
+    cache = ["--cache", str(tmp_path / "c.sqlite")]
+    before = run("cached", *cache)
+    helpers.write_text("AMOUNT = 40\n")
+    after = run("fresh", "--no-cache")
+    assert after != before  # the helper's constant reaches the pixels
+    assert run("cached", *cache) == after
+
+
+MISBEHAVING = '''
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.hashers.base import Hasher
+
+
+def inplace(image, k: int = 1):
+    image[:] = 255 - image
+    return image
+
+
+@dataclass(frozen=True)
+class Zeroes(Hasher):
+    """Hashes, then blacks out the images it was given."""
+    name = __name__ + ":Zeroes"
+    description = "the channel means, then the images zeroed"
+    distance_kind = "L1"
+    distance_max = 1000.0
+
+    def hash_batch(self, images):
+        out = np.array([image.reshape(-1, 3).mean(axis=0) for image in images])
+        for image in images:
+            image[:] = 0
+        return out
+
+    def distance(self, a, b):
+        return np.abs(a - b).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class Signed(Zeroes):
+    name = __name__ + ":Signed"
+
+    def hash_batch(self, images):
+        return np.array([image.reshape(-1, 3).mean(axis=0) for image in images])
+
+    def distance(self, a, b):
+        return (a - b).sum(axis=1) + DISTANCE_SHIFT
+
+
+DISTANCE_SHIFT = 0.0
+'''
+
+
+def test_a_plugin_cannot_change_the_images_it_is_given(tmp_path, monkeypatch):
+    """A transform that edits its input in place, or a hasher that edits the images it hashes, had
+    changed the image they share a batch with: the edit scored as no edit (aHash 0), every later
+    hasher's hashes were of black images, and the cache kept them for runs that never name the
+    plugin. A plugin gets read-only views: its edit is that pair's error, the others' hashes stand."""
+    import harness
+
+    name = f"misbehaving_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        images = ["builtin:astronaut", "builtin:camera"]
+        jpeg = {"family": "jpeg", "b": {"jpeg": {"quality": 50}}}
+        cache = tmp_path / "c.sqlite"
+        plain = harness.evaluate({"images": images, "hashers": ["aHash"], "sweeps": [jpeg]})
+        edited = harness.evaluate({"images": images, "hashers": ["aHash"],
+                                   "sweeps": [jpeg, {"family": "flip", "b": {f"{name}:inplace": {}}}]}, cache=cache)
+        flip = edited.distances[edited.distances["family"] == "flip"]
+        assert (flip["error"].str.contains("read-only") & flip["error"].str.contains("leaves its input")).all()
+        kept = edited.distances[edited.distances["family"] == "jpeg"].reset_index(drop=True)
+        assert kept["distance"].tolist() == plain.distances["distance"].tolist()
+        again = harness.evaluate({"images": images, "hashers": ["aHash"], "sweeps": [jpeg]}, cache=cache)
+        assert again.distances.equals(plain.distances) and again.impostors.equals(plain.impostors)
+
+        both = harness.evaluate({"images": images, "hashers": [f"{name}:Zeroes", "aHash"], "sweeps": [jpeg]})
+        assert both.distances.query("hasher == 'aHash'")["distance"].tolist() == plain.distances["distance"].tolist()
+        assert (both.distances.query("hasher != 'aHash'")["error"].str.contains("read-only")).all()
+    finally:
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("shift, said", [("float('nan')", "NaN values"), ("-1000.0", "negative values")])
+def test_a_plugin_distance_that_is_nan_or_negative_is_refused(tmp_path, monkeypatch, shift, said):
+    """NaN distances passed, then failed the report's histograms as "a bug in harness"; negative ones
+    scored below every threshold (the leak audit flagged every pair). Both are refused, naming the hasher."""
+    import harness
+
+    name = f"signed_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING.replace("DISTANCE_SHIFT = 0.0", f"DISTANCE_SHIFT = {shift}"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(HarnessError, match=f"impostor distances: {name}:Signed distance returned {said}"):
+            harness.evaluate({"images": ["builtin:astronaut", "builtin:camera"], "hashers": [f"{name}:Signed"],
+                              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]})
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_a_plugin_module_that_exits_as_it_is_imported_is_named(tmp_path):
+    """A module calling sys.exit() (or argparse's parse_args()) at its top level ended harness with
+    that status and no word of which module did it."""
+    import subprocess
+
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n\ndef f(image):\n    return image\n")
+    config = tmp_path / "c.yaml"
+    config.write_text("images: [builtin:camera]\nhashers: [aHash]\nsweeps:\n  - family: f\n"
+                      "    b: 'exits_on_import:f'\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-m", "harness", "validate", str(config), "--import-plugins"],
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])}, cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "cannot import module 'exits_on_import': its code calls sys.exit(0) as it is imported (argparse's "
+        "parse_args() at its top level does); keep that under `if __name__ == \"__main__\":`")
+
+
+@pytest.mark.parametrize("attribute, said", [
+    ("lambda: True", "its cpu_exact function failed on the step's parameters (one dict): TypeError"),
+    ("'no'", "cpu_exact must be True, False or a function of the step's parameters (one dict) returning one, "
+             "not 'no'")])
+def test_a_transforms_cpu_exact_is_checked(tmp_path, monkeypatch, attribute, said):
+    """A plugin's `cpu_exact` that fails ended a run as "a bug in harness"; a string "no" counted the
+    edit as bit-exact (bool("no") is True), so its results were shared with other kinds of CPU."""
+    import harness
+
+    name = f"cpu_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(f"def soft(image, k: int = 1):\n    return image.copy()\n\n\n"
+                                         f"soft.cpu_exact = {attribute}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(HarnessError, match=re.escape(f"transform '{name}:soft': {said}")):
+            harness.evaluate({"images": ["builtin:camera"], "hashers": ["aHash"],
+                              "sweeps": [{"family": "soft", "b": {f"{name}:soft": {}}}]})
+    finally:
+        sys.modules.pop(name, None)

@@ -14,7 +14,7 @@ from typing import Annotated, Callable, Iterable
 
 import numpy as np
 
-from harness.errors import exception_text, shown
+from harness.errors import HarnessError, exception_text, shown
 from harness.params import Doc, Range, check_params, coerce, param_specs, type_name, unsupported_kind
 from harness.registry import Registry
 
@@ -103,7 +103,16 @@ def cpu_exact(name: str, params: dict) -> bool:
     `cpu_exact` attribute that says otherwise."""
     func, params = check_step(name, params)
     exact = getattr(func, "cpu_exact", True)
-    return bool(exact(params) if callable(exact) else exact)
+    if callable(exact):
+        try:
+            exact = exact(params)
+        except Exception as exc:  # a plugin's: its error, not harness's
+            raise HarnessError(f"transform '{name}': its cpu_exact function failed on the step's parameters (one "
+                               f"dict): {exception_text(exc, with_type=True)}") from None
+    if not isinstance(exact, (bool, np.bool_)):  # "no" is true to bool(): the edit would count as exact
+        raise HarnessError(f"transform '{name}': cpu_exact must be True, False or a function of the step's "
+                           f"parameters (one dict) returning one, not {shown(exact)}")
+    return bool(exact)
 
 
 def _describe(image) -> str:
@@ -142,6 +151,12 @@ def check_step(name: str, params: dict) -> tuple[Callable, dict]:
         raise TransformError(f"transform '{name}': {exc}") from None
 
 
+def _read_only(image: np.ndarray) -> np.ndarray:
+    view = image.view()
+    view.flags.writeable = False
+    return view
+
+
 def apply_chain(image: np.ndarray, steps: Iterable[tuple[str, dict]]) -> np.ndarray:
     """Apply (name, params) steps in order.
 
@@ -155,14 +170,19 @@ def apply_chain(image: np.ndarray, steps: Iterable[tuple[str, dict]]) -> np.ndar
         raise TransformError(f"apply_chain expects a uint8 HxWx3 BGR image, got {_describe(image)}")
     for name, params in steps:
         func, params = check_step(name, params)
+        plugin = ":" in name
         try:
-            out = func(image, **params)
+            # A plugin gets a read-only view: one that edited its input in place changed the image (or
+            # variant) it shares a batch with, and every hash made of it, cached ones too.
+            out = func(_read_only(image) if plugin else image, **params)
         except TransformError:
             raise
         except Exception as exc:
             rows, cols = image.shape[:2]
+            hint = ("; a transform returns a new image and leaves its input as it is"
+                    if plugin and "read-only" in str(exc) else "")
             raise TransformError(f"transform '{name}' failed on a {cols}x{rows} image: "
-                                 f"{exception_text(exc, with_type=True)}") from exc
+                                 f"{exception_text(exc, with_type=True)}{hint}") from exc
         image = check_image(out, f"transform '{name}'", image)
     return image
 

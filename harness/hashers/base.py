@@ -91,7 +91,7 @@ class Hasher(ABC):
         this hasher, so one bad image is a recorded failure, never a crash.
         """
         _check_batch(self.name, images)
-        out = self._guarded(self.hash_batch, images)
+        out = self._guarded(self.hash_batch, self._given(images))
         if not isinstance(out, np.ndarray) or out.ndim < 1 or len(out) != len(images):
             got = f"shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
             raise HashError(f"{self.name} returned {got} for a batch of {len(images)} images, "
@@ -102,7 +102,7 @@ class Hasher(ABC):
         """`hash_extras` with the same checks as `hash_images`: valid images in, one
         value per image in every column out, backend failures as HashError."""
         _check_batch(self.name, images)
-        extras = self._guarded(self.hash_extras, images)
+        extras = self._guarded(self.hash_extras, self._given(images))
         if not isinstance(extras, dict):
             raise HashError(f"{self.name} extras are a {type(extras).__name__}, not a dict of columns")
         for key, values in extras.items():
@@ -113,8 +113,9 @@ class Hasher(ABC):
         return extras
 
     def checked_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """`distance` with its output checked: one float per row, not infinite (a plugin's distance
-        that raises or returns something else is a HashError naming the hasher, never a crash)."""
+        """`distance` with its output checked: one float per row, finite, and for a plugin 0 or more (a
+        plugin's distance that raises or returns something else is a HashError naming the hasher, never
+        a crash)."""
         try:
             out = np.asarray(self.distance(a, b), dtype=np.float64)
         except HashError:
@@ -124,9 +125,22 @@ class Hasher(ABC):
         if out.shape != (len(a),):
             raise HashError(f"{self.name} distance returned shape {out.shape} for {len(a)} pairs, not one "
                             "value per pair")
-        if np.isinf(out).any():
-            raise HashError(f"{self.name} distance returned infinite values")
+        if not np.isfinite(out).all():  # NaN had passed, then failed the report's histograms as a bug
+            raise HashError(f"{self.name} distance returned {'NaN' if np.isnan(out).any() else 'infinite'} values")
+        if ":" in self.name and (out < 0).any():  # a plugin's (the built-ins' are 0 or more by construction)
+            raise HashError(f"{self.name} distance returned negative values (a distance is 0 or more: the leak "
+                            "audit flagged every pair below its threshold)")
         return out
+
+    def _given(self, images):
+        """The images as a plugin gets them: read-only views (one that zeroed the images it hashed made
+        every later hasher's hashes of them, and the cache's, those of black images)."""
+        if ":" not in self.name:
+            return images
+        views = [image.view() for image in images]
+        for view in views:
+            view.flags.writeable = False
+        return views
 
     def _guarded(self, method, images):
         try:
