@@ -891,3 +891,29 @@ def test_load_never_reads_another_runs_parquet_beside_this_runs_csv(tmp_path):
         harness.load(tmp_path / "a")
     shutil.copy(tmp_path / "b" / "distances.csv", tmp_path / "a" / "distances.csv")  # one table in both: read
     assert len(harness.load(tmp_path / "a").distances) == 2
+
+
+def test_a_table_naming_an_image_images_csv_lacks_or_without_an_images_rows_is_refused(tmp_path):
+    """An impostor row whose other image images.csv does not list, and a distances table missing every
+    row of one image (cut where that image's rows begin: each row left is whole), were loaded; the
+    report would then show pairs of an image nobody listed, or an image with no distances."""
+    results = harness.evaluate({"name": "x", "images": ["builtin:coffee", "builtin:camera"], "hashers": ["pHash"],
+                                "sweeps": [{"family": "gray", "b": "grayscale"}]})
+    out = tmp_path / "out"
+    results.save(out)
+    camera = results.images.set_index("image").loc["camera", "image_id"]
+    for table in ("distances", "impostors"):
+        os.remove(out / f"{table}.parquet")
+    impostors = pd.read_csv(out / "impostors.csv", dtype=str, keep_default_na=False)
+    impostors.loc[0, "other_id"] = "zzz"  # its image_id stays one images.csv lists
+    impostors.to_csv(out / "impostors.csv", index=False)
+    with pytest.raises(harness.HarnessError, match=re.escape("images.csv: does not list the image_id 'zzz' that "
+                                                             "the impostors table holds")):
+        harness.load(out)
+    results.save(tmp_path / "cut")
+    os.remove(tmp_path / "cut" / "distances.parquet")
+    distances = pd.read_csv(tmp_path / "cut" / "distances.csv", dtype=str, keep_default_na=False)
+    distances[distances["image_id"] != camera].to_csv(tmp_path / "cut" / "distances.csv", index=False)
+    with pytest.raises(harness.HarnessError, match=re.escape(f"distances.csv: image_id '{camera}' has 0 rows where "
+                                                             "another has 1")):
+        harness.load(tmp_path / "cut")

@@ -102,6 +102,8 @@ ERRORS = [
      "cfg.yaml: hashers[1].sigma: 25.0 must be <= 20"),
     ("[aHash, pHash]", "[aHash, {name: pHash, id: ''}]",
      "cfg.yaml: hashers[1].id: empty; a hasher's id names its column in every table"),
+    ("[aHash, pHash]", "[aHash, {name: pHash, id: '  '}]",  # blank: a column no table can show by name
+     "cfg.yaml: hashers[1].id: empty; a hasher's id names its column in every table"),
     ("label: JPEG {value}", "labels: [a, b, a]",  # two rows of every table nothing tells apart
      "cfg.yaml: sweeps[1].labels[2]: gives the pair label 'a' of sweeps[1].labels[0] again; each pair needs its own"),
     ("  - family: identity\n", "  - family: identity\n    b: {jpeg: {quality: high}}\n",
@@ -306,3 +308,99 @@ def test_value_in_the_label_of_a_sweep_without_values_is_refused():
     """'X {value}' was the label 'X '."""
     with pytest.raises(ConfigError, match=re.escape("sweeps[0].label: {value} in the label of a sweep without values")):
         parse(GOOD.replace("family: identity", "family: identity\n    label: 'X {value}'"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("limit: 0", "cfg.yaml: limit: must be >= 1, got 0"),
+    ("max_side: 15", "cfg.yaml: max_side: must be >= 16, got 15"),
+    ("max_pixels: 0", "cfg.yaml: max_pixels: must be from 1 to 1,073,741,824 (OpenCV's own limit), got 0"),
+    ("max_pixels: 1073741825", "cfg.yaml: max_pixels: must be from 1 to 1,073,741,824 (OpenCV's own limit), "
+                               "got 1073741825"),
+    ("seed: 18446744073709551616", "cfg.yaml: seed: must be from 0 to 2**64 - 1, got 18446744073709551616"),
+    ("impostors: {duplicates: [[a, b], [c]]}", "cfg.yaml: impostors.duplicates: group 1 lists 1 image; a group "
+                                              "needs at least two"),
+    ("detection: {fpr: [0.01, 0]}", "cfg.yaml: detection.fpr: each rate must be in (0, 1), got [0.01, 0.0]"),
+    ("detection: {fpr: [1]}", "cfg.yaml: detection.fpr: each rate must be in (0, 1), got [1.0]"),
+    ("detection: {precision: [0]}", "cfg.yaml: detection.precision: each target must be in (0, 1], got [0.0]"),
+    # Two spellings of one operating point: both rows would be named fpr=0.01 (six significant digits)
+    ("detection: {fpr: [0.01, 0.0100000001]}", "cfg.yaml: detection.fpr: a value is listed twice (fpr=0.01)"),
+])
+def test_a_setting_one_past_its_bound_is_refused(extra, message):
+    """Each bound is where the message puts it: one step past it is refused, naming the key. A limit
+    of 0 or an fpr of 1 has no meaning a run could give it; a group of one duplicate excludes nothing."""
+    with pytest.raises(ConfigError, match=re.escape(message) + "$"):
+        parse(GOOD + extra)
+
+
+def test_a_setting_at_its_bound_is_taken():
+    """The bounds themselves are valid values, as the messages say ('>= 16', 'from 1 to', '(0, 1]'):
+    a threshold of 0 (exact copies only) and a precision of 1 are fair choices, not mistakes."""
+    config = parse(GOOD + """
+limit: 1
+max_side: 16
+max_pixels: 1073741824
+seed: 18446744073709551615
+impostors: {duplicates: [[a, b]], exclude_below: {aHash: 0}}
+detection: {fpr: [0.5], precision: [1], thresholds: {pHash: 0}}
+""")
+    assert (config.limit, config.max_side, config.max_pixels, config.seed) == (1, 16, 1 << 30, (1 << 64) - 1)
+    assert config.impostors.duplicates == (("a", "b"),) and config.impostors.exclude_below == {"aHash": 0}
+    assert (config.detection.fpr, config.detection.precision, config.detection.thresholds) == (
+        (0.5,), (1.0,), {"pHash": 0})
+    assert parse(GOOD + "max_pixels: 1").max_pixels == 1
+
+
+@pytest.mark.parametrize("labels, message", [
+    ("[a, b]", "cfg.yaml: sweeps[1].labels: 2 labels for 3 values"),
+    ("[a, b, c, d]", "cfg.yaml: sweeps[1].labels: 4 labels for 3 values"),
+])
+def test_labels_are_one_per_value(labels, message):
+    """Too few labels left a pair unnamed, too many named pairs that are not there: both are refused."""
+    with pytest.raises(ConfigError, match=re.escape(message) + "$"):
+        parse(GOOD.replace("label: JPEG {value}", f"labels: {labels}"))
+    named = parse(GOOD.replace("label: JPEG {value}", "labels: [a, b, c]"))
+    assert [p.label for p in named.pairs] == ["identity", "a", "b", "c"]
+
+
+def test_a_threshold_for_a_hasher_the_config_lacks_is_refused():
+    """detection.thresholds names hasher ids; one the config does not have (a case slip) would be a
+    threshold never used, so it is refused with the id meant, as exclude_below's is."""
+    with pytest.raises(ConfigError, match=re.escape("cfg.yaml: detection.thresholds.phash: not a hasher of this "
+                                                    "config; did you mean 'pHash'?")):
+        parse(GOOD + "detection: {thresholds: {phash: 10}}")
+
+
+def test_the_sweeps_may_make_exactly_the_most_pairs():
+    """MAX_PAIRS (10,000) is the most pairs allowed, not one more than allowed: 10,000 are taken and
+    10,001 refused."""
+    sweep = """
+name: many
+images: [builtin:astronaut]
+hashers: [aHash]
+sweeps:
+  - family: pixelate
+    b: {pixelate: {block: $value}}
+    values: {start: 1, stop: STOP, step: 1}
+"""
+    assert len(parse(sweep.replace("STOP", "10000")).pairs) == 10_000
+    with pytest.raises(ConfigError, match=re.escape("cfg.yaml: sweeps[0]: the sweeps make 10,001 pairs up to here; "
+                                                    "at most 10,000 in all")):
+        parse(sweep.replace("STOP", "10001"))
+
+
+@pytest.mark.parametrize("values, step, expected", [
+    ("{start: 5, stop: 5, step: 1}", "jpeg: {quality: $value}", [5]),  # a range of one value: start is stop
+    ("{start: 0, stop: 1, step: 0.6}", "contrast: {factor: $value}", [0.0, 0.6]),  # 1.2 would be past stop
+    ("{start: 30, stop: 10, step: -7}", "jpeg: {quality: $value}", [30, 23, 16]),  # downwards: 9 is past it
+])
+def test_a_range_stops_at_its_last_value_within_stop(values, step, expected):
+    """stop is included where a whole number of steps reaches it, and never passed: start == stop is
+    the one value, and a step that overshoots stop ends the range at the value before it."""
+    config = parse(GOOD.replace("{start: 10, stop: 30, step: 10}", values).replace("jpeg: {quality: $value}", step))
+    assert [p.value for p in config.pairs[1:]] == expected
+
+
+def test_hashers_chosen_twice_run_once_in_the_options_order():
+    """--hashers pHash,aHash,pHash runs each once, in the order the option names them: a hasher
+    listed twice made two columns of one name in every table."""
+    assert [h.id for h in parse(GOOD, hashers=["pHash", "aHash", "pHash"]).hashers] == ["pHash", "aHash"]

@@ -181,3 +181,21 @@ def test_the_summarys_provenance_names_ipp_and_numpys_simd_and_reads_an_older_re
         "CPU aarch64 with OpenCV dispatching to baseline only"  # run.json of an older version
     here = cpu_features()
     assert ("IPP off" in cpu_line(here)) is (not cv2.ipp.useIPP())
+
+
+def test_inexact_steps_name_each_edit_that_follows_the_cpu_once_and_sorted():
+    """hue and saturation work in float HSV, sharpen weighs in floating point and a cubic resize goes
+    to IPP: each is named once however many chains use it, in name order (run.json and the summary
+    list them; six names leave a set's own order one chance in 720 of being that); bit-exact steps
+    (jpeg, an area resize) are not named."""
+    from harness.runner import inexact_steps
+
+    chains = [(("saturation", (("factor", 2.0),)), ("jpeg", (("quality", 50),))),
+              (("sharpen", (("amount", 1.0), ("sigma", 1.0))),),
+              (("resize_max", (("interpolation", "cubic"), ("size", 64))),),
+              (("hue", (("degrees", 30.0),)), ("saturation", (("factor", 0.5),))),
+              (("scale", (("factor", 0.5), ("interpolation", "cubic"))),),
+              (("aspect", (("interpolation", "cubic"), ("ratio", 2.0))),),
+              (("resize_max", (("interpolation", "area"), ("size", 64))),)]
+    assert inexact_steps(chains) == ["aspect", "hue", "resize_max", "saturation", "scale", "sharpen"]
+    assert inexact_steps(chains[-1:]) == [] and inexact_steps([]) == []

@@ -9,7 +9,7 @@ import pytest
 
 from harness.metrics import (detection_table, equal_error_rate, family_verdicts, fixed_threshold, operating_points,
                              roc_auc, roc_curve, roc_table, threshold_at_fpr, thresholds_table, wilson_interval)
-from harness.impostors import sample_pairs
+from harness.impostors import Vocabulary, sample_pairs, source_impostors, transformed_impostors
 
 IMPOSTOR = np.array([5, 7, 7, 9, 12, 12, 15, 20, 30, 40], dtype=float)  # 10 pairs, ties at 7 and 12
 GENUINE = np.array([0, 3, 6, 7, 8, 13], dtype=float)
@@ -126,3 +126,86 @@ def test_sample_pairs_are_distinct_and_ordered(count, wanted):
     assert len(np.unique(i * count + j)) == len(i)
     again = sample_pairs(count, wanted, np.random.default_rng(0))
     assert np.array_equal(i, again[0]) and np.array_equal(j, again[1])
+
+
+def test_a_sample_of_pairs_reaches_every_pair():
+    """The sample is drawn from all count * (count - 1) / 2 pairs alike: drawn many times, every pair
+    comes up, the last of each row of the triangle too (where the index arithmetic turns a row)."""
+    rng = np.random.default_rng(1)
+    seen = set()
+    for _ in range(200):
+        i, j = sample_pairs(7, 5, rng)
+        assert sorted(zip(i.tolist(), j.tolist())) == list(zip(i.tolist(), j.tolist()))  # in the table's order
+        seen.update(zip(i.tolist(), j.tolist()))
+    assert seen == {(a, b) for a in range(7) for b in range(a + 1, 7)}
+
+
+def test_taking_every_pair_draws_nothing_from_the_generator():
+    """max_pairs at or above the number of pairs takes them all, without a draw: the transformed
+    impostors drawn next from the same generator are the same whether max_pairs is 10 or 1,000."""
+    for wanted in (10, 1000):
+        rng = np.random.default_rng(5)
+        i, j = sample_pairs(5, wanted, rng)
+        assert (i.tolist(), j.tolist()) == ([0, 0, 0, 0, 1, 1, 1, 2, 2, 3], [1, 2, 3, 4, 2, 3, 4, 3, 4, 4])
+        assert rng.random() == np.random.default_rng(5).random()
+
+
+def _hashes(ones, rows=None):
+    """aHash rows of 64 bits with the first n set, for each n of `ones`: two rows are |n - m| apart.
+    `rows`: each image's row (-1: the image did not hash)."""
+    from harness.hashing import Hashed
+
+    array = np.packbits(np.arange(64)[None, :] < np.array(ones)[:, None], axis=1)
+    rows = np.arange(len(ones)) if rows is None else np.array(rows)
+    return Hashed(array, rows, {k: "failed" for k in np.flatnonzero(rows < 0)})
+
+
+def _ahash():
+    from harness.hashers import HASHERS
+
+    hasher = HASHERS.get("aHash")()
+    hasher.prepare()
+    return {"aHash": hasher}
+
+
+def test_source_impostors_are_every_pair_of_images_that_hashed():
+    """Four images, b not hashed: the pairs without b, each once and in order, a distance apart of
+    their hashes (1, 3 and 7 bits set: 2, 6 and 4). A pair with b would have read another image's row."""
+    hashers = _ahash()
+    vocabulary = Vocabulary(["a", "b", "c", "d"], hashers, [])
+    source = {"aHash": _hashes([1, 3, 7], rows=[0, -1, 1, 2])}
+    frame = source_impostors(vocabulary, source, hashers, 100, np.random.default_rng(0))
+    assert frame[["image_id", "other_id"]].astype(str).values.tolist() == [["a", "c"], ["a", "d"], ["c", "d"]]
+    assert frame["distance"].tolist() == [2, 6, 4]
+    assert set(frame["kind"].astype(str)) == {"source"} and set(frame["hasher"].astype(str)) == {"aHash"}
+
+
+@pytest.mark.parametrize("failed", [None, 2])
+def test_transformed_impostors_compare_each_copy_with_other_images(failed):
+    """Three images with two edited copies each (jpeg 50, blur 3), per_variant 5: as only two other
+    images exist, each copy meets both of them, never its own image. Source image i has 10i bits set,
+    copy c of image i 10i + 2 + 3c, so each distance is |10i + 2 + 3c - 10j|, by hand below. A source
+    image that did not hash (`failed`) is nobody's impostor, yet its own copies still meet the others."""
+    from harness.config import PairSpec
+
+    hashers = _ahash()
+    pairs = [PairSpec("identity", None, "identity", (), ()),
+             PairSpec("jpeg", 50, "jpeg 50", (), (("jpeg", (("quality", 50),)),)),
+             PairSpec("blur", 3, "blur 3", (), (("blur", (("kernel", 3),)),))]
+    vocabulary = Vocabulary(["p", "q", "r"], hashers, pairs)
+    rows = None if failed is None else [k if k != failed else -1 for k in range(3)]
+    source = {"aHash": _hashes([0, 10, 20], rows)}
+    edited = {"aHash": _hashes([10 * i + 2 + 3 * c for i in range(3) for c in range(2)])}
+    frames = transformed_impostors(vocabulary, pairs, [1, 2], edited, source, hashers, 5, np.random.default_rng(0))
+    frame = pd.concat(frames)
+    got = sorted(zip(frame["image_id"].astype(str), frame["family"].astype(str), frame["value"].astype(str),
+                     frame["other_id"].astype(str), frame["distance"]))
+    names = "pqr"
+    expected = sorted((names[i], family, value, names[j], abs(10 * i + 2 + 3 * c - 10 * j))
+                      for i in range(3) for c, (family, value) in enumerate([("jpeg", "50"), ("blur", "3")])
+                      for j in range(3) if j != i and j != failed)
+    assert got == expected
+    assert set(frame["kind"].astype(str)) == {"transformed"}
+    again = pd.concat(transformed_impostors(vocabulary, pairs, [1, 2], edited, source, hashers, 5,
+                                            np.random.default_rng(0)))
+    assert frame.equals(again)  # the draws follow the seed

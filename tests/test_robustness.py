@@ -395,3 +395,43 @@ def test_a_signal_once_the_outputs_are_in_place_does_not_stop_the_command(tmp_pa
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.stdout.splitlines() == expected, (done.stdout, done.stderr)
     assert done.returncode == 0
+
+
+def test_an_edit_that_fails_on_one_image_is_one_error_row_and_the_run_goes_on():
+    """A 550 x 300 crop fits the 600 x 400 coffee but not the 512 x 512 camera: the camera's crop pairs
+    carry the transform's error (for each hasher) where the other cells hold distances, errors.csv has
+    one row for it (once per image and stage, not once per hasher), and Results counts the 2 failed
+    distances and that row."""
+    import harness
+
+    results = harness.evaluate({
+        "name": "x", "images": ["builtin:coffee", "builtin:camera"], "hashers": ["aHash", "pHash"],
+        "sweeps": [{"family": "gray", "b": "grayscale"},
+                   {"family": "crop", "b": {"crop": {"x": 0, "y": 0, "width": 550, "height": 300}}}]})
+    reason = "crop window 550x300 at (x=0, y=0) does not fit in a 512x512 image"
+    assert results.errors[["image", "stage", "reason"]].values.tolist() == [["camera", "transform", reason]]
+    table = results.distances.astype({"image": str, "family": str, "hasher": str, "error": str})
+    failed = table[table["error"] != ""]
+    assert failed[["image", "family", "hasher"]].values.tolist() == [["camera", "crop", "aHash"],
+                                                                    ["camera", "crop", "pHash"]]
+    assert set(failed["error"]) == {f"transform: {reason}"} and failed["distance"].isna().all()
+    assert len(table) == 8 and table.loc[table["error"] == "", "distance"].notna().all()
+    assert results.failures == 3
+
+
+def test_each_distinct_chain_is_planned_once_in_config_order():
+    """A chain is made once per image whichever pairs and sides use it: grayscale is side b of one
+    pair and side a of another, and its pixels are reused, not made twice; the untouched image is
+    no chain to make."""
+    from harness.config import parse_config
+    from harness.runner import make_plan
+
+    config = parse_config({"name": "x", "images": ["builtin:coffee"], "hashers": ["aHash"], "sweeps": [
+        {"family": "identity"},
+        {"family": "gray", "b": "grayscale"},
+        {"family": "gray jpeg", "a": "grayscale", "b": ["grayscale", {"jpeg": {"quality": 50}}]},
+        {"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50, 70]}]}, "c.yaml")
+    plan = make_plan(config, config.hashers, salt="")
+    gray, jpeg = ("grayscale", ()), lambda quality: ("jpeg", (("quality", quality),))
+    assert plan.chains == ((gray,), (gray, jpeg(50)), (jpeg(50),), (jpeg(70),))
+    assert len(set(plan.chain_keys)) == 4

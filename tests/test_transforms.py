@@ -1,5 +1,7 @@
 """Transforms: pixel-exact against the article's OpenCV calls, and the contract of every registered one."""
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -216,3 +218,79 @@ def test_an_overlay_file_is_read_within_bounds(tmp_path):
     with pytest.raises(TransformError, match="overlay image '/dev/zero' is not a regular file"):
         apply_chain(image, [("overlay_image", {"source": "/dev/zero"})])
     assert apply_chain(image, [("overlay_image", {"source": str(tmp_path / "ok.png")})]).shape == (64, 64, 3)
+
+
+def _checked(name, **params):
+    return check_params(param_specs(TRANSFORMS.get(name)), params, name)
+
+
+@pytest.mark.parametrize("name, params, problem", [
+    ("gamma", {"gamma": 0}, "gamma: 0.0 must be > 0"),  # (0, 10]: open below
+    ("gamma", {"gamma": 10.001}, "gamma: 10.001 must be <= 10"),
+    ("screenshot", {"header": 0.5}, "header: 0.5 must be < 0.5"),  # [0, 0.5): open above
+    ("screenshot", {"footer": -0.01}, "footer: -0.01 must be >= 0"),
+    ("contrast", {"factor": -0.5}, "factor: -0.5 must be >= 0"),  # [0, 10]: closed at both ends
+    ("contrast", {"factor": 10.5}, "factor: 10.5 must be <= 10"),
+    ("rotate", {"angle": 1, "color": [0, 256, 0]}, "color[1]: 256 must be <= 255"),  # each item of a list
+    ("rotate", {"angle": 1, "color": [0, 0, -1]}, "color[2]: -1 must be >= 0"),
+    ("rotate", {"angle": 1, "color": [0, 0]}, "color: expected list[int, int, int], got [0, 0]"),
+    ("rotate", {"angle": 1, "color": [0, 0, 0, 0]}, "color: expected list[int, int, int]"),
+    ("rotate", {"angle": True}, "angle: expected float, got True"),
+    ("jpeg", {"quality": 50.0}, "quality: expected int, got 50.0"),
+    ("jpeg", {"quality": True}, "quality: expected int, got True"),
+    ("median_blur", {"kernel": 3.0}, "kernel: expected 1 | 3 | 5"),
+    ("median_blur", {"kernel": True}, "kernel: expected 1 | 3 | 5"),  # True == 1, yet not the choice 1
+    ("scale", {"factor": 10 ** 400}, "factor: expected float"),  # an int past any float
+    ("rotate", {"angle": float("nan")}, "angle: nan is not a finite number"),
+    ("scale", {"factor": float("inf")}, "factor: inf is not a finite number"),
+])
+def test_each_bound_and_kind_is_checked_as_declared(name, params, problem):
+    """A Range is closed unless it says open, at each end on its own; a list's items are checked each;
+    an int is not a bool nor a float, a Literal's choice is matched by type as well as by value, and no
+    NaN or infinity gets through (every range comparison with NaN is false)."""
+    with pytest.raises(ValueError, match="^" + re.escape(problem)):
+        _checked(name, **params)
+
+
+def test_values_at_a_closed_bound_and_of_a_wider_kind_are_taken():
+    """The bounds a closed Range names are valid values; an int is taken for a float (as a float), a
+    list for a tuple, and defaults fill what is not given."""
+    assert _checked("gamma", gamma=10) == {"gamma": 10.0} and isinstance(_checked("gamma", gamma=10)["gamma"], float)
+    assert _checked("contrast", factor=0) == {"factor": 0.0}
+    assert _checked("screenshot", header=0, footer=0.49)["header"] == 0.0
+    assert _checked("rotate", angle=-360, color=[0, 255, 7]) == {"angle": -360.0, "crop": False, "color": (0, 255, 7),
+                                                                  "interpolation": "linear"}
+    assert _checked("median_blur", kernel=31) == {"kernel": 31}
+    assert _checked("text", scale=1)["y"] is None and _checked("text", scale=1, y=-5)["y"] == -5
+
+
+def test_a_range_is_described_with_its_open_and_closed_ends():
+    """`harness list` shows each range as the check applies it: ( or ) for an open end, [ or ] for a
+    closed one, and a whole-number bound written in full."""
+    from harness.params import Range, bound
+
+    assert [str(r) for r in (Range(0, 10, open_low=True), Range(0, 0.5, open_high=True), Range(1, 100),
+                             Range(0), Range(0, open_low=True), Range(None, 5), Range(None, 5, open_high=True))] == [
+        "in (0, 10]", "in [0, 0.5)", "in [1, 100]", ">= 0", "> 0", "<= 5", "< 5"]
+    assert bound(2 ** 32 - 1) == "4294967295" and bound(0.25) == "0.25" and bound(16.0) == "16"
+
+
+def test_a_plugins_tuple_literal_and_union_parameters_keep_their_kinds():
+    """A plugin's parameters may be of any kind check_params knows: each item of a tuple is checked
+    against its own type (str, then int), an int stands for an equal float choice of a Literal (and
+    becomes that float, as OpenCV or the plugin expects), and a union takes the first kind that fits,
+    so an `int | float` parameter given 3 stays the int 3."""
+    from typing import Literal
+
+    def edit(image, pair: tuple[str, int] = ("a", 1), level: Literal[0.5, 1.0] = 0.5, amount: int | float = 1):
+        return image
+
+    specs = param_specs(edit)
+    checked = check_params(specs, {"pair": ["x", 3], "level": 1, "amount": 3}, "edit")
+    assert checked == {"pair": ("x", 3), "level": 1.0, "amount": 3}
+    assert type(checked["level"]) is float and type(checked["amount"]) is int
+    assert type(check_params(specs, {"amount": 2.5}, "edit")["amount"]) is float
+    with pytest.raises(ValueError, match=re.escape("pair: expected list[str, int], got ['x', 'y']")):
+        check_params(specs, {"pair": ["x", "y"]}, "edit")
+    with pytest.raises(ValueError, match=re.escape("level: expected 0.5 | 1.0, got 2")):
+        check_params(specs, {"level": 2}, "edit")

@@ -91,6 +91,40 @@ def test_aspect_stretches_the_width_only(ratio, wide):
     assert np.array_equal(out, cv2.resize(wide, (round(200 * ratio), 120)))
 
 
+def test_scale_rounds_a_fractional_size_down():
+    """The docstring's 'rounded down': 203 x 0.99 is 200.97 and 101 x 0.99 is 99.99, a 200 x 99 image
+    (rounding to nearest made 201 x 100, one pixel more each way than every other resize of that factor)."""
+    image = np.random.default_rng(3).integers(0, 256, (101, 203, 3), dtype=np.uint8)
+    out = run("scale", image, factor=0.99)
+    assert out.shape == (99, 200, 3)
+    assert np.array_equal(out, cv2.resize(image, (200, 99)))
+
+
+def test_crop_moves_its_window_by_dx_and_dy_each_on_its_own_axis(wide):
+    """dx moves the window right and dy down, each by its own amount (the shift tests move both alike,
+    which a swapped dx and dy passes); a window touching the right and bottom edges fits, one more does not."""
+    assert np.array_equal(run("crop", wide, x=5, y=6, width=10, height=8, dx=3, dy=-2), wide[4:12, 8:18])
+    assert np.array_equal(run("crop", wide, x=190, y=110, width=10, height=10), wide[110:120, 190:200])
+    for past in ({"x": 191}, {"y": 111}, {"dx": 1}, {"dy": 1}):
+        with pytest.raises(TransformError, match="does not fit in a 200x120 image"):
+            run("crop", wide, **{"x": 190, "y": 110, "width": 10, "height": 10, **past})
+
+
+def test_center_crop_moves_its_window_by_a_part_of_each_side(wide):
+    """dx is a part of the width and dy of the height: on 200 x 120, a 100 x 60 window moved by
+    dx = 0.1 (20 px) and dy = -0.25 (30 px) is columns 70-169 and rows 0-59."""
+    assert np.array_equal(run("center_crop", wide, fraction=0.5, dx=0.1, dy=-0.25), wide[0:60, 70:170])
+    with pytest.raises(TransformError, match="leaves the 200x120 image"):
+        run("center_crop", wide, fraction=0.5, dx=0.0, dy=-0.26)  # 31 rows up from row 30
+
+
+def test_aspect_rounds_the_new_width_to_the_nearest_pixel(wide):
+    """200 x 1.003 is 200.6: 201 columns, as the docstring's 'rounded' says (int() made 200, no edit at all)."""
+    out = run("aspect", wide, ratio=1.003)
+    assert out.shape == (120, 201, 3)
+    assert np.array_equal(out, cv2.resize(wide, (201, 120)))
+
+
 @pytest.mark.parametrize("mode,border", [("constant", cv2.BORDER_CONSTANT), ("reflect", cv2.BORDER_REFLECT_101),
                                          ("replicate", cv2.BORDER_REPLICATE)])
 def test_pad_is_copy_make_border(mode, border, wide):
@@ -135,6 +169,16 @@ def test_pixelate_makes_constant_blocks(synthetic):
     small = cv2.resize(synthetic, (32, 32), interpolation=cv2.INTER_AREA)
     assert np.array_equal(out, cv2.resize(small, (256, 256), interpolation=cv2.INTER_NEAREST))
     assert run("pixelate", synthetic, block=1000).shape == synthetic.shape  # one block: the mean colour
+
+
+def test_pixelate_shrinks_each_side_by_the_block(wide):
+    """A 200 x 120 image in blocks of 8 is 25 x 15 blocks (the square test image cannot tell the
+    sides apart): every 8 x 8 block one colour, the mean of its pixels (INTER_AREA)."""
+    out = run("pixelate", wide, block=8)
+    small = cv2.resize(wide, (25, 15), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(out, cv2.resize(small, (200, 120), interpolation=cv2.INTER_NEAREST))
+    blocks = out.reshape(15, 8, 25, 8, 3)
+    assert np.all(blocks == blocks[:, :1, :, :1])
 
 
 # --- photometric --------------------------------------------------------------
@@ -250,6 +294,13 @@ def test_salt_pepper_replaces_the_asked_part_of_the_pixels(amount):
     assert abs(int(salt) - int(pepper)) <= 1
 
 
+def test_salt_pepper_rounds_the_count_of_pixels_to_the_nearest():
+    """round(amount * pixels), as the docstring says: 0.00071 of 15,000 pixels is 10.65, so 11 pixels
+    (int() made 10: the amounts the other test uses all give whole counts)."""
+    out = run("salt_pepper", solid((128, 128, 128), 100, 150), amount=0.00071)
+    assert np.any(out != 128, axis=2).sum() == 11
+
+
 # --- overlays -----------------------------------------------------------------
 
 def test_overlay_image_builtin_logo_respects_alpha_and_opacity(wide):
@@ -327,6 +378,22 @@ def test_caption_adds_a_bar_with_centred_text(position, bar, wide):
     assert np.all(strip[..., 0] == strip[..., 1]) and np.all(strip[..., 1] == strip[..., 2])  # grey only
 
 
+def test_caption_sizes_its_bar_and_text_from_the_image():
+    """The bar is round(height x rows): 0.23 of 120 is 27.6, 28 rows (int() made 27). In a bar as tall
+    as the image, a long text is sized to 0.9 of the width (10 px free at each side of 200), a short one
+    to 0.7 of the bar's height; either is centred across and down, the text's box (descenders included)
+    about the bar's middle row, 60."""
+    grey = solid((90, 90, 90))
+    assert run("caption", grey, height=0.23).shape == (148, 200, 3)
+    for text in ("Hgjpqy", "Hy"):
+        strip = run("caption", grey, text=text, height=1.0)[:120]
+        ink = np.argwhere(strip.min(axis=2) < 128)
+        (top, left), (bottom, right) = ink.min(axis=0), ink.max(axis=0)
+        assert left >= 10 and right <= 189 and abs((left + right) / 2 - 100) <= 3, (text, left, right)
+        assert abs((top + bottom) / 2 - 60) <= 3, (text, top, bottom)
+    assert right - left < 100 and bottom - top > 70  # "Hy": as tall as 0.7 of the bar allows, not as wide
+
+
 def test_caption_of_empty_text_is_a_plain_bar(wide):
     out = run("caption", wide, text="", height=0.5)
     assert np.all(out[:60] == 255) and np.array_equal(out[60:], wide)
@@ -338,6 +405,20 @@ def test_emoji_draws_yellow_faces_inside_the_image():
     yellow = np.all(out == (0, 210, 255), axis=2)
     assert yellow.sum() > 0.5 * 2 * np.pi * 30 ** 2 * 0.5  # most of two 60 px faces, less eyes and smile
     assert run("emoji", grey, count=5, size=0.3).shape == grey.shape
+
+
+@pytest.mark.parametrize("shape", [(120, 200), (200, 120)])
+def test_emoji_faces_are_whole_on_wide_and_tall_images(shape):
+    """Each face's centre is placed in the room its side leaves (width across, height down): a face
+    of radius 30 on a 120 x 200 or 200 x 120 image lies whole inside it, whatever the seed: its drawn
+    pixels span 65 rows and 65 columns (the 61 px disc and its anti-aliased rim); a centre placed by
+    the other side's room was cut off at the edge."""
+    grey = solid((128, 128, 128), *shape)
+    for seed in range(6):
+        out = run("emoji", grey, count=1, size=60 / shape[1], seed=seed)  # a radius of 30 px
+        drawn = np.argwhere(np.any(out != 128, axis=2))
+        (top, left), (bottom, right) = drawn.min(axis=0), drawn.max(axis=0)
+        assert bottom - top + 1 == right - left + 1 == 65, (seed, top, bottom, left, right)
 
 
 # --- parameters are checked before any work -----------------------------------

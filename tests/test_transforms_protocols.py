@@ -138,6 +138,25 @@ def test_cross_is_pillows_diagonals(wide):
     assert tuple(out[0, 0]) == (0, 0, 128) and tuple(out[60, 100]) == (0, 0, 128)  # the centre
 
 
+def test_screenshot_shrinks_a_picture_that_scale_would_not_fit_to_the_room(wide):
+    """scale 0.9 of 120 rows is 108, more than the 84 rows between a 12-row bar and a 24-row footer:
+    the picture is 0.7 (84 / 120) of each side instead, 140 x 84, centred across and filling the room."""
+    out = run("screenshot", wide, scale=0.9, header=0.1, footer=0.2)
+    assert np.array_equal(out[12:96, 30:170], cv2.resize(wide, (140, 84), interpolation=cv2.INTER_AREA))
+    assert np.all(out[12:96, :30] == 255) and np.all(out[12:96, 170:] == 255)
+
+
+def test_cross_draws_its_lines_at_the_given_width(wide):
+    """width reaches Pillow's line: 5 px diagonals in the given colour, as ImageDraw draws them."""
+    expected = pil(wide)
+    draw = ImageDraw.Draw(expected)
+    draw.line((0, 0, 200, 120), fill=(0, 255, 0), width=5)
+    draw.line((0, 120, 200, 0), fill=(0, 255, 0), width=5)
+    out = run("cross", wide, color=[0, 255, 0], width=5)
+    assert np.array_equal(out, bgr(expected))
+    assert tuple(out[58, 100]) == (0, 255, 0)  # two rows off the centre: inside a 5 px line, not a 1 px one
+
+
 @pytest.mark.parametrize("name,params,problem", [
     ("resize_max", {"size": 0}, "size: 0 must be >= 1"),
     ("border", {"top": -0.1}, "top: -0.1 must be >= 0"),
