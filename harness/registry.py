@@ -158,7 +158,10 @@ class Registry:
                     raise UnknownName(f"{self.kind} plugin '{shortened(name, 120)}' {problem}")
                 return found
             close = suggest(name, list(self._entries))
-            hint = f"; did you mean '{close}'?" if close else ""
+            module, dot, attr = name.rpartition(".")
+            hint = (f"; did you mean '{close}'?" if close else
+                    f"; a plugin is named as module:name, with a colon: '{module}:{attr}'?" if dot and module and attr
+                    else "")
             raise UnknownName(f"unknown {self.kind} {shown(name)}{hint} (see `python -m harness list`)")
         entry = self._entries[name]
         if isinstance(entry, str):

@@ -538,3 +538,13 @@ def test_text_the_terminal_cannot_encode_is_escaped_not_a_crash(tmp_path, synthe
         assert command[0] == "validate" or b"Qualit\\xe9 50 \\u2013 \\xfc" in done.stdout, command
     text = json.loads((tmp_path / "out" / "run.json").read_text())["text"]
     assert text["stdout_encoding"] == "ascii" and text["environment"]["PYTHONIOENCODING"] == "ascii"
+
+
+def test_a_plugin_named_with_a_dot_is_told_the_colon():
+    """`mymodule.func` (a dot where the colon goes) was "unknown transform" with a poor suggestion."""
+    from harness.registry import UnknownName
+
+    with pytest.raises(UnknownName, match=r"a plugin is named as module:name, with a colon: 'mymodule:func'\?"):
+        TRANSFORMS.get("mymodule.func")
+    with pytest.raises(UnknownName, match=r"did you mean 'imagehash.average_hash'\?"):  # a built-in's typo
+        HASHERS.get("imagehash.average_hsh")

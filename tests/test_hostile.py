@@ -425,7 +425,7 @@ TRANSFORM_CASES = [
     ("unannotated", f"parameter 'strength' {NEEDS_ANNOTATION}no annotation"),
     ("mapping", f"parameter 'table' {NEEDS_ANNOTATION}dict"),
     ("undefined", "has annotations that cannot be resolved (NameError: name 'Undefined' is not defined)"),
-    ("wrong_default", "parameter 'strength' has a default 'high' that is not a int"),
+    ("wrong_default", "parameter 'strength' has a default 'high' that is not of type int"),
     ("positional_only", "parameter 'strength' must be passable by keyword"),
 ]
 

@@ -51,7 +51,7 @@ def _check_plugin(obj, reference: str) -> str | None:
             return (f"parameter '{param.name}' needs an annotation harness can check (int, float, str, bool, "
                     f"Literal, tuple or list of them), has {problem}")
         if not spec.required and not coerce(spec.kind, spec.default)[0]:
-            return f"parameter '{param.name}' has a default {shown(spec.default)} that is not a {type_name(spec.kind)}"
+            return f"parameter '{param.name}' has a default {shown(spec.default)} that is not of type {type_name(spec.kind)}"
     return None
 
 
