@@ -422,11 +422,15 @@ def _check_named_hasher(path: str, hasher_id: str) -> None:
     from harness.hashers import HASHERS
     from harness.leaks_report import _file_name
 
-    parts = os.path.basename(path).split(".")
-    if len(parts) < 3 or parts[-1].lower() != "parquet":
+    # An audit writes SPLIT.HASHER.parquet, the split a plain word and the hasher's id as _file_name makes it
+    # ("imagehash.phash" keeps its dot), with -2, -3, ... where two names would be one.
+    stem, dot, extension = os.path.basename(path).rpartition(".")
+    _, split_dot, written = stem.partition(".")
+    if not (dot and split_dot and extension.lower() == "parquet"):
         return
-    named = {_file_name(name): name for name in HASHERS}.get(parts[-2])
-    if named is not None and named != hasher_id and parts[-2] != _file_name(hasher_id):
+    written = re.sub(r"-\d+$", "", written)
+    named = {_file_name(name): name for name in HASHERS}.get(written)
+    if named is not None and named != hasher_id and written != _file_name(hasher_id):
         raise HarnessError(f"{display_path(path)}: named as {named}'s hash table by the audit that wrote it, and it "
                            f"records no hasher to tell otherwise; audit it with --hashers {named}, or rename it if "
                            f"it holds {hasher_id}'s hashes")

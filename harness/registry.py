@@ -179,8 +179,6 @@ class Registry:
 
 # module name -> (the loader that ran it, digest of its code, its file or None)
 _LOADED: dict[str, tuple[Any, str, str | None]] = {}
-# module name -> the modules of its package that harness's loader ran during its import
-_IMPORTED_WITH: dict[str, tuple[str, ...]] = {}
 NO_FILE = "no file"  # a module built in memory, or one whose file cannot be read: its reference alone keys it
 
 
@@ -199,11 +197,8 @@ class _DigestedSourceLoader(importlib.machinery.SourceFileLoader):
         return self.source_to_code(source, path)
 
     def exec_module(self, module):
-        before = set(_LOADED)
         super().exec_module(module)  # a failure (a reload whose new code raises) records nothing
         _LOADED[self.name] = (self, self.digest, self.path)  # the name it was imported as (the module may rename itself)
-        # The modules of its package it ran as it ran (theirs included): its code too (module_code).
-        _IMPORTED_WITH[self.name] = tuple(sorted(set(_LOADED) - before - {self.name}))
 
 
 class _PluginFinder(importlib.abc.MetaPathFinder):
@@ -213,7 +208,7 @@ class _PluginFinder(importlib.abc.MetaPathFinder):
     a package importing its own plugin module; importlib.reload), so only the loader is ours."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname not in _PLUGIN_MODULES and not any(fullname.startswith(prefix) for prefix in _package_prefixes()):
+        if fullname not in _PLUGIN_MODULES:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -228,18 +223,6 @@ class _PluginFinder(importlib.abc.MetaPathFinder):
 
 _PLUGIN_MODULES: set[str] = set()
 _FINDER = _PluginFinder()
-
-
-def _package_prefixes() -> set[str]:
-    """'pkg.' for each plugin module that is in a package or is one ('pkg.impl', or 'pkg' itself, whose
-    __init__ exports what the config names): the package's other modules are its code too."""
-    return {(name if _is_package(name) else name.rpartition(".")[0]) + "." for name in _PLUGIN_MODULES
-            if "." in name or _is_package(name)}
-
-
-def _is_package(module_name: str) -> bool:
-    return hasattr(sys.modules.get(module_name), "__path__") or os.path.basename(
-        str(getattr(_LOADED.get(module_name, (None, None, None))[0], "path", ""))) == "__init__.py"
 
 
 def expect_plugins(data) -> None:
@@ -301,27 +284,42 @@ def loaded_code(module_name: str) -> tuple[str, str | None]:
     return known[1], known[2]
 
 
+# A plugin's package is read whole for its key, within these bounds (a plugin in a large package
+# then keys by its own file only, and a note could not say which helper changed anyway).
+PACKAGE_MAX_FILES, PACKAGE_MAX_BYTES = 2000, 50 << 20
+
+
 def module_code(module_name: str) -> tuple[str, list[tuple[str, str | None]]]:
-    """(digest of the code a plugin module runs, with that of the modules of its package it ran as it
-    was imported: a helper it imports, the submodule a package's __init__ exports a plugin from;
-    the (name, file) of each). Editing one of those changes what the plugin makes as much as editing
-    its own file. Code outside its package (another top-level module it imports), and a module it
-    imports only later, in a function, are not followed."""
+    """(digest of the code a plugin module runs, with the Python files of the package it is in;
+    [(module name, its file)]). A helper module of the package, or the submodule a package's
+    __init__ exports the plugin from, changes what the plugin makes as much as its own file does.
+    The package's files are read from disk, all of them, in a fixed order: what a process happened to
+    import before (another plugin of the package, an earlier run) changes nothing, and a worker that
+    imports the plugin itself reads the same files. Code outside the package is not followed."""
     import hashlib
 
     digest, path = loaded_code(module_name)
-    members = [(name, _LOADED[name][1], _LOADED[name][2]) for name in _IMPORTED_WITH.get(module_name, ())
-               if name in _LOADED]
-    files = [(module_name, path)] + [(name, file) for name, _, file in members]
-    if not members:
-        return digest, files
-    combined = hashlib.sha256(json.dumps([digest, [[name, code] for name, code, _ in members]]).encode())
-    return combined.hexdigest(), files
+    top = sys.modules.get(module_name.split(".")[0])
+    folders = list(getattr(top, "__path__", None) or [])
+    if len(folders) != 1:  # a single-file module, or a namespace package spread over folders
+        return digest, [(module_name, path)]
+    package = hashlib.sha256(digest.encode())
+    count = size = 0
+    for folder, names, files in os.walk(folders[0]):
+        names[:] = sorted(n for n in names if not n.startswith(".") and n != "__pycache__")
+        for name in sorted(f for f in files if f.endswith(".py")):
+            full = os.path.join(folder, name)
+            count, size = count + 1, size + os.path.getsize(full)
+            if count > PACKAGE_MAX_FILES or size > PACKAGE_MAX_BYTES:
+                return digest, [(module_name, path)]
+            package.update(os.path.relpath(full, folders[0]).encode("utf-8", "surrogateescape") + b"\0"
+                           + _file_code(full).encode())
+    return package.hexdigest(), [(module_name, path)]
 
 
 def plugin_code(reference: str) -> str:
     """The digest a plugin's (`package.module:Name`) results are keyed by: that of its module's code
-    as this process runs it, with the modules of its package it ran as it was imported (module_code).
+    as this process runs it, with the files of its package (module_code).
 
     A HarnessError when the file no longer holds that code (edited after the import, in a long Python
     session). Refused rather than reloaded: a reload would run the module again behind the back of

@@ -129,6 +129,8 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict, advi
         where = f"{config.source}: hashers[{number}] ({spec.id})"
         try:
             hasher.prepare()
+            # Again, now that it is loaded: ImageNet weights it has just downloaded are a file its key follows.
+            info.key = hasher_key(hasher, versions)
             built[spec.id] = hasher
         except UnavailableError as exc:
             if not skip_unavailable:

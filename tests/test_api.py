@@ -891,6 +891,14 @@ def test_load_never_reads_another_runs_parquet_beside_this_runs_csv(tmp_path):
         harness.load(tmp_path / "a")
     shutil.copy(tmp_path / "b" / "distances.csv", tmp_path / "a" / "distances.csv")  # one table in both: read
     assert len(harness.load(tmp_path / "a").distances) == 2
+    # A label holding a line break (in quotes in the CSV) is one row, not two.
+    broken = harness.evaluate({**base, "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}},
+                                                   "label": "JPEG\nq50"}]})
+    broken.save(tmp_path / "c")
+    record = json.loads((tmp_path / "c" / "run.json").read_text())
+    (tmp_path / "c" / "run.json").write_text(json.dumps({k: v for k, v in record.items()
+                                                         if k not in ("files", "sizes", "digests")}))
+    assert harness.load(tmp_path / "c").distances.equals(broken.distances)
 
 
 def test_a_table_naming_an_image_images_csv_lacks_or_without_an_images_rows_is_refused(tmp_path):

@@ -317,3 +317,37 @@ def test_auto_workers_stay_in_this_process_with_a_cnn(tmp_path):
     assert cnn.provenance["engine"] == "this process"
     plain = evaluate({**config, "hashers": ["aHash"]}, workers=None)
     assert plain.provenance["engine"] != "this process"  # the rule is the CNN's, not auto's for 40 images
+
+
+def test_efficientnet_from_keras_cache_is_the_imagenet_network(tmp_path, monkeypatch):
+    """EfficientNet builds a normalisation layer only for weights='imagenet': its cached ImageNet file,
+    loaded by path, had gone into a network without that layer (238 layers, not 239), silently. The
+    constructor is given 'imagenet' and Keras' fetch hands the cached file over as it is."""
+    import keras
+
+    from harness.hashers.keras import _from_cache
+
+    models = tmp_path / "keras" / "models"
+    models.mkdir(parents=True)
+    cached = models / "efficientnetb0_notop.h5"
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    keras.utils.set_random_seed(3)
+    reference = keras.applications.EfficientNetB0(include_top=False, weights=None, pooling="avg",
+                                                  input_shape=(64, 64, 3))
+    with h5py.File(cached, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, reference)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    from harness.hashers.keras import EfficientNetB0
+
+    hasher = EfficientNetB0(weights="imagenet", input_size=64)
+    hasher.prepare()
+    model = hasher._model[0][0]
+    with _from_cache(str(cached)):  # what Keras builds for 'imagenet', given the same file
+        expected = keras.applications.EfficientNetB0(include_top=False, weights="imagenet", pooling="avg",
+                                                     input_shape=(64, 64, 3))
+    assert len(model.layers) == len(expected.layers) == len(reference.layers) + 1
+    batch = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(batch, verbose=0), expected.predict(batch, verbose=0))
+    assert cached.is_file()

@@ -1822,3 +1822,20 @@ def test_the_answer_writes_its_counts_with_thousands_separators():
     assert answer(audit) == ("1,001 of 1,040 test files have a copy in train; 1,200 more files (1,200 in train) are "
                              "copies of other files of their own split; 1,500 files or folders could not be read, so "
                              "they are in no count and no clean list (errors.csv) (flagged at pHash <= 8).")
+
+
+@pytest.mark.parametrize("path, hasher, refused", [
+    ("train.pHash.parquet", "aHash", "pHash"), ("train.pHash-2.parquet", "aHash", "pHash"),
+    ("train.imagehash.phash.parquet", "imagehash.dhash", "imagehash.phash"),  # an id with a dot keeps it
+    ("train.pHash.parquet", "pHash", None), ("train.imagehash.phash.parquet", "imagehash.phash", None),
+    ("mine.parquet", "aHash", None), ("train.custom.parquet", "aHash", None)])
+def test_a_table_without_a_record_named_for_another_hasher_is_refused(path, hasher, refused):
+    """An older audit's table records no hasher: its audit-made name (SPLIT.HASHER.parquet) says whose it is."""
+    from harness.errors import HarnessError
+    from harness.leaks import _check_named_hasher
+
+    if refused is None:
+        _check_named_hasher(path, hasher)
+    else:
+        with pytest.raises(HarnessError, match=f"named as {re.escape(refused)}'s hash table"):
+            _check_named_hasher(path, hasher)

@@ -255,7 +255,12 @@ def test_a_package_that_imports_its_own_plugin_module_runs_it_once(tmp_path, mon
     try:
         cls = HASHERS.get(f"{package.name}.plug:Mean")
         assert cls is sys.modules[f"{package.name}.plug"].Mean and builtins.harness_test_runs == 1
-        assert plugin_code(f"{package.name}.plug:Mean") == hashlib.sha256((package / "plug.py").read_bytes()).hexdigest()
+        # Keyed by its own code and, in a fixed order, every Python file of its package (a helper may change it).
+        own = hashlib.sha256((package / "plug.py").read_bytes()).hexdigest()
+        keyed = hashlib.sha256(own.encode())
+        for name in ("__init__.py", "plug.py"):
+            keyed.update(name.encode() + b"\0" + hashlib.sha256((package / name).read_bytes()).hexdigest().encode())
+        assert plugin_code(f"{package.name}.plug:Mean") == keyed.hexdigest()
     finally:
         for module in (package.name, f"{package.name}.plug"):
             sys.modules.pop(module, None)
@@ -363,7 +368,7 @@ def test_a_plugin_module_under_a_second_name_or_renaming_itself_is_not_refused(t
             sys.modules.pop(name, None)
 
 
-def test_a_plugin_exported_by_a_package_is_keyed_by_the_modules_it_imports(tmp_path):
+def test_a_plugin_exported_by_a_package_is_keyed_by_the_modules_it_imports(tmp_path, monkeypatch):
     """A package's __init__ that exports a plugin from a submodule, which takes a constant from a
     helper module: editing the helper (or the submodule) changes what the plugin makes, so a rerun on
     the same cache computes it again. Only the __init__ file had been keyed, and the rerun kept the
@@ -392,6 +397,19 @@ def test_a_plugin_exported_by_a_package_is_keyed_by_the_modules_it_imports(tmp_p
         assert done.returncode == 0, done.stderr.decode()[-400:]
         return pd.read_csv(tmp_path / out / "distances.csv")["distance"].tolist()
 
+    (package / "other.py").write_text("from .helpers import AMOUNT\n\n\ndef same(image):\n    return image.copy()\n")
+    from harness.registry import plugin_code
+
+    # The key reads the package's files, whatever this process imported of it before.
+    monkeypatch.syspath_prepend(str(tmp_path))
+    keys = []
+    for order in (["plugpkg.other:same", "plugpkg.impl:brighten"], ["plugpkg.impl:brighten", "plugpkg.other:same"]):
+        try:
+            keys.append({reference: plugin_code(reference) for reference in order})
+        finally:
+            for name in [m for m in sys.modules if m == "plugpkg" or m.startswith("plugpkg.")]:
+                sys.modules.pop(name)
+    assert keys[0] == keys[1]
     cache = ["--cache", str(tmp_path / "c.sqlite")]
     before = run("cached", *cache)
     helpers.write_text("AMOUNT = 40\n")
@@ -478,7 +496,7 @@ def test_a_plugin_cannot_change_the_images_it_is_given(tmp_path, monkeypatch):
         sys.modules.pop(name, None)
 
 
-@pytest.mark.parametrize("shift, said", [("float('nan')", "NaN values"), ("-1000.0", "negative values")])
+@pytest.mark.parametrize("shift, said", [("float('nan')", "NaN values"), ("-1000.0", r"negative values \(-")])
 def test_a_plugin_distance_that_is_nan_or_negative_is_refused(tmp_path, monkeypatch, shift, said):
     """NaN distances passed, then failed the report's histograms as "a bug in harness"; negative ones
     scored below every threshold (the leak audit flagged every pair). Both are refused, naming the hasher."""
@@ -491,6 +509,23 @@ def test_a_plugin_distance_that_is_nan_or_negative_is_refused(tmp_path, monkeypa
         with pytest.raises(HarnessError, match=f"impostor distances: {name}:Signed distance returned {said}"):
             harness.evaluate({"images": ["builtin:astronaut", "builtin:camera"], "hashers": [f"{name}:Signed"],
                               "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]})
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_a_plugin_distance_a_rounding_below_zero_is_zero(tmp_path, monkeypatch):
+    """1 - cos(a, a) comes out at -1e-16 for some vectors: that is a distance of 0, not a refusal."""
+    import harness
+
+    name = f"signed_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING.replace("DISTANCE_SHIFT = 0.0", "DISTANCE_SHIFT = -1e-13")
+                                         .replace("return (a - b).sum(axis=1)", "return 0 * (a - b).sum(axis=1)"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        results = harness.evaluate({"images": ["builtin:astronaut", "builtin:camera"], "hashers": [f"{name}:Signed"],
+                                    "sweeps": [{"family": "same", "b": {"png": {}}}]})
+        assert set(results.distances["distance"]) == {0.0} and set(results.impostors["distance"]) == {0.0}
+        assert results.failures == 0
     finally:
         sys.modules.pop(name, None)
 

@@ -128,8 +128,12 @@ class Hasher(ABC):
         if not np.isfinite(out).all():  # NaN had passed, then failed the report's histograms as a bug
             raise HashError(f"{self.name} distance returned {'NaN' if np.isnan(out).any() else 'infinite'} values")
         if ":" in self.name and (out < 0).any():  # a plugin's (the built-ins' are 0 or more by construction)
-            raise HashError(f"{self.name} distance returned negative values (a distance is 0 or more: the leak "
-                            "audit flagged every pair below its threshold)")
+            # Float rounding leaves 1 - cos(a, a) at -1e-16: that is 0. Anything further below is no distance.
+            rounding = 1e-9 * max(1.0, float(self.distance_max))
+            if out.min() < -rounding:
+                raise HashError(f"{self.name} distance returned negative values ({out.min():.6g}; a distance is 0 or "
+                                "more: below every threshold, each pair would count as a match)")
+            out = np.maximum(out, 0.0)
         return out
 
     def _given(self, images):

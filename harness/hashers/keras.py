@@ -114,11 +114,8 @@ def keras_cache() -> str:
 
 
 def cached_imagenet_file(model: str, side: int) -> str | None:
-    """The path of `model`'s ImageNet weights in Keras' cache where that file is there, else None.
-    Such a file is loaded by its path, not through Keras' download: Keras checks a cached file's MD5
-    only to download it again, and deletes it when that download fails (no network: a file put there
-    by hand, not the one Keras expects, was lost and then asked for where it had been); and where the
-    cache folder is read-only Keras looks in /tmp/.keras instead and never finds it."""
+    """The path of `model`'s ImageNet weights in Keras' cache where that file is there, else None:
+    the file the model then loads as it is (_from_cache), not through Keras' download."""
     filename = weights_file(model, side)
     path = os.path.join(keras_cache(), filename) if filename else None
     return path if path and os.path.isfile(path) else None
@@ -184,6 +181,37 @@ def _loading(download: bool):
         socket.setdefaulttimeout(before)
 
 
+@contextlib.contextmanager
+def _from_cache(path: str | None):
+    """Around a model's construction with weights='imagenet' whose file is in Keras' cache (`path`):
+    Keras' own get_file hands that path over as it is. Keras checks a cached file's MD5 only to
+    download it again, and deleted the file when that download failed (no network); a read-only
+    cache folder sent it to /tmp/.keras. The constructor is still given 'imagenet', not the path:
+    EfficientNet builds another network for it (a normalisation layer), and loaded by path its
+    ImageNet weights went into the network without that layer, silently. Every keras.applications
+    constructor fetches its file through keras.src.utils.file_utils.get_file(name, origin, ...);
+    where Keras is laid out otherwise, its own way is kept."""
+    try:
+        from keras.src.utils import file_utils
+    except ImportError:
+        file_utils = None
+    if path is None or file_utils is None or not hasattr(file_utils, "get_file"):
+        yield
+        return
+    original = file_utils.get_file
+
+    def get_file(fname=None, *args, **kwargs):
+        if fname is not None and os.path.basename(str(fname)) == os.path.basename(path):
+            return path
+        return original(fname, *args, **kwargs)
+
+    file_utils.get_file = get_file
+    try:
+        yield
+    finally:
+        file_utils.get_file = original
+
+
 def _first_line(exc: Exception, limit: int = 200) -> str:
     """An exception's message as one short line: Keras' can run to a thousand characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -247,22 +275,22 @@ class KerasEmbedding(Hasher):
             raise UnavailableError(f"Keras {keras.__version__} has no keras.applications.{self.model_name}")
         keras.utils.set_random_seed(self.seed)
         cached = cached_imagenet_file(self.model_name, self.side) if self.weights == "imagenet" else None
-        weights = cached or self.weights
         try:
-            with _loading(download=weights == "imagenet"):
-                model = constructor(include_top=False, weights=weights, pooling=self.pooling,
+            with _loading(download=self.weights == "imagenet" and cached is None), _from_cache(cached):
+                model = constructor(include_top=False, weights=self.weights, pooling=self.pooling,
                                     input_shape=(self.side, self.side, 3))
         except Exception as exc:  # Keras raises bare Exception/ValueError for download failures
-            if weights == "imagenet":
+            if self.weights == "imagenet" and cached is None:
                 raise UnavailableError(self._missing_weights_message(exc)) from None
-            if weights is None:  # no file read: what Keras refused is the input (InceptionV3 needs 75 px or more)
+            if self.weights is None:  # no file read: what Keras refused is the input (InceptionV3 needs 75 px or more)
                 raise HarnessError(f"input_size: cannot build {self.model_name} for a {self.side} x {self.side} "
                                    f"input: {_first_line(exc)}") from None
             # A file that is there but does not load is the config's error (exit 2), not a lack of
             # this machine's that leaves the column `unavailable`.
-            raise HarnessError(f"weights: cannot load {self.model_name} weights from {shown(weights)}"
-                              + (" (the file in Keras' cache under the ImageNet weights' name)" if cached else "")
-                              + f": {_first_line(exc)}") from None
+            raise HarnessError(f"weights: cannot load {self.model_name} weights from {shown(cached or self.weights)}"
+                               + (" (the file in Keras' cache under the ImageNet weights' name: put the right one "
+                                  "there, or delete it to download it again)" if cached else "")
+                               + f": {_first_line(exc)}") from None
         import tensorflow as tf
 
         # Called eagerly, ResNet50 peaked at 5.6 GiB on a batch of 32 at 224 px; through a graph, at
