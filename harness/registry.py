@@ -298,6 +298,8 @@ def module_code(module_name: str) -> tuple[str, list[tuple[str, str | None]]]:
     imports the plugin itself reads the same files. Code outside the package is not followed."""
     import hashlib
 
+    from harness.provenance import file_digest
+
     digest, path = loaded_code(module_name)
     top = sys.modules.get(module_name.split(".")[0])
     folders = list(getattr(top, "__path__", None) or [])
@@ -313,7 +315,7 @@ def module_code(module_name: str) -> tuple[str, list[tuple[str, str | None]]]:
             if count > PACKAGE_MAX_FILES or size > PACKAGE_MAX_BYTES:
                 return digest, [(module_name, path)]
             package.update(os.path.relpath(full, folders[0]).encode("utf-8", "surrogateescape") + b"\0"
-                           + _file_code(full).encode())
+                           + file_digest(full).encode())  # read once while a file keeps its size and time
     return package.hexdigest(), [(module_name, path)]
 
 

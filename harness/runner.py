@@ -124,13 +124,11 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict, advi
     built, infos = {}, []
     for number, spec in enumerate(config.hashers):
         hasher = spec.build()
-        info = HasherInfo(spec.id, hasher.spec(), hasher.distance_kind, hasher.distance_max,
-                          hasher_key(hasher, versions), hasher.cpu_exact, hasher.batch_invariant)
+        info = HasherInfo(spec.id, hasher.spec(), hasher.distance_kind, hasher.distance_max, "",
+                          hasher.cpu_exact, hasher.batch_invariant)
         where = f"{config.source}: hashers[{number}] ({spec.id})"
         try:
             hasher.prepare()
-            # Again, now that it is loaded: ImageNet weights it has just downloaded are a file its key follows.
-            info.key = hasher_key(hasher, versions)
             built[spec.id] = hasher
         except UnavailableError as exc:
             if not skip_unavailable:
@@ -143,6 +141,8 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict, advi
                 raise
             raise HarnessError(f"{where}: the plugin's prepare() failed: {type(exc).__name__}: "
                                f"{' '.join(str(exc).split())}") from None
+        # Made once it is loaded: ImageNet weights it has just downloaded are a file its key follows.
+        info.key = hasher_key(hasher, versions)
         infos.append(info)
     return built, infos
 

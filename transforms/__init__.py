@@ -151,7 +151,8 @@ def check_step(name: str, params: dict) -> tuple[Callable, dict]:
         raise TransformError(f"transform '{name}': {exc}") from None
 
 
-def _read_only(image: np.ndarray) -> np.ndarray:
+def read_only(image: np.ndarray) -> np.ndarray:
+    """A view of `image` that cannot be written: what a plugin (transform or hasher) is given."""
     view = image.view()
     view.flags.writeable = False
     return view
@@ -174,7 +175,7 @@ def apply_chain(image: np.ndarray, steps: Iterable[tuple[str, dict]]) -> np.ndar
         try:
             # A plugin gets a read-only view: one that edited its input in place changed the image (or
             # variant) it shares a batch with, and every hash made of it, cached ones too.
-            out = func(_read_only(image) if plugin else image, **params)
+            out = func(read_only(image) if plugin else image, **params)
         except TransformError:
             raise
         except Exception as exc:

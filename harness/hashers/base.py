@@ -141,10 +141,9 @@ class Hasher(ABC):
         every later hasher's hashes of them, and the cache's, those of black images)."""
         if ":" not in self.name:
             return images
-        views = [image.view() for image in images]
-        for view in views:
-            view.flags.writeable = False
-        return views
+        from harness.transforms import read_only
+
+        return [read_only(image) for image in images]
 
     def _guarded(self, method, images):
         try:

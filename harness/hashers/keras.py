@@ -16,7 +16,7 @@ from typing import Annotated, ClassVar, Literal, Sequence
 import cv2
 import numpy as np
 
-from harness.errors import HarnessError, UnavailableError, shown
+from harness.errors import HarnessError, UnavailableError, exception_text, shown
 from harness.hashers.base import Hasher, cosine_cross_64, cosine_distance_64
 from harness.params import Doc, FileContent, Range, file_params
 
@@ -111,6 +111,11 @@ def weights_file(model: str, side: int) -> str | None:
 def keras_cache() -> str:
     """Keras' cache of downloaded files: $KERAS_HOME/models, by default ~/.keras/models."""
     return os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+
+
+def input_side(model: str, input_size: int | None) -> int:
+    """The network input side, px: `input_size`, or the model's default when that is null."""
+    return input_size or DEFAULT_INPUT_SIZES.get(model, 224)
 
 
 def cached_imagenet_file(model: str, side: int) -> str | None:
@@ -212,12 +217,6 @@ def _from_cache(path: str | None):
         file_utils.get_file = original
 
 
-def _first_line(exc: Exception, limit: int = 200) -> str:
-    """An exception's message as one short line: Keras' can run to a thousand characters."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
 @dataclass(frozen=True)
 class KerasEmbedding(Hasher):
     weights: Annotated[str | None, FileContent(names=("imagenet",)), Doc(
@@ -243,7 +242,7 @@ class KerasEmbedding(Hasher):
     @property
     def side(self) -> int:
         """The network input side, px: input_size, or the model's default when that is null."""
-        return self.input_size or DEFAULT_INPUT_SIZES.get(self.model_name, 224)
+        return input_side(self.model_name, self.input_size)
 
     @classmethod
     def files_read(cls, params: dict) -> list[tuple[str, str]]:
@@ -253,7 +252,7 @@ class KerasEmbedding(Hasher):
         if params.get("weights") != "imagenet":
             return file_params(cls, params)
         model = params.get("model") or cls.model_name
-        path = cached_imagenet_file(model, params.get("input_size") or DEFAULT_INPUT_SIZES.get(model, 224))
+        path = cached_imagenet_file(model, input_side(model, params.get("input_size")))
         return [("weights", path)] if path else []
 
     def __post_init__(self):
@@ -284,13 +283,13 @@ class KerasEmbedding(Hasher):
                 raise UnavailableError(self._missing_weights_message(exc)) from None
             if self.weights is None:  # no file read: what Keras refused is the input (InceptionV3 needs 75 px or more)
                 raise HarnessError(f"input_size: cannot build {self.model_name} for a {self.side} x {self.side} "
-                                   f"input: {_first_line(exc)}") from None
+                                   f"input: {exception_text(exc)}") from None
             # A file that is there but does not load is the config's error (exit 2), not a lack of
             # this machine's that leaves the column `unavailable`.
             raise HarnessError(f"weights: cannot load {self.model_name} weights from {shown(cached or self.weights)}"
                                + (" (the file in Keras' cache under the ImageNet weights' name: put the right one "
                                   "there, or delete it to download it again)" if cached else "")
-                               + f": {_first_line(exc)}") from None
+                               + f": {exception_text(exc)}") from None
         import tensorflow as tf
 
         # Called eagerly, ResNet50 peaked at 5.6 GiB on a batch of 32 at 224 px; through a graph, at
