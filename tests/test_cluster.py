@@ -76,9 +76,15 @@ def start_scheduler(tmp_path, env):
                                 "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not scheduler_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return process, json.loads(scheduler_file.read_text())["address"]
+    while time.monotonic() < deadline:
+        # The scheduler creates the file, then writes it: an empty or partial file is read again.
+        try:
+            return process, json.loads(scheduler_file.read_text())["address"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            assert process.poll() is None, f"the dask scheduler exited with {process.returncode}"
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"the dask scheduler wrote no address to {scheduler_file} in 60 s")
 
 
 @pytest.fixture
