@@ -81,17 +81,38 @@ def row_form(hasher) -> tuple[str, tuple[int | None, ...]] | None:
         return None
 
 
-def probe_form(hasher) -> tuple[str, tuple[int, ...]] | None:
-    """The form of a stored row of `hasher`, from its hash of a small made-up image (a gradient and a
-    square), for a hasher that declares none; None where that image gives it no hash."""
+def made_up_image() -> np.ndarray:
+    """A small image to try a hasher on before any work: a gradient and a square, 64x64 BGR."""
     lines = np.add.outer(np.arange(64), np.arange(64)).astype(np.uint8) * 2
     image = np.stack([lines, lines[::-1], 255 - lines], axis=-1)
     image[16:40, 20:44] = (30, 200, 90)
+    return image
+
+
+def probe_form(hasher) -> tuple[str, tuple[int, ...]] | None:
+    """The form of a stored row of `hasher`, from its hash of a small made-up image, for a hasher that
+    declares none; None where that image gives it no hash."""
     try:
-        row = np.asarray(hasher.encode_row(hasher.hash_images([image])[0]))
+        row = np.asarray(hasher.encode_row(hasher.hash_images([made_up_image()])[0]))
     except Exception:  # a plugin's failure on it (a HashError, or anything its encode_row raises)
         return None
     return row.dtype.str, row.shape
+
+
+def self_distance_problem(hasher) -> str | None:
+    """Why `hasher`'s distance is no distance, from its hash of a made-up image compared with itself:
+    a hash is at 0 from itself (a similarity, highest for the closest, turns every threshold and rate
+    upside down, and the leak audit counts a file given twice as a copy of itself). None where it is
+    0, or where that image gives the hasher no hash or distance (the run records those failures)."""
+    try:
+        hashes = hasher.hash_images([made_up_image()])
+        distance = float(hasher.checked_distance(hashes, hashes)[0])
+    except Exception:
+        return None
+    if distance > 1e-9 * max(1.0, float(hasher.distance_max)):  # rounding (1 - cos(a, a)) is 0
+        return (f"its distance between a hash and itself is {distance:.6g}, not 0 (a distance is lowest for "
+                "the closest images: return one, not a similarity)")
+    return None
 
 
 def from_entries(hasher, entries: list[Entry]) -> Hashed:

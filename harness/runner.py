@@ -36,7 +36,7 @@ from harness.cluster import Engine, Ready, auto_workers
 from harness.config import Config, PairSpec, preview_pairs
 from harness.errors import HarnessError, HashError, ImageError, UnavailableError
 from harness.hashers.base import Hasher
-from harness.hashing import Hashed, from_entries, probe_form, row_form
+from harness.hashing import Hashed, from_entries, probe_form, row_form, self_distance_problem
 from harness.images import (DEFAULT_MAX_PIXELS, display_path, load_decoders, read_source, resolve_sources,
                             source_name, source_names, work_size)
 from harness.imagework import SOURCE, ImageJob, ImageOutcome, Plan, build_state, process, process_all
@@ -141,6 +141,9 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict, advi
                 raise
             raise HarnessError(f"{where}: the plugin's prepare() failed: {type(exc).__name__}: "
                                f"{' '.join(str(exc).split())}") from None
+        problem = self_distance_problem(hasher) if ":" in spec.name and spec.id in built else None
+        if problem:  # a plugin's (the built-ins' are tested)
+            raise HarnessError(f"{where}: hasher plugin '{spec.name}': {problem}")
         # Made once it is loaded: ImageNet weights it has just downloaded are a file its key follows.
         info.key = hasher_key(hasher, versions)
         infos.append(info)

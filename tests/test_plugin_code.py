@@ -446,6 +446,15 @@ class Signed(Mean):
         return (a - b).sum(axis=1) + DISTANCE_SHIFT
 
 
+@dataclass(frozen=True)
+class Similarity(Mean):
+    """A similarity where a distance goes: highest for identical hashes."""
+    name = __name__ + ":Similarity"
+
+    def distance(self, a, b):
+        return 1.0 / (1.0 + np.abs(a - b).sum(axis=1))
+
+
 DISTANCE_SHIFT = 0.0
 '''
 
@@ -513,6 +522,35 @@ def test_a_plugin_distance_a_rounding_below_zero_is_zero(tmp_path, monkeypatch):
         assert results.failures == 0
     finally:
         sys.modules.pop(name, None)
+
+
+def test_a_plugin_similarity_in_place_of_a_distance_is_refused_before_any_work(tmp_path):
+    """A similarity (highest for the closest) ran: every threshold, rate and ROC upside down, exit 0.
+    A plugin's hash of a made-up image is now compared with itself first: it must be at 0."""
+    import subprocess
+
+    name = f"similar_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [builtin:camera, builtin:astronaut]\nhashers: [aHash, '{name}:Similarity']\n"
+                      "sweeps:\n  - {family: jpeg, b: {jpeg: {quality: 50}}}\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(out), "--no-cache",
+                           "--quiet"], env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])},
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done
+    assert done.stderr.strip() == (
+        f"error: {config}: hashers[1] ({name}:Similarity): hasher plugin '{name}:Similarity': its distance "
+        "between a hash and itself is 1, not 0 (a distance is lowest for the closest images: return one, "
+        "not a similarity)")
+    assert not out.exists()
+
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING.replace("1.0 / (1.0 + np.abs(a - b).sum(axis=1))",
+                                                             "np.abs(a - b).sum(axis=1)"))
+    done = subprocess.run(done.args, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])},
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_plugin_module_that_exits_as_it_is_imported_is_named(tmp_path):
