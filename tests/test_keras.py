@@ -299,6 +299,26 @@ def test_a_download_that_stalls_is_given_up():
     assert socket.getdefaulttimeout() == before
 
 
+def test_a_downloads_messages_go_to_stderr(tmp_path, capfd):
+    """Keras prints "Downloading data from" and a progress bar on stdout: before the run's table, in a
+    pipe reading it, under --quiet too. A download (here from a file:// origin, which Keras fetches
+    the same way) writes them to stderr; stdout keeps only the run's own output."""
+    import keras
+
+    from harness.hashers.keras import _loading
+
+    source = tmp_path / "weights.h5"
+    source.write_bytes(b"\0" * 4096)
+    cache = tmp_path / "cache"
+    cache.mkdir()  # (Keras puts its file in /tmp/.keras where the folder given is not there)
+    with _loading(download=True):
+        fetched = keras.utils.get_file("weights.h5", origin=source.as_uri(), cache_dir=str(cache))
+    assert fetched == str(cache / "datasets" / "weights.h5")
+    assert open(fetched, "rb").read() == source.read_bytes()
+    out, err = capfd.readouterr()
+    assert out == "" and "Downloading data from " + source.as_uri() in err
+
+
 def test_auto_workers_stay_in_this_process_with_a_cnn(tmp_path):
     """TensorFlow already spreads a batch over every core: `workers=None` (auto) runs a CNN's run in
     this process, where spawned workers would each load TensorFlow and the model again."""

@@ -171,13 +171,16 @@ def import_keras():
 def _loading(download: bool):
     """Around a model's construction: Keras' warnings kept quiet (a weights file of another model
     gave 197 lines of "Skipping nested container" before its error) and, where Keras downloads the
-    weights, a read that stalls given up (DOWNLOAD_STALL_S) instead of waiting for ever."""
+    weights, a read that stalls given up (DOWNLOAD_STALL_S) instead of waiting for ever, and its
+    "Downloading data from" and progress bar sent to stderr, where harness' own progress goes: on
+    stdout they came before the run's table, in a pipe reading it, under --quiet too."""
     import socket
+    import sys
     import warnings
 
     before = socket.getdefaulttimeout()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr if download else sys.stdout):
             warnings.simplefilter("ignore")
             if download:
                 socket.setdefaulttimeout(DOWNLOAD_STALL_S)
