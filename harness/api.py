@@ -369,7 +369,7 @@ def load(out_dir: str | os.PathLike[str]) -> Results:
     hashers = storage.read_small(out_dir, storage.HASHERS, ["hasher", "distance", "distance_max", "status"])
     hashers["distance_max"] = hashers["distance_max"].astype(float)
     # Tables that disagree (a small one cut short or emptied) are refused, not reported as fewer hashers or images.
-    storage.check_listed(out_dir, distances, impostors, images, hashers)
+    storage.check_listed(out_dir, distances, impostors, images, hashers, run)
     release_lookups(distances, impostors)
     return Results(config=config, provenance=provenance, distances=distances, impostors=impostors,
                    errors=as_objects(storage.read_errors(out_dir), ERROR_COLUMNS), images=images, hashers=hashers,

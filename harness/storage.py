@@ -1091,22 +1091,21 @@ def read_long(out_dir: str, name: str, record: dict | None = None) -> pd.DataFra
     columns = LONG_TABLES[name]
     parquet, csv = os.path.join(out_dir, f"{name}.parquet"), os.path.join(out_dir, f"{name}.csv")
     listed = record.get("files") if record is not None else None
-    if isinstance(listed, list) and f"{name}.csv" in listed and f"{name}.parquet" not in listed:
-        parquet = None  # not this run's
+    read = long_table_file(out_dir, name, record)
+    if read is None:
+        raise HarnessError(f"{_where(out_dir)}: no {name}.csv or {name}.parquet here; is this the output directory "
+                           "of a run?")
     try:
-        if parquet is not None and _regular(parquet):
+        if read == parquet:
             table = read_parquet_bounded(parquet, f"{_where(out_dir)}: {name}.parquet", "a table of a run")
             if record is not None and not isinstance(listed, list) and _regular(csv):
                 _check_same_rows(csv, table.num_rows, out_dir, name)
             frame = table.to_pandas()
-        elif _regular(csv):
+        else:
             _check_run_csv(csv)
             numeric = [c for c in ("distance", "distance_norm") if c in columns]
             frame = pd.read_csv(csv, dtype={c: str for c in columns if c not in numeric}, keep_default_na=False,
                                 na_values={c: [""] for c in numeric})
-        else:
-            raise HarnessError(f"{_where(out_dir)}: no {name}.csv or {name}.parquet here; is this the output directory "
-                               "of a run?")
     except HarnessError:
         raise
     except Exception as exc:  # a damaged file: pandas and pyarrow raise many kinds
@@ -1122,6 +1121,18 @@ def read_long(out_dir: str, name: str, record: dict | None = None) -> pd.DataFra
         raise HarnessError(f"{_where(out_dir)}: {name} holds values of the wrong type ({exception_text(exc)})") from None
     check_long(_where(out_dir), name, frame)
     return frame
+
+
+def long_table_file(out_dir: str, name: str, record: dict | None = None) -> str | None:
+    """The file read_long reads for the long table `name` of the set in `out_dir` (`record`: its
+    run.json): its Parquet file where there is one and the record does not list the CSV alone, else
+    its CSV; None where neither is there."""
+    parquet, csv = os.path.join(out_dir, f"{name}.parquet"), os.path.join(out_dir, f"{name}.csv")
+    listed = record.get("files") if record is not None else None
+    not_this_runs = isinstance(listed, list) and f"{name}.csv" in listed and f"{name}.parquet" not in listed
+    if not not_this_runs and _regular(parquet):
+        return parquet
+    return csv if _regular(csv) else None
 
 
 def check_long(where: str, name: str, frame: pd.DataFrame) -> None:
@@ -1346,7 +1357,7 @@ def check_complete(out_dir: str) -> None:
 
 
 def check_listed(out_dir: str, distances: pd.DataFrame, impostors: pd.DataFrame, images: pd.DataFrame,
-                 hashers: pd.DataFrame) -> None:
+                 hashers: pd.DataFrame, record: dict | None = None) -> None:
     """The long tables name only hashers that hashers.csv lists and images (by id) that images.csv
     lists, as every run writes them: a small table cut short or emptied to its header reads as a
     table of fewer rows, and the report would show fewer hashers or images than the distances hold.
@@ -1374,10 +1385,11 @@ def check_listed(out_dir: str, distances: pd.DataFrame, impostors: pd.DataFrame,
             raise HarnessError(f"{_where(os.path.join(out_dir, small))}: does not list the {what} "
                                f"{shown(unlisted[0])}{more} that the {name} table holds (a run lists every {what} "
                                "of its tables): one of the two was cut short or edited")
-    _check_rows_per_image(out_dir, distances, listed[IMAGES])
+    _check_rows_per_image(long_table_file(out_dir, DISTANCES, record) or f"{out_dir}: {DISTANCES}", distances,
+                          listed[IMAGES])
 
 
-def _check_rows_per_image(out_dir: str, distances: pd.DataFrame, images) -> None:
+def _check_rows_per_image(source: str, distances: pd.DataFrame, images) -> None:
     """Every image images.csv lists has as many rows of the distances table as every other (a row
     per pair and hasher, an edit that failed included): a table cut at a line break reads as whole,
     with the last images' rows missing. Counted on the ids' codes, without a row of Python per row."""
@@ -1390,9 +1402,7 @@ def _check_rows_per_image(out_dir: str, distances: pd.DataFrame, images) -> None
     per_image = pd.Series(np.bincount(codes[codes >= 0], minlength=len(ids)), index=ids)
     per_image = per_image.reindex(pd.Index(images).unique(), fill_value=0)
     if per_image.min() != per_image.max():
-        parquet = os.path.join(out_dir, f"{DISTANCES}.parquet")  # the file read_long read, most often
-        read = parquet if os.path.exists(parquet) else os.path.join(out_dir, f"{DISTANCES}.csv")
-        raise HarnessError(f"{_where(read)}: image_id {shown(per_image.idxmin())} has {per_image.min():,} rows "
+        raise HarnessError(f"{_where(source)}: image_id {shown(per_image.idxmin())} has {per_image.min():,} rows "
                            f"where another has {per_image.max():,} (a run writes as many for every image of "
                            "images.csv, a row per pair and hasher): the table was cut short or edited")
 

@@ -925,3 +925,23 @@ def test_a_table_naming_an_image_images_csv_lacks_or_without_an_images_rows_is_r
     with pytest.raises(harness.HarnessError, match=re.escape(f"distances.csv: image_id '{camera}' has 0 rows where "
                                                              "another has 1")):
         harness.load(tmp_path / "cut")
+
+
+def test_a_cut_table_is_named_by_the_file_that_was_read(tmp_path):
+    """A set whose run.json lists its CSV alone (an older version's run into a newer set's folder left
+    the other run's Parquet beside it) is read from the CSV: a cut there was reported as the
+    Parquet's, a file that was not read."""
+    import json
+
+    results = harness.evaluate({"name": "x", "images": ["builtin:coffee", "builtin:camera"], "hashers": ["pHash"],
+                                "sweeps": [{"family": "gray", "b": "grayscale"}]})
+    out = tmp_path / "out"
+    results.save(out)
+    run = json.loads((out / "run.json").read_text())
+    assert "distances.parquet" in run["files"]
+    (out / "run.json").write_text(json.dumps({**run, "files": [f for f in run["files"] if f != "distances.parquet"]}))
+    lines = (out / "distances.csv").read_text().splitlines(keepends=True)
+    (out / "distances.csv").write_text("".join(lines[:-1]))  # the last image's row gone
+    with pytest.raises(harness.HarnessError, match=f"^{re.escape(str(out / 'distances.csv'))}: image_id '.*' has 0 "
+                                                   "rows where another has 1"):
+        harness.load(out)
