@@ -682,7 +682,7 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
     from harness.api import check_run_options, path_argument, strings_argument
     from harness.cluster import check_workers
     from harness.provenance import provenance, result_versions
-    from harness.runner import prepare_hashers, unlisted_row
+    from harness.runner import files_read_record, prepare_hashers, unlisted_row
 
     if output is not None:
         output = path_argument("output", output)
@@ -752,7 +752,8 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
                                   "threshold_basis": basis[i.id], "cpu_exact": "yes" if i.cpu_exact else "no",
                                   "params": json.dumps({k: v for k, v in i.spec.items() if k != "name"})}
                                  for i in infos])
-    return LeakAudit(config=config.reproducible(), provenance={**started, "engine": found.engine},
+    return LeakAudit(config=config.reproducible(), provenance={**started, "engine": found.engine,
+                                                           "files_read": files_read_record(plan)},
                      thresholds=thresholds, threshold_basis=basis, leaks=tables["leaks"], groups=tables["groups"],
                      clean=tables["clean"], estimates=estimates, misses=misses, files=tables["files"],
                      hashes={(s.name, hid): pd.DataFrame({"file": s.files, "hash": _hex_column(s, hid)})

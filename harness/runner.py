@@ -233,8 +233,13 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
         first = collector.errors[0]["reason"] if collector.errors else "no images"
         raise HarnessError(f"none of the {len(paths)} images could be read; first: {first}")
     return Pass(collector, notes, images.engine, collector.inputs(notes), collector.failures(),
-                inexact_steps(plan.chains), [{"read_as": key, "path": path, "sha256": digest_here}
-                                             for key, path, digest_here in plan.files])
+                inexact_steps(plan.chains), files_read_record(plan))
+
+
+def files_read_record(plan: Plan) -> list[dict]:
+    """run.json's `files_read`: each file the plan's hashers and edits read for its content, with
+    the SHA-256 the cache keys were made from."""
+    return [{"read_as": key, "path": path, "sha256": digest_here} for key, path, digest_here in plan.files]
 
 
 class ImagePass:

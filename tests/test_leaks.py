@@ -1839,3 +1839,43 @@ def test_a_table_without_a_record_named_for_another_hasher_is_refused(path, hash
     else:
         with pytest.raises(HarnessError, match=f"named as {re.escape(refused)}'s hash table"):
             _check_named_hasher(path, hasher)
+
+
+def test_an_audits_record_names_the_files_its_hashers_read(tmp_path, monkeypatch):
+    """A run's run.json lists the files its hashers read for their content (a CNN's weights) with their
+    SHA-256; an audit's listed none, though its flags came from them too."""
+    import hashlib
+    import uuid
+
+    import harness
+
+    name = f"keyed_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        "from dataclasses import dataclass\nfrom typing import Annotated\n\nimport numpy as np\n\n"
+        "from harness.hashers.base import Hasher\nfrom harness.params import FileContent\n\n\n"
+        "@dataclass(frozen=True)\nclass Keyed(Hasher):\n"
+        "    key_file: Annotated[str, FileContent()] = 'key.bin'\n"
+        "    name = __name__ + ':Keyed'\n    description = 'channel means plus the key file length'\n"
+        "    distance_kind = 'L1'\n    distance_max = 1000.0\n\n"
+        "    def hash_batch(self, images):\n"
+        "        extra = len(open(self.key_file, 'rb').read())\n"
+        "        return np.array([image.reshape(-1, 3).mean(axis=0) + extra for image in images])\n\n"
+        "    def distance(self, a, b):\n        return np.abs(a - b).sum(axis=1)\n")
+    key = tmp_path / "key.bin"
+    key.write_bytes(b"seven b")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for split, seeds in (("train", (1, 2)), ("test", (1, 3))):
+        (tmp_path / split).mkdir()
+        for seed in seeds:
+            write(tmp_path / split / f"{seed}.png", make_scene(seed, 64, 64))
+    try:
+        audit = harness.find_leaks({"splits": {"train": [str(tmp_path / "train")], "test": [str(tmp_path / "test")]},
+                                    "hashers": ["pHash", {"name": f"{name}:Keyed", "key_file": str(key)}],
+                                    "threshold": {"pHash": 4, f"{name}:Keyed": 1}}, cache=None)
+        expected = [{"read_as": f"key_file of hasher {name}:Keyed", "path": str(key),
+                     "sha256": hashlib.sha256(b"seven b").hexdigest()}]
+        assert audit.provenance["files_read"] == expected
+        audit.save(tmp_path / "out")
+        assert json.loads((tmp_path / "out" / "run.json").read_text())["files_read"] == expected
+    finally:
+        sys.modules.pop(name, None)
