@@ -230,6 +230,12 @@ def command_report(args) -> int:
         report.write(results, args.dir, rebuild=True)
     print(results.table.to_string(index=False))
     print(f"\nrebuilt {args.dir}/ (summary.md, table.csv and the other derived tables, figures/) from its saved tables")
+    listed = results.provenance.get("files")
+    if isinstance(listed, list) and storage.PREVIEWS in listed and not os.path.isfile(
+            os.path.join(args.dir, storage.PREVIEWS)):  # a set copied without it (the article's, from git)
+        print(line("note", f"{storage.PREVIEWS}, which the set's run listed, is not in {args.dir}: summary.md no longer "
+                           "shows the edits (report cannot draw them again: they are thumbnails of the images; run "
+                           "the config again for them)"), file=sys.stderr)
     return EXIT_OK
 
 

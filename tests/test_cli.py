@@ -548,3 +548,25 @@ def test_a_plugin_named_with_a_dot_is_told_the_colon():
         TRANSFORMS.get("mymodule.func")
     with pytest.raises(UnknownName, match=r"did you mean 'imagehash.average_hash'\?"):  # a built-in's typo
         HASHERS.get("imagehash.average_hsh")
+
+
+def test_report_says_when_the_previews_its_set_listed_are_gone(tmp_path, capsys):
+    """A set copied without previews.png (the article's, whose image may not be redistributed, from a
+    clean clone) was rebuilt without the summary's previews section, and nothing said so."""
+    import harness
+
+    out = tmp_path / "out"
+    harness.evaluate({"images": ["builtin:coffee", "builtin:camera"], "hashers": ["aHash"],
+                      "sweeps": [{"family": "gray", "b": "grayscale"}], "report": {"previews": True}}).save(out)
+    code, _, err = run_main(capsys, "report", str(out))
+    assert code == 0 and "note:" not in err  # all there: nothing to say
+    (out / "previews.png").unlink()
+    code, _, err = run_main(capsys, "report", str(out))
+    assert code == 0
+    assert err.strip().splitlines()[-1] == (
+        f"note: previews.png, which the set's run listed, is not in {out}: summary.md no longer shows the edits (report "
+        "cannot draw them again: they are thumbnails of the images; run the config again for them)")
+    assert "![previews]" not in (out / "summary.md").read_text()
+    assert "previews.png" not in json.loads((out / "run.json").read_text())["files"]
+    code, _, err = run_main(capsys, "report", str(out))  # said once: the set no longer lists it
+    assert code == 0 and "note:" not in err
