@@ -371,3 +371,29 @@ def test_efficientnet_from_keras_cache_is_the_imagenet_network(tmp_path, monkeyp
     batch = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     np.testing.assert_array_equal(model.predict(batch, verbose=0), expected.predict(batch, verbose=0))
     assert cached.is_file()
+
+
+def test_the_network_probe_goes_through_the_proxy_keras_would_use(tmp_path, monkeypatch):
+    """Keras downloads through HTTPS_PROXY; the probe connected to the weights' host directly, so a
+    machine whose only way out is its proxy had its CNN marked unavailable before Keras could try.
+    Here the proxy is a socket listening on loopback (nothing else is reachable from the tests)."""
+    import socket
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    for name in ("NO_PROXY", "no_proxy", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        monkeypatch.setenv("HTTPS_PROXY", f"http://user:secret@127.0.0.1:{port}")
+        ResNet50()._check_weights_reachable()  # the proxy answers: Keras may download
+        monkeypatch.setenv("NO_PROXY", "storage.googleapis.com")
+        from harness.hashers.keras import WEIGHTS_HOST, weights_route
+        assert weights_route() == (WEIGHTS_HOST, 443, "")  # exempt: straight to the host, as urllib goes
+    monkeypatch.delenv("NO_PROXY")
+    with pytest.raises(UnavailableError) as caught:  # the proxy's port now closed
+        ResNet50()._check_weights_reachable()
+    message = str(caught.value)
+    assert f"at the proxy http://127.0.0.1:{port})" in message and "secret" not in message
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message

@@ -167,6 +167,26 @@ def import_keras():
     return keras
 
 
+def weights_route() -> tuple[str, int, str]:
+    """Where a download of ImageNet weights first connects: (host, port, the proxy or "").
+    Keras downloads with urllib, which goes through the proxy that HTTPS_PROXY (or the system's
+    settings) names, unless NO_PROXY exempts the host: probed at the weights' host, a machine whose
+    only way out is its proxy was taken to have no network."""
+    import urllib.parse
+    import urllib.request
+
+    proxy = urllib.request.getproxies().get("https")
+    if not proxy or urllib.request.proxy_bypass(WEIGHTS_HOST):
+        return WEIGHTS_HOST, 443, ""
+    parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:  # a port that is no number: urllib fails on it too, so the probe does
+        port = 0
+    # named without any user name or password the address holds: the message is printed and saved
+    return parsed.hostname or "", port, f"{parsed.scheme}://{parsed.hostname}:{port}"
+
+
 @contextlib.contextmanager
 def _loading(download: bool):
     """Around a model's construction: Keras' warnings kept quiet (a weights file of another model
@@ -313,18 +333,20 @@ class KerasEmbedding(Hasher):
             return
         import socket
 
+        host, port, through = weights_route()
         try:
-            socket.create_connection((WEIGHTS_HOST, 443), timeout=5).close()
+            socket.create_connection((host, port), timeout=5).close()
         except OSError as exc:
-            raise UnavailableError(self._missing_weights_message(exc, filename)) from None
+            raise UnavailableError(self._missing_weights_message(exc, filename, through)) from None
 
-    def _missing_weights_message(self, exc: Exception, filename: str | None = None) -> str:
+    def _missing_weights_message(self, exc: Exception, filename: str | None = None, through: str = "") -> str:
         found = re.search(r"[\w.-]+\.h5", str(exc))
         filename = found.group(0) if found else (filename or weights_file(self.model_name, self.side) or
                                                  f"the {self.model_name} ImageNet weights (.h5, no top; harness "
                                                  "does not know the file's name)")
         cache = keras_cache()
-        reason = str(exc).rsplit(" -- ", 1)[-1].strip() or type(exc).__name__
+        reason = (str(exc).rsplit(" -- ", 1)[-1].strip() or type(exc).__name__) + (
+            f" at the proxy {through}" if through else "")
         return (f"ImageNet weights for {self.model_name} unavailable ({reason}); put {filename} in {cache}/ "
                 f"or set `weights:` to the path of that file")
 
