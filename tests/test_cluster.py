@@ -347,7 +347,15 @@ def test_a_scheduler_without_workers_is_one_line(tmp_path, monkeypatch):
     from harness import cluster
     from harness.errors import HarnessError
 
-    monkeypatch.setattr(cluster, "CONNECT_WAIT", 2)
+    # 2 s for workers to join, but the connection to the (live) scheduler keeps CONNECT_WAIT's own
+    # 30 s: with 2 s for both, a busy machine's slow first Client() read as "no Dask scheduler answered".
+    real_wait = cluster._wait_for_workers
+
+    def wait_briefly_for_workers(client, address, named):
+        monkeypatch.setattr(cluster, "CONNECT_WAIT", 2)
+        return real_wait(client, address, named)
+
+    monkeypatch.setattr(cluster, "_wait_for_workers", wait_briefly_for_workers)
     scheduler, address = start_scheduler(tmp_path, dict(os.environ))
     try:
         engine = cluster.Engine(scheduler=address)  # as the API makes it: named as its argument
