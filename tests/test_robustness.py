@@ -308,9 +308,11 @@ HOLD_PLUGIN = """
 import os, time
 
 def hold_the_large_one(image):
-    # The one larger image waits (a minute at most) for the test's marker: until the run is stopped.
+    # The one larger image waits (ten minutes at most, past the test's own deadline: the test
+    # always leaves the marker, and the run kills its workers when stopped) for the test's
+    # marker: until the run is stopped.
     if image.shape[0] > 64:
-        for _ in range(600):
+        for _ in range(6000):
             if os.path.exists({marker!r}):
                 break
             time.sleep(0.1)
@@ -338,7 +340,7 @@ def test_results_back_before_an_earlier_image_are_cached_when_the_run_stops(tmp_
                                env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while process.poll() is None and time.monotonic() < deadline:
             if cache.exists():
                 try:
