@@ -1,10 +1,14 @@
 """Whole-process wall time of the harness against plain scripts doing the same job, and of its options.
 
-    python benchmarks/compare.py                       # all five comparisons, 5 timed pairs each
+    python benchmarks/compare.py                       # all seven comparisons, 5 timed pairs each
     python benchmarks/compare.py --only a b --runs 9   # some of them, more pairs
     python benchmarks/compare.py --photos /path/to/opencv-doc/examples/data
 
-  (a) the issue-9 job (benchmarks/configs/issue9_job.yaml) against benchmarks/handwritten_job.py
+  (a) the issue-9 job (benchmarks/configs/issue9_job.yaml) against benchmarks/handwritten_job.py,
+      each as a user starts it: the harness with its default --workers (one per core from 32
+      images on), the script in one process
+  (f) (a) on one core each: the harness with --workers 1 against the script
+  (g) (a) on two processes each: the harness with --workers 2 against the script with --workers 2
   (b) the article's 40 pairs with aHash and pHash against benchmarks/article_bare.py
   (c) the issue-9 job with --workers 2 against --workers 1
   (d) the issue-9 job run again over a full hash cache against a first run
@@ -52,6 +56,7 @@ JOB_CONFIG = "benchmarks/configs/issue9_job.yaml"
 ARTICLE_CONFIG = "configs/lena.yaml"
 ARTICLE_IMAGE = "resources/lena_std.tif"  # read by both sides of (b) when present (never committed)
 REPORT_IMPORTS = "import cv2, pandas, pyarrow.parquet, matplotlib.figure, matplotlib.backends.backend_agg"
+ORDER = "afgbcde"  # the comparisons, in the order they run and print
 COMPARED_FILES = ("distances.csv", "impostors.csv", "thresholds.csv", "detection.csv", "table.csv")
 
 
@@ -115,6 +120,8 @@ def measure(comparison: Comparison, runs: int, logs: str) -> str:
     """One warm-up pair and its result check, then `runs` timed pairs, A then B (or B then A)."""
     log = os.path.join(logs, comparison.key + ".log")
     pair = (comparison.b, comparison.a) if comparison.b_first else (comparison.a, comparison.b)
+    for side in pair + ((comparison.floor,) if comparison.floor else ()):  # a side two comparisons share
+        side.walls, side.cpus, side.peak_mib = [], [], 0.0
     for side in pair:
         run_once(side, log, timed=False)
         if side.keep:
@@ -205,6 +212,9 @@ def comparisons(folder: str, work: str) -> dict[str, Comparison]:
     harness_job = Side("harness", [*job, "--out", out("job"), "--quiet", "--no-cache"], fresh=out("job"))
     script_job = Side("hand-written script",
                       [python, "benchmarks/handwritten_job.py", folder, "--out", out("handwritten_job.csv")])
+    script_two = Side("hand-written script --workers 2",
+                      [python, "benchmarks/handwritten_job.py", folder, "--out", out("handwritten_job-w2.csv"),
+                       "--workers", "2"])
     harness_article = Side("harness", [*article, "--out", out("article"), "--quiet", "--no-cache"],
                            fresh=out("article"))
     script_article = Side("bare OpenCV script",
@@ -230,6 +240,12 @@ def comparisons(folder: str, work: str) -> dict[str, Comparison]:
         "a": Comparison("a", "the issue-9 job: harness (A) against a hand-written cv2 + imagehash script (B)",
                         harness_job, script_job, lambda: job_results_agree(out("job"), out("handwritten_job.csv")),
                         target=1.0),
+        "f": Comparison("f", "the issue-9 job on one core each: harness --workers 1 (A) against the hand-written "
+                             "script (B)", one, script_job,
+                        lambda: job_results_agree(out("job-w1"), out("handwritten_job.csv"))),
+        "g": Comparison("g", "the issue-9 job on two processes each: harness --workers 2 (A) against the hand-written "
+                             "script --workers 2 (B)", two, script_two,
+                        lambda: job_results_agree(out("job-w2"), out("handwritten_job-w2.csv"))),
         "b": Comparison("b", "the article's 40 pairs, aHash and pHash: harness (A) against a bare OpenCV script (B)",
                         harness_article, script_article,
                         lambda: article_results_agree(out("article"), out("article_bare.csv")), target=3.0,
@@ -324,8 +340,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    parser.add_argument("--only", nargs="+", choices="abcde", default=list("abcde"), metavar="X",
-                        help="the comparisons to run: a b c d e (default: all)")
+    parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER), metavar="X",
+                        help=f"the comparisons to run: {' '.join(ORDER)} (default: all)")
     parser.add_argument("--runs", type=int, default=5, help="timed A B pairs per comparison, after a warm-up (5)")
     parser.add_argument("--photos", metavar="DIR", help="the folder of OpenCV's sample photographs "
                         f"(default: ${photos.ENV_VAR}, else {photos.PACKAGE_FOLDER})")
@@ -338,7 +354,7 @@ def main() -> None:
     if args.work:
         os.makedirs(args.work, exist_ok=True)
     work = os.path.abspath(args.work) if args.work else tempfile.mkdtemp(prefix="harness-compare-")
-    order = [key for key in "abcde" if key in args.only]
+    order = [key for key in ORDER if key in args.only]
     table = comparisons(folder, work)
     print(f"machine: {machine()}")
     print(f"versions: {versions()}")

@@ -47,7 +47,7 @@ def photographs(tmp_path_factory):
 
 
 def test_compare_checks_both_sides_agree_and_prints_each_ratio(photographs, tmp_path):
-    out = run_benchmark("compare.py", "--photos", photographs, "--only", "a", "b", "d", "e", "--runs", "1",
+    out = run_benchmark("compare.py", "--photos", photographs, "--only", "a", "b", "d", "e", "f", "g", "--runs", "1",
                         scratch=tmp_path)
     assert "results: same thresholds, impostor pairs, false matches and detection counts" in out
     assert "results: same aHash and pHash distances for all 40 pairs as table.csv" in out
@@ -56,7 +56,9 @@ def test_compare_checks_both_sides_agree_and_prints_each_ratio(photographs, tmp_
     for line in (rf"\(a\) harness / hand-written script: {RATIO} \(", rf"\(b\) harness / bare OpenCV script: {RATIO}",
                  rf"imports alone / bare OpenCV script: {RATIO} \(the floor of \(b\)\)",
                  rf"\(d\) rerun, full cache / first run: {RATIO}",
-                 rf"\(e\) harness / bare OpenCV script \+ figures: {RATIO}"):
+                 rf"\(e\) harness / bare OpenCV script \+ figures: {RATIO}",
+                 rf"\(f\) --workers 1 / hand-written script: {RATIO}",
+                 rf"\(g\) --workers 2 / hand-written script --workers 2: {RATIO}"):
         assert re.search(line, out), (line, out)
 
 
@@ -159,3 +161,19 @@ def test_cache_size_reads_a_real_runs_cache(tmp_path):
     out = run_benchmark("cache_size.py", "--images", "4", scratch=tmp_path)
     assert "on 4 generated images: 60 cached 64-bit hashes" in out, out
     assert re.search(r"^  [\d,]+ bytes on disk: \d+ bytes per cached hash, [\d,]+ per image$", out, re.MULTILINE), out
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux's /proc/PID/smaps_rollup")
+def test_tree_memory_sums_the_processes_a_command_starts(tmp_path):
+    """Two processes of 60 MB each: ru_maxrss gives one of them, the tree's sum both."""
+    hold = "x = bytearray(60_000_000); x[::4096] = b'1' * len(x[::4096]); import time; time.sleep(1.5)"
+    child = f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {hold!r}]); exec({hold!r}); p.wait()"
+    done = subprocess.run([sys.executable, "-S", os.path.join(ROOT, "benchmarks", "tree_memory.py"), sys.executable,
+                           "-c", child], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    found = re.fullmatch(r"status 0; [\d.]+ s; \d+ samples; processes at most 2; the tree's PSS at its largest (\d+) "
+                         r"MiB \(RSS summed then (\d+) MiB\); the largest single process \(ru_maxrss\) (\d+) MiB\n",
+                         done.stdout)
+    assert found, done.stdout
+    tree_pss, _, largest = map(int, found.groups())
+    assert tree_pss >= 110 and 57 <= largest < 100, done.stdout
