@@ -20,6 +20,8 @@ not be read, edited or hashed) stops the script, saying how many: its figure wou
 --runs times (so a slow spell of a shared machine hits each alike); it prints each value's
 median and, per run, the time of each against the first value's, and the bound no sharing of
 the work can beat: the CPU time spread over the usable cores, against the first value's time.
+Then each size starts with one untimed run (cold files and bytecode are not one value's alone),
+and every other run takes the values in the reverse order.
 Thread settings in the environment (OPENCV_FOR_THREADS_NUM=1, say) reach the timed runs, and the
 header names them. A benchmark prints figures; nothing here asserts.
 """
@@ -224,13 +226,19 @@ def main() -> None:
             cpus = {workers: [] for workers in args.workers}
             systems = {workers: [] for workers in args.workers}
             peaks = dict.fromkeys(args.workers, 0.0)
-            for _ in range(args.runs):
-                for workers in args.workers:  # in turn, so that a slow spell of the machine hits each alike
-                    out = os.path.join(scratch, f"out{count}")
-                    shutil.rmtree(out, ignore_errors=True)  # each run starts from nothing
-                    wall, peak, cpu, system = measure([sys.executable, "-m", "harness", "run", config, "--out",
-                                                       out, "--quiet", "--no-cache", "--workers", str(workers)],
-                                                      environment)
+            out = os.path.join(scratch, f"out{count}")
+
+            def run(workers):
+                shutil.rmtree(out, ignore_errors=True)  # each run starts from nothing
+                return measure([sys.executable, "-m", "harness", "run", config, "--out", out, "--quiet", "--no-cache",
+                                "--workers", str(workers)], environment)
+
+            if len(args.workers) > 1:  # untimed: the first timed run would pay cold files and bytecode alone
+                run(args.workers[0])
+            for number in range(args.runs):
+                # in turn, so that a slow spell of the machine hits each alike, in the other order every other run
+                for workers in args.workers[::-1] if number % 2 else args.workers:
+                    wall, peak, cpu, system = run(workers)
                     walls[workers].append(wall)
                     cpus[workers].append(cpu)
                     systems[workers].append(system)
