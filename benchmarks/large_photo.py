@@ -46,7 +46,8 @@ def large_photo(path: str, height: int = 3180, width: int = 4240) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--make", metavar="PATH", help=argparse.SUPPRESS)  # this script, in a process of its own
+    parser.add_argument("--make", metavar="PATH", help="only write the 13.5-megapixel JPEG to PATH (the script makes it "
+                        "so, in a process of its own, for its second run)")
     args = parser.parse_args()
     if args.make:
         large_photo(args.make)

@@ -200,7 +200,8 @@ def _loading(download: bool):
 
     before = socket.getdefaulttimeout()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr if download else sys.stdout):
+        to_stderr = contextlib.redirect_stdout(sys.stderr) if download else contextlib.nullcontext()
+        with warnings.catch_warnings(), to_stderr:
             warnings.simplefilter("ignore")
             if download:
                 socket.setdefaulttimeout(DOWNLOAD_STALL_S)
