@@ -62,8 +62,9 @@ def write(results, out_dir: str, rebuild: bool = False, inputs: str | None = Non
             with _report_style():
                 if rebuild:  # the saved tables stay as they are, and run.json but for its list of files
                     for name in SAVED:
-                        if name != storage.RUN:
-                            output.carry(name)
+                        if name != storage.RUN and not output.carry(name) and name == storage.CONFIG:
+                            # A set copied without it: the summary says the config is there, to run again.
+                            output.write_text(storage.CONFIG, config_yaml(results.config, results.provenance))
                     render(results, output, previews=os.path.isfile(output.path(storage.PREVIEWS)))
                     # The set's files may change (a table a newer version writes): run.json lists them,
                     # and a later run into DIR refuses to delete anything it does not list.

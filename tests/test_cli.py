@@ -570,3 +570,19 @@ def test_report_says_when_the_previews_its_set_listed_are_gone(tmp_path, capsys)
     assert "previews.png" not in json.loads((out / "run.json").read_text())["files"]
     code, _, err = run_main(capsys, "report", str(out))  # said once: the set no longer lists it
     assert code == 0 and "note:" not in err
+
+
+def test_report_writes_the_config_a_set_lost_again(tmp_path, capsys):
+    """A set copied without config.yaml was rebuilt with a summary saying "the resolved config is in
+    `config.yaml`", which was not there; it is written again from run.json's config, as the run wrote it."""
+    import harness
+
+    out = tmp_path / "out"
+    harness.evaluate({"images": ["builtin:coffee", "builtin:camera"], "hashers": ["aHash"],
+                      "sweeps": [{"family": "gray", "b": "grayscale"}]}).save(out)
+    written = (out / "config.yaml").read_text()
+    (out / "config.yaml").unlink()
+    code, _, _ = run_main(capsys, "report", str(out))
+    assert code == 0
+    assert (out / "config.yaml").read_text() == written
+    assert "config.yaml" in json.loads((out / "run.json").read_text())["files"]
