@@ -81,12 +81,13 @@ def row_form(hasher) -> tuple[str, tuple[int | None, ...]] | None:
         return None
 
 
-def made_up_image() -> np.ndarray:
-    """A small image to try a hasher on before any work: a gradient and a square, 64x64 BGR."""
+def made_up_image(other: bool = False) -> np.ndarray:
+    """A small image to try a hasher on before any work: a gradient and a square, 64x64 BGR; with
+    `other`, a clearly different one (the same mirrored and inverted)."""
     lines = np.add.outer(np.arange(64), np.arange(64)).astype(np.uint8) * 2
     image = np.stack([lines, lines[::-1], 255 - lines], axis=-1)
     image[16:40, 20:44] = (30, 200, 90)
-    return image
+    return np.ascontiguousarray(255 - image[:, ::-1]) if other else image
 
 
 def probe_form(hasher) -> tuple[str, tuple[int, ...]] | None:
@@ -100,18 +101,22 @@ def probe_form(hasher) -> tuple[str, tuple[int, ...]] | None:
 
 
 def self_distance_problem(hasher) -> str | None:
-    """Why `hasher`'s distance is no distance, from its hash of a made-up image compared with itself:
-    a hash is at 0 from itself (a similarity, highest for the closest, turns every threshold and rate
-    upside down, and the leak audit counts a file given twice as a copy of itself). None where it is
-    0, or where that image gives the hasher no hash or distance (the run records those failures)."""
+    """Why `hasher`'s distance is no distance, from its hashes of two made-up images: a hash is at 0
+    from itself (past float rounding, Hasher.rounding), and no farther from itself than from another
+    image's. A similarity returned where a distance goes (highest for the closest) turns every
+    threshold and rate upside down, and the leak audit counts a file given twice as a copy of itself.
+    None where both hold, or where the images give the hasher no hashes or distances (the run
+    records those failures)."""
     try:
-        hashes = hasher.hash_images([made_up_image()])
-        distance = float(hasher.checked_distance(hashes, hashes)[0])
+        hashes = hasher.hash_images([made_up_image(), made_up_image(other=True)])
+        itself, other = (float(d) for d in hasher.checked_distance(hashes[[0, 0]], hashes[[0, 1]]))
     except Exception:
         return None
-    if distance > 1e-9 * max(1.0, float(hasher.distance_max)):  # rounding (1 - cos(a, a)) is 0
-        return (f"its distance between a hash and itself is {distance:.6g}, not 0 (a distance is lowest for "
-                "the closest images: return one, not a similarity)")
+    if itself > other:
+        return (f"distance between a hash and itself ({itself:.6g}) is larger than between two different "
+                f"images ({other:.6g}): a distance is lowest for the closest images; return one, not a similarity")
+    if itself > hasher.rounding():
+        return f"distance between a hash and itself is {itself:.6g}, not 0"
     return None
 
 

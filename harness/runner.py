@@ -143,7 +143,7 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict, advi
                                f"{' '.join(str(exc).split())}") from None
         problem = self_distance_problem(hasher) if ":" in spec.name and spec.id in built else None
         if problem:  # a plugin's (the built-ins' are tested)
-            raise HarnessError(f"{where}: hasher plugin '{spec.name}': {problem}")
+            raise HarnessError(f"{where}: the plugin's {problem}")
         # Made once it is loaded: ImageNet weights it has just downloaded are a file its key follows.
         info.key = hasher_key(hasher, versions)
         infos.append(info)

@@ -1385,11 +1385,10 @@ def check_listed(out_dir: str, distances: pd.DataFrame, impostors: pd.DataFrame,
             raise HarnessError(f"{_where(os.path.join(out_dir, small))}: does not list the {what} "
                                f"{shown(unlisted[0])}{more} that the {name} table holds (a run lists every {what} "
                                "of its tables): one of the two was cut short or edited")
-    _check_rows_per_image(long_table_file(out_dir, DISTANCES, record) or f"{out_dir}: {DISTANCES}", distances,
-                          listed[IMAGES])
+    _check_rows_per_image(out_dir, record, distances, listed[IMAGES])
 
 
-def _check_rows_per_image(source: str, distances: pd.DataFrame, images) -> None:
+def _check_rows_per_image(out_dir: str, record: dict | None, distances: pd.DataFrame, images) -> None:
     """Every image images.csv lists has as many rows of the distances table as every other (a row
     per pair and hasher, an edit that failed included): a table cut at a line break reads as whole,
     with the last images' rows missing. Counted on the ids' codes, without a row of Python per row."""
@@ -1402,6 +1401,7 @@ def _check_rows_per_image(source: str, distances: pd.DataFrame, images) -> None:
     per_image = pd.Series(np.bincount(codes[codes >= 0], minlength=len(ids)), index=ids)
     per_image = per_image.reindex(pd.Index(images).unique(), fill_value=0)
     if per_image.min() != per_image.max():
+        source = long_table_file(out_dir, DISTANCES, record) or f"{out_dir}: {DISTANCES}"  # the file read, if any
         raise HarnessError(f"{_where(source)}: image_id {shown(per_image.idxmin())} has {per_image.min():,} rows "
                            f"where another has {per_image.max():,} (a run writes as many for every image of "
                            "images.csv, a row per pair and hasher): the table was cut short or edited")

@@ -392,8 +392,28 @@ def test_the_network_probe_goes_through_the_proxy_keras_would_use(tmp_path, monk
         from harness.hashers.keras import WEIGHTS_HOST, weights_route
         assert weights_route() == (WEIGHTS_HOST, 443, "")  # exempt: straight to the host, as urllib goes
     monkeypatch.delenv("NO_PROXY")
-    with pytest.raises(UnavailableError) as caught:  # the proxy's port now closed
-        ResNet50()._check_weights_reachable()
+    with socket.socket() as bound:  # bound, not listening: the port refuses, and no other process can take it
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        monkeypatch.setenv("HTTPS_PROXY", f"http://user:secret@127.0.0.1:{port}")
+        with pytest.raises(UnavailableError) as caught:
+            ResNet50()._check_weights_reachable()
     message = str(caught.value)
     assert f"at the proxy http://127.0.0.1:{port})" in message and "secret" not in message
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+
+
+@pytest.mark.parametrize("proxy, route", [
+    ("http://proxy.example:3128", ("proxy.example", 3128, "http://proxy.example:3128")),
+    ("http://proxy.example", ("proxy.example", 443, "http://proxy.example:443")),  # urllib's port for https
+    ("proxy.example:8080", ("proxy.example", 8080, "http://proxy.example:8080")),
+    ("http://[::1]:3128", ("::1", 3128, "http://[::1]:3128")),
+    ("https://u:p@proxy.example", ("proxy.example", 443, "https://proxy.example:443")),
+])
+def test_the_probe_connects_where_urllib_would(monkeypatch, proxy, route):
+    from harness.hashers.keras import weights_route
+
+    for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    assert weights_route() == route

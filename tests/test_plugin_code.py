@@ -455,7 +455,33 @@ class Similarity(Mean):
         return 1.0 / (1.0 + np.abs(a - b).sum(axis=1))
 
 
+@dataclass(frozen=True)
+class Offset(Mean):
+    """A distance with a constant added: OFFSET for identical hashes."""
+    name = __name__ + ":Offset"
+
+    def distance(self, a, b):
+        return np.abs(a - b).sum(axis=1) + OFFSET
+
+
+@dataclass(frozen=True)
+class Cosine32(Hasher):
+    """1 - cos of float32 vectors in float32: 6e-8, not 0, for many a vector and itself."""
+    name = __name__ + ":Cosine32"
+    description = "a float32 vector of the pixels"
+    distance_kind = "cosine"
+    distance_max = 2.0
+
+    def hash_batch(self, images):
+        return np.array([image[:8, :64].astype(np.float32).ravel() + 0.1 for image in images])
+
+    def distance(self, a, b):
+        a, b = a.astype(np.float32), b.astype(np.float32)
+        return 1 - (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
 DISTANCE_SHIFT = 0.0
+OFFSET = 0.0
 '''
 
 
@@ -540,10 +566,10 @@ def test_a_plugin_similarity_in_place_of_a_distance_is_refused_before_any_work(t
                            "--quiet"], env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])},
                           cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done
-    assert done.stderr.strip() == (
-        f"error: {config}: hashers[1] ({name}:Similarity): hasher plugin '{name}:Similarity': its distance "
-        "between a hash and itself is 1, not 0 (a distance is lowest for the closest images: return one, "
-        "not a similarity)")
+    assert re.fullmatch(
+        rf"error: {re.escape(str(config))}: hashers\[1\] \({name}:Similarity\): the plugin's distance between a "
+        r"hash and itself \(1\) is larger than between two different images \(0\.\d+\): a distance is lowest for "
+        r"the closest images; return one, not a similarity", done.stderr.strip()), done.stderr
     assert not out.exists()
 
     (tmp_path / f"{name}.py").write_text(MISBEHAVING.replace("1.0 / (1.0 + np.abs(a - b).sum(axis=1))",
@@ -551,6 +577,32 @@ def test_a_plugin_similarity_in_place_of_a_distance_is_refused_before_any_work(t
     done = subprocess.run(done.args, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])},
                           cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("plugin, offset, problem", [
+    ("Offset", "5.0", "distance between a hash and itself is 5, not 0"),
+    ("Offset", "0.1", "distance between a hash and itself is 0.1, not 0"),
+    ("Offset", "6e-8", None),  # float32 rounding of 1 - cos(a, a): 0
+    ("Cosine32", "0.0", None),  # 1 - cos(a, a) in float32 is 6e-8 for many a vector: 0 all the same
+    ("Mean", "0.0", None),
+])
+def test_a_plugin_distance_of_a_hash_to_itself_is_zero_up_to_rounding(tmp_path, monkeypatch, plugin, offset,
+                                                                       problem):
+    """The made-up images' check refuses a distance that is not 0 between a hash and itself, and lets
+    float32 rounding through: a float32 cosine plugin ran before the check was added, and must still."""
+    from harness.hashing import made_up_image, self_distance_problem
+
+    name = f"offset_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING.replace("OFFSET = 0.0", f"OFFSET = {offset}"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        hasher = getattr(importlib.import_module(name), plugin)()
+        if plugin == "Cosine32":  # within float32 rounding of 0 (its sign and size follow the CPU's sums)
+            hashes = hasher.hash_batch([made_up_image()])
+            assert abs(hasher.distance(hashes, hashes)[0]) < 1e-6
+        assert self_distance_problem(hasher) == problem
+    finally:
+        sys.modules.pop(name, None)
 
 
 def test_a_plugin_module_that_exits_as_it_is_imported_is_named(tmp_path):

@@ -180,11 +180,13 @@ def weights_route() -> tuple[str, int, str]:
         return WEIGHTS_HOST, 443, ""
     parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     try:
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        # urllib tunnels an https download through the proxy's port, else 443 whatever its scheme
+        port = parsed.port or 443
     except ValueError:  # a port that is no number: urllib fails on it too, so the probe does
         port = 0
+    host = parsed.hostname or ""
     # named without any user name or password the address holds: the message is printed and saved
-    return parsed.hostname or "", port, f"{parsed.scheme}://{parsed.hostname}:{port}"
+    return host, port, f"{parsed.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 @contextlib.contextmanager
