@@ -199,7 +199,7 @@ def outputs_identical(first: str, second: str) -> str:
     return f"byte-identical {', '.join(names)}"
 
 
-# --- the five comparisons ---------------------------------------------------------------------
+# --- the comparisons --------------------------------------------------------------------------
 
 def comparisons(folder: str, work: str) -> dict[str, Comparison]:
     python = sys.executable

@@ -20,8 +20,8 @@ not be read, edited or hashed) stops the script, saying how many: its figure wou
 --runs times (so a slow spell of a shared machine hits each alike); it prints each value's
 median and, per run, the time of each against the first value's, and the bound no sharing of
 the work can beat: the CPU time spread over the usable cores, against the first value's time.
-Then each size starts with one untimed run (cold files and bytecode are not one value's alone),
-and every other run takes the values in the reverse order.
+With several values each size starts with one untimed run (cold files and bytecode are not one
+value's alone), and every other run takes the values in the reverse order.
 Thread settings in the environment (OPENCV_FOR_THREADS_NUM=1, say) reach the timed runs, and the
 header names them. A benchmark prints figures; nothing here asserts.
 """

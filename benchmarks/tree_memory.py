@@ -8,8 +8,11 @@ their own memory). This one samples, every 20 ms until the command exits, the ru
 (/proc/PID/task/*/children, Linux) and the PSS of each process (/proc/PID/smaps_rollup: its resident
 pages, those it shares with others counted in proportion, so that the sum over the tree counts each
 shared page once), and prints the largest sum seen, with the RSS sum at the same moments and the
-most processes seen at once. A sample can miss a peak shorter than 20 ms, so the figure is a lower
-bound of the true peak. Reading the maps costs CPU: time a run with the other scripts, not this one.
+most processes seen at once. PSS also splits a page the run shares with processes outside it (a
+library another program has loaded), so the sum can be a little below the run's own resident
+memory, even below its largest process's RSS; the RSS sum, which counts a shared page in each
+process, bounds it from above. A sample can miss a peak shorter than 20 ms, so both are lower
+bounds of the true peaks. Reading the maps costs CPU: time a run with the other scripts, not this one.
 Imports nothing but os, sys and time (run it with -S), so that it adds little to the tree it measures.
 """
 
@@ -61,7 +64,11 @@ def main() -> int:
         print(__doc__ if not command else "tree_memory.py needs Linux's /proc/PID/smaps_rollup", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    pid = os.posix_spawnp(command[0], command, os.environ)
+    try:
+        pid = os.posix_spawnp(command[0], command, os.environ)
+    except OSError as exc:
+        print(f"tree_memory.py: cannot start {command[0]!r}: {exc.strerror}", file=sys.stderr)
+        return 127
     peak_pss = rss_then = most = samples = 0
     while True:
         done, status, usage = os.wait4(pid, os.WNOHANG)
