@@ -15,6 +15,7 @@ import numpy as np
 
 from harness.cache import Entry
 from harness.errors import HashError
+from harness.hashers.base import rounding_bound
 
 
 @dataclass
@@ -102,7 +103,7 @@ def probe_form(hasher) -> tuple[str, tuple[int, ...]] | None:
 
 def self_distance_problem(hasher) -> str | None:
     """Why `hasher`'s distance is no distance, from its hashes of two made-up images: a hash is at 0
-    from itself (past float rounding, Hasher.rounding), and no farther from itself than from another
+    from itself (past float rounding, rounding_bound), and no farther from itself than from another
     image's. A similarity returned where a distance goes (highest for the closest) turns every
     threshold and rate upside down, and the leak audit counts a file given twice as a copy of itself.
     None where both hold, or where the images give the hasher no hashes or distances (the run
@@ -115,7 +116,7 @@ def self_distance_problem(hasher) -> str | None:
     if itself > other:
         return (f"distance between a hash and itself ({itself:.6g}) is larger than between two different "
                 f"images ({other:.6g}): a distance is lowest for the closest images; return one, not a similarity")
-    if itself > hasher.rounding():
+    if itself > rounding_bound(hasher.distance_max):
         return f"distance between a hash and itself is {itself:.6g}, not 0"
     return None
 

@@ -130,16 +130,11 @@ class Hasher(ABC):
         if ":" in self.name and (out < 0).any():  # a plugin's (the built-ins' are 0 or more by construction)
             # Float rounding leaves 1 - cos(a, a) at -1e-16 (-1.2e-7 in float32): that is 0. Anything further
             # below is no distance.
-            if out.min() < -self.rounding():
+            if out.min() < -rounding_bound(self.distance_max):
                 raise HashError(f"{self.name} distance returned negative values ({out.min():.6g}; a distance is 0 or "
                                 "more: below every threshold, each pair would count as a match)")
             out = np.maximum(out, 0.0)
         return out
-
-    def rounding(self) -> float:
-        """How far from 0 a distance that means 0 may come out of float arithmetic: 1 - cos(a, a) gives
-        -1e-16 in float64 and 6e-8 in float32, more over long vectors. Scaled by distance_max."""
-        return 1e-5 * max(1.0, float(self.distance_max))
 
     def _given(self, images):
         """The images as a plugin gets them: read-only views (one that zeroed the images it hashed made
@@ -194,6 +189,13 @@ class Hasher(ABC):
 
     def spec(self) -> dict:
         return {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
+
+
+def rounding_bound(distance_max: float) -> float:
+    """How far from 0 a distance that means 0 may come out of float arithmetic: 1 - cos(a, a) gives
+    -1e-16 in float64 and 6e-8 in float32, more over long vectors. Scaled by distance_max. (A
+    function, not a method: a plugin's own field may take any name.)"""
+    return 1e-5 * max(1.0, float(distance_max))
 
 
 def _check_batch(name: str, images) -> None:
