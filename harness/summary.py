@@ -284,12 +284,12 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
     """The whole summary of a Results; `figures` maps a figure's role to its path in the output set."""
     config, provenance, metrics = results.config, results.provenance, results.metrics
     distances = results.distances
-    images = image_names(results.images)
+    image_count, first_images = len(results.images), image_names(results.images, 10)
     lines = [f"# {md(config.get('name', 'harness run'))}", ""]
     if config.get("description"):
         lines += [md(config["description"]), ""]
-    shown_images = ", ".join(md(i) for i in images[:10]) + (", ..." if len(images) > 10 else "")
-    lines += [f"Images: {len(images):,} ({shown_images}). Pairs per image: {len(metrics.table):,}. "
+    shown_images = ", ".join(md(i) for i in first_images) + (", ..." if image_count > 10 else "")
+    lines += [f"Images: {image_count:,} ({shown_images}). Pairs per image: {len(metrics.table):,}. "
               f"Hashers: {md(', '.join(hasher_order(distances)))}.", ""]
     for note in results.notes:
         lines += [f"> **Note:** {md(note)}", ""]
@@ -310,7 +310,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
               "Each row of the table is a pair of images: A (usually the untouched image) and B (A after the edit "
               "named in the row). Each cell is the distance a hasher measures between A and B: 0 means the "
               "hashes are identical, and larger means the hasher sees the two as more different."
-              + (" With several images, each cell is the median over images." if len(images) > 1 else
+              + (" With several images, each cell is the median over images." if image_count > 1 else
                  " One image proves little: the detection rates of a collection say what a distance means."),
               "",
               "Hamming hashes count differing bits (0 to the hash's length). Embeddings use the article's scale "
@@ -347,11 +347,11 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
                   "**How to read it:** one panel per family, the distance against the swept value (log scale where "
                   "the values double at each step), one line per hasher"
                   + ("; the line (or bar) is the median over images and the band (or whisker) the inter-quartile "
-                     "range." if len(images) > 1
+                     "range." if image_count > 1
                      else "."), "",
                   f"![heatmap]({figures['heatmap']})", "",
                   "**How to read it:** the whole table as colour (normalised distance) with the raw distance in each "
-                  "cell" + (", each the median over images." if len(images) > 1 else "."), ""]
+                  "cell" + (", each the median over images." if image_count > 1 else "."), ""]
         lines += not_drawn_lines(metrics.table)
         lines += undrawable_lines(metrics.table, hasher_order(results.distances))
     if detection is not None:
@@ -364,7 +364,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
         cuts = ([f"the first {MAX_PANELS} of {families:,} families"] if families > MAX_PANELS else []) + (
             [THINNED] if widest > PREVIEW_COLUMNS else [])
         lines += ["## What the edits look like", "", f"![previews]({PREVIEWS})", "",
-                  f"Side B of {shown} for the first image ({md(images[0]) if images else ''}), as thumbnails "
+                  f"Side B of {shown} for the first image ({md(first_images[0]) if first_images else ''}), as thumbnails "
                   "(not rebuilt by `harness report`; not committed for images that may not be redistributed)."
                   + (f" It shows {', and '.join(cuts)}; the tables hold every pair." if cuts else ""), ""]
     lines += provenance_lines(provenance)
@@ -402,14 +402,16 @@ def undrawable_lines(table: pd.DataFrame, hashers: list[str]) -> list[str]:
 UNDRAWABLE_SHOWN = 20  # characters the summary names of those the figures cannot draw
 
 
-def image_names(images: pd.DataFrame) -> list[str]:
-    """The run's images as images.csv counts them (one per pixel content), each by its name, or
-    where two share one (a/x.png and b/x.png are both x) by where it came from."""
-    names = images["image"].astype(str).tolist()
+def image_names(images: pd.DataFrame, count: int) -> list[str]:
+    """The first `count` images as images.csv counts them (one per pixel content), each by its name,
+    or where two images share one (a/x.png and b/x.png are both x) by where it came from. Only
+    those names are made: a text per image was 12 MiB at 100,000 images, the run's peak."""
+    first = images.head(count)
+    names = first["image"].astype(str).tolist()
     if "origin" not in images:  # an output set saved without it: the names are all there is
         return names
-    counts = Counter(names)  # not names.count per name: a collection may hold 100,000 images
-    return [str(origin) if counts[name] > 1 else name for name, origin in zip(names, images["origin"])]
+    shared = images["image"].duplicated(keep=False).to_numpy()[:count]
+    return [str(origin) if twice else name for name, origin, twice in zip(names, first["origin"], shared)]
 
 
 def no_distance_reason(results) -> str:
