@@ -437,9 +437,15 @@ def tables(config: LeakConfig, splits, hashers: dict, flagged: pd.DataFrame, thr
         **{c: np.repeat(pairs[c].to_numpy(), per) for c in ("agree", "group")},
     }, columns=LEAK_COLUMNS)
 
-    # Each flagged pair's closeness, as the review page orders them: its smallest distance / maximum.
-    nearest = np.fmin.reduce([(pairs[h].to_numpy(np.float64) / hashers[h].distance_max).clip(0, 1)
-                              for h in hashers]) if len(pairs) else np.zeros(0)
+    # Each flagged pair's closeness, as the review page orders them: its smallest distance / maximum
+    # among the hashers that flag it. A distance beyond its hasher's threshold is that hasher saying
+    # "not a copy"; counted, it made a partner flagged only at 8 bits the nearer one by another
+    # hasher's unflagging 6.5, where the page shows a partner at 7 first.
+    def flagging(h):
+        distance = pairs[h].to_numpy(np.float64)
+        return np.where(distance <= thresholds[h], (distance / hashers[h].distance_max).clip(0, 1), np.nan)
+
+    nearest = np.fmin.reduce([flagging(h) for h in hashers]) if len(pairs) else np.zeros(0)
     keep, copy_of = clean_rule(count, split_of, gi, gj, nearest)
     members = np.flatnonzero(group >= 0)
     members = members[np.lexsort([members, group[members]])]

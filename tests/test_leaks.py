@@ -425,6 +425,25 @@ def test_a_file_leaves_only_for_a_file_it_is_flagged_with():
         assert (copy_of[keep] == -1).all()
 
 
+def test_the_nearest_partner_is_judged_on_the_flagging_distances_as_the_review_page_orders_them():
+    """A test file T is flagged with train file A by h2 at 8 (h1's 6.5 is beyond h1's threshold 6, so
+    h1 does not flag it) and with train file B by h2 at 7. The review page ranks B-T before A-T (its
+    order and bold distance use the flagging distances only): groups.csv must say T copies B, not A,
+    which the unflagged 6.5 made the nearer when every hasher's distance counted."""
+    from harness import leaks_search
+
+    splits = [SimpleNamespace(name="train", files=["A", "B"], file_notes=["", ""]),
+              SimpleNamespace(name="test", files=["T"], file_notes=[""])]
+    hashers = {"h1": SimpleNamespace(distance_max=64.0), "h2": SimpleNamespace(distance_max=64.0)}
+    thresholds = {"h1": 6.0, "h2": 9.0}
+    flagged = pd.DataFrame({"a": [0, 0], "b": [1, 1], "i": [0, 1], "j": [0, 0],
+                            "h1": [6.5, 30.0], "h2": [8.0, 7.0], "agree": [1, 1]})
+    made = leaks_search.tables(SimpleNamespace(min_agree=1), splits, hashers, flagged, thresholds)
+    groups = made["groups"].set_index("file")
+    assert groups.loc["T", "copy_of"] == "B" and groups.loc["T", "copy_in"] == "train"
+    assert made["clean"] == {"train": ["A", "B"], "test": []}
+
+
 def test_a_copy_is_said_to_copy_its_nearest_partner():
     """A stretched board in test is flagged with the board (pHash 1) and with another train photo
     (pHash 22, listed first): it is a copy of the board. Among equals, one that stays."""
