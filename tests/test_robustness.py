@@ -436,6 +436,45 @@ def test_a_signal_a_library_turns_into_its_own_error_still_stops_the_command(tmp
     assert os.listdir(tmp_path / "tmp") == [] and not (tmp_path / "out").exists()  # no bug report, no folder
 
 
+# A plugin edit that, once, sends the signal to its own process from a destructor: Python runs the
+# handler there, and a KeyboardInterrupt raised in a __del__ is printed ("Exception ignored in") and
+# dropped, as it was when Ctrl-C came while the collector ran one (a leak audit, 1 s in).
+SIGNAL_IN_A_DESTRUCTOR = """
+import os, signal
+
+SENT = []
+
+
+class Goodbye:
+    def __del__(self):
+        if not SENT:
+            SENT.append(True)
+            os.kill(os.getpid(), signal.{sig})
+
+
+def brighter(image):
+    Goodbye()  # gone at once
+    return image // 2 + 100
+"""
+
+
+@pytest.mark.parametrize("sig, status, said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_signal_python_drops_still_stops_the_command_before_its_outputs(tmp_path, sig, status, said):
+    """The run went on to the end, exit 0, its outputs swapped in over the previous ones, as if
+    nobody had pressed Ctrl-C. It stops before the swap, as an interrupted run does."""
+    (tmp_path / "plugin_stop.py").write_text(SIGNAL_IN_A_DESTRUCTOR.format(sig=sig))
+    config = tmp_path / "c.yaml"
+    config.write_text("images: [builtin:astronaut, builtin:camera]\nhashers: [aHash]\n"
+                      "sweeps:\n  - {family: brighter, b: plugin_stop:brighter}\n")
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(tmp_path / "out"),
+                           "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert "Exception ignored in" in done.stderr  # Python dropped the KeyboardInterrupt
+    assert done.stderr.splitlines()[-1] == said, done.stderr
+    assert done.returncode == status
+    assert not (tmp_path / "out" / "run.json").exists()
+
+
 def test_an_edit_that_fails_on_one_image_is_one_error_row_and_the_run_goes_on():
     """A 550 x 300 crop fits the 600 x 400 coffee but not the 512 x 512 camera: the camera's crop pairs
     carry the transform's error (for each hasher) where the other cells hold distances, errors.csv has
