@@ -179,12 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(line("error", exc), file=sys.stderr)
         return exc.exit_status
-    except Terminated:
-        print("terminated", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        return _stopped(exc)
     except BrokenPipeError:  # e.g. `list | head` stopped reading; Python's recommended handling
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
@@ -192,9 +188,25 @@ def main(argv: list[str] | None = None) -> int:
         print(line("error", os_error_line(exc)), file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:  # a bug: one line here, the traceback in a file
+        from harness import process
+
+        if process.signalled() is not None:  # not a bug: a library made the signal's KeyboardInterrupt its own error
+            return _stopped(process.signalled())
         print(line("error", bug_line(exc, argv)), file=sys.stderr)
         return EXIT_BUG
     return EXIT_BAD_INPUT
+
+
+def _stopped(why) -> int:
+    """The line and status of a command stopped by Ctrl-C or SIGTERM (`why`: the KeyboardInterrupt,
+    or the signal's number)."""
+    import signal
+
+    if isinstance(why, Terminated) or why == signal.SIGTERM:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    print("interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def dispatch(args) -> int:
@@ -290,8 +302,12 @@ GC_YOUNG = 20_000  # the collector's first threshold in a command-line process (
 
 def _terminate_as_interrupt() -> None:
     """SIGTERM (`kill PID`) stops this process as Ctrl-C does, cleaning up (it killed it outright,
-    leaving the staging folder); a process forked from it (a worker) keeps SIGTERM's default."""
+    leaving the staging folder); a process forked from it (a worker) keeps SIGTERM's default.
+    Either signal is recorded as it is taken (process.signalled), for where a library turns the
+    KeyboardInterrupt into an error of its own."""
     import signal
+
+    from harness import process
 
     here = os.getpid()
 
@@ -300,9 +316,17 @@ def _terminate_as_interrupt() -> None:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        process.signalled(signum)
         raise Terminated
 
+    def interrupted(signum, frame):
+        if os.getpid() == here:
+            process.signalled(signum)
+        signal.default_int_handler(signum, frame)
+
     signal.signal(signal.SIGTERM, terminated)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored (`cmd &` in a script)
+        signal.signal(signal.SIGINT, interrupted)
 
 
 def _writable_output() -> None:
@@ -323,11 +347,14 @@ def entry() -> int:
     # Python API leaves its caller's collector alone).
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
     _terminate_as_interrupt()
-    _writable_output()
     from harness import process
 
-    process.enable()
-    status = main()
+    try:
+        _writable_output()
+        process.enable()
+        status = main()
+    except KeyboardInterrupt as exc:  # a signal before main() answers them (parsing the arguments): one line too
+        status = _stopped(exc)
     process.outputs_final()  # the status is decided: a signal while the interpreter exits must not replace it
     # The interpreter's exit collects garbage over every object pandas, pyarrow and matplotlib made
     # at import: 0.2 to 0.4 s of a run, for memory the process gives back anyway. Moving them out of

@@ -78,12 +78,19 @@ class FileRecord:
 
 class CacheProblem(Exception):
     """The cache file cannot be used: the reason, for the note. `busy`: only because another process
-    holds its lock at this moment (worth another try, never a reason to replace it)."""
+    holds its lock at this moment (worth another try, never a reason to replace it). `unreadable`:
+    the file itself is not a cache this version can read (damaged, another format), the one reason
+    to replace a cache of ours; otherwise the place failed (a full disk, an I/O error, no permission)
+    and the file, whose hashes a rerun with room to work still uses, is left as it is."""
 
     busy = False
+    unreadable = False
 
 
 BUSY_TRIES = 20  # tries to open a cache another process holds locked, about 10 s in all
+# SQLite's primary result codes for a file that is not a database it can read: the file's fault,
+# not the disk's (SQLITE_FULL, SQLITE_IOERR, SQLITE_CANTOPEN, ... say nothing about its content).
+_UNREADABLE_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 
 class HashCache:
@@ -119,7 +126,7 @@ class HashCache:
                 self._db = self._connect(path)
                 return
             except CacheProblem as problem:
-                reason = str(problem)
+                reason, unreadable = str(problem), problem.unreadable
                 if not problem.busy:
                     break
             # Another run holds the lock (two runs starting on one new cache both switch it to WAL, and
@@ -138,7 +145,14 @@ class HashCache:
                 self.read_only = True
                 return
             except CacheProblem as problem:
-                reason = str(problem)
+                reason, unreadable = str(problem), problem.unreadable
+        if owned and os.path.lexists(path) and not unreadable:
+            # A full disk (SQLite cannot make its -shm file beside the cache) or an I/O error: the
+            # file may hold hours of hashes, and deleting it here lost them all to a rerun on a
+            # disk still full. It stays for the next run; this one keeps no cache.
+            self.notes.append(f"hash cache {path} cannot be opened here ({reason}); it was left as it is "
+                              "and this run keeps no cache")
+            return
         if not owned:
             self.notes.append(f"hash cache {path} is not usable ({reason}); it was left as it is and this run "
                               "keeps no cache" if os.path.lexists(path) else
@@ -206,9 +220,11 @@ class HashCache:
                 db.close()
             problem = CacheProblem(exception_text(exc))
             problem.busy = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+            problem.unreadable = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF in _UNREADABLE_CODES
             raise problem from None
-        except CacheProblem:
+        except CacheProblem as problem:
             db.close()
+            problem.unreadable = True  # raised above for what the file holds: not a cache of this version
             raise
 
     def _failed(self, exc: sqlite3.Error, doing: str) -> None:

@@ -16,6 +16,7 @@ signal handling or progress: only `python -m harness` enables these (entry).
 from __future__ import annotations
 
 _enabled = False
+_signalled: int | None = None  # SIGINT or SIGTERM, once the command line's handler has taken one
 
 
 def enable() -> None:
@@ -26,6 +27,29 @@ def enable() -> None:
 
 def is_command_line() -> bool:
     return _enabled
+
+
+def signalled(signum: int | None = None) -> int | None:
+    """Record that the command line's handler took SIGINT or SIGTERM (with `signum`); the one taken,
+    or None. Its KeyboardInterrupt may not reach the command: a C extension's import turns it into
+    its own error (numpy's: an ImportError, "PyCapsule_Import could not import module datetime"),
+    which had ended a stopped command as "a bug in harness", status 3."""
+    global _signalled
+    if signum is not None:
+        _signalled = signum
+    return _signalled
+
+
+def stop_if_signalled() -> None:
+    """Stop now where a signal was taken but its KeyboardInterrupt was lost on the way (see
+    `signalled`): before an output set is swapped in, a run stopped by the user must not
+    replace the previous outputs as if it had finished."""
+    import signal
+
+    from harness.errors import Terminated
+
+    if _signalled is not None:
+        raise Terminated() if _signalled == signal.SIGTERM else KeyboardInterrupt()
 
 
 def outputs_final() -> None:

@@ -623,6 +623,7 @@ class OutputSet:
         From here on a command-line process ignores Ctrl-C and SIGTERM (process.outputs_final)."""
         from harness import process
 
+        process.stop_if_signalled()
         process.outputs_final()
         try:
             if os.path.isdir(self.out_dir) and not os.path.islink(self.out_dir):

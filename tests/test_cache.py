@@ -450,6 +450,54 @@ def test_a_full_disk_ends_in_one_line_and_keeps_the_outputs(job, tmp_path):
     assert (tmp_path / "listing").read_text().split() == ["filler", "out"], (tmp_path / "stderr.new").read_text()
 
 
+KEPT_ON_FULL_DISK = """
+set -e
+mount -t tmpfs -o size={size} tmpfs {mount}
+{python} -m harness run {config} --out {mount}/out --quiet
+{python} -c "{count}" {mount}/out/hash-cache.sqlite > {counts}
+cat /dev/zero > {mount}/filler 2>/dev/null || true
+set +e
+{python} -m harness run {config2} --out {mount}/out --quiet 2> {stderr}
+echo $? > {status}
+set -e
+{python} -c "{count}" {mount}/out/hash-cache.sqlite >> {counts}
+rm {mount}/filler
+{python} -m harness run {config} --out {mount}/out --quiet 2> {stderr}.again
+"""
+# Read as immutable: on the full disk SQLite cannot make the -shm file a usual reader needs (each run
+# closes its cache with its log checkpointed, so the file alone holds every entry).
+COUNT = ("import sqlite3, sys; db = sqlite3.connect('file:' + sys.argv[1] + '?immutable=1', uri=True); "
+         "print(db.execute('SELECT COUNT(*) FROM sqlite_master WHERE name=?', ('hashes',)).fetchone()[0] "
+         "and db.execute('SELECT COUNT(*) FROM hashes').fetchone()[0])")
+
+
+def test_a_full_disk_at_the_start_of_a_rerun_keeps_the_cache(job, tmp_path):
+    """A rerun that starts on a disk already full (SQLite cannot make the -shm file the cache's
+    write-ahead log needs, 'disk I/O error') leaves the cache as it is: it deleted it as if it were
+    damaged, losing every hash computed before, so the rerun after space was freed hashed it all again."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here: unshare -rm (user and mount namespaces) is not allowed")
+    config, _ = job
+    config2 = tmp_path / "c2.yaml"  # another seed: a run that needs the cache, not the kept set
+    config2.write_text(config.read_text().replace("seed: 4", "seed: 5"))
+    mount = tmp_path / "small"
+    mount.mkdir()
+    names = {name: tmp_path / name for name in ("counts", "stderr", "status")}
+    script = KEPT_ON_FULL_DISK.format(size="3m", mount=mount, python=sys.executable, config=config, config2=config2,
+                                      count=COUNT, **names)
+    done = subprocess.run(["unshare", "-rm", "bash", "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    if "mount" in done.stderr and done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    stderr = names["stderr"].read_text()
+    assert names["status"].read_text().strip() == "2", stderr
+    before, after = names["counts"].read_text().split()
+    assert int(before) > 0 and after == before, stderr  # every hash still there for the next run
+    assert f"note: hash cache {mount}/out/hash-cache.sqlite cannot be opened here" in stderr, stderr
+    assert "hash cache" not in (tmp_path / "stderr.again").read_text()
+
+
 def run_with_its_cache(config, out):
     """A run, its cache's log moved into the file (so that the file's bytes are the cache): the
     file's path, its page size, its hash entries, and the root page of the hashes' index."""

@@ -399,6 +399,82 @@ def test_a_signal_once_the_outputs_are_in_place_does_not_stop_the_command(tmp_pa
     assert done.returncode == 0
 
 
+# The command line, with the signal sent to itself at the moment numpy's C extension imports
+# `datetime` (PyCapsule_Import): the KeyboardInterrupt raised there comes out of numpy's import as an
+# ImportError, as it did when Ctrl-C or `kill` came during that import.
+SIGNAL_IN_NUMPY_IMPORT = """
+import os, runpy, signal, sys
+
+SIGNAL = getattr(signal, sys.argv[1])
+
+class StopInside:
+    def find_spec(self, name, path=None, target=None):
+        if name == "datetime":
+            sys.meta_path.remove(self)
+            print("signal sent", file=sys.stderr)
+            os.kill(os.getpid(), SIGNAL)
+        return None
+
+sys.meta_path.insert(0, StopInside())
+sys.argv = ["harness", "run", "configs/collection.yaml", "--images", "builtin:skimage", "--hashers", "aHash",
+            "--out", sys.argv[2], "--quiet"]
+runpy.run_module("harness", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("sig, status, said", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_a_signal_a_library_turns_into_its_own_error_still_stops_the_command(tmp_path, sig, status, said):
+    """Ctrl-C or SIGTERM while numpy was being imported ended the command as 'a bug in harness'
+    (status 3, an ImportError, a traceback file in /tmp); while matplotlib drew a figure, as a
+    ValueError ('Invalid bounding box'). It is the interruption it is, in one line."""
+    (tmp_path / "tmp").mkdir()
+    done = subprocess.run([sys.executable, "-c", SIGNAL_IN_NUMPY_IMPORT, sig, str(tmp_path / "out")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, TMPDIR=str(tmp_path / "tmp")))
+    assert done.stderr.splitlines() == ["signal sent", said], done.stderr
+    assert done.returncode == status
+    assert os.listdir(tmp_path / "tmp") == [] and not (tmp_path / "out").exists()  # no bug report, no folder
+
+
+# A plugin edit that, once, sends the signal to its own process from a destructor: Python runs the
+# handler there, and a KeyboardInterrupt raised in a __del__ is printed ("Exception ignored in") and
+# dropped, as it was when Ctrl-C came while the collector ran one (a leak audit, 1 s in).
+SIGNAL_IN_A_DESTRUCTOR = """
+import os, signal
+
+SENT = []
+
+
+class Goodbye:
+    def __del__(self):
+        if not SENT:
+            SENT.append(True)
+            os.kill(os.getpid(), signal.{sig})
+
+
+def brighter(image):
+    Goodbye()  # gone at once
+    return image // 2 + 100
+"""
+
+
+@pytest.mark.parametrize("sig, status, said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_signal_python_drops_still_stops_the_command_before_its_outputs(tmp_path, sig, status, said):
+    """The run went on to the end, exit 0, its outputs swapped in over the previous ones, as if
+    nobody had pressed Ctrl-C. It stops before the swap, as an interrupted run does."""
+    (tmp_path / "plugin_stop.py").write_text(SIGNAL_IN_A_DESTRUCTOR.format(sig=sig))
+    config = tmp_path / "c.yaml"
+    config.write_text("images: [builtin:astronaut, builtin:camera]\nhashers: [aHash]\n"
+                      "sweeps:\n  - {family: brighter, b: plugin_stop:brighter}\n")
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(tmp_path / "out"),
+                           "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert "Exception ignored in" in done.stderr  # Python dropped the KeyboardInterrupt
+    assert done.stderr.splitlines()[-1] == said, done.stderr
+    assert done.returncode == status
+    assert not (tmp_path / "out" / "run.json").exists()
+
+
 def test_an_edit_that_fails_on_one_image_is_one_error_row_and_the_run_goes_on():
     """A 550 x 300 crop fits the 600 x 400 coffee but not the 512 x 512 camera: the camera's crop pairs
     carry the transform's error (for each hasher) where the other cells hold distances, errors.csv has
