@@ -825,7 +825,13 @@ class Collector:
                 if (stage, text) not in reported:
                     reported.add((stage, text))
                     self.errors.append({"image": name, "image_id": record.image, "stage": stage, "reason": text})
-            self._score(hasher, hashed)
+            failed = self._score(hasher, hashed)
+            if failed is not None and (f"hash {hid}", failed) not in reported:
+                # A distance that raised for this image's pairs is a problem of its own: errors.csv lists
+                # every problem (exit 1 says so), not only the error column of the distances it cost.
+                reported.add((f"hash {hid}", failed))
+                self.errors.append({"image": name, "image_id": record.image, "stage": f"hash {hid}",
+                                    "reason": failed})
             self._keep(hid, hashed)
             own = entries.get(SOURCE)
             for key, value in (own.extras if own is not None else {}).items():  # side outputs (PDQ's quality)
@@ -890,7 +896,8 @@ class Collector:
         except ValueError as exc:
             return from_entries(hasher, [Entry(None, f"stored hashes do not fit together ({exc})")] * len(filled))
 
-    def _score(self, hasher, hashed) -> None:
+    def _score(self, hasher, hashed) -> str | None:
+        """The image's pairs' distances, into the table; why its distance failed (a plugin's), or None."""
         pairs = len(self.side_a)
         rows = hashed.rows
         ra, rb = rows[self.side_a], rows[self.side_b]
@@ -901,13 +908,16 @@ class Collector:
             a, b = int(self.side_a[k]), int(self.side_b[k])
             reason = hashed.errors.get(a if rows[a] < 0 else b, "no hash")
             errors[k] = self.distances.code(reason if reason.startswith("transform: ") else f"hash: {reason}")
+        failed = None
         if ok.any():
             try:
                 distance[ok] = hasher.checked_distance(hashed.array[ra[ok]], hashed.array[rb[ok]])
             except HashError as exc:  # a plugin's distance that misbehaves: these pairs say so
-                errors[ok] = self.distances.code(f"hash: {exc}")
+                failed = str(exc)
+                errors[ok] = self.distances.code(f"hash: {failed}")
         self.failed_distances += int(np.count_nonzero(errors))
         self.distances.add(distance, errors)
+        return failed
 
     def _keep(self, hid: str, hashed) -> None:
         """The untouched image's row and, for transformed impostors, its edited copies' rows."""

@@ -480,6 +480,18 @@ class Cosine32(Hasher):
         return 1 - (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
+@dataclass(frozen=True)
+class GrayPairs(Mean):
+    """Its distance raises for a pair of two gray images' hashes (equal channel means): camera's
+    genuine pairs fail, its impostor pairs (with a colour image) do not."""
+    name = __name__ + ":GrayPairs"
+
+    def distance(self, a, b):
+        if ((np.ptp(a, axis=1) == 0) & (np.ptp(b, axis=1) == 0)).any():
+            raise ValueError("two gray images")
+        return np.abs(a - b).sum(axis=1)
+
+
 DISTANCE_SHIFT = 0.0
 OFFSET = 0.0
 '''
@@ -642,4 +654,43 @@ def test_a_transforms_cpu_exact_is_checked(tmp_path, monkeypatch, attribute, sai
             harness.evaluate({"images": ["builtin:camera"], "hashers": ["aHash"],
                               "sweeps": [{"family": "soft", "b": {f"{name}:soft": {}}}]})
     finally:
+        sys.modules.pop(name, None)
+
+
+def test_a_plugin_distance_that_raises_for_some_pairs_is_a_problem_of_errors_csv(tmp_path):
+    """A distance that raised for an image's pairs marked them in distances.csv's error column, and the
+    run exited 1, but errors.csv, which exit 1 and the README send the reader to, held no row of it."""
+    import subprocess
+
+    import pandas as pd
+
+    name = f"gray_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [builtin:camera, builtin:astronaut, builtin:coffee]\n"
+                      f"hashers: [aHash, '{name}:GrayPairs']\n"
+                      "sweeps:\n  - {family: same, b: {png: {}}}\n  - {family: jpeg, b: {jpeg: {quality: 50}}}\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])}
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(out), "--no-cache",
+                           "--quiet"], env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    reason = f"{name}:GrayPairs distance failed: ValueError: two gray images"
+    errors = pd.read_csv(out / "errors.csv", keep_default_na=False)
+    assert errors[["image", "stage", "reason"]].values.tolist() == [["camera", f"hash {name}:GrayPairs", reason]]
+    distances = pd.read_csv(out / "distances.csv", keep_default_na=False)
+    failed = distances[distances["error"] != ""]
+    assert set(failed["image"]) == {"camera"} and set(failed["error"]) == {f"hash: {reason}"} and len(failed) == 2
+
+    sys.path.insert(0, str(tmp_path))
+    try:  # the API counts what the command line does: 2 distances and the one problem they came from
+        from harness import api
+
+        evaluation = api.image_pass(str(config))
+        assert evaluation.failures == 3
+        results = evaluation.results()
+        assert results.failures == 3 and len(results.errors) == 1
+    finally:
+        sys.path.remove(str(tmp_path))
         sys.modules.pop(name, None)
