@@ -737,7 +737,7 @@ def hasher_plugin_problem(cls) -> str | None:
     maximum = cls.distance_max
     if isinstance(maximum, bool) or not isinstance(maximum, (int, float)) or not finite(maximum) or maximum <= 0:
         return f"distance_max must be a positive finite number, got {shown(maximum)}"
-    for attr in ("batch_invariant", "cpu_exact"):
+    for attr in ("batch_invariant", "cpu_exact", "symmetric"):
         if not isinstance(getattr(cls, attr), bool):
             return f"{attr} must be True or False, got {shown(getattr(cls, attr))}"
     kinds = {spec.name: spec.kind for spec in param_specs(cls)}

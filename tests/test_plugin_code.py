@@ -6,6 +6,7 @@ second, a spawned worker importing a file edited after the run started, a Dask w
 another copy. Each is refused or runs the file, so no result is kept under the wrong key.
 """
 
+import dataclasses
 import hashlib
 import importlib
 import os
@@ -492,6 +493,21 @@ class GrayPairs(Mean):
         return np.abs(a - b).sum(axis=1)
 
 
+@dataclass(frozen=True)
+class OneSided(Mean):
+    """How far a's channel means are above b's: 0 one way for a pair the other way far apart."""
+    name = __name__ + ":OneSided"
+
+    def distance(self, a, b):
+        return np.clip(a - b, 0, None).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class OneSidedByDesign(OneSided):
+    name = __name__ + ":OneSidedByDesign"
+    symmetric = False
+
+
 DISTANCE_SHIFT = 0.0
 OFFSET = 0.0
 '''
@@ -694,3 +710,52 @@ def test_a_plugin_distance_that_raises_for_some_pairs_is_a_problem_of_errors_csv
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop(name, None)
+
+
+def test_a_plugin_distance_not_the_same_both_ways_is_refused_before_any_work(tmp_path, monkeypatch):
+    """A one-sided distance ran: a copy scored 0 from its image one way and far from it the other, so
+    which pairs matched followed which side harness passed first. One declared one-sided (as
+    CropResistantHash's is) runs, with the original passed first."""
+    name = f"onesided_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = {"images": ["builtin:astronaut", "builtin:coffee"], "hashers": ["aHash", f"{name}:OneSided"],
+              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]}
+    try:
+        with pytest.raises(HarnessError) as refused:
+            harness.evaluate(config)
+        assert re.fullmatch(
+            rf"<dict>: hashers\[1\] \({name}:OneSided\): the plugin's distance is not symmetric: d\(a, b\) is "
+            r"\d+(\.\d+)? and d\(b, a\) \d+(\.\d+)? for two made-up images a and b; make it the same both ways, or "
+            r"declare symmetric = False if it is one-sided by design \(harness then passes the original image "
+            r"first\)", str(refused.value)), str(refused.value)
+        config["hashers"][1] = f"{name}:OneSidedByDesign"
+        assert harness.evaluate(config).failures == 0
+    finally:
+        sys.modules.pop(name, None)
+
+
+def built_in(name: str):
+    from harness.hashers import HASHERS
+
+    cls = HASHERS.get(name)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    # The CNNs with random weights, small: no network here, and the check needs no trained model.
+    return cls(**({"weights": None} if "weights" in fields else {}),
+               **({"input_size": 64} if "input_size" in fields else {}))
+
+
+def test_every_built_in_hasher_passes_the_made_up_images_check():
+    """The check a plugin is held to is one every built-in keeps (CropResistantHash, one-sided by
+    design, declares it), so a plugin wrapping one is not refused for what the built-in does."""
+    from harness.hashers import HASHERS
+    from harness.hashing import self_distance_problem
+
+    problems = {}
+    for name in HASHERS:
+        hasher = built_in(name)
+        hasher.prepare()
+        problems[name] = self_distance_problem(hasher)
+    assert problems == {name: None for name in HASHERS}
+    assert [name for name in HASHERS if not HASHERS.get(name).symmetric] == ["imagehash.crop_resistant_hash"]
+
