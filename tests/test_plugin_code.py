@@ -759,3 +759,32 @@ def test_every_built_in_hasher_passes_the_made_up_images_check():
     assert problems == {name: None for name in HASHERS}
     assert [name for name in HASHERS if not HASHERS.get(name).symmetric] == ["imagehash.crop_resistant_hash"]
 
+
+def test_a_one_sided_distance_compares_the_impostors_as_the_copies_other_image_first(tmp_path, monkeypatch):
+    """A pair's distance is d(original, copy); the edited copies' impostor distances were d(copy, other
+    image), the other question for a one-sided distance (CropResistantHash's), so the threshold those
+    impostors set was of another distance than the copies' it was applied to."""
+    from harness.images import load_builtin
+
+    name = f"onesided_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    images = ["astronaut", "coffee", "chelsea"]
+    try:
+        results = harness.evaluate({"images": [f"builtin:{image}" for image in images],
+                                    "hashers": [f"{name}:OneSidedByDesign"],
+                                    "sweeps": [{"family": "flip", "b": "hflip"}],  # the same channel means
+                                    "impostors": {"per_variant": 2}})
+        hasher = getattr(sys.modules[name], "OneSidedByDesign")()
+        means = {image: hasher.hash_batch([load_builtin(image)])[0] for image in images}
+        transformed = results.impostors[results.impostors["kind"] == "transformed"]
+        assert len(transformed) == 6
+        got = transformed["distance"].tolist()
+        def one_sided(a, b):
+            return [float(np.clip(means[x] - means[y], 0, None).sum()) for x, y in zip(a, b)]
+
+        pairs = transformed["image"], transformed["other"]
+        assert got == pytest.approx(one_sided(pairs[1], pairs[0]), rel=1e-5)  # (the table keeps 6 digits)
+        assert got != pytest.approx(one_sided(pairs[0], pairs[1]), rel=1e-2)
+    finally:
+        sys.modules.pop(name, None)
