@@ -260,6 +260,10 @@ def command_validate(args) -> int:
                                      unlisted, option=config.images_option)
     notes += [f"cannot list the folder {display_path(folder)} ({reason}): a run leaves its files out"
               for folder, reason in unlisted]
+    if config.plugins_imported and config.plugins:  # what `run` refuses before any work, refused here too
+        from harness.runner import check_plugins
+
+        notes += check_plugins(config, skip_unavailable=True)
     families: dict[str, int] = {}
     for pair in config.pairs:
         families[pair.family] = families.get(pair.family, 0) + 1
@@ -321,6 +325,10 @@ def validate_leaks(args, raw: dict) -> int:
     plugins: list = []
     config = leaks.leak_config(raw, args.config, import_plugins=args.import_plugins, plugins=plugins,
                                names_folder=True)
+    if args.import_plugins and plugins:  # what `leaks` refuses before any work, refused here too
+        from harness.runner import check_plugins
+
+        check_plugins(leaks._as_run_config(config), skip_unavailable=False)
     counts, notes = leaks.count_split_files(config)
     storage.check_output_place(config.output, images=config.entries(),
                                reads={"calibration": config.calibration}, names=config.entry_names())

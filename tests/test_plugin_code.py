@@ -508,6 +508,28 @@ class OneSidedByDesign(OneSided):
     symmetric = False
 
 
+@dataclass(frozen=True)
+class BrokenPrepare(Mean):
+    name = __name__ + ":BrokenPrepare"
+
+    def prepare(self):
+        raise RuntimeError("no model here")
+
+
+@dataclass(frozen=True)
+class Elsewhere(Mean):
+    name = __name__ + ":Elsewhere"
+
+    def prepare(self):
+        from harness.errors import UnavailableError
+        raise UnavailableError("needs a GPU")
+
+
+def soft(image, k: int = 1):
+    return image.copy()
+
+
+soft.cpu_exact = "no"
 DISTANCE_SHIFT = 0.0
 OFFSET = 0.0
 '''
@@ -788,3 +810,71 @@ def test_a_one_sided_distance_compares_the_impostors_as_the_copies_other_image_f
         assert got != pytest.approx(one_sided(pairs[0], pairs[1]), rel=1e-2)
     finally:
         sys.modules.pop(name, None)
+
+
+REFUSED_BEFORE_WORK = [
+    ("hashers: [aHash, '{m}:Similarity']", "{c}: hashers[1] ({m}:Similarity): the plugin's distance between a hash "
+                                           "and itself (1) is larger than between two different images"),
+    ("hashers: [aHash, '{m}:OneSided']", "{c}: hashers[1] ({m}:OneSided): the plugin's distance is not symmetric"),
+    ("hashers: [aHash, '{m}:BrokenPrepare']", "{c}: hashers[1] ({m}:BrokenPrepare): the plugin's prepare() failed: "
+                                              "RuntimeError: no model here"),
+    ("hashers: [aHash]\nsweeps: [{{family: s, b: '{m}:soft'}}]", "transform '{m}:soft': cpu_exact must be True, False "
+                                                                  "or a function of the step's parameters"),
+]
+
+
+@pytest.mark.parametrize("text, said", REFUSED_BEFORE_WORK, ids=["similarity", "one-sided", "prepare", "cpu_exact"])
+def test_validate_import_plugins_refuses_what_run_refuses_before_any_work(tmp_path, monkeypatch, capsys, text, said):
+    """`validate --import-plugins` said "valid" (exit 0) for a plugin that `run` refused at once: it
+    imported the plugins and checked their contract as data, but neither loaded them nor tried them
+    on the made-up images. It now runs the run's own checks, reading no image of the run."""
+    from harness.__main__ import main
+
+    module = f"refused_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "c.yaml"
+    body = text.format(m=module)
+    config.write_text("images: [builtin:camera, builtin:astronaut]\n" + body
+                      + ("" if "sweeps" in body else "\nsweeps: [{family: jpeg, b: {jpeg: {quality: 50}}}]") + "\n")
+    try:
+        lines = []
+        for argv in (["validate", str(config), "--import-plugins"],
+                     ["run", str(config), "--out", str(tmp_path / "out"), "--no-cache", "--quiet"]):
+            status = main(argv)
+            err = capsys.readouterr().err
+            assert status == 2 and err.count("\n") == 1, err
+            lines.append(err)
+        assert lines[0] == lines[1] and lines[0].startswith("error: " + said.format(m=module, c=config)), lines
+        assert not (tmp_path / "out").exists()
+    finally:
+        sys.modules.pop(module, None)
+
+
+def test_validate_import_plugins_says_what_run_and_leaks_do_with_a_plugin_unavailable_here(tmp_path, monkeypatch,
+                                                                                             capsys):
+    """`run` marks an unavailable hasher's distances and runs the others: validate notes it. `leaks`
+    stops: validate of an audit's config refuses it with the audit's own line."""
+    from harness.__main__ import main
+
+    module = f"elsewhere_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run_config, audit = tmp_path / "run.yaml", tmp_path / "audit.yaml"
+    run_config.write_text(f"images: [builtin:camera]\nhashers: [aHash, '{module}:Elsewhere']\n"
+                          "sweeps: [{family: jpeg, b: {jpeg: {quality: 50}}}]\n")
+    audit.write_text(f"splits: {{train: [builtin:camera], test: [builtin:astronaut]}}\n"
+                     f"hashers: ['{module}:Elsewhere']\nthreshold: 3\n")
+    try:
+        assert main(["validate", str(run_config), "--import-plugins"]) == 0
+        assert (f"  note: hasher {module}:Elsewhere unavailable: needs a GPU; `run` marks its distances unavailable "
+                "and runs the others (with --strict it stops)\n") in capsys.readouterr().out
+        lines = []
+        for argv in (["validate", str(audit), "--import-plugins"],
+                     ["leaks", str(audit), "--out", str(tmp_path / "out"), "--no-cache", "--quiet"]):
+            assert main(argv) == 2
+            lines.append(capsys.readouterr().err)
+        assert lines[0] == lines[1] == f"error: {audit}: hashers[0] ({module}:Elsewhere): needs a GPU\n"
+        assert main(["validate", str(audit)]) == 0  # not imported: nothing of the plugin's code runs
+    finally:
+        sys.modules.pop(module, None)
