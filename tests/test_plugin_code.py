@@ -878,3 +878,28 @@ def test_validate_import_plugins_says_what_run_and_leaks_do_with_a_plugin_unavai
         assert main(["validate", str(audit)]) == 0  # not imported: nothing of the plugin's code runs
     finally:
         sys.modules.pop(module, None)
+
+
+@pytest.mark.parametrize("import_plugins", [True, False])
+def test_a_plugin_hasher_given_a_built_in_hashers_name_as_its_id_is_refused(tmp_path, monkeypatch, import_plugins):
+    """A plugin with `id: pHash` ran as a column called pHash: a reader, `--hashers pHash` and `--threshold
+    pHash=8` took it for OpenCV's pHash. (Beside pHash itself it was already "two hashers are called";
+    a plugin's `name` must be its import path, so it cannot be a built-in's.)"""
+    from harness.config import parse_config
+    from harness.errors import ConfigError
+
+    module = f"named_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(HASHER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    raw = {"images": ["builtin:camera"], "hashers": ["aHash", {"name": f"{module}:Mean", "id": "pHash"}],
+           "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]}
+    try:
+        with pytest.raises(ConfigError) as refused:
+            parse_config(raw, "c.yaml", import_plugins=import_plugins)
+        assert str(refused.value) == (f"c.yaml: hashers[1].id: 'pHash' is the name of another hasher harness has; "
+                                      f"a column of {module}:Mean needs an id of its own")
+        raw["hashers"][1]["id"] = "pHash-mine"
+        assert [h.id for h in parse_config(raw, "c.yaml", import_plugins=import_plugins).hashers] == ["aHash",
+                                                                                                     "pHash-mine"]
+    finally:
+        sys.modules.pop(module, None)
