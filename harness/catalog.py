@@ -60,6 +60,26 @@ def describe_transforms() -> str:
     return "\n".join(lines)
 
 
+def describe_plugins(plugins) -> list[str]:
+    """A config's imported plugins, (kind, import path) each, as `list` shows the registered ones:
+    a hasher's description, distance kind and distance_max, a transform's first docstring line, and
+    the parameters of both; each once, in the config's order."""
+    from harness.hashers import HASHERS
+    from harness.transforms import TRANSFORMS
+
+    lines: list[str] = []
+    for kind, path in dict.fromkeys(plugins):
+        if kind == "hasher":
+            cls = HASHERS.get(path)
+            lines += _entry(path, cls.description, [f"distance: {cls.distance_kind}, {_distance_max(cls)}"
+                                                    + ("" if cls.symmetric else "; one-sided (symmetric = False)")],
+                            param_specs(cls))
+        else:
+            func = TRANSFORMS.get(path)
+            lines += _entry(path, _first_line(func.__doc__), [], param_specs(func))
+    return lines
+
+
 def _grouped(registry, order: tuple[str, ...]) -> dict[str, list[tuple[str, object]]]:
     """Registry entries (name, resolved object) by the last part of their module's name, in `order`."""
     groups: dict[str, list] = {}

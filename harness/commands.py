@@ -290,7 +290,12 @@ def print_plugins(plugins: list, imported: bool, command: str) -> None:
         where.setdefault(path, []).append(key)
     named = ", ".join(f"{path} ({', '.join(keys)})" for path, keys in where.items())
     if imported:
+        from harness.catalog import describe_plugins
+
         print(f"  plugins: imported and checked: {named}")
+        # What `list` says of a built-in, for each plugin: its distance and parameters as harness reads them.
+        for text in describe_plugins([(kind, path) for kind, path, _ in plugins])[1:]:
+            print("  " + text if text else text)
     else:
         print(f"  plugins: not imported: {named}; `{command}` imports them (running their module code), "
               "`validate --import-plugins` imports and checks them and their parameters")
