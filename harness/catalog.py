@@ -40,8 +40,7 @@ def describe_hashers() -> str:
     for backend, entries in groups.items():
         lines += ["", f"{backend}:"]
         for name, cls in entries:
-            lines += _entry(name, cls.description, [f"distance: {cls.distance_kind}, {_distance_max(cls)}"],
-                            param_specs(cls))
+            lines += _entry(name, cls.description, [_distance(cls)], param_specs(cls))
     return "\n".join(lines)
 
 
@@ -71,9 +70,7 @@ def describe_plugins(plugins) -> list[str]:
     for kind, path in dict.fromkeys(plugins):
         if kind == "hasher":
             cls = HASHERS.get(path)
-            lines += _entry(path, cls.description, [f"distance: {cls.distance_kind}, {_distance_max(cls)}"
-                                                    + ("" if cls.symmetric else "; one-sided (symmetric = False)")],
-                            param_specs(cls))
+            lines += _entry(path, cls.description, [_distance(cls)], param_specs(cls))
         else:
             func = TRANSFORMS.get(path)
             lines += _entry(path, _first_line(func.__doc__), [], param_specs(func))
@@ -95,6 +92,12 @@ def _entry(name: str, summary: str, facts: list[str], specs: list[ParamSpec]) ->
     for text in facts + ([spec.describe() for spec in specs] or ["no parameters"]):
         lines += _wrap(text, _width(), "      ", "          ")
     return lines
+
+
+def _distance(cls) -> str:
+    """A hasher's distance line: its kind, its maximum, and whether it is one-sided (Hasher.symmetric)."""
+    return (f"distance: {cls.distance_kind}, {_distance_max(cls)}"
+            + ("" if cls.symmetric else "; one-sided: d(a, b) != d(b, a), the original is a"))
 
 
 def _distance_max(cls) -> str:

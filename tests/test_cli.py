@@ -47,6 +47,8 @@ def test_list_shows_every_registered_hasher_and_transform(capsys):
     assert status == 0
     assert set(HASHERS) | set(TRANSFORMS) <= entry_names(out)
     assert "distance: hamming, distance_max 64" in out  # aHash's distance, as data
+    # the one distance that is not the same both ways (Hasher.symmetric), and which side is the original
+    assert " ".join(out.split()).count("one-sided: d(a, b) != d(b, a), the original is a") == 1
     assert "quality: int in [1, 100]  JPEG quality" in out  # a parameter: type, range, doc
     assert "\ngeometry: " in out and "\ncodecs: " in out  # transforms grouped by kind
 
