@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_selection(validate)
     validate.add_argument("--import-plugins", action="store_true",
                           help="import the config's plugins (package.module:Name) and check them and their "
-                               "parameters as `run` does; importing runs the plugins' module code")
+                               "parameters as `run` does, loading each plugin hasher (prepare()) and trying it on "
+                               "two made-up images; importing runs the plugins' module code")
 
     leaks = commands.add_parser(
         "leaks", help="find the copies of images between data-set splits (and inside each)",

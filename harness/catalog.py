@@ -40,8 +40,7 @@ def describe_hashers() -> str:
     for backend, entries in groups.items():
         lines += ["", f"{backend}:"]
         for name, cls in entries:
-            lines += _entry(name, cls.description, [f"distance: {cls.distance_kind}, {_distance_max(cls)}"],
-                            param_specs(cls))
+            lines += _entry(name, cls.description, [_distance(cls)], param_specs(cls))
     return "\n".join(lines)
 
 
@@ -60,6 +59,24 @@ def describe_transforms() -> str:
     return "\n".join(lines)
 
 
+def describe_plugins(plugins) -> list[str]:
+    """A config's imported plugins, (kind, import path) each, as `list` shows the registered ones:
+    a hasher's description, distance kind and distance_max, a transform's first docstring line, and
+    the parameters of both; each once, in the config's order."""
+    from harness.hashers import HASHERS
+    from harness.transforms import TRANSFORMS
+
+    lines: list[str] = []
+    for kind, path in dict.fromkeys(plugins):
+        if kind == "hasher":
+            cls = HASHERS.get(path)
+            lines += _entry(path, cls.description, [_distance(cls)], param_specs(cls))
+        else:
+            func = TRANSFORMS.get(path)
+            lines += _entry(path, _first_line(func.__doc__), [], param_specs(func))
+    return lines
+
+
 def _grouped(registry, order: tuple[str, ...]) -> dict[str, list[tuple[str, object]]]:
     """Registry entries (name, resolved object) by the last part of their module's name, in `order`."""
     groups: dict[str, list] = {}
@@ -75,6 +92,12 @@ def _entry(name: str, summary: str, facts: list[str], specs: list[ParamSpec]) ->
     for text in facts + ([spec.describe() for spec in specs] or ["no parameters"]):
         lines += _wrap(text, _width(), "      ", "          ")
     return lines
+
+
+def _distance(cls) -> str:
+    """A hasher's distance line: its kind, its maximum, and whether it is one-sided (Hasher.symmetric)."""
+    return (f"distance: {cls.distance_kind}, {_distance_max(cls)}"
+            + ("" if cls.symmetric else "; one-sided: d(a, b) != d(b, a), the original is a"))
 
 
 def _distance_max(cls) -> str:

@@ -260,6 +260,10 @@ def command_validate(args) -> int:
                                      unlisted, option=config.images_option)
     notes += [f"cannot list the folder {display_path(folder)} ({reason}): a run leaves its files out"
               for folder, reason in unlisted]
+    if config.plugins_imported and config.plugins:  # what `run` refuses before any work, refused here too
+        from harness.runner import check_plugins
+
+        notes += check_plugins(config, skip_unavailable=True)
     families: dict[str, int] = {}
     for pair in config.pairs:
         families[pair.family] = families.get(pair.family, 0) + 1
@@ -286,7 +290,12 @@ def print_plugins(plugins: list, imported: bool, command: str) -> None:
         where.setdefault(path, []).append(key)
     named = ", ".join(f"{path} ({', '.join(keys)})" for path, keys in where.items())
     if imported:
+        from harness.catalog import describe_plugins
+
         print(f"  plugins: imported and checked: {named}")
+        # What `list` says of a built-in, for each plugin: its distance and parameters as harness reads them.
+        for text in describe_plugins([(kind, path) for kind, path, _ in plugins])[1:]:
+            print("  " + text if text else text)
     else:
         print(f"  plugins: not imported: {named}; `{command}` imports them (running their module code), "
               "`validate --import-plugins` imports and checks them and their parameters")
@@ -321,6 +330,10 @@ def validate_leaks(args, raw: dict) -> int:
     plugins: list = []
     config = leaks.leak_config(raw, args.config, import_plugins=args.import_plugins, plugins=plugins,
                                names_folder=True)
+    if args.import_plugins and plugins:  # what `leaks` refuses before any work, refused here too
+        from harness.runner import check_plugins
+
+        check_plugins(leaks._as_run_config(config), skip_unavailable=False)
     counts, notes = leaks.count_split_files(config)
     storage.check_output_place(config.output, images=config.entries(),
                                reads={"calibration": config.calibration}, names=config.entry_names())

@@ -692,6 +692,11 @@ def _parse_hashers(hashers, source, import_plugins: bool, plugins: list) -> list
         hasher_id = _typed(params.pop("id", name), str, source, key + ".id")
         if not hasher_id.strip():
             raise ConfigError(source, key + ".id", "empty; a hasher's id names its column in every table")
+        if hasher_id != name and hasher_id in HASHERS:
+            # One name for one thing: the column would read as that hasher's, `--hashers` and `--threshold`
+            # given its name would pick this one, and a hash table named for it would be taken as this one's.
+            raise ConfigError(source, key + ".id", f"{shown(hasher_id)} is the name of another hasher harness has; "
+                                                   f"a column of {shortened(name, 120)} needs an id of its own")
         if HASHERS.is_plugin(name):
             _check(lambda: HASHERS.plugin_reference(name), source, key + ".name")
             plugins.append(("hasher", name, key + ".name"))
@@ -737,7 +742,7 @@ def hasher_plugin_problem(cls) -> str | None:
     maximum = cls.distance_max
     if isinstance(maximum, bool) or not isinstance(maximum, (int, float)) or not finite(maximum) or maximum <= 0:
         return f"distance_max must be a positive finite number, got {shown(maximum)}"
-    for attr in ("batch_invariant", "cpu_exact"):
+    for attr in ("batch_invariant", "cpu_exact", "symmetric"):
         if not isinstance(getattr(cls, attr), bool):
             return f"{attr} must be True or False, got {shown(getattr(cls, attr))}"
     kinds = {spec.name: spec.kind for spec in param_specs(cls)}

@@ -102,22 +102,30 @@ def probe_form(hasher) -> tuple[str, tuple[int, ...]] | None:
 
 
 def self_distance_problem(hasher) -> str | None:
-    """Why `hasher`'s distance is no distance, from its hashes of two made-up images: a hash is at 0
-    from itself (past float rounding, rounding_bound), and no farther from itself than from another
-    image's. A similarity returned where a distance goes (highest for the closest) turns every
-    threshold and rate upside down, and the leak audit counts a file given twice as a copy of itself.
-    None where both hold, or where the images give the hasher no hashes or distances (the run
-    records those failures)."""
+    """Why `hasher`'s distance is no distance, from its hashes of two made-up images a and b: a hash is
+    at 0 from itself (past float rounding, rounding_bound), no farther from itself than from another
+    image's, and, unless the hasher declares `symmetric = False`, d(a, b) == d(b, a) within the same
+    rounding. A similarity returned where a distance goes (highest for the closest) turns every
+    threshold and rate upside down, and the leak audit counts a file given twice as a copy of itself;
+    a one-sided distance (the sum of max(a - b, 0)) puts a copy at 0 from the image it was compared
+    with one way and far from it the other, so which pairs match would follow which side harness
+    happened to pass first. None where all hold, or where the images give the hasher no hashes or
+    distances (the run records those failures)."""
     try:
         hashes = hasher.hash_images([made_up_image(), made_up_image(other=True)])
-        itself, other = (float(d) for d in hasher.checked_distance(hashes[[0, 0]], hashes[[0, 1]]))
+        itself, other, back = (float(d) for d in hasher.checked_distance(hashes[[0, 0, 1]], hashes[[0, 1, 0]]))
     except Exception:
         return None
+    bound = rounding_bound(hasher.distance_max)
     if itself > other:
         return (f"distance between a hash and itself ({itself:.6g}) is larger than between two different "
                 f"images ({other:.6g}): a distance is lowest for the closest images; return one, not a similarity")
-    if itself > rounding_bound(hasher.distance_max):
+    if itself > bound:
         return f"distance between a hash and itself is {itself:.6g}, not 0"
+    if hasher.symmetric and abs(other - back) > bound:
+        return (f"distance is not symmetric: d(a, b) is {other:.6g} and d(b, a) {back:.6g} for two made-up images "
+                f"a and b; make it the same both ways, or declare symmetric = False if it is one-sided by design "
+                f"(harness then passes the original image first)")
     return None
 
 

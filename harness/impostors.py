@@ -135,7 +135,9 @@ def transformed_impostors(vocabulary: Vocabulary, pairs, edited: list[int], edit
         keep = (copy_rows >= 0) & (other_rows >= 0)
         if not keep.any():
             continue
-        distance = pair_distances(hasher, mine.array, theirs.array, copy_rows[keep], other_rows[keep])
+        # The other image first, as a pair's untouched side comes first: a one-sided distance
+        # (CropResistantHash's, Hasher.symmetric) is then of the same question as the copies' distances.
+        distance = pair_distances(hasher, theirs.array, mine.array, other_rows[keep], copy_rows[keep])
         frames.append(vocabulary.frame(distance, hasher=code["hasher"][hid], kind=code["kind"]["transformed"],
                                        family=families[copy[keep]], value=values[copy[keep]], image_id=image[keep],
                                        other_id=other[keep]))

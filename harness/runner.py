@@ -117,37 +117,70 @@ def read_files(target, params: dict) -> list[str]:
     return [file_digest(path) for _, path in files_read(target, params)]
 
 
+def load_hasher(config, number: int, spec, skip_unavailable: bool, advice: str = ""):
+    """`spec` (the config's hashers[number]) built and loaded (prepare()), a plugin's distance tried on
+    two made-up images (self_distance_problem): (hasher, None), or (hasher, why it cannot run here)
+    where `skip_unavailable`; every other problem is one line naming the config's key."""
+    hasher = spec.build()
+    where = f"{config.source}: hashers[{number}] ({spec.id})"
+    try:
+        hasher.prepare()
+    except UnavailableError as exc:
+        if not skip_unavailable:
+            raise UnavailableError(f"{where}: {exc}" + (f"; {advice}" if advice else "")) from None
+        return hasher, str(exc)
+    except HarnessError as exc:  # what the hasher was given does not work (a weights file that does not load)
+        raise HarnessError(f"{where}: {exc}") from None
+    except Exception as exc:
+        if ":" not in spec.name:  # a registered hasher failing to load is a bug of ours
+            raise
+        raise HarnessError(f"{where}: the plugin's prepare() failed: {type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())}") from None
+    problem = self_distance_problem(hasher) if ":" in spec.name else None
+    if problem:  # a plugin's (the built-ins' are tested)
+        raise HarnessError(f"{where}: the plugin's {problem}")
+    return hasher, None
+
+
 def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict, advice: str = ""):
     """Build and load every hasher before any work; the first unavailable one stops the run
     unless `skip_unavailable`, which marks it instead. `advice` ends that error: how the caller
     (the command line, the API, the leak audit) lets the others run, "" where nothing does."""
     built, infos = {}, []
     for number, spec in enumerate(config.hashers):
-        hasher = spec.build()
+        hasher, unavailable = load_hasher(config, number, spec, skip_unavailable, advice)
         info = HasherInfo(spec.id, hasher.spec(), hasher.distance_kind, hasher.distance_max, "",
                           hasher.cpu_exact, hasher.batch_invariant)
-        where = f"{config.source}: hashers[{number}] ({spec.id})"
-        try:
-            hasher.prepare()
+        if unavailable is None:
             built[spec.id] = hasher
-        except UnavailableError as exc:
-            if not skip_unavailable:
-                raise UnavailableError(f"{where}: {exc}" + (f"; {advice}" if advice else "")) from None
-            info.status, info.reason = UNAVAILABLE, str(exc)
-        except HarnessError as exc:  # what the hasher was given does not work (a weights file that does not load)
-            raise HarnessError(f"{where}: {exc}") from None
-        except Exception as exc:
-            if ":" not in spec.name:  # a registered hasher failing to load is a bug of ours
-                raise
-            raise HarnessError(f"{where}: the plugin's prepare() failed: {type(exc).__name__}: "
-                               f"{' '.join(str(exc).split())}") from None
-        problem = self_distance_problem(hasher) if ":" in spec.name and spec.id in built else None
-        if problem:  # a plugin's (the built-ins' are tested)
-            raise HarnessError(f"{where}: the plugin's {problem}")
+        else:
+            info.status, info.reason = UNAVAILABLE, unavailable
         # Made once it is loaded: ImageNet weights it has just downloaded are a file its key follows.
         info.key = hasher_key(hasher, versions)
         infos.append(info)
     return built, infos
+
+
+def check_plugins(config, skip_unavailable: bool, advice: str = "") -> list[str]:
+    """What `run` (or `leaks`, for a leak audit's config: it has no pairs) checks of a config's plugins
+    before any work, for `validate --import-plugins`, without reading an image of the run: each plugin
+    hasher loaded (prepare()) and tried on two made-up images, each plugin transform's cpu_exact on its
+    steps' parameters. The checks are the run's own functions, so the two cannot drift apart. Returns
+    the notes: the plugin hashers that cannot run here (raised unless `skip_unavailable`, as the run does)."""
+    from harness.hashers import HASHERS
+    from harness.transforms import TRANSFORMS
+
+    notes = []
+    for number, spec in enumerate(config.hashers):
+        if HASHERS.is_plugin(spec.name):
+            _, unavailable = load_hasher(config, number, spec, skip_unavailable, advice)
+            if unavailable is not None:
+                notes.append(f"hasher {spec.id} unavailable: {unavailable}; `run` marks its distances unavailable "
+                             "and runs the others (with --strict it stops)")
+    chains = [chain for pair in getattr(config, "pairs", ()) for chain in (pair.a, pair.b)
+              if any(TRANSFORMS.is_plugin(name) for name, _ in chain)]
+    inexact_steps(chains)  # a plugin's cpu_exact that fails or is no bool is one line (transforms.cpu_exact)
+    return notes
 
 
 def chain_identity(chain) -> str:
@@ -825,7 +858,13 @@ class Collector:
                 if (stage, text) not in reported:
                     reported.add((stage, text))
                     self.errors.append({"image": name, "image_id": record.image, "stage": stage, "reason": text})
-            self._score(hasher, hashed)
+            failed = self._score(hasher, hashed)
+            if failed is not None and (f"hash {hid}", failed) not in reported:
+                # A distance that raised for this image's pairs is a problem of its own: errors.csv lists
+                # every problem (exit 1 says so), not only the error column of the distances it cost.
+                reported.add((f"hash {hid}", failed))
+                self.errors.append({"image": name, "image_id": record.image, "stage": f"hash {hid}",
+                                    "reason": failed})
             self._keep(hid, hashed)
             own = entries.get(SOURCE)
             for key, value in (own.extras if own is not None else {}).items():  # side outputs (PDQ's quality)
@@ -890,7 +929,8 @@ class Collector:
         except ValueError as exc:
             return from_entries(hasher, [Entry(None, f"stored hashes do not fit together ({exc})")] * len(filled))
 
-    def _score(self, hasher, hashed) -> None:
+    def _score(self, hasher, hashed) -> str | None:
+        """The image's pairs' distances, into the table; why its distance failed (a plugin's), or None."""
         pairs = len(self.side_a)
         rows = hashed.rows
         ra, rb = rows[self.side_a], rows[self.side_b]
@@ -901,13 +941,16 @@ class Collector:
             a, b = int(self.side_a[k]), int(self.side_b[k])
             reason = hashed.errors.get(a if rows[a] < 0 else b, "no hash")
             errors[k] = self.distances.code(reason if reason.startswith("transform: ") else f"hash: {reason}")
+        failed = None
         if ok.any():
             try:
                 distance[ok] = hasher.checked_distance(hashed.array[ra[ok]], hashed.array[rb[ok]])
             except HashError as exc:  # a plugin's distance that misbehaves: these pairs say so
-                errors[ok] = self.distances.code(f"hash: {exc}")
+                failed = str(exc)
+                errors[ok] = self.distances.code(f"hash: {failed}")
         self.failed_distances += int(np.count_nonzero(errors))
         self.distances.add(distance, errors)
+        return failed
 
     def _keep(self, hid: str, hashed) -> None:
         """The untouched image's row and, for transformed impostors, its edited copies' rows."""

@@ -47,6 +47,8 @@ def test_list_shows_every_registered_hasher_and_transform(capsys):
     assert status == 0
     assert set(HASHERS) | set(TRANSFORMS) <= entry_names(out)
     assert "distance: hamming, distance_max 64" in out  # aHash's distance, as data
+    # the one distance that is not the same both ways (Hasher.symmetric), and which side is the original
+    assert " ".join(out.split()).count("one-sided: d(a, b) != d(b, a), the original is a") == 1
     assert "quality: int in [1, 100]  JPEG quality" in out  # a parameter: type, range, doc
     assert "\ngeometry: " in out and "\ncodecs: " in out  # transforms grouped by kind
 
@@ -136,6 +138,23 @@ def test_plugin_example_validates(monkeypatch, capsys):
     status, out, _ = run_main(capsys, "validate", PLUGINS_YAML)
     assert status == 0
     assert "vignette 4" in out and COLOR_HISTOGRAM in out
+
+
+def test_validate_import_plugins_describes_each_plugin_as_list_does(monkeypatch, capsys):
+    """`list` shows only the built-ins: a plugin's distance kind, distance_max and parameters, as harness
+    reads them from its code, were shown nowhere before a run wrote hashers.csv."""
+    monkeypatch.chdir(ROOT)
+    status, out, _ = run_main(capsys, "validate", PLUGINS_YAML, "--import-plugins")
+    assert status == 0
+    listed = out[out.index("  plugins: imported and checked: "):].splitlines()[1:]
+    assert all(line.startswith("    ") for line in listed if line)  # under the plugins line
+    assert " ".join(" ".join(listed).split()) == (  # (wrapped to the terminal's width)
+        f"{VIGNETTE} Darken towards the corners: pixels times 1 - strength * r**2, r = 0 at the centre, 1 at a "
+        "corner. strength: float in [0, 1] = 0.5 darkening at the corners: 0 none, 1 black "
+        f"{COLOR_HISTOGRAM} histograms of B, G and R, `bins` each, together normalised to sum 1 "
+        "distance: L1, distance_max 2 bins: int in [2, 256] = 8 histogram bins per channel")
+    status, out, _ = run_main(capsys, "validate", PLUGINS_YAML)  # not imported: nothing of theirs is read
+    assert status == 0 and "distance_max" not in out
 
 
 def test_plugin_example_runs_end_to_end(tmp_path, monkeypatch):

@@ -123,6 +123,10 @@ ERRORS = [
     ("    values: {start: 10, stop: 30, step: 10}\n", "",
      "cfg.yaml: sweeps[1]: a parameter is '$value' but the sweep has no values"),
     ("[aHash, pHash]", "[aHash, aHash]", "cfg.yaml: hashers[1].id: two hashers are called 'aHash'; give one an `id`"),
+    # A column named as another hasher is read as that one's (here without pHash itself in the config).
+    ("[aHash, pHash]", "[aHash, {name: imagehash.phash, id: pHash}]",
+     "cfg.yaml: hashers[1].id: 'pHash' is the name of another hasher harness has; a column of imagehash.phash needs "
+     "an id of its own"),
     ("[aHash, pHash]", "[{name: ResNet50, weights: /no/such.h5}]",
      "cfg.yaml: hashers[0].weights: no file at '/no/such.h5' (use 'imagenet', null or a .h5 path)"),
     ("[aHash, pHash]", "[{name: ResNet50, batch_size: 0}]", "cfg.yaml: hashers[0].batch_size: 0 must be >= 1"),

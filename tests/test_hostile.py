@@ -322,6 +322,12 @@ class Undecorated(Base):
 
 
 @dataclass(frozen=True)
+class TextSymmetric(Base):
+    name = __name__ + ":TextSymmetric"
+    symmetric = "no"
+
+
+@dataclass(frozen=True)
 class ZeroMax(Base):
     name = __name__ + ":ZeroMax"
     distance_max = 0
@@ -464,6 +470,7 @@ HASHER_CASES = [
     ("Abstract", "does not implement distance"),
     ("Undecorated", "must itself be decorated with @dataclass(frozen=True): its fields are its YAML parameters"),
     ("ZeroMax", "distance_max must be a positive finite number, got 0"),
+    ("TextSymmetric", "symmetric must be True or False, got 'no'"),  # bool("no") is True
     ("TextMax", "distance_max must be a positive finite number, got '64'"),
     ("NanMax", "distance_max must be a positive finite number, got nan"),
     ("NumberName", "name must be a string, got 7"),

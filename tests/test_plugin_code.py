@@ -6,6 +6,7 @@ second, a spawned worker importing a file edited after the run started, a Dask w
 another copy. Each is refused or runs the file, so no result is kept under the wrong key.
 """
 
+import dataclasses
 import hashlib
 import importlib
 import os
@@ -480,6 +481,55 @@ class Cosine32(Hasher):
         return 1 - (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
+@dataclass(frozen=True)
+class GrayPairs(Mean):
+    """Its distance raises for a pair of two gray images' hashes (equal channel means): camera's
+    genuine pairs fail, its impostor pairs (with a colour image) do not."""
+    name = __name__ + ":GrayPairs"
+
+    def distance(self, a, b):
+        if ((np.ptp(a, axis=1) == 0) & (np.ptp(b, axis=1) == 0)).any():
+            raise ValueError("two gray images")
+        return np.abs(a - b).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class OneSided(Mean):
+    """How far a's channel means are above b's: 0 one way for a pair the other way far apart."""
+    name = __name__ + ":OneSided"
+
+    def distance(self, a, b):
+        return np.clip(a - b, 0, None).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class OneSidedByDesign(OneSided):
+    name = __name__ + ":OneSidedByDesign"
+    symmetric = False
+
+
+@dataclass(frozen=True)
+class BrokenPrepare(Mean):
+    name = __name__ + ":BrokenPrepare"
+
+    def prepare(self):
+        raise RuntimeError("no model here")
+
+
+@dataclass(frozen=True)
+class Elsewhere(Mean):
+    name = __name__ + ":Elsewhere"
+
+    def prepare(self):
+        from harness.errors import UnavailableError
+        raise UnavailableError("needs a GPU")
+
+
+def soft(image, k: int = 1):
+    return image.copy()
+
+
+soft.cpu_exact = "no"
 DISTANCE_SHIFT = 0.0
 OFFSET = 0.0
 '''
@@ -643,3 +693,213 @@ def test_a_transforms_cpu_exact_is_checked(tmp_path, monkeypatch, attribute, sai
                               "sweeps": [{"family": "soft", "b": {f"{name}:soft": {}}}]})
     finally:
         sys.modules.pop(name, None)
+
+
+def test_a_plugin_distance_that_raises_for_some_pairs_is_a_problem_of_errors_csv(tmp_path):
+    """A distance that raised for an image's pairs marked them in distances.csv's error column, and the
+    run exited 1, but errors.csv, which exit 1 and the README send the reader to, held no row of it."""
+    import subprocess
+
+    import pandas as pd
+
+    name = f"gray_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [builtin:camera, builtin:astronaut, builtin:coffee]\n"
+                      f"hashers: [aHash, '{name}:GrayPairs']\n"
+                      "sweeps:\n  - {family: same, b: {png: {}}}\n  - {family: jpeg, b: {jpeg: {quality: 50}}}\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])}
+    done = subprocess.run([sys.executable, "-m", "harness", "run", str(config), "--out", str(out), "--no-cache",
+                           "--quiet"], env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    reason = f"{name}:GrayPairs distance failed: ValueError: two gray images"
+    errors = pd.read_csv(out / "errors.csv", keep_default_na=False)
+    assert errors[["image", "stage", "reason"]].values.tolist() == [["camera", f"hash {name}:GrayPairs", reason]]
+    distances = pd.read_csv(out / "distances.csv", keep_default_na=False)
+    failed = distances[distances["error"] != ""]
+    assert set(failed["image"]) == {"camera"} and set(failed["error"]) == {f"hash: {reason}"} and len(failed) == 2
+
+    sys.path.insert(0, str(tmp_path))
+    try:  # the API counts what the command line does: 2 distances and the one problem they came from
+        from harness import api
+
+        evaluation = api.image_pass(str(config))
+        assert evaluation.failures == 3
+        results = evaluation.results()
+        assert results.failures == 3 and len(results.errors) == 1
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(name, None)
+
+
+def test_a_plugin_distance_not_the_same_both_ways_is_refused_before_any_work(tmp_path, monkeypatch):
+    """A one-sided distance ran: a copy scored 0 from its image one way and far from it the other, so
+    which pairs matched followed which side harness passed first. One declared one-sided (as
+    CropResistantHash's is) runs, with the original passed first."""
+    name = f"onesided_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = {"images": ["builtin:astronaut", "builtin:coffee"], "hashers": ["aHash", f"{name}:OneSided"],
+              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]}
+    try:
+        with pytest.raises(HarnessError) as refused:
+            harness.evaluate(config)
+        assert re.fullmatch(
+            rf"<dict>: hashers\[1\] \({name}:OneSided\): the plugin's distance is not symmetric: d\(a, b\) is "
+            r"\d+(\.\d+)? and d\(b, a\) \d+(\.\d+)? for two made-up images a and b; make it the same both ways, or "
+            r"declare symmetric = False if it is one-sided by design \(harness then passes the original image "
+            r"first\)", str(refused.value)), str(refused.value)
+        config["hashers"][1] = f"{name}:OneSidedByDesign"
+        assert harness.evaluate(config).failures == 0
+    finally:
+        sys.modules.pop(name, None)
+
+
+def built_in(name: str):
+    from harness.hashers import HASHERS
+
+    cls = HASHERS.get(name)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    # The CNNs with random weights, small: no network here, and the check needs no trained model.
+    return cls(**({"weights": None} if "weights" in fields else {}),
+               **({"input_size": 64} if "input_size" in fields else {}))
+
+
+def test_every_built_in_hasher_passes_the_made_up_images_check():
+    """The check a plugin is held to is one every built-in keeps (CropResistantHash, one-sided by
+    design, declares it), so a plugin wrapping one is not refused for what the built-in does."""
+    from harness.hashers import HASHERS
+    from harness.hashing import self_distance_problem
+
+    problems = {}
+    for name in HASHERS:
+        hasher = built_in(name)
+        hasher.prepare()
+        problems[name] = self_distance_problem(hasher)
+    assert problems == {name: None for name in HASHERS}
+    assert [name for name in HASHERS if not HASHERS.get(name).symmetric] == ["imagehash.crop_resistant_hash"]
+
+
+def test_a_one_sided_distance_compares_the_impostors_as_the_copies_other_image_first(tmp_path, monkeypatch):
+    """A pair's distance is d(original, copy); the edited copies' impostor distances were d(copy, other
+    image), the other question for a one-sided distance (CropResistantHash's), so the threshold those
+    impostors set was of another distance than the copies' it was applied to."""
+    from harness.images import load_builtin
+
+    name = f"onesided_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    images = ["astronaut", "coffee", "chelsea"]
+    try:
+        results = harness.evaluate({"images": [f"builtin:{image}" for image in images],
+                                    "hashers": [f"{name}:OneSidedByDesign"],
+                                    "sweeps": [{"family": "flip", "b": "hflip"}],  # the same channel means
+                                    "impostors": {"per_variant": 2}})
+        hasher = getattr(sys.modules[name], "OneSidedByDesign")()
+        means = {image: hasher.hash_batch([load_builtin(image)])[0] for image in images}
+        transformed = results.impostors[results.impostors["kind"] == "transformed"]
+        assert len(transformed) == 6
+        got = transformed["distance"].tolist()
+        def one_sided(a, b):
+            return [float(np.clip(means[x] - means[y], 0, None).sum()) for x, y in zip(a, b)]
+
+        pairs = transformed["image"], transformed["other"]
+        assert got == pytest.approx(one_sided(pairs[1], pairs[0]), rel=1e-5)  # (the table keeps 6 digits)
+        assert got != pytest.approx(one_sided(pairs[0], pairs[1]), rel=1e-2)
+    finally:
+        sys.modules.pop(name, None)
+
+
+REFUSED_BEFORE_WORK = [
+    ("hashers: [aHash, '{m}:Similarity']", "{c}: hashers[1] ({m}:Similarity): the plugin's distance between a hash "
+                                           "and itself (1) is larger than between two different images"),
+    ("hashers: [aHash, '{m}:OneSided']", "{c}: hashers[1] ({m}:OneSided): the plugin's distance is not symmetric"),
+    ("hashers: [aHash, '{m}:BrokenPrepare']", "{c}: hashers[1] ({m}:BrokenPrepare): the plugin's prepare() failed: "
+                                              "RuntimeError: no model here"),
+    ("hashers: [aHash]\nsweeps: [{{family: s, b: '{m}:soft'}}]", "transform '{m}:soft': cpu_exact must be True, False "
+                                                                  "or a function of the step's parameters"),
+]
+
+
+@pytest.mark.parametrize("text, said", REFUSED_BEFORE_WORK, ids=["similarity", "one-sided", "prepare", "cpu_exact"])
+def test_validate_import_plugins_refuses_what_run_refuses_before_any_work(tmp_path, monkeypatch, capsys, text, said):
+    """`validate --import-plugins` said "valid" (exit 0) for a plugin that `run` refused at once: it
+    imported the plugins and checked their contract as data, but neither loaded them nor tried them
+    on the made-up images. It now runs the run's own checks, reading no image of the run."""
+    from harness.__main__ import main
+
+    module = f"refused_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "c.yaml"
+    body = text.format(m=module)
+    config.write_text("images: [builtin:camera, builtin:astronaut]\n" + body
+                      + ("" if "sweeps" in body else "\nsweeps: [{family: jpeg, b: {jpeg: {quality: 50}}}]") + "\n")
+    try:
+        lines = []
+        for argv in (["validate", str(config), "--import-plugins"],
+                     ["run", str(config), "--out", str(tmp_path / "out"), "--no-cache", "--quiet"]):
+            status = main(argv)
+            err = capsys.readouterr().err
+            assert status == 2 and err.count("\n") == 1, err
+            lines.append(err)
+        assert lines[0] == lines[1] and lines[0].startswith("error: " + said.format(m=module, c=config)), lines
+        assert not (tmp_path / "out").exists()
+    finally:
+        sys.modules.pop(module, None)
+
+
+def test_validate_import_plugins_says_what_run_and_leaks_do_with_a_plugin_unavailable_here(tmp_path, monkeypatch,
+                                                                                             capsys):
+    """`run` marks an unavailable hasher's distances and runs the others: validate notes it. `leaks`
+    stops: validate of an audit's config refuses it with the audit's own line."""
+    from harness.__main__ import main
+
+    module = f"elsewhere_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run_config, audit = tmp_path / "run.yaml", tmp_path / "audit.yaml"
+    run_config.write_text(f"images: [builtin:camera]\nhashers: [aHash, '{module}:Elsewhere']\n"
+                          "sweeps: [{family: jpeg, b: {jpeg: {quality: 50}}}]\n")
+    audit.write_text(f"splits: {{train: [builtin:camera], test: [builtin:astronaut]}}\n"
+                     f"hashers: ['{module}:Elsewhere']\nthreshold: 3\n")
+    try:
+        assert main(["validate", str(run_config), "--import-plugins"]) == 0
+        assert (f"  note: hasher {module}:Elsewhere unavailable: needs a GPU; `run` marks its distances unavailable "
+                "and runs the others (with --strict it stops)\n") in capsys.readouterr().out
+        lines = []
+        for argv in (["validate", str(audit), "--import-plugins"],
+                     ["leaks", str(audit), "--out", str(tmp_path / "out"), "--no-cache", "--quiet"]):
+            assert main(argv) == 2
+            lines.append(capsys.readouterr().err)
+        assert lines[0] == lines[1] == f"error: {audit}: hashers[0] ({module}:Elsewhere): needs a GPU\n"
+        assert main(["validate", str(audit)]) == 0  # not imported: nothing of the plugin's code runs
+    finally:
+        sys.modules.pop(module, None)
+
+
+@pytest.mark.parametrize("import_plugins", [True, False])
+def test_a_plugin_hasher_given_a_built_in_hashers_name_as_its_id_is_refused(tmp_path, monkeypatch, import_plugins):
+    """A plugin with `id: pHash` ran as a column called pHash: a reader, `--hashers pHash` and `--threshold
+    pHash=8` took it for OpenCV's pHash. (Beside pHash itself it was already "two hashers are called";
+    a plugin's `name` must be its import path, so it cannot be a built-in's.)"""
+    from harness.config import parse_config
+    from harness.errors import ConfigError
+
+    module = f"named_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(HASHER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    raw = {"images": ["builtin:camera"], "hashers": ["aHash", {"name": f"{module}:Mean", "id": "pHash"}],
+           "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]}
+    try:
+        with pytest.raises(ConfigError) as refused:
+            parse_config(raw, "c.yaml", import_plugins=import_plugins)
+        assert str(refused.value) == (f"c.yaml: hashers[1].id: 'pHash' is the name of another hasher harness has; "
+                                      f"a column of {module}:Mean needs an id of its own")
+        raw["hashers"][1]["id"] = "pHash-mine"
+        assert [h.id for h in parse_config(raw, "c.yaml", import_plugins=import_plugins).hashers] == ["aHash",
+                                                                                                     "pHash-mine"]
+    finally:
+        sys.modules.pop(module, None)

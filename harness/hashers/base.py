@@ -39,6 +39,10 @@ class Hasher(ABC):
     # `--workers auto` then runs in this process, where workers would compete for the same cores
     # and, spawned, each load the library and the model again.
     parallel_inside: ClassVar[bool] = False
+    # Whether distance(a, b) == distance(b, a). False only for a distance that is one-sided by design
+    # (CropResistantHash's: the share of a's segments found in b); harness passes the original (the
+    # reference) as `a`. A plugin that says True (the default) is held to it on two made-up images.
+    symmetric: ClassVar[bool] = True
 
     def __post_init__(self):
         """Every parameter is checked against its declaration when the hasher is built, in Python as

@@ -229,6 +229,7 @@ class CropResistantHash(Hasher):
                    "matched segment by segment (pure-Python segmentation: ~0.3 s an image)")
     distance_kind = "(a - b) / len(a.segment_hashes), a - b = ImageMultiHash `-`"
     distance_max = 1.0
+    symmetric = False  # the share of a's segments without a match in b
 
     def prepare(self) -> None:
         library()
