@@ -103,6 +103,9 @@ class HashCache:
         self._checked = False  # whether the file was checked for damage (_damaged_row)
         self._salvaged = False  # whether a damaged file was copied into a fresh one (_salvage): once at most
         self._spoiled: list[int] = []  # rowids of entries that did not check out, deleted with the next write
+        # The file records that did not check out, each counted once: a second lookup of one (a copy of the
+        # file) comes before or after the first image's new record replaces it, as the workers go.
+        self._spoiled_files: set[tuple[str, str]] = set()
         self._hold: int | None = None  # a descriptor of the file, holding a shared lock on it (in_use)
         if path is not None:
             self._open(path, owned=self._owned)
@@ -235,7 +238,8 @@ class HashCache:
         if row is None:
             return None
         record = _file_record(*map(_text, row))
-        if record is None:
+        if record is None and (file_digest, salt) not in self._spoiled_files:
+            self._spoiled_files.add((file_digest, salt))
             self.rejected += 1
         return record
 
@@ -264,6 +268,9 @@ class HashCache:
                 spoiled.append(rowid)
             else:
                 found[item] = entry
+        # Each spoiled entry counted once: a copy of the image looked up before the next write deletes
+        # it (with workers, while the first is being hashed) finds it again, one looked up after does not.
+        spoiled = [rowid for rowid in spoiled if rowid not in self._spoiled]
         self.rejected += len(spoiled)
         self._spoiled += spoiled
         return found

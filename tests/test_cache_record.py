@@ -222,3 +222,28 @@ def test_the_leak_audit_records_its_cache_too(tmp_path):
             "opened": True, "read_only": False, "images_from_cache": 10, "images_computed": 1,
             "hashes_from_cache": 10, "hashes_computed": 1, "entries_rejected": 0}
     assert audit(root, tmp_path / "none", "--no-cache")["hashes_computed"] == 11
+
+
+@pytest.mark.parametrize("spoil, rejected", [
+    ("UPDATE hashes SET data=X'00' WHERE image=?", 5),  # its 4 hashes, and 09.png's spoiled one
+    ("UPDATE files SET info='{}' WHERE image=?", 2),  # its file record (its hashes are then not read), and 09.png's
+])
+def test_a_spoiled_entry_of_an_image_with_a_copy_is_noted_once_whatever_the_workers(partial_cache, tmp_path, spoil,
+                                                                                   rejected):
+    """The run's note counted a spoiled entry again for a copy of its image looked up before the first
+    image's new entry replaced it (with workers: while the first was being hashed), so the note,
+    summary.md and `inputs` followed --workers. Each spoiled entry and file record is counted once."""
+    config, cache = partial_cache
+    with contextlib.closing(sqlite3.connect(cache)) as db, db:
+        image = db.execute("SELECT image FROM hashes ORDER BY rowid").fetchall()[ITEMS][0]  # 03.png's: it has a copy
+        db.execute(spoil, (image,))
+    records = {}
+    copy = tmp_path / "copy.sqlite"  # one path for both runs: the notes name it, and `inputs` holds the notes
+    for workers in (1, 2):
+        shutil.copyfile(cache, copy)  # (the first run, closed, left no log beside it)
+        records[workers] = run(config, tmp_path / f"workers-{workers}", "--cache", copy, "--workers", workers)
+    assert records[1]["notes"] == records[2]["notes"]
+    assert f"hash cache {copy}: {rejected} entries did not check out and were recomputed" in records[1]["notes"]
+    assert records[1]["inputs"] == records[2]["inputs"]
+    assert counts(records[1]["cache"]) == counts(records[2]["cache"])
+    assert records[1]["cache"]["entries_rejected"] == rejected
