@@ -219,7 +219,7 @@ def image_pass(config: ConfigArgument, *, images: ImagesArgument | None = None,
                                workers=workers, scheduler=scheduler, output=output, advice=strict_advice)
     return Evaluation(passed, {**started, "engine": passed.engine,
                                "cpu_inexact_transforms": passed.cpu_inexact_transforms,
-                               "files_read": passed.files_read}, cache)
+                               "files_read": passed.files_read, "cache": passed.cache}, cache)
 
 
 def resolve_config(config, images=None, hashers=None):
@@ -406,7 +406,9 @@ def not_run_tables(source: str, exc: BaseException) -> HarnessError:
 # What the report reads from run.json, and the JSON type each must have (None: may be null).
 RUN_RECORD_TYPES = {"config": (dict,), "notes": (list,), "command": (list,), "versions": (dict,),
                     "git": (dict, type(None)), "cpu": (dict,), "date": (str,), "cwd": (str,),
-                    "cpu_inexact_transforms": (list,)}
+                    "cpu_inexact_transforms": (list,), "cache": (dict,)}
+# The counts of run.json's `cache` record (cache.CacheUse.record), each a whole number of at least 0.
+CACHE_COUNTS = ("images_from_cache", "images_computed", "hashes_from_cache", "hashes_computed", "entries_rejected")
 
 
 def check_run_record(run: dict, source: str) -> None:
@@ -421,6 +423,12 @@ def check_run_record(run: dict, source: str) -> None:
     if not all(isinstance(name, str) for name in run.get("cpu_inexact_transforms", [])):
         raise HarnessError(f"{source}: cpu_inexact_transforms: expected a list of strings, got "
                            f"{shown(run['cpu_inexact_transforms'])}")
+    cache = run.get("cache", {})  # none in a run.json of an older version
+    for key in CACHE_COUNTS:
+        if key in cache and not (isinstance(cache[key], int) and not isinstance(cache[key], bool) and cache[key] >= 0):
+            raise HarnessError(f"{source}: cache.{key}: expected a whole number of at least 0, got {shown(cache[key])}")
+    if not isinstance(cache.get("path"), (str, type(None))):
+        raise HarnessError(f"{source}: cache.path: expected a string or null, got {shown(cache['path'])}")
     sweeps = run.get("config", {}).get("sweeps", [])
     if not isinstance(sweeps, list):
         raise HarnessError(f"{source}: config.sweeps: expected a list, got {shown(sweeps)}")

@@ -110,11 +110,15 @@ class HashCache:
         self._checked = False  # whether the file was checked for damage (_damaged_row)
         self._salvaged = False  # whether a damaged file was copied into a fresh one (_salvage): once at most
         self._spoiled: list[int] = []  # rowids of entries that did not check out, deleted with the next write
+        # The file records that did not check out, each counted once: a second lookup of one (a copy of the
+        # file) comes before or after the first image's new record replaces it, as the workers go.
+        self._spoiled_files: set[tuple[str, str]] = set()
         self._hold: int | None = None  # a descriptor of the file, holding a shared lock on it (in_use)
         if path is not None:
             self._open(path, owned=self._owned)
             if self._db is not None:
                 self._hold = _hold(path)
+        self.opened = self._db is not None  # whether the run had it at its start (it may be dropped later)
 
     # --- opening -------------------------------------------------------------------
     def _open(self, path: str, owned: bool) -> None:
@@ -250,7 +254,8 @@ class HashCache:
         if row is None:
             return None
         record = _file_record(*map(_text, row))
-        if record is None:
+        if record is None and (file_digest, salt) not in self._spoiled_files:
+            self._spoiled_files.add((file_digest, salt))
             self.rejected += 1
         return record
 
@@ -279,6 +284,9 @@ class HashCache:
                 spoiled.append(rowid)
             else:
                 found[item] = entry
+        # Each spoiled entry counted once: a copy of the image looked up before the next write deletes
+        # it (with workers, while the first is being hashed) finds it again, one looked up after does not.
+        spoiled = [rowid for rowid in spoiled if rowid not in self._spoiled]
         self.rejected += len(spoiled)
         self._spoiled += spoiled
         return found
@@ -390,6 +398,52 @@ class HashCache:
                 f"the new results of {self.unstored} image{'s' if self.unstored != 1 else ''} were not stored in it"
                 if self.unstored else "held every hash this run needed")]
         return self.notes + rejected + unstored
+
+
+class CacheUse:
+    """What a run read from the hash cache and what it computed, for run.json's `cache` record.
+
+    Counted once per distinct image (by its id, at its first place in the run's order; a file
+    that cannot be read is not counted): a later copy of an image (the same file under two names,
+    or the same pixels in two files) is looked up while the first is still being hashed when
+    workers or a cluster do the work, and after its hashes were stored when this process does, so
+    counting every copy would make the counts follow --workers. An image's first lookup sees the
+    cache as the run found it (the images before it in the run are other images, under other
+    keys), so the counts follow the cache's state alone. `rejected` counts the entries of those
+    lookups that did not check out (and were computed again)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.images_from_cache = self.images_computed = 0
+        self.hashes_from_cache = self.hashes_computed = 0
+        self.rejected = 0
+
+    def add(self, image: str, cached: dict, computed: dict, rejected: int) -> None:
+        """One image's part: `cached` and `computed` map hasher id -> item -> Entry (the entries the
+        cache gave, and those computed in this run); `rejected`, entries of its lookup that did not
+        check out. An image with no hash at all (no hasher available) is in neither image count."""
+        if image in self.seen:
+            return
+        self.seen.add(image)
+        from_cache = sum(len(items) for items in cached.values())
+        computed_here = sum(len(items) for items in computed.values())
+        self.hashes_from_cache += from_cache
+        self.hashes_computed += computed_here
+        self.rejected += rejected
+        if computed_here:
+            self.images_computed += 1
+        elif from_cache:
+            self.images_from_cache += 1
+
+    def record(self, cache: HashCache) -> dict:
+        """run.json's `cache`: the cache as given (None: no cache), its absolute path, whether it
+        could be opened and only read, and the counts."""
+        path = cache.path
+        return {"path": path, "absolute_path": None if path is None else os.path.abspath(path),
+                "opened": cache.opened, "read_only": cache.read_only,
+                "images_from_cache": self.images_from_cache, "images_computed": self.images_computed,
+                "hashes_from_cache": self.hashes_from_cache, "hashes_computed": self.hashes_computed,
+                "entries_rejected": self.rejected}
 
 
 def _read_only_connection(path: str) -> sqlite3.Connection:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.cache import Entry, HashCache, digest
+from harness.cache import CacheUse, Entry, HashCache, digest
 from harness.config import (MAX_PIXELS_RANGE, HasherSpec, _no_unknown_keys, _parse_hashers, _typed, as_distance,
                             Snapshot, check_text, output_of_name, output_path, plain_data, run_name,
                             whole_number)
@@ -723,11 +723,12 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
                                   output)
     forms: dict[str, tuple] = {}  # per hasher: (dtype, shape) of its first image's row, which the others' must have
     store = HashCache(cache)  # opened once every split is listed, and closed whatever happens next
+    use = CacheUse()  # one for all the splits: a file in two splits is counted once, as `run` counts an image
     try:
         for name, entries in config.splits:
             errors = [unlisted_row(folder, reason) for folder, reason in unlisted[name]]
             splits.append(_hash_split(name, entries, listed[name], config, plan, infos, hashers, store, errors,
-                                      forms, workers=workers, scheduler=scheduler, progress=progress))
+                                      forms, workers=workers, scheduler=scheduler, progress=progress, use=use))
     finally:
         store.close()
     notes += store.summary_notes()
@@ -753,7 +754,8 @@ def find_leaks(config: str | os.PathLike[str] | dict | LeakConfig, *,
                                   "params": json.dumps({k: v for k, v in i.spec.items() if k != "name"})}
                                  for i in infos])
     return LeakAudit(config=config.reproducible(), provenance={**started, "engine": found.engine,
-                                                           "files_read": files_read_record(plan)},
+                                                           "files_read": files_read_record(plan),
+                                                           "cache": use.record(store)},
                      thresholds=thresholds, threshold_basis=basis, leaks=tables["leaks"], groups=tables["groups"],
                      clean=tables["clean"], estimates=estimates, misses=misses, files=tables["files"],
                      hashes={(s.name, hid): pd.DataFrame({"file": s.files, "hash": _hex_column(s, hid)})
@@ -875,7 +877,7 @@ def _file_key(path: str, here: str) -> str:
 
 def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakConfig, plan: Plan, infos,
                 hashers: dict, cache: HashCache, errors: list, forms: dict, *, workers: int, scheduler: str | None,
-                progress) -> SplitHashes:
+                progress, use: CacheUse | None = None) -> SplitHashes:
     """A split's files and their hashes, in the order of its entries (the audit's order: which file
     of a pair inside a split is kept follows it), each file once however often and however it is
     named: hash tables read as they are, images (`listed`, see _listed) hashed by the pass `run` uses
@@ -932,7 +934,7 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
     read_notes: dict[str, str] = {}  # image path -> its conversions, for those that had some
     if images:
         hashing = ImagePass(images, plan, infos, hashers, cache, workers=workers, scheduler=scheduler,
-                            progress=progress, desc=name)
+                            progress=progress, desc=name, use=use)
         for path, outcome, cached in hashing:
             if outcome.record is None:
                 errors.append({"image": display_path(path), "image_id": "", "stage": "read", "reason": outcome.error})

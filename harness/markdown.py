@@ -110,6 +110,29 @@ def cpu_line(cpu: dict) -> str:
     return f"CPU {md(cpu.get('machine', '?'))} with " + ", ".join(parts)
 
 
+def cache_line(record) -> str | None:
+    """run.json's `cache` record in one sentence: how many hashes this run computed and how many it
+    read from the hash cache (and which); None for a record of an older version (it has none)."""
+    if not isinstance(record, dict):
+        return None
+    counts = {key: record.get(key) for key in ("hashes_computed", "hashes_from_cache", "images_computed",
+                                               "images_from_cache", "entries_rejected")}
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in counts.values()):
+        return None
+    computed = f"Hashes: {counts['hashes_computed']:,} computed in this run"
+    path = record.get("path")
+    if not isinstance(path, str):
+        return f"{computed}; no hash cache was used."
+    if not record.get("opened"):
+        return f"{computed}; the hash cache {code(path)} could not be used (the notes say why)."
+    images = (f"images: {counts['images_computed']:,} hashed in this run, wholly or partly, "
+              f"{counts['images_from_cache']:,} read wholly from the cache")
+    rejected = (f"; {counts['entries_rejected']:,} of its entries did not check out and were computed again"
+                if counts["entries_rejected"] else "")
+    return (f"{computed}, {counts['hashes_from_cache']:,} read from the hash cache {code(path)}"
+            f"{' (read-only)' if record.get('read_only') else ''} ({images}{rejected}).")
+
+
 def provenance_lines(provenance: dict) -> list[str]:
     """The summary's last section: what produced the run (command, date, commit, versions, CPU)."""
     versions = provenance.get("versions", {})
@@ -117,12 +140,14 @@ def provenance_lines(provenance: dict) -> list[str]:
         return []
     git = provenance.get("git") or {}
     cpu = provenance.get("cpu", {})
-    return [PROVENANCE_HEADING, "",
-            f"Produced by {code(' '.join(provenance.get('command', [])))} on {md(provenance.get('date', '?'))}, "
-            f"git commit {md(git.get('commit') or 'unknown')}"
-            f"{' (uncommitted changes)' if git.get('dirty') else ''}. "
-            f"Python {md(versions.get('python'))}, OpenCV {md(versions.get('cv2'))}, "
-            f"NumPy {md(versions.get('numpy'))}, TensorFlow {md(versions.get('tensorflow', 'not installed'))}"
-            + (f"; {cpu_line(cpu)}" if cpu else "")
-            + f". The resolved config is in `config.yaml` (run it again with `python -m harness run "
-              f"DIR/config.yaml`); all versions and CPU features are in `{RUN}`.", ""]
+    lines = [PROVENANCE_HEADING, "",
+             f"Produced by {code(' '.join(provenance.get('command', [])))} on {md(provenance.get('date', '?'))}, "
+             f"git commit {md(git.get('commit') or 'unknown')}"
+             f"{' (uncommitted changes)' if git.get('dirty') else ''}. "
+             f"Python {md(versions.get('python'))}, OpenCV {md(versions.get('cv2'))}, "
+             f"NumPy {md(versions.get('numpy'))}, TensorFlow {md(versions.get('tensorflow', 'not installed'))}"
+             + (f"; {cpu_line(cpu)}" if cpu else "")
+             + f". The resolved config is in `config.yaml` (run it again with `python -m harness run "
+               f"DIR/config.yaml`); all versions and CPU features are in `{RUN}`.", ""]
+    cache = cache_line(provenance.get("cache"))  # none in a run.json of an older version: nothing said
+    return lines + ([cache, ""] if cache else [])

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from harness.cache import Entry, FileRecord, HashCache, digest
+from harness.cache import CacheUse, Entry, FileRecord, HashCache, digest
 from harness.cluster import Engine, Ready, auto_workers
 from harness.config import Config, PairSpec, preview_pairs
 from harness.errors import HarnessError, HashError, ImageError, UnavailableError
@@ -223,6 +223,10 @@ class Pass:
     # The files the hashers and edits read for their content (a CNN's weights, an overlay's image),
     # with the SHA-256 the run's cache keys were made from: which weights a CNN column came from.
     files_read: list[dict] = field(default_factory=list)
+    # run.json's `cache`: the hash cache the run used (or none) and how many of its images and hashes
+    # came from it rather than being computed in this run (cache.CacheUse). Never in `inputs`: a rerun
+    # that reads everything its first run computed has the same inputs, and keeps its set.
+    cache: dict = field(default_factory=dict)
 
     def result(self) -> RunResult:
         """The tables; once: the collected columns are handed over to them, not copied."""
@@ -266,7 +270,7 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
         first = collector.errors[0]["reason"] if collector.errors else "no images"
         raise HarnessError(f"none of the {len(paths)} images could be read; first: {first}")
     return Pass(collector, notes, images.engine, collector.inputs(notes), collector.failures(),
-                inexact_steps(plan.chains), files_read_record(plan))
+                inexact_steps(plan.chains), files_read_record(plan), images.use.record(cache))
 
 
 def files_read_record(plan: Plan) -> list[dict]:
@@ -282,8 +286,10 @@ class ImagePass:
 
     def __init__(self, paths: list[str], plan: Plan, infos: list[HasherInfo], hashers: dict, cache: HashCache, *,
                  workers: int | None = None, scheduler: str | None = None, previews: frozenset = frozenset(),
-                 progress: bool | None = None, desc: str = "harness", preload=None):
+                 progress: bool | None = None, desc: str = "harness", preload=None, use: CacheUse | None = None):
         self.paths, self.plan, self.infos, self.hashers, self.cache = paths, plan, infos, hashers, cache
+        self.use = use if use is not None else CacheUse()  # what was read from the cache, what computed (a leak
+        # audit's splits share one: an image in two splits is counted once)
         self.preload = preload or preload_tables  # what this process loads while the workers hash
         # None: as many as help (cluster.auto_workers)
         # No more processes than images: --workers 1000 started 1,000 of them for 13 images (37 s, not 17).
@@ -333,6 +339,7 @@ class ImagePass:
         local = self.workers <= 1 and not self.scheduler
         setup = (build_state, (plan, self.hashers)) if local else (build_state, (plan,))
         known: dict[int, tuple[str, dict]] = {}  # image number -> (file digest, cached entries), until its outcome
+        rejected: dict[int, int] = {}  # image number -> entries of its lookup that did not check out, until then
 
         def warm_up():  # once here, before the workers are forked, not in every worker
             load_decoders()
@@ -347,8 +354,10 @@ class ImagePass:
                 Engine(workers=self.workers, scheduler=self.scheduler, setup=setup, warm_up=warm_up,
                        started=preload.start, same_cpu=self.same_cpu) as engine:
             def prepared(number: int):
+                before = cache.rejected
                 job = prepare_job(number, self.paths[number], plan, self.infos, cache, file_salt,
                                   self.previews if number == 0 else frozenset(), known, self.forms)
+                rejected[number] = cache.rejected - before
                 if not isinstance(job, Ready) and job.needs == {}:  # previews alone: one image's edits,
                     job = Ready(process(build_state(plan, self.hashers), job))  # not worth a worker
                 return job
@@ -385,6 +394,9 @@ class ImagePass:
             for outcome in in_order(each_outcome(engine.map(process_all, sent_together(jobs()), finished=store))):
                 path = self.paths[outcome.number]
                 cached = known.pop(outcome.number, ("", {}))[1]
+                if outcome.record is not None:
+                    self.use.add(outcome.record.image, cached, outcome.entries, rejected.pop(outcome.number, 0))
+                rejected.pop(outcome.number, None)
                 bar.set_postfix_str(source_name(path), refresh=False)
                 yield path, outcome, cached
                 bar.update()

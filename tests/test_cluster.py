@@ -735,3 +735,27 @@ def test_a_server_that_is_no_scheduler_is_named_as_such():
         server.close()
         for client in answered:
             client.close()
+
+
+def test_a_cluster_run_records_the_cache_counts_of_a_local_one(cluster, tmp_path):
+    """run.json's `cache` counts follow the cache's state, not where the work ran: a copy of an image
+    is looked up while its first is still out on a worker, and is counted once all the same."""
+    import shutil
+
+    from tests.test_cache_record import config_file, counts, images_with_a_copy
+
+    address, _ = cluster
+    paths = images_with_a_copy(tmp_path / "images")
+    cache = tmp_path / "some.sqlite"
+    run(config_file(tmp_path, paths[::3], "some.yaml"), tmp_path / "some", "--cache", cache)
+    config = config_file(tmp_path, [tmp_path / "images"])
+    records = []
+    for where, extra in (("here", ["--workers", "1"]), ("dask", ["--scheduler", address])):
+        copy = tmp_path / f"{where}.sqlite"
+        shutil.copyfile(cache, copy)
+        run(config, tmp_path / where, "--cache", copy, *extra)
+        records.append(json.loads((tmp_path / where / "run.json").read_text()))
+    assert records[1]["engine"] == f"dask.distributed at {address}"
+    assert counts(records[0]["cache"]) == counts(records[1]["cache"]) == {
+        "opened": True, "read_only": False, "images_from_cache": 4, "images_computed": 8, "hashes_from_cache": 16,
+        "hashes_computed": 32, "entries_rejected": 0}
