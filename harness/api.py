@@ -407,8 +407,6 @@ def not_run_tables(source: str, exc: BaseException) -> HarnessError:
 RUN_RECORD_TYPES = {"config": (dict,), "notes": (list,), "command": (list,), "versions": (dict,),
                     "git": (dict, type(None)), "cpu": (dict,), "date": (str,), "cwd": (str,),
                     "cpu_inexact_transforms": (list,), "cache": (dict,)}
-# The counts of run.json's `cache` record (cache.CacheUse.record), each a whole number of at least 0.
-CACHE_COUNTS = ("images_from_cache", "images_computed", "hashes_from_cache", "hashes_computed", "entries_rejected")
 
 
 def check_run_record(run: dict, source: str) -> None:
@@ -423,7 +421,9 @@ def check_run_record(run: dict, source: str) -> None:
     if not all(isinstance(name, str) for name in run.get("cpu_inexact_transforms", [])):
         raise HarnessError(f"{source}: cpu_inexact_transforms: expected a list of strings, got "
                            f"{shown(run['cpu_inexact_transforms'])}")
-    cache = run.get("cache", {})  # none in a run.json of an older version
+    from harness.cache import CACHE_COUNTS
+
+    cache = run.get("cache", {})  # none in a run.json of an older version; each count a whole number >= 0
     for key in CACHE_COUNTS:
         if key in cache and not (isinstance(cache[key], int) and not isinstance(cache[key], bool) and cache[key] >= 0):
             raise HarnessError(f"{source}: cache.{key}: expected a whole number of at least 0, got {shown(cache[key])}")

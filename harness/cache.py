@@ -400,6 +400,11 @@ class HashCache:
         return self.notes + rejected + unstored
 
 
+# The counts of run.json's `cache` record, in its order (CacheUse; read by api.check_run_record and
+# markdown.cache_line).
+CACHE_COUNTS = ("images_from_cache", "images_computed", "hashes_from_cache", "hashes_computed", "entries_rejected")
+
+
 class CacheUse:
     """What a run read from the hash cache and what it computed, for run.json's `cache` record.
 
@@ -409,14 +414,14 @@ class CacheUse:
     workers or a cluster do the work, and after its hashes were stored when this process does, so
     counting every copy would make the counts follow --workers. An image's first lookup sees the
     cache as the run found it (the images before it in the run are other images, under other
-    keys), so the counts follow the cache's state alone. `rejected` counts the entries of those
+    keys), so the counts follow the cache's state alone. `entries_rejected` counts the entries of those
     lookups that did not check out (and were computed again)."""
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
         self.images_from_cache = self.images_computed = 0
         self.hashes_from_cache = self.hashes_computed = 0
-        self.rejected = 0
+        self.entries_rejected = 0
 
     def add(self, image: str, cached: dict, computed: dict, rejected: int) -> None:
         """One image's part: `cached` and `computed` map hasher id -> item -> Entry (the entries the
@@ -429,7 +434,7 @@ class CacheUse:
         computed_here = sum(len(items) for items in computed.values())
         self.hashes_from_cache += from_cache
         self.hashes_computed += computed_here
-        self.rejected += rejected
+        self.entries_rejected += rejected
         if computed_here:
             self.images_computed += 1
         elif from_cache:
@@ -441,9 +446,7 @@ class CacheUse:
         path = cache.path
         return {"path": path, "absolute_path": None if path is None else os.path.abspath(path),
                 "opened": cache.opened, "read_only": cache.read_only,
-                "images_from_cache": self.images_from_cache, "images_computed": self.images_computed,
-                "hashes_from_cache": self.hashes_from_cache, "hashes_computed": self.hashes_computed,
-                "entries_rejected": self.rejected}
+                **{key: getattr(self, key) for key in CACHE_COUNTS}}
 
 
 def _read_only_connection(path: str) -> sqlite3.Connection:

@@ -115,8 +115,9 @@ def cache_line(record) -> str | None:
     read from the hash cache (and which); None for a record of an older version (it has none)."""
     if not isinstance(record, dict):
         return None
-    counts = {key: record.get(key) for key in ("hashes_computed", "hashes_from_cache", "images_computed",
-                                               "images_from_cache", "entries_rejected")}
+    from harness.cache import CACHE_COUNTS
+
+    counts = {key: record.get(key) for key in CACHE_COUNTS}
     if not all(isinstance(value, int) and not isinstance(value, bool) for value in counts.values()):
         return None
     computed = f"Hashes: {counts['hashes_computed']:,} computed in this run"

@@ -394,9 +394,9 @@ class ImagePass:
             for outcome in in_order(each_outcome(engine.map(process_all, sent_together(jobs()), finished=store))):
                 path = self.paths[outcome.number]
                 cached = known.pop(outcome.number, ("", {}))[1]
+                rejected_here = rejected.pop(outcome.number, 0)
                 if outcome.record is not None:
-                    self.use.add(outcome.record.image, cached, outcome.entries, rejected.pop(outcome.number, 0))
-                rejected.pop(outcome.number, None)
+                    self.use.add(outcome.record.image, cached, outcome.entries, rejected_here)
                 bar.set_postfix_str(source_name(path), refresh=False)
                 yield path, outcome, cached
                 bar.update()
