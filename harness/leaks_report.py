@@ -19,7 +19,7 @@ import pandas as pd
 
 from harness import storage
 from harness.leaks import AGREEMENT
-from harness.markdown import code, md
+from harness.markdown import code, md, provenance_lines
 from harness.report import config_yaml
 from harness.summary import markdown_table
 
@@ -277,4 +277,5 @@ def summary_markdown(audit) -> str:
                   markdown_table(audit.errors.head(20)), ""]
     if audit.notes:
         lines += ["## Notes", ""] + [f"- {md(note)}" for note in audit.notes] + [""]
+    lines += provenance_lines(audit.provenance, "leaks")
     return "\n".join(lines)

@@ -343,6 +343,41 @@ class Found:
         self.engine = "this process"
 
 
+def identical_hashes(splits, hashers: dict) -> tuple[int, str]:
+    """The pairs of files that have identical hashes (of the hasher with most of them), with a
+    phrase naming the largest such set of files: how many, in which splits, and one of them. Only
+    when an audit is refused: it sorts every file's hash."""
+    best = (0, "")
+    for hid in hashers:
+        split_of, file_of, parts = [], [], []
+        for index, split in enumerate(splits):
+            rows = split.rows.get(hid)
+            if rows is None or hid not in split.arrays:
+                continue
+            files = np.flatnonzero(rows >= 0)
+            array = np.ascontiguousarray(split.arrays[hid][rows[files]])
+            parts.append(array.reshape(len(files), -1).view(np.uint8).reshape(len(files), -1))
+            split_of.append(np.full(len(files), index))
+            file_of.append(files)
+        if not parts or not sum(map(len, parts)):
+            continue
+        _, inverse, counts = np.unique(np.concatenate(parts), axis=0, return_inverse=True, return_counts=True)
+        pairs = int((counts * (counts - 1) // 2).sum())
+        if pairs <= best[0]:
+            continue
+        largest = int(np.argmax(counts))
+        members = np.flatnonzero(inverse.ravel() == largest)
+        in_split = np.concatenate(split_of)[members]
+        first = members[0]
+        example = splits[in_split[0]].files[int(np.concatenate(file_of)[first])]
+        spread = ", ".join(f"{int((in_split == index).sum()):,} in {splits[index].name}"
+                           for index in np.unique(in_split))
+        best = (pairs, f"{int(counts[largest]):,} files have one {hid} hash ({spread}; e.g. {example}): copies of one "
+                       f"picture (a placeholder or blank image repeated?); files with identical hashes make "
+                       f"{pairs:,} of the pairs")
+    return best
+
+
 def search_all(config: LeakConfig, splits, hashers: dict, thresholds: dict, *, workers=1, scheduler=None) -> Found:
     """Every pair within the thresholds. The pairs are counted as each shard's come back (in any
     order), and the audit stops as soon as they are more than max_flags, each shard's search
@@ -356,10 +391,12 @@ def search_all(config: LeakConfig, splits, hashers: dict, thresholds: dict, *, w
         nonlocal total
         total += result.count if isinstance(result, search.TooManyPairs) else len(result[0])
         if total > config.max_flags:
-            # At distance 0 no threshold is smaller: many files share one hash (a placeholder repeated).
-            why = ("these files share their hashes: many are copies of one picture (a placeholder image repeated?), "
-                   "which no smaller threshold tells apart; remove them from the splits" if
-                   all(t <= 0 for t in thresholds.values()) else
+            # Pairs of files with one hash are flagged at any threshold: where they make most of
+            # max_flags (a placeholder or blank image repeated through a data set, as scraped sets
+            # often hold), no smaller threshold helps, and the line names them.
+            shared = identical_hashes(splits, hashers)
+            why = (f"these files share their hashes: {shared[1]}, which no smaller threshold tells apart; "
+                   "remove them from the splits" if shared[0] * 2 >= config.max_flags else
                    "the threshold is far too loose for these images; choose a smaller one")
             raise HarnessError(f"at least {total} pairs (counted once per hasher) are within the thresholds "
                                f"({', '.join(f'{h} <= {t:g}' for h, t in thresholds.items())}), "

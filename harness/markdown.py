@@ -134,8 +134,9 @@ def cache_line(record) -> str | None:
             f"{' (read-only)' if record.get('read_only') else ''} ({images}{rejected}).")
 
 
-def provenance_lines(provenance: dict) -> list[str]:
-    """The summary's last section: what produced the run (command, date, commit, versions, CPU)."""
+def provenance_lines(provenance: dict, command: str = "run") -> list[str]:
+    """The summary's last section: what produced the set (command, date, commit, versions, CPU);
+    `command`: the harness command that runs its config.yaml again (`run`, or `leaks` for an audit)."""
     versions = provenance.get("versions", {})
     if not versions:
         return []
@@ -148,7 +149,7 @@ def provenance_lines(provenance: dict) -> list[str]:
              f"Python {md(versions.get('python'))}, OpenCV {md(versions.get('cv2'))}, "
              f"NumPy {md(versions.get('numpy'))}, TensorFlow {md(versions.get('tensorflow', 'not installed'))}"
              + (f"; {cpu_line(cpu)}" if cpu else "")
-             + f". The resolved config is in `config.yaml` (run it again with `python -m harness run "
+             + f". The resolved config is in `config.yaml` (run it again with `python -m harness {command} "
                f"DIR/config.yaml`); all versions and CPU features are in `{RUN}`.", ""]
     cache = cache_line(provenance.get("cache"))  # none in a run.json of an older version: nothing said
     return lines + ([cache, ""] if cache else [])

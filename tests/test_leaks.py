@@ -107,6 +107,11 @@ def test_every_planted_copy_is_found_and_the_flags_equal_brute_force(planted, tm
     summary = (out / "summary.md").read_text()
     assert summary.splitlines()[2].startswith(f"**{len(copies)} of 26 test files have a copy in train; "
                                               "1 more file (1 in train) is a copy")
+    # It ends as a run's does: what produced it, how to run it again, and the hash cache's part.
+    provenance = summary.rpartition("\n## Provenance\n")[2]
+    assert provenance.lstrip().startswith("Produced by `") and "OpenCV " in provenance
+    assert "run it again with `python -m harness leaks DIR/config.yaml`" in provenance
+    assert re.search(r"Hashes: [\d,]+ computed in this run", provenance)
 
 
 def test_agreement_of_hashers_cuts_flags_and_keeps_the_copies(planted, tmp_path):
@@ -1779,8 +1784,34 @@ def test_max_flags_stops_the_search_near_that_many_pairs(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "more than max_flags (1000)" in error
     # At threshold 0 no smaller one helps: the line says what does (it said "choose a smaller one").
-    assert "these files share their hashes" in error and "raise max_flags (a key of the audit's config" in error
+    assert "these files share their hashes: 6,000 files have one aHash hash (6,000 in train; e.g. 0.png)" in error
+    assert "raise max_flags (a key of the audit's config" in error
     assert peak < 50 << 20, f"{peak / 2**20:.0f} MB"
+
+
+def test_too_many_pairs_names_the_files_that_share_a_hash_or_blames_the_threshold(tmp_path, capsys):
+    """A placeholder repeated through both splits (blank images, as scraped data sets hold) is flagged
+    at any threshold: the refusal says how many files share its hash, where, and names one (it said
+    the threshold was too loose, at threshold 8). Where the pairs are all different hashes, it is the
+    threshold."""
+    rng = np.random.default_rng(0)
+    distinct = lambda n: [rng.bytes(8).hex() for _ in range(n)]
+    for name, train, test, why in (
+            ("placeholder", distinct(20) + ["ff" * 8] * 60, ["ff" * 8] * 40 + distinct(10),
+             "these files share their hashes: 100 files have one aHash hash (60 in train, 40 in test; e.g. train-20.png)"),
+            ("loose", distinct(80), distinct(50), "the threshold is far too loose for these images")):
+        tables = {}
+        for split, hashes in (("train", train), ("test", test)):
+            tables[split] = tmp_path / f"{name}-{split}.csv"
+            tables[split].write_text("file,hash\n" + "".join(f"{split}-{k}.png,{h}\n" for k, h in enumerate(hashes)))
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({"splits": {s: [str(t)] for s, t in tables.items()}, "hashers": ["aHash"],
+                                          "threshold": {"aHash": 8 if name == "placeholder" else 40},
+                                          "max_flags": 2000, "output": str(tmp_path / name)}))
+        capsys.readouterr()
+        assert main(["leaks", str(config), "--quiet"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert "\n" not in error and why in error, error
 
 
 def test_as_many_pairs_as_max_flags_are_audited(tmp_path):
