@@ -108,6 +108,37 @@ def inexact_steps(chains) -> list[str]:
     return sorted({name for chain in chains for name, params in chain if not cpu_exact(name, dict(params))})
 
 
+def unseeded_transform(config) -> str | None:
+    """The first plugin transform of the config's pairs that is not a function of its image and
+    parameters, as the tables and the hash cache need (README, Plugins), in one line naming the
+    config's key; None where each gives one image every time. Before any work, each plugin
+    transform's first step is applied three times to a small made-up image: randomness from an
+    unseeded generator (the usual slip in an augmentation written for training) gives different
+    images, and would make two runs of one config differ and the cache keep the first run's draw. A
+    step that fails on that image is not judged here (the run says what it does to real images)."""
+    from harness.hashing import made_up_image
+    from harness.transforms import TRANSFORMS, apply_chain
+
+    tried = set()
+    for pair in getattr(config, "pairs", ()):
+        for name, params in pair.a + pair.b:
+            if name in tried or not TRANSFORMS.is_plugin(name):
+                continue
+            tried.add(name)
+            try:  # three times: a draw of a few values repeats once by chance
+                first, *others = (apply_chain(made_up_image(), [(name, dict(params))]) for _ in range(3))
+            except Exception:
+                continue
+            if any(other.shape != first.shape or not np.array_equal(other, first) for other in others):
+                where = next((key for kind, plugin, key in config.plugins if kind == "transform" and plugin == name),
+                             f"family {pair.family!r}")
+                shown = ", ".join(f"{key}={value!r}" for key, value in params) or "none"
+                return (f"{config.source}: {where}: transform {name!r} gave different images for one image and the "
+                        f"same parameters ({shown}): a transform must be a function of its image and parameters; "
+                        "draw its randomness from a parameter named `seed` (the config's seed is given to it)")
+    return None
+
+
 def read_files(target, params: dict) -> list[str]:
     """Digests of the files a transform's or hasher's parameters name for their content (FileContent):
     a result is keyed by what it was made from, not by a path whose file may be replaced."""
@@ -180,6 +211,9 @@ def check_plugins(config, skip_unavailable: bool, advice: str = "") -> list[str]
     chains = [chain for pair in getattr(config, "pairs", ()) for chain in (pair.a, pair.b)
               if any(TRANSFORMS.is_plugin(name) for name, _ in chain)]
     inexact_steps(chains)  # a plugin's cpu_exact that fails or is no bool is one line (transforms.cpu_exact)
+    unseeded = unseeded_transform(config)
+    if unseeded:
+        raise HarnessError(unseeded)
     return notes
 
 
@@ -250,6 +284,9 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     paths, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed,
                                    unlisted, option=config.images_option)
     check_sources_outside(paths, output)
+    unseeded = unseeded_transform(config)
+    if unseeded:
+        raise HarnessError(unseeded)
     hashers, infos = prepare_hashers(config, skip_unavailable, versions, advice)
     notes += [f"hasher {i.id} unavailable: {i.reason}" for i in infos if i.status == UNAVAILABLE]
     salt = digest("versions", versions)  # decoding and transform results depend on library versions too

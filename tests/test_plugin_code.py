@@ -903,3 +903,43 @@ def test_a_plugin_hasher_given_a_built_in_hashers_name_as_its_id_is_refused(tmp_
                                                                                                      "pHash-mine"]
     finally:
         sys.modules.pop(module, None)
+
+
+def test_a_transform_drawing_from_an_unseeded_generator_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """A plugin transform with unseeded randomness (np.random's global generator, as augmentations
+    written for training often are) made two runs of one config differ, and the hash cache kept the
+    first run's draw, without a word. `validate --import-plugins` and `run` refuse it in one line
+    naming the config's key; the same transform seeded from its `seed` parameter runs."""
+    from harness.__main__ import main
+
+    module = f"noisy_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        "import numpy as np\n\n\n"
+        "def noise(image, sigma: float = 8.0):\n"
+        "    return np.clip(image + np.random.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)\n\n\n"
+        "def seeded_noise(image, sigma: float = 8.0, seed: int = 0):\n"
+        "    noise = np.random.default_rng(seed).normal(0, sigma, image.shape)\n"
+        "    return np.clip(image + noise, 0, 255).astype(np.uint8)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        for transform, refused in (("noise", True), ("seeded_noise", False)):
+            config = tmp_path / f"{transform}.yaml"
+            config.write_text("images: [builtin:camera, builtin:astronaut]\nhashers: [aHash]\nsweeps:\n"
+                              "  - {family: jpeg, b: {jpeg: {quality: 50}}}\n"
+                              f"  - {{family: noise, b: ['grayscale', {{'{module}:{transform}': {{sigma: 4}}}}]}}\n")
+            out = tmp_path / f"out-{transform}"
+            statuses = [main(["validate", str(config), "--import-plugins"]),
+                        main(["run", str(config), "--out", str(out), "--no-cache", "--quiet"])]
+            err = capsys.readouterr().err
+            if refused:
+                line = (f"error: {config}: sweeps[1].b[1]: transform '{module}:noise' gave different images for one "
+                        "image and the same parameters (sigma=4.0): a transform must be a function of its image "
+                        "and parameters; draw its randomness from a parameter named `seed`")
+                assert statuses == [2, 2] and err.count("\n") == 2, err
+                assert all(text.startswith(line) for text in err.splitlines()), err
+                assert not out.exists()
+            else:
+                assert statuses == [0, 0], err
+                assert (out / "distances.csv").exists()
+    finally:
+        sys.modules.pop(module, None)
