@@ -23,6 +23,7 @@ killed at any moment (even SIGKILL) loses at most the image in flight.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -125,6 +126,7 @@ class HashCache:
         if os.path.isdir(path):
             self.notes.append(f"hash cache {path} is a directory; running without a cache")
             return
+        existed = os.path.lexists(path)
         for attempt in range(BUSY_TRIES):
             try:
                 self._db = self._connect(path)
@@ -140,6 +142,17 @@ class HashCache:
         else:
             self.notes.append(f"hash cache {path} is in use by another process ({reason}); it was left as it is "
                               "and this run keeps no cache")
+            return
+        if not existed:
+            # This attempt made the file (SQLite creates it before it writes a page): a full disk left it
+            # empty, and the note said it "was left as it is", as if it were the user's. It goes again,
+            # unless another run has taken it up meanwhile (in_use) or written a hash to it.
+            made = os.path.lexists(path)
+            if made and holds_nothing(path) and not in_use(path):
+                with contextlib.suppress(OSError):
+                    _remove_cache_file(path)
+            hint = "" if made else ": is its folder writable?"
+            self.notes.append(f"hash cache {path} cannot be made ({reason}{hint}); this run keeps no cache")
             return
         if os.path.isfile(path) and not _writable(path):
             # A shared cache on a read-only mount (or another user's): SQLite cannot open it as above
@@ -159,8 +172,6 @@ class HashCache:
             return
         if not owned:
             self.notes.append(f"hash cache {path} is not usable ({reason}); it was left as it is and this run "
-                              "keeps no cache" if os.path.lexists(path) else
-                              f"hash cache {path} cannot be made ({reason}: is its folder writable?); this run "
                               "keeps no cache")
             return
         try:
@@ -507,21 +518,32 @@ def in_use(path: str) -> bool:
 
 def holds_nothing(path: str) -> bool:
     """Whether `path` is a hash cache with no file and no hash in it, as a run that stopped before
-    its first image leaves it (or an empty file, where a full disk stopped it before its tables);
-    False for anything else, or when that cannot be told."""
+    its first image leaves it (or an empty file or database, where a full disk stopped it before its
+    tables); False for anything else, or when that cannot be told."""
     try:
         if os.path.getsize(path) == 0:
             return True
-        db = sqlite3.connect(path, timeout=5, isolation_level=None)
-    except (OSError, sqlite3.Error):
+        wal = path + "-wal"
+        settled = not os.path.lexists(wal) or os.path.getsize(wal) == 0
+    except OSError:
         return False
-    try:
-        db.execute("PRAGMA trusted_schema=OFF")
-        return not any(db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() for table in ("files", "hashes"))
-    except sqlite3.Error:
-        return False
-    finally:
-        db.close()
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}"
+    # Read as usual, else, where the write-ahead log is empty (the file alone holds everything), as
+    # immutable: on a full disk SQLite cannot grow the -shm file a usual read needs ("disk I/O error").
+    for where in [uri] + ([uri + "?immutable=1"] if settled else []):
+        db = None
+        try:
+            db = sqlite3.connect(where, uri=True, timeout=5, isolation_level=None)
+            db.execute("PRAGMA trusted_schema=OFF")
+            if not _schema_objects(db):  # a database (a file that is none fails to read here) with no table yet
+                return True
+            return not any(db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() for table in ("files", "hashes"))
+        except sqlite3.Error:
+            continue
+        finally:
+            if db is not None:
+                db.close()
+    return False
 
 
 # --- entries as stored ---------------------------------------------------------------

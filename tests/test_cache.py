@@ -498,6 +498,48 @@ def test_a_full_disk_at_the_start_of_a_rerun_keeps_the_cache(job, tmp_path):
     assert "hash cache" not in (tmp_path / "stderr.again").read_text()
 
 
+NEW_CACHE_ON_FULL_DISK = """
+set -e
+mount -t tmpfs -o size=1m tmpfs {mount}
+touch {mount}/mine.sqlite
+for free in 0 16; do
+  rm -f {mount}/filler
+  cat /dev/zero > {mount}/filler 2>/dev/null || true
+  if [ $free -gt 0 ]; then truncate -s -${{free}}K {mount}/filler; fi
+  {python} -c "{open}" {mount}/new.sqlite {mount}/mine.sqlite
+  ls -A {mount} | tr '\\n' ' '; echo
+done
+"""
+OPEN = ("import sys; from harness.cache import HashCache\n"
+        "for path in sys.argv[1:]:\n    cache = HashCache(path); cache.close(); print(*cache.notes)")
+
+
+def test_a_new_cache_that_a_full_disk_leaves_unmade_is_removed_again(tmp_path):
+    """A new --cache on a full disk: the run kept no cache, but left the file SQLite had made (empty,
+    or a header page with its -wal and -shm files where a few KiB were free) and said it 'was left as
+    it is', as if it were the user's. It is removed again; a file that was there before the run (an
+    empty one the user made) is left."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here: unshare -rm (user and mount namespaces) is not allowed")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    script = NEW_CACHE_ON_FULL_DISK.format(mount=mount, python=sys.executable, open=OPEN)
+    done = subprocess.run(["unshare", "-rm", "bash", "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    if "mount" in done.stderr and done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 6, done.stdout
+    for new, mine, listing in (lines[:3], lines[3:]):
+        assert re.fullmatch(rf"hash cache {mount}/new.sqlite cannot be made \((database or disk is full|disk I/O "
+                            r"error)\); this run keeps no cache", new), done.stdout
+        assert mine.startswith(f"hash cache {mount}/mine.sqlite cannot be opened here") or "left as it is" in mine, \
+            done.stdout
+        names = listing.split()  # (SQLite's side files of mine.sqlite may stay: not this run's to judge)
+        assert "mine.sqlite" in names and not any(name.startswith("new.sqlite") for name in names), done.stdout
+
+
 def run_with_its_cache(config, out):
     """A run, its cache's log moved into the file (so that the file's bytes are the cache): the
     file's path, its page size, its hash entries, and the root page of the hashes' index."""
