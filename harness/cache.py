@@ -23,11 +23,13 @@ killed at any moment (even SIGKILL) loses at most the image in flight.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import sqlite3
+import stat
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -114,17 +116,46 @@ class HashCache:
         # file) comes before or after the first image's new record replaces it, as the workers go.
         self._spoiled_files: set[tuple[str, str]] = set()
         self._hold: int | None = None  # a descriptor of the file, holding a shared lock on it (in_use)
+        self._identity: tuple[int, int] | None = None  # the file's (device, inode) as opened (_in_place)
         if path is not None:
+            if self._owned:
+                self._remove_stale_salvage(path)
             self._open(path, owned=self._owned)
             if self._db is not None:
-                self._hold = _hold(path)
+                self._opened()
         self.opened = self._db is not None  # whether the run had it at its start (it may be dropped later)
+
+    def _opened(self) -> None:
+        """Hold the file just opened (in_use) and remember which file it is (_in_place)."""
+        self._hold = _hold(self.path)
+        try:
+            found = os.stat(self.path)
+            self._identity = (found.st_dev, found.st_ino)
+        except OSError:
+            self._identity = None
+
+    def _remove_stale_salvage(self, path: str) -> None:
+        """A repair (_salvage) killed midway leaves its fresh file beside the cache, which made every
+        later run refuse the output directory as holding a file it did not write. Its entries are
+        still in the damaged cache (the fresh file replaces it in one rename), so it goes, with a note."""
+        removed = []
+        folder = os.path.dirname(os.path.abspath(path))
+        for name in stale_salvage_files(path):
+            try:
+                os.remove(os.path.join(folder, name))
+                removed.append(name)
+            except OSError:
+                pass
+        if removed:
+            self.notes.append(f"hash cache {path}: removed what a repair of it, stopped before it ended, left beside "
+                              f"it ({', '.join(removed[:4])}{', ...' if len(removed) > 4 else ''})")
 
     # --- opening -------------------------------------------------------------------
     def _open(self, path: str, owned: bool) -> None:
         if os.path.isdir(path):
             self.notes.append(f"hash cache {path} is a directory; running without a cache")
             return
+        existed = os.path.lexists(path)
         for attempt in range(BUSY_TRIES):
             try:
                 self._db = self._connect(path)
@@ -140,6 +171,17 @@ class HashCache:
         else:
             self.notes.append(f"hash cache {path} is in use by another process ({reason}); it was left as it is "
                               "and this run keeps no cache")
+            return
+        if not existed:
+            # This attempt made the file (SQLite creates it before it writes a page): a full disk left it
+            # empty, and the note said it "was left as it is", as if it were the user's. It goes again,
+            # unless another run has taken it up meanwhile (in_use) or written a hash to it.
+            made = os.path.lexists(path)
+            if made and holds_nothing(path) and not in_use(path):
+                with contextlib.suppress(OSError):
+                    _remove_cache_file(path)
+            hint = "" if made else ": is its folder writable?"
+            self.notes.append(f"hash cache {path} cannot be made ({reason}{hint}); this run keeps no cache")
             return
         if os.path.isfile(path) and not _writable(path):
             # A shared cache on a read-only mount (or another user's): SQLite cannot open it as above
@@ -159,8 +201,6 @@ class HashCache:
             return
         if not owned:
             self.notes.append(f"hash cache {path} is not usable ({reason}); it was left as it is and this run "
-                              "keeps no cache" if os.path.lexists(path) else
-                              f"hash cache {path} cannot be made ({reason}: is its folder writable?); this run "
                               "keeps no cache")
             return
         try:
@@ -315,25 +355,35 @@ class HashCache:
     def _salvage(self, damage: str) -> None:
         """Replace the damaged cache file by a fresh one holding every entry of it that reads and
         checks out; the rest is computed again. Where that fails, the run keeps no cache."""
-        fresh = f"{self.path}.salvage-{os.getpid()}"
+        fresh = f"{self.path}{SALVAGE_MARK}{os.getpid()}"
         kept = 0
         self._salvaged = True
-        try:
+        guard = None  # an exclusive flock on the fresh file while it is made: another run's
+        try:  # stale_salvage_files leaves it alone, even where it cannot see this process id
             _remove_cache_file(fresh)
             target = self._connect(fresh)
+            guard = _hold(fresh, exclusive=True)
             try:
                 kept = _copy_entries(self._db, target)
             finally:
                 target.close()
-            self.close()
-            _remove_cache_file(self.path)
-            os.rename(fresh, self.path)
+            self._close()
+            # The damaged file is replaced in one rename, never deleted first: a run killed at any moment
+            # leaves either it or the fresh file at the cache's place, and a fresh file left beside it
+            # holds nothing the damaged file does not. Its logs go first: SQLite would apply them to the new file.
+            _remove_cache_file(self.path, logs_only=True)
+            os.replace(fresh, self.path)
+            if guard is not None:  # it would keep the shared lock _opened takes on the file from it
+                os.close(guard)
+                guard = None
             self._db = self._connect(self.path)
+            self._opened()
         except (OSError, sqlite3.Error, CacheProblem) as exc:
-            self.close()
+            self._close()
             try:  # a fresh, empty one, rather than the damaged file failing every later run too
                 _remove_cache_file(self.path)
                 self._db = self._connect(self.path)
+                self._opened()
                 outcome = "replaced by a fresh one"
             except (OSError, CacheProblem):
                 outcome = "the rest of this run keeps no cache"
@@ -341,6 +391,8 @@ class HashCache:
                               f"({exception_text(exc)}); {outcome}")
             return
         finally:
+            if guard is not None:
+                os.close(guard)
             _remove_cache_file(fresh)
         self._spoiled = []
         self.notes.append(f"hash cache {self.path}: damaged ({_visible(damage)}); its {kept} readable entries "
@@ -374,6 +426,12 @@ class HashCache:
             self._failed(exc, "writing")
 
     def close(self) -> None:
+        if self._db is not None and not self._in_place():
+            self.notes.append(f"hash cache {self.path} was deleted or replaced by another process during the run: "
+                              "what this run stored in it after that was not kept (a rerun computes it again)")
+        self._close()
+
+    def _close(self) -> None:
         if self._db is not None:
             try:
                 self._db.close()
@@ -383,6 +441,21 @@ class HashCache:
         if self._hold is not None:
             os.close(self._hold)  # and with it the lock
             self._hold = None
+
+    def _in_place(self) -> bool:
+        """Whether the cache's path still names the file this run opened. SQLite goes on writing to a
+        file deleted under it (`rm` of the cache while a run works), without an error: the run's hashes
+        went with the file, unsaid. Checked once, as the cache is closed; True where it cannot be told,
+        and for a cache only read."""
+        if self._identity is None or self.read_only:
+            return True
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        return (found.st_dev, found.st_ino) == self._identity
 
     @property
     def active(self) -> bool:
@@ -507,21 +580,32 @@ def in_use(path: str) -> bool:
 
 def holds_nothing(path: str) -> bool:
     """Whether `path` is a hash cache with no file and no hash in it, as a run that stopped before
-    its first image leaves it (or an empty file, where a full disk stopped it before its tables);
-    False for anything else, or when that cannot be told."""
+    its first image leaves it (or an empty file or database, where a full disk stopped it before its
+    tables); False for anything else, or when that cannot be told."""
     try:
         if os.path.getsize(path) == 0:
             return True
-        db = sqlite3.connect(path, timeout=5, isolation_level=None)
-    except (OSError, sqlite3.Error):
+        wal = path + "-wal"
+        settled = not os.path.lexists(wal) or os.path.getsize(wal) == 0
+    except OSError:
         return False
-    try:
-        db.execute("PRAGMA trusted_schema=OFF")
-        return not any(db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() for table in ("files", "hashes"))
-    except sqlite3.Error:
-        return False
-    finally:
-        db.close()
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}"
+    # Read as usual, else, where the write-ahead log is empty (the file alone holds everything), as
+    # immutable: on a full disk SQLite cannot grow the -shm file a usual read needs ("disk I/O error").
+    for where in [uri] + ([uri + "?immutable=1"] if settled else []):
+        db = None
+        try:
+            db = sqlite3.connect(where, uri=True, timeout=5, isolation_level=None)
+            db.execute("PRAGMA trusted_schema=OFF")
+            if not _schema_objects(db):  # a database (a file that is none fails to read here) with no table yet
+                return True
+            return not any(db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() for table in ("files", "hashes"))
+        except sqlite3.Error:
+            continue
+        finally:
+            if db is not None:
+                db.close()
+    return False
 
 
 # --- entries as stored ---------------------------------------------------------------
@@ -605,10 +689,71 @@ def _file_record(image: Any, info: Any) -> FileRecord | None:
     return None
 
 
-def _remove_cache_file(path: str) -> None:
-    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+def _remove_cache_file(path: str, logs_only: bool = False) -> None:
+    """A cache file and SQLite's files beside it (or only those: `logs_only`)."""
+    for name in ([] if logs_only else [path]) + [path + "-wal", path + "-shm", path + "-journal"]:
         if os.path.lexists(name):
             os.remove(name)
+
+
+# A repair's fresh file, NAME.salvage-PID beside the cache NAME, with SQLite's files beside it.
+SALVAGE_MARK = ".salvage-"
+_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def salvage_pid(cache_name: str, name: str) -> int | None:
+    """The process id in `name` where it is one of the files of a repair (_salvage) of the cache file
+    named `cache_name`, in the same folder; None for any other name."""
+    rest = name[len(cache_name + SALVAGE_MARK):] if name.startswith(cache_name + SALVAGE_MARK) else ""
+    for side in _SIDE_FILES[1:]:
+        if rest.endswith(side):
+            rest = rest[:-len(side)]
+            break
+    return int(rest) if rest.isascii() and rest.isdigit() and not rest.startswith("0") and len(rest) <= 10 else None
+
+
+def stale_salvage_files(path: str) -> list[str]:
+    """The names, in its folder, of the files that a repair of the cache at `path` left when its process
+    was killed: its process is gone, and nothing holds the lock a repair holds on its fresh file (a
+    process of another PID namespace sharing the folder). A live repair's files are not listed."""
+    folder, base = os.path.split(os.path.abspath(path))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    by_pid: dict[int, list[str]] = {}
+    for name in names:
+        pid = salvage_pid(base, name)
+        # Regular files only: a repair makes nothing else (and a FIFO would block in_use's open).
+        if pid is not None and _regular_file(os.path.join(folder, name)):
+            by_pid.setdefault(pid, []).append(name)
+    stale = []
+    for pid, found in by_pid.items():
+        fresh = os.path.join(folder, f"{base}{SALVAGE_MARK}{pid}")
+        if not _process_alive(pid) and not (_regular_file(fresh) and in_use(fresh)):
+            stale += found
+    return sorted(stale)
+
+
+def _regular_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process of this id runs (this one included); True where that cannot be told (off
+    POSIX, where os.kill(pid, 0) is no probe)."""
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's process
+        return True
+    return True
 
 
 SALVAGE_ROWS = 8  # rows read at a time in a damaged file (a page holds 15 to 25 entries)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any
 
-from harness.errors import OPENCV_MAX_PIXELS, ConfigError, shortened, shown
+from harness.errors import OPENCV_MAX_PIXELS, ConfigError, HarnessError, shortened, shown
 from harness.params import Doc, Range, check_params, finite, param_specs
 from harness.registry import UnknownName, expect_plugins, suggest
 from harness.schema import MAX_PANELS, PREVIEW_COLUMNS
@@ -613,6 +613,16 @@ def _resolve_side(steps, value, source, seed: int, import_plugins: bool) -> tupl
             if params.get(param_name) == VALUE and any(spec.name == param_name for spec in specs):
                 problem += f" (the swept value {shown(value)})"
             raise ConfigError(source, f"{step_key}.{name}.{shortened(param, 60)}", problem) from None
+        if TRANSFORMS.is_plugin(name):
+            # A plugin's cpu_exact (a function of the parameters, or not a bool) is checked here, where the
+            # step's key is known: the runner's check of the chains said only which transform it was.
+            from harness.transforms import cpu_exact
+            try:
+                cpu_exact(name, full)
+            except HarnessError as exc:
+                swept = VALUE in params.values()
+                raise ConfigError(source, step_key, str(exc) + (f" (the swept value {shown(value)})" if swept
+                                                                else "")) from None
         resolved.append((name, tuple(sorted(full.items()))))
     return tuple(resolved)
 

@@ -375,7 +375,8 @@ def foreign_files(out_dir: str) -> list[str]:
     A run.json that cannot be read is refused (HarnessError): the set's files are then unknown."""
     entries = set(os.listdir(out_dir))
     if RUN not in entries:
-        return sorted(e for e in entries if e not in _CACHE_NAMES and not e.startswith(PROBE))
+        leftovers = _stale_salvage(out_dir)
+        return sorted(e for e in entries if e not in _CACHE_NAMES and e not in leftovers and not e.startswith(PROBE))
     written = _written(out_dir)
     if written is None:
         return sorted(e for e in entries if e.startswith(".") and not e.startswith(PROBE))
@@ -388,15 +389,27 @@ def foreign_files(out_dir: str) -> list[str]:
 _CACHE_NAMES = {*CACHE_FILES, CACHE + "-journal"}
 
 
+def _stale_salvage(out_dir: str) -> set[str]:
+    """What a repair of the hash cache killed midway left beside it (hash-cache.sqlite.salvage-PID, its
+    process gone): harness's own, removed as the cache is opened or with the old set, never a reason
+    to refuse the directory. A live repair's file (another run's, using this cache) is not listed."""
+    from harness import cache
+
+    return set(cache.stale_salvage_files(os.path.join(out_dir, CACHE)))
+
+
 def _files_of_set(out_dir: str):
     """Each file below `out_dir` as (its "/"-separated path there, its full path), but links (replacing
     one deletes nothing it points to; os.walk follows none) and, at the top, the hash cache's files
-    and write probes: what foreign_files and changed_files look through."""
+    and write probes, and what a killed repair of the cache left (_stale_salvage): what foreign_files
+    and changed_files look through."""
+    leftovers = _stale_salvage(out_dir)
     for folder, _, names in os.walk(out_dir):
         relative = os.path.relpath(folder, out_dir).replace(os.sep, "/")
         for name in names:
             full = os.path.join(folder, name)
-            if os.path.islink(full) or relative == "." and (name in _CACHE_NAMES or name.startswith(PROBE)):
+            if os.path.islink(full) or relative == "." and (name in _CACHE_NAMES or name in leftovers
+                                                             or name.startswith(PROBE)):
                 continue
             yield (name if relative == "." else f"{relative}/{name}"), full
 

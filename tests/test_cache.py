@@ -498,6 +498,48 @@ def test_a_full_disk_at_the_start_of_a_rerun_keeps_the_cache(job, tmp_path):
     assert "hash cache" not in (tmp_path / "stderr.again").read_text()
 
 
+NEW_CACHE_ON_FULL_DISK = """
+set -e
+mount -t tmpfs -o size=1m tmpfs {mount}
+touch {mount}/mine.sqlite
+for free in 0 16; do
+  rm -f {mount}/filler
+  cat /dev/zero > {mount}/filler 2>/dev/null || true
+  if [ $free -gt 0 ]; then truncate -s -${{free}}K {mount}/filler; fi
+  {python} -c "{open}" {mount}/new.sqlite {mount}/mine.sqlite
+  ls -A {mount} | tr '\\n' ' '; echo
+done
+"""
+OPEN = ("import sys; from harness.cache import HashCache\n"
+        "for path in sys.argv[1:]:\n    cache = HashCache(path); cache.close(); print(*cache.notes)")
+
+
+def test_a_new_cache_that_a_full_disk_leaves_unmade_is_removed_again(tmp_path):
+    """A new --cache on a full disk: the run kept no cache, but left the file SQLite had made (empty,
+    or a header page with its -wal and -shm files where a few KiB were free) and said it 'was left as
+    it is', as if it were the user's. It is removed again; a file that was there before the run (an
+    empty one the user made) is left."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here: unshare -rm (user and mount namespaces) is not allowed")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    script = NEW_CACHE_ON_FULL_DISK.format(mount=mount, python=sys.executable, open=OPEN)
+    done = subprocess.run(["unshare", "-rm", "bash", "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    if "mount" in done.stderr and done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 6, done.stdout
+    for new, mine, listing in (lines[:3], lines[3:]):
+        assert re.fullmatch(rf"hash cache {mount}/new.sqlite cannot be made \((database or disk is full|disk I/O "
+                            r"error)\); this run keeps no cache", new), done.stdout
+        assert mine.startswith(f"hash cache {mount}/mine.sqlite cannot be opened here") or "left as it is" in mine, \
+            done.stdout
+        names = listing.split()  # (SQLite's side files of mine.sqlite may stay: not this run's to judge)
+        assert "mine.sqlite" in names and not any(name.startswith("new.sqlite") for name in names), done.stdout
+
+
 def run_with_its_cache(config, out):
     """A run, its cache's log moved into the file (so that the file's bytes are the cache): the
     file's path, its page size, its hash entries, and the root page of the hashes' index."""
@@ -810,3 +852,217 @@ def test_a_name_that_is_not_a_path_is_never_looked_for_on_disk(tmp_path, monkeyp
     weights.write_bytes(b"weights")
     named = plan_files((HasherSpec("ResNet50", "ResNet50", (("weights", str(weights)),)),), ())
     assert [(key, path) for key, path, _ in named] == [("weights of hasher ResNet50", str(weights))]
+
+
+@pytest.fixture(scope="module")
+def quick_job(tmp_path_factory):
+    """A small run (three images, two fast hashers) and its tables without a cache."""
+    root = tmp_path_factory.mktemp("quickjob")
+    folder = root / "images"
+    folder.mkdir()
+    for seed in range(3):
+        cv2.imwrite(str(folder / f"{seed}.png"), make_scene(seed, 96, 128))
+    config = root / "c.yaml"
+    config.write_text(f"images: [{folder}]\nseed: 4\nhashers: [aHash, pHash]\n"
+                      "sweeps: [{family: jpeg, b: {jpeg: {quality: $value}}, values: [60, 20]}]\n")
+    reference = root / "reference"
+    assert main(["run", str(config), "--out", str(reference), "--quiet", "--no-cache"]) == 0
+    return config, reference
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (a child reaped here: its id is free, and reused only
+    after the kernel has gone through the whole range)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def leave_salvage(out, pid, content: bytes) -> list:
+    """What a repair killed midway leaves beside the cache in `out`: its fresh file and SQLite's log."""
+    fresh = out / f"hash-cache.sqlite.salvage-{pid}"
+    fresh.write_bytes(content)
+    (out / f"hash-cache.sqlite.salvage-{pid}-wal").write_bytes(b"")
+    return sorted(path.name for path in out.iterdir() if ".salvage-" in path.name)
+
+
+def test_a_repair_killed_midway_leaves_nothing_that_stops_the_next_run(quick_job, tmp_path, capsys):
+    """A run killed (kill -9) while it repaired a damaged cache left hash-cache.sqlite.salvage-PID
+    beside it, and every later run refused the output directory as holding a file it did not write.
+    A dead process's leftovers are removed with a note, also when the cache is damaged again and
+    repaired by this run, and with --no-cache (they go with the old set)."""
+    config, reference = quick_job
+    out = tmp_path / "out"
+    path, page, _, root = run_with_its_cache(config, out)
+    assert leave_salvage(out, dead_pid(), path.read_bytes())
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "removed what a repair of it, stopped before it ended, left beside it (hash-cache.sqlite.salvage-" in err
+    assert not [p for p in out.iterdir() if ".salvage-" in p.name] and same_tables(out, reference)
+    assert "deleted or replaced" not in err, err
+
+    # Damaged again (an index page overwritten, one entry's text spoiled): this run's repair goes on.
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    dtype = re.search(rb"[0-9a-f]{64}([<>|][fiub]\d)", data).start(1)
+    data[dtype:dtype + 3] = b"\xff" * 3
+    data[(root - 1) * page + 12:root * page] = b"\x00" * (page - 12)
+    path.write_bytes(bytes(data))
+    leave_salvage(out, dead_pid(), b"")
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "removed what a repair of it" in err and "readable entries were kept in a fresh file" in err, err
+    assert "deleted or replaced" not in err, err  # the repair's own new file is the cache the run closes
+    assert not [p for p in out.iterdir() if ".salvage-" in p.name] and same_tables(out, reference)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    leave_salvage(out, dead_pid(), b"")
+    assert main(["run", str(config), "--out", str(out), "--quiet", "--no-cache"]) == 0
+    assert not [p for p in out.iterdir() if ".salvage-" in p.name] and same_tables(out, reference)
+
+
+KILLED_AT_THE_RENAME = """
+import os, signal, sys
+
+def hook(event, args):  # kill -9 as the repair puts its fresh file in the cache's place
+    if event == "os.rename" and ".salvage-" in str(args[0]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+sys.addaudithook(hook)
+from harness.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_repair_killed_at_its_last_step_loses_no_hash(quick_job, tmp_path, capsys):
+    """The repair deleted the damaged cache, then renamed its fresh file into its place: killed between
+    the two, the cache was gone, and its entries only in the leftover file, which the next run
+    removes. The fresh file now replaces the damaged one in one rename: killed there, the damaged
+    cache is still in place, and the next run repairs it again, computing nothing it had."""
+    config, reference = quick_job
+    out = tmp_path / "out"
+    path, page, _, root = run_with_its_cache(config, out)
+    data = bytearray(path.read_bytes())
+    dtype = re.search(rb"[0-9a-f]{64}([<>|][fiub]\d)", data).start(1)
+    data[dtype:dtype + 3] = b"\xff" * 3
+    data[(root - 1) * page + 12:root * page] = b"\x00" * (page - 12)
+    path.write_bytes(bytes(data))
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_THE_RENAME, "run", str(config), "--out", str(out),
+                             "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    assert path.exists() and [p for p in out.iterdir() if ".salvage-" in p.name], sorted(out.iterdir())
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "removed what a repair of it" in err and "readable entries were kept in a fresh file" in err, err
+    # Only the image of the spoiled entry is hashed again (the old order: all three, the cache being gone).
+    assert "(images: 1 hashed in this run, wholly or partly, 2 read wholly from the cache)" in \
+        (out / "summary.md").read_text()
+    assert same_tables(out, reference)
+
+
+def test_a_live_repairs_file_is_never_touched(quick_job, tmp_path, capsys):
+    """Another run repairing the cache (its process alive, or, where its id is not seen here, holding
+    the lock a repair holds on its file) keeps its file: this run refuses the directory, naming it."""
+    from harness.cache import stale_salvage_files
+
+    config, _ = quick_job
+    out = tmp_path / "out"
+    run_with_its_cache(config, out)
+    with subprocess.Popen(["sleep", "60"]) as other:
+        try:
+            names = leave_salvage(out, other.pid, b"")
+            assert main(["run", str(config), "--out", str(out), "--quiet"]) == 2
+            assert f"(it holds {names[0]}, {names[1]})" in capsys.readouterr().err
+            assert sorted(p.name for p in out.iterdir() if ".salvage-" in p.name) == names
+        finally:
+            other.kill()
+    for name in names:
+        os.remove(out / name)
+    names = leave_salvage(out, dead_pid(), b"")
+    with open(out / names[0], "rb") as held:
+        import fcntl
+
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert stale_salvage_files(str(out / "hash-cache.sqlite")) == []
+    assert stale_salvage_files(str(out / "hash-cache.sqlite")) == names
+    for name in names:
+        os.remove(out / name)
+    (out / f"hash-cache.sqlite.salvage-{dead_pid()}").mkdir()  # a repair makes files only: this is the user's
+    assert stale_salvage_files(str(out / "hash-cache.sqlite")) == []
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_cache_deleted_during_the_run_is_said_so(tmp_path, how):
+    """`rm` of the cache while a run works: SQLite goes on writing to the deleted file without an error,
+    and the run's hashes went with it, unsaid. The note says so; a cache left in place gets none."""
+    from harness.cache import in_use
+
+    path = str(tmp_path / "c.sqlite")
+    record = ("digest", "salt", FileRecord("0123456789ab", 10, 10, ()))
+    entry = {"key": {"source": Entry(np.zeros(8, np.uint8))}}
+    kept = HashCache(path)
+    kept.put_image(record, entry, "0123456789ab")
+    kept.close()
+    assert kept.summary_notes() == []
+    cache = HashCache(path)
+    cache.put_image(record, entry, "0123456789ab")
+    os.remove(path)
+    if how == "replaced":  # another run made a new cache there meanwhile
+        HashCache(path).close()
+    cache.put_image(record, entry, "123456789abc")
+    assert cache.summary_notes() == []
+    cache.close()
+    assert cache.summary_notes() == [f"hash cache {path} was deleted or replaced by another process during the run: "
+                                     "what this run stored in it after that was not kept (a rerun computes it again)"]
+
+
+def test_a_repaired_cache_is_held_as_the_first_was(tmp_path):
+    """The repair closed the damaged file, and with it the lock that tells another run the cache is in
+    use (in_use: a run that stops removes a new cache it made that holds nothing), and never took it
+    again on the fresh file. Nor is the fresh file, the run's own, taken for a cache deleted under it."""
+    from harness.cache import in_use
+
+    cache = HashCache(str(tmp_path / "hash-cache.sqlite"))
+    cache.put_image(("digest", "salt", FileRecord("0123456789ab", 10, 10, ())),
+                    {"key": {"source": Entry(np.zeros(8, np.uint8))}}, "0123456789ab")
+    cache._salvage("a test")  # what a damaged page leads to (the runs above damage one)
+    assert in_use(cache.path)
+    assert cache.get_image("key", "0123456789ab")["source"].row.tolist() == [0] * 8
+    cache.close()
+    assert not in_use(cache.path)
+    assert cache.summary_notes() == [f"hash cache {cache.path}: damaged (a test); its 1 readable entries were kept in "
+                                     "a fresh file, the rest are computed again"]
+
+
+UNLINKER = """
+import os
+
+
+def unlink_cache(image, k: int = 1):
+    path = os.environ.get("HARNESS_TEST_UNLINK", "")
+    if os.path.exists(path):  # at the first image's edit: what `rm` of the cache while the run works does
+        os.remove(path)
+    return image.copy()
+"""
+
+
+def test_a_run_says_its_cache_was_deleted_under_it(quick_job, tmp_path, monkeypatch, capsys):
+    """End to end: the note reaches the run's notes and its summary."""
+    config, _ = quick_job
+    module = f"unlinker_{os.getpid()}_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{module}.py").write_text(UNLINKER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cache = tmp_path / "c.sqlite"
+    monkeypatch.setenv("HARNESS_TEST_UNLINK", str(cache))
+    mine = tmp_path / "c.yaml"
+    mine.write_text(config.read_text().replace("sweeps: [", f"sweeps: [{{family: u, b: '{module}:unlink_cache'}}, "))
+    try:
+        assert main(["run", str(mine), "--out", str(tmp_path / "out"), "--quiet", "--cache", str(cache)]) == 0
+    finally:
+        sys.modules.pop(module, None)
+    note = "was deleted or replaced by another process during the run: what this run stored in it after that was not kept"
+    assert f"note: hash cache {cache} {note}" in capsys.readouterr().err
+    assert note in (tmp_path / "out" / "summary.md").read_text()  # (where the path is Markdown, _ escaped)
+    assert not cache.exists()

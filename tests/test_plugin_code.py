@@ -688,9 +688,33 @@ def test_a_transforms_cpu_exact_is_checked(tmp_path, monkeypatch, attribute, sai
                                          f"soft.cpu_exact = {attribute}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        with pytest.raises(HarnessError, match=re.escape(f"transform '{name}:soft': {said}")):
+        # Named where the config uses it (the file, the sweep's side), as a parameter's problem is.
+        with pytest.raises(HarnessError, match="^" + re.escape(f"<dict>: sweeps[1].b[1]: transform '{name}:soft': "
+                                                               f"{said}")):
             harness.evaluate({"images": ["builtin:camera"], "hashers": ["aHash"],
-                              "sweeps": [{"family": "soft", "b": {f"{name}:soft": {}}}]})
+                              "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}},
+                                         {"family": "soft", "b": ["grayscale", {f"{name}:soft": {}}]}]})
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_a_transforms_cpu_exact_that_fails_for_one_swept_value_names_the_value(tmp_path, monkeypatch, capsys):
+    """The refusal names the config file, the sweep's side and the value it failed for, as a bad
+    parameter's does (it named only the transform, which a config may use in many sweeps)."""
+    from harness.__main__ import main
+
+    name = f"cpu_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("def soft(image, k: int = 1):\n    return image.copy()\n\n\n"
+                                         "soft.cpu_exact = lambda params: {1: True, 2: False}[params['k']]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [builtin:camera]\nhashers: [aHash]\n"
+                      f"sweeps: [{{family: s, a: grayscale, b: {{'{name}:soft': {{k: $value}}}}, values: [1, 2, 3]}}]\n")
+    try:
+        assert main(["validate", str(config), "--import-plugins"]) == 2
+        assert capsys.readouterr().err == (f"error: {config}: sweeps[0].b: transform '{name}:soft': its cpu_exact "
+                                           "function failed on the step's parameters (one dict): KeyError: 3 "
+                                           "(the swept value 3)\n")
     finally:
         sys.modules.pop(name, None)
 
@@ -818,8 +842,8 @@ REFUSED_BEFORE_WORK = [
     ("hashers: [aHash, '{m}:OneSided']", "{c}: hashers[1] ({m}:OneSided): the plugin's distance is not symmetric"),
     ("hashers: [aHash, '{m}:BrokenPrepare']", "{c}: hashers[1] ({m}:BrokenPrepare): the plugin's prepare() failed: "
                                               "RuntimeError: no model here"),
-    ("hashers: [aHash]\nsweeps: [{{family: s, b: '{m}:soft'}}]", "transform '{m}:soft': cpu_exact must be True, False "
-                                                                  "or a function of the step's parameters"),
+    ("hashers: [aHash]\nsweeps: [{{family: s, b: '{m}:soft'}}]", "{c}: sweeps[0].b: transform '{m}:soft': cpu_exact must "
+                                                                  "be True, False or a function of the step's parameters"),
 ]
 
 
