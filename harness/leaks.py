@@ -863,7 +863,9 @@ def _listed(config: LeakConfig, name: str, entries, unlisted: list, notes: list)
 
 def _one_spelling(path: str) -> str:
     short = os.path.normpath(path)
-    return short if short == path or os.path.realpath(short) == os.path.realpath(path) else str(Path(path))
+    if short == path:  # the path itself, not normpath's equal copy (100,000 names: 8.5 MiB held to the end)
+        return path
+    return short if os.path.realpath(short) == os.path.realpath(path) else str(Path(path))
 
 
 def _file_key(path: str, here: str) -> str:
@@ -930,7 +932,8 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
         bases.add(here)
     _files_before_their_links(segments)
     images = _nameable([path for segment in segments if isinstance(segment, list) for path in segment], errors)
-    hashed: dict[str, dict] = {}  # image path -> {hasher: row}, for each image every hasher hashed
+    hashed: dict[str, int] = {}  # image path -> its place in each hasher's `packed` rows, for each image every hasher hashed
+    packed = {hid: _PackedRows() for hid in hashers}
     read_notes: dict[str, str] = {}  # image path -> its conversions, for those that had some
     if images:
         hashing = ImagePass(images, plan, infos, hashers, cache, workers=workers, scheduler=scheduler,
@@ -951,7 +954,9 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
                 rows[hid] = decoded.array[0]
                 forms.setdefault(hid, (np.asarray(rows[hid]).dtype, np.shape(rows[hid])))
             else:  # every hasher hashed it: a file of the split
-                hashed[path] = rows
+                hashed[path] = len(hashed)
+                for hid, row in rows.items():
+                    packed[hid].append(row)
                 if outcome.record.notes:
                     read_notes[path] = "; ".join(outcome.record.notes)
         split.notes += hashing.notes
@@ -973,12 +978,36 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
         split.file_notes += [read_notes.get(path, "") for path in done]
         for hid in hashers:
             if done:
-                parts[hid].append(np.stack([hashed[path][hid] for path in done]))
+                parts[hid].append(packed[hid].rows([hashed[path] for path in done], forms[hid]))
     for hid in hashers:
         split.arrays[hid] = np.concatenate(parts[hid]) if parts[hid] else np.zeros((0, 1), np.uint8)
         split.rows[hid] = np.arange(len(split.files))
     split.cwd = bases.pop() if len(bases) == 1 else None  # None among them: one table's base is unknown
     return split
+
+
+class _PackedRows:
+    """One hasher's rows of a split's hashed images, in the order they were hashed, kept small until
+    the pass ends: a row of a fixed-size dtype (a bit hash's bytes) as its bytes, where an array of
+    one row with a dict per image took some 400 bytes an image, 40 MiB of a 100,000-image audit that
+    the process kept (freed only at the pass's end, among the names it keeps). Rows of objects (a
+    hasher whose rows are not arrays of numbers) are kept as they are."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.as_bytes = True
+
+    def append(self, row) -> None:
+        if not self.items:  # the first row decides: every other is of its form (_decoded)
+            self.as_bytes = isinstance(row, np.ndarray) and row.dtype.kind in "biufc"
+        self.items.append(row.tobytes() if self.as_bytes else row)
+
+    def rows(self, places: list[int], form: tuple) -> np.ndarray:
+        """The rows at `places`, stacked (as np.stack stacks the arrays); `form`: their (dtype, shape)."""
+        if not self.as_bytes:
+            return np.stack([self.items[k] for k in places])
+        dtype, shape = form
+        return np.frombuffer(b"".join(self.items[k] for k in places), dtype=dtype).reshape((len(places), *shape))
 
 
 def _files_before_their_links(segments: list) -> None:
