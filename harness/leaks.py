@@ -1019,9 +1019,10 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
 class _PackedRows:
     """One hasher's rows of a split's hashed images, in the order they were hashed, kept small until
     the pass ends: a row of a fixed-size dtype (a bit hash's bytes) as its bytes, where an array of
-    one row with a dict per image took some 400 bytes an image, 40 MiB of a 100,000-image audit that
-    the process kept (freed only at the pass's end, among the names it keeps). Rows of objects (a
-    hasher whose rows are not arrays of numbers) are kept as they are."""
+    one row (a view keeping its batch's array) in a dict per image took some 350 bytes an image more:
+    over 30 MiB of a 100,000-file audit, freed only at the pass's end, among the names the audit keeps,
+    so the process kept it. Rows of objects (a hasher whose rows are not arrays of numbers) are kept
+    as they are."""
 
     def __init__(self) -> None:
         self.items: list = []
