@@ -28,6 +28,7 @@ What a threshold costs is stated with it:
 
 from __future__ import annotations
 
+import array
 import copy
 import dataclasses
 import json
@@ -775,18 +776,47 @@ def _same_file_notes(splits: list[SplitHashes]) -> list[str]:
     data/cat/x.jpg`), or under two names (a link to a file beside it). Such a file has the same
     hashes under each name, so it is flagged as a copy of itself and counted so (the same file in
     train and test is a leak too); the note says it is one file, not an edited copy."""
-    names: dict = {}
+    # Each file's device and inode in two 8-byte numbers, not a name and a list per file: at 100,000
+    # files those were 30 MiB at once, above what the audit held before and after.
+    identities = array.array("Q")  # device, inode of each file found, in turn
+    places = array.array("q")  # its place among the audit's files, split by split
+    others: dict = {}  # a source that cannot be stat'ed (file_identity gives the source itself) -> its places
+    place = -1
     for split in splits:
-        for file, path in zip(split.files, split.paths):
-            if path is not None:  # a hash table's row whose file is not found here: nothing to compare
-                names.setdefault(file_identity(path), []).append(f"{file} ({split.name})")
-    repeated = [given for given in names.values() if len(given) > 1]
-    if not repeated:
+        for path in split.paths:
+            place += 1
+            if path is None:  # a hash table's row whose file is not found here: nothing to compare
+                continue
+            identity = file_identity(path)
+            if isinstance(identity, tuple):
+                identities.extend(identity)
+                places.append(place)
+            else:
+                others.setdefault(identity, []).append(place)
+    groups = [given for given in others.values() if len(given) > 1]
+    if len(places):
+        _, inverse, counts = np.unique(np.frombuffer(identities, np.uint64).reshape(-1, 2), axis=0,
+                                       return_inverse=True, return_counts=True)
+        inverse = inverse.reshape(-1)
+        twice = counts[inverse] > 1
+        if twice.any():
+            ids, at = inverse[twice], np.frombuffer(places, np.int64)[twice]
+            order = np.argsort(ids, kind="stable")  # each file's places in turn
+            starts = np.flatnonzero(np.diff(ids[order], prepend=-1))
+            groups += [part.tolist() for part in np.split(at[order], starts[1:])]
+    if not groups:
         return []
-    one = len(repeated) == 1
-    examples = "; ".join(" is ".join(given) for given in repeated[:SAME_FILE_EXAMPLES])
-    more = len(repeated) - SAME_FILE_EXAMPLES
-    return [f"{len(repeated)} {'file is' if one else 'files are'} given more than once, to two splits or under two "
+    groups.sort()  # by each file's first place, as the files were given
+    offsets = np.cumsum([0] + [len(split.files) for split in splits])
+
+    def named(place: int) -> str:
+        k = int(np.searchsorted(offsets, place, side="right")) - 1
+        return f"{splits[k].files[place - offsets[k]]} ({splits[k].name})"
+
+    one = len(groups) == 1
+    examples = "; ".join(" is ".join(named(place) for place in group) for group in groups[:SAME_FILE_EXAMPLES])
+    more = len(groups) - SAME_FILE_EXAMPLES
+    return [f"{len(groups)} {'file is' if one else 'files are'} given more than once, to two splits or under two "
             f"names ({'it is' if one else 'each is'} one file, not an edited copy, and is counted among the copies all "
             f"the same): {examples}{f'; and {more} more' if more > 0 else ''}"]
 
@@ -863,7 +893,9 @@ def _listed(config: LeakConfig, name: str, entries, unlisted: list, notes: list)
 
 def _one_spelling(path: str) -> str:
     short = os.path.normpath(path)
-    return short if short == path or os.path.realpath(short) == os.path.realpath(path) else str(Path(path))
+    if short == path:  # the path itself, not normpath's equal copy (100,000 names: 8.5 MiB held to the end)
+        return path
+    return short if os.path.realpath(short) == os.path.realpath(path) else str(Path(path))
 
 
 def _file_key(path: str, here: str) -> str:
@@ -930,7 +962,8 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
         bases.add(here)
     _files_before_their_links(segments)
     images = _nameable([path for segment in segments if isinstance(segment, list) for path in segment], errors)
-    hashed: dict[str, dict] = {}  # image path -> {hasher: row}, for each image every hasher hashed
+    hashed: dict[str, int] = {}  # image path -> its place in each hasher's `packed` rows, for each image every hasher hashed
+    packed = {hid: _PackedRows() for hid in hashers}
     read_notes: dict[str, str] = {}  # image path -> its conversions, for those that had some
     if images:
         hashing = ImagePass(images, plan, infos, hashers, cache, workers=workers, scheduler=scheduler,
@@ -951,7 +984,9 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
                 rows[hid] = decoded.array[0]
                 forms.setdefault(hid, (np.asarray(rows[hid]).dtype, np.shape(rows[hid])))
             else:  # every hasher hashed it: a file of the split
-                hashed[path] = rows
+                hashed[path] = len(hashed)
+                for hid, row in rows.items():
+                    packed[hid].append(row)
                 if outcome.record.notes:
                     read_notes[path] = "; ".join(outcome.record.notes)
         split.notes += hashing.notes
@@ -973,12 +1008,37 @@ def _hash_split(name: str, entries, listed: dict[int, list[str]], config: LeakCo
         split.file_notes += [read_notes.get(path, "") for path in done]
         for hid in hashers:
             if done:
-                parts[hid].append(np.stack([hashed[path][hid] for path in done]))
+                parts[hid].append(packed[hid].rows([hashed[path] for path in done], forms[hid]))
     for hid in hashers:
         split.arrays[hid] = np.concatenate(parts[hid]) if parts[hid] else np.zeros((0, 1), np.uint8)
         split.rows[hid] = np.arange(len(split.files))
     split.cwd = bases.pop() if len(bases) == 1 else None  # None among them: one table's base is unknown
     return split
+
+
+class _PackedRows:
+    """One hasher's rows of a split's hashed images, in the order they were hashed, kept small until
+    the pass ends: a row of a fixed-size dtype (a bit hash's bytes) as its bytes, where an array of
+    one row (a view keeping its batch's array) in a dict per image took some 350 bytes an image more:
+    over 30 MiB of a 100,000-file audit, freed only at the pass's end, among the names the audit keeps,
+    so the process kept it. Rows of objects (a hasher whose rows are not arrays of numbers) are kept
+    as they are."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.as_bytes = True
+
+    def append(self, row) -> None:
+        if not self.items:  # the first row decides: every other is of its form (_decoded)
+            self.as_bytes = isinstance(row, np.ndarray) and row.dtype.kind in "biufc"
+        self.items.append(row.tobytes() if self.as_bytes else row)
+
+    def rows(self, places: list[int], form: tuple) -> np.ndarray:
+        """The rows at `places`, stacked (as np.stack stacks the arrays); `form`: their (dtype, shape)."""
+        if not self.as_bytes:
+            return np.stack([self.items[k] for k in places])
+        dtype, shape = form
+        return np.frombuffer(b"".join(self.items[k] for k in places), dtype=dtype).reshape((len(places), *shape))
 
 
 def _files_before_their_links(segments: list) -> None:

@@ -148,6 +148,14 @@ def test_leaks_finds_every_planted_copy_and_agrees_with_brute_force(tmp_path):
     assert "planted pairs found: 400 of 400" in out, out  # the whole leaks command
 
 
+def test_leak_files_audits_image_files_and_checks_the_planted_copies(tmp_path):
+    out = run_benchmark("leak_files.py", "--sizes", "40", "--data", str(tmp_path / "images"), scratch=tmp_path)
+    assert re.search(r"48 images \| audit +\d+\.\d s \( *\d+\.\d\d ms/image\), CPU +\d+\.\d s \| peak +\d+ MiB "
+                     rf"\(1\.00x the first\) \| again, full cache +\d+\.\d s \({RATIO}\) \| from its hash tables +\d+\.\d s, "
+                     r"peak +\d+ MiB", out), out
+    assert ("planted 8: 8 flagged, 0 beyond the threshold (none); flagged exactly when within it: True; "
+            "the audit from its hash tables flags the same pairs: True") in out, out
+
 def test_tables_writes_each_long_table_as_pandas_does(tmp_path):
     out = run_benchmark("tables.py", "--images", "30", "--runs", "1", scratch=tmp_path)
     assert out.count("same bytes: True") == 3, out
