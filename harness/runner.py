@@ -108,14 +108,14 @@ def inexact_steps(chains) -> list[str]:
     return sorted({name for chain in chains for name, params in chain if not cpu_exact(name, dict(params))})
 
 
-def unseeded_transform(config) -> str | None:
-    """The first plugin transform of the config's pairs that is not a function of its image and
-    parameters, as the tables and the hash cache need (README, Plugins), in one line naming the
-    config's key; None where each gives one image every time. Before any work, each plugin
-    transform's first step is applied three times to a small made-up image: randomness from an
-    unseeded generator (the usual slip in an augmentation written for training) gives different
-    images, and would make two runs of one config differ and the cache keep the first run's draw. A
-    step that fails on that image is not judged here (the run says what it does to real images)."""
+def check_seeded(config) -> None:
+    """Refuse, in one line naming the config's key, a plugin transform of the config's pairs that is not
+    a function of its image and parameters, as the tables and the hash cache need (README, Plugins).
+    Before any work, each plugin transform's first step is applied three times to a small made-up
+    image: randomness from an unseeded generator (the usual slip in an augmentation written for
+    training) gives different images, and would make two runs of one config differ and the cache
+    keep the first run's draw. A step that fails on that image is not judged here (the run says what
+    it does to real images)."""
     from harness.hashing import made_up_image
     from harness.transforms import TRANSFORMS, apply_chain
 
@@ -133,10 +133,10 @@ def unseeded_transform(config) -> str | None:
                 where = next((key for kind, plugin, key in config.plugins if kind == "transform" and plugin == name),
                              f"family {pair.family!r}")
                 shown = ", ".join(f"{key}={value!r}" for key, value in params) or "none"
-                return (f"{config.source}: {where}: transform {name!r} gave different images for one image and the "
-                        f"same parameters ({shown}): a transform must be a function of its image and parameters; "
-                        "draw its randomness from a parameter named `seed` (the config's seed is given to it)")
-    return None
+                raise HarnessError(f"{config.source}: {where}: transform {name!r} gave different images for one "
+                                   f"image and the same parameters ({shown}): a transform must be a function of its "
+                                   "image and parameters; draw its randomness from a parameter named `seed` (the "
+                                   "config's seed is given to it)")
 
 
 def read_files(target, params: dict) -> list[str]:
@@ -195,11 +195,11 @@ def prepare_hashers(config: Config, skip_unavailable: bool, versions: dict, advi
 def check_plugins(config, skip_unavailable: bool, advice: str = "") -> list[str]:
     """What `run` (or `leaks`, for a leak audit's config: it has no pairs) checks of a config's plugins
     before any work, for `validate --import-plugins`, without reading an image of the run: each plugin
-    hasher loaded (prepare()) and tried on two made-up images, each plugin transform's cpu_exact on its
-    steps' parameters. The checks are the run's own functions, so the two cannot drift apart. Returns
-    the notes: the plugin hashers that cannot run here (raised unless `skip_unavailable`, as the run does)."""
+    hasher loaded (prepare()) and tried on two made-up images, each plugin transform tried on one
+    (check_seeded); each plugin transform's cpu_exact was checked as the config was parsed. The checks
+    are the run's own functions, so the two cannot drift apart. Returns the notes: the plugin hashers
+    that cannot run here (raised unless `skip_unavailable`, as the run does)."""
     from harness.hashers import HASHERS
-    from harness.transforms import TRANSFORMS
 
     notes = []
     for number, spec in enumerate(config.hashers):
@@ -208,12 +208,7 @@ def check_plugins(config, skip_unavailable: bool, advice: str = "") -> list[str]
             if unavailable is not None:
                 notes.append(f"hasher {spec.id} unavailable: {unavailable}; `run` marks its distances unavailable "
                              "and runs the others (with --strict it stops)")
-    chains = [chain for pair in getattr(config, "pairs", ()) for chain in (pair.a, pair.b)
-              if any(TRANSFORMS.is_plugin(name) for name, _ in chain)]
-    inexact_steps(chains)  # a plugin's cpu_exact that fails or is no bool is one line (transforms.cpu_exact)
-    unseeded = unseeded_transform(config)
-    if unseeded:
-        raise HarnessError(unseeded)
+    check_seeded(config)
     return notes
 
 
@@ -284,9 +279,7 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
     paths, notes = resolve_sources(config.images, config.fallback_image, config.source, config.limit, config.seed,
                                    unlisted, option=config.images_option)
     check_sources_outside(paths, output)
-    unseeded = unseeded_transform(config)
-    if unseeded:
-        raise HarnessError(unseeded)
+    check_seeded(config)
     hashers, infos = prepare_hashers(config, skip_unavailable, versions, advice)
     notes += [f"hasher {i.id} unavailable: {i.reason}" for i in infos if i.status == UNAVAILABLE]
     salt = digest("versions", versions)  # decoding and transform results depend on library versions too
