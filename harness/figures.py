@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from harness.grouping import hasher_groups
-from harness.metrics import format_number, hasher_order, hasher_rows, impostor_distances, roc_curve
+from harness.markdown import number
+from harness.metrics import hasher_order, hasher_rows, impostor_distances, roc_curve
 from harness.schema import MAX_PANELS, PREVIEW_COLUMNS, UNAVAILABLE, first_seen
 
 DPI = 110  # every figure is laid out and drawn at its own resolution
@@ -958,12 +959,12 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
             unresolved = unresolved or not resolved
             style = {"color": "black" if resolved else "0.55", "linestyle": ["-", "--", ":", "-."][k % 4],
                      "linewidth": 1}
-            labels = [f"{_plain(point.name)}: {format_number(threshold)}" + ("" if point.resolved else " *")
+            labels = [f"{_plain(point.name)}: {number(threshold)}" + ("" if point.resolved else " *")
                       for point in named]
             ax.axvline(threshold, ymax=1 / LEGEND_HEADROOM, label=labels[0], **style)
             for label in labels[1:]:  # the legend's entry only: the line is drawn once
                 ax.plot([], [], label=label, **style)
-        _title(ax, hasher + (f" ({beyond} beyond {format_number(high)} not shown)" if beyond else ""),
+        _title(ax, hasher + (f" ({beyond:,} beyond {number(high)} not shown)" if beyond else ""),
                10 if not beyond else 8)
         ax.set_xlabel("distance", fontsize=9)
         ax.tick_params(labelsize=8)

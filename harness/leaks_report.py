@@ -19,9 +19,9 @@ import pandas as pd
 
 from harness import storage
 from harness.leaks import AGREEMENT
-from harness.markdown import code, md, provenance_lines
+from harness.markdown import code, md, number, provenance_lines
 from harness.report import config_yaml
-from harness.summary import markdown_table
+from harness.summary import format_cells, markdown_table
 
 REVIEW = "review.html"
 
@@ -143,7 +143,7 @@ def answer(audit) -> str:
     parts.append(f"{inside:,}{more} {_plural(inside, 'file', 'files')}{where} "
                  + _plural(inside, "is a copy of another file of its own split",
                            "are copies of other files of their own split"))
-    limits = ", ".join(f"{h} <= {t:g}" for h, t in audit.thresholds.items())
+    limits = ", ".join(f"{h} <= {number(t)}" for h, t in audit.thresholds.items())
     agree = audit.config.get("min_agree", 1) if isinstance(audit.config, dict) else 1
     # With min_agree, the thresholds alone read as any one hasher's flag.
     flagged = (f"flagged where at least {agree} of {len(audit.thresholds)} hashers agree: {limits}"
@@ -206,6 +206,14 @@ def mostly_chance(audit) -> bool:
     return bool((between["expected_false"] >= between["pairs_flagged"] / 2).any())
 
 
+def _numeric(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _count(value: float) -> str:
     if not np.isfinite(value):
         return ""
@@ -239,7 +247,7 @@ def summary_markdown(audit) -> str:
                  if len(audit.thresholds) > 1 else "") + ".", ""]
     table = audit.hashers[["hasher", "distance", "distance_max", "threshold", "threshold_basis", "cpu_exact"]].copy()
     for column in ("distance_max", "threshold"):
-        table[column] = table[column].map(lambda v: f"{v:g}")
+        table[column] = table[column].map(number)
     lines += [markdown_table(table), ""]
     lines += ["## Pairs compared, flagged, and expected false flags", "",
               "Per pair of splits (a split with itself: the copies inside it) and hasher"
@@ -253,7 +261,9 @@ def summary_markdown(audit) -> str:
     estimates = audit.estimates.copy()
     for column in ("expected_false", "expected_false_low", "expected_false_high"):
         estimates[column] = estimates[column].map(_count)
-    lines += [markdown_table(estimates.drop(columns=["basis"])), ""]
+    # estimates.csv's threshold is text ("1240", or "1 of 2" for the agreement): its numbers as the prose's
+    estimates["threshold"] = [number(float(v)) if _numeric(v) else v for v in estimates["threshold"]]
+    lines += [markdown_table(format_cells(estimates.drop(columns=["basis"]))), ""]
     if len(audit.misses):
         misses = audit.misses.copy()
         for column in ("miss_rate", "miss_low", "miss_high"):
@@ -262,7 +272,7 @@ def summary_markdown(audit) -> str:
                   f"From the calibration run {code(audit.calibration)}: per family of edits, the share of its edited "
                   "copies whose distance is above the threshold (pooled over strengths; the 95% interval counts "
                   "images, not copies). A copy "
-                  "made by such an edit is as likely to be missed here.", "", markdown_table(misses), ""]
+                  "made by such an edit is as likely to be missed here.", "", markdown_table(format_cells(misses)), ""]
     if len(audit.groups):
         shown = audit.groups.head(50)
         groups = audit.groups["group"].nunique()

@@ -19,6 +19,7 @@ from harness.errors import HarnessError
 from harness.hashers.base import BitHasher
 from harness.leaks import (AGREEMENT, ESTIMATE_COLUMNS, GROUP_COLUMNS, LEAK_COLUMNS, MISS_COLUMNS, SHARD, LeakConfig,
                            SplitHashes)
+from harness.markdown import number
 from harness.metrics import poisson_quantile, threshold_at_fpr, wilson_interval
 
 
@@ -285,10 +286,10 @@ def choose_thresholds(config: LeakConfig, splits, hashers: dict, calibration: "C
                 notes.append(note)
                 continue
             thresholds[hid] = float(within[-1])
-            basis[hid] = (f"the largest distance at which at most fpr={config.fpr:g} of the {total} pairs compared "
-                          f"are flagged ({int(cumulative[within[-1]])})")
+            basis[hid] = (f"the largest distance at which at most fpr={config.fpr:g} of the {total:,} pairs compared "
+                          f"are flagged ({int(cumulative[within[-1]]):,})")
             if within[-1] == 0 and len(counts) > 1:  # an all-clear that only means "no identical hashes"
-                notes.append(f"fpr: {hid}'s threshold is 0: fpr={config.fpr:g} of the {total} pairs compared allows "
+                notes.append(f"fpr: {hid}'s threshold is 0: fpr={config.fpr:g} of the {total:,} pairs compared allows "
                              f"{_pairs(allowed)} to be flagged, and {_within(int(cumulative[1]))} distance 1, so only "
                              "identical hashes are flagged and near copies (a re-saved JPEG, a resize) are not; give "
                              f"{_INSTEAD} to flag them")
@@ -301,7 +302,7 @@ _INSTEAD = "a threshold or a calibration run (--threshold, --calibration: a run'
 
 
 def _within(count: int) -> str:
-    return f"{count} {'is' if count == 1 else 'are'} within"
+    return f"{count:,} {'is' if count == 1 else 'are'} within"
 
 
 def _pairs(count: float) -> str:
@@ -313,7 +314,7 @@ def _pairs(count: float) -> str:
 def _identical_only(hasher_id: str, identical: int, total: int, fpr: float) -> tuple[float, str, str]:
     """The threshold 0, its basis and a note, when the pairs with identical hashes alone are more than
     `fpr` of the `total` compared."""
-    said = (f"{identical} of the {total} pairs compared have identical {hasher_id} hashes, more than fpr={fpr:g} of "
+    said = (f"{identical:,} of the {total:,} pairs compared have identical {hasher_id} hashes, more than fpr={fpr:g} of "
             "them")
     return (0.0, f"0, flagging only identical hashes: {said}, so no threshold flags at most that share",
             f"fpr: {said}; the threshold is 0, so only those pairs are flagged (copies, most likely). For near copies "
@@ -398,8 +399,8 @@ def search_all(config: LeakConfig, splits, hashers: dict, thresholds: dict, *, w
             why = (f"these files share their hashes: {shared[1]}, which no smaller threshold tells apart; "
                    "remove them from the splits" if shared[0] * 2 >= config.max_flags else
                    "the threshold is far too loose for these images; choose a smaller one")
-            raise HarnessError(f"at least {total} pairs (counted once per hasher) are within the thresholds "
-                               f"({', '.join(f'{h} <= {t:g}' for h, t in thresholds.items())}), "
+            raise HarnessError(f"at least {total:,} pairs (counted once per hasher) are within the thresholds "
+                               f"({', '.join(f'{h} <= {number(t)}' for h, t in thresholds.items())}), "
                                f"more than max_flags ({config.max_flags}): {why}, or raise max_flags (a key of the "
                                "audit's config: `max_flags: N`)")
 
@@ -561,7 +562,7 @@ def estimates(config: LeakConfig, splits, found: Found, flagged: pd.DataFrame, t
                 false, impostors, sources, matched = rates[label]
                 rate = false / impostors if impostors else float("nan")
                 expected, low, high = false_flag_range(pairs, rate, sources)
-                basis = (f"{false} of {impostors:,} impostor pairs of the run {calibration.directory} at or below "
+                basis = (f"{false:,} of {impostors:,} impostor pairs of the run {calibration.directory} at or below "
                          f"the threshold (they are {matched:,} of its {sources:,} pairs of different images)")
             else:  # no estimate, a bound: every flagged pair may be a chance match
                 expected, low, high = float("nan"), 0.0, float(flags)

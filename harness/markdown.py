@@ -56,6 +56,19 @@ def visible(value, plain=lambda text: text, escape=lambda text: text) -> str:
     return "".join(parts) + plain(text[start:])
 
 
+def number(value, digits: int = 6) -> str:
+    """A number as the summaries and the review page print it: with thousands separators, as their
+    counts are ("1,240" beside "4,203 impostor pairs", not "1240"); a whole number without a
+    decimal point; any other to `digits` significant digits, but never fewer than its whole part
+    has, so never as an exponent ("12,345.6" at 6 digits, "12,346" at 4, not "1.235e+04").
+    The CSV tables keep metrics.format_number's plain digits: they are read by programs."""
+    value = float(value) + 0.0  # + 0.0: -0.0 (a negated zero distance) prints as 0
+    if value.is_integer():
+        return f"{value:,.0f}"
+    whole = len(f"{abs(value):.0f}") if 1 <= abs(value) < float("inf") else 0
+    return f"{value:,.{max(digits, whole)}g}"
+
+
 def md(text) -> str:
     """Text from a file or a config, safe in Markdown anywhere on a line: one line, invisible
     characters as escapes (a bidi override cannot make it read backwards), Markdown's punctuation

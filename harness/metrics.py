@@ -98,7 +98,9 @@ def _curves(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def format_number(value: float) -> str:
-    """Six significant digits: integers (Hamming distances) print without a decimal point."""
+    """Six significant digits: integers (Hamming distances) print without a decimal point. The text
+    of table.csv's cells, read by programs: no thousands separators (summary.md's tables and lines
+    have them, markdown.number)."""
     return f"{value:.6g}"
 
 
@@ -444,7 +446,7 @@ def format_rate(detected: int, total: int, line: float | None = None, digits: in
     if not total:
         return "n/a (0 of 0)"
     low, high = wilson_interval(detected, total)
-    return (f"{format_percent(detected / total, line, digits)} ({detected} of {total}; 95% CI "
+    return (f"{format_percent(detected / total, line, digits)} ({detected:,} of {total:,}; 95% CI "
             f"{format_percent(low, line, digits)[:-1]}–{format_percent(high, line, digits)})")
 
 
@@ -470,12 +472,12 @@ def sample_size_warning(images: int, min_tpr: float) -> str:
     line = format_percent(min_tpr)
     reasons = []
     if np.floor(images * (1 - min_tpr) + 1e-9) < 1:
-        reasons.append(f"with {images} {'image' if images == 1 else 'images'}, a detection rate of {line} or more "
-                       f"allows no miss at all: it means {images} of {images}")
+        reasons.append(f"with {images:,} {'image' if images == 1 else 'images'}, a detection rate of {line} or more "
+                       f"allows no miss at all: it means {images:,} of {images:,}")
     low = wilson_interval(images, images)[0]
     if low < min_tpr:
-        needed = f"at least {min_images_for(min_tpr)} images are" if min_tpr < 1 else "no number of images is"
-        reasons.append(f"even {images} of {images} has a 95% interval from {format_percent(low, min_tpr)}: "
+        needed = f"at least {min_images_for(min_tpr):,} images are" if min_tpr < 1 else "no number of images is"
+        reasons.append(f"even {images:,} of {images:,} has a 95% interval from {format_percent(low, min_tpr)}: "
                        f"{needed} needed before a perfect score shows a rate of {line}")
     return "; ".join(reasons)
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.images import read_image
-from harness.markdown import visible
+from harness.markdown import number, visible
 
 PAIR_COLUMNS = ("split_a", "file_a", "split_b", "file_b")
 AGREE = "agree"
@@ -208,7 +208,7 @@ def _escaped(text: str) -> str:
 
 
 def _number(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:.4g}"
+    return number(value, 4)  # as the summary's tables write it (a distance of 12,345.6 was 1.235e+04)
 
 
 def _header(title: str, notes: Sequence[str], shown: int, total: int, full_table: str) -> str:

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from harness.figures import MAX_PANELS, MAX_TABLE_ROWS, THINNED, preview_scope, undrawable
-from harness.markdown import code, md, provenance_lines
-from harness.metrics import ALL_FAMILIES, format_number, format_percent, format_rate, hasher_order, ranked
+from harness.markdown import code, md, number, provenance_lines
+from harness.metrics import ALL_FAMILIES, format_percent, format_rate, hasher_order, ranked
 from harness.schema import PREVIEW_COLUMNS, UNAVAILABLE, first_seen
 from harness.storage import ERRORS, PREVIEWS
 
@@ -26,17 +26,31 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _format_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """Numbers to short text for Markdown tables."""
+def format_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers to short text for Markdown tables, as the prose writes them (markdown.number):
+    thousands separators for every column, floats holding whole numbers (a threshold of 1,240.0)
+    included; 4 significant digits, but a threshold's 6, as the summary's lines name it (its
+    0.310527 read 0.3105 in the table)."""
     out = frame.copy()
     for column in out.columns:
         if pd.api.types.is_float_dtype(out[column]):
-            out[column] = [("" if not np.isfinite(v) else f"{v:.4g}") for v in out[column]]
+            digits = 6 if str(column).startswith("threshold") else 4
+            out[column] = [("" if not np.isfinite(v) else number(v, digits)) for v in out[column]]
         elif pd.api.types.is_integer_dtype(out[column]):  # counts, with thousands separators as in the prose
             # (a nullable integer column's empty cells, false_matches_allowed of `fixed`, stay empty)
             out[column] = ["" if pd.isna(v) else f"{v:,}" for v in out[column]]
         elif out[column].hasnans:
             out[column] = ["" if pd.isna(v) else str(v) for v in out[column]]
+    return out
+
+
+def _distance_cells(table: pd.DataFrame, hashers: list[str]) -> pd.DataFrame:
+    """The article table with its distances as the rest of the summary writes numbers (a median of
+    1,201.5, not table.csv's 1201.5); `unavailable` and `error` as they are."""
+    out = table.copy()
+    for column in hashers:
+        if column in out and out[column].dtype == object:
+            out[column] = [cell if cell in (UNAVAILABLE, "error") else number(float(cell)) for cell in out[column]]
     return out
 
 
@@ -91,7 +105,7 @@ def answer_section(detection: dict) -> list[str]:
     lines.append("")
     # The threshold to use with each hasher, here: it was only in the Thresholds table, a hundred lines down.
     star = " \\*"  # as the answer's rows mark an unresolved rate
-    at = [f"{md(r.hasher)} <= {format_number(r.threshold)}{'' if r.resolved else star}" if np.isfinite(r.threshold)
+    at = [f"{md(r.hasher)} <= {number(r.threshold)}{'' if r.resolved else star}" if np.isfinite(r.threshold)
           else f"{md(r.hasher)}: none" for r in at_chosen.itertuples(index=False)]
     if at:
         lines += [f"The thresholds behind these rates, at {chosen} (a pair is a match at or below its hasher's): "
@@ -160,7 +174,7 @@ def retrieval_section(retrieval: pd.DataFrame) -> list[str]:
     shown = retrieval.copy()
     shown["muAP"] = [f"{v:.4f}" if np.isfinite(v) else "n/a" for v in shown["muAP"]]
     shown["recall_at_p90"] = [format_percent(v, digits=1) for v in shown["recall_at_p90"]]
-    shown["threshold_at_p90"] = [format_number(v) if np.isfinite(v) else "none" for v in shown["threshold_at_p90"]]
+    shown["threshold_at_p90"] = [number(v) if np.isfinite(v) else "none" for v in shown["threshold_at_p90"]]
     return ["## Standard retrieval metrics", "",
             "To set these results beside published benchmarks: the Image Similarity Challenge 2021's micro "
             "average precision (`muAP`) and recall at 90% precision, computed as its reference code does "
@@ -213,7 +227,7 @@ def hygiene_section(metrics) -> list[str]:
                   + (f", among them those of {copies:,} {'pair' if copies == 1 else 'pairs'} of source images that look "
                      "like copies of one picture" if copies else "")
                   + ". The thresholds with and without them:", "",
-                  markdown_table(_format_cells(compare)), ""]
+                  markdown_table(format_cells(compare)), ""]
     return lines
 
 
@@ -245,9 +259,9 @@ def detection_sections(detection: dict) -> list[str]:
         fixed_rates = [
             "## The thresholds you gave", "",
             "Mean detection rate per family at the config's fixed thresholds ("
-            + ", ".join(f"{md(r.hasher)} <= {format_number(r.threshold)}: false-positive rate {r.fpr_measured:.4g} "
+            + ", ".join(f"{md(r.hasher)} <= {number(r.threshold)}: false-positive rate {r.fpr_measured:.4g} "
                         f"on {r.impostor_pairs:,} impostor pairs" for r in given.itertuples(index=False)) + "):", "",
-            markdown_table(_format_cells(rates.reset_index())), ""]
+            markdown_table(format_cells(rates.reset_index())), ""]
     return fixed_rates + [
         "## Thresholds", "",
         "A pair counts as a match when its distance is **at most** the threshold. Each threshold is the largest "
@@ -257,7 +271,7 @@ def detection_sections(detection: dict) -> list[str]:
         "(for a `precision=` row: too few copies matched to tolerate a single false match). "
         "`precision=` rows take the threshold of highest recall whose matches are at least that share "
         "copies (`precision_measured`). `fixed` rows evaluate thresholds given in the config.", "",
-        markdown_table(_format_cells(thresholds)), "",
+        markdown_table(format_cells(thresholds)), "",
         *no_threshold_note,
         f"Impostor pairs: {kind_text} (`source`: two different untouched images; `transformed`: an edited copy "
         "against a different image).", "",
@@ -268,8 +282,8 @@ def detection_sections(detection: dict) -> list[str]:
         "## ROC", "",
         "Area under the ROC curve (1 = every copy is closer than every pair of different images, 0.5 = chance) "
         "and equal error rate (where missed copies and false matches are equally frequent), over all families:",
-        "", markdown_table(_format_cells(overall)), "",
-        "Area under the curve per family:", "", markdown_table(_format_cells(per_family)), "",
+        "", markdown_table(format_cells(overall)), "",
+        "Area under the curve per family:", "", markdown_table(format_cells(per_family)), "",
         f"![ROC curves per family]({detection['figures']['roc']})", "",
         "**How to read it:** per family, the share of copies matched (y) against the share of different-image "
         "pairs falsely matched (x, log scale) as the threshold grows. Curves towards the top left are better.",
@@ -327,7 +341,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
             exact = getattr(row, "cpu_exact", "")
             if exact == "yes" and inexact:
                 exact = "no (edits)"
-            lines.append(f"| {md(row.hasher)} | {md(row.distance)} | {format_number(float(row.distance_max))} "
+            lines.append(f"| {md(row.hasher)} | {md(row.distance)} | {number(float(row.distance_max))} "
                          f"| {md(row.status)} "
                          f"| {md(exact)} |")
         lines += ["", "*Same on every CPU*: `yes` where the hashes are bit-exact across processors (measured on "
@@ -339,7 +353,7 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
                      f"{'it' if len(inexact) == 1 else 'them'} through Intel's IPP or vector code whose rounding "
                      "follows the processor), so the edited copies, and the distances of their pairs, can "
                      "differ between machines." if inexact else ""), ""]
-    lines += ["## Distances", "", markdown_table(metrics.table), ""]
+    lines += ["## Distances", "", markdown_table(_distance_cells(metrics.table, hasher_order(distances))), ""]
     if "families" not in figures:
         lines += [f"No pair yielded a distance, so there are no figures: {no_distance_reason(results)}.", ""]
     else:

@@ -1,5 +1,6 @@
 """A small generated collection end to end: sources, impostors, thresholds, detection, report."""
 
+import re
 import shutil
 
 import cv2
@@ -210,15 +211,43 @@ def test_the_summary_writes_counts_with_thousands_separators_in_prose_and_tables
     """Counts read alike everywhere in the summary ("Images: 1,040" already had separators)."""
     import pandas as pd
 
-    from harness.summary import _format_cells
+    from harness.summary import format_cells
 
     frame = pd.DataFrame({"hasher": ["aHash", "pHash"], "impostor_pairs": [4203, 1234567],
                           "false_matches_allowed": pd.array([42, None], dtype="Int64"),
                           "fpr_measured": [0.009279, float("nan")], "resolved": [True, False]})
-    cells = _format_cells(frame)
+    cells = format_cells(frame)
     assert list(cells["impostor_pairs"]) == ["4,203", "1,234,567"]
     assert list(cells["false_matches_allowed"]) == ["42", ""]  # a nullable count's empty cell stays empty
     assert list(cells["fpr_measured"]) == ["0.009279", ""] and list(cells["resolved"]) == [True, False]
+
+
+def test_the_summary_writes_whole_floats_and_large_numbers_as_it_writes_counts(tmp_path):
+    """A threshold of 1240.0 (a float column) read "1240" beside counts of "4,203", and a float past
+    four digits as "1.235e+04": every number of the summary has the counts' separators now, a
+    threshold its six digits in the tables as in the lines, and no number an exponent."""
+    import harness
+    from harness.summary import format_cells
+
+    cells = format_cells(pd.DataFrame({"threshold": [1240.0, 0.310527, 12345.6], "fpr_measured": [0.009279, 1240.0,
+                                                                                                 12345.6]}))
+    assert list(cells["threshold"]) == ["1,240", "0.310527", "12,345.6"]
+    assert list(cells["fpr_measured"]) == ["0.009279", "1,240", "12,346"]
+    # A 4,096-bit hash: its maximum, its thresholds (computed and given) in the tables and the lines.
+    results = harness.evaluate({
+        "name": "big", "images": ["builtin:coffee", "builtin:camera", "builtin:astronaut", "builtin:chelsea",
+                                  "builtin:rocket", "builtin:moon"],
+        "hashers": [{"name": "imagehash.average_hash", "hash_size": 64, "id": "aHash64"}],
+        "detection": {"fpr": [0.1], "thresholds": {"aHash64": 1240}},
+        "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": "$value"}}, "values": [50]}]})
+    results.save(str(tmp_path / "out"))
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| aHash64 | hamming | 4,096 | ok |" in summary
+    assert "| aHash64 | fixed |  | 1,240 |" in summary and "aHash64 <= 1,240: false-positive rate" in summary
+    computed = float(results.thresholds.query("operating_point == 'fpr=0.1'")["threshold"].iloc[0])
+    assert computed >= 1000 and f"aHash64 <= {computed:,.0f}" in summary  # the answer's line
+    prose = summary.split("## Provenance")[0].replace("Challenge 2021", "").replace("isc2021", "")  # a year, a name
+    assert not re.findall(r".{30}(?<![\d.,])\d{4,}(?![\d.]).{10}", prose)
 
 
 def test_one_image_with_a_given_threshold_says_it_is_not_scored():

@@ -1051,7 +1051,7 @@ def test_operating_points_at_one_threshold_share_one_line_and_its_label(crowded)
     points = {"aHash": [first, dataclasses.replace(first, name="fixed", resolved=True)]}
     figure = plots.histogram_figure(crowded.distances, crowded.impostors, points, ["aHash"])
     lines = [line for line in figure.axes[0].get_lines() if isinstance(line, Line2D) and line.get_label()[0] != "_"]
-    star, threshold = "" if first.resolved else " *", plots.format_number(first.threshold)
+    star, threshold = "" if first.resolved else " *", plots.number(first.threshold)
     # Each point its legend entry (one label naming both widened the legend past its panel), in the style
     # of the one line drawn.
     assert [line.get_label() for line in lines] == [f"{first.name}: {threshold}{star}", f"fixed: {threshold}"]

@@ -2006,3 +2006,18 @@ def test_the_note_of_files_given_twice_holds_little_per_file(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak / count < 200, f"{peak / count:.0f} bytes a file"
+
+
+def test_the_audit_summary_writes_its_counts_with_thousands_separators(tmp_path):
+    """The table of pairs compared read "1225" where the lines above it said "1,225 pairs"."""
+    rng = np.random.default_rng(0)
+    hashes = [f"{value:016x}" for value in rng.integers(0, 1 << 63, 80, dtype=np.int64)]
+    for name, rows in (("train", range(50)), ("test", range(50, 80))):
+        pd.DataFrame({"file": [f"{name}/{i}.png" for i in rows], "hash": [hashes[i] for i in rows]}).to_csv(
+            tmp_path / f"{name}.csv", index=False)
+    audit = harness.find_leaks({"splits": {"train": [str(tmp_path / "train.csv")], "test": [str(tmp_path / "test.csv")]},
+                                "hashers": ["pHash"], "threshold": 8})
+    audit.save(str(tmp_path / "out"))
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "inside train: 0 of 1,225 pairs flagged" in summary
+    assert "| train | train | pHash | 8 | 1,225 | 0 |" in summary and "| train | test | pHash | 8 | 1,500 | 0 |" in summary
