@@ -79,10 +79,24 @@ def sweep_axes(config: dict) -> dict[str, SweepAxis]:
                         swept.setdefault(str(name), [])
                         if key not in swept[str(name)]:
                             swept[str(name)].append(key)
-        # "jpeg quality", "center_crop dx, dy"; "gamma" rather than "gamma gamma"
-        title = "; ".join(name if keys == [name] else f"{name} {', '.join(keys)}" for name, keys in swept.items())
+        # "jpeg quality", "center_crop dx, dy"; "gamma" rather than "gamma gamma"; with the unit the
+        # parameters count in, where they have one: "blur kernel (px)", "rotate angle (degrees)"
+        title = "; ".join((name if keys == [name] else f"{name} {', '.join(keys)}") + _unit(name, keys)
+                          for name, keys in swept.items())
         axes[str(sweep["family"])] = SweepAxis(title or "value", "labels" in sweep, _stronger(swept))
     return axes
+
+
+def _unit(name: str, keys: list[str]) -> str:
+    """" (px)" where the swept parameters `keys` of transform `name` all count in one unit (params.Unit),
+    else "". Only registered transforms are looked up, as in _stronger."""
+    from harness.params import param_specs
+    from harness.transforms import TRANSFORMS
+
+    specs = {spec.name: spec for spec in param_specs(TRANSFORMS.get(name))} if name in TRANSFORMS else {}
+    units = {specs[key].unit if key in specs else None for key in keys}
+    unit = units.pop() if len(units) == 1 else None
+    return f" ({unit})" if unit else ""
 
 
 def _stronger(swept: dict[str, list[str]]) -> str | None:
@@ -575,7 +589,7 @@ def _value_axis(ax, rows: pd.DataFrame, axis: SweepAxis | None) -> None:
         by_x = dict(zip(xs, _tick_texts(list(in_order["label"]))))
         labels = [by_x[x] for x in ordered]
     else:
-        labels = [f"{x:g}" for x in ordered]
+        labels = [_value_text(x) for x in ordered]
     slanted = max(len(label) for label in labels) > 5
     # Short labels too close to sit level stand upright: a slanted label still spans its neighbour's place.
     along = _panel_positions(ordered, ax.get_xscale() == "log")
@@ -585,7 +599,7 @@ def _value_axis(ax, rows: pd.DataFrame, axis: SweepAxis | None) -> None:
     # linear axis), every tick stays and only some are labelled: the first, the last, and between
     # them each one far enough from the last labelled.
     room = _LABEL_ROOM.get(rotation) or _level_room(labels)
-    labels = [label if keep else "" for label, keep in zip(labels, _labelled(along, room))]
+    labels = [label if keep else "" for label, keep in zip(labels, _labelled(along, room, ordered))]
     ax.set_xticks(ordered, [_plain(label) for label in labels], fontsize=8,
                   rotation=rotation, ha="right" if slanted else "center",
                   rotation_mode="anchor" if slanted else "default")
@@ -622,16 +636,56 @@ def _crowded(along: np.ndarray, labels: list[str]) -> bool:
     return len(along) > 1 and bool(np.diff(along).min() < _level_room(labels))
 
 
-def _labelled(along: np.ndarray, room: float) -> list[bool]:
+def _value_text(x: float) -> str:
+    """A swept value as a tick label: as :g writes it where that is the value (0.5, 2, 1e-05), else
+    in full (0.001953125, which :g rounds to 0.00195312, a value the sweep does not have)."""
+    short = f"{x:g}"
+    if float(short) == x:
+        return short
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _labelled(along: np.ndarray, room: float, values: np.ndarray | None = None) -> list[bool]:
     """Which ticks at `along` (inches, increasing) get their label so that no two labelled ones are
-    closer than `room`: the first and the last always, the others from the first on where they are
-    far enough from the one labelled before (and from the last)."""
+    closer than `room`. Ticks evenly spaced (a sweep in even steps, or in a constant factor on a
+    log axis) get every k-th label, k as small as the room allows, starting where the labelled
+    `values` are roundest (quality 10, 20, ..., 100 of 5, 10, ..., 100): labels 100, 85, 75, 65
+    read as uneven steps. Other ticks: the first and the last always, the others from the first on
+    where they are far enough from the one labelled before (and from the last)."""
+    gaps = np.diff(along)
+    if len(along) > 2 and gaps.min() > 0 and gaps.max() <= gaps.min() * 1.01 and gaps.min() < room:
+        stride = int(np.ceil(room / gaps.min() - 1e-9))
+        if stride < len(along):
+            places = _places(values) if values is not None else 0
+            phase = max(range(stride), key=lambda start: (_roundness(values[start::stride], places)
+                                                          if values is not None else 0, -start))
+            return [k >= phase and (k - phase) % stride == 0 for k in range(len(along))]
     keep = [False] * len(along)
     last = None
     for k, position in enumerate(along):
         if last is None or (position - last >= room and along[-1] - position >= room) or k == len(along) - 1:
             keep[k], last = True, position
     return keep
+
+
+def _places(values: np.ndarray) -> int:
+    """The decimal places the finest of `values` needs (at most 12)."""
+    texts = [repr(float(v)) for v in values]
+    return min(12, max(12 if "e" in text else len(text.split(".")[1].rstrip("0")) for text in texts))
+
+
+def _roundness(values: np.ndarray, places: int) -> float:
+    """How round a set of tick values reads: per value, its trailing zeros in units of 10**-places
+    (10 and 20 one, 100 two, for whole values) and half a point for a 5."""
+    score = 0.0
+    for v in values:
+        whole = abs(int(round(float(v) * 10 ** places)))
+        zeros = 0
+        while whole and whole % 10 == 0:
+            whole, zeros = whole // 10, zeros + 1
+        score += zeros + (0.5 if whole % 5 == 0 and whole else 0)
+    return score
 
 
 def _tick_texts(labels: list[str]) -> list[str]:
@@ -913,8 +967,10 @@ LEGEND_HEADROOM = 1.7  # a histogram's y axis over its tallest bar: the top band
 HISTOGRAM_BINS = 128  # bins of a histogram of whole distances at most (of any other: 50)
 
 
-def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: dict, hashers: list[str]):
-    """Per hasher: how far apart copies (genuine) and different images (impostors) are."""
+def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: dict, hashers: list[str],
+                     units: dict[str, str] | None = None):
+    """Per hasher: how far apart copies (genuine) and different images (impostors) are; `units`: what
+    a hasher's distance counts, where it counts something (a Hamming distance: "bits"), for its axis."""
     shown = [h for h in hashers if h in points]
     figure, axes, rows = _panels(len(shown))
     unresolved = False  # a threshold is drawn whose rate is not resolved
@@ -938,11 +994,11 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
         bins = np.arange(low - 0.5, high + step + 0.5, step) if integral else np.linspace(low, high, 51)
         if len(impostor):  # (a density of nothing is 0/0)
             ax.hist(impostor, bins=bins, density=True, histtype="stepfilled", color="0.85", edgecolor="0.45",
-                    linewidth=0.6, label=f"impostors ({len(impostor)})")
+                    linewidth=0.6, label=f"impostors ({len(impostor):,})")
         # One filled outline rather than a bar per bin (hundreds for a long hash): the same picture,
         # and cheap to draw and for the legend to avoid.
         ax.hist(genuine, bins=bins, density=True, histtype="stepfilled", alpha=0.6, linewidth=0,
-                color=_colour(hashers, hasher), label=f"copies ({len(genuine)})")
+                color=_colour(hashers, hasher), label=f"copies ({len(genuine):,})")
         # One line per threshold, with a legend entry in its style for every operating point at it:
         # two points at one threshold (fpr=0.001 and a fixed 10) drew one line over the other, and one
         # of them hid; one label naming both widened the legend past its panel.
@@ -966,7 +1022,8 @@ def histogram_figure(distances: pd.DataFrame, impostors: pd.DataFrame, points: d
                 ax.plot([], [], label=label, **style)
         _title(ax, hasher + (f" ({beyond:,} beyond {number(high)} not shown)" if beyond else ""),
                10 if not beyond else 8)
-        ax.set_xlabel("distance", fontsize=9)
+        unit = (units or {}).get(hasher)
+        ax.set_xlabel(f"distance ({unit})" if unit else "distance", fontsize=9)
         ax.tick_params(labelsize=8)
         # The legend gets a band of its own above the tallest bar ("best" placement still covered the
         # impostors' peak or the copies' spike at 0 in half the panels).

@@ -67,6 +67,15 @@ class Stronger:
 
 
 @dataclass(frozen=True)
+class Unit:
+    """What a parameter's number counts, where it counts something ("px", "degrees", "grey levels"):
+    a figure's x axis names it beside the swept parameter ("blur kernel (px)"). Left out of a ratio,
+    a share or a level on a scale of its own (a scale factor, a JPEG quality)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class FileContent:
     """The parameter is a path to a file whose content the result is made from (an overlay's
     image, a model's weights): the hash cache keys the result by that content, so a file replaced
@@ -100,6 +109,7 @@ class ParamSpec:
     stronger: str | None = None  # Stronger.direction, where one way is stronger
     reads_file: FileContent | None = None  # which values name a file read for its content
     check: Callable[[Any], str | None] | None = None  # Check.problem
+    unit: str | None = None  # Unit.text, where the number counts something
 
     @property
     def required(self) -> bool:
@@ -162,7 +172,7 @@ def files_read(target: Callable | type, params: dict) -> list[tuple[str, str]]:
 
 
 def _spec(name: str, hint, default) -> ParamSpec:
-    rng, doc, stronger, reads_file, check = None, "", None, None, None
+    rng, doc, stronger, reads_file, check, unit = None, "", None, None, None, None
     if typing.get_origin(hint) is Annotated:
         hint, *extras = typing.get_args(hint)
         for extra in extras:
@@ -176,7 +186,9 @@ def _spec(name: str, hint, default) -> ParamSpec:
                 reads_file = extra
             elif isinstance(extra, Check):
                 check = extra.problem
-    return ParamSpec(name, hint, default, rng, doc, stronger, reads_file, check)
+            elif isinstance(extra, Unit):
+                unit = extra.text
+    return ParamSpec(name, hint, default, rng, doc, stronger, reads_file, check, unit)
 
 
 def coerce(kind, value) -> tuple[bool, Any]:

@@ -312,7 +312,9 @@ def render(results, output: storage.OutputSet, previews: bool, more: list | None
         output.write_csv(storage.RETRIEVAL, metrics.retrieval)
         chosen = metrics.chosen
         builds["detection"] = lambda: plots.detection_figure(metrics.detection, chosen, hashers, axes)
-        builds["histograms"] = lambda: plots.histogram_figure(distances, impostors, metrics.points, hashers)
+        # A Hamming distance counts bits; the other kinds (1 - a correlation, a scaled L2) have no unit.
+        units = {str(row.hasher): "bits" for row in results.hashers.itertuples(index=False) if row.distance == "hamming"}
+        builds["histograms"] = lambda: plots.histogram_figure(distances, impostors, metrics.points, hashers, units)
         builds["roc"] = lambda: plots.roc_figure(distances, impostors, hashers)
         builds["matrix"] = lambda: plots.detection_matrix_figure(metrics.detection, chosen, hashers)
     # The figures that read the long tables go first, the most working memory first (up to 14 MiB

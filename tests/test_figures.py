@@ -2,6 +2,7 @@
 inside the figure and off every other panel."""
 
 import io
+import itertools
 import math
 import os
 import subprocess
@@ -707,14 +708,10 @@ def test_bars_carry_their_hashers_marker(tmp_path):
 GAMMAS = [1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.2, 2.4, 2.6, 2.8, 3.0]
 
 
-@pytest.mark.parametrize("transform, param, values", [
-    ("gamma", "gamma", GAMMAS),  # twenty values: upright labels still touched
-    ("gaussian_noise", "sigma", [0, 1, 2, 4, 8, 16, 32]),  # doubling from 0: crowded at one end of a linear axis
-    ("crop_area", "removed", [round(0.1001 + 0.01 * k, 4) for k in range(30)]),  # thirty slanted: "0.1001", ...
-])
-def test_crowded_tick_labels_are_thinned_not_overlapped(transform, param, values):
-    """Was: every value labelled, rotated, and the labels drawn over each other."""
-    config = {"sweeps": [{"family": "f", "b": {transform: {param: "$value"}}, "values": values}]}
+def value_axis(transform: str, param: str, values: list, **fixed):
+    """A panel's x axis for a sweep of `transform`'s `param` over `values` (its other parameters
+    `fixed`), drawn: (figure, axes)."""
+    config = {"sweeps": [{"family": "f", "b": {transform: {**fixed, param: "$value"}}, "values": values}]}
     figure = Figure(figsize=plots.PANEL, dpi=plots.DPI)
     FigureCanvasAgg(figure)
     ax = figure.add_axes((0, 0.3, 1, 0.7))
@@ -722,11 +719,27 @@ def test_crowded_tick_labels_are_thinned_not_overlapped(transform, param, values
     plots._value_axis(ax, pd.DataFrame({"x": [float(v) for v in values], "label": [f"{v:g}" for v in values]}),
                       plots.sweep_axes(config)["f"])
     figure.canvas.draw()
+    return figure, ax
+
+
+@pytest.mark.parametrize("transform, param, values, even", [
+    ("gamma", "gamma", GAMMAS, False),  # twenty values: upright labels still touched
+    ("gaussian_noise", "sigma", [0, 1, 2, 4, 8, 16, 32], False),  # doubling from 0: crowded at one end of a linear axis
+    ("crop_area", "removed", [round(0.1001 + 0.01 * k, 4) for k in range(30)], True),  # thirty slanted: "0.1001", ...
+])
+def test_crowded_tick_labels_are_thinned_not_overlapped(transform, param, values, even):
+    """Was: every value labelled, rotated, and the labels drawn over each other. Values in even steps
+    keep even steps between their labels (see the next test); others label both ends."""
+    figure, ax = value_axis(transform, param, values)
     renderer = figure.canvas.get_renderer()
     assert len(ax.get_xticks()) == len(values)  # every value keeps its tick
     labels = [t for t in ax.get_xticklabels() if t.get_text()]
     shown = [t.get_text() for t in labels]
-    assert f"{min(values):g}" in shown and f"{max(values):g}" in shown
+    if even:
+        assert len({b - a for a, b in itertools.pairwise(
+            [k for k, t in enumerate(ax.get_xticklabels()) if t.get_text()])}) == 1, shown
+    else:
+        assert f"{min(values):g}" in shown and f"{max(values):g}" in shown
     assert len(shown) >= 4
     rotation = labels[0].get_rotation()
     if rotation in (0, 90):  # upright or level: their boxes are the glyphs' own
@@ -739,6 +752,23 @@ def test_crowded_tick_labels_are_thinned_not_overlapped(transform, param, values
                          if t.get_text())
         height = Text(text="0.1", fontsize=8, figure=figure).get_window_extent(renderer).height
         assert min(np.diff(anchors)) * math.sin(math.radians(rotation)) >= height
+
+
+@pytest.mark.parametrize("transform, param, values, fixed, shown, title", [
+    ("jpeg", "quality", list(range(5, 101, 5)), {}, [str(q) for q in range(10, 101, 10)], "jpeg quality"),
+    ("rotate", "angle", list(range(1, 21)), {}, [str(a) for a in range(2, 21, 2)], "rotate angle (degrees)"),
+    ("blur", "kernel", list(range(1, 40, 2)), {}, [str(k) for k in range(1, 40, 4)], "blur kernel (px)"),
+    ("center_crop", "dx", [0.001953125, 0.00390625, 0.0078125], {"fraction": 0.5},
+     ["0.001953125", "0.00390625", "0.0078125"], "center_crop dx (× image size)"),
+])
+def test_values_in_even_steps_are_labelled_in_even_steps_exactly_and_with_their_unit(transform, param, values,
+                                                                                      fixed, shown, title):
+    """Twenty JPEG qualities 5, 10, ..., 100 were labelled 100, 85, 75, 65, ..., 5 (the ends kept, the
+    steps between them uneven), angles 1, 3, ..., 17, 20; the axis read "blur kernel" without its
+    pixels; and :g labelled the sweep's 0.001953125 as 0.00195312, a value it does not have."""
+    _, ax = value_axis(transform, param, values, **fixed)
+    assert [t.get_text() for t in ax.get_xticklabels() if t.get_text()] == shown
+    assert ax.get_xlabel() == title
 
 
 LONG_FAMILY = "a family whose name runs to sixty-eight characters, longer than a pa"  # 68 characters
@@ -794,6 +824,27 @@ def test_histograms_draw_a_resolved_threshold_plainly(tmp_path):
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert any(label.startswith("fpr=0.01: ") for label in labels)
     assert not any(label.endswith("*") for label in labels) and not figure.texts
+
+
+def test_histograms_count_with_separators_and_name_the_bits(tmp_path):
+    """The legend read "impostors (1475)" where the summary says 1,475, and the axis "distance" where
+    a Hamming distance counts bits (the report passes "bits" for each Hamming hasher)."""
+    import cv2
+
+    from tests.conftest import make_scene
+
+    for seed in range(50):
+        cv2.imwrite(str(tmp_path / f"scene{seed}.png"), make_scene(seed, 48, 64))
+    results = api.evaluate({"images": [str(tmp_path)], "hashers": ["pHash", "RadialVarianceHash"],
+                            "detection": {"fpr": [0.01]}, "sweeps": [{"family": "jpeg", "b": {"jpeg": {"quality": 50}}}]})
+    units = {row.hasher: "bits" for row in results.hashers.itertuples() if row.distance == "hamming"}
+    assert units == {"pHash": "bits"}
+    figure = plots.histogram_figure(results.distances, results.impostors, results.metrics.points,
+                                    ["pHash", "RadialVarianceHash"], units)
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    count = int((results.impostors["hasher"] == "pHash").sum())
+    assert count >= 1000 and f"impostors ({count:,})" in labels and "copies (50)" in labels
+    assert [ax.get_xlabel() for ax in figure.axes[:2]] == ["distance (bits)", "distance"]
 
 
 @pytest.mark.parametrize("transformed", [True, False])

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
-from harness.params import Doc, Range, Stronger
+from harness.params import Doc, Range, Stronger, Unit
 from harness.transforms import transform
 
 # Bit-exact across processors (transforms.cpu_exact) but for sharpen: OpenCV's box, Gaussian and median
@@ -15,7 +15,7 @@ from harness.transforms import transform
 @transform
 def blur(
     image: np.ndarray,
-    kernel: Annotated[int, Stronger("higher"), Range(1, 255), Doc("box side in px")],
+    kernel: Annotated[int, Unit("px"), Stronger("higher"), Range(1, 255), Doc("box side in px")],
 ) -> np.ndarray:
     """Box blur: the mean over a kernel x kernel window (cv2.blur)."""
     return cv2.blur(image, (kernel, kernel))
@@ -28,7 +28,8 @@ OddKernel = Literal[1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31]
 @transform
 def gaussian_blur(
     image: np.ndarray,
-    sigma: Annotated[float, Stronger("higher"), Range(0, 100, open_low=True), Doc("standard deviation in px")],
+    sigma: Annotated[float, Unit("px"), Stronger("higher"), Range(0, 100, open_low=True),
+        Doc("standard deviation in px")],
 ) -> np.ndarray:
     """Gaussian blur, cv2.GaussianBlur(img, (0, 0), sigma): OpenCV sizes the kernel, round(6*sigma + 1) | 1 px."""
     return cv2.GaussianBlur(image, (0, 0), sigma)
@@ -37,7 +38,7 @@ def gaussian_blur(
 @transform
 def median_blur(
     image: np.ndarray,
-    kernel: Annotated[OddKernel, Stronger("higher"), Doc("odd window side in px")],
+    kernel: Annotated[OddKernel, Unit("px"), Stronger("higher"), Doc("odd window side in px")],
 ) -> np.ndarray:
     """Median filter over a kernel x kernel window (cv2.medianBlur)."""
     return cv2.medianBlur(image, kernel)
@@ -51,7 +52,7 @@ def sharpen(
     image: np.ndarray,
     amount: Annotated[float, Stronger("higher"), Range(0, 10),
         Doc("how much of the detail (image - blurred) is added back")],
-    sigma: Annotated[float, Range(0, 100, open_low=True), Doc("Gaussian sigma of the blur, px")] = 1.0,
+    sigma: Annotated[float, Unit("px"), Range(0, 100, open_low=True), Doc("Gaussian sigma of the blur, px")] = 1.0,
 ) -> np.ndarray:
     """Unsharp mask: (1 + amount) * img - amount * GaussianBlur(img, sigma), saturated (cv2.addWeighted)."""
     return cv2.addWeighted(image, 1 + amount, cv2.GaussianBlur(image, (0, 0), sigma), -amount, 0)
@@ -60,7 +61,7 @@ def sharpen(
 @transform
 def pixelate(
     image: np.ndarray,
-    block: Annotated[int, Stronger("higher"), Range(1), Doc("mosaic block side in px")],
+    block: Annotated[int, Unit("px"), Stronger("higher"), Range(1), Doc("mosaic block side in px")],
 ) -> np.ndarray:
     """Mosaic: shrink by `block` with INTER_AREA (at least 1 px), then enlarge back with INTER_NEAREST."""
     rows, cols = image.shape[:2]

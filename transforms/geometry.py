@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 
-from harness.params import Doc, Range, Stronger
+from harness.params import Doc, Range, Stronger, Unit
 from harness.transforms import Color, TransformError, output_size, transform
 
 # Crops, flips and borders copy pixels; for the resizes see _resize_exact, for rotate its mark.
@@ -54,12 +54,12 @@ def whole(value: float) -> int:
 @transform
 def crop(
     image: np.ndarray,
-    x: Annotated[int, Range(0), Doc("left column of the window")],
-    y: Annotated[int, Range(0), Doc("top row of the window")],
-    width: Annotated[int, Range(1), Doc("window width in px")],
-    height: Annotated[int, Range(1), Doc("window height in px")],
-    dx: Annotated[int, Doc("move the window right by dx px (simulates translation)")] = 0,
-    dy: Annotated[int, Doc("move the window down by dy px")] = 0,
+    x: Annotated[int, Unit("px"), Range(0), Doc("left column of the window")],
+    y: Annotated[int, Unit("px"), Range(0), Doc("top row of the window")],
+    width: Annotated[int, Unit("px"), Range(1), Doc("window width in px")],
+    height: Annotated[int, Unit("px"), Range(1), Doc("window height in px")],
+    dx: Annotated[int, Unit("px"), Doc("move the window right by dx px (simulates translation)")] = 0,
+    dy: Annotated[int, Unit("px"), Doc("move the window down by dy px")] = 0,
 ) -> np.ndarray:
     """Cut the width x height window at (x + dx, y + dy); two crops offset by d simulate a shift without borders."""
     left, top = x + dx, y + dy
@@ -73,7 +73,7 @@ def crop(
 @transform  # exact: warpAffine interpolates in fixed point (unchanged without IPP or AVX, every interpolation)
 def rotate(
     image: np.ndarray,
-    angle: Annotated[float, Range(-360, 360), Doc("degrees, counter-clockwise, about the centre")],
+    angle: Annotated[float, Unit("degrees"), Range(-360, 360), Doc("degrees, counter-clockwise, about the centre")],
     crop: Annotated[bool, Doc("false: keep the canvas, fill the corners; true: keep only the largest "
                               "upright rectangle inside the rotated image (no border)")] = False,
     color: Annotated[Color, Doc("BGR fill of the uncovered corners when crop is false")] = (0, 0, 0),
@@ -122,8 +122,10 @@ def vflip(image: np.ndarray) -> np.ndarray:
 def center_crop(
     image: np.ndarray,
     fraction: Annotated[float, Stronger("lower"), Range(0, 1, open_low=True), Doc("kept part of each side")],
-    dx: Annotated[float, Range(-1, 1), Doc("move the window right by dx x the image width (a shift)")] = 0.0,
-    dy: Annotated[float, Range(-1, 1), Doc("move the window down by dy x the image height")] = 0.0,
+    dx: Annotated[float, Unit("× image size"), Range(-1, 1),
+        Doc("move the window right by dx x the image width (a shift)")] = 0.0,
+    dy: Annotated[float, Unit("× image size"), Range(-1, 1),
+        Doc("move the window down by dy x the image height")] = 0.0,
 ) -> np.ndarray:
     """Keep the centred window of `fraction` x each side, optionally moved by a fraction of the image size.
 
@@ -187,7 +189,8 @@ def pad(
 @transform(cpu_exact=_resize_exact)  # cubic by default: not exact unless told another interpolation
 def resize_max(
     image: np.ndarray,
-    size: Annotated[int, Stronger("lower"), Range(1, 65536), Doc("length of the longer side after resizing, px")],
+    size: Annotated[int, Unit("px"), Stronger("lower"), Range(1, 65536),
+        Doc("length of the longer side after resizing, px")],
     interpolation: Annotated[Interpolation, Doc("cv2.resize interpolation")] = "cubic",
 ) -> np.ndarray:
     """Resize so the longer side is `size` px, the shorter one in proportion (rounded, at least 1 px)."""

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import numpy as np
 
-from harness.params import Doc, Range, Stronger
+from harness.params import Doc, Range, Stronger, Unit
 from harness.transforms import Seed, transform
 
 # Bit-exact across processors (transforms.cpu_exact): NumPy's generators give the same numbers everywhere.
@@ -13,7 +13,8 @@ from harness.transforms import Seed, transform
 @transform
 def gaussian_noise(
     image: np.ndarray,
-    sigma: Annotated[float, Stronger("higher"), Range(0, 255), Doc("standard deviation in grey levels")],
+    sigma: Annotated[float, Unit("grey levels"), Stronger("higher"), Range(0, 255),
+        Doc("standard deviation in grey levels")],
     seed: Seed = 0,
     per_channel: Annotated[bool, Doc("independent noise per channel; false adds the same value to the three "
                                      "channels of a pixel (imgaug's default)")] = True,

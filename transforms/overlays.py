@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from harness.errors import shown
-from harness.params import Check, Doc, FileContent, Range, Stronger
+from harness.params import Check, Doc, FileContent, Range, Stronger, Unit
 from harness.transforms import Color, Seed, TransformError, output_size, transform
 from harness.transforms.geometry import whole
 
@@ -45,9 +45,10 @@ def text(
     image: np.ndarray,
     scale: Annotated[float, Stronger("higher"), Range(0, 100, open_low=True), Doc("cv2.putText fontScale")],
     text: Annotated[str, Check(visible_text_problem), Doc("the words drawn: one line, printable ASCII")] = "Text",
-    x: Annotated[int, Range(-TEXT_REACH, TEXT_REACH), Doc("left of the baseline, px")] = 10,
-    y: Annotated[int | None, Range(-TEXT_REACH, TEXT_REACH), Doc("baseline row, px; null = 30 * scale")] = None,
-    thickness: Annotated[int | None, Range(1, 1000), Doc("stroke in px; null = 3 * scale")] = None,
+    x: Annotated[int, Unit("px"), Range(-TEXT_REACH, TEXT_REACH), Doc("left of the baseline, px")] = 10,
+    y: Annotated[int | None, Unit("px"), Range(-TEXT_REACH, TEXT_REACH),
+        Doc("baseline row, px; null = 30 * scale")] = None,
+    thickness: Annotated[int | None, Unit("px"), Range(1, 1000), Doc("stroke in px; null = 3 * scale")] = None,
     color: Annotated[Color, Doc("BGR colour")] = (255, 255, 255),
 ) -> np.ndarray:
     """Draw `text` with FONT_HERSHEY_SIMPLEX, anti-aliased; defaults place and weight it as the article did."""
@@ -254,7 +255,8 @@ def text_watermark(
     text: Annotated[str, Check(visible_text_problem), Doc("the words drawn: one line, printable ASCII")] = "TEST",
     width: Annotated[float, Stronger("higher"), Range(0, 10, open_low=True), Doc("text width / image width")] = 0.2,
     alpha: Annotated[int, Stronger("higher"), Range(0, 255), Doc("ink opacity on 0-255")] = 200,
-    thickness: Annotated[int, Stronger("higher"), Range(1, 100), Doc("stroke in px (not scaled with the text)")] = 5,
+    thickness: Annotated[int, Unit("px"), Stronger("higher"), Range(1, 100),
+        Doc("stroke in px (not scaled with the text)")] = 5,
     color: Annotated[Color, Doc("BGR ink")] = (0, 0, 0),
 ) -> np.ndarray:
     """Perception's benchmark watermark: `text` in FONT_HERSHEY_SIMPLEX sized to `width` of the image
@@ -307,7 +309,7 @@ def screenshot(
 def cross(
     image: np.ndarray,
     color: Annotated[Color, Doc("BGR line colour")] = (0, 0, 128),
-    width: Annotated[int, Stronger("higher"), Range(1, 1000), Doc("line width in px")] = 1,
+    width: Annotated[int, Unit("px"), Stronger("higher"), Range(1, 1000), Doc("line width in px")] = 1,
 ) -> np.ndarray:
     """Draw both diagonals, corner to corner, with Pillow's ImageDraw.line (the iscc-experiments watermark)."""
     from PIL import Image, ImageDraw  # the owning library of this edit

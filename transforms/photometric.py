@@ -5,7 +5,7 @@ from typing import Annotated
 import cv2
 import numpy as np
 
-from harness.params import Doc, Range, Stronger
+from harness.params import Doc, Range, Stronger, Unit
 from harness.transforms import transform
 
 # Bit-exact across processors (transforms.cpu_exact) but hue and saturation: the LUTs hold rounded
@@ -47,7 +47,7 @@ def _in_hsv(image: np.ndarray, edit) -> np.ndarray:
 @transform
 def brightness(
     image: np.ndarray,
-    delta: Annotated[int, Range(-255, 255), Doc("grey levels added to every channel")],
+    delta: Annotated[int, Unit("grey levels"), Range(-255, 255), Doc("grey levels added to every channel")],
 ) -> np.ndarray:
     """Add `delta` to every channel, saturating at 0 and 255."""
     return _lut(image, np.arange(256) + delta)
@@ -76,7 +76,8 @@ def saturation(
 @transform(cpu_exact=False)  # float HSV conversion: OpenCV's AVX2 code rounds otherwise (5 of 8 photographs)
 def hue(
     image: np.ndarray,
-    degrees: Annotated[float, Range(-360, 360), Doc("hue rotation; 180 swaps colours for their complements")],
+    degrees: Annotated[float, Unit("degrees"), Range(-360, 360),
+        Doc("hue rotation; 180 swaps colours for their complements")],
 ) -> np.ndarray:
     """Rotate the HSV hue by `degrees`, wrapping around 360, in float HSV."""
     def edit(hsv):
