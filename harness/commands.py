@@ -221,6 +221,7 @@ def _threshold_option(text: str):
 
 def command_report(args) -> int:
     from harness import api, report, storage
+    from harness.summary import local_previews
 
     storage.check_report_dir(args.dir)
     with storage.sole_writer(args.dir):
@@ -231,8 +232,9 @@ def command_report(args) -> int:
     print(results.table.to_string(index=False))
     print(f"\nrebuilt {args.dir}/ (summary.md, table.csv and the other derived tables, figures/) from its saved tables")
     listed = results.provenance.get("files")
-    if isinstance(listed, list) and storage.PREVIEWS in listed and not os.path.isfile(
-            os.path.join(args.dir, storage.PREVIEWS)):  # a set copied without it (the article's, from git)
+    # A set copied without it, whose summary showed it; one whose config keeps it local never did
+    if isinstance(listed, list) and storage.PREVIEWS in listed and not local_previews(results.config) and \
+            not os.path.isfile(os.path.join(args.dir, storage.PREVIEWS)):
         print(line("note", f"{storage.PREVIEWS}, which the set's run listed, is not in {args.dir}: summary.md no longer "
                            "shows the edits (report cannot draw them again: they are thumbnails of the images; run "
                            "the config again for them)"), file=sys.stderr)

@@ -161,6 +161,11 @@ def _check_unique_points(key: str, targets) -> None:
         seen.add(point)
 
 
+# report.previews: draw previews.png, but show it in no summary: the images may not be redistributed,
+# so the set is shared without it (the committed reports/article), and a summary linking it is broken there.
+LOCAL_PREVIEWS = "local"
+
+
 @dataclass(frozen=True)
 class Config:
     source: str  # the YAML file
@@ -373,7 +378,11 @@ def parse_config(raw: Any, source: str, images: list[str] | None = None,
     if not isinstance(report, dict):
         raise ConfigError(source, "report", f"expected a mapping, got {shown(report)}")
     _no_unknown_keys(report, {"previews"}, source, "report.")
-    previews = _typed(report.get("previews", True), bool, source, "report.previews")
+    # `local`: drawn as for true, but the summary does not show it (see summary.local_previews)
+    previews = report.get("previews", True)
+    if previews is not True and previews is not False and previews != LOCAL_PREVIEWS:
+        raise ConfigError(source, "report.previews", f"expected true, false or {LOCAL_PREVIEWS}, got {shown(previews)}")
+    previews = previews is not False
 
     fallback = raw.get("fallback_image")
     if fallback is not None:

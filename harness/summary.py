@@ -12,6 +12,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from harness.config import LOCAL_PREVIEWS
 from harness.figures import MAX_PANELS, MAX_TABLE_ROWS, THINNED, preview_scope, undrawable
 from harness.markdown import code, md, number, provenance_lines
 from harness.metrics import ALL_FAMILIES, format_percent, format_rate, hasher_order, ranked
@@ -372,7 +373,15 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
         lines += detection_sections(detection)
         lines += retrieval_section(metrics.retrieval)
         lines += hygiene_section(metrics)
-    if previews:
+    if local_previews(config):
+        lines += ["## What the edits look like", "",
+                  f"`{PREVIEWS}` shows side B of every pair for the first image "
+                  f"({md(first_images[0]) if first_images else ''}) as thumbnails, where the run was made. It is not "
+                  f"shown here: the config keeps it local (`report: {{previews: {LOCAL_PREVIEWS}}}`: its images may "
+                  "not be redistributed), so a copy of this set made to be shared, such as the one this project "
+                  f"commits, does not hold it. With the config's images, `python -m harness run DIR/config.yaml` draws "
+                  "it again (`harness report` cannot: it has only the tables).", ""]
+    elif previews:
         families, widest = preview_scope(metrics.table)
         shown = "every pair" if families <= MAX_PANELS and widest <= PREVIEW_COLUMNS else "the pairs"
         cuts = ([f"the first {MAX_PANELS} of {families:,} families"] if families > MAX_PANELS else []) + (
@@ -383,6 +392,12 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
                   + (f" It shows {', and '.join(cuts)}; the tables hold every pair." if cuts else ""), ""]
     lines += provenance_lines(provenance)
     return "\n".join(lines)
+
+
+def local_previews(config) -> bool:
+    """Whether a run's (resolved) config keeps its previews.png local: drawn, linked from no summary."""
+    report = config.get("report") if isinstance(config, dict) else None
+    return isinstance(report, dict) and report.get("previews") == LOCAL_PREVIEWS
 
 
 def not_drawn_lines(table: pd.DataFrame) -> list[str]:

@@ -591,6 +591,32 @@ def test_report_says_when_the_previews_its_set_listed_are_gone(tmp_path, capsys)
     assert code == 0 and "note:" not in err
 
 
+def test_previews_kept_local_are_drawn_and_linked_from_no_summary(tmp_path, capsys):
+    """The committed reports/article showed `![previews](previews.png)`, which git ignores (the image may
+    not be redistributed): a broken image for every reader of it. `report: {previews: local}` draws the
+    file as `true` does, and the summary says where it is and how to make it, without linking it: the
+    same summary where the file is and where a copy left it out."""
+    import harness
+
+    out = tmp_path / "out"
+    config = {"images": ["builtin:coffee", "builtin:camera"], "hashers": ["aHash"],
+              "sweeps": [{"family": "gray", "b": "grayscale"}], "report": {"previews": "local"}}
+    harness.evaluate(config).save(out)
+    summary = (out / "summary.md").read_text()
+    assert (out / "previews.png").is_file() and "previews.png" in json.loads((out / "run.json").read_text())["files"]
+    assert "](previews.png)" not in summary
+    assert ("`previews.png` shows side B of every pair for the first image (coffee) as thumbnails, where the run was "
+            "made. It is not shown here: the config keeps it local (`report: {previews: local}`") in summary
+    assert "`python -m harness run DIR/config.yaml` draws it again" in summary
+    assert "previews: local" in (out / "config.yaml").read_text()
+    (out / "previews.png").unlink()
+    code, _, err = run_main(capsys, "report", str(out))
+    assert code == 0 and "note:" not in err  # nothing lost: the summary never showed it
+    assert (out / "summary.md").read_text() == summary
+    with pytest.raises(harness.ConfigError, match=r"^<dict>: report.previews: expected true, false or local, got 'yes'$"):
+        harness.evaluate({**config, "report": {"previews": "yes"}})
+
+
 def test_report_writes_the_config_a_set_lost_again(tmp_path, capsys):
     """A set copied without config.yaml was rebuilt with a summary saying "the resolved config is in
     `config.yaml`", which was not there; it is written again from run.json's config, as the run wrote it."""

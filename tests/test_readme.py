@@ -89,3 +89,34 @@ def test_the_readme_usage_lines_match_the_commands_options():
             assert optional == (not action.required), (name, option)
             shown.add(option)
         assert set(re.findall(r"--[a-z-]+", line)) == shown, name
+
+
+def test_the_committed_reports_and_the_readme_link_only_committed_files():
+    """reports/article/summary.md showed `![previews](previews.png)`, a file git ignores (it shows the
+    licensed image), so a reader of the committed report (on GitHub, in a clone) saw a broken image.
+    Every relative link or image of the committed summaries and of the README must be a file git
+    tracks, or a folder holding some."""
+    import subprocess
+
+    import pytest
+
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: which files are committed is unknown")
+    tracked = set(listed.stdout.decode("utf-8", "surrogateescape").split("\0")) - {""}
+    folders = {os.path.dirname(path) for path in tracked}
+    while "" not in folders and folders:  # every folder above a tracked file
+        folders |= {os.path.dirname(folder) for folder in folders}
+    documents = ["README.md"] + sorted(path for path in tracked
+                                       if path.startswith("reports/") and path.endswith("summary.md"))
+    broken = []
+    for document in documents:
+        with open(os.path.join(ROOT, document), encoding="utf-8") as handle:
+            text = re.sub(r"`[^`\n]*`", "", handle.read())  # code spans hold no links
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:|#", target):  # a URL or an anchor
+                continue
+            path = os.path.normpath(os.path.join(os.path.dirname(document), target.split("#")[0]))
+            if path not in tracked and path not in folders:
+                broken.append(f"{document}: {target}")
+    assert broken == []
