@@ -505,3 +505,16 @@ def test_webp_past_its_format_s_size_says_so():
     with pytest.raises(TransformError, match=r"^WebP holds images of at most 16383 px a side; this one is 16384x2$"):
         run("webp", np.zeros((2, 16384, 3), np.uint8), quality=80)
     assert run("webp", np.zeros((2, 16383, 3), np.uint8), quality=80).shape == (2, 16383, 3)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("scale", {"factor": 1.0}), ("rotate", {"angle": 0}), ("gamma", {"gamma": 1.0}), ("brightness", {"delta": 0}),
+    ("gaussian_noise", {"sigma": 0}), ("overlay_image", {"opacity": 0.0}), ("text_watermark", {"alpha": 0}),
+    ("png", {}),
+])
+def test_a_parameter_value_that_changes_nothing_is_a_control_as_the_readme_says(name, params):
+    """The convention (README, Transforms): a value that leaves every image as it is is accepted and
+    gives the image back, a control like the identity family; text_watermark's alpha 0 is one of them,
+    as overlay_image's opacity 0 is (only a text that an image's size keeps off it fails, above)."""
+    photo = cv2.resize(np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3), (64, 48))
+    assert np.array_equal(run(name, photo, **params), photo)
