@@ -76,10 +76,30 @@ def _with_yaml12_numbers(cls) -> None:
 _with_yaml12_numbers(Resolver)
 
 
+_YAML12_INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+
+
+class RefusedValue(yaml.MarkedYAMLError):
+    """A value this loader does not read (not a syntax error, nor a limit passed)."""
+
+
 def construct_int(loader, node) -> int:
     """A YAML 1.2 integer (YAML12_NUMBERS): decimal whatever its leading zeros, `0o` octal, `0x` hex.
-    (PyYAML's own reads a leading 0 as octal, and ':' and '_' as YAML 1.1 does.)"""
-    text = loader.construct_scalar(node).replace("_", "")
+    (PyYAML's own reads a leading 0 as octal, and ':' and '_' as YAML 1.1 does.) Plain text reaches
+    here only in those forms; an explicit `!!int` of any other (YAML 1.1's binary `0b101` or base 60
+    `1:30`, which PyYAML's safe loader reads as 5 and 90) is refused in one line saying what
+    YAML 1.2 takes and, where YAML 1.1 reads it as a number, which one to write (Python's "invalid
+    literal for int() with base 10" said neither)."""
+    raw = loader.construct_scalar(node)
+    text = raw.replace("_", "")
+    if not _YAML12_INT.fullmatch(text):
+        try:
+            old = yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+        except (ValueError, IndexError):
+            old = None
+        said = f"; YAML 1.1 reads it as {old}: write {old}" if isinstance(old, int) else ""
+        raise RefusedValue(None, None, f"!!int {shortened(repr(raw), 60)} is not an integer as YAML 1.2 writes one "
+                                       f"(decimal digits, 0o octal or 0x hex){said}", node.start_mark)
     if text.startswith(("0o", "0x")):
         return int(text[2:], 8 if text[1] == "o" else 16)
     return int(text, 10)
@@ -241,7 +261,7 @@ def load_text(data: bytes | str, source: str) -> Any:
     try:
         loader = BoundedSafeLoader(data)
         return loader.get_single_data()
-    except LimitError as exc:
+    except (LimitError, RefusedValue) as exc:
         raise ConfigError(source, _where(exc.problem_mark), f"YAML refused: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -240,6 +240,27 @@ def test_yaml_reads_integers_as_yaml_1_2_does(tmp_path):
     assert load_config(str(path)).seed == 10
 
 
+@pytest.mark.parametrize("text, said", [
+    ("!!int 0b101", "!!int '0b101' is not an integer as YAML 1.2 writes one (decimal digits, 0o octal or 0x hex); "
+                    "YAML 1.1 reads it as 5: write 5"),
+    ("!!int 1:30", "!!int '1:30' is not an integer as YAML 1.2 writes one (decimal digits, 0o octal or 0x hex); "
+                   "YAML 1.1 reads it as 90: write 90"),
+    ("!!int abc", "!!int 'abc' is not an integer as YAML 1.2 writes one (decimal digits, 0o octal or 0x hex)"),
+])
+def test_an_explicit_int_of_a_yaml_1_1_form_is_refused_saying_what_to_write(tmp_path, text, said):
+    """`!!int 0b101` (YAML 1.1's binary five, which PyYAML's safe loader reads as 5) was refused as "YAML
+    syntax error: bad value (invalid literal for int() with base 10: '0b101')": no syntax error, and
+    neither what YAML 1.2 takes nor what to write instead."""
+    from harness.safe_yaml import load_text
+
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD.replace("name: tiny", f"name: tiny\nseed: {text}"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    assert str(caught.value) == f"{path}: line 3, column 7: YAML refused: {said}"
+    assert load_text("[!!int 0x1F, !!int 010, !!int 1_000, !!int '12']", "x.yaml") == [31, 10, 1000, 12]
+
+
 def test_the_config_yaml_a_run_writes_reads_back_as_it_was():
     """A string that YAML 1.2 reads as a number ('2e5' as a caption, '1e3' as a name) was written
     plain by PyYAML and read back as a float: the saved config.yaml no longer ran."""
