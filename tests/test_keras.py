@@ -1,5 +1,6 @@
 """The Keras path: real architecture with random weights (no network here), batching, weights errors."""
 
+import os
 import subprocess
 import sys
 
@@ -264,13 +265,11 @@ def test_a_weights_file_that_does_not_load_stops_the_run_with_one_line(tmp_path,
     from harness.__main__ import main
     from harness.errors import shown
 
-    empty = tmp_path / "empty.h5"
-    empty.write_bytes(b"")
-    other = tmp_path / "other.weights.h5"
+    other = tmp_path / "other.weights.h5"  # (an empty file is refused sooner: see the test after this one)
     import keras
 
     keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(other)
-    for weights in (empty, other):
+    for weights in (other,):
         config = tmp_path / "c.yaml"
         config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, {{name: ResNet50, weights: '{weights}', "
                           "input_size: 64}]\nsweeps:\n  - family: blur\n    b: {blur: {kernel: 3}}\n")
@@ -281,6 +280,86 @@ def test_a_weights_file_that_does_not_load_stops_the_run_with_one_line(tmp_path,
                                    f"from {shown(str(weights))}: ")
         assert len(error[0]) < 600
         assert not (tmp_path / "out" / "distances.csv").exists()
+
+
+def _weights_files(folder):
+    """{case: path} of files that are no weights file, each judged by its size and first bytes only."""
+    import zipfile
+
+    hdf5 = b"\x89HDF\r\n\x1a\n"  # HDF5's signature (literal: the test stands apart from the code it checks)
+    files = {"empty": folder / "empty.h5", "text": folder / "text.h5", "zeros": folder / "zeros.weights.h5",
+             "huge": folder / "huge.h5", "not zip": folder / "model.keras"}
+    files["empty"].write_bytes(b"")
+    files["text"].write_bytes(b"<html>not found</html>")
+    files["zeros"].write_bytes(bytes(4096))
+    with open(files["huge"], "wb") as handle:  # an HDF5 file's start, then sparse: no disk is used
+        handle.write(hdf5)
+        handle.truncate(2 * 1024**3 + 1)  # 1 byte past the bound, 2 GiB
+    files["not zip"].write_bytes(hdf5)  # Keras reads a .keras name as a zip archive
+    with zipfile.ZipFile(folder / "good.keras", "w") as archive:  # the signature is all that is checked
+        archive.writestr("model.weights.h5", b"")
+    return files
+
+
+def test_a_weights_file_too_large_or_of_the_wrong_kind_is_refused_before_it_is_read(tmp_path, synthetic_file,
+                                                                                    capsys):
+    """A weights file is read whole for its SHA-256 (the cache's key, run.json's files_read): a 6 GB
+    file held a run for 14 to 28 s, where Keras then loaded it (weights with anything appended) or never
+    opened it (no TensorFlow). A file larger than any keras.applications model's weights, or one that
+    does not begin as Keras reads a file of its name (HDF5 for .h5, a zip archive for .keras), is
+    refused as the config is read, in one line naming it, before TensorFlow is imported."""
+    from harness.__main__ import main
+    from harness.errors import shown
+    expected = {"empty": "is not an HDF5 file, which Keras takes a name ending in '.h5' for: it is empty",
+                "text": "is not an HDF5 file, which Keras takes a name ending in '.h5' for: its 22 bytes begin "
+                        "b'<html>no', not b'\\x89HDF\\r\\n\\x1a\\n'",
+                "zeros": "is not an HDF5 file, which Keras takes a name ending in '.h5' for: its 4,096 bytes begin",
+                "huge": "is 2,147,483,649 bytes, more than any keras.applications model's weights without the top "
+                        "(2,147,483,648 at most",
+                "not zip": "is not a .keras archive, which Keras takes a name ending in '.keras' for: its 8 bytes"}
+    files = _weights_files(tmp_path)
+    assert ResNet50(weights=str(tmp_path / "good.keras")).weights  # a zip archive, as Keras reads .keras
+    for case, path in files.items():
+        config = tmp_path / "c.yaml"
+        config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, {{name: ResNet50, weights: '{path}'}}]\n"
+                          "sweeps:\n  - family: blur\n    b: {blur: {kernel: 3}}\n")
+        for command in (["validate", str(config)], ["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]):
+            assert main(command) == 2, (case, command)
+            error = capsys.readouterr().err.strip().splitlines()
+            assert len(error) == 1 and error[0].startswith(
+                f"error: {config}: hashers[1].weights: {shown(str(path))} {expected[case]}"), (case, error)
+        with pytest.raises(ValueError, match=expected[case][:30]):
+            ResNet50(weights=str(path))
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_file_in_keras_cache_too_large_is_refused_before_it_is_read_even_without_tensorflow(tmp_path,
+                                                                                              synthetic_file):
+    """The ImageNet weights' file in Keras' cache is hashed for the hasher's key even where the hasher is
+    unavailable: without TensorFlow a 6 GB file there was read whole, for a column `unavailable`. It
+    is judged first (its size and first bytes), and stops the run in one line naming it (exit 2).
+    TensorFlow is hidden from the child process as an uninstalled one is (find_spec gives None)."""
+    from harness.errors import shown
+
+    models = tmp_path / "keras" / "models"
+    models.mkdir(parents=True)
+    cached = models / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    _weights_files(tmp_path)["huge"].rename(cached)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, ResNet50]\n"
+                      "sweeps:\n  - family: blur\n    b: {blur: {kernel: 3}}\n")
+    code = ("import sys\nsys.modules['tensorflow'] = None\nfrom harness.__main__ import main\n"
+            f"sys.exit(main(['run', {str(config)!r}, '--out', {str(tmp_path / 'out')!r}, '--quiet']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "KERAS_HOME": str(tmp_path / "keras")})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: {config}: hashers[1] (ResNet50): weights: the file in Keras' cache under the ImageNet weights' "
+        f"name: {shown(str(cached))} is 2,147,483,649 bytes, more than any keras.applications model's weights "
+        "without the top (2,147,483,648 at most: ConvNeXtXLarge's, the largest, are 1.4 GB, ResNet50's "
+        "94,765,736 bytes); refused before reading it; put the right one there, or delete it to download it "
+        "again"]
+    assert done.stdout == ""
 
 
 def test_a_download_that_stalls_is_given_up():
