@@ -398,6 +398,44 @@ def test_a_downloads_messages_go_to_stderr(tmp_path, capfd):
     assert out == "" and "Downloading data from " + source.as_uri() in err
 
 
+def test_a_run_that_tries_a_download_keeps_stdout_empty_under_quiet(tmp_path, synthetic_file, monkeypatch, capfd):
+    """The whole path, not _loading alone: a run whose ImageNet weights are not cached, on a machine
+    whose proxy answers the probe (a socket on loopback here, which takes Keras' CONNECT and hangs
+    up), has Keras try the download; its "Downloading data from" line goes to stderr, and under
+    --quiet stdout stays empty. The column reads `unavailable` (exit 0)."""
+    import socket
+    import threading
+
+    from harness.__main__ import main
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+
+        def hang_up():
+            while True:
+                try:
+                    connection, _ = listening.accept()
+                except OSError:  # closed: the test is over
+                    return
+                with connection:
+                    connection.recv(4096)
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listening.getsockname()[1]}")
+        config = tmp_path / "c.yaml"
+        config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, {{name: ResNet50, input_size: 32}}]\n"
+                          "sweeps:\n  - family: blur\n    b: {blur: {kernel: 3}}\n")
+        assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "Downloading data from https://storage.googleapis.com/" in err
+    assert "hasher ResNet50 unavailable: ImageNet weights for ResNet50 unavailable" in err
+
+
 def test_auto_workers_stay_in_this_process_with_a_cnn(tmp_path):
     """TensorFlow already spreads a batch over every core: `workers=None` (auto) runs a CNN's run in
     this process, where spawned workers would each load TensorFlow and the model again."""
