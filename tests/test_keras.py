@@ -258,6 +258,33 @@ def test_imagenet_weights_in_keras_cache_are_loaded_by_path_kept_and_keyed_by_co
     assert hasher_key(ResNet50(weights="imagenet", input_size=64), {}) != key
 
 
+def test_a_worker_loads_the_imagenet_file_the_run_found_not_one_of_its_own(tmp_path, monkeypatch):
+    """A worker (a Dask worker under another user's home, here this process once KERAS_HOME points
+    elsewhere) looked the ImageNet weights up in its own Keras cache, while the run had keyed its cache
+    by, checked on the worker's disk and recorded in run.json the file in the cache of the process that
+    made the plan: another file there gave other distances, silently. build_state (what every worker
+    runs) loads the plan's file."""
+    from harness.config import HasherSpec
+    from harness.imagework import Plan, build_state
+
+    name = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    for seed, home in ((5, "ours"), (6, "theirs")):
+        (tmp_path / home / "models").mkdir(parents=True)
+        _legacy_weights(tmp_path / home / "models" / name, seed=seed)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "ours"))
+    plan = Plan(hashers=(HasherSpec("ResNet50", "ResNet50", (("weights", "imagenet"), ("input_size", 64))),),
+                chains=(), chain_keys=(), max_pixels=None)
+    assert [path for _, path, _ in plan.files] == [str(tmp_path / "ours" / "models" / name)]
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "theirs"))  # the worker's own cache holds another file
+    _, hashers = build_state(plan)
+    images = variants()[:2]
+    used = hashers["ResNet50"].hash_batch(images)
+    ours = ResNet50(weights=str(tmp_path / "ours" / "models" / name), input_size=64).hash_batch(images)
+    theirs = ResNet50(weights="imagenet", input_size=64).hash_batch(images)  # this process's cache now: theirs
+    assert not np.array_equal(ours, theirs)
+    np.testing.assert_array_equal(used, ours)
+
+
 def test_a_weights_file_that_does_not_load_stops_the_run_with_one_line(tmp_path, synthetic_file, capsys):
     """A file the config names that is not the model's weights is bad input (exit 2, one line naming
     the file), not a machine without the CNN (a column `unavailable` and exit 0); Keras' warnings

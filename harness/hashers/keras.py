@@ -295,6 +295,8 @@ class KerasEmbedding(Hasher):
     # (the transforms' Seed, for np.random.default_rng, has no upper bound)
     seed: Annotated[int, Range(0, 2**32 - 1), Doc("initialisation seed when weights is null")] = 0
     _model: list = field(default_factory=list, init=False, repr=False, compare=False)
+    # The ImageNet weights' file to load instead of looking in this machine's Keras cache (use_files)
+    _imagenet_file: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     model_name: ClassVar[str]  # the keras.applications constructor
     batch_invariant = False  # float kernels block by batch size
@@ -319,6 +321,21 @@ class KerasEmbedding(Hasher):
         path = cached_imagenet_file(model, input_side(model, params.get("input_size")))
         return [("weights", path)] if path else []
 
+    def use_files(self, files: dict[str, str]) -> None:
+        """Load the files `files` names (parameter -> path), as files_read found them where the run's
+        plan was made: for 'imagenet', the file in that process's Keras cache, which the run keyed its
+        cache by and records in run.json. A worker (a Dask worker under another user's home, a spawned
+        one given another KERAS_HOME) had looked in its own cache, and loaded another file, silently, or
+        none; the path is checked on its disk first (imagework.check_files)."""
+        if self.weights == "imagenet" and files.get("weights") and not self._model:
+            self._imagenet_file[:] = [files["weights"]]
+
+    def _cached_imagenet_file(self) -> str | None:
+        """The ImageNet weights' file this hasher loads (use_files'), or None (not cached: downloaded)."""
+        if self.weights != "imagenet":
+            return None
+        return self._imagenet_file[0] if self._imagenet_file else cached_imagenet_file(self.model_name, self.side)
+
     def __post_init__(self):
         super().__post_init__()
         if self.weights not in (None, "imagenet") and not os.path.isfile(self.weights):
@@ -332,7 +349,7 @@ class KerasEmbedding(Hasher):
             return
         # First, as a `weights:` path is checked as the hasher is built: a file in Keras' cache is hashed
         # for the cache's key even where this hasher turns out unavailable (no TensorFlow).
-        cached = cached_imagenet_file(self.model_name, self.side) if self.weights == "imagenet" else None
+        cached = self._cached_imagenet_file()
         problem = weights_file_problem(cached) if cached else None
         if problem:
             raise HarnessError(f"weights: the file in Keras' cache under the ImageNet weights' name: {problem}; "
@@ -379,7 +396,7 @@ class KerasEmbedding(Hasher):
         if self.weights != "imagenet":
             return
         filename = weights_file(self.model_name, self.side)
-        if cached_imagenet_file(self.model_name, self.side):
+        if self._cached_imagenet_file():
             return
         import socket
 
