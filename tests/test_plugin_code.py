@@ -494,6 +494,17 @@ class GrayPairs(Mean):
 
 
 @dataclass(frozen=True)
+class GrayNaN(Mean):
+    """Its distance is NaN for a pair of two gray images' hashes, and honest otherwise."""
+    name = __name__ + ":GrayNaN"
+
+    def distance(self, a, b):
+        out = np.abs(a - b).sum(axis=1)
+        out[(np.ptp(a, axis=1) == 0) & (np.ptp(b, axis=1) == 0)] = np.nan
+        return out
+
+
+@dataclass(frozen=True)
 class OneSided(Mean):
     """How far a's channel means are above b's: 0 one way for a pair the other way far apart."""
     name = __name__ + ":OneSided"
@@ -755,6 +766,33 @@ def test_a_plugin_distance_that_raises_for_some_pairs_is_a_problem_of_errors_csv
         assert results.failures == 3 and len(results.errors) == 1
     finally:
         sys.path.remove(str(tmp_path))
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("plugin, said", [("GrayPairs", "distance failed: ValueError: two gray images"),
+                                           ("GrayNaN", "distance returned NaN values")])
+def test_a_plugin_distance_that_fails_in_the_leak_search_is_one_line(tmp_path, monkeypatch, capsys, plugin, said):
+    """The leak audit's search called a plugin's distance unchecked: one that raised for a pair (here
+    two gray images, camera and moon, in one split) was reported as "a bug in harness" (exit 3), and
+    one that gave NaN lost that pair without a word (exit 0: NaN is never at or below a threshold).
+    Both stop the audit in one line naming the hasher (exit 2), in this process and in workers."""
+    from harness.__main__ import main
+
+    name = f"leaky_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    try:
+        for workers in ("1", "2"):
+            out = tmp_path / f"out{workers}"
+            status = main(["leaks", "--train", "builtin:camera", "--train", "builtin:moon", "--test", "builtin:coffee",
+                           "--hashers", f"{name}:{plugin}", "--threshold", "1000", "--out", str(out), "--quiet",
+                           "--no-cache", "--workers", workers])
+            err = capsys.readouterr().err
+            assert status == 2, err
+            assert err == f"error: leak search: {name}:{plugin} {said}; the audit needs every pair's distance\n"
+            assert not out.exists()
+    finally:
         sys.modules.pop(name, None)
 
 
