@@ -124,7 +124,7 @@ class Hasher(ABC):
             out = np.asarray(self.distance(a, b), dtype=np.float64)
         except HashError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin: its failure (exception_text)
             raise HashError(f"{self.name} distance failed: {exception_text(exc, with_type=True)}") from exc
         if out.shape != (len(a),):
             raise HashError(f"{self.name} distance returned shape {out.shape} for {len(a)} pairs, not one "
@@ -154,7 +154,7 @@ class Hasher(ABC):
             return method(images)
         except (HashError, UnavailableError):
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin: its failure (exception_text)
             batch = f" on a batch of {len(images)} images" if len(images) != 1 else ""
             raise HashError(f"{self.name} failed{batch}: {exception_text(exc, with_type=True)}") from exc
 
@@ -200,7 +200,7 @@ class Hasher(ABC):
             out = np.asarray(self.cross_distance(a, b), dtype=np.float64)
         except HashError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin: its failure (exception_text)
             raise HashError(f"{self.name} distance failed: {exception_text(exc, with_type=True)}") from exc
         if out.shape != (len(a), len(b)):
             raise HashError(f"{self.name} cross_distance returned shape {out.shape} for {len(a)} x {len(b)} "
