@@ -161,8 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     leaks.add_argument("--quiet", action="store_true", help="no progress bar and no answer at the end")
 
     listing = commands.add_parser("list", help="list the hashers and transforms a config can name",
-                                  description="Every registered hasher and transform: its YAML name, what "
-                                              "it does and its parameters (type, range, default).")
+                                  description="Every hasher and transform harness has: its YAML name, what "
+                                              "it does and its parameters (type, range, default). A "
+                                              "plugin (package.module:Name) is not listed: `list` reads "
+                                              "no config and imports no code; `validate CONFIG "
+                                              "--import-plugins` lists a config's plugins the same way.")
     listing.add_argument("which", nargs="?", choices=("hashers", "transforms"), metavar="hashers|transforms",
                          help="list only these")
     return parser

@@ -19,6 +19,9 @@ from harness.params import ParamSpec, param_specs
 TRANSFORM_KINDS = ("geometry", "photometric", "filters", "codecs", "overlays", "noise")
 HASHER_BACKENDS = ("opencv", "imagehash", "pdq", "keras")
 REQUIRED_NOTE = 'a parameter without "= default" is required'
+# `list` imports no plugin (it reads no config): said where the listing starts, as a user looking for
+# their own hasher or transform would otherwise take it for unknown.
+PLUGINS_NOTE = "plugins (package.module:Name) are listed by `python -m harness validate CONFIG --import-plugins`"
 
 
 def describe(which: str | None = None) -> str:
@@ -36,7 +39,8 @@ def describe_hashers() -> str:
 
     groups = _grouped(HASHERS, HASHER_BACKENDS)
     lines = _wrap(f"HASHERS ({sum(map(len, groups.values()))}), named in a config as `hashers: [NAME, "
-                  f"{{name: NAME, param: value}}]`; a lower distance is closer; {REQUIRED_NOTE}.", _width(), "", "")
+                  f"{{name: NAME, param: value}}]`; a lower distance is closer; {REQUIRED_NOTE}; {PLUGINS_NOTE}.",
+                  _width(), "", "")
     for backend, entries in groups.items():
         lines += ["", f"{backend}:"]
         for name, cls in entries:
@@ -49,7 +53,8 @@ def describe_transforms() -> str:
 
     groups = _grouped(TRANSFORMS, TRANSFORM_KINDS)
     lines = _wrap(f"TRANSFORMS ({sum(map(len, groups.values()))}), named in a sweep's `a:` and `b:` as NAME "
-                  f"or {{NAME: {{param: value}}}}; {REQUIRED_NOTE}; a `seed` left out is the config's seed.",
+                  f"or {{NAME: {{param: value}}}}; {REQUIRED_NOTE}; a `seed` left out is the config's seed; "
+                  f"{PLUGINS_NOTE}.",
                   _width(), "", "")
     for kind, entries in groups.items():
         heading = _first_line(sys.modules[entries[0][1].__module__].__doc__)

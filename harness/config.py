@@ -751,10 +751,22 @@ def hasher_plugin_problem(cls) -> str | None:
     field of a kind harness.params can check."""
     import dataclasses
 
+    from harness.hashers.base import Hasher
     from harness.params import unsupported_kind
 
     if "__dataclass_fields__" not in vars(cls):
         return "must itself be decorated with @dataclass(frozen=True): its fields are its YAML parameters"
+    for field_ in dataclasses.fields(cls):
+        # A field is a parameter, and @dataclass makes its default the class's attribute of that name, and
+        # its value the instance's: a parameter `symmetric` (a mirroring, say) became Hasher.symmetric, the
+        # flag harness reads, set by the config (cpu_exact: false made hashers.csv say "no"); one named
+        # as a method (distance, spec) replaced it.
+        if not field_.name.startswith("__") and hasattr(Hasher, field_.name):
+            name = field_.name
+            what = (f"Hasher's method '{name}', which it would replace" if callable(getattr(Hasher, name)) else
+                    f"Hasher's class attribute '{name}' (`{name} = ...` in the class body), which harness reads "
+                    "and the config's value would set")
+            return f"has a parameter (a field) named '{name}': that is {what}; give the parameter another name"
     for attr in ("name", "description", "distance_kind"):
         if not isinstance(getattr(cls, attr), str):
             return f"{attr} must be a string, got {shown(getattr(cls, attr))}"

@@ -55,6 +55,8 @@ def exception_text(exc: BaseException, with_type: bool = False) -> str:
     """An exception's message on one line of bounded length (a cv2.error spans several lines),
     or its type's name when it has no message: the reason a message quotes. `with_type`
     puts the type's name first ("ValueError: ...") where the message alone says too little."""
+    if isinstance(exc, SystemExit):  # a plugin's code calling sys.exit(), caught where it was called
+        return f"it called sys.exit({shortened(repr(exc.code), REASON_MAX)})"
     text = shortened(str(exc), REASON_MAX)
     if not text or not with_type:
         return text or type(exc).__name__

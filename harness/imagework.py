@@ -51,12 +51,19 @@ class Plan:
     # worker opens the path on its own disk, and checks that its file is the same. Taken as
     # plugin_code is.
     files: tuple[tuple[str, str, str], ...] | None = None
+    # (hasher id, ((parameter, path), ...)) of the files each hasher reads, as the process that made
+    # the plan found them: a path a parameter names, or one the hasher finds itself (a CNN's ImageNet
+    # weights, in that process's Keras cache). A worker loads these (use_files), not the ones its own
+    # machine would find (another user's ~/.keras), which `files` and the cache keys do not describe.
+    hasher_files: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] | None = None
 
     def __post_init__(self):
         if self.plugin_code is None:
             object.__setattr__(self, "plugin_code", plugins_code(self.hashers, self.chains))
+        if self.hasher_files is None:
+            object.__setattr__(self, "hasher_files", hasher_files(self.hashers))
         if self.files is None:
-            object.__setattr__(self, "files", plan_files(self.hashers, self.chains))
+            object.__setattr__(self, "files", plan_files(self.hashers, self.chains, self.hasher_files))
 
     @property
     def items(self) -> tuple[str, ...]:
@@ -90,21 +97,33 @@ def plugins_code(hashers: tuple[HasherSpec, ...], chains: tuple[tuple[Step, ...]
     return tuple((module, plugin_code(reference)) for module, reference in modules.items())
 
 
-def plan_files(hashers: tuple[HasherSpec, ...],
-               chains: tuple[tuple[Step, ...], ...]) -> tuple[tuple[str, str, str], ...]:
-    """(config key, path, digest of its content here) of each file the hashers' and chains' parameters
-    name (runner.read_files digests the same for the cache keys)."""
+def hasher_files(hashers: tuple[HasherSpec, ...]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """(hasher id, ((parameter, path), ...)) of the files each hasher reads for its content, as this
+    process finds them (params.files_read)."""
     from harness.hashers import HASHERS
-    from harness.params import file_params, files_read, param_specs
-    from harness.provenance import file_digest
-    from harness.transforms import TRANSFORMS
+    from harness.params import files_read, param_specs
 
-    named = []
+    found = []
     for spec in hashers:
         target = HASHERS.get(spec.name)
         # with its defaults, as the key's hasher.spec() has them (a default path is a file too)
         params = {p.name: p.default for p in param_specs(target)} | dict(spec.params)
-        named += [(f"{name} of hasher {spec.id}", path) for name, path in files_read(target, params)]
+        found.append((spec.id, tuple(files_read(target, params))))
+    return tuple(found)
+
+
+def plan_files(hashers: tuple[HasherSpec, ...], chains: tuple[tuple[Step, ...], ...],
+               found: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] | None = None,
+               ) -> tuple[tuple[str, str, str], ...]:
+    """(config key, path, digest of its content here) of each file the hashers' and chains' parameters
+    name (runner.read_files digests the same for the cache keys); `found`: the hashers' files as
+    hasher_files gave them, where the plan already holds them."""
+    from harness.params import file_params
+    from harness.provenance import file_digest
+    from harness.transforms import TRANSFORMS
+
+    named = [(f"{name} of hasher {hasher_id}", path)
+             for hasher_id, files in (hasher_files(hashers) if found is None else found) for name, path in files]
     for chain in chains:
         for step, params in chain:
             named += [(f"{name} of {step}", path) for name, path in file_params(TRANSFORMS.get(step), dict(params))]
@@ -137,8 +156,12 @@ def build_state(plan: Plan, hashers: dict | None = None):
         check_plugin_code(plan.plugin_code)
         check_files(plan.files)
         hashers = {}
+        files = dict(plan.hasher_files)
         for spec in plan.hashers:
             hasher = spec.build()
+            use_files = getattr(hasher, "use_files", None)  # a hasher that finds a file itself (a CNN's weights)
+            if use_files is not None and files.get(spec.id):
+                use_files(dict(files[spec.id]))
             hasher.prepare()
             hashers[spec.id] = hasher
     return plan, hashers

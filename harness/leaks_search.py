@@ -15,7 +15,7 @@ import pandas as pd
 
 from harness import search
 from harness.cluster import Engine
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HashError
 from harness.hashers.base import BitHasher
 from harness.leaks import (AGREEMENT, ESTIMATE_COLUMNS, GROUP_COLUMNS, LEAK_COLUMNS, MISS_COLUMNS, SHARD, LeakConfig,
                            SplitHashes)
@@ -65,8 +65,11 @@ def _search_shard(state, job):
     kind, hid, a, b, start, stop, threshold, limit = job
     hasher = hashers[hid]
     if kind == "pairs":
-        found = _shard_pairs(hasher, arrays[(a, hid)][start:stop], arrays[(b, hid)], a == b, start, stop,
-                             _searched_to(hasher, threshold), limit)
+        try:
+            found = _shard_pairs(hasher, arrays[(a, hid)][start:stop], arrays[(b, hid)], a == b, start, stop,
+                                 _searched_to(hasher, threshold), limit)
+        except HashError as exc:  # a plugin's distance that misbehaves: the audit cannot be exact without it
+            raise HarnessError(f"leak search: {exc}; the audit needs every pair's distance") from None
         if isinstance(found, search.TooManyPairs):
             return found
         i, j, distance = found

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from harness.cache import CacheUse, Entry, FileRecord, HashCache, digest
 from harness.cluster import Engine, Ready, auto_workers
 from harness.config import Config, PairSpec, preview_pairs
-from harness.errors import HarnessError, HashError, ImageError, UnavailableError
+from harness.errors import HarnessError, HashError, ImageError, UnavailableError, exception_text
 from harness.hashers.base import Hasher
 from harness.hashing import Hashed, from_entries, probe_form, row_form, self_distance_problem
 from harness.images import (DEFAULT_MAX_PIXELS, display_path, load_decoders, read_source, resolve_sources,
@@ -162,11 +162,10 @@ def load_hasher(config, number: int, spec, skip_unavailable: bool, advice: str =
         return hasher, str(exc)
     except HarnessError as exc:  # what the hasher was given does not work (a weights file that does not load)
         raise HarnessError(f"{where}: {exc}") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a plugin's prepare(): its failure, not harness's exit
         if ":" not in spec.name:  # a registered hasher failing to load is a bug of ours
             raise
-        raise HarnessError(f"{where}: the plugin's prepare() failed: {type(exc).__name__}: "
-                           f"{' '.join(str(exc).split())}") from None
+        raise HarnessError(f"{where}: the plugin's prepare() failed: {exception_text(exc, with_type=True)}") from None
     problem = self_distance_problem(hasher) if ":" in spec.name else None
     if problem:  # a plugin's (the built-ins' are tested)
         raise HarnessError(f"{where}: the plugin's {problem}")

@@ -635,7 +635,7 @@ def _cross_distance_pairs(hasher: Hasher, queries, database, threshold: float, w
     parts, held = [], 0
     for start in range(0, len(queries), rows):
         first = start if within else 0
-        cross = np.asarray(hasher.cross_distance(queries[start:start + rows], database[first:]), dtype=np.float64)
+        cross = hasher.checked_cross_distance(queries[start:start + rows], database[first:])
         r, c = np.divmod(np.flatnonzero(cross <= threshold + margin), cross.shape[1])
         i, j = start + r, first + c
         if within:
@@ -651,7 +651,8 @@ def _decide(hasher: Hasher, queries, database, i: np.ndarray, j: np.ndarray,
     """The candidates whose `hasher.distance` is <= threshold, with those distances."""
     if not len(i):
         return i, j, np.zeros(0)
-    distance = np.asarray(hasher.distance(queries[i], database[j]), dtype=np.float64)
+    # checked: a plugin's distance that raises, or gives NaN (never <= threshold), is refused, not a lost pair
+    distance = hasher.checked_distance(queries[i], database[j])
     keep = distance <= threshold
     return i[keep], j[keep], distance[keep]
 

@@ -61,6 +61,19 @@ def test_list_one_registry(capsys, which, registry, other):
     assert status == 0 and set(registry) <= names and not (set(other) - set(registry)) & names
 
 
+@pytest.mark.parametrize("which", [None, "hashers", "transforms"])
+def test_list_says_where_plugins_are_listed(capsys, which):
+    """`list` shows no plugin (it reads no config, so imports none): a user looking for their own
+    hasher there found nothing, and neither its output nor `list --help` said why or where to look."""
+    status, out, _ = run_main(capsys, "list", *([which] if which else []))
+    said = "plugins (package.module:Name) are listed by `python -m harness validate CONFIG --import-plugins`"
+    assert status == 0 and " ".join(out.split()).count(said) == (2 if which is None else 1)
+    help_text = subprocess.run([sys.executable, "-m", "harness", "list", "--help"], cwd=ROOT, capture_output=True,
+                               text=True, env={**os.environ, "COLUMNS": "200"}).stdout
+    assert "A plugin (package.module:Name) is not listed" in help_text
+    assert "`validate CONFIG --import-plugins` lists a config's plugins" in help_text
+
+
 def test_list_and_validate_import_no_heavy_library():
     code = ("import contextlib, io, sys\nfrom harness.__main__ import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"

@@ -280,7 +280,7 @@ def test_keras_weights_file_that_does_not_load_is_bad_input(tmp_path):
     from harness.errors import HarnessError
 
     bogus = tmp_path / "weights.h5"
-    bogus.write_bytes(b"not hdf5")
+    bogus.write_bytes(b"\x89HDF\r\n\x1a\nnot hdf5")  # begins as HDF5 (else refused as the hasher is built)
     hasher = HASHERS.get("keras")(model="MobileNetV3Small", weights=str(bogus), input_size=96)
     with pytest.raises(HarnessError, match="weights: cannot load MobileNetV3Small weights from") as caught:
         hasher.prepare()

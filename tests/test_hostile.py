@@ -395,6 +395,30 @@ class WrongName(Base):
 
 
 @dataclass(frozen=True)
+class SymmetricField(Base):  # a parameter (mirror the image first, say) named as Hasher's flag
+    name = __name__ + ":SymmetricField"
+    symmetric: bool = False
+
+
+@dataclass(frozen=True)
+class CpuExactField(Base):
+    name = __name__ + ":CpuExactField"
+    cpu_exact: bool = True
+
+
+@dataclass(frozen=True)
+class BatchInvariantField(Base):
+    name = __name__ + ":BatchInvariantField"
+    batch_invariant: bool = True
+
+
+@dataclass(frozen=True)
+class SpecField(Base):  # named as a method
+    name = __name__ + ":SpecField"
+    spec: str = "x"
+
+
+@dataclass(frozen=True)
 class FailingPrepare(Base):
     name = __name__ + ":FailingPrepare"
 
@@ -477,6 +501,14 @@ HASHER_CASES = [
     ("MappingField", ("field 'table' needs a type harness can check (int, float, str, bool, Literal, tuple or "
                       "list of them), has dict")),
     ("NoAttributes", "lacks the class attribute(s) name, description, distance_kind, distance_max"),
+    # A field is a parameter, and @dataclass makes it the attribute of that name: the config's
+    # `symmetric: true` had turned a one-sided distance's flag on, `cpu_exact: false` made hashers.csv say "no".
+    *((f"{flag.title().replace('_', '')}Field", (
+        f"has a parameter (a field) named '{flag}': that is Hasher's class attribute '{flag}' (`{flag} = ...` in "
+        "the class body), which harness reads and the config's value would set; give the parameter another name"))
+      for flag in ("symmetric", "cpu_exact", "batch_invariant")),
+    ("SpecField", ("has a parameter (a field) named 'spec': that is Hasher's method 'spec', which it would replace; "
+                   "give the parameter another name")),
 ]
 
 

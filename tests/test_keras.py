@@ -1,5 +1,6 @@
 """The Keras path: real architecture with random weights (no network here), batching, weights errors."""
 
+import os
 import subprocess
 import sys
 
@@ -257,6 +258,33 @@ def test_imagenet_weights_in_keras_cache_are_loaded_by_path_kept_and_keyed_by_co
     assert hasher_key(ResNet50(weights="imagenet", input_size=64), {}) != key
 
 
+def test_a_worker_loads_the_imagenet_file_the_run_found_not_one_of_its_own(tmp_path, monkeypatch):
+    """A worker (a Dask worker under another user's home, here this process once KERAS_HOME points
+    elsewhere) looked the ImageNet weights up in its own Keras cache, while the run had keyed its cache
+    by, checked on the worker's disk and recorded in run.json the file in the cache of the process that
+    made the plan: another file there gave other distances, silently. build_state (what every worker
+    runs) loads the plan's file."""
+    from harness.config import HasherSpec
+    from harness.imagework import Plan, build_state
+
+    name = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    for seed, home in ((5, "ours"), (6, "theirs")):
+        (tmp_path / home / "models").mkdir(parents=True)
+        _legacy_weights(tmp_path / home / "models" / name, seed=seed)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "ours"))
+    plan = Plan(hashers=(HasherSpec("ResNet50", "ResNet50", (("weights", "imagenet"), ("input_size", 64))),),
+                chains=(), chain_keys=(), max_pixels=None)
+    assert [path for _, path, _ in plan.files] == [str(tmp_path / "ours" / "models" / name)]
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "theirs"))  # the worker's own cache holds another file
+    _, hashers = build_state(plan)
+    images = variants()[:2]
+    used = hashers["ResNet50"].hash_batch(images)
+    ours = ResNet50(weights=str(tmp_path / "ours" / "models" / name), input_size=64).hash_batch(images)
+    theirs = ResNet50(weights="imagenet", input_size=64).hash_batch(images)  # this process's cache now: theirs
+    assert not np.array_equal(ours, theirs)
+    np.testing.assert_array_equal(used, ours)
+
+
 def test_a_weights_file_that_does_not_load_stops_the_run_with_one_line(tmp_path, synthetic_file, capsys):
     """A file the config names that is not the model's weights is bad input (exit 2, one line naming
     the file), not a machine without the CNN (a column `unavailable` and exit 0); Keras' warnings
@@ -264,13 +292,11 @@ def test_a_weights_file_that_does_not_load_stops_the_run_with_one_line(tmp_path,
     from harness.__main__ import main
     from harness.errors import shown
 
-    empty = tmp_path / "empty.h5"
-    empty.write_bytes(b"")
-    other = tmp_path / "other.weights.h5"
+    other = tmp_path / "other.weights.h5"  # (an empty file is refused sooner: see the test after this one)
     import keras
 
     keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(64, 64, 3)).save_weights(other)
-    for weights in (empty, other):
+    for weights in (other,):
         config = tmp_path / "c.yaml"
         config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, {{name: ResNet50, weights: '{weights}', "
                           "input_size: 64}]\nsweeps:\n  - family: blur\n    b: {blur: {kernel: 3}}\n")
@@ -281,6 +307,86 @@ def test_a_weights_file_that_does_not_load_stops_the_run_with_one_line(tmp_path,
                                    f"from {shown(str(weights))}: ")
         assert len(error[0]) < 600
         assert not (tmp_path / "out" / "distances.csv").exists()
+
+
+def _weights_files(folder):
+    """{case: path} of files that are no weights file, each judged by its size and first bytes only."""
+    import zipfile
+
+    hdf5 = b"\x89HDF\r\n\x1a\n"  # HDF5's signature (literal: the test stands apart from the code it checks)
+    files = {"empty": folder / "empty.h5", "text": folder / "text.h5", "zeros": folder / "zeros.weights.h5",
+             "huge": folder / "huge.h5", "not zip": folder / "model.keras"}
+    files["empty"].write_bytes(b"")
+    files["text"].write_bytes(b"<html>not found</html>")
+    files["zeros"].write_bytes(bytes(4096))
+    with open(files["huge"], "wb") as handle:  # an HDF5 file's start, then sparse: no disk is used
+        handle.write(hdf5)
+        handle.truncate(2 * 1024**3 + 1)  # 1 byte past the bound, 2 GiB
+    files["not zip"].write_bytes(hdf5)  # Keras reads a .keras name as a zip archive
+    with zipfile.ZipFile(folder / "good.keras", "w") as archive:  # the signature is all that is checked
+        archive.writestr("model.weights.h5", b"")
+    return files
+
+
+def test_a_weights_file_too_large_or_of_the_wrong_kind_is_refused_before_it_is_read(tmp_path, synthetic_file,
+                                                                                    capsys):
+    """A weights file is read whole for its SHA-256 (the cache's key, run.json's files_read): a 6 GB
+    file held a run for 14 to 28 s, where Keras then loaded it (weights with anything appended) or never
+    opened it (no TensorFlow). A file larger than any keras.applications model's weights, or one that
+    does not begin as Keras reads a file of its name (HDF5 for .h5, a zip archive for .keras), is
+    refused as the config is read, in one line naming it, before TensorFlow is imported."""
+    from harness.__main__ import main
+    from harness.errors import shown
+    expected = {"empty": "is not an HDF5 file, which Keras takes a name ending in '.h5' for: it is empty",
+                "text": "is not an HDF5 file, which Keras takes a name ending in '.h5' for: its 22 bytes begin "
+                        "b'<html>no', not b'\\x89HDF\\r\\n\\x1a\\n'",
+                "zeros": "is not an HDF5 file, which Keras takes a name ending in '.h5' for: its 4,096 bytes begin",
+                "huge": "is 2,147,483,649 bytes, more than any keras.applications model's weights without the top "
+                        "(2,147,483,648 at most",
+                "not zip": "is not a .keras archive, which Keras takes a name ending in '.keras' for: its 8 bytes"}
+    files = _weights_files(tmp_path)
+    assert ResNet50(weights=str(tmp_path / "good.keras")).weights  # a zip archive, as Keras reads .keras
+    for case, path in files.items():
+        config = tmp_path / "c.yaml"
+        config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, {{name: ResNet50, weights: '{path}'}}]\n"
+                          "sweeps:\n  - family: blur\n    b: {blur: {kernel: 3}}\n")
+        for command in (["validate", str(config)], ["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]):
+            assert main(command) == 2, (case, command)
+            error = capsys.readouterr().err.strip().splitlines()
+            assert len(error) == 1 and error[0].startswith(
+                f"error: {config}: hashers[1].weights: {shown(str(path))} {expected[case]}"), (case, error)
+        with pytest.raises(ValueError, match=expected[case][:30]):
+            ResNet50(weights=str(path))
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_file_in_keras_cache_too_large_is_refused_before_it_is_read_even_without_tensorflow(tmp_path,
+                                                                                              synthetic_file):
+    """The ImageNet weights' file in Keras' cache is hashed for the hasher's key even where the hasher is
+    unavailable: without TensorFlow a 6 GB file there was read whole, for a column `unavailable`. It
+    is judged first (its size and first bytes), and stops the run in one line naming it (exit 2).
+    TensorFlow is hidden from the child process as an uninstalled one is (find_spec gives None)."""
+    from harness.errors import shown
+
+    models = tmp_path / "keras" / "models"
+    models.mkdir(parents=True)
+    cached = models / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    _weights_files(tmp_path)["huge"].rename(cached)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, ResNet50]\n"
+                      "sweeps:\n  - family: blur\n    b: {blur: {kernel: 3}}\n")
+    code = ("import sys\nsys.modules['tensorflow'] = None\nfrom harness.__main__ import main\n"
+            f"sys.exit(main(['run', {str(config)!r}, '--out', {str(tmp_path / 'out')!r}, '--quiet']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "KERAS_HOME": str(tmp_path / "keras")})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: {config}: hashers[1] (ResNet50): weights: the file in Keras' cache under the ImageNet weights' "
+        f"name: {shown(str(cached))} is 2,147,483,649 bytes, more than any keras.applications model's weights "
+        "without the top (2,147,483,648 at most: ConvNeXtXLarge's, the largest, are 1.4 GB, ResNet50's "
+        "94,765,736 bytes); refused before reading it; put the right one there, or delete it to download it "
+        "again"]
+    assert done.stdout == ""
 
 
 def test_a_download_that_stalls_is_given_up():
@@ -317,6 +423,44 @@ def test_a_downloads_messages_go_to_stderr(tmp_path, capfd):
     assert open(fetched, "rb").read() == source.read_bytes()
     out, err = capfd.readouterr()
     assert out == "" and "Downloading data from " + source.as_uri() in err
+
+
+def test_a_run_that_tries_a_download_keeps_stdout_empty_under_quiet(tmp_path, synthetic_file, monkeypatch, capfd):
+    """The whole path, not _loading alone: a run whose ImageNet weights are not cached, on a machine
+    whose proxy answers the probe (a socket on loopback here, which takes Keras' CONNECT and hangs
+    up), has Keras try the download; its "Downloading data from" line goes to stderr, and under
+    --quiet stdout stays empty. The column reads `unavailable` (exit 0)."""
+    import socket
+    import threading
+
+    from harness.__main__ import main
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+
+        def hang_up():
+            while True:
+                try:
+                    connection, _ = listening.accept()
+                except OSError:  # closed: the test is over
+                    return
+                with connection:
+                    connection.recv(4096)
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listening.getsockname()[1]}")
+        config = tmp_path / "c.yaml"
+        config.write_text(f"images: [{synthetic_file}]\nhashers: [aHash, {{name: ResNet50, input_size: 32}}]\n"
+                          "sweeps:\n  - family: blur\n    b: {blur: {kernel: 3}}\n")
+        assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "Downloading data from https://storage.googleapis.com/" in err
+    assert "hasher ResNet50 unavailable: ImageNet weights for ResNet50 unavailable" in err
 
 
 def test_auto_workers_stay_in_this_process_with_a_cnn(tmp_path):

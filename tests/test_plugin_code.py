@@ -494,6 +494,17 @@ class GrayPairs(Mean):
 
 
 @dataclass(frozen=True)
+class GrayNaN(Mean):
+    """Its distance is NaN for a pair of two gray images' hashes, and honest otherwise."""
+    name = __name__ + ":GrayNaN"
+
+    def distance(self, a, b):
+        out = np.abs(a - b).sum(axis=1)
+        out[(np.ptp(a, axis=1) == 0) & (np.ptp(b, axis=1) == 0)] = np.nan
+        return out
+
+
+@dataclass(frozen=True)
 class OneSided(Mean):
     """How far a's channel means are above b's: 0 one way for a pair the other way far apart."""
     name = __name__ + ":OneSided"
@@ -756,6 +767,113 @@ def test_a_plugin_distance_that_raises_for_some_pairs_is_a_problem_of_errors_csv
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("plugin, said", [("GrayPairs", "distance failed: ValueError: two gray images"),
+                                           ("GrayNaN", "distance returned NaN values")])
+def test_a_plugin_distance_that_fails_in_the_leak_search_is_one_line(tmp_path, monkeypatch, capsys, plugin, said):
+    """The leak audit's search called a plugin's distance unchecked: one that raised for a pair (here
+    two gray images, camera and moon, in one split) was reported as "a bug in harness" (exit 3), and
+    one that gave NaN lost that pair without a word (exit 0: NaN is never at or below a threshold).
+    Both stop the audit in one line naming the hasher (exit 2), in this process and in workers."""
+    from harness.__main__ import main
+
+    name = f"leaky_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    try:
+        for workers in ("1", "2"):
+            out = tmp_path / f"out{workers}"
+            status = main(["leaks", "--train", "builtin:camera", "--train", "builtin:moon", "--test", "builtin:coffee",
+                           "--hashers", f"{name}:{plugin}", "--threshold", "1000", "--out", str(out), "--quiet",
+                           "--no-cache", "--workers", workers])
+            err = capsys.readouterr().err
+            assert status == 2, err
+            assert err == f"error: leak search: {name}:{plugin} {said}; the audit needs every pair's distance\n"
+            assert not out.exists()
+    finally:
+        sys.modules.pop(name, None)
+
+
+EXITING = HASHER + '''
+import sys
+
+
+def _gray(rows):
+    return bool((np.ptp(rows, axis=1) == 0).any())
+
+
+@dataclass(frozen=True)
+class DistanceExits(Mean):
+    name = __name__ + ":DistanceExits"
+
+    def distance(self, a, b):
+        if ((np.ptp(a, axis=1) == 0) & (np.ptp(b, axis=1) == 0)).any():  # a pair of two gray images
+            sys.exit(0)
+        return np.abs(a - b).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class HashExits(Mean):
+    name = __name__ + ":HashExits"
+
+    def hash_batch(self, images):
+        out = super().hash_batch(images)
+        if _gray(out):
+            sys.exit(0)
+        return out
+
+
+@dataclass(frozen=True)
+class PrepareExits(Mean):
+    name = __name__ + ":PrepareExits"
+
+    def prepare(self):
+        sys.exit("no GPU here")
+
+
+def exits_on_gray(image, k: int = 1):
+    if (image[..., 0] == image[..., 1]).all():
+        sys.exit(0)
+    return image.copy()
+'''
+
+
+def test_a_plugin_calling_sys_exit_is_its_failure_not_the_runs_exit(tmp_path):
+    """A plugin's distance, hash_batch or transform that called sys.exit(0) for one image (camera, the
+    gray one) ended the whole run with exit status 0, no line and no output; its prepare() ended it with
+    its own message. Each is that plugin's failure as an exception is: a row of errors.csv (exit 1),
+    or for prepare() the run's one line (exit 2)."""
+    import subprocess
+
+    import pandas as pd
+
+    name = f"exits_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(EXITING)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])}
+    config = tmp_path / "c.yaml"
+    config.write_text(f"images: [builtin:camera, builtin:astronaut, builtin:coffee]\n"
+                      f"hashers: [aHash, '{name}:DistanceExits', '{name}:HashExits']\n"
+                      f"sweeps:\n  - {{family: jpeg, b: {{jpeg: {{quality: 50}}}}}}\n"
+                      f"  - {{family: exits, b: '{name}:exits_on_gray'}}\n")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "harness", "run", str(config), "--out", str(out), "--no-cache", "--quiet"]
+    done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    errors = pd.read_csv(out / "errors.csv", keep_default_na=False)
+    assert sorted(errors[["image", "stage", "reason"]].values.tolist()) == [
+        ["camera", f"hash {name}:DistanceExits", f"{name}:DistanceExits distance failed: it called sys.exit(0)"],
+        ["camera", f"hash {name}:HashExits", f"{name}:HashExits failed: it called sys.exit(0)"],
+        ["camera", "transform", f"transform '{name}:exits_on_gray' failed on a 512x512 image: it called sys.exit(0)"]]
+
+    config.write_text(f"images: [builtin:camera]\nhashers: [aHash, '{name}:PrepareExits']\n"
+                      "sweeps:\n  - {family: jpeg, b: {jpeg: {quality: 50}}}\n")
+    done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (f"error: {config}: hashers[1] ({name}:PrepareExits): the plugin's prepare() failed: it "
+                           "called sys.exit('no GPU here')\n")
 
 
 def test_a_plugin_distance_not_the_same_both_ways_is_refused_before_any_work(tmp_path, monkeypatch):

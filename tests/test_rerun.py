@@ -284,11 +284,12 @@ def test_a_weights_file_is_keyed_by_its_content(tmp_path):
     from harness.hashers import HASHERS
     from harness.runner import hasher_key
 
+    hdf5 = b"\x89HDF\r\n\x1a\n"  # a .h5 file must begin as HDF5 (its content is not loaded here)
     weights = tmp_path / "w.h5"
-    weights.write_bytes(b"one")
+    weights.write_bytes(hdf5 + b"one")
     resnet = HASHERS.get("ResNet50")(weights=str(weights))
     first = hasher_key(resnet, {})
-    weights.write_bytes(b"other")
+    weights.write_bytes(hdf5 + b"other")
     assert hasher_key(resnet, {}) != first
 
 

@@ -178,7 +178,7 @@ def apply_chain(image: np.ndarray, steps: Iterable[tuple[str, dict]]) -> np.ndar
             out = func(read_only(image) if plugin else image, **params)
         except TransformError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin: its failure, not harness's exit
             rows, cols = image.shape[:2]
             hint = ("; a transform returns a new image and leaves its input as it is"
                     if plugin and "read-only" in str(exc) else "")

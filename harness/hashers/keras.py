@@ -126,6 +126,44 @@ def cached_imagenet_file(model: str, side: int) -> str | None:
     return path if path and os.path.isfile(path) else None
 
 
+# No keras.applications model's weights without the top come near this: ConvNeXtXLarge's, the
+# largest, are 348,147,968 float32 parameters (1.4 GB); ResNet50's file is 94,765,736 bytes. A weights
+# file is read whole for its SHA-256 (the hash cache's key, run.json's files_read), 6 GB in 14 to 28 s
+# on a 2-core machine: where Keras never opened it (no TensorFlow: the hasher unavailable, its key
+# still made), and where Keras loaded it (weights with anything appended). A larger file is refused
+# before it is read.
+MAX_WEIGHTS_BYTES = 2 * 1024**3
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # the first 8 bytes of every HDF5 file Keras or h5py writes
+ZIP_SIGNATURE = b"PK\x03\x04"  # a .keras archive's
+
+
+def weights_file_problem(path: str) -> str | None:
+    """What makes the file at `path` no weights file a Keras model can load, from its size and its
+    first bytes only, or None. The signature is checked where Keras reads the file by its name's
+    ending: HDF5 for .h5 and .hdf5 (.weights.h5 too), a zip archive for .keras; Keras refuses any
+    other ending itself, before reading the file."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_WEIGHTS_BYTES:
+            return (f"{shown(path)} is {size:,} bytes, more than any keras.applications model's weights "
+                    f"without the top ({MAX_WEIGHTS_BYTES:,} at most: ConvNeXtXLarge's, the largest, are "
+                    f"1.4 GB, ResNet50's 94,765,736 bytes); refused before reading it")
+        lower = path.lower()
+        ending = next((e for e in (".keras", ".h5", ".hdf5") if lower.endswith(e)), None)
+        if ending is None:
+            return None
+        kind, signature = (("a .keras archive", ZIP_SIGNATURE) if ending == ".keras" else
+                           ("an HDF5 file", HDF5_SIGNATURE))
+        with open(path, "rb") as handle:
+            start = handle.read(len(signature))
+    except OSError as exc:
+        return f"cannot read {shown(path)} ({exc.strerror or exc})"
+    if start != signature:
+        found = "it is empty" if not size else f"its {size:,} bytes begin {start!r}, not {signature!r}"
+        return f"{shown(path)} is not {kind}, which Keras takes a name ending in '{ending}' for: {found}"
+    return None
+
+
 # A download that connects and then stalls is given up after this many seconds without a byte
 # (socket's default timeout; Keras' urlretrieve sets none, and would wait for ever).
 DOWNLOAD_STALL_S = 60
@@ -257,6 +295,8 @@ class KerasEmbedding(Hasher):
     # (the transforms' Seed, for np.random.default_rng, has no upper bound)
     seed: Annotated[int, Range(0, 2**32 - 1), Doc("initialisation seed when weights is null")] = 0
     _model: list = field(default_factory=list, init=False, repr=False, compare=False)
+    # The ImageNet weights' file to load instead of looking in this machine's Keras cache (use_files)
+    _imagenet_file: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     model_name: ClassVar[str]  # the keras.applications constructor
     batch_invariant = False  # float kernels block by batch size
@@ -281,14 +321,39 @@ class KerasEmbedding(Hasher):
         path = cached_imagenet_file(model, input_side(model, params.get("input_size")))
         return [("weights", path)] if path else []
 
+    def use_files(self, files: dict[str, str]) -> None:
+        """Load the files `files` names (parameter -> path), as files_read found them where the run's
+        plan was made: for 'imagenet', the file in that process's Keras cache, which the run keyed its
+        cache by and records in run.json. A worker (a Dask worker under another user's home, a spawned
+        one given another KERAS_HOME) had looked in its own cache, and loaded another file, silently, or
+        none; the path is checked on its disk first (imagework.check_files)."""
+        if self.weights == "imagenet" and files.get("weights") and not self._model:
+            self._imagenet_file[:] = [files["weights"]]
+
+    def _cached_imagenet_file(self) -> str | None:
+        """The ImageNet weights' file this hasher loads (use_files'), or None (not cached: downloaded)."""
+        if self.weights != "imagenet":
+            return None
+        return self._imagenet_file[0] if self._imagenet_file else cached_imagenet_file(self.model_name, self.side)
+
     def __post_init__(self):
         super().__post_init__()
         if self.weights not in (None, "imagenet") and not os.path.isfile(self.weights):
             raise ValueError(f"weights: no file at '{self.weights}' (use 'imagenet', null or a .h5 path)")
+        problem = weights_file_problem(self.weights) if self.weights not in (None, "imagenet") else None
+        if problem:
+            raise ValueError(f"weights: {problem}")
 
     def prepare(self) -> None:
         if self._model:
             return
+        # First, as a `weights:` path is checked as the hasher is built: a file in Keras' cache is hashed
+        # for the cache's key even where this hasher turns out unavailable (no TensorFlow).
+        cached = self._cached_imagenet_file()
+        problem = weights_file_problem(cached) if cached else None
+        if problem:
+            raise HarnessError(f"weights: the file in Keras' cache under the ImageNet weights' name: {problem}; "
+                               "put the right one there, or delete it to download it again")
         if importlib.util.find_spec("tensorflow") is None:  # said first: weights are no use without it
             raise UnavailableError(_no_tensorflow("no module named 'tensorflow'"))
         self._check_weights_reachable()
@@ -299,7 +364,6 @@ class KerasEmbedding(Hasher):
         if constructor is None or module is None:
             raise UnavailableError(f"Keras {keras.__version__} has no keras.applications.{self.model_name}")
         keras.utils.set_random_seed(self.seed)
-        cached = cached_imagenet_file(self.model_name, self.side) if self.weights == "imagenet" else None
         try:
             with _loading(download=self.weights == "imagenet" and cached is None), _from_cache(cached):
                 model = constructor(include_top=False, weights=self.weights, pooling=self.pooling,
@@ -332,7 +396,7 @@ class KerasEmbedding(Hasher):
         if self.weights != "imagenet":
             return
         filename = weights_file(self.model_name, self.side)
-        if cached_imagenet_file(self.model_name, self.side):
+        if self._cached_imagenet_file():
             return
         import socket
 
