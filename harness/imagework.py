@@ -14,6 +14,7 @@ copy is the one the run's cache keys were made from (`Plan.files`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import cv2
@@ -46,11 +47,11 @@ class Plan:
     # runs them (its cache keys hold these digests): each worker checks its own code against them.
     # Taken when the plan is made, wherever it is made (a run's, a leak audit's), unless given.
     plugin_code: tuple[tuple[str, str], ...] | None = None
-    # (config key, path, digest of its content) of every file the hashers' and chains' parameters
-    # name, as the process that made the plan read them (its cache keys hold these digests): a
-    # worker opens the path on its own disk, and checks that its file is the same. Taken as
-    # plugin_code is.
-    files: tuple[tuple[str, str, str], ...] | None = None
+    # (config key, path, digest of its content, size) of every file the hashers' and chains'
+    # parameters name, as the process that made the plan read them (its cache keys hold these
+    # digests): a worker opens the path on its own disk, and checks that its file is the same. Taken
+    # as plugin_code is.
+    files: tuple[tuple[str, str, str, int], ...] | None = None
     # (hasher id, ((parameter, path), ...)) of the files each hasher reads, as the process that made
     # the plan found them: a path a parameter names, or one the hasher finds itself (a CNN's ImageNet
     # weights, in that process's Keras cache). A worker loads these (use_files), not the ones its own
@@ -114,10 +115,11 @@ def hasher_files(hashers: tuple[HasherSpec, ...]) -> tuple[tuple[str, tuple[tupl
 
 def plan_files(hashers: tuple[HasherSpec, ...], chains: tuple[tuple[Step, ...], ...],
                found: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] | None = None,
-               ) -> tuple[tuple[str, str, str], ...]:
-    """(config key, path, digest of its content here) of each file the hashers' and chains' parameters
-    name (runner.read_files digests the same for the cache keys); `found`: the hashers' files as
-    hasher_files gave them, where the plan already holds them."""
+               ) -> tuple[tuple[str, str, str, int], ...]:
+    """(config key, path, digest of its content here, its size here: -1 where it is no regular file)
+    of each file the hashers' and chains' parameters name (runner.read_files digests the same for the
+    cache keys); `found`: the hashers' files as hasher_files gave them, where the plan already holds
+    them."""
     from harness.params import file_params
     from harness.provenance import file_digest
     from harness.transforms import TRANSFORMS
@@ -127,23 +129,44 @@ def plan_files(hashers: tuple[HasherSpec, ...], chains: tuple[tuple[Step, ...], 
     for chain in chains:
         for step, params in chain:
             named += [(f"{name} of {step}", path) for name, path in file_params(TRANSFORMS.get(step), dict(params))]
-    return tuple((key, path, file_digest(path)) for key, path in dict.fromkeys(named))
+    return tuple((key, path, file_digest(path), _regular_size(path)) for key, path in dict.fromkeys(named))
 
 
-def check_files(files: tuple[tuple[str, str, str], ...]) -> None:
+def _regular_size(path: str) -> int:
+    """The size of the regular file at `path`, -1 where there is none (file_digest keys what it is)."""
+    import stat
+
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return -1
+    return status.st_size if stat.S_ISREG(status.st_mode) else -1
+
+
+def check_files(files: tuple[tuple[str, str, str, int], ...]) -> None:
     """In a worker: a HarnessError unless each file the plan names is, on this machine's disk, the one
     the run's cache keys were made from; else its results would differ from this machine's run and
-    be stored under the other file's key."""
+    be stored under the other file's key. A copy of another size is refused before it is read: the
+    worker's copy may be any file (a 6 GB one took seconds to digest, for a refusal)."""
     from harness.errors import HarnessError, shown
     from harness.provenance import file_digest
 
-    for key, path, expected in files:
-        here = file_digest(path)
-        if here != expected:
-            what = ("is not there on this worker" if here == "no file" else "on this worker is not the file this "
-                    "run read (another copy, or it changed after the run read it): its results would differ")
-            raise HarnessError(f"{shown(path)} ({key}) {what}; a file a config names must be at the same path "
-                               "with the same content on every worker")
+    for key, path, expected, size in files:
+        here_size = _regular_size(path)
+        resized = here_size >= 0 and size >= 0 and here_size != size
+        here = None if resized else file_digest(path)
+        if here == expected:
+            continue
+        if resized:
+            what = (f"on this worker is {here_size:,} bytes, where the file this run read is {size:,}: another "
+                    "copy, or it changed after the run read it (refused unread)")
+        elif here == "no file":
+            what = "is not there on this worker"
+        else:
+            what = ("on this worker is not the file this run read (another copy, or it changed after the run read "
+                    "it): its results would differ")
+        raise HarnessError(f"{shown(path)} ({key}) {what}; a file a config names must be at the same path "
+                           "with the same content on every worker")
 
 
 def build_state(plan: Plan, hashers: dict | None = None):

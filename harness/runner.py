@@ -305,7 +305,7 @@ def image_pass(config: Config, skip_unavailable: bool = False, progress: bool | 
 def files_read_record(plan: Plan) -> list[dict]:
     """run.json's `files_read`: each file the plan's hashers and edits read for its content, with
     the SHA-256 the cache keys were made from."""
-    return [{"read_as": key, "path": path, "sha256": digest_here} for key, path, digest_here in plan.files]
+    return [{"read_as": key, "path": path, "sha256": digest_here} for key, path, digest_here, _ in plan.files]
 
 
 class ImagePass:

@@ -851,7 +851,7 @@ def test_a_name_that_is_not_a_path_is_never_looked_for_on_disk(tmp_path, monkeyp
     weights = tmp_path / "w.h5"
     weights.write_bytes(b"weights")
     named = plan_files((HasherSpec("ResNet50", "ResNet50", (("weights", str(weights)),)),), ())
-    assert [(key, path) for key, path, _ in named] == [("weights of hasher ResNet50", str(weights))]
+    assert [(key, path) for key, path, *_ in named] == [("weights of hasher ResNet50", str(weights))]
 
 
 @pytest.fixture(scope="module")

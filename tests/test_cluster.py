@@ -323,14 +323,47 @@ def test_a_worker_whose_copy_of_a_named_file_differs_is_refused(cluster, tmp_pat
     done = run_here("dask", "--cache", str(cache), "--scheduler", address)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert re.fullmatch(r"error: on the Dask worker tcp://127\.0\.0\.1:\d+: 'mark\.png' \(source of overlay_image\) "
-                        r"on this worker is not the file this run read .*; a file a config names must be at the same "
-                        r"path with the same content on every worker\n", done.stderr), done.stderr
+                        r"on this worker (is not the file this run read|is [\d,]+ bytes, where the file this run "
+                        r"read is [\d,]+).*; a file a config names must be at the same path with the same content on "
+                        r"every worker\n", done.stderr), done.stderr
     assert not cache.exists()  # it stored nothing, so the cache file this run created is not left behind
     (here / "mark.png").write_bytes((tmp_path / "mark.png").read_bytes())
     assert run_here("local", "--no-cache").returncode == 0
     done = run_here("dask", "--cache", str(cache), "--scheduler", address)
     assert done.returncode == 0, done.stderr
     assert (here / "dask" / "distances.csv").read_bytes() == (here / "local" / "distances.csv").read_bytes()
+
+
+def test_a_workers_copy_is_judged_by_its_size_before_its_content(tmp_path, monkeypatch):
+    """check_files, what each worker runs first: a copy of another size than the file the run read is
+    refused without being read (a worker's copy may be any file: a 6 GB one was read whole for its
+    digest, to be refused); one of the same size is read and refused by its digest; the same file passes."""
+    from harness import provenance
+    from harness.errors import HarnessError
+    from harness.imagework import check_files, plan_files
+
+    ours = tmp_path / "mark.png"
+    cv2.imwrite(str(ours), make_scene(1, 60, 80))
+    files = plan_files((), ((("overlay_image", (("source", str(ours)),)),),))
+    assert [(key, path, size) for key, path, _, size in files] == [
+        ("source of overlay_image", str(ours), ours.stat().st_size)]
+    read = []
+    monkeypatch.setattr(provenance, "file_sha256", lambda path: read.append(path) or "digest of " + path)
+    provenance._content_digest.cache_clear()
+    check_files(files[:0])
+    ours.write_bytes(ours.read_bytes() + b"appended")  # the worker's copy: another size
+    with pytest.raises(HarnessError, match=rf"source of overlay_image\) on this worker is {ours.stat().st_size:,} "
+                                           rf"bytes, where the file this run read is {files[0][3]:,}: .*refused unread"):
+        check_files(files)
+    assert read == []
+    monkeypatch.undo()
+    provenance._content_digest.cache_clear()
+    whole = ours.read_bytes()
+    ours.write_bytes(whole[:files[0][3] - 1] + b"x")  # the same size, another content
+    with pytest.raises(HarnessError, match=r"on this worker is not the file this run read"):
+        check_files(files)
+    ours.write_bytes(whole[:files[0][3]])  # the file the run read
+    check_files(files)
 
 
 def test_a_port_that_never_answers_is_one_line(monkeypatch):

@@ -246,7 +246,7 @@ def test_imagenet_weights_in_keras_cache_are_loaded_by_path_kept_and_keyed_by_co
     assert cached.is_file()  # still there, unchanged
     key = hasher_key(imagenet, {})
     files = plan_files((HasherSpec("ResNet50", "ResNet50", (("weights", "imagenet"), ("input_size", 64))),), ())
-    assert [(name, path) for name, path, _ in files] == [("weights of hasher ResNet50", str(cached))]
+    assert [(name, path) for name, path, *_ in files] == [("weights of hasher ResNet50", str(cached))]
     from harness import evaluate
     from harness.provenance import file_sha256
 
@@ -274,7 +274,7 @@ def test_a_worker_loads_the_imagenet_file_the_run_found_not_one_of_its_own(tmp_p
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "ours"))
     plan = Plan(hashers=(HasherSpec("ResNet50", "ResNet50", (("weights", "imagenet"), ("input_size", 64))),),
                 chains=(), chain_keys=(), max_pixels=None)
-    assert [path for _, path, _ in plan.files] == [str(tmp_path / "ours" / "models" / name)]
+    assert [path for _, path, *_ in plan.files] == [str(tmp_path / "ours" / "models" / name)]
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "theirs"))  # the worker's own cache holds another file
     _, hashers = build_state(plan)
     images = variants()[:2]
