@@ -17,7 +17,8 @@
 
 Each side is a separate process, started as printed, timed from start to exit, report
 included. The two sides alternate, A B A B ..., after one untimed warm-up pair (it fills
-the OS file cache and checks that both sides give the same results). The harness runs of
+the OS file cache and checks that both sides give the same results; --no-warm-up times
+that pair too, a quick check that the script works, as the tests run it). The harness runs of
 (a), (b), (c) and (e) use --no-cache, so each does the whole job; (d) runs one command twice,
 B then A: the first run starts without its output folder and writes the hash cache, the
 rerun finds that cache full. (b) also times, after each pair, a process that only imports
@@ -116,20 +117,24 @@ def run_once(side: Side, log_path: str, timed: bool) -> None:
         side.peak_mib = max(side.peak_mib, usage.peak_mib)
 
 
-def measure(comparison: Comparison, runs: int, logs: str) -> str:
-    """One warm-up pair and its result check, then `runs` timed pairs, A then B (or B then A)."""
+def measure(comparison: Comparison, runs: int, logs: str, warm_up: bool = True) -> str:
+    """One warm-up pair and its result check, then `runs` timed pairs, A then B (or B then A).
+    Without `warm_up` (a quick check that the script works, as the tests run it), the first pair is
+    timed too and checked: `runs` pairs in all, the first with cold caches."""
     log = os.path.join(logs, comparison.key + ".log")
     pair = (comparison.b, comparison.a) if comparison.b_first else (comparison.a, comparison.b)
-    for side in pair + ((comparison.floor,) if comparison.floor else ()):  # a side two comparisons share
+    sides = pair + ((comparison.floor,) if comparison.floor else ())
+    for side in sides:  # a side two comparisons share
         side.walls, side.cpus, side.peak_mib = [], [], 0.0
     for side in pair:
-        run_once(side, log, timed=False)
+        run_once(side, log, timed=not warm_up)
         if side.keep:
             shutil.rmtree(side.keep[1], ignore_errors=True)
             shutil.copytree(*side.keep)
+    if not warm_up and comparison.floor:
+        run_once(comparison.floor, log, timed=True)
     checked = comparison.same_results()
-    sides = pair + ((comparison.floor,) if comparison.floor else ())
-    for _ in range(runs):
+    for _ in range(runs if warm_up else runs - 1):
         for side in sides:
             run_once(side, log, timed=True)
     return checked
@@ -343,6 +348,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER), metavar="X",
                         help=f"the comparisons to run: {' '.join(ORDER)} (default: all)")
     parser.add_argument("--runs", type=int, default=5, help="timed A B pairs per comparison, after a warm-up (5)")
+    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                        help="time the first pair too (a quick check that the script works; its figures then "
+                        "include a first run's cold caches, so do not quote them)")
     parser.add_argument("--photos", metavar="DIR", help="the folder of OpenCV's sample photographs "
                         f"(default: ${photos.ENV_VAR}, else {photos.PACKAGE_FOLDER})")
     parser.add_argument("--work", metavar="DIR", help="keep the runs' outputs and logs here (default: a "
@@ -363,13 +371,14 @@ def main() -> None:
     if "b" in order or "e" in order:
         image = ARTICLE_IMAGE if os.path.exists(os.path.join(ROOT, ARTICLE_IMAGE)) else "builtin:astronaut (stand-in)"
         print(f"article image: {image}")
-    print(f"each comparison: 1 untimed warm-up pair, then {args.runs} timed pairs; commands run in {ROOT}")
+    print(f"each comparison: {'1 untimed warm-up pair, then ' if args.warm_up else 'no warm-up (--no-warm-up): '}"
+          f"{args.runs} timed pairs; commands run in {ROOT}")
     print()
     quotable = []
     try:
         for key in order:
             comparison = table[key]
-            checked = measure(comparison, args.runs, work)
+            checked = measure(comparison, args.runs, work, args.warm_up)
             for line in summary(comparison, checked, args.runs):
                 print(line, flush=True)
             print(flush=True)

@@ -48,7 +48,7 @@ def photographs(tmp_path_factory):
 
 def test_compare_checks_both_sides_agree_and_prints_each_ratio(photographs, tmp_path):
     out = run_benchmark("compare.py", "--photos", photographs, "--only", "a", "b", "d", "e", "f", "g", "--runs", "1",
-                        scratch=tmp_path)
+                        "--no-warm-up", scratch=tmp_path)
     assert "results: same thresholds, impostor pairs, false matches and detection counts" in out
     assert "results: same aHash and pHash distances for all 40 pairs as table.csv" in out
     assert "results: byte-identical distances.csv" in out  # (d): the rerun over a full cache
