@@ -505,6 +505,17 @@ class GrayNaN(Mean):
 
 
 @dataclass(frozen=True)
+class GrayNegative(Mean):
+    """Its distance is -5 for a pair of two gray images' hashes, and honest otherwise."""
+    name = __name__ + ":GrayNegative"
+
+    def distance(self, a, b):
+        out = np.abs(a - b).sum(axis=1)
+        out[(np.ptp(a, axis=1) == 0) & (np.ptp(b, axis=1) == 0)] = -5
+        return out
+
+
+@dataclass(frozen=True)
 class OneSided(Mean):
     """How far a's channel means are above b's: 0 one way for a pair the other way far apart."""
     name = __name__ + ":OneSided"
@@ -770,12 +781,15 @@ def test_a_plugin_distance_that_raises_for_some_pairs_is_a_problem_of_errors_csv
 
 
 @pytest.mark.parametrize("plugin, said", [("GrayPairs", "distance failed: ValueError: two gray images"),
-                                           ("GrayNaN", "distance returned NaN values")])
+                                           ("GrayNaN", "distance returned NaN values"),
+                                           ("GrayNegative", "distance returned negative values (-5; a distance is 0 "
+                                            "or more: below every threshold, each pair would count as a match)")])
 def test_a_plugin_distance_that_fails_in_the_leak_search_is_one_line(tmp_path, monkeypatch, capsys, plugin, said):
     """The leak audit's search called a plugin's distance unchecked: one that raised for a pair (here
     two gray images, camera and moon, in one split) was reported as "a bug in harness" (exit 3), and
     one that gave NaN lost that pair without a word (exit 0: NaN is never at or below a threshold).
-    Both stop the audit in one line naming the hasher (exit 2), in this process and in workers."""
+    Both stop the audit in one line naming the hasher (exit 2), in this process and in workers; and so
+    does one that gave a negative distance, which a run refuses (every pair at or below any threshold)."""
     from harness.__main__ import main
 
     name = f"leaky_{uuid.uuid4().hex[:8]}"

@@ -120,15 +120,19 @@ class Hasher(ABC):
         """`distance` with its output checked: one float per row, finite, and for a plugin 0 or more (a
         plugin's distance that raises or returns something else is a HashError naming the hasher, never
         a crash)."""
+        return self._checked(lambda: self.distance(a, b), (len(a),), "distance", f"{len(a)} pairs")
+
+    def _checked(self, compute, shape: tuple, method: str, counted: str) -> np.ndarray:
+        """What `compute` (a distance method's call) returns, checked: floats of `shape`, finite, a
+        plugin's 0 or more; else a HashError naming the hasher."""
         try:
-            out = np.asarray(self.distance(a, b), dtype=np.float64)
+            out = np.asarray(compute(), dtype=np.float64)
         except HashError:
             raise
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin: its failure (exception_text)
             raise HashError(f"{self.name} distance failed: {exception_text(exc, with_type=True)}") from exc
-        if out.shape != (len(a),):
-            raise HashError(f"{self.name} distance returned shape {out.shape} for {len(a)} pairs, not one "
-                            "value per pair")
+        if out.shape != shape:
+            raise HashError(f"{self.name} {method} returned shape {out.shape} for {counted}, not one value per pair")
         if not np.isfinite(out).all():  # NaN had passed, then failed the report's histograms as a bug
             raise HashError(f"{self.name} distance returned {'NaN' if np.isnan(out).any() else 'infinite'} values")
         if ":" in self.name and (out < 0).any():  # a plugin's (the built-ins' are 0 or more by construction)
@@ -192,22 +196,12 @@ class Hasher(ABC):
         return out
 
     def checked_cross_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """`cross_distance` with its output checked as `checked_distance` checks `distance`'s: finite
-        floats of shape (len(a), len(b)); a plugin's that raises or returns NaN is a HashError naming the
-        hasher. The leak audit takes its candidate pairs from it: an exception had been reported as a
-        bug of harness's, and a NaN, never at or below a threshold, lost its pair without a word."""
-        try:
-            out = np.asarray(self.cross_distance(a, b), dtype=np.float64)
-        except HashError:
-            raise
-        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin: its failure (exception_text)
-            raise HashError(f"{self.name} distance failed: {exception_text(exc, with_type=True)}") from exc
-        if out.shape != (len(a), len(b)):
-            raise HashError(f"{self.name} cross_distance returned shape {out.shape} for {len(a)} x {len(b)} "
-                            "hashes, not one value per pair")
-        if not np.isfinite(out).all():
-            raise HashError(f"{self.name} distance returned {'NaN' if np.isnan(out).any() else 'infinite'} values")
-        return out
+        """`cross_distance` with its output checked as `checked_distance` checks `distance`'s, of shape
+        (len(a), len(b)). The leak audit takes its candidate pairs from it: a plugin's exception had
+        been reported as a bug of harness's, and a NaN, never at or below a threshold, lost its pair
+        without a word."""
+        return self._checked(lambda: self.cross_distance(a, b), (len(a), len(b)), "cross_distance",
+                             f"{len(a)} x {len(b)} hashes")
 
     def spec(self) -> dict:
         return {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}
