@@ -8,8 +8,8 @@ import numpy as np
 from harness.params import Doc, Range, Stronger, Unit
 from harness.transforms import transform
 
-# Bit-exact across processors (transforms.cpu_exact) but for sharpen: OpenCV's box, Gaussian and median
-# filters work in fixed point, and pixelate's INTER_AREA resize was unchanged without IPP or AVX (measured).
+# Bit-exact across processors (transforms.cpu_exact) but for sharpen and pixelate: OpenCV's box, Gaussian
+# and median filters work in fixed point (the same pixels on x86-64 and an arm64 build, measured).
 
 
 @transform
@@ -58,7 +58,9 @@ def sharpen(
     return cv2.addWeighted(image, 1 + amount, cv2.GaussianBlur(image, (0, 0), sigma), -amount, 0)
 
 
-@transform
+# Not exact: INTER_AREA weighs in floating point where `block` is no whole part of a side, which OpenCV's
+# ARM build rounds otherwise (1 or 2 of 14 images changed on arm64 at blocks 2, 4 and 8).
+@transform(cpu_exact=False)
 def pixelate(
     image: np.ndarray,
     block: Annotated[int, Unit("px"), Stronger("higher"), Range(1), Doc("mosaic block side in px")],
