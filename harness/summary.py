@@ -346,14 +346,14 @@ def summary_markdown(results, figures: dict, previews: bool) -> str:
                          f"| {md(row.status)} "
                          f"| {md(exact)} |")
         lines += ["", "*Same on every CPU*: `yes` where the hashes are bit-exact across processors (measured on "
-                  "x86-64 with and without AVX-512); `no` where the library's result follows the processor's "
-                  "vector instructions (floating-point rounding), so distances can differ in the last digits "
-                  "between machines and a threshold can move by one step."
+                  "x86-64 with and without AVX-512, and on an arm64 build); `no` where the library's result "
+                  "follows the processor's vector instructions (floating-point rounding), so distances can "
+                  "differ in the last digits between machines and a threshold can move by one step."
                   + (f" `no (edits)`: the hashes are bit-exact, but this run's {md(', '.join(inexact))} "
-                     f"{'edit is' if len(inexact) == 1 else 'edits are'} not (OpenCV runs "
-                     f"{'it' if len(inexact) == 1 else 'them'} through Intel's IPP or vector code whose rounding "
-                     "follows the processor), so the edited copies, and the distances of their pairs, can "
-                     "differ between machines." if inexact else ""), ""]
+                     f"{'edit is' if len(inexact) == 1 else 'edits are'} not (floating-point work whose rounding "
+                     "follows the processor: Intel's IPP, vector code, or another processor's build of the "
+                     "library), so the edited copies, and the distances of their pairs, can differ between "
+                     "machines." if inexact else ""), ""]
     lines += ["## Distances", "", markdown_table(_distance_cells(metrics.table, hasher_order(distances))), ""]
     if "families" not in figures:
         lines += [f"No pair yielded a distance, so there are no figures: {no_distance_reason(results)}.", ""]
