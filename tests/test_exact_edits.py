@@ -4,9 +4,10 @@
 such an edit's results without the kind of CPU, and the summary counts on it. tests/test_cpu_kind.py
 checks the promise on one machine (OpenCV's optimizations on and off); this file checks it across
 machines: the SHA-256 of each exact edit's pixels, at its test parameters and at others that take
-other code paths, on four images made the same everywhere, is pinned in tests/data/exact_edits.json. The pins were made on x86-64 (AVX2) and gave the
-same digests on an arm64 build (.ci/arm64), where the area resizes, pixelate, screenshot,
-overlay_image, enhance_contrast and cross wider than a pixel did not: those are marked inexact.
+other code paths, on four images made the same everywhere, is pinned in tests/data/exact_edits.json.
+The pins were made on x86-64 (AVX2) and gave the same digests on an arm64 build (.ci/arm64), where
+the area resizes, pixelate, screenshot, overlay_image, enhance_contrast and cross wider than a pixel
+did not: those are marked inexact.
 
     python -m tests.test_exact_edits > tests/data/exact_edits.json   # pins again, for a wanted change
 """
@@ -68,11 +69,11 @@ def case_key(name: str, params: dict, image: str) -> str:
 
 def digests(exact_only: bool = True) -> dict[str, str]:
     """Each (edit, parameters, image)'s pixels: the first 16 hex digits of their SHA-256, with the shape."""
-    found = {}
+    found, made = {}, images()
     for name, params in cases():
         if exact_only and not cpu_exact(name, params):
             continue
-        for label, image in images().items():
+        for label, image in made.items():
             pixels = apply_chain(image, [(name, params)])
             found[case_key(name, params, label)] = \
                 f"{hashlib.sha256(pixels.tobytes()).hexdigest()[:16]} {'x'.join(map(str, pixels.shape))}"
