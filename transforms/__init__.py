@@ -99,8 +99,10 @@ def cpu_exact(name: str, params: dict) -> bool:
     """Whether a step gives the same pixels on every x86-64 and ARM processor. Not where OpenCV runs
     it through Intel's IPP (x86-64 only, at the machine's vector level) or vector code of its own
     whose float rounding follows the instructions (measured by switching them off: OPENCV_IPP=disabled,
-    OPENCV_CPU_DISABLE). A plugin is taken to be exact, as a hasher is, unless its function has a
-    `cpu_exact` attribute that says otherwise."""
+    OPENCV_CPU_DISABLE), nor where a library's ARM build rounds its floating point otherwise (measured
+    against an arm64 build, .ci/arm64; tests/test_exact_edits.py pins the exact steps' pixels). A
+    plugin is taken to be exact, as a hasher is, unless its function has a `cpu_exact` attribute that
+    says otherwise."""
     func, params = check_step(name, params)
     exact = getattr(func, "cpu_exact", True)
     if callable(exact):

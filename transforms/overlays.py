@@ -169,7 +169,7 @@ def _read_overlay(source: str) -> np.ndarray | None:
     return pixels
 
 
-@transform(cpu_exact=False)  # the logo's INTER_AREA resize: 14 of 14 images changed on arm64 at opacity 0.7
+@transform(cpu_exact=False)  # the float32 logo's INTER_AREA resize: 14 of 14 images changed on arm64 (opacity 0.7)
 def overlay_image(
     image: np.ndarray,
     size: Annotated[float, Stronger("higher"), Range(0, 1, open_low=True),
