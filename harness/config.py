@@ -699,7 +699,8 @@ def _parse_hashers(hashers, source, import_plugins: bool, plugins: list) -> list
         raise ConfigError(source, "hashers", "expected a non-empty list of hasher names or {name: ..., params}")
     if import_plugins:
         expect_plugins(hashers)  # (a leak audit's: it has no sweeps)
-    specs, ids = [], set()
+    specs, ids = [], {}  # ids: each id case-folded -> as the config spells it
+    registered = {known.casefold(): known for known in HASHERS}
     for i, entry in enumerate(hashers):
         key = f"hashers[{i}]"
         if isinstance(entry, str):
@@ -711,18 +712,19 @@ def _parse_hashers(hashers, source, import_plugins: bool, plugins: list) -> list
         hasher_id = _typed(params.pop("id", name), str, source, key + ".id")
         if not hasher_id.strip():
             raise ConfigError(source, key + ".id", "empty; a hasher's id names its column in every table")
-        if hasher_id != name and hasher_id in HASHERS:
+        same = registered.get(hasher_id.casefold())
+        if hasher_id != name and same is not None and same != name:
             # One name for one thing: the column would read as that hasher's, `--hashers` and `--threshold`
-            # given its name would pick this one, and a hash table named for it would be taken as this one's.
-            raise ConfigError(source, key + ".id", f"{shown(hasher_id)} is the name of another hasher harness has; "
+            # given its name would pick this one, and a hash table named for it would be taken as this one's
+            # (one letter's case apart, too: 'phash' for imagehash.dhash reads as pHash).
+            but = "" if same == hasher_id else f", but for case ({same})"
+            raise ConfigError(source, key + ".id", f"{shown(hasher_id)} is the name of another hasher harness has{but}; "
                                                    f"a column of {shortened(name, 120)} needs an id of its own")
         if HASHERS.is_plugin(name):
             _check(lambda: HASHERS.plugin_reference(name), source, key + ".name")
             plugins.append(("hasher", name, key + ".name"))
             if not import_plugins:
-                if hasher_id in ids:
-                    raise ConfigError(source, key + ".id", f"two hashers are called {shown(hasher_id)}; give one an `id`")
-                ids.add(hasher_id)
+                _claim_id(hasher_id, ids, source, key)
                 specs.append(HasherSpec(hasher_id, name, tuple(params.items())))
                 continue
         cls = _check(lambda: HASHERS.get(name), source, key + ".name")
@@ -735,11 +737,23 @@ def _parse_hashers(hashers, source, import_plugins: bool, plugins: list) -> list
         except ValueError as exc:
             param, _, problem = str(exc).partition(": ")
             raise ConfigError(source, f"{key}.{shortened(param, 60)}", problem) from None
-        if hasher_id in ids:
-            raise ConfigError(source, key + ".id", f"two hashers are called {shown(hasher_id)}; give one an `id`")
-        ids.add(hasher_id)
+        _claim_id(hasher_id, ids, source, key)
         specs.append(HasherSpec(hasher_id, name, tuple(full.items())))
     return specs
+
+
+def _claim_id(hasher_id: str, ids: dict[str, str], source, key: str) -> None:
+    """Record a hasher's id, or refuse one that another hasher of the config has, in any case: of
+    ids that differ only in case ('Mean' and 'mean'), a reader, `--hashers` and `--threshold` tell
+    the columns apart by one letter, and a leak audit's hash tables, one file name on a
+    case-insensitive file system (macOS's, Windows's), by the '-2' given to the second."""
+    same = ids.get(hasher_id.casefold())
+    if same == hasher_id:
+        raise ConfigError(source, key + ".id", f"two hashers are called {shown(hasher_id)}; give one an `id`")
+    if same is not None:
+        raise ConfigError(source, key + ".id", f"{shown(hasher_id)} and {shown(same)} differ only in case; "
+                                               "give one an `id` of its own")
+    ids[hasher_id.casefold()] = hasher_id
 
 
 def hasher_plugin_problem(cls) -> str | None:

@@ -82,6 +82,12 @@ def test_hasher_subset_and_id():
     assert [(h.id, h.name) for h in config.hashers] == [("p", "pHash")]
 
 
+def test_an_id_that_is_its_own_hashers_name_in_another_case_is_accepted():
+    """Only another hasher's name, or another id, in any case, is refused: 'phash' for pHash itself reads right."""
+    config = parse(GOOD.replace("hashers: [aHash, pHash]", "hashers: [aHash, {name: pHash, id: phash}]"))
+    assert [(h.id, h.name) for h in config.hashers] == [("aHash", "aHash"), ("phash", "pHash")]
+
+
 def test_images_override_drops_fallback():
     config = parse(GOOD + "fallback_image: builtin:coffee\n", images=["x.png"])
     assert config.images == ("x.png",) and config.fallback_image is None
@@ -123,10 +129,18 @@ ERRORS = [
     ("    values: {start: 10, stop: 30, step: 10}\n", "",
      "cfg.yaml: sweeps[1]: a parameter is '$value' but the sweep has no values"),
     ("[aHash, pHash]", "[aHash, aHash]", "cfg.yaml: hashers[1].id: two hashers are called 'aHash'; give one an `id`"),
+    # Two ids one letter's case apart name one hash-table file on macOS's and Windows's file systems.
+    ("[aHash, pHash]", "[{name: aHash, id: Mean}, {name: imagehash.dhash, id: mean}]",
+     "cfg.yaml: hashers[1].id: 'mean' and 'Mean' differ only in case; give one an `id` of its own"),
+    ("[aHash, pHash]", "[aHash, {name: aHash, id: ahash}]",
+     "cfg.yaml: hashers[1].id: 'ahash' and 'aHash' differ only in case; give one an `id` of its own"),
     # A column named as another hasher is read as that one's (here without pHash itself in the config).
     ("[aHash, pHash]", "[aHash, {name: imagehash.phash, id: pHash}]",
      "cfg.yaml: hashers[1].id: 'pHash' is the name of another hasher harness has; a column of imagehash.phash needs "
      "an id of its own"),
+    ("[aHash, pHash]", "[aHash, {name: imagehash.dhash, id: phash}]",
+     "cfg.yaml: hashers[1].id: 'phash' is the name of another hasher harness has, but for case (pHash); a column of "
+     "imagehash.dhash needs an id of its own"),
     ("[aHash, pHash]", "[{name: ResNet50, weights: /no/such.h5}]",
      "cfg.yaml: hashers[0].weights: no file at '/no/such.h5' (use 'imagenet', null or a .h5 path)"),
     ("[aHash, pHash]", "[{name: ResNet50, batch_size: 0}]", "cfg.yaml: hashers[0].batch_size: 0 must be >= 1"),
