@@ -206,12 +206,12 @@ def mostly_chance(audit) -> bool:
     return bool((between["expected_false"] >= between["pairs_flagged"] / 2).any())
 
 
-def _numeric(text) -> bool:
+def _threshold_shown(text):
+    """estimates.csv's threshold is text ("1240", or "1 of 2" for the agreement): its numbers as the prose's."""
     try:
-        float(text)
+        return number(float(text))
     except (TypeError, ValueError):
-        return False
-    return True
+        return text
 
 
 def _count(value: float) -> str:
@@ -261,8 +261,7 @@ def summary_markdown(audit) -> str:
     estimates = audit.estimates.copy()
     for column in ("expected_false", "expected_false_low", "expected_false_high"):
         estimates[column] = estimates[column].map(_count)
-    # estimates.csv's threshold is text ("1240", or "1 of 2" for the agreement): its numbers as the prose's
-    estimates["threshold"] = [number(float(v)) if _numeric(v) else v for v in estimates["threshold"]]
+    estimates["threshold"] = estimates["threshold"].map(_threshold_shown)
     lines += [markdown_table(format_cells(estimates.drop(columns=["basis"]))), ""]
     if len(audit.misses):
         misses = audit.misses.copy()
