@@ -6,6 +6,7 @@ recomputed; and a full disk ends in one line with the previous outputs intact.
 """
 
 import contextlib
+import json
 import os
 import pickle
 import re
@@ -397,6 +398,16 @@ def test_a_read_only_cache_is_read_and_left_unchanged(job, tmp_path):
     assert f"note: hash cache {cache} is read-only here: it was read, and the new results of 5 images were not " \
            "stored in it\n" in names["stderr2"].read_text()
     assert sorted((path.name, path.read_bytes()) for path in folder.iterdir()) == before  # no log files, no change
+    # run.json's record and the summary's line say the cache was only read, and what came from it.
+    stored = json.loads((tmp_path / "first" / "run.json").read_text())["cache"]["hashes_computed"]
+    records = [json.loads((names[out] / "run.json").read_text())["cache"] for out in ("out", "out2")]
+    assert [{key: record[key] for key in record if key not in ("path", "absolute_path")} for record in records] == [
+        {"opened": True, "read_only": True, "images_from_cache": 5, "images_computed": 0,
+         "hashes_from_cache": stored, "hashes_computed": 0, "entries_rejected": 0},
+        {"opened": True, "read_only": True, "images_from_cache": 0, "images_computed": 5,
+         "hashes_from_cache": stored, "hashes_computed": 5 * 3, "entries_rejected": 0}]  # JPEG 10, three hashers
+    assert f"read from the hash cache `{cache}` (read-only) (images: 5 hashed in this run" in \
+        (names["out2"] / "summary.md").read_text()
 
 
 FULL_DISK = """
