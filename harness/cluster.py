@@ -346,14 +346,26 @@ class Engine:
 
 
 def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    """Kill a pool's workers, and leave its manager thread nothing to wait for. The standard library
+    """Kill a pool's workers, and leave its threads nothing to wait for. The standard library
     has no way to stop busy workers before Python 3.14's terminate_workers(), so this reaches into
-    the pool: its process table, and its result pipe, whose write end this process holds too. A
-    worker killed while it wrote a result leaves part of a message there, and the manager thread,
-    reading it, would wait for the rest for good (and shutdown with it): the write end closed, the
-    pipe ends, the read fails, and the pool takes itself for broken and stops."""
+    the pool: its process table, and its two pipes, of which this process holds both ends.
+    - The job pipe's read end, first: the thread that feeds the workers their jobs may be inside a
+      write that no worker will read now (a group of images' bytes is more than a pipe holds), and
+      the broken pool's shutdown waits for that thread; with no read end left, the write fails and
+      the thread ends. Python 3.11.5 and later close it themselves once the pool breaks (CPython
+      issue 94777); on 3.11.0 to 3.11.4 (Debian 12's system Python is 3.11.2) Ctrl-C or SIGTERM
+      during a run with workers hung for good. Closed before the kill, while the pool is whole, so
+      that it is never closed by two threads at once (the pool's manager thread closes it when the
+      workers die): a connection closed twice at once can close a file another thread just opened.
+    - The result pipe's write end, after: a worker killed while it wrote a result leaves part of a
+      message there, and the manager thread, reading it, would wait for the rest for good (and
+      shutdown with it): the write end closed, the pipe ends, the read fails, and the pool takes
+      itself for broken and stops."""
     from multiprocessing.connection import wait
 
+    reader = getattr(getattr(pool, "_call_queue", None), "_reader", None)
+    if reader is not None and not getattr(pool, "_broken", True):  # a broken pool's manager thread closes it
+        reader.close()
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for process in processes:
         process.kill()

@@ -607,6 +607,44 @@ def test_workers_killed_mid_result_do_not_leave_the_pool_waiting(tmp_path):
     assert done.stderr == "", done.stderr
 
 
+STOPPED_MID_JOB = """
+import signal, time
+from harness.cluster import Engine
+
+def work(state, job):  # busy: its worker reads no further job
+    time.sleep(60)
+    return len(job)
+
+def stop(signum, frame):
+    raise KeyboardInterrupt
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGALRM, stop)
+    signal.alarm(3)
+    started = time.monotonic()
+    try:
+        with Engine(workers=2) as engine:  # jobs far larger than the pipe's buffer: the feeder blocks on the third
+            list(engine.map(work, [b"x" * (16 << 20)] * 8))
+    except KeyboardInterrupt:
+        print("stopped after", round(time.monotonic() - started), "s", flush=True)
+"""
+
+
+def test_workers_killed_while_a_job_is_written_to_them_do_not_leave_the_pool_waiting(tmp_path):
+    """Stopping the engine kills its workers; the pool's thread that writes jobs into their pipe was
+    inside a write no worker would read, and the pool's shutdown waited for that thread for good: on
+    Python 3.11.0 to 3.11.4 (Debian 12's 3.11.2, found by .ci/arm64), Ctrl-C or SIGTERM during a run
+    with workers hung. Python 3.11.5 and later unblock it themselves (CPython issue 94777), so there
+    this test passes on the old code too."""
+    script = tmp_path / "stop.py"
+    script.write_text(STOPPED_MID_JOB)
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0 and done.stdout.startswith("stopped after"), done
+    assert int(done.stdout.split()[2]) < 30, done.stdout  # not the workers' 60 s: they were killed
+    assert done.stderr == "", done.stderr
+
+
 KILLED_ONCE = """
 import os, signal, sys
 from harness.cluster import Engine
