@@ -718,8 +718,8 @@ def _parse_hashers(hashers, source, import_plugins: bool, plugins: list) -> list
             # given its name would pick this one, and a hash table named for it would be taken as this one's
             # (one letter's case apart, too: 'phash' for imagehash.dhash reads as pHash).
             but = "" if same == hasher_id else f", but for case ({same})"
-            raise ConfigError(source, key + ".id", f"{shown(hasher_id)} is the name of another hasher harness has{but}; "
-                                                   f"a column of {shortened(name, 120)} needs an id of its own")
+            raise ConfigError(source, key + ".id", f"{shown(hasher_id)} is the name of another hasher harness "
+                                                   f"has{but}; a column of {shortened(name, 120)} needs an id of its own")
         if HASHERS.is_plugin(name):
             _check(lambda: HASHERS.plugin_reference(name), source, key + ".name")
             plugins.append(("hasher", name, key + ".name"))
