@@ -129,7 +129,7 @@ ERRORS = [
     ("    values: {start: 10, stop: 30, step: 10}\n", "",
      "cfg.yaml: sweeps[1]: a parameter is '$value' but the sweep has no values"),
     ("[aHash, pHash]", "[aHash, aHash]", "cfg.yaml: hashers[1].id: two hashers are called 'aHash'; give one an `id`"),
-    # Two ids one letter's case apart name one hash-table file on macOS's and Windows's file systems.
+    # Ids one letter's case apart: columns told apart by one letter (one hash-table file name on macOS, Windows).
     ("[aHash, pHash]", "[{name: aHash, id: Mean}, {name: imagehash.dhash, id: mean}]",
      "cfg.yaml: hashers[1].id: 'mean' and 'Mean' differ only in case; give one an `id` of its own"),
     ("[aHash, pHash]", "[aHash, {name: aHash, id: ahash}]",
