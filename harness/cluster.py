@@ -29,6 +29,7 @@ import contextvars
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import uuid
 from typing import Any, Callable, Iterable, Iterator
@@ -103,6 +104,7 @@ class Engine:
         self._sent = False
         self.window = window or max(4, 4 * workers)
         self._pool = None
+        self._job_pipe = None  # this process's copy of the pool's job pipe, on Python 3.11.0 to 3.11.4 (_JobPipe)
         self._client = None
         self._local_state = None
         self._shared = None  # on Dask: what each worker checks and builds its state from (the setup) ...
@@ -145,6 +147,7 @@ class Engine:
             self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context or _context(),
                                                                 initializer=_start_local_worker,
                                                                 initargs=(os.getpid(), self._token, self.setup))
+            self._job_pipe = _JobPipe.of(self._pool)  # before the first job: see _JobPipe
             # Every worker starts now, and loads its hashers while this process prepares the next jobs.
             starting = [self._pool.submit(_ready) for _ in range(self.workers)]
         finally:
@@ -162,8 +165,13 @@ class Engine:
         if self._pool is not None:
             if stop:
                 _stop_workers(self._pool)
+            if self._job_pipe is not None and (stop or getattr(self._pool, "_broken", False)):
+                self._job_pipe.drain()  # its workers are gone: nothing it reads was still for one of them
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            if self._job_pipe is not None:
+                self._job_pipe.close()
+                self._job_pipe = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -291,6 +299,9 @@ class Engine:
         self._restarts += 1
         broken, self._pool = self._pool, None
         broken.shutdown(wait=False, cancel_futures=True)
+        if self._job_pipe is not None:
+            self._job_pipe.drain()  # the broken pool's threads are let end (see _JobPipe)
+            self._job_pipe = None
         self._generation += 1
         self._start_pool(multiprocessing.get_context("spawn"))
 
@@ -348,24 +359,14 @@ class Engine:
 def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     """Kill a pool's workers, and leave its threads nothing to wait for. The standard library
     has no way to stop busy workers before Python 3.14's terminate_workers(), so this reaches into
-    the pool: its process table, and its two pipes, of which this process holds both ends.
-    - The job pipe's read end, first: the thread that feeds the workers their jobs may be inside a
-      write that no worker will read now (a group of images' bytes is more than a pipe holds), and
-      the broken pool's shutdown waits for that thread; with no read end left, the write fails and
-      the thread ends. Python 3.11.5 and later close it themselves once the pool breaks (CPython
-      issue 94777); on 3.11.0 to 3.11.4 (Debian 12's system Python is 3.11.2) Ctrl-C or SIGTERM
-      during a run with workers hung for good. Closed before the kill, while the pool is whole, so
-      that it is never closed by two threads at once (the pool's manager thread closes it when the
-      workers die): a connection closed twice at once can close a file another thread just opened.
-    - The result pipe's write end, after: a worker killed while it wrote a result leaves part of a
-      message there, and the manager thread, reading it, would wait for the rest for good (and
-      shutdown with it): the write end closed, the pipe ends, the read fails, and the pool takes
-      itself for broken and stops."""
+    the pool: its process table, and the write end of its result pipe, which this process holds.
+    A worker killed while it wrote a result leaves part of a message there, and the manager
+    thread, reading it, would wait for the rest for good (and shutdown with it): the write end
+    closed, the pipe ends, the read fails, and the pool takes itself for broken and stops. (The
+    job pipe, which the pool's feeder thread may be writing into for workers now gone: see
+    _JobPipe.)"""
     from multiprocessing.connection import wait
 
-    reader = getattr(getattr(pool, "_call_queue", None), "_reader", None)
-    if reader is not None and not getattr(pool, "_broken", True):  # a broken pool's manager thread closes it
-        reader.close()
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for process in processes:
         process.kill()
@@ -375,6 +376,54 @@ def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
     if writer is not None:
         writer.close()
+
+
+class _JobPipe:
+    """This process's own copy of the read end of a pool's job pipe, on Python 3.11.0 to 3.11.4
+    (Debian 12's system Python is 3.11.2), to read it empty once the pool's workers are gone.
+    When a pool breaks (a worker killed, or out of memory; or this process killing them: Ctrl-C,
+    SIGTERM), its manager thread waits for the thread that feeds the workers their jobs, which may
+    be inside a write that no worker will read now (a group of images' bytes is more than a pipe
+    holds). Python 3.11.5 and later close the pipe's read end then, so that the write fails
+    (CPython issue 94777); on 3.11.0 to 3.11.4 the manager thread waited for good, and with it the
+    pool's shutdown (a stopped run hung) or the interpreter's exit (a run whose worker died wrote
+    its report and never ended). Reading the pipe to its end lets the write finish, and the feeder
+    then ends as it does after any shutdown. The copy is this process's alone, taken before the
+    pool's first job: the pool's own read end is closed by the feeder when it ends, so reading or
+    closing that one from here could meet a descriptor closed, and perhaps opened again for
+    another file, under it."""
+
+    def __init__(self, descriptor: int):
+        self._descriptor = descriptor
+
+    @classmethod
+    def of(cls, pool) -> "_JobPipe | None":
+        if sys.version_info >= (3, 11, 5):
+            return None
+        reader = getattr(getattr(pool, "_call_queue", None), "_reader", None)
+        return cls(os.dup(reader.fileno())) if reader is not None else None
+
+    def drain(self) -> None:
+        """Read the pipe to its end (the feeder closes its write end once it has written its
+        last job), on a thread of its own, and close the copy."""
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is not None:
+            threading.Thread(target=self._read_to_end, args=(descriptor,), daemon=True, name="job-pipe-drain").start()
+
+    @staticmethod
+    def _read_to_end(descriptor: int) -> None:
+        try:
+            while os.read(descriptor, 1 << 20):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
+
+    def close(self) -> None:
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is not None:
+            os.close(descriptor)
 
 
 class WorkerDied(HarnessError):

@@ -679,6 +679,40 @@ def test_a_local_worker_that_dies_has_its_jobs_redone_by_a_new_pool(tmp_path, di
         assert done.returncode != 0 and "harness.cluster.WorkerDied: a worker process died" in done.stderr
 
 
+KILLED_WHILE_JOBS_WAIT = """
+import os, signal, sys, time
+from harness.cluster import Engine
+
+def work(state, job):
+    number, data = job
+    if number == 5 and not os.path.exists(sys.argv[1]):  # its worker dies with jobs still being written
+        open(sys.argv[1], "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.2)
+    return number * number
+
+if __name__ == "__main__":
+    with Engine(workers=2) as engine:  # jobs far larger than the pipe's buffer: the feeder is inside a write
+        print(list(engine.map(work, [(k, b"x" * (16 << 20)) for k in range(20)])), flush=True)
+"""
+
+
+def test_a_worker_that_dies_while_jobs_are_written_to_the_pool_lets_the_process_end(tmp_path):
+    """Was, on Python 3.11.0 to 3.11.4 (Debian 12's 3.11.2): a local worker that died while the
+    pool's feeder thread wrote a large job (a group of images' bytes) left that write waiting for
+    good, and the broken pool's manager thread with it; the run's results were whole (a new pool
+    redid the jobs) and its report written, but the interpreter's exit waited for that thread, so
+    the process never ended. Python 3.11.5 and later unblock the write themselves (CPython issue
+    94777), so there this test passes on the old code too."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_WHILE_JOBS_WAIT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "mark")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    assert (tmp_path / "mark").exists()  # a worker did die
+    assert done.returncode == 0 and done.stdout == f"{[k * k for k in range(20)]}\n", done
+    assert done.stderr == "", done.stderr
+
+
 def test_large_images_are_sent_first_within_the_lookahead(tmp_path):
     """largest_first: a permutation; each time the largest image among the next `lookahead` (its
     pixels from the header, not its file size: a chessboard PNG is small on disk), and no image
