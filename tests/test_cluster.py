@@ -577,6 +577,39 @@ def test_each_value_is_handed_to_finished_as_soon_as_it_is_back(tmp_path):
     assert seen == [*range(1, last + 1), "saw the marker"]
 
 
+def _unfixed_python() -> str | None:
+    """A Python 3.11.0 to 3.11.4 on this machine (Debian 12's /usr/bin/python3.11 is 3.11.2), which
+    lacks CPython's fix for its issue 94777: a broken process pool whose feeder thread is inside a
+    write no worker will read waits for it for good. The engine unblocks it itself there, which only
+    such a Python can show; harness.cluster needs nothing outside the standard library, so the
+    scripts below run under it without the project's packages."""
+    import shutil
+
+    for name in ("python3.11", "/usr/bin/python3.11", "/usr/bin/python3"):
+        found = shutil.which(name)
+        if not found:
+            continue
+        try:
+            said = subprocess.run([found, "-c", "import sys; print(*sys.version_info[:3])"], capture_output=True,
+                                  text=True, timeout=30).stdout.split()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if len(said) == 3 and (3, 11, 0) <= tuple(map(int, said)) < (3, 11, 5):
+            return found
+    return None
+
+
+@pytest.fixture(params=["this Python", "Python 3.11.0-3.11.4"])
+def python(request):
+    """The interpreter the engine's scripts run under: this one, and an unfixed 3.11 where there is one."""
+    if request.param == "this Python":
+        return sys.executable
+    found = _unfixed_python()
+    if found is None:
+        pytest.skip("no Python 3.11.0 to 3.11.4 on this machine (Debian 12's /usr/bin/python3.11 is one)")
+    return found
+
+
 STOPPED_MID_RESULT = """
 from harness.cluster import Engine
 
@@ -595,13 +628,13 @@ if __name__ == "__main__":
 """
 
 
-def test_workers_killed_mid_result_do_not_leave_the_pool_waiting(tmp_path):
+def test_workers_killed_mid_result_do_not_leave_the_pool_waiting(tmp_path, python):
     """Stopping the engine kills its workers; one killed while writing its result left part of a
     message in the result pipe, and the pool's manager thread (and the run with it) waited for the
     rest for good."""
     script = tmp_path / "stop.py"
     script.write_text(STOPPED_MID_RESULT)
-    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    done = subprocess.run([python, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": ROOT})
     assert done.returncode == 0 and done.stdout.split("\n")[:3] == ["stopped 0", "stopped 1", "stopped 2"], done
     assert done.stderr == "", done.stderr
@@ -630,15 +663,15 @@ if __name__ == "__main__":
 """
 
 
-def test_workers_killed_while_a_job_is_written_to_them_do_not_leave_the_pool_waiting(tmp_path):
+def test_workers_killed_while_a_job_is_written_to_them_do_not_leave_the_pool_waiting(tmp_path, python):
     """Stopping the engine kills its workers; the pool's thread that writes jobs into their pipe was
     inside a write no worker would read, and the pool's shutdown waited for that thread for good: on
     Python 3.11.0 to 3.11.4 (Debian 12's 3.11.2, found by .ci/arm64), Ctrl-C or SIGTERM during a run
     with workers hung. Python 3.11.5 and later unblock it themselves (CPython issue 94777), so there
-    this test passes on the old code too."""
+    it passes on the old code too: its case under an unfixed Python (`python`) is the one that fails."""
     script = tmp_path / "stop.py"
     script.write_text(STOPPED_MID_JOB)
-    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+    done = subprocess.run([python, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": ROOT})
     assert done.returncode == 0 and done.stdout.startswith("stopped after"), done
     assert int(done.stdout.split()[2]) < 30, done.stdout  # not the workers' 60 s: they were killed
@@ -664,13 +697,13 @@ if __name__ == "__main__":
 
 
 @pytest.mark.parametrize("dies", ["once", "always"])
-def test_a_local_worker_that_dies_has_its_jobs_redone_by_a_new_pool(tmp_path, dies):
+def test_a_local_worker_that_dies_has_its_jobs_redone_by_a_new_pool(tmp_path, dies, python):
     """Was: one local worker killed mid-run ended the run ("a worker process died"), as a cluster's
     lost worker does not. Now the broken pool's jobs go to a new pool, so the run ends as it would
     have; a job that kills every worker that takes it still ends the run, after POOL_RESTARTS pools."""
     script = tmp_path / "killed.py"
     script.write_text(KILLED_ONCE)
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / "mark"), dies], cwd=ROOT, capture_output=True,
+    done = subprocess.run([python, str(script), str(tmp_path / "mark"), dies], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
     assert (tmp_path / "mark").exists()  # a worker did die
     if dies == "once":
@@ -697,16 +730,17 @@ if __name__ == "__main__":
 """
 
 
-def test_a_worker_that_dies_while_jobs_are_written_to_the_pool_lets_the_process_end(tmp_path):
+def test_a_worker_that_dies_while_jobs_are_written_to_the_pool_lets_the_process_end(tmp_path, python):
     """Was, on Python 3.11.0 to 3.11.4 (Debian 12's 3.11.2): a local worker that died while the
     pool's feeder thread wrote a large job (a group of images' bytes) left that write waiting for
     good, and the broken pool's manager thread with it; the run's results were whole (a new pool
     redid the jobs) and its report written, but the interpreter's exit waited for that thread, so
     the process never ended. Python 3.11.5 and later unblock the write themselves (CPython issue
-    94777), so there this test passes on the old code too."""
+    94777), so there it passes on the old code too: its case under an unfixed Python (`python`) is
+    the one that fails."""
     script = tmp_path / "killed.py"
     script.write_text(KILLED_WHILE_JOBS_WAIT)
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / "mark")], cwd=ROOT, capture_output=True,
+    done = subprocess.run([python, str(script), str(tmp_path / "mark")], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
     assert (tmp_path / "mark").exists()  # a worker did die
     assert done.returncode == 0 and done.stdout == f"{[k * k for k in range(20)]}\n", done
