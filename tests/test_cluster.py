@@ -5,6 +5,7 @@ processes on 127.0.0.1. Its tables must equal a local run's byte for byte, and a
 the middle of a run must cost nothing but time.
 """
 
+import functools
 import json
 import os
 import re
@@ -577,6 +578,7 @@ def test_each_value_is_handed_to_finished_as_soon_as_it_is_back(tmp_path):
     assert seen == [*range(1, last + 1), "saw the marker"]
 
 
+@functools.cache  # asked once a session, not once a test
 def _unfixed_python() -> str | None:
     """A Python 3.11.0 to 3.11.4 on this machine (Debian 12's /usr/bin/python3.11 is 3.11.2), which
     lacks CPython's fix for its issue 94777: a broken process pool whose feeder thread is inside a
