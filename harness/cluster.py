@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import uuid
 from typing import Any, Callable, Iterable, Iterator
 
@@ -112,6 +113,7 @@ class Engine:
         self._token = uuid.uuid4().hex  # names this engine's setup in the workers' state
         self._generation = 0  # local pools started before the current one (after workers died)
         self._restarts = 0
+        self._dead_seen = None  # (pool, when) a worker of the pool was first seen dead while it stood (_unstick_pool)
 
     # --- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "Engine":
@@ -154,6 +156,7 @@ class Engine:
             if mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for started in starting:
+            self._wait_any([started])
             _result(started)
 
     def __exit__(self, exc_type, *exc) -> None:
@@ -275,6 +278,8 @@ class Engine:
         job, generation = sent.pop(done.key if self._client is not None else done, (None, None))
         for _ in range(self.LOST_TRIES):
             try:
+                if self._client is None:
+                    self._wait_any([done])  # a job sent again: its pool is watched as the others are
                 return _result(done)
             except concurrent.futures.CancelledError as exc:
                 if job is None:
@@ -288,6 +293,8 @@ class Engine:
                     self._restart_pool()
                 done, generation = self._submit_local(work, job), self._generation
         try:
+            if self._client is None:
+                self._wait_any([done])
             return _result(done)
         except concurrent.futures.CancelledError as exc:
             raise self._lost(exc) from None
@@ -316,7 +323,39 @@ class Engine:
                 if "scheduler-connection-lost" in str(exc):
                     raise self._lost(exc) from None
         else:
-            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+            while not concurrent.futures.wait(futures, timeout=self.POOL_CHECK,
+                                              return_when=concurrent.futures.FIRST_COMPLETED).done:
+                self._unstick_pool()
+
+    POOL_CHECK = 1.0  # seconds between looks at a local pool's workers while its results are awaited
+    DEAD_WORKER_GRACE = 5.0  # seconds a dead worker may stand in a pool not yet broken, before it is stopped
+
+    def _unstick_pool(self) -> None:
+        """Stop a pool that one of its workers died in without breaking it. A worker killed (or out of
+        memory) while it wrote its result leaves part of a message in the result pipe; the pool's
+        manager thread, reading it, waits for the rest for good, on every Python, so the pool never
+        takes itself for broken, and the run waited with it. Any other death is seen by the manager
+        thread at once (the pool breaks); a worker dead for DEAD_WORKER_GRACE seconds in a pool that
+        still stands is that case: its workers are stopped as on Ctrl-C (_stop_workers: the result
+        pipe ends, the read fails), the pool breaks, and its jobs are redone by a new one (_value)."""
+        from multiprocessing.connection import wait
+
+        pool = self._pool
+        if pool is None or getattr(pool, "_broken", False):
+            return
+        try:
+            sentinels = [process.sentinel for process in list((getattr(pool, "_processes", None) or {}).values())]
+        except ValueError:  # a process closed meanwhile (the pool shutting down)
+            return
+        if not wait(sentinels, timeout=0):  # each is ready once its process is gone; none is waited for
+            self._dead_seen = None
+            return
+        now = time.monotonic()
+        if self._dead_seen is None or self._dead_seen[0] is not pool:
+            self._dead_seen = (pool, now)
+        elif now - self._dead_seen[1] >= self.DEAD_WORKER_GRACE:
+            self._dead_seen = None
+            _stop_workers(pool)
 
     def _scatter_again(self, exc: BaseException) -> None:
         """The setup scattered again where the cluster lost every copy of it, so that the jobs that
@@ -563,8 +602,6 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
     def watch():
-        import time
-
         while True:
             time.sleep(1.0)
             if os.getppid() != parent:

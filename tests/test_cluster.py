@@ -612,6 +612,14 @@ def python(request):
     return found
 
 
+def engine_script(tmp_path, python: str, source: str, *args, timeout: int):
+    """Run `source` (a script using harness.cluster's Engine) under `python`, with `args`."""
+    script = tmp_path / "engine.py"
+    script.write_text(source)
+    return subprocess.run([python, str(script), *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": ROOT})
+
+
 STOPPED_MID_RESULT = """
 from harness.cluster import Engine
 
@@ -634,10 +642,7 @@ def test_workers_killed_mid_result_do_not_leave_the_pool_waiting(tmp_path, pytho
     """Stopping the engine kills its workers; one killed while writing its result left part of a
     message in the result pipe, and the pool's manager thread (and the run with it) waited for the
     rest for good."""
-    script = tmp_path / "stop.py"
-    script.write_text(STOPPED_MID_RESULT)
-    done = subprocess.run([python, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    done = engine_script(tmp_path, python, STOPPED_MID_RESULT, timeout=300)
     assert done.returncode == 0 and done.stdout.split("\n")[:3] == ["stopped 0", "stopped 1", "stopped 2"], done
     assert done.stderr == "", done.stderr
 
@@ -671,10 +676,7 @@ def test_workers_killed_while_a_job_is_written_to_them_do_not_leave_the_pool_wai
     Python 3.11.0 to 3.11.4 (Debian 12's 3.11.2, found by .ci/arm64), Ctrl-C or SIGTERM during a run
     with workers hung. Python 3.11.5 and later unblock it themselves (CPython issue 94777), so there
     it passes on the old code too: its case under an unfixed Python (`python`) is the one that fails."""
-    script = tmp_path / "stop.py"
-    script.write_text(STOPPED_MID_JOB)
-    done = subprocess.run([python, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    done = engine_script(tmp_path, python, STOPPED_MID_JOB, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("stopped after"), done
     assert int(done.stdout.split()[2]) < 30, done.stdout  # not the workers' 60 s: they were killed
     assert done.stderr == "", done.stderr
@@ -703,10 +705,7 @@ def test_a_local_worker_that_dies_has_its_jobs_redone_by_a_new_pool(tmp_path, di
     """Was: one local worker killed mid-run ended the run ("a worker process died"), as a cluster's
     lost worker does not. Now the broken pool's jobs go to a new pool, so the run ends as it would
     have; a job that kills every worker that takes it still ends the run, after POOL_RESTARTS pools."""
-    script = tmp_path / "killed.py"
-    script.write_text(KILLED_ONCE)
-    done = subprocess.run([python, str(script), str(tmp_path / "mark"), dies], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    done = engine_script(tmp_path, python, KILLED_ONCE, str(tmp_path / "mark"), dies, timeout=300)
     assert (tmp_path / "mark").exists()  # a worker did die
     if dies == "once":
         assert done.returncode == 0 and done.stdout == f"{[k * k for k in range(20)]}\n", done
@@ -740,10 +739,41 @@ def test_a_worker_that_dies_while_jobs_are_written_to_the_pool_lets_the_process_
     the process never ended. Python 3.11.5 and later unblock the write themselves (CPython issue
     94777), so there it passes on the old code too: its case under an unfixed Python (`python`) is
     the one that fails."""
-    script = tmp_path / "killed.py"
-    script.write_text(KILLED_WHILE_JOBS_WAIT)
-    done = subprocess.run([python, str(script), str(tmp_path / "mark")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    done = engine_script(tmp_path, python, KILLED_WHILE_JOBS_WAIT, str(tmp_path / "mark"), timeout=120)
+    assert (tmp_path / "mark").exists()  # a worker did die
+    assert done.returncode == 0 and done.stdout == f"{[k * k for k in range(20)]}\n", done
+    assert done.stderr == "", done.stderr
+
+
+KILLED_MID_RESULT = """
+import gc, multiprocessing.queues, os, signal, struct, sys, time
+from harness.cluster import Engine
+
+def work(state, job):
+    if job == 5 and not os.path.exists(sys.argv[1]):  # the first time only: its worker dies mid-result
+        open(sys.argv[1], "w").close()
+        # The worker's result queue (its only SimpleQueue): a message's header promising 1 MiB and ten
+        # bytes of it, then the kill, as a worker killed while it wrote a large result leaves them.
+        results, = [o for o in gc.get_objects() if isinstance(o, multiprocessing.queues.SimpleQueue)]
+        with results._wlock:
+            os.write(results._writer.fileno(), struct.pack("!i", 1 << 20) + b"x" * 10)
+            os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.05)
+    return job * job
+
+if __name__ == "__main__":
+    with Engine(workers=2) as engine:
+        print(list(engine.map(work, range(20))), flush=True)
+"""
+
+
+def test_a_worker_that_dies_while_writing_its_result_has_its_jobs_redone(tmp_path, python):
+    """Was, on every Python: a local worker that died (killed, out of memory) while it wrote its
+    result left part of a message in the result pipe; the pool's manager thread waited for the
+    rest for good, never took the pool for broken, and the run waited with it. Now a worker found
+    dead in a pool that still stands, DEAD_WORKER_GRACE seconds on, has the pool stopped: it
+    breaks, and its jobs are redone by a new one, as for any other death."""
+    done = engine_script(tmp_path, python, KILLED_MID_RESULT, str(tmp_path / "mark"), timeout=120)
     assert (tmp_path / "mark").exists()  # a worker did die
     assert done.returncode == 0 and done.stdout == f"{[k * k for k in range(20)]}\n", done
     assert done.stderr == "", done.stderr
