@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import struct
+import time
 
 import numpy as np
 
@@ -338,7 +339,8 @@ def draw(output: storage.OutputSet, drawings: list, meanwhile=None) -> None:
     by this process after the fork, before it draws. The two processes take the figures one at a
     time, each the next one not yet taken (`_FigureQueue`), so the copy draws them all if the tables
     take that long. If the copy fails, this process draws every figure it did not draw itself, so
-    an error surfaces as it would in one process."""
+    an error surfaces as it would in one process; so it does where the copy has not ended well
+    after the last figure was taken (_copy_failed)."""
     queue = _FigureQueue(len(drawings)) if 1 < len(drawings) <= _FigureQueue.MOST and can_fork() else None
     parent = os.getpid()
     # Ctrl-C and SIGTERM wait while the copy is made, until this process is inside the block that
@@ -365,7 +367,7 @@ def draw(output: storage.OutputSet, drawings: list, meanwhile=None) -> None:
             status = 0
         finally:
             os._exit(status)
-    mine, copy_failed = [], False
+    mine, copy_failed, longest = [], False, 0.0
     try:
         if held is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a signal that came meanwhile is taken here
@@ -373,13 +375,15 @@ def draw(output: storage.OutputSet, drawings: list, meanwhile=None) -> None:
             if meanwhile is not None:
                 meanwhile()
             for k in queue if queue is not None else range(len(drawings)):
+                started = time.monotonic()
                 output.save_figure(*_built(drawings[k]))
+                longest = max(longest, time.monotonic() - started)
                 mine.append(k)
         finally:
             if queue is not None:
                 queue.close()
         if pid:
-            copy_failed = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0
+            copy_failed = _copy_failed(pid, COPY_GRACE + 10 * longest)
             pid = None  # reaped
     except BaseException:  # (a full disk, Ctrl-C): the copy is stopped, not left writing into the set
         if pid:
@@ -389,6 +393,41 @@ def draw(output: storage.OutputSet, drawings: list, meanwhile=None) -> None:
     if copy_failed:
         for k in sorted(set(range(len(drawings))) - set(mine)):
             output.save_figure(*_built(drawings[k]))
+
+
+COPY_GRACE = 60.0  # seconds the copy may take past this process's last figure, plus 10 of its longest
+
+
+def _copy_failed(pid: int, grace: float) -> bool:
+    """Whether the drawing copy failed: its exit status, once it ends. Every figure is taken by now,
+    so the copy has one at most left to draw; one that has not ended `grace` seconds on is taken
+    for stuck (a fork can leave the copy waiting on a lock that another thread of this process held
+    at that moment, of a native library: Python 3.12 warns of it at such forks) and killed, and this
+    process draws what it did not, so that the report ends either way."""
+    import select
+
+    deadline = time.monotonic() + grace
+    try:
+        ended = os.pidfd_open(pid)  # readable once the copy has ended: no polling (Linux 5.3 and later)
+    except (AttributeError, OSError):
+        ended = None
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status) != 0
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return True
+            if ended is not None:
+                select.select([ended], [], [], left)
+            else:
+                time.sleep(min(left, 0.005))
+    finally:
+        if ended is not None:
+            os.close(ended)
 
 
 def _built(drawing) -> tuple:
