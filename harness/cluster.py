@@ -156,8 +156,7 @@ class Engine:
             if mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for started in starting:
-            self._wait_any([started])
-            _result(started)
+            self._watched_result(started)
 
     def __exit__(self, exc_type, *exc) -> None:
         self.close(stop=exc_type is not None)
@@ -278,9 +277,7 @@ class Engine:
         job, generation = sent.pop(done.key if self._client is not None else done, (None, None))
         for _ in range(self.LOST_TRIES):
             try:
-                if self._client is None:
-                    self._wait_any([done])  # a job sent again: its pool is watched as the others are
-                return _result(done)
+                return self._watched_result(done)
             except concurrent.futures.CancelledError as exc:
                 if job is None:
                     raise self._lost(exc) from None
@@ -293,11 +290,16 @@ class Engine:
                     self._restart_pool()
                 done, generation = self._submit_local(work, job), self._generation
         try:
-            if self._client is None:
-                self._wait_any([done])
-            return _result(done)
+            return self._watched_result(done)
         except concurrent.futures.CancelledError as exc:
             raise self._lost(exc) from None
+
+    def _watched_result(self, done):
+        """A future's result; a local one (a job sent again may still run) is waited for as the
+        others are, its pool watched meanwhile (_wait_any)."""
+        if self._client is None:
+            self._wait_any([done])
+        return _result(done)
 
     def _restart_pool(self) -> None:
         """A new pool of local workers in place of a broken one, spawned: forked now, a worker could
@@ -344,7 +346,7 @@ class Engine:
         if pool is None or getattr(pool, "_broken", False):
             return
         try:
-            sentinels = [process.sentinel for process in list((getattr(pool, "_processes", None) or {}).values())]
+            sentinels = [process.sentinel for process in _processes(pool)]
         except ValueError:  # a process closed meanwhile (the pool shutting down)
             return
         if not wait(sentinels, timeout=0):  # each is ready once its process is gone; none is waited for
@@ -406,7 +408,7 @@ def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     _JobPipe.)"""
     from multiprocessing.connection import wait
 
-    processes = list((getattr(pool, "_processes", None) or {}).values())
+    processes = _processes(pool)
     for process in processes:
         process.kill()
     sentinels = [process.sentinel for process in processes]
@@ -415,6 +417,11 @@ def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
     if writer is not None:
         writer.close()
+
+
+def _processes(pool: concurrent.futures.ProcessPoolExecutor) -> list:
+    """The pool's worker processes, from its process table (a copy: its manager thread changes it)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
 
 
 class _JobPipe:

@@ -20,6 +20,7 @@ from matplotlib.transforms import Bbox
 
 from harness import api
 from harness import figures as plots
+from harness.cluster import usable_cores
 from harness.metrics import hasher_order
 
 # Names a config may hold that matplotlib would read as mathtext: "$\frac$" even fails to parse.
@@ -353,7 +354,7 @@ def test_figures_drawn_in_two_processes_are_the_bytes_drawn_in_one(tmp_path, mod
     done = subprocess.run([sys.executable, "-c", FORKING_RUN, str(config), str(out), mode], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     assert done.stdout.split()[-1] == ("1" if cores > 1 else "0")
     serial = tmp_path / "serial"
     shutil.copytree(out, serial)
@@ -406,7 +407,7 @@ def test_tables_written_while_the_copy_draws(tmp_path, mode):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     assert lines[2:] == (["copy reaped"] if cores > 1 else [])
     if mode == "slow tables" and cores > 1:
         assert lines[1] == "built by the copy 4 of 4"
@@ -442,7 +443,7 @@ def test_a_drawing_copy_that_never_ends_is_stopped_and_its_figure_drawn_here(tmp
     taken is killed, and this process draws the figures it did not."""
     import subprocess
 
-    if (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) < 2:
+    if usable_cores() < 2:
         pytest.skip("one core: the report does not fork")
     done = subprocess.run([sys.executable, "-c", STUCK_COPY, str(tmp_path / "out")], capture_output=True,
                           text=True, timeout=120)
@@ -482,7 +483,7 @@ def test_the_drawing_copy_dies_with_its_parent(tmp_path):
     import signal
     import subprocess
 
-    if (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) < 2:
+    if usable_cores() < 2:
         pytest.skip("one core: the report does not fork")
     done = subprocess.run([sys.executable, "-c", DEATH_SIGNAL, str(tmp_path / "out")], capture_output=True,
                           text=True, timeout=120)
@@ -533,7 +534,7 @@ def test_an_interrupted_report_stops_its_drawing_copy_before_its_staging_folder_
     the copy's last figure, left the copy drawing: its figures/ came back in a staging folder that stayed."""
     import subprocess
 
-    if (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) < 2:
+    if usable_cores() < 2:
         pytest.skip("one core: the report does not fork")
     done = subprocess.run([sys.executable, "-c", INTERRUPTED_DRAW, str(tmp_path / "out"), when], capture_output=True,
                           text=True, timeout=120)
